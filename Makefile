@@ -1,0 +1,37 @@
+# The front door. `make test` builds what the tests need and runs them all.
+CARGO ?= cargo
+SO := dist/libonboarding.so
+
+.PHONY: all loadable test lint fmt bench server clean
+
+all: loadable
+
+# The loadable extension, from its own cargo workspace (its rusqlite flavour
+# cannot share a build with the server's bundled SQLite).
+loadable: $(SO)
+
+$(SO): FORCE
+	$(CARGO) build --release --manifest-path ext/loadable/Cargo.toml
+	mkdir -p dist
+	cp ext/loadable/target/release/libonboarding.so $(SO)
+
+FORCE:
+
+test: loadable
+	$(CARGO) test --workspace
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path ext/loadable/Cargo.toml -- -D warnings
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path ext/loadable/Cargo.toml
+
+clean:
+	$(CARGO) clean
+	$(CARGO) clean --manifest-path ext/loadable/Cargo.toml
+	rm -rf dist

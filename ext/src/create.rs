@@ -1,0 +1,88 @@
+//! `onboarding_create(payload)`: a new tenant, its session and its
+//! analytics row.
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::atomic::atomic;
+use crate::env::{iso8601, Env};
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// The tenant's name until the business step's company name replaces it.
+pub const TEMPORARY_NAME: &str = "Onboarding in progress";
+
+/// Fresh ids and the temporary API key, all from one draw of the seam's
+/// random source: 122 random bits per id (uuid v4 layout), 256 for the key.
+struct Ids {
+    tenant_id: String,
+    session_id: String,
+    api_key: String,
+}
+
+fn new_ids(env: &dyn Env) -> Result<Ids> {
+    let mut bytes = [0u8; 64];
+    env.fill_random(&mut bytes).map_err(Error::internal)?;
+    let uuid = |b: &[u8]| {
+        let mut raw = [0u8; 16];
+        raw.copy_from_slice(b);
+        uuid::Builder::from_random_bytes(raw)
+            .into_uuid()
+            .simple()
+            .to_string()
+    };
+    let api_key: String = bytes[32..].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Ids {
+        tenant_id: format!("tenant_{}", uuid(&bytes[..16])),
+        session_id: format!("onb_{}", uuid(&bytes[16..32])),
+        api_key: format!("tmp_{api_key}"),
+    })
+}
+
+// -- onboarding_create('{"source":"web"}')
+//      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…"}'
+pub fn create(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let origin = validate::origin(&validate::payload_object(payload)?)?;
+    let ids = new_ids(env)?;
+    let now = iso8601(env.now_ms());
+    // The placeholder must be unique (tenants.email is UNIQUE): the original's
+    // constant 'temp@onboarding.tmp' let only one onboarding exist at a time.
+    let placeholder_email = format!("pending+{}@onboarding.invalid", ids.tenant_id);
+    atomic(conn, || {
+        conn.execute(
+            "INSERT INTO tenants (id, name, email, api_key, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            (
+                &ids.tenant_id,
+                TEMPORARY_NAME,
+                &placeholder_email,
+                &ids.api_key,
+                &now,
+            ),
+        )?;
+        conn.execute(
+            "INSERT INTO onboarding_sessions (id, tenant_id, source, started_at, last_updated_at,
+                                              step_started_at, ip_address, user_agent)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
+            (
+                &ids.session_id,
+                &ids.tenant_id,
+                &origin.source,
+                &now,
+                &origin.ip_address,
+                &origin.user_agent,
+            ),
+        )?;
+        conn.execute(
+            "INSERT INTO onboarding_analytics (session_id, tenant_id, created_at)
+             VALUES (?1, ?2, ?3)",
+            (&ids.session_id, &ids.tenant_id, &now),
+        )?;
+        Ok(())
+    })?;
+    Ok(json!({
+        "success": true,
+        "session_id": ids.session_id,
+        "tenant_id": ids.tenant_id,
+    }))
+}

@@ -1,0 +1,200 @@
+//! The one closed error type of the library, and its text form.
+//!
+//! A failing SQL function raises an SQL error whose text is
+//! `onboarding_<function>: <kind>: <detail>`. SQLite hands callers only
+//! SQLITE_ERROR plus that text (whatever code the function sets), so the kind
+//! lives in the text, where the HTTP server and any other client parse it back
+//! with [`ErrorKind::parse_message`].
+
+use std::fmt;
+
+/// What went wrong, closed: every kind maps to one HTTP status in the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The payload is not JSON, or not a JSON object (HTTP 400).
+    InvalidJson,
+    /// A field breaks a rule; the detail starts with the field name (HTTP 422).
+    InvalidField,
+    /// The session does not exist (HTTP 404).
+    NotFound,
+    /// The request contradicts the stored state: a step after completion, an
+    /// email used by another tenant (HTTP 409).
+    Conflict,
+    /// Completion asked before the required steps were saved (HTTP 409).
+    Incomplete,
+    /// The tables are missing: `SELECT onboarding_migrate()` was never run (HTTP 500).
+    SchemaMissing,
+    /// Anything else: SQLite failures, broken invariants (HTTP 500).
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::InvalidJson,
+        ErrorKind::InvalidField,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Incomplete,
+        ErrorKind::SchemaMissing,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind as written in error texts and in the HTTP body's `code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::InvalidField => "invalid_field",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Incomplete => "incomplete",
+            ErrorKind::SchemaMissing => "schema_missing",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Splits an error text `onboarding_<function>: <kind>: <detail>` into its
+    /// function, kind and detail; `None` for any other text (a plain SQLite
+    /// error such as a syntax error in the caller's own SQL).
+    pub fn parse_message(message: &str) -> Option<(&str, ErrorKind, &str)> {
+        let (function, rest) = message.split_once(": ")?;
+        if !function.starts_with("onboarding_") {
+            return None;
+        }
+        let (kind, detail) = rest.split_once(": ")?;
+        let kind = ErrorKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        Some((function, kind, detail))
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure of one call, before the function name is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub detail: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Error {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid_json(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidJson, detail)
+    }
+
+    /// `detail` must start with the field name: clients read it from there.
+    pub fn invalid_field(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidField, detail)
+    }
+
+    pub fn not_found_session(session_id: &str) -> Self {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("session {} does not exist", quote(session_id)),
+        )
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Conflict, detail)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, detail)
+    }
+
+    /// The full error text for SQL function `function`.
+    pub fn message(&self, function: &str) -> String {
+        format!("{function}: {}: {}", self.kind, self.detail)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    /// SQLite failures are internal, except a missing table or column: that is
+    /// a database that was never migrated (or migrated by an older version).
+    fn from(err: rusqlite::Error) -> Self {
+        let text = err.to_string();
+        if text.contains("no such table") || text.contains("no such column") {
+            Error::new(
+                ErrorKind::SchemaMissing,
+                format!("{text} (run SELECT onboarding_migrate() first)"),
+            )
+        } else {
+            Error::internal(text)
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Error::internal(format!("stored JSON is unreadable: {err}"))
+    }
+}
+
+/// Quotes a caller's value for an error text: single quotes, control
+/// characters escaped, and cut after 64 characters so a huge value cannot
+/// flood a log line.
+pub fn quote(value: &str) -> String {
+    const MAX: usize = 64;
+    let mut out = String::with_capacity(value.len().min(MAX * 2) + 2);
+    out.push('\'');
+    for (i, c) in value.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_message_splits_function_kind_detail() {
+        let text = "onboarding_step: invalid_field: email 'bob@' is not a valid email address";
+        assert_eq!(
+            ErrorKind::parse_message(text),
+            Some((
+                "onboarding_step",
+                ErrorKind::InvalidField,
+                "email 'bob@' is not a valid email address"
+            ))
+        );
+        assert_eq!(ErrorKind::parse_message("no such table: tenants"), None);
+        assert_eq!(ErrorKind::parse_message("onboarding_step: weird: x"), None);
+    }
+
+    #[test]
+    fn quote_escapes_control_characters_and_cuts_long_values() {
+        assert_eq!(quote("a\nb"), "'a\\nb'");
+        let long = "x".repeat(100);
+        assert_eq!(quote(&long), format!("'{}…'", "x".repeat(64)));
+    }
+}

@@ -1,0 +1,120 @@
+//! `onboarding_get(session_id)`: the whole state of a session, to resume the
+//! wizard and, after completion, to pre-fill the dashboard with the rows the
+//! sync wrote.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde_json::{json, Map, Value};
+
+use crate::atomic::atomic;
+use crate::error::Result;
+use crate::session::{stored_json, Session};
+
+// -- onboarding_get('onb_…')
+//      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…","status":"in_progress",
+//           "current_step":2,"progress_percentage":33,…,"steps":{…},"omnichannel":null}'
+pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
+    // A savepoint here is a read transaction: every table is read from one
+    // snapshot even in autocommit mode.
+    atomic(conn, || {
+        let s = Session::load(conn, session_id)?;
+        let omnichannel = if s.status == "completed" {
+            omnichannel(conn, &s)?
+        } else {
+            Value::Null
+        };
+        Ok(json!({
+            "success": true,
+            "session_id": s.id,
+            "tenant_id": s.tenant_id,
+            "status": s.status,
+            "current_step": s.current_step,
+            "total_steps": 6,
+            "progress_percentage": s.progress_percentage,
+            "started_at": s.started_at,
+            "last_updated_at": s.last_updated_at,
+            "completed_at": s.completed_at,
+            "steps": {
+                "business": stored_json(&s.business_data)?,
+                "channels": stored_json(&s.channels_data)?,
+                "vapi": stored_json(&s.vapi_data)?,
+                "kb": stored_json(&s.kb_data)?,
+                "appointments": stored_json(&s.appointments_data)?,
+            },
+            "omnichannel": omnichannel,
+        }))
+    })
+}
+
+/// A row as a JSON object, with the named columns holding JSON text parsed.
+fn row_object(row: &Row<'_>, json_columns: &[&str]) -> rusqlite::Result<Value> {
+    let stmt = row.as_ref();
+    let mut map = Map::new();
+    for i in 0..stmt.column_count() {
+        let name = stmt.column_name(i)?;
+        let value = match row.get_ref(i)? {
+            rusqlite::types::ValueRef::Null => Value::Null,
+            rusqlite::types::ValueRef::Integer(n) => Value::from(n),
+            rusqlite::types::ValueRef::Real(x) => Value::from(x),
+            rusqlite::types::ValueRef::Text(t) => {
+                let text = String::from_utf8_lossy(t);
+                if json_columns.contains(&name) {
+                    serde_json::from_str(&text).unwrap_or(Value::String(text.into_owned()))
+                } else {
+                    Value::String(text.into_owned())
+                }
+            }
+            rusqlite::types::ValueRef::Blob(_) => Value::Null,
+        };
+        map.insert(name.to_string(), value);
+    }
+    Ok(Value::Object(map))
+}
+
+fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
+    let tenant = &s.tenant_id;
+    let one = |sql: &str, json_columns: &[&str]| -> Result<Value> {
+        Ok(conn
+            .query_row(sql, [tenant], |r| row_object(r, json_columns))
+            .optional()?
+            .unwrap_or(Value::Null))
+    };
+    let tenant_row = one(
+        "SELECT id, name, company_name, email, phone, sector, booking_provider,
+                cal_com_event_type_id, timezone, onboarding_completed, created_at, updated_at
+         FROM tenants WHERE id = ?1",
+        &[],
+    )?;
+    let agent_config = one(
+        "SELECT agent_type, agent_name, agent_personality, voice_provider, voice_id,
+                voice_language, system_prompt, greeting_message, channels_config,
+                created_at, updated_at
+         FROM omni_agent_configs WHERE tenant_id = ?1",
+        &["channels_config"],
+    )?;
+    let phone_mapping = one(
+        "SELECT phone_number, is_active, status, created_at, updated_at
+         FROM omni_phone_mappings WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
+        &[],
+    )?;
+    let campaign = one(
+        "SELECT name, campaign_type, channels, status, settings, created_at, updated_at
+         FROM omnichannel_campaigns WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
+        &["channels", "settings"],
+    )?;
+    let crawl_job = conn
+        .query_row(
+            "SELECT id, url, status, created_at, updated_at FROM kb_crawl_jobs
+             WHERE session_id = ?1",
+            [&s.id],
+            |r| row_object(r, &[]),
+        )
+        .optional()?
+        .unwrap_or(Value::Null);
+    Ok(json!({
+        "tenant": tenant_row,
+        "agent_config": agent_config,
+        "phone_mapping": phone_mapping,
+        "campaign": campaign,
+        "kb_crawl_job": crawl_job,
+    }))
+}

@@ -1,0 +1,218 @@
+//! Tenant onboarding as SQL functions.
+//!
+//! ```
+//! use rusqlite::Connection;
+//!
+//! let conn = Connection::open_in_memory().unwrap();
+//! onboarding::register(&conn).unwrap();
+//! let version: i64 = conn.query_row("SELECT onboarding_migrate()", [], |r| r.get(0)).unwrap();
+//! assert_eq!(version, 1);
+//! let created: String = conn
+//!     .query_row("SELECT onboarding_create('{}')", [], |r| r.get(0))
+//!     .unwrap();
+//! assert!(created.starts_with(r#"{"success":true,"session_id":"onb_"#));
+//! ```
+//!
+//! The same functions are what `libonboarding.so` adds to any SQLite client
+//! (`.load dist/libonboarding` in the `sqlite3` shell) and what the HTTP
+//! server calls, one per route. Every writer takes and returns JSON text, runs
+//! in a savepoint of its own, and fails with
+//! `onboarding_<function>: <kind>: <detail>` (see [`ErrorKind`]).
+//!
+//! | function | file |
+//! |---|---|
+//! | `onboarding_migrate()` | `migrate.rs` |
+//! | `onboarding_version()` | here |
+//! | `onboarding_create(payload)` | `create.rs` |
+//! | `onboarding_step(session_id, step, payload)` | `step.rs`, `validate.rs` |
+//! | `onboarding_complete(session_id, payload)` | `complete.rs` |
+//! | `onboarding_get(session_id)` | `get.rs` |
+//! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
+
+mod atomic;
+pub mod catalog;
+mod complete;
+mod create;
+pub mod env;
+mod error;
+mod get;
+mod migrate;
+mod session;
+mod step;
+pub mod validate;
+
+use std::sync::Arc;
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
+
+pub use env::{Env, PinnedEnv, SystemEnv};
+pub use error::{Error, ErrorKind, Result};
+pub use migrate::{latest_version, migrate, MIGRATIONS};
+
+/// `onboarding_version()`: the library's version, e.g. `v0.1.0`.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// The oldest host SQLite the functions (and rusqlite 0.40's loadable
+/// flavour) work with.
+pub const MIN_SQLITE_VERSION: i32 = 3_034_001;
+
+/// `Ok` when a host SQLite (as `sqlite3_libversion_number()`) is recent
+/// enough, else the error text the extension's loader reports.
+pub fn check_host_version(host: i32) -> std::result::Result<(), String> {
+    if host >= MIN_SQLITE_VERSION {
+        return Ok(());
+    }
+    let dotted = |v: i32| format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000);
+    Err(format!(
+        "onboarding needs SQLite >= {}, host is {}",
+        dotted(MIN_SQLITE_VERSION),
+        dotted(host)
+    ))
+}
+
+/// What one SQL function does with its arguments.
+type Body = fn(&Call<'_>) -> Result<SqlValue>;
+
+/// The arguments and surroundings of one call.
+struct Call<'a> {
+    ctx: &'a Context<'a>,
+    env: &'a dyn Env,
+}
+
+impl Call<'_> {
+    /// The connection the function was called on.
+    fn conn(&self) -> Result<rusqlite::functions::ConnectionRef<'_>> {
+        // SAFETY: the reference lives only for this call, on SQLite's thread,
+        // and is never stored.
+        unsafe { self.ctx.get_connection() }.map_err(Error::from)
+    }
+
+    /// Argument `idx` as text; SQL NULL (or a missing argument) is `None`.
+    fn text(&self, idx: usize, name: &str, kind: ErrorKind) -> Result<Option<String>> {
+        if idx >= self.ctx.len() {
+            return Ok(None);
+        }
+        match self.ctx.get_raw(idx) {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                .map(|s| Some(s.to_string()))
+                .map_err(|_| Error::new(kind, format!("{name} is not valid UTF-8"))),
+            other => Err(Error::new(
+                kind,
+                format!("{name} must be text, got {}", other.data_type()),
+            )),
+        }
+    }
+
+    fn payload(&self, idx: usize) -> Result<Option<String>> {
+        self.text(idx, "payload", ErrorKind::InvalidJson)
+    }
+
+    fn session_id(&self) -> Result<String> {
+        self.text(0, "session_id", ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field("session_id is required"))
+    }
+}
+
+fn json_text(value: serde_json::Value) -> SqlValue {
+    SqlValue::Text(value.to_string())
+}
+
+/// Writers: never DETERMINISTIC (SQLite may then call them once for many
+/// rows), and DIRECTONLY so that no view, trigger or schema default can
+/// run them behind a user's back.
+const WRITER: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQLITE_DIRECTONLY);
+/// `onboarding_get` reads private data: also direct-only.
+const READER: FunctionFlags = WRITER;
+/// Constant catalogues: safe anywhere.
+const CONSTANT: FunctionFlags = FunctionFlags::SQLITE_UTF8
+    .union(FunctionFlags::SQLITE_DETERMINISTIC)
+    .union(FunctionFlags::SQLITE_INNOCUOUS);
+
+/// Every function the library adds: name, number of arguments, flags, body.
+const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
+    ("onboarding_migrate", 0, WRITER, |c| {
+        migrate(&*c.conn()?, c.env).map(SqlValue::Integer)
+    }),
+    ("onboarding_version", 0, CONSTANT, |_| {
+        Ok(SqlValue::Text(VERSION.to_string()))
+    }),
+    ("onboarding_create", 0, WRITER, |c| {
+        create::create(&*c.conn()?, c.env, None).map(json_text)
+    }),
+    ("onboarding_create", 1, WRITER, |c| {
+        create::create(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(json_text)
+    }),
+    ("onboarding_step", 3, WRITER, |c| {
+        let session_id = c.session_id()?;
+        let step = c
+            .text(1, "step", ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field("step is required"))?;
+        let payload = c.payload(2)?;
+        step::step(&*c.conn()?, c.env, &session_id, &step, payload.as_deref()).map(json_text)
+    }),
+    ("onboarding_complete", 1, WRITER, |c| {
+        complete::complete(&*c.conn()?, c.env, &c.session_id()?, None).map(json_text)
+    }),
+    ("onboarding_complete", 2, WRITER, |c| {
+        let payload = c.payload(1)?;
+        complete::complete(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref()).map(json_text)
+    }),
+    ("onboarding_get", 1, READER, |c| {
+        get::get(&*c.conn()?, &c.session_id()?).map(json_text)
+    }),
+    ("onboarding_agent_types", 0, CONSTANT, |_| {
+        Ok(json_text(catalog::agent_types_json()))
+    }),
+    ("onboarding_voices", 0, CONSTANT, |_| {
+        Ok(json_text(catalog::voices_json()))
+    }),
+];
+
+/// The distinct SQL names the library adds, sorted.
+pub fn function_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = FUNCTIONS.iter().map(|f| f.0).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Registers every function on `conn`, with the system clock and the
+/// operating system's random source.
+pub fn register(conn: &Connection) -> rusqlite::Result<()> {
+    register_with(conn, Arc::new(SystemEnv))
+}
+
+/// Registers every function on `conn`, taking time and randomness from `env`.
+pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<()> {
+    for &(name, n_arg, flags, body) in FUNCTIONS {
+        let env = Arc::clone(&env);
+        conn.create_scalar_function(name, n_arg, flags, move |ctx| {
+            let call = Call { ctx, env: &*env };
+            body(&call).map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
+        })
+        .map_err(|e| {
+            rusqlite::Error::UserFunctionError(
+                format!("registering {name}/{n_arg} failed: {e}").into(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_version_check_names_both_versions() {
+        assert_eq!(check_host_version(3_040_001), Ok(()));
+        assert_eq!(check_host_version(3_034_001), Ok(()));
+        assert_eq!(
+            check_host_version(3_031_001),
+            Err("onboarding needs SQLite >= 3.34.1, host is 3.31.1".to_string())
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! `onboarding_migrate()`: the schema, from the numbered files of `sql/`.
+//!
+//! Each file of `sql/` is embedded here with its version. Applying them is
+//! one atomic call that records each version in `onboarding_schema_migrations`;
+//! re-running it finds nothing to do and writes nothing.
+
+use rusqlite::Connection;
+
+use crate::atomic::atomic;
+use crate::env::{iso8601, Env};
+use crate::error::{Error, Result};
+
+/// One numbered file of `sql/`.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Add a file to `sql/` and a line here.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "001_init",
+    sql: include_str!("../../sql/001_init.sql"),
+}];
+
+/// The version the library's functions need.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+// -- onboarding_migrate() -> 1
+/// Applies the missing migrations and returns the schema version.
+pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
+    atomic(conn, || {
+        // The bookkeeping table is the migrator's own, so it lives here
+        // rather than in a numbered file.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS onboarding_schema_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TEXT NOT NULL
+             )",
+        )?;
+        let current: i64 = conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
+        if current > latest_version() {
+            return Err(Error::internal(format!(
+                "the database schema is at version {current}, newer than this library's {}; \
+                 upgrade the library",
+                latest_version()
+            )));
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            conn.execute_batch(m.sql)
+                .map_err(|e| Error::internal(format!("migration {} failed: {e}", m.name)))?;
+            conn.execute(
+                "INSERT INTO onboarding_schema_migrations (version, name, applied_at)
+                 VALUES (?1, ?2, ?3)",
+                (m.version, m.name, iso8601(env.now_ms())),
+            )?;
+        }
+        Ok(latest_version())
+    })
+}

@@ -1,0 +1,164 @@
+//! `onboarding_step(session_id, step, payload)`: validates and saves one step.
+//!
+//! Each step stores its normalised payload in its own column; the ones that
+//! move progress only ever move it forward, and the time the session spent on
+//! the step it leaves is credited to that step in `onboarding_analytics`.
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::atomic::atomic;
+use crate::env::{iso8601, parse_iso8601, Env};
+use crate::error::{quote, Error, Result};
+use crate::session::{progress, Session, STEPS};
+use crate::validate::{self, Object};
+
+/// A validated step, ready to be written.
+enum Saved {
+    Business(validate::Business),
+    Channels(Vec<&'static str>),
+    Vapi(validate::Vapi),
+    Kb(Value),
+    Appointments(validate::Appointments),
+}
+
+impl Saved {
+    fn parse(step: &str, map: &Object) -> Result<Saved> {
+        Ok(match step {
+            "business" => Saved::Business(validate::business(map)?),
+            "channels" => Saved::Channels(validate::channels(map)?),
+            "vapi" => Saved::Vapi(validate::vapi(map)?),
+            "kb" => Saved::Kb(validate::kb(map)?),
+            "appointments" => Saved::Appointments(validate::appointments(map)?),
+            _ => unreachable!("step names are checked against STEPS first"),
+        })
+    }
+
+    /// The session column and the JSON stored there.
+    fn column_and_json(&self) -> (&'static str, Value) {
+        match self {
+            Saved::Business(b) => ("business_data", b.to_json()),
+            Saved::Channels(c) => ("channels_data", json!({ "channels": c })),
+            Saved::Vapi(v) => ("vapi_data", v.to_json()),
+            Saved::Kb(k) => ("kb_data", k.clone()),
+            Saved::Appointments(a) => ("appointments_data", a.to_json()),
+        }
+    }
+}
+
+/// Seconds, with millisecond precision, between two stored timestamps.
+pub fn seconds_between(from: &str, to_ms: i64) -> Result<f64> {
+    let from_ms = parse_iso8601(from).ok_or_else(|| {
+        Error::internal(format!("stored timestamp {} is unreadable", quote(from)))
+    })?;
+    Ok((to_ms - from_ms).max(0) as f64 / 1000.0)
+}
+
+/// Credits the time since the session reached its current step to that step.
+pub fn credit_step_time(conn: &Connection, session: &Session, now_ms: i64) -> Result<()> {
+    let seconds = seconds_between(&session.step_started_at, now_ms)?;
+    // The column name comes from a step number checked to be 1..=6 by the
+    // table's CHECK constraint, never from the caller.
+    let step = session.current_step.clamp(1, 6);
+    conn.execute(
+        &format!(
+            "UPDATE onboarding_analytics SET step_{step}_duration = step_{step}_duration + ?1
+             WHERE session_id = ?2"
+        ),
+        (seconds, &session.id),
+    )?;
+    Ok(())
+}
+
+// -- onboarding_step('onb_…', 'business',
+//      '{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"06 12 34 56 78","email":"contact@entreprise.fr"}')
+//      -> '{"success":true,"session_id":"onb_…","step":"business","current_step":2,"progress_percentage":33}'
+pub fn step(
+    conn: &Connection,
+    env: &dyn Env,
+    session_id: &str,
+    step: &str,
+    payload: Option<&str>,
+) -> Result<Value> {
+    let Some(&(step, reaches)) = STEPS.iter().find(|(name, _)| *name == step) else {
+        return Err(Error::invalid_field(format!(
+            "step {} is not a step (expected one of {})",
+            quote(step),
+            STEPS.map(|(name, _)| name).join(", ")
+        )));
+    };
+    let map = validate::payload_object(payload)?;
+    atomic(conn, || {
+        let session = Session::load(conn, session_id)?;
+        session.ensure_writable()?;
+        let saved = Saved::parse(step, &map)?;
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+
+        match &saved {
+            Saved::Business(b) => {
+                let taken: bool = conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
+                    (&b.email, &session.tenant_id),
+                    |r| r.get(0),
+                )?;
+                if taken {
+                    return Err(email_taken(&b.email));
+                }
+            }
+            Saved::Appointments(a) => {
+                conn.execute(
+                    "UPDATE tenants SET booking_provider = ?1, cal_com_event_type_id = ?2,
+                            timezone = coalesce(?3, timezone), updated_at = ?4
+                     WHERE id = ?5",
+                    (
+                        &a.provider,
+                        &a.event_type_id,
+                        &a.timezone,
+                        &now,
+                        &session.tenant_id,
+                    ),
+                )?;
+            }
+            _ => {}
+        }
+
+        let (column, data) = saved.column_and_json();
+        let advanced = reaches.filter(|&s| s > session.current_step);
+        let current_step = advanced.unwrap_or(session.current_step);
+        if advanced.is_some() {
+            credit_step_time(conn, &session, now_ms)?;
+        }
+        conn.execute(
+            &format!(
+                "UPDATE onboarding_sessions
+                 SET {column} = ?1, current_step = ?2, progress_percentage = ?3,
+                     last_updated_at = ?4,
+                     step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
+                 WHERE id = ?6"
+            ),
+            (
+                data.to_string(),
+                current_step,
+                progress(current_step),
+                &now,
+                advanced.is_some(),
+                &session.id,
+            ),
+        )?;
+        Ok(json!({
+            "success": true,
+            "session_id": session.id,
+            "step": step,
+            "current_step": current_step,
+            "progress_percentage": progress(current_step),
+        }))
+    })
+}
+
+pub fn email_taken(email: &str) -> Error {
+    Error::conflict(format!(
+        "email {} is already used by another account",
+        quote(email)
+    ))
+}
