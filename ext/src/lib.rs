@@ -99,10 +99,12 @@ impl Call<'_> {
             ValueRef::Text(bytes) => std::str::from_utf8(bytes)
                 .map(|s| Some(s.to_string()))
                 .map_err(|_| Error::new(kind, format!("{name} is not valid UTF-8"))),
-            other => Err(Error::new(
+            ValueRef::Integer(_) => Err(Error::new(
                 kind,
-                format!("{name} must be text, got {}", other.data_type()),
+                format!("{name} must be text, got an integer"),
             )),
+            ValueRef::Real(_) => Err(Error::new(kind, format!("{name} must be text, got a real"))),
+            ValueRef::Blob(_) => Err(Error::new(kind, format!("{name} must be text, got a blob"))),
         }
     }
 

@@ -1,0 +1,143 @@
+//! Every writer is atomic: a call that fails part-way leaves every table as
+//! it was, and a call inside a caller's transaction joins it.
+
+mod common;
+
+use common::Db;
+use rusqlite::Connection;
+
+fn ready_session(db: &Db, email: &str) -> String {
+    let s = db.create();
+    db.business(&s, email);
+    db.vapi(&s);
+    db.step(
+        &s,
+        "kb",
+        r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
+    )
+    .unwrap();
+    db.step(
+        &s,
+        "appointments",
+        r#"{"provider":"cal_com","event_type_id":1}"#,
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn completion_with_an_email_taken_in_the_meantime_leaves_everything() {
+    let db = Db::memory();
+    // Both sessions pass the business step with the same email...
+    let first = ready_session(&db, "contact@entreprise.fr");
+    let second = ready_session(&db, "contact@entreprise.fr");
+    // ...the first completes, so the second's sync must fail as a whole.
+    db.complete(&first).unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        db.complete(&second).unwrap_err(),
+        "onboarding_complete: conflict: email 'contact@entreprise.fr' is already used by another account"
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn completion_failing_on_a_late_constraint_leaves_everything() {
+    let db = Db::memory();
+    let s = ready_session(&db, "contact@entreprise.fr");
+    // Provoke a failure on the last write of the sync (the session update)
+    // after the tenant, agent, mapping, campaign, job and analytics writes.
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse_completion BEFORE UPDATE OF status ON onboarding_sessions
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    let err = db.complete(&s).unwrap_err();
+    assert_eq!(err, "onboarding_complete: internal: refused by test");
+    assert_eq!(db.snapshot(), before);
+    for table in [
+        "omni_agent_configs",
+        "omni_phone_mappings",
+        "omnichannel_campaigns",
+        "kb_crawl_jobs",
+    ] {
+        assert_eq!(db.count(table), 0, "{table}");
+    }
+    // Once the obstacle is gone, the same call succeeds.
+    db.conn
+        .execute_batch("DROP TRIGGER refuse_completion")
+        .unwrap();
+    assert_eq!(db.complete(&s).unwrap()["sync_status"], "synced");
+    assert_eq!(db.count("omni_agent_configs"), 1);
+}
+
+#[test]
+fn a_failing_create_writes_nothing() {
+    let db = Db::memory();
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse_analytics BEFORE INSERT ON onboarding_analytics
+             BEGIN SELECT RAISE(ABORT, 'no analytics'); END;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        db.call("SELECT onboarding_create('{}')", &[]).unwrap_err(),
+        "onboarding_create: internal: no analytics"
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn calls_inside_a_rolled_back_transaction_leave_nothing() {
+    let db = Db::memory();
+    let before = db.snapshot();
+    db.conn.execute_batch("BEGIN").unwrap();
+    let s = db.create();
+    db.business(&s, "contact@entreprise.fr");
+    db.vapi(&s);
+    db.complete(&s).unwrap();
+    assert_eq!(db.count("omni_agent_configs"), 1);
+    db.conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn a_failing_call_inside_a_transaction_undoes_only_itself() {
+    let db = Db::memory();
+    db.conn.execute_batch("BEGIN").unwrap();
+    let s = db.create();
+    db.business(&s, "contact@entreprise.fr");
+    let kept = db.snapshot();
+    db.step(&s, "vapi", r#"{"agent_type":"nope"}"#).unwrap_err();
+    assert_eq!(
+        db.complete(&s).unwrap_err().split(": ").nth(1),
+        Some("incomplete")
+    );
+    assert_eq!(db.snapshot(), kept);
+    db.conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(db.snapshot(), kept);
+}
+
+#[test]
+fn file_database_keeps_committed_calls_across_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    let session = {
+        let db = Db::on(Connection::open(&path).unwrap());
+        let s = db.create();
+        db.business(&s, "contact@entreprise.fr");
+        db.vapi(&s);
+        // A refused call on the way must not disturb what was committed.
+        db.complete("onb_unknown").unwrap_err();
+        s
+    };
+    let db = Db::on(Connection::open(&path).unwrap());
+    let state = db.get(&session);
+    assert_eq!(state["current_step"], 4);
+    assert_eq!(state["steps"]["vapi"]["assistant_name"], "Sara");
+    assert_eq!(db.complete(&session).unwrap()["success"], true);
+    assert_eq!(db.count("tenants"), 1);
+}

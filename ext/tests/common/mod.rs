@@ -1,0 +1,143 @@
+//! Shared fixtures: a migrated database with pinned time and randomness, a
+//! way to call the functions and get their JSON or their error text, and a
+//! snapshot of every table for atomicity checks.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use onboarding::PinnedEnv;
+use rusqlite::{types::Value as SqlValue, Connection};
+use serde_json::Value;
+
+/// 2026-11-24T10:00:00.000Z
+pub const T0: i64 = 1_795_514_400_000;
+
+pub const TABLES: [&str; 8] = [
+    "tenants",
+    "onboarding_sessions",
+    "onboarding_analytics",
+    "omni_agent_configs",
+    "omni_phone_mappings",
+    "omnichannel_campaigns",
+    "kb_crawl_jobs",
+    "onboarding_schema_migrations",
+];
+
+pub struct Db {
+    pub conn: Connection,
+    pub env: Arc<PinnedEnv>,
+}
+
+impl Db {
+    /// An in-memory database, migrated.
+    pub fn memory() -> Db {
+        Db::on(Connection::open_in_memory().unwrap())
+    }
+
+    /// A migrated database over `conn`, with the functions registered.
+    pub fn on(conn: Connection) -> Db {
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        let env = PinnedEnv::new(T0, 42);
+        onboarding::register_with(&conn, env.clone()).unwrap();
+        let db = Db { conn, env };
+        assert_eq!(
+            db.scalar("SELECT onboarding_migrate()"),
+            SqlValue::Integer(1)
+        );
+        db
+    }
+
+    /// Runs a one-value SELECT; panics on error.
+    pub fn scalar(&self, sql: &str) -> SqlValue {
+        self.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Calls a function returning JSON text: the parsed JSON or the error text.
+    pub fn call(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Value, String> {
+        self.conn
+            .query_row(sql, params, |r| r.get::<_, String>(0))
+            .map(|text| serde_json::from_str(&text).unwrap())
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(_, Some(text)) => text,
+                other => other.to_string(),
+            })
+    }
+
+    pub fn create(&self) -> String {
+        let v = self.call("SELECT onboarding_create('{}')", &[]).unwrap();
+        v["session_id"].as_str().unwrap().to_string()
+    }
+
+    pub fn step(&self, session: &str, step: &str, payload: &str) -> Result<Value, String> {
+        self.call(
+            "SELECT onboarding_step(?1, ?2, ?3)",
+            &[&session, &step, &payload],
+        )
+    }
+
+    pub fn complete(&self, session: &str) -> Result<Value, String> {
+        self.call("SELECT onboarding_complete(?1, '{}')", &[&session])
+    }
+
+    pub fn get(&self, session: &str) -> Value {
+        self.call("SELECT onboarding_get(?1)", &[&session]).unwrap()
+    }
+
+    /// The origin note's business step.
+    pub fn business(&self, session: &str, email: &str) -> Value {
+        self.step(
+            session,
+            "business",
+            &format!(
+                r#"{{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"06 12 34 56 78","email":"{email}"}}"#
+            ),
+        )
+        .unwrap()
+    }
+
+    pub fn vapi(&self, session: &str) -> Value {
+        self.step(
+            session,
+            "vapi",
+            r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
+        )
+        .unwrap()
+    }
+
+    /// Every row of every table, as text, in a stable order.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut rows = Vec::new();
+        for table in TABLES {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+                .unwrap();
+            let n = stmt.column_count();
+            let mut q = stmt.query([]).unwrap();
+            while let Some(r) = q.next().unwrap() {
+                let cells: Vec<String> = (0..n)
+                    .map(|i| format!("{:?}", r.get::<_, SqlValue>(i).unwrap()))
+                    .collect();
+                rows.push(format!("{table}: {}", cells.join(" | ")));
+            }
+        }
+        rows
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+/// The JSON a step answers.
+pub fn step_answer(session: &str, step: &str, current: i64, progress: i64) -> Value {
+    serde_json::json!({
+        "success": true,
+        "session_id": session,
+        "step": step,
+        "current_step": current,
+        "progress_percentage": progress,
+    })
+}

@@ -1,0 +1,393 @@
+//! onboarding_complete: preconditions, the rows the sync writes, idempotent
+//! retries, and steps refused afterwards.
+
+mod common;
+
+use common::{Db, T0};
+use serde_json::json;
+
+fn ready_session(db: &Db) -> String {
+    let s = db.create();
+    db.business(&s, "contact@entreprise.fr");
+    db.vapi(&s);
+    s
+}
+
+#[test]
+fn completion_needs_business_and_vapi_for_phone() {
+    let db = Db::memory();
+    let s = db.create();
+    let before = db.snapshot();
+    assert_eq!(
+        db.complete(&s).unwrap_err(),
+        format!("onboarding_complete: incomplete: session '{s}' is missing steps: business, vapi (save them before completing)")
+    );
+    db.business(&s, "a@b.fr");
+    assert_eq!(
+        db.complete(&s).unwrap_err(),
+        format!("onboarding_complete: incomplete: session '{s}' is missing steps: vapi (save them before completing)")
+    );
+    // Without phone among the channels, no voice agent is needed.
+    db.step(&s, "channels", r#"{"channels":["sms","email"]}"#)
+        .unwrap();
+    assert_ne!(db.snapshot(), before);
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["agent_config"],
+        json!({"agent_type":"multi_purpose","agent_name":"Sara","voice_provider":"elevenlabs",
+               "voice_id":"EXAVITQu4vr4xnSDxMaL","voice_language":"fr-FR","channels":["sms","email"]})
+    );
+}
+
+#[test]
+fn completion_answers_and_writes_every_table() {
+    let db = Db::memory();
+    let s = db.create();
+    let tenant = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
+    db.env.advance_ms(100_000);
+    db.business(&s, "contact@entreprise.fr");
+    db.env.advance_ms(20_000);
+    db.step(&s, "channels", r#"{"channels":["phone","sms"]}"#)
+        .unwrap();
+    db.env.advance_ms(60_000);
+    db.vapi(&s);
+    db.env.advance_ms(80_500);
+    db.step(
+        &s,
+        "kb",
+        r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
+    )
+    .unwrap();
+    db.step(
+        &s,
+        "appointments",
+        r#"{"provider":"cal_com","event_type_id":98765,"timezone":"Europe/Paris"}"#,
+    )
+    .unwrap();
+    db.env.advance_ms(81_900);
+    let done = db.complete(&s).unwrap();
+    let expected = json!({
+        "success": true,
+        "message": "Onboarding terminé avec succès ! 🎉",
+        "session_id": s,
+        "tenant_id": tenant,
+        "duration_seconds": 342,
+        "duration_minutes": 6,
+        "sync_status": "synced",
+        "already_completed": false,
+        "synced": {
+            "agent_config": {
+                "agent_type": "multi_purpose",
+                "agent_name": "Sara",
+                "voice_provider": "elevenlabs",
+                "voice_id": "EXAVITQu4vr4xnSDxMaL",
+                "voice_language": "fr-FR",
+                "channels": ["phone", "sms"],
+            },
+            "phone_mapping": {
+                "phone_number": "+33612345678",
+                "status": "pending_verification",
+                "is_active": false,
+            },
+            "campaign": {
+                "name": "Prise de rendez-vous – Mon Entreprise",
+                "campaign_type": "appointment",
+                "status": "active",
+                "channels": ["phone", "sms"],
+                "settings": {"provider": "cal_com", "event_type_id": "98765", "timezone": "Europe/Paris"},
+            },
+            "knowledge_base": {
+                "method": "website",
+                "crawl_job": {"url": "https://mon-site.fr", "status": "queued"},
+            },
+        },
+    });
+    assert_eq!(done, expected);
+
+    let t_done = "2026-11-24T10:05:42.400Z";
+    let tenant_row: (String, String, String, String, String, i64, String) = db
+        .conn
+        .query_row(
+            "SELECT name, company_name, email, phone, sector, onboarding_completed, updated_at
+             FROM tenants",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        tenant_row,
+        (
+            "Mon Entreprise".into(),
+            "Mon Entreprise".into(),
+            "contact@entreprise.fr".into(),
+            "+33612345678".into(),
+            "Immobilier".into(),
+            1,
+            t_done.into()
+        )
+    );
+    let agent: (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = db
+        .conn
+        .query_row(
+            "SELECT agent_type, agent_name, agent_personality, voice_provider, voice_id,
+                    voice_language, greeting_message, channels_config
+             FROM omni_agent_configs WHERE tenant_id = ?1",
+            [&tenant],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        agent,
+        (
+            "multi_purpose".into(),
+            "Sara".into(),
+            "polyvalente, chaleureuse et professionnelle".into(),
+            "elevenlabs".into(),
+            "EXAVITQu4vr4xnSDxMaL".into(),
+            "fr-FR".into(),
+            "Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ?".into(),
+            r#"{"phone":{"enabled":true},"sms":{"enabled":true},"whatsapp":{"enabled":false},"email":{"enabled":false}}"#.into(),
+        )
+    );
+    let prompt: String = db
+        .conn
+        .query_row("SELECT system_prompt FROM omni_agent_configs", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(prompt.starts_with(
+        "# Contexte\nTu es Sara, l'assistante vocale de Mon Entreprise. Tu traites toutes"
+    ));
+    assert!(!prompt.contains('{'), "unrendered placeholder in {prompt}");
+
+    let mapping: (String, String, i64, String) = db
+        .conn
+        .query_row(
+            "SELECT phone_number, tenant_id, is_active, status FROM omni_phone_mappings",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        mapping,
+        (
+            "+33612345678".into(),
+            tenant.clone(),
+            0,
+            "pending_verification".into()
+        )
+    );
+    let campaign: (String, String, String, String) = db
+        .conn
+        .query_row(
+            "SELECT campaign_type, channels, status, settings FROM omnichannel_campaigns",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        campaign,
+        (
+            "appointment".into(),
+            r#"["phone","sms"]"#.into(),
+            "active".into(),
+            r#"{"provider":"cal_com","event_type_id":"98765","timezone":"Europe/Paris"}"#.into()
+        )
+    );
+    let job: (String, String, String) = db
+        .conn
+        .query_row(
+            "SELECT url, status, session_id FROM kb_crawl_jobs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        job,
+        ("https://mon-site.fr".into(), "queued".into(), s.clone())
+    );
+
+    // Analytics: the time on each step adds up to the total.
+    let analytics: (i64, i64, Vec<f64>, String) = db
+        .conn
+        .query_row(
+            "SELECT completed, total_duration_seconds, step_1_duration, step_2_duration,
+                    step_3_duration, step_4_duration, step_5_duration, step_6_duration,
+                    completed_at
+             FROM onboarding_analytics",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    (2..8).map(|i| r.get(i)).collect::<Result<_, _>>()?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        analytics,
+        (
+            1,
+            342,
+            vec![100.0, 20.0, 60.0, 80.5, 81.9, 0.0],
+            t_done.to_string()
+        )
+    );
+    let session: (String, i64, i64, String) = db
+        .conn
+        .query_row(
+            "SELECT status, current_step, progress_percentage, completed_at FROM onboarding_sessions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(session, ("completed".into(), 6, 100, t_done.into()));
+}
+
+#[test]
+fn second_completion_replays_the_first_and_writes_nothing() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.env.advance_ms(65_000);
+    let first = db.complete(&s).unwrap();
+    assert_eq!(first["duration_seconds"], 65);
+    assert_eq!(first["duration_minutes"], 1);
+    let before = db.snapshot();
+    db.env.advance_ms(3_600_000);
+    let again = db.complete(&s).unwrap();
+    let mut expected = first.clone();
+    expected["already_completed"] = json!(true);
+    assert_eq!(again, expected);
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn steps_are_refused_after_completion() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.complete(&s).unwrap();
+    let before = db.snapshot();
+    for (step, payload) in [
+        (
+            "business",
+            r#"{"company_name":"X","industry":"Y","phone":"0612345678","email":"x@y.fr"}"#,
+        ),
+        ("channels", r#"{"channels":["sms"]}"#),
+        (
+            "vapi",
+            r#"{"agent_type":"custom","voice":"male","assistant_name":"Léo"}"#,
+        ),
+        ("kb", r#"{"method":"skip"}"#),
+        ("appointments", "{}"),
+    ] {
+        assert_eq!(
+            db.step(&s, step, payload).unwrap_err(),
+            format!("onboarding_step: conflict: session '{s}' is completed; its steps can no longer be changed")
+        );
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn no_campaign_without_appointments_and_no_job_without_website() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.step(&s, "kb", r#"{"method":"documents"}"#).unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(done["synced"]["campaign"], json!(null));
+    assert_eq!(
+        done["synced"]["knowledge_base"],
+        json!({"method": "documents", "crawl_job": null})
+    );
+    assert_eq!(db.count("omnichannel_campaigns"), 0);
+    assert_eq!(db.count("kb_crawl_jobs"), 0);
+}
+
+#[test]
+fn a_declared_number_is_never_taken_from_another_tenant() {
+    let db = Db::memory();
+    let first = ready_session(&db);
+    db.complete(&first).unwrap();
+    // The runtime verified the first tenant's number.
+    db.conn
+        .execute_batch("UPDATE omni_phone_mappings SET status = 'verified', is_active = 1")
+        .unwrap();
+    let second = db.create();
+    db.business(&second, "autre@entreprise.fr");
+    db.vapi(&second);
+    let done = db.complete(&second).unwrap();
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number":"+33612345678","status":"pending_verification","is_active":false})
+    );
+    let rows: Vec<(String, i64, String)> = db
+        .conn
+        .prepare("SELECT tenant_id, is_active, status FROM omni_phone_mappings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let tenant = |s: &str| db.get(s)["tenant_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        rows,
+        vec![
+            (tenant(&first), 1, "verified".into()),
+            (tenant(&second), 0, "pending_verification".into())
+        ]
+    );
+}
+
+#[test]
+fn unknown_session_and_bad_payload() {
+    let db = Db::memory();
+    assert_eq!(
+        db.complete("onb_missing").unwrap_err(),
+        "onboarding_complete: not_found: session 'onb_missing' does not exist"
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_complete('onb_x', 'nope')", &[])
+            .unwrap_err(),
+        "onboarding_complete: invalid_json: payload is not valid JSON; expected ident at line 1 column 2"
+    );
+    // The payload may be left out or NULL.
+    let s = ready_session(&db);
+    assert_eq!(
+        db.call("SELECT onboarding_complete(?1)", &[&s]).unwrap()["success"],
+        true
+    );
+    assert_eq!(db.get(&s)["completed_at"], "2026-11-24T10:00:00.000Z");
+    let _ = T0;
+}

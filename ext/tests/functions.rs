@@ -1,0 +1,402 @@
+//! The other functions (create, get, migrate, version, catalogues) and how
+//! they are registered: the exact list, DIRECTONLY writers, a schema that
+//! was never migrated.
+
+mod common;
+
+use common::{Db, T0};
+use onboarding::PinnedEnv;
+use rusqlite::{types::Value as SqlValue, Connection};
+use serde_json::json;
+
+#[test]
+fn the_library_adds_exactly_these_functions() {
+    let conn = Connection::open_in_memory().unwrap();
+    let builtin: Vec<String> = list_functions(&conn);
+    onboarding::register(&conn).unwrap();
+    let added: Vec<String> = list_functions(&conn)
+        .into_iter()
+        .filter(|f| !builtin.contains(f))
+        .collect();
+    assert_eq!(
+        added,
+        [
+            "onboarding_agent_types/0",
+            "onboarding_complete/1",
+            "onboarding_complete/2",
+            "onboarding_create/0",
+            "onboarding_create/1",
+            "onboarding_get/1",
+            "onboarding_migrate/0",
+            "onboarding_step/3",
+            "onboarding_version/0",
+            "onboarding_voices/0",
+        ]
+    );
+    assert_eq!(
+        onboarding::function_names(),
+        [
+            "onboarding_agent_types",
+            "onboarding_complete",
+            "onboarding_create",
+            "onboarding_get",
+            "onboarding_migrate",
+            "onboarding_step",
+            "onboarding_version",
+            "onboarding_voices"
+        ]
+    );
+}
+
+fn list_functions(conn: &Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT name || '/' || narg FROM pragma_function_list ORDER BY 1")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+#[test]
+fn create_answers_ids_with_the_prefixes_and_writes_three_rows() {
+    let db = Db::memory();
+    let v = db
+        .call(
+            r#"SELECT onboarding_create('{"source":"web","ip_address":"203.0.113.7","user_agent":"Mozilla/5.0"}')"#,
+            &[],
+        )
+        .unwrap();
+    let session = v["session_id"].as_str().unwrap();
+    let tenant = v["tenant_id"].as_str().unwrap();
+    assert_eq!(
+        v,
+        json!({"success": true, "session_id": session, "tenant_id": tenant})
+    );
+    // 32 hex digits of a v4 uuid: 122 random bits.
+    for (id, prefix) in [(session, "onb_"), (tenant, "tenant_")] {
+        let hex = id.strip_prefix(prefix).unwrap();
+        assert_eq!(hex.len(), 32);
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(&hex[12..13], "4");
+    }
+    let row: (String, String, String, i64) = db
+        .conn
+        .query_row(
+            "SELECT name, email, created_at, length(api_key) FROM tenants WHERE id = ?1",
+            [tenant],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "Onboarding in progress".into(),
+            format!("pending+{tenant}@onboarding.invalid"),
+            "2026-11-24T10:00:00.000Z".into(),
+            68
+        )
+    );
+    let session_row: (String, i64, i64, String, String, String, String) = db
+        .conn
+        .query_row(
+            "SELECT tenant_id, current_step, progress_percentage, status, source, ip_address,
+                    user_agent
+             FROM onboarding_sessions WHERE id = ?1",
+            [session],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        session_row,
+        (
+            tenant.to_string(),
+            1,
+            0,
+            "in_progress".into(),
+            "web".into(),
+            "203.0.113.7".into(),
+            "Mozilla/5.0".into()
+        )
+    );
+    assert_eq!(db.count("onboarding_analytics"), 1);
+}
+
+#[test]
+fn every_create_gets_fresh_ids_and_a_unique_placeholder_email() {
+    let db = Db::memory();
+    let ids: std::collections::HashSet<String> = (0..50).map(|_| db.create()).collect();
+    assert_eq!(ids.len(), 50);
+    assert_eq!(db.count("tenants"), 50);
+}
+
+#[test]
+fn the_system_env_gives_unpredictable_ids() {
+    let conn = Connection::open_in_memory().unwrap();
+    onboarding::register(&conn).unwrap();
+    conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+        .unwrap();
+    let a: String = conn
+        .query_row("SELECT onboarding_create() ->> '$.session_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let b: String = conn
+        .query_row(
+            "SELECT onboarding_create(NULL) ->> '$.session_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_ne!(a, b);
+    // Pinned seeds would repeat: the system source does not.
+    let pinned = Db::memory();
+    let again = Db::memory();
+    assert_eq!(pinned.create(), again.create());
+    assert_ne!(a, pinned.create());
+}
+
+#[test]
+fn create_payload_rules() {
+    let db = Db::memory();
+    let cases = [
+        (
+            r#"{"ip_address":"999.1.1.1"}"#,
+            "onboarding_create: invalid_field: ip_address '999.1.1.1' is not an IPv4 or IPv6 address",
+        ),
+        (
+            r#"{"source":"web site"}"#,
+            "onboarding_create: invalid_field: source 'web site' may hold only letters, digits, '_' and '-'",
+        ),
+        (
+            "[]",
+            "onboarding_create: invalid_json: payload must be a JSON object, got an array",
+        ),
+    ];
+    let before = db.snapshot();
+    for (payload, error) in cases {
+        assert_eq!(
+            db.call("SELECT onboarding_create(?1)", &[&payload])
+                .unwrap_err(),
+            error
+        );
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn get_returns_the_whole_state() {
+    let db = Db::memory();
+    let s = db.create();
+    let tenant = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
+    db.env.advance_ms(1_500);
+    db.business(&s, "contact@entreprise.fr");
+    assert_eq!(
+        db.get(&s),
+        json!({
+            "success": true,
+            "session_id": s,
+            "tenant_id": tenant,
+            "status": "in_progress",
+            "current_step": 2,
+            "total_steps": 6,
+            "progress_percentage": 33,
+            "started_at": "2026-11-24T10:00:00.000Z",
+            "last_updated_at": "2026-11-24T10:00:01.500Z",
+            "completed_at": null,
+            "steps": {
+                "business": {"company_name": "Mon Entreprise", "industry": "Immobilier",
+                             "phone": "+33612345678", "email": "contact@entreprise.fr"},
+                "channels": null,
+                "vapi": null,
+                "kb": null,
+                "appointments": null,
+            },
+            "omnichannel": null,
+        })
+    );
+    db.vapi(&s);
+    db.complete(&s).unwrap();
+    let omni = &db.get(&s)["omnichannel"];
+    assert_eq!(omni["tenant"]["name"], "Mon Entreprise");
+    assert_eq!(omni["tenant"]["onboarding_completed"], 1);
+    assert_eq!(omni["agent_config"]["agent_name"], "Sara");
+    assert_eq!(
+        omni["agent_config"]["channels_config"]["phone"],
+        json!({"enabled": true})
+    );
+    assert_eq!(
+        omni["agent_config"]["greeting_message"],
+        "Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ?"
+    );
+    assert_eq!(
+        omni["phone_mapping"],
+        json!({"phone_number": "+33612345678", "is_active": 0, "status": "pending_verification",
+               "created_at": "2026-11-24T10:00:01.500Z", "updated_at": "2026-11-24T10:00:01.500Z"})
+    );
+    assert_eq!(omni["campaign"], json!(null));
+    assert_eq!(omni["kb_crawl_job"], json!(null));
+    assert_eq!(
+        db.call("SELECT onboarding_get('onb_nope')", &[])
+            .unwrap_err(),
+        "onboarding_get: not_found: session 'onb_nope' does not exist"
+    );
+}
+
+#[test]
+fn migrate_is_idempotent_and_records_its_version() {
+    let db = Db::memory();
+    let before = db.snapshot();
+    db.env.advance_ms(5_000);
+    assert_eq!(
+        db.scalar("SELECT onboarding_migrate()"),
+        SqlValue::Integer(1)
+    );
+    assert_eq!(db.snapshot(), before);
+    let row: (i64, String, String) = db
+        .conn
+        .query_row(
+            "SELECT version, name, applied_at FROM onboarding_schema_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (1, "001_init".into(), "2026-11-24T10:00:00.000Z".into())
+    );
+}
+
+#[test]
+fn migrate_refuses_a_newer_schema() {
+    let db = Db::memory();
+    db.conn
+        .execute_batch(
+            "INSERT INTO onboarding_schema_migrations VALUES (2, '002_future', '2027-01-01T00:00:00.000Z')",
+        )
+        .unwrap();
+    assert_eq!(
+        db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
+        "onboarding_migrate: internal: the database schema is at version 2, newer than this library's 1; upgrade the library"
+    );
+}
+
+#[test]
+fn functions_before_migrate_answer_schema_missing() {
+    let conn = Connection::open_in_memory().unwrap();
+    onboarding::register_with(&conn, PinnedEnv::new(T0, 1)).unwrap();
+    let err = conn
+        .query_row("SELECT onboarding_create('{}')", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "onboarding_create: schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
+    );
+}
+
+#[test]
+fn writers_refuse_to_run_from_views_and_triggers() {
+    let db = Db::memory();
+    db.conn
+        .execute_batch(
+            "CREATE VIEW sneaky AS SELECT onboarding_create('{}') AS r;
+             CREATE TABLE log (x);
+             CREATE TRIGGER on_log AFTER INSERT ON log BEGIN
+                 SELECT onboarding_complete(NEW.x);
+             END;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    let view = db
+        .conn
+        .query_row("SELECT r FROM sneaky", [], |r| r.get::<_, String>(0))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(view, "unsafe use of onboarding_create()");
+    let trigger = db
+        .conn
+        .execute("INSERT INTO log VALUES ('onb_x')", [])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(trigger, "unsafe use of onboarding_complete()");
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn version_and_catalogues() {
+    let db = Db::memory();
+    assert_eq!(
+        db.scalar("SELECT onboarding_version()"),
+        SqlValue::Text("v0.1.0".into())
+    );
+    let types = db.call("SELECT onboarding_agent_types()", &[]).unwrap();
+    let ids: Vec<(&str, &str)> = types["agent_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("real_estate_reception", "Réception d'appels immobiliers"),
+            ("real_estate_callback", "Rappel de prospects immobiliers"),
+            ("appointment_booking", "Prise de rendez-vous générique"),
+            ("phone_reception", "Accueil téléphonique"),
+            ("customer_support", "Support client"),
+            ("multi_purpose", "Agent Polyvalent"),
+            ("custom", "Configuration personnalisée"),
+        ]
+    );
+    assert_eq!(types["success"], true);
+    assert_eq!(
+        types["agent_types"][4]["tools"],
+        json!(["knowledge_search", "ticket_creation", "call_transfer"])
+    );
+    let voices = db.call("SELECT onboarding_voices()", &[]).unwrap();
+    assert_eq!(
+        voices["voices"][0],
+        json!({"id": "sara", "name": "Sara", "gender": "female", "language": "fr-FR",
+               "provider": "elevenlabs", "provider_voice_id": "EXAVITQu4vr4xnSDxMaL",
+               "provider_voice_name": "Sarah", "model": "eleven_multilingual_v2",
+               "default_for": "female"})
+    );
+    // The original's mislabelled voices: both ids are male voices.
+    let genders: Vec<(&str, &str)> = voices["voices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["provider_voice_id"].as_str().unwrap(),
+                v["gender"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(genders.contains(&("pNInz6obpgDQGcFmaJgB", "male")));
+    assert!(genders.contains(&("onwK4e9ZLuTAKqWW03F9", "male")));
+}
+
+#[test]
+fn every_template_renders_both_placeholders() {
+    for agent in onboarding::catalog::AGENT_TYPES.iter() {
+        let greeting = onboarding::catalog::render(agent.greeting, "Léa", "Boulangerie Dupont");
+        let prompt = onboarding::catalog::system_prompt(agent, "Léa", "Boulangerie Dupont");
+        for text in [&greeting, &prompt] {
+            assert!(text.contains("Léa"), "{}: {text}", agent.id);
+            assert!(text.contains("Boulangerie Dupont"), "{}: {text}", agent.id);
+            assert!(!text.contains('{'), "{}: {text}", agent.id);
+        }
+    }
+}

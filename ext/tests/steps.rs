@@ -1,0 +1,469 @@
+//! onboarding_step: each step's validation rules (a valid and an invalid
+//! case with the exact error text), what each step stores, and progress.
+
+mod common;
+
+use common::{step_answer, Db};
+use serde_json::json;
+
+const BUSINESS_OK: &str = r#"{"company_name":"  Mon Entreprise ","industry":"Immobilier","phone":"06 12 34 56 78","email":"Contact@Entreprise.FR"}"#;
+
+fn business_with(field: &str, value: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(BUSINESS_OK).unwrap();
+    if value.is_null() {
+        v.as_object_mut().unwrap().remove(field);
+    } else {
+        v[field] = value;
+    }
+    v.to_string()
+}
+
+/// The step's error text, after checking nothing was saved.
+fn refused(db: &Db, session: &str, step: &str, payload: &str) -> String {
+    let before = db.snapshot();
+    let err = db.step(session, step, payload).unwrap_err();
+    assert_eq!(db.snapshot(), before, "a refused step changed the database");
+    err
+}
+
+#[test]
+fn business_saves_normalised_data_and_reaches_step_2() {
+    let db = Db::memory();
+    let s = db.create();
+    assert_eq!(
+        db.step(&s, "business", BUSINESS_OK).unwrap(),
+        step_answer(&s, "business", 2, 33)
+    );
+    assert_eq!(
+        db.get(&s)["steps"]["business"],
+        json!({"company_name":"Mon Entreprise","industry":"Immobilier","phone":"+33612345678","email":"contact@entreprise.fr"})
+    );
+}
+
+#[test]
+fn business_required_fields() {
+    let db = Db::memory();
+    let s = db.create();
+    for field in ["company_name", "industry", "phone", "email"] {
+        assert_eq!(
+            refused(&db, &s, "business", &business_with(field, json!(null))),
+            format!("onboarding_step: invalid_field: {field} is required")
+        );
+    }
+}
+
+#[test]
+fn business_text_rules() {
+    let db = Db::memory();
+    let s = db.create();
+    let cases = [
+        (
+            business_with("company_name", json!("   ")),
+            "onboarding_step: invalid_field: company_name must not be empty",
+        ),
+        (
+            business_with("company_name", json!(42)),
+            "onboarding_step: invalid_field: company_name must be a string, got a number",
+        ),
+        (
+            business_with("company_name", json!("x".repeat(201))),
+            "onboarding_step: invalid_field: company_name is 201 characters long; at most 200 are allowed",
+        ),
+        (
+            business_with("industry", json!("Santé\u{7}")),
+            "onboarding_step: invalid_field: industry 'Santé\\u{7}' contains a control character",
+        ),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(refused(&db, &s, "business", &payload), error);
+    }
+    // 200 characters (not bytes) is allowed.
+    let ok = business_with("company_name", json!("é".repeat(200)));
+    assert_eq!(
+        db.step(&s, "business", &ok).unwrap(),
+        step_answer(&s, "business", 2, 33)
+    );
+}
+
+#[test]
+fn business_email_must_be_valid() {
+    let db = Db::memory();
+    let s = db.create();
+    for bad in ["bob@", "bob", "bob@localhost", "@x.fr", "a b@x.fr"] {
+        assert_eq!(
+            refused(&db, &s, "business", &business_with("email", json!(bad))),
+            format!(
+                "onboarding_step: invalid_field: email '{bad}' is not a valid email address (expected name@domain.tld)"
+            )
+        );
+    }
+    db.step(
+        &s,
+        "business",
+        &business_with("email", json!("a.b+c@sous.domaine.fr")),
+    )
+    .unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["business"]["email"],
+        "a.b+c@sous.domaine.fr"
+    );
+}
+
+#[test]
+fn business_phone_is_normalised_to_e164() {
+    let db = Db::memory();
+    let s = db.create();
+    for (typed, e164) in [
+        ("06 12 34 56 78", "+33612345678"),
+        ("+33 6 12 34 56 78", "+33612345678"),
+        ("01.42.68.53.00", "+33142685300"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ] {
+        db.step(&s, "business", &business_with("phone", json!(typed)))
+            .unwrap();
+        assert_eq!(db.get(&s)["steps"]["business"]["phone"], e164, "{typed}");
+    }
+    for bad in ["123", "06 12", "not a phone", "+33 0 00 00 00 00"] {
+        assert_eq!(
+            refused(&db, &s, "business", &business_with("phone", json!(bad))),
+            format!(
+                "onboarding_step: invalid_field: phone '{bad}' is not a valid phone number \
+                 (expected E.164 such as '+33612345678' or a French number such as '06 12 34 56 78')"
+            )
+        );
+    }
+}
+
+#[test]
+fn business_email_used_by_another_tenant_is_a_conflict() {
+    let db = Db::memory();
+    let first = db.create();
+    db.business(&first, "contact@entreprise.fr");
+    db.complete_ready(&first);
+    let second = db.create();
+    assert_eq!(
+        refused(
+            &db,
+            &second,
+            "business",
+            &business_with("email", json!("CONTACT@entreprise.fr"))
+        ),
+        "onboarding_step: conflict: email 'contact@entreprise.fr' is already used by another account"
+    );
+}
+
+trait CompleteReady {
+    fn complete_ready(&self, session: &str);
+}
+
+impl CompleteReady for Db {
+    /// Saves vapi and completes a session whose business step is saved.
+    fn complete_ready(&self, session: &str) {
+        self.vapi(session);
+        self.complete(session).unwrap();
+    }
+}
+
+#[test]
+fn channels_rules() {
+    let db = Db::memory();
+    let s = db.create();
+    let cases = [
+        ("{}", "onboarding_step: invalid_field: channels is required"),
+        (
+            r#"{"channels":"phone"}"#,
+            "onboarding_step: invalid_field: channels must be an array of channel names, got a string",
+        ),
+        (
+            r#"{"channels":[]}"#,
+            "onboarding_step: invalid_field: channels must name at least one of phone, sms, whatsapp, email",
+        ),
+        (
+            r#"{"channels":["phone","fax"]}"#,
+            "onboarding_step: invalid_field: channels: 'fax' is not a channel (expected one of phone, sms, whatsapp, email)",
+        ),
+        (
+            r#"{"channels":[3]}"#,
+            "onboarding_step: invalid_field: channels: 3 is not a channel (expected one of phone, sms, whatsapp, email)",
+        ),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(refused(&db, &s, "channels", payload), error);
+    }
+    assert_eq!(
+        db.step(&s, "channels", r#"{"channels":["sms","phone","sms"]}"#)
+            .unwrap(),
+        step_answer(&s, "channels", 3, 50)
+    );
+    assert_eq!(
+        db.get(&s)["steps"]["channels"],
+        json!({"channels":["sms","phone"]})
+    );
+}
+
+#[test]
+fn vapi_rules() {
+    let db = Db::memory();
+    let s = db.create();
+    let cases = [
+        (
+            r#"{"agent_type":"robot","voice":"sara","assistant_name":"Sara"}"#,
+            "onboarding_step: invalid_field: agent_type 'robot' is not an agent type (expected one of \
+             real_estate_reception, real_estate_callback, appointment_booking, phone_reception, \
+             customer_support, multi_purpose, custom)",
+        ),
+        (
+            r#"{"agent_type":"custom","voice":"alto","assistant_name":"Sara"}"#,
+            "onboarding_step: invalid_field: voice 'alto' is not a voice (expected one of female, male, sara, rachel, daniel, adam)",
+        ),
+        (
+            r#"{"agent_type":"custom","voice":"male"}"#,
+            "onboarding_step: invalid_field: assistant_name is required",
+        ),
+        (
+            r#"{"agent_type":"custom","voice":"male","assistant_name":""}"#,
+            "onboarding_step: invalid_field: assistant_name must not be empty",
+        ),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(refused(&db, &s, "vapi", payload), error);
+    }
+    let long = format!(
+        r#"{{"agent_type":"custom","voice":"male","assistant_name":"{}"}}"#,
+        "a".repeat(51)
+    );
+    assert_eq!(
+        refused(&db, &s, "vapi", &long),
+        "onboarding_step: invalid_field: assistant_name is 51 characters long; at most 50 are allowed"
+    );
+    let fifty = format!(
+        r#"{{"agent_type":"custom","voice":"MALE","assistant_name":"{}"}}"#,
+        "a".repeat(50)
+    );
+    assert_eq!(
+        db.step(&s, "vapi", &fifty).unwrap(),
+        step_answer(&s, "vapi", 4, 66)
+    );
+    assert_eq!(
+        db.get(&s)["steps"]["vapi"],
+        json!({"agent_type":"custom","voice":"male","assistant_name":"a".repeat(50)})
+    );
+}
+
+#[test]
+fn kb_rules() {
+    let db = Db::memory();
+    let s = db.create();
+    let hint = "(expected a public http or https address such as 'https://mon-site.fr')";
+    let cases = [
+        (
+            r#"{"method":"fax"}"#.to_string(),
+            "onboarding_step: invalid_field: method 'fax' is not a knowledge-base method (expected one of website, documents, assistant, skip)".to_string(),
+        ),
+        (
+            r#"{"crawl_url":"https://mon-site.fr"}"#.to_string(),
+            "onboarding_step: invalid_field: method is required".to_string(),
+        ),
+        (
+            r#"{"method":"website"}"#.to_string(),
+            "onboarding_step: invalid_field: crawl_url is required when method is 'website'".to_string(),
+        ),
+        (
+            r#"{"method":"website","crawl_url":"mon-site"}"#.to_string(),
+            format!("onboarding_step: invalid_field: crawl_url 'mon-site' is not a URL {hint}"),
+        ),
+        (
+            r#"{"method":"website","crawl_url":"ftp://mon-site.fr"}"#.to_string(),
+            format!("onboarding_step: invalid_field: crawl_url 'ftp://mon-site.fr' is not an http or https URL {hint}"),
+        ),
+        (
+            r#"{"method":"website","crawl_url":"http://127.0.0.1:8080/admin"}"#.to_string(),
+            format!("onboarding_step: invalid_field: crawl_url 'http://127.0.0.1:8080/admin' is not a public address {hint}"),
+        ),
+        (
+            r#"{"method":"website","crawl_url":"https://user:pw@mon-site.fr"}"#.to_string(),
+            format!("onboarding_step: invalid_field: crawl_url 'https://user:pw@mon-site.fr' must not carry credentials {hint}"),
+        ),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(refused(&db, &s, "kb", &payload), error);
+    }
+    assert_eq!(
+        db.step(
+            &s,
+            "kb",
+            r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#
+        )
+        .unwrap(),
+        step_answer(&s, "kb", 5, 83)
+    );
+    assert_eq!(
+        db.get(&s)["steps"]["kb"],
+        json!({"method":"website","crawl_url":"https://mon-site.fr"})
+    );
+    // Other methods need no URL, and a stray one is not kept.
+    db.step(&s, "kb", r#"{"method":"documents","crawl_url":"x"}"#)
+        .unwrap();
+    assert_eq!(db.get(&s)["steps"]["kb"], json!({"method":"documents"}));
+}
+
+#[test]
+fn appointments_rules_and_tenant_settings() {
+    let db = Db::memory();
+    let s = db.create();
+    let cases = [
+        (
+            r#"{"provider":"calendly","event_type_id":1}"#,
+            "onboarding_step: invalid_field: provider 'calendly' is not a booking provider (expected one of cal_com)",
+        ),
+        (
+            r#"{"provider":"cal_com"}"#,
+            "onboarding_step: invalid_field: event_type_id is required when provider is set",
+        ),
+        (
+            r#"{"event_type_id":5}"#,
+            "onboarding_step: invalid_field: provider is required when event_type_id is set (expected one of cal_com)",
+        ),
+        (
+            r#"{"provider":"cal_com","event_type_id":"abc"}"#,
+            "onboarding_step: invalid_field: event_type_id 'abc' is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
+            r#"{"provider":"cal_com","event_type_id":-3}"#,
+            "onboarding_step: invalid_field: event_type_id -3 is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
+            r#"{"provider":"cal_com","event_type_id":7,"timezone":"Europe/Lutece"}"#,
+            "onboarding_step: invalid_field: timezone 'Europe/Lutece' is not an IANA time zone (expected a name such as 'Europe/Paris')",
+        ),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(refused(&db, &s, "appointments", payload), error);
+    }
+    // Saved on the tenant; progress unchanged.
+    assert_eq!(
+        db.step(
+            &s,
+            "appointments",
+            r#"{"provider":"cal_com","event_type_id":"123456","timezone":"America/Montreal"}"#
+        )
+        .unwrap(),
+        step_answer(&s, "appointments", 1, 0)
+    );
+    let tenant: (String, String, String) = db
+        .conn
+        .query_row(
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        tenant,
+        ("cal_com".into(), "123456".into(), "America/Montreal".into())
+    );
+    // An empty payload clears the booking settings and keeps the zone.
+    db.step(&s, "appointments", "{}").unwrap();
+    let tenant: (Option<String>, Option<String>, String) = db
+        .conn
+        .query_row(
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(tenant, (None, None, "America/Montreal".into()));
+}
+
+#[test]
+fn payload_must_be_a_json_object() {
+    let db = Db::memory();
+    let s = db.create();
+    assert_eq!(
+        refused(&db, &s, "business", r#"{"company_name": "x"#),
+        "onboarding_step: invalid_json: payload is not valid JSON; EOF while parsing a string at line 1 column 19"
+    );
+    assert_eq!(
+        refused(&db, &s, "business", "[1,2]"),
+        "onboarding_step: invalid_json: payload must be a JSON object, got an array"
+    );
+    let err = db
+        .call("SELECT onboarding_step(?1, 'business', 12)", &[&s])
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "onboarding_step: invalid_json: payload must be text, got an integer"
+    );
+}
+
+#[test]
+fn unknown_session_step_and_arguments() {
+    let db = Db::memory();
+    let s = db.create();
+    assert_eq!(
+        db.step("onb_nope", "kb", r#"{"method":"skip"}"#)
+            .unwrap_err(),
+        "onboarding_step: not_found: session 'onb_nope' does not exist"
+    );
+    assert_eq!(
+        db.step(&s, "billing", "{}").unwrap_err(),
+        "onboarding_step: invalid_field: step 'billing' is not a step (expected one of business, channels, vapi, kb, appointments)"
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_step(NULL, 'kb', '{}')", &[])
+            .unwrap_err(),
+        "onboarding_step: invalid_field: session_id is required"
+    );
+}
+
+#[test]
+fn progress_never_goes_backwards() {
+    let db = Db::memory();
+    let s = db.create();
+    assert_eq!(db.vapi(&s), step_answer(&s, "vapi", 4, 66));
+    // An earlier step edits its data and keeps the furthest step reached.
+    assert_eq!(
+        db.business(&s, "a@b.fr"),
+        step_answer(&s, "business", 4, 66)
+    );
+    assert_eq!(
+        db.step(&s, "channels", r#"{"channels":["sms"]}"#).unwrap(),
+        step_answer(&s, "channels", 4, 66)
+    );
+    assert_eq!(
+        db.step(&s, "kb", r#"{"method":"skip"}"#).unwrap(),
+        step_answer(&s, "kb", 5, 83)
+    );
+    assert_eq!(
+        db.business(&s, "c@d.fr"),
+        step_answer(&s, "business", 5, 83)
+    );
+    let v = db.get(&s);
+    assert_eq!(
+        (v["current_step"].clone(), v["progress_percentage"].clone()),
+        (json!(5), json!(83))
+    );
+    assert_eq!(v["steps"]["business"]["email"], "c@d.fr");
+}
+
+#[test]
+fn step_time_is_credited_to_the_step_left() {
+    let db = Db::memory();
+    let s = db.create();
+    db.env.advance_ms(61_250); // on step 1 (business)
+    db.business(&s, "a@b.fr");
+    db.env.advance_ms(4_000); // re-editing business does not move on
+    db.business(&s, "a@b.fr");
+    db.env.advance_ms(10_000); // step 2 (channels) skipped: all to step 2
+    db.vapi(&s);
+    let durations: Vec<f64> = db
+        .conn
+        .query_row(
+            "SELECT step_1_duration, step_2_duration, step_3_duration, step_4_duration
+             FROM onboarding_analytics",
+            [],
+            |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+        )
+        .unwrap();
+    assert_eq!(durations, vec![61.25, 14.0, 0.0, 0.0]);
+}
