@@ -1,0 +1,107 @@
+"""The whole onboarding through Python's sqlite3 module and libonboarding.so.
+
+Usage: /usr/bin/python3 onboarding_flow.py PATH/TO/libonboarding.so DB_PATH
+(Debian's python3: the pyenv build may lack enable_load_extension.)
+"""
+
+import json
+import sqlite3
+import sys
+import unittest
+
+EXTENSION, DB_PATH = sys.argv[1], sys.argv[2]
+
+
+def connect():
+    conn = sqlite3.connect(DB_PATH, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(EXTENSION)
+    conn.enable_load_extension(False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def call(conn, sql, *args):
+    return json.loads(conn.execute(sql, args).fetchone()[0])
+
+
+class Onboarding(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.conn = connect()
+        cls.conn.execute("SELECT onboarding_migrate()")
+
+    def test_whole_flow_writes_all_tables(self):
+        c = self.conn
+        created = call(c, "SELECT onboarding_create(?)", json.dumps({"source": "web"}))
+        s, tenant = created["session_id"], created["tenant_id"]
+        self.assertEqual(created, {"success": True, "session_id": s, "tenant_id": tenant})
+        step = "SELECT onboarding_step(?, ?, ?)"
+        answers = [
+            call(c, step, s, "business", json.dumps({
+                "company_name": "Cabinet Santé Plus", "industry": "Santé",
+                "phone": "01 42 68 53 00", "email": "accueil@sante-plus.fr"})),
+            call(c, step, s, "channels", json.dumps({"channels": ["phone", "sms"]})),
+            call(c, step, s, "vapi", json.dumps({
+                "agent_type": "appointment_booking", "voice": "male",
+                "assistant_name": "Hugo"})),
+            call(c, step, s, "kb", json.dumps({"method": "skip"})),
+        ]
+        self.assertEqual(
+            [(a["step"], a["current_step"], a["progress_percentage"]) for a in answers],
+            [("business", 2, 33), ("channels", 3, 50), ("vapi", 4, 66), ("kb", 5, 83)])
+        done = call(c, "SELECT onboarding_complete(?, '{}')", s)
+        self.assertEqual(done["sync_status"], "synced")
+        self.assertEqual(done["synced"]["campaign"], None)
+        self.assertEqual(done["synced"]["knowledge_base"], {"method": "skip", "crawl_job": None})
+
+        rows = lambda sql: c.execute(sql, (tenant,)).fetchall()
+        self.assertEqual(
+            rows("SELECT name, email, phone, sector, onboarding_completed FROM tenants WHERE id = ?"),
+            [("Cabinet Santé Plus", "accueil@sante-plus.fr", "+33142685300", "Santé", 1)])
+        self.assertEqual(
+            rows("SELECT status, current_step, progress_percentage FROM onboarding_sessions "
+                 "WHERE tenant_id = ?"),
+            [("completed", 6, 100)])
+        self.assertEqual(
+            rows("SELECT completed FROM onboarding_analytics WHERE tenant_id = ?"), [(1,)])
+        self.assertEqual(
+            rows("SELECT agent_type, agent_name, voice_id, greeting_message "
+                 "FROM omni_agent_configs WHERE tenant_id = ?"),
+            [("appointment_booking", "Hugo", "onwK4e9ZLuTAKqWW03F9",
+              "Bonjour, Hugo pour Cabinet Santé Plus, je peux vous aider à prendre rendez-vous.")])
+        self.assertEqual(
+            rows("SELECT phone_number, is_active, status FROM omni_phone_mappings WHERE tenant_id = ?"),
+            [("+33142685300", 0, "pending_verification")])
+        self.assertEqual(
+            rows("SELECT count(*) FROM omnichannel_campaigns WHERE tenant_id = ?"), [(0,)])
+        self.assertEqual(rows("SELECT count(*) FROM kb_crawl_jobs WHERE tenant_id = ?"), [(0,)])
+
+    def test_errors_carry_their_kind_and_leave_nothing(self):
+        c = self.conn
+        before = c.execute("SELECT count(*) FROM tenants").fetchone()
+        with self.assertRaises(sqlite3.OperationalError) as caught:
+            c.execute("SELECT onboarding_step('onb_nope', 'kb', '{\"method\":\"skip\"}')")
+        self.assertEqual(str(caught.exception),
+                         "onboarding_step: not_found: session 'onb_nope' does not exist")
+        with self.assertRaises(sqlite3.OperationalError) as caught:
+            c.execute("SELECT onboarding_create('{\"ip_address\":\"nope\"}')")
+        self.assertEqual(str(caught.exception),
+                         "onboarding_create: invalid_field: ip_address 'nope' is not an IPv4 or IPv6 address")
+        self.assertEqual(c.execute("SELECT count(*) FROM tenants").fetchone(), before)
+
+    def test_rollback_of_a_python_transaction_leaves_nothing(self):
+        c = self.conn
+        before = c.execute("SELECT count(*) FROM tenants").fetchone()
+        c.execute("BEGIN")
+        s = call(c, "SELECT onboarding_create()")["session_id"]
+        call(c, "SELECT onboarding_step(?, 'channels', '{\"channels\":[\"email\"]}')", s)
+        c.execute("ROLLBACK")
+        self.assertEqual(c.execute("SELECT count(*) FROM tenants").fetchone(), before)
+        self.assertEqual(
+            c.execute("SELECT count(*) FROM onboarding_sessions WHERE id = ?", (s,)).fetchone(),
+            (0,))
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])

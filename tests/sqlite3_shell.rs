@@ -1,0 +1,191 @@
+//! The whole onboarding in Debian's `sqlite3` shell with `.load`: each step
+//! a separate shell run on one database file, as a person would type them.
+
+use onboarding_blackbox::{sqlite3, sqlite3_json, sqlite3_ok};
+use serde_json::json;
+
+fn db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    (dir, path)
+}
+
+#[test]
+fn the_extension_adds_exactly_these_functions() {
+    let (_dir, db) = db();
+    let listed = sqlite3_ok(
+        &db,
+        &[
+            "SELECT name || '/' || narg || ' ' || flags FROM pragma_function_list \
+           WHERE name LIKE 'onboarding%' ORDER BY name, narg;",
+        ],
+    );
+    // flags as pragma_function_list reports them (without the text
+    // encoding): 0x800 DETERMINISTIC, 0x80000 DIRECTONLY, 0x200000 INNOCUOUS.
+    // Writers are DIRECTONLY and never DETERMINISTIC.
+    assert_eq!(
+        listed,
+        "onboarding_agent_types/0 2099200\n\
+         onboarding_complete/1 524288\n\
+         onboarding_complete/2 524288\n\
+         onboarding_create/0 524288\n\
+         onboarding_create/1 524288\n\
+         onboarding_get/1 524288\n\
+         onboarding_migrate/0 524288\n\
+         onboarding_step/3 524288\n\
+         onboarding_version/0 2099200\n\
+         onboarding_voices/0 2099200\n"
+    );
+    // Without the extension, none of them exists.
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT count(*) FROM pragma_function_list WHERE name LIKE 'onboarding%';")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+}
+
+#[test]
+fn a_whole_onboarding_in_the_shell() {
+    let (_dir, db) = db();
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &[
+                "SELECT onboarding_version();",
+                "SELECT onboarding_migrate();"
+            ]
+        ),
+        "v0.1.0\n1\n"
+    );
+    let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
+    let s = created["session_id"].as_str().unwrap().to_string();
+    let tenant = created["tenant_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created,
+        json!({"success": true, "session_id": s, "tenant_id": tenant})
+    );
+
+    let steps = [
+        (
+            "business",
+            r#"{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"06 12 34 56 78","email":"contact@entreprise.fr"}"#,
+            2,
+            33,
+        ),
+        ("channels", r#"{"channels":["phone","whatsapp"]}"#, 3, 50),
+        (
+            "vapi",
+            r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
+            4,
+            66,
+        ),
+        (
+            "kb",
+            r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
+            5,
+            83,
+        ),
+        (
+            "appointments",
+            r#"{"provider":"cal_com","event_type_id":123456,"timezone":"Europe/Paris"}"#,
+            5,
+            83,
+        ),
+    ];
+    for (step, payload, current, progress) in steps {
+        let sql = format!("SELECT onboarding_step('{s}', '{step}', '{payload}');");
+        assert_eq!(
+            sqlite3_json(&db, &sql),
+            json!({"success": true, "session_id": s, "step": step,
+                   "current_step": current, "progress_percentage": progress})
+        );
+    }
+    let done = sqlite3_json(&db, &format!("SELECT onboarding_complete('{s}', '{{}}');"));
+    assert_eq!(done["success"], true);
+    assert_eq!(done["sync_status"], "synced");
+    assert_eq!(done["already_completed"], false);
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number": "+33612345678", "status": "pending_verification", "is_active": false})
+    );
+
+    // The rows of every table the onboarding wrote.
+    let rows = sqlite3_ok(
+        &db,
+        &[
+            ".mode list",
+            ".separator ' | '",
+            "SELECT name, email, phone, sector, onboarding_completed, booking_provider, \
+                    cal_com_event_type_id, timezone FROM tenants;",
+            "SELECT current_step, progress_percentage, status, source FROM onboarding_sessions;",
+            "SELECT completed, total_duration_seconds >= 0 FROM onboarding_analytics;",
+            "SELECT agent_type, agent_name, voice_id, voice_language, greeting_message, \
+                    channels_config FROM omni_agent_configs;",
+            "SELECT phone_number, is_active, status FROM omni_phone_mappings;",
+            "SELECT name, campaign_type, channels, status, settings FROM omnichannel_campaigns;",
+            "SELECT url, status FROM kb_crawl_jobs;",
+        ],
+    );
+    assert_eq!(
+        rows,
+        "Mon Entreprise | contact@entreprise.fr | +33612345678 | Immobilier | 1 | cal_com | 123456 | Europe/Paris\n\
+         6 | 100 | completed | web\n\
+         1 | 1\n\
+         multi_purpose | Sara | EXAVITQu4vr4xnSDxMaL | fr-FR | Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ? | \
+         {\"phone\":{\"enabled\":true},\"sms\":{\"enabled\":false},\"whatsapp\":{\"enabled\":true},\"email\":{\"enabled\":false}}\n\
+         +33612345678 | 0 | pending_verification\n\
+         Prise de rendez-vous – Mon Entreprise | appointment | [\"phone\",\"whatsapp\"] | active | \
+         {\"provider\":\"cal_com\",\"event_type_id\":\"123456\",\"timezone\":\"Europe/Paris\"}\n\
+         https://mon-site.fr | queued\n"
+    );
+
+    // A retry answers the same, flagged.
+    let again = sqlite3_json(&db, &format!("SELECT onboarding_complete('{s}');"));
+    let mut expected = done.clone();
+    expected["already_completed"] = json!(true);
+    assert_eq!(again, expected);
+}
+
+#[test]
+fn errors_reach_the_shell_with_their_kind_and_write_nothing() {
+    let (_dir, db) = db();
+    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
+    let s = sqlite3_json(&db, "SELECT onboarding_create();")["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = sqlite3(
+        &db,
+        &[&format!(
+            "SELECT onboarding_step('{s}', 'business', \
+             '{{\"company_name\":\"A\",\"industry\":\"B\",\"phone\":\"0612345678\",\"email\":\"bob@\"}}');"
+        )],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: stepping, onboarding_step: invalid_field: email 'bob@' is not a valid \
+         email address (expected name@domain.tld)\n"
+    );
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &["SELECT business_data IS NULL, current_step FROM onboarding_sessions;"]
+        ),
+        "1|1\n"
+    );
+    // A writer inside a view is refused by SQLite itself (DIRECTONLY).
+    let out = sqlite3(
+        &db,
+        &[
+            "CREATE VIEW v AS SELECT onboarding_create() AS r;",
+            "SELECT * FROM v;",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: in prepare, unsafe use of onboarding_create()\n"
+    );
+    assert_eq!(sqlite3_ok(&db, &["SELECT count(*) FROM tenants;"]), "1\n");
+}
