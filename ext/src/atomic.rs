@@ -6,23 +6,23 @@
 
 use rusqlite::Connection;
 
+use crate::db;
 use crate::error::{Error, Result};
 
 /// Runs `body` inside `SAVEPOINT onboarding_call`: released when `body`
 /// returns `Ok`, rolled back when it returns `Err` or panics.
 pub fn atomic<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT onboarding_call")
-        .map_err(|e| match e.to_string() {
-            // SQLite refuses a savepoint while the calling statement writes
-            // (INSERT … SELECT f(), CREATE TABLE … AS, triggers).
-            text if text.contains("statements in progress") => Error::internal(format!(
-                "{text} (call the onboarding functions from a plain top-level SELECT)"
-            )),
-            _ => Error::from(e),
-        })?;
+    db::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
+        // SQLite refuses a savepoint while the calling statement writes
+        // (INSERT … SELECT f(), CREATE TABLE … AS, triggers).
+        text if text.contains("statements in progress") => Error::internal(format!(
+            "{text} (call the onboarding functions from a plain top-level SELECT)"
+        )),
+        _ => Error::from(e),
+    })?;
     let mut guard = Guard { conn, armed: true };
     let value = body()?;
-    conn.execute_batch("RELEASE onboarding_call")?;
+    db::execute(conn, "RELEASE onboarding_call", [])?;
     guard.armed = false;
     Ok(value)
 }
@@ -39,9 +39,8 @@ impl Drop for Guard<'_> {
         if self.armed {
             // Nothing useful can be done if this fails: the caller already
             // gets the original error, and SQLite rolls back on close.
-            let _ = self
-                .conn
-                .execute_batch("ROLLBACK TO onboarding_call; RELEASE onboarding_call");
+            let _ = db::execute(self.conn, "ROLLBACK TO onboarding_call", [])
+                .and_then(|_| db::execute(self.conn, "RELEASE onboarding_call", []));
         }
     }
 }

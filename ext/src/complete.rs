@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::atomic::atomic;
 use crate::catalog;
+use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::session::{stored_json, stored_str, Session};
@@ -83,7 +84,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     // tenants. The business step checked the email, but another tenant may
     // have completed with it since: check again, and let the UNIQUE
     // constraint have the last word.
-    let taken: bool = conn.query_row(
+    let taken: bool = db::query_row(
+        conn,
         "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
         (email, tenant),
         |r| r.get(0),
@@ -91,7 +93,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     if taken {
         return Err(email_taken(email));
     }
-    conn.execute(
+    db::execute(
+        conn,
         "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
                 onboarding_completed = 1, updated_at = ?5
          WHERE id = ?6",
@@ -128,7 +131,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
             (c.to_string(), json!({ "enabled": enabled }))
         })
         .collect();
-    conn.execute(
+    db::execute(
+        conn,
         "INSERT INTO omni_agent_configs (tenant_id, agent_type, agent_name, agent_personality,
              voice_provider, voice_id, voice_language, system_prompt, greeting_message,
              channels_config, created_at, updated_at)
@@ -156,7 +160,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     )?;
 
     // omni_phone_mappings: declared, never taken from another tenant.
-    conn.execute(
+    db::execute(
+        conn,
         "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                           created_at, updated_at)
          VALUES (?1, ?2, 0, 'pending_verification', ?3, ?3)
@@ -166,14 +171,14 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
 
     // omnichannel_campaigns: only when booking is configured on the tenant
     // (by the appointments step, or set on the tenant directly).
-    let booking: Option<(Option<String>, String, String)> = conn
-        .query_row(
-            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants
+    let booking: Option<(Option<String>, String, String)> = db::query_row(
+        conn,
+        "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants
              WHERE id = ?1 AND cal_com_event_type_id IS NOT NULL",
-            [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+        [tenant],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?;
     let campaign = match booking {
         None => Value::Null,
         Some((provider, event_type_id, timezone)) => {
@@ -183,7 +188,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
                 "event_type_id": event_type_id,
                 "timezone": timezone,
             });
-            conn.execute(
+            db::execute(
+                conn,
                 "INSERT INTO omnichannel_campaigns (tenant_id, name, campaign_type, channels,
                                                    status, settings, created_at, updated_at)
                  VALUES (?1, ?2, 'appointment', ?3, 'active', ?4, ?5, ?5)
@@ -217,7 +223,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
         let method = stored_str(&kb, "method")?;
         let crawl_job = if method == "website" {
             let url = stored_str(&kb, "crawl_url")?;
-            conn.execute(
+            db::execute(
+                conn,
                 "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
                                             updated_at)
                  VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
@@ -241,7 +248,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     let duration_seconds = (now_ms - started_ms).max(0) / 1000;
     // Rounded to the nearest minute, as the original answered (342 s -> 6).
     let duration_minutes = (duration_seconds + 30) / 60;
-    conn.execute(
+    db::execute(
+        conn,
         "UPDATE onboarding_analytics SET completed = 1, total_duration_seconds = ?1,
                 completed_at = ?2
          WHERE session_id = ?3",
@@ -276,7 +284,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
         },
     });
 
-    conn.execute(
+    db::execute(
+        conn,
         "UPDATE onboarding_sessions SET status = 'completed', current_step = 6,
                 progress_percentage = 100, completed_at = ?1, last_updated_at = ?1,
                 step_started_at = ?1, completion_result = ?2

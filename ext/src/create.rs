@@ -5,6 +5,7 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::atomic::atomic;
+use crate::db;
 use crate::env::{iso8601, Env};
 use crate::error::{Error, Result};
 use crate::validate;
@@ -49,7 +50,8 @@ pub fn create(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
     // constant 'temp@onboarding.tmp' let only one onboarding exist at a time.
     let placeholder_email = format!("pending+{}@onboarding.invalid", ids.tenant_id);
     atomic(conn, || {
-        conn.execute(
+        db::execute(
+            conn,
             "INSERT INTO tenants (id, name, email, api_key, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             (
@@ -60,7 +62,8 @@ pub fn create(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
                 &now,
             ),
         )?;
-        conn.execute(
+        db::execute(
+            conn,
             "INSERT INTO onboarding_sessions (id, tenant_id, source, started_at, last_updated_at,
                                               step_started_at, ip_address, user_agent)
              VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
@@ -73,7 +76,8 @@ pub fn create(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
                 &origin.user_agent,
             ),
         )?;
-        conn.execute(
+        db::execute(
+            conn,
             "INSERT INTO onboarding_analytics (session_id, tenant_id, created_at)
              VALUES (?1, ?2, ?3)",
             (&ids.session_id, &ids.tenant_id, &now),

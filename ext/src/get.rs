@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::{json, Map, Value};
 
 use crate::atomic::atomic;
+use crate::db;
 use crate::error::Result;
 use crate::session::{stored_json, Session};
 
@@ -73,10 +74,11 @@ fn row_object(row: &Row<'_>, json_columns: &[&str]) -> rusqlite::Result<Value> {
 fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     let tenant = &s.tenant_id;
     let one = |sql: &str, json_columns: &[&str]| -> Result<Value> {
-        Ok(conn
-            .query_row(sql, [tenant], |r| row_object(r, json_columns))
-            .optional()?
-            .unwrap_or(Value::Null))
+        Ok(
+            db::query_row(conn, sql, [tenant], |r| row_object(r, json_columns))
+                .optional()?
+                .unwrap_or(Value::Null),
+        )
     };
     let tenant_row = one(
         "SELECT id, name, company_name, email, phone, sector, booking_provider,
@@ -101,15 +103,15 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
          FROM omnichannel_campaigns WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
         &["channels", "settings"],
     )?;
-    let crawl_job = conn
-        .query_row(
-            "SELECT id, url, status, created_at, updated_at FROM kb_crawl_jobs
+    let crawl_job = db::query_row(
+        conn,
+        "SELECT id, url, status, created_at, updated_at FROM kb_crawl_jobs
              WHERE session_id = ?1",
-            [&s.id],
-            |r| row_object(r, &[]),
-        )
-        .optional()?
-        .unwrap_or(Value::Null);
+        [&s.id],
+        |r| row_object(r, &[]),
+    )
+    .optional()?
+    .unwrap_or(Value::Null);
     Ok(json!({
         "tenant": tenant_row,
         "agent_config": agent_config,

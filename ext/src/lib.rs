@@ -33,6 +33,7 @@ mod atomic;
 pub mod catalog;
 mod complete;
 mod create;
+mod db;
 pub mod env;
 mod error;
 mod get;
@@ -41,7 +42,8 @@ mod session;
 mod step;
 pub mod validate;
 
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -79,14 +81,60 @@ type Body = fn(&Call<'_>) -> Result<SqlValue>;
 struct Call<'a> {
     ctx: &'a Context<'a>,
     env: &'a dyn Env,
+    cache: Option<&'a StatementCache>,
+}
+
+/// The connection a call runs on: the long-lived one of a
+/// [`register_cached`] registration, or a handle for this call only.
+enum CallConnection<'a> {
+    Cached(MutexGuard<'a, CacheState>),
+    Fresh(rusqlite::functions::ConnectionRef<'a>),
+}
+
+impl Deref for CallConnection<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            CallConnection::Cached(guard) => match &**guard {
+                CacheState::Ready(conn) => conn,
+                // `conn()` hands out Cached guards only in the Ready state.
+                _ => unreachable!("cached connection handed out before it was ready"),
+            },
+            CallConnection::Fresh(conn) => conn,
+        }
+    }
 }
 
 impl Call<'_> {
     /// The connection the function was called on.
-    fn conn(&self) -> Result<rusqlite::functions::ConnectionRef<'_>> {
+    fn conn(&self) -> Result<CallConnection<'_>> {
         // SAFETY: the reference lives only for this call, on SQLite's thread,
         // and is never stored.
-        unsafe { self.ctx.get_connection() }.map_err(Error::from)
+        let fresh = unsafe { self.ctx.get_connection() }.map_err(Error::from)?;
+        let Some(cache) = self.cache else {
+            return Ok(CallConnection::Fresh(fresh));
+        };
+        // try_lock: a call nested inside another call of this registration
+        // (not reachable today: the functions are DIRECTONLY) takes the
+        // uncached path instead of deadlocking.
+        let Ok(mut guard) = cache.state.try_lock() else {
+            return Ok(CallConnection::Fresh(fresh));
+        };
+        match &*guard {
+            CacheState::Released => return Ok(CallConnection::Fresh(fresh)),
+            CacheState::Ready(_) => {}
+            CacheState::Empty => {
+                // SAFETY: a non-owning wrapper of the same handle; it is
+                // dropped (finalizing its statements) by
+                // `CachedStatements::release`, which the owner of the
+                // connection calls before closing it.
+                let conn = unsafe { Connection::from_handle(fresh.handle()) }?;
+                conn.set_prepared_statement_cache_capacity(64);
+                *guard = CacheState::Ready(conn);
+            }
+        }
+        Ok(CallConnection::Cached(guard))
     }
 
     /// Argument `idx` as text; SQL NULL (or a missing argument) is `None`.
@@ -188,11 +236,75 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Registers every function on `conn`, taking time and randomness from `env`.
+///
+/// Statements are prepared anew by each call: safe for any host, including
+/// the loadable extension, whose host may close the connection at any time.
 pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<()> {
+    register_inner(conn, env, None)
+}
+
+/// Registers every function on `conn` with prepared statements kept across
+/// calls, for a host that owns its connection (the HTTP server): about
+/// three times less work per call.
+///
+/// The returned guard owns those statements. Keep it alive while the
+/// connection is used and drop it (or call
+/// [`CachedStatements::release`]) **before** closing the connection: SQLite
+/// refuses to close a connection with unfinalized statements.
+pub fn register_cached(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<CachedStatements> {
+    let cache = Arc::new(StatementCache {
+        state: Mutex::new(CacheState::Empty),
+    });
+    register_inner(conn, env, Some(Arc::clone(&cache)))?;
+    Ok(CachedStatements { cache })
+}
+
+/// The prepared statements of a [`register_cached`] registration.
+pub struct CachedStatements {
+    cache: Arc<StatementCache>,
+}
+
+impl CachedStatements {
+    /// Finalizes the cached statements; later calls prepare per call.
+    pub fn release(&self) {
+        let mut state = match self.cache.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *state = CacheState::Released;
+    }
+}
+
+impl Drop for CachedStatements {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+struct StatementCache {
+    state: Mutex<CacheState>,
+}
+
+enum CacheState {
+    Empty,
+    Ready(Connection),
+    Released,
+}
+
+fn register_inner(
+    conn: &Connection,
+    env: Arc<dyn Env>,
+    cache: Option<Arc<StatementCache>>,
+) -> rusqlite::Result<()> {
     for &(name, n_arg, flags, body) in FUNCTIONS {
         let env = Arc::clone(&env);
+        let cache = cache.clone();
         conn.create_scalar_function(name, n_arg, flags, move |ctx| {
-            let call = Call { ctx, env: &*env };
+            let call = Call {
+                ctx,
+                env: &*env,
+                cache: cache.as_deref(),
+            };
             body(&call).map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
         })
         .map_err(|e| {

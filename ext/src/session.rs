@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
+use crate::db;
 use crate::error::{quote, Error, Result};
 
 /// `progress_percentage` for each `current_step` (index 1..=6).
@@ -45,7 +46,8 @@ pub struct Session {
 impl Session {
     /// Reads session `id`, or answers `not_found`.
     pub fn load(conn: &Connection, id: &str) -> Result<Session> {
-        conn.query_row(
+        db::query_row(
+            conn,
             "SELECT id, tenant_id, current_step, progress_percentage, status,
                     business_data, channels_data, vapi_data, kb_data, appointments_data,
                     started_at, last_updated_at, step_started_at, completed_at, completion_result

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::atomic::atomic;
+use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::session::{progress, Session, STEPS};
@@ -60,7 +61,8 @@ pub fn credit_step_time(conn: &Connection, session: &Session, now_ms: i64) -> Re
     // The column name comes from a step number checked to be 1..=6 by the
     // table's CHECK constraint, never from the caller.
     let step = session.current_step.clamp(1, 6);
-    conn.execute(
+    db::execute(
+        conn,
         &format!(
             "UPDATE onboarding_analytics SET step_{step}_duration = step_{step}_duration + ?1
              WHERE session_id = ?2"
@@ -97,7 +99,8 @@ pub fn step(
 
         match &saved {
             Saved::Business(b) => {
-                let taken: bool = conn.query_row(
+                let taken: bool = db::query_row(
+                    conn,
                     "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
                     (&b.email, &session.tenant_id),
                     |r| r.get(0),
@@ -107,7 +110,8 @@ pub fn step(
                 }
             }
             Saved::Appointments(a) => {
-                conn.execute(
+                db::execute(
+                    conn,
                     "UPDATE tenants SET booking_provider = ?1, cal_com_event_type_id = ?2,
                             timezone = coalesce(?3, timezone), updated_at = ?4
                      WHERE id = ?5",
@@ -129,7 +133,8 @@ pub fn step(
         if advanced.is_some() {
             credit_step_time(conn, &session, now_ms)?;
         }
-        conn.execute(
+        db::execute(
+            conn,
             &format!(
                 "UPDATE onboarding_sessions
                  SET {column} = ?1, current_step = ?2, progress_percentage = ?3,

@@ -1,0 +1,22 @@
+//! Statement execution through the connection's prepared-statement cache.
+//!
+//! Each function call gets a connection handle; when the host opted into
+//! [`crate::register_cached`], that handle lives across calls and so do its
+//! prepared statements, which is most of the cost of a call. Otherwise the
+//! cache lives for one call (still reused within it).
+
+use rusqlite::{Connection, Params, Row};
+
+/// `Connection::execute`, through the statement cache.
+pub fn execute<P: Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `Connection::query_row`, through the statement cache.
+pub fn query_row<T, P, F>(conn: &Connection, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+where
+    P: Params,
+    F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+{
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
