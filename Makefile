@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SO := dist/libonboarding.so
 
-.PHONY: all loadable test lint fmt bench server clean
+.PHONY: all loadable test lint fmt bench server clean reference
 
 all: loadable
 
@@ -22,6 +22,10 @@ test: loadable
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path ext/loadable/Cargo.toml -- -D warnings
+
+# The function reference, produced by running its examples.
+reference: loadable
+	/usr/bin/python3 docs/reference.py $(SO) > docs/reference.md
 
 lint:
 	$(CARGO) fmt --all --check
