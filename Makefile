@@ -11,7 +11,7 @@ all: loadable
 loadable: $(SO)
 
 $(SO): FORCE
-	$(CARGO) build --release --manifest-path ext/loadable/Cargo.toml
+	$(CARGO) build --release --manifest-path ext/loadable/Cargo.toml --target-dir ext/loadable/target
 	mkdir -p dist
 	cp ext/loadable/target/release/libonboarding.so $(SO)
 
