@@ -15,6 +15,7 @@ use crate::catalog;
 use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
+use crate::json_string;
 use crate::session::{stored_json, stored_str, Session};
 use crate::step::{credit_step_time, email_taken};
 use crate::validate;
@@ -154,7 +155,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
             catalog::VOICE_LANGUAGE,
             catalog::system_prompt(agent, agent_name, company_name),
             catalog::render(agent.greeting, agent_name, company_name),
-            Value::Object(channels_config).to_string(),
+            json_string(&Value::Object(channels_config)),
             &now,
         ],
     )?;
@@ -200,8 +201,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
                 (
                     tenant,
                     &name,
-                    json!(channels).to_string(),
-                    settings.to_string(),
+                    json_string(&json!(channels)),
+                    json_string(&settings),
                     &now,
                 ),
             )?;
@@ -290,7 +291,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
                 progress_percentage = 100, completed_at = ?1, last_updated_at = ?1,
                 step_started_at = ?1, completion_result = ?2
          WHERE id = ?3",
-        (&now, result.to_string(), &session.id),
+        (&now, json_string(&result), &session.id),
     )?;
     Ok(result)
 }

@@ -11,6 +11,7 @@ use crate::atomic::atomic;
 use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, Result};
+use crate::json_string;
 use crate::session::{progress, Session, STEPS};
 use crate::validate::{self, Object};
 
@@ -143,7 +144,7 @@ pub fn step(
                  WHERE id = ?6"
             ),
             (
-                data.to_string(),
+                json_string(&data),
                 current_step,
                 progress(current_step),
                 &now,
