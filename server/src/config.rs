@@ -1,0 +1,230 @@
+//! The server's settings: [`Config`] for the library, [`Args`] for the
+//! command line (each flag with its environment variable).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The front end's development origins (ports 3000, 3002 and 5173).
+pub const DEFAULT_CORS_ORIGINS: [&str; 6] = [
+    "http://localhost:3000",
+    "http://localhost:3002",
+    "http://localhost:5173",
+    "http://127.0.0.1:3000",
+    "http://127.0.0.1:3002",
+    "http://127.0.0.1:5173",
+];
+
+/// `PRAGMA synchronous` for the WAL database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Synchronous {
+    /// fsync at every commit: an answered write survives power loss.
+    Full,
+    /// fsync at checkpoints only: an answered write survives a crash of the
+    /// server, but the last commits may be lost on power loss.
+    Normal,
+}
+
+impl Synchronous {
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Everything [`crate::run`] needs besides its listener.
+#[derive(Clone)]
+pub struct Config {
+    /// The SQLite file; created and migrated at start.
+    pub db_path: PathBuf,
+    /// Origins whose browsers may call the API (exact `scheme://host:port`).
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Sessions one client address may create per window; 0 disables.
+    pub create_rate_limit: u32,
+    pub create_rate_window: Duration,
+    pub synchronous: Synchronous,
+    /// Load this built `libonboarding.so` instead of the linked functions.
+    pub extension: Option<PathBuf>,
+    /// Time and randomness for the linked functions (tests pin them); `None`
+    /// is the system clock and the OS random source. Cannot apply to a loaded
+    /// extension, which has its own.
+    pub env: Option<Arc<dyn onboarding::Env>>,
+    /// How long shutdown waits for in-flight requests before closing anyway.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db_path: PathBuf::from("onboarding.db"),
+            cors_origins: DEFAULT_CORS_ORIGINS.map(String::from).to_vec(),
+            max_body_bytes: 64 * 1024,
+            create_rate_limit: 30,
+            create_rate_window: Duration::from_secs(60),
+            synchronous: Synchronous::Full,
+            extension: None,
+            env: None,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("db_path", &self.db_path)
+            .field("cors_origins", &self.cors_origins)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("create_rate_limit", &self.create_rate_limit)
+            .field("create_rate_window", &self.create_rate_window)
+            .field("synchronous", &self.synchronous)
+            .field("extension", &self.extension)
+            .field("env", &self.env.as_ref().map(|_| "custom"))
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// The onboarding engine over HTTP: each route runs one SQL function of the
+/// onboarding library on one SQLite database and answers its JSON.
+#[derive(Debug, Parser)]
+#[command(name = "onboarding-server", version)]
+pub struct Args {
+    /// Address and port to listen on.
+    #[arg(long, env = "ONBOARDING_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file; created and migrated at start.
+    #[arg(long, env = "ONBOARDING_DB", default_value = "onboarding.db")]
+    pub db: PathBuf,
+
+    /// Browser origins allowed to call the API (CORS), comma-separated.
+    #[arg(
+        long,
+        env = "ONBOARDING_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_values_t = DEFAULT_CORS_ORIGINS.map(String::from)
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Largest request body in bytes; larger ones are refused with 413.
+    #[arg(long, env = "ONBOARDING_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Sessions one client IP may create per window (429 past it); 0 disables
+    /// the limit (load tests from one address need that).
+    #[arg(long, env = "ONBOARDING_CREATE_RATE_LIMIT", default_value_t = 30)]
+    pub create_rate_limit: u32,
+
+    /// The window of --create-rate-limit, in seconds.
+    #[arg(
+        long,
+        env = "ONBOARDING_CREATE_RATE_WINDOW_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub create_rate_window_secs: u64,
+
+    /// SQLite durability: `full` makes every answered write survive power
+    /// loss; `normal` only a crash of the server (faster on slow disks).
+    #[arg(long, env = "ONBOARDING_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
+    pub synchronous: Synchronous,
+
+    /// Load this built extension (e.g. dist/libonboarding.so) at run time
+    /// instead of the functions linked into the server.
+    #[arg(long, env = "ONBOARDING_EXTENSION")]
+    pub extension: Option<PathBuf>,
+
+    /// Seconds shutdown waits for in-flight requests before closing anyway.
+    #[arg(long, env = "ONBOARDING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log level: error, warn, info (one line per request), debug or trace.
+    #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
+    pub log_level: tracing::level_filters::LevelFilter,
+}
+
+impl Args {
+    /// The library configuration these flags describe.
+    pub fn config(&self) -> Config {
+        Config {
+            db_path: self.db.clone(),
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            max_body_bytes: self.max_body_bytes,
+            create_rate_limit: self.create_rate_limit,
+            create_rate_window: Duration::from_secs(self.create_rate_window_secs),
+            synchronous: self.synchronous,
+            extension: self.extension.clone(),
+            env: None,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn no_flags_give_the_contract_defaults() {
+        let args = Args::try_parse_from(["onboarding-server"]).unwrap();
+        assert_eq!(args.listen, "127.0.0.1:8787".parse().unwrap());
+        let config = args.config();
+        let default = Config::default();
+        assert_eq!(config.db_path, default.db_path);
+        assert_eq!(config.cors_origins, default.cors_origins);
+        assert_eq!(config.max_body_bytes, 64 * 1024);
+        assert_eq!(config.create_rate_limit, default.create_rate_limit);
+        assert_eq!(config.create_rate_window, default.create_rate_window);
+        assert_eq!(config.synchronous, Synchronous::Full);
+        assert_eq!(config.extension, None);
+    }
+
+    #[test]
+    fn cors_origins_split_on_commas_and_trim() {
+        let args = Args::try_parse_from([
+            "onboarding-server",
+            "--cors-origins",
+            "https://app.example, https://admin.example,",
+            "--synchronous",
+            "normal",
+            "--create-rate-limit",
+            "0",
+        ])
+        .unwrap();
+        let config = args.config();
+        assert_eq!(
+            config.cors_origins,
+            ["https://app.example", "https://admin.example"]
+        );
+        assert_eq!(config.synchronous, Synchronous::Normal);
+        assert_eq!(config.create_rate_limit, 0);
+    }
+
+    #[test]
+    fn a_zero_rate_window_is_refused() {
+        let err = Args::try_parse_from(["onboarding-server", "--create-rate-window-secs", "0"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-address rate limit of session creation (GCRA: "at most N per window",
+//! smoothed, one instant stored per address).
+//!
+//! Creating a session writes a tenant row: without a limit, one client could
+//! fill the database. GCRA rather than a fixed window: a fixed window lets a
+//! client send 2N around a window boundary; GCRA never allows more than N in
+//! any window, and needs no timer or background task.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Tracked addresses before stale ones are dropped.
+const PRUNE_AT: usize = 4096;
+
+pub struct RateLimiter {
+    /// Time one request "costs": window / limit.
+    interval: Duration,
+    /// How far ahead of now an address may have spent: window - interval,
+    /// so that a fresh address may send `limit` requests at once.
+    tolerance: Duration,
+    /// Each address's theoretical arrival time: when its next request would
+    /// be "on schedule". An address whose time has passed is as good as new.
+    state: Mutex<State>,
+}
+
+struct State {
+    next: HashMap<IpAddr, Instant>,
+    prune_at: usize,
+}
+
+impl RateLimiter {
+    /// `None` when `limit` is 0 (no limit).
+    pub fn new(limit: u32, window: Duration) -> Option<RateLimiter> {
+        if limit == 0 {
+            return None;
+        }
+        let interval = window / limit;
+        Some(RateLimiter {
+            interval,
+            tolerance: window.saturating_sub(interval),
+            state: Mutex::new(State {
+                next: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
+        })
+    }
+
+    /// Counts one request from `ip` at `now`; `Err(seconds)` to wait (at
+    /// least 1) when over the limit.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        // A poisoned lock only means another request panicked mid-update of
+        // a map of instants: the data is still usable.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = state.next.get(&ip).map_or(now, |&t| t.max(now));
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            let wait = ahead - self.tolerance;
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(secs.max(1));
+        }
+        state.next.insert(ip, tat + self.interval);
+        if state.next.len() >= state.prune_at {
+            state.next.retain(|_, t| *t > now);
+            state.prune_at = (state.next.len() * 2).max(PRUNE_AT);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_the_limit_at_once_then_says_when_the_next_one_fits() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(3600)).unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(limiter.check(ip, t0), Ok(()));
+        assert_eq!(limiter.check(ip, t0), Ok(()));
+        assert_eq!(limiter.check(ip, t0), Ok(()));
+        assert_eq!(limiter.check(ip, t0), Err(1200));
+        assert_eq!(
+            limiter.check(ip, t0 + Duration::from_millis(1_199_500)),
+            Err(1)
+        );
+        assert_eq!(limiter.check(ip, t0 + Duration::from_secs(1200)), Ok(()));
+        assert_eq!(limiter.check(ip, t0 + Duration::from_secs(1200)), Err(1200));
+    }
+
+    #[test]
+    fn addresses_are_counted_apart() {
+        let limiter = RateLimiter::new(1, Duration::from_secs(60)).unwrap();
+        let t0 = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "::1".parse().unwrap());
+        assert_eq!(limiter.check(a, t0), Ok(()));
+        assert_eq!(limiter.check(a, t0), Err(60));
+        assert_eq!(limiter.check(b, t0), Ok(()));
+    }
+
+    #[test]
+    fn zero_disables_the_limit() {
+        assert!(RateLimiter::new(0, Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn stale_addresses_are_pruned() {
+        let limiter = RateLimiter::new(1, Duration::from_secs(1)).unwrap();
+        let t0 = Instant::now();
+        for i in 0..PRUNE_AT as u32 - 1 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            assert_eq!(limiter.check(ip, t0), Ok(()));
+        }
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(limiter.check("::2".parse().unwrap(), later), Ok(()));
+        assert_eq!(limiter.state.lock().unwrap().next.len(), 1);
+    }
+}

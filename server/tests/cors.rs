@@ -1,0 +1,129 @@
+//! CORS: preflight for the configured origins only, and the allow-origin
+//! header on the answers they read.
+mod common;
+
+use common::*;
+
+const ALLOWED: &str = "http://localhost:3002";
+const REFUSED: &str = "https://evil.example";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_from_an_allowed_origin_is_204_with_the_cors_headers() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let reply = request(
+        server.addr,
+        "OPTIONS",
+        "/api/v1/onboarding/session/onb_x/business",
+        &[
+            ("Origin", ALLOWED),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(reply.body, "");
+    assert_eq!(reply.header("access-control-allow-origin"), Some(ALLOWED));
+    assert_eq!(reply.header("vary"), Some("Origin"));
+    assert_eq!(
+        reply.header("access-control-allow-methods"),
+        Some("GET, POST, OPTIONS")
+    );
+    assert_eq!(
+        reply.header("access-control-allow-headers"),
+        Some("Content-Type, Authorization")
+    );
+    assert_eq!(reply.header("access-control-max-age"), Some("600"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_from_a_refused_origin_is_403_without_allow_origin() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let reply = request(
+        server.addr,
+        "OPTIONS",
+        "/api/v1/onboarding/session",
+        &[
+            ("Origin", REFUSED),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    assert_eq!(reply.header("access-control-allow-methods"), None);
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"origin 'https://evil.example' is not allowed to call this API","code":"origin_not_allowed"}"#
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_allow_origin_for_allowed_origins_only() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let allowed = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[("Origin", ALLOWED), ("Content-Type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(allowed.status, 201);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some(ALLOWED));
+    assert_eq!(allowed.header("vary"), Some("Origin"));
+    // Errors too, or the front end could not show their message.
+    let error = request(
+        server.addr,
+        "GET",
+        "/api/v1/onboarding/session/onb_x",
+        &[("Origin", ALLOWED)],
+        b"",
+    )
+    .await;
+    assert_eq!(error.status, 404);
+    assert_eq!(error.header("access-control-allow-origin"), Some(ALLOWED));
+    let refused = request(
+        server.addr,
+        "GET",
+        "/api/v1/onboarding/voices",
+        &[("Origin", REFUSED)],
+        b"",
+    )
+    .await;
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_origins_replace_the_defaults() {
+    let (mut config, dir) = temp_config();
+    config.cors_origins = vec!["https://app.example".to_string()];
+    let mut server = TestServer::start(config, dir).await;
+    let preflight = |origin: &'static str| {
+        let addr = server.addr;
+        async move {
+            request(
+                addr,
+                "OPTIONS",
+                "/api/v1/onboarding/agent-types",
+                &[("Origin", origin), ("Access-Control-Request-Method", "GET")],
+                b"",
+            )
+            .await
+        }
+    };
+    let custom = preflight("https://app.example").await;
+    assert_eq!(custom.status, 204);
+    assert_eq!(
+        custom.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(preflight(ALLOWED).await.status, 403);
+    server.stop().await;
+}

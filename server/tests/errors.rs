@@ -1,0 +1,327 @@
+//! Every error status of the contract with its exact body, and nothing
+//! internal ever reaching a client.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use onboarding_server::Config;
+
+const UNKNOWN: &str = "onb_00000000000000000000000000000000";
+
+fn not_found_session() -> String {
+    format!(
+        r#"{{"success":false,"error":"session '{UNKNOWN}' does not exist","code":"not_found"}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_session_is_404_on_every_session_route() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    // The original answered /kb with success for any id.
+    for action in STEPS.into_iter().chain(["complete"]) {
+        let reply = server.post(&session_path(UNKNOWN, action), "{}").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (404, not_found_session().as_str()),
+            "{action}"
+        );
+    }
+    let reply = server.post(&session_path(UNKNOWN, "kb"), KB).await;
+    assert_eq!((reply.status, reply.body), (404, not_found_session()));
+    let reply = server.get(&session_path(UNKNOWN, "")).await;
+    assert_eq!((reply.status, reply.body), (404, not_found_session()));
+    server.stop().await;
+    let db = server.read_db();
+    assert_eq!(rows(&db, "tenants"), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        rows(&db, "onboarding_sessions"),
+        Vec::<serde_json::Value>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_truncated_json_are_400_and_write_nothing() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let id = completable_session(&server).await;
+
+    let truncated = server
+        .post(&session_path(&id, "business"), r#"{"company_name":"Mon"#)
+        .await;
+    assert_eq!(truncated.status, 400);
+    assert_eq!(
+        truncated.body,
+        r#"{"success":false,"error":"payload is not valid JSON; EOF while parsing a string at line 1 column 20","code":"invalid_json"}"#
+    );
+    let malformed = server
+        .post(&session_path(&id, "kb"), "{method: 'website'}")
+        .await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(
+        malformed.body,
+        r#"{"success":false,"error":"payload is not valid JSON; key must be a string at line 1 column 2","code":"invalid_json"}"#
+    );
+    let not_object = server.post(&session_path(&id, "channels"), "[]").await;
+    assert_eq!(
+        (not_object.status, not_object.body),
+        (
+            400,
+            r#"{"success":false,"error":"payload must be a JSON object, got an array","code":"invalid_json"}"#.to_string()
+        )
+    );
+    // create parses the payload itself (to add the client's address): same
+    // answers as the library's.
+    let create_truncated = server.post("/api/v1/onboarding/session", "{").await;
+    assert_eq!(
+        (create_truncated.status, create_truncated.body),
+        (
+            400,
+            r#"{"success":false,"error":"payload is not valid JSON; EOF while parsing an object at line 1 column 1","code":"invalid_json"}"#.to_string()
+        )
+    );
+    let create_array = server.post("/api/v1/onboarding/session", "[1]").await;
+    assert_eq!(
+        (create_array.status, create_array.body),
+        (
+            400,
+            r#"{"success":false,"error":"payload must be a JSON object, got an array","code":"invalid_json"}"#.to_string()
+        )
+    );
+    let not_utf8 = request(
+        server.addr,
+        "POST",
+        &session_path(&id, "business"),
+        &[],
+        b"{\"company_name\":\"\xff\"}",
+    )
+    .await;
+    assert_eq!(
+        (not_utf8.status, not_utf8.body),
+        (
+            400,
+            r#"{"success":false,"error":"payload is not valid UTF-8","code":"invalid_json"}"#
+                .to_string()
+        )
+    );
+    server.stop().await;
+    let db = server.read_db();
+    // One session (completable_session's); kb and channels never saved.
+    let sessions = rows(&db, "onboarding_sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["kb_data"], serde_json::Value::Null);
+    assert_eq!(sessions[0]["channels_data"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_field_is_422_naming_the_field() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let id = completable_session(&server).await;
+    let reply = server
+        .post(
+            &session_path(&id, "business"),
+            r#"{"company_name":"Mon Entreprise","industry":"real_estate","phone":"+33612345678","email":"bob@"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"email 'bob@' is not a valid email address (expected name@domain.tld)","code":"invalid_field","field":"email"}"#
+    );
+    let reply = server
+        .post(&session_path(&id, "channels"), r#"{"channels":[]}"#)
+        .await;
+    assert_eq!(
+        (reply.status, reply.body),
+        (
+            422,
+            r#"{"success":false,"error":"channels must name at least one of phone, sms, whatsapp, email","code":"invalid_field","field":"channels"}"#.to_string()
+        )
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_and_incomplete_sessions_are_409() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let fresh = created.json()["session_id"].as_str().unwrap().to_string();
+    let incomplete = server.post(&session_path(&fresh, "complete"), "{}").await;
+    assert_eq!(incomplete.status, 409);
+    assert_eq!(
+        incomplete.body,
+        format!(
+            r#"{{"success":false,"error":"session '{fresh}' is missing steps: business, vapi (save them before completing)","code":"incomplete"}}"#
+        )
+    );
+
+    let done = completable_session(&server).await;
+    let completed = server.post(&session_path(&done, "complete"), "{}").await;
+    assert_eq!(completed.status, 200);
+    let after = server.post(&session_path(&done, "kb"), KB).await;
+    assert_eq!(after.status, 409);
+    assert_eq!(
+        after.body,
+        format!(
+            r#"{{"success":false,"error":"session '{done}' is completed; its steps can no longer be changed","code":"conflict"}}"#
+        )
+    );
+    // The completed tenant now owns the email.
+    let taken = server
+        .post(&session_path(&fresh, "business"), BUSINESS)
+        .await;
+    assert_eq!(taken.status, 409);
+    assert_eq!(
+        taken.body,
+        r#"{"success":false,"error":"email 'contact@entreprise.fr' is already used by another account","code":"conflict"}"#
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let reply = server.get("/api/v1/onboarding/sessions").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"no route for GET '/api/v1/onboarding/sessions'","code":"not_found"}"#
+    );
+    let reply = server.post(&session_path("onb_x", "payment"), "{}").await;
+    assert_eq!(
+        (reply.status, reply.body),
+        (
+            404,
+            r#"{"success":false,"error":"no route for POST '/api/v1/onboarding/session/onb_x/payment'","code":"not_found"}"#.to_string()
+        )
+    );
+
+    let reply = request(server.addr, "DELETE", &session_path("onb_x", ""), &[], b"").await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, OPTIONS"));
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"method DELETE is not allowed on /api/v1/onboarding/session/onb_x (allowed: GET, OPTIONS)","code":"method_not_allowed"}"#
+    );
+    let reply = server.get(&session_path("onb_x", "complete")).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"method GET is not allowed on /api/v1/onboarding/session/onb_x/complete (allowed: POST, OPTIONS)","code":"method_not_allowed"}"#
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_are_413_up_front_and_while_streaming() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.max_body_bytes = 1024;
+    let mut server = TestServer::start(config, dir).await;
+    let expected = r#"{"success":false,"error":"request body is larger than the limit of 1024 bytes","code":"payload_too_large"}"#;
+
+    // Announced too large: refused before a byte of the body is read.
+    let head =
+        "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n{";
+    let reply = send_raw(server.addr, head.as_bytes()).await;
+    assert_eq!((reply.status, reply.body.as_str()), (413, expected));
+    // ... and the connection closed rather than kept for the unread rest.
+    assert_eq!(reply.header("connection"), Some("close"));
+
+    // Chunked, so no length up front: refused once the chunks pass the limit.
+    let chunk = "x".repeat(800);
+    let raw = format!(
+        "POST /api/v1/onboarding/session/onb_x/business HTTP/1.1\r\nHost: t\r\n\
+         Transfer-Encoding: chunked\r\n\r\n320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let reply = send_raw(server.addr, raw.as_bytes()).await;
+    assert_eq!((reply.status, reply.body.as_str()), (413, expected));
+
+    // Exactly at the limit is fine (and reaches the library).
+    let padded = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1024 - 10));
+    assert_eq!(padded.len(), 1024);
+    let reply = server.post("/api/v1/onboarding/session", &padded).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_creation_is_rate_limited_per_address() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.create_rate_limit = 2;
+    config.create_rate_window = Duration::from_secs(3600);
+    let mut server = TestServer::start(config, dir).await;
+    for _ in 0..2 {
+        let reply = server.post("/api/v1/onboarding/session", "{}").await;
+        assert_eq!(reply.status, 201);
+    }
+    let reply = server.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"too many sessions created from this address (retry after the Retry-After delay)","code":"rate_limited"}"#
+    );
+    // One creation fits again every 1800 s: the exact value depends on the
+    // time elapsed since the first request (see limit.rs for exact ones).
+    let retry_after: u64 = reply
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=1800).contains(&retry_after), "{retry_after}");
+    // Only creation is limited: the other routes still answer.
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    server.stop().await;
+    assert_eq!(rows(&server.read_db(), "tenants").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_errors_are_500_without_detail() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let id = completable_session(&server).await;
+    let reply = server.post(&session_path(&id, "kb"), KB).await;
+    assert_eq!(reply.status, 200);
+    // Break the schema behind the server's back: the sync now fails on a
+    // missing table, whose name and SQL must not reach the client.
+    let admin = rusqlite::Connection::open(&server.db_path).expect("second connection");
+    admin
+        .busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    admin
+        .execute_batch("DROP TABLE kb_crawl_jobs")
+        .expect("drop a table");
+    drop(admin);
+    let reply = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"internal error","code":"internal"}"#
+    );
+    server.stop().await;
+    // The failed sync left nothing behind.
+    let db = server.read_db();
+    assert_eq!(
+        rows(&db, "omni_agent_configs"),
+        Vec::<serde_json::Value>::new()
+    );
+    assert_eq!(rows(&db, "onboarding_sessions")[0]["status"], "in_progress");
+}
+
+#[test]
+fn default_config_matches_the_contract() {
+    let config = Config::default();
+    assert_eq!(config.db_path, std::path::PathBuf::from("onboarding.db"));
+    assert_eq!(config.max_body_bytes, 65_536);
+    assert_eq!(
+        config.cors_origins,
+        [
+            "http://localhost:3000",
+            "http://localhost:3002",
+            "http://localhost:5173",
+            "http://127.0.0.1:3000",
+            "http://127.0.0.1:3002",
+            "http://127.0.0.1:5173",
+        ]
+    );
+}

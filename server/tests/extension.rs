@@ -1,0 +1,136 @@
+//! The same onboarding against the built `dist/libonboarding.so`, loaded at
+//! run time (`--extension`) instead of the functions linked into the server.
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::json;
+
+fn built_extension() -> PathBuf {
+    let so = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist/libonboarding.so");
+    assert!(
+        so.exists(),
+        "{} is missing; build it first with `make loadable` at the repository root",
+        so.display()
+    );
+    so
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_note_flow_through_the_loaded_extension() {
+    let (mut config, dir) = temp_config();
+    config.extension = Some(built_extension());
+    let mut server = TestServer::start(config, dir).await;
+
+    let created = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[("User-Agent", "curl/8.0")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created = created.json();
+    // The extension has its own (real) clock and random source: the ids are
+    // fresh, so check their shape and carry them through.
+    let id = created["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_string();
+    let tenant = created["tenant_id"]
+        .as_str()
+        .expect("tenant_id")
+        .to_string();
+    assert!(id.starts_with("onb_") && id.len() == 36, "{id}");
+    assert!(
+        tenant.starts_with("tenant_") && tenant.len() == 39,
+        "{tenant}"
+    );
+    assert_eq!(
+        created,
+        json!({"success": true, "session_id": id, "tenant_id": tenant})
+    );
+
+    for (step, body, current, progress) in [
+        ("business", BUSINESS, 2, 33),
+        ("vapi", VAPI, 4, 66),
+        ("kb", KB, 5, 83),
+    ] {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+        assert_eq!(
+            reply.body,
+            format!(
+                r#"{{"success":true,"session_id":"{id}","step":"{step}","current_step":{current},"progress_percentage":{progress}}}"#
+            )
+        );
+    }
+    let completed = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    let completed = completed.json();
+    let seconds = completed["duration_seconds"]
+        .as_i64()
+        .expect("duration_seconds");
+    assert_eq!(
+        completed,
+        json!({
+            "success": true, "message": "Onboarding terminé avec succès ! 🎉",
+            "session_id": id, "tenant_id": tenant,
+            "duration_seconds": seconds, "duration_minutes": (seconds + 30) / 60,
+            "sync_status": "synced", "already_completed": false,
+            "synced": {
+                "agent_config": {"agent_type": "multi_purpose", "agent_name": "Sara",
+                                 "voice_provider": "elevenlabs", "voice_id": "EXAVITQu4vr4xnSDxMaL",
+                                 "voice_language": "fr-FR", "channels": ["phone"]},
+                "phone_mapping": {"phone_number": "+33612345678",
+                                  "status": "pending_verification", "is_active": false},
+                "campaign": null,
+                "knowledge_base": {"method": "website",
+                                   "crawl_job": {"url": "https://mon-site.fr", "status": "queued"}},
+            },
+        })
+    );
+    let unknown = server.post(&session_path("onb_nope", "kb"), KB).await;
+    assert_eq!(
+        (unknown.status, unknown.body),
+        (
+            404,
+            r#"{"success":false,"error":"session 'onb_nope' does not exist","code":"not_found"}"#
+                .to_string()
+        )
+    );
+    let state = server.get(&session_path(&id, "")).await;
+    assert_eq!(state.status, 200);
+    assert_eq!(state.json()["status"], "completed");
+
+    server.stop().await;
+    let db = server.read_db();
+    let sessions = rows(&db, "onboarding_sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["ip_address"], "127.0.0.1");
+    assert_eq!(sessions[0]["user_agent"], "curl/8.0");
+    assert_eq!(sessions[0]["status"], "completed");
+    let tenants = rows(&db, "tenants");
+    assert_eq!(
+        (
+            &tenants[0]["name"],
+            &tenants[0]["email"],
+            &tenants[0]["onboarding_completed"]
+        ),
+        (
+            &json!("Mon Entreprise"),
+            &json!("contact@entreprise.fr"),
+            &json!(1)
+        )
+    );
+    assert_eq!(rows(&db, "onboarding_analytics")[0]["completed"], 1);
+    assert_eq!(rows(&db, "omni_agent_configs")[0]["agent_name"], "Sara");
+    assert_eq!(
+        rows(&db, "omni_phone_mappings")[0]["status"],
+        "pending_verification"
+    );
+    assert_eq!(rows(&db, "omnichannel_campaigns").len(), 0);
+    assert_eq!(rows(&db, "kb_crawl_jobs")[0]["url"], "https://mon-site.fr");
+}

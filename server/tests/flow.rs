@@ -1,0 +1,286 @@
+//! The origin note's onboarding, route by route, with its exact request
+//! bodies: statuses, verbatim response bodies, and every row written.
+mod common;
+
+use common::*;
+use onboarding::catalog;
+use serde_json::json;
+
+const SESSION: &str = "onb_03f166b233e34f28929f0f1357675247";
+const TENANT: &str = "tenant_227672d427ea49a7956eeb2f2632d7bd";
+/// The pinned clock at create, and at complete (+60 s, +120 s, +90 s, +72 s).
+const AT_CREATE: &str = "2026-11-24T10:00:00.000Z";
+const AT_COMPLETE: &str = "2026-11-24T10:05:42.000Z";
+
+fn system_prompt() -> String {
+    let agent = catalog::agent_type("multi_purpose").expect("multi_purpose exists");
+    catalog::system_prompt(agent, "Sara", "Mon Entreprise")
+}
+
+const GREETING: &str = "Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ?";
+
+const COMPLETED: &str = concat!(
+    r#"{"success":true,"message":"Onboarding terminé avec succès ! 🎉","#,
+    r#""session_id":"onb_03f166b233e34f28929f0f1357675247","#,
+    r#""tenant_id":"tenant_227672d427ea49a7956eeb2f2632d7bd","#,
+    r#""duration_seconds":342,"duration_minutes":6,"sync_status":"synced","already_completed":false,"#,
+    r#""synced":{"agent_config":{"agent_type":"multi_purpose","agent_name":"Sara","voice_provider":"elevenlabs","#,
+    r#""voice_id":"EXAVITQu4vr4xnSDxMaL","voice_language":"fr-FR","channels":["phone"]},"#,
+    r#""phone_mapping":{"phone_number":"+33612345678","status":"pending_verification","is_active":false},"#,
+    r#""campaign":null,"knowledge_base":{"method":"website","crawl_job":{"url":"https://mon-site.fr","status":"queued"}}}}"#
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_note_flow_answers_each_route_and_writes_every_table() {
+    let env = pinned_env();
+    let mut server = TestServer::pinned(env.clone()).await;
+
+    let created = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[
+            ("Content-Type", "application/json"),
+            ("User-Agent", "Mozilla/5.0 (onboarding test)"),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("content-type"), Some("application/json"));
+    assert_eq!(
+        created.body,
+        format!(r#"{{"success":true,"session_id":"{SESSION}","tenant_id":"{TENANT}"}}"#)
+    );
+
+    let steps = [
+        (60_000, "business", BUSINESS, 2, 33),
+        (120_000, "vapi", VAPI, 4, 66),
+        (90_000, "kb", KB, 5, 83),
+    ];
+    for (wait_ms, step, body, current, progress) in steps {
+        env.advance_ms(wait_ms);
+        let reply = server.post(&session_path(SESSION, step), body).await;
+        assert_eq!(reply.status, 200, "{step}");
+        assert_eq!(
+            reply.body,
+            format!(
+                r#"{{"success":true,"session_id":"{SESSION}","step":"{step}","current_step":{current},"progress_percentage":{progress}}}"#
+            )
+        );
+    }
+
+    env.advance_ms(72_000);
+    let completed = server.post(&session_path(SESSION, "complete"), "{}").await;
+    assert_eq!(completed.status, 200);
+    assert_eq!(completed.body, COMPLETED);
+
+    let state = server.get(&session_path(SESSION, "")).await;
+    assert_eq!(state.status, 200);
+    assert_eq!(
+        state.json(),
+        json!({
+            "success": true, "session_id": SESSION, "tenant_id": TENANT, "status": "completed",
+            "current_step": 6, "total_steps": 6, "progress_percentage": 100,
+            "started_at": AT_CREATE, "last_updated_at": AT_COMPLETE, "completed_at": AT_COMPLETE,
+            "steps": {
+                "business": {"company_name": "Mon Entreprise", "industry": "real_estate",
+                             "phone": "+33612345678", "email": "contact@entreprise.fr"},
+                "channels": null,
+                "vapi": {"agent_type": "multi_purpose", "voice": "sara", "assistant_name": "Sara"},
+                "kb": {"method": "website", "crawl_url": "https://mon-site.fr"},
+                "appointments": null,
+            },
+            "omnichannel": {
+                "tenant": {
+                    "id": TENANT, "name": "Mon Entreprise", "company_name": "Mon Entreprise",
+                    "email": "contact@entreprise.fr", "phone": "+33612345678",
+                    "sector": "real_estate", "booking_provider": null,
+                    "cal_com_event_type_id": null, "timezone": "Europe/Paris",
+                    "onboarding_completed": 1, "created_at": AT_CREATE, "updated_at": AT_COMPLETE,
+                },
+                "agent_config": {
+                    "agent_type": "multi_purpose", "agent_name": "Sara",
+                    "agent_personality": "polyvalente, chaleureuse et professionnelle",
+                    "voice_provider": "elevenlabs", "voice_id": "EXAVITQu4vr4xnSDxMaL",
+                    "voice_language": "fr-FR", "system_prompt": system_prompt(),
+                    "greeting_message": GREETING,
+                    "channels_config": {"phone": {"enabled": true}, "sms": {"enabled": false},
+                                        "whatsapp": {"enabled": false}, "email": {"enabled": false}},
+                    "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+                },
+                "phone_mapping": {
+                    "phone_number": "+33612345678", "is_active": 0,
+                    "status": "pending_verification",
+                    "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+                },
+                "campaign": null,
+                "kb_crawl_job": {
+                    "id": 1, "url": "https://mon-site.fr", "status": "queued",
+                    "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+                },
+            },
+        })
+    );
+
+    server.stop().await;
+    // The shutdown folded the WAL back into the database file (SQLite removes
+    // it when the last connection closes cleanly).
+    let wal = server.db_path.with_extension("db-wal");
+    assert!(
+        !wal.exists(),
+        "{} left after a clean shutdown",
+        wal.display()
+    );
+    let db = rusqlite::Connection::open(&server.db_path).expect("open the closed database");
+    assert_eq!(
+        rows(&db, "tenants"),
+        [json!({
+            "id": TENANT, "name": "Mon Entreprise", "company_name": "Mon Entreprise",
+            "email": "contact@entreprise.fr", "phone": "+33612345678", "sector": "real_estate",
+            "api_key": "tmp_94e34a0effe11c58f22348245a58bc0906db803cfa3144de5d6d37451c67e937",
+            "booking_provider": null, "cal_com_api_key": null, "cal_com_event_type_id": null,
+            "timezone": "Europe/Paris", "onboarding_completed": 1,
+            "created_at": AT_CREATE, "updated_at": AT_COMPLETE,
+        })]
+    );
+    assert_eq!(
+        rows(&db, "onboarding_sessions"),
+        [json!({
+            "id": SESSION, "tenant_id": TENANT, "current_step": 6, "total_steps": 6,
+            "progress_percentage": 100,
+            "business_data": r#"{"company_name":"Mon Entreprise","industry":"real_estate","phone":"+33612345678","email":"contact@entreprise.fr"}"#,
+            "channels_data": null,
+            "vapi_data": r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
+            "kb_data": r#"{"method":"website","crawl_url":"https://mon-site.fr"}"#,
+            "appointments_data": null, "status": "completed", "source": "web",
+            "started_at": AT_CREATE, "last_updated_at": AT_COMPLETE,
+            "step_started_at": AT_COMPLETE, "completed_at": AT_COMPLETE, "abandoned_at": null,
+            // The server's view of the client, not anything the client said.
+            "ip_address": "127.0.0.1", "user_agent": "Mozilla/5.0 (onboarding test)",
+            "is_active": 1, "completion_result": COMPLETED,
+        })]
+    );
+    assert_eq!(
+        rows(&db, "onboarding_analytics"),
+        [json!({
+            "id": 1, "session_id": SESSION, "tenant_id": TENANT, "total_duration_seconds": 342,
+            "step_1_duration": 60.0, "step_2_duration": 120.0, "step_3_duration": 0.0,
+            "step_4_duration": 90.0, "step_5_duration": 72.0, "step_6_duration": 0.0,
+            "completed": 1, "abandoned_at_step": null,
+            "created_at": AT_CREATE, "completed_at": AT_COMPLETE,
+        })]
+    );
+    assert_eq!(
+        rows(&db, "omni_agent_configs"),
+        [json!({
+            "id": 1, "tenant_id": TENANT, "agent_type": "multi_purpose", "agent_name": "Sara",
+            "agent_personality": "polyvalente, chaleureuse et professionnelle",
+            "voice_provider": "elevenlabs", "voice_id": "EXAVITQu4vr4xnSDxMaL",
+            "voice_language": "fr-FR", "system_prompt": system_prompt(),
+            "greeting_message": GREETING,
+            "channels_config": r#"{"phone":{"enabled":true},"sms":{"enabled":false},"whatsapp":{"enabled":false},"email":{"enabled":false}}"#,
+            "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+        })]
+    );
+    assert_eq!(
+        rows(&db, "omni_phone_mappings"),
+        [json!({
+            "id": 1, "phone_number": "+33612345678", "tenant_id": TENANT, "is_active": 0,
+            "status": "pending_verification", "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+        })]
+    );
+    // No appointments configured: no campaign (see the next test).
+    assert_eq!(
+        rows(&db, "omnichannel_campaigns"),
+        Vec::<serde_json::Value>::new()
+    );
+    assert_eq!(
+        rows(&db, "kb_crawl_jobs"),
+        [json!({
+            "id": 1, "tenant_id": TENANT, "session_id": SESSION, "url": "https://mon-site.fr",
+            "status": "queued", "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+        })]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_and_appointments_steps_write_the_campaign() {
+    let env = pinned_env();
+    let mut server = TestServer::pinned(env.clone()).await;
+    let created = server.post("/api/v1/onboarding/session", "").await;
+    assert_eq!(created.status, 201);
+    let steps = [
+        ("business", BUSINESS, 2, 33),
+        ("channels", r#"{"channels":["phone","sms"]}"#, 3, 50),
+        ("vapi", VAPI, 4, 66),
+        ("kb", r#"{"method":"skip"}"#, 5, 83),
+        (
+            "appointments",
+            r#"{"provider":"cal_com","event_type_id":"123456","timezone":"Europe/Paris"}"#,
+            5,
+            83,
+        ),
+    ];
+    for (step, body, current, progress) in steps {
+        env.advance_ms(1_000);
+        let reply = server.post(&session_path(SESSION, step), body).await;
+        assert_eq!(
+            reply.body,
+            format!(
+                r#"{{"success":true,"session_id":"{SESSION}","step":"{step}","current_step":{current},"progress_percentage":{progress}}}"#
+            )
+        );
+        assert_eq!(reply.status, 200);
+    }
+    env.advance_ms(1_000);
+    // An empty body is SQL NULL, which the library reads as `{}`.
+    let completed = server.post(&session_path(SESSION, "complete"), "").await;
+    assert_eq!(completed.status, 200);
+    assert_eq!(
+        completed.json()["synced"]["campaign"],
+        json!({
+            "name": "Prise de rendez-vous – Mon Entreprise", "campaign_type": "appointment",
+            "status": "active", "channels": ["phone", "sms"],
+            "settings": {"provider": "cal_com", "event_type_id": "123456", "timezone": "Europe/Paris"},
+        })
+    );
+    server.stop().await;
+    let db = rusqlite::Connection::open(&server.db_path).expect("open the closed database");
+    assert_eq!(
+        rows(&db, "omnichannel_campaigns"),
+        [json!({
+            "id": 1, "tenant_id": TENANT, "name": "Prise de rendez-vous – Mon Entreprise",
+            "campaign_type": "appointment", "channels": r#"["phone","sms"]"#, "status": "active",
+            "settings": r#"{"provider":"cal_com","event_type_id":"123456","timezone":"Europe/Paris"}"#,
+            "created_at": "2026-11-24T10:00:06.000Z", "updated_at": "2026-11-24T10:00:06.000Z",
+        })]
+    );
+    // `skip` queues no crawl.
+    assert_eq!(rows(&db, "kb_crawl_jobs"), Vec::<serde_json::Value>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogues_health_and_openapi_are_served_verbatim() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let agent_types = server.get("/api/v1/onboarding/agent-types").await;
+    assert_eq!(agent_types.status, 200);
+    assert_eq!(agent_types.body, catalog::agent_types_json().to_string());
+    let voices = server.get("/api/v1/onboarding/voices").await;
+    assert_eq!(voices.status, 200);
+    assert_eq!(voices.body, catalog::voices_json().to_string());
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        health.body,
+        format!(
+            r#"{{"success":true,"status":"ok","schema_version":1,"engine_version":"{}"}}"#,
+            onboarding::VERSION
+        )
+    );
+    let openapi = server.get("/openapi.json").await;
+    assert_eq!(openapi.status, 200);
+    assert_eq!(openapi.header("content-type"), Some("application/json"));
+    assert_eq!(openapi.body, onboarding_server::http::OPENAPI);
+    server.stop().await;
+}
