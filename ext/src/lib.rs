@@ -109,27 +109,34 @@ impl Deref for CallConnection<'_> {
 impl Call<'_> {
     /// The connection the function was called on.
     fn conn(&self) -> Result<CallConnection<'_>> {
-        // SAFETY: the reference lives only for this call, on SQLite's thread,
-        // and is never stored.
-        let fresh = unsafe { self.ctx.get_connection() }.map_err(Error::from)?;
+        let fresh = || {
+            // SAFETY: the reference lives only for this call, on SQLite's
+            // thread, and is never stored.
+            unsafe { self.ctx.get_connection() }
+                .map(CallConnection::Fresh)
+                .map_err(Error::from)
+        };
         let Some(cache) = self.cache else {
-            return Ok(CallConnection::Fresh(fresh));
+            return fresh();
         };
         // try_lock: a call nested inside another call of this registration
         // (not reachable today: the functions are DIRECTONLY) takes the
         // uncached path instead of deadlocking.
         let Ok(mut guard) = cache.state.try_lock() else {
-            return Ok(CallConnection::Fresh(fresh));
+            return fresh();
         };
         match &*guard {
-            CacheState::Released => return Ok(CallConnection::Fresh(fresh)),
+            CacheState::Released => return fresh(),
+            // A function belongs to the one connection it was registered on,
+            // so the handle wrapped at the first call is this call's too.
             CacheState::Ready(_) => {}
             CacheState::Empty => {
+                let this_call = unsafe { self.ctx.get_connection() }?;
                 // SAFETY: a non-owning wrapper of the same handle; it is
                 // dropped (finalizing its statements) by
                 // `CachedStatements::release`, which the owner of the
                 // connection calls before closing it.
-                let conn = unsafe { Connection::from_handle(fresh.handle()) }?;
+                let conn = unsafe { Connection::from_handle(this_call.handle()) }?;
                 conn.set_prepared_statement_cache_capacity(64);
                 *guard = CacheState::Ready(conn);
             }
