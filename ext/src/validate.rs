@@ -210,7 +210,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
             Some(_) => {}
             None => {
                 return Err(Error::invalid_field(format!(
-                    "channels: {} is not a channel (expected one of {})",
+                    "channels lists {}, which is not a channel (expected one of {})",
                     item.as_str().map_or_else(|| item.to_string(), quote),
                     CHANNELS.join(", ")
                 )))

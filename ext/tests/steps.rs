@@ -180,11 +180,11 @@ fn channels_rules() {
         ),
         (
             r#"{"channels":["phone","fax"]}"#,
-            "onboarding_step: invalid_field: channels: 'fax' is not a channel (expected one of phone, sms, whatsapp, email)",
+            "onboarding_step: invalid_field: channels lists 'fax', which is not a channel (expected one of phone, sms, whatsapp, email)",
         ),
         (
             r#"{"channels":[3]}"#,
-            "onboarding_step: invalid_field: channels: 3 is not a channel (expected one of phone, sms, whatsapp, email)",
+            "onboarding_step: invalid_field: channels lists 3, which is not a channel (expected one of phone, sms, whatsapp, email)",
         ),
     ];
     for (payload, error) in cases {

@@ -330,8 +330,12 @@ fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
         ErrorKind::SchemaMissing | ErrorKind::Internal => return internal(detail),
     };
     // The library's invalid_field details start with the field's name.
-    let field =
-        (kind == ErrorKind::InvalidField).then(|| detail.split(' ').next().unwrap_or(detail));
+    let field = (kind == ErrorKind::InvalidField).then(|| {
+        detail
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or(detail)
+    });
     error(status, kind.as_str(), detail, field)
 }
 
@@ -457,6 +461,19 @@ mod tests {
             body_text(reply).await,
             r#"{"success":false,"error":"email 'bob@' is not a valid email address","code":"invalid_field","field":"email"}"#
         );
+    }
+
+    #[tokio::test]
+    async fn field_name_stops_at_punctuation() {
+        let reply = sql_error(
+            "onboarding_step: invalid_field: assistant_name is 51 characters long; at most 50 are allowed",
+        );
+        assert_eq!(
+            body_text(reply).await,
+            r#"{"success":false,"error":"assistant_name is 51 characters long; at most 50 are allowed","code":"invalid_field","field":"assistant_name"}"#
+        );
+        let reply = sql_error("onboarding_step: invalid_field: channels: nothing chosen");
+        assert!(body_text(reply).await.ends_with(r#""field":"channels"}"#));
     }
 
     #[test]
