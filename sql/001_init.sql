@@ -75,7 +75,6 @@ CREATE TABLE onboarding_analytics (
     created_at             TEXT NOT NULL,
     completed_at           TEXT
 );
-CREATE INDEX onboarding_analytics_tenant ON onboarding_analytics (tenant_id);
 
 CREATE TABLE omni_agent_configs (
     id                INTEGER PRIMARY KEY,

@@ -7,7 +7,7 @@
 //! `onboarding_analytics` and the session. The body it answers is stored on
 //! the session, so a retry gets the very same answer and writes nothing.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::atomic::atomic;
@@ -17,7 +17,7 @@ use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::json_string;
 use crate::session::{stored_json, stored_str, Session};
-use crate::step::{credit_step_time, email_taken};
+use crate::step::{email_taken, seconds_between, step_column};
 use crate::validate;
 
 pub const SUCCESS_MESSAGE: &str = "Onboarding terminé avec succès ! 🎉";
@@ -83,26 +83,24 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     let industry = stored_str(&business, "industry")?;
 
     // tenants. The business step checked the email, but another tenant may
-    // have completed with it since: check again, and let the UNIQUE
-    // constraint have the last word.
-    let taken: bool = db::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
-        (email, tenant),
-        |r| r.get(0),
-    )?;
-    if taken {
-        return Err(email_taken(email));
-    }
-    db::execute(
+    // have completed with it since: the UNIQUE constraint has the last word.
+    // RETURNING hands back the booking settings the campaign needs.
+    let booking: (Option<String>, Option<String>, String) = db::query_row(
         conn,
         "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
                 onboarding_completed = 1, updated_at = ?5
-         WHERE id = ?6",
+         WHERE id = ?6
+         RETURNING booking_provider, cal_com_event_type_id, timezone",
         (company_name, email, phone, industry, &now, tenant),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
-    .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => email_taken(email),
+    .map_err(|e| match &e {
+        rusqlite::Error::SqliteFailure(f, Some(text))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+                && text.contains("tenants.email") =>
+        {
+            email_taken(email)
+        }
         _ => e.into(),
     })?;
 
@@ -172,14 +170,10 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
 
     // omnichannel_campaigns: only when booking is configured on the tenant
     // (by the appointments step, or set on the tenant directly).
-    let booking: Option<(Option<String>, String, String)> = db::query_row(
-        conn,
-        "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants
-             WHERE id = ?1 AND cal_com_event_type_id IS NOT NULL",
-        [tenant],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()?;
+    let booking = match booking {
+        (provider, Some(event_type_id), timezone) => Some((provider, event_type_id, timezone)),
+        _ => None,
+    };
     let campaign = match booking {
         None => Value::Null,
         Some((provider, event_type_id, timezone)) => {
@@ -239,7 +233,6 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     };
 
     // onboarding_analytics: the last step's time, the total, done.
-    credit_step_time(conn, session, now_ms)?;
     let started_ms = parse_iso8601(&session.started_at).ok_or_else(|| {
         Error::internal(format!(
             "stored started_at {} is unreadable",
@@ -249,12 +242,20 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     let duration_seconds = (now_ms - started_ms).max(0) / 1000;
     // Rounded to the nearest minute, as the original answered (342 s -> 6).
     let duration_minutes = (duration_seconds + 30) / 60;
+    let step = step_column(session.current_step);
     db::execute(
         conn,
-        "UPDATE onboarding_analytics SET completed = 1, total_duration_seconds = ?1,
-                completed_at = ?2
-         WHERE session_id = ?3",
-        (duration_seconds, &now, &session.id),
+        &format!(
+            "UPDATE onboarding_analytics SET {step} = {step} + ?1, completed = 1,
+                    total_duration_seconds = ?2, completed_at = ?3
+             WHERE session_id = ?4"
+        ),
+        (
+            seconds_between(&session.step_started_at, now_ms)?,
+            duration_seconds,
+            &now,
+            &session.id,
+        ),
     )?;
 
     let result = json!({

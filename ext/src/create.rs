@@ -14,28 +14,35 @@ use crate::validate;
 pub const TEMPORARY_NAME: &str = "Onboarding in progress";
 
 /// Fresh ids and the temporary API key, all from one draw of the seam's
-/// random source: 122 random bits per id (uuid v4 layout), 256 for the key.
+/// random source.
+///
+/// Ids use the uuid v7 layout: the creation time in milliseconds, then 74
+/// random bits. The random part makes a session id (the only credential of
+/// an anonymous onboarding) unguessable; the time prefix makes new rows land
+/// next to each other in every index keyed by id, instead of on a random
+/// page each, which keeps inserts flat as the tables grow. The API key is
+/// 256 random bits.
 struct Ids {
     tenant_id: String,
     session_id: String,
     api_key: String,
 }
 
-fn new_ids(env: &dyn Env) -> Result<Ids> {
-    let mut bytes = [0u8; 64];
+fn new_ids(env: &dyn Env, now_ms: i64) -> Result<Ids> {
+    let mut bytes = [0u8; 52];
     env.fill_random(&mut bytes).map_err(Error::internal)?;
-    let uuid = |b: &[u8]| {
-        let mut raw = [0u8; 16];
-        raw.copy_from_slice(b);
-        uuid::Builder::from_random_bytes(raw)
+    let uuid = |random: &[u8]| {
+        let mut raw = [0u8; 10];
+        raw.copy_from_slice(random);
+        uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &raw)
             .into_uuid()
             .simple()
             .to_string()
     };
-    let api_key: String = bytes[32..].iter().map(|b| format!("{b:02x}")).collect();
+    let api_key: String = bytes[20..].iter().map(|b| format!("{b:02x}")).collect();
     Ok(Ids {
-        tenant_id: format!("tenant_{}", uuid(&bytes[..16])),
-        session_id: format!("onb_{}", uuid(&bytes[16..32])),
+        tenant_id: format!("tenant_{}", uuid(&bytes[..10])),
+        session_id: format!("onb_{}", uuid(&bytes[10..20])),
         api_key: format!("tmp_{api_key}"),
     })
 }
@@ -44,8 +51,9 @@ fn new_ids(env: &dyn Env) -> Result<Ids> {
 //      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…"}'
 pub fn create(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let origin = validate::origin(&validate::payload_object(payload)?)?;
-    let ids = new_ids(env)?;
-    let now = iso8601(env.now_ms());
+    let now_ms = env.now_ms();
+    let ids = new_ids(env, now_ms)?;
+    let now = iso8601(now_ms);
     // The placeholder must be unique (tenants.email is UNIQUE): the original's
     // constant 'temp@onboarding.tmp' let only one onboarding exist at a time.
     let placeholder_email = format!("pending+{}@onboarding.invalid", ids.tenant_id);

@@ -82,12 +82,48 @@ impl Env for PinnedEnv {
 }
 
 /// `2026-11-24T10:15:02.123Z` for a Unix time in milliseconds.
+///
+/// Written digit by digit: every call of every writer formats the time, and
+/// chrono's `format` (which interprets its pattern each time) cost about 2%
+/// of a whole onboarding.
 pub fn iso8601(ms: i64) -> String {
-    match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+    use chrono::{Datelike, Timelike};
+    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
         // Out of chrono's range (±262,000 years): only a broken clock gets here.
-        None => "1970-01-01T00:00:00.000Z".to_string(),
+        return "1970-01-01T00:00:00.000Z".to_string();
+    };
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        // Four-digit years only below; the general path for the rest.
+        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     }
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, value: u32, digits: usize| {
+        let mut v = value;
+        for i in (0..digits).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year as u32, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    put(20, t.timestamp_subsec_millis(), 3);
+    for (at, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[at] = sep;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The inverse of [`iso8601`], for timestamps this library wrote.
@@ -107,6 +143,9 @@ mod tests {
         assert_eq!(iso8601(ms), "2026-11-24T10:15:02.123Z");
         assert_eq!(parse_iso8601("2026-11-24T10:15:02.123Z"), Some(ms));
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_007), "2000-02-29T00:00:00.007Z");
+        assert_eq!(iso8601(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(253_402_300_800_000), "+10000-01-01T00:00:00.000Z");
     }
 
     #[test]

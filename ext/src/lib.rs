@@ -56,9 +56,9 @@ pub use migrate::{latest_version, migrate, MIGRATIONS};
 /// `onboarding_version()`: the library's version, e.g. `v0.1.0`.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
-/// The oldest host SQLite the functions (and rusqlite 0.40's loadable
-/// flavour) work with.
-pub const MIN_SQLITE_VERSION: i32 = 3_034_001;
+/// The oldest host SQLite the functions work with: 3.35.0 for `RETURNING`
+/// (rusqlite 0.40's loadable flavour itself needs 3.34.1).
+pub const MIN_SQLITE_VERSION: i32 = 3_035_000;
 
 /// `Ok` when a host SQLite (as `sqlite3_libversion_number()`) is recent
 /// enough, else the error text the extension's loader reports.
@@ -338,10 +338,10 @@ mod tests {
     #[test]
     fn host_version_check_names_both_versions() {
         assert_eq!(check_host_version(3_040_001), Ok(()));
-        assert_eq!(check_host_version(3_034_001), Ok(()));
+        assert_eq!(check_host_version(3_035_000), Ok(()));
         assert_eq!(
-            check_host_version(3_031_001),
-            Err("onboarding needs SQLite >= 3.34.1, host is 3.31.1".to_string())
+            check_host_version(3_034_001),
+            Err("onboarding needs SQLite >= 3.35.0, host is 3.34.1".to_string())
         );
     }
 }

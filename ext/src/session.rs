@@ -79,13 +79,7 @@ impl Session {
 
     /// Refuses changes to a session that is no longer in progress.
     pub fn ensure_writable(&self) -> Result<()> {
-        match self.status.as_str() {
-            "in_progress" => Ok(()),
-            status => Err(Error::conflict(format!(
-                "session {} is {status}; its steps can no longer be changed",
-                quote(&self.id)
-            ))),
-        }
+        ensure_in_progress(&self.id, &self.status)
     }
 
     /// The channels chosen, or the front end's default `["phone"]`.
@@ -103,6 +97,55 @@ impl Session {
                     .collect()
             })
             .ok_or_else(|| Error::internal("stored channels_data has no channels array"))
+    }
+}
+
+/// The part of a session row that saving a step needs: a step reads no
+/// other step's data, so it does not load (or copy) it.
+#[derive(Debug)]
+pub struct SessionHead {
+    pub id: String,
+    pub tenant_id: String,
+    pub current_step: i64,
+    pub status: String,
+    pub step_started_at: String,
+}
+
+impl SessionHead {
+    /// Reads the head of session `id`, or answers `not_found`.
+    pub fn load(conn: &Connection, id: &str) -> Result<SessionHead> {
+        db::query_row(
+            conn,
+            "SELECT id, tenant_id, current_step, status, step_started_at
+             FROM onboarding_sessions WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(SessionHead {
+                    id: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    current_step: r.get(2)?,
+                    status: r.get(3)?,
+                    step_started_at: r.get(4)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found_session(id))
+    }
+
+    /// Refuses changes to a session that is no longer in progress.
+    pub fn ensure_writable(&self) -> Result<()> {
+        ensure_in_progress(&self.id, &self.status)
+    }
+}
+
+fn ensure_in_progress(id: &str, status: &str) -> Result<()> {
+    match status {
+        "in_progress" => Ok(()),
+        status => Err(Error::conflict(format!(
+            "session {} is {status}; its steps can no longer be changed",
+            quote(id)
+        ))),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::json_string;
-use crate::session::{progress, Session, STEPS};
+use crate::session::{progress, SessionHead, STEPS};
 use crate::validate::{self, Object};
 
 /// A validated step, ready to be written.
@@ -56,19 +56,30 @@ pub fn seconds_between(from: &str, to_ms: i64) -> Result<f64> {
     Ok((to_ms - from_ms).max(0) as f64 / 1000.0)
 }
 
+/// The analytics column of a step: `step_3_duration`. Column names are
+/// built from a step number, never from caller text.
+pub fn step_column(step: i64) -> &'static str {
+    const COLUMNS: [&str; 6] = [
+        "step_1_duration",
+        "step_2_duration",
+        "step_3_duration",
+        "step_4_duration",
+        "step_5_duration",
+        "step_6_duration",
+    ];
+    COLUMNS[(step.clamp(1, 6) - 1) as usize]
+}
+
 /// Credits the time since the session reached its current step to that step.
-pub fn credit_step_time(conn: &Connection, session: &Session, now_ms: i64) -> Result<()> {
-    let seconds = seconds_between(&session.step_started_at, now_ms)?;
-    // The column name comes from a step number checked to be 1..=6 by the
-    // table's CHECK constraint, never from the caller.
-    let step = session.current_step.clamp(1, 6);
+fn credit_step_time(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<()> {
+    let step = step_column(session.current_step);
     db::execute(
         conn,
-        &format!(
-            "UPDATE onboarding_analytics SET step_{step}_duration = step_{step}_duration + ?1
-             WHERE session_id = ?2"
+        &format!("UPDATE onboarding_analytics SET {step} = {step} + ?1 WHERE session_id = ?2"),
+        (
+            seconds_between(&session.step_started_at, now_ms)?,
+            &session.id,
         ),
-        (seconds, &session.id),
     )?;
     Ok(())
 }
@@ -92,7 +103,7 @@ pub fn step(
     };
     let map = validate::payload_object(payload)?;
     atomic(conn, || {
-        let session = Session::load(conn, session_id)?;
+        let session = SessionHead::load(conn, session_id)?;
         session.ensure_writable()?;
         let saved = Saved::parse(step, &map)?;
         let now_ms = env.now_ms();

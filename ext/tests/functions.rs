@@ -71,12 +71,14 @@ fn create_answers_ids_with_the_prefixes_and_writes_three_rows() {
         v,
         json!({"success": true, "session_id": session, "tenant_id": tenant})
     );
-    // 32 hex digits of a v4 uuid: 122 random bits.
+    // 32 hex digits of a v7 uuid: the creation time in milliseconds
+    // (0x01a20cff7d00 is T0), the version, then 74 random bits.
     for (id, prefix) in [(session, "onb_"), (tenant, "tenant_")] {
         let hex = id.strip_prefix(prefix).unwrap();
         assert_eq!(hex.len(), 32);
         assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(&hex[12..13], "4");
+        assert_eq!(&hex[..12], "01a20cff7d00");
+        assert_eq!(&hex[12..13], "7");
     }
     let row: (String, String, String, i64) = db
         .conn
