@@ -27,6 +27,15 @@ test: loadable
 reference: loadable
 	/usr/bin/python3 docs/reference.py $(SO) > docs/reference.md
 
+# The benchmarks (benches/README.md): embedded, growth, then HTTP; about
+# five minutes of running after the build. Each prints a readable table and
+# one JSON line of results.
+bench:
+	$(CARGO) build --release -p onboarding-server -p onboarding-benches --bins
+	$(CARGO) bench -p onboarding-benches --bench embedded
+	$(CARGO) bench -p onboarding-benches --bench growth
+	$(CARGO) run --release -p onboarding-benches --bin loadgen
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,684 @@
+//! `loadgen`: full onboardings over HTTP/1.1 keep-alive against
+//! `onboarding-server` on loopback, at several concurrencies.
+//!
+//! ```text
+//! loadgen [--flows N] [--concurrency 1,16,64] [--sync-compare true|false]
+//!         [--server PATH] [--url http://127.0.0.1:PORT [--server-pid PID]]
+//!         [--max-seconds S] [--server-log-level warn]
+//! ```
+//!
+//! By default it starts the server it finds next to itself (cargo builds
+//! both into the same directory) once per run, on a free loopback port with
+//! a fresh database in a temporary directory and `--create-rate-limit 0`:
+//! `--synchronous full` at each concurrency, then `--synchronous normal` at
+//! the highest one, to compare. Each worker thread owns one keep-alive
+//! connection and runs whole flows (create, business, channels, vapi, kb,
+//! complete) one request at a time; every response's status and
+//! `"success":true` are checked. A blocking client with one thread per
+//! connection: no runtime to share the two cores with the server, one
+//! `write` and usually one `read` per request.
+//!
+//! Bounded: at most `--flows` flows per run, no new flow after
+//! `--max-seconds`, a 10-second timeout on every socket operation, and the
+//! server is stopped (SIGTERM, then killed after 10 s) at the end of its run.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use onboarding_benches::db::TempDir;
+use onboarding_benches::flow::{json_str_field, FlowData, CHANNELS_PAYLOAD, VAPI_PAYLOAD};
+use onboarding_benches::report::{self, f0, f1, quantile_sorted, Table};
+use onboarding_benches::Result;
+use serde_json::json;
+
+const ROUTES: [&str; 6] = ["create", "business", "channels", "vapi", "kb", "complete"];
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    request: Vec<u8>,
+}
+
+/// What came back: the status and the body.
+struct Response {
+    status: u16,
+    body: String,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Conn {
+        Conn {
+            addr,
+            stream: None,
+            buf: Vec::with_capacity(8192),
+            request: Vec::with_capacity(1024),
+        }
+    }
+
+    fn stream(&mut self) -> Result<&mut TcpStream> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT)
+                .map_err(|e| format!("connect {}: {e}", self.addr))?;
+            s.set_nodelay(true).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            self.stream = Some(s);
+            self.buf.clear();
+        }
+        Ok(self.stream.as_mut().expect("just connected"))
+    }
+
+    /// Sends one request and reads its response; on any I/O or protocol
+    /// error the connection is dropped (the next request reconnects).
+    fn send(&mut self, method: &str, path: &str, body: &str) -> Result<Response> {
+        let result = self.exchange(method, path, body);
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn exchange(&mut self, method: &str, path: &str, body: &str) -> Result<Response> {
+        self.request.clear();
+        write!(
+            self.request,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .map_err(|e| e.to_string())?;
+        let request = std::mem::take(&mut self.request);
+        let written = self
+            .stream()?
+            .write_all(&request)
+            .map_err(|e| format!("write: {e}"));
+        self.request = request;
+        written?;
+        self.read_response()
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        let mut chunk = [0u8; 8192];
+        let n = self
+            .stream
+            .as_mut()
+            .ok_or("not connected")?
+            .read(&mut chunk)
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    fn read_response(&mut self) -> Result<Response> {
+        let head_end = loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                break p + 4;
+            }
+            if self.buf.len() > 64 * 1024 {
+                return Err("response head over 64 KiB".into());
+            }
+            self.fill()?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| "response head is not UTF-8")?
+            .to_string();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line: {}", head.lines().next().unwrap_or("")))?;
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let body = if let Some(len) = header("content-length") {
+            let len: usize = len.parse().map_err(|_| "bad content-length")?;
+            while self.buf.len() < head_end + len {
+                self.fill()?;
+            }
+            let body = String::from_utf8_lossy(&self.buf[head_end..head_end + len]).into_owned();
+            self.buf.drain(..head_end + len);
+            body
+        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            self.buf.drain(..head_end);
+            self.read_chunked()?
+        } else {
+            return Err("response has neither content-length nor chunked body".into());
+        };
+        if close {
+            self.stream = None;
+        }
+        Ok(Response { status, body })
+    }
+
+    fn read_chunked(&mut self) -> Result<String> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(p) = find(&self.buf, b"\r\n") {
+                    break p;
+                }
+                self.fill()?;
+            };
+            let size_text = std::str::from_utf8(&self.buf[..line_end]).map_err(|_| "bad chunk")?;
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            while self.buf.len() < line_end + 2 + size + 2 {
+                self.fill()?;
+            }
+            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+            self.buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                return Ok(String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A worker's tallies.
+#[derive(Default)]
+struct Tally {
+    /// Request latencies in microseconds, per route.
+    latencies: [Vec<u32>; 6],
+    flows_ok: u64,
+    errors: u64,
+    first_errors: Vec<String>,
+}
+
+impl Tally {
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        if self.first_errors.len() < 5 {
+            self.first_errors.push(e);
+        }
+    }
+}
+
+const BASE: &str = "/api/v1/onboarding/session";
+
+/// One full flow; each request timed and checked.
+fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally) -> Result<()> {
+    let mut call = |route: usize, path: &str, body: &str, expect: u16| -> Result<String> {
+        let start = Instant::now();
+        let r = conn.send("POST", path, body)?;
+        let us = start.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        tally.latencies[route].push(us);
+        if r.status != expect || !r.body.contains(r#""success":true"#) {
+            return Err(format!(
+                "{} answered {} (expected {expect}): {}",
+                ROUTES[route],
+                r.status,
+                r.body.chars().take(300).collect::<String>()
+            ));
+        }
+        Ok(r.body)
+    };
+    let created = call(0, BASE, "{}", 201)?;
+    let id = json_str_field(&created, "session_id")
+        .ok_or_else(|| format!("create answered no session_id: {created}"))?
+        .to_string();
+    call(
+        1,
+        &format!("{BASE}/{id}/business"),
+        &data.business_payload,
+        200,
+    )?;
+    call(2, &format!("{BASE}/{id}/channels"), CHANNELS_PAYLOAD, 200)?;
+    call(3, &format!("{BASE}/{id}/vapi"), VAPI_PAYLOAD, 200)?;
+    call(4, &format!("{BASE}/{id}/kb"), &data.kb_payload, 200)?;
+    let done = call(5, &format!("{BASE}/{id}/complete"), "{}", 200)?;
+    if !done.contains(r#""sync_status":"synced""#) {
+        return Err(format!("complete did not sync: {done}"));
+    }
+    Ok(())
+}
+
+/// The server this run talks to, when loadgen started it.
+struct Server {
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Server {
+    fn start(binary: &Path, synchronous: &str, log_level: &str) -> Result<(Server, SocketAddr)> {
+        let dir = TempDir::new("loadgen")?;
+        // A free port: bind port 0, note it, let it go for the server.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?;
+        let child = Command::new(binary)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--db")
+            .arg(dir.path().join("onboarding.db"))
+            .args(["--synchronous", synchronous])
+            .args(["--create-rate-limit", "0"])
+            .args(["--log-level", log_level])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let mut server = Server { child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("the server exited at start: {status}"));
+            }
+            let mut c = Conn::new(addr);
+            if c.send("GET", "/healthz", "").is_ok_and(|r| r.status == 200) {
+                return Ok((server, addr));
+            }
+            if Instant::now() > deadline {
+                server.stop();
+                return Err(format!(
+                    "the server did not answer /healthz on {addr} within 20 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (a graceful shutdown, checkpointing its database), then a
+    /// kill if it is still there after 10 seconds.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// `VmHWM` (peak resident set) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds (user + system) a process has used so far, from
+/// /proc/<pid>/stat (clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name, which may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+struct RunResult {
+    synchronous: String,
+    concurrency: usize,
+    flows_ok: u64,
+    errors: u64,
+    seconds: f64,
+    latencies: [Vec<u32>; 6],
+    peak_rss_kib: Option<u64>,
+    /// CPU seconds the server and this load generator used during the run.
+    server_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+    first_errors: Vec<String>,
+}
+
+impl RunResult {
+    fn requests(&self) -> usize {
+        self.latencies.iter().map(Vec::len).sum()
+    }
+    fn flows_per_s(&self) -> f64 {
+        self.flows_ok as f64 / self.seconds
+    }
+    fn requests_per_s(&self) -> f64 {
+        self.requests() as f64 / self.seconds
+    }
+    fn all_sorted(&self) -> Vec<u32> {
+        let mut all: Vec<u32> = self.latencies.iter().flatten().copied().collect();
+        all.sort_unstable();
+        all
+    }
+}
+
+fn load(
+    addr: SocketAddr,
+    concurrency: usize,
+    flows: u64,
+    max: Duration,
+    tag: &str,
+) -> Result<(Vec<Tally>, f64)> {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + max;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let next = Arc::clone(&next);
+            let tag = tag.to_string();
+            std::thread::spawn(move || {
+                let mut conn = Conn::new(addr);
+                let mut tally = Tally::default();
+                for route in &mut tally.latencies {
+                    route.reserve((flows as usize / concurrency.max(1)) + 16);
+                }
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= flows || Instant::now() > deadline {
+                        break;
+                    }
+                    let data = FlowData::new(&tag, i);
+                    match flow(&mut conn, &data, &mut tally) {
+                        Ok(()) => tally.flows_ok += 1,
+                        Err(e) => tally.error(e),
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut tallies = Vec::new();
+    for w in workers {
+        tallies.push(w.join().map_err(|_| "a worker thread panicked")?);
+    }
+    Ok((tallies, start.elapsed().as_secs_f64()))
+}
+
+struct Options {
+    flows: u64,
+    max: Duration,
+    server: Option<PathBuf>,
+    url: Option<SocketAddr>,
+    server_pid: Option<u32>,
+    log_level: String,
+}
+
+fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Result<RunResult> {
+    let (mut server, addr, pid) = match (&o.url, &o.server) {
+        (Some(addr), _) => (None, *addr, o.server_pid),
+        (None, Some(binary)) => {
+            let (s, addr) = Server::start(binary, synchronous, &o.log_level)?;
+            let pid = s.pid();
+            (Some(s), addr, Some(pid))
+        }
+        (None, None) => return Err("no server: give --server or --url".into()),
+    };
+    let tag = format!("lg{}-{run}", std::process::id());
+    let server_before = pid.and_then(|p| cpu_seconds(&p.to_string()));
+    let client_before = cpu_seconds("self");
+    let (tallies, seconds) = load(addr, concurrency, o.flows, o.max, &tag)?;
+    let peak_rss_kib = pid.and_then(peak_rss_kib);
+    let delta = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+    let server_cpu = delta(server_before, pid.and_then(|p| cpu_seconds(&p.to_string())));
+    let client_cpu = delta(client_before, cpu_seconds("self"));
+    if let Some(s) = server.as_mut() {
+        s.stop();
+    }
+    let mut latencies: [Vec<u32>; 6] = Default::default();
+    let (mut flows_ok, mut errors, mut first_errors) = (0, 0, Vec::new());
+    for t in tallies {
+        for (all, mine) in latencies.iter_mut().zip(t.latencies) {
+            all.extend(mine);
+        }
+        flows_ok += t.flows_ok;
+        errors += t.errors;
+        first_errors.extend(t.first_errors);
+    }
+    first_errors.truncate(5);
+    for l in &mut latencies {
+        l.sort_unstable();
+    }
+    Ok(RunResult {
+        synchronous: if o.url.is_some() {
+            "as configured".into()
+        } else {
+            synchronous.into()
+        },
+        concurrency,
+        flows_ok,
+        errors,
+        seconds,
+        latencies,
+        peak_rss_kib,
+        server_cpu,
+        client_cpu,
+        first_errors,
+    })
+}
+
+fn ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("loadgen: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let url =
+        match report::arg("--url", String::new()) {
+            u if u.is_empty() => None,
+            u => {
+                let hostport = u.trim_start_matches("http://").trim_end_matches('/');
+                Some(hostport.parse::<SocketAddr>().map_err(|e| {
+                    format!("--url {u:?}: expected http://IP:PORT on loopback; {e}")
+                })?)
+            }
+        };
+    if let Some(a) = url {
+        if !a.ip().is_loopback() {
+            return Err(format!("--url {a}: loopback only"));
+        }
+    }
+    let default_server = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("onboarding-server")));
+    let server: Option<PathBuf> = match report::arg("--server", String::new()) {
+        s if !s.is_empty() => Some(PathBuf::from(s)),
+        _ => default_server,
+    };
+    let o = Options {
+        flows: report::arg("--flows", 2000),
+        max: Duration::from_secs(report::arg("--max-seconds", 60)),
+        server,
+        url,
+        server_pid: Some(report::arg("--server-pid", 0u32)).filter(|&p| p != 0),
+        log_level: report::arg("--server-log-level", "warn".to_string()),
+    };
+    let levels: Vec<usize> = report::arg("--concurrency", "1,16,64".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|&c| c > 0 && c <= 1024)
+        .collect();
+    let compare = report::arg("--sync-compare", true) && o.url.is_none();
+    let top = levels.iter().copied().max().unwrap_or(64);
+
+    let mut plan: Vec<(&str, usize)> = levels.iter().map(|&c| ("full", c)).collect();
+    if compare {
+        plan.push(("normal", top));
+    }
+    let mut results = Vec::new();
+    for (run, &(sync, c)) in plan.iter().enumerate() {
+        eprintln!(
+            "run {}: --synchronous {sync}, concurrency {c}, {} flows",
+            run + 1,
+            o.flows
+        );
+        let r = run_one(&o, sync, c, run)?;
+        eprintln!(
+            "  {:.0} flows/s, {} errors, {:.1} s",
+            r.flows_per_s(),
+            r.errors,
+            r.seconds
+        );
+        for e in &r.first_errors {
+            eprintln!("  error: {e}");
+        }
+        results.push(r);
+    }
+
+    let mut table = Table::new(&[
+        "sync",
+        "conc",
+        "flows",
+        "errors",
+        "flows/s",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "peak RSS MB",
+        "server CPU %",
+        "loadgen CPU %",
+    ]);
+    let mut routes = Table::new(&[
+        "sync / conc / route",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+    ]);
+    let mut runs_json = Vec::new();
+    for r in &results {
+        let all = r.all_sorted();
+        let rss = r.peak_rss_kib.map(|k| k as f64 / 1024.0);
+        table.row(vec![
+            r.synchronous.clone(),
+            r.concurrency.to_string(),
+            r.flows_ok.to_string(),
+            r.errors.to_string(),
+            format!("{:.0}", r.flows_per_s()),
+            format!("{:.0}", r.requests_per_s()),
+            format!("{:.2}", ms(quantile_sorted(&all, 0.5))),
+            format!("{:.2}", ms(quantile_sorted(&all, 0.9))),
+            format!("{:.2}", ms(quantile_sorted(&all, 0.99))),
+            format!("{:.2}", ms(all.last().copied().unwrap_or(0))),
+            rss.map_or("-".into(), f1),
+            r.server_cpu
+                .map_or("-".into(), |c| f0(100.0 * c / r.seconds)),
+            r.client_cpu
+                .map_or("-".into(), |c| f0(100.0 * c / r.seconds)),
+        ]);
+        let mut per_route = serde_json::Map::new();
+        for (name, l) in ROUTES.iter().zip(&r.latencies) {
+            routes.row(vec![
+                format!("{} / {} / {name}", r.synchronous, r.concurrency),
+                format!("{:.2}", ms(quantile_sorted(l, 0.5))),
+                format!("{:.2}", ms(quantile_sorted(l, 0.9))),
+                format!("{:.2}", ms(quantile_sorted(l, 0.99))),
+                format!("{:.2}", ms(l.last().copied().unwrap_or(0))),
+            ]);
+            per_route.insert(
+                name.to_string(),
+                json!({
+                    "n": l.len(),
+                    "p50_ms": ms(quantile_sorted(l, 0.5)),
+                    "p90_ms": ms(quantile_sorted(l, 0.9)),
+                    "p99_ms": ms(quantile_sorted(l, 0.99)),
+                    "max_ms": ms(l.last().copied().unwrap_or(0)),
+                }),
+            );
+        }
+        runs_json.push(json!({
+            "synchronous": r.synchronous,
+            "concurrency": r.concurrency,
+            "flows_ok": r.flows_ok,
+            "errors": r.errors,
+            "seconds": (r.seconds * 1000.0).round() / 1000.0,
+            "flows_per_s": r.flows_per_s().round(),
+            "requests_per_s": r.requests_per_s().round(),
+            "p50_ms": ms(quantile_sorted(&all, 0.5)),
+            "p90_ms": ms(quantile_sorted(&all, 0.9)),
+            "p99_ms": ms(quantile_sorted(&all, 0.99)),
+            "max_ms": ms(all.last().copied().unwrap_or(0)),
+            "peak_rss_mb": rss.map(|m| (m * 10.0).round() / 10.0),
+            "server_cpu_percent": r.server_cpu.map(|c| (100.0 * c / r.seconds).round()),
+            "loadgen_cpu_percent": r.client_cpu.map(|c| (100.0 * c / r.seconds).round()),
+            "routes": per_route,
+            "first_errors": r.first_errors,
+        }));
+    }
+    let find = |sync: &str| {
+        results
+            .iter()
+            .find(|r| r.synchronous == sync && r.concurrency == top)
+            .map(RunResult::flows_per_s)
+    };
+    let ratio = match (find("full"), find("normal")) {
+        (Some(f), Some(n)) if n > 0.0 => Some(f / n),
+        _ => None,
+    };
+    println!(
+        "loadgen: {} flows per run (6 requests each) over keep-alive HTTP/1.1 on loopback; \
+         server log level {}; latencies are per request; CPU % of one core (2 cores = 200)",
+        o.flows, o.log_level
+    );
+    println!("{}", table.render());
+    println!("{}", routes.render());
+    if let Some(r) = ratio {
+        println!(
+            "concurrency {top}: flows/s with --synchronous full / normal = {r:.2} (target >= 0.5)"
+        );
+    }
+    let line = json!({
+        "bench": "http",
+        "machine": report::machine(),
+        "flows_per_run": o.flows,
+        "server_log_level": o.log_level,
+        "runs": runs_json,
+        "full_over_normal_at_top_concurrency": ratio.map(|r| (r * 100.0).round() / 100.0),
+    });
+    println!("{line}");
+    let errors: u64 = results.iter().map(|r| r.errors).sum();
+    if errors > 0 {
+        return Err(format!("{errors} flows failed"));
+    }
+    Ok(())
+}
