@@ -33,14 +33,19 @@ const PREFILL_TX: u64 = 50_000;
 /// UNIQUE constraints' own indexes.
 const QUERIES: &[(&str, &str)] = &[
     (
-        "session.rs Session::load",
+        "session.rs SessionHead::load (steps)",
+        "SELECT id, tenant_id, current_step, status, step_started_at
+         FROM onboarding_sessions WHERE id = ?1",
+    ),
+    (
+        "session.rs Session::load (complete, get)",
         "SELECT id, tenant_id, current_step, progress_percentage, status,
                 business_data, channels_data, vapi_data, kb_data, appointments_data,
                 started_at, last_updated_at, step_started_at, completed_at, completion_result
          FROM onboarding_sessions WHERE id = ?1",
     ),
     (
-        "step.rs/complete.rs email taken",
+        "step.rs email taken (business)",
         "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
     ),
     (
@@ -66,18 +71,14 @@ const QUERIES: &[(&str, &str)] = &[
         "complete.rs tenant",
         "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
                 onboarding_completed = 1, updated_at = ?5
-         WHERE id = ?6",
-    ),
-    (
-        "complete.rs booking",
-        "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants
-         WHERE id = ?1 AND cal_com_event_type_id IS NOT NULL",
+         WHERE id = ?6
+         RETURNING booking_provider, cal_com_event_type_id, timezone",
     ),
     (
         "complete.rs analytics",
-        "UPDATE onboarding_analytics SET completed = 1, total_duration_seconds = ?1,
-                completed_at = ?2
-         WHERE session_id = ?3",
+        "UPDATE onboarding_analytics SET step_5_duration = step_5_duration + ?1, completed = 1,
+                total_duration_seconds = ?2, completed_at = ?3
+         WHERE session_id = ?4",
     ),
     (
         "complete.rs session",
