@@ -50,7 +50,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 
 pub use env::{Env, PinnedEnv, SystemEnv};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{quote, Error, ErrorKind, Result};
 pub use migrate::{latest_version, migrate, MIGRATIONS};
 
 /// `onboarding_version()`: the library's version, e.g. `v0.1.0`.
@@ -131,6 +131,7 @@ impl Call<'_> {
             // so the handle wrapped at the first call is this call's too.
             CacheState::Ready(_) => {}
             CacheState::Empty => {
+                // SAFETY: as in `fresh`: used only within this call.
                 let this_call = unsafe { self.ctx.get_connection() }?;
                 // SAFETY: a non-owning wrapper of the same handle; it is
                 // dropped (finalizing its statements) by

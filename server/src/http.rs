@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use onboarding::ErrorKind;
+use onboarding::{quote, ErrorKind};
 
 use crate::db::{Call, Writer};
 use crate::limit::RateLimiter;
@@ -405,25 +405,6 @@ fn json(status: StatusCode, body: Bytes) -> Reply {
         .headers_mut()
         .insert(header::CONTENT_TYPE, APPLICATION_JSON);
     reply
-}
-
-/// A client's value in an error text: quoted, control characters escaped,
-/// cut after 64 characters (the library's convention).
-fn quote(value: &str) -> String {
-    let mut out = String::from("'");
-    for (i, c) in value.chars().enumerate() {
-        if i == 64 {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
 }
 
 #[cfg(test)]
