@@ -168,10 +168,14 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
         (phone, tenant, &now),
     )?;
 
-    // omnichannel_campaigns: only when booking is configured on the tenant
-    // (by the appointments step, or set on the tenant directly).
+    // omnichannel_campaigns: only when appointments are configured, by the
+    // appointments step or by booking settings set on the tenant directly.
     let booking = match booking {
-        (provider, Some(event_type_id), timezone) => Some((provider, event_type_id, timezone)),
+        (provider, event_type_id, timezone)
+            if session.appointments_data.is_some() || event_type_id.is_some() =>
+        {
+            Some((provider, event_type_id, timezone))
+        }
         _ => None,
     };
     let campaign = match booking {

@@ -93,11 +93,15 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
          FROM omni_agent_configs WHERE tenant_id = ?1",
         &["channels_config"],
     )?;
-    let phone_mapping = one(
+    let mut phone_mapping = one(
         "SELECT phone_number, is_active, status, created_at, updated_at
          FROM omni_phone_mappings WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
         &[],
     )?;
+    // A boolean, as onboarding_complete answers it.
+    if let Some(active) = phone_mapping.get_mut("is_active") {
+        *active = Value::Bool(active.as_i64() == Some(1));
+    }
     let campaign = one(
         "SELECT name, campaign_type, channels, status, settings, created_at, updated_at
          FROM omnichannel_campaigns WHERE tenant_id = ?1 ORDER BY id LIMIT 1",

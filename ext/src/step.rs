@@ -35,17 +35,6 @@ impl Saved {
             _ => unreachable!("step names are checked against STEPS first"),
         })
     }
-
-    /// The session column and the JSON stored there.
-    fn column_and_json(&self) -> (&'static str, Value) {
-        match self {
-            Saved::Business(b) => ("business_data", b.to_json()),
-            Saved::Channels(c) => ("channels_data", json!({ "channels": c })),
-            Saved::Vapi(v) => ("vapi_data", v.to_json()),
-            Saved::Kb(k) => ("kb_data", k.clone()),
-            Saved::Appointments(a) => ("appointments_data", a.to_json()),
-        }
-    }
 }
 
 /// Seconds, with millisecond precision, between two stored timestamps.
@@ -109,7 +98,8 @@ pub fn step(
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
 
-        match &saved {
+        // The step's own writes, and the JSON the session keeps for it.
+        let (column, data) = match &saved {
             Saved::Business(b) => {
                 let taken: bool = db::query_row(
                     conn,
@@ -120,26 +110,13 @@ pub fn step(
                 if taken {
                     return Err(email_taken(&b.email));
                 }
+                ("business_data", b.to_json())
             }
-            Saved::Appointments(a) => {
-                db::execute(
-                    conn,
-                    "UPDATE tenants SET booking_provider = ?1, cal_com_event_type_id = ?2,
-                            timezone = coalesce(?3, timezone), updated_at = ?4
-                     WHERE id = ?5",
-                    (
-                        &a.provider,
-                        &a.event_type_id,
-                        &a.timezone,
-                        &now,
-                        &session.tenant_id,
-                    ),
-                )?;
-            }
-            _ => {}
-        }
-
-        let (column, data) = saved.column_and_json();
+            Saved::Channels(c) => ("channels_data", json!({ "channels": c })),
+            Saved::Vapi(v) => ("vapi_data", v.to_json()),
+            Saved::Kb(k) => ("kb_data", k.clone()),
+            Saved::Appointments(a) => ("appointments_data", save_booking(conn, &session, a, &now)?),
+        };
         let advanced = reaches.filter(|&s| s > session.current_step);
         let current_step = advanced.unwrap_or(session.current_step);
         if advanced.is_some() {
@@ -171,6 +148,40 @@ pub fn step(
             "progress_percentage": progress(current_step),
         }))
     })
+}
+
+/// Merges the appointments step's settings into the tenant's booking
+/// settings (a field left out keeps its value; the provider defaults to
+/// `cal_com`, the only one) and answers the result, which is what the
+/// session keeps as the step's data.
+fn save_booking(
+    conn: &Connection,
+    session: &SessionHead,
+    a: &validate::Appointments,
+    now: &str,
+) -> Result<Value> {
+    let (provider, event_type_id, timezone): (Option<String>, Option<String>, String) =
+        db::query_row(
+            conn,
+            "UPDATE tenants SET booking_provider = coalesce(?1, booking_provider, 'cal_com'),
+                    cal_com_event_type_id = coalesce(?2, cal_com_event_type_id),
+                    timezone = coalesce(?3, timezone), updated_at = ?4
+             WHERE id = ?5
+             RETURNING booking_provider, cal_com_event_type_id, timezone",
+            (
+                &a.provider,
+                &a.event_type_id,
+                &a.timezone,
+                now,
+                &session.tenant_id,
+            ),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+    Ok(json!({
+        "provider": provider,
+        "event_type_id": event_type_id,
+        "timezone": timezone,
+    }))
 }
 
 pub fn email_taken(email: &str) -> Error {

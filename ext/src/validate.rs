@@ -338,24 +338,15 @@ fn check_crawl_url(text: &str) -> Result<()> {
 /// The booking providers the appointments step knows.
 pub const BOOKING_PROVIDERS: [&str; 1] = ["cal_com"];
 
-/// The appointments step: optional booking settings. Appointments count as
-/// configured when a `provider` is given, and then `event_type_id` is needed.
+/// The appointments step: optional booking settings. Saving the step at all
+/// says the tenant takes appointments; each field given replaces the one
+/// saved before, and a field left out keeps it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Appointments {
     pub provider: Option<String>,
     pub event_type_id: Option<String>,
     /// An IANA zone name, e.g. `Europe/Paris`.
     pub timezone: Option<String>,
-}
-
-impl Appointments {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "provider": self.provider,
-            "event_type_id": self.event_type_id,
-            "timezone": self.timezone,
-        })
-    }
 }
 
 pub fn appointments(map: &Object) -> Result<Appointments> {
@@ -381,17 +372,6 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
             )))
         }
     };
-    if provider.is_some() && event_type_id.is_none() {
-        return Err(Error::invalid_field(
-            "event_type_id is required when provider is set",
-        ));
-    }
-    if provider.is_none() && event_type_id.is_some() {
-        return Err(Error::invalid_field(format!(
-            "provider is required when event_type_id is set (expected one of {})",
-            BOOKING_PROVIDERS.join(", ")
-        )));
-    }
     let timezone = optional_text(map, "timezone", 64)?;
     if let Some(tz) = &timezone {
         if tz.parse::<chrono_tz::Tz>().is_err() {

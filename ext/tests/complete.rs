@@ -336,6 +336,39 @@ fn no_campaign_without_appointments_and_no_job_without_website() {
 }
 
 #[test]
+fn the_appointments_step_alone_activates_the_campaign() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.step(&s, "appointments", "{}").unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["campaign"],
+        json!({
+            "name": "Prise de rendez-vous – Mon Entreprise",
+            "campaign_type": "appointment",
+            "status": "active",
+            "channels": ["phone"],
+            "settings": {"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"},
+        })
+    );
+    assert_eq!(db.count("omnichannel_campaigns"), 1);
+}
+
+#[test]
+fn booking_settings_set_on_the_tenant_activate_the_campaign() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.conn
+        .execute_batch("UPDATE tenants SET cal_com_event_type_id = '42'")
+        .unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["campaign"]["settings"],
+        json!({"provider": "cal_com", "event_type_id": "42", "timezone": "Europe/Paris"})
+    );
+}
+
+#[test]
 fn a_declared_number_is_never_taken_from_another_tenant() {
     let db = Db::memory();
     let first = ready_session(&db);

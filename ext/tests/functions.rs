@@ -241,7 +241,7 @@ fn get_returns_the_whole_state() {
     );
     assert_eq!(
         omni["phone_mapping"],
-        json!({"phone_number": "+33612345678", "is_active": 0, "status": "pending_verification",
+        json!({"phone_number": "+33612345678", "is_active": false, "status": "pending_verification",
                "created_at": "2026-11-24T10:00:01.500Z", "updated_at": "2026-11-24T10:00:01.500Z"})
     );
     assert_eq!(omni["campaign"], json!(null));

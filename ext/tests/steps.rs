@@ -317,14 +317,6 @@ fn appointments_rules_and_tenant_settings() {
             "onboarding_step: invalid_field: provider 'calendly' is not a booking provider (expected one of cal_com)",
         ),
         (
-            r#"{"provider":"cal_com"}"#,
-            "onboarding_step: invalid_field: event_type_id is required when provider is set",
-        ),
-        (
-            r#"{"event_type_id":5}"#,
-            "onboarding_step: invalid_field: provider is required when event_type_id is set (expected one of cal_com)",
-        ),
-        (
             r#"{"provider":"cal_com","event_type_id":"abc"}"#,
             "onboarding_step: invalid_field: event_type_id 'abc' is not a positive integer (expected a Cal.com event type id such as 123456)",
         ),
@@ -340,6 +332,15 @@ fn appointments_rules_and_tenant_settings() {
     for (payload, error) in cases {
         assert_eq!(refused(&db, &s, "appointments", payload), error);
     }
+    let tenant = || -> (Option<String>, Option<String>, String) {
+        db.conn
+            .query_row(
+                "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    };
     // Saved on the tenant; progress unchanged.
     assert_eq!(
         db.step(
@@ -350,29 +351,40 @@ fn appointments_rules_and_tenant_settings() {
         .unwrap(),
         step_answer(&s, "appointments", 1, 0)
     );
-    let tenant: (String, String, String) = db
-        .conn
-        .query_row(
-            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    assert_eq!(
+        tenant(),
+        (
+            Some("cal_com".into()),
+            Some("123456".into()),
+            "America/Montreal".into()
         )
+    );
+    // A field left out keeps its value; the step shows the merged settings.
+    db.step(&s, "appointments", r#"{"timezone":"Europe/Paris"}"#)
         .unwrap();
     assert_eq!(
-        tenant,
-        ("cal_com".into(), "123456".into(), "America/Montreal".into())
-    );
-    // An empty payload clears the booking settings and keeps the zone.
-    db.step(&s, "appointments", "{}").unwrap();
-    let tenant: (Option<String>, Option<String>, String) = db
-        .conn
-        .query_row(
-            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        tenant(),
+        (
+            Some("cal_com".into()),
+            Some("123456".into()),
+            "Europe/Paris".into()
         )
-        .unwrap();
-    assert_eq!(tenant, (None, None, "America/Montreal".into()));
+    );
+    assert_eq!(
+        db.get(&s)["steps"]["appointments"],
+        json!({"provider":"cal_com","event_type_id":"123456","timezone":"Europe/Paris"})
+    );
+}
+
+#[test]
+fn appointments_without_settings_default_to_cal_com() {
+    let db = Db::memory();
+    let s = db.create();
+    db.step(&s, "appointments", "{}").unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["appointments"],
+        json!({"provider":"cal_com","event_type_id":null,"timezone":"Europe/Paris"})
+    );
 }
 
 #[test]

@@ -61,13 +61,19 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// Sessions one address may create per minute by default. A person creates
+/// one per visit, and an office behind one NAT address or a front end's
+/// test suite a few dozen; 600 a minute (10 a second, sustained) stops only
+/// scripted floods.
+pub const DEFAULT_CREATE_RATE_LIMIT: u32 = 600;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             db_path: PathBuf::from("onboarding.db"),
             cors_origins: DEFAULT_CORS_ORIGINS.map(String::from).to_vec(),
             max_body_bytes: 64 * 1024,
-            create_rate_limit: 30,
+            create_rate_limit: DEFAULT_CREATE_RATE_LIMIT,
             create_rate_window: Duration::from_secs(60),
             synchronous: Synchronous::Full,
             extension: None,
@@ -121,7 +127,7 @@ pub struct Args {
 
     /// Sessions one client IP may create per window (429 past it); 0 disables
     /// the limit (load tests from one address need that).
-    #[arg(long, env = "ONBOARDING_CREATE_RATE_LIMIT", default_value_t = 30)]
+    #[arg(long, env = "ONBOARDING_CREATE_RATE_LIMIT", default_value_t = DEFAULT_CREATE_RATE_LIMIT)]
     pub create_rate_limit: u32,
 
     /// The window of --create-rate-limit, in seconds.

@@ -72,6 +72,12 @@ pub enum Resolved<'p> {
 
 /// Finds the route of `method` and `path` (without its query string).
 pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
+    // HEAD is GET without the body (hyper leaves the body out).
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     let mut path_known = false;
     for r in ROUTES {
         if let Some(id) = match_path(r.path, path) {
@@ -97,13 +103,16 @@ pub fn allowed_methods(path: &str) -> Vec<&'static Method> {
         .collect()
 }
 
-/// The `Allow` header value for `path`: its methods, then OPTIONS, which
-/// every known path answers (CORS preflight).
+/// The `Allow` header value for `path`: its methods (HEAD with GET), then
+/// OPTIONS, which every known path answers (CORS preflight).
 pub fn allow_header(methods: &[&Method]) -> String {
     let mut allow = String::new();
     for m in methods {
         allow.push_str(m.as_str());
         allow.push_str(", ");
+        if *m == Method::GET {
+            allow.push_str("HEAD, ");
+        }
     }
     allow.push_str("OPTIONS");
     allow
@@ -133,6 +142,10 @@ mod tests {
         assert_eq!(
             resolve(&Method::POST, "/api/v1/onboarding/session/onb_1/kb"),
             Resolved::Found(Endpoint::Step("kb"), Some("onb_1"))
+        );
+        assert_eq!(
+            resolve(&Method::HEAD, "/api/v1/onboarding/session/onb_1"),
+            Resolved::Found(Endpoint::Get, Some("onb_1"))
         );
         assert_eq!(
             resolve(&Method::GET, "/api/v1/onboarding/session/onb_1"),
@@ -170,6 +183,9 @@ mod tests {
             allow_header(&allowed_methods("/api/v1/onboarding/session")),
             "POST, OPTIONS"
         );
-        assert_eq!(allow_header(&allowed_methods("/healthz")), "GET, OPTIONS");
+        assert_eq!(
+            allow_header(&allowed_methods("/healthz")),
+            "GET, HEAD, OPTIONS"
+        );
     }
 }

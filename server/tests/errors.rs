@@ -197,10 +197,10 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
 
     let reply = request(server.addr, "DELETE", &session_path("onb_x", ""), &[], b"").await;
     assert_eq!(reply.status, 405);
-    assert_eq!(reply.header("allow"), Some("GET, OPTIONS"));
+    assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(
         reply.body,
-        r#"{"success":false,"error":"method DELETE is not allowed on /api/v1/onboarding/session/onb_x (allowed: GET, OPTIONS)","code":"method_not_allowed"}"#
+        r#"{"success":false,"error":"method DELETE is not allowed on /api/v1/onboarding/session/onb_x (allowed: GET, HEAD, OPTIONS)","code":"method_not_allowed"}"#
     );
     let reply = server.get(&session_path("onb_x", "complete")).await;
     assert_eq!(reply.status, 405);

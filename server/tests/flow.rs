@@ -110,7 +110,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
                     "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
                 },
                 "phone_mapping": {
-                    "phone_number": "+33612345678", "is_active": 0,
+                    "phone_number": "+33612345678", "is_active": false,
                     "status": "pending_verification",
                     "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
                 },
