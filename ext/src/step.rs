@@ -15,6 +15,21 @@ use crate::json_string;
 use crate::session::{progress, SessionHead, STEPS};
 use crate::validate::{self, Object};
 
+/// The UPDATE that saves a step's data in `$column` and the progress. One
+/// literal per column: the column name never comes from caller text, and
+/// the hot path formats nothing.
+macro_rules! save_sql {
+    ($column:literal) => {
+        concat!(
+            "UPDATE onboarding_sessions SET ",
+            $column,
+            " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
+             step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
+             WHERE id = ?6"
+        )
+    };
+}
+
 /// A validated step, ready to be written.
 enum Saved {
     Business(validate::Business),
@@ -99,7 +114,7 @@ pub fn step(
         let now = iso8601(now_ms);
 
         // The step's own writes, and the JSON the session keeps for it.
-        let (column, data) = match &saved {
+        let (save, data) = match saved {
             Saved::Business(b) => {
                 let taken: bool = db::query_row(
                     conn,
@@ -110,12 +125,15 @@ pub fn step(
                 if taken {
                     return Err(email_taken(&b.email));
                 }
-                ("business_data", b.to_json())
+                (save_sql!("business_data"), b.to_json())
             }
-            Saved::Channels(c) => ("channels_data", json!({ "channels": c })),
-            Saved::Vapi(v) => ("vapi_data", v.to_json()),
-            Saved::Kb(k) => ("kb_data", k.clone()),
-            Saved::Appointments(a) => ("appointments_data", save_booking(conn, &session, a, &now)?),
+            Saved::Channels(c) => (save_sql!("channels_data"), json!({ "channels": c })),
+            Saved::Vapi(v) => (save_sql!("vapi_data"), v.to_json()),
+            Saved::Kb(k) => (save_sql!("kb_data"), k),
+            Saved::Appointments(a) => (
+                save_sql!("appointments_data"),
+                save_booking(conn, &session, &a, &now)?,
+            ),
         };
         let advanced = reaches.filter(|&s| s > session.current_step);
         let current_step = advanced.unwrap_or(session.current_step);
@@ -124,13 +142,7 @@ pub fn step(
         }
         db::execute(
             conn,
-            &format!(
-                "UPDATE onboarding_sessions
-                 SET {column} = ?1, current_step = ?2, progress_percentage = ?3,
-                     last_updated_at = ?4,
-                     step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
-                 WHERE id = ?6"
-            ),
+            save,
             (
                 json_string(&data),
                 current_step,
