@@ -125,6 +125,22 @@ pub fn step(
                 if taken {
                     return Err(email_taken(&b.email));
                 }
+                // The tenant shows the business at once (the dashboard reads
+                // it); its email stays the placeholder until completion, so
+                // an abandoned session never holds an address.
+                db::execute(
+                    conn,
+                    "UPDATE tenants SET name = ?1, company_name = ?1, phone = ?2, sector = ?3,
+                            updated_at = ?4
+                     WHERE id = ?5",
+                    (
+                        &b.company_name,
+                        &b.phone,
+                        &b.industry,
+                        &now,
+                        &session.tenant_id,
+                    ),
+                )?;
                 (save_sql!("business_data"), b.to_json())
             }
             Saved::Channels(c) => (save_sql!("channels_data"), json!({ "channels": c })),

@@ -38,6 +38,26 @@ fn business_saves_normalised_data_and_reaches_step_2() {
         db.get(&s)["steps"]["business"],
         json!({"company_name":"Mon Entreprise","industry":"Immobilier","phone":"+33612345678","email":"contact@entreprise.fr"})
     );
+    // The tenant shows the business now; the email waits for completion.
+    let tenant: (String, String, String, String, String) = db
+        .conn
+        .query_row(
+            "SELECT name, company_name, phone, sector, email FROM tenants",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    let tenant_id = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        tenant,
+        (
+            "Mon Entreprise".into(),
+            "Mon Entreprise".into(),
+            "+33612345678".into(),
+            "Immobilier".into(),
+            format!("pending+{tenant_id}@onboarding.invalid")
+        )
+    );
 }
 
 #[test]
