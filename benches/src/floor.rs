@@ -238,9 +238,7 @@ impl<'c> Floor<'c> {
         let now = iso8601(now_ms);
         let seconds = (now_ms - s.step_started_ms).max(0) as f64 / 1000.0;
         let duration_seconds = (now_ms - s.started_ms).max(0) / 1000;
-        let agent = agent();
-        let voice_id = voice_id();
-        let result = completion_result(s, d, duration_seconds, voice_id);
+        let result = completion_result(s, d, duration_seconds, voice_id());
         self.step_tx(|| {
             self.exec(
                 UPDATE_TENANT,
@@ -253,27 +251,7 @@ impl<'c> Floor<'c> {
                     &s.tenant_id,
                 ),
             )?;
-            self.exec(
-                INSERT_AGENT,
-                rusqlite::params![
-                    &s.tenant_id,
-                    agent.id,
-                    ASSISTANT_NAME,
-                    agent.personality,
-                    catalog::VOICE_PROVIDER,
-                    voice_id,
-                    catalog::VOICE_LANGUAGE,
-                    catalog::system_prompt(agent, ASSISTANT_NAME, &d.company_name),
-                    catalog::render(agent.greeting, ASSISTANT_NAME, &d.company_name),
-                    CHANNELS_CONFIG,
-                    &now,
-                ],
-            )?;
-            self.exec(INSERT_PHONE, (&d.phone_e164, &s.tenant_id, &now))?;
-            self.exec(
-                INSERT_CRAWL,
-                (&s.tenant_id, &s.session_id, &d.crawl_url, &now),
-            )?;
+            self.insert_synced(s, d, &now)?;
             self.exec(
                 COMPLETE_ANALYTICS,
                 (seconds, duration_seconds, &now, &s.session_id),
@@ -316,7 +294,6 @@ impl<'c> Floor<'c> {
             started_ms: c.now_ms,
             step_started_ms: c.now_ms,
         };
-        let agent = agent();
         let result = completion_result(&s, d, 0, voice_id());
         self.exec(
             "INSERT INTO tenants (id, name, company_name, email, phone, sector, api_key,
@@ -362,6 +339,12 @@ impl<'c> Floor<'c> {
              VALUES (?1, ?2, 0, 1, ?3, ?3)",
             (&s.session_id, &s.tenant_id, &now),
         )?;
+        self.insert_synced(&s, d, &now)
+    }
+
+    /// The rows the sync adds: agent config, phone mapping, crawl job.
+    fn insert_synced(&self, s: &FloorSession, d: &FlowData, now: &str) -> Result<()> {
+        let agent = agent();
         self.exec(
             INSERT_AGENT,
             rusqlite::params![
@@ -375,13 +358,13 @@ impl<'c> Floor<'c> {
                 catalog::system_prompt(agent, ASSISTANT_NAME, &d.company_name),
                 catalog::render(agent.greeting, ASSISTANT_NAME, &d.company_name),
                 CHANNELS_CONFIG,
-                &now,
+                now,
             ],
         )?;
-        self.exec(INSERT_PHONE, (&d.phone_e164, &s.tenant_id, &now))?;
+        self.exec(INSERT_PHONE, (&d.phone_e164, &s.tenant_id, now))?;
         self.exec(
             INSERT_CRAWL,
-            (&s.tenant_id, &s.session_id, &d.crawl_url, &now),
+            (&s.tenant_id, &s.session_id, &d.crawl_url, now),
         )
     }
 }
