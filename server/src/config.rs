@@ -59,6 +59,9 @@ pub struct Config {
     pub env: Option<Arc<dyn onboarding::Env>>,
     /// How long shutdown waits for in-flight requests before closing anyway.
     pub shutdown_grace: Duration,
+    /// How long a call waits for another process's lock on the database
+    /// before it is answered 503.
+    pub busy_timeout: Duration,
 }
 
 /// Sessions one address may create per minute by default. A person creates
@@ -79,6 +82,7 @@ impl Default for Config {
             extension: None,
             env: None,
             shutdown_grace: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -95,6 +99,7 @@ impl fmt::Debug for Config {
             .field("extension", &self.extension)
             .field("env", &self.env.as_ref().map(|_| "custom"))
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("busy_timeout", &self.busy_timeout)
             .finish()
     }
 }
@@ -153,6 +158,11 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Milliseconds a call waits for another process's lock on the database
+    /// (a `sqlite3` shell, a backup) before it is answered 503.
+    #[arg(long, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000)]
+    pub busy_timeout_ms: u64,
+
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
     pub log_level: tracing::level_filters::LevelFilter,
@@ -176,6 +186,7 @@ impl Args {
             extension: self.extension.clone(),
             env: None,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            busy_timeout: Duration::from_millis(self.busy_timeout_ms),
         }
     }
 }

@@ -11,7 +11,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use onboarding::{quote, ErrorKind};
 
-use crate::db::{Call, Writer};
+use crate::db::{Call, Failure, Writer};
 use crate::limit::RateLimiter;
 use crate::routes::{self, Endpoint, Resolved};
 
@@ -140,7 +140,8 @@ async fn dispatch(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
     };
     match app.writer.call(call).await {
         Ok(body) => json(success, Bytes::from(body)),
-        Err(text) => sql_error(&text),
+        Err(Failure::Busy(text)) => unavailable(&text),
+        Err(Failure::Sql(text)) => sql_error(&text),
     }
 }
 
@@ -337,6 +338,22 @@ fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
             .unwrap_or(detail)
     });
     error(status, kind.as_str(), detail, field)
+}
+
+/// The database stayed locked past the busy timeout: another process holds
+/// its write lock. Worth a retry, unlike a 500.
+fn unavailable(text: &str) -> Reply {
+    tracing::warn!(error = %text, "database busy");
+    let mut reply = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is busy; retry after the Retry-After delay",
+        None,
+    );
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    reply
 }
 
 fn internal(text: &str) -> Reply {

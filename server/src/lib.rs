@@ -73,6 +73,7 @@ pub async fn run(
             .env
             .clone()
             .unwrap_or_else(|| Arc::new(onboarding::SystemEnv)),
+        busy_timeout: config.busy_timeout,
     })
     .await?;
     let app = Arc::new(http::App {
