@@ -229,7 +229,9 @@ async fn bodies_that_are_not_json_are_415_and_write_nothing() {
         .await;
         assert_eq!(reply.status, 201, "{content_type}: {}", reply.body);
     }
-    let raw = format!("POST {CREATE} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    let raw = format!(
+        "POST {CREATE} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
     assert_eq!(send_raw(server.addr, raw.as_bytes()).await.status, 201);
     assert_eq!(count(&server, "tenants"), 4);
     server.stop().await;

@@ -135,12 +135,14 @@ impl Refusal {
     /// exists to prevent); the connection lingers so the answer arrives.
     pub fn reply(self) -> Reply {
         match self {
-            Refusal::NoHost => error(
+            // A client that breaks the protocol once is not trusted with
+            // the connection's next request.
+            Refusal::NoHost => closing(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "an HTTP/1.1 request needs a Host header",
                 None,
-            ),
+            )),
             Refusal::TransferCoding(codings) => closing(error(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",
