@@ -61,7 +61,7 @@ status=0
 # CPython 3.11 before 3.11.8 can raise "AST constructor recursion depth
 # mismatch" when Hypothesis parses sources from two threads at once.
 (
-    cd "$here"
+    cd "$work" # schemathesis keeps its cache (.schemathesis/) in the working directory
     PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks timeout --kill-after=10 "$((max_time + 60))" \
         "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run \
         "http://$address/openapi.json" \
