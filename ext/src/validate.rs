@@ -363,7 +363,9 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
     // Cal.com event type ids are integers; the front end may send either form.
     let event_type_id = match map.get("event_type_id") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => Some(n.to_string()),
+        Some(Value::Number(n)) if positive_integer(n).is_some() => {
+            positive_integer(n).map(|id| id.to_string())
+        }
         Some(Value::String(s)) if is_positive_integer(s.trim()) => Some(s.trim().to_string()),
         Some(other) => {
             return Err(Error::invalid_field(format!(
@@ -386,6 +388,19 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
         event_type_id,
         timezone,
     })
+}
+
+/// A JSON number whose value is a positive integer that fits in 64 bits,
+/// whatever its notation: `5`, `5.0` and `5e0` are one value in JSON (and in
+/// the OpenAPI document's `"type": "integer"`).
+fn positive_integer(n: &serde_json::Number) -> Option<u64> {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    let value = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < TWO_POW_64)
+            .map(|f| f as u64)
+    })?;
+    (value > 0).then_some(value)
 }
 
 fn is_positive_integer(s: &str) -> bool {

@@ -345,6 +345,14 @@ fn appointments_rules_and_tenant_settings() {
             "onboarding_step: invalid_field: event_type_id -3 is not a positive integer (expected a Cal.com event type id such as 123456)",
         ),
         (
+            r#"{"provider":"cal_com","event_type_id":0.0}"#,
+            "onboarding_step: invalid_field: event_type_id 0.0 is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
+            r#"{"provider":"cal_com","event_type_id":2.5}"#,
+            "onboarding_step: invalid_field: event_type_id 2.5 is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
             r#"{"provider":"cal_com","event_type_id":7,"timezone":"Europe/Lutece"}"#,
             "onboarding_step: invalid_field: timezone 'Europe/Lutece' is not an IANA time zone (expected a name such as 'Europe/Paris')",
         ),
@@ -394,6 +402,16 @@ fn appointments_rules_and_tenant_settings() {
         db.get(&s)["steps"]["appointments"],
         json!({"provider":"cal_com","event_type_id":"123456","timezone":"Europe/Paris"})
     );
+    // 98765.0 and 9.8765e4 are the integer 98765 in JSON.
+    for number in ["98765.0", "9.8765e4"] {
+        db.step(
+            &s,
+            "appointments",
+            &format!(r#"{{"event_type_id":{number}}}"#),
+        )
+        .unwrap();
+        assert_eq!(tenant().1, Some("98765".into()), "{number}");
+    }
 }
 
 #[test]
