@@ -11,7 +11,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${SCHEMATHESIS_VENV:-$root/.venv-schemathesis}"
-server="${ONBOARDING_SERVER_BIN:-$root/target/debug/onboarding-server}"
+server="${ONBOARDING_SERVER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/onboarding-server}"
 max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-30}"
 max_time="${SCHEMATHESIS_MAX_TIME:-80}"
 
@@ -38,6 +38,7 @@ trap cleanup EXIT
 # Port 0: the kernel picks a free port, and the server's "serving" line says
 # which.
 "$server" --listen 127.0.0.1:0 --db "$work/onboarding.db" --create-rate-limit 0 \
+    --email-taken-per-ip 0 --email-taken-per-session 0 \
     --shutdown-grace-secs 1 --log-level info >"$work/server.log" 2>&1 &
 pid=$!
 address=""
