@@ -10,15 +10,15 @@
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use crate::atomic::atomic;
+use crate::analytics::{self, OnStep};
 use crate::catalog;
-use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
-use crate::json_string;
+use crate::json;
+use crate::savepoint::in_savepoint;
 use crate::session::{stored_json, stored_str, Session};
-use crate::step::{email_taken, seconds_between, step_column};
-use crate::validate;
+use crate::sql;
+use crate::validate::{self, email_taken};
 
 pub const SUCCESS_MESSAGE: &str = "Onboarding terminé avec succès ! 🎉";
 
@@ -40,7 +40,7 @@ pub fn complete(
 ) -> Result<Value> {
     // Nothing is read from the payload yet, but it must be an object.
     validate::payload_object(payload)?;
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let session = Session::load(conn, session_id)?;
         if let Some(first) = &session.completion_result {
             let mut replay: Value = serde_json::from_str(first)?;
@@ -85,7 +85,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     // tenants. The business step checked the email, but another tenant may
     // have completed with it since: the UNIQUE constraint has the last word.
     // RETURNING hands back the booking settings the campaign needs.
-    let booking: (Option<String>, Option<String>, String) = db::query_row(
+    let booking: (Option<String>, Option<String>, String) = sql::query_row(
         conn,
         "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
                 onboarding_completed = 1, updated_at = ?5
@@ -130,7 +130,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
             (c.to_string(), json!({ "enabled": enabled }))
         })
         .collect();
-    db::execute(
+    sql::execute(
         conn,
         "INSERT INTO omni_agent_configs (tenant_id, agent_type, agent_name, agent_personality,
              voice_provider, voice_id, voice_language, system_prompt, greeting_message,
@@ -153,13 +153,13 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
             catalog::VOICE_LANGUAGE,
             catalog::system_prompt(agent, agent_name, company_name),
             catalog::render(agent.greeting, agent_name, company_name),
-            json_string(&Value::Object(channels_config)),
+            json::to_text(&Value::Object(channels_config)),
             &now,
         ],
     )?;
 
     // omni_phone_mappings: declared, never taken from another tenant.
-    db::execute(
+    sql::execute(
         conn,
         "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                           created_at, updated_at)
@@ -187,7 +187,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
                 "event_type_id": event_type_id,
                 "timezone": timezone,
             });
-            db::execute(
+            sql::execute(
                 conn,
                 "INSERT INTO omnichannel_campaigns (tenant_id, name, campaign_type, channels,
                                                    status, settings, created_at, updated_at)
@@ -199,8 +199,8 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
                 (
                     tenant,
                     &name,
-                    json_string(&json!(channels)),
-                    json_string(&settings),
+                    json::to_text(&json!(channels)),
+                    json::to_text(&settings),
                     &now,
                 ),
             )?;
@@ -222,7 +222,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
         let method = stored_str(&kb, "method")?;
         let crawl_job = if method == "website" {
             let url = stored_str(&kb, "crawl_url")?;
-            db::execute(
+            sql::execute(
                 conn,
                 "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
                                             updated_at)
@@ -246,21 +246,12 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     let duration_seconds = (now_ms - started_ms).max(0) / 1000;
     // Rounded to the nearest minute, as the original answered (342 s -> 6).
     let duration_minutes = (duration_seconds + 30) / 60;
-    let step = step_column(session.current_step);
-    db::execute(
-        conn,
-        &format!(
-            "UPDATE onboarding_analytics SET {step} = {step} + ?1, completed = 1,
-                    total_duration_seconds = ?2, completed_at = ?3
-             WHERE session_id = ?4"
-        ),
-        (
-            seconds_between(&session.step_started_at, now_ms)?,
-            duration_seconds,
-            &now,
-            &session.id,
-        ),
-    )?;
+    let on = OnStep {
+        session_id: &session.id,
+        step: session.current_step,
+        since: &session.step_started_at,
+    };
+    analytics::credit_last_step(conn, &on, now_ms, duration_seconds, &now)?;
 
     let result = json!({
         "success": true,
@@ -290,13 +281,13 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
         },
     });
 
-    db::execute(
+    sql::execute(
         conn,
         "UPDATE onboarding_sessions SET status = 'completed', current_step = 6,
                 progress_percentage = 100, completed_at = ?1, last_updated_at = ?1,
                 step_started_at = ?1, completion_result = ?2
          WHERE id = ?3",
-        (&now, json_string(&result), &session.id),
+        (&now, json::to_text(&result), &session.id),
     )?;
     Ok(result)
 }

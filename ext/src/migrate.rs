@@ -6,9 +6,9 @@
 
 use rusqlite::Connection;
 
-use crate::atomic::atomic;
 use crate::env::{iso8601, Env};
 use crate::error::{Error, Result};
+use crate::savepoint::in_savepoint;
 
 /// One numbered file of `sql/`.
 pub struct Migration {
@@ -32,7 +32,7 @@ pub fn latest_version() -> i64 {
 // -- onboarding_migrate() -> 1
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
-    atomic(conn, || {
+    in_savepoint(conn, || {
         // The bookkeeping table is the migrator's own, so it lives here
         // rather than in a numbered file.
         conn.execute_batch(

@@ -3,8 +3,8 @@
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
-use crate::db;
 use crate::error::{quote, Error, Result};
+use crate::sql;
 
 /// `progress_percentage` for each `current_step` (index 1..=6).
 const PROGRESS: [i64; 7] = [0, 0, 33, 50, 66, 83, 100];
@@ -46,7 +46,7 @@ pub struct Session {
 impl Session {
     /// Reads session `id`, or answers `not_found`.
     pub fn load(conn: &Connection, id: &str) -> Result<Session> {
-        db::query_row(
+        sql::query_row(
             conn,
             "SELECT id, tenant_id, current_step, progress_percentage, status,
                     business_data, channels_data, vapi_data, kb_data, appointments_data,
@@ -114,7 +114,7 @@ pub struct SessionHead {
 impl SessionHead {
     /// Reads the head of session `id`, or answers `not_found`.
     pub fn load(conn: &Connection, id: &str) -> Result<SessionHead> {
-        db::query_row(
+        sql::query_row(
             conn,
             "SELECT id, tenant_id, current_step, status, step_started_at
              FROM onboarding_sessions WHERE id = ?1",

@@ -7,13 +7,14 @@
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use crate::atomic::atomic;
-use crate::db;
-use crate::env::{iso8601, parse_iso8601, Env};
+use crate::analytics::{self, OnStep};
+use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
-use crate::json_string;
+use crate::json;
+use crate::savepoint::in_savepoint;
 use crate::session::{progress, SessionHead, STEPS};
-use crate::validate::{self, Object};
+use crate::sql;
+use crate::validate::{self, email_taken, Object};
 
 /// The UPDATE that saves a step's data in `$column` and the progress. One
 /// literal per column: the column name never comes from caller text, and
@@ -52,40 +53,14 @@ impl Saved {
     }
 }
 
-/// Seconds, with millisecond precision, between two stored timestamps.
-pub fn seconds_between(from: &str, to_ms: i64) -> Result<f64> {
-    let from_ms = parse_iso8601(from).ok_or_else(|| {
-        Error::internal(format!("stored timestamp {} is unreadable", quote(from)))
-    })?;
-    Ok((to_ms - from_ms).max(0) as f64 / 1000.0)
-}
-
-/// The analytics column of a step: `step_3_duration`. Column names are
-/// built from a step number, never from caller text.
-pub fn step_column(step: i64) -> &'static str {
-    const COLUMNS: [&str; 6] = [
-        "step_1_duration",
-        "step_2_duration",
-        "step_3_duration",
-        "step_4_duration",
-        "step_5_duration",
-        "step_6_duration",
-    ];
-    COLUMNS[(step.clamp(1, 6) - 1) as usize]
-}
-
 /// Credits the time since the session reached its current step to that step.
 fn credit_step_time(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<()> {
-    let step = step_column(session.current_step);
-    db::execute(
-        conn,
-        &format!("UPDATE onboarding_analytics SET {step} = {step} + ?1 WHERE session_id = ?2"),
-        (
-            seconds_between(&session.step_started_at, now_ms)?,
-            &session.id,
-        ),
-    )?;
-    Ok(())
+    let on = OnStep {
+        session_id: &session.id,
+        step: session.current_step,
+        since: &session.step_started_at,
+    };
+    analytics::credit_step(conn, &on, now_ms)
 }
 
 // -- onboarding_step('onb_…', 'business',
@@ -106,7 +81,7 @@ pub fn step(
         )));
     };
     let map = validate::payload_object(payload)?;
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let session = SessionHead::load(conn, session_id)?;
         session.ensure_writable()?;
         let saved = Saved::parse(step, &map)?;
@@ -116,7 +91,7 @@ pub fn step(
         // The step's own writes, and the JSON the session keeps for it.
         let (save, data) = match saved {
             Saved::Business(b) => {
-                let taken: bool = db::query_row(
+                let taken: bool = sql::query_row(
                     conn,
                     "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
                     (&b.email, &session.tenant_id),
@@ -128,7 +103,7 @@ pub fn step(
                 // The tenant shows the business at once (the dashboard reads
                 // it); its email stays the placeholder until completion, so
                 // an abandoned session never holds an address.
-                db::execute(
+                sql::execute(
                     conn,
                     "UPDATE tenants SET name = ?1, company_name = ?1, phone = ?2, sector = ?3,
                             updated_at = ?4
@@ -156,11 +131,11 @@ pub fn step(
         if advanced.is_some() {
             credit_step_time(conn, &session, now_ms)?;
         }
-        db::execute(
+        sql::execute(
             conn,
             save,
             (
-                json_string(&data),
+                json::to_text(&data),
                 current_step,
                 progress(current_step),
                 &now,
@@ -189,7 +164,7 @@ fn save_booking(
     now: &str,
 ) -> Result<Value> {
     let (provider, event_type_id, timezone): (Option<String>, Option<String>, String) =
-        db::query_row(
+        sql::query_row(
             conn,
             "UPDATE tenants SET booking_provider = coalesce(?1, booking_provider, 'cal_com'),
                     cal_com_event_type_id = coalesce(?2, cal_com_event_type_id),
@@ -210,11 +185,4 @@ fn save_booking(
         "event_type_id": event_type_id,
         "timezone": timezone,
     }))
-}
-
-pub fn email_taken(email: &str) -> Error {
-    Error::conflict(format!(
-        "email {} is already used by another account",
-        quote(email)
-    ))
 }

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog;
 use crate::error::{quote, Error, Result};
+use crate::json::type_name;
 
 pub type Object = Map<String, Value>;
 
@@ -23,22 +24,11 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
-            json_type(&other)
+            type_name(&other)
         ))),
         Err(e) => Err(Error::invalid_json(format!(
             "payload is not valid JSON; {e}"
         ))),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -50,7 +40,7 @@ fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<S
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "{field} must be a string, got {}",
-                json_type(other)
+                type_name(other)
             )))
         }
     };
@@ -182,6 +172,15 @@ pub fn email(text: &str) -> Result<String> {
     }
 }
 
+/// The error of an email another tenant holds: the business step checks it,
+/// and completion meets it again when that tenant completed in between.
+pub fn email_taken(email: &str) -> Error {
+    Error::conflict(format!(
+        "email {} is already used by another account",
+        quote(email)
+    ))
+}
+
 /// The channels a tenant can open, in canonical order.
 pub const CHANNELS: [&str; 4] = ["phone", "sms", "whatsapp", "email"];
 
@@ -196,7 +195,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "channels must be an array of channel names, got {}",
-                json_type(other)
+                type_name(other)
             )))
         }
     };
