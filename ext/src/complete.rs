@@ -16,7 +16,7 @@ use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::json;
 use crate::savepoint::in_savepoint;
-use crate::session::{stored_json, stored_str, Session};
+use crate::session::{stored_json, stored_str, Progress, Session, Step};
 use crate::sql;
 use crate::validate::{self, email_taken};
 
@@ -54,8 +54,8 @@ pub fn complete(
 
 fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     let channels = session.channels()?;
-    let business = stored_json(&session.business_data)?;
-    let vapi = stored_json(&session.vapi_data)?;
+    let business = stored_json(session.data(Step::Business))?;
+    let vapi = stored_json(session.data(Step::Vapi))?;
     let mut missing = Vec::new();
     if business.is_null() {
         missing.push("business");
@@ -172,7 +172,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     // appointments step or by booking settings set on the tenant directly.
     let booking = match booking {
         (provider, event_type_id, timezone)
-            if session.appointments_data.is_some() || event_type_id.is_some() =>
+            if session.data(Step::Appointments).is_some() || event_type_id.is_some() =>
         {
             Some((provider, event_type_id, timezone))
         }
@@ -215,7 +215,7 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     };
 
     // kb_crawl_jobs: a website to crawl.
-    let kb = stored_json(&session.kb_data)?;
+    let kb = stored_json(session.data(Step::Kb))?;
     let knowledge_base = if kb.is_null() {
         Value::Null
     } else {
@@ -283,11 +283,17 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
 
     sql::execute(
         conn,
-        "UPDATE onboarding_sessions SET status = 'completed', current_step = 6,
-                progress_percentage = 100, completed_at = ?1, last_updated_at = ?1,
+        "UPDATE onboarding_sessions SET status = 'completed', current_step = ?4,
+                progress_percentage = ?5, completed_at = ?1, last_updated_at = ?1,
                 step_started_at = ?1, completion_result = ?2
          WHERE id = ?3",
-        (&now, json::to_text(&result), &session.id),
+        (
+            &now,
+            json::to_text(&result),
+            &session.id,
+            Progress::COMPLETED.step,
+            Progress::COMPLETED.percentage,
+        ),
     )?;
     Ok(result)
 }

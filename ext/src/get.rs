@@ -3,12 +3,12 @@
 //! sync wrote.
 
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::error::Result;
 use crate::json::row_object;
 use crate::savepoint::in_savepoint;
-use crate::session::{stored_json, Session};
+use crate::session::{stored_json, Progress, Session, Step};
 use crate::sql;
 
 // -- onboarding_get('onb_…')
@@ -24,24 +24,22 @@ pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
         } else {
             Value::Null
         };
+        let mut steps = Map::new();
+        for step in Step::ALL {
+            steps.insert(step.name().to_string(), stored_json(s.data(step))?);
+        }
         Ok(json!({
             "success": true,
             "session_id": s.id,
             "tenant_id": s.tenant_id,
             "status": s.status,
             "current_step": s.current_step,
-            "total_steps": 6,
+            "total_steps": Progress::COMPLETED.step,
             "progress_percentage": s.progress_percentage,
             "started_at": s.started_at,
             "last_updated_at": s.last_updated_at,
             "completed_at": s.completed_at,
-            "steps": {
-                "business": stored_json(&s.business_data)?,
-                "channels": stored_json(&s.channels_data)?,
-                "vapi": stored_json(&s.vapi_data)?,
-                "kb": stored_json(&s.kb_data)?,
-                "appointments": stored_json(&s.appointments_data)?,
-            },
+            "steps": steps,
             "omnichannel": omnichannel,
         }))
     })
