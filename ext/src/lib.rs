@@ -38,6 +38,8 @@ mod create;
 mod get;
 mod migrate;
 mod step;
+// The sync at completion.
+mod sync;
 // Validation and the session row.
 mod session;
 pub mod validate;
