@@ -80,54 +80,34 @@ fn create_answers_ids_with_the_prefixes_and_writes_three_rows() {
         assert_eq!(&hex[..12], "01a20cff7d00");
         assert_eq!(&hex[12..13], "7");
     }
-    let row: (String, String, String, i64) = db
-        .conn
-        .query_row(
-            "SELECT name, email, created_at, length(api_key) FROM tenants WHERE id = ?1",
-            [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
     assert_eq!(
-        row,
-        (
-            "Onboarding in progress".into(),
-            format!("pending+{tenant}@onboarding.invalid"),
-            "2026-11-24T10:00:00.000Z".into(),
-            68
-        )
+        db.row(
+            "SELECT name, email, created_at, length(api_key) AS api_key_length FROM tenants WHERE id = ?1",
+            &[&tenant]
+        ),
+        json!({
+            "name": "Onboarding in progress",
+            "email": format!("pending+{tenant}@onboarding.invalid"),
+            "created_at": "2026-11-24T10:00:00.000Z",
+            "api_key_length": 68,
+        })
     );
-    let session_row: (String, i64, i64, String, String, String, String) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT tenant_id, current_step, progress_percentage, status, source, ip_address,
                     user_agent
              FROM onboarding_sessions WHERE id = ?1",
-            [session],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        session_row,
-        (
-            tenant.to_string(),
-            1,
-            0,
-            "in_progress".into(),
-            "web".into(),
-            "203.0.113.7".into(),
-            "Mozilla/5.0".into()
-        )
+            &[&session]
+        ),
+        json!({
+            "tenant_id": tenant,
+            "current_step": 1,
+            "progress_percentage": 0,
+            "status": "in_progress",
+            "source": "web",
+            "ip_address": "203.0.113.7",
+            "user_agent": "Mozilla/5.0",
+        })
     );
     assert_eq!(db.count("onboarding_analytics"), 1);
 }
@@ -263,17 +243,12 @@ fn migrate_is_idempotent_and_records_its_version() {
         SqlValue::Integer(1)
     );
     assert_eq!(db.snapshot(), before);
-    let row: (i64, String, String) = db
-        .conn
-        .query_row(
-            "SELECT version, name, applied_at FROM onboarding_schema_migrations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
     assert_eq!(
-        row,
-        (1, "001_init".into(), "2026-11-24T10:00:00.000Z".into())
+        db.row(
+            "SELECT version, name, applied_at FROM onboarding_schema_migrations",
+            &[]
+        ),
+        json!({"version": 1, "name": "001_init", "applied_at": "2026-11-24T10:00:00.000Z"})
     );
 }
 
