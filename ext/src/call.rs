@@ -99,6 +99,26 @@ impl Call<'_> {
         }
     }
 
+    /// Argument `idx` as text taken as it came (an HTTP header value): text
+    /// or a blob, invalid UTF-8 replaced by U+FFFD; SQL NULL is `None`.
+    pub fn lossy_text(&self, idx: usize, name: &str) -> Result<Option<String>> {
+        if idx >= self.ctx.len() {
+            return Ok(None);
+        }
+        match self.ctx.get_raw(idx) {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+            }
+            ValueRef::Integer(_) => Err(Error::invalid_field(format!(
+                "{name} must be text, got an integer"
+            ))),
+            ValueRef::Real(_) => Err(Error::invalid_field(format!(
+                "{name} must be text, got a real"
+            ))),
+        }
+    }
+
     pub fn payload(&self, idx: usize) -> Result<Option<String>> {
         self.text(idx, "payload", ErrorKind::InvalidJson)
     }

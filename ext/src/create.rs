@@ -1,5 +1,5 @@
-//! `onboarding_create(payload)`: a new tenant, its session and its
-//! analytics row.
+//! `onboarding_create(payload)` and `onboarding_create(payload, ip_address,
+//! user_agent)`: a new tenant, its session and its analytics row.
 
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -9,15 +9,22 @@ use crate::error::Result;
 use crate::ids::new_ids;
 use crate::savepoint::in_savepoint;
 use crate::sql;
-use crate::validate;
+use crate::validate::{self, Peer};
 
 /// The tenant's name until the business step's company name replaces it.
 pub const TEMPORARY_NAME: &str = "Onboarding in progress";
 
 // -- onboarding_create('{"source":"web"}')
 //      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…"}'
-pub fn create(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
-    let origin = validate::origin(&validate::payload_object(payload)?)?;
+// -- onboarding_create('{"source":"web"}', '203.0.113.7', 'Mozilla/5.0 …')
+//      -> the same; the session keeps the arguments' address and user agent
+pub fn create(
+    conn: &Connection,
+    env: &dyn Env,
+    payload: Option<&str>,
+    peer: &Peer<'_>,
+) -> Result<Value> {
+    let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
     let now_ms = env.now_ms();
     let ids = new_ids(env, now_ms)?;
     let now = iso8601(now_ms);

@@ -21,29 +21,29 @@
 //!
 //! | function | file |
 //! |---|---|
-//! | `onboarding_migrate()` | `migrate.rs` |
+//! | `onboarding_migrate()`, `onboarding_schema_version()` | `migrate.rs` |
 //! | `onboarding_version()` | `version.rs` |
-//! | `onboarding_create(payload)` | `create.rs` |
-//! | `onboarding_step(session_id, step, payload)` | `step.rs`, `validate.rs` |
-//! | `onboarding_complete(session_id, payload)` | `complete.rs` |
+//! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)` | `create.rs` |
+//! | `onboarding_step(session_id, step, payload)` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
+//! | `onboarding_complete(session_id, payload)` | `complete.rs`, `sync.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
 
-// The modules top to bottom: each imports only modules listed below it
-// (ARCHITECTURE.md draws the layers).
+// The layers, top to bottom: a module imports only from the layers below
+// its own (ARCHITECTURE.md has a line on each module).
+// The call, and the entry points.
 mod call;
-// Entry points.
 mod complete;
 mod create;
 mod get;
 mod migrate;
+// A step's save, and the sync at completion.
 mod step;
-// The sync at completion.
 mod sync;
 // Validation and the session row.
 mod session;
 pub mod validate;
-// Leaves.
+// Leaves (analytics, ids and savepoint use the others).
 mod analytics;
 pub mod catalog;
 pub mod env;
@@ -62,6 +62,7 @@ use rusqlite::Connection;
 
 use call::{Call, StatementCache};
 use json::to_sql;
+use validate::Peer;
 
 pub use call::CachedStatements;
 pub use env::{Env, PinnedEnv, SystemEnv};
@@ -76,7 +77,8 @@ type Body = fn(&Call<'_>) -> Result<SqlValue>;
 /// rows), and DIRECTONLY so that no view, trigger or schema default can
 /// run them behind a user's back.
 const WRITER: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQLITE_DIRECTONLY);
-/// `onboarding_get` reads private data: also direct-only.
+/// Readers of the database: never DETERMINISTIC either (their answer moves
+/// with the data), and direct-only: `onboarding_get` reads private data.
 const READER: FunctionFlags = WRITER;
 /// Constant catalogues: safe anywhere.
 const CONSTANT: FunctionFlags = FunctionFlags::SQLITE_UTF8
@@ -88,14 +90,31 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_migrate", 0, WRITER, |c| {
         migrate(&*c.conn()?, c.env).map(SqlValue::Integer)
     }),
+    ("onboarding_schema_version", 0, READER, |c| {
+        migrate::schema_version(&*c.conn()?).map(SqlValue::Integer)
+    }),
     ("onboarding_version", 0, CONSTANT, |_| {
         Ok(SqlValue::Text(VERSION.to_string()))
     }),
     ("onboarding_create", 0, WRITER, |c| {
-        create::create(&*c.conn()?, c.env, None).map(to_sql)
+        create::create(&*c.conn()?, c.env, None, &Peer::default()).map(to_sql)
     }),
     ("onboarding_create", 1, WRITER, |c| {
-        create::create(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        let payload = c.payload(0)?;
+        create::create(&*c.conn()?, c.env, payload.as_deref(), &Peer::default()).map(to_sql)
+    }),
+    // A host that knows its client (a server and its peer) passes the
+    // address and the raw User-Agent header; non-NULL, they replace the
+    // payload's fields.
+    ("onboarding_create", 3, WRITER, |c| {
+        let payload = c.payload(0)?;
+        let ip_address = c.text(1, "ip_address", ErrorKind::InvalidField)?;
+        let user_agent = c.lossy_text(2, "user_agent")?;
+        let peer = Peer {
+            ip_address: ip_address.as_deref(),
+            user_agent: user_agent.as_deref(),
+        };
+        create::create(&*c.conn()?, c.env, payload.as_deref(), &peer).map(to_sql)
     }),
     ("onboarding_step", 3, WRITER, |c| {
         let session_id = c.session_id()?;
@@ -133,6 +152,9 @@ pub fn function_names() -> Vec<&'static str> {
 
 /// Registers every function on `conn`, with the system clock and the
 /// operating system's random source.
+///
+/// Every `register*` also loads the phone metadata (a few milliseconds, once
+/// per process), so that the first business step does not pay for it.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     register_with(conn, Arc::new(SystemEnv))
 }
@@ -181,5 +203,8 @@ fn register_inner(
             )
         })?;
     }
+    // Pays the phone metadata's load now rather than in the first business
+    // step; the number is valid, so nothing here can fail.
+    let _ = validate::warm_up();
     Ok(())
 }
