@@ -42,7 +42,7 @@ mod step;
 mod sync;
 // Validation and the session row.
 mod session;
-pub mod validate;
+mod validate;
 // Leaves (analytics, ids and savepoint use the others).
 mod analytics;
 pub mod catalog;
@@ -68,6 +68,9 @@ pub use call::CachedStatements;
 pub use env::{Env, PinnedEnv, SystemEnv};
 pub use error::{quote, Error, ErrorKind, Result};
 pub use migrate::{latest_version, migrate, MIGRATIONS};
+/// The values the steps accept for their list fields (for documents that
+/// describe them, such as the server's OpenAPI file).
+pub use validate::{BOOKING_PROVIDERS, CHANNELS, KB_METHODS};
 pub use version::{check_host_version, MIN_SQLITE_VERSION, VERSION};
 
 /// What one SQL function does with its arguments.

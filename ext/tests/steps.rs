@@ -396,7 +396,11 @@ fn appointments_rules_and_tenant_settings() {
             &format!(r#"{{"event_type_id":{number}}}"#),
         )
         .unwrap();
-        assert_eq!(tenant().1, Some("98765".into()), "{number}");
+        assert_eq!(
+            tenant()["cal_com_event_type_id"],
+            json!("98765"),
+            "{number}"
+        );
     }
 }
 

@@ -190,7 +190,7 @@ fn pattern<'a>(doc: &'a serde_json::Value, schema: &str, pointer: &str) -> &'a s
 
 #[test]
 fn enumerated_patterns_are_the_library_lists() {
-    use onboarding::{catalog, validate};
+    use onboarding::{catalog, BOOKING_PROVIDERS, CHANNELS, KB_METHODS};
     let doc = document();
     assert_eq!(
         pattern(
@@ -198,15 +198,15 @@ fn enumerated_patterns_are_the_library_lists() {
             "ChannelsPayload",
             "/properties/channels/items/pattern"
         ),
-        padded(validate::CHANNELS)
+        padded(CHANNELS)
     );
     assert_eq!(
         pattern(&doc, "KbPayload", "/properties/method/pattern"),
-        padded(validate::KB_METHODS)
+        padded(KB_METHODS)
     );
     assert_eq!(
         pattern(&doc, "AppointmentsPayload", "/properties/provider/pattern"),
-        padded(validate::BOOKING_PROVIDERS)
+        padded(BOOKING_PROVIDERS)
     );
     assert_eq!(
         pattern(&doc, "VapiPayload", "/properties/agent_type/pattern"),

@@ -10,7 +10,7 @@ use hyper::header;
 use hyper::{Request, StatusCode, Version};
 use onboarding::quote;
 
-use super::reply::{closing, error, kind_error, Reply};
+use super::reply::{closing, error, Reply};
 
 /// A client that sends its body slower than this is cut off (slow-body
 /// attacks hold a connection and a task).
@@ -32,8 +32,6 @@ pub enum Refusal {
     /// The body arrived slower than [`BODY_TIMEOUT`].
     Timeout,
     NotUtf8,
-    /// The library's payload parser said no (create's payload).
-    Library(onboarding::Error),
 }
 
 /// Checks what every request must be, whatever its route.
@@ -189,7 +187,6 @@ impl Refusal {
                 "payload is not valid UTF-8",
                 None,
             ),
-            Refusal::Library(e) => kind_error(e.kind, &e.detail),
         }
     }
 }
