@@ -537,3 +537,33 @@ async fn shutdown_closes_idle_and_unfinished_connections_at_once() {
         .expect("shutdown does not wait for the 30 s header timeout");
     assert_eq!(half.read(&mut [0u8; 64]).await.unwrap_or(0), 0);
 }
+
+/// An echoed value is cut to 64 characters whatever its JSON type: a 50 KB
+/// array in a field makes no 50 KB error.
+#[tokio::test]
+async fn echoed_arrays_and_objects_are_cut_like_strings() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let long: Vec<u32> = (0..10_000).collect();
+    let body = serde_json::json!({ "channels": [long] }).to_string();
+    let reply = server.post(&session_path(&id, "channels"), &body).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            422,
+            r#"{"success":false,"error":"channels lists [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,2…, which is not a channel (expected one of phone, sms, whatsapp, email)","code":"invalid_field","field":"channels"}"#
+        )
+    );
+    let body = serde_json::json!({ "event_type_id": { "nested": "x".repeat(5000) } }).to_string();
+    let reply = server.post(&session_path(&id, "appointments"), &body).await;
+    assert_eq!(reply.status, 422);
+    let shown = format!(r#"{{\"nested\":\"{}…"#, "x".repeat(53));
+    assert_eq!(
+        reply.body,
+        format!(
+            r#"{{"success":false,"error":"event_type_id {shown} is not a positive integer (expected a Cal.com event type id such as 123456)","code":"invalid_field","field":"event_type_id"}}"#
+        )
+    );
+    server.stop().await;
+}
