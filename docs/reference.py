@@ -104,6 +104,17 @@ example("SELECT onboarding_create(?, ?, ?)",
 example("SELECT ip_address || ' | ' || user_agent FROM onboarding_sessions ORDER BY rowid DESC LIMIT 1")
 example("SELECT onboarding_create(?, ?, ?)", "{}", "localhost", "curl/8.0")
 
+section("onboarding_create(payload, ip_address, user_agent, request_key)",
+        "The same, at most once per `request_key` (16 to 128 characters): a second call "
+        "with a key already used answers the first session again and writes nothing. "
+        "For a host whose commit can have an unknown outcome, such as a server on a "
+        "dqlite cluster whose leader dies before answering: it runs the create again with "
+        "the same key. The key is kept in `onboarding_create_requests`.")
+example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "req-5f0c2b8e41d7a396")
+example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "req-5f0c2b8e41d7a396")
+example("SELECT count(*) FROM onboarding_create_requests")
+example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "short")
+
 section("onboarding_step(session_id, step, payload)",
         "Validates and saves one step: `business`, `channels`, `vapi`, `kb` or "
         "`appointments`. Progress never goes backwards.")

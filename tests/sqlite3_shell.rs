@@ -32,6 +32,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_create/0 524288\n\
          onboarding_create/1 524288\n\
          onboarding_create/3 524288\n\
+         onboarding_create/4 524288\n\
          onboarding_get/1 524288\n\
          onboarding_migrate/0 524288\n\
          onboarding_schema_version/0 524288\n\
@@ -59,7 +60,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n1\n"
+        "v0.1.0\n4\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -208,11 +209,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n1\n"
+        "0\n4\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "1\n"
+        "4\n"
     );
     sqlite3_ok(
         &db,

@@ -1,11 +1,13 @@
-//! `onboarding_create(payload)` and `onboarding_create(payload, ip_address,
-//! user_agent)`: a new tenant, its session and its analytics row.
+//! `onboarding_create(payload)`, `onboarding_create(payload, ip_address,
+//! user_agent)` and `onboarding_create(payload, ip_address, user_agent,
+//! request_key)`: a new tenant, its session and its analytics row; with a
+//! request key, at most once per key.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::env::{iso8601, Env};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::new_ids;
 use crate::savepoint::in_savepoint;
 use crate::sql;
@@ -18,12 +20,26 @@ pub const TEMPORARY_NAME: &str = "Onboarding in progress";
 //      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…"}'
 // -- onboarding_create('{"source":"web"}', '203.0.113.7', 'Mozilla/5.0 …')
 //      -> the same; the session keeps the arguments' address and user agent
+// -- onboarding_create('{}', '203.0.113.7', '', 'k3y-of-16-chars-or-more')
+//      -> the first answer again when a session was already made with this key
 pub fn create(
     conn: &Connection,
     env: &dyn Env,
     payload: Option<&str>,
     peer: &Peer<'_>,
+    request_key: Option<&str>,
 ) -> Result<Value> {
+    if let Some(key) = request_key {
+        if !(16..=128).contains(&key.chars().count()) {
+            return Err(Error::invalid_field(format!(
+                "request_key {} must be 16 to 128 characters",
+                crate::error::quote(key)
+            )));
+        }
+        if let Some(first) = created_with(conn, key)? {
+            return Ok(first);
+        }
+    }
     let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
     let now_ms = env.now_ms();
     let ids = new_ids(env, now_ms)?;
@@ -64,11 +80,34 @@ pub fn create(
              VALUES (?1, ?2, ?3)",
             (&ids.session_id, &ids.tenant_id, &now),
         )?;
+        if let Some(key) = request_key {
+            sql::execute(
+                conn,
+                "INSERT INTO onboarding_create_requests (request_key, session_id) VALUES (?1, ?2)",
+                (key, &ids.session_id),
+            )?;
+        }
         Ok(())
     })?;
     Ok(json!({
         "success": true,
         "session_id": ids.session_id,
         "tenant_id": ids.tenant_id,
+    }))
+}
+
+/// The answer of the create that `key` already made, if any: a retry of a
+/// commit whose outcome its host could not know (a failover) gets it again.
+fn created_with(conn: &Connection, key: &str) -> Result<Option<Value>> {
+    let first = sql::query_row(
+        conn,
+        "SELECT s.id, s.tenant_id FROM onboarding_create_requests r
+         JOIN onboarding_sessions s ON s.id = r.session_id WHERE r.request_key = ?1",
+        [key],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )
+    .optional()?;
+    Ok(first.map(|(session_id, tenant_id)| {
+        json!({"success": true, "session_id": session_id, "tenant_id": tenant_id})
     }))
 }

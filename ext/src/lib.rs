@@ -6,7 +6,7 @@
 //! let conn = Connection::open_in_memory().unwrap();
 //! onboarding::register(&conn).unwrap();
 //! let version: i64 = conn.query_row("SELECT onboarding_migrate()", [], |r| r.get(0)).unwrap();
-//! assert_eq!(version, 1);
+//! assert_eq!(version, onboarding::latest_version());
 //! let created: String = conn
 //!     .query_row("SELECT onboarding_create('{}')", [], |r| r.get(0))
 //!     .unwrap();
@@ -23,7 +23,7 @@
 //! |---|---|
 //! | `onboarding_migrate()`, `onboarding_schema_version()` | `migrate.rs` |
 //! | `onboarding_version()` | `version.rs` |
-//! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)` | `create.rs` |
+//! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)`, `onboarding_create(payload, ip_address, user_agent, request_key)` | `create.rs` |
 //! | `onboarding_step(session_id, step, payload)` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
 //! | `onboarding_complete(session_id, payload)` | `complete.rs`, `sync.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
@@ -100,11 +100,18 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         Ok(SqlValue::Text(VERSION.to_string()))
     }),
     ("onboarding_create", 0, WRITER, |c| {
-        create::create(&*c.conn()?, c.env, None, &Peer::default()).map(to_sql)
+        create::create(&*c.conn()?, c.env, None, &Peer::default(), None).map(to_sql)
     }),
     ("onboarding_create", 1, WRITER, |c| {
         let payload = c.payload(0)?;
-        create::create(&*c.conn()?, c.env, payload.as_deref(), &Peer::default()).map(to_sql)
+        create::create(
+            &*c.conn()?,
+            c.env,
+            payload.as_deref(),
+            &Peer::default(),
+            None,
+        )
+        .map(to_sql)
     }),
     // A host that knows its client (a server and its peer) passes the
     // address and the raw User-Agent header; non-NULL, they replace the
@@ -117,7 +124,29 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             ip_address: ip_address.as_deref(),
             user_agent: user_agent.as_deref(),
         };
-        create::create(&*c.conn()?, c.env, payload.as_deref(), &peer).map(to_sql)
+        create::create(&*c.conn()?, c.env, payload.as_deref(), &peer, None).map(to_sql)
+    }),
+    // A host whose commit can have an unknown outcome (a dqlite cluster's
+    // failover) runs a create again with the same key: the first session
+    // is answered again rather than a second one made.
+    ("onboarding_create", 4, WRITER, |c| {
+        let payload = c.payload(0)?;
+        let ip_address = c.text(1, "ip_address", ErrorKind::InvalidField)?;
+        let user_agent = c.lossy_text(2, "user_agent")?;
+        let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
+        let peer = Peer {
+            ip_address: ip_address.as_deref(),
+            user_agent: user_agent.as_deref(),
+        };
+        let conn = c.conn()?;
+        create::create(
+            &conn,
+            c.env,
+            payload.as_deref(),
+            &peer,
+            request_key.as_deref(),
+        )
+        .map(to_sql)
     }),
     ("onboarding_step", 3, WRITER, |c| {
         let session_id = c.session_id()?;

@@ -20,11 +20,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add a file to `sql/` and a line here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init",
-    sql: include_str!("../../sql/001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init",
+        sql: include_str!("../../sql/001_init.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "004_create_requests",
+        sql: include_str!("../../sql/004_create_requests.sql"),
+    },
+];
 
 /// The highest version applied; 0 in an empty bookkeeping table.
 const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations";
@@ -34,7 +41,7 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
-// -- onboarding_migrate() -> 1
+// -- onboarding_migrate() -> 4
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
     in_savepoint(conn, || {
@@ -68,7 +75,7 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
     })
 }
 
-// -- onboarding_schema_version() -> 1
+// -- onboarding_schema_version() -> 4
 /// The schema version applied to the database, 0 when `onboarding_migrate()`
 /// never ran (the same 0 that migrating starts from). Reads only, creating
 /// nothing: a health check may ask a read-only replica.

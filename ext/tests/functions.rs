@@ -27,6 +27,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_create/0",
             "onboarding_create/1",
             "onboarding_create/3",
+            "onboarding_create/4",
             "onboarding_get/1",
             "onboarding_migrate/0",
             "onboarding_schema_version/0",
@@ -269,6 +270,38 @@ fn create_with_null_peer_arguments_keeps_the_payloads_fields() {
     );
 }
 
+/// A host that retries a commit of unknown outcome (a dqlite failover) runs
+/// the same create again: one session, the first answer twice.
+#[test]
+fn create_with_a_request_key_answers_the_first_session_again() {
+    let db = Db::memory();
+    let sql = "SELECT onboarding_create('{}', '192.0.2.1', 'curl/8', ?1)";
+    let key = "3f2a9c1e5b7d4a60";
+    let first = db.call(sql, &[&key]).unwrap();
+    db.env.advance_ms(1_000);
+    let before = db.snapshot();
+    let again = db.call(sql, &[&key]).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(db.snapshot(), before, "the retry wrote something");
+    assert_eq!(
+        db.row(
+            "SELECT request_key, session_id FROM onboarding_create_requests",
+            &[]
+        ),
+        json!({"request_key": key, "session_id": first["session_id"]})
+    );
+    let other = db.call(sql, &[&"another-key-0123456"]).unwrap();
+    assert_ne!(other["session_id"], first["session_id"]);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM onboarding_sessions"),
+        SqlValue::Integer(2)
+    );
+    assert_eq!(
+        db.call(sql, &[&"short"]).unwrap_err(),
+        "onboarding_create: invalid_field: request_key 'short' must be 16 to 128 characters"
+    );
+}
+
 #[test]
 fn create_peer_argument_rules() {
     let db = Db::memory();
@@ -318,15 +351,15 @@ fn schema_version_reads_the_applied_version_and_writes_nothing() {
     assert_eq!(tables(&conn), 0);
     let db = Db::on(conn);
     let before = db.snapshot();
-    assert_eq!(version(&db.conn), 1);
+    assert_eq!(version(&db.conn), 4);
     assert_eq!(db.snapshot(), before);
     // It reports what was applied, even a version this library does not know.
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (2, '002_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (5, '005_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
-    assert_eq!(version(&db.conn), 2);
+    assert_eq!(version(&db.conn), 5);
 }
 
 #[test]
@@ -395,15 +428,19 @@ fn migrate_is_idempotent_and_records_its_version() {
     db.env.advance_ms(5_000);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        SqlValue::Integer(1)
+        SqlValue::Integer(4)
     );
     assert_eq!(db.snapshot(), before);
     assert_eq!(
         db.row(
-            "SELECT version, name, applied_at FROM onboarding_schema_migrations",
+            "SELECT json_group_array(json_array(version, name, applied_at))
+             FROM onboarding_schema_migrations",
             &[]
         ),
-        json!({"version": 1, "name": "001_init", "applied_at": "2026-11-24T10:00:00.000Z"})
+        json!({"json_group_array(json_array(version, name, applied_at))": json!([
+            [1, "001_init", "2026-11-24T10:00:00.000Z"],
+            [4, "004_create_requests", "2026-11-24T10:00:00.000Z"]
+        ]).to_string()})
     );
 }
 
@@ -412,12 +449,12 @@ fn migrate_refuses_a_newer_schema() {
     let db = Db::memory();
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (2, '002_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (5, '005_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
     assert_eq!(
         db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
-        "onboarding_migrate: internal: the database schema is at version 2, newer than this library's 1; upgrade the library"
+        "onboarding_migrate: internal: the database schema is at version 5, newer than this library's 4; upgrade the library"
     );
 }
 

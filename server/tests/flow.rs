@@ -274,7 +274,8 @@ async fn catalogues_health_and_openapi_are_served_verbatim() {
     assert_eq!(
         health.body,
         format!(
-            r#"{{"success":true,"status":"ok","schema_version":1,"engine_version":"{}"}}"#,
+            r#"{{"success":true,"status":"ok","schema_version":{},"engine_version":"{}"}}"#,
+            onboarding::latest_version(),
             onboarding::VERSION
         )
     );

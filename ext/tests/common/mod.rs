@@ -13,7 +13,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -21,6 +21,7 @@ pub const TABLES: [&str; 8] = [
     "omni_phone_mappings",
     "omnichannel_campaigns",
     "kb_crawl_jobs",
+    "onboarding_create_requests",
     "onboarding_schema_migrations",
 ];
 
@@ -43,7 +44,7 @@ impl Db {
         let db = Db { conn, env };
         assert_eq!(
             db.scalar("SELECT onboarding_migrate()"),
-            SqlValue::Integer(1)
+            SqlValue::Integer(onboarding::latest_version())
         );
         db
     }
