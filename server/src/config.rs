@@ -44,6 +44,9 @@ impl Synchronous {
 pub struct Config {
     /// The SQLite file; created and migrated at start.
     pub db_path: PathBuf,
+    /// A dqlite cluster's node addresses: when not empty, every call runs
+    /// on its leader and `db_path` is not used.
+    pub dqlite: Vec<String>,
     /// Origins whose browsers may call the API (exact `scheme://host:port`).
     pub cors_origins: Vec<String>,
     /// Largest request body accepted; larger ones get 413.
@@ -101,6 +104,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             db_path: PathBuf::from("onboarding.db"),
+            dqlite: Vec::new(),
             cors_origins: DEFAULT_CORS_ORIGINS.map(String::from).to_vec(),
             max_body_bytes: 64 * 1024,
             create_rate_limit: DEFAULT_CREATE_RATE_LIMIT,
@@ -124,6 +128,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("db_path", &self.db_path)
+            .field("dqlite", &self.dqlite)
             .field("cors_origins", &self.cors_origins)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("create_rate_limit", &self.create_rate_limit)
@@ -155,6 +160,11 @@ pub struct Args {
     /// SQLite database file; created and migrated at start.
     #[arg(long, env = "ONBOARDING_DB", default_value = "onboarding.db")]
     pub db: PathBuf,
+
+    /// Run every call on the leader of this dqlite cluster (its nodes'
+    /// addresses, comma-separated) instead of the --db file.
+    #[arg(long, env = "ONBOARDING_DQLITE", value_delimiter = ',')]
+    pub dqlite: Vec<String>,
 
     /// Browser origins allowed to call the API (CORS), comma-separated.
     #[arg(
@@ -238,6 +248,12 @@ impl Args {
     pub fn config(&self) -> Config {
         Config {
             db_path: self.db.clone(),
+            dqlite: self
+                .dqlite
+                .iter()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
             cors_origins: self
                 .cors_origins
                 .iter()

@@ -54,6 +54,7 @@ pub async fn run(
     tracing::info!(
         %address,
         database = %config.db_path.display(),
+        dqlite = %config.dqlite.join(","),
         synchronous = config.synchronous.pragma(),
         extension = ?config.extension,
         "serving"
@@ -83,17 +84,21 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         );
     }
     let openapi = http::openapi_for(&format!("http://{address}"))?;
-    let writer = db::Writer::start(db::Options {
-        path: config.db_path.clone(),
-        synchronous: config.synchronous,
-        extension: config.extension.clone(),
-        env: config
-            .env
-            .clone()
-            .unwrap_or_else(|| Arc::new(onboarding::SystemEnv)),
-        busy_timeout: config.busy_timeout,
-    })
-    .await?;
+    let writer = if config.dqlite.is_empty() {
+        start_file(config).await?
+    } else {
+        if config.extension.is_some() || config.env.is_some() {
+            return Err(
+                "--extension and config.env apply to the single file; dqlite nodes load their own functions"
+                    .to_string(),
+            );
+        }
+        db::Writer::start_cluster(db::ClusterOptions {
+            nodes: config.dqlite.clone(),
+            database: "onboarding.db".to_string(),
+        })
+        .await?
+    };
     Ok(http::App {
         writer,
         cors_origins,
@@ -113,4 +118,19 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,
     })
+}
+
+/// The writer on the single file (the default).
+async fn start_file(config: &Config) -> Result<db::Writer, String> {
+    db::Writer::start(db::Options {
+        path: config.db_path.clone(),
+        synchronous: config.synchronous,
+        extension: config.extension.clone(),
+        env: config
+            .env
+            .clone()
+            .unwrap_or_else(|| Arc::new(onboarding::SystemEnv)),
+        busy_timeout: config.busy_timeout,
+    })
+    .await
 }

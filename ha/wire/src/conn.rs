@@ -234,7 +234,7 @@ impl Conn {
         let words = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let mut body = vec![0u8; words * WORD];
         self.stream.read_exact(&mut body)?;
-        let mut response = Response::new(header[4], body);
+        let response = Response::new(header[4], body);
         match response.kind {
             kind if kind == expected => Ok(response),
             FAILURE => Err(failure(response)?),

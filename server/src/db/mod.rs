@@ -16,7 +16,11 @@
 //! rolls the whole transaction back after some I/O error), every call of the
 //! batch runs again alone, so that no answer claims a write that was lost.
 //!
-//! Beside it, a checkpointer thread with its own connection copies the WAL
+//! The batch runs on a [`query::Backend`]: the single file (the default), or
+//! with `--dqlite` the leader of a dqlite cluster (`dqlite.rs`), where one
+//! batch is one Raft entry.
+//!
+//! Beside the file's writer, a checkpointer thread with its own connection copies the WAL
 //! back into the database file, so that no commit waits for a checkpoint.
 //!
 //! | file | owns |
@@ -24,13 +28,18 @@
 //! | `query.rs` | [`Query`]: the one SQL statement of each route, and its [`Outcome`] |
 //! | `open.rs` | opening and configuring the connection, loading `--extension` |
 //! | `checkpoint.rs` | the checkpointer thread |
-//! | `writer.rs` | the writer thread: its queue, group commit, close |
+//! | `writer.rs` | the writer thread: its queue, batches, close |
+//! | `file.rs` | the single-file backend: group commit with a re-run-alone fallback, checkpoints, close |
+//! | `dqlite.rs` | the dqlite backend: the leader followed, batches retried, request keys |
 
 mod checkpoint;
+mod dqlite;
+mod file;
 mod open;
 mod query;
 mod writer;
 
+pub use dqlite::{ClusterOptions, RETRY_FOR};
 pub use open::Options;
 pub use query::{Failure, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};

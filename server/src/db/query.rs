@@ -1,4 +1,5 @@
-//! [`Query`]: the one SQL statement each route runs, and what it answers.
+//! [`Query`]: the one SQL statement each route runs, and what it answers;
+//! [`Backend`]: what a batch of them runs on.
 
 use rusqlite::{Connection, ErrorCode};
 
@@ -41,47 +42,78 @@ const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 
      'engine_version', onboarding_version())";
 
 impl Query {
-    /// Runs the call's one statement (prepared once, then cached) and returns
-    /// its JSON text, or the SQL error text.
-    pub(super) fn run(&self, conn: &Connection) -> Outcome {
-        let result = match self {
+    /// The call's one statement and its arguments. `request_key`, given by
+    /// a backend whose commit can have an unknown outcome, turns a create
+    /// into `onboarding_create(?1, ?2, ?3, ?4)`, which answers the first
+    /// session again when the same key runs twice.
+    pub(super) fn statement<'a>(
+        &'a self,
+        request_key: Option<&'a str>,
+    ) -> (&'static str, Vec<Option<&'a str>>) {
+        match self {
             Query::Create {
                 payload,
                 ip_address,
                 user_agent,
-            } => query(
-                conn,
-                "SELECT onboarding_create(?1, ?2, ?3)",
-                rusqlite::params![payload, ip_address, user_agent],
-            ),
+            } => {
+                let mut args = vec![
+                    payload.as_deref(),
+                    Some(ip_address.as_str()),
+                    Some(user_agent.as_str()),
+                ];
+                match request_key {
+                    Some(key) => {
+                        args.push(Some(key));
+                        ("SELECT onboarding_create(?1, ?2, ?3, ?4)", args)
+                    }
+                    None => ("SELECT onboarding_create(?1, ?2, ?3)", args),
+                }
+            }
             Query::Step {
                 session_id,
                 step,
                 payload,
-            } => query(
-                conn,
+            } => (
                 "SELECT onboarding_step(?1, ?2, ?3)",
-                rusqlite::params![session_id, step, payload],
+                vec![Some(session_id.as_str()), Some(*step), payload.as_deref()],
             ),
             Query::Complete {
                 session_id,
                 payload,
-            } => query(
-                conn,
+            } => (
                 "SELECT onboarding_complete(?1, ?2)",
-                rusqlite::params![session_id, payload],
+                vec![Some(session_id.as_str()), payload.as_deref()],
             ),
-            Query::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
-            Query::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
-            Query::Voices => query(conn, "SELECT onboarding_voices()", []),
-            Query::Health => query(conn, HEALTH_SQL, []),
-        };
-        result.map_err(|e| Failure::from(&e))
+            Query::Get { session_id } => {
+                ("SELECT onboarding_get(?1)", vec![Some(session_id.as_str())])
+            }
+            Query::AgentTypes => ("SELECT onboarding_agent_types()", Vec::new()),
+            Query::Voices => ("SELECT onboarding_voices()", Vec::new()),
+            Query::Health => (HEALTH_SQL, Vec::new()),
+        }
+    }
+
+    /// Runs the call's one statement on the file's connection (prepared
+    /// once, then cached) and returns its JSON text, or the SQL error text.
+    pub(super) fn run(&self, conn: &Connection) -> Outcome {
+        let (sql, args) = self.statement(None);
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
+            .map_err(|e| Failure::from(&e))
     }
 }
 
-fn query<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<String> {
-    conn.prepare_cached(sql)?.query_row(params, |r| r.get(0))
+/// What a batch of calls runs on: the single file (the default) or a dqlite
+/// cluster. The writer thread owns one and hands it each batch.
+pub(super) trait Backend: Send {
+    /// Runs `queries` in one transaction (one commit, or one Raft entry)
+    /// and fills `replies` with one answer per query, each true of what was
+    /// committed.
+    fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>);
+    /// Called after each batch is answered (the file's checkpointer).
+    fn after_batch(&mut self) {}
+    /// Closes the database: called once, after the last batch.
+    fn close(self: Box<Self>) -> Result<(), String>;
 }
 
 /// What the writer answers for one call: the JSON body, or why not.
@@ -91,7 +123,8 @@ pub type Outcome = Result<String, Failure>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The database stayed locked by another connection (a `sqlite3` shell,
-    /// a backup) past the busy timeout: worth retrying later.
+    /// a backup) past the busy timeout, or the cluster had no leader for
+    /// too long: worth retrying later.
     Busy(String),
     /// Anything else, as SQLite or the function said it: for a function's
     /// error, exactly `onboarding_<fn>: <kind>: <detail>`.

@@ -1,0 +1,318 @@
+//! The dqlite backend (`--dqlite NODES`): every batch runs on the cluster's
+//! current leader through the wire protocol, one `BEGIN IMMEDIATE … COMMIT`
+//! per batch, so one Raft entry per batch.
+//!
+//! What dqlite 1.11 needs from a client, and how this one does it:
+//!
+//! - **Every call in a transaction.** A writing `SELECT` sent alone is
+//!   answered but not replicated on 1.11; the batch's explicit transaction
+//!   is what gets replicated, reads included.
+//! - **The leader, followed.** A failed connection, a refused one or a
+//!   "not leader" answer drops the connection; the batch runs again, from
+//!   `BEGIN`, on whatever leader the nodes name next, every
+//!   [`RETRY_PAUSE`] until [`RETRY_FOR`] has passed (then 503).
+//! - **Busy retried.** SQLITE_BUSY (another client holds the write lock)
+//!   rolls back and runs the batch again rather than answering `internal`.
+//! - **Unknown outcomes made safe.** When the connection breaks around a
+//!   COMMIT, the batch may or may not have been applied. Running it again
+//!   is safe call by call: each create carries a request key made here once
+//!   per call, so a create already applied answers its first session
+//!   (`onboarding_create(…, request_key)`); a step saved twice saves the
+//!   same data; a completion applied answers `already_completed`.
+//! - **Error texts kept.** A function's error reaches the HTTP layer as
+//!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
+//!   reading of 1.11's failure responses), so statuses stay exact.
+//!
+//! An SQL error at COMMIT itself runs each call again alone, as the file
+//! backend does, so that no answer claims a write that was lost.
+
+use std::time::{Duration, Instant};
+
+use dqlite_wire::{connect_leader, Conn, Error, Value};
+use onboarding::Env;
+
+use super::query::{Backend, Failure, Outcome, Query};
+
+/// How long a batch keeps looking for a leader (or waiting out a busy
+/// one) before its calls are answered 503: an election takes 1-3 s.
+pub const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// The pause between two attempts of a batch that found no leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// Bounds each connect, and each answer but a commit's.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bounds an answer: a commit waits for a quorum of nodes.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the writer finds the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Addresses (host:port) of the nodes; any of them may be down.
+    pub nodes: Vec<String>,
+    /// The replicated database's name.
+    pub database: String,
+}
+
+/// The connection to the current leader, when there is one.
+struct Session {
+    conn: Conn,
+    db: u32,
+}
+
+/// The writer's view of the cluster.
+pub(super) struct Cluster {
+    options: ClusterOptions,
+    leader: Option<Session>,
+}
+
+/// Why an attempt of a batch did not give its answers.
+enum Retry {
+    /// No leader, a broken connection, or a busy lock: run it again.
+    Again(String),
+    /// COMMIT failed with an SQL error: run each call alone.
+    CommitFailed(String),
+}
+
+impl Cluster {
+    /// Finds the leader, opens the database and migrates it (in a
+    /// transaction, so that the schema is replicated).
+    pub(super) fn open(options: ClusterOptions) -> Result<Cluster, String> {
+        let mut cluster = Cluster {
+            options,
+            leader: None,
+        };
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            match cluster.migrate() {
+                Ok(version) => {
+                    tracing::info!(
+                        nodes = %cluster.options.nodes.join(","),
+                        schema_version = version,
+                        "dqlite cluster ready"
+                    );
+                    return Ok(cluster);
+                }
+                Err(Retry::Again(e)) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "cluster not ready");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(Retry::Again(e) | Retry::CommitFailed(e)) => {
+                    return Err(format!(
+                        "cannot migrate the database on the dqlite cluster {}: {e}",
+                        cluster.options.nodes.join(",")
+                    ))
+                }
+            }
+        }
+    }
+
+    fn migrate(&mut self) -> Result<i64, Retry> {
+        let session = self.session()?;
+        let result = transaction(session, |s| {
+            let rows = s.conn.query(s.db, "SELECT onboarding_migrate()", &[])?;
+            Ok(rows
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(Value::as_integer))
+        });
+        let version = self.settle(result)?;
+        version
+            .ok_or_else(|| Retry::CommitFailed("onboarding_migrate() answered no version".into()))
+    }
+
+    /// The leader's connection, connecting (and opening the database) first
+    /// if there is none.
+    fn session(&mut self) -> Result<&mut Session, Retry> {
+        if self.leader.is_none() {
+            let mut leader = connect_leader(&self.options.nodes, CONNECT_TIMEOUT)
+                .map_err(|e| Retry::Again(e.to_string()))?;
+            let db = leader
+                .conn
+                .open(&self.options.database)
+                .map_err(|e| Retry::Again(e.to_string()))?;
+            leader
+                .conn
+                .set_timeout(ANSWER_TIMEOUT)
+                .map_err(|e| Retry::Again(e.to_string()))?;
+            tracing::info!(leader = %leader.address, id = leader.id, "dqlite leader");
+            self.leader = Some(Session {
+                conn: leader.conn,
+                db,
+            });
+        }
+        Ok(self.leader.as_mut().expect("connected just above"))
+    }
+
+    /// Turns a transaction's wire error into what the batch does next; a
+    /// broken connection or lost leadership forgets the leader.
+    fn settle<T>(&mut self, result: Result<T, TxError>) -> Result<T, Retry> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(TxError::Wire(e)) => {
+                // Only a busy lock keeps the connection: after anything else
+                // a new one starts clean (the node rolls back what a closed
+                // connection left open).
+                if !e.is_busy() {
+                    self.leader = None;
+                }
+                Err(Retry::Again(e.to_string()))
+            }
+            Err(TxError::Commit(e)) if e.is_connection() || e.is_busy() => {
+                self.leader = None;
+                Err(Retry::Again(e.to_string()))
+            }
+            Err(TxError::Commit(e)) => Err(Retry::CommitFailed(e.to_string())),
+        }
+    }
+
+    /// One attempt: the calls of `queries` in one transaction.
+    fn attempt(
+        &mut self,
+        queries: &[&Query],
+        keys: &[Option<String>],
+        replies: &mut Vec<Outcome>,
+    ) -> Result<(), Retry> {
+        replies.clear();
+        let session = self.session()?;
+        let result = transaction(session, |s| {
+            for (query, key) in queries.iter().zip(keys) {
+                replies.push(call(s, query, key.as_deref())?);
+            }
+            Ok(())
+        });
+        self.settle(result)
+    }
+
+    /// Runs `attempt` until it answers, or answers every call 503 after
+    /// [`RETRY_FOR`].
+    fn until_answered(
+        &mut self,
+        queries: &[&Query],
+        keys: &[Option<String>],
+        replies: &mut Vec<Outcome>,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            match self.attempt(queries, keys, replies) {
+                Ok(()) => return Ok(()),
+                Err(Retry::CommitFailed(e)) => return Err(e),
+                Err(Retry::Again(e)) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, calls = queries.len(), "running the batch again");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(Retry::Again(e)) => {
+                    let failure = Failure::Busy(format!("the dqlite cluster is unavailable: {e}"));
+                    tracing::error!(error = %failure.text(), "giving up on a batch");
+                    replies.clear();
+                    replies.extend(queries.iter().map(|_| Err(failure.clone())));
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Backend for Cluster {
+    fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
+        // One key per create, made once: every attempt of this batch sends
+        // the same, so a create applied by an attempt whose answer was lost
+        // is found, not made again.
+        let keys: Vec<Option<String>> = queries
+            .iter()
+            .map(|q| match q {
+                Query::Create { .. } => request_key(),
+                _ => None,
+            })
+            .collect();
+        let Err(commit_error) = self.until_answered(queries, &keys, replies) else {
+            return;
+        };
+        tracing::warn!(error = %commit_error, calls = queries.len(), "group commit failed; running each call alone");
+        replies.clear();
+        let mut alone = Vec::with_capacity(1);
+        for (query, key) in queries.iter().zip(&keys) {
+            let outcome = match self.until_answered(&[query], std::slice::from_ref(key), &mut alone)
+            {
+                Ok(()) => alone
+                    .pop()
+                    .unwrap_or_else(|| Err(Failure::Sql("no answer".into()))),
+                Err(e) => Err(Failure::Sql(e)),
+            };
+            replies.push(outcome);
+        }
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        // Nothing is pending between batches: every transaction has ended.
+        Ok(())
+    }
+}
+
+/// Why a transaction gave no answers.
+enum TxError {
+    /// Before COMMIT was sent: the transaction did not happen.
+    Wire(Error),
+    /// COMMIT itself failed: its outcome may be unknown.
+    Commit(Error),
+}
+
+/// `BEGIN IMMEDIATE`, `body`, `COMMIT`; `ROLLBACK` when `body` fails short
+/// of the connection.
+fn transaction<T>(
+    s: &mut Session,
+    body: impl FnOnce(&mut Session) -> Result<T, Error>,
+) -> Result<T, TxError> {
+    s.conn
+        .exec(s.db, "BEGIN IMMEDIATE", &[])
+        .map_err(TxError::Wire)?;
+    match body(s) {
+        Ok(value) => {
+            s.conn.exec(s.db, "COMMIT", &[]).map_err(TxError::Commit)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if !e.is_connection() {
+                let _ = s.conn.exec(s.db, "ROLLBACK", &[]);
+            }
+            Err(TxError::Wire(e))
+        }
+    }
+}
+
+/// One call: its JSON text, or the function's error as the HTTP layer
+/// reads it. A busy lock or a broken connection fails the whole attempt.
+fn call(s: &mut Session, query: &Query, key: Option<&str>) -> Result<Outcome, Error> {
+    let (sql, args) = query.statement(key);
+    let params: Vec<Value> = args.into_iter().map(Value::from).collect();
+    match s.conn.query(s.db, sql, &params) {
+        Ok(rows) => match rows
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+        {
+            Some(Value::Text(body)) => Ok(Ok(body)),
+            other => Ok(Err(Failure::Sql(format!(
+                "{sql} answered {other:?}, not text"
+            )))),
+        },
+        Err(e) if e.is_connection() || e.is_busy() => Err(e),
+        Err(Error::Server { message, .. }) => Ok(Err(Failure::Sql(message))),
+        Err(e) => Err(e),
+    }
+}
+
+/// A request key: 128 random bits from the OS, as hex.
+fn request_key() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    if let Err(e) = onboarding::SystemEnv.fill_random(&mut bytes) {
+        // Without randomness the key could repeat: better no key (a retried
+        // create may then make a second session) than another client's.
+        tracing::error!(error = %e, "no request key; this create is not idempotent");
+        return None;
+    }
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

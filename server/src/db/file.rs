@@ -1,0 +1,227 @@
+//! The single-file backend (the default): one connection to the WAL
+//! database, group commit with a re-run-alone fallback, the checkpointer,
+//! and the clean close.
+
+use rusqlite::Connection;
+
+use super::open::{open, Database, Options};
+use super::query::{error_text, Backend, Failure, Outcome, Query};
+
+/// The writer's connection to the file and what lives and dies with it.
+pub(super) struct File {
+    db: Database,
+}
+
+impl File {
+    /// Opens, configures and migrates the database.
+    pub(super) fn open(options: &Options) -> Result<File, String> {
+        Ok(File { db: open(options)? })
+    }
+}
+
+impl Backend for File {
+    fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
+        run_batch(&self.db.conn, queries, replies);
+    }
+
+    fn after_batch(&mut self) {
+        self.db.checkpointer.after_batch(&self.db.conn);
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        shut(self.db)
+    }
+}
+
+/// Runs `jobs` in one transaction and fills `replies` with one answer per
+/// job, every one of them true of what was committed.
+fn run_batch(conn: &Connection, jobs: &[&Query], replies: &mut Vec<Outcome>) {
+    replies.clear();
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let failure = Failure::from(&e);
+        tracing::error!(error = %failure.text(), "cannot begin a transaction");
+        replies.extend(jobs.iter().map(|_| Err(failure.clone())));
+        return;
+    }
+    let mut lost = false;
+    for job in jobs {
+        replies.push(job.run(conn));
+        // Some errors (I/O, full disk) make SQLite roll back the whole
+        // transaction: the calls before this one are gone.
+        if conn.is_autocommit() {
+            lost = true;
+            break;
+        }
+    }
+    if !lost {
+        match exec(conn, "COMMIT") {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(
+                error = %error_text(&e),
+                calls = jobs.len(),
+                "group commit failed; running each call alone"
+            ),
+        }
+    } else {
+        tracing::warn!(
+            calls = jobs.len(),
+            "transaction rolled back by SQLite; running each call alone"
+        );
+    }
+    if !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    replies.clear();
+    replies.extend(jobs.iter().map(|job| run_alone(conn, job)));
+}
+
+/// One call in its own transaction: its answer is exactly its fate.
+fn run_alone(conn: &Connection, query: &Query) -> Outcome {
+    exec(conn, "BEGIN IMMEDIATE").map_err(|e| Failure::from(&e))?;
+    let result = query.run(conn).and_then(|body| {
+        exec(conn, "COMMIT")
+            .map(|_| body)
+            .map_err(|e| Failure::from(&e))
+    });
+    // After a failure SQLite may already have rolled back (a full disk, an
+    // I/O error): then there is nothing left to undo.
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    result
+}
+
+/// Runs a statement without result rows through the statement cache: the
+/// transaction statements run once per batch, no need to parse them again.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute([])
+}
+
+/// Stops the checkpointer, folds the WAL back into the database file and
+/// closes the connection.
+fn shut(db: Database) -> Result<(), String> {
+    let Database {
+        conn,
+        statements,
+        checkpointer,
+    } = db;
+    checkpointer.stop();
+    // SQLite refuses to close a connection with unfinalized statements.
+    drop(statements);
+    let checkpoint = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| format!("checkpoint failed: {}", error_text(&e)));
+    conn.close()
+        .map_err(|(_, e)| format!("close failed: {}", error_text(&e)))?;
+    match checkpoint? {
+        0 => Ok(()),
+        _ => Err("checkpoint was blocked by another connection".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+
+    fn create_jobs(n: usize) -> Vec<Query> {
+        (0..n)
+            .map(|_| Query::Create {
+                payload: Some("{}".to_string()),
+                ip_address: "192.0.2.1".to_string(),
+                user_agent: String::new(),
+            })
+            .collect()
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Group commit's promise: whatever happens mid-batch, a call answered
+    /// with success is stored and a call answered with an error is not.
+    #[test]
+    fn a_full_database_mid_batch_leaves_every_answer_true() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            path: dir.path().join("full.db"),
+            synchronous: Synchronous::Normal,
+            extension: None,
+            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
+            busy_timeout: std::time::Duration::from_secs(5),
+        };
+        let db = open(&options).unwrap();
+        let pages = count(&db.conn, "PRAGMA page_count");
+        // Room for a few sessions only: later calls of the batch hit
+        // SQLITE_FULL, which may roll back the whole transaction.
+        db.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {}", pages + 4))
+            .unwrap();
+        let jobs = create_jobs(200);
+        let mut replies = Vec::new();
+        run_batch(&db.conn, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+
+        assert_eq!(replies.len(), 200);
+        let answered: Vec<&String> = replies.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let failed: Vec<&Failure> = replies.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(!answered.is_empty() && !failed.is_empty(), "{replies:?}");
+        assert!(
+            failed
+                .iter()
+                .all(|e| e.text() == "onboarding_create: internal: database or disk is full"),
+            "{failed:?}"
+        );
+        assert_eq!(
+            count(&db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            answered.len() as i64
+        );
+        for body in answered {
+            let id = &body[body.find("onb_").unwrap()..][..36];
+            let stored = count(
+                &db.conn,
+                &format!("SELECT count(*) FROM onboarding_sessions WHERE id = '{id}'"),
+            );
+            assert_eq!(stored, 1, "{id} answered but not stored");
+        }
+        assert!(db.conn.is_autocommit(), "the batch left a transaction open");
+        shut(db).unwrap();
+    }
+
+    #[test]
+    fn one_failing_call_does_not_undo_the_others_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            path: dir.path().join("batch.db"),
+            synchronous: Synchronous::Normal,
+            extension: None,
+            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
+            busy_timeout: std::time::Duration::from_secs(5),
+        };
+        let db = open(&options).unwrap();
+        let mut jobs = create_jobs(3);
+        jobs.insert(
+            1,
+            Query::Step {
+                session_id: "onb_missing".to_string(),
+                step: "business",
+                payload: None,
+            },
+        );
+        let mut replies = Vec::new();
+        run_batch(&db.conn, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        assert_eq!(
+            replies[1],
+            Err(Failure::Sql(
+                "onboarding_step: not_found: session 'onb_missing' does not exist".to_string()
+            ))
+        );
+        assert!(replies[0].is_ok() && replies[2].is_ok() && replies[3].is_ok());
+        assert_eq!(
+            count(&db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            3
+        );
+        shut(db).unwrap();
+    }
+}
