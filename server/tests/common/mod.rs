@@ -2,6 +2,8 @@
 //! client over a TcpStream, and readers of the tables the server wrote.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

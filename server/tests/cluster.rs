@@ -1,0 +1,249 @@
+//! The server on a three-node dqlite cluster (`--dqlite`), nodes in their
+//! own processes on loopback ports: the same answers as on a single file,
+//! the leader killed twice under load without losing an acknowledged
+//! completion, and a create whose commit answer was lost made only once.
+//!
+//! These tests need Debian's libdqlite (`make node` builds the host); without
+//! it they say so loudly and pass, and `.ci/run` installs it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{free_port, Cluster};
+use common::*;
+use dqlite_wire::Value;
+use onboarding_server::Config;
+
+/// A server in this test's runtime on the cluster's nodes.
+async fn server_on(cluster: &Cluster) -> TestServer {
+    let (config, dir) = temp_config();
+    let config = Config {
+        dqlite: cluster.addresses(),
+        create_rate_limit: 0,
+        email_taken_per_ip: 0,
+        email_taken_per_session: 0,
+        ..config
+    };
+    TestServer::start(config, dir).await
+}
+
+/// The error cases of the contract, as (status, body) with the session ids
+/// replaced by `<id>`, so that two databases can be compared.
+async fn error_answers(server: &TestServer) -> Vec<(u16, String)> {
+    let mut answers = Vec::new();
+    let mut record = |reply: Reply, ids: &[&str]| {
+        let mut body = reply.body.clone();
+        for id in ids {
+            body = body.replace(id, "<id>");
+        }
+        answers.push((reply.status, body));
+    };
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let bad_email = r#"{"company_name":"Mon Entreprise","industry":"real_estate","phone":"+33612345678","email":"bob@"}"#;
+    record(
+        server.post(&session_path(&id, "business"), bad_email).await,
+        &[&id],
+    );
+    record(
+        server
+            .post(&session_path(&id, "channels"), r#"{"channels":["fax"]}"#)
+            .await,
+        &[&id],
+    );
+    record(
+        server
+            .post(&session_path("onb_nope", "business"), BUSINESS)
+            .await,
+        &[],
+    );
+    record(server.get(&session_path("onb_nope", "")).await, &[]);
+    record(
+        server.post(&session_path(&id, "complete"), "{}").await,
+        &[&id],
+    );
+    record(
+        server
+            .post(&session_path(&id, "business"), r#"{"company_name":"#)
+            .await,
+        &[&id],
+    );
+    let done = completable_session(server).await;
+    record(
+        server
+            .post(&session_path(&done, "complete"), "{}")
+            .await
+            .status_only(),
+        &[],
+    );
+    record(
+        server.post(&session_path(&done, "vapi"), VAPI).await,
+        &[&done],
+    );
+    // The completed tenant owns the email now.
+    record(
+        server.post(&session_path(&id, "business"), BUSINESS).await,
+        &[&id],
+    );
+    answers
+}
+
+trait StatusOnly {
+    fn status_only(self) -> Reply;
+}
+
+impl StatusOnly for Reply {
+    /// A success body holds durations and ids: only its status is compared.
+    fn status_only(mut self) -> Reply {
+        self.body.clear();
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_statuses_through_the_cluster_equal_the_single_files() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut on_cluster = server_on(&cluster).await;
+    let mut on_file = TestServer::pinned(pinned_env()).await;
+    let clustered = error_answers(&on_cluster).await;
+    let single = error_answers(&on_file).await;
+    let statuses: Vec<u16> = clustered.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [422, 422, 404, 404, 409, 400, 200, 409, 409]);
+    assert_eq!(clustered, single);
+    assert_eq!(
+        clustered[2].1,
+        r#"{"success":false,"error":"session 'onb_nope' does not exist","code":"not_found"}"#
+    );
+    on_cluster.stop().await;
+    on_file.stop().await;
+}
+
+/// A proxy in front of one node. Once armed, it forwards the next COMMIT,
+/// reads the node's answer without passing it on, and cuts both
+/// connections: the server cannot know whether its batch was applied.
+struct CommitCutter {
+    armed: Arc<AtomicBool>,
+    /// The type of the answer swallowed (6 is a successful RESULT); 255
+    /// until then.
+    swallowed: Arc<AtomicU8>,
+}
+
+impl CommitCutter {
+    fn start(listener: TcpListener, node: String) -> CommitCutter {
+        let armed = Arc::new(AtomicBool::new(false));
+        let swallowed = Arc::new(AtomicU8::new(255));
+        let (a, s) = (Arc::clone(&armed), Arc::clone(&swallowed));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(&node) else {
+                    continue;
+                };
+                let cut = Arc::new(AtomicBool::new(false));
+                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (armed, cut2) = (Arc::clone(&a), Arc::clone(&cut));
+                std::thread::spawn(move || forward_requests(client, upstream, &armed, &cut));
+                let swallowed = Arc::clone(&s);
+                std::thread::spawn(move || forward_answers(u2, c2, &cut2, &swallowed));
+            }
+        });
+        CommitCutter { armed, swallowed }
+    }
+}
+
+/// One message: its 8-byte header and body.
+fn read_message(from: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut message = vec![0u8; 8];
+    from.read_exact(&mut message).ok()?;
+    let words = u32::from_le_bytes(message[..4].try_into().unwrap()) as usize;
+    message.resize(8 + words * 8, 0);
+    from.read_exact(&mut message[8..]).ok()?;
+    Some(message)
+}
+
+fn forward_requests(
+    mut client: TcpStream,
+    mut node: TcpStream,
+    armed: &AtomicBool,
+    cut: &AtomicBool,
+) {
+    let mut version = [0u8; 8];
+    if client.read_exact(&mut version).is_err() || node.write_all(&version).is_err() {
+        return;
+    }
+    while let Some(message) = read_message(&mut client) {
+        let is_commit = message[4] == 8 && message.windows(7).any(|w| w == b"COMMIT\0");
+        if is_commit && armed.swap(false, Ordering::SeqCst) {
+            cut.store(true, Ordering::SeqCst);
+        }
+        if node.write_all(&message).is_err() {
+            return;
+        }
+    }
+}
+
+fn forward_answers(
+    mut node: TcpStream,
+    mut client: TcpStream,
+    cut: &AtomicBool,
+    swallowed: &AtomicU8,
+) {
+    while let Some(message) = read_message(&mut node) {
+        if cut.load(Ordering::SeqCst) {
+            swallowed.store(message[4], Ordering::SeqCst);
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = node.shutdown(Shutdown::Both);
+            return;
+        }
+        if client.write_all(&message).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_retried_after_a_connection_cut_at_commit_leaves_one_session() {
+    if common::cluster::binaries().is_none() {
+        return;
+    }
+    // One node, known to the cluster (and so to the server) by the proxy's
+    // address, listening behind it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let cutter = CommitCutter::start(listener, bind.clone());
+    let cluster = tokio::task::block_in_place(|| Cluster::start_at(vec![(proxy, Some(bind))]))
+        .expect("libdqlite is installed");
+    let mut server = server_on(&cluster).await;
+
+    // Serving (migrated) before the cut is armed.
+    assert_eq!(server.get("/healthz").await.status, 200);
+    cutter.armed.store(true, Ordering::SeqCst);
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        cutter.swallowed.load(Ordering::SeqCst),
+        6,
+        "the node answered the cut COMMIT with a success the server never saw"
+    );
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let sessions =
+        tokio::task::block_in_place(|| cluster.rows("SELECT id FROM onboarding_sessions", &[]));
+    assert_eq!(sessions, vec![vec![Value::Text(id.clone())]]);
+    let keys = tokio::task::block_in_place(|| {
+        cluster.rows("SELECT session_id FROM onboarding_create_requests", &[])
+    });
+    assert_eq!(keys, vec![vec![Value::Text(id)]]);
+    assert_eq!(
+        tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants")),
+        1
+    );
+    server.stop().await;
+}

@@ -1,0 +1,215 @@
+//! Three (or one) dqlite nodes in processes of their own on loopback ports,
+//! the host program `onboarding-node` with the built `libonboarding.so`;
+//! and a reader of the replicated tables through the wire protocol.
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dqlite_wire::{connect_leader, Leader, Value};
+
+/// The node host and the extension, as `make node` and `make loadable`
+/// build them; `None` (with the reason printed loudly) when libdqlite is
+/// not installed, the one case where the cluster tests skip.
+pub fn binaries() -> Option<(PathBuf, PathBuf)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let node = root.join("ha/node/target/release/onboarding-node");
+    let so = root.join("dist/libonboarding.so");
+    if !std::path::Path::new("/usr/include/dqlite.h").exists() {
+        eprintln!(
+            "\n*** SKIPPED: libdqlite-dev is not installed, so the dqlite cluster tests \
+             cannot run (apt-get install libdqlite-dev libraft-dev; .ci/run does) ***\n"
+        );
+        return None;
+    }
+    assert!(
+        node.exists() && so.exists(),
+        "libdqlite is installed but {} or {} is missing: run `make node loadable` (make test does)",
+        node.display(),
+        so.display()
+    );
+    Some((node, so))
+}
+
+/// A free loopback port (bound, then released for the node to take).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One node process.
+pub struct Node {
+    pub id: u64,
+    /// What the cluster knows it by.
+    pub address: String,
+    /// Where it listens, when not `address` (behind a proxy).
+    pub bind: Option<String>,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// The nodes of one cluster, and their data directories.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    node_bin: PathBuf,
+    so: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `n` nodes: the first bootstraps, the others join it and become voters.
+    pub fn start(n: usize) -> Option<Cluster> {
+        let addresses: Vec<(String, Option<String>)> = (0..n)
+            .map(|_| (format!("127.0.0.1:{}", free_port()), None))
+            .collect();
+        Cluster::start_at(addresses)
+    }
+
+    /// Nodes known by the given addresses, each listening on its own bind
+    /// address when one is given.
+    pub fn start_at(addresses: Vec<(String, Option<String>)>) -> Option<Cluster> {
+        let (node_bin, so) = binaries()?;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let nodes = addresses
+            .into_iter()
+            .enumerate()
+            .map(|(i, (address, bind))| Node {
+                id: i as u64 + 1,
+                address,
+                bind,
+                dir: dir.path().join(format!("node{}", i + 1)),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            nodes,
+            node_bin,
+            so,
+            _dir: dir,
+        };
+        for i in 0..cluster.nodes.len() {
+            cluster.run(i);
+            if i == 0 {
+                cluster.wait_for_leader(Duration::from_secs(20));
+            }
+        }
+        // Every node a voter before the test starts.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let voters = cluster
+                .leader()
+                .and_then(|mut l| l.conn.cluster().ok())
+                .map_or(0, |nodes| nodes.iter().filter(|n| n.role == 0).count());
+            if voters == cluster.nodes.len() {
+                return Some(cluster);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes did not all become voters"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts (or restarts, on its data directory) node `i`.
+    pub fn run(&mut self, i: usize) {
+        let join: Vec<String> = self.nodes[..i].iter().map(|n| n.address.clone()).collect();
+        let node = &mut self.nodes[i];
+        let mut command = Command::new(&self.node_bin);
+        command
+            .args(["--id", &node.id.to_string(), "--address", &node.address])
+            .arg("--dir")
+            .arg(&node.dir)
+            .arg("--extension")
+            .arg(&self.so)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(bind) = &node.bind {
+            command.args(["--bind", bind]);
+        }
+        if !join.is_empty() {
+            command.args(["--join", &join.join(",")]);
+        }
+        node.child = Some(command.spawn().expect("start onboarding-node"));
+    }
+
+    /// `kill -9` node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.address.clone()).collect()
+    }
+
+    /// The leader, if the nodes name one that answers.
+    pub fn leader(&self) -> Option<Leader> {
+        connect_leader(&self.addresses(), Duration::from_secs(1)).ok()
+    }
+
+    /// Waits for a leader and returns its index in `nodes`.
+    pub fn wait_for_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leader) = self.leader() {
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.id == leader.id)
+                    .expect("the leader is one of ours");
+            }
+            assert!(Instant::now() < deadline, "no leader within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Makes node `i` the leader (retried while it catches up).
+    pub fn transfer_to(&self, i: usize) {
+        let id = self.nodes[i].id;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.leader().map(|l| l.id) != Some(id) {
+            assert!(Instant::now() < deadline, "node {id} never became leader");
+            if let Some(mut leader) = self.leader() {
+                let _ = leader.conn.transfer(id);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every row of `sql`'s result on the leader, values as text.
+    pub fn rows(&self, sql: &str, params: &[Value]) -> Vec<Vec<Value>> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let attempt = self.leader().ok_or(()).and_then(|mut l| {
+                let db = l.conn.open("onboarding.db").map_err(|_| ())?;
+                l.conn.query(db, sql, params).map_err(|_| ())
+            });
+            match attempt {
+                Ok(rows) => return rows.rows,
+                Err(()) => {
+                    assert!(Instant::now() < deadline, "cannot read {sql}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// One integer.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.rows(sql, &[])[0][0].as_integer().expect("an integer")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
