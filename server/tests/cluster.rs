@@ -247,3 +247,206 @@ async fn a_create_retried_after_a_connection_cut_at_commit_leaves_one_session() 
     );
     server.stop().await;
 }
+
+/// What the load's workers saw.
+#[derive(Default)]
+struct Load {
+    creates: usize,
+    /// Sessions whose completion was answered 200.
+    completed: Vec<String>,
+    /// Every write answered with success: when it was sent and answered.
+    writes: Vec<(Instant, Instant)>,
+    errors: Vec<String>,
+}
+
+/// One worker: full flows (create, business, vapi, complete) until `stop`.
+async fn flows(
+    server: std::net::SocketAddr,
+    worker: usize,
+    stop: Arc<AtomicBool>,
+    load: Arc<Mutex<Load>>,
+) {
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let business = format!(
+            r#"{{"company_name":"Flow {worker}-{n}","industry":"real_estate","phone":"+33612345678","email":"w{worker}n{n}@ha.example"}}"#
+        );
+        let mut session = String::new();
+        for (path, body, expected) in [
+            ("create", "{}".to_string(), 201),
+            ("business", business, 200),
+            ("vapi", VAPI.to_string(), 200),
+            ("complete", "{}".to_string(), 200),
+        ] {
+            let target = match path {
+                "create" => "/api/v1/onboarding/session".to_string(),
+                step => session_path(&session, step),
+            };
+            let sent = Instant::now();
+            let reply = try_request(server, "POST", &target, body.as_bytes()).await;
+            let mut load = load.lock().unwrap();
+            match reply {
+                Some(r) if r.status == expected => {
+                    load.writes.push((sent, Instant::now()));
+                    match path {
+                        "create" => {
+                            load.creates += 1;
+                            session = r.json()["session_id"].as_str().unwrap().to_string();
+                        }
+                        "complete" => load.completed.push(session.clone()),
+                        _ => {}
+                    }
+                }
+                other => {
+                    let what = other.map_or("no answer".to_string(), |r| {
+                        format!("{} {}", r.status, r.body)
+                    });
+                    load.errors.push(format!("{target}: {what}"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Kills the leader and returns how long until a write sent after the kill
+/// was answered.
+async fn kill_leader_and_time_it(cluster: &mut Cluster, load: &Mutex<Load>) -> (usize, Duration) {
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
+    let killed_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.kill(leader));
+    let deadline = killed_at + Duration::from_secs(15);
+    loop {
+        let resumed = load
+            .lock()
+            .unwrap()
+            .writes
+            .iter()
+            .filter(|(sent, _)| *sent > killed_at)
+            .map(|(_, answered)| *answered)
+            .min();
+        if let Some(answered) = resumed {
+            return (leader, answered - killed_at);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no write answered within 15 s of the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every table's rows on the current leader, as text.
+fn content(cluster: &Cluster) -> String {
+    let tables = cluster.rows(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        &[],
+    );
+    let mut text = String::new();
+    for table in tables {
+        let name = table[0].as_text().unwrap().to_string();
+        let rows = cluster.rows(&format!("SELECT * FROM {name} ORDER BY rowid"), &[]);
+        text.push_str(&format!("{name}: {rows:?}\n"));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Mutex::new(Load::default()));
+    let workers: Vec<_> = (0..8)
+        .map(|w| tokio::spawn(flows(server.addr, w, Arc::clone(&stop), Arc::clone(&load))))
+        .collect();
+
+    let mut resumed = Vec::new();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (killed, after) = kill_leader_and_time_it(&mut cluster, &load).await;
+        eprintln!(
+            "failover {}: node {} killed, writes resumed after {:.2} s",
+            resumed.len() + 1,
+            cluster.nodes[killed].id,
+            after.as_secs_f64()
+        );
+        resumed.push(after);
+        tokio::task::block_in_place(|| cluster.run(killed));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let load = std::mem::take(&mut *load.lock().unwrap());
+    eprintln!(
+        "{} sessions created, {} completed, {} writes answered",
+        load.creates,
+        load.completed.len(),
+        load.writes.len()
+    );
+    assert_eq!(load.errors, Vec::<String>::new());
+    assert!(
+        load.completed.len() > 20,
+        "too little load: {}",
+        load.completed.len()
+    );
+    for after in &resumed {
+        assert!(
+            *after < Duration::from_secs(3),
+            "writes resumed after {after:?}"
+        );
+    }
+    server.stop().await;
+
+    tokio::task::block_in_place(|| {
+        // Every acknowledged completion is there, synced.
+        for id in &load.completed {
+            let row = cluster.rows(
+                "SELECT s.status, t.onboarding_completed,
+                        (SELECT count(*) FROM omni_agent_configs a WHERE a.tenant_id = s.tenant_id),
+                        (SELECT count(*) FROM omni_phone_mappings p WHERE p.tenant_id = s.tenant_id)
+                 FROM onboarding_sessions s JOIN tenants t ON t.id = s.tenant_id WHERE s.id = ?1",
+                &[Value::Text(id.clone())],
+            );
+            assert_eq!(
+                row,
+                vec![vec![
+                    Value::Text("completed".into()),
+                    Value::Integer(1),
+                    Value::Integer(1),
+                    Value::Integer(1)
+                ]],
+                "session {id}"
+            );
+        }
+        // No session half-synced: synced rows exactly for completed ones.
+        let half = cluster.count(
+            "SELECT count(*) FROM onboarding_sessions s JOIN tenants t ON t.id = s.tenant_id
+             WHERE (s.status = 'completed') != (t.onboarding_completed = 1)
+                OR (s.status = 'completed') != EXISTS (SELECT 1 FROM omni_agent_configs a WHERE a.tenant_id = s.tenant_id)
+                OR (s.status = 'completed') != EXISTS (SELECT 1 FROM omni_phone_mappings p WHERE p.tenant_id = s.tenant_id)",
+        );
+        assert_eq!(half, 0);
+        // One session per create answered: retried creates made none twice.
+        assert_eq!(
+            cluster.count("SELECT count(*) FROM onboarding_sessions"),
+            load.creates as i64
+        );
+        // The same content on every node, each read as leader.
+        let contents: Vec<String> = (0..cluster.nodes.len())
+            .map(|i| {
+                cluster.transfer_to(i);
+                content(&cluster)
+            })
+            .collect();
+        assert!(contents[0].contains(&load.completed[0]));
+        assert_eq!(contents[0], contents[1], "node 1 and node 2 differ");
+        assert_eq!(contents[0], contents[2], "node 1 and node 3 differ");
+    });
+}

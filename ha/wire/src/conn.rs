@@ -173,17 +173,18 @@ impl Conn {
             .text(sql)
             .params(params)?;
         let mut r = self.call(request, ROWS)?;
-        let count = r.u64()? as usize;
-        let mut columns = Vec::with_capacity(count.min(1024));
-        for _ in 0..count {
-            columns.push(r.text()?);
-        }
+        let columns = read_columns(&mut r)?;
         let mut rows = Vec::new();
         loop {
             match r.peek_u8() {
                 Some(ROWS_DONE) => return Ok(Rows { columns, rows }),
-                Some(ROWS_PART) => r = self.receive(ROWS)?,
-                Some(_) => rows.push(read_row(&mut r, count)?),
+                // A large result comes in parts, each message starting
+                // with the columns again.
+                Some(ROWS_PART) => {
+                    r = self.receive(ROWS)?;
+                    read_columns(&mut r)?;
+                }
+                Some(_) => rows.push(read_row(&mut r, columns.len())?),
                 None => return Err(Error::Protocol("rows without their end".to_string())),
             }
         }
@@ -265,6 +266,16 @@ fn failure(mut response: Response) -> Result<Error> {
         code: response.u64()?,
         message: response.text()?,
     })
+}
+
+/// The column count and names that open every message of rows.
+fn read_columns(r: &mut Response) -> Result<Vec<String>> {
+    let count = r.u64()? as usize;
+    let mut columns = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        columns.push(r.text()?);
+    }
+    Ok(columns)
 }
 
 /// One row: a header of 4-bit type codes (two per byte, padded to a word),

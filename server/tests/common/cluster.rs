@@ -182,7 +182,7 @@ impl Cluster {
         }
     }
 
-    /// Every row of `sql`'s result on the leader, values as text.
+    /// Every row of `sql`'s result on the leader.
     pub fn rows(&self, sql: &str, params: &[Value]) -> Vec<Vec<Value>> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
