@@ -1,8 +1,12 @@
 # The front door. `make test` builds what the tests need and runs them all.
 CARGO ?= cargo
 SO := dist/libonboarding.so
+NODE := ha/node/target/release/onboarding-node
+# Debian's libdqlite (libdqlite-dev): without it the node host is not built
+# and the cluster tests skip, saying so.
+HAVE_DQLITE := $(wildcard /usr/include/dqlite.h)
 
-.PHONY: all loadable test schemathesis lint fmt bench server clean reference
+.PHONY: all loadable node cluster test schemathesis lint fmt bench server clean reference
 
 all: loadable
 
@@ -17,11 +21,29 @@ $(SO): FORCE
 
 FORCE:
 
-test: loadable
+# The dqlite node host (ha/node), from its own cargo workspace: it links
+# the system SQLite that libdqlite uses, never the server's bundled one.
+node:
+ifneq ($(HAVE_DQLITE),)
+	$(CARGO) build --release --manifest-path ha/node/Cargo.toml --target-dir ha/node/target
+else
+	@echo "*** libdqlite-dev is not installed: the dqlite node host is not built and the cluster tests skip (.ci/run installs it) ***"
+endif
+
+# Three local dqlite nodes (127.0.0.1:9001-9003, data in .cluster/) and
+# onboarding-server on them (127.0.0.1:8787), until Ctrl-C.
+cluster: loadable node
+	scripts/cluster
+
+test: loadable node
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path ext/loadable/Cargo.toml -- -D warnings
+ifneq ($(HAVE_DQLITE),)
+	$(CARGO) fmt --manifest-path ha/node/Cargo.toml --check
+	$(CARGO) clippy --manifest-path ha/node/Cargo.toml --target-dir ha/node/target -- -D warnings
+endif
 	$(MAKE) schemathesis
 
 # Schemathesis with every check against the real server and its OpenAPI
@@ -38,12 +60,14 @@ reference: loadable
 
 # The benchmarks (benches/README.md): embedded, growth, then HTTP; about
 # five minutes of running after the build. Each prints a readable table and
-# one JSON line of results.
-bench:
+# one JSON line of results. With libdqlite, the HTTP run ends on a
+# three-node dqlite cluster, beside the single file.
+bench: loadable node
 	$(CARGO) build --release -p onboarding-server -p onboarding-benches --bins
 	$(CARGO) bench -p onboarding-benches --bench embedded
 	$(CARGO) bench -p onboarding-benches --bench growth
-	$(CARGO) run --release -p onboarding-benches --bin loadgen
+	$(CARGO) run --release -p onboarding-benches --bin loadgen -- \
+	    $(if $(HAVE_DQLITE),--dqlite-node $(NODE) --extension $(SO))
 
 lint:
 	$(CARGO) fmt --all --check
@@ -52,8 +76,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 	$(CARGO) fmt --manifest-path ext/loadable/Cargo.toml
+	$(CARGO) fmt --manifest-path ha/node/Cargo.toml
 
 clean:
 	$(CARGO) clean
 	$(CARGO) clean --manifest-path ext/loadable/Cargo.toml
-	rm -rf dist
+	$(CARGO) clean --manifest-path ha/node/Cargo.toml --target-dir ha/node/target
+	rm -rf dist .cluster

@@ -5,7 +5,13 @@
 //! loadgen [--flows N] [--concurrency 1,16,64] [--sync-compare true|false]
 //!         [--server PATH] [--url http://127.0.0.1:PORT [--server-pid PID]]
 //!         [--max-seconds S] [--server-log-level warn]
+//!         [--dqlite-node PATH --extension PATH]
 //! ```
+//!
+//! With `--dqlite-node` (the `onboarding-node` host) and `--extension`
+//! (`libonboarding.so`), one more run at the highest concurrency starts
+//! three dqlite nodes on loopback and the server on them (`--dqlite`), so
+//! the cluster's flows per second print beside the single file's.
 //!
 //! By default it starts the server it finds next to itself (cargo builds
 //! both into the same directory) once per run, on a free loopback port with
@@ -255,25 +261,99 @@ fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
+/// A free loopback port: bind port 0, note it, let it go for the server.
+fn free_addr() -> Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// Three dqlite nodes (`onboarding-node`), each in its own process.
+struct Nodes {
+    children: Vec<Child>,
+    addresses: Vec<String>,
+}
+
+impl Nodes {
+    fn start(node: &Path, so: &Path, dir: &Path) -> Result<Nodes> {
+        let mut nodes = Nodes {
+            children: Vec::new(),
+            addresses: Vec::new(),
+        };
+        for id in 1..=3 {
+            let address = free_addr()?.to_string();
+            let mut command = Command::new(node);
+            command
+                .args(["--id", &id.to_string(), "--address", &address])
+                .arg("--dir")
+                .arg(dir.join(format!("node{id}")))
+                .arg("--extension")
+                .arg(so)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            if !nodes.addresses.is_empty() {
+                command.args(["--join", &nodes.addresses.join(",")]);
+            }
+            let child = command
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", node.display()))?;
+            nodes.children.push(child);
+            nodes.addresses.push(address);
+            // The first node elects itself before the others join it.
+            std::thread::sleep(Duration::from_millis(if id == 1 { 1000 } else { 200 }));
+        }
+        Ok(nodes)
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The server this run talks to, when loadgen started it.
 struct Server {
     child: Child,
+    /// The cluster under a `--dqlite` run; stopped after the server.
+    _nodes: Option<Nodes>,
     _dir: TempDir,
 }
 
 impl Server {
-    fn start(binary: &Path, synchronous: &str, log_level: &str) -> Result<(Server, SocketAddr)> {
+    /// `synchronous` is `full` or `normal` on a file, or `dqlite` on three
+    /// nodes started from `dqlite` (the node host and the extension).
+    fn start(
+        binary: &Path,
+        synchronous: &str,
+        log_level: &str,
+        dqlite: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<(Server, SocketAddr)> {
         let dir = TempDir::new("loadgen")?;
-        // A free port: bind port 0, note it, let it go for the server.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?;
-        let child = Command::new(binary)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--db")
-            .arg(dir.path().join("onboarding.db"))
-            .args(["--synchronous", synchronous])
+        let addr = free_addr()?;
+        let mut command = Command::new(binary);
+        command.arg("--listen").arg(addr.to_string());
+        let nodes = match (synchronous, dqlite) {
+            ("dqlite", Some((node, so))) => {
+                let nodes = Nodes::start(node, so, dir.path())?;
+                command.args(["--dqlite", &nodes.addresses.join(",")]);
+                Some(nodes)
+            }
+            ("dqlite", None) => return Err("a dqlite run needs --dqlite-node".into()),
+            _ => {
+                command
+                    .arg("--db")
+                    .arg(dir.path().join("onboarding.db"))
+                    .args(["--synchronous", synchronous]);
+                None
+            }
+        };
+        let child = command
             .args(["--create-rate-limit", "0"])
             .args(["--log-level", log_level])
             .stdin(Stdio::null())
@@ -281,7 +361,11 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let mut server = Server { child, _dir: dir };
+        let mut server = Server {
+            child,
+            _nodes: nodes,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -434,13 +518,15 @@ struct Options {
     url: Option<SocketAddr>,
     server_pid: Option<u32>,
     log_level: String,
+    /// The node host and the extension, for the run on a dqlite cluster.
+    dqlite: Option<(PathBuf, PathBuf)>,
 }
 
 fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Result<RunResult> {
     let (mut server, addr, pid) = match (&o.url, &o.server) {
         (Some(addr), _) => (None, *addr, o.server_pid),
         (None, Some(binary)) => {
-            let (s, addr) = Server::start(binary, synchronous, &o.log_level)?;
+            let (s, addr) = Server::start(binary, synchronous, &o.log_level, o.dqlite.as_ref())?;
             let pid = s.pid();
             (Some(s), addr, Some(pid))
         }
@@ -530,6 +616,15 @@ fn run() -> Result<()> {
         url,
         server_pid: Some(report::arg("--server-pid", 0u32)).filter(|&p| p != 0),
         log_level: report::arg("--server-log-level", "warn".to_string()),
+        dqlite: match (
+            report::arg("--dqlite-node", String::new()),
+            report::arg("--extension", String::new()),
+        ) {
+            (node, so) if !node.is_empty() && !so.is_empty() => {
+                Some((PathBuf::from(node), PathBuf::from(so)))
+            }
+            _ => None,
+        },
     };
     let levels: Vec<usize> = report::arg("--concurrency", "1,16,64".to_string())
         .split(',')
@@ -542,6 +637,9 @@ fn run() -> Result<()> {
     let mut plan: Vec<(&str, usize)> = levels.iter().map(|&c| ("full", c)).collect();
     if compare {
         plan.push(("normal", top));
+    }
+    if o.dqlite.is_some() && o.url.is_none() {
+        plan.push(("dqlite", top));
     }
     let mut results = Vec::new();
     for (run, &(sync, c)) in plan.iter().enumerate() {
@@ -667,6 +765,17 @@ fn run() -> Result<()> {
             "concurrency {top}: flows/s with --synchronous full / normal = {r:.2} (target >= 0.5)"
         );
     }
+    let cluster_ratio = match (find("dqlite"), find("full")) {
+        (Some(d), Some(f)) if f > 0.0 => {
+            println!(
+                "concurrency {top}: flows/s through a 3-node dqlite cluster {d:.0}, \
+                 single file (--synchronous full) {f:.0}: {:.2} of it",
+                d / f
+            );
+            Some(d / f)
+        }
+        _ => None,
+    };
     let line = json!({
         "bench": "http",
         "machine": report::machine(),
@@ -674,6 +783,7 @@ fn run() -> Result<()> {
         "server_log_level": o.log_level,
         "runs": runs_json,
         "full_over_normal_at_top_concurrency": ratio.map(|r| (r * 100.0).round() / 100.0),
+        "dqlite_over_full_at_top_concurrency": cluster_ratio.map(|r| (r * 100.0).round() / 100.0),
     });
     println!("{line}");
     let errors: u64 = results.iter().map(|r| r.errors).sum();
