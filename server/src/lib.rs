@@ -51,14 +51,17 @@ pub async fn run(
         .map_err(|e| format!("listener has no address: {e}"))?;
     let app = Arc::new(build(&config, address).await?);
     let writer = app.writer.clone();
-    tracing::info!(
-        %address,
-        database = %config.db_path.display(),
-        dqlite = %config.dqlite.join(","),
-        synchronous = config.synchronous.pragma(),
-        extension = ?config.extension,
-        "serving"
-    );
+    if config.dqlite.is_empty() {
+        tracing::info!(
+            %address,
+            database = %config.db_path.display(),
+            synchronous = config.synchronous.pragma(),
+            extension = ?config.extension,
+            "serving"
+        );
+    } else {
+        tracing::info!(%address, dqlite = %config.dqlite.join(","), "serving");
+    }
     let caps = conn::ConnectionCaps {
         total: config.max_connections,
         per_ip: config.max_connections_per_ip,
