@@ -310,6 +310,21 @@ mod tests {
         assert_eq!(config.create_rate_window, default.create_rate_window);
         assert_eq!(config.synchronous, Synchronous::Full);
         assert_eq!(config.extension, None);
+        assert_eq!(config.dqlite, Vec::<String>::new());
+    }
+
+    #[test]
+    fn dqlite_nodes_split_on_commas_and_trim() {
+        let args = Args::try_parse_from([
+            "onboarding-server",
+            "--dqlite",
+            "127.0.0.1:9001, 127.0.0.1:9002,127.0.0.1:9003,",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.config().dqlite,
+            ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]
+        );
     }
 
     #[test]

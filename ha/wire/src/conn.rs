@@ -293,3 +293,76 @@ fn read_row(r: &mut Response, columns: usize) -> Result<Vec<Value>> {
     }
     types.iter().map(|&code| r.value(code)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(parts: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for part in parts {
+            body.extend_from_slice(part);
+            while body.len() % WORD != 0 {
+                body.push(0);
+            }
+        }
+        body
+    }
+
+    #[test]
+    fn a_plain_failure_reads_its_code_and_message() {
+        let body = words(&[&1u64.to_le_bytes(), b"near \"SELEC\": syntax error\0"]);
+        let Error::Server { code, message } = failure(Response::new(FAILURE, body)).unwrap() else {
+            panic!("not a server error");
+        };
+        assert_eq!(
+            (code, message.as_str()),
+            (1, "near \"SELEC\": syntax error")
+        );
+    }
+
+    /// dqlite 1.11 puts a failing query's columns before its failure: the
+    /// message read must be the function's text, not the column's name.
+    #[test]
+    fn a_failing_querys_error_text_is_read_past_its_columns() {
+        let body = words(&[
+            &1u64.to_le_bytes(),
+            b"onboarding_step('onb_x','business','{}')\0",
+            &1u64.to_le_bytes(),
+            b"onboarding_step: not_found: session 'onb_x' does not exist\0",
+        ]);
+        let Error::Server { code, message } = failure(Response::new(FAILURE, body)).unwrap() else {
+            panic!("not a server error");
+        };
+        assert_eq!(code, 1);
+        assert_eq!(
+            message,
+            "onboarding_step: not_found: session 'onb_x' does not exist"
+        );
+    }
+
+    #[test]
+    fn a_row_reads_its_types_then_its_values() {
+        // Three columns: TEXT, INTEGER, NULL (types 3, 1, 5 as nibbles).
+        let body = words(&[
+            &3u64.to_le_bytes(),
+            b"a\0",
+            b"b\0",
+            b"c\0",
+            &[0x13, 0x05],
+            b"{}\0",
+            &42u64.to_le_bytes(),
+            &0u64.to_le_bytes(),
+            &[ROWS_DONE; 8],
+        ]);
+        let mut r = Response::new(ROWS, body);
+        let columns = read_columns(&mut r).unwrap();
+        assert_eq!(columns, ["a", "b", "c"]);
+        let row = read_row(&mut r, columns.len()).unwrap();
+        assert_eq!(
+            row,
+            [Value::Text("{}".into()), Value::Integer(42), Value::Null]
+        );
+        assert_eq!(r.peek_u8(), Some(ROWS_DONE));
+    }
+}

@@ -300,6 +300,11 @@ fn call(s: &mut Session, query: &Query, key: Option<&str>) -> Result<Outcome, Er
             )))),
         },
         Err(e) if e.is_connection() || e.is_busy() => Err(e),
+        // A lock met inside a function comes back as its `internal` error
+        // with SQLite's text: busy all the same.
+        Err(Error::Server { message, .. }) if message.ends_with("database is locked") => {
+            Err(Error::Server { code: 5, message })
+        }
         Err(Error::Server { message, .. }) => Ok(Err(Failure::Sql(message))),
         Err(e) => Err(e),
     }

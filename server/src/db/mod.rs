@@ -39,7 +39,7 @@ mod open;
 mod query;
 mod writer;
 
-pub use dqlite::{ClusterOptions, RETRY_FOR};
+pub use dqlite::ClusterOptions;
 pub use open::Options;
 pub use query::{Failure, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};
