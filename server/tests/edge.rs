@@ -168,6 +168,12 @@ async fn connections_are_capped_per_address_and_in_total() {
     assert_eq!(status, 200);
 }
 
+/// POSTs create with the body `{}` sent as `content_type`.
+async fn create_as(server: &TestServer, content_type: &str) -> Reply {
+    let headers = [("Content-Type", content_type)];
+    request(server.addr, "POST", CREATE, &headers, b"{}").await
+}
+
 #[tokio::test]
 async fn bodies_that_are_not_json_are_415_and_write_nothing() {
     let mut server = TestServer::pinned(pinned_env()).await;
@@ -191,14 +197,7 @@ async fn bodies_that_are_not_json_are_415_and_write_nothing() {
             refused("content type 'application/jsonp'"),
         ),
     ] {
-        let reply = request(
-            server.addr,
-            "POST",
-            CREATE,
-            &[("Content-Type", content_type)],
-            b"{}",
-        )
-        .await;
+        let reply = create_as(&server, content_type).await;
         assert_eq!(
             (reply.status, reply.body.as_str()),
             (415, expected.as_str())
@@ -219,14 +218,7 @@ async fn bodies_that_are_not_json_are_415_and_write_nothing() {
         "Application/JSON",
         "application/vnd.onboarding+json",
     ] {
-        let reply = request(
-            server.addr,
-            "POST",
-            CREATE,
-            &[("Content-Type", content_type)],
-            b"{}",
-        )
-        .await;
+        let reply = create_as(&server, content_type).await;
         assert_eq!(reply.status, 201, "{content_type}: {}", reply.body);
     }
     let raw = format!(
