@@ -337,6 +337,12 @@ async fn kill_leader_and_time_it(cluster: &mut Cluster, load: &Mutex<Load>) -> (
     }
 }
 
+/// A measured figure, shown by `make test` even when the test passes:
+/// written to stderr itself, which the test harness does not capture.
+fn report(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "cluster: {line}");
+}
+
 /// Every table's rows on the current leader, as text.
 fn content(cluster: &Cluster) -> String {
     let tables = cluster.rows(
@@ -369,12 +375,12 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (killed, after) = kill_leader_and_time_it(&mut cluster, &load).await;
-        eprintln!(
+        report(format_args!(
             "failover {}: node {} killed, writes resumed after {:.2} s",
             resumed.len() + 1,
             cluster.nodes[killed].id,
             after.as_secs_f64()
-        );
+        ));
         resumed.push(after);
         tokio::task::block_in_place(|| cluster.run(killed));
     }
@@ -384,12 +390,12 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
         worker.await.unwrap();
     }
     let load = std::mem::take(&mut *load.lock().unwrap());
-    eprintln!(
+    report(format_args!(
         "{} sessions created, {} completed, {} writes answered",
         load.creates,
         load.completed.len(),
         load.writes.len()
-    );
+    ));
     assert_eq!(load.errors, Vec::<String>::new());
     assert!(
         load.completed.len() > 20,
