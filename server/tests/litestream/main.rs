@@ -139,12 +139,12 @@ fn a_killed_server_loses_no_acknowledged_completion() {
         assert_eq!(drill.counts[table], count(&on_disk), "{table}");
         assert_eq!(count(&from_replica), count(&on_disk), "{table}");
     }
-    eprintln!(
+    node::report(&format!(
         "killed server: {} completions acknowledged, 0 missing from the file and the replica; \
          restore {:.3} s",
         acked.len(),
         drill.restore_seconds
-    );
+    ));
 }
 
 #[test]
@@ -182,13 +182,13 @@ fn a_lost_machine_loses_only_completions_inside_the_sync_interval() {
         .partition(|c| killed_at.duration_since(c.at) < SYNC_INTERVAL);
     assert_eq!(missing(&before, &present), Vec::<&str>::new());
     let lost = missing(&inside, &present).len();
-    eprintln!(
+    node::report(&format!(
         "lost machine: {} completions acknowledged more than {SYNC_INTERVAL:?} before the kill, \
          all restored; {} inside the window, {lost} of them lost; restore {:.3} s",
         before.len(),
         inside.len(),
         drill.restore_seconds
-    );
+    ));
 }
 
 /// Runs `flows` onboardings on `node` one after another.
@@ -351,13 +351,13 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     );
 
     lags.sort();
-    eprintln!(
+    node::report(&format!(
         "read replica lag over {} completions: min {:?}, median {:?}, max {:?}",
         lags.len(),
         lags[0],
         lags[lags.len() / 2],
         lags[lags.len() - 1]
-    );
+    ));
 }
 
 /// Starts the read replica and waits until it serves the session.

@@ -4,7 +4,7 @@
 //! completes onboardings against a node and remembers when each was
 //! acknowledged.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -38,12 +38,21 @@ pub fn venv() -> Option<PathBuf> {
     if venv.join("bin/litestream").is_file() {
         return Some(venv);
     }
-    eprintln!(
+    // Straight to stderr: the test harness captures eprintln! of passing
+    // tests, and a skip must not go unseen.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n!!!!!!!! SKIPPED: no Litestream virtualenv at {}: run scripts/litestream-venv \
          (.ci/run does) to run the Litestream tests !!!!!!!!\n",
         venv.display()
     );
     None
+}
+
+/// Prints a measurement even when the harness captures output (as it does
+/// for passing tests): `make test` shows the loss window and the lag.
+pub fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "litestream: {line}");
 }
 
 /// Tests of this file take turns: each loads the machine's two cores, and
@@ -240,8 +249,10 @@ pub fn restore_drill(replica: &Path, output: &Path) -> Drill {
         .output()
         .expect("run scripts/restore-drill");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Exit 1 with a report is an unsound file: the caller's assertion on
+    // integrity_check says so; anything else is the drill failing.
     assert!(
-        out.status.success(),
+        out.status.success() || (out.status.code() == Some(1) && stdout.starts_with('{')),
         "restore drill failed ({}): {stdout}{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
