@@ -1,5 +1,6 @@
 //! Validation of each step's payload: one function per step, each turning
-//! the caller's JSON into the normalised JSON that the session stores.
+//! the caller's JSON into the normalised JSON that the session stores; and
+//! of create's origin, from its payload or from the host's arguments.
 //!
 //! Every rule names its field first in its error text (`email 'bob@' is not a
 //! valid email address`), quotes the bad value and says what was expected.
@@ -10,7 +11,8 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use crate::catalog;
-use crate::error::{quote, Error, Result};
+use crate::error::{quote, quote_json, Error, Result};
+use crate::json::type_name;
 
 pub type Object = Map<String, Value>;
 
@@ -23,7 +25,7 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
-            json_type(&other)
+            type_name(&other)
         ))),
         Err(e) => Err(Error::invalid_json(format!(
             "payload is not valid JSON; {e}"
@@ -31,29 +33,22 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// A string field, trimmed; `None` when absent or null.
+fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<String>> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => checked_text(field, s, max_chars).map(Some),
+        Some(other) => Err(Error::invalid_field(format!(
+            "{field} must be a string, got {}",
+            type_name(other)
+        ))),
     }
 }
 
-/// A string field, trimmed; `None` when absent or null.
-fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<String>> {
-    let text = match map.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.trim(),
-        Some(other) => {
-            return Err(Error::invalid_field(format!(
-                "{field} must be a string, got {}",
-                json_type(other)
-            )))
-        }
-    };
+/// `text` trimmed, when it is not empty, at most `max_chars` long and free
+/// of control characters; the error names `field`.
+fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
+    let text = text.trim();
     if text.is_empty() {
         return Err(Error::invalid_field(format!("{field} must not be empty")));
     }
@@ -69,7 +64,7 @@ fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<S
             quote(text)
         )));
     }
-    Ok(Some(text.to_string()))
+    Ok(text.to_string())
 }
 
 /// A required string field, trimmed, non-empty, at most `max_chars` long.
@@ -86,7 +81,25 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
-pub fn origin(map: &Object) -> Result<Origin> {
+/// What the host knows of the client, given as `onboarding_create`'s second
+/// and third arguments. A field given here replaces the payload's, which is
+/// then not read at all: a server knows its peer, so the client's claim
+/// neither wins nor fails the call.
+#[derive(Debug, Default)]
+pub struct Peer<'a> {
+    /// The client's address, held to the payload's `ip_address` rules.
+    pub ip_address: Option<&'a str>,
+    /// The raw `User-Agent` header, cleaned by [`user_agent_header`].
+    pub user_agent: Option<&'a str>,
+}
+
+/// The longest `user_agent` a session keeps, in characters.
+pub const USER_AGENT_MAX_CHARS: usize = 512;
+
+/// The longest text form of an IPv6 address (with an embedded IPv4 one).
+const IP_ADDRESS_MAX_CHARS: usize = 45;
+
+pub fn origin(map: &Object, peer: &Peer<'_>) -> Result<Origin> {
     let source = optional_text(map, "source", 32)?.unwrap_or_else(|| "web".to_string());
     if !source
         .chars()
@@ -97,7 +110,10 @@ pub fn origin(map: &Object) -> Result<Origin> {
             quote(&source)
         )));
     }
-    let ip_address = optional_text(map, "ip_address", 45)?;
+    let ip_address = match peer.ip_address {
+        Some(given) => Some(checked_text("ip_address", given, IP_ADDRESS_MAX_CHARS)?),
+        None => optional_text(map, "ip_address", IP_ADDRESS_MAX_CHARS)?,
+    };
     if let Some(ip) = &ip_address {
         if ip.parse::<IpAddr>().is_err() {
             return Err(Error::invalid_field(format!(
@@ -106,12 +122,30 @@ pub fn origin(map: &Object) -> Result<Origin> {
             )));
         }
     }
-    let user_agent = optional_text(map, "user_agent", 512)?;
+    let user_agent = match peer.user_agent {
+        Some(raw) => user_agent_header(raw),
+        None => optional_text(map, "user_agent", USER_AGENT_MAX_CHARS)?,
+    };
     Ok(Origin {
         source,
         ip_address,
         user_agent,
     })
+}
+
+/// A raw `User-Agent` header as a session keeps it: control characters
+/// dropped, trimmed, cut to [`USER_AGENT_MAX_CHARS`]; `None` when nothing is
+/// left. Cleaned rather than refused: the header is whatever the client
+/// sent, and a create must not fail over it.
+pub fn user_agent_header(raw: &str) -> Option<String> {
+    let printable: String = raw.chars().filter(|c| !c.is_control()).collect();
+    let cut: String = printable
+        .trim()
+        .chars()
+        .take(USER_AGENT_MAX_CHARS)
+        .collect();
+    let cut = cut.trim_end();
+    (!cut.is_empty()).then(|| cut.to_string())
 }
 
 /// The business step: `company_name`, `industry`, `phone`, `email`.
@@ -167,6 +201,17 @@ pub fn phone_e164(text: &str) -> Result<String> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// A number parsed at registration ([`warm_up`]): valid, so that parsing it
+/// goes through the whole metadata.
+const WARM_UP_PHONE: &str = "06 12 34 56 78";
+
+/// Parses a phone number once. The phone metadata loads on first use (a few
+/// milliseconds), which would otherwise land in the first business step's
+/// answer; registration calls this instead.
+pub fn warm_up() -> Result<String> {
+    phone_e164(WARM_UP_PHONE)
+}
+
 /// An email address with a dotted domain, lowercased.
 pub fn email(text: &str) -> Result<String> {
     let options = email_address::Options::default()
@@ -180,6 +225,15 @@ pub fn email(text: &str) -> Result<String> {
             quote(text)
         ))),
     }
+}
+
+/// The error of an email another tenant holds: the business step checks it,
+/// and completion meets it again when that tenant completed in between.
+pub fn email_taken(email: &str) -> Error {
+    Error::conflict(format!(
+        "email {} is already used by another account",
+        quote(email)
+    ))
 }
 
 /// The channels a tenant can open, in canonical order.
@@ -196,7 +250,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "channels must be an array of channel names, got {}",
-                json_type(other)
+                type_name(other)
             )))
         }
     };
@@ -211,7 +265,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
             None => {
                 return Err(Error::invalid_field(format!(
                     "channels lists {}, which is not a channel (expected one of {})",
-                    item.as_str().map_or_else(|| item.to_string(), quote),
+                    quote_json(item),
                     CHANNELS.join(", ")
                 )))
             }
@@ -363,12 +417,14 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
     // Cal.com event type ids are integers; the front end may send either form.
     let event_type_id = match map.get("event_type_id") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => Some(n.to_string()),
+        Some(Value::Number(n)) if positive_integer(n).is_some() => {
+            positive_integer(n).map(|id| id.to_string())
+        }
         Some(Value::String(s)) if is_positive_integer(s.trim()) => Some(s.trim().to_string()),
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "event_type_id {} is not a positive integer (expected a Cal.com event type id such as 123456)",
-                other.as_str().map_or_else(|| other.to_string(), quote)
+                quote_json(other)
             )))
         }
     };
@@ -388,10 +444,51 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
     })
 }
 
+/// A JSON number whose value is a positive integer that fits in 64 bits,
+/// whatever its notation: `5`, `5.0` and `5e0` are one value in JSON (and in
+/// the OpenAPI document's `"type": "integer"`).
+fn positive_integer(n: &serde_json::Number) -> Option<u64> {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    let value = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < TWO_POW_64)
+            .map(|f| f as u64)
+    })?;
+    (value > 0).then_some(value)
+}
+
 fn is_positive_integer(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 19
         && s.bytes().all(|b| b.is_ascii_digit())
         && s != "0"
         && !s.bytes().all(|b| b == b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warm_up_number_parses_through_the_metadata() {
+        assert_eq!(warm_up(), Ok("+33612345678".to_string()));
+    }
+
+    #[test]
+    fn a_user_agent_header_is_cleaned_and_cut_never_refused() {
+        assert_eq!(
+            user_agent_header(" curl/8.0\t "),
+            Some("curl/8.0".to_string())
+        );
+        assert_eq!(
+            user_agent_header("\u{7} Mozilla/5.0\r\n(X11)\u{0} "),
+            Some("Mozilla/5.0(X11)".to_string())
+        );
+        assert_eq!(user_agent_header(&"é".repeat(600)), Some("é".repeat(512)));
+        // Cut at 512, then the trailing space the cut left is dropped.
+        let spaced = format!("{} b", "a".repeat(511));
+        assert_eq!(user_agent_header(&spaced), Some("a".repeat(511)));
+        assert_eq!(user_agent_header(" \t\r\n "), None);
+        assert_eq!(user_agent_header(""), None);
+    }
 }

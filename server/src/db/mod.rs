@@ -23,16 +23,16 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `call.rs` | [`Call`]: the one SQL statement of each route, and its [`Outcome`] |
+//! | `query.rs` | [`Query`]: the one SQL statement of each route, and its [`Outcome`] |
 //! | `open.rs` | opening and configuring the connection, loading `--extension` |
 //! | `checkpoint.rs` | the checkpointer thread |
 //! | `writer.rs` | the writer thread: its queue, group commit, close |
 
-mod call;
 mod checkpoint;
 mod open;
+mod query;
 mod writer;
 
-pub use call::{Call, Failure, Outcome};
 pub use open::Options;
+pub use query::{Failure, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, LoadExtensionGuard};
 
-use super::call::error_text;
 use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
+use super::query::error_text;
 use crate::config::{Synchronous, WalCheckpoint};
 
 /// How the writer thread opens its connection.
@@ -87,11 +87,6 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
             None
         }
     };
-    if options.extension.is_none() {
-        // The phone number metadata loads on first use (about 0.1 s): pay
-        // it now rather than in the first business step's answer.
-        let _ = onboarding::validate::phone_e164("+33612345678");
-    }
     Ok(Database {
         conn,
         statements,

@@ -10,7 +10,7 @@ use hyper::header;
 use hyper::{Request, StatusCode, Version};
 use onboarding::quote;
 
-use super::reply::{closing, error, kind_error, Reply};
+use super::reply::{closing, error, Reply};
 
 /// A client that sends its body slower than this is cut off (slow-body
 /// attacks hold a connection and a task).
@@ -32,8 +32,6 @@ pub enum Refusal {
     /// The body arrived slower than [`BODY_TIMEOUT`].
     Timeout,
     NotUtf8,
-    /// The library's payload parser said no (create's payload).
-    Library(onboarding::Error),
 }
 
 /// Checks what every request must be, whatever its route.
@@ -60,9 +58,7 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
 /// without preflight only for `text/plain`, form types or none; refusing
 /// those makes every cross-origin write go through CORS.
 pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
-    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-        || req.body().size_hint().exact() != Some(0);
-    if !has_body {
+    if !has_body(req) {
         return Ok(());
     }
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
@@ -84,6 +80,12 @@ pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
     } else {
         Err(Refusal::MediaType(text.into_owned()))
     }
+}
+
+/// Whether the request carries a body (a length above 0, or chunks).
+pub fn has_body(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req.body().size_hint().exact() != Some(0)
 }
 
 /// Reads the whole body, refusing it as soon as it is known to exceed the
@@ -189,7 +191,6 @@ impl Refusal {
                 "payload is not valid UTF-8",
                 None,
             ),
-            Refusal::Library(e) => kind_error(e.kind, &e.detail),
         }
     }
 }

@@ -1,12 +1,19 @@
-//! [`Call`]: the one SQL statement each route runs, and what it answers.
+//! [`Query`]: the one SQL statement each route runs, and what it answers.
 
 use rusqlite::{Connection, ErrorCode};
 
 /// One SQL call: each route is exactly one of these.
 #[derive(Debug)]
-pub enum Call {
-    /// `SELECT onboarding_create(?1)`; the payload is a JSON object text.
-    Create { payload: String },
+pub enum Query {
+    /// `SELECT onboarding_create(?1, ?2, ?3)`: the client's payload (`None`
+    /// binds NULL, read as `{}`), its address and its raw `User-Agent`
+    /// (empty when it sent none), which the library cleans and which
+    /// replace anything the payload claims.
+    Create {
+        payload: Option<String>,
+        ip_address: String,
+        user_agent: String,
+    },
     /// `SELECT onboarding_step(?1, ?2, ?3)`; `None` payload binds NULL.
     Step {
         session_id: String,
@@ -30,16 +37,24 @@ pub enum Call {
 
 /// The SQL of `/healthz`: reads a table, so a broken file shows here.
 const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 'ok', \
-     'schema_version', (SELECT max(version) FROM onboarding_schema_migrations), \
+     'schema_version', onboarding_schema_version(), \
      'engine_version', onboarding_version())";
 
-impl Call {
+impl Query {
     /// Runs the call's one statement (prepared once, then cached) and returns
     /// its JSON text, or the SQL error text.
     pub(super) fn run(&self, conn: &Connection) -> Outcome {
         let result = match self {
-            Call::Create { payload } => query(conn, "SELECT onboarding_create(?1)", [payload]),
-            Call::Step {
+            Query::Create {
+                payload,
+                ip_address,
+                user_agent,
+            } => query(
+                conn,
+                "SELECT onboarding_create(?1, ?2, ?3)",
+                rusqlite::params![payload, ip_address, user_agent],
+            ),
+            Query::Step {
                 session_id,
                 step,
                 payload,
@@ -48,7 +63,7 @@ impl Call {
                 "SELECT onboarding_step(?1, ?2, ?3)",
                 rusqlite::params![session_id, step, payload],
             ),
-            Call::Complete {
+            Query::Complete {
                 session_id,
                 payload,
             } => query(
@@ -56,10 +71,10 @@ impl Call {
                 "SELECT onboarding_complete(?1, ?2)",
                 rusqlite::params![session_id, payload],
             ),
-            Call::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
-            Call::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
-            Call::Voices => query(conn, "SELECT onboarding_voices()", []),
-            Call::Health => query(conn, HEALTH_SQL, []),
+            Query::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
+            Query::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
+            Query::Voices => query(conn, "SELECT onboarding_voices()", []),
+            Query::Health => query(conn, HEALTH_SQL, []),
         };
         result.map_err(|e| Failure::from(&e))
     }
