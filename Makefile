@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SO := dist/libonboarding.so
 
-.PHONY: all loadable test schemathesis lint fmt bench server clean reference
+.PHONY: all loadable test schemathesis lint fmt bench server clean reference litestream
 
 all: loadable
 
@@ -44,6 +44,12 @@ bench:
 	$(CARGO) bench -p onboarding-benches --bench embedded
 	$(CARGO) bench -p onboarding-benches --bench growth
 	$(CARGO) run --release -p onboarding-benches --bin loadgen
+
+# The server under Litestream (deploy/litestream.yml): restores ./onboarding.db
+# from ./replica when it is missing, then replicates every commit. Server
+# flags after ARGS=, e.g. make litestream ARGS="--listen 0.0.0.0:8787".
+litestream:
+	scripts/litestream-run $(ARGS)
 
 lint:
 	$(CARGO) fmt --all --check
