@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SO := dist/libonboarding.so
 
-.PHONY: all loadable test schemathesis lint fmt bench server clean reference litestream
+.PHONY: all loadable test litestream-kill schemathesis lint fmt bench server clean reference litestream
 
 all: loadable
 
@@ -63,3 +63,10 @@ clean:
 	$(CARGO) clean
 	$(CARGO) clean --manifest-path ext/loadable/Cargo.toml
 	rm -rf dist
+
+# The two Litestream kill tests left out of `make test` (a server or a whole
+# machine killed under load, then restored): Litestream 0.5.17 can replicate
+# a torn transaction of a killed server; see README, "Backups and replicas".
+litestream-kill: loadable
+	scripts/litestream-venv
+	$(CARGO) test -p onboarding-server --test litestream -- --ignored --nocapture
