@@ -18,6 +18,7 @@ $(SO): FORCE
 FORCE:
 
 test: loadable
+	scripts/litestream-venv
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
