@@ -6,7 +6,7 @@ NODE := ha/node/target/release/onboarding-node
 # and the cluster tests skip, saying so.
 HAVE_DQLITE := $(wildcard /usr/include/dqlite.h)
 
-.PHONY: all loadable node cluster test schemathesis lint fmt bench server clean reference
+.PHONY: all loadable node cluster test litestream-kill schemathesis lint fmt bench server clean reference litestream
 
 all: loadable
 
@@ -36,6 +36,7 @@ cluster: loadable node
 	scripts/cluster
 
 test: loadable node
+	scripts/litestream-venv
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -69,6 +70,12 @@ bench: loadable node
 	$(CARGO) run --release -p onboarding-benches --bin loadgen -- \
 	    $(if $(HAVE_DQLITE),--dqlite-node $(NODE) --extension $(SO))
 
+# The server under Litestream (deploy/litestream.yml): restores ./onboarding.db
+# from ./replica when it is missing, then replicates every commit. Server
+# flags after ARGS=, e.g. make litestream ARGS="--listen 0.0.0.0:8787".
+litestream:
+	scripts/litestream-run $(ARGS)
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -83,3 +90,10 @@ clean:
 	$(CARGO) clean --manifest-path ext/loadable/Cargo.toml
 	$(CARGO) clean --manifest-path ha/node/Cargo.toml --target-dir ha/node/target
 	rm -rf dist .cluster
+
+# The two Litestream kill tests left out of `make test` (a server or a whole
+# machine killed under load, then restored): Litestream 0.5.17 can replicate
+# a torn transaction of a killed server; see README, "Backups and replicas".
+litestream-kill: loadable
+	scripts/litestream-venv
+	$(CARGO) test -p onboarding-server --test litestream -- --ignored --nocapture

@@ -20,8 +20,10 @@
 //! with `--dqlite` the leader of a dqlite cluster (`dqlite.rs`), where one
 //! batch is one Raft entry.
 //!
-//! Beside the file's writer, a checkpointer thread with its own connection copies the WAL
-//! back into the database file, so that no commit waits for a checkpoint.
+//! Beside the file's writer, a checkpointer thread with its own connection
+//! copies the WAL back into the database file, so that no commit waits for a
+//! checkpoint; under Litestream (`--wal-checkpoint external`) there is none:
+//! Litestream checkpoints, after copying each frame to its replica.
 //!
 //! | file | owns |
 //! |---|---|

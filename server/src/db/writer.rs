@@ -22,7 +22,8 @@ struct Job {
 
 enum Message {
     Run(Job),
-    /// Answer what is queued before, then checkpoint and close the database.
+    /// Answer what is queued before, then checkpoint (unless another process
+    /// does) and close the database.
     Close(oneshot::Sender<Result<(), String>>),
 }
 
