@@ -382,7 +382,19 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
             after.as_secs_f64()
         ));
         resumed.push(after);
-        tokio::task::block_in_place(|| cluster.run(killed));
+        // The next kill finds three nodes again: with the killed one still
+        // catching up, the two left would have no quorum to spare.
+        let rejoined = tokio::task::block_in_place(|| {
+            let started = Instant::now();
+            cluster.run(killed);
+            cluster.wait_until_following(killed, Duration::from_secs(20));
+            started.elapsed()
+        });
+        report(format_args!(
+            "node {} restarted, following the leader after {:.2} s",
+            cluster.nodes[killed].id,
+            rejoined.as_secs_f64()
+        ));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);

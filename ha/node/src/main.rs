@@ -28,7 +28,8 @@ use dqlite_wire::{connect_leader, Role};
 /// The network latency libdqlite tunes Raft's timeouts from. At 50 ms
 /// (an election timeout of 750 ms) writes resumed 1.3-2.8 s after a
 /// leader's death on loopback under load, too close to the 3 s promised;
-/// at 35 ms, 0.7-2.4 s (eight kills in four runs of the cluster test).
+/// at 35 ms, 0.7-2.4 s, and 0.9-1.1 s once the node killed before had
+/// rejoined (the cluster test, eight kills in four runs each).
 const DEFAULT_LATENCY_MS: u32 = 35;
 
 /// Written in the data directory once the cluster has made this node a

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dqlite_wire::{connect_leader, Leader, Value};
+use dqlite_wire::{connect_leader, Conn, Leader, Value};
 
 /// The node host and the extension, as `make node` and `make loadable`
 /// build them; `None` (with the reason printed loudly) when libdqlite is
@@ -165,6 +165,26 @@ impl Cluster {
                     .expect("the leader is one of ours");
             }
             assert!(Instant::now() < deadline, "no leader within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until node `i` answers and names a leader: back in the
+    /// cluster, hearing the leader's heartbeats.
+    pub fn wait_until_following(&self, i: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let named = Conn::connect(&self.nodes[i].address, Duration::from_secs(1))
+                .and_then(|mut c| c.leader())
+                .map(|(_, address)| address);
+            if matches!(named, Ok(ref a) if !a.is_empty()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not rejoin",
+                self.nodes[i].id
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
