@@ -23,8 +23,11 @@
 //!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
 //!   reading of 1.11's failure responses), so statuses stay exact.
 //!
-//! An SQL error at COMMIT itself runs each call again alone, as the file
-//! backend does, so that no answer claims a write that was lost.
+//! An SQL error at COMMIT itself, or a failing call after which SQLite has
+//! rolled the whole transaction back (checked with a `BEGIN` after each
+//! failing call, so that no later call runs in autocommit), runs each call
+//! again alone, as the file backend does: no answer claims a write that
+//! was lost.
 
 use std::time::{Duration, Instant};
 
@@ -165,6 +168,9 @@ impl Cluster {
                 Err(Retry::Again(e.to_string()))
             }
             Err(TxError::Commit(e)) => Err(Retry::CommitFailed(e.to_string())),
+            Err(TxError::RolledBack) => Err(Retry::CommitFailed(
+                "the transaction was rolled back by SQLite".to_string(),
+            )),
         }
     }
 
@@ -179,11 +185,20 @@ impl Cluster {
         let session = self.session()?;
         let result = transaction(session, |s| {
             for (query, key) in queries.iter().zip(keys) {
-                replies.push(call(s, query, key.as_deref())?);
+                let outcome = call(s, query, key.as_deref())?;
+                let failed = outcome.is_err();
+                replies.push(outcome);
+                if failed && !still_in_transaction(s)? {
+                    return Err(TxError::RolledBack);
+                }
             }
             Ok(())
         });
-        self.settle(result)
+        match result {
+            // A call alone: its failure is its whole answer, nothing written.
+            Err(TxError::RolledBack) if queries.len() == 1 => Ok(()),
+            result => self.settle(result),
+        }
     }
 
     /// Runs `attempt` until it answers, or answers every call 503 after
@@ -255,30 +270,51 @@ impl Backend for Cluster {
 enum TxError {
     /// Before COMMIT was sent: the transaction did not happen.
     Wire(Error),
+    /// SQLite rolled the whole transaction back after a failing call (a
+    /// full database, no memory): the calls before it are gone.
+    RolledBack,
     /// COMMIT itself failed: its outcome may be unknown.
     Commit(Error),
+}
+
+impl From<Error> for TxError {
+    fn from(e: Error) -> TxError {
+        TxError::Wire(e)
+    }
 }
 
 /// `BEGIN IMMEDIATE`, `body`, `COMMIT`; `ROLLBACK` when `body` fails short
 /// of the connection.
 fn transaction<T>(
     s: &mut Session,
-    body: impl FnOnce(&mut Session) -> Result<T, Error>,
+    body: impl FnOnce(&mut Session) -> Result<T, TxError>,
 ) -> Result<T, TxError> {
-    s.conn
-        .exec(s.db, "BEGIN IMMEDIATE", &[])
-        .map_err(TxError::Wire)?;
+    s.conn.exec(s.db, "BEGIN IMMEDIATE", &[])?;
     match body(s) {
         Ok(value) => {
             s.conn.exec(s.db, "COMMIT", &[]).map_err(TxError::Commit)?;
             Ok(value)
         }
-        Err(e) => {
-            if !e.is_connection() {
-                let _ = s.conn.exec(s.db, "ROLLBACK", &[]);
-            }
+        Err(TxError::Wire(e)) if !e.is_connection() => {
+            let _ = s.conn.exec(s.db, "ROLLBACK", &[]);
             Err(TxError::Wire(e))
         }
+        Err(other) => Err(other),
+    }
+}
+
+/// Whether the batch's transaction is still open after a failing call.
+/// SQLite ends it on some errors; a call sent after that would run in
+/// autocommit, which dqlite 1.11 answers without replicating. A `BEGIN`
+/// tells: refused inside a transaction, accepted (then undone) outside.
+fn still_in_transaction(s: &mut Session) -> Result<bool, Error> {
+    match s.conn.exec(s.db, "BEGIN", &[]) {
+        Ok(_) => {
+            s.conn.exec(s.db, "ROLLBACK", &[])?;
+            Ok(false)
+        }
+        Err(Error::Server { message, .. }) if message.contains("within a transaction") => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
