@@ -141,7 +141,7 @@ fn channel_field(map: &Object) -> Result<Option<Channel>> {
             Error::invalid_field(format!(
                 "channel {} is not a way to send a code (expected one of {})",
                 quote(name),
-                Channel::NAMES.join(", ")
+                verification::CODE_CHANNELS.join(", ")
             ))
         }),
         Some(other) => Err(Error::invalid_field(format!(

@@ -32,6 +32,9 @@ pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// pumping buys expensive foreign routes.
 pub const FRENCH_CALLING_CODES: [u16; 5] = [33, 262, 590, 594, 596];
 
+/// The channels a code goes by, as payloads name them.
+pub const CODE_CHANNELS: [&str; 2] = ["sms", "voice"];
+
 /// How a code reaches the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -40,8 +43,6 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const NAMES: [&'static str; 2] = ["sms", "voice"];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
