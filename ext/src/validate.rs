@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use crate::catalog;
-use crate::error::{quote, Error, Result};
+use crate::error::{quote, quote_json, Error, Result};
 use crate::json::type_name;
 
 pub type Object = Map<String, Value>;
@@ -265,7 +265,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
             None => {
                 return Err(Error::invalid_field(format!(
                     "channels lists {}, which is not a channel (expected one of {})",
-                    item.as_str().map_or_else(|| item.to_string(), quote),
+                    quote_json(item),
                     CHANNELS.join(", ")
                 )))
             }
@@ -424,7 +424,7 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "event_type_id {} is not a positive integer (expected a Cal.com event type id such as 123456)",
-                other.as_str().map_or_else(|| other.to_string(), quote)
+                quote_json(other)
             )))
         }
     };
