@@ -65,52 +65,17 @@ pub fn send(
         let latest = Verification::latest(conn, session_id)?;
         let live = may_send(conn, &session, &line, latest, now_ms)?;
         let code = otp::new_code(env)?;
-        let secret = verification::secret(conn)?;
         let expires_at = iso8601(now_ms + CODE_TTL_MS);
+        let sent = Sent {
+            code: &code,
+            channel,
+            expires_at: &expires_at,
+            now: &now,
+            ip_address,
+        };
         let id = match live {
-            Some(v) => {
-                // The code replaces the one in flight, whose message is withdrawn.
-                outbox::withdraw(conn, &v.id, "cancelled", &now)?;
-                sql::execute(
-                    conn,
-                    "UPDATE phone_verifications
-                     SET code_hmac = ?2, channel = ?3, expires_at = ?4, sends = sends + 1,
-                         last_sent_at = ?5, request_ip = coalesce(?6, request_ip),
-                         updated_at = ?5
-                     WHERE id = ?1",
-                    (
-                        &v.id,
-                        otp::seal(&secret, &v.id, &code)?,
-                        channel.as_str(),
-                        &expires_at,
-                        &now,
-                        ip_address,
-                    ),
-                )?;
-                v.id
-            }
-            None => {
-                let id = ids::new_id(env, now_ms, "ver_")?;
-                sql::execute(
-                    conn,
-                    "INSERT INTO phone_verifications (id, session_id, tenant_id, phone_number,
-                         channel, code_hmac, expires_at, last_sent_at, request_ip, created_at,
-                         updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8)",
-                    rusqlite::params![
-                        &id,
-                        &session.id,
-                        &session.tenant_id,
-                        &line.number,
-                        channel.as_str(),
-                        otp::seal(&secret, &id, &code)?,
-                        &expires_at,
-                        &now,
-                        ip_address,
-                    ],
-                )?;
-                id
-            }
+            Some(v) => sent.resend(conn, v)?,
+            None => sent.start(conn, env, &session, &line.number, now_ms)?,
         };
         let text = message_text(channel, &code);
         outbox::enqueue(
@@ -131,6 +96,71 @@ pub fn send(
             "resend_after": iso8601(now_ms + RESEND_AFTER_MS),
         }))
     })
+}
+
+/// A code about to go out, and what its verification row keeps of it.
+struct Sent<'a> {
+    code: &'a str,
+    channel: Channel,
+    expires_at: &'a str,
+    now: &'a str,
+    ip_address: Option<&'a str>,
+}
+
+impl Sent<'_> {
+    /// A resend: the live verification takes the new code, and the message
+    /// still carrying the old one is withdrawn. Answers the verification id.
+    fn resend(&self, conn: &Connection, v: Verification) -> Result<String> {
+        let secret = verification::secret(conn)?;
+        outbox::withdraw(conn, &v.id, "cancelled", self.now)?;
+        sql::execute(
+            conn,
+            "UPDATE phone_verifications
+             SET code_hmac = ?2, channel = ?3, expires_at = ?4, sends = sends + 1,
+                 last_sent_at = ?5, request_ip = coalesce(?6, request_ip), updated_at = ?5
+             WHERE id = ?1",
+            (
+                &v.id,
+                otp::seal(&secret, &v.id, self.code)?,
+                self.channel.as_str(),
+                self.expires_at,
+                self.now,
+                self.ip_address,
+            ),
+        )?;
+        Ok(v.id)
+    }
+
+    /// A new verification of `phone` for `session`. Answers its id.
+    fn start(
+        &self,
+        conn: &Connection,
+        env: &dyn Env,
+        session: &Session,
+        phone: &str,
+        now_ms: i64,
+    ) -> Result<String> {
+        let secret = verification::secret(conn)?;
+        let id = ids::new_id(env, now_ms, "ver_")?;
+        sql::execute(
+            conn,
+            "INSERT INTO phone_verifications (id, session_id, tenant_id, phone_number, channel,
+                 code_hmac, expires_at, last_sent_at, request_ip, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8)",
+            rusqlite::params![
+                &id,
+                &session.id,
+                &session.tenant_id,
+                phone,
+                self.channel.as_str(),
+                otp::seal(&secret, &id, self.code)?,
+                self.expires_at,
+                self.now,
+                self.ip_address,
+            ],
+        )?;
+        Ok(id)
+    }
 }
 
 /// The payload's `channel`: `sms`, `voice`, or absent (the line decides).
