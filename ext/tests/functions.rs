@@ -30,6 +30,12 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_create/4",
             "onboarding_get/1",
             "onboarding_migrate/0",
+            "onboarding_outbox_claim/2",
+            "onboarding_outbox_failed/3",
+            "onboarding_outbox_sent/3",
+            "onboarding_phone_send/2",
+            "onboarding_phone_send/3",
+            "onboarding_phone_verify/2",
             "onboarding_schema_version/0",
             "onboarding_step/3",
             "onboarding_version/0",
@@ -44,6 +50,11 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_create",
             "onboarding_get",
             "onboarding_migrate",
+            "onboarding_outbox_claim",
+            "onboarding_outbox_failed",
+            "onboarding_outbox_sent",
+            "onboarding_phone_send",
+            "onboarding_phone_verify",
             "onboarding_schema_version",
             "onboarding_step",
             "onboarding_version",
@@ -356,10 +367,10 @@ fn schema_version_reads_the_applied_version_and_writes_nothing() {
     // It reports what was applied, even a version this library does not know.
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (5, '005_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (99, '099_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
-    assert_eq!(version(&db.conn), 5);
+    assert_eq!(version(&db.conn), 99);
 }
 
 #[test]
@@ -391,6 +402,7 @@ fn get_returns_the_whole_state() {
                 "appointments": null,
             },
             "omnichannel": null,
+            "phone_verification": null,
         })
     );
     db.vapi(&s);
@@ -432,15 +444,15 @@ fn migrate_is_idempotent_and_records_its_version() {
     );
     assert_eq!(db.snapshot(), before);
     assert_eq!(
-        db.row(
-            "SELECT json_group_array(json_array(version, name, applied_at))
-             FROM onboarding_schema_migrations",
+        db.rows(
+            "SELECT version, name, applied_at FROM onboarding_schema_migrations ORDER BY version",
             &[]
         ),
-        json!({"json_group_array(json_array(version, name, applied_at))": json!([
-            [1, "001_init", "2026-11-24T10:00:00.000Z"],
-            [4, "004_create_requests", "2026-11-24T10:00:00.000Z"]
-        ]).to_string()})
+        [
+            json!({"version": 1, "name": "001_init", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 3, "name": "003_phone", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 4, "name": "004_create_requests", "applied_at": "2026-11-24T10:00:00.000Z"}),
+        ]
     );
 }
 
@@ -449,12 +461,12 @@ fn migrate_refuses_a_newer_schema() {
     let db = Db::memory();
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (5, '005_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (99, '099_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
     assert_eq!(
         db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
-        "onboarding_migrate: internal: the database schema is at version 5, newer than this library's 4; upgrade the library"
+        "onboarding_migrate: internal: the database schema is at version 99, newer than this library's 4; upgrade the library"
     );
 }
 

@@ -22,6 +22,7 @@ pub mod conn;
 pub mod db;
 pub mod http;
 pub mod limit;
+pub mod outbox;
 pub mod routes;
 
 use std::future::Future;
@@ -51,6 +52,10 @@ pub async fn run(
         .map_err(|e| format!("listener has no address: {e}"))?;
     let app = Arc::new(build(&config, address).await?);
     let writer = app.writer.clone();
+    let log_sender = app
+        .outbox_wake
+        .clone()
+        .map(|wake| outbox::LogSender::start(writer.clone(), wake));
     if config.dqlite.is_empty() {
         tracing::info!(
             %address,
@@ -58,16 +63,25 @@ pub async fn run(
             synchronous = config.synchronous.pragma(),
             wal_checkpoint = ?config.wal_checkpoint,
             extension = ?config.extension,
+            outbox_log = config.outbox_log,
             "serving"
         );
     } else {
-        tracing::info!(%address, dqlite = %config.dqlite.join(","), "serving");
+        tracing::info!(
+            %address,
+            dqlite = %config.dqlite.join(","),
+            outbox_log = config.outbox_log,
+            "serving"
+        );
     }
     let caps = conn::ConnectionCaps {
         total: config.max_connections,
         per_ip: config.max_connections_per_ip,
     };
     conn::serve(listener, app, caps, config.shutdown_grace, shutdown).await;
+    if let Some(sender) = log_sender {
+        sender.stop().await;
+    }
     writer.close().await
 }
 
@@ -121,6 +135,9 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         ),
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,
+        outbox_wake: config
+            .outbox_log
+            .then(|| Arc::new(tokio::sync::Notify::new())),
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 12] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -23,6 +23,9 @@ pub const TABLES: [&str; 9] = [
     "kb_crawl_jobs",
     "onboarding_create_requests",
     "onboarding_schema_migrations",
+    "onboarding_secrets",
+    "phone_verifications",
+    "outbox_messages",
 ];
 
 pub struct Db {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use dqlite_wire::{connect_leader, Conn, Error, Value};
 use onboarding::Env;
 
-use super::query::{Backend, Failure, Outcome, Query};
+use super::query::{Arg, Backend, Failure, Outcome, Query};
 
 /// How long a batch keeps looking for a leader (or waiting out a busy
 /// one) before its calls are answered 503: an election takes 1-3 s.
@@ -322,7 +322,13 @@ fn still_in_transaction(s: &mut Session) -> Result<bool, Error> {
 /// reads it. A busy lock or a broken connection fails the whole attempt.
 fn call(s: &mut Session, query: &Query, key: Option<&str>) -> Result<Outcome, Error> {
     let (sql, args) = query.statement(key);
-    let params: Vec<Value> = args.into_iter().map(Value::from).collect();
+    let params: Vec<Value> = args
+        .into_iter()
+        .map(|arg| match arg {
+            Arg::Text(text) => Value::from(text),
+            Arg::Integer(n) => Value::Integer(n),
+        })
+        .collect();
     match s.conn.query(s.db, sql, &params) {
         Ok(rows) => match rows
             .rows

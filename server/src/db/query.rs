@@ -28,6 +28,27 @@ pub enum Query {
     },
     /// `SELECT onboarding_get(?1)`.
     Get { session_id: String },
+    /// `SELECT onboarding_phone_send(?1, ?2, ?3)`: the payload and the
+    /// client's address, kept with the verification.
+    PhoneSend {
+        session_id: String,
+        payload: Option<String>,
+        ip_address: String,
+    },
+    /// `SELECT onboarding_phone_verify(?1, ?2)`.
+    PhoneVerify {
+        session_id: String,
+        payload: Option<String>,
+    },
+    /// `SELECT onboarding_outbox_claim(?1, ?2)`: the `--outbox-log` sender
+    /// takes a message.
+    OutboxClaim { worker: String, lease_seconds: i64 },
+    /// `SELECT onboarding_outbox_sent(?1, ?2, ?3)`.
+    OutboxSent {
+        id: i64,
+        worker: String,
+        provider_id: Option<String>,
+    },
     /// `SELECT onboarding_agent_types()`.
     AgentTypes,
     /// `SELECT onboarding_voices()`.
@@ -49,7 +70,7 @@ impl Query {
     pub(super) fn statement<'a>(
         &'a self,
         request_key: Option<&'a str>,
-    ) -> (&'static str, Vec<Option<&'a str>>) {
+    ) -> (&'static str, Vec<Arg<'a>>) {
         match self {
             Query::Create {
                 payload,
@@ -57,13 +78,13 @@ impl Query {
                 user_agent,
             } => {
                 let mut args = vec![
-                    payload.as_deref(),
-                    Some(ip_address.as_str()),
-                    Some(user_agent.as_str()),
+                    Arg::Text(payload.as_deref()),
+                    text(ip_address),
+                    text(user_agent),
                 ];
                 match request_key {
                     Some(key) => {
-                        args.push(Some(key));
+                        args.push(Arg::Text(Some(key)));
                         ("SELECT onboarding_create(?1, ?2, ?3, ?4)", args)
                     }
                     None => ("SELECT onboarding_create(?1, ?2, ?3)", args),
@@ -75,18 +96,58 @@ impl Query {
                 payload,
             } => (
                 "SELECT onboarding_step(?1, ?2, ?3)",
-                vec![Some(session_id.as_str()), Some(*step), payload.as_deref()],
+                vec![
+                    text(session_id),
+                    Arg::Text(Some(step)),
+                    Arg::Text(payload.as_deref()),
+                ],
             ),
             Query::Complete {
                 session_id,
                 payload,
             } => (
                 "SELECT onboarding_complete(?1, ?2)",
-                vec![Some(session_id.as_str()), payload.as_deref()],
+                vec![text(session_id), Arg::Text(payload.as_deref())],
             ),
-            Query::Get { session_id } => {
-                ("SELECT onboarding_get(?1)", vec![Some(session_id.as_str())])
-            }
+            Query::Get { session_id } => ("SELECT onboarding_get(?1)", vec![text(session_id)]),
+            Query::PhoneSend {
+                session_id,
+                payload,
+                ip_address,
+            } => (
+                "SELECT onboarding_phone_send(?1, ?2, ?3)",
+                vec![
+                    text(session_id),
+                    Arg::Text(payload.as_deref()),
+                    text(ip_address),
+                ],
+            ),
+            Query::PhoneVerify {
+                session_id,
+                payload,
+            } => (
+                "SELECT onboarding_phone_verify(?1, ?2)",
+                vec![text(session_id), Arg::Text(payload.as_deref())],
+            ),
+            Query::OutboxClaim {
+                worker,
+                lease_seconds,
+            } => (
+                "SELECT onboarding_outbox_claim(?1, ?2)",
+                vec![text(worker), Arg::Integer(*lease_seconds)],
+            ),
+            Query::OutboxSent {
+                id,
+                worker,
+                provider_id,
+            } => (
+                "SELECT onboarding_outbox_sent(?1, ?2, ?3)",
+                vec![
+                    Arg::Integer(*id),
+                    text(worker),
+                    Arg::Text(provider_id.as_deref()),
+                ],
+            ),
             Query::AgentTypes => ("SELECT onboarding_agent_types()", Vec::new()),
             Query::Voices => ("SELECT onboarding_voices()", Vec::new()),
             Query::Health => (HEALTH_SQL, Vec::new()),
@@ -100,6 +161,27 @@ impl Query {
         conn.prepare_cached(sql)
             .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
             .map_err(|e| Failure::from(&e))
+    }
+}
+
+/// One argument of a statement, as either backend binds it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Arg<'a> {
+    /// TEXT, or NULL for `None`.
+    Text(Option<&'a str>),
+    Integer(i64),
+}
+
+fn text(value: &str) -> Arg<'_> {
+    Arg::Text(Some(value))
+}
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Text(text) => text.to_sql(),
+            Arg::Integer(n) => n.to_sql(),
+        }
     }
 }
 
