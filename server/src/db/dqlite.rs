@@ -18,7 +18,10 @@
 //!   is safe call by call: each create carries a request key made here once
 //!   per call, so a create already applied answers its first session
 //!   (`onboarding_create(…, request_key)`); a step saved twice saves the
-//!   same data; a completion applied answers `already_completed`.
+//!   same data; a completion applied answers `already_completed`. Not yet
+//!   keyed: the phone routes. A phone send applied, then run again, answers
+//!   `rate_limited` (sends are 60 s apart) although its code went out; a
+//!   wrong code run again counts twice.
 //! - **Error texts kept.** A function's error reaches the HTTP layer as
 //!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
 //!   reading of 1.11's failure responses), so statuses stay exact.
