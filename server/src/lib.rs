@@ -23,6 +23,7 @@ pub mod db;
 pub mod http;
 pub mod limit;
 pub mod routes;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -141,6 +141,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
         Endpoint::Voices => Query::Voices,
         Endpoint::Health => Query::Health,
         Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
+        Endpoint::Web(asset) => return crate::web::reply(asset),
     };
     let success = match endpoint {
         Endpoint::Create => StatusCode::CREATED,
