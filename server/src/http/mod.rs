@@ -21,8 +21,9 @@ use onboarding::{quote, ErrorKind};
 
 pub use reply::Reply;
 
+use self::reply::closing;
 use self::reply::{error, json, not_found, rate_limited, sql_error, unavailable};
-use self::request::{check_framing, check_media_type, payload, Refusal};
+use self::request::{check_framing, check_media_type, has_body, payload, Refusal};
 use crate::client::TrustedProxies;
 use crate::db::{Failure, Query, Writer};
 use crate::limit::RateLimiter;
@@ -73,11 +74,19 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
     // The log names the route's pattern, never the path: a session id is
     // the only credential of an onboarding.
     let route = routes::pattern(req.uri().path()).unwrap_or("-");
+    let sent_body = has_body(&req);
+    let mut body_read = false;
     let mut reply = match check_framing(&req) {
         Err(refusal) => refusal.reply(),
         Ok(()) if method == Method::OPTIONS => preflight(app, &req),
-        Ok(()) => dispatch(app, req, client).await,
+        Ok(()) => dispatch(app, req, client, &mut body_read).await,
     };
+    if sent_body && !body_read {
+        // Answered without reading the body (a 404, 405, 429…): the
+        // connection closes after lingering, so the answer is not lost to
+        // a reset and the unread bytes are never taken for a request.
+        reply = closing(reply);
+    }
     let headers = reply.headers_mut();
     headers.insert(header::VARY, ORIGIN_VARIES);
     if let Some(origin) = allowed_origin {
@@ -93,7 +102,13 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
     reply
 }
 
-async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
+/// Answers a routed request; sets `body_read` once the body is consumed.
+async fn dispatch(
+    app: &App,
+    req: Request<Incoming>,
+    client: IpAddr,
+    body_read: &mut bool,
+) -> Reply {
     let (endpoint, id) = match routes::resolve(req.method(), req.uri().path()) {
         Resolved::Found(route, id) => (route.endpoint, id.unwrap_or_default()),
         Resolved::WrongMethod(methods) => return wrong_method(&req, &methods),
@@ -107,7 +122,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
     // The business step's session, for the "email already used" limit.
     let email_key = (endpoint == Endpoint::Step("business")).then(|| id.clone());
     let query = match endpoint {
-        Endpoint::Create => match create(app, req, client).await {
+        Endpoint::Create => match create(app, req, client, body_read).await {
             Ok(query) => query,
             Err(reply) => return reply,
         },
@@ -120,6 +135,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
                     );
                 }
             }
+            *body_read = true;
             match payload(req.into_body(), app.max_body_bytes).await {
                 Ok(payload) => Query::Step {
                     session_id: id,
@@ -129,13 +145,16 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
                 Err(refusal) => return refusal.reply(),
             }
         }
-        Endpoint::Complete => match payload(req.into_body(), app.max_body_bytes).await {
-            Ok(payload) => Query::Complete {
-                session_id: id,
-                payload,
-            },
-            Err(refusal) => return refusal.reply(),
-        },
+        Endpoint::Complete => {
+            *body_read = true;
+            match payload(req.into_body(), app.max_body_bytes).await {
+                Ok(payload) => Query::Complete {
+                    session_id: id,
+                    payload,
+                },
+                Err(refusal) => return refusal.reply(),
+            }
+        }
         Endpoint::Get => Query::Get { session_id: id },
         Endpoint::AgentTypes => Query::AgentTypes,
         Endpoint::Voices => Query::Voices,
@@ -160,7 +179,12 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
 }
 
 /// The create call: the client's payload with its address and user agent.
-async fn create(app: &App, req: Request<Incoming>, client: IpAddr) -> Result<Query, Reply> {
+async fn create(
+    app: &App,
+    req: Request<Incoming>,
+    client: IpAddr,
+    body_read: &mut bool,
+) -> Result<Query, Reply> {
     if let Some(limiter) = &app.create_limiter {
         if let Err(wait) = limiter.check(client, Instant::now()) {
             return Err(rate_limited(
@@ -176,6 +200,7 @@ async fn create(app: &App, req: Request<Incoming>, client: IpAddr) -> Result<Que
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
+    *body_read = true;
     let payload = payload(req.into_body(), app.max_body_bytes)
         .await
         .map_err(Refusal::reply)?;

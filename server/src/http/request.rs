@@ -58,9 +58,7 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
 /// without preflight only for `text/plain`, form types or none; refusing
 /// those makes every cross-origin write go through CORS.
 pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
-    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-        || req.body().size_hint().exact() != Some(0);
-    if !has_body {
+    if !has_body(req) {
         return Ok(());
     }
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
@@ -82,6 +80,12 @@ pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
     } else {
         Err(Refusal::MediaType(text.into_owned()))
     }
+}
+
+/// Whether the request carries a body (a length above 0, or chunks).
+pub fn has_body(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req.body().size_hint().exact() != Some(0)
 }
 
 /// Reads the whole body, refusing it as soon as it is known to exceed the
