@@ -327,6 +327,31 @@ impl Browser {
         std::fs::write(path, png).expect("write screenshot");
     }
 
+    /// Cuts the browser off the network (`true`) or gives it back: requests
+    /// fail as they do when the connection drops.
+    pub async fn offline(&self, offline: bool) {
+        // Conditions apply to a page whose network domain is on.
+        self.client
+            .issue_cmd(DevTools {
+                cmd: "Network.enable",
+                params: json!({}),
+            })
+            .await
+            .expect("DevTools network domain");
+        self.client
+            .issue_cmd(DevTools {
+                cmd: "Network.emulateNetworkConditions",
+                params: json!({
+                    "offline": offline,
+                    "latency": 0,
+                    "downloadThroughput": -1,
+                    "uploadThroughput": -1,
+                }),
+            })
+            .await
+            .expect("DevTools network conditions");
+    }
+
     /// Ends the WebDriver session (and so Chromium), then chromedriver.
     pub async fn quit(self) {
         let _ = tokio::time::timeout(Duration::from_secs(30), self.client.clone().close()).await;

@@ -353,6 +353,63 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
     assert_eq!(business["email"], EMAIL);
 }
 
+#[tokio::test]
+async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    b.step("welcome").await;
+    b.click("#start").await;
+    b.step("business").await;
+    b.fill("company_name", COMPANY).await;
+    b.fill("industry", "Boulangerie").await;
+    b.fill("phone", "06 12 34 56 78").await;
+    b.fill("email", EMAIL).await;
+
+    b.offline(true).await;
+    b.click("#business-next").await;
+    // The automatic retries spent, the banner takes the focus.
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    assert_eq!(
+        b.text("offline-text").await,
+        "Connexion au serveur impossible. Ce que vous avez saisi est conservé."
+    );
+    b.showing("business").await;
+    let mut fields = Vec::new();
+    for id in ["company_name", "industry", "phone", "email"] {
+        fields.push(b.value(id).await);
+    }
+    assert_eq!(fields, [COMPANY, "Boulangerie", "06 12 34 56 78", EMAIL]);
+    // Nothing reached the server.
+    assert_eq!(
+        row(&server, "onboarding_sessions")["business_data"],
+        Value::Null
+    );
+
+    b.offline(false).await;
+    b.click("#retry").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.getElementById('offline').hidden")
+            .await,
+        true
+    );
+    b.quit().await;
+    let session = row(&server, "onboarding_sessions");
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        business,
+        json!({
+            "company_name": COMPANY,
+            "industry": "Boulangerie",
+            "phone": "+33612345678",
+            "email": EMAIL,
+        })
+    );
+}
+
 /// Goes to the knowledge step's following step and back, reloads, and finds
 /// the knowledge step again with every step's fields as saved.
 async fn reload_resumes_at_the_same_step(width: u32, screenshot: Option<&str>) {
