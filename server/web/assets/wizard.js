@@ -423,10 +423,8 @@ function showBookingFields() {
 
 // ------------------------------------------------------ phone verification
 
-/** The verification state `GET session` shows, under whichever name the server uses. */
-function verificationOf(session) {
-  return (session && (session.phone_verification || session.verification)) || null;
-}
+/** The state of the session's latest verification, as `GET session` shows it. */
+const verificationOf = (session) => (session && session.phone_verification) || null;
 
 function prepareVerification() {
   const business = state.session.steps.business || {};
@@ -442,11 +440,18 @@ function prepareVerification() {
     // A code by SMS reaches a mobile; a fixed line gets a call.
     check('channel', /^\+33[67]/.test(business.phone || '') ? 'sms' : 'voice');
   }
+  // A code sent before a reload can still be typed in.
+  if (verification && verification.status === 'pending') {
+    codeSent(verification);
+  } else {
+    $('form-verify').hidden = true;
+  }
 }
 
 async function sendCode() {
+  let sent;
   try {
-    state.verification = await post(sessionPath(state.id, 'phone/verification'), { channel: checked('channel') }, { retries: 0 });
+    sent = await post(sessionPath(state.id, 'phone/verification'), { channel: checked('channel') }, { retries: 0 });
   } catch (error) {
     if (isMissingRoute(error)) {
       $('verify-unavailable').hidden = false;
@@ -456,13 +461,16 @@ async function sendCode() {
     }
     throw error;
   }
-  const v = state.verification;
+  codeSent(sent);
+  $('code').focus();
+  announce($('sent-note').textContent);
+}
+
+function codeSent(v) {
   const how = v.channel === 'voice' ? 'par appel vocal' : 'par SMS';
   $('sent-note').textContent = `Code envoyé ${how} au ${v.phone_number}. Il est valable jusqu'à ${time(v.expires_at)}.`;
   $('form-verify').hidden = false;
   $('send-code').textContent = 'Renvoyer un code';
-  $('code').focus();
-  announce($('sent-note').textContent);
 }
 
 async function verifyCode() {
