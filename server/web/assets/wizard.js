@@ -510,7 +510,10 @@ function renderSummary() {
   const kb = steps.kb || {};
   let kbText = KB_LABELS[kb.method] || '—';
   if (kb.method === 'website') kbText += ` : ${kb.crawl_url}`;
-  if (kb.method === 'documents' && Array.isArray(kb.documents)) kbText += ` : ${kb.documents.length}`;
+  if (kb.method === 'documents' && Array.isArray(kb.documents)) {
+    const n = kb.documents.length;
+    kbText = n > 1 ? `${n} textes collés` : `${n} texte collé`;
+  }
   rows.push(['Base de connaissances', kbText]);
   const booking = steps.appointments;
   rows.push(['Rendez-vous', booking ? `Cal.com, événement ${booking.event_type_id}, ${booking.timezone}` : 'Non']);
