@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SO := dist/libonboarding.so
 
-.PHONY: all loadable test schemathesis lint fmt bench server clean reference
+.PHONY: all loadable test litestream-kill schemathesis lint fmt bench server clean reference litestream
 
 all: loadable
 
@@ -18,6 +18,7 @@ $(SO): FORCE
 FORCE:
 
 test: loadable
+	scripts/litestream-venv
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -45,6 +46,12 @@ bench:
 	$(CARGO) bench -p onboarding-benches --bench growth
 	$(CARGO) run --release -p onboarding-benches --bin loadgen
 
+# The server under Litestream (deploy/litestream.yml): restores ./onboarding.db
+# from ./replica when it is missing, then replicates every commit. Server
+# flags after ARGS=, e.g. make litestream ARGS="--listen 0.0.0.0:8787".
+litestream:
+	scripts/litestream-run $(ARGS)
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -57,3 +64,10 @@ clean:
 	$(CARGO) clean
 	$(CARGO) clean --manifest-path ext/loadable/Cargo.toml
 	rm -rf dist
+
+# The two Litestream kill tests left out of `make test` (a server or a whole
+# machine killed under load, then restored): Litestream 0.5.17 can replicate
+# a torn transaction of a killed server; see README, "Backups and replicas".
+litestream-kill: loadable
+	scripts/litestream-venv
+	$(CARGO) test -p onboarding-server --test litestream -- --ignored --nocapture

@@ -39,6 +39,18 @@ impl Synchronous {
     }
 }
 
+/// Who checkpoints the WAL, copying it back into the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WalCheckpoint {
+    /// The server: a checkpointer thread while it runs, and a truncating
+    /// checkpoint at shutdown that leaves no WAL file behind.
+    Internal,
+    /// Another process (Litestream, which must see every WAL frame before
+    /// it is copied back): the server never checkpoints, not even when it
+    /// closes, so a clean stop never waits for that process's read lock.
+    External,
+}
+
 /// Everything [`crate::run`] needs besides its listener.
 #[derive(Clone)]
 pub struct Config {
@@ -52,6 +64,7 @@ pub struct Config {
     pub create_rate_limit: u32,
     pub create_rate_window: Duration,
     pub synchronous: Synchronous,
+    pub wal_checkpoint: WalCheckpoint,
     /// Load this built `libonboarding.so` instead of the linked functions.
     pub extension: Option<PathBuf>,
     /// Time and randomness for the linked functions (tests pin them); `None`
@@ -106,6 +119,7 @@ impl Default for Config {
             create_rate_limit: DEFAULT_CREATE_RATE_LIMIT,
             create_rate_window: Duration::from_secs(60),
             synchronous: Synchronous::Full,
+            wal_checkpoint: WalCheckpoint::Internal,
             extension: None,
             env: None,
             shutdown_grace: Duration::from_secs(30),
@@ -129,6 +143,7 @@ impl fmt::Debug for Config {
             .field("create_rate_limit", &self.create_rate_limit)
             .field("create_rate_window", &self.create_rate_window)
             .field("synchronous", &self.synchronous)
+            .field("wal_checkpoint", &self.wal_checkpoint)
             .field("extension", &self.extension)
             .field("env", &self.env.as_ref().map(|_| "custom"))
             .field("shutdown_grace", &self.shutdown_grace)
@@ -187,6 +202,12 @@ pub struct Args {
     /// loss; `normal` only a crash of the server (faster on slow disks).
     #[arg(long, env = "ONBOARDING_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
     pub synchronous: Synchronous,
+
+    /// Who checkpoints the WAL: `internal`, the server; `external`, another
+    /// process such as Litestream (the server then never checkpoints, not
+    /// even at shutdown; without such a process the WAL grows without end).
+    #[arg(long, env = "ONBOARDING_WAL_CHECKPOINT", value_enum, default_value_t = WalCheckpoint::Internal)]
+    pub wal_checkpoint: WalCheckpoint,
 
     /// Load this built extension (e.g. dist/libonboarding.so) at run time
     /// instead of the functions linked into the server.
@@ -248,6 +269,7 @@ impl Args {
             create_rate_limit: self.create_rate_limit,
             create_rate_window: Duration::from_secs(self.create_rate_window_secs),
             synchronous: self.synchronous,
+            wal_checkpoint: self.wal_checkpoint,
             extension: self.extension.clone(),
             env: None,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
@@ -293,7 +315,26 @@ mod tests {
         assert_eq!(config.create_rate_limit, default.create_rate_limit);
         assert_eq!(config.create_rate_window, default.create_rate_window);
         assert_eq!(config.synchronous, Synchronous::Full);
+        assert_eq!(config.wal_checkpoint, WalCheckpoint::Internal);
         assert_eq!(config.extension, None);
+    }
+
+    #[test]
+    fn wal_checkpoint_is_internal_or_external() {
+        let args =
+            Args::try_parse_from(["onboarding-server", "--wal-checkpoint", "external"]).unwrap();
+        assert_eq!(args.config().wal_checkpoint, WalCheckpoint::External);
+        let args =
+            Args::try_parse_from(["onboarding-server", "--wal-checkpoint", "internal"]).unwrap();
+        assert_eq!(args.config().wal_checkpoint, WalCheckpoint::Internal);
+        let err = Args::try_parse_from(["onboarding-server", "--wal-checkpoint", "litestream"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(
+            err.to_string()
+                .contains("[possible values: internal, external]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ const MAX_BUFFER_BYTES: usize = 64 * 1024;
 /// input makes the kernel send RST, which discards the answer in flight.
 const LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(10);
-const LINGER_IDLE: Duration = Duration::from_secs(2);
+const LINGER_IDLE: Duration = Duration::from_secs(5);
 
 /// The same for a connection refused at accept (over a cap): shorter, as
 /// these come in floods.
@@ -211,13 +211,19 @@ impl Connection {
                 stopping = true;
             }
         };
-        if let Err(e) = ended {
-            // Clients that vanish mid-request are routine: not an error.
-            tracing::debug!(error = %e, "connection ended with an error");
-            return;
-        }
+        // A request hyper could not parse (400, 414, 431) was answered with
+        // its input unread, like a refused body: linger so that it arrives.
+        let unparsed = match &ended {
+            Err(e) if e.is_parse() || e.is_parse_too_large() => true,
+            Err(e) => {
+                // Clients that vanish mid-request are routine: not an error.
+                tracing::debug!(error = %e, "connection ended with an error");
+                return;
+            }
+            Ok(()) => false,
+        };
         let mut stream = conn.into_parts().io.into_inner().inner;
-        if activity.linger.load(Ordering::SeqCst) && !stopping {
+        if (unparsed || activity.linger.load(Ordering::SeqCst)) && !stopping {
             linger(stream, LINGER_MAX_BYTES, LINGER_TIME).await;
         } else {
             let _ = stream.shutdown().await;

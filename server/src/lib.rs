@@ -32,7 +32,7 @@ use std::sync::Arc;
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
 
-pub use config::{Args, Config, Synchronous};
+pub use config::{Args, Config, Synchronous, WalCheckpoint};
 
 /// Serves `listener` until `shutdown` completes, then stops accepting,
 /// closes idle connections, finishes the requests in flight (up to
@@ -56,6 +56,7 @@ pub async fn run(
         %address,
         database = %config.db_path.display(),
         synchronous = config.synchronous.pragma(),
+        wal_checkpoint = ?config.wal_checkpoint,
         extension = ?config.extension,
         "serving"
     );
@@ -87,6 +88,7 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
     let writer = db::Writer::start(db::Options {
         path: config.db_path.clone(),
         synchronous: config.synchronous,
+        wal_checkpoint: config.wal_checkpoint,
         extension: config.extension.clone(),
         env: config
             .env

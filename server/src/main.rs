@@ -30,11 +30,23 @@ fn serve(args: &Args) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let listener =
+            listen(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         onboarding_server::run(listener, args.config(), shutdown_signal()).await
     })
+}
+
+/// Binds `address` with a deep accept queue: a burst of connections waits
+/// in it for the accept loop instead of being dropped by the kernel (tokio's
+/// default depth is 1,024; the kernel caps it at `net.core.somaxconn`).
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(4096)
 }
 
 /// Completes on the first SIGTERM (service managers, `kill`) or Ctrl-C.

@@ -55,22 +55,25 @@ async fn a_thousand_unfinished_heads_keep_memory_under_100_mb() {
         head.push_str(&filler);
     }
     let head = std::sync::Arc::new(head.into_bytes());
-    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<()>(1000);
-    let attackers: Vec<_> = (0..1000u32)
-        .map(|i| {
+    // In waves of 100 that stay open: a thousand connects at once would
+    // overflow the kernel's accept queue, whose drops are not the server's.
+    let mut attackers = Vec::with_capacity(1000);
+    for wave in 0..10u32 {
+        let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<()>(100);
+        for i in wave * 100..(wave + 1) * 100 {
             // 10 per address over 100 addresses: under the per-IP cap.
             let from = [127, 0, 2 + (i / 10 / 250) as u8, (i / 10 % 250) as u8 + 1];
             let (head, sent, addr) = (std::sync::Arc::clone(&head), sent_tx.clone(), server.addr);
-            tokio::spawn(async move {
+            attackers.push(tokio::spawn(async move {
                 let mut stream = connect_from(from, addr).await.unwrap();
                 let _ = stream.write_all(&head).await; // the server may close first
                 let _ = sent.send(()).await;
                 read_all(&mut stream).await
-            })
-        })
-        .collect();
-    drop(sent_tx);
-    while sent_rx.recv().await.is_some() {}
+            }));
+        }
+        drop(sent_tx);
+        while sent_rx.recv().await.is_some() {}
+    }
     // A normal client is served while the attack is on.
     let reply = request(server.addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -85,17 +88,9 @@ async fn a_thousand_unfinished_heads_keep_memory_under_100_mb() {
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    // A client still writing when the server closed may lose the answer to
-    // the reset; most read it.
-    let answered = answers.get(&expected).copied().unwrap_or(0);
-    assert!(
-        answered >= 900,
-        "{answered} of 1000 got the 431: {answers:?}"
-    );
-    assert!(
-        answers.keys().all(|a| a == &expected || a.is_empty()),
-        "{answers:?}"
-    );
+    // The server reads what a refused client still sends before closing,
+    // so every one of them gets the answer rather than a reset.
+    assert_eq!(answers, [(expected, 1000)].into_iter().collect());
 
     // 1,000 heads just under the cap, held open.
     let mut unfinished = "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\n".to_string();

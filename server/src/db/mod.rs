@@ -17,7 +17,9 @@
 //! batch runs again alone, so that no answer claims a write that was lost.
 //!
 //! Beside it, a checkpointer thread with its own connection copies the WAL
-//! back into the database file, so that no commit waits for a checkpoint.
+//! back into the database file, so that no commit waits for a checkpoint;
+//! under Litestream (`--wal-checkpoint external`) there is none: Litestream
+//! checkpoints, after copying each frame to its replica.
 //!
 //! | file | owns |
 //! |---|---|

@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, LoadExtensionGuard};
 
 use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
 use super::query::error_text;
-use crate::config::Synchronous;
+use crate::config::{Synchronous, WalCheckpoint};
 
 /// How the writer thread opens its connection.
 pub struct Options {
     pub path: PathBuf,
     pub synchronous: Synchronous,
+    /// `External`: no checkpointer, and no checkpoint at close either.
+    pub wal_checkpoint: WalCheckpoint,
     /// Load this built extension instead of registering the linked functions.
     pub extension: Option<PathBuf>,
     /// Time and randomness of the linked functions.
@@ -30,7 +33,8 @@ pub(super) struct Database {
     /// The library's statements kept across calls (linked functions only);
     /// released before the connection closes, as SQLite requires.
     pub(super) statements: Option<onboarding::CachedStatements>,
-    pub(super) checkpointer: Checkpointer,
+    /// `None` when another process checkpoints (`--wal-checkpoint external`).
+    pub(super) checkpointer: Option<Checkpointer>,
 }
 
 /// Opens the database as the server needs it; every error names its step.
@@ -68,8 +72,21 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
     // Room for the seven route statements, the health check and the
     // transaction statements.
     conn.set_prepared_statement_cache_capacity(16);
-    let checkpointer =
-        Checkpointer::start(&options.path, options.synchronous, options.busy_timeout)?;
+    let checkpointer = match options.wal_checkpoint {
+        WalCheckpoint::Internal => Some(Checkpointer::start(
+            &options.path,
+            options.synchronous,
+            options.busy_timeout,
+        )?),
+        WalCheckpoint::External => {
+            // SQLite checkpoints when the last connection to a database
+            // closes; under Litestream its own connection keeps that from
+            // happening, but "never" should not depend on who closes last.
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                .map_err(|e| format!("cannot configure {path}: {e}"))?;
+            None
+        }
+    };
     Ok(Database {
         conn,
         statements,

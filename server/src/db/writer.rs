@@ -22,7 +22,8 @@ struct Job {
 
 enum Message {
     Run(Job),
-    /// Answer what is queued before, then checkpoint and close the database.
+    /// Answer what is queued before, then checkpoint (unless another process
+    /// does) and close the database.
     Close(oneshot::Sender<Result<(), String>>),
 }
 
@@ -112,7 +113,9 @@ fn serve(db: Database, mut inbox: mpsc::Receiver<Message>) {
         run_batch(&db.conn, &batch, &mut replies);
         transactions += 1;
         calls += batch.len() as u64;
-        db.checkpointer.after_batch(&db.conn);
+        if let Some(checkpointer) = &db.checkpointer {
+            checkpointer.after_batch(&db.conn);
+        }
         for (job, reply) in batch.drain(..).zip(replies.drain(..)) {
             // The request may have gone (client disconnected): its write
             // stands, as it would for a client that left after the answer.
@@ -197,21 +200,28 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
 }
 
 /// Stops the checkpointer, folds the WAL back into the database file and
-/// closes the connection.
+/// closes the connection. With an external checkpointer (Litestream), the
+/// WAL is left as it is: that process holds a read transaction on it, so a
+/// truncating checkpoint would wait out the busy timeout and fail, and the
+/// frames it has not yet copied must stay in the log anyway.
 fn shut(db: Database) -> Result<(), String> {
     let Database {
         conn,
         statements,
         checkpointer,
     } = db;
-    checkpointer.stop();
     // SQLite refuses to close a connection with unfinalized statements.
     drop(statements);
-    let checkpoint = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(|e| format!("checkpoint failed: {}", error_text(&e)));
+    let checkpoint = match checkpointer {
+        Some(checkpointer) => {
+            checkpointer.stop();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| format!("checkpoint failed: {}", error_text(&e)))
+        }
+        None => Ok(0),
+    };
     conn.close()
         .map_err(|(_, e)| format!("close failed: {}", error_text(&e)))?;
     match checkpoint? {
@@ -223,7 +233,7 @@ fn shut(db: Database) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Synchronous;
+    use crate::config::{Synchronous, WalCheckpoint};
 
     fn create_jobs(n: usize) -> Vec<Job> {
         (0..n)
@@ -250,6 +260,7 @@ mod tests {
         let options = Options {
             path: dir.path().join("full.db"),
             synchronous: Synchronous::Normal,
+            wal_checkpoint: WalCheckpoint::Internal,
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
@@ -297,6 +308,7 @@ mod tests {
         let options = Options {
             path: dir.path().join("batch.db"),
             synchronous: Synchronous::Normal,
+            wal_checkpoint: WalCheckpoint::Internal,
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
@@ -328,5 +340,79 @@ mod tests {
             3
         );
         shut(db).unwrap();
+    }
+
+    fn options_for(dir: &tempfile::TempDir, wal_checkpoint: WalCheckpoint) -> Options {
+        Options {
+            path: dir.path().join("wal.db"),
+            synchronous: Synchronous::Normal,
+            wal_checkpoint,
+            extension: None,
+            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
+            busy_timeout: std::time::Duration::from_millis(200),
+        }
+    }
+
+    /// A reader holding a read transaction open, as Litestream always does.
+    fn hold_a_read_transaction(path: &std::path::Path) -> Connection {
+        let reader = Connection::open(path).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM onboarding_sessions;")
+            .unwrap();
+        reader
+    }
+
+    /// The conflict `--wal-checkpoint external` exists for: the truncating
+    /// checkpoint at close fails against a reader, and the server exits 1.
+    #[test]
+    fn an_internal_checkpoint_at_close_is_blocked_by_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&options_for(&dir, WalCheckpoint::Internal)).unwrap();
+        let mut replies = Vec::new();
+        run_batch(&db.conn, &create_jobs(3), &mut replies);
+        let _reader = hold_a_read_transaction(&dir.path().join("wal.db"));
+        assert_eq!(
+            shut(db),
+            Err("checkpoint was blocked by another connection".to_string())
+        );
+    }
+
+    #[test]
+    fn an_external_checkpoint_leaves_the_wal_to_its_reader_and_closes_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let wal = dir.path().join("wal.db-wal");
+        let db = open(&options_for(&dir, WalCheckpoint::External)).unwrap();
+        assert!(db.checkpointer.is_none());
+        let mut replies = Vec::new();
+        run_batch(&db.conn, &create_jobs(3), &mut replies);
+        let reader = hold_a_read_transaction(&path);
+        let before = std::fs::read(&wal).unwrap();
+        assert_eq!(shut(db), Ok(()));
+        // Not one frame copied back nor the log restarted: byte for byte.
+        assert_eq!(std::fs::read(&wal).unwrap(), before);
+        drop(reader);
+    }
+
+    /// SQLite checkpoints when the last connection to a database closes:
+    /// with an external checkpointer, not even then.
+    #[test]
+    fn an_external_checkpoint_leaves_the_wal_when_the_server_closes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("wal.db-wal");
+        let db = open(&options_for(&dir, WalCheckpoint::External)).unwrap();
+        let mut replies = Vec::new();
+        run_batch(&db.conn, &create_jobs(3), &mut replies);
+        let before = std::fs::read(&wal).unwrap();
+        assert_eq!(shut(db), Ok(()));
+        assert_eq!(std::fs::read(&wal).unwrap(), before);
+
+        let db = open(&options_for(&dir, WalCheckpoint::Internal)).unwrap();
+        assert_eq!(
+            count(&db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            3
+        );
+        assert_eq!(shut(db), Ok(()));
+        assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).ok(), None);
     }
 }

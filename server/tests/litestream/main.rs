@@ -1,0 +1,385 @@
+//! Litestream's promises, measured on real processes over loopback: the
+//! server under `scripts/litestream-run` (Litestream with the server as its
+//! child, `deploy/litestream.yml`, a file replica), restores by
+//! `scripts/restore-drill`, reads by `scripts/read-replica`.
+//!
+//! Needs the virtualenv of `scripts/litestream-venv` (made by `.ci/run`;
+//! without it every test here says SKIPPED and passes) and
+//! `dist/libonboarding.so` for the read replica (`make loadable`).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod node;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::try_request;
+use node::{onboard, restore_drill, Completion, Load, Node, ReadReplica, SYNC_INTERVAL};
+use rusqlite::Connection;
+
+/// Clients completing onboardings at once during the kill tests.
+const CLIENTS: u64 = 8;
+
+/// How long the load runs before a kill.
+const LOAD_FOR: Duration = Duration::from_millis(2500);
+
+/// The most a completion may take to reach a read replica: the replica's
+/// sync interval plus the VFS's polling, with room for a loaded machine.
+const REPLICA_LAG_BOUND: Duration = Duration::from_secs(5);
+
+fn open(path: &Path) -> Connection {
+    Connection::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// Ids of the completed sessions.
+fn completed(conn: &Connection) -> HashSet<String> {
+    let mut statement = conn
+        .prepare("SELECT id FROM onboarding_sessions WHERE status = 'completed'")
+        .expect("prepare");
+    let ids = statement
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect::<Result<HashSet<String>, _>>());
+    ids.expect("completed sessions")
+}
+
+/// Sessions whose completion is only partly there: completed without its
+/// omnichannel rows or tenant flag, or omnichannel rows without a completed
+/// session. Completion writes them all in one transaction.
+fn half_synced(conn: &Connection) -> Vec<String> {
+    let sql = "
+        SELECT 'completed without its rows: ' || s.id FROM onboarding_sessions s
+        JOIN tenants t ON t.id = s.tenant_id
+        WHERE s.status = 'completed' AND (
+            t.onboarding_completed IS NOT 1
+            OR NOT EXISTS (SELECT 1 FROM omni_agent_configs a WHERE a.tenant_id = s.tenant_id)
+            OR NOT EXISTS (SELECT 1 FROM omni_phone_mappings p WHERE p.tenant_id = s.tenant_id)
+            OR NOT EXISTS (SELECT 1 FROM kb_crawl_jobs k WHERE k.session_id = s.id))
+        UNION ALL
+        SELECT 'rows without a completion: ' || a.tenant_id FROM omni_agent_configs a
+        WHERE NOT EXISTS (SELECT 1 FROM onboarding_sessions s
+                          WHERE s.tenant_id = a.tenant_id AND s.status = 'completed')";
+    let mut statement = conn.prepare(sql).expect("prepare");
+    let rows = statement
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect::<Result<Vec<String>, _>>());
+    rows.expect("half-synced sessions")
+}
+
+/// The acknowledged completions missing from `present`.
+fn missing<'a>(acked: &'a [Completion], present: &HashSet<String>) -> Vec<&'a str> {
+    acked
+        .iter()
+        .filter(|c| !present.contains(&c.session_id))
+        .map(|c| c.session_id.as_str())
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+// Ignored in `make test` (run them with `make litestream-kill`): with
+// Litestream 0.5.17, the newest on PyPI, a server killed mid-commit can leave
+// a torn transaction in the replica (malformed, or one completion the server
+// never committed) in about 3 runs of 10, and a machine starved of CPU
+// stretches the loss window past the sync interval. The server's own file
+// was sound and complete every time; see README, "Backups and replicas".
+#[test]
+#[ignore = "Litestream 0.5.17 can replicate a torn transaction of a killed server (make litestream-kill)"]
+fn a_killed_server_loses_no_acknowledged_completion() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, replica) = (
+        dir.path().join("node/onboarding.db"),
+        dir.path().join("replica"),
+    );
+    let mut node = Node::start(&db, &replica);
+
+    let acked = runtime().block_on(async {
+        let load = Load::start(node.addr, CLIENTS);
+        tokio::time::sleep(LOAD_FOR).await;
+        node.kill_server();
+        load.finish().await
+    });
+    // Litestream sees its child die, syncs what the WAL holds and exits.
+    let status = node
+        .wait(Duration::from_secs(30))
+        .expect("Litestream exits");
+    assert_eq!(status.code(), Some(1), "{}", node.log.text());
+    assert!(
+        acked.len() >= 20,
+        "only {} completions under load",
+        acked.len()
+    );
+
+    let on_disk = open(&db);
+    assert_eq!(missing(&acked, &completed(&on_disk)), Vec::<&str>::new());
+    assert_eq!(half_synced(&on_disk), Vec::<String>::new());
+
+    let restored = dir.path().join("restored.db");
+    let drill = restore_drill(&replica, &restored);
+    assert_eq!(drill.integrity_check, "ok");
+    let from_replica = open(&restored);
+    assert_eq!(
+        missing(&acked, &completed(&from_replica)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(half_synced(&from_replica), Vec::<String>::new());
+    // The replica holds what the server's file holds, table by table.
+    for table in [
+        "tenants",
+        "onboarding_sessions",
+        "omni_agent_configs",
+        "kb_crawl_jobs",
+    ] {
+        let count = |conn: &Connection| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(drill.counts[table], count(&on_disk), "{table}");
+        assert_eq!(count(&from_replica), count(&on_disk), "{table}");
+    }
+    node::report(&format!(
+        "killed server: {} completions acknowledged, 0 missing from the file and the replica; \
+         restore {:.3} s",
+        acked.len(),
+        drill.restore_seconds
+    ));
+}
+
+#[test]
+#[ignore = "Litestream 0.5.17 can replicate a torn transaction of a killed server (make litestream-kill)"]
+fn a_lost_machine_loses_only_completions_inside_the_sync_interval() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, replica) = (
+        dir.path().join("node/onboarding.db"),
+        dir.path().join("replica"),
+    );
+    let mut node = Node::start(&db, &replica);
+
+    let (acked, killed_at) = runtime().block_on(async {
+        let load = Load::start(node.addr, CLIENTS);
+        tokio::time::sleep(LOAD_FOR).await;
+        let killed_at = Instant::now();
+        node.kill_machine();
+        (load.finish().await, killed_at)
+    });
+    assert!(
+        acked.len() >= 20,
+        "only {} completions under load",
+        acked.len()
+    );
+
+    let restored = dir.path().join("restored.db");
+    let drill = restore_drill(&replica, &restored);
+    assert_eq!(drill.integrity_check, "ok");
+    let conn = open(&restored);
+    assert_eq!(half_synced(&conn), Vec::<String>::new());
+    let present = completed(&conn);
+    let (inside, before): (Vec<Completion>, Vec<Completion>) = acked
+        .into_iter()
+        .partition(|c| killed_at.duration_since(c.at) < SYNC_INTERVAL);
+    assert_eq!(missing(&before, &present), Vec::<&str>::new());
+    let lost = missing(&inside, &present).len();
+    node::report(&format!(
+        "lost machine: {} completions acknowledged more than {SYNC_INTERVAL:?} before the kill, \
+         all restored; {} inside the window, {lost} of them lost; restore {:.3} s",
+        before.len(),
+        inside.len(),
+        drill.restore_seconds
+    ));
+}
+
+/// Runs `flows` onboardings on `node` one after another.
+fn onboard_some(node: &Node, flows: u64) -> Vec<Completion> {
+    runtime().block_on(async {
+        let mut done = Vec::new();
+        for n in 0..flows {
+            done.push(onboard(node.addr, n).await.expect("an onboarding"));
+        }
+        done
+    })
+}
+
+#[test]
+fn a_clean_stop_under_litestream_exits_zero() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, replica) = (
+        dir.path().join("node/onboarding.db"),
+        dir.path().join("replica"),
+    );
+    let mut node = Node::start(&db, &replica);
+    let acked = onboard_some(&node, 3);
+
+    let status = node.stop();
+    let log = node.log.text();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("database closed transactions="), "{log}");
+    assert!(!log.contains("did not close cleanly"), "{log}");
+    // Litestream synced the last commits on its way out.
+    let drill = restore_drill(&replica, &dir.path().join("restored.db"));
+    assert_eq!(drill.counts["onboarding_sessions"], 3);
+    let present = completed(&open(&dir.path().join("restored.db")));
+    assert_eq!(missing(&acked, &present), Vec::<&str>::new());
+}
+
+#[test]
+fn a_fresh_node_with_an_empty_disk_restores_at_boot_and_serves_the_sessions() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let mut first = Node::start(&dir.path().join("first/onboarding.db"), &replica);
+    let acked = onboard_some(&first, 3);
+    let rt = runtime();
+    let get = |addr, id: &str| {
+        let path = format!("/api/v1/onboarding/session/{id}");
+        rt.block_on(try_request(addr, "GET", &path, b""))
+            .expect("an answer")
+    };
+    let bodies: Vec<String> = acked
+        .iter()
+        .map(|c| get(first.addr, &c.session_id).body)
+        .collect();
+    // The first machine stops (a lost one would take the last second of
+    // commits with it, as the test above measures), and its disk is gone.
+    assert_eq!(first.stop().code(), Some(0));
+    std::fs::remove_dir_all(dir.path().join("first")).unwrap();
+
+    let fresh = dir.path().join("fresh/onboarding.db");
+    let second = Node::start(&fresh, &replica);
+    assert!(
+        second.log.text().contains("msg=\"restore completed\""),
+        "{}",
+        second.log.text()
+    );
+    for (completion, body) in acked.iter().zip(&bodies) {
+        let reply = get(second.addr, &completion.session_id);
+        assert_eq!(reply.status, 200);
+        assert_eq!(&reply.body, body);
+        assert_eq!(reply.json()["status"], "completed");
+        assert_eq!(reply.json()["tenant_id"], completion.tenant_id.as_str());
+    }
+    // It goes on onboarding, and replicating.
+    let more = rt
+        .block_on(onboard(second.addr, 1_000))
+        .expect("an onboarding on the restored node");
+    drop(second);
+    let present = completed(&open(&fresh));
+    assert_eq!(present.len(), 4);
+    assert!(present.contains(&more.session_id));
+}
+
+#[test]
+fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let node = Node::start(&dir.path().join("node/onboarding.db"), &replica);
+    let rt = runtime();
+    let first = rt.block_on(onboard(node.addr, 0)).expect("an onboarding");
+    let reader = wait_until_served(&replica, &first.session_id);
+
+    let mut lags = Vec::new();
+    for n in 1..=5 {
+        let done = rt.block_on(onboard(node.addr, n)).expect("an onboarding");
+        let path = format!("/api/v1/onboarding/session/{}", done.session_id);
+        let seen = rt.block_on(async {
+            let deadline = done.at + REPLICA_LAG_BOUND;
+            while Instant::now() < deadline {
+                if let Some(reply) = try_request(reader.addr, "GET", &path, b"").await {
+                    if reply.status == 200 && reply.json()["status"] == "completed" {
+                        return Some((Instant::now(), reply.body));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            None
+        });
+        let (at, body) = seen.unwrap_or_else(|| {
+            panic!("completion {n} not on the replica within {REPLICA_LAG_BOUND:?}")
+        });
+        lags.push(at.duration_since(done.at));
+        // The replica answers what the primary answers, byte for byte.
+        let primary = rt
+            .block_on(try_request(node.addr, "GET", &path, b""))
+            .unwrap();
+        assert_eq!(body, primary.body);
+    }
+    for route in [
+        "/api/v1/onboarding/agent-types",
+        "/api/v1/onboarding/voices",
+    ] {
+        let on_replica = rt
+            .block_on(try_request(reader.addr, "GET", route, b""))
+            .unwrap();
+        let on_primary = rt
+            .block_on(try_request(node.addr, "GET", route, b""))
+            .unwrap();
+        assert_eq!((on_replica.status, on_replica.body), (200, on_primary.body));
+    }
+
+    let refused = rt
+        .block_on(try_request(
+            reader.addr,
+            "POST",
+            "/api/v1/onboarding/session",
+            b"{}",
+        ))
+        .unwrap();
+    assert_eq!(refused.status, 405);
+    assert_eq!(
+        refused.body,
+        r#"{"success":false,"error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#
+    );
+    let sql = std::process::Command::new(node::root().join("scripts/read-replica"))
+        .arg("--replica")
+        .arg(&replica)
+        .args(["sql", "SELECT onboarding_create('{}')"])
+        .output()
+        .expect("run scripts/read-replica sql");
+    assert_eq!(sql.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&sql.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&sql.stderr),
+        "read-replica: error: onboarding_create: internal: attempt to write a readonly database \
+         (this is a read replica; send writes to the primary)\n"
+    );
+
+    lags.sort();
+    node::report(&format!(
+        "read replica lag over {} completions: min {:?}, median {:?}, max {:?}",
+        lags.len(),
+        lags[0],
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    ));
+}
+
+/// Starts the read replica and waits until it serves the session.
+fn wait_until_served(replica: &Path, session_id: &str) -> ReadReplica {
+    let deadline = Instant::now() + REPLICA_LAG_BOUND;
+    let reader = ReadReplica::serve(replica);
+    let path = format!("/api/v1/onboarding/session/{session_id}");
+    let rt = runtime();
+    while Instant::now() < deadline {
+        let reply = rt.block_on(try_request(reader.addr, "GET", &path, b""));
+        if reply.is_some_and(|r| r.status == 200) {
+            return reader;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("session {session_id} not on the replica within {REPLICA_LAG_BOUND:?}");
+}

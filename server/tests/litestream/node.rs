@@ -1,0 +1,398 @@
+//! The processes of a Litestream deployment, as `scripts/` start them: a
+//! node (`scripts/litestream-run`: Litestream with the real server as its
+//! child), the restore drill and the read replica; and the load that
+//! completes onboardings against a node and remembers when each was
+//! acknowledged.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::try_request;
+
+/// Litestream's `sync-interval` in `deploy/litestream.yml`: what a lost
+/// machine may lose.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The repository's root (the scripts and `dist/` are there).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the server crate is one level down")
+        .to_path_buf()
+}
+
+/// The virtualenv of `scripts/litestream-venv`, or `None` (and a loud
+/// message) when it was never made: `.ci/run` makes it, so CI never skips.
+pub fn venv() -> Option<PathBuf> {
+    let venv = std::env::var_os("LITESTREAM_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-litestream"));
+    if venv.join("bin/litestream").is_file() {
+        return Some(venv);
+    }
+    // Straight to stderr: the test harness captures eprintln! of passing
+    // tests, and a skip must not go unseen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! SKIPPED: no Litestream virtualenv at {}: run scripts/litestream-venv \
+         (.ci/run does) to run the Litestream tests !!!!!!!!\n",
+        venv.display()
+    );
+    None
+}
+
+/// Prints a measurement even when the harness captures output (as it does
+/// for passing tests): `make test` shows the loss window and the lag.
+pub fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "litestream: {line}");
+}
+
+/// Tests of this file take turns: each loads the machine's two cores, and
+/// the loss window is measured against the clock.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Lines a process wrote to stdout and stderr, and a way to wait for one.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// Collects `child`'s stdout and stderr on two threads; `tell` gets every
+    /// line too.
+    fn collect(child: &mut Child, tell: mpsc::Sender<String>) -> Log {
+        let log = Log::default();
+        let out = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [out, err].into_iter().flatten() {
+            let (lines, tell) = (log.clone(), tell.clone());
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = tell.send(line.clone());
+                    lines.0.lock().unwrap().push(line);
+                }
+            });
+        }
+        log
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// Waits (at most 60 s) for a line containing `marker` and returns what
+/// follows it up to the next space.
+fn wait_for(lines: &mpsc::Receiver<String>, marker: &str, log: &Log) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(at) = line.find(marker) {
+                    let rest = &line[at + marker.len()..];
+                    return rest.split(' ').next().unwrap_or("").to_string();
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {marker:?} within 60 s; log:\n{}", log.text());
+}
+
+/// `scripts/litestream-run` with the test's server binary: Litestream, and
+/// the server as its child, in a process group of their own.
+pub struct Node {
+    pub addr: SocketAddr,
+    /// Litestream (the script `exec`s it); its id is the group's.
+    pub litestream: Child,
+    pub log: Log,
+}
+
+impl Node {
+    /// Starts a node on `db` replicating to `replica`, and waits until the
+    /// server serves (after a restore when `db` does not exist) and the
+    /// replica exists: Litestream 0.5.17 does not sync a database at exit
+    /// before its first sync (about 1 s after start), so a clean stop
+    /// sooner leaves the replica without those commits (README, "Backups
+    /// and replicas").
+    pub fn start(db: &Path, replica: &Path) -> Node {
+        let mut command = Command::new(root().join("scripts/litestream-run"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--create-rate-limit", "0"])
+            .env("ONBOARDING_DB", db)
+            .env("ONBOARDING_REPLICA_DIR", replica)
+            .env("ONBOARDING_SERVER", env!("CARGO_BIN_EXE_onboarding-server"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Killing the group kills Litestream and the server at once, as
+            // losing the machine would.
+            .process_group(0);
+        let mut litestream = command.spawn().expect("start scripts/litestream-run");
+        let (tell, lines) = mpsc::channel();
+        let log = Log::collect(&mut litestream, tell);
+        let addr = wait_for(&lines, "serving address=", &log)
+            .parse()
+            .expect("a socket address");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !replica.join("ltx").is_dir() {
+            assert!(
+                Instant::now() < deadline,
+                "no replica after 30 s:\n{}",
+                log.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Node {
+            addr,
+            litestream,
+            log,
+        }
+    }
+
+    /// The server: Litestream's only child.
+    pub fn server_pid(&self) -> u32 {
+        let tasks = format!("/proc/{}/task", self.litestream.id());
+        let mut children = Vec::new();
+        for task in std::fs::read_dir(&tasks).expect("Litestream's threads") {
+            let path = task.expect("a thread").path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            children.extend(
+                text.split_whitespace()
+                    .map(|p| p.parse::<u32>().expect("pid")),
+            );
+        }
+        assert_eq!(children.len(), 1, "Litestream's children: {children:?}");
+        children[0]
+    }
+
+    /// SIGKILL to the server alone; Litestream goes on.
+    pub fn kill_server(&self) {
+        signal("-KILL", &self.server_pid().to_string());
+    }
+
+    /// SIGKILL to Litestream and the server in one call: the machine is lost.
+    pub fn kill_machine(&mut self) {
+        signal("-KILL", &format!("-{}", self.litestream.id()));
+        self.wait(Duration::from_secs(10))
+            .expect("a killed Litestream is gone");
+    }
+
+    /// SIGTERM to Litestream, which passes it on to the server; its exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        signal("-TERM", &self.litestream.id().to_string());
+        self.wait(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("no exit 60 s after SIGTERM; log:\n{}", self.log.text()))
+    }
+
+    /// Litestream's exit, if it comes within `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.litestream.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.litestream.try_wait().ok().flatten().is_none() {
+            signal("-KILL", &format!("-{}", self.litestream.id()));
+            let _ = self.litestream.wait();
+        }
+    }
+}
+
+fn signal(which: &str, target: &str) {
+    let status = Command::new("kill")
+        .args([which, "--", target])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {target} failed");
+}
+
+/// What `scripts/restore-drill --json` reports.
+pub struct Drill {
+    pub restore_seconds: f64,
+    pub integrity_check: Value,
+    /// Rows per table.
+    pub counts: Value,
+}
+
+/// Runs the restore drill: `replica` restored into `output` (a new file).
+pub fn restore_drill(replica: &Path, output: &Path) -> Drill {
+    let out = Command::new(root().join("scripts/restore-drill"))
+        .arg(replica)
+        .arg("-o")
+        .arg(output)
+        .arg("--json")
+        .output()
+        .expect("run scripts/restore-drill");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Exit 1 with a report is an unsound file: the caller's assertion on
+    // integrity_check says so; anything else is the drill failing.
+    assert!(
+        out.status.success() || (out.status.code() == Some(1) && stdout.starts_with('{')),
+        "restore drill failed ({}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("the drill's JSON line");
+    Drill {
+        restore_seconds: report["restore_seconds"].as_f64().expect("restore_seconds"),
+        integrity_check: report["integrity_check"].clone(),
+        counts: report["counts"].clone(),
+    }
+}
+
+/// `scripts/read-replica serve` on `replica`, on a free loopback port.
+pub struct ReadReplica {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl ReadReplica {
+    pub fn serve(replica: &Path) -> ReadReplica {
+        let mut child = Command::new(root().join("scripts/read-replica"))
+            .arg("--replica")
+            .arg(replica)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start scripts/read-replica");
+        let (tell, lines) = mpsc::channel();
+        let log = Log::collect(&mut child, tell);
+        let addr = wait_for(&lines, " on http://", &log)
+            .parse()
+            .expect("a socket address");
+        ReadReplica { addr, child }
+    }
+}
+
+impl Drop for ReadReplica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One acknowledged completion: the session, its tenant, and when the
+/// answer arrived.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub session_id: String,
+    pub tenant_id: String,
+    pub at: Instant,
+}
+
+const BASE: &str = "/api/v1/onboarding/session";
+
+/// One whole onboarding (create, business, vapi, kb, complete); `None` as
+/// soon as one request fails or is refused (a killed server).
+pub async fn onboard(addr: SocketAddr, n: u64) -> Option<Completion> {
+    let created = try_request(addr, "POST", BASE, b"{}").await?;
+    if created.status != 201 {
+        return None;
+    }
+    let body = created.json();
+    let session_id = body["session_id"].as_str()?.to_string();
+    let tenant_id = body["tenant_id"].as_str()?.to_string();
+    // A distinct email and phone per tenant: both must be free.
+    let business = format!(
+        r#"{{"company_name":"Entreprise {n}","industry":"real_estate","phone":"+336{:08}","email":"contact{n}@entreprise.fr"}}"#,
+        10_000_000 + n
+    );
+    let steps = [
+        ("business", business.as_str()),
+        ("vapi", crate::common::VAPI),
+        ("kb", crate::common::KB),
+    ];
+    for (step, payload) in steps {
+        let path = format!("{BASE}/{session_id}/{step}");
+        let reply = try_request(addr, "POST", &path, payload.as_bytes()).await?;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    let path = format!("{BASE}/{session_id}/complete");
+    let done = try_request(addr, "POST", &path, b"{}").await?;
+    let at = Instant::now();
+    assert_eq!(done.status, 200, "complete: {}", done.body);
+    assert_eq!(done.json()["sync_status"], "synced");
+    Some(Completion {
+        session_id,
+        tenant_id,
+        at,
+    })
+}
+
+/// Onboarding clients running until [`Load::stop`] or until the server stops
+/// answering, each remembering its acknowledged completions.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Completion>>>,
+}
+
+/// Flows one client runs at most: a bound in case nothing else ends it.
+const MAX_FLOWS_PER_CLIENT: u64 = 5_000;
+
+impl Load {
+    pub fn start(addr: SocketAddr, clients: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let next = Arc::new(AtomicU64::new(0));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, next) = (Arc::clone(&stop), Arc::clone(&next));
+                tokio::spawn(async move {
+                    let mut done = Vec::new();
+                    for _ in 0..MAX_FLOWS_PER_CLIENT {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        match onboard(addr, next.fetch_add(1, Ordering::Relaxed)).await {
+                            Some(completion) => done.push(completion),
+                            None => break,
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Every completion acknowledged, in the order of their answers.
+    pub async fn finish(self) -> Vec<Completion> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for task in self.tasks {
+            let done = tokio::time::timeout(Duration::from_secs(120), task)
+                .await
+                .expect("a client ends within two minutes")
+                .expect("a client did not panic");
+            all.extend(done);
+        }
+        all.sort_by_key(|c| c.at);
+        all
+    }
+}
