@@ -2,9 +2,10 @@
 
 Usage: /usr/bin/python3 docs/reference.py dist/libonboarding.so > docs/reference.md
 
-Ids and timestamps differ on every run, so they are replaced by stable
-placeholders (onb_<id1>, tenant_<id2>, <timestamp>, <seconds>); the black-box test
-`reference_is_current` regenerates the page and compares.
+Ids, timestamps and phone codes differ on every run, so they are replaced by
+stable placeholders (onb_<id1>, tenant_<id2>, ver_<id3>, <timestamp>, <seconds>,
+<code>); the black-box test `reference_is_current` regenerates the page and
+compares.
 """
 
 import re
@@ -14,12 +15,16 @@ import sys
 EXTENSION = sys.argv[1]
 
 names = {}
+# Phone codes seen so far (drawn at random): shown as <code>, <code2>, ...
+codes = {}
 
 
 def mask(text):
     def ident(m):
         return names.setdefault(m.group(0), m.group(1) + "<id%d>" % (len(names) + 1))
-    text = re.sub(r"\b(onb_|tenant_)[0-9a-f]{32}\b", ident, text)
+    text = re.sub(r"\b(onb_|tenant_|ver_)[0-9a-f]{32}\b", ident, text)
+    for code, shown in codes.items():
+        text = text.replace(code, shown).replace(", ".join(code), shown)
     text = re.sub(r'"duration_(seconds|minutes)":\d+', r'"duration_\1":<\1>', text)
     return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "<timestamp>", text)
 
@@ -54,6 +59,11 @@ def example(sql, *args, show=None, on=None):
     for a in args:
         shown = shown.replace("?", "'" + mask(a) + "'", 1)
     out.append("```sql\n" + shown + "\n```\n```text\n" + mask(run(sql, *args, on=on)) + "\n```\n")
+
+
+def shown(sql, answer):
+    """An example whose answer was read before (to learn the code it holds)."""
+    out.append("```sql\n" + sql + "\n```\n```text\n" + mask(answer) + "\n```\n")
 
 
 def section(title, text):
@@ -140,6 +150,73 @@ section("onboarding_get(session_id)",
 example("SELECT onboarding_get(?)", other_id)
 example("SELECT onboarding_get(?)", session)
 example("SELECT onboarding_get(?)", "onb_unknown")
+
+section("onboarding_phone_send(session_id, payload)",
+        "Sends a one-time code to the business step's phone: 6 digits from the "
+        "cryptographic source, valid 10 minutes, stored only as an HMAC-SHA-256 under the "
+        "database's secret. `payload` may be NULL or `{\"channel\":\"sms\"|\"voice\"}`; "
+        "the default is `sms` for a mobile, `voice` for a fixed line (which takes no SMS). "
+        "French numbers only (+33 and the overseas departments). The message goes to the "
+        "outbox for an SMS/voice sender. A send within the code's validity is a resend: a "
+        "new code for the same verification. Limits: sends 60 s apart, 5 per verification, "
+        "10 per number per 24 hours across tenants; past one, `rate_limited` ending with "
+        "`(retry after N s)`. Before or after completion. "
+        "`onboarding_phone_send(session_id, payload, ip_address)` also keeps the host's "
+        "client address.")
+example("SELECT onboarding_phone_send(?, NULL)", session)
+example("SELECT onboarding_phone_send(?, NULL)", session)
+example("SELECT onboarding_phone_send(?, ?)", other_id, '{"channel":"sms"}')
+
+section("onboarding_outbox_claim(worker, lease_seconds)",
+        "For an SMS/voice sender: expires what is past its time, then leases the oldest "
+        "message that is queued, or whose lease ran out (a sender that crashed), to "
+        "`worker` for `lease_seconds` (1 to 3600); `\"message\":null` when there is none. "
+        "A message past its expiry is never handed out.")
+claimed = run("SELECT onboarding_outbox_claim('sms-gateway-1', 60)")
+code = re.search(r": (\d{6})\.", claimed).group(1)
+codes[code] = "<code>"
+shown("SELECT onboarding_outbox_claim('sms-gateway-1', 60)", claimed)
+example("SELECT onboarding_outbox_claim('sms-gateway-1', 0)")
+
+section("onboarding_outbox_sent(id, worker, provider_id)",
+        "The sender holding message `id` delivered it; `provider_id` (the SMS provider's "
+        "id, may be NULL) is kept, and the text, which holds the code, is blanked.")
+example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
+example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
+example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1")
+
+section("onboarding_outbox_failed(id, worker, error)",
+        "The sender holding message `id` gave up on it: the error is kept and the text "
+        "blanked. To try again instead, a sender lets the lease run out.")
+fixed = re.search(r"onb_[0-9a-f]{32}", run("SELECT onboarding_create()")).group(0)
+run("SELECT onboarding_step(?, 'business', ?)", fixed,
+    '{"company_name":"Cabinet Martin","industry":"Notaire","phone":"01 42 68 53 00","email":"accueil@cabinet-martin.fr"}')
+example("SELECT onboarding_phone_send(?, NULL)", fixed,
+        show="-- a fixed line (01 42 68 53 00): a call by default\nSELECT onboarding_phone_send(?, NULL)")
+voice = run("SELECT onboarding_outbox_claim('voice-gateway', 60)")
+codes[re.search(r"est : ((?:\d, ){5}\d)\.", voice).group(1).replace(", ", "")] = "<code2>"
+shown("SELECT onboarding_outbox_claim('voice-gateway', 60)", voice)
+example("SELECT onboarding_outbox_failed(2, 'voice-gateway', 'number unreachable')")
+example("SELECT onboarding_outbox_failed(2, 'voice-gateway', 'number unreachable')")
+
+section("onboarding_phone_verify(session_id, payload)",
+        "Checks `{\"code\":\"123456\"}` against the session's verification, in constant "
+        "time. A wrong code counts even though the call fails (it says how many tries are "
+        "left); after 5 the verification is locked (`conflict`: send a new code). An "
+        "expired, used or cancelled (the business phone changed) verification is "
+        "`conflict`. A right code verifies the number once: after completion the tenant's "
+        "phone mapping becomes `verified` and active, unless another tenant has the number "
+        "active (`is_active:false` and the `reason`); before completion, completion does it.")
+wrong = "000000" if code != "000000" else "000001"
+codes[wrong] = "<another code>"
+example("SELECT onboarding_phone_verify(?, ?)", session, '{"code":"%s"}' % wrong)
+example("SELECT onboarding_phone_verify(?, ?)", session, '{"code":"%s"}' % code)
+example("SELECT onboarding_phone_verify(?, ?)", session, '{"code":"%s"}' % code)
+example("SELECT onboarding_phone_verify(?, ?)", session, '{"code":"12345"}')
+example("SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = '+33612345678' AND is_active = 1",
+        show="-- the runtime's lookup now finds the tenant\n"
+             "SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = '+33612345678' AND is_active = 1")
+example("SELECT onboarding_get(?) ->> '$.phone_verification'", session)
 
 section("onboarding_agent_types()", "The 7 agent types.")
 example("SELECT onboarding_agent_types()")

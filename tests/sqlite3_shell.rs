@@ -34,6 +34,12 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_create/3 524288\n\
          onboarding_get/1 524288\n\
          onboarding_migrate/0 524288\n\
+         onboarding_outbox_claim/2 524288\n\
+         onboarding_outbox_failed/3 524288\n\
+         onboarding_outbox_sent/3 524288\n\
+         onboarding_phone_send/2 524288\n\
+         onboarding_phone_send/3 524288\n\
+         onboarding_phone_verify/2 524288\n\
          onboarding_schema_version/0 524288\n\
          onboarding_step/3 524288\n\
          onboarding_version/0 2099200\n\
@@ -59,7 +65,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n1\n"
+        "v0.1.0\n3\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -208,11 +214,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n1\n"
+        "0\n3\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "1\n"
+        "3\n"
     );
     sqlite3_ok(
         &db,
@@ -227,5 +233,63 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
             &["SELECT ip_address, user_agent FROM onboarding_sessions;"]
         ),
         "203.0.113.7|curl/8.0\n"
+    );
+}
+
+#[test]
+fn a_phone_verification_in_the_shell_with_a_sender_on_another_run() {
+    let (_dir, db) = db();
+    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
+    let s = sqlite3_json(&db, "SELECT onboarding_create();")["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlite3_ok(
+        &db,
+        &[&format!(
+            "SELECT onboarding_step('{s}', 'business', '{{\"company_name\":\"Mon Entreprise\",\
+             \"industry\":\"Immobilier\",\"phone\":\"06 12 34 56 78\",\
+             \"email\":\"contact@entreprise.fr\"}}');"
+        )],
+    );
+    let sent = sqlite3_json(&db, &format!("SELECT onboarding_phone_send('{s}', NULL);"));
+    assert_eq!(
+        (&sent["phone_number"], &sent["channel"]),
+        (&json!("+33612345678"), &json!("sms"))
+    );
+    // The sender: another process, claiming with a lease.
+    let claimed = sqlite3_json(&db, "SELECT onboarding_outbox_claim('shell-sender', 60);");
+    let text = claimed["message"]["text"].as_str().unwrap();
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &["SELECT onboarding_outbox_sent(1, 'shell-sender', NULL) ->> '$.status';"]
+        ),
+        "sent\n"
+    );
+    // A wrong code fails the statement and still counts.
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let out = sqlite3(
+        &db,
+        &[&format!(
+            "SELECT onboarding_phone_verify('{s}', '{{\"code\":\"{wrong}\"}}');"
+        )],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: stepping, onboarding_phone_verify: invalid_field: code is wrong; 4 tries left\n"
+    );
+    let verified = sqlite3_json(
+        &db,
+        &format!("SELECT onboarding_phone_verify('{s}', '{{\"code\":\"{code}\"}}');"),
+    );
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &["SELECT attempts, status FROM phone_verifications; SELECT status, text FROM outbox_messages;"]
+        ),
+        "1|verified\nsent|\n"
     );
 }

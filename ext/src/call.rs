@@ -119,6 +119,27 @@ impl Call<'_> {
         }
     }
 
+    /// Argument `idx` as text that must be given; the error names it.
+    pub fn required_text(&self, idx: usize, name: &str) -> Result<String> {
+        self.text(idx, name, ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field(format!("{name} is required")))
+    }
+
+    /// Argument `idx` as an integer (a real of integer value counts).
+    pub fn integer(&self, idx: usize, name: &str) -> Result<i64> {
+        let got = match self.ctx.get_raw(idx) {
+            ValueRef::Integer(n) => return Ok(n),
+            ValueRef::Real(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => return Ok(x as i64),
+            ValueRef::Real(_) => "a real",
+            ValueRef::Null => return Err(Error::invalid_field(format!("{name} is required"))),
+            ValueRef::Text(_) => "text",
+            ValueRef::Blob(_) => "a blob",
+        };
+        Err(Error::invalid_field(format!(
+            "{name} must be an integer, got {got}"
+        )))
+    }
+
     pub fn payload(&self, idx: usize) -> Result<Option<String>> {
         self.text(idx, "payload", ErrorKind::InvalidJson)
     }

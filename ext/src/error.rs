@@ -20,8 +20,14 @@ pub enum ErrorKind {
     /// The request contradicts the stored state: a step after completion, an
     /// email used by another tenant (HTTP 409).
     Conflict,
-    /// Completion asked before the required steps were saved (HTTP 409).
+    /// Completion asked before the required steps were saved, or a phone
+    /// code before the business step gave a number (HTTP 409).
     Incomplete,
+    /// Too soon or too often (a phone code resent within 60 s, the sends of
+    /// a verification or of a number used up); the detail ends with
+    /// `(retry after N s)`, read back by [`ErrorKind::retry_after`] (HTTP 429
+    /// with `Retry-After: N`).
+    RateLimited,
     /// The tables are missing: `SELECT onboarding_migrate()` was never run (HTTP 500).
     SchemaMissing,
     /// Anything else: SQLite failures, broken invariants (HTTP 500).
@@ -30,12 +36,13 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in documentation order.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::InvalidJson,
         ErrorKind::InvalidField,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
         ErrorKind::Incomplete,
+        ErrorKind::RateLimited,
         ErrorKind::SchemaMissing,
         ErrorKind::Internal,
     ];
@@ -48,6 +55,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Incomplete => "incomplete",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::SchemaMissing => "schema_missing",
             ErrorKind::Internal => "internal",
         }
@@ -64,6 +72,14 @@ impl ErrorKind {
         let (kind, detail) = rest.split_once(": ")?;
         let kind = ErrorKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
         Some((function, kind, detail))
+    }
+
+    /// The seconds a `rate_limited` detail asks to wait: the `N` of its
+    /// closing `(retry after N s)`.
+    pub fn retry_after(detail: &str) -> Option<u64> {
+        let inner = detail.strip_suffix(" s)")?;
+        let at = inner.rfind("(retry after ")?;
+        inner[at + "(retry after ".len()..].parse().ok()
     }
 }
 
@@ -112,6 +128,16 @@ impl Error {
 
     pub fn internal(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, detail)
+    }
+
+    /// `what` was refused for now; the detail ends with `(retry after N s)`,
+    /// `N` being `wait_ms` rounded up to whole seconds (at least 1).
+    pub fn rate_limited(what: impl fmt::Display, wait_ms: i64) -> Self {
+        let seconds = ((wait_ms.max(1) + 999) / 1000).max(1);
+        Error::new(
+            ErrorKind::RateLimited,
+            format!("{what} (retry after {seconds} s)"),
+        )
     }
 
     /// The full error text for SQL function `function`.
@@ -207,6 +233,23 @@ mod tests {
         );
         assert_eq!(ErrorKind::parse_message("no such table: tenants"), None);
         assert_eq!(ErrorKind::parse_message("onboarding_step: weird: x"), None);
+    }
+
+    #[test]
+    fn rate_limited_details_carry_their_wait_in_whole_seconds() {
+        let e = Error::rate_limited("a code was sent 12 s ago", 47_001);
+        assert_eq!(e.detail, "a code was sent 12 s ago (retry after 48 s)");
+        assert_eq!(ErrorKind::retry_after(&e.detail), Some(48));
+        assert_eq!(Error::rate_limited("x", 0).detail, "x (retry after 1 s)");
+        assert_eq!(ErrorKind::retry_after("no wait said"), None);
+        assert_eq!(
+            ErrorKind::parse_message(&e.message("onboarding_phone_send")),
+            Some((
+                "onboarding_phone_send",
+                ErrorKind::RateLimited,
+                "a code was sent 12 s ago (retry after 48 s)"
+            ))
+        );
     }
 
     #[test]

@@ -5,16 +5,19 @@
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
+use crate::env::Env;
 use crate::error::Result;
 use crate::json::row_object;
 use crate::savepoint::in_savepoint;
 use crate::session::{stored_json, Progress, Session, Step};
 use crate::sql;
+use crate::verification::Verification;
 
 // -- onboarding_get('onb_…')
 //      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…","status":"in_progress",
-//           "current_step":2,"progress_percentage":33,…,"steps":{…},"omnichannel":null}'
-pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
+//           "current_step":2,"progress_percentage":33,…,"steps":{…},"omnichannel":null,
+//           "phone_verification":null}'
+pub fn get(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> {
     // A savepoint here is a read transaction: every table is read from one
     // snapshot even in autocommit mode.
     in_savepoint(conn, || {
@@ -28,6 +31,11 @@ pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
         for step in Step::ALL {
             steps.insert(step.name().to_string(), stored_json(s.data(step))?);
         }
+        // The latest verification's state; the code never leaves its HMAC.
+        let phone_verification = match Verification::latest(conn, &s.id)? {
+            Some(v) => v.to_json(env.now_ms())?,
+            None => Value::Null,
+        };
         Ok(json!({
             "success": true,
             "session_id": s.id,
@@ -41,6 +49,7 @@ pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
             "completed_at": s.completed_at,
             "steps": steps,
             "omnichannel": omnichannel,
+            "phone_verification": phone_verification,
         }))
     })
 }

@@ -39,3 +39,12 @@ pub fn new_ids(env: &dyn Env, now_ms: i64) -> Result<Ids> {
         api_key: format!("tmp_{api_key}"),
     })
 }
+
+/// A fresh id `prefix` and 32 hex digits (uuid v7 layout) at `now_ms`, such
+/// as a phone verification's `ver_…`.
+pub fn new_id(env: &dyn Env, now_ms: i64, prefix: &str) -> Result<String> {
+    let mut random = [0u8; 10];
+    env.fill_random(&mut random).map_err(Error::internal)?;
+    let uuid = uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random).into_uuid();
+    Ok(format!("{prefix}{}", uuid.simple()))
+}

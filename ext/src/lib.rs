@@ -6,7 +6,7 @@
 //! let conn = Connection::open_in_memory().unwrap();
 //! onboarding::register(&conn).unwrap();
 //! let version: i64 = conn.query_row("SELECT onboarding_migrate()", [], |r| r.get(0)).unwrap();
-//! assert_eq!(version, 1);
+//! assert_eq!(version, 3);
 //! let created: String = conn
 //!     .query_row("SELECT onboarding_create('{}')", [], |r| r.get(0))
 //!     .unwrap();
@@ -27,6 +27,8 @@
 //! | `onboarding_step(session_id, step, payload)` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
 //! | `onboarding_complete(session_id, payload)` | `complete.rs`, `sync.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
+//! | `onboarding_phone_send(session_id, payload)`, `onboarding_phone_verify(session_id, payload)` | `phone.rs`, `verification.rs`, `otp.rs` |
+//! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
 
 // The layers, top to bottom: a module imports only from the layers below
@@ -37,19 +39,23 @@ mod complete;
 mod create;
 mod get;
 mod migrate;
+mod phone;
 // A step's save, and the sync at completion.
 mod step;
 mod sync;
 // Validation and the session row.
 mod session;
 mod validate;
-// Leaves (analytics, ids and savepoint use the others).
+mod verification;
+// Leaves (analytics, ids, otp, outbox and savepoint use the others).
 mod analytics;
 pub mod catalog;
 pub mod env;
 mod error;
 mod ids;
 mod json;
+mod otp;
+mod outbox;
 mod savepoint;
 mod sql;
 mod version;
@@ -71,6 +77,8 @@ pub use migrate::{latest_version, migrate, MIGRATIONS};
 /// The values the steps accept for their list fields (for documents that
 /// describe them, such as the server's OpenAPI file).
 pub use validate::{BOOKING_PROVIDERS, CHANNELS, KB_METHODS};
+/// The channels a phone code goes by (`onboarding_phone_send`'s `channel`).
+pub use verification::CODE_CHANNELS;
 pub use version::{check_host_version, MIN_SQLITE_VERSION, VERSION};
 
 /// What one SQL function does with its arguments.
@@ -135,7 +143,55 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         complete::complete(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref()).map(to_sql)
     }),
     ("onboarding_get", 1, READER, |c| {
-        get::get(&*c.conn()?, &c.session_id()?).map(to_sql)
+        get::get(&*c.conn()?, c.env, &c.session_id()?).map(to_sql)
+    }),
+    ("onboarding_phone_send", 2, WRITER, |c| {
+        let payload = c.payload(1)?;
+        phone::send(
+            &*c.conn()?,
+            c.env,
+            &c.session_id()?,
+            payload.as_deref(),
+            None,
+        )
+        .map(to_sql)
+    }),
+    // A host that knows its client passes the address, kept with the
+    // verification (as onboarding_create/3 keeps it with the session).
+    ("onboarding_phone_send", 3, WRITER, |c| {
+        let payload = c.payload(1)?;
+        let ip_address = c.text(2, "ip_address", ErrorKind::InvalidField)?;
+        let (session_id, conn) = (c.session_id()?, c.conn()?);
+        phone::send(
+            &conn,
+            c.env,
+            &session_id,
+            payload.as_deref(),
+            ip_address.as_deref(),
+        )
+        .map(to_sql)
+    }),
+    ("onboarding_phone_verify", 2, WRITER, |c| {
+        let payload = c.payload(1)?;
+        phone::verify(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref()).map(to_sql)
+    }),
+    // The outbox's sender side: claim with a lease, then sent or failed.
+    ("onboarding_outbox_claim", 2, WRITER, |c| {
+        let worker = c.required_text(0, "worker")?;
+        let lease_seconds = c.integer(1, "lease_seconds")?;
+        outbox::claim(&*c.conn()?, c.env, &worker, lease_seconds).map(to_sql)
+    }),
+    ("onboarding_outbox_sent", 3, WRITER, |c| {
+        let id = c.integer(0, "id")?;
+        let worker = c.required_text(1, "worker")?;
+        let provider_id = c.text(2, "provider_id", ErrorKind::InvalidField)?;
+        outbox::sent(&*c.conn()?, c.env, id, &worker, provider_id.as_deref()).map(to_sql)
+    }),
+    ("onboarding_outbox_failed", 3, WRITER, |c| {
+        let id = c.integer(0, "id")?;
+        let worker = c.required_text(1, "worker")?;
+        let error = c.required_text(2, "error")?;
+        outbox::failed(&*c.conn()?, c.env, id, &worker, &error).map(to_sql)
     }),
     ("onboarding_agent_types", 0, CONSTANT, |_| {
         Ok(to_sql(catalog::agent_types_json()))

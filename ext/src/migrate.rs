@@ -4,11 +4,17 @@
 //! Each file of `sql/` is embedded here with its version. Applying them is
 //! one atomic call that records each version in `onboarding_schema_migrations`;
 //! re-running it finds nothing to do and writes nothing.
+//!
+//! A migration runs when its version is not recorded yet, not only when it is
+//! above the highest one: numbers are handed out to work written in parallel,
+//! so a database may have met 3 before 2 is added to the list. The files
+//! only add, so their order between themselves does not matter.
 
 use rusqlite::Connection;
 
 use crate::env::{iso8601, Env};
 use crate::error::{Error, Result};
+use crate::otp;
 use crate::savepoint::in_savepoint;
 use crate::sql;
 
@@ -20,23 +26,35 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add a file to `sql/` and a line here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init",
-    sql: include_str!("../../sql/001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init",
+        sql: include_str!("../../sql/001_init.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "003_phone",
+        sql: include_str!("../../sql/003_phone.sql"),
+    },
+];
 
 /// The highest version applied; 0 in an empty bookkeeping table.
 const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations";
 
 /// The version the library's functions need.
 pub fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-// -- onboarding_migrate() -> 1
+// -- onboarding_migrate() -> 3
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
+    migrate_with(conn, env, MIGRATIONS)
+}
+
+fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> Result<i64> {
+    let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
     in_savepoint(conn, || {
         // The bookkeeping table is the migrator's own, so it lives here
         // rather than in a numbered file.
@@ -48,14 +66,17 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
              )",
         )?;
         let current: i64 = sql::query_row(conn, CURRENT_VERSION, [], |r| r.get(0))?;
-        if current > latest_version() {
+        if current > latest {
             return Err(Error::internal(format!(
-                "the database schema is at version {current}, newer than this library's {}; \
-                 upgrade the library",
-                latest_version()
+                "the database schema is at version {current}, newer than this library's \
+                 {latest}; upgrade the library"
             )));
         }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let applied: Vec<i64> = conn
+            .prepare_cached("SELECT version FROM onboarding_schema_migrations")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
             conn.execute_batch(m.sql)
                 .map_err(|e| Error::internal(format!("migration {} failed: {e}", m.name)))?;
             conn.execute(
@@ -64,11 +85,46 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
                 (m.version, m.name, iso8601(env.now_ms())),
             )?;
         }
-        Ok(latest_version())
+        phone_code_secret(conn, env)?;
+        Ok(latest)
     })
 }
 
-// -- onboarding_schema_version() -> 1
+/// Creates the key of the codes' HMAC once, wherever 003_phone made its
+/// table, from the seam's random source (SQL's `randomblob` is not a
+/// cryptographic source, and the seam lets a replicated engine choose it).
+fn phone_code_secret(conn: &Connection, env: &dyn Env) -> Result<()> {
+    let has_table: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                        WHERE type = 'table' AND name = 'onboarding_secrets')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(());
+    }
+    let exists: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM onboarding_secrets WHERE name = ?1)",
+        [otp::SECRET_NAME],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        sql::execute(
+            conn,
+            "INSERT INTO onboarding_secrets (name, value, created_at) VALUES (?1, ?2, ?3)",
+            (
+                otp::SECRET_NAME,
+                otp::new_secret(env)?,
+                iso8601(env.now_ms()),
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+// -- onboarding_schema_version() -> 3
 /// The schema version applied to the database, 0 when `onboarding_migrate()`
 /// never ran (the same 0 that migrating starts from). Reads only, creating
 /// nothing: a health check may ask a read-only replica.
@@ -84,4 +140,60 @@ pub fn schema_version(conn: &Connection) -> Result<i64> {
         return Ok(0);
     }
     Ok(sql::query_row(conn, CURRENT_VERSION, [], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::PinnedEnv;
+
+    const ONE: Migration = Migration {
+        version: 1,
+        name: "001_a",
+        sql: "CREATE TABLE a (x)",
+    };
+    const TWO: Migration = Migration {
+        version: 2,
+        name: "002_b",
+        sql: "CREATE TABLE b (x)",
+    };
+    const THREE: Migration = Migration {
+        version: 3,
+        name: "003_c",
+        sql: "CREATE TABLE c (x)",
+    };
+
+    fn applied(conn: &Connection) -> Vec<(i64, String)> {
+        let mut stmt = conn
+            .prepare("SELECT version, name FROM onboarding_schema_migrations ORDER BY version")
+            .unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn a_lower_version_added_after_a_higher_one_still_runs() {
+        let conn = Connection::open_in_memory().unwrap();
+        let env = PinnedEnv::new(0, 1);
+        assert_eq!(migrate_with(&conn, &*env, &[ONE, THREE]), Ok(3));
+        assert_eq!(migrate_with(&conn, &*env, &[ONE, TWO, THREE]), Ok(3));
+        assert_eq!(
+            applied(&conn),
+            [
+                (1, "001_a".to_string()),
+                (2, "002_b".to_string()),
+                (3, "003_c".to_string())
+            ]
+        );
+        let b: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(b, 1);
+        // Nothing left to do: nothing runs twice.
+        assert_eq!(migrate_with(&conn, &*env, &[ONE, TWO, THREE]), Ok(3));
+    }
 }

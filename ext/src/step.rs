@@ -17,6 +17,7 @@ use crate::savepoint::in_savepoint;
 use crate::session::{Progress, SessionHead, Step};
 use crate::sql;
 use crate::validate::{self, email_taken, Object};
+use crate::verification;
 
 // -- onboarding_step('onb_…', 'business',
 //      '{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"06 12 34 56 78","email":"contact@entreprise.fr"}')
@@ -89,7 +90,7 @@ fn save(
 /// Refuses an email another tenant holds, then shows the business on the
 /// tenant at once (the dashboard reads it). The tenant's email stays the
 /// placeholder until completion, so an abandoned session never holds an
-/// address.
+/// address. A changed phone cancels a pending verification of the old one.
 fn save_business(
     conn: &Connection,
     session: &SessionHead,
@@ -118,6 +119,7 @@ fn save_business(
             &session.tenant_id,
         ),
     )?;
+    verification::cancel_other_numbers(conn, &session.id, &b.phone, now)?;
     Ok(b.to_json())
 }
 

@@ -18,6 +18,7 @@ use crate::json;
 use crate::session::{stored_json, stored_str, Progress, Session, Step};
 use crate::sql;
 use crate::validate::{email_taken, CHANNELS};
+use crate::verification;
 
 pub const SUCCESS_MESSAGE: &str = "Onboarding terminé avec succès ! 🎉";
 
@@ -247,20 +248,30 @@ impl Part<'_> {
 
     /// `omni_phone_mappings`: the business phone, declared. A number routes
     /// calls to a tenant, so it is never taken from another tenant: the row
-    /// starts inactive, pending verification.
+    /// starts inactive, pending verification; verified (by a code checked
+    /// before completion) it is verified, and active unless another tenant
+    /// has the number active.
     fn phone_mapping(&self, phone: &str) -> Result<Value> {
+        let (tenant, session) = (&self.session.tenant_id, &self.session.id);
+        let verified = verification::verified_for(self.conn, session, phone)?;
+        let active = verified && !verification::active_elsewhere(self.conn, tenant, phone)?;
+        let status = if verified {
+            "verified"
+        } else {
+            "pending_verification"
+        };
         sql::execute(
             self.conn,
             "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                               created_at, updated_at)
-             VALUES (?1, ?2, 0, 'pending_verification', ?3, ?3)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (tenant_id, phone_number) DO NOTHING",
-            (phone, &self.session.tenant_id, self.now),
+            (phone, tenant, active, status, self.now),
         )?;
         Ok(json!({
             "phone_number": phone,
-            "status": "pending_verification",
-            "is_active": false,
+            "status": status,
+            "is_active": active,
         }))
     }
 

@@ -29,6 +29,12 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_create/3",
             "onboarding_get/1",
             "onboarding_migrate/0",
+            "onboarding_outbox_claim/2",
+            "onboarding_outbox_failed/3",
+            "onboarding_outbox_sent/3",
+            "onboarding_phone_send/2",
+            "onboarding_phone_send/3",
+            "onboarding_phone_verify/2",
             "onboarding_schema_version/0",
             "onboarding_step/3",
             "onboarding_version/0",
@@ -43,6 +49,11 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_create",
             "onboarding_get",
             "onboarding_migrate",
+            "onboarding_outbox_claim",
+            "onboarding_outbox_failed",
+            "onboarding_outbox_sent",
+            "onboarding_phone_send",
+            "onboarding_phone_verify",
             "onboarding_schema_version",
             "onboarding_step",
             "onboarding_version",
@@ -318,15 +329,15 @@ fn schema_version_reads_the_applied_version_and_writes_nothing() {
     assert_eq!(tables(&conn), 0);
     let db = Db::on(conn);
     let before = db.snapshot();
-    assert_eq!(version(&db.conn), 1);
+    assert_eq!(version(&db.conn), 3);
     assert_eq!(db.snapshot(), before);
     // It reports what was applied, even a version this library does not know.
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (2, '002_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (99, '099_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
-    assert_eq!(version(&db.conn), 2);
+    assert_eq!(version(&db.conn), 99);
 }
 
 #[test]
@@ -358,6 +369,7 @@ fn get_returns_the_whole_state() {
                 "appointments": null,
             },
             "omnichannel": null,
+            "phone_verification": null,
         })
     );
     db.vapi(&s);
@@ -395,15 +407,18 @@ fn migrate_is_idempotent_and_records_its_version() {
     db.env.advance_ms(5_000);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        SqlValue::Integer(1)
+        SqlValue::Integer(3)
     );
     assert_eq!(db.snapshot(), before);
     assert_eq!(
-        db.row(
-            "SELECT version, name, applied_at FROM onboarding_schema_migrations",
+        db.rows(
+            "SELECT version, name, applied_at FROM onboarding_schema_migrations ORDER BY version",
             &[]
         ),
-        json!({"version": 1, "name": "001_init", "applied_at": "2026-11-24T10:00:00.000Z"})
+        [
+            json!({"version": 1, "name": "001_init", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 3, "name": "003_phone", "applied_at": "2026-11-24T10:00:00.000Z"}),
+        ]
     );
 }
 
@@ -412,12 +427,12 @@ fn migrate_refuses_a_newer_schema() {
     let db = Db::memory();
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (2, '002_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (99, '099_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
     assert_eq!(
         db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
-        "onboarding_migrate: internal: the database schema is at version 2, newer than this library's 1; upgrade the library"
+        "onboarding_migrate: internal: the database schema is at version 99, newer than this library's 3; upgrade the library"
     );
 }
 

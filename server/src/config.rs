@@ -87,6 +87,9 @@ pub struct Config {
     pub email_taken_per_ip: u32,
     pub email_taken_per_session: u32,
     pub email_taken_window: Duration,
+    /// The server is the outbox's sender: each message (a phone code) is
+    /// printed to the log and marked sent. For local development only.
+    pub outbox_log: bool,
 }
 
 /// Sessions one address may create per minute by default. A person creates
@@ -130,6 +133,7 @@ impl Default for Config {
             email_taken_per_ip: DEFAULT_EMAIL_TAKEN_PER_IP,
             email_taken_per_session: DEFAULT_EMAIL_TAKEN_PER_SESSION,
             email_taken_window: Duration::from_secs(3600),
+            outbox_log: false,
         }
     }
 }
@@ -154,6 +158,7 @@ impl fmt::Debug for Config {
             .field("email_taken_per_ip", &self.email_taken_per_ip)
             .field("email_taken_per_session", &self.email_taken_per_session)
             .field("email_taken_window", &self.email_taken_window)
+            .field("outbox_log", &self.outbox_log)
             .finish()
     }
 }
@@ -249,6 +254,12 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_SESSION", default_value_t = DEFAULT_EMAIL_TAKEN_PER_SESSION)]
     pub email_taken_per_session: u32,
 
+    /// Local development: the server sends the outbox's messages (phone
+    /// codes) itself, to its log (recipient and text, one line each), and
+    /// marks them sent. Without it, no code ever reaches the log.
+    #[arg(long, env = "ONBOARDING_OUTBOX_LOG")]
+    pub outbox_log: bool,
+
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
     pub log_level: tracing::level_filters::LevelFilter,
@@ -280,6 +291,7 @@ impl Args {
             email_taken_per_ip: self.email_taken_per_ip,
             email_taken_per_session: self.email_taken_per_session,
             email_taken_window: Duration::from_secs(3600),
+            outbox_log: self.outbox_log,
         }
     }
 }
@@ -317,6 +329,9 @@ mod tests {
         assert_eq!(config.synchronous, Synchronous::Full);
         assert_eq!(config.wal_checkpoint, WalCheckpoint::Internal);
         assert_eq!(config.extension, None);
+        assert!(!config.outbox_log);
+        let args = Args::try_parse_from(["onboarding-server", "--outbox-log"]).unwrap();
+        assert!(args.config().outbox_log);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod conn;
 pub mod db;
 pub mod http;
 pub mod limit;
+pub mod outbox;
 pub mod routes;
 pub mod web;
 
@@ -52,12 +53,17 @@ pub async fn run(
         .map_err(|e| format!("listener has no address: {e}"))?;
     let app = Arc::new(build(&config, address).await?);
     let writer = app.writer.clone();
+    let log_sender = app
+        .outbox_wake
+        .clone()
+        .map(|wake| outbox::LogSender::start(writer.clone(), wake));
     tracing::info!(
         %address,
         database = %config.db_path.display(),
         synchronous = config.synchronous.pragma(),
         wal_checkpoint = ?config.wal_checkpoint,
         extension = ?config.extension,
+        outbox_log = config.outbox_log,
         "serving"
     );
     let caps = conn::ConnectionCaps {
@@ -65,6 +71,9 @@ pub async fn run(
         per_ip: config.max_connections_per_ip,
     };
     conn::serve(listener, app, caps, config.shutdown_grace, shutdown).await;
+    if let Some(sender) = log_sender {
+        sender.stop().await;
+    }
     writer.close().await
 }
 
@@ -115,5 +124,8 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         ),
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,
+        outbox_wake: config
+            .outbox_log
+            .then(|| Arc::new(tokio::sync::Notify::new())),
     })
 }

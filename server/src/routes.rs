@@ -21,6 +21,10 @@ pub enum Endpoint {
     Complete,
     /// `onboarding_get(session_id)`.
     Get,
+    /// `onboarding_phone_send(session_id, payload, ip_address)`.
+    PhoneSend,
+    /// `onboarding_phone_verify(session_id, payload)`.
+    PhoneVerify,
     /// `onboarding_agent_types()`.
     AgentTypes,
     /// `onboarding_voices()`.
@@ -68,6 +72,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/onboarding/session/{session_id}/appointments", Endpoint::Step("appointments")),
     route(Method::POST, "/api/v1/onboarding/session/{session_id}/complete", Endpoint::Complete),
     route(Method::GET, "/api/v1/onboarding/session/{session_id}", Endpoint::Get),
+    route(Method::POST, "/api/v1/onboarding/session/{session_id}/phone/verification", Endpoint::PhoneSend),
+    route(Method::POST, "/api/v1/onboarding/session/{session_id}/phone/verify", Endpoint::PhoneVerify),
     route(Method::GET, "/api/v1/onboarding/agent-types", Endpoint::AgentTypes),
     route(Method::GET, "/api/v1/onboarding/voices", Endpoint::Voices),
     route(Method::GET, "/healthz", Endpoint::Health),
@@ -193,6 +199,20 @@ mod tests {
         assert_eq!(
             found(&Method::POST, "/api/v1/onboarding/session"),
             (Endpoint::Create, None)
+        );
+        assert_eq!(
+            found(
+                &Method::POST,
+                "/api/v1/onboarding/session/onb_1/phone/verification"
+            ),
+            (Endpoint::PhoneSend, Some("onb_1".to_string()))
+        );
+        assert_eq!(
+            found(
+                &Method::POST,
+                "/api/v1/onboarding/session/onb_1/phone/verify"
+            ),
+            (Endpoint::PhoneVerify, Some("onb_1".to_string()))
         );
     }
 

@@ -6,8 +6,8 @@ use common::*;
 use onboarding::catalog;
 use serde_json::json;
 
-const SESSION: &str = "onb_01a20cff7d007b2fa632d7bd03f166b2";
-const TENANT: &str = "tenant_01a20cff7d007276b2d427ea59a7956e";
+const SESSION: &str = "onb_01a20cff7d0078249a58bc0906db803c";
+const TENANT: &str = "tenant_01a20cff7d0074e38a0effe11c58f223";
 /// The pinned clock at create, and at complete (+60 s, +120 s, +90 s, +72 s).
 const AT_CREATE: &str = "2026-11-24T10:00:00.000Z";
 const AT_COMPLETE: &str = "2026-11-24T10:05:42.000Z";
@@ -21,8 +21,8 @@ const GREETING: &str = "Bonjour, Sara de Mon Entreprise, comment puis-je vous ai
 
 const COMPLETED: &str = concat!(
     r#"{"success":true,"message":"Onboarding terminé avec succès ! 🎉","#,
-    r#""session_id":"onb_01a20cff7d007b2fa632d7bd03f166b2","#,
-    r#""tenant_id":"tenant_01a20cff7d007276b2d427ea59a7956e","#,
+    r#""session_id":"onb_01a20cff7d0078249a58bc0906db803c","#,
+    r#""tenant_id":"tenant_01a20cff7d0074e38a0effe11c58f223","#,
     r#""duration_seconds":342,"duration_minutes":6,"sync_status":"synced","already_completed":false,"#,
     r#""synced":{"agent_config":{"agent_type":"multi_purpose","agent_name":"Sara","voice_provider":"elevenlabs","#,
     r#""voice_id":"EXAVITQu4vr4xnSDxMaL","voice_language":"fr-FR","channels":["phone"]},"#,
@@ -120,6 +120,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
                     "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
                 },
             },
+            "phone_verification": null,
         })
     );
 
@@ -138,7 +139,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
         [json!({
             "id": TENANT, "name": "Mon Entreprise", "company_name": "Mon Entreprise",
             "email": "contact@entreprise.fr", "phone": "+33612345678", "sector": "real_estate",
-            "api_key": "tmp_33e3ef28529f0f135767524794e34a0effe11c58f22348245a58bc0906db803c",
+            "api_key": "tmp_fa3144de5d6d37451c67e937a42f9e9eee35f6ccd57d3d0b77b80557ae777f29",
             "booking_provider": null, "cal_com_api_key": null, "cal_com_event_type_id": null,
             "timezone": "Europe/Paris", "onboarding_completed": 1,
             "created_at": AT_CREATE, "updated_at": AT_COMPLETE,
@@ -274,7 +275,7 @@ async fn catalogues_health_and_openapi_are_served_verbatim() {
     assert_eq!(
         health.body,
         format!(
-            r#"{{"success":true,"status":"ok","schema_version":1,"engine_version":"{}"}}"#,
+            r#"{{"success":true,"status":"ok","schema_version":3,"engine_version":"{}"}}"#,
             onboarding::VERSION
         )
     );

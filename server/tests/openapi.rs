@@ -76,10 +76,9 @@ fn every_operation_documents_its_success_and_every_ref_resolves() {
     let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
     for route in api_routes() {
         let operation = &doc["paths"][route.path][route.method.as_str().to_lowercase()];
-        let success = if route.path == "/api/v1/onboarding/session" {
-            "201"
-        } else {
-            "200"
+        let success = match route.endpoint {
+            routes::Endpoint::Create | routes::Endpoint::PhoneSend => "201",
+            _ => "200",
         };
         assert!(
             operation["responses"][success].is_object(),
@@ -199,6 +198,15 @@ fn every_operation_lists_the_edge_statuses_with_their_codes() {
             }
         }
     }
+    // The library's rate_limited answers (phone codes) carry their wait.
+    let phone_send = &doc["paths"]["/api/v1/onboarding/session/{session_id}/phone/verification"]
+        ["post"]["responses"];
+    assert_eq!(codes(&doc, &phone_send["429"]), ["rate_limited"]);
+    assert_eq!(codes(&doc, &phone_send["409"]), ["conflict", "incomplete"]);
+    let phone_verify =
+        &doc["paths"]["/api/v1/onboarding/session/{session_id}/phone/verify"]["post"]["responses"];
+    assert_eq!(codes(&doc, &phone_verify["422"]), ["invalid_field"]);
+    assert_eq!(codes(&doc, &phone_verify["409"]), ["conflict"]);
     let not_allowed = &doc["components"]["responses"]["MethodNotAllowed"];
     assert!(not_allowed["headers"]["Allow"].is_object());
     assert_eq!(codes(&doc, not_allowed), ["method_not_allowed"]);
@@ -225,7 +233,7 @@ fn pattern<'a>(doc: &'a serde_json::Value, schema: &str, pointer: &str) -> &'a s
 
 #[test]
 fn enumerated_patterns_are_the_library_lists() {
-    use onboarding::{catalog, BOOKING_PROVIDERS, CHANNELS, KB_METHODS};
+    use onboarding::{catalog, BOOKING_PROVIDERS, CHANNELS, CODE_CHANNELS, KB_METHODS};
     let doc = document();
     assert_eq!(
         pattern(
@@ -234,6 +242,10 @@ fn enumerated_patterns_are_the_library_lists() {
             "/properties/channels/items/pattern"
         ),
         padded(CHANNELS)
+    );
+    assert_eq!(
+        pattern(&doc, "PhoneSendPayload", "/properties/channel/pattern"),
+        padded(CODE_CHANNELS)
     );
     assert_eq!(
         pattern(&doc, "KbPayload", "/properties/method/pattern"),

@@ -80,7 +80,7 @@ elapsed=$(( $(date +%s) - started ))
 
 # What the server answered, per route and status (session ids folded).
 echo "schemathesis: answers by route and status:"
-sed -n 's/.* method=\([A-Z]*\) path="\([^"]*\)" status=\([0-9]*\).*/\1 \2 \3/p' "$work/server.log" |
+sed -n 's/.* method=\([A-Z]*\) route="\([^"]*\)" status=\([0-9]*\).*/\1 \2 \3/p' "$work/server.log" |
     sed -E 's#(/api/v1/onboarding/session/)[^/ ]+#\1:id#' >"$work/answers"
 grep -E '^(GET|POST) ' "$work/answers" | grep -v ' 405$' | sort | uniq -c | sed 's/^/  /' || true
 echo "  $(grep -c ' 405$' "$work/answers" || true) answers 405 to methods a path does not list"

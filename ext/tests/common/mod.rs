@@ -13,7 +13,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 11] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -22,6 +22,9 @@ pub const TABLES: [&str; 8] = [
     "omnichannel_campaigns",
     "kb_crawl_jobs",
     "onboarding_schema_migrations",
+    "onboarding_secrets",
+    "phone_verifications",
+    "outbox_messages",
 ];
 
 pub struct Db {
@@ -43,7 +46,7 @@ impl Db {
         let db = Db { conn, env };
         assert_eq!(
             db.scalar("SELECT onboarding_migrate()"),
-            SqlValue::Integer(1)
+            SqlValue::Integer(onboarding::latest_version())
         );
         db
     }

@@ -69,9 +69,9 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
     };
     conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
         .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
-    // Room for the seven route statements, the health check and the
-    // transaction statements.
-    conn.set_prepared_statement_cache_capacity(16);
+    // Room for the route statements (nine), the health check, the outbox
+    // sender's two and the transaction statements, with some to spare.
+    conn.set_prepared_statement_cache_capacity(24);
     let checkpointer = match options.wal_checkpoint {
         WalCheckpoint::Internal => Some(Checkpointer::start(
             &options.path,

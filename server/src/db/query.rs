@@ -27,6 +27,27 @@ pub enum Query {
     },
     /// `SELECT onboarding_get(?1)`.
     Get { session_id: String },
+    /// `SELECT onboarding_phone_send(?1, ?2, ?3)`: the payload and the
+    /// client's address, kept with the verification.
+    PhoneSend {
+        session_id: String,
+        payload: Option<String>,
+        ip_address: String,
+    },
+    /// `SELECT onboarding_phone_verify(?1, ?2)`.
+    PhoneVerify {
+        session_id: String,
+        payload: Option<String>,
+    },
+    /// `SELECT onboarding_outbox_claim(?1, ?2)`: the `--outbox-log` sender
+    /// takes a message.
+    OutboxClaim { worker: String, lease_seconds: i64 },
+    /// `SELECT onboarding_outbox_sent(?1, ?2, ?3)`.
+    OutboxSent {
+        id: i64,
+        worker: String,
+        provider_id: Option<String>,
+    },
     /// `SELECT onboarding_agent_types()`.
     AgentTypes,
     /// `SELECT onboarding_voices()`.
@@ -72,6 +93,40 @@ impl Query {
                 rusqlite::params![session_id, payload],
             ),
             Query::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
+            Query::PhoneSend {
+                session_id,
+                payload,
+                ip_address,
+            } => query(
+                conn,
+                "SELECT onboarding_phone_send(?1, ?2, ?3)",
+                rusqlite::params![session_id, payload, ip_address],
+            ),
+            Query::PhoneVerify {
+                session_id,
+                payload,
+            } => query(
+                conn,
+                "SELECT onboarding_phone_verify(?1, ?2)",
+                rusqlite::params![session_id, payload],
+            ),
+            Query::OutboxClaim {
+                worker,
+                lease_seconds,
+            } => query(
+                conn,
+                "SELECT onboarding_outbox_claim(?1, ?2)",
+                rusqlite::params![worker, lease_seconds],
+            ),
+            Query::OutboxSent {
+                id,
+                worker,
+                provider_id,
+            } => query(
+                conn,
+                "SELECT onboarding_outbox_sent(?1, ?2, ?3)",
+                rusqlite::params![id, worker, provider_id],
+            ),
             Query::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
             Query::Voices => query(conn, "SELECT onboarding_voices()", []),
             Query::Health => query(conn, HEALTH_SQL, []),

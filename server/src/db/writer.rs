@@ -178,19 +178,27 @@ fn run_batch(conn: &Connection, jobs: &[Job], replies: &mut Vec<Outcome>) {
 }
 
 /// One call in its own transaction: its answer is exactly its fate.
+///
+/// A failing call is committed too: its savepoint has undone its writes,
+/// except those a library function keeps on purpose before failing (a wrong
+/// phone code's attempt, which must count, as it does in a group commit).
 fn run_alone(conn: &Connection, query: &Query) -> Outcome {
     exec(conn, "BEGIN IMMEDIATE").map_err(|e| Failure::from(&e))?;
-    let result = query.run(conn).and_then(|body| {
-        exec(conn, "COMMIT")
-            .map(|_| body)
-            .map_err(|e| Failure::from(&e))
-    });
+    let result = query.run(conn);
     // After a failure SQLite may already have rolled back (a full disk, an
-    // I/O error): then there is nothing left to undo.
-    if result.is_err() && !conn.is_autocommit() {
-        let _ = exec(conn, "ROLLBACK");
+    // I/O error): then there is nothing left to commit or undo.
+    if conn.is_autocommit() {
+        return result;
     }
-    result
+    match exec(conn, "COMMIT") {
+        Ok(_) => result,
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            Err(Failure::from(&e))
+        }
+    }
 }
 
 /// Runs a statement without result rows through the statement cache: the
@@ -299,6 +307,62 @@ mod tests {
             assert_eq!(stored, 1, "{id} answered but not stored");
         }
         assert!(db.conn.is_autocommit(), "the batch left a transaction open");
+        shut(db).unwrap();
+    }
+
+    /// The fallback after a failed group commit keeps what a failing call
+    /// keeps on purpose: a wrong phone code still counts.
+    #[test]
+    fn a_wrong_phone_code_run_alone_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            path: dir.path().join("alone.db"),
+            synchronous: Synchronous::Normal,
+            wal_checkpoint: WalCheckpoint::Internal,
+            extension: None,
+            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
+            busy_timeout: std::time::Duration::from_secs(5),
+        };
+        let db = open(&options).unwrap();
+        let created = run_alone(&db.conn, &create_jobs(1)[0].query).unwrap();
+        let session: serde_json::Value = serde_json::from_str(&created).unwrap();
+        let session_id = session["session_id"].as_str().unwrap().to_string();
+        let business = Query::Step {
+            session_id: session_id.clone(),
+            step: "business",
+            payload: Some(
+                r#"{"company_name":"A","industry":"B","phone":"0612345678","email":"a@b.fr"}"#
+                    .to_string(),
+            ),
+        };
+        run_alone(&db.conn, &business).unwrap();
+        let send = Query::PhoneSend {
+            session_id: session_id.clone(),
+            payload: None,
+            ip_address: "192.0.2.1".to_string(),
+        };
+        run_alone(&db.conn, &send).unwrap();
+        let text: String = db
+            .conn
+            .query_row("SELECT text FROM outbox_messages", [], |r| r.get(0))
+            .unwrap();
+        let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        let verify = Query::PhoneVerify {
+            session_id,
+            payload: Some(format!(r#"{{"code":"{wrong}"}}"#)),
+        };
+        assert_eq!(
+            run_alone(&db.conn, &verify),
+            Err(Failure::Sql(
+                "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left".to_string()
+            ))
+        );
+        assert_eq!(
+            count(&db.conn, "SELECT attempts FROM phone_verifications"),
+            1
+        );
+        assert!(db.conn.is_autocommit());
         shut(db).unwrap();
     }
 

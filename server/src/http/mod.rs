@@ -10,6 +10,7 @@ mod reply;
 mod request;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -51,6 +52,9 @@ pub struct App {
     pub proxies: TrustedProxies,
     /// The OpenAPI document with this server's address.
     pub openapi: Bytes,
+    /// Wakes the `--outbox-log` sender when a code was queued; `None`
+    /// without it.
+    pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// [`OPENAPI`] with `servers` naming `base` (e.g. `http://127.0.0.1:8787`).
@@ -155,6 +159,27 @@ async fn dispatch(
                 Err(refusal) => return refusal.reply(),
             }
         }
+        Endpoint::PhoneSend => {
+            *body_read = true;
+            match payload(req.into_body(), app.max_body_bytes).await {
+                Ok(payload) => Query::PhoneSend {
+                    session_id: id,
+                    payload,
+                    ip_address: client.to_canonical().to_string(),
+                },
+                Err(refusal) => return refusal.reply(),
+            }
+        }
+        Endpoint::PhoneVerify => {
+            *body_read = true;
+            match payload(req.into_body(), app.max_body_bytes).await {
+                Ok(payload) => Query::PhoneVerify {
+                    session_id: id,
+                    payload,
+                },
+                Err(refusal) => return refusal.reply(),
+            }
+        }
         Endpoint::Get => Query::Get { session_id: id },
         Endpoint::AgentTypes => Query::AgentTypes,
         Endpoint::Voices => Query::Voices,
@@ -163,11 +188,16 @@ async fn dispatch(
         Endpoint::Web(asset) => return crate::web::reply(asset),
     };
     let success = match endpoint {
-        Endpoint::Create => StatusCode::CREATED,
+        Endpoint::Create | Endpoint::PhoneSend => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
     match app.writer.run(query).await {
-        Ok(body) => json(success, Bytes::from(body)),
+        Ok(body) => {
+            if let (Endpoint::PhoneSend, Some(wake)) = (endpoint, &app.outbox_wake) {
+                wake.notify_one();
+            }
+            json(success, Bytes::from(body))
+        }
         Err(Failure::Busy(text)) => unavailable(&text),
         Err(Failure::Sql(text)) => {
             if let Some(session) = email_key.filter(|_| is_email_taken(&text)) {
@@ -327,6 +357,20 @@ mod tests {
         assert_eq!(
             body_text(reply).await,
             r#"{"success":false,"error":"email 'bob@' is not a valid email address","code":"invalid_field","field":"email"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_is_429_with_the_librarys_wait() {
+        let reply = sql_error(
+            "onboarding_phone_send: rate_limited: a code was sent 12 s ago; codes are sent at \
+             least 60 s apart (retry after 48 s)",
+        );
+        assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(reply.headers()[header::RETRY_AFTER], "48");
+        assert_eq!(
+            body_text(reply).await,
+            r#"{"success":false,"error":"a code was sent 12 s ago; codes are sent at least 60 s apart (retry after 48 s)","code":"rate_limited"}"#
         );
     }
 

@@ -34,6 +34,15 @@ pub fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Conflict | ErrorKind::Incomplete => StatusCode::CONFLICT,
+        ErrorKind::RateLimited => {
+            // The library says how long in the detail: `(retry after N s)`.
+            let mut reply = error(StatusCode::TOO_MANY_REQUESTS, kind.as_str(), detail, None);
+            let wait = ErrorKind::retry_after(detail).unwrap_or(1);
+            reply
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return reply;
+        }
         ErrorKind::SchemaMissing | ErrorKind::Internal => return internal(detail),
     };
     // The library's invalid_field details start with the field's name.

@@ -284,6 +284,8 @@ pub struct Spawned {
     pub child: std::process::Child,
     /// Every line the server has logged so far.
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The server's database file.
+    pub db_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -323,6 +325,7 @@ impl Spawned {
             addr,
             child,
             log,
+            db_path: dir.path().join("onboarding.db"),
             _dir: dir,
         }
     }

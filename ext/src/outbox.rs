@@ -1,0 +1,218 @@
+//! The outbox: messages (a phone code's SMS or call) waiting for an external
+//! sender, and the three calls a sender makes: claim one with a lease, then
+//! report it sent or failed.
+//!
+//! A message is handed to one sender at a time: claiming sets a lease, and
+//! only a lease that ran out (a sender that crashed or hung) lets another
+//! sender take the message over. The text, which holds a code, is blanked
+//! as soon as the message is sent, failed, withdrawn or expired; a message
+//! past its expiry is never handed out, since its code is worthless by then.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::env::{iso8601, Env};
+use crate::error::{quote, Error, ErrorKind, Result};
+use crate::json::row_object;
+use crate::savepoint::in_savepoint;
+use crate::sql;
+
+/// The longest lease a sender may ask for.
+pub const MAX_LEASE_SECONDS: i64 = 3600;
+/// The longest worker name, provider id and error kept.
+const MAX_WORKER_CHARS: usize = 64;
+const MAX_PROVIDER_ID_CHARS: usize = 128;
+const MAX_ERROR_CHARS: usize = 500;
+
+/// Queues a message for `recipient` (E.164) and returns its id.
+pub fn enqueue(
+    conn: &Connection,
+    verification_id: &str,
+    recipient: &str,
+    channel: &str,
+    text: &str,
+    expires_at: &str,
+    now: &str,
+) -> Result<i64> {
+    Ok(sql::query_row(
+        conn,
+        "INSERT INTO outbox_messages (verification_id, recipient, channel, text, expires_at,
+                                      created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         RETURNING id",
+        (verification_id, recipient, channel, text, expires_at, now),
+        |r| r.get(0),
+    )?)
+}
+
+/// Withdraws the unsent messages of a verification whose code they carry
+/// no longer counts (replaced, used, locked, cancelled): `status` becomes
+/// theirs and their text is blanked.
+pub fn withdraw(conn: &Connection, verification_id: &str, status: &str, now: &str) -> Result<()> {
+    sql::execute(
+        conn,
+        "UPDATE outbox_messages SET status = ?2, text = '', updated_at = ?3
+         WHERE verification_id = ?1 AND status IN ('queued', 'sending')",
+        (verification_id, status, now),
+    )?;
+    Ok(())
+}
+
+/// How many messages went to `recipient` since `since`, and the time of the
+/// oldest of them (when the count next goes down).
+pub fn sent_since(
+    conn: &Connection,
+    recipient: &str,
+    since: &str,
+) -> Result<(i64, Option<String>)> {
+    Ok(sql::query_row(
+        conn,
+        "SELECT count(*), min(created_at) FROM outbox_messages
+         WHERE recipient = ?1 AND created_at > ?2",
+        (recipient, since),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+// -- onboarding_outbox_claim('sms-gateway-1', 60)
+//      -> '{"success":true,"message":{"id":1,"recipient":"+33612345678","channel":"sms",
+//           "text":"Votre code …","expires_at":"…","lease_until":"…","claims":1}}'
+/// Expires what is past its time, then leases the oldest message that is
+/// queued, or whose lease ran out, to `worker` for `lease_seconds`;
+/// `"message":null` when there is none.
+pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64) -> Result<Value> {
+    let worker = checked_text("worker", worker, MAX_WORKER_CHARS)?;
+    if !(1..=MAX_LEASE_SECONDS).contains(&lease_seconds) {
+        return Err(Error::invalid_field(format!(
+            "lease_seconds must be from 1 to {MAX_LEASE_SECONDS}, got {lease_seconds}"
+        )));
+    }
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        sql::execute(
+            conn,
+            "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?1
+             WHERE status IN ('queued', 'sending') AND expires_at <= ?1",
+            [&now],
+        )?;
+        let message = sql::query_row(
+            conn,
+            "UPDATE outbox_messages
+             SET status = 'sending', lease_owner = ?1, lease_until = ?2, claims = claims + 1,
+                 updated_at = ?3
+             WHERE id = (SELECT id FROM outbox_messages
+                         WHERE status = 'queued' OR (status = 'sending' AND lease_until <= ?3)
+                         ORDER BY id LIMIT 1)
+             RETURNING id, recipient, channel, text, expires_at, lease_until, claims",
+            (worker, iso8601(now_ms + lease_seconds * 1000), &now),
+            |r| row_object(r, &[]),
+        )
+        .optional()?;
+        Ok(json!({ "success": true, "message": message }))
+    })
+}
+
+// -- onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3…') -> '{"success":true,"id":1,"status":"sent"}'
+/// The sender holding message `id` delivered it: its text is blanked.
+pub fn sent(
+    conn: &Connection,
+    env: &dyn Env,
+    id: i64,
+    worker: &str,
+    provider_id: Option<&str>,
+) -> Result<Value> {
+    let provider_id = provider_id
+        .map(|p| checked_text("provider_id", p, MAX_PROVIDER_ID_CHARS))
+        .transpose()?;
+    finish(conn, env, id, worker, "sent", provider_id.as_deref(), None)
+}
+
+// -- onboarding_outbox_failed(1, 'sms-gateway-1', 'unreachable') -> '{"success":true,"id":1,"status":"failed"}'
+/// The sender holding message `id` gave up on it: its text is blanked and
+/// the error kept. A sender that wants another try does not call this: it
+/// lets the lease run out, and the message is claimed again.
+pub fn failed(
+    conn: &Connection,
+    env: &dyn Env,
+    id: i64,
+    worker: &str,
+    error: &str,
+) -> Result<Value> {
+    let error = checked_text("error", error, MAX_ERROR_CHARS)?;
+    finish(conn, env, id, worker, "failed", None, Some(&error))
+}
+
+fn finish(
+    conn: &Connection,
+    env: &dyn Env,
+    id: i64,
+    worker: &str,
+    status: &str,
+    provider_id: Option<&str>,
+    error: Option<&str>,
+) -> Result<Value> {
+    let worker = checked_text("worker", worker, MAX_WORKER_CHARS)?;
+    in_savepoint(conn, || {
+        let now = iso8601(env.now_ms());
+        let held: Option<(String, Option<String>)> = sql::query_row(
+            conn,
+            "SELECT status, lease_owner FROM outbox_messages WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+        match held {
+            None => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("message {id} does not exist"),
+                ))
+            }
+            Some((current, _)) if current != "sending" => {
+                return Err(Error::conflict(format!(
+                    "message {id} is {current}, not being sent (claim a message first)"
+                )))
+            }
+            Some((_, owner)) if owner.as_deref() != Some(worker.as_str()) => {
+                return Err(Error::conflict(format!(
+                    "message {id} is leased to {}, not {} (its lease ran out and was taken over)",
+                    quote(owner.as_deref().unwrap_or_default()),
+                    quote(&worker)
+                )))
+            }
+            Some(_) => {}
+        }
+        sql::execute(
+            conn,
+            "UPDATE outbox_messages
+             SET status = ?2, text = '', provider_id = ?3, last_error = ?4, updated_at = ?5,
+                 sent_at = CASE WHEN ?2 = 'sent' THEN ?5 END
+             WHERE id = ?1",
+            (id, status, provider_id, error, &now),
+        )?;
+        Ok(json!({ "success": true, "id": id, "status": status }))
+    })
+}
+
+/// `text` trimmed, non-empty, at most `max_chars`, without control
+/// characters; the error names `field`.
+fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid_field(format!("{field} must not be empty")));
+    }
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(Error::invalid_field(format!(
+            "{field} is {chars} characters long; at most {max_chars} are allowed"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Error::invalid_field(format!(
+            "{field} {} contains a control character",
+            quote(text)
+        )));
+    }
+    Ok(text.to_string())
+}

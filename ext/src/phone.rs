@@ -1,0 +1,443 @@
+//! `onboarding_phone_send(session_id, payload)` and
+//! `onboarding_phone_verify(session_id, payload)`: a one-time code sent to
+//! the business phone, and its check, which turns a declared number into a
+//! routed one.
+//!
+//! The rules (after Twilio Verify and OWASP ASVS V2.7) are constants of
+//! `verification.rs`; the code's draw and HMAC are `otp.rs`; the message
+//! waits in the outbox (`outbox.rs`) for an SMS/voice sender.
+//!
+//! A wrong code must count even though the call fails: the body commits its
+//! writes and only then answers the error (see [`verify`]).
+
+use std::net::IpAddr;
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::env::{iso8601, Env};
+use crate::error::{quote, Error, ErrorKind, Result};
+use crate::ids;
+use crate::json::type_name;
+use crate::otp;
+use crate::outbox;
+use crate::savepoint::in_savepoint;
+use crate::session::{stored_json, stored_str, Session, SessionHead, Step};
+use crate::sql;
+use crate::validate::{self, Object};
+use crate::verification::{
+    self, Channel, Line, Verification, CODE_TTL_MS, DAY_MS, MAX_ATTEMPTS, MAX_SENDS,
+    MAX_SENDS_PER_NUMBER, RESEND_AFTER_MS,
+};
+
+/// The reason given with `is_active:false` before completion.
+const NOT_COMPLETED: &str = "the onboarding is not completed yet; completion activates the \
+                             verified number";
+
+// -- onboarding_phone_send('onb_…', '{"channel":"sms"}')
+//      -> '{"success":true,"verification_id":"ver_…","phone_number":"+33612345678",
+//           "channel":"sms","expires_at":"…","resend_after":"…"}'
+/// Sends a code to the business phone: a new verification, or a new code
+/// for the live one (a resend). `ip_address` is the host's client, kept with
+/// the verification.
+pub fn send(
+    conn: &Connection,
+    env: &dyn Env,
+    session_id: &str,
+    payload: Option<&str>,
+    ip_address: Option<&str>,
+) -> Result<Value> {
+    let requested = channel_field(&validate::payload_object(payload)?)?;
+    if let Some(ip) = ip_address {
+        if ip.parse::<IpAddr>().is_err() {
+            return Err(Error::invalid_field(format!(
+                "ip_address {} is not an IPv4 or IPv6 address",
+                quote(ip)
+            )));
+        }
+    }
+    in_savepoint(conn, || {
+        let session = Session::load(conn, session_id)?;
+        let line = verification::line(&business_phone(&session)?)?;
+        let channel = channel_for(&line, requested)?;
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        let latest = Verification::latest(conn, session_id)?;
+        let live = may_send(conn, &session, &line, latest, now_ms)?;
+        let code = otp::new_code(env)?;
+        let expires_at = iso8601(now_ms + CODE_TTL_MS);
+        let sent = Sent {
+            code: &code,
+            channel,
+            expires_at: &expires_at,
+            now: &now,
+            ip_address,
+        };
+        let id = match live {
+            Some(v) => sent.resend(conn, v)?,
+            None => sent.start(conn, env, &session, &line.number, now_ms)?,
+        };
+        let text = message_text(channel, &code);
+        outbox::enqueue(
+            conn,
+            &id,
+            &line.number,
+            channel.as_str(),
+            &text,
+            &expires_at,
+            &now,
+        )?;
+        Ok(json!({
+            "success": true,
+            "verification_id": id,
+            "phone_number": line.number,
+            "channel": channel.as_str(),
+            "expires_at": expires_at,
+            "resend_after": iso8601(now_ms + RESEND_AFTER_MS),
+        }))
+    })
+}
+
+/// A code about to go out, and what its verification row keeps of it.
+struct Sent<'a> {
+    code: &'a str,
+    channel: Channel,
+    expires_at: &'a str,
+    now: &'a str,
+    ip_address: Option<&'a str>,
+}
+
+impl Sent<'_> {
+    /// A resend: the live verification takes the new code, and the message
+    /// still carrying the old one is withdrawn. Answers the verification id.
+    fn resend(&self, conn: &Connection, v: Verification) -> Result<String> {
+        let secret = verification::secret(conn)?;
+        outbox::withdraw(conn, &v.id, "cancelled", self.now)?;
+        sql::execute(
+            conn,
+            "UPDATE phone_verifications
+             SET code_hmac = ?2, channel = ?3, expires_at = ?4, sends = sends + 1,
+                 last_sent_at = ?5, request_ip = coalesce(?6, request_ip), updated_at = ?5
+             WHERE id = ?1",
+            (
+                &v.id,
+                otp::seal(&secret, &v.id, self.code)?,
+                self.channel.as_str(),
+                self.expires_at,
+                self.now,
+                self.ip_address,
+            ),
+        )?;
+        Ok(v.id)
+    }
+
+    /// A new verification of `phone` for `session`. Answers its id.
+    fn start(
+        &self,
+        conn: &Connection,
+        env: &dyn Env,
+        session: &Session,
+        phone: &str,
+        now_ms: i64,
+    ) -> Result<String> {
+        let secret = verification::secret(conn)?;
+        let id = ids::new_id(env, now_ms, "ver_")?;
+        sql::execute(
+            conn,
+            "INSERT INTO phone_verifications (id, session_id, tenant_id, phone_number, channel,
+                 code_hmac, expires_at, last_sent_at, request_ip, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8)",
+            rusqlite::params![
+                &id,
+                &session.id,
+                &session.tenant_id,
+                phone,
+                self.channel.as_str(),
+                otp::seal(&secret, &id, self.code)?,
+                self.expires_at,
+                self.now,
+                self.ip_address,
+            ],
+        )?;
+        Ok(id)
+    }
+}
+
+/// The payload's `channel`: `sms`, `voice`, or absent (the line decides).
+fn channel_field(map: &Object) -> Result<Option<Channel>> {
+    match map.get("channel") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => Channel::parse(name.trim()).map(Some).ok_or_else(|| {
+            Error::invalid_field(format!(
+                "channel {} is not a way to send a code (expected one of {})",
+                quote(name),
+                verification::CODE_CHANNELS.join(", ")
+            ))
+        }),
+        Some(other) => Err(Error::invalid_field(format!(
+            "channel must be a string, got {}",
+            type_name(other)
+        ))),
+    }
+}
+
+/// The business step's phone, which codes go to.
+fn business_phone(session: &Session) -> Result<String> {
+    let business = stored_json(session.data(Step::Business))?;
+    if business.is_null() {
+        return Err(Error::new(
+            ErrorKind::Incomplete,
+            format!(
+                "session {} has no business phone yet (save the business step first)",
+                quote(&session.id)
+            ),
+        ));
+    }
+    Ok(stored_str(&business, "phone")?.to_string())
+}
+
+/// The channel asked for, or the line's default; a fixed line takes no SMS.
+fn channel_for(line: &Line, requested: Option<Channel>) -> Result<Channel> {
+    match requested {
+        Some(Channel::Sms) if !line.mobile => Err(Error::invalid_field(format!(
+            "channel 'sms' cannot reach the fixed line {} (use 'voice')",
+            quote(&line.number)
+        ))),
+        Some(channel) => Ok(channel),
+        None => Ok(line.default_channel()),
+    }
+}
+
+/// Whether a code may go out now, and the live verification it would be a
+/// resend of (`None`: a new verification starts).
+fn may_send(
+    conn: &Connection,
+    session: &Session,
+    line: &Line,
+    latest: Option<Verification>,
+    now_ms: i64,
+) -> Result<Option<Verification>> {
+    if session.status == "abandoned" {
+        return Err(Error::conflict(format!(
+            "session {} is abandoned; no code is sent for it",
+            quote(&session.id)
+        )));
+    }
+    let mut live = None;
+    if let Some(v) = latest {
+        if v.status == "verified" && v.phone_number == line.number {
+            return Err(Error::conflict(format!(
+                "phone {} is already verified for session {}",
+                quote(&line.number),
+                quote(&session.id)
+            )));
+        }
+        let since = now_ms - v.last_sent_ms()?;
+        if since < RESEND_AFTER_MS {
+            return Err(Error::rate_limited(
+                format!(
+                    "a code was sent {} s ago; codes are sent at least 60 s apart",
+                    since / 1000
+                ),
+                RESEND_AFTER_MS - since,
+            ));
+        }
+        if v.is_live(now_ms)? && v.phone_number == line.number {
+            if v.sends >= MAX_SENDS {
+                return Err(Error::rate_limited(
+                    format!(
+                        "verification {} has had its {MAX_SENDS} sends; a new one can start \
+                         when its code expires",
+                        quote(&v.id)
+                    ),
+                    v.expires_ms()? - now_ms,
+                ));
+            }
+            live = Some(v);
+        }
+    }
+    let (sends, oldest) = outbox::sent_since(conn, &line.number, &iso8601(now_ms - DAY_MS))?;
+    if sends >= MAX_SENDS_PER_NUMBER {
+        let oldest_ms = oldest
+            .as_deref()
+            .and_then(crate::env::parse_iso8601)
+            .unwrap_or(now_ms);
+        return Err(Error::rate_limited(
+            format!(
+                "phone {} was sent {sends} codes in the last 24 hours, the most allowed",
+                quote(&line.number)
+            ),
+            oldest_ms + DAY_MS - now_ms,
+        ));
+    }
+    Ok(live)
+}
+
+/// The French message carrying `code`: read out digit by digit, twice, on
+/// a call.
+fn message_text(channel: Channel, code: &str) -> String {
+    match channel {
+        Channel::Sms => format!(
+            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+             Ne le communiquez à personne."
+        ),
+        Channel::Voice => {
+            let spoken: Vec<String> = code.chars().map(String::from).collect();
+            let spoken = spoken.join(", ");
+            format!("Bonjour. Votre code de vérification est : {spoken}. Je répète : {spoken}.")
+        }
+    }
+}
+
+// -- onboarding_phone_verify('onb_…', '{"code":"123456"}')
+//      -> '{"success":true,"verification_id":"ver_…","phone_number":"+33612345678",
+//           "status":"verified","is_active":true,"reason":null}'
+/// Checks `code` against the session's live verification. Right: the
+/// verification is used up, and after completion the tenant's mapping
+/// becomes verified, and active unless another tenant routes the number.
+/// Wrong: the attempt is counted (committed), then `invalid_field`.
+pub fn verify(
+    conn: &Connection,
+    env: &dyn Env,
+    session_id: &str,
+    payload: Option<&str>,
+) -> Result<Value> {
+    let code = code_field(&validate::payload_object(payload)?)?;
+    // The outer Result rolls back; the inner one is the answer, given after
+    // the writes are kept (a wrong code's attempt must count).
+    in_savepoint(conn, || {
+        let session = SessionHead::load(conn, session_id)?;
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        let v = checkable(conn, &session, now_ms)?;
+        let secret = verification::secret(conn)?;
+        if !otp::matches(&secret, &v.id, &code, &v.code_hmac)? {
+            return wrong_code(conn, &v, &now).map(Err);
+        }
+        sql::execute(
+            conn,
+            "UPDATE phone_verifications SET status = 'verified', verified_at = ?2, updated_at = ?2
+             WHERE id = ?1",
+            (&v.id, &now),
+        )?;
+        outbox::withdraw(conn, &v.id, "cancelled", &now)?;
+        let reason = activate(conn, &session, &v.phone_number, &now)?;
+        Ok(Ok(json!({
+            "success": true,
+            "verification_id": v.id,
+            "phone_number": v.phone_number,
+            "status": "verified",
+            "is_active": reason.is_none(),
+            "reason": reason,
+        })))
+    })?
+}
+
+/// The payload's `code`: six digits, as a string (leading zeros count).
+/// Never quoted back: a near miss of the real code has no place in a log.
+fn code_field(map: &Object) -> Result<String> {
+    let code = match map.get("code") {
+        None | Some(Value::Null) => return Err(Error::invalid_field("code is required")),
+        Some(Value::String(code)) => code.trim(),
+        Some(other) => {
+            return Err(Error::invalid_field(format!(
+                "code must be a string of {} digits, got {}",
+                otp::CODE_DIGITS,
+                type_name(other)
+            )))
+        }
+    };
+    let chars = code.chars().count();
+    if chars != otp::CODE_DIGITS {
+        return Err(Error::invalid_field(format!(
+            "code must be {} digits, got {chars} characters",
+            otp::CODE_DIGITS
+        )));
+    }
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid_field(format!(
+            "code must be {} digits, got a character other than 0-9",
+            otp::CODE_DIGITS
+        )));
+    }
+    Ok(code.to_string())
+}
+
+/// The session's verification, when a code of it may be checked now.
+fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Verification> {
+    let v = Verification::latest(conn, &session.id)?.ok_or_else(|| {
+        Error::conflict(format!(
+            "no code was sent for session {} (send one first)",
+            quote(&session.id)
+        ))
+    })?;
+    let id = quote(&v.id);
+    match v.state(now_ms)? {
+        "pending" => Ok(v),
+        "verified" => Err(Error::conflict(format!(
+            "verification {id} is already used: phone {} is verified",
+            quote(&v.phone_number)
+        ))),
+        "failed" => Err(Error::conflict(format!(
+            "verification {id} is locked after {MAX_ATTEMPTS} wrong codes (send a new code)"
+        ))),
+        "cancelled" => Err(Error::conflict(format!(
+            "verification {id} was cancelled when the business phone changed (send a new code)"
+        ))),
+        _ => Err(Error::conflict(format!(
+            "the code of verification {id} expired at {} (send a new code)",
+            v.expires_at
+        ))),
+    }
+}
+
+/// Counts a wrong code (the fifth locks the verification) and answers the
+/// error saying how many tries are left.
+fn wrong_code(conn: &Connection, v: &Verification, now: &str) -> Result<Error> {
+    let attempts = v.attempts + 1;
+    let locked = attempts >= MAX_ATTEMPTS;
+    sql::execute(
+        conn,
+        "UPDATE phone_verifications
+         SET attempts = ?2, status = CASE WHEN ?3 THEN 'failed' ELSE status END, updated_at = ?4
+         WHERE id = ?1",
+        (&v.id, attempts, locked, now),
+    )?;
+    if locked {
+        outbox::withdraw(conn, &v.id, "cancelled", now)?;
+    }
+    Ok(Error::invalid_field(match MAX_ATTEMPTS - attempts {
+        0 => "code is wrong; no tries left (send a new code)".to_string(),
+        1 => "code is wrong; 1 try left".to_string(),
+        left => format!("code is wrong; {left} tries left"),
+    }))
+}
+
+/// After a right code: a completed session's mapping becomes verified, and
+/// active unless another tenant routes the number. Answers why the number
+/// is not active, or `None` when it is.
+fn activate(
+    conn: &Connection,
+    session: &SessionHead,
+    phone: &str,
+    now: &str,
+) -> Result<Option<String>> {
+    let elsewhere = verification::active_elsewhere(conn, &session.tenant_id, phone)?;
+    if session.status != "completed" {
+        return Ok(Some(if elsewhere {
+            verification::active_elsewhere_reason(phone)
+        } else {
+            NOT_COMPLETED.to_string()
+        }));
+    }
+    sql::execute(
+        conn,
+        "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                          created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'verified', ?4, ?4)
+         ON CONFLICT (tenant_id, phone_number) DO UPDATE SET
+             status = 'verified', is_active = excluded.is_active, updated_at = excluded.updated_at",
+        (phone, &session.tenant_id, !elsewhere, now),
+    )?;
+    Ok(elsewhere.then(|| verification::active_elsewhere_reason(phone)))
+}

@@ -1,0 +1,1029 @@
+//! Phone verification: `onboarding_phone_send`, `onboarding_phone_verify`
+//! and the outbox a sender drains. Each rule with a case that passes and one
+//! that fails, with the exact error text; time is the pinned clock's.
+
+mod common;
+
+use common::{Db, T0};
+use serde_json::{json, Value};
+
+const MOBILE: &str = "+33612345678";
+/// 2026-11-24T10:00:00.000Z plus the given milliseconds.
+fn at(offset_ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(T0 + offset_ms).unwrap();
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn business_with(db: &Db, session: &str, phone: &str, email: &str) {
+    db.step(
+        session,
+        "business",
+        &format!(
+            r#"{{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"{phone}","email":"{email}"}}"#
+        ),
+    )
+    .unwrap();
+}
+
+/// A session with the business step saved (phone 06 12 34 56 78).
+fn with_business(db: &Db, email: &str) -> String {
+    let s = db.create();
+    db.business(&s, email);
+    s
+}
+
+fn send(db: &Db, session: &str, payload: &str) -> Result<Value, String> {
+    db.call(
+        "SELECT onboarding_phone_send(?1, ?2)",
+        &[&session, &payload],
+    )
+}
+
+fn verify(db: &Db, session: &str, code: &str) -> Result<Value, String> {
+    db.call(
+        "SELECT onboarding_phone_verify(?1, ?2)",
+        &[&session, &json!({ "code": code }).to_string()],
+    )
+}
+
+fn claim(db: &Db, worker: &str, lease_seconds: i64) -> Value {
+    db.call(
+        "SELECT onboarding_outbox_claim(?1, ?2)",
+        &[&worker, &lease_seconds],
+    )
+    .unwrap()
+}
+
+/// What a sender does: claim the next message, read the code in its text,
+/// report it sent. Returns the code.
+fn deliver(db: &Db) -> String {
+    let claimed = claim(db, "test-sender", 60);
+    let message = &claimed["message"];
+    let id = message["id"].as_i64().expect("a message to deliver");
+    let code = code_in(message["text"].as_str().unwrap());
+    db.call(
+        "SELECT onboarding_outbox_sent(?1, 'test-sender', 'provider-1')",
+        &[&id],
+    )
+    .unwrap();
+    code
+}
+
+/// The six digits of an SMS text.
+fn code_in(text: &str) -> String {
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    // "… : 123456. Il expire dans 10 minutes." -> the first six digits.
+    digits[..6].to_string()
+}
+
+/// A code that is not `code`.
+fn wrong(code: &str) -> String {
+    let n: u32 = code.parse().unwrap();
+    format!("{:06}", (n + 1) % 1_000_000)
+}
+
+fn verification_row(db: &Db, id: &str) -> Value {
+    db.row(
+        "SELECT phone_number, channel, expires_at, attempts, sends, last_sent_at, status,
+                request_ip, created_at, updated_at, verified_at
+         FROM phone_verifications WHERE id = ?1",
+        &[&id],
+    )
+}
+
+fn mapping(db: &Db, tenant: &str) -> Value {
+    db.row(
+        "SELECT phone_number, is_active, status FROM omni_phone_mappings WHERE tenant_id = ?1",
+        &[&tenant],
+    )
+}
+
+/// The runtime's lookup: which tenant a call to `phone` goes to.
+fn routed_to(db: &Db, phone: &str) -> Vec<Value> {
+    db.rows(
+        "SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = ?1 AND is_active = 1",
+        &[&phone],
+    )
+}
+
+fn tenant_of(db: &Db, session: &str) -> String {
+    db.get(session)["tenant_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn send_answers_the_verification_and_queues_one_message() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let tenant = tenant_of(&db, &s);
+    let sent = send(&db, &s, "{}").unwrap();
+    let id = sent["verification_id"].as_str().unwrap();
+    // ver_ and a v7 uuid of T0's time.
+    assert!(id.starts_with("ver_01a20cff7d00") && id.len() == 36, "{id}");
+    assert_eq!(
+        sent,
+        json!({
+            "success": true,
+            "verification_id": id,
+            "phone_number": MOBILE,
+            "channel": "sms",
+            "expires_at": "2026-11-24T10:10:00.000Z",
+            "resend_after": "2026-11-24T10:01:00.000Z",
+        })
+    );
+    assert_eq!(
+        verification_row(&db, id),
+        json!({
+            "phone_number": MOBILE, "channel": "sms", "expires_at": "2026-11-24T10:10:00.000Z",
+            "attempts": 0, "sends": 1, "last_sent_at": at(0), "status": "pending",
+            "request_ip": null, "created_at": at(0), "updated_at": at(0), "verified_at": null,
+        })
+    );
+    assert_eq!(
+        db.row(
+            "SELECT session_id, tenant_id, length(code_hmac) AS hmac_length
+             FROM phone_verifications",
+            &[]
+        ),
+        json!({"session_id": s, "tenant_id": tenant, "hmac_length": 64})
+    );
+    let message = db.row(
+        "SELECT id, verification_id, recipient, channel, text, expires_at, status, lease_owner,
+                lease_until, claims, provider_id, last_error, created_at, sent_at
+         FROM outbox_messages",
+        &[],
+    );
+    let text = message["text"].as_str().unwrap().to_string();
+    let code = code_in(&text);
+    assert_eq!(
+        text,
+        format!(
+            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+             Ne le communiquez à personne."
+        )
+    );
+    assert_eq!(
+        message,
+        json!({
+            "id": 1, "verification_id": id, "recipient": MOBILE, "channel": "sms", "text": text,
+            "expires_at": "2026-11-24T10:10:00.000Z", "status": "queued", "lease_owner": null,
+            "lease_until": null, "claims": 0, "provider_id": null, "last_error": null,
+            "created_at": at(0), "sent_at": null,
+        })
+    );
+    assert!(!sent.to_string().contains(&code));
+}
+
+#[test]
+fn send_keeps_the_hosts_client_address() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let sent = db
+        .call(
+            "SELECT onboarding_phone_send(?1, NULL, '203.0.113.7')",
+            &[&s],
+        )
+        .unwrap();
+    let id = sent["verification_id"].as_str().unwrap();
+    assert_eq!(verification_row(&db, id)["request_ip"], "203.0.113.7");
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_phone_send(?1, NULL, 'localhost')",
+            &[&s]
+        )
+        .unwrap_err(),
+        "onboarding_phone_send: invalid_field: ip_address 'localhost' is not an IPv4 or IPv6 address"
+    );
+}
+
+#[test]
+fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
+    let db = Db::memory();
+    let fixed = db.create();
+    business_with(&db, &fixed, "01 42 68 53 00", "fixe@entreprise.fr");
+    let sent = send(&db, &fixed, "{}").unwrap();
+    assert_eq!(sent["phone_number"], "+33142685300");
+    assert_eq!(sent["channel"], "voice");
+    let text = claim(&db, "w", 60)["message"]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = code_in(&text);
+    let spoken: Vec<String> = code.chars().map(String::from).collect();
+    let spoken = spoken.join(", ");
+    assert_eq!(
+        text,
+        format!("Bonjour. Votre code de vérification est : {spoken}. Je répète : {spoken}.")
+    );
+    // A VoIP number (09) is a fixed line too.
+    let voip = db.create();
+    business_with(&db, &voip, "09 87 65 43 21", "box@entreprise.fr");
+    assert_eq!(send(&db, &voip, "{}").unwrap()["channel"], "voice");
+    // A mobile may ask for a call.
+    let mobile = with_business(&db, "mobile@entreprise.fr");
+    assert_eq!(
+        send(&db, &mobile, r#"{"channel":"voice"}"#).unwrap()["channel"],
+        "voice"
+    );
+}
+
+#[test]
+fn channel_rules() {
+    let db = Db::memory();
+    let fixed = db.create();
+    business_with(&db, &fixed, "01 42 68 53 00", "fixe@entreprise.fr");
+    let cases = [
+        (
+            r#"{"channel":"sms"}"#,
+            "onboarding_phone_send: invalid_field: channel 'sms' cannot reach the fixed line '+33142685300' (use 'voice')",
+        ),
+        (
+            r#"{"channel":"fax"}"#,
+            "onboarding_phone_send: invalid_field: channel 'fax' is not a way to send a code (expected one of sms, voice)",
+        ),
+        (
+            r#"{"channel":1}"#,
+            "onboarding_phone_send: invalid_field: channel must be a string, got a number",
+        ),
+        (
+            "[]",
+            "onboarding_phone_send: invalid_json: payload must be a JSON object, got an array",
+        ),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(send(&db, &fixed, payload).unwrap_err(), error, "{payload}");
+    }
+    assert_eq!(db.count("phone_verifications"), 0);
+    assert_eq!(db.count("outbox_messages"), 0);
+    assert_eq!(
+        send(&db, &fixed, r#"{"channel":" voice "}"#).unwrap()["channel"],
+        "voice"
+    );
+}
+
+#[test]
+fn only_french_numbers_get_codes() {
+    let db = Db::memory();
+    let cases = [
+        (
+            "+4915123456789",
+            "onboarding_phone_send: invalid_field: phone '+4915123456789' is not a French number; \
+             codes go only to +33 and the overseas departments (+262, +590, +594, +596)",
+        ),
+        (
+            "+33891234567",
+            "onboarding_phone_send: invalid_field: phone '+33891234567' is a premium-rate number; \
+             codes go only to mobile and fixed lines",
+        ),
+        (
+            "+33800123456",
+            "onboarding_phone_send: invalid_field: phone '+33800123456' is a toll-free number; \
+             codes go only to mobile and fixed lines",
+        ),
+    ];
+    for (i, (phone, error)) in cases.into_iter().enumerate() {
+        let s = db.create();
+        business_with(&db, &s, phone, &format!("refused{i}@entreprise.fr"));
+        assert_eq!(send(&db, &s, "{}").unwrap_err(), error, "{phone}");
+    }
+    assert_eq!(db.count("outbox_messages"), 0);
+    // Réunion, Guadeloupe, French Guiana, Martinique.
+    for (i, phone) in [
+        "+262692123456",
+        "+590690123456",
+        "+594694123456",
+        "+596696123456",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = db.create();
+        business_with(&db, &s, phone, &format!("dom{i}@entreprise.fr"));
+        let sent = send(&db, &s, "{}").unwrap();
+        assert_eq!(
+            (&sent["phone_number"], &sent["channel"]),
+            (&json!(phone), &json!("sms"))
+        );
+    }
+}
+
+#[test]
+fn send_needs_a_session_with_its_business_phone() {
+    let db = Db::memory();
+    let s = db.create();
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: incomplete: session '{s}' has no business phone yet \
+             (save the business step first)"
+        )
+    );
+    assert_eq!(
+        send(&db, "onb_nope", "{}").unwrap_err(),
+        "onboarding_phone_send: not_found: session 'onb_nope' does not exist"
+    );
+    db.business(&s, "contact@entreprise.fr");
+    db.conn
+        .execute(
+            "UPDATE onboarding_sessions SET status = 'abandoned' WHERE id = ?1",
+            [&s],
+        )
+        .unwrap();
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: conflict: session '{s}' is abandoned; no code is sent for it"
+        )
+    );
+}
+
+#[test]
+fn a_resend_waits_60_s_and_replaces_the_code() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let first = send(&db, &s, "{}").unwrap();
+    let id = first["verification_id"].as_str().unwrap().to_string();
+    let old_code = code_in(claim(&db, "w", 60)["message"]["text"].as_str().unwrap());
+    db.env.advance_ms(30_000);
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 30 s ago; codes are sent at least \
+         60 s apart (retry after 30 s)"
+    );
+    db.env.set_ms(T0 + 59_001);
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 59 s ago; codes are sent at least \
+         60 s apart (retry after 1 s)"
+    );
+    db.env.set_ms(T0 + 60_000);
+    let again = send(&db, &s, r#"{"channel":"voice"}"#).unwrap();
+    assert_eq!(
+        again,
+        json!({
+            "success": true, "verification_id": id, "phone_number": MOBILE, "channel": "voice",
+            "expires_at": "2026-11-24T10:11:00.000Z", "resend_after": "2026-11-24T10:02:00.000Z",
+        })
+    );
+    assert_eq!(verification_row(&db, &id)["sends"], 2);
+    // The first message, leased but not sent yet, is withdrawn: its code is gone.
+    assert_eq!(
+        db.rows(
+            "SELECT id, status, text FROM outbox_messages ORDER BY id",
+            &[]
+        )[0],
+        json!({"id": 1, "status": "cancelled", "text": ""})
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'w', NULL)", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 is cancelled, not being sent (claim a message first)"
+    );
+    let new_code = deliver(&db);
+    if old_code != new_code {
+        assert_eq!(
+            verify(&db, &s, &old_code).unwrap_err(),
+            "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left"
+        );
+    }
+    assert_eq!(verify(&db, &s, &new_code).unwrap()["status"], "verified");
+}
+
+#[test]
+fn a_verification_takes_five_sends_then_waits_for_its_expiry() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 1..=4 {
+        db.env.set_ms(T0 + n * 60_000);
+        assert_eq!(send(&db, &s, "{}").unwrap()["verification_id"], id.as_str());
+    }
+    assert_eq!(verification_row(&db, &id)["sends"], 5);
+    // The fifth send (at +4 min) made the code valid until +14 min.
+    db.env.set_ms(T0 + 5 * 60_000);
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: rate_limited: verification '{id}' has had its 5 sends; \
+             a new one can start when its code expires (retry after 540 s)"
+        )
+    );
+    db.env.set_ms(T0 + 14 * 60_000);
+    let fresh = send(&db, &s, "{}").unwrap();
+    assert_ne!(fresh["verification_id"], id.as_str());
+    assert_eq!(db.count("phone_verifications"), 2);
+}
+
+#[test]
+fn a_number_gets_ten_codes_a_day_across_tenants() {
+    let db = Db::memory();
+    for i in 0..10 {
+        db.env.set_ms(T0 + i * 1_000);
+        let s = with_business(&db, &format!("t{i}@entreprise.fr"));
+        send(&db, &s, "{}").unwrap();
+    }
+    db.env.set_ms(T0 + 10_000);
+    let eleventh = with_business(&db, "t10@entreprise.fr");
+    assert_eq!(
+        send(&db, &eleventh, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: phone '+33612345678' was sent 10 codes in the last \
+         24 hours, the most allowed (retry after 86390 s)"
+    );
+    db.env.set_ms(T0 + 86_400_000 - 1);
+    assert!(send(&db, &eleventh, "{}")
+        .unwrap_err()
+        .ends_with("the most allowed (retry after 1 s)"));
+    // The first send leaves the window: one more may go.
+    db.env.set_ms(T0 + 86_400_000);
+    assert_eq!(send(&db, &eleventh, "{}").unwrap()["phone_number"], MOBILE);
+    // Another number is not concerned.
+    let other = db.create();
+    business_with(&db, &other, "07 56 78 12 34", "other@entreprise.fr");
+    assert_eq!(
+        send(&db, &other, "{}").unwrap()["phone_number"],
+        "+33756781234"
+    );
+}
+
+#[test]
+fn verified_before_completion_completion_routes_the_number() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let tenant = tenant_of(&db, &s);
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    db.env.advance_ms(90_000);
+    assert_eq!(
+        verify(&db, &s, &code).unwrap(),
+        json!({
+            "success": true, "verification_id": id, "phone_number": MOBILE,
+            "status": "verified", "is_active": false,
+            "reason": "the onboarding is not completed yet; completion activates the verified number",
+        })
+    );
+    assert_eq!(
+        verification_row(&db, &id)["verified_at"],
+        "2026-11-24T10:01:30.000Z"
+    );
+    db.vapi(&s);
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number": MOBILE, "status": "verified", "is_active": true})
+    );
+    assert_eq!(
+        mapping(&db, &tenant),
+        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
+    );
+    assert_eq!(routed_to(&db, MOBILE), [json!({ "tenant_id": tenant })]);
+}
+
+#[test]
+fn verified_after_completion_the_mapping_becomes_verified_and_active() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let tenant = tenant_of(&db, &s);
+    db.vapi(&s);
+    db.complete(&s).unwrap();
+    assert_eq!(
+        mapping(&db, &tenant),
+        json!({"phone_number": MOBILE, "is_active": 0, "status": "pending_verification"})
+    );
+    assert!(routed_to(&db, MOBILE).is_empty());
+    send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    let verified = verify(&db, &s, &code).unwrap();
+    assert_eq!(
+        (&verified["is_active"], &verified["reason"]),
+        (&json!(true), &json!(null))
+    );
+    assert_eq!(
+        mapping(&db, &tenant),
+        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
+    );
+    assert_eq!(routed_to(&db, MOBILE), [json!({ "tenant_id": tenant })]);
+    assert_eq!(
+        db.get(&s)["omnichannel"]["phone_mapping"]["is_active"],
+        true
+    );
+}
+
+#[test]
+fn a_number_active_for_one_tenant_stays_inactive_for_another() {
+    let db = Db::memory();
+    let first = with_business(&db, "premier@entreprise.fr");
+    let first_tenant = tenant_of(&db, &first);
+    db.vapi(&first);
+    db.complete(&first).unwrap();
+    send(&db, &first, "{}").unwrap();
+    let code = deliver(&db);
+    verify(&db, &first, &code).unwrap();
+
+    // After completion.
+    let second = with_business(&db, "second@entreprise.fr");
+    let second_tenant = tenant_of(&db, &second);
+    db.vapi(&second);
+    db.complete(&second).unwrap();
+    send(&db, &second, "{}").unwrap();
+    let code = deliver(&db);
+    assert_eq!(
+        verify(&db, &second, &code).unwrap()["reason"],
+        "phone '+33612345678' is already active for another tenant; it stays inactive here"
+    );
+    assert_eq!(
+        mapping(&db, &second_tenant),
+        json!({"phone_number": MOBILE, "is_active": 0, "status": "verified"})
+    );
+
+    // Before completion: the answer says so, and completion keeps it inactive.
+    let third = with_business(&db, "troisieme@entreprise.fr");
+    let third_tenant = tenant_of(&db, &third);
+    send(&db, &third, "{}").unwrap();
+    let code = deliver(&db);
+    let verified = verify(&db, &third, &code).unwrap();
+    assert_eq!(
+        (&verified["is_active"], &verified["reason"]),
+        (
+            &json!(false),
+            &json!(
+                "phone '+33612345678' is already active for another tenant; it stays inactive here"
+            )
+        )
+    );
+    db.vapi(&third);
+    assert_eq!(
+        db.complete(&third).unwrap()["synced"]["phone_mapping"],
+        json!({"phone_number": MOBILE, "status": "verified", "is_active": false})
+    );
+    assert_eq!(
+        mapping(&db, &third_tenant),
+        json!({"phone_number": MOBILE, "is_active": 0, "status": "verified"})
+    );
+    assert_eq!(
+        routed_to(&db, MOBILE),
+        [json!({ "tenant_id": first_tenant })]
+    );
+}
+
+#[test]
+fn five_wrong_codes_lock_the_verification_even_for_the_right_one() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    let bad = wrong(&code);
+    let answers: Vec<String> = (0..5).map(|_| verify(&db, &s, &bad).unwrap_err()).collect();
+    assert_eq!(
+        answers,
+        [
+            "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left",
+            "onboarding_phone_verify: invalid_field: code is wrong; 3 tries left",
+            "onboarding_phone_verify: invalid_field: code is wrong; 2 tries left",
+            "onboarding_phone_verify: invalid_field: code is wrong; 1 try left",
+            "onboarding_phone_verify: invalid_field: code is wrong; no tries left (send a new code)",
+        ]
+    );
+    // The sixth, even right, finds it dead.
+    assert_eq!(
+        verify(&db, &s, &code).unwrap_err(),
+        format!(
+            "onboarding_phone_verify: conflict: verification '{id}' is locked after 5 wrong \
+             codes (send a new code)"
+        )
+    );
+    let row = verification_row(&db, &id);
+    assert_eq!(
+        (&row["attempts"], &row["status"]),
+        (&json!(5), &json!("failed"))
+    );
+    assert_eq!(db.get(&s)["phone_verification"]["status"], "failed");
+    // A new verification starts after the resend delay.
+    db.env.advance_ms(60_000);
+    let fresh = send(&db, &s, "{}").unwrap();
+    assert_ne!(fresh["verification_id"], id.as_str());
+    let code = deliver(&db);
+    assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
+}
+
+#[test]
+fn a_wrong_code_counts_inside_a_callers_transaction_too() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    db.conn.execute_batch("BEGIN").unwrap();
+    verify(&db, &s, &wrong(&code)).unwrap_err();
+    db.conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(verification_row(&db, &id)["attempts"], 1);
+}
+
+#[test]
+fn a_code_expires_after_10_minutes() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    db.env.set_ms(T0 + 600_000);
+    assert_eq!(
+        verify(&db, &s, &code).unwrap_err(),
+        format!(
+            "onboarding_phone_verify: conflict: the code of verification '{id}' expired at \
+             2026-11-24T10:10:00.000Z (send a new code)"
+        )
+    );
+    assert_eq!(db.get(&s)["phone_verification"]["status"], "expired");
+    db.env.set_ms(T0 + 599_999);
+    assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
+}
+
+#[test]
+fn a_code_is_single_use() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    verify(&db, &s, &code).unwrap();
+    assert_eq!(
+        verify(&db, &s, &code).unwrap_err(),
+        format!(
+            "onboarding_phone_verify: conflict: verification '{id}' is already used: phone \
+             '+33612345678' is verified"
+        )
+    );
+    db.env.advance_ms(60_000);
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: conflict: phone '+33612345678' is already verified for \
+             session '{s}'"
+        )
+    );
+}
+
+#[test]
+fn verify_payload_and_state_rules() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    assert_eq!(
+        verify(&db, &s, "123456").unwrap_err(),
+        format!("onboarding_phone_verify: conflict: no code was sent for session '{s}' (send one first)")
+    );
+    assert_eq!(
+        verify(&db, "onb_nope", "123456").unwrap_err(),
+        "onboarding_phone_verify: not_found: session 'onb_nope' does not exist"
+    );
+    send(&db, &s, "{}").unwrap();
+    let call = |payload: &str| {
+        db.call("SELECT onboarding_phone_verify(?1, ?2)", &[&s, &payload])
+            .unwrap_err()
+    };
+    let cases = [
+        ("{}", "onboarding_phone_verify: invalid_field: code is required"),
+        (
+            r#"{"code":123456}"#,
+            "onboarding_phone_verify: invalid_field: code must be a string of 6 digits, got a number",
+        ),
+        (
+            r#"{"code":"12345"}"#,
+            "onboarding_phone_verify: invalid_field: code must be 6 digits, got 5 characters",
+        ),
+        (
+            r#"{"code":"12a456"}"#,
+            "onboarding_phone_verify: invalid_field: code must be 6 digits, got a character other than 0-9",
+        ),
+        ("nope", "onboarding_phone_verify: invalid_json: payload is not valid JSON; expected ident at line 1 column 2"),
+    ];
+    for (payload, error) in cases {
+        assert_eq!(call(payload), error, "{payload}");
+    }
+    // Malformed codes are not attempts.
+    assert_eq!(db.get(&s)["phone_verification"]["attempts_left"], 5);
+}
+
+#[test]
+fn a_changed_business_phone_cancels_the_pending_verification() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = code_in(claim(&db, "w", 60)["message"]["text"].as_str().unwrap());
+    // The same phone again changes nothing.
+    db.business(&s, "contact@entreprise.fr");
+    assert_eq!(verification_row(&db, &id)["status"], "pending");
+    db.env.advance_ms(5_000);
+    business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    let row = verification_row(&db, &id);
+    assert_eq!(
+        (&row["status"], &row["updated_at"]),
+        (&json!("cancelled"), &json!("2026-11-24T10:00:05.000Z"))
+    );
+    assert_eq!(
+        db.row("SELECT status, text FROM outbox_messages", &[]),
+        json!({"status": "cancelled", "text": ""})
+    );
+    assert_eq!(
+        verify(&db, &s, &code).unwrap_err(),
+        format!(
+            "onboarding_phone_verify: conflict: verification '{id}' was cancelled when the \
+             business phone changed (send a new code)"
+        )
+    );
+    // The new number gets its own verification (after the resend delay).
+    db.env.advance_ms(60_000);
+    let fresh = send(&db, &s, "{}").unwrap();
+    assert_eq!(fresh["phone_number"], "+33756781234");
+    assert_ne!(fresh["verification_id"], id.as_str());
+}
+
+#[test]
+fn the_code_is_never_stored_or_answered_in_clear() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let sent = send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    let pending = db.get(&s);
+    let verified = verify(&db, &s, &code).unwrap();
+    db.vapi(&s);
+    let done = db.complete(&s).unwrap();
+    for answer in [&sent, &pending, &verified, &done, &db.get(&s)] {
+        assert!(!answer.to_string().contains(&code), "{answer}");
+    }
+    let cells = db.snapshot().join("\n");
+    assert!(!cells.contains(&code), "the code is stored in clear");
+    assert_eq!(
+        db.row("SELECT status, text FROM outbox_messages", &[]),
+        json!({"status": "sent", "text": ""})
+    );
+}
+
+#[test]
+fn get_shows_the_verification_state_never_the_code() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let id = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    verify(&db, &s, &wrong(&code)).unwrap_err();
+    assert_eq!(
+        db.get(&s)["phone_verification"],
+        json!({
+            "verification_id": id, "phone_number": MOBILE, "channel": "sms", "status": "pending",
+            "attempts_left": 4, "sends": 1, "expires_at": "2026-11-24T10:10:00.000Z",
+            "resend_after": "2026-11-24T10:01:00.000Z", "verified_at": null,
+        })
+    );
+}
+
+#[test]
+fn claim_leases_the_oldest_message_and_sent_blanks_its_text() {
+    let db = Db::memory();
+    let a = with_business(&db, "a@entreprise.fr");
+    let b = db.create();
+    business_with(&db, &b, "07 56 78 12 34", "b@entreprise.fr");
+    send(&db, &a, "{}").unwrap();
+    db.env.advance_ms(1_000);
+    send(&db, &b, "{}").unwrap();
+    let first = claim(&db, "gateway-1", 30);
+    let text = first["message"]["text"].as_str().unwrap();
+    assert_eq!(
+        first,
+        json!({"success": true, "message": {
+            "id": 1, "recipient": MOBILE, "channel": "sms", "text": text,
+            "expires_at": "2026-11-24T10:10:00.000Z", "lease_until": "2026-11-24T10:00:31.000Z",
+            "claims": 1,
+        }})
+    );
+    assert_eq!(claim(&db, "gateway-2", 30)["message"]["id"], 2);
+    assert_eq!(
+        claim(&db, "gateway-3", 30),
+        json!({"success": true, "message": null})
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'gateway-2', 'x')", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 is leased to 'gateway-1', not 'gateway-2' \
+         (its lease ran out and was taken over)"
+    );
+    db.env.advance_ms(2_000);
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_outbox_sent(1, 'gateway-1', 'SM87a3')",
+            &[]
+        )
+        .unwrap(),
+        json!({"success": true, "id": 1, "status": "sent"})
+    );
+    assert_eq!(
+        db.row(
+            "SELECT status, text, lease_owner, provider_id, sent_at FROM outbox_messages WHERE id = 1",
+            &[]
+        ),
+        json!({"status": "sent", "text": "", "lease_owner": "gateway-1", "provider_id": "SM87a3",
+               "sent_at": "2026-11-24T10:00:03.000Z"})
+    );
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_outbox_failed(2, 'gateway-2', 'number unreachable')",
+            &[]
+        )
+        .unwrap(),
+        json!({"success": true, "id": 2, "status": "failed"})
+    );
+    assert_eq!(
+        db.row(
+            "SELECT status, text, last_error, sent_at FROM outbox_messages WHERE id = 2",
+            &[]
+        ),
+        json!({"status": "failed", "text": "", "last_error": "number unreachable", "sent_at": null})
+    );
+}
+
+#[test]
+fn a_crashed_senders_lease_is_taken_over() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    let crashed = claim(&db, "crashed", 30);
+    db.env.advance_ms(29_999);
+    assert_eq!(claim(&db, "rescuer", 30)["message"], json!(null));
+    db.env.advance_ms(1);
+    let taken = claim(&db, "rescuer", 30);
+    assert_eq!(
+        (&taken["message"]["id"], &taken["message"]["claims"]),
+        (&json!(1), &json!(2))
+    );
+    assert_eq!(taken["message"]["text"], crashed["message"]["text"]);
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'crashed', NULL)", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 is leased to 'rescuer', not 'crashed' \
+         (its lease ran out and was taken over)"
+    );
+    db.call("SELECT onboarding_outbox_sent(1, 'rescuer', NULL)", &[])
+        .unwrap();
+    let code = code_in(crashed["message"]["text"].as_str().unwrap());
+    assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
+}
+
+#[test]
+fn a_message_past_its_expiry_is_never_handed_out() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    claim(&db, "slow", 30);
+    db.env.set_ms(T0 + 599_999);
+    assert_eq!(claim(&db, "other", 30)["message"]["id"], 1);
+    db.env.set_ms(T0 + 600_000 + 30_000);
+    assert_eq!(claim(&db, "late", 30)["message"], json!(null));
+    assert_eq!(
+        db.row("SELECT status, text FROM outbox_messages", &[]),
+        json!({"status": "expired", "text": ""})
+    );
+}
+
+#[test]
+fn outbox_argument_rules() {
+    let db = Db::memory();
+    let cases = [
+        (
+            "SELECT onboarding_outbox_claim('w', 0)",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be from 1 to 3600, got 0",
+        ),
+        (
+            "SELECT onboarding_outbox_claim('w', 3601)",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be from 1 to 3600, got 3601",
+        ),
+        (
+            "SELECT onboarding_outbox_claim('w', '60')",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got text",
+        ),
+        (
+            "SELECT onboarding_outbox_claim(' ', 60)",
+            "onboarding_outbox_claim: invalid_field: worker must not be empty",
+        ),
+        (
+            "SELECT onboarding_outbox_claim(NULL, 60)",
+            "onboarding_outbox_claim: invalid_field: worker is required",
+        ),
+        (
+            "SELECT onboarding_outbox_sent(42, 'w', NULL)",
+            "onboarding_outbox_sent: not_found: message 42 does not exist",
+        ),
+        (
+            "SELECT onboarding_outbox_failed(42, 'w', '')",
+            "onboarding_outbox_failed: invalid_field: error must not be empty",
+        ),
+        (
+            "SELECT onboarding_outbox_sent(NULL, 'w', NULL)",
+            "onboarding_outbox_sent: invalid_field: id is required",
+        ),
+    ];
+    for (sql, error) in cases {
+        assert_eq!(db.call(sql, &[]).unwrap_err(), error, "{sql}");
+    }
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'w', NULL)", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 is queued, not being sent (claim a message first)"
+    );
+}
+
+#[test]
+fn upgrading_a_database_made_by_001_keeps_every_row() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    // The schema as version 1 of the library left it.
+    let first = &onboarding::MIGRATIONS[0];
+    assert_eq!(first.name, "001_init");
+    conn.execute_batch(&format!(
+        "CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                                                    applied_at TEXT NOT NULL);
+         {}
+         INSERT INTO onboarding_schema_migrations VALUES (1, '001_init', '2026-11-01T00:00:00.000Z');",
+        first.sql
+    ))
+    .unwrap();
+    onboarding::register_with(&conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+    let call = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let s: Value = serde_json::from_str(&call("SELECT onboarding_create('{}')")).unwrap();
+    let s = s["session_id"].as_str().unwrap().to_string();
+    // Every row of the tables 001 made, as text.
+    let dump = |conn: &rusqlite::Connection| -> Vec<String> {
+        let mut rows = Vec::new();
+        for table in &common::TABLES[..7] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+                .unwrap();
+            let n = stmt.column_count();
+            let mut q = stmt.query([]).unwrap();
+            while let Some(r) = q.next().unwrap() {
+                let cells: Vec<String> = (0..n)
+                    .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+                    .collect();
+                rows.push(format!("{table}: {}", cells.join(" | ")));
+            }
+        }
+        rows
+    };
+    let before = dump(&conn);
+    assert!(before.len() >= 3, "{before:?}");
+    let db = common::Db::on(conn);
+    assert_eq!(dump(&db.conn), before);
+    assert_eq!(db.count("onboarding_secrets"), 1);
+    assert_eq!(
+        db.row(
+            "SELECT name, length(value) AS length, created_at FROM onboarding_secrets",
+            &[]
+        ),
+        json!({"name": "phone_code_hmac", "length": 64, "created_at": at(0)})
+    );
+    // The old session goes on to a verified number.
+    db.business(&s, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
+}
+
+#[test]
+fn the_secret_is_made_once_and_differs_per_database() {
+    let one = Db::memory();
+    let secret = |db: &Db| {
+        db.row("SELECT value FROM onboarding_secrets", &[])["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let kept = secret(&one);
+    one.scalar("SELECT onboarding_migrate()");
+    assert_eq!(secret(&one), kept);
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    onboarding::register(&conn).unwrap();
+    conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+        .unwrap();
+    let other: String = conn
+        .query_row("SELECT value FROM onboarding_secrets", [], |r| r.get(0))
+        .unwrap();
+    assert_ne!(other, kept);
+}
