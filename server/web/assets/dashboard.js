@@ -128,7 +128,11 @@ function showPhone(mapping) {
   if (!mapping) return;
   text('phone-number', mapping.phone_number);
   text('phone-status', PHONE_STATUS[mapping.status] || mapping.status);
-  text('phone-active', mapping.is_active ? 'Oui' : 'Non, pas encore');
+  // A verified number stays inactive only when another account routes it.
+  let active = 'Non, pas encore';
+  if (mapping.is_active) active = 'Oui';
+  else if (mapping.status === 'verified') active = 'Non : ce numéro est déjà actif pour un autre compte';
+  text('phone-active', active);
 }
 
 function showCampaign(campaign) {

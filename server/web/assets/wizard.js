@@ -429,7 +429,10 @@ const verificationOf = (session) => (session && session.phone_verification) || n
 function prepareVerification() {
   const business = state.session.steps.business || {};
   $('verify-number').textContent = business.phone || '';
-  const verification = verificationOf(state.session);
+  // Only a verification of the number as saved counts: a changed business
+  // phone needs a code of its own.
+  const latest = verificationOf(state.session);
+  const verification = latest && latest.phone_number === business.phone ? latest : null;
   if (verification && verification.status === 'verified') {
     verified(verification);
     return;
@@ -476,17 +479,26 @@ function codeSent(v) {
 async function verifyCode() {
   const answer = await post(sessionPath(state.id, 'phone/verify'), { code: value('code').trim() }, { retries: 0 });
   verified(answer);
+  // Done here: the next thing to do is to move on.
+  $('verification-next').focus();
 }
 
+/**
+ * The verified state, from the verify answer or from `GET session` (whose
+ * verification has no `is_active`: the wizard shows a session that is not
+ * completed, and completion is what activates the number).
+ */
 function verified(answer) {
   const number = answer.phone_number || $('verify-number').textContent;
-  $('verify-done').textContent = answer.is_active
+  const text = answer.is_active
     ? `Numéro ${number} vérifié : votre agent prend ses appels.`
-    : `Numéro ${number} vérifié.`;
+    : `Numéro ${number} vérifié : votre agent prendra ses appels dès la fin de la configuration.`;
+  $('verify-done').textContent = text;
   $('verify-done').hidden = false;
   $('form-send').hidden = true;
   $('form-verify').hidden = true;
-  announce($('verify-done').textContent);
+  $('code').value = '';
+  announce(text);
 }
 
 const time = (iso) =>
