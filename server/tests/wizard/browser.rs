@@ -59,8 +59,11 @@ impl Browser {
             );
         }
         let profile = tempfile::tempdir().expect("profile directory");
+        // The browser's clock reads in Paris time, as the tenant's does
+        // (the code's expiry is shown as a time of day).
         let mut driver = Command::new(CHROMEDRIVER)
             .arg("--port=0")
+            .env("TZ", "Europe/Paris")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)

@@ -11,9 +11,12 @@ mod browser;
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use browser::{Browser, DOWN, ENTER, SPACE, UP};
-use common::{rows, temp_config, TestServer};
+use browser::{Browser, DOWN, ENTER, SPACE, UP, WAIT};
+use common::{pinned_env, rows, temp_config, TestServer};
+use onboarding::PinnedEnv;
 use serde_json::{json, Value};
 
 /// One browser at a time: the machine has two cores, and Chromium takes one.
@@ -41,6 +44,90 @@ fn row(server: &TestServer, table: &str) -> Value {
     let all = rows(&server.read_db(), table);
     assert_eq!(all.len(), 1, "{table}: {all:?}");
     all.into_iter().next().unwrap()
+}
+
+/// An SMS gateway, run as the outbox's senders are (README, "Phone
+/// verification"): a connection of its own to the server's database, with
+/// the engine's functions, that claims the next message under a lease and
+/// reports it sent. The message it hands over is what the phone's owner
+/// receives; the test reads the code in its text, as a person does.
+struct SmsGateway {
+    conn: rusqlite::Connection,
+}
+
+const GATEWAY: &str = "sms-gateway";
+const PROVIDER_ID: &str = "SM0001";
+
+impl SmsGateway {
+    /// On `server`'s database, with the server's clock (`env`, when pinned)
+    /// or the real one.
+    fn open(server: &TestServer, env: Option<Arc<PinnedEnv>>) -> SmsGateway {
+        let conn = rusqlite::Connection::open(&server.db_path).expect("open the database");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        match env {
+            Some(env) => onboarding::register_with(&conn, env),
+            None => onboarding::register(&conn),
+        }
+        .expect("the engine's functions");
+        SmsGateway { conn }
+    }
+
+    /// Claims the next message (polling, at most [`WAIT`], until one is
+    /// queued), reports it sent, and answers it.
+    async fn deliver(&self) -> Value {
+        let started = Instant::now();
+        let message = loop {
+            let claimed: String = self
+                .conn
+                .query_row("SELECT onboarding_outbox_claim(?1, 60)", [GATEWAY], |r| {
+                    r.get(0)
+                })
+                .expect("claim");
+            let claimed: Value = serde_json::from_str(&claimed).expect("claim JSON");
+            if !claimed["message"].is_null() {
+                break claimed["message"].clone();
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "no message in the outbox after {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let sent: String = self
+            .conn
+            .query_row(
+                "SELECT onboarding_outbox_sent(?1, ?2, ?3)",
+                rusqlite::params![message["id"].as_i64().expect("id"), GATEWAY, PROVIDER_ID],
+                |r| r.get(0),
+            )
+            .expect("sent");
+        assert_eq!(
+            serde_json::from_str::<Value>(&sent).unwrap()["success"],
+            true
+        );
+        message
+    }
+}
+
+/// The code in an SMS of the outbox, checked against the whole text.
+fn code_in(sms: &Value) -> String {
+    let text = sms["text"].as_str().expect("the message's text");
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    assert_eq!(
+        text,
+        format!(
+            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+             Ne le communiquez à personne."
+        )
+    );
+    code
+}
+
+/// A code that is not `code` (its last digit changed).
+fn wrong(code: &str) -> String {
+    let last = code.as_bytes()[5] - b'0';
+    format!("{}{}", &code[..5], (last + 1) % 10)
 }
 
 const COMPANY: &str = "Boulangerie Martin";
@@ -91,7 +178,11 @@ async fn progress(b: &Browser) -> (Value, String) {
 #[tokio::test]
 async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_values() {
     let _one = ONE_BROWSER.lock().await;
-    let server = server().await;
+    // The server's clock stands still at 2026-11-24T10:00:00Z (11:00 in
+    // Paris): the messages that tell a time or a wait are exact.
+    let env = pinned_env();
+    let server = TestServer::pinned(env.clone()).await;
+    let gateway = SmsGateway::open(&server, Some(env));
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
     fill_channels_and_agent(&b).await;
@@ -117,15 +208,90 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     assert_eq!(b.value("timezone").await, "Europe/Paris");
     b.click("#appointments-next").await;
 
-    // Phone verification: the code is sent (or the step says it cannot be).
+    // Phone verification: a code by SMS (a mobile number), asked for twice.
     b.step("verification").await;
     assert_eq!(b.text("verify-number").await, "+33612345678");
+    assert_eq!(
+        b.eval("return document.getElementById('send-sms').checked")
+            .await,
+        true
+    );
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    assert_eq!(
+        b.text("sent-note").await,
+        "Code envoyé par SMS au +33612345678. Il est valable jusqu'à 11:10."
+    );
+    assert_eq!(b.text("send-code").await, "Renvoyer un code");
+    // At once again: the server's cooldown (its 429), above the send form.
     b.click("#send-code").await;
     b.until(
-        "the verification's outcome",
-        "!document.getElementById('verify-unavailable').hidden",
+        "the resend's refusal",
+        "document.getElementById('send-error').innerText",
     )
     .await;
+    let cooldown = "a code was sent 0 s ago; codes are sent at least 60 s apart (retry after 60 s)";
+    assert_eq!(b.text("send-error").await, cooldown);
+    b.until(
+        "its announcement",
+        &format!("document.getElementById('announce-error').textContent === 'Erreur : {cooldown}'"),
+    )
+    .await;
+    assert_eq!(
+        b.eval("return document.getElementById('form-verify').hidden")
+            .await,
+        false
+    );
+
+    // The SMS arrives; a typo first: the server's message beside the code.
+    let sms = gateway.deliver().await;
+    assert_eq!(
+        [&sms["recipient"], &sms["channel"]],
+        [&json!("+33612345678"), &json!("sms")]
+    );
+    let code = code_in(&sms);
+    b.fill("code", &wrong(&code)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the code's error",
+        "document.getElementById('code-error').innerText",
+    )
+    .await;
+    assert_eq!(b.text("code-error").await, "code is wrong; 4 tries left");
+    assert_eq!(
+        b.eval(
+            "const f = document.getElementById('code');
+             return [f.getAttribute('aria-invalid'), f.getAttribute('aria-describedby'),
+                     document.activeElement.id, document.getElementById('send-error').hidden]",
+        )
+        .await,
+        json!(["true", "code-error", "code", true])
+    );
+    b.until(
+        "its announcement",
+        "document.getElementById('announce-error').textContent === 'Erreur : code is wrong; 4 tries left'",
+    )
+    .await;
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "!document.getElementById('verify-done').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.text("verify-done").await,
+        "Numéro +33612345678 vérifié : votre agent prendra ses appels dès la fin de la configuration."
+    );
+    assert_eq!(
+        b.eval(
+            "return ['form-send', 'form-verify', 'code-error'].map(id => document.getElementById(id).hidden)
+                .concat([document.getElementById('code').hasAttribute('aria-invalid'), document.activeElement.id])",
+        )
+        .await,
+        json!([true, true, true, false, "verification-next"])
+    );
     b.click("#verification-next").await;
 
     // The summary, then completion.
@@ -195,8 +361,8 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         ),
         ("channels-list", "Téléphone\nSMS"),
         ("phone-number", "+33612345678"),
-        ("phone-status", "En attente de vérification"),
-        ("phone-active", "Non, pas encore"),
+        ("phone-status", "Vérifié"),
+        ("phone-active", "Oui"),
         ("campaign-name", "Prise de rendez-vous – Boulangerie Martin"),
         ("campaign-status", "Active"),
         ("campaign-channels", "Téléphone, SMS"),
@@ -265,10 +431,42 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             &mapping["is_active"],
             &mapping["status"]
         ],
+        [&json!("+33612345678"), &json!(1), &json!("verified")]
+    );
+    let verification = row(&server, "phone_verifications");
+    assert_eq!(
+        [
+            &verification["phone_number"],
+            &verification["channel"],
+            &verification["attempts"],
+            &verification["sends"],
+            &verification["status"],
+        ],
         [
             &json!("+33612345678"),
-            &json!(0),
-            &json!("pending_verification")
+            &json!("sms"),
+            &json!(1),
+            &json!(1),
+            &json!("verified")
+        ]
+    );
+    let message = row(&server, "outbox_messages");
+    assert_eq!(
+        [
+            &message["recipient"],
+            &message["channel"],
+            &message["text"],
+            &message["status"],
+            &message["lease_owner"],
+            &message["provider_id"],
+        ],
+        [
+            &json!("+33612345678"),
+            &json!("sms"),
+            &json!(""),
+            &json!("sent"),
+            &json!(GATEWAY),
+            &json!(PROVIDER_ID)
         ]
     );
     let campaign = row(&server, "omnichannel_campaigns");
@@ -496,6 +694,7 @@ async fn a_reload_mid_way_resumes_the_same_at_360_px_wide() {
 async fn a_whole_onboarding_with_the_keyboard_only() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 1280).await;
     b.open("/").await;
     b.step("welcome").await;
@@ -547,14 +746,24 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
     b.type_text("98765").await;
     b.press(ENTER).await;
 
+    // The code by SMS, typed in; the focus then moves on to "Suivant".
     b.step("verification").await;
     b.tab_to("send-code", 3).await;
     b.press(ENTER).await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    b.type_text(&code).await;
+    b.press(ENTER).await;
     b.until(
-        "the verification's outcome",
+        "the verified number",
         "document.activeElement.id === 'verification-next'",
     )
     .await;
+    assert_eq!(
+        b.text("verify-done").await,
+        "Numéro +33612345678 vérifié : votre agent prendra ses appels dès la fin de la configuration."
+    );
     b.press(ENTER).await;
 
     b.step("complete").await;
@@ -580,6 +789,8 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
         "agent-voice",
         "agent-greeting",
         "channels-list",
+        "phone-status",
+        "phone-active",
         "kb-status",
         "campaign-settings",
     ] {
@@ -593,6 +804,8 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
             "Daniel, voix masculine",
             "Bonjour, Hugo du support Boulangerie Martin, comment puis-je vous aider ?",
             "Téléphone\nSMS",
+            "Vérifié",
+            "Oui",
             "Exploration de https://www.boulangerie-martin.fr : en attente.",
             "Cal.com, événement 98765, Europe/Paris",
         ]
@@ -611,6 +824,16 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
             &json!("onwK4e9ZLuTAKqWW03F9")
         ]
     );
+    let mapping = row(&server, "omni_phone_mappings");
+    assert_eq!(
+        [
+            &mapping["phone_number"],
+            &mapping["is_active"],
+            &mapping["status"]
+        ],
+        [&json!("+33612345678"), &json!(1), &json!("verified")]
+    );
+    assert_eq!(row(&server, "phone_verifications")["status"], "verified");
     let job = row(&server, "kb_crawl_jobs");
     assert_eq!(
         [&job["url"], &job["status"]],
