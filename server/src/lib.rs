@@ -24,6 +24,7 @@ pub mod http;
 pub mod limit;
 pub mod outbox;
 pub mod routes;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

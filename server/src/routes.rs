@@ -4,10 +4,13 @@
 
 use hyper::Method;
 
+use crate::web::{self, Asset};
+
 /// The path parameter of the session routes, named as in the OpenAPI file.
 pub const SESSION_ID: &str = "{session_id}";
 
-/// What a route does; each is one SQL call, except the OpenAPI document.
+/// What a route does; each is one SQL call, except the OpenAPI document and
+/// the front end's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// `onboarding_create(payload)` with the client's IP and user agent.
@@ -30,6 +33,16 @@ pub enum Endpoint {
     Health,
     /// The embedded OpenAPI document.
     OpenApi,
+    /// A file of the front end (a page, a script, the style), embedded.
+    Web(&'static Asset),
+}
+
+impl Endpoint {
+    /// Whether the route is part of the JSON API (and of the OpenAPI
+    /// document) rather than a file of the front end.
+    pub fn is_api(&self) -> bool {
+        !matches!(self, Endpoint::Web(_))
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -48,7 +61,7 @@ const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route 
     }
 }
 
-/// Every route, in the order of the wizard.
+/// Every route: the API in the order of the wizard, then the front end.
 #[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/onboarding/session", Endpoint::Create),
@@ -65,6 +78,13 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/api/v1/onboarding/voices", Endpoint::Voices),
     route(Method::GET, "/healthz", Endpoint::Health),
     route(Method::GET, "/openapi.json", Endpoint::OpenApi),
+    route(Method::GET, "/", Endpoint::Web(&web::WIZARD)),
+    route(Method::GET, "/dashboard", Endpoint::Web(&web::DASHBOARD)),
+    route(Method::GET, "/assets/style.css", Endpoint::Web(&web::STYLE)),
+    route(Method::GET, "/assets/api.js", Endpoint::Web(&web::API_JS)),
+    route(Method::GET, "/assets/wizard.js", Endpoint::Web(&web::WIZARD_JS)),
+    route(Method::GET, "/assets/dashboard.js", Endpoint::Web(&web::DASHBOARD_JS)),
+    route(Method::GET, "/assets/icon.svg", Endpoint::Web(&web::ICON)),
 ];
 
 /// Where a request lands.

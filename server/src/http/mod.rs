@@ -185,6 +185,7 @@ async fn dispatch(
         Endpoint::Voices => Query::Voices,
         Endpoint::Health => Query::Health,
         Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
+        Endpoint::Web(asset) => return crate::web::reply(asset),
     };
     let success = match endpoint {
         Endpoint::Create | Endpoint::PhoneSend => StatusCode::CREATED,

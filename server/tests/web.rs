@@ -1,0 +1,128 @@
+//! The front end's files over plain HTTP: each route of the table answers its
+//! embedded file with its media type and the strict Content-Security-Policy,
+//! with the linked functions and with `--extension` alike. (What the pages
+//! do is tests/wizard/, in a browser.)
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use onboarding_server::routes::{Endpoint, ROUTES};
+use onboarding_server::web;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Every front-end route answers its file, type and headers.
+async fn serves_every_file(server: &TestServer) {
+    let mut served = Vec::new();
+    for route in ROUTES {
+        let Endpoint::Web(asset) = route.endpoint else {
+            continue;
+        };
+        let reply = server.get(route.path).await;
+        assert_eq!(reply.status, 200, "{}", route.path);
+        assert_eq!(reply.body.as_bytes(), asset.body, "{}", route.path);
+        let headers = [
+            "content-type",
+            "content-security-policy",
+            "x-content-type-options",
+            "referrer-policy",
+            "cache-control",
+        ]
+        .map(|h| {
+            reply
+                .header(h)
+                .unwrap_or_else(|| panic!("{}: no {h}", route.path))
+        });
+        assert_eq!(
+            headers,
+            [
+                asset.content_type,
+                CSP,
+                "nosniff",
+                "no-referrer",
+                "no-cache"
+            ],
+            "{}",
+            route.path
+        );
+        served.push((route.path, asset.content_type));
+    }
+    assert_eq!(
+        served,
+        [
+            ("/", "text/html; charset=utf-8"),
+            ("/dashboard", "text/html; charset=utf-8"),
+            ("/assets/style.css", "text/css; charset=utf-8"),
+            ("/assets/api.js", "text/javascript; charset=utf-8"),
+            ("/assets/wizard.js", "text/javascript; charset=utf-8"),
+            ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
+            ("/assets/icon.svg", "image/svg+xml"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn front_end_files_have_their_type_and_the_strict_policy() {
+    let (config, dir) = temp_config();
+    let mut server = TestServer::start(config, dir).await;
+    serves_every_file(&server).await;
+    assert_eq!(web::CONTENT_SECURITY_POLICY, CSP);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_end_files_are_served_with_the_loaded_extension_too() {
+    let so = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist/libonboarding.so");
+    assert!(
+        so.exists(),
+        "{} is missing; run `make loadable`",
+        so.display()
+    );
+    let (mut config, dir) = temp_config();
+    config.extension = Some(so);
+    let mut server = TestServer::start(config, dir).await;
+    serves_every_file(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pages_hold_no_inline_script_or_style() {
+    // The policy would block them: a page that relied on one would break.
+    for asset in [&web::WIZARD, &web::DASHBOARD] {
+        let html = std::str::from_utf8(asset.body).unwrap();
+        for forbidden in [
+            "<script>",
+            "style=",
+            "<style",
+            "onclick=",
+            "onload=",
+            "javascript:",
+        ] {
+            assert!(!html.contains(forbidden), "{forbidden} in a page");
+        }
+        assert!(html.contains("<html lang=\"fr\">"));
+    }
+}
+
+#[tokio::test]
+async fn other_methods_and_unknown_assets_answer_the_api_errors() {
+    let (config, dir) = temp_config();
+    let mut server = TestServer::start(config, dir).await;
+    let head = request(server.addr, "HEAD", "/", &[], b"").await;
+    assert_eq!(
+        (head.status, head.header("content-type"), head.body.as_str()),
+        (200, Some("text/html; charset=utf-8"), "")
+    );
+    let post = server.post("/dashboard", "{}").await;
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let missing = server.get("/assets/missing.js").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.body,
+        r#"{"success":false,"error":"no route for GET '/assets/missing.js'","code":"not_found"}"#
+    );
+    server.stop().await;
+}

@@ -1,0 +1,845 @@
+//! The wizard and the dashboard in a real browser: Debian's headless
+//! Chromium, driven through chromedriver, against the real server on
+//! 127.0.0.1:0 with its own database. Each test clicks and types (or only
+//! presses keys) as a person does, then checks what the page shows and what
+//! the database holds.
+//!
+//! The screenshots in docs/screenshots/ are taken here.
+
+mod browser;
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use browser::{Browser, DOWN, ENTER, SPACE, UP, WAIT};
+use common::{pinned_env, rows, temp_config, TestServer};
+use onboarding::PinnedEnv;
+use serde_json::{json, Value};
+
+/// One browser at a time: the machine has two cores, and Chromium takes one.
+/// (A tokio lock: each test has its own runtime, and a failed test must not
+/// poison the lock for the others.)
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn server() -> TestServer {
+    let (config, dir) = temp_config();
+    TestServer::start(config, dir).await
+}
+
+async fn browser(server: &TestServer, width: u32) -> Browser {
+    Browser::start(&format!("http://{}", server.addr), width, 900).await
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/screenshots")
+        .join(name)
+}
+
+/// The one row of `table`.
+fn row(server: &TestServer, table: &str) -> Value {
+    let all = rows(&server.read_db(), table);
+    assert_eq!(all.len(), 1, "{table}: {all:?}");
+    all.into_iter().next().unwrap()
+}
+
+/// An SMS gateway, run as the outbox's senders are (README, "Phone
+/// verification"): a connection of its own to the server's database, with
+/// the engine's functions, that claims the next message under a lease and
+/// reports it sent. The message it hands over is what the phone's owner
+/// receives; the test reads the code in its text, as a person does.
+struct SmsGateway {
+    conn: rusqlite::Connection,
+}
+
+const GATEWAY: &str = "sms-gateway";
+const PROVIDER_ID: &str = "SM0001";
+
+impl SmsGateway {
+    /// On `server`'s database, with the server's clock (`env`, when pinned)
+    /// or the real one.
+    fn open(server: &TestServer, env: Option<Arc<PinnedEnv>>) -> SmsGateway {
+        let conn = rusqlite::Connection::open(&server.db_path).expect("open the database");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        match env {
+            Some(env) => onboarding::register_with(&conn, env),
+            None => onboarding::register(&conn),
+        }
+        .expect("the engine's functions");
+        SmsGateway { conn }
+    }
+
+    /// Claims the next message (polling, at most [`WAIT`], until one is
+    /// queued), reports it sent, and answers it.
+    async fn deliver(&self) -> Value {
+        let started = Instant::now();
+        let message = loop {
+            let claimed: String = self
+                .conn
+                .query_row("SELECT onboarding_outbox_claim(?1, 60)", [GATEWAY], |r| {
+                    r.get(0)
+                })
+                .expect("claim");
+            let claimed: Value = serde_json::from_str(&claimed).expect("claim JSON");
+            if !claimed["message"].is_null() {
+                break claimed["message"].clone();
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "no message in the outbox after {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let sent: String = self
+            .conn
+            .query_row(
+                "SELECT onboarding_outbox_sent(?1, ?2, ?3)",
+                rusqlite::params![message["id"].as_i64().expect("id"), GATEWAY, PROVIDER_ID],
+                |r| r.get(0),
+            )
+            .expect("sent");
+        assert_eq!(
+            serde_json::from_str::<Value>(&sent).unwrap()["success"],
+            true
+        );
+        message
+    }
+}
+
+/// The code in an SMS of the outbox, checked against the whole text.
+fn code_in(sms: &Value) -> String {
+    let text = sms["text"].as_str().expect("the message's text");
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    assert_eq!(
+        text,
+        format!(
+            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+             Ne le communiquez à personne."
+        )
+    );
+    code
+}
+
+/// A code that is not `code` (its last digit changed).
+fn wrong(code: &str) -> String {
+    let last = code.as_bytes()[5] - b'0';
+    format!("{}{}", &code[..5], (last + 1) % 10)
+}
+
+const COMPANY: &str = "Boulangerie Martin";
+const EMAIL: &str = "contact@boulangerie-martin.fr";
+const HOURS: &str = "## Horaires d'ouverture\n\n| Jour | Horaires |\n|---|---|\n\
+                     | Mardi à vendredi | 7h00 – 19h30 |\n| Samedi | 7h00 – 13h00 |\n\n\
+                     Fermé le dimanche et le lundi.";
+
+/// Welcome and business, by mouse: the session exists and business is saved.
+async fn start_and_fill_business(b: &Browser, email: &str) {
+    b.open("/").await;
+    b.step("welcome").await;
+    b.click("#start").await;
+    b.step("business").await;
+    b.fill("company_name", COMPANY).await;
+    b.fill("industry", "Boulangerie").await;
+    b.fill("phone", "06 12 34 56 78").await;
+    b.fill("email", email).await;
+    b.click("#business-next").await;
+}
+
+/// Channels (phone and SMS) and the voice agent, by mouse.
+async fn fill_channels_and_agent(b: &Browser) {
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.getElementById('channel-phone').checked")
+            .await,
+        true
+    );
+    b.click("#channel-sms").await;
+    b.click("#channels-next").await;
+    b.step("phone").await;
+    b.click("label[for='agent_type-phone_reception']").await;
+    b.click("label[for='voice-rachel']").await;
+    b.fill("assistant_name", "Léa").await;
+    b.click("#phone-next").await;
+    b.step("kb").await;
+}
+
+async fn progress(b: &Browser) -> (Value, String) {
+    (
+        b.eval("return document.getElementById('progress').value")
+            .await,
+        b.text("progress-label").await,
+    )
+}
+
+#[tokio::test]
+async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_values() {
+    let _one = ONE_BROWSER.lock().await;
+    // The server's clock stands still at 2026-11-24T10:00:00Z (11:00 in
+    // Paris): the messages that tell a time or a wait are exact.
+    let env = pinned_env();
+    let server = TestServer::pinned(env.clone()).await;
+    let gateway = SmsGateway::open(&server, Some(env));
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    assert_eq!(
+        progress(&b).await,
+        (json!(66), "Progression : 66\u{a0}%".into())
+    );
+
+    // Knowledge: one text pasted.
+    b.click("label[for='method-documents']").await;
+    b.fill("document-1-title", "Horaires").await;
+    b.fill("document-1-content", HOURS).await;
+    b.click("#kb-next").await;
+
+    // Appointments with Cal.com.
+    b.step("appointments").await;
+    assert_eq!(
+        progress(&b).await,
+        (json!(83), "Progression : 83\u{a0}%".into())
+    );
+    b.click("label[for='booking-cal_com']").await;
+    b.fill("event_type_id", "123456").await;
+    assert_eq!(b.value("timezone").await, "Europe/Paris");
+    b.click("#appointments-next").await;
+
+    // Phone verification: a code by SMS (a mobile number), asked for twice.
+    b.step("verification").await;
+    assert_eq!(b.text("verify-number").await, "+33612345678");
+    assert_eq!(
+        b.eval("return document.getElementById('send-sms').checked")
+            .await,
+        true
+    );
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    assert_eq!(
+        b.text("sent-note").await,
+        "Code envoyé par SMS au +33612345678. Il est valable jusqu'à 11:10."
+    );
+    assert_eq!(b.text("send-code").await, "Renvoyer un code");
+    // At once again: the server's cooldown (its 429), above the send form.
+    b.click("#send-code").await;
+    b.until(
+        "the resend's refusal",
+        "document.getElementById('send-error').innerText",
+    )
+    .await;
+    let cooldown = "a code was sent 0 s ago; codes are sent at least 60 s apart (retry after 60 s)";
+    assert_eq!(b.text("send-error").await, cooldown);
+    b.until(
+        "its announcement",
+        &format!("document.getElementById('announce-error').textContent === 'Erreur : {cooldown}'"),
+    )
+    .await;
+    assert_eq!(
+        b.eval("return document.getElementById('form-verify').hidden")
+            .await,
+        false
+    );
+
+    // The SMS arrives; a typo first: the server's message beside the code.
+    let sms = gateway.deliver().await;
+    assert_eq!(
+        [&sms["recipient"], &sms["channel"]],
+        [&json!("+33612345678"), &json!("sms")]
+    );
+    let code = code_in(&sms);
+    b.fill("code", &wrong(&code)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the code's error",
+        "document.getElementById('code-error').innerText",
+    )
+    .await;
+    assert_eq!(b.text("code-error").await, "code is wrong; 4 tries left");
+    assert_eq!(
+        b.eval(
+            "const f = document.getElementById('code');
+             return [f.getAttribute('aria-invalid'), f.getAttribute('aria-describedby'),
+                     document.activeElement.id, document.getElementById('send-error').hidden]",
+        )
+        .await,
+        json!(["true", "code-error", "code", true])
+    );
+    b.until(
+        "its announcement",
+        "document.getElementById('announce-error').textContent === 'Erreur : code is wrong; 4 tries left'",
+    )
+    .await;
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "!document.getElementById('verify-done').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.text("verify-done").await,
+        "Numéro +33612345678 vérifié : votre agent prendra ses appels dès la fin de la configuration."
+    );
+    assert_eq!(
+        b.eval(
+            "return ['form-send', 'form-verify', 'code-error'].map(id => document.getElementById(id).hidden)
+                .concat([document.getElementById('code').hasAttribute('aria-invalid'), document.activeElement.id])",
+        )
+        .await,
+        json!([true, true, true, false, "verification-next"])
+    );
+    b.click("#verification-next").await;
+
+    // The summary, then completion.
+    b.step("complete").await;
+    assert_eq!(
+        b.text("summary").await,
+        "Entreprise\nBoulangerie Martin\nSecteur d'activité\nBoulangerie\nTéléphone\n+33612345678\n\
+         E-mail\ncontact@boulangerie-martin.fr\nCanaux\nTéléphone, SMS\n\
+         Agent\nLéa (Accueil téléphonique), voix Rachel\nBase de connaissances\nTextes collés\n\
+         Rendez-vous\nCal.com, événement 123456, Europe/Paris"
+    );
+    b.click("#finish").await;
+    b.until(
+        "the completion message",
+        "document.getElementById('complete-message').innerText",
+    )
+    .await;
+    assert_eq!(
+        b.text("complete-message").await,
+        "Onboarding terminé avec succès ! 🎉"
+    );
+    assert_eq!(
+        progress(&b).await,
+        (json!(100), "Progression : 100\u{a0}%".into())
+    );
+    b.click("#to-dashboard").await;
+
+    // The dashboard shows what completion synced.
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    let mut seen = Vec::new();
+    for id in [
+        "title",
+        "company-name",
+        "company-sector",
+        "company-email",
+        "company-phone",
+        "agent-name",
+        "agent-type",
+        "agent-voice",
+        "agent-language",
+        "agent-greeting",
+        "channels-list",
+        "phone-number",
+        "phone-status",
+        "phone-active",
+        "campaign-name",
+        "campaign-status",
+        "campaign-channels",
+        "campaign-settings",
+    ] {
+        seen.push((id, b.text(id).await));
+    }
+    let expected: Vec<(&str, String)> = [
+        ("title", "Tableau de bord – Boulangerie Martin"),
+        ("company-name", COMPANY),
+        ("company-sector", "Boulangerie"),
+        ("company-email", EMAIL),
+        ("company-phone", "+33612345678"),
+        ("agent-name", "Léa"),
+        ("agent-type", "Accueil téléphonique"),
+        ("agent-voice", "Rachel, voix féminine"),
+        ("agent-language", "Français"),
+        (
+            "agent-greeting",
+            "Boulangerie Martin, bonjour, Léa à votre écoute.",
+        ),
+        ("channels-list", "Téléphone\nSMS"),
+        ("phone-number", "+33612345678"),
+        ("phone-status", "Vérifié"),
+        ("phone-active", "Oui"),
+        ("campaign-name", "Prise de rendez-vous – Boulangerie Martin"),
+        ("campaign-status", "Active"),
+        ("campaign-channels", "Téléphone, SMS"),
+        (
+            "campaign-settings",
+            "Cal.com, événement 123456, Europe/Paris",
+        ),
+    ]
+    .iter()
+    .map(|(id, text)| (*id, text.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+    b.screenshot(&screenshot_path("dashboard.png")).await;
+    b.quit().await;
+
+    // The rows behind it.
+    let tenant = row(&server, "tenants");
+    assert_eq!(
+        [
+            &tenant["name"],
+            &tenant["company_name"],
+            &tenant["email"],
+            &tenant["phone"],
+            &tenant["sector"],
+            &tenant["onboarding_completed"],
+            &tenant["cal_com_event_type_id"],
+            &tenant["timezone"],
+        ],
+        [
+            &json!(COMPANY),
+            &json!(COMPANY),
+            &json!(EMAIL),
+            &json!("+33612345678"),
+            &json!("Boulangerie"),
+            &json!(1),
+            &json!("123456"),
+            &json!("Europe/Paris"),
+        ]
+    );
+    let agent = row(&server, "omni_agent_configs");
+    assert_eq!(
+        [
+            &agent["agent_type"],
+            &agent["agent_name"],
+            &agent["voice_id"],
+            &serde_json::from_str::<Value>(agent["channels_config"].as_str().unwrap()).unwrap(),
+            &agent["greeting_message"],
+        ],
+        [
+            &json!("phone_reception"),
+            &json!("Léa"),
+            &json!("21m00Tcm4TlvDq8ikWAM"),
+            &json!({
+                "phone": {"enabled": true},
+                "sms": {"enabled": true},
+                "whatsapp": {"enabled": false},
+                "email": {"enabled": false},
+            }),
+            &json!("Boulangerie Martin, bonjour, Léa à votre écoute."),
+        ]
+    );
+    let mapping = row(&server, "omni_phone_mappings");
+    assert_eq!(
+        [
+            &mapping["phone_number"],
+            &mapping["is_active"],
+            &mapping["status"]
+        ],
+        [&json!("+33612345678"), &json!(1), &json!("verified")]
+    );
+    let verification = row(&server, "phone_verifications");
+    assert_eq!(
+        [
+            &verification["phone_number"],
+            &verification["channel"],
+            &verification["attempts"],
+            &verification["sends"],
+            &verification["status"],
+        ],
+        [
+            &json!("+33612345678"),
+            &json!("sms"),
+            &json!(1),
+            &json!(1),
+            &json!("verified")
+        ]
+    );
+    let message = row(&server, "outbox_messages");
+    assert_eq!(
+        [
+            &message["recipient"],
+            &message["channel"],
+            &message["text"],
+            &message["status"],
+            &message["lease_owner"],
+            &message["provider_id"],
+        ],
+        [
+            &json!("+33612345678"),
+            &json!("sms"),
+            &json!(""),
+            &json!("sent"),
+            &json!(GATEWAY),
+            &json!(PROVIDER_ID)
+        ]
+    );
+    let campaign = row(&server, "omnichannel_campaigns");
+    assert_eq!(
+        [
+            &campaign["name"],
+            &campaign["status"],
+            &campaign["channels"]
+        ],
+        [
+            &json!("Prise de rendez-vous – Boulangerie Martin"),
+            &json!("active"),
+            &json!(r#"["phone","sms"]"#)
+        ]
+    );
+    let session = row(&server, "onboarding_sessions");
+    assert_eq!(
+        [
+            &session["status"],
+            &session["current_step"],
+            &session["progress_percentage"]
+        ],
+        [&json!("completed"), &json!(6), &json!(100)]
+    );
+    let kb: Value = serde_json::from_str(session["kb_data"].as_str().unwrap()).unwrap();
+    assert_eq!(kb["method"], "documents");
+}
+
+#[tokio::test]
+async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fixed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, "contact@boulangerie").await;
+    let message =
+        "email 'contact@boulangerie' is not a valid email address (expected name@domain.tld)";
+    b.until(
+        "the email's error",
+        "document.getElementById('email-error').innerText",
+    )
+    .await;
+    assert_eq!(b.text("email-error").await, message);
+    // Beside its field, tied to it, announced, with the focus on the field.
+    let tied = b
+        .eval(
+            "const f = document.getElementById('email');
+             return [f.getAttribute('aria-invalid'), f.getAttribute('aria-describedby'),
+                     document.activeElement.id,
+                     f.parentElement.contains(document.getElementById('email-error'))]",
+        )
+        .await;
+    assert_eq!(tied, json!(["true", "email-error", "email", true]));
+    b.until(
+        "the announcement",
+        "document.getElementById('announce-error').textContent",
+    )
+    .await;
+    assert_eq!(
+        b.text("announce-error").await,
+        format!("Erreur : {message}")
+    );
+    // Nothing else was lost, and the step did not move on.
+    assert_eq!(b.value("company_name").await, COMPANY);
+    assert_eq!(b.value("phone").await, "06 12 34 56 78");
+    b.showing("business").await;
+
+    b.fill("email", EMAIL).await;
+    b.click("#business-next").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("const e = document.getElementById('email-error'); return [e.hidden, e.textContent, document.getElementById('email').hasAttribute('aria-invalid')]").await,
+        json!([true, "", false])
+    );
+    b.quit().await;
+    let tenant = row(&server, "tenants");
+    assert_eq!(
+        [&tenant["name"], &tenant["phone"]],
+        [&json!(COMPANY), &json!("+33612345678")]
+    );
+    let session = row(&server, "onboarding_sessions");
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(business["email"], EMAIL);
+}
+
+#[tokio::test]
+async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    b.step("welcome").await;
+    b.click("#start").await;
+    b.step("business").await;
+    b.fill("company_name", COMPANY).await;
+    b.fill("industry", "Boulangerie").await;
+    b.fill("phone", "06 12 34 56 78").await;
+    b.fill("email", EMAIL).await;
+
+    b.offline(true).await;
+    b.click("#business-next").await;
+    // The automatic retries spent, the banner takes the focus.
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    assert_eq!(
+        b.text("offline-text").await,
+        "Connexion au serveur impossible. Ce que vous avez saisi est conservé."
+    );
+    b.showing("business").await;
+    let mut fields = Vec::new();
+    for id in ["company_name", "industry", "phone", "email"] {
+        fields.push(b.value(id).await);
+    }
+    assert_eq!(fields, [COMPANY, "Boulangerie", "06 12 34 56 78", EMAIL]);
+    // Nothing reached the server.
+    assert_eq!(
+        row(&server, "onboarding_sessions")["business_data"],
+        Value::Null
+    );
+
+    b.offline(false).await;
+    b.click("#retry").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.getElementById('offline').hidden")
+            .await,
+        true
+    );
+    b.quit().await;
+    let session = row(&server, "onboarding_sessions");
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        business,
+        json!({
+            "company_name": COMPANY,
+            "industry": "Boulangerie",
+            "phone": "+33612345678",
+            "email": EMAIL,
+        })
+    );
+}
+
+/// Goes to the knowledge step's following step and back, reloads, and finds
+/// the knowledge step again with every step's fields as saved.
+async fn reload_resumes_at_the_same_step(width: u32, screenshot: Option<&str>) {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, width).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-website']").await;
+    b.fill("crawl_url", "https://www.boulangerie-martin.fr")
+        .await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#step-appointments .back").await;
+    b.step("kb").await;
+    if let Some(name) = screenshot {
+        b.screenshot(&screenshot_path(name)).await;
+    }
+
+    b.client.refresh().await.expect("reload");
+    b.step("kb").await;
+    assert_eq!(
+        progress(&b).await,
+        (json!(83), "Progression : 83\u{a0}%".into())
+    );
+    assert_eq!(
+        b.eval("return [document.getElementById('method-website').checked, document.getElementById('kb-website').hidden]")
+            .await,
+        json!([true, false])
+    );
+    assert_eq!(
+        b.value("crawl_url").await,
+        "https://www.boulangerie-martin.fr"
+    );
+    // Usable at this width: nothing wider than the window.
+    assert_eq!(
+        b.eval("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await,
+        true,
+        "the page scrolls sideways at {width} px"
+    );
+
+    b.click("#step-kb .back").await;
+    b.step("phone").await;
+    assert_eq!(
+        b.eval("return [...document.querySelectorAll('#step-phone input:checked')].map(i => i.id)")
+            .await,
+        json!(["agent_type-phone_reception", "voice-rachel"])
+    );
+    assert_eq!(b.value("assistant_name").await, "Léa");
+    b.click("#step-phone .back").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return [...document.querySelectorAll('input[name=channels]:checked')].map(i => i.value)")
+            .await,
+        json!(["phone", "sms"])
+    );
+    b.click("#step-channels .back").await;
+    b.step("business").await;
+    let mut fields = Vec::new();
+    for id in ["company_name", "industry", "phone", "email"] {
+        fields.push(b.value(id).await);
+    }
+    assert_eq!(fields, [COMPANY, "Boulangerie", "+33612345678", EMAIL]);
+    b.quit().await;
+    let session = row(&server, "onboarding_sessions");
+    assert_eq!(
+        [&session["current_step"], &session["progress_percentage"]],
+        [&json!(5), &json!(83)]
+    );
+}
+
+#[tokio::test]
+async fn a_reload_mid_way_resumes_at_the_same_step_with_the_fields_filled() {
+    reload_resumes_at_the_same_step(1280, Some("wizard.png")).await;
+}
+
+#[tokio::test]
+async fn a_reload_mid_way_resumes_the_same_at_360_px_wide() {
+    reload_resumes_at_the_same_step(360, Some("wizard-360.png")).await;
+}
+
+#[tokio::test]
+async fn a_whole_onboarding_with_the_keyboard_only() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    b.step("welcome").await;
+    b.tab_to("start", 3).await;
+    b.press(ENTER).await;
+
+    b.step("business").await;
+    b.tab_to("company_name", 2).await;
+    b.type_text(COMPANY).await;
+    b.tab_to("industry", 1).await;
+    b.type_text("Boulangerie").await;
+    b.tab_to("phone", 1).await;
+    b.type_text("06 12 34 56 78").await;
+    b.tab_to("email", 1).await;
+    b.type_text(EMAIL).await;
+    b.press(ENTER).await;
+
+    b.step("channels").await;
+    b.tab_to("channel-phone", 2).await;
+    b.tab_to("channel-sms", 1).await;
+    b.press(SPACE).await;
+    b.tab_to("channels-next", 4).await;
+    b.press(ENTER).await;
+
+    // Arrows move within a radio group: multi_purpose is preselected, the
+    // one before it is customer_support; sara then rachel, daniel.
+    b.step("phone").await;
+    b.tab_to("agent_type-multi_purpose", 2).await;
+    b.press(UP).await;
+    b.tab_to("voice-sara", 1).await;
+    b.press(DOWN).await;
+    b.press(DOWN).await;
+    b.tab_to("assistant_name", 1).await;
+    b.select_all().await;
+    b.type_text("Hugo").await;
+    b.press(ENTER).await;
+
+    b.step("kb").await;
+    b.tab_to("method-website", 2).await;
+    b.press(SPACE).await;
+    b.tab_to("crawl_url", 1).await;
+    b.type_text("https://www.boulangerie-martin.fr").await;
+    b.press(ENTER).await;
+
+    b.step("appointments").await;
+    b.tab_to("booking-none", 2).await;
+    b.press(DOWN).await;
+    b.tab_to("event_type_id", 1).await;
+    b.type_text("98765").await;
+    b.press(ENTER).await;
+
+    // The code by SMS, typed in; the focus then moves on to "Suivant".
+    b.step("verification").await;
+    b.tab_to("send-code", 3).await;
+    b.press(ENTER).await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    b.type_text(&code).await;
+    b.press(ENTER).await;
+    b.until(
+        "the verified number",
+        "document.activeElement.id === 'verification-next'",
+    )
+    .await;
+    assert_eq!(
+        b.text("verify-done").await,
+        "Numéro +33612345678 vérifié : votre agent prendra ses appels dès la fin de la configuration."
+    );
+    b.press(ENTER).await;
+
+    b.step("complete").await;
+    b.tab_to("finish", 3).await;
+    b.press(ENTER).await;
+    b.until(
+        "the dashboard link's focus",
+        "document.activeElement.id === 'to-dashboard'",
+    )
+    .await;
+    assert_eq!(
+        b.text("complete-message").await,
+        "Onboarding terminé avec succès ! 🎉"
+    );
+    b.press(ENTER).await;
+
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    let mut seen = Vec::new();
+    for id in [
+        "agent-name",
+        "agent-type",
+        "agent-voice",
+        "agent-greeting",
+        "channels-list",
+        "phone-status",
+        "phone-active",
+        "kb-status",
+        "campaign-settings",
+    ] {
+        seen.push(b.text(id).await);
+    }
+    assert_eq!(
+        seen,
+        [
+            "Hugo",
+            "Support client",
+            "Daniel, voix masculine",
+            "Bonjour, Hugo du support Boulangerie Martin, comment puis-je vous aider ?",
+            "Téléphone\nSMS",
+            "Vérifié",
+            "Oui",
+            "Exploration de https://www.boulangerie-martin.fr : en attente.",
+            "Cal.com, événement 98765, Europe/Paris",
+        ]
+    );
+    b.quit().await;
+    let agent = row(&server, "omni_agent_configs");
+    assert_eq!(
+        [
+            &agent["agent_type"],
+            &agent["agent_name"],
+            &agent["voice_id"]
+        ],
+        [
+            &json!("customer_support"),
+            &json!("Hugo"),
+            &json!("onwK4e9ZLuTAKqWW03F9")
+        ]
+    );
+    let mapping = row(&server, "omni_phone_mappings");
+    assert_eq!(
+        [
+            &mapping["phone_number"],
+            &mapping["is_active"],
+            &mapping["status"]
+        ],
+        [&json!("+33612345678"), &json!(1), &json!("verified")]
+    );
+    assert_eq!(row(&server, "phone_verifications")["status"], "verified");
+    let job = row(&server, "kb_crawl_jobs");
+    assert_eq!(
+        [&job["url"], &job["status"]],
+        [
+            &json!("https://www.boulangerie-martin.fr"),
+            &json!("queued")
+        ]
+    );
+}

@@ -1,0 +1,95 @@
+// The API client both pages share: JSON in and out on this origin, the
+// server's error body turned into an ApiError, and the failures worth
+// retrying (no network, 503, 429) retried a few times before giving up
+// with a NetworkError, so the page can offer "Réessayer".
+
+export const BASE = '/api/v1/onboarding';
+
+/** An answer of the server that is not a success: its JSON error body. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body && typeof body.error === 'string' ? body.error : `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.code;
+    this.field = body && body.field;
+  }
+}
+
+/** The server could not be reached (or stayed busy) after the retries. */
+export class NetworkError extends Error {}
+
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Sends one request and answers the JSON body of a success.
+ *
+ * `retries` is how many more attempts a failure worth retrying gets: the
+ * steps are safe to send twice (a step edits its data, a second completion
+ * answers the first one's result), a verification code is not, so its
+ * callers pass 0.
+ */
+export async function request(method, path, body, { retries = 3 } = {}) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  for (let attempt = 0; ; attempt += 1) {
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch {
+      if (attempt < retries) {
+        await wait(500 * 2 ** attempt);
+        continue;
+      }
+      throw new NetworkError('network');
+    }
+    let json = null;
+    try {
+      json = await response.json();
+    } catch {
+      json = null;
+    }
+    if (response.ok) {
+      return json;
+    }
+    // Busy or rate-limited: worth another try after the delay the server
+    // asks for, when that delay is short enough to wait for on screen.
+    const after = Number(response.headers.get('Retry-After'));
+    if ((response.status === 503 || response.status === 429) && attempt < retries && after <= 5) {
+      await wait(Math.max(after, 0.5) * 1000);
+      continue;
+    }
+    if (response.status === 503) {
+      throw new NetworkError('busy');
+    }
+    throw new ApiError(response.status, json);
+  }
+}
+
+export const get = (path, options) => request('GET', path, undefined, options);
+export const post = (path, body, options) => request('POST', path, body, options);
+
+export const sessionPath = (id, action) =>
+  `${BASE}/session/${encodeURIComponent(id)}${action ? `/${action}` : ''}`;
+
+/**
+ * Whether an error is the server saying it has no such route, or not with
+ * this method: a server older than this page.
+ */
+export const isMissingRoute = (error) =>
+  error instanceof ApiError &&
+  ((error.status === 404 && /^no route for /.test(error.message)) || error.status === 405);
+
+/** Where the pages keep the session id: the onboarding's only credential. */
+export const SESSION_KEY = 'onboarding.session_id';
+
+export const CHANNEL_LABELS = {
+  phone: 'Téléphone',
+  sms: 'SMS',
+  whatsapp: 'WhatsApp',
+  email: 'E-mail',
+};
+
+export const GENDER_LABELS = { female: 'voix féminine', male: 'voix masculine' };

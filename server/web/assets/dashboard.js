@@ -1,0 +1,256 @@
+// The tenant's dashboard, pre-filled from what completion synced
+// (`GET session`'s `omnichannel` part), the knowledge base's pages and
+// crawl progress (`GET …/kb`, followed while the crawl runs) and a search
+// box over it (`GET …/kb/search`).
+
+import {
+  BASE,
+  ApiError,
+  NetworkError,
+  SESSION_KEY,
+  CHANNEL_LABELS,
+  GENDER_LABELS,
+  get,
+  sessionPath,
+  isMissingRoute,
+} from './api.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** How often the crawl's progress is read while it runs. */
+const POLL_MS = 2000;
+
+const JOB_STATUS = {
+  queued: 'en attente',
+  running: 'en cours',
+  done: 'terminée',
+  failed: 'en échec',
+};
+const PHONE_STATUS = {
+  pending_verification: 'En attente de vérification',
+  verified: 'Vérifié',
+};
+const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', draft: 'Brouillon' };
+const KB_METHOD = {
+  website: 'votre site web',
+  documents: 'les textes collés',
+  assistant: "l'assistant",
+  skip: 'aucune source (à compléter plus tard)',
+};
+
+let id = null;
+let retryAction = null;
+
+const text = (elementId, value) => {
+  $(elementId).textContent = value === null || value === undefined || value === '' ? '—' : String(value);
+};
+
+async function guarded(action) {
+  $('offline').hidden = true;
+  try {
+    await action();
+  } catch (error) {
+    if (error instanceof NetworkError) {
+      $('offline-text').textContent = 'Connexion au serveur impossible.';
+      $('offline').hidden = false;
+      retryAction = () => guarded(action);
+      return;
+    }
+    if (error instanceof ApiError && error.code === 'not_found' && !isMissingRoute(error)) {
+      notReady("Aucune configuration n'a été retrouvée sur ce navigateur.");
+      return;
+    }
+    if (!(error instanceof ApiError)) console.error(error);
+    $('loading').hidden = false;
+    $('loading').textContent = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
+  }
+}
+
+function notReady(message) {
+  $('loading').hidden = true;
+  $('panels').hidden = true;
+  $('not-ready-text').textContent = message;
+  $('not-ready').hidden = false;
+}
+
+async function load() {
+  const [session, types, voices] = await Promise.all([
+    get(sessionPath(id)),
+    get(`${BASE}/agent-types`),
+    get(`${BASE}/voices`),
+  ]);
+  if (session.status !== 'completed' || !session.omnichannel) {
+    notReady("Votre configuration n'est pas terminée : reprenez-la là où vous l'aviez laissée.");
+    return;
+  }
+  const o = session.omnichannel;
+  const tenant = o.tenant || {};
+  $('title').textContent = `Tableau de bord – ${tenant.company_name || tenant.name}`;
+  document.title = `Tableau de bord – ${tenant.company_name || tenant.name}`;
+  text('company-name', tenant.company_name || tenant.name);
+  text('company-sector', tenant.sector);
+  text('company-email', tenant.email);
+  text('company-phone', tenant.phone);
+  showAgent(o.agent_config, types.agent_types, voices.voices);
+  showPhone(o.phone_mapping);
+  showCampaign(o.campaign);
+  $('loading').hidden = true;
+  $('panels').hidden = false;
+  await showKnowledge(session);
+}
+
+function showAgent(agent, types, voices) {
+  $('agent-none').hidden = !!agent;
+  $('agent-details').hidden = !agent;
+  // `channels_config` lists every channel with whether it is on.
+  const config = (agent && agent.channels_config) || {};
+  const channels = Object.keys(CHANNEL_LABELS).filter((c) => config[c] && config[c].enabled);
+  const list = $('channels-list');
+  list.replaceChildren();
+  for (const channel of channels) {
+    const item = document.createElement('li');
+    item.textContent = CHANNEL_LABELS[channel] || channel;
+    list.append(item);
+  }
+  if (!agent) return;
+  const type = types.find((t) => t.id === agent.agent_type);
+  const voice = voices.find((v) => v.provider_voice_id === agent.voice_id);
+  text('agent-name', agent.agent_name);
+  text('agent-type', type ? type.name : agent.agent_type);
+  text('agent-voice', voice ? `${voice.name}, ${GENDER_LABELS[voice.gender] || voice.gender}` : agent.voice_id);
+  text('agent-language', agent.voice_language === 'fr-FR' ? 'Français' : agent.voice_language);
+  text('agent-greeting', agent.greeting_message);
+}
+
+function showPhone(mapping) {
+  $('phone-none').hidden = !!mapping;
+  $('phone-details').hidden = !mapping;
+  if (!mapping) return;
+  text('phone-number', mapping.phone_number);
+  text('phone-status', PHONE_STATUS[mapping.status] || mapping.status);
+  // A verified number stays inactive only when another account routes it.
+  let active = 'Non, pas encore';
+  if (mapping.is_active) active = 'Oui';
+  else if (mapping.status === 'verified') active = 'Non : ce numéro est déjà actif pour un autre compte';
+  text('phone-active', active);
+}
+
+function showCampaign(campaign) {
+  $('campaign-none').hidden = !!campaign;
+  $('campaign-details').hidden = !campaign;
+  if (!campaign) return;
+  text('campaign-name', campaign.name);
+  text('campaign-status', CAMPAIGN_STATUS[campaign.status] || campaign.status);
+  text('campaign-channels', (campaign.channels || []).map((c) => CHANNEL_LABELS[c] || c).join(', '));
+  const s = campaign.settings || {};
+  text('campaign-settings', s.event_type_id ? `Cal.com, événement ${s.event_type_id}, ${s.timezone}` : null);
+}
+
+// The knowledge base: the job and the pages from `GET …/kb`, read again
+// while a crawl runs; an older server without that route shows what the
+// session itself knows (the queued job).
+async function showKnowledge(session) {
+  let kb;
+  try {
+    kb = await get(sessionPath(id, 'kb'));
+  } catch (error) {
+    if (!isMissingRoute(error)) throw error;
+    const job = session.omnichannel.kb_crawl_job;
+    const method = session.steps.kb && session.steps.kb.method;
+    $('kb-status').textContent = job
+      ? `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}.`
+      : `Source : ${KB_METHOD[method] || '—'}.`;
+    return;
+  }
+  $('search').hidden = false;
+  renderKnowledge(kb);
+  if (kb.job && (kb.job.status === 'queued' || kb.job.status === 'running')) {
+    setTimeout(() => guarded(() => showKnowledge(session)), POLL_MS);
+  }
+}
+
+function renderKnowledge(kb) {
+  const job = kb.job;
+  if (job) {
+    let status = `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}`;
+    if (job.error_code) status += ` (${job.error_code})`;
+    $('kb-status').textContent = `${status}.`;
+    $('kb-counters').hidden = false;
+    text('kb-found', job.pages_found);
+    text('kb-stored', job.pages_stored);
+    text('kb-skipped', job.pages_skipped);
+    text('kb-failed', job.pages_failed);
+  } else {
+    $('kb-status').textContent = `Source : ${KB_METHOD[kb.method] || '—'}.`;
+  }
+  const list = $('kb-documents');
+  list.replaceChildren();
+  for (const doc of kb.documents || []) {
+    const item = document.createElement('li');
+    const title = document.createElement('span');
+    title.className = 'doc-title';
+    title.textContent = doc.title;
+    item.append(title);
+    if (doc.url) {
+      const url = document.createElement('span');
+      url.className = 'doc-url';
+      url.textContent = doc.url;
+      item.append(' ', url);
+    }
+    list.append(item);
+  }
+  $('h-kb-documents').hidden = !(kb.documents && kb.documents.length);
+}
+
+async function search(event) {
+  event.preventDefault();
+  const query = $('q').value;
+  $('q-error').hidden = true;
+  $('q').removeAttribute('aria-invalid');
+  try {
+    const answer = await get(`${sessionPath(id, 'kb/search')}?q=${encodeURIComponent(query)}&limit=5`);
+    const list = $('search-results');
+    list.replaceChildren();
+    for (const result of answer.results) {
+      const item = document.createElement('li');
+      const heading = document.createElement('p');
+      heading.className = 'result-title';
+      heading.textContent = result.heading && result.heading !== result.title ? `${result.title} › ${result.heading}` : result.title;
+      const snippet = document.createElement('p');
+      snippet.className = 'snippet';
+      snippet.textContent = result.snippet;
+      item.append(heading, snippet);
+      list.append(item);
+    }
+    const n = answer.results.length;
+    $('search-status').textContent = n === 0 ? 'Aucun résultat.' : n === 1 ? '1 résultat.' : `${n} résultats.`;
+  } catch (error) {
+    if (error instanceof ApiError && error.field) {
+      $('q-error').textContent = error.message;
+      $('q-error').hidden = false;
+      $('q').setAttribute('aria-invalid', 'true');
+      $('search-status').textContent = `Erreur : ${error.message}`;
+      $('q').focus();
+      return;
+    }
+    $('search-status').textContent =
+      error instanceof NetworkError ? 'Connexion au serveur impossible ; réessayez.' : error.message;
+  }
+}
+
+function start() {
+  $('retry').addEventListener('click', () => {
+    const action = retryAction;
+    retryAction = null;
+    if (action) action();
+  });
+  $('search').addEventListener('submit', search);
+  id = localStorage.getItem(SESSION_KEY);
+  if (!id) {
+    notReady("Aucune configuration n'a été commencée sur ce navigateur.");
+    return;
+  }
+  guarded(load);
+}
+
+start();

@@ -1,0 +1,639 @@
+// The onboarding wizard. Each step's form is saved through the API when the
+// user moves on ("Suivant"); the session id stays in localStorage, so a
+// reload or a return the next day resumes at the step the user was on, with
+// every field filled from `GET session`. A failed request leaves the page as
+// it is (nothing typed is lost) and offers "Réessayer".
+
+import {
+  BASE,
+  ApiError,
+  NetworkError,
+  SESSION_KEY,
+  CHANNEL_LABELS,
+  GENDER_LABELS,
+  get,
+  post,
+  sessionPath,
+  isMissingRoute,
+} from './api.js';
+
+/** The step the user was on, so a reload shows that one again. */
+const STEP_KEY = 'onboarding.step';
+
+const STEPS = ['welcome', 'business', 'channels', 'phone', 'kb', 'appointments', 'verification', 'complete'];
+const TITLES = {
+  welcome: 'Bienvenue',
+  business: 'Votre entreprise',
+  channels: 'Vos canaux',
+  phone: 'Votre agent vocal',
+  kb: 'Base de connaissances',
+  appointments: 'Prise de rendez-vous',
+  verification: 'Vérification de votre numéro',
+  complete: 'Tout est prêt',
+};
+const KB_LABELS = { website: 'Site web', documents: 'Textes collés', assistant: 'Assistant', skip: 'Plus tard' };
+const MAX_DOCUMENTS = 20;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  id: null,
+  /** The last `GET session` answer (its `steps` kept up to date on save). */
+  session: null,
+  /** The channels as saved, or the server's default before that. */
+  channels: ['phone'],
+  /** Agent types and voices, loaded once when the phone step first shows. */
+  catalog: null,
+  current: null,
+  busy: false,
+  documentSeq: 0,
+};
+
+// ---------------------------------------------------------------- steps
+
+const applies = (name) => name !== 'phone' || state.channels.includes('phone');
+const visibleSteps = () => STEPS.filter(applies);
+
+function neighbour(name, delta) {
+  const order = visibleSteps();
+  return order[Math.min(Math.max(order.indexOf(name) + delta, 0), order.length - 1)];
+}
+
+async function show(name) {
+  if (name === 'phone') await loadCatalog();
+  if (name === 'verification' || name === 'complete') await refreshSession();
+  if (name === 'verification') prepareVerification();
+  if (name === 'complete') renderSummary();
+  for (const section of document.querySelectorAll('.step')) {
+    section.hidden = section.dataset.step !== name;
+  }
+  $('loading').hidden = true;
+  state.current = name;
+  if (state.id) localStorage.setItem(STEP_KEY, name);
+  const order = visibleSteps();
+  const position = `étape ${order.indexOf(name) + 1} sur ${order.length}`;
+  document.title = `${TITLES[name]} (${position}) – Configuration de votre agent`;
+  $(`h-${name}`).focus();
+  announce(`${TITLES[name]}, ${position}`);
+}
+
+/** The step to resume at: where the user was, unless a required step before it is missing. */
+function resumeStep(session) {
+  const steps = session.steps || {};
+  const required = [
+    ['business', steps.business],
+    ['channels', steps.channels],
+    ['phone', steps.vapi],
+    ['kb', steps.kb],
+  ].filter(([name]) => applies(name));
+  const missing = required.find(([, data]) => !data);
+  const furthest = missing ? missing[0] : 'complete';
+  const order = visibleSteps();
+  const stored = localStorage.getItem(STEP_KEY);
+  if (stored && order.includes(stored) && order.indexOf(stored) <= order.indexOf(furthest)) {
+    return stored;
+  }
+  return furthest;
+}
+
+// ------------------------------------------------------ saving and errors
+
+/**
+ * Runs `action` (which reads the form when it runs, so a retry sends what is
+ * typed then) and shows what went wrong beside the field, in the form, or as
+ * the "Réessayer" banner.
+ */
+async function act(form, action) {
+  if (state.busy) return;
+  state.busy = true;
+  if (form) form.setAttribute('aria-busy', 'true');
+  clearErrors(form);
+  $('offline').hidden = true;
+  try {
+    await action();
+  } catch (error) {
+    failed(form, action, error);
+  } finally {
+    state.busy = false;
+    if (form) form.removeAttribute('aria-busy');
+  }
+}
+
+function failed(form, action, error) {
+  if (error instanceof NetworkError) {
+    $('offline-text').textContent =
+      error.message === 'busy'
+        ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
+        : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';
+    $('offline').hidden = false;
+    retryAction = () => act(form, action);
+    $('retry').focus();
+    return;
+  }
+  if (error instanceof ApiError && error.status === 404 && error.code === 'not_found' && !isMissingRoute(error)) {
+    sessionLost();
+    return;
+  }
+  if (!(error instanceof ApiError)) {
+    console.error(error);
+  }
+  const message = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
+  if (form && error instanceof ApiError && error.field && fieldError(form, error.field, message)) {
+    return;
+  }
+  formError(form, message);
+}
+
+let retryAction = null;
+
+/** Shows `message` under the field named `field`, if this form has it. */
+function fieldError(form, field, message) {
+  const control = $(field);
+  const slot = $(`${field}-error`);
+  if (!control || !slot || !form.contains(control)) return false;
+  slot.textContent = message;
+  slot.hidden = false;
+  const inputs = control.matches('input, textarea, select') ? [control] : [...control.querySelectorAll('input, textarea')];
+  for (const input of inputs) input.setAttribute('aria-invalid', 'true');
+  (inputs[0] || control).focus();
+  announceError(message);
+  return true;
+}
+
+function formError(form, message) {
+  // Without a form (the page loading), the message takes the loading line's place.
+  const slot = form ? form.querySelector('.form-error') : !$('loading').hidden && $('loading');
+  if (slot) {
+    slot.textContent = message;
+    slot.hidden = false;
+  }
+  announceError(message);
+}
+
+function clearErrors(form) {
+  if (!form) return;
+  const section = form.closest('.step') || form;
+  for (const slot of section.querySelectorAll('.field-error, .form-error')) {
+    slot.hidden = true;
+    slot.textContent = '';
+  }
+  for (const input of section.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+}
+
+function announce(text) {
+  $('announce').textContent = text;
+}
+
+function announceError(text) {
+  // A change of text is what a live region announces: clear it first so the
+  // same message twice is announced twice.
+  const region = $('announce-error');
+  region.textContent = '';
+  requestAnimationFrame(() => {
+    region.textContent = `Erreur : ${text}`;
+  });
+}
+
+function setProgress(percentage) {
+  if (typeof percentage !== 'number') return;
+  $('progress').value = percentage;
+  $('progress').textContent = `${percentage}\u00a0%`;
+  $('progress-label').textContent = `Progression : ${percentage}\u00a0%`;
+}
+
+function sessionLost() {
+  localStorage.removeItem(SESSION_KEY);
+  localStorage.removeItem(STEP_KEY);
+  state.id = null;
+  state.session = null;
+  fillForms({ steps: {} });
+  $('welcome-note').textContent =
+    "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle.";
+  $('welcome-note').hidden = false;
+  setProgress(0);
+  show('welcome');
+}
+
+/** Saves one step: its answer moves the progress bar; the session keeps the data for the summary. */
+async function saveStep(step, payload) {
+  const answer = await post(sessionPath(state.id, step), payload);
+  setProgress(answer.progress_percentage);
+  if (state.session) state.session.steps[step] = payload;
+  return answer;
+}
+
+async function refreshSession() {
+  state.session = await get(sessionPath(state.id));
+  setProgress(state.session.progress_percentage);
+}
+
+// ------------------------------------------------------------ the forms
+
+const value = (id) => $(id).value;
+const checked = (name) => {
+  const input = document.querySelector(`input[name="${name}"]:checked`);
+  return input ? input.value : undefined;
+};
+const check = (name, wanted) => {
+  for (const input of document.querySelectorAll(`input[name="${name}"]`)) {
+    input.checked = input.value === wanted;
+  }
+};
+
+const FORMS = {
+  async welcome() {
+    if (!state.id) {
+      // Not retried by itself: a create whose answer was lost would leave a
+      // second session behind.
+      const created = await post(`${BASE}/session`, {}, { retries: 0 });
+      state.id = created.session_id;
+      localStorage.setItem(SESSION_KEY, state.id);
+      state.session = { steps: {}, progress_percentage: 0 };
+      $('welcome-note').hidden = true;
+    }
+  },
+  async business() {
+    await saveStep('business', {
+      company_name: value('company_name'),
+      industry: value('industry'),
+      phone: value('phone'),
+      email: value('email'),
+    });
+  },
+  async channels() {
+    const channels = [...document.querySelectorAll('input[name="channels"]:checked')].map((c) => c.value);
+    await saveStep('channels', { channels });
+    state.channels = channels;
+  },
+  async phone() {
+    const payload = { assistant_name: value('assistant_name') };
+    if (checked('agent_type')) payload.agent_type = checked('agent_type');
+    if (checked('voice')) payload.voice = checked('voice');
+    await saveStep('vapi', payload);
+  },
+  async kb() {
+    const method = checked('method');
+    const payload = method ? { method } : {};
+    if (method === 'website') payload.crawl_url = value('crawl_url');
+    if (method === 'documents') payload.documents = collectDocuments();
+    await saveStep('kb', payload);
+  },
+  async appointments() {
+    // Saving the step says the tenant takes appointments: "none" saves nothing.
+    if (checked('booking') !== 'cal_com') return;
+    const payload = { provider: 'cal_com', event_type_id: value('event_type_id').trim() };
+    if (value('timezone').trim()) payload.timezone = value('timezone');
+    await saveStep('appointments', payload);
+  },
+  async verification() {},
+};
+
+function fillForms(session) {
+  const steps = session.steps || {};
+  const business = steps.business || {};
+  for (const field of ['company_name', 'industry', 'phone', 'email']) {
+    $(field).value = business[field] || '';
+  }
+  state.channels = (steps.channels && steps.channels.channels) || ['phone'];
+  for (const input of document.querySelectorAll('input[name="channels"]')) {
+    input.checked = state.channels.includes(input.value);
+  }
+  $('assistant_name').value = (steps.vapi && steps.vapi.assistant_name) || 'Sara';
+  const kb = steps.kb || {};
+  check('method', kb.method);
+  $('crawl_url').value = kb.crawl_url || '';
+  $('document-list').replaceChildren();
+  const documents = Array.isArray(kb.documents) && kb.documents.length ? kb.documents : [{}];
+  for (const doc of documents) addDocument(doc.title, doc.content);
+  showKbPanels();
+  const booking = steps.appointments;
+  check('booking', booking ? 'cal_com' : 'none');
+  $('event_type_id').value = (booking && booking.event_type_id) || '';
+  $('timezone').value = (booking && booking.timezone) || 'Europe/Paris';
+  showBookingFields();
+}
+
+// The phone step's choices come from the catalogue routes.
+async function loadCatalog() {
+  if (state.catalog) return;
+  const [types, voices] = await Promise.all([get(`${BASE}/agent-types`), get(`${BASE}/voices`)]);
+  state.catalog = { agentTypes: types.agent_types, voices: voices.voices };
+  const list = $('agent-type-list');
+  list.replaceChildren();
+  for (const type of state.catalog.agentTypes) {
+    list.append(choice('radio', 'agent_type', type.id, type.name, type.description));
+  }
+  const voiceList = $('voice-list');
+  voiceList.replaceChildren();
+  for (const voice of state.catalog.voices) {
+    voiceList.append(choice('radio', 'voice', voice.id, `${voice.name}, ${GENDER_LABELS[voice.gender] || voice.gender}`));
+  }
+  const vapi = (state.session && state.session.steps.vapi) || {};
+  check('agent_type', vapi.agent_type || 'multi_purpose');
+  check('voice', vapi.voice || 'sara');
+}
+
+function choice(type, name, value, label, description) {
+  const id = `${name}-${value}`;
+  const box = document.createElement('div');
+  box.className = 'choice';
+  const input = document.createElement('input');
+  Object.assign(input, { type, name, value, id });
+  const text = document.createElement('label');
+  text.htmlFor = id;
+  text.textContent = label;
+  box.append(input, text);
+  if (description) {
+    const hint = document.createElement('p');
+    hint.className = 'hint';
+    hint.id = `${id}-hint`;
+    hint.textContent = description;
+    input.setAttribute('aria-describedby', hint.id);
+    box.append(hint);
+  }
+  return box;
+}
+
+// The kb step: a site, or texts pasted (1 to 20), or later.
+function showKbPanels() {
+  const method = checked('method');
+  $('kb-website').hidden = method !== 'website';
+  $('kb-documents').hidden = method !== 'documents';
+}
+
+function addDocument(title = '', content = '') {
+  const n = (state.documentSeq += 1);
+  const box = document.createElement('fieldset');
+  box.className = 'document';
+  const legend = document.createElement('legend');
+  const titleField = field('input', `document-${n}-title`, 'Titre', title);
+  titleField.querySelector('input').maxLength = 200;
+  const contentField = field('textarea', `document-${n}-content`, 'Contenu', content);
+  contentField.querySelector('textarea').rows = 8;
+  const remove = document.createElement('button');
+  remove.type = 'button';
+  remove.className = 'remove';
+  remove.addEventListener('click', () => {
+    box.remove();
+    numberDocuments();
+    $('add-document').focus();
+  });
+  box.append(legend, titleField, contentField, remove);
+  $('document-list').append(box);
+  numberDocuments();
+  return box;
+}
+
+function field(tag, id, label, text) {
+  const box = document.createElement('div');
+  box.className = 'field';
+  const labelElement = document.createElement('label');
+  labelElement.htmlFor = id;
+  labelElement.textContent = label;
+  const control = document.createElement(tag);
+  control.id = id;
+  control.value = text || '';
+  box.append(labelElement, control);
+  return box;
+}
+
+function numberDocuments() {
+  const boxes = [...document.querySelectorAll('#document-list .document')];
+  boxes.forEach((box, i) => {
+    box.querySelector('legend').textContent = `Texte ${i + 1}`;
+    const remove = box.querySelector('.remove');
+    remove.textContent = `Retirer le texte ${i + 1}`;
+    remove.hidden = boxes.length === 1;
+  });
+  $('add-document').hidden = boxes.length >= MAX_DOCUMENTS;
+}
+
+function collectDocuments() {
+  return [...document.querySelectorAll('#document-list .document')]
+    .map((box) => ({
+      title: box.querySelector('input').value,
+      content: box.querySelector('textarea').value,
+    }))
+    .filter((d) => d.title.trim() || d.content.trim());
+}
+
+function showBookingFields() {
+  $('booking-fields').hidden = checked('booking') !== 'cal_com';
+}
+
+// ------------------------------------------------------ phone verification
+
+/** The state of the session's latest verification, as `GET session` shows it. */
+const verificationOf = (session) => (session && session.phone_verification) || null;
+
+function prepareVerification() {
+  const business = state.session.steps.business || {};
+  $('verify-number').textContent = business.phone || '';
+  // Only a verification of the number as saved counts: a changed business
+  // phone needs a code of its own.
+  const latest = verificationOf(state.session);
+  const verification = latest && latest.phone_number === business.phone ? latest : null;
+  if (verification && verification.status === 'verified') {
+    verified(verification);
+    return;
+  }
+  $('verify-done').hidden = true;
+  $('form-send').hidden = $('verify-unavailable').hidden === false;
+  if (!checked('channel')) {
+    // A code by SMS reaches a mobile; a fixed line gets a call.
+    check('channel', /^\+33[67]/.test(business.phone || '') ? 'sms' : 'voice');
+  }
+  // A code sent before a reload can still be typed in.
+  if (verification && verification.status === 'pending') {
+    codeSent(verification);
+  } else {
+    $('form-verify').hidden = true;
+  }
+}
+
+async function sendCode() {
+  let sent;
+  try {
+    sent = await post(sessionPath(state.id, 'phone/verification'), { channel: checked('channel') }, { retries: 0 });
+  } catch (error) {
+    if (isMissingRoute(error)) {
+      $('verify-unavailable').hidden = false;
+      $('form-send').hidden = true;
+      $('verification-next').focus();
+      return;
+    }
+    throw error;
+  }
+  codeSent(sent);
+  $('code').focus();
+  announce($('sent-note').textContent);
+}
+
+function codeSent(v) {
+  const how = v.channel === 'voice' ? 'par appel vocal' : 'par SMS';
+  $('sent-note').textContent = `Code envoyé ${how} au ${v.phone_number}. Il est valable jusqu'à ${time(v.expires_at)}.`;
+  $('form-verify').hidden = false;
+  $('send-code').textContent = 'Renvoyer un code';
+}
+
+async function verifyCode() {
+  const answer = await post(sessionPath(state.id, 'phone/verify'), { code: value('code').trim() }, { retries: 0 });
+  verified(answer);
+  // Done here: the next thing to do is to move on.
+  $('verification-next').focus();
+}
+
+/**
+ * The verified state, from the verify answer or from `GET session` (whose
+ * verification has no `is_active`: the wizard shows a session that is not
+ * completed, and completion is what activates the number).
+ */
+function verified(answer) {
+  const number = answer.phone_number || $('verify-number').textContent;
+  const text = answer.is_active
+    ? `Numéro ${number} vérifié : votre agent prend ses appels.`
+    : `Numéro ${number} vérifié : votre agent prendra ses appels dès la fin de la configuration.`;
+  $('verify-done').textContent = text;
+  $('verify-done').hidden = false;
+  $('form-send').hidden = true;
+  $('form-verify').hidden = true;
+  $('code').value = '';
+  announce(text);
+}
+
+const time = (iso) =>
+  iso ? new Date(iso).toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }) : '';
+
+// ------------------------------------------------------------ completion
+
+function renderSummary() {
+  const steps = state.session.steps || {};
+  const business = steps.business || {};
+  const rows = [
+    ['Entreprise', business.company_name],
+    ["Secteur d'activité", business.industry],
+    ['Téléphone', business.phone],
+    ['E-mail', business.email],
+    ['Canaux', state.channels.map((c) => CHANNEL_LABELS[c] || c).join(', ')],
+  ];
+  if (applies('phone') && steps.vapi) {
+    rows.push(['Agent', `${steps.vapi.assistant_name} (${agentTypeName(steps.vapi.agent_type)}), voix ${voiceName(steps.vapi.voice)}`]);
+  }
+  const kb = steps.kb || {};
+  let kbText = KB_LABELS[kb.method] || '—';
+  if (kb.method === 'website') kbText += ` : ${kb.crawl_url}`;
+  if (kb.method === 'documents' && Array.isArray(kb.documents)) {
+    const n = kb.documents.length;
+    kbText = n > 1 ? `${n} textes collés` : `${n} texte collé`;
+  }
+  rows.push(['Base de connaissances', kbText]);
+  const booking = steps.appointments;
+  rows.push(['Rendez-vous', booking ? `Cal.com, événement ${booking.event_type_id}, ${booking.timezone}` : 'Non']);
+  const list = $('summary');
+  list.replaceChildren();
+  for (const [term, detail] of rows) {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.textContent = detail || '—';
+    list.append(dt, dd);
+  }
+  const done = state.session.status === 'completed';
+  $('complete-pending').hidden = done;
+  $('complete-done').hidden = !done;
+  if (done && !$('complete-message').textContent) {
+    $('complete-message').textContent = 'Votre configuration est terminée.';
+  }
+}
+
+function agentTypeName(id) {
+  const type = state.catalog && state.catalog.agentTypes.find((t) => t.id === id);
+  return type ? type.name : id;
+}
+
+function voiceName(id) {
+  const voice = state.catalog && state.catalog.voices.find((v) => v.id === id);
+  return voice ? voice.name : id;
+}
+
+async function finish() {
+  const answer = await post(sessionPath(state.id, 'complete'), {});
+  setProgress(100);
+  state.session.status = 'completed';
+  $('complete-message').textContent = answer.message;
+  $('complete-pending').hidden = true;
+  $('complete-done').hidden = false;
+  localStorage.removeItem(STEP_KEY);
+  announce(answer.message);
+  $('to-dashboard').focus();
+}
+
+// ------------------------------------------------------------ start
+
+function wire() {
+  for (const name of STEPS) {
+    const form = $(`form-${name}`);
+    if (!form) continue;
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (name === 'complete') {
+        act(form, finish);
+        return;
+      }
+      act(form, async () => {
+        await FORMS[name]();
+        await show(neighbour(name, 1));
+      });
+    });
+  }
+  for (const button of document.querySelectorAll('.step .back')) {
+    const name = button.closest('.step').dataset.step;
+    button.addEventListener('click', () => act(null, () => show(neighbour(name, -1))));
+  }
+  $('verification-next').addEventListener('click', () => act(null, () => show(neighbour('verification', 1))));
+  $('form-send').addEventListener('submit', (event) => {
+    event.preventDefault();
+    act($('form-send'), sendCode);
+  });
+  $('form-verify').addEventListener('submit', (event) => {
+    event.preventDefault();
+    act($('form-verify'), verifyCode);
+  });
+  for (const input of document.querySelectorAll('input[name="method"]')) {
+    input.addEventListener('change', showKbPanels);
+  }
+  for (const input of document.querySelectorAll('input[name="booking"]')) {
+    input.addEventListener('change', showBookingFields);
+  }
+  $('add-document').addEventListener('click', () => {
+    addDocument().querySelector('input').focus();
+  });
+  $('retry').addEventListener('click', () => {
+    const action = retryAction;
+    retryAction = null;
+    if (action) action();
+  });
+}
+
+async function start() {
+  wire();
+  state.id = localStorage.getItem(SESSION_KEY);
+  if (!state.id) {
+    fillForms({ steps: {} });
+    await show('welcome');
+    return;
+  }
+  await act(null, async () => {
+    const session = await get(sessionPath(state.id));
+    state.session = session;
+    setProgress(session.progress_percentage);
+    fillForms(session);
+    if (session.status === 'completed') {
+      await show('complete');
+      return;
+    }
+    await show(resumeStep(session));
+  });
+}
+
+start();
