@@ -31,6 +31,12 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_create/0 524288\n\
          onboarding_create/1 524288\n\
          onboarding_get/1 524288\n\
+         onboarding_kb_claim/1 524288\n\
+         onboarding_kb_finish/1 524288\n\
+         onboarding_kb_get/1 524288\n\
+         onboarding_kb_renew/1 524288\n\
+         onboarding_kb_search/1 524288\n\
+         onboarding_kb_store_page/1 524288\n\
          onboarding_migrate/0 524288\n\
          onboarding_step/3 524288\n\
          onboarding_version/0 2099200\n\
@@ -56,7 +62,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n1\n"
+        "v0.1.0\n2\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -137,7 +143,7 @@ fn a_whole_onboarding_in_the_shell() {
          +33612345678 | 0 | pending_verification\n\
          Prise de rendez-vous – Mon Entreprise | appointment | [\"phone\",\"whatsapp\"] | active | \
          {\"provider\":\"cal_com\",\"event_type_id\":\"123456\",\"timezone\":\"Europe/Paris\"}\n\
-         https://mon-site.fr | queued\n"
+         https://mon-site.fr/ | queued\n"
     );
 
     // A retry answers the same, flagged.

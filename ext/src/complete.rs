@@ -16,6 +16,7 @@ use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::json_string;
+use crate::kb;
 use crate::session::{stored_json, stored_str, Session};
 use crate::step::{email_taken, seconds_between, step_column};
 use crate::validate;
@@ -215,13 +216,13 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
     };
 
     // kb_crawl_jobs: a website to crawl.
-    let kb = stored_json(&session.kb_data)?;
-    let knowledge_base = if kb.is_null() {
+    let kb_data = stored_json(&session.kb_data)?;
+    let knowledge_base = if kb_data.is_null() {
         Value::Null
     } else {
-        let method = stored_str(&kb, "method")?;
+        let method = stored_str(&kb_data, "method")?;
         let crawl_job = if method == "website" {
-            let url = stored_str(&kb, "crawl_url")?;
+            let url = stored_str(&kb_data, "crawl_url")?;
             db::execute(
                 conn,
                 "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
@@ -233,7 +234,12 @@ fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
         } else {
             Value::Null
         };
-        json!({ "method": method, "crawl_job": crawl_job })
+        let documents = if method == "documents" {
+            kb::store_documents(conn, tenant, &kb_data["documents"], &now)?
+        } else {
+            Value::Null
+        };
+        json!({ "method": method, "crawl_job": crawl_job, "documents": documents })
     };
 
     // onboarding_analytics: the last step's time, the total, done.

@@ -6,7 +6,7 @@
 //! let conn = Connection::open_in_memory().unwrap();
 //! onboarding::register(&conn).unwrap();
 //! let version: i64 = conn.query_row("SELECT onboarding_migrate()", [], |r| r.get(0)).unwrap();
-//! assert_eq!(version, 1);
+//! assert_eq!(version, 2);
 //! let created: String = conn
 //!     .query_row("SELECT onboarding_create('{}')", [], |r| r.get(0))
 //!     .unwrap();
@@ -28,6 +28,7 @@
 //! | `onboarding_complete(session_id, payload)` | `complete.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
+//! | `onboarding_kb_*(…)`: the knowledge base | `kb/` |
 
 mod atomic;
 pub mod catalog;
@@ -37,6 +38,7 @@ mod db;
 pub mod env;
 mod error;
 mod get;
+pub mod kb;
 mod migrate;
 mod session;
 mod step;
@@ -82,6 +84,7 @@ struct Call<'a> {
     ctx: &'a Context<'a>,
     env: &'a dyn Env,
     cache: Option<&'a StatementCache>,
+    settings: &'a kb::Settings,
 }
 
 /// The connection a call runs on: the long-lived one of a
@@ -217,7 +220,16 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             .text(1, "step", ErrorKind::InvalidField)?
             .ok_or_else(|| Error::invalid_field("step is required"))?;
         let payload = c.payload(2)?;
-        step::step(&*c.conn()?, c.env, &session_id, &step, payload.as_deref()).map(json_text)
+        let conn = c.conn()?;
+        step::step(
+            &conn,
+            c.env,
+            c.settings,
+            &session_id,
+            &step,
+            payload.as_deref(),
+        )
+        .map(json_text)
     }),
     ("onboarding_complete", 1, WRITER, |c| {
         complete::complete(&*c.conn()?, c.env, &c.session_id()?, None).map(json_text)
@@ -234,6 +246,24 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     }),
     ("onboarding_voices", 0, CONSTANT, |_| {
         Ok(json_text(catalog::voices_json()))
+    }),
+    ("onboarding_kb_get", 1, READER, |c| {
+        kb::read::get(&*c.conn()?, &c.session_id()?).map(json_text)
+    }),
+    ("onboarding_kb_search", 1, READER, |c| {
+        kb::read::search(&*c.conn()?, c.payload(0)?.as_deref()).map(json_text)
+    }),
+    ("onboarding_kb_claim", 1, WRITER, |c| {
+        kb::worker::claim(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(json_text)
+    }),
+    ("onboarding_kb_store_page", 1, WRITER, |c| {
+        kb::worker::store_page(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(json_text)
+    }),
+    ("onboarding_kb_renew", 1, WRITER, |c| {
+        kb::worker::renew(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(json_text)
+    }),
+    ("onboarding_kb_finish", 1, WRITER, |c| {
+        kb::worker::finish(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(json_text)
     }),
 ];
 
@@ -256,7 +286,17 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
 /// Statements are prepared anew by each call: safe for any host, including
 /// the loadable extension, whose host may close the connection at any time.
 pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<()> {
-    register_inner(conn, env, None)
+    register_inner(conn, env, None, Arc::default())
+}
+
+/// [`register_with`], with the host's knowledge-base settings (the crawl
+/// allow-list the kb step's validation applies).
+pub fn register_with_settings(
+    conn: &Connection,
+    env: Arc<dyn Env>,
+    settings: kb::Settings,
+) -> rusqlite::Result<()> {
+    register_inner(conn, env, None, Arc::new(settings))
 }
 
 /// Registers every function on `conn` with prepared statements kept across
@@ -268,10 +308,19 @@ pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<(
 /// [`CachedStatements::release`]) **before** closing the connection: SQLite
 /// refuses to close a connection with unfinalized statements.
 pub fn register_cached(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<CachedStatements> {
+    register_cached_with_settings(conn, env, kb::Settings::default())
+}
+
+/// [`register_cached`], with the host's knowledge-base settings.
+pub fn register_cached_with_settings(
+    conn: &Connection,
+    env: Arc<dyn Env>,
+    settings: kb::Settings,
+) -> rusqlite::Result<CachedStatements> {
     let cache = Arc::new(StatementCache {
         state: Mutex::new(CacheState::Empty),
     });
-    register_inner(conn, env, Some(Arc::clone(&cache)))?;
+    register_inner(conn, env, Some(Arc::clone(&cache)), Arc::new(settings))?;
     Ok(CachedStatements { cache })
 }
 
@@ -311,15 +360,18 @@ fn register_inner(
     conn: &Connection,
     env: Arc<dyn Env>,
     cache: Option<Arc<StatementCache>>,
+    settings: Arc<kb::Settings>,
 ) -> rusqlite::Result<()> {
     for &(name, n_arg, flags, body) in FUNCTIONS {
         let env = Arc::clone(&env);
         let cache = cache.clone();
+        let settings = Arc::clone(&settings);
         conn.create_scalar_function(name, n_arg, flags, move |ctx| {
             let call = Call {
                 ctx,
                 env: &*env,
                 cache: cache.as_deref(),
+                settings: &settings,
             };
             body(&call).map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
         })

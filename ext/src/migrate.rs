@@ -18,18 +18,25 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add a file to `sql/` and a line here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_init",
-    sql: include_str!("../../sql/001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_init",
+        sql: include_str!("../../sql/001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_knowledge",
+        sql: include_str!("../../sql/002_knowledge.sql"),
+    },
+];
 
 /// The version the library's functions need.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
-// -- onboarding_migrate() -> 1
+// -- onboarding_migrate() -> 2
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
     atomic(conn, || {

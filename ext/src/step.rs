@@ -12,6 +12,7 @@ use crate::db;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::json_string;
+use crate::kb;
 use crate::session::{progress, SessionHead, STEPS};
 use crate::validate::{self, Object};
 
@@ -40,12 +41,12 @@ enum Saved {
 }
 
 impl Saved {
-    fn parse(step: &str, map: &Object) -> Result<Saved> {
+    fn parse(step: &str, map: &Object, settings: &kb::Settings) -> Result<Saved> {
         Ok(match step {
             "business" => Saved::Business(validate::business(map)?),
             "channels" => Saved::Channels(validate::channels(map)?),
             "vapi" => Saved::Vapi(validate::vapi(map)?),
-            "kb" => Saved::Kb(validate::kb(map)?),
+            "kb" => Saved::Kb(validate::kb(map, &settings.crawl_allow_hosts)?),
             "appointments" => Saved::Appointments(validate::appointments(map)?),
             _ => unreachable!("step names are checked against STEPS first"),
         })
@@ -94,6 +95,7 @@ fn credit_step_time(conn: &Connection, session: &SessionHead, now_ms: i64) -> Re
 pub fn step(
     conn: &Connection,
     env: &dyn Env,
+    settings: &kb::Settings,
     session_id: &str,
     step: &str,
     payload: Option<&str>,
@@ -109,7 +111,7 @@ pub fn step(
     atomic(conn, || {
         let session = SessionHead::load(conn, session_id)?;
         session.ensure_writable()?;
-        let saved = Saved::parse(step, &map)?;
+        let saved = Saved::parse(step, &map, settings)?;
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
 

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog;
 use crate::error::{quote, Error, Result};
+use crate::kb;
 
 pub type Object = Map<String, Value>;
 
@@ -273,8 +274,9 @@ pub fn vapi(map: &Object) -> Result<Vapi> {
 /// The knowledge-base methods.
 pub const KB_METHODS: [&str; 4] = ["website", "documents", "assistant", "skip"];
 
-/// The kb step: `method`, and `crawl_url` for `website`.
-pub fn kb(map: &Object) -> Result<Value> {
+/// The kb step: `method`; `crawl_url` for `website` (checked against the
+/// public-address rule and stored normalised); `documents` for `documents`.
+pub fn kb(map: &Object, allow: &kb::AllowList) -> Result<Value> {
     let method = required_text(map, "method", 32)?;
     if !KB_METHODS.contains(&method.as_str()) {
         return Err(Error::invalid_field(format!(
@@ -283,56 +285,25 @@ pub fn kb(map: &Object) -> Result<Value> {
             KB_METHODS.join(", ")
         )));
     }
-    if method != "website" {
-        return Ok(json!({ "method": method }));
-    }
-    let crawl_url = optional_text(map, "crawl_url", 2048)?
-        .ok_or_else(|| Error::invalid_field("crawl_url is required when method is 'website'"))?;
-    check_crawl_url(&crawl_url)?;
-    Ok(json!({ "method": method, "crawl_url": crawl_url }))
-}
-
-/// A public http(s) URL: the crawler fetches it from inside the platform, so
-/// credentials, loopback and private addresses are refused.
-fn check_crawl_url(text: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::invalid_field(format!(
-            "crawl_url {} {why} (expected a public http or https address such as 'https://mon-site.fr')",
-            quote(text)
-        )))
-    };
-    let Ok(url) = url::Url::parse(text) else {
-        return bad("is not a URL");
-    };
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return bad("is not an http or https URL");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return bad("must not carry credentials");
-    }
-    let private = match url.host() {
-        None => return bad("has no host"),
-        Some(url::Host::Domain(d)) => {
-            d == "localhost" || d.ends_with(".localhost") || !d.contains('.')
+    match method.as_str() {
+        "website" => {
+            let crawl_url = optional_text(map, "crawl_url", 2048)?.ok_or_else(|| {
+                Error::invalid_field("crawl_url is required when method is 'website'")
+            })?;
+            let url = kb::address::check_url(&crawl_url, allow).map_err(|why| {
+                Error::invalid_field(format!(
+                    "crawl_url {} {why} (expected a public http or https address such as 'https://mon-site.fr')",
+                    quote(&crawl_url)
+                ))
+            })?;
+            Ok(json!({ "method": method, "crawl_url": url.as_str() }))
         }
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_private()
-                || ip.is_loopback()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
-    };
-    if private {
-        return bad("is not a public address");
+        "documents" => Ok(json!({
+            "method": method,
+            "documents": kb::documents::documents(map.get("documents"))?,
+        })),
+        _ => Ok(json!({ "method": method })),
     }
-    Ok(())
 }
 
 /// The booking providers the appointments step knows.

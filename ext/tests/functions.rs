@@ -27,6 +27,12 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_create/0",
             "onboarding_create/1",
             "onboarding_get/1",
+            "onboarding_kb_claim/1",
+            "onboarding_kb_finish/1",
+            "onboarding_kb_get/1",
+            "onboarding_kb_renew/1",
+            "onboarding_kb_search/1",
+            "onboarding_kb_store_page/1",
             "onboarding_migrate/0",
             "onboarding_step/3",
             "onboarding_version/0",
@@ -40,6 +46,12 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_complete",
             "onboarding_create",
             "onboarding_get",
+            "onboarding_kb_claim",
+            "onboarding_kb_finish",
+            "onboarding_kb_get",
+            "onboarding_kb_renew",
+            "onboarding_kb_search",
+            "onboarding_kb_store_page",
             "onboarding_migrate",
             "onboarding_step",
             "onboarding_version",
@@ -260,20 +272,24 @@ fn migrate_is_idempotent_and_records_its_version() {
     db.env.advance_ms(5_000);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        SqlValue::Integer(1)
+        SqlValue::Integer(2)
     );
     assert_eq!(db.snapshot(), before);
-    let row: (i64, String, String) = db
+    let mut stmt = db
         .conn
-        .query_row(
-            "SELECT version, name, applied_at FROM onboarding_schema_migrations",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .prepare("SELECT version, name, applied_at FROM onboarding_schema_migrations ORDER BY 1")
+        .unwrap();
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(
-        row,
-        (1, "001_init".into(), "2026-11-24T10:00:00.000Z".into())
+        rows,
+        [
+            (1, "001_init".into(), "2026-11-24T10:00:00.000Z".into()),
+            (2, "002_knowledge".into(), "2026-11-24T10:00:00.000Z".into())
+        ]
     );
 }
 
@@ -282,12 +298,12 @@ fn migrate_refuses_a_newer_schema() {
     let db = Db::memory();
     db.conn
         .execute_batch(
-            "INSERT INTO onboarding_schema_migrations VALUES (2, '002_future', '2027-01-01T00:00:00.000Z')",
+            "INSERT INTO onboarding_schema_migrations VALUES (3, '003_future', '2027-01-01T00:00:00.000Z')",
         )
         .unwrap();
     assert_eq!(
         db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
-        "onboarding_migrate: internal: the database schema is at version 2, newer than this library's 1; upgrade the library"
+        "onboarding_migrate: internal: the database schema is at version 3, newer than this library's 2; upgrade the library"
     );
 }
 

@@ -274,7 +274,7 @@ async fn catalogues_health_and_openapi_are_served_verbatim() {
     assert_eq!(
         health.body,
         format!(
-            r#"{{"success":true,"status":"ok","schema_version":1,"engine_version":"{}"}}"#,
+            r#"{{"success":true,"status":"ok","schema_version":2,"engine_version":"{}"}}"#,
             onboarding::VERSION
         )
     );

@@ -12,7 +12,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 12] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -20,6 +20,10 @@ pub const TABLES: [&str; 8] = [
     "omni_phone_mappings",
     "omnichannel_campaigns",
     "kb_crawl_jobs",
+    "kb_crawl_pages",
+    "kb_documents",
+    "kb_chunks",
+    "kb_chunks_fts",
     "onboarding_schema_migrations",
 ];
 
@@ -42,7 +46,7 @@ impl Db {
         let db = Db { conn, env };
         assert_eq!(
             db.scalar("SELECT onboarding_migrate()"),
-            SqlValue::Integer(1)
+            SqlValue::Integer(2)
         );
         db
     }
