@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 
 /// The front end's development origins (ports 3000, 3002 and 5173).
 pub const DEFAULT_CORS_ORIGINS: [&str; 6] = [
@@ -59,6 +60,20 @@ pub struct Config {
     pub env: Option<Arc<dyn onboarding::Env>>,
     /// How long shutdown waits for in-flight requests before closing anyway.
     pub shutdown_grace: Duration,
+    /// How long a call waits for another process's lock on the database
+    /// before it is answered 503.
+    pub busy_timeout: Duration,
+    /// Open connections, all clients together; past it, 503 at accept.
+    pub max_connections: usize,
+    /// Open connections from one client address; past it, 429 at accept.
+    pub max_connections_per_ip: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trust_proxy: Vec<IpNet>,
+    /// "Email already used" answers per client address, and per session,
+    /// per window; 0 disables. Past either, the business step answers 429.
+    pub email_taken_per_ip: u32,
+    pub email_taken_per_session: u32,
+    pub email_taken_window: Duration,
 }
 
 /// Sessions one address may create per minute by default. A person creates
@@ -66,6 +81,21 @@ pub struct Config {
 /// test suite a few dozen; 600 a minute (10 a second, sustained) stops only
 /// scripted floods.
 pub const DEFAULT_CREATE_RATE_LIMIT: u32 = 600;
+
+/// Open connections by default: far above what the writer can keep busy
+/// (a few hundred concurrent clients saturate it), well under the file
+/// descriptors a server process gets.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Open connections per client address by default: a browser opens 6 per
+/// host, an office behind one NAT address a few dozen browsers.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// "Email already used" answers per hour by default: a person mistyping
+/// their address or reusing an old account needs one or two; testing a list
+/// of addresses needs hundreds.
+pub const DEFAULT_EMAIL_TAKEN_PER_IP: u32 = 20;
+pub const DEFAULT_EMAIL_TAKEN_PER_SESSION: u32 = 5;
 
 impl Default for Config {
     fn default() -> Self {
@@ -79,6 +109,13 @@ impl Default for Config {
             extension: None,
             env: None,
             shutdown_grace: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            trust_proxy: Vec::new(),
+            email_taken_per_ip: DEFAULT_EMAIL_TAKEN_PER_IP,
+            email_taken_per_session: DEFAULT_EMAIL_TAKEN_PER_SESSION,
+            email_taken_window: Duration::from_secs(3600),
         }
     }
 }
@@ -95,6 +132,13 @@ impl fmt::Debug for Config {
             .field("extension", &self.extension)
             .field("env", &self.env.as_ref().map(|_| "custom"))
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trust_proxy", &self.trust_proxy)
+            .field("email_taken_per_ip", &self.email_taken_per_ip)
+            .field("email_taken_per_session", &self.email_taken_per_session)
+            .field("email_taken_window", &self.email_taken_window)
             .finish()
     }
 }
@@ -153,6 +197,37 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Milliseconds a call waits for another process's lock on the database
+    /// (a `sqlite3` shell, a backup) before it is answered 503.
+    #[arg(long, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000)]
+    pub busy_timeout_ms: u64,
+
+    /// Open connections, all clients together; past it new ones get 503.
+    #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+
+    /// Open connections from one client address; past it new ones get 429.
+    /// Trusted proxies (--trust-proxy) are exempt.
+    #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections_per_ip: usize,
+
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For
+    /// names the client; from any other peer the header is ignored.
+    #[arg(long, env = "ONBOARDING_TRUST_PROXY", value_delimiter = ',', value_parser = parse_net)]
+    pub trust_proxy: Vec<IpNet>,
+
+    /// "Email already used" answers one client address may get per hour
+    /// (429 past it); 0 disables.
+    #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_IP", default_value_t = DEFAULT_EMAIL_TAKEN_PER_IP)]
+    pub email_taken_per_ip: u32,
+
+    /// "Email already used" answers one session may get per hour (429 past
+    /// it); 0 disables.
+    #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_SESSION", default_value_t = DEFAULT_EMAIL_TAKEN_PER_SESSION)]
+    pub email_taken_per_session: u32,
+
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
     pub log_level: tracing::level_filters::LevelFilter,
@@ -176,8 +251,23 @@ impl Args {
             extension: self.extension.clone(),
             env: None,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            busy_timeout: Duration::from_millis(self.busy_timeout_ms),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            trust_proxy: self.trust_proxy.clone(),
+            email_taken_per_ip: self.email_taken_per_ip,
+            email_taken_per_session: self.email_taken_per_session,
+            email_taken_window: Duration::from_secs(3600),
         }
     }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.1`).
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is not an address or CIDR range (e.g. 10.0.0.0/8)"))
 }
 
 #[cfg(test)]
@@ -225,6 +315,32 @@ mod tests {
         );
         assert_eq!(config.synchronous, Synchronous::Normal);
         assert_eq!(config.create_rate_limit, 0);
+    }
+
+    #[test]
+    fn trust_proxy_takes_ranges_and_addresses_repeatedly() {
+        let args = Args::try_parse_from([
+            "onboarding-server",
+            "--trust-proxy",
+            "10.0.0.0/8",
+            "--trust-proxy",
+            "192.0.2.1,2001:db8::/32",
+        ])
+        .unwrap();
+        let nets: Vec<String> = args
+            .config()
+            .trust_proxy
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        let err = Args::try_parse_from(["onboarding-server", "--trust-proxy", "10.0.0.300/8"])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'10.0.0.300/8' is not an address or CIDR range (e.g. 10.0.0.0/8)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! Errors of the library (`onboarding_<fn>: <kind>: <detail>`) become the
 //! contract's statuses in [`http`].
 
+pub mod client;
 pub mod config;
+pub mod conn;
 pub mod db;
 pub mod http;
 pub mod limit;
@@ -25,24 +27,16 @@ pub mod routes;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::header::HeaderValue;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 pub use config::{Args, Config, Synchronous};
 
-/// How long a client may take to send its request headers; also closes
-/// keep-alive connections that stay idle that long.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves `listener` until `shutdown` completes, then stops accepting,
-/// finishes the requests in flight (up to `config.shutdown_grace`), answers
-/// every queued SQL call and closes the database cleanly.
+/// closes idle connections, finishes the requests in flight (up to
+/// `config.shutdown_grace`), answers every queued SQL call and closes the
+/// database cleanly.
 ///
 /// Fails before serving anything when the database cannot be opened,
 /// configured, given its functions or migrated; and at the end when it could
@@ -52,6 +46,29 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("listener has no address: {e}"))?;
+    let app = Arc::new(build(&config, address).await?);
+    let writer = app.writer.clone();
+    tracing::info!(
+        %address,
+        database = %config.db_path.display(),
+        synchronous = config.synchronous.pragma(),
+        extension = ?config.extension,
+        "serving"
+    );
+    let caps = conn::ConnectionCaps {
+        total: config.max_connections,
+        per_ip: config.max_connections_per_ip,
+    };
+    conn::serve(listener, app, caps, config.shutdown_grace, shutdown).await;
+    writer.close().await
+}
+
+/// Everything requests share: the writer (the database opened, given its
+/// functions and migrated), the limits and the documents.
+async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String> {
     if config.extension.is_some() && config.env.is_some() {
         return Err(
             "config.env applies to the linked functions only; a loaded extension has its own clock"
@@ -65,6 +82,7 @@ pub async fn run(
                 .map_err(|_| format!("CORS origin '{origin}' is not a valid header value"))?,
         );
     }
+    let openapi = http::openapi_for(&format!("http://{address}"))?;
     let writer = db::Writer::start(db::Options {
         path: config.db_path.clone(),
         synchronous: config.synchronous,
@@ -73,79 +91,26 @@ pub async fn run(
             .env
             .clone()
             .unwrap_or_else(|| Arc::new(onboarding::SystemEnv)),
+        busy_timeout: config.busy_timeout,
     })
     .await?;
-    let app = Arc::new(http::App {
-        writer: writer.clone(),
+    Ok(http::App {
+        writer,
         cors_origins,
         max_body_bytes: config.max_body_bytes,
         create_limiter: limit::RateLimiter::new(
             config.create_rate_limit,
             config.create_rate_window,
         ),
-    });
-    tracing::info!(
-        address = %listener.local_addr().map_err(|e| format!("listener has no address: {e}"))?,
-        database = %config.db_path.display(),
-        synchronous = config.synchronous.pragma(),
-        extension = ?config.extension,
-        "serving"
-    );
-
-    let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather
-                    // than spin, and keep serving the open connections.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        serve_connection(&builder, &graceful, &app, stream, peer);
-    }
-    drop(listener);
-    tracing::info!("shutting down: finishing requests in flight");
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after the grace period; closing anyway");
-    }
-    drop(app);
-    writer.close().await
-}
-
-fn serve_connection(
-    builder: &http1::Builder,
-    graceful: &GracefulShutdown,
-    app: &Arc<http::App>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-) {
-    // Small JSON answers: send them now rather than wait for more (Nagle).
-    let _ = stream.set_nodelay(true);
-    let app = Arc::clone(app);
-    let service = service_fn(move |req| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, std::convert::Infallible>(http::handle(&app, req, peer.ip()).await) }
-    });
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            // Clients that vanish mid-request are routine: not an error.
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
-    });
+        email_taken_by_ip: limit::RateLimiter::new(
+            config.email_taken_per_ip,
+            config.email_taken_window,
+        ),
+        email_taken_by_session: limit::RateLimiter::new(
+            config.email_taken_per_session,
+            config.email_taken_window,
+        ),
+        proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
+        openapi,
+    })
 }

@@ -1,5 +1,6 @@
-//! Per-address rate limit of session creation (GCRA: "at most N per window",
-//! smoothed, one instant stored per address).
+//! Rate limits per client address or per session (GCRA: "at most N per
+//! window", smoothed, one instant stored per key): session creation, and the
+//! business step's "email already used" answers.
 //!
 //! Creating a session writes a tenant row: without a limit, one client could
 //! fill the database. GCRA rather than a fixed window: a fixed window lets a
@@ -7,6 +8,7 @@
 //! any window, and needs no timer or background task.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 /// Tracked addresses before stale ones are dropped.
 const PRUNE_AT: usize = 4096;
 
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     /// Time one request "costs": window / limit.
     interval: Duration,
     /// How far ahead of now an address may have spent: window - interval,
@@ -22,17 +24,17 @@ pub struct RateLimiter {
     tolerance: Duration,
     /// Each address's theoretical arrival time: when its next request would
     /// be "on schedule". An address whose time has passed is as good as new.
-    state: Mutex<State>,
+    state: Mutex<State<K>>,
 }
 
-struct State {
-    next: HashMap<IpAddr, Instant>,
+struct State<K> {
+    next: HashMap<K, Instant>,
     prune_at: usize,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `None` when `limit` is 0 (no limit).
-    pub fn new(limit: u32, window: Duration) -> Option<RateLimiter> {
+    pub fn new(limit: u32, window: Duration) -> Option<RateLimiter<K>> {
         if limit == 0 {
             return None;
         }
@@ -47,25 +49,54 @@ impl RateLimiter {
         })
     }
 
-    /// Counts one request from `ip` at `now`; `Err(seconds)` to wait (at
+    /// Counts one request from `key` at `now`; `Err(seconds)` to wait (at
     /// least 1) when over the limit.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+    pub fn check(&self, key: K, now: Instant) -> Result<(), u64> {
+        let mut state = self.lock();
+        let tat = self.due(&state, &key, now)?;
+        self.record(&mut state, key, tat, now);
+        Ok(())
+    }
+
+    /// Whether `key` may be counted once more at `now`, without counting it
+    /// (for answers that cost only when they turn out a certain way).
+    pub fn allows(&self, key: &K, now: Instant) -> Result<(), u64> {
+        self.due(&self.lock(), key, now).map(|_| ())
+    }
+
+    /// Counts one event of `key` at `now`, whether or not over the limit
+    /// (it happened): an address past its limit stays refused longer.
+    pub fn spend(&self, key: K, now: Instant) {
+        let mut state = self.lock();
+        let tat = state.next.get(&key).map_or(now, |&t| t.max(now));
+        self.record(&mut state, key, tat, now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
         // A poisoned lock only means another request panicked mid-update of
         // a map of instants: the data is still usable.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let tat = state.next.get(&ip).map_or(now, |&t| t.max(now));
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `key`'s theoretical arrival time, or how long to wait when it is too
+    /// far ahead of `now`.
+    fn due(&self, state: &State<K>, key: &K, now: Instant) -> Result<Instant, u64> {
+        let tat = state.next.get(key).map_or(now, |&t| t.max(now));
         let ahead = tat - now;
         if ahead > self.tolerance {
             let wait = ahead - self.tolerance;
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(secs.max(1));
         }
-        state.next.insert(ip, tat + self.interval);
+        Ok(tat)
+    }
+
+    fn record(&self, state: &mut State<K>, key: K, tat: Instant, now: Instant) {
+        state.next.insert(key, tat + self.interval);
         if state.next.len() >= state.prune_at {
             state.next.retain(|_, t| *t > now);
             state.prune_at = (state.next.len() * 2).max(PRUNE_AT);
         }
-        Ok(())
     }
 }
 
@@ -102,7 +133,22 @@ mod tests {
 
     #[test]
     fn zero_disables_the_limit() {
-        assert!(RateLimiter::new(0, Duration::from_secs(60)).is_none());
+        assert!(RateLimiter::<IpAddr>::new(0, Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn allows_counts_nothing_and_spend_counts_past_the_limit() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60)).unwrap();
+        let t0 = Instant::now();
+        let key = "onb_1".to_string();
+        assert_eq!(limiter.allows(&key, t0), Ok(()));
+        assert_eq!(limiter.allows(&key, t0), Ok(()));
+        limiter.spend(key.clone(), t0);
+        limiter.spend(key.clone(), t0);
+        assert_eq!(limiter.allows(&key, t0), Err(30));
+        limiter.spend(key.clone(), t0);
+        assert_eq!(limiter.allows(&key, t0), Err(60));
+        assert_eq!(limiter.allows(&key, t0 + Duration::from_secs(60)), Ok(()));
     }
 
     #[test]

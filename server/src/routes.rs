@@ -28,6 +28,7 @@ pub enum Endpoint {
     OpenApi,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 pub struct Route {
     pub method: Method,
     /// Literal segments, and [`SESSION_ID`] for the session id.
@@ -62,16 +63,16 @@ pub const ROUTES: &[Route] = &[
 
 /// Where a request lands.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Resolved<'p> {
-    /// A route, and the session id when its path has one.
-    Found(Endpoint, Option<&'p str>),
+pub enum Resolved {
+    /// A route, and the session id (percent-decoded) when its path has one.
+    Found(&'static Route, Option<String>),
     /// The path exists but not with this method: the methods it has.
     WrongMethod(Vec<&'static Method>),
     NotFound,
 }
 
 /// Finds the route of `method` and `path` (without its query string).
-pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
+pub fn resolve(method: &Method, path: &str) -> Resolved {
     // HEAD is GET without the body (hyper leaves the body out).
     let method = if method == Method::HEAD {
         &Method::GET
@@ -82,7 +83,7 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
     for r in ROUTES {
         if let Some(id) = match_path(r.path, path) {
             if r.method == *method {
-                return Resolved::Found(r.endpoint, id);
+                return Resolved::Found(r, id);
             }
             path_known = true;
         }
@@ -92,6 +93,15 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
     } else {
         Resolved::NotFound
     }
+}
+
+/// The table's pattern for `path` (e.g. `/api/v1/onboarding/session/{session_id}`),
+/// whatever the method: what the log shows instead of the path.
+pub fn pattern(path: &str) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .find(|r| match_path(r.path, path).is_some())
+        .map(|r| r.path)
 }
 
 /// The methods the table has for `path` (empty for an unknown path).
@@ -119,14 +129,19 @@ pub fn allow_header(methods: &[&Method]) -> String {
 }
 
 /// `Some(session id or None)` when `path` fits `template`. The id is any
-/// non-empty segment: whether the session exists is the library's answer.
-fn match_path<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
+/// non-empty segment, percent-decoded (`onb_%41` is `onb_A`); one that does
+/// not decode to UTF-8 fits nothing. Whether the session exists is the
+/// library's answer.
+fn match_path(template: &str, path: &str) -> Option<Option<String>> {
     let mut id = None;
     let (mut t, mut p) = (template.split('/'), path.split('/'));
     loop {
         match (t.next(), p.next()) {
             (None, None) => return Some(id),
-            (Some(SESSION_ID), Some(segment)) if !segment.is_empty() => id = Some(segment),
+            (Some(SESSION_ID), Some(segment)) if !segment.is_empty() => {
+                let decoded = percent_encoding::percent_decode_str(segment).decode_utf8();
+                id = Some(decoded.ok()?.into_owned());
+            }
             (Some(a), Some(b)) if a == b => {}
             _ => return None,
         }
@@ -139,21 +154,57 @@ mod tests {
 
     #[test]
     fn resolve_finds_each_route_with_its_session_id() {
+        let found = |method: &Method, path: &str| match resolve(method, path) {
+            Resolved::Found(route, id) => (route.endpoint, id),
+            other => panic!("{method} {path}: {other:?}"),
+        };
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/onboarding/session/onb_1/kb"),
-            Resolved::Found(Endpoint::Step("kb"), Some("onb_1"))
+            found(&Method::POST, "/api/v1/onboarding/session/onb_1/kb"),
+            (Endpoint::Step("kb"), Some("onb_1".to_string()))
         );
         assert_eq!(
-            resolve(&Method::HEAD, "/api/v1/onboarding/session/onb_1"),
-            Resolved::Found(Endpoint::Get, Some("onb_1"))
+            found(&Method::HEAD, "/api/v1/onboarding/session/onb_1"),
+            (Endpoint::Get, Some("onb_1".to_string()))
         );
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/onboarding/session/onb_1"),
-            Resolved::Found(Endpoint::Get, Some("onb_1"))
+            found(&Method::GET, "/api/v1/onboarding/session/onb_1"),
+            (Endpoint::Get, Some("onb_1".to_string()))
         );
         assert_eq!(
-            resolve(&Method::POST, "/api/v1/onboarding/session"),
-            Resolved::Found(Endpoint::Create, None)
+            found(&Method::POST, "/api/v1/onboarding/session"),
+            (Endpoint::Create, None)
+        );
+    }
+
+    #[test]
+    fn session_ids_are_percent_decoded() {
+        let found = |path: &str| match resolve(&Method::GET, path) {
+            Resolved::Found(_, id) => id,
+            other => panic!("{path}: {other:?}"),
+        };
+        assert_eq!(
+            found("/api/v1/onboarding/session/onb_%41b%20c"),
+            Some("onb_Ab c".to_string())
+        );
+        assert_eq!(
+            found("/api/v1/onboarding/session/onb_%2F"),
+            Some("onb_/".to_string())
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/onboarding/session/onb_%FF"),
+            Resolved::NotFound
+        );
+    }
+
+    #[test]
+    fn the_log_pattern_hides_the_session_id() {
+        assert_eq!(
+            pattern("/api/v1/onboarding/session/onb_secret/business"),
+            Some("/api/v1/onboarding/session/{session_id}/business")
+        );
+        assert_eq!(
+            pattern("/api/v1/onboarding/session/onb_secret/payment"),
+            None
         );
     }
 

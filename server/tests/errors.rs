@@ -222,7 +222,7 @@ async fn bodies_over_the_limit_are_413_up_front_and_while_streaming() {
 
     // Announced too large: refused before a byte of the body is read.
     let head =
-        "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n{";
+        "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{";
     let reply = send_raw(server.addr, head.as_bytes()).await;
     assert_eq!((reply.status, reply.body.as_str()), (413, expected));
     // ... and the connection closed rather than kept for the unread rest.
@@ -231,7 +231,7 @@ async fn bodies_over_the_limit_are_413_up_front_and_while_streaming() {
     // Chunked, so no length up front: refused once the chunks pass the limit.
     let chunk = "x".repeat(800);
     let raw = format!(
-        "POST /api/v1/onboarding/session/onb_x/business HTTP/1.1\r\nHost: t\r\n\
+        "POST /api/v1/onboarding/session/onb_x/business HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
          Transfer-Encoding: chunked\r\n\r\n320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
     );
     let reply = send_raw(server.addr, raw.as_bytes()).await;

@@ -1,0 +1,166 @@
+//! Who the client is: the peer's address, or behind trusted reverse proxies
+//! the address they report in `X-Forwarded-For`.
+//!
+//! A forwarded header is only as true as whoever wrote it: any client can
+//! send `X-Forwarded-For: 1.2.3.4`. So it is read only when the peer is a
+//! proxy the operator trusts (`--trust-proxy CIDR`), and then from the right:
+//! each trusted proxy appends the address it received the request from, so
+//! the rightmost address that is not a trusted proxy is the first one that no
+//! trusted party vouches past, the client. Anything left of it is the
+//! client's own claim and is ignored.
+
+use std::net::IpAddr;
+
+use hyper::header::HeaderMap;
+use ipnet::IpNet;
+
+/// The operator's trusted proxies.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<IpNet>) -> TrustedProxies {
+        TrustedProxies { nets }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    /// Whether `ip` is one of the trusted proxies (an IPv4-mapped IPv6 peer
+    /// counts as its IPv4 address).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.nets.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address for a request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.trusts(peer) {
+            return peer;
+        }
+        // Several X-Forwarded-For lines are one list, in order (RFC 9110
+        // 5.3); walk it from the right.
+        let mut client = peer;
+        let lines: Vec<&[u8]> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        for line in lines.iter().rev() {
+            let Ok(line) = std::str::from_utf8(line) else {
+                return client;
+            };
+            for hop in line.rsplit(',') {
+                match parse_hop(hop) {
+                    Some(ip) if self.trusts(ip) => client = ip,
+                    Some(ip) => return ip,
+                    // Garbage where an address should be: nothing further
+                    // left can be trusted; the last trusted hop stands.
+                    None => return client,
+                }
+            }
+        }
+        client
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port or in
+/// brackets (`203.0.113.5:4711`, `[2001:db8::1]:443`), as proxies write them.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(addr) = hop.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip().to_canonical());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::HeaderValue;
+
+    use super::*;
+
+    fn proxies(nets: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    fn forwarded(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let headers = forwarded(&["203.0.113.9"]);
+        assert_eq!(
+            trusted.client_ip(ip("198.51.100.7"), &headers),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            TrustedProxies::default().client_ip(ip("10.0.0.1"), &headers),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let trusted = proxies(&["10.0.0.0/8", "192.0.2.1/32"]);
+        // The client claimed 1.1.1.1; its real address 203.0.113.9 was
+        // appended by 192.0.2.1, which 10.0.0.5 then appended.
+        let headers = forwarded(&["1.1.1.1, 203.0.113.9", "192.0.2.1"]);
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.5"), &headers),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn ports_brackets_and_mapped_addresses_are_read() {
+        let trusted = proxies(&["127.0.0.1/32"]);
+        let headers = forwarded(&["[2001:db8::7]:443"]);
+        assert_eq!(
+            trusted.client_ip(ip("::ffff:127.0.0.1"), &headers),
+            ip("2001:db8::7")
+        );
+        let headers = forwarded(&["203.0.113.9:4711"]);
+        assert_eq!(
+            trusted.client_ip(ip("127.0.0.1"), &headers),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn garbage_or_only_proxies_leave_the_last_trusted_hop() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.5"), &forwarded(&["not-an-ip, 10.0.0.9"])),
+            ip("10.0.0.9")
+        );
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.5"), &forwarded(&["10.1.1.1"])),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            trusted.client_ip(ip("10.0.0.5"), &HeaderMap::new()),
+            ip("10.0.0.5")
+        );
+    }
+}

@@ -1,0 +1,522 @@
+//! Connections: the accept loop, the caps on open connections, one task per
+//! connection, lingering close after a refused body, and shutdown.
+//!
+//! What a hostile client can hold is bounded here: request headers are
+//! capped at [`MAX_HEADER_BYTES`] (so an unfinished head costs at most that
+//! much memory), open connections are capped in total and per client
+//! address, and a connection must finish its headers within
+//! [`HEADER_TIMEOUT`]. At shutdown, connections with no request in flight
+//! (idle keep-alive, or headers still trickling in) close at once; those
+//! with one finish it first.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::client::TrustedProxies;
+use crate::http::{self, App, Reply};
+
+/// How long a client may take to send its request headers; also closes
+/// keep-alive connections that stay idle that long.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request line and headers together; past it, `431`.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// hyper's buffer per connection (its default is about 400 KiB): room for a
+/// full head and a few body frames.
+const MAX_BUFFER_BYTES: usize = 64 * 1024;
+
+/// After a refused body (413, 415): how much of the rest is read and thrown
+/// away, for how long, and how long a pause ends it. A client that writes
+/// its whole body before reading (Python's `http.client`, many SDKs) would
+/// otherwise get a reset instead of the answer: closing a socket with unread
+/// input makes the kernel send RST, which discards the answer in flight.
+const LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(10);
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+
+/// The same for a connection refused at accept (over a cap): shorter, as
+/// these come in floods.
+const REFUSED_LINGER_BYTES: usize = 64 * 1024;
+const REFUSED_LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Caps on open connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionCaps {
+    /// All clients together.
+    pub total: usize,
+    /// One client address (trusted proxies are exempt: all their clients
+    /// share their address).
+    pub per_ip: usize,
+}
+
+/// Serves `listener` until `shutdown` completes, then closes idle
+/// connections at once and waits up to `grace` for requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    caps: ConnectionCaps,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let open = Arc::new(OpenConnections::new(caps, app.proxies.clone()));
+    let builder = Arc::new(builder());
+    let (stopping, stop) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather
+                    // than spin, and keep serving the open connections.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        match open.admit(peer.ip()) {
+            Ok(slot) => {
+                let connection = Connection {
+                    app: Arc::clone(&app),
+                    builder: Arc::clone(&builder),
+                    peer,
+                    _slot: slot,
+                };
+                tokio::spawn(connection.run(stream, stop.clone()));
+            }
+            Err(refused) => {
+                tokio::spawn(refuse(stream, refused));
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing requests in flight");
+    stopping.send_replace(true);
+    drop(stop);
+    // Every connection task holds a receiver: all gone means all closed.
+    if tokio::time::timeout(grace, stopping.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the grace period; closing anyway");
+    }
+}
+
+fn builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_BUFFER_BYTES);
+    builder
+}
+
+/// One accepted connection and the slot it holds under the caps.
+struct Connection {
+    app: Arc<App>,
+    builder: Arc<http1::Builder>,
+    peer: SocketAddr,
+    _slot: Slot,
+}
+
+/// What the connection's task learns from its requests.
+#[derive(Default)]
+struct Activity {
+    /// Requests being answered now: at shutdown, 0 means close at once.
+    in_flight: AtomicUsize,
+    /// A reply refused a body it did not read: linger before closing.
+    linger: AtomicBool,
+}
+
+/// One request being answered, counted in [`Activity::in_flight`].
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        // Small JSON answers: send them now rather than wait for more (Nagle).
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let service = {
+            let (app, activity, peer) = (Arc::clone(&self.app), Arc::clone(&activity), self.peer);
+            service_fn(move |req| {
+                let app = Arc::clone(&app);
+                // Counted from the moment hyper hands the request over, and
+                // until its answer is done or dropped.
+                let in_flight = InFlight::enter(&activity);
+                // Boxed so that the connection is Unpin and can be polled
+                // without shutting its socket (see below).
+                let answer: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+                    let reply = http::handle(&app, req, peer.ip()).await;
+                    if closes(&reply) {
+                        in_flight.0.linger.store(true, Ordering::SeqCst);
+                    }
+                    drop(in_flight);
+                    Ok::<_, Infallible>(reply)
+                });
+                answer
+            })
+        };
+        let mut conn = self
+            .builder
+            .serve_connection(TokioIo::new(Shaped::new(stream)), service);
+        let mut stopping = false;
+        // `poll_without_shutdown`: when the connection is done, its socket is
+        // handed back rather than closed, so that it can linger.
+        let ended = loop {
+            let stop_now = tokio::select! {
+                ended = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break ended,
+                _ = stop.wait_for(|s| *s), if !stopping => true,
+            };
+            if stop_now {
+                if activity.in_flight.load(Ordering::SeqCst) == 0 {
+                    // Idle, or headers still arriving: nothing to finish.
+                    return;
+                }
+                Pin::new(&mut conn).graceful_shutdown();
+                stopping = true;
+            }
+        };
+        if let Err(e) = ended {
+            // Clients that vanish mid-request are routine: not an error.
+            tracing::debug!(error = %e, "connection ended with an error");
+            return;
+        }
+        let mut stream = conn.into_parts().io.into_inner().inner;
+        if activity.linger.load(Ordering::SeqCst) && !stopping {
+            linger(stream, LINGER_MAX_BYTES, LINGER_TIME).await;
+        } else {
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// Whether `reply` ends its connection with the request body unread.
+fn closes(reply: &Reply) -> bool {
+    reply
+        .headers()
+        .get(header::CONNECTION)
+        .is_some_and(|v| v == HeaderValue::from_static("close"))
+}
+
+/// Sends FIN after the answer, then reads and discards what the client still
+/// sends (at most `max_bytes`, for at most `max_time`, until a pause of
+/// [`LINGER_IDLE`]), so that closing sends no RST over the answer.
+async fn linger(mut stream: TcpStream, max_bytes: usize, max_time: Duration) {
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + max_time;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut drained = 0;
+    while drained < max_bytes {
+        let until = deadline.min(Instant::now() + LINGER_IDLE);
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Total,
+    PerIp,
+}
+
+/// Answers a connection over a cap with one JSON error, then closes.
+async fn refuse(mut stream: TcpStream, refused: Refused) {
+    let (status, code, message) = match refused {
+        Refused::Total => (
+            "503 Service Unavailable",
+            "unavailable",
+            "the server has too many open connections; retry after the Retry-After delay",
+        ),
+        Refused::PerIp => (
+            "429 Too Many Requests",
+            "rate_limited",
+            "too many open connections from this address; retry after the Retry-After delay",
+        ),
+    };
+    let body = format!(r#"{{"success":false,"error":"{message}","code":"{code}"}}"#);
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = stream.write_all(response.as_bytes());
+    if matches!(
+        tokio::time::timeout(REFUSED_LINGER_TIME, write).await,
+        Ok(Ok(()))
+    ) {
+        linger(stream, REFUSED_LINGER_BYTES, REFUSED_LINGER_TIME).await;
+    }
+}
+
+/// The open connections, counted against the caps.
+struct OpenConnections {
+    caps: ConnectionCaps,
+    proxies: TrustedProxies,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place under the caps, given back when it closes.
+struct Slot {
+    open: Arc<OpenConnections>,
+    /// `None` for a trusted proxy (not counted per address).
+    ip: Option<IpAddr>,
+}
+
+impl OpenConnections {
+    fn new(caps: ConnectionCaps, proxies: TrustedProxies) -> OpenConnections {
+        OpenConnections {
+            caps,
+            proxies,
+            counts: Mutex::new(Counts::default()),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // Plain counters: still right after a panic elsewhere.
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
+        let peer = peer.to_canonical();
+        let ip = (!self.proxies.trusts(peer)).then_some(peer);
+        let mut counts = self.counts();
+        if counts.total >= self.caps.total {
+            return Err(Refused::Total);
+        }
+        if let Some(ip) = ip {
+            let mine = counts.per_ip.entry(ip).or_insert(0);
+            if *mine >= self.caps.per_ip {
+                return Err(Refused::PerIp);
+            }
+            *mine += 1;
+        }
+        counts.total += 1;
+        Ok(Slot {
+            open: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.open.counts();
+        counts.total -= 1;
+        if let Some(ip) = self.ip {
+            if let Some(mine) = counts.per_ip.get_mut(&ip) {
+                *mine -= 1;
+                if *mine == 0 {
+                    counts.per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The socket as hyper sees it, with one difference: the bodiless answers
+/// hyper writes by itself when it cannot parse a request (400, 414, 431)
+/// are replaced by the server's JSON error body, so that every error a
+/// client gets has the same shape. The server's own replies always carry a
+/// `content-type`, hyper's never do: that is how they are told apart.
+struct Shaped {
+    inner: TcpStream,
+    /// A replacement answer still being written, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl Shaped {
+    fn new(inner: TcpStream) -> Shaped {
+        Shaped {
+            inner,
+            pending: None,
+        }
+    }
+
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, sent)) = &mut self.pending {
+            if *sent == bytes.len() {
+                self.pending = None;
+                break;
+            }
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The JSON answer replacing hyper's own for a request it could not parse.
+fn shaped_answer(head: &[u8]) -> Option<Vec<u8>> {
+    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let (line, code, message) = match status {
+        b"400" => (
+            "400 Bad Request",
+            "bad_request",
+            "the request line or a header is malformed".to_string(),
+        ),
+        b"414" => (
+            "414 URI Too Long",
+            "uri_too_long",
+            "the request target is too long".to_string(),
+        ),
+        b"431" => (
+            "431 Request Header Fields Too Large",
+            "headers_too_large",
+            format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        ),
+        _ => return None,
+    };
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let fields = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    if fields.contains("\r\ncontent-type:") {
+        return None;
+    }
+    let body = format!(r#"{{"success":false,"error":"{message}","code":"{code}"}}"#);
+    Some(
+        format!(
+            "HTTP/1.1 {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl AsyncRead for Shaped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Shaped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        if let Some(answer) = shaped_answer(buf) {
+            // hyper's answer counts as written; ours goes out in its place.
+            self.pending = Some((answer, 0));
+            if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    /// Not vectored: hyper then writes each answer's head as one buffer,
+    /// which is what [`shaped_answer`] needs to see.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyper_answers_become_json_and_the_servers_own_pass() {
+        let hyper =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let shaped = String::from_utf8(shaped_answer(hyper).unwrap()).unwrap();
+        let body = r#"{"success":false,"error":"the request headers are larger than 16384 bytes","code":"headers_too_large"}"#;
+        assert_eq!(
+            shaped,
+            format!(
+                "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        );
+        let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(shaped_answer(own), None);
+        assert_eq!(shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n"), None);
+        assert_eq!(shaped_answer(b"{\"success\":true}"), None);
+    }
+
+    #[test]
+    fn caps_count_per_address_and_in_total_and_free_on_close() {
+        let open = Arc::new(OpenConnections::new(
+            ConnectionCaps {
+                total: 3,
+                per_ip: 2,
+            },
+            TrustedProxies::new(vec!["10.0.0.1/32".parse().unwrap()]),
+        ));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let first = open.admit(a).unwrap();
+        let _second = open.admit(a).unwrap();
+        assert_eq!(open.admit(a).err(), Some(Refused::PerIp));
+        let _third = open.admit(b).unwrap();
+        assert_eq!(open.admit(proxy).err(), Some(Refused::Total));
+        drop(first);
+        assert!(open.admit(proxy).is_ok());
+        assert_eq!(open.counts().per_ip.get(&a), Some(&1));
+    }
+}

@@ -1,0 +1,112 @@
+//! [`Call`]: the one SQL statement each route runs, and what it answers.
+
+use rusqlite::{Connection, ErrorCode};
+
+/// One SQL call: each route is exactly one of these.
+#[derive(Debug)]
+pub enum Call {
+    /// `SELECT onboarding_create(?1)`; the payload is a JSON object text.
+    Create { payload: String },
+    /// `SELECT onboarding_step(?1, ?2, ?3)`; `None` payload binds NULL.
+    Step {
+        session_id: String,
+        step: &'static str,
+        payload: Option<String>,
+    },
+    /// `SELECT onboarding_complete(?1, ?2)`.
+    Complete {
+        session_id: String,
+        payload: Option<String>,
+    },
+    /// `SELECT onboarding_get(?1)`.
+    Get { session_id: String },
+    /// `SELECT onboarding_agent_types()`.
+    AgentTypes,
+    /// `SELECT onboarding_voices()`.
+    Voices,
+    /// The database answers a query: schema version and engine version.
+    Health,
+}
+
+/// The SQL of `/healthz`: reads a table, so a broken file shows here.
+const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 'ok', \
+     'schema_version', (SELECT max(version) FROM onboarding_schema_migrations), \
+     'engine_version', onboarding_version())";
+
+impl Call {
+    /// Runs the call's one statement (prepared once, then cached) and returns
+    /// its JSON text, or the SQL error text.
+    pub(super) fn run(&self, conn: &Connection) -> Outcome {
+        let result = match self {
+            Call::Create { payload } => query(conn, "SELECT onboarding_create(?1)", [payload]),
+            Call::Step {
+                session_id,
+                step,
+                payload,
+            } => query(
+                conn,
+                "SELECT onboarding_step(?1, ?2, ?3)",
+                rusqlite::params![session_id, step, payload],
+            ),
+            Call::Complete {
+                session_id,
+                payload,
+            } => query(
+                conn,
+                "SELECT onboarding_complete(?1, ?2)",
+                rusqlite::params![session_id, payload],
+            ),
+            Call::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
+            Call::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
+            Call::Voices => query(conn, "SELECT onboarding_voices()", []),
+            Call::Health => query(conn, HEALTH_SQL, []),
+        };
+        result.map_err(|e| Failure::from(&e))
+    }
+}
+
+fn query<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<String> {
+    conn.prepare_cached(sql)?.query_row(params, |r| r.get(0))
+}
+
+/// What the writer answers for one call: the JSON body, or why not.
+pub type Outcome = Result<String, Failure>;
+
+/// Why a call has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The database stayed locked by another connection (a `sqlite3` shell,
+    /// a backup) past the busy timeout: worth retrying later.
+    Busy(String),
+    /// Anything else, as SQLite or the function said it: for a function's
+    /// error, exactly `onboarding_<fn>: <kind>: <detail>`.
+    Sql(String),
+}
+
+impl Failure {
+    pub fn text(&self) -> &str {
+        match self {
+            Failure::Busy(text) | Failure::Sql(text) => text,
+        }
+    }
+}
+
+impl From<&rusqlite::Error> for Failure {
+    fn from(err: &rusqlite::Error) -> Failure {
+        match err.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                Failure::Busy(error_text(err))
+            }
+            _ => Failure::Sql(error_text(err)),
+        }
+    }
+}
+
+/// The text of an SQL error as the function raised it: for a function's
+/// error, exactly `onboarding_<fn>: <kind>: <detail>`.
+pub(super) fn error_text(err: &rusqlite::Error) -> String {
+    match err {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,36 @@
+//! The one writer connection: a dedicated OS thread that owns the database,
+//! runs every SQL call of every route, and group-commits what is queued.
+//!
+//! Why one thread: SQLite allows one writer at a time. With a single
+//! connection fed through a queue, requests never meet SQLITE_BUSY, and the
+//! async threads never block on SQLite. Read-only routes use the same queue:
+//! `sqlite3_stmt_readonly` reports `SELECT onboarding_*()` as read-only even
+//! for the writers, so a reader pool could not tell them apart safely, and a
+//! catalogue or `onboarding_get` call costs a few microseconds here anyway.
+//!
+//! Why group commit: a commit (an fsync with `synchronous=FULL`) costs far
+//! more than a call. The thread takes every call waiting in the queue (up to
+//! [`MAX_BATCH`]), runs them inside one `BEGIN IMMEDIATE … COMMIT`, and only
+//! then answers them all. Each library function opens a SAVEPOINT of its own,
+//! so a failing call rolls back only itself. If the COMMIT fails (or SQLite
+//! rolls the whole transaction back after some I/O error), every call of the
+//! batch runs again alone, so that no answer claims a write that was lost.
+//!
+//! Beside it, a checkpointer thread with its own connection copies the WAL
+//! back into the database file, so that no commit waits for a checkpoint.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `call.rs` | [`Call`]: the one SQL statement of each route, and its [`Outcome`] |
+//! | `open.rs` | opening and configuring the connection, loading `--extension` |
+//! | `checkpoint.rs` | the checkpointer thread |
+//! | `writer.rs` | the writer thread: its queue, group commit, close |
+
+mod call;
+mod checkpoint;
+mod open;
+mod writer;
+
+pub use call::{Call, Failure, Outcome};
+pub use open::Options;
+pub use writer::{Writer, MAX_BATCH};

@@ -1,0 +1,110 @@
+//! Opening the writer's connection: WAL, pragmas, the functions (linked or
+//! loaded with `--extension`), migration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, LoadExtensionGuard};
+
+use super::call::error_text;
+use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
+use crate::config::Synchronous;
+
+/// How the writer thread opens its connection.
+pub struct Options {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// Load this built extension instead of registering the linked functions.
+    pub extension: Option<PathBuf>,
+    /// Time and randomness of the linked functions.
+    pub env: Arc<dyn onboarding::Env>,
+    /// How long a statement waits for another process's lock before the
+    /// call fails as busy (503).
+    pub busy_timeout: Duration,
+}
+
+/// The writer's connection and what lives and dies with it.
+pub(super) struct Database {
+    pub(super) conn: Connection,
+    /// The library's statements kept across calls (linked functions only);
+    /// released before the connection closes, as SQLite requires.
+    pub(super) statements: Option<onboarding::CachedStatements>,
+    pub(super) checkpointer: Checkpointer,
+}
+
+/// Opens the database as the server needs it; every error names its step.
+pub(super) fn open(options: &Options) -> Result<Database, String> {
+    let path = options.path.display();
+    let conn = connect(&options.path, options.synchronous, options.busy_timeout)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| format!("cannot switch {path} to WAL mode: {e}"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "database {path} refused WAL mode (journal_mode is {mode}; use a file on a local disk)"
+        ));
+    }
+    // temp_store: each call's savepoint journals the pages it changes; in
+    // memory that costs no write() per page. wal_autocheckpoint: the
+    // checkpointer thread copies the WAL back, so commits never wait for it.
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+    ))
+    .map_err(|e| format!("cannot configure {path}: {e}"))?;
+    let statements = match &options.extension {
+        Some(so) => {
+            load_extension(&conn, so)?;
+            None
+        }
+        None => Some(
+            onboarding::register_cached(&conn, Arc::clone(&options.env))
+                .map_err(|e| format!("cannot register the onboarding functions: {e}"))?,
+        ),
+    };
+    conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
+    // Room for the seven route statements, the health check and the
+    // transaction statements.
+    conn.set_prepared_statement_cache_capacity(16);
+    let checkpointer =
+        Checkpointer::start(&options.path, options.synchronous, options.busy_timeout)?;
+    if options.extension.is_none() {
+        // The phone number metadata loads on first use (about 0.1 s): pay
+        // it now rather than in the first business step's answer.
+        let _ = onboarding::validate::phone_e164("+33612345678");
+    }
+    Ok(Database {
+        conn,
+        statements,
+        checkpointer,
+    })
+}
+
+/// A connection to `path` with the server's busy timeout and durability.
+pub(super) fn connect(
+    path: &Path,
+    synchronous: Synchronous,
+    busy_timeout: Duration,
+) -> Result<Connection, String> {
+    let shown = path.display();
+    let conn = Connection::open(path).map_err(|e| format!("cannot open database {shown}: {e}"))?;
+    // Only another process (a `sqlite3` shell, a backup) or the checkpointer
+    // can hold a lock: wait for it a while rather than fail a whole batch.
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| format!("cannot set the busy timeout on {shown}: {e}"))?;
+    conn.execute_batch(&format!("PRAGMA synchronous = {}", synchronous.pragma()))
+        .map_err(|e| format!("cannot configure {shown}: {e}"))?;
+    Ok(conn)
+}
+
+fn load_extension(conn: &Connection, so: &std::path::Path) -> Result<(), String> {
+    // SAFETY: loading runs the library's init code in this process; the
+    // operator chose the file with --extension, and no other SQL runs on this
+    // connection while loading is enabled (the guard disables it on drop).
+    let loaded = unsafe {
+        LoadExtensionGuard::new(conn).and_then(|_guard| conn.load_extension(so, None::<&str>))
+    };
+    loaded.map_err(|e| format!("cannot load extension {}: {}", so.display(), error_text(&e)))
+}

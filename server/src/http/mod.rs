@@ -1,0 +1,364 @@
+//! One request: route it, run its one SQL call, answer the function's JSON
+//! verbatim, or map the SQL error to a status and the standard error body.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `request.rs` | what a request must be before SQL runs: framing, media type, body |
+//! | `reply.rs` | the error body and the status of each library error kind |
+
+mod reply;
+mod request;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use onboarding::{quote, ErrorKind};
+
+pub use reply::Reply;
+
+use self::reply::{error, json, not_found, rate_limited, sql_error, unavailable};
+use self::request::{check_framing, check_media_type, payload, read_body, Refusal};
+use crate::client::TrustedProxies;
+use crate::db::{Call, Failure, Writer};
+use crate::limit::RateLimiter;
+use crate::routes::{self, Endpoint, Resolved};
+
+/// The OpenAPI document as written; served with `servers` set to the
+/// address the server listens on (see [`openapi_for`]).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// The longest user agent stored (the library's limit).
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
+const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static("Content-Type, Authorization");
+const MAX_AGE: HeaderValue = HeaderValue::from_static("600");
+const ORIGIN_VARIES: HeaderValue = HeaderValue::from_static("Origin");
+
+/// What every request task shares.
+pub struct App {
+    pub writer: Writer,
+    pub cors_origins: Vec<HeaderValue>,
+    pub max_body_bytes: usize,
+    pub create_limiter: Option<RateLimiter>,
+    /// "Email already used" answers per client address and per session:
+    /// past either, the business step answers 429 (no oracle of accounts).
+    pub email_taken_by_ip: Option<RateLimiter>,
+    pub email_taken_by_session: Option<RateLimiter<String>>,
+    pub proxies: TrustedProxies,
+    /// The OpenAPI document with this server's address.
+    pub openapi: Bytes,
+}
+
+/// [`OPENAPI`] with `servers` naming `base` (e.g. `http://127.0.0.1:8787`).
+pub fn openapi_for(base: &str) -> Result<Bytes, String> {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI)
+        .map_err(|e| format!("the embedded openapi.json is not JSON: {e}"))?;
+    doc["servers"] = serde_json::json!([{ "url": base }]);
+    Ok(Bytes::from(doc.to_string()))
+}
+
+/// Answers one request and logs one line about it.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let client = app.proxies.client_ip(peer, req.headers());
+    let allowed_origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| app.cors_origins.iter().any(|a| a == *o))
+        .cloned();
+    // The log names the route's pattern, never the path: a session id is
+    // the only credential of an onboarding.
+    let route = routes::pattern(req.uri().path()).unwrap_or("-");
+    let mut reply = match check_framing(&req) {
+        Err(refusal) => refusal.reply(),
+        Ok(()) if method == Method::OPTIONS => preflight(app, &req),
+        Ok(()) => dispatch(app, req, client).await,
+    };
+    let headers = reply.headers_mut();
+    headers.insert(header::VARY, ORIGIN_VARIES);
+    if let Some(origin) = allowed_origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    tracing::info!(
+        method = %method,
+        route,
+        status = reply.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    reply
+}
+
+async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
+    let (endpoint, id) = match routes::resolve(req.method(), req.uri().path()) {
+        Resolved::Found(route, id) => (route.endpoint, id.unwrap_or_default()),
+        Resolved::WrongMethod(methods) => return wrong_method(&req, &methods),
+        Resolved::NotFound => return not_found(req.method(), req.uri().path()),
+    };
+    if req.method() == Method::POST {
+        if let Err(refusal) = check_media_type(&req) {
+            return refusal.reply();
+        }
+    }
+    // The business step's session, for the "email already used" limit.
+    let email_key = (endpoint == Endpoint::Step("business")).then(|| id.clone());
+    let call = match endpoint {
+        Endpoint::Create => match create(app, req, client).await {
+            Ok(call) => call,
+            Err(reply) => return reply,
+        },
+        Endpoint::Step(step) => {
+            if let Some(session) = &email_key {
+                if let Err(wait) = email_answers_left(app, client, session) {
+                    return rate_limited(
+                        "too many 'email already used' answers for this address or session",
+                        wait,
+                    );
+                }
+            }
+            match payload(req.into_body(), app.max_body_bytes).await {
+                Ok(payload) => Call::Step {
+                    session_id: id,
+                    step,
+                    payload,
+                },
+                Err(refusal) => return refusal.reply(),
+            }
+        }
+        Endpoint::Complete => match payload(req.into_body(), app.max_body_bytes).await {
+            Ok(payload) => Call::Complete {
+                session_id: id,
+                payload,
+            },
+            Err(refusal) => return refusal.reply(),
+        },
+        Endpoint::Get => Call::Get { session_id: id },
+        Endpoint::AgentTypes => Call::AgentTypes,
+        Endpoint::Voices => Call::Voices,
+        Endpoint::Health => Call::Health,
+        Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
+    };
+    let success = match endpoint {
+        Endpoint::Create => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    match app.writer.call(call).await {
+        Ok(body) => json(success, Bytes::from(body)),
+        Err(Failure::Busy(text)) => unavailable(&text),
+        Err(Failure::Sql(text)) => {
+            if let Some(session) = email_key.filter(|_| is_email_taken(&text)) {
+                spend_email_answer(app, client, session);
+            }
+            sql_error(&text)
+        }
+    }
+}
+
+/// The create call: the client's payload with its address and user agent.
+async fn create(app: &App, req: Request<Incoming>, client: IpAddr) -> Result<Call, Reply> {
+    if let Some(limiter) = &app.create_limiter {
+        if let Err(wait) = limiter.check(client, Instant::now()) {
+            return Err(rate_limited(
+                "too many sessions created from this address",
+                wait,
+            ));
+        }
+    }
+    let user_agent = user_agent(req.headers());
+    let body = read_body(req.into_body(), app.max_body_bytes)
+        .await
+        .map_err(Refusal::reply)?;
+    let payload = create_payload(&body, client, user_agent).map_err(Refusal::reply)?;
+    Ok(Call::Create { payload })
+}
+
+/// Whether the business step may still answer "email already used" for
+/// this client and session.
+fn email_answers_left(app: &App, client: IpAddr, session_id: &str) -> Result<(), u64> {
+    let now = Instant::now();
+    if let Some(limiter) = &app.email_taken_by_ip {
+        limiter.allows(&client, now)?;
+    }
+    if let Some(limiter) = &app.email_taken_by_session {
+        limiter.allows(&session_id.to_string(), now)?;
+    }
+    Ok(())
+}
+
+fn spend_email_answer(app: &App, client: IpAddr, session_id: String) {
+    let now = Instant::now();
+    if let Some(limiter) = &app.email_taken_by_ip {
+        limiter.spend(client, now);
+    }
+    if let Some(limiter) = &app.email_taken_by_session {
+        limiter.spend(session_id, now);
+    }
+}
+
+/// The library's answer for an address held by another tenant.
+fn is_email_taken(text: &str) -> bool {
+    matches!(
+        ErrorKind::parse_message(text),
+        Some((_, ErrorKind::Conflict, detail)) if detail.starts_with("email ")
+    )
+}
+
+fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
+    let allow = routes::allow_header(methods);
+    let message = format!(
+        "method {} is not allowed on {} (allowed: {allow})",
+        req.method(),
+        req.uri().path(),
+    );
+    let mut reply = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &message,
+        None,
+    );
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        reply.headers_mut().insert(header::ALLOW, allow);
+    }
+    reply
+}
+
+/// create's payload: the client's object with the server's `ip_address` and
+/// `user_agent` in place of anything the client sent for them.
+fn create_payload(
+    body: &[u8],
+    client: IpAddr,
+    user_agent: Option<String>,
+) -> Result<String, Refusal> {
+    let text = match body {
+        [] => "{}",
+        _ => std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?,
+    };
+    // The library's own parser, so the error texts are the library's.
+    let mut map = onboarding::validate::payload_object(Some(text)).map_err(Refusal::Library)?;
+    map.insert(
+        "ip_address".to_string(),
+        client.to_canonical().to_string().into(),
+    );
+    match user_agent {
+        Some(ua) => map.insert("user_agent".to_string(), ua.into()),
+        None => map.remove("user_agent"),
+    };
+    Ok(serde_json::Value::Object(map).to_string())
+}
+
+/// The `User-Agent` as the library accepts it: no control characters,
+/// trimmed, at most 512 characters; `None` when nothing is left.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::USER_AGENT)?;
+    let text = String::from_utf8_lossy(raw.as_bytes());
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_AGENT_CHARS)
+        .collect();
+    let cleaned = cleaned.trim_end();
+    (!cleaned.is_empty()).then(|| cleaned.to_string())
+}
+
+/// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
+/// any other, 404 for a path the server does not have.
+fn preflight(app: &App, req: &Request<Incoming>) -> Reply {
+    let methods = routes::allowed_methods(req.uri().path());
+    if methods.is_empty() {
+        return not_found(req.method(), req.uri().path());
+    }
+    let mut reply = Response::new(Full::new(Bytes::new()));
+    *reply.status_mut() = StatusCode::NO_CONTENT;
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        // Not a browser's preflight: say what the path allows.
+        if let Ok(allow) = HeaderValue::from_str(&routes::allow_header(&methods)) {
+            reply.headers_mut().insert(header::ALLOW, allow);
+        }
+        return reply;
+    };
+    if !app.cors_origins.iter().any(|a| a == origin) {
+        let message = format!(
+            "origin {} is not allowed to call this API",
+            quote(&String::from_utf8_lossy(origin.as_bytes()))
+        );
+        return error(StatusCode::FORBIDDEN, "origin_not_allowed", &message, None);
+    }
+    let headers = reply.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS);
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, MAX_AGE);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body_text(reply: Reply) -> String {
+        let bytes = reply.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn internal_errors_never_reach_the_client() {
+        let reply = sql_error("onboarding_step: internal: no such file /var/lib/x.db");
+        assert_eq!(reply.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body_text(reply).await,
+            r#"{"success":false,"error":"internal error","code":"internal"}"#
+        );
+        let reply = sql_error("onboarding_get: schema_missing: no such table: tenants");
+        assert_eq!(
+            body_text(reply).await,
+            r#"{"success":false,"error":"internal error","code":"internal"}"#
+        );
+        let reply = sql_error("near \"SELEC\": syntax error");
+        assert_eq!(reply.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn invalid_field_names_its_field() {
+        let reply =
+            sql_error("onboarding_step: invalid_field: email 'bob@' is not a valid email address");
+        assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body_text(reply).await,
+            r#"{"success":false,"error":"email 'bob@' is not a valid email address","code":"invalid_field","field":"email"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn field_name_stops_at_punctuation() {
+        let reply = sql_error(
+            "onboarding_step: invalid_field: assistant_name is 51 characters long; at most 50 are allowed",
+        );
+        assert_eq!(
+            body_text(reply).await,
+            r#"{"success":false,"error":"assistant_name is 51 characters long; at most 50 are allowed","code":"invalid_field","field":"assistant_name"}"#
+        );
+        let reply = sql_error("onboarding_step: invalid_field: channels: nothing chosen");
+        assert!(body_text(reply).await.ends_with(r#""field":"channels"}"#));
+    }
+
+    #[test]
+    fn user_agent_is_cleaned_and_cut() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(" curl/8.0\t "));
+        assert_eq!(user_agent(&headers), Some("curl/8.0".to_string()));
+        let long = "a".repeat(600);
+        headers.insert(header::USER_AGENT, HeaderValue::from_str(&long).unwrap());
+        assert_eq!(user_agent(&headers), Some("a".repeat(512)));
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("   "));
+        assert_eq!(user_agent(&headers), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! The answers the server shapes itself: the standard error body
+//! `{"success":false,"error":…,"code":…}` for every status, and the mapping
+//! of the library's error kinds to statuses.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use onboarding::{quote, ErrorKind};
+
+pub type Reply = Response<Full<Bytes>>;
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Maps an SQL error text to the contract's status and body. Only the
+/// library's own kinds reach the client with their detail; anything else is
+/// logged here and answered as a bare "internal error".
+pub fn sql_error(text: &str) -> Reply {
+    match ErrorKind::parse_message(text) {
+        Some((_, kind, detail))
+            if !matches!(kind, ErrorKind::SchemaMissing | ErrorKind::Internal) =>
+        {
+            kind_error(kind, detail)
+        }
+        _ => internal(text),
+    }
+}
+
+/// The reply for a library error of `kind` (never schema_missing/internal,
+/// which [`sql_error`] hides).
+pub fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
+    let status = match kind {
+        ErrorKind::InvalidJson => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Conflict | ErrorKind::Incomplete => StatusCode::CONFLICT,
+        ErrorKind::SchemaMissing | ErrorKind::Internal => return internal(detail),
+    };
+    // The library's invalid_field details start with the field's name.
+    let field = (kind == ErrorKind::InvalidField).then(|| {
+        detail
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or(detail)
+    });
+    error(status, kind.as_str(), detail, field)
+}
+
+/// The database stayed locked past the busy timeout: another process holds
+/// its write lock. Worth a retry, unlike a 500.
+pub fn unavailable(text: &str) -> Reply {
+    tracing::warn!(error = %text, "database busy");
+    let mut reply = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is busy; retry after the Retry-After delay",
+        None,
+    );
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    reply
+}
+
+pub fn internal(text: &str) -> Reply {
+    tracing::error!(error = %text, "internal error");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+        None,
+    )
+}
+
+pub fn not_found(method: &Method, path: &str) -> Reply {
+    let message = format!("no route for {method} {}", quote(path));
+    error(StatusCode::NOT_FOUND, "not_found", &message, None)
+}
+
+/// Marks `reply` as the connection's last: the rest of the request body is
+/// unread, and reading it just to keep the connection alive would do what the
+/// limit exists to prevent.
+pub fn closing(mut reply: Reply) -> Reply {
+    reply
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    reply
+}
+
+/// `429` with `Retry-After`; `what` says which limit.
+pub fn rate_limited(what: &str, wait_secs: u64) -> Reply {
+    let message = format!("{what} (retry after the Retry-After delay)");
+    let mut reply = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &message,
+        None,
+    );
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
+    reply
+}
+
+/// `{"success":false,"error":…,"code":…}` plus `"field"` when given; built
+/// by hand so the key order is fixed whatever serde_json's features.
+pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Reply {
+    let mut body = String::with_capacity(64 + message.len());
+    body.push_str(r#"{"success":false,"error":"#);
+    push_json_string(&mut body, message);
+    body.push_str(r#","code":"#);
+    push_json_string(&mut body, code);
+    if let Some(field) = field {
+        body.push_str(r#","field":"#);
+        push_json_string(&mut body, field);
+    }
+    body.push('}');
+    json(status, Bytes::from(body))
+}
+
+fn push_json_string(out: &mut String, text: &str) {
+    // Serialising a &str cannot fail.
+    out.push_str(&serde_json::Value::from(text).to_string());
+}
+
+pub fn json(status: StatusCode, body: Bytes) -> Reply {
+    let mut reply = Response::new(Full::new(body));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+    reply
+}

@@ -1,0 +1,193 @@
+//! What a request must be before any SQL runs: well framed (a `Host`, no
+//! transfer coding but chunked), a JSON body when it has one, within the
+//! size limit and arriving in time.
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use hyper::header;
+use hyper::{Request, StatusCode, Version};
+use onboarding::quote;
+
+use super::reply::{closing, error, kind_error, Reply};
+
+/// A client that sends its body slower than this is cut off (slow-body
+/// attacks hold a connection and a task).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request was refused before any SQL ran.
+#[derive(Debug)]
+pub enum Refusal {
+    /// HTTP/1.1 without `Host` (RFC 9112 3.2: 400).
+    NoHost,
+    /// A transfer coding other than `chunked`: the body cannot be read.
+    TransferCoding(String),
+    /// A body whose media type is not JSON.
+    MediaType(String),
+    /// Over the limit (in bytes).
+    TooLarge(usize),
+    /// The connection failed or ended mid-body.
+    Unreadable,
+    /// The body arrived slower than [`BODY_TIMEOUT`].
+    Timeout,
+    NotUtf8,
+    /// The library's payload parser said no (create's payload).
+    Library(onboarding::Error),
+}
+
+/// Checks what every request must be, whatever its route.
+pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        return Err(Refusal::NoHost);
+    }
+    let mut codings: Vec<String> = Vec::new();
+    for value in req.headers().get_all(header::TRANSFER_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let named = text.split(',').map(str::trim).filter(|c| !c.is_empty());
+        codings.extend(named.map(str::to_ascii_lowercase));
+    }
+    // hyper decodes `chunked` and nothing else; a body in any other coding
+    // (`gzip, chunked`) would reach the parser still compressed.
+    if codings.iter().any(|c| c != "chunked") {
+        return Err(Refusal::TransferCoding(codings.join(", ")));
+    }
+    Ok(())
+}
+
+/// A request that carries a body must say it is JSON: `application/json` or
+/// any `+json` type, parameters allowed. Browsers send a cross-origin POST
+/// without preflight only for `text/plain`, form types or none; refusing
+/// those makes every cross-origin write go through CORS.
+pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req.body().size_hint().exact() != Some(0);
+    if !has_body {
+        return Ok(());
+    }
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Err(Refusal::MediaType(String::new()));
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json") && sub.len() > "+json".len());
+    if json {
+        Ok(())
+    } else {
+        Err(Refusal::MediaType(text.into_owned()))
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it is known to exceed the
+/// limit: from Content-Length before reading anything, and while streaming
+/// (chunked bodies, or a client sending more than it announced).
+pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, Refusal> {
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        return Err(Refusal::TooLarge(limit));
+    }
+    let mut buf = Vec::with_capacity(announced as usize);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                tracing::debug!(error = %e, "request body unreadable");
+                Refusal::Unreadable
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Err(Refusal::TooLarge(limit));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(())) => Ok(buf),
+        Ok(Err(refusal)) => Err(refusal),
+        Err(_) => Err(Refusal::Timeout),
+    }
+}
+
+/// The body as SQL text: an empty body is SQL NULL (the library reads it as
+/// `{}`).
+pub async fn payload(body: Incoming, limit: usize) -> Result<Option<String>, Refusal> {
+    let body = read_body(body, limit).await?;
+    if body.is_empty() {
+        return Ok(None);
+    }
+    String::from_utf8(body)
+        .map(Some)
+        .map_err(|_| Refusal::NotUtf8)
+}
+
+impl Refusal {
+    /// The answer. Refusals that leave the body unread close the connection
+    /// (reading it just to keep the connection would do what the limit
+    /// exists to prevent); the connection lingers so the answer arrives.
+    pub fn reply(self) -> Reply {
+        match self {
+            Refusal::NoHost => error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "an HTTP/1.1 request needs a Host header",
+                None,
+            ),
+            Refusal::TransferCoding(codings) => closing(error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                &format!(
+                    "transfer coding {} is not supported; only chunked is",
+                    quote(&codings)
+                ),
+                None,
+            )),
+            Refusal::MediaType(media_type) => {
+                let sent = if media_type.is_empty() {
+                    "no content type".to_string()
+                } else {
+                    format!("content type {}", quote(&media_type))
+                };
+                closing(error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    &format!("{sent} is not supported; send application/json"),
+                    None,
+                ))
+            }
+            Refusal::TooLarge(limit) => closing(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("request body is larger than the limit of {limit} bytes"),
+                None,
+            )),
+            Refusal::Unreadable => closing(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "request body could not be read (connection closed early?)",
+                None,
+            )),
+            Refusal::Timeout => closing(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "request body took too long to arrive",
+                None,
+            )),
+            Refusal::NotUtf8 => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "payload is not valid UTF-8",
+                None,
+            ),
+            Refusal::Library(e) => kind_error(e.kind, &e.detail),
+        }
+    }
+}
