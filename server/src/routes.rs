@@ -26,6 +26,12 @@ pub enum Endpoint {
     Health,
     /// The embedded OpenAPI document.
     OpenApi,
+    /// `onboarding_kb_get(session_id)`.
+    KbGet,
+    /// `onboarding_kb_get(?session_id=…)`: the original's route.
+    KbStructure,
+    /// `onboarding_kb_search({"session_id","query":?q,"limit":?limit})`.
+    KbSearch,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +61,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/onboarding/session/{session_id}/appointments", Endpoint::Step("appointments")),
     route(Method::POST, "/api/v1/onboarding/session/{session_id}/complete", Endpoint::Complete),
     route(Method::GET, "/api/v1/onboarding/session/{session_id}", Endpoint::Get),
+    route(Method::GET, "/api/v1/onboarding/session/{session_id}/kb", Endpoint::KbGet),
+    route(Method::GET, "/api/v1/onboarding/session/{session_id}/kb/search", Endpoint::KbSearch),
+    route(Method::GET, "/api/v1/kb/structure", Endpoint::KbStructure),
     route(Method::GET, "/api/v1/onboarding/agent-types", Endpoint::AgentTypes),
     route(Method::GET, "/api/v1/onboarding/voices", Endpoint::Voices),
     route(Method::GET, "/healthz", Endpoint::Health),
@@ -211,7 +220,7 @@ mod tests {
     #[test]
     fn resolve_tells_wrong_method_from_unknown_path() {
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/onboarding/session/onb_1/kb"),
+            resolve(&Method::GET, "/api/v1/onboarding/session/onb_1/vapi"),
             Resolved::WrongMethod(vec![&Method::POST])
         );
         assert_eq!(

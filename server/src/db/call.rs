@@ -26,6 +26,36 @@ pub enum Call {
     Voices,
     /// The database answers a query: schema version and engine version.
     Health,
+    /// `SELECT onboarding_kb_get(?1)`.
+    KbGet { session_id: String },
+    /// `SELECT onboarding_kb_search(?1)`.
+    KbSearch { payload: String },
+    /// A crawler worker's call: `SELECT onboarding_kb_<function>(?1)`.
+    Kb {
+        function: KbFunction,
+        payload: String,
+    },
+}
+
+/// The library's worker functions the crawler calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KbFunction {
+    Claim,
+    StorePage,
+    Renew,
+    Finish,
+}
+
+impl KbFunction {
+    /// One literal per function, so the statement cache keeps each.
+    fn sql(self) -> &'static str {
+        match self {
+            KbFunction::Claim => "SELECT onboarding_kb_claim(?1)",
+            KbFunction::StorePage => "SELECT onboarding_kb_store_page(?1)",
+            KbFunction::Renew => "SELECT onboarding_kb_renew(?1)",
+            KbFunction::Finish => "SELECT onboarding_kb_finish(?1)",
+        }
+    }
 }
 
 /// The SQL of `/healthz`: reads a table, so a broken file shows here.
@@ -60,6 +90,9 @@ impl Call {
             Call::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
             Call::Voices => query(conn, "SELECT onboarding_voices()", []),
             Call::Health => query(conn, HEALTH_SQL, []),
+            Call::KbGet { session_id } => query(conn, "SELECT onboarding_kb_get(?1)", [session_id]),
+            Call::KbSearch { payload } => query(conn, "SELECT onboarding_kb_search(?1)", [payload]),
+            Call::Kb { function, payload } => query(conn, function.sql(), [payload]),
         };
         result.map_err(|e| Failure::from(&e))
     }

@@ -31,6 +31,6 @@ mod checkpoint;
 mod open;
 mod writer;
 
-pub use call::{Call, Failure, Outcome};
+pub use call::{Call, Failure, KbFunction, Outcome};
 pub use open::Options;
 pub use writer::{Writer, MAX_BATCH};

@@ -251,6 +251,7 @@ mod tests {
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
+            kb: onboarding::kb::Settings::default(),
         };
         let db = open(&options).unwrap();
         let pages = count(&db.conn, "PRAGMA page_count");
@@ -298,6 +299,7 @@ mod tests {
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
+            kb: onboarding::kb::Settings::default(),
         };
         let db = open(&options).unwrap();
         let mut jobs = create_jobs(3);

@@ -6,6 +6,7 @@
 //! | `request.rs` | what a request must be before SQL runs: framing, media type, body |
 //! | `reply.rs` | the error body and the status of each library error kind |
 
+mod kb;
 mod reply;
 mod request;
 
@@ -144,6 +145,12 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
         Endpoint::Voices => Call::Voices,
         Endpoint::Health => Call::Health,
         Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
+        Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
+            match kb::call(endpoint, id, req.uri().query()) {
+                Ok(call) => call,
+                Err(reply) => return reply,
+            }
+        }
     };
     let success = match endpoint {
         Endpoint::Create => StatusCode::CREATED,

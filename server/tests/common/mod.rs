@@ -36,6 +36,11 @@ pub fn temp_config() -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = Config {
         db_path: dir.path().join("onboarding.db"),
+        // No crawler unless a test asks: a queued job must not reach the network.
+        crawl: onboarding_server::crawl::CrawlConfig {
+            workers: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     (config, dir)
