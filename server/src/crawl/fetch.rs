@@ -133,6 +133,9 @@ pub struct Fetcher {
     /// checked by the rule.
     overrides: HashMap<String, Vec<IpAddr>>,
     pub limits: Limits,
+    /// When the last request ended and the gap to keep after it: every
+    /// request to the site, redirect hops included, waits its turn.
+    pace: tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>,
 }
 
 impl Fetcher {
@@ -152,12 +155,14 @@ impl Fetcher {
             .dns_resolver(approved.clone())
             .build()
             .map_err(|e| format!("cannot build the crawler's HTTP client: {e}"))?;
+        let pace = tokio::sync::Mutex::new((None, limits.min_delay));
         Ok(Fetcher {
             client,
             approved,
             allow,
             overrides,
             limits,
+            pace,
         })
     }
 
@@ -189,10 +194,22 @@ impl Fetcher {
         Ok(())
     }
 
-    /// One request, no redirect followed.
+    /// The gap kept between two requests (robots' Crawl-delay).
+    pub async fn set_delay(&self, delay: Duration) {
+        self.pace.lock().await.1 = delay;
+    }
+
+    /// One request, no redirect followed, after the site's delay.
     async fn once(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
         self.approve(url).await?;
-        let response = self.client.get(url.clone()).send().await.map_err(|e| {
+        let mut pace = self.pace.lock().await;
+        if let Some(last) = pace.0 {
+            tokio::time::sleep_until((last + pace.1).into()).await;
+        }
+        let sent = self.client.get(url.clone()).send().await;
+        pace.0 = Some(std::time::Instant::now());
+        drop(pace);
+        let response = sent.map_err(|e| {
             if e.is_timeout() {
                 FetchError::Timeout
             } else {

@@ -138,21 +138,16 @@ pub async fn sql(writer: &Writer, function: KbFunction, payload: Value) -> Resul
     serde_json::from_str(&body).map_err(|e| format!("unreadable answer: {e}"))
 }
 
-/// Requests to one site, one at a time, at least `delay` apart.
+/// A job's requests to its site: one at a time and paced by the fetcher,
+/// counted against the job's byte budget here.
 pub struct Polite<'f> {
     pub fetcher: &'f Fetcher,
-    pub delay: Duration,
-    last: Option<Instant>,
     pub bytes: usize,
 }
 
 impl Polite<'_> {
     pub async fn get(&mut self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
-        if let Some(last) = self.last {
-            tokio::time::sleep_until((last + self.delay).into()).await;
-        }
         let result = self.fetcher.get(url, site, accept).await;
-        self.last = Some(Instant::now());
         if let Ok(page) = &result {
             self.bytes += page.bytes;
         }
@@ -194,15 +189,13 @@ impl<'a> Crawl<'a> {
         )?;
         let mut polite = Polite {
             fetcher: &fetcher,
-            delay: self.config.limits.min_delay,
-            last: None,
             bytes: 0,
         };
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
             Err(code) => return self.finish(Some(code)).await,
         };
-        polite.delay = rules.delay;
+        fetcher.set_delay(rules.delay).await;
         let mut queue: VecDeque<(String, i64)> = job["frontier"]
             .as_array()
             .into_iter()
@@ -270,7 +263,7 @@ impl<'a> Crawl<'a> {
                 {
                     tries += 1;
                     let _ = sql(self.writer, KbFunction::Renew, json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds})).await;
-                    tokio::time::sleep(wait.saturating_sub(polite.delay)).await;
+                    tokio::time::sleep(wait).await;
                 }
                 other => break other,
             }
