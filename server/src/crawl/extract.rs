@@ -83,7 +83,7 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
     remove(&mut doc, NOISE);
     let footer = doc
         .select(&selector("footer"))
-        .last()
+        .next_back()
         .map(|f| to_markdown(&f.html()))
         .filter(|m| m.chars().filter(|c| c.is_alphanumeric()).count() >= 10);
     remove(&mut doc, "footer");

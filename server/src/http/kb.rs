@@ -16,17 +16,21 @@ fn params(query: Option<&str>) -> Map<String, Value> {
 }
 
 /// The call of a knowledge-base route, or the 422 of a missing parameter.
-pub fn call(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Result<Call, Reply> {
+pub fn call(
+    endpoint: Endpoint,
+    session_id: String,
+    query: Option<&str>,
+) -> Result<Call, Box<Reply>> {
     let mut params = params(query);
     match endpoint {
         Endpoint::KbGet => Ok(Call::KbGet { session_id }),
         // The original's route: the session id is a query parameter.
         Endpoint::KbStructure => match params.remove("session_id") {
             Some(Value::String(id)) if !id.is_empty() => Ok(Call::KbGet { session_id: id }),
-            _ => Err(sql_error(
+            _ => Err(Box::new(sql_error(
                 &onboarding::Error::invalid_field("session_id is required (?session_id=onb_…)")
                     .message("onboarding_kb_get"),
-            )),
+            ))),
         },
         _ => {
             let mut payload = json!({ "session_id": session_id });

@@ -148,7 +148,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
         Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
             match kb::call(endpoint, id, req.uri().query()) {
                 Ok(call) => call,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             }
         }
     };
