@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SO := dist/libonboarding.so
 
-.PHONY: all loadable test lint fmt bench server clean reference
+.PHONY: all loadable test schemathesis lint fmt bench server clean reference
 
 all: loadable
 
@@ -22,6 +22,15 @@ test: loadable
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path ext/loadable/Cargo.toml -- -D warnings
+	$(MAKE) schemathesis
+
+# Schemathesis with every check against the real server and its OpenAPI
+# document (tests/schemathesis/run.sh): about a minute and a half, fails on any
+# finding. The virtualenv is made once (.ci/run makes it too).
+schemathesis:
+	$(CARGO) build -p onboarding-server
+	tests/schemathesis/venv.sh
+	tests/schemathesis/run.sh
 
 # The function reference, produced by running its examples.
 reference: loadable

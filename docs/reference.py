@@ -13,12 +13,6 @@ import sys
 
 EXTENSION = sys.argv[1]
 
-conn = sqlite3.connect(":memory:", isolation_level=None)
-conn.enable_load_extension(True)
-conn.load_extension(EXTENSION)
-conn.enable_load_extension(False)
-conn.execute("PRAGMA foreign_keys = ON")
-
 names = {}
 
 
@@ -30,9 +24,23 @@ def mask(text):
     return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "<timestamp>", text)
 
 
-def run(sql, *args):
+def connect():
+    c = sqlite3.connect(":memory:", isolation_level=None)
+    c.enable_load_extension(True)
+    c.load_extension(EXTENSION)
+    c.enable_load_extension(False)
+    c.execute("PRAGMA foreign_keys = ON")
+    return c
+
+
+conn = connect()
+# A database never migrated, for the functions' answers before migration.
+empty = connect()
+
+
+def run(sql, *args, on=None):
     try:
-        (value,) = conn.execute(sql, args).fetchone()
+        (value,) = (on or conn).execute(sql, args).fetchone()
         return str(value)
     except sqlite3.Error as e:
         return "error: " + str(e)
@@ -41,11 +49,11 @@ def run(sql, *args):
 out = []
 
 
-def example(sql, *args, show=None):
+def example(sql, *args, show=None, on=None):
     shown = show or sql
     for a in args:
         shown = shown.replace("?", "'" + mask(a) + "'", 1)
-    out.append("```sql\n" + shown + "\n```\n```text\n" + mask(run(sql, *args)) + "\n```\n")
+    out.append("```sql\n" + shown + "\n```\n```text\n" + mask(run(sql, *args, on=on)) + "\n```\n")
 
 
 def section(title, text):
@@ -62,6 +70,15 @@ section("onboarding_migrate()", "Creates or upgrades the schema from `sql/`; ret
 example("SELECT onboarding_migrate()")
 example("SELECT onboarding_migrate()")
 
+section("onboarding_schema_version()",
+        "The schema version applied to the database: what `onboarding_migrate()` last "
+        "returned, or 0 when it never ran. Reads only (it creates nothing), for health "
+        "checks.")
+example("SELECT onboarding_schema_version()", on=empty,
+        show="-- on a database never migrated\nSELECT onboarding_schema_version()")
+example("SELECT onboarding_schema_version()",
+        show="-- after onboarding_migrate()\nSELECT onboarding_schema_version()")
+
 section("onboarding_version()", "The library's version.")
 example("SELECT onboarding_version()")
 
@@ -73,6 +90,19 @@ example("SELECT onboarding_create(?)", '{"source":"web","ip_address":"203.0.113.
 session = conn.execute("SELECT id FROM onboarding_sessions").fetchone()[0]
 example("SELECT onboarding_create(?)", '{"ip_address":"localhost"}')
 example("SELECT onboarding_create(?)", '{"source":')
+
+section("onboarding_create(payload, ip_address, user_agent)",
+        "The same, for a host that knows its client (a server and its peer). Each "
+        "argument given (not NULL) replaces the payload's field, which is then not read. "
+        "`ip_address` must be an IPv4 or IPv6 address. `user_agent` is the raw header: "
+        "control characters are dropped, blanks trimmed, the rest cut to 512 characters, "
+        "and NULL is stored when nothing is left; it is never refused. Pass `''` for a "
+        "request without a User-Agent, so that the payload's claim is dropped too.")
+example("SELECT onboarding_create(?, ?, ?)",
+        '{"source":"web","ip_address":"198.51.100.9","user_agent":"claimed"}',
+        "203.0.113.7", " Mozilla/5.0 (X11; Linux x86_64) ")
+example("SELECT ip_address || ' | ' || user_agent FROM onboarding_sessions ORDER BY rowid DESC LIMIT 1")
+example("SELECT onboarding_create(?, ?, ?)", "{}", "localhost", "curl/8.0")
 
 section("onboarding_step(session_id, step, payload)",
         "Validates and saves one step: `business`, `channels`, `vapi`, `kb` or "

@@ -22,7 +22,8 @@ fn the_extension_adds_exactly_these_functions() {
     );
     // flags as pragma_function_list reports them (without the text
     // encoding): 0x800 DETERMINISTIC, 0x80000 DIRECTONLY, 0x200000 INNOCUOUS.
-    // Writers are DIRECTONLY and never DETERMINISTIC.
+    // Writers, and readers of the database, are DIRECTONLY and never
+    // DETERMINISTIC.
     assert_eq!(
         listed,
         "onboarding_agent_types/0 2099200\n\
@@ -30,6 +31,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_complete/2 524288\n\
          onboarding_create/0 524288\n\
          onboarding_create/1 524288\n\
+         onboarding_create/3 524288\n\
          onboarding_get/1 524288\n\
          onboarding_kb_claim/1 524288\n\
          onboarding_kb_finish/1 524288\n\
@@ -38,6 +40,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_kb_search/1 524288\n\
          onboarding_kb_store_page/1 524288\n\
          onboarding_migrate/0 524288\n\
+         onboarding_schema_version/0 524288\n\
          onboarding_step/3 524288\n\
          onboarding_version/0 2099200\n\
          onboarding_voices/0 2099200\n"
@@ -194,4 +197,41 @@ fn errors_reach_the_shell_with_their_kind_and_write_nothing() {
         "Error: in prepare, unsafe use of onboarding_create()\n"
     );
     assert_eq!(sqlite3_ok(&db, &["SELECT count(*) FROM tenants;"]), "1\n");
+}
+
+#[test]
+fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
+    let (_dir, db) = db();
+    assert_eq!(
+        sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
+        "0\n"
+    );
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &[
+                "SELECT count(*) FROM sqlite_master;",
+                "SELECT onboarding_migrate();"
+            ]
+        ),
+        "0\n2\n"
+    );
+    assert_eq!(
+        sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
+        "2\n"
+    );
+    sqlite3_ok(
+        &db,
+        &[
+            "SELECT onboarding_create('{\"ip_address\":\"198.51.100.9\"}', '203.0.113.7', \
+           ' curl/8.0 ' || char(9));",
+        ],
+    );
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &["SELECT ip_address, user_agent FROM onboarding_sessions;"]
+        ),
+        "203.0.113.7|curl/8.0\n"
+    );
 }

@@ -154,9 +154,25 @@ impl From<serde_json::Error> for Error {
 /// characters escaped, and cut after 64 characters so a huge value cannot
 /// flood a log line.
 pub fn quote(value: &str) -> String {
+    quote_cut(value, true)
+}
+
+/// A JSON value as an error text shows it: a string quoted by [`quote`];
+/// anything else (number, array, object) as its JSON text, cut the same way
+/// so that an echoed 60 KB array makes no 60 KB error.
+pub fn quote_json(value: &serde_json::Value) -> String {
+    match value.as_str() {
+        Some(text) => quote(text),
+        None => quote_cut(&value.to_string(), false),
+    }
+}
+
+fn quote_cut(value: &str, quoted: bool) -> String {
     const MAX: usize = 64;
     let mut out = String::with_capacity(value.len().min(MAX * 2) + 2);
-    out.push('\'');
+    if quoted {
+        out.push('\'');
+    }
     for (i, c) in value.chars().enumerate() {
         if i == MAX {
             out.push('…');
@@ -168,7 +184,9 @@ pub fn quote(value: &str) -> String {
             out.push(c);
         }
     }
-    out.push('\'');
+    if quoted {
+        out.push('\'');
+    }
     out
 }
 
@@ -189,6 +207,19 @@ mod tests {
         );
         assert_eq!(ErrorKind::parse_message("no such table: tenants"), None);
         assert_eq!(ErrorKind::parse_message("onboarding_step: weird: x"), None);
+    }
+
+    #[test]
+    fn quote_json_cuts_arrays_and_objects_like_strings() {
+        let long: Vec<u32> = (0..10_000).collect();
+        let shown = quote_json(&serde_json::json!(long));
+        assert_eq!(
+            shown,
+            "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,2…"
+        );
+        assert_eq!(quote_json(&serde_json::json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(quote_json(&serde_json::json!(12)), "12");
+        assert_eq!(quote_json(&serde_json::json!("x")), "'x'");
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! wizard and, after completion, to pre-fill the dashboard with the rows the
 //! sync wrote.
 
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
-use crate::atomic::atomic;
-use crate::db;
 use crate::error::Result;
-use crate::session::{stored_json, Session};
+use crate::json::row_object;
+use crate::savepoint::in_savepoint;
+use crate::session::{stored_json, Progress, Session, Step};
+use crate::sql;
 
 // -- onboarding_get('onb_…')
 //      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…","status":"in_progress",
@@ -16,66 +17,39 @@ use crate::session::{stored_json, Session};
 pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
     // A savepoint here is a read transaction: every table is read from one
     // snapshot even in autocommit mode.
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let s = Session::load(conn, session_id)?;
         let omnichannel = if s.status == "completed" {
             omnichannel(conn, &s)?
         } else {
             Value::Null
         };
+        let mut steps = Map::new();
+        for step in Step::ALL {
+            steps.insert(step.name().to_string(), stored_json(s.data(step))?);
+        }
         Ok(json!({
             "success": true,
             "session_id": s.id,
             "tenant_id": s.tenant_id,
             "status": s.status,
             "current_step": s.current_step,
-            "total_steps": 6,
+            "total_steps": Progress::COMPLETED.step,
             "progress_percentage": s.progress_percentage,
             "started_at": s.started_at,
             "last_updated_at": s.last_updated_at,
             "completed_at": s.completed_at,
-            "steps": {
-                "business": stored_json(&s.business_data)?,
-                "channels": stored_json(&s.channels_data)?,
-                "vapi": stored_json(&s.vapi_data)?,
-                "kb": stored_json(&s.kb_data)?,
-                "appointments": stored_json(&s.appointments_data)?,
-            },
+            "steps": steps,
             "omnichannel": omnichannel,
         }))
     })
-}
-
-/// A row as a JSON object, with the named columns holding JSON text parsed.
-fn row_object(row: &Row<'_>, json_columns: &[&str]) -> rusqlite::Result<Value> {
-    let stmt = row.as_ref();
-    let mut map = Map::new();
-    for i in 0..stmt.column_count() {
-        let name = stmt.column_name(i)?;
-        let value = match row.get_ref(i)? {
-            rusqlite::types::ValueRef::Null => Value::Null,
-            rusqlite::types::ValueRef::Integer(n) => Value::from(n),
-            rusqlite::types::ValueRef::Real(x) => Value::from(x),
-            rusqlite::types::ValueRef::Text(t) => {
-                let text = String::from_utf8_lossy(t);
-                if json_columns.contains(&name) {
-                    serde_json::from_str(&text).unwrap_or(Value::String(text.into_owned()))
-                } else {
-                    Value::String(text.into_owned())
-                }
-            }
-            rusqlite::types::ValueRef::Blob(_) => Value::Null,
-        };
-        map.insert(name.to_string(), value);
-    }
-    Ok(Value::Object(map))
 }
 
 fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     let tenant = &s.tenant_id;
     let one = |sql: &str, json_columns: &[&str]| -> Result<Value> {
         Ok(
-            db::query_row(conn, sql, [tenant], |r| row_object(r, json_columns))
+            sql::query_row(conn, sql, [tenant], |r| row_object(r, json_columns))
                 .optional()?
                 .unwrap_or(Value::Null),
         )
@@ -107,7 +81,7 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
          FROM omnichannel_campaigns WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
         &["channels", "settings"],
     )?;
-    let crawl_job = db::query_row(
+    let crawl_job = sql::query_row(
         conn,
         "SELECT id, url, status, created_at, updated_at FROM kb_crawl_jobs
              WHERE session_id = ?1",

@@ -1,4 +1,5 @@
-//! `onboarding_migrate()`: the schema, from the numbered files of `sql/`.
+//! `onboarding_migrate()`: the schema, from the numbered files of `sql/`;
+//! `onboarding_schema_version()`: the version a database is at.
 //!
 //! Each file of `sql/` is embedded here with its version. Applying them is
 //! one atomic call that records each version in `onboarding_schema_migrations`;
@@ -6,9 +7,10 @@
 
 use rusqlite::Connection;
 
-use crate::atomic::atomic;
 use crate::env::{iso8601, Env};
 use crate::error::{Error, Result};
+use crate::savepoint::in_savepoint;
+use crate::sql;
 
 /// One numbered file of `sql/`.
 pub struct Migration {
@@ -31,6 +33,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The highest version applied; 0 in an empty bookkeeping table.
+const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations";
+
 /// The version the library's functions need.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -39,7 +44,7 @@ pub fn latest_version() -> i64 {
 // -- onboarding_migrate() -> 2
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
-    atomic(conn, || {
+    in_savepoint(conn, || {
         // The bookkeeping table is the migrator's own, so it lives here
         // rather than in a numbered file.
         conn.execute_batch(
@@ -49,11 +54,7 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
                  applied_at TEXT NOT NULL
              )",
         )?;
-        let current: i64 = conn.query_row(
-            "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations",
-            [],
-            |r| r.get(0),
-        )?;
+        let current: i64 = sql::query_row(conn, CURRENT_VERSION, [], |r| r.get(0))?;
         if current > latest_version() {
             return Err(Error::internal(format!(
                 "the database schema is at version {current}, newer than this library's {}; \
@@ -72,4 +73,22 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
         }
         Ok(latest_version())
     })
+}
+
+// -- onboarding_schema_version() -> 1
+/// The schema version applied to the database, 0 when `onboarding_migrate()`
+/// never ran (the same 0 that migrating starts from). Reads only, creating
+/// nothing: a health check may ask a read-only replica.
+pub fn schema_version(conn: &Connection) -> Result<i64> {
+    let tracked: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                        WHERE type = 'table' AND name = 'onboarding_schema_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !tracked {
+        return Ok(0);
+    }
+    Ok(sql::query_row(conn, CURRENT_VERSION, [], |r| r.get(0))?)
 }

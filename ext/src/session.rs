@@ -1,27 +1,154 @@
-//! The session row as the functions read it, and the progress rules.
+//! The session row as the functions read it, the steps it keeps (the one
+//! [`Step`] type) and the progress they reach.
 
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
-use crate::db;
 use crate::error::{quote, Error, Result};
+use crate::sql;
 
-/// `progress_percentage` for each `current_step` (index 1..=6).
-const PROGRESS: [i64; 7] = [0, 0, 33, 50, 66, 83, 100];
-
-pub fn progress(step: i64) -> i64 {
-    PROGRESS[step.clamp(1, 6) as usize]
+/// A point of the wizard: a `current_step` and its `progress_percentage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub step: i64,
+    pub percentage: i64,
 }
 
-/// The steps the wizard saves, with the `current_step` each one reaches
-/// (`None`: the step does not move progress).
-pub const STEPS: [(&str, Option<i64>); 5] = [
-    ("business", Some(2)),
-    ("channels", Some(3)),
-    ("vapi", Some(4)),
-    ("kb", Some(5)),
-    ("appointments", None),
-];
+impl Progress {
+    /// A new session: on step 1 (business), nothing saved.
+    pub const CREATED: Progress = Progress {
+        step: 1,
+        percentage: 0,
+    };
+    /// A completed session: step 6 of 6.
+    pub const COMPLETED: Progress = Progress {
+        step: 6,
+        percentage: 100,
+    };
+
+    /// The progress of a session on `current_step`: the furthest point at
+    /// or before it (steps between two points share the earlier one's).
+    pub fn at(current_step: i64) -> Progress {
+        [Progress::CREATED]
+            .into_iter()
+            .chain(Step::ALL.iter().filter_map(|s| s.reaches()))
+            .chain([Progress::COMPLETED])
+            .filter(|p| p.step <= current_step)
+            .max_by_key(|p| p.step)
+            .unwrap_or(Progress::CREATED)
+    }
+}
+
+/// The steps the wizard saves: the one list of them. Everything about a
+/// step that is not a validation rule lives here: its name, the progress
+/// saving it reaches, and the session column that keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Business,
+    Channels,
+    Vapi,
+    Kb,
+    Appointments,
+}
+
+/// The facts of one step; see [`Step::facts`].
+struct Facts {
+    name: &'static str,
+    /// `None`: saving the step does not move progress.
+    reaches: Option<Progress>,
+    /// The UPDATE that saves the step's data in its column, see [`save_sql`].
+    save_sql: &'static str,
+}
+
+/// The UPDATE that saves a step's data in `$column` (`?1`) and the progress
+/// (`?2`, `?3`) at `?4`, restarting the step clock when `?5`, for session
+/// `?6`. One literal per column: the column name never comes from caller
+/// text, and the hot path formats nothing.
+macro_rules! save_sql {
+    ($column:literal) => {
+        concat!(
+            "UPDATE onboarding_sessions SET ",
+            $column,
+            " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
+             step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
+             WHERE id = ?6"
+        )
+    };
+}
+
+const fn reaches(step: i64, percentage: i64) -> Option<Progress> {
+    Some(Progress { step, percentage })
+}
+
+impl Step {
+    /// Every step, in the wizard's order.
+    pub const ALL: [Step; 5] = [
+        Step::Business,
+        Step::Channels,
+        Step::Vapi,
+        Step::Kb,
+        Step::Appointments,
+    ];
+
+    const fn facts(self) -> Facts {
+        match self {
+            Step::Business => Facts {
+                name: "business",
+                reaches: reaches(2, 33),
+                save_sql: save_sql!("business_data"),
+            },
+            Step::Channels => Facts {
+                name: "channels",
+                reaches: reaches(3, 50),
+                save_sql: save_sql!("channels_data"),
+            },
+            Step::Vapi => Facts {
+                name: "vapi",
+                reaches: reaches(4, 66),
+                save_sql: save_sql!("vapi_data"),
+            },
+            Step::Kb => Facts {
+                name: "kb",
+                reaches: reaches(5, 83),
+                save_sql: save_sql!("kb_data"),
+            },
+            Step::Appointments => Facts {
+                name: "appointments",
+                reaches: None,
+                save_sql: save_sql!("appointments_data"),
+            },
+        }
+    }
+
+    /// The step named `name`, or the error listing the steps.
+    pub fn parse(name: &str) -> Result<Step> {
+        Step::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                Error::invalid_field(format!(
+                    "step {} is not a step (expected one of {})",
+                    quote(name),
+                    Step::ALL.map(Step::name).join(", ")
+                ))
+            })
+    }
+
+    /// The name callers use: `business`.
+    pub const fn name(self) -> &'static str {
+        self.facts().name
+    }
+
+    /// The progress saving this step reaches; `None` when it moves nothing.
+    pub const fn reaches(self) -> Option<Progress> {
+        self.facts().reaches
+    }
+
+    /// The statement that saves the step's data and the progress.
+    pub const fn save_sql(self) -> &'static str {
+        self.facts().save_sql
+    }
+}
 
 /// One row of `onboarding_sessions`.
 #[derive(Debug)]
@@ -46,7 +173,7 @@ pub struct Session {
 impl Session {
     /// Reads session `id`, or answers `not_found`.
     pub fn load(conn: &Connection, id: &str) -> Result<Session> {
-        db::query_row(
+        sql::query_row(
             conn,
             "SELECT id, tenant_id, current_step, progress_percentage, status,
                     business_data, channels_data, vapi_data, kb_data, appointments_data,
@@ -82,6 +209,17 @@ impl Session {
         ensure_in_progress(&self.id, &self.status)
     }
 
+    /// The stored JSON text of `step`, `None` until the step is saved.
+    pub fn data(&self, step: Step) -> Option<&str> {
+        match step {
+            Step::Business => self.business_data.as_deref(),
+            Step::Channels => self.channels_data.as_deref(),
+            Step::Vapi => self.vapi_data.as_deref(),
+            Step::Kb => self.kb_data.as_deref(),
+            Step::Appointments => self.appointments_data.as_deref(),
+        }
+    }
+
     /// The channels chosen, or the front end's default `["phone"]`.
     pub fn channels(&self) -> Result<Vec<String>> {
         let Some(text) = &self.channels_data else {
@@ -114,7 +252,7 @@ pub struct SessionHead {
 impl SessionHead {
     /// Reads the head of session `id`, or answers `not_found`.
     pub fn load(conn: &Connection, id: &str) -> Result<SessionHead> {
-        db::query_row(
+        sql::query_row(
             conn,
             "SELECT id, tenant_id, current_step, status, step_started_at
              FROM onboarding_sessions WHERE id = ?1",
@@ -150,7 +288,7 @@ fn ensure_in_progress(id: &str, status: &str) -> Result<()> {
 }
 
 /// A step's stored JSON, parsed; `Value::Null` when the step was not saved.
-pub fn stored_json(text: &Option<String>) -> Result<Value> {
+pub fn stored_json(text: Option<&str>) -> Result<Value> {
     match text {
         None => Ok(Value::Null),
         Some(t) => Ok(serde_json::from_str(t)?),
@@ -162,4 +300,48 @@ pub fn stored_str<'v>(step: &'v Value, field: &str) -> Result<&'v str> {
     step[field]
         .as_str()
         .ok_or_else(|| Error::internal(format!("stored step data lacks {field}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_the_furthest_point_reached() {
+        let percentages: Vec<i64> = (0..=7).map(|s| Progress::at(s).percentage).collect();
+        assert_eq!(percentages, [0, 0, 33, 50, 66, 83, 100, 100]);
+        assert_eq!(
+            Progress::at(4),
+            Progress {
+                step: 4,
+                percentage: 66
+            }
+        );
+    }
+
+    #[test]
+    fn steps_parse_by_name_and_save_their_own_column() {
+        assert_eq!(Step::parse("vapi"), Ok(Step::Vapi));
+        assert_eq!(
+            Step::parse("welcome"),
+            Err(Error::invalid_field(
+                "step 'welcome' is not a step (expected one of business, channels, vapi, kb, appointments)"
+            ))
+        );
+        let columns: Vec<&str> = Step::ALL
+            .map(|s| s.save_sql())
+            .iter()
+            .map(|sql| sql.split(' ').nth(3).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                "business_data",
+                "channels_data",
+                "vapi_data",
+                "kb_data",
+                "appointments_data"
+            ]
+        );
+    }
 }

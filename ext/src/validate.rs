@@ -1,5 +1,6 @@
 //! Validation of each step's payload: one function per step, each turning
-//! the caller's JSON into the normalised JSON that the session stores.
+//! the caller's JSON into the normalised JSON that the session stores; and
+//! of create's origin, from its payload or from the host's arguments.
 //!
 //! Every rule names its field first in its error text (`email 'bob@' is not a
 //! valid email address`), quotes the bad value and says what was expected.
@@ -10,8 +11,9 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use crate::catalog;
-use crate::error::{quote, Error, Result};
-use crate::kb;
+use crate::error::{quote, quote_json, Error, Result};
+use crate::json::type_name;
+use crate::kb::{check_url, AllowList};
 
 pub type Object = Map<String, Value>;
 
@@ -24,7 +26,7 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
-            json_type(&other)
+            type_name(&other)
         ))),
         Err(e) => Err(Error::invalid_json(format!(
             "payload is not valid JSON; {e}"
@@ -32,29 +34,22 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// A string field, trimmed; `None` when absent or null.
+fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<String>> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => checked_text(field, s, max_chars).map(Some),
+        Some(other) => Err(Error::invalid_field(format!(
+            "{field} must be a string, got {}",
+            type_name(other)
+        ))),
     }
 }
 
-/// A string field, trimmed; `None` when absent or null.
-fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<String>> {
-    let text = match map.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.trim(),
-        Some(other) => {
-            return Err(Error::invalid_field(format!(
-                "{field} must be a string, got {}",
-                json_type(other)
-            )))
-        }
-    };
+/// `text` trimmed, when it is not empty, at most `max_chars` long and free
+/// of control characters; the error names `field`.
+fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
+    let text = text.trim();
     if text.is_empty() {
         return Err(Error::invalid_field(format!("{field} must not be empty")));
     }
@@ -70,7 +65,7 @@ fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<S
             quote(text)
         )));
     }
-    Ok(Some(text.to_string()))
+    Ok(text.to_string())
 }
 
 /// A required string field, trimmed, non-empty, at most `max_chars` long.
@@ -87,7 +82,25 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
-pub fn origin(map: &Object) -> Result<Origin> {
+/// What the host knows of the client, given as `onboarding_create`'s second
+/// and third arguments. A field given here replaces the payload's, which is
+/// then not read at all: a server knows its peer, so the client's claim
+/// neither wins nor fails the call.
+#[derive(Debug, Default)]
+pub struct Peer<'a> {
+    /// The client's address, held to the payload's `ip_address` rules.
+    pub ip_address: Option<&'a str>,
+    /// The raw `User-Agent` header, cleaned by [`user_agent_header`].
+    pub user_agent: Option<&'a str>,
+}
+
+/// The longest `user_agent` a session keeps, in characters.
+pub const USER_AGENT_MAX_CHARS: usize = 512;
+
+/// The longest text form of an IPv6 address (with an embedded IPv4 one).
+const IP_ADDRESS_MAX_CHARS: usize = 45;
+
+pub fn origin(map: &Object, peer: &Peer<'_>) -> Result<Origin> {
     let source = optional_text(map, "source", 32)?.unwrap_or_else(|| "web".to_string());
     if !source
         .chars()
@@ -98,7 +111,10 @@ pub fn origin(map: &Object) -> Result<Origin> {
             quote(&source)
         )));
     }
-    let ip_address = optional_text(map, "ip_address", 45)?;
+    let ip_address = match peer.ip_address {
+        Some(given) => Some(checked_text("ip_address", given, IP_ADDRESS_MAX_CHARS)?),
+        None => optional_text(map, "ip_address", IP_ADDRESS_MAX_CHARS)?,
+    };
     if let Some(ip) = &ip_address {
         if ip.parse::<IpAddr>().is_err() {
             return Err(Error::invalid_field(format!(
@@ -107,12 +123,30 @@ pub fn origin(map: &Object) -> Result<Origin> {
             )));
         }
     }
-    let user_agent = optional_text(map, "user_agent", 512)?;
+    let user_agent = match peer.user_agent {
+        Some(raw) => user_agent_header(raw),
+        None => optional_text(map, "user_agent", USER_AGENT_MAX_CHARS)?,
+    };
     Ok(Origin {
         source,
         ip_address,
         user_agent,
     })
+}
+
+/// A raw `User-Agent` header as a session keeps it: control characters
+/// dropped, trimmed, cut to [`USER_AGENT_MAX_CHARS`]; `None` when nothing is
+/// left. Cleaned rather than refused: the header is whatever the client
+/// sent, and a create must not fail over it.
+pub fn user_agent_header(raw: &str) -> Option<String> {
+    let printable: String = raw.chars().filter(|c| !c.is_control()).collect();
+    let cut: String = printable
+        .trim()
+        .chars()
+        .take(USER_AGENT_MAX_CHARS)
+        .collect();
+    let cut = cut.trim_end();
+    (!cut.is_empty()).then(|| cut.to_string())
 }
 
 /// The business step: `company_name`, `industry`, `phone`, `email`.
@@ -168,6 +202,17 @@ pub fn phone_e164(text: &str) -> Result<String> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// A number parsed at registration ([`warm_up`]): valid, so that parsing it
+/// goes through the whole metadata.
+const WARM_UP_PHONE: &str = "06 12 34 56 78";
+
+/// Parses a phone number once. The phone metadata loads on first use (a few
+/// milliseconds), which would otherwise land in the first business step's
+/// answer; registration calls this instead.
+pub fn warm_up() -> Result<String> {
+    phone_e164(WARM_UP_PHONE)
+}
+
 /// An email address with a dotted domain, lowercased.
 pub fn email(text: &str) -> Result<String> {
     let options = email_address::Options::default()
@@ -181,6 +226,15 @@ pub fn email(text: &str) -> Result<String> {
             quote(text)
         ))),
     }
+}
+
+/// The error of an email another tenant holds: the business step checks it,
+/// and completion meets it again when that tenant completed in between.
+pub fn email_taken(email: &str) -> Error {
+    Error::conflict(format!(
+        "email {} is already used by another account",
+        quote(email)
+    ))
 }
 
 /// The channels a tenant can open, in canonical order.
@@ -197,7 +251,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "channels must be an array of channel names, got {}",
-                json_type(other)
+                type_name(other)
             )))
         }
     };
@@ -212,7 +266,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
             None => {
                 return Err(Error::invalid_field(format!(
                     "channels lists {}, which is not a channel (expected one of {})",
-                    item.as_str().map_or_else(|| item.to_string(), quote),
+                    quote_json(item),
                     CHANNELS.join(", ")
                 )))
             }
@@ -276,7 +330,7 @@ pub const KB_METHODS: [&str; 4] = ["website", "documents", "assistant", "skip"];
 
 /// The kb step: `method`; `crawl_url` for `website` (checked against the
 /// public-address rule and stored normalised); `documents` for `documents`.
-pub fn kb(map: &Object, allow: &kb::AllowList) -> Result<Value> {
+pub fn kb(map: &Object, allow: &AllowList) -> Result<Value> {
     let method = required_text(map, "method", 32)?;
     if !KB_METHODS.contains(&method.as_str()) {
         return Err(Error::invalid_field(format!(
@@ -290,7 +344,7 @@ pub fn kb(map: &Object, allow: &kb::AllowList) -> Result<Value> {
             let crawl_url = optional_text(map, "crawl_url", 2048)?.ok_or_else(|| {
                 Error::invalid_field("crawl_url is required when method is 'website'")
             })?;
-            let url = kb::address::check_url(&crawl_url, allow).map_err(|why| {
+            let url = check_url(&crawl_url, allow).map_err(|why| {
                 Error::invalid_field(format!(
                     "crawl_url {} {why} (expected a public http or https address such as 'https://mon-site.fr')",
                     quote(&crawl_url)
@@ -300,10 +354,103 @@ pub fn kb(map: &Object, allow: &kb::AllowList) -> Result<Value> {
         }
         "documents" => Ok(json!({
             "method": method,
-            "documents": kb::documents::documents(map.get("documents"))?,
+            "documents": documents(map.get("documents"))?,
         })),
         _ => Ok(json!({ "method": method })),
     }
+}
+
+/// The `documents` method: 1 to 20 documents given as text or Markdown,
+/// stored as knowledge at completion (no crawl). A title has 1 to 200
+/// characters once trimmed; a content at most 200,000 as sent, not only
+/// white space.
+pub const MAX_DOCUMENTS: usize = 20;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_CONTENT_CHARS: usize = 200_000;
+
+/// `documents`, validated: `[{"title","content"}]`, titles trimmed.
+pub fn documents(field: Option<&Value>) -> Result<Value> {
+    let items = match field {
+        None | Some(Value::Null) => {
+            return Err(Error::invalid_field(
+                "documents is required when method is 'documents'",
+            ))
+        }
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(Error::invalid_field(
+                "documents must be an array of {\"title\",\"content\"} objects",
+            ))
+        }
+    };
+    if items.is_empty() || items.len() > MAX_DOCUMENTS {
+        return Err(Error::invalid_field(format!(
+            "documents holds {} items; 1 to {MAX_DOCUMENTS} are allowed",
+            items.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(map) = item else {
+            return Err(Error::invalid_field(format!(
+                "documents[{i}] must be an object with title and content"
+            )));
+        };
+        let title = document_text(
+            map.get("title"),
+            &format!("documents[{i}].title"),
+            MAX_TITLE_CHARS,
+        )?;
+        if title.contains(['\n', '\r', '\t']) {
+            return Err(Error::invalid_field(format!(
+                "documents[{i}].title must fit on one line"
+            )));
+        }
+        // A content's length counts as sent, white space included: the
+        // limit is on what a client uploads.
+        let field = format!("documents[{i}].content");
+        if let Some(Value::String(raw)) = map.get("content") {
+            let chars = raw.chars().count();
+            if chars > MAX_CONTENT_CHARS {
+                return Err(Error::invalid_field(format!(
+                    "{field} is {chars} characters long; at most {MAX_CONTENT_CHARS} are allowed"
+                )));
+            }
+        }
+        let content = document_text(map.get("content"), &field, MAX_CONTENT_CHARS)?;
+        out.push(json!({ "title": title, "content": content }));
+    }
+    Ok(Value::Array(out))
+}
+
+/// A trimmed text field of 1 to `max` characters; line breaks and tabs are
+/// text, other control characters are not.
+fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<String> {
+    let text = match value {
+        None | Some(Value::Null) => {
+            return Err(Error::invalid_field(format!("{field} is required")))
+        }
+        Some(Value::String(s)) => s.trim(),
+        Some(_) => return Err(Error::invalid_field(format!("{field} must be a string"))),
+    };
+    if text.is_empty() {
+        return Err(Error::invalid_field(format!("{field} must not be empty")));
+    }
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(Error::invalid_field(format!(
+            "{field} is {chars} characters long; at most {max} are allowed"
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::invalid_field(format!(
+            "{field} contains a control character"
+        )));
+    }
+    Ok(text.to_string())
 }
 
 /// The booking providers the appointments step knows.
@@ -334,12 +481,14 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
     // Cal.com event type ids are integers; the front end may send either form.
     let event_type_id = match map.get("event_type_id") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => Some(n.to_string()),
+        Some(Value::Number(n)) if positive_integer(n).is_some() => {
+            positive_integer(n).map(|id| id.to_string())
+        }
         Some(Value::String(s)) if is_positive_integer(s.trim()) => Some(s.trim().to_string()),
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "event_type_id {} is not a positive integer (expected a Cal.com event type id such as 123456)",
-                other.as_str().map_or_else(|| other.to_string(), quote)
+                quote_json(other)
             )))
         }
     };
@@ -359,10 +508,146 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
     })
 }
 
+/// A JSON number whose value is a positive integer that fits in 64 bits,
+/// whatever its notation: `5`, `5.0` and `5e0` are one value in JSON (and in
+/// the OpenAPI document's `"type": "integer"`).
+fn positive_integer(n: &serde_json::Number) -> Option<u64> {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    let value = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f < TWO_POW_64)
+            .map(|f| f as u64)
+    })?;
+    (value > 0).then_some(value)
+}
+
 fn is_positive_integer(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 19
         && s.bytes().all(|b| b.is_ascii_digit())
         && s != "0"
         && !s.bytes().all(|b| b == b'0')
+}
+
+/// The payloads of the kb functions (`onboarding_kb_search` and the worker
+/// functions), read field by field: each accessor names its field in the
+/// error, as every `invalid_field` detail must.
+pub struct Fields(Object);
+
+impl Fields {
+    pub fn parse(payload: Option<&str>) -> Result<Fields> {
+        payload_object(payload).map(Fields)
+    }
+
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    pub fn optional_str(&self, field: &str, max_chars: usize) -> Result<Option<&str>> {
+        let Some(value) = self.get(field) else {
+            return Ok(None);
+        };
+        let text = value
+            .as_str()
+            .ok_or_else(|| Error::invalid_field(format!("{field} must be a string")))?;
+        if text.chars().count() > max_chars {
+            return Err(Error::invalid_field(format!(
+                "{field} is longer than {max_chars} characters"
+            )));
+        }
+        Ok(Some(text))
+    }
+
+    pub fn str(&self, field: &str, max_chars: usize) -> Result<&str> {
+        match self.optional_str(field, max_chars)? {
+            Some(t) if !t.trim().is_empty() => Ok(t),
+            Some(_) => Err(Error::invalid_field(format!("{field} must not be empty"))),
+            None => Err(Error::invalid_field(format!("{field} is required"))),
+        }
+    }
+
+    /// An integer in `range`, or `default` when absent.
+    pub fn int(
+        &self,
+        field: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: Option<i64>,
+    ) -> Result<i64> {
+        let Some(value) = self.get(field) else {
+            return default.ok_or_else(|| Error::invalid_field(format!("{field} is required")));
+        };
+        match value.as_i64() {
+            Some(n) if range.contains(&n) => Ok(n),
+            _ => Err(Error::invalid_field(format!(
+                "{field} {} is not an integer from {} to {}",
+                value.as_str().map_or_else(|| value.to_string(), quote),
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    /// A machine-readable code: lowercase letters, digits and '_'.
+    pub fn code(&self, field: &str) -> Result<Option<&str>> {
+        let Some(code) = self.optional_str(field, 40)? else {
+            return Ok(None);
+        };
+        if code.is_empty()
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(Error::invalid_field(format!(
+                "{field} {} is not a code (lowercase letters, digits and '_')",
+                quote(code)
+            )));
+        }
+        Ok(Some(code))
+    }
+
+    /// An array of strings (absent: empty).
+    pub fn strings(&self, field: &str) -> Result<Vec<&str>> {
+        match self.get(field) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        Error::invalid_field(format!("{field} must be an array of strings"))
+                    })
+                })
+                .collect(),
+            Some(_) => Err(Error::invalid_field(format!(
+                "{field} must be an array of strings"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warm_up_number_parses_through_the_metadata() {
+        assert_eq!(warm_up(), Ok("+33612345678".to_string()));
+    }
+
+    #[test]
+    fn a_user_agent_header_is_cleaned_and_cut_never_refused() {
+        assert_eq!(
+            user_agent_header(" curl/8.0\t "),
+            Some("curl/8.0".to_string())
+        );
+        assert_eq!(
+            user_agent_header("\u{7} Mozilla/5.0\r\n(X11)\u{0} "),
+            Some("Mozilla/5.0(X11)".to_string())
+        );
+        assert_eq!(user_agent_header(&"é".repeat(600)), Some("é".repeat(512)));
+        // Cut at 512, then the trailing space the cut left is dropped.
+        let spaced = format!("{} b", "a".repeat(511));
+        assert_eq!(user_agent_header(&spaced), Some("a".repeat(511)));
+        assert_eq!(user_agent_header(" \t\r\n "), None);
+        assert_eq!(user_agent_header(""), None);
+    }
 }

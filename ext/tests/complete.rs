@@ -106,79 +106,39 @@ fn completion_answers_and_writes_every_table() {
     assert_eq!(done, expected);
 
     let t_done = "2026-11-24T10:05:42.400Z";
-    let tenant_row: (String, String, String, String, String, i64, String) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT name, company_name, email, phone, sector, onboarding_completed, updated_at
              FROM tenants",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        tenant_row,
-        (
-            "Mon Entreprise".into(),
-            "Mon Entreprise".into(),
-            "contact@entreprise.fr".into(),
-            "+33612345678".into(),
-            "Immobilier".into(),
-            1,
-            t_done.into()
-        )
+            &[]
+        ),
+        json!({
+            "name": "Mon Entreprise",
+            "company_name": "Mon Entreprise",
+            "email": "contact@entreprise.fr",
+            "phone": "+33612345678",
+            "sector": "Immobilier",
+            "onboarding_completed": 1,
+            "updated_at": t_done,
+        })
     );
-    let agent: (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    ) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT agent_type, agent_name, agent_personality, voice_provider, voice_id,
                     voice_language, greeting_message, channels_config
              FROM omni_agent_configs WHERE tenant_id = ?1",
-            [&tenant],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        agent,
-        (
-            "multi_purpose".into(),
-            "Sara".into(),
-            "polyvalente, chaleureuse et professionnelle".into(),
-            "elevenlabs".into(),
-            "EXAVITQu4vr4xnSDxMaL".into(),
-            "fr-FR".into(),
-            "Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ?".into(),
-            r#"{"phone":{"enabled":true},"sms":{"enabled":true},"whatsapp":{"enabled":false},"email":{"enabled":false}}"#.into(),
-        )
+            &[&tenant]
+        ),
+        json!({
+            "agent_type": "multi_purpose",
+            "agent_name": "Sara",
+            "agent_personality": "polyvalente, chaleureuse et professionnelle",
+            "voice_provider": "elevenlabs",
+            "voice_id": "EXAVITQu4vr4xnSDxMaL",
+            "voice_language": "fr-FR",
+            "greeting_message": "Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ?",
+            "channels_config": r#"{"phone":{"enabled":true},"sms":{"enabled":true},"whatsapp":{"enabled":false},"email":{"enabled":false}}"#,
+        })
     );
     let prompt: String = db
         .conn
@@ -191,90 +151,69 @@ fn completion_answers_and_writes_every_table() {
     ));
     assert!(!prompt.contains('{'), "unrendered placeholder in {prompt}");
 
-    let mapping: (String, String, i64, String) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT phone_number, tenant_id, is_active, status FROM omni_phone_mappings",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
-    assert_eq!(
-        mapping,
-        (
-            "+33612345678".into(),
-            tenant.clone(),
-            0,
-            "pending_verification".into()
-        )
+            &[]
+        ),
+        json!({
+            "phone_number": "+33612345678",
+            "tenant_id": tenant,
+            "is_active": 0,
+            "status": "pending_verification",
+        })
     );
-    let campaign: (String, String, String, String) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT campaign_type, channels, status, settings FROM omnichannel_campaigns",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
-    assert_eq!(
-        campaign,
-        (
-            "appointment".into(),
-            r#"["phone","sms"]"#.into(),
-            "active".into(),
-            r#"{"provider":"cal_com","event_type_id":"98765","timezone":"Europe/Paris"}"#.into()
-        )
+            &[]
+        ),
+        json!({
+            "campaign_type": "appointment",
+            "channels": r#"["phone","sms"]"#,
+            "status": "active",
+            "settings": r#"{"provider":"cal_com","event_type_id":"98765","timezone":"Europe/Paris"}"#,
+        })
     );
-    let job: (String, String, String) = db
-        .conn
-        .query_row(
-            "SELECT url, status, session_id FROM kb_crawl_jobs",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
     assert_eq!(
-        job,
-        ("https://mon-site.fr/".into(), "queued".into(), s.clone())
+        db.row("SELECT url, status, session_id FROM kb_crawl_jobs", &[]),
+        json!({"url": "https://mon-site.fr/", "status": "queued", "session_id": s})
     );
 
     // Analytics: the time on each step adds up to the total.
-    let analytics: (i64, i64, Vec<f64>, String) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT completed, total_duration_seconds, step_1_duration, step_2_duration,
                     step_3_duration, step_4_duration, step_5_duration, step_6_duration,
                     completed_at
              FROM onboarding_analytics",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    (2..8).map(|i| r.get(i)).collect::<Result<_, _>>()?,
-                    r.get(8)?,
-                ))
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        analytics,
-        (
-            1,
-            342,
-            vec![100.0, 20.0, 60.0, 80.5, 81.9, 0.0],
-            t_done.to_string()
-        )
+            &[]
+        ),
+        json!({
+            "completed": 1,
+            "total_duration_seconds": 342,
+            "step_1_duration": 100.0,
+            "step_2_duration": 20.0,
+            "step_3_duration": 60.0,
+            "step_4_duration": 80.5,
+            "step_5_duration": 81.9,
+            "step_6_duration": 0.0,
+            "completed_at": t_done,
+        })
     );
-    let session: (String, i64, i64, String) = db
-        .conn
-        .query_row(
-            "SELECT status, current_step, progress_percentage, completed_at FROM onboarding_sessions",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
-    assert_eq!(session, ("completed".into(), 6, 100, t_done.into()));
+    assert_eq!(
+        db.row(
+            "SELECT status, current_step, progress_percentage, completed_at
+             FROM onboarding_sessions",
+            &[]
+        ),
+        json!({
+            "status": "completed",
+            "current_step": 6,
+            "progress_percentage": 100,
+            "completed_at": t_done,
+        })
+    );
 }
 
 #[test]
@@ -386,20 +325,16 @@ fn a_declared_number_is_never_taken_from_another_tenant() {
         done["synced"]["phone_mapping"],
         json!({"phone_number":"+33612345678","status":"pending_verification","is_active":false})
     );
-    let rows: Vec<(String, i64, String)> = db
-        .conn
-        .prepare("SELECT tenant_id, is_active, status FROM omni_phone_mappings ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let rows = db.rows(
+        "SELECT tenant_id, is_active, status FROM omni_phone_mappings ORDER BY id",
+        &[],
+    );
     let tenant = |s: &str| db.get(s)["tenant_id"].as_str().unwrap().to_string();
     assert_eq!(
         rows,
-        vec![
-            (tenant(&first), 1, "verified".into()),
-            (tenant(&second), 0, "pending_verification".into())
+        [
+            json!({"tenant_id": tenant(&first), "is_active": 1, "status": "verified"}),
+            json!({"tenant_id": tenant(&second), "is_active": 0, "status": "pending_verification"}),
         ]
     );
 }

@@ -26,6 +26,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_complete/2",
             "onboarding_create/0",
             "onboarding_create/1",
+            "onboarding_create/3",
             "onboarding_get/1",
             "onboarding_kb_claim/1",
             "onboarding_kb_finish/1",
@@ -34,6 +35,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_kb_search/1",
             "onboarding_kb_store_page/1",
             "onboarding_migrate/0",
+            "onboarding_schema_version/0",
             "onboarding_step/3",
             "onboarding_version/0",
             "onboarding_voices/0",
@@ -53,6 +55,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_kb_search",
             "onboarding_kb_store_page",
             "onboarding_migrate",
+            "onboarding_schema_version",
             "onboarding_step",
             "onboarding_version",
             "onboarding_voices"
@@ -92,54 +95,34 @@ fn create_answers_ids_with_the_prefixes_and_writes_three_rows() {
         assert_eq!(&hex[..12], "01a20cff7d00");
         assert_eq!(&hex[12..13], "7");
     }
-    let row: (String, String, String, i64) = db
-        .conn
-        .query_row(
-            "SELECT name, email, created_at, length(api_key) FROM tenants WHERE id = ?1",
-            [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
     assert_eq!(
-        row,
-        (
-            "Onboarding in progress".into(),
-            format!("pending+{tenant}@onboarding.invalid"),
-            "2026-11-24T10:00:00.000Z".into(),
-            68
-        )
+        db.row(
+            "SELECT name, email, created_at, length(api_key) AS api_key_length FROM tenants WHERE id = ?1",
+            &[&tenant]
+        ),
+        json!({
+            "name": "Onboarding in progress",
+            "email": format!("pending+{tenant}@onboarding.invalid"),
+            "created_at": "2026-11-24T10:00:00.000Z",
+            "api_key_length": 68,
+        })
     );
-    let session_row: (String, i64, i64, String, String, String, String) = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT tenant_id, current_step, progress_percentage, status, source, ip_address,
                     user_agent
              FROM onboarding_sessions WHERE id = ?1",
-            [session],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        session_row,
-        (
-            tenant.to_string(),
-            1,
-            0,
-            "in_progress".into(),
-            "web".into(),
-            "203.0.113.7".into(),
-            "Mozilla/5.0".into()
-        )
+            &[&session]
+        ),
+        json!({
+            "tenant_id": tenant,
+            "current_step": 1,
+            "progress_percentage": 0,
+            "status": "in_progress",
+            "source": "web",
+            "ip_address": "203.0.113.7",
+            "user_agent": "Mozilla/5.0",
+        })
     );
     assert_eq!(db.count("onboarding_analytics"), 1);
 }
@@ -204,6 +187,158 @@ fn create_payload_rules() {
         );
     }
     assert_eq!(db.snapshot(), before);
+}
+
+/// The session's `ip_address` and `user_agent`, as stored.
+fn origin_of(db: &Db, created: &serde_json::Value) -> serde_json::Value {
+    db.row(
+        "SELECT ip_address, user_agent FROM onboarding_sessions WHERE id = ?1",
+        &[&created["session_id"].as_str().unwrap()],
+    )
+}
+
+#[test]
+fn create_with_the_hosts_peer_replaces_the_payloads_claims() {
+    let db = Db::memory();
+    // The payload's own claims would be refused; the arguments replace them
+    // unread.
+    let claims = r#"{"source":"web","ip_address":"999.1.1.1","user_agent":"bad\u0007"}"#;
+    let created = db
+        .call(
+            "SELECT onboarding_create(?1, ?2, ?3)",
+            &[&claims, &"2001:db8::7", &" Mozilla/5.0\t(X11)\r\n "],
+        )
+        .unwrap();
+    assert_eq!(
+        origin_of(&db, &created),
+        json!({"ip_address": "2001:db8::7", "user_agent": "Mozilla/5.0(X11)"})
+    );
+    assert_eq!(
+        db.row(
+            "SELECT source FROM onboarding_sessions WHERE id = ?1",
+            &[&created["session_id"].as_str().unwrap()]
+        ),
+        json!({"source": "web"})
+    );
+    // A header left empty (or only blanks and control characters) is no
+    // user agent, and the payload's claim is still dropped.
+    for header in ["", " \t\r\n "] {
+        let created = db
+            .call(
+                "SELECT onboarding_create(?1, '203.0.113.7', ?2)",
+                &[&r#"{"user_agent":"claimed/1.0"}"#, &header],
+            )
+            .unwrap();
+        assert_eq!(
+            origin_of(&db, &created),
+            json!({"ip_address": "203.0.113.7", "user_agent": null})
+        );
+    }
+    // Cut to 512 characters; a blob header is read as UTF-8, bad bytes
+    // replaced.
+    let long = "a".repeat(600);
+    let created = db
+        .call("SELECT onboarding_create(NULL, NULL, ?1)", &[&long])
+        .unwrap();
+    assert_eq!(
+        origin_of(&db, &created),
+        json!({"ip_address": null, "user_agent": "a".repeat(512)})
+    );
+    let created = db
+        .call(
+            "SELECT onboarding_create('{}', '198.51.100.2', X'4d6f7a696c6c61ff')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        origin_of(&db, &created),
+        json!({"ip_address": "198.51.100.2", "user_agent": "Mozilla\u{fffd}"})
+    );
+}
+
+#[test]
+fn create_with_null_peer_arguments_keeps_the_payloads_fields() {
+    let db = Db::memory();
+    let created = db
+        .call(
+            "SELECT onboarding_create(?1, NULL, NULL)",
+            &[&r#"{"ip_address":" 203.0.113.7 ","user_agent":"Mozilla/5.0"}"#],
+        )
+        .unwrap();
+    assert_eq!(
+        origin_of(&db, &created),
+        json!({"ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0"})
+    );
+    // ...and the payload's rules: a user agent in the payload is refused,
+    // not cleaned.
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_create(?1, NULL, NULL)",
+            &[&r#"{"user_agent":"bad\u0007"}"#]
+        )
+        .unwrap_err(),
+        "onboarding_create: invalid_field: user_agent 'bad\\u{7}' contains a control character"
+    );
+}
+
+#[test]
+fn create_peer_argument_rules() {
+    let db = Db::memory();
+    let cases = [
+        (
+            "SELECT onboarding_create('{}', 'localhost', NULL)",
+            "onboarding_create: invalid_field: ip_address 'localhost' is not an IPv4 or IPv6 address",
+        ),
+        (
+            "SELECT onboarding_create('{}', '', NULL)",
+            "onboarding_create: invalid_field: ip_address must not be empty",
+        ),
+        (
+            "SELECT onboarding_create('{}', 203, NULL)",
+            "onboarding_create: invalid_field: ip_address must be text, got an integer",
+        ),
+        (
+            "SELECT onboarding_create('{}', '203.0.113.7', 4.5)",
+            "onboarding_create: invalid_field: user_agent must be text, got a real",
+        ),
+        (
+            "SELECT onboarding_create('[]', '203.0.113.7', 'curl/8.0')",
+            "onboarding_create: invalid_json: payload must be a JSON object, got an array",
+        ),
+    ];
+    let before = db.snapshot();
+    for (sql, error) in cases {
+        assert_eq!(db.call(sql, &[]).unwrap_err(), error, "{sql}");
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn schema_version_reads_the_applied_version_and_writes_nothing() {
+    let conn = Connection::open_in_memory().unwrap();
+    onboarding::register_with(&conn, PinnedEnv::new(T0, 1)).unwrap();
+    let version = |conn: &Connection| -> i64 {
+        conn.query_row("SELECT onboarding_schema_version()", [], |r| r.get(0))
+            .unwrap()
+    };
+    let tables = |conn: &Connection| -> i64 {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap()
+    };
+    // Never migrated: 0, and the bookkeeping table is not created.
+    assert_eq!(version(&conn), 0);
+    assert_eq!(tables(&conn), 0);
+    let db = Db::on(conn);
+    let before = db.snapshot();
+    assert_eq!(version(&db.conn), 2);
+    assert_eq!(db.snapshot(), before);
+    // It reports what was applied, even a version this library does not know.
+    db.conn
+        .execute_batch(
+            "INSERT INTO onboarding_schema_migrations VALUES (3, '003_future', '2027-01-01T00:00:00.000Z')",
+        )
+        .unwrap();
+    assert_eq!(version(&db.conn), 3);
 }
 
 #[test]
@@ -275,20 +410,14 @@ fn migrate_is_idempotent_and_records_its_version() {
         SqlValue::Integer(2)
     );
     assert_eq!(db.snapshot(), before);
-    let mut stmt = db
-        .conn
-        .prepare("SELECT version, name, applied_at FROM onboarding_schema_migrations ORDER BY 1")
-        .unwrap();
-    let rows: Vec<(i64, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
     assert_eq!(
-        rows,
+        db.rows(
+            "SELECT version, name, applied_at FROM onboarding_schema_migrations ORDER BY version",
+            &[]
+        ),
         [
-            (1, "001_init".into(), "2026-11-24T10:00:00.000Z".into()),
-            (2, "002_knowledge".into(), "2026-11-24T10:00:00.000Z".into())
+            json!({"version": 1, "name": "001_init", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 2, "name": "002_knowledge", "applied_at": "2026-11-24T10:00:00.000Z"}),
         ]
     );
 }

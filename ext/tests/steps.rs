@@ -39,24 +39,19 @@ fn business_saves_normalised_data_and_reaches_step_2() {
         json!({"company_name":"Mon Entreprise","industry":"Immobilier","phone":"+33612345678","email":"contact@entreprise.fr"})
     );
     // The tenant shows the business now; the email waits for completion.
-    let tenant: (String, String, String, String, String) = db
-        .conn
-        .query_row(
-            "SELECT name, company_name, phone, sector, email FROM tenants",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .unwrap();
     let tenant_id = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
     assert_eq!(
-        tenant,
-        (
-            "Mon Entreprise".into(),
-            "Mon Entreprise".into(),
-            "+33612345678".into(),
-            "Immobilier".into(),
-            format!("pending+{tenant_id}@onboarding.invalid")
-        )
+        db.row(
+            "SELECT name, company_name, phone, sector, email FROM tenants",
+            &[]
+        ),
+        json!({
+            "name": "Mon Entreprise",
+            "company_name": "Mon Entreprise",
+            "phone": "+33612345678",
+            "sector": "Immobilier",
+            "email": format!("pending+{tenant_id}@onboarding.invalid"),
+        })
     );
 }
 
@@ -345,6 +340,14 @@ fn appointments_rules_and_tenant_settings() {
             "onboarding_step: invalid_field: event_type_id -3 is not a positive integer (expected a Cal.com event type id such as 123456)",
         ),
         (
+            r#"{"provider":"cal_com","event_type_id":0.0}"#,
+            "onboarding_step: invalid_field: event_type_id 0.0 is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
+            r#"{"provider":"cal_com","event_type_id":2.5}"#,
+            "onboarding_step: invalid_field: event_type_id 2.5 is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
             r#"{"provider":"cal_com","event_type_id":7,"timezone":"Europe/Lutece"}"#,
             "onboarding_step: invalid_field: timezone 'Europe/Lutece' is not an IANA time zone (expected a name such as 'Europe/Paris')",
         ),
@@ -352,14 +355,11 @@ fn appointments_rules_and_tenant_settings() {
     for (payload, error) in cases {
         assert_eq!(refused(&db, &s, "appointments", payload), error);
     }
-    let tenant = || -> (Option<String>, Option<String>, String) {
-        db.conn
-            .query_row(
-                "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap()
+    let tenant = || {
+        db.row(
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
+            &[],
+        )
     };
     // Saved on the tenant; progress unchanged.
     assert_eq!(
@@ -373,27 +373,35 @@ fn appointments_rules_and_tenant_settings() {
     );
     assert_eq!(
         tenant(),
-        (
-            Some("cal_com".into()),
-            Some("123456".into()),
-            "America/Montreal".into()
-        )
+        json!({"booking_provider": "cal_com", "cal_com_event_type_id": "123456",
+               "timezone": "America/Montreal"})
     );
     // A field left out keeps its value; the step shows the merged settings.
     db.step(&s, "appointments", r#"{"timezone":"Europe/Paris"}"#)
         .unwrap();
     assert_eq!(
         tenant(),
-        (
-            Some("cal_com".into()),
-            Some("123456".into()),
-            "Europe/Paris".into()
-        )
+        json!({"booking_provider": "cal_com", "cal_com_event_type_id": "123456",
+               "timezone": "Europe/Paris"})
     );
     assert_eq!(
         db.get(&s)["steps"]["appointments"],
         json!({"provider":"cal_com","event_type_id":"123456","timezone":"Europe/Paris"})
     );
+    // 98765.0 and 9.8765e4 are the integer 98765 in JSON.
+    for number in ["98765.0", "9.8765e4"] {
+        db.step(
+            &s,
+            "appointments",
+            &format!(r#"{{"event_type_id":{number}}}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            tenant()["cal_com_event_type_id"],
+            json!("98765"),
+            "{number}"
+        );
+    }
 }
 
 #[test]
@@ -488,14 +496,13 @@ fn step_time_is_credited_to_the_step_left() {
     db.business(&s, "a@b.fr");
     db.env.advance_ms(10_000); // step 2 (channels) skipped: all to step 2
     db.vapi(&s);
-    let durations: Vec<f64> = db
-        .conn
-        .query_row(
+    assert_eq!(
+        db.row(
             "SELECT step_1_duration, step_2_duration, step_3_duration, step_4_duration
              FROM onboarding_analytics",
-            [],
-            |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
-        )
-        .unwrap();
-    assert_eq!(durations, vec![61.25, 14.0, 0.0, 0.0]);
+            &[]
+        ),
+        json!({"step_1_duration": 61.25, "step_2_duration": 14.0,
+               "step_3_duration": 0.0, "step_4_duration": 0.0})
+    );
 }

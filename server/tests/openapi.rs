@@ -2,7 +2,7 @@
 use std::collections::BTreeSet;
 
 use onboarding_server::http::OPENAPI;
-use onboarding_server::routes::ROUTES;
+use onboarding_server::routes::{self, ROUTES};
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -77,4 +77,156 @@ fn collect_refs(value: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+fn document() -> serde_json::Value {
+    serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
+}
+
+/// Follows a local `$ref` (once or more) to what it names.
+fn resolve<'a>(doc: &'a serde_json::Value, value: &'a serde_json::Value) -> &'a serde_json::Value {
+    match value["$ref"].as_str() {
+        Some(r) => resolve(doc, doc.pointer(&r[1..]).expect("$ref resolves")),
+        None => value,
+    }
+}
+
+/// The `code` values an error response declares.
+fn codes(doc: &serde_json::Value, response: &serde_json::Value) -> Vec<String> {
+    let schema = &resolve(doc, response)["content"]["application/json"]["schema"];
+    let overlay = &schema["allOf"][1];
+    overlay["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no code enum in {schema}"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_operation_lists_the_edge_statuses_with_their_codes() {
+    let doc = document();
+    let all_codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for route in ROUTES {
+        let label = format!("{} {}", route.method, route.path);
+        let responses =
+            &doc["paths"][route.path][route.method.as_str().to_lowercase()]["responses"];
+        let mut expected = vec![
+            ("400", "bad_request"),
+            ("414", "uri_too_long"),
+            ("431", "headers_too_large"),
+            ("500", "internal"),
+            ("501", "not_implemented"),
+        ];
+        if route.method == hyper::Method::POST {
+            expected.extend([
+                ("400", "invalid_json"),
+                ("408", "request_timeout"),
+                ("413", "payload_too_large"),
+                ("415", "unsupported_media_type"),
+            ]);
+        }
+        if route.path != "/openapi.json" {
+            expected.push(("503", "unavailable"));
+        }
+        if route.path.contains(routes::SESSION_ID) {
+            expected.push(("404", "not_found"));
+        }
+        for (status, code) in expected {
+            let response = &responses[status];
+            assert!(response.is_object(), "{label} does not list {status}");
+            assert!(
+                codes(&doc, response).iter().any(|c| c == code),
+                "{label}: {status} does not name {code}"
+            );
+        }
+        for (status, response) in responses.as_object().unwrap() {
+            if status.starts_with('2') {
+                continue;
+            }
+            for code in codes(&doc, response) {
+                assert!(
+                    all_codes.contains(&code.as_str()),
+                    "{label}: {code} is not in Error"
+                );
+            }
+            if status == "429" || status == "503" {
+                let headers = &resolve(&doc, response)["headers"];
+                assert!(
+                    headers["Retry-After"].is_object(),
+                    "{label}: {status} lacks Retry-After"
+                );
+            }
+        }
+    }
+    let not_allowed = &doc["components"]["responses"]["MethodNotAllowed"];
+    assert!(not_allowed["headers"]["Allow"].is_object());
+    assert_eq!(codes(&doc, not_allowed), ["method_not_allowed"]);
+}
+
+/// White space that the library trims (Rust's `str::trim`), as a regex class.
+const WS: &str = r"[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*";
+
+/// The pattern of a trimmed value that must be one of `names`.
+fn padded<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    let names: Vec<String> = names
+        .into_iter()
+        .map(|n| n.as_ref().replace('+', r"\+"))
+        .collect();
+    format!("^{WS}(?:{}){WS}$", names.join("|"))
+}
+
+fn pattern<'a>(doc: &'a serde_json::Value, schema: &str, pointer: &str) -> &'a str {
+    doc["components"]["schemas"][schema]
+        .pointer(pointer)
+        .and_then(|p| p.as_str())
+        .unwrap_or_else(|| panic!("no pattern at {schema}{pointer}"))
+}
+
+#[test]
+fn enumerated_patterns_are_the_library_lists() {
+    use onboarding::{catalog, BOOKING_PROVIDERS, CHANNELS, KB_METHODS};
+    let doc = document();
+    assert_eq!(
+        pattern(
+            &doc,
+            "ChannelsPayload",
+            "/properties/channels/items/pattern"
+        ),
+        padded(CHANNELS)
+    );
+    assert_eq!(
+        pattern(&doc, "KbPayload", "/properties/method/pattern"),
+        padded(KB_METHODS)
+    );
+    assert_eq!(
+        pattern(&doc, "AppointmentsPayload", "/properties/provider/pattern"),
+        padded(BOOKING_PROVIDERS)
+    );
+    assert_eq!(
+        pattern(&doc, "VapiPayload", "/properties/agent_type/pattern"),
+        padded(catalog::AGENT_TYPES.iter().map(|a| a.id))
+    );
+    // Voices are matched in any letter case.
+    let mut voices = vec!["female", "male"];
+    voices.extend(catalog::VOICES.iter().map(|v| v.id));
+    let any_case = voices.iter().map(|v| {
+        v.chars()
+            .map(|c| format!("[{c}{}]", c.to_ascii_uppercase()))
+            .collect::<String>()
+    });
+    assert_eq!(
+        pattern(&doc, "VapiPayload", "/properties/voice/pattern"),
+        padded(any_case)
+    );
+    assert_eq!(
+        pattern(&doc, "AppointmentsPayload", "/properties/timezone/pattern"),
+        padded(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())),
+        "the time zones of the document are not chrono-tz's"
+    );
 }

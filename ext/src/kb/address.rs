@@ -57,6 +57,15 @@ impl AllowList {
     }
 }
 
+/// What the library needs to know of its host's knowledge-base policy,
+/// given to `register_with_settings` or `register_cached_with_settings`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `host:port` pairs exempt from the public-address rule (the server's
+    /// `--crawl-allow-host`); the kb step's validation applies it.
+    pub crawl_allow_hosts: AllowList,
+}
+
 fn trim_dot(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }

@@ -1,69 +1,37 @@
 //! The knowledge base: what the voice agent knows about the business.
 //!
-//! | function | file |
-//! |---|---|
-//! | the kb step's `website` and `documents` validation | `address.rs`, `documents.rs` |
-//! | storing documents at completion | `store.rs` (and `chunk.rs`, `french.rs`) |
-//! | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish` | `worker.rs` |
-//! | `onboarding_kb_get`, `onboarding_kb_search` | `read.rs` |
+//! Its modules sit on the library's layers (ARCHITECTURE.md):
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | entry points | `read.rs` | `onboarding_kb_get`, `onboarding_kb_search` |
+//! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`: lease, frontier, counters, retries |
+//! | leaves using leaves | `store.rs` | one document per text per tenant, its chunks and FTS5 rows |
+//! | leaves using leaves | `job.rs` | a crawl job's row as JSON |
+//! | leaves | `address.rs` | the public-address rule, URL identity, site scope, the host's settings |
+//! | leaves | `french.rs` | French analysis: accents folded, stems, stop words |
+//! | leaves | `chunk.rs` | Markdown cut into chunks along headings |
+//!
+//! The kb step's validation (`website`, `documents`) is `validate::kb`; the
+//! documents are stored by the sync's knowledge-base part.
 //!
 //! The crawler itself (HTTP, robots.txt, extraction) is a client of the
-//! worker functions and lives in the server crate: the library never makes
-//! a network request.
+//! worker functions and lives in the host: the library never makes a network
+//! request. What a host's crawler needs of the address rule is this module's
+//! public items, the only ones: [`Settings`] and [`AllowList`] (the operator's
+//! exceptions, passed to `register_*with_settings`), [`check_url`] and
+//! [`check_parsed`] (a URL, before every request and on every redirect hop),
+//! [`is_public_ip`] (each address a name resolves to, and the one connected
+//! to) and [`same_site`] (the crawl's scope). The kb step's validation and the
+//! worker functions apply the very same rule, so host and library refuse
+//! exactly the same addresses.
 
-pub mod address;
+mod address;
 mod chunk;
-pub mod documents;
-mod fields;
-pub mod french;
-pub mod read;
-pub mod store;
-pub mod worker;
+mod french;
+mod job;
+pub(crate) mod read;
+pub(crate) mod store;
+pub(crate) mod worker;
 
-use rusqlite::Connection;
-use serde_json::{json, Value};
-
-pub use address::AllowList;
-
-use crate::error::Result;
-
-/// What the library needs to know about its host's knowledge-base policy.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// `host:port` pairs exempt from the public-address rule (the
-    /// server's `--crawl-allow-host`), for the kb step's validation.
-    pub crawl_allow_hosts: AllowList,
-}
-
-/// Completion's knowledge-base part for the `documents` method: every
-/// document stored and indexed now, in the caller's savepoint. Answers
-/// what completion reports.
-pub fn store_documents(
-    conn: &Connection,
-    tenant_id: &str,
-    documents: &Value,
-    now: &str,
-) -> Result<Value> {
-    let mut stored = 0;
-    let mut chunks = 0;
-    for doc in documents.as_array().into_iter().flatten() {
-        let (Some(title), Some(content)) = (doc["title"].as_str(), doc["content"].as_str()) else {
-            continue;
-        };
-        let new = store::NewDocument {
-            tenant_id,
-            job_id: None,
-            source: "documents",
-            url: None,
-            title,
-            markdown: content,
-            depth: None,
-            now,
-        };
-        if let store::Stored::New { chunks: n, .. } = store::store(conn, &new)? {
-            stored += 1;
-            chunks += n;
-        }
-    }
-    Ok(json!({ "documents_stored": stored, "chunks": chunks }))
-}
+pub use address::{check_parsed, check_url, is_public_ip, same_site, AllowList, Refusal, Settings};

@@ -4,12 +4,12 @@
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
-use super::fields::Fields;
 use super::french::{fts_query, index_terms, query_terms};
-use super::worker::job_json;
-use crate::db;
+use super::job::{job_json, JOB_COLUMNS};
 use crate::error::{quote, Error, ErrorKind, Result};
-use crate::session::{stored_json, Session};
+use crate::session::{stored_json, Session, Step};
+use crate::sql;
+use crate::validate::Fields;
 
 pub const MAX_RESULTS: i64 = 20;
 pub const DEFAULT_RESULTS: i64 = 5;
@@ -34,13 +34,10 @@ fn rows(
 //           "depth":1,"status":"skipped","reason":"robots_disallowed"}]}'
 pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
     let session = Session::load(conn, session_id)?;
-    let kb = stored_json(&session.kb_data)?;
-    let job: Option<Value> = db::query_row(
+    let kb = stored_json(session.data(Step::Kb))?;
+    let job: Option<Value> = sql::query_row(
         conn,
-        "SELECT id, session_id, tenant_id, url, status, attempts, pages_found, pages_stored,
-                pages_skipped, pages_failed, error_code, started_at, finished_at,
-                next_attempt_at, lease_owner, lease_expires_at
-         FROM kb_crawl_jobs WHERE session_id = ?1",
+        &format!("SELECT {JOB_COLUMNS} FROM kb_crawl_jobs WHERE session_id = ?1"),
         [session_id],
         job_json,
     )
@@ -90,13 +87,15 @@ pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
 
 /// The tenant a search is about: from `session_id`, or `tenant_id` given.
 fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
-    if let Some(session_id) = f.optional_str("session_id", 100)? {
+    // Any length: an id that is no session's is not_found, as for
+    // onboarding_get.
+    if let Some(session_id) = f.optional_str("session_id", usize::MAX)? {
         return Ok(Session::load(conn, session_id)?.tenant_id);
     }
     let Some(tenant_id) = f.optional_str("tenant_id", 100)? else {
         return Err(Error::invalid_field("session_id or tenant_id is required"));
     };
-    let exists: bool = db::query_row(
+    let exists: bool = sql::query_row(
         conn,
         "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)",
         [tenant_id],

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 
 use super::chunk::chunks;
 use super::french::index_terms;
-use crate::db;
 use crate::error::Result;
+use crate::sql;
 
 /// A document about to be stored.
 pub struct NewDocument<'a> {
@@ -49,7 +49,7 @@ pub fn content_hash(markdown: &str) -> String {
 
 pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
     let hash = content_hash(doc.markdown);
-    let existing: Option<i64> = db::query_row(
+    let existing: Option<i64> = sql::query_row(
         conn,
         "SELECT id FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2",
         (doc.tenant_id, &hash),
@@ -59,7 +59,7 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
     if let Some(id) = existing {
         return Ok(Stored::Duplicate { id });
     }
-    let id: i64 = db::query_row(
+    let id: i64 = sql::query_row(
         conn,
         "INSERT INTO kb_documents (tenant_id, job_id, source, url, title, markdown,
                                    content_hash, depth, fetched_at)
@@ -79,7 +79,7 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
     )?;
     let pieces = chunks(doc.markdown, doc.title);
     for (position, chunk) in pieces.iter().enumerate() {
-        let chunk_id: i64 = db::query_row(
+        let chunk_id: i64 = sql::query_row(
             conn,
             "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
              VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
@@ -95,7 +95,7 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
         // The title goes into every chunk's terms: a page called "Tarifs"
         // answers price questions even where its text never says so.
         let terms = index_terms(&format!("{}\n{}\n{}", doc.title, chunk.heading, chunk.text));
-        db::execute(
+        sql::execute(
             conn,
             "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (?1, ?2, ?3)",
             (

@@ -8,17 +8,18 @@
 //! depth at most 3, at most 50 pages), identity (normalised URLs, one
 //! document per text), counters and retries.
 
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use url::Url;
 
 use super::address::{normalize, same_site};
-use super::fields::Fields;
+use super::job::load_job;
 use super::store::{store, NewDocument, Stored};
-use crate::atomic::atomic;
-use crate::db;
 use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
+use crate::savepoint::in_savepoint;
+use crate::sql;
+use crate::validate::Fields;
 
 /// At most this many pages per job, the start page included.
 pub const MAX_PAGES: i64 = 50;
@@ -44,48 +45,6 @@ pub const ERROR_CODES: [&str; 9] = [
 ];
 const RETRYABLE: [&str; 3] = ["dns", "unreachable", "robots_unavailable"];
 
-const JOB_COLUMNS: &str = "id, session_id, tenant_id, url, status, attempts, pages_found,
-     pages_stored, pages_skipped, pages_failed, error_code, started_at, finished_at,
-     next_attempt_at, lease_owner, lease_expires_at";
-
-/// A job row as the functions answer it.
-pub fn job_json(r: &Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": r.get::<_, i64>(0)?,
-        "session_id": r.get::<_, String>(1)?,
-        "tenant_id": r.get::<_, String>(2)?,
-        "url": r.get::<_, String>(3)?,
-        "status": r.get::<_, String>(4)?,
-        "attempts": r.get::<_, i64>(5)?,
-        "pages_found": r.get::<_, i64>(6)?,
-        "pages_stored": r.get::<_, i64>(7)?,
-        "pages_skipped": r.get::<_, i64>(8)?,
-        "pages_failed": r.get::<_, i64>(9)?,
-        "error_code": r.get::<_, Option<String>>(10)?,
-        "started_at": r.get::<_, Option<String>>(11)?,
-        "finished_at": r.get::<_, Option<String>>(12)?,
-        "next_attempt_at": r.get::<_, Option<String>>(13)?,
-        "lease_owner": r.get::<_, Option<String>>(14)?,
-        "lease_expires_at": r.get::<_, Option<String>>(15)?,
-    }))
-}
-
-pub fn load_job(conn: &Connection, job_id: i64) -> Result<Value> {
-    db::query_row(
-        conn,
-        &format!("SELECT {JOB_COLUMNS} FROM kb_crawl_jobs WHERE id = ?1"),
-        [job_id],
-        job_json,
-    )
-    .optional()?
-    .ok_or_else(|| {
-        Error::new(
-            crate::ErrorKind::NotFound,
-            format!("job {job_id} does not exist"),
-        )
-    })
-}
-
 fn worker_and_lease(f: &Fields) -> Result<(String, i64)> {
     let worker = f.str("worker", 100)?.to_string();
     let lease = f.int("lease_seconds", 1..=3600, Some(DEFAULT_LEASE_SECONDS))?;
@@ -100,19 +59,19 @@ fn worker_and_lease(f: &Fields) -> Result<(String, i64)> {
 pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let (worker, lease) = worker_and_lease(&f)?;
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         // A job whose every attempt died with its worker ends here rather
         // than being taken over forever.
-        db::execute(
+        sql::execute(
             conn,
             "UPDATE kb_crawl_jobs SET status = 'failed', error_code = 'timeout', finished_at = ?1,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
              WHERE status = 'running' AND lease_expires_at <= ?1 AND attempts >= ?2",
             (&now, MAX_ATTEMPTS),
         )?;
-        let due: Option<i64> = db::query_row(
+        let due: Option<i64> = sql::query_row(
             conn,
             "SELECT id FROM kb_crawl_jobs
              WHERE (status = 'queued' AND coalesce(next_attempt_at, '') <= ?1)
@@ -125,7 +84,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         let Some(job_id) = due else {
             return Ok(json!({ "success": true, "job": null }));
         };
-        let start: String = db::query_row(
+        let start: String = sql::query_row(
             conn,
             "UPDATE kb_crawl_jobs SET status = 'running', attempts = attempts + 1,
                     lease_owner = ?1, lease_expires_at = ?2, next_attempt_at = NULL,
@@ -134,7 +93,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
             (&worker, iso8601(now_ms + lease * 1000), &now, job_id),
             |r| r.get(0),
         )?;
-        db::execute(
+        sql::execute(
             conn,
             "INSERT INTO kb_crawl_pages (job_id, url, depth, created_at, updated_at)
              VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT (job_id, url) DO NOTHING",
@@ -160,7 +119,7 @@ fn frontier(conn: &Connection, job_id: i64) -> Result<Value> {
 }
 
 fn update_counters(conn: &Connection, job_id: i64, now: &str) -> Result<()> {
-    db::execute(
+    sql::execute(
         conn,
         "UPDATE kb_crawl_jobs SET
              pages_found = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1),
@@ -186,7 +145,7 @@ struct Held {
 type LeaseRow = (String, String, Option<String>, Option<String>, String);
 
 fn held(conn: &Connection, job_id: i64, worker: &str, now: &str) -> Result<Held> {
-    let row: Option<LeaseRow> = db::query_row(
+    let row: Option<LeaseRow> = sql::query_row(
         conn,
         "SELECT tenant_id, url, lease_owner, lease_expires_at, status FROM kb_crawl_jobs WHERE id = ?1",
         [job_id],
@@ -219,7 +178,7 @@ fn held(conn: &Connection, job_id: i64, worker: &str, now: &str) -> Result<Held>
 
 fn extend_lease(conn: &Connection, job_id: i64, now_ms: i64, lease: i64) -> Result<String> {
     let expires = iso8601(now_ms + lease * 1000);
-    db::execute(
+    sql::execute(
         conn,
         "UPDATE kb_crawl_jobs SET lease_expires_at = ?1 WHERE id = ?2",
         (&expires, job_id),
@@ -233,7 +192,7 @@ pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
     let f = Fields::parse(payload)?;
     let job_id = f.int("job_id", 1..=i64::MAX, None)?;
     let (worker, lease) = worker_and_lease(&f)?;
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let now_ms = env.now_ms();
         held(conn, job_id, &worker, &iso8601(now_ms))?;
         let expires = extend_lease(conn, job_id, now_ms, lease)?;
@@ -262,7 +221,7 @@ fn admit_links(
     if depth > MAX_DEPTH {
         return Ok(added);
     }
-    let mut count: i64 = db::query_row(
+    let mut count: i64 = sql::query_row(
         conn,
         "SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1",
         [job.id],
@@ -272,7 +231,7 @@ fn admit_links(
         if count >= MAX_PAGES {
             break;
         }
-        let inserted = db::execute(
+        let inserted = sql::execute(
             conn,
             "INSERT INTO kb_crawl_pages (job_id, url, depth, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (job_id, url) DO NOTHING",
@@ -371,7 +330,7 @@ fn set_page(
     doc: Option<i64>,
     now: &str,
 ) -> Result<()> {
-    db::execute(
+    sql::execute(
         conn,
         "UPDATE kb_crawl_pages SET status = ?1, reason = ?2, document_id = ?3, updated_at = ?4
          WHERE id = ?5",
@@ -382,7 +341,7 @@ fn set_page(
 
 /// The frontier row of `url` in the job: (id, depth, status).
 fn page_row(conn: &Connection, job_id: i64, url: &str) -> Result<Option<(i64, i64, String)>> {
-    Ok(db::query_row(
+    Ok(sql::query_row(
         conn,
         "SELECT id, depth, status FROM kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
         (job_id, url),
@@ -400,7 +359,7 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
     let job_id = f.int("job_id", 1..=i64::MAX, None)?;
     let (worker, lease) = worker_and_lease(&f)?;
     let r = report(&f)?;
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         let job = held(conn, job_id, &worker, &now)?;
@@ -516,11 +475,11 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
             ERROR_CODES.join(", ")
         )));
     }
-    atomic(conn, || {
+    in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         held(conn, job_id, &worker, &now)?;
-        let (attempts, stored): (i64, i64) = db::query_row(
+        let (attempts, stored): (i64, i64) = sql::query_row(
             conn,
             "SELECT attempts, pages_stored FROM kb_crawl_jobs WHERE id = ?1",
             [job_id],
@@ -529,7 +488,7 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
         let retryable = code.is_some_and(|c| RETRYABLE.contains(&c));
         if retryable && attempts < MAX_ATTEMPTS {
             let wait = BACKOFF_SECONDS[(attempts.clamp(1, 2) - 1) as usize];
-            db::execute(
+            sql::execute(
                 conn,
                 "UPDATE kb_crawl_jobs SET status = 'queued', error_code = ?1, next_attempt_at = ?2,
                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
@@ -545,14 +504,14 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
         } else {
             "failed"
         };
-        db::execute(
+        sql::execute(
             conn,
             "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
              WHERE job_id = ?2 AND status = 'pending'",
             (&now, job_id),
         )?;
         update_counters(conn, job_id, &now)?;
-        db::execute(
+        sql::execute(
             conn,
             "UPDATE kb_crawl_jobs SET status = ?1, error_code = ?2, finished_at = ?3,
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3

@@ -1,12 +1,13 @@
 //! Shared fixtures: a migrated database with pinned time and randomness, a
-//! way to call the functions and get their JSON or their error text, and a
-//! snapshot of every table for atomicity checks.
+//! way to call the functions and get their JSON or their error text, rows
+//! as JSON objects, and a snapshot of every table for atomicity checks.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use onboarding::PinnedEnv;
-use rusqlite::{types::Value as SqlValue, Connection};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::Connection;
 use serde_json::Value;
 
 /// 2026-11-24T10:00:00.000Z
@@ -106,6 +107,39 @@ impl Db {
             r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
         )
         .unwrap()
+    }
+
+    /// The rows a query returns, in its order, each as a JSON object of its
+    /// columns: NULL is `null`, integers and reals keep their SQL type
+    /// (`1` is not `1.0`), text stays text (JSON columns are not parsed).
+    pub fn rows(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Vec<Value> {
+        let mut stmt = self.conn.prepare(sql).unwrap();
+        let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let mut rows = stmt.query(params).unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            let mut object = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate() {
+                let value = match row.get_ref(i).unwrap() {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::from(n),
+                    ValueRef::Real(x) => Value::from(x),
+                    ValueRef::Text(t) => Value::from(std::str::from_utf8(t).unwrap()),
+                    ValueRef::Blob(_) => panic!("column {name} holds a blob"),
+                };
+                object.insert(name.clone(), value);
+            }
+            out.push(Value::Object(object));
+        }
+        out
+    }
+
+    /// The one row a query returns, as [`Db::rows`] gives it; panics when
+    /// the query returns no row or several.
+    pub fn row(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Value {
+        let mut rows = self.rows(sql, params);
+        assert_eq!(rows.len(), 1, "expected one row from {sql}, got {rows:?}");
+        rows.remove(0)
     }
 
     /// Every row of every table, as text, in a stable order.

@@ -13,8 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use onboarding::kb::address::{check_parsed, is_public_ip, same_site};
-use onboarding::kb::AllowList;
+use onboarding::kb::{check_parsed, is_public_ip, same_site, AllowList};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 

@@ -28,8 +28,13 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use url::Url;
 
-use crate::db::{Call, KbFunction, Writer};
+use crate::db::{KbFunction, Query, Writer};
 use fetch::{Accept, FetchError, Fetcher, Limits, Page};
+
+/// The lease a worker asks for: renewed with every page it reports, so it
+/// only runs out when the worker stopped (killed, or stuck on one request
+/// longer than this).
+pub const LEASE_SECONDS: i64 = 60;
 
 /// How the crawler runs.
 #[derive(Debug, Clone)]
@@ -57,7 +62,7 @@ impl Default for CrawlConfig {
                 "onboarding-kb-crawler/{} (+https://github.com/search?q=onboarding-kb-crawler)",
                 env!("CARGO_PKG_VERSION")
             ),
-            lease_seconds: onboarding::kb::worker::DEFAULT_LEASE_SECONDS,
+            lease_seconds: LEASE_SECONDS,
             idle_poll: Duration::from_secs(2),
             limits: Limits::default(),
             resolve_overrides: HashMap::new(),
@@ -129,7 +134,7 @@ pub async fn worker(
 /// Calls one worker function through the writer queue.
 pub async fn sql(writer: &Writer, function: KbFunction, payload: Value) -> Result<Value, String> {
     let body = writer
-        .call(Call::Kb {
+        .run(Query::Kb {
             function,
             payload: payload.to_string(),
         })

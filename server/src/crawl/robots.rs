@@ -88,7 +88,7 @@ pub async fn sitemap_urls(
         let Ok(url) = Url::parse(&sitemap) else {
             continue;
         };
-        if !onboarding::kb::address::same_site(&url, site) || !rules.allowed(url.as_str()) {
+        if !onboarding::kb::same_site(&url, site) || !rules.allowed(url.as_str()) {
             continue;
         }
         let Ok(page) = polite.get(&url, site, Accept::Xml).await else {

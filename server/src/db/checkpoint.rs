@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::call::error_text;
 use super::open::connect;
+use super::query::error_text;
 use crate::config::Synchronous;
 
 /// How long the checkpointer lets commits gather before copying them back

@@ -21,16 +21,16 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `call.rs` | [`Call`]: the one SQL statement of each route, and its [`Outcome`] |
+//! | `query.rs` | [`Query`]: the one SQL statement of each route, and its [`Outcome`] |
 //! | `open.rs` | opening and configuring the connection, loading `--extension` |
 //! | `checkpoint.rs` | the checkpointer thread |
 //! | `writer.rs` | the writer thread: its queue, group commit, close |
 
-mod call;
 mod checkpoint;
 mod open;
+mod query;
 mod writer;
 
-pub use call::{Call, Failure, KbFunction, Outcome};
 pub use open::Options;
+pub use query::{Failure, KbFunction, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, LoadExtensionGuard};
 
-use super::call::error_text;
 use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
+use super::query::error_text;
 use crate::config::Synchronous;
 
 /// How the writer thread opens its connection.
@@ -77,11 +77,6 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
     conn.set_prepared_statement_cache_capacity(24);
     let checkpointer =
         Checkpointer::start(&options.path, options.synchronous, options.busy_timeout)?;
-    if options.extension.is_none() {
-        // The phone number metadata loads on first use (about 0.1 s): pay
-        // it now rather than in the first business step's answer.
-        let _ = onboarding::validate::phone_e164("+33612345678");
-    }
     Ok(Database {
         conn,
         statements,

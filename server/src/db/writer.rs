@@ -5,8 +5,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use rusqlite::Connection;
 
-use super::call::{error_text, Call, Failure, Outcome};
 use super::open::{open, Database, Options};
+use super::query::{error_text, Failure, Outcome, Query};
 
 /// The most calls one transaction takes: bounds the latency that the last
 /// call of a long queue waits for its answer.
@@ -16,12 +16,12 @@ pub const MAX_BATCH: usize = 256;
 const QUEUE_CAPACITY: usize = 4096;
 
 struct Job {
-    call: Call,
+    query: Query,
     reply: oneshot::Sender<Outcome>,
 }
 
 enum Message {
-    Call(Job),
+    Run(Job),
     /// Answer what is queued before, then checkpoint and close the database.
     Close(oneshot::Sender<Result<(), String>>),
 }
@@ -56,11 +56,11 @@ impl Writer {
         Ok(Writer { queue })
     }
 
-    /// Queues `call` and waits for its answer; never blocks the thread.
-    pub async fn call(&self, call: Call) -> Outcome {
+    /// Queues `query` and waits for its answer; never blocks the thread.
+    pub async fn run(&self, query: Query) -> Outcome {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Message::Call(Job { call, reply }))
+            .send(Message::Run(Job { query, reply }))
             .await
             .map_err(|_| Failure::Sql("the database writer has stopped".to_string()))?;
         answer
@@ -96,7 +96,7 @@ fn serve(db: Database, mut inbox: mpsc::Receiver<Message>) {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Call(job) => batch.push(job),
+                Message::Run(job) => batch.push(job),
                 Message::Close(done) => {
                     close = Some(done);
                     break;
@@ -144,7 +144,7 @@ fn run_batch(conn: &Connection, jobs: &[Job], replies: &mut Vec<Outcome>) {
     }
     let mut lost = false;
     for job in jobs {
-        replies.push(job.call.run(conn));
+        replies.push(job.query.run(conn));
         // Some errors (I/O, full disk) make SQLite roll back the whole
         // transaction: the calls before this one are gone.
         if conn.is_autocommit() {
@@ -171,13 +171,13 @@ fn run_batch(conn: &Connection, jobs: &[Job], replies: &mut Vec<Outcome>) {
         let _ = exec(conn, "ROLLBACK");
     }
     replies.clear();
-    replies.extend(jobs.iter().map(|job| run_alone(conn, &job.call)));
+    replies.extend(jobs.iter().map(|job| run_alone(conn, &job.query)));
 }
 
 /// One call in its own transaction: its answer is exactly its fate.
-fn run_alone(conn: &Connection, call: &Call) -> Outcome {
+fn run_alone(conn: &Connection, query: &Query) -> Outcome {
     exec(conn, "BEGIN IMMEDIATE").map_err(|e| Failure::from(&e))?;
-    let result = call.run(conn).and_then(|body| {
+    let result = query.run(conn).and_then(|body| {
         exec(conn, "COMMIT")
             .map(|_| body)
             .map_err(|e| Failure::from(&e))
@@ -228,8 +228,10 @@ mod tests {
     fn create_jobs(n: usize) -> Vec<Job> {
         (0..n)
             .map(|_| Job {
-                call: Call::Create {
-                    payload: "{}".to_string(),
+                query: Query::Create {
+                    payload: Some("{}".to_string()),
+                    ip_address: "192.0.2.1".to_string(),
+                    user_agent: String::new(),
                 },
                 reply: oneshot::channel().0,
             })
@@ -306,7 +308,7 @@ mod tests {
         jobs.insert(
             1,
             Job {
-                call: Call::Step {
+                query: Query::Step {
                     session_id: "onb_missing".to_string(),
                     step: "business",
                     payload: None,

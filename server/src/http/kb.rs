@@ -1,11 +1,9 @@
-//! The knowledge-base routes' calls: their arguments come from the path and
-//! the query string, and each is still one SQL call.
+//! The knowledge-base routes' queries: their arguments come from the path
+//! and the query string, and each is still one SQL call.
 
 use serde_json::{json, Map, Value};
 
-use super::reply::sql_error;
-use super::reply::Reply;
-use crate::db::Call;
+use crate::db::Query;
 use crate::routes::Endpoint;
 
 /// The query string's parameters (the last one wins on a repeat).
@@ -15,22 +13,19 @@ fn params(query: Option<&str>) -> Map<String, Value> {
         .collect()
 }
 
-/// The call of a knowledge-base route, or the 422 of a missing parameter.
-pub fn call(
-    endpoint: Endpoint,
-    session_id: String,
-    query: Option<&str>,
-) -> Result<Call, Box<Reply>> {
+/// The one query of a knowledge-base route. A missing parameter binds
+/// NULL or leaves its field out, and the library's own error names it.
+pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Query {
     let mut params = params(query);
     match endpoint {
-        Endpoint::KbGet => Ok(Call::KbGet { session_id }),
+        Endpoint::KbGet => Query::KbGet {
+            session_id: Some(session_id),
+        },
         // The original's route: the session id is a query parameter.
-        Endpoint::KbStructure => match params.remove("session_id") {
-            Some(Value::String(id)) if !id.is_empty() => Ok(Call::KbGet { session_id: id }),
-            _ => Err(Box::new(sql_error(
-                &onboarding::Error::invalid_field("session_id is required (?session_id=onb_…)")
-                    .message("onboarding_kb_get"),
-            ))),
+        Endpoint::KbStructure => Query::KbGet {
+            session_id: params
+                .remove("session_id")
+                .and_then(|v| v.as_str().map(str::to_string)),
         },
         _ => {
             let mut payload = json!({ "session_id": session_id });
@@ -43,9 +38,9 @@ pub fn call(
                 let text = limit.as_str().unwrap_or_default();
                 payload["limit"] = text.parse::<i64>().map(Value::from).unwrap_or(limit);
             }
-            Ok(Call::KbSearch {
+            Query::KbSearch {
                 payload: payload.to_string(),
-            })
+            }
         }
     }
 }

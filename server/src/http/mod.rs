@@ -16,25 +16,22 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use onboarding::{quote, ErrorKind};
 
 pub use reply::Reply;
 
 use self::reply::{error, json, not_found, rate_limited, sql_error, unavailable};
-use self::request::{check_framing, check_media_type, payload, read_body, Refusal};
+use self::request::{check_framing, check_media_type, payload, Refusal};
 use crate::client::TrustedProxies;
-use crate::db::{Call, Failure, Writer};
+use crate::db::{Failure, Query, Writer};
 use crate::limit::RateLimiter;
 use crate::routes::{self, Endpoint, Resolved};
 
 /// The OpenAPI document as written; served with `servers` set to the
 /// address the server listens on (see [`openapi_for`]).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
-
-/// The longest user agent stored (the library's limit).
-const MAX_USER_AGENT_CHARS: usize = 512;
 
 const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
 const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static("Content-Type, Authorization");
@@ -110,9 +107,9 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
     }
     // The business step's session, for the "email already used" limit.
     let email_key = (endpoint == Endpoint::Step("business")).then(|| id.clone());
-    let call = match endpoint {
+    let query = match endpoint {
         Endpoint::Create => match create(app, req, client).await {
-            Ok(call) => call,
+            Ok(query) => query,
             Err(reply) => return reply,
         },
         Endpoint::Step(step) => {
@@ -125,7 +122,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
                 }
             }
             match payload(req.into_body(), app.max_body_bytes).await {
-                Ok(payload) => Call::Step {
+                Ok(payload) => Query::Step {
                     session_id: id,
                     step,
                     payload,
@@ -134,29 +131,26 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
             }
         }
         Endpoint::Complete => match payload(req.into_body(), app.max_body_bytes).await {
-            Ok(payload) => Call::Complete {
+            Ok(payload) => Query::Complete {
                 session_id: id,
                 payload,
             },
             Err(refusal) => return refusal.reply(),
         },
-        Endpoint::Get => Call::Get { session_id: id },
-        Endpoint::AgentTypes => Call::AgentTypes,
-        Endpoint::Voices => Call::Voices,
-        Endpoint::Health => Call::Health,
+        Endpoint::Get => Query::Get { session_id: id },
+        Endpoint::AgentTypes => Query::AgentTypes,
+        Endpoint::Voices => Query::Voices,
+        Endpoint::Health => Query::Health,
         Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
         Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
-            match kb::call(endpoint, id, req.uri().query()) {
-                Ok(call) => call,
-                Err(reply) => return *reply,
-            }
+            kb::query(endpoint, id, req.uri().query())
         }
     };
     let success = match endpoint {
         Endpoint::Create => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    match app.writer.call(call).await {
+    match app.writer.run(query).await {
         Ok(body) => json(success, Bytes::from(body)),
         Err(Failure::Busy(text)) => unavailable(&text),
         Err(Failure::Sql(text)) => {
@@ -169,7 +163,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, client: IpAddr) -> Reply {
 }
 
 /// The create call: the client's payload with its address and user agent.
-async fn create(app: &App, req: Request<Incoming>, client: IpAddr) -> Result<Call, Reply> {
+async fn create(app: &App, req: Request<Incoming>, client: IpAddr) -> Result<Query, Reply> {
     if let Some(limiter) = &app.create_limiter {
         if let Err(wait) = limiter.check(client, Instant::now()) {
             return Err(rate_limited(
@@ -178,12 +172,21 @@ async fn create(app: &App, req: Request<Incoming>, client: IpAddr) -> Result<Cal
             ));
         }
     }
-    let user_agent = user_agent(req.headers());
-    let body = read_body(req.into_body(), app.max_body_bytes)
+    // The raw header: the library cleans it (and an empty one stores none,
+    // where NULL would let the payload's own claim stand).
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let payload = payload(req.into_body(), app.max_body_bytes)
         .await
         .map_err(Refusal::reply)?;
-    let payload = create_payload(&body, client, user_agent).map_err(Refusal::reply)?;
-    Ok(Call::Create { payload })
+    Ok(Query::Create {
+        payload,
+        ip_address: client.to_canonical().to_string(),
+        user_agent,
+    })
 }
 
 /// Whether the business step may still answer "email already used" for
@@ -234,45 +237,6 @@ fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
         reply.headers_mut().insert(header::ALLOW, allow);
     }
     reply
-}
-
-/// create's payload: the client's object with the server's `ip_address` and
-/// `user_agent` in place of anything the client sent for them.
-fn create_payload(
-    body: &[u8],
-    client: IpAddr,
-    user_agent: Option<String>,
-) -> Result<String, Refusal> {
-    let text = match body {
-        [] => "{}",
-        _ => std::str::from_utf8(body).map_err(|_| Refusal::NotUtf8)?,
-    };
-    // The library's own parser, so the error texts are the library's.
-    let mut map = onboarding::validate::payload_object(Some(text)).map_err(Refusal::Library)?;
-    map.insert(
-        "ip_address".to_string(),
-        client.to_canonical().to_string().into(),
-    );
-    match user_agent {
-        Some(ua) => map.insert("user_agent".to_string(), ua.into()),
-        None => map.remove("user_agent"),
-    };
-    Ok(serde_json::Value::Object(map).to_string())
-}
-
-/// The `User-Agent` as the library accepts it: no control characters,
-/// trimmed, at most 512 characters; `None` when nothing is left.
-fn user_agent(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get(header::USER_AGENT)?;
-    let text = String::from_utf8_lossy(raw.as_bytes());
-    let cleaned: String = text
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_USER_AGENT_CHARS)
-        .collect();
-    let cleaned = cleaned.trim_end();
-    (!cleaned.is_empty()).then(|| cleaned.to_string())
 }
 
 /// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
@@ -355,17 +319,5 @@ mod tests {
         );
         let reply = sql_error("onboarding_step: invalid_field: channels: nothing chosen");
         assert!(body_text(reply).await.ends_with(r#""field":"channels"}"#));
-    }
-
-    #[test]
-    fn user_agent_is_cleaned_and_cut() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(" curl/8.0\t "));
-        assert_eq!(user_agent(&headers), Some("curl/8.0".to_string()));
-        let long = "a".repeat(600);
-        headers.insert(header::USER_AGENT, HeaderValue::from_str(&long).unwrap());
-        assert_eq!(user_agent(&headers), Some("a".repeat(512)));
-        headers.insert(header::USER_AGENT, HeaderValue::from_static("   "));
-        assert_eq!(user_agent(&headers), None);
     }
 }

@@ -10,7 +10,7 @@ use hyper::header;
 use hyper::{Request, StatusCode, Version};
 use onboarding::quote;
 
-use super::reply::{closing, error, kind_error, Reply};
+use super::reply::{closing, error, Reply};
 
 /// A client that sends its body slower than this is cut off (slow-body
 /// attacks hold a connection and a task).
@@ -32,8 +32,6 @@ pub enum Refusal {
     /// The body arrived slower than [`BODY_TIMEOUT`].
     Timeout,
     NotUtf8,
-    /// The library's payload parser said no (create's payload).
-    Library(onboarding::Error),
 }
 
 /// Checks what every request must be, whatever its route.
@@ -135,12 +133,14 @@ impl Refusal {
     /// exists to prevent); the connection lingers so the answer arrives.
     pub fn reply(self) -> Reply {
         match self {
-            Refusal::NoHost => error(
+            // A client that breaks the protocol once is not trusted with
+            // the connection's next request.
+            Refusal::NoHost => closing(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "an HTTP/1.1 request needs a Host header",
                 None,
-            ),
+            )),
             Refusal::TransferCoding(codings) => closing(error(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",
@@ -187,7 +187,6 @@ impl Refusal {
                 "payload is not valid UTF-8",
                 None,
             ),
-            Refusal::Library(e) => kind_error(e.kind, &e.detail),
         }
     }
 }

@@ -281,3 +281,91 @@ pub async fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]
         .ok()
         .flatten()
 }
+
+/// The real `onboarding-server` binary in a process of its own, on a fresh
+/// database: for what only a process shows (its memory, its log).
+pub struct Spawned {
+    pub addr: SocketAddr,
+    pub child: std::process::Child,
+    /// Every line the server has logged so far.
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    /// Starts the binary with `args` (plus `--listen` and `--db`) and waits
+    /// (at most 60 s) until it serves.
+    pub fn start(args: &[&str]) -> Spawned {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("onboarding.db"))
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start onboarding-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find(" address=") {
+                    let addr = line[at + 9..].split(' ').next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server says where it listens")
+            .parse()
+            .expect("a socket address");
+        Spawned {
+            addr,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then waits (at most 60 s) for the process to exit.
+    pub fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..600 {
+            if self.child.try_wait().expect("wait").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("the server did not stop within 60 s of SIGTERM");
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

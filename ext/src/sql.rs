@@ -1,4 +1,5 @@
-//! Statement execution through the connection's prepared-statement cache.
+//! Statements through the connection's prepared-statement cache: every
+//! module's SQL goes through [`execute`] and [`query_row`].
 //!
 //! Each function call gets a connection handle; when the host opted into
 //! [`crate::register_cached`], that handle lives across calls and so do its

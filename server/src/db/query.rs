@@ -1,12 +1,19 @@
-//! [`Call`]: the one SQL statement each route runs, and what it answers.
+//! [`Query`]: the one SQL statement each route runs, and what it answers.
 
 use rusqlite::{Connection, ErrorCode};
 
 /// One SQL call: each route is exactly one of these.
 #[derive(Debug)]
-pub enum Call {
-    /// `SELECT onboarding_create(?1)`; the payload is a JSON object text.
-    Create { payload: String },
+pub enum Query {
+    /// `SELECT onboarding_create(?1, ?2, ?3)`: the client's payload (`None`
+    /// binds NULL, read as `{}`), its address and its raw `User-Agent`
+    /// (empty when it sent none), which the library cleans and which
+    /// replace anything the payload claims.
+    Create {
+        payload: Option<String>,
+        ip_address: String,
+        user_agent: String,
+    },
     /// `SELECT onboarding_step(?1, ?2, ?3)`; `None` payload binds NULL.
     Step {
         session_id: String,
@@ -26,8 +33,9 @@ pub enum Call {
     Voices,
     /// The database answers a query: schema version and engine version.
     Health,
-    /// `SELECT onboarding_kb_get(?1)`.
-    KbGet { session_id: String },
+    /// `SELECT onboarding_kb_get(?1)`; `None` binds NULL (the original's
+    /// route without `?session_id=`), which the library refuses.
+    KbGet { session_id: Option<String> },
     /// `SELECT onboarding_kb_search(?1)`.
     KbSearch { payload: String },
     /// A crawler worker's call: `SELECT onboarding_kb_<function>(?1)`.
@@ -60,16 +68,24 @@ impl KbFunction {
 
 /// The SQL of `/healthz`: reads a table, so a broken file shows here.
 const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 'ok', \
-     'schema_version', (SELECT max(version) FROM onboarding_schema_migrations), \
+     'schema_version', onboarding_schema_version(), \
      'engine_version', onboarding_version())";
 
-impl Call {
+impl Query {
     /// Runs the call's one statement (prepared once, then cached) and returns
     /// its JSON text, or the SQL error text.
     pub(super) fn run(&self, conn: &Connection) -> Outcome {
         let result = match self {
-            Call::Create { payload } => query(conn, "SELECT onboarding_create(?1)", [payload]),
-            Call::Step {
+            Query::Create {
+                payload,
+                ip_address,
+                user_agent,
+            } => query(
+                conn,
+                "SELECT onboarding_create(?1, ?2, ?3)",
+                rusqlite::params![payload, ip_address, user_agent],
+            ),
+            Query::Step {
                 session_id,
                 step,
                 payload,
@@ -78,7 +94,7 @@ impl Call {
                 "SELECT onboarding_step(?1, ?2, ?3)",
                 rusqlite::params![session_id, step, payload],
             ),
-            Call::Complete {
+            Query::Complete {
                 session_id,
                 payload,
             } => query(
@@ -86,13 +102,17 @@ impl Call {
                 "SELECT onboarding_complete(?1, ?2)",
                 rusqlite::params![session_id, payload],
             ),
-            Call::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
-            Call::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
-            Call::Voices => query(conn, "SELECT onboarding_voices()", []),
-            Call::Health => query(conn, HEALTH_SQL, []),
-            Call::KbGet { session_id } => query(conn, "SELECT onboarding_kb_get(?1)", [session_id]),
-            Call::KbSearch { payload } => query(conn, "SELECT onboarding_kb_search(?1)", [payload]),
-            Call::Kb { function, payload } => query(conn, function.sql(), [payload]),
+            Query::Get { session_id } => query(conn, "SELECT onboarding_get(?1)", [session_id]),
+            Query::AgentTypes => query(conn, "SELECT onboarding_agent_types()", []),
+            Query::Voices => query(conn, "SELECT onboarding_voices()", []),
+            Query::Health => query(conn, HEALTH_SQL, []),
+            Query::KbGet { session_id } => {
+                query(conn, "SELECT onboarding_kb_get(?1)", [session_id])
+            }
+            Query::KbSearch { payload } => {
+                query(conn, "SELECT onboarding_kb_search(?1)", [payload])
+            }
+            Query::Kb { function, payload } => query(conn, function.sql(), [payload]),
         };
         result.map_err(|e| Failure::from(&e))
     }

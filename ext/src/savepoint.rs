@@ -6,13 +6,13 @@
 
 use rusqlite::Connection;
 
-use crate::db;
 use crate::error::{Error, Result};
+use crate::sql;
 
 /// Runs `body` inside `SAVEPOINT onboarding_call`: released when `body`
 /// returns `Ok`, rolled back when it returns `Err` or panics.
-pub fn atomic<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
-    db::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
+pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
         // SQLite refuses a savepoint while the calling statement writes
         // (INSERT … SELECT f(), CREATE TABLE … AS, triggers).
         text if text.contains("statements in progress") => Error::internal(format!(
@@ -22,7 +22,7 @@ pub fn atomic<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<
     })?;
     let mut guard = Guard { conn, armed: true };
     let value = body()?;
-    db::execute(conn, "RELEASE onboarding_call", [])?;
+    sql::execute(conn, "RELEASE onboarding_call", [])?;
     guard.armed = false;
     Ok(value)
 }
@@ -39,8 +39,8 @@ impl Drop for Guard<'_> {
         if self.armed {
             // Nothing useful can be done if this fails: the caller already
             // gets the original error, and SQLite rolls back on close.
-            let _ = db::execute(self.conn, "ROLLBACK TO onboarding_call", [])
-                .and_then(|_| db::execute(self.conn, "RELEASE onboarding_call", []));
+            let _ = sql::execute(self.conn, "ROLLBACK TO onboarding_call", [])
+                .and_then(|_| sql::execute(self.conn, "RELEASE onboarding_call", []));
         }
     }
 }

@@ -1,0 +1,182 @@
+//! One call of an SQL function as its body sees it ([`Call`]: arguments,
+//! time and randomness, the host's settings, connection), and the statement
+//! cache of a [`crate::register_cached`] registration ([`CachedStatements`]).
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::functions::Context;
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+
+use crate::env::Env;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kb::Settings;
+
+/// The arguments and surroundings of one call.
+pub struct Call<'a> {
+    pub ctx: &'a Context<'a>,
+    pub env: &'a dyn Env,
+    pub cache: Option<&'a StatementCache>,
+    /// The host's knowledge-base settings (the crawl allow-list).
+    pub settings: &'a Settings,
+}
+
+/// The connection a call runs on: the long-lived one of a
+/// [`crate::register_cached`] registration, or a handle for this call only.
+pub enum CallConnection<'a> {
+    Cached(MutexGuard<'a, CacheState>),
+    Fresh(rusqlite::functions::ConnectionRef<'a>),
+}
+
+impl Deref for CallConnection<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            CallConnection::Cached(guard) => match &**guard {
+                CacheState::Ready(conn) => conn,
+                // `conn()` hands out Cached guards only in the Ready state.
+                _ => unreachable!("cached connection handed out before it was ready"),
+            },
+            CallConnection::Fresh(conn) => conn,
+        }
+    }
+}
+
+impl Call<'_> {
+    /// The connection the function was called on.
+    pub fn conn(&self) -> Result<CallConnection<'_>> {
+        let fresh = || {
+            // SAFETY: the reference lives only for this call, on SQLite's
+            // thread, and is never stored.
+            unsafe { self.ctx.get_connection() }
+                .map(CallConnection::Fresh)
+                .map_err(Error::from)
+        };
+        let Some(cache) = self.cache else {
+            return fresh();
+        };
+        // try_lock: a call nested inside another call of this registration
+        // (not reachable today: the functions are DIRECTONLY) takes the
+        // uncached path instead of deadlocking.
+        let Ok(mut guard) = cache.state.try_lock() else {
+            return fresh();
+        };
+        match &*guard {
+            CacheState::Released => return fresh(),
+            // A function belongs to the one connection it was registered on,
+            // so the handle wrapped at the first call is this call's too.
+            CacheState::Ready(_) => {}
+            CacheState::Empty => {
+                // SAFETY: as in `fresh`: used only within this call.
+                let this_call = unsafe { self.ctx.get_connection() }?;
+                // SAFETY: a non-owning wrapper of the same handle; it is
+                // dropped (finalizing its statements) by
+                // `CachedStatements::release`, which the owner of the
+                // connection calls before closing it.
+                let conn = unsafe { Connection::from_handle(this_call.handle()) }?;
+                conn.set_prepared_statement_cache_capacity(64);
+                *guard = CacheState::Ready(conn);
+            }
+        }
+        Ok(CallConnection::Cached(guard))
+    }
+
+    /// Argument `idx` as text; SQL NULL (or a missing argument) is `None`.
+    pub fn text(&self, idx: usize, name: &str, kind: ErrorKind) -> Result<Option<String>> {
+        if idx >= self.ctx.len() {
+            return Ok(None);
+        }
+        match self.ctx.get_raw(idx) {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                .map(|s| Some(s.to_string()))
+                .map_err(|_| Error::new(kind, format!("{name} is not valid UTF-8"))),
+            ValueRef::Integer(_) => Err(Error::new(
+                kind,
+                format!("{name} must be text, got an integer"),
+            )),
+            ValueRef::Real(_) => Err(Error::new(kind, format!("{name} must be text, got a real"))),
+            ValueRef::Blob(_) => Err(Error::new(kind, format!("{name} must be text, got a blob"))),
+        }
+    }
+
+    /// Argument `idx` as text taken as it came (an HTTP header value): text
+    /// or a blob, invalid UTF-8 replaced by U+FFFD; SQL NULL is `None`.
+    pub fn lossy_text(&self, idx: usize, name: &str) -> Result<Option<String>> {
+        if idx >= self.ctx.len() {
+            return Ok(None);
+        }
+        match self.ctx.get_raw(idx) {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+            }
+            ValueRef::Integer(_) => Err(Error::invalid_field(format!(
+                "{name} must be text, got an integer"
+            ))),
+            ValueRef::Real(_) => Err(Error::invalid_field(format!(
+                "{name} must be text, got a real"
+            ))),
+        }
+    }
+
+    pub fn payload(&self, idx: usize) -> Result<Option<String>> {
+        self.text(idx, "payload", ErrorKind::InvalidJson)
+    }
+
+    pub fn session_id(&self) -> Result<String> {
+        self.text(0, "session_id", ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field("session_id is required"))
+    }
+}
+
+/// The prepared statements of a [`crate::register_cached`] registration.
+pub struct CachedStatements {
+    cache: Arc<StatementCache>,
+}
+
+impl CachedStatements {
+    /// A new, empty cache, and the handle each registered function keeps.
+    pub(crate) fn new() -> (CachedStatements, Arc<StatementCache>) {
+        let cache = Arc::new(StatementCache {
+            state: Mutex::new(CacheState::Empty),
+        });
+        (
+            CachedStatements {
+                cache: Arc::clone(&cache),
+            },
+            cache,
+        )
+    }
+
+    /// Finalizes the cached statements; later calls prepare per call.
+    pub fn release(&self) {
+        let mut state = match self.cache.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *state = CacheState::Released;
+    }
+}
+
+impl Drop for CachedStatements {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What the registered functions share: the connection wrapped at the first
+/// call, which owns the cached statements.
+pub struct StatementCache {
+    state: Mutex<CacheState>,
+}
+
+pub enum CacheState {
+    /// No call yet.
+    Empty,
+    Ready(Connection),
+    /// The owner released the statements: calls prepare per call.
+    Released,
+}

@@ -1,0 +1,401 @@
+//! The sync at completion: what `onboarding_complete` writes into the
+//! omnichannel tables, one function per part, in the spec's order.
+//!
+//! [`sync`] reads like that list: the required steps, then the tenant, the
+//! agent config, the phone mapping, the campaign, the knowledge base, the
+//! completion time and the session. Each part writes its rows and answers its
+//! piece of the `"synced"` object. The caller runs all of it in one
+//! savepoint, so a part that fails undoes the parts before it.
+
+use rusqlite::Connection;
+use serde_json::{json, Map, Value};
+
+use crate::analytics::{self, OnStep};
+use crate::catalog;
+use crate::env::{iso8601, parse_iso8601, Env};
+use crate::error::{quote, Error, ErrorKind, Result};
+use crate::json;
+use crate::kb::store;
+use crate::session::{stored_json, stored_str, Progress, Session, Step};
+use crate::sql;
+use crate::validate::{email_taken, CHANNELS};
+
+pub const SUCCESS_MESSAGE: &str = "Onboarding terminé avec succès ! 🎉";
+
+/// The agent used when no voice agent was configured (a session whose
+/// channels leave out `phone`): the front end's defaults.
+const DEFAULT_AGENT_TYPE: &str = "multi_purpose";
+const DEFAULT_ASSISTANT_NAME: &str = "Sara";
+const DEFAULT_VOICE: &str = "female";
+
+/// Syncs a session that is still in progress and answers
+/// `onboarding_complete`'s body, which the session keeps for retries.
+pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
+    let channels = session.channels()?;
+    let business = stored_json(session.data(Step::Business))?;
+    let vapi = stored_json(session.data(Step::Vapi))?;
+    required_steps(session, &business, &vapi, &channels)?;
+    let now_ms = env.now_ms();
+    let now = iso8601(now_ms);
+    let part = Part {
+        conn,
+        session,
+        channels: &channels,
+        now: &now,
+    };
+    let company = Company::read(&business)?;
+    let booking = part.tenant(&company)?;
+    let agent_config = part.agent_config(&vapi, company.name)?;
+    let phone_mapping = part.phone_mapping(company.phone)?;
+    let campaign = part.campaign(booking, company.name)?;
+    let knowledge_base = part.knowledge_base()?;
+    let duration_seconds = part.completion_time(now_ms)?;
+    let result = json!({
+        "success": true,
+        "message": SUCCESS_MESSAGE,
+        "session_id": session.id,
+        "tenant_id": session.tenant_id,
+        "duration_seconds": duration_seconds,
+        // Rounded to the nearest minute, as the original answered (342 s -> 6).
+        "duration_minutes": (duration_seconds + 30) / 60,
+        "sync_status": "synced",
+        "already_completed": false,
+        "synced": {
+            "agent_config": agent_config,
+            "phone_mapping": phone_mapping,
+            "campaign": campaign,
+            "knowledge_base": knowledge_base,
+        },
+    });
+    part.session_done(&result)?;
+    Ok(result)
+}
+
+/// Completion needs `business`, and `vapi` when the channels include
+/// `phone`; otherwise `incomplete`, naming every missing step.
+fn required_steps(
+    session: &Session,
+    business: &Value,
+    vapi: &Value,
+    channels: &[String],
+) -> Result<()> {
+    let mut missing = Vec::new();
+    if business.is_null() {
+        missing.push(Step::Business.name());
+    }
+    if vapi.is_null() && channels.iter().any(|c| c == "phone") {
+        missing.push(Step::Vapi.name());
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Incomplete,
+        format!(
+            "session {} is missing steps: {} (save them before completing)",
+            quote(&session.id),
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// The business step's data, as stored (already validated).
+struct Company<'v> {
+    name: &'v str,
+    email: &'v str,
+    /// E.164.
+    phone: &'v str,
+    industry: &'v str,
+}
+
+impl<'v> Company<'v> {
+    fn read(business: &'v Value) -> Result<Company<'v>> {
+        Ok(Company {
+            name: stored_str(business, "company_name")?,
+            email: stored_str(business, "email")?,
+            phone: stored_str(business, "phone")?,
+            industry: stored_str(business, "industry")?,
+        })
+    }
+}
+
+/// The tenant's booking settings, as the tenant part reads them back.
+struct Booking {
+    provider: Option<String>,
+    event_type_id: Option<String>,
+    timezone: String,
+}
+
+/// What every part needs: where to write, for which session, at what time.
+struct Part<'a> {
+    conn: &'a Connection,
+    session: &'a Session,
+    /// The channels chosen (or the default `["phone"]`).
+    channels: &'a [String],
+    now: &'a str,
+}
+
+impl Part<'_> {
+    /// `tenants`: the business's name, email, phone and sector, and done.
+    /// The business step checked the email, but another tenant may have
+    /// completed with it since: the UNIQUE constraint has the last word.
+    /// RETURNING hands back the booking settings the campaign needs.
+    fn tenant(&self, company: &Company<'_>) -> Result<Booking> {
+        sql::query_row(
+            self.conn,
+            "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
+                    onboarding_completed = 1, updated_at = ?5
+             WHERE id = ?6
+             RETURNING booking_provider, cal_com_event_type_id, timezone",
+            (
+                company.name,
+                company.email,
+                company.phone,
+                company.industry,
+                self.now,
+                &self.session.tenant_id,
+            ),
+            |r| {
+                Ok(Booking {
+                    provider: r.get(0)?,
+                    event_type_id: r.get(1)?,
+                    timezone: r.get(2)?,
+                })
+            },
+        )
+        .map_err(|e| match &e {
+            rusqlite::Error::SqliteFailure(f, Some(text))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation
+                    && text.contains("tenants.email") =>
+            {
+                email_taken(company.email)
+            }
+            _ => e.into(),
+        })
+    }
+
+    /// `omni_agent_configs`, one row per tenant: the agent type, name and
+    /// voice of the vapi step (or the defaults), with the prompt and the
+    /// greeting rendered from the agent type's templates.
+    fn agent_config(&self, vapi: &Value, company_name: &str) -> Result<Value> {
+        let (agent_type_id, agent_name, voice_choice) = if vapi.is_null() {
+            (DEFAULT_AGENT_TYPE, DEFAULT_ASSISTANT_NAME, DEFAULT_VOICE)
+        } else {
+            (
+                stored_str(vapi, "agent_type")?,
+                stored_str(vapi, "assistant_name")?,
+                stored_str(vapi, "voice")?,
+            )
+        };
+        let agent = catalog::agent_type(agent_type_id).ok_or_else(|| {
+            Error::internal(format!(
+                "stored agent_type {} is unknown",
+                quote(agent_type_id)
+            ))
+        })?;
+        let voice = catalog::resolve_voice(voice_choice).ok_or_else(|| {
+            Error::internal(format!("stored voice {} is unknown", quote(voice_choice)))
+        })?;
+        sql::execute(
+            self.conn,
+            "INSERT INTO omni_agent_configs (tenant_id, agent_type, agent_name, agent_personality,
+                 voice_provider, voice_id, voice_language, system_prompt, greeting_message,
+                 channels_config, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+             ON CONFLICT (tenant_id) DO UPDATE SET
+                 agent_type = excluded.agent_type, agent_name = excluded.agent_name,
+                 agent_personality = excluded.agent_personality,
+                 voice_provider = excluded.voice_provider, voice_id = excluded.voice_id,
+                 voice_language = excluded.voice_language, system_prompt = excluded.system_prompt,
+                 greeting_message = excluded.greeting_message,
+                 channels_config = excluded.channels_config, updated_at = excluded.updated_at",
+            rusqlite::params![
+                &self.session.tenant_id,
+                agent.id,
+                agent_name,
+                agent.personality,
+                catalog::VOICE_PROVIDER,
+                voice.provider_voice_id,
+                catalog::VOICE_LANGUAGE,
+                catalog::system_prompt(agent, agent_name, company_name),
+                catalog::render(agent.greeting, agent_name, company_name),
+                json::to_text(&self.channels_config()),
+                self.now,
+            ],
+        )?;
+        Ok(json!({
+            "agent_type": agent.id,
+            "agent_name": agent_name,
+            "voice_provider": catalog::VOICE_PROVIDER,
+            "voice_id": voice.provider_voice_id,
+            "voice_language": catalog::VOICE_LANGUAGE,
+            "channels": self.channels,
+        }))
+    }
+
+    /// Every channel the platform has, enabled or not:
+    /// `{"phone":{"enabled":true},"sms":{"enabled":false},…}`.
+    fn channels_config(&self) -> Value {
+        let config: Map<String, Value> = CHANNELS
+            .iter()
+            .map(|c| {
+                let enabled = self.channels.iter().any(|chosen| chosen == c);
+                (c.to_string(), json!({ "enabled": enabled }))
+            })
+            .collect();
+        Value::Object(config)
+    }
+
+    /// `omni_phone_mappings`: the business phone, declared. A number routes
+    /// calls to a tenant, so it is never taken from another tenant: the row
+    /// starts inactive, pending verification.
+    fn phone_mapping(&self, phone: &str) -> Result<Value> {
+        sql::execute(
+            self.conn,
+            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                              created_at, updated_at)
+             VALUES (?1, ?2, 0, 'pending_verification', ?3, ?3)
+             ON CONFLICT (tenant_id, phone_number) DO NOTHING",
+            (phone, &self.session.tenant_id, self.now),
+        )?;
+        Ok(json!({
+            "phone_number": phone,
+            "status": "pending_verification",
+            "is_active": false,
+        }))
+    }
+
+    /// `omnichannel_campaigns`: an appointment campaign, only when
+    /// appointments are configured, by the appointments step or by booking
+    /// settings set on the tenant directly; `null` otherwise.
+    fn campaign(&self, booking: Booking, company_name: &str) -> Result<Value> {
+        let configured =
+            self.session.data(Step::Appointments).is_some() || booking.event_type_id.is_some();
+        if !configured {
+            return Ok(Value::Null);
+        }
+        let name = format!("Prise de rendez-vous – {company_name}");
+        let settings = json!({
+            "provider": booking.provider.unwrap_or_else(|| "cal_com".to_string()),
+            "event_type_id": booking.event_type_id,
+            "timezone": booking.timezone,
+        });
+        sql::execute(
+            self.conn,
+            "INSERT INTO omnichannel_campaigns (tenant_id, name, campaign_type, channels,
+                                               status, settings, created_at, updated_at)
+             VALUES (?1, ?2, 'appointment', ?3, 'active', ?4, ?5, ?5)
+             ON CONFLICT (tenant_id, campaign_type) DO UPDATE SET
+                 name = excluded.name, channels = excluded.channels,
+                 status = excluded.status, settings = excluded.settings,
+                 updated_at = excluded.updated_at",
+            (
+                &self.session.tenant_id,
+                &name,
+                json::to_text(&json!(self.channels)),
+                json::to_text(&settings),
+                self.now,
+            ),
+        )?;
+        Ok(json!({
+            "name": name,
+            "campaign_type": "appointment",
+            "status": "active",
+            "channels": self.channels,
+            "settings": settings,
+        }))
+    }
+
+    /// The knowledge base: for a website, a queued `kb_crawl_jobs` row; for
+    /// documents, each one stored and indexed now (`kb_documents`,
+    /// `kb_chunks`, `kb_chunks_fts`); `null` when the kb step was not saved.
+    fn knowledge_base(&self) -> Result<Value> {
+        let kb = stored_json(self.session.data(Step::Kb))?;
+        if kb.is_null() {
+            return Ok(Value::Null);
+        }
+        let method = stored_str(&kb, "method")?;
+        let crawl_job = if method == "website" {
+            let url = stored_str(&kb, "crawl_url")?;
+            sql::execute(
+                self.conn,
+                "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
+                                            updated_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
+                (&self.session.tenant_id, &self.session.id, url, self.now),
+            )?;
+            json!({ "url": url, "status": "queued" })
+        } else {
+            Value::Null
+        };
+        let documents = if method == "documents" {
+            self.documents(&kb["documents"])?
+        } else {
+            Value::Null
+        };
+        Ok(json!({ "method": method, "crawl_job": crawl_job, "documents": documents }))
+    }
+
+    /// The kb step's documents (validated when saved), each stored once per
+    /// text and cut into indexed chunks: `{"documents_stored","chunks"}`.
+    fn documents(&self, documents: &Value) -> Result<Value> {
+        let mut stored = 0;
+        let mut chunks = 0;
+        for doc in documents.as_array().into_iter().flatten() {
+            let new = store::NewDocument {
+                tenant_id: &self.session.tenant_id,
+                job_id: None,
+                source: "documents",
+                url: None,
+                title: stored_str(doc, "title")?,
+                markdown: stored_str(doc, "content")?,
+                depth: None,
+                now: self.now,
+            };
+            if let store::Stored::New { chunks: n, .. } = store::store(self.conn, &new)? {
+                stored += 1;
+                chunks += n;
+            }
+        }
+        Ok(json!({ "documents_stored": stored, "chunks": chunks }))
+    }
+
+    /// `onboarding_analytics`: the last step's time, the total, done.
+    /// Answers the total in whole seconds.
+    fn completion_time(&self, now_ms: i64) -> Result<i64> {
+        let started_at = &self.session.started_at;
+        let started_ms = parse_iso8601(started_at).ok_or_else(|| {
+            Error::internal(format!(
+                "stored started_at {} is unreadable",
+                quote(started_at)
+            ))
+        })?;
+        let duration_seconds = (now_ms - started_ms).max(0) / 1000;
+        let on = OnStep {
+            session_id: &self.session.id,
+            step: self.session.current_step,
+            since: &self.session.step_started_at,
+        };
+        analytics::credit_last_step(self.conn, &on, now_ms, duration_seconds, self.now)?;
+        Ok(duration_seconds)
+    }
+
+    /// The session: completed, and the answer kept for retries.
+    fn session_done(&self, result: &Value) -> Result<()> {
+        sql::execute(
+            self.conn,
+            "UPDATE onboarding_sessions SET status = 'completed', current_step = ?4,
+                    progress_percentage = ?5, completed_at = ?1, last_updated_at = ?1,
+                    step_started_at = ?1, completion_result = ?2
+             WHERE id = ?3",
+            (
+                self.now,
+                json::to_text(result),
+                &self.session.id,
+                Progress::COMPLETED.step,
+                Progress::COMPLETED.percentage,
+            ),
+        )?;
+        Ok(())
+    }
+}

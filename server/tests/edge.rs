@@ -1,0 +1,569 @@
+//! The HTTP edge against hostile and careless clients, over real loopback
+//! sockets: memory under unfinished headers, media types, refused bodies
+//! that still reach the client, logs without credentials, the email oracle,
+//! proxies, a locked database and malformed framing.
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const CREATE: &str = "/api/v1/onboarding/session";
+const NO_ACCOUNT: &str = r#"{"company_name":"Autre","industry":"beauty","phone":"0612345678","email":"taken@example.fr"}"#;
+
+/// Connects to `addr` from the loopback address `from` (any of 127/8), as a
+/// distinct client would.
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(addr).await
+}
+
+/// Reads what the server sends until it closes (at most 30 s).
+async fn read_all(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn body_of(raw: &str) -> &str {
+    raw.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+fn count(server: &TestServer, table: &str) -> i64 {
+    server
+        .read_db()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The attack as found: 1,000 connections from many addresses, all at
+/// once, each sending 380 KB of headers that never end. Headers are capped
+/// at 16 KiB: each is answered 431 with the JSON error body and closed, the
+/// server's peak memory stays under 100 MB, and a normal request is served
+/// meanwhile. Then 1,000 heads of 15 KiB, just under the cap, held open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_unfinished_heads_keep_memory_under_100_mb() {
+    let server = Spawned::start(&[]);
+    let start_mib = server.memory_kib("VmRSS") / 1024;
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(1000));
+    let mut head = "GET /healthz HTTP/1.1\r\nHost: t\r\n".to_string();
+    while head.len() < 380 * 1024 {
+        head.push_str(&filler);
+    }
+    let head = std::sync::Arc::new(head.into_bytes());
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<()>(1000);
+    let attackers: Vec<_> = (0..1000u32)
+        .map(|i| {
+            // 10 per address over 100 addresses: under the per-IP cap.
+            let from = [127, 0, 2 + (i / 10 / 250) as u8, (i / 10 % 250) as u8 + 1];
+            let (head, sent, addr) = (std::sync::Arc::clone(&head), sent_tx.clone(), server.addr);
+            tokio::spawn(async move {
+                let mut stream = connect_from(from, addr).await.unwrap();
+                let _ = stream.write_all(&head).await; // the server may close first
+                let _ = sent.send(()).await;
+                read_all(&mut stream).await
+            })
+        })
+        .collect();
+    drop(sent_tx);
+    while sent_rx.recv().await.is_some() {}
+    // A normal client is served while the attack is on.
+    let reply = request(server.addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let attack_peak_mib = server.memory_kib("VmHWM") / 1024;
+    let mut answers = std::collections::BTreeMap::new();
+    for attacker in attackers {
+        *answers.entry(attacker.await.unwrap()).or_insert(0) += 1;
+    }
+    let body = r#"{"success":false,"error":"the request headers are larger than 16384 bytes","code":"headers_too_large"}"#;
+    let expected = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A client still writing when the server closed may lose the answer to
+    // the reset; most read it.
+    let answered = answers.get(&expected).copied().unwrap_or(0);
+    assert!(
+        answered >= 900,
+        "{answered} of 1000 got the 431: {answers:?}"
+    );
+    assert!(
+        answers.keys().all(|a| a == &expected || a.is_empty()),
+        "{answers:?}"
+    );
+
+    // 1,000 heads just under the cap, held open.
+    let mut unfinished = "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\n".to_string();
+    while unfinished.len() < 15 * 1024 {
+        unfinished.push_str("X-Slow: 0123456789012345678901234567890123456789\r\n");
+    }
+    let mut held = Vec::with_capacity(1000);
+    for i in 0..1000u32 {
+        let from = [127, 0, 8 + (i / 10 / 250) as u8, (i / 10 % 250) as u8 + 1];
+        let mut stream = connect_from(from, server.addr).await.unwrap();
+        stream.write_all(unfinished.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    let reply = request(server.addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let held_mib = server.memory_kib("VmRSS") / 1024;
+    let peak_mib = server.memory_kib("VmHWM") / 1024;
+    println!(
+        "server RSS: {start_mib} MiB at start, peak {attack_peak_mib} MiB under 1,000 x 380 KB heads, \
+         {held_mib} MiB holding 1,000 x 15 KiB heads, peak {peak_mib} MiB"
+    );
+    assert!(peak_mib < 100, "peak RSS {peak_mib} MiB");
+    assert_eq!(held.len(), 1000);
+}
+
+/// Past the per-address cap a connection is answered 429 at once and
+/// closed; other addresses are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_per_address_and_in_total() {
+    let (mut config, dir) = temp_config();
+    config.max_connections_per_ip = 3;
+    config.max_connections = 5;
+    let server = TestServer::start(config, dir).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect_from([127, 0, 0, 9], server.addr).await.unwrap());
+    }
+    // Let the server accept them before the fourth.
+    let reply = request(server.addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!(reply.status, 200);
+    let mut fourth = connect_from([127, 0, 0, 9], server.addr).await.unwrap();
+    let answer = read_all(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+    assert!(answer.contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert_eq!(
+        body_of(&answer),
+        r#"{"success":false,"error":"too many open connections from this address; retry after the Retry-After delay","code":"rate_limited"}"#
+    );
+    open.push(connect_from([127, 0, 0, 10], server.addr).await.unwrap());
+    open.push(connect_from([127, 0, 0, 11], server.addr).await.unwrap());
+    let reply = request(server.addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"{"success":false,"error":"the server has too many open connections; retry after the Retry-After delay","code":"unavailable"}"#
+    );
+    drop(open);
+    // Closed connections free their places (bounded wait for the server to
+    // notice the closes).
+    let mut status = 0;
+    for _ in 0..100 {
+        status = request(server.addr, "GET", "/healthz", &[], b"")
+            .await
+            .status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_are_415_and_write_nothing() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let refused = |media: &str| {
+        format!(
+            r#"{{"success":false,"error":"{media} is not supported; send application/json","code":"unsupported_media_type"}}"#
+        )
+    };
+    for (content_type, expected) in [
+        ("text/plain", refused("content type 'text/plain'")),
+        (
+            "application/x-www-form-urlencoded",
+            refused("content type 'application/x-www-form-urlencoded'"),
+        ),
+        (
+            "multipart/form-data; boundary=x",
+            refused("content type 'multipart/form-data; boundary=x'"),
+        ),
+        (
+            "application/jsonp",
+            refused("content type 'application/jsonp'"),
+        ),
+    ] {
+        let reply = request(
+            server.addr,
+            "POST",
+            CREATE,
+            &[("Content-Type", content_type)],
+            b"{}",
+        )
+        .await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (415, expected.as_str())
+        );
+    }
+    // No content type at all, with a body.
+    let raw = format!("POST {CREATE} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{{}}");
+    let reply = send_raw(server.addr, raw.as_bytes()).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (415, refused("no content type").as_str())
+    );
+    assert_eq!(count(&server, "tenants"), 0);
+
+    // JSON, +json types and parameters are fine; so is no body at all.
+    for content_type in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.onboarding+json",
+    ] {
+        let reply = request(
+            server.addr,
+            "POST",
+            CREATE,
+            &[("Content-Type", content_type)],
+            b"{}",
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{content_type}: {}", reply.body);
+    }
+    let raw = format!(
+        "POST {CREATE} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(send_raw(server.addr, raw.as_bytes()).await.status, 201);
+    assert_eq!(count(&server, "tenants"), 4);
+    server.stop().await;
+}
+
+/// A client that writes its whole body before reading (Python's
+/// http.client) gets the 413, not a reset: 20 times in 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_413_reaches_clients_that_write_their_whole_body_first() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let script = r#"
+import http.client, sys
+port = int(sys.argv[1])
+body = b"{" + b"x" * (4 * 1024 * 1024) + b"}"
+for i in range(20):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/api/v1/onboarding/session", body, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        print(r.status, r.read().decode())
+    except Exception as e:
+        print("error", type(e).__name__)
+    finally:
+        conn.close()
+"#;
+    let port = server.addr.port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script, &port])
+            .output()
+            .expect("run /usr/bin/python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let expected = r#"413 {"success":false,"error":"request body is larger than the limit of 65536 bytes","code":"payload_too_large"}"#;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec![expected; 20],
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.stop().await;
+}
+
+/// The log names the route's pattern, never the session id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_carry_the_session_id() {
+    let mut server = Spawned::start(&[]);
+    let created = request(server.addr, "POST", CREATE, &[], b"{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    for path in [
+        session_path(&id, "business"),
+        session_path(&id, ""),
+        session_path(&id, "nope"),
+    ] {
+        let _ = request(server.addr, "POST", &path, &[], BUSINESS.as_bytes()).await;
+        let _ = request(server.addr, "GET", &path, &[], b"").await;
+    }
+    server.stop();
+    let log = server.log_text();
+    assert!(!log.contains(&id), "the session id is in the log:\n{log}");
+    assert!(
+        log.contains(r#"route="/api/v1/onboarding/session/{session_id}/business" status=200"#),
+        "{log}"
+    );
+    assert!(log.contains(r#"method=GET route="-" status=404"#), "{log}");
+}
+
+/// Completes an onboarding whose business email is `taken@example.fr`.
+async fn account_with_taken_email(server: &TestServer) {
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let business = NO_ACCOUNT.replace("Autre", "Titulaire");
+    assert_eq!(
+        server
+            .post(&session_path(&id, "business"), &business)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        server.post(&session_path(&id, "vapi"), VAPI).await.status,
+        200
+    );
+    let done = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+}
+
+/// "Email already used" is an answer that tells whether an address holds an
+/// account: limited per session and per client address.
+#[tokio::test]
+async fn email_taken_answers_are_limited_per_session_and_per_address() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 2;
+    config.email_taken_per_ip = 3;
+    let mut server = TestServer::start(config, dir).await;
+    account_with_taken_email(&server).await;
+    let taken = r#"{"success":false,"error":"email 'taken@example.fr' is already used by another account","code":"conflict"}"#;
+    let limited = r#"{"success":false,"error":"too many 'email already used' answers for this address or session (retry after the Retry-After delay)","code":"rate_limited"}"#;
+    let new_session = || async {
+        let created = server.post(CREATE, "{}").await;
+        created.json()["session_id"].as_str().unwrap().to_string()
+    };
+
+    let first = new_session().await;
+    for _ in 0..2 {
+        let reply = server
+            .post(&session_path(&first, "business"), NO_ACCOUNT)
+            .await;
+        assert_eq!((reply.status, reply.body.as_str()), (409, taken));
+    }
+    let reply = server
+        .post(&session_path(&first, "business"), NO_ACCOUNT)
+        .await;
+    assert_eq!((reply.status, reply.body.as_str()), (429, limited));
+    assert_eq!(reply.header("retry-after"), Some("1800"));
+    // Refused before the library runs: a free address is refused too, so
+    // the 429 itself tells nothing.
+    let free = NO_ACCOUNT.replace("taken@", "free@");
+    let reply = server.post(&session_path(&first, "business"), &free).await;
+    assert_eq!(reply.status, 429);
+
+    // A new session from the same address has one answer left (3 per IP).
+    let second = new_session().await;
+    let reply = server
+        .post(&session_path(&second, "business"), NO_ACCOUNT)
+        .await;
+    assert_eq!((reply.status, reply.body.as_str()), (409, taken));
+    let reply = server.post(&session_path(&second, "business"), &free).await;
+    assert_eq!((reply.status, reply.body.as_str()), (429, limited));
+    assert_eq!(reply.header("retry-after"), Some("1200"));
+    // Another client address, with a session of its own, is not affected.
+    let third = new_session().await;
+    let mut other = connect_from([127, 0, 0, 2], server.addr).await.unwrap();
+    let raw = format!(
+        "POST {} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{NO_ACCOUNT}",
+        session_path(&third, "business"),
+        NO_ACCOUNT.len()
+    );
+    other.write_all(raw.as_bytes()).await.unwrap();
+    let answer = read_all(&mut other).await;
+    assert!(answer.starts_with("HTTP/1.1 409 "), "{answer}");
+    assert_eq!(body_of(&answer), taken);
+    server.stop().await;
+}
+
+/// Behind a trusted proxy the client is the rightmost untrusted address of
+/// X-Forwarded-For: it is recorded and rate-limited as such. From an
+/// untrusted peer the header is ignored.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let create_from = |addr: SocketAddr, forwarded: &'static str| async move {
+        request(
+            addr,
+            "POST",
+            CREATE,
+            &[("X-Forwarded-For", forwarded)],
+            b"{}",
+        )
+        .await
+    };
+    let stored_ips = |server: &TestServer| -> Vec<String> {
+        rows(&server.read_db(), "onboarding_sessions")
+            .iter()
+            .map(|r| r["ip_address"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (mut config, dir) = temp_config();
+    config.create_rate_limit = 1;
+    config.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+    let mut server = TestServer::start(config, dir).await;
+    assert_eq!(
+        create_from(server.addr, "198.51.100.1, 203.0.113.9")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(create_from(server.addr, "203.0.113.10").await.status, 201);
+    // Same client again: its own limit, not the proxy's.
+    assert_eq!(create_from(server.addr, "203.0.113.10").await.status, 429);
+    assert_eq!(stored_ips(&server), ["203.0.113.9", "203.0.113.10"]);
+    server.stop().await;
+
+    let (mut config, dir) = temp_config();
+    config.create_rate_limit = 1;
+    let mut server = TestServer::start(config, dir).await;
+    assert_eq!(create_from(server.addr, "203.0.113.9").await.status, 201);
+    assert_eq!(create_from(server.addr, "203.0.113.10").await.status, 429);
+    assert_eq!(stored_ips(&server), ["127.0.0.1"]);
+    server.stop().await;
+}
+
+/// Another process holding the write lock past the busy timeout: 503 with
+/// Retry-After, then served once it lets go.
+#[tokio::test]
+async fn a_locked_database_is_503_with_retry_after() {
+    let (mut config, dir) = temp_config();
+    config.busy_timeout = Duration::from_millis(200);
+    let mut server = TestServer::start(config, dir).await;
+    // Served once: the database is open and migrated before it is locked.
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let reply = server.post(CREATE, "{}").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            503,
+            r#"{"success":false,"error":"the database is busy; retry after the Retry-After delay","code":"unavailable"}"#
+        )
+    );
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    locker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(server.post(CREATE, "{}").await.status, 201);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_framing_gets_json_errors() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let cases: [(&str, u16, &str); 4] = [
+        (
+            "GET /healthz HTTP/1.1\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"an HTTP/1.1 request needs a Host header","code":"bad_request"}"#,
+        ),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            501,
+            r#"{"success":false,"error":"transfer coding 'gzip, chunked' is not supported; only chunked is","code":"not_implemented"}"#,
+        ),
+        (
+            "GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"the request line or a header is malformed","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"the request line or a header is malformed","code":"bad_request"}"#,
+        ),
+    ];
+    for (raw, status, body) in cases {
+        let reply = send_raw(server.addr, raw.as_bytes()).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (status, body),
+            "{raw:?}"
+        );
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+    }
+    // HTTP/1.0 needs no Host.
+    let reply = send_raw(server.addr, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(count(&server, "tenants"), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn percent_encoded_session_ids_are_decoded() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let encoded = id.replacen("onb_", "onb%5F", 1);
+    let reply = server.get(&session_path(&encoded, "")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["session_id"], id.as_str());
+    let reply = server.get("/api/v1/onboarding/session/onb_%E2%82%AC").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            404,
+            r#"{"success":false,"error":"session 'onb_€' does not exist","code":"not_found"}"#
+        )
+    );
+    server.stop().await;
+}
+
+/// Shutdown does not wait for connections that are idle or still sending
+/// their headers (the header timeout is 30 s).
+#[tokio::test]
+async fn shutdown_closes_idle_and_unfinished_connections_at_once() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Half: ")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("shutdown does not wait for the 30 s header timeout");
+    assert_eq!(half.read(&mut [0u8; 64]).await.unwrap_or(0), 0);
+}
+
+/// An echoed value is cut to 64 characters whatever its JSON type: a 50 KB
+/// array in a field makes no 50 KB error.
+#[tokio::test]
+async fn echoed_arrays_and_objects_are_cut_like_strings() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let long: Vec<u32> = (0..10_000).collect();
+    let body = serde_json::json!({ "channels": [long] }).to_string();
+    let reply = server.post(&session_path(&id, "channels"), &body).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            422,
+            r#"{"success":false,"error":"channels lists [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,2…, which is not a channel (expected one of phone, sms, whatsapp, email)","code":"invalid_field","field":"channels"}"#
+        )
+    );
+    let body = serde_json::json!({ "event_type_id": { "nested": "x".repeat(5000) } }).to_string();
+    let reply = server.post(&session_path(&id, "appointments"), &body).await;
+    assert_eq!(reply.status, 422);
+    let shown = format!(r#"{{\"nested\":\"{}…"#, "x".repeat(53));
+    assert_eq!(
+        reply.body,
+        format!(
+            r#"{{"success":false,"error":"event_type_id {shown} is not a positive integer (expected a Cal.com event type id such as 123456)","code":"invalid_field","field":"event_type_id"}}"#
+        )
+    );
+    server.stop().await;
+}
