@@ -253,6 +253,13 @@ pub struct Args {
           value_parser = parse_allow_host)]
     pub crawl_allow_host: Vec<String>,
 
+    /// Seconds a crawler worker holds a job without reporting a page; a
+    /// worker that dies loses its job to the next claim after this long.
+    #[arg(long, global = true, env = "ONBOARDING_CRAWL_LEASE_SECS",
+          default_value_t = crate::crawl::LEASE_SECONDS,
+          value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub crawl_lease_secs: i64,
+
     /// What to run: the HTTP server (default), or `crawl` alone.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -291,6 +298,7 @@ impl Args {
                 workers: self.crawl_workers,
                 // Each entry was checked by parse_allow_host.
                 allow: onboarding::kb::AllowList::parse(&self.crawl_allow_host).unwrap_or_default(),
+                lease_seconds: self.crawl_lease_secs,
                 ..crate::crawl::CrawlConfig::default()
             },
         }

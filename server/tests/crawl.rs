@@ -273,3 +273,85 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
     assert!(in_top_3 >= 15, "{in_top_3} of {}", QUESTIONS.len());
     server.stop().await;
 }
+
+/// Saves the steps a website session needs (the business with `email`)
+/// and completes it: the crawl job is queued. Answers the session id.
+async fn completed_website_session(server: &TestServer, email: &str, crawl_url: &str) -> String {
+    let created: Value =
+        serde_json::from_str(&server.post("/api/v1/onboarding/session", "{}").await.body).unwrap();
+    let s = created["session_id"].as_str().unwrap().to_string();
+    let kb = json!({"method": "website", "crawl_url": crawl_url}).to_string();
+    let mut business: Value = serde_json::from_str(BUSINESS).unwrap();
+    business["email"] = json!(email);
+    let business = business.to_string();
+    for (step, body) in [
+        ("business", business.as_str()),
+        ("channels", r#"{"channels":["sms"]}"#),
+        ("kb", &kb),
+        ("complete", "{}"),
+    ] {
+        let reply = server
+            .post(&format!("/api/v1/onboarding/session/{s}/{step}"), body)
+            .await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    s
+}
+
+/// The job's outcome: status, error code, attempts and the four counters.
+fn outcome(kb: &Value) -> Value {
+    let job = &kb["job"];
+    json!([
+        job["status"],
+        job["error_code"],
+        job["attempts"],
+        job["pages_found"],
+        job["pages_stored"],
+        job["pages_skipped"],
+        job["pages_failed"]
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_only_site_and_a_name_resolving_to_a_private_address() {
+    let shell = Fixture::start(true).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = crawl_config(&shell);
+    let mut server = TestServer::start(config, dir).await;
+
+    // Every page is an empty shell filled by a script: nothing to store,
+    // and the job says why.
+    let s = completed_website_session(&server, "js@salon-lea.fr", &shell.url("/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["failed", "js_required", 1, 1, 0, 1, 0])
+    );
+    assert_eq!(kb["documents"], json!([]));
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": shell.url("/"), "depth": 0, "status": "skipped", "reason": "js_required"}])
+    );
+    let paths: Vec<String> = shell.log().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/robots.txt", "/sitemap.xml", "/"]);
+
+    // A public-looking name (the kb step accepts it) that resolves to
+    // 127.0.0.1: the whole job is refused before any connection.
+    let s = completed_website_session(&server, "prive@salon-lea.fr", "http://prive.test/").await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["failed", "private_address", 1, 1, 0, 1, 0])
+    );
+    assert_eq!(kb["job"]["url"], "http://prive.test/");
+    assert_eq!(kb["documents"], json!([]));
+    // The start page was never fetched: the job ended before it.
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": "http://prive.test/", "depth": 0, "status": "skipped", "reason": "not_fetched"}])
+    );
+    // The shell fixture saw nothing more: the private address was never
+    // connected to (it is where the shell listens, on another port).
+    assert_eq!(shell.log().len(), 3);
+    server.stop().await;
+}

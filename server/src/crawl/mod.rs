@@ -31,9 +31,9 @@ use url::Url;
 use crate::db::{KbFunction, Query, Writer};
 use fetch::{Accept, FetchError, Fetcher, Limits, Page};
 
-/// The lease a worker asks for: renewed with every page it reports, so it
-/// only runs out when the worker stopped (killed, or stuck on one request
-/// longer than this).
+/// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
+/// with every page it reports, so it only runs out when the worker stopped
+/// (killed, or stuck on one page longer than this).
 pub const LEASE_SECONDS: i64 = 60;
 
 /// How the crawler runs.
