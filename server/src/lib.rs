@@ -116,10 +116,11 @@ pub async fn run_crawler(
     tokio::select! {
         () = &mut all => {}
         () = shutdown => {
+            // The workers stop at their next claim or idle wait.
             let _ = stop.send(true);
+            all.await;
         }
     }
-    all.await;
     writer.close().await
 }
 

@@ -3,7 +3,8 @@
 //! skipped ones and their reasons, the counters, the fixture's own request
 //! log (robots respected, one request at a time, the delay kept), search
 //! quality; a JavaScript-only site; a name that resolves to a private
-//! address; and a worker killed mid-crawl.
+//! address; and the real binary killed mid-crawl, its job finished by
+//! `onboarding-server crawl --db FILE --once`.
 
 mod common;
 #[path = "common/fixture.rs"]
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::{temp_config, TestServer};
+use common::{request, temp_config, Spawned, TestServer};
 use fixture::Fixture;
 use onboarding::kb::AllowList;
 use onboarding_server::crawl::fetch::Limits;
@@ -354,4 +355,210 @@ async fn a_javascript_only_site_and_a_name_resolving_to_a_private_address() {
     // connected to (it is where the shell listens, on another port).
     assert_eq!(shell.log().len(), 3);
     server.stop().await;
+}
+
+/// One row of the database file as JSON (the tests' reading connection).
+fn job_row(db: &Connection) -> Value {
+    db.query_row(
+        "SELECT status, attempts, lease_owner IS NOT NULL, lease_expires_at, pages_stored
+         FROM kb_crawl_jobs",
+        [],
+        |r| {
+            Ok(json!([
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, i64>(4)?
+            ]))
+        },
+    )
+    .unwrap()
+}
+
+/// The real binary is killed (SIGKILL) mid-crawl, its job left `running`
+/// with a lease; `onboarding-server crawl --db FILE --once` on the same file
+/// waits out nothing but that lease, takes the job over, resumes its
+/// frontier and finishes it: every page stored once, no job running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job() {
+    let site = Fixture::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("onboarding.db");
+    let allow = site.addr.to_string();
+    let flags = ["--crawl-allow-host", &allow, "--crawl-lease-secs", "10"];
+    let mut server = Spawned::start_on(&db_path, &flags);
+    let addr = server.addr;
+    let created = request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await;
+    let s = created.json()["session_id"].as_str().unwrap().to_string();
+    let kb = json!({"method": "website", "crawl_url": site.url("/")}).to_string();
+    for (step, body) in [
+        ("business", BUSINESS),
+        ("channels", r#"{"channels":["sms"]}"#),
+        ("kb", &kb),
+        ("complete", "{}"),
+    ] {
+        let path = format!("/api/v1/onboarding/session/{s}/{step}");
+        let reply = request(addr, "POST", &path, &[], body.as_bytes()).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+
+    // Killed once three pages are stored: mid-crawl, mid-request most likely.
+    let db = Connection::open(&db_path).unwrap();
+    for _ in 0..600 {
+        if job_row(&db)[4].as_i64().unwrap() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let killed = job_row(&db);
+    assert_eq!(
+        (&killed[0], &killed[1], &killed[2]),
+        (&json!("running"), &json!(1), &json!(true))
+    );
+    let stored_when_killed = killed[4].as_i64().unwrap();
+    assert!((3..19).contains(&stored_when_killed), "{killed}");
+
+    // The standalone crawler, started at once: its first claim comes before
+    // the lease runs out, so it finds nothing due and exits; started again
+    // after the lease, it takes the job over.
+    let crawl = |db_path: std::path::PathBuf, allow: String| {
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--log-level", "warn", "--db"])
+                .arg(&db_path)
+                .args(["--crawl-allow-host", &allow, "--crawl-lease-secs", "10"])
+                .args(["crawl", "--once"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            started.elapsed()
+        })
+    };
+    crawl(db_path.clone(), allow.clone()).await.unwrap();
+    assert_eq!(job_row(&db), killed);
+    let expires: String = killed[3].as_str().unwrap().to_string();
+    let now = |db: &Connection| -> String {
+        // The library's timestamp format, from SQLite's clock.
+        db.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    while now(&db) <= expires {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = crawl(db_path.clone(), allow.clone()).await.unwrap();
+    println!(
+        "the rest of the crawl after the takeover: {:.1} s",
+        took.as_secs_f64()
+    );
+
+    let finished = job_row(&db);
+    assert_eq!(
+        (&finished[0], &finished[1], &finished[2], &finished[3]),
+        (&json!("done"), &json!(2), &json!(false), &json!(null))
+    );
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM kb_crawl_jobs WHERE status = 'running'"),
+        0
+    );
+    // Every page once: no URL stored twice, no text stored twice, each
+    // page of the frontier reported once.
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT url FROM kb_documents WHERE url IS NOT NULL GROUP BY url, title HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT content_hash FROM kb_documents GROUP BY content_hash HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT url FROM kb_crawl_pages GROUP BY job_id, url HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM kb_crawl_pages WHERE status = 'pending'"),
+        0
+    );
+    // The documents an uninterrupted crawl stores.
+    let base = site.url("");
+    let mut documents: Vec<(String, String)> = {
+        let mut stmt = db
+            .prepare("SELECT coalesce(url, ''), title FROM kb_documents")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap();
+        rows.map(|r| {
+            let (u, t) = r.unwrap();
+            (u.replace(&base, ""), t)
+        })
+        .collect()
+    };
+    documents.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("/", "Accueil – Salon Léa"),
+        ("/", "Informations pratiques"),
+        ("/accents", "Épilation – Salon Léa"),
+        ("/contact", "Contact – Salon Léa"),
+        ("/equipe", "L'équipe – Salon Léa"),
+        ("/horaires", "Horaires – Salon Léa"),
+        ("/occupee", "Réservation – Salon Léa"),
+        ("/services", "Services – Salon Léa"),
+        ("/tarifs", "Tarifs – Salon Léa"),
+    ]
+    .iter()
+    .map(|(u, t)| (u.to_string(), t.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(documents, expected);
+    let counters: Value = db
+        .query_row(
+            "SELECT pages_found, pages_stored, pages_skipped, pages_failed, error_code FROM kb_crawl_jobs",
+            [],
+            |r| {
+                Ok(json!([r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?,
+                          r.get::<_, i64>(3)?, r.get::<_, Option<String>>(4)?]))
+            },
+        )
+        .unwrap();
+    assert_eq!(counters, json!([19, 8, 8, 3, null]));
+    // The pages not stored, with the binary's own resolver (the name
+    // /vers-nom-prive redirects to does not resolve) and limits (the slow
+    // page arrives: a script and two words).
+    let not_stored: Vec<(String, String, String)> = {
+        let mut stmt = db
+            .prepare("SELECT url, status, reason FROM kb_crawl_pages WHERE status <> 'stored' ORDER BY id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(|r| {
+            let (u, s, why) = r.unwrap();
+            (u.replace(&base, ""), s, why)
+        })
+        .collect()
+    };
+    let expected: Vec<(String, String, String)> = [
+        ("/prive/admin", "skipped", "robots_disallowed"),
+        ("/ancienne-page", "skipped", "redirected"),
+        ("/boucle", "skipped", "redirect_loop"),
+        ("/vers-prive", "skipped", "private_address"),
+        ("/vers-nom-prive", "failed", "dns"),
+        ("/absente", "failed", "http_404"),
+        ("/erreur", "failed", "http_500"),
+        ("/noindex-page", "skipped", "noindex"),
+        ("/lent", "skipped", "js_required"),
+        ("/enorme", "skipped", "too_large"),
+        ("/plaquette.pdf", "skipped", "unsupported_type"),
+    ]
+    .iter()
+    .map(|(u, s, r)| (u.to_string(), s.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(not_stored, expected);
 }

@@ -289,18 +289,26 @@ pub struct Spawned {
     pub child: std::process::Child,
     /// Every line the server has logged so far.
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    /// The temporary directory of a fresh database, kept while it runs.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Spawned {
     /// Starts the binary with `args` (plus `--listen` and `--db`) and waits
     /// (at most 60 s) until it serves.
     pub fn start(args: &[&str]) -> Spawned {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temporary directory");
+        let mut spawned = Spawned::start_on(&dir.path().join("onboarding.db"), args);
+        spawned._dir = Some(dir);
+        spawned
+    }
+
+    /// [`Spawned::start`] on the database file `db`, which outlives it.
+    pub fn start_on(db: &std::path::Path, args: &[&str]) -> Spawned {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
             .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.path().join("onboarding.db"))
+            .arg(db)
             .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -328,7 +336,7 @@ impl Spawned {
             addr,
             child,
             log,
-            _dir: dir,
+            _dir: None,
         }
     }
 
