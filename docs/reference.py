@@ -235,4 +235,73 @@ example("SELECT onboarding_agent_types()")
 section("onboarding_voices()", "The voice catalogue, labelled truthfully.")
 example("SELECT onboarding_voices()")
 
+section("The knowledge base",
+        "The kb step's `website` method queues a crawl job at completion; a crawler worker "
+        "(`onboarding-server`, or `onboarding-server crawl --db FILE`) takes it through the "
+        "worker functions below and stores the site's pages. The `documents` method stores "
+        "1 to 20 documents (`title` 1–200 characters, `content` 1–200,000) at completion.")
+docs_session = re.search(r"onb_[0-9a-f]{32}", run("SELECT onboarding_create()")).group(0)
+run("SELECT onboarding_step(?, 'business', ?)", docs_session,
+    '{"company_name":"Salon Léa","industry":"Coiffure","phone":"04 78 00 00 00","email":"lea@salon-lea.fr"}')
+run("SELECT onboarding_step(?, 'channels', ?)", docs_session, '{"channels":["sms"]}')
+example("SELECT onboarding_step(?, 'kb', ?)", docs_session,
+        '{"method":"documents","documents":[{"title":"Horaires","content":"# Horaires\\n\\n| Jour | Heures |\\n|---|---|\\n| Samedi | 9h00 – 18h00 |"},'
+        '{"title":"Tarifs","content":"# Tarifs\\n\\n| Prestation | Prix |\\n|---|---|\\n| Coupe homme | 25 € |"}]}')
+example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"documents","documents":[{"title":"","content":"x"}]}')
+example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"website","crawl_url":"http://[::ffff:127.0.0.1]/"}')
+run("SELECT onboarding_complete(?, '{}')", docs_session)
+
+section("onboarding_kb_claim(payload)",
+        "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
+        "job whose backoff is over, or a running one whose lease expired (its worker died). "
+        "The answer carries the job's frontier: its pages not yet reported, breadth first. "
+        "`{\"job\":null}` when nothing is due. After 3 attempts a job whose lease expires fails "
+        "with `timeout`.")
+example("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
+example("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-2"}')
+example("SELECT onboarding_kb_claim(?)", '{}')
+
+section("onboarding_kb_store_page(payload)",
+        "Reports one page of the frontier: `status` `stored` (with `title`, `markdown`), "
+        "`skipped` or `failed` (with a `reason`), the page's `links`, an optional `final_url` "
+        "(a redirect or canonical link inside the site) and `shared` blocks (a footer repeated "
+        "on every page, stored once as its own document). The library normalises the URLs, "
+        "keeps the site's links (depth at most 3, at most 50 pages), stores a text once per "
+        "tenant, chunks and indexes it, updates the counters and extends the lease, in one savepoint.")
+example("SELECT onboarding_kb_store_page(?)",
+        '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/","status":"stored","title":"Accueil",'
+        '"markdown":"# Agence\\n\\nVotre agence immobilière à Lyon.\\n\\n## Horaires\\n\\nDu lundi au samedi, 9h – 19h.",'
+        '"links":["https://mon-site.fr/biens?utm_source=x","https://www.mon-site.fr/contact/","https://ailleurs.fr/"],'
+        '"shared":[{"title":"Pied de page","markdown":"12 rue de la République, 69002 Lyon"}]}')
+example("SELECT onboarding_kb_store_page(?)",
+        '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/biens","status":"failed","reason":"http_500"}')
+example("SELECT onboarding_kb_store_page(?)",
+        '{"job_id":1,"worker":"crawler-2","url":"https://www.mon-site.fr/contact","status":"skipped","reason":"robots_disallowed"}')
+
+section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`).")
+example("SELECT onboarding_kb_renew(?)", '{"job_id":1,"worker":"crawler-1","lease_seconds":60}')
+
+section("onboarding_kb_finish(payload)",
+        "Ends a job. With `error_code` `dns`, `unreachable` or `robots_unavailable` and fewer "
+        "than 3 attempts, the job goes back to the queue after a backoff (60 s, then 300 s); "
+        "otherwise it is `done` when pages were stored, else `failed`. Pages not fetched are "
+        "reported `not_fetched`.")
+example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","error_code":"oops"}')
+example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","error_code":null}')
+
+section("onboarding_kb_get(session_id)",
+        "The crawl job (status, counters, error code), the documents (URL, title, source, depth, "
+        "chunk count) and the pages not stored with their reasons.")
+example("SELECT onboarding_kb_get(?)", session)
+example("SELECT onboarding_kb_get(?)", docs_session)
+
+section("onboarding_kb_search(payload)",
+        "bm25-ranked chunks of a tenant's knowledge for a question in French (`session_id` or "
+        "`tenant_id`, `query`, `limit` 1–20, default 5): accents folded, French stems, stop words "
+        "and a few synonyms applied in Rust on both sides; `score` is higher for better matches.")
+example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"vous êtes ouverts le samedi ?","limit":1}' % docs_session)
+example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"c\'est combien une coupe homme ?","limit":1}' % docs_session)
+example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"agence à Lyon","limit":2}' % session)
+example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":" "}' % session)
+
 sys.stdout.write("\n".join(out))

@@ -34,6 +34,12 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_create/3 524288\n\
          onboarding_create/4 524288\n\
          onboarding_get/1 524288\n\
+         onboarding_kb_claim/1 524288\n\
+         onboarding_kb_finish/1 524288\n\
+         onboarding_kb_get/1 524288\n\
+         onboarding_kb_renew/1 524288\n\
+         onboarding_kb_search/1 524288\n\
+         onboarding_kb_store_page/1 524288\n\
          onboarding_migrate/0 524288\n\
          onboarding_outbox_claim/2 524288\n\
          onboarding_outbox_failed/3 524288\n\
@@ -147,7 +153,7 @@ fn a_whole_onboarding_in_the_shell() {
          +33612345678 | 0 | pending_verification\n\
          Prise de rendez-vous – Mon Entreprise | appointment | [\"phone\",\"whatsapp\"] | active | \
          {\"provider\":\"cal_com\",\"event_type_id\":\"123456\",\"timezone\":\"Europe/Paris\"}\n\
-         https://mon-site.fr | queued\n"
+         https://mon-site.fr/ | queued\n"
     );
 
     // A retry answers the same, flagged.

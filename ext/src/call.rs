@@ -1,6 +1,6 @@
 //! One call of an SQL function as its body sees it ([`Call`]: arguments,
-//! time and randomness, connection), and the statement cache of a
-//! [`crate::register_cached`] registration ([`CachedStatements`]).
+//! time and randomness, the host's settings, connection), and the statement
+//! cache of a [`crate::register_cached`] registration ([`CachedStatements`]).
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,12 +11,15 @@ use rusqlite::Connection;
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Result};
+use crate::kb::Settings;
 
 /// The arguments and surroundings of one call.
 pub struct Call<'a> {
     pub ctx: &'a Context<'a>,
     pub env: &'a dyn Env,
     pub cache: Option<&'a StatementCache>,
+    /// The host's knowledge-base settings (the crawl allow-list).
+    pub settings: &'a Settings,
 }
 
 /// The connection a call runs on: the long-lived one of a

@@ -30,6 +30,7 @@
 //! | `onboarding_phone_send(session_id, payload)`, `onboarding_phone_verify(session_id, payload)` | `phone.rs`, `verification.rs`, `otp.rs` |
 //! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
+//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish` | `kb/` |
 
 // The layers, top to bottom: a module imports only from the layers below
 // its own (ARCHITECTURE.md has a line on each module).
@@ -40,6 +41,8 @@ mod create;
 mod get;
 mod migrate;
 mod phone;
+// The knowledge base: its modules sit on the layers below and above (kb/mod.rs).
+pub mod kb;
 // A step's save, and the sync at completion.
 mod step;
 mod sync;
@@ -162,7 +165,16 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             .text(1, "step", ErrorKind::InvalidField)?
             .ok_or_else(|| Error::invalid_field("step is required"))?;
         let payload = c.payload(2)?;
-        step::step(&*c.conn()?, c.env, &session_id, &step, payload.as_deref()).map(to_sql)
+        let conn = c.conn()?;
+        step::step(
+            &conn,
+            c.env,
+            c.settings,
+            &session_id,
+            &step,
+            payload.as_deref(),
+        )
+        .map(to_sql)
     }),
     ("onboarding_complete", 1, WRITER, |c| {
         complete::complete(&*c.conn()?, c.env, &c.session_id()?, None).map(to_sql)
@@ -228,6 +240,24 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_voices", 0, CONSTANT, |_| {
         Ok(to_sql(catalog::voices_json()))
     }),
+    ("onboarding_kb_get", 1, READER, |c| {
+        kb::read::get(&*c.conn()?, &c.session_id()?).map(to_sql)
+    }),
+    ("onboarding_kb_search", 1, READER, |c| {
+        kb::read::search(&*c.conn()?, c.payload(0)?.as_deref()).map(to_sql)
+    }),
+    ("onboarding_kb_claim", 1, WRITER, |c| {
+        kb::worker::claim(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+    }),
+    ("onboarding_kb_store_page", 1, WRITER, |c| {
+        kb::worker::store_page(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+    }),
+    ("onboarding_kb_renew", 1, WRITER, |c| {
+        kb::worker::renew(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+    }),
+    ("onboarding_kb_finish", 1, WRITER, |c| {
+        kb::worker::finish(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+    }),
 ];
 
 /// The distinct SQL names the library adds, sorted.
@@ -252,7 +282,17 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
 /// Statements are prepared anew by each call: safe for any host, including
 /// the loadable extension, whose host may close the connection at any time.
 pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<()> {
-    register_inner(conn, env, None)
+    register_inner(conn, env, None, Arc::default())
+}
+
+/// [`register_with`], with the host's knowledge-base settings (the crawl
+/// allow-list the kb step's validation applies).
+pub fn register_with_settings(
+    conn: &Connection,
+    env: Arc<dyn Env>,
+    settings: kb::Settings,
+) -> rusqlite::Result<()> {
+    register_inner(conn, env, None, Arc::new(settings))
 }
 
 /// Registers every function on `conn` with prepared statements kept across
@@ -264,8 +304,17 @@ pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<(
 /// [`CachedStatements::release`]) **before** closing the connection: SQLite
 /// refuses to close a connection with unfinalized statements.
 pub fn register_cached(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<CachedStatements> {
+    register_cached_with_settings(conn, env, kb::Settings::default())
+}
+
+/// [`register_cached`], with the host's knowledge-base settings.
+pub fn register_cached_with_settings(
+    conn: &Connection,
+    env: Arc<dyn Env>,
+    settings: kb::Settings,
+) -> rusqlite::Result<CachedStatements> {
     let (statements, cache) = CachedStatements::new();
-    register_inner(conn, env, Some(cache))?;
+    register_inner(conn, env, Some(cache), Arc::new(settings))?;
     Ok(statements)
 }
 
@@ -273,15 +322,18 @@ fn register_inner(
     conn: &Connection,
     env: Arc<dyn Env>,
     cache: Option<Arc<StatementCache>>,
+    settings: Arc<kb::Settings>,
 ) -> rusqlite::Result<()> {
     for &(name, n_arg, flags, body) in FUNCTIONS {
         let env = Arc::clone(&env);
         let cache = cache.clone();
+        let settings = Arc::clone(&settings);
         conn.create_scalar_function(name, n_arg, flags, move |ctx| {
             let call = Call {
                 ctx,
                 env: &*env,
                 cache: cache.as_deref(),
+                settings: &settings,
             };
             body(&call).map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
         })

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/001_init.sql"),
     },
     Migration {
+        version: 2,
+        name: "002_knowledge",
+        sql: include_str!("../../sql/002_knowledge.sql"),
+    },
+    Migration {
         version: 3,
         name: "003_phone",
         sql: include_str!("../../sql/003_phone.sql"),

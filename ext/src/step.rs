@@ -13,6 +13,7 @@ use crate::analytics::{self, OnStep};
 use crate::env::{iso8601, Env};
 use crate::error::Result;
 use crate::json;
+use crate::kb::Settings;
 use crate::savepoint::in_savepoint;
 use crate::session::{Progress, SessionHead, Step};
 use crate::sql;
@@ -25,6 +26,7 @@ use crate::verification;
 pub fn step(
     conn: &Connection,
     env: &dyn Env,
+    settings: &Settings,
     session_id: &str,
     step: &str,
     payload: Option<&str>,
@@ -36,7 +38,7 @@ pub fn step(
         session.ensure_writable()?;
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
-        let data = save(conn, step, &map, &session, &now)?;
+        let data = save(conn, settings, step, &map, &session, &now)?;
         let advanced = step.reaches().filter(|p| p.step > session.current_step);
         let progress = advanced.unwrap_or(Progress::at(session.current_step));
         if advanced.is_some() {
@@ -73,6 +75,7 @@ pub fn step(
 /// row, and answers the JSON the session keeps for the step.
 fn save(
     conn: &Connection,
+    settings: &Settings,
     step: Step,
     map: &Object,
     session: &SessionHead,
@@ -82,7 +85,7 @@ fn save(
         Step::Business => save_business(conn, session, &validate::business(map)?, now)?,
         Step::Channels => json!({ "channels": validate::channels(map)? }),
         Step::Vapi => validate::vapi(map)?.to_json(),
-        Step::Kb => validate::kb(map)?,
+        Step::Kb => validate::kb(map, &settings.crawl_allow_hosts)?,
         Step::Appointments => save_appointments(conn, session, &validate::appointments(map)?, now)?,
     })
 }

@@ -15,6 +15,7 @@ use crate::catalog;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::json;
+use crate::kb::store;
 use crate::session::{stored_json, stored_str, Progress, Session, Step};
 use crate::sql;
 use crate::validate::{email_taken, CHANNELS};
@@ -316,8 +317,9 @@ impl Part<'_> {
         }))
     }
 
-    /// The knowledge base: for a website, a queued `kb_crawl_jobs` row;
-    /// `null` when the kb step was not saved.
+    /// The knowledge base: for a website, a queued `kb_crawl_jobs` row; for
+    /// documents, each one stored and indexed now (`kb_documents`,
+    /// `kb_chunks`, `kb_chunks_fts`); `null` when the kb step was not saved.
     fn knowledge_base(&self) -> Result<Value> {
         let kb = stored_json(self.session.data(Step::Kb))?;
         if kb.is_null() {
@@ -337,7 +339,36 @@ impl Part<'_> {
         } else {
             Value::Null
         };
-        Ok(json!({ "method": method, "crawl_job": crawl_job }))
+        let documents = if method == "documents" {
+            self.documents(&kb["documents"])?
+        } else {
+            Value::Null
+        };
+        Ok(json!({ "method": method, "crawl_job": crawl_job, "documents": documents }))
+    }
+
+    /// The kb step's documents (validated when saved), each stored once per
+    /// text and cut into indexed chunks: `{"documents_stored","chunks"}`.
+    fn documents(&self, documents: &Value) -> Result<Value> {
+        let mut stored = 0;
+        let mut chunks = 0;
+        for doc in documents.as_array().into_iter().flatten() {
+            let new = store::NewDocument {
+                tenant_id: &self.session.tenant_id,
+                job_id: None,
+                source: "documents",
+                url: None,
+                title: stored_str(doc, "title")?,
+                markdown: stored_str(doc, "content")?,
+                depth: None,
+                now: self.now,
+            };
+            if let store::Stored::New { chunks: n, .. } = store::store(self.conn, &new)? {
+                stored += 1;
+                chunks += n;
+            }
+        }
+        Ok(json!({ "documents_stored": stored, "chunks": chunks }))
     }
 
     /// `onboarding_analytics`: the last step's time, the total, done.

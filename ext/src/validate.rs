@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::catalog;
 use crate::error::{quote, quote_json, Error, Result};
 use crate::json::type_name;
+use crate::kb::{check_url, AllowList};
 
 pub type Object = Map<String, Value>;
 
@@ -327,8 +328,9 @@ pub fn vapi(map: &Object) -> Result<Vapi> {
 /// The knowledge-base methods.
 pub const KB_METHODS: [&str; 4] = ["website", "documents", "assistant", "skip"];
 
-/// The kb step: `method`, and `crawl_url` for `website`.
-pub fn kb(map: &Object) -> Result<Value> {
+/// The kb step: `method`; `crawl_url` for `website` (checked against the
+/// public-address rule and stored normalised); `documents` for `documents`.
+pub fn kb(map: &Object, allow: &AllowList) -> Result<Value> {
     let method = required_text(map, "method", 32)?;
     if !KB_METHODS.contains(&method.as_str()) {
         return Err(Error::invalid_field(format!(
@@ -337,56 +339,118 @@ pub fn kb(map: &Object) -> Result<Value> {
             KB_METHODS.join(", ")
         )));
     }
-    if method != "website" {
-        return Ok(json!({ "method": method }));
+    match method.as_str() {
+        "website" => {
+            let crawl_url = optional_text(map, "crawl_url", 2048)?.ok_or_else(|| {
+                Error::invalid_field("crawl_url is required when method is 'website'")
+            })?;
+            let url = check_url(&crawl_url, allow).map_err(|why| {
+                Error::invalid_field(format!(
+                    "crawl_url {} {why} (expected a public http or https address such as 'https://mon-site.fr')",
+                    quote(&crawl_url)
+                ))
+            })?;
+            Ok(json!({ "method": method, "crawl_url": url.as_str() }))
+        }
+        "documents" => Ok(json!({
+            "method": method,
+            "documents": documents(map.get("documents"))?,
+        })),
+        _ => Ok(json!({ "method": method })),
     }
-    let crawl_url = optional_text(map, "crawl_url", 2048)?
-        .ok_or_else(|| Error::invalid_field("crawl_url is required when method is 'website'"))?;
-    check_crawl_url(&crawl_url)?;
-    Ok(json!({ "method": method, "crawl_url": crawl_url }))
 }
 
-/// A public http(s) URL: the crawler fetches it from inside the platform, so
-/// credentials, loopback and private addresses are refused.
-fn check_crawl_url(text: &str) -> Result<()> {
-    let bad = |why: &str| {
-        Err(Error::invalid_field(format!(
-            "crawl_url {} {why} (expected a public http or https address such as 'https://mon-site.fr')",
-            quote(text)
-        )))
-    };
-    let Ok(url) = url::Url::parse(text) else {
-        return bad("is not a URL");
-    };
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return bad("is not an http or https URL");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return bad("must not carry credentials");
-    }
-    let private = match url.host() {
-        None => return bad("has no host"),
-        Some(url::Host::Domain(d)) => {
-            d == "localhost" || d.ends_with(".localhost") || !d.contains('.')
+/// The `documents` method: 1 to 20 documents given as text or Markdown,
+/// stored as knowledge at completion (no crawl). A title has 1 to 200
+/// characters once trimmed; a content at most 200,000 as sent, not only
+/// white space.
+pub const MAX_DOCUMENTS: usize = 20;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_CONTENT_CHARS: usize = 200_000;
+
+/// `documents`, validated: `[{"title","content"}]`, titles trimmed.
+pub fn documents(field: Option<&Value>) -> Result<Value> {
+    let items = match field {
+        None | Some(Value::Null) => {
+            return Err(Error::invalid_field(
+                "documents is required when method is 'documents'",
+            ))
         }
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_private()
-                || ip.is_loopback()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(Error::invalid_field(
+                "documents must be an array of {\"title\",\"content\"} objects",
+            ))
         }
     };
-    if private {
-        return bad("is not a public address");
+    if items.is_empty() || items.len() > MAX_DOCUMENTS {
+        return Err(Error::invalid_field(format!(
+            "documents holds {} items; 1 to {MAX_DOCUMENTS} are allowed",
+            items.len()
+        )));
     }
-    Ok(())
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(map) = item else {
+            return Err(Error::invalid_field(format!(
+                "documents[{i}] must be an object with title and content"
+            )));
+        };
+        let title = document_text(
+            map.get("title"),
+            &format!("documents[{i}].title"),
+            MAX_TITLE_CHARS,
+        )?;
+        if title.contains(['\n', '\r', '\t']) {
+            return Err(Error::invalid_field(format!(
+                "documents[{i}].title must fit on one line"
+            )));
+        }
+        // A content's length counts as sent, white space included: the
+        // limit is on what a client uploads.
+        let field = format!("documents[{i}].content");
+        if let Some(Value::String(raw)) = map.get("content") {
+            let chars = raw.chars().count();
+            if chars > MAX_CONTENT_CHARS {
+                return Err(Error::invalid_field(format!(
+                    "{field} is {chars} characters long; at most {MAX_CONTENT_CHARS} are allowed"
+                )));
+            }
+        }
+        let content = document_text(map.get("content"), &field, MAX_CONTENT_CHARS)?;
+        out.push(json!({ "title": title, "content": content }));
+    }
+    Ok(Value::Array(out))
+}
+
+/// A trimmed text field of 1 to `max` characters; line breaks and tabs are
+/// text, other control characters are not.
+fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<String> {
+    let text = match value {
+        None | Some(Value::Null) => {
+            return Err(Error::invalid_field(format!("{field} is required")))
+        }
+        Some(Value::String(s)) => s.trim(),
+        Some(_) => return Err(Error::invalid_field(format!("{field} must be a string"))),
+    };
+    if text.is_empty() {
+        return Err(Error::invalid_field(format!("{field} must not be empty")));
+    }
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(Error::invalid_field(format!(
+            "{field} is {chars} characters long; at most {max} are allowed"
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::invalid_field(format!(
+            "{field} contains a control character"
+        )));
+    }
+    Ok(text.to_string())
 }
 
 /// The booking providers the appointments step knows.
@@ -463,6 +527,101 @@ fn is_positive_integer(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_digit())
         && s != "0"
         && !s.bytes().all(|b| b == b'0')
+}
+
+/// The payloads of the kb functions (`onboarding_kb_search` and the worker
+/// functions), read field by field: each accessor names its field in the
+/// error, as every `invalid_field` detail must.
+pub struct Fields(Object);
+
+impl Fields {
+    pub fn parse(payload: Option<&str>) -> Result<Fields> {
+        payload_object(payload).map(Fields)
+    }
+
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    pub fn optional_str(&self, field: &str, max_chars: usize) -> Result<Option<&str>> {
+        let Some(value) = self.get(field) else {
+            return Ok(None);
+        };
+        let text = value
+            .as_str()
+            .ok_or_else(|| Error::invalid_field(format!("{field} must be a string")))?;
+        if text.chars().count() > max_chars {
+            return Err(Error::invalid_field(format!(
+                "{field} is longer than {max_chars} characters"
+            )));
+        }
+        Ok(Some(text))
+    }
+
+    pub fn str(&self, field: &str, max_chars: usize) -> Result<&str> {
+        match self.optional_str(field, max_chars)? {
+            Some(t) if !t.trim().is_empty() => Ok(t),
+            Some(_) => Err(Error::invalid_field(format!("{field} must not be empty"))),
+            None => Err(Error::invalid_field(format!("{field} is required"))),
+        }
+    }
+
+    /// An integer in `range`, or `default` when absent.
+    pub fn int(
+        &self,
+        field: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: Option<i64>,
+    ) -> Result<i64> {
+        let Some(value) = self.get(field) else {
+            return default.ok_or_else(|| Error::invalid_field(format!("{field} is required")));
+        };
+        match value.as_i64() {
+            Some(n) if range.contains(&n) => Ok(n),
+            _ => Err(Error::invalid_field(format!(
+                "{field} {} is not an integer from {} to {}",
+                value.as_str().map_or_else(|| value.to_string(), quote),
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    /// A machine-readable code: lowercase letters, digits and '_'.
+    pub fn code(&self, field: &str) -> Result<Option<&str>> {
+        let Some(code) = self.optional_str(field, 40)? else {
+            return Ok(None);
+        };
+        if code.is_empty()
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(Error::invalid_field(format!(
+                "{field} {} is not a code (lowercase letters, digits and '_')",
+                quote(code)
+            )));
+        }
+        Ok(Some(code))
+    }
+
+    /// An array of strings (absent: empty).
+    pub fn strings(&self, field: &str) -> Result<Vec<&str>> {
+        match self.get(field) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        Error::invalid_field(format!("{field} must be an array of strings"))
+                    })
+                })
+                .collect(),
+            Some(_) => Err(Error::invalid_field(format!(
+                "{field} must be an array of strings"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

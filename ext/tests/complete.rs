@@ -98,7 +98,8 @@ fn completion_answers_and_writes_every_table() {
             },
             "knowledge_base": {
                 "method": "website",
-                "crawl_job": {"url": "https://mon-site.fr", "status": "queued"},
+                "crawl_job": {"url": "https://mon-site.fr/", "status": "queued"},
+                "documents": null,
             },
         },
     });
@@ -176,7 +177,7 @@ fn completion_answers_and_writes_every_table() {
     );
     assert_eq!(
         db.row("SELECT url, status, session_id FROM kb_crawl_jobs", &[]),
-        json!({"url": "https://mon-site.fr", "status": "queued", "session_id": s})
+        json!({"url": "https://mon-site.fr/", "status": "queued", "session_id": s})
     );
 
     // Analytics: the time on each step adds up to the total.
@@ -263,12 +264,12 @@ fn steps_are_refused_after_completion() {
 fn no_campaign_without_appointments_and_no_job_without_website() {
     let db = Db::memory();
     let s = ready_session(&db);
-    db.step(&s, "kb", r#"{"method":"documents"}"#).unwrap();
+    db.step(&s, "kb", r#"{"method":"assistant"}"#).unwrap();
     let done = db.complete(&s).unwrap();
     assert_eq!(done["synced"]["campaign"], json!(null));
     assert_eq!(
         done["synced"]["knowledge_base"],
-        json!({"method": "documents", "crawl_job": null})
+        json!({"method": "assistant", "crawl_job": null, "documents": null})
     );
     assert_eq!(db.count("omnichannel_campaigns"), 0);
     assert_eq!(db.count("kb_crawl_jobs"), 0);

@@ -314,12 +314,12 @@ fn kb_rules() {
     );
     assert_eq!(
         db.get(&s)["steps"]["kb"],
-        json!({"method":"website","crawl_url":"https://mon-site.fr"})
+        json!({"method":"website","crawl_url":"https://mon-site.fr/"})
     );
     // Other methods need no URL, and a stray one is not kept.
-    db.step(&s, "kb", r#"{"method":"documents","crawl_url":"x"}"#)
+    db.step(&s, "kb", r#"{"method":"assistant","crawl_url":"x"}"#)
         .unwrap();
-    assert_eq!(db.get(&s)["steps"]["kb"], json!({"method":"documents"}));
+    assert_eq!(db.get(&s)["steps"]["kb"], json!({"method":"assistant"}));
 }
 
 #[test]

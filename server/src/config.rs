@@ -93,6 +93,8 @@ pub struct Config {
     /// The server is the outbox's sender: each message (a phone code) is
     /// printed to the log and marked sent. For local development only.
     pub outbox_log: bool,
+    /// The knowledge-base crawler: workers, the allow-list, limits.
+    pub crawl: crate::crawl::CrawlConfig,
 }
 
 /// Sessions one address may create per minute by default. A person creates
@@ -138,6 +140,7 @@ impl Default for Config {
             email_taken_per_session: DEFAULT_EMAIL_TAKEN_PER_SESSION,
             email_taken_window: Duration::from_secs(3600),
             outbox_log: false,
+            crawl: crate::crawl::CrawlConfig::default(),
         }
     }
 }
@@ -157,6 +160,7 @@ impl fmt::Debug for Config {
             .field("env", &self.env.as_ref().map(|_| "custom"))
             .field("shutdown_grace", &self.shutdown_grace)
             .field("busy_timeout", &self.busy_timeout)
+            .field("crawl", &self.crawl)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("trust_proxy", &self.trust_proxy)
@@ -178,7 +182,12 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// SQLite database file; created and migrated at start.
-    #[arg(long, env = "ONBOARDING_DB", default_value = "onboarding.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "ONBOARDING_DB",
+        default_value = "onboarding.db"
+    )]
     pub db: PathBuf,
 
     /// Run every call on the leader of this dqlite cluster (its nodes'
@@ -269,6 +278,32 @@ pub struct Args {
     /// marks them sent. Without it, no code ever reaches the log.
     #[arg(long, env = "ONBOARDING_OUTBOX_LOG")]
     pub outbox_log: bool,
+    /// Crawler workers taking knowledge-base jobs (one site each at a
+    /// time); 0 disables the crawler.
+    #[arg(
+        long,
+        global = true,
+        env = "ONBOARDING_CRAWL_WORKERS",
+        default_value_t = 1
+    )]
+    pub crawl_workers: usize,
+
+    /// HOST:PORT exempt from the crawler's public-address rule, for tests
+    /// and intranets (repeatable); also accepted by the kb step.
+    #[arg(long, global = true, env = "ONBOARDING_CRAWL_ALLOW_HOST", value_delimiter = ',',
+          value_parser = parse_allow_host)]
+    pub crawl_allow_host: Vec<String>,
+
+    /// Seconds a crawler worker holds a job without reporting a page; a
+    /// worker that dies loses its job to the next claim after this long.
+    #[arg(long, global = true, env = "ONBOARDING_CRAWL_LEASE_SECS",
+          default_value_t = crate::crawl::LEASE_SECONDS,
+          value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub crawl_lease_secs: i64,
+
+    /// What to run: the HTTP server (default), or `crawl` alone.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// Log level: error, warn, info (one line per request), debug or trace.
     #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
@@ -308,8 +343,32 @@ impl Args {
             email_taken_per_session: self.email_taken_per_session,
             email_taken_window: Duration::from_secs(3600),
             outbox_log: self.outbox_log,
+            crawl: crate::crawl::CrawlConfig {
+                workers: self.crawl_workers,
+                // Each entry was checked by parse_allow_host.
+                allow: onboarding::kb::AllowList::parse(&self.crawl_allow_host).unwrap_or_default(),
+                lease_seconds: self.crawl_lease_secs,
+                ..crate::crawl::CrawlConfig::default()
+            },
         }
     }
+}
+
+/// The modes of `onboarding-server`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Crawl the queued knowledge-base jobs of --db, without the HTTP
+    /// server (for users of the loadable extension alone).
+    Crawl {
+        /// Stop when no job is due instead of waiting for more.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// One `--crawl-allow-host` entry, checked as the library reads it.
+fn parse_allow_host(text: &str) -> Result<String, String> {
+    onboarding::kb::AllowList::parse(&[text]).map(|_| text.trim().to_string())
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.1`).

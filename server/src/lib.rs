@@ -19,6 +19,7 @@
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod crawl;
 pub mod db;
 pub mod http;
 pub mod limit;
@@ -57,6 +58,8 @@ pub async fn run(
         .outbox_wake
         .clone()
         .map(|wake| outbox::LogSender::start(writer.clone(), wake));
+    let (stop_crawl, crawl_stopped) = tokio::sync::watch::channel(false);
+    let crawlers = crawl::spawn(&writer, &config.crawl, &crawl_stopped);
     if config.dqlite.is_empty() {
         tracing::info!(
             %address,
@@ -83,7 +86,68 @@ pub async fn run(
     if let Some(sender) = log_sender {
         sender.stop().await;
     }
+    stop_crawlers(stop_crawl, crawlers).await;
     writer.close().await
+}
+
+/// Stops the crawler workers. A worker mid-page is aborted: its job keeps
+/// its frontier and is resumed by the next claim once the lease expires.
+async fn stop_crawlers(
+    stop: tokio::sync::watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let _ = stop.send(true);
+    for w in &workers {
+        w.abort();
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
+/// `onboarding-server crawl`: the crawler alone on `config.db_path`, for
+/// users of the loadable extension without the HTTP server. Runs until
+/// `shutdown`, or with `once` until no job is due.
+pub async fn run_crawler(
+    config: Config,
+    once: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let writer = start_file(&config).await?;
+    tracing::info!(database = %config.db_path.display(), workers = config.crawl.workers, "crawling");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let crawl_config = Arc::new(config.crawl.clone());
+    let workers: Vec<_> = (0..config.crawl.workers.max(1))
+        .map(|n| {
+            let name = format!("crawl-{}-{n}", std::process::id());
+            let (writer, config, stopped) =
+                (writer.clone(), Arc::clone(&crawl_config), stopped.clone());
+            tokio::spawn(async move {
+                if once {
+                    crawl::drain(writer, config, name).await
+                } else {
+                    crawl::worker(writer, config, name, stopped).await
+                }
+            })
+        })
+        .collect();
+    let all = futures_join(workers);
+    tokio::pin!(all);
+    tokio::select! {
+        () = &mut all => {}
+        () = shutdown => {
+            // The workers stop at their next claim or idle wait.
+            let _ = stop.send(true);
+            all.await;
+        }
+    }
+    writer.close().await
+}
+
+async fn futures_join(workers: Vec<tokio::task::JoinHandle<()>>) {
+    for w in workers {
+        let _ = w.await;
+    }
 }
 
 /// Everything requests share: the writer (the database opened, given its
@@ -144,6 +208,12 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
 
 /// The writer on the single file (the default).
 async fn start_file(config: &Config) -> Result<db::Writer, String> {
+    if config.extension.is_some() && !config.crawl.allow.is_empty() {
+        return Err(
+            "--crawl-allow-host applies to the linked functions; a loaded extension cannot receive it"
+                .to_string(),
+        );
+    }
     db::Writer::start(db::Options {
         path: config.db_path.clone(),
         synchronous: config.synchronous,
@@ -154,6 +224,9 @@ async fn start_file(config: &Config) -> Result<db::Writer, String> {
             .clone()
             .unwrap_or_else(|| Arc::new(onboarding::SystemEnv)),
         busy_timeout: config.busy_timeout,
+        kb: onboarding::kb::Settings {
+            crawl_allow_hosts: config.crawl.allow.clone(),
+        },
     })
     .await
 }

@@ -30,6 +30,9 @@ fn serve(args: &Args) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
+        if let Some(onboarding_server::config::Command::Crawl { once }) = args.command {
+            return onboarding_server::run_crawler(args.config(), once, shutdown_signal()).await;
+        }
         let listener =
             listen(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         onboarding_server::run(listener, args.config(), shutdown_signal()).await

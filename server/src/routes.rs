@@ -33,6 +33,12 @@ pub enum Endpoint {
     Health,
     /// The embedded OpenAPI document.
     OpenApi,
+    /// `onboarding_kb_get(session_id)`.
+    KbGet,
+    /// `onboarding_kb_get(?session_id=…)`: the original's route.
+    KbStructure,
+    /// `onboarding_kb_search({"session_id","query":?q,"limit":?limit})`.
+    KbSearch,
     /// A file of the front end (a page, a script, the style), embedded.
     Web(&'static Asset),
 }
@@ -74,6 +80,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/api/v1/onboarding/session/{session_id}", Endpoint::Get),
     route(Method::POST, "/api/v1/onboarding/session/{session_id}/phone/verification", Endpoint::PhoneSend),
     route(Method::POST, "/api/v1/onboarding/session/{session_id}/phone/verify", Endpoint::PhoneVerify),
+    route(Method::GET, "/api/v1/onboarding/session/{session_id}/kb", Endpoint::KbGet),
+    route(Method::GET, "/api/v1/onboarding/session/{session_id}/kb/search", Endpoint::KbSearch),
+    route(Method::GET, "/api/v1/kb/structure", Endpoint::KbStructure),
     route(Method::GET, "/api/v1/onboarding/agent-types", Endpoint::AgentTypes),
     route(Method::GET, "/api/v1/onboarding/voices", Endpoint::Voices),
     route(Method::GET, "/healthz", Endpoint::Health),
@@ -251,7 +260,7 @@ mod tests {
     #[test]
     fn resolve_tells_wrong_method_from_unknown_path() {
         assert_eq!(
-            resolve(&Method::GET, "/api/v1/onboarding/session/onb_1/kb"),
+            resolve(&Method::GET, "/api/v1/onboarding/session/onb_1/vapi"),
             Resolved::WrongMethod(vec![&Method::POST])
         );
         assert_eq!(

@@ -352,7 +352,14 @@ fn content(cluster: &Cluster) -> String {
     let mut text = String::new();
     for table in tables {
         let name = table[0].as_text().unwrap().to_string();
-        let rows = cluster.rows(&format!("SELECT * FROM {name} ORDER BY rowid"), &[]);
+        // Sorted here rather than by rowid: FTS5's shadow tables include
+        // WITHOUT ROWID ones.
+        let mut rows: Vec<String> = cluster
+            .rows(&format!("SELECT * FROM {name}"), &[])
+            .iter()
+            .map(|row| format!("{row:?}"))
+            .collect();
+        rows.sort();
         text.push_str(&format!("{name}: {rows:?}\n"));
     }
     text

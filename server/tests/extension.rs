@@ -88,7 +88,8 @@ async fn origin_note_flow_through_the_loaded_extension() {
                                   "status": "pending_verification", "is_active": false},
                 "campaign": null,
                 "knowledge_base": {"method": "website",
-                                   "crawl_job": {"url": "https://mon-site.fr", "status": "queued"}},
+                                   "crawl_job": {"url": "https://mon-site.fr/", "status": "queued"},
+                                   "documents": null},
             },
         })
     );
@@ -132,5 +133,5 @@ async fn origin_note_flow_through_the_loaded_extension() {
         "pending_verification"
     );
     assert_eq!(rows(&db, "omnichannel_campaigns").len(), 0);
-    assert_eq!(rows(&db, "kb_crawl_jobs")[0]["url"], "https://mon-site.fr");
+    assert_eq!(rows(&db, "kb_crawl_jobs")[0]["url"], "https://mon-site.fr/");
 }

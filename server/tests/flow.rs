@@ -27,7 +27,7 @@ const COMPLETED: &str = concat!(
     r#""synced":{"agent_config":{"agent_type":"multi_purpose","agent_name":"Sara","voice_provider":"elevenlabs","#,
     r#""voice_id":"EXAVITQu4vr4xnSDxMaL","voice_language":"fr-FR","channels":["phone"]},"#,
     r#""phone_mapping":{"phone_number":"+33612345678","status":"pending_verification","is_active":false},"#,
-    r#""campaign":null,"knowledge_base":{"method":"website","crawl_job":{"url":"https://mon-site.fr","status":"queued"}}}}"#
+    r#""campaign":null,"knowledge_base":{"method":"website","crawl_job":{"url":"https://mon-site.fr/","status":"queued"},"documents":null}}}"#
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +88,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
                              "phone": "+33612345678", "email": "contact@entreprise.fr"},
                 "channels": null,
                 "vapi": {"agent_type": "multi_purpose", "voice": "sara", "assistant_name": "Sara"},
-                "kb": {"method": "website", "crawl_url": "https://mon-site.fr"},
+                "kb": {"method": "website", "crawl_url": "https://mon-site.fr/"},
                 "appointments": null,
             },
             "omnichannel": {
@@ -116,7 +116,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
                 },
                 "campaign": null,
                 "kb_crawl_job": {
-                    "id": 1, "url": "https://mon-site.fr", "status": "queued",
+                    "id": 1, "url": "https://mon-site.fr/", "status": "queued",
                     "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
                 },
             },
@@ -153,7 +153,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
             "business_data": r#"{"company_name":"Mon Entreprise","industry":"real_estate","phone":"+33612345678","email":"contact@entreprise.fr"}"#,
             "channels_data": null,
             "vapi_data": r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
-            "kb_data": r#"{"method":"website","crawl_url":"https://mon-site.fr"}"#,
+            "kb_data": r#"{"method":"website","crawl_url":"https://mon-site.fr/"}"#,
             "appointments_data": null, "status": "completed", "source": "web",
             "started_at": AT_CREATE, "last_updated_at": AT_COMPLETE,
             "step_started_at": AT_COMPLETE, "completed_at": AT_COMPLETE, "abandoned_at": null,
@@ -199,8 +199,11 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
     assert_eq!(
         rows(&db, "kb_crawl_jobs"),
         [json!({
-            "id": 1, "tenant_id": TENANT, "session_id": SESSION, "url": "https://mon-site.fr",
+            "id": 1, "tenant_id": TENANT, "session_id": SESSION, "url": "https://mon-site.fr/",
             "status": "queued", "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
+            "attempts": 0, "lease_owner": null, "lease_expires_at": null, "next_attempt_at": null,
+            "pages_found": 0, "pages_stored": 0, "pages_skipped": 0, "pages_failed": 0,
+            "error_code": null, "started_at": null, "finished_at": null,
         })]
     );
 }

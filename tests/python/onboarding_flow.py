@@ -53,7 +53,7 @@ class Onboarding(unittest.TestCase):
         done = call(c, "SELECT onboarding_complete(?, '{}')", s)
         self.assertEqual(done["sync_status"], "synced")
         self.assertEqual(done["synced"]["campaign"], None)
-        self.assertEqual(done["synced"]["knowledge_base"], {"method": "skip", "crawl_job": None})
+        self.assertEqual(done["synced"]["knowledge_base"], {"method": "skip", "crawl_job": None, "documents": None})
 
         rows = lambda sql: c.execute(sql, (tenant,)).fetchall()
         self.assertEqual(

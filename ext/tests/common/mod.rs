@@ -13,7 +13,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 16] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -22,6 +22,10 @@ pub const TABLES: [&str; 12] = [
     "omnichannel_campaigns",
     "kb_crawl_jobs",
     "onboarding_create_requests",
+    "kb_crawl_pages",
+    "kb_documents",
+    "kb_chunks",
+    "kb_chunks_fts",
     "onboarding_schema_migrations",
     "onboarding_secrets",
     "phone_verifications",

@@ -169,6 +169,7 @@ mod tests {
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
+            kb: onboarding::kb::Settings::default(),
         };
         let db = open(&options).unwrap();
         let pages = count(&db.conn, "PRAGMA page_count");
@@ -219,6 +220,7 @@ mod tests {
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
+            kb: onboarding::kb::Settings::default(),
         };
         let db = open(&options).unwrap();
         let created = run_alone(&db.conn, &create_jobs(1)[0]).unwrap();
@@ -273,6 +275,7 @@ mod tests {
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_secs(5),
+            kb: onboarding::kb::Settings::default(),
         };
         let db = open(&options).unwrap();
         let mut jobs = create_jobs(3);
@@ -308,6 +311,7 @@ mod tests {
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
             busy_timeout: std::time::Duration::from_millis(200),
+            kb: onboarding::kb::Settings::default(),
         }
     }
 

@@ -43,5 +43,5 @@ mod writer;
 
 pub use dqlite::ClusterOptions;
 pub use open::Options;
-pub use query::{Failure, Outcome, Query};
+pub use query::{Failure, KbFunction, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};

@@ -25,6 +25,9 @@ pub struct Options {
     /// How long a statement waits for another process's lock before the
     /// call fails as busy (503).
     pub busy_timeout: Duration,
+    /// The knowledge-base settings of the linked functions (the crawl
+    /// allow-list the kb step's validation applies).
+    pub kb: onboarding::kb::Settings,
 }
 
 /// The writer's connection and what lives and dies with it.
@@ -63,8 +66,12 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
             None
         }
         None => Some(
-            onboarding::register_cached(&conn, Arc::clone(&options.env))
-                .map_err(|e| format!("cannot register the onboarding functions: {e}"))?,
+            onboarding::register_cached_with_settings(
+                &conn,
+                Arc::clone(&options.env),
+                options.kb.clone(),
+            )
+            .map_err(|e| format!("cannot register the onboarding functions: {e}"))?,
         ),
     };
     conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))

@@ -55,6 +55,37 @@ pub enum Query {
     Voices,
     /// The database answers a query: schema version and engine version.
     Health,
+    /// `SELECT onboarding_kb_get(?1)`; `None` binds NULL (the original's
+    /// route without `?session_id=`), which the library refuses.
+    KbGet { session_id: Option<String> },
+    /// `SELECT onboarding_kb_search(?1)`.
+    KbSearch { payload: String },
+    /// A crawler worker's call: `SELECT onboarding_kb_<function>(?1)`.
+    Kb {
+        function: KbFunction,
+        payload: String,
+    },
+}
+
+/// The library's worker functions the crawler calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KbFunction {
+    Claim,
+    StorePage,
+    Renew,
+    Finish,
+}
+
+impl KbFunction {
+    /// One literal per function, so the statement cache keeps each.
+    fn sql(self) -> &'static str {
+        match self {
+            KbFunction::Claim => "SELECT onboarding_kb_claim(?1)",
+            KbFunction::StorePage => "SELECT onboarding_kb_store_page(?1)",
+            KbFunction::Renew => "SELECT onboarding_kb_renew(?1)",
+            KbFunction::Finish => "SELECT onboarding_kb_finish(?1)",
+        }
+    }
 }
 
 /// The SQL of `/healthz`: reads a table, so a broken file shows here.
@@ -151,6 +182,12 @@ impl Query {
             Query::AgentTypes => ("SELECT onboarding_agent_types()", Vec::new()),
             Query::Voices => ("SELECT onboarding_voices()", Vec::new()),
             Query::Health => (HEALTH_SQL, Vec::new()),
+            Query::KbGet { session_id } => (
+                "SELECT onboarding_kb_get(?1)",
+                vec![Arg::Text(session_id.as_deref())],
+            ),
+            Query::KbSearch { payload } => ("SELECT onboarding_kb_search(?1)", vec![text(payload)]),
+            Query::Kb { function, payload } => (function.sql(), vec![text(payload)]),
         }
     }
 

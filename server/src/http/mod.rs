@@ -6,6 +6,7 @@
 //! | `request.rs` | what a request must be before SQL runs: framing, media type, body |
 //! | `reply.rs` | the error body and the status of each library error kind |
 
+mod kb;
 mod reply;
 mod request;
 
@@ -185,6 +186,9 @@ async fn dispatch(
         Endpoint::Voices => Query::Voices,
         Endpoint::Health => Query::Health,
         Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
+        Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
+            kb::query(endpoint, id, req.uri().query())
+        }
         Endpoint::Web(asset) => return crate::web::reply(asset),
     };
     let success = match endpoint {

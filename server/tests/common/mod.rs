@@ -38,6 +38,11 @@ pub fn temp_config() -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = Config {
         db_path: dir.path().join("onboarding.db"),
+        // No crawler unless a test asks: a queued job must not reach the network.
+        crawl: onboarding_server::crawl::CrawlConfig {
+            workers: 0,
+            ..Default::default()
+        },
         ..Config::default()
     };
     (config, dir)
@@ -288,18 +293,33 @@ pub struct Spawned {
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
     /// The server's database file.
     pub db_path: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The temporary directory of a fresh database, kept while it runs.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Spawned {
     /// Starts the binary with `args` (plus `--listen` and `--db`) and waits
     /// (at most 60 s) until it serves.
     pub fn start(args: &[&str]) -> Spawned {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().expect("temporary directory");
+        let mut spawned = Spawned::start_on(&dir.path().join("onboarding.db"), args);
+        spawned._dir = Some(dir);
+        spawned
+    }
+
+    /// [`Spawned::start`] on the database file `db`, which outlives it.
+    pub fn start_on(db: &std::path::Path, args: &[&str]) -> Spawned {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
             .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.path().join("onboarding.db"))
+            .arg(db)
+            // No crawler unless a test asks: a queued job must not reach
+            // the network.
+            .args(if args.contains(&"--crawl-workers") {
+                &[][..]
+            } else {
+                &["--crawl-workers", "0"][..]
+            })
             .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -327,8 +347,8 @@ impl Spawned {
             addr,
             child,
             log,
-            db_path: dir.path().join("onboarding.db"),
-            _dir: dir,
+            db_path: db.to_path_buf(),
+            _dir: None,
         }
     }
 

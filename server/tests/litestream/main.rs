@@ -26,8 +26,9 @@ const CLIENTS: u64 = 8;
 const LOAD_FOR: Duration = Duration::from_millis(2500);
 
 /// The most a completion may take to reach a read replica: the replica's
-/// sync interval plus the VFS's polling, with room for a loaded machine.
-const REPLICA_LAG_BOUND: Duration = Duration::from_secs(5);
+/// sync interval plus the VFS's polling, with room for a loaded machine
+/// (measured alone: about 1 s; once 5 s was passed under load).
+const REPLICA_LAG_BOUND: Duration = Duration::from_secs(15);
 
 fn open(path: &Path) -> Connection {
     Connection::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))

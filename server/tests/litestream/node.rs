@@ -134,7 +134,15 @@ impl Node {
     pub fn start(db: &Path, replica: &Path) -> Node {
         let mut command = Command::new(root().join("scripts/litestream-run"));
         command
-            .args(["--listen", "127.0.0.1:0", "--create-rate-limit", "0"])
+            // No crawler: a queued job must not reach the network.
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--create-rate-limit",
+                "0",
+                "--crawl-workers",
+                "0",
+            ])
             .env("ONBOARDING_DB", db)
             .env("ONBOARDING_REPLICA_DIR", replica)
             .env("ONBOARDING_SERVER", env!("CARGO_BIN_EXE_onboarding-server"))

@@ -1,0 +1,329 @@
+//! The public-address rule and URL identity, shared by the kb step's
+//! validation and the crawler, so both refuse exactly the same addresses.
+//!
+//! The crawler fetches from inside the platform: a URL that reaches
+//! loopback, a private network or a cloud metadata address would turn it
+//! into a proxy into places a customer must never see. Only public unicast
+//! addresses on ports 80 and 443 are crawled, except the operator's explicit
+//! allow-list (`--crawl-allow-host HOST:PORT`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use url::{Host, Url};
+
+/// Hosts an operator allowed despite the rule (tests, intranets): exact
+/// `host:port` pairs, hosts lowercase, IPv6 in brackets as URLs write them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
+    pairs: Vec<(String, u16)>,
+}
+
+impl AllowList {
+    /// Parses `HOST:PORT` entries such as `127.0.0.1:8080` or `[::1]:8443`.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<AllowList, String> {
+        let mut pairs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let entry = entry.as_ref().trim();
+            let url = Url::parse(&format!("http://{entry}/"))
+                .ok()
+                .filter(|u| u.path() == "/" && u.username().is_empty() && u.query().is_none());
+            let host = url.as_ref().and_then(|u| u.host_str().map(str::to_string));
+            let has_port = entry
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            match (host, url.and_then(|u| u.port_or_known_default())) {
+                (Some(host), Some(port)) if has_port => pairs.push((trim_dot(&host), port)),
+                _ => {
+                    return Err(format!(
+                    "crawl allow-list entry '{entry}' is not HOST:PORT (such as '127.0.0.1:8080')"
+                ))
+                }
+            }
+        }
+        Ok(AllowList { pairs })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Whether `url`'s host and port are on the list.
+    pub fn allows(&self, url: &Url) -> bool {
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        let host = trim_dot(host);
+        self.pairs.iter().any(|(h, p)| *h == host && *p == port)
+    }
+}
+
+/// What the library needs to know of its host's knowledge-base policy,
+/// given to `register_with_settings` or `register_cached_with_settings`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `host:port` pairs exempt from the public-address rule (the server's
+    /// `--crawl-allow-host`); the kb step's validation applies it.
+    pub crawl_allow_hosts: AllowList,
+}
+
+fn trim_dot(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether an address is public unicast: not loopback, private, link-local,
+/// shared (100.64/10), multicast, unspecified, reserved, documentation, nor
+/// an IPv4-mapped, NAT64 or 6to4 form of one of those.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let n = u32::from(ip);
+    let within = |base: u32, bits: u32| n >> (32 - bits) == base >> (32 - bits);
+    // (network, prefix length) of every non-public IPv4 range (RFC 6890).
+    const NOT_PUBLIC: [(u32, u32); 15] = [
+        (0x0000_0000, 8),  // "this network", 0.0.0.0
+        (0x0A00_0000, 8),  // private 10/8
+        (0x6440_0000, 10), // shared address space (carrier-grade NAT)
+        (0x7F00_0000, 8),  // loopback
+        (0xA9FE_0000, 16), // link-local, cloud metadata 169.254.169.254
+        (0xAC10_0000, 12), // private 172.16/12
+        (0xC000_0000, 24), // IETF protocol assignments
+        (0xC000_0200, 24), // TEST-NET-1
+        (0xC058_6300, 24), // 6to4 relay anycast
+        (0xC0A8_0000, 16), // private 192.168/16
+        (0xC612_0000, 15), // benchmarking
+        (0xC633_6400, 24), // TEST-NET-2
+        (0xCB00_7100, 24), // TEST-NET-3
+        (0xE000_0000, 4),  // multicast
+        (0xF000_0000, 4),  // reserved, broadcast
+    ];
+    !NOT_PUBLIC.iter().any(|&(base, bits)| within(base, bits))
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return is_public_v4(mapped); // ::ffff:a.b.c.d
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(v4(s[6], s[7])); // NAT64 64:ff9b::/96
+    }
+    if s[0] == 0x2002 {
+        return is_public_v4(v4(s[1], s[2])); // 6to4 2002::/16
+    }
+    // Global unicast is 2000::/3: this leaves out ::, ::1, the deprecated
+    // IPv4-compatible ::/96, unique-local fc00::/7, link-local fe80::/10,
+    // multicast ff00::/8, local-use NAT64 64:ff9b:1::/48 and discard 100::/64.
+    let global = s[0] & 0xe000 == 0x2000;
+    let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000);
+    // 2001::/23: IETF protocol assignments (Teredo, ORCHID, benchmarking).
+    let protocol = s[0] == 0x2001 && s[1] < 0x0200;
+    global && !documentation && !protocol
+}
+
+/// Why a URL is refused, as the end of an error sentence.
+pub type Refusal = &'static str;
+
+/// Checks `text` as a crawl address and returns it normalised: http(s),
+/// no credentials, a public host on port 80 or 443 (or an allowed pair).
+pub fn check_url(text: &str, allow: &AllowList) -> Result<Url, Refusal> {
+    // Parsers disagree on a backslash: WHATWG reads it as a slash, curl and
+    // others as part of the user info ('https://evil.example\@127.0.0.1/').
+    // An address two parsers read differently is refused outright.
+    if text.contains('\\') {
+        return Err("contains a backslash");
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains a space or a control character");
+    }
+    let url = Url::parse(text).map_err(|_| "is not a URL")?;
+    check_parsed(&url, allow)?;
+    Ok(normalize(&url))
+}
+
+/// The rule on an already parsed URL (the crawler's redirect targets).
+pub fn check_parsed(url: &Url, allow: &AllowList) -> Result<(), Refusal> {
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("is not an http or https URL");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    if url.host().is_none() {
+        return Err("has no host");
+    }
+    if allow.allows(url) {
+        return Ok(());
+    }
+    let public = match url.host() {
+        Some(Host::Domain(d)) => is_public_name(d),
+        Some(Host::Ipv4(ip)) => is_public_v4(ip),
+        Some(Host::Ipv6(ip)) => is_public_v6(ip),
+        None => false,
+    };
+    if !public {
+        return Err("is not a public address");
+    }
+    if !matches!(url.port_or_known_default(), Some(80 | 443)) {
+        return Err("uses a port other than 80 and 443");
+    }
+    Ok(())
+}
+
+/// Names that can only mean this machine or a local network. Whether a
+/// public-looking name resolves to a public address is the crawler's check,
+/// at connection time.
+fn is_public_name(name: &str) -> bool {
+    let name = trim_dot(name);
+    const LOCAL_SUFFIXES: [&str; 6] = [
+        ".localhost",
+        ".local",
+        ".localdomain",
+        ".internal",
+        ".home.arpa",
+        ".lan",
+    ];
+    name.contains('.')
+        && !LOCAL_SUFFIXES.iter().any(|s| name.ends_with(s))
+        && !name.ends_with(".in-addr.arpa")
+        && !name.ends_with(".ip6.arpa")
+}
+
+/// Tracking parameters that never change a page.
+fn is_tracking(key: &str) -> bool {
+    key.starts_with("utm_") || key == "gclid" || key == "fbclid"
+}
+
+/// One identity per page: lowercase host without a trailing dot, no
+/// fragment, no tracking parameters, the query sorted, and no trailing
+/// slash except for the root.
+pub fn normalize(url: &Url) -> Url {
+    let mut out = url.clone();
+    out.set_fragment(None);
+    if let Some(host) = url.host_str() {
+        if host.ends_with('.') {
+            // Cannot fail: the host only loses its final dot.
+            let _ = out.set_host(Some(host.trim_end_matches('.')));
+        }
+    }
+    let mut pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !is_tracking(k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        out.set_query(None);
+    } else {
+        out.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    let path = out.path().to_string();
+    if path.len() > 1 && path.ends_with('/') {
+        out.set_path(path.trim_end_matches('/'));
+    }
+    out
+}
+
+/// Whether two URLs are on one site: the same host (`www.` and the bare
+/// host are one), http and https alike, on the same port when not a
+/// default one.
+pub fn same_site(a: &Url, b: &Url) -> bool {
+    let site = |u: &Url| {
+        let host = trim_dot(u.host_str().unwrap_or_default());
+        let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
+        let port = u.port().filter(|p| *p != 80 && *p != 443);
+        (host, port)
+    };
+    site(a) == site(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(text: &str) -> Option<Refusal> {
+        check_url(text, &AllowList::default()).err()
+    }
+
+    #[test]
+    fn every_refused_form_of_the_contract_is_refused() {
+        let refused = [
+            ("http://[::ffff:127.0.0.1]/", "is not a public address"),
+            ("http://LOCALHOST./", "is not a public address"),
+            ("http://[64:ff9b::7f00:1]/", "is not a public address"),
+            ("http://100.64.0.1/", "is not a public address"),
+            ("https://evil.example\\@127.0.0.1/", "contains a backslash"),
+            (
+                "http://169.254.169.254/latest/meta-data",
+                "is not a public address",
+            ),
+            ("http://[2002:7f00:1::]/", "is not a public address"),
+            ("http://[fd00::1]/", "is not a public address"),
+            ("http://[fe80::1]/", "is not a public address"),
+            ("http://0.0.0.0/", "is not a public address"),
+            ("http://2130706433/", "is not a public address"),
+            ("http://0x7f.1/", "is not a public address"),
+            ("http://192.0.2.10/", "is not a public address"),
+            ("http://224.0.0.1/", "is not a public address"),
+            ("http://[2001:db8::1]/", "is not a public address"),
+            ("http://intranet/", "is not a public address"),
+            ("http://printer.local/", "is not a public address"),
+            ("http://user:pw@example.fr/", "must not carry credentials"),
+            (
+                "https://example.fr:8443/",
+                "uses a port other than 80 and 443",
+            ),
+            ("ftp://example.fr/", "is not an http or https URL"),
+            ("mon-site", "is not a URL"),
+        ];
+        for (text, why) in refused {
+            assert_eq!(refusal(text), Some(why), "{text}");
+        }
+    }
+
+    #[test]
+    fn public_addresses_pass_and_come_back_normalised() {
+        let ok = |t: &str| check_url(t, &AllowList::default()).unwrap().to_string();
+        assert_eq!(
+            ok("HTTPS://WWW.Salon-Exemple.FR./Tarifs/?utm_source=x&b=2&a=1&gclid=9#haut"),
+            "https://www.salon-exemple.fr/Tarifs?a=1&b=2"
+        );
+        assert_eq!(ok("http://93.184.216.34"), "http://93.184.216.34/");
+        assert_eq!(ok("http://[2606:4700::1111]/"), "http://[2606:4700::1111]/");
+        assert_eq!(
+            ok("http://[64:ff9b::5db8:d822]/"),
+            "http://[64:ff9b::5db8:d822]/"
+        );
+    }
+
+    #[test]
+    fn the_allow_list_admits_exact_host_and_port_only() {
+        let allow = AllowList::parse(&["127.0.0.1:8080", "[::1]:9000"]).unwrap();
+        assert!(check_url("http://127.0.0.1:8080/a/", &allow).is_ok());
+        assert!(check_url("http://[::1]:9000/", &allow).is_ok());
+        assert_eq!(
+            check_url("http://127.0.0.1:8081/", &allow).err(),
+            Some("is not a public address")
+        );
+        assert_eq!(
+            AllowList::parse(&["127.0.0.1"]).unwrap_err(),
+            "crawl allow-list entry '127.0.0.1' is not HOST:PORT (such as '127.0.0.1:8080')"
+        );
+    }
+
+    #[test]
+    fn www_and_the_bare_host_are_one_site() {
+        let u = |t: &str| Url::parse(t).unwrap();
+        assert!(same_site(&u("https://www.a.fr/x"), &u("http://a.fr/")));
+        assert!(!same_site(&u("https://a.fr/"), &u("https://b.a.fr/")));
+        assert!(!same_site(
+            &u("http://127.0.0.1:80/"),
+            &u("http://127.0.0.1:81/")
+        ));
+    }
+}

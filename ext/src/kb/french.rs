@@ -1,0 +1,187 @@
+//! French-aware analysis, the same on both sides: a chunk's text when it is
+//! indexed and a caller's question when it is searched.
+//!
+//! FTS5 sees only the output: space-separated terms that its built-in
+//! `unicode61` tokenizer indexes as they are, so the database file needs no
+//! custom tokenizer to be read elsewhere. A term is a word lowercased,
+//! stemmed with the Snowball French stemmer (`rust-stemmers`), then folded
+//! to ASCII: "Réservez" and "réserver" both become `reserv`. Stemming runs
+//! before folding because the stemmer's rules are written for accented
+//! words. Stop words go: without them a spoken question ("vous êtes
+//! ouverts ?") ranks every "rendez-vous" first.
+
+use std::sync::OnceLock;
+
+use rust_stemmers::{Algorithm, Stemmer};
+
+/// Words that carry no meaning in a question or a page, lowercase, accents
+/// kept (they are removed before stemming).
+const STOP_WORDS: &[&str] = &[
+    "a", "à", "ai", "aie", "aient", "ainsi", "alors", "as", "au", "aucun", "aussi", "autre", "aux",
+    "avais", "avait", "avant", "avec", "avez", "aviez", "avoir", "avons", "bien", "bon", "bonjour",
+    "c", "ça", "car", "ce", "ceci", "cela", "celle", "celui", "ces", "cet", "cette", "chez", "ci",
+    "comme", "comment", "d", "dans", "de", "des", "dois", "doit", "donc", "du", "elle", "elles",
+    "en", "encore", "es", "est", "et", "étaient", "était", "été", "êtes", "être", "eu", "eux",
+    "faire", "fais", "fait", "faut", "hein", "ici", "il", "ils", "j", "je", "l", "la", "là", "le",
+    "les", "leur", "leurs", "lui", "m", "ma", "mais", "me", "même", "mes", "moi", "mon", "n", "ne",
+    "ni", "nos", "notre", "nous", "on", "ont", "ou", "où", "par", "pas", "peu", "peut", "peux",
+    "plus", "pour", "pourrais", "pouvez", "puis", "qu", "quand", "que", "quel", "quelle",
+    "quelles", "quels", "qui", "s", "sa", "sans", "se", "ses", "si", "sil", "son", "sont", "suis",
+    "sur", "svp", "t", "ta", "te", "tes", "toi", "ton", "tous", "tout", "toute", "toutes", "tu",
+    "un", "une", "vos", "votre", "vous", "voudrais", "voulez", "vu", "y", "euh", "oui", "non",
+    "merci", "madame", "monsieur", "savoir", "dire", "fois",
+];
+
+/// Question words and spoken forms mapped to the words a business page
+/// uses for the same thing. Applied to a question only: a page says
+/// "Horaires", a caller asks "vous êtes ouverts ?". Keys are lowercase
+/// words as spoken; values are added as they are analysed.
+const SYNONYMS: &[(&str, &[&str])] = &[
+    ("ouvert", &["horaires", "ouverture"]),
+    ("ouverts", &["horaires", "ouverture"]),
+    ("ouverte", &["horaires", "ouverture"]),
+    ("ouvrez", &["horaires", "ouverture"]),
+    ("ouverture", &["horaires"]),
+    ("fermé", &["horaires", "fermeture"]),
+    ("fermez", &["horaires", "fermeture"]),
+    ("heure", &["horaires"]),
+    ("heures", &["horaires"]),
+    ("combien", &["tarifs", "prix"]),
+    ("coûte", &["tarifs", "prix"]),
+    ("coute", &["tarifs", "prix"]),
+    ("cher", &["tarifs", "prix"]),
+    ("prix", &["tarifs"]),
+    ("tarif", &["prix"]),
+    ("où", &["adresse", "accès"]),
+    ("trouve", &["adresse", "accès"]),
+    ("trouvez", &["adresse", "accès"]),
+    ("situés", &["adresse", "accès"]),
+    ("venir", &["adresse", "accès"]),
+    ("appeler", &["téléphone", "contact"]),
+    ("joindre", &["téléphone", "contact"]),
+    ("numéro", &["téléphone"]),
+    ("mail", &["email", "contact"]),
+    ("rdv", &["rendez", "réservation"]),
+    ("rendez", &["réservation"]),
+    ("réserver", &["rendez"]),
+    ("garer", &["parking", "stationnement"]),
+    ("stationner", &["parking"]),
+    ("payer", &["paiement"]),
+    ("carte", &["paiement"]),
+    ("annuler", &["annulation"]),
+    ("enfant", &["enfants"]),
+    ("gamin", &["enfant"]),
+];
+
+fn stemmer() -> &'static Stemmer {
+    static STEMMER: OnceLock<Stemmer> = OnceLock::new();
+    STEMMER.get_or_init(|| Stemmer::create(Algorithm::French))
+}
+
+/// Lowercase, without diacritics, ligatures spelt out: "Œuvre" -> "oeuvre".
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().flat_map(char::to_lowercase) {
+        match c {
+            'à' | 'â' | 'ä' | 'á' | 'ã' | 'å' => out.push('a'),
+            'ç' => out.push('c'),
+            'é' | 'è' | 'ê' | 'ë' => out.push('e'),
+            'î' | 'ï' | 'í' | 'ì' => out.push('i'),
+            'ô' | 'ö' | 'ó' | 'ò' | 'õ' => out.push('o'),
+            'ù' | 'û' | 'ü' | 'ú' => out.push('u'),
+            'ÿ' | 'ý' => out.push('y'),
+            'ñ' => out.push('n'),
+            'œ' => out.push_str("oe"),
+            'æ' => out.push_str("ae"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The words of `text`, lowercase, accents kept: letters and digits; an
+/// apostrophe or a hyphen separates ("d'ouverture" -> "d", "ouverture").
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word)
+}
+
+/// One word's term: stemmed, then folded.
+fn term(word: &str) -> String {
+    fold(&stemmer().stem(word))
+}
+
+/// The terms of a text to index, in order, stop words left out.
+pub fn index_terms(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() / 2);
+    for word in words(text).filter(|w| !is_stop_word(w)) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&term(&word));
+    }
+    out
+}
+
+/// The distinct terms of a question, synonyms added, in order of first
+/// appearance.
+pub fn query_terms(question: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    let mut add = |t: String| {
+        if !t.is_empty() && !terms.contains(&t) {
+            terms.push(t);
+        }
+    };
+    for word in words(question) {
+        if let Some((_, more)) = SYNONYMS.iter().find(|(k, _)| *k == word) {
+            more.iter()
+                .flat_map(|m| words(m))
+                .for_each(|m| add(term(&m)));
+        }
+        if !is_stop_word(&word) {
+            add(term(&word));
+        }
+    }
+    terms
+}
+
+/// An FTS5 query matching any of `terms`: each quoted, so that no term is
+/// read as FTS5 syntax (`AND`, `NEAR`, a column filter).
+pub fn fts_query(terms: &[String]) -> String {
+    terms
+        .iter()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accents_and_inflections_meet_on_one_term() {
+        assert_eq!(index_terms("Réservez"), index_terms("réserver"));
+        assert_eq!(index_terms("Coupes"), index_terms("coupe"));
+        assert_eq!(index_terms("Horaires d'ouverture"), "horair ouvertur");
+        assert_eq!(fold("Œuvre à Noël"), "oeuvre a noel");
+    }
+
+    #[test]
+    fn a_spoken_question_keeps_its_meaning_and_gains_synonyms() {
+        assert_eq!(
+            query_terms("Vous êtes ouverts le samedi ?"),
+            ["horair", "ouvertur", "ouvert", "samed"]
+        );
+        assert_eq!(
+            query_terms("c'est combien une coupe homme ?"),
+            ["tarif", "prix", "combien", "coup", "homm"]
+        );
+        assert_eq!(fts_query(&query_terms("où ?")), "\"adress\" OR \"acces\"");
+    }
+}

@@ -1,0 +1,37 @@
+//! The knowledge base: what the voice agent knows about the business.
+//!
+//! Its modules sit on the library's layers (ARCHITECTURE.md):
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | entry points | `read.rs` | `onboarding_kb_get`, `onboarding_kb_search` |
+//! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`: lease, frontier, counters, retries |
+//! | leaves using leaves | `store.rs` | one document per text per tenant, its chunks and FTS5 rows |
+//! | leaves using leaves | `job.rs` | a crawl job's row as JSON |
+//! | leaves | `address.rs` | the public-address rule, URL identity, site scope, the host's settings |
+//! | leaves | `french.rs` | French analysis: accents folded, stems, stop words |
+//! | leaves | `chunk.rs` | Markdown cut into chunks along headings |
+//!
+//! The kb step's validation (`website`, `documents`) is `validate::kb`; the
+//! documents are stored by the sync's knowledge-base part.
+//!
+//! The crawler itself (HTTP, robots.txt, extraction) is a client of the
+//! worker functions and lives in the host: the library never makes a network
+//! request. What a host's crawler needs of the address rule is this module's
+//! public items, the only ones: [`Settings`] and [`AllowList`] (the operator's
+//! exceptions, passed to `register_*with_settings`), [`check_url`] and
+//! [`check_parsed`] (a URL, before every request and on every redirect hop),
+//! [`is_public_ip`] (each address a name resolves to, and the one connected
+//! to) and [`same_site`] (the crawl's scope). The kb step's validation and the
+//! worker functions apply the very same rule, so host and library refuse
+//! exactly the same addresses.
+
+mod address;
+mod chunk;
+mod french;
+mod job;
+pub(crate) mod read;
+pub(crate) mod store;
+pub(crate) mod worker;
+
+pub use address::{check_parsed, check_url, is_public_ip, same_site, AllowList, Refusal, Settings};

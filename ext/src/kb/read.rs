@@ -1,0 +1,191 @@
+//! The readers: `onboarding_kb_get` (the job and the documents) and
+//! `onboarding_kb_search` (bm25-ranked chunks for a French question).
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use super::french::{fts_query, index_terms, query_terms};
+use super::job::{job_json, JOB_COLUMNS};
+use crate::error::{quote, Error, ErrorKind, Result};
+use crate::session::{stored_json, Session, Step};
+use crate::sql;
+use crate::validate::Fields;
+
+pub const MAX_RESULTS: i64 = 20;
+pub const DEFAULT_RESULTS: i64 = 5;
+/// Longest snippet, in characters.
+const SNIPPET_CHARS: usize = 200;
+
+fn rows(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Value>,
+) -> Result<Value> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([key], map)?;
+    Ok(Value::Array(rows.collect::<rusqlite::Result<_>>()?))
+}
+
+// -- onboarding_kb_get('onb_…')
+//      -> '{"success":true,"session_id":"onb_…","tenant_id":"tenant_…","method":"website",
+//           "job":{"status":"done","pages_stored":7,…},"documents":[{"document_id":1,"url":…,
+//           "title":…,"source":"website","depth":0,"chunks":2}],"pages_not_stored":[{"url":…,
+//           "depth":1,"status":"skipped","reason":"robots_disallowed"}]}'
+pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
+    let session = Session::load(conn, session_id)?;
+    let kb = stored_json(session.data(Step::Kb))?;
+    let job: Option<Value> = sql::query_row(
+        conn,
+        &format!("SELECT {JOB_COLUMNS} FROM kb_crawl_jobs WHERE session_id = ?1"),
+        [session_id],
+        job_json,
+    )
+    .optional()?;
+    let documents = rows(
+        conn,
+        "SELECT d.id, d.url, d.title, d.source, d.depth,
+                (SELECT count(*) FROM kb_chunks c WHERE c.document_id = d.id)
+         FROM kb_documents d WHERE d.tenant_id = ?1 ORDER BY d.id",
+        &session.tenant_id,
+        |r| {
+            Ok(json!({
+                "document_id": r.get::<_, i64>(0)?,
+                "url": r.get::<_, Option<String>>(1)?,
+                "title": r.get::<_, String>(2)?,
+                "source": r.get::<_, String>(3)?,
+                "depth": r.get::<_, Option<i64>>(4)?,
+                "chunks": r.get::<_, i64>(5)?,
+            }))
+        },
+    )?;
+    let not_stored = rows(
+        conn,
+        "SELECT p.url, p.depth, p.status, p.reason FROM kb_crawl_pages p
+         JOIN kb_crawl_jobs j ON j.id = p.job_id
+         WHERE j.session_id = ?1 AND p.status IN ('skipped', 'failed') ORDER BY p.id",
+        session_id,
+        |r| {
+            Ok(json!({
+                "url": r.get::<_, String>(0)?,
+                "depth": r.get::<_, i64>(1)?,
+                "status": r.get::<_, String>(2)?,
+                "reason": r.get::<_, String>(3)?,
+            }))
+        },
+    )?;
+    Ok(json!({
+        "success": true,
+        "session_id": session.id,
+        "tenant_id": session.tenant_id,
+        "method": kb.get("method").cloned().unwrap_or(Value::Null),
+        "job": job,
+        "documents": documents,
+        "pages_not_stored": not_stored,
+    }))
+}
+
+/// The tenant a search is about: from `session_id`, or `tenant_id` given.
+fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
+    // Any length: an id that is no session's is not_found, as for
+    // onboarding_get.
+    if let Some(session_id) = f.optional_str("session_id", usize::MAX)? {
+        return Ok(Session::load(conn, session_id)?.tenant_id);
+    }
+    let Some(tenant_id) = f.optional_str("tenant_id", 100)? else {
+        return Err(Error::invalid_field("session_id or tenant_id is required"));
+    };
+    let exists: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)",
+        [tenant_id],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("tenant {} does not exist", quote(tenant_id)),
+        ));
+    }
+    Ok(tenant_id.to_string())
+}
+
+// -- onboarding_kb_search('{"session_id":"onb_…","query":"vous êtes ouverts le samedi ?","limit":3}')
+//      -> '{"success":true,"query":"vous êtes ouverts le samedi ?","results":[{"document_id":4,
+//           "url":"https://…/horaires","title":"Horaires","heading":"Horaires d''ouverture",
+//           "text":"…","snippet":"| Samedi | 9h00 – 18h00 |","score":7.1234}]}'
+pub fn search(conn: &Connection, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let query = f.str("query", 500)?.trim().to_string();
+    let limit = f.int("limit", 1..=MAX_RESULTS, Some(DEFAULT_RESULTS))?;
+    let tenant_id = tenant_of(conn, &f)?;
+    let terms = query_terms(&query);
+    if terms.is_empty() {
+        return Ok(json!({ "success": true, "query": query, "results": [] }));
+    }
+    // Heading words weigh double: a chunk under "Tarifs" is about prices.
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.document_id, d.url, d.title, c.heading, c.text, bm25(kb_chunks_fts, 1.0, 2.0)
+         FROM kb_chunks_fts
+         JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid
+         JOIN kb_documents d ON d.id = c.document_id
+         WHERE kb_chunks_fts MATCH ?1 AND c.tenant_id = ?2
+         ORDER BY 6, c.id LIMIT ?3",
+    )?;
+    let found = stmt.query_map((fts_query(&terms), &tenant_id, limit), |r| {
+        let text: String = r.get(4)?;
+        Ok(json!({
+            "document_id": r.get::<_, i64>(0)?,
+            "url": r.get::<_, Option<String>>(1)?,
+            "title": r.get::<_, String>(2)?,
+            "heading": r.get::<_, String>(3)?,
+            "snippet": snippet(&text, &terms),
+            "text": text,
+            // bm25 is lower for better matches; the answer says higher is better.
+            "score": (-r.get::<_, f64>(5)? * 10_000.0).round() / 10_000.0,
+        }))
+    })?;
+    let results: Vec<Value> = found.collect::<rusqlite::Result<_>>()?;
+    Ok(json!({ "success": true, "query": query, "results": results }))
+}
+
+/// The line of `text` holding the most query terms (the first on a tie),
+/// cut to [`SNIPPET_CHARS`] at a word boundary. Headings count a third: the
+/// caller already gets the heading, the snippet should be the answer.
+pub fn snippet(text: &str, terms: &[String]) -> String {
+    let best = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l
+                    .trim_matches(|c| c == '|' || c == '-' || c == ' ')
+                    .is_empty()
+        })
+        .map(|line| {
+            let line_terms = index_terms(line);
+            let hits = terms
+                .iter()
+                .filter(|t| line_terms.split(' ').any(|w| w == t.as_str()))
+                .count();
+            let weight = if line.starts_with('#') { 1 } else { 3 };
+            (hits * weight, line)
+        })
+        .fold((0, ""), |best, cur| {
+            if cur.0 > best.0 || best.1.is_empty() {
+                cur
+            } else {
+                best
+            }
+        })
+        .1;
+    if best.chars().count() <= SNIPPET_CHARS {
+        return best.to_string();
+    }
+    let mut out: String = best.chars().take(SNIPPET_CHARS).collect();
+    if let Some(space) = out.rfind(' ') {
+        out.truncate(space);
+    }
+    out.push('…');
+    out
+}

@@ -1,0 +1,112 @@
+//! Storing one document: its row, its chunks and their index entries,
+//! written together (the caller's savepoint), or nothing when the same text
+//! is already stored for the tenant.
+
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::chunk::chunks;
+use super::french::index_terms;
+use crate::error::Result;
+use crate::sql;
+
+/// A document about to be stored.
+pub struct NewDocument<'a> {
+    pub tenant_id: &'a str,
+    pub job_id: Option<i64>,
+    /// `website` or `documents`.
+    pub source: &'static str,
+    pub url: Option<&'a str>,
+    pub title: &'a str,
+    pub markdown: &'a str,
+    pub depth: Option<i64>,
+    pub now: &'a str,
+}
+
+/// What storing a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new document with this id and this many chunks.
+    New { id: i64, chunks: usize },
+    /// The same text is already stored as this document.
+    Duplicate { id: i64 },
+}
+
+/// The identity of a text: sha256 of its words, so that whitespace alone
+/// (re-indented HTML, another line ending) never makes a new document.
+pub fn content_hash(markdown: &str) -> String {
+    let mut hasher = Sha256::new();
+    for word in markdown.split_whitespace() {
+        hasher.update(word.as_bytes());
+        hasher.update(b" ");
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
+    let hash = content_hash(doc.markdown);
+    let existing: Option<i64> = sql::query_row(
+        conn,
+        "SELECT id FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2",
+        (doc.tenant_id, &hash),
+        |r| r.get(0),
+    )
+    .optional()?;
+    if let Some(id) = existing {
+        return Ok(Stored::Duplicate { id });
+    }
+    let id: i64 = sql::query_row(
+        conn,
+        "INSERT INTO kb_documents (tenant_id, job_id, source, url, title, markdown,
+                                   content_hash, depth, fetched_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        rusqlite::params![
+            doc.tenant_id,
+            doc.job_id,
+            doc.source,
+            doc.url,
+            doc.title,
+            doc.markdown,
+            hash,
+            doc.depth,
+            doc.now
+        ],
+        |r| r.get(0),
+    )?;
+    let pieces = chunks(doc.markdown, doc.title);
+    for (position, chunk) in pieces.iter().enumerate() {
+        let chunk_id: i64 = sql::query_row(
+            conn,
+            "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            (
+                id,
+                doc.tenant_id,
+                position as i64,
+                &chunk.heading,
+                &chunk.text,
+            ),
+            |r| r.get(0),
+        )?;
+        // The title goes into every chunk's terms: a page called "Tarifs"
+        // answers price questions even where its text never says so.
+        let terms = index_terms(&format!("{}\n{}\n{}", doc.title, chunk.heading, chunk.text));
+        sql::execute(
+            conn,
+            "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (?1, ?2, ?3)",
+            (
+                chunk_id,
+                terms,
+                index_terms(&format!("{} {}", doc.title, chunk.heading)),
+            ),
+        )?;
+    }
+    Ok(Stored::New {
+        id,
+        chunks: pieces.len(),
+    })
+}

@@ -1,0 +1,523 @@
+//! The crawler's side of the knowledge base: a worker claims a job with a
+//! lease, reports each page, renews, and finishes. Every call is one
+//! savepoint, and all of a job's state (its frontier included) lives in the
+//! database, so a worker that dies loses nothing: its lease expires, the next
+//! claim takes the job over and resumes at the first page not yet reported.
+//!
+//! The policy lives here rather than in the crawler: scope (same site,
+//! depth at most 3, at most 50 pages), identity (normalised URLs, one
+//! document per text), counters and retries.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+use url::Url;
+
+use super::address::{normalize, same_site};
+use super::job::load_job;
+use super::store::{store, NewDocument, Stored};
+use crate::env::{iso8601, Env};
+use crate::error::{quote, Error, Result};
+use crate::savepoint::in_savepoint;
+use crate::sql;
+use crate::validate::Fields;
+
+/// At most this many pages per job, the start page included.
+pub const MAX_PAGES: i64 = 50;
+/// Links are followed this many hops from the start page.
+pub const MAX_DEPTH: i64 = 3;
+/// A job whose whole site fails is tried this many times, then fails.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// Seconds before the next attempt, after attempt 1 and after attempt 2.
+pub const BACKOFF_SECONDS: [i64; 2] = [60, 300];
+pub const DEFAULT_LEASE_SECONDS: i64 = 60;
+
+/// Job-level error codes; the first three are worth another attempt.
+pub const ERROR_CODES: [&str; 9] = [
+    "dns",
+    "unreachable",
+    "robots_unavailable",
+    "robots_disallowed",
+    "private_address",
+    "timeout",
+    "too_large",
+    "no_content",
+    "js_required",
+];
+const RETRYABLE: [&str; 3] = ["dns", "unreachable", "robots_unavailable"];
+
+fn worker_and_lease(f: &Fields) -> Result<(String, i64)> {
+    let worker = f.str("worker", 100)?.to_string();
+    let lease = f.int("lease_seconds", 1..=3600, Some(DEFAULT_LEASE_SECONDS))?;
+    Ok((worker, lease))
+}
+
+// -- onboarding_kb_claim('{"worker":"crawler-1","lease_seconds":60}')
+//      -> '{"success":true,"job":{"id":1,…,"status":"running","frontier":[{"url":"https://…/","depth":0}]}}'
+//      or '{"success":true,"job":null}' when no job is due
+/// Takes the oldest due job: a queued one whose backoff is over, or a
+/// running one whose lease expired (its worker died).
+pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let (worker, lease) = worker_and_lease(&f)?;
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        // A job whose every attempt died with its worker ends here rather
+        // than being taken over forever.
+        sql::execute(
+            conn,
+            "UPDATE kb_crawl_jobs SET status = 'failed', error_code = 'timeout', finished_at = ?1,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+             WHERE status = 'running' AND lease_expires_at <= ?1 AND attempts >= ?2",
+            (&now, MAX_ATTEMPTS),
+        )?;
+        let due: Option<i64> = sql::query_row(
+            conn,
+            "SELECT id FROM kb_crawl_jobs
+             WHERE (status = 'queued' AND coalesce(next_attempt_at, '') <= ?1)
+                OR (status = 'running' AND lease_expires_at <= ?1)
+             ORDER BY id LIMIT 1",
+            [&now],
+            |r| r.get(0),
+        )
+        .optional()?;
+        let Some(job_id) = due else {
+            return Ok(json!({ "success": true, "job": null }));
+        };
+        let start: String = sql::query_row(
+            conn,
+            "UPDATE kb_crawl_jobs SET status = 'running', attempts = attempts + 1,
+                    lease_owner = ?1, lease_expires_at = ?2, next_attempt_at = NULL,
+                    started_at = coalesce(started_at, ?3), finished_at = NULL, updated_at = ?3
+             WHERE id = ?4 RETURNING url",
+            (&worker, iso8601(now_ms + lease * 1000), &now, job_id),
+            |r| r.get(0),
+        )?;
+        sql::execute(
+            conn,
+            "INSERT INTO kb_crawl_pages (job_id, url, depth, created_at, updated_at)
+             VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT (job_id, url) DO NOTHING",
+            (job_id, &start, &now),
+        )?;
+        update_counters(conn, job_id, &now)?;
+        let mut job = load_job(conn, job_id)?;
+        job["frontier"] = frontier(conn, job_id)?;
+        Ok(json!({ "success": true, "job": job }))
+    })
+}
+
+/// The job's pages not yet reported, breadth first.
+fn frontier(conn: &Connection, job_id: i64) -> Result<Value> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT url, depth FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'pending'
+         ORDER BY depth, id",
+    )?;
+    let rows = stmt.query_map([job_id], |r| {
+        Ok(json!({ "url": r.get::<_, String>(0)?, "depth": r.get::<_, i64>(1)? }))
+    })?;
+    Ok(Value::Array(rows.collect::<rusqlite::Result<_>>()?))
+}
+
+fn update_counters(conn: &Connection, job_id: i64, now: &str) -> Result<()> {
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_jobs SET
+             pages_found = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1),
+             pages_stored = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'stored'),
+             pages_skipped = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'skipped'),
+             pages_failed = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'failed'),
+             updated_at = ?2
+         WHERE id = ?1",
+        (job_id, now),
+    )?;
+    Ok(())
+}
+
+/// The job a worker holds: its tenant and start URL, or `conflict` when
+/// the lease is gone (expired and taken over, or the job is over).
+struct Held {
+    id: i64,
+    tenant_id: String,
+    start: Url,
+}
+
+/// tenant_id, url, lease_owner, lease_expires_at, status
+type LeaseRow = (String, String, Option<String>, Option<String>, String);
+
+fn held(conn: &Connection, job_id: i64, worker: &str, now: &str) -> Result<Held> {
+    let row: Option<LeaseRow> = sql::query_row(
+        conn,
+        "SELECT tenant_id, url, lease_owner, lease_expires_at, status FROM kb_crawl_jobs WHERE id = ?1",
+        [job_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
+    .optional()?;
+    let Some((tenant_id, url, owner, expires, status)) = row else {
+        return Err(Error::new(
+            crate::ErrorKind::NotFound,
+            format!("job {job_id} does not exist"),
+        ));
+    };
+    let holds = status == "running"
+        && owner.as_deref() == Some(worker)
+        && expires.as_deref().is_some_and(|e| e > now);
+    if !holds {
+        return Err(Error::conflict(format!(
+            "job {job_id} is not leased by worker {} (status {status}; its lease expired or another worker holds it)",
+            quote(worker)
+        )));
+    }
+    let start = Url::parse(&url)
+        .map_err(|_| Error::internal(format!("stored job url {} is unreadable", quote(&url))))?;
+    Ok(Held {
+        id: job_id,
+        tenant_id,
+        start,
+    })
+}
+
+fn extend_lease(conn: &Connection, job_id: i64, now_ms: i64, lease: i64) -> Result<String> {
+    let expires = iso8601(now_ms + lease * 1000);
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_jobs SET lease_expires_at = ?1 WHERE id = ?2",
+        (&expires, job_id),
+    )?;
+    Ok(expires)
+}
+
+// -- onboarding_kb_renew('{"job_id":1,"worker":"crawler-1","lease_seconds":60}')
+//      -> '{"success":true,"job_id":1,"lease_expires_at":"2026-11-24T10:01:00.000Z"}'
+pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let job_id = f.int("job_id", 1..=i64::MAX, None)?;
+    let (worker, lease) = worker_and_lease(&f)?;
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        held(conn, job_id, &worker, &iso8601(now_ms))?;
+        let expires = extend_lease(conn, job_id, now_ms, lease)?;
+        Ok(json!({ "success": true, "job_id": job_id, "lease_expires_at": expires }))
+    })
+}
+
+/// A link of a page, as the frontier would hold it: same site, http(s),
+/// normalised; `None` for anything else.
+fn in_scope(link: &str, start: &Url) -> Option<String> {
+    let url = Url::parse(link).ok()?;
+    let url = normalize(&url);
+    ((url.scheme() == "http" || url.scheme() == "https") && same_site(&url, start))
+        .then(|| url.to_string())
+}
+
+/// Adds the links of a page at `depth` to the frontier while there is room.
+fn admit_links(
+    conn: &Connection,
+    job: &Held,
+    links: &[&str],
+    depth: i64,
+    now: &str,
+) -> Result<Vec<Value>> {
+    let mut added = Vec::new();
+    if depth > MAX_DEPTH {
+        return Ok(added);
+    }
+    let mut count: i64 = sql::query_row(
+        conn,
+        "SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1",
+        [job.id],
+        |r| r.get(0),
+    )?;
+    for url in links.iter().filter_map(|l| in_scope(l, &job.start)) {
+        if count >= MAX_PAGES {
+            break;
+        }
+        let inserted = sql::execute(
+            conn,
+            "INSERT INTO kb_crawl_pages (job_id, url, depth, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (job_id, url) DO NOTHING",
+            (job.id, &url, depth, now),
+        )?;
+        if inserted == 1 {
+            count += 1;
+            added.push(json!({ "url": url, "depth": depth }));
+        }
+    }
+    Ok(added)
+}
+
+/// What a worker reports about one page.
+struct Report<'a> {
+    url: String,
+    final_url: Option<String>,
+    status: &'a str,
+    reason: Option<&'a str>,
+    title: Option<&'a str>,
+    markdown: Option<&'a str>,
+    links: Vec<&'a str>,
+    /// Blocks repeated across the site (a footer with the address and the
+    /// hours): stored once as documents of their own, not dropped.
+    shared: Vec<(String, String)>,
+}
+
+fn report(f: &Fields) -> Result<Report<'_>> {
+    let status = f.str("status", 16)?;
+    if !["stored", "skipped", "failed"].contains(&status) {
+        return Err(Error::invalid_field(format!(
+            "status {} is not a page status (expected stored, skipped or failed)",
+            quote(status)
+        )));
+    }
+    let reason = f.code("reason")?;
+    let markdown = f.optional_str("markdown", 2 * 1024 * 1024)?;
+    match (status, reason, markdown) {
+        ("stored", _, None) => {
+            return Err(Error::invalid_field(
+                "markdown is required when status is 'stored'",
+            ))
+        }
+        ("skipped" | "failed", None, _) => {
+            return Err(Error::invalid_field(format!(
+                "reason is required when status is '{status}'"
+            )))
+        }
+        _ => {}
+    }
+    let page_url = |field: &str| -> Result<Option<String>> {
+        f.optional_str(field, 2048)?
+            .map(|t| {
+                Url::parse(t)
+                    .map(|u| normalize(&u).to_string())
+                    .map_err(|_| Error::invalid_field(format!("{field} {} is not a URL", quote(t))))
+            })
+            .transpose()
+    };
+    let mut shared = Vec::new();
+    if let Some(Value::Array(blocks)) = f.get("shared") {
+        for (i, b) in blocks.iter().enumerate() {
+            match (b["title"].as_str(), b["markdown"].as_str()) {
+                (Some(t), Some(m)) if !t.trim().is_empty() && !m.trim().is_empty() => {
+                    shared.push((t.trim().to_string(), m.to_string()))
+                }
+                _ => {
+                    return Err(Error::invalid_field(format!(
+                        "shared[{i}] needs a title and a markdown"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(Report {
+        url: page_url("url")?.ok_or_else(|| Error::invalid_field("url is required"))?,
+        final_url: page_url("final_url")?,
+        status,
+        reason,
+        title: f
+            .optional_str("title", 500)?
+            .map(str::trim)
+            .filter(|t| !t.is_empty()),
+        markdown,
+        links: f.strings("links")?,
+        shared,
+    })
+}
+
+/// Sets a page's outcome.
+fn set_page(
+    conn: &Connection,
+    page_id: i64,
+    status: &str,
+    reason: Option<&str>,
+    doc: Option<i64>,
+    now: &str,
+) -> Result<()> {
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_pages SET status = ?1, reason = ?2, document_id = ?3, updated_at = ?4
+         WHERE id = ?5",
+        rusqlite::params![status, reason, doc, now, page_id],
+    )?;
+    Ok(())
+}
+
+/// The frontier row of `url` in the job: (id, depth, status).
+fn page_row(conn: &Connection, job_id: i64, url: &str) -> Result<Option<(i64, i64, String)>> {
+    Ok(sql::query_row(
+        conn,
+        "SELECT id, depth, status FROM kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
+        (job_id, url),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?)
+}
+
+// -- onboarding_kb_store_page('{"job_id":1,"worker":"crawler-1","url":"https://…/tarifs",
+//      "status":"stored","title":"Tarifs","markdown":"# Tarifs\n…","links":["https://…/contact"]}')
+//      -> '{"success":true,"url":"https://…/tarifs","status":"stored","reason":null,"document_id":3,
+//           "chunks":2,"added":[{"url":"https://…/contact","depth":2}],"job":{…}}'
+pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let job_id = f.int("job_id", 1..=i64::MAX, None)?;
+    let (worker, lease) = worker_and_lease(&f)?;
+    let r = report(&f)?;
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        let job = held(conn, job_id, &worker, &now)?;
+        let Some((page_id, depth, status)) = page_row(conn, job_id, &r.url)? else {
+            return Err(Error::invalid_field(format!(
+                "url {} is not a page of job {job_id}",
+                quote(&r.url)
+            )));
+        };
+        if status != "pending" {
+            return Err(Error::conflict(format!(
+                "page {} was already reported ({status})",
+                quote(&r.url)
+            )));
+        }
+        // A redirect or a canonical link inside the site: the page's
+        // identity is where it ended, and the address asked is a redirect.
+        let mut target = (page_id, r.url.clone());
+        if let Some(fin) = r.final_url.as_ref().filter(|u| **u != r.url) {
+            if in_scope(fin, &job.start).is_some() {
+                admit_links(conn, &job, &[fin.as_str()], depth, &now)?;
+                if let Some((id, _, st)) = page_row(conn, job_id, fin)? {
+                    set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
+                    target = if st == "pending" {
+                        (id, fin.clone())
+                    } else {
+                        (0, fin.clone())
+                    };
+                }
+            }
+        }
+        let (status, reason, document_id, chunks) = match (r.status, r.markdown) {
+            _ if target.0 == 0 => ("skipped", Some("duplicate"), None, 0),
+            ("stored", Some(markdown)) => {
+                let title = r.title.unwrap_or(&target.1);
+                let doc = NewDocument {
+                    tenant_id: &job.tenant_id,
+                    job_id: Some(job_id),
+                    source: "website",
+                    url: Some(&target.1),
+                    title,
+                    markdown,
+                    depth: Some(depth),
+                    now: &now,
+                };
+                match store(conn, &doc)? {
+                    Stored::New { id, chunks } => ("stored", None, Some(id), chunks),
+                    Stored::Duplicate { .. } => ("skipped", Some("duplicate"), None, 0),
+                }
+            }
+            (status, _) => (status, r.reason, None, 0),
+        };
+        if target.0 != 0 {
+            set_page(conn, target.0, status, reason, document_id, &now)?;
+        }
+        store_shared(conn, &job, &r.shared, &now)?;
+        let added = admit_links(conn, &job, &r.links, depth + 1, &now)?;
+        update_counters(conn, job_id, &now)?;
+        extend_lease(conn, job_id, now_ms, lease)?;
+        Ok(json!({
+            "success": true,
+            "url": target.1,
+            "status": status,
+            "reason": reason,
+            "document_id": document_id,
+            "chunks": chunks,
+            "added": added,
+            "job": load_job(conn, job_id)?,
+        }))
+    })
+}
+
+/// Stores the site's shared blocks, once each: their text is their identity.
+fn store_shared(
+    conn: &Connection,
+    job: &Held,
+    shared: &[(String, String)],
+    now: &str,
+) -> Result<()> {
+    let site = job.start.join("/").map(|u| u.to_string()).ok();
+    for (title, markdown) in shared {
+        store(
+            conn,
+            &NewDocument {
+                tenant_id: &job.tenant_id,
+                job_id: Some(job.id),
+                source: "website",
+                url: site.as_deref(),
+                title,
+                markdown,
+                depth: None,
+                now,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+// -- onboarding_kb_finish('{"job_id":1,"worker":"crawler-1","error_code":null}')
+//      -> '{"success":true,"job":{"id":1,…,"status":"done","error_code":null,…}}'
+/// Ends a job, or puts it back in the queue with a backoff when its whole
+/// site failed in a way worth another attempt (DNS, connection, robots 5xx)
+/// and attempts remain. Pages not fetched are reported as `not_fetched`.
+pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let job_id = f.int("job_id", 1..=i64::MAX, None)?;
+    let worker = f.str("worker", 100)?.to_string();
+    let code = f.code("error_code")?;
+    if let Some(c) = code.filter(|c| !ERROR_CODES.contains(c)) {
+        return Err(Error::invalid_field(format!(
+            "error_code {} is not a job error code (expected one of {})",
+            quote(c),
+            ERROR_CODES.join(", ")
+        )));
+    }
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        held(conn, job_id, &worker, &now)?;
+        let (attempts, stored): (i64, i64) = sql::query_row(
+            conn,
+            "SELECT attempts, pages_stored FROM kb_crawl_jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let retryable = code.is_some_and(|c| RETRYABLE.contains(&c));
+        if retryable && attempts < MAX_ATTEMPTS {
+            let wait = BACKOFF_SECONDS[(attempts.clamp(1, 2) - 1) as usize];
+            sql::execute(
+                conn,
+                "UPDATE kb_crawl_jobs SET status = 'queued', error_code = ?1, next_attempt_at = ?2,
+                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+                 WHERE id = ?4",
+                (code, iso8601(now_ms + wait * 1000), &now, job_id),
+            )?;
+            return Ok(json!({ "success": true, "job": load_job(conn, job_id)? }));
+        }
+        // Nothing stored and no reason given is still a failure: say so.
+        let code = code.or((stored == 0).then_some("no_content"));
+        let status = if stored > 0 && !retryable {
+            "done"
+        } else {
+            "failed"
+        };
+        sql::execute(
+            conn,
+            "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
+             WHERE job_id = ?2 AND status = 'pending'",
+            (&now, job_id),
+        )?;
+        update_counters(conn, job_id, &now)?;
+        sql::execute(
+            conn,
+            "UPDATE kb_crawl_jobs SET status = ?1, error_code = ?2, finished_at = ?3,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+             WHERE id = ?4",
+            (status, code, &now, job_id),
+        )?;
+        Ok(json!({ "success": true, "job": load_job(conn, job_id)? }))
+    })
+}

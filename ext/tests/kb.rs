@@ -1,0 +1,617 @@
+//! The knowledge base in the library: the schema upgrade, the kb step's
+//! `documents` and address rules, completion storing documents, the worker
+//! functions (lease, takeover, counters, retries) and search.
+
+mod common;
+
+use common::{Db, T0};
+use onboarding::kb::{AllowList, Settings};
+use onboarding::PinnedEnv;
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+fn ready(db: &Db, kb: &str) -> String {
+    let s = db.create();
+    db.business(&s, "contact@salon.fr");
+    db.vapi(&s);
+    db.step(&s, "kb", kb).unwrap();
+    s
+}
+
+fn rows(conn: &Connection, sql: &str) -> Vec<Vec<String>> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    let mut q = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = q.next().unwrap() {
+        out.push(
+            (0..n)
+                .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+                .collect(),
+        );
+    }
+    out
+}
+
+/// Copies `table`'s rows from `from` into `to`, the columns `to` has only.
+fn copy_001_columns(from: &Connection, to: &Connection, table: &str) {
+    let columns: Vec<String> = to
+        .prepare(&format!(
+            "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let list = columns.join(", ");
+    let marks = vec!["?"; columns.len()].join(", ");
+    let mut insert = to
+        .prepare(&format!("INSERT INTO {table} ({list}) VALUES ({marks})"))
+        .unwrap();
+    let mut select = from
+        .prepare(&format!("SELECT {list} FROM {table} ORDER BY rowid"))
+        .unwrap();
+    let mut rows = select.query([]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        let values: Vec<rusqlite::types::Value> =
+            (0..columns.len()).map(|i| row.get(i).unwrap()).collect();
+        insert.execute(rusqlite::params_from_iter(values)).unwrap();
+    }
+}
+
+#[test]
+fn upgrading_a_001_database_keeps_every_row() {
+    // A whole onboarding with a website, completed by today's library, then
+    // its rows as the 001 schema holds them (its columns only) in a database
+    // at version 1: the functions themselves now need the later tables.
+    let full = Db::memory();
+    let s = ready(
+        &full,
+        r#"{"method":"website","crawl_url":"https://salon.fr"}"#,
+    );
+    full.complete(&s).unwrap();
+    let conn = Connection::open_in_memory().unwrap();
+    onboarding::register_with(&conn, PinnedEnv::new(T0, 3)).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
+         INSERT INTO onboarding_schema_migrations VALUES (1, '001_init', '2026-11-01T00:00:00.000Z');",
+    )
+    .unwrap();
+    conn.execute_batch(onboarding::MIGRATIONS[0].sql).unwrap();
+    for table in [
+        "tenants",
+        "onboarding_sessions",
+        "onboarding_analytics",
+        "omni_agent_configs",
+        "omni_phone_mappings",
+        "kb_crawl_jobs",
+    ] {
+        copy_001_columns(&full.conn, &conn, table);
+    }
+    let db = Db {
+        conn,
+        env: PinnedEnv::new(T0, 3),
+    };
+    let tables = [
+        "tenants",
+        "onboarding_sessions",
+        "onboarding_analytics",
+        "omni_agent_configs",
+        "omni_phone_mappings",
+        "kb_crawl_jobs",
+    ];
+    let before: Vec<_> = tables
+        .iter()
+        .map(|t| rows(&db.conn, &format!("SELECT * FROM {t}")))
+        .collect();
+    assert_eq!(
+        db.scalar("SELECT onboarding_migrate()"),
+        rusqlite::types::Value::Integer(onboarding::latest_version())
+    );
+    for (t, old) in tables.iter().zip(&before) {
+        let width = old[0].len();
+        let now: Vec<Vec<String>> = rows(&db.conn, &format!("SELECT * FROM {t}"))
+            .into_iter()
+            .map(|r| r[..width].to_vec())
+            .collect();
+        assert_eq!(&now, old, "{t}");
+    }
+    assert_eq!(
+        rows(&db.conn, "SELECT status, attempts, pages_found, pages_stored, error_code, lease_owner FROM kb_crawl_jobs"),
+        [["Text(\"queued\")", "Integer(0)", "Integer(0)", "Integer(0)", "Null", "Null"]]
+    );
+    // The upgraded job is claimable like a new one.
+    let claimed = db
+        .call("SELECT onboarding_kb_claim('{\"worker\":\"w1\"}')", &[])
+        .unwrap();
+    assert_eq!(
+        claimed["job"]["frontier"],
+        json!([{"url": "https://salon.fr/", "depth": 0}])
+    );
+}
+
+#[test]
+fn documents_rules_name_the_field() {
+    let db = Db::memory();
+    let s = db.create();
+    let long_title = "t".repeat(201);
+    let long_content = "c".repeat(200_001);
+    let twenty_one: Vec<Value> = (0..21)
+        .map(|i| json!({"title": format!("D{i}"), "content": "x"}))
+        .collect();
+    let cases = [
+        (
+            json!({"method":"documents"}),
+            "documents is required when method is 'documents'".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[]}),
+            "documents holds 0 items; 1 to 20 are allowed".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":twenty_one}),
+            "documents holds 21 items; 1 to 20 are allowed".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":"Tarifs"}),
+            "documents must be an array of {\"title\",\"content\"} objects".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a","content":"b"},"x"]}),
+            "documents[1] must be an object with title and content".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a","content":"b"},{"title":"b","content":"c"},{"title":"  ","content":"c"}]}),
+            "documents[2].title must not be empty".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":long_title,"content":"b"}]}),
+            "documents[0].title is 201 characters long; at most 200 are allowed".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a"}]}),
+            "documents[0].content is required".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a","content":long_content}]}),
+            "documents[0].content is 200001 characters long; at most 200000 are allowed"
+                .to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a\nb","content":"x"}]}),
+            "documents[0].title must fit on one line".to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a","content":"x\u{0007}"}]}),
+            "documents[0].content contains a control character".to_string(),
+        ),
+    ];
+    let before = db.snapshot();
+    for (payload, detail) in cases {
+        assert_eq!(
+            db.step(&s, "kb", &payload.to_string()).unwrap_err(),
+            format!("onboarding_step: invalid_field: {detail}")
+        );
+    }
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn the_step_refuses_every_non_public_form_and_stores_the_normalised_url() {
+    let db = Db::memory();
+    let s = db.create();
+    let hint = "(expected a public http or https address such as 'https://mon-site.fr')";
+    for (url, why) in [
+        ("http://[::ffff:127.0.0.1]/", "is not a public address"),
+        ("http://LOCALHOST./", "is not a public address"),
+        ("http://[64:ff9b::7f00:1]/", "is not a public address"),
+        ("http://100.64.0.1/", "is not a public address"),
+        ("https://evil.example\\@127.0.0.1/", "contains a backslash"),
+        ("http://169.254.169.254/", "is not a public address"),
+        ("http://10.1.2.3/", "is not a public address"),
+        ("http://[::1]/", "is not a public address"),
+        (
+            "https://salon.fr:8443/",
+            "uses a port other than 80 and 443",
+        ),
+    ] {
+        let payload = json!({"method": "website", "crawl_url": url}).to_string();
+        assert_eq!(
+            db.step(&s, "kb", &payload).unwrap_err(),
+            format!("onboarding_step: invalid_field: crawl_url '{url}' {why} {hint}"),
+        );
+    }
+    db.step(
+        &s,
+        "kb",
+        r#"{"method":"website","crawl_url":"https://WWW.Salon.fr/?utm_source=fb#x"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["kb"]["crawl_url"],
+        "https://www.salon.fr/"
+    );
+}
+
+#[test]
+fn the_allow_list_is_the_one_exception_for_the_step() {
+    let conn = Connection::open_in_memory().unwrap();
+    let settings = Settings {
+        crawl_allow_hosts: AllowList::parse(&["127.0.0.1:8080"]).unwrap(),
+    };
+    onboarding::register_with_settings(&conn, PinnedEnv::new(T0, 5), settings).unwrap();
+    let db = Db {
+        conn,
+        env: PinnedEnv::new(T0, 5),
+    };
+    db.scalar("SELECT onboarding_migrate()");
+    let s = db.create();
+    db.step(
+        &s,
+        "kb",
+        r#"{"method":"website","crawl_url":"http://127.0.0.1:8080/accueil/"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["kb"]["crawl_url"],
+        "http://127.0.0.1:8080/accueil"
+    );
+    assert!(db
+        .step(
+            &s,
+            "kb",
+            r#"{"method":"website","crawl_url":"http://127.0.0.1:8081/"}"#
+        )
+        .is_err());
+}
+
+const SALON: &str = "# Salon Léa\n\nCoiffure mixte à Lyon.\n\n## Horaires d'ouverture\n\n| Jour | Heures |\n|---|---|\n| Lundi | Fermé |\n| Samedi | 9h00 – 18h00 |\n";
+const TARIFS: &str = "# Tarifs\n\n| Prestation | Prix |\n|---|---|\n| Coupe homme | 25 € |\n| Coupe femme | 38 € |\n";
+
+#[test]
+fn completion_stores_documents_and_search_finds_them_in_french() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Le salon","content":SALON},
+        {"title":"Tarifs","content":TARIFS},
+        {"title":"Copie","content":TARIFS}]});
+    let s = ready(&db, &docs.to_string());
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["knowledge_base"],
+        json!({"method":"documents","crawl_job":null,"documents":{"documents_stored":2,"chunks":2}})
+    );
+    let kb = db.call("SELECT onboarding_kb_get(?1)", &[&s]).unwrap();
+    let tenant = kb["tenant_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        kb,
+        json!({"success":true,"session_id":s,"tenant_id":tenant,"method":"documents","job":null,
+               "documents":[
+                 {"document_id":1,"url":null,"title":"Le salon","source":"documents","depth":null,"chunks":1},
+                 {"document_id":2,"url":null,"title":"Tarifs","source":"documents","depth":null,"chunks":1}],
+               "pages_not_stored":[]})
+    );
+    let search = |q: &str| {
+        db.call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"session_id": s, "query": q, "limit": 1}).to_string()],
+        )
+        .unwrap()
+    };
+    let open = search("vous êtes ouverts le samedi ?");
+    assert_eq!(open["results"][0]["title"], "Le salon");
+    assert_eq!(open["results"][0]["snippet"], "| Samedi | 9h00 – 18h00 |");
+    let price = search("c'est combien une coupe homme ?");
+    assert_eq!(price["results"][0]["title"], "Tarifs");
+    assert_eq!(price["results"][0]["snippet"], "| Coupe homme | 25 € |");
+    assert_eq!(price["results"][0]["heading"], "Tarifs");
+    let by_tenant = db
+        .call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"tenant_id": tenant, "query": "tarifs"}).to_string()],
+        )
+        .unwrap();
+    assert_eq!(by_tenant["results"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn search_errors_and_empty_answers() {
+    let db = Db::memory();
+    let s = ready(&db, r#"{"method":"skip"}"#);
+    let call = |p: Value| db.call("SELECT onboarding_kb_search(?1)", &[&p.to_string()]);
+    assert_eq!(
+        call(json!({"session_id": s, "query": "  "})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: query must not be empty"
+    );
+    assert_eq!(
+        call(json!({"session_id": s})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: query is required"
+    );
+    assert_eq!(
+        call(json!({"session_id": s, "query": "x", "limit": 21})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: limit 21 is not an integer from 1 to 20"
+    );
+    assert_eq!(
+        call(json!({"query": "x"})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: session_id or tenant_id is required"
+    );
+    assert_eq!(
+        call(json!({"session_id": "onb_nope", "query": "x"})).unwrap_err(),
+        "onboarding_kb_search: not_found: session 'onb_nope' does not exist"
+    );
+    assert_eq!(
+        call(json!({"tenant_id": "tenant_nope", "query": "x"})).unwrap_err(),
+        "onboarding_kb_search: not_found: tenant 'tenant_nope' does not exist"
+    );
+    assert_eq!(
+        call(json!({"session_id": s, "query": "horaires"})).unwrap(),
+        json!({"success":true,"query":"horaires","results":[]})
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_kb_get('onb_nope')", &[])
+            .unwrap_err(),
+        "onboarding_kb_get: not_found: session 'onb_nope' does not exist"
+    );
+}
+
+fn worker(db: &Db, function: &str, payload: Value) -> Result<Value, String> {
+    db.call(
+        &format!("SELECT onboarding_kb_{function}(?1)"),
+        &[&payload.to_string()],
+    )
+}
+
+/// A completed website session whose job is claimed by `w1`: the job id.
+fn claimed(db: &Db) -> i64 {
+    let s = ready(db, r#"{"method":"website","crawl_url":"https://salon.fr"}"#);
+    db.complete(&s).unwrap();
+    let job = worker(db, "claim", json!({"worker": "w1", "lease_seconds": 60})).unwrap();
+    job["job"]["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_worker_stores_pages_follows_scope_and_finishes() {
+    let db = Db::memory();
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w1"})).unwrap(),
+        json!({"success":true,"job":null})
+    );
+    let job = claimed(&db);
+    let page = worker(&db, "store_page", json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+        "title": "Accueil", "markdown": SALON,
+        "links": ["https://www.salon.fr/tarifs/", "https://salon.fr/tarifs?utm_source=x", "https://ailleurs.fr/",
+                  "mailto:a@b.fr", "https://salon.fr/contact#plan"],
+        "shared": [{"title": "Pied de page", "markdown": "12 rue des Lilas, Lyon"}]})).unwrap();
+    assert_eq!(page["status"], "stored");
+    assert_eq!(
+        page["added"],
+        json!([
+        {"url": "https://www.salon.fr/tarifs", "depth": 1},
+        {"url": "https://salon.fr/tarifs", "depth": 1},
+        {"url": "https://salon.fr/contact", "depth": 1}])
+    );
+    // The same text under another address is stored once.
+    let dup = worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/tarifs",
+        "status": "stored", "title": "Accueil bis", "markdown": SALON}),
+    )
+    .unwrap();
+    assert_eq!(
+        (dup["status"].clone(), dup["reason"].clone()),
+        (json!("skipped"), json!("duplicate"))
+    );
+    let missing = worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/contact",
+        "status": "failed", "reason": "http_404"}),
+    )
+    .unwrap();
+    assert_eq!(missing["job"]["pages_failed"], 1);
+    assert_eq!(
+        worker(&db, "store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/contact", "status": "failed", "reason": "http_404"})).unwrap_err(),
+        "onboarding_kb_store_page: conflict: page 'https://salon.fr/contact' was already reported (failed)"
+    );
+    assert_eq!(
+        worker(&db, "store_page", json!({"job_id": job, "worker": "w2", "url": "https://www.salon.fr/tarifs", "status": "skipped", "reason": "x"})).unwrap_err(),
+        format!("onboarding_kb_store_page: conflict: job {job} is not leased by worker 'w2' (status running; its lease expired or another worker holds it)")
+    );
+    let done = worker(&db, "finish", json!({"job_id": job, "worker": "w1"})).unwrap();
+    let j = &done["job"];
+    assert_eq!(
+        (
+            j["status"].clone(),
+            j["pages_found"].clone(),
+            j["pages_stored"].clone(),
+            j["pages_skipped"].clone(),
+            j["pages_failed"].clone(),
+            j["error_code"].clone(),
+            j["lease_owner"].clone()
+        ),
+        (
+            json!("done"),
+            json!(4),
+            json!(1),
+            json!(2),
+            json!(1),
+            json!(null),
+            json!(null)
+        )
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT url, status, reason FROM kb_crawl_pages ORDER BY id"
+        ),
+        [
+            ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
+            [
+                "Text(\"https://www.salon.fr/tarifs\")",
+                "Text(\"skipped\")",
+                "Text(\"not_fetched\")"
+            ],
+            [
+                "Text(\"https://salon.fr/tarifs\")",
+                "Text(\"skipped\")",
+                "Text(\"duplicate\")"
+            ],
+            [
+                "Text(\"https://salon.fr/contact\")",
+                "Text(\"failed\")",
+                "Text(\"http_404\")"
+            ],
+        ]
+    );
+    assert_eq!(
+        rows(&db.conn, "SELECT title, url FROM kb_documents ORDER BY id"),
+        [
+            ["Text(\"Accueil\")", "Text(\"https://salon.fr/\")"],
+            ["Text(\"Pied de page\")", "Text(\"https://salon.fr/\")"],
+        ]
+    );
+}
+
+#[test]
+fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+        "markdown": SALON, "links": ["https://salon.fr/tarifs"]}),
+    )
+    .unwrap();
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w2"})).unwrap()["job"],
+        json!(null)
+    );
+    let renewed = worker(
+        &db,
+        "renew",
+        json!({"job_id": job, "worker": "w1", "lease_seconds": 30}),
+    )
+    .unwrap();
+    assert_eq!(
+        renewed,
+        json!({"success":true,"job_id":job,"lease_expires_at":"2026-11-24T10:00:30.000Z"})
+    );
+    db.env.advance_ms(31_000);
+    let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
+    assert_eq!(taken["job"]["attempts"], 2);
+    assert_eq!(taken["job"]["lease_owner"], "w2");
+    assert_eq!(
+        taken["job"]["frontier"],
+        json!([{"url": "https://salon.fr/tarifs", "depth": 1}])
+    );
+    assert!(worker(&db, "renew", json!({"job_id": job, "worker": "w1"}))
+        .unwrap_err()
+        .contains("is not leased by worker 'w1'"));
+    // Workers that keep dying: after the third attempt the job fails.
+    db.env.advance_ms(61_000);
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w3"})).unwrap()["job"]["attempts"],
+        3
+    );
+    db.env.advance_ms(61_000);
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w4"})).unwrap()["job"],
+        json!(null)
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT status, error_code, finished_at FROM kb_crawl_jobs"
+        ),
+        [[
+            "Text(\"failed\")",
+            "Text(\"timeout\")",
+            "Text(\"2026-11-24T10:02:33.000Z\")"
+        ]]
+    );
+}
+
+#[test]
+fn a_site_that_fails_is_retried_with_backoff_then_fails() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let first = worker(
+        &db,
+        "finish",
+        json!({"job_id": job, "worker": "w1", "error_code": "dns"}),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            first["job"]["status"].clone(),
+            first["job"]["next_attempt_at"].clone()
+        ),
+        (json!("queued"), json!("2026-11-24T10:01:00.000Z"))
+    );
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w1"})).unwrap()["job"],
+        json!(null)
+    );
+    db.env.advance_ms(60_000);
+    worker(&db, "claim", json!({"worker": "w1"})).unwrap();
+    let second = worker(
+        &db,
+        "finish",
+        json!({"job_id": job, "worker": "w1", "error_code": "unreachable"}),
+    )
+    .unwrap();
+    assert_eq!(second["job"]["next_attempt_at"], "2026-11-24T10:06:00.000Z");
+    db.env.advance_ms(300_000);
+    worker(&db, "claim", json!({"worker": "w1"})).unwrap();
+    let last = worker(
+        &db,
+        "finish",
+        json!({"job_id": job, "worker": "w1", "error_code": "robots_unavailable"}),
+    )
+    .unwrap();
+    let j = &last["job"];
+    assert_eq!(
+        (
+            j["status"].clone(),
+            j["attempts"].clone(),
+            j["error_code"].clone(),
+            j["pages_skipped"].clone(),
+            j["finished_at"].clone()
+        ),
+        (
+            json!("failed"),
+            json!(3),
+            json!("robots_unavailable"),
+            json!(1),
+            json!("2026-11-24T10:06:00.000Z")
+        )
+    );
+    assert_eq!(
+        worker(&db, "finish", json!({"job_id": job, "worker": "w1", "error_code": "oops"})).unwrap_err(),
+        "onboarding_kb_finish: invalid_field: error_code 'oops' is not a job error code (expected one of dns, unreachable, robots_unavailable, robots_disallowed, private_address, timeout, too_large, no_content, js_required)"
+    );
+}
+
+#[test]
+fn worker_payload_errors_write_nothing() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let before = db.snapshot();
+    for (function, payload, error) in [
+        ("claim", json!({}), "onboarding_kb_claim: invalid_field: worker is required"),
+        ("claim", json!({"worker": "w", "lease_seconds": 0}), "onboarding_kb_claim: invalid_field: lease_seconds 0 is not an integer from 1 to 3600"),
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored"}), "onboarding_kb_store_page: invalid_field: markdown is required when status is 'stored'"),
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "skipped"}), "onboarding_kb_store_page: invalid_field: reason is required when status is 'skipped'"),
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/x", "status": "skipped", "reason": "x"}), "onboarding_kb_store_page: invalid_field: url 'https://salon.fr/x' is not a page of job 1"),
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "done"}), "onboarding_kb_store_page: invalid_field: status 'done' is not a page status (expected stored, skipped or failed)"),
+        ("renew", json!({"job_id": 99, "worker": "w1"}), "onboarding_kb_renew: not_found: job 99 does not exist"),
+        ("finish", "[]".into(), "onboarding_kb_finish: invalid_json: payload must be a JSON object, got a string"),
+    ] {
+        assert_eq!(worker(&db, function, payload).unwrap_err(), error);
+    }
+    assert_eq!(db.snapshot(), before);
+}

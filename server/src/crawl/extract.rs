@@ -1,0 +1,175 @@
+//! From HTML to what the knowledge base keeps: the main content as
+//! Markdown (headings, lists and tables kept), the footer as a shared
+//! block, the links, the canonical URL and whether the page may be indexed.
+//!
+//! Readability-style extractors are tuned for articles and drop the price
+//! table and the opening hours of a small-business page; this keeps the
+//! whole main element (`main`, `article`, `[role=main]`, else the body) and
+//! removes only what is never content: scripts, styles, navigation, forms,
+//! cookie banners, the site header.
+
+use scraper::{Html, Selector};
+use url::Url;
+
+/// Below this many characters of text, a page is "nearly empty".
+pub const MIN_TEXT_CHARS: usize = 80;
+
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub title: String,
+    pub markdown: String,
+    /// The footer (address, phone, hours), stored once as its own document.
+    pub footer: Option<String>,
+    pub links: Vec<String>,
+    pub canonical: Option<String>,
+    pub noindex: bool,
+    /// The page has scripts and almost no text: a JavaScript-built site.
+    pub script_only: bool,
+}
+
+fn selector(css: &str) -> Selector {
+    // The selectors are literals of this file, checked by its tests.
+    Selector::parse(css).unwrap_or_else(|_| panic!("bad selector {css}"))
+}
+
+/// Never content, wherever it is.
+const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, button, \
+     [id*=cookie], [class*=cookie], [id*=consent], [class*=consent], [role=navigation], \
+     [aria-hidden=true], body > header";
+
+pub fn extract(html: &str, base: &Url) -> Extracted {
+    let mut doc = Html::parse_document(html);
+    let first_text = |doc: &Html, css: &str| {
+        doc.select(&selector(css))
+            .next()
+            .map(|e| {
+                e.text()
+                    .collect::<String>()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|t| !t.is_empty())
+    };
+    let title = first_text(&doc, "title")
+        .or_else(|| first_text(&doc, "h1"))
+        .unwrap_or_default();
+    let noindex = doc
+        .select(&selector("meta[name=robots], meta[name=googlebot]"))
+        .any(|m| {
+            m.value()
+                .attr("content")
+                .is_some_and(|c| c.to_ascii_lowercase().contains("noindex"))
+        });
+    let canonical = doc
+        .select(&selector("link[rel=canonical]"))
+        .next()
+        .and_then(|l| l.value().attr("href"))
+        .and_then(|h| base.join(h).ok())
+        .map(|u| u.to_string());
+    let links = doc
+        .select(&selector("a[href]"))
+        .filter(|a| {
+            !a.value()
+                .attr("rel")
+                .is_some_and(|r| r.contains("nofollow"))
+        })
+        .filter_map(|a| a.value().attr("href"))
+        .filter_map(|h| base.join(h).ok())
+        .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+        .map(|u| u.to_string())
+        .collect();
+    let scripts = doc.select(&selector("script")).count();
+    remove(&mut doc, NOISE);
+    let footer = doc
+        .select(&selector("footer"))
+        .next_back()
+        .map(|f| to_markdown(&f.html()))
+        .filter(|m| m.chars().filter(|c| c.is_alphanumeric()).count() >= 10);
+    remove(&mut doc, "footer");
+    let main = ["main", "article", "[role=main]", "body"]
+        .iter()
+        .find_map(|css| doc.select(&selector(css)).next())
+        .map(|e| e.html())
+        .unwrap_or_default();
+    let markdown = to_markdown(&main);
+    let text_chars = markdown.chars().filter(|c| c.is_alphanumeric()).count();
+    Extracted {
+        title,
+        script_only: scripts > 0 && text_chars < MIN_TEXT_CHARS,
+        markdown,
+        footer,
+        links,
+        canonical,
+        noindex,
+    }
+}
+
+/// Detaches every element matching `css` from the tree.
+fn remove(doc: &mut Html, css: &str) {
+    let ids: Vec<_> = doc.select(&selector(css)).map(|e| e.id()).collect();
+    for id in ids {
+        if let Some(mut node) = doc.tree.get_mut(id) {
+            node.detach();
+        }
+    }
+}
+
+/// Markdown with headings, lists and tables; blank-line runs squeezed.
+fn to_markdown(html: &str) -> String {
+    let markdown = htmd::HtmlToMarkdown::builder()
+        .skip_tags(vec![
+            "script", "style", "img", "picture", "video", "audio", "head",
+        ])
+        .build()
+        .convert(html)
+        .unwrap_or_default();
+    let mut out = String::with_capacity(markdown.len());
+    let mut blank = 0;
+    for line in markdown.lines() {
+        let line = line.trim_end();
+        blank = if line.trim().is_empty() { blank + 1 } else { 0 };
+        if blank < 2 {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.trim().to_string()
+}
+
+/// A plain-text page as Markdown: its text as is.
+pub fn plain(text: &str, url: &Url) -> Extracted {
+    Extracted {
+        title: url.path().trim_matches('/').to_string(),
+        markdown: text.trim().to_string(),
+        ..Extracted::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_main_content_keeps_tables_and_drops_navigation_and_banners() {
+        let html = r#"<html><head><title>Tarifs</title><script>x()</script></head><body>
+            <header><nav><a href="/">Accueil</a></nav></header>
+            <div class="cookie-banner">Nous utilisons des cookies</div>
+            <main><h1>Nos tarifs</h1><p>Des prix clairs pour toute la famille, affichés au salon.</p><table><tr><th>Prestation</th><th>Prix</th></tr>
+            <tr><td>Coupe homme</td><td>25 €</td></tr></table>
+            <form><input name=q></form></main>
+            <footer><p>12 rue des Lilas, 69003 Lyon</p></footer></body></html>"#;
+        let got = extract(html, &Url::parse("http://a.fr/tarifs").unwrap());
+        assert_eq!(got.title, "Tarifs");
+        assert!(
+            got.markdown.contains("| Coupe homme | 25 € |"),
+            "{}",
+            got.markdown
+        );
+        assert!(got.markdown.starts_with("# Nos tarifs"), "{}", got.markdown);
+        assert!(!got.markdown.contains("cookies"));
+        assert_eq!(got.footer.as_deref(), Some("12 rue des Lilas, 69003 Lyon"));
+        assert_eq!(got.links, ["http://a.fr/"]);
+        assert!(!got.noindex && !got.script_only);
+    }
+}

@@ -1,0 +1,342 @@
+//! One page over HTTP, under the public-address rule and the crawl limits.
+//!
+//! reqwest's resolver hook is not enough on its own: a URL with a literal
+//! IP host never reaches the resolver. So every hop is checked here before
+//! any connection: the URL against the library's rule, then each address
+//! the name resolves to; reqwest is then handed exactly the approved
+//! addresses (its resolver answers only from them), redirects are followed
+//! here one hop at a time, and the address actually connected to is checked
+//! again on the response.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use onboarding::kb::{check_parsed, is_public_ip, same_site, AllowList};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Url;
+
+/// The crawl limits of the contract; tests shorten the timeouts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub connect: Duration,
+    /// The whole response, body included.
+    pub response: Duration,
+    pub page_bytes: usize,
+    pub job_bytes: usize,
+    pub job_time: Duration,
+    pub redirects: usize,
+    /// Between two requests to a site; robots' Crawl-delay may raise it
+    /// up to `max_delay`.
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Retries of one page after a 429 or 503.
+    pub retries: usize,
+    /// The longest Retry-After honoured; a longer one fails the page.
+    pub max_retry_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(15),
+            page_bytes: 2 * 1024 * 1024,
+            job_bytes: 20 * 1024 * 1024,
+            job_time: Duration::from_secs(180),
+            redirects: 5,
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5),
+            retries: 2,
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a fetch gave no page; `reason` is what the page is reported with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    Dns,
+    Unreachable,
+    PrivateAddress,
+    Timeout,
+    TooLarge,
+    TooManyRedirects,
+    RedirectLoop,
+    /// A redirect out of the site: not followed.
+    OffSite,
+    Status(u16, Option<Duration>),
+    UnsupportedType,
+}
+
+impl FetchError {
+    pub fn reason(&self) -> String {
+        match self {
+            FetchError::Dns => "dns".into(),
+            FetchError::Unreachable => "unreachable".into(),
+            FetchError::PrivateAddress => "private_address".into(),
+            FetchError::Timeout => "timeout".into(),
+            FetchError::TooLarge => "too_large".into(),
+            FetchError::TooManyRedirects => "too_many_redirects".into(),
+            FetchError::RedirectLoop => "redirect_loop".into(),
+            FetchError::OffSite => "redirect_off_site".into(),
+            FetchError::Status(code, _) => format!("http_{code}"),
+            FetchError::UnsupportedType => "unsupported_type".into(),
+        }
+    }
+}
+
+/// A fetched page: where it ended, its decoded text, its size on the wire.
+#[derive(Debug)]
+pub struct Page {
+    pub final_url: Url,
+    pub content_type: String,
+    pub text: String,
+    pub bytes: usize,
+}
+
+/// What a request accepts: pages, or XML for sitemaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    Page,
+    Xml,
+}
+
+/// Names the crawler has resolved and approved, the only answers the
+/// resolver hook gives reqwest.
+#[derive(Debug, Default, Clone)]
+struct Approved(Arc<Mutex<HashMap<String, Vec<SocketAddr>>>>);
+
+impl Resolve for Approved {
+    fn resolve(&self, name: Name) -> Resolving {
+        let found = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name.as_str()).cloned());
+        Box::pin(async move {
+            match found {
+                Some(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                None => Err("name not approved by the crawl address rule".into()),
+            }
+        })
+    }
+}
+
+pub struct Fetcher {
+    client: reqwest::Client,
+    approved: Approved,
+    allow: AllowList,
+    /// Names resolved to these addresses instead of DNS (tests), still
+    /// checked by the rule.
+    overrides: HashMap<String, Vec<IpAddr>>,
+    pub limits: Limits,
+    /// When the last request ended and the gap to keep after it: every
+    /// request to the site, redirect hops included, waits its turn.
+    pace: tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>,
+}
+
+impl Fetcher {
+    pub fn new(
+        user_agent: &str,
+        allow: AllowList,
+        overrides: HashMap<String, Vec<IpAddr>>,
+        limits: Limits,
+    ) -> Result<Fetcher, String> {
+        let approved = Approved::default();
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(limits.connect)
+            .timeout(limits.response)
+            .dns_resolver(approved.clone())
+            .build()
+            .map_err(|e| format!("cannot build the crawler's HTTP client: {e}"))?;
+        let pace = tokio::sync::Mutex::new((None, limits.min_delay));
+        Ok(Fetcher {
+            client,
+            approved,
+            allow,
+            overrides,
+            limits,
+            pace,
+        })
+    }
+
+    /// Checks `url` and the addresses its host resolves to; on success the
+    /// resolver hook may hand them to reqwest.
+    async fn approve(&self, url: &Url) -> Result<(), FetchError> {
+        check_parsed(url, &self.allow).map_err(|_| FetchError::PrivateAddress)?;
+        let Some(url::Host::Domain(name)) = url.host() else {
+            return Ok(()); // a literal address: checked by the rule above
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<SocketAddr> = match self.overrides.get(name) {
+            Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+            None => tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|_| FetchError::Dns)?
+                .collect(),
+        };
+        if addrs.is_empty() {
+            return Err(FetchError::Dns);
+        }
+        // Every address must pass: the client may connect to any of them.
+        if !self.allow.allows(url) && addrs.iter().any(|a| !is_public_ip(a.ip())) {
+            return Err(FetchError::PrivateAddress);
+        }
+        if let Ok(mut map) = self.approved.0.lock() {
+            map.insert(name.to_string(), addrs);
+        }
+        Ok(())
+    }
+
+    /// The gap kept between two requests (robots' Crawl-delay).
+    pub async fn set_delay(&self, delay: Duration) {
+        self.pace.lock().await.1 = delay;
+    }
+
+    /// One request, no redirect followed, after the site's delay.
+    async fn once(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
+        self.approve(url).await?;
+        let mut pace = self.pace.lock().await;
+        if let Some(last) = pace.0 {
+            tokio::time::sleep_until((last + pace.1).into()).await;
+        }
+        let sent = self.client.get(url.clone()).send().await;
+        pace.0 = Some(std::time::Instant::now());
+        drop(pace);
+        let response = sent.map_err(|e| {
+            if e.is_timeout() {
+                FetchError::Timeout
+            } else {
+                FetchError::Unreachable
+            }
+        })?;
+        let connected = response.remote_addr().map(|a| a.ip());
+        if !self.allow.allows(url) && connected.is_some_and(|ip| !is_public_ip(ip)) {
+            return Err(FetchError::PrivateAddress);
+        }
+        Ok(response)
+    }
+
+    /// `url`, following at most `limits.redirects` redirects inside the
+    /// site of `site`, and its body if it is of an accepted type and size.
+    pub async fn get(&self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
+        let mut current = url.clone();
+        let mut seen = vec![current.clone()];
+        for _ in 0..=self.limits.redirects {
+            let response = self.once(&current).await?;
+            let status = response.status();
+            if status.is_redirection() {
+                let next = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| current.join(l).ok())
+                    .ok_or(FetchError::Status(status.as_u16(), None))?;
+                // The address rule first: a redirect to a private address
+                // is reported as such even when it also leaves the site.
+                self.approve(&next).await?;
+                if !same_site(&next, site) {
+                    return Err(FetchError::OffSite);
+                }
+                if seen.contains(&next) {
+                    return Err(FetchError::RedirectLoop);
+                }
+                seen.push(next.clone());
+                current = next;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status(status.as_u16(), retry_after(&response)));
+            }
+            return self.body(current, response, accept).await;
+        }
+        Err(FetchError::TooManyRedirects)
+    }
+
+    async fn body(
+        &self,
+        url: Url,
+        mut response: reqwest::Response,
+        accept: Accept,
+    ) -> Result<Page, FetchError> {
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        let accepted = match accept {
+            Accept::Page => ["text/html", "application/xhtml+xml", "text/plain"].contains(&mime),
+            Accept::Xml => mime.ends_with("/xml") || mime.ends_with("+xml") || mime == "text/plain",
+        };
+        if !accepted {
+            return Err(FetchError::UnsupportedType);
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > self.limits.page_bytes)
+        {
+            return Err(FetchError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > self.limits.page_bytes {
+                        return Err(FetchError::TooLarge);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(FetchError::Timeout),
+                Err(_) => return Err(FetchError::Unreachable),
+            }
+        }
+        let text = decode(&bytes, &content_type);
+        Ok(Page {
+            final_url: url,
+            content_type: mime.to_string(),
+            text,
+            bytes: bytes.len(),
+        })
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not honoured: a page
+/// that asks for a date gets no retry).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The text of a body: the charset of the Content-Type header, else a BOM,
+/// else a `<meta charset>` in the first 1,024 bytes, else UTF-8.
+pub fn decode(bytes: &[u8], content_type: &str) -> String {
+    let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
+        let at = text.find("charset=")? + "charset=".len();
+        let rest = text[at..].trim_start_matches(['"', '\'']);
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(rest.len());
+        encoding_rs::Encoding::for_label(&rest.as_bytes()[..end])
+    };
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
+    let encoding = label(content_type)
+        .or_else(|| encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e))
+        .or_else(|| label(&head))
+        .unwrap_or(encoding_rs::UTF_8);
+    encoding.decode(bytes).0.into_owned()
+}

@@ -1,0 +1,356 @@
+//! The knowledge-base crawler: workers that take crawl jobs and store the
+//! site's pages, as clients of the library's worker functions.
+//!
+//! Every SQL call goes through the server's one writer queue (in
+//! `onboarding-server crawl`, a writer of its own with no HTTP): the crawler
+//! has no connection. A job's whole state (lease, frontier, counters) is in
+//! the database, so a worker that is killed loses at most the page it was
+//! fetching: its lease expires and the next claim resumes the frontier.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `fetch.rs` | HTTP, the address check on every hop, limits, charsets |
+//! | `robots.rs` | robots.txt, sitemaps |
+//! | `extract.rs` | HTML to Markdown, the footer, links, noindex |
+//! | here | the worker loop, politeness, what each page is reported as |
+
+pub mod extract;
+pub mod fetch;
+pub mod robots;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use onboarding::kb::AllowList;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use url::Url;
+
+use crate::db::{KbFunction, Query, Writer};
+use fetch::{Accept, FetchError, Fetcher, Limits, Page};
+
+/// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
+/// with every page it reports, so it only runs out when the worker stopped
+/// (killed, or stuck on one page longer than this).
+pub const LEASE_SECONDS: i64 = 60;
+
+/// How the crawler runs.
+#[derive(Debug, Clone)]
+pub struct CrawlConfig {
+    /// Concurrent jobs; 0 disables the crawler.
+    pub workers: usize,
+    /// `host:port` pairs exempt from the public-address rule.
+    pub allow: AllowList,
+    pub user_agent: String,
+    pub lease_seconds: i64,
+    /// The wait between two claims that found nothing.
+    pub idle_poll: Duration,
+    pub limits: Limits,
+    /// Names resolved to these addresses instead of DNS (tests); the rule
+    /// still applies to them.
+    pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Default for CrawlConfig {
+    fn default() -> Self {
+        CrawlConfig {
+            workers: 1,
+            allow: AllowList::default(),
+            user_agent: format!(
+                "onboarding-kb-crawler/{} (+https://github.com/search?q=onboarding-kb-crawler)",
+                env!("CARGO_PKG_VERSION")
+            ),
+            lease_seconds: LEASE_SECONDS,
+            idle_poll: Duration::from_secs(2),
+            limits: Limits::default(),
+            resolve_overrides: HashMap::new(),
+        }
+    }
+}
+
+/// Starts `config.workers` workers; they stop when `stop` turns true.
+pub fn spawn(
+    writer: &Writer,
+    config: &CrawlConfig,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let config = Arc::new(config.clone());
+    (0..config.workers)
+        .map(|n| {
+            let name = format!("{}-{}-{n}", hostname(), std::process::id());
+            tokio::spawn(worker(
+                writer.clone(),
+                Arc::clone(&config),
+                name,
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "crawler".to_string())
+}
+
+/// Claims and crawls jobs until `stop`; with `once`, returns when no job
+/// is due.
+pub async fn worker(
+    writer: Writer,
+    config: Arc<CrawlConfig>,
+    name: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let claimed = sql(
+            &writer,
+            KbFunction::Claim,
+            json!({"worker": name, "lease_seconds": config.lease_seconds}),
+        )
+        .await;
+        match claimed.map(|v| v["job"].clone()) {
+            Ok(job) if job.is_object() => {
+                let mut crawl = Crawl::new(&writer, &config, &name, &job);
+                if let Err(e) = crawl.run(&job).await {
+                    tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "claim failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.idle_poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Calls one worker function through the writer queue.
+pub async fn sql(writer: &Writer, function: KbFunction, payload: Value) -> Result<Value, String> {
+    let body = writer
+        .run(Query::Kb {
+            function,
+            payload: payload.to_string(),
+        })
+        .await
+        .map_err(|f| f.text().to_string())?;
+    serde_json::from_str(&body).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// A job's requests to its site: one at a time and paced by the fetcher,
+/// counted against the job's byte budget here.
+pub struct Polite<'f> {
+    pub fetcher: &'f Fetcher,
+    pub bytes: usize,
+}
+
+impl Polite<'_> {
+    pub async fn get(&mut self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
+        let result = self.fetcher.get(url, site, accept).await;
+        if let Ok(page) = &result {
+            self.bytes += page.bytes;
+        }
+        result
+    }
+}
+
+/// One claimed job being crawled.
+struct Crawl<'a> {
+    writer: &'a Writer,
+    config: &'a CrawlConfig,
+    worker: &'a str,
+    job_id: i64,
+    stored: usize,
+    script_only: usize,
+}
+
+impl<'a> Crawl<'a> {
+    fn new(writer: &'a Writer, config: &'a CrawlConfig, worker: &'a str, job: &Value) -> Self {
+        Crawl {
+            writer,
+            config,
+            worker,
+            job_id: job["id"].as_i64().unwrap_or(0),
+            stored: 0,
+            script_only: 0,
+        }
+    }
+
+    async fn run(&mut self, job: &Value) -> Result<(), String> {
+        let started = Instant::now();
+        let site =
+            Url::parse(job["url"].as_str().unwrap_or("")).map_err(|e| format!("job url: {e}"))?;
+        let fetcher = Fetcher::new(
+            &self.config.user_agent,
+            self.config.allow.clone(),
+            self.config.resolve_overrides.clone(),
+            self.config.limits.clone(),
+        )?;
+        let mut polite = Polite {
+            fetcher: &fetcher,
+            bytes: 0,
+        };
+        let rules = match robots::rules(&mut polite, &site).await {
+            Ok(rules) => rules,
+            Err(code) => return self.finish(Some(code)).await,
+        };
+        fetcher.set_delay(rules.delay).await;
+        let mut queue: VecDeque<(String, i64)> = job["frontier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["url"].as_str()?.to_string(), p["depth"].as_i64()?)))
+            .collect();
+        // A fresh job (only its start page known) reads the sitemaps first.
+        let mut sitemap = Vec::new();
+        if job["pages_found"] == 1 && queue.len() == 1 {
+            sitemap = robots::sitemap_urls(&mut polite, &site, &rules, 49).await;
+        }
+        let mut disallowed = 0;
+        while let Some((url, depth)) = queue.pop_front() {
+            let limit = &self.config.limits;
+            if started.elapsed() > limit.job_time {
+                return self.finish(Some("timeout")).await;
+            }
+            if polite.bytes > limit.job_bytes {
+                return self.finish(Some("too_large")).await;
+            }
+            let mut report = if rules.allowed(&url) {
+                self.page(&mut polite, &site, &url).await
+            } else {
+                disallowed += 1;
+                json!({"status": "skipped", "reason": "robots_disallowed"})
+            };
+            if depth == 0 {
+                let links = report["links"].as_array().cloned().unwrap_or_default();
+                report["links"] = sitemap.drain(..).map(Value::from).chain(links).collect();
+            }
+            report["job_id"] = json!(self.job_id);
+            report["worker"] = json!(self.worker);
+            report["url"] = json!(url);
+            report["lease_seconds"] = json!(self.config.lease_seconds);
+            let answer = sql(self.writer, KbFunction::StorePage, report).await?;
+            if answer["status"] == "stored" {
+                self.stored += 1;
+            }
+            for added in answer["added"].as_array().into_iter().flatten() {
+                if let (Some(u), Some(d)) = (added["url"].as_str(), added["depth"].as_i64()) {
+                    queue.push_back((u.to_string(), d));
+                }
+            }
+        }
+        let code = match (self.stored, self.script_only, disallowed) {
+            (0, n, _) if n > 0 => Some("js_required"),
+            (0, _, n) if n > 0 => Some("robots_disallowed"),
+            _ => None,
+        };
+        self.finish(code).await
+    }
+
+    /// Fetches one page (retrying a 429/503 as Retry-After says) and
+    /// answers its report, without the job fields.
+    async fn page(&mut self, polite: &mut Polite<'_>, site: &Url, url: &str) -> Value {
+        let Ok(target) = Url::parse(url) else {
+            return json!({"status": "failed", "reason": "bad_url"});
+        };
+        let mut tries = 0;
+        let page = loop {
+            match polite.get(&target, site, Accept::Page).await {
+                Err(FetchError::Status(429 | 503, Some(wait)))
+                    if tries < self.config.limits.retries
+                        && wait <= self.config.limits.max_retry_after =>
+                {
+                    tries += 1;
+                    let _ = sql(self.writer, KbFunction::Renew, json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds})).await;
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(
+                e @ (FetchError::Status(..)
+                | FetchError::Dns
+                | FetchError::Unreachable
+                | FetchError::Timeout),
+            ) => return json!({"status": "failed", "reason": e.reason()}),
+            Err(e) => return json!({"status": "skipped", "reason": e.reason()}),
+        };
+        let extracted = if page.content_type == "text/plain" {
+            extract::plain(&page.text, &page.final_url)
+        } else {
+            extract::extract(&page.text, &page.final_url)
+        };
+        let mut report = json!({"links": extracted.links, "final_url": extracted.canonical.as_deref().unwrap_or(page.final_url.as_str())});
+        if let Some(footer) = &extracted.footer {
+            report["shared"] = json!([{"title": "Informations pratiques", "markdown": footer}]);
+        }
+        let text_chars = extracted
+            .markdown
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .count();
+        if extracted.noindex {
+            report["status"] = json!("skipped");
+            report["reason"] = json!("noindex");
+        } else if extracted.script_only {
+            self.script_only += 1;
+            report["status"] = json!("skipped");
+            report["reason"] = json!("js_required");
+        } else if text_chars < extract::MIN_TEXT_CHARS {
+            report["status"] = json!("skipped");
+            report["reason"] = json!("no_content");
+        } else {
+            report["status"] = json!("stored");
+            report["title"] = json!(extracted.title);
+            report["markdown"] = json!(extracted.markdown);
+        }
+        report
+    }
+
+    async fn finish(&self, code: Option<&str>) -> Result<(), String> {
+        let done = sql(
+            self.writer,
+            KbFunction::Finish,
+            json!({"job_id": self.job_id, "worker": self.worker, "error_code": code}),
+        )
+        .await?;
+        tracing::info!(job = self.job_id, status = %done["job"]["status"], error_code = %done["job"]["error_code"], stored = %done["job"]["pages_stored"], "crawl finished");
+        Ok(())
+    }
+}
+
+/// Claims and crawls jobs until none is due (`onboarding-server crawl
+/// --once`). Jobs waiting for a backoff are not due: they are left queued.
+pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
+    // Bounded: each claim takes a job out of the queue or ends the loop,
+    // and a job is claimed at most MAX_ATTEMPTS times.
+    loop {
+        let claimed = sql(
+            &writer,
+            KbFunction::Claim,
+            json!({"worker": name, "lease_seconds": config.lease_seconds}),
+        )
+        .await;
+        let job = match claimed {
+            Ok(answer) if answer["job"].is_object() => answer["job"].clone(),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed");
+                return;
+            }
+        };
+        let mut crawl = Crawl::new(&writer, &config, &name, &job);
+        if let Err(e) = crawl.run(&job).await {
+            tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
+            return;
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! robots.txt (RFC 9309) and sitemaps: what the crawler may fetch, how
+//! slowly, and the pages a site lists.
+
+use std::time::Duration;
+
+use quick_xml::events::Event;
+use texting_robots::Robot;
+use url::Url;
+
+use super::fetch::{Accept, FetchError};
+use super::Polite;
+
+/// The product token robots.txt groups are matched against.
+pub const ROBOTS_TOKEN: &str = "onboarding-kb-crawler";
+
+/// A site's rules: `None` robot means everything is allowed (a 4xx).
+pub struct Rules {
+    robot: Option<Robot>,
+    pub delay: Duration,
+    pub sitemaps: Vec<String>,
+}
+
+impl Rules {
+    pub fn allowed(&self, url: &str) -> bool {
+        self.robot.as_ref().map_or(true, |r| r.allowed(url))
+    }
+}
+
+/// Fetches the site's robots.txt. A 4xx allows everything; a 5xx or an
+/// unreachable file crawls nothing: the job error code says why.
+pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'static str> {
+    let url = site.join("/robots.txt").map_err(|_| "robots_unavailable")?;
+    let limits = &polite.fetcher.limits;
+    let (min, max) = (limits.min_delay, limits.max_delay);
+    match polite.get(&url, site, Accept::Page).await {
+        Ok(page) => {
+            let robot = Robot::new(ROBOTS_TOKEN, page.text.as_bytes()).ok();
+            let asked = robot
+                .as_ref()
+                .and_then(|r| r.delay)
+                .map(|s| Duration::from_secs_f32(s.max(0.0)))
+                .unwrap_or(min);
+            let sitemaps = robot
+                .as_ref()
+                .map(|r| r.sitemaps.clone())
+                .unwrap_or_default();
+            Ok(Rules {
+                robot,
+                delay: asked.clamp(min, max),
+                sitemaps,
+            })
+        }
+        Err(FetchError::Status(400..=499, _)) | Err(FetchError::UnsupportedType) => Ok(Rules {
+            robot: None,
+            delay: min,
+            sitemaps: Vec::new(),
+        }),
+        Err(FetchError::Dns) => Err("dns"),
+        Err(FetchError::PrivateAddress) => Err("private_address"),
+        Err(FetchError::Unreachable | FetchError::Timeout) => Err("unreachable"),
+        Err(_) => Err("robots_unavailable"),
+    }
+}
+
+/// The page URLs of the site's sitemaps (those robots.txt names, else
+/// `/sitemap.xml`), indexes followed two levels, at most `max` URLs.
+pub async fn sitemap_urls(
+    polite: &mut Polite<'_>,
+    site: &Url,
+    rules: &Rules,
+    max: usize,
+) -> Vec<String> {
+    let mut queue: Vec<(String, usize)> = if rules.sitemaps.is_empty() {
+        site.join("/sitemap.xml")
+            .map(|u| vec![(u.to_string(), 0)])
+            .unwrap_or_default()
+    } else {
+        rules.sitemaps.iter().map(|s| (s.clone(), 0)).collect()
+    };
+    let mut pages = Vec::new();
+    let mut fetched = 0;
+    while let Some((sitemap, level)) = queue.pop() {
+        // Bounded: at most 10 sitemap files per job.
+        fetched += 1;
+        if fetched > 10 || pages.len() >= max {
+            break;
+        }
+        let Ok(url) = Url::parse(&sitemap) else {
+            continue;
+        };
+        if !onboarding::kb::same_site(&url, site) || !rules.allowed(url.as_str()) {
+            continue;
+        }
+        let Ok(page) = polite.get(&url, site, Accept::Xml).await else {
+            continue;
+        };
+        let (is_index, locs) = parse_sitemap(&page.text);
+        if is_index {
+            if level < 2 {
+                queue.extend(locs.into_iter().map(|l| (l, level + 1)));
+            }
+        } else {
+            pages.extend(locs.into_iter().take(max - pages.len()));
+        }
+    }
+    pages
+}
+
+/// (whether it is a sitemap index, every `<loc>`).
+pub fn parse_sitemap(xml: &str) -> (bool, Vec<String>) {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut is_index = false;
+    let mut loc: Option<String> = None;
+    let mut locs = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) => match e.local_name().as_ref() {
+                b"sitemapindex" => is_index = true,
+                b"loc" => loc = Some(String::new()),
+                _ => {}
+            },
+            Ok(Event::End(e)) if e.local_name().as_ref() == b"loc" => {
+                locs.extend(loc.take().map(|l| l.trim().to_string()));
+            }
+            Ok(Event::Text(t)) => {
+                if let (Some(l), Ok(text)) = (loc.as_mut(), t.decode()) {
+                    l.push_str(&text);
+                }
+            }
+            // Entities (`&amp;` in a query string) come as events of their own.
+            Ok(Event::GeneralRef(r)) => {
+                if let (Some(l), Ok(name)) = (loc.as_mut(), r.decode()) {
+                    match quick_xml::escape::resolve_predefined_entity(&name) {
+                        Some(c) => l.push_str(c),
+                        None => l.push_str(&format!("&{name};")),
+                    }
+                }
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            _ => {}
+        }
+    }
+    (is_index, locs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sitemaps_and_indexes_give_their_locations() {
+        let index = r#"<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>http://a.fr/s1.xml</loc></sitemap></sitemapindex>"#;
+        assert_eq!(
+            parse_sitemap(index),
+            (true, vec!["http://a.fr/s1.xml".to_string()])
+        );
+        let set = "<urlset><url><loc> http://a.fr/x?a=1&amp;b=2 </loc></url><url><loc>http://a.fr/y</loc></url></urlset>";
+        assert_eq!(
+            parse_sitemap(set),
+            (
+                false,
+                vec![
+                    "http://a.fr/x?a=1&b=2".to_string(),
+                    "http://a.fr/y".to_string()
+                ]
+            )
+        );
+    }
+}

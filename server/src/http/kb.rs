@@ -1,0 +1,46 @@
+//! The knowledge-base routes' queries: their arguments come from the path
+//! and the query string, and each is still one SQL call.
+
+use serde_json::{json, Map, Value};
+
+use crate::db::Query;
+use crate::routes::Endpoint;
+
+/// The query string's parameters (the last one wins on a repeat).
+fn params(query: Option<&str>) -> Map<String, Value> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect()
+}
+
+/// The one query of a knowledge-base route. A missing parameter binds
+/// NULL or leaves its field out, and the library's own error names it.
+pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Query {
+    let mut params = params(query);
+    match endpoint {
+        Endpoint::KbGet => Query::KbGet {
+            session_id: Some(session_id),
+        },
+        // The original's route: the session id is a query parameter.
+        Endpoint::KbStructure => Query::KbGet {
+            session_id: params
+                .remove("session_id")
+                .and_then(|v| v.as_str().map(str::to_string)),
+        },
+        _ => {
+            let mut payload = json!({ "session_id": session_id });
+            if let Some(q) = params.remove("q") {
+                payload["query"] = q;
+            }
+            if let Some(limit) = params.remove("limit") {
+                // A number when it reads as one; otherwise the library's
+                // own error names the bad value.
+                let text = limit.as_str().unwrap_or_default();
+                payload["limit"] = text.parse::<i64>().map(Value::from).unwrap_or(limit);
+            }
+            Query::KbSearch {
+                payload: payload.to_string(),
+            }
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! The crawler against the fixture site (a small French salon served on
+//! 127.0.0.1:0): the whole flow over HTTP with the stored pages, the
+//! skipped ones and their reasons, the counters, the fixture's own request
+//! log (robots respected, one request at a time, the delay kept), search
+//! quality; a JavaScript-only site; a name that resolves to a private
+//! address; and the real binary killed mid-crawl, its job finished by
+//! `onboarding-server crawl --db FILE --once`.
+
+mod common;
+#[path = "common/fixture.rs"]
+mod fixture;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use common::{request, temp_config, Spawned, TestServer};
+use fixture::Fixture;
+use onboarding::kb::AllowList;
+use onboarding_server::crawl::fetch::Limits;
+use onboarding_server::crawl::CrawlConfig;
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+/// The contract's limits, with a whole-response limit the slow page exceeds
+/// sooner (the politeness delay stays the contract's 1 s).
+fn crawl_config(fixture: &Fixture) -> CrawlConfig {
+    CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[fixture.addr.to_string()]).unwrap(),
+        lease_seconds: 30,
+        idle_poll: Duration::from_millis(200),
+        limits: Limits {
+            response: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        resolve_overrides: HashMap::from([(
+            "prive.test".to_string(),
+            vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        )]),
+        ..CrawlConfig::default()
+    }
+}
+
+const BUSINESS: &str = r#"{"company_name":"Salon Léa","industry":"Coiffure","phone":"04 78 12 34 56","email":"bonjour@salon-lea.fr"}"#;
+
+/// Questions as callers ask them, and the page whose chunk answers.
+const QUESTIONS: [(&str, &str); 16] = [
+    ("vous êtes ouverts le samedi ?", "/horaires"),
+    ("c'est combien une coupe homme ?", "/tarifs"),
+    ("où est-ce que vous êtes ?", "/contact"),
+    ("vous êtes ouverts le lundi ?", "/horaires"),
+    ("je peux me garer près du salon ?", "/contact"),
+    ("vous prenez la carte bancaire ?", "/tarifs"),
+    ("combien coûte une coupe pour un enfant ?", "/tarifs"),
+    ("vous faites les balayages ?", "/services"),
+    ("c'est quoi votre numéro de téléphone ?", "/contact"),
+    ("comment je fais pour prendre rendez-vous ?", "/contact"),
+    ("vous faites la barbe ?", "/services"),
+    ("vous fermez en août ?", "/horaires"),
+    ("je peux annuler mon rendez-vous ?", "/contact"),
+    ("qui est le barbier ?", "/equipe"),
+    ("vous faites l'épilation des sourcils ?", "/accents"),
+    ("vous utilisez des produits bio ?", "/services"),
+];
+
+async fn wait_for_job(server: &TestServer, session: &str) -> Value {
+    // Bounded: four minutes at most, far above the fixture's crawl.
+    for _ in 0..480 {
+        let kb = server
+            .get(&format!("/api/v1/onboarding/session/{session}/kb"))
+            .await;
+        let body: Value = serde_json::from_str(&kb.body).unwrap();
+        if matches!(body["job"]["status"].as_str(), Some("done" | "failed")) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the crawl job never ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
+    let site = Fixture::start(false).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = crawl_config(&site);
+    let mut server = TestServer::start(config, dir).await;
+    let created: Value =
+        serde_json::from_str(&server.post("/api/v1/onboarding/session", "{}").await.body).unwrap();
+    let s = created["session_id"].as_str().unwrap().to_string();
+    let path = |step: &str| format!("/api/v1/onboarding/session/{s}/{step}");
+    let kb = json!({"method": "website", "crawl_url": site.url("/")}).to_string();
+    for (step, body) in [
+        ("business", BUSINESS),
+        ("channels", r#"{"channels":["sms"]}"#),
+        ("kb", &kb),
+    ] {
+        assert_eq!(server.post(&path(step), body).await.status, 200, "{step}");
+    }
+    let started = Instant::now();
+    assert_eq!(server.post(&path("complete"), "{}").await.status, 200);
+    let kb = wait_for_job(&server, &s).await;
+    println!("fixture crawl: {:.1} s", started.elapsed().as_secs_f64());
+
+    let base = site.url("");
+    let documents: Vec<(String, String)> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["url"].as_str().unwrap().replace(&base, ""),
+                d["title"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected_documents = [
+        ("/", "Accueil – Salon Léa"),
+        ("/", "Informations pratiques"),
+        ("/equipe", "L'équipe – Salon Léa"),
+        ("/tarifs", "Tarifs – Salon Léa"),
+        ("/services", "Services – Salon Léa"),
+        ("/horaires", "Horaires – Salon Léa"),
+        ("/contact", "Contact – Salon Léa"),
+        ("/occupee", "Réservation – Salon Léa"),
+        ("/accents", "Épilation – Salon Léa"),
+    ];
+    let expected: Vec<(String, String)> = expected_documents
+        .iter()
+        .map(|(u, t)| (u.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(documents, expected);
+    let not_stored: Vec<(String, String, String)> = kb["pages_not_stored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["url"].as_str().unwrap().replace(&base, ""),
+                p["status"].as_str().unwrap().to_string(),
+                p["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected_skips = [
+        ("/prive/admin", "skipped", "robots_disallowed"),
+        ("/ancienne-page", "skipped", "redirected"),
+        ("/boucle", "skipped", "redirect_loop"),
+        ("/vers-prive", "skipped", "private_address"),
+        ("/vers-nom-prive", "skipped", "private_address"),
+        ("/absente", "failed", "http_404"),
+        ("/erreur", "failed", "http_500"),
+        ("/noindex-page", "skipped", "noindex"),
+        ("/lent", "failed", "timeout"),
+        ("/enorme", "skipped", "too_large"),
+        ("/plaquette.pdf", "skipped", "unsupported_type"),
+    ];
+    let expected: Vec<(String, String, String)> = expected_skips
+        .iter()
+        .map(|(u, s, r)| (u.to_string(), s.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(not_stored, expected);
+    // Extraction: the price and hours tables kept, the windows-1252 page
+    // decoded, the footer stored once, the cookie banner and menu gone.
+    let db = Connection::open(&server.db_path).unwrap();
+    let markdown = |url: &str| -> String {
+        db.query_row(
+            "SELECT markdown FROM kb_documents WHERE url = ?1 AND title NOT LIKE 'Informations%'",
+            [site.url(url)],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // A Markdown table row holding both cells (htmd pads the columns).
+    let has_row = |md: &str, a: &str, b: &str| {
+        md.lines()
+            .any(|l| l.starts_with("| ") && l.contains(a) && l.contains(b))
+    };
+    assert!(
+        has_row(&markdown("/tarifs"), "| Coupe homme ", "| 25 € "),
+        "{}",
+        markdown("/tarifs")
+    );
+    assert!(
+        has_row(&markdown("/horaires"), "| Samedi ", "| 8h30 – 17h00 "),
+        "{}",
+        markdown("/horaires")
+    );
+    assert!(
+        markdown("/accents").contains("Épilation à la cire tiède – sourcils"),
+        "{}",
+        markdown("/accents")
+    );
+    assert!(!markdown("/").contains("cookies") && !markdown("/").contains("Accueil Services"));
+    let footer: (i64, String) = db
+        .query_row(
+            "SELECT count(*), markdown FROM kb_documents WHERE title = 'Informations pratiques'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(footer, (1, "## Salon Léa\n\n12 rue des Lilas, 69003 Lyon\n\nTéléphone : 04 78 12 34 56\n\nDu mardi au samedi, 9h – 19h".to_string()));
+    let job = &kb["job"];
+    assert_eq!(
+        [
+            &job["status"],
+            &job["error_code"],
+            &job["attempts"],
+            &job["pages_found"],
+            &job["pages_stored"],
+            &job["pages_skipped"],
+            &job["pages_failed"]
+        ],
+        [
+            &json!("done"),
+            &json!(null),
+            &json!(1),
+            &json!(19),
+            &json!(8),
+            &json!(8),
+            &json!(3)
+        ]
+    );
+
+    // The original's route answers the same body.
+    let structure = server
+        .get(&format!("/api/v1/kb/structure?session_id={s}"))
+        .await;
+    assert_eq!(serde_json::from_str::<Value>(&structure.body).unwrap(), kb);
+
+    // The fixture's own log: robots first, never /prive, one request at a
+    // time, at least a second apart, the product's user agent.
+    let log = site.log();
+    assert_eq!(log[0].path, "/robots.txt");
+    assert!(log.iter().all(|r| !r.path.starts_with("/prive")), "{log:?}");
+    assert!(log.iter().all(|r| r.in_flight == 1), "{log:?}");
+    assert!(
+        log.windows(2)
+            .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
+        "{log:?}"
+    );
+    assert!(log
+        .iter()
+        .all(|r| r.user_agent.starts_with("onboarding-kb-crawler/")));
+    assert_eq!(log.iter().filter(|r| r.path == "/occupee").count(), 2);
+
+    // Search: the table of questions and the rank of the answering page.
+    let mut in_top_3 = 0;
+    println!("| question | expected page | rank |\n|---|---|---|");
+    for (question, page) in QUESTIONS {
+        let q: String = url::form_urlencoded::byte_serialize(question.as_bytes()).collect();
+        let found = server
+            .get(&format!(
+                "/api/v1/onboarding/session/{s}/kb/search?q={q}&limit=5"
+            ))
+            .await;
+        assert_eq!(found.status, 200);
+        let body: Value = serde_json::from_str(&found.body).unwrap();
+        let rank = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|r| r["url"].as_str() == Some(&site.url(page)));
+        if rank.is_some_and(|r| r < 3) {
+            in_top_3 += 1;
+        }
+        println!(
+            "| {question} | {page} | {} |",
+            rank.map_or("-".to_string(), |r| (r + 1).to_string())
+        );
+    }
+    println!("{in_top_3} of {} in the top 3", QUESTIONS.len());
+    // The contract asks at least 14 of 15; this fixture gets all of them.
+    assert!(in_top_3 >= 15, "{in_top_3} of {}", QUESTIONS.len());
+    server.stop().await;
+}
+
+/// Saves the steps a website session needs (the business with `email`)
+/// and completes it: the crawl job is queued. Answers the session id.
+async fn completed_website_session(server: &TestServer, email: &str, crawl_url: &str) -> String {
+    let created: Value =
+        serde_json::from_str(&server.post("/api/v1/onboarding/session", "{}").await.body).unwrap();
+    let s = created["session_id"].as_str().unwrap().to_string();
+    let kb = json!({"method": "website", "crawl_url": crawl_url}).to_string();
+    let mut business: Value = serde_json::from_str(BUSINESS).unwrap();
+    business["email"] = json!(email);
+    let business = business.to_string();
+    for (step, body) in [
+        ("business", business.as_str()),
+        ("channels", r#"{"channels":["sms"]}"#),
+        ("kb", &kb),
+        ("complete", "{}"),
+    ] {
+        let reply = server
+            .post(&format!("/api/v1/onboarding/session/{s}/{step}"), body)
+            .await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    s
+}
+
+/// The job's outcome: status, error code, attempts and the four counters.
+fn outcome(kb: &Value) -> Value {
+    let job = &kb["job"];
+    json!([
+        job["status"],
+        job["error_code"],
+        job["attempts"],
+        job["pages_found"],
+        job["pages_stored"],
+        job["pages_skipped"],
+        job["pages_failed"]
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_only_site_and_a_name_resolving_to_a_private_address() {
+    let shell = Fixture::start(true).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = crawl_config(&shell);
+    let mut server = TestServer::start(config, dir).await;
+
+    // Every page is an empty shell filled by a script: nothing to store,
+    // and the job says why.
+    let s = completed_website_session(&server, "js@salon-lea.fr", &shell.url("/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["failed", "js_required", 1, 1, 0, 1, 0])
+    );
+    assert_eq!(kb["documents"], json!([]));
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": shell.url("/"), "depth": 0, "status": "skipped", "reason": "js_required"}])
+    );
+    let paths: Vec<String> = shell.log().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/robots.txt", "/sitemap.xml", "/"]);
+
+    // A public-looking name (the kb step accepts it) that resolves to
+    // 127.0.0.1: the whole job is refused before any connection.
+    let s = completed_website_session(&server, "prive@salon-lea.fr", "http://prive.test/").await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["failed", "private_address", 1, 1, 0, 1, 0])
+    );
+    assert_eq!(kb["job"]["url"], "http://prive.test/");
+    assert_eq!(kb["documents"], json!([]));
+    // The start page was never fetched: the job ended before it.
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": "http://prive.test/", "depth": 0, "status": "skipped", "reason": "not_fetched"}])
+    );
+    // The shell fixture saw nothing more: the private address was never
+    // connected to (it is where the shell listens, on another port).
+    assert_eq!(shell.log().len(), 3);
+    server.stop().await;
+}
+
+/// One row of the database file as JSON (the tests' reading connection).
+fn job_row(db: &Connection) -> Value {
+    db.query_row(
+        "SELECT status, attempts, lease_owner IS NOT NULL, lease_expires_at, pages_stored
+         FROM kb_crawl_jobs",
+        [],
+        |r| {
+            Ok(json!([
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, i64>(4)?
+            ]))
+        },
+    )
+    .unwrap()
+}
+
+/// The real binary is killed (SIGKILL) mid-crawl, its job left `running`
+/// with a lease; `onboarding-server crawl --db FILE --once` on the same file
+/// waits out nothing but that lease, takes the job over, resumes its
+/// frontier and finishes it: every page stored once, no job running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job() {
+    let site = Fixture::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("onboarding.db");
+    let allow = site.addr.to_string();
+    let flags = [
+        "--crawl-workers",
+        "1",
+        "--crawl-allow-host",
+        &allow,
+        "--crawl-lease-secs",
+        "10",
+    ];
+    let mut server = Spawned::start_on(&db_path, &flags);
+    let addr = server.addr;
+    let created = request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await;
+    let s = created.json()["session_id"].as_str().unwrap().to_string();
+    let kb = json!({"method": "website", "crawl_url": site.url("/")}).to_string();
+    for (step, body) in [
+        ("business", BUSINESS),
+        ("channels", r#"{"channels":["sms"]}"#),
+        ("kb", &kb),
+        ("complete", "{}"),
+    ] {
+        let path = format!("/api/v1/onboarding/session/{s}/{step}");
+        let reply = request(addr, "POST", &path, &[], body.as_bytes()).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+
+    // Killed once three pages are stored: mid-crawl, mid-request most likely.
+    let db = Connection::open(&db_path).unwrap();
+    for _ in 0..600 {
+        if job_row(&db)[4].as_i64().unwrap() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let killed = job_row(&db);
+    assert_eq!(
+        (&killed[0], &killed[1], &killed[2]),
+        (&json!("running"), &json!(1), &json!(true))
+    );
+    let stored_when_killed = killed[4].as_i64().unwrap();
+    assert!((3..19).contains(&stored_when_killed), "{killed}");
+
+    // The standalone crawler, started at once: its first claim comes before
+    // the lease runs out, so it finds nothing due and exits; started again
+    // after the lease, it takes the job over.
+    let crawl = |db_path: std::path::PathBuf, allow: String| {
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--log-level", "warn", "--db"])
+                .arg(&db_path)
+                .args(["--crawl-allow-host", &allow, "--crawl-lease-secs", "10"])
+                .args(["crawl", "--once"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            started.elapsed()
+        })
+    };
+    crawl(db_path.clone(), allow.clone()).await.unwrap();
+    assert_eq!(job_row(&db), killed);
+    let expires: String = killed[3].as_str().unwrap().to_string();
+    let now = |db: &Connection| -> String {
+        // The library's timestamp format, from SQLite's clock.
+        db.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    while now(&db) <= expires {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = crawl(db_path.clone(), allow.clone()).await.unwrap();
+    println!(
+        "the rest of the crawl after the takeover: {:.1} s",
+        took.as_secs_f64()
+    );
+
+    let finished = job_row(&db);
+    assert_eq!(
+        (&finished[0], &finished[1], &finished[2], &finished[3]),
+        (&json!("done"), &json!(2), &json!(false), &json!(null))
+    );
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM kb_crawl_jobs WHERE status = 'running'"),
+        0
+    );
+    // Every page once: no URL stored twice, no text stored twice, each
+    // page of the frontier reported once.
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT url FROM kb_documents WHERE url IS NOT NULL GROUP BY url, title HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT content_hash FROM kb_documents GROUP BY content_hash HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT url FROM kb_crawl_pages GROUP BY job_id, url HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM kb_crawl_pages WHERE status = 'pending'"),
+        0
+    );
+    // The documents an uninterrupted crawl stores.
+    let base = site.url("");
+    let mut documents: Vec<(String, String)> = {
+        let mut stmt = db
+            .prepare("SELECT coalesce(url, ''), title FROM kb_documents")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap();
+        rows.map(|r| {
+            let (u, t) = r.unwrap();
+            (u.replace(&base, ""), t)
+        })
+        .collect()
+    };
+    documents.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("/", "Accueil – Salon Léa"),
+        ("/", "Informations pratiques"),
+        ("/accents", "Épilation – Salon Léa"),
+        ("/contact", "Contact – Salon Léa"),
+        ("/equipe", "L'équipe – Salon Léa"),
+        ("/horaires", "Horaires – Salon Léa"),
+        ("/occupee", "Réservation – Salon Léa"),
+        ("/services", "Services – Salon Léa"),
+        ("/tarifs", "Tarifs – Salon Léa"),
+    ]
+    .iter()
+    .map(|(u, t)| (u.to_string(), t.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(documents, expected);
+    let counters: Value = db
+        .query_row(
+            "SELECT pages_found, pages_stored, pages_skipped, pages_failed, error_code FROM kb_crawl_jobs",
+            [],
+            |r| {
+                Ok(json!([r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?,
+                          r.get::<_, i64>(3)?, r.get::<_, Option<String>>(4)?]))
+            },
+        )
+        .unwrap();
+    assert_eq!(counters, json!([19, 8, 8, 3, null]));
+    // The pages not stored, with the binary's own resolver (the name
+    // /vers-nom-prive redirects to does not resolve) and limits (the slow
+    // page arrives: a script and two words).
+    let not_stored: Vec<(String, String, String)> = {
+        let mut stmt = db
+            .prepare("SELECT url, status, reason FROM kb_crawl_pages WHERE status <> 'stored' ORDER BY id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(|r| {
+            let (u, s, why) = r.unwrap();
+            (u.replace(&base, ""), s, why)
+        })
+        .collect()
+    };
+    let expected: Vec<(String, String, String)> = [
+        ("/prive/admin", "skipped", "robots_disallowed"),
+        ("/ancienne-page", "skipped", "redirected"),
+        ("/boucle", "skipped", "redirect_loop"),
+        ("/vers-prive", "skipped", "private_address"),
+        ("/vers-nom-prive", "failed", "dns"),
+        ("/absente", "failed", "http_404"),
+        ("/erreur", "failed", "http_500"),
+        ("/noindex-page", "skipped", "noindex"),
+        ("/lent", "skipped", "js_required"),
+        ("/enorme", "skipped", "too_large"),
+        ("/plaquette.pdf", "skipped", "unsupported_type"),
+    ]
+    .iter()
+    .map(|(u, s, r)| (u.to_string(), s.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(not_stored, expected);
+}

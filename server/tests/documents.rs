@@ -1,0 +1,143 @@
+//! The kb step's `documents` method over HTTP: the step, completion storing
+//! and indexing them, the knowledge base read back, and a search in French.
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const HORAIRES: &str =
+    "# Horaires\n\n| Jour | Heures |\n|---|---|\n| Lundi | Fermé |\n| Samedi | 9h00 – 18h00 |";
+const CONTACT: &str = "# Contact\n\n12 rue des Lilas, 69003 Lyon. Téléphone : 04 78 12 34 56.";
+const TARIFS: &str =
+    "# Tarifs\n\n| Prestation | Prix |\n|---|---|\n| Coupe homme | 25 € |\n| Coupe enfant | 15 € |";
+
+#[tokio::test]
+async fn documents_are_stored_at_completion_and_searched_in_french() {
+    let (config, dir) = temp_config();
+    let mut server = TestServer::start(config, dir).await;
+    let s = completable_session(&server).await;
+    let kb = json!({
+        "method": "documents",
+        "documents": [
+            {"title": " Horaires ", "content": HORAIRES},
+            {"title": "Tarifs", "content": TARIFS},
+            {"title": "Contact", "content": CONTACT},
+            // The same text twice is one document.
+            {"title": "Tarifs (copie)", "content": TARIFS},
+        ],
+    });
+    let saved = server.post(&session_path(&s, "kb"), &kb.to_string()).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert_eq!(saved.json()["current_step"], 5);
+
+    // Before completion: the method, nothing stored yet.
+    let before = server.get(&session_path(&s, "kb")).await;
+    assert_eq!(before.status, 200);
+    let tenant = before.json()["tenant_id"].clone();
+    assert_eq!(
+        before.json(),
+        json!({"success": true, "session_id": s, "tenant_id": tenant, "method": "documents",
+               "job": null, "documents": [], "pages_not_stored": []})
+    );
+
+    let done = server.post(&session_path(&s, "complete"), "{}").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        done.json()["synced"]["knowledge_base"],
+        json!({"method": "documents", "crawl_job": null,
+               "documents": {"documents_stored": 3, "chunks": 3}})
+    );
+
+    let after = server.get(&session_path(&s, "kb")).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.json(),
+        json!({"success": true, "session_id": s, "tenant_id": tenant, "method": "documents",
+               "job": null,
+               "documents": [
+                   {"document_id": 1, "url": null, "title": "Horaires", "source": "documents", "depth": null, "chunks": 1},
+                   {"document_id": 2, "url": null, "title": "Tarifs", "source": "documents", "depth": null, "chunks": 1},
+                   {"document_id": 3, "url": null, "title": "Contact", "source": "documents", "depth": null, "chunks": 1},
+               ],
+               "pages_not_stored": []})
+    );
+    // The original's route answers the same.
+    let structure = server
+        .get(&format!("/api/v1/kb/structure?session_id={s}"))
+        .await;
+    assert_eq!(structure.status, 200);
+    assert_eq!(structure.json(), after.json());
+
+    let q: String =
+        url::form_urlencoded::byte_serialize("c'est combien une coupe homme ?".as_bytes())
+            .collect();
+    let found = server
+        .get(&format!("{}?q={q}&limit=1", session_path(&s, "kb/search")))
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let body = found.json();
+    assert_eq!(body["query"], "c'est combien une coupe homme ?");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (
+            &results[0]["document_id"],
+            &results[0]["url"],
+            &results[0]["title"],
+            &results[0]["heading"],
+            &results[0]["text"],
+            &results[0]["snippet"],
+            &results[0]["score"],
+        ),
+        (
+            &json!(2),
+            &Value::Null,
+            &json!("Tarifs"),
+            &json!("Tarifs"),
+            &json!(TARIFS),
+            &json!("| Coupe homme | 25 € |"),
+            &json!(2.7191),
+        )
+    );
+
+    // The route's refusals: an empty question, a bad limit, no session id.
+    let empty = server
+        .get(&format!("{}?q=%20", session_path(&s, "kb/search")))
+        .await;
+    assert_eq!(
+        (empty.status, empty.json()),
+        (
+            422,
+            json!({"success": false, "error": "query must not be empty", "code": "invalid_field", "field": "query"})
+        )
+    );
+    let limit = server
+        .get(&format!(
+            "{}?q=coupe&limit=21",
+            session_path(&s, "kb/search")
+        ))
+        .await;
+    assert_eq!(
+        (limit.status, limit.json()),
+        (
+            422,
+            json!({"success": false, "error": "limit 21 is not an integer from 1 to 20", "code": "invalid_field", "field": "limit"})
+        )
+    );
+    let missing = server.get("/api/v1/kb/structure").await;
+    assert_eq!(
+        (missing.status, missing.json()),
+        (
+            422,
+            json!({"success": false, "error": "session_id is required", "code": "invalid_field", "field": "session_id"})
+        )
+    );
+    let unknown = server
+        .get(&format!(
+            "{}?q=coupe",
+            session_path("onb_nope", "kb/search")
+        ))
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    server.stop().await;
+}
