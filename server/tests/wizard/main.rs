@@ -9,6 +9,7 @@
 mod browser;
 #[path = "../common/mod.rs"]
 mod common;
+mod site;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,8 +17,11 @@ use std::time::{Duration, Instant};
 
 use browser::{Browser, DOWN, ENTER, SPACE, UP, WAIT};
 use common::{pinned_env, rows, temp_config, TestServer};
+use onboarding::kb::AllowList;
 use onboarding::PinnedEnv;
+use onboarding_server::crawl::CrawlConfig;
 use serde_json::{json, Value};
+use site::Site;
 
 /// One browser at a time: the machine has two cores, and Chromium takes one.
 /// (A tokio lock: each test has its own runtime, and a failed test must not
@@ -26,6 +30,19 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn server() -> TestServer {
     let (config, dir) = temp_config();
+    TestServer::start(config, dir).await
+}
+
+/// A server whose crawler may visit `site` (on loopback, which the
+/// public-address rule otherwise refuses).
+async fn server_crawling(site: &Site) -> TestServer {
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[site.addr.to_string()]).expect("allow-list"),
+        idle_poll: std::time::Duration::from_millis(200),
+        ..CrawlConfig::default()
+    };
     TestServer::start(config, dir).await
 }
 
@@ -300,7 +317,7 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         b.text("summary").await,
         "Entreprise\nBoulangerie Martin\nSecteur d'activité\nBoulangerie\nTéléphone\n+33612345678\n\
          E-mail\ncontact@boulangerie-martin.fr\nCanaux\nTéléphone, SMS\n\
-         Agent\nLéa (Accueil téléphonique), voix Rachel\nBase de connaissances\nTextes collés\n\
+         Agent\nLéa (Accueil téléphonique), voix Rachel\nBase de connaissances\n1 texte collé\n\
          Rendez-vous\nCal.com, événement 123456, Europe/Paris"
     );
     b.click("#finish").await;
@@ -375,6 +392,22 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     .map(|(id, text)| (*id, text.to_string()))
     .collect();
     assert_eq!(seen, expected);
+    // The texts pasted are the knowledge base, searchable at once.
+    assert_eq!(b.text("kb-status").await, "Source : les textes collés.");
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('#kb-documents li')].map(li => li.textContent)"
+        )
+        .await,
+        json!(["Horaires"])
+    );
+    b.fill("q", "ouvert le samedi ?").await;
+    b.click("#search button").await;
+    let session_id = row(&server, "onboarding_sessions")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_search_shows(&b, &server, &session_id, "ouvert le samedi ?", "Horaires").await;
     b.screenshot(&screenshot_path("dashboard.png")).await;
     b.quit().await;
 
@@ -492,7 +525,15 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         [&json!("completed"), &json!(6), &json!(100)]
     );
     let kb: Value = serde_json::from_str(session["kb_data"].as_str().unwrap()).unwrap();
-    assert_eq!(kb["method"], "documents");
+    assert_eq!(
+        kb,
+        json!({"method": "documents", "documents": [{"title": "Horaires", "content": HOURS}]})
+    );
+    let document = row(&server, "kb_documents");
+    assert_eq!(
+        [&document["source"], &document["title"], &document["url"]],
+        [&json!("documents"), &json!("Horaires"), &Value::Null]
+    );
 }
 
 #[tokio::test]
@@ -617,7 +658,7 @@ async fn reload_resumes_at_the_same_step(width: u32, screenshot: Option<&str>) {
     start_and_fill_business(&b, EMAIL).await;
     fill_channels_and_agent(&b).await;
     b.click("label[for='method-website']").await;
-    b.fill("crawl_url", "https://www.boulangerie-martin.fr")
+    b.fill("crawl_url", "https://www.boulangerie-martin.fr/")
         .await;
     b.click("#kb-next").await;
     b.step("appointments").await;
@@ -640,7 +681,7 @@ async fn reload_resumes_at_the_same_step(width: u32, screenshot: Option<&str>) {
     );
     assert_eq!(
         b.value("crawl_url").await,
-        "https://www.boulangerie-martin.fr"
+        "https://www.boulangerie-martin.fr/"
     );
     // Usable at this width: nothing wider than the window.
     assert_eq!(
@@ -693,7 +734,8 @@ async fn a_reload_mid_way_resumes_the_same_at_360_px_wide() {
 #[tokio::test]
 async fn a_whole_onboarding_with_the_keyboard_only() {
     let _one = ONE_BROWSER.lock().await;
-    let server = server().await;
+    let site = Site::start().await;
+    let server = server_crawling(&site).await;
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 1280).await;
     b.open("/").await;
@@ -736,7 +778,7 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
     b.tab_to("method-website", 2).await;
     b.press(SPACE).await;
     b.tab_to("crawl_url", 1).await;
-    b.type_text("https://www.boulangerie-martin.fr").await;
+    b.type_text(&site.url("/")).await;
     b.press(ENTER).await;
 
     b.step("appointments").await;
@@ -791,7 +833,6 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
         "channels-list",
         "phone-status",
         "phone-active",
-        "kb-status",
         "campaign-settings",
     ] {
         seen.push(b.text(id).await);
@@ -806,11 +847,54 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
             "Téléphone\nSMS",
             "Vérifié",
             "Oui",
-            "Exploration de https://www.boulangerie-martin.fr : en attente.",
             "Cal.com, événement 98765, Europe/Paris",
         ]
     );
+    // The crawl runs after completion: the dashboard follows it to its end.
+    b.until(
+        "the crawl's end",
+        "document.getElementById('kb-status').textContent.endsWith('terminée.')",
+    )
+    .await;
+    let home = site.url("/");
+    assert_eq!(
+        b.text("kb-status").await,
+        format!("Exploration de {home} : terminée.")
+    );
+    let mut counters = Vec::new();
+    for id in ["kb-found", "kb-stored", "kb-skipped", "kb-failed"] {
+        counters.push(b.text(id).await);
+    }
+    assert_eq!(counters, ["2", "2", "0", "0"]);
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('#kb-documents li')].map(li => li.textContent)"
+        )
+        .await,
+        json!([
+            format!("Boulangerie Martin {home}"),
+            format!("Horaires – Boulangerie Martin {}", site.url("/horaires")),
+        ])
+    );
+
+    // The search box, by keyboard too.
+    b.tab_to("q", 40).await;
+    b.type_text("vous êtes ouverts le samedi ?").await;
+    b.press(ENTER).await;
+    let session_id = row(&server, "onboarding_sessions")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_search_shows(
+        &b,
+        &server,
+        &session_id,
+        "vous êtes ouverts le samedi ?",
+        "Horaires – Boulangerie Martin",
+    )
+    .await;
     b.quit().await;
+
     let agent = row(&server, "omni_agent_configs");
     assert_eq!(
         [
@@ -836,10 +920,71 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
     assert_eq!(row(&server, "phone_verifications")["status"], "verified");
     let job = row(&server, "kb_crawl_jobs");
     assert_eq!(
-        [&job["url"], &job["status"]],
-        [
-            &json!("https://www.boulangerie-martin.fr"),
-            &json!("queued")
-        ]
+        [&job["url"], &job["status"], &job["pages_stored"]],
+        [&json!(home), &json!("done"), &json!(2)]
+    );
+}
+
+/// Waits for the search's answer on the dashboard, checks it lists what the
+/// search route answers for `query` (title › heading, then the snippet),
+/// and that the best result is from the document titled `best`.
+async fn assert_search_shows(
+    b: &Browser,
+    server: &TestServer,
+    session_id: &str,
+    query: &str,
+    best: &str,
+) {
+    b.until(
+        "the search's answer",
+        "document.getElementById('search-status').textContent",
+    )
+    .await;
+    let encoded: String = query
+        .bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect();
+    let answer = server
+        .get(&format!(
+            "/api/v1/onboarding/session/{session_id}/kb/search?q={encoded}&limit=5"
+        ))
+        .await
+        .json();
+    let results = answer["results"].as_array().expect("results");
+    assert!(!results.is_empty(), "no result for {query}: {answer}");
+    assert_eq!(results[0]["title"], best);
+    let expected: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            let (title, heading) = (r["title"].as_str().unwrap(), r["heading"].as_str().unwrap());
+            let line = if heading.is_empty() || heading == title {
+                title.to_string()
+            } else {
+                format!("{title} › {heading}")
+            };
+            json!([line, r["snippet"]])
+        })
+        .collect();
+    let shown = b
+        .eval(
+            "return [...document.querySelectorAll('#search-results li')].map(li =>
+                 [li.querySelector('.result-title').textContent, li.querySelector('.snippet').textContent])",
+        )
+        .await;
+    assert_eq!(shown, Value::Array(expected.clone()));
+    let n = expected.len();
+    assert_eq!(
+        b.text("search-status").await,
+        if n == 1 {
+            "1 résultat.".to_string()
+        } else {
+            format!("{n} résultats.")
+        }
     );
 }
