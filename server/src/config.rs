@@ -63,6 +63,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest body of the kb step (its `documents` carry up to 20 texts of
+    /// 200,000 characters); such bodies are read a few at a time.
+    pub max_documents_body_bytes: usize,
     /// Sessions one client address may create per window; 0 disables.
     pub create_rate_limit: u32,
     pub create_rate_window: Duration,
@@ -118,6 +121,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 pub const DEFAULT_EMAIL_TAKEN_PER_IP: u32 = 20;
 pub const DEFAULT_EMAIL_TAKEN_PER_SESSION: u32 = 5;
 
+/// The kb step's body limit by default: 20 documents of 200,000 characters,
+/// mostly one byte each in UTF-8, with their JSON around them.
+pub const DEFAULT_MAX_DOCUMENTS_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -125,6 +132,7 @@ impl Default for Config {
             dqlite: Vec::new(),
             cors_origins: DEFAULT_CORS_ORIGINS.map(String::from).to_vec(),
             max_body_bytes: 64 * 1024,
+            max_documents_body_bytes: DEFAULT_MAX_DOCUMENTS_BODY_BYTES,
             create_rate_limit: DEFAULT_CREATE_RATE_LIMIT,
             create_rate_window: Duration::from_secs(60),
             synchronous: Synchronous::Full,
@@ -152,6 +160,7 @@ impl fmt::Debug for Config {
             .field("dqlite", &self.dqlite)
             .field("cors_origins", &self.cors_origins)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_documents_body_bytes", &self.max_documents_body_bytes)
             .field("create_rate_limit", &self.create_rate_limit)
             .field("create_rate_window", &self.create_rate_window)
             .field("synchronous", &self.synchronous)
@@ -207,6 +216,11 @@ pub struct Args {
     /// Largest request body in bytes; larger ones are refused with 413.
     #[arg(long, env = "ONBOARDING_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest body of the kb step in bytes (pasted documents); larger
+    /// ones are refused with 413. At most four such bodies are read at once.
+    #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES)]
+    pub max_documents_body_bytes: usize,
 
     /// Sessions one client IP may create per window (429 past it); 0 disables
     /// the limit (load tests from one address need that).
@@ -328,6 +342,7 @@ impl Args {
                 .filter(|o| !o.is_empty())
                 .collect(),
             max_body_bytes: self.max_body_bytes,
+            max_documents_body_bytes: self.max_documents_body_bytes,
             create_rate_limit: self.create_rate_limit,
             create_rate_window: Duration::from_secs(self.create_rate_window_secs),
             synchronous: self.synchronous,

@@ -150,6 +150,10 @@ async fn futures_join(workers: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// kb-step bodies past `--max-body-bytes` read at once: bounds what pasted
+/// documents can hold in memory (4 x 8 MiB by default).
+const LARGE_BODIES_AT_ONCE: usize = 4;
+
 /// Everything requests share: the writer (the database opened, given its
 /// functions and migrated), the limits and the documents.
 async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String> {
@@ -186,6 +190,8 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         writer,
         cors_origins,
         max_body_bytes: config.max_body_bytes,
+        max_documents_body_bytes: config.max_documents_body_bytes.max(config.max_body_bytes),
+        large_bodies: tokio::sync::Semaphore::new(LARGE_BODIES_AT_ONCE),
         create_limiter: limit::RateLimiter::new(
             config.create_rate_limit,
             config.create_rate_window,

@@ -141,3 +141,44 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     server.stop().await;
 }
+
+/// Pasted documents go past the 64 KiB of every other body: the kb step
+/// takes up to `--max-documents-body-bytes` (8 MiB), and 413 past it.
+#[tokio::test]
+async fn the_kb_step_takes_documents_past_the_ordinary_body_limit() {
+    let (mut config, dir) = temp_config();
+    config.max_documents_body_bytes = 1024 * 1024;
+    let mut server = TestServer::start(config, dir).await;
+    let s = completable_session(&server).await;
+    // Five texts of 150,000 characters: 750 KB.
+    let text = "Ouvert du mardi au samedi. ".repeat(150_000 / 27);
+    let docs: Vec<Value> = (0..5)
+        .map(|i| json!({"title": format!("Page {i}"), "content": format!("{i} {text}")}))
+        .collect();
+    let body = json!({"method": "documents", "documents": docs}).to_string();
+    assert!(body.len() > 700_000 && body.len() < 1024 * 1024);
+    let saved = server.post(&session_path(&s, "kb"), &body).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    // The same size on another route is over its 64 KiB.
+    let other = server.post(&session_path(&s, "business"), &body).await;
+    assert_eq!(
+        (other.status, other.body.as_str()),
+        (
+            413,
+            r#"{"success":false,"error":"request body is larger than the limit of 65536 bytes","code":"payload_too_large"}"#
+        )
+    );
+    // Past the documents' limit, 413 with that limit.
+    let big = json!({"method": "documents",
+                     "documents": [{"title": "Grand", "content": "x".repeat(1_100_000)}]})
+    .to_string();
+    let refused = server.post(&session_path(&s, "kb"), &big).await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (
+            413,
+            r#"{"success":false,"error":"request body is larger than the limit of 1048576 bytes","code":"payload_too_large"}"#
+        )
+    );
+    server.stop().await;
+}

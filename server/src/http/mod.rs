@@ -24,7 +24,7 @@ use onboarding::{quote, ErrorKind};
 pub use reply::Reply;
 
 use self::reply::closing;
-use self::reply::{error, json, not_found, rate_limited, sql_error, unavailable};
+use self::reply::{error, json, not_found, overloaded, rate_limited, sql_error, unavailable};
 use self::request::{check_framing, check_media_type, has_body, payload, Refusal};
 use crate::client::TrustedProxies;
 use crate::db::{Failure, Query, Writer};
@@ -45,6 +45,11 @@ pub struct App {
     pub writer: Writer,
     pub cors_origins: Vec<HeaderValue>,
     pub max_body_bytes: usize,
+    /// The kb step's limit, for bodies past `max_body_bytes` (documents).
+    pub max_documents_body_bytes: usize,
+    /// Bodies past `max_body_bytes` being read at once: they hold up to
+    /// `max_documents_body_bytes` each, so only a few at a time.
+    pub large_bodies: tokio::sync::Semaphore,
     pub create_limiter: Option<RateLimiter>,
     /// "Email already used" answers per client address and per session:
     /// past either, the business step answers 429 (no oracle of accounts).
@@ -107,6 +112,16 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
     reply
 }
 
+/// How long a large body waits for its turn to be read before 503.
+const LARGE_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a body may be larger than `limit`: announced so, or chunked.
+fn large_body(req: &Request<Incoming>, limit: usize) -> bool {
+    use hyper::body::Body;
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req.body().size_hint().lower() > limit as u64
+}
+
 /// Answers a routed request; sets `body_read` once the body is consumed.
 async fn dispatch(
     app: &App,
@@ -140,8 +155,21 @@ async fn dispatch(
                     );
                 }
             }
+            // Pasted documents may be far larger than any other body.
+            let (limit, _permit) = if step == "kb" && large_body(&req, app.max_body_bytes) {
+                match tokio::time::timeout(LARGE_BODY_WAIT, app.large_bodies.acquire()).await {
+                    Ok(Ok(permit)) => (app.max_documents_body_bytes, Some(permit)),
+                    _ => {
+                        return overloaded(
+                            "the server is reading as many large bodies as it takes at once",
+                        )
+                    }
+                }
+            } else {
+                (app.max_body_bytes, None)
+            };
             *body_read = true;
-            match payload(req.into_body(), app.max_body_bytes).await {
+            match payload(req.into_body(), limit).await {
                 Ok(payload) => Query::Step {
                     session_id: id,
                     step,

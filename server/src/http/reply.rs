@@ -59,10 +59,16 @@ pub fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
 /// its write lock. Worth a retry, unlike a 500.
 pub fn unavailable(text: &str) -> Reply {
     tracing::warn!(error = %text, "database busy");
+    overloaded("the database is busy")
+}
+
+/// `503 unavailable` with `Retry-After: 1`: `what` is busy, retry soon.
+pub fn overloaded(what: &str) -> Reply {
+    let message = format!("{what}; retry after the Retry-After delay");
     let mut reply = error(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        "the database is busy; retry after the Retry-After delay",
+        &message,
         None,
     );
     reply
