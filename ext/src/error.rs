@@ -216,6 +216,29 @@ fn quote_cut(value: &str, quoted: bool) -> String {
     out
 }
 
+/// `text` trimmed, when it is not empty, at most `max_chars` long and free
+/// of control characters; the `invalid_field` error names `field`. The one
+/// rule for a caller's text, in payloads and in worker arguments alike.
+pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid_field(format!("{field} must not be empty")));
+    }
+    let chars = text.chars().count();
+    if chars > max_chars {
+        return Err(Error::invalid_field(format!(
+            "{field} is {chars} characters long; at most {max_chars} are allowed"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Error::invalid_field(format!(
+            "{field} {} contains a control character",
+            quote(text)
+        )));
+    }
+    Ok(text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::env::{iso8601, Env};
-use crate::error::{quote, Error, ErrorKind, Result};
+use crate::error::{checked_text, quote, Error, ErrorKind, Result};
 use crate::json::row_object;
 use crate::savepoint::in_savepoint;
 use crate::sql;
@@ -195,24 +195,3 @@ fn finish(
     })
 }
 
-/// `text` trimmed, non-empty, at most `max_chars`, without control
-/// characters; the error names `field`.
-fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Error::invalid_field(format!("{field} must not be empty")));
-    }
-    let chars = text.chars().count();
-    if chars > max_chars {
-        return Err(Error::invalid_field(format!(
-            "{field} is {chars} characters long; at most {max_chars} are allowed"
-        )));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(Error::invalid_field(format!(
-            "{field} {} contains a control character",
-            quote(text)
-        )));
-    }
-    Ok(text.to_string())
-}

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use crate::catalog;
-use crate::error::{quote, quote_json, Error, Result};
+use crate::error::{checked_text, quote, quote_json, Error, Result};
 use crate::json::type_name;
 use crate::kb::{check_url, AllowList};
 
@@ -46,27 +46,6 @@ fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<S
     }
 }
 
-/// `text` trimmed, when it is not empty, at most `max_chars` long and free
-/// of control characters; the error names `field`.
-fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Error::invalid_field(format!("{field} must not be empty")));
-    }
-    let chars = text.chars().count();
-    if chars > max_chars {
-        return Err(Error::invalid_field(format!(
-            "{field} is {chars} characters long; at most {max_chars} are allowed"
-        )));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(Error::invalid_field(format!(
-            "{field} {} contains a control character",
-            quote(text)
-        )));
-    }
-    Ok(text.to_string())
-}
 
 /// A required string field, trimmed, non-empty, at most `max_chars` long.
 fn required_text(map: &Object, field: &str, max_chars: usize) -> Result<String> {
