@@ -194,4 +194,3 @@ fn finish(
         Ok(json!({ "success": true, "id": id, "status": status }))
     })
 }
-

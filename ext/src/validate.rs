@@ -46,7 +46,6 @@ fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<S
     }
 }
 
-
 /// A required string field, trimmed, non-empty, at most `max_chars` long.
 fn required_text(map: &Object, field: &str, max_chars: usize) -> Result<String> {
     optional_text(map, field, max_chars)?
