@@ -6,7 +6,7 @@ NODE := ha/node/target/release/onboarding-node
 # and the cluster tests skip, saying so.
 HAVE_DQLITE := $(wildcard /usr/include/dqlite.h)
 
-.PHONY: all loadable node cluster test litestream-kill schemathesis lint fmt bench server clean reference litestream
+.PHONY: all loadable node cluster test litestream-kill schemathesis lint fmt bench bench-peers server clean reference litestream
 
 all: loadable
 
@@ -59,8 +59,8 @@ schemathesis:
 reference: loadable
 	/usr/bin/python3 docs/reference.py $(SO) > docs/reference.md
 
-# The benchmarks (benches/README.md): embedded, growth, then HTTP; about
-# five minutes of running after the build. Each prints a readable table and
+# The benchmarks (benches/README.md): embedded, growth, HTTP, then HTTP
+# against the peers; about seven minutes of running after the build. Each prints a readable table and
 # one JSON line of results. With libdqlite, the HTTP run ends on a
 # three-node dqlite cluster, beside the single file.
 bench: loadable node
@@ -69,6 +69,14 @@ bench: loadable node
 	$(CARGO) bench -p onboarding-benches --bench growth
 	$(CARGO) run --release -p onboarding-benches --bin loadgen -- \
 	    $(if $(HAVE_DQLITE),--dqlite-node $(NODE) --extension $(SO))
+	$(MAKE) bench-peers
+
+# The HTTP benchmark against the peers (../shared/peers, issue 14): the
+# canned-answer ceiling, this server (--synchronous full) and the Node peer
+# in turn, five-call flows at concurrency 64, and the two ratios. Skips the
+# Node peer, saying so, without node/npm. About two minutes with the builds.
+bench-peers:
+	CARGO=$(CARGO) scripts/bench-peers
 
 # The server under Litestream (deploy/litestream.yml): restores ./onboarding.db
 # from ./replica when it is missing, then replicates every commit. Server

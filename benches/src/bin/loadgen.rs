@@ -5,8 +5,21 @@
 //! loadgen [--flows N] [--concurrency 1,16,64] [--sync-compare true|false]
 //!         [--server PATH] [--url http://127.0.0.1:PORT [--server-pid PID]]
 //!         [--max-seconds S] [--server-log-level warn]
-//!         [--dqlite-node PATH --extension PATH]
+//!         [--dqlite-node PATH --extension PATH] [--five-call true|false]
+//! loadgen --peers true [--ceiling PATH] [--node-peer DIR] [--flows N]
+//!         [--concurrency 64]
 //! ```
+//!
+//! With `--peers true` (`make bench-peers`, `scripts/bench-peers`), it runs
+//! in turn, at the highest concurrency and on five-call flows (create,
+//! business, vapi, kb, complete: the Node peer has no `/channels`), the
+//! canned-answer ceiling (`--ceiling`, the built `onboarding-ceiling`), this
+//! server with `--synchronous full`, and the Node peer (`--node-peer`, a
+//! copy of `peers/node/` with its `node_modules`, `../schema.sql` beside
+//! it), each started on a free loopback port and stopped after its run; then
+//! prints this server's flows/s over the Node peer's and over the ceiling's.
+//! A peer left out is skipped with a line saying so. `--five-call true`
+//! alone gives the five-call flow to the ordinary runs.
 //!
 //! With `--dqlite-node` (the `onboarding-node` host) and `--extension`
 //! (`libonboarding.so`), one more run at the highest concurrency starts
@@ -43,6 +56,9 @@ use onboarding_benches::Result;
 use serde_json::json;
 
 const ROUTES: [&str; 6] = ["create", "business", "channels", "vapi", "kb", "complete"];
+/// The peers' run labels (in the place of a `--synchronous` value).
+const PEER_CEILING: &str = "ceiling";
+const PEER_NODE: &str = "node";
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One keep-alive HTTP/1.1 connection.
@@ -224,8 +240,9 @@ impl Tally {
 
 const BASE: &str = "/api/v1/onboarding/session";
 
-/// One full flow; each request timed and checked.
-fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally) -> Result<()> {
+/// One flow; each request timed and checked. A five-call flow leaves out
+/// `channels`, which the Node peer does not have.
+fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally, five_call: bool) -> Result<()> {
     let mut call = |route: usize, path: &str, body: &str, expect: u16| -> Result<String> {
         let start = Instant::now();
         let r = conn.send("POST", path, body)?;
@@ -251,7 +268,9 @@ fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally) -> Result<()> {
         &data.business_payload,
         200,
     )?;
-    call(2, &format!("{BASE}/{id}/channels"), CHANNELS_PAYLOAD, 200)?;
+    if !five_call {
+        call(2, &format!("{BASE}/{id}/channels"), CHANNELS_PAYLOAD, 200)?;
+    }
     call(3, &format!("{BASE}/{id}/vapi"), VAPI_PAYLOAD, 200)?;
     call(4, &format!("{BASE}/{id}/kb"), &data.kb_payload, 200)?;
     let done = call(5, &format!("{BASE}/{id}/complete"), "{}", 200)?;
@@ -327,7 +346,9 @@ struct Server {
 
 impl Server {
     /// `synchronous` is `full` or `normal` on a file, or `dqlite` on three
-    /// nodes started from `dqlite` (the node host and the extension).
+    /// nodes started from `dqlite` (the node host and the extension); or,
+    /// for the peers, `ceiling` (the binary `binary`, on `ADDR`) or `node`
+    /// (`node server.js PORT DB` in the folder `binary`).
     fn start(
         binary: &Path,
         synchronous: &str,
@@ -336,9 +357,31 @@ impl Server {
     ) -> Result<(Server, SocketAddr)> {
         let dir = TempDir::new("loadgen")?;
         let addr = free_addr()?;
-        let mut command = Command::new(binary);
-        command.arg("--listen").arg(addr.to_string());
+        let (mut command, health) = match synchronous {
+            PEER_CEILING => {
+                let mut c = Command::new(binary);
+                c.arg(addr.to_string());
+                (c, "/health")
+            }
+            PEER_NODE => {
+                let mut c = Command::new("node");
+                c.current_dir(binary)
+                    .arg("server.js")
+                    .arg(addr.port().to_string())
+                    .arg(dir.path().join("peer-node.db"))
+                    .env("HOST", "127.0.0.1");
+                (c, "/health")
+            }
+            _ => {
+                let mut c = Command::new(binary);
+                c.arg("--listen").arg(addr.to_string());
+                c.args(["--create-rate-limit", "0"])
+                    .args(["--log-level", log_level]);
+                (c, "/healthz")
+            }
+        };
         let nodes = match (synchronous, dqlite) {
+            (PEER_CEILING | PEER_NODE, _) => None,
             ("dqlite", Some((node, so))) => {
                 let nodes = Nodes::start(node, so, dir.path())?;
                 command.args(["--dqlite", &nodes.addresses.join(",")]);
@@ -354,8 +397,6 @@ impl Server {
             }
         };
         let child = command
-            .args(["--create-rate-limit", "0"])
-            .args(["--log-level", log_level])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -372,13 +413,14 @@ impl Server {
                 return Err(format!("the server exited at start: {status}"));
             }
             let mut c = Conn::new(addr);
-            if c.send("GET", "/healthz", "").is_ok_and(|r| r.status == 200) {
+            if c.send("GET", health, "").is_ok_and(|r| r.status == 200) {
                 return Ok((server, addr));
             }
             if Instant::now() > deadline {
                 server.stop();
                 return Err(format!(
-                    "the server did not answer /healthz on {addr} within 20 s"
+                    "{} did not answer {health} on {addr} within 20 s",
+                    binary.display()
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -475,6 +517,7 @@ fn load(
     flows: u64,
     max: Duration,
     tag: &str,
+    five_call: bool,
 ) -> Result<(Vec<Tally>, f64)> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -495,7 +538,7 @@ fn load(
                         break;
                     }
                     let data = FlowData::new(&tag, i);
-                    match flow(&mut conn, &data, &mut tally) {
+                    match flow(&mut conn, &data, &mut tally, five_call) {
                         Ok(()) => tally.flows_ok += 1,
                         Err(e) => tally.error(e),
                     }
@@ -520,10 +563,29 @@ struct Options {
     log_level: String,
     /// The node host and the extension, for the run on a dqlite cluster.
     dqlite: Option<(PathBuf, PathBuf)>,
+    /// Flows without `channels` (create, business, vapi, kb, complete).
+    five_call: bool,
+    /// The peers' comparison: ceiling, this server, Node peer, in turn.
+    peers: bool,
+    /// The built canned-answer ceiling (`onboarding-ceiling`).
+    ceiling: Option<PathBuf>,
+    /// A copy of the Node peer's folder, `npm install` done.
+    node_peer: Option<PathBuf>,
 }
 
 fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Result<RunResult> {
+    let peer = match synchronous {
+        PEER_CEILING => o.ceiling.as_ref(),
+        PEER_NODE => o.node_peer.as_ref(),
+        _ => None,
+    };
     let (mut server, addr, pid) = match (&o.url, &o.server) {
+        _ if peer.is_some() => {
+            let path = peer.expect("just checked");
+            let (s, addr) = Server::start(path, synchronous, &o.log_level, None)?;
+            let pid = s.pid();
+            (Some(s), addr, Some(pid))
+        }
         (Some(addr), _) => (None, *addr, o.server_pid),
         (None, Some(binary)) => {
             let (s, addr) = Server::start(binary, synchronous, &o.log_level, o.dqlite.as_ref())?;
@@ -535,7 +597,7 @@ fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Re
     let tag = format!("lg{}-{run}", std::process::id());
     let server_before = pid.and_then(|p| cpu_seconds(&p.to_string()));
     let client_before = cpu_seconds("self");
-    let (tallies, seconds) = load(addr, concurrency, o.flows, o.max, &tag)?;
+    let (tallies, seconds) = load(addr, concurrency, o.flows, o.max, &tag, o.five_call)?;
     let peak_rss_kib = pid.and_then(peak_rss_kib);
     let delta = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
     let server_cpu = delta(server_before, pid.and_then(|p| cpu_seconds(&p.to_string())));
@@ -625,26 +687,53 @@ fn run() -> Result<()> {
             }
             _ => None,
         },
+        five_call: report::arg("--five-call", false) || report::arg("--peers", false),
+        peers: report::arg("--peers", false),
+        ceiling: Some(report::arg("--ceiling", String::new()))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        node_peer: Some(report::arg("--node-peer", String::new()))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
     };
     let levels: Vec<usize> = report::arg("--concurrency", "1,16,64".to_string())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .filter(|&c| c > 0 && c <= 1024)
         .collect();
-    let compare = report::arg("--sync-compare", true) && o.url.is_none();
+    let compare = report::arg("--sync-compare", true) && o.url.is_none() && !o.peers;
     let top = levels.iter().copied().max().unwrap_or(64);
 
-    let mut plan: Vec<(&str, usize)> = levels.iter().map(|&c| ("full", c)).collect();
+    let mut plan: Vec<(&str, usize)> = Vec::new();
+    if o.peers {
+        // In turn, at the highest concurrency: the ceiling, this server, the
+        // Node peer; a peer not given is skipped, saying so.
+        match &o.ceiling {
+            Some(_) => plan.push((PEER_CEILING, top)),
+            None => eprintln!("*** no --ceiling: the canned-answer ceiling is skipped ***"),
+        }
+        plan.push(("full", top));
+        match &o.node_peer {
+            Some(_) => plan.push((PEER_NODE, top)),
+            None => eprintln!("*** no --node-peer: the Node peer is skipped ***"),
+        }
+    } else {
+        plan.extend(levels.iter().map(|&c| ("full", c)));
+    }
     if compare {
         plan.push(("normal", top));
     }
-    if o.dqlite.is_some() && o.url.is_none() {
+    if o.dqlite.is_some() && o.url.is_none() && !o.peers {
         plan.push(("dqlite", top));
     }
     let mut results = Vec::new();
     for (run, &(sync, c)) in plan.iter().enumerate() {
+        let what = match sync {
+            PEER_CEILING | PEER_NODE => format!("peer {sync}"),
+            _ => format!("this server, --synchronous {sync}"),
+        };
         eprintln!(
-            "run {}: --synchronous {sync}, concurrency {c}, {} flows",
+            "run {}: {what}, concurrency {c}, {} flows",
             run + 1,
             o.flows
         );
@@ -662,7 +751,7 @@ fn run() -> Result<()> {
     }
 
     let mut table = Table::new(&[
-        "sync",
+        "sync / peer",
         "conc",
         "flows",
         "errors",
@@ -706,6 +795,9 @@ fn run() -> Result<()> {
         ]);
         let mut per_route = serde_json::Map::new();
         for (name, l) in ROUTES.iter().zip(&r.latencies) {
+            if l.is_empty() {
+                continue;
+            }
             routes.row(vec![
                 format!("{} / {} / {name}", r.synchronous, r.concurrency),
                 format!("{:.2}", ms(quantile_sorted(l, 0.5))),
@@ -754,9 +846,11 @@ fn run() -> Result<()> {
         _ => None,
     };
     println!(
-        "loadgen: {} flows per run (6 requests each) over keep-alive HTTP/1.1 on loopback; \
+        "loadgen: {} flows per run ({} requests each) over keep-alive HTTP/1.1 on loopback; \
          server log level {}; latencies are per request; CPU % of one core (2 cores = 200)",
-        o.flows, o.log_level
+        o.flows,
+        if o.five_call { 5 } else { 6 },
+        o.log_level
     );
     println!("{}", table.render());
     println!("{}", routes.render());
@@ -776,6 +870,43 @@ fn run() -> Result<()> {
         }
         _ => None,
     };
+    // The peers' comparison: this server (--synchronous full) over the Node
+    // peer and over the ceiling, in the same run.
+    let peer_ratio = |peer: &str| match (find("full"), find(peer)) {
+        (Some(f), Some(p)) if p > 0.0 => Some(f / p),
+        _ => None,
+    };
+    let (over_node, over_ceiling) = (peer_ratio(PEER_NODE), peer_ratio(PEER_CEILING));
+    if o.peers {
+        let mut peers = Table::new(&["run", "flows/s", "p99 ms", "peak RSS MB", "errors"]);
+        for r in results.iter().filter(|r| r.concurrency == top) {
+            let all = r.all_sorted();
+            peers.row(vec![
+                match r.synchronous.as_str() {
+                    PEER_CEILING => "canned-answer ceiling".to_string(),
+                    PEER_NODE => "Node peer (better-sqlite3, synchronous=NORMAL)".to_string(),
+                    s => format!("this server (--synchronous {s})"),
+                },
+                format!("{:.0}", r.flows_per_s()),
+                format!("{:.2}", ms(quantile_sorted(&all, 0.99))),
+                r.peak_rss_kib.map_or("-".into(), |k| f1(k as f64 / 1024.0)),
+                r.errors.to_string(),
+            ]);
+        }
+        println!(
+            "peers, concurrency {top}, five-call flows (create, business, vapi, kb, complete):"
+        );
+        println!("{}", peers.render());
+        match over_node {
+            Some(r) => println!("this server / Node peer = {r:.2} (target >= 5)"),
+            None => println!("this server / Node peer: not measured (Node peer skipped)"),
+        }
+        match over_ceiling {
+            Some(r) => println!("this server / ceiling = {r:.2} (target >= 0.40)"),
+            None => println!("this server / ceiling: not measured (ceiling skipped)"),
+        }
+    }
+    let round2 = |r: Option<f64>| r.map(|r| (r * 100.0).round() / 100.0);
     let line = json!({
         "bench": "http",
         "machine": report::machine(),
@@ -784,6 +915,9 @@ fn run() -> Result<()> {
         "runs": runs_json,
         "full_over_normal_at_top_concurrency": ratio.map(|r| (r * 100.0).round() / 100.0),
         "dqlite_over_full_at_top_concurrency": cluster_ratio.map(|r| (r * 100.0).round() / 100.0),
+        "five_call_flows": o.five_call,
+        "server_over_node_peer": round2(over_node),
+        "server_over_ceiling": round2(over_ceiling),
     });
     println!("{line}");
     let errors: u64 = results.iter().map(|r| r.errors).sum();
