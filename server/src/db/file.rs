@@ -162,15 +162,7 @@ mod tests {
     #[test]
     fn a_full_database_mid_batch_leaves_every_answer_true() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            path: dir.path().join("full.db"),
-            synchronous: Synchronous::Normal,
-            wal_checkpoint: WalCheckpoint::Internal,
-            extension: None,
-            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
-            busy_timeout: std::time::Duration::from_secs(5),
-            kb: onboarding::kb::Settings::default(),
-        };
+        let options = options_at(dir.path().join("full.db"));
         let db = open(&options).unwrap();
         let pages = count(&db.conn, "PRAGMA page_count");
         // Room for a few sessions only: later calls of the batch hit
@@ -213,15 +205,7 @@ mod tests {
     #[test]
     fn a_wrong_phone_code_run_alone_still_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            path: dir.path().join("alone.db"),
-            synchronous: Synchronous::Normal,
-            wal_checkpoint: WalCheckpoint::Internal,
-            extension: None,
-            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
-            busy_timeout: std::time::Duration::from_secs(5),
-            kb: onboarding::kb::Settings::default(),
-        };
+        let options = options_at(dir.path().join("alone.db"));
         let db = open(&options).unwrap();
         let created = run_alone(&db.conn, &create_jobs(1)[0]).unwrap();
         let session: serde_json::Value = serde_json::from_str(&created).unwrap();
@@ -268,15 +252,7 @@ mod tests {
     #[test]
     fn one_failing_call_does_not_undo_the_others_of_its_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            path: dir.path().join("batch.db"),
-            synchronous: Synchronous::Normal,
-            wal_checkpoint: WalCheckpoint::Internal,
-            extension: None,
-            env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
-            busy_timeout: std::time::Duration::from_secs(5),
-            kb: onboarding::kb::Settings::default(),
-        };
+        let options = options_at(dir.path().join("batch.db"));
         let db = open(&options).unwrap();
         let mut jobs = create_jobs(3);
         jobs.insert(
@@ -303,15 +279,24 @@ mod tests {
         shut(db).unwrap();
     }
 
-    fn options_for(dir: &tempfile::TempDir, wal_checkpoint: WalCheckpoint) -> Options {
+    /// The tests' database at `path`: pinned clock, internal checkpoints.
+    fn options_at(path: std::path::PathBuf) -> Options {
         Options {
-            path: dir.path().join("wal.db"),
+            path,
             synchronous: Synchronous::Normal,
-            wal_checkpoint,
+            wal_checkpoint: WalCheckpoint::Internal,
             extension: None,
             env: onboarding::PinnedEnv::new(1_795_514_400_000, 7),
-            busy_timeout: std::time::Duration::from_millis(200),
+            busy_timeout: std::time::Duration::from_secs(5),
             kb: onboarding::kb::Settings::default(),
+        }
+    }
+
+    fn options_for(dir: &tempfile::TempDir, wal_checkpoint: WalCheckpoint) -> Options {
+        Options {
+            wal_checkpoint,
+            busy_timeout: std::time::Duration::from_millis(200),
+            ..options_at(dir.path().join("wal.db"))
         }
     }
 
