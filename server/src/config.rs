@@ -23,7 +23,8 @@ pub const DEFAULT_CORS_ORIGINS: [&str; 6] = [
 /// `PRAGMA synchronous` for the WAL database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Synchronous {
-    /// fsync at every commit: an answered write survives power loss.
+    /// The WAL is fsynced before a commit's answers leave (by the log
+    /// syncer, off the writer thread): an answered write survives power loss.
     Full,
     /// fsync at checkpoints only: an answered write survives a crash of the
     /// server, but the last commits may be lost on power loss.

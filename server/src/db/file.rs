@@ -5,22 +5,43 @@
 use rusqlite::Connection;
 
 use super::open::{open, Database, Options};
-use super::query::{error_text, Backend, Failure, Outcome, Query};
+use super::query::{answer, error_text, Answer, Backend, Failure, Outcome, Query};
+use super::syncer::Syncer;
+use crate::config::Synchronous;
 
 /// The writer's connection to the file and what lives and dies with it.
 pub(super) struct File {
     db: Database,
+    /// Under `--synchronous full`: what answers a batch once it is on disk.
+    syncer: Option<Syncer>,
 }
 
 impl File {
     /// Opens, configures and migrates the database.
     pub(super) fn open(options: &Options) -> Result<File, String> {
-        Ok(File { db: open(options)? })
+        let db = open(options)?;
+        let syncer = match options.synchronous {
+            Synchronous::Normal => None,
+            Synchronous::Full => {
+                // The syncer makes each commit durable before its answers
+                // leave (see syncer.rs): the commit itself need not wait.
+                db.conn
+                    .execute_batch("PRAGMA synchronous = NORMAL")
+                    .map_err(|e| format!("cannot configure {}: {e}", options.path.display()))?;
+                Some(Syncer::start(&options.path)?)
+            }
+        };
+        Ok(File { db, syncer })
     }
 }
 
 impl Backend for File {
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
+        if let Some(failure) = self.syncer.as_ref().and_then(Syncer::failure) {
+            replies.clear();
+            replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))));
+            return;
+        }
         run_batch(&self.db.conn, queries, replies);
     }
 
@@ -30,7 +51,18 @@ impl Backend for File {
         }
     }
 
+    fn deliver(&mut self, answers: Vec<Answer>) {
+        match &self.syncer {
+            Some(syncer) => syncer.deliver(answers),
+            None => answer(answers),
+        }
+    }
+
     fn close(self: Box<Self>) -> Result<(), String> {
+        // Every answer still waiting for its sync leaves first.
+        if let Some(syncer) = self.syncer {
+            syncer.stop();
+        }
         shut(self.db)
     }
 }
@@ -141,7 +173,7 @@ fn shut(db: Database) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Synchronous, WalCheckpoint};
+    use crate::config::WalCheckpoint;
 
     fn create_jobs(n: usize) -> Vec<Query> {
         (0..n)
@@ -277,6 +309,38 @@ mod tests {
             3
         );
         shut(db).unwrap();
+    }
+
+    /// `--synchronous full`: the connection commits without syncing and
+    /// the syncer answers each call once the log is on disk.
+    #[test]
+    fn under_full_the_syncer_answers_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            synchronous: Synchronous::Full,
+            ..options_at(dir.path().join("full.db"))
+        };
+        let mut file = Box::new(File::open(&options).unwrap());
+        assert_eq!(count(&file.db.conn, "PRAGMA synchronous"), 1);
+        let jobs = create_jobs(2);
+        let mut replies = Vec::new();
+        file.run_batch(&jobs.iter().collect::<Vec<_>>(), &mut replies);
+        let (answers, receivers): (Vec<Answer>, Vec<_>) = replies
+            .drain(..)
+            .map(|outcome| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                ((tx, outcome), rx)
+            })
+            .unzip();
+        file.deliver(answers);
+        for rx in receivers {
+            let body = rx.blocking_recv().unwrap().unwrap();
+            assert!(
+                body.starts_with(r#"{"success":true,"session_id":"onb_"#),
+                "{body}"
+            );
+        }
+        assert_eq!(file.close(), Ok(()));
     }
 
     /// The tests' database at `path`: pinned clock, internal checkpoints.

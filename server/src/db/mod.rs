@@ -16,6 +16,11 @@
 //! rolls the whole transaction back after some I/O error), every call of the
 //! batch runs again alone, so that no answer claims a write that was lost.
 //!
+//! Why a syncer: with `--synchronous full` the fsync that makes a commit
+//! durable runs on a thread of its own (`syncer.rs`), which answers a batch
+//! once the log holding it is on disk; meanwhile the writer runs the next
+//! batch instead of waiting for the disk.
+//!
 //! The batch runs on a [`query::Backend`]: the single file (the default), or
 //! with `--dqlite` the leader of a dqlite cluster (`dqlite.rs`), where one
 //! batch is one Raft entry.
@@ -32,6 +37,7 @@
 //! | `checkpoint.rs` | the checkpointer thread |
 //! | `writer.rs` | the writer thread: its queue, batches, close |
 //! | `file.rs` | the single-file backend: group commit with a re-run-alone fallback, checkpoints, close |
+//! | `syncer.rs` | the log syncer: answers a committed batch once its WAL frames are on disk (`--synchronous full`) |
 //! | `dqlite.rs` | the dqlite backend: the leader followed, batches retried, request keys |
 
 mod checkpoint;
@@ -39,6 +45,7 @@ mod dqlite;
 mod file;
 mod open;
 mod query;
+mod syncer;
 mod writer;
 
 pub use dqlite::ClusterOptions;

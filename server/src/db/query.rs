@@ -229,14 +229,31 @@ pub(super) trait Backend: Send {
     /// and fills `replies` with one answer per query, each true of what was
     /// committed.
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>);
-    /// Called after each batch is answered (the file's checkpointer).
+    /// Called after each batch has run (the file's checkpointer).
     fn after_batch(&mut self) {}
+    /// Answers the batch just run: at once, or (the file under
+    /// `--synchronous full`) once its commit is on disk.
+    fn deliver(&mut self, answers: Vec<Answer>) {
+        answer(answers);
+    }
     /// Closes the database: called once, after the last batch.
     fn close(self: Box<Self>) -> Result<(), String>;
 }
 
 /// What the writer answers for one call: the JSON body, or why not.
 pub type Outcome = Result<String, Failure>;
+
+/// One call's reply channel and its answer.
+pub(super) type Answer = (tokio::sync::oneshot::Sender<Outcome>, Outcome);
+
+/// Sends each answer to its call.
+pub(super) fn answer(answers: Vec<Answer>) {
+    for (reply, outcome) in answers {
+        // The request may have gone (client disconnected): its write
+        // stands, as it would for a client that left after the answer.
+        let _ = reply.send(outcome);
+    }
+}
 
 /// Why a call has no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

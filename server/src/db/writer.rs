@@ -132,11 +132,8 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
         transactions += 1;
         calls += batch.len() as u64;
         backend.after_batch();
-        for (job, reply) in batch.drain(..).zip(replies.drain(..)) {
-            // The request may have gone (client disconnected): its write
-            // stands, as it would for a client that left after the answer.
-            let _ = job.reply.send(reply);
-        }
+        let answers = batch.drain(..).map(|job| job.reply).zip(replies.drain(..));
+        backend.deliver(answers.collect());
     }
     // Calls still queued behind a Close are dropped with the inbox: their
     // tasks get "stopped before answering".
