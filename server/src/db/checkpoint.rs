@@ -10,6 +10,7 @@ use rusqlite::Connection;
 
 use super::open::connect;
 use super::query::error_text;
+use super::syncer::LogFailure;
 use crate::config::Synchronous;
 
 /// How long the checkpointer lets commits gather before copying them back
@@ -47,6 +48,7 @@ impl Checkpointer {
         path: &Path,
         synchronous: Synchronous,
         busy_timeout: Duration,
+        log_failure: LogFailure,
     ) -> Result<Checkpointer, String> {
         let conn = connect(path, synchronous, busy_timeout)?;
         // One pending wake-up is enough: nudges coalesce.
@@ -59,6 +61,11 @@ impl Checkpointer {
                 while wakes.recv().is_ok() {
                     std::thread::sleep(CHECKPOINT_PAUSE);
                     while wakes.try_recv().is_ok() {}
+                    // After a failed log sync the WAL may hold pages the
+                    // disk lost: copying it back would spread them.
+                    if log_failure.get().is_some() {
+                        continue;
+                    }
                     // (busy, frames in the log, frames copied)
                     match conn
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))

@@ -2,6 +2,9 @@
 //! database, group commit with a re-run-alone fallback, the checkpointer,
 //! and the clean close.
 
+use std::sync::Arc;
+
+use rusqlite::config::DbConfig;
 use rusqlite::Connection;
 
 use super::open::{open, Database, Options};
@@ -28,7 +31,7 @@ impl File {
                 db.conn
                     .execute_batch("PRAGMA synchronous = NORMAL")
                     .map_err(|e| format!("cannot configure {}: {e}", options.path.display()))?;
-                Some(Syncer::start(&options.path)?)
+                Some(Syncer::start(&options.path, Arc::clone(&db.log_failure))?)
             }
         };
         Ok(File { db, syncer })
@@ -37,7 +40,7 @@ impl File {
 
 impl Backend for File {
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
-        if let Some(failure) = self.syncer.as_ref().and_then(Syncer::failure) {
+        if let Some(failure) = self.db.log_failure.get() {
             replies.clear();
             replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))));
             return;
@@ -46,6 +49,9 @@ impl Backend for File {
     }
 
     fn after_batch(&mut self) {
+        if self.db.log_failure.get().is_some() {
+            return;
+        }
         if let Some(checkpointer) = &self.db.checkpointer {
             checkpointer.after_batch(&self.db.conn);
         }
@@ -149,9 +155,22 @@ fn shut(db: Database) -> Result<(), String> {
         conn,
         statements,
         checkpointer,
+        log_failure,
     } = db;
     // SQLite refuses to close a connection with unfinalized statements.
     drop(statements);
+    if let Some(failure) = log_failure.get() {
+        // Leave the WAL as the disk holds it, for SQLite's recovery at the
+        // next start: a checkpoint now could copy back lost pages.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop();
+        }
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| format!("close failed: {}", error_text(&e)))?;
+        conn.close()
+            .map_err(|(_, e)| format!("close failed: {}", error_text(&e)))?;
+        return Err(failure.clone());
+    }
     let checkpoint = match checkpointer {
         Some(checkpointer) => {
             checkpointer.stop();
@@ -311,18 +330,12 @@ mod tests {
         shut(db).unwrap();
     }
 
-    /// `--synchronous full`: the connection commits without syncing and
-    /// the syncer answers each call once the log is on disk.
-    #[test]
-    fn under_full_the_syncer_answers_after_the_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            synchronous: Synchronous::Full,
-            ..options_at(dir.path().join("full.db"))
-        };
-        let mut file = Box::new(File::open(&options).unwrap());
-        assert_eq!(count(&file.db.conn, "PRAGMA synchronous"), 1);
-        let jobs = create_jobs(2);
+    /// Runs `jobs` as one batch and hands their answers to `file.deliver`;
+    /// returns where each answer will arrive.
+    fn run_and_deliver(
+        file: &mut File,
+        jobs: &[Query],
+    ) -> Vec<tokio::sync::oneshot::Receiver<Outcome>> {
         let mut replies = Vec::new();
         file.run_batch(&jobs.iter().collect::<Vec<_>>(), &mut replies);
         let (answers, receivers): (Vec<Answer>, Vec<_>) = replies
@@ -333,6 +346,26 @@ mod tests {
             })
             .unzip();
         file.deliver(answers);
+        receivers
+    }
+
+    fn full_options(dir: &tempfile::TempDir) -> Options {
+        Options {
+            synchronous: Synchronous::Full,
+            ..options_at(dir.path().join("full.db"))
+        }
+    }
+
+    /// `--synchronous full`: the connection commits without syncing, the
+    /// syncer answers; closing answers what is still queued first.
+    #[test]
+    fn under_full_the_syncer_answers_and_close_drains_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = Box::new(File::open(&full_options(&dir)).unwrap());
+        assert_eq!(count(&file.db.conn, "PRAGMA synchronous"), 1);
+        assert!(file.syncer.is_some());
+        let receivers = run_and_deliver(&mut file, &create_jobs(2));
+        assert_eq!(file.close(), Ok(()));
         for rx in receivers {
             let body = rx.blocking_recv().unwrap().unwrap();
             assert!(
@@ -340,7 +373,45 @@ mod tests {
                 "{body}"
             );
         }
-        assert_eq!(file.close(), Ok(()));
+    }
+
+    /// After a failed sync: the batch's answers fail, later calls are
+    /// refused without running, and the close leaves the WAL unchecked
+    /// for SQLite's recovery and reports the failure.
+    #[test]
+    fn a_failed_log_sync_stops_the_writer_and_leaves_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = Box::new(File::open(&full_options(&dir)).unwrap());
+        file.syncer.take().unwrap().stop();
+        file.syncer = Some(
+            Syncer::start_with(
+                Box::new(|| Err(std::io::Error::from_raw_os_error(5))),
+                Arc::clone(&file.db.log_failure),
+            )
+            .unwrap(),
+        );
+        let text = "cannot sync the database log to disk (Input/output error (os error 5)): \
+                    the write may be lost, and the server refuses every call until it restarts";
+        let failed = Err(Failure::Sql(text.to_string()));
+        for rx in run_and_deliver(&mut file, &create_jobs(2)) {
+            assert_eq!(rx.blocking_recv().unwrap(), failed);
+        }
+        let sessions = count(&file.db.conn, "SELECT count(*) FROM onboarding_sessions");
+        for rx in run_and_deliver(&mut file, &create_jobs(3)) {
+            assert_eq!(rx.blocking_recv().unwrap(), failed);
+        }
+        assert_eq!(
+            count(&file.db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            sessions,
+            "a refused call ran"
+        );
+        let wal = dir.path().join("full.db-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        assert_eq!(file.close(), Err(text.to_string()));
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "the WAL was checkpointed"
+        );
     }
 
     /// The tests' database at `path`: pinned clock, internal checkpoints.

@@ -10,6 +10,7 @@ use rusqlite::{Connection, LoadExtensionGuard};
 
 use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
 use super::query::error_text;
+use super::syncer::LogFailure;
 use crate::config::{Synchronous, WalCheckpoint};
 
 /// How the writer thread opens its connection.
@@ -38,6 +39,9 @@ pub(super) struct Database {
     pub(super) statements: Option<onboarding::CachedStatements>,
     /// `None` when another process checkpoints (`--wal-checkpoint external`).
     pub(super) checkpointer: Option<Checkpointer>,
+    /// Set by the log syncer when a sync of the WAL failed: from then on no
+    /// call runs and nothing copies the WAL back (see syncer.rs).
+    pub(super) log_failure: LogFailure,
 }
 
 /// Opens the database as the server needs it; every error names its step.
@@ -79,11 +83,13 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);
+    let log_failure = LogFailure::default();
     let checkpointer = match options.wal_checkpoint {
         WalCheckpoint::Internal => Some(Checkpointer::start(
             &options.path,
             options.synchronous,
             options.busy_timeout,
+            Arc::clone(&log_failure),
         )?),
         WalCheckpoint::External => {
             // SQLite checkpoints when the last connection to a database
@@ -98,6 +104,7 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
         conn,
         statements,
         checkpointer,
+        log_failure,
     })
 }
 

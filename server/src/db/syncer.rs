@@ -11,59 +11,70 @@
 //! Why that is as safe as FULL for every answer given: the WAL is appended
 //! in order and each frame's checksum chains to the one before, so after a
 //! power loss SQLite recovers a prefix of the log. A sync covers every frame
-//! written before it, so once it returns, each batch it covers and all those
-//! before it are in that prefix. A batch that reads what an earlier one wrote
-//! is answered after it, never before. SQLite keeps its own syncs at
+//! written before it (`fdatasync` flushes the file, whichever descriptor
+//! wrote it), so once it returns, each batch it covers and all those before
+//! it are in that prefix. A batch that reads what an earlier one wrote is
+//! answered after it, never before. SQLite keeps its own syncs at
 //! checkpoints: a checkpoint syncs the WAL before it copies frames back into
-//! the database file.
+//! the database file, and the log restarts only after that. (This holds with
+//! SQLite's default `SQLITE_POWERSAFE_OVERWRITE=1`, under which FULL does
+//! not pad commits either.)
 //!
-//! A sync that fails leaves the disk's state unknown (and Linux may report
-//! the next sync as clean even though the failed pages are lost), so the
-//! syncer fails that group's answers and every later batch until the server
-//! restarts and SQLite recovers the log from what the disk really holds.
+//! A sync that fails leaves the disk's state unknown, and Linux reports a
+//! write-back error once: the next sync may return success although the
+//! failed pages are lost, and every frame after them with them. So the
+//! first failure is final: that group and every later one are answered with
+//! it, no sync is tried again, no checkpoint copies the log back (see
+//! [`LogFailure`]) and the server must be restarted, after which SQLite
+//! recovers the log from what the disk really holds.
 
 use std::fs::OpenOptions;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::path::Path;
+use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
 
 use super::query::{Answer, Failure};
 
+/// The first failed sync's error, shared by the writer (which then refuses
+/// every call), the checkpointer and the close (which then leave the WAL as
+/// it is on disk, for SQLite's recovery at the next start).
+pub(super) type LogFailure = Arc<OnceLock<String>>;
+
 /// What makes the log durable: an fdatasync of the WAL file (tests inject
-/// a failing one).
-type SyncLog = Box<dyn FnMut() -> io::Result<()> + Send>;
+/// failing ones).
+pub(super) type SyncLog = Box<dyn FnMut() -> io::Result<()> + Send>;
 
 pub(super) struct Syncer {
     queue: std_mpsc::Sender<Vec<Answer>>,
-    /// The first failed sync's error: every later batch is refused with it.
-    failed: Arc<Mutex<Option<String>>>,
+    failure: LogFailure,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Syncer {
-    /// A syncer of the WAL of the database at `db_path`.
-    pub(super) fn start(db_path: &Path) -> Result<Syncer, String> {
+    /// A syncer of the WAL of the database at `db_path`, opened now: the
+    /// writer's connection has created it. SQLite never unlinks it while a
+    /// connection to the database is open (it truncates it in place), so the
+    /// handle stays the file's, and it sees every write-back error from now.
+    pub(super) fn start(db_path: &Path, failure: LogFailure) -> Result<Syncer, String> {
         let mut wal = db_path.as_os_str().to_owned();
         wal.push("-wal");
-        let wal = PathBuf::from(wal);
-        // Opened at the first sync: the log file exists once a commit made
-        // it. SQLite never unlinks it while a connection to the database is
-        // open (it truncates it in place), so the handle stays the file's.
-        let mut file: Option<std::fs::File> = None;
-        Syncer::start_with(Box::new(move || {
-            let handle = match &file {
-                Some(handle) => handle,
-                None => file.insert(OpenOptions::new().read(true).write(true).open(&wal)?),
-            };
-            handle.sync_data()
-        }))
-        .map_err(|e| format!("cannot start the log syncer thread: {e}"))
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal)
+            .map_err(|e| {
+                format!(
+                    "cannot open the database log {}: {e}",
+                    Path::new(&wal).display()
+                )
+            })?;
+        Syncer::start_with(Box::new(move || file.sync_data()), failure)
+            .map_err(|e| format!("cannot start the log syncer thread: {e}"))
     }
 
-    fn start_with(mut sync: SyncLog) -> io::Result<Syncer> {
+    pub(super) fn start_with(mut sync: SyncLog, failure: LogFailure) -> io::Result<Syncer> {
         let (queue, batches) = std_mpsc::channel::<Vec<Answer>>();
-        let failed = Arc::new(Mutex::new(None));
-        let failure = Arc::clone(&failed);
+        let failed = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name("onboarding-syncer".into())
             .spawn(move || {
@@ -71,17 +82,16 @@ impl Syncer {
                     // Every batch committed meanwhile shares this sync.
                     let group: Vec<Vec<Answer>> =
                         std::iter::once(first).chain(batches.try_iter()).collect();
-                    let verdict = match sync() {
-                        Ok(()) => None,
-                        Err(e) => {
+                    let verdict = match failed.get() {
+                        Some(text) => Some(text.clone()),
+                        None => sync().err().map(|e| {
                             let text = format!(
                                 "cannot sync the database log to disk ({e}): the write may be \
                                  lost, and the server refuses every call until it restarts"
                             );
                             tracing::error!(error = %text, "log sync failed");
-                            *lock(&failure) = Some(text.clone());
-                            Some(text)
-                        }
+                            failed.get_or_init(|| text).clone()
+                        }),
                     };
                     for (reply, outcome) in group.into_iter().flatten() {
                         let answer = match &verdict {
@@ -95,7 +105,7 @@ impl Syncer {
             })?;
         Ok(Syncer {
             queue,
-            failed,
+            failure,
             thread,
         })
     }
@@ -103,19 +113,15 @@ impl Syncer {
     /// Answers a committed batch once the log holding it is on disk.
     pub(super) fn deliver(&self, answers: Vec<Answer>) {
         if let Err(std_mpsc::SendError(answers)) = self.queue.send(answers) {
-            // The thread died (it cannot panic short of a bug): answer
-            // nothing rather than something not known to be on disk.
+            // The thread died (a bug): nothing can make these durable now,
+            // so they fail, and so does every later call.
+            let text = self
+                .failure
+                .get_or_init(|| "the log syncer has stopped; the write may be lost".to_string());
             for (reply, _) in answers {
-                let _ = reply.send(Err(Failure::Sql(
-                    "the log syncer has stopped; the write may be lost".to_string(),
-                )));
+                let _ = reply.send(Err(Failure::Sql(text.clone())));
             }
         }
-    }
-
-    /// Why calls are refused, after a failed sync.
-    pub(super) fn failure(&self) -> Option<String> {
-        lock(&self.failed).clone()
     }
 
     /// Syncs and answers what is queued, then ends the thread.
@@ -127,20 +133,16 @@ impl Syncer {
     }
 }
 
-fn lock(failed: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
-    failed
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::query::Outcome;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
     use tokio::sync::oneshot;
 
-    fn answers(texts: &[&str]) -> (Vec<Answer>, Vec<oneshot::Receiver<Outcome>>) {
+    fn batch(texts: &[&str]) -> (Vec<Answer>, Vec<oneshot::Receiver<Outcome>>) {
         texts
             .iter()
             .map(|t| {
@@ -150,94 +152,152 @@ mod tests {
             .unzip()
     }
 
-    /// No answer leaves before a sync that follows its commit has returned.
-    #[test]
-    fn answers_wait_for_the_sync_and_keep_their_order() {
+    fn ok(text: &str) -> Outcome {
+        Ok(text.to_string())
+    }
+
+    /// A sync that waits for the test's go, and counts how many ran.
+    fn gated() -> (SyncLog, std_mpsc::Sender<()>, Arc<AtomicUsize>) {
+        let (go, gate) = std_mpsc::channel::<()>();
         let syncs = Arc::new(AtomicUsize::new(0));
-        let (gate_tx, gate) = std_mpsc::channel::<()>();
         let counted = Arc::clone(&syncs);
-        let syncer = Syncer::start_with(Box::new(move || {
+        let sync: SyncLog = Box::new(move || {
             gate.recv().unwrap();
             counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
-        }))
-        .unwrap();
-        let (first, mut first_rx) = answers(&["a", "b"]);
+        });
+        (sync, go, syncs)
+    }
+
+    /// Waits (bounded) until the syncer is inside its first sync.
+    fn wait_until_inside(started: &Mutex<bool>) {
+        for _ in 0..500 {
+            if *started.lock().unwrap() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("the sync never started");
+    }
+
+    /// A batch committed while a sync runs is not covered by it: it waits
+    /// for the next one. Answers leave in commit order.
+    #[test]
+    fn a_batch_waits_for_a_sync_that_started_after_its_commit() {
+        let (mut inner, go, syncs) = gated();
+        let started = Arc::new(Mutex::new(false));
+        let flag = Arc::clone(&started);
+        let sync: SyncLog = Box::new(move || {
+            *flag.lock().unwrap() = true;
+            inner()
+        });
+        let syncer = Syncer::start_with(sync, LogFailure::default()).unwrap();
+        let (first, first_rx) = batch(&["a", "b"]);
         syncer.deliver(first);
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(first_rx[0].try_recv().is_err(), "answered before the sync");
-        gate_tx.send(()).unwrap();
+        wait_until_inside(&started);
+        let (second, mut second_rx) = batch(&["c"]);
+        syncer.deliver(second);
+
+        go.send(()).unwrap();
         let got: Vec<Outcome> = first_rx
             .into_iter()
             .map(|rx| rx.blocking_recv().unwrap())
             .collect();
-        assert_eq!(got, vec![Ok("a".to_string()), Ok("b".to_string())]);
+        assert_eq!(got, vec![ok("a"), ok("b")]);
         assert_eq!(syncs.load(Ordering::SeqCst), 1);
-
-        let (second, second_rx) = answers(&["c"]);
-        syncer.deliver(second);
-        gate_tx.send(()).unwrap();
+        // The second batch's sync has not been let go: no answer yet.
         assert_eq!(
-            second_rx
-                .into_iter()
-                .next()
-                .unwrap()
-                .blocking_recv()
-                .unwrap(),
-            Ok("c".to_string())
+            second_rx[0].try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
         );
-        syncer.stop();
+        go.send(()).unwrap();
+        assert_eq!(second_rx.remove(0).blocking_recv().unwrap(), ok("c"));
         assert_eq!(syncs.load(Ordering::SeqCst), 2);
+        syncer.stop();
     }
 
-    /// A failed sync fails its group's answers, then every later batch.
+    /// Batches queued while a sync runs share the next one.
     #[test]
-    fn a_failed_sync_fails_its_answers_and_stays_failed() {
-        let syncer = Syncer::start_with(Box::new(|| {
-            Err(io::Error::from_raw_os_error(5)) // EIO
-        }))
-        .unwrap();
-        assert_eq!(syncer.failure(), None);
-        let (batch, rx) = answers(&["a"]);
-        syncer.deliver(batch);
+    fn batches_queued_during_a_sync_share_the_next_one() {
+        let (sync, go, syncs) = gated();
+        let syncer = Syncer::start_with(sync, LogFailure::default()).unwrap();
+        let (first, first_rx) = batch(&["a"]);
+        syncer.deliver(first);
+        let (second, second_rx) = batch(&["b"]);
+        let (third, third_rx) = batch(&["c"]);
+        syncer.deliver(second);
+        syncer.deliver(third);
+        go.send(()).unwrap();
+        go.send(()).unwrap();
+        for (rx, want) in [first_rx, second_rx, third_rx]
+            .into_iter()
+            .zip(["a", "b", "c"])
+        {
+            assert_eq!(
+                rx.into_iter().next().unwrap().blocking_recv().unwrap(),
+                ok(want)
+            );
+        }
+        syncer.stop();
+        // One sync for the first batch, at most one for the two others.
+        assert!(syncs.load(Ordering::SeqCst) <= 2);
+    }
+
+    /// The first failure is final: a later sync that reports success is
+    /// not believed (Linux reports a write-back error once), and no sync is
+    /// even tried again.
+    #[test]
+    fn after_a_failed_sync_every_later_batch_fails_without_a_sync() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let sync: SyncLog = Box::new(move || match counted.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(io::Error::from_raw_os_error(5)), // EIO
+            _ => Ok(()),
+        });
+        let failure = LogFailure::default();
+        let syncer = Syncer::start_with(sync, Arc::clone(&failure)).unwrap();
         let text = "cannot sync the database log to disk (Input/output error (os error 5)): \
                     the write may be lost, and the server refuses every call until it restarts";
-        assert_eq!(
-            rx.into_iter().next().unwrap().blocking_recv().unwrap(),
-            Err(Failure::Sql(text.to_string()))
-        );
-        assert_eq!(syncer.failure(), Some(text.to_string()));
+        for round in ["first", "second"] {
+            let (answers, rx) = batch(&[round]);
+            syncer.deliver(answers);
+            assert_eq!(
+                rx.into_iter().next().unwrap().blocking_recv().unwrap(),
+                Err(Failure::Sql(text.to_string())),
+                "{round} batch"
+            );
+        }
+        assert_eq!(failure.get().map(String::as_str), Some(text));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
         syncer.stop();
     }
 
-    /// The real sync: the log file of a database, opened at the first sync.
+    /// The real sync: the log file of a WAL database.
     #[test]
     fn the_wal_of_a_database_is_synced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let syncer = Syncer::start(&path).unwrap();
-        let (batch, rx) = answers(&["before the log exists"]);
-        syncer.deliver(batch);
-        let answer = rx.into_iter().next().unwrap().blocking_recv().unwrap();
-        assert!(
-            matches!(&answer, Err(Failure::Sql(t)) if t.contains("No such file or directory")),
-            "{answer:?}"
+        assert_eq!(
+            Syncer::start(&path, LogFailure::default()).err(),
+            Some(format!(
+                "cannot open the database log {}-wal: No such file or directory (os error 2)",
+                path.display()
+            ))
         );
-        syncer.stop();
-
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
         )
         .unwrap();
-        let syncer = Syncer::start(&path).unwrap();
-        let (batch, rx) = answers(&["after"]);
-        syncer.deliver(batch);
+        let failure = LogFailure::default();
+        let syncer = Syncer::start(&path, Arc::clone(&failure)).unwrap();
+        let (answers, rx) = batch(&["after"]);
+        syncer.deliver(answers);
         assert_eq!(
             rx.into_iter().next().unwrap().blocking_recv().unwrap(),
-            Ok("after".to_string())
+            ok("after")
         );
-        assert_eq!(syncer.failure(), None);
+        assert_eq!(failure.get(), None);
         syncer.stop();
     }
 }
