@@ -3,6 +3,7 @@
 //! cache of a [`crate::register_cached`] registration ([`CachedStatements`]).
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::functions::Context;
@@ -163,6 +164,7 @@ impl CachedStatements {
     pub(crate) fn new() -> (CachedStatements, Arc<StatementCache>) {
         let cache = Arc::new(StatementCache {
             state: Mutex::new(CacheState::Empty),
+            host_rollback: AtomicBool::new(false),
         });
         (
             CachedStatements {
@@ -170,6 +172,17 @@ impl CachedStatements {
             },
             cache,
         )
+    }
+
+    /// Tells the writers that the host undoes a failed call itself: `true`
+    /// while the host runs calls inside a transaction of its own, which it
+    /// rolls back whenever a call fails after changing any row
+    /// (`sqlite3_total_changes()` moved), then runs each call again alone
+    /// with this set to `false`. Meanwhile the writers skip their savepoint
+    /// (see `savepoint.rs`). Off by default; outside a transaction it has
+    /// no effect.
+    pub fn set_host_rollback(&self, on: bool) {
+        self.cache.host_rollback.store(on, Ordering::Relaxed);
     }
 
     /// Finalizes the cached statements; later calls prepare per call.
@@ -192,6 +205,15 @@ impl Drop for CachedStatements {
 /// call, which owns the cached statements.
 pub struct StatementCache {
     state: Mutex<CacheState>,
+    /// See [`CachedStatements::set_host_rollback`].
+    host_rollback: AtomicBool,
+}
+
+impl StatementCache {
+    /// Whether the host undoes failed calls (see `savepoint.rs`).
+    pub fn host_rollback(&self) -> bool {
+        self.host_rollback.load(Ordering::Relaxed)
+    }
 }
 
 pub enum CacheState {

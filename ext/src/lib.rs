@@ -335,7 +335,9 @@ fn register_inner(
                 cache: cache.as_deref(),
                 settings: &settings,
             };
-            body(&call).map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
+            let host_rollback = cache.as_deref().is_some_and(StatementCache::host_rollback);
+            savepoint::with_host_rollback(host_rollback, || body(&call))
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
         })
         .map_err(|e| {
             rusqlite::Error::UserFunctionError(

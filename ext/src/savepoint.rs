@@ -3,15 +3,50 @@
 //! A savepoint (never BEGIN/COMMIT) so that a call made inside a caller's
 //! transaction joins it, and a failing call undoes only itself. In autocommit
 //! mode, releasing the outermost savepoint commits.
+//!
+//! The one exception is a host that undoes failed calls itself
+//! ([`crate::CachedStatements::set_host_rollback`]): the HTTP server runs a
+//! batch of calls in one transaction and, when a call fails after writing
+//! anything, rolls the whole transaction back and runs each call again
+//! alone, in its savepoint. Inside such a host's transaction the savepoint
+//! is skipped: it costs a quarter of a call (each page a call touches is
+//! copied into the statement journal first), and a failed call never leaves
+//! its writes behind anyway.
+
+use std::cell::Cell;
 
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 use crate::sql;
 
+thread_local! {
+    /// Whether the call running on this thread belongs to a host that
+    /// undoes failed calls (set by the registration for each call).
+    static HOST_ROLLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs one call (`f`) with the host-rollback setting of its registration.
+pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HOST_ROLLBACK.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(HOST_ROLLBACK.with(|flag| flag.replace(on)));
+    f()
+}
+
 /// Runs `body` inside `SAVEPOINT onboarding_call`: released when `body`
-/// returns `Ok`, rolled back when it returns `Err` or panics.
+/// returns `Ok`, rolled back when it returns `Err` or panics. Under a host
+/// that undoes failed calls, and inside its transaction, `body` runs as is.
 pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    // In autocommit mode each statement of `body` would commit on its own:
+    // the savepoint is what makes the call one transaction there.
+    if HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit() {
+        return body();
+    }
     sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
         // SQLite refuses a savepoint while the calling statement writes
         // (INSERT … SELECT f(), CREATE TABLE … AS, triggers).

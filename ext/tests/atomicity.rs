@@ -73,6 +73,49 @@ fn completion_failing_on_a_late_constraint_leaves_everything() {
     assert_eq!(db.count("omni_agent_configs"), 1);
 }
 
+/// Host rollback (the server's batches): inside the host's transaction a
+/// call runs without its savepoint, so one that fails after writing leaves
+/// its writes for the host to undo, and `total_changes()` shows them. In
+/// autocommit mode, or with the mode off, the call undoes itself as ever.
+#[test]
+fn under_host_rollback_a_failed_call_leaves_the_undoing_to_the_host() {
+    let (statements, db) = Db::cached();
+    let s = ready_session(&db, "contact@entreprise.fr");
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse_completion BEFORE UPDATE OF status ON onboarding_sessions
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+        )
+        .unwrap();
+    let refused = "onboarding_complete: internal: refused by test";
+    let before = db.snapshot();
+    let completed =
+        || db.row("SELECT onboarding_completed FROM tenants", &[])["onboarding_completed"].clone();
+
+    statements.set_host_rollback(true);
+    db.conn.execute_batch("BEGIN").unwrap();
+    let changes = db.conn.total_changes();
+    assert_eq!(db.complete(&s).unwrap_err(), refused);
+    // The tenant, agent, mapping, campaign, job and analytics writes stay.
+    assert_eq!(completed(), 1);
+    assert_eq!(db.count("omni_agent_configs"), 1);
+    assert!(db.conn.total_changes() > changes);
+    db.conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(db.snapshot(), before);
+
+    // Outside a transaction the savepoint stays: the call is atomic alone.
+    assert_eq!(db.complete(&s).unwrap_err(), refused);
+    assert_eq!(db.snapshot(), before);
+
+    statements.set_host_rollback(false);
+    db.conn.execute_batch("BEGIN").unwrap();
+    assert_eq!(db.complete(&s).unwrap_err(), refused);
+    assert_eq!(db.snapshot(), before);
+    db.conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(completed(), 0);
+    drop(statements);
+}
+
 #[test]
 fn a_failing_create_writes_nothing() {
     let db = Db::memory();

@@ -45,9 +45,24 @@ impl Db {
 
     /// A migrated database over `conn`, with the functions registered.
     pub fn on(conn: Connection) -> Db {
-        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         let env = PinnedEnv::new(T0, 42);
         onboarding::register_with(&conn, env.clone()).unwrap();
+        Db::migrated(conn, env)
+    }
+
+    /// An in-memory database with the functions registered as a host that
+    /// owns its connection does (`register_cached`), and their statements.
+    /// Drop the statements before the database.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn cached() -> (onboarding::CachedStatements, Db) {
+        let conn = Connection::open_in_memory().unwrap();
+        let env = PinnedEnv::new(T0, 42);
+        let statements = onboarding::register_cached(&conn, env.clone()).unwrap();
+        (statements, Db::migrated(conn, env))
+    }
+
+    fn migrated(conn: Connection, env: Arc<PinnedEnv>) -> Db {
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         let db = Db { conn, env };
         assert_eq!(
             db.scalar("SELECT onboarding_migrate()"),

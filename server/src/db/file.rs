@@ -45,7 +45,7 @@ impl Backend for File {
             replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))));
             return;
         }
-        run_batch(&self.db.conn, queries, replies);
+        run_batch(&self.db, queries, replies);
     }
 
     fn after_batch(&mut self) {
@@ -75,7 +75,16 @@ impl Backend for File {
 
 /// Runs `jobs` in one transaction and fills `replies` with one answer per
 /// job, every one of them true of what was committed.
-fn run_batch(conn: &Connection, jobs: &[&Query], replies: &mut Vec<Outcome>) {
+///
+/// With the linked functions the library skips its per-call savepoint here
+/// (host rollback, see the library's `savepoint.rs`): a call that fails
+/// without changing a row leaves nothing to undo, and when one fails after
+/// changing rows, the whole transaction is rolled back and each call runs
+/// again alone, in its savepoint. That happens only for a call that fails
+/// on purpose after writing (a wrong phone code, whose attempt must count)
+/// or for a constraint the validation could not foresee.
+fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) {
+    let conn = &db.conn;
     replies.clear();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let failure = Failure::from(&e);
@@ -83,36 +92,69 @@ fn run_batch(conn: &Connection, jobs: &[&Query], replies: &mut Vec<Outcome>) {
         replies.extend(jobs.iter().map(|_| Err(failure.clone())));
         return;
     }
-    let mut lost = false;
+    let rollback = HostRollback::engage(db.statements.as_ref());
+    let mut undo = None;
     for job in jobs {
-        replies.push(job.run(conn));
+        let changes = conn.total_changes();
+        let outcome = job.run(conn);
         // Some errors (I/O, full disk) make SQLite roll back the whole
         // transaction: the calls before this one are gone.
         if conn.is_autocommit() {
-            lost = true;
+            undo = Some("transaction rolled back by SQLite");
             break;
         }
+        if rollback.engaged() && outcome.is_err() && conn.total_changes() != changes {
+            undo = Some("a call failed after writing");
+            break;
+        }
+        replies.push(outcome);
     }
-    if !lost {
-        match exec(conn, "COMMIT") {
+    drop(rollback);
+    match undo {
+        None => match exec(conn, "COMMIT") {
             Ok(_) => return,
             Err(e) => tracing::warn!(
                 error = %error_text(&e),
                 calls = jobs.len(),
                 "group commit failed; running each call alone"
             ),
+        },
+        // Expected now and then: a wrong phone code is one.
+        Some(why @ "a call failed after writing") => {
+            tracing::debug!(calls = jobs.len(), "{why}; running each call alone")
         }
-    } else {
-        tracing::warn!(
-            calls = jobs.len(),
-            "transaction rolled back by SQLite; running each call alone"
-        );
+        Some(why) => tracing::warn!(calls = jobs.len(), "{why}; running each call alone"),
     }
     if !conn.is_autocommit() {
         let _ = exec(conn, "ROLLBACK");
     }
     replies.clear();
     replies.extend(jobs.iter().map(|job| run_alone(conn, job)));
+}
+
+/// The library's host-rollback mode for the span of one batch: on while it
+/// lives (linked functions only; a loaded extension keeps its savepoints).
+struct HostRollback<'a>(Option<&'a onboarding::CachedStatements>);
+
+impl<'a> HostRollback<'a> {
+    fn engage(statements: Option<&'a onboarding::CachedStatements>) -> HostRollback<'a> {
+        if let Some(statements) = statements {
+            statements.set_host_rollback(true);
+        }
+        HostRollback(statements)
+    }
+
+    fn engaged(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for HostRollback<'_> {
+    fn drop(&mut self) {
+        if let Some(statements) = self.0 {
+            statements.set_host_rollback(false);
+        }
+    }
 }
 
 /// One call in its own transaction: its answer is exactly its fate.
@@ -223,7 +265,7 @@ mod tests {
             .unwrap();
         let jobs = create_jobs(200);
         let mut replies = Vec::new();
-        run_batch(&db.conn, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
 
         assert_eq!(replies.len(), 200);
         let answered: Vec<&String> = replies.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -251,14 +293,10 @@ mod tests {
         shut(db).unwrap();
     }
 
-    /// The fallback after a failed group commit keeps what a failing call
-    /// keeps on purpose: a wrong phone code still counts.
-    #[test]
-    fn a_wrong_phone_code_run_alone_still_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = options_at(dir.path().join("alone.db"));
-        let db = open(&options).unwrap();
-        let created = run_alone(&db.conn, &create_jobs(1)[0]).unwrap();
+    /// A session with a code sent to its phone; answers the session id and
+    /// a code that is not the one sent.
+    fn session_with_a_code(conn: &Connection) -> (String, String) {
+        let created = run_alone(conn, &create_jobs(1)[0]).unwrap();
         let session: serde_json::Value = serde_json::from_str(&created).unwrap();
         let session_id = session["session_id"].as_str().unwrap().to_string();
         let business = Query::Step {
@@ -269,34 +307,136 @@ mod tests {
                     .to_string(),
             ),
         };
-        run_alone(&db.conn, &business).unwrap();
+        run_alone(conn, &business).unwrap();
         let send = Query::PhoneSend {
             session_id: session_id.clone(),
             payload: None,
             ip_address: "192.0.2.1".to_string(),
         };
-        run_alone(&db.conn, &send).unwrap();
-        let text: String = db
-            .conn
+        run_alone(conn, &send).unwrap();
+        let text: String = conn
             .query_row("SELECT text FROM outbox_messages", [], |r| r.get(0))
             .unwrap();
         let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
         let wrong = if code == "000000" { "000001" } else { "000000" };
-        let verify = Query::PhoneVerify {
-            session_id,
-            payload: Some(format!(r#"{{"code":"{wrong}"}}"#)),
-        };
+        (session_id, wrong.to_string())
+    }
+
+    fn verify(session_id: &str, code: &str) -> Query {
+        Query::PhoneVerify {
+            session_id: session_id.to_string(),
+            payload: Some(format!(r#"{{"code":"{code}"}}"#)),
+        }
+    }
+
+    const WRONG_CODE: &str = "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left";
+
+    /// The fallback after a failed group commit keeps what a failing call
+    /// keeps on purpose: a wrong phone code still counts.
+    #[test]
+    fn a_wrong_phone_code_run_alone_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&options_at(dir.path().join("alone.db"))).unwrap();
+        let (session_id, wrong) = session_with_a_code(&db.conn);
         assert_eq!(
-            run_alone(&db.conn, &verify),
-            Err(Failure::Sql(
-                "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left".to_string()
-            ))
+            run_alone(&db.conn, &verify(&session_id, &wrong)),
+            Err(Failure::Sql(WRONG_CODE.to_string()))
         );
         assert_eq!(
             count(&db.conn, "SELECT attempts FROM phone_verifications"),
             1
         );
         assert!(db.conn.is_autocommit());
+        shut(db).unwrap();
+    }
+
+    /// In a batch the library skips its savepoints (host rollback): a call
+    /// that fails after writing (a wrong code, whose attempt is kept) makes
+    /// the batch roll back and run each call alone, so the attempt counts
+    /// once and the other calls of the batch stand.
+    #[test]
+    fn a_call_failing_after_writing_reruns_its_batch_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&options_at(dir.path().join("rerun.db"))).unwrap();
+        let (session_id, wrong) = session_with_a_code(&db.conn);
+        let sessions = count(&db.conn, "SELECT count(*) FROM onboarding_sessions");
+        let mut jobs = create_jobs(2);
+        jobs.insert(1, verify(&session_id, &wrong));
+        let mut replies = Vec::new();
+        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        assert_eq!(replies.len(), 3);
+        assert_eq!(replies[1], Err(Failure::Sql(WRONG_CODE.to_string())));
+        assert!(replies[0].is_ok() && replies[2].is_ok(), "{replies:?}");
+        assert_eq!(
+            count(&db.conn, "SELECT attempts FROM phone_verifications"),
+            1
+        );
+        assert_eq!(
+            count(&db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            sessions + 2
+        );
+        assert!(db.conn.is_autocommit());
+        shut(db).unwrap();
+    }
+
+    /// Without its savepoint, a call failing on its last write leaves the
+    /// others in the transaction: the batch is rolled back and each call
+    /// runs alone, so none of the failed call's writes is committed.
+    #[test]
+    fn a_sync_failing_on_its_last_write_leaves_nothing_in_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&options_at(dir.path().join("late.db"))).unwrap();
+        let (session_id, _) = session_with_a_code(&db.conn);
+        let vapi = Query::Step {
+            session_id: session_id.clone(),
+            step: "vapi",
+            payload: Some(
+                r#"{"agent_type":"real_estate_reception","voice":"female","assistant_name":"Sara"}"#
+                    .to_string(),
+            ),
+        };
+        run_alone(&db.conn, &vapi).unwrap();
+        db.conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse_completion BEFORE UPDATE OF status ON onboarding_sessions
+                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+            )
+            .unwrap();
+        let mut jobs = create_jobs(2);
+        jobs.insert(
+            1,
+            Query::Complete {
+                session_id,
+                payload: None,
+            },
+        );
+        let mut replies = Vec::new();
+        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        assert_eq!(
+            replies[1],
+            Err(Failure::Sql(
+                "onboarding_complete: internal: refused by test".to_string()
+            ))
+        );
+        assert!(replies[0].is_ok() && replies[2].is_ok(), "{replies:?}");
+        for table in ["omni_agent_configs", "omni_phone_mappings", "kb_crawl_jobs"] {
+            assert_eq!(
+                count(&db.conn, &format!("SELECT count(*) FROM {table}")),
+                0,
+                "{table}"
+            );
+        }
+        assert_eq!(
+            count(
+                &db.conn,
+                "SELECT count(*) FROM tenants WHERE onboarding_completed = 1"
+            ),
+            0
+        );
+        assert_eq!(
+            count(&db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            3
+        );
         shut(db).unwrap();
     }
 
@@ -315,7 +455,7 @@ mod tests {
             },
         );
         let mut replies = Vec::new();
-        run_batch(&db.conn, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
         assert_eq!(
             replies[1],
             Err(Failure::Sql(
@@ -452,7 +592,7 @@ mod tests {
         let db = open(&options_for(&dir, WalCheckpoint::Internal)).unwrap();
         let mut replies = Vec::new();
         run_batch(
-            &db.conn,
+            &db,
             &create_jobs(3).iter().collect::<Vec<_>>(),
             &mut replies,
         );
@@ -472,7 +612,7 @@ mod tests {
         assert!(db.checkpointer.is_none());
         let mut replies = Vec::new();
         run_batch(
-            &db.conn,
+            &db,
             &create_jobs(3).iter().collect::<Vec<_>>(),
             &mut replies,
         );
@@ -493,7 +633,7 @@ mod tests {
         let db = open(&options_for(&dir, WalCheckpoint::External)).unwrap();
         let mut replies = Vec::new();
         run_batch(
-            &db.conn,
+            &db,
             &create_jobs(3).iter().collect::<Vec<_>>(),
             &mut replies,
         );

@@ -11,10 +11,13 @@
 //! Why group commit: a commit (an fsync with `synchronous=FULL`) costs far
 //! more than a call. The thread takes every call waiting in the queue (up to
 //! [`MAX_BATCH`]), runs them inside one `BEGIN IMMEDIATE … COMMIT`, and only
-//! then answers them all. Each library function opens a SAVEPOINT of its own,
-//! so a failing call rolls back only itself. If the COMMIT fails (or SQLite
-//! rolls the whole transaction back after some I/O error), every call of the
-//! batch runs again alone, so that no answer claims a write that was lost.
+//! then answers them all. A failing call must undo only itself: the library
+//! would open a SAVEPOINT per call for that, but inside a batch it skips it
+//! (host rollback, a quarter of a call's cost), and a call that fails after
+//! changing a row makes the whole transaction roll back and every call run
+//! again alone, each in its savepoint (`file.rs`). The same happens if the
+//! COMMIT fails (or SQLite rolls the whole transaction back after some I/O
+//! error), so that no answer claims a write that was lost.
 //!
 //! Why a syncer: with `--synchronous full` the fsync that makes a commit
 //! durable runs on a thread of its own (`syncer.rs`), which answers a batch
