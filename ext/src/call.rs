@@ -165,6 +165,7 @@ impl CachedStatements {
         let cache = Arc::new(StatementCache {
             state: Mutex::new(CacheState::Empty),
             host_rollback: AtomicBool::new(false),
+            undo_needed: AtomicBool::new(false),
         });
         (
             CachedStatements {
@@ -175,14 +176,22 @@ impl CachedStatements {
     }
 
     /// Tells the writers that the host undoes a failed call itself: `true`
-    /// while the host runs calls inside a transaction of its own, which it
-    /// rolls back whenever a call fails after changing any row
-    /// (`sqlite3_total_changes()` moved), then runs each call again alone
-    /// with this set to `false`. Meanwhile the writers skip their savepoint
-    /// (see `savepoint.rs`). Off by default; outside a transaction it has
-    /// no effect.
+    /// while the host runs calls inside a transaction of its own. The
+    /// writers then skip their savepoint (see `savepoint.rs`), and a call
+    /// that fails after changing rows is marked: after each call the host
+    /// asks [`CachedStatements::take_undo_needed`], and on `true` rolls its
+    /// transaction back and runs each call again alone, with this set to
+    /// `false`. Off by default; outside a transaction it has no effect.
     pub fn set_host_rollback(&self, on: bool) {
         self.cache.host_rollback.store(on, Ordering::Relaxed);
+        self.cache.undo_needed.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether a call since the last question failed after changing rows
+    /// under host rollback: its writes are still in the host's transaction,
+    /// which must be rolled back. Clears the mark.
+    pub fn take_undo_needed(&self) -> bool {
+        self.cache.undo_needed.swap(false, Ordering::Relaxed)
     }
 
     /// Finalizes the cached statements; later calls prepare per call.
@@ -207,12 +216,19 @@ pub struct StatementCache {
     state: Mutex<CacheState>,
     /// See [`CachedStatements::set_host_rollback`].
     host_rollback: AtomicBool,
+    /// See [`CachedStatements::take_undo_needed`].
+    undo_needed: AtomicBool,
 }
 
 impl StatementCache {
     /// Whether the host undoes failed calls (see `savepoint.rs`).
     pub fn host_rollback(&self) -> bool {
         self.host_rollback.load(Ordering::Relaxed)
+    }
+
+    /// A call failed after changing rows, under host rollback.
+    pub fn mark_undo_needed(&self) {
+        self.undo_needed.store(true, Ordering::Relaxed);
     }
 }
 

@@ -336,8 +336,14 @@ fn register_inner(
                 settings: &settings,
             };
             let host_rollback = cache.as_deref().is_some_and(StatementCache::host_rollback);
-            savepoint::with_host_rollback(host_rollback, || body(&call))
-                .map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
+            let (result, undo_needed) =
+                savepoint::with_host_rollback(host_rollback, || body(&call));
+            if undo_needed {
+                if let Some(cache) = cache.as_deref() {
+                    cache.mark_undo_needed();
+                }
+            }
+            result.map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
         })
         .map_err(|e| {
             rusqlite::Error::UserFunctionError(

@@ -24,28 +24,49 @@ thread_local! {
     /// Whether the call running on this thread belongs to a host that
     /// undoes failed calls (set by the registration for each call).
     static HOST_ROLLBACK: Cell<bool> = const { Cell::new(false) };
+    /// Set when, under host rollback, a body failed after changing rows.
+    static UNDO_NEEDED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs one call (`f`) with the host-rollback setting of its registration.
-pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
+/// Runs one call (`f`) with the host-rollback setting of its registration;
+/// also answers whether the call failed after changing rows, which its host
+/// must then undo.
+pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> (T, bool) {
+    struct Restore(bool, bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             HOST_ROLLBACK.with(|flag| flag.set(self.0));
+            UNDO_NEEDED.with(|flag| flag.set(self.1));
         }
     }
-    let _restore = Restore(HOST_ROLLBACK.with(|flag| flag.replace(on)));
-    f()
+    let _restore = Restore(
+        HOST_ROLLBACK.with(|flag| flag.replace(on)),
+        UNDO_NEEDED.with(|flag| flag.replace(false)),
+    );
+    let value = f();
+    (value, UNDO_NEEDED.with(Cell::get))
 }
 
 /// Runs `body` inside `SAVEPOINT onboarding_call`: released when `body`
-/// returns `Ok`, rolled back when it returns `Err` or panics. Under a host
-/// that undoes failed calls, and inside its transaction, `body` runs as is.
+/// returns `Ok`, rolled back when it returns `Err` or panics.
+///
+/// Under a host that undoes failed calls, and inside its transaction,
+/// `body` runs as is; if it fails after changing rows, the call is marked
+/// for the host to undo. A body that keeps its writes and answers an error
+/// on purpose (`Ok(Err(..))`, a wrong phone code) is not marked: its writes
+/// stand, as its savepoint would have kept them.
 pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
     // In autocommit mode each statement of `body` would commit on its own:
     // the savepoint is what makes the call one transaction there.
     if HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit() {
-        return body();
+        // Rows changed, by any statement that completed (an aborted one
+        // adds nothing: SQLite undid it).
+        let changes = conn.total_changes();
+        let result = body();
+        if result.is_err() && conn.total_changes() != changes {
+            UNDO_NEEDED.with(|flag| flag.set(true));
+        }
+        return result;
     }
     sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
         // SQLite refuses a savepoint while the calling statement writes

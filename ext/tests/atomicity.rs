@@ -94,12 +94,16 @@ fn under_host_rollback_a_failed_call_leaves_the_undoing_to_the_host() {
 
     statements.set_host_rollback(true);
     db.conn.execute_batch("BEGIN").unwrap();
-    let changes = db.conn.total_changes();
+    // A call refused before writing leaves nothing to undo.
+    db.step(&s, "vapi", r#"{"agent_type":"nope"}"#).unwrap_err();
+    assert!(!statements.take_undo_needed());
     assert_eq!(db.complete(&s).unwrap_err(), refused);
-    // The tenant, agent, mapping, campaign, job and analytics writes stay.
+    // The tenant, agent, mapping, campaign, job and analytics writes stay,
+    // and the call is marked for the host to undo.
     assert_eq!(completed(), 1);
     assert_eq!(db.count("omni_agent_configs"), 1);
-    assert!(db.conn.total_changes() > changes);
+    assert!(statements.take_undo_needed());
+    assert!(!statements.take_undo_needed(), "the mark is taken once");
     db.conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(db.snapshot(), before);
 

@@ -73,63 +73,86 @@ impl Backend for File {
     }
 }
 
+/// How a batch ran: together in one transaction, or (after the reason)
+/// each call alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Together,
+    /// A call failed after changing rows, under host rollback.
+    AloneAfterUndo,
+    /// SQLite rolled the transaction back itself (I/O error, full disk).
+    AloneAfterLoss,
+    /// The COMMIT failed.
+    AloneAfterCommitFailed,
+}
+
 /// Runs `jobs` in one transaction and fills `replies` with one answer per
 /// job, every one of them true of what was committed.
 ///
 /// With the linked functions the library skips its per-call savepoint here
 /// (host rollback, see the library's `savepoint.rs`): a call that fails
-/// without changing a row leaves nothing to undo, and when one fails after
-/// changing rows, the whole transaction is rolled back and each call runs
-/// again alone, in its savepoint. That happens only for a call that fails
-/// on purpose after writing (a wrong phone code, whose attempt must count)
-/// or for a constraint the validation could not foresee.
-fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) {
+/// without changing a row leaves nothing to undo, and one that fails after
+/// changing rows is marked by the library; then the whole transaction is
+/// rolled back and each call runs again alone, in its savepoint. Only a
+/// constraint the validation could not foresee does that: a wrong phone
+/// code keeps its attempt on purpose and is not marked.
+fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran {
     let conn = &db.conn;
     replies.clear();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let failure = Failure::from(&e);
         tracing::error!(error = %failure.text(), "cannot begin a transaction");
         replies.extend(jobs.iter().map(|_| Err(failure.clone())));
-        return;
+        return Ran::Together;
     }
     let rollback = HostRollback::engage(db.statements.as_ref());
-    let mut undo = None;
+    let mut ran = Ran::Together;
     for job in jobs {
-        let changes = conn.total_changes();
         let outcome = job.run(conn);
         // Some errors (I/O, full disk) make SQLite roll back the whole
         // transaction: the calls before this one are gone.
         if conn.is_autocommit() {
-            undo = Some("transaction rolled back by SQLite");
+            ran = Ran::AloneAfterLoss;
             break;
         }
-        if rollback.engaged() && outcome.is_err() && conn.total_changes() != changes {
-            undo = Some("a call failed after writing");
+        if rollback.take_undo_needed() {
+            ran = Ran::AloneAfterUndo;
             break;
         }
         replies.push(outcome);
     }
     drop(rollback);
-    match undo {
-        None => match exec(conn, "COMMIT") {
-            Ok(_) => return,
-            Err(e) => tracing::warn!(
-                error = %error_text(&e),
-                calls = jobs.len(),
-                "group commit failed; running each call alone"
-            ),
+    match ran {
+        Ran::Together => match exec(conn, "COMMIT") {
+            Ok(_) => return Ran::Together,
+            Err(e) => {
+                tracing::warn!(
+                    error = %error_text(&e),
+                    calls = jobs.len(),
+                    "group commit failed; running each call alone"
+                );
+                ran = Ran::AloneAfterCommitFailed;
+            }
         },
-        // Expected now and then: a wrong phone code is one.
-        Some(why @ "a call failed after writing") => {
-            tracing::debug!(calls = jobs.len(), "{why}; running each call alone")
-        }
-        Some(why) => tracing::warn!(calls = jobs.len(), "{why}; running each call alone"),
+        Ran::AloneAfterUndo => tracing::info!(
+            calls = jobs.len(),
+            "a call failed after writing; running each call alone"
+        ),
+        _ => tracing::warn!(
+            calls = jobs.len(),
+            "transaction rolled back by SQLite; running each call alone"
+        ),
     }
     if !conn.is_autocommit() {
-        let _ = exec(conn, "ROLLBACK");
+        if let Err(e) = exec(conn, "ROLLBACK") {
+            // The connection stays inside the transaction: every later
+            // BEGIN fails, and each call says so.
+            tracing::error!(error = %error_text(&e), "cannot roll back a batch");
+        }
     }
     replies.clear();
     replies.extend(jobs.iter().map(|job| run_alone(conn, job)));
+    ran
 }
 
 /// The library's host-rollback mode for the span of one batch: on while it
@@ -144,8 +167,10 @@ impl<'a> HostRollback<'a> {
         HostRollback(statements)
     }
 
-    fn engaged(&self) -> bool {
-        self.0.is_some()
+    /// Whether the last call failed after changing rows.
+    fn take_undo_needed(&self) -> bool {
+        self.0
+            .is_some_and(onboarding::CachedStatements::take_undo_needed)
     }
 }
 
@@ -350,12 +375,11 @@ mod tests {
         shut(db).unwrap();
     }
 
-    /// In a batch the library skips its savepoints (host rollback): a call
-    /// that fails after writing (a wrong code, whose attempt is kept) makes
-    /// the batch roll back and run each call alone, so the attempt counts
-    /// once and the other calls of the batch stand.
+    /// In a batch the library skips its savepoints (host rollback). A wrong
+    /// code keeps its attempt on purpose: the batch commits together, the
+    /// attempt counts once and the other calls stand.
     #[test]
-    fn a_call_failing_after_writing_reruns_its_batch_alone() {
+    fn a_wrong_phone_code_in_a_batch_counts_without_a_rerun() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&options_at(dir.path().join("rerun.db"))).unwrap();
         let (session_id, wrong) = session_with_a_code(&db.conn);
@@ -363,7 +387,8 @@ mod tests {
         let mut jobs = create_jobs(2);
         jobs.insert(1, verify(&session_id, &wrong));
         let mut replies = Vec::new();
-        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        let ran = run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        assert_eq!(ran, Ran::Together);
         assert_eq!(replies.len(), 3);
         assert_eq!(replies[1], Err(Failure::Sql(WRONG_CODE.to_string())));
         assert!(replies[0].is_ok() && replies[2].is_ok(), "{replies:?}");
@@ -396,6 +421,12 @@ mod tests {
             ),
         };
         run_alone(&db.conn, &vapi).unwrap();
+        let kb = Query::Step {
+            session_id: session_id.clone(),
+            step: "kb",
+            payload: Some(r#"{"method":"website","crawl_url":"https://mon-site.fr"}"#.to_string()),
+        };
+        run_alone(&db.conn, &kb).unwrap();
         db.conn
             .execute_batch(
                 "CREATE TEMP TRIGGER refuse_completion BEFORE UPDATE OF status ON onboarding_sessions
@@ -411,7 +442,8 @@ mod tests {
             },
         );
         let mut replies = Vec::new();
-        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        let ran = run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        assert_eq!(ran, Ran::AloneAfterUndo);
         assert_eq!(
             replies[1],
             Err(Failure::Sql(
@@ -455,7 +487,9 @@ mod tests {
             },
         );
         let mut replies = Vec::new();
-        run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        let ran = run_batch(&db, &jobs.iter().collect::<Vec<_>>(), &mut replies);
+        // It failed before writing: nothing to undo, no rerun.
+        assert_eq!(ran, Ran::Together);
         assert_eq!(
             replies[1],
             Err(Failure::Sql(

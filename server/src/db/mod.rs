@@ -14,8 +14,8 @@
 //! then answers them all. A failing call must undo only itself: the library
 //! would open a SAVEPOINT per call for that, but inside a batch it skips it
 //! (host rollback, a quarter of a call's cost), and a call that fails after
-//! changing a row makes the whole transaction roll back and every call run
-//! again alone, each in its savepoint (`file.rs`). The same happens if the
+//! changing a row is marked by the library: the whole transaction rolls
+//! back and every call runs again alone, each in its savepoint (`file.rs`). The same happens if the
 //! COMMIT fails (or SQLite rolls the whole transaction back after some I/O
 //! error), so that no answer claims a write that was lost.
 //!
