@@ -206,10 +206,15 @@ fn sample(case: Case, mode: Mode, n: usize, rep: usize, settings: Settings) -> R
             continue;
         }
         let conn = &dbs[p].conn;
+        // In batches the cached path runs as the server runs its batches:
+        // the library's savepoints skipped (host rollback). Every call must
+        // succeed here, so no call is ever marked for undoing.
+        dbs[p].set_host_rollback(PATHS[p] == Path::Cached && mode == Mode::Batch);
         let (elapsed, times) = match PATHS[p] {
             Path::Floor => run_floor(conn, case, mode, &data)?,
             Path::Cached | Path::PerCall => run_function(conn, case, mode, &data)?,
         };
+        dbs[p].set_host_rollback(false);
         us[p] = elapsed.as_secs_f64() * 1e6 / n as f64;
         steps[p] = times;
     }

@@ -113,6 +113,15 @@ impl Db {
         Ok(Db { cached, conn })
     }
 
+    /// The library's host-rollback mode (cached registration only): the
+    /// writers skip their savepoints inside a transaction, as in the
+    /// server's batches.
+    pub fn set_host_rollback(&self, on: bool) {
+        if let Some(cached) = &self.cached {
+            cached.set_host_rollback(on);
+        }
+    }
+
     pub fn registration(&self) -> Registration {
         match self.cached {
             Some(_) => Registration::Cached,
