@@ -72,7 +72,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n4\n"
+        "v0.1.0\n5\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -221,11 +221,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n4\n"
+        "0\n5\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "4\n"
+        "5\n"
     );
     sqlite3_ok(
         &db,

@@ -60,6 +60,7 @@ mod json;
 mod otp;
 mod outbox;
 mod savepoint;
+mod schema_edit;
 mod sql;
 mod version;
 

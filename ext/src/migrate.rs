@@ -16,6 +16,7 @@ use crate::env::{iso8601, Env};
 use crate::error::{Error, Result};
 use crate::otp;
 use crate::savepoint::in_savepoint;
+use crate::schema_edit;
 use crate::sql;
 
 /// One numbered file of `sql/`.
@@ -23,6 +24,9 @@ pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     pub sql: &'static str,
+    /// Run after the file, in the same savepoint: an edit SQL cannot say
+    /// (the file says what it does and why).
+    pub then: Option<fn(&Connection) -> Result<()>>,
 }
 
 /// Every migration, in order. Add a file to `sql/` and a line here.
@@ -31,23 +35,58 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "001_init",
         sql: include_str!("../../sql/001_init.sql"),
+        then: None,
     },
     Migration {
         version: 2,
         name: "002_knowledge",
         sql: include_str!("../../sql/002_knowledge.sql"),
+        then: None,
     },
     Migration {
         version: 3,
         name: "003_phone",
         sql: include_str!("../../sql/003_phone.sql"),
+        then: None,
     },
     Migration {
         version: 4,
         name: "004_create_requests",
         sql: include_str!("../../sql/004_create_requests.sql"),
+        then: None,
+    },
+    Migration {
+        version: 5,
+        name: "005_check_lists",
+        sql: include_str!("../../sql/005_check_lists.sql"),
+        then: Some(rewrite_check_lists),
     },
 ];
+
+/// Migration 005: the CHECK lists of the tables the files create, as OR
+/// chains (see `schema_edit.rs`).
+fn rewrite_check_lists(conn: &Connection) -> Result<()> {
+    schema_edit::rewrite_check_lists(conn, &library_tables()).map(|_| ())
+}
+
+/// The tables the migration files create (`CREATE TABLE name`).
+fn library_tables() -> Vec<String> {
+    let mut tables = Vec::new();
+    for m in MIGRATIONS {
+        let mut rest = m.sql;
+        while let Some(at) = rest.find("CREATE TABLE ") {
+            rest = &rest[at + "CREATE TABLE ".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && !tables.contains(&name) {
+                tables.push(name);
+            }
+        }
+    }
+    tables
+}
 
 /// The highest version applied; 0 in an empty bookkeeping table.
 const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations";
@@ -57,7 +96,7 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-// -- onboarding_migrate() -> 4
+// -- onboarding_migrate() -> 5
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
     migrate_with(conn, env, MIGRATIONS)
@@ -89,6 +128,10 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
         for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
             conn.execute_batch(m.sql)
                 .map_err(|e| Error::internal(format!("migration {} failed: {e}", m.name)))?;
+            if let Some(then) = m.then {
+                then(conn)
+                    .map_err(|e| Error::internal(format!("migration {} failed: {e}", m.name)))?;
+            }
             conn.execute(
                 "INSERT INTO onboarding_schema_migrations (version, name, applied_at)
                  VALUES (?1, ?2, ?3)",
@@ -134,7 +177,7 @@ fn phone_code_secret(conn: &Connection, env: &dyn Env) -> Result<()> {
     Ok(())
 }
 
-// -- onboarding_schema_version() -> 4
+// -- onboarding_schema_version() -> 5
 /// The schema version applied to the database, 0 when `onboarding_migrate()`
 /// never ran (the same 0 that migrating starts from). Reads only, creating
 /// nothing: a health check may ask a read-only replica.
@@ -161,16 +204,19 @@ mod tests {
         version: 1,
         name: "001_a",
         sql: "CREATE TABLE a (x)",
+        then: None,
     };
     const TWO: Migration = Migration {
         version: 2,
         name: "002_b",
         sql: "CREATE TABLE b (x)",
+        then: None,
     };
     const THREE: Migration = Migration {
         version: 3,
         name: "003_c",
         sql: "CREATE TABLE c (x)",
+        then: None,
     };
 
     fn applied(conn: &Connection) -> Vec<(i64, String)> {

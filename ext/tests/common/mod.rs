@@ -53,7 +53,6 @@ impl Db {
     /// An in-memory database with the functions registered as a host that
     /// owns its connection does (`register_cached`), and their statements.
     /// Drop the statements before the database.
-    #[allow(dead_code)] // not every test binary uses it
     pub fn cached() -> (onboarding::CachedStatements, Db) {
         let conn = Connection::open_in_memory().unwrap();
         let env = PinnedEnv::new(T0, 42);

@@ -1,0 +1,173 @@
+//! Migration 005: the CHECK lists of three values or more become OR chains
+//! in the library's tables, on new databases and on upgraded ones, every
+//! row kept and every constraint still enforced.
+
+mod common;
+
+use common::{Db, T0};
+use rusqlite::config::DbConfig;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Connection;
+
+/// A database as version 4 of the library left it, with `extra` run
+/// first (a user's own table), then one whole onboarding on it.
+fn at_version_4(extra: &str) -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; {extra}
+         CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY,
+                                                    name TEXT NOT NULL, applied_at TEXT NOT NULL);"
+    ))
+    .unwrap();
+    for m in &onboarding::MIGRATIONS[..4] {
+        conn.execute_batch(m.sql).unwrap();
+        conn.execute(
+            "INSERT INTO onboarding_schema_migrations VALUES (?1, ?2, '2026-11-01T00:00:00.000Z')",
+            (m.version, m.name),
+        )
+        .unwrap();
+    }
+    onboarding::register_with(&conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+    let db = Db {
+        conn,
+        env: onboarding::PinnedEnv::new(T0, 7),
+    };
+    let s = db.create();
+    db.business(&s, "contact@entreprise.fr");
+    db.vapi(&s);
+    db.step(
+        &s,
+        "kb",
+        r#"{"method":"website","crawl_url":"https://mon-site.fr"}"#,
+    )
+    .unwrap();
+    db.complete(&s).unwrap();
+    db.conn
+}
+
+fn table_sql(conn: &Connection, table: &str) -> String {
+    conn.query_row(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// How many ephemeral tables a statement opens.
+fn ephemerals(conn: &Connection, sql: &str) -> usize {
+    let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+    let mut rows = stmt.raw_query();
+    let mut n = 0;
+    while let Some(row) = rows.next().unwrap() {
+        n += usize::from(row.get::<_, String>(1).unwrap() == "OpenEphemeral");
+    }
+    n
+}
+
+const JOB_INSERT: &str =
+    "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at, updated_at)
+                          VALUES (?1, ?2, ?3, 'queued', ?4, ?4)";
+
+#[test]
+fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
+    let conn = at_version_4("");
+    assert!(table_sql(&conn, "kb_crawl_jobs")
+        .contains("CHECK (status IN ('queued', 'running', 'done', 'failed'))"));
+    assert_eq!(ephemerals(&conn, JOB_INSERT), 2);
+    let before = Db {
+        conn,
+        env: onboarding::PinnedEnv::new(T0, 7),
+    };
+    let rows = before.snapshot();
+    assert_eq!(rows.len(), 10, "{rows:?}");
+
+    let db = Db::on(before.conn);
+    assert_eq!(
+        db.scalar("SELECT onboarding_schema_version()"),
+        SqlValue::Integer(5)
+    );
+    let after = db.snapshot();
+    assert!(rows.iter().all(|r| after.contains(r)), "a row changed");
+    let added: Vec<&String> = after.iter().filter(|r| !rows.contains(r)).collect();
+    // What migrating adds: 005's bookkeeping row, and the phone codes' key
+    // that every migration makes when missing (this test's version 4 never
+    // ran the library's migrator).
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added[0]
+        .starts_with(r#"onboarding_schema_migrations: Integer(5) | Text("005_check_lists")"#));
+    assert!(added[1].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
+
+    assert!(table_sql(&db.conn, "kb_crawl_jobs").contains(
+        "CHECK ((status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed'))"
+    ));
+    assert_eq!(ephemerals(&db.conn, JOB_INSERT), 0);
+    assert_eq!(
+        db.scalar("PRAGMA integrity_check"),
+        SqlValue::Text("ok".into())
+    );
+    assert_eq!(db.rows("PRAGMA foreign_key_check", &[]).len(), 0);
+    // Still enforced, on this connection and on a new reading of the schema.
+    let refused = db
+        .conn
+        .execute("UPDATE kb_crawl_jobs SET status = 'lost'", []);
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "CHECK constraint failed: (status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed')"
+    );
+    // And a whole onboarding goes through on the upgraded schema.
+    let s = db.create();
+    db.business(&s, "autre@entreprise.fr");
+    db.vapi(&s);
+    assert_eq!(db.complete(&s).unwrap()["sync_status"], "synced");
+}
+
+/// New databases get, through the same edit, what upgraded ones have.
+#[test]
+fn new_and_upgraded_databases_have_the_same_definitions() {
+    let definitions = |conn: &Connection| -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_schema
+                 WHERE sql IS NOT NULL AND name <> 'onboarding_schema_migrations' ORDER BY name",
+            )
+            .unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    let fresh = Db::memory();
+    let upgraded = Db::on(at_version_4(""));
+    assert_eq!(definitions(&fresh.conn), definitions(&upgraded.conn));
+    let lists: i64 = fresh
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%status IN (''%'', ''%'', ''%'')%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(lists, 0);
+}
+
+/// A user's own table in the same file is never edited, and a host's
+/// SQLITE_DBCONFIG_DEFENSIVE is lifted for the edit only.
+#[test]
+fn a_users_table_and_the_defensive_setting_are_left_alone() {
+    let mine = "CREATE TABLE my_notes (kind TEXT CHECK (kind IN ('a', 'b', 'c')))";
+    let conn = at_version_4(&format!("{mine};"));
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+        .unwrap();
+    let db = Db::on(conn);
+    assert_eq!(table_sql(&db.conn, "my_notes"), mine);
+    assert!(table_sql(&db.conn, "onboarding_sessions")
+        .contains("(status = 'in_progress' OR status = 'completed' OR status = 'abandoned')"));
+    assert!(db
+        .conn
+        .db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE)
+        .unwrap());
+    // Defensive is back: the schema cannot be written by hand.
+    assert!(db
+        .conn
+        .execute_batch("PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = sql")
+        .is_err());
+}

@@ -1,0 +1,17 @@
+-- 005: the CHECK constraints' lists of three values or more, such as
+--   status IN ('in_progress', 'completed', 'abandoned'),
+-- become OR chains,
+--   (status = 'in_progress' OR status = 'completed' OR status = 'abandoned'),
+-- in every table the files 001 to 004 create. The two mean the same: the
+-- column's affinity and collation apply to each value in both, and NULL
+-- passes both. But SQLite checks a constant list of three values or more
+-- through an ephemeral table, opened and filled for every row written:
+-- about 7 % of the instructions of a whole onboarding.
+--
+-- SQLite has no ALTER for a CHECK constraint, and rebuilding the tables
+-- inside a transaction with foreign keys on would reach their children, so
+-- the library edits the stored definitions itself after this file
+-- (migrate.rs, schema_edit.rs), through PRAGMA writable_schema: SQLite's
+-- documented procedure for changing a CHECK constraint in place. Rows are
+-- not touched; new databases get the same definitions through the same
+-- edit. Nothing else in this file: SQL cannot say the edit.
