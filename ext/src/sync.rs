@@ -140,14 +140,14 @@ impl Part<'_> {
     /// `tenants`: the business's name, email, phone and sector, and done.
     /// The business step checked the email, but another tenant may have
     /// completed with it since: the UNIQUE constraint has the last word.
-    /// RETURNING hands back the booking settings the campaign needs.
+    /// Answers the booking settings the campaign needs (read after the
+    /// UPDATE rather than through RETURNING, which costs an ephemeral table).
     fn tenant(&self, company: &Company<'_>) -> Result<Booking> {
-        sql::query_row(
+        sql::execute(
             self.conn,
             "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
                     onboarding_completed = 1, updated_at = ?5
-             WHERE id = ?6
-             RETURNING booking_provider, cal_com_event_type_id, timezone",
+             WHERE id = ?6",
             (
                 company.name,
                 company.email,
@@ -156,13 +156,6 @@ impl Part<'_> {
                 self.now,
                 &self.session.tenant_id,
             ),
-            |r| {
-                Ok(Booking {
-                    provider: r.get(0)?,
-                    event_type_id: r.get(1)?,
-                    timezone: r.get(2)?,
-                })
-            },
         )
         .map_err(|e| match &e {
             rusqlite::Error::SqliteFailure(f, Some(text))
@@ -172,7 +165,19 @@ impl Part<'_> {
                 email_taken(company.email)
             }
             _ => e.into(),
-        })
+        })?;
+        Ok(sql::query_row(
+            self.conn,
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants WHERE id = ?1",
+            [&self.session.tenant_id],
+            |r| {
+                Ok(Booking {
+                    provider: r.get(0)?,
+                    event_type_id: r.get(1)?,
+                    timezone: r.get(2)?,
+                })
+            },
+        )?)
     }
 
     /// `omni_agent_configs`, one row per tenant: the agent type, name and

@@ -234,15 +234,22 @@ pub fn cancel_other_numbers(
     phone: &str,
     now: &str,
 ) -> Result<()> {
-    let cancelled: Vec<String> = conn
+    // A SELECT first, not UPDATE … RETURNING: RETURNING opens an ephemeral
+    // table even when no row matches, which is every business step but
+    // those that change a number under verification.
+    let pending: Vec<String> = conn
         .prepare_cached(
-            "UPDATE phone_verifications SET status = 'cancelled', updated_at = ?3
-             WHERE session_id = ?1 AND status = 'pending' AND phone_number <> ?2
-             RETURNING id",
+            "SELECT id FROM phone_verifications
+             WHERE session_id = ?1 AND status = 'pending' AND phone_number <> ?2",
         )?
-        .query_map((session_id, phone, now), |r| r.get(0))?
+        .query_map((session_id, phone), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for id in cancelled {
+    for id in pending {
+        sql::execute(
+            conn,
+            "UPDATE phone_verifications SET status = 'cancelled', updated_at = ?2 WHERE id = ?1",
+            (&id, now),
+        )?;
         outbox::withdraw(conn, &id, "cancelled", now)?;
     }
     Ok(())
