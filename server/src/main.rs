@@ -26,6 +26,7 @@ fn main() -> ExitCode {
 
 fn serve(args: &Args) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.http_threads())
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
