@@ -188,3 +188,178 @@ fn file_database_keeps_committed_calls_across_connections() {
     assert_eq!(db.complete(&session).unwrap()["success"], true);
     assert_eq!(db.count("tenants"), 1);
 }
+
+/// One refused call for the table below: what to set up first (run as a
+/// plain caller would), and the call itself, which must fail.
+struct Refusal {
+    name: &'static str,
+    setup: fn(&Db) -> String,
+    call: fn(&Db, &str) -> Result<serde_json::Value, String>,
+}
+
+fn nothing(_: &Db) -> String {
+    String::new()
+}
+
+fn session(db: &Db) -> String {
+    db.create()
+}
+
+fn with_business(db: &Db) -> String {
+    let s = db.create();
+    db.business(&s, "contact@entreprise.fr");
+    s
+}
+
+/// A trigger that refuses the session's update: the last write of a step
+/// and of a completion.
+fn refusing_session_updates(db: &Db) -> String {
+    let s = with_business(db);
+    db.vapi(&s);
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE UPDATE ON onboarding_sessions
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+        )
+        .unwrap();
+    s
+}
+
+fn refusing_analytics(db: &Db) -> String {
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON onboarding_analytics
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+        )
+        .unwrap();
+    String::new()
+}
+
+/// The rule host rollback rests on, for every writer's ways to fail:
+/// inside the host's transaction, a call that fails either changed nothing
+/// or is marked for the host to undo (and the mark is never set for a call
+/// that changed nothing, which would roll a whole batch back for nothing).
+#[test]
+fn under_host_rollback_every_failure_changes_nothing_or_is_marked() {
+    let refusals = [
+        Refusal {
+            name: "create: payload not JSON",
+            setup: nothing,
+            call: |db, _| db.call("SELECT onboarding_create('{')", &[]),
+        },
+        Refusal {
+            name: "create: analytics refused after the tenant and session",
+            setup: refusing_analytics,
+            call: |db, _| db.call("SELECT onboarding_create('{}')", &[]),
+        },
+        Refusal {
+            name: "step: unknown step",
+            setup: session,
+            call: |db, s| db.step(s, "nope", "{}"),
+        },
+        Refusal {
+            name: "step: unknown session",
+            setup: nothing,
+            call: |db, _| db.step("onb_missing", "vapi", "{}"),
+        },
+        Refusal {
+            name: "step: invalid field",
+            setup: session,
+            call: |db, s| db.step(s, "vapi", r#"{"agent_type":"nope"}"#),
+        },
+        Refusal {
+            name: "business: email of another tenant",
+            setup: |db| {
+                let first = with_business(db);
+                db.vapi(&first);
+                db.complete(&first).unwrap();
+                db.create()
+            },
+            call: |db, s| {
+                db.step(s, "business",
+                r#"{"company_name":"B","industry":"C","phone":"06 12 34 56 79","email":"contact@entreprise.fr"}"#)
+            },
+        },
+        Refusal {
+            name: "business: the session's update refused after the tenant's",
+            setup: refusing_session_updates,
+            call: |db, s| {
+                db.step(s, "business",
+                r#"{"company_name":"B","industry":"C","phone":"06 12 34 56 79","email":"autre@entreprise.fr"}"#)
+            },
+        },
+        Refusal {
+            name: "complete: missing steps",
+            setup: session,
+            call: |db, s| db.complete(s),
+        },
+        Refusal {
+            name: "complete: the session's update refused after the sync",
+            setup: refusing_session_updates,
+            call: |db, s| db.complete(s),
+        },
+        Refusal {
+            name: "phone send: no business phone",
+            setup: session,
+            call: |db, s| db.call("SELECT onboarding_phone_send(?1, '{}')", &[&s]),
+        },
+        Refusal {
+            name: "phone send: within the cooldown",
+            setup: |db| {
+                let s = with_business(db);
+                db.call("SELECT onboarding_phone_send(?1, '{}')", &[&s])
+                    .unwrap();
+                s
+            },
+            call: |db, s| db.call("SELECT onboarding_phone_send(?1, '{}')", &[&s]),
+        },
+        Refusal {
+            name: "phone verify: no code sent",
+            setup: with_business,
+            call: |db, s| {
+                db.call(
+                    "SELECT onboarding_phone_verify(?1, '{\"code\":\"123456\"}')",
+                    &[&s],
+                )
+            },
+        },
+        Refusal {
+            name: "outbox: a message not claimed",
+            setup: |db| {
+                let s = with_business(db);
+                db.call("SELECT onboarding_phone_send(?1, '{}')", &[&s])
+                    .unwrap();
+                s
+            },
+            call: |db, _| db.call("SELECT onboarding_outbox_sent(1, 'w', NULL)", &[]),
+        },
+        Refusal {
+            name: "kb store_page: no such job",
+            setup: nothing,
+            call: |db, _| {
+                db.call(
+                "SELECT onboarding_kb_store_page('{\"job_id\":99,\"worker\":\"w\",\"url\":\"https://mon-site.fr\",\"status\":\"stored\",\"title\":\"T\",\"markdown\":\"M\",\"links\":[]}')",
+                &[])
+            },
+        },
+    ];
+    for refusal in refusals {
+        let (statements, db) = Db::cached();
+        let session = (refusal.setup)(&db);
+        statements.set_host_rollback(true);
+        db.conn.execute_batch("BEGIN").unwrap();
+        let before = db.snapshot();
+        let err = (refusal.call)(&db, &session);
+        assert!(err.is_err(), "{}: succeeded: {err:?}", refusal.name);
+        let changed = db.snapshot() != before;
+        assert_eq!(
+            statements.take_undo_needed(),
+            changed,
+            "{}: changed rows = {changed}, error {err:?}",
+            refusal.name
+        );
+        db.conn.execute_batch("ROLLBACK").unwrap();
+        statements.set_host_rollback(false);
+        drop(statements);
+    }
+}
