@@ -69,13 +69,21 @@ fn rewrite_check_lists(conn: &Connection) -> Result<()> {
     schema_edit::rewrite_check_lists(conn, &library_tables()).map(|_| ())
 }
 
-/// The tables the migration files create (`CREATE TABLE name`).
+/// The tables the migration files create: each `CREATE TABLE name` outside
+/// a `--` comment (the files' statements are written in capitals).
 fn library_tables() -> Vec<String> {
     let mut tables = Vec::new();
     for m in MIGRATIONS {
-        let mut rest = m.sql;
-        while let Some(at) = rest.find("CREATE TABLE ") {
-            rest = &rest[at + "CREATE TABLE ".len()..];
+        for line in m.sql.lines() {
+            let code = line.split("--").next().unwrap_or("");
+            let Some(at) = code.find("CREATE TABLE ") else {
+                continue;
+            };
+            let rest = code[at + "CREATE TABLE ".len()..].trim_start();
+            let rest = rest
+                .strip_prefix("IF NOT EXISTS ")
+                .unwrap_or(rest)
+                .trim_start();
             let name: String = rest
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -225,6 +233,30 @@ mod tests {
             .unwrap();
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    /// Every table the files create, and nothing a comment names.
+    #[test]
+    fn the_library_tables_are_those_the_files_create() {
+        assert_eq!(
+            library_tables(),
+            [
+                "tenants",
+                "onboarding_sessions",
+                "onboarding_analytics",
+                "omni_agent_configs",
+                "omni_phone_mappings",
+                "omnichannel_campaigns",
+                "kb_crawl_jobs",
+                "kb_crawl_pages",
+                "kb_documents",
+                "kb_chunks",
+                "onboarding_secrets",
+                "phone_verifications",
+                "outbox_messages",
+                "onboarding_create_requests",
+            ]
+        );
     }
 
     #[test]

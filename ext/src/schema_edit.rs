@@ -12,15 +12,17 @@
 //! transaction with foreign keys on, would cascade to the children).
 
 use rusqlite::config::DbConfig;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{quote, Error, Result};
 use crate::sql;
 
 /// Rewrites the lists of three values or more in the CHECK constraints of
 /// `tables` (the library's own; a user's tables in the same file are never
-/// touched). Returns how many tables changed. Runs inside the caller's
-/// savepoint: an error leaves every definition as it was.
+/// touched). Returns how many tables it found to change. Runs inside the
+/// caller's savepoint: an error leaves every definition as it was. A host
+/// that refuses `writable_schema` even with DEFENSIVE lifted keeps its
+/// lists, which mean the same.
 pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<usize> {
     let mut edits = Vec::new();
     for table in tables {
@@ -30,7 +32,7 @@ pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<usize
                 [table],
                 |r| r.get(0),
             )
-            .ok();
+            .optional()?;
         if let Some(old) = found {
             let new = in_lists_as_or_chains(&old);
             if new != old {
@@ -57,7 +59,16 @@ pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<usize
 fn edit(conn: &Connection, edits: &[(&String, String, String)]) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     conn.execute_batch("PRAGMA writable_schema = ON")?;
+    let on: bool = conn.query_row("PRAGMA writable_schema", [], |r| r.get(0))?;
+    if !on {
+        // A host that keeps the schema read-only keeps the lists: they mean
+        // the same, only slower, and a speed-up must not block an upgrade.
+        return Ok(());
+    }
     let result = (|| {
+        // The new cookie first: whatever reads the definitions next, on any
+        // connection, reads them again.
+        conn.execute_batch(&format!("PRAGMA schema_version = {}", version + 1))?;
         for (table, old, new) in edits {
             let changed = sql::execute(
                 conn,
@@ -71,13 +82,16 @@ fn edit(conn: &Connection, edits: &[(&String, String, String)]) -> Result<()> {
                 )));
             }
         }
-        // A new schema cookie makes every connection (this one included,
-        // with RESET below) parse the definitions again.
-        conn.execute_batch(&format!("PRAGMA schema_version = {}", version + 1))?;
         Ok(())
     })();
-    // RESET also turns writable_schema off.
-    conn.execute_batch("PRAGMA writable_schema = RESET")?;
+    // RESET turns writable_schema off and makes this connection parse the
+    // new definitions; after a failure only OFF: the caller's savepoint
+    // rolls the half-made edit back, and nothing should read it meanwhile.
+    let off = match result {
+        Ok(()) => "PRAGMA writable_schema = RESET",
+        Err(_) => "PRAGMA writable_schema = OFF",
+    };
+    conn.execute_batch(off)?;
     result
 }
 
@@ -99,13 +113,30 @@ pub fn in_lists_as_or_chains(sql: &str) -> String {
             let end = sql[i..].find('\n').map_or(bytes.len(), |n| i + n);
             out.push_str(&sql[i..end]);
             i = end;
+        } else if c == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            let end = sql[i + 2..]
+                .find("*/")
+                .map_or(bytes.len(), |n| i + 2 + n + 2);
+            out.push_str(&sql[i..end]);
+            i = end;
+        } else if let Some(close) = quote_close(c) {
+            // A quoted name: copied as is.
+            let end = sql[i + 1..]
+                .find(close)
+                .map_or(bytes.len(), |n| i + 1 + n + 1);
+            out.push_str(&sql[i..end]);
+            i = end;
         } else if is_ident_start(c) && (i == 0 || !is_ident(bytes[i - 1])) {
             let end = (i..bytes.len())
                 .find(|&j| !is_ident(bytes[j]))
                 .unwrap_or(bytes.len());
             let ident = &sql[i..end];
-            // `x NOT IN (…)`: NOT is no column.
-            let list = match ident.eq_ignore_ascii_case("NOT") {
+            // Only a bare column that starts an operand: after `(`, AND, OR
+            // or NOT, so that nothing binding tighter than IN (`a + x`,
+            // `-x`, `t.x`, `x COLLATE c`) is split. `x NOT IN (…)`: NOT is
+            // no column.
+            let starts_operand = operand_starts_before(&out);
+            let list = match ident.eq_ignore_ascii_case("NOT") || !starts_operand {
                 true => None,
                 false => in_list(sql, end),
             };
@@ -130,6 +161,37 @@ pub fn in_lists_as_or_chains(sql: &str) -> String {
         }
     }
     out
+}
+
+/// Whether what was written so far ends where an operand starts: `(`, or
+/// the word AND, OR or NOT (then whitespace).
+fn operand_starts_before(written: &str) -> bool {
+    let before = written.trim_end();
+    if before.ends_with('(') {
+        return true;
+    }
+    let word: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    before.len() < written.len()
+        && ["AND", "OR", "NOT"]
+            .iter()
+            .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// The closing character of a quoted name opened by `c`.
+fn quote_close(c: u8) -> Option<char> {
+    match c {
+        b'"' => Some('"'),
+        b'`' => Some('`'),
+        b'[' => Some(']'),
+        _ => None,
+    }
 }
 
 /// At `at`: ` IN (lit, lit …)`. Answers the literals and where the list ends.
@@ -226,6 +288,11 @@ mod tests {
             in_lists_as_or_chains("CHECK (level IN (1, 2, 30))"),
             "CHECK ((level = 1 OR level = 2 OR level = 30))"
         );
+        // After AND, OR and NOT too.
+        assert_eq!(
+            in_lists_as_or_chains("CHECK (y = 1 AND x IN (1, 2, 3) OR NOT z IN (4, 5, 6))"),
+            "CHECK (y = 1 AND (x = 1 OR x = 2 OR x = 3) OR NOT (z = 4 OR z = 5 OR z = 6))"
+        );
     }
 
     #[test]
@@ -243,6 +310,15 @@ mod tests {
             "CHECK (x IN ('it''s', 'b', 'c'))",
             "CHECK (x NOT IN ('a', 'b', 'c'))",
             "CHECK (xIN ('a', 'b', 'c'))",
+            // Operands that bind tighter than IN, and qualified names.
+            "CHECK (a + x IN (1, 2, 3))",
+            "CHECK (-x IN (1, 2, 3))",
+            "CHECK (t.x IN ('a', 'b', 'c'))",
+            "CHECK (x COLLATE NOCASE IN ('a', 'b', 'c'))",
+            "CHECK (CASE WHEN y THEN 1 END IN (1, 2, 3))",
+            // Inside a block comment or a quoted name.
+            "/* x IN ('a', 'b', 'c') */",
+            "\"it's IN ('a', 'b', 'c')\"",
         ] {
             assert_eq!(in_lists_as_or_chains(sql), sql);
         }

@@ -12,7 +12,10 @@ use rusqlite::Connection;
 /// A database as version 4 of the library left it, with `extra` run
 /// first (a user's own table), then one whole onboarding on it.
 fn at_version_4(extra: &str) -> Connection {
-    let conn = Connection::open_in_memory().unwrap();
+    at_version_4_on(Connection::open_in_memory().unwrap(), extra)
+}
+
+fn at_version_4_on(conn: Connection, extra: &str) -> Connection {
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; {extra}
          CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY,
@@ -138,15 +141,60 @@ fn new_and_upgraded_databases_have_the_same_definitions() {
     let fresh = Db::memory();
     let upgraded = Db::on(at_version_4(""));
     assert_eq!(definitions(&fresh.conn), definitions(&upgraded.conn));
-    let lists: i64 = fresh
-        .conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%status IN (''%'', ''%'', ''%'')%'",
-            [],
-            |r| r.get(0),
-        )
+    // No list of three values or more is left in any definition.
+    for (name, sql) in definitions(&fresh.conn) {
+        for list in sql.split(" IN (").skip(1) {
+            let items = list.split(')').next().unwrap().split(',').count();
+            assert!(items <= 2, "{name}: IN ({list}");
+        }
+    }
+}
+
+/// Another connection to the file, open before the migration, reads the
+/// new definitions: the schema cookie moved.
+#[test]
+fn other_connections_read_the_new_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+    let conn = at_version_4_on(conn, "");
+    let other = Connection::open(&path).unwrap();
+    // Parsed now, before the migration: the old lists.
+    assert_eq!(ephemerals(&other, JOB_INSERT), 2);
+    let _db = Db::on(conn);
+    // Its next statement meets the new cookie and reads the definitions
+    // again (EXPLAIN alone checks no cookie).
+    let refused = other.execute("UPDATE kb_crawl_jobs SET status = 'lost'", []);
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "CHECK constraint failed: (status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed')"
+    );
+    assert_eq!(ephemerals(&other, JOB_INSERT), 0);
+    assert!(table_sql(&other, "kb_crawl_jobs").contains("(status = 'queued' OR "));
+}
+
+/// Migrating inside a caller's transaction that rolls back leaves the old
+/// definitions, on this connection too.
+#[test]
+fn a_rolled_back_migration_leaves_the_old_definitions() {
+    let conn = at_version_4("");
+    let before = table_sql(&conn, "kb_crawl_jobs");
+    onboarding::register_with(&conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    let version: i64 = conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(lists, 0);
+    assert_eq!(version, 5);
+    assert_eq!(ephemerals(&conn, JOB_INSERT), 0);
+    conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(table_sql(&conn, "kb_crawl_jobs"), before);
+    assert_eq!(ephemerals(&conn, JOB_INSERT), 2);
+    let refused = conn.execute("UPDATE kb_crawl_jobs SET status = 'lost'", []);
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "CHECK constraint failed: status IN ('queued', 'running', 'done', 'failed')"
+    );
 }
 
 /// A user's own table in the same file is never edited, and a host's

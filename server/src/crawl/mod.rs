@@ -283,10 +283,24 @@ impl<'a> Crawl<'a> {
             ) => return json!({"status": "failed", "reason": e.reason()}),
             Err(e) => return json!({"status": "skipped", "reason": e.reason()}),
         };
-        let extracted = if page.content_type == "text/plain" {
-            extract::plain(&page.text, &page.final_url)
-        } else {
-            extract::extract(&page.text, &page.final_url)
+        // Parsing a page of up to 2 MiB is CPU work: on the blocking pool,
+        // not on the threads that serve HTTP (one, on two cores).
+        let page = std::sync::Arc::new(page);
+        let parsed = std::sync::Arc::clone(&page);
+        let extracted = match tokio::task::spawn_blocking(move || {
+            if parsed.content_type == "text/plain" {
+                extract::plain(&parsed.text, &parsed.final_url)
+            } else {
+                extract::extract(&parsed.text, &parsed.final_url)
+            }
+        })
+        .await
+        {
+            Ok(extracted) => extracted,
+            Err(e) => {
+                tracing::error!(error = %e, url = %page.final_url, "page extraction failed");
+                return json!({"status": "failed", "reason": "extraction_failed"});
+            }
         };
         let mut report = json!({"links": extracted.links, "final_url": extracted.canonical.as_deref().unwrap_or(page.final_url.as_str())});
         if let Some(footer) = &extracted.footer {
