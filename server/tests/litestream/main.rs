@@ -88,7 +88,7 @@ fn runtime() -> tokio::runtime::Runtime {
 // With Litestream 0.5.17 and the server as it committed before its log
 // syncer (SQLite's own synchronous=FULL commit), a server killed mid-commit
 // left a torn transaction in the replica in 3 runs of 10; with the syncer,
-// 0 of 40 (`RUNS=40 make litestream-kill`). See README, "Backups and
+// 0 of 75 (`RUNS=30 make litestream-kill`). See README, "Backups and
 // replicas".
 #[test]
 fn a_killed_server_loses_no_acknowledged_completion() {
