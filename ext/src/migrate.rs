@@ -66,7 +66,7 @@ pub const MIGRATIONS: &[Migration] = &[
 /// Migration 005: the CHECK lists of the tables the files create, as OR
 /// chains (see `schema_edit.rs`).
 fn rewrite_check_lists(conn: &Connection) -> Result<()> {
-    schema_edit::rewrite_check_lists(conn, &library_tables()).map(|_| ())
+    schema_edit::rewrite_check_lists(conn, &library_tables())
 }
 
 /// The tables the migration files create: each `CREATE TABLE name` outside

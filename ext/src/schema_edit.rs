@@ -14,16 +14,15 @@
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::error::{quote, Error, Result};
+use crate::error::Result;
 use crate::sql;
 
 /// Rewrites the lists of three values or more in the CHECK constraints of
 /// `tables` (the library's own; a user's tables in the same file are never
-/// touched). Returns how many tables it found to change. Runs inside the
-/// caller's savepoint: an error leaves every definition as it was. A host
-/// that refuses `writable_schema` even with DEFENSIVE lifted keeps its
-/// lists, which mean the same.
-pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<usize> {
+/// touched). Runs inside the caller's savepoint: an error leaves every
+/// definition as it was. A host that refuses `writable_schema` even with
+/// DEFENSIVE lifted keeps its lists, which mean the same.
+pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<()> {
     let mut edits = Vec::new();
     for table in tables {
         let found: Option<String> = conn
@@ -36,12 +35,12 @@ pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<usize
         if let Some(old) = found {
             let new = in_lists_as_or_chains(&old);
             if new != old {
-                edits.push((table, old, new));
+                edits.push((table, new));
             }
         }
     }
     if edits.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     // SQLITE_DBCONFIG_DEFENSIVE forbids writable_schema: lifted for the edit
     // only, and put back whatever happens.
@@ -53,10 +52,11 @@ pub fn rewrite_check_lists(conn: &Connection, tables: &[String]) -> Result<usize
     if defensive {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     }
-    edited.map(|()| edits.len())
+    edited
 }
 
-fn edit(conn: &Connection, edits: &[(&String, String, String)]) -> Result<()> {
+/// Writes each `(table, new definition)` through `writable_schema`.
+fn edit(conn: &Connection, edits: &[(&String, String)]) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     conn.execute_batch("PRAGMA writable_schema = ON")?;
     let on: bool = conn.query_row("PRAGMA writable_schema", [], |r| r.get(0))?;
@@ -69,18 +69,12 @@ fn edit(conn: &Connection, edits: &[(&String, String, String)]) -> Result<()> {
         // The new cookie first: whatever reads the definitions next, on any
         // connection, reads them again.
         conn.execute_batch(&format!("PRAGMA schema_version = {}", version + 1))?;
-        for (table, old, new) in edits {
-            let changed = sql::execute(
+        for (table, new) in edits {
+            sql::execute(
                 conn,
-                "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = ?2 AND sql = ?3",
-                (new, table, old),
+                "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = ?2",
+                (new, table),
             )?;
-            if changed != 1 {
-                return Err(Error::internal(format!(
-                    "the definition of table {} changed under the migration",
-                    quote(table)
-                )));
-            }
         }
         Ok(())
     })();
@@ -135,10 +129,10 @@ pub fn in_lists_as_or_chains(sql: &str) -> String {
             // or NOT, so that nothing binding tighter than IN (`a + x`,
             // `-x`, `t.x`, `x COLLATE c`) is split. `x NOT IN (…)`: NOT is
             // no column.
-            let starts_operand = operand_starts_before(&out);
-            let list = match ident.eq_ignore_ascii_case("NOT") || !starts_operand {
-                true => None,
-                false => in_list(sql, end),
+            let list = if ident.eq_ignore_ascii_case("NOT") || !operand_starts_before(&out) {
+                None
+            } else {
+                in_list(sql, end)
             };
             match list {
                 Some((values, after)) if values.len() >= 3 => {
@@ -167,19 +161,14 @@ pub fn in_lists_as_or_chains(sql: &str) -> String {
 /// the word AND, OR or NOT (then whitespace).
 fn operand_starts_before(written: &str) -> bool {
     let before = written.trim_end();
-    if before.ends_with('(') {
-        return true;
-    }
-    let word: String = before
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect::<String>()
-        .chars()
-        .rev()
-        .collect();
-    before.len() < written.len()
-        && ["AND", "OR", "NOT"]
+    // The identifier being read starts right after this word, so a space
+    // separates them: the word is whole.
+    let word = before
+        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    before.ends_with('(')
+        || ["AND", "OR", "NOT"]
             .iter()
             .any(|k| word.eq_ignore_ascii_case(k))
 }

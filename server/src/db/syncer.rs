@@ -33,7 +33,7 @@ use std::io;
 use std::path::Path;
 use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
 
-use super::query::{Answer, Failure};
+use super::query::{answer, Answer, Failure};
 
 /// The first failed sync's error, shared by the writer (which then refuses
 /// every call), the checkpointer and the close (which then leave the WAL as
@@ -93,14 +93,13 @@ impl Syncer {
                             failed.get_or_init(|| text).clone()
                         }),
                     };
-                    for (reply, outcome) in group.into_iter().flatten() {
-                        let answer = match &verdict {
-                            None => outcome,
-                            Some(text) => Err(Failure::Sql(text.clone())),
-                        };
-                        // A client that left: its write stands.
-                        let _ = reply.send(answer);
-                    }
+                    let answers = group.into_iter().flatten();
+                    answer(match &verdict {
+                        None => answers.collect(),
+                        Some(text) => answers
+                            .map(|(reply, _)| (reply, Err(Failure::Sql(text.clone()))))
+                            .collect(),
+                    });
                 }
             })?;
         Ok(Syncer {
@@ -118,9 +117,12 @@ impl Syncer {
             let text = self
                 .failure
                 .get_or_init(|| "the log syncer has stopped; the write may be lost".to_string());
-            for (reply, _) in answers {
-                let _ = reply.send(Err(Failure::Sql(text.clone())));
-            }
+            answer(
+                answers
+                    .into_iter()
+                    .map(|(reply, _)| (reply, Err(Failure::Sql(text.clone()))))
+                    .collect(),
+            );
         }
     }
 

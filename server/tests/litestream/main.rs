@@ -12,7 +12,7 @@ mod common;
 mod node;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::try_request;
@@ -77,6 +77,16 @@ fn missing<'a>(acked: &'a [Completion], present: &HashSet<String>) -> Vec<&'a st
         .collect()
 }
 
+/// A node on an empty disk: its temporary folder, database file and file
+/// replica, and the node (server under Litestream) started on them.
+fn fresh_node() -> (tempfile::TempDir, PathBuf, PathBuf, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("node/onboarding.db");
+    let replica = dir.path().join("replica");
+    let node = Node::start(&db, &replica);
+    (dir, db, replica, node)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,12 +104,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn a_killed_server_loses_no_acknowledged_completion() {
     let Some(_venv) = node::venv() else { return };
     let _turn = node::one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let (db, replica) = (
-        dir.path().join("node/onboarding.db"),
-        dir.path().join("replica"),
-    );
-    let mut node = Node::start(&db, &replica);
+    let (dir, db, replica, mut node) = fresh_node();
 
     let acked = runtime().block_on(async {
         let load = Load::start(node.addr, CLIENTS);
@@ -157,12 +162,7 @@ fn a_killed_server_loses_no_acknowledged_completion() {
 fn a_lost_machine_loses_only_completions_inside_the_sync_interval() {
     let Some(_venv) = node::venv() else { return };
     let _turn = node::one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let (db, replica) = (
-        dir.path().join("node/onboarding.db"),
-        dir.path().join("replica"),
-    );
-    let mut node = Node::start(&db, &replica);
+    let (dir, _db, replica, mut node) = fresh_node();
 
     let (acked, killed_at) = runtime().block_on(async {
         let load = Load::start(node.addr, CLIENTS);
@@ -212,12 +212,7 @@ fn onboard_some(node: &Node, flows: u64) -> Vec<Completion> {
 fn a_clean_stop_under_litestream_exits_zero() {
     let Some(_venv) = node::venv() else { return };
     let _turn = node::one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let (db, replica) = (
-        dir.path().join("node/onboarding.db"),
-        dir.path().join("replica"),
-    );
-    let mut node = Node::start(&db, &replica);
+    let (dir, _db, replica, mut node) = fresh_node();
     let acked = onboard_some(&node, 3);
 
     let status = node.stop();
