@@ -32,12 +32,24 @@ pub fn new_ids(env: &dyn Env, now_ms: i64) -> Result<Ids> {
             .simple()
             .to_string()
     };
-    let api_key: String = bytes[20..].iter().map(|b| format!("{b:02x}")).collect();
+    let mut api_key = String::with_capacity(4 + 64);
+    api_key.push_str("tmp_");
+    push_hex(&mut api_key, &bytes[20..]);
     Ok(Ids {
         tenant_id: format!("tenant_{}", uuid(&bytes[..10])),
         session_id: format!("onb_{}", uuid(&bytes[10..20])),
-        api_key: format!("tmp_{api_key}"),
+        api_key,
     })
+}
+
+/// Appends `bytes` as lowercase hex digits (a `format!` per byte cost more
+/// than the rest of an id).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
 }
 
 /// A fresh id `prefix` and 32 hex digits (uuid v7 layout) at `now_ms`, such
@@ -47,4 +59,39 @@ pub fn new_id(env: &dyn Env, now_ms: i64, prefix: &str) -> Result<String> {
     env.fill_random(&mut random).map_err(Error::internal)?;
     let uuid = uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random).into_uuid();
     Ok(format!("{prefix}{}", uuid.simple()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::PinnedEnv;
+
+    #[test]
+    fn ids_are_uuid_v7_of_the_time_and_the_key_is_the_last_32_bytes_in_hex() {
+        let env = PinnedEnv::new(0, 7);
+        let ids = new_ids(env.as_ref(), 1_764_547_200_000).unwrap();
+        let mut bytes = [0u8; 52];
+        PinnedEnv::new(0, 7).fill_random(&mut bytes).unwrap();
+        let v7 = |random: &[u8]| {
+            let raw: [u8; 10] = random.try_into().unwrap();
+            uuid::Builder::from_unix_timestamp_millis(1_764_547_200_000, &raw)
+                .into_uuid()
+                .simple()
+                .to_string()
+        };
+        let hex: String = bytes[20..].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ids.tenant_id, format!("tenant_{}", v7(&bytes[..10])));
+        assert_eq!(ids.session_id, format!("onb_{}", v7(&bytes[10..20])));
+        assert_eq!(ids.api_key, format!("tmp_{hex}"));
+        // 2025-12-01T00:00:00Z in milliseconds leads each id.
+        assert_eq!(&ids.tenant_id[7..19], "019ad7358400");
+        assert_eq!(ids.api_key.len(), 68);
+    }
+
+    #[test]
+    fn push_hex_writes_two_lowercase_digits_per_byte() {
+        let mut out = String::from("x");
+        push_hex(&mut out, &[0x00, 0x0f, 0xa5, 0xff]);
+        assert_eq!(out, "x000fa5ff");
+    }
 }
