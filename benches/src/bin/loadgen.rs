@@ -28,7 +28,9 @@
 //!
 //! By default it starts the server it finds next to itself (cargo builds
 //! both into the same directory) once per run, on a free loopback port with
-//! a fresh database in a temporary directory and `--create-rate-limit 0`:
+//! a fresh database in a temporary directory, `--create-rate-limit 0` and
+//! `--crawl-workers 0` (each flow's kb step queues a crawl of a site on the
+//! internet, which the crawler would fetch; load runs stay on loopback):
 //! `--synchronous full` at each concurrency, then `--synchronous normal` at
 //! the highest one, to compare. Each worker thread owns one keep-alive
 //! connection and runs whole flows (create, business, channels, vapi, kb,
@@ -375,7 +377,10 @@ impl Server {
             _ => {
                 let mut c = Command::new(binary);
                 c.arg("--listen").arg(addr.to_string());
+                // The crawler is off: each flow's kb step queues a crawl of
+                // a site on the internet, and load runs talk to loopback only.
                 c.args(["--create-rate-limit", "0"])
+                    .args(["--crawl-workers", "0"])
                     .args(["--log-level", log_level]);
                 (c, "/healthz")
             }

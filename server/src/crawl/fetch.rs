@@ -124,6 +124,32 @@ impl Resolve for Approved {
     }
 }
 
+/// A crawler worker's HTTP client, built once and kept for all its jobs:
+/// building one loads and parses the system's root certificates, which cost
+/// more than a failed job itself. Its connection pool only ever holds
+/// connections to approved addresses.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    approved: Approved,
+}
+
+impl Client {
+    pub fn new(user_agent: &str, limits: &Limits) -> Result<Client, String> {
+        let approved = Approved::default();
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(limits.connect)
+            .timeout(limits.response)
+            .dns_resolver(approved.clone())
+            .build()
+            .map_err(|e| format!("cannot build the crawler's HTTP client: {e}"))?;
+        Ok(Client { http, approved })
+    }
+}
+
 pub struct Fetcher {
     client: reqwest::Client,
     approved: Approved,
@@ -138,31 +164,26 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// One job's fetcher on its worker's `client`. The names the previous
+    /// job approved are forgotten: every request approves its own again.
     pub fn new(
-        user_agent: &str,
+        client: &Client,
         allow: AllowList,
         overrides: HashMap<String, Vec<IpAddr>>,
         limits: Limits,
-    ) -> Result<Fetcher, String> {
-        let approved = Approved::default();
-        let client = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(limits.connect)
-            .timeout(limits.response)
-            .dns_resolver(approved.clone())
-            .build()
-            .map_err(|e| format!("cannot build the crawler's HTTP client: {e}"))?;
+    ) -> Fetcher {
+        if let Ok(mut map) = client.approved.0.lock() {
+            map.clear();
+        }
         let pace = tokio::sync::Mutex::new((None, limits.min_delay));
-        Ok(Fetcher {
-            client,
-            approved,
+        Fetcher {
+            client: client.http.clone(),
+            approved: client.approved.clone(),
             allow,
             overrides,
             limits,
             pace,
-        })
+        }
     }
 
     /// Checks `url` and the addresses its host resolves to; on success the

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::db::{KbFunction, Query, Writer};
-use fetch::{Accept, FetchError, Fetcher, Limits, Page};
+use fetch::{Accept, Client, FetchError, Fetcher, Limits, Page};
 
 /// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
 /// with every page it reports, so it only runs out when the worker stopped
@@ -106,6 +106,13 @@ pub async fn worker(
     name: String,
     mut stop: watch::Receiver<bool>,
 ) {
+    let client = match Client::new(&config.user_agent, &config.limits) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "the crawler worker cannot start");
+            return;
+        }
+    };
     while !*stop.borrow() {
         let claimed = sql(
             &writer,
@@ -115,7 +122,7 @@ pub async fn worker(
         .await;
         match claimed.map(|v| v["job"].clone()) {
             Ok(job) if job.is_object() => {
-                let mut crawl = Crawl::new(&writer, &config, &name, &job);
+                let mut crawl = Crawl::new(&writer, &config, &client, &name, &job);
                 if let Err(e) = crawl.run(&job).await {
                     tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
                 }
@@ -164,6 +171,7 @@ impl Polite<'_> {
 struct Crawl<'a> {
     writer: &'a Writer,
     config: &'a CrawlConfig,
+    client: &'a Client,
     worker: &'a str,
     job_id: i64,
     stored: usize,
@@ -171,10 +179,17 @@ struct Crawl<'a> {
 }
 
 impl<'a> Crawl<'a> {
-    fn new(writer: &'a Writer, config: &'a CrawlConfig, worker: &'a str, job: &Value) -> Self {
+    fn new(
+        writer: &'a Writer,
+        config: &'a CrawlConfig,
+        client: &'a Client,
+        worker: &'a str,
+        job: &Value,
+    ) -> Self {
         Crawl {
             writer,
             config,
+            client,
             worker,
             job_id: job["id"].as_i64().unwrap_or(0),
             stored: 0,
@@ -187,11 +202,11 @@ impl<'a> Crawl<'a> {
         let site =
             Url::parse(job["url"].as_str().unwrap_or("")).map_err(|e| format!("job url: {e}"))?;
         let fetcher = Fetcher::new(
-            &self.config.user_agent,
+            self.client,
             self.config.allow.clone(),
             self.config.resolve_overrides.clone(),
             self.config.limits.clone(),
-        )?;
+        );
         let mut polite = Polite {
             fetcher: &fetcher,
             bytes: 0,
@@ -346,6 +361,13 @@ impl<'a> Crawl<'a> {
 pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
     // Bounded: each claim takes a job out of the queue or ends the loop,
     // and a job is claimed at most MAX_ATTEMPTS times.
+    let client = match Client::new(&config.user_agent, &config.limits) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "the crawler cannot start");
+            return;
+        }
+    };
     loop {
         let claimed = sql(
             &writer,
@@ -361,7 +383,7 @@ pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
                 return;
             }
         };
-        let mut crawl = Crawl::new(&writer, &config, &name, &job);
+        let mut crawl = Crawl::new(&writer, &config, &client, &name, &job);
         if let Err(e) = crawl.run(&job).await {
             tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
             return;
