@@ -2,13 +2,14 @@
 //! time and randomness, the host's settings, connection), and the statement
 //! cache of a [`crate::register_cached`] registration ([`CachedStatements`]).
 
+use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::functions::Context;
 use rusqlite::types::ValueRef;
-use rusqlite::Connection;
+use rusqlite::{Connection, Statement};
 
 use crate::env::Env;
 use crate::error::{Error, ErrorKind, Result};
@@ -36,13 +37,119 @@ impl Deref for CallConnection<'_> {
     fn deref(&self) -> &Connection {
         match self {
             CallConnection::Cached(guard) => match &**guard {
-                CacheState::Ready(conn) => conn,
+                CacheState::Ready(ready) => &ready.conn,
                 // `conn()` hands out Cached guards only in the Ready state.
                 _ => unreachable!("cached connection handed out before it was ready"),
             },
             CallConnection::Fresh(conn) => conn,
         }
     }
+}
+
+impl Drop for CallConnection<'_> {
+    fn drop(&mut self) {
+        if let CallConnection::Cached(_) = self {
+            CURRENT.with(|current| current.set(std::ptr::null()));
+        }
+    }
+}
+
+thread_local! {
+    /// The statements of the cached connection a call on this thread holds
+    /// (its [`CallConnection::Cached`] guard): set when the guard is handed
+    /// out, cleared when it drops, so it never outlives the lock.
+    static CURRENT: Cell<*const Ready> = const { Cell::new(std::ptr::null()) };
+}
+
+/// A cached registration's connection and the statements prepared on it,
+/// kept by the address of their SQL text. Every statement the library runs
+/// is a string literal, so its address names it: a lookup compares two
+/// words instead of hashing the text (rusqlite's cache hashes it twice per
+/// use, with SipHash, which cost about 5 % of a call).
+pub struct Ready {
+    // Declared before `conn`: dropped (finalized) before it.
+    statements: RefCell<Vec<(StatementKey, Statement<'static>)>>,
+    conn: Connection,
+}
+
+// SAFETY: a `Ready` is reached only through the mutex of its
+// `StatementCache` (or, while that lock is held, by the thread holding it),
+// so its statements are never used by two threads at once; SQLite allows a
+// connection and its statements to move between threads between uses, which
+// is why rusqlite's `Connection` is `Send`.
+unsafe impl Send for Ready {}
+
+/// The address and length of a `&'static str` of SQL.
+type StatementKey = (usize, usize);
+
+/// Statements kept per connection; past it the least recently returned one
+/// is finalized. The library has fewer hot statements than this.
+const KEPT_STATEMENTS: usize = 128;
+
+impl Ready {
+    /// Runs `f` on the statement of `sql`, prepared at its first use on
+    /// this connection and kept for the next. The statement is taken out of
+    /// the list while `f` runs, so a nested use of the same SQL prepares a
+    /// second one instead of sharing it.
+    fn with<T>(
+        &self,
+        sql: &'static str,
+        f: impl FnOnce(&mut Statement<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let key = (sql.as_ptr() as usize, sql.len());
+        let taken = {
+            let mut statements = self.statements.borrow_mut();
+            statements
+                .iter()
+                .rposition(|(k, _)| *k == key)
+                .map(|i| statements.remove(i).1)
+        };
+        let mut statement = match taken {
+            Some(statement) => statement,
+            None => {
+                // PERSISTENT, as rusqlite's cache does: a statement kept
+                // for the connection's life must not take the lookaside
+                // slots, or every call's own allocations fall back to malloc.
+                let statement = self
+                    .conn
+                    .prepare_with_flags(sql, rusqlite::PrepFlags::SQLITE_PREPARE_PERSISTENT)?;
+                // SAFETY: the statement borrows `self.conn`, which lives in
+                // the same boxed `Ready` (its address never changes) and is
+                // dropped after `statements`, so no statement outlives it.
+                unsafe { std::mem::transmute::<Statement<'_>, Statement<'static>>(statement) }
+            }
+        };
+        let result = f(&mut statement);
+        // rusqlite resets a statement after each use; its bound values go.
+        statement.clear_bindings();
+        let mut statements = self.statements.borrow_mut();
+        if statements.len() >= KEPT_STATEMENTS {
+            statements.remove(0);
+        }
+        statements.push((key, statement));
+        result
+    }
+}
+
+/// Runs `f` on the statement of `sql` for `conn`: from the statements of the
+/// cached connection this thread's call holds when `conn` is that
+/// connection, else through rusqlite's statement cache.
+pub fn with_statement<T>(
+    conn: &Connection,
+    sql: &'static str,
+    f: impl FnOnce(&mut Statement<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let current = CURRENT.with(Cell::get);
+    // SAFETY: CURRENT is non-null only while the guard that owns this
+    // `Ready` is alive on this thread (cleared by CallConnection's drop).
+    if let Some(ready) = unsafe { current.as_ref() } {
+        // SAFETY: both handles are only compared, never used.
+        if unsafe { ready.conn.handle() == conn.handle() } {
+            return ready.with(sql, f);
+        }
+    }
+    let mut statement = conn.prepare_cached(sql)?;
+    f(&mut statement)
 }
 
 impl Call<'_> {
@@ -78,8 +185,15 @@ impl Call<'_> {
                 // connection calls before closing it.
                 let conn = unsafe { Connection::from_handle(this_call.handle()) }?;
                 conn.set_prepared_statement_cache_capacity(64);
-                *guard = CacheState::Ready(conn);
+                *guard = CacheState::Ready(Box::new(Ready {
+                    statements: RefCell::new(Vec::new()),
+                    conn,
+                }));
             }
+        }
+        if let CacheState::Ready(ready) = &*guard {
+            let ready: *const Ready = &**ready;
+            CURRENT.with(|current| current.set(ready));
         }
         Ok(CallConnection::Cached(guard))
     }
@@ -235,7 +349,8 @@ impl StatementCache {
 pub enum CacheState {
     /// No call yet.
     Empty,
-    Ready(Connection),
+    /// Boxed: the statements borrow the connection at its address.
+    Ready(Box<Ready>),
     /// The owner released the statements: calls prepare per call.
     Released,
 }

@@ -56,7 +56,7 @@ pub fn get(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> 
 
 fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     let tenant = &s.tenant_id;
-    let one = |sql: &str, json_columns: &[&str]| -> Result<Value> {
+    let one = |sql: &'static str, json_columns: &[&str]| -> Result<Value> {
         Ok(
             sql::query_row(conn, sql, [tenant], |r| row_object(r, json_columns))
                 .optional()?

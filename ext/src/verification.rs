@@ -237,13 +237,15 @@ pub fn cancel_other_numbers(
     // A SELECT first, not UPDATE … RETURNING: RETURNING opens an ephemeral
     // table even when no row matches, which is every business step but
     // those that change a number under verification.
-    let pending: Vec<String> = conn
-        .prepare_cached(
-            "SELECT id FROM phone_verifications
-             WHERE session_id = ?1 AND status = 'pending' AND phone_number <> ?2",
-        )?
-        .query_map((session_id, phone), |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let pending: Vec<String> = sql::with(
+        conn,
+        "SELECT id FROM phone_verifications
+         WHERE session_id = ?1 AND status = 'pending' AND phone_number <> ?2",
+        |s| {
+            s.query_map((session_id, phone), |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        },
+    )?;
     for id in pending {
         sql::execute(
             conn,

@@ -61,3 +61,61 @@ fn the_connection_closes_once_the_statements_are_released() {
         .unwrap();
     assert_eq!(tenants, 1);
 }
+
+/// The statements prepared on `conn`, and how many of them are mid-run
+/// (stepped and not reset).
+fn statements(conn: &Connection) -> (usize, usize) {
+    let (mut count, mut busy) = (0, 0);
+    // SAFETY: walks the connection's statement list on its own thread,
+    // without keeping any pointer.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = rusqlite::ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            count += 1;
+            if rusqlite::ffi::sqlite3_stmt_busy(stmt) != 0 {
+                busy += 1;
+            }
+            stmt = rusqlite::ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    (count, busy)
+}
+
+/// The cache keeps one statement per SQL text and reuses it: more flows
+/// prepare nothing more, every kept statement is reset between calls, and
+/// the release finalizes them all.
+#[test]
+fn cached_statements_are_reused_reset_and_released() {
+    let conn = Connection::open_in_memory().unwrap();
+    let env = PinnedEnv::new(T0, 7);
+    let guard = onboarding::register_cached(&conn, env.clone()).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+        .unwrap();
+    let db = Db { conn, env };
+    let flow = |n: usize| {
+        let s = db.create();
+        db.business(&s, &format!("contact{n}@entreprise.fr"));
+        db.vapi(&s);
+        db.step(
+            &s,
+            "kb",
+            r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
+        )
+        .unwrap();
+        db.complete(&s).unwrap();
+    };
+    flow(0);
+    let (after_one, busy) = statements(&db.conn);
+    // One per distinct statement the five calls ran: update it when the
+    // functions' SQL changes.
+    assert_eq!(after_one, 30, "statements kept after one flow");
+    assert_eq!(busy, 0);
+    for n in 1..6 {
+        flow(n);
+    }
+    assert_eq!(statements(&db.conn), (after_one, 0));
+    guard.release();
+    assert_eq!(statements(&db.conn), (0, 0));
+}

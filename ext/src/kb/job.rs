@@ -7,9 +7,17 @@ use serde_json::{json, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sql;
 
-pub const JOB_COLUMNS: &str = "id, session_id, tenant_id, url, status, attempts, pages_found,
+/// The columns [`job_json`] reads, in its order: a macro, so that each
+/// statement using it stays a string literal (the statement cache keys
+/// statements by the address of their text).
+macro_rules! job_columns {
+    () => {
+        "id, session_id, tenant_id, url, status, attempts, pages_found,
      pages_stored, pages_skipped, pages_failed, error_code, started_at, finished_at,
-     next_attempt_at, lease_owner, lease_expires_at";
+     next_attempt_at, lease_owner, lease_expires_at"
+    };
+}
+pub(crate) use job_columns;
 
 /// A job row as the functions answer it.
 pub fn job_json(r: &Row<'_>) -> rusqlite::Result<Value> {
@@ -36,7 +44,11 @@ pub fn job_json(r: &Row<'_>) -> rusqlite::Result<Value> {
 pub fn load_job(conn: &Connection, job_id: i64) -> Result<Value> {
     sql::query_row(
         conn,
-        &format!("SELECT {JOB_COLUMNS} FROM kb_crawl_jobs WHERE id = ?1"),
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM kb_crawl_jobs WHERE id = ?1"
+        ),
         [job_id],
         job_json,
     )

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::french::{fts_query, index_terms, query_terms};
-use super::job::{job_json, JOB_COLUMNS};
+use super::job::{job_columns, job_json};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::session::{stored_json, Session, Step};
 use crate::sql;
@@ -18,13 +18,14 @@ const SNIPPET_CHARS: usize = 200;
 
 fn rows(
     conn: &Connection,
-    sql: &str,
+    sql: &'static str,
     key: &str,
     map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Value>,
 ) -> Result<Value> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([key], map)?;
-    Ok(Value::Array(rows.collect::<rusqlite::Result<_>>()?))
+    let rows = sql::with(conn, sql, |s| {
+        s.query_map([key], map)?.collect::<rusqlite::Result<_>>()
+    })?;
+    Ok(Value::Array(rows))
 }
 
 // -- onboarding_kb_get('onb_…')
@@ -37,7 +38,11 @@ pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
     let kb = stored_json(session.data(Step::Kb))?;
     let job: Option<Value> = sql::query_row(
         conn,
-        &format!("SELECT {JOB_COLUMNS} FROM kb_crawl_jobs WHERE session_id = ?1"),
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM kb_crawl_jobs WHERE session_id = ?1"
+        ),
         [session_id],
         job_json,
     )

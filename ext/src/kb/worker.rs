@@ -108,14 +108,18 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
 
 /// The job's pages not yet reported, breadth first.
 fn frontier(conn: &Connection, job_id: i64) -> Result<Value> {
-    let mut stmt = conn.prepare_cached(
+    let rows = sql::with(
+        conn,
         "SELECT url, depth FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'pending'
          ORDER BY depth, id",
+        |s| {
+            s.query_map([job_id], |r| {
+                Ok(json!({ "url": r.get::<_, String>(0)?, "depth": r.get::<_, i64>(1)? }))
+            })?
+            .collect::<rusqlite::Result<_>>()
+        },
     )?;
-    let rows = stmt.query_map([job_id], |r| {
-        Ok(json!({ "url": r.get::<_, String>(0)?, "depth": r.get::<_, i64>(1)? }))
-    })?;
-    Ok(Value::Array(rows.collect::<rusqlite::Result<_>>()?))
+    Ok(Value::Array(rows))
 }
 
 fn update_counters(conn: &Connection, job_id: i64, now: &str) -> Result<()> {
