@@ -116,7 +116,7 @@ fn create_answers_ids_with_the_prefixes_and_writes_three_rows() {
             "name": "Onboarding in progress",
             "email": format!("pending+{tenant}@onboarding.invalid"),
             "created_at": "2026-11-24T10:00:00.000Z",
-            "api_key_length": 68,
+            "api_key_length": 80,
         })
     );
     assert_eq!(

@@ -139,7 +139,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
         [json!({
             "id": TENANT, "name": "Mon Entreprise", "company_name": "Mon Entreprise",
             "email": "contact@entreprise.fr", "phone": "+33612345678", "sector": "real_estate",
-            "api_key": "tmp_fa3144de5d6d37451c67e937a42f9e9eee35f6ccd57d3d0b77b80557ae777f29",
+            "api_key": "tmp_01a20cff7d00fa3144de5d6d37451c67e937a42f9e9eee35f6ccd57d3d0b77b80557ae777f29",
             "booking_provider": null, "cal_com_api_key": null, "cal_com_event_type_id": null,
             "timezone": "Europe/Paris", "onboarding_completed": 1,
             "created_at": AT_CREATE, "updated_at": AT_COMPLETE,
