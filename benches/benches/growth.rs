@@ -183,7 +183,9 @@ fn prefill(path: &std::path::Path, from: u64, target: u64, settings: Settings) -
                 now_ms,
                 tenant_id: format!("tenant_{}", id(1)),
                 session_id: format!("onb_{}", id(2)),
-                api_key: format!("tmp_{}{}", id(3), id(4)),
+                // The library's layout: the time (here the spread high
+                // word's first 12 digits), then 256 random bits.
+                api_key: format!("tmp_{}{}{}", &format!("{high:016x}")[..12], id(3), id(4)),
             })?;
         }
         conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;

@@ -45,9 +45,10 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Ids and API key in the library's layout (ext/src/create.rs): uuid v7
-/// ids (creation time, then 74 random bits) with its prefixes, and a
-/// 256-bit key, from the same random source (the operating system's).
+/// Ids and API key in the library's layout (ext/src/ids.rs): uuid v7
+/// ids (creation time, then 74 random bits) with its prefixes, and a key of
+/// the creation time (12 hex digits of milliseconds) then 256 random bits,
+/// from the same random source (the operating system's).
 fn new_ids() -> Result<(String, String, String)> {
     let mut bytes = [0u8; 52];
     SystemEnv.fill_random(&mut bytes)?;
@@ -63,7 +64,11 @@ fn new_ids() -> Result<(String, String, String)> {
     Ok((
         format!("tenant_{}", uuid(&bytes[..10])),
         format!("onb_{}", uuid(&bytes[10..20])),
-        format!("tmp_{}", hex(&bytes[20..])),
+        format!(
+            "tmp_{}{}",
+            hex(&now_ms.to_be_bytes()[2..]),
+            hex(&bytes[20..])
+        ),
     ))
 }
 

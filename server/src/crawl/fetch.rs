@@ -127,8 +127,8 @@ impl Resolve for Approved {
 /// A crawler worker's HTTP client, built once and kept for all its jobs:
 /// building one loads and parses the system's root certificates, which cost
 /// more than a failed job itself. Its connection pool only ever holds
-/// connections to approved addresses.
-#[derive(Clone)]
+/// connections to approved addresses. Not `Clone`: each worker has its own,
+/// since a job's start forgets the names the previous job approved.
 pub struct Client {
     http: reqwest::Client,
     approved: Approved,

@@ -33,10 +33,11 @@ pub struct Options {
 
 /// The writer's connection and what lives and dies with it.
 pub(super) struct Database {
-    pub(super) conn: Connection,
     /// The library's statements kept across calls (linked functions only);
-    /// released before the connection closes, as SQLite requires.
+    /// released before the connection closes, as SQLite requires. Declared
+    /// before `conn`: if the writer thread unwinds, they drop first.
     pub(super) statements: Option<onboarding::CachedStatements>,
+    pub(super) conn: Connection,
     /// `None` when another process checkpoints (`--wal-checkpoint external`).
     pub(super) checkpointer: Option<Checkpointer>,
     /// Set by the log syncer when a sync of the WAL failed: from then on no
