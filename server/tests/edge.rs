@@ -29,6 +29,35 @@ async fn read_all(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `GET /healthz` on an open keep-alive connection: the answer's head and
+/// body (bounded: 10 s, 64 KiB).
+async fn healthz_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < 64 * 1024 {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                return text;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn body_of(raw: &str) -> &str {
     raw.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
@@ -128,9 +157,14 @@ async fn connections_are_capped_per_address_and_in_total() {
     for _ in 0..3 {
         open.push(connect_from([127, 0, 0, 9], server.addr).await.unwrap());
     }
-    // Let the server accept them before the fourth.
-    let reply = request(server.addr, "GET", "/healthz", &[], b"").await;
-    assert_eq!(reply.status, 200);
+    // Let the server accept them before the fourth: an answer on the last
+    // one (kept open) means all three were accepted, in order. A request on
+    // a connection of its own would hold a place until the server noticed
+    // its close, which could come after the next connections' admission.
+    assert!(
+        healthz_on(&mut open[2]).await.starts_with("HTTP/1.1 200 "),
+        "the third connection was not served"
+    );
     let mut fourth = connect_from([127, 0, 0, 9], server.addr).await.unwrap();
     let answer = read_all(&mut fourth).await;
     assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
