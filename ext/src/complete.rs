@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::Result;
+use crate::json;
 use crate::savepoint::in_savepoint;
 use crate::session::Session;
 use crate::sync::sync;
@@ -26,7 +27,7 @@ pub fn complete(
     env: &dyn Env,
     session_id: &str,
     payload: Option<&str>,
-) -> Result<Value> {
+) -> Result<String> {
     // Nothing is read from the payload yet, but it must be an object.
     validate::payload_object(payload)?;
     in_savepoint(conn, || {
@@ -34,7 +35,7 @@ pub fn complete(
         if let Some(first) = &session.completion_result {
             let mut replay: Value = serde_json::from_str(first)?;
             replay["already_completed"] = Value::Bool(true);
-            return Ok(replay);
+            return Ok(json::to_text(&replay));
         }
         session.ensure_writable()?;
         sync(conn, env, &session)

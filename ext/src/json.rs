@@ -14,6 +14,12 @@ pub fn to_text(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// A string as a JSON string literal, quotes and escapes included.
+pub fn string(text: &str) -> String {
+    // Serializing a `str` cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
+}
+
 /// A value as the text result of an SQL function.
 pub fn to_sql(value: Value) -> SqlValue {
     SqlValue::Text(to_text(&value))

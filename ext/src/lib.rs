@@ -175,14 +175,15 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             &step,
             payload.as_deref(),
         )
-        .map(to_sql)
+        .map(SqlValue::Text)
     }),
     ("onboarding_complete", 1, WRITER, |c| {
-        complete::complete(&*c.conn()?, c.env, &c.session_id()?, None).map(to_sql)
+        complete::complete(&*c.conn()?, c.env, &c.session_id()?, None).map(SqlValue::Text)
     }),
     ("onboarding_complete", 2, WRITER, |c| {
         let payload = c.payload(1)?;
-        complete::complete(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref()).map(to_sql)
+        complete::complete(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref())
+            .map(SqlValue::Text)
     }),
     ("onboarding_get", 1, READER, |c| {
         get::get(&*c.conn()?, c.env, &c.session_id()?).map(to_sql)

@@ -30,8 +30,9 @@ const DEFAULT_ASSISTANT_NAME: &str = "Sara";
 const DEFAULT_VOICE: &str = "female";
 
 /// Syncs a session that is still in progress and answers
-/// `onboarding_complete`'s body, which the session keeps for retries.
-pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value> {
+/// `onboarding_complete`'s body as JSON text: the text the session keeps
+/// for retries, serialised once for both.
+pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<String> {
     let channels = session.channels()?;
     let business = stored_json(session.data(Step::Business))?;
     let vapi = stored_json(session.data(Step::Vapi))?;
@@ -68,6 +69,7 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Value
             "knowledge_base": knowledge_base,
         },
     });
+    let result = json::to_text(&result);
     part.session_done(&result)?;
     Ok(result)
 }
@@ -397,7 +399,7 @@ impl Part<'_> {
     }
 
     /// The session: completed, and the answer kept for retries.
-    fn session_done(&self, result: &Value) -> Result<()> {
+    fn session_done(&self, result: &str) -> Result<()> {
         sql::execute(
             self.conn,
             "UPDATE onboarding_sessions SET status = 'completed', current_step = ?4,
@@ -406,7 +408,7 @@ impl Part<'_> {
              WHERE id = ?3",
             (
                 self.now,
-                json::to_text(result),
+                result,
                 &self.session.id,
                 Progress::COMPLETED.step,
                 Progress::COMPLETED.percentage,
