@@ -168,17 +168,23 @@ pub fn allow_header(methods: &[&Method]) -> String {
 /// not decode to UTF-8 fits nothing. Whether the session exists is the
 /// library's answer.
 fn match_path(template: &str, path: &str) -> Option<Option<String>> {
+    // The id is decoded once the whole path fits: a request is tried
+    // against every route before its own, and most share the id's place.
     let mut id = None;
     let (mut t, mut p) = (template.split('/'), path.split('/'));
     loop {
         match (t.next(), p.next()) {
-            (None, None) => return Some(id),
-            (Some(SESSION_ID), Some(segment)) if !segment.is_empty() => {
-                let decoded = percent_encoding::percent_decode_str(segment).decode_utf8();
-                id = Some(decoded.ok()?.into_owned());
-            }
+            (None, None) => break,
+            (Some(SESSION_ID), Some(segment)) if !segment.is_empty() => id = Some(segment),
             (Some(a), Some(b)) if a == b => {}
             _ => return None,
+        }
+    }
+    match id {
+        None => Some(None),
+        Some(segment) => {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8();
+            Some(Some(decoded.ok()?.into_owned()))
         }
     }
 }

@@ -82,8 +82,13 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
         .filter(|o| app.cors_origins.iter().any(|a| a == *o))
         .cloned();
     // The log names the route's pattern, never the path: a session id is
-    // the only credential of an onboarding.
-    let route = routes::pattern(req.uri().path()).unwrap_or("-");
+    // the only credential of an onboarding. Looked up only when the line
+    // is logged (`--log-level info` or finer).
+    let route = if tracing::enabled!(tracing::Level::INFO) {
+        routes::pattern(req.uri().path()).unwrap_or("-")
+    } else {
+        "-"
+    };
     let sent_body = has_body(&req);
     let mut body_read = false;
     let mut reply = match check_framing(&req) {
