@@ -170,6 +170,13 @@ pub fn allow_header(methods: &[&Method]) -> String {
 fn match_path(template: &str, path: &str) -> Option<Option<String>> {
     // The id is decoded once the whole path fits: a request is tried
     // against every route before its own, and most share the id's place.
+    // Most routes differ by their last segment: a path that cannot end
+    // like the template is turned away before any split.
+    if let Some(last) = template.rsplit('/').next() {
+        if last != SESSION_ID && !path.ends_with(last) {
+            return None;
+        }
+    }
     let mut id = None;
     let (mut t, mut p) = (template.split('/'), path.split('/'));
     loop {
