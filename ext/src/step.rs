@@ -53,7 +53,7 @@ pub fn step(
             conn,
             step.save_sql(),
             (
-                json::to_text(&data),
+                data,
                 progress.step,
                 progress.percentage,
                 &now,
@@ -74,7 +74,7 @@ pub fn step(
 }
 
 /// Validates `step`'s payload, makes the step's writes outside the session
-/// row, and answers the JSON the session keeps for the step.
+/// row, and answers the JSON text the session keeps for the step.
 fn save(
     conn: &Connection,
     settings: &Settings,
@@ -82,13 +82,18 @@ fn save(
     map: &Object,
     session: &SessionHead,
     now: &str,
-) -> Result<Value> {
+) -> Result<String> {
     Ok(match step {
         Step::Business => save_business(conn, session, &validate::business(map)?, now)?,
-        Step::Channels => json!({ "channels": validate::channels(map)? }),
-        Step::Vapi => validate::vapi(map)?.to_json(),
-        Step::Kb => validate::kb(map, &settings.crawl_allow_hosts)?,
-        Step::Appointments => save_appointments(conn, session, &validate::appointments(map)?, now)?,
+        Step::Channels => json::to_text(&json!({ "channels": validate::channels(map)? })),
+        Step::Vapi => validate::vapi(map)?.to_text(),
+        Step::Kb => json::to_text(&validate::kb(map, &settings.crawl_allow_hosts)?),
+        Step::Appointments => json::to_text(&save_appointments(
+            conn,
+            session,
+            &validate::appointments(map)?,
+            now,
+        )?),
     })
 }
 
@@ -101,7 +106,7 @@ fn save_business(
     session: &SessionHead,
     b: &validate::Business,
     now: &str,
-) -> Result<Value> {
+) -> Result<String> {
     let taken: bool = sql::query_row(
         conn,
         "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
@@ -125,7 +130,7 @@ fn save_business(
         ),
     )?;
     verification::cancel_other_numbers(conn, &session.id, &b.phone, now)?;
-    Ok(b.to_json())
+    Ok(b.to_text())
 }
 
 /// Merges the appointments step's settings into the tenant's booking

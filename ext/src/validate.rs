@@ -139,13 +139,16 @@ pub struct Business {
 }
 
 impl Business {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "company_name": self.company_name,
-            "industry": self.industry,
-            "phone": self.phone,
-            "email": self.email,
-        })
+    /// The JSON text the session keeps, written out rather than built as a
+    /// map and serialised: `{"company_name":…,"industry":…,"phone":…,"email":…}`.
+    pub fn to_text(&self) -> String {
+        format!(
+            r#"{{"company_name":{},"industry":{},"phone":{},"email":{}}}"#,
+            crate::json::string(&self.company_name),
+            crate::json::string(&self.industry),
+            crate::json::string(&self.phone),
+            crate::json::string(&self.email),
+        )
     }
 }
 
@@ -269,12 +272,15 @@ pub struct Vapi {
 }
 
 impl Vapi {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "agent_type": self.agent_type.id,
-            "voice": self.voice,
-            "assistant_name": self.assistant_name,
-        })
+    /// The JSON text the session keeps, written out as [`Business::to_text`]:
+    /// `{"agent_type":…,"voice":…,"assistant_name":…}`.
+    pub fn to_text(&self) -> String {
+        format!(
+            r#"{{"agent_type":{},"voice":{},"assistant_name":{}}}"#,
+            crate::json::string(self.agent_type.id),
+            crate::json::string(&self.voice),
+            crate::json::string(&self.assistant_name),
+        )
     }
 }
 
