@@ -7,7 +7,7 @@
 //!         [--max-seconds S] [--server-log-level warn]
 //!         [--dqlite-node PATH --extension PATH] [--five-call true|false]
 //! loadgen --peers true [--ceiling PATH] [--node-peer DIR] [--flows N]
-//!         [--concurrency 64]
+//!         [--concurrency 64] [--rounds R]
 //! ```
 //!
 //! With `--peers true` (`make bench-peers`, `scripts/bench-peers`), it runs
@@ -16,8 +16,12 @@
 //! canned-answer ceiling (`--ceiling`, the built `onboarding-ceiling`), this
 //! server with `--synchronous full`, and the Node peer (`--node-peer`, a
 //! copy of `peers/node/` with its `node_modules`, `../schema.sql` beside
-//! it), each started on a free loopback port and stopped after its run; then
-//! prints this server's flows/s over the Node peer's and over the ceiling's.
+//! it), each started on a free loopback port and stopped after its run,
+//! `--rounds` times (1 by default; `make bench-peers` runs 3). Then it
+//! prints this server's flows/s over the Node peer's and over the
+//! ceiling's within each round, and the median over the rounds: this
+//! machine's speed moves from minute to minute, so a ratio only compares
+//! runs taken seconds apart.
 //! A peer left out is skipped with a line saying so. `--five-call true`
 //! alone gives the five-call flow to the ordinary runs.
 //!
@@ -572,6 +576,8 @@ struct Options {
     five_call: bool,
     /// The peers' comparison: ceiling, this server, Node peer, in turn.
     peers: bool,
+    /// How many times the peers' comparison runs its three in turn.
+    rounds: usize,
     /// The built canned-answer ceiling (`onboarding-ceiling`).
     ceiling: Option<PathBuf>,
     /// A copy of the Node peer's folder, `npm install` done.
@@ -694,6 +700,7 @@ fn run() -> Result<()> {
         },
         five_call: report::arg("--five-call", false) || report::arg("--peers", false),
         peers: report::arg("--peers", false),
+        rounds: report::arg("--rounds", 1usize).clamp(1, 20),
         ceiling: Some(report::arg("--ceiling", String::new()))
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
@@ -712,15 +719,22 @@ fn run() -> Result<()> {
     let mut plan: Vec<(&str, usize)> = Vec::new();
     if o.peers {
         // In turn, at the highest concurrency: the ceiling, this server, the
-        // Node peer; a peer not given is skipped, saying so.
-        match &o.ceiling {
-            Some(_) => plan.push((PEER_CEILING, top)),
-            None => eprintln!("*** no --ceiling: the canned-answer ceiling is skipped ***"),
+        // Node peer, `--rounds` times, so that each ratio compares runs a
+        // few seconds apart; a peer not given is skipped, saying so.
+        if o.ceiling.is_none() {
+            eprintln!("*** no --ceiling: the canned-answer ceiling is skipped ***");
         }
-        plan.push(("full", top));
-        match &o.node_peer {
-            Some(_) => plan.push((PEER_NODE, top)),
-            None => eprintln!("*** no --node-peer: the Node peer is skipped ***"),
+        if o.node_peer.is_none() {
+            eprintln!("*** no --node-peer: the Node peer is skipped ***");
+        }
+        for _ in 0..o.rounds {
+            if o.ceiling.is_some() {
+                plan.push((PEER_CEILING, top));
+            }
+            plan.push(("full", top));
+            if o.node_peer.is_some() {
+                plan.push((PEER_NODE, top));
+            }
         }
     } else {
         plan.extend(levels.iter().map(|&c| ("full", c)));
@@ -876,12 +890,34 @@ fn run() -> Result<()> {
         _ => None,
     };
     // The peers' comparison: this server (--synchronous full) over the Node
-    // peer and over the ceiling, in the same run.
-    let peer_ratio = |peer: &str| match (find("full"), find(peer)) {
-        (Some(f), Some(p)) if p > 0.0 => Some(f / p),
-        _ => None,
+    // peer and over the ceiling, within each round, then the median over
+    // the rounds.
+    let per_round = if o.peers {
+        plan.len() / o.rounds
+    } else {
+        plan.len()
     };
-    let (over_node, over_ceiling) = (peer_ratio(PEER_NODE), peer_ratio(PEER_CEILING));
+    let rounds: Vec<&[RunResult]> = results.chunks(per_round.max(1)).collect();
+    let round_ratios = |peer: &str| -> Vec<f64> {
+        rounds
+            .iter()
+            .filter_map(|round| {
+                let flows = |sync: &str| {
+                    round
+                        .iter()
+                        .find(|r| r.synchronous == sync && r.concurrency == top)
+                        .map(RunResult::flows_per_s)
+                };
+                match (flows("full"), flows(peer)) {
+                    (Some(f), Some(p)) if p > 0.0 => Some(f / p),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    let (node_ratios, ceiling_ratios) = (round_ratios(PEER_NODE), round_ratios(PEER_CEILING));
+    let median_of = |v: &[f64]| (!v.is_empty()).then(|| report::median(v));
+    let (over_node, over_ceiling) = (median_of(&node_ratios), median_of(&ceiling_ratios));
     if o.peers {
         let mut peers = Table::new(&["run", "flows/s", "p99 ms", "peak RSS MB", "errors"]);
         for r in results.iter().filter(|r| r.concurrency == top) {
@@ -902,12 +938,28 @@ fn run() -> Result<()> {
             "peers, concurrency {top}, five-call flows (create, business, vapi, kb, complete):"
         );
         println!("{}", peers.render());
+        let each = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let over = |v: &[f64]| match v.len() {
+            1 => String::new(),
+            n => format!(" (median of {n} rounds: {})", each(v)),
+        };
         match over_node {
-            Some(r) => println!("this server / Node peer = {r:.2} (target >= 5)"),
+            Some(r) => println!(
+                "this server / Node peer = {r:.2}{} (target >= 5)",
+                over(&node_ratios)
+            ),
             None => println!("this server / Node peer: not measured (Node peer skipped)"),
         }
         match over_ceiling {
-            Some(r) => println!("this server / ceiling = {r:.2} (target >= 0.40)"),
+            Some(r) => println!(
+                "this server / ceiling = {r:.2}{} (target >= 0.40)",
+                over(&ceiling_ratios)
+            ),
             None => println!("this server / ceiling: not measured (ceiling skipped)"),
         }
     }
@@ -923,6 +975,9 @@ fn run() -> Result<()> {
         "five_call_flows": o.five_call,
         "server_over_node_peer": round2(over_node),
         "server_over_ceiling": round2(over_ceiling),
+        "rounds": if o.peers { o.rounds } else { 0 },
+        "server_over_node_peer_per_round": node_ratios.iter().map(|r| round2(Some(*r))).collect::<Vec<_>>(),
+        "server_over_ceiling_per_round": ceiling_ratios.iter().map(|r| round2(Some(*r))).collect::<Vec<_>>(),
     });
     println!("{line}");
     let errors: u64 = results.iter().map(|r| r.errors).sum();
