@@ -87,13 +87,7 @@ fn statements(conn: &Connection) -> (usize, usize) {
 /// failures too, and the release finalizes them all.
 #[test]
 fn cached_statements_are_reused_reset_and_released() {
-    let conn = Connection::open_in_memory().unwrap();
-    let env = PinnedEnv::new(T0, 7);
-    let guard = onboarding::register_cached(&conn, env.clone()).unwrap();
-    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-    conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
-        .unwrap();
-    let db = Db { conn, env };
+    let (guard, db) = Db::cached();
     let flow = |n: usize| {
         let s = db.create();
         db.business(&s, &format!("contact{n}@entreprise.fr"));
