@@ -354,3 +354,48 @@ pub enum CacheState {
     /// The owner released the statements: calls prepare per call.
     Released,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::PinnedEnv;
+
+    /// The statements the library runs under `register_cached` are kept in
+    /// its own list, keyed by literal, not in rusqlite's cache: the
+    /// integration tests see the same statement count either way.
+    #[test]
+    fn a_cached_registration_keeps_its_statements_by_literal() {
+        let conn = Connection::open_in_memory().unwrap();
+        let guard = crate::register_cached(&conn, PinnedEnv::new(0, 3)).unwrap();
+        conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+            .unwrap();
+        let kept = || {
+            let state = guard.cache.state.lock().unwrap();
+            let CacheState::Ready(ready) = &*state else {
+                panic!("no call has wrapped the connection");
+            };
+            let keys: Vec<StatementKey> =
+                ready.statements.borrow().iter().map(|(k, _)| *k).collect();
+            keys
+        };
+        let create = || {
+            conn.query_row("SELECT onboarding_create()", [], |r| r.get::<_, String>(0))
+                .unwrap()
+        };
+        create();
+        let mut first = kept();
+        assert!(!first.is_empty());
+        create();
+        let mut second = kept();
+        first.sort_unstable();
+        second.sort_unstable();
+        assert_eq!(first, second);
+        second.dedup();
+        assert_eq!(first.len(), second.len(), "a literal kept twice");
+        guard.release();
+        assert!(matches!(
+            &*guard.cache.state.lock().unwrap(),
+            CacheState::Released
+        ));
+    }
+}
