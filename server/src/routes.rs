@@ -187,13 +187,13 @@ fn match_path(template: &str, path: &str) -> Option<Option<String>> {
             _ => return None,
         }
     }
-    match id {
-        None => Some(None),
-        Some(segment) => {
-            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8();
-            Some(Some(decoded.ok()?.into_owned()))
-        }
-    }
+    id.map(|segment| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .map(|decoded| decoded.into_owned())
+    })
+    .transpose()
+    .ok()
 }
 
 #[cfg(test)]
