@@ -50,7 +50,7 @@ impl Checkpointer {
         busy_timeout: Duration,
         log_failure: LogFailure,
     ) -> Result<Checkpointer, String> {
-        let conn = connect(path, synchronous, busy_timeout)?;
+        let conn = connect(path, None, synchronous, busy_timeout)?;
         // One pending wake-up is enough: nudges coalesce.
         let (wake, wakes) = std_mpsc::sync_channel::<()>(1);
         let wal_frames = Arc::new(AtomicI64::new(0));

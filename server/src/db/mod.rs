@@ -40,12 +40,14 @@
 //! | `checkpoint.rs` | the checkpointer thread |
 //! | `writer.rs` | the writer thread: its queue, batches, close |
 //! | `file.rs` | the single-file backend: group commit with a re-run-alone fallback, checkpoints, close |
+//! | `gather.rs` | the writer's VFS: a commit's WAL writes reach the file in one write |
 //! | `syncer.rs` | the log syncer: answers a committed batch once its WAL frames are on disk (`--synchronous full`) |
 //! | `dqlite.rs` | the dqlite backend: the leader followed, batches retried, request keys |
 
 mod checkpoint;
 mod dqlite;
 mod file;
+mod gather;
 mod open;
 mod query;
 mod syncer;

@@ -1,14 +1,16 @@
 //! Opening the writer's connection: WAL, pragmas, the functions (linked or
 //! loaded with `--extension`), migration.
 
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, LoadExtensionGuard};
+use rusqlite::{Connection, LoadExtensionGuard, OpenFlags};
 
 use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
+use super::gather;
 use super::query::error_text;
 use super::syncer::LogFailure;
 use crate::config::{Synchronous, WalCheckpoint};
@@ -48,7 +50,13 @@ pub(super) struct Database {
 /// Opens the database as the server needs it; every error names its step.
 pub(super) fn open(options: &Options) -> Result<Database, String> {
     let path = options.path.display();
-    let conn = connect(&options.path, options.synchronous, options.busy_timeout)?;
+    let vfs = gather::register()?;
+    let conn = connect(
+        &options.path,
+        Some(vfs),
+        options.synchronous,
+        options.busy_timeout,
+    )?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(|e| format!("cannot switch {path} to WAL mode: {e}"))?;
@@ -109,14 +117,20 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
     })
 }
 
-/// A connection to `path` with the server's busy timeout and durability.
+/// A connection to `path` with the server's busy timeout and durability,
+/// through `vfs` (the default VFS when `None`).
 pub(super) fn connect(
     path: &Path,
+    vfs: Option<&CStr>,
     synchronous: Synchronous,
     busy_timeout: Duration,
 ) -> Result<Connection, String> {
     let shown = path.display();
-    let conn = Connection::open(path).map_err(|e| format!("cannot open database {shown}: {e}"))?;
+    let opened = match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs),
+        None => Connection::open(path),
+    };
+    let conn = opened.map_err(|e| format!("cannot open database {shown}: {e}"))?;
     // Only another process (a `sqlite3` shell, a backup) or the checkpointer
     // can hold a lock: wait for it a while rather than fail a whole batch.
     conn.busy_timeout(busy_timeout)
