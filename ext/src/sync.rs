@@ -8,13 +8,14 @@
 //! savepoint, so a part that fails undoes the parts before it.
 
 use rusqlite::Connection;
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::analytics::{self, OnStep};
 use crate::catalog;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
-use crate::json;
 use crate::kb::store;
 use crate::session::{stored_json, stored_str, Progress, Session, Step};
 use crate::sql;
@@ -50,28 +51,132 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Strin
     let agent_config = part.agent_config(&vapi, company.name)?;
     let phone_mapping = part.phone_mapping(company.phone)?;
     let campaign = part.campaign(booking, company.name)?;
-    let knowledge_base = part.knowledge_base()?;
+    let kb = stored_json(session.data(Step::Kb))?;
+    let knowledge_base = part.knowledge_base(&kb)?;
     let duration_seconds = part.completion_time(now_ms)?;
-    let result = json!({
-        "success": true,
-        "message": SUCCESS_MESSAGE,
-        "session_id": session.id,
-        "tenant_id": session.tenant_id,
-        "duration_seconds": duration_seconds,
+    let result = Completed {
+        success: true,
+        message: SUCCESS_MESSAGE,
+        session_id: &session.id,
+        tenant_id: &session.tenant_id,
+        duration_seconds,
         // Rounded to the nearest minute, as the original answered (342 s -> 6).
-        "duration_minutes": (duration_seconds + 30) / 60,
-        "sync_status": "synced",
-        "already_completed": false,
-        "synced": {
-            "agent_config": agent_config,
-            "phone_mapping": phone_mapping,
-            "campaign": campaign,
-            "knowledge_base": knowledge_base,
+        duration_minutes: (duration_seconds + 30) / 60,
+        sync_status: "synced",
+        already_completed: false,
+        synced: Synced {
+            agent_config,
+            phone_mapping,
+            campaign,
+            knowledge_base,
         },
-    });
-    let result = json::to_text(&result);
+    };
+    // Serializing these structs cannot fail: every map key is a string.
+    let result = serde_json::to_string(&result).unwrap_or_default();
     part.session_done(&result)?;
     Ok(result)
+}
+
+/// `onboarding_complete`'s answer, in the order its keys are written.
+#[derive(Serialize)]
+struct Completed<'a> {
+    success: bool,
+    message: &'static str,
+    session_id: &'a str,
+    tenant_id: &'a str,
+    duration_seconds: i64,
+    duration_minutes: i64,
+    sync_status: &'static str,
+    already_completed: bool,
+    synced: Synced<'a>,
+}
+
+/// What each part wrote; `null` for a part that had nothing to write.
+#[derive(Serialize)]
+struct Synced<'a> {
+    agent_config: AgentConfig<'a>,
+    phone_mapping: PhoneMapping<'a>,
+    campaign: Option<Campaign<'a>>,
+    knowledge_base: Option<KnowledgeBase<'a>>,
+}
+
+#[derive(Serialize)]
+struct AgentConfig<'a> {
+    agent_type: &'static str,
+    agent_name: &'a str,
+    voice_provider: &'static str,
+    voice_id: &'static str,
+    voice_language: &'static str,
+    channels: &'a [String],
+}
+
+#[derive(Serialize)]
+struct PhoneMapping<'a> {
+    phone_number: &'a str,
+    status: &'static str,
+    is_active: bool,
+}
+
+#[derive(Serialize)]
+struct Campaign<'a> {
+    name: String,
+    campaign_type: &'static str,
+    status: &'static str,
+    channels: &'a [String],
+    settings: CampaignSettings,
+}
+
+/// Stored as the campaign's `settings` and answered as is.
+#[derive(Serialize)]
+struct CampaignSettings {
+    provider: String,
+    event_type_id: Option<String>,
+    timezone: String,
+}
+
+#[derive(Serialize)]
+struct KnowledgeBase<'a> {
+    method: &'a str,
+    crawl_job: Option<CrawlJob<'a>>,
+    documents: Option<DocumentsStored>,
+}
+
+#[derive(Serialize)]
+struct CrawlJob<'a> {
+    url: &'a str,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct DocumentsStored {
+    documents_stored: usize,
+    chunks: usize,
+}
+
+/// Every channel the platform has, enabled or not, in [`CHANNELS`]'
+/// order: `{"phone":{"enabled":true},"sms":{"enabled":false},…}`.
+struct ChannelsConfig<'a>(&'a [String]);
+
+#[derive(Serialize)]
+struct Enabled {
+    enabled: bool,
+}
+
+impl Serialize for ChannelsConfig<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(CHANNELS.len()))?;
+        for channel in CHANNELS {
+            let enabled = self.0.iter().any(|chosen| chosen == channel);
+            map.serialize_entry(channel, &Enabled { enabled })?;
+        }
+        map.end()
+    }
+}
+
+/// A value as JSON text for a column (the schema checks `json_valid`).
+fn text(value: &impl Serialize) -> String {
+    // Serializing these types cannot fail: every map key is a string.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// Completion needs `business`, and `vapi` when the channels include
@@ -185,7 +290,7 @@ impl Part<'_> {
     /// `omni_agent_configs`, one row per tenant: the agent type, name and
     /// voice of the vapi step (or the defaults), with the prompt and the
     /// greeting rendered from the agent type's templates.
-    fn agent_config(&self, vapi: &Value, company_name: &str) -> Result<Value> {
+    fn agent_config<'s>(&'s self, vapi: &'s Value, company_name: &str) -> Result<AgentConfig<'s>> {
         let (agent_type_id, agent_name, voice_choice) = if vapi.is_null() {
             (DEFAULT_AGENT_TYPE, DEFAULT_ASSISTANT_NAME, DEFAULT_VOICE)
         } else {
@@ -227,31 +332,18 @@ impl Part<'_> {
                 catalog::VOICE_LANGUAGE,
                 catalog::system_prompt(agent, agent_name, company_name),
                 catalog::render(agent.greeting, agent_name, company_name),
-                json::to_text(&self.channels_config()),
+                text(&ChannelsConfig(self.channels)),
                 self.now,
             ],
         )?;
-        Ok(json!({
-            "agent_type": agent.id,
-            "agent_name": agent_name,
-            "voice_provider": catalog::VOICE_PROVIDER,
-            "voice_id": voice.provider_voice_id,
-            "voice_language": catalog::VOICE_LANGUAGE,
-            "channels": self.channels,
-        }))
-    }
-
-    /// Every channel the platform has, enabled or not:
-    /// `{"phone":{"enabled":true},"sms":{"enabled":false},…}`.
-    fn channels_config(&self) -> Value {
-        let config: Map<String, Value> = CHANNELS
-            .iter()
-            .map(|c| {
-                let enabled = self.channels.iter().any(|chosen| chosen == c);
-                (c.to_string(), json!({ "enabled": enabled }))
-            })
-            .collect();
-        Value::Object(config)
+        Ok(AgentConfig {
+            agent_type: agent.id,
+            agent_name,
+            voice_provider: catalog::VOICE_PROVIDER,
+            voice_id: voice.provider_voice_id,
+            voice_language: catalog::VOICE_LANGUAGE,
+            channels: self.channels,
+        })
     }
 
     /// `omni_phone_mappings`: the business phone, declared. A number routes
@@ -259,7 +351,7 @@ impl Part<'_> {
     /// starts inactive, pending verification; verified (by a code checked
     /// before completion) it is verified, and active unless another tenant
     /// has the number active.
-    fn phone_mapping(&self, phone: &str) -> Result<Value> {
+    fn phone_mapping<'p>(&self, phone: &'p str) -> Result<PhoneMapping<'p>> {
         let (tenant, session) = (&self.session.tenant_id, &self.session.id);
         let verified = verification::verified_for(self.conn, session, phone)?;
         let active = verified && !verification::active_elsewhere(self.conn, tenant, phone)?;
@@ -276,28 +368,28 @@ impl Part<'_> {
              ON CONFLICT (tenant_id, phone_number) DO NOTHING",
             (phone, tenant, active, status, self.now),
         )?;
-        Ok(json!({
-            "phone_number": phone,
-            "status": status,
-            "is_active": active,
-        }))
+        Ok(PhoneMapping {
+            phone_number: phone,
+            status,
+            is_active: active,
+        })
     }
 
     /// `omnichannel_campaigns`: an appointment campaign, only when
     /// appointments are configured, by the appointments step or by booking
     /// settings set on the tenant directly; `null` otherwise.
-    fn campaign(&self, booking: Booking, company_name: &str) -> Result<Value> {
+    fn campaign(&self, booking: Booking, company_name: &str) -> Result<Option<Campaign<'_>>> {
         let configured =
             self.session.data(Step::Appointments).is_some() || booking.event_type_id.is_some();
         if !configured {
-            return Ok(Value::Null);
+            return Ok(None);
         }
         let name = format!("Prise de rendez-vous – {company_name}");
-        let settings = json!({
-            "provider": booking.provider.unwrap_or_else(|| "cal_com".to_string()),
-            "event_type_id": booking.event_type_id,
-            "timezone": booking.timezone,
-        });
+        let settings = CampaignSettings {
+            provider: booking.provider.unwrap_or_else(|| "cal_com".to_string()),
+            event_type_id: booking.event_type_id,
+            timezone: booking.timezone,
+        };
         sql::execute(
             self.conn,
             "INSERT INTO omnichannel_campaigns (tenant_id, name, campaign_type, channels,
@@ -310,31 +402,30 @@ impl Part<'_> {
             (
                 &self.session.tenant_id,
                 &name,
-                json::to_text(&json!(self.channels)),
-                json::to_text(&settings),
+                text(&self.channels),
+                text(&settings),
                 self.now,
             ),
         )?;
-        Ok(json!({
-            "name": name,
-            "campaign_type": "appointment",
-            "status": "active",
-            "channels": self.channels,
-            "settings": settings,
+        Ok(Some(Campaign {
+            name,
+            campaign_type: "appointment",
+            status: "active",
+            channels: self.channels,
+            settings,
         }))
     }
 
     /// The knowledge base: for a website, a queued `kb_crawl_jobs` row; for
     /// documents, each one stored and indexed now (`kb_documents`,
     /// `kb_chunks`, `kb_chunks_fts`); `null` when the kb step was not saved.
-    fn knowledge_base(&self) -> Result<Value> {
-        let kb = stored_json(self.session.data(Step::Kb))?;
+    fn knowledge_base<'k>(&self, kb: &'k Value) -> Result<Option<KnowledgeBase<'k>>> {
         if kb.is_null() {
-            return Ok(Value::Null);
+            return Ok(None);
         }
-        let method = stored_str(&kb, "method")?;
+        let method = stored_str(kb, "method")?;
         let crawl_job = if method == "website" {
-            let url = stored_str(&kb, "crawl_url")?;
+            let url = stored_str(kb, "crawl_url")?;
             sql::execute(
                 self.conn,
                 "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
@@ -342,21 +433,28 @@ impl Part<'_> {
                  VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
                 (&self.session.tenant_id, &self.session.id, url, self.now),
             )?;
-            json!({ "url": url, "status": "queued" })
+            Some(CrawlJob {
+                url,
+                status: "queued",
+            })
         } else {
-            Value::Null
+            None
         };
         let documents = if method == "documents" {
-            self.documents(&kb["documents"])?
+            Some(self.documents(&kb["documents"])?)
         } else {
-            Value::Null
+            None
         };
-        Ok(json!({ "method": method, "crawl_job": crawl_job, "documents": documents }))
+        Ok(Some(KnowledgeBase {
+            method,
+            crawl_job,
+            documents,
+        }))
     }
 
     /// The kb step's documents (validated when saved), each stored once per
     /// text and cut into indexed chunks: `{"documents_stored","chunks"}`.
-    fn documents(&self, documents: &Value) -> Result<Value> {
+    fn documents(&self, documents: &Value) -> Result<DocumentsStored> {
         let mut stored = 0;
         let mut chunks = 0;
         for doc in documents.as_array().into_iter().flatten() {
@@ -375,7 +473,10 @@ impl Part<'_> {
                 chunks += n;
             }
         }
-        Ok(json!({ "documents_stored": stored, "chunks": chunks }))
+        Ok(DocumentsStored {
+            documents_stored: stored,
+            chunks,
+        })
     }
 
     /// `onboarding_analytics`: the last step's time, the total, done.
