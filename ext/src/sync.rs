@@ -9,15 +9,16 @@
 
 use rusqlite::Connection;
 use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::analytics::{self, OnStep};
 use crate::catalog;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::kb::store;
-use crate::session::{stored_json, stored_str, Progress, Session, Step};
+use crate::session::{Progress, Session, Step};
 use crate::sql;
 use crate::validate::{email_taken, CHANNELS};
 use crate::verification;
@@ -35,9 +36,9 @@ const DEFAULT_VOICE: &str = "female";
 /// for retries, serialised once for both.
 pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<String> {
     let channels = session.channels()?;
-    let business = stored_json(session.data(Step::Business))?;
-    let vapi = stored_json(session.data(Step::Vapi))?;
-    required_steps(session, &business, &vapi, &channels)?;
+    let business = stored::<Company>(session.data(Step::Business))?;
+    let vapi = stored::<StoredVapi>(session.data(Step::Vapi))?;
+    let company = required_steps(session, business, vapi.is_some(), &channels)?;
     let now_ms = env.now_ms();
     let now = iso8601(now_ms);
     let part = Part {
@@ -46,13 +47,12 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Strin
         channels: &channels,
         now: &now,
     };
-    let company = Company::read(&business)?;
     let booking = part.tenant(&company)?;
-    let agent_config = part.agent_config(&vapi, company.name)?;
-    let phone_mapping = part.phone_mapping(company.phone)?;
-    let campaign = part.campaign(booking, company.name)?;
-    let kb = stored_json(session.data(Step::Kb))?;
-    let knowledge_base = part.knowledge_base(&kb)?;
+    let agent_config = part.agent_config(vapi.as_ref(), &company.name)?;
+    let phone_mapping = part.phone_mapping(&company.phone)?;
+    let campaign = part.campaign(booking, &company.name)?;
+    let kb = stored::<StoredKb>(session.data(Step::Kb))?;
+    let knowledge_base = part.knowledge_base(kb.as_ref())?;
     let duration_seconds = part.completion_time(now_ms)?;
     let result = Completed {
         success: true,
@@ -179,52 +179,85 @@ fn text(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// A step's data as the session keeps it (validated when saved), read
+/// into the fields completion uses; `None` when the step was not saved.
+fn stored<'t, T: Deserialize<'t>>(text: Option<&'t str>) -> Result<Option<T>> {
+    Ok(text.map(serde_json::from_str).transpose()?)
+}
+
 /// Completion needs `business`, and `vapi` when the channels include
-/// `phone`; otherwise `incomplete`, naming every missing step.
-fn required_steps(
+/// `phone`; otherwise `incomplete`, naming every missing step. Answers the
+/// business.
+fn required_steps<'t>(
     session: &Session,
-    business: &Value,
-    vapi: &Value,
+    business: Option<Company<'t>>,
+    has_vapi: bool,
     channels: &[String],
-) -> Result<()> {
+) -> Result<Company<'t>> {
     let mut missing = Vec::new();
-    if business.is_null() {
+    if business.is_none() {
         missing.push(Step::Business.name());
     }
-    if vapi.is_null() && channels.iter().any(|c| c == "phone") {
+    if !has_vapi && channels.iter().any(|c| c == "phone") {
         missing.push(Step::Vapi.name());
     }
-    if missing.is_empty() {
-        return Ok(());
+    match business {
+        Some(company) if missing.is_empty() => Ok(company),
+        _ => Err(Error::new(
+            ErrorKind::Incomplete,
+            format!(
+                "session {} is missing steps: {} (save them before completing)",
+                quote(&session.id),
+                missing.join(", ")
+            ),
+        )),
     }
-    Err(Error::new(
-        ErrorKind::Incomplete,
-        format!(
-            "session {} is missing steps: {} (save them before completing)",
-            quote(&session.id),
-            missing.join(", ")
-        ),
-    ))
 }
 
-/// The business step's data, as stored (already validated).
-struct Company<'v> {
-    name: &'v str,
-    email: &'v str,
+/// The business step's data. The texts borrow the stored JSON unless it
+/// escapes a character.
+#[derive(Deserialize)]
+struct Company<'t> {
+    #[serde(borrow, rename = "company_name")]
+    name: Cow<'t, str>,
+    #[serde(borrow)]
+    email: Cow<'t, str>,
     /// E.164.
-    phone: &'v str,
-    industry: &'v str,
+    #[serde(borrow)]
+    phone: Cow<'t, str>,
+    #[serde(borrow)]
+    industry: Cow<'t, str>,
 }
 
-impl<'v> Company<'v> {
-    fn read(business: &'v Value) -> Result<Company<'v>> {
-        Ok(Company {
-            name: stored_str(business, "company_name")?,
-            email: stored_str(business, "email")?,
-            phone: stored_str(business, "phone")?,
-            industry: stored_str(business, "industry")?,
-        })
-    }
+/// The vapi step's data.
+#[derive(Deserialize)]
+struct StoredVapi<'t> {
+    #[serde(borrow)]
+    agent_type: Cow<'t, str>,
+    #[serde(borrow)]
+    assistant_name: Cow<'t, str>,
+    #[serde(borrow)]
+    voice: Cow<'t, str>,
+}
+
+/// The kb step's data: `crawl_url` with `website`, `documents` with
+/// `documents`.
+#[derive(Deserialize)]
+struct StoredKb<'t> {
+    #[serde(borrow)]
+    method: Cow<'t, str>,
+    #[serde(borrow, default)]
+    crawl_url: Option<Cow<'t, str>>,
+    #[serde(borrow, default)]
+    documents: Vec<StoredDocument<'t>>,
+}
+
+#[derive(Deserialize)]
+struct StoredDocument<'t> {
+    #[serde(borrow)]
+    title: Cow<'t, str>,
+    #[serde(borrow)]
+    content: Cow<'t, str>,
 }
 
 /// The tenant's booking settings, as the tenant part reads them back.
@@ -256,10 +289,10 @@ impl Part<'_> {
                     onboarding_completed = 1, updated_at = ?5
              WHERE id = ?6",
             (
-                company.name,
-                company.email,
-                company.phone,
-                company.industry,
+                &*company.name,
+                &*company.email,
+                &*company.phone,
+                &*company.industry,
                 self.now,
                 &self.session.tenant_id,
             ),
@@ -269,7 +302,7 @@ impl Part<'_> {
                 if f.code == rusqlite::ErrorCode::ConstraintViolation
                     && text.contains("tenants.email") =>
             {
-                email_taken(company.email)
+                email_taken(&company.email)
             }
             _ => e.into(),
         })?;
@@ -290,15 +323,14 @@ impl Part<'_> {
     /// `omni_agent_configs`, one row per tenant: the agent type, name and
     /// voice of the vapi step (or the defaults), with the prompt and the
     /// greeting rendered from the agent type's templates.
-    fn agent_config<'s>(&'s self, vapi: &'s Value, company_name: &str) -> Result<AgentConfig<'s>> {
-        let (agent_type_id, agent_name, voice_choice) = if vapi.is_null() {
-            (DEFAULT_AGENT_TYPE, DEFAULT_ASSISTANT_NAME, DEFAULT_VOICE)
-        } else {
-            (
-                stored_str(vapi, "agent_type")?,
-                stored_str(vapi, "assistant_name")?,
-                stored_str(vapi, "voice")?,
-            )
+    fn agent_config<'s>(
+        &'s self,
+        vapi: Option<&'s StoredVapi<'_>>,
+        company_name: &str,
+    ) -> Result<AgentConfig<'s>> {
+        let (agent_type_id, agent_name, voice_choice) = match vapi {
+            None => (DEFAULT_AGENT_TYPE, DEFAULT_ASSISTANT_NAME, DEFAULT_VOICE),
+            Some(v) => (&*v.agent_type, &*v.assistant_name, &*v.voice),
         };
         let agent = catalog::agent_type(agent_type_id).ok_or_else(|| {
             Error::internal(format!(
@@ -419,13 +451,19 @@ impl Part<'_> {
     /// The knowledge base: for a website, a queued `kb_crawl_jobs` row; for
     /// documents, each one stored and indexed now (`kb_documents`,
     /// `kb_chunks`, `kb_chunks_fts`); `null` when the kb step was not saved.
-    fn knowledge_base<'k>(&self, kb: &'k Value) -> Result<Option<KnowledgeBase<'k>>> {
-        if kb.is_null() {
+    fn knowledge_base<'k>(
+        &self,
+        kb: Option<&'k StoredKb<'_>>,
+    ) -> Result<Option<KnowledgeBase<'k>>> {
+        let Some(kb) = kb else {
             return Ok(None);
-        }
-        let method = stored_str(kb, "method")?;
+        };
+        let method = &*kb.method;
         let crawl_job = if method == "website" {
-            let url = stored_str(kb, "crawl_url")?;
+            let url = kb
+                .crawl_url
+                .as_deref()
+                .ok_or_else(|| Error::internal("stored step data lacks crawl_url"))?;
             sql::execute(
                 self.conn,
                 "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
@@ -441,7 +479,7 @@ impl Part<'_> {
             None
         };
         let documents = if method == "documents" {
-            Some(self.documents(&kb["documents"])?)
+            Some(self.documents(&kb.documents)?)
         } else {
             None
         };
@@ -454,17 +492,17 @@ impl Part<'_> {
 
     /// The kb step's documents (validated when saved), each stored once per
     /// text and cut into indexed chunks: `{"documents_stored","chunks"}`.
-    fn documents(&self, documents: &Value) -> Result<DocumentsStored> {
+    fn documents(&self, documents: &[StoredDocument<'_>]) -> Result<DocumentsStored> {
         let mut stored = 0;
         let mut chunks = 0;
-        for doc in documents.as_array().into_iter().flatten() {
+        for doc in documents {
             let new = store::NewDocument {
                 tenant_id: &self.session.tenant_id,
                 job_id: None,
                 source: "documents",
                 url: None,
-                title: stored_str(doc, "title")?,
-                markdown: stored_str(doc, "content")?,
+                title: &doc.title,
+                markdown: &doc.content,
                 depth: None,
                 now: self.now,
             };
