@@ -779,7 +779,7 @@ mod tests {
 /// default VFS reading what it publishes.
 #[cfg(test)]
 mod sqlite {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use rusqlite::{Connection, OpenFlags};
 
@@ -865,25 +865,38 @@ mod sqlite {
             .unwrap()
     }
 
+    /// A writer with ten pages of cache: a transaction of more spills
+    /// pages into the WAL before it commits, and reads them back from it.
+    fn spilling_writer(dir: &Path) -> (PathBuf, Connection) {
+        let path = dir.join("g.db");
+        let writer = writer(&path);
+        writer.execute_batch("PRAGMA cache_size = 10").unwrap();
+        (path, writer)
+    }
+
+    /// Inserts rows 1 to `n`, each with `blob` (an SQL expression).
+    fn insert_rows(n: u32, blob: &str) -> String {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO t SELECT i, {blob} FROM n;"
+        )
+    }
+
     /// A spilled page changed again makes SQLite rewrite the frames'
     /// checksums after the commit frame, the commit frame's header last.
     #[test]
     fn checksums_rewritten_after_the_commit_frame_are_in_the_file_when_it_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let writer = writer(&path);
+        let (path, writer) = spilling_writer(dir.path());
         writer
             .execute_batch("CREATE INDEX t_x ON t(x); INSERT INTO t VALUES (0, zeroblob(10));")
             .unwrap();
         let checkpointer = Connection::open(&path).unwrap();
-        writer.execute_batch("PRAGMA cache_size = 10").unwrap();
         writer
-            .execute_batch(
-                "BEGIN; \
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
-                 INSERT INTO t SELECT i, zeroblob(1000) FROM n; \
-                 UPDATE t SET x = x + 1 WHERE x % 7 = 0; COMMIT;",
-            )
+            .execute_batch(&format!(
+                "BEGIN; {} UPDATE t SET x = x + 1 WHERE x % 7 = 0; COMMIT;",
+                insert_rows(300, "zeroblob(1000)")
+            ))
             .unwrap();
         // The rows 0 to 300, each multiple of 7 (0 included) plus one.
         let sevens = (0..=300i64).filter(|i| i % 7 == 0).count() as i64;
@@ -936,15 +949,9 @@ mod sqlite {
     #[test]
     fn spilled_frames_are_read_back_before_the_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let writer = writer(&path);
-        writer.execute_batch("PRAGMA cache_size = 10").unwrap();
+        let (_, writer) = spilling_writer(dir.path());
         writer
-            .execute_batch(
-                "BEGIN; \
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
-                 INSERT INTO t SELECT i, randomblob(1000) FROM n;",
-            )
+            .execute_batch(&format!("BEGIN; {}", insert_rows(1000, "randomblob(1000)")))
             .unwrap();
         assert_eq!(count_and_sum(&writer), (1000, 500_500));
         writer.execute_batch("COMMIT").unwrap();
@@ -959,22 +966,16 @@ mod sqlite {
     #[test]
     fn a_rollback_after_a_spill_leaves_the_next_writers_commit_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let writer = writer(&path);
-        writer.execute_batch("PRAGMA cache_size = 10").unwrap();
+        let (path, writer) = spilling_writer(dir.path());
         writer
-            .execute_batch(
-                "BEGIN; \
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
-                 INSERT INTO t SELECT i, randomblob(1000) FROM n; ROLLBACK;",
-            )
+            .execute_batch(&format!(
+                "BEGIN; {} ROLLBACK;",
+                insert_rows(500, "randomblob(1000)")
+            ))
             .unwrap();
         let other = Connection::open(&path).unwrap();
         other
-            .execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) \
-                 INSERT INTO t SELECT i, zeroblob(1000) FROM n;",
-            )
+            .execute_batch(&insert_rows(200, "zeroblob(1000)"))
             .unwrap();
         let expected = (200, 200 * 201 / 2);
         // The writer reads the other's frames through its WAL file, and
@@ -989,14 +990,8 @@ mod sqlite {
     #[test]
     fn transactions_past_the_cache_and_the_cap_read_back_what_they_wrote() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let writer = writer(&path);
-        // Ten pages of cache: the transactions below spill pages into the
-        // WAL before they commit and read them back from it.
-        writer.execute_batch("PRAGMA cache_size = 10").unwrap();
-        let fill =
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
-                    INSERT INTO t SELECT i, zeroblob(1000) FROM n;";
+        let (path, writer) = spilling_writer(dir.path());
+        let fill = &insert_rows(3000, "zeroblob(1000)");
         // Rolled back after spilling: none of it may show.
         writer.execute_batch("BEGIN").unwrap();
         writer.execute_batch(fill).unwrap();
