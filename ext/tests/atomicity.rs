@@ -10,12 +10,7 @@ fn ready_session(db: &Db, email: &str) -> String {
     let s = db.create();
     db.business(&s, email);
     db.vapi(&s);
-    db.step(
-        &s,
-        "kb",
-        r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
-    )
-    .unwrap();
+    db.kb_website(&s);
     db.step(
         &s,
         "appointments",

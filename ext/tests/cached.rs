@@ -26,12 +26,7 @@ fn cached_and_per_call_registrations_answer_the_same() {
             db.business(&s, &format!("{s}@entreprise.fr"));
             db.step(&s, "vapi", r#"{"agent_type":"nope"}"#).unwrap_err();
             db.vapi(&s);
-            db.step(
-                &s,
-                "kb",
-                r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
-            )
-            .unwrap();
+            db.kb_website(&s);
             db.complete(&s).unwrap();
             db.complete(&s).unwrap();
         }
@@ -92,12 +87,7 @@ fn cached_statements_are_reused_reset_and_released() {
         let s = db.create();
         db.business(&s, &format!("contact{n}@entreprise.fr"));
         db.vapi(&s);
-        db.step(
-            &s,
-            "kb",
-            r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
-        )
-        .unwrap();
+        db.kb_website(&s);
         db.complete(&s).unwrap();
     };
     flow(0);

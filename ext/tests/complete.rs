@@ -52,12 +52,7 @@ fn completion_answers_and_writes_every_table() {
     db.env.advance_ms(60_000);
     db.vapi(&s);
     db.env.advance_ms(80_500);
-    db.step(
-        &s,
-        "kb",
-        r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
-    )
-    .unwrap();
+    db.kb_website(&s);
     db.step(
         &s,
         "appointments",

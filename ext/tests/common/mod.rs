@@ -127,6 +127,16 @@ impl Db {
         .unwrap()
     }
 
+    /// The kb step with a website to crawl.
+    pub fn kb_website(&self, session: &str) -> Value {
+        self.step(
+            session,
+            "kb",
+            r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#,
+        )
+        .unwrap()
+    }
+
     /// The rows a query returns, in its order, each as a JSON object of its
     /// columns: NULL is `null`, integers and reals keep their SQL type
     /// (`1` is not `1.0`), text stays text (JSON columns are not parsed).
