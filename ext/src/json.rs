@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 /// JSON text of a value. `serde_json::to_string` writes into one buffer; the
 /// `Display` impl goes through the formatter a piece at a time (about 5% of
 /// an onboarding's instructions, measured with callgrind).
-pub fn to_text(value: &Value) -> String {
-    // Serializing a `Value` cannot fail: its map keys are always strings.
+pub fn to_text(value: &impl serde::Serialize) -> String {
+    // Serializing a `Value`, or one of the library's answer structs, cannot
+    // fail: their map keys are always strings.
     serde_json::to_string(value).unwrap_or_default()
 }
 

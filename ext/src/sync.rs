@@ -7,16 +7,17 @@
 //! piece of the `"synced"` object. The caller runs all of it in one
 //! savepoint, so a part that fails undoes the parts before it.
 
-use rusqlite::Connection;
-use serde::ser::{SerializeMap, Serializer};
 use std::borrow::Cow;
 
+use rusqlite::Connection;
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::{self, OnStep};
 use crate::catalog;
 use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
+use crate::json;
 use crate::kb::store;
 use crate::session::{Progress, Session, Step};
 use crate::sql;
@@ -71,8 +72,7 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Strin
             knowledge_base,
         },
     };
-    // Serializing these structs cannot fail: every map key is a string.
-    let result = serde_json::to_string(&result).unwrap_or_default();
+    let result = json::to_text(&result);
     part.session_done(&result)?;
     Ok(result)
 }
@@ -171,12 +171,6 @@ impl Serialize for ChannelsConfig<'_> {
         }
         map.end()
     }
-}
-
-/// A value as JSON text for a column (the schema checks `json_valid`).
-fn text(value: &impl Serialize) -> String {
-    // Serializing these types cannot fail: every map key is a string.
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// A step's data as the session keeps it (validated when saved), read
@@ -364,7 +358,7 @@ impl Part<'_> {
                 catalog::VOICE_LANGUAGE,
                 catalog::system_prompt(agent, agent_name, company_name),
                 catalog::render(agent.greeting, agent_name, company_name),
-                text(&ChannelsConfig(self.channels)),
+                json::to_text(&ChannelsConfig(self.channels)),
                 self.now,
             ],
         )?;
@@ -434,8 +428,8 @@ impl Part<'_> {
             (
                 &self.session.tenant_id,
                 &name,
-                text(&self.channels),
-                text(&settings),
+                json::to_text(&self.channels),
+                json::to_text(&settings),
                 self.now,
             ),
         )?;
