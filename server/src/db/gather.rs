@@ -55,7 +55,7 @@ use std::sync::OnceLock;
 use rusqlite::ffi;
 
 /// The name the writer's connection opens its database with.
-pub(super) const VFS_NAME: &CStr = c"onboarding-gather";
+const VFS_NAME: &CStr = c"onboarding-gather";
 
 /// Past this many gathered bytes they are written at once: a commit of a
 /// full batch is far below it (256 calls write about 300 frames, 1.2 MiB,
@@ -105,7 +105,7 @@ pub(super) fn register() -> Result<&'static CStr, String> {
 /// has been, whether the commit is written (sealed), and the first failed
 /// write of gathered bytes.
 #[derive(Debug, Default)]
-pub(super) struct Gather {
+struct Gather {
     bytes: Vec<u8>,
     start: i64,
     commit_page_at: Option<i64>,
@@ -117,7 +117,7 @@ impl Gather {
     /// Takes one `xWrite`; writes through `sink` what must reach the file
     /// now (a gap in the offsets, the cap, a complete commit frame, and
     /// everything once sealed). Returns SQLite's result code.
-    pub(super) fn write(
+    fn write(
         &mut self,
         data: &[u8],
         offset: i64,
@@ -158,7 +158,7 @@ impl Gather {
     /// Writes everything gathered, in writes of at most [`MAX_WRITE`]
     /// bytes. A failure is kept and answered from then on: SQLite believes
     /// these bytes written.
-    pub(super) fn flush(&mut self, sink: &mut impl FnMut(&[u8], i64) -> c_int) -> c_int {
+    fn flush(&mut self, sink: &mut impl FnMut(&[u8], i64) -> c_int) -> c_int {
         if let Some(rc) = self.failed {
             return rc;
         }
@@ -179,7 +179,7 @@ impl Gather {
 
     /// The write transaction ended: what is still gathered belongs to one
     /// that rolled back, and the next transaction gathers again.
-    pub(super) fn end_transaction(&mut self) {
+    fn end_transaction(&mut self) {
         self.bytes.clear();
         self.commit_page_at = None;
         self.sealed = false;
