@@ -67,6 +67,7 @@ bench: loadable node
 	$(CARGO) build --release -p onboarding-server -p onboarding-benches --bins
 	$(CARGO) bench -p onboarding-benches --bench embedded
 	$(CARGO) bench -p onboarding-benches --bench growth
+	$(CARGO) bench -p onboarding-benches --bench phone
 	$(CARGO) run --release -p onboarding-benches --bin loadgen -- \
 	    $(if $(HAVE_DQLITE),--dqlite-node $(NODE) --extension $(SO))
 	$(MAKE) bench-peers
