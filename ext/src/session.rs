@@ -62,7 +62,8 @@ struct Facts {
 
 /// The UPDATE that saves a step's data in `$column` (`?1`) and the progress
 /// (`?2`, `?3`) at `?4`, restarting the step clock when `?5`, for session
-/// `?6`. One literal per column: the column name never comes from caller
+/// `?6` (its rowid, which [`SessionHead::load`] read: the row is found
+/// without a second search of the id's index). One literal per column: the column name never comes from caller
 /// text, and the hot path formats nothing.
 macro_rules! save_sql {
     ($column:literal) => {
@@ -71,7 +72,7 @@ macro_rules! save_sql {
             $column,
             " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
              step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
-             WHERE id = ?6"
+             WHERE rowid = ?6"
         )
     };
 }
@@ -153,6 +154,8 @@ impl Step {
 /// One row of `onboarding_sessions`.
 #[derive(Debug)]
 pub struct Session {
+    /// The row's rowid, for the call's own later writes to it.
+    pub rowid: i64,
     pub id: String,
     pub tenant_id: String,
     pub current_step: i64,
@@ -177,7 +180,8 @@ impl Session {
             conn,
             "SELECT id, tenant_id, current_step, progress_percentage, status,
                     business_data, channels_data, vapi_data, kb_data, appointments_data,
-                    started_at, last_updated_at, step_started_at, completed_at, completion_result
+                    started_at, last_updated_at, step_started_at, completed_at, completion_result,
+                    rowid
              FROM onboarding_sessions WHERE id = ?1",
             [id],
             |r| {
@@ -197,6 +201,7 @@ impl Session {
                     step_started_at: r.get(12)?,
                     completed_at: r.get(13)?,
                     completion_result: r.get(14)?,
+                    rowid: r.get(15)?,
                 })
             },
         )
@@ -242,6 +247,8 @@ impl Session {
 /// other step's data, so it does not load (or copy) it.
 #[derive(Debug)]
 pub struct SessionHead {
+    /// The row's rowid, for the step's own later writes to it.
+    pub rowid: i64,
     pub id: String,
     pub tenant_id: String,
     pub current_step: i64,
@@ -254,7 +261,7 @@ impl SessionHead {
     pub fn load(conn: &Connection, id: &str) -> Result<SessionHead> {
         sql::query_row(
             conn,
-            "SELECT id, tenant_id, current_step, status, step_started_at
+            "SELECT id, tenant_id, current_step, status, step_started_at, rowid
              FROM onboarding_sessions WHERE id = ?1",
             [id],
             |r| {
@@ -264,6 +271,7 @@ impl SessionHead {
                     current_step: r.get(2)?,
                     status: r.get(3)?,
                     step_started_at: r.get(4)?,
+                    rowid: r.get(5)?,
                 })
             },
         )

@@ -58,7 +58,7 @@ pub fn step(
                 progress.percentage,
                 &now,
                 advanced.is_some(),
-                &session.id,
+                session.rowid,
             ),
         )?;
         // Written out rather than built as a map and serialised: four of a

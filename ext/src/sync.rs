@@ -538,11 +538,11 @@ impl Part<'_> {
             "UPDATE onboarding_sessions SET status = 'completed', current_step = ?4,
                     progress_percentage = ?5, completed_at = ?1, last_updated_at = ?1,
                     step_started_at = ?1, completion_result = ?2
-             WHERE id = ?3",
+             WHERE rowid = ?3",
             (
                 self.now,
                 result,
-                &self.session.id,
+                self.session.rowid,
                 Progress::COMPLETED.step,
                 Progress::COMPLETED.percentage,
             ),

@@ -792,7 +792,9 @@ mod tests {
         assert!(after_one_pass.len() > 100, "{}", after_one_pass.len());
         assert!(french.is_subset(&after_one_pass));
         assert_eq!(valid(&numbers), 657);
-        assert_eq!(cached(), after_one_pass);
+        // A subset, not equal: tests running beside this one may add
+        // patterns to the same cache; only an eviction removes one.
+        assert!(after_one_pass.is_subset(&cached()));
     }
 
     /// The validity written here is the crate's, for the example number of
