@@ -9,7 +9,8 @@
 //! Each repetition opens a fresh database file, creates one session and
 //! saves its business step `--calls` times in one transaction for each
 //! case, the case that goes first alternating between repetitions. Every
-//! answer must be a success: all numbers are valid.
+//! answer must be a success: all numbers are valid. Prints a table, then
+//! one JSON line of the results.
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use onboarding_benches::db::{Db, Registration, Settings, TempDir};
 use onboarding_benches::flow::FunctionPath;
 use onboarding_benches::report::{self, f1, median, Table};
 use onboarding_benches::Result;
+use serde_json::json;
 
 /// Mobile numbers of thirty regions, in E.164.
 const REGIONS: [&str; 30] = [
@@ -132,18 +134,37 @@ fn run() -> Result<()> {
     );
     let base = median(&us[0]);
     let mut table = Table::new(&["case", "µs per step", "min..max", "ratio to one region"]);
+    let mut results = Vec::new();
     for (k, case) in cases.iter().enumerate() {
         let m = median(&us[k]);
         let (lo, hi) = us[k]
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let ratio = m / base;
         table.row(vec![
             case.as_str().into(),
             f1(m),
             format!("{}..{}", f1(lo), f1(hi)),
-            format!("{:.2}", m / base),
+            format!("{ratio:.2}"),
         ]);
+        results.push(json!({
+            "case": case.as_str(),
+            "us_per_step": m,
+            "us_min": lo,
+            "us_max": hi,
+            "ratio_to_one_region": ratio,
+        }));
     }
     print!("{}", table.render());
+    println!(
+        "{}",
+        json!({
+            "bench": "phone",
+            "machine": report::machine(),
+            "calls": calls,
+            "reps": reps,
+            "cases": results,
+        })
+    );
     Ok(())
 }
