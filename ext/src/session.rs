@@ -1,7 +1,7 @@
 //! The session row as the functions read it, the steps it keeps (the one
 //! [`Step`] type) and the progress they reach.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Params};
 use serde_json::Value;
 
 use crate::error::{quote, Error, Result};
@@ -57,24 +57,57 @@ struct Facts {
     /// `None`: saving the step does not move progress.
     reaches: Option<Progress>,
     /// The UPDATE that saves the step's data in its column, see [`save_sql`].
-    save_sql: &'static str,
+    save_sql: RowUpdate,
 }
 
-/// The UPDATE that saves a step's data in `$column` (`?1`) and the progress
-/// (`?2`, `?3`) at `?4`, restarting the step clock when `?5`, for session
-/// `?6` (its rowid, which [`SessionHead::load`] read: the row is found
-/// without a second search of the id's index). One literal per column: the column name never comes from caller
-/// text, and the hot path formats nothing.
+/// The UPDATEs that save a step's data in `$column` (`?1`) and the progress
+/// (`?2`, `?3`) at `?4`, restarting the step clock when `?5`, for the
+/// session whose rowid is `?6` and id `?7` (see [`RowUpdate`]). One literal
+/// per column: the column name never comes from caller text, and the hot
+/// path formats nothing.
 macro_rules! save_sql {
     ($column:literal) => {
-        concat!(
-            "UPDATE onboarding_sessions SET ",
-            $column,
-            " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
-             step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
-             WHERE rowid = ?6"
-        )
+        RowUpdate {
+            by_rowid: concat!(
+                "UPDATE onboarding_sessions SET ",
+                $column,
+                " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
+                 step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
+                 WHERE rowid = ?6 AND id = ?7"
+            ),
+            by_id: concat!(
+                "UPDATE onboarding_sessions SET ",
+                $column,
+                " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
+                 step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
+                 WHERE id = ?7"
+            ),
+        }
     };
+}
+
+/// An UPDATE of the session row a call has read, in two forms. The read
+/// returned the row's rowid, and `by_rowid` finds the row by it, without a
+/// second search of the id index, checking its id as well. A host's trigger
+/// fired by the call's own writes in between may have deleted or replaced
+/// the row (`REPLACE` gives it a new rowid, and a freed rowid can go to
+/// another session): then `by_rowid` changes nothing and `by_id` runs, the
+/// statement as it would be without the rowid. Both take the same
+/// parameters; `by_id` leaves out the rowid's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowUpdate {
+    pub by_rowid: &'static str,
+    pub by_id: &'static str,
+}
+
+impl RowUpdate {
+    /// Runs the update with `params`; answers the rows changed.
+    pub fn run<P: Params + Copy>(self, conn: &Connection, params: P) -> Result<usize> {
+        match sql::execute(conn, self.by_rowid, params)? {
+            0 => Ok(sql::execute(conn, self.by_id, params)?),
+            changed => Ok(changed),
+        }
+    }
 }
 
 const fn reaches(step: i64, percentage: i64) -> Option<Progress> {
@@ -146,7 +179,7 @@ impl Step {
     }
 
     /// The statement that saves the step's data and the progress.
-    pub const fn save_sql(self) -> &'static str {
+    pub const fn save_sql(self) -> RowUpdate {
         self.facts().save_sql
     }
 }
@@ -337,7 +370,7 @@ mod tests {
             ))
         );
         let columns: Vec<&str> = Step::ALL
-            .map(|s| s.save_sql())
+            .map(|s| s.save_sql().by_id)
             .iter()
             .map(|sql| sql.split(' ').nth(3).unwrap_or_default())
             .collect();

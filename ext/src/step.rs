@@ -49,16 +49,16 @@ pub fn step(
             };
             analytics::credit_step(conn, &on, now_ms)?;
         }
-        sql::execute(
+        step.save_sql().run(
             conn,
-            step.save_sql(),
             (
-                data,
+                &data,
                 progress.step,
                 progress.percentage,
                 &now,
                 advanced.is_some(),
                 session.rowid,
+                &session.id,
             ),
         )?;
         // Written out rather than built as a map and serialised: four of a

@@ -267,10 +267,13 @@ pub fn warm_up() -> Result<String> {
 /// again: 3.4 ms a business step instead of 15 µs on the writer, for a
 /// client sending valid numbers of thirty countries (`cargo bench -p
 /// onboarding-benches --bench phone`). Raised to the count of every
-/// distinct pattern in the metadata (2,058), the cache never evicts: each
+/// distinct pattern in the metadata (2,090), the cache never evicts: each
 /// pattern compiles once, when a number of its region first comes. The
-/// price is memory, paid only for the regions used: about 110 KB a compiled
-/// pattern, 135 MB once the example numbers of all 246 regions have come.
+/// price is memory, paid only for the regions used, and per thread that
+/// validates numbers (each compiled pattern keeps a search cache for each
+/// thread using it): about 150 MB once numbers of all 254 regions and
+/// codes have come through one thread, which the server's single writer
+/// is; a host validating from many threads can reach about 700 MB.
 fn keep_every_phone_pattern() {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
@@ -285,11 +288,22 @@ fn keep_every_phone_pattern() {
     });
 }
 
+/// Every entry of the phone metadata: the 245 regions and the 9
+/// non-geographic codes (`+800`, `+882`, …). The crate's `iter()` misses all
+/// but one of the latter, which it files under the same id, `001`.
+fn phone_metadata() -> impl Iterator<Item = &'static phonenumber::metadata::Metadata> {
+    (1..=999u16).flat_map(|code| {
+        phonenumber::metadata::DATABASE
+            .by_code(&code)
+            .unwrap_or_default()
+    })
+}
+
 /// How many distinct regular expressions the phone metadata holds (the
 /// crate's cache is keyed by their text).
 fn phone_patterns() -> usize {
     let mut patterns = std::collections::HashSet::new();
-    for region in phonenumber::metadata::DATABASE.iter() {
+    for region in phone_metadata() {
         let d = region.descriptors();
         let descriptors = [
             Some(d.general()),
@@ -764,6 +778,7 @@ mod tests {
     /// pattern compiles once and stays. The cache the crate makes keeps 100,
     /// and a pass over every region would have evicted the French patterns,
     /// the first used, so that the next French number compiled them again.
+    /// The cache evicts only when full: never full, it never evicted.
     #[test]
     fn numbers_of_every_region_leave_each_pattern_compiled_once() {
         use phonenumber::metadata::DATABASE;
@@ -774,10 +789,11 @@ mod tests {
             cache.iter().map(|(pattern, _)| pattern.clone()).collect()
         };
         let french = cached();
-        assert_eq!(cache.lock().unwrap().capacity(), phone_patterns());
-        assert_eq!(phone_patterns(), 2_058);
+        assert_eq!(phone_metadata().count(), 254);
+        assert_eq!(phone_patterns(), 2_090);
+        assert_eq!(cache.lock().unwrap().capacity(), 2_090);
         let mut numbers = Vec::new();
-        for region in DATABASE.iter() {
+        for region in phone_metadata() {
             let d = region.descriptors();
             for desc in [Some(d.general()), d.fixed_line(), d.mobile(), d.toll_free()] {
                 if let Some(example) = desc.and_then(|d| d.example()) {
@@ -785,16 +801,20 @@ mod tests {
                 }
             }
         }
-        assert_eq!(numbers.len(), 673);
+        assert_eq!(numbers.len(), 677);
         let valid = |numbers: &[String]| numbers.iter().filter(|n| phone_e164(n).is_ok()).count();
-        assert_eq!(valid(&numbers), 657);
+        assert_eq!(valid(&numbers), 661);
         let after_one_pass = cached();
         assert!(after_one_pass.len() > 100, "{}", after_one_pass.len());
         assert!(french.is_subset(&after_one_pass));
-        assert_eq!(valid(&numbers), 657);
-        // A subset, not equal: tests running beside this one may add
-        // patterns to the same cache; only an eviction removes one.
-        assert!(after_one_pass.is_subset(&cached()));
+        assert_eq!(valid(&numbers), 661);
+        let cache = cache.lock().unwrap();
+        assert!(
+            cache.len() < cache.capacity(),
+            "{} of {}",
+            cache.len(),
+            cache.capacity()
+        );
     }
 
     /// The validity written here is the crate's, for the example number of
@@ -802,9 +822,8 @@ mod tests {
     /// shorter, and with its first digit changed to 9.
     #[test]
     fn phone_validity_is_the_phonenumber_crates() {
-        use phonenumber::metadata::DATABASE;
         let mut numbers = Vec::new();
-        for region in DATABASE.iter() {
+        for region in phone_metadata() {
             let d = region.descriptors();
             let kinds = [
                 Some(d.general()),
@@ -838,7 +857,7 @@ mod tests {
             assert_eq!(ours, phonenumber::is_valid(&number), "{text}");
             valid += usize::from(ours);
         }
-        assert_eq!((numbers.len(), parsed, valid), (4_532, 4_532, 1_844));
+        assert_eq!((numbers.len(), parsed, valid), (4_576, 4_576, 1_863));
     }
 
     /// The E.164 text written by hand is the one the crate's formatter

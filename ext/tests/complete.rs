@@ -355,3 +355,32 @@ fn unknown_session_and_bad_payload() {
     assert_eq!(db.get(&s)["completed_at"], "2026-11-24T10:00:00.000Z");
     let _ = T0;
 }
+
+/// Completion writes the session row by the rowid its read returned; a
+/// host's trigger on the tenant's update (which completion makes first)
+/// that rewrites the row with `REPLACE` gives it a new rowid, and the
+/// session is completed all the same, by id.
+#[test]
+fn a_host_trigger_replacing_the_session_row_does_not_lose_the_completion() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.conn
+        .execute_batch(
+            "CREATE TRIGGER host_touch AFTER UPDATE OF phone ON tenants BEGIN
+                 REPLACE INTO onboarding_sessions
+                 SELECT * FROM onboarding_sessions WHERE tenant_id = NEW.id;
+             END;",
+        )
+        .unwrap();
+    let answer = db.complete(&s).unwrap();
+    assert_eq!(answer["sync_status"], "synced");
+    assert_eq!(
+        db.row(
+            "SELECT rowid, status, current_step, progress_percentage,
+                    completion_result = ?2 AS result_kept
+             FROM onboarding_sessions WHERE id = ?1",
+            &[&s, &answer.to_string()]
+        ),
+        json!({"rowid": 2, "status": "completed", "current_step": 6, "progress_percentage": 100, "result_kept": 1})
+    );
+}

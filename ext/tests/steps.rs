@@ -506,3 +506,70 @@ fn step_time_is_credited_to_the_step_left() {
                "step_3_duration": 0.0, "step_4_duration": 0.0})
     );
 }
+
+/// A step writes its session row by the rowid its read returned. A host's
+/// trigger, fired by the step's own write to `tenants`, that rewrites the
+/// row with `REPLACE` gives it a new rowid: the step still saves, by id.
+#[test]
+fn a_host_trigger_replacing_the_session_row_does_not_lose_the_step() {
+    let db = Db::memory();
+    let s = db.create();
+    db.conn
+        .execute_batch(
+            "CREATE TRIGGER host_touch AFTER UPDATE OF phone ON tenants BEGIN
+                 REPLACE INTO onboarding_sessions
+                 SELECT * FROM onboarding_sessions WHERE tenant_id = NEW.id;
+             END;",
+        )
+        .unwrap();
+    let before = db.row("SELECT rowid FROM onboarding_sessions WHERE id = ?1", &[&s]);
+    assert_eq!(before, json!({"rowid": 1}));
+    assert_eq!(
+        db.step(&s, "business", BUSINESS_OK).unwrap(),
+        step_answer(&s, "business", 2, 33)
+    );
+    assert_eq!(
+        db.row(
+            "SELECT rowid, current_step, progress_percentage, json_extract(business_data, '$.phone') AS phone
+             FROM onboarding_sessions WHERE id = ?1",
+            &[&s]
+        ),
+        json!({"rowid": 2, "current_step": 2, "progress_percentage": 33, "phone": "+33612345678"})
+    );
+}
+
+/// The same trigger-made case where the step's rowid goes to another
+/// session (the trigger deletes the row and brings back a parked one,
+/// which takes the freed rowid): that session is left as it was.
+#[test]
+fn a_host_trigger_giving_the_rowid_to_another_session_leaves_that_session_untouched() {
+    let db = Db::memory();
+    // The host runs without foreign keys, as the sqlite3 shell does.
+    db.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    let (_, s, parked) = (db.create(), db.create(), db.create());
+    db.conn
+        .execute_batch(
+            "CREATE TABLE parked AS SELECT * FROM onboarding_sessions WHERE rowid = 3;
+             DELETE FROM onboarding_sessions WHERE rowid = 3;
+             CREATE TRIGGER host_touch AFTER UPDATE OF phone ON tenants BEGIN
+                 DELETE FROM onboarding_sessions WHERE tenant_id = NEW.id;
+                 INSERT INTO onboarding_sessions SELECT * FROM parked;
+             END;",
+        )
+        .unwrap();
+    assert_eq!(
+        db.step(&s, "business", BUSINESS_OK).unwrap(),
+        step_answer(&s, "business", 2, 33)
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT rowid, id = ?1 AS parked, current_step, business_data
+             FROM onboarding_sessions ORDER BY rowid",
+            &[&parked]
+        ),
+        [
+            json!({"rowid": 1, "parked": 0, "current_step": 1, "business_data": null}),
+            json!({"rowid": 2, "parked": 1, "current_step": 1, "business_data": null}),
+        ]
+    );
+}
