@@ -299,36 +299,40 @@ fn phone_metadata() -> impl Iterator<Item = &'static phonenumber::metadata::Meta
     })
 }
 
+/// Every number description of `region` it has: the general one, the
+/// number types and the others (emergency, short codes, carriers, …).
+fn descriptors(
+    region: &phonenumber::metadata::Metadata,
+) -> impl Iterator<Item = &phonenumber::metadata::Descriptor> {
+    let d = region.descriptors();
+    [
+        Some(d.general()),
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.emergency(),
+        d.voicemail(),
+        d.short_code(),
+        d.standard_rate(),
+        d.carrier(),
+        d.no_international(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// How many distinct regular expressions the phone metadata holds (the
 /// crate's cache is keyed by their text).
 fn phone_patterns() -> usize {
     let mut patterns = std::collections::HashSet::new();
     for region in phone_metadata() {
-        let d = region.descriptors();
-        let descriptors = [
-            Some(d.general()),
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.personal_number(),
-            d.voip(),
-            d.pager(),
-            d.uan(),
-            d.emergency(),
-            d.voicemail(),
-            d.short_code(),
-            d.standard_rate(),
-            d.carrier(),
-            d.no_international(),
-        ];
-        patterns.extend(
-            descriptors
-                .into_iter()
-                .flatten()
-                .map(|d| d.national_number().as_str()),
-        );
+        patterns.extend(descriptors(region).map(|d| d.national_number().as_str()));
         for format in region
             .formats()
             .iter()
@@ -818,27 +822,13 @@ mod tests {
     }
 
     /// The validity written here is the crate's, for the example number of
-    /// each type of every region, and for each one digit longer, one digit
-    /// shorter, and with its first digit changed to 9.
+    /// each description of every region, and for each one digit longer, one
+    /// digit shorter, and with its first digit changed to 9.
     #[test]
     fn phone_validity_is_the_phonenumber_crates() {
         let mut numbers = Vec::new();
         for region in phone_metadata() {
-            let d = region.descriptors();
-            let kinds = [
-                Some(d.general()),
-                d.fixed_line(),
-                d.mobile(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.voip(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ];
-            for example in kinds.into_iter().flatten().filter_map(|d| d.example()) {
+            for example in descriptors(region).filter_map(|d| d.example()) {
                 let code = region.country_code();
                 numbers.push(format!("+{code}{example}"));
                 numbers.push(format!("+{code}{example}1"));

@@ -364,14 +364,7 @@ fn unknown_session_and_bad_payload() {
 fn a_host_trigger_replacing_the_session_row_does_not_lose_the_completion() {
     let db = Db::memory();
     let s = ready_session(&db);
-    db.conn
-        .execute_batch(
-            "CREATE TRIGGER host_touch AFTER UPDATE OF phone ON tenants BEGIN
-                 REPLACE INTO onboarding_sessions
-                 SELECT * FROM onboarding_sessions WHERE tenant_id = NEW.id;
-             END;",
-        )
-        .unwrap();
+    db.replace_sessions_on_phone_updates();
     let answer = db.complete(&s).unwrap();
     assert_eq!(answer["sync_status"], "synced");
     assert_eq!(

@@ -514,14 +514,7 @@ fn step_time_is_credited_to_the_step_left() {
 fn a_host_trigger_replacing_the_session_row_does_not_lose_the_step() {
     let db = Db::memory();
     let s = db.create();
-    db.conn
-        .execute_batch(
-            "CREATE TRIGGER host_touch AFTER UPDATE OF phone ON tenants BEGIN
-                 REPLACE INTO onboarding_sessions
-                 SELECT * FROM onboarding_sessions WHERE tenant_id = NEW.id;
-             END;",
-        )
-        .unwrap();
+    db.replace_sessions_on_phone_updates();
     let before = db.row("SELECT rowid FROM onboarding_sessions WHERE id = ?1", &[&s]);
     assert_eq!(before, json!({"rowid": 1}));
     assert_eq!(

@@ -106,6 +106,20 @@ impl Db {
         self.call("SELECT onboarding_get(?1)", &[&session]).unwrap()
     }
 
+    /// A host's trigger that, on any update of a tenant's phone (the
+    /// business step and completion make one), rewrites the tenant's session
+    /// row with `REPLACE`: same id and columns, a new rowid.
+    pub fn replace_sessions_on_phone_updates(&self) {
+        self.conn
+            .execute_batch(
+                "CREATE TRIGGER host_touch AFTER UPDATE OF phone ON tenants BEGIN
+                     REPLACE INTO onboarding_sessions
+                     SELECT * FROM onboarding_sessions WHERE tenant_id = NEW.id;
+                 END;",
+            )
+            .unwrap();
+    }
+
     /// The origin note's business step.
     pub fn business(&self, session: &str, email: &str) -> Value {
         self.step(
