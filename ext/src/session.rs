@@ -60,6 +60,26 @@ struct Facts {
     save_sql: RowUpdate,
 }
 
+/// A [`RowUpdate`] of `onboarding_sessions` from its `SET` text and the
+/// numbers of its rowid and id parameters: the two `WHERE` clauses, written
+/// once for every such update.
+macro_rules! row_update {
+    ($set:expr, $rowid:literal, $id:literal) => {
+        $crate::session::RowUpdate {
+            by_rowid: concat!(
+                "UPDATE onboarding_sessions SET ",
+                $set,
+                " WHERE rowid = ",
+                $rowid,
+                " AND id = ",
+                $id
+            ),
+            by_id: concat!("UPDATE onboarding_sessions SET ", $set, " WHERE id = ", $id),
+        }
+    };
+}
+pub(crate) use row_update;
+
 /// The UPDATEs that save a step's data in `$column` (`?1`) and the progress
 /// (`?2`, `?3`) at `?4`, restarting the step clock when `?5`, for the
 /// session whose rowid is `?6` and id `?7` (see [`RowUpdate`]). One literal
@@ -67,22 +87,15 @@ struct Facts {
 /// path formats nothing.
 macro_rules! save_sql {
     ($column:literal) => {
-        RowUpdate {
-            by_rowid: concat!(
-                "UPDATE onboarding_sessions SET ",
+        row_update!(
+            concat!(
                 $column,
                 " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
-                 step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
-                 WHERE rowid = ?6 AND id = ?7"
+                 step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END"
             ),
-            by_id: concat!(
-                "UPDATE onboarding_sessions SET ",
-                $column,
-                " = ?1, current_step = ?2, progress_percentage = ?3, last_updated_at = ?4,
-                 step_started_at = CASE WHEN ?5 THEN ?4 ELSE step_started_at END
-                 WHERE id = ?7"
-            ),
-        }
+            "?6",
+            "?7"
+        )
     };
 }
 

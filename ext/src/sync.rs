@@ -19,7 +19,7 @@ use crate::env::{iso8601, parse_iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::json;
 use crate::kb::store;
-use crate::session::{Progress, RowUpdate, Session, Step};
+use crate::session::{row_update, Progress, RowUpdate, Session, Step};
 use crate::sql;
 use crate::validate::{email_taken, CHANNELS};
 use crate::verification;
@@ -533,16 +533,13 @@ impl Part<'_> {
 
     /// The session: completed, and the answer kept for retries.
     fn session_done(&self, result: &str) -> Result<()> {
-        const DONE: RowUpdate = RowUpdate {
-            by_rowid: "UPDATE onboarding_sessions SET status = 'completed', current_step = ?4,
-                    progress_percentage = ?5, completed_at = ?1, last_updated_at = ?1,
-                    step_started_at = ?1, completion_result = ?2
-             WHERE rowid = ?3 AND id = ?6",
-            by_id: "UPDATE onboarding_sessions SET status = 'completed', current_step = ?4,
-                    progress_percentage = ?5, completed_at = ?1, last_updated_at = ?1,
-                    step_started_at = ?1, completion_result = ?2
-             WHERE id = ?6",
-        };
+        const DONE: RowUpdate = row_update!(
+            "status = 'completed', current_step = ?4, progress_percentage = ?5,
+             completed_at = ?1, last_updated_at = ?1, step_started_at = ?1,
+             completion_result = ?2",
+            "?3",
+            "?6"
+        );
         DONE.run(
             self.conn,
             (
