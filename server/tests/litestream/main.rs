@@ -302,7 +302,23 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             None
         });
         let (at, body) = seen.unwrap_or_else(|| {
-            panic!("completion {n} not on the replica within {REPLICA_LAG_BOUND:?}")
+            // What the follower said, and what the replica held: a follower
+            // stuck at one transaction logs why (Litestream's VFS retries
+            // a failed poll forever).
+            let healthz = rt.block_on(try_request(reader.addr, "GET", "/healthz", b""));
+            let log = reader.log.text();
+            let said: Vec<&str> = log
+                .lines()
+                .filter(|line| !line.starts_with("read-replica: GET"))
+                .collect();
+            panic!(
+                "completion {n} not on the replica within {REPLICA_LAG_BOUND:?}; \
+                 replica files: {:?}; its /healthz: {:?}; read replica's log \
+                 (requests left out):\n{}",
+                files_under(&replica),
+                healthz.map(|reply| reply.body),
+                said.join("\n")
+            )
         });
         lags.push(at.duration_since(done.at));
         // The replica answers what the primary answers, byte for byte.
@@ -362,6 +378,24 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
 }
 
 /// Starts the read replica and waits until it serves the session.
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.push(relative.display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 fn wait_until_served(replica: &Path, session_id: &str) -> ReadReplica {
     let deadline = Instant::now() + REPLICA_LAG_BOUND;
     let reader = ReadReplica::serve(replica);

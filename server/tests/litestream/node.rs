@@ -277,6 +277,7 @@ pub fn restore_drill(replica: &Path, output: &Path) -> Drill {
 pub struct ReadReplica {
     pub addr: SocketAddr,
     child: Child,
+    pub log: Log,
 }
 
 impl ReadReplica {
@@ -295,7 +296,7 @@ impl ReadReplica {
         let addr = wait_for(&lines, " on http://", &log)
             .parse()
             .expect("a socket address");
-        ReadReplica { addr, child }
+        ReadReplica { addr, child, log }
     }
 }
 
