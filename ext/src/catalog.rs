@@ -153,11 +153,30 @@ pub fn agent_type_ids() -> String {
         .join(", ")
 }
 
-/// Fills `{agent_name}` and `{company_name}` in a template.
+/// Fills `{agent_name}` and `{company_name}` in a template, in one pass
+/// over the template: the names go in as they are, never read as
+/// placeholders themselves (an assistant named `{company_name}` stays so).
 pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
-    template
-        .replace("{agent_name}", agent_name)
-        .replace("{company_name}", company_name)
+    const AGENT: &str = "{agent_name}";
+    const COMPANY: &str = "{company_name}";
+    let mut out = String::with_capacity(template.len() + agent_name.len() + company_name.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix(AGENT) {
+            out.push_str(agent_name);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix(COMPANY) {
+            out.push_str(company_name);
+            rest = after;
+        } else {
+            out.push('{');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The system prompt of `agent`, rendered, with the shared conversation rules.
@@ -279,4 +298,28 @@ pub fn voices_json() -> Value {
         })
         .collect();
     json!({ "success": true, "voices": voices })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_go_in_as_they_are_even_when_they_look_like_placeholders() {
+        let template = "Bonjour, {agent_name} de {company_name} ({agent_name}).";
+        assert_eq!(
+            render(template, "{company_name}", "Chez {agent_name}"),
+            "Bonjour, {company_name} de Chez {agent_name} ({company_name})."
+        );
+        assert_eq!(
+            render(template, "Léa", "Dupont"),
+            "Bonjour, Léa de Dupont (Léa)."
+        );
+        // Braces that start no placeholder, and a placeholder cut short.
+        assert_eq!(
+            render("{ {agent} {{agent_name}} {company_name", "Léa", "Dupont"),
+            "{ {agent} {Léa} {company_name"
+        );
+        assert_eq!(render("", "Léa", "Dupont"), "");
+    }
 }

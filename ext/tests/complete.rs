@@ -377,3 +377,35 @@ fn a_host_trigger_replacing_the_session_row_does_not_lose_the_completion() {
         json!({"rowid": 2, "status": "completed", "current_step": 6, "progress_percentage": 100, "result_kept": 1})
     );
 }
+
+#[test]
+fn names_that_look_like_placeholders_are_written_as_typed() {
+    let db = Db::memory();
+    let s = db.create();
+    db.step(
+        &s,
+        "business",
+        r#"{"company_name":"Chez {agent_name}","industry":"Coiffure","phone":"06 12 34 56 78","email":"chez@salon.fr"}"#,
+    )
+    .unwrap();
+    db.step(
+        &s,
+        "vapi",
+        r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"{company_name}"}"#,
+    )
+    .unwrap();
+    db.complete(&s).unwrap();
+    let agent = db.row(
+        "SELECT agent_name, greeting_message, substr(system_prompt, 1, 73) AS prompt
+         FROM omni_agent_configs",
+        &[],
+    );
+    assert_eq!(
+        agent,
+        json!({
+            "agent_name": "{company_name}",
+            "greeting_message": "Bonjour, {company_name} de Chez {agent_name}, comment puis-je vous aider ?",
+            "prompt": "# Contexte\nTu es {company_name}, l'assistante vocale de Chez {agent_name}",
+        })
+    );
+}
