@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::env::Env;
 use crate::error::Result;
 use crate::json::row_object;
-use crate::savepoint::in_savepoint;
+use crate::savepoint::in_read_savepoint;
 use crate::session::{stored_json, Progress, Session, Step};
 use crate::sql;
 use crate::verification::Verification;
@@ -20,7 +20,7 @@ use crate::verification::Verification;
 pub fn get(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> {
     // A savepoint here is a read transaction: every table is read from one
     // snapshot even in autocommit mode.
-    in_savepoint(conn, || {
+    in_read_savepoint(conn, || {
         let s = Session::load(conn, session_id)?;
         let omnichannel = if s.status == "completed" {
             omnichannel(conn, &s)?

@@ -1,8 +1,9 @@
 //! One savepoint per call: every writer's changes land together or not at all.
 //!
-//! A savepoint (never BEGIN/COMMIT) so that a call made inside a caller's
-//! transaction joins it, and a failing call undoes only itself. In autocommit
-//! mode, releasing the outermost savepoint commits.
+//! Inside a caller's transaction a savepoint, so that the call joins it and
+//! a failing call undoes only itself. In autocommit mode a writer opens
+//! `BEGIN IMMEDIATE` instead, which waits out the busy timeout for the write
+//! lock (see [`in_savepoint`]); a reader, a savepoint (a read transaction).
 //!
 //! The one exception is a host that undoes failed calls itself
 //! ([`crate::CachedStatements::set_host_rollback`]): the HTTP server runs a
@@ -15,7 +16,7 @@
 
 use std::cell::Cell;
 
-use rusqlite::Connection;
+use rusqlite::{ffi, Connection, ErrorCode};
 
 use crate::error::{Error, Result};
 use crate::sql;
@@ -47,8 +48,15 @@ pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> (T, bool
     (value, UNDO_NEEDED.with(Cell::get))
 }
 
-/// Runs `body` inside `SAVEPOINT onboarding_call`: released when `body`
-/// returns `Ok`, rolled back when it returns `Err` or panics.
+/// Runs a writer's `body` atomically: committed when `body` returns `Ok`,
+/// rolled back when it returns `Err` or panics.
+///
+/// Inside a caller's transaction, `body` runs in `SAVEPOINT onboarding_call`
+/// and joins the transaction. In autocommit mode it runs in `BEGIN
+/// IMMEDIATE … COMMIT` instead: a deferred transaction reads first and must
+/// then turn its read lock into the write lock, which SQLite refuses at once
+/// (`database is locked`) while another connection writes, without waiting
+/// out the busy timeout; taking the write lock first waits for it.
 ///
 /// Under a host that undoes failed calls, and inside its transaction,
 /// `body` runs as is; if it fails after changing rows, the call is marked
@@ -56,8 +64,6 @@ pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> (T, bool
 /// on purpose (`Ok(Err(..))`, a wrong phone code) is not marked: its writes
 /// stand, as its savepoint would have kept them.
 pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
-    // In autocommit mode each statement of `body` would commit on its own:
-    // the savepoint is what makes the call one transaction there.
     if HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit() {
         // Rows changed, by any statement that completed (an aborted one
         // adds nothing: SQLite undid it).
@@ -68,35 +74,113 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
         }
         return result;
     }
-    sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
-        // SQLite refuses a savepoint while the calling statement writes
-        // (INSERT … SELECT f(), CREATE TABLE … AS, triggers).
-        text if text.contains("statements in progress") => Error::internal(format!(
-            "{text} (call the onboarding functions from a plain top-level SELECT)"
+    if !conn.is_autocommit() {
+        return savepoint(conn, body);
+    }
+    if writing_statement_in_progress(conn) {
+        return Err(refused_inside_a_write(
+            "cannot start a transaction - SQL statements in progress",
+        ));
+    }
+    sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::internal(format!(
+            "{e}: another connection held the write lock past this connection's busy \
+             timeout (PRAGMA busy_timeout); retry later"
         )),
         _ => Error::from(e),
     })?;
-    let mut guard = Guard { conn, armed: true };
+    guarded(conn, Opened::Transaction, body)
+}
+
+/// Runs a reader's `body` in `SAVEPOINT onboarding_call`: in autocommit mode
+/// a read transaction, so that every table is read from one snapshot, and
+/// one that never takes the write lock (a read-only database serves it, a
+/// read replica's included).
+pub fn in_read_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    savepoint(conn, body)
+}
+
+fn savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
+        text if text.contains("statements in progress") => refused_inside_a_write(&text),
+        _ => Error::from(e),
+    })?;
+    guarded(conn, Opened::Savepoint, body)
+}
+
+/// SQLite refuses a savepoint, and could not commit a transaction, while the
+/// calling statement writes (INSERT … SELECT f(), CREATE TABLE … AS).
+fn refused_inside_a_write(text: &str) -> Error {
+    Error::internal(format!(
+        "{text} (call the onboarding functions from a plain top-level SELECT)"
+    ))
+}
+
+/// Whether a statement of `conn` that writes is running: the one calling the
+/// function, when it is an INSERT … SELECT or the like.
+fn writing_statement_in_progress(conn: &Connection) -> bool {
+    // SAFETY: the handle is this open connection's, used on its own thread
+    // inside one of its calls; the statements are only inspected.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            if ffi::sqlite3_stmt_busy(stmt) != 0 && ffi::sqlite3_stmt_readonly(stmt) == 0 {
+                return true;
+            }
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    false
+}
+
+/// What a call opened for its writes.
+#[derive(Clone, Copy)]
+enum Opened {
+    /// `SAVEPOINT onboarding_call`.
+    Savepoint,
+    /// `BEGIN IMMEDIATE`, in autocommit mode.
+    Transaction,
+}
+
+/// Runs `body` in what was just `opened`: ends it with RELEASE or COMMIT on
+/// `Ok`, rolls it back otherwise.
+fn guarded<T>(conn: &Connection, opened: Opened, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut guard = Guard {
+        conn,
+        opened,
+        armed: true,
+    };
     let value = body()?;
-    sql::execute(conn, "RELEASE onboarding_call", [])?;
+    match opened {
+        Opened::Savepoint => sql::execute(conn, "RELEASE onboarding_call", [])?,
+        Opened::Transaction => sql::execute(conn, "COMMIT", [])?,
+    };
     guard.armed = false;
     Ok(value)
 }
 
-/// Rolls the savepoint back unless disarmed: runs on `?` returns, on a failed
-/// RELEASE (a commit that failed) and while unwinding from a panic.
+/// Rolls back what was opened unless disarmed: runs on `?` returns, on a
+/// failed RELEASE or COMMIT, and while unwinding from a panic.
 struct Guard<'c> {
     conn: &'c Connection,
+    opened: Opened,
     armed: bool,
 }
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            // Nothing useful can be done if this fails: the caller already
-            // gets the original error, and SQLite rolls back on close.
-            let _ = sql::execute(self.conn, "ROLLBACK TO onboarding_call", [])
-                .and_then(|_| sql::execute(self.conn, "RELEASE onboarding_call", []));
+        if !self.armed {
+            return;
         }
+        // Nothing useful can be done if this fails: the caller already gets
+        // the original error, and SQLite rolls back on close.
+        let _ = match self.opened {
+            Opened::Savepoint => sql::execute(self.conn, "ROLLBACK TO onboarding_call", [])
+                .and_then(|_| sql::execute(self.conn, "RELEASE onboarding_call", [])),
+            // A COMMIT that failed may have rolled back already.
+            Opened::Transaction if self.conn.is_autocommit() => Ok(0),
+            Opened::Transaction => sql::execute(self.conn, "ROLLBACK", []),
+        };
     }
 }

@@ -1,0 +1,151 @@
+//! Several connections on one database file, as several processes of any
+//! SQLite client would hold: a writer waits out the busy timeout for the
+//! write lock instead of failing at once, says so when the timeout passes,
+//! and writes nothing then; a reader never takes the write lock.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::Db;
+use rusqlite::{Connection, OpenFlags};
+
+/// A migrated WAL database in `dir`, and a second connection to it with the
+/// functions registered and a busy timeout of `busy_ms`.
+fn two_connections(dir: &tempfile::TempDir, busy_ms: u64) -> (Db, Db) {
+    let path = dir.path().join("onboarding.db");
+    let first = Db::on(Connection::open(&path).unwrap());
+    first
+        .conn
+        .execute_batch("PRAGMA journal_mode = WAL")
+        .unwrap();
+    let second = Db::on(Connection::open(&path).unwrap());
+    second
+        .conn
+        .busy_timeout(Duration::from_millis(busy_ms))
+        .unwrap();
+    (first, second)
+}
+
+/// Holds the write lock of `path` from another thread until told to
+/// commit; answers once the lock is held.
+fn hold_write_lock(path: std::path::PathBuf) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE host_notes (note TEXT)")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        // Bounded: the test sends at once, or is gone.
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    (release_tx, holder)
+}
+
+#[test]
+fn a_step_waits_for_another_connections_write_lock_then_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = two_connections(&dir, 20_000);
+    let s = first.create();
+    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    // The holder commits a moment after the step started waiting.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        release.send(()).unwrap();
+    });
+    let saved = second
+        .step(&s, "channels", r#"{"channels":["phone","sms"]}"#)
+        .unwrap();
+    releaser.join().unwrap();
+    holder.join().unwrap();
+    assert_eq!(saved, common::step_answer(&s, "channels", 3, 50));
+    assert_eq!(
+        first.get(&s)["steps"]["channels"],
+        serde_json::json!({"channels": ["phone", "sms"]})
+    );
+}
+
+#[test]
+fn past_the_busy_timeout_a_call_says_why_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = two_connections(&dir, 50);
+    let s = first.create();
+    let before = first.snapshot();
+    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    let refused = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
+    let created = second.call("SELECT onboarding_create('{}')", &[]);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let why = "database is locked: another connection held the write lock past this \
+               connection's busy timeout (PRAGMA busy_timeout); retry later";
+    assert_eq!(
+        refused.unwrap_err(),
+        format!("onboarding_step: internal: {why}")
+    );
+    assert_eq!(
+        created.unwrap_err(),
+        format!("onboarding_create: internal: {why}")
+    );
+    assert_eq!(first.snapshot(), before);
+    // Once the lock is free, the same call goes through.
+    assert_eq!(
+        second.step(&s, "channels", r#"{"channels":["sms"]}"#),
+        Ok(common::step_answer(&s, "channels", 3, 50))
+    );
+}
+
+#[test]
+fn a_read_needs_no_write_lock_and_serves_a_read_only_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = two_connections(&dir, 50);
+    let s = first.create();
+    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    let read_only = Connection::open_with_flags(
+        dir.path().join("onboarding.db"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    onboarding::register(&read_only).unwrap();
+    let from_read_only: String = read_only
+        .query_row("SELECT onboarding_get(?1)", [&s], |r| r.get(0))
+        .unwrap();
+    // While the lock is held, past the second connection's busy timeout.
+    let from_second = second.call("SELECT onboarding_get(?1)", &[&s]);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let expected = first.get(&s);
+    assert_eq!(expected["current_step"], 1);
+    assert_eq!(from_second, Ok(expected.clone()));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&from_read_only).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn a_writer_called_by_a_writing_statement_is_refused_with_the_way_out() {
+    let db = Db::memory();
+    db.conn
+        .execute_batch("CREATE TABLE host_sessions (body TEXT)")
+        .unwrap();
+    let before = db.snapshot();
+    let refused = db
+        .conn
+        .execute(
+            "INSERT INTO host_sessions SELECT onboarding_create('{}')",
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        refused,
+        "onboarding_create: internal: cannot start a transaction - SQL statements in \
+         progress (call the onboarding functions from a plain top-level SELECT)"
+    );
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(db.count("host_sessions"), 0);
+}
