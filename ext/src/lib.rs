@@ -80,7 +80,7 @@ pub use error::{quote, quote_json, Error, ErrorKind, Result};
 pub use migrate::{latest_version, migrate, MIGRATIONS};
 /// The values the steps accept for their list fields (for documents that
 /// describe them, such as the server's OpenAPI file).
-pub use validate::{BOOKING_PROVIDERS, CHANNELS, KB_METHODS};
+pub use validate::{BOOKING_PROVIDERS, CHANNELS, KB_METHODS, MAX_DOCUMENTS_BODY_BYTES};
 /// The channels a phone code goes by (`onboarding_phone_send`'s `channel`).
 pub use verification::CODE_CHANNELS;
 pub use version::{check_host_version, MIN_SQLITE_VERSION, VERSION};

@@ -513,6 +513,16 @@ pub const MAX_DOCUMENTS: usize = 20;
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_CONTENT_CHARS: usize = 200_000;
 
+/// The largest body of a kb step with valid documents, for a host's body
+/// limit: the most documents, each with the longest title and content,
+/// every character written as a JSON `\u` escape of 6 bytes (what Python's
+/// `json.dumps` writes outside ASCII by default; raw UTF-8 takes at most
+/// 4), plus 64 KiB for the JSON around them. About 23 MiB. Only padding
+/// around titles, or characters past the Basic Multilingual Plane each
+/// escaped as a surrogate pair (12 bytes), go past it.
+pub const MAX_DOCUMENTS_BODY_BYTES: usize =
+    MAX_DOCUMENTS * (MAX_TITLE_CHARS + MAX_CONTENT_CHARS) * 6 + 64 * 1024;
+
 /// `documents`, validated: `[{"title","content"}]`, titles trimmed.
 pub fn documents(field: Option<&Value>) -> Result<Value> {
     let items = match field {

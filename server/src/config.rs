@@ -122,9 +122,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 pub const DEFAULT_EMAIL_TAKEN_PER_IP: u32 = 20;
 pub const DEFAULT_EMAIL_TAKEN_PER_SESSION: u32 = 5;
 
-/// The kb step's body limit by default: 20 documents of 200,000 characters,
-/// mostly one byte each in UTF-8, with their JSON around them.
-pub const DEFAULT_MAX_DOCUMENTS_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The kb step's body limit by default: the largest valid documents, 20 of
+/// 200,000 characters, even with every character `\u`-escaped (about 23
+/// MiB; see the library's constant).
+pub const DEFAULT_MAX_DOCUMENTS_BODY_BYTES: usize = onboarding::MAX_DOCUMENTS_BODY_BYTES;
 
 impl Default for Config {
     fn default() -> Self {

@@ -151,7 +151,7 @@ async fn futures_join(workers: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// kb-step bodies past `--max-body-bytes` read at once: bounds what pasted
-/// documents can hold in memory (4 x 8 MiB by default).
+/// documents can hold in memory (4 x 23 MiB by default).
 const LARGE_BODIES_AT_ONCE: usize = 4;
 
 /// Everything requests share: the writer (the database opened, given its

@@ -143,7 +143,7 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
 }
 
 /// Pasted documents go past the 64 KiB of every other body: the kb step
-/// takes up to `--max-documents-body-bytes` (8 MiB), and 413 past it.
+/// takes up to `--max-documents-body-bytes` (about 23 MiB), and 413 past it.
 #[tokio::test]
 async fn the_kb_step_takes_documents_past_the_ordinary_body_limit() {
     let (mut config, dir) = temp_config();
@@ -178,6 +178,43 @@ async fn the_kb_step_takes_documents_past_the_ordinary_body_limit() {
         (
             413,
             r#"{"success":false,"error":"request body is larger than the limit of 1048576 bytes","code":"payload_too_large"}"#
+        )
+    );
+    server.stop().await;
+}
+
+/// By default the kb step takes the largest valid documents even when every
+/// character comes `\u`-escaped, as Python's `json.dumps` writes French
+/// text by default: twenty of 200,000 characters, 24 MB on the wire.
+#[tokio::test]
+async fn the_default_limit_takes_the_largest_documents_written_with_escapes() {
+    let (config, dir) = temp_config();
+    assert_eq!(
+        config.max_documents_body_bytes,
+        onboarding::MAX_DOCUMENTS_BODY_BYTES
+    );
+    let mut server = TestServer::start(config, dir).await;
+    let s = completable_session(&server).await;
+    let title = r"\u00c9".repeat(200);
+    let content = r"\u00e9".repeat(200_000);
+    let docs: Vec<String> = (0..20)
+        .map(|_| format!(r#"{{"title":"{title}","content":"{content}"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"method":"documents","documents":[{}]}}"#,
+        docs.join(",")
+    );
+    // 20 × 1,200,000 + 1,200 escaped characters, 20 × 25 bytes of each
+    // document's JSON, 19 commas and 37 around them.
+    assert_eq!(body.len(), 24_024_000 + 20 * 25 + 19 + 37);
+    assert!(body.len() <= onboarding::MAX_DOCUMENTS_BODY_BYTES);
+    let saved = server.post(&session_path(&s, "kb"), &body).await;
+    assert_eq!(
+        (saved.status, saved.json()),
+        (
+            200,
+            json!({"success": true, "session_id": s, "step": "kb",
+                     "current_step": 5, "progress_percentage": 83})
         )
     );
     server.stop().await;
