@@ -163,17 +163,19 @@ pub fn allow_header(methods: &[&Method]) -> String {
     allow
 }
 
-/// `Some(session id or None)` when `path` fits `template`. The id is any
-/// non-empty segment, percent-decoded (`onb_%41` is `onb_A`); one that does
-/// not decode to UTF-8 fits nothing. Whether the session exists is the
-/// library's answer.
+/// `Some(session id or None)` when `path` fits `template`. Every segment is
+/// percent-decoded before it is compared (`%62usiness` is `business`, as
+/// RFC 3986 § 6.2.2.2 has it); the id is any non-empty segment, decoded
+/// (`onb_%41` is `onb_A`); a segment that does not decode to UTF-8 fits
+/// nothing. Whether the session exists is the library's answer.
 fn match_path(template: &str, path: &str) -> Option<Option<String>> {
     // The id is decoded once the whole path fits: a request is tried
     // against every route before its own, and most share the id's place.
     // Most routes differ by their last segment: a path that cannot end
-    // like the template is turned away before any split.
+    // like the template is turned away before any split, unless it has
+    // escapes to decode.
     if let Some(last) = template.rsplit('/').next() {
-        if last != SESSION_ID && !path.ends_with(last) {
+        if last != SESSION_ID && !path.ends_with(last) && !path.contains('%') {
             return None;
         }
     }
@@ -183,7 +185,7 @@ fn match_path(template: &str, path: &str) -> Option<Option<String>> {
         match (t.next(), p.next()) {
             (None, None) => break,
             (Some(SESSION_ID), Some(segment)) if !segment.is_empty() => id = Some(segment),
-            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) if a == b || decodes_to(b, a) => {}
             _ => return None,
         }
     }
@@ -194,6 +196,14 @@ fn match_path(template: &str, path: &str) -> Option<Option<String>> {
     })
     .transpose()
     .ok()
+}
+
+/// Whether `segment`, which has escapes, decodes to `literal`.
+fn decodes_to(segment: &str, literal: &str) -> bool {
+    segment.contains('%')
+        && percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .is_ok_and(|decoded| decoded == literal)
 }
 
 #[cfg(test)]
@@ -254,6 +264,42 @@ mod tests {
         );
         assert_eq!(
             resolve(&Method::GET, "/api/v1/onboarding/session/onb_%FF"),
+            Resolved::NotFound
+        );
+    }
+
+    #[test]
+    fn every_segment_is_percent_decoded_before_it_is_compared() {
+        let found = |method: &Method, path: &str| match resolve(method, path) {
+            Resolved::Found(route, id) => (route.endpoint, id),
+            other => panic!("{method} {path}: {other:?}"),
+        };
+        assert_eq!(
+            found(&Method::POST, "/api/v1/onboarding/session/onb_1/%62usiness"),
+            (Endpoint::Step("business"), Some("onb_1".to_string()))
+        );
+        assert_eq!(
+            found(
+                &Method::POST,
+                "/api/v1/onboarding/%73ession/onb_%31/channels"
+            ),
+            (Endpoint::Step("channels"), Some("onb_1".to_string()))
+        );
+        assert_eq!(
+            found(&Method::GET, "/%61pi/v1/onboarding/agent-types"),
+            (Endpoint::AgentTypes, None)
+        );
+        assert_eq!(
+            pattern("/api/v1/onboarding/session/onb_secret/%6Bb"),
+            Some("/api/v1/onboarding/session/{session_id}/kb")
+        );
+        // An escaped slash is part of its segment, never a separator.
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/onboarding%2Fagent-types"),
+            Resolved::NotFound
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/onboarding/session/onb_1/%FFkb"),
             Resolved::NotFound
         );
     }

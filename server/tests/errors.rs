@@ -200,14 +200,38 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(
         reply.body,
-        r#"{"success":false,"error":"method DELETE is not allowed on /api/v1/onboarding/session/onb_x (allowed: GET, HEAD, OPTIONS)","code":"method_not_allowed"}"#
+        r#"{"success":false,"error":"method DELETE is not allowed on '/api/v1/onboarding/session/onb_x' (allowed: GET, HEAD, OPTIONS)","code":"method_not_allowed"}"#
     );
     let reply = server.get(&session_path("onb_x", "complete")).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("POST, OPTIONS"));
     assert_eq!(
         reply.body,
-        r#"{"success":false,"error":"method GET is not allowed on /api/v1/onboarding/session/onb_x/complete (allowed: POST, OPTIONS)","code":"method_not_allowed"}"#
+        r#"{"success":false,"error":"method GET is not allowed on '/api/v1/onboarding/session/onb_x/complete' (allowed: POST, OPTIONS)","code":"method_not_allowed"}"#
+    );
+    // A long path is cut in the answer like any echoed value.
+    let long = session_path(&"x".repeat(12_000), "business");
+    let reply = server.get(&long).await;
+    assert_eq!(
+        (reply.status, reply.body),
+        (
+            405,
+            format!(
+                r#"{{"success":false,"error":"method GET is not allowed on '/api/v1/onboarding/session/{}…' (allowed: POST, OPTIONS)","code":"method_not_allowed"}}"#,
+                "x".repeat(64 - "/api/v1/onboarding/session/".len())
+            )
+        )
+    );
+    // Every segment is percent-decoded: `%62usiness` is the business step.
+    let reply = server
+        .post("/api/v1/onboarding/session/onb_x/%62usiness", "{}")
+        .await;
+    assert_eq!(
+        (reply.status, reply.body),
+        (
+            404,
+            r#"{"success":false,"error":"session 'onb_x' does not exist","code":"not_found"}"#.to_string()
+        )
     );
     server.stop().await;
 }

@@ -311,10 +311,11 @@ fn is_email_taken(text: &str) -> bool {
 
 fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
     let allow = routes::allow_header(methods);
+    // Quoted and cut like every echoed value: the path may be long.
     let message = format!(
         "method {} is not allowed on {} (allowed: {allow})",
         req.method(),
-        req.uri().path(),
+        quote(req.uri().path()),
     );
     let mut reply = error(
         StatusCode::METHOD_NOT_ALLOWED,
