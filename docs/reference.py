@@ -181,8 +181,10 @@ example("SELECT onboarding_phone_send(?, ?)", other_id, '{"channel":"sms"}')
 section("onboarding_outbox_claim(worker, lease_seconds)",
         "For an SMS/voice sender: expires what is past its time, then leases the oldest "
         "message that is queued, or whose lease ran out (a sender that crashed), to "
-        "`worker` for `lease_seconds` (1 to 3600); `\"message\":null` when there is none. "
-        "A message past its expiry is never handed out.")
+        "`worker` for `lease_seconds` (1 to 3600), or until the message expires if that "
+        "comes first: a sender must not send once its lease has run out. "
+        "`\"message\":null` when there is none. A message past its expiry is never handed "
+        "out.")
 claimed = run("SELECT onboarding_outbox_claim('sms-gateway-1', 60)")
 code = re.search(r": (\d{6})\.", claimed).group(1)
 codes[code] = "<code>"
@@ -191,7 +193,9 @@ example("SELECT onboarding_outbox_claim('sms-gateway-1', 0)")
 
 section("onboarding_outbox_sent(id, worker, provider_id)",
         "The sender holding message `id` delivered it; `provider_id` (the SMS provider's "
-        "id, may be NULL) is kept, and the text, which holds the code, is blanked.")
+        "id, may be NULL) is kept, and the text, which holds the code, is blanked. "
+        "Reported after the message's expiry (when its lease ended), it is `conflict`, and "
+        "the message is kept `expired`: a message is never sent after its expiry.")
 example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
 example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
 example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1")

@@ -78,8 +78,9 @@ pub fn sent_since(
 //      -> '{"success":true,"message":{"id":1,"recipient":"+33612345678","channel":"sms",
 //           "text":"Votre code …","expires_at":"…","lease_until":"…","claims":1}}'
 /// Expires what is past its time, then leases the oldest message that is
-/// queued, or whose lease ran out, to `worker` for `lease_seconds`;
-/// `"message":null` when there is none.
+/// queued, or whose lease ran out, to `worker` for `lease_seconds`, or until
+/// the message expires if that comes first (a sender must not send once its
+/// lease has run out); `"message":null` when there is none.
 pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64) -> Result<Value> {
     let worker = checked_text("worker", worker, MAX_WORKER_CHARS)?;
     if !(1..=MAX_LEASE_SECONDS).contains(&lease_seconds) {
@@ -99,7 +100,8 @@ pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64)
         let message = sql::query_row(
             conn,
             "UPDATE outbox_messages
-             SET status = 'sending', lease_owner = ?1, lease_until = ?2, claims = claims + 1,
+             SET status = 'sending', lease_owner = ?1, lease_until = min(?2, expires_at),
+                 claims = claims + 1,
                  updated_at = ?3
              WHERE id = (SELECT id FROM outbox_messages
                          WHERE status = 'queued' OR (status = 'sending' AND lease_until <= ?3)
@@ -153,13 +155,15 @@ fn finish(
     error: Option<&str>,
 ) -> Result<Value> {
     let worker = checked_text("worker", worker, MAX_WORKER_CHARS)?;
+    // The outer Result rolls back; the inner one is the answer, given after
+    // the writes are kept (a late report's expiry must stand).
     in_savepoint(conn, || {
         let now = iso8601(env.now_ms());
-        let held: Option<(String, Option<String>)> = sql::query_row(
+        let held: Option<(String, Option<String>, String)> = sql::query_row(
             conn,
-            "SELECT status, lease_owner FROM outbox_messages WHERE id = ?1",
+            "SELECT status, lease_owner, expires_at FROM outbox_messages WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
         match held {
@@ -169,17 +173,23 @@ fn finish(
                     format!("message {id} does not exist"),
                 ))
             }
-            Some((current, _)) if current != "sending" => {
+            Some((current, _, _)) if current != "sending" => {
                 return Err(Error::conflict(format!(
                     "message {id} is {current}, not being sent (claim a message first)"
                 )))
             }
-            Some((_, owner)) if owner.as_deref() != Some(worker.as_str()) => {
+            Some((_, owner, _)) if owner.as_deref() != Some(worker.as_str()) => {
                 return Err(Error::conflict(format!(
                     "message {id} is leased to {}, not {} (its lease ran out and was taken over)",
                     quote(owner.as_deref().unwrap_or_default()),
                     quote(&worker)
                 )))
+            }
+            // A message still unsent at its expiry is never sent: its lease
+            // ended then. Reported sent afterwards, it is expired instead
+            // (its code is worthless by now), and kept so; its text goes.
+            Some((_, _, expires_at)) if status == "sent" && expires_at <= now => {
+                return Ok(Err(expired(conn, id, &expires_at, &now)?));
             }
             Some(_) => {}
         }
@@ -191,6 +201,19 @@ fn finish(
              WHERE id = ?1",
             (id, status, provider_id, error, &now),
         )?;
-        Ok(json!({ "success": true, "id": id, "status": status }))
-    })
+        Ok(Ok(json!({ "success": true, "id": id, "status": status })))
+    })?
+}
+
+/// Expires message `id`, reported sent after its expiry, and answers why.
+fn expired(conn: &Connection, id: i64, expires_at: &str, now: &str) -> Result<Error> {
+    sql::execute(
+        conn,
+        "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?2 WHERE id = ?1",
+        (id, now),
+    )?;
+    Ok(Error::conflict(format!(
+        "message {id} expired at {expires_at}, before it was reported sent (a message is never \
+         sent after its expiry, when its lease ends): it is expired"
+    )))
 }

@@ -903,6 +903,64 @@ fn a_message_past_its_expiry_is_never_handed_out() {
 }
 
 #[test]
+fn a_lease_ends_at_the_expiry_and_a_later_sent_report_is_refused() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    // Nine minutes in, an hour's lease ends with the code, a minute later.
+    db.env.set_ms(T0 + 540_000);
+    let claimed = claim(&db, "slow", 3600);
+    assert_eq!(
+        (
+            &claimed["message"]["expires_at"],
+            &claimed["message"]["lease_until"]
+        ),
+        (
+            &json!("2026-11-24T10:10:00.000Z"),
+            &json!("2026-11-24T10:10:00.000Z")
+        )
+    );
+    db.env.set_ms(T0 + 600_000);
+    let before = db.snapshot();
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'slow', 'SM1')", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 expired at 2026-11-24T10:10:00.000Z, before \
+         it was reported sent (a message is never sent after its expiry, when its lease ends): \
+         it is expired"
+    );
+    // The refusal is kept: the message is expired, its code gone.
+    assert_ne!(db.snapshot(), before);
+    assert_eq!(
+        db.row(
+            "SELECT status, text, provider_id, sent_at, updated_at FROM outbox_messages",
+            &[]
+        ),
+        json!({"status": "expired", "text": "", "provider_id": null, "sent_at": null,
+               "updated_at": "2026-11-24T10:10:00.000Z"})
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'slow', 'SM1')", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 is expired, not being sent (claim a message first)"
+    );
+}
+
+#[test]
+fn a_failure_reported_after_the_expiry_is_kept_as_a_failure() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    claim(&db, "w", 600);
+    db.env.set_ms(T0 + 600_001);
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_failed(1, 'w', 'timeout')", &[])
+            .unwrap(),
+        json!({"success": true, "id": 1, "status": "failed"})
+    );
+}
+
+#[test]
 fn outbox_argument_rules() {
     let db = Db::memory();
     let cases = [

@@ -230,7 +230,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         (reply.status, reply.body),
         (
             404,
-            r#"{"success":false,"error":"session 'onb_x' does not exist","code":"not_found"}"#.to_string()
+            r#"{"success":false,"error":"session 'onb_x' does not exist","code":"not_found"}"#
+                .to_string()
         )
     );
     server.stop().await;
