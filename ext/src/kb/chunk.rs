@@ -2,10 +2,13 @@
 //! characters along its headings, each with the path of headings above it.
 //!
 //! A chunk is what a search answers, so it should hold one topic: a section
-//! stays whole when it fits, small neighbouring sections are joined (a
-//! "Contact" of three lines alone ranks poorly and reads poorly), and a long
-//! section is cut between paragraphs, then between lines (a table's rows
-//! stay together as long as they fit), then between words.
+//! stays whole when it fits, small neighbouring sections under the same
+//! top-level heading are joined (a "Contact" of three lines alone ranks
+//! poorly and reads poorly), and a long section is cut between paragraphs,
+//! then between lines (a table's rows stay together as long as they fit),
+//! then between words. Every top-level heading starts a new chunk, and a
+//! chunk's heading path is the deepest one above all of its text, so that
+//! what a search shows over a chunk is true of all of it.
 
 /// Below this a chunk takes the next section in too.
 const MIN_CHARS: usize = 800;
@@ -14,7 +17,7 @@ const MAX_CHARS: usize = 1200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
-    /// `Tarifs > Coupes`: the headings above the chunk's first line.
+    /// `Tarifs > Coupes`: the headings above every line of the chunk.
     pub heading: String,
     pub text: String,
 }
@@ -97,12 +100,26 @@ fn split_long(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A chunk being filled: its text, and the heading path above all of it.
+struct Open {
+    path: Vec<String>,
+    text: String,
+}
+
+impl Open {
+    fn close(self) -> Chunk {
+        Chunk {
+            heading: self.path.join(" > "),
+            text: self.text,
+        }
+    }
+}
+
 /// The chunks of a document titled `title`.
 pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
     let mut out: Vec<Chunk> = Vec::new();
-    let mut open: Option<Chunk> = None;
+    let mut open: Option<Open> = None;
     for section in sections(markdown, title) {
-        let heading = section.path.join(" > ");
         for piece in split_long(section.text.trim_end()) {
             let piece = piece.trim().to_string();
             if piece.is_empty() {
@@ -110,23 +127,32 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
             }
             match open.as_mut() {
                 Some(c)
-                    if c.text.chars().count() < MIN_CHARS
+                    if c.path.first() == section.path.first()
+                        && c.text.chars().count() < MIN_CHARS
                         && c.text.chars().count() + 2 + piece.chars().count() <= MAX_CHARS =>
                 {
+                    // The path above both: their common start.
+                    let common = c
+                        .path
+                        .iter()
+                        .zip(&section.path)
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                    c.path.truncate(common);
                     c.text.push_str("\n\n");
                     c.text.push_str(&piece);
                 }
                 _ => {
-                    out.extend(open.take());
-                    open = Some(Chunk {
-                        heading: heading.clone(),
+                    out.extend(open.take().map(Open::close));
+                    open = Some(Open {
+                        path: section.path.clone(),
                         text: piece,
                     });
                 }
             }
         }
     }
-    out.extend(open);
+    out.extend(open.map(Open::close));
     out
 }
 
@@ -135,13 +161,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_sections_join_and_keep_the_first_heading_path() {
+    fn small_sections_join_under_the_heading_above_them_all() {
         let md = "# Salon\n\nBienvenue.\n\n## Horaires\n\n| Jour | Heures |\n|---|---|\n| Samedi | 9h-18h |\n\n## Contact\n\n01 23 45 67 89\n";
         let got = chunks(md, "Accueil");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].heading, "Salon");
         assert!(got[0].text.contains("## Horaires\n\n| Jour | Heures |"));
         assert!(got[0].text.ends_with("01 23 45 67 89"));
+        // Two subsections alone: the heading above both.
+        let got = chunks(
+            "# Tarifs\n\n## Coupes\n\n25 €\n\n## Couleurs\n\n60 €\n",
+            "T",
+        );
+        assert_eq!(
+            got,
+            [Chunk {
+                heading: "Tarifs".into(),
+                text: "# Tarifs\n\n## Coupes\n\n25 €\n\n## Couleurs\n\n60 €".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_top_level_heading_starts_a_chunk_of_its_own() {
+        let long = "Balayage et couleur. ".repeat(50); // 1,050 characters
+        let md = format!(
+            "# Tarifs\n\n## Couleurs\n\n{long}\n\n### Mèches\n\n80 €\n\n# Horaires\n\nLundi 9h.\n"
+        );
+        let got = chunks(&md, "Salon");
+        let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
+        // The top heading joins its first subsection; "Mèches" follows a
+        // full chunk; "Horaires", small as it is, stays apart.
+        assert_eq!(
+            headings,
+            ["Tarifs", "Tarifs > Couleurs > Mèches", "Horaires"]
+        );
+        assert_eq!(
+            got[0].text,
+            format!("# Tarifs\n\n## Couleurs\n\n{}", long.trim_end())
+        );
+        assert_eq!(got[1].text, "### Mèches\n\n80 €");
+        assert_eq!(got[2].text, "# Horaires\n\nLundi 9h.");
+        // Text before the first heading is the title's, apart from them.
+        let got = chunks("Bienvenue.\n\n# Contact\n\n01 23 45 67 89\n", "Accueil");
+        assert_eq!(
+            got.iter().map(|c| c.heading.as_str()).collect::<Vec<_>>(),
+            ["Accueil", "Contact"]
+        );
     }
 
     #[test]
