@@ -11,57 +11,80 @@ use std::time::Duration;
 use common::Db;
 use rusqlite::{Connection, OpenFlags};
 
-/// A migrated WAL database in `dir`, and a second connection to it with the
-/// functions registered and a busy timeout of `busy_ms`.
-fn two_connections(dir: &tempfile::TempDir, busy_ms: u64) -> (Db, Db) {
-    let path = dir.path().join("onboarding.db");
-    let first = Db::on(Connection::open(&path).unwrap());
-    first
-        .conn
-        .execute_batch("PRAGMA journal_mode = WAL")
-        .unwrap();
-    let second = Db::on(Connection::open(&path).unwrap());
-    second
-        .conn
-        .busy_timeout(Duration::from_millis(busy_ms))
-        .unwrap();
-    (first, second)
+/// Two connections to one migrated WAL file, a session created through
+/// the first, and the file's write lock held by a third connection on
+/// another thread until [`Locked::release`].
+struct Locked {
+    dir: tempfile::TempDir,
+    first: Db,
+    /// Registered too, with a busy timeout of the fixture's `busy_ms`.
+    second: Db,
+    session: String,
+    release: mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
 }
 
-/// Holds the write lock of `path` from another thread until told to
-/// commit; answers once the lock is held.
-fn hold_write_lock(path: std::path::PathBuf) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-    let (locked_tx, locked_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let conn = Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE host_notes (note TEXT)")
+impl Locked {
+    fn new(busy_ms: u64) -> Locked {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("onboarding.db");
+        let first = Db::on(Connection::open(&path).unwrap());
+        first
+            .conn
+            .execute_batch("PRAGMA journal_mode = WAL")
             .unwrap();
-        locked_tx.send(()).unwrap();
-        // Bounded: the test sends at once, or is gone.
-        let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
-    (release_tx, holder)
+        let second = Db::on(Connection::open(&path).unwrap());
+        second
+            .conn
+            .busy_timeout(Duration::from_millis(busy_ms))
+            .unwrap();
+        let session = first.create();
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE host_notes (note TEXT)")
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            // Bounded: the test sends at once, or is gone.
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            conn.execute_batch("COMMIT").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        Locked {
+            dir,
+            first,
+            second,
+            session,
+            release,
+            holder,
+        }
+    }
+
+    /// Lets the holder commit (unless told already), and waits until it has.
+    fn release(self) -> (tempfile::TempDir, Db, Db, String) {
+        let _ = self.release.send(());
+        self.holder.join().unwrap();
+        (self.dir, self.first, self.second, self.session)
+    }
 }
 
 #[test]
 fn a_step_waits_for_another_connections_write_lock_then_saves() {
-    let dir = tempfile::tempdir().unwrap();
-    let (first, second) = two_connections(&dir, 20_000);
-    let s = first.create();
-    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    let locked = Locked::new(20_000);
+    let s = locked.session.clone();
     // The holder commits a moment after the step started waiting.
+    let release = locked.release.clone();
     let releaser = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
         release.send(()).unwrap();
     });
-    let saved = second
+    let saved = locked
+        .second
         .step(&s, "channels", r#"{"channels":["phone","sms"]}"#)
         .unwrap();
     releaser.join().unwrap();
-    holder.join().unwrap();
+    let (_dir, first, _second, _) = locked.release();
     assert_eq!(saved, common::step_answer(&s, "channels", 3, 50));
     assert_eq!(
         first.get(&s)["steps"]["channels"],
@@ -71,15 +94,14 @@ fn a_step_waits_for_another_connections_write_lock_then_saves() {
 
 #[test]
 fn past_the_busy_timeout_a_call_says_why_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (first, second) = two_connections(&dir, 50);
-    let s = first.create();
-    let before = first.snapshot();
-    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
-    let refused = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
-    let created = second.call("SELECT onboarding_create('{}')", &[]);
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    let locked = Locked::new(50);
+    let s = locked.session.clone();
+    let before = locked.first.snapshot();
+    let refused = locked
+        .second
+        .step(&s, "channels", r#"{"channels":["sms"]}"#);
+    let created = locked.second.call("SELECT onboarding_create('{}')", &[]);
+    let (_dir, first, second, _) = locked.release();
     let why = "database is locked: another connection held the write lock past this \
                connection's busy timeout (PRAGMA busy_timeout); retry later";
     assert_eq!(
@@ -100,12 +122,10 @@ fn past_the_busy_timeout_a_call_says_why_and_writes_nothing() {
 
 #[test]
 fn a_read_needs_no_write_lock_and_serves_a_read_only_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let (first, second) = two_connections(&dir, 50);
-    let s = first.create();
-    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    let locked = Locked::new(50);
+    let s = locked.session.clone();
     let read_only = Connection::open_with_flags(
-        dir.path().join("onboarding.db"),
+        locked.dir.path().join("onboarding.db"),
         OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .unwrap();
@@ -114,9 +134,8 @@ fn a_read_needs_no_write_lock_and_serves_a_read_only_connection() {
         .query_row("SELECT onboarding_get(?1)", [&s], |r| r.get(0))
         .unwrap();
     // While the lock is held, past the second connection's busy timeout.
-    let from_second = second.call("SELECT onboarding_get(?1)", &[&s]);
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    let from_second = locked.second.call("SELECT onboarding_get(?1)", &[&s]);
+    let (_dir, first, _second, _) = locked.release();
     let expected = first.get(&s);
     assert_eq!(expected["current_step"], 1);
     assert_eq!(from_second, Ok(expected.clone()));

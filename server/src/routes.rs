@@ -210,12 +210,16 @@ fn decodes_to(segment: &str, literal: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn resolve_finds_each_route_with_its_session_id() {
-        let found = |method: &Method, path: &str| match resolve(method, path) {
+    /// The route `method` and `path` land on, and their session id.
+    fn found(method: &Method, path: &str) -> (Endpoint, Option<String>) {
+        match resolve(method, path) {
             Resolved::Found(route, id) => (route.endpoint, id),
             other => panic!("{method} {path}: {other:?}"),
-        };
+        }
+    }
+
+    #[test]
+    fn resolve_finds_each_route_with_its_session_id() {
         assert_eq!(
             found(&Method::POST, "/api/v1/onboarding/session/onb_1/kb"),
             (Endpoint::Step("kb"), Some("onb_1".to_string()))
@@ -270,10 +274,6 @@ mod tests {
 
     #[test]
     fn every_segment_is_percent_decoded_before_it_is_compared() {
-        let found = |method: &Method, path: &str| match resolve(method, path) {
-            Resolved::Found(route, id) => (route.endpoint, id),
-            other => panic!("{method} {path}: {other:?}"),
-        };
         assert_eq!(
             found(&Method::POST, "/api/v1/onboarding/session/onb_1/%62usiness"),
             (Endpoint::Step("business"), Some("onb_1".to_string()))
