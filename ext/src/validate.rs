@@ -17,11 +17,28 @@ use crate::kb::{check_url, AllowList};
 
 pub type Object = Map<String, Value>;
 
+/// The most JSON values (objects, arrays, and the items and members in
+/// them) a large payload may hold: the largest valid one, twenty documents,
+/// holds about a hundred. Parsed, a value takes tens of bytes whatever its
+/// text (`0,` is two), so a 20 MB array of zeros would take a gigabyte: such
+/// a payload is refused before it is parsed.
+pub const MAX_PAYLOAD_VALUES: usize = 10_000;
+
+/// Payloads this long or shorter are parsed without counting their values:
+/// whatever they hold costs a few megabytes at most.
+const COUNTED_PAYLOAD_BYTES: usize = 64 * 1024;
+
 /// The payload argument as a JSON object; SQL NULL counts as `{}`.
 pub fn payload_object(payload: Option<&str>) -> Result<Object> {
     let Some(text) = payload else {
         return Ok(Object::new());
     };
+    if text.len() > COUNTED_PAYLOAD_BYTES && more_values_than(text, MAX_PAYLOAD_VALUES) {
+        return Err(Error::invalid_json(format!(
+            "payload holds more than {MAX_PAYLOAD_VALUES} JSON values (the largest valid one \
+             holds about a hundred)"
+        )));
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(Error::invalid_json(format!(
@@ -32,6 +49,37 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
             "payload is not valid JSON; {e}"
         ))),
     }
+}
+
+/// Whether JSON `text` opens or separates more than `max` values outside
+/// its strings (an upper bound of its values; malformed text is left to
+/// the parser).
+fn more_values_than(text: &str, max: usize) -> bool {
+    let mut count = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' | b',' => {
+                    count += 1;
+                    if count > max {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// A string field, trimmed; `None` when absent or null.
@@ -782,6 +830,16 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_counted_outside_strings_only() {
+        assert!(!more_values_than(r#"{"a":[1,2]}"#, 3));
+        assert!(more_values_than(r#"{"a":[1,2,3]}"#, 3));
+        // Commas, brackets and escaped quotes inside strings are text.
+        assert!(!more_values_than(r#"{"a":"[1,{2},3,\",4]"}"#, 1));
+        // An escaped backslash ends before the quote that closes the string.
+        assert!(more_values_than(r#"{"a":"\\",b:[1]}"#, 2));
+    }
 
     #[test]
     fn the_warm_up_number_parses_through_the_metadata() {

@@ -198,6 +198,34 @@ fn documents_rules_name_the_field() {
 }
 
 #[test]
+fn a_large_payload_of_many_small_values_is_refused_before_it_is_parsed() {
+    let db = Db::memory();
+    let s = db.create();
+    let before = db.snapshot();
+    // 40,001 values in 80 KB: parsed, hundreds of times its size.
+    let zeros = vec!["0"; 40_000].join(",");
+    let payload = format!(r#"{{"method":"documents","documents":[{zeros}]}}"#);
+    assert_eq!(
+        db.step(&s, "kb", &payload).unwrap_err(),
+        "onboarding_step: invalid_json: payload holds more than 10000 JSON values (the \
+         largest valid one holds about a hundred)"
+    );
+    assert_eq!(db.snapshot(), before);
+    // Twenty documents of 200,000 characters, commas and brackets in their
+    // text, are far from it.
+    let content = "[Lundi, mardi], {samedi}, ".repeat(200_000 / 26);
+    let docs: Vec<Value> = (0..20)
+        .map(|i| json!({"title": format!("Page {i}"), "content": content}))
+        .collect();
+    let payload = json!({"method": "documents", "documents": docs}).to_string();
+    assert!(payload.len() > 3_900_000);
+    assert_eq!(
+        db.step(&s, "kb", &payload).unwrap()["current_step"],
+        json!(5)
+    );
+}
+
+#[test]
 fn the_step_refuses_every_non_public_form_and_stores_the_normalised_url() {
     let db = Db::memory();
     let s = db.create();

@@ -220,7 +220,7 @@ pub struct Args {
     pub max_body_bytes: usize,
 
     /// Largest body of the kb step in bytes (pasted documents); larger
-    /// ones are refused with 413. At most four such bodies are read at once.
+    /// ones are refused with 413. At most two such bodies are taken at once.
     #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES)]
     pub max_documents_body_bytes: usize,
 

@@ -146,6 +146,9 @@ async fn dispatch(
     }
     // The business step's session, for the "email already used" limit.
     let email_key = (endpoint == Endpoint::Step("business")).then(|| id.clone());
+    // A large body's turn, held until the writer has answered: the body and
+    // what the library parses from it live until then.
+    let mut _large_body_turn = None;
     let query = match endpoint {
         Endpoint::Create => match create(app, req, client, body_read).await {
             Ok(query) => query,
@@ -161,7 +164,7 @@ async fn dispatch(
                 }
             }
             // Pasted documents may be far larger than any other body.
-            let (limit, _permit) = if step == "kb" && large_body(&req, app.max_body_bytes) {
+            let (limit, turn) = if step == "kb" && large_body(&req, app.max_body_bytes) {
                 match tokio::time::timeout(LARGE_BODY_WAIT, app.large_bodies.acquire()).await {
                     Ok(Ok(permit)) => (app.max_documents_body_bytes, Some(permit)),
                     _ => {
@@ -173,6 +176,7 @@ async fn dispatch(
             } else {
                 (app.max_body_bytes, None)
             };
+            _large_body_turn = turn;
             *body_read = true;
             match payload(req.into_body(), limit).await {
                 Ok(payload) => Query::Step {
