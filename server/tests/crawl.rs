@@ -124,6 +124,8 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/contact", "Contact – Salon Léa"),
         ("/occupee", "Réservation – Salon Léa"),
         ("/accents", "Épilation – Salon Léa"),
+        ("/occupee-date", "Offres – Salon Léa"),
+        ("/horaires-ete", "Horaires d'été – Salon Léa"),
     ];
     let expected: Vec<(String, String)> = expected_documents
         .iter()
@@ -154,6 +156,8 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/lent", "failed", "timeout"),
         ("/enorme", "skipped", "too_large"),
         ("/plaquette.pdf", "skipped", "unsupported_type"),
+        ("/vers-admin", "skipped", "robots_disallowed"),
+        ("/x-robots", "skipped", "noindex"),
     ];
     let expected: Vec<(String, String, String)> = expected_skips
         .iter()
@@ -215,9 +219,9 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
             &json!("done"),
             &json!(null),
             &json!(1),
-            &json!(19),
-            &json!(8),
-            &json!(8),
+            &json!(23),
+            &json!(10),
+            &json!(10),
             &json!(3)
         ]
     );
@@ -243,6 +247,14 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         .iter()
         .all(|r| r.user_agent.starts_with("onboarding-kb-crawler/")));
     assert_eq!(log.iter().filter(|r| r.path == "/occupee").count(), 2);
+    // Retry-After as a date is honoured: the retry comes after it.
+    let dated: Vec<Instant> = log
+        .iter()
+        .filter(|r| r.path == "/occupee-date")
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(dated.len(), 2, "{log:?}");
+    assert!(dated[1].duration_since(dated[0]) >= Duration::from_secs(1));
 
     // Search: the table of questions and the rank of the answering page.
     let mut in_top_3 = 0;
@@ -518,6 +530,8 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/occupee", "Réservation – Salon Léa"),
         ("/services", "Services – Salon Léa"),
         ("/tarifs", "Tarifs – Salon Léa"),
+        ("/occupee-date", "Offres – Salon Léa"),
+        ("/horaires-ete", "Horaires d'été – Salon Léa"),
     ]
     .iter()
     .map(|(u, t)| (u.to_string(), t.to_string()))
@@ -534,7 +548,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
             },
         )
         .unwrap();
-    assert_eq!(counters, json!([19, 8, 8, 3, null]));
+    assert_eq!(counters, json!([23, 10, 10, 3, null]));
     // The pages not stored, with the binary's own resolver (the name
     // /vers-nom-prive redirects to does not resolve) and limits (the slow
     // page arrives: a script and two words).
@@ -563,6 +577,8 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/lent", "skipped", "js_required"),
         ("/enorme", "skipped", "too_large"),
         ("/plaquette.pdf", "skipped", "unsupported_type"),
+        ("/vers-admin", "skipped", "robots_disallowed"),
+        ("/x-robots", "skipped", "noindex"),
     ]
     .iter()
     .map(|(u, s, r)| (u.to_string(), s.to_string(), r.to_string()))

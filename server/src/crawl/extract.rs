@@ -11,8 +11,10 @@
 use scraper::{Html, Selector};
 use url::Url;
 
-/// Below this many characters of text, a page is "nearly empty".
-pub const MIN_TEXT_CHARS: usize = 80;
+/// Below this many letters and digits, a page is "nearly empty": a shell
+/// that JavaScript fills ("Chargement…"), not a short page of content
+/// (an opening-hours table of a few rows has 60 or more).
+pub const MIN_TEXT_CHARS: usize = 20;
 
 #[derive(Debug, Default)]
 pub struct Extracted {
@@ -57,9 +59,12 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
     let noindex = doc
         .select(&selector("meta[name=robots], meta[name=googlebot]"))
         .any(|m| {
-            m.value()
-                .attr("content")
-                .is_some_and(|c| c.to_ascii_lowercase().contains("noindex"))
+            m.value().attr("content").is_some_and(|c| {
+                // `none` is `noindex, nofollow`.
+                c.to_ascii_lowercase()
+                    .split(',')
+                    .any(|d| matches!(d.trim(), "noindex" | "none"))
+            })
         });
     let canonical = doc
         .select(&selector("link[rel=canonical]"))
@@ -171,5 +176,33 @@ mod tests {
         assert_eq!(got.footer.as_deref(), Some("12 rue des Lilas, 69003 Lyon"));
         assert_eq!(got.links, ["http://a.fr/"]);
         assert!(!got.noindex && !got.script_only);
+    }
+
+    #[test]
+    fn a_short_page_with_a_script_is_content_and_an_empty_shell_is_not() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let hours = r#"<html><head><script>stats()</script></head><body><main>
+            <h1>Horaires d'été</h1><table><tr><td>Juillet</td><td>9h – 13h</td></tr>
+            <tr><td>Août</td><td>Fermé</td></tr></table></main></body></html>"#;
+        let got = extract(hours, &base);
+        assert!(!got.script_only);
+        assert!(got.markdown.contains("Juillet"), "{}", got.markdown);
+        let shell = r#"<html><head><script src="/app.js"></script></head>
+            <body><div id="root">Chargement…</div><noscript>Activez JavaScript</noscript></body></html>"#;
+        assert!(extract(shell, &base).script_only);
+    }
+
+    #[test]
+    fn meta_robots_none_is_noindex() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let page = |content: &str| {
+            format!(
+                r#"<html><head><meta name="robots" content="{content}"></head><body><main><p>Du texte, assez pour une page entière.</p></main></body></html>"#
+            )
+        };
+        assert!(extract(&page("none"), &base).noindex);
+        assert!(extract(&page("noindex, follow"), &base).noindex);
+        assert!(!extract(&page("index, follow"), &base).noindex);
+        assert!(!extract(&page("nosnippet"), &base).noindex);
     }
 }

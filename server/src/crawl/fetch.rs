@@ -33,7 +33,8 @@ pub struct Limits {
     pub max_delay: Duration,
     /// Retries of one page after a 429 or 503.
     pub retries: usize,
-    /// The longest Retry-After honoured; a longer one fails the page.
+    /// The longest Retry-After honoured (and never past the job's lease);
+    /// a longer one fails the page.
     pub max_retry_after: Duration,
 }
 
@@ -49,7 +50,7 @@ impl Default for Limits {
             min_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(5),
             retries: 2,
-            max_retry_after: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
         }
     }
 }
@@ -68,6 +69,8 @@ pub enum FetchError {
     OffSite,
     Status(u16, Option<Duration>),
     UnsupportedType,
+    /// A redirect to a path robots.txt disallows: not followed.
+    RobotsDisallowed,
 }
 
 impl FetchError {
@@ -83,6 +86,7 @@ impl FetchError {
             FetchError::OffSite => "redirect_off_site".into(),
             FetchError::Status(code, _) => format!("http_{code}"),
             FetchError::UnsupportedType => "unsupported_type".into(),
+            FetchError::RobotsDisallowed => "robots_disallowed".into(),
         }
     }
 }
@@ -94,13 +98,18 @@ pub struct Page {
     pub content_type: String,
     pub text: String,
     pub bytes: usize,
+    /// An `X-Robots-Tag` header for every crawler, or this one, says
+    /// `noindex` (or `none`).
+    pub noindex: bool,
 }
 
-/// What a request accepts: pages, or XML for sitemaps.
+/// What a request accepts: pages, XML for sitemaps, or anything (robots.txt,
+/// parsed whatever type the server gives it, as RFC 9309 reads a 2xx).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
     Page,
     Xml,
+    Any,
 }
 
 /// Names the crawler has resolved and approved, the only answers the
@@ -150,6 +159,9 @@ impl Client {
     }
 }
 
+/// Whether robots.txt lets the crawler fetch a URL.
+pub type RobotsRule = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 pub struct Fetcher {
     client: reqwest::Client,
     approved: Approved,
@@ -161,6 +173,9 @@ pub struct Fetcher {
     /// When the last request ended and the gap to keep after it: every
     /// request to the site, redirect hops included, waits its turn.
     pace: tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>,
+    /// The site's robots.txt, once read: a redirect hop to a path it
+    /// disallows is not followed.
+    robots: std::sync::OnceLock<RobotsRule>,
 }
 
 impl Fetcher {
@@ -183,7 +198,14 @@ impl Fetcher {
             overrides,
             limits,
             pace,
+            robots: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The rule of the site's robots.txt, for the redirects of every later
+    /// request.
+    pub fn set_robots(&self, allowed: RobotsRule) {
+        let _ = self.robots.set(allowed);
     }
 
     /// Checks `url` and the addresses its host resolves to; on success the
@@ -264,6 +286,13 @@ impl Fetcher {
                 if !same_site(&next, site) {
                     return Err(FetchError::OffSite);
                 }
+                if self
+                    .robots
+                    .get()
+                    .is_some_and(|allowed| !allowed(next.as_str()))
+                {
+                    return Err(FetchError::RobotsDisallowed);
+                }
                 if seen.contains(&next) {
                     return Err(FetchError::RedirectLoop);
                 }
@@ -295,10 +324,17 @@ impl Fetcher {
         let accepted = match accept {
             Accept::Page => ["text/html", "application/xhtml+xml", "text/plain"].contains(&mime),
             Accept::Xml => mime.ends_with("/xml") || mime.ends_with("+xml") || mime == "text/plain",
+            Accept::Any => true,
         };
         if !accepted {
             return Err(FetchError::UnsupportedType);
         }
+        let noindex = response
+            .headers()
+            .get_all("x-robots-tag")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(x_robots_noindex);
         if response
             .content_length()
             .is_some_and(|n| n as usize > self.limits.page_bytes)
@@ -325,22 +361,47 @@ impl Fetcher {
             content_type: mime.to_string(),
             text,
             bytes: bytes.len(),
+            noindex,
         })
     }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not honoured: a page
 /// that asks for a date gets no retry).
+/// Retry-After in seconds or as an HTTP date (RFC 9110 § 10.2.3); a date
+/// in the past is no wait.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
+    let value = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+        .trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value).ok().map(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }),
+    }
+}
+
+/// Whether one `X-Robots-Tag` value forbids indexing to this crawler: its
+/// directives apply to every crawler, or follow a `name:` that is this
+/// crawler's (`googlebot: noindex` is Google's alone).
+pub fn x_robots_noindex(value: &str) -> bool {
+    let value = value.to_ascii_lowercase();
+    let (agent, directives) = match value.split_once(':') {
+        // `unavailable_after: <date>` is a directive, not a crawler's name.
+        Some((agent, rest)) if !agent.contains(',') && agent.trim() != "unavailable_after" => {
+            (Some(agent.trim().to_string()), rest.to_string())
+        }
+        _ => (None, value),
+    };
+    let ours = agent.map_or(true, |a| a == super::robots::ROBOTS_TOKEN);
+    ours && directives
+        .split(',')
+        .any(|d| matches!(d.trim(), "noindex" | "none"))
 }
 
 /// The text of a body: the charset of the Content-Type header, else a BOM,
@@ -360,4 +421,27 @@ pub fn decode(bytes: &[u8], content_type: &str) -> String {
         .or_else(|| label(&head))
         .unwrap_or(encoding_rs::UTF_8);
     encoding.decode(bytes).0.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_robots_tag_applies_to_every_crawler_or_to_this_one() {
+        for (value, noindex) in [
+            ("noindex", true),
+            ("NoIndex, nofollow", true),
+            ("none", true),
+            ("nofollow", false),
+            ("googlebot: noindex", false),
+            ("onboarding-kb-crawler: noindex", true),
+            ("onboarding-kb-crawler: nofollow", false),
+            ("unavailable_after: 25 Jun 2010 15:00:00 PST", false),
+            ("noindex, unavailable_after: 25 Jun 2010 15:00:00 PST", true),
+            ("", false),
+        ] {
+            assert_eq!(x_robots_noindex(value), noindex, "{value:?}");
+        }
+    }
 }

@@ -216,6 +216,9 @@ impl<'a> Crawl<'a> {
             Err(code) => return self.finish(Some(code)).await,
         };
         fetcher.set_delay(rules.delay).await;
+        let rules = Arc::new(rules);
+        let for_redirects = Arc::clone(&rules);
+        fetcher.set_robots(Arc::new(move |url: &str| for_redirects.allowed(url)));
         let mut queue: VecDeque<(String, i64)> = job["frontier"]
             .as_array()
             .into_iter()
@@ -275,11 +278,18 @@ impl<'a> Crawl<'a> {
             return json!({"status": "failed", "reason": "bad_url"});
         };
         let mut tries = 0;
+        // A wait must end inside the lease renewed before it.
+        let longest_wait = self
+            .config
+            .limits
+            .max_retry_after
+            .min(std::time::Duration::from_secs(
+                self.config.lease_seconds.max(10) as u64 - 5,
+            ));
         let page = loop {
             match polite.get(&target, site, Accept::Page).await {
                 Err(FetchError::Status(429 | 503, Some(wait)))
-                    if tries < self.config.limits.retries
-                        && wait <= self.config.limits.max_retry_after =>
+                    if tries < self.config.limits.retries && wait <= longest_wait =>
                 {
                     tries += 1;
                     let _ = sql(self.writer, KbFunction::Renew, json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds})).await;
@@ -326,7 +336,7 @@ impl<'a> Crawl<'a> {
             .chars()
             .filter(|c| c.is_alphanumeric())
             .count();
-        if extracted.noindex {
+        if extracted.noindex || page.noindex {
             report["status"] = json!("skipped");
             report["reason"] = json!("noindex");
         } else if extracted.script_only {

@@ -26,13 +26,14 @@ impl Rules {
     }
 }
 
-/// Fetches the site's robots.txt. A 4xx allows everything; a 5xx or an
-/// unreachable file crawls nothing: the job error code says why.
+/// Fetches the site's robots.txt. A 2xx is parsed whatever its content type;
+/// a 4xx allows everything; a 5xx or an unreachable file crawls nothing:
+/// the job error code says why.
 pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'static str> {
     let url = site.join("/robots.txt").map_err(|_| "robots_unavailable")?;
     let limits = &polite.fetcher.limits;
     let (min, max) = (limits.min_delay, limits.max_delay);
-    match polite.get(&url, site, Accept::Page).await {
+    match polite.get(&url, site, Accept::Any).await {
         Ok(page) => {
             let robot = Robot::new(ROBOTS_TOKEN, page.text.as_bytes()).ok();
             let asked = robot
@@ -50,7 +51,7 @@ pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'stati
                 sitemaps,
             })
         }
-        Err(FetchError::Status(400..=499, _)) | Err(FetchError::UnsupportedType) => Ok(Rules {
+        Err(FetchError::Status(400..=499, _)) => Ok(Rules {
             robot: None,
             delay: min,
             sitemaps: Vec::new(),

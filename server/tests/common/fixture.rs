@@ -29,7 +29,9 @@ pub struct Logged {
 struct State {
     log: Vec<Logged>,
     in_flight: usize,
+    /// `/occupee` and `/occupee-date` answered 429 once already.
     busy_once: bool,
+    busy_date_once: bool,
 }
 
 pub struct Fixture {
@@ -62,7 +64,17 @@ const HOME: &str = "<h1>Salon Léa, coiffure à Lyon</h1>\
     <li><a href=\"/absente\">Carte cadeau</a></li><li><a href=\"/erreur\">Boutique</a></li>\
     <li><a href=\"/occupee\">Réservation en ligne</a></li><li><a href=\"/noindex-page\">Mentions</a></li>\
     <li><a href=\"/accents\">Épilation</a></li><li><a href=\"/lent\">Blog</a></li><li><a href=\"/enorme\">Galerie</a></li><li><a href=\"/plaquette.pdf\">Plaquette PDF</a></li>\
-    <li><a href=\"https://www.facebook.com/salonlea\">Facebook</a></li><li><a href=\"/prive/admin\">Admin</a></li></ul>";
+    <li><a href=\"https://www.facebook.com/salonlea\">Facebook</a></li><li><a href=\"/prive/admin\">Admin</a></li>\
+    <li><a href=\"/vers-admin\">Administration</a></li><li><a href=\"/x-robots\">Archives</a></li>\
+    <li><a href=\"/occupee-date\">Offres</a></li><li><a href=\"/horaires-ete\">Horaires d'été</a></li></ul>";
+
+/// Short, with the page's script: content all the same.
+const HORAIRES_ETE: &str =
+    "<h1>Horaires d'été</h1><table><tr><td>Juillet</td><td>9h – 13h</td></tr>\
+    <tr><td>Août</td><td>Fermé</td></tr></table>";
+
+const OFFRES: &str = "<h1>Nos offres</h1><p>Le mardi, une coupe achetée, un soin offert. \
+    Offre valable jusqu'au 31 décembre, non cumulable.</p>";
 
 const SERVICES: &str = "<h1>Nos services</h1><h2>Coupes</h2><p>Coupe femme, coupe homme et coupe enfant, \
     shampooing et coiffage compris. Barbe taillée à la tondeuse ou au ciseau.</p>\
@@ -169,10 +181,11 @@ async fn answer(
             in_flight,
             user_agent,
         });
-        let was = s.busy_once;
-        if req.uri().path() == "/occupee" {
-            s.busy_once = true;
-        }
+        let was = match req.uri().path() {
+            "/occupee" => std::mem::replace(&mut s.busy_once, true),
+            "/occupee-date" => std::mem::replace(&mut s.busy_date_once, true),
+            _ => false,
+        };
         was
     };
     // Counts the request out even when the client gives up (the slow
@@ -243,6 +256,15 @@ fn route(path: &str, addr: SocketAddr, js_only: bool, busy_before: bool) -> Resp
         "/equipe" => html(page("L'équipe", EQUIPE)),
         "/occupee" if !busy_before => respond(429, &[("retry-after", "1".into())], "trop de requêtes"),
         "/occupee" => html(page("Réservation", OCCUPEE)),
+        // Retry-After as an HTTP date, two seconds ahead.
+        "/occupee-date" if !busy_before => respond(429, &[("retry-after", httpdate::fmt_http_date(
+            std::time::SystemTime::now() + Duration::from_secs(2)))], "trop de requêtes"),
+        "/occupee-date" => html(page("Offres", OFFRES)),
+        // A redirect into the part robots.txt disallows: never followed.
+        "/vers-admin" => redirect("/prive/cache"),
+        "/x-robots" => respond(200, &[("content-type", "text/html".into()), ("x-robots-tag", "noindex".into())],
+            page("Archives", "<h1>Archives</h1><p>Les anciennes promotions du salon, de 2009 à aujourd'hui.</p>")),
+        "/horaires-ete" => html(page("Horaires d'été", HORAIRES_ETE)),
         "/noindex-page" => html(NOINDEX.to_string()),
         "/accents" => respond(200, &[("content-type", "text/html; charset=windows-1252".into())], windows_1252_page()),
         "/ancienne-page" => redirect("/equipe"),
