@@ -2,13 +2,14 @@
 //! characters along its headings, each with the path of headings above it.
 //!
 //! A chunk is what a search answers, so it should hold one topic: a section
-//! stays whole when it fits, small neighbouring sections under the same
-//! top-level heading are joined (a "Contact" of three lines alone ranks
-//! poorly and reads poorly), and a long section is cut between paragraphs,
+//! stays whole when it fits, small neighbouring sections are joined (a
+//! "Contact" of three lines alone ranks poorly and reads poorly; so does
+//! each question of a FAQ), and a long section is cut between paragraphs,
 //! then between lines (a table's rows stay together as long as they fit),
-//! then between words. Every top-level heading starts a new chunk, and a
-//! chunk's heading path is the deepest one above all of its text, so that
-//! what a search shows over a chunk is true of all of it.
+//! then between words. A chunk's heading path is the deepest one above all
+//! of its text, so that what a search shows over a chunk is true of all of
+//! it: sections joined across top-level headings are under the document's
+//! title.
 
 /// Below this a chunk takes the next section in too.
 const MIN_CHARS: usize = 800;
@@ -107,9 +108,15 @@ struct Open {
 }
 
 impl Open {
-    fn close(self) -> Chunk {
+    /// The chunk, under the document's `title` when its sections share no
+    /// heading.
+    fn close(self, title: &str) -> Chunk {
         Chunk {
-            heading: self.path.join(" > "),
+            heading: if self.path.is_empty() {
+                title.to_string()
+            } else {
+                self.path.join(" > ")
+            },
             text: self.text,
         }
     }
@@ -127,8 +134,7 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
             }
             match open.as_mut() {
                 Some(c)
-                    if c.path.first() == section.path.first()
-                        && c.text.chars().count() < MIN_CHARS
+                    if c.text.chars().count() < MIN_CHARS
                         && c.text.chars().count() + 2 + piece.chars().count() <= MAX_CHARS =>
                 {
                     // The path above both: their common start.
@@ -143,7 +149,7 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
                     c.text.push_str(&piece);
                 }
                 _ => {
-                    out.extend(open.take().map(Open::close));
+                    out.extend(open.take().map(|c| c.close(title)));
                     open = Some(Open {
                         path: section.path.clone(),
                         text: piece,
@@ -152,7 +158,7 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
             }
         }
     }
-    out.extend(open.map(Open::close));
+    out.extend(open.map(|c| c.close(title)));
     out
 }
 
@@ -183,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn a_top_level_heading_starts_a_chunk_of_its_own() {
+    fn sections_joined_across_top_level_headings_are_under_the_title() {
         let long = "Balayage et couleur. ".repeat(50); // 1,050 characters
         let md = format!(
             "# Tarifs\n\n## Couleurs\n\n{long}\n\n### Mèches\n\n80 €\n\n# Horaires\n\nLundi 9h.\n"
@@ -191,23 +197,29 @@ mod tests {
         let got = chunks(&md, "Salon");
         let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
         // The top heading joins its first subsection; "Mèches" follows a
-        // full chunk; "Horaires", small as it is, stays apart.
-        assert_eq!(
-            headings,
-            ["Tarifs", "Tarifs > Couleurs > Mèches", "Horaires"]
-        );
+        // full chunk, and "Horaires", small, joins it: no heading is above
+        // both, so the chunk is the document's.
+        assert_eq!(headings, ["Tarifs", "Salon"]);
         assert_eq!(
             got[0].text,
             format!("# Tarifs\n\n## Couleurs\n\n{}", long.trim_end())
         );
-        assert_eq!(got[1].text, "### Mèches\n\n80 €");
-        assert_eq!(got[2].text, "# Horaires\n\nLundi 9h.");
-        // Text before the first heading is the title's, apart from them.
-        let got = chunks("Bienvenue.\n\n# Contact\n\n01 23 45 67 89\n", "Accueil");
-        assert_eq!(
-            got.iter().map(|c| c.heading.as_str()).collect::<Vec<_>>(),
-            ["Accueil", "Contact"]
+        assert_eq!(got[1].text, "### Mèches\n\n80 €\n\n# Horaires\n\nLundi 9h.");
+        // Two subsections joined: the heading above both.
+        let md = format!(
+            "# Tarifs\n\n## Couleurs\n\n{long}\n\n### Mèches\n\n80 €\n\n### Balayage\n\n90 €\n"
         );
+        let got = chunks(&md, "Salon");
+        assert_eq!(got[1].heading, "Tarifs > Couleurs");
+        assert_eq!(got[1].text, "### Mèches\n\n80 €\n\n### Balayage\n\n90 €");
+        // A FAQ of second-level headings only: one chunk, the title's.
+        let faq: String = (1..=6)
+            .map(|i| format!("## Question {i} ?\n\nRéponse {i}.\n\n"))
+            .collect();
+        let got = chunks(&faq, "FAQ");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].heading, "FAQ");
+        assert!(got[0].text.ends_with("## Question 6 ?\n\nRéponse 6."));
     }
 
     #[test]
