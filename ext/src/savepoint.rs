@@ -82,7 +82,24 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
             "cannot start a transaction - SQL statements in progress",
         ));
     }
+    // `BEGIN IMMEDIATE` takes the write lock of every attached database
+    // too, and would wait for files the call never writes: with any
+    // attached, the deferred savepoint, as inside a caller's transaction.
+    if has_attached_databases(conn)? {
+        return savepoint(conn, body);
+    }
+    // The calling statement reads a table (`SELECT f(id) FROM t`): the
+    // connection holds a read transaction already, and SQLite does not wait
+    // for a lock it would have to upgrade to.
+    let reading = reading_already(conn);
     sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) if reading => {
+            Error::internal(format!(
+                "{e}: another connection holds the write lock, and SQLite cannot wait for \
+                 it while the statement calling this function reads a table (call the \
+                 writers from a plain SELECT without FROM)"
+            ))
+        }
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::internal(format!(
             "{e}: another connection held the write lock past this connection's busy \
              timeout (PRAGMA busy_timeout); retry later"
@@ -92,11 +109,34 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     guarded(conn, Opened::Transaction, body)
 }
 
+/// Whether databases are attached to `conn` besides `main` and `temp`.
+fn has_attached_databases(conn: &Connection) -> Result<bool> {
+    Ok(sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Whether `conn` already holds a transaction on some database (a read
+/// one, in autocommit mode: the calling statement's).
+fn reading_already(conn: &Connection) -> bool {
+    // SAFETY: the handle is this open connection's, used on its own thread
+    // inside one of its calls; a null schema asks about every database.
+    unsafe { ffi::sqlite3_txn_state(conn.handle(), std::ptr::null()) != ffi::SQLITE_TXN_NONE }
+}
+
 /// Runs a reader's `body` in `SAVEPOINT onboarding_call`: in autocommit mode
 /// a read transaction, so that every table is read from one snapshot, and
 /// one that never takes the write lock (a read-only database serves it, a
 /// read replica's included).
 pub fn in_read_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    // Inside the transaction of a host that undoes failed calls, every
+    // read already sees one snapshot; a reader writes nothing to undo.
+    if HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit() {
+        return body();
+    }
     savepoint(conn, body)
 }
 

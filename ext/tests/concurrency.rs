@@ -39,18 +39,7 @@ impl Locked {
             .busy_timeout(Duration::from_millis(busy_ms))
             .unwrap();
         let session = first.create();
-        let (locked_tx, locked_rx) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let conn = Connection::open(path).unwrap();
-            conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE host_notes (note TEXT)")
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            // Bounded: the test sends at once, or is gone.
-            let _ = release_rx.recv_timeout(Duration::from_secs(30));
-            conn.execute_batch("COMMIT").unwrap();
-        });
-        locked_rx.recv().unwrap();
+        let (release, holder) = hold_write_lock(path);
         Locked {
             dir,
             first,
@@ -67,6 +56,24 @@ impl Locked {
         self.holder.join().unwrap();
         (self.dir, self.first, self.second, self.session)
     }
+}
+
+/// Holds the write lock of the database file at `path` from another
+/// thread until told to (or the sender is gone), then commits.
+fn hold_write_lock(path: std::path::PathBuf) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE host_notes (note TEXT)")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        // Bounded: the test sends at once, or is gone.
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    (release, holder)
 }
 
 #[test]
@@ -143,6 +150,45 @@ fn a_read_needs_no_write_lock_and_serves_a_read_only_connection() {
         serde_json::from_str::<serde_json::Value>(&from_read_only).unwrap(),
         expected
     );
+}
+
+#[test]
+fn a_call_from_a_statement_reading_a_table_says_why_it_cannot_wait() {
+    let locked = Locked::new(5_000);
+    let before = locked.first.snapshot();
+    let refused = locked.second.call(
+        "SELECT onboarding_step(id, 'channels', '{\"channels\":[\"sms\"]}') FROM onboarding_sessions",
+        &[],
+    );
+    let (_dir, first, _second, _) = locked.release();
+    assert_eq!(
+        refused.unwrap_err(),
+        "onboarding_step: internal: database is locked: another connection holds the write \
+         lock, and SQLite cannot wait for it while the statement calling this function reads \
+         a table (call the writers from a plain SELECT without FROM)"
+    );
+    assert_eq!(first.snapshot(), before);
+}
+
+#[test]
+fn an_attached_database_another_process_writes_does_not_hold_a_call_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode = WAL")
+        .unwrap();
+    let db = Db::on(Connection::open(dir.path().join("onboarding.db")).unwrap());
+    db.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    db.conn
+        .execute("ATTACH DATABASE ?1 AS other", [other.to_str().unwrap()])
+        .unwrap();
+    let (release, holder) = hold_write_lock(other);
+    let created = db.call("SELECT onboarding_create('{}')", &[]);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(created.unwrap()["success"], true);
+    assert_eq!(db.count("tenants"), 1);
 }
 
 #[test]
