@@ -340,6 +340,31 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         assert_eq!((on_replica.status, on_replica.body), (200, on_primary.body));
     }
 
+    // Segments are decoded after the split, as on the primary: an escaped
+    // slash is no separator.
+    let escaped = rt
+        .block_on(try_request(
+            reader.addr,
+            "GET",
+            "/api/v1/onboarding%2Fvoices",
+            b"",
+        ))
+        .unwrap();
+    assert_eq!(
+        (escaped.status, escaped.body.as_str()),
+        (
+            404,
+            r#"{"success":false,"error":"no route for GET '/api/v1/onboarding%2Fvoices'","code":"not_found"}"#
+        )
+    );
+    // The log shows the routes' templates, never a session id.
+    let log = reader.log.text();
+    assert!(
+        log.contains("read-replica: GET /api/v1/onboarding/session/{session_id} 200"),
+        "{log}"
+    );
+    assert!(!log.contains(&first.session_id), "{log}");
+
     let refused = rt
         .block_on(try_request(
             reader.addr,
