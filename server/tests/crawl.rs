@@ -366,6 +366,38 @@ async fn a_javascript_only_site_and_a_name_resolving_to_a_private_address() {
     // The shell fixture saw nothing more: the private address was never
     // connected to (it is where the shell listens, on another port).
     assert_eq!(shell.log().len(), 3);
+
+    // A site whose one page is too large: the job says so.
+    let s = completed_website_session(&server, "enorme@salon-lea.fr", &shell.url("/enorme")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["failed", "too_large", 1, 1, 0, 1, 0]));
+    server.stop().await;
+}
+
+/// Two sessions of one business crawl the same site on two workers: the
+/// site still gets one request at a time, a second apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_site_take_turns() {
+    let shell = Fixture::start(true).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 2,
+        ..crawl_config(&shell)
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let a = completed_website_session(&server, "a@salon-lea.fr", &shell.url("/")).await;
+    let b = completed_website_session(&server, "b@salon-lea.fr", &shell.url("/")).await;
+    for s in [&a, &b] {
+        assert_eq!(wait_for_job(&server, s).await["job"]["status"], "failed");
+    }
+    let log = shell.log();
+    assert_eq!(log.len(), 6, "{log:?}");
+    assert!(log.iter().all(|r| r.in_flight == 1), "{log:?}");
+    assert!(
+        log.windows(2)
+            .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
+        "{log:?}"
+    );
     server.stop().await;
 }
 

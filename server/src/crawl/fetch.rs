@@ -162,6 +162,31 @@ impl Client {
 /// Whether robots.txt lets the crawler fetch a URL.
 pub type RobotsRule = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// A site's turn: when its last request ended, and the gap to keep.
+type Pace = tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>;
+
+/// The pace of `site`, shared by the workers of this process: two jobs on
+/// one site (two sessions of one business) take turns, one request at a
+/// time, the gap kept between them. `www.` and the bare host are one site.
+fn pace_of(site: &Url, min_delay: Duration) -> Arc<Pace> {
+    static SITES: Mutex<Option<HashMap<String, Arc<Pace>>>> = Mutex::new(None);
+    let host = site.host_str().unwrap_or_default().trim_end_matches('.');
+    let key = format!(
+        "{}:{}",
+        host.strip_prefix("www.").unwrap_or(host),
+        site.port_or_known_default().unwrap_or(80)
+    );
+    let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
+    let sites = sites.get_or_insert_with(HashMap::new);
+    // The sites no job holds any more go (bounded by the jobs running).
+    sites.retain(|_, pace| Arc::strong_count(pace) > 1);
+    Arc::clone(
+        sites
+            .entry(key)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new((None, min_delay)))),
+    )
+}
+
 pub struct Fetcher {
     client: reqwest::Client,
     approved: Approved,
@@ -171,18 +196,21 @@ pub struct Fetcher {
     overrides: HashMap<String, Vec<IpAddr>>,
     pub limits: Limits,
     /// When the last request ended and the gap to keep after it: every
-    /// request to the site, redirect hops included, waits its turn.
-    pace: tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>,
+    /// request to the site, redirect hops included, waits its turn. Shared
+    /// by every job of this process crawling the same site (see [`pace_of`]).
+    pace: Arc<Pace>,
     /// The site's robots.txt, once read: a redirect hop to a path it
     /// disallows is not followed.
     robots: std::sync::OnceLock<RobotsRule>,
 }
 
 impl Fetcher {
-    /// One job's fetcher on its worker's `client`. The names the previous
-    /// job approved are forgotten: every request approves its own again.
+    /// One job's fetcher of `site` on its worker's `client`. The names the
+    /// previous job approved are forgotten: every request approves its own
+    /// again.
     pub fn new(
         client: &Client,
+        site: &Url,
         allow: AllowList,
         overrides: HashMap<String, Vec<IpAddr>>,
         limits: Limits,
@@ -190,7 +218,7 @@ impl Fetcher {
         if let Ok(mut map) = client.approved.0.lock() {
             map.clear();
         }
-        let pace = tokio::sync::Mutex::new((None, limits.min_delay));
+        let pace = pace_of(site, limits.min_delay);
         Fetcher {
             client: client.http.clone(),
             approved: client.approved.clone(),

@@ -203,6 +203,7 @@ impl<'a> Crawl<'a> {
             Url::parse(job["url"].as_str().unwrap_or("")).map_err(|e| format!("job url: {e}"))?;
         let fetcher = Fetcher::new(
             self.client,
+            &site,
             self.config.allow.clone(),
             self.config.resolve_overrides.clone(),
             self.config.limits.clone(),
@@ -231,6 +232,8 @@ impl<'a> Crawl<'a> {
             sitemap = robots::sitemap_urls(&mut polite, &site, &rules, 49).await;
         }
         let mut disallowed = 0;
+        // Why pages were not stored, for a job that stores none.
+        let mut reasons = std::collections::HashSet::new();
         while let Some((url, depth)) = queue.pop_front() {
             let limit = &self.config.limits;
             if started.elapsed() > limit.job_time {
@@ -249,6 +252,9 @@ impl<'a> Crawl<'a> {
                 let links = report["links"].as_array().cloned().unwrap_or_default();
                 report["links"] = sitemap.drain(..).map(Value::from).chain(links).collect();
             }
+            if let Some(reason) = report["reason"].as_str() {
+                reasons.insert(reason.to_string());
+            }
             report["job_id"] = json!(self.job_id);
             report["worker"] = json!(self.worker);
             report["url"] = json!(url);
@@ -263,9 +269,16 @@ impl<'a> Crawl<'a> {
                 }
             }
         }
+        // Nothing stored: the job says why, the most telling reason first
+        // (without one, the library's `no_content`). Only final reasons: a
+        // page's DNS or connection failure after robots.txt answered is not
+        // the whole site's, which the library would retry.
         let code = match (self.stored, self.script_only, disallowed) {
             (0, n, _) if n > 0 => Some("js_required"),
             (0, _, n) if n > 0 => Some("robots_disallowed"),
+            (0, _, _) => ["private_address", "too_large", "timeout"]
+                .into_iter()
+                .find(|code| reasons.contains(*code)),
             _ => None,
         };
         self.finish(code).await

@@ -234,6 +234,11 @@ fn route(path: &str, addr: SocketAddr, js_only: bool, busy_before: bool) -> Resp
     if js_only {
         return match path {
             "/robots.txt" | "/sitemap.xml" => respond(404, &[], "absent"),
+            // A start page past the 2 MiB limit, for a job that stores nothing.
+            "/enorme" => html(format!(
+                "<html><body><main><p>{}</p></main></body></html>",
+                "x".repeat(3 * 1024 * 1024)
+            )),
             _ => html(JS_SHELL.to_string()),
         };
     }
