@@ -126,6 +126,7 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/accents", "Épilation – Salon Léa"),
         ("/occupee-date", "Offres – Salon Léa"),
         ("/horaires-ete", "Horaires d'été – Salon Léa"),
+        ("/soins", "Soins – Salon Léa"),
     ];
     let expected: Vec<(String, String)> = expected_documents
         .iter()
@@ -219,8 +220,8 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
             &json!("done"),
             &json!(null),
             &json!(1),
-            &json!(23),
-            &json!(10),
+            &json!(24),
+            &json!(11),
             &json!(10),
             &json!(3)
         ]
@@ -255,6 +256,13 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         .collect();
     assert_eq!(dated.len(), 2, "{log:?}");
     assert!(dated[1].duration_since(dated[0]) >= Duration::from_secs(1));
+    // The page known without its trailing slash is asked with it too.
+    let soins: Vec<&str> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/soins"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(soins, ["/soins", "/soins/"]);
 
     // Search: the table of questions and the rank of the answering page.
     let mut in_top_3 = 0;
@@ -564,6 +572,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/tarifs", "Tarifs – Salon Léa"),
         ("/occupee-date", "Offres – Salon Léa"),
         ("/horaires-ete", "Horaires d'été – Salon Léa"),
+        ("/soins", "Soins – Salon Léa"),
     ]
     .iter()
     .map(|(u, t)| (u.to_string(), t.to_string()))
@@ -580,7 +589,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
             },
         )
         .unwrap();
-    assert_eq!(counters, json!([23, 10, 10, 3, null]));
+    assert_eq!(counters, json!([24, 11, 10, 3, null]));
     // The pages not stored, with the binary's own resolver (the name
     // /vers-nom-prive redirects to does not resolve) and limits (the slow
     // page arrives: a script and two words).

@@ -37,7 +37,19 @@ fn selector(css: &str) -> Selector {
 /// Never content, wherever it is.
 const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, button, \
      [id*=cookie], [class*=cookie], [id*=consent], [class*=consent], [role=navigation], \
-     [aria-hidden=true], body > header";
+     [aria-hidden=true]";
+
+/// The site's header, when outside the main content: its menu and logo.
+const SITE_HEADER: &str = "header, [role=banner], #header, #site-header, .site-header";
+
+/// The site's footer, when outside the main content: the address, phone
+/// and hours every page repeats. A footer inside the content (an offer's
+/// conditions) is content.
+const SITE_FOOTER: &str =
+    "footer, [role=contentinfo], #footer, #site-footer, .site-footer, .footer";
+
+/// Where a page's own content is.
+const CONTENT: &str = "main, article, [role=main]";
 
 pub fn extract(html: &str, base: &Url) -> Extracted {
     let mut doc = Html::parse_document(html);
@@ -86,12 +98,22 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .collect();
     let scripts = doc.select(&selector("script")).count();
     remove(&mut doc, NOISE);
-    let footer = doc
-        .select(&selector("footer"))
-        .next_back()
+    remove_outside_content(&mut doc, SITE_HEADER);
+    // The outermost site footers (one inside another is part of it).
+    let footers: Vec<_> = doc
+        .select(&selector(SITE_FOOTER))
+        .filter(|f| outside(f, CONTENT) && outside(f, SITE_FOOTER))
+        .collect();
+    let footer = footers
+        .last()
         .map(|f| to_markdown(&f.html()))
         .filter(|m| m.chars().filter(|c| c.is_alphanumeric()).count() >= 10);
-    remove(&mut doc, "footer");
+    let ids: Vec<_> = footers.iter().map(|f| f.id()).collect();
+    for id in ids {
+        if let Some(mut node) = doc.tree.get_mut(id) {
+            node.detach();
+        }
+    }
     let main = ["main", "article", "[role=main]", "body"]
         .iter()
         .find_map(|css| doc.select(&selector(css)).next())
@@ -107,6 +129,29 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         links,
         canonical,
         noindex,
+    }
+}
+
+/// Whether no ancestor of `element` matches `css`.
+fn outside(element: &scraper::ElementRef<'_>, css: &str) -> bool {
+    let matcher = selector(css);
+    !element
+        .ancestors()
+        .filter_map(scraper::ElementRef::wrap)
+        .any(|a| matcher.matches(&a))
+}
+
+/// Detaches the elements matching `css` that are outside the content.
+fn remove_outside_content(doc: &mut Html, css: &str) {
+    let ids: Vec<_> = doc
+        .select(&selector(css))
+        .filter(|e| outside(e, CONTENT))
+        .map(|e| e.id())
+        .collect();
+    for id in ids {
+        if let Some(mut node) = doc.tree.get_mut(id) {
+            node.detach();
+        }
     }
 }
 
@@ -190,6 +235,34 @@ mod tests {
         let shell = r#"<html><head><script src="/app.js"></script></head>
             <body><div id="root">Chargement…</div><noscript>Activez JavaScript</noscript></body></html>"#;
         assert!(extract(shell, &base).script_only);
+    }
+
+    #[test]
+    fn a_footer_of_divs_is_the_shared_block_and_a_footer_in_the_content_is_content() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let divs = r#"<html><body><div id="header"><a href="/">Accueil</a> <a href="/tarifs">Tarifs</a></div>
+            <div id="contenu"><h1>Nos soins</h1><p>Soin profond à la kératine, massage du cuir chevelu.</p></div>
+            <div id="footer"><p>12 rue des Lilas, 69003 Lyon – 04 78 12 34 56</p></div></body></html>"#;
+        let got = extract(divs, &base);
+        assert_eq!(
+            got.markdown,
+            "# Nos soins\n\nSoin profond à la kératine, massage du cuir chevelu."
+        );
+        assert_eq!(
+            got.footer.as_deref(),
+            Some("12 rue des Lilas, 69003 Lyon – 04 78 12 34 56")
+        );
+        let inner = r#"<html><body><main><h1>Offre</h1><p>Un soin offert pour une coupe.</p>
+            <footer><p>Offre valable jusqu'au 31 décembre, non cumulable.</p></footer></main>
+            <footer><p>12 rue des Lilas, 69003 Lyon</p></footer></body></html>"#;
+        let got = extract(inner, &base);
+        assert!(
+            got.markdown
+                .ends_with("Offre valable jusqu'au 31 décembre, non cumulable."),
+            "{}",
+            got.markdown
+        );
+        assert_eq!(got.footer.as_deref(), Some("12 rue des Lilas, 69003 Lyon"));
     }
 
     #[test]

@@ -311,6 +311,18 @@ impl<'a> Crawl<'a> {
                 other => break other,
             }
         };
+        // Identity drops a path's trailing slash; a site that answers only
+        // the form it linked (`/tarifs/`) gets that one asked as well.
+        let page = match page {
+            Err(FetchError::Status(404, _))
+                if target.path().len() > 1 && !target.path().ends_with('/') =>
+            {
+                let mut slashed = target.clone();
+                slashed.set_path(&format!("{}/", target.path()));
+                polite.get(&slashed, site, Accept::Page).await
+            }
+            other => other,
+        };
         let page = match page {
             Ok(page) => page,
             Err(

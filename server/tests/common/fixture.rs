@@ -66,7 +66,8 @@ const HOME: &str = "<h1>Salon Léa, coiffure à Lyon</h1>\
     <li><a href=\"/accents\">Épilation</a></li><li><a href=\"/lent\">Blog</a></li><li><a href=\"/enorme\">Galerie</a></li><li><a href=\"/plaquette.pdf\">Plaquette PDF</a></li>\
     <li><a href=\"https://www.facebook.com/salonlea\">Facebook</a></li><li><a href=\"/prive/admin\">Admin</a></li>\
     <li><a href=\"/vers-admin\">Administration</a></li><li><a href=\"/x-robots\">Archives</a></li>\
-    <li><a href=\"/occupee-date\">Offres</a></li><li><a href=\"/horaires-ete\">Horaires d'été</a></li></ul>";
+    <li><a href=\"/occupee-date\">Offres</a></li><li><a href=\"/horaires-ete\">Horaires d'été</a></li>\
+    <li><a href=\"/soins/\">Soins</a></li></ul>";
 
 /// Short, with the page's script: content all the same.
 const HORAIRES_ETE: &str =
@@ -270,6 +271,8 @@ fn route(path: &str, addr: SocketAddr, js_only: bool, busy_before: bool) -> Resp
         "/x-robots" => respond(200, &[("content-type", "text/html".into()), ("x-robots-tag", "noindex".into())],
             page("Archives", "<h1>Archives</h1><p>Les anciennes promotions du salon, de 2009 à aujourd'hui.</p>")),
         "/horaires-ete" => html(page("Horaires d'été", HORAIRES_ETE)),
+        // Only the form the home page links, with its trailing slash.
+        "/soins/" => html(page("Soins", "<h1>Nos soins</h1><p>Soin profond à la kératine et massage du cuir chevelu.</p>")),
         "/noindex-page" => html(NOINDEX.to_string()),
         "/accents" => respond(200, &[("content-type", "text/html; charset=windows-1252".into())], windows_1252_page()),
         "/ancienne-page" => redirect("/equipe"),
