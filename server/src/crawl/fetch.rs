@@ -71,6 +71,9 @@ pub enum FetchError {
     UnsupportedType,
     /// A redirect to a path robots.txt disallows: not followed.
     RobotsDisallowed,
+    /// The server answered, then the body broke off (reported as
+    /// `unreachable` for a page; for robots.txt, the file is unavailable).
+    BodyCut,
 }
 
 impl FetchError {
@@ -87,6 +90,7 @@ impl FetchError {
             FetchError::Status(code, _) => format!("http_{code}"),
             FetchError::UnsupportedType => "unsupported_type".into(),
             FetchError::RobotsDisallowed => "robots_disallowed".into(),
+            FetchError::BodyCut => "unreachable".into(),
         }
     }
 }
@@ -380,7 +384,7 @@ impl Fetcher {
                 }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => return Err(FetchError::Timeout),
-                Err(_) => return Err(FetchError::Unreachable),
+                Err(_) => return Err(FetchError::BodyCut),
             }
         }
         let text = decode(&bytes, &content_type);

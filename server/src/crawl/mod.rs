@@ -329,6 +329,7 @@ impl<'a> Crawl<'a> {
                 e @ (FetchError::Status(..)
                 | FetchError::Dns
                 | FetchError::Unreachable
+                | FetchError::BodyCut
                 | FetchError::Timeout),
             ) => return json!({"status": "failed", "reason": e.reason()}),
             Err(e) => return json!({"status": "skipped", "reason": e.reason()}),
