@@ -40,7 +40,8 @@ const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, 
      [aria-hidden=true]";
 
 /// The site's header, when outside the main content: its menu and logo.
-const SITE_HEADER: &str = "header, [role=banner], #header, #site-header, .site-header";
+/// A `header` inside a section or an article heads content: kept.
+const SITE_HEADER: &str = "body > header, [role=banner], #header, #site-header, .site-header";
 
 /// The site's footer, when outside the main content: the address, phone
 /// and hours every page repeats. A footer inside the content (an offer's
@@ -74,7 +75,7 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
             m.value().attr("content").is_some_and(|c| {
                 // `none` is `noindex, nofollow`.
                 c.to_ascii_lowercase()
-                    .split(',')
+                    .split([',', ' ', ';'])
                     .any(|d| matches!(d.trim(), "noindex" | "none"))
             })
         });
@@ -255,6 +256,13 @@ mod tests {
         let inner = r#"<html><body><main><h1>Offre</h1><p>Un soin offert pour une coupe.</p>
             <footer><p>Offre valable jusqu'au 31 décembre, non cumulable.</p></footer></main>
             <footer><p>12 rue des Lilas, 69003 Lyon</p></footer></body></html>"#;
+        // A header heading a section is content, on a page without `main`.
+        let sections = r#"<html><body><header><a href="/">Accueil</a></header>
+            <section><header><h2>Horaires</h2></header><p>Mardi 9h-19h</p></section></body></html>"#;
+        assert_eq!(
+            extract(sections, &base).markdown,
+            "## Horaires\n\nMardi 9h-19h"
+        );
         let got = extract(inner, &base);
         assert!(
             got.markdown
@@ -275,6 +283,7 @@ mod tests {
         };
         assert!(extract(&page("none"), &base).noindex);
         assert!(extract(&page("noindex, follow"), &base).noindex);
+        assert!(extract(&page("noindex nofollow"), &base).noindex);
         assert!(!extract(&page("index, follow"), &base).noindex);
         assert!(!extract(&page("nosnippet"), &base).noindex);
     }

@@ -174,11 +174,14 @@ type Pace = tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>;
 /// time, the gap kept between them. `www.` and the bare host are one site.
 fn pace_of(site: &Url, min_delay: Duration) -> Arc<Pace> {
     static SITES: Mutex<Option<HashMap<String, Arc<Pace>>>> = Mutex::new(None);
+    // The site as `same_site` has it: http and https alike, the port only
+    // when not a default one.
     let host = site.host_str().unwrap_or_default().trim_end_matches('.');
+    let port = site.port().filter(|p| *p != 80 && *p != 443);
     let key = format!(
         "{}:{}",
         host.strip_prefix("www.").unwrap_or(host),
-        site.port_or_known_default().unwrap_or(80)
+        port.map(|p| p.to_string()).unwrap_or_default()
     );
     let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
     let sites = sites.get_or_insert_with(HashMap::new);
@@ -273,16 +276,19 @@ impl Fetcher {
         self.pace.lock().await.1 = delay;
     }
 
-    /// One request, no redirect followed, after the site's delay.
-    async fn once(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
+    /// One request, no redirect followed, after the site's delay; the
+    /// caller holds the site's turn (`pace`).
+    async fn once(
+        &self,
+        url: &Url,
+        pace: &mut (Option<std::time::Instant>, Duration),
+    ) -> Result<reqwest::Response, FetchError> {
         self.approve(url).await?;
-        let mut pace = self.pace.lock().await;
         if let Some(last) = pace.0 {
             tokio::time::sleep_until((last + pace.1).into()).await;
         }
         let sent = self.client.get(url.clone()).send().await;
         pace.0 = Some(std::time::Instant::now());
-        drop(pace);
         let response = sent.map_err(|e| {
             if e.is_timeout() {
                 FetchError::Timeout
@@ -299,11 +305,36 @@ impl Fetcher {
 
     /// `url`, following at most `limits.redirects` redirects inside the
     /// site of `site`, and its body if it is of an accepted type and size.
+    /// A page robots.txt disallows is not asked for. The site's turn is held
+    /// from the first request to the body's end: one request at a time.
     pub async fn get(&self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
+        if accept == Accept::Page && !self.robots_allow(url) {
+            return Err(FetchError::RobotsDisallowed);
+        }
+        let mut pace = self.pace.lock().await;
+        let result = self.follow(url, site, accept, &mut pace).await;
+        pace.0 = Some(std::time::Instant::now());
+        result
+    }
+
+    /// Whether robots.txt, once read, lets the crawler ask for `url`.
+    fn robots_allow(&self, url: &Url) -> bool {
+        self.robots
+            .get()
+            .map_or(true, |allowed| allowed(url.as_str()))
+    }
+
+    async fn follow(
+        &self,
+        url: &Url,
+        site: &Url,
+        accept: Accept,
+        pace: &mut (Option<std::time::Instant>, Duration),
+    ) -> Result<Page, FetchError> {
         let mut current = url.clone();
         let mut seen = vec![current.clone()];
         for _ in 0..=self.limits.redirects {
-            let response = self.once(&current).await?;
+            let response = self.once(&current, pace).await?;
             let status = response.status();
             if status.is_redirection() {
                 let next = response
@@ -318,11 +349,7 @@ impl Fetcher {
                 if !same_site(&next, site) {
                     return Err(FetchError::OffSite);
                 }
-                if self
-                    .robots
-                    .get()
-                    .is_some_and(|allowed| !allowed(next.as_str()))
-                {
+                if !self.robots_allow(&next) {
                     return Err(FetchError::RobotsDisallowed);
                 }
                 if seen.contains(&next) {
@@ -418,22 +445,30 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     }
 }
 
+/// Directives of `X-Robots-Tag` that take a value after a colon: a name
+/// before a colon that is none of these is a crawler's.
+const VALUED_DIRECTIVES: [&str; 4] = [
+    "max-snippet",
+    "max-image-preview",
+    "max-video-preview",
+    "unavailable_after",
+];
+
 /// Whether one `X-Robots-Tag` value forbids indexing to this crawler: its
 /// directives apply to every crawler, or follow a `name:` that is this
 /// crawler's (`googlebot: noindex` is Google's alone).
 pub fn x_robots_noindex(value: &str) -> bool {
     let value = value.to_ascii_lowercase();
-    let (agent, directives) = match value.split_once(':') {
-        // `unavailable_after: <date>` is a directive, not a crawler's name.
-        Some((agent, rest)) if !agent.contains(',') && agent.trim() != "unavailable_after" => {
-            (Some(agent.trim().to_string()), rest.to_string())
+    let mut directives: Vec<&str> = value.split(',').map(str::trim).collect();
+    let mut ours = true;
+    if let Some((name, rest)) = directives.first().and_then(|d| d.split_once(':')) {
+        let name = name.trim();
+        if !VALUED_DIRECTIVES.contains(&name) {
+            ours = name == super::robots::ROBOTS_TOKEN;
+            directives[0] = rest.trim();
         }
-        _ => (None, value),
-    };
-    let ours = agent.map_or(true, |a| a == super::robots::ROBOTS_TOKEN);
-    ours && directives
-        .split(',')
-        .any(|d| matches!(d.trim(), "noindex" | "none"))
+    }
+    ours && directives.iter().any(|d| matches!(*d, "noindex" | "none"))
 }
 
 /// The text of a body: the charset of the Content-Type header, else a BOM,
@@ -471,9 +506,50 @@ mod tests {
             ("onboarding-kb-crawler: nofollow", false),
             ("unavailable_after: 25 Jun 2010 15:00:00 PST", false),
             ("noindex, unavailable_after: 25 Jun 2010 15:00:00 PST", true),
+            ("max-snippet: -1, noindex", true),
+            ("googlebot: noindex, nofollow", false),
             ("", false),
         ] {
             assert_eq!(x_robots_noindex(value), noindex, "{value:?}");
         }
+    }
+
+    #[test]
+    fn http_and_https_www_and_bare_host_share_one_turn() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let min = Duration::from_secs(1);
+        let a = pace_of(&url("http://salon.fr/"), min);
+        assert!(Arc::ptr_eq(
+            &a,
+            &pace_of(&url("https://www.salon.fr/tarifs"), min)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &pace_of(&url("http://salon.fr:8080/"), min)
+        ));
+        assert!(!Arc::ptr_eq(&a, &pace_of(&url("http://autre.fr/"), min)));
+    }
+
+    #[tokio::test]
+    async fn a_page_robots_txt_disallows_is_never_asked_for() {
+        let limits = Limits::default();
+        let client = Client::new("test", &limits).unwrap();
+        // Nothing listens there: a request would fail otherwise.
+        let site = Url::parse("http://127.0.0.1:9/").unwrap();
+        let fetcher = Fetcher::new(
+            &client,
+            &site,
+            AllowList::parse(&["127.0.0.1:9".to_string()]).unwrap(),
+            HashMap::new(),
+            limits,
+        );
+        fetcher.set_robots(Arc::new(|url: &str| !url.contains("/prive")));
+        let asked = fetcher
+            .get(&site.join("/prive/").unwrap(), &site, Accept::Page)
+            .await;
+        assert!(
+            matches!(asked, Err(FetchError::RobotsDisallowed)),
+            "{asked:?}"
+        );
     }
 }

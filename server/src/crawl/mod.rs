@@ -34,6 +34,9 @@ use fetch::{Accept, Client, FetchError, Fetcher, Limits, Page};
 /// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
 /// with every page it reports, so it only runs out when the worker stopped
 /// (killed, or stuck on one page longer than this).
+/// The most links of one page a report carries (same-site, each once).
+pub const MAX_LINKS: usize = 1000;
+
 pub const LEASE_SECONDS: i64 = 60;
 
 /// How the crawler runs.
@@ -276,6 +279,7 @@ impl<'a> Crawl<'a> {
         let code = match (self.stored, self.script_only, disallowed) {
             (0, n, _) if n > 0 => Some("js_required"),
             (0, _, n) if n > 0 => Some("robots_disallowed"),
+            (0, _, _) if reasons.contains("robots_disallowed") => Some("robots_disallowed"),
             (0, _, _) => ["private_address", "too_large", "timeout"]
                 .into_iter()
                 .find(|code| reasons.contains(*code)),
@@ -305,8 +309,12 @@ impl<'a> Crawl<'a> {
                     if tries < self.config.limits.retries && wait <= longest_wait =>
                 {
                     tries += 1;
-                    let _ = sql(self.writer, KbFunction::Renew, json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds})).await;
+                    let renew = json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds});
+                    let _ = sql(self.writer, KbFunction::Renew, renew.clone()).await;
                     tokio::time::sleep(wait).await;
+                    // And again after it: the retry may take a response's
+                    // whole time, past what the first renewal left.
+                    let _ = sql(self.writer, KbFunction::Renew, renew).await;
                 }
                 other => break other,
             }
@@ -353,7 +361,18 @@ impl<'a> Crawl<'a> {
                 return json!({"status": "failed", "reason": "extraction_failed"});
             }
         };
-        let mut report = json!({"links": extracted.links, "final_url": extracted.canonical.as_deref().unwrap_or(page.final_url.as_str())});
+        // The site's links, each once, at most MAX_LINKS of them: a job
+        // stores 50 pages, and a page of 10,000 links must not make a
+        // report the library refuses.
+        let mut seen = std::collections::HashSet::new();
+        let links: Vec<&String> = extracted
+            .links
+            .iter()
+            .filter(|l| Url::parse(l).is_ok_and(|u| onboarding::kb::same_site(&u, site)))
+            .filter(|l| seen.insert(l.as_str()))
+            .take(MAX_LINKS)
+            .collect();
+        let mut report = json!({"links": links, "final_url": extracted.canonical.as_deref().unwrap_or(page.final_url.as_str())});
         if let Some(footer) = &extracted.footer {
             report["shared"] = json!([{"title": "Informations pratiques", "markdown": footer}]);
         }

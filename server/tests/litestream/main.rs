@@ -379,6 +379,22 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             r#"{"success":false,"error":"no route for GET '/api/v1/onboarding%2Fvoices'","code":"not_found"}"#
         )
     );
+    // A malformed request line holding a session id: answered 400, and its
+    // text kept out of the log.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(reader.addr).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            raw,
+            "GET /api/v1/onboarding/session/{} x y HTTP/1.1\r\n\r\n",
+            first.session_id
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = raw.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+    }
     // The log shows the routes' templates, never a session id.
     let log = reader.log.text();
     assert!(
