@@ -42,6 +42,11 @@ fn crawl_config(fixture: &Fixture) -> CrawlConfig {
     }
 }
 
+/// The fixture's 600-character title as stored: its first 500 characters.
+fn long_title() -> String {
+    format!("{}Sa", "Salon ".repeat(83))
+}
+
 const BUSINESS: &str = r#"{"company_name":"Salon Léa","industry":"Coiffure","phone":"04 78 12 34 56","email":"bonjour@salon-lea.fr"}"#;
 
 /// Questions as callers ask them, and the page whose chunk answers.
@@ -114,6 +119,7 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
             )
         })
         .collect();
+    let long_title = long_title();
     let expected_documents = [
         ("/", "Accueil – Salon Léa"),
         ("/", "Informations pratiques"),
@@ -127,6 +133,7 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/occupee-date", "Offres – Salon Léa"),
         ("/horaires-ete", "Horaires d'été – Salon Léa"),
         ("/soins", "Soins – Salon Léa"),
+        ("/titre-long", long_title.as_str()),
     ];
     let expected: Vec<(String, String)> = expected_documents
         .iter()
@@ -159,6 +166,7 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/plaquette.pdf", "skipped", "unsupported_type"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
+        ("/canonique-long", "failed", "report_refused"),
     ];
     let expected: Vec<(String, String, String)> = expected_skips
         .iter()
@@ -220,10 +228,10 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
             &json!("done"),
             &json!(null),
             &json!(1),
-            &json!(24),
-            &json!(11),
+            &json!(26),
+            &json!(12),
             &json!(10),
-            &json!(3)
+            &json!(4)
         ]
     );
 
@@ -560,6 +568,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         .collect()
     };
     documents.sort();
+    let long_title = long_title();
     let mut expected: Vec<(String, String)> = [
         ("/", "Accueil – Salon Léa"),
         ("/", "Informations pratiques"),
@@ -573,6 +582,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/occupee-date", "Offres – Salon Léa"),
         ("/horaires-ete", "Horaires d'été – Salon Léa"),
         ("/soins", "Soins – Salon Léa"),
+        ("/titre-long", long_title.as_str()),
     ]
     .iter()
     .map(|(u, t)| (u.to_string(), t.to_string()))
@@ -589,7 +599,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
             },
         )
         .unwrap();
-    assert_eq!(counters, json!([24, 11, 10, 3, null]));
+    assert_eq!(counters, json!([26, 12, 10, 4, null]));
     // The pages not stored, with the binary's own resolver (the name
     // /vers-nom-prive redirects to does not resolve) and limits (the slow
     // page arrives: a script and two words).
@@ -620,6 +630,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/plaquette.pdf", "skipped", "unsupported_type"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
+        ("/canonique-long", "failed", "report_refused"),
     ]
     .iter()
     .map(|(u, s, r)| (u.to_string(), s.to_string(), r.to_string()))

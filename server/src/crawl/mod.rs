@@ -262,7 +262,19 @@ impl<'a> Crawl<'a> {
             report["worker"] = json!(self.worker);
             report["url"] = json!(url);
             report["lease_seconds"] = json!(self.config.lease_seconds);
-            let answer = sql(self.writer, KbFunction::StorePage, report).await?;
+            let answer = match sql(self.writer, KbFunction::StorePage, report).await {
+                Ok(answer) => answer,
+                // A report the library refuses (a rule this crawler missed)
+                // fails its page, not the whole job.
+                Err(e) if e.contains(": invalid_field: ") || e.contains(": invalid_json: ") => {
+                    tracing::warn!(job = self.job_id, url = %url, error = %e, "page report refused");
+                    let failed = json!({"job_id": self.job_id, "worker": self.worker, "url": url,
+                        "lease_seconds": self.config.lease_seconds, "status": "failed",
+                        "reason": "report_refused"});
+                    sql(self.writer, KbFunction::StorePage, failed).await?
+                }
+                Err(e) => return Err(e),
+            };
             if answer["status"] == "stored" {
                 self.stored += 1;
             }
@@ -393,7 +405,8 @@ impl<'a> Crawl<'a> {
             report["reason"] = json!("no_content");
         } else {
             report["status"] = json!("stored");
-            report["title"] = json!(extracted.title);
+            // The library keeps a title of at most 500 characters.
+            report["title"] = json!(extracted.title.chars().take(500).collect::<String>());
             report["markdown"] = json!(extracted.markdown);
         }
         report
