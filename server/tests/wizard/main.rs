@@ -592,6 +592,76 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
     assert_eq!(business["email"], EMAIL);
 }
 
+/// A 409 about the email (another tenant completed with it) shows beside
+/// the email field; a voice saved as `male` through the API comes back as
+/// the catalogue's voice for it.
+#[tokio::test]
+async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_chosen() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    // Another tenant completes with EMAIL.
+    let created: Value =
+        serde_json::from_str(&server.post("/api/v1/onboarding/session", "{}").await.body).unwrap();
+    let other = created["session_id"].as_str().unwrap().to_string();
+    let business = json!({"company_name": "Autre", "industry": "Café",
+                          "phone": "06 98 76 54 32", "email": EMAIL});
+    for (step, body) in [
+        ("business", business.to_string()),
+        (
+            "vapi",
+            r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#.to_string(),
+        ),
+        ("complete", "{}".to_string()),
+    ] {
+        let reply = server
+            .post(&format!("/api/v1/onboarding/session/{other}/{step}"), &body)
+            .await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.until(
+        "the email's error",
+        "document.getElementById('email-error').innerText",
+    )
+    .await;
+    assert_eq!(
+        b.text("email-error").await,
+        format!("email '{EMAIL}' is already used by another account")
+    );
+    assert_eq!(
+        b.eval("const f = document.getElementById('email'); return [f.getAttribute('aria-invalid'), document.activeElement.id]").await,
+        json!(["true", "email"])
+    );
+    b.showing("business").await;
+
+    b.fill("email", "bonjour@boulangerie-martin.fr").await;
+    b.click("#business-next").await;
+    b.step("channels").await;
+    // The voice agent saved through the API, with a generic voice.
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let id = id.as_str().unwrap();
+    let reply = server
+        .post(
+            &format!("/api/v1/onboarding/session/{id}/vapi"),
+            r#"{"agent_type":"multi_purpose","voice":"male","assistant_name":"Paul"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    b.open("/").await;
+    b.step("channels").await;
+    b.click("#channels-next").await;
+    b.step("phone").await;
+    assert_eq!(
+        b.eval("const v = document.querySelector('input[name=voice]:checked'); return [v && v.value, document.getElementById('assistant_name').value]").await,
+        json!(["daniel", "Paul"])
+    );
+    b.quit().await;
+}
+
 #[tokio::test]
 async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
     let _one = ONE_BROWSER.lock().await;

@@ -19,6 +19,9 @@ const $ = (id) => document.getElementById(id);
 
 /** How often the crawl's progress is read while it runs. */
 const POLL_MS = 2000;
+/** The longest gap between two polls, and the most polls (about an hour). */
+const MAX_POLL_MS = 30000;
+const MAX_POLLS = 130;
 
 const JOB_STATUS = {
   queued: 'en attente',
@@ -149,7 +152,7 @@ function showCampaign(campaign) {
 // The knowledge base: the job and the pages from `GET …/kb`, read again
 // while a crawl runs; an older server without that route shows what the
 // session itself knows (the queued job).
-async function showKnowledge(session) {
+async function showKnowledge(session, polls = 0) {
   let kb;
   try {
     kb = await get(sessionPath(id, 'kb'));
@@ -164,8 +167,11 @@ async function showKnowledge(session) {
   }
   $('search').hidden = false;
   renderKnowledge(kb);
-  if (kb.job && (kb.job.status === 'queued' || kb.job.status === 'running')) {
-    setTimeout(() => guarded(() => showKnowledge(session)), POLL_MS);
+  if (kb.job && (kb.job.status === 'queued' || kb.job.status === 'running') && polls < MAX_POLLS) {
+    // Every 2 s at first, then less often: a job no worker takes (a server
+    // run with --crawl-workers 0) is not asked about forever.
+    const wait = Math.min(POLL_MS * 1.25 ** polls, MAX_POLL_MS);
+    setTimeout(() => guarded(() => showKnowledge(session, polls + 1)), wait);
   }
 }
 
@@ -174,7 +180,9 @@ function renderKnowledge(kb) {
   if (job) {
     let status = `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}`;
     if (job.error_code) status += ` (${job.error_code})`;
-    $('kb-status').textContent = `${status}.`;
+    // Written only when it changes: the region is a live one, and each
+    // write is announced again.
+    if ($('kb-status').textContent !== `${status}.`) $('kb-status').textContent = `${status}.`;
     $('kb-counters').hidden = false;
     text('kb-found', job.pages_found);
     text('kb-stored', job.pages_stored);

@@ -138,10 +138,20 @@ function failed(form, action, error) {
     console.error(error);
   }
   const message = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
-  if (form && error instanceof ApiError && error.field && fieldError(form, error.field, message)) {
+  const field = error instanceof ApiError ? error.field || conflictField(error) : null;
+  if (form && field && fieldError(form, field, message)) {
     return;
   }
   formError(form, message);
+}
+
+/**
+ * The field a `409 conflict` is about: the server names no field there, but
+ * its "email already used" text starts with the field's name, as every
+ * validation message does.
+ */
+function conflictField(error) {
+  return error.code === 'conflict' && /^email '/.test(error.message) ? 'email' : null;
 }
 
 let retryAction = null;
@@ -330,7 +340,10 @@ async function loadCatalog() {
   }
   const vapi = (state.session && state.session.steps.vapi) || {};
   check('agent_type', vapi.agent_type || 'multi_purpose');
-  check('voice', vapi.voice || 'sara');
+  // A voice saved as `female` or `male` is the catalogue's voice for it.
+  const named = state.catalog.voices.find((v) => v.id === vapi.voice);
+  const byGender = state.catalog.voices.find((v) => v.default_for === vapi.voice);
+  check('voice', (named || byGender || {}).id || 'sara');
 }
 
 function choice(type, name, value, label, description) {
@@ -439,9 +452,15 @@ function prepareVerification() {
   }
   $('verify-done').hidden = true;
   $('form-send').hidden = $('verify-unavailable').hidden === false;
-  if (!checked('channel')) {
-    // A code by SMS reaches a mobile; a fixed line gets a call.
-    check('channel', /^\+33[67]/.test(business.phone || '') ? 'sms' : 'voice');
+  if (verification && verification.status === 'pending' && verification.channel) {
+    // A code already sent: a resend goes the same way.
+    check('channel', verification.channel);
+  } else if (!checked('channel')) {
+    // A code by SMS reaches a mobile (in France or overseas: Réunion and
+    // Mayotte 69x and 639, Guadeloupe 690-691, Guyane 694, Martinique
+    // 696-697); a fixed line gets a call.
+    const mobile = /^\+33[67]|^\+262(69|639)|^\+590(69[01])|^\+594694|^\+596(69[67])/;
+    check('channel', mobile.test(business.phone || '') ? 'sms' : 'voice');
   }
   // A code sent before a reload can still be typed in.
   if (verification && verification.status === 'pending') {
