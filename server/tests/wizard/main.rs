@@ -662,6 +662,37 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     b.quit().await;
 }
 
+/// "Précédent" saves what was changed on the step it leaves, when the
+/// server takes it; a field it refuses does not hold the user back.
+#[tokio::test]
+async fn going_back_saves_the_changed_step_and_never_blocks() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#form-channels .back").await;
+    b.step("business").await;
+    b.fill("company_name", "Boulangerie Dupont").await;
+    b.click("#form-business .back").await;
+    b.step("welcome").await;
+    let business = |server: &TestServer| -> Value {
+        let session = row(server, "onboarding_sessions");
+        serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(business(&server)["company_name"], "Boulangerie Dupont");
+    // An email the server refuses: back all the same, nothing saved, the
+    // typed text still in the page.
+    b.click("#start").await;
+    b.step("business").await;
+    b.fill("email", "contact@").await;
+    b.click("#form-business .back").await;
+    b.step("welcome").await;
+    assert_eq!(business(&server)["email"], EMAIL);
+    assert_eq!(b.value("email").await, "contact@");
+    b.quit().await;
+}
+
 #[tokio::test]
 async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
     let _one = ONE_BROWSER.lock().await;

@@ -69,6 +69,7 @@ async function show(name) {
   }
   $('loading').hidden = true;
   state.current = name;
+  state.changed = false;
   if (state.id) localStorage.setItem(STEP_KEY, name);
   const order = visibleSteps();
   const position = `étape ${order.indexOf(name) + 1} sur ${order.length}`;
@@ -575,6 +576,21 @@ function voiceName(id) {
   return voice ? voice.name : id;
 }
 
+/**
+ * Leaving step `name` backwards: what was changed there is saved, as
+ * "Suivant" saves it, when the server takes it. Fields it refuses (or a
+ * network failure) do not hold the user back: they stay typed in the page,
+ * and "Suivant" shows why.
+ */
+async function saveOnLeaving(name) {
+  if (!state.changed || !state.id || !FORMS[name] || name === 'welcome') return;
+  try {
+    await FORMS[name]();
+  } catch (error) {
+    if (!(error instanceof ApiError) && !(error instanceof NetworkError)) throw error;
+  }
+}
+
 async function finish() {
   const answer = await post(sessionPath(state.id, 'complete'), {});
   setProgress(100);
@@ -607,7 +623,16 @@ function wire() {
   }
   for (const button of document.querySelectorAll('.step .back')) {
     const name = button.closest('.step').dataset.step;
-    button.addEventListener('click', () => act(null, () => show(neighbour(name, -1))));
+    button.addEventListener('click', () => act(null, async () => {
+      await saveOnLeaving(name);
+      await show(neighbour(name, -1));
+    }));
+  }
+  // A step's fields changed since it was shown: "Précédent" saves them.
+  for (const form of document.querySelectorAll('.step form')) {
+    const mark = () => { state.changed = true; };
+    form.addEventListener('input', mark);
+    form.addEventListener('change', mark);
   }
   $('verification-next').addEventListener('click', () => act(null, () => show(neighbour('verification', 1))));
   $('form-send').addEventListener('submit', (event) => {
