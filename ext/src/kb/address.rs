@@ -229,17 +229,18 @@ pub fn normalize(url: &Url) -> Url {
     out
 }
 
-/// Whether two URLs are on one site: the same host (`www.` and the bare
-/// host are one), http and https alike, on the same port when not a
-/// default one.
+/// The site a URL is on: its host without `www.` (the bare host is the
+/// same site), and its port when not a default one (http and https alike).
+pub fn site_of(url: &Url) -> (String, Option<u16>) {
+    let host = trim_dot(url.host_str().unwrap_or_default());
+    let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
+    let port = url.port().filter(|p| *p != 80 && *p != 443);
+    (host, port)
+}
+
+/// Whether two URLs are on one site (see [`site_of`]).
 pub fn same_site(a: &Url, b: &Url) -> bool {
-    let site = |u: &Url| {
-        let host = trim_dot(u.host_str().unwrap_or_default());
-        let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
-        let port = u.port().filter(|p| *p != 80 && *p != 443);
-        (host, port)
-    };
-    site(a) == site(b)
+    site_of(a) == site_of(b)
 }
 
 #[cfg(test)]

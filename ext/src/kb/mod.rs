@@ -34,4 +34,6 @@ pub(crate) mod read;
 pub(crate) mod store;
 pub(crate) mod worker;
 
-pub use address::{check_parsed, check_url, is_public_ip, same_site, AllowList, Refusal, Settings};
+pub use address::{
+    check_parsed, check_url, is_public_ip, same_site, site_of, AllowList, Refusal, Settings,
+};

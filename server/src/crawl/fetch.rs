@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use onboarding::kb::{check_parsed, is_public_ip, same_site, AllowList};
+use onboarding::kb::{check_parsed, is_public_ip, same_site, site_of, AllowList};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
@@ -171,25 +171,18 @@ type Pace = tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>;
 
 /// The pace of `site`, shared by the workers of this process: two jobs on
 /// one site (two sessions of one business) take turns, one request at a
-/// time, the gap kept between them. `www.` and the bare host are one site.
+/// time, the gap kept between them. A site is the crawl scope's
+/// ([`site_of`]): `www.` and the bare host, http and https, are one.
 fn pace_of(site: &Url, min_delay: Duration) -> Arc<Pace> {
-    static SITES: Mutex<Option<HashMap<String, Arc<Pace>>>> = Mutex::new(None);
-    // The site as `same_site` has it: http and https alike, the port only
-    // when not a default one.
-    let host = site.host_str().unwrap_or_default().trim_end_matches('.');
-    let port = site.port().filter(|p| *p != 80 && *p != 443);
-    let key = format!(
-        "{}:{}",
-        host.strip_prefix("www.").unwrap_or(host),
-        port.map(|p| p.to_string()).unwrap_or_default()
-    );
+    type Sites = HashMap<(String, Option<u16>), Arc<Pace>>;
+    static SITES: Mutex<Option<Sites>> = Mutex::new(None);
     let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
     let sites = sites.get_or_insert_with(HashMap::new);
     // The sites no job holds any more go (bounded by the jobs running).
     sites.retain(|_, pace| Arc::strong_count(pace) > 1);
     Arc::clone(
         sites
-            .entry(key)
+            .entry(site_of(site))
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new((None, min_delay)))),
     )
 }
