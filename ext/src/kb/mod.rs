@@ -34,6 +34,8 @@ pub(crate) mod read;
 pub(crate) mod store;
 pub(crate) mod worker;
 
+pub use worker::MAX_PAGE_TITLE_CHARS;
+
 pub use address::{
     check_parsed, check_url, is_public_ip, same_site, site_of, AllowList, Refusal, Settings,
 };

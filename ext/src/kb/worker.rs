@@ -43,6 +43,9 @@ pub const ERROR_CODES: [&str; 9] = [
     "no_content",
     "js_required",
 ];
+/// The longest page title a report may carry.
+pub const MAX_PAGE_TITLE_CHARS: usize = 500;
+
 const RETRYABLE: [&str; 3] = ["dns", "unreachable", "robots_unavailable"];
 
 fn worker_and_lease(f: &Fields) -> Result<(String, i64)> {
@@ -316,7 +319,7 @@ fn report(f: &Fields) -> Result<Report<'_>> {
         status,
         reason,
         title: f
-            .optional_str("title", 500)?
+            .optional_str("title", MAX_PAGE_TITLE_CHARS)?
             .map(str::trim)
             .filter(|t| !t.is_empty()),
         markdown,

@@ -69,7 +69,7 @@ pub enum FetchError {
     OffSite,
     Status(u16, Option<Duration>),
     UnsupportedType,
-    /// A redirect to a path robots.txt disallows: not followed.
+    /// A page, or a redirect hop, robots.txt disallows: never asked for.
     RobotsDisallowed,
     /// The server answered, then the body broke off (reported as
     /// `unreachable` for a page; for robots.txt, the file is unavailable).
@@ -199,8 +199,8 @@ pub struct Fetcher {
     /// request to the site, redirect hops included, waits its turn. Shared
     /// by every job of this process crawling the same site (see [`pace_of`]).
     pace: Arc<Pace>,
-    /// The site's robots.txt, once read: a redirect hop to a path it
-    /// disallows is not followed.
+    /// The site's robots.txt, once read: a page or redirect hop it
+    /// disallows is never asked for.
     robots: std::sync::OnceLock<RobotsRule>,
 }
 
@@ -230,8 +230,8 @@ impl Fetcher {
         }
     }
 
-    /// The rule of the site's robots.txt, for the redirects of every later
-    /// request.
+    /// The rule of the site's robots.txt, for every later page request and
+    /// its redirects.
     pub fn set_robots(&self, allowed: RobotsRule) {
         let _ = self.robots.set(allowed);
     }
@@ -418,8 +418,6 @@ impl Fetcher {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not honoured: a page
-/// that asks for a date gets no retry).
 /// Retry-After in seconds or as an HTTP date (RFC 9110 § 10.2.3); a date
 /// in the past is no wait.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {

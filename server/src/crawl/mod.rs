@@ -31,12 +31,12 @@ use url::Url;
 use crate::db::{KbFunction, Query, Writer};
 use fetch::{Accept, Client, FetchError, Fetcher, Limits, Page};
 
-/// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
-/// with every page it reports, so it only runs out when the worker stopped
-/// (killed, or stuck on one page longer than this).
 /// The most links of one page a report carries (same-site, each once).
 pub const MAX_LINKS: usize = 1000;
 
+/// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
+/// with every page it reports, so it only runs out when the worker stopped
+/// (killed, or stuck on one page longer than this).
 pub const LEASE_SECONDS: i64 = 60;
 
 /// How the crawler runs.
@@ -178,7 +178,6 @@ struct Crawl<'a> {
     worker: &'a str,
     job_id: i64,
     stored: usize,
-    script_only: usize,
 }
 
 impl<'a> Crawl<'a> {
@@ -196,7 +195,6 @@ impl<'a> Crawl<'a> {
             worker,
             job_id: job["id"].as_i64().unwrap_or(0),
             stored: 0,
-            script_only: 0,
         }
     }
 
@@ -221,8 +219,8 @@ impl<'a> Crawl<'a> {
         };
         fetcher.set_delay(rules.delay).await;
         let rules = Arc::new(rules);
-        let for_redirects = Arc::clone(&rules);
-        fetcher.set_robots(Arc::new(move |url: &str| for_redirects.allowed(url)));
+        let for_fetcher = Arc::clone(&rules);
+        fetcher.set_robots(Arc::new(move |url: &str| for_fetcher.allowed(url)));
         let mut queue: VecDeque<(String, i64)> = job["frontier"]
             .as_array()
             .into_iter()
@@ -234,7 +232,6 @@ impl<'a> Crawl<'a> {
         if job["pages_found"] == 1 && queue.len() == 1 {
             sitemap = robots::sitemap_urls(&mut polite, &site, &rules, 49).await;
         }
-        let mut disallowed = 0;
         // Why pages were not stored, for a job that stores none.
         let mut reasons = std::collections::HashSet::new();
         while let Some((url, depth)) = queue.pop_front() {
@@ -245,12 +242,9 @@ impl<'a> Crawl<'a> {
             if polite.bytes > limit.job_bytes {
                 return self.finish(Some("too_large")).await;
             }
-            let mut report = if rules.allowed(&url) {
-                self.page(&mut polite, &site, &url).await
-            } else {
-                disallowed += 1;
-                json!({"status": "skipped", "reason": "robots_disallowed"})
-            };
+            // robots.txt is the fetcher's to apply: a disallowed page comes
+            // back skipped, never asked for.
+            let mut report = self.page(&mut polite, &site, &url).await;
             if depth == 0 {
                 let links = report["links"].as_array().cloned().unwrap_or_default();
                 report["links"] = sitemap.drain(..).map(Value::from).chain(links).collect();
@@ -288,13 +282,16 @@ impl<'a> Crawl<'a> {
         // (without one, the library's `no_content`). Only final reasons: a
         // page's DNS or connection failure after robots.txt answered is not
         // the whole site's, which the library would retry.
-        let code = match (self.stored, self.script_only, disallowed) {
-            (0, n, _) if n > 0 => Some("js_required"),
-            (0, _, n) if n > 0 => Some("robots_disallowed"),
-            (0, _, _) if reasons.contains("robots_disallowed") => Some("robots_disallowed"),
-            (0, _, _) => ["private_address", "too_large", "timeout"]
-                .into_iter()
-                .find(|code| reasons.contains(*code)),
+        let code = match self.stored {
+            0 => [
+                "js_required",
+                "robots_disallowed",
+                "private_address",
+                "too_large",
+                "timeout",
+            ]
+            .into_iter()
+            .find(|code| reasons.contains(*code)),
             _ => None,
         };
         self.finish(code).await
@@ -397,7 +394,6 @@ impl<'a> Crawl<'a> {
             report["status"] = json!("skipped");
             report["reason"] = json!("noindex");
         } else if extracted.script_only {
-            self.script_only += 1;
             report["status"] = json!("skipped");
             report["reason"] = json!("js_required");
         } else if text_chars < extract::MIN_TEXT_CHARS {
@@ -405,8 +401,13 @@ impl<'a> Crawl<'a> {
             report["reason"] = json!("no_content");
         } else {
             report["status"] = json!("stored");
-            // The library keeps a title of at most 500 characters.
-            report["title"] = json!(extracted.title.chars().take(500).collect::<String>());
+            // Cut to what the library keeps.
+            let title: String = extracted
+                .title
+                .chars()
+                .take(onboarding::kb::MAX_PAGE_TITLE_CHARS)
+                .collect();
+            report["title"] = json!(title);
             report["markdown"] = json!(extracted.markdown);
         }
         report
