@@ -64,7 +64,7 @@ pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> (T, bool
 /// on purpose (`Ok(Err(..))`, a wrong phone code) is not marked: its writes
 /// stand, as its savepoint would have kept them.
 pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
-    if HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit() {
+    if in_undoing_hosts_transaction(conn) {
         // Rows changed, by any statement that completed (an aborted one
         // adds nothing: SQLite undid it).
         let changes = conn.total_changes();
@@ -134,10 +134,16 @@ fn reading_already(conn: &Connection) -> bool {
 pub fn in_read_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
     // Inside the transaction of a host that undoes failed calls, every
     // read already sees one snapshot; a reader writes nothing to undo.
-    if HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit() {
+    if in_undoing_hosts_transaction(conn) {
         return body();
     }
     savepoint(conn, body)
+}
+
+/// Whether this call runs inside the open transaction of a host that undoes
+/// failed calls itself: then no savepoint of its own.
+fn in_undoing_hosts_transaction(conn: &Connection) -> bool {
+    HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit()
 }
 
 fn savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
