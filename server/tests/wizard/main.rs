@@ -334,6 +334,21 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         progress(&b).await,
         (json!(100), "Progression : 100\u{a0}%".into())
     );
+    // The texts pasted are stored with completion, and listed at once.
+    b.until(
+        "the knowledge base in the wizard",
+        "document.querySelectorAll('#crawl-documents li').length",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('crawl-status').textContent,
+                     document.getElementById('crawl-counters').hidden,
+                     ...[...document.querySelectorAll('#crawl-documents li')].map(li => li.textContent)]"
+        )
+        .await,
+        json!(["Source : les textes collés.", true, "Horaires"])
+    );
     b.click("#to-dashboard").await;
 
     // The dashboard shows what completion synced.
@@ -921,6 +936,43 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
         b.text("complete-message").await,
         "Onboarding terminé avec succès ! 🎉"
     );
+    // The crawl starts with completion: the wizard follows it to its end,
+    // with the pages it found, and the focus stays on the dashboard link.
+    let home = site.url("/");
+    b.until(
+        "the crawl's end in the wizard",
+        "document.getElementById('crawl-status').textContent.endsWith('terminée.')",
+    )
+    .await;
+    assert_eq!(
+        b.text("crawl-status").await,
+        format!("Exploration de {home} : terminée.")
+    );
+    let mut counters = Vec::new();
+    for id in [
+        "crawl-found",
+        "crawl-stored",
+        "crawl-skipped",
+        "crawl-failed",
+    ] {
+        counters.push(b.text(id).await);
+    }
+    assert_eq!(counters, ["2", "2", "0", "0"]);
+    let pages = json!([
+        format!("Boulangerie Martin {home}"),
+        format!("Horaires – Boulangerie Martin {}", site.url("/horaires")),
+    ]);
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('#crawl-documents li')].map(li => li.textContent)"
+        )
+        .await,
+        pages
+    );
+    assert_eq!(
+        b.eval("return document.activeElement.id").await,
+        json!("to-dashboard")
+    );
     b.press(ENTER).await;
 
     b.until("the dashboard", "!document.getElementById('panels').hidden")
@@ -957,7 +1009,6 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
         "document.getElementById('kb-status').textContent.endsWith('terminée.')",
     )
     .await;
-    let home = site.url("/");
     assert_eq!(
         b.text("kb-status").await,
         format!("Exploration de {home} : terminée.")
@@ -972,10 +1023,7 @@ async fn a_whole_onboarding_with_the_keyboard_only() {
             "return [...document.querySelectorAll('#kb-documents li')].map(li => li.textContent)"
         )
         .await,
-        json!([
-            format!("Boulangerie Martin {home}"),
-            format!("Horaires – Boulangerie Martin {}", site.url("/horaires")),
-        ])
+        pages
     );
 
     // The search box, by keyboard too.

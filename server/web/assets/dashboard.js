@@ -14,32 +14,15 @@ import {
   sessionPath,
   isMissingRoute,
 } from './api.js';
+import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** How often the crawl's progress is read while it runs. */
-const POLL_MS = 2000;
-/** The longest gap between two polls, and the most polls (about an hour). */
-const MAX_POLL_MS = 30000;
-const MAX_POLLS = 130;
-
-const JOB_STATUS = {
-  queued: 'en attente',
-  running: 'en cours',
-  done: 'terminée',
-  failed: 'en échec',
-};
 const PHONE_STATUS = {
   pending_verification: 'En attente de vérification',
   verified: 'Vérifié',
 };
 const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', draft: 'Brouillon' };
-const KB_METHOD = {
-  website: 'votre site web',
-  documents: 'les textes collés',
-  assistant: "l'assistant",
-  skip: 'aucune source (à compléter plus tard)',
-};
 
 let id = null;
 let retryAction = null;
@@ -152,62 +135,17 @@ function showCampaign(campaign) {
 // The knowledge base: the job and the pages from `GET …/kb`, read again
 // while a crawl runs; an older server without that route shows what the
 // session itself knows (the queued job).
-async function showKnowledge(session, polls = 0) {
-  let kb;
+async function showKnowledge(session) {
   try {
-    kb = await get(sessionPath(id, 'kb'));
+    await followKnowledge(id, 'kb', guarded);
   } catch (error) {
     if (!isMissingRoute(error)) throw error;
     const job = session.omnichannel.kb_crawl_job;
     const method = session.steps.kb && session.steps.kb.method;
-    $('kb-status').textContent = job
-      ? `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}.`
-      : `Source : ${KB_METHOD[method] || '—'}.`;
+    $('kb-status').textContent = job ? jobStatus(job) : `Source : ${KB_METHOD[method] || '—'}.`;
     return;
   }
   $('search').hidden = false;
-  renderKnowledge(kb);
-  if (kb.job && (kb.job.status === 'queued' || kb.job.status === 'running') && polls < MAX_POLLS) {
-    // Every 2 s at first, then less often: a job no worker takes (a server
-    // run with --crawl-workers 0) is not asked about forever.
-    const wait = Math.min(POLL_MS * 1.25 ** polls, MAX_POLL_MS);
-    setTimeout(() => guarded(() => showKnowledge(session, polls + 1)), wait);
-  }
-}
-
-function renderKnowledge(kb) {
-  const job = kb.job;
-  if (job) {
-    let status = `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}`;
-    if (job.error_code) status += ` (${job.error_code})`;
-    // Written only when it changes: the region is a live one, and each
-    // write is announced again.
-    if ($('kb-status').textContent !== `${status}.`) $('kb-status').textContent = `${status}.`;
-    $('kb-counters').hidden = false;
-    text('kb-found', job.pages_found);
-    text('kb-stored', job.pages_stored);
-    text('kb-skipped', job.pages_skipped);
-    text('kb-failed', job.pages_failed);
-  } else {
-    $('kb-status').textContent = `Source : ${KB_METHOD[kb.method] || '—'}.`;
-  }
-  const list = $('kb-documents');
-  list.replaceChildren();
-  for (const doc of kb.documents || []) {
-    const item = document.createElement('li');
-    const title = document.createElement('span');
-    title.className = 'doc-title';
-    title.textContent = doc.title;
-    item.append(title);
-    if (doc.url) {
-      const url = document.createElement('span');
-      url.className = 'doc-url';
-      url.textContent = doc.url;
-      item.append(' ', url);
-    }
-    list.append(item);
-  }
-  $('h-kb-documents').hidden = !(kb.documents && kb.documents.length);
 }
 
 async function search(event) {

@@ -16,6 +16,7 @@ import {
   sessionPath,
   isMissingRoute,
 } from './api.js';
+import { followKnowledge } from './knowledge.js';
 
 /** The step the user was on, so a reload shows that one again. */
 const STEP_KEY = 'onboarding.step';
@@ -47,6 +48,8 @@ const state = {
   current: null,
   busy: false,
   documentSeq: 0,
+  /** Whether the knowledge base's reads after completion have started. */
+  followingKnowledge: false,
 };
 
 // ---------------------------------------------------------------- steps
@@ -564,6 +567,7 @@ function renderSummary() {
   if (done && !$('complete-message').textContent) {
     $('complete-message').textContent = 'Votre configuration est terminée.';
   }
+  if (done) showKnowledge();
 }
 
 function agentTypeName(id) {
@@ -601,6 +605,43 @@ async function finish() {
   localStorage.removeItem(STEP_KEY);
   announce(answer.message);
   $('to-dashboard').focus();
+  showKnowledge();
+}
+
+/**
+ * After completion, what the knowledge base holds: a site's crawl followed
+ * while it runs (its status, its counters, the pages found), or the texts
+ * stored. Started once; the dashboard shows the same.
+ */
+function showKnowledge() {
+  const method = state.session.steps.kb && state.session.steps.kb.method;
+  if (state.followingKnowledge || (method !== 'website' && method !== 'documents')) return;
+  state.followingKnowledge = true;
+  $('crawl').hidden = false;
+  watch(() => followKnowledge(state.id, 'crawl', watch));
+}
+
+/**
+ * Runs one read of the knowledge base. It does not go through `act`, which
+ * a save in progress would turn away: a read that fails offers
+ * "Réessayer", or shows the server's message in the status line.
+ */
+async function watch(read) {
+  try {
+    await read();
+  } catch (error) {
+    if (error instanceof NetworkError) {
+      $('offline-text').textContent = 'Connexion au serveur impossible.';
+      $('offline').hidden = false;
+      retryAction = () => {
+        $('offline').hidden = true;
+        watch(read);
+      };
+      return;
+    }
+    if (!(error instanceof ApiError)) console.error(error);
+    $('crawl-status').textContent = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
+  }
 }
 
 // ------------------------------------------------------------ start

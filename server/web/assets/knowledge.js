@@ -1,0 +1,97 @@
+// The knowledge base as both pages show it after completion: the crawl's
+// status line and counters and the pages stored, from `GET …/kb`, read
+// again while the crawl runs. The wizard shows it on its last step, the
+// dashboard in its knowledge card; each page's elements carry its own
+// prefix (`crawl-…` in the wizard, whose kb step already has `kb-…` ids).
+
+import { get, sessionPath } from './api.js';
+
+/** How often the crawl's progress is read while it runs, at first. */
+const POLL_MS = 2000;
+/** The longest gap between two reads, and the most reads (about an hour). */
+const MAX_POLL_MS = 30000;
+const MAX_POLLS = 130;
+
+const JOB_STATUS = {
+  queued: 'en attente',
+  running: 'en cours',
+  done: 'terminée',
+  failed: 'en échec',
+};
+
+export const KB_METHOD = {
+  website: 'votre site web',
+  documents: 'les textes collés',
+  assistant: "l'assistant",
+  skip: 'aucune source (à compléter plus tard)',
+};
+
+const $ = (id) => document.getElementById(id);
+
+const text = (elementId, value) => {
+  $(elementId).textContent = value === null || value === undefined || value === '' ? '—' : String(value);
+};
+
+/** The status line of a crawl job, as both pages word it. */
+export function jobStatus(job) {
+  let status = `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}`;
+  if (job.error_code) status += ` (${job.error_code})`;
+  return `${status}.`;
+}
+
+/**
+ * Shows `GET …/kb`'s answer in the elements `${prefix}-status`,
+ * `${prefix}-counters` (`-found`, `-stored`, `-skipped`, `-failed`),
+ * `h-${prefix}-documents` and `${prefix}-documents`.
+ */
+export function renderKnowledge(kb, prefix) {
+  const status = $(`${prefix}-status`);
+  const line = kb.job ? jobStatus(kb.job) : `Source : ${KB_METHOD[kb.method] || '—'}.`;
+  // Written only when it changes: the region is a live one, and each write
+  // is announced again.
+  if (status.textContent !== line) status.textContent = line;
+  $(`${prefix}-counters`).hidden = !kb.job;
+  if (kb.job) {
+    text(`${prefix}-found`, kb.job.pages_found);
+    text(`${prefix}-stored`, kb.job.pages_stored);
+    text(`${prefix}-skipped`, kb.job.pages_skipped);
+    text(`${prefix}-failed`, kb.job.pages_failed);
+  }
+  const list = $(`${prefix}-documents`);
+  list.replaceChildren();
+  for (const doc of kb.documents || []) {
+    const item = document.createElement('li');
+    const title = document.createElement('span');
+    title.className = 'doc-title';
+    title.textContent = doc.title;
+    item.append(title);
+    if (doc.url) {
+      const url = document.createElement('span');
+      url.className = 'doc-url';
+      url.textContent = doc.url;
+      item.append(' ', url);
+    }
+    list.append(item);
+  }
+  $(`h-${prefix}-documents`).hidden = !(kb.documents && kb.documents.length);
+}
+
+const running = (job) => job && (job.status === 'queued' || job.status === 'running');
+
+/**
+ * Reads and shows the session's knowledge base, then reads it again while
+ * its crawl is queued or running: every 2 s at first, then less often, so
+ * that a job no worker takes (a server run with `--crawl-workers 0`) is not
+ * asked about forever. Each later read runs through `guard`, the page's
+ * way of showing a failure and offering a retry. Answers the first read,
+ * and throws what it throws.
+ */
+export async function followKnowledge(id, prefix, guard, polls = 0) {
+  const kb = await get(sessionPath(id, 'kb'));
+  renderKnowledge(kb, prefix);
+  if (running(kb.job) && polls < MAX_POLLS) {
+    const wait = Math.min(POLL_MS * 1.25 ** polls, MAX_POLL_MS);
+    setTimeout(() => guard(() => followKnowledge(id, prefix, guard, polls + 1)), wait);
+  }
+  return kb;
+}
