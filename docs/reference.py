@@ -127,7 +127,10 @@ example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0",
 
 section("onboarding_step(session_id, step, payload)",
         "Validates and saves one step: `business`, `channels`, `vapi`, `kb` or "
-        "`appointments`. Progress never goes backwards.")
+        "`appointments`. Progress never goes backwards. The `appointments` step is optional: "
+        "saving it says the tenant takes appointments (its booking settings are kept on the "
+        "tenant, and completion creates an active campaign); `{\"enabled\": false}` says "
+        "the opposite and clears the booking settings.")
 example("SELECT onboarding_step(?, 'business', ?)", session,
         '{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"06 12 34 56 78","email":"contact@entreprise.fr"}')
 example("SELECT onboarding_step(?, 'business', ?)", session,
@@ -140,6 +143,8 @@ example("SELECT onboarding_step(?, 'vapi', ?)", session,
         '{"agent_type":"multi_purpose","voice":"sara","assistant_name":""}')
 example("SELECT onboarding_step(?, 'kb', ?)", session, '{"crawl_url":"https://mon-site.fr","method":"website"}')
 example("SELECT onboarding_step(?, 'kb', ?)", session, '{"method":"website"}')
+example("SELECT onboarding_step(?, 'appointments', ?)", session, '{"enabled":false}')
+example("SELECT onboarding_step(?, 'appointments', ?)", session, '{"enabled":false,"event_type_id":123456}')
 example("SELECT onboarding_step(?, 'appointments', ?)", session,
         '{"provider":"cal_com","event_type_id":123456,"timezone":"Europe/Paris"}')
 example("SELECT onboarding_step(?, 'appointments', ?)", session, '{"provider":"cal_com","event_type_id":1,"timezone":"Paris"}')

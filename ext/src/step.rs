@@ -136,13 +136,26 @@ fn save_business(
 /// Merges the appointments step's settings into the tenant's booking
 /// settings (a field left out keeps its value; the provider defaults to
 /// `cal_com`, the only one) and answers the result, which is what the
-/// session keeps as the step's data.
+/// session keeps as the step's data. `"enabled": false` clears the booking
+/// settings instead, and the step's data says so.
 fn save_appointments(
     conn: &Connection,
     session: &SessionHead,
     a: &validate::Appointments,
     now: &str,
 ) -> Result<Value> {
+    if !a.enabled {
+        let timezone: String = sql::query_row(
+            conn,
+            "UPDATE tenants SET booking_provider = NULL, cal_com_event_type_id = NULL,
+                    timezone = coalesce(?1, timezone), updated_at = ?2
+             WHERE id = ?3
+             RETURNING timezone",
+            (&a.timezone, now, &session.tenant_id),
+            |r| r.get(0),
+        )?;
+        return Ok(json!({ "enabled": false, "timezone": timezone }));
+    }
     let (provider, event_type_id, timezone): (Option<String>, Option<String>, String) =
         sql::query_row(
             conn,

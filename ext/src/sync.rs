@@ -402,11 +402,15 @@ impl Part<'_> {
     }
 
     /// `omnichannel_campaigns`: an appointment campaign, only when
-    /// appointments are configured, by the appointments step or by booking
-    /// settings set on the tenant directly; `null` otherwise.
+    /// appointments are configured, by the appointments step (unless it
+    /// said `"enabled": false`) or by booking settings set on the tenant
+    /// directly; `null` otherwise.
     fn campaign(&self, booking: Booking, company_name: &str) -> Result<Option<Campaign<'_>>> {
-        let configured =
-            self.session.data(Step::Appointments).is_some() || booking.event_type_id.is_some();
+        let by_step = self
+            .session
+            .data(Step::Appointments)
+            .is_some_and(|data| !declined(data));
+        let configured = by_step || booking.event_type_id.is_some();
         if !configured {
             return Ok(None);
         }
@@ -553,4 +557,14 @@ impl Part<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Whether the appointments step's stored data says "no appointments"
+/// (`"enabled": false`, which only that step writes).
+fn declined(data: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Enabled {
+        enabled: Option<bool>,
+    }
+    serde_json::from_str::<Enabled>(data).is_ok_and(|e| e.enabled == Some(false))
 }

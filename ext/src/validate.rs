@@ -661,9 +661,14 @@ pub const BOOKING_PROVIDERS: [&str; 1] = ["cal_com"];
 
 /// The appointments step: optional booking settings. Saving the step at all
 /// says the tenant takes appointments; each field given replaces the one
-/// saved before, and a field left out keeps it.
+/// saved before, and a field left out keeps it. `"enabled": false` says the
+/// opposite, for a tenant who changed their mind: no appointments, the
+/// booking settings cleared (a timezone may still be given: it is the
+/// tenant's).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Appointments {
+    /// False for `"enabled": false`; true when left out, `null` or `true`.
+    pub enabled: bool,
     pub provider: Option<String>,
     pub event_type_id: Option<String>,
     /// An IANA zone name, e.g. `Europe/Paris`.
@@ -704,7 +709,29 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
             )));
         }
     }
+    let enabled = match map.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(Error::invalid_field(format!(
+                "enabled {} is not a boolean (expected true or false)",
+                quote_json(other)
+            )))
+        }
+    };
+    if !enabled {
+        let settings = [
+            ("provider", provider.is_some()),
+            ("event_type_id", event_type_id.is_some()),
+        ];
+        if let Some((field, _)) = settings.iter().find(|(_, given)| *given) {
+            return Err(Error::invalid_field(format!(
+                "{field} must be left out when enabled is false (no appointments, so no booking settings)"
+            )));
+        }
+    }
     Ok(Appointments {
+        enabled,
         provider,
         event_type_id,
         timezone,

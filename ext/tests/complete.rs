@@ -290,6 +290,29 @@ fn the_appointments_step_alone_activates_the_campaign() {
 }
 
 #[test]
+fn appointments_declined_after_cal_com_leave_no_campaign() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.step(
+        &s,
+        "appointments",
+        r#"{"provider":"cal_com","event_type_id":123456}"#,
+    )
+    .unwrap();
+    db.step(&s, "appointments", r#"{"enabled":false}"#).unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(done["synced"]["campaign"], json!(null));
+    assert_eq!(db.count("omnichannel_campaigns"), 0);
+    assert_eq!(
+        db.row(
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
+            &[]
+        ),
+        json!({"booking_provider": null, "cal_com_event_type_id": null, "timezone": "Europe/Paris"})
+    );
+}
+
+#[test]
 fn booking_settings_set_on_the_tenant_activate_the_campaign() {
     let db = Db::memory();
     let s = ready_session(&db);

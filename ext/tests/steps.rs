@@ -351,6 +351,18 @@ fn appointments_rules_and_tenant_settings() {
             r#"{"provider":"cal_com","event_type_id":7,"timezone":"Europe/Lutece"}"#,
             "onboarding_step: invalid_field: timezone 'Europe/Lutece' is not an IANA time zone (expected a name such as 'Europe/Paris')",
         ),
+        (
+            r#"{"enabled":"no"}"#,
+            "onboarding_step: invalid_field: enabled 'no' is not a boolean (expected true or false)",
+        ),
+        (
+            r#"{"enabled":false,"provider":"cal_com"}"#,
+            "onboarding_step: invalid_field: provider must be left out when enabled is false (no appointments, so no booking settings)",
+        ),
+        (
+            r#"{"enabled":false,"event_type_id":12}"#,
+            "onboarding_step: invalid_field: event_type_id must be left out when enabled is false (no appointments, so no booking settings)",
+        ),
     ];
     for (payload, error) in cases {
         assert_eq!(refused(&db, &s, "appointments", payload), error);
@@ -402,6 +414,50 @@ fn appointments_rules_and_tenant_settings() {
             "{number}"
         );
     }
+}
+
+#[test]
+fn appointments_declined_clear_the_booking_settings() {
+    let db = Db::memory();
+    let s = db.create();
+    db.step(
+        &s,
+        "appointments",
+        r#"{"provider":"cal_com","event_type_id":123456,"timezone":"America/Montreal"}"#,
+    )
+    .unwrap();
+    // A timezone may come with it: it is the tenant's, not the booking's.
+    assert_eq!(
+        db.step(
+            &s,
+            "appointments",
+            r#"{"enabled":false,"provider":null,"timezone":"Europe/Paris"}"#
+        )
+        .unwrap(),
+        step_answer(&s, "appointments", 1, 0)
+    );
+    assert_eq!(
+        db.row(
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants",
+            &[]
+        ),
+        json!({"booking_provider": null, "cal_com_event_type_id": null, "timezone": "Europe/Paris"})
+    );
+    assert_eq!(
+        db.get(&s)["steps"]["appointments"],
+        json!({"enabled": false, "timezone": "Europe/Paris"})
+    );
+    // Changing one's mind again: `true` (or leaving it out) takes appointments.
+    db.step(
+        &s,
+        "appointments",
+        r#"{"enabled":true,"event_type_id":"7"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["appointments"],
+        json!({"provider":"cal_com","event_type_id":"7","timezone":"Europe/Paris"})
+    );
 }
 
 #[test]

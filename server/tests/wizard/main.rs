@@ -677,6 +677,54 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     b.quit().await;
 }
 
+/// Cal.com chosen, then "no appointments" after going back: the booking
+/// settings are cleared, the summary says "Non", and completion creates no
+/// campaign.
+#[tokio::test]
+async fn appointments_declined_after_cal_com_leave_no_campaign() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("label[for='booking-cal_com']").await;
+    b.fill("event_type_id", "123456").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    let tenant = |server: &TestServer| {
+        let t = row(server, "tenants");
+        json!([t["booking_provider"], t["cal_com_event_type_id"]])
+    };
+    assert_eq!(tenant(&server), json!(["cal_com", "123456"]));
+
+    b.click("#step-verification .back").await;
+    b.step("appointments").await;
+    b.click("label[for='booking-none']").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    assert_eq!(tenant(&server), json!([null, null]));
+    b.click("#verification-next").await;
+    b.step("complete").await;
+    assert!(b.text("summary").await.ends_with("Rendez-vous\nNon"));
+    b.click("#finish").await;
+    b.until(
+        "the completion message",
+        "document.getElementById('complete-message').innerText",
+    )
+    .await;
+    assert_eq!(rows(&server.read_db(), "omnichannel_campaigns").len(), 0);
+    // The session keeps the choice, which a reload pre-fills.
+    let session = row(&server, "onboarding_sessions");
+    assert_eq!(
+        session["appointments_data"],
+        json!(r#"{"enabled":false,"timezone":"Europe/Paris"}"#)
+    );
+    b.quit().await;
+}
+
 /// "Précédent" saves what was changed on the step it leaves, when the
 /// server takes it; a field it refuses does not hold the user back.
 #[tokio::test]

@@ -293,14 +293,21 @@ const FORMS = {
     await saveStep('kb', payload);
   },
   async appointments() {
-    // Saving the step says the tenant takes appointments: "none" saves nothing.
-    if (checked('booking') !== 'cal_com') return;
+    // Saving the step says the tenant takes appointments; "none" says the
+    // opposite, which also clears a Cal.com saved before.
+    if (checked('booking') !== 'cal_com') {
+      await saveStep('appointments', { enabled: false });
+      return;
+    }
     const payload = { provider: 'cal_com', event_type_id: value('event_type_id').trim() };
     if (value('timezone').trim()) payload.timezone = value('timezone');
     await saveStep('appointments', payload);
   },
   async verification() {},
 };
+
+/** The appointments step's saved settings, unless it said "no appointments". */
+const takesAppointments = (data) => (data && data.enabled !== false ? data : null);
 
 function fillForms(session) {
   const steps = session.steps || {};
@@ -320,7 +327,7 @@ function fillForms(session) {
   const documents = Array.isArray(kb.documents) && kb.documents.length ? kb.documents : [{}];
   for (const doc of documents) addDocument(doc.title, doc.content);
   showKbPanels();
-  const booking = steps.appointments;
+  const booking = takesAppointments(steps.appointments);
   check('booking', booking ? 'cal_com' : 'none');
   $('event_type_id').value = (booking && booking.event_type_id) || '';
   $('timezone').value = (booking && booking.timezone) || 'Europe/Paris';
@@ -550,7 +557,7 @@ function renderSummary() {
     kbText = n > 1 ? `${n} textes collés` : `${n} texte collé`;
   }
   rows.push(['Base de connaissances', kbText]);
-  const booking = steps.appointments;
+  const booking = takesAppointments(steps.appointments);
   rows.push(['Rendez-vous', booking ? `Cal.com, événement ${booking.event_type_id}, ${booking.timezone}` : 'Non']);
   const list = $('summary');
   list.replaceChildren();
