@@ -232,15 +232,26 @@ fn may_send(
                 quote(&session.id)
             )));
         }
-        let since = now_ms - v.last_sent_ms()?;
-        if since < RESEND_AFTER_MS {
-            return Err(Error::rate_limited(
-                format!(
-                    "a code was sent {} s ago; codes are sent at least 60 s apart",
-                    since / 1000
-                ),
-                RESEND_AFTER_MS - since,
-            ));
+        // The spacing protects the number a code goes to: a changed
+        // business phone (whose change cancelled the verification of the
+        // old one) gets its first code at once, and changing back does not
+        // shorten the old number's wait.
+        let last_sent = if v.phone_number == line.number {
+            Some(v.last_sent_ms()?)
+        } else {
+            Verification::last_sent_to(conn, &session.id, &line.number)?
+        };
+        if let Some(last_sent) = last_sent {
+            let since = now_ms - last_sent;
+            if since < RESEND_AFTER_MS {
+                return Err(Error::rate_limited(
+                    format!(
+                        "a code was sent {} s ago; codes are sent at least 60 s apart",
+                        since / 1000
+                    ),
+                    RESEND_AFTER_MS - since,
+                ));
+            }
         }
         if v.is_live(now_ms)? && v.phone_number == line.number {
             if v.sends >= MAX_SENDS {

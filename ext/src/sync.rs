@@ -115,6 +115,10 @@ struct PhoneMapping<'a> {
     phone_number: &'a str,
     status: &'static str,
     is_active: bool,
+    /// Why a verified number stays inactive (another tenant routes it), as
+    /// `onboarding_phone_verify` says it; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -398,6 +402,7 @@ impl Part<'_> {
             phone_number: phone,
             status,
             is_active: active,
+            reason: (verified && !active).then(|| verification::active_elsewhere_reason(phone)),
         })
     }
 

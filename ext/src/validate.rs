@@ -214,7 +214,9 @@ pub fn business(map: &Object) -> Result<Business> {
 }
 
 /// A phone number in E.164. Numbers without a country code are read as
-/// French (`06 12 34 56 78`), as the front end's users type them.
+/// French (`06 12 34 56 78`), as the front end's users type them, the
+/// overseas departments' included (`0692 12 34 56` is Réunion's
+/// `+262692123456`).
 pub fn phone_e164(text: &str) -> Result<String> {
     let invalid = || {
         Error::invalid_field(format!(
@@ -223,8 +225,7 @@ pub fn phone_e164(text: &str) -> Result<String> {
             quote(text)
         ))
     };
-    let number =
-        phonenumber::parse(Some(phonenumber::country::Id::FR), text).map_err(|_| invalid())?;
+    let number = phonenumber::parse(Some(national_region(text)), text).map_err(|_| invalid())?;
     let code = number.country().code();
     // With its leading zeros (Italian numbers keep theirs).
     let national = number.national().to_string();
@@ -236,6 +237,32 @@ pub fn phone_e164(text: &str) -> Result<String> {
     // formats with their patterns, which E.164 does not use: 4,500
     // instructions a call.
     Ok(format!("+{code}{national}"))
+}
+
+/// The region whose numbering plan a number without a country code is
+/// read in. In France the overseas departments are dialled like any other
+/// number, with a leading 0, and their prefixes are theirs alone (ARCEP's
+/// plan): read as metropolitan, `0692 12 34 56` (a Réunion mobile) would
+/// be refused and `0596 30 12 34` (Martinique) would become the unrelated
+/// `+33596301234`. Mayotte shares `+262` with Réunion, whose plan reads
+/// both.
+fn national_region(text: &str) -> phonenumber::country::Id {
+    use phonenumber::country::Id;
+    if text.trim_start().starts_with('+') {
+        return Id::FR;
+    }
+    let mut digits = text.bytes().filter(u8::is_ascii_digit);
+    if digits.next() != Some(b'0') {
+        return Id::FR;
+    }
+    let prefix: Vec<u8> = digits.take(3).collect();
+    match &prefix[..] {
+        b"262" | b"263" | b"692" | b"693" | b"269" | b"639" => Id::RE,
+        b"590" | b"690" | b"691" => Id::GP,
+        b"594" | b"694" => Id::GF,
+        b"596" | b"696" | b"697" => Id::MQ,
+        _ => Id::FR,
+    }
 }
 
 /// `phonenumber::is_valid` of the number `+{code}{national}`: the same

@@ -558,7 +558,8 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
     db.vapi(&third);
     assert_eq!(
         db.complete(&third).unwrap()["synced"]["phone_mapping"],
-        json!({"phone_number": MOBILE, "status": "verified", "is_active": false})
+        json!({"phone_number": MOBILE, "status": "verified", "is_active": false,
+               "reason": "phone '+33612345678' is already active for another tenant; it stays inactive here"})
     );
     assert_eq!(
         mapping(&db, &third_tenant),
@@ -747,11 +748,19 @@ fn a_changed_business_phone_cancels_the_pending_verification() {
              business phone changed (send a new code)"
         )
     );
-    // The new number gets its own verification (after the resend delay).
-    db.env.advance_ms(60_000);
+    // The new number gets its own verification at once: the 60 s spacing
+    // protects the number the last code went to.
     let fresh = send(&db, &s, "{}").unwrap();
     assert_eq!(fresh["phone_number"], "+33756781234");
     assert_ne!(fresh["verification_id"], id.as_str());
+    // Back to the first number 5 s later: still within its 60 s.
+    db.env.advance_ms(5_000);
+    business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 10 s ago; codes are sent at least \
+         60 s apart (retry after 50 s)"
+    );
 }
 
 #[test]

@@ -346,6 +346,20 @@ impl Args {
         }
     }
 
+    /// The rules between flags that clap cannot say: `--outbox-log` writes
+    /// each message (a phone code) as an info line, so a log level that
+    /// hides those would mark codes sent that nobody can read.
+    pub fn check(&self) -> Result<(), String> {
+        if self.outbox_log && self.log_level < tracing::level_filters::LevelFilter::INFO {
+            return Err(format!(
+                "--outbox-log writes each message as an info line: it needs --log-level info, \
+                 debug or trace (got {})",
+                self.log_level.to_string().to_lowercase()
+            ));
+        }
+        Ok(())
+    }
+
     /// The library configuration these flags describe.
     pub fn config(&self) -> Config {
         Config {
@@ -444,6 +458,30 @@ mod tests {
         let args = Args::try_parse_from(["onboarding-server", "--outbox-log"]).unwrap();
         assert!(args.config().outbox_log);
         assert_eq!(config.dqlite, Vec::<String>::new());
+    }
+
+    #[test]
+    fn outbox_log_needs_the_info_lines() {
+        for level in ["info", "debug", "trace"] {
+            let args =
+                Args::try_parse_from(["onboarding-server", "--outbox-log", "--log-level", level])
+                    .unwrap();
+            assert_eq!(args.check(), Ok(()), "{level}");
+        }
+        for level in ["warn", "error", "off"] {
+            let args =
+                Args::try_parse_from(["onboarding-server", "--outbox-log", "--log-level", level])
+                    .unwrap();
+            assert_eq!(
+                args.check(),
+                Err(format!(
+                    "--outbox-log writes each message as an info line: it needs --log-level info, \
+                     debug or trace (got {level})"
+                ))
+            );
+        }
+        let args = Args::try_parse_from(["onboarding-server", "--log-level", "warn"]).unwrap();
+        assert_eq!(args.check(), Ok(()));
     }
 
     /// Every core but the writer's serves HTTP, unless told otherwise.

@@ -9,6 +9,10 @@ use onboarding_server::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = args.check() {
+        eprintln!("onboarding-server: error: {e}");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
