@@ -14,10 +14,15 @@ all: loadable
 # cannot share a build with the server's bundled SQLite).
 loadable: $(SO)
 
+# cargo decides whether to rebuild. The copy in dist/ is replaced by a
+# rename, and only when it changed, never rewritten in place: a process
+# that has it loaded (a dqlite node, the read replica, a Python shell) maps
+# the file, and rewriting it under that process crashes it.
 $(SO): FORCE
 	$(CARGO) build --release --manifest-path ext/loadable/Cargo.toml --target-dir ext/loadable/target
 	mkdir -p dist
-	cp ext/loadable/target/release/libonboarding.so $(SO)
+	cmp -s ext/loadable/target/release/libonboarding.so $(SO) || { \
+	  cp ext/loadable/target/release/libonboarding.so $(SO).tmp && mv -f $(SO).tmp $(SO); }
 
 FORCE:
 

@@ -69,12 +69,51 @@ impl Error {
 
 /// The failures a node sends when it is not (or no longer) the leader:
 /// SQLITE_IOERR_NOT_LEADER (10 | 40 << 8), SQLITE_IOERR_LEADERSHIP_LOST
-/// (10 | 41 << 8), and the request-level "not leader" texts.
+/// (10 | 41 << 8), and the request-level "not leader" texts, read only as
+/// the whole message or under an I/O error code: a function's error text
+/// quotes what the user sent (`session 'onb_not leader' does not exist`),
+/// and taken for a lost leader it would make the host retry the batch for
+/// seconds and answer 503 instead of the function's 404.
 fn is_leadership_lost(code: u64, message: &str) -> bool {
+    const LEADER_TEXTS: [&str; 2] = ["not leader", "leadership lost"];
     code == (10 | (40 << 8))
         || code == (10 | (41 << 8))
-        || message.contains("not leader")
-        || message.contains("leadership lost")
+        || LEADER_TEXTS.contains(&message.trim())
+        || (code & 0xff == 10 && LEADER_TEXTS.iter().any(|t| message.contains(t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u64, message: &str) -> Error {
+        Error::Server {
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn leadership_is_read_from_the_codes_and_the_nodes_own_texts() {
+        assert!(server(10 | (40 << 8), "disk I/O error").is_connection());
+        assert!(server(10 | (41 << 8), "disk I/O error").is_connection());
+        assert!(server(1, "not leader").is_connection());
+        assert!(server(10, "leadership lost").is_connection());
+        assert!(server(10, "raft: not leader").is_connection());
+    }
+
+    #[test]
+    fn a_functions_error_quoting_the_words_is_not_a_lost_leader() {
+        for message in [
+            "onboarding_get: not_found: session 'onb_not leader' does not exist",
+            "onboarding_step: invalid_field: email 'not leader' is not a valid email address",
+            "onboarding_step: invalid_field: company_name 'leadership lost' ...",
+        ] {
+            let e = server(1, message);
+            assert!(!e.is_connection(), "{message}");
+            assert!(!e.is_busy(), "{message}");
+        }
+    }
 }
 
 impl fmt::Display for Error {
