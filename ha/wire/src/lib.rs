@@ -82,6 +82,27 @@ fn is_leadership_lost(code: u64, message: &str) -> bool {
         || (code & 0xff == 10 && LEADER_TEXTS.iter().any(|t| message.contains(t)))
 }
 
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "dqlite connection failed: {e}"),
+            Error::Server { message, .. } => f.write_str(message),
+            Error::Protocol(detail) => write!(f, "dqlite protocol error: {detail}"),
+            Error::NoLeader(detail) => write!(f, "no dqlite leader: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,24 +136,3 @@ mod tests {
         }
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io(e) => write!(f, "dqlite connection failed: {e}"),
-            Error::Server { message, .. } => f.write_str(message),
-            Error::Protocol(detail) => write!(f, "dqlite protocol error: {detail}"),
-            Error::NoLeader(detail) => write!(f, "no dqlite leader: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Error {
-        Error::Io(e)
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
