@@ -677,6 +677,52 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     b.quit().await;
 }
 
+/// A pasted text the server refuses is named as the page numbers it
+/// ("Texte 2"), though the empty box before it was not sent, and the focus
+/// goes to the part it is about.
+#[tokio::test]
+async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-documents']").await;
+    b.click("#add-document").await;
+    b.fill("document-2-title", "Tarifs").await;
+    b.click("#kb-next").await;
+    b.until(
+        "the text's error",
+        "!document.getElementById('documents-error').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('documents-error').textContent, document.activeElement.id,
+                     [...document.querySelectorAll('#document-list [aria-invalid]')].map(e => e.id)]"
+        )
+        .await,
+        json!([
+            "Texte 2, contenu : must not be empty",
+            "document-2-content",
+            ["document-2-content"]
+        ])
+    );
+    b.showing("kb").await;
+    // Fixed, it goes through.
+    b.fill("document-2-content", "Baguette : 1,20 €").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    let session = row(&server, "onboarding_sessions");
+    assert_eq!(
+        session["kb_data"],
+        json!(
+            r#"{"method":"documents","documents":[{"title":"Tarifs","content":"Baguette : 1,20 €"}]}"#
+        )
+    );
+    b.quit().await;
+}
+
 /// Cal.com chosen, then "no appointments" after going back: the booking
 /// settings are cleared, the summary says "Non", and completion creates no
 /// campaign.

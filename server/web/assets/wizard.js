@@ -48,6 +48,8 @@ const state = {
   current: null,
   busy: false,
   documentSeq: 0,
+  /** The text boxes the last kb save sent, in the order the server numbers them. */
+  sentDocuments: [],
   /** Whether the knowledge base's reads after completion have started. */
   followingKnowledge: false,
 };
@@ -143,6 +145,9 @@ function failed(form, action, error) {
   }
   const message = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
   const field = error instanceof ApiError ? error.field || conflictField(error) : null;
+  if (form && field === 'documents' && documentError(message)) {
+    return;
+  }
   if (form && field && fieldError(form, field, message)) {
     return;
   }
@@ -171,6 +176,29 @@ function fieldError(form, field, message) {
   for (const input of inputs) input.setAttribute('aria-invalid', 'true');
   (inputs[0] || control).focus();
   announceError(message);
+  return true;
+}
+
+/**
+ * A pasted text the server refused. It numbers the texts it was sent from
+ * 0, and empty boxes are not sent, while the page says "Texte 1, 2…": the
+ * message goes under the list naming the text as the page does, and the
+ * focus to the title or content it is about.
+ */
+function documentError(message) {
+  const match = /^documents\[(\d+)\](?:\.(title|content))?\s*/.exec(message);
+  const box = match && state.sentDocuments[Number(match[1])];
+  if (!box || !box.isConnected) return false;
+  const n = [...document.querySelectorAll('#document-list .document')].indexOf(box) + 1;
+  const part = match[2] === 'title' ? 'titre' : match[2] === 'content' ? 'contenu' : null;
+  const text = `Texte ${n}${part ? `, ${part}` : ''} : ${message.slice(match[0].length)}`;
+  const slot = $('documents-error');
+  slot.textContent = text;
+  slot.hidden = false;
+  const control = box.querySelector(match[2] === 'title' ? 'input' : 'textarea');
+  control.setAttribute('aria-invalid', 'true');
+  control.focus();
+  announceError(text);
   return true;
 }
 
@@ -289,7 +317,11 @@ const FORMS = {
     const method = checked('method');
     const payload = method ? { method } : {};
     if (method === 'website') payload.crawl_url = value('crawl_url');
-    if (method === 'documents') payload.documents = collectDocuments();
+    if (method === 'documents') {
+      const boxes = filledDocuments();
+      state.sentDocuments = boxes;
+      payload.documents = boxes.map(documentOf);
+    }
     await saveStep('kb', payload);
   },
   async appointments() {
@@ -432,13 +464,17 @@ function numberDocuments() {
   $('add-document').hidden = boxes.length >= MAX_DOCUMENTS;
 }
 
-function collectDocuments() {
-  return [...document.querySelectorAll('#document-list .document')]
-    .map((box) => ({
-      title: box.querySelector('input').value,
-      content: box.querySelector('textarea').value,
-    }))
-    .filter((d) => d.title.trim() || d.content.trim());
+const documentOf = (box) => ({
+  title: box.querySelector('input').value,
+  content: box.querySelector('textarea').value,
+});
+
+/** The text boxes with something typed in: the empty ones are not sent. */
+function filledDocuments() {
+  return [...document.querySelectorAll('#document-list .document')].filter((box) => {
+    const d = documentOf(box);
+    return d.title.trim() || d.content.trim();
+  });
 }
 
 function showBookingFields() {
