@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use browser::{Browser, DOWN, ENTER, SPACE, UP, WAIT};
-use common::{pinned_env, rows, temp_config, TestServer};
+use common::{pinned_env, rows, session_path, temp_config, TestServer, BUSINESS, VAPI};
 use onboarding::kb::AllowList;
 use onboarding::PinnedEnv;
 use onboarding_server::crawl::CrawlConfig;
@@ -675,6 +675,96 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
         json!(["daniel", "Paul"])
     );
     b.quit().await;
+}
+
+/// A number left unverified in the wizard is verified from the dashboard
+/// (at 360 px wide): a code by SMS, a wrong one refused beside the field,
+/// then the right one; the number then routes calls.
+#[tokio::test]
+async fn the_number_is_verified_from_the_dashboard_after_completion() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    // An onboarding completed through the API, its number not verified.
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    for (step, body) in [("business", BUSINESS), ("vapi", VAPI), ("complete", "{}")] {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    let b = browser(&server, 360).await;
+    b.open("/dashboard").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.open("/dashboard").await;
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('phone-status').textContent,
+                     document.getElementById('phone-active').textContent,
+                     document.getElementById('phone-verify').hidden,
+                     document.getElementById('send-sms').checked,
+                     document.getElementById('form-verify').hidden]"
+        )
+        .await,
+        json!([
+            "En attente de vérification",
+            "Non, pas encore",
+            false,
+            true,
+            true
+        ])
+    );
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    b.fill("code", &wrong(&code)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the wrong code's error",
+        "!document.getElementById('code-error').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('code-error').textContent, document.activeElement.id,
+                     document.getElementById('code').getAttribute('aria-invalid')]"
+        )
+        .await,
+        json!(["code is wrong; 4 tries left", "code", "true"])
+    );
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "document.getElementById('phone-status').textContent === 'Vérifié'",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('phone-active').textContent,
+                     document.getElementById('phone-verify').hidden,
+                     document.getElementById('verify-done').textContent,
+                     document.documentElement.scrollWidth <= 360]"
+        )
+        .await,
+        json!([
+            "Oui",
+            true,
+            "Numéro +33612345678 vérifié : votre agent prend ses appels.",
+            true
+        ])
+    );
+    b.quit().await;
+    let mapping = row(&server, "omni_phone_mappings");
+    assert_eq!(
+        [&mapping["is_active"], &mapping["status"]],
+        [&json!(1), &json!("verified")]
+    );
 }
 
 /// A pasted text the server refuses is named as the page numbers it

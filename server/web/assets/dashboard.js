@@ -1,7 +1,9 @@
 // The tenant's dashboard, pre-filled from what completion synced
-// (`GET session`'s `omnichannel` part), the knowledge base's pages and
-// crawl progress (`GET …/kb`, followed while the crawl runs) and a search
-// box over it (`GET …/kb/search`).
+// (`GET session`'s `omnichannel` part), the phone number's verification
+// for a number not verified yet (`POST …/phone/verification` and
+// `…/phone/verify`), the knowledge base's pages and crawl progress
+// (`GET …/kb`, followed while the crawl runs) and a search box over it
+// (`GET …/kb/search`).
 
 import {
   BASE,
@@ -11,8 +13,11 @@ import {
   CHANNEL_LABELS,
   GENDER_LABELS,
   get,
+  post,
   sessionPath,
   isMissingRoute,
+  defaultChannel,
+  sentNote,
 } from './api.js';
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 
@@ -79,6 +84,7 @@ async function load() {
   text('company-phone', tenant.phone);
   showAgent(o.agent_config, types.agent_types, voices.voices);
   showPhone(o.phone_mapping);
+  prepareVerification(o.phone_mapping, session.phone_verification);
   showCampaign(o.campaign);
   $('loading').hidden = true;
   $('panels').hidden = false;
@@ -119,6 +125,103 @@ function showPhone(mapping) {
   if (mapping.is_active) active = 'Oui';
   else if (mapping.status === 'verified') active = 'Non : ce numéro est déjà actif pour un autre compte';
   text('phone-active', active);
+}
+
+// ------------------------------------------------------ phone verification
+
+/**
+ * A number still `pending_verification` can be verified here, as in the
+ * wizard: a code sent by SMS or call, typed in; the number then routes
+ * calls to the agent, unless another account routes it already.
+ */
+function prepareVerification(mapping, verification) {
+  const pending = !!mapping && mapping.status === 'pending_verification';
+  $('phone-verify').hidden = !pending;
+  if (!pending) return;
+  // A code sent before (here or in the wizard) can still be typed in.
+  const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
+  check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));
+  if (live) codeSent(verification);
+}
+
+const check = (name, wanted) => {
+  for (const input of document.querySelectorAll(`input[name="${name}"]`)) {
+    input.checked = input.value === wanted;
+  }
+};
+
+function codeSent(v) {
+  $('sent-note').textContent = sentNote(v);
+  $('form-verify').hidden = false;
+  $('send-code').textContent = 'Renvoyer un code';
+}
+
+async function sendCode() {
+  const channel = document.querySelector('input[name="channel"]:checked');
+  const sent = await post(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {}, { retries: 0 });
+  codeSent(sent);
+  $('code').focus();
+  announce($('sent-note').textContent);
+}
+
+async function verifyCode() {
+  const answer = await post(sessionPath(id, 'phone/verify'), { code: $('code').value.trim() }, { retries: 0 });
+  showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
+  $('phone-verify').hidden = true;
+  $('code').value = '';
+  const text = answer.is_active
+    ? `Numéro ${answer.phone_number} vérifié : votre agent prend ses appels.`
+    : `Numéro ${answer.phone_number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
+  $('verify-done').textContent = text;
+  $('verify-done').hidden = false;
+  announce(text);
+}
+
+/**
+ * Runs a form's request: a refused field's message goes beside it, any
+ * other failure in the form, and nothing typed is lost.
+ */
+async function submit(form, action) {
+  if (form.getAttribute('aria-busy') === 'true') return;
+  form.setAttribute('aria-busy', 'true');
+  for (const slot of $('phone-verify').querySelectorAll('.field-error, .form-error')) {
+    slot.hidden = true;
+    slot.textContent = '';
+  }
+  for (const input of $('phone-verify').querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  try {
+    await action();
+  } catch (error) {
+    if (!(error instanceof ApiError) && !(error instanceof NetworkError)) console.error(error);
+    let message = 'Une erreur inattendue est survenue.';
+    if (error instanceof NetworkError) message = 'Connexion au serveur impossible ; réessayez.';
+    if (error instanceof ApiError) message = error.message;
+    const field = error instanceof ApiError && error.field && $(error.field);
+    const slot = field && form.contains(field) ? $(`${error.field}-error`) : form.querySelector('.form-error');
+    slot.textContent = message;
+    slot.hidden = false;
+    if (field && form.contains(field)) {
+      const input = field.matches('input') ? field : field.querySelector('input');
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    }
+    announceError(message);
+  } finally {
+    form.removeAttribute('aria-busy');
+  }
+}
+
+function announce(message) {
+  $('announce').textContent = message;
+}
+
+function announceError(message) {
+  // Cleared first, so that the same message twice is announced twice.
+  const region = $('announce-error');
+  region.textContent = '';
+  requestAnimationFrame(() => {
+    region.textContent = `Erreur : ${message}`;
+  });
 }
 
 function showCampaign(campaign) {
@@ -191,6 +294,14 @@ function start() {
     if (action) action();
   });
   $('search').addEventListener('submit', search);
+  $('form-send').addEventListener('submit', (event) => {
+    event.preventDefault();
+    submit($('form-send'), sendCode);
+  });
+  $('form-verify').addEventListener('submit', (event) => {
+    event.preventDefault();
+    submit($('form-verify'), verifyCode);
+  });
   id = localStorage.getItem(SESSION_KEY);
   if (!id) {
     notReady("Aucune configuration n'a été commencée sur ce navigateur.");

@@ -15,6 +15,8 @@ import {
   post,
   sessionPath,
   isMissingRoute,
+  defaultChannel,
+  sentNote,
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
 
@@ -503,11 +505,7 @@ function prepareVerification() {
     // A code already sent: a resend goes the same way.
     check('channel', verification.channel);
   } else if (!checked('channel')) {
-    // A code by SMS reaches a mobile (in France or overseas: Réunion and
-    // Mayotte 69x and 639, Guadeloupe 690-691, Guyane 694, Martinique
-    // 696-697); a fixed line gets a call.
-    const mobile = /^\+33[67]|^\+262(69|639)|^\+590(69[01])|^\+594694|^\+596(69[67])/;
-    check('channel', mobile.test(business.phone || '') ? 'sms' : 'voice');
+    check('channel', defaultChannel(business.phone));
   }
   // A code sent before a reload can still be typed in.
   if (verification && verification.status === 'pending') {
@@ -536,8 +534,7 @@ async function sendCode() {
 }
 
 function codeSent(v) {
-  const how = v.channel === 'voice' ? 'par appel vocal' : 'par SMS';
-  $('sent-note').textContent = `Code envoyé ${how} au ${v.phone_number}. Il est valable jusqu'à ${time(v.expires_at)}.`;
+  $('sent-note').textContent = sentNote(v);
   $('form-verify').hidden = false;
   $('send-code').textContent = 'Renvoyer un code';
 }
@@ -566,9 +563,6 @@ function verified(answer) {
   $('code').value = '';
   announce(text);
 }
-
-const time = (iso) =>
-  iso ? new Date(iso).toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }) : '';
 
 // ------------------------------------------------------------ completion
 
