@@ -277,7 +277,8 @@ async fn refuse(mut stream: TcpStream, refused: Refused) {
             "too many open connections from this address; retry after the Retry-After delay",
         ),
     };
-    let body = format!(r#"{{"success":false,"error":"{message}","code":"{code}"}}"#);
+    let message = serde_json::to_string(&message).expect("a string serialises");
+    let body = format!(r#"{{"success":false,"error":{message},"code":"{code}"}}"#);
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          retry-after: 1\r\nconnection: close\r\n\r\n{body}",
@@ -372,6 +373,7 @@ struct Shaped {
     inner: TcpStream,
     /// A replacement answer still being written, and how much of it is out.
     pending: Option<(Vec<u8>, usize)>,
+    codings: CodingWatch,
 }
 
 impl Shaped {
@@ -379,6 +381,7 @@ impl Shaped {
         Shaped {
             inner,
             pending: None,
+            codings: CodingWatch::default(),
         }
     }
 
@@ -398,21 +401,97 @@ impl Shaped {
     }
 }
 
-/// The JSON answer replacing hyper's own for a request it could not parse.
-fn shaped_answer(head: &[u8]) -> Option<Vec<u8>> {
+/// The `Transfer-Encoding` lines the client sent, read as they arrive.
+/// hyper refuses a request whose last transfer coding is not `chunked`
+/// (`gzip`, `chunked, gzip`) with a bare 400 before the server sees it;
+/// the contract answers a transfer coding it does not support with 501,
+/// as it does for `gzip, chunked`, which hyper lets through. Only the
+/// start of each line is kept, so a long line costs nothing, and the last
+/// such line decides: hyper closes the connection after its 400, so a
+/// request that came before had its codings accepted.
+#[derive(Default)]
+struct CodingWatch {
+    /// The start of the line being read (at most [`CODING_LINE_BYTES`]).
+    line: Vec<u8>,
+    /// Whether the line being read went past what `line` keeps.
+    cut: bool,
+    /// Whether the line being read started with something other than `t`,
+    /// and so is not a `Transfer-Encoding` line.
+    skipping: bool,
+    /// The codings of the last `Transfer-Encoding` line, when its last
+    /// coding is not `chunked`.
+    refused: Option<String>,
+}
+
+const CODING_LINE_BYTES: usize = 256;
+
+impl CodingWatch {
+    fn read(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (part, ended) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            // Only lines starting with `t` are kept: a body's bytes cost
+            // the search for their newlines and no copy.
+            if self.line.is_empty() && !self.skipping {
+                self.skipping = !part.first().is_some_and(|b| matches!(b, b't' | b'T'));
+            }
+            if !self.skipping && !part.is_empty() {
+                let room = CODING_LINE_BYTES - self.line.len();
+                self.line.extend_from_slice(&part[..part.len().min(room)]);
+                self.cut |= part.len() > room;
+            }
+            if ended {
+                self.end_line();
+                rest = &rest[part.len() + 1..];
+            } else {
+                rest = &[];
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        const NAME: &[u8] = b"transfer-encoding:";
+        if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
+            let value = String::from_utf8_lossy(&self.line[NAME.len()..]);
+            let codings: Vec<String> = value
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty())
+                .collect();
+            let chunked_last = !self.cut && codings.last().is_some_and(|c| c == "chunked");
+            self.refused = (!chunked_last).then(|| codings.join(", "));
+        }
+        self.line.clear();
+        self.cut = false;
+        self.skipping = false;
+    }
+}
+
+/// The JSON answer replacing hyper's own for a request it could not parse;
+/// `refused_codings`: a `Transfer-Encoding` hyper refused, which makes its
+/// 400 the contract's 501.
+fn shaped_answer(head: &[u8], refused_codings: Option<&str>) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
-    let (line, code, message) = match status {
-        b"400" => (
+    let (line, code, message) = match (status, refused_codings) {
+        (b"400", Some(codings)) => (
+            "501 Not Implemented",
+            "not_implemented",
+            crate::http::transfer_coding_message(codings),
+        ),
+        (b"400", None) => (
             "400 Bad Request",
             "bad_request",
             "the request line or a header is malformed".to_string(),
         ),
-        b"414" => (
+        (b"414", _) => (
             "414 URI Too Long",
             "uri_too_long",
             "the request target is too long".to_string(),
         ),
-        b"431" => (
+        (b"431", _) => (
             "431 Request Header Fields Too Large",
             "headers_too_large",
             format!("the request headers are larger than {MAX_HEADER_BYTES} bytes"),
@@ -424,7 +503,8 @@ fn shaped_answer(head: &[u8]) -> Option<Vec<u8>> {
     if fields.contains("\r\ncontent-type:") {
         return None;
     }
-    let body = format!(r#"{{"success":false,"error":"{message}","code":"{code}"}}"#);
+    let message = serde_json::to_string(&message).expect("a string serialises");
+    let body = format!(r#"{{"success":false,"error":{message},"code":"{code}"}}"#);
     Some(
         format!(
             "HTTP/1.1 {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
@@ -441,7 +521,13 @@ impl AsyncRead for Shaped {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            let this = &mut *self;
+            this.codings.read(&buf.filled()[before..]);
+        }
+        read
     }
 }
 
@@ -452,7 +538,7 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        if let Some(answer) = shaped_answer(buf) {
+        if let Some(answer) = shaped_answer(buf, self.codings.refused.as_deref()) {
             // hyper's answer counts as written; ours goes out in its place.
             self.pending = Some((answer, 0));
             if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
@@ -484,11 +570,74 @@ impl AsyncWrite for Shaped {
 mod tests {
     use super::*;
 
+    /// What the watch makes of `chunks` read in turn.
+    fn watched(chunks: &[&[u8]]) -> Option<String> {
+        let mut watch = CodingWatch::default();
+        for chunk in chunks {
+            watch.read(chunk);
+        }
+        watch.refused
+    }
+
+    #[test]
+    fn the_transfer_codings_hyper_refuses_are_read_as_they_arrive() {
+        let head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(watched(&[head]), Some("gzip".to_string()));
+        // Split anywhere, even inside the name.
+        for at in 1..head.len() {
+            assert_eq!(
+                watched(&[&head[..at], &head[at..]]),
+                Some("gzip".to_string()),
+                "{at}"
+            );
+        }
+        assert_eq!(
+            watched(&[b"POST / HTTP/1.1\r\ntransfer-encoding: Chunked , GZIP\r\n\r\n"]),
+            Some("chunked, gzip".to_string())
+        );
+        // Accepted codings leave nothing; the last line decides.
+        assert_eq!(
+            watched(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"]),
+            None
+        );
+        assert_eq!(
+            watched(&[
+                b"TRANSFER-ENCODING: gzip\r\n",
+                b"Transfer-Encoding: chunked\r\n"
+            ]),
+            None
+        );
+        // A value too long to keep is refused: its last coding is unknown.
+        let long = format!("Transfer-Encoding: {}chunked\r\n", "x, ".repeat(200));
+        assert!(watched(&[long.as_bytes()]).is_some());
+        // Lines not starting with `t` (a body, other headers) are skipped,
+        // even when a read starts in the middle of one.
+        assert_eq!(
+            watched(&[b"Host: t\r\nX-Note: a", b"transfer-encoding: gzip\r\n"]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refused_transfer_coding_turns_hypers_400_into_a_501() {
+        let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let shaped = String::from_utf8(shaped_answer(hyper, Some("gzip")).unwrap()).unwrap();
+        let body = r#"{"success":false,"error":"transfer coding 'gzip' is not supported; only chunked is","code":"not_implemented"}"#;
+        assert_eq!(
+            shaped,
+            format!(
+                "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        );
+    }
+
     #[test]
     fn hyper_answers_become_json_and_the_servers_own_pass() {
         let hyper =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
-        let shaped = String::from_utf8(shaped_answer(hyper).unwrap()).unwrap();
+        let shaped = String::from_utf8(shaped_answer(hyper, None).unwrap()).unwrap();
         let body = r#"{"success":false,"error":"the request headers are larger than 16384 bytes","code":"headers_too_large"}"#;
         assert_eq!(
             shaped,
@@ -499,9 +648,9 @@ mod tests {
             )
         );
         let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(shaped_answer(own), None);
-        assert_eq!(shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n"), None);
-        assert_eq!(shaped_answer(b"{\"success\":true}"), None);
+        assert_eq!(shaped_answer(own, None), None);
+        assert_eq!(shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None), None);
+        assert_eq!(shaped_answer(b"{\"success\":true}", None), None);
     }
 
     #[test]

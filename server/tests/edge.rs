@@ -478,7 +478,7 @@ async fn a_locked_database_is_503_with_retry_after() {
 #[tokio::test]
 async fn malformed_framing_gets_json_errors() {
     let mut server = TestServer::pinned(pinned_env()).await;
-    let cases: [(&str, u16, &str); 4] = [
+    let cases: [(&str, u16, &str); 7] = [
         (
             "GET /healthz HTTP/1.1\r\n\r\n",
             400,
@@ -489,6 +489,24 @@ async fn malformed_framing_gets_json_errors() {
              Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
             501,
             r#"{"success":false,"error":"transfer coding 'gzip, chunked' is not supported; only chunked is","code":"not_implemented"}"#,
+        ),
+        // Codings hyper refuses before the server sees them: 501 too.
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: gzip\r\n\r\n{}",
+            501,
+            r#"{"success":false,"error":"transfer coding 'gzip' is not supported; only chunked is","code":"not_implemented"}"#,
+        ),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked, gzip\r\n\r\n{}",
+            501,
+            r#"{"success":false,"error":"transfer coding 'chunked, gzip' is not supported; only chunked is","code":"not_implemented"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\n",
+            501,
+            r#"{"success":false,"error":"transfer coding 'identity' is not supported; only chunked is","code":"not_implemented"}"#,
         ),
         (
             "GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n",

@@ -53,6 +53,16 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The 501's text for the transfer codings `codings` (as sent, joined by
+/// commas): the connection layer answers with it too, for the codings hyper
+/// refuses before the server sees the request.
+pub fn transfer_coding_message(codings: &str) -> String {
+    format!(
+        "transfer coding {} is not supported; only chunked is",
+        quote(codings)
+    )
+}
+
 /// A request that carries a body must say it is JSON: `application/json` or
 /// any `+json` type, parameters allowed. Browsers send a cross-origin POST
 /// without preflight only for `text/plain`, form types or none; refusing
@@ -148,10 +158,7 @@ impl Refusal {
             Refusal::TransferCoding(codings) => closing(error(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",
-                &format!(
-                    "transfer coding {} is not supported; only chunked is",
-                    quote(&codings)
-                ),
+                &transfer_coding_message(&codings),
                 None,
             )),
             Refusal::MediaType(media_type) => {
