@@ -111,7 +111,7 @@ async fn a_thousand_unfinished_heads_keep_memory_under_100_mb() {
     for attacker in attackers {
         *answers.entry(attacker.await.unwrap()).or_insert(0) += 1;
     }
-    let body = r#"{"success":false,"error":"the request headers are larger than 16384 bytes","code":"headers_too_large"}"#;
+    let body = r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#;
     let expected = format!(
         "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -472,6 +472,32 @@ async fn a_locked_database_is_503_with_retry_after() {
     assert_eq!(reply.header("retry-after"), Some("1"));
     locker.execute_batch("ROLLBACK").unwrap();
     assert_eq!(server.post(CREATE, "{}").await.status, 201);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn more_than_100_header_fields_get_the_431_that_says_so() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let head = |fields: usize| {
+        let mut raw = "GET /healthz HTTP/1.1\r\nHost: t\r\n".to_string();
+        for i in 1..fields {
+            raw.push_str(&format!("X-F{i}: a\r\n"));
+        }
+        raw + "\r\n"
+    };
+    // Host and 99 more: 100 fields, well under 16 KiB.
+    assert_eq!(
+        send_raw(server.addr, head(100).as_bytes()).await.status,
+        200
+    );
+    let reply = send_raw(server.addr, head(101).as_bytes()).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            431,
+            r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#
+        )
+    );
     server.stop().await;
 }
 
