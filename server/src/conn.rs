@@ -53,6 +53,10 @@ const MAX_BUFFER_BYTES: usize = 64 * 1024;
 /// its whole body before reading (Python's `http.client`, many SDKs) would
 /// otherwise get a reset instead of the answer: closing a socket with unread
 /// input makes the kernel send RST, which discards the answer in flight.
+/// The bytes are this much beyond the largest body a route takes (the kb
+/// step's pasted documents, 23 MiB by default), so that a body just over
+/// any limit, refused on its `Content-Length` before a byte of it was
+/// read, is still drained whole.
 const LINGER_MAX_BYTES: usize = 16 * 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(10);
 const LINGER_IDLE: Duration = Duration::from_secs(5);
@@ -229,7 +233,8 @@ impl Connection {
         };
         let mut stream = conn.into_parts().io.into_inner().inner;
         if (unparsed || activity.linger.load(Ordering::SeqCst)) && !stopping {
-            linger(stream, LINGER_MAX_BYTES, LINGER_TIME).await;
+            let budget = LINGER_MAX_BYTES.saturating_add(self.app.max_documents_body_bytes);
+            linger(stream, budget, LINGER_TIME).await;
         } else {
             let _ = stream.shutdown().await;
         }

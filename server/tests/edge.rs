@@ -267,8 +267,12 @@ async fn the_413_reaches_clients_that_write_their_whole_body_first() {
     let script = r#"
 import http.client, sys
 port = int(sys.argv[1])
-body = b"{" + b"x" * (4 * 1024 * 1024) + b"}"
-for path in ["/api/v1/onboarding/session"] * 20 + ["/api/v1/nowhere"] * 5:
+small = b"{" + b"x" * (4 * 1024 * 1024) + b"}"
+# Just over the kb step's own limit (its pasted documents).
+large = b"{" + b"x" * (int(sys.argv[2]) + 1024) + b"}"
+kb = "/api/v1/onboarding/session/onb_0123456789abcdef01234567/kb"
+cases = [("/api/v1/onboarding/session", small)] * 20 + [("/api/v1/nowhere", small)] * 5 + [(kb, large)] * 3
+for path, body in cases:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request("POST", path, body, {"Content-Type": "application/json"})
@@ -280,9 +284,10 @@ for path in ["/api/v1/onboarding/session"] * 20 + ["/api/v1/nowhere"] * 5:
         conn.close()
 "#;
     let port = server.addr.port().to_string();
+    let kb_limit = onboarding::MAX_DOCUMENTS_BODY_BYTES.to_string();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("/usr/bin/python3")
-            .args(["-c", script, &port])
+            .args(["-c", script, &port, &kb_limit])
             .output()
             .expect("run /usr/bin/python3")
     })
@@ -292,8 +297,13 @@ for path in ["/api/v1/onboarding/session"] * 20 + ["/api/v1/nowhere"] * 5:
     let expected = r#"413 {"success":false,"error":"request body is larger than the limit of 65536 bytes","code":"payload_too_large"}"#;
     let not_found =
         r#"404 {"success":false,"error":"no route for POST '/api/v1/nowhere'","code":"not_found"}"#;
+    let kb_expected = format!(
+        r#"413 {{"success":false,"error":"request body is larger than the limit of {} bytes","code":"payload_too_large"}}"#,
+        onboarding::MAX_DOCUMENTS_BODY_BYTES
+    );
     let mut want = vec![expected; 20];
     want.extend([not_found; 5]);
+    want.extend([kb_expected.as_str(); 3]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, want, "{}", String::from_utf8_lossy(&output.stderr));
     server.stop().await;
