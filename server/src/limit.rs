@@ -58,18 +58,18 @@ impl<K: Hash + Eq> RateLimiter<K> {
         Ok(())
     }
 
-    /// Whether `key` may be counted once more at `now`, without counting it
-    /// (for answers that cost only when they turn out a certain way).
-    pub fn allows(&self, key: &K, now: Instant) -> Result<(), u64> {
-        self.due(&self.lock(), key, now).map(|_| ())
-    }
-
-    /// Counts one event of `key` at `now`, whether or not over the limit
-    /// (it happened): an address past its limit stays refused longer.
-    pub fn spend(&self, key: K, now: Instant) {
+    /// Gives back one count that [`check`](Self::check) took for `key`, for
+    /// answers that cost only when they turn out a certain way: counted
+    /// before the answer is known (so that requests sent at once cannot
+    /// all pass a check that none of them has counted yet), then refunded
+    /// when it turns out otherwise.
+    pub fn refund(&self, key: &K) {
         let mut state = self.lock();
-        let tat = state.next.get(&key).map_or(now, |&t| t.max(now));
-        self.record(&mut state, key, tat, now);
+        if let Some(tat) = state.next.get_mut(key) {
+            if let Some(earlier) = tat.checked_sub(self.interval) {
+                *tat = earlier;
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
@@ -137,18 +137,20 @@ mod tests {
     }
 
     #[test]
-    fn allows_counts_nothing_and_spend_counts_past_the_limit() {
+    fn a_refund_gives_back_the_count_a_check_took() {
         let limiter = RateLimiter::new(2, Duration::from_secs(60)).unwrap();
         let t0 = Instant::now();
         let key = "onb_1".to_string();
-        assert_eq!(limiter.allows(&key, t0), Ok(()));
-        assert_eq!(limiter.allows(&key, t0), Ok(()));
-        limiter.spend(key.clone(), t0);
-        limiter.spend(key.clone(), t0);
-        assert_eq!(limiter.allows(&key, t0), Err(30));
-        limiter.spend(key.clone(), t0);
-        assert_eq!(limiter.allows(&key, t0), Err(60));
-        assert_eq!(limiter.allows(&key, t0 + Duration::from_secs(60)), Ok(()));
+        // Two counted at once: a third is refused until one is given back.
+        assert_eq!(limiter.check(key.clone(), t0), Ok(()));
+        assert_eq!(limiter.check(key.clone(), t0), Ok(()));
+        assert_eq!(limiter.check(key.clone(), t0), Err(30));
+        limiter.refund(&key);
+        assert_eq!(limiter.check(key.clone(), t0), Ok(()));
+        assert_eq!(limiter.check(key.clone(), t0), Err(30));
+        // A key never counted has nothing to give back.
+        limiter.refund(&"onb_2".to_string());
+        assert_eq!(limiter.check("onb_2".to_string(), t0), Ok(()));
     }
 
     #[test]

@@ -413,6 +413,51 @@ async fn email_taken_answers_are_limited_per_session_and_per_address() {
     server.stop().await;
 }
 
+/// Business steps sent at once get no more "email already used" answers
+/// than the limit: each is counted before its call, and given back when the
+/// answer turns out to be another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 5;
+    config.email_taken_per_ip = 0;
+    let mut server = TestServer::start(config, dir).await;
+    account_with_taken_email(&server).await;
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let path = session_path(&id, "business");
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let (addr, path) = (server.addr, path.clone());
+            tokio::spawn(async move {
+                request(addr, "POST", &path, &[], NO_ACCOUNT.as_bytes())
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for answer in burst {
+        *statuses.entry(answer.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(409, 5), (429, 35)].into_iter().collect());
+    // Answers of another kind are given back: a free address still passes
+    // on a session whose count they never touched.
+    let other = server.post(CREATE, "{}").await;
+    let other = other.json()["session_id"].as_str().unwrap().to_string();
+    let free = NO_ACCOUNT.replace("taken@", "free@");
+    for _ in 0..8 {
+        let reply = server.post(&session_path(&other, "business"), &free).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let reply = server
+        .post(&session_path(&other, "business"), NO_ACCOUNT)
+        .await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    server.stop().await;
+}
+
 /// Behind a trusted proxy the client is the rightmost untrusted address of
 /// X-Forwarded-For: it is recorded and rate-limited as such. From an
 /// untrusted peer the header is ignored.

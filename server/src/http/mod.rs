@@ -150,6 +150,9 @@ async fn dispatch(
     // A large body's turn, held until the writer has answered: the body and
     // what the library parses from it live until then.
     let mut _large_body_turn = None;
+    // The "email already used" answer this business step may give, counted
+    // until the answer turns out to be another.
+    let mut email_answer: Option<EmailAnswer<'_>> = None;
     let query = match endpoint {
         Endpoint::Create => match create(app, req, client, body_read).await {
             Ok(query) => query,
@@ -157,11 +160,14 @@ async fn dispatch(
         },
         Endpoint::Step(step) => {
             if let Some(session) = &email_key {
-                if let Err(wait) = email_answers_left(app, client, session) {
-                    return rate_limited(
-                        "too many 'email already used' answers for this address or session",
-                        wait,
-                    );
+                match EmailAnswer::reserve(app, client, session) {
+                    Ok(reserved) => email_answer = reserved,
+                    Err(wait) => {
+                        return rate_limited(
+                            "too many 'email already used' answers for this address or session",
+                            wait,
+                        )
+                    }
                 }
             }
             // Pasted documents may be far larger than any other body.
@@ -242,8 +248,10 @@ async fn dispatch(
         }
         Err(Failure::Busy(text)) => unavailable(&text),
         Err(Failure::Sql(text)) => {
-            if let Some(session) = email_key.filter(|_| is_email_taken(&text)) {
-                spend_email_answer(app, client, session);
+            if is_email_taken(&text) {
+                if let Some(answer) = email_answer {
+                    answer.keep();
+                }
             }
             sql_error(&text)
         }
@@ -283,26 +291,61 @@ async fn create(
     })
 }
 
-/// Whether the business step may still answer "email already used" for
-/// this client and session.
-fn email_answers_left(app: &App, client: IpAddr, session_id: &str) -> Result<(), u64> {
-    let now = Instant::now();
-    if let Some(limiter) = &app.email_taken_by_ip {
-        limiter.allows(&client, now)?;
-    }
-    if let Some(limiter) = &app.email_taken_by_session {
-        limiter.allows(&session_id.to_string(), now)?;
-    }
-    Ok(())
+/// One "email already used" answer that a business step in flight may
+/// give, counted against the client's and the session's limits before the
+/// call (business steps sent at once would otherwise all pass a check that
+/// none of them had counted yet) and given back when dropped, unless the
+/// answer was that one ([`keep`](Self::keep)).
+struct EmailAnswer<'a> {
+    app: &'a App,
+    client: IpAddr,
+    session: String,
+    kept: bool,
 }
 
-fn spend_email_answer(app: &App, client: IpAddr, session_id: String) {
-    let now = Instant::now();
-    if let Some(limiter) = &app.email_taken_by_ip {
-        limiter.spend(client, now);
+impl<'a> EmailAnswer<'a> {
+    /// `Err(seconds)` to wait when a limit is reached; `None` when both
+    /// limits are off.
+    fn reserve(app: &'a App, client: IpAddr, session: &str) -> Result<Option<Self>, u64> {
+        if app.email_taken_by_ip.is_none() && app.email_taken_by_session.is_none() {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        if let Some(limiter) = &app.email_taken_by_ip {
+            limiter.check(client, now)?;
+        }
+        if let Some(limiter) = &app.email_taken_by_session {
+            if let Err(wait) = limiter.check(session.to_string(), now) {
+                if let Some(by_ip) = &app.email_taken_by_ip {
+                    by_ip.refund(&client);
+                }
+                return Err(wait);
+            }
+        }
+        Ok(Some(EmailAnswer {
+            app,
+            client,
+            session: session.to_string(),
+            kept: false,
+        }))
     }
-    if let Some(limiter) = &app.email_taken_by_session {
-        limiter.spend(session_id, now);
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for EmailAnswer<'_> {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if let Some(limiter) = &self.app.email_taken_by_ip {
+            limiter.refund(&self.client);
+        }
+        if let Some(limiter) = &self.app.email_taken_by_session {
+            limiter.refund(&self.session);
+        }
     }
 }
 
