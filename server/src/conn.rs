@@ -266,6 +266,51 @@ async fn linger(mut stream: TcpStream, max_bytes: usize, max_time: Duration) {
     }
 }
 
+/// File descriptors kept for everything but client connections: the
+/// database and its WAL and shared memory, the read connections, the
+/// crawler's sockets, the log, the listener.
+const RESERVED_FDS: u64 = 256;
+
+/// The total cap on connections that the process's file limit can honour.
+/// Raises the soft `RLIMIT_NOFILE` to the hard one first (a shell's
+/// default soft limit is often 1,024, below the default cap of 4,096): past
+/// the file limit, accepts fail and new clients wait for nothing, where the
+/// cap answers them 503. Lowered, with a warning, when even the hard limit
+/// is short.
+pub fn fit_to_file_limit(max_connections: usize) -> usize {
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    let limit = unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return max_connections;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        limit.rlim_cur
+    };
+    let fits = usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    if fits < max_connections {
+        tracing::warn!(
+            max_connections,
+            file_limit = limit,
+            lowered_to = fits,
+            "the open-file limit is too low for --max-connections; the cap is lowered to fit"
+        );
+        return fits.max(1);
+    }
+    max_connections
+}
+
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refused {
@@ -581,6 +626,33 @@ impl AsyncWrite for Shaped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_limit_is_raised_to_the_hard_one_and_bounds_the_cap() {
+        let hard = unsafe {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_max
+        };
+        assert_eq!(fit_to_file_limit(10), 10);
+        let soft = unsafe {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_cur
+        };
+        // Linux refuses an infinite soft limit (above fs.nr_open).
+        if hard != libc::RLIM_INFINITY {
+            assert_eq!(soft, hard);
+        }
+        let fits = usize::try_from(hard.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+        assert_eq!(fit_to_file_limit(usize::MAX), fits.max(1));
+    }
 
     /// What the watch makes of `chunks` read in turn.
     fn watched(chunks: &[&[u8]]) -> Option<String> {

@@ -79,7 +79,7 @@ pub async fn run(
         );
     }
     let caps = conn::ConnectionCaps {
-        total: config.max_connections,
+        total: conn::fit_to_file_limit(config.max_connections),
         per_ip: config.max_connections_per_ip,
     };
     conn::serve(listener, app, caps, config.shutdown_grace, shutdown).await;
