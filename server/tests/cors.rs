@@ -76,6 +76,11 @@ async fn answers_carry_allow_origin_for_allowed_origins_only() {
     assert_eq!(allowed.status, 201);
     assert_eq!(allowed.header("access-control-allow-origin"), Some(ALLOWED));
     assert_eq!(allowed.header("vary"), Some("Origin"));
+    // A 429's or a 503's delay is readable by the page.
+    assert_eq!(
+        allowed.header("access-control-expose-headers"),
+        Some("Retry-After")
+    );
     // Errors too, or the front end could not show their message.
     let error = request(
         server.addr,
@@ -103,7 +108,12 @@ async fn answers_carry_allow_origin_for_allowed_origins_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_origins_replace_the_defaults() {
     let (mut config, dir) = temp_config();
-    config.cors_origins = vec!["https://app.example".to_string()];
+    // Written as people write them: the browser sends the lowercase origin
+    // without a slash.
+    config.cors_origins = vec![
+        "https://app.example".to_string(),
+        "HTTPS://Admin.example/".to_string(),
+    ];
     let mut server = TestServer::start(config, dir).await;
     let preflight = |origin: &'static str| {
         let addr = server.addr;
@@ -123,6 +133,11 @@ async fn configured_origins_replace_the_defaults() {
     assert_eq!(
         custom.header("access-control-allow-origin"),
         Some("https://app.example")
+    );
+    let admin = preflight("https://admin.example").await;
+    assert_eq!(
+        (admin.status, admin.header("access-control-allow-origin")),
+        (204, Some("https://admin.example"))
     );
     assert_eq!(preflight(ALLOWED).await.status, 403);
     server.stop().await;

@@ -39,6 +39,9 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
 const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static("Content-Type, Authorization");
 const MAX_AGE: HeaderValue = HeaderValue::from_static("600");
+/// What a cross-origin page may read beyond the simple headers: the delay
+/// a 429 or a 503 asks for.
+const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static("Retry-After");
 const ORIGIN_VARIES: HeaderValue = HeaderValue::from_static("Origin");
 
 /// What every request task shares.
@@ -107,6 +110,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
     headers.insert(header::VARY, ORIGIN_VARIES);
     if let Some(origin) = allowed_origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
     }
     tracing::info!(
         method = %method,
