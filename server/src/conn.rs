@@ -627,25 +627,25 @@ impl AsyncWrite for Shaped {
 mod tests {
     use super::*;
 
+    /// The process's open-file limit: (soft, hard).
+    fn file_limit() -> (u64, u64) {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct given.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        (limit.rlim_cur, limit.rlim_max)
+    }
+
     #[test]
     fn the_file_limit_is_raised_to_the_hard_one_and_bounds_the_cap() {
-        let hard = unsafe {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-            limit.rlim_max
-        };
+        let (_, hard) = file_limit();
         assert_eq!(fit_to_file_limit(10), 10);
-        let soft = unsafe {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-            limit.rlim_cur
-        };
+        let (soft, _) = file_limit();
         // Linux refuses an infinite soft limit (above fs.nr_open).
         if hard != libc::RLIM_INFINITY {
             assert_eq!(soft, hard);
