@@ -266,10 +266,13 @@ async fn linger(mut stream: TcpStream, max_bytes: usize, max_time: Duration) {
     }
 }
 
-/// File descriptors kept for everything but client connections: the
+/// File descriptors kept for everything but client connections (the
 /// database and its WAL and shared memory, the read connections, the
-/// crawler's sockets, the log, the listener.
-const RESERVED_FDS: u64 = 256;
+/// crawler's sockets, the log, the listener): a quarter of the limit, 16
+/// to 256 of them.
+fn reserved_fds(limit: u64) -> u64 {
+    (limit / 4).clamp(16, 256)
+}
 
 /// The total cap on connections that the process's file limit can honour.
 /// Raises the soft `RLIMIT_NOFILE` to the hard one first (a shell's
@@ -298,7 +301,9 @@ pub fn fit_to_file_limit(max_connections: usize) -> usize {
         }
         limit.rlim_cur
     };
-    let fits = usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    let fits = usize::try_from(limit.saturating_sub(reserved_fds(limit)))
+        .unwrap_or(usize::MAX)
+        .max(1);
     if fits < max_connections {
         tracing::warn!(
             max_connections,
@@ -306,7 +311,7 @@ pub fn fit_to_file_limit(max_connections: usize) -> usize {
             lowered_to = fits,
             "the open-file limit is too low for --max-connections; the cap is lowered to fit"
         );
-        return fits.max(1);
+        return fits;
     }
     max_connections
 }
@@ -456,59 +461,80 @@ impl Shaped {
     }
 }
 
-/// The `Transfer-Encoding` lines the client sent, read as they arrive.
-/// hyper refuses a request whose last transfer coding is not `chunked`
-/// (`gzip`, `chunked, gzip`) with a bare 400 before the server sees it;
-/// the contract answers a transfer coding it does not support with 501,
-/// as it does for `gzip, chunked`, which hyper lets through. Only the
-/// start of each line is kept, so a long line costs nothing, and the last
-/// such line decides: hyper closes the connection after its 400, so a
-/// request that came before had its codings accepted.
-#[derive(Default)]
+/// The `Transfer-Encoding` lines of the request head being read. hyper
+/// refuses a request whose last transfer coding is not `chunked` (`gzip`,
+/// `chunked, gzip`) with a bare 400 before the server sees it; the contract
+/// answers a transfer coding it does not support with 501, as it does for
+/// `gzip, chunked`, which hyper lets through.
+///
+/// Only the head is read: the watch stops at its blank line and starts
+/// again at the next answer's status line (the next request's head comes
+/// after it), so bodies cost nothing and what they hold never counts. Only
+/// lines starting with `t` are kept, and only their first bytes.
 struct CodingWatch {
+    /// Whether the bytes arriving are a request head.
+    in_head: bool,
+    /// Whether a line of this head had any content (blank lines before a
+    /// request line are allowed and skipped).
+    head_started: bool,
     /// The start of the line being read (at most [`CODING_LINE_BYTES`]).
     line: Vec<u8>,
-    /// Whether the line being read went past what `line` keeps.
-    cut: bool,
-    /// Whether the line being read started with something other than `t`,
-    /// and so is not a `Transfer-Encoding` line.
-    skipping: bool,
-    /// The codings of the last `Transfer-Encoding` line, when its last
-    /// coding is not `chunked`.
+    /// Bytes of the line being read so far, and its first one.
+    line_len: usize,
+    first: Option<u8>,
+    /// The codings of this head's last `Transfer-Encoding` line, when its
+    /// last coding is not `chunked`.
     refused: Option<String>,
 }
 
 const CODING_LINE_BYTES: usize = 256;
 
+impl Default for CodingWatch {
+    fn default() -> CodingWatch {
+        CodingWatch {
+            in_head: true,
+            head_started: false,
+            line: Vec::new(),
+            line_len: 0,
+            first: None,
+            refused: None,
+        }
+    }
+}
+
 impl CodingWatch {
     fn read(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
-        while !rest.is_empty() {
+        while self.in_head && !rest.is_empty() {
             let (part, ended) = match memchr::memchr(b'\n', rest) {
                 Some(i) => (&rest[..i], true),
                 None => (rest, false),
             };
-            // Only lines starting with `t` are kept: a body's bytes cost
-            // the search for their newlines and no copy.
-            if self.line.is_empty() && !self.skipping {
-                self.skipping = !part.first().is_some_and(|b| matches!(b, b't' | b'T'));
+            if self.line_len == 0 {
+                self.first = part.first().copied();
             }
-            if !self.skipping && !part.is_empty() {
+            self.line_len += part.len();
+            if matches!(self.first, Some(b't' | b'T')) && self.line.len() < CODING_LINE_BYTES {
                 let room = CODING_LINE_BYTES - self.line.len();
                 self.line.extend_from_slice(&part[..part.len().min(room)]);
-                self.cut |= part.len() > room;
             }
-            if ended {
-                self.end_line();
-                rest = &rest[part.len() + 1..];
-            } else {
-                rest = &[];
+            if !ended {
+                return;
             }
+            self.end_line();
+            rest = &rest[part.len() + 1..];
         }
     }
 
     fn end_line(&mut self) {
         const NAME: &[u8] = b"transfer-encoding:";
+        let blank = self.line_len == 0 || (self.line_len == 1 && self.first == Some(b'\r'));
+        if blank {
+            // The head's end; blank lines before its request line do not count.
+            self.in_head = !self.head_started;
+        } else {
+            self.head_started = true;
+        }
         if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
             let value = String::from_utf8_lossy(&self.line[NAME.len()..]);
             let codings: Vec<String> = value
@@ -516,13 +542,28 @@ impl CodingWatch {
                 .map(|c| c.trim().to_ascii_lowercase())
                 .filter(|c| !c.is_empty())
                 .collect();
-            let chunked_last = !self.cut && codings.last().is_some_and(|c| c == "chunked");
+            let cut = self.line_len > self.line.len();
+            let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
             self.refused = (!chunked_last).then(|| codings.join(", "));
         }
         self.line.clear();
-        self.cut = false;
-        self.skipping = false;
+        self.line_len = 0;
+        self.first = None;
     }
+
+    /// An answer went out: what the client sends next is a new head.
+    fn answered(&mut self) {
+        *self = CodingWatch::default();
+    }
+}
+
+/// Whether `bytes` start a final answer (not an interim `1xx`, after which
+/// the same request's body follows).
+fn is_final_status_line(bytes: &[u8]) -> bool {
+    bytes
+        .strip_prefix(b"HTTP/1.1 ")
+        .and_then(|rest| rest.first())
+        .is_some_and(|digit| *digit != b'1')
 }
 
 /// The JSON answer replacing hyper's own for a request it could not parse;
@@ -595,7 +636,11 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        if let Some(answer) = shaped_answer(buf, self.codings.refused.as_deref()) {
+        let answer = shaped_answer(buf, self.codings.refused.as_deref());
+        if is_final_status_line(buf) {
+            self.codings.answered();
+        }
+        if let Some(answer) = answer {
             // hyper's answer counts as written; ours goes out in its place.
             self.pending = Some((answer, 0));
             if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
@@ -650,8 +695,16 @@ mod tests {
         if hard != libc::RLIM_INFINITY {
             assert_eq!(soft, hard);
         }
-        let fits = usize::try_from(hard.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+        let fits = usize::try_from(hard.saturating_sub(reserved_fds(hard))).unwrap_or(usize::MAX);
         assert_eq!(fit_to_file_limit(usize::MAX), fits.max(1));
+    }
+
+    #[test]
+    fn a_low_file_limit_keeps_most_of_it_for_connections() {
+        assert_eq!(reserved_fds(64), 16);
+        assert_eq!(reserved_fds(256), 64);
+        assert_eq!(reserved_fds(1024), 256);
+        assert_eq!(reserved_fds(1 << 20), 256);
     }
 
     /// What the watch makes of `chunks` read in turn.
@@ -694,12 +747,38 @@ mod tests {
         // A value too long to keep is refused: its last coding is unknown.
         let long = format!("Transfer-Encoding: {}chunked\r\n", "x, ".repeat(200));
         assert!(watched(&[long.as_bytes()]).is_some());
-        // Lines not starting with `t` (a body, other headers) are skipped,
-        // even when a read starts in the middle of one.
+        // Lines not starting with `t` are skipped, even when a read starts
+        // in the middle of one.
         assert_eq!(
             watched(&[b"Host: t\r\nX-Note: a", b"transfer-encoding: gzip\r\n"]),
             None
         );
+        // The body is not read: only the head counts.
+        assert_eq!(
+            watched(&[b"POST / HTTP/1.1\r\nHost: t\r\n\r\n{\r\ntransfer-encoding: gzip\r\n"]),
+            None
+        );
+        // Blank lines before the request line do not end the head.
+        assert_eq!(
+            watched(&[b"\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"]),
+            Some("gzip".to_string())
+        );
+    }
+
+    #[test]
+    fn each_final_answer_starts_a_new_head() {
+        let mut watch = CodingWatch::default();
+        watch.read(b"POST / HTTP/1.1\r\nTransfer-Encoding: x, chunked\r\n\r\nbody");
+        assert!(!watch.in_head);
+        // An interim answer is followed by the same request's body.
+        assert!(!is_final_status_line(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(is_final_status_line(b"HTTP/1.1 201 Created\r\n"));
+        assert!(!is_final_status_line(b"{\"success\":true}"));
+        watch.answered();
+        watch.read(b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(watch.refused.as_deref(), Some("gzip"));
+        watch.answered();
+        assert_eq!(watch.refused, None);
     }
 
     #[test]

@@ -421,7 +421,7 @@ async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
     let (mut config, dir) = temp_config();
     config.env = Some(pinned_env());
     config.email_taken_per_session = 5;
-    config.email_taken_per_ip = 0;
+    config.email_taken_per_ip = 10;
     let mut server = TestServer::start(config, dir).await;
     account_with_taken_email(&server).await;
     let created = server.post(CREATE, "{}").await;
@@ -455,6 +455,27 @@ async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
         .post(&session_path(&other, "business"), NO_ACCOUNT)
         .await;
     assert_eq!(reply.status, 409, "{}", reply.body);
+
+    // Business steps whose bodies have not arrived hold no count: they
+    // cannot lock the address's other clients out.
+    let third = server.post(CREATE, "{}").await;
+    let third = third.json()["session_id"].as_str().unwrap().to_string();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n",
+            session_path(&third, "business")
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    let fourth = server.post(CREATE, "{}").await;
+    let fourth = fourth.json()["session_id"].as_str().unwrap().to_string();
+    let reply = server.post(&session_path(&fourth, "business"), &free).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    drop(held);
     server.stop().await;
 }
 

@@ -154,26 +154,12 @@ async fn dispatch(
     // A large body's turn, held until the writer has answered: the body and
     // what the library parses from it live until then.
     let mut _large_body_turn = None;
-    // The "email already used" answer this business step may give, counted
-    // until the answer turns out to be another.
-    let mut email_answer: Option<EmailAnswer<'_>> = None;
     let query = match endpoint {
         Endpoint::Create => match create(app, req, client, body_read).await {
             Ok(query) => query,
             Err(reply) => return reply,
         },
         Endpoint::Step(step) => {
-            if let Some(session) = &email_key {
-                match EmailAnswer::reserve(app, client, session) {
-                    Ok(reserved) => email_answer = reserved,
-                    Err(wait) => {
-                        return rate_limited(
-                            "too many 'email already used' answers for this address or session",
-                            wait,
-                        )
-                    }
-                }
-            }
             // Pasted documents may be far larger than any other body.
             let (limit, turn) = if step == "kb" && large_body(&req, app.max_body_bytes) {
                 match tokio::time::timeout(LARGE_BODY_WAIT, app.large_bodies.acquire()).await {
@@ -243,7 +229,29 @@ async fn dispatch(
         Endpoint::Create | Endpoint::PhoneSend => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    match app.writer.run(query).await {
+    // The "email already used" answer a business step may give is counted
+    // once its body is in, just before the call: business steps sent at
+    // once cannot all pass a check none of them has counted yet, and a
+    // body still arriving holds nothing. Refused before the library runs,
+    // a free address is refused too, so the 429 itself tells nothing.
+    let email_answer = match &email_key {
+        Some(session) => match EmailAnswer::reserve(app, client, session) {
+            Ok(reserved) => reserved,
+            Err(wait) => {
+                return rate_limited(
+                    "too many 'email already used' answers for this address or session",
+                    wait,
+                )
+            }
+        },
+        None => None,
+    };
+    let answered = app.writer.run(query).await;
+    let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
+    if let Some(answer) = email_answer.filter(|_| !taken) {
+        answer.refund();
+    }
+    match answered {
         Ok(body) => {
             if let (Endpoint::PhoneSend, Some(wake)) = (endpoint, &app.outbox_wake) {
                 wake.notify_one();
@@ -251,14 +259,7 @@ async fn dispatch(
             json(success, Bytes::from(body))
         }
         Err(Failure::Busy(text)) => unavailable(&text),
-        Err(Failure::Sql(text)) => {
-            if is_email_taken(&text) {
-                if let Some(answer) = email_answer {
-                    answer.keep();
-                }
-            }
-            sql_error(&text)
-        }
+        Err(Failure::Sql(text)) => sql_error(&text),
     }
 }
 
@@ -295,16 +296,15 @@ async fn create(
     })
 }
 
-/// One "email already used" answer that a business step in flight may
-/// give, counted against the client's and the session's limits before the
-/// call (business steps sent at once would otherwise all pass a check that
-/// none of them had counted yet) and given back when dropped, unless the
-/// answer was that one ([`keep`](Self::keep)).
+/// One "email already used" answer that a business step may give,
+/// counted against the client's and the session's limits before its call
+/// and given back ([`refund`](Self::refund)) once the answer is known to be
+/// another. A call whose client went away before its answer stays counted:
+/// the call ran all the same, and `GET session` would tell its outcome.
 struct EmailAnswer<'a> {
     app: &'a App,
     client: IpAddr,
     session: String,
-    kept: bool,
 }
 
 impl<'a> EmailAnswer<'a> {
@@ -330,20 +330,10 @@ impl<'a> EmailAnswer<'a> {
             app,
             client,
             session: session.to_string(),
-            kept: false,
         }))
     }
 
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for EmailAnswer<'_> {
-    fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
+    fn refund(self) {
         if let Some(limiter) = &self.app.email_taken_by_ip {
             limiter.refund(&self.client);
         }

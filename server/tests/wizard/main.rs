@@ -825,6 +825,15 @@ async fn appointments_declined_after_cal_com_leave_no_campaign() {
     fill_channels_and_agent(&b).await;
     b.click("label[for='method-skip']").await;
     b.click("#kb-next").await;
+    // "None" first saves nothing: there is nothing to clear.
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    assert_eq!(
+        row(&server, "onboarding_sessions")["appointments_data"],
+        Value::Null
+    );
+    b.click("#step-verification .back").await;
     b.step("appointments").await;
     b.click("label[for='booking-cal_com']").await;
     b.fill("event_type_id", "123456").await;

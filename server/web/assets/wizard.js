@@ -327,10 +327,13 @@ const FORMS = {
     await saveStep('kb', payload);
   },
   async appointments() {
-    // Saving the step says the tenant takes appointments; "none" says the
-    // opposite, which also clears a Cal.com saved before.
+    // Saving the step says the tenant takes appointments. "None" saves
+    // nothing, unless this step saved Cal.com before: then it says so, and
+    // that clears it (booking settings set on the account otherwise stay).
     if (checked('booking') !== 'cal_com') {
-      await saveStep('appointments', { enabled: false });
+      if (takesAppointments(state.session && state.session.steps.appointments)) {
+        await saveStep('appointments', { enabled: false });
+      }
       return;
     }
     const payload = { provider: 'cal_com', event_type_id: value('event_type_id').trim() };
