@@ -58,6 +58,20 @@ impl<K: Hash + Eq> RateLimiter<K> {
         Ok(())
     }
 
+    /// Whether `key` may be counted once more at `now`, without counting it
+    /// (for answers that cost only when they turn out a certain way).
+    pub fn allows(&self, key: &K, now: Instant) -> Result<(), u64> {
+        self.due(&self.lock(), key, now).map(|_| ())
+    }
+
+    /// Counts one event of `key` at `now`, whether or not over the limit
+    /// (it happened): an address past its limit stays refused longer.
+    pub fn spend(&self, key: K, now: Instant) {
+        let mut state = self.lock();
+        let tat = state.next.get(&key).map_or(now, |&t| t.max(now));
+        self.record(&mut state, key, tat, now);
+    }
+
     /// Gives back one count that [`check`](Self::check) took for `key`, for
     /// answers that cost only when they turn out a certain way: counted
     /// before the answer is known (so that requests sent at once cannot
@@ -134,6 +148,21 @@ mod tests {
     #[test]
     fn zero_disables_the_limit() {
         assert!(RateLimiter::<IpAddr>::new(0, Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn allows_counts_nothing_and_spend_counts_past_the_limit() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60)).unwrap();
+        let t0 = Instant::now();
+        let key = "onb_1".to_string();
+        assert_eq!(limiter.allows(&key, t0), Ok(()));
+        assert_eq!(limiter.allows(&key, t0), Ok(()));
+        limiter.spend(key.clone(), t0);
+        limiter.spend(key.clone(), t0);
+        assert_eq!(limiter.allows(&key, t0), Err(30));
+        limiter.spend(key.clone(), t0);
+        assert_eq!(limiter.allows(&key, t0), Err(60));
+        assert_eq!(limiter.allows(&key, t0 + Duration::from_secs(60)), Ok(()));
     }
 
     #[test]

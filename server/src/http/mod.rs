@@ -229,11 +229,10 @@ async fn dispatch(
         Endpoint::Create | Endpoint::PhoneSend => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    // The "email already used" answer a business step may give is counted
-    // once its body is in, just before the call: business steps sent at
-    // once cannot all pass a check none of them has counted yet, and a
-    // body still arriving holds nothing. Refused before the library runs,
-    // a free address is refused too, so the 429 itself tells nothing.
+    // The "email already used" answer a business step may give is checked
+    // once its body is in, just before the call (a body still arriving
+    // holds nothing). Refused before the library runs, a free address is
+    // refused too, so the 429 itself tells nothing.
     let email_answer = match &email_key {
         Some(session) => match EmailAnswer::reserve(app, client, session) {
             Ok(reserved) => reserved,
@@ -248,8 +247,8 @@ async fn dispatch(
     };
     let answered = app.writer.run(query).await;
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
-    if let Some(answer) = email_answer.filter(|_| !taken) {
-        answer.refund();
+    if let Some(answer) = email_answer {
+        answer.settle(taken);
     }
     match answered {
         Ok(body) => {
@@ -296,11 +295,16 @@ async fn create(
     })
 }
 
-/// One "email already used" answer that a business step may give,
-/// counted against the client's and the session's limits before its call
-/// and given back ([`refund`](Self::refund)) once the answer is known to be
-/// another. A call whose client went away before its answer stays counted:
-/// the call ran all the same, and `GET session` would tell its outcome.
+/// One "email already used" answer that a business step may give. The
+/// session's count is taken before the call and given back
+/// ([`settle`](Self::settle)) once the answer is known to be another: a
+/// session has one onboarding in flight, so steps sent at once on it can
+/// only be an attempt to pass a check none of them has counted yet, and a
+/// call whose client went away before its answer stays counted (the call
+/// ran all the same, and `GET session` would tell its outcome). The
+/// client's address is checked before and counted after, as an answer it
+/// got: one address may be a whole office, or a proxy, whose business
+/// steps run at once, and counting those in flight would refuse them.
 struct EmailAnswer<'a> {
     app: &'a App,
     client: IpAddr,
@@ -316,15 +320,10 @@ impl<'a> EmailAnswer<'a> {
         }
         let now = Instant::now();
         if let Some(limiter) = &app.email_taken_by_ip {
-            limiter.check(client, now)?;
+            limiter.allows(&client, now)?;
         }
         if let Some(limiter) = &app.email_taken_by_session {
-            if let Err(wait) = limiter.check(session.to_string(), now) {
-                if let Some(by_ip) = &app.email_taken_by_ip {
-                    by_ip.refund(&client);
-                }
-                return Err(wait);
-            }
+            limiter.check(session.to_string(), now)?;
         }
         Ok(Some(EmailAnswer {
             app,
@@ -333,11 +332,14 @@ impl<'a> EmailAnswer<'a> {
         }))
     }
 
-    fn refund(self) {
-        if let Some(limiter) = &self.app.email_taken_by_ip {
-            limiter.refund(&self.client);
-        }
-        if let Some(limiter) = &self.app.email_taken_by_session {
+    /// The call's answer is in: "email already used" (`taken`) counts
+    /// against the address; any other gives the session's count back.
+    fn settle(self, taken: bool) {
+        if taken {
+            if let Some(limiter) = &self.app.email_taken_by_ip {
+                limiter.spend(self.client, Instant::now());
+            }
+        } else if let Some(limiter) = &self.app.email_taken_by_session {
             limiter.refund(&self.session);
         }
     }
