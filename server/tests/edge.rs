@@ -604,11 +604,16 @@ async fn more_than_100_header_fields_get_the_431_that_says_so() {
 #[tokio::test]
 async fn malformed_framing_gets_json_errors() {
     let mut server = TestServer::pinned(pinned_env()).await;
-    let cases: [(&str, u16, &str); 7] = [
+    let cases: [(&str, u16, &str); 8] = [
         (
             "GET /healthz HTTP/1.1\r\n\r\n",
             400,
             r#"{"success":false,"error":"an HTTP/1.1 request needs a Host header","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"a request has one Host header, not several","code":"bad_request"}"#,
         ),
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\

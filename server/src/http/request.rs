@@ -21,6 +21,9 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Refusal {
     /// HTTP/1.1 without `Host` (RFC 9112 3.2: 400).
     NoHost,
+    /// More than one `Host` (RFC 9112 3.2: 400): which one a proxy in front
+    /// used cannot be known.
+    ManyHosts,
     /// A transfer coding other than `chunked`: the body cannot be read.
     TransferCoding(String),
     /// A body whose media type is not JSON.
@@ -38,6 +41,9 @@ pub enum Refusal {
 pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
         return Err(Refusal::NoHost);
+    }
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Refusal::ManyHosts);
     }
     let mut codings: Vec<String> = Vec::new();
     for value in req.headers().get_all(header::TRANSFER_ENCODING) {
@@ -153,6 +159,12 @@ impl Refusal {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "an HTTP/1.1 request needs a Host header",
+                None,
+            )),
+            Refusal::ManyHosts => closing(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "a request has one Host header, not several",
                 None,
             )),
             Refusal::TransferCoding(codings) => closing(error(
