@@ -222,16 +222,42 @@ impl Connection {
         };
         // A request hyper could not parse (400, 414, 431) was answered with
         // its input unread, like a refused body: linger so that it arrives.
-        let unparsed = match &ended {
-            Err(e) if e.is_parse() || e.is_parse_too_large() => true,
+        let (unparsed, timed_out) = match &ended {
+            Err(e) if e.is_parse() || e.is_parse_too_large() => (true, false),
+            Err(e) if e.is_timeout() => (false, true),
             Err(e) => {
                 // Clients that vanish mid-request are routine: not an error.
                 tracing::debug!(error = %e, "connection ended with an error");
                 return;
             }
-            Ok(()) => false,
+            Ok(()) => (false, false),
         };
-        let mut stream = conn.into_parts().io.into_inner().inner;
+        let shaped = conn.into_parts().io.into_inner();
+        let head_begun = shaped.codings.head_begun();
+        let mut stream = shaped.inner;
+        if timed_out {
+            // A head begun and not finished within the timeout gets its
+            // answer; an idle keep-alive connection is just closed.
+            if head_begun && !stopping {
+                let answer = raw_error(
+                    "408 Request Timeout",
+                    "request_timeout",
+                    &format!(
+                        "the request headers took more than {} s to arrive",
+                        HEADER_TIMEOUT.as_secs()
+                    ),
+                    "",
+                );
+                let write = stream.write_all(&answer);
+                if matches!(
+                    tokio::time::timeout(REFUSED_LINGER_TIME, write).await,
+                    Ok(Ok(()))
+                ) {
+                    linger(stream, REFUSED_LINGER_BYTES, REFUSED_LINGER_TIME).await;
+                }
+            }
+            return;
+        }
         if (unparsed || activity.linger.load(Ordering::SeqCst)) && !stopping {
             let budget = LINGER_MAX_BYTES.saturating_add(self.app.max_documents_body_bytes);
             linger(stream, budget, LINGER_TIME).await;
@@ -337,20 +363,28 @@ async fn refuse(mut stream: TcpStream, refused: Refused) {
             "too many open connections from this address; retry after the Retry-After delay",
         ),
     };
-    let message = serde_json::to_string(&message).expect("a string serialises");
-    let body = format!(r#"{{"success":false,"error":{message},"code":"{code}"}}"#);
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         retry-after: 1\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let write = stream.write_all(response.as_bytes());
+    let response = raw_error(status, code, message, "retry-after: 1\r\n");
+    let write = stream.write_all(&response);
     if matches!(
         tokio::time::timeout(REFUSED_LINGER_TIME, write).await,
         Ok(Ok(()))
     ) {
         linger(stream, REFUSED_LINGER_BYTES, REFUSED_LINGER_TIME).await;
     }
+}
+
+/// An error answer written straight to the socket, for the places hyper
+/// does not answer through the service: the JSON body every error has,
+/// `extra` header lines (each ending in CRLF), and the connection closed.
+fn raw_error(status: &str, code: &str, message: &str, extra: &str) -> Vec<u8> {
+    let message = serde_json::to_string(message).expect("a string serialises");
+    let body = format!(r#"{{"success":false,"error":{message},"code":"{code}"}}"#);
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         {extra}connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The open connections, counted against the caps.
@@ -551,6 +585,11 @@ impl CodingWatch {
         self.first = None;
     }
 
+    /// Whether bytes of a request head arrived since the last answer.
+    fn head_begun(&self) -> bool {
+        self.in_head && (self.head_started || self.line_len > 0)
+    }
+
     /// An answer went out: what the client sends next is a new head.
     fn answered(&mut self) {
         *self = CodingWatch::default();
@@ -601,16 +640,7 @@ fn shaped_answer(head: &[u8], refused_codings: Option<&str>) -> Option<Vec<u8>> 
     if fields.contains("\r\ncontent-type:") {
         return None;
     }
-    let message = serde_json::to_string(&message).expect("a string serialises");
-    let body = format!(r#"{{"success":false,"error":{message},"code":"{code}"}}"#);
-    Some(
-        format!(
-            "HTTP/1.1 {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             connection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
+    Some(raw_error(line, code, &message, ""))
 }
 
 impl AsyncRead for Shaped {

@@ -575,6 +575,34 @@ async fn a_locked_database_is_503_with_retry_after() {
     server.stop().await;
 }
 
+/// A head not finished within 30 s gets a JSON 408; an idle keep-alive
+/// connection is closed without a word.
+#[tokio::test]
+async fn an_unfinished_head_gets_a_408_and_an_idle_connection_none() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let read = |mut stream: TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(45), stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let (slow, idle) = tokio::join!(read(slow), read(idle));
+    assert!(
+        slow.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{slow}"
+    );
+    assert_eq!(
+        body_of(&slow),
+        r#"{"success":false,"error":"the request headers took more than 30 s to arrive","code":"request_timeout"}"#
+    );
+    assert_eq!(idle, "");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn more_than_100_header_fields_get_the_431_that_says_so() {
     let mut server = TestServer::pinned(pinned_env()).await;
