@@ -584,7 +584,7 @@ async fn an_unfinished_head_gets_a_408_and_an_idle_connection_none() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
         .await
         .unwrap();
-    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let idle = TcpStream::connect(server.addr).await.unwrap();
     let read = |mut stream: TcpStream| async move {
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(45), stream.read_to_end(&mut out)).await;
