@@ -493,3 +493,51 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
         assert_eq!(contents[0], contents[2], "node 1 and node 3 differ");
     });
 }
+
+/// Another client holds the leader's write lock: the server's batch meets
+/// SQLITE_BUSY and is retried, not failed, and the create goes through
+/// once the lock is released (the contract's "a busy leader retried").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_leader_is_retried_until_its_lock_is_released() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    // The schema is migrated: the server answers.
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let before = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
+    let mut holder = tokio::task::block_in_place(|| cluster.leader().expect("a leader"));
+    let db = holder
+        .conn
+        .open("onboarding.db")
+        .expect("open the database");
+    holder
+        .conn
+        .exec(db, "BEGIN IMMEDIATE", &[])
+        .expect("take the write lock");
+    holder
+        .conn
+        .exec(db, "CREATE TABLE busy_holder (x)", &[])
+        .expect("write under the lock");
+    let addr = server.addr;
+    let create = tokio::spawn(async move {
+        let started = Instant::now();
+        let reply = request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await;
+        (reply, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !create.is_finished(),
+        "the create answered while the lock was held"
+    );
+    holder
+        .conn
+        .exec(db, "ROLLBACK", &[])
+        .expect("release the lock");
+    let (reply, took) = create.await.unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    let after = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
+    assert_eq!(after, before + 1);
+    server.stop().await;
+}
