@@ -25,11 +25,25 @@ pub struct RateLimiter<K = IpAddr> {
     /// Each address's theoretical arrival time: when its next request would
     /// be "on schedule". An address whose time has passed is as good as new.
     state: Mutex<State<K>>,
+    /// Woken when a turn ends (see [`RateLimiter::wait_turn`]).
+    freed: tokio::sync::Notify,
 }
 
 struct State<K> {
     next: HashMap<K, Instant>,
     prune_at: usize,
+    /// Turns held per key: events under way that may yet count.
+    held: HashMap<K, u32>,
+}
+
+/// What [`RateLimiter::take_turn`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Turn {
+    Taken,
+    /// The limit is spent: seconds to wait.
+    Spent(u64),
+    /// The turns held use up what is left: one must end first.
+    Busy,
 }
 
 impl<K: Hash + Eq> RateLimiter<K> {
@@ -45,7 +59,9 @@ impl<K: Hash + Eq> RateLimiter<K> {
             state: Mutex::new(State {
                 next: HashMap::new(),
                 prune_at: PRUNE_AT,
+                held: HashMap::new(),
             }),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -56,20 +72,6 @@ impl<K: Hash + Eq> RateLimiter<K> {
         let tat = self.due(&state, &key, now)?;
         self.record(&mut state, key, tat, now);
         Ok(())
-    }
-
-    /// Whether `key` may be counted once more at `now`, without counting it
-    /// (for answers that cost only when they turn out a certain way).
-    pub fn allows(&self, key: &K, now: Instant) -> Result<(), u64> {
-        self.due(&self.lock(), key, now).map(|_| ())
-    }
-
-    /// Counts one event of `key` at `now`, whether or not over the limit
-    /// (it happened): an address past its limit stays refused longer.
-    pub fn spend(&self, key: K, now: Instant) {
-        let mut state = self.lock();
-        let tat = state.next.get(&key).map_or(now, |&t| t.max(now));
-        self.record(&mut state, key, tat, now);
     }
 
     /// Gives back one count that [`check`](Self::check) took for `key`, for
@@ -84,6 +86,74 @@ impl<K: Hash + Eq> RateLimiter<K> {
                 *tat = earlier;
             }
         }
+    }
+
+    /// Takes one of `key`'s turns for an event that counts or not once it
+    /// has run (an "email already used" answer): taken while the turns held
+    /// are fewer than the counts left, so that the limit holds even if every
+    /// one of them counts. Events of one key sent at once then wait for each
+    /// other only when the limit is near, and never pass it together.
+    pub fn take_turn(&self, key: &K, now: Instant) -> Turn
+    where
+        K: Clone,
+    {
+        let mut state = self.lock();
+        let tat = match self.due(&state, key, now) {
+            Ok(tat) => tat,
+            Err(wait) => return Turn::Spent(wait),
+        };
+        // What is left of the tolerance, in counts: `limit` for a fresh key.
+        let room = self.tolerance - (tat - now);
+        let left = room.as_nanos() / self.interval.as_nanos().max(1) + 1;
+        let held = state.held.entry(key.clone()).or_insert(0);
+        if u128::from(*held) >= left {
+            return Turn::Busy;
+        }
+        *held += 1;
+        Turn::Taken
+    }
+
+    /// [`take_turn`](Self::take_turn), waiting (at most `patience`) while
+    /// the turns held use up what is left; `Err(seconds)` when the limit is
+    /// spent, or still busy after `patience`.
+    pub async fn wait_turn(&self, key: &K, patience: Duration) -> Result<(), u64>
+    where
+        K: Clone,
+    {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before the look, so that a turn ending in between
+            // is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.take_turn(key, Instant::now()) {
+                Turn::Taken => return Ok(()),
+                Turn::Spent(wait) => return Err(wait),
+                Turn::Busy => {
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a turn of `key`; `counted`: the event happened and counts.
+    pub fn end_turn(&self, key: K, counted: bool, now: Instant) {
+        let mut state = self.lock();
+        if let Some(held) = state.held.get_mut(&key) {
+            *held -= 1;
+            if *held == 0 {
+                state.held.remove(&key);
+            }
+        }
+        if counted {
+            let tat = state.next.get(&key).map_or(now, |&t| t.max(now));
+            self.record(&mut state, key, tat, now);
+        }
+        drop(state);
+        self.freed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
@@ -148,21 +218,6 @@ mod tests {
     #[test]
     fn zero_disables_the_limit() {
         assert!(RateLimiter::<IpAddr>::new(0, Duration::from_secs(60)).is_none());
-    }
-
-    #[test]
-    fn allows_counts_nothing_and_spend_counts_past_the_limit() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60)).unwrap();
-        let t0 = Instant::now();
-        let key = "onb_1".to_string();
-        assert_eq!(limiter.allows(&key, t0), Ok(()));
-        assert_eq!(limiter.allows(&key, t0), Ok(()));
-        limiter.spend(key.clone(), t0);
-        limiter.spend(key.clone(), t0);
-        assert_eq!(limiter.allows(&key, t0), Err(30));
-        limiter.spend(key.clone(), t0);
-        assert_eq!(limiter.allows(&key, t0), Err(60));
-        assert_eq!(limiter.allows(&key, t0 + Duration::from_secs(60)), Ok(()));
     }
 
     #[test]

@@ -503,6 +503,41 @@ async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
     server.stop().await;
 }
 
+/// Business steps of many sessions sent at once from one address get no
+/// more "email already used" answers than the address's limit: each takes
+/// a turn that the counts left must cover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_taken_answers_of_many_sessions_at_once_stay_within_the_address_limit() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 0;
+    config.email_taken_per_ip = 3;
+    let mut server = TestServer::start(config, dir).await;
+    account_with_taken_email(&server).await;
+    let mut sessions = Vec::new();
+    for _ in 0..30 {
+        let created = server.post(CREATE, "{}").await;
+        sessions.push(created.json()["session_id"].as_str().unwrap().to_string());
+    }
+    let burst: Vec<_> = sessions
+        .iter()
+        .map(|id| {
+            let (addr, path) = (server.addr, session_path(id, "business"));
+            tokio::spawn(async move {
+                request(addr, "POST", &path, &[], NO_ACCOUNT.as_bytes())
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for answer in burst {
+        *statuses.entry(answer.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(409, 3), (429, 27)].into_iter().collect());
+    server.stop().await;
+}
+
 /// Behind a trusted proxy the client is the rightmost untrusted address of
 /// X-Forwarded-For: it is recorded and rate-limited as such. From an
 /// untrusted peer the header is ignored.
@@ -632,7 +667,7 @@ async fn more_than_100_header_fields_get_the_431_that_says_so() {
 #[tokio::test]
 async fn malformed_framing_gets_json_errors() {
     let mut server = TestServer::pinned(pinned_env()).await;
-    let cases: [(&str, u16, &str); 8] = [
+    let cases: [(&str, u16, &str); 9] = [
         (
             "GET /healthz HTTP/1.1\r\n\r\n",
             400,
@@ -641,7 +676,12 @@ async fn malformed_framing_gets_json_errors() {
         (
             "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             400,
-            r#"{"success":false,"error":"a request has one Host header, not several","code":"bad_request"}"#,
+            r#"{"success":false,"error":"a request has one Host header naming one host","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"a request has one Host header naming one host","code":"bad_request"}"#,
         ),
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\

@@ -234,7 +234,7 @@ async fn dispatch(
     // holds nothing). Refused before the library runs, a free address is
     // refused too, so the 429 itself tells nothing.
     let email_answer = match &email_key {
-        Some(session) => match EmailAnswer::reserve(app, client, session) {
+        Some(session) => match EmailAnswer::reserve(app, client, session).await {
             Ok(reserved) => reserved,
             Err(wait) => {
                 return rate_limited(
@@ -295,53 +295,81 @@ async fn create(
     })
 }
 
-/// One "email already used" answer that a business step may give. The
-/// session's count is taken before the call and given back
-/// ([`settle`](Self::settle)) once the answer is known to be another: a
-/// session has one onboarding in flight, so steps sent at once on it can
-/// only be an attempt to pass a check none of them has counted yet, and a
-/// call whose client went away before its answer stays counted (the call
-/// ran all the same, and `GET session` would tell its outcome). The
-/// client's address is checked before and counted after, as an answer it
-/// got: one address may be a whole office, or a proxy, whose business
-/// steps run at once, and counting those in flight would refuse them.
+/// How long a business step waits for its address's turn (see
+/// [`EmailAnswer::reserve`]) before 429.
+const EMAIL_TURN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One "email already used" answer that a business step may give,
+/// reserved before its call so that no way of sending steps passes the
+/// limits:
+/// - the session's count is taken, then given back when the answer is
+///   another (a session has one onboarding in flight; steps sent at once on
+///   it can only be an attempt to pass a check none of them had counted);
+/// - the address takes a turn: steps from one address run at once while
+///   the counts left cover them all, and otherwise wait for one to end (an
+///   office or a proxy, whose steps are legitimately concurrent, waits a
+///   little only near its limit);
+/// - a call whose client went away before its answer counts on both: it
+///   ran all the same, and `GET session` would tell its outcome.
 struct EmailAnswer<'a> {
     app: &'a App,
     client: IpAddr,
     session: String,
+    settled: bool,
 }
 
 impl<'a> EmailAnswer<'a> {
     /// `Err(seconds)` to wait when a limit is reached; `None` when both
     /// limits are off.
-    fn reserve(app: &'a App, client: IpAddr, session: &str) -> Result<Option<Self>, u64> {
+    async fn reserve(app: &'a App, client: IpAddr, session: &str) -> Result<Option<Self>, u64> {
         if app.email_taken_by_ip.is_none() && app.email_taken_by_session.is_none() {
             return Ok(None);
         }
-        let now = Instant::now();
         if let Some(limiter) = &app.email_taken_by_ip {
-            limiter.allows(&client, now)?;
+            limiter.wait_turn(&client, EMAIL_TURN_PATIENCE).await?;
         }
         if let Some(limiter) = &app.email_taken_by_session {
-            limiter.check(session.to_string(), now)?;
+            if let Err(wait) = limiter.check(session.to_string(), Instant::now()) {
+                if let Some(by_ip) = &app.email_taken_by_ip {
+                    by_ip.end_turn(client, false, Instant::now());
+                }
+                return Err(wait);
+            }
         }
         Ok(Some(EmailAnswer {
             app,
             client,
             session: session.to_string(),
+            settled: false,
         }))
     }
 
-    /// The call's answer is in: "email already used" (`taken`) counts
-    /// against the address; any other gives the session's count back.
-    fn settle(self, taken: bool) {
-        if taken {
-            if let Some(limiter) = &self.app.email_taken_by_ip {
-                limiter.spend(self.client, Instant::now());
-            }
-        } else if let Some(limiter) = &self.app.email_taken_by_session {
-            limiter.refund(&self.session);
+    /// The call's answer is in: "email already used" (`taken`) counts on
+    /// both limits; any other gives the session's count back.
+    fn settle(mut self, taken: bool) {
+        self.end(taken);
+    }
+
+    fn end(&mut self, taken: bool) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
         }
+        if let Some(limiter) = &self.app.email_taken_by_ip {
+            limiter.end_turn(self.client, taken, Instant::now());
+        }
+        if !taken {
+            if let Some(limiter) = &self.app.email_taken_by_session {
+                limiter.refund(&self.session);
+            }
+        }
+    }
+}
+
+impl Drop for EmailAnswer<'_> {
+    /// Unsettled: the request was dropped (its client went away) while its
+    /// call ran, so it counts.
+    fn drop(&mut self) {
+        self.end(true);
     }
 }
 

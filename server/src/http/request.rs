@@ -22,7 +22,7 @@ pub enum Refusal {
     /// HTTP/1.1 without `Host` (RFC 9112 3.2: 400).
     NoHost,
     /// More than one `Host` (RFC 9112 3.2: 400): which one a proxy in front
-    /// used cannot be known.
+    /// used cannot be known; or one that is not a host (`a, b`).
     ManyHosts,
     /// A transfer coding other than `chunked`: the body cannot be read.
     TransferCoding(String),
@@ -42,8 +42,16 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
         return Err(Refusal::NoHost);
     }
-    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
-        return Err(Refusal::ManyHosts);
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let Some(host) = hosts.next() {
+        // Empty is allowed (a target without authority); a list is not.
+        let one = host.is_empty()
+            || host
+                .to_str()
+                .is_ok_and(|h| h.parse::<hyper::http::uri::Authority>().is_ok());
+        if !one || hosts.next().is_some() {
+            return Err(Refusal::ManyHosts);
+        }
     }
     let mut codings: Vec<String> = Vec::new();
     for value in req.headers().get_all(header::TRANSFER_ENCODING) {
@@ -164,7 +172,7 @@ impl Refusal {
             Refusal::ManyHosts => closing(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "a request has one Host header, not several",
+                "a request has one Host header naming one host",
                 None,
             )),
             Refusal::TransferCoding(codings) => closing(error(
