@@ -426,28 +426,15 @@ async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
     config.email_taken_per_ip = 10;
     let mut server = TestServer::start(config, dir).await;
     account_with_taken_email(&server).await;
-    let created = server.post(CREATE, "{}").await;
-    let id = created.json()["session_id"].as_str().unwrap().to_string();
-    let path = session_path(&id, "business");
-    let burst: Vec<_> = (0..40)
-        .map(|_| {
-            let (addr, path) = (server.addr, path.clone());
-            tokio::spawn(async move {
-                request(addr, "POST", &path, &[], NO_ACCOUNT.as_bytes())
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    let mut statuses = std::collections::BTreeMap::new();
-    for answer in burst {
-        *statuses.entry(answer.await.unwrap()).or_insert(0) += 1;
-    }
-    assert_eq!(statuses, [(409, 5), (429, 35)].into_iter().collect());
+    let id = new_session(&server).await;
+    let one_session = vec![(session_path(&id, "business"), NO_ACCOUNT.to_string()); 40];
+    assert_eq!(
+        all_at_once(&server, one_session).await,
+        [(409, 5), (429, 35)].into_iter().collect()
+    );
     // Answers of another kind are given back: a free address still passes
     // on a session whose count they never touched.
-    let other = server.post(CREATE, "{}").await;
-    let other = other.json()["session_id"].as_str().unwrap().to_string();
+    let other = new_session(&server).await;
     let free = NO_ACCOUNT.replace("taken@", "free@");
     for _ in 0..8 {
         let reply = server.post(&session_path(&other, "business"), &free).await;
@@ -460,8 +447,7 @@ async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
 
     // Business steps whose bodies have not arrived hold no count: they
     // cannot lock the address's other clients out.
-    let third = server.post(CREATE, "{}").await;
-    let third = third.json()["session_id"].as_str().unwrap().to_string();
+    let third = new_session(&server).await;
     let mut held = Vec::new();
     for _ in 0..8 {
         let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -473,33 +459,20 @@ async fn email_taken_answers_sent_at_once_stay_within_the_limit() {
         stream.write_all(head.as_bytes()).await.unwrap();
         held.push(stream);
     }
-    let fourth = server.post(CREATE, "{}").await;
-    let fourth = fourth.json()["session_id"].as_str().unwrap().to_string();
+    let fourth = new_session(&server).await;
     let reply = server.post(&session_path(&fourth, "business"), &free).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     drop(held);
 
-    let mut sessions = Vec::new();
-    for _ in 0..40 {
-        let created = server.post(CREATE, "{}").await;
-        sessions.push(created.json()["session_id"].as_str().unwrap().to_string());
+    let mut office = Vec::new();
+    for i in 0..40 {
+        let path = session_path(&new_session(&server).await, "business");
+        office.push((path, NO_ACCOUNT.replace("taken@", &format!("office{i}@"))));
     }
-    let burst: Vec<_> = sessions
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let (addr, path) = (server.addr, session_path(id, "business"));
-            let body = NO_ACCOUNT.replace("taken@", &format!("office{i}@"));
-            tokio::spawn(async move {
-                request(addr, "POST", &path, &[], body.as_bytes())
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for answer in burst {
-        assert_eq!(answer.await.unwrap(), 200);
-    }
+    assert_eq!(
+        all_at_once(&server, office).await,
+        [(200, 40)].into_iter().collect()
+    );
     server.stop().await;
 }
 
@@ -514,28 +487,44 @@ async fn email_taken_answers_of_many_sessions_at_once_stay_within_the_address_li
     config.email_taken_per_ip = 3;
     let mut server = TestServer::start(config, dir).await;
     account_with_taken_email(&server).await;
-    let mut sessions = Vec::new();
+    let mut steps = Vec::new();
     for _ in 0..30 {
-        let created = server.post(CREATE, "{}").await;
-        sessions.push(created.json()["session_id"].as_str().unwrap().to_string());
+        let path = session_path(&new_session(&server).await, "business");
+        steps.push((path, NO_ACCOUNT.to_string()));
     }
-    let burst: Vec<_> = sessions
-        .iter()
-        .map(|id| {
-            let (addr, path) = (server.addr, session_path(id, "business"));
+    assert_eq!(
+        all_at_once(&server, steps).await,
+        [(409, 3), (429, 27)].into_iter().collect()
+    );
+    server.stop().await;
+}
+
+async fn new_session(server: &TestServer) -> String {
+    let created = server.post(CREATE, "{}").await;
+    created.json()["session_id"].as_str().unwrap().to_string()
+}
+
+/// POSTs every `(path, body)` at once; how many answers had each status.
+async fn all_at_once(
+    server: &TestServer,
+    steps: Vec<(String, String)>,
+) -> std::collections::BTreeMap<u16, usize> {
+    let sent: Vec<_> = steps
+        .into_iter()
+        .map(|(path, body)| {
+            let addr = server.addr;
             tokio::spawn(async move {
-                request(addr, "POST", &path, &[], NO_ACCOUNT.as_bytes())
+                request(addr, "POST", &path, &[], body.as_bytes())
                     .await
                     .status
             })
         })
         .collect();
     let mut statuses = std::collections::BTreeMap::new();
-    for answer in burst {
+    for answer in sent {
         *statuses.entry(answer.await.unwrap()).or_insert(0) += 1;
     }
-    assert_eq!(statuses, [(409, 3), (429, 27)].into_iter().collect());
-    server.stop().await;
+    statuses
 }
 
 /// Behind a trusted proxy the client is the rightmost untrusted address of
