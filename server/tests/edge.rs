@@ -499,6 +499,40 @@ async fn email_taken_answers_of_many_sessions_at_once_stay_within_the_address_li
     server.stop().await;
 }
 
+/// A business step whose client leaves before the answer counts: its call
+/// runs all the same, and `GET session` would tell the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_step_whose_client_left_still_counts() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 1;
+    config.email_taken_per_ip = 0;
+    config.busy_timeout = Duration::from_secs(5);
+    let mut server = TestServer::start(config, dir).await;
+    account_with_taken_email(&server).await;
+    let id = new_session(&server).await;
+    // The call waits for the lock while its client goes away.
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let step = format!(
+        "POST {} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{NO_ACCOUNT}",
+        session_path(&id, "business"),
+        NO_ACCOUNT.len()
+    );
+    client.write_all(step.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.execute_batch("ROLLBACK").unwrap();
+    let free = NO_ACCOUNT.replace("taken@", "free@");
+    let reply = server.post(&session_path(&id, "business"), &free).await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    server.stop().await;
+}
+
 async fn new_session(server: &TestServer) -> String {
     let created = server.post(CREATE, "{}").await;
     created.json()["session_id"].as_str().unwrap().to_string()
