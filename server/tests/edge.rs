@@ -523,7 +523,7 @@ async fn a_business_step_whose_client_left_still_counts() {
     );
     client.write_all(step.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    client.set_linger(Some(Duration::ZERO)).unwrap();
+    client.set_zero_linger().unwrap();
     drop(client);
     tokio::time::sleep(Duration::from_millis(300)).await;
     locker.execute_batch("ROLLBACK").unwrap();
