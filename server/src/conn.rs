@@ -248,13 +248,7 @@ impl Connection {
                     ),
                     "",
                 );
-                let write = stream.write_all(&answer);
-                if matches!(
-                    tokio::time::timeout(REFUSED_LINGER_TIME, write).await,
-                    Ok(Ok(()))
-                ) {
-                    linger(stream, REFUSED_LINGER_BYTES, REFUSED_LINGER_TIME).await;
-                }
+                answer_and_close(stream, &answer).await;
             }
             return;
         }
@@ -350,7 +344,7 @@ enum Refused {
 }
 
 /// Answers a connection over a cap with one JSON error, then closes.
-async fn refuse(mut stream: TcpStream, refused: Refused) {
+async fn refuse(stream: TcpStream, refused: Refused) {
     let (status, code, message) = match refused {
         Refused::Total => (
             "503 Service Unavailable",
@@ -363,8 +357,17 @@ async fn refuse(mut stream: TcpStream, refused: Refused) {
             "too many open connections from this address; retry after the Retry-After delay",
         ),
     };
-    let response = raw_error(status, code, message, "retry-after: 1\r\n");
-    let write = stream.write_all(&response);
+    answer_and_close(
+        stream,
+        &raw_error(status, code, message, "retry-after: 1\r\n"),
+    )
+    .await;
+}
+
+/// Writes `answer` (bounded in time) and closes, reading briefly what the
+/// client still sends so that the close sends no RST over the answer.
+async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+    let write = stream.write_all(answer);
     if matches!(
         tokio::time::timeout(REFUSED_LINGER_TIME, write).await,
         Ok(Ok(()))
@@ -570,12 +573,7 @@ impl CodingWatch {
             self.head_started = true;
         }
         if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
-            let value = String::from_utf8_lossy(&self.line[NAME.len()..]);
-            let codings: Vec<String> = value
-                .split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .filter(|c| !c.is_empty())
-                .collect();
+            let codings = crate::http::transfer_codings(&self.line[NAME.len()..]);
             let cut = self.line_len > self.line.len();
             let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
             self.refused = (!chunked_last).then(|| codings.join(", "));
@@ -652,8 +650,7 @@ impl AsyncRead for Shaped {
         let before = buf.filled().len();
         let read = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read {
-            let this = &mut *self;
-            this.codings.read(&buf.filled()[before..]);
+            self.codings.read(&buf.filled()[before..]);
         }
         read
     }

@@ -149,7 +149,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
             }
         }
         if counted {
-            let tat = state.next.get(&key).map_or(now, |&t| t.max(now));
+            let tat = Self::arrival(&state, &key, now);
             self.record(&mut state, key, tat, now);
         }
         drop(state);
@@ -165,7 +165,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
     /// `key`'s theoretical arrival time, or how long to wait when it is too
     /// far ahead of `now`.
     fn due(&self, state: &State<K>, key: &K, now: Instant) -> Result<Instant, u64> {
-        let tat = state.next.get(key).map_or(now, |&t| t.max(now));
+        let tat = Self::arrival(state, key, now);
         let ahead = tat - now;
         if ahead > self.tolerance {
             let wait = ahead - self.tolerance;
@@ -173,6 +173,11 @@ impl<K: Hash + Eq> RateLimiter<K> {
             return Err(secs.max(1));
         }
         Ok(tat)
+    }
+
+    /// `key`'s theoretical arrival time, never before `now`.
+    fn arrival(state: &State<K>, key: &K, now: Instant) -> Instant {
+        state.next.get(key).map_or(now, |&t| t.max(now))
     }
 
     fn record(&self, state: &mut State<K>, key: K, tat: Instant, now: Instant) {

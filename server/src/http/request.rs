@@ -55,9 +55,7 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     }
     let mut codings: Vec<String> = Vec::new();
     for value in req.headers().get_all(header::TRANSFER_ENCODING) {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        let named = text.split(',').map(str::trim).filter(|c| !c.is_empty());
-        codings.extend(named.map(str::to_ascii_lowercase));
+        codings.extend(transfer_codings(value.as_bytes()));
     }
     // hyper decodes `chunked` and nothing else; a body in any other coding
     // (`gzip, chunked`) would reach the parser still compressed.
@@ -65,6 +63,16 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
         return Err(Refusal::TransferCoding(codings.join(", ")));
     }
     Ok(())
+}
+
+/// The codings a `Transfer-Encoding` value names, lowercase, in order.
+pub fn transfer_codings(value: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(value)
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// The 501's text for the transfer codings `codings` (as sent, joined by
