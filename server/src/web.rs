@@ -48,6 +48,11 @@ pub const WIZARD_JS: Asset = Asset {
     body: include_bytes!("../web/assets/wizard.js"),
     content_type: JS,
 };
+/// What both pages share beyond the API: display helpers, live regions.
+pub const PAGE_JS: Asset = Asset {
+    body: include_bytes!("../web/assets/page.js"),
+    content_type: JS,
+};
 /// The knowledge base's crawl and pages, as both pages show them.
 pub const KNOWLEDGE_JS: Asset = Asset {
     body: include_bytes!("../web/assets/knowledge.js"),

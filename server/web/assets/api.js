@@ -93,23 +93,3 @@ export const CHANNEL_LABELS = {
 };
 
 export const GENDER_LABELS = { female: 'voix féminine', male: 'voix masculine' };
-
-/**
- * The channel a code goes by unless the user picks one: an SMS reaches a
- * mobile (in France or overseas: Réunion and Mayotte 69x and 639,
- * Guadeloupe 690-691, Guyane 694, Martinique 696-697), a fixed line gets a
- * call, as the server decides it.
- */
-export function defaultChannel(phone) {
-  const mobile = /^\+33[67]|^\+262(69|639)|^\+590(69[01])|^\+594694|^\+596(69[67])/;
-  return mobile.test(phone || '') ? 'sms' : 'voice';
-}
-
-const clock = (iso) =>
-  iso ? new Date(iso).toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }) : '';
-
-/** What the page says once a code is sent (`v`: the send's answer, or the session's pending verification). */
-export function sentNote(v) {
-  const how = v.channel === 'voice' ? 'par appel vocal' : 'par SMS';
-  return `Code envoyé ${how} au ${v.phone_number}. Il est valable jusqu'à ${clock(v.expires_at)}.`;
-}

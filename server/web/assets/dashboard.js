@@ -16,12 +16,9 @@ import {
   post,
   sessionPath,
   isMissingRoute,
-  defaultChannel,
-  sentNote,
 } from './api.js';
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
-
-const $ = (id) => document.getElementById(id);
+import { $, announce, announceError, check, defaultChannel, sentNote, text } from './page.js';
 
 const PHONE_STATUS = {
   pending_verification: 'En attente de vérification',
@@ -31,10 +28,6 @@ const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', draft: 'Brouillo
 
 let id = null;
 let retryAction = null;
-
-const text = (elementId, value) => {
-  $(elementId).textContent = value === null || value === undefined || value === '' ? '—' : String(value);
-};
 
 async function guarded(action) {
   $('offline').hidden = true;
@@ -144,12 +137,6 @@ function prepareVerification(mapping, verification) {
   if (live) codeSent(verification);
 }
 
-const check = (name, wanted) => {
-  for (const input of document.querySelectorAll(`input[name="${name}"]`)) {
-    input.checked = input.value === wanted;
-  }
-};
-
 function codeSent(v) {
   $('sent-note').textContent = sentNote(v);
   $('form-verify').hidden = false;
@@ -169,12 +156,12 @@ async function verifyCode() {
   showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
   $('phone-verify').hidden = true;
   $('code').value = '';
-  const text = answer.is_active
+  const done = answer.is_active
     ? `Numéro ${answer.phone_number} vérifié : votre agent prend ses appels.`
     : `Numéro ${answer.phone_number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
-  $('verify-done').textContent = text;
+  $('verify-done').textContent = done;
   $('verify-done').hidden = false;
-  announce(text);
+  announce(done);
 }
 
 /**
@@ -209,19 +196,6 @@ async function submit(form, action) {
   } finally {
     form.removeAttribute('aria-busy');
   }
-}
-
-function announce(message) {
-  $('announce').textContent = message;
-}
-
-function announceError(message) {
-  // Cleared first, so that the same message twice is announced twice.
-  const region = $('announce-error');
-  region.textContent = '';
-  requestAnimationFrame(() => {
-    region.textContent = `Erreur : ${message}`;
-  });
 }
 
 function showCampaign(campaign) {

@@ -5,6 +5,7 @@
 // prefix (`crawl-…` in the wizard, whose kb step already has `kb-…` ids).
 
 import { get, sessionPath } from './api.js';
+import { $, text } from './page.js';
 
 /** How often the crawl's progress is read while it runs, at first. */
 const POLL_MS = 2000;
@@ -24,12 +25,6 @@ export const KB_METHOD = {
   documents: 'les textes collés',
   assistant: "l'assistant",
   skip: 'aucune source (à compléter plus tard)',
-};
-
-const $ = (id) => document.getElementById(id);
-
-const text = (elementId, value) => {
-  $(elementId).textContent = value === null || value === undefined || value === '' ? '—' : String(value);
 };
 
 /** The status line of a crawl job, as both pages word it. */

@@ -15,10 +15,9 @@ import {
   post,
   sessionPath,
   isMissingRoute,
-  defaultChannel,
-  sentNote,
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
+import { $, announce, announceError, check, defaultChannel, sentNote } from './page.js';
 
 /** The step the user was on, so a reload shows that one again. */
 const STEP_KEY = 'onboarding.step';
@@ -36,8 +35,6 @@ const TITLES = {
 };
 const KB_LABELS = { website: 'Site web', documents: 'Textes collés', assistant: 'Assistant', skip: 'Plus tard' };
 const MAX_DOCUMENTS = 20;
-
-const $ = (id) => document.getElementById(id);
 
 const state = {
   id: null,
@@ -224,20 +221,6 @@ function clearErrors(form) {
   for (const input of section.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
 }
 
-function announce(text) {
-  $('announce').textContent = text;
-}
-
-function announceError(text) {
-  // A change of text is what a live region announces: clear it first so the
-  // same message twice is announced twice.
-  const region = $('announce-error');
-  region.textContent = '';
-  requestAnimationFrame(() => {
-    region.textContent = `Erreur : ${text}`;
-  });
-}
-
 function setProgress(percentage) {
   if (typeof percentage !== 'number') return;
   $('progress').value = percentage;
@@ -277,11 +260,6 @@ const value = (id) => $(id).value;
 const checked = (name) => {
   const input = document.querySelector(`input[name="${name}"]:checked`);
   return input ? input.value : undefined;
-};
-const check = (name, wanted) => {
-  for (const input of document.querySelectorAll(`input[name="${name}"]`)) {
-    input.checked = input.value === wanted;
-  }
 };
 
 const FORMS = {
