@@ -252,20 +252,14 @@ impl<'a> Crawl<'a> {
             if let Some(reason) = report["reason"].as_str() {
                 reasons.insert(reason.to_string());
             }
-            report["job_id"] = json!(self.job_id);
-            report["worker"] = json!(self.worker);
-            report["url"] = json!(url);
-            report["lease_seconds"] = json!(self.config.lease_seconds);
-            let answer = match sql(self.writer, KbFunction::StorePage, report).await {
+            let answer = match self.report(report, &url).await {
                 Ok(answer) => answer,
                 // A report the library refuses (a rule this crawler missed)
                 // fails its page, not the whole job.
                 Err(e) if e.contains(": invalid_field: ") || e.contains(": invalid_json: ") => {
                     tracing::warn!(job = self.job_id, url = %url, error = %e, "page report refused");
-                    let failed = json!({"job_id": self.job_id, "worker": self.worker, "url": url,
-                        "lease_seconds": self.config.lease_seconds, "status": "failed",
-                        "reason": "report_refused"});
-                    sql(self.writer, KbFunction::StorePage, failed).await?
+                    let failed = json!({"status": "failed", "reason": "report_refused"});
+                    self.report(failed, &url).await?
                 }
                 Err(e) => return Err(e),
             };
@@ -295,6 +289,16 @@ impl<'a> Crawl<'a> {
             _ => None,
         };
         self.finish(code).await
+    }
+
+    /// Reports the page at `url` (`report`: its status, reason, text and
+    /// links) under this job and worker, renewing the lease.
+    async fn report(&self, mut report: Value, url: &str) -> Result<Value, String> {
+        report["job_id"] = json!(self.job_id);
+        report["worker"] = json!(self.worker);
+        report["url"] = json!(url);
+        report["lease_seconds"] = json!(self.config.lease_seconds);
+        sql(self.writer, KbFunction::StorePage, report).await
     }
 
     /// Fetches one page (retrying a 429/503 as Retry-After says) and
