@@ -298,6 +298,23 @@ section("onboarding_kb_finish(payload)",
 example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","error_code":"oops"}')
 example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","error_code":null}')
 
+section("onboarding_kb_site_take(payload)",
+        "Takes the turn of a URL's site (the host without `www.`, and its port when not 80 or "
+        "443) for `worker`, for `hold_seconds` at most (1–3600, default 30), when nobody holds it "
+        "and the last request's gap has passed. Otherwise `granted` is false, nothing is written, "
+        "and `retry_after_ms` says when to ask again. Every crawler on the file takes turns "
+        "through it: one request at a time per site, across processes.")
+example("SELECT onboarding_kb_site_take(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","hold_seconds":30}')
+example("SELECT onboarding_kb_site_take(?)", '{"url":"https://mon-site.fr/contact","worker":"crawler-2"}')
+example("SELECT onboarding_kb_site_take(?)", '{"url":"ftp://mon-site.fr/","worker":"crawler-2"}')
+
+section("onboarding_kb_site_release(payload)",
+        "Gives the turn back once the response is read: the next request to the site may start "
+        "`gap_ms` later (0–60000, default 1000; the crawler passes its delay, robots' "
+        "`Crawl-delay` included). A worker that does not hold the turn is `conflict`.")
+example("SELECT onboarding_kb_site_release(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","gap_ms":1000}')
+example("SELECT onboarding_kb_site_release(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","gap_ms":1000}')
+
 section("onboarding_kb_get(session_id)",
         "The crawl job (status, counters, error code), the documents (URL, title, source, depth, "
         "chunk count) and the pages not stored with their reasons.")

@@ -39,6 +39,8 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_kb_get/1 524288\n\
          onboarding_kb_renew/1 524288\n\
          onboarding_kb_search/1 524288\n\
+         onboarding_kb_site_release/1 524288\n\
+         onboarding_kb_site_take/1 524288\n\
          onboarding_kb_store_page/1 524288\n\
          onboarding_migrate/0 524288\n\
          onboarding_outbox_claim/2 524288\n\
@@ -72,7 +74,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n5\n"
+        "v0.1.0\n6\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -221,11 +223,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n5\n"
+        "0\n6\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "5\n"
+        "6\n"
     );
     sqlite3_ok(
         &db,

@@ -260,6 +260,12 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_kb_finish", 1, WRITER, |c| {
         kb::worker::finish(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
     }),
+    ("onboarding_kb_site_take", 1, WRITER, |c| {
+        kb::turn::take(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+    }),
+    ("onboarding_kb_site_release", 1, WRITER, |c| {
+        kb::turn::release(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+    }),
 ];
 
 /// The distinct SQL names the library adds, sorted.

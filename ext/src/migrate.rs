@@ -61,6 +61,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/005_check_lists.sql"),
         then: Some(rewrite_check_lists),
     },
+    Migration {
+        version: 6,
+        name: "006_site_turns",
+        sql: include_str!("../../sql/006_site_turns.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 005: the CHECK lists of the tables the files create, as OR
@@ -104,7 +110,7 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-// -- onboarding_migrate() -> 5
+// -- onboarding_migrate() -> 6
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
     migrate_with(conn, env, MIGRATIONS)
@@ -255,6 +261,7 @@ mod tests {
                 "phone_verifications",
                 "outbox_messages",
                 "onboarding_create_requests",
+                "kb_site_turns",
             ]
         );
     }

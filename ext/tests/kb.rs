@@ -643,3 +643,121 @@ fn worker_payload_errors_write_nothing() {
     }
     assert_eq!(db.snapshot(), before);
 }
+
+/// The turn of `url`'s site as its row reads: holder, hold, next start.
+fn turn(db: &Db, site: &str) -> Value {
+    db.row(
+        "SELECT holder, held_until, next_at FROM kb_site_turns WHERE site = ?1",
+        &[&site],
+    )
+}
+
+#[test]
+fn a_site_turn_is_held_by_one_crawler_at_a_time_and_spaced_by_its_gap() {
+    let db = Db::memory();
+    let take = |w: &str, url: &str| worker(&db, "site_take", json!({"url": url, "worker": w}));
+    // `www.` and the bare host, http and https, are one site.
+    assert_eq!(
+        take("w1", "https://www.salon.fr/tarifs").unwrap(),
+        json!({"success": true, "site": "salon.fr", "granted": true,
+               "held_until": "2026-11-24T10:00:30.000Z"})
+    );
+    let before = db.snapshot();
+    assert_eq!(
+        take("w2", "http://salon.fr/").unwrap(),
+        json!({"success": true, "site": "salon.fr", "granted": false,
+               "holder": "w1", "retry_after_ms": 250})
+    );
+    assert_eq!(db.snapshot(), before);
+    // Another site is another turn; a port other than 80 or 443 another site.
+    assert_eq!(take("w2", "https://autre.fr/").unwrap()["granted"], true);
+    assert_eq!(
+        take("w2", "http://salon.fr:8080/").unwrap()["site"],
+        "salon.fr:8080"
+    );
+    db.env.advance_ms(400);
+    assert_eq!(
+        worker(
+            &db,
+            "site_release",
+            json!({"url": "https://salon.fr/x", "worker": "w1", "gap_ms": 1500})
+        )
+        .unwrap(),
+        json!({"success": true, "site": "salon.fr", "next_at": "2026-11-24T10:00:01.900Z"})
+    );
+    // Free, but the gap runs: told exactly how long, and nothing written.
+    db.env.advance_ms(1000);
+    let waiting = db.snapshot();
+    assert_eq!(
+        take("w2", "https://salon.fr/").unwrap(),
+        json!({"success": true, "site": "salon.fr", "granted": false,
+               "holder": null, "retry_after_ms": 500})
+    );
+    assert_eq!(db.snapshot(), waiting);
+    db.env.advance_ms(500);
+    assert_eq!(take("w2", "https://salon.fr/").unwrap()["granted"], true);
+    assert_eq!(
+        turn(&db, "salon.fr"),
+        json!({"holder": "w2", "held_until": "2026-11-24T10:00:31.900Z",
+               "next_at": "2026-11-24T10:00:01.900Z"})
+    );
+    // w1 no longer holds it: its release is a conflict and changes nothing.
+    let held = db.snapshot();
+    assert_eq!(
+        worker(
+            &db,
+            "site_release",
+            json!({"url": "https://salon.fr/", "worker": "w1"})
+        )
+        .unwrap_err(),
+        "onboarding_kb_site_release: conflict: worker 'w1' does not hold the turn of site \
+         'salon.fr' (its hold ran out, or it never took it)"
+    );
+    assert_eq!(db.snapshot(), held);
+}
+
+#[test]
+fn a_crawler_killed_holding_a_turn_blocks_its_site_until_the_hold_ends() {
+    let db = Db::memory();
+    let take = |w: &str| {
+        worker(
+            &db,
+            "site_take",
+            json!({"url": "https://salon.fr/", "worker": w, "hold_seconds": 20}),
+        )
+        .unwrap()
+    };
+    assert_eq!(take("w1")["granted"], true);
+    db.env.advance_ms(19_900);
+    // The last poll before the hold ends waits only what is left of it.
+    assert_eq!(
+        take("w2"),
+        json!({"success": true, "site": "salon.fr", "granted": false,
+               "holder": "w1", "retry_after_ms": 100})
+    );
+    db.env.advance_ms(100);
+    assert_eq!(
+        take("w2"),
+        json!({"success": true, "site": "salon.fr", "granted": true,
+               "held_until": "2026-11-24T10:00:40.000Z"})
+    );
+}
+
+#[test]
+fn site_turn_payload_errors_write_nothing() {
+    let db = Db::memory();
+    let before = db.snapshot();
+    for (function, payload, error) in [
+        ("site_take", json!({"worker": "w1"}), "onboarding_kb_site_take: invalid_field: url is required"),
+        ("site_take", json!({"url": "ftp://salon.fr/", "worker": "w1"}), "onboarding_kb_site_take: invalid_field: url 'ftp://salon.fr/' is not an http(s) URL"),
+        ("site_take", json!({"url": "salon.fr", "worker": "w1"}), "onboarding_kb_site_take: invalid_field: url 'salon.fr' is not an http(s) URL"),
+        ("site_take", json!({"url": "https://salon.fr/"}), "onboarding_kb_site_take: invalid_field: worker is required"),
+        ("site_take", json!({"url": "https://salon.fr/", "worker": "w1", "hold_seconds": 0}), "onboarding_kb_site_take: invalid_field: hold_seconds 0 is not an integer from 1 to 3600"),
+        ("site_release", json!({"url": "https://salon.fr/", "worker": "w1", "gap_ms": -1}), "onboarding_kb_site_release: invalid_field: gap_ms -1 is not an integer from 0 to 60000"),
+        ("site_release", json!({"url": "https://salon.fr/", "worker": "w1"}), "onboarding_kb_site_release: conflict: worker 'w1' does not hold the turn of site 'salon.fr' (its hold ran out, or it never took it)"),
+        ("site_release", "[]".into(), "onboarding_kb_site_release: invalid_json: payload must be a JSON object, got a string"),
+    ] {
+        assert_eq!(worker(&db, function, payload).unwrap_err(), error);
+    }
+    assert_eq!(db.snapshot(), before);
+}

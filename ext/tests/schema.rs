@@ -88,18 +88,21 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
     let db = Db::on(before.conn);
     assert_eq!(
         db.scalar("SELECT onboarding_schema_version()"),
-        SqlValue::Integer(5)
+        SqlValue::Integer(6)
     );
     let after = db.snapshot();
     assert!(rows.iter().all(|r| after.contains(r)), "a row changed");
     let added: Vec<&String> = after.iter().filter(|r| !rows.contains(r)).collect();
-    // What migrating adds: 005's bookkeeping row, and the phone codes' key
-    // that every migration makes when missing (this test's version 4 never
-    // ran the library's migrator).
-    assert_eq!(added.len(), 2, "{added:?}");
+    // What migrating adds: the bookkeeping rows of 005 and 006 (whose
+    // table starts empty), and the phone codes' key that every migration
+    // makes when missing (this test's version 4 never ran the library's
+    // migrator).
+    assert_eq!(added.len(), 3, "{added:?}");
     assert!(added[0]
         .starts_with(r#"onboarding_schema_migrations: Integer(5) | Text("005_check_lists")"#));
-    assert!(added[1].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
+    assert!(added[1]
+        .starts_with(r#"onboarding_schema_migrations: Integer(6) | Text("006_site_turns")"#));
+    assert!(added[2].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
 
     assert!(table_sql(&db.conn, "kb_crawl_jobs").contains(
         "CHECK ((status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed'))"
@@ -185,7 +188,7 @@ fn a_rolled_back_migration_leaves_the_old_definitions() {
     let version: i64 = conn
         .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     assert_eq!(ephemerals(&conn, JOB_INSERT), 0);
     conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(table_sql(&conn, "kb_crawl_jobs"), before);

@@ -417,6 +417,88 @@ async fn two_workers_on_one_site_take_turns() {
     server.stop().await;
 }
 
+/// Two crawler processes on one file (`onboarding-server crawl`, which
+/// shares no memory with another): two sessions of one business crawl the
+/// same site at once, one job in each process. The site still gets one
+/// request at a time, a second apart: the site's turn lives in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_crawler_processes_on_one_site_take_turns() {
+    let shell = Fixture::start(true).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 0,
+        ..crawl_config(&shell)
+    };
+    let db_path = config.db_path.clone();
+    let mut server = TestServer::start(config, dir).await;
+    let a = completed_website_session(&server, "a@salon-lea.fr", &shell.url("/")).await;
+    let b = completed_website_session(&server, "b@salon-lea.fr", &shell.url("/")).await;
+    let allow = shell.addr.to_string();
+    let crawl = || {
+        let (db_path, allow) = (db_path.clone(), allow.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--log-level", "warn", "--db"])
+                .arg(&db_path)
+                .args(["--crawl-allow-host", &allow])
+                .args(["crawl", "--once"])
+                .status()
+                .unwrap()
+        })
+    };
+    let (one, two) = tokio::join!(crawl(), crawl());
+    assert!(one.unwrap().success() && two.unwrap().success());
+    let db = Connection::open(&db_path).unwrap();
+    let jobs: Vec<(String, i64, String)> = {
+        let mut stmt = db
+            .prepare("SELECT status, attempts, started_at FROM kb_crawl_jobs ORDER BY id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(
+        jobs.iter().all(|j| (j.0.as_str(), j.1) == ("failed", 1)),
+        "{jobs:?}"
+    );
+    // Both jobs ran at once, one in each process: started less than a
+    // second apart, while the site's six requests took five seconds at least.
+    let started: Vec<i64> = jobs
+        .iter()
+        .map(|j| {
+            db.query_row(
+                "SELECT CAST(unixepoch(?1, 'subsec') * 1000 AS INTEGER)",
+                [&j.2],
+                |r| r.get(0),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!((started[0] - started[1]).abs() < 1000, "{jobs:?}");
+    let log = shell.log();
+    assert_eq!(log.len(), 6, "{log:?}");
+    assert!(log.iter().all(|r| r.in_flight == 1), "{log:?}");
+    assert!(
+        log.windows(2)
+            .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
+        "{log:?}"
+    );
+    // The turn was given back: nobody holds the site.
+    let holder: Option<String> = db
+        .query_row("SELECT holder FROM kb_site_turns", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(holder, None);
+    for s in [&a, &b] {
+        assert_eq!(
+            wait_for_job(&server, s).await["job"]["error_code"],
+            "js_required"
+        );
+    }
+    server.stop().await;
+}
+
 /// One row of the database file as JSON (the tests' reading connection).
 fn job_row(db: &Connection) -> Value {
     db.query_row(

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | entry points | `read.rs` | `onboarding_kb_get`, `onboarding_kb_search` |
 //! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`: lease, frontier, counters, retries |
+//! | entry points | `turn.rs` | `onboarding_kb_site_take`, `_release`: a site's turn, shared by every crawler on the file |
 //! | leaves using leaves | `store.rs` | one document per text per tenant, its chunks and FTS5 rows |
 //! | leaves using leaves | `job.rs` | a crawl job's row as JSON |
 //! | leaves | `address.rs` | the public-address rule, URL identity, site scope, the host's settings |
@@ -32,6 +33,7 @@ mod french;
 mod job;
 pub(crate) mod read;
 pub(crate) mod store;
+pub(crate) mod turn;
 pub(crate) mod worker;
 
 pub use worker::MAX_PAGE_TITLE_CHARS;

@@ -13,7 +13,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 16] = [
+pub const TABLES: [&str; 17] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -26,6 +26,7 @@ pub const TABLES: [&str; 16] = [
     "kb_documents",
     "kb_chunks",
     "kb_chunks_fts",
+    "kb_site_turns",
     "onboarding_schema_migrations",
     "onboarding_secrets",
     "phone_verifications",
@@ -184,10 +185,22 @@ impl Db {
         rows.remove(0)
     }
 
-    /// Every row of every table, as text, in a stable order.
+    /// Every row of every table, as text, in a stable order (the tables a
+    /// database at an older schema version lacks are left out).
     pub fn snapshot(&self) -> Vec<String> {
         let mut rows = Vec::new();
         for table in TABLES {
+            let exists: bool = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if !exists {
+                continue;
+            }
             let mut stmt = self
                 .conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))

@@ -74,6 +74,9 @@ pub enum FetchError {
     /// The server answered, then the body broke off (reported as
     /// `unreachable` for a page; for robots.txt, the file is unavailable).
     BodyCut,
+    /// The site's turn, shared through the database with the crawlers of
+    /// other processes, could not be had: never asked for.
+    NoTurn,
 }
 
 impl FetchError {
@@ -91,6 +94,7 @@ impl FetchError {
             FetchError::UnsupportedType => "unsupported_type".into(),
             FetchError::RobotsDisallowed => "robots_disallowed".into(),
             FetchError::BodyCut => "unreachable".into(),
+            FetchError::NoTurn => "site_busy".into(),
         }
     }
 }
@@ -166,8 +170,10 @@ impl Client {
 /// Whether robots.txt lets the crawler fetch a URL.
 pub type RobotsRule = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// A site's turn: when its last request ended, and the gap to keep.
-type Pace = tokio::sync::Mutex<(Option<std::time::Instant>, Duration)>;
+/// A site's turn in this process: when its last request ended, and the gap
+/// to keep.
+pub type PaceState = (Option<std::time::Instant>, Duration);
+type Pace = tokio::sync::Mutex<PaceState>;
 
 /// The pace of `site`, shared by the workers of this process: two jobs on
 /// one site (two sessions of one business) take turns, one request at a
@@ -271,11 +277,7 @@ impl Fetcher {
 
     /// One request, no redirect followed, after the site's delay; the
     /// caller holds the site's turn (`pace`).
-    async fn once(
-        &self,
-        url: &Url,
-        pace: &mut (Option<std::time::Instant>, Duration),
-    ) -> Result<reqwest::Response, FetchError> {
+    async fn once(&self, url: &Url, pace: &mut PaceState) -> Result<reqwest::Response, FetchError> {
         self.approve(url).await?;
         if let Some(last) = pace.0 {
             tokio::time::sleep_until((last + pace.1).into()).await;
@@ -301,11 +303,35 @@ impl Fetcher {
     /// A page robots.txt disallows is not asked for. The site's turn is held
     /// from the first request to the body's end: one request at a time.
     pub async fn get(&self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
-        if accept == Accept::Page && !self.robots_allow(url) {
+        if !self.may_ask(url, accept) {
             return Err(FetchError::RobotsDisallowed);
         }
-        let mut pace = self.pace.lock().await;
-        let result = self.follow(url, site, accept, &mut pace).await;
+        let mut pace = self.turn().await;
+        self.get_in_turn(url, site, accept, &mut pace).await
+    }
+
+    /// Whether robots.txt lets the crawler ask for `url` (only pages are
+    /// checked: robots.txt itself and sitemaps are always asked).
+    pub fn may_ask(&self, url: &Url, accept: Accept) -> bool {
+        accept != Accept::Page || self.robots_allow(url)
+    }
+
+    /// Waits for the site's turn among this process's jobs; held until the
+    /// guard drops.
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, PaceState> {
+        self.pace.lock().await
+    }
+
+    /// [`Fetcher::get`] for a caller holding the site's turn (`pace`, from
+    /// [`Fetcher::turn`]) and having checked [`Fetcher::may_ask`].
+    pub async fn get_in_turn(
+        &self,
+        url: &Url,
+        site: &Url,
+        accept: Accept,
+        pace: &mut PaceState,
+    ) -> Result<Page, FetchError> {
+        let result = self.follow(url, site, accept, pace).await;
         pace.0 = Some(std::time::Instant::now());
         result
     }
@@ -322,7 +348,7 @@ impl Fetcher {
         url: &Url,
         site: &Url,
         accept: Accept,
-        pace: &mut (Option<std::time::Instant>, Duration),
+        pace: &mut PaceState,
     ) -> Result<Page, FetchError> {
         let mut current = url.clone();
         let mut seen = vec![current.clone()];

@@ -153,20 +153,98 @@ pub async fn sql(writer: &Writer, function: KbFunction, payload: Value) -> Resul
     serde_json::from_str(&body).map_err(|e| format!("unreadable answer: {e}"))
 }
 
-/// A job's requests to its site: one at a time and paced by the fetcher,
-/// counted against the job's byte budget here.
+/// A job's requests to its site: one at a time and paced, counted against
+/// the job's byte budget here. The pace is kept twice: among this
+/// process's jobs by the fetcher, and with the crawlers of other processes
+/// on the same file (`onboarding-server crawl` beside a server, two
+/// servers) by the site's turn in the database, taken for each request and
+/// released after it with the delay to keep.
 pub struct Polite<'f> {
     pub fetcher: &'f Fetcher,
     pub bytes: usize,
+    pub turns: SiteTurns<'f>,
 }
 
 impl Polite<'_> {
     pub async fn get(&mut self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
-        let result = self.fetcher.get(url, site, accept).await;
+        if !self.fetcher.may_ask(url, accept) {
+            return Err(FetchError::RobotsDisallowed);
+        }
+        let mut pace = self.fetcher.turn().await;
+        self.turns.take(url).await?;
+        let result = self.fetcher.get_in_turn(url, site, accept, &mut pace).await;
+        self.turns.release(url, pace.1).await;
         if let Ok(page) = &result {
             self.bytes += page.bytes;
         }
         result
+    }
+}
+
+/// A job's side of the sites' turns in the database
+/// (`onboarding_kb_site_take` and `_release`).
+pub struct SiteTurns<'a> {
+    pub writer: &'a Writer,
+    pub worker: &'a str,
+    /// How long a turn is held at most: one request with all its redirects
+    /// and the gaps between them, so a live holder never loses it.
+    pub hold: Duration,
+    /// The job's lease renewal, sent while a turn is awaited for long.
+    pub renew: Value,
+    /// Renew the job's lease after this much waiting.
+    pub renew_every: Duration,
+}
+
+impl SiteTurns<'_> {
+    /// The hold that covers one request of `limits`: every hop's whole
+    /// response, the largest gap between hops, and 5 s to spare.
+    pub fn hold_for(limits: &Limits) -> Duration {
+        let hops = limits.redirects as u32 + 1;
+        limits.response * hops + limits.max_delay * (hops - 1) + Duration::from_secs(5)
+    }
+
+    /// Waits for the site's turn as the library answers (when to ask
+    /// again), renewing the job's lease meanwhile. Bounded: a holder keeps
+    /// the turn at most `hold`, so the wait ends by twice that, or the page
+    /// is given up (`NoTurn`).
+    async fn take(&self, url: &Url) -> Result<(), FetchError> {
+        let hold_seconds = self.hold.as_secs().clamp(1, 3600);
+        let payload =
+            json!({"url": url.as_str(), "worker": self.worker, "hold_seconds": hold_seconds});
+        let started = Instant::now();
+        let mut renewed = started;
+        loop {
+            let answer = sql(self.writer, KbFunction::SiteTake, payload.clone())
+                .await
+                .map_err(|e| {
+                    tracing::warn!(url = %url, error = %e, "the site's turn could not be taken");
+                    FetchError::NoTurn
+                })?;
+            if answer["granted"] == true {
+                return Ok(());
+            }
+            let wait = Duration::from_millis(answer["retry_after_ms"].as_u64().unwrap_or(250))
+                .clamp(Duration::from_millis(1), Duration::from_secs(60));
+            if started.elapsed() + wait > self.hold * 2 {
+                tracing::warn!(url = %url, holder = %answer["holder"], "the site's turn never came");
+                return Err(FetchError::NoTurn);
+            }
+            if renewed.elapsed() >= self.renew_every {
+                let _ = sql(self.writer, KbFunction::Renew, self.renew.clone()).await;
+                renewed = Instant::now();
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Gives the turn back: the next request to the site waits `gap`. A
+    /// failure only logs: the turn then frees itself when its hold ends.
+    async fn release(&self, url: &Url, gap: Duration) {
+        let gap_ms = (gap.as_millis() as u64).min(60_000);
+        let payload = json!({"url": url.as_str(), "worker": self.worker, "gap_ms": gap_ms});
+        if let Err(e) = sql(self.writer, KbFunction::SiteRelease, payload).await {
+            tracing::warn!(url = %url, error = %e, "the site's turn could not be released");
+        }
     }
 }
 
@@ -209,9 +287,17 @@ impl<'a> Crawl<'a> {
             self.config.resolve_overrides.clone(),
             self.config.limits.clone(),
         );
+        let lease = self.config.lease_seconds;
         let mut polite = Polite {
             fetcher: &fetcher,
             bytes: 0,
+            turns: SiteTurns {
+                writer: self.writer,
+                worker: self.worker,
+                hold: SiteTurns::hold_for(&self.config.limits),
+                renew: json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": lease}),
+                renew_every: Duration::from_secs((lease.max(3) / 3) as u64),
+            },
         };
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
@@ -351,7 +437,8 @@ impl<'a> Crawl<'a> {
                 | FetchError::Dns
                 | FetchError::Unreachable
                 | FetchError::BodyCut
-                | FetchError::Timeout),
+                | FetchError::Timeout
+                | FetchError::NoTurn),
             ) => return json!({"status": "failed", "reason": e.reason()}),
             Err(e) => return json!({"status": "skipped", "reason": e.reason()}),
         };

@@ -1,0 +1,137 @@
+//! Turns at a site: the contract's politeness (one request at a time per
+//! site, a gap between two) kept by every crawler working on one database
+//! file, whatever process it runs in (`sql/006_site_turns.sql`).
+//!
+//! A crawler takes the site's turn before a request and releases it once the
+//! response is read, saying how long the next request must wait. A turn is
+//! held until `held_until` at most: a crawler killed mid-request blocks its
+//! site for that long, and the next taker finds the turn free after it.
+//! Nothing is queued: a crawler refused a turn is told when to ask again.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+use url::Url;
+
+use super::address::site_of;
+use crate::env::{iso8601, parse_iso8601, Env};
+use crate::error::{quote, Error, Result};
+use crate::savepoint::in_savepoint;
+use crate::sql;
+use crate::validate::Fields;
+
+/// How long a refused crawler waits before asking again while another one
+/// holds the turn (its release comes at an unknown time).
+pub const POLL_MS: i64 = 250;
+/// The turn's hold when the payload gives none: a request's connect and
+/// response limits (5 s and 15 s) with room to spare.
+pub const DEFAULT_HOLD_SECONDS: i64 = 30;
+/// The gap when the payload gives none: the contract's 1 s.
+pub const DEFAULT_GAP_MS: i64 = 1000;
+
+/// The site key of the `url` field: the host without `www.`, and the port
+/// when not 80 or 443.
+fn site(f: &Fields) -> Result<String> {
+    let text = f.str("url", 2048)?;
+    let url = Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| {
+            Error::invalid_field(format!("url {} is not an http(s) URL", quote(text)))
+        })?;
+    let (host, port) = site_of(&url);
+    Ok(match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
+/// The turn's row: who holds it and until when, and when the next request
+/// may start.
+type TurnRow = (Option<String>, Option<String>, String);
+
+fn turn_row(conn: &Connection, site: &str) -> Result<Option<TurnRow>> {
+    Ok(sql::query_row(
+        conn,
+        "SELECT holder, held_until, next_at FROM kb_site_turns WHERE site = ?1",
+        [site],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?)
+}
+
+fn millis(stored: &str) -> Result<i64> {
+    parse_iso8601(stored)
+        .ok_or_else(|| Error::internal(format!("stored timestamp {} is unreadable", quote(stored))))
+}
+
+// -- onboarding_kb_site_take('{"url":"https://www.salon-lea.fr/tarifs","worker":"crawler-1","hold_seconds":30}')
+//      -> '{"success":true,"site":"salon-lea.fr","granted":true,"held_until":"2026-11-24T10:00:30.000Z"}'
+//      or '{"success":true,"site":"salon-lea.fr","granted":false,"holder":"crawler-2","retry_after_ms":250}'
+/// Gives `worker` the turn of `url`'s site when nobody holds it (or the
+/// holder's time ran out) and the last request's gap has passed; otherwise
+/// answers when to ask again, and writes nothing.
+pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let site = site(&f)?;
+    let worker = f.str("worker", 100)?.to_string();
+    let hold = f.int("hold_seconds", 1..=3600, Some(DEFAULT_HOLD_SECONDS))?;
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
+        let held_until = iso8601(now_ms + hold * 1000);
+        let refused = |holder: Option<&str>, retry_ms: i64| {
+            Ok(json!({
+                "success": true, "site": site, "granted": false,
+                "holder": holder, "retry_after_ms": retry_ms.max(1),
+            }))
+        };
+        match turn_row(conn, &site)? {
+            Some((Some(holder), Some(until), _)) if holder != worker && until > now => {
+                return refused(Some(&holder), (millis(&until)? - now_ms).min(POLL_MS));
+            }
+            Some((_, _, next_at)) if next_at > now => {
+                return refused(None, millis(&next_at)? - now_ms);
+            }
+            _ => {}
+        }
+        sql::execute(
+            conn,
+            "INSERT INTO kb_site_turns (site, holder, held_until, next_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (site) DO UPDATE SET holder = ?2, held_until = ?3, updated_at = ?4",
+            (&site, &worker, &held_until, &now),
+        )?;
+        Ok(json!({ "success": true, "site": site, "granted": true, "held_until": held_until }))
+    })
+}
+
+// -- onboarding_kb_site_release('{"url":"https://www.salon-lea.fr/tarifs","worker":"crawler-1","gap_ms":1000}')
+//      -> '{"success":true,"site":"salon-lea.fr","next_at":"2026-11-24T10:00:01.000Z"}'
+/// Gives back `worker`'s turn of `url`'s site: the next request may start
+/// `gap_ms` from now. A worker that does not hold the turn (its time ran
+/// out and another took it) is `conflict`, and nothing changes.
+pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let site = site(&f)?;
+    let worker = f.str("worker", 100)?.to_string();
+    let gap = f.int("gap_ms", 0..=60_000, Some(DEFAULT_GAP_MS))?;
+    in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let next_at = iso8601(now_ms + gap);
+        let released = sql::execute(
+            conn,
+            "UPDATE kb_site_turns SET holder = NULL, held_until = NULL, next_at = ?3,
+                    updated_at = ?4
+             WHERE site = ?1 AND holder = ?2",
+            (&site, &worker, &next_at, iso8601(now_ms)),
+        )?;
+        if released == 0 {
+            return Err(Error::conflict(format!(
+                "worker {} does not hold the turn of site {} (its hold ran out, or it never took it)",
+                quote(&worker),
+                quote(&site)
+            )));
+        }
+        Ok(json!({ "success": true, "site": site, "next_at": next_at }))
+    })
+}
