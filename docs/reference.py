@@ -300,7 +300,7 @@ example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","err
 
 section("onboarding_kb_site_take(payload)",
         "Takes the turn of a URL's site (the host without `www.`, and its port when not 80 or "
-        "443) for `worker`, for `hold_seconds` at most (1–3600, default 30), when nobody holds it "
+        "443) for `worker`, for `hold_seconds` at most (1–3600, default 30; the crawler takes a turn for each request, redirect hops included, and holds it for one request's limits, 35 s; a holder taking its own turn again extends its hold), when nobody holds it "
         "and the last request's gap has passed. Otherwise `granted` is false, nothing is written, "
         "and `retry_after_ms` says when to ask again. Every crawler on the file takes turns "
         "through it: one request at a time per site, across processes.")
@@ -310,8 +310,8 @@ example("SELECT onboarding_kb_site_take(?)", '{"url":"ftp://mon-site.fr/","worke
 
 section("onboarding_kb_site_release(payload)",
         "Gives the turn back once the response is read: the next request to the site may start "
-        "`gap_ms` later (0–60000, default 1000; the crawler passes its delay, robots' "
-        "`Crawl-delay` included). A worker that does not hold the turn is `conflict`.")
+        "`gap_ms` later (0–600000, default 1000; the crawler passes its delay, robots' "
+        "`Crawl-delay` included, or a 429's `Retry-After`). A worker that does not hold the turn is `conflict`.")
 example("SELECT onboarding_kb_site_release(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","gap_ms":1000}')
 example("SELECT onboarding_kb_site_release(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","gap_ms":1000}')
 

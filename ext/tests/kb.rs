@@ -701,6 +701,13 @@ fn a_site_turn_is_held_by_one_crawler_at_a_time_and_spaced_by_its_gap() {
         json!({"holder": "w2", "held_until": "2026-11-24T10:00:31.900Z",
                "next_at": "2026-11-24T10:00:01.900Z"})
     );
+    // Its holder taking it again extends its hold.
+    db.env.advance_ms(1000);
+    assert_eq!(
+        take("w2", "https://salon.fr/suite").unwrap(),
+        json!({"success": true, "site": "salon.fr", "granted": true,
+               "held_until": "2026-11-24T10:00:32.900Z"})
+    );
     // w1 no longer holds it: its release is a conflict and changes nothing.
     let held = db.snapshot();
     assert_eq!(
@@ -753,7 +760,7 @@ fn site_turn_payload_errors_write_nothing() {
         ("site_take", json!({"url": "salon.fr", "worker": "w1"}), "onboarding_kb_site_take: invalid_field: url 'salon.fr' is not an http(s) URL"),
         ("site_take", json!({"url": "https://salon.fr/"}), "onboarding_kb_site_take: invalid_field: worker is required"),
         ("site_take", json!({"url": "https://salon.fr/", "worker": "w1", "hold_seconds": 0}), "onboarding_kb_site_take: invalid_field: hold_seconds 0 is not an integer from 1 to 3600"),
-        ("site_release", json!({"url": "https://salon.fr/", "worker": "w1", "gap_ms": -1}), "onboarding_kb_site_release: invalid_field: gap_ms -1 is not an integer from 0 to 60000"),
+        ("site_release", json!({"url": "https://salon.fr/", "worker": "w1", "gap_ms": -1}), "onboarding_kb_site_release: invalid_field: gap_ms -1 is not an integer from 0 to 600000"),
         ("site_release", json!({"url": "https://salon.fr/", "worker": "w1"}), "onboarding_kb_site_release: conflict: worker 'w1' does not hold the turn of site 'salon.fr' (its hold ran out, or it never took it)"),
         ("site_release", "[]".into(), "onboarding_kb_site_release: invalid_json: payload must be a JSON object, got a string"),
     ] {

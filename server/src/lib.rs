@@ -119,7 +119,7 @@ pub async fn run_crawler(
     let crawl_config = Arc::new(config.crawl.clone());
     let workers: Vec<_> = (0..config.crawl.workers.max(1))
         .map(|n| {
-            let name = format!("crawl-{}-{n}", std::process::id());
+            let name = crawl::worker_name("crawl-", n);
             let (writer, config, stopped) =
                 (writer.clone(), Arc::clone(&crawl_config), stopped.clone());
             tokio::spawn(async move {

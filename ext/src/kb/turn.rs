@@ -23,10 +23,13 @@ use crate::validate::Fields;
 /// holds the turn (its release comes at an unknown time).
 pub const POLL_MS: i64 = 250;
 /// The turn's hold when the payload gives none: a request's connect and
-/// response limits (5 s and 15 s) with room to spare.
+/// response limits (5 s and 15 s) with room to spare. A holder that takes
+/// its own turn again extends its hold.
 pub const DEFAULT_HOLD_SECONDS: i64 = 30;
 /// The gap when the payload gives none: the contract's 1 s.
 pub const DEFAULT_GAP_MS: i64 = 1000;
+/// The longest gap: a site's `Retry-After` is kept up to 10 minutes.
+pub const MAX_GAP_MS: i64 = 600_000;
 
 /// The site key of the `url` field: the host without `www.`, and the port
 /// when not 80 or 443.
@@ -85,14 +88,17 @@ pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<V
                 "holder": holder, "retry_after_ms": retry_ms.max(1),
             }))
         };
-        match turn_row(conn, &site)? {
-            Some((Some(holder), Some(until), _)) if holder != worker && until > now => {
-                return refused(Some(&holder), (millis(&until)? - now_ms).min(POLL_MS));
+        if let Some((holder, until, next_at)) = turn_row(conn, &site)? {
+            let until = until.as_deref().map(millis).transpose()?;
+            if let (Some(holder), Some(until)) = (&holder, until) {
+                if *holder != worker && until > now_ms {
+                    return refused(Some(holder), (until - now_ms).min(POLL_MS));
+                }
             }
-            Some((_, _, next_at)) if next_at > now => {
-                return refused(None, millis(&next_at)? - now_ms);
+            let next_at = millis(&next_at)?;
+            if next_at > now_ms {
+                return refused(None, next_at - now_ms);
             }
-            _ => {}
         }
         sql::execute(
             conn,
@@ -114,7 +120,7 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
     let f = Fields::parse(payload)?;
     let site = site(&f)?;
     let worker = f.str("worker", 100)?.to_string();
-    let gap = f.int("gap_ms", 0..=60_000, Some(DEFAULT_GAP_MS))?;
+    let gap = f.int("gap_ms", 0..=MAX_GAP_MS, Some(DEFAULT_GAP_MS))?;
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let next_at = iso8601(now_ms + gap);

@@ -175,6 +175,24 @@ pub type RobotsRule = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 pub type PaceState = (Option<std::time::Instant>, Duration);
 type Pace = tokio::sync::Mutex<PaceState>;
 
+/// A boxed future, for [`SharedTurn`]'s methods.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The site's turn shared with the crawlers of other processes (the
+/// crawler keeps it in the database): taken before each request, every
+/// redirect hop included, and given back once its answer is read, with the
+/// gap the next request to the site must keep.
+pub trait SharedTurn: Send + Sync {
+    fn take<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<(), FetchError>>;
+    fn release<'a>(&'a self, url: &'a Url, gap: Duration) -> BoxFuture<'a, ()>;
+}
+
+/// What one request of a page's redirect chain led to.
+enum Hop {
+    Next(Url),
+    Page(Page),
+}
+
 /// The pace of `site`, shared by the workers of this process: two jobs on
 /// one site (two sessions of one business) take turns, one request at a
 /// time, the gap kept between them. A site is the crawl scope's
@@ -208,6 +226,8 @@ pub struct Fetcher {
     /// The site's robots.txt, once read: a page or redirect hop it
     /// disallows is never asked for.
     robots: std::sync::OnceLock<RobotsRule>,
+    /// The site's turn among processes, when the crawler shares one.
+    shared: std::sync::OnceLock<Arc<dyn SharedTurn>>,
 }
 
 impl Fetcher {
@@ -233,6 +253,7 @@ impl Fetcher {
             limits,
             pace,
             robots: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
         }
     }
 
@@ -252,10 +273,14 @@ impl Fetcher {
         let port = url.port_or_known_default().unwrap_or(80);
         let addrs: Vec<SocketAddr> = match self.overrides.get(name) {
             Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
-            None => tokio::net::lookup_host((name, port))
-                .await
-                .map_err(|_| FetchError::Dns)?
-                .collect(),
+            // Bounded like a connection: a turn of the site is held meanwhile.
+            None => {
+                tokio::time::timeout(self.limits.connect, tokio::net::lookup_host((name, port)))
+                    .await
+                    .map_err(|_| FetchError::Dns)?
+                    .map_err(|_| FetchError::Dns)?
+                    .collect()
+            }
         };
         if addrs.is_empty() {
             return Err(FetchError::Dns);
@@ -268,6 +293,18 @@ impl Fetcher {
             map.insert(name.to_string(), addrs);
         }
         Ok(())
+    }
+
+    /// Every request also takes `turn`, shared with other processes.
+    pub fn share_turn(&self, turn: Arc<dyn SharedTurn>) {
+        let _ = self.shared.set(turn);
+    }
+
+    /// The longest a request holds the site's turn: the name's resolution,
+    /// the gap kept before it, the whole response, the next hop's
+    /// resolution, and 5 s to spare.
+    pub fn turn_hold(limits: &Limits) -> Duration {
+        limits.connect * 2 + limits.max_delay + limits.response + Duration::from_secs(5)
     }
 
     /// The gap kept between two requests (robots' Crawl-delay).
@@ -353,37 +390,71 @@ impl Fetcher {
         let mut current = url.clone();
         let mut seen = vec![current.clone()];
         for _ in 0..=self.limits.redirects {
-            let response = self.once(&current, pace).await?;
-            let status = response.status();
-            if status.is_redirection() {
-                let next = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| current.join(l).ok())
-                    .ok_or(FetchError::Status(status.as_u16(), None))?;
-                // The address rule first: a redirect to a private address
-                // is reported as such even when it also leaves the site.
-                self.approve(&next).await?;
-                if !same_site(&next, site) {
-                    return Err(FetchError::OffSite);
-                }
-                if !self.robots_allow(&next) {
-                    return Err(FetchError::RobotsDisallowed);
-                }
-                if seen.contains(&next) {
-                    return Err(FetchError::RedirectLoop);
-                }
-                seen.push(next.clone());
-                current = next;
-                continue;
+            let shared = self.shared.get();
+            if let Some(turn) = shared {
+                turn.take(&current).await?;
             }
-            if !status.is_success() {
-                return Err(FetchError::Status(status.as_u16(), retry_after(&response)));
+            let hop = self.hop(&current, site, accept, &mut seen, pace).await;
+            if let Some(turn) = shared {
+                // A site that asked to wait (429, 503 with Retry-After) is
+                // left alone that long by every crawler, up to the longest
+                // wait this one honours.
+                let gap = match &hop {
+                    Err(FetchError::Status(429 | 503, Some(wait))) => {
+                        pace.1.max((*wait).min(self.limits.max_retry_after))
+                    }
+                    _ => pace.1,
+                };
+                turn.release(&current, gap).await;
             }
-            return self.body(current, response, accept).await;
+            match hop? {
+                Hop::Next(next) => current = next,
+                Hop::Page(page) => return Ok(page),
+            }
         }
         Err(FetchError::TooManyRedirects)
+    }
+
+    /// One request of the chain: the next URL of a redirect (checked), or
+    /// the page.
+    async fn hop(
+        &self,
+        current: &Url,
+        site: &Url,
+        accept: Accept,
+        seen: &mut Vec<Url>,
+        pace: &mut PaceState,
+    ) -> Result<Hop, FetchError> {
+        let response = self.once(current, pace).await?;
+        let status = response.status();
+        if status.is_redirection() {
+            let next = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| current.join(l).ok())
+                .ok_or(FetchError::Status(status.as_u16(), None))?;
+            // The address rule first: a redirect to a private address
+            // is reported as such even when it also leaves the site.
+            self.approve(&next).await?;
+            if !same_site(&next, site) {
+                return Err(FetchError::OffSite);
+            }
+            if !self.robots_allow(&next) {
+                return Err(FetchError::RobotsDisallowed);
+            }
+            if seen.contains(&next) {
+                return Err(FetchError::RedirectLoop);
+            }
+            seen.push(next.clone());
+            return Ok(Hop::Next(next));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16(), retry_after(&response)));
+        }
+        Ok(Hop::Page(
+            self.body(current.clone(), response, accept).await?,
+        ))
     }
 
     async fn body(

@@ -82,7 +82,7 @@ pub fn spawn(
     let config = Arc::new(config.clone());
     (0..config.workers)
         .map(|n| {
-            let name = format!("{}-{}-{n}", hostname(), std::process::id());
+            let name = worker_name("", n);
             tokio::spawn(worker(
                 writer.clone(),
                 Arc::clone(&config),
@@ -99,6 +99,22 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "crawler".to_string())
+}
+
+/// The name of this process's worker `n`, which holds job leases and site
+/// turns: unique among the crawlers of one file, even in containers that
+/// share a host name or a process id (the process's start time, in ms, is
+/// part of it), and within the library's 100 characters.
+pub fn worker_name(prefix: &str, n: usize) -> String {
+    use std::sync::OnceLock;
+    static STARTED_MS: OnceLock<u128> = OnceLock::new();
+    let started = STARTED_MS.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    });
+    let host: String = hostname().chars().take(48).collect();
+    format!("{prefix}{host}-{}-{started:x}-{n}", std::process::id())
 }
 
 /// Claims and crawls jobs until `stop`; with `once`, returns when no job
@@ -157,12 +173,12 @@ pub async fn sql(writer: &Writer, function: KbFunction, payload: Value) -> Resul
 /// the job's byte budget here. The pace is kept twice: among this
 /// process's jobs by the fetcher, and with the crawlers of other processes
 /// on the same file (`onboarding-server crawl` beside a server, two
-/// servers) by the site's turn in the database, taken for each request and
-/// released after it with the delay to keep.
+/// servers) by the site's turn in the database, which the fetcher takes for
+/// each request ([`SiteTurns`]).
 pub struct Polite<'f> {
     pub fetcher: &'f Fetcher,
     pub bytes: usize,
-    pub turns: SiteTurns<'f>,
+    pub turns: Arc<SiteTurns>,
 }
 
 impl Polite<'_> {
@@ -170,10 +186,8 @@ impl Polite<'_> {
         if !self.fetcher.may_ask(url, accept) {
             return Err(FetchError::RobotsDisallowed);
         }
-        let mut pace = self.fetcher.turn().await;
-        self.turns.take(url).await?;
+        let mut pace = self.turns.wait_for(self.fetcher.turn()).await?;
         let result = self.fetcher.get_in_turn(url, site, accept, &mut pace).await;
-        self.turns.release(url, pace.1).await;
         if let Ok(page) = &result {
             self.bytes += page.bytes;
         }
@@ -182,31 +196,62 @@ impl Polite<'_> {
 }
 
 /// A job's side of the sites' turns in the database
-/// (`onboarding_kb_site_take` and `_release`).
-pub struct SiteTurns<'a> {
-    pub writer: &'a Writer,
-    pub worker: &'a str,
-    /// How long a turn is held at most: one request with all its redirects
-    /// and the gaps between them, so a live holder never loses it.
-    pub hold: Duration,
+/// (`onboarding_kb_site_take` and `_release`), and of its lease while it
+/// waits for one.
+pub struct SiteTurns {
+    writer: Writer,
+    worker: String,
+    /// How long a request holds the turn at most ([`Fetcher::turn_hold`]).
+    hold: Duration,
     /// The job's lease renewal, sent while a turn is awaited for long.
-    pub renew: Value,
-    /// Renew the job's lease after this much waiting.
-    pub renew_every: Duration,
+    renew: Value,
+    renew_every: Duration,
+    /// The job's time limit: no wait goes past it.
+    deadline: Instant,
 }
 
-impl SiteTurns<'_> {
-    /// The hold that covers one request of `limits`: every hop's whole
-    /// response, the largest gap between hops, and 5 s to spare.
-    pub fn hold_for(limits: &Limits) -> Duration {
-        let hops = limits.redirects as u32 + 1;
-        limits.response * hops + limits.max_delay * (hops - 1) + Duration::from_secs(5)
+impl SiteTurns {
+    /// Renews the job's lease. A lease lost to another worker ends the
+    /// wait (the job is that worker's now); a failure of the call itself
+    /// only logs: the next renewal may pass.
+    async fn renew(&self) -> Result<(), FetchError> {
+        match sql(&self.writer, KbFunction::Renew, self.renew.clone()).await {
+            Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
+                tracing::warn!(error = %e, "the job's lease was lost while waiting for a site's turn");
+                Err(FetchError::NoTurn)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the job's lease could not be renewed");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+        }
     }
 
-    /// Waits for the site's turn as the library answers (when to ask
-    /// again), renewing the job's lease meanwhile. Bounded: a holder keeps
-    /// the turn at most `hold`, so the wait ends by twice that, or the page
-    /// is given up (`NoTurn`).
+    /// Waits for `turn` (this process's turn of the site), renewing the
+    /// job's lease meanwhile; gives up at the job's time limit.
+    async fn wait_for<T>(
+        &self,
+        turn: impl std::future::Future<Output = T>,
+    ) -> Result<T, FetchError> {
+        tokio::pin!(turn);
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(FetchError::NoTurn);
+            }
+            tokio::select! {
+                got = &mut turn => return Ok(got),
+                () = tokio::time::sleep(self.renew_every.min(left)) => self.renew().await?,
+            }
+        }
+    }
+
+    /// Waits for the site's turn in the database as the library answers
+    /// (when to ask again), renewing the job's lease meanwhile. Bounded: a
+    /// holder keeps the turn at most `hold`, so the wait ends by twice that
+    /// or the job's time limit, or the page is given up (`NoTurn`). A call
+    /// that fails (the database busy) is tried again within those bounds.
     async fn take(&self, url: &Url) -> Result<(), FetchError> {
         let hold_seconds = self.hold.as_secs().clamp(1, 3600);
         let payload =
@@ -214,23 +259,21 @@ impl SiteTurns<'_> {
         let started = Instant::now();
         let mut renewed = started;
         loop {
-            let answer = sql(self.writer, KbFunction::SiteTake, payload.clone())
-                .await
-                .map_err(|e| {
-                    tracing::warn!(url = %url, error = %e, "the site's turn could not be taken");
-                    FetchError::NoTurn
-                })?;
-            if answer["granted"] == true {
-                return Ok(());
-            }
-            let wait = Duration::from_millis(answer["retry_after_ms"].as_u64().unwrap_or(250))
-                .clamp(Duration::from_millis(1), Duration::from_secs(60));
-            if started.elapsed() + wait > self.hold * 2 {
-                tracing::warn!(url = %url, holder = %answer["holder"], "the site's turn never came");
+            let wait = match sql(&self.writer, KbFunction::SiteTake, payload.clone()).await {
+                Ok(answer) if answer["granted"] == true => return Ok(()),
+                Ok(answer) => answer["retry_after_ms"].as_u64().unwrap_or(250),
+                Err(e) => {
+                    tracing::warn!(url = %url, error = %e, "the site's turn could not be asked for");
+                    250
+                }
+            };
+            let wait = Duration::from_millis(wait).clamp(Duration::from_millis(1), self.hold);
+            if started.elapsed() + wait > self.hold * 2 || Instant::now() + wait > self.deadline {
+                tracing::warn!(url = %url, "the site's turn never came");
                 return Err(FetchError::NoTurn);
             }
             if renewed.elapsed() >= self.renew_every {
-                let _ = sql(self.writer, KbFunction::Renew, self.renew.clone()).await;
+                self.renew().await?;
                 renewed = Instant::now();
             }
             tokio::time::sleep(wait).await;
@@ -240,11 +283,21 @@ impl SiteTurns<'_> {
     /// Gives the turn back: the next request to the site waits `gap`. A
     /// failure only logs: the turn then frees itself when its hold ends.
     async fn release(&self, url: &Url, gap: Duration) {
-        let gap_ms = (gap.as_millis() as u64).min(60_000);
+        let gap_ms = (gap.as_millis() as u64).min(600_000);
         let payload = json!({"url": url.as_str(), "worker": self.worker, "gap_ms": gap_ms});
-        if let Err(e) = sql(self.writer, KbFunction::SiteRelease, payload).await {
+        if let Err(e) = sql(&self.writer, KbFunction::SiteRelease, payload).await {
             tracing::warn!(url = %url, error = %e, "the site's turn could not be released");
         }
+    }
+}
+
+impl fetch::SharedTurn for SiteTurns {
+    fn take<'a>(&'a self, url: &'a Url) -> fetch::BoxFuture<'a, Result<(), FetchError>> {
+        Box::pin(SiteTurns::take(self, url))
+    }
+
+    fn release<'a>(&'a self, url: &'a Url, gap: Duration) -> fetch::BoxFuture<'a, ()> {
+        Box::pin(SiteTurns::release(self, url, gap))
     }
 }
 
@@ -288,16 +341,19 @@ impl<'a> Crawl<'a> {
             self.config.limits.clone(),
         );
         let lease = self.config.lease_seconds;
+        let turns = Arc::new(SiteTurns {
+            writer: self.writer.clone(),
+            worker: self.worker.to_string(),
+            hold: Fetcher::turn_hold(&self.config.limits),
+            renew: json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": lease}),
+            renew_every: Duration::from_secs((lease.max(3) / 3) as u64),
+            deadline: started + self.config.limits.job_time,
+        });
+        fetcher.share_turn(Arc::clone(&turns) as Arc<dyn fetch::SharedTurn>);
         let mut polite = Polite {
             fetcher: &fetcher,
             bytes: 0,
-            turns: SiteTurns {
-                writer: self.writer,
-                worker: self.worker,
-                hold: SiteTurns::hold_for(&self.config.limits),
-                renew: json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": lease}),
-                renew_every: Duration::from_secs((lease.max(3) / 3) as u64),
-            },
+            turns,
         };
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
@@ -362,6 +418,10 @@ impl<'a> Crawl<'a> {
         // (without one, the library's `no_content`). Only final reasons: a
         // page's DNS or connection failure after robots.txt answered is not
         // the whole site's, which the library would retry.
+        // A page given up for want of the site's turn timed out waiting.
+        if reasons.remove("site_busy") {
+            reasons.insert("timeout".to_string());
+        }
         let code = match self.stored {
             0 => [
                 "js_required",
