@@ -522,6 +522,21 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
     });
 }
 
+/// Another client of the leader, holding its write lock (`BEGIN
+/// IMMEDIATE`) until it rolls back; and its database id.
+fn hold_the_write_lock(cluster: &Cluster) -> (dqlite_wire::Leader, u32) {
+    let mut holder = tokio::task::block_in_place(|| cluster.leader().expect("a leader"));
+    let db = holder
+        .conn
+        .open("onboarding.db")
+        .expect("open the database");
+    holder
+        .conn
+        .exec(db, "BEGIN IMMEDIATE", &[])
+        .expect("take the write lock");
+    (holder, db)
+}
+
 /// Another client holds the leader's write lock: the server's batch meets
 /// SQLITE_BUSY and is retried, not failed, and the create goes through
 /// once the lock is released (the contract's "a busy leader retried").
@@ -534,15 +549,7 @@ async fn a_busy_leader_is_retried_until_its_lock_is_released() {
     // The schema is migrated: the server answers.
     assert_eq!(server.get("/healthz").await.status, 200);
     let before = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
-    let mut holder = tokio::task::block_in_place(|| cluster.leader().expect("a leader"));
-    let db = holder
-        .conn
-        .open("onboarding.db")
-        .expect("open the database");
-    holder
-        .conn
-        .exec(db, "BEGIN IMMEDIATE", &[])
-        .expect("take the write lock");
+    let (mut holder, db) = hold_the_write_lock(&cluster);
     holder
         .conn
         .exec(db, "CREATE TABLE busy_holder (x)", &[])
@@ -583,15 +590,7 @@ async fn calls_waiting_together_are_committed_in_one_transaction() {
     let (cutter, cluster) = CommitCutter::in_front_of_one_node();
     let mut server = server_on(&cluster).await;
     assert_eq!(server.get("/healthz").await.status, 200);
-    let mut holder = tokio::task::block_in_place(|| cluster.leader().expect("a leader"));
-    let db = holder
-        .conn
-        .open("onboarding.db")
-        .expect("open the database");
-    holder
-        .conn
-        .exec(db, "BEGIN IMMEDIATE", &[])
-        .expect("take the write lock");
+    let (mut holder, db) = hold_the_write_lock(&cluster);
     let before = cutter.commits.load(Ordering::SeqCst);
     let addr = server.addr;
     let creates: Vec<_> = (0..48)
