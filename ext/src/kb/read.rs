@@ -147,11 +147,28 @@ pub fn search(conn: &Connection, payload: Option<&str>) -> Result<Value> {
             "snippet": snippet(&text, &terms),
             "text": text,
             // bm25 is lower for better matches; the answer says higher is better.
-            "score": (-r.get::<_, f64>(5)? * 10_000.0).round() / 10_000.0,
+            "score": shown_score(-r.get::<_, f64>(5)?),
         }))
     })?;
     let results: Vec<Value> = found.collect::<rusqlite::Result<_>>()?;
     Ok(json!({ "success": true, "query": query, "results": results }))
+}
+
+/// A score as answered: 4 decimals, or 4 significant digits below 0.001.
+/// FTS5 floors a term's weight at 1e-6 when it is in half the chunks or
+/// more (any term of a knowledge base of one or two chunks), so such a
+/// match scores about 1e-6: still a match, and still above a weaker one.
+fn shown_score(score: f64) -> f64 {
+    if score == 0.0 || !score.is_finite() {
+        return 0.0;
+    }
+    let decimals = if score.abs() >= 1e-3 {
+        4
+    } else {
+        3 - score.abs().log10().floor() as i32
+    };
+    let scale = 10f64.powi(decimals);
+    (score * scale).round() / scale
 }
 
 /// The line of `text` holding the most query terms (the first on a tie),
@@ -193,4 +210,19 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     }
     out.push('…');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_keep_four_decimals_or_four_significant_digits_below_a_thousandth() {
+        assert_eq!(shown_score(4.299_649), 4.2996);
+        assert_eq!(shown_score(0.001_04), 0.001);
+        assert_eq!(shown_score(0.000_999_96), 0.001);
+        assert_eq!(shown_score(2.134_567e-6), 2.135e-6);
+        assert_eq!(shown_score(0.0), 0.0);
+        assert_eq!(shown_score(f64::NAN), 0.0);
+    }
 }
