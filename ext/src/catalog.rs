@@ -156,6 +156,10 @@ pub fn agent_type_ids() -> String {
 /// Fills `{agent_name}` and `{company_name}` in a template, in one pass
 /// over the template: the names go in as they are, never read as
 /// placeholders themselves (an assistant named `{company_name}` stays so).
+/// French elision applies before a name that starts with a vowel: "de
+/// {company_name}" with "Agence du Port" reads "d'Agence du Port" (a name
+/// starting with an h is left as "de": whether it elides depends on the
+/// word, which no rule here knows).
 pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
     const AGENT: &str = "{agent_name}";
     const COMPANY: &str = "{company_name}";
@@ -165,10 +169,10 @@ pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
         if let Some(after) = rest.strip_prefix(AGENT) {
-            out.push_str(agent_name);
+            push_name(&mut out, agent_name);
             rest = after;
         } else if let Some(after) = rest.strip_prefix(COMPANY) {
-            out.push_str(company_name);
+            push_name(&mut out, company_name);
             rest = after;
         } else {
             out.push('{');
@@ -177,6 +181,25 @@ pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Appends `name`, eliding a "de" written just before it ("de" + "Agence"
+/// → "d'Agence").
+fn push_name(out: &mut String, name: &str) {
+    let vowel = name
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouyàâäéèêëîïôöùûüÿæœ".contains(c.to_lowercase().next().unwrap_or(c)));
+    if vowel {
+        if let Some(before) = out.strip_suffix("de ") {
+            if before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == '(') {
+                let keep = before.len();
+                out.truncate(keep);
+                out.push_str("d'");
+            }
+        }
+    }
+    out.push_str(name);
 }
 
 /// The system prompt of `agent`, rendered, with the shared conversation rules.
@@ -321,5 +344,32 @@ mod tests {
             "{ {agent} {Léa} {company_name"
         );
         assert_eq!(render("", "Léa", "Dupont"), "");
+    }
+
+    #[test]
+    fn de_is_elided_before_a_name_that_starts_with_a_vowel() {
+        let template = "Bonjour, {agent_name} de {company_name}.";
+        for (company, expected) in [
+            ("Agence du Port", "Bonjour, Sara d'Agence du Port."),
+            ("Élan Coiffure", "Bonjour, Sara d'Élan Coiffure."),
+            ("orange bleue", "Bonjour, Sara d'orange bleue."),
+            ("Yvelines Habitat", "Bonjour, Sara d'Yvelines Habitat."),
+            ("Boulangerie Léa", "Bonjour, Sara de Boulangerie Léa."),
+            ("Hôtel du Parc", "Bonjour, Sara de Hôtel du Parc."),
+            ("123 Immo", "Bonjour, Sara de 123 Immo."),
+            ("", "Bonjour, Sara de ."),
+        ] {
+            assert_eq!(render(template, "Sara", company), expected);
+        }
+        // Only the word "de": "du support", "l'agence", "Sarde" stay.
+        assert_eq!(
+            render("{agent_name} du support {company_name}", "Léa", "Atelier"),
+            "Léa du support Atelier"
+        );
+        assert_eq!(
+            render("Sarde {company_name}", "Léa", "Atelier"),
+            "Sarde Atelier"
+        );
+        assert_eq!(render("de {company_name}", "Léa", "Atelier"), "d'Atelier");
     }
 }
