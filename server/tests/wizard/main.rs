@@ -313,13 +313,16 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
 
     // The summary, then completion.
     b.step("complete").await;
-    assert_eq!(
-        b.text("summary").await,
-        "Entreprise\nBoulangerie Martin\nSecteur d'activité\nBoulangerie\nTéléphone\n+33612345678\n\
+    let summary = "Entreprise\nBoulangerie Martin\nSecteur d'activité\nBoulangerie\nTéléphone\n+33612345678\n\
          E-mail\ncontact@boulangerie-martin.fr\nCanaux\nTéléphone, SMS\n\
          Agent\nLéa (Accueil téléphonique), voix Rachel\nBase de connaissances\n1 texte collé\n\
-         Rendez-vous\nCal.com, événement 123456, Europe/Paris"
-    );
+         Rendez-vous\nCal.com, événement 123456, Europe/Paris";
+    assert_eq!(b.text("summary").await, summary);
+    // Reloaded there, the page names the agent type and the voice the same
+    // (the catalogue is read for the summary too, not only on the phone step).
+    b.client.refresh().await.expect("reload");
+    b.step("complete").await;
+    assert_eq!(b.text("summary").await, summary);
     b.click("#finish").await;
     b.until(
         "the completion message",
@@ -749,6 +752,7 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
             "return [document.getElementById('phone-active').textContent,
                      document.getElementById('phone-verify').hidden,
                      document.getElementById('verify-done').textContent,
+                     document.activeElement.id,
                      document.documentElement.scrollWidth <= 360]"
         )
         .await,
@@ -756,6 +760,7 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
             "Oui",
             true,
             "Numéro +33612345678 vérifié : votre agent prend ses appels.",
+            "verify-done",
             true
         ])
     );

@@ -161,6 +161,8 @@ async function verifyCode() {
     : `Numéro ${answer.phone_number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
   $('verify-done').textContent = done;
   $('verify-done').hidden = false;
+  // The form the focus was in is gone: the focus goes to what replaced it.
+  $('verify-done').focus();
   announce(done);
 }
 

@@ -64,7 +64,9 @@ function neighbour(name, delta) {
 }
 
 async function show(name) {
-  if (name === 'phone') await loadCatalog();
+  // The summary names the agent type and the voice as the phone step does,
+  // also when the page was reloaded past that step.
+  if (name === 'phone' || (name === 'complete' && applies('phone'))) await loadCatalog();
   if (name === 'verification' || name === 'complete') await refreshSession();
   if (name === 'verification') prepareVerification();
   if (name === 'complete') renderSummary();
@@ -594,7 +596,9 @@ function agentTypeName(id) {
 }
 
 function voiceName(id) {
-  const voice = state.catalog && state.catalog.voices.find((v) => v.id === id);
+  // A voice saved as `female` or `male` is the catalogue's voice for it.
+  const voices = state.catalog ? state.catalog.voices : [];
+  const voice = voices.find((v) => v.id === id) || voices.find((v) => v.default_for === id);
   return voice ? voice.name : id;
 }
 
