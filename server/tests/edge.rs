@@ -609,7 +609,8 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
 }
 
 /// Another process holding the write lock past the busy timeout: 503 with
-/// Retry-After, then served once it lets go.
+/// Retry-After for the writes, then served once it lets go. Reads need no
+/// write lock: they are answered meanwhile, even sent together with writes.
 #[tokio::test]
 async fn a_locked_database_is_503_with_retry_after() {
     let (mut config, dir) = temp_config();
@@ -617,6 +618,11 @@ async fn a_locked_database_is_503_with_retry_after() {
     let mut server = TestServer::start(config, dir).await;
     // Served once: the database is open and migrated before it is locked.
     assert_eq!(server.get("/healthz").await.status, 200);
+    let created = server.post(CREATE, "{}").await.json();
+    let session = format!(
+        "/api/v1/onboarding/session/{}",
+        created["session_id"].as_str().unwrap()
+    );
     let locker = rusqlite::Connection::open(&server.db_path).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let reply = server.post(CREATE, "{}").await;
@@ -628,6 +634,17 @@ async fn a_locked_database_is_503_with_retry_after() {
         )
     );
     assert_eq!(reply.header("retry-after"), Some("1"));
+    let (write, health, get, voices) = tokio::join!(
+        server.post(CREATE, "{}"),
+        server.get("/healthz"),
+        server.get(&session),
+        server.get("/api/v1/onboarding/voices"),
+    );
+    assert_eq!(
+        [write.status, health.status, get.status, voices.status],
+        [503, 200, 200, 200]
+    );
+    assert_eq!(get.json()["current_step"], 1);
     locker.execute_batch("ROLLBACK").unwrap();
     assert_eq!(server.post(CREATE, "{}").await.status, 201);
     server.stop().await;

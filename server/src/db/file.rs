@@ -45,7 +45,36 @@ impl Backend for File {
             replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))));
             return;
         }
-        run_batch(&self.db, queries, replies);
+        if queries.iter().all(|q| !q.reads_only()) {
+            run_batch(&self.db, queries, replies);
+            return;
+        }
+        // Reads go first, in a read transaction of their own: in WAL mode
+        // it needs no write lock, so while another process holds that lock
+        // past the busy timeout, the reads are answered and only the writes
+        // answer 503. Their order against the batch's writes does not
+        // matter: a client's write is answered (committed) before it sends
+        // its next request.
+        let (reads, writes): (Vec<(usize, &Query)>, Vec<(usize, &Query)>) = queries
+            .iter()
+            .copied()
+            .enumerate()
+            .partition(|(_, q)| q.reads_only());
+        let mut answers: Vec<Option<Outcome>> = (0..queries.len()).map(|_| None).collect();
+        for ((at, _), outcome) in reads.iter().zip(read_batch(&self.db.conn, &reads)) {
+            answers[*at] = Some(outcome);
+        }
+        if !writes.is_empty() {
+            let jobs: Vec<&Query> = writes.iter().map(|(_, q)| *q).collect();
+            run_batch(&self.db, &jobs, replies);
+            for ((at, _), outcome) in writes.iter().zip(replies.drain(..)) {
+                answers[*at] = Some(outcome);
+            }
+        }
+        replies.clear();
+        replies.extend(answers.into_iter().map(|a| {
+            a.unwrap_or_else(|| Err(Failure::Sql("a call of the batch got no answer".into())))
+        }));
     }
 
     fn after_batch(&mut self) {
@@ -153,6 +182,25 @@ fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran 
     replies.clear();
     replies.extend(jobs.iter().map(|job| run_alone(conn, job)));
     ran
+}
+
+/// Runs read-only calls in one read transaction (a deferred `BEGIN` that
+/// only ever reads takes no write lock), one answer per call in order.
+fn read_batch(conn: &Connection, reads: &[(usize, &Query)]) -> Vec<Outcome> {
+    if let Err(e) = exec(conn, "BEGIN") {
+        let failure = Failure::from(&e);
+        return reads.iter().map(|_| Err(failure.clone())).collect();
+    }
+    let answers = reads.iter().map(|(_, q)| q.run(conn)).collect();
+    if !conn.is_autocommit() {
+        // Nothing was written: ending the read transaction cannot fail on
+        // the data, and an error here only leaves it to the next BEGIN.
+        if let Err(e) = exec(conn, "COMMIT") {
+            tracing::error!(error = %error_text(&e), "cannot end a read transaction");
+            let _ = exec(conn, "ROLLBACK");
+        }
+    }
+    answers
 }
 
 /// The library's host-rollback mode for the span of one batch: on while it

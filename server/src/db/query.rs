@@ -98,6 +98,21 @@ const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 
      'engine_version', onboarding_version())";
 
 impl Query {
+    /// Whether the call only reads: the library registers these functions
+    /// as readers (or constants), so they run in a read transaction, which
+    /// needs no write lock.
+    pub(super) fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            Query::Get { .. }
+                | Query::AgentTypes
+                | Query::Voices
+                | Query::Health
+                | Query::KbGet { .. }
+                | Query::KbSearch { .. }
+        )
+    }
+
     /// The call's one statement and its arguments. `request_key`, given by
     /// a backend whose commit can have an unknown outcome, turns a create
     /// into `onboarding_create(?1, ?2, ?3, ?4)`, which answers the first
