@@ -55,7 +55,7 @@ impl Backend for File {
         // answer 503. Their order against the batch's writes does not
         // matter: a client's write is answered (committed) before it sends
         // its next request.
-        let (reads, writes): (Vec<(usize, &Query)>, Vec<(usize, &Query)>) = queries
+        let (reads, writes): (Vec<Indexed>, Vec<Indexed>) = queries
             .iter()
             .copied()
             .enumerate()
@@ -184,9 +184,12 @@ fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran 
     ran
 }
 
+/// A call of a batch, with its place in the batch.
+type Indexed<'q> = (usize, &'q Query);
+
 /// Runs read-only calls in one read transaction (a deferred `BEGIN` that
 /// only ever reads takes no write lock), one answer per call in order.
-fn read_batch(conn: &Connection, reads: &[(usize, &Query)]) -> Vec<Outcome> {
+fn read_batch(conn: &Connection, reads: &[Indexed]) -> Vec<Outcome> {
     if let Err(e) = exec(conn, "BEGIN") {
         let failure = Failure::from(&e);
         return reads.iter().map(|_| Err(failure.clone())).collect();

@@ -7,7 +7,7 @@
 //! `sqlite3_stmt_readonly` reports `SELECT onboarding_*()` as read-only even
 //! for the writers, so a reader pool could not tell them apart safely, and a
 //! catalogue or `onboarding_get` call costs a few microseconds here anyway.
-//! The routes that only read ([`Query::reads_only`]) run first in a read
+//! The routes that only read (`Query::reads_only`) run first in a read
 //! transaction of their own, which needs no write lock: another process
 //! holding that lock delays and fails only the writes.
 //!
