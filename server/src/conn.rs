@@ -5,7 +5,7 @@
 //! capped at [`MAX_HEADER_BYTES`] (so an unfinished head costs at most that
 //! much memory), open connections are capped in total and per client
 //! address, and a connection must finish its headers within
-//! [`HEADER_TIMEOUT`]. At shutdown, connections with no request in flight
+//! `HEADER_TIMEOUT`. At shutdown, connections with no request in flight
 //! (idle keep-alive, or headers still trickling in) close at once; those
 //! with one finish it first.
 
