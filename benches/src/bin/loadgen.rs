@@ -479,7 +479,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// CPU seconds (user + system) a process has used so far, from
-/// /proc/<pid>/stat (clock ticks of 1/100 s, Linux's USER_HZ).
+/// `/proc/<pid>/stat` (clock ticks of 1/100 s, Linux's USER_HZ).
 fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name, which may hold spaces.

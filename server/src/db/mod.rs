@@ -27,7 +27,7 @@
 //! once the log holding it is on disk; meanwhile the writer runs the next
 //! batch instead of waiting for the disk.
 //!
-//! The batch runs on a [`query::Backend`]: the single file (the default), or
+//! The batch runs on a `query::Backend`: the single file (the default), or
 //! with `--dqlite` the leader of a dqlite cluster (`dqlite.rs`), where one
 //! batch is one Raft entry.
 //!
