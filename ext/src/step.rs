@@ -61,15 +61,19 @@ pub fn step(
                 &session.id,
             ),
         )?;
-        // Written out rather than built as a map and serialised: four of a
-        // flow's six calls answer this.
-        Ok(format!(
-            r#"{{"success":true,"session_id":{},"step":"{}","current_step":{},"progress_percentage":{}}}"#,
-            json::string(&session.id),
-            step.name(),
-            progress.step,
-            progress.percentage,
-        ))
+        // Written out rather than built as a map and serialised (or run
+        // through the formatter): four of a flow's six calls answer this.
+        let mut answer = String::with_capacity(128);
+        answer.push_str(r#"{"success":true,"session_id":"#);
+        answer.push_str(&json::string(&session.id));
+        answer.push_str(r#","step":""#);
+        answer.push_str(step.name());
+        answer.push_str(r#"","current_step":"#);
+        push_int(&mut answer, progress.step);
+        answer.push_str(r#","progress_percentage":"#);
+        push_int(&mut answer, progress.percentage);
+        answer.push('}');
+        Ok(answer)
     })
 }
 
@@ -85,9 +89,9 @@ fn save(
 ) -> Result<String> {
     Ok(match step {
         Step::Business => save_business(conn, session, &validate::business(map)?, now)?,
-        Step::Channels => json::to_text(&json!({ "channels": validate::channels(map)? })),
+        Step::Channels => channels_text(&validate::channels(map)?),
         Step::Vapi => validate::vapi(map)?.to_text(),
-        Step::Kb => json::to_text(&validate::kb(map, &settings.crawl_allow_hosts)?),
+        Step::Kb => validate::kb(map, &settings.crawl_allow_hosts)?,
         Step::Appointments => json::to_text(&save_appointments(
             conn,
             session,
@@ -95,6 +99,44 @@ fn save(
             now,
         )?),
     })
+}
+
+/// Appends `n` in decimal, without the formatter.
+fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
+}
+
+/// `{"channels":["phone","sms"]}`, written out: the names are the
+/// library's own, plain ASCII (a map built and serialised cost more than
+/// the rest of the step's validation).
+fn channels_text(channels: &[&str]) -> String {
+    let mut text = String::from(r#"{"channels":["#);
+    for (i, name) in channels.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push('"');
+        text.push_str(name);
+        text.push('"');
+    }
+    text.push_str("]}");
+    text
 }
 
 /// Refuses an email another tenant holds, then shows the business on the
@@ -178,4 +220,23 @@ fn save_appointments(
         "event_type_id": event_type_id,
         "timezone": timezone,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_and_channels_are_written_as_serde_json_writes_them() {
+        for n in [0, 7, 33, 100, -5, i64::MAX, i64::MIN] {
+            let mut out = String::new();
+            push_int(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        assert_eq!(
+            channels_text(&["phone", "sms"]),
+            json::to_text(&json!({"channels": ["phone", "sms"]}))
+        );
+        assert_eq!(channels_text(&[]), r#"{"channels":[]}"#);
+    }
 }

@@ -550,7 +550,11 @@ pub const KB_METHODS: [&str; 4] = ["website", "documents", "assistant", "skip"];
 
 /// The kb step: `method`; `crawl_url` for `website` (checked against the
 /// public-address rule and stored normalised); `documents` for `documents`.
-pub fn kb(map: &Object, allow: &AllowList) -> Result<Value> {
+/// The kb step, validated, as the JSON text the session keeps:
+/// `{"method":"website","crawl_url":…}` (the URL normalised),
+/// `{"method":"documents","documents":[…]}`, or `{"method":…}`. The usual
+/// ones are written out rather than built as a map and serialised.
+pub fn kb(map: &Object, allow: &AllowList) -> Result<String> {
     let method = required_text(map, "method", 32)?;
     if !KB_METHODS.contains(&method.as_str()) {
         return Err(Error::invalid_field(format!(
@@ -570,13 +574,17 @@ pub fn kb(map: &Object, allow: &AllowList) -> Result<Value> {
                     quote(&crawl_url)
                 ))
             })?;
-            Ok(json!({ "method": method, "crawl_url": url.as_str() }))
+            Ok(format!(
+                r#"{{"method":"website","crawl_url":{}}}"#,
+                crate::json::string(url.as_str())
+            ))
         }
-        "documents" => Ok(json!({
+        "documents" => Ok(crate::json::to_text(&json!({
             "method": method,
             "documents": documents(map.get("documents"))?,
-        })),
-        _ => Ok(json!({ "method": method })),
+        }))),
+        // One of KB_METHODS: plain ASCII, no escaping.
+        _ => Ok(format!(r#"{{"method":"{method}"}}"#)),
     }
 }
 
