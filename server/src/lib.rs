@@ -87,11 +87,13 @@ pub async fn run(
         sender.stop().await;
     }
     stop_crawlers(stop_crawl, crawlers).await;
+    crawl::release_held(&writer, &config.crawl.held).await;
     writer.close().await
 }
 
 /// Stops the crawler workers. A worker mid-page is aborted: its job keeps
-/// its frontier and is resumed by the next claim once the lease expires.
+/// its frontier and is resumed by the next claim once the lease expires;
+/// the turn of the site it held is given back by the caller.
 async fn stop_crawlers(
     stop: tokio::sync::watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,

@@ -499,6 +499,48 @@ async fn two_crawler_processes_on_one_site_take_turns() {
     server.stop().await;
 }
 
+/// The server stopped (SIGTERM's path) while its crawler waits for a page
+/// (`/lent` answers after 4 s): the worker is aborted mid-request, and the
+/// turn of the site it held is given back, so that another process's
+/// crawler need not wait out the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_request_gives_the_sites_turn_back() {
+    let site = Fixture::start(false).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        limits: Limits {
+            response: Duration::from_secs(10),
+            ..Limits::default()
+        },
+        ..crawl_config(&site)
+    };
+    let db_path = config.db_path.clone();
+    let mut server = TestServer::start(config, dir).await;
+    completed_website_session(&server, "a@salon-lea.fr", &site.url("/")).await;
+    // Bounded: the fixture's whole crawl takes about 40 s.
+    for _ in 0..1200 {
+        if site.log().iter().any(|r| r.path == "/lent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        site.log().iter().any(|r| r.path == "/lent"),
+        "{:?}",
+        site.log()
+    );
+    let db = Connection::open(&db_path).unwrap();
+    let holder = |db: &Connection| -> Option<String> {
+        db.query_row("SELECT holder FROM kb_site_turns", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(holder(&db).is_some(), "the turn is held during the request");
+    server.stop().await;
+    assert_eq!(holder(&db), None);
+    // The job is left running under its lease, to be resumed.
+    assert_eq!(job_row(&db)[0], "running");
+}
+
 /// One row of the database file as JSON (the tests' reading connection).
 fn job_row(db: &Connection) -> Value {
     db.query_row(

@@ -54,6 +54,31 @@ pub struct CrawlConfig {
     /// Names resolved to these addresses instead of DNS (tests); the rule
     /// still applies to them.
     pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
+    /// The sites' turns this process's workers hold (worker → URL), shared
+    /// by the clones of this configuration: given back at shutdown by
+    /// [`release_held`], after the workers are stopped mid-request.
+    pub held: HeldTurns,
+}
+
+/// Worker name → the URL whose site's turn it holds.
+pub type HeldTurns = Arc<std::sync::Mutex<HashMap<String, String>>>;
+
+/// Gives back the turns of `held` (workers stopped mid-request), so that
+/// the crawlers of other processes need not wait out their holds.
+pub async fn release_held(writer: &Writer, held: &HeldTurns) {
+    let turns: Vec<(String, String)> = match held.lock() {
+        Ok(mut map) => map.drain().collect(),
+        Err(_) => return,
+    };
+    for (worker, url) in turns {
+        let payload = json!({"url": url, "worker": worker, "gap_ms": 1000});
+        match sql(writer, KbFunction::SiteRelease, payload).await {
+            Ok(_) => tracing::info!(%url, %worker, "a stopped worker's turn of a site given back"),
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "a stopped worker's turn could not be given back")
+            }
+        }
+    }
 }
 
 impl Default for CrawlConfig {
@@ -69,6 +94,7 @@ impl Default for CrawlConfig {
             idle_poll: Duration::from_secs(2),
             limits: Limits::default(),
             resolve_overrides: HashMap::new(),
+            held: HeldTurns::default(),
         }
     }
 }
@@ -201,6 +227,8 @@ impl Polite<'_> {
 pub struct SiteTurns {
     writer: Writer,
     worker: String,
+    /// Where this process notes the turn while it holds it.
+    held: HeldTurns,
     /// How long a request holds the turn at most ([`Fetcher::turn_hold`]).
     hold: Duration,
     /// The job's lease renewal, sent while a turn is awaited for long.
@@ -260,7 +288,12 @@ impl SiteTurns {
         let mut renewed = started;
         loop {
             let wait = match sql(&self.writer, KbFunction::SiteTake, payload.clone()).await {
-                Ok(answer) if answer["granted"] == true => return Ok(()),
+                Ok(answer) if answer["granted"] == true => {
+                    if let Ok(mut held) = self.held.lock() {
+                        held.insert(self.worker.clone(), url.to_string());
+                    }
+                    return Ok(());
+                }
                 Ok(answer) => answer["retry_after_ms"].as_u64().unwrap_or(250),
                 Err(e) => {
                     tracing::warn!(url = %url, error = %e, "the site's turn could not be asked for");
@@ -283,6 +316,9 @@ impl SiteTurns {
     /// Gives the turn back: the next request to the site waits `gap`. A
     /// failure only logs: the turn then frees itself when its hold ends.
     async fn release(&self, url: &Url, gap: Duration) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(&self.worker);
+        }
         let gap_ms = (gap.as_millis() as u64).min(600_000);
         let payload = json!({"url": url.as_str(), "worker": self.worker, "gap_ms": gap_ms});
         if let Err(e) = sql(&self.writer, KbFunction::SiteRelease, payload).await {
@@ -344,6 +380,7 @@ impl<'a> Crawl<'a> {
         let turns = Arc::new(SiteTurns {
             writer: self.writer.clone(),
             worker: self.worker.to_string(),
+            held: Arc::clone(&self.config.held),
             hold: Fetcher::turn_hold(&self.config.limits),
             renew: json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": lease}),
             renew_every: Duration::from_secs((lease.max(3) / 3) as u64),
