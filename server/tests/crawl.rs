@@ -390,6 +390,18 @@ async fn a_javascript_only_site_and_a_name_resolving_to_a_private_address() {
     server.stop().await;
 }
 
+/// The fixture's log holds `n` requests, one at a time, each at least a
+/// second after the one before.
+fn one_at_a_time_a_second_apart(log: &[fixture::Logged], n: usize) {
+    assert_eq!(log.len(), n, "{log:?}");
+    assert!(log.iter().all(|r| r.in_flight == 1), "{log:?}");
+    assert!(
+        log.windows(2)
+            .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
+        "{log:?}"
+    );
+}
+
 /// Two sessions of one business crawl the same site on two workers: the
 /// site still gets one request at a time, a second apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,14 +418,7 @@ async fn two_workers_on_one_site_take_turns() {
     for s in [&a, &b] {
         assert_eq!(wait_for_job(&server, s).await["job"]["status"], "failed");
     }
-    let log = shell.log();
-    assert_eq!(log.len(), 6, "{log:?}");
-    assert!(log.iter().all(|r| r.in_flight == 1), "{log:?}");
-    assert!(
-        log.windows(2)
-            .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
-        "{log:?}"
-    );
+    one_at_a_time_a_second_apart(&shell.log(), 6);
     server.stop().await;
 }
 
@@ -477,14 +482,7 @@ async fn two_crawler_processes_on_one_site_take_turns() {
         })
         .collect();
     assert!((started[0] - started[1]).abs() < 1000, "{jobs:?}");
-    let log = shell.log();
-    assert_eq!(log.len(), 6, "{log:?}");
-    assert!(log.iter().all(|r| r.in_flight == 1), "{log:?}");
-    assert!(
-        log.windows(2)
-            .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
-        "{log:?}"
-    );
+    one_at_a_time_a_second_apart(&shell.log(), 6);
     // The turn was given back: nobody holds the site.
     let holder: Option<String> = db
         .query_row("SELECT holder FROM kb_site_turns", [], |r| r.get(0))
