@@ -426,6 +426,24 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         .unwrap()
         .to_string();
     assert_search_shows(&b, &server, &session_id, "ouvert le samedi ?", "Horaires").await;
+    // Snippets are stored Markdown lines; the page shows them as text.
+    assert_eq!(
+        b.eval(
+            "return import('/assets/dashboard.js').then(m => [
+                 '| Samedi | 9h00 – 18h00 |', '## Horaires d\\'ouverture', '* Croissant : 1,20 €',
+                 '2. Pain **au levain**', '> Voir [nos tarifs](https://x.fr/tarifs) en `ligne`',
+                 'Ouvert du lundi au samedi.'].map(m.readable))"
+        )
+        .await,
+        json!([
+            "Samedi · 9h00 – 18h00",
+            "Horaires d'ouverture",
+            "Croissant : 1,20 €",
+            "Pain au levain",
+            "Voir nos tarifs en ligne",
+            "Ouvert du lundi au samedi."
+        ])
+    );
     b.screenshot(&screenshot_path("dashboard.png")).await;
     b.quit().await;
 
@@ -1317,6 +1335,19 @@ async fn assert_search_shows(
             };
             json!([line, r["snippet"]])
         })
+        .collect();
+    // What the page shows of each snippet: its own `readable` of it.
+    let snippets: Vec<&Value> = expected.iter().map(|e| &e[1]).collect();
+    let readable = b
+        .eval(&format!(
+            "return import('/assets/dashboard.js').then(m => {}.map(m.readable))",
+            json!(snippets)
+        ))
+        .await;
+    let expected: Vec<Value> = expected
+        .iter()
+        .zip(readable.as_array().expect("readable snippets"))
+        .map(|(e, shown)| json!([e[0], shown]))
         .collect();
     let shown = b
         .eval(

@@ -227,6 +227,22 @@ async function showKnowledge(session) {
   $('search').hidden = false;
 }
 
+/**
+ * A snippet as a person reads it: the search answers the stored Markdown
+ * line, so a table row's cells are joined ("Samedi · 9h00 – 18h00") and a
+ * list item's or heading's marker and emphasis marks are dropped.
+ */
+export function readable(line) {
+  let text = line.trim();
+  if (text.startsWith('|')) {
+    text = text.split('|').map((cell) => cell.trim()).filter((cell) => cell !== '').join(' · ');
+  }
+  return text
+    .replace(/^(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)/, '')
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/\*\*|__|`/g, '');
+}
+
 async function search(event) {
   event.preventDefault();
   const query = $('q').value;
@@ -243,7 +259,7 @@ async function search(event) {
       heading.textContent = result.heading && result.heading !== result.title ? `${result.title} › ${result.heading}` : result.title;
       const snippet = document.createElement('p');
       snippet.className = 'snippet';
-      snippet.textContent = result.snippet;
+      snippet.textContent = readable(result.snippet);
       item.append(heading, snippet);
       list.append(item);
     }
