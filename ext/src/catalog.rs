@@ -186,10 +186,15 @@ pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
 /// Appends `name`, eliding a "de" written just before it ("de" + "Agence"
 /// → "d'Agence").
 fn push_name(out: &mut String, name: &str) {
-    let vowel = name
-        .chars()
-        .next()
-        .is_some_and(|c| "aeiouyàâäéèêëîïôöùûüÿæœ".contains(c.to_lowercase().next().unwrap_or(c)));
+    let mut letters = name.chars().flat_map(char::to_lowercase);
+    let is_vowel = |c: char| "aeiouàâäáãåéèêëíìîïóòôöõøúùûüæœ".contains(c);
+    let vowel = match letters.next() {
+        // A "y" before a vowel sounds as a consonant: "de YouTube", "de
+        // Yoga", but "d'Yvelines".
+        Some('y' | 'ÿ') => !letters.next().is_some_and(is_vowel),
+        Some(c) => is_vowel(c),
+        None => false,
+    };
     if vowel {
         if let Some(before) = out.strip_suffix("de ") {
             if before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == '(') {
@@ -354,6 +359,10 @@ mod tests {
             ("Élan Coiffure", "Bonjour, Sara d'Élan Coiffure."),
             ("orange bleue", "Bonjour, Sara d'orange bleue."),
             ("Yvelines Habitat", "Bonjour, Sara d'Yvelines Habitat."),
+            ("Yoga Studio", "Bonjour, Sara de Yoga Studio."),
+            ("Øster Design", "Bonjour, Sara d'Øster Design."),
+            ("Ángel Peinados", "Bonjour, Sara d'Ángel Peinados."),
+            ("ÉLAN", "Bonjour, Sara d'ÉLAN."),
             ("Boulangerie Léa", "Bonjour, Sara de Boulangerie Léa."),
             ("Hôtel du Parc", "Bonjour, Sara de Hôtel du Parc."),
             ("123 Immo", "Bonjour, Sara de 123 Immo."),

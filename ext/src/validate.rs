@@ -550,20 +550,21 @@ pub const KB_METHODS: [&str; 4] = ["website", "documents", "assistant", "skip"];
 
 /// The kb step: `method`; `crawl_url` for `website` (checked against the
 /// public-address rule and stored normalised); `documents` for `documents`.
-/// The kb step, validated, as the JSON text the session keeps:
-/// `{"method":"website","crawl_url":…}` (the URL normalised),
-/// `{"method":"documents","documents":[…]}`, or `{"method":…}`. The usual
-/// ones are written out rather than built as a map and serialised.
+/// Answers the JSON text the session keeps: `{"method":"website",
+/// "crawl_url":…}`, `{"method":"documents","documents":[…]}`, or
+/// `{"method":…}`; the usual ones are written out rather than built as a map
+/// and serialised.
 pub fn kb(map: &Object, allow: &AllowList) -> Result<String> {
-    let method = required_text(map, "method", 32)?;
-    if !KB_METHODS.contains(&method.as_str()) {
+    let typed = required_text(map, "method", 32)?;
+    // The library's own name from here on: it goes into JSON unescaped.
+    let Some(method) = KB_METHODS.iter().copied().find(|m| *m == typed) else {
         return Err(Error::invalid_field(format!(
             "method {} is not a knowledge-base method (expected one of {})",
-            quote(&method),
+            quote(&typed),
             KB_METHODS.join(", ")
         )));
-    }
-    match method.as_str() {
+    };
+    match method {
         "website" => {
             let crawl_url = optional_text(map, "crawl_url", 2048)?.ok_or_else(|| {
                 Error::invalid_field("crawl_url is required when method is 'website'")
@@ -583,7 +584,7 @@ pub fn kb(map: &Object, allow: &AllowList) -> Result<String> {
             "method": method,
             "documents": documents(map.get("documents"))?,
         }))),
-        // One of KB_METHODS: plain ASCII, no escaping.
+        // One of KB_METHODS: plain ASCII, nothing to escape.
         _ => Ok(format!(r#"{{"method":"{method}"}}"#)),
     }
 }

@@ -650,6 +650,45 @@ async fn a_locked_database_is_503_with_retry_after() {
     server.stop().await;
 }
 
+/// A read queued with a write behind another process's lock is answered
+/// before that write waits out the busy timeout, not after it: a first
+/// write holds the writer in its wait while a read and a second write
+/// queue, and they come out as one batch.
+#[tokio::test]
+async fn a_read_queued_with_a_write_is_answered_before_the_write_waits() {
+    let (mut config, dir) = temp_config();
+    config.busy_timeout = Duration::from_millis(1000);
+    let mut server = TestServer::start(config, dir).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let addr = server.addr;
+    let timed = |method: &'static str, path: &'static str| {
+        tokio::spawn(async move {
+            let body: &[u8] = if method == "POST" { b"{}" } else { b"" };
+            let reply = request(addr, method, path, &[], body).await;
+            (reply.status, std::time::Instant::now())
+        })
+    };
+    let first = timed("POST", CREATE);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let read = timed("GET", "/healthz");
+    let second = timed("POST", CREATE);
+    let (first, read, second) = (
+        first.await.unwrap(),
+        read.await.unwrap(),
+        second.await.unwrap(),
+    );
+    assert_eq!([first.0, read.0, second.0], [503, 200, 503]);
+    assert!(
+        read.1 + Duration::from_millis(500) < second.1,
+        "the read waited for the write queued with it"
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(server.post(CREATE, "{}").await.status, 201);
+    server.stop().await;
+}
+
 /// A head not finished within 30 s gets a JSON 408; an idle keep-alive
 /// connection is closed without a word.
 #[tokio::test]

@@ -162,10 +162,11 @@ fn shown_score(score: f64) -> f64 {
     if score == 0.0 || !score.is_finite() {
         return 0.0;
     }
+    // Capped where 10^decimals stays finite (bm25 never goes below 1e-9).
     let decimals = if score.abs() >= 1e-3 {
         4
     } else {
-        3 - score.abs().log10().floor() as i32
+        (3 - score.abs().log10().floor() as i32).min(300)
     };
     let scale = 10f64.powi(decimals);
     (score * scale).round() / scale
@@ -224,5 +225,6 @@ mod tests {
         assert_eq!(shown_score(2.134_567e-6), 2.135e-6);
         assert_eq!(shown_score(0.0), 0.0);
         assert_eq!(shown_score(f64::NAN), 0.0);
+        assert!(shown_score(1e-306).is_finite() && shown_score(5e-324).is_finite());
     }
 }

@@ -45,36 +45,17 @@ impl Backend for File {
             replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))));
             return;
         }
-        if queries.iter().all(|q| !q.reads_only()) {
-            run_batch(&self.db, queries, replies);
+        if queries.iter().all(|q| q.reads_only()) {
+            // A read transaction: in WAL mode it needs no write lock.
+            replies.clear();
+            replies.extend(read_batch(&self.db.conn, queries));
             return;
         }
-        // Reads go first, in a read transaction of their own: in WAL mode
-        // it needs no write lock, so while another process holds that lock
-        // past the busy timeout, the reads are answered and only the writes
-        // answer 503. Their order against the batch's writes does not
-        // matter: a client's write is answered (committed) before it sends
-        // its next request.
-        let (reads, writes): (Vec<Indexed>, Vec<Indexed>) = queries
-            .iter()
-            .copied()
-            .enumerate()
-            .partition(|(_, q)| q.reads_only());
-        let mut answers: Vec<Option<Outcome>> = (0..queries.len()).map(|_| None).collect();
-        for ((at, _), outcome) in reads.iter().zip(read_batch(&self.db.conn, &reads)) {
-            answers[*at] = Some(outcome);
-        }
-        if !writes.is_empty() {
-            let jobs: Vec<&Query> = writes.iter().map(|(_, q)| *q).collect();
-            run_batch(&self.db, &jobs, replies);
-            for ((at, _), outcome) in writes.iter().zip(replies.drain(..)) {
-                answers[*at] = Some(outcome);
-            }
-        }
-        replies.clear();
-        replies.extend(answers.into_iter().map(|a| {
-            a.unwrap_or_else(|| Err(Failure::Sql("a call of the batch got no answer".into())))
-        }));
+        run_batch(&self.db, queries, replies);
+    }
+
+    fn reads_apart(&self) -> bool {
+        true
     }
 
     fn after_batch(&mut self) {
@@ -184,23 +165,22 @@ fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran 
     ran
 }
 
-/// A call of a batch, with its place in the batch.
-type Indexed<'q> = (usize, &'q Query);
-
 /// Runs read-only calls in one read transaction (a deferred `BEGIN` that
 /// only ever reads takes no write lock), one answer per call in order.
-fn read_batch(conn: &Connection, reads: &[Indexed]) -> Vec<Outcome> {
+fn read_batch(conn: &Connection, reads: &[&Query]) -> Vec<Outcome> {
     if let Err(e) = exec(conn, "BEGIN") {
         let failure = Failure::from(&e);
         return reads.iter().map(|_| Err(failure.clone())).collect();
     }
-    let answers = reads.iter().map(|(_, q)| q.run(conn)).collect();
+    let answers = reads.iter().map(|q| q.run(conn)).collect();
     if !conn.is_autocommit() {
         // Nothing was written: ending the read transaction cannot fail on
         // the data, and an error here only leaves it to the next BEGIN.
         if let Err(e) = exec(conn, "COMMIT") {
             tracing::error!(error = %error_text(&e), "cannot end a read transaction");
-            let _ = exec(conn, "ROLLBACK");
+            if let Err(e) = exec(conn, "ROLLBACK") {
+                tracing::error!(error = %error_text(&e), "cannot roll back a read transaction");
+            }
         }
     }
     answers

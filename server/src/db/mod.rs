@@ -7,9 +7,11 @@
 //! `sqlite3_stmt_readonly` reports `SELECT onboarding_*()` as read-only even
 //! for the writers, so a reader pool could not tell them apart safely, and a
 //! catalogue or `onboarding_get` call costs a few microseconds here anyway.
-//! The routes that only read (`Query::reads_only`) run first in a read
-//! transaction of their own, which needs no write lock: another process
-//! holding that lock delays and fails only the writes.
+//! The routes that only read (`Query::reads_only`) run as batches of their
+//! own, in a read transaction, which needs no write lock, and are answered
+//! before the writes queued with them run: another process holding that
+//! lock fails only the writes (a read waits at most for a write already
+//! waiting for the lock).
 //!
 //! Why group commit: a commit (an fsync with `synchronous=FULL`) costs far
 //! more than a call. The thread takes every call waiting in the queue (up to

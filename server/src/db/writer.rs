@@ -100,6 +100,16 @@ impl Writer {
     }
 }
 
+/// Runs the calls of `batch` as one batch and hands their answers to the
+/// backend to deliver; `batch` is left empty.
+fn run_one(backend: &mut dyn Backend, batch: &mut Vec<Job>, replies: &mut Vec<Outcome>) {
+    let queries: Vec<&Query> = batch.iter().map(|job| &job.query).collect();
+    backend.run_batch(&queries, replies);
+    backend.after_batch();
+    let answers = batch.drain(..).map(|job| job.reply).zip(replies.drain(..));
+    backend.deliver(answers.collect());
+}
+
 /// The thread's loop: take a batch, run it, answer it; until closed.
 fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -127,13 +137,27 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
         if batch.is_empty() {
             continue;
         }
-        let queries: Vec<&Query> = batch.iter().map(|job| &job.query).collect();
-        backend.run_batch(&queries, &mut replies);
-        transactions += 1;
-        calls += batch.len() as u64;
-        backend.after_batch();
-        let answers = batch.drain(..).map(|job| job.reply).zip(replies.drain(..));
-        backend.deliver(answers.collect());
+        let mixed = backend.reads_apart()
+            && batch.iter().any(|job| job.query.reads_only())
+            && batch.iter().any(|job| !job.query.reads_only());
+        if mixed {
+            // The reads first, answered before the writes run: a write may
+            // wait out the busy timeout for another process's lock, which
+            // the reads do not need. Their order against the writes does
+            // not matter: a client's write is answered (committed) before
+            // it sends its next request.
+            let (reads, writes): (Vec<Job>, Vec<Job>) =
+                batch.drain(..).partition(|job| job.query.reads_only());
+            for mut part in [reads, writes] {
+                run_one(&mut *backend, &mut part, &mut replies);
+                transactions += 1;
+                calls += part.len() as u64;
+            }
+        } else {
+            run_one(&mut *backend, &mut batch, &mut replies);
+            transactions += 1;
+            calls += batch.len() as u64;
+        }
     }
     // Calls still queued behind a Close are dropped with the inbox: their
     // tasks get "stopped before answering".
