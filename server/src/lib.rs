@@ -87,7 +87,7 @@ pub async fn run(
         sender.stop().await;
     }
     stop_crawlers(stop_crawl, crawlers).await;
-    crawl::release_held(&writer, &config.crawl.held).await;
+    crawl::release_held(&writer, &config.crawl).await;
     writer.close().await
 }
 

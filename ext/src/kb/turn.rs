@@ -80,8 +80,6 @@ pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<V
     let hold = f.int("hold_seconds", 1..=3600, Some(DEFAULT_HOLD_SECONDS))?;
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
-        let now = iso8601(now_ms);
-        let held_until = iso8601(now_ms + hold * 1000);
         let refused = |holder: Option<&str>, retry_ms: i64| {
             Ok(json!({
                 "success": true, "site": site, "granted": false,
@@ -100,12 +98,13 @@ pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<V
                 return refused(None, next_at - now_ms);
             }
         }
+        let held_until = iso8601(now_ms + hold * 1000);
         sql::execute(
             conn,
             "INSERT INTO kb_site_turns (site, holder, held_until, next_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (site) DO UPDATE SET holder = ?2, held_until = ?3, updated_at = ?4",
-            (&site, &worker, &held_until, &now),
+            (&site, &worker, &held_until, iso8601(now_ms)),
         )?;
         Ok(json!({ "success": true, "site": site, "granted": true, "held_until": held_until }))
     })

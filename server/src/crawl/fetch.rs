@@ -335,18 +335,6 @@ impl Fetcher {
         Ok(response)
     }
 
-    /// `url`, following at most `limits.redirects` redirects inside the
-    /// site of `site`, and its body if it is of an accepted type and size.
-    /// A page robots.txt disallows is not asked for. The site's turn is held
-    /// from the first request to the body's end: one request at a time.
-    pub async fn get(&self, url: &Url, site: &Url, accept: Accept) -> Result<Page, FetchError> {
-        if !self.may_ask(url, accept) {
-            return Err(FetchError::RobotsDisallowed);
-        }
-        let mut pace = self.turn().await;
-        self.get_in_turn(url, site, accept, &mut pace).await
-    }
-
     /// Whether robots.txt lets the crawler ask for `url` (only pages are
     /// checked: robots.txt itself and sitemaps are always asked).
     pub fn may_ask(&self, url: &Url, accept: Accept) -> bool {
@@ -359,8 +347,12 @@ impl Fetcher {
         self.pace.lock().await
     }
 
-    /// [`Fetcher::get`] for a caller holding the site's turn (`pace`, from
-    /// [`Fetcher::turn`]) and having checked [`Fetcher::may_ask`].
+    /// `url`, following at most `limits.redirects` redirects inside the
+    /// site of `site`, and its body if it is of an accepted type and size,
+    /// for a caller holding the site's turn (`pace`, from [`Fetcher::turn`])
+    /// from the first request to the body's end, and having checked
+    /// [`Fetcher::may_ask`]: one request at a time, and a page robots.txt
+    /// disallows never asked for.
     pub async fn get_in_turn(
         &self,
         url: &Url,
@@ -618,8 +610,8 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &pace_of(&url("http://autre.fr/"), min)));
     }
 
-    #[tokio::test]
-    async fn a_page_robots_txt_disallows_is_never_asked_for() {
+    #[test]
+    fn a_page_robots_txt_disallows_is_never_asked_for() {
         let limits = Limits::default();
         let client = Client::new("test", &limits).unwrap();
         // Nothing listens there: a request would fail otherwise.
@@ -632,12 +624,11 @@ mod tests {
             limits,
         );
         fetcher.set_robots(Arc::new(|url: &str| !url.contains("/prive")));
-        let asked = fetcher
-            .get(&site.join("/prive/").unwrap(), &site, Accept::Page)
-            .await;
-        assert!(
-            matches!(asked, Err(FetchError::RobotsDisallowed)),
-            "{asked:?}"
-        );
+        let prive = site.join("/prive/").unwrap();
+        // A page is checked (the crawler's `Polite::get` asks nothing then);
+        // robots.txt and sitemaps are always asked.
+        assert!(!fetcher.may_ask(&prive, Accept::Page));
+        assert!(fetcher.may_ask(&site.join("/tarifs").unwrap(), Accept::Page));
+        assert!(fetcher.may_ask(&prive, Accept::Any));
     }
 }

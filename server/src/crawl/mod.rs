@@ -63,15 +63,17 @@ pub struct CrawlConfig {
 /// Worker name → the URL whose site's turn it holds.
 pub type HeldTurns = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
-/// Gives back the turns of `held` (workers stopped mid-request), so that
-/// the crawlers of other processes need not wait out their holds.
-pub async fn release_held(writer: &Writer, held: &HeldTurns) {
-    let turns: Vec<(String, String)> = match held.lock() {
+/// Gives back the turns that `config`'s workers held when they were
+/// stopped mid-request, so that the crawlers of other processes need not
+/// wait out their holds; the next request keeps the least gap.
+pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
+    let turns: Vec<(String, String)> = match config.held.lock() {
         Ok(mut map) => map.drain().collect(),
         Err(_) => return,
     };
+    let gap_ms = config.limits.min_delay.as_millis() as u64;
     for (worker, url) in turns {
-        let payload = json!({"url": url, "worker": worker, "gap_ms": 1000});
+        let payload = json!({"url": url, "worker": worker, "gap_ms": gap_ms});
         match sql(writer, KbFunction::SiteRelease, payload).await {
             Ok(_) => tracing::info!(%url, %worker, "a stopped worker's turn of a site given back"),
             Err(e) => {
@@ -454,8 +456,8 @@ impl<'a> Crawl<'a> {
         // Nothing stored: the job says why, the most telling reason first
         // (without one, the library's `no_content`). Only final reasons: a
         // page's DNS or connection failure after robots.txt answered is not
-        // the whole site's, which the library would retry.
-        // A page given up for want of the site's turn timed out waiting.
+        // the whole site's, which the library would retry. A page given up
+        // for want of the site's turn timed out waiting.
         if reasons.remove("site_busy") {
             reasons.insert("timeout".to_string());
         }

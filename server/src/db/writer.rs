@@ -101,13 +101,15 @@ impl Writer {
 }
 
 /// Runs the calls of `batch` as one batch and hands their answers to the
-/// backend to deliver; `batch` is left empty.
-fn run_one(backend: &mut dyn Backend, batch: &mut Vec<Job>, replies: &mut Vec<Outcome>) {
+/// backend to deliver; `batch` is left empty. Answers how many calls ran.
+fn run_one(backend: &mut dyn Backend, batch: &mut Vec<Job>, replies: &mut Vec<Outcome>) -> u64 {
     let queries: Vec<&Query> = batch.iter().map(|job| &job.query).collect();
     backend.run_batch(&queries, replies);
     backend.after_batch();
+    let ran = batch.len() as u64;
     let answers = batch.drain(..).map(|job| job.reply).zip(replies.drain(..));
     backend.deliver(answers.collect());
+    ran
 }
 
 /// The thread's loop: take a batch, run it, answer it; until closed.
@@ -146,18 +148,14 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
             // the reads do not need. Their order against the writes does
             // not matter: a client's write is answered (committed) before
             // it sends its next request.
-            let (reads, writes): (Vec<Job>, Vec<Job>) =
+            let (mut reads, writes): (Vec<Job>, Vec<Job>) =
                 batch.drain(..).partition(|job| job.query.reads_only());
-            for mut part in [reads, writes] {
-                run_one(&mut *backend, &mut part, &mut replies);
-                transactions += 1;
-                calls += part.len() as u64;
-            }
-        } else {
-            run_one(&mut *backend, &mut batch, &mut replies);
+            batch.extend(writes);
+            calls += run_one(&mut *backend, &mut reads, &mut replies);
             transactions += 1;
-            calls += batch.len() as u64;
         }
+        calls += run_one(&mut *backend, &mut batch, &mut replies);
+        transactions += 1;
     }
     // Calls still queued behind a Close are dropped with the inbox: their
     // tasks get "stopped before answering".

@@ -368,10 +368,13 @@ async function loadCatalog() {
   }
   const vapi = (state.session && state.session.steps.vapi) || {};
   check('agent_type', vapi.agent_type || 'multi_purpose');
-  // A voice saved as `female` or `male` is the catalogue's voice for it.
-  const named = state.catalog.voices.find((v) => v.id === vapi.voice);
-  const byGender = state.catalog.voices.find((v) => v.default_for === vapi.voice);
-  check('voice', (named || byGender || {}).id || 'sara');
+  check('voice', (catalogVoice(vapi.voice) || {}).id || 'sara');
+}
+
+/** The catalogue's voice saved as `id`: named, or `female`/`male` for the voice of that gender. */
+function catalogVoice(id) {
+  const voices = state.catalog ? state.catalog.voices : [];
+  return voices.find((v) => v.id === id) || voices.find((v) => v.default_for === id);
 }
 
 function choice(type, name, value, label, description) {
@@ -596,9 +599,7 @@ function agentTypeName(id) {
 }
 
 function voiceName(id) {
-  // A voice saved as `female` or `male` is the catalogue's voice for it.
-  const voices = state.catalog ? state.catalog.voices : [];
-  const voice = voices.find((v) => v.id === id) || voices.find((v) => v.default_for === id);
+  const voice = catalogVoice(id);
   return voice ? voice.name : id;
 }
 
