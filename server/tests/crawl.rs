@@ -539,6 +539,75 @@ async fn a_server_stopped_mid_request_gives_the_sites_turn_back() {
     assert_eq!(job_row(&db)[0], "running");
 }
 
+/// Another process holds the site's turn (a row of `kb_site_turns`, as a
+/// crawler mid-request leaves it) past the job's time limit: the crawler
+/// waits, asks the site nothing, and gives up at the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_whose_turn_another_process_holds_is_never_asked() {
+    let shell = Fixture::start(true).await;
+    let (mut config, dir) = temp_config();
+    let crawl = crawl_config(&shell);
+    config.crawl = CrawlConfig {
+        limits: Limits {
+            job_time: Duration::from_secs(3),
+            ..crawl.limits.clone()
+        },
+        ..crawl
+    };
+    let mut server = TestServer::start(config, dir).await;
+    // Served once: the database is migrated.
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let db = Connection::open(&server.db_path).unwrap();
+    db.execute(
+        "INSERT INTO kb_site_turns (site, holder, held_until, next_at, updated_at)
+         VALUES (?1, 'other-process', '2999-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z',
+                 '2026-01-01T00:00:00.000Z')",
+        [shell.addr.to_string()],
+    )
+    .unwrap();
+    let s = completed_website_session(&server, "a@salon-lea.fr", &shell.url("/")).await;
+    let mut job = Value::Null;
+    // Bounded: the job's 3 s limit, then its finish.
+    for _ in 0..200 {
+        let kb = server
+            .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+            .await;
+        job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
+        if job["attempts"] == 1 && job["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // robots.txt never came: the job goes back to the queue for its next
+    // attempt, as for any robots.txt not read.
+    assert_eq!(
+        [
+            &job["status"],
+            &job["attempts"],
+            &job["error_code"],
+            &job["pages_found"],
+            &job["pages_stored"],
+            &job["lease_owner"]
+        ],
+        [
+            &json!("queued"),
+            &json!(1),
+            &json!("robots_unavailable"),
+            &json!(1),
+            &json!(0),
+            &Value::Null
+        ],
+        "{job}"
+    );
+    assert!(shell.log().is_empty(), "{:?}", shell.log());
+    // The other process's turn is untouched.
+    let holder: String = db
+        .query_row("SELECT holder FROM kb_site_turns", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(holder, "other-process");
+    server.stop().await;
+}
+
 /// One row of the database file as JSON (the tests' reading connection).
 fn job_row(db: &Connection) -> Value {
     db.query_row(
