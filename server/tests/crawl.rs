@@ -828,3 +828,59 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
     .collect();
     assert_eq!(not_stored, expected);
 }
+
+/// The job's time runs out while its crawler waits for the site's turn (the
+/// politeness second after the start page): the pages not asked for are
+/// left `not_fetched`, as at the limit itself, and the job ends `timeout`
+/// with what it stored; no page is counted failed for a request never made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_time_ends_before_the_sites_next_turn_leaves_its_pages_unfetched() {
+    let site = Fixture::start(false).await;
+    let (mut config, dir) = temp_config();
+    let crawl = crawl_config(&site);
+    // robots.txt, the sitemap index, its sitemap and the start page, a
+    // second apart, fit in 3.5 s; the next page's turn, a second after the
+    // start page's request, does not.
+    config.crawl = CrawlConfig {
+        limits: Limits {
+            job_time: Duration::from_millis(3500),
+            ..crawl.limits.clone()
+        },
+        ..crawl
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let s = completed_website_session(&server, "a@salon-lea.fr", &site.url("/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["done", "timeout", 1, 26, 1, 25, 0]),
+        "{kb}"
+    );
+    let paths: Vec<String> = site.log().into_iter().map(|l| l.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/robots.txt",
+            "/sitemap_index.xml",
+            "/sitemap-pages.xml",
+            "/"
+        ]
+    );
+    let db = Connection::open(&server.db_path).unwrap();
+    let pages: Vec<(String, String, Option<String>)> = db
+        .prepare("SELECT url, status, reason FROM kb_crawl_pages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(pages[0], (site.url("/"), "stored".into(), None));
+    for (url, status, reason) in &pages[1..] {
+        assert_eq!(
+            (status.as_str(), reason.as_deref()),
+            ("skipped", Some("not_fetched")),
+            "{url}"
+        );
+    }
+    server.stop().await;
+}

@@ -194,9 +194,13 @@ fn is_public_name(name: &str) -> bool {
         && !name.ends_with(".ip6.arpa")
 }
 
-/// Tracking parameters that never change a page.
+/// Tracking parameters that never change a page, in any case
+/// (`UTM_Source` is written by some mailing tools).
 fn is_tracking(key: &str) -> bool {
-    key.starts_with("utm_") || key == "gclid" || key == "fbclid"
+    key.get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("utm_"))
+        || key.eq_ignore_ascii_case("gclid")
+        || key.eq_ignore_ascii_case("fbclid")
 }
 
 /// One identity per page: lowercase host without a trailing dot, no
@@ -293,6 +297,10 @@ mod tests {
         assert_eq!(
             ok("HTTPS://WWW.Salon-Exemple.FR./Tarifs/?utm_source=x&b=2&a=1&gclid=9#haut"),
             "https://www.salon-exemple.fr/Tarifs?a=1&b=2"
+        );
+        assert_eq!(
+            ok("https://salon.fr/?UTM_Term=y&b=1&Utm_Source=n&GCLID=1&FbClid=2&utm=kept&é=1"),
+            "https://salon.fr/?b=1&utm=kept&%C3%A9=1"
         );
         assert_eq!(ok("http://93.184.216.34"), "http://93.184.216.34/");
         assert_eq!(ok("http://[2606:4700::1111]/"), "http://[2606:4700::1111]/");

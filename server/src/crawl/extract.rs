@@ -34,10 +34,17 @@ fn selector(css: &str) -> Selector {
     Selector::parse(css).unwrap_or_else(|_| panic!("bad selector {css}"))
 }
 
-/// Never content, wherever it is.
+/// Never content, wherever it is. Cookie banners by their words in any
+/// case (`CybotCookiebotDialog`, `gdpr-banner`, an `aria-label` of
+/// "Consentement aux cookies") and by the consent managers French sites
+/// use (OneTrust, tarteaucitron, Axeptio, Didomi, cookieconsent's
+/// `cc-window`).
 const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, button, \
-     [id*=cookie], [class*=cookie], [id*=consent], [class*=consent], [role=navigation], \
-     [aria-hidden=true]";
+     [id*=cookie i], [class*=cookie i], [id*=consent i], [class*=consent i], \
+     [id*=gdpr i], [class*=gdpr i], [id*=rgpd i], [class*=rgpd i], \
+     [aria-label*=cookie i], [aria-label*=consent i], \
+     [id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], [id*=didomi i], \
+     .cc-window, .cc-banner, [role=navigation], [aria-hidden=true]";
 
 /// The site's header, when outside the main content: its menu and logo.
 /// A `header` inside a section or an article heads content: kept.
@@ -70,7 +77,9 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .or_else(|| first_text(&doc, "h1"))
         .unwrap_or_default();
     let noindex = doc
-        .select(&selector("meta[name=robots], meta[name=googlebot]"))
+        // Attribute values are case-sensitive in selectors; sites write
+        // `ROBOTS` and `Robots` too.
+        .select(&selector("meta[name=robots i], meta[name=googlebot i]"))
         .any(|m| {
             m.value().attr("content").is_some_and(|c| {
                 // `none` is `noindex, nofollow`.
@@ -286,5 +295,38 @@ mod tests {
         assert!(extract(&page("noindex nofollow"), &base).noindex);
         assert!(!extract(&page("index, follow"), &base).noindex);
         assert!(!extract(&page("nosnippet"), &base).noindex);
+        for meta in [
+            r#"<meta name="ROBOTS" content="noindex">"#,
+            r#"<meta name="Robots" content="NoIndex, NoFollow">"#,
+            r#"<META NAME="GOOGLEBOT" CONTENT="NOINDEX">"#,
+        ] {
+            let html = format!("<html><head>{meta}</head><body><p>Du texte, assez pour une page.</p></body></html>");
+            assert!(extract(&html, &base).noindex, "{meta}");
+        }
+    }
+
+    #[test]
+    fn consent_managers_banners_are_dropped() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        for banner in [
+            r#"<div id="CybotCookiebotDialog"><p>Ce site utilise des cookies.</p></div>"#,
+            r#"<div id="onetrust-banner-sdk"><p>Nous respectons votre vie privée.</p></div>"#,
+            r#"<div id="tarteaucitronRoot"><p>Gestion des services.</p></div>"#,
+            r#"<div class="cc-window cc-banner"><p>Ce site utilise des traceurs.</p></div>"#,
+            r#"<div role="dialog" aria-label="Consentement aux cookies"><p>Accepter ou refuser.</p></div>"#,
+            r#"<div id="gdpr-banner"><p>Vos données personnelles.</p></div>"#,
+            r#"<div class="Bandeau-RGPD"><p>Vos choix de confidentialité.</p></div>"#,
+            r#"<div id="axeptio_overlay"><p>Choisissez vos préférences.</p></div>"#,
+            r#"<div id="didomi-host"><p>Vos préférences de confidentialité.</p></div>"#,
+        ] {
+            let html = format!(
+                "<html><body>{banner}<h1>Le salon</h1><p>Coupe, couleur et soins, du mardi au samedi.</p></body></html>"
+            );
+            assert_eq!(
+                extract(&html, &base).markdown,
+                "# Le salon\n\nCoupe, couleur et soins, du mardi au samedi.",
+                "{banner}"
+            );
+        }
     }
 }

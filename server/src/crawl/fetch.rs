@@ -69,6 +69,9 @@ pub enum FetchError {
     OffSite,
     Status(u16, Option<Duration>),
     UnsupportedType,
+    /// A body in a content coding the client does not decode (it decodes
+    /// gzip, deflate and br, which it asks for): bytes, not text.
+    UnsupportedEncoding,
     /// A page, or a redirect hop, robots.txt disallows: never asked for.
     RobotsDisallowed,
     /// The server answered, then the body broke off (reported as
@@ -77,6 +80,9 @@ pub enum FetchError {
     /// The site's turn, shared through the database with the crawlers of
     /// other processes, could not be had: never asked for.
     NoTurn,
+    /// Waiting for the site's turn would pass the job's time limit: never
+    /// asked for, and the job ends (`timeout`) with its pages left unfetched.
+    JobTime,
 }
 
 impl FetchError {
@@ -92,14 +98,17 @@ impl FetchError {
             FetchError::OffSite => "redirect_off_site".into(),
             FetchError::Status(code, _) => format!("http_{code}"),
             FetchError::UnsupportedType => "unsupported_type".into(),
+            FetchError::UnsupportedEncoding => "unsupported_encoding".into(),
             FetchError::RobotsDisallowed => "robots_disallowed".into(),
             FetchError::BodyCut => "unreachable".into(),
             FetchError::NoTurn => "site_busy".into(),
+            FetchError::JobTime => "timeout".into(),
         }
     }
 }
 
-/// A fetched page: where it ended, its decoded text, its size on the wire.
+/// A fetched page: where it ended, its decoded text, its size (decoded from
+/// gzip, deflate or br: the limits count what the page really is).
 #[derive(Debug)]
 pub struct Page {
     pub final_url: Url,
@@ -470,6 +479,16 @@ impl Fetcher {
         if !accepted {
             return Err(FetchError::UnsupportedType);
         }
+        // The client decodes the codings it asked for and then drops the
+        // header: one still there (`compress`, `zstd`, sent unasked) would
+        // be stored as binary.
+        if response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
+        {
+            return Err(FetchError::UnsupportedEncoding);
+        }
         let noindex = response
             .headers()
             .get_all("x-robots-tag")
@@ -608,6 +627,97 @@ mod tests {
             &pace_of(&url("http://salon.fr:8080/"), min)
         ));
         assert!(!Arc::ptr_eq(&a, &pace_of(&url("http://autre.fr/"), min)));
+    }
+
+    /// Answers each of `answers` (head, body) to one connection in turn on
+    /// a loopback port, and hands back what each request's head said.
+    fn one_shot_server(
+        answers: Vec<(String, Vec<u8>)>,
+    ) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for (head, body) in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).unwrap();
+                    assert!(n > 0, "the client closed before its head's end");
+                    request.extend_from_slice(&buf[..n]);
+                }
+                heads.push(String::from_utf8_lossy(&request).to_ascii_lowercase());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\n{head}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&body).unwrap();
+            }
+            heads
+        });
+        (addr, thread)
+    }
+
+    #[tokio::test]
+    async fn compressed_pages_are_decoded_and_an_unknown_coding_is_skipped() {
+        use std::io::Write;
+        let html = "<html><body><main><h1>Tarifs</h1><p>Coupe femme 35 €</p></main></body></html>";
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(html.as_bytes()).unwrap();
+        let (addr, server) = one_shot_server(vec![
+            (
+                "content-type: text/html; charset=utf-8\r\ncontent-encoding: gzip\r\n".into(),
+                gzip.finish().unwrap(),
+            ),
+            (
+                "content-type: text/html\r\ncontent-encoding: compress\r\n".into(),
+                b"\x1f\x9d\x90binary".to_vec(),
+            ),
+        ]);
+        let limits = Limits::default();
+        let client = Client::new("test", &limits).unwrap();
+        let site = Url::parse(&format!("http://{addr}/")).unwrap();
+        let fetcher = Fetcher::new(
+            &client,
+            &site,
+            AllowList::parse(&[addr.to_string()]).unwrap(),
+            HashMap::new(),
+            limits,
+        );
+        let mut pace = fetcher.turn().await;
+        let page = fetcher
+            .get_in_turn(
+                &site.join("/tarifs").unwrap(),
+                &site,
+                Accept::Page,
+                &mut pace,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.text, html);
+        assert_eq!(page.bytes, html.len());
+        let err = fetcher
+            .get_in_turn(
+                &site.join("/ancien").unwrap(),
+                &site,
+                Accept::Page,
+                &mut pace,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "unsupported_encoding");
+        let heads = server.join().unwrap();
+        assert!(
+            heads[0].contains("accept-encoding: gzip,deflate,br"),
+            "{}",
+            heads[0]
+        );
     }
 
     #[test]

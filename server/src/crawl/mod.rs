@@ -268,7 +268,7 @@ impl SiteTurns {
         loop {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(FetchError::NoTurn);
+                return Err(FetchError::JobTime);
             }
             tokio::select! {
                 got = &mut turn => return Ok(got),
@@ -303,7 +303,11 @@ impl SiteTurns {
                 }
             };
             let wait = Duration::from_millis(wait).clamp(Duration::from_millis(1), self.hold);
-            if started.elapsed() + wait > self.hold * 2 || Instant::now() + wait > self.deadline {
+            if Instant::now() + wait > self.deadline {
+                tracing::warn!(url = %url, "the site's turn would come after the job's time limit");
+                return Err(FetchError::JobTime);
+            }
+            if started.elapsed() + wait > self.hold * 2 {
                 tracing::warn!(url = %url, "the site's turn never came");
                 return Err(FetchError::NoTurn);
             }
@@ -425,7 +429,12 @@ impl<'a> Crawl<'a> {
             }
             // robots.txt is the fetcher's to apply: a disallowed page comes
             // back skipped, never asked for.
-            let mut report = self.page(&mut polite, &site, &url).await;
+            let Some(mut report) = self.page(&mut polite, &site, &url).await else {
+                // The site's turn would come after the job's time limit:
+                // this page and the rest are left unfetched (`not_fetched`),
+                // as at the limit itself.
+                return self.finish(Some("timeout")).await;
+            };
             if depth == 0 {
                 let links = report["links"].as_array().cloned().unwrap_or_default();
                 report["links"] = sitemap.drain(..).map(Value::from).chain(links).collect();
@@ -487,10 +496,11 @@ impl<'a> Crawl<'a> {
     }
 
     /// Fetches one page (retrying a 429/503 as Retry-After says) and
-    /// answers its report, without the job fields.
-    async fn page(&mut self, polite: &mut Polite<'_>, site: &Url, url: &str) -> Value {
+    /// answers its report, without the job fields; `None` when the job's
+    /// time ends before the site's turn comes.
+    async fn page(&mut self, polite: &mut Polite<'_>, site: &Url, url: &str) -> Option<Value> {
         let Ok(target) = Url::parse(url) else {
-            return json!({"status": "failed", "reason": "bad_url"});
+            return Some(json!({"status": "failed", "reason": "bad_url"}));
         };
         let mut tries = 0;
         // A wait must end inside the lease renewed before it.
@@ -529,17 +539,20 @@ impl<'a> Crawl<'a> {
             }
             other => other,
         };
+        // Failed: asked, and the answer (or its absence) was wrong; skipped:
+        // not asked, or not what the knowledge base keeps (a page whose
+        // site's turn never came, `site_busy`, was never asked).
         let page = match page {
             Ok(page) => page,
+            Err(FetchError::JobTime) => return None,
             Err(
                 e @ (FetchError::Status(..)
                 | FetchError::Dns
                 | FetchError::Unreachable
                 | FetchError::BodyCut
-                | FetchError::Timeout
-                | FetchError::NoTurn),
-            ) => return json!({"status": "failed", "reason": e.reason()}),
-            Err(e) => return json!({"status": "skipped", "reason": e.reason()}),
+                | FetchError::Timeout),
+            ) => return Some(json!({"status": "failed", "reason": e.reason()})),
+            Err(e) => return Some(json!({"status": "skipped", "reason": e.reason()})),
         };
         // Parsing a page of up to 2 MiB is CPU work: on the blocking pool,
         // not on the threads that serve HTTP (one, on two cores).
@@ -557,7 +570,7 @@ impl<'a> Crawl<'a> {
             Ok(extracted) => extracted,
             Err(e) => {
                 tracing::error!(error = %e, url = %page.final_url, "page extraction failed");
-                return json!({"status": "failed", "reason": "extraction_failed"});
+                return Some(json!({"status": "failed", "reason": "extraction_failed"}));
             }
         };
         // The site's links, each once, at most MAX_LINKS of them: a job
@@ -600,7 +613,7 @@ impl<'a> Crawl<'a> {
             report["title"] = json!(title);
             report["markdown"] = json!(extracted.markdown);
         }
-        report
+        Some(report)
     }
 
     async fn finish(&self, code: Option<&str>) -> Result<(), String> {
