@@ -193,6 +193,12 @@ pub fn quote_json(value: &serde_json::Value) -> String {
     }
 }
 
+/// `value` cut as [`quote`] cuts it, without the quotes: for a word the
+/// text names bare (an HTTP method), which a client may make any length.
+pub fn cut(value: &str) -> String {
+    quote_cut(value, false)
+}
+
 fn quote_cut(value: &str, quoted: bool) -> String {
     const MAX: usize = 64;
     let mut out = String::with_capacity(value.len().min(MAX * 2) + 2);

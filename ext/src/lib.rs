@@ -76,7 +76,7 @@ use validate::Peer;
 
 pub use call::CachedStatements;
 pub use env::{Env, PinnedEnv, SystemEnv};
-pub use error::{quote, quote_json, Error, ErrorKind, Result};
+pub use error::{cut, quote, quote_json, Error, ErrorKind, Result};
 pub use migrate::{latest_version, migrate, MIGRATIONS};
 /// The values the steps accept for their list fields (for documents that
 /// describe them, such as the server's OpenAPI file).

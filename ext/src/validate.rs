@@ -229,7 +229,7 @@ pub fn phone_e164(text: &str) -> Result<String> {
     let code = number.country().code();
     // With its leading zeros (Italian numbers keep theirs).
     let national = number.national().to_string();
-    if !phone_is_valid(code, &national) {
+    if !phone_is_valid(code, &national) && !french_plan(code, &national) {
         return Err(invalid());
     }
     // E.164 is `+`, the country code and the national number. The crate's
@@ -237,6 +237,19 @@ pub fn phone_e164(text: &str) -> Result<String> {
     // formats with their patterns, which E.164 does not use: 4,500
     // instructions a call.
     Ok(format!("+{code}{national}"))
+}
+
+/// A metropolitan French number by the shape of the national plan
+/// (ARCEP): nine digits after +33, the first not 0. libphonenumber's
+/// metadata lists the blocks allocated when it was built, and `07 12 34 56
+/// 78` or `04 01 02 03 04` are in none of them yet: a number a business
+/// really has is not refused for the metadata's age (the phone
+/// verification proves it is theirs before it routes a call).
+pub fn french_plan(code: u16, national: &str) -> bool {
+    code == 33
+        && national.len() == 9
+        && !national.starts_with('0')
+        && national.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The region whose numbering plan a number without a country code is

@@ -92,9 +92,26 @@ pub fn line(phone: &str) -> Result<Line> {
             quote(phone)
         )));
     }
+    let national = number.national().to_string();
     let mobile = match number.number_type(&phonenumber::metadata::DATABASE) {
         Type::Mobile | Type::FixedLineOrMobile => true,
         Type::FixedLine | Type::Voip => false,
+        // A French number of a block the metadata does not list yet (the
+        // business step takes them): its type by the plan's first digit,
+        // 06 and 07 mobile, 01 to 05 and 09 geographic or VoIP lines.
+        Type::Unknown if crate::validate::french_plan(number.code().value(), &national) => {
+            match national.as_bytes()[0] {
+                b'6' | b'7' => true,
+                b'1'..=b'5' | b'9' => false,
+                _ => {
+                    return Err(Error::invalid_field(format!(
+                        "phone {} is a special-rate number (08); codes go only to mobile and \
+                         fixed lines",
+                        quote(phone)
+                    )))
+                }
+            }
+        }
         other => {
             return Err(Error::invalid_field(format!(
                 "phone {} is {}; codes go only to mobile and fixed lines",

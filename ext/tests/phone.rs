@@ -218,6 +218,32 @@ fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
     let voip = db.create();
     business_with(&db, &voip, "09 87 65 43 21", "box@entreprise.fr");
     assert_eq!(send(&db, &voip, "{}").unwrap()["channel"], "voice");
+    // Blocks libphonenumber's metadata does not list yet: typed by the
+    // national plan's first digit (07 mobile, 04 geographic); a special-
+    // rate 08 number takes no code.
+    for (i, (typed, e164, channel)) in [
+        ("07 12 34 56 78", "+33712345678", Ok("sms")),
+        ("04 01 02 03 04", "+33401020304", Ok("voice")),
+        (
+            "08 70 00 00 00",
+            "+33870000000",
+            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile and fixed lines"),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = db.create();
+        business_with(&db, &s, typed, &format!("plan{i}@entreprise.fr"));
+        let sent = send(&db, &s, "{}");
+        match channel {
+            Ok(channel) => {
+                let sent = sent.unwrap();
+                assert_eq!((sent["phone_number"].as_str(), sent["channel"].as_str()), (Some(e164), Some(channel)));
+            }
+            Err(error) => assert_eq!(sent.unwrap_err(), error),
+        }
+    }
     // A mobile may ask for a call.
     let mobile = with_business(&db, "mobile@entreprise.fr");
     assert_eq!(

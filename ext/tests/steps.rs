@@ -133,6 +133,10 @@ fn business_phone_is_normalised_to_e164() {
         ("+33 6 12 34 56 78", "+33612345678"),
         ("01.42.68.53.00", "+33142685300"),
         ("+44 20 7946 0958", "+442079460958"),
+        // French blocks the metadata does not list yet: the plan's shape.
+        ("07 12 34 56 78", "+33712345678"),
+        ("04 01 02 03 04", "+33401020304"),
+        ("+33 7 00 00 00 00", "+33700000000"),
         // The overseas departments, dialled from France with a leading 0.
         ("0692 12 34 56", "+262692123456"),
         ("0262 21 00 00", "+262262210000"),
@@ -149,7 +153,14 @@ fn business_phone_is_normalised_to_e164() {
             .unwrap();
         assert_eq!(db.get(&s)["steps"]["business"]["phone"], e164, "{typed}");
     }
-    for bad in ["123", "06 12", "not a phone", "+33 0 00 00 00 00"] {
+    for bad in [
+        "123",
+        "06 12",
+        "not a phone",
+        "+33 0 00 00 00 00",
+        "06 12 34 56 789",
+        "+33 6 12 34 56 7",
+    ] {
         assert_eq!(
             refused(&db, &s, "business", &business_with("phone", json!(bad))),
             format!(

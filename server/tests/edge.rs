@@ -746,7 +746,36 @@ async fn more_than_100_header_fields_get_the_431_that_says_so() {
 #[tokio::test]
 async fn malformed_framing_gets_json_errors() {
     let mut server = TestServer::pinned(pinned_env()).await;
-    let cases: [(&str, u16, &str); 9] = [
+    let trailers =
+        format!(
+        "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n{}\r\n",
+        (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
+    );
+    let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
+    let cases: [(&str, u16, &str); 14] = [
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            400,
+            unreadable,
+        ),
+        (&trailers, 400, unreadable),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a:b\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host 'a:b' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a@b\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host 'a@b' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host 'a:99999' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
         (
             "GET /healthz HTTP/1.1\r\n\r\n",
             400,
@@ -806,9 +835,45 @@ async fn malformed_framing_gets_json_errors() {
         );
         assert_eq!(reply.header("content-type"), Some("application/json"));
     }
-    // HTTP/1.0 needs no Host.
+    // HTTP/1.0 needs no Host; names, addresses and ports are hosts.
     let reply = send_raw(server.addr, b"GET /healthz HTTP/1.0\r\n\r\n").await;
     assert_eq!(reply.status, 200);
+    for host in [
+        "salon.fr",
+        "t:8787",
+        "t:",
+        "127.0.0.1:1",
+        "[::1]:65535",
+        "[::1]",
+        "",
+    ] {
+        let raw = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let reply = send_raw(server.addr, raw.as_bytes()).await;
+        assert_eq!(reply.status, 200, "{host:?}: {}", reply.body);
+    }
+    // A method is any token, of any length: echoed cut like every value.
+    let method = "Z".repeat(5000);
+    let cut = format!("{}…", "Z".repeat(64));
+    for (path, status, body) in [
+        (
+            "/healthz",
+            405,
+            format!(
+                r#"{{"success":false,"error":"method {cut} is not allowed on '/healthz' (allowed: GET, HEAD, OPTIONS)","code":"method_not_allowed"}}"#
+            ),
+        ),
+        (
+            "/nowhere",
+            404,
+            format!(
+                r#"{{"success":false,"error":"no route for {cut} '/nowhere'","code":"not_found"}}"#
+            ),
+        ),
+    ] {
+        let raw = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let reply = send_raw(server.addr, raw.as_bytes()).await;
+        assert_eq!((reply.status, reply.body), (status, body));
+    }
     assert_eq!(count(&server, "tenants"), 0);
     server.stop().await;
 }

@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use onboarding::{quote, ErrorKind};
+use onboarding::{cut, quote, ErrorKind};
 
 pub use reply::Reply;
 pub(crate) use request::{transfer_coding_message, transfer_codings};
@@ -383,10 +383,10 @@ fn is_email_taken(text: &str) -> bool {
 
 fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
     let allow = routes::allow_header(methods);
-    // Quoted and cut like every echoed value: the path may be long.
+    // Cut like every echoed value: the method and the path may be long.
     let message = format!(
         "method {} is not allowed on {} (allowed: {allow})",
-        req.method(),
+        cut(req.method().as_str()),
         quote(req.uri().path()),
     );
     let mut reply = error(

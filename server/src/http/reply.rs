@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use onboarding::{quote, ErrorKind};
+use onboarding::{cut, quote, ErrorKind};
 
 pub type Reply = Response<Full<Bytes>>;
 
@@ -88,7 +88,8 @@ pub fn internal(text: &str) -> Reply {
 }
 
 pub fn not_found(method: &Method, path: &str) -> Reply {
-    let message = format!("no route for {method} {}", quote(path));
+    // A method is any token, of any length: cut like every echoed value.
+    let message = format!("no route for {} {}", cut(method.as_str()), quote(path));
     error(StatusCode::NOT_FOUND, "not_found", &message, None)
 }
 

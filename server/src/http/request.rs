@@ -24,6 +24,9 @@ pub enum Refusal {
     /// More than one `Host` (RFC 9112 3.2: 400): which one a proxy in front
     /// used cannot be known; or one that is not a host (`a, b`).
     ManyHosts,
+    /// A `Host` that is not `host[:port]` (RFC 9112 § 3.2): user
+    /// information, a port that is not a number up to 65535.
+    BadHost(String),
     /// A transfer coding other than `chunked`: the body cannot be read.
     TransferCoding(String),
     /// A body whose media type is not JSON.
@@ -44,13 +47,14 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     if let Some(host) = hosts.next() {
-        // Empty is allowed (a target without authority); a list is not.
-        let one = host.is_empty()
-            || host
-                .to_str()
-                .is_ok_and(|h| h.parse::<hyper::http::uri::Authority>().is_ok());
-        if !one || hosts.next().is_some() {
+        if hosts.next().is_some() || host.as_bytes().contains(&b',') {
             return Err(Refusal::ManyHosts);
+        }
+        // Empty is allowed (a target without authority).
+        if !host.is_empty() && !host.to_str().is_ok_and(is_host) {
+            return Err(Refusal::BadHost(
+                String::from_utf8_lossy(host.as_bytes()).into_owned(),
+            ));
         }
     }
     let mut codings: Vec<String> = Vec::new();
@@ -63,6 +67,24 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
         return Err(Refusal::TransferCoding(codings.join(", ")));
     }
     Ok(())
+}
+
+/// Whether `value` is a `Host` header's `uri-host [ ":" port ]`: an
+/// authority without user information, whose port, when written, is
+/// digits naming a TCP port (`a:b`, `a@b`, `a:99999` are not).
+fn is_host(value: &str) -> bool {
+    let Ok(authority) = value.parse::<hyper::http::uri::Authority>() else {
+        return false;
+    };
+    if value.contains('@') {
+        return false;
+    }
+    // The host is the authority's start (an IPv6 literal with its brackets).
+    match value[authority.host().len()..].strip_prefix(':') {
+        None => authority.host().len() == value.len(),
+        Some("") => true,
+        Some(port) => port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok(),
+    }
 }
 
 /// The codings a `Transfer-Encoding` value names, lowercase, in order.
@@ -183,6 +205,15 @@ impl Refusal {
                 "a request has one Host header naming one host",
                 None,
             )),
+            Refusal::BadHost(host) => closing(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!(
+                    "Host {} is not a host (expected a name or an address, and an optional port up to 65535)",
+                    quote(&host)
+                ),
+                None,
+            )),
             Refusal::TransferCoding(codings) => closing(error(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",
@@ -208,10 +239,12 @@ impl Refusal {
                 &format!("request body is larger than the limit of {limit} bytes"),
                 None,
             )),
+            // Framing, not JSON: a malformed chunk, trailers over the
+            // header limit, or a body cut short (then nobody reads this).
             Refusal::Unreadable => closing(error(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "request body could not be read (connection closed early?)",
+                "bad_request",
+                "the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early",
                 None,
             )),
             Refusal::Timeout => closing(error(
