@@ -31,9 +31,17 @@ pub fn get(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> 
         for step in Step::ALL {
             steps.insert(step.name().to_string(), stored_json(s.data(step))?);
         }
-        // The latest verification's state; the code never leaves its HMAC.
-        let phone_verification = match Verification::latest(conn, &s.id)? {
-            Some(v) => v.to_json(env.now_ms())?,
+        // The latest verification of the business step's phone: one of a
+        // number since changed says nothing of this one (completion maps
+        // this one, verified only if it was). The code never leaves its HMAC.
+        let phone = steps
+            .get(Step::Business.name())
+            .and_then(|business| business["phone"].as_str());
+        let phone_verification = match phone {
+            Some(phone) => match Verification::latest_of(conn, &s.id, phone)? {
+                Some(v) => v.to_json(env.now_ms())?,
+                None => Value::Null,
+            },
             None => Value::Null,
         };
         Ok(json!({

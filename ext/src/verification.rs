@@ -158,28 +158,51 @@ pub struct Verification {
 impl Verification {
     /// The latest verification of `session_id`, if any.
     pub fn latest(conn: &Connection, session_id: &str) -> Result<Option<Verification>> {
-        Ok(sql::query_row(
+        Verification::query(
             conn,
             "SELECT id, phone_number, channel, code_hmac, expires_at, attempts,
                     sends, last_sent_at, status, verified_at
              FROM phone_verifications WHERE session_id = ?1
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
             [session_id],
-            |r| {
-                Ok(Verification {
-                    id: r.get(0)?,
-                    phone_number: r.get(1)?,
-                    channel: r.get(2)?,
-                    code_hmac: r.get(3)?,
-                    expires_at: r.get(4)?,
-                    attempts: r.get(5)?,
-                    sends: r.get(6)?,
-                    last_sent_at: r.get(7)?,
-                    status: r.get(8)?,
-                    verified_at: r.get(9)?,
-                })
-            },
         )
+    }
+
+    /// The latest verification of `phone` by `session_id`, if any.
+    pub fn latest_of(
+        conn: &Connection,
+        session_id: &str,
+        phone: &str,
+    ) -> Result<Option<Verification>> {
+        Verification::query(
+            conn,
+            "SELECT id, phone_number, channel, code_hmac, expires_at, attempts,
+                    sends, last_sent_at, status, verified_at
+             FROM phone_verifications WHERE session_id = ?1 AND phone_number = ?2
+             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (session_id, phone),
+        )
+    }
+
+    fn query(
+        conn: &Connection,
+        sql_text: &'static str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<Verification>> {
+        Ok(sql::query_row(conn, sql_text, params, |r| {
+            Ok(Verification {
+                id: r.get(0)?,
+                phone_number: r.get(1)?,
+                channel: r.get(2)?,
+                code_hmac: r.get(3)?,
+                expires_at: r.get(4)?,
+                attempts: r.get(5)?,
+                sends: r.get(6)?,
+                last_sent_at: r.get(7)?,
+                status: r.get(8)?,
+                verified_at: r.get(9)?,
+            })
+        })
         .optional()?)
     }
 

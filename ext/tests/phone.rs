@@ -830,6 +830,39 @@ fn get_shows_the_verification_state_never_the_code() {
     );
 }
 
+/// A verified number, then another one: the state shown is the current
+/// number's (none yet), as completion maps it; back to the verified number,
+/// verified again.
+#[test]
+fn get_shows_the_verification_of_the_current_phone_only() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    verify(&db, &s, &code).unwrap();
+    assert_eq!(db.get(&s)["phone_verification"]["status"], "verified");
+    business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    assert_eq!(db.get(&s)["phone_verification"], Value::Null);
+    business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");
+    let shown = db.get(&s)["phone_verification"].clone();
+    assert_eq!(
+        (&shown["phone_number"], &shown["status"]),
+        (&json!(MOBILE), &json!("verified"))
+    );
+    business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    db.vapi(&s);
+    let done = db.complete(&s).unwrap();
+    assert_eq!(db.get(&s)["phone_verification"], Value::Null);
+    assert_eq!(
+        db.row(
+            "SELECT phone_number, status, is_active FROM omni_phone_mappings",
+            &[]
+        ),
+        json!({"phone_number": "+33756781234", "status": "pending_verification", "is_active": 0}),
+        "{done}"
+    );
+}
+
 #[test]
 fn claim_leases_the_oldest_message_and_sent_blanks_its_text() {
     let db = Db::memory();
