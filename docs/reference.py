@@ -294,7 +294,10 @@ section("onboarding_kb_finish(payload)",
         "Ends a job. With `error_code` `dns`, `unreachable` or `robots_unavailable` and fewer "
         "than 3 attempts, the job goes back to the queue after a backoff (60 s, then 300 s); "
         "otherwise it is `done` when pages were stored, else `failed`. Pages not fetched are "
-        "reported `not_fetched`.")
+        "reported `not_fetched`. A job that ends `done` has the blocks its site repeats on most "
+        "of its pages (at least 3, and more than half: an address or opening hours written in "
+        "plain blocks) lifted out of the pages and stored once, as their own document "
+        "(`Informations pratiques`).")
 example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","error_code":"oops"}')
 example("SELECT onboarding_kb_finish(?)", '{"job_id":1,"worker":"crawler-1","error_code":null}')
 

@@ -771,3 +771,98 @@ fn site_turn_payload_errors_write_nothing() {
     }
     assert_eq!(db.snapshot(), before);
 }
+
+/// A site whose template writes its address and hours in plain blocks on
+/// every page (no footer the crawler recognises): at the job's end the
+/// blocks are lifted out of the pages and stored once, as their own
+/// document, and a search finds them there once.
+#[test]
+fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let address = "Salon Léa – 12 rue des Lilas, 69003 Lyon – 04 78 12 34 56";
+    let hours = "Ouvert du mardi au samedi, de 9h à 19h, sans rendez-vous le matin.";
+    let pages = [
+        (
+            "https://salon.fr/",
+            "Accueil",
+            "# Bienvenue\n\nCoupe, couleur et soins pour toute la famille.",
+        ),
+        (
+            "https://salon.fr/tarifs",
+            "Tarifs",
+            "# Tarifs\n\n| Coupe homme | 25 € |\n| --- | --- |\n| Coupe femme | 35 € |",
+        ),
+        (
+            "https://salon.fr/equipe",
+            "L'équipe",
+            "# L'équipe\n\nLéa, coloriste, et Karim, barbier depuis 2010.",
+        ),
+    ];
+    let links = json!(["https://salon.fr/tarifs", "https://salon.fr/equipe"]);
+    for (i, (url, title, own)) in pages.iter().enumerate() {
+        let markdown = format!("{own}\n\n{address}\n\n{hours}");
+        let mut report = json!({"job_id": job, "worker": "w1", "url": url, "status": "stored",
+            "title": title, "markdown": markdown});
+        if i == 0 {
+            report["links"] = links.clone();
+        }
+        assert_eq!(
+            worker(&db, "store_page", report).unwrap()["status"],
+            "stored"
+        );
+    }
+    let done = worker(
+        &db,
+        "finish",
+        json!({"job_id": job, "worker": "w1", "error_code": null}),
+    )
+    .unwrap();
+    assert_eq!(
+        (&done["job"]["status"], &done["job"]["pages_stored"]),
+        (&json!("done"), &json!(3))
+    );
+    let docs: Vec<(String, Option<i64>, String, i64)> = db
+        .conn
+        .prepare(
+            "SELECT title, depth, markdown,
+                    (SELECT count(*) FROM kb_chunks c WHERE c.document_id = d.id)
+             FROM kb_documents d ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let shared = format!("{address}\n\n{hours}");
+    let expected: Vec<(String, Option<i64>, String, i64)> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, (_, title, own))| (title.to_string(), Some(i.min(1) as i64), own.to_string(), 1))
+        .chain([("Informations pratiques".to_string(), None, shared, 1)])
+        .collect();
+    assert_eq!(docs, expected);
+    let tenant: String = db
+        .conn
+        .query_row("SELECT tenant_id FROM kb_crawl_jobs", [], |r| r.get(0))
+        .unwrap();
+    let found = db
+        .call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"tenant_id": tenant, "query": "rue des Lilas"}).to_string()],
+        )
+        .unwrap();
+    let titles: Vec<&str> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Informations pratiques"]);
+    // The index holds each chunk once: no entry of the pages' old text.
+    let indexed: i64 = db
+        .conn
+        .query_row("SELECT count(*) FROM kb_chunks_fts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(indexed, 4);
+}

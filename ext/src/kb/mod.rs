@@ -9,6 +9,7 @@
 //! | entry points | `turn.rs` | `onboarding_kb_site_take`, `_release`: a site's turn, shared by every crawler on the file |
 //! | leaves using leaves | `store.rs` | one document per text per tenant, its chunks and FTS5 rows |
 //! | leaves using leaves | `job.rs` | a crawl job's row as JSON |
+//! | leaves | `repeated.rs` | the blocks a site's template repeats on most pages |
 //! | leaves | `address.rs` | the public-address rule, URL identity, site scope, the host's settings |
 //! | leaves | `french.rs` | French analysis: accents folded, stems, stop words |
 //! | leaves | `chunk.rs` | Markdown cut into chunks along headings |
@@ -32,6 +33,7 @@ mod chunk;
 mod french;
 mod job;
 pub(crate) mod read;
+mod repeated;
 pub(crate) mod store;
 pub(crate) mod turn;
 pub(crate) mod worker;

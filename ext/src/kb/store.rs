@@ -77,36 +77,75 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
         ],
         |r| r.get(0),
     )?;
-    let pieces = chunks(doc.markdown, doc.title);
+    let count = index(conn, id, doc.tenant_id, doc.title, doc.markdown)?;
+    Ok(Stored::New { id, chunks: count })
+}
+
+/// Cuts `markdown` into the chunks of document `id` and indexes them;
+/// answers how many.
+fn index(
+    conn: &Connection,
+    id: i64,
+    tenant_id: &str,
+    title: &str,
+    markdown: &str,
+) -> Result<usize> {
+    let pieces = chunks(markdown, title);
     for (position, chunk) in pieces.iter().enumerate() {
         let chunk_id: i64 = sql::query_row(
             conn,
             "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
              VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-            (
-                id,
-                doc.tenant_id,
-                position as i64,
-                &chunk.heading,
-                &chunk.text,
-            ),
+            (id, tenant_id, position as i64, &chunk.heading, &chunk.text),
             |r| r.get(0),
         )?;
         // The title goes into every chunk's terms: a page called "Tarifs"
         // answers price questions even where its text never says so.
-        let terms = index_terms(&format!("{}\n{}\n{}", doc.title, chunk.heading, chunk.text));
+        let terms = index_terms(&format!("{}\n{}\n{}", title, chunk.heading, chunk.text));
         sql::execute(
             conn,
             "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (?1, ?2, ?3)",
             (
                 chunk_id,
                 terms,
-                index_terms(&format!("{} {}", doc.title, chunk.heading)),
+                index_terms(&format!("{} {}", title, chunk.heading)),
             ),
         )?;
     }
-    Ok(Stored::New {
-        id,
-        chunks: pieces.len(),
-    })
+    Ok(pieces.len())
+}
+
+/// Gives document `id` (of `tenant_id`, titled `title`) the text
+/// `markdown`, its chunks and index entries rebuilt. Answers `false`, and
+/// changes nothing, when the tenant already has a document of that text.
+pub fn replace_text(
+    conn: &Connection,
+    id: i64,
+    tenant_id: &str,
+    title: &str,
+    markdown: &str,
+) -> Result<bool> {
+    let hash = content_hash(markdown);
+    let taken: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
+        (tenant_id, &hash),
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Ok(false);
+    }
+    sql::execute(
+        conn,
+        "DELETE FROM kb_chunks_fts WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?1)",
+        [id],
+    )?;
+    sql::execute(conn, "DELETE FROM kb_chunks WHERE document_id = ?1", [id])?;
+    sql::execute(
+        conn,
+        "UPDATE kb_documents SET markdown = ?2, content_hash = ?3 WHERE id = ?1",
+        (id, markdown, &hash),
+    )?;
+    index(conn, id, tenant_id, title, markdown)?;
+    Ok(true)
 }

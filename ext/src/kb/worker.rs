@@ -14,7 +14,8 @@ use url::Url;
 
 use super::address::{normalize, same_site};
 use super::job::load_job;
-use super::store::{store, NewDocument, Stored};
+use super::repeated;
+use super::store::{replace_text, store, NewDocument, Stored};
 use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::savepoint::in_savepoint;
@@ -439,6 +440,41 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
     })
 }
 
+/// Lifts the blocks the site's template repeats on most of the job's pages
+/// (see [`repeated`]) out of them, into one document of their own. The
+/// crawler already sends a footer it recognises as a shared block; this
+/// catches the address or hours a template writes in plain blocks, which
+/// only the job's pages together show. A page left with no text of its
+/// own keeps its text.
+fn lift_repeated_blocks(conn: &Connection, job: &Held, now: &str) -> Result<()> {
+    let pages: Vec<(i64, String, String)> = sql::with(
+        conn,
+        "SELECT id, title, markdown FROM kb_documents
+         WHERE job_id = ?1 AND depth IS NOT NULL ORDER BY id",
+        |s| {
+            s.query_map([job.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()
+        },
+    )?;
+    let texts: Vec<&str> = pages.iter().map(|(_, _, m)| m.as_str()).collect();
+    let lifted = repeated::repeated(&texts);
+    if lifted.is_empty() {
+        return Ok(());
+    }
+    let mut changed = false;
+    for (id, title, markdown) in &pages {
+        let rest = repeated::without(markdown, &lifted);
+        if !rest.is_empty() && rest != markdown.trim() {
+            changed |= replace_text(conn, *id, &job.tenant_id, title, &rest)?;
+        }
+    }
+    if changed {
+        let shared = [("Informations pratiques".to_string(), lifted.join("\n\n"))];
+        store_shared(conn, job, &shared, now)?;
+    }
+    Ok(())
+}
+
 /// Stores the site's shared blocks, once each: their text is their identity.
 fn store_shared(
     conn: &Connection,
@@ -485,7 +521,7 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
-        held(conn, job_id, &worker, &now)?;
+        let job = held(conn, job_id, &worker, &now)?;
         let (attempts, stored): (i64, i64) = sql::query_row(
             conn,
             "SELECT attempts, pages_stored FROM kb_crawl_jobs WHERE id = ?1",
@@ -511,6 +547,9 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
         } else {
             "failed"
         };
+        if status == "done" {
+            lift_repeated_blocks(conn, &job, &now)?;
+        }
         sql::execute(
             conn,
             "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
