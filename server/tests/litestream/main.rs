@@ -349,9 +349,11 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             .unwrap();
         assert_eq!(body, primary.body);
     }
-    for route in [
-        "/api/v1/onboarding/agent-types",
-        "/api/v1/onboarding/voices",
+    for (route, status) in [
+        ("/api/v1/onboarding/agent-types", 200),
+        ("/api/v1/onboarding/voices", 200),
+        // An unknown session: the primary's 404 and body, not the SQL error.
+        ("/api/v1/onboarding/session/onb_nope", 404),
     ] {
         let on_replica = rt
             .block_on(try_request(reader.addr, "GET", route, b""))
@@ -359,7 +361,12 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         let on_primary = rt
             .block_on(try_request(node.addr, "GET", route, b""))
             .unwrap();
-        assert_eq!((on_replica.status, on_replica.body), (200, on_primary.body));
+        assert_eq!(on_primary.status, status, "{route}");
+        assert_eq!(
+            (on_replica.status, on_replica.body),
+            (status, on_primary.body),
+            "{route}"
+        );
     }
 
     // Segments are decoded after the split, as on the primary: an escaped

@@ -17,8 +17,10 @@ use serde_json::Value;
 
 use crate::common::try_request;
 
-/// Litestream's `sync-interval` in `deploy/litestream.yml`: what a lost
-/// machine may lose.
+/// What a lost machine may lose: the contract's sync interval. In
+/// `deploy/litestream.yml` Litestream looks at the WAL every 250 ms and
+/// ships what it found every 500 ms, so that a commit reaches the replica
+/// within 0.75 s and the rest of the second is room for a loaded machine.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The repository's root (the scripts and `dist/` are there).
