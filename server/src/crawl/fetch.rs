@@ -471,11 +471,19 @@ impl Fetcher {
             .unwrap_or("")
             .to_ascii_lowercase();
         let mime = content_type.split(';').next().unwrap_or("").trim();
-        let accepted = match accept {
-            Accept::Page => ["text/html", "application/xhtml+xml", "text/plain"].contains(&mime),
-            Accept::Xml => mime.ends_with("/xml") || mime.ends_with("+xml") || mime == "text/plain",
-            Accept::Any => true,
-        };
+        // No type at all: a page is sniffed once read (RFC 9110 § 8.3 lets
+        // a recipient look at the data), as browsers show such pages.
+        let sniff = mime.is_empty() && accept == Accept::Page;
+        let accepted = sniff
+            || match accept {
+                Accept::Page => {
+                    ["text/html", "application/xhtml+xml", "text/plain"].contains(&mime)
+                }
+                Accept::Xml => {
+                    mime.ends_with("/xml") || mime.ends_with("+xml") || mime == "text/plain"
+                }
+                Accept::Any => true,
+            };
         if !accepted {
             return Err(FetchError::UnsupportedType);
         }
@@ -516,6 +524,11 @@ impl Fetcher {
             }
         }
         let text = decode(&bytes, &content_type);
+        let mime = match sniff {
+            false => mime,
+            true if looks_like_html(&text) => "text/html",
+            true => return Err(FetchError::UnsupportedType),
+        };
         Ok(Page {
             final_url: url,
             content_type: mime.to_string(),
@@ -524,6 +537,32 @@ impl Fetcher {
             noindex,
         })
     }
+}
+
+/// Whether a body sent without a type is HTML: its first tag, after
+/// white space, a byte-order mark or comments, is one an HTML page starts
+/// with (the WHATWG sniffing rule's tags, the common ones).
+fn looks_like_html(text: &str) -> bool {
+    let head: String = text
+        .trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    [
+        "<!doctype html",
+        "<html",
+        "<head",
+        "<body",
+        "<!--",
+        "<title",
+        "<meta",
+        "<div",
+        "<p>",
+        "<h1",
+    ]
+    .iter()
+    .any(|tag| head.starts_with(tag))
 }
 
 /// Retry-After in seconds or as an HTTP date (RFC 9110 § 10.2.3); a date
@@ -665,7 +704,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn compressed_pages_are_decoded_and_an_unknown_coding_is_skipped() {
+    async fn compressed_pages_are_decoded_untyped_ones_sniffed_and_the_rest_skipped() {
         use std::io::Write;
         let html = "<html><body><main><h1>Tarifs</h1><p>Coupe femme 35 €</p></main></body></html>";
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -679,6 +718,12 @@ mod tests {
                 "content-type: text/html\r\ncontent-encoding: compress\r\n".into(),
                 b"\x1f\x9d\x90binary".to_vec(),
             ),
+            // No Content-Type: sniffed.
+            (
+                String::new(),
+                format!("\n  <!DOCTYPE html>{html}").into_bytes(),
+            ),
+            (String::new(), b"%PDF-1.4 plaquette".to_vec()),
         ]);
         let limits = Limits::default();
         let client = Client::new("test", &limits).unwrap();
@@ -712,6 +757,27 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_encoding");
+        let sniffed = fetcher
+            .get_in_turn(
+                &site.join("/sans-type").unwrap(),
+                &site,
+                Accept::Page,
+                &mut pace,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sniffed.content_type, "text/html");
+        assert!(sniffed.text.ends_with("35 €</p></main></body></html>"));
+        let err = fetcher
+            .get_in_turn(
+                &site.join("/plaquette").unwrap(),
+                &site,
+                Accept::Page,
+                &mut pace,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "unsupported_type");
         let heads = server.join().unwrap();
         assert!(
             heads[0].contains("accept-encoding: gzip,deflate,br"),
