@@ -42,6 +42,20 @@ fn crawl_config(fixture: &Fixture) -> CrawlConfig {
     }
 }
 
+/// A server crawling `site` with jobs limited to `job_time`.
+async fn server_with_job_time(site: &Fixture, job_time: Duration) -> TestServer {
+    let (mut config, dir) = temp_config();
+    let crawl = crawl_config(site);
+    config.crawl = CrawlConfig {
+        limits: Limits {
+            job_time,
+            ..crawl.limits.clone()
+        },
+        ..crawl
+    };
+    TestServer::start(config, dir).await
+}
+
 /// The fixture's 600-character title as stored: its first 500 characters.
 fn long_title() -> String {
     format!("{}Sa", "Salon ".repeat(83))
@@ -545,16 +559,7 @@ async fn a_server_stopped_mid_request_gives_the_sites_turn_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_whose_turn_another_process_holds_is_never_asked() {
     let shell = Fixture::start(true).await;
-    let (mut config, dir) = temp_config();
-    let crawl = crawl_config(&shell);
-    config.crawl = CrawlConfig {
-        limits: Limits {
-            job_time: Duration::from_secs(3),
-            ..crawl.limits.clone()
-        },
-        ..crawl
-    };
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_with_job_time(&shell, Duration::from_secs(3)).await;
     // Served once: the database is migrated.
     assert_eq!(server.get("/healthz").await.status, 200);
     let db = Connection::open(&server.db_path).unwrap();
@@ -836,19 +841,10 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_time_ends_before_the_sites_next_turn_leaves_its_pages_unfetched() {
     let site = Fixture::start(false).await;
-    let (mut config, dir) = temp_config();
-    let crawl = crawl_config(&site);
     // robots.txt, the sitemap index, its sitemap and the start page, a
     // second apart, fit in 3.5 s; the next page's turn, a second after the
     // start page's request, does not.
-    config.crawl = CrawlConfig {
-        limits: Limits {
-            job_time: Duration::from_millis(3500),
-            ..crawl.limits.clone()
-        },
-        ..crawl
-    };
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_with_job_time(&site, Duration::from_millis(3500)).await;
     let s = completed_website_session(&server, "a@salon-lea.fr", &site.url("/")).await;
     let kb = wait_for_job(&server, &s).await;
     assert_eq!(

@@ -703,6 +703,17 @@ mod tests {
         (addr, thread)
     }
 
+    /// The page at `path` of `site`, in the turn `pace`.
+    async fn get(
+        fetcher: &Fetcher,
+        site: &Url,
+        path: &str,
+        pace: &mut PaceState,
+    ) -> Result<Page, FetchError> {
+        let url = site.join(path).unwrap();
+        fetcher.get_in_turn(&url, site, Accept::Page, pace).await
+    }
+
     #[tokio::test]
     async fn compressed_pages_are_decoded_untyped_ones_sniffed_and_the_rest_skipped() {
         use std::io::Write;
@@ -736,45 +747,17 @@ mod tests {
             limits,
         );
         let mut pace = fetcher.turn().await;
-        let page = fetcher
-            .get_in_turn(
-                &site.join("/tarifs").unwrap(),
-                &site,
-                Accept::Page,
-                &mut pace,
-            )
-            .await
-            .unwrap();
+        let page = get(&fetcher, &site, "/tarifs", &mut pace).await.unwrap();
         assert_eq!(page.text, html);
         assert_eq!(page.bytes, html.len());
-        let err = fetcher
-            .get_in_turn(
-                &site.join("/ancien").unwrap(),
-                &site,
-                Accept::Page,
-                &mut pace,
-            )
+        let err = get(&fetcher, &site, "/ancien", &mut pace)
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_encoding");
-        let sniffed = fetcher
-            .get_in_turn(
-                &site.join("/sans-type").unwrap(),
-                &site,
-                Accept::Page,
-                &mut pace,
-            )
-            .await
-            .unwrap();
+        let sniffed = get(&fetcher, &site, "/sans-type", &mut pace).await.unwrap();
         assert_eq!(sniffed.content_type, "text/html");
         assert!(sniffed.text.ends_with("35 €</p></main></body></html>"));
-        let err = fetcher
-            .get_in_turn(
-                &site.join("/plaquette").unwrap(),
-                &site,
-                Accept::Page,
-                &mut pace,
-            )
+        let err = get(&fetcher, &site, "/plaquette", &mut pace)
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_type");
