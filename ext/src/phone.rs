@@ -223,15 +223,17 @@ fn may_send(
             quote(&session.id)
         )));
     }
+    // Verified once is verified: also when another number was verified or
+    // sent a code since (completion maps the number verified all the same).
+    if verification::verified_for(conn, &session.id, &line.number)? {
+        return Err(Error::conflict(format!(
+            "phone {} is already verified for session {}",
+            quote(&line.number),
+            quote(&session.id)
+        )));
+    }
     let mut live = None;
     if let Some(v) = latest {
-        if v.status == "verified" && v.phone_number == line.number {
-            return Err(Error::conflict(format!(
-                "phone {} is already verified for session {}",
-                quote(&line.number),
-                quote(&session.id)
-            )));
-        }
         // The spacing protects the number a code goes to: a changed
         // business phone (whose change cancelled the verification of the
         // old one) gets its first code at once, and changing back does not

@@ -244,12 +244,22 @@ pub fn phone_e164(text: &str) -> Result<String> {
 /// metadata lists the blocks allocated when it was built, and `07 12 34 56
 /// 78` or `04 01 02 03 04` are in none of them yet: a number a business
 /// really has is not refused for the metadata's age (the phone
-/// verification proves it is theirs before it routes a call).
+/// verification proves it is theirs before it routes a call). Not the
+/// blocks that are another plan's: the overseas departments' prefixes
+/// (their numbers are `+262`, `+590`, `+594`, `+596`, never `+33`) and
+/// `0700`, whose machine-to-machine numbers are longer.
 pub fn french_plan(code: u16, national: &str) -> bool {
+    const OTHER_PLANS: [&str; 15] = [
+        "262", "263", "269", "590", "594", "596", "639", "690", "691", "692", "693", "694", "696",
+        "697", "700",
+    ];
     code == 33
         && national.len() == 9
         && !national.starts_with('0')
         && national.bytes().all(|b| b.is_ascii_digit())
+        && !OTHER_PLANS
+            .iter()
+            .any(|prefix| national.starts_with(prefix))
 }
 
 /// The region whose numbering plan a number without a country code is

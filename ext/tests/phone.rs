@@ -849,10 +849,24 @@ fn get_shows_the_verification_of_the_current_phone_only() {
         (&shown["phone_number"], &shown["status"]),
         (&json!(MOBILE), &json!("verified"))
     );
+    // A code to another number meanwhile: back on the verified one, no
+    // code is sent again, and it still shows verified.
     business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    deliver(&db);
+    business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");
+    db.env.advance_ms(61_000);
+    let id = s.as_str();
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        format!("onboarding_phone_send: conflict: phone '{MOBILE}' is already verified for session '{id}'")
+    );
+    assert_eq!(db.get(&s)["phone_verification"]["status"], "verified");
+    business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    assert_eq!(db.get(&s)["phone_verification"]["status"], "cancelled");
     db.vapi(&s);
     let done = db.complete(&s).unwrap();
-    assert_eq!(db.get(&s)["phone_verification"], Value::Null);
+    assert_eq!(db.get(&s)["phone_verification"]["status"], "cancelled");
     assert_eq!(
         db.row(
             "SELECT phone_number, status, is_active FROM omni_phone_mappings",

@@ -136,7 +136,7 @@ fn business_phone_is_normalised_to_e164() {
         // French blocks the metadata does not list yet: the plan's shape.
         ("07 12 34 56 78", "+33712345678"),
         ("04 01 02 03 04", "+33401020304"),
-        ("+33 7 00 00 00 00", "+33700000000"),
+        ("+33 7 10 00 00 00", "+33710000000"),
         // The overseas departments, dialled from France with a leading 0.
         ("0692 12 34 56", "+262692123456"),
         ("0262 21 00 00", "+262262210000"),
@@ -153,6 +153,8 @@ fn business_phone_is_normalised_to_e164() {
             .unwrap();
         assert_eq!(db.get(&s)["steps"]["business"]["phone"], e164, "{typed}");
     }
+    // Nor blocks of other plans written after +33: the overseas
+    // departments' (+590 and the like) and the longer M2M numbers of 0700.
     for bad in [
         "123",
         "06 12",
@@ -160,6 +162,14 @@ fn business_phone_is_normalised_to_e164() {
         "+33 0 00 00 00 00",
         "06 12 34 56 789",
         "+33 6 12 34 56 7",
+        "+33 6 90 00 00 00",
+        "+33 6 94 00 00 00",
+        "+33 6 92 00 00 00",
+        "+33 6 39 00 00 00",
+        "+33 5 90 00 00 00",
+        "+33 2 62 00 00 00",
+        "0033 6 90 00 00 00",
+        "+33 7 00 00 00 00",
     ] {
         assert_eq!(
             refused(&db, &s, "business", &business_with("phone", json!(bad))),

@@ -19,60 +19,132 @@ fn key(block: &str) -> String {
     block.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The blocks of a Markdown text: what blank lines separate (a paragraph, a
-/// whole table, a whole list).
-fn blocks(markdown: &str) -> impl Iterator<Item = &str> {
+/// The blocks of a Markdown text: what blank lines separate (a heading, a
+/// paragraph, a whole table, a whole list).
+fn blocks(markdown: &str) -> Vec<&str> {
     markdown
         .split("\n\n")
         .map(str::trim)
         .filter(|b| !b.is_empty())
+        .collect()
+}
+
+fn heading_alone(block: &str) -> bool {
+    block.starts_with('#') && !block.contains('\n')
 }
 
 /// Whether a block may be lifted: enough text, and not a heading alone
 /// (a page's "## Contact" heads that page's own text).
 fn liftable(block: &str) -> bool {
-    let heading_alone = block.starts_with('#') && !block.contains('\n');
-    !heading_alone && block.chars().filter(|c| c.is_alphanumeric()).count() >= MIN_BLOCK_CHARS
+    !heading_alone(block)
+        && block.chars().filter(|c| c.is_alphanumeric()).count() >= MIN_BLOCK_CHARS
 }
 
-/// The blocks on more than half of `pages` and on at least [`MIN_PAGES`],
-/// in the order of their first appearance: the template's.
-pub fn repeated(pages: &[&str]) -> Vec<String> {
+/// The units a page offers for lifting: each liftable block, and each
+/// heading with the liftable block right under it (`## Horaires` and its
+/// table go together).
+fn units(page: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, block) in page.iter().enumerate() {
+        if liftable(block) {
+            out.push((key(block), block.to_string()));
+        } else if heading_alone(block) {
+            if let Some(next) = page.get(i + 1).filter(|next| liftable(next)) {
+                let unit = format!("{block}\n\n{next}");
+                out.push((key(&unit), unit));
+            }
+        }
+    }
+    out
+}
+
+/// What a job's pages repeat: the text of the shared document, and what
+/// [`without`] takes out of each page.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Lifted {
+    /// The repeated units in the order of their first appearance, a
+    /// heading's block given once, under its heading.
+    pub units: Vec<String>,
+    keys: HashSet<String>,
+}
+
+impl Lifted {
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+    }
+}
+
+/// The blocks (with their heading, when it repeats with them) on more than
+/// half of `pages` and on at least [`MIN_PAGES`]: the template's.
+pub fn repeated(pages: &[&str]) -> Lifted {
     if pages.len() < MIN_PAGES {
-        return Vec::new();
+        return Lifted::default();
     }
     let mut on_pages: HashMap<String, usize> = HashMap::new();
     let mut order: Vec<(String, String)> = Vec::new();
     for page in pages {
         let mut seen = HashSet::new();
-        for block in blocks(page).filter(|b| liftable(b)) {
-            let k = key(block);
+        for (k, unit) in units(&blocks(page)) {
             if seen.insert(k.clone()) {
                 let n = on_pages.entry(k.clone()).or_insert(0);
                 if *n == 0 {
-                    order.push((k, block.to_string()));
+                    order.push((k, unit));
                 }
                 *n += 1;
             }
         }
     }
-    order
+    let repeated: Vec<(String, String)> = order
         .into_iter()
-        .filter(|(k, _)| {
-            let n = on_pages[k];
-            n >= MIN_PAGES && n * 2 > pages.len()
-        })
-        .map(|(_, block)| block)
-        .collect()
+        .filter(|(k, _)| on_pages[k] >= MIN_PAGES && on_pages[k] * 2 > pages.len())
+        .collect();
+    let keys: HashSet<String> = repeated.iter().map(|(k, _)| k.clone()).collect();
+    // A block lifted with its heading is not given a second time alone.
+    let under_headings: HashSet<String> = repeated
+        .iter()
+        .filter(|(_, unit)| heading_alone(unit.split("\n\n").next().unwrap_or("")))
+        .filter_map(|(_, unit)| unit.split_once("\n\n").map(|(_, block)| key(block)))
+        .collect();
+    Lifted {
+        units: repeated
+            .into_iter()
+            .filter(|(k, _)| !under_headings.contains(k))
+            .map(|(_, unit)| unit)
+            .collect(),
+        keys,
+    }
 }
 
-/// `markdown` without the blocks of `lifted` (compared by their words).
-pub fn without(markdown: &str, lifted: &[String]) -> String {
-    let keys: HashSet<String> = lifted.iter().map(|b| key(b)).collect();
-    blocks(markdown)
-        .filter(|b| !keys.contains(&key(b)))
-        .collect::<Vec<_>>()
-        .join("\n\n")
+/// `markdown` without what `lifted` holds, when it held any of it: `None`
+/// when nothing was taken out (the text is then left exactly as it is).
+pub fn strip(markdown: &str, lifted: &Lifted) -> Option<String> {
+    let before = blocks(markdown).len();
+    let rest = without(markdown, lifted);
+    (blocks(&rest).len() < before).then_some(rest)
+}
+
+/// `markdown` without what `lifted` holds: each repeated block, and a
+/// repeated heading with its block.
+pub fn without(markdown: &str, lifted: &Lifted) -> String {
+    let page = blocks(markdown);
+    let mut kept = Vec::with_capacity(page.len());
+    let mut i = 0;
+    while i < page.len() {
+        let block = page[i];
+        if heading_alone(block) {
+            if let Some(next) = page.get(i + 1) {
+                if lifted.keys.contains(&key(&format!("{block} {next}"))) {
+                    i += 2;
+                    continue;
+                }
+            }
+        }
+        if !lifted.keys.contains(&key(block)) {
+            kept.push(block);
+        }
+        i += 1;
+    }
+    kept.join("\n\n")
 }
 
 #[cfg(test)]
@@ -80,6 +152,11 @@ mod tests {
     use super::*;
 
     const ADDRESS: &str = "Salon Léa, 12 rue des Lilas, 69003 Lyon – 04 78 12 34 56";
+
+    fn lifted(pages: &[String]) -> Lifted {
+        let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+        repeated(&pages)
+    }
 
     #[test]
     fn a_block_on_most_pages_is_lifted_once_in_its_first_order() {
@@ -90,12 +167,36 @@ mod tests {
             format!("# Contact\n\nAppelez-nous ou passez au salon.\n\n{ADDRESS}\n\n{hours}"),
             format!("# Équipe\n\nLéa et Karim, coiffeurs depuis 2010.\n\n{ADDRESS}"),
         ];
-        let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-        assert_eq!(repeated(&pages), [ADDRESS, hours]);
+        let lifted = lifted(&pages);
+        assert_eq!(lifted.units, [ADDRESS, hours]);
         assert_eq!(
-            without(pages[1], &repeated(&pages)),
+            without(&pages[1], &lifted),
             "# Tarifs\n\n| Coupe | 25 € |\n|---|---|"
         );
+    }
+
+    #[test]
+    fn a_repeated_heading_goes_with_its_block() {
+        let hours = "## Horaires\n\n| Mardi | 9h – 19h |\n| --- | --- |\n| Samedi | 9h – 18h |";
+        let pages = [
+            format!("# Accueil\n\nBienvenue au salon, coupe et couleur.\n\n{hours}"),
+            format!("# Tarifs\n\nCoupe homme 25 €, coupe femme 35 €.\n\n{hours}\n\n{ADDRESS}"),
+            format!("# Contact\n\n{ADDRESS}\n\n{hours}"),
+        ];
+        let lifted = lifted(&pages);
+        assert_eq!(lifted.units, [hours]);
+        assert_eq!(
+            without(&pages[0], &lifted),
+            "# Accueil\n\nBienvenue au salon, coupe et couleur."
+        );
+        // The address is on two pages of three: more than half, but under 3.
+        assert_eq!(
+            without(&pages[1], &lifted),
+            format!("# Tarifs\n\nCoupe homme 25 €, coupe femme 35 €.\n\n{ADDRESS}")
+        );
+        // The table without its heading is taken out too.
+        let bare = hours.split_once("\n\n").unwrap().1;
+        assert_eq!(without(&format!("# Plan\n\n{bare}"), &lifted), "# Plan");
     }
 
     #[test]
@@ -106,10 +207,9 @@ mod tests {
             "## Contact\n\nPrix\n\nTroisième page, son texte à elle.".to_string(),
             "## Contact\n\nPrix\n\nQuatrième page, son texte à elle.".to_string(),
         ];
-        let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-        assert!(repeated(&pages).is_empty());
+        assert!(lifted(&pages).is_empty());
         // Two pages are not a template, whatever they share.
-        assert!(repeated(&pages[..2]).is_empty());
+        assert!(lifted(&pages[..2]).is_empty());
     }
 
     #[test]
@@ -119,8 +219,13 @@ mod tests {
             format!("Une autre page.\n\n{}", ADDRESS.replace(' ', "  ")),
             format!("Encore une page.\n\n  {ADDRESS}\n"),
         ];
-        let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-        assert_eq!(repeated(&pages), [ADDRESS]);
-        assert_eq!(without(pages[1], &repeated(&pages)), "Une autre page.");
+        let lifted = lifted(&pages);
+        assert_eq!(lifted.units, [ADDRESS]);
+        assert_eq!(without(&pages[1], &lifted), "Une autre page.");
+        assert_eq!(
+            strip(&pages[1], &lifted).as_deref(),
+            Some("Une autre page.")
+        );
+        assert_eq!(strip("Rien à retirer.\n\n\n  ici", &lifted), None);
     }
 }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::chunk::chunks;
 use super::french::index_terms;
+use super::repeated::{strip, Lifted};
 use crate::error::Result;
 use crate::sql;
 
@@ -99,33 +100,53 @@ fn index(
             (id, tenant_id, position as i64, &chunk.heading, &chunk.text),
             |r| r.get(0),
         )?;
-        // The title goes into every chunk's terms: a page called "Tarifs"
-        // answers price questions even where its text never says so.
-        let terms = index_terms(&format!("{}\n{}\n{}", title, chunk.heading, chunk.text));
-        sql::execute(
-            conn,
-            "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (?1, ?2, ?3)",
-            (
-                chunk_id,
-                terms,
-                index_terms(&format!("{} {}", title, chunk.heading)),
-            ),
-        )?;
+        index_chunk(conn, chunk_id, title, &chunk.heading, &chunk.text)?;
     }
     Ok(pieces.len())
 }
 
-/// Gives document `id` (of `tenant_id`, titled `title`) the text
-/// `markdown`, its chunks and index entries rebuilt. Answers `false`, and
-/// changes nothing, when the tenant already has a document of that text.
-pub fn replace_text(
+/// The index entry of chunk `chunk_id`. The title goes into every chunk's
+/// terms: a page called "Tarifs" answers price questions even where its
+/// text never says so.
+fn index_chunk(
+    conn: &Connection,
+    chunk_id: i64,
+    title: &str,
+    heading: &str,
+    text: &str,
+) -> Result<()> {
+    sql::execute(
+        conn,
+        "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (?1, ?2, ?3)",
+        (
+            chunk_id,
+            index_terms(&format!("{title}\n{heading}\n{text}")),
+            index_terms(&format!("{title} {heading}")),
+        ),
+    )?;
+    Ok(())
+}
+
+/// Takes what `lifted` holds out of document `id` (of `tenant_id`,
+/// titled `title`, whose text is `markdown`): out of its text, and out of
+/// the chunks that carry it, whose index entries are rebuilt (a chunk left
+/// empty goes); the other chunks stay as they are, so a 2 MiB page costs
+/// the few chunks its template's blocks are in. Answers `false`, changing
+/// nothing, when the page holds none of it, when nothing of its own would
+/// be left, or when the tenant already has a document of the remaining
+/// text.
+pub fn remove_blocks(
     conn: &Connection,
     id: i64,
     tenant_id: &str,
     title: &str,
     markdown: &str,
+    lifted: &Lifted,
 ) -> Result<bool> {
-    let hash = content_hash(markdown);
+    let Some(rest) = strip(markdown, lifted).filter(|rest| !rest.is_empty()) else {
+        return Ok(false);
+    };
+    let hash = content_hash(&rest);
     let taken: bool = sql::query_row(
         conn,
         "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
@@ -137,15 +158,36 @@ pub fn replace_text(
     }
     sql::execute(
         conn,
-        "DELETE FROM kb_chunks_fts WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?1)",
-        [id],
-    )?;
-    sql::execute(conn, "DELETE FROM kb_chunks WHERE document_id = ?1", [id])?;
-    sql::execute(
-        conn,
         "UPDATE kb_documents SET markdown = ?2, content_hash = ?3 WHERE id = ?1",
-        (id, markdown, &hash),
+        (id, &rest, &hash),
     )?;
-    index(conn, id, tenant_id, title, markdown)?;
+    let chunks: Vec<(i64, String, String)> = sql::with(
+        conn,
+        "SELECT id, heading, text FROM kb_chunks WHERE document_id = ?1",
+        |s| {
+            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()
+        },
+    )?;
+    for (chunk_id, heading, text) in chunks {
+        let Some(text) = strip(&text, lifted) else {
+            continue;
+        };
+        sql::execute(
+            conn,
+            "DELETE FROM kb_chunks_fts WHERE rowid = ?1",
+            [chunk_id],
+        )?;
+        if text.is_empty() {
+            sql::execute(conn, "DELETE FROM kb_chunks WHERE id = ?1", [chunk_id])?;
+        } else {
+            sql::execute(
+                conn,
+                "UPDATE kb_chunks SET text = ?2 WHERE id = ?1",
+                (chunk_id, &text),
+            )?;
+            index_chunk(conn, chunk_id, title, &heading, &text)?;
+        }
+    }
     Ok(true)
 }

@@ -15,7 +15,7 @@ use url::Url;
 use super::address::{normalize, same_site};
 use super::job::load_job;
 use super::repeated;
-use super::store::{replace_text, store, NewDocument, Stored};
+use super::store::{remove_blocks, store, NewDocument, Stored};
 use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::savepoint::in_savepoint;
@@ -445,7 +445,7 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
 /// crawler already sends a footer it recognises as a shared block; this
 /// catches the address or hours a template writes in plain blocks, which
 /// only the job's pages together show. A page left with no text of its
-/// own keeps its text.
+/// own keeps its text; only the chunks holding the blocks are rewritten.
 fn lift_repeated_blocks(conn: &Connection, job: &Held, now: &str) -> Result<()> {
     let pages: Vec<(i64, String, String)> = sql::with(
         conn,
@@ -463,13 +463,13 @@ fn lift_repeated_blocks(conn: &Connection, job: &Held, now: &str) -> Result<()> 
     }
     let mut changed = false;
     for (id, title, markdown) in &pages {
-        let rest = repeated::without(markdown, &lifted);
-        if !rest.is_empty() && rest != markdown.trim() {
-            changed |= replace_text(conn, *id, &job.tenant_id, title, &rest)?;
-        }
+        changed |= remove_blocks(conn, *id, &job.tenant_id, title, markdown, &lifted)?;
     }
     if changed {
-        let shared = [("Informations pratiques".to_string(), lifted.join("\n\n"))];
+        let shared = [(
+            "Informations pratiques".to_string(),
+            lifted.units.join("\n\n"),
+        )];
         store_shared(conn, job, &shared, now)?;
     }
     Ok(())
