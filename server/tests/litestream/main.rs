@@ -328,6 +328,12 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             // stuck at one transaction logs why (Litestream's VFS retries
             // a failed poll forever).
             let healthz = rt.block_on(try_request(reader.addr, "GET", "/healthz", b""));
+            // Whether the replica holds the commit (the read replica then
+            // misses it) or not (Litestream never shipped it).
+            let restored = dir.path().join("diagnosis.db");
+            restore_drill(&replica, &restored);
+            let shipped = completed(&open(&restored)).contains(&done.session_id);
+            eprintln!("completion {n} in a restore of the replica: {shipped}");
             let log = reader.log.text();
             let said: Vec<&str> = log
                 .lines()
@@ -336,10 +342,12 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             panic!(
                 "completion {n} not on the replica within {REPLICA_LAG_BOUND:?}; \
                  replica files: {:?}; its /healthz: {:?}; read replica's log \
-                 (requests left out):\n{}",
+                 (requests left out):\n{}\nthe primary's log (Litestream and \
+                 the server):\n{}",
                 files_under(&replica),
                 healthz.map(|reply| reply.body),
-                said.join("\n")
+                said.join("\n"),
+                node.log.text()
             )
         });
         lags.push(at.duration_since(done.at));
