@@ -75,6 +75,7 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
         return result;
     }
     if !conn.is_autocommit() {
+        take_write_lock_first(conn)?;
         return savepoint(conn, body);
     }
     if writing_statement_in_progress(conn) {
@@ -107,6 +108,38 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
         _ => Error::from(e),
     })?;
     guarded(conn, Opened::Transaction, body)
+}
+
+/// Inside a caller's deferred transaction that has not touched the main
+/// database yet (`BEGIN`; better-sqlite3's `db.transaction()`, Go's
+/// `BeginTx`), a write that changes nothing takes the write lock before the
+/// call reads, waiting out the busy timeout as `BEGIN IMMEDIATE` would:
+/// once the call had read, SQLite would refuse at once to wait for the lock
+/// it must then upgrade to. A transaction that has read already is left as
+/// it is (it cannot wait either way), and so is one whose probe fails for
+/// another reason (no schema, a read-only file): the call's own statements
+/// then say what is wrong.
+fn take_write_lock_first(conn: &Connection) -> Result<()> {
+    // SAFETY: the handle is this open connection's, used on its own thread
+    // inside one of its calls; the schema name is a NUL-terminated literal.
+    let state = unsafe { ffi::sqlite3_txn_state(conn.handle(), c"main".as_ptr()) };
+    if state != ffi::SQLITE_TXN_NONE {
+        return Ok(());
+    }
+    match sql::execute(conn, "UPDATE tenants SET id = id WHERE 0", []) {
+        Err(e) if busy(&e) => Err(Error::internal(format!(
+            "{e}: another connection held the write lock past this connection's busy \
+             timeout (PRAGMA busy_timeout); retry later"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Whether databases are attached to `conn` besides `main` and `temp`.

@@ -65,7 +65,7 @@ fn hold_write_lock(path: std::path::PathBuf) -> (mpsc::Sender<()>, std::thread::
     let (release, release_rx) = mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         let conn = Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE host_notes (note TEXT)")
+        conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS host_notes (note TEXT); INSERT INTO host_notes VALUES (1)")
             .unwrap();
         locked_tx.send(()).unwrap();
         // Bounded: the test sends at once, or is gone.
@@ -96,6 +96,54 @@ fn a_step_waits_for_another_connections_write_lock_then_saves() {
     assert_eq!(
         first.get(&s)["steps"]["channels"],
         serde_json::json!({"channels": ["phone", "sms"]})
+    );
+}
+
+/// Inside the caller's deferred transaction (`BEGIN`, as better-sqlite3's
+/// `db.transaction()` and Go's `BeginTx` open it) that has read nothing yet,
+/// a step waits for the write lock as in autocommit mode; past the busy
+/// timeout it says why. One that has read already cannot wait: SQLite
+/// refuses at once to upgrade its read lock.
+#[test]
+fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
+    let locked = Locked::new(20_000);
+    let s = locked.session.clone();
+    let release = locked.release.clone();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        release.send(()).unwrap();
+    });
+    let second = &locked.second;
+    second.conn.execute_batch("BEGIN").unwrap();
+    let started = std::time::Instant::now();
+    let saved = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
+    let waited = started.elapsed();
+    second.conn.execute_batch("COMMIT").unwrap();
+    releaser.join().unwrap();
+    let (_dir, first, second, _) = locked.release();
+    assert_eq!(saved, Ok(common::step_answer(&s, "channels", 3, 50)));
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert_eq!(
+        first.get(&s)["steps"]["channels"],
+        serde_json::json!({"channels": ["sms"]})
+    );
+
+    // Past the busy timeout: the reason, and nothing written.
+    second.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    let (release, holder) = hold_write_lock(_dir.path().join("onboarding.db"));
+    second.conn.execute_batch("BEGIN").unwrap();
+    let refused = second.step(&s, "channels", r#"{"channels":["phone"]}"#);
+    second.conn.execute_batch("ROLLBACK").unwrap();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(
+        refused.unwrap_err(),
+        "onboarding_step: internal: database is locked: another connection held the write \
+         lock past this connection's busy timeout (PRAGMA busy_timeout); retry later"
+    );
+    assert_eq!(
+        first.get(&s)["steps"]["channels"],
+        serde_json::json!({"channels": ["sms"]})
     );
 }
 
