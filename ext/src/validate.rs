@@ -225,6 +225,14 @@ pub fn phone_e164(text: &str) -> Result<String> {
             quote(text)
         ))
     };
+    // French typography separates the groups with a narrow no-break space
+    // (U+202F), which the parser does not take for a separator; any white
+    // space is one.
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    let text = spaced.as_str();
     let number = phonenumber::parse(Some(national_region(text)), text).map_err(|_| invalid())?;
     let code = number.country().code();
     // With its leading zeros (Italian numbers keep theirs).

@@ -135,6 +135,8 @@ fn business_phone_is_normalised_to_e164() {
         ("+44 20 7946 0958", "+442079460958"),
         // French blocks the metadata does not list yet: the plan's shape.
         ("07 12 34 56 78", "+33712345678"),
+        // Narrow no-break spaces, as French typography writes them.
+        ("06\u{202f}12\u{202f}34\u{202f}56\u{202f}78", "+33612345678"),
         ("04 01 02 03 04", "+33401020304"),
         ("+33 7 10 00 00 00", "+33710000000"),
         // The overseas departments, dialled from France with a leading 0.

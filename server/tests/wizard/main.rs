@@ -826,13 +826,35 @@ async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
     b.fill("document-2-content", "Baguette : 1,20 €").await;
     b.click("#kb-next").await;
     b.step("appointments").await;
-    let session = row(&server, "onboarding_sessions");
+    let kb_data = |server: &TestServer| row(server, "onboarding_sessions")["kb_data"].clone();
+    let one = json!(
+        r#"{"method":"documents","documents":[{"title":"Tarifs","content":"Baguette : 1,20 €"}]}"#
+    );
+    assert_eq!(kb_data(&server), one);
+    // A second text, saved; then removed and left by "Précédent": the
+    // removal is saved too (it fires no input event).
+    b.click("#form-appointments .back").await;
+    b.step("kb").await;
+    b.click("#add-document").await;
+    b.fill("document-3-title", "Horaires").await;
+    b.fill("document-3-content", "Ouvert du mardi au samedi")
+        .await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
     assert_eq!(
-        session["kb_data"],
+        kb_data(&server),
         json!(
-            r#"{"method":"documents","documents":[{"title":"Tarifs","content":"Baguette : 1,20 €"}]}"#
+            r#"{"method":"documents","documents":[{"title":"Tarifs","content":"Baguette : 1,20 €"},{"title":"Horaires","content":"Ouvert du mardi au samedi"}]}"#
         )
     );
+    b.click("#form-appointments .back").await;
+    b.step("kb").await;
+    // The page's boxes: the first, left empty (not sent), then the two.
+    b.click("#document-list fieldset:nth-of-type(3) .remove")
+        .await;
+    b.click("#form-kb .back").await;
+    b.step("phone").await;
+    assert_eq!(kb_data(&server), one);
     b.quit().await;
 }
 

@@ -419,6 +419,8 @@ function addDocument(title = '', content = '') {
   remove.className = 'remove';
   remove.addEventListener('click', () => {
     box.remove();
+    // A removal fires no input event: "Précédent" must save it too.
+    state.changed = true;
     numberDocuments();
     $('add-document').focus();
   });
