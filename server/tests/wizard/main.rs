@@ -20,6 +20,7 @@ use common::{pinned_env, rows, session_path, temp_config, TestServer, BUSINESS, 
 use onboarding::kb::AllowList;
 use onboarding::PinnedEnv;
 use onboarding_server::crawl::CrawlConfig;
+use rusqlite::Connection;
 use serde_json::{json, Value};
 use site::Site;
 
@@ -917,6 +918,57 @@ async fn appointments_declined_after_cal_com_leave_no_campaign() {
 
 /// "Précédent" saves what was changed on the step it leaves, when the
 /// server takes it; a field it refuses does not hold the user back.
+/// The session is gone from the server mid-way (its database replaced):
+/// the wizard says so on the welcome step and keeps what was typed; a new
+/// session starts from it and saves each step again. A stale id in storage
+/// at load says the same, with nothing to keep.
+#[tokio::test]
+async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    let lost = row(&server, "onboarding_sessions")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = Connection::open(&server.db_path).unwrap();
+    db.execute_batch(&format!(
+        "DELETE FROM onboarding_analytics WHERE session_id = '{lost}';
+         DELETE FROM onboarding_sessions WHERE id = '{lost}';"
+    ))
+    .unwrap();
+    b.click("#channels-next").await;
+    b.step("welcome").await;
+    let note = "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer \
+                une nouvelle : ce que vous avez saisi est conservé.";
+    assert_eq!(b.text("welcome-note").await, note);
+    b.click("#start").await;
+    b.step("business").await;
+    assert_eq!(b.value("company_name").await, COMPANY);
+    assert_eq!(b.value("email").await, EMAIL);
+    b.click("#business-next").await;
+    b.step("channels").await;
+    let session = row(&server, "onboarding_sessions");
+    assert_ne!(session["id"], lost.as_str());
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        [&business["company_name"], &business["email"]],
+        [&json!(COMPANY), &json!(EMAIL)]
+    );
+    // At load, with an id the server does not know.
+    b.eval("localStorage.setItem('onboarding.session_id', 'onb_0123456789abcdef0123456789abcdef'); return true")
+        .await;
+    b.open("/").await;
+    b.step("welcome").await;
+    assert_eq!(b.text("welcome-note").await, note);
+    b.click("#start").await;
+    b.step("business").await;
+    assert_eq!(b.value("company_name").await, "");
+    b.quit().await;
+}
+
 #[tokio::test]
 async fn going_back_saves_the_changed_step_and_never_blocks() {
     let _one = ONE_BROWSER.lock().await;

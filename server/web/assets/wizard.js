@@ -235,9 +235,11 @@ function sessionLost() {
   localStorage.removeItem(STEP_KEY);
   state.id = null;
   state.session = null;
-  fillForms({ steps: {} });
+  // What the page holds stays: a session lost mid-way (the server's
+  // database replaced) costs the user no typing, and the new session saves
+  // each step again as it is left. On a page just loaded the fields are empty.
   $('welcome-note').textContent =
-    "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle.";
+    "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle : ce que vous avez saisi est conservé.";
   $('welcome-note').hidden = false;
   setProgress(0);
   show('welcome');
