@@ -791,6 +791,48 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     );
 }
 
+/// A knowledge-base page whose title is one long word (a crawled page's, a
+/// pasted text's) wraps on the dashboard at 360 px: nothing scrolls sideways.
+#[tokio::test]
+async fn a_long_one_word_title_wraps_on_the_dashboard_at_360_px() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let title = "Tarifs".repeat(30);
+    let kb = json!({"method": "documents",
+        "documents": [{"title": title, "content": "Coupe homme 25 €, coupe femme 35 €."}]})
+    .to_string();
+    for (step, body) in [
+        ("business", BUSINESS),
+        ("vapi", VAPI),
+        ("kb", &kb),
+        ("complete", "{}"),
+    ] {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    let b = browser(&server, 360).await;
+    b.open("/dashboard").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.open("/dashboard").await;
+    b.until(
+        "the document's title",
+        "[...document.querySelectorAll('.doc-title')].some(e => e.textContent.startsWith('TarifsTarifs'))",
+    )
+    .await;
+    assert_eq!(
+        b.eval("return [document.documentElement.scrollWidth, window.innerWidth]")
+            .await,
+        b.eval("return [window.innerWidth, window.innerWidth]")
+            .await
+    );
+    b.quit().await;
+}
+
 /// A pasted text the server refuses is named as the page numbers it
 /// ("Texte 2"), though the empty box before it was not sent, and the focus
 /// goes to the part it is about.
