@@ -127,11 +127,15 @@ fn take_write_lock_first(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     match sql::execute(conn, "UPDATE tenants SET id = id WHERE 0", []) {
+        Ok(_) => Ok(()),
         Err(e) if busy(&e) => Err(Error::internal(format!(
             "{e}: another connection held the write lock past this connection's busy \
              timeout (PRAGMA busy_timeout); retry later"
         ))),
-        _ => Ok(()),
+        // An I/O error, a full disk or an interrupt rolls the caller's whole
+        // transaction back: the call must not go on and commit alone.
+        Err(e) if conn.is_autocommit() => Err(Error::from(e)),
+        Err(_) => Ok(()),
     }
 }
 

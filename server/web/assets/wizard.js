@@ -38,6 +38,8 @@ const MAX_DOCUMENTS = 20;
 
 const state = {
   id: null,
+  /** The page is reading its stored session at load (nothing typed yet). */
+  loading: false,
   /** The last `GET session` answer (its `steps` kept up to date on save). */
   session: null,
   /** The channels as saved, or the server's default before that. */
@@ -237,9 +239,11 @@ function sessionLost() {
   state.session = null;
   // What the page holds stays: a session lost mid-way (the server's
   // database replaced) costs the user no typing, and the new session saves
-  // each step again as it is left. On a page just loaded the fields are empty.
-  $('welcome-note').textContent =
-    "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle : ce que vous avez saisi est conservé.";
+  // each step again as it is left. A page just loaded holds the defaults.
+  $('welcome-note').textContent = state.loading
+    ? "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle."
+    : "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle : ce que vous avez saisi est conservé.";
+  state.loading = false;
   $('welcome-note').hidden = false;
   setProgress(0);
   show('welcome');
@@ -730,15 +734,19 @@ function wire() {
 async function start() {
   wire();
   state.id = localStorage.getItem(SESSION_KEY);
+  // The defaults first (a text box, the phone channel, Sara…): a session
+  // read below fills over them, a stale one leaves them in place.
+  fillForms({ steps: {} });
   if (!state.id) {
-    fillForms({ steps: {} });
     await show('welcome');
     return;
   }
+  state.loading = true;
   await act(null, async () => {
     const session = await get(sessionPath(state.id));
     state.session = session;
     setProgress(session.progress_percentage);
+    state.loading = false;
     fillForms(session);
     if (session.status === 'completed') {
       await show('complete');
