@@ -93,19 +93,14 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     // connection holds a read transaction already, and SQLite does not wait
     // for a lock it would have to upgrade to.
     let reading = reading_already(conn);
-    sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) if reading => {
-            Error::internal(format!(
-                "{e}: another connection holds the write lock, and SQLite cannot wait for \
-                 it while the statement calling this function reads a table (call the \
-                 writers from a plain SELECT without FROM)"
-            ))
-        }
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::internal(format!(
-            "{e}: another connection held the write lock past this connection's busy \
-             timeout (PRAGMA busy_timeout); retry later"
+    sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match busy(&e) {
+        true if reading => Error::internal(format!(
+            "{e}: another connection holds the write lock, and SQLite cannot wait for \
+             it while the statement calling this function reads a table (call the \
+             writers from a plain SELECT without FROM)"
         )),
-        _ => Error::from(e),
+        true => locked_past_timeout(&e),
+        false => Error::from(e),
     })?;
     guarded(conn, Opened::Transaction, body)
 }
@@ -128,15 +123,20 @@ fn take_write_lock_first(conn: &Connection) -> Result<()> {
     }
     match sql::execute(conn, "UPDATE tenants SET id = id WHERE 0", []) {
         Ok(_) => Ok(()),
-        Err(e) if busy(&e) => Err(Error::internal(format!(
-            "{e}: another connection held the write lock past this connection's busy \
-             timeout (PRAGMA busy_timeout); retry later"
-        ))),
+        Err(e) if busy(&e) => Err(locked_past_timeout(&e)),
         // An I/O error, a full disk or an interrupt rolls the caller's whole
         // transaction back: the call must not go on and commit alone.
         Err(e) if conn.is_autocommit() => Err(Error::from(e)),
         Err(_) => Ok(()),
     }
+}
+
+/// The write lock stayed another connection's past the busy timeout.
+fn locked_past_timeout(e: &rusqlite::Error) -> Error {
+    Error::internal(format!(
+        "{e}: another connection held the write lock past this connection's busy \
+         timeout (PRAGMA busy_timeout); retry later"
+    ))
 }
 
 fn busy(e: &rusqlite::Error) -> bool {

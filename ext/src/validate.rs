@@ -228,11 +228,16 @@ pub fn phone_e164(text: &str) -> Result<String> {
     // French typography separates the groups with a narrow no-break space
     // (U+202F), which the parser does not take for a separator; any white
     // space is one.
-    let spaced: String = text
-        .chars()
-        .map(|c| if c.is_whitespace() { ' ' } else { c })
-        .collect();
-    let text = spaced.as_str();
+    // (A copy only then: this runs in every business step.)
+    let spaced: std::borrow::Cow<str> = if text.chars().any(|c| c.is_whitespace() && c != ' ') {
+        text.chars()
+            .map(|c| if c.is_whitespace() { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    };
+    let text = &*spaced;
     let number = phonenumber::parse(Some(national_region(text)), text).map_err(|_| invalid())?;
     let code = number.country().code();
     // With its leading zeros (Italian numbers keep theirs).

@@ -147,6 +147,45 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
     );
 }
 
+/// The write-lock probe inside a caller's `BEGIN` fails on a database
+/// without the schema and on a read-only file; the call then says what is
+/// wrong, as it does outside a transaction.
+#[test]
+fn inside_a_deferred_transaction_the_probes_other_failures_leave_the_calls_own_error() {
+    let bare = Connection::open_in_memory().unwrap();
+    onboarding::register(&bare).unwrap();
+    bare.execute_batch("BEGIN").unwrap();
+    let err = bare
+        .query_row("SELECT onboarding_create('{}')", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "onboarding_create: schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
+    );
+    let locked = Locked::new(50);
+    let read_only = Connection::open_with_flags(
+        locked.dir.path().join("onboarding.db"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    onboarding::register(&read_only).unwrap();
+    let (_dir, _first, _second, _) = locked.release();
+    read_only.execute_batch("BEGIN").unwrap();
+    let err = read_only
+        .query_row("SELECT onboarding_create('{}')", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "onboarding_create: internal: attempt to write a readonly database"
+    );
+}
+
 #[test]
 fn past_the_busy_timeout_a_call_says_why_and_writes_nothing() {
     let locked = Locked::new(50);

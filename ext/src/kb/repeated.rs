@@ -59,7 +59,7 @@ fn units(page: &[&str]) -> Vec<(String, String)> {
 }
 
 /// What a job's pages repeat: the text of the shared document, and what
-/// [`without`] takes out of each page.
+/// [`strip`] takes out of each page.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Lifted {
     /// The repeated units in the order of their first appearance, a
@@ -118,14 +118,19 @@ pub fn repeated(pages: &[&str]) -> Lifted {
 /// `markdown` without what `lifted` holds, when it held any of it: `None`
 /// when nothing was taken out (the text is then left exactly as it is).
 pub fn strip(markdown: &str, lifted: &Lifted) -> Option<String> {
-    let before = blocks(markdown).len();
-    let rest = without(markdown, lifted);
-    (blocks(&rest).len() < before).then_some(rest)
+    let (rest, removed) = take_out(markdown, lifted);
+    removed.then_some(rest)
+}
+
+/// `markdown` without what `lifted` holds (as the tests read it).
+#[cfg(test)]
+fn without(markdown: &str, lifted: &Lifted) -> String {
+    take_out(markdown, lifted).0
 }
 
 /// `markdown` without what `lifted` holds: each repeated block, and a
-/// repeated heading with its block.
-pub fn without(markdown: &str, lifted: &Lifted) -> String {
+/// repeated heading with its block; and whether anything was taken out.
+fn take_out(markdown: &str, lifted: &Lifted) -> (String, bool) {
     let page = blocks(markdown);
     let mut kept = Vec::with_capacity(page.len());
     let mut i = 0;
@@ -144,7 +149,8 @@ pub fn without(markdown: &str, lifted: &Lifted) -> String {
         }
         i += 1;
     }
-    kept.join("\n\n")
+    let removed = kept.len() < page.len();
+    (kept.join("\n\n"), removed)
 }
 
 #[cfg(test)]

@@ -185,6 +185,27 @@ async fn fill_channels_and_agent(b: &Browser) {
     b.step("kb").await;
 }
 
+/// A session created and completed through the API after `steps`: its id.
+async fn completed_through_the_api(server: &TestServer, steps: &[(&str, &str)]) -> String {
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    for (step, body) in steps.iter().chain(&[("complete", "{}")]) {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    id
+}
+
+/// The dashboard of session `id`, as a browser that kept its id shows it.
+async fn open_dashboard(b: &Browser, id: &str) {
+    b.open("/dashboard").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.open("/dashboard").await;
+}
+
 async fn progress(b: &Browser) -> (Value, String) {
     (
         b.eval("return document.getElementById('progress').value")
@@ -708,19 +729,9 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     // An onboarding completed through the API, its number not verified.
-    let created = server.post("/api/v1/onboarding/session", "{}").await;
-    let id = created.json()["session_id"].as_str().unwrap().to_string();
-    for (step, body) in [("business", BUSINESS), ("vapi", VAPI), ("complete", "{}")] {
-        let reply = server.post(&session_path(&id, step), body).await;
-        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
-    }
+    let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
     let b = browser(&server, 360).await;
-    b.open("/dashboard").await;
-    b.eval(&format!(
-        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
-    ))
-    .await;
-    b.open("/dashboard").await;
+    open_dashboard(&b, &id).await;
     b.until("the dashboard", "!document.getElementById('panels').hidden")
         .await;
     assert_eq!(
@@ -797,28 +808,17 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
 async fn a_long_one_word_title_wraps_on_the_dashboard_at_360_px() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    let created = server.post("/api/v1/onboarding/session", "{}").await;
-    let id = created.json()["session_id"].as_str().unwrap().to_string();
     let title = "Tarifs".repeat(30);
     let kb = json!({"method": "documents",
         "documents": [{"title": title, "content": "Coupe homme 25 €, coupe femme 35 €."}]})
     .to_string();
-    for (step, body) in [
-        ("business", BUSINESS),
-        ("vapi", VAPI),
-        ("kb", &kb),
-        ("complete", "{}"),
-    ] {
-        let reply = server.post(&session_path(&id, step), body).await;
-        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
-    }
-    let b = browser(&server, 360).await;
-    b.open("/dashboard").await;
-    b.eval(&format!(
-        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
-    ))
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
     .await;
-    b.open("/dashboard").await;
+    let b = browser(&server, 360).await;
+    open_dashboard(&b, &id).await;
     b.until(
         "the document's title",
         "[...document.querySelectorAll('.doc-title')].some(e => e.textContent.startsWith('TarifsTarifs'))",
