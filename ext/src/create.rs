@@ -36,18 +36,24 @@ pub fn create(
                 crate::error::quote(key)
             )));
         }
-        if let Some(first) = created_with(conn, key)? {
-            return Ok(first);
-        }
     }
-    let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
-    let now_ms = env.now_ms();
-    let ids = new_ids(env, now_ms)?;
-    let now = iso8601(now_ms);
-    // The placeholder must be unique (tenants.email is UNIQUE): the original's
-    // constant 'temp@onboarding.tmp' let only one onboarding exist at a time.
-    let placeholder_email = format!("pending+{}@onboarding.invalid", ids.tenant_id);
     in_savepoint(conn, || {
+        // Looked up under the write lock: a retry that overlaps the first
+        // create's commit waits for it and finds its key, where a lookup
+        // before the lock missed it and then failed on the key's UNIQUE.
+        if let Some(key) = request_key {
+            if let Some(first) = created_with(conn, key)? {
+                return Ok(first);
+            }
+        }
+        let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
+        let now_ms = env.now_ms();
+        let ids = new_ids(env, now_ms)?;
+        let now = iso8601(now_ms);
+        // The placeholder must be unique (tenants.email is UNIQUE): the
+        // original's constant 'temp@onboarding.tmp' let only one onboarding
+        // exist at a time.
+        let placeholder_email = format!("pending+{}@onboarding.invalid", ids.tenant_id);
         sql::execute(
             conn,
             "INSERT INTO tenants (id, name, email, api_key, created_at, updated_at)
@@ -87,13 +93,12 @@ pub fn create(
                 (key, &ids.session_id),
             )?;
         }
-        Ok(())
-    })?;
-    Ok(json!({
-        "success": true,
-        "session_id": ids.session_id,
-        "tenant_id": ids.tenant_id,
-    }))
+        Ok(json!({
+            "success": true,
+            "session_id": ids.session_id,
+            "tenant_id": ids.tenant_id,
+        }))
+    })
 }
 
 /// The answer of the create that `key` already made, if any: a retry of a

@@ -226,7 +226,7 @@ fn quote_cut(value: &str, quoted: bool) -> String {
 /// of control characters; the `invalid_field` error names `field`. The one
 /// rule for a caller's text, in payloads and in worker arguments alike.
 pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
-    let text = text.trim();
+    let text = trim(text);
     if text.is_empty() {
         return Err(Error::invalid_field(format!("{field} must not be empty")));
     }
@@ -243,6 +243,38 @@ pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<
         )));
     }
     Ok(text.to_string())
+}
+
+/// `text` without white space or invisible characters at either end. A
+/// zero-width space, a byte-order mark, a soft hyphen or a word joiner
+/// prints nothing: a company or assistant name made of them alone is as
+/// empty as one of spaces, and one pasted with them around keeps them out.
+/// Inside a text they stay (a zero-width joiner binds emoji).
+pub(crate) fn trim(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_whitespace() || invisible(c))
+}
+
+/// The format characters of Unicode's Default_Ignorable_Code_Point that a
+/// paste carries in (the variation selectors and tags are left: they
+/// follow a visible character).
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+    )
 }
 
 #[cfg(test)]

@@ -89,9 +89,16 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
          FROM omni_phone_mappings WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
         &[],
     )?;
-    // A boolean, as onboarding_complete answers it.
-    if let Some(active) = phone_mapping.get_mut("is_active") {
-        *active = Value::Bool(active.as_i64() == Some(1));
+    // A boolean, as onboarding_complete answers it, and as there, the
+    // reason a verified number stays inactive: another tenant routes it.
+    if let Some(mapping) = phone_mapping.as_object_mut() {
+        let active = mapping.get("is_active").and_then(Value::as_i64) == Some(1);
+        mapping.insert("is_active".into(), Value::Bool(active));
+        if !active && mapping.get("status").and_then(Value::as_str) == Some("verified") {
+            let phone = mapping["phone_number"].as_str().unwrap_or_default();
+            let reason = crate::verification::active_elsewhere_reason(phone);
+            mapping.insert("reason".into(), Value::from(reason));
+        }
     }
     let campaign = one(
         "SELECT name, campaign_type, channels, status, settings, created_at, updated_at

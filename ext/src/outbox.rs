@@ -180,7 +180,7 @@ fn finish(
             }
             Some((_, owner, _)) if owner.as_deref() != Some(worker.as_str()) => {
                 return Err(Error::conflict(format!(
-                    "message {id} is leased to {}, not {} (its lease ran out and was taken over)",
+                    "message {id} is leased to {}, not {} (only the worker holding its lease reports it; a lease that runs out is taken over)",
                     quote(owner.as_deref().unwrap_or_default()),
                     quote(&worker)
                 )))

@@ -63,7 +63,9 @@ pub fn send(
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         let latest = Verification::latest(conn, session_id)?;
-        let live = may_send(conn, &session, &line, latest, now_ms)?;
+        let allowed = may_send(conn, &session, &line, latest, now_ms)?;
+        let sends = allowed.live.as_ref().map_or(1, |v| v.sends + 1);
+        let resend_after = iso8601(next_send_ms(&allowed, sends, now_ms + CODE_TTL_MS, now_ms));
         let code = otp::new_code(env)?;
         let expires_at = iso8601(now_ms + CODE_TTL_MS);
         let sent = Sent {
@@ -73,7 +75,7 @@ pub fn send(
             now: &now,
             ip_address,
         };
-        let id = match live {
+        let id = match allowed.live {
             Some(v) => sent.resend(conn, v)?,
             None => sent.start(conn, env, &session, &line.number, now_ms)?,
         };
@@ -93,7 +95,7 @@ pub fn send(
             "phone_number": line.number,
             "channel": channel.as_str(),
             "expires_at": expires_at,
-            "resend_after": iso8601(now_ms + RESEND_AFTER_MS),
+            "resend_after": resend_after,
         }))
     })
 }
@@ -208,15 +210,26 @@ fn channel_for(line: &Line, requested: Option<Channel>) -> Result<Channel> {
     }
 }
 
-/// Whether a code may go out now, and the live verification it would be a
-/// resend of (`None`: a new verification starts).
+/// What a send may do: resend the live verification (`None`: a new one
+/// starts), and when the number's daily limit frees a send again.
+struct Allowed {
+    live: Option<Verification>,
+    /// Codes sent to the number in the last 24 hours, before this one, and
+    /// when the oldest of them was.
+    sent_today: i64,
+    oldest_today_ms: Option<i64>,
+}
+
+/// Whether a code may go out now. Of the send limits that refuse it, the
+/// one that lasts longest answers: told to wait for the 60 s spacing, the
+/// client would be refused again by the daily limit.
 fn may_send(
     conn: &Connection,
     session: &Session,
     line: &Line,
     latest: Option<Verification>,
     now_ms: i64,
-) -> Result<Option<Verification>> {
+) -> Result<Allowed> {
     if session.status == "abandoned" {
         return Err(Error::conflict(format!(
             "session {} is abandoned; no code is sent for it",
@@ -232,6 +245,8 @@ fn may_send(
             quote(&session.id)
         )));
     }
+    // Each refusal: its text and how long it lasts.
+    let mut refusals: Vec<(String, i64)> = Vec::new();
     let mut live = None;
     if let Some(v) = latest {
         // The spacing protects the number a code goes to: a changed
@@ -246,7 +261,7 @@ fn may_send(
         if let Some(last_sent) = last_sent {
             let since = now_ms - last_sent;
             if since < RESEND_AFTER_MS {
-                return Err(Error::rate_limited(
+                refusals.push((
                     format!(
                         "a code was sent {} s ago; codes are sent at least 60 s apart",
                         since / 1000
@@ -257,7 +272,7 @@ fn may_send(
         }
         if v.is_live(now_ms)? && v.phone_number == line.number {
             if v.sends >= MAX_SENDS {
-                return Err(Error::rate_limited(
+                refusals.push((
                     format!(
                         "verification {} has had its {MAX_SENDS} sends; a new one can start \
                          when its code expires",
@@ -269,21 +284,40 @@ fn may_send(
             live = Some(v);
         }
     }
-    let (sends, oldest) = outbox::sent_since(conn, &line.number, &iso8601(now_ms - DAY_MS))?;
-    if sends >= MAX_SENDS_PER_NUMBER {
-        let oldest_ms = oldest
-            .as_deref()
-            .and_then(crate::env::parse_iso8601)
-            .unwrap_or(now_ms);
-        return Err(Error::rate_limited(
+    let (sent_today, oldest) = outbox::sent_since(conn, &line.number, &iso8601(now_ms - DAY_MS))?;
+    let oldest_today_ms = oldest.as_deref().and_then(crate::env::parse_iso8601);
+    if sent_today >= MAX_SENDS_PER_NUMBER {
+        refusals.push((
             format!(
-                "phone {} was sent {sends} codes in the last 24 hours, the most allowed",
+                "phone {} was sent {sent_today} codes in the last 24 hours, the most allowed",
                 quote(&line.number)
             ),
-            oldest_ms + DAY_MS - now_ms,
+            oldest_today_ms.unwrap_or(now_ms) + DAY_MS - now_ms,
         ));
     }
-    Ok(live)
+    if let Some((text, wait_ms)) = refusals.into_iter().max_by_key(|(_, wait)| *wait) {
+        return Err(Error::rate_limited(text, wait_ms));
+    }
+    Ok(Allowed {
+        live,
+        sent_today,
+        oldest_today_ms,
+    })
+}
+
+/// The earliest time the next code may go out after one sent at `now_ms`,
+/// the `sends`-th of its verification (expiring at `expires_ms`), by every
+/// send limit: the 60 s spacing, the verification's sends, the number's
+/// daily limit.
+fn next_send_ms(allowed: &Allowed, sends: i64, expires_ms: i64, now_ms: i64) -> i64 {
+    let mut next = now_ms + RESEND_AFTER_MS;
+    if sends >= MAX_SENDS {
+        next = next.max(expires_ms);
+    }
+    if allowed.sent_today + 1 >= MAX_SENDS_PER_NUMBER {
+        next = next.max(allowed.oldest_today_ms.unwrap_or(now_ms) + DAY_MS);
+    }
+    next
 }
 
 /// The French message carrying `code`: read out digit by digit, twice, on

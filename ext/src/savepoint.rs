@@ -184,11 +184,17 @@ fn in_undoing_hosts_transaction(conn: &Connection) -> bool {
 }
 
 fn savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    // In autocommit mode the savepoint is the transaction, and its RELEASE
+    // the commit.
+    let opened = match conn.is_autocommit() {
+        true => Opened::OutermostSavepoint,
+        false => Opened::Savepoint,
+    };
     sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
         text if text.contains("statements in progress") => refused_inside_a_write(&text),
         _ => Error::from(e),
     })?;
-    guarded(conn, Opened::Savepoint, body)
+    guarded(conn, opened, body)
 }
 
 /// SQLite refuses a savepoint, and could not commit a transaction, while the
@@ -220,8 +226,11 @@ fn writing_statement_in_progress(conn: &Connection) -> bool {
 /// What a call opened for its writes.
 #[derive(Clone, Copy)]
 enum Opened {
-    /// `SAVEPOINT onboarding_call`.
+    /// `SAVEPOINT onboarding_call`, inside a caller's transaction.
     Savepoint,
+    /// `SAVEPOINT onboarding_call` in autocommit mode, where it opened the
+    /// transaction (a reader's; a writer's with databases attached).
+    OutermostSavepoint,
     /// `BEGIN IMMEDIATE`, in autocommit mode.
     Transaction,
 }
@@ -236,7 +245,9 @@ fn guarded<T>(conn: &Connection, opened: Opened, body: impl FnOnce() -> Result<T
     };
     let value = body()?;
     match opened {
-        Opened::Savepoint => sql::execute(conn, "RELEASE onboarding_call", [])?,
+        Opened::Savepoint | Opened::OutermostSavepoint => {
+            sql::execute(conn, "RELEASE onboarding_call", [])?
+        }
         Opened::Transaction => sql::execute(conn, "COMMIT", [])?,
     };
     guard.armed = false;
@@ -261,9 +272,16 @@ impl Drop for Guard<'_> {
         let _ = match self.opened {
             Opened::Savepoint => sql::execute(self.conn, "ROLLBACK TO onboarding_call", [])
                 .and_then(|_| sql::execute(self.conn, "RELEASE onboarding_call", [])),
-            // A COMMIT that failed may have rolled back already.
-            Opened::Transaction if self.conn.is_autocommit() => Ok(0),
-            Opened::Transaction => sql::execute(self.conn, "ROLLBACK", []),
+            // A COMMIT, or the RELEASE that commits, that failed may have
+            // rolled back already. Otherwise the whole transaction is the
+            // call's: `ROLLBACK TO` then `RELEASE` would try to commit it
+            // again, and when that fails too (the lock still another
+            // connection's) the connection would stay inside it, every
+            // later call joining a transaction that never commits.
+            Opened::Transaction | Opened::OutermostSavepoint if self.conn.is_autocommit() => Ok(0),
+            Opened::Transaction | Opened::OutermostSavepoint => {
+                sql::execute(self.conn, "ROLLBACK", [])
+            }
         };
     }
 }

@@ -238,6 +238,15 @@ pub fn phone_e164(text: &str) -> Result<String> {
         text.into()
     };
     let text = &*spaced;
+    // Digits and the separators people type, nothing else: the parser
+    // reads letters as a keypad's (`06 12 34 56 AB` became `+33612345622`,
+    // a letter O a zero) and would send a code to a stranger's number.
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '.' | '(' | ')' | '/'))
+    {
+        return Err(invalid());
+    }
     let number = phonenumber::parse(Some(national_region(text)), text).map_err(|_| invalid())?;
     let code = number.country().code();
     // With its leading zeros (Italian numbers keep theirs).
@@ -466,19 +475,51 @@ fn phone_patterns() -> usize {
     patterns.len()
 }
 
-/// An email address with a dotted domain, lowercased.
+/// An email address with a dotted domain, in one form per mailbox, so that
+/// "not used by another tenant" cannot be passed with another spelling:
+/// lowercased, the domain in its Unicode form (`xn--exmple-cua.fr` is
+/// `exämple.fr`), a quoted local part that needs no quotes unquoted
+/// (`"bob"@y.fr` is `bob@y.fr`).
 pub fn email(text: &str) -> Result<String> {
+    let invalid = |why: &str| {
+        Error::invalid_field(format!(
+            "email {} is not a valid email address ({why})",
+            quote(text)
+        ))
+    };
     let options = email_address::Options::default()
         .with_required_tld()
         .without_domain_literal()
         .without_display_text();
-    match email_address::EmailAddress::parse_with_options(text, options) {
-        Ok(address) => Ok(address.as_str().to_lowercase()),
-        Err(_) => Err(Error::invalid_field(format!(
-            "email {} is not a valid email address (expected name@domain.tld)",
-            quote(text)
-        ))),
+    let address = email_address::EmailAddress::parse_with_options(text, options)
+        .map_err(|_| invalid("expected name@domain.tld"))?;
+    let (domain, errors) = idna::domain_to_unicode(address.domain());
+    if errors.is_err() {
+        return Err(invalid("expected name@domain.tld"));
     }
+    // The reserved `.invalid` receives no mail; a session's placeholder
+    // address is there.
+    if domain == "invalid" || domain.ends_with(".invalid") {
+        return Err(invalid("the .invalid domain receives no mail"));
+    }
+    let local = address.local_part();
+    let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(inner) if is_dot_atom(inner) => inner,
+        _ => local,
+    };
+    Ok(format!("{}@{domain}", local.to_lowercase()))
+}
+
+/// RFC 5322's dot-atom (with RFC 6531's non-ASCII letters): a local part
+/// that reads the same without quotes.
+fn is_dot_atom(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        })
 }
 
 /// The error of an email another tenant holds: the business step checks it,
@@ -705,7 +746,7 @@ fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<Strin
         None | Some(Value::Null) => {
             return Err(Error::invalid_field(format!("{field} is required")))
         }
-        Some(Value::String(s)) => s.trim(),
+        Some(Value::String(s)) => crate::error::trim(s),
         Some(_) => return Err(Error::invalid_field(format!("{field} must be a string"))),
     };
     if text.is_empty() {
@@ -862,7 +903,7 @@ impl Fields {
 
     pub fn str(&self, field: &str, max_chars: usize) -> Result<&str> {
         match self.optional_str(field, max_chars)? {
-            Some(t) if !t.trim().is_empty() => Ok(t),
+            Some(t) if !crate::error::trim(t).is_empty() => Ok(t),
             Some(_) => Err(Error::invalid_field(format!("{field} must not be empty"))),
             None => Err(Error::invalid_field(format!("{field} is required"))),
         }
@@ -882,7 +923,7 @@ impl Fields {
             Some(n) if range.contains(&n) => Ok(n),
             _ => Err(Error::invalid_field(format!(
                 "{field} {} is not an integer from {} to {}",
-                value.as_str().map_or_else(|| value.to_string(), quote),
+                quote_json(value),
                 range.start(),
                 range.end()
             ))),

@@ -245,7 +245,13 @@ impl Verification {
 
     /// What `onboarding_get` shows: the state, never the code.
     pub fn to_json(&self, now_ms: i64) -> Result<Value> {
-        let resend_after = iso8601(self.last_sent_ms()? + RESEND_AFTER_MS);
+        // After its last send a verification takes no more codes; a new
+        // one starts when its code expires.
+        let mut resend_after = self.last_sent_ms()? + RESEND_AFTER_MS;
+        if self.sends >= MAX_SENDS {
+            resend_after = resend_after.max(self.expires_ms()?);
+        }
+        let resend_after = iso8601(resend_after);
         Ok(json!({
             "verification_id": self.id,
             "phone_number": self.phone_number,

@@ -301,3 +301,75 @@ fn a_writer_called_by_a_writing_statement_is_refused_with_the_way_out() {
     assert_eq!(db.snapshot(), before);
     assert_eq!(db.count("host_sessions"), 0);
 }
+
+#[test]
+fn a_commit_that_fails_with_a_database_attached_leaves_no_transaction_open() {
+    // In autocommit mode with a database attached, a writer's savepoint is
+    // its transaction. In the default rollback journal its commit needs
+    // every reader gone; one that stays past the busy timeout fails it, and
+    // the connection must come out of the transaction: left inside it, every
+    // later call joined a transaction that never committed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    let db = Db::on(Connection::open(&path).unwrap());
+    db.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    db.conn
+        .execute(
+            "ATTACH DATABASE ?1 AS other",
+            [dir.path().join("other.db").to_str().unwrap()],
+        )
+        .unwrap();
+    let reader = Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM tenants", [], |r| r.get(0))
+        .unwrap();
+
+    let refused = db.call("SELECT onboarding_create('{}')", &[]).unwrap_err();
+    assert_eq!(refused, "onboarding_create: internal: database is locked");
+    assert!(
+        db.conn.is_autocommit(),
+        "the connection stayed in a transaction"
+    );
+
+    reader.execute_batch("COMMIT").unwrap();
+    let created = db.call("SELECT onboarding_create('{}')", &[]).unwrap();
+    let seen: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM onboarding_sessions WHERE id = ?1",
+            [created["session_id"].as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seen, 1, "the next call's session was never committed");
+}
+
+#[test]
+fn a_create_retried_while_the_first_commits_answers_the_first_session() {
+    // A host retries a create whose commit it could not confirm; the first
+    // is still committing on another connection. The retry waits for the
+    // write lock and then finds the key (looked up before the lock, it was
+    // missed, and the retry failed on the key's UNIQUE).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    let first = Db::on(Connection::open(&path).unwrap());
+    first
+        .conn
+        .execute_batch("PRAGMA journal_mode = WAL")
+        .unwrap();
+    let second = Db::on(Connection::open(&path).unwrap());
+    second.conn.busy_timeout(Duration::from_secs(20)).unwrap();
+    let key = "retry-key-0123456789";
+    first.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let made = first
+        .call("SELECT onboarding_create('{}', NULL, NULL, ?1)", &[&key])
+        .unwrap();
+    let retry = std::thread::spawn(move || {
+        second.call("SELECT onboarding_create('{}', NULL, NULL, ?1)", &[&key])
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    first.conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(retry.join().unwrap(), Ok(made));
+    assert_eq!(first.count("onboarding_sessions"), 1);
+}

@@ -363,6 +363,13 @@ fn search_errors_and_empty_answers() {
         call(json!({"session_id": s, "query": "x", "limit": 21})).unwrap_err(),
         "onboarding_kb_search: invalid_field: limit 21 is not an integer from 1 to 20"
     );
+    // An echoed value is cut to 64 characters, whatever its JSON type.
+    let long: Vec<u32> = (0..3000).collect();
+    assert_eq!(
+        call(json!({"session_id": s, "query": "x", "limit": long})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: limit [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,2… \
+         is not an integer from 1 to 20"
+    );
     assert_eq!(
         call(json!({"query": "x"})).unwrap_err(),
         "onboarding_kb_search: invalid_field: session_id or tenant_id is required"

@@ -422,11 +422,26 @@ fn a_verification_takes_five_sends_then_waits_for_its_expiry() {
         .as_str()
         .unwrap()
         .to_string();
-    for n in 1..=4 {
+    for n in 1..=3 {
         db.env.set_ms(T0 + n * 60_000);
         assert_eq!(send(&db, &s, "{}").unwrap()["verification_id"], id.as_str());
     }
+    // The fifth send says when the next may go: not 60 s later, but when
+    // its code expires (+14 min), in its answer and in `onboarding_get`.
+    db.env.set_ms(T0 + 4 * 60_000);
+    let fifth = send(&db, &s, "{}").unwrap();
+    assert_eq!(fifth["verification_id"], id.as_str());
+    assert_eq!(fifth["resend_after"], "2026-11-24T10:14:00.000Z");
+    assert_eq!(
+        db.get(&s)["phone_verification"]["resend_after"],
+        "2026-11-24T10:14:00.000Z"
+    );
     assert_eq!(verification_row(&db, &id)["sends"], 5);
+    // Within 60 s of it, the longer of the two waits answers.
+    db.env.set_ms(T0 + 4 * 60_000 + 10_000);
+    assert!(send(&db, &s, "{}")
+        .unwrap_err()
+        .ends_with("when its code expires (retry after 590 s)"));
     // The fifth send (at +4 min) made the code valid until +14 min.
     db.env.set_ms(T0 + 5 * 60_000);
     assert_eq!(
@@ -445,12 +460,23 @@ fn a_verification_takes_five_sends_then_waits_for_its_expiry() {
 #[test]
 fn a_number_gets_ten_codes_a_day_across_tenants() {
     let db = Db::memory();
+    let mut last = (String::new(), Value::Null);
     for i in 0..10 {
         db.env.set_ms(T0 + i * 1_000);
         let s = with_business(&db, &format!("t{i}@entreprise.fr"));
-        send(&db, &s, "{}").unwrap();
+        last = (s.clone(), send(&db, &s, "{}").unwrap());
     }
+    // The tenth code's answer says the next may go when the first leaves
+    // the 24 hours, not 60 s later.
+    let (last, tenth) = last;
+    assert_eq!(tenth["resend_after"], "2026-11-25T10:00:00.000Z");
     db.env.set_ms(T0 + 10_000);
+    // The tenth sender, within its 60 s, is told the longer wait: the day's.
+    assert_eq!(
+        send(&db, &last, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: phone '+33612345678' was sent 10 codes in the last \
+         24 hours, the most allowed (retry after 86390 s)"
+    );
     let eleventh = with_business(&db, "t10@entreprise.fr");
     assert_eq!(
         send(&db, &eleventh, "{}").unwrap_err(),
@@ -590,6 +616,17 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
     assert_eq!(
         mapping(&db, &third_tenant),
         json!({"phone_number": MOBILE, "is_active": 0, "status": "verified"})
+    );
+    // The dashboard reads why from `onboarding_get`, as completion said it.
+    let shown = &db.get(&third)["omnichannel"]["phone_mapping"];
+    assert_eq!(
+        (&shown["is_active"], &shown["reason"]),
+        (
+            &json!(false),
+            &json!(
+                "phone '+33612345678' is already active for another tenant; it stays inactive here"
+            )
+        )
     );
     assert_eq!(
         routed_to(&db, MOBILE),
@@ -905,7 +942,7 @@ fn claim_leases_the_oldest_message_and_sent_blanks_its_text() {
         db.call("SELECT onboarding_outbox_sent(1, 'gateway-2', 'x')", &[])
             .unwrap_err(),
         "onboarding_outbox_sent: conflict: message 1 is leased to 'gateway-1', not 'gateway-2' \
-         (its lease ran out and was taken over)"
+         (only the worker holding its lease reports it; a lease that runs out is taken over)"
     );
     db.env.advance_ms(2_000);
     assert_eq!(
@@ -960,7 +997,7 @@ fn a_crashed_senders_lease_is_taken_over() {
         db.call("SELECT onboarding_outbox_sent(1, 'crashed', NULL)", &[])
             .unwrap_err(),
         "onboarding_outbox_sent: conflict: message 1 is leased to 'rescuer', not 'crashed' \
-         (its lease ran out and was taken over)"
+         (only the worker holding its lease reports it; a lease that runs out is taken over)"
     );
     db.call("SELECT onboarding_outbox_sent(1, 'rescuer', NULL)", &[])
         .unwrap();

@@ -76,6 +76,11 @@ fn business_text_rules() {
             business_with("company_name", json!("   ")),
             "onboarding_step: invalid_field: company_name must not be empty",
         ),
+        // Characters that print nothing are as empty as spaces.
+        (
+            business_with("company_name", json!("\u{200b}\u{feff} \u{2060}\u{ad}")),
+            "onboarding_step: invalid_field: company_name must not be empty",
+        ),
         (
             business_with("company_name", json!(42)),
             "onboarding_step: invalid_field: company_name must be a string, got a number",
@@ -97,6 +102,17 @@ fn business_text_rules() {
     assert_eq!(
         db.step(&s, "business", &ok).unwrap(),
         step_answer(&s, "business", 2, 33)
+    );
+    // Pasted with invisible characters around it, a name keeps none of
+    // them; inside, a zero-width joiner stays (it binds emoji).
+    let pasted = business_with(
+        "company_name",
+        json!("\u{feff}Atelier \u{1f468}\u{200d}\u{1f373}\u{200b}"),
+    );
+    db.step(&s, "business", &pasted).unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["business"]["company_name"],
+        "Atelier \u{1f468}\u{200d}\u{1f373}"
     );
 }
 
@@ -122,6 +138,32 @@ fn business_email_must_be_valid() {
         db.get(&s)["steps"]["business"]["email"],
         "a.b+c@sous.domaine.fr"
     );
+    // One form per mailbox: the domain in Unicode, however typed; quotes
+    // that change nothing dropped (those that do are kept).
+    for (typed, kept) in [
+        ("Bob@XN--EXMPLE-CUA.FR", "bob@exämple.fr"),
+        ("bob@EXÄMPLE.fr", "bob@exämple.fr"),
+        ("\"Bob.Martin\"@y.fr", "bob.martin@y.fr"),
+        ("\"bob martin\"@y.fr", "\"bob martin\"@y.fr"),
+    ] {
+        db.step(&s, "business", &business_with("email", json!(typed)))
+            .unwrap();
+        assert_eq!(db.get(&s)["steps"]["business"]["email"], kept, "{typed}");
+    }
+    // A session's placeholder domain receives no mail.
+    let placeholder = "pending+tenant_x@onboarding.invalid";
+    assert_eq!(
+        refused(
+            &db,
+            &s,
+            "business",
+            &business_with("email", json!(placeholder))
+        ),
+        format!(
+            "onboarding_step: invalid_field: email '{placeholder}' is not a valid email address \
+             (the .invalid domain receives no mail)"
+        )
+    );
 }
 
 #[test]
@@ -132,6 +174,7 @@ fn business_phone_is_normalised_to_e164() {
         ("06 12 34 56 78", "+33612345678"),
         ("+33 6 12 34 56 78", "+33612345678"),
         ("01.42.68.53.00", "+33142685300"),
+        ("(01) 42-68-53/00", "+33142685300"),
         ("+44 20 7946 0958", "+442079460958"),
         // French blocks the metadata does not list yet: the plan's shape.
         ("07 12 34 56 78", "+33712345678"),
@@ -172,6 +215,11 @@ fn business_phone_is_normalised_to_e164() {
         "+33 2 62 00 00 00",
         "0033 6 90 00 00 00",
         "+33 7 00 00 00 00",
+        // Letters, which the parser reads as a keypad's: the first was
+        // +33612345622, the second +33612345678 (a letter O for the 0).
+        "06 12 34 56 AB",
+        "O6 12 34 56 78",
+        "06 12 34 56 78 ext. 12",
     ] {
         assert_eq!(
             refused(&db, &s, "business", &business_with("phone", json!(bad))),
@@ -199,6 +247,22 @@ fn business_email_used_by_another_tenant_is_a_conflict() {
         ),
         "onboarding_step: conflict: email 'contact@entreprise.fr' is already used by another account"
     );
+    // Nor with another spelling of one mailbox: the domain's ASCII form, or
+    // quotes around a local part that needs none.
+    let third = db.create();
+    db.business(&third, "bob@exämple.fr");
+    db.complete_ready(&third);
+    for other_spelling in ["bob@xn--exmple-cua.fr", "\"bob\"@exämple.fr"] {
+        assert_eq!(
+            refused(
+                &db,
+                &second,
+                "business",
+                &business_with("email", json!(other_spelling))
+            ),
+            "onboarding_step: conflict: email 'bob@exämple.fr' is already used by another account"
+        );
+    }
 }
 
 trait CompleteReady {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::french::{fts_query, index_terms, query_terms};
 use super::job::{job_columns, job_json};
 use crate::error::{quote, Error, ErrorKind, Result};
+use crate::savepoint::in_read_savepoint;
 use crate::session::{stored_json, Session, Step};
 use crate::sql;
 use crate::validate::Fields;
@@ -34,6 +35,12 @@ fn rows(
 //           "title":…,"source":"website","depth":0,"chunks":2}],"pages_not_stored":[{"url":…,
 //           "depth":1,"status":"skipped","reason":"robots_disallowed"}]}'
 pub fn get(conn: &Connection, session_id: &str) -> Result<Value> {
+    // One snapshot: a crawler's commit between two reads would show a job's
+    // counters that its document list disagrees with.
+    in_read_savepoint(conn, || read_kb(conn, session_id))
+}
+
+fn read_kb(conn: &Connection, session_id: &str) -> Result<Value> {
     let session = Session::load(conn, session_id)?;
     let kb = stored_json(session.data(Step::Kb))?;
     let job: Option<Value> = sql::query_row(
@@ -121,10 +128,15 @@ fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
 //           "text":"…","snippet":"| Samedi | 9h00 – 18h00 |","score":7.1234}]}'
 pub fn search(conn: &Connection, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
-    let query = f.str("query", 500)?.trim().to_string();
+    let query = crate::error::trim(f.str("query", 500)?).to_string();
     let limit = f.int("limit", 1..=MAX_RESULTS, Some(DEFAULT_RESULTS))?;
-    let tenant_id = tenant_of(conn, &f)?;
-    let terms = query_terms(&query);
+    in_read_savepoint(conn, || search_tenant(conn, &f, &query, limit))
+}
+
+/// The search's reads, in one snapshot: the tenant, then its chunks.
+fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Result<Value> {
+    let tenant_id = tenant_of(conn, f)?;
+    let terms = query_terms(query);
     if terms.is_empty() {
         return Ok(json!({ "success": true, "query": query, "results": [] }));
     }
