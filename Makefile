@@ -44,6 +44,7 @@ test: loadable node
 	scripts/litestream-venv
 	$(CARGO) test --workspace
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path ext/loadable/Cargo.toml --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path ext/loadable/Cargo.toml -- -D warnings
 ifneq ($(HAVE_DQLITE),)
@@ -64,10 +65,11 @@ schemathesis:
 reference: loadable
 	/usr/bin/python3 docs/reference.py $(SO) > docs/reference.md
 
-# The benchmarks (benches/README.md): embedded, growth, HTTP, then HTTP
-# against the peers; about seven minutes of running after the build. Each prints a readable table and
-# one JSON line of results. With libdqlite, the HTTP run ends on a
-# three-node dqlite cluster, beside the single file.
+# The benchmarks (benches/README.md): embedded, growth, phone, HTTP, then
+# HTTP against the peers; about seven minutes of running after the build.
+# Each prints a readable table and one JSON line of results. With
+# libdqlite, the HTTP run ends on a three-node dqlite cluster, beside the
+# single file.
 bench: loadable node
 	$(CARGO) build --release -p onboarding-server -p onboarding-benches --bins
 	$(CARGO) bench -p onboarding-benches --bench embedded

@@ -47,7 +47,11 @@ pub unsafe extern "C" fn sqlite3_onboarding_init(
     })) {
         Ok(code) => code,
         Err(_) => {
-            set_error(p_api, pz_err_msg, "onboarding: the extension panicked while loading");
+            set_error(
+                p_api,
+                pz_err_msg,
+                "onboarding: the extension panicked while loading",
+            );
             ffi::SQLITE_ERROR
         }
     }
@@ -65,7 +69,11 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
 ///
 /// `p_api` must be the loader's api routines table and `pz_err_msg` its
 /// error slot (or null).
-unsafe fn set_error(p_api: *mut ffi::sqlite3_api_routines, pz_err_msg: *mut *mut c_char, message: &str) {
+unsafe fn set_error(
+    p_api: *mut ffi::sqlite3_api_routines,
+    pz_err_msg: *mut *mut c_char,
+    message: &str,
+) {
     if pz_err_msg.is_null() {
         return;
     }

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::try_request;
-use node::{onboard, restore_drill, Completion, Load, Node, ReadReplica, SYNC_INTERVAL};
+use node::{
+    onboard, onboard_with, restore_drill, Completion, Load, Node, ReadReplica, SYNC_INTERVAL,
+};
 use rusqlite::Connection;
 
 /// Clients completing onboardings at once during the kill tests.
@@ -357,25 +359,77 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             .unwrap();
         assert_eq!(body, primary.body);
     }
+    // The dashboard's knowledge base: a session with documents (a website
+    // job stays queued here: no crawler), once the replica has it.
+    let documents = rt
+        .block_on(onboard_with(node.addr, 6, DOCUMENTS))
+        .expect("an onboarding with documents");
+    let kb = format!("/api/v1/onboarding/session/{}/kb", documents.session_id);
+    let deadline = documents.at + REPLICA_LAG_BOUND;
+    loop {
+        let reply = rt.block_on(try_request(reader.addr, "GET", &kb, b""));
+        if reply.as_ref().is_some_and(|reply| reply.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kb} not on the replica within {REPLICA_LAG_BOUND:?}; its last answer: {:?}",
+            reply.map(|reply| (reply.status, reply.body))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let website_kb = format!("/api/v1/onboarding/session/{}/kb", first.session_id);
+    let search = format!("{kb}/search");
     for (route, status) in [
-        ("/api/v1/onboarding/agent-types", 200),
-        ("/api/v1/onboarding/voices", 200),
+        ("/api/v1/onboarding/agent-types".to_string(), 200),
+        ("/api/v1/onboarding/voices".to_string(), 200),
         // An unknown session: the primary's 404 and body, not the SQL error.
-        ("/api/v1/onboarding/session/onb_nope", 404),
+        ("/api/v1/onboarding/session/onb_nope".to_string(), 404),
+        (kb.clone(), 200),
+        (website_kb, 200),
+        (format!("{search}?q=samedi&limit=1"), 200),
+        // `+` is a space, the default limit, the last of a repeat wins.
+        (format!("{search}?q=x&q=coupe+homme"), 200),
+        (format!("{search}?q=caf%C3%A9&limit=%2B3"), 200),
+        (format!("{search}?q="), 422),
+        (search.clone(), 422),
+        (format!("{search}?q=samedi&limit=abc"), 422),
+        (format!("{search}?q=samedi&limit=0"), 422),
+        (format!("{search}?q=samedi&limit=99999999999999999999"), 422),
+        ("/api/v1/onboarding/session/onb_nope/kb".to_string(), 404),
+        (
+            "/api/v1/onboarding/session/onb_nope/kb/search?q=samedi".to_string(),
+            404,
+        ),
     ] {
         let on_replica = rt
-            .block_on(try_request(reader.addr, "GET", route, b""))
+            .block_on(try_request(reader.addr, "GET", &route, b""))
             .unwrap();
         let on_primary = rt
-            .block_on(try_request(node.addr, "GET", route, b""))
+            .block_on(try_request(node.addr, "GET", &route, b""))
             .unwrap();
-        assert_eq!(on_primary.status, status, "{route}");
+        assert_eq!(on_primary.status, status, "{route}: {}", on_primary.body);
         assert_eq!(
             (on_replica.status, on_replica.body),
             (status, on_primary.body),
             "{route}"
         );
     }
+    // The search found the text: the equal answers are not two empty lists.
+    let found = rt
+        .block_on(try_request(
+            reader.addr,
+            "GET",
+            &format!("{search}?q=samedi&limit=1"),
+            b"",
+        ))
+        .unwrap();
+    assert_eq!(
+        found.json()["results"][0]["title"],
+        "Horaires",
+        "{}",
+        found.body
+    );
 
     // Segments are decoded after the split, as on the primary: an escaped
     // slash is no separator.
@@ -454,6 +508,13 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         lags[lags.len() - 1]
     ));
 }
+
+/// A kb step with two documents, stored at completion.
+const DOCUMENTS: &str = concat!(
+    r##"{"method":"documents","documents":["##,
+    r##"{"title":"Horaires","content":"# Horaires\n\n| Samedi | 9h00 – 18h00 |"},"##,
+    r##"{"title":"Tarifs","content":"# Tarifs\n\n| Coupe homme | 25 € |"}]}"##,
+);
 
 /// Starts the read replica and waits until it serves the session.
 /// Every file under `dir`, relative to it, sorted.

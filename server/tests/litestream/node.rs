@@ -323,6 +323,11 @@ const BASE: &str = "/api/v1/onboarding/session";
 /// One whole onboarding (create, business, vapi, kb, complete); `None` as
 /// soon as one request fails or is refused (a killed server).
 pub async fn onboard(addr: SocketAddr, n: u64) -> Option<Completion> {
+    onboard_with(addr, n, crate::common::KB).await
+}
+
+/// [`onboard`] with `kb` as the kb step's payload.
+pub async fn onboard_with(addr: SocketAddr, n: u64, kb: &str) -> Option<Completion> {
     let created = try_request(addr, "POST", BASE, b"{}").await?;
     if created.status != 201 {
         return None;
@@ -338,7 +343,7 @@ pub async fn onboard(addr: SocketAddr, n: u64) -> Option<Completion> {
     let steps = [
         ("business", business.as_str()),
         ("vapi", crate::common::VAPI),
-        ("kb", crate::common::KB),
+        ("kb", kb),
     ];
     for (step, payload) in steps {
         let path = format!("{BASE}/{session_id}/{step}");
