@@ -880,3 +880,57 @@ async fn a_job_whose_time_ends_before_the_sites_next_turn_leaves_its_pages_unfet
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_that_takes_a_job_past_its_size_is_not_stored() {
+    let site = Fixture::start(false).await;
+    // The job's size: robots.txt, the two sitemaps and the start page,
+    // which the crawler reads first; the next page goes past it.
+    let mut job_bytes = 0;
+    for path in [
+        "/robots.txt",
+        "/sitemap_index.xml",
+        "/sitemap-pages.xml",
+        "/",
+    ] {
+        let body = reqwest::get(site.url(path))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        job_bytes += body.len();
+    }
+    let (mut config, dir) = temp_config();
+    let crawl = crawl_config(&site);
+    config.crawl = CrawlConfig {
+        limits: Limits {
+            job_bytes,
+            ..crawl.limits.clone()
+        },
+        ..crawl
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let s = completed_website_session(&server, "a@salon-lea.fr", &site.url("/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    // Before, the page past the size was stored, and the job ended after it.
+    let docs: Vec<&str> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| !d["depth"].is_null())
+        .filter_map(|d| d["url"].as_str())
+        .collect();
+    assert_eq!(docs, [site.url("/")], "{kb}");
+    assert_eq!(
+        (
+            &kb["job"]["status"],
+            &kb["job"]["error_code"],
+            &kb["job"]["pages_stored"]
+        ),
+        (&json!("done"), &json!("too_large"), &json!(1)),
+        "{kb}"
+    );
+    assert_eq!(kb["pages_not_stored"][0]["reason"], "too_large", "{kb}");
+    server.stop().await;
+}

@@ -67,10 +67,10 @@ fn sections(markdown: &str, title: &str) -> Vec<Section> {
     out
 }
 
-/// Cuts `text` into pieces of at most [`MAX_CHARS`] at the widest
+/// Cuts `text` into pieces of at most `max` characters at the widest
 /// separator that works: blank lines, then lines, then spaces.
-fn split_long(text: &str) -> Vec<String> {
-    if text.chars().count() <= MAX_CHARS {
+fn split_long(text: &str, max: usize) -> Vec<String> {
+    if text.chars().count() <= max {
         return vec![text.to_string()];
     }
     for sep in ["\n\n", "\n", " "] {
@@ -82,7 +82,7 @@ fn split_long(text: &str) -> Vec<String> {
         let mut current = String::new();
         for part in parts {
             let joined = current.chars().count() + sep.len() + part.chars().count();
-            if !current.is_empty() && joined > MAX_CHARS {
+            if !current.is_empty() && joined > max {
                 out.push(std::mem::take(&mut current));
             }
             if !current.is_empty() {
@@ -91,14 +91,36 @@ fn split_long(text: &str) -> Vec<String> {
             current.push_str(part);
         }
         out.push(current);
-        return out.into_iter().flat_map(|p| split_long(&p)).collect();
+        return out.into_iter().flat_map(|p| split_long(&p, max)).collect();
     }
     // One word longer than a chunk: cut it by characters.
     let chars: Vec<char> = text.chars().collect();
-    chars
-        .chunks(MAX_CHARS)
-        .map(|c| c.iter().collect())
-        .collect()
+    chars.chunks(max).map(|c| c.iter().collect()).collect()
+}
+
+/// A section's pieces: its text cut under the limit, its heading line
+/// kept with the first piece of text under it (cut on its own, a heading
+/// made a chunk of one line, which a search for its words answered with
+/// nothing else).
+fn pieces(section: &str) -> Vec<String> {
+    let (first, rest) = section.split_once('\n').unwrap_or((section, ""));
+    let body = rest.trim();
+    if heading_of(first).is_none() || body.is_empty() {
+        return split_long(section, MAX_CHARS);
+    }
+    let room = MAX_CHARS.saturating_sub(first.chars().count() + 2).max(1);
+    let mut pieces = split_long(body, room);
+    if let Some(opening) = pieces.first_mut() {
+        *opening = format!("{first}\n\n{}", opening.trim_start());
+    }
+    pieces
+}
+
+/// Whether every line of `text` is a heading: a chunk with no text yet.
+fn only_headings(text: &str) -> bool {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .all(|l| heading_of(l).is_some())
 }
 
 /// A chunk being filled: its text, and the heading path above all of it.
@@ -127,15 +149,18 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
     let mut out: Vec<Chunk> = Vec::new();
     let mut open: Option<Open> = None;
     for section in sections(markdown, title) {
-        for piece in split_long(section.text.trim_end()) {
+        for piece in pieces(section.text.trim_end()) {
             let piece = piece.trim().to_string();
             if piece.is_empty() {
                 continue;
             }
             match open.as_mut() {
+                // Headings with nothing under them yet take the next piece
+                // in, whatever its length.
                 Some(c)
-                    if c.text.chars().count() < MIN_CHARS
-                        && c.text.chars().count() + 2 + piece.chars().count() <= MAX_CHARS =>
+                    if only_headings(&c.text)
+                        || (c.text.chars().count() < MIN_CHARS
+                            && c.text.chars().count() + 2 + piece.chars().count() <= MAX_CHARS) =>
                 {
                     // The path above both: their common start.
                     let common = c
@@ -246,5 +271,42 @@ mod tests {
                 text: "Juste du texte.".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_heading_stays_with_the_text_under_it() {
+        // A long first paragraph: the heading goes with its first piece,
+        // not alone in a chunk of one line.
+        let long = "Coloration végétale sur rendez-vous. ".repeat(37); // 1,369
+        let md = format!("# Colorations\n\n{long}\n\n## Mèches\n\nBalayage et mèches.\n");
+        let got = chunks(&md, "Salon");
+        assert!(got[0]
+            .text
+            .starts_with("# Colorations\n\nColoration végétale"));
+        assert!(got.iter().all(|c| !only_headings(&c.text)), "{got:?}");
+        assert!(got.iter().all(|c| c.text.chars().count() <= MAX_CHARS));
+        // Sections of 2,000 characters each: no chunk is a heading alone.
+        let guide: String = (1..=4)
+            .map(|i| format!("## Section {i}\n\n{}\n\n", "Texte du guide. ".repeat(125)))
+            .collect();
+        let got = chunks(&guide, "Guide");
+        assert!(got.iter().all(|c| !only_headings(&c.text)), "{got:?}");
+        assert_eq!(
+            got.iter()
+                .filter(|c| c.text.starts_with("## Section 3\n\nTexte"))
+                .count(),
+            1
+        );
+        // A heading with a long subsection right under it joins it, over
+        // the limit by its own line at most.
+        let md = format!("# Tarifs\n\n## Couleurs\n\n{long}\n");
+        let got = chunks(&md, "Salon");
+        assert!(
+            got[0]
+                .text
+                .starts_with("# Tarifs\n\n## Couleurs\n\nColoration"),
+            "{got:?}"
+        );
+        assert!(got[0].text.chars().count() <= MAX_CHARS + "# Tarifs".len() + 2);
     }
 }

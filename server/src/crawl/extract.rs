@@ -177,13 +177,17 @@ fn remove(doc: &mut Html, css: &str) {
 
 /// Markdown with headings, lists and tables; blank-line runs squeezed.
 fn to_markdown(html: &str) -> String {
-    let markdown = htmd::HtmlToMarkdown::builder()
+    let (html, tables) = tables_out(html);
+    let mut markdown = htmd::HtmlToMarkdown::builder()
         .skip_tags(vec![
             "script", "style", "img", "picture", "video", "audio", "head",
         ])
         .build()
-        .convert(html)
+        .convert(&html)
         .unwrap_or_default();
+    for (i, table) in tables.iter().enumerate() {
+        markdown = markdown.replacen(&table_mark(i), &format!("\n\n{table}\n\n"), 1);
+    }
     let mut out = String::with_capacity(markdown.len());
     let mut blank = 0;
     for line in markdown.lines() {
@@ -195,6 +199,153 @@ fn to_markdown(html: &str) -> String {
         }
     }
     out.trim().to_string()
+}
+
+/// Where the `i`-th table goes back after the conversion: a word the
+/// converter leaves as it is.
+fn table_mark(i: usize) -> String {
+    format!("ONBOARDINGKBTABLE{i}X")
+}
+
+/// Longest cell text of a data table; a longer one makes it a layout
+/// table (a page laid out in a grid), left to the converter as text.
+const MAX_CELL_CHARS: usize = 300;
+/// The largest row and column spans followed (a `rowspan=10000` is a
+/// broken page, not a table of that many rows).
+const MAX_SPAN: usize = 50;
+
+/// Takes the data tables out of `html`, each rendered as a Markdown table,
+/// and leaves a mark where each was. The converter writes a table as one
+/// only when its first row has header cells: an opening-hours table of
+/// plain cells (`Lundi | Fermé`, the usual kind) came out as one word per
+/// paragraph, the day no longer beside its hours. Spanned cells are
+/// repeated into each row and column they cover, so that every row reads
+/// whole (`Lundi` beside both of its time slots).
+fn tables_out(html: &str) -> (String, Vec<String>) {
+    if !html.contains("<table") {
+        return (html.to_string(), Vec::new());
+    }
+    let mut doc = Html::parse_fragment(html);
+    let table = selector("table");
+    let rendered: Vec<_> = doc
+        .select(&table)
+        .filter(|t| outside(t, "table"))
+        .filter_map(|t| markdown_table(&t).map(|md| (t.id(), md)))
+        .collect();
+    let mut tables = Vec::with_capacity(rendered.len());
+    for (id, markdown) in rendered {
+        let Some(mut node) = doc.tree.get_mut(id) else {
+            continue;
+        };
+        node.insert_before(scraper::Node::Text(scraper::node::Text {
+            text: format!(" {} ", table_mark(tables.len())).into(),
+        }));
+        node.detach();
+        tables.push(markdown);
+    }
+    (doc.root_element().html(), tables)
+}
+
+/// A data table as Markdown: the first row is the header when it is made
+/// of header cells (`th`, or the table's `thead`), else the header is
+/// empty. `None` for a layout table (another table inside, or a cell of
+/// more than [`MAX_CELL_CHARS`]) or an empty one.
+fn markdown_table(table: &scraper::ElementRef<'_>) -> Option<String> {
+    if table.select(&selector("table")).next().is_some() {
+        return None;
+    }
+    let rows: Vec<_> = table.select(&selector("tr")).collect();
+    let mut grid: Vec<Vec<Option<String>>> = vec![Vec::new(); rows.len()];
+    // The first row heads the table when every cell of it is a header's.
+    let mut header = !rows.is_empty();
+    for (r, row) in rows.iter().enumerate() {
+        let cells = row
+            .children()
+            .filter_map(scraper::ElementRef::wrap)
+            .filter(|c| matches!(c.value().name(), "td" | "th"));
+        let mut col = 0;
+        for cell in cells {
+            let text = cell
+                .text()
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if text.chars().count() > MAX_CELL_CHARS {
+                return None;
+            }
+            if r == 0 {
+                header &= cell.value().name() == "th"
+                    || cell.ancestors().any(|a| {
+                        scraper::ElementRef::wrap(a).is_some_and(|e| e.value().name() == "thead")
+                    });
+            }
+            let span = |name: &str| {
+                cell.value()
+                    .attr(name)
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(1)
+                    .clamp(1, MAX_SPAN)
+            };
+            let (rows_spanned, cols_spanned) = (span("rowspan"), span("colspan"));
+            // The next column no cell above reaches into.
+            while grid[r].get(col).is_some_and(Option::is_some) {
+                col += 1;
+            }
+            let text = text.replace('|', "\\|");
+            for covered in grid.iter_mut().skip(r).take(rows_spanned) {
+                if covered.len() < col + cols_spanned {
+                    covered.resize(col + cols_spanned, None);
+                }
+                for slot in &mut covered[col..col + cols_spanned] {
+                    *slot = Some(text.clone());
+                }
+            }
+            col += cols_spanned;
+        }
+    }
+    grid.retain(|row| {
+        row.iter()
+            .any(|c| c.as_deref().is_some_and(|t| !t.is_empty()))
+    });
+    let width = grid.iter().map(Vec::len).max()?;
+    if width == 0 {
+        return None;
+    }
+    let line = |cells: &[Option<String>]| {
+        let mut out = String::from("|");
+        for i in 0..width {
+            match cells.get(i).and_then(Option::as_deref).unwrap_or("") {
+                "" => out.push_str(" |"),
+                text => {
+                    out.push(' ');
+                    out.push_str(text);
+                    out.push_str(" |");
+                }
+            }
+        }
+        out
+    };
+    let mut lines = Vec::with_capacity(grid.len() + 3);
+    // The caption names the table ("Horaires d'été"): kept above it.
+    if let Some(caption) = table.select(&selector("caption")).next() {
+        let caption = caption.text().collect::<String>();
+        let caption = caption.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !caption.is_empty() {
+            lines.push(caption);
+            lines.push(String::new());
+        }
+    }
+    let body = if header {
+        lines.push(line(&grid[0]));
+        &grid[1..]
+    } else {
+        lines.push(line(&[]));
+        &grid[..]
+    };
+    lines.push(format!("|{}", " --- |".repeat(width)));
+    lines.extend(body.iter().map(|row| line(row)));
+    Some(lines.join("\n"))
 }
 
 /// A plain-text page as Markdown: its text as is.
@@ -328,5 +479,38 @@ mod tests {
                 "{banner}"
             );
         }
+    }
+
+    #[test]
+    fn tables_of_plain_cells_stay_tables_and_spans_fill_every_row() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let hours = r#"<html><body><main><h2>Horaires</h2><table>
+            <caption>Horaires  du salon</caption>
+            <tr><td>Lundi</td><td>Fermé</td></tr>
+            <tr><td>Samedi</td><td>9h - 12h | 14h - 18h</td></tr></table>
+            <p>Sur rendez-vous le dimanche.</p></main></body></html>"#;
+        assert_eq!(
+            extract(hours, &base).markdown,
+            "## Horaires\n\nHoraires du salon\n\n| | |\n| --- | --- |\n| Lundi | Fermé |\n\
+             | Samedi | 9h - 12h \\| 14h - 18h |\n\nSur rendez-vous le dimanche."
+        );
+        let spans = r#"<html><body><main><table>
+            <thead><tr><th>Jour</th><th>Matin</th><th>Après-midi</th></tr></thead>
+            <tr><td rowspan="2">Lundi</td><td>9h</td><td>14h</td></tr>
+            <tr><td>10h</td><td>15h</td></tr>
+            <tr><td>Mardi</td><td colspan="2">Fermé</td></tr></table></main></body></html>"#;
+        assert_eq!(
+            extract(spans, &base).markdown,
+            "| Jour | Matin | Après-midi |\n| --- | --- | --- |\n| Lundi | 9h | 14h |\n\
+             | Lundi | 10h | 15h |\n| Mardi | Fermé | Fermé |"
+        );
+        // A page laid out in a table is text, not a table of paragraphs.
+        let layout = format!(
+            "<html><body><table><tr><td><p>{}</p></td></tr></table></body></html>",
+            "Un long texte de présentation du salon. ".repeat(10)
+        );
+        let got = extract(&layout, &base).markdown;
+        assert!(!got.contains('|'), "{got}");
+        assert!(got.starts_with("Un long texte"), "{got}");
     }
 }

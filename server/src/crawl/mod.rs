@@ -218,6 +218,12 @@ impl Polite<'_> {
         let result = self.fetcher.get_in_turn(url, site, accept, &mut pace).await;
         if let Ok(page) = &result {
             self.bytes += page.bytes;
+            // The page that takes the job past its size is not stored:
+            // the job keeps within its 20 MiB (the next page's turn ends
+            // it, `too_large`).
+            if accept == Accept::Page && self.bytes > self.fetcher.limits.job_bytes {
+                return Err(FetchError::TooLarge);
+            }
         }
         result
     }
@@ -279,27 +285,34 @@ impl SiteTurns {
 
     /// Waits for the site's turn in the database as the library answers
     /// (when to ask again), renewing the job's lease meanwhile. Bounded: a
-    /// holder keeps the turn at most `hold`, so the wait ends by twice that
-    /// or the job's time limit, or the page is given up (`NoTurn`). A call
-    /// that fails (the database busy) is tried again within those bounds.
+    /// holder keeps the turn at most `hold`, so the time spent waiting for
+    /// holders ends by twice that, or the page is given up (`NoTurn`); the
+    /// site's own gap (its `Retry-After`, up to 10 minutes) is waited out,
+    /// up to the job's time limit. A call that fails (the database busy)
+    /// is tried again within those bounds.
     async fn take(&self, url: &Url) -> Result<(), FetchError> {
         let hold_seconds = self.hold.as_secs().clamp(1, 3600);
         let payload =
             json!({"url": url.as_str(), "worker": self.worker, "hold_seconds": hold_seconds});
-        let started = Instant::now();
-        let mut renewed = started;
+        let mut renewed = Instant::now();
+        let mut waited_for_holders = Duration::ZERO;
         loop {
-            let wait = match sql(&self.writer, KbFunction::SiteTake, payload.clone()).await {
+            let (wait, holder) = match sql(&self.writer, KbFunction::SiteTake, payload.clone())
+                .await
+            {
                 Ok(answer) if answer["granted"] == true => {
                     if let Ok(mut held) = self.held.lock() {
                         held.insert(self.worker.clone(), url.to_string());
                     }
                     return Ok(());
                 }
-                Ok(answer) => answer["retry_after_ms"].as_u64().unwrap_or(250),
+                Ok(answer) => (
+                    answer["retry_after_ms"].as_u64().unwrap_or(250),
+                    !answer["holder"].is_null(),
+                ),
                 Err(e) => {
                     tracing::warn!(url = %url, error = %e, "the site's turn could not be asked for");
-                    250
+                    (250, true)
                 }
             };
             let wait = Duration::from_millis(wait).clamp(Duration::from_millis(1), self.hold);
@@ -307,9 +320,14 @@ impl SiteTurns {
                 tracing::warn!(url = %url, "the site's turn would come after the job's time limit");
                 return Err(FetchError::JobTime);
             }
-            if started.elapsed() + wait > self.hold * 2 {
-                tracing::warn!(url = %url, "the site's turn never came");
-                return Err(FetchError::NoTurn);
+            if holder {
+                // Before a long gap, a page waited for its own Retry-After
+                // only: it was given up while the job had minutes left.
+                waited_for_holders += wait;
+                if waited_for_holders > self.hold * 2 {
+                    tracing::warn!(url = %url, "the site's turn never came");
+                    return Err(FetchError::NoTurn);
+                }
             }
             if renewed.elapsed() >= self.renew_every {
                 self.renew().await?;
