@@ -205,15 +205,20 @@ fn quote_cut(value: &str, quoted: bool) -> String {
     if quoted {
         out.push('\'');
     }
-    for (i, c) in value.chars().enumerate() {
-        if i == MAX {
+    // Counted as written: a control character's escape (`\u{1}`) is six
+    // characters, and 64 of them made a 400-character text.
+    let mut written = 0;
+    for c in value.chars() {
+        let escaped = c.is_control().then(|| c.escape_default());
+        let width = escaped.clone().map_or(1, Iterator::count);
+        if written + width > MAX {
             out.push('…');
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+        written += width;
+        match escaped {
+            Some(escape) => out.extend(escape),
+            None => out.push(c),
         }
     }
     if quoted {
@@ -331,5 +336,12 @@ mod tests {
         assert_eq!(quote("a\nb"), "'a\\nb'");
         let long = "x".repeat(100);
         assert_eq!(quote(&long), format!("'{}…'", "x".repeat(64)));
+        // Cut at 64 characters as written: twelve escapes of five, then '…'.
+        let controls = "\u{1}".repeat(100);
+        assert_eq!(quote(&controls), format!("'{}…'", "\\u{1}".repeat(12)));
+        assert_eq!(
+            cut(&format!("ab{controls}")),
+            format!("ab{}…", "\\u{1}".repeat(12))
+        );
     }
 }

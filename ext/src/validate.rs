@@ -494,7 +494,13 @@ pub fn email(text: &str) -> Result<String> {
     let address = email_address::EmailAddress::parse_with_options(text, options)
         .map_err(|_| invalid("expected name@domain.tld"))?;
     let (domain, errors) = idna::domain_to_unicode(address.domain());
-    if errors.is_err() {
+    // No top-level domain is digits: `a@1.2.3.4` is an IP address written
+    // without the brackets of a literal, which the address takes nowhere.
+    let numeric_tld = domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+    if errors.is_err() || numeric_tld {
         return Err(invalid("expected name@domain.tld"));
     }
     // The reserved `.invalid` receives no mail; a session's placeholder

@@ -753,7 +753,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 14] = [
+    let cases: [(&str, u16, &str); 16] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -775,6 +775,16 @@ async fn malformed_framing_gets_json_errors() {
             "GET /healthz HTTP/1.1\r\nHost: a:99999\r\n\r\n",
             400,
             r#"{"success":false,"error":"Host 'a:99999' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: [zz]\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host '[zz]' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: [::1]:8787\r\n\r\n",
+            200,
+            r#"{"success":true,"status":"ok","schema_version":6,"engine_version":"v0.1.0"}"#,
         ),
         (
             "GET /healthz HTTP/1.1\r\n\r\n",

@@ -154,7 +154,6 @@ fn every_operation_lists_the_edge_statuses_with_their_codes() {
             &doc["paths"][route.path][route.method.as_str().to_lowercase()]["responses"];
         let mut expected = vec![
             ("400", "bad_request"),
-            ("414", "uri_too_long"),
             ("431", "headers_too_large"),
             ("500", "internal"),
             ("501", "not_implemented"),

@@ -17,18 +17,27 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 /// logged here and answered as a bare "internal error".
 pub fn sql_error(text: &str) -> Reply {
     match ErrorKind::parse_message(text) {
-        Some((_, kind, detail))
+        Some((function, kind, detail))
             if !matches!(kind, ErrorKind::SchemaMissing | ErrorKind::Internal) =>
         {
-            kind_error(kind, detail)
+            kind_error(function, kind, detail)
         }
         _ => internal(text),
     }
 }
 
-/// The reply for a library error of `kind` (never schema_missing/internal,
-/// which [`sql_error`] hides).
-pub fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
+/// The name a client knows a library field by: the search route takes the
+/// library's `query` as its `q` parameter.
+fn client_field<'a>(function: &str, field: &'a str) -> &'a str {
+    match (function, field) {
+        ("onboarding_kb_search", "query") => "q",
+        _ => field,
+    }
+}
+
+/// The reply for an error of `function` of `kind` (never
+/// schema_missing/internal, which [`sql_error`] hides).
+fn kind_error(function: &str, kind: ErrorKind, detail: &str) -> Reply {
     let status = match kind {
         ErrorKind::InvalidJson => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -47,10 +56,11 @@ pub fn kind_error(kind: ErrorKind, detail: &str) -> Reply {
     };
     // The library's invalid_field details start with the field's name.
     let field = (kind == ErrorKind::InvalidField).then(|| {
-        detail
+        let field = detail
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .next()
-            .unwrap_or(detail)
+            .unwrap_or(detail);
+        client_field(function, field)
     });
     error(status, kind.as_str(), detail, field)
 }

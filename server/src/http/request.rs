@@ -79,6 +79,13 @@ fn is_host(value: &str) -> bool {
     if value.contains('@') {
         return false;
     }
+    // An IPv6 literal must be one (the authority parse takes `[zz]`).
+    if let Some(literal) = authority.host().strip_prefix('[') {
+        let inside = literal.strip_suffix(']').unwrap_or(literal);
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+    }
     // The host is the authority's start (an IPv6 literal with its brackets).
     match value[authority.host().len()..].strip_prefix(':') {
         None => authority.host().len() == value.len(),
