@@ -175,9 +175,10 @@ section("onboarding_phone_send(session_id, payload)",
         "French numbers only (+33 and the overseas departments). The message goes to the "
         "outbox for an SMS/voice sender. A send within the code's validity is a resend: a "
         "new code for the same verification. Limits: sends 60 s apart, 5 per verification, "
-        "10 per number per 24 hours across tenants; past one, `rate_limited` ending with "
+        "10 per number per 24 hours across tenants, 10 per session per 24 hours whatever "
+        "its numbers; past one, `rate_limited` ending with "
         "`(retry after N s)`, the longest wait of the limits that refuse; `resend_after` "
-        "is the earliest next send by all three. Before or after completion. "
+        "is the earliest next send by the limits. Before or after completion. "
         "`onboarding_phone_send(session_id, payload, ip_address)` also keeps the host's "
         "client address.")
 example("SELECT onboarding_phone_send(?, NULL)", session)

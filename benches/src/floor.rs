@@ -356,12 +356,22 @@ impl<'c> Floor<'c> {
                 &s.tenant_id,
                 agent.id,
                 ASSISTANT_NAME,
-                agent.personality,
+                catalog::personality(agent, catalog::Gender::of(voice())),
                 catalog::VOICE_PROVIDER,
                 voice_id(),
                 catalog::VOICE_LANGUAGE,
-                catalog::system_prompt(agent, ASSISTANT_NAME, &d.company_name),
-                catalog::render(agent.greeting, ASSISTANT_NAME, &d.company_name),
+                catalog::system_prompt(
+                    agent,
+                    ASSISTANT_NAME,
+                    &d.company_name,
+                    catalog::Gender::of(voice()),
+                ),
+                catalog::render(
+                    agent.greeting,
+                    ASSISTANT_NAME,
+                    &d.company_name,
+                    catalog::Gender::of(voice()),
+                ),
                 CHANNELS_CONFIG,
                 now,
             ],
@@ -384,10 +394,12 @@ fn agent() -> &'static catalog::AgentType {
     catalog::agent_type(AGENT_TYPE).expect("the benchmark's agent type is in the catalogue")
 }
 
+fn voice() -> &'static catalog::Voice {
+    catalog::resolve_voice("female").expect("'female' resolves to a catalogue voice")
+}
+
 fn voice_id() -> &'static str {
-    catalog::resolve_voice("female")
-        .expect("'female' resolves to a catalogue voice")
-        .provider_voice_id
+    voice().provider_voice_id
 }
 
 /// The body `onboarding_complete` answers (and stores) for a benchmark flow.

@@ -25,7 +25,7 @@ pub struct AgentType {
 const SPOKEN_RULES: &str = "\n\n# Règles de conversation\n\
 - Tu parles au téléphone : réponses courtes, deux phrases au plus, sans listes ni symboles.\n\
 - Une seule question à la fois, puis tu écoutes la réponse.\n\
-- Tu vouvoies l'interlocuteur et restes courtois, même face à l'impatience.\n\
+- Tu vouvoies l'interlocuteur et restes {courtoise|courtois}, même face à l'impatience.\n\
 - Tu n'inventes jamais une information (prix, disponibilité, délai) : si tu ne la connais pas, tu le dis et proposes d'être recontacté.\n\
 - Avant de raccrocher, tu récapitules ce qui a été convenu.";
 
@@ -35,10 +35,10 @@ pub const AGENT_TYPES: [AgentType; 7] = [
         name: "Réception d'appels immobiliers",
         description: "Répond aux appels entrants d'une agence immobilière, qualifie le projet de l'appelant et propose des visites.",
         tools: &["product_search", "appointment_booking"],
-        personality: "professionnelle, chaleureuse et précise",
+        personality: "{professionnelle, chaleureuse et précise|professionnel, chaleureux et précis}",
         greeting: "Bonjour, {agent_name} de l'agence {company_name}, que puis-je faire pour votre projet immobilier ?",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, l'assistante vocale de l'agence immobilière {company_name}. Tu réponds aux appels entrants des personnes qui cherchent à acheter, louer ou vendre un bien.\n\n\
+Tu es {agent_name}, {l'assistante vocale|l'assistant vocal} de l'agence immobilière {company_name}. Tu réponds aux appels entrants des personnes qui cherchent à acheter, louer ou vendre un bien.\n\n\
 # Déroulé de l'appel\n\
 1. Demande si l'appelant cherche à acheter, louer ou vendre.\n\
 2. Qualifie le projet : type de bien, secteur, budget, nombre de pièces, délai.\n\
@@ -51,10 +51,10 @@ Tu es {agent_name}, l'assistante vocale de l'agence immobilière {company_name}.
         name: "Rappel de prospects immobiliers",
         description: "Rappelle les prospects qui ont laissé leurs coordonnées pour un bien, vérifie leur intérêt et fixe une visite.",
         tools: &["product_search", "appointment_booking"],
-        personality: "dynamique, attentive et jamais insistante",
+        personality: "{dynamique, attentive et jamais insistante|dynamique, attentif et jamais insistant}",
         greeting: "Bonjour, ici {agent_name} de l'agence {company_name}, je vous rappelle suite à votre demande concernant un bien.",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, l'assistante vocale de l'agence immobilière {company_name}. Tu rappelles des prospects qui ont demandé des informations sur un bien.\n\n\
+Tu es {agent_name}, {l'assistante vocale|l'assistant vocal} de l'agence immobilière {company_name}. Tu rappelles des prospects qui ont demandé des informations sur un bien.\n\n\
 # Déroulé de l'appel\n\
 1. Vérifie que tu parles à la bonne personne et que le moment lui convient ; sinon, propose un autre moment.\n\
 2. Rappelle le bien concerné et demande si le projet est toujours d'actualité.\n\
@@ -67,10 +67,10 @@ Tu es {agent_name}, l'assistante vocale de l'agence immobilière {company_name}.
         name: "Prise de rendez-vous générique",
         description: "Prend, déplace et annule les rendez-vous des clients dans l'agenda de l'entreprise.",
         tools: &["appointment_booking"],
-        personality: "efficace, claire et souriante",
+        personality: "{efficace, claire et souriante|efficace, clair et souriant}",
         greeting: "Bonjour, {agent_name} pour {company_name}, je peux vous aider à prendre rendez-vous.",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, l'assistante vocale de {company_name}. Ton rôle est de gérer les rendez-vous des clients.\n\n\
+Tu es {agent_name}, {l'assistante vocale|l'assistant vocal} de {company_name}. Ton rôle est de gérer les rendez-vous des clients.\n\n\
 # Déroulé de l'appel\n\
 1. Demande s'il s'agit de prendre, déplacer ou annuler un rendez-vous.\n\
 2. Demande le motif du rendez-vous et la période souhaitée.\n\
@@ -83,10 +83,10 @@ Tu es {agent_name}, l'assistante vocale de {company_name}. Ton rôle est de gér
         name: "Accueil téléphonique",
         description: "Accueille les appelants, répond aux questions fréquentes et transfère vers la bonne personne.",
         tools: &["call_transfer", "faq"],
-        personality: "accueillante, patiente et polie",
+        personality: "{accueillante, patiente et polie|accueillant, patient et poli}",
         greeting: "{company_name}, bonjour, {agent_name} à votre écoute.",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, la standardiste virtuelle de {company_name}. Tu accueilles chaque appel et orientes l'appelant.\n\n\
+Tu es {agent_name}, {la standardiste virtuelle|le standardiste virtuel} de {company_name}. Tu accueilles chaque appel et orientes l'appelant.\n\n\
 # Déroulé de l'appel\n\
 1. Demande le motif de l'appel.\n\
 2. Si la réponse figure dans la foire aux questions (horaires, adresse, services), réponds directement.\n\
@@ -98,10 +98,10 @@ Tu es {agent_name}, la standardiste virtuelle de {company_name}. Tu accueilles c
         name: "Support client",
         description: "Répond aux demandes d'assistance à partir de la base de connaissances, ouvre des tickets et escalade si besoin.",
         tools: &["knowledge_search", "ticket_creation", "call_transfer"],
-        personality: "empathique, méthodique et rassurante",
+        personality: "{empathique, méthodique et rassurante|empathique, méthodique et rassurant}",
         greeting: "Bonjour, {agent_name} du support {company_name}, comment puis-je vous aider ?",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, l'assistante du support client de {company_name}. Tu aides les clients à résoudre leurs problèmes.\n\n\
+Tu es {agent_name}, {l'assistante|l'assistant} du support client de {company_name}. Tu aides les clients à résoudre leurs problèmes.\n\n\
 # Déroulé de l'appel\n\
 1. Fais décrire le problème et reformule-le pour vérifier que tu as compris.\n\
 2. Cherche la solution dans la base de connaissances et guide le client étape par étape.\n\
@@ -113,10 +113,10 @@ Tu es {agent_name}, l'assistante du support client de {company_name}. Tu aides l
         name: "Agent Polyvalent",
         description: "Accueille, informe, prend les rendez-vous et ouvre des tickets : un seul agent pour tous les besoins courants.",
         tools: &["product_search", "appointment_booking", "knowledge_search", "ticket_creation"],
-        personality: "polyvalente, chaleureuse et professionnelle",
+        personality: "{polyvalente, chaleureuse et professionnelle|polyvalent, chaleureux et professionnel}",
         greeting: "Bonjour, {agent_name} de {company_name}, comment puis-je vous aider ?",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, l'assistante vocale de {company_name}. Tu traites toutes les demandes courantes des clients et prospects.\n\n\
+Tu es {agent_name}, {l'assistante vocale|l'assistant vocal} de {company_name}. Tu traites toutes les demandes courantes des clients et prospects.\n\n\
 # Déroulé de l'appel\n\
 1. Demande le motif de l'appel et identifie le besoin : information, produit ou service, rendez-vous, problème.\n\
 2. Pour une question, cherche la réponse dans la base de connaissances.\n\
@@ -129,10 +129,10 @@ Tu es {agent_name}, l'assistante vocale de {company_name}. Tu traites toutes les
         name: "Configuration personnalisée",
         description: "Un agent sans outil prédéfini, à configurer entièrement depuis le tableau de bord.",
         tools: &[],
-        personality: "professionnelle et courtoise",
+        personality: "{professionnelle et courtoise|professionnel et courtois}",
         greeting: "Bonjour, vous êtes bien chez {company_name}, {agent_name} à votre écoute.",
         system_prompt: "# Contexte\n\
-Tu es {agent_name}, l'assistante vocale de {company_name}.\n\n\
+Tu es {agent_name}, {l'assistante vocale|l'assistant vocal} de {company_name}.\n\n\
 # Déroulé de l'appel\n\
 1. Demande le motif de l'appel.\n\
 2. Réponds uniquement avec les informations dont tu disposes.\n\
@@ -153,14 +153,33 @@ pub fn agent_type_ids() -> String {
         .join(", ")
 }
 
-/// Fills `{agent_name}` and `{company_name}` in a template, in one pass
-/// over the template: the names go in as they are, never read as
-/// placeholders themselves (an assistant named `{company_name}` stays so).
+/// Which words a template's alternatives take: the voice's grammatical
+/// gender (`Tu es Marc, l'assistant vocal`, not `l'assistante`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gender {
+    Female,
+    Male,
+}
+
+impl Gender {
+    /// A voice's gender (`female`, `male`).
+    pub fn of(voice: &Voice) -> Gender {
+        match voice.gender {
+            "male" => Gender::Male,
+            _ => Gender::Female,
+        }
+    }
+}
+
+/// Fills `{agent_name}` and `{company_name}` in a template, and picks one of
+/// each `{feminine|masculine}` alternative by `gender`, in one pass over the
+/// template: the names go in as they are, never read as placeholders or
+/// alternatives themselves (an assistant named `{company_name}` stays so).
 /// French elision applies before a name that starts with a vowel: "de
 /// {company_name}" with "Agence du Port" reads "d'Agence du Port" (a name
 /// starting with an h is left as "de": whether it elides depends on the
 /// word, which no rule here knows).
-pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
+pub fn render(template: &str, agent_name: &str, company_name: &str, gender: Gender) -> String {
     const AGENT: &str = "{agent_name}";
     const COMPANY: &str = "{company_name}";
     let mut out = String::with_capacity(template.len() + agent_name.len() + company_name.len());
@@ -174,6 +193,12 @@ pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
         } else if let Some(after) = rest.strip_prefix(COMPANY) {
             push_name(&mut out, company_name);
             rest = after;
+        } else if let Some((feminine, masculine, after)) = alternative(&rest[1..]) {
+            out.push_str(match gender {
+                Gender::Female => feminine,
+                Gender::Male => masculine,
+            });
+            rest = after;
         } else {
             out.push('{');
             rest = &rest[1..];
@@ -181,6 +206,17 @@ pub fn render(template: &str, agent_name: &str, company_name: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `feminine|masculine}` at the start of `text` (after its `{`), and what
+/// follows the `}`: one line, no brace inside.
+fn alternative(text: &str) -> Option<(&str, &str, &str)> {
+    let end = text.find(['}', '{', '\n'])?;
+    if !text[end..].starts_with('}') {
+        return None;
+    }
+    let (feminine, masculine) = text[..end].split_once('|')?;
+    Some((feminine, masculine, &text[end + 1..]))
 }
 
 /// Appends `name`, eliding a "de" written just before it ("de" + "Agence"
@@ -208,10 +244,20 @@ fn push_name(out: &mut String, name: &str) {
 }
 
 /// The system prompt of `agent`, rendered, with the shared conversation rules.
-pub fn system_prompt(agent: &AgentType, agent_name: &str, company_name: &str) -> String {
-    let mut prompt = render(agent.system_prompt, agent_name, company_name);
-    prompt.push_str(SPOKEN_RULES);
+pub fn system_prompt(
+    agent: &AgentType,
+    agent_name: &str,
+    company_name: &str,
+    gender: Gender,
+) -> String {
+    let mut prompt = render(agent.system_prompt, agent_name, company_name, gender);
+    prompt.push_str(&render(SPOKEN_RULES, agent_name, company_name, gender));
     prompt
+}
+
+/// The personality of `agent`, in `gender`'s words.
+pub fn personality(agent: &AgentType, gender: Gender) -> String {
+    render(agent.personality, "", "", gender)
 }
 
 /// One voice of the catalogue. ElevenLabs' multilingual model speaks French
@@ -336,19 +382,29 @@ mod tests {
     fn names_go_in_as_they_are_even_when_they_look_like_placeholders() {
         let template = "Bonjour, {agent_name} de {company_name} ({agent_name}).";
         assert_eq!(
-            render(template, "{company_name}", "Chez {agent_name}"),
+            render(
+                template,
+                "{company_name}",
+                "Chez {agent_name}",
+                Gender::Female
+            ),
             "Bonjour, {company_name} de Chez {agent_name} ({company_name})."
         );
         assert_eq!(
-            render(template, "Léa", "Dupont"),
+            render(template, "Léa", "Dupont", Gender::Female),
             "Bonjour, Léa de Dupont (Léa)."
         );
         // Braces that start no placeholder, and a placeholder cut short.
         assert_eq!(
-            render("{ {agent} {{agent_name}} {company_name", "Léa", "Dupont"),
+            render(
+                "{ {agent} {{agent_name}} {company_name",
+                "Léa",
+                "Dupont",
+                Gender::Female
+            ),
             "{ {agent} {Léa} {company_name"
         );
-        assert_eq!(render("", "Léa", "Dupont"), "");
+        assert_eq!(render("", "Léa", "Dupont", Gender::Female), "");
     }
 
     #[test]
@@ -368,17 +424,71 @@ mod tests {
             ("123 Immo", "Bonjour, Sara de 123 Immo."),
             ("", "Bonjour, Sara de ."),
         ] {
-            assert_eq!(render(template, "Sara", company), expected);
+            assert_eq!(render(template, "Sara", company, Gender::Female), expected);
         }
         // Only the word "de": "du support", "l'agence", "Sarde" stay.
         assert_eq!(
-            render("{agent_name} du support {company_name}", "Léa", "Atelier"),
+            render(
+                "{agent_name} du support {company_name}",
+                "Léa",
+                "Atelier",
+                Gender::Female
+            ),
             "Léa du support Atelier"
         );
         assert_eq!(
-            render("Sarde {company_name}", "Léa", "Atelier"),
+            render("Sarde {company_name}", "Léa", "Atelier", Gender::Female),
             "Sarde Atelier"
         );
-        assert_eq!(render("de {company_name}", "Léa", "Atelier"), "d'Atelier");
+        assert_eq!(
+            render("de {company_name}", "Léa", "Atelier", Gender::Female),
+            "d'Atelier"
+        );
+    }
+
+    #[test]
+    fn alternatives_follow_the_voices_gender_and_names_are_never_read_as_one() {
+        let template =
+            "Tu es {agent_name}, {l'assistante vocale|l'assistant vocal} de {company_name}.";
+        assert_eq!(
+            render(template, "Sara", "Atelier", Gender::Female),
+            "Tu es Sara, l'assistante vocale d'Atelier."
+        );
+        assert_eq!(
+            render(template, "Marc", "Atelier", Gender::Male),
+            "Tu es Marc, l'assistant vocal d'Atelier."
+        );
+        assert_eq!(
+            render(template, "{a|b}", "{x|y}", Gender::Male),
+            "Tu es {a|b}, l'assistant vocal de {x|y}."
+        );
+        // Not alternatives: no bar, a brace or a line break inside.
+        assert_eq!(
+            render("{ab} {a|{b} {a\n|b}", "", "", Gender::Male),
+            "{ab} {a|{b} {a\n|b}"
+        );
+        // Every template and personality has its two forms, and none is
+        // left with a bar or a brace in either.
+        for agent in &AGENT_TYPES {
+            for gender in [Gender::Female, Gender::Male] {
+                let prompt = system_prompt(agent, "Sam", "Atelier", gender);
+                let personality = personality(agent, gender);
+                for text in [&prompt, &personality] {
+                    assert!(!text.contains(['{', '|', '}']), "{}: {text}", agent.id);
+                }
+            }
+            let male = system_prompt(agent, "Sam", "Atelier", Gender::Male);
+            assert!(
+                !male.contains("assistante") && !male.contains("courtoise"),
+                "{male}"
+            );
+            assert!(male.contains("restes courtois"), "{male}");
+        }
+        assert_eq!(
+            personality(agent_type("phone_reception").unwrap(), Gender::Male),
+            "accueillant, patient et poli"
+        );
+        assert_eq!(Gender::of(default_voice("male").unwrap()), Gender::Male);
+        assert_eq!(Gender::of(voice("sara").unwrap()), Gender::Female);
     }
 }

@@ -27,7 +27,7 @@ use crate::sql;
 use crate::validate::{self, Object};
 use crate::verification::{
     self, Channel, Line, Verification, CODE_TTL_MS, DAY_MS, MAX_ATTEMPTS, MAX_SENDS,
-    MAX_SENDS_PER_NUMBER, RESEND_AFTER_MS,
+    MAX_SENDS_PER_NUMBER, MAX_SENDS_PER_SESSION, RESEND_AFTER_MS,
 };
 
 /// The reason given with `is_active:false` before completion.
@@ -293,6 +293,29 @@ fn may_send(
                 quote(&line.number)
             ),
             oldest_today_ms.unwrap_or(now_ms) + DAY_MS - now_ms,
+        ));
+    }
+    // A verification takes its sends within minutes of its start (60 s
+    // apart, its code 10 minutes valid): those started in the last 24
+    // hours hold the session's sends of the last 24 hours.
+    let (session_today, first_today): (i64, Option<String>) = sql::query_row(
+        conn,
+        "SELECT coalesce(sum(sends), 0), min(created_at) FROM phone_verifications
+         WHERE session_id = ?1 AND created_at > ?2",
+        (&session.id, iso8601(now_ms - DAY_MS)),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if session_today >= MAX_SENDS_PER_SESSION {
+        let first_ms = first_today
+            .as_deref()
+            .and_then(crate::env::parse_iso8601)
+            .unwrap_or(now_ms);
+        refusals.push((
+            format!(
+                "session {} was sent {session_today} codes in the last 24 hours, the most allowed",
+                quote(&session.id)
+            ),
+            first_ms + DAY_MS - now_ms,
         ));
     }
     if let Some((text, wait_ms)) = refusals.into_iter().max_by_key(|(_, wait)| *wait) {

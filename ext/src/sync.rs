@@ -339,6 +339,8 @@ impl Part<'_> {
         let voice = catalog::resolve_voice(voice_choice).ok_or_else(|| {
             Error::internal(format!("stored voice {} is unknown", quote(voice_choice)))
         })?;
+        // The prompt speaks of the agent as its voice sounds.
+        let gender = catalog::Gender::of(voice);
         sql::execute(
             self.conn,
             "INSERT INTO omni_agent_configs (tenant_id, agent_type, agent_name, agent_personality,
@@ -356,12 +358,12 @@ impl Part<'_> {
                 &self.session.tenant_id,
                 agent.id,
                 agent_name,
-                agent.personality,
+                catalog::personality(agent, gender),
                 catalog::VOICE_PROVIDER,
                 voice.provider_voice_id,
                 catalog::VOICE_LANGUAGE,
-                catalog::system_prompt(agent, agent_name, company_name),
-                catalog::render(agent.greeting, agent_name, company_name),
+                catalog::system_prompt(agent, agent_name, company_name, gender),
+                catalog::render(agent.greeting, agent_name, company_name, gender),
                 json::to_text(&ChannelsConfig(self.channels)),
                 self.now,
             ],

@@ -24,6 +24,10 @@ pub const MAX_ATTEMPTS: i64 = 5;
 pub const MAX_SENDS: i64 = 5;
 /// Sends to one number over [`DAY_MS`], across all tenants.
 pub const MAX_SENDS_PER_NUMBER: i64 = 10;
+/// Sends of one session over [`DAY_MS`], whatever the numbers: a session
+/// changing its business phone between sends would otherwise send codes
+/// to any number of numbers (SMS pumping), each with its own limits.
+pub const MAX_SENDS_PER_SESSION: i64 = 10;
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The country calling codes codes go to: metropolitan France (+33) and the

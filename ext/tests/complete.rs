@@ -432,3 +432,32 @@ fn names_that_look_like_placeholders_are_written_as_typed() {
         })
     );
 }
+
+#[test]
+fn a_male_voice_gets_the_masculine_words_of_its_prompt() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "contact@entreprise.fr");
+    db.step(
+        &s,
+        "vapi",
+        r#"{"agent_type":"phone_reception","voice":"male","assistant_name":"Marc"}"#,
+    )
+    .unwrap();
+    db.complete(&s).unwrap();
+    let (personality, prompt): (String, String) = db
+        .conn
+        .query_row(
+            "SELECT agent_personality, system_prompt FROM omni_agent_configs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // Before, a male voice introduced itself as "la standardiste virtuelle".
+    assert_eq!(personality, "accueillant, patient et poli");
+    assert!(
+        prompt.starts_with("# Contexte\nTu es Marc, le standardiste virtuel de Mon Entreprise."),
+        "{prompt}"
+    );
+    assert!(prompt.contains("restes courtois,"), "{prompt}");
+}

@@ -591,8 +591,10 @@ fn version_and_catalogues() {
 #[test]
 fn every_template_renders_both_placeholders() {
     for agent in onboarding::catalog::AGENT_TYPES.iter() {
-        let greeting = onboarding::catalog::render(agent.greeting, "Léa", "Boulangerie Dupont");
-        let prompt = onboarding::catalog::system_prompt(agent, "Léa", "Boulangerie Dupont");
+        let female = onboarding::catalog::Gender::Female;
+        let greeting =
+            onboarding::catalog::render(agent.greeting, "Léa", "Boulangerie Dupont", female);
+        let prompt = onboarding::catalog::system_prompt(agent, "Léa", "Boulangerie Dupont", female);
         for text in [&greeting, &prompt] {
             assert!(text.contains("Léa"), "{}: {text}", agent.id);
             assert!(text.contains("Boulangerie Dupont"), "{}: {text}", agent.id);

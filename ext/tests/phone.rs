@@ -1204,3 +1204,34 @@ fn the_secret_is_made_once_and_differs_per_database() {
         .unwrap();
     assert_ne!(other, kept);
 }
+
+#[test]
+fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
+    // Changing the business phone between sends gives each number its own
+    // limits; the session's own keeps one onboarding from sending codes to
+    // any number of numbers (SMS pumping).
+    let db = Db::memory();
+    let s = db.create();
+    for i in 0..10 {
+        db.env.set_ms(T0 + i * 1_000);
+        business_with(
+            &db,
+            &s,
+            &format!("06 40 00 00 {i:02}"),
+            "contact@entreprise.fr",
+        );
+        send(&db, &s, "{}").unwrap();
+    }
+    db.env.set_ms(T0 + 10_000);
+    business_with(&db, &s, "06 40 00 00 10", "contact@entreprise.fr");
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: rate_limited: session '{s}' was sent 10 codes in the last \
+             24 hours, the most allowed (retry after 86390 s)"
+        )
+    );
+    // The first send leaves the 24 hours: one more may go.
+    db.env.set_ms(T0 + 86_400_000 + 1);
+    assert_eq!(send(&db, &s, "{}").unwrap()["phone_number"], "+33640000010");
+}

@@ -14,7 +14,7 @@ const AT_COMPLETE: &str = "2026-11-24T10:05:42.000Z";
 
 fn system_prompt() -> String {
     let agent = catalog::agent_type("multi_purpose").expect("multi_purpose exists");
-    catalog::system_prompt(agent, "Sara", "Mon Entreprise")
+    catalog::system_prompt(agent, "Sara", "Mon Entreprise", catalog::Gender::Female)
 }
 
 const GREETING: &str = "Bonjour, Sara de Mon Entreprise, comment puis-je vous aider ?";
