@@ -420,15 +420,19 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
         "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
         "title": "Accueil", "markdown": SALON,
         "links": ["https://www.salon.fr/tarifs/", "https://salon.fr/tarifs?utm_source=x", "https://ailleurs.fr/",
-                  "mailto:a@b.fr", "https://salon.fr/contact#plan"],
+                  "mailto:a@b.fr", "https://salon.fr/contact#plan", "http://salon.fr/contact",
+                  "https://WWW.salon.fr:443/%7Elea", "https://salon.fr/~lea"],
         "shared": [{"title": "Pied de page", "markdown": "12 rue des Lilas, Lyon"}]})).unwrap();
     assert_eq!(page["status"], "stored");
     assert_eq!(
         page["added"],
+        // One URL per page: the start URL's scheme and host (before, the
+        // www. and http forms were pages of their own), unreserved escapes
+        // decoded.
         json!([
-        {"url": "https://www.salon.fr/tarifs", "depth": 1},
         {"url": "https://salon.fr/tarifs", "depth": 1},
-        {"url": "https://salon.fr/contact", "depth": 1}])
+        {"url": "https://salon.fr/contact", "depth": 1},
+        {"url": "https://salon.fr/~lea", "depth": 1}])
     );
     // The same text under another address is stored once.
     let dup = worker(
@@ -488,11 +492,6 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
         [
             ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
             [
-                "Text(\"https://www.salon.fr/tarifs\")",
-                "Text(\"skipped\")",
-                "Text(\"not_fetched\")"
-            ],
-            [
                 "Text(\"https://salon.fr/tarifs\")",
                 "Text(\"skipped\")",
                 "Text(\"duplicate\")"
@@ -501,6 +500,11 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
                 "Text(\"https://salon.fr/contact\")",
                 "Text(\"failed\")",
                 "Text(\"http_404\")"
+            ],
+            [
+                "Text(\"https://salon.fr/~lea\")",
+                "Text(\"skipped\")",
+                "Text(\"not_fetched\")"
             ],
         ]
     );

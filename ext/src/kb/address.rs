@@ -226,9 +226,47 @@ pub fn normalize(url: &Url) -> Url {
     } else {
         out.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    let path = out.path().to_string();
+    let path = unreserved_decoded(out.path());
     if path.len() > 1 && path.ends_with('/') {
         out.set_path(path.trim_end_matches('/'));
+    } else if path != out.path() {
+        out.set_path(&path);
+    }
+    out
+}
+
+/// `path` with the percent-escapes of unreserved characters decoded
+/// (`%7Euser` is `~user`, `%41` is `A`) and the others' hex digits in
+/// capitals, as RFC 3986 (6.2.2) says two spellings of one URL compare.
+fn unreserved_decoded(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_string();
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok().map(|b| (b, hex)));
+        match escape {
+            Some((b, _)) if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => {
+                out.push(char::from(b));
+                i += 3;
+            }
+            Some((_, hex)) => {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+                i += 3;
+            }
+            None => {
+                // A char boundary: '%' and the hex digits are ASCII.
+                let c = path[i..].chars().next().unwrap_or('%');
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
     }
     out
 }
@@ -301,6 +339,11 @@ mod tests {
         assert_eq!(
             ok("https://salon.fr/?UTM_Term=y&b=1&Utm_Source=n&GCLID=1&FbClid=2&utm=kept&é=1"),
             "https://salon.fr/?b=1&utm=kept&%C3%A9=1"
+        );
+        // Escapes of unreserved characters decoded, the others in capitals.
+        assert_eq!(
+            ok("https://salon.fr/%7Elea/%41telier%2fa%c3%a9"),
+            "https://salon.fr/~lea/Atelier%2Fa%C3%A9"
         );
         assert_eq!(ok("http://93.184.216.34"), "http://93.184.216.34/");
         assert_eq!(ok("http://[2606:4700::1111]/"), "http://[2606:4700::1111]/");

@@ -212,9 +212,19 @@ pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
 /// normalised; `None` for anything else.
 fn in_scope(link: &str, start: &Url) -> Option<String> {
     let url = Url::parse(link).ok()?;
-    let url = normalize(&url);
-    ((url.scheme() == "http" || url.scheme() == "https") && same_site(&url, start))
-        .then(|| url.to_string())
+    let mut url = normalize(&url);
+    if !((url.scheme() == "http" || url.scheme() == "https") && same_site(&url, start)) {
+        return None;
+    }
+    // One page of the site, one URL: a link to `www.` or over http is the
+    // page at the start URL's scheme and host (three forms of /contact were
+    // three pages, fetched three times out of the job's 50).
+    if url.scheme() != start.scheme() {
+        url.set_scheme(start.scheme()).ok()?;
+    }
+    url.set_host(start.host_str()).ok()?;
+    url.set_port(start.port()).ok()?;
+    Some(url.to_string())
 }
 
 /// Adds the links of a page at `depth` to the frontier while there is room.
