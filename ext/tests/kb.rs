@@ -877,3 +877,48 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
         .unwrap();
     assert_eq!(indexed, 4);
 }
+
+#[test]
+fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+        "title": "Accueil", "markdown": SALON,
+        "links": ["https://salon.fr/ancien-contact", "https://salon.fr/contact"]}),
+    )
+    .unwrap();
+    // Redirected to the www. form of a page already queued: that page.
+    let moved = worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/ancien-contact",
+        "final_url": "http://www.salon.fr/contact/", "status": "stored",
+        "title": "Contact", "markdown": "Appelez-nous au 04 78 12 34 56, du mardi au samedi."}),
+    )
+    .unwrap();
+    assert_eq!(moved["url"], "https://salon.fr/contact");
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT url, status, reason FROM kb_crawl_pages ORDER BY id"
+        ),
+        [
+            ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
+            [
+                "Text(\"https://salon.fr/ancien-contact\")",
+                "Text(\"skipped\")",
+                "Text(\"redirected\")"
+            ],
+            [
+                "Text(\"https://salon.fr/contact\")",
+                "Text(\"stored\")",
+                "Null"
+            ],
+        ]
+    );
+}

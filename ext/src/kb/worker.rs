@@ -396,17 +396,13 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
         // A redirect or a canonical link inside the site: the page's
         // identity is where it ended, and the address asked is a redirect.
         let mut target = (page_id, r.url.clone());
-        if let Some(fin) = r.final_url.as_ref().filter(|u| **u != r.url) {
-            if in_scope(fin, &job.start).is_some() {
-                admit_links(conn, &job, &[fin.as_str()], depth, &now)?;
-                if let Some((id, _, st)) = page_row(conn, job_id, fin)? {
-                    set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
-                    target = if st == "pending" {
-                        (id, fin.clone())
-                    } else {
-                        (0, fin.clone())
-                    };
-                }
+        // (In the site's one form: the start URL's scheme and host.)
+        let final_url = r.final_url.as_deref().and_then(|u| in_scope(u, &job.start));
+        if let Some(fin) = final_url.filter(|u| *u != r.url) {
+            admit_links(conn, &job, &[fin.as_str()], depth, &now)?;
+            if let Some((id, _, st)) = page_row(conn, job_id, &fin)? {
+                set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
+                target = if st == "pending" { (id, fin) } else { (0, fin) };
             }
         }
         let (status, reason, document_id, chunks) = match (r.status, r.markdown) {
