@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/006_site_turns.sql"),
         then: None,
     },
+    Migration {
+        version: 7,
+        name: "007_shared_carriers",
+        sql: include_str!("../../sql/007_shared_carriers.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 005: the CHECK lists of the tables the files create, as OR
@@ -110,7 +116,7 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-// -- onboarding_migrate() -> 6
+// -- onboarding_migrate() -> 7
 /// Applies the missing migrations and returns the schema version.
 pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
     migrate_with(conn, env, MIGRATIONS)
@@ -262,6 +268,7 @@ mod tests {
                 "outbox_messages",
                 "onboarding_create_requests",
                 "kb_site_turns",
+                "kb_shared_carriers",
             ]
         );
     }

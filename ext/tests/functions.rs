@@ -378,7 +378,7 @@ fn schema_version_reads_the_applied_version_and_writes_nothing() {
     assert_eq!(tables(&conn), 0);
     let db = Db::on(conn);
     let before = db.snapshot();
-    assert_eq!(version(&db.conn), 6);
+    assert_eq!(version(&db.conn), 7);
     assert_eq!(db.snapshot(), before);
     // It reports what was applied, even a version this library does not know.
     db.conn
@@ -456,7 +456,7 @@ fn migrate_is_idempotent_and_records_its_version() {
     db.env.advance_ms(5_000);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        SqlValue::Integer(6)
+        SqlValue::Integer(7)
     );
     assert_eq!(db.snapshot(), before);
     assert_eq!(
@@ -471,6 +471,7 @@ fn migrate_is_idempotent_and_records_its_version() {
             json!({"version": 4, "name": "004_create_requests", "applied_at": "2026-11-24T10:00:00.000Z"}),
             json!({"version": 5, "name": "005_check_lists", "applied_at": "2026-11-24T10:00:00.000Z"}),
             json!({"version": 6, "name": "006_site_turns", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 7, "name": "007_shared_carriers", "applied_at": "2026-11-24T10:00:00.000Z"}),
         ]
     );
 }
@@ -485,7 +486,7 @@ fn migrate_refuses_a_newer_schema() {
         .unwrap();
     assert_eq!(
         db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
-        "onboarding_migrate: internal: the database schema is at version 99, newer than this library's 6; upgrade the library"
+        "onboarding_migrate: internal: the database schema is at version 99, newer than this library's 7; upgrade the library"
     );
 }
 

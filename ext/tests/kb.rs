@@ -508,13 +508,123 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
             ],
         ]
     );
+    // The footer only the home page carried went back into it at the end.
     assert_eq!(
         rows(&db.conn, "SELECT title, url FROM kb_documents ORDER BY id"),
+        [["Text(\"Accueil\")", "Text(\"https://salon.fr/\")"]]
+    );
+    let home: String = db
+        .conn
+        .query_row("SELECT markdown FROM kb_documents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        home,
+        format!("{}\n\n12 rue des Lilas, Lyon", SALON.trim_end())
+    );
+}
+
+#[test]
+fn a_block_two_pages_share_stays_shared_and_one_pages_own_goes_back_to_it() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let footer = |text: &str| json!([{"title": "Informations pratiques", "markdown": text}]);
+    let page = |url: &str, markdown: &str, shared: Value, links: Value| {
+        worker(
+            &db,
+            "store_page",
+            json!({
+            "job_id": job, "worker": "w1", "url": url, "status": "stored", "title": url,
+            "markdown": markdown, "shared": shared, "links": links}),
+        )
+        .unwrap()
+    };
+    page(
+        "https://salon.fr/",
+        SALON,
+        footer("Salon Léa, 12 rue des Lilas, Lyon"),
+        json!([
+            "https://salon.fr/tarifs",
+            "https://salon.fr/lyon-2",
+            "https://salon.fr/cache"
+        ]),
+    );
+    page(
+        "https://salon.fr/tarifs",
+        TARIFS,
+        footer("Salon Léa, 12 rue des Lilas, Lyon"),
+        json!([]),
+    );
+    // An agency's page with a footer of its own.
+    page(
+        "https://salon.fr/lyon-2",
+        "# Agence de Lyon 2\n\nCoiffure et barbier, place Bellecour.",
+        footer("Agence Bellecour, 3 place Bellecour, Lyon 2"),
+        json!([]),
+    );
+    // A page kept out shares nothing: its footer is not stored.
+    let hidden = worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/cache", "status": "skipped",
+        "reason": "noindex", "shared": footer("Un pied de page d'une page cachée, rue X")}),
+    )
+    .unwrap();
+    assert_eq!(hidden["status"], "skipped");
+    // While the crawl goes, both footers are documents of their own.
+    assert_eq!(db.count("kb_documents"), 5);
+    worker(&db, "finish", json!({"job_id": job, "worker": "w1"})).unwrap();
+    assert_eq!(
+        rows(&db.conn, "SELECT title, depth, markdown FROM kb_documents ORDER BY id"),
         [
-            ["Text(\"Accueil\")", "Text(\"https://salon.fr/\")"],
-            ["Text(\"Pied de page\")", "Text(\"https://salon.fr/\")"],
+            [
+                "Text(\"https://salon.fr/\")".to_string(),
+                "Integer(0)".into(),
+                format!("Text({:?})", SALON)
+            ],
+            [
+                "Text(\"Informations pratiques\")".into(),
+                "Null".into(),
+                "Text(\"Salon Léa, 12 rue des Lilas, Lyon\")".into()
+            ],
+            [
+                "Text(\"https://salon.fr/tarifs\")".into(),
+                "Integer(1)".into(),
+                format!("Text({:?})", TARIFS)
+            ],
+            [
+                "Text(\"https://salon.fr/lyon-2\")".into(),
+                "Integer(1)".into(),
+                "Text(\"# Agence de Lyon 2\\n\\nCoiffure et barbier, place Bellecour.\\n\\nAgence Bellecour, 3 place Bellecour, Lyon 2\")"
+                    .into()
+            ],
         ]
     );
+    // The agency's address is found on its page, in its index.
+    let found = db
+        .call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"tenant_id": tenant_of_job(&db, job), "query": "Bellecour"}).to_string()],
+        )
+        .unwrap();
+    let urls: Vec<&str> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls, ["https://salon.fr/lyon-2"]);
+    assert_eq!(db.count("kb_shared_carriers"), 2);
+}
+
+fn tenant_of_job(db: &Db, job: i64) -> String {
+    db.conn
+        .query_row(
+            "SELECT tenant_id FROM kb_crawl_jobs WHERE id = ?1",
+            [job],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 #[test]

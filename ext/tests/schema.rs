@@ -88,21 +88,23 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
     let db = Db::on(before.conn);
     assert_eq!(
         db.scalar("SELECT onboarding_schema_version()"),
-        SqlValue::Integer(6)
+        SqlValue::Integer(7)
     );
     let after = db.snapshot();
     assert!(rows.iter().all(|r| after.contains(r)), "a row changed");
     let added: Vec<&String> = after.iter().filter(|r| !rows.contains(r)).collect();
-    // What migrating adds: the bookkeeping rows of 005 and 006 (whose
-    // table starts empty), and the phone codes' key that every migration
-    // makes when missing (this test's version 4 never ran the library's
-    // migrator).
-    assert_eq!(added.len(), 3, "{added:?}");
+    // What migrating adds: the bookkeeping rows of 005, 006 and 007
+    // (whose tables start empty), and the phone codes' key that every
+    // migration makes when missing (this test's version 4 never ran the
+    // library's migrator).
+    assert_eq!(added.len(), 4, "{added:?}");
     assert!(added[0]
         .starts_with(r#"onboarding_schema_migrations: Integer(5) | Text("005_check_lists")"#));
     assert!(added[1]
         .starts_with(r#"onboarding_schema_migrations: Integer(6) | Text("006_site_turns")"#));
-    assert!(added[2].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
+    assert!(added[2]
+        .starts_with(r#"onboarding_schema_migrations: Integer(7) | Text("007_shared_carriers")"#));
+    assert!(added[3].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
 
     assert!(table_sql(&db.conn, "kb_crawl_jobs").contains(
         "CHECK ((status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed'))"

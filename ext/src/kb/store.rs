@@ -82,6 +82,53 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
     Ok(Stored::New { id, chunks: count })
 }
 
+/// Document `id`'s text replaced by `markdown`, cut and indexed anew;
+/// `false`, changing nothing, when the tenant already has a document of
+/// that text.
+pub fn rewrite(
+    conn: &Connection,
+    id: i64,
+    tenant_id: &str,
+    title: &str,
+    markdown: &str,
+) -> Result<bool> {
+    let hash = content_hash(markdown);
+    let taken: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
+        (tenant_id, &hash),
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Ok(false);
+    }
+    drop_chunks(conn, id)?;
+    sql::execute(
+        conn,
+        "UPDATE kb_documents SET markdown = ?2, content_hash = ?3 WHERE id = ?1",
+        (id, markdown, &hash),
+    )?;
+    index(conn, id, tenant_id, title, markdown)?;
+    Ok(true)
+}
+
+/// Document `id`, its chunks and their index entries, gone.
+pub fn delete(conn: &Connection, id: i64) -> Result<()> {
+    drop_chunks(conn, id)?;
+    sql::execute(conn, "DELETE FROM kb_documents WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+fn drop_chunks(conn: &Connection, id: i64) -> Result<()> {
+    sql::execute(
+        conn,
+        "DELETE FROM kb_chunks_fts WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?1)",
+        [id],
+    )?;
+    sql::execute(conn, "DELETE FROM kb_chunks WHERE document_id = ?1", [id])?;
+    Ok(())
+}
+
 /// Cuts `markdown` into the chunks of document `id` and indexes them;
 /// answers how many.
 fn index(

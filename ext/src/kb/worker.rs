@@ -15,7 +15,7 @@ use url::Url;
 use super::address::{normalize, same_site};
 use super::job::load_job;
 use super::repeated;
-use super::store::{remove_blocks, store, NewDocument, Stored};
+use super::store::{delete, remove_blocks, rewrite, store, NewDocument, Stored};
 use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::savepoint::in_savepoint;
@@ -429,7 +429,18 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
         if target.0 != 0 {
             set_page(conn, target.0, status, reason, document_id, &now)?;
         }
-        store_shared(conn, &job, &r.shared, &now)?;
+        // A page kept out (noindex, a duplicate, a failure) shares nothing:
+        // its footer is not stored either.
+        if status == "stored" {
+            for shared in store_shared(conn, &job, &r.shared, &now)? {
+                sql::execute(
+                    conn,
+                    "INSERT INTO kb_shared_carriers (document_id, page_id) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                    (shared, target.0),
+                )?;
+            }
+        }
         let added = admit_links(conn, &job, &r.links, depth + 1, &now)?;
         update_counters(conn, job_id, &now)?;
         extend_lease(conn, job_id, now_ms, lease)?;
@@ -481,16 +492,18 @@ fn lift_repeated_blocks(conn: &Connection, job: &Held, now: &str) -> Result<()> 
     Ok(())
 }
 
-/// Stores the site's shared blocks, once each: their text is their identity.
+/// Stores the site's shared blocks, once each: their text is their
+/// identity. Answers their documents (new or already stored).
 fn store_shared(
     conn: &Connection,
     job: &Held,
     shared: &[(String, String)],
     now: &str,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     let site = job.start.join("/").map(|u| u.to_string()).ok();
+    let mut ids = Vec::with_capacity(shared.len());
     for (title, markdown) in shared {
-        store(
+        let stored = store(
             conn,
             &NewDocument {
                 tenant_id: &job.tenant_id,
@@ -503,6 +516,45 @@ fn store_shared(
                 now,
             },
         )?;
+        ids.push(match stored {
+            Stored::New { id, .. } | Stored::Duplicate { id } => id,
+        });
+    }
+    Ok(ids)
+}
+
+/// Gives each shared block of the job that one stored page alone carried
+/// back to that page: a footer of its own is the page's text, not the
+/// site's (see `sql/007_shared_carriers.sql`). A page whose text with the
+/// block would equal another document keeps it shared.
+fn return_single_blocks(conn: &Connection, job: &Held) -> Result<()> {
+    let single: Vec<(i64, String, i64, String, String)> = sql::with(
+        conn,
+        "SELECT d.id, d.markdown, p.document_id, page.title, page.markdown
+         FROM kb_documents d
+         JOIN kb_shared_carriers c ON c.document_id = d.id
+         JOIN kb_crawl_pages p ON p.id = c.page_id
+         JOIN kb_documents page ON page.id = p.document_id
+         WHERE d.job_id = ?1 AND d.depth IS NULL AND p.status = 'stored'
+         GROUP BY d.id HAVING count(*) = 1
+         ORDER BY d.id",
+        |s| {
+            s.query_map([job.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()
+        },
+    )?;
+    for (block_id, block, page_id, title, markdown) in single {
+        let whole = format!("{}\n\n{}", markdown.trim_end(), block.trim());
+        if rewrite(conn, page_id, &job.tenant_id, &title, &whole)? {
+            sql::execute(
+                conn,
+                "DELETE FROM kb_shared_carriers WHERE document_id = ?1",
+                [block_id],
+            )?;
+            delete(conn, block_id)?;
+        }
     }
     Ok(())
 }
@@ -554,6 +606,7 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
             "failed"
         };
         if status == "done" {
+            return_single_blocks(conn, &job)?;
             lift_repeated_blocks(conn, &job, &now)?;
         }
         sql::execute(
