@@ -142,8 +142,42 @@ pub fn check_url(text: &str, allow: &AllowList) -> Result<Url, Refusal> {
         return Err("contains a space or a control character");
     }
     let url = Url::parse(text).map_err(|_| "is not a URL")?;
+    // A host written with escapes (`%61.fr`) is read as its decoding by
+    // some parsers and refused by others.
+    let authority = text.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if host.contains('%') {
+        return Err("has a percent-encoded host");
+    }
+    if let Some(Host::Domain(name)) = url.host() {
+        if !allow.allows(&url) && !is_host_name(name) {
+            return Err(
+                "is not on a host name (labels of letters, digits and inner hyphens, \
+                 63 characters at most each)",
+            );
+        }
+    }
     check_parsed(&url, allow)?;
     Ok(normalize(&url))
+}
+
+/// A DNS host name (RFC 1123): labels of ASCII letters, digits and inner
+/// hyphens, 1 to 63 characters each; a final dot allowed. The parser takes
+/// `a_b.fr`, `-a.fr` and labels of any length, which no resolver answers.
+/// (A name past DNS's 253 characters is left to fail as a lookup.)
+fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// The rule on an already parsed URL (the crawler's redirect targets).
@@ -306,6 +340,8 @@ mod tests {
                 "is not a public address",
             ),
             ("http://[2002:7f00:1::]/", "is not a public address"),
+            ("http://%61.fr/", "has a percent-encoded host"),
+            ("http://a%2efr/", "has a percent-encoded host"),
             ("http://[fd00::1]/", "is not a public address"),
             ("http://[fe80::1]/", "is not a public address"),
             ("http://0.0.0.0/", "is not a public address"),
@@ -351,6 +387,38 @@ mod tests {
             ok("http://[64:ff9b::5db8:d822]/"),
             "http://[64:ff9b::5db8:d822]/"
         );
+    }
+
+    #[test]
+    fn hosts_are_host_names() {
+        let bad = "is not on a host name (labels of letters, digits and inner hyphens, \
+                   63 characters at most each)";
+        let long_label = format!("https://{}.fr/", "a".repeat(64));
+        for text in [
+            "https://a_b.fr/",
+            "https://-a.fr/",
+            "https://a-.fr/",
+            &long_label,
+        ] {
+            assert_eq!(refusal(text), Some(bad), "{text}");
+        }
+        let ok = |t: &str| check_url(t, &AllowList::default()).map(|u| u.to_string());
+        assert_eq!(ok("https://a.fr./").unwrap(), "https://a.fr/");
+        assert_eq!(
+            ok("https://a.b.c.d.e.f.g.h.i.j.fr/").unwrap(),
+            "https://a.b.c.d.e.f.g.h.i.j.fr/"
+        );
+        assert_eq!(
+            ok(&format!("https://{}.fr/", "a".repeat(63)))
+                .unwrap()
+                .len(),
+            8 + 63 + 4
+        );
+        assert_eq!(
+            ok("https://xn--mnchen-3ya.de/").unwrap(),
+            "https://xn--mnchen-3ya.de/"
+        );
+        assert_eq!(ok("https://a.fr:0443/").unwrap(), "https://a.fr/");
     }
 
     #[test]
