@@ -190,7 +190,7 @@ fn a_rolled_back_migration_leaves_the_old_definitions() {
     let version: i64 = conn
         .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     assert_eq!(ephemerals(&conn, JOB_INSERT), 0);
     conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(table_sql(&conn, "kb_crawl_jobs"), before);
