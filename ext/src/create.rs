@@ -37,6 +37,9 @@ pub fn create(
             )));
         }
     }
+    // Validated first: a malformed payload is refused at once, not after
+    // waiting for the write lock.
+    let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
     in_savepoint(conn, || {
         // Looked up under the write lock: a retry that overlaps the first
         // create's commit waits for it and finds its key, where a lookup
@@ -46,7 +49,6 @@ pub fn create(
                 return Ok(first);
             }
         }
-        let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
         let now_ms = env.now_ms();
         let ids = new_ids(env, now_ms)?;
         let now = iso8601(now_ms);

@@ -69,8 +69,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 7,
-        name: "007_shared_carriers",
-        sql: include_str!("../../sql/007_shared_carriers.sql"),
+        name: "007_carriers_and_sends",
+        sql: include_str!("../../sql/007_carriers_and_sends.sql"),
         then: None,
     },
 ];

@@ -218,6 +218,10 @@ struct Allowed {
     /// when the oldest of them was.
     sent_today: i64,
     oldest_today_ms: Option<i64>,
+    /// Codes the session was sent in the last 24 hours, before this one,
+    /// and when the first of them was.
+    session_today: i64,
+    first_today_ms: Option<i64>,
 }
 
 /// Whether a code may go out now. Of the send limits that refuse it, the
@@ -295,21 +299,18 @@ fn may_send(
             oldest_today_ms.unwrap_or(now_ms) + DAY_MS - now_ms,
         ));
     }
-    // A verification takes its sends within minutes of its start (60 s
-    // apart, its code 10 minutes valid): those started in the last 24
-    // hours hold the session's sends of the last 24 hours.
+    // Each send is an outbox row of one of the session's verifications.
     let (session_today, first_today): (i64, Option<String>) = sql::query_row(
         conn,
-        "SELECT coalesce(sum(sends), 0), min(created_at) FROM phone_verifications
-         WHERE session_id = ?1 AND created_at > ?2",
+        "SELECT count(*), min(m.created_at) FROM phone_verifications v
+         JOIN outbox_messages m ON m.verification_id = v.id
+         WHERE v.session_id = ?1 AND m.created_at > ?2",
         (&session.id, iso8601(now_ms - DAY_MS)),
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let first_today_ms = first_today.as_deref().and_then(crate::env::parse_iso8601);
     if session_today >= MAX_SENDS_PER_SESSION {
-        let first_ms = first_today
-            .as_deref()
-            .and_then(crate::env::parse_iso8601)
-            .unwrap_or(now_ms);
+        let first_ms = first_today_ms.unwrap_or(now_ms);
         refusals.push((
             format!(
                 "session {} was sent {session_today} codes in the last 24 hours, the most allowed",
@@ -325,13 +326,15 @@ fn may_send(
         live,
         sent_today,
         oldest_today_ms,
+        session_today,
+        first_today_ms,
     })
 }
 
 /// The earliest time the next code may go out after one sent at `now_ms`,
 /// the `sends`-th of its verification (expiring at `expires_ms`), by every
 /// send limit: the 60 s spacing, the verification's sends, the number's
-/// daily limit.
+/// and the session's daily limits.
 fn next_send_ms(allowed: &Allowed, sends: i64, expires_ms: i64, now_ms: i64) -> i64 {
     let mut next = now_ms + RESEND_AFTER_MS;
     if sends >= MAX_SENDS {
@@ -339,6 +342,9 @@ fn next_send_ms(allowed: &Allowed, sends: i64, expires_ms: i64, now_ms: i64) -> 
     }
     if allowed.sent_today + 1 >= MAX_SENDS_PER_NUMBER {
         next = next.max(allowed.oldest_today_ms.unwrap_or(now_ms) + DAY_MS);
+    }
+    if allowed.session_today + 1 >= MAX_SENDS_PER_SESSION {
+        next = next.max(allowed.first_today_ms.unwrap_or(now_ms) + DAY_MS);
     }
     next
 }

@@ -238,13 +238,11 @@ pub fn phone_e164(text: &str) -> Result<String> {
         text.into()
     };
     let text = &*spaced;
-    // Digits and the separators people type, nothing else: the parser
-    // reads letters as a keypad's (`06 12 34 56 AB` became `+33612345622`,
-    // a letter O a zero) and would send a code to a stranger's number.
-    if !text
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '.' | '(' | ')' | '/'))
-    {
+    // No letters: the parser reads them as a keypad's (`06 12 34 56 AB`
+    // became `+33612345622`, a letter O a zero) and a code would go to a
+    // stranger's number. The separators it knows (dashes, brackets, full
+    // width digits) stay its to read.
+    if text.chars().any(char::is_alphabetic) {
         return Err(invalid());
     }
     let number = phonenumber::parse(Some(national_region(text)), text).map_err(|_| invalid())?;
@@ -510,10 +508,28 @@ pub fn email(text: &str) -> Result<String> {
     }
     let local = address.local_part();
     let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-        Some(inner) if is_dot_atom(inner) => inner,
-        _ => local,
+        // A quoted-pair (`\a`) is the character itself.
+        Some(inner) => match unescaped(inner) {
+            plain if is_dot_atom(&plain) => plain,
+            _ => local.to_string(),
+        },
+        None => local.to_string(),
     };
     Ok(format!("{}@{domain}", local.to_lowercase()))
+}
+
+/// A quoted local part's text without its quoted-pairs' backslashes.
+fn unescaped(inner: &str) -> String {
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out
 }
 
 /// RFC 5322's dot-atom (with RFC 6531's non-ASCII letters): a local part

@@ -471,7 +471,7 @@ fn migrate_is_idempotent_and_records_its_version() {
             json!({"version": 4, "name": "004_create_requests", "applied_at": "2026-11-24T10:00:00.000Z"}),
             json!({"version": 5, "name": "005_check_lists", "applied_at": "2026-11-24T10:00:00.000Z"}),
             json!({"version": 6, "name": "006_site_turns", "applied_at": "2026-11-24T10:00:00.000Z"}),
-            json!({"version": 7, "name": "007_shared_carriers", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 7, "name": "007_carriers_and_sends", "applied_at": "2026-11-24T10:00:00.000Z"}),
         ]
     );
 }

@@ -426,19 +426,18 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
     assert_eq!(page["status"], "stored");
     assert_eq!(
         page["added"],
-        // One URL per page: the start URL's scheme and host (before, the
-        // www. and http forms were pages of their own), unreserved escapes
-        // decoded.
+        // One URL per page, the first form linked (before, the www. and
+        // http forms were pages of their own), unreserved escapes decoded.
         json!([
-        {"url": "https://salon.fr/tarifs", "depth": 1},
+        {"url": "https://www.salon.fr/tarifs", "depth": 1},
         {"url": "https://salon.fr/contact", "depth": 1},
-        {"url": "https://salon.fr/~lea", "depth": 1}])
+        {"url": "https://www.salon.fr/~lea", "depth": 1}])
     );
     // The same text under another address is stored once.
     let dup = worker(
         &db,
         "store_page",
-        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/tarifs",
+        json!({"job_id": job, "worker": "w1", "url": "https://www.salon.fr/tarifs",
         "status": "stored", "title": "Accueil bis", "markdown": SALON}),
     )
     .unwrap();
@@ -492,7 +491,7 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
         [
             ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
             [
-                "Text(\"https://salon.fr/tarifs\")",
+                "Text(\"https://www.salon.fr/tarifs\")",
                 "Text(\"skipped\")",
                 "Text(\"duplicate\")"
             ],
@@ -502,7 +501,7 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
                 "Text(\"http_404\")"
             ],
             [
-                "Text(\"https://salon.fr/~lea\")",
+                "Text(\"https://www.salon.fr/~lea\")",
                 "Text(\"skipped\")",
                 "Text(\"not_fetched\")"
             ],

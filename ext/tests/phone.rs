@@ -1212,6 +1212,7 @@ fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
     // any number of numbers (SMS pumping).
     let db = Db::memory();
     let s = db.create();
+    let mut last = Value::Null;
     for i in 0..10 {
         db.env.set_ms(T0 + i * 1_000);
         business_with(
@@ -1220,8 +1221,11 @@ fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
             &format!("06 40 00 00 {i:02}"),
             "contact@entreprise.fr",
         );
-        send(&db, &s, "{}").unwrap();
+        last = send(&db, &s, "{}").unwrap();
     }
+    // The tenth code's answer says when the next may go: when the first
+    // leaves the 24 hours.
+    assert_eq!(last["resend_after"], "2026-11-25T10:00:00.000Z");
     db.env.set_ms(T0 + 10_000);
     business_with(&db, &s, "06 40 00 00 10", "contact@entreprise.fr");
     assert_eq!(
@@ -1234,4 +1238,34 @@ fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
     // The first send leaves the 24 hours: one more may go.
     db.env.set_ms(T0 + 86_400_000 + 1);
     assert_eq!(send(&db, &s, "{}").unwrap()["phone_number"], "+33640000010");
+}
+
+#[test]
+fn a_sessions_sends_are_counted_one_by_one_across_the_day() {
+    // A verification started just before the 24 hours whose resends fall
+    // inside them: each send counts (counting verifications by their start
+    // let a session past ten).
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    for n in 0..5 {
+        db.env.set_ms(T0 + n * 120_000);
+        send(&db, &s, "{}").unwrap();
+    }
+    // 24 h after the first send, four of those five are still in the day.
+    let day_later = T0 + 86_400_000 + 1;
+    for i in 0..6 {
+        db.env.set_ms(day_later + i * 1_000);
+        business_with(
+            &db,
+            &s,
+            &format!("06 41 00 00 {i:02}"),
+            "contact@entreprise.fr",
+        );
+        send(&db, &s, "{}").unwrap();
+    }
+    db.env.set_ms(day_later + 6_000);
+    business_with(&db, &s, "06 41 00 00 06", "contact@entreprise.fr");
+    assert!(send(&db, &s, "{}")
+        .unwrap_err()
+        .contains("was sent 10 codes in the last 24 hours"));
 }

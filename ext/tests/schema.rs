@@ -102,8 +102,9 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
         .starts_with(r#"onboarding_schema_migrations: Integer(5) | Text("005_check_lists")"#));
     assert!(added[1]
         .starts_with(r#"onboarding_schema_migrations: Integer(6) | Text("006_site_turns")"#));
-    assert!(added[2]
-        .starts_with(r#"onboarding_schema_migrations: Integer(7) | Text("007_shared_carriers")"#));
+    assert!(added[2].starts_with(
+        r#"onboarding_schema_migrations: Integer(7) | Text("007_carriers_and_sends")"#
+    ));
     assert!(added[3].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
 
     assert!(table_sql(&db.conn, "kb_crawl_jobs").contains(

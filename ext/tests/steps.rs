@@ -151,6 +151,7 @@ fn business_email_must_be_valid() {
         ("Bob@XN--EXMPLE-CUA.FR", "bob@exämple.fr"),
         ("bob@EXÄMPLE.fr", "bob@exämple.fr"),
         ("\"Bob.Martin\"@y.fr", "bob.martin@y.fr"),
+        ("\"b\\ob\"@y.fr", "bob@y.fr"),
         ("\"bob martin\"@y.fr", "\"bob martin\"@y.fr"),
     ] {
         db.step(&s, "business", &business_with("email", json!(typed)))
@@ -182,6 +183,9 @@ fn business_phone_is_normalised_to_e164() {
         ("+33 6 12 34 56 78", "+33612345678"),
         ("01.42.68.53.00", "+33142685300"),
         ("(01) 42-68-53/00", "+33142685300"),
+        // Dashes of typography, which the parser reads.
+        ("06\u{2013}12\u{2013}34\u{2013}56\u{2013}78", "+33612345678"),
+        ("06\u{2011}12\u{2011}34\u{2011}56\u{2011}78", "+33612345678"),
         ("+44 20 7946 0958", "+442079460958"),
         // French blocks the metadata does not list yet: the plan's shape.
         ("07 12 34 56 78", "+33712345678"),

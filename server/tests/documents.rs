@@ -108,7 +108,7 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
         (empty.status, empty.json()),
         (
             422,
-            json!({"success": false, "error": "query must not be empty", "code": "invalid_field", "field": "q"})
+            json!({"success": false, "error": "q must not be empty", "code": "invalid_field", "field": "q"})
         )
     );
     let limit = server

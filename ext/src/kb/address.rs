@@ -280,9 +280,11 @@ fn unreserved_decoded(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Two hex digits (`from_str_radix` alone takes `+a`).
         let escape = (bytes[i] == b'%')
             .then(|| path.get(i + 1..i + 3))
             .flatten()
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|hex| u8::from_str_radix(hex, 16).ok().map(|b| (b, hex)));
         match escape {
             Some((b, _)) if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => {
@@ -381,6 +383,7 @@ mod tests {
             ok("https://salon.fr/%7Elea/%41telier%2fa%c3%a9"),
             "https://salon.fr/~lea/Atelier%2Fa%C3%A9"
         );
+        assert_eq!(ok("https://salon.fr/x%+ab"), "https://salon.fr/x%+ab");
         assert_eq!(ok("http://93.184.216.34"), "http://93.184.216.34/");
         assert_eq!(ok("http://[2606:4700::1111]/"), "http://[2606:4700::1111]/");
         assert_eq!(

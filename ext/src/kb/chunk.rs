@@ -108,7 +108,12 @@ fn pieces(section: &str) -> Vec<String> {
     if heading_of(first).is_none() || body.is_empty() {
         return split_long(section, MAX_CHARS);
     }
-    let room = MAX_CHARS.saturating_sub(first.chars().count() + 2).max(1);
+    // A heading that leaves too little room (a title of a thousand
+    // characters) would cut its text into crumbs: then cut as a whole.
+    let room = MAX_CHARS.saturating_sub(first.chars().count() + 2);
+    if room < MIN_CHARS / 2 {
+        return split_long(section, MAX_CHARS);
+    }
     let mut pieces = split_long(body, room);
     if let Some(opening) = pieces.first_mut() {
         *opening = format!("{first}\n\n{}", opening.trim_start());
@@ -127,7 +132,16 @@ fn only_headings(text: &str) -> bool {
 struct Open {
     path: Vec<String>,
     text: String,
+    /// `text`'s length in characters.
+    chars: usize,
+    /// Whether `text` is headings with nothing under them yet.
+    headings_only: bool,
 }
+
+/// Headings with nothing under them take the next piece in whatever its
+/// length, while they are this short (a run of empty headings is closed as
+/// a chunk of its own past it, not grown without end).
+const HEADINGS_ALONE_CHARS: usize = 300;
 
 impl Open {
     /// The chunk, under the document's `title` when its sections share no
@@ -154,13 +168,13 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
             if piece.is_empty() {
                 continue;
             }
+            let piece_chars = piece.chars().count();
             match open.as_mut() {
                 // Headings with nothing under them yet take the next piece
                 // in, whatever its length.
                 Some(c)
-                    if only_headings(&c.text)
-                        || (c.text.chars().count() < MIN_CHARS
-                            && c.text.chars().count() + 2 + piece.chars().count() <= MAX_CHARS) =>
+                    if (c.headings_only && c.chars <= HEADINGS_ALONE_CHARS)
+                        || (c.chars < MIN_CHARS && c.chars + 2 + piece_chars <= MAX_CHARS) =>
                 {
                     // The path above both: their common start.
                     let common = c
@@ -170,14 +184,18 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
                         .take_while(|(a, b)| a == b)
                         .count();
                     c.path.truncate(common);
+                    c.headings_only &= only_headings(&piece);
                     c.text.push_str("\n\n");
                     c.text.push_str(&piece);
+                    c.chars += 2 + piece_chars;
                 }
                 _ => {
                     out.extend(open.take().map(|c| c.close(title)));
                     open = Some(Open {
                         path: section.path.clone(),
+                        headings_only: only_headings(&piece),
                         text: piece,
+                        chars: piece_chars,
                     });
                 }
             }
@@ -308,5 +326,24 @@ mod tests {
             "{got:?}"
         );
         assert!(got[0].text.chars().count() <= MAX_CHARS + "# Tarifs".len() + 2);
+        // A run of empty headings is not grown without end.
+        let empty: String = (0..4000).map(|i| format!("## Titre {i}\n")).collect();
+        let got = chunks(&empty, "Plan");
+        assert!(got.len() > 40, "{}", got.len());
+        assert!(got
+            .iter()
+            .all(|c| c.text.chars().count() <= MAX_CHARS + HEADINGS_ALONE_CHARS + 2));
+        // A heading of a thousand characters does not cut its text into
+        // crumbs: the text under it stays whole.
+        let md = format!(
+            "# {}\n\nBonjour le monde, voici le salon.\n",
+            "Titre ".repeat(220)
+        );
+        let got = chunks(&md, "T");
+        assert!(
+            got.iter()
+                .any(|c| c.text.contains("Bonjour le monde, voici le salon.")),
+            "{got:?}"
+        );
     }
 }

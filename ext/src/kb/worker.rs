@@ -212,19 +212,54 @@ pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
 /// normalised; `None` for anything else.
 fn in_scope(link: &str, start: &Url) -> Option<String> {
     let url = Url::parse(link).ok()?;
-    let mut url = normalize(&url);
-    if !((url.scheme() == "http" || url.scheme() == "https") && same_site(&url, start)) {
-        return None;
+    let url = normalize(&url);
+    ((url.scheme() == "http" || url.scheme() == "https") && same_site(&url, start))
+        .then(|| url.to_string())
+}
+
+/// The forms of `url` that are one page of its site: over http and https,
+/// on the host with and without `www.` (itself first).
+fn forms(url: &str) -> Vec<String> {
+    let mut out = vec![url.to_string()];
+    let Ok(parsed) = Url::parse(url) else {
+        return out;
+    };
+    let Some(host) = parsed.host_str() else {
+        return out;
+    };
+    let other_host = match host.strip_prefix("www.") {
+        Some(bare) => bare.to_string(),
+        None => format!("www.{host}"),
+    };
+    for scheme in ["http", "https"] {
+        for host in [host, other_host.as_str()] {
+            let mut form = parsed.clone();
+            if form.set_scheme(scheme).is_ok() && form.set_host(Some(host)).is_ok() {
+                let form = form.to_string();
+                if !out.contains(&form) {
+                    out.push(form);
+                }
+            }
+        }
     }
-    // One page of the site, one URL: a link to `www.` or over http is the
-    // page at the start URL's scheme and host (three forms of /contact were
-    // three pages, fetched three times out of the job's 50).
-    if url.scheme() != start.scheme() {
-        url.set_scheme(start.scheme()).ok()?;
+    out
+}
+
+/// The job's page that `url` is, in any of its forms (see [`forms`]): a
+/// link to `www.` or over the other scheme is a page already queued, not a
+/// new one (three forms of /contact were three pages, fetched three times
+/// out of the job's 50).
+fn page_of_site(
+    conn: &Connection,
+    job_id: i64,
+    url: &str,
+) -> Result<Option<(i64, String, String)>> {
+    for form in forms(url) {
+        if let Some((id, _, status)) = page_row(conn, job_id, &form)? {
+            return Ok(Some((id, form, status)));
+        }
     }
-    url.set_host(start.host_str()).ok()?;
-    url.set_port(start.port()).ok()?;
-    Some(url.to_string())
+    Ok(None)
 }
 
 /// Adds the links of a page at `depth` to the frontier while there is room.
@@ -248,6 +283,9 @@ fn admit_links(
     for url in links.iter().filter_map(|l| in_scope(l, &job.start)) {
         if count >= MAX_PAGES {
             break;
+        }
+        if page_of_site(conn, job.id, &url)?.is_some() {
+            continue;
         }
         let inserted = sql::execute(
             conn,
@@ -396,14 +434,20 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
         // A redirect or a canonical link inside the site: the page's
         // identity is where it ended, and the address asked is a redirect.
         let mut target = (page_id, r.url.clone());
-        // (In the site's one form: the start URL's scheme and host.)
+        // (In any of its forms: a redirect from http to https of the same
+        // page is that page.)
         let final_url = r.final_url.as_deref().and_then(|u| in_scope(u, &job.start));
-        if let Some(fin) = final_url.filter(|u| *u != r.url) {
-            admit_links(conn, &job, &[fin.as_str()], depth, &now)?;
-            if let Some((id, _, st)) = page_row(conn, job_id, &fin)? {
-                set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
-                target = if st == "pending" { (id, fin) } else { (0, fin) };
+        match final_url {
+            // The page itself at another form: stored at the one it ended.
+            Some(fin) if forms(&r.url).contains(&fin) => target.1 = fin,
+            Some(fin) => {
+                admit_links(conn, &job, &[fin.as_str()], depth, &now)?;
+                if let Some((id, url, st)) = page_of_site(conn, job_id, &fin)? {
+                    set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
+                    target = if st == "pending" { (id, url) } else { (0, url) };
+                }
             }
+            None => {}
         }
         let (status, reason, document_id, chunks) = match (r.status, r.markdown) {
             _ if target.0 == 0 => ("skipped", Some("duplicate"), None, 0),
@@ -525,7 +569,7 @@ fn store_shared(
 
 /// Gives each shared block of the job that one stored page alone carried
 /// back to that page: a footer of its own is the page's text, not the
-/// site's (see `sql/007_shared_carriers.sql`). A page whose text with the
+/// site's (see `sql/007_carriers_and_sends.sql`). A page whose text with the
 /// block would equal another document keeps it shared.
 fn return_single_blocks(conn: &Connection, job: &Held) -> Result<()> {
     let single: Vec<(i64, String, i64, String, String)> = sql::with(

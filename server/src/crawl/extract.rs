@@ -185,8 +185,8 @@ fn to_markdown(html: &str) -> String {
         .build()
         .convert(&html)
         .unwrap_or_default();
-    for (i, table) in tables.iter().enumerate() {
-        markdown = markdown.replacen(&table_mark(i), &format!("\n\n{table}\n\n"), 1);
+    if !tables.is_empty() {
+        markdown = tables_in(&markdown, &tables);
     }
     let mut out = String::with_capacity(markdown.len());
     let mut blank = 0;
@@ -201,11 +201,49 @@ fn to_markdown(html: &str) -> String {
     out.trim().to_string()
 }
 
-/// Where the `i`-th table goes back after the conversion: a word the
-/// converter leaves as it is.
+/// Where the `i`-th table goes back after the conversion: two characters
+/// of Unicode's private use area around its number, which the converter
+/// leaves as they are and [`tables_out`] takes out of the page first.
+const MARK_OPEN: char = '\u{E000}';
+const MARK_CLOSE: char = '\u{E001}';
+
 fn table_mark(i: usize) -> String {
-    format!("ONBOARDINGKBTABLE{i}X")
+    format!("{MARK_OPEN}{i}{MARK_CLOSE}")
 }
+
+/// `markdown` with each table mark replaced by its table, in one pass.
+fn tables_in(markdown: &str, tables: &[String]) -> String {
+    let mut out =
+        String::with_capacity(markdown.len() + tables.iter().map(String::len).sum::<usize>());
+    let mut rest = markdown;
+    while let Some(at) = rest.find(MARK_OPEN) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK_OPEN.len_utf8()..];
+        let table = after.split_once(MARK_CLOSE).and_then(|(number, tail)| {
+            let i: usize = number.parse().ok()?;
+            Some((tables.get(i)?, tail))
+        });
+        match table {
+            Some((table, tail)) => {
+                out.push_str("\n\n");
+                out.push_str(table);
+                out.push_str("\n\n");
+                rest = tail;
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The most tables of one page rendered here; the others are the
+/// converter's (a page of thousands of one-cell tables is not a price list).
+const MAX_TABLES: usize = 200;
+/// The most cells of one table's grid, spans filled in: past it, the
+/// table is the converter's text (a `colspan` of 50 on thousands of cells
+/// would make gigabytes of copies).
+const MAX_GRID_CELLS: usize = 10_000;
 
 /// Longest cell text of a data table; a longer one makes it a layout
 /// table (a page laid out in a grid), left to the converter as text.
@@ -225,11 +263,20 @@ fn tables_out(html: &str) -> (String, Vec<String>) {
     if !html.contains("<table") {
         return (html.to_string(), Vec::new());
     }
+    // The marks' characters are the marks' alone.
+    let cleaned;
+    let html = if html.contains([MARK_OPEN, MARK_CLOSE]) {
+        cleaned = html.replace([MARK_OPEN, MARK_CLOSE], "\u{FFFD}");
+        &cleaned
+    } else {
+        html
+    };
     let mut doc = Html::parse_fragment(html);
     let table = selector("table");
     let rendered: Vec<_> = doc
         .select(&table)
         .filter(|t| outside(t, "table"))
+        .take(MAX_TABLES)
         .filter_map(|t| markdown_table(&t).map(|md| (t.id(), md)))
         .collect();
     let mut tables = Vec::with_capacity(rendered.len());
@@ -288,6 +335,9 @@ fn markdown_table(table: &scraper::ElementRef<'_>) -> Option<String> {
                     .clamp(1, MAX_SPAN)
             };
             let (rows_spanned, cols_spanned) = (span("rowspan"), span("colspan"));
+            if (col + cols_spanned).saturating_mul(rows.len()) > MAX_GRID_CELLS {
+                return None;
+            }
             // The next column no cell above reaches into.
             while grid[r].get(col).is_some_and(Option::is_some) {
                 col += 1;
@@ -512,5 +562,25 @@ mod tests {
         let got = extract(&layout, &base).markdown;
         assert!(!got.contains('|'), "{got}");
         assert!(got.starts_with("Un long texte"), "{got}");
+    }
+
+    #[test]
+    fn marks_are_the_tables_alone_and_huge_grids_are_left_as_text() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        // Page text holding the marks' characters does not take a table.
+        let page = "<html><body><main><p>\u{E000}0\u{E001} avant</p><table>\
+            <tr><td>Lundi</td><td>Fermé</td></tr></table></main></body></html>";
+        assert_eq!(
+            extract(page, &base).markdown,
+            "\u{FFFD}0\u{FFFD} avant\n\n| | |\n| --- | --- |\n| Lundi | Fermé |"
+        );
+        // Spans that would fill a grid of millions of cells: text.
+        let cells = "<td colspan=50 rowspan=50>x</td>".repeat(300);
+        let huge = format!(
+            "<html><body><main><table><tr>{cells}</tr>{}</table></main></body></html>",
+            "<tr></tr>".repeat(49)
+        );
+        let got = extract(&huge, &base).markdown;
+        assert!(!got.contains('|') && got.len() < 2_000, "{}", got.len());
     }
 }

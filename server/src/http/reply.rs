@@ -54,15 +54,21 @@ fn kind_error(function: &str, kind: ErrorKind, detail: &str) -> Reply {
         }
         ErrorKind::SchemaMissing | ErrorKind::Internal => return internal(detail),
     };
-    // The library's invalid_field details start with the field's name.
-    let field = (kind == ErrorKind::InvalidField).then(|| {
-        let field = detail
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .next()
-            .unwrap_or(detail);
-        client_field(function, field)
-    });
-    error(status, kind.as_str(), detail, field)
+    if kind != ErrorKind::InvalidField {
+        return error(status, kind.as_str(), detail, None);
+    }
+    // The library's invalid_field details start with the field's name: the
+    // client's name for it, in the field and in the text alike.
+    let field = detail
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or(detail);
+    let named = client_field(function, field);
+    if named == field {
+        return error(status, kind.as_str(), detail, Some(field));
+    }
+    let message = format!("{named}{}", &detail[field.len()..]);
+    error(status, kind.as_str(), &message, Some(named))
 }
 
 /// The database stayed locked past the busy timeout: another process holds
