@@ -198,7 +198,7 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         )
         .unwrap()
     };
-    // A Markdown table row holding both cells (htmd pads the columns).
+    // A Markdown table row holding both cells.
     let has_row = |md: &str, a: &str, b: &str| {
         md.lines()
             .any(|l| l.starts_with("| ") && l.contains(a) && l.contains(b))
