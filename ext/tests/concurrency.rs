@@ -24,20 +24,28 @@ struct Locked {
     holder: std::thread::JoinHandle<()>,
 }
 
+/// Two registered connections to one migrated WAL file (in `dir`,
+/// `onboarding.db`), the second with a busy timeout of `busy_ms`.
+fn two_on_one_wal_file(busy_ms: u64) -> (tempfile::TempDir, Db, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    let first = Db::on(Connection::open(&path).unwrap());
+    first
+        .conn
+        .execute_batch("PRAGMA journal_mode = WAL")
+        .unwrap();
+    let second = Db::on(Connection::open(&path).unwrap());
+    second
+        .conn
+        .busy_timeout(Duration::from_millis(busy_ms))
+        .unwrap();
+    (dir, first, second)
+}
+
 impl Locked {
     fn new(busy_ms: u64) -> Locked {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, first, second) = two_on_one_wal_file(busy_ms);
         let path = dir.path().join("onboarding.db");
-        let first = Db::on(Connection::open(&path).unwrap());
-        first
-            .conn
-            .execute_batch("PRAGMA journal_mode = WAL")
-            .unwrap();
-        let second = Db::on(Connection::open(&path).unwrap());
-        second
-            .conn
-            .busy_timeout(Duration::from_millis(busy_ms))
-            .unwrap();
         let session = first.create();
         let (release, holder) = hold_write_lock(path);
         Locked {
@@ -351,15 +359,7 @@ fn a_create_retried_while_the_first_commits_answers_the_first_session() {
     // is still committing on another connection. The retry waits for the
     // write lock and then finds the key (looked up before the lock, it was
     // missed, and the retry failed on the key's UNIQUE).
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("onboarding.db");
-    let first = Db::on(Connection::open(&path).unwrap());
-    first
-        .conn
-        .execute_batch("PRAGMA journal_mode = WAL")
-        .unwrap();
-    let second = Db::on(Connection::open(&path).unwrap());
-    second.conn.busy_timeout(Duration::from_secs(20)).unwrap();
+    let (_dir, first, second) = two_on_one_wal_file(20_000);
     let key = "retry-key-0123456789";
     first.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     let made = first

@@ -82,6 +82,16 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
     Ok(Stored::New { id, chunks: count })
 }
 
+/// Whether the tenant has a document of the text hashed `hash`.
+fn stored_text(conn: &Connection, tenant_id: &str, hash: &str) -> Result<bool> {
+    Ok(sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
+        (tenant_id, hash),
+        |r| r.get(0),
+    )?)
+}
+
 /// Document `id`'s text replaced by `markdown`, cut and indexed anew;
 /// `false`, changing nothing, when the tenant already has a document of
 /// that text.
@@ -93,13 +103,7 @@ pub fn rewrite(
     markdown: &str,
 ) -> Result<bool> {
     let hash = content_hash(markdown);
-    let taken: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
-        (tenant_id, &hash),
-        |r| r.get(0),
-    )?;
-    if taken {
+    if stored_text(conn, tenant_id, &hash)? {
         return Ok(false);
     }
     drop_chunks(conn, id)?;
@@ -194,13 +198,7 @@ pub fn remove_blocks(
         return Ok(false);
     };
     let hash = content_hash(&rest);
-    let taken: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
-        (tenant_id, &hash),
-        |r| r.get(0),
-    )?;
-    if taken {
+    if stored_text(conn, tenant_id, &hash)? {
         return Ok(false);
     }
     sql::execute(
