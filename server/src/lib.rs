@@ -188,6 +188,15 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
                     .to_string(),
             );
         }
+        // The kb step runs on the nodes, whose functions know no allow-list:
+        // taken here, the crawler would fetch the host while the step
+        // refused it as not public.
+        if !config.crawl.allow.is_empty() {
+            return Err(
+                "--crawl-allow-host applies to the single file's functions; the kb step runs on the dqlite nodes, which cannot receive it"
+                    .to_string(),
+            );
+        }
         db::Writer::start_cluster(db::ClusterOptions {
             nodes: config.dqlite.clone(),
             database: "onboarding.db".to_string(),

@@ -350,3 +350,20 @@ fn default_config_matches_the_contract() {
         ]
     );
 }
+
+/// The kb step runs on the dqlite nodes, whose functions know no
+/// allow-list: a cluster server refuses `--crawl-allow-host` at start,
+/// before connecting anywhere (it was taken, and the step still refused the
+/// host as not public while the crawler would have fetched it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_server_refuses_the_crawl_allow_list_at_start() {
+    let (mut config, _dir) = temp_config();
+    config.dqlite = vec!["127.0.0.1:9".to_string()];
+    config.crawl.allow = onboarding::kb::AllowList::parse(&["127.0.0.1:8080"]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = onboarding_server::run(listener, config, std::future::pending()).await;
+    assert_eq!(
+        refused,
+        Err("--crawl-allow-host applies to the single file's functions; the kb step runs on the dqlite nodes, which cannot receive it".to_string())
+    );
+}

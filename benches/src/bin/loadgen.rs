@@ -652,7 +652,23 @@ fn ms(us: u32) -> f64 {
     f64::from(us) / 1000.0
 }
 
+/// The usage this file's documentation opens with.
+const USAGE: &str = "\
+loadgen [--flows N] [--concurrency 1,16,64] [--sync-compare true|false]
+        [--server PATH] [--url http://127.0.0.1:PORT [--server-pid PID]]
+        [--max-seconds S] [--server-log-level warn]
+        [--dqlite-node PATH --extension PATH] [--five-call true|false]
+loadgen --peers true [--ceiling PATH] [--node-peer DIR] [--flows N]
+        [--concurrency 64] [--rounds R]
+(benches/README.md says what each run measures)";
+
 fn main() {
+    // Asked for help, it says how to run it instead of running the whole
+    // benchmark (an unknown flag is otherwise ignored).
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
     if let Err(e) = run() {
         eprintln!("loadgen: error: {e}");
         std::process::exit(1);

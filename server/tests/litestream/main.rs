@@ -397,6 +397,11 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         (format!("{search}?q=samedi&limit=0"), 422),
         (format!("{search}?q=samedi&limit=99999999999999999999"), 422),
         ("/api/v1/onboarding/session/onb_nope/kb".to_string(), 404),
+        // The original's route, the session id in the query.
+        (
+            format!("/api/v1/kb/structure?session_id={}", first.session_id),
+            200,
+        ),
         (
             "/api/v1/onboarding/session/onb_nope/kb/search?q=samedi".to_string(),
             404,
@@ -413,6 +418,26 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             (on_replica.status, on_replica.body),
             (status, on_primary.body),
             "{route}"
+        );
+    }
+    // Methods the read routes do not take, and paths that are no route:
+    // the primary's statuses and bodies.
+    for (method, route, status) in [
+        ("POST", "/api/v1/onboarding/voices", 405),
+        ("DELETE", "/api/v1/onboarding/agent-types", 405),
+        ("POST", "/nope", 404),
+    ] {
+        let on_replica = rt
+            .block_on(try_request(reader.addr, method, route, b"{}"))
+            .unwrap();
+        let on_primary = rt
+            .block_on(try_request(node.addr, method, route, b"{}"))
+            .unwrap();
+        assert_eq!(on_primary.status, status, "{method} {route}");
+        assert_eq!(
+            (on_replica.status, on_replica.body),
+            (status, on_primary.body),
+            "{method} {route}"
         );
     }
     // The search found the text: the equal answers are not two empty lists.

@@ -833,6 +833,61 @@ async fn a_long_one_word_title_wraps_on_the_dashboard_at_360_px() {
     b.quit().await;
 }
 
+/// The assistant's name follows the voice while it is a voice's name (a
+/// male voice was left named Sara), and a name the user typed stays.
+#[tokio::test]
+async fn the_assistants_default_name_follows_the_voice_until_one_is_typed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#channels-next").await;
+    b.step("phone").await;
+    let name = "return document.getElementById('assistant_name').value";
+    assert_eq!(b.eval(name).await, "Sara");
+    b.click("label[for='voice-daniel']").await;
+    assert_eq!(b.eval(name).await, "Daniel");
+    b.fill("assistant_name", "Hugo").await;
+    b.click("label[for='voice-adam']").await;
+    assert_eq!(b.eval(name).await, "Hugo");
+    b.quit().await;
+}
+
+/// A long website address and a long one-word company name wrap on the
+/// dashboard at 360 px (the crawl's status line was 417 px wide, the
+/// heading 3,636).
+#[tokio::test]
+async fn a_long_address_and_company_name_wrap_on_the_dashboard_at_360_px() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let business = json!({"company_name": "Boulangerie".repeat(15), "industry": "Boulangerie",
+        "phone": "+33612345678", "email": "contact@entreprise.fr"})
+    .to_string();
+    let kb = json!({"method": "website",
+        "crawl_url": "https://www.boulangeriepatisseriedupontetfils.fr/"})
+    .to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", &business), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await;
+    let b = browser(&server, 360).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the crawl's status",
+        "document.getElementById('kb-status').textContent.includes('boulangeriepatisserie')",
+    )
+    .await;
+    assert_eq!(
+        b.eval("return [document.documentElement.scrollWidth, window.innerWidth]")
+            .await,
+        b.eval("return [window.innerWidth, window.innerWidth]")
+            .await
+    );
+    b.quit().await;
+}
+
 /// A pasted text the server refuses is named as the page numbers it
 /// ("Texte 2"), though the empty box before it was not sent, and the focus
 /// goes to the part it is about.

@@ -375,6 +375,15 @@ async function loadCatalog() {
   const vapi = (state.session && state.session.steps.vapi) || {};
   check('agent_type', vapi.agent_type || 'multi_purpose');
   check('voice', (catalogVoice(vapi.voice) || {}).id || 'sara');
+  // The assistant's name follows the voice while it is a voice's name (the
+  // default "Sara"): a male voice was left introducing itself as Sara. A
+  // name the user typed stays.
+  voiceList.addEventListener('change', (event) => {
+    const voice = catalogVoice(event.target.value);
+    const name = $('assistant_name');
+    const voiceNames = state.catalog.voices.map((v) => v.name);
+    if (voice && voiceNames.includes(name.value.trim())) name.value = voice.name;
+  });
 }
 
 /** The catalogue's voice saved as `id`: named, or `female`/`male` for the voice of that gender. */
