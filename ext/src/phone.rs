@@ -299,16 +299,7 @@ fn may_send(
             oldest_today_ms.unwrap_or(now_ms) + DAY_MS - now_ms,
         ));
     }
-    // Each send is an outbox row of one of the session's verifications.
-    let (session_today, first_today): (i64, Option<String>) = sql::query_row(
-        conn,
-        "SELECT count(*), min(m.created_at) FROM phone_verifications v
-         JOIN outbox_messages m ON m.verification_id = v.id
-         WHERE v.session_id = ?1 AND m.created_at > ?2",
-        (&session.id, iso8601(now_ms - DAY_MS)),
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let first_today_ms = first_today.as_deref().and_then(crate::env::parse_iso8601);
+    let (session_today, first_today_ms) = session_sent_since(conn, &session.id, now_ms - DAY_MS)?;
     if session_today >= MAX_SENDS_PER_SESSION {
         let first_ms = first_today_ms.unwrap_or(now_ms);
         refusals.push((
@@ -329,6 +320,50 @@ fn may_send(
         session_today,
         first_today_ms,
     })
+}
+
+/// The codes session `session_id` was sent after `since_ms`, and when the
+/// first of them was: each send is an outbox row of one of its
+/// verifications.
+fn session_sent_since(
+    conn: &Connection,
+    session_id: &str,
+    since_ms: i64,
+) -> Result<(i64, Option<i64>)> {
+    let (sent, first): (i64, Option<String>) = sql::query_row(
+        conn,
+        "SELECT count(*), min(m.created_at) FROM phone_verifications v
+         JOIN outbox_messages m ON m.verification_id = v.id
+         WHERE v.session_id = ?1 AND m.created_at > ?2",
+        (session_id, iso8601(since_ms)),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((sent, first.as_deref().and_then(crate::env::parse_iso8601)))
+}
+
+/// When the daily limits let session `session_id` send `phone` a code
+/// again, if one of them holds it now: the number's (10 codes a day across
+/// tenants) and the session's (10 whatever its numbers). `onboarding_get`
+/// counts them into the verification's `resend_after`, as a send's answer
+/// does.
+pub fn daily_limit_until(
+    conn: &Connection,
+    session_id: &str,
+    phone: &str,
+    now_ms: i64,
+) -> Result<Option<i64>> {
+    let since = now_ms - DAY_MS;
+    let mut until = None;
+    let (to_number, oldest) = outbox::sent_since(conn, phone, &iso8601(since))?;
+    if to_number >= MAX_SENDS_PER_NUMBER {
+        let oldest = oldest.as_deref().and_then(crate::env::parse_iso8601);
+        until = Some(oldest.unwrap_or(now_ms) + DAY_MS);
+    }
+    let (by_session, first) = session_sent_since(conn, session_id, since)?;
+    if by_session >= MAX_SENDS_PER_SESSION {
+        until = until.max(Some(first.unwrap_or(now_ms) + DAY_MS));
+    }
+    Ok(until)
 }
 
 /// The earliest time the next code may go out after one sent at `now_ms`,

@@ -1224,8 +1224,12 @@ fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
         last = send(&db, &s, "{}").unwrap();
     }
     // The tenth code's answer says when the next may go: when the first
-    // leaves the 24 hours.
+    // leaves the 24 hours; and so does `onboarding_get`.
     assert_eq!(last["resend_after"], "2026-11-25T10:00:00.000Z");
+    assert_eq!(
+        db.get(&s)["phone_verification"]["resend_after"],
+        "2026-11-25T10:00:00.000Z"
+    );
     db.env.set_ms(T0 + 10_000);
     business_with(&db, &s, "06 40 00 00 10", "contact@entreprise.fr");
     assert_eq!(
