@@ -160,17 +160,19 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
 /// wrong, as it does outside a transaction.
 #[test]
 fn inside_a_deferred_transaction_the_probes_other_failures_leave_the_calls_own_error() {
-    let bare = Connection::open_in_memory().unwrap();
-    onboarding::register(&bare).unwrap();
-    bare.execute_batch("BEGIN").unwrap();
-    let err = bare
-        .query_row("SELECT onboarding_create('{}')", [], |r| {
+    // A create inside a deferred transaction of `conn`: its error.
+    let refused = |conn: &Connection| {
+        conn.execute_batch("BEGIN").unwrap();
+        conn.query_row("SELECT onboarding_create('{}')", [], |r| {
             r.get::<_, String>(0)
         })
         .unwrap_err()
-        .to_string();
+        .to_string()
+    };
+    let bare = Connection::open_in_memory().unwrap();
+    onboarding::register(&bare).unwrap();
     assert_eq!(
-        err,
+        refused(&bare),
         "onboarding_create: schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
     );
     let locked = Locked::new(50);
@@ -181,15 +183,8 @@ fn inside_a_deferred_transaction_the_probes_other_failures_leave_the_calls_own_e
     .unwrap();
     onboarding::register(&read_only).unwrap();
     let (_dir, _first, _second, _) = locked.release();
-    read_only.execute_batch("BEGIN").unwrap();
-    let err = read_only
-        .query_row("SELECT onboarding_create('{}')", [], |r| {
-            r.get::<_, String>(0)
-        })
-        .unwrap_err()
-        .to_string();
     assert_eq!(
-        err,
+        refused(&read_only),
         "onboarding_create: internal: attempt to write a readonly database"
     );
 }

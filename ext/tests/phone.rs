@@ -470,6 +470,10 @@ fn a_number_gets_ten_codes_a_day_across_tenants() {
     // the 24 hours, not 60 s later.
     let (last, tenth) = last;
     assert_eq!(tenth["resend_after"], "2026-11-25T10:00:00.000Z");
+    assert_eq!(
+        db.get(&last)["phone_verification"]["resend_after"],
+        "2026-11-25T10:00:00.000Z"
+    );
     db.env.set_ms(T0 + 10_000);
     // The tenth sender, within its 60 s, is told the longer wait: the day's.
     assert_eq!(

@@ -806,24 +806,28 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
 /// pasted text's) wraps on the dashboard at 360 px: nothing scrolls sideways.
 #[tokio::test]
 async fn a_long_one_word_title_wraps_on_the_dashboard_at_360_px() {
-    let _one = ONE_BROWSER.lock().await;
-    let server = server().await;
     let title = "Tarifs".repeat(30);
     let kb = json!({"method": "documents",
         "documents": [{"title": title, "content": "Coupe homme 25 €, coupe femme 35 €."}]})
     .to_string();
-    let id = completed_through_the_api(
-        &server,
+    dashboard_fits_360_px(
         &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
-    )
-    .await;
-    let b = browser(&server, 360).await;
-    open_dashboard(&b, &id).await;
-    b.until(
         "the document's title",
         "[...document.querySelectorAll('.doc-title')].some(e => e.textContent.startsWith('TarifsTarifs'))",
     )
     .await;
+}
+
+/// The dashboard of a session completed through the API after `steps`,
+/// 360 px wide, once `shown` (JavaScript, `what` in words) holds: nothing
+/// scrolls sideways.
+async fn dashboard_fits_360_px(steps: &[(&str, &str)], what: &str, shown: &str) {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let id = completed_through_the_api(&server, steps).await;
+    let b = browser(&server, 360).await;
+    open_dashboard(&b, &id).await;
+    b.until(what, shown).await;
     assert_eq!(
         b.eval("return [document.documentElement.scrollWidth, window.innerWidth]")
             .await,
@@ -859,33 +863,18 @@ async fn the_assistants_default_name_follows_the_voice_until_one_is_typed() {
 /// heading 3,636).
 #[tokio::test]
 async fn a_long_address_and_company_name_wrap_on_the_dashboard_at_360_px() {
-    let _one = ONE_BROWSER.lock().await;
-    let server = server().await;
     let business = json!({"company_name": "Boulangerie".repeat(15), "industry": "Boulangerie",
         "phone": "+33612345678", "email": "contact@entreprise.fr"})
     .to_string();
     let kb = json!({"method": "website",
         "crawl_url": "https://www.boulangeriepatisseriedupontetfils.fr/"})
     .to_string();
-    let id = completed_through_the_api(
-        &server,
+    dashboard_fits_360_px(
         &[("business", &business), ("vapi", VAPI), ("kb", &kb)],
-    )
-    .await;
-    let b = browser(&server, 360).await;
-    open_dashboard(&b, &id).await;
-    b.until(
         "the crawl's status",
         "document.getElementById('kb-status').textContent.includes('boulangeriepatisserie')",
     )
     .await;
-    assert_eq!(
-        b.eval("return [document.documentElement.scrollWidth, window.innerWidth]")
-            .await,
-        b.eval("return [window.innerWidth, window.innerWidth]")
-            .await
-    );
-    b.quit().await;
 }
 
 /// A pasted text the server refuses is named as the page numbers it
