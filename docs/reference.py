@@ -240,6 +240,30 @@ example("SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = '+336123
              "SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = '+33612345678' AND is_active = 1")
 example("SELECT onboarding_get(?) ->> '$.phone_verification'", session)
 
+section("onboarding_complete(session_id, payload, request_key), onboarding_phone_send(session_id, payload, ip_address, request_key), onboarding_phone_verify(session_id, payload, request_key)",
+        "The calls that are not safe to run twice, at most once per `request_key` (16 to 128 "
+        "characters), for a host whose commit can have an unknown outcome (a server on a dqlite "
+        "cluster whose leader dies before answering runs its calls again with the same keys). "
+        "Run again with its key, a call answers what it answered the first time and writes "
+        "nothing: a code sent is not sent again, a wrong code counts once, a right one and a "
+        "completion answer as they did. The answer is kept in `onboarding_call_replies`, in the "
+        "transaction of the call's writes, for a day; a call that failed and wrote nothing keeps "
+        "nothing. A key is one call of one session: used by another, `conflict`.")
+keyed = re.search(r"onb_[0-9a-f]{32}", run("SELECT onboarding_create()")).group(0)
+run("SELECT onboarding_step(?, 'business', ?)", keyed,
+    '{"company_name":"Agence du Port","industry":"Immobilier","phone":"07 11 22 33 44","email":"port@agence-du-port.fr"}')
+example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36")
+example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36",
+        show="-- the same call again, as after a lost answer\nSELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)")
+example("SELECT onboarding_phone_send(?, NULL)", keyed,
+        show="-- without a key: another send, 60 s too early\nSELECT onboarding_phone_send(?, NULL)")
+example("SELECT onboarding_phone_verify(?, ?, ?)", keyed, '{"code":"%s"}' % wrong, "req-2d7f90a1c3e6b845")
+example("SELECT onboarding_phone_verify(?, ?, ?)", keyed, '{"code":"%s"}' % wrong, "req-2d7f90a1c3e6b845")
+example("SELECT attempts FROM phone_verifications WHERE session_id = ?", keyed)
+example("SELECT group_concat(function || ' ' || failed, ', ') FROM onboarding_call_replies")
+example("SELECT onboarding_complete(?, '{}', ?)", keyed, "req-9b1e4c27d05a8f36")
+example("SELECT onboarding_complete(?, '{}', ?)", keyed, "short")
+
 section("onboarding_agent_types()", "The 7 agent types.")
 example("SELECT onboarding_agent_types()")
 

@@ -29,6 +29,7 @@ fn the_extension_adds_exactly_these_functions() {
         "onboarding_agent_types/0 2099200\n\
          onboarding_complete/1 524288\n\
          onboarding_complete/2 524288\n\
+         onboarding_complete/3 524288\n\
          onboarding_create/0 524288\n\
          onboarding_create/1 524288\n\
          onboarding_create/3 524288\n\
@@ -48,7 +49,9 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_outbox_sent/3 524288\n\
          onboarding_phone_send/2 524288\n\
          onboarding_phone_send/3 524288\n\
+         onboarding_phone_send/4 524288\n\
          onboarding_phone_verify/2 524288\n\
+         onboarding_phone_verify/3 524288\n\
          onboarding_schema_version/0 524288\n\
          onboarding_step/3 524288\n\
          onboarding_version/0 2099200\n\
@@ -74,7 +77,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n7\n"
+        "v0.1.0\n8\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -223,11 +226,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n7\n"
+        "0\n8\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "7\n"
+        "8\n"
     );
     sqlite3_ok(
         &db,

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::env::Env;
 use crate::error::Result;
 use crate::json;
+use crate::replies;
 use crate::savepoint::in_savepoint;
 use crate::session::Session;
 use crate::sync::sync;
@@ -27,17 +28,21 @@ pub fn complete(
     env: &dyn Env,
     session_id: &str,
     payload: Option<&str>,
+    request_key: Option<&str>,
 ) -> Result<String> {
     // Nothing is read from the payload yet, but it must be an object.
     validate::payload_object(payload)?;
+    let keyed = replies::keyed("onboarding_complete", session_id, request_key)?;
     in_savepoint(conn, || {
-        let session = Session::load(conn, session_id)?;
-        if let Some(first) = &session.completion_result {
-            let mut replay: Value = serde_json::from_str(first)?;
-            replay["already_completed"] = Value::Bool(true);
-            return Ok(json::to_text(&replay));
-        }
-        session.ensure_writable()?;
-        sync(conn, env, &session)
-    })
+        replies::once(conn, env, keyed.as_ref(), || {
+            let session = Session::load(conn, session_id)?;
+            if let Some(first) = &session.completion_result {
+                let mut replay: Value = serde_json::from_str(first)?;
+                replay["already_completed"] = Value::Bool(true);
+                return Ok(Ok(json::to_text(&replay)));
+            }
+            session.ensure_writable()?;
+            sync(conn, env, &session).map(Ok)
+        })
+    })?
 }

@@ -25,9 +25,9 @@
 //! | `onboarding_version()` | `version.rs` |
 //! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)`, `onboarding_create(payload, ip_address, user_agent, request_key)` | `create.rs` |
 //! | `onboarding_step(session_id, step, payload)` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
-//! | `onboarding_complete(session_id, payload)` | `complete.rs`, `sync.rs` |
+//! | `onboarding_complete(session_id, payload)`, `onboarding_complete(session_id, payload, request_key)` | `complete.rs`, `sync.rs`, `replies.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
-//! | `onboarding_phone_send(session_id, payload)`, `onboarding_phone_verify(session_id, payload)` | `phone.rs`, `verification.rs`, `otp.rs` |
+//! | `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`, `onboarding_phone_verify(session_id, payload[, request_key])` | `phone.rs`, `verification.rs`, `otp.rs`, `replies.rs` |
 //! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
 //! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish` | `kb/` |
@@ -50,7 +50,7 @@ mod sync;
 mod session;
 mod validate;
 mod verification;
-// Leaves (analytics, ids, otp, outbox and savepoint use the others).
+// Leaves (analytics, ids, otp, outbox, replies and savepoint use the others).
 mod analytics;
 pub mod catalog;
 pub mod env;
@@ -59,6 +59,7 @@ mod ids;
 mod json;
 mod otp;
 mod outbox;
+mod replies;
 mod savepoint;
 mod schema_edit;
 mod sql;
@@ -178,12 +179,34 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         .map(SqlValue::Text)
     }),
     ("onboarding_complete", 1, WRITER, |c| {
-        complete::complete(&*c.conn()?, c.env, &c.session_id()?, None).map(SqlValue::Text)
+        complete::complete(&*c.conn()?, c.env, &c.session_id()?, None, None).map(SqlValue::Text)
     }),
     ("onboarding_complete", 2, WRITER, |c| {
         let payload = c.payload(1)?;
-        complete::complete(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref())
-            .map(SqlValue::Text)
+        complete::complete(
+            &*c.conn()?,
+            c.env,
+            &c.session_id()?,
+            payload.as_deref(),
+            None,
+        )
+        .map(SqlValue::Text)
+    }),
+    // A host whose commit can have an unknown outcome runs a call again
+    // with the key it made for it: the first answer comes back, nothing is
+    // written again (`replies.rs`). The same for the phone functions below.
+    ("onboarding_complete", 3, WRITER, |c| {
+        let payload = c.payload(1)?;
+        let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
+        let (session_id, conn) = (c.session_id()?, c.conn()?);
+        complete::complete(
+            &conn,
+            c.env,
+            &session_id,
+            payload.as_deref(),
+            request_key.as_deref(),
+        )
+        .map(SqlValue::Text)
     }),
     ("onboarding_get", 1, READER, |c| {
         get::get(&*c.conn()?, c.env, &c.session_id()?).map(to_sql)
@@ -195,6 +218,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             c.env,
             &c.session_id()?,
             payload.as_deref(),
+            None,
             None,
         )
         .map(to_sql)
@@ -211,12 +235,48 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             &session_id,
             payload.as_deref(),
             ip_address.as_deref(),
+            None,
+        )
+        .map(to_sql)
+    }),
+    ("onboarding_phone_send", 4, WRITER, |c| {
+        let payload = c.payload(1)?;
+        let ip_address = c.text(2, "ip_address", ErrorKind::InvalidField)?;
+        let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
+        let (session_id, conn) = (c.session_id()?, c.conn()?);
+        phone::send(
+            &conn,
+            c.env,
+            &session_id,
+            payload.as_deref(),
+            ip_address.as_deref(),
+            request_key.as_deref(),
         )
         .map(to_sql)
     }),
     ("onboarding_phone_verify", 2, WRITER, |c| {
         let payload = c.payload(1)?;
-        phone::verify(&*c.conn()?, c.env, &c.session_id()?, payload.as_deref()).map(to_sql)
+        phone::verify(
+            &*c.conn()?,
+            c.env,
+            &c.session_id()?,
+            payload.as_deref(),
+            None,
+        )
+        .map(to_sql)
+    }),
+    ("onboarding_phone_verify", 3, WRITER, |c| {
+        let payload = c.payload(1)?;
+        let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
+        let (session_id, conn) = (c.session_id()?, c.conn()?);
+        phone::verify(
+            &conn,
+            c.env,
+            &session_id,
+            payload.as_deref(),
+            request_key.as_deref(),
+        )
+        .map(to_sql)
     }),
     // The outbox's sender side: claim with a lease, then sent or failed.
     ("onboarding_outbox_claim", 2, WRITER, |c| {

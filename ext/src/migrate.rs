@@ -73,6 +73,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/007_carriers_and_sends.sql"),
         then: None,
     },
+    Migration {
+        version: 8,
+        name: "008_call_replies",
+        sql: include_str!("../../sql/008_call_replies.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 005: the CHECK lists of the tables the files create, as OR
@@ -269,6 +275,7 @@ mod tests {
                 "onboarding_create_requests",
                 "kb_site_turns",
                 "kb_shared_carriers",
+                "onboarding_call_replies",
             ]
         );
     }

@@ -21,6 +21,7 @@ use crate::ids;
 use crate::json::type_name;
 use crate::otp;
 use crate::outbox;
+use crate::replies;
 use crate::savepoint::in_savepoint;
 use crate::session::{stored_json, stored_str, Session, SessionHead, Step};
 use crate::sql;
@@ -46,6 +47,7 @@ pub fn send(
     session_id: &str,
     payload: Option<&str>,
     ip_address: Option<&str>,
+    request_key: Option<&str>,
 ) -> Result<Value> {
     let requested = channel_field(&validate::payload_object(payload)?)?;
     if let Some(ip) = ip_address {
@@ -56,7 +58,23 @@ pub fn send(
             )));
         }
     }
+    let keyed = replies::keyed("onboarding_phone_send", session_id, request_key)?;
     in_savepoint(conn, || {
+        replies::once(conn, env, keyed.as_ref(), || {
+            send_code(conn, env, session_id, requested, ip_address).map(Ok)
+        })
+    })?
+}
+
+/// The body of [`send`], in its savepoint.
+fn send_code(
+    conn: &Connection,
+    env: &dyn Env,
+    session_id: &str,
+    requested: Option<Channel>,
+    ip_address: Option<&str>,
+) -> Result<Value> {
+    {
         let session = Session::load(conn, session_id)?;
         let line = verification::line(&business_phone(&session)?)?;
         let channel = channel_for(&line, requested)?;
@@ -97,7 +115,7 @@ pub fn send(
             "expires_at": expires_at,
             "resend_after": resend_after,
         }))
-    })
+    }
 }
 
 /// A code about to go out, and what its verification row keeps of it.
@@ -412,17 +430,34 @@ pub fn verify(
     env: &dyn Env,
     session_id: &str,
     payload: Option<&str>,
+    request_key: Option<&str>,
 ) -> Result<Value> {
     let code = code_field(&validate::payload_object(payload)?)?;
+    let keyed = replies::keyed("onboarding_phone_verify", session_id, request_key)?;
     // The outer Result rolls back; the inner one is the answer, given after
     // the writes are kept (a wrong code's attempt must count).
     in_savepoint(conn, || {
+        replies::once(conn, env, keyed.as_ref(), || {
+            check_code(conn, env, session_id, &code)
+        })
+    })?
+}
+
+/// The body of [`verify`], in its savepoint: the outer error rolls back,
+/// the inner one is answered with the writes kept.
+fn check_code(
+    conn: &Connection,
+    env: &dyn Env,
+    session_id: &str,
+    code: &str,
+) -> Result<Result<Value>> {
+    {
         let session = SessionHead::load(conn, session_id)?;
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         let v = checkable(conn, &session, now_ms)?;
         let secret = verification::secret(conn)?;
-        if !otp::matches(&secret, &v.id, &code, &v.code_hmac)? {
+        if !otp::matches(&secret, &v.id, code, &v.code_hmac)? {
             return wrong_code(conn, &v, &now).map(Err);
         }
         sql::execute(
@@ -441,7 +476,7 @@ pub fn verify(
             "is_active": reason.is_none(),
             "reason": reason,
         })))
-    })?
+    }
 }
 
 /// The payload's `code`: six digits, as a string (leading zeros count).

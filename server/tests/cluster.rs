@@ -1,8 +1,9 @@
 //! The server on a three-node dqlite cluster (`--dqlite`), nodes in their
 //! own processes on loopback ports: the same answers as on a single file,
 //! the leader killed twice under load without losing an acknowledged
-//! completion, a create whose commit answer was lost made only once, a busy
-//! leader retried, and calls that wait together committed as one
+//! completion, a create whose commit answer was lost made only once (a
+//! phone code sent or checked and a completion answered as the first time),
+//! a busy leader retried, and calls that wait together committed as one
 //! transaction (one Raft entry).
 //!
 //! These tests need Debian's libdqlite (`make node` builds the host); without
@@ -290,6 +291,119 @@ async fn a_create_retried_after_a_connection_cut_at_commit_leaves_one_session() 
     assert_eq!(
         tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants")),
         1
+    );
+    server.stop().await;
+}
+
+/// POSTs `body` to `path` with the next COMMIT cut after the node's success.
+async fn cut_at_commit(
+    cutter: &CommitCutter,
+    server: &TestServer,
+    path: &str,
+    body: &str,
+) -> Reply {
+    cutter.swallowed.store(255, Ordering::SeqCst);
+    cutter.armed.store(true, Ordering::SeqCst);
+    let reply = server.post(path, body).await;
+    assert_eq!(
+        cutter.swallowed.load(Ordering::SeqCst),
+        6,
+        "the COMMIT of {path} was not cut after its success"
+    );
+    reply
+}
+
+/// The calls that are not safe to run twice, each cut at its commit: the
+/// server runs each again with its request key and answers what the first
+/// run did. Without keys the send answered 429 (its code went out), the
+/// wrong code counted twice, the right one answered 409 and the completion
+/// `already_completed:true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_codes_and_a_completion_retried_after_a_cut_at_commit_answer_as_the_first_time() {
+    if common::cluster::binaries().is_none() {
+        return;
+    }
+    let (cutter, cluster) = CommitCutter::in_front_of_one_node();
+    let mut server = server_on(&cluster).await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let session = format!("/api/v1/onboarding/session/{id}");
+    for (step, body) in [
+        (
+            "business",
+            r#"{"company_name":"Agence du Port","industry":"Immobilier","phone":"06 12 34 56 78","email":"port@exemple.fr"}"#,
+        ),
+        (
+            "vapi",
+            r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
+        ),
+    ] {
+        let saved = server.post(&format!("{session}/{step}"), body).await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+    }
+    let count = |sql: &str| tokio::task::block_in_place(|| cluster.count(sql));
+
+    let sent = cut_at_commit(
+        &cutter,
+        &server,
+        &format!("{session}/phone/verification"),
+        "{}",
+    )
+    .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(sent.json()["channel"], "sms");
+    assert_eq!(count("SELECT count(*) FROM outbox_messages"), 1);
+    let text =
+        tokio::task::block_in_place(|| cluster.rows("SELECT text FROM outbox_messages", &[]));
+    let Value::Text(text) = &text[0][0] else {
+        panic!("{text:?}")
+    };
+    let code: String = text.chars().filter(char::is_ascii_digit).take(6).collect();
+    let wrong = if code == "000000" {
+        r#"{"code":"111111"}"#
+    } else {
+        r#"{"code":"000000"}"#
+    };
+
+    let refused = cut_at_commit(&cutter, &server, &format!("{session}/phone/verify"), wrong).await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (
+            422,
+            r#"{"success":false,"error":"code is wrong; 4 tries left","code":"invalid_field","field":"code"}"#
+        )
+    );
+    assert_eq!(count("SELECT attempts FROM phone_verifications"), 1);
+
+    let right = format!(r#"{{"code":"{code}"}}"#);
+    let verified =
+        cut_at_commit(&cutter, &server, &format!("{session}/phone/verify"), &right).await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert_eq!(verified.json()["status"], "verified");
+
+    let completed = cut_at_commit(&cutter, &server, &format!("{session}/complete"), "{}").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    assert_eq!(completed.json()["already_completed"], false);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM omni_phone_mappings WHERE is_active = 1 AND status = 'verified'"
+        ),
+        1
+    );
+    // One answer kept per call, each under its own key.
+    assert_eq!(
+        tokio::task::block_in_place(|| cluster.rows(
+            "SELECT function, failed FROM onboarding_call_replies ORDER BY rowid",
+            &[]
+        )),
+        [
+            ("onboarding_phone_send", 0),
+            ("onboarding_phone_verify", 1),
+            ("onboarding_phone_verify", 0),
+            ("onboarding_complete", 0),
+        ]
+        .map(|(f, failed)| vec![Value::Text(f.into()), Value::Integer(failed)])
+        .to_vec()
     );
     server.stop().await;
 }

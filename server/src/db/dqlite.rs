@@ -15,13 +15,12 @@
 //!   rolls back and runs the batch again rather than answering `internal`.
 //! - **Unknown outcomes made safe.** When the connection breaks around a
 //!   COMMIT, the batch may or may not have been applied. Running it again
-//!   is safe call by call: each create carries a request key made here once
-//!   per call, so a create already applied answers its first session
-//!   (`onboarding_create(…, request_key)`); a step saved twice saves the
-//!   same data; a completion applied answers `already_completed`. Not yet
-//!   keyed: the phone routes. A phone send applied, then run again, answers
-//!   `rate_limited` (sends are 60 s apart) although its code went out; a
-//!   wrong code run again counts twice.
+//!   is safe call by call: each call that is not safe to run twice (a
+//!   create, a completion, a phone code sent or checked) carries a request
+//!   key made here once per call, so a call already applied answers its
+//!   first answer again and writes nothing (`onboarding_create(…,
+//!   request_key)`, `onboarding_complete(…, request_key)`, …); a step saved
+//!   twice saves the same data.
 //! - **Error texts kept.** A function's error reaches the HTTP layer as
 //!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
 //!   reading of 1.11's failure responses), so statuses stay exact.
@@ -235,15 +234,13 @@ impl Cluster {
 
 impl Backend for Cluster {
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
-        // One key per create, made once: every attempt of this batch sends
-        // the same, so a create applied by an attempt whose answer was lost
-        // is found, not made again.
+        // One key per call that is not safe to run twice, made once: every
+        // attempt of this batch sends the same, so a call applied by an
+        // attempt whose answer was lost answers its first answer again
+        // instead of running again.
         let keys: Vec<Option<String>> = queries
             .iter()
-            .map(|q| match q {
-                Query::Create { .. } => request_key(),
-                _ => None,
-            })
+            .map(|q| if q.keyed() { request_key() } else { None })
             .collect();
         let Err(commit_error) = self.until_answered(queries, &keys, replies) else {
             return;
@@ -361,7 +358,7 @@ fn request_key() -> Option<String> {
     if let Err(e) = onboarding::SystemEnv.fill_random(&mut bytes) {
         // Without randomness the key could repeat: better no key (a retried
         // create may then make a second session) than another client's.
-        tracing::error!(error = %e, "no request key; this create is not idempotent");
+        tracing::error!(error = %e, "no request key; this call is not idempotent");
         return None;
     }
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())

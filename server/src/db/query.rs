@@ -98,6 +98,20 @@ const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 
      'engine_version', onboarding_version())";
 
 impl Query {
+    /// Whether the call must carry a request key on a backend whose commit
+    /// can have an unknown outcome: the calls that are not safe to run
+    /// twice (a step saved again saves the same data; a reader writes
+    /// nothing).
+    pub(super) fn keyed(&self) -> bool {
+        matches!(
+            self,
+            Query::Create { .. }
+                | Query::Complete { .. }
+                | Query::PhoneSend { .. }
+                | Query::PhoneVerify { .. }
+        )
+    }
+
     /// Whether the call only reads: the library registers these functions
     /// as readers (or constants), so they run in a read transaction, which
     /// needs no write lock.
@@ -114,9 +128,9 @@ impl Query {
     }
 
     /// The call's one statement and its arguments. `request_key`, given by
-    /// a backend whose commit can have an unknown outcome, turns a create
-    /// into `onboarding_create(?1, ?2, ?3, ?4)`, which answers the first
-    /// session again when the same key runs twice.
+    /// a backend whose commit can have an unknown outcome (see
+    /// [`Query::keyed`]), is passed to the function's keyed form, which
+    /// answers its first answer again when the same key runs twice.
     pub(super) fn statement<'a>(
         &'a self,
         request_key: Option<&'a str>,
@@ -155,29 +169,41 @@ impl Query {
             Query::Complete {
                 session_id,
                 payload,
-            } => (
-                "SELECT onboarding_complete(?1, ?2)",
+            } => keyed(
+                (
+                    "SELECT onboarding_complete(?1, ?2)",
+                    "SELECT onboarding_complete(?1, ?2, ?3)",
+                ),
                 vec![text(session_id), Arg::Text(payload.as_deref())],
+                request_key,
             ),
             Query::Get { session_id } => ("SELECT onboarding_get(?1)", vec![text(session_id)]),
             Query::PhoneSend {
                 session_id,
                 payload,
                 ip_address,
-            } => (
-                "SELECT onboarding_phone_send(?1, ?2, ?3)",
+            } => keyed(
+                (
+                    "SELECT onboarding_phone_send(?1, ?2, ?3)",
+                    "SELECT onboarding_phone_send(?1, ?2, ?3, ?4)",
+                ),
                 vec![
                     text(session_id),
                     Arg::Text(payload.as_deref()),
                     text(ip_address),
                 ],
+                request_key,
             ),
             Query::PhoneVerify {
                 session_id,
                 payload,
-            } => (
-                "SELECT onboarding_phone_verify(?1, ?2)",
+            } => keyed(
+                (
+                    "SELECT onboarding_phone_verify(?1, ?2)",
+                    "SELECT onboarding_phone_verify(?1, ?2, ?3)",
+                ),
                 vec![text(session_id), Arg::Text(payload.as_deref())],
+                request_key,
             ),
             Query::OutboxClaim {
                 worker,
@@ -230,6 +256,22 @@ pub(super) enum Arg<'a> {
 
 fn text(value: &str) -> Arg<'_> {
     Arg::Text(Some(value))
+}
+
+/// A call with a keyed form: the plain statement, or the keyed one with the
+/// key as its last argument.
+fn keyed<'a>(
+    (plain, with_key): (&'static str, &'static str),
+    mut args: Vec<Arg<'a>>,
+    request_key: Option<&'a str>,
+) -> (&'static str, Vec<Arg<'a>>) {
+    match request_key {
+        Some(key) => {
+            args.push(Arg::Text(Some(key)));
+            (with_key, args)
+        }
+        None => (plain, args),
+    }
 }
 
 impl rusqlite::ToSql for Arg<'_> {

@@ -1,0 +1,198 @@
+//! Answers kept by request key: the keyed forms of the calls that are not
+//! safe to run twice (`onboarding_phone_send/4`, `onboarding_phone_verify/3`,
+//! `onboarding_complete/3`).
+//!
+//! A host whose commit can have an unknown outcome (a dqlite cluster's
+//! failover) runs its calls again with the keys it made for them. Run
+//! again, a send would answer "too soon" although its code went out, a
+//! wrong code would count twice, a right one answer "already used", and a
+//! completion answer `already_completed` on the client's first request. A
+//! keyed call looks its key up under the write lock, before anything else;
+//! found, it answers what it answered the first time and writes nothing.
+//! Not found, it runs and keeps its answer in the same transaction as its
+//! writes, so the answer is kept exactly when the writes are.
+//!
+//! An error answered with the call's writes kept (a wrong code, counted) is
+//! kept too; an error that rolled the call back is not: nothing happened,
+//! and the call runs again.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::Value;
+
+use crate::env::{iso8601, Env};
+use crate::error::{quote, Error, ErrorKind, Result};
+use crate::json;
+use crate::sql;
+
+/// A kept answer older than this is deleted when a new one is kept: a
+/// retry comes seconds after its first run, never a day later.
+const KEPT_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// One keyed call: the function, the session it names (as given) and the
+/// host's key.
+pub struct Keyed<'a> {
+    pub function: &'static str,
+    pub session_id: &'a str,
+    pub key: &'a str,
+}
+
+/// Refuses a key that is not 16 to 128 characters (the same rule as
+/// `onboarding_create`'s): shorter keys could repeat between hosts.
+pub fn check_key(key: &str) -> Result<()> {
+    if (16..=128).contains(&key.chars().count()) {
+        Ok(())
+    } else {
+        Err(Error::invalid_field(format!(
+            "request_key {} must be 16 to 128 characters",
+            quote(key)
+        )))
+    }
+}
+
+/// The call's key, checked, when its host gave one.
+pub fn keyed<'a>(
+    function: &'static str,
+    session_id: &'a str,
+    request_key: Option<&'a str>,
+) -> Result<Option<Keyed<'a>>> {
+    request_key
+        .map(|key| {
+            check_key(key)?;
+            Ok(Keyed {
+                function,
+                session_id,
+                key,
+            })
+        })
+        .transpose()
+}
+
+/// An answer that can be kept as text and read back.
+pub trait Reply: Sized {
+    fn text(&self) -> String;
+    fn from_text(text: String) -> Result<Self>;
+}
+
+impl Reply for String {
+    fn text(&self) -> String {
+        self.clone()
+    }
+    fn from_text(text: String) -> Result<Self> {
+        Ok(text)
+    }
+}
+
+impl Reply for Value {
+    fn text(&self) -> String {
+        json::to_text(self)
+    }
+    fn from_text(text: String) -> Result<Self> {
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// Runs `body` once per key. Call it inside the call's savepoint, first
+/// thing: the lookup must see the first run's commit (the write lock is
+/// held), and keeping the answer must land with the body's writes.
+///
+/// `body`'s outer error rolls the call back (nothing is kept); its inner
+/// one is an answer given with the writes kept, and is kept as such. A body
+/// that wrote nothing keeps nothing either.
+pub fn once<T: Reply>(
+    conn: &Connection,
+    env: &dyn Env,
+    keyed: Option<&Keyed<'_>>,
+    body: impl FnOnce() -> Result<Result<T>>,
+) -> Result<Result<T>> {
+    let Some(keyed) = keyed else {
+        return body();
+    };
+    if let Some(first) = kept(conn, keyed)? {
+        return Ok(first);
+    }
+    let changes = conn.total_changes();
+    let answer = body()?;
+    if conn.total_changes() == changes {
+        // Nothing written (a completion answered again): running it again
+        // answers the same, and "writes nothing" stays true.
+        return Ok(answer);
+    }
+    let (failed, reply) = match &answer {
+        Ok(value) => (false, value.text()),
+        Err(e) => (true, e.to_string()),
+    };
+    let now_ms = env.now_ms();
+    sql::execute(
+        conn,
+        "DELETE FROM onboarding_call_replies WHERE created_at < ?1",
+        [iso8601(now_ms - KEPT_MS)],
+    )?;
+    sql::execute(
+        conn,
+        "INSERT INTO onboarding_call_replies
+             (request_key, function, session_id, failed, reply, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        (
+            keyed.key,
+            keyed.function,
+            keyed.session_id,
+            failed,
+            reply,
+            iso8601(now_ms),
+        ),
+    )?;
+    Ok(answer)
+}
+
+/// The answer kept under the key, if any. A key kept by another call
+/// (another function, or another session) is a host's mistake, refused
+/// without naming that session: its id is its credential.
+fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>) -> Result<Option<Result<T>>> {
+    let row = sql::query_row(
+        conn,
+        "SELECT function, session_id, failed, reply FROM onboarding_call_replies
+         WHERE request_key = ?1",
+        [keyed.key],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+    )
+    .optional()?;
+    let Some((function, session_id, failed, reply)) = row else {
+        return Ok(None);
+    };
+    let used_by = if function != keyed.function {
+        Some(format!("by {function}"))
+    } else if session_id != keyed.session_id {
+        Some("for another session".to_string())
+    } else {
+        None
+    };
+    if let Some(used_by) = used_by {
+        return Err(Error::conflict(format!(
+            "request_key {} was already used {used_by}",
+            quote(keyed.key)
+        )));
+    }
+    if !failed {
+        return T::from_text(reply).map(|value| Some(Ok(value)));
+    }
+    let error = reply
+        .split_once(": ")
+        .and_then(|(kind, detail)| {
+            let kind = ErrorKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+            Some(Error::new(kind, detail))
+        })
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "the kept answer of request_key {} is unreadable",
+                quote(keyed.key)
+            ))
+        })?;
+    Ok(Some(Err(error)))
+}

@@ -1,0 +1,243 @@
+//! The keyed forms of the calls that are not safe to run twice
+//! (`onboarding_phone_send/4`, `onboarding_phone_verify/3`,
+//! `onboarding_complete/3`): run again with the same key, each answers its
+//! first answer and writes nothing. A dqlite host runs a batch again with
+//! the same keys when a failover leaves its commit's outcome unknown.
+
+mod common;
+
+use common::{Db, T0};
+use serde_json::{json, Value};
+
+const KEY: &str = "0123456789abcdef-first";
+const OTHER_KEY: &str = "0123456789abcdef-second";
+
+fn send(db: &Db, session: &str, key: &str) -> Result<Value, String> {
+    db.call(
+        "SELECT onboarding_phone_send(?1, '{\"channel\":\"sms\"}', '203.0.113.7', ?2)",
+        &[&session, &key],
+    )
+}
+
+fn verify(db: &Db, session: &str, code: &str, key: &str) -> Result<Value, String> {
+    db.call(
+        "SELECT onboarding_phone_verify(?1, ?2, ?3)",
+        &[&session, &json!({ "code": code }).to_string(), &key],
+    )
+}
+
+fn complete(db: &Db, session: &str, key: &str) -> Result<Value, String> {
+    db.call(
+        "SELECT onboarding_complete(?1, '{}', ?2)",
+        &[&session, &key],
+    )
+}
+
+/// The code of the last message queued, read from its text.
+fn last_code(db: &Db) -> String {
+    let text = db.row(
+        "SELECT text FROM outbox_messages ORDER BY id DESC LIMIT 1",
+        &[],
+    )["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    digits[..6].to_string()
+}
+
+fn wrong(code: &str) -> String {
+    if code == "000000" { "111111" } else { "000000" }.to_string()
+}
+
+fn changes(db: &Db) -> u64 {
+    db.conn.total_changes()
+}
+
+fn kept(db: &Db) -> Vec<Value> {
+    db.rows(
+        "SELECT request_key, function, failed, created_at FROM onboarding_call_replies
+         ORDER BY rowid",
+        &[],
+    )
+}
+
+#[test]
+fn a_send_run_again_with_its_key_answers_its_first_answer_and_sends_nothing() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    let first = send(&db, &s, KEY).unwrap();
+    let before = changes(&db);
+    db.env.advance_ms(2_000);
+    // Without the key this is a second send 2 s after the first: 429.
+    assert_eq!(send(&db, &s, KEY).unwrap(), first);
+    assert_eq!(changes(&db), before, "the replay wrote something");
+    assert_eq!(db.count("outbox_messages"), 1);
+    assert_eq!(
+        db.row("SELECT sends FROM phone_verifications", &[]),
+        json!({"sends": 1})
+    );
+    assert_eq!(
+        kept(&db),
+        vec![
+            json!({"request_key": KEY, "function": "onboarding_phone_send", "failed": 0,
+                    "created_at": "2026-11-24T10:00:00.000Z"})
+        ]
+    );
+    // Another key is another send: the 60 s rule applies.
+    assert_eq!(
+        send(&db, &s, OTHER_KEY).unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 2 s ago; codes are sent at least \
+         60 s apart (retry after 58 s)"
+    );
+}
+
+#[test]
+fn a_wrong_code_run_again_with_its_key_counts_once_and_a_right_one_answers_verified_again() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    send(&db, &s, KEY).unwrap();
+    let code = last_code(&db);
+    let wrong_code = wrong(&code);
+    for _ in 0..2 {
+        assert_eq!(
+            verify(&db, &s, &wrong_code, OTHER_KEY).unwrap_err(),
+            "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left"
+        );
+    }
+    assert_eq!(
+        db.row("SELECT attempts FROM phone_verifications", &[]),
+        json!({"attempts": 1})
+    );
+    let right_key = "0123456789abcdef-third";
+    let verified = verify(&db, &s, &code, right_key).unwrap();
+    assert_eq!(verified["status"], "verified");
+    // Run again: the same answer, where an unkeyed call says the code is used.
+    assert_eq!(verify(&db, &s, &code, right_key).unwrap(), verified);
+    assert!(verify(&db, &s, &code, "0123456789abcdef-fourth")
+        .unwrap_err()
+        .starts_with("onboarding_phone_verify: conflict: verification 'ver_"));
+    assert_eq!(
+        kept(&db)
+            .iter()
+            .map(|r| (r["function"].clone(), r["failed"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (json!("onboarding_phone_send"), json!(0)),
+            (json!("onboarding_phone_verify"), json!(1)),
+            (json!("onboarding_phone_verify"), json!(0)),
+        ]
+    );
+}
+
+#[test]
+fn a_completion_run_again_with_its_key_answers_as_the_first_time() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    db.vapi(&s);
+    let first = complete(&db, &s, KEY).unwrap();
+    assert_eq!(first["already_completed"], false);
+    let before = changes(&db);
+    assert_eq!(complete(&db, &s, KEY).unwrap(), first);
+    assert_eq!(changes(&db), before);
+    // A new request is a second completion: the replay, and nothing kept
+    // for it (it wrote nothing).
+    let mut again = first.clone();
+    again["already_completed"] = json!(true);
+    assert_eq!(complete(&db, &s, OTHER_KEY).unwrap(), again);
+    assert_eq!(changes(&db), before);
+    assert_eq!(
+        kept(&db),
+        vec![
+            json!({"request_key": KEY, "function": "onboarding_complete", "failed": 0,
+                    "created_at": "2026-11-24T10:00:00.000Z"})
+        ]
+    );
+}
+
+#[test]
+fn a_call_that_failed_keeps_nothing_and_runs_again_with_its_key() {
+    let db = Db::memory();
+    let s = db.create();
+    assert_eq!(
+        complete(&db, &s, KEY).unwrap_err(),
+        format!(
+            "onboarding_complete: incomplete: session '{s}' is missing steps: business, vapi \
+             (save them before completing)"
+        )
+    );
+    assert_eq!(kept(&db), Vec::<Value>::new());
+    db.business(&s, "a@exemple.fr");
+    db.vapi(&s);
+    assert_eq!(complete(&db, &s, KEY).unwrap()["success"], true);
+}
+
+#[test]
+fn a_key_is_one_call_of_one_session() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    send(&db, &s, KEY).unwrap();
+    assert_eq!(
+        verify(&db, &s, "123456", KEY).unwrap_err(),
+        "onboarding_phone_verify: conflict: request_key '0123456789abcdef-first' was already \
+         used by onboarding_phone_send"
+    );
+    let t = db.create();
+    db.business(&t, "b@exemple.fr");
+    assert_eq!(
+        send(&db, &t, KEY).unwrap_err(),
+        "onboarding_phone_send: conflict: request_key '0123456789abcdef-first' was already \
+         used for another session"
+    );
+    assert_eq!(db.count("outbox_messages"), 1);
+    for (sql, function) in [
+        (
+            "SELECT onboarding_complete(?1, '{}', 'short')",
+            "onboarding_complete",
+        ),
+        (
+            "SELECT onboarding_phone_verify(?1, '{\"code\":\"123456\"}', 'short')",
+            "onboarding_phone_verify",
+        ),
+        (
+            "SELECT onboarding_phone_send(?1, NULL, NULL, 'short')",
+            "onboarding_phone_send",
+        ),
+    ] {
+        assert_eq!(
+            db.call(sql, &[&s]).unwrap_err(),
+            format!("{function}: invalid_field: request_key 'short' must be 16 to 128 characters")
+        );
+    }
+}
+
+#[test]
+fn answers_are_kept_a_day() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    send(&db, &s, KEY).unwrap();
+    let t = db.create();
+    db.business(&t, "b@exemple.fr");
+    db.vapi(&t);
+    db.env.set_ms(T0 + 86_400_000);
+    complete(&db, &t, OTHER_KEY).unwrap();
+    // Exactly a day old: still kept.
+    assert_eq!(kept(&db).len(), 2);
+    let u = db.create();
+    db.business(&u, "c@exemple.fr");
+    db.vapi(&u);
+    db.env.set_ms(T0 + 86_400_001);
+    complete(&db, &u, "0123456789abcdef-third").unwrap();
+    assert_eq!(
+        kept(&db)
+            .iter()
+            .map(|r| r["request_key"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(OTHER_KEY), json!("0123456789abcdef-third")]
+    );
+}
