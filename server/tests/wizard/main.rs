@@ -1095,6 +1095,39 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
     b.quit().await;
 }
 
+/// "Précédent" with the network down: leaving would lose the change at
+/// the next reload, so the step stays with "Réessayer", which saves and
+/// then goes back.
+#[tokio::test]
+async fn going_back_through_a_network_failure_offers_a_retry() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#form-channels .back").await;
+    b.step("business").await;
+    b.fill("company_name", "Boulangerie Dupont").await;
+    b.offline(true).await;
+    b.click("#form-business .back").await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    b.showing("business").await;
+    assert_eq!(b.value("company_name").await, "Boulangerie Dupont");
+    let company = |server: &TestServer| -> Value {
+        let session = row(server, "onboarding_sessions");
+        let business: Value =
+            serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+        business["company_name"].clone()
+    };
+    assert_eq!(company(&server), COMPANY);
+    b.offline(false).await;
+    b.click("#retry").await;
+    b.step("welcome").await;
+    assert_eq!(company(&server), "Boulangerie Dupont");
+    b.quit().await;
+}
+
 #[tokio::test]
 async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
     let _one = ONE_BROWSER.lock().await;

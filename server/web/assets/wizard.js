@@ -622,16 +622,18 @@ function voiceName(id) {
 
 /**
  * Leaving step `name` backwards: what was changed there is saved, as
- * "Suivant" saves it, when the server takes it. Fields it refuses (or a
- * network failure) do not hold the user back: they stay typed in the page,
- * and "Suivant" shows why.
+ * "Suivant" saves it, when the server takes it. Fields it refuses do not
+ * hold the user back: they stay typed in the page, and "Suivant" shows
+ * why. A network failure does: leaving would lose the changes at the next
+ * reload, so the step stays, with "Réessayer" (which saves, then goes
+ * back).
  */
 async function saveOnLeaving(name) {
   if (!state.changed || !state.id || !FORMS[name] || name === 'welcome') return;
   try {
     await FORMS[name]();
   } catch (error) {
-    if (!(error instanceof ApiError) && !(error instanceof NetworkError)) throw error;
+    if (!(error instanceof ApiError)) throw error;
   }
 }
 
