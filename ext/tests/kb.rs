@@ -344,6 +344,42 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
         )
         .unwrap();
     assert_eq!(by_tenant["results"].as_array().unwrap().len(), 1);
+    // Both, agreeing: the same answer; disagreeing: refused.
+    let both = |tenant_id: &str| {
+        db.call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"session_id": s, "tenant_id": tenant_id, "query": "tarifs"}).to_string()],
+        )
+    };
+    assert_eq!(both(&tenant).unwrap(), by_tenant);
+    assert_eq!(
+        both("tenant_other").unwrap_err(),
+        "onboarding_kb_search: invalid_field: tenant_id 'tenant_other' is not the tenant of \
+         session_id (give one of them)"
+    );
+}
+
+/// Summer hours and text pasted from a PDF (ligatures): found by the words
+/// a caller types.
+#[test]
+fn search_finds_summer_hours_and_ligatures() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Horaires d'été","content":"En juillet et en août : du mardi au samedi, 10h – 19h."},
+        {"title":"Financement","content":"Nous proposons un ﬁnancement en trois fois sans frais."}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let first = |q: &str| {
+        db.call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"session_id": s, "query": q, "limit": 1}).to_string()],
+        )
+        .unwrap()["results"][0]["title"]
+            .clone()
+    };
+    assert_eq!(first("vous êtes ouverts l'été ?"), "Horaires d'été");
+    assert_eq!(first("ete"), "Horaires d'été");
+    assert_eq!(first("un financement est possible ?"), "Financement");
 }
 
 #[test]

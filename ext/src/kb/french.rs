@@ -15,21 +15,22 @@ use std::sync::OnceLock;
 use rust_stemmers::{Algorithm, Stemmer};
 
 /// Words that carry no meaning in a question or a page, lowercase, accents
-/// kept (they are removed before stemming).
+/// kept (they are removed before stemming). Not "été": it is also the
+/// summer of "horaires d'été".
 const STOP_WORDS: &[&str] = &[
     "a", "à", "ai", "aie", "aient", "ainsi", "alors", "as", "au", "aucun", "aussi", "autre", "aux",
     "avais", "avait", "avant", "avec", "avez", "aviez", "avoir", "avons", "bien", "bon", "bonjour",
     "c", "ça", "car", "ce", "ceci", "cela", "celle", "celui", "ces", "cet", "cette", "chez", "ci",
     "comme", "comment", "d", "dans", "de", "des", "dois", "doit", "donc", "du", "elle", "elles",
-    "en", "encore", "es", "est", "et", "étaient", "était", "été", "êtes", "être", "eu", "eux",
-    "faire", "fais", "fait", "faut", "hein", "ici", "il", "ils", "j", "je", "l", "la", "là", "le",
-    "les", "leur", "leurs", "lui", "m", "ma", "mais", "me", "même", "mes", "moi", "mon", "n", "ne",
-    "ni", "nos", "notre", "nous", "on", "ont", "ou", "où", "par", "pas", "peu", "peut", "peux",
-    "plus", "pour", "pourrais", "pouvez", "puis", "qu", "quand", "que", "quel", "quelle",
-    "quelles", "quels", "qui", "s", "sa", "sans", "se", "ses", "si", "sil", "son", "sont", "suis",
-    "sur", "svp", "t", "ta", "te", "tes", "toi", "ton", "tous", "tout", "toute", "toutes", "tu",
-    "un", "une", "vos", "votre", "vous", "voudrais", "voulez", "vu", "y", "euh", "oui", "non",
-    "merci", "madame", "monsieur", "savoir", "dire", "fois",
+    "en", "encore", "es", "est", "et", "étaient", "était", "êtes", "être", "eu", "eux", "faire",
+    "fais", "fait", "faut", "hein", "ici", "il", "ils", "j", "je", "l", "la", "là", "le", "les",
+    "leur", "leurs", "lui", "m", "ma", "mais", "me", "même", "mes", "moi", "mon", "n", "ne", "ni",
+    "nos", "notre", "nous", "on", "ont", "ou", "où", "par", "pas", "peu", "peut", "peux", "plus",
+    "pour", "pourrais", "pouvez", "puis", "qu", "quand", "que", "quel", "quelle", "quelles",
+    "quels", "qui", "s", "sa", "sans", "se", "ses", "si", "sil", "son", "sont", "suis", "sur",
+    "svp", "t", "ta", "te", "tes", "toi", "ton", "tous", "tout", "toute", "toutes", "tu", "un",
+    "une", "vos", "votre", "vous", "voudrais", "voulez", "vu", "y", "euh", "oui", "non", "merci",
+    "madame", "monsieur", "savoir", "dire", "fois",
 ];
 
 /// Question words and spoken forms mapped to the words a business page
@@ -101,10 +102,32 @@ pub fn fold(text: &str) -> String {
 
 /// The words of `text`, lowercase, accents kept: letters and digits; an
 /// apostrophe or a hyphen separates ("d'ouverture" -> "d", "ouverture").
+/// Typographic ligatures ("ﬁnance", pasted from a PDF) are spelt out.
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(|w| spell_ligatures(w.to_lowercase()))
+}
+
+/// The Latin ligatures of Unicode's presentation forms (U+FB00-FB06), as
+/// their letters: the stemmer and the folding know only the letters.
+fn spell_ligatures(word: String) -> String {
+    if !word.chars().any(|c| ('\u{fb00}'..='\u{fb06}').contains(&c)) {
+        return word;
+    }
+    let mut out = String::with_capacity(word.len() + 4);
+    for c in word.chars() {
+        match c {
+            '\u{fb00}' => out.push_str("ff"),
+            '\u{fb01}' => out.push_str("fi"),
+            '\u{fb02}' => out.push_str("fl"),
+            '\u{fb03}' => out.push_str("ffi"),
+            '\u{fb04}' => out.push_str("ffl"),
+            '\u{fb05}' | '\u{fb06}' => out.push_str("st"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 fn is_stop_word(word: &str) -> bool {
@@ -170,6 +193,13 @@ mod tests {
         assert_eq!(index_terms("Coupes"), index_terms("coupe"));
         assert_eq!(index_terms("Horaires d'ouverture"), "horair ouvertur");
         assert_eq!(fold("Œuvre à Noël"), "oeuvre a noel");
+        // Ligatures pasted from a PDF, and the summer.
+        assert_eq!(index_terms("ﬁnance ﬂeurs eﬀet"), "financ fleur effet");
+        assert_eq!(index_terms("Horaires d'été"), "horair ete");
+        assert_eq!(
+            query_terms("vous êtes ouverts l'été ?")[2..],
+            ["ouvert", "ete"]
+        );
     }
 
     #[test]

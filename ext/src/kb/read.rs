@@ -98,13 +98,23 @@ fn read_kb(conn: &Connection, session_id: &str) -> Result<Value> {
 }
 
 /// The tenant a search is about: from `session_id`, or `tenant_id` given.
+/// Both may be given when they agree; a search must not answer for one of
+/// them while the caller meant the other.
 fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
+    let tenant_given = f.optional_str("tenant_id", 100)?;
     // Any length: an id that is no session's is not_found, as for
     // onboarding_get.
     if let Some(session_id) = f.optional_str("session_id", usize::MAX)? {
-        return Ok(Session::load(conn, session_id)?.tenant_id);
+        let tenant_id = Session::load(conn, session_id)?.tenant_id;
+        if let Some(given) = tenant_given.filter(|given| *given != tenant_id) {
+            return Err(Error::invalid_field(format!(
+                "tenant_id {} is not the tenant of session_id (give one of them)",
+                quote(given)
+            )));
+        }
+        return Ok(tenant_id);
     }
-    let Some(tenant_id) = f.optional_str("tenant_id", 100)? else {
+    let Some(tenant_id) = tenant_given else {
         return Err(Error::invalid_field("session_id or tenant_id is required"));
     };
     let exists: bool = sql::query_row(
