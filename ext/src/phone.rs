@@ -187,13 +187,15 @@ impl Sent<'_> {
 fn channel_field(map: &Object) -> Result<Option<Channel>> {
     match map.get("channel") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(name)) => Channel::parse(name.trim()).map(Some).ok_or_else(|| {
-            Error::invalid_field(format!(
-                "channel {} is not a way to send a code (expected one of {})",
-                quote(name),
-                verification::CODE_CHANNELS.join(", ")
-            ))
-        }),
+        Some(Value::String(name)) => Channel::parse(crate::error::trim(name))
+            .map(Some)
+            .ok_or_else(|| {
+                Error::invalid_field(format!(
+                    "channel {} is not a way to send a code (expected one of {})",
+                    quote(name),
+                    verification::CODE_CHANNELS.join(", ")
+                ))
+            }),
         Some(other) => Err(Error::invalid_field(format!(
             "channel must be a string, got {}",
             type_name(other)

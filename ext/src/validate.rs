@@ -238,11 +238,12 @@ pub fn phone_e164(text: &str) -> Result<String> {
         text.into()
     };
     let text = &*spaced;
-    // No letters: the parser reads them as a keypad's (`06 12 34 56 AB`
-    // became `+33612345622`, a letter O a zero) and a code would go to a
-    // stranger's number. The separators it knows (dashes, brackets, full
-    // width digits) stay its to read.
-    if text.chars().any(char::is_alphabetic) {
+    // Digits and the separators people type, nothing else. Not letters:
+    // the parser reads them as a keypad's (`06 12 34 56 AB` became
+    // `+33612345622`, a letter O a zero) and a code would go to a stranger's
+    // number. Nor symbols, which it drops (`☎ 06 12 34 56 78` was taken):
+    // the OpenAPI document's pattern says this same set.
+    if !text.chars().all(phone_char) {
         return Err(invalid());
     }
     let number = phonenumber::parse(Some(national_region(text)), text).map_err(|_| invalid())?;
@@ -257,6 +258,17 @@ pub fn phone_e164(text: &str) -> Result<String> {
     // formats with their patterns, which E.164 does not use: 4,500
     // instructions a call.
     Ok(format!("+{code}{national}"))
+}
+
+/// A character a phone number may hold once its ends are trimmed: ASCII
+/// digits, a space (any white space was made one), `+ . ( ) / -`, and the
+/// dashes of typography (U+2010 to U+2015, the minus sign U+2212).
+fn phone_char(c: char) -> bool {
+    c.is_ascii_digit()
+        || matches!(
+            c,
+            ' ' | '+' | '.' | '(' | ')' | '/' | '-' | '\u{2010}'..='\u{2015}' | '\u{2212}'
+        )
 }
 
 /// A metropolitan French number by the shape of the national plan
@@ -575,7 +587,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
     for item in items {
         let known = item
             .as_str()
-            .and_then(|name| CHANNELS.iter().find(|c| **c == name.trim()));
+            .and_then(|name| CHANNELS.iter().find(|c| **c == crate::error::trim(name)));
         match known {
             Some(c) if !chosen.contains(c) => chosen.push(c),
             Some(_) => {}
@@ -827,7 +839,9 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
         Some(Value::Number(n)) if positive_integer(n).is_some() => {
             positive_integer(n).map(|id| id.to_string())
         }
-        Some(Value::String(s)) if is_positive_integer(s.trim()) => Some(s.trim().to_string()),
+        Some(Value::String(s)) if is_positive_integer(crate::error::trim(s)) => {
+            Some(crate::error::trim(s).to_string())
+        }
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "event_type_id {} is not a positive integer (expected a Cal.com event type id such as 123456)",

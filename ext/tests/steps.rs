@@ -231,6 +231,13 @@ fn business_phone_is_normalised_to_e164() {
         "06 12 34 56 AB",
         "O6 12 34 56 78",
         "06 12 34 56 78 ext. 12",
+        // Symbols, which the parser drops: each was +33612345678.
+        "☎ 06 12 34 56 78",
+        "🇫🇷 0612345678",
+        "0612345678™",
+        "06 12 34 56 78 📞",
+        "06\u{200b}12 34 56 78",
+        "０６１２３４５６７８",
     ] {
         assert_eq!(
             refused(&db, &s, "business", &business_with("phone", json!(bad))),

@@ -213,8 +213,10 @@ fn every_operation_lists_the_edge_statuses_with_their_codes() {
     assert_eq!(codes(&doc, not_allowed), ["method_not_allowed"]);
 }
 
-/// White space that the library trims (Rust's `str::trim`), as a regex class.
-const WS: &str = r"[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*";
+/// What the library trims from a value (`error::trim`): white space
+/// (Rust's `str::trim`) and the invisible format characters a paste
+/// carries in, as a regex class.
+const WS: &str = r"[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]*";
 
 /// The pattern of a trimmed value that must be one of `names`.
 fn padded<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
