@@ -170,8 +170,11 @@ fn reading_already(conn: &Connection) -> bool {
 /// read replica's included).
 pub fn in_read_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
     // Inside the transaction of a host that undoes failed calls, every
-    // read already sees one snapshot; a reader writes nothing to undo.
-    if in_undoing_hosts_transaction(conn) {
+    // read already sees one snapshot; a reader writes nothing to undo. So
+    // inside a statement that writes (`INSERT INTO t SELECT onboarding_get(id)
+    // …`), where SQLite refuses a savepoint: that statement holds the write
+    // transaction, and no other connection commits until it ends.
+    if in_undoing_hosts_transaction(conn) || writing_statement_in_progress(conn) {
         return body();
     }
     savepoint(conn, body)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::Db;
 use rusqlite::{Connection, OpenFlags};
+use serde_json::{json, Value};
 
 /// Two connections to one migrated WAL file, a session created through
 /// the first, and the file's write lock held by a third connection on
@@ -303,6 +304,43 @@ fn a_writer_called_by_a_writing_statement_is_refused_with_the_way_out() {
     );
     assert_eq!(db.snapshot(), before);
     assert_eq!(db.count("host_sessions"), 0);
+}
+
+/// The readers need no savepoint of their own inside a statement that
+/// writes (which holds the write transaction): a host may copy their
+/// answers into its own tables.
+#[test]
+fn a_reader_called_by_a_writing_statement_answers_as_alone() {
+    let db = Db::memory();
+    let s = db.create();
+    db.conn
+        .execute_batch("CREATE TABLE host_copies (body TEXT)")
+        .unwrap();
+    db.conn
+        .execute(
+            "INSERT INTO host_copies SELECT onboarding_get(?1)
+             UNION ALL SELECT onboarding_kb_get(?1)
+             UNION ALL SELECT onboarding_kb_search(json_object('session_id', ?1, 'query', 'horaires'))",
+            [&s],
+        )
+        .unwrap();
+    let copies: Vec<Value> = db
+        .rows("SELECT body FROM host_copies ORDER BY rowid", &[])
+        .into_iter()
+        .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            db.get(&s),
+            db.call("SELECT onboarding_kb_get(?1)", &[&s]).unwrap(),
+            json!({"success": true, "query": "horaires", "results": []}),
+        ]
+    );
+    db.conn
+        .execute_batch("CREATE TABLE host_voices AS SELECT onboarding_voices() AS body")
+        .unwrap();
+    assert_eq!(db.count("host_voices"), 1);
 }
 
 #[test]
