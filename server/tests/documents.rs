@@ -124,14 +124,17 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
             json!({"success": false, "error": "limit 21 is not an integer from 1 to 20", "code": "invalid_field", "field": "limit"})
         )
     );
-    let missing = server.get("/api/v1/kb/structure").await;
-    assert_eq!(
-        (missing.status, missing.json()),
-        (
-            422,
-            json!({"success": false, "error": "session_id is required", "code": "invalid_field", "field": "session_id"})
-        )
-    );
+    for path in ["/api/v1/kb/structure", "/api/v1/kb/structure?session_id="] {
+        let missing = server.get(path).await;
+        assert_eq!(
+            (missing.status, missing.json()),
+            (
+                422,
+                json!({"success": false, "error": "session_id is required", "code": "invalid_field", "field": "session_id"})
+            ),
+            "{path}"
+        );
+    }
     let unknown = server
         .get(&format!(
             "{}?q=coupe",

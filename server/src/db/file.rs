@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use super::open::{open, Database, Options};
 use super::query::{answer, error_text, Answer, Backend, Failure, Outcome, Query};
-use super::syncer::Syncer;
+use super::syncer::{LogFailure, Syncer};
 use crate::config::Synchronous;
 
 /// The writer's connection to the file and what lives and dies with it.
@@ -20,9 +20,10 @@ pub(super) struct File {
 }
 
 impl File {
-    /// Opens, configures and migrates the database.
-    pub(super) fn open(options: &Options) -> Result<File, String> {
-        let db = open(options)?;
+    /// Opens, configures and migrates the database. `log_failure` is set
+    /// when a sync of the log fails (shared with the reader).
+    pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<File, String> {
+        let db = open(options, log_failure)?;
         let syncer = match options.synchronous {
             Synchronous::Normal => None,
             Synchronous::Full => {
@@ -46,16 +47,14 @@ impl Backend for File {
             return;
         }
         if queries.iter().all(|q| q.reads_only()) {
-            // A read transaction: in WAL mode it needs no write lock.
+            // A read transaction: in WAL mode it needs no write lock. (The
+            // server sends reads to its reader; a host may still send them
+            // here.)
             replies.clear();
             replies.extend(read_batch(&self.db.conn, queries));
             return;
         }
         run_batch(&self.db, queries, replies);
-    }
-
-    fn reads_apart(&self) -> bool {
-        true
     }
 
     fn after_batch(&mut self) {
@@ -167,7 +166,7 @@ fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran 
 
 /// Runs read-only calls in one read transaction (a deferred `BEGIN` that
 /// only ever reads takes no write lock), one answer per call in order.
-fn read_batch(conn: &Connection, reads: &[&Query]) -> Vec<Outcome> {
+pub(super) fn read_batch(conn: &Connection, reads: &[&Query]) -> Vec<Outcome> {
     if let Err(e) = exec(conn, "BEGIN") {
         let failure = Failure::from(&e);
         return reads.iter().map(|_| Err(failure.clone())).collect();
@@ -312,7 +311,7 @@ mod tests {
     fn a_full_database_mid_batch_leaves_every_answer_true() {
         let dir = tempfile::tempdir().unwrap();
         let options = options_at(dir.path().join("full.db"));
-        let db = open(&options).unwrap();
+        let db = open(&options, LogFailure::default()).unwrap();
         let pages = count(&db.conn, "PRAGMA page_count");
         // Room for a few sessions only: later calls of the batch hit
         // SQLITE_FULL, which may roll back the whole transaction.
@@ -392,7 +391,11 @@ mod tests {
     #[test]
     fn a_wrong_phone_code_run_alone_still_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(&options_at(dir.path().join("alone.db"))).unwrap();
+        let db = open(
+            &options_at(dir.path().join("alone.db")),
+            LogFailure::default(),
+        )
+        .unwrap();
         let (session_id, wrong) = session_with_a_code(&db.conn);
         assert_eq!(
             run_alone(&db.conn, &verify(&session_id, &wrong)),
@@ -412,7 +415,11 @@ mod tests {
     #[test]
     fn a_wrong_phone_code_in_a_batch_counts_without_a_rerun() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(&options_at(dir.path().join("rerun.db"))).unwrap();
+        let db = open(
+            &options_at(dir.path().join("rerun.db")),
+            LogFailure::default(),
+        )
+        .unwrap();
         let (session_id, wrong) = session_with_a_code(&db.conn);
         let sessions = count(&db.conn, "SELECT count(*) FROM onboarding_sessions");
         let mut jobs = create_jobs(2);
@@ -441,7 +448,11 @@ mod tests {
     #[test]
     fn a_sync_failing_on_its_last_write_leaves_nothing_in_a_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(&options_at(dir.path().join("late.db"))).unwrap();
+        let db = open(
+            &options_at(dir.path().join("late.db")),
+            LogFailure::default(),
+        )
+        .unwrap();
         let (session_id, _) = session_with_a_code(&db.conn);
         let vapi = Query::Step {
             session_id: session_id.clone(),
@@ -507,7 +518,7 @@ mod tests {
     fn one_failing_call_does_not_undo_the_others_of_its_batch() {
         let dir = tempfile::tempdir().unwrap();
         let options = options_at(dir.path().join("batch.db"));
-        let db = open(&options).unwrap();
+        let db = open(&options, LogFailure::default()).unwrap();
         let mut jobs = create_jobs(3);
         jobs.insert(
             1,
@@ -566,7 +577,7 @@ mod tests {
     #[test]
     fn under_full_the_syncer_answers_and_close_drains_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = Box::new(File::open(&full_options(&dir)).unwrap());
+        let mut file = Box::new(File::open(&full_options(&dir), LogFailure::default()).unwrap());
         assert_eq!(count(&file.db.conn, "PRAGMA synchronous"), 1);
         assert!(file.syncer.is_some());
         let receivers = run_and_deliver(&mut file, &create_jobs(2));
@@ -586,7 +597,7 @@ mod tests {
     #[test]
     fn a_failed_log_sync_stops_the_writer_and_leaves_the_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = Box::new(File::open(&full_options(&dir)).unwrap());
+        let mut file = Box::new(File::open(&full_options(&dir), LogFailure::default()).unwrap());
         file.syncer.take().unwrap().stop();
         file.syncer = Some(
             Syncer::start_with(
@@ -654,7 +665,11 @@ mod tests {
     #[test]
     fn an_internal_checkpoint_at_close_is_blocked_by_a_reader() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(&options_for(&dir, WalCheckpoint::Internal)).unwrap();
+        let db = open(
+            &options_for(&dir, WalCheckpoint::Internal),
+            LogFailure::default(),
+        )
+        .unwrap();
         let mut replies = Vec::new();
         run_batch(
             &db,
@@ -673,7 +688,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.db");
         let wal = dir.path().join("wal.db-wal");
-        let db = open(&options_for(&dir, WalCheckpoint::External)).unwrap();
+        let db = open(
+            &options_for(&dir, WalCheckpoint::External),
+            LogFailure::default(),
+        )
+        .unwrap();
         assert!(db.checkpointer.is_none());
         let mut replies = Vec::new();
         run_batch(
@@ -695,7 +714,11 @@ mod tests {
     fn an_external_checkpoint_leaves_the_wal_when_the_server_closes_last() {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("wal.db-wal");
-        let db = open(&options_for(&dir, WalCheckpoint::External)).unwrap();
+        let db = open(
+            &options_for(&dir, WalCheckpoint::External),
+            LogFailure::default(),
+        )
+        .unwrap();
         let mut replies = Vec::new();
         run_batch(
             &db,
@@ -706,7 +729,11 @@ mod tests {
         assert_eq!(shut(db), Ok(()));
         assert_eq!(std::fs::read(&wal).unwrap(), before);
 
-        let db = open(&options_for(&dir, WalCheckpoint::Internal)).unwrap();
+        let db = open(
+            &options_for(&dir, WalCheckpoint::Internal),
+            LogFailure::default(),
+        )
+        .unwrap();
         assert_eq!(
             count(&db.conn, "SELECT count(*) FROM onboarding_sessions"),
             3

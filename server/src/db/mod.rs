@@ -1,17 +1,19 @@
-//! The one writer connection: a dedicated OS thread that owns the database,
-//! runs every SQL call of every route, and group-commits what is queued.
+//! The one writer connection: a dedicated OS thread that owns the database's
+//! writes, runs every SQL call of every route that writes, and
+//! group-commits what is queued.
 //!
 //! Why one thread: SQLite allows one writer at a time. With a single
 //! connection fed through a queue, requests never meet SQLITE_BUSY, and the
-//! async threads never block on SQLite. Read-only routes use the same queue:
+//! async threads never block on SQLite.
+//!
+//! The routes that only read (`Query::reads_only`, chosen by route:
 //! `sqlite3_stmt_readonly` reports `SELECT onboarding_*()` as read-only even
-//! for the writers, so a reader pool could not tell them apart safely, and a
-//! catalogue or `onboarding_get` call costs a few microseconds here anyway.
-//! The routes that only read (`Query::reads_only`) run as batches of their
-//! own, in a read transaction, which needs no write lock, and are answered
-//! before the writes queued with them run: another process holding that
-//! lock fails only the writes (a read waits at most for a write already
-//! waiting for the lock).
+//! for the writers, so the statement could not tell) go to a second thread
+//! with its own read-only connection (`reader.rs`) on a single file: in WAL
+//! mode a read needs no lock, so a write waiting out the busy timeout for
+//! another process's lock (a `sqlite3` shell) never holds a read back. On a
+//! dqlite cluster every call, reads included, runs on the leader through
+//! the writer's batches.
 //!
 //! Why group commit: a commit (an fsync with `synchronous=FULL`) costs far
 //! more than a call. The thread takes every call waiting in the queue (up to
@@ -43,7 +45,8 @@
 //! | `query.rs` | [`Query`]: the one SQL statement of each route, and its [`Outcome`] |
 //! | `open.rs` | opening and configuring the connection, loading `--extension` |
 //! | `checkpoint.rs` | the checkpointer thread |
-//! | `writer.rs` | the writer thread: its queue, batches, close |
+//! | `writer.rs` | the writer thread: its queue, batches, close; the reads' queue |
+//! | `reader.rs` | the reader thread's connection (single file): the routes that only read |
 //! | `file.rs` | the single-file backend: group commit with a re-run-alone fallback, checkpoints, close |
 //! | `gather.rs` | the writer's VFS: a commit's WAL writes reach the file in one write |
 //! | `syncer.rs` | the log syncer: answers a committed batch once its WAL frames are on disk (`--synchronous full`) |
@@ -55,6 +58,7 @@ mod file;
 mod gather;
 mod open;
 mod query;
+mod reader;
 mod syncer;
 mod writer;
 

@@ -48,7 +48,8 @@ pub(super) struct Database {
 }
 
 /// Opens the database as the server needs it; every error names its step.
-pub(super) fn open(options: &Options) -> Result<Database, String> {
+/// `log_failure` is shared with the syncer and the reader.
+pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Database, String> {
     let path = options.path.display();
     let vfs = gather::register()?;
     let conn = connect(
@@ -73,26 +74,12 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
     ))
     .map_err(|e| format!("cannot configure {path}: {e}"))?;
-    let statements = match &options.extension {
-        Some(so) => {
-            load_extension(&conn, so)?;
-            None
-        }
-        None => Some(
-            onboarding::register_cached_with_settings(
-                &conn,
-                Arc::clone(&options.env),
-                options.kb.clone(),
-            )
-            .map_err(|e| format!("cannot register the onboarding functions: {e}"))?,
-        ),
-    };
+    let statements = functions(&conn, options)?;
     conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
         .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);
-    let log_failure = LogFailure::default();
     let checkpointer = match options.wal_checkpoint {
         WalCheckpoint::Internal => Some(Checkpointer::start(
             &options.path,
@@ -115,6 +102,27 @@ pub(super) fn open(options: &Options) -> Result<Database, String> {
         checkpointer,
         log_failure,
     })
+}
+
+/// The onboarding functions on `conn`: linked (and their statements kept
+/// across calls), or loaded from `--extension`.
+pub(super) fn functions(
+    conn: &Connection,
+    options: &Options,
+) -> Result<Option<onboarding::CachedStatements>, String> {
+    match &options.extension {
+        Some(so) => {
+            load_extension(conn, so)?;
+            Ok(None)
+        }
+        None => onboarding::register_cached_with_settings(
+            conn,
+            Arc::clone(&options.env),
+            options.kb.clone(),
+        )
+        .map(Some)
+        .map_err(|e| format!("cannot register the onboarding functions: {e}")),
+    }
 }
 
 /// A connection to `path` with the server's busy timeout and durability,

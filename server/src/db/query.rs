@@ -290,12 +290,6 @@ pub(super) trait Backend: Send {
     /// and fills `replies` with one answer per query, each true of what was
     /// committed.
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>);
-    /// Whether read-only calls run as batches of their own, answered
-    /// before the writes queued with them run (the file: its reads need no
-    /// write lock, so they must not wait behind a write that waits for it).
-    fn reads_apart(&self) -> bool {
-        false
-    }
     /// Called after each batch has run (the file's checkpointer).
     fn after_batch(&mut self) {}
     /// Answers the batch just run: at once, or (the file under

@@ -1,12 +1,16 @@
 //! The writer thread: takes every call waiting in its queue, runs them in one
 //! transaction (group commit), answers them, and closes the database.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::dqlite::{Cluster, ClusterOptions};
 use super::file::File;
 use super::open::Options;
 use super::query::{Backend, Failure, Outcome, Query};
+use super::reader::Reader;
+use super::syncer::LogFailure;
 
 /// The most calls one transaction takes: bounds the latency that the last
 /// call of a long queue waits for its answer.
@@ -27,37 +31,64 @@ enum Message {
     Close(oneshot::Sender<Result<(), String>>),
 }
 
-/// The handle request tasks hold: cheap to clone, one queue behind.
+/// The handle request tasks hold: cheap to clone, one queue behind (two on
+/// a file: the reads have their own, see `reader.rs`).
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Message>,
+    /// The reader thread's queue, for the calls that only read.
+    reads: Option<mpsc::Sender<Message>>,
 }
 
 impl Writer {
     /// Starts the writer thread on the single file: opens, configures and
-    /// migrates the database, and returns once it is ready (or why not).
+    /// migrates the database, then starts the reader on it, and returns
+    /// once both are ready (or why not).
     pub async fn start(options: Options) -> Result<Writer, String> {
-        Writer::spawn(move || File::open(&options).map(|file| Box::new(file) as Box<dyn Backend>))
-            .await
+        let options = Arc::new(options);
+        let log_failure = LogFailure::default();
+        let (o, failure) = (Arc::clone(&options), Arc::clone(&log_failure));
+        let mut writer = Writer::spawn("onboarding-writer", move || {
+            File::open(&o, failure).map(|file| Box::new(file) as Box<dyn Backend>)
+        })
+        .await?;
+        // After the writer: the file exists and is migrated.
+        let reader = Writer::spawn("onboarding-reader", move || {
+            Reader::open(&options, log_failure).map(|r| Box::new(r) as Box<dyn Backend>)
+        })
+        .await;
+        match reader {
+            Ok(reader) => {
+                writer.reads = Some(reader.queue);
+                Ok(writer)
+            }
+            Err(e) => {
+                if let Err(closing) = writer.close().await {
+                    tracing::error!(error = %closing, "closing the database after the reader failed");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Starts the writer thread on a dqlite cluster: finds the leader,
     /// opens and migrates the replicated database.
     pub async fn start_cluster(options: ClusterOptions) -> Result<Writer, String> {
-        Writer::spawn(move || {
+        Writer::spawn("onboarding-writer", move || {
             Cluster::open(options).map(|cluster| Box::new(cluster) as Box<dyn Backend>)
         })
         .await
     }
 
-    async fn spawn<F>(open: F) -> Result<Writer, String>
+    /// A thread named `name` serving one queue on the backend `open` makes.
+    async fn spawn<F>(name: &str, open: F) -> Result<Writer, String>
     where
         F: FnOnce() -> Result<Box<dyn Backend>, String> + Send + 'static,
     {
         let (queue, inbox) = mpsc::channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = oneshot::channel();
         std::thread::Builder::new()
-            .name("onboarding-writer".into())
+            .name(name.into())
             .spawn(move || match open() {
                 Ok(backend) => {
                     let _ = ready_tx.send(Ok(()));
@@ -67,17 +98,21 @@ impl Writer {
                     let _ = ready_tx.send(Err(e));
                 }
             })
-            .map_err(|e| format!("cannot start the database writer thread: {e}"))?;
+            .map_err(|e| format!("cannot start the database thread {name}: {e}"))?;
         ready_rx
             .await
-            .map_err(|_| "the database writer thread died while opening".to_string())??;
-        Ok(Writer { queue })
+            .map_err(|_| format!("the database thread {name} died while opening"))??;
+        Ok(Writer { queue, reads: None })
     }
 
     /// Queues `query` and waits for its answer; never blocks the thread.
     pub async fn run(&self, query: Query) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        self.queue
+        let queue = match &self.reads {
+            Some(reads) if query.reads_only() => reads,
+            _ => &self.queue,
+        };
+        queue
             .send(Message::Run(Job { query, reply }))
             .await
             .map_err(|_| Failure::Sql("the database writer has stopped".to_string()))?;
@@ -87,17 +122,29 @@ impl Writer {
     }
 
     /// Lets every call queued so far finish, then checkpoints the WAL and
-    /// closes the database. Calls queued afterwards fail.
+    /// closes the database. Calls queued afterwards fail. The reader closes
+    /// first, so that the writer's connection is the last one, which
+    /// checkpoints (or not) as `--wal-checkpoint` says.
     pub async fn close(&self) -> Result<(), String> {
-        let (done, closed) = oneshot::channel();
-        self.queue
-            .send(Message::Close(done))
-            .await
-            .map_err(|_| "the database writer had already stopped".to_string())?;
-        closed
-            .await
-            .map_err(|_| "the database writer died while closing".to_string())?
+        if let Some(reads) = &self.reads {
+            if let Err(e) = close_queue(reads).await {
+                tracing::error!(error = %e, "closing the reader");
+            }
+        }
+        close_queue(&self.queue).await
     }
+}
+
+/// Asks the thread behind `queue` to close its database, and waits for it.
+async fn close_queue(queue: &mpsc::Sender<Message>) -> Result<(), String> {
+    let (done, closed) = oneshot::channel();
+    queue
+        .send(Message::Close(done))
+        .await
+        .map_err(|_| "the database thread had already stopped".to_string())?;
+    closed
+        .await
+        .map_err(|_| "the database thread died while closing".to_string())?
 }
 
 /// Runs the calls of `batch` as one batch and hands their answers to the
@@ -138,21 +185,6 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
         }
         if batch.is_empty() {
             continue;
-        }
-        let mixed = backend.reads_apart()
-            && batch.iter().any(|job| job.query.reads_only())
-            && batch.iter().any(|job| !job.query.reads_only());
-        if mixed {
-            // The reads first, answered before the writes run: a write may
-            // wait out the busy timeout for another process's lock, which
-            // the reads do not need. Their order against the writes does
-            // not matter: a client's write is answered (committed) before
-            // it sends its next request.
-            let (mut reads, writes): (Vec<Job>, Vec<Job>) =
-                batch.drain(..).partition(|job| job.query.reads_only());
-            batch.extend(writes);
-            calls += run_one(&mut *backend, &mut reads, &mut replies);
-            transactions += 1;
         }
         calls += run_one(&mut *backend, &mut batch, &mut replies);
         transactions += 1;

@@ -21,11 +21,14 @@ pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Que
         Endpoint::KbGet => Query::KbGet {
             session_id: Some(session_id),
         },
-        // The original's route: the session id is a query parameter.
+        // The original's route: the session id is a query parameter. An
+        // empty one (`?session_id=`) is a missing one, as the document's
+        // minLength says: 422, not a search for the session ''.
         Endpoint::KbStructure => Query::KbGet {
             session_id: params
                 .remove("session_id")
-                .and_then(|v| v.as_str().map(str::to_string)),
+                .and_then(|v| v.as_str().map(str::to_string))
+                .filter(|id| !id.is_empty()),
         },
         _ => {
             let mut payload = json!({ "session_id": session_id });

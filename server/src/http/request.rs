@@ -122,24 +122,84 @@ pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
     if !has_body(req) {
         return Ok(());
     }
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+    let mut values = req.headers().get_all(header::CONTENT_TYPE).iter();
+    let Some(value) = values.next() else {
         return Err(Refusal::MediaType(String::new()));
     };
     let text = String::from_utf8_lossy(value.as_bytes());
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    // Given twice, the body has no one type: a proxy reading the last
+    // header and this server the first would disagree about it.
+    if values.next().is_some() {
+        let all: Vec<_> = req
+            .headers()
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        return Err(Refusal::MediaType(all.join(", ")));
+    }
+    let (essence, parameters) = text.split_at(text.find(';').unwrap_or(text.len()));
+    let essence = essence.trim().to_ascii_lowercase();
     let json = essence == "application/json"
         || essence
             .strip_prefix("application/")
             .is_some_and(|sub| sub.ends_with("+json") && sub.len() > "+json".len());
-    if json {
+    if json && parameters_well_formed(parameters) {
         Ok(())
     } else {
         Err(Refusal::MediaType(text.into_owned()))
+    }
+}
+
+/// Whether a media type's parameters (from the first `;` on) follow RFC
+/// 9110's grammar: `; name=value` pieces, the name a token, the value a
+/// token or a quoted string, empty pieces allowed.
+fn parameters_well_formed(mut rest: &str) -> bool {
+    const OWS: [char; 2] = [' ', '\t'];
+    let token_len = |s: &str| {
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)))
+            .unwrap_or(s.len())
+    };
+    loop {
+        rest = rest.trim_start_matches(OWS);
+        if rest.is_empty() {
+            return true;
+        }
+        let Some(after) = rest.strip_prefix(';') else {
+            return false;
+        };
+        rest = after.trim_start_matches(OWS);
+        if rest.is_empty() || rest.starts_with(';') {
+            continue;
+        }
+        let name = token_len(rest);
+        let Some(value) = rest[name..].strip_prefix('=').filter(|_| name > 0) else {
+            return false;
+        };
+        rest = if let Some(quoted) = value.strip_prefix('"') {
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let Some(end) = end else { return false };
+            &quoted[end + 1..]
+        } else {
+            let len = token_len(value);
+            if len == 0 {
+                return false;
+            }
+            &value[len..]
+        };
     }
 }
 
