@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::env::{iso8601, Env};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::new_ids;
 use crate::savepoint::in_savepoint;
 use crate::sql;
@@ -30,12 +30,7 @@ pub fn create(
     request_key: Option<&str>,
 ) -> Result<Value> {
     if let Some(key) = request_key {
-        if !(16..=128).contains(&key.chars().count()) {
-            return Err(Error::invalid_field(format!(
-                "request_key {} must be 16 to 128 characters",
-                crate::error::quote(key)
-            )));
-        }
+        crate::replies::check_key(key)?;
     }
     // Validated first: a malformed payload is refused at once, not after
     // waiting for the write lock.

@@ -79,7 +79,19 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/008_call_replies.sql"),
         then: None,
     },
+    Migration {
+        version: 9,
+        name: "009_french_terms",
+        sql: include_str!("../../sql/009_french_terms.sql"),
+        then: Some(reindex_chunks),
+    },
 ];
+
+/// Migration 009: every chunk's search terms, computed again by the
+/// library's French analysis as it is now.
+fn reindex_chunks(conn: &Connection) -> Result<()> {
+    crate::kb::reindex_chunks(conn).map(|_| ())
+}
 
 /// Migration 005: the CHECK lists of the tables the files create, as OR
 /// chains (see `schema_edit.rs`).

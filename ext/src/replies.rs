@@ -36,17 +36,25 @@ pub struct Keyed<'a> {
     pub key: &'a str,
 }
 
-/// Refuses a key that is not 16 to 128 characters (the same rule as
-/// `onboarding_create`'s): shorter keys could repeat between hosts.
+/// Refuses a key that is not 16 to 128 characters (shorter keys could
+/// repeat between hosts) or that holds a control character; the rule of
+/// `onboarding_create`'s key too.
 pub fn check_key(key: &str) -> Result<()> {
-    if (16..=128).contains(&key.chars().count()) {
-        Ok(())
-    } else {
-        Err(Error::invalid_field(format!(
+    if !(16..=128).contains(&key.chars().count()) {
+        return Err(Error::invalid_field(format!(
             "request_key {} must be 16 to 128 characters",
             quote(key)
-        )))
+        )));
     }
+    // SQLite's length() stops at a NUL: the table's CHECK would refuse the
+    // key as an internal error.
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid_field(format!(
+            "request_key {} must not contain control characters",
+            quote(key)
+        )));
+    }
+    Ok(())
 }
 
 /// The call's key, checked, when its host gave one.

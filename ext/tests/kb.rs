@@ -359,6 +359,48 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
     );
 }
 
+/// Migration 009 computes the terms of chunks stored before the analysis
+/// changed: a chunk indexed without "été" is found by it once migrated.
+#[test]
+fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Horaires d'été","content":"En juillet et en août : du mardi au samedi, 10h – 19h."}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let found = |q: &str| {
+        db.call(
+            "SELECT onboarding_kb_search(?1)",
+            &[&json!({"session_id": s, "query": q}).to_string()],
+        )
+        .unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(found("ete"), 1);
+    // The entry as the analysis before 009 made it, and the database back
+    // at version 8.
+    db.conn
+        .execute_batch(
+            "UPDATE kb_chunks_fts SET terms = replace(terms, 'ete', ''),
+                                      heading_terms = replace(heading_terms, 'ete', '');
+             DELETE FROM onboarding_schema_migrations WHERE version = 9;",
+        )
+        .unwrap();
+    assert_eq!(found("ete"), 0);
+    let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
+    assert_eq!(
+        db.scalar("SELECT onboarding_migrate()"),
+        rusqlite::types::Value::Integer(9)
+    );
+    assert_eq!(found("ete"), 1);
+    assert_eq!(
+        db.rows("SELECT id, heading, text FROM kb_chunks", &[]),
+        before
+    );
+}
+
 /// Summer hours and text pasted from a PDF (ligatures): found by the words
 /// a caller types.
 #[test]

@@ -213,6 +213,21 @@ fn a_key_is_one_call_of_one_session() {
             format!("{function}: invalid_field: request_key 'short' must be 16 to 128 characters")
         );
     }
+    // A NUL would stop SQLite's length() in the table's CHECK.
+    for sql in [
+        "SELECT onboarding_complete(?1, '{}', ?2)",
+        "SELECT onboarding_create('{}', NULL, NULL, ?2 || substr(?1, 1, 0))",
+    ] {
+        let refused = db.call(sql, &[&s, &"0123456789\0abcdefgh"]).unwrap_err();
+        assert!(
+            refused.ends_with(
+                "invalid_field: request_key '0123456789\\u{0}abcdefgh' must not contain control \
+                 characters"
+            ),
+            "{refused}"
+        );
+    }
+    assert_eq!(db.count("onboarding_call_replies"), 1);
 }
 
 #[test]

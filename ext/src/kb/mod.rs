@@ -40,6 +40,8 @@ pub(crate) mod worker;
 
 pub use worker::MAX_PAGE_TITLE_CHARS;
 
+pub(crate) use store::reindex_chunks;
+
 pub use address::{
     check_parsed, check_url, is_public_ip, same_site, site_of, AllowList, Refusal, Settings,
 };

@@ -156,6 +156,31 @@ fn index(
     Ok(pieces.len())
 }
 
+/// Computes every chunk's index entry again, from its text, its heading and
+/// its document's title, as [`index_chunk`] does: after a change of the
+/// French analysis (migration 009). Streams the chunks; answers how many.
+pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
+    let mut chunks = conn.prepare(
+        "SELECT c.id, d.title, c.heading, c.text FROM kb_chunks c
+         JOIN kb_documents d ON d.id = c.document_id ORDER BY c.id",
+    )?;
+    let mut update =
+        conn.prepare("UPDATE kb_chunks_fts SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1")?;
+    let mut rows = chunks.query([])?;
+    let mut count = 0;
+    while let Some(row) = rows.next()? {
+        let (id, title, heading, text): (i64, String, String, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        update.execute((
+            id,
+            index_terms(&format!("{title}\n{heading}\n{text}")),
+            index_terms(&format!("{title} {heading}")),
+        ))?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 /// The index entry of chunk `chunk_id`. The title goes into every chunk's
 /// terms: a page called "Tarifs" answers price questions even where its
 /// text never says so.

@@ -91,6 +91,16 @@ impl Cluster {
         let deadline = Instant::now() + RETRY_FOR;
         loop {
             match cluster.migrate() {
+                // The nodes' extension is older than this server: its keyed
+                // calls (schema 8) would all fail.
+                Ok(version) if version < onboarding::latest_version() => {
+                    return Err(format!(
+                        "the dqlite cluster {} runs a libonboarding.so at schema version \
+                         {version}; this server needs {} (update the nodes' extension)",
+                        cluster.options.nodes.join(","),
+                        onboarding::latest_version()
+                    ));
+                }
                 Ok(version) => {
                     tracing::info!(
                         nodes = %cluster.options.nodes.join(","),

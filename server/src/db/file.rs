@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use super::open::{open, Database, Options};
 use super::query::{answer, error_text, Answer, Backend, Failure, Outcome, Query};
-use super::syncer::{LogFailure, Syncer};
+use super::syncer::{Durability, LogFailure, Syncer};
 use crate::config::Synchronous;
 
 /// The writer's connection to the file and what lives and dies with it.
@@ -17,12 +17,19 @@ pub(super) struct File {
     db: Database,
     /// Under `--synchronous full`: what answers a batch once it is on disk.
     syncer: Option<Syncer>,
+    /// The batches begun and synced, shared with the syncer and the reader.
+    durability: Durability,
 }
 
 impl File {
     /// Opens, configures and migrates the database. `log_failure` is set
-    /// when a sync of the log fails (shared with the reader).
-    pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<File, String> {
+    /// when a sync of the log fails, `durability` follows the batches to
+    /// disk (both shared with the reader).
+    pub(super) fn open(
+        options: &Options,
+        log_failure: LogFailure,
+        durability: Durability,
+    ) -> Result<File, String> {
         let db = open(options, log_failure)?;
         let syncer = match options.synchronous {
             Synchronous::Normal => None,
@@ -32,10 +39,18 @@ impl File {
                 db.conn
                     .execute_batch("PRAGMA synchronous = NORMAL")
                     .map_err(|e| format!("cannot configure {}: {e}", options.path.display()))?;
-                Some(Syncer::start(&options.path, Arc::clone(&db.log_failure))?)
+                Some(Syncer::start(
+                    &options.path,
+                    Arc::clone(&db.log_failure),
+                    durability.clone(),
+                )?)
             }
         };
-        Ok(File { db, syncer })
+        Ok(File {
+            db,
+            syncer,
+            durability,
+        })
     }
 }
 
@@ -46,6 +61,9 @@ impl Backend for File {
             replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))));
             return;
         }
+        // Before anything is written: a read that sees this batch's commit
+        // counts it (see `Durability`).
+        self.durability.begin_batch();
         if queries.iter().all(|q| q.reads_only()) {
             // A read transaction: in WAL mode it needs no write lock. (The
             // server sends reads to its reader; a host may still send them
@@ -577,7 +595,14 @@ mod tests {
     #[test]
     fn under_full_the_syncer_answers_and_close_drains_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = Box::new(File::open(&full_options(&dir), LogFailure::default()).unwrap());
+        let mut file = Box::new(
+            File::open(
+                &full_options(&dir),
+                LogFailure::default(),
+                Durability::default(),
+            )
+            .unwrap(),
+        );
         assert_eq!(count(&file.db.conn, "PRAGMA synchronous"), 1);
         assert!(file.syncer.is_some());
         let receivers = run_and_deliver(&mut file, &create_jobs(2));
@@ -597,12 +622,20 @@ mod tests {
     #[test]
     fn a_failed_log_sync_stops_the_writer_and_leaves_the_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = Box::new(File::open(&full_options(&dir), LogFailure::default()).unwrap());
+        let mut file = Box::new(
+            File::open(
+                &full_options(&dir),
+                LogFailure::default(),
+                Durability::default(),
+            )
+            .unwrap(),
+        );
         file.syncer.take().unwrap().stop();
         file.syncer = Some(
             Syncer::start_with(
                 Box::new(|| Err(std::io::Error::from_raw_os_error(5))),
                 Arc::clone(&file.db.log_failure),
+                Durability::default(),
             )
             .unwrap(),
         );

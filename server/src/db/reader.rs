@@ -7,15 +7,18 @@
 //!
 //! It sees every commit the writer has answered: an answer leaves after its
 //! commit (and, under `--synchronous full`, after its sync), and each batch
-//! of reads is a new read transaction.
+//! of reads is a new read transaction. It shows nothing the writer has not
+//! made durable: under `--synchronous full` a commit is visible before the
+//! syncer has synced it, so a read that may have seen one waits for the
+//! next sync (see `syncer::Durability`), as the writer's answers do.
 
 use rusqlite::config::DbConfig;
 use rusqlite::Connection;
 
 use super::file::read_batch;
 use super::open::{connect, functions, Options};
-use super::query::{Backend, Failure, Outcome, Query};
-use super::syncer::LogFailure;
+use super::query::{answer, Answer, Backend, Failure, Outcome, Query};
+use super::syncer::{Durability, LogFailure};
 
 /// The reader's connection. Fields drop in order: the library's statements
 /// before the connection they were prepared on.
@@ -25,12 +28,20 @@ pub(super) struct Reader {
     /// Set when a sync of the log failed: the writer then refuses every
     /// call, and the reader does too (what it would read may be lost).
     log_failure: LogFailure,
+    /// Under `--synchronous full`: the batches begun and synced.
+    durability: Option<Durability>,
+    /// The batches begun when the last batch of reads ended.
+    began: u64,
 }
 
 impl Reader {
     /// Opens a second connection to the database the writer opened and
     /// migrated, with the same functions; it cannot write.
-    pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Reader, String> {
+    pub(super) fn open(
+        options: &Options,
+        log_failure: LogFailure,
+        durability: Option<Durability>,
+    ) -> Result<Reader, String> {
         let conn = connect(
             &options.path,
             None,
@@ -51,6 +62,8 @@ impl Reader {
             statements,
             conn,
             log_failure,
+            durability,
+            began: 0,
         })
     }
 }
@@ -63,6 +76,16 @@ impl Backend for Reader {
                 replies.extend(queries.iter().map(|_| Err(Failure::Sql(failure.clone()))))
             }
             None => replies.extend(read_batch(&self.conn, queries)),
+        }
+        if let Some(durability) = &self.durability {
+            self.began = durability.began();
+        }
+    }
+
+    fn deliver(&mut self, answers: Vec<Answer>) {
+        match &self.durability {
+            Some(durability) => durability.deliver_reads(answers, self.began, &self.log_failure),
+            None => answer(answers),
         }
     }
 

@@ -31,9 +31,71 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
-use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 
 use super::query::{answer, Answer, Failure};
+
+/// A group of answers for the syncer, and the writer's batch they close
+/// (0 for the reader's).
+type Group = (Vec<Answer>, u64);
+
+/// What the reader needs so that no read shows a write before it is on
+/// disk (`--synchronous full`): the writer counts its batches, the syncer
+/// says up to which one the log is synced, and a read that may have seen a
+/// later commit is answered through the syncer, after its next sync.
+#[derive(Clone, Default)]
+pub(super) struct Durability(Arc<Marks>);
+
+#[derive(Default)]
+struct Marks {
+    /// Batches the writer began, counted before each writes anything.
+    began: AtomicU64,
+    /// The last batch a successful sync covered.
+    synced: AtomicU64,
+    /// The syncer's queue while it runs (taken back when it stops: a
+    /// sender left here would keep its thread waiting forever).
+    queue: Mutex<Option<std_mpsc::Sender<Group>>>,
+}
+
+impl Durability {
+    /// The writer is about to run a batch that may commit.
+    pub(super) fn begin_batch(&self) {
+        self.0.began.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The batches begun so far: read after a read transaction, every
+    /// commit it could see is among them (a commit is visible only once its
+    /// frames are written, after its batch began).
+    pub(super) fn began(&self) -> u64 {
+        self.0.began.load(Ordering::SeqCst)
+    }
+
+    /// Answers reads made when `began` batches had begun: at once when the
+    /// log is synced past them, else after the syncer's next sync, which
+    /// covers every frame written before it (so every commit the reads
+    /// saw), or with the sync's failure.
+    pub(super) fn deliver_reads(&self, answers: Vec<Answer>, began: u64, failure: &LogFailure) {
+        if self.0.synced.load(Ordering::SeqCst) >= began {
+            answer(answers);
+            return;
+        }
+        let sent = match &*self.0.queue.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(queue) => queue.send((answers, 0)).map_err(|e| e.0 .0),
+            None => Err(answers),
+        };
+        if let Err(answers) = sent {
+            let text = failure
+                .get_or_init(|| "the log syncer has stopped; the write may be lost".to_string());
+            answer(
+                answers
+                    .into_iter()
+                    .map(|(reply, _)| (reply, Err(Failure::Sql(text.clone()))))
+                    .collect(),
+            );
+        }
+    }
+}
 
 /// The first failed sync's error, shared by the writer (which then refuses
 /// every call), the checkpointer and the close (which then leave the WAL as
@@ -45,8 +107,9 @@ pub(super) type LogFailure = Arc<OnceLock<String>>;
 pub(super) type SyncLog = Box<dyn FnMut() -> io::Result<()> + Send>;
 
 pub(super) struct Syncer {
-    queue: std_mpsc::Sender<Vec<Answer>>,
+    queue: std_mpsc::Sender<Group>,
     failure: LogFailure,
+    durability: Durability,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -55,7 +118,11 @@ impl Syncer {
     /// writer's connection has created it. SQLite never unlinks it while a
     /// connection to the database is open (it truncates it in place), so the
     /// handle stays the file's, and it sees every write-back error from now.
-    pub(super) fn start(db_path: &Path, failure: LogFailure) -> Result<Syncer, String> {
+    pub(super) fn start(
+        db_path: &Path,
+        failure: LogFailure,
+        durability: Durability,
+    ) -> Result<Syncer, String> {
         let mut wal = db_path.as_os_str().to_owned();
         wal.push("-wal");
         let file = OpenOptions::new()
@@ -68,20 +135,26 @@ impl Syncer {
                     Path::new(&wal).display()
                 )
             })?;
-        Syncer::start_with(Box::new(move || file.sync_data()), failure)
+        Syncer::start_with(Box::new(move || file.sync_data()), failure, durability)
             .map_err(|e| format!("cannot start the log syncer thread: {e}"))
     }
 
-    pub(super) fn start_with(mut sync: SyncLog, failure: LogFailure) -> io::Result<Syncer> {
-        let (queue, batches) = std_mpsc::channel::<Vec<Answer>>();
+    pub(super) fn start_with(
+        mut sync: SyncLog,
+        failure: LogFailure,
+        durability: Durability,
+    ) -> io::Result<Syncer> {
+        let (queue, batches) = std_mpsc::channel::<Group>();
         let failed = Arc::clone(&failure);
+        let marks = durability.clone();
         let thread = std::thread::Builder::new()
             .name("onboarding-syncer".into())
             .spawn(move || {
                 while let Ok(first) = batches.recv() {
                     // Every batch committed meanwhile shares this sync.
-                    let group: Vec<Vec<Answer>> =
+                    let group: Vec<Group> =
                         std::iter::once(first).chain(batches.try_iter()).collect();
+                    let last = group.iter().map(|(_, batch)| *batch).max().unwrap_or(0);
                     let verdict = match failed.get() {
                         Some(text) => Some(text.clone()),
                         None => sync().err().map(|e| {
@@ -93,7 +166,10 @@ impl Syncer {
                             failed.get_or_init(|| text).clone()
                         }),
                     };
-                    let answers = group.into_iter().flatten();
+                    if verdict.is_none() {
+                        marks.0.synced.fetch_max(last, Ordering::SeqCst);
+                    }
+                    let answers = group.into_iter().flat_map(|(answers, _)| answers);
                     answer(match &verdict {
                         None => answers.collect(),
                         Some(text) => answers
@@ -102,16 +178,20 @@ impl Syncer {
                     });
                 }
             })?;
+        *durability.0.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
         Ok(Syncer {
             queue,
             failure,
+            durability,
             thread,
         })
     }
 
-    /// Answers a committed batch once the log holding it is on disk.
+    /// Answers the batch just run (the last one begun) once the log holding
+    /// it is on disk.
     pub(super) fn deliver(&self, answers: Vec<Answer>) {
-        if let Err(std_mpsc::SendError(answers)) = self.queue.send(answers) {
+        let batch = self.durability.began();
+        if let Err(std_mpsc::SendError((answers, _))) = self.queue.send((answers, batch)) {
             // The thread died (a bug): nothing can make these durable now,
             // so they fail, and so does every later call.
             let text = self
@@ -126,8 +206,15 @@ impl Syncer {
         }
     }
 
-    /// Syncs and answers what is queued, then ends the thread.
+    /// Syncs and answers what is queued, then ends the thread (the reader
+    /// has closed: nothing else sends).
     pub(super) fn stop(self) {
+        self.durability
+            .0
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         drop(self.queue);
         if self.thread.join().is_err() {
             tracing::error!("the log syncer thread panicked");
@@ -193,7 +280,8 @@ mod tests {
             *flag.lock().unwrap() = true;
             inner()
         });
-        let syncer = Syncer::start_with(sync, LogFailure::default()).unwrap();
+        let syncer =
+            Syncer::start_with(sync, LogFailure::default(), Durability::default()).unwrap();
         let (first, first_rx) = batch(&["a", "b"]);
         syncer.deliver(first);
         wait_until_inside(&started);
@@ -218,11 +306,49 @@ mod tests {
         syncer.stop();
     }
 
+    /// A read that may have seen a commit not yet synced is answered after
+    /// a sync that started after it; one made once the log is synced past
+    /// every batch begun is answered at once.
+    #[test]
+    fn a_read_waits_for_the_sync_of_what_it_may_have_seen() {
+        let (sync, go, syncs) = gated();
+        let durability = Durability::default();
+        let failure = LogFailure::default();
+        let syncer = Syncer::start_with(sync, Arc::clone(&failure), durability.clone()).unwrap();
+        durability.begin_batch();
+        let (write, write_rx) = batch(&["write"]);
+        syncer.deliver(write);
+        let (read, mut read_rx) = batch(&["read"]);
+        durability.deliver_reads(read, durability.began(), &failure);
+        assert_eq!(
+            read_rx[0].try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        );
+        go.send(()).unwrap();
+        go.send(()).unwrap();
+        assert_eq!(
+            write_rx
+                .into_iter()
+                .next()
+                .unwrap()
+                .blocking_recv()
+                .unwrap(),
+            ok("write")
+        );
+        assert_eq!(read_rx.remove(0).blocking_recv().unwrap(), ok("read"));
+        let (later, mut later_rx) = batch(&["later"]);
+        durability.deliver_reads(later, durability.began(), &failure);
+        assert_eq!(later_rx[0].try_recv(), Ok(ok("later")));
+        syncer.stop();
+        assert!((1..=2).contains(&syncs.load(Ordering::SeqCst)));
+    }
+
     /// Batches queued while a sync runs share the next one.
     #[test]
     fn batches_queued_during_a_sync_share_the_next_one() {
         let (sync, go, syncs) = gated();
-        let syncer = Syncer::start_with(sync, LogFailure::default()).unwrap();
+        let syncer =
+            Syncer::start_with(sync, LogFailure::default(), Durability::default()).unwrap();
         let (first, first_rx) = batch(&["a"]);
         syncer.deliver(first);
         let (second, second_rx) = batch(&["b"]);
@@ -257,7 +383,7 @@ mod tests {
             _ => Ok(()),
         });
         let failure = LogFailure::default();
-        let syncer = Syncer::start_with(sync, Arc::clone(&failure)).unwrap();
+        let syncer = Syncer::start_with(sync, Arc::clone(&failure), Durability::default()).unwrap();
         let text = "cannot sync the database log to disk (Input/output error (os error 5)): \
                     the write may be lost, and the server refuses every call until it restarts";
         for round in ["first", "second"] {
@@ -280,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         assert_eq!(
-            Syncer::start(&path, LogFailure::default()).err(),
+            Syncer::start(&path, LogFailure::default(), Durability::default()).err(),
             Some(format!(
                 "cannot open the database log {}-wal: No such file or directory (os error 2)",
                 path.display()
@@ -292,7 +418,7 @@ mod tests {
         )
         .unwrap();
         let failure = LogFailure::default();
-        let syncer = Syncer::start(&path, Arc::clone(&failure)).unwrap();
+        let syncer = Syncer::start(&path, Arc::clone(&failure), Durability::default()).unwrap();
         let (answers, rx) = batch(&["after"]);
         syncer.deliver(answers);
         assert_eq!(

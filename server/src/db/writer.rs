@@ -10,7 +10,8 @@ use super::file::File;
 use super::open::Options;
 use super::query::{Backend, Failure, Outcome, Query};
 use super::reader::Reader;
-use super::syncer::LogFailure;
+use super::syncer::{Durability, LogFailure};
+use crate::config::Synchronous;
 
 /// The most calls one transaction takes: bounds the latency that the last
 /// call of a long queue waits for its answer.
@@ -47,14 +48,21 @@ impl Writer {
     pub async fn start(options: Options) -> Result<Writer, String> {
         let options = Arc::new(options);
         let log_failure = LogFailure::default();
-        let (o, failure) = (Arc::clone(&options), Arc::clone(&log_failure));
+        let durability = Durability::default();
+        let (o, failure, d) = (
+            Arc::clone(&options),
+            Arc::clone(&log_failure),
+            durability.clone(),
+        );
         let mut writer = Writer::spawn("onboarding-writer", move || {
-            File::open(&o, failure).map(|file| Box::new(file) as Box<dyn Backend>)
+            File::open(&o, failure, d).map(|file| Box::new(file) as Box<dyn Backend>)
         })
         .await?;
-        // After the writer: the file exists and is migrated.
+        // After the writer: the file exists and is migrated. Under `full`,
+        // its reads wait for the syncer as the writer's answers do.
+        let durability = (options.synchronous == Synchronous::Full).then_some(durability);
         let reader = Writer::spawn("onboarding-reader", move || {
-            Reader::open(&options, log_failure).map(|r| Box::new(r) as Box<dyn Backend>)
+            Reader::open(&options, log_failure, durability).map(|r| Box::new(r) as Box<dyn Backend>)
         })
         .await;
         match reader {
@@ -112,6 +120,11 @@ impl Writer {
             Some(reads) if query.reads_only() => reads,
             _ => &self.queue,
         };
+        // The health check runs on the reader, but it must fail when the
+        // writer has died (a supervisor restarts on it): every write would.
+        if matches!(query, Query::Health) && self.queue.is_closed() {
+            return Err(Failure::Sql("the database writer has stopped".to_string()));
+        }
         queue
             .send(Message::Run(Job { query, reply }))
             .await

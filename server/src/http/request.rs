@@ -31,6 +31,8 @@ pub enum Refusal {
     TransferCoding(String),
     /// A body whose media type is not JSON.
     MediaType(String),
+    /// `Content-Type` given more than once (the values, joined).
+    MediaTypeRepeated(String),
     /// Over the limit (in bytes).
     TooLarge(usize),
     /// The connection failed or ended mid-body.
@@ -136,7 +138,7 @@ pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
             .iter()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect();
-        return Err(Refusal::MediaType(all.join(", ")));
+        return Err(Refusal::MediaTypeRepeated(all.join(", ")));
     }
     let (essence, parameters) = text.split_at(text.find(';').unwrap_or(text.len()));
     let essence = essence.trim().to_ascii_lowercase();
@@ -300,6 +302,15 @@ impl Refusal {
                     None,
                 ))
             }
+            Refusal::MediaTypeRepeated(media_types) => closing(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                &format!(
+                    "Content-Type is given more than once ({}); send it once, as application/json",
+                    quote(&media_types)
+                ),
+                None,
+            )),
             Refusal::TooLarge(limit) => closing(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -1,0 +1,12 @@
+-- 009: the search terms of every chunk computed again.
+--
+-- The terms FTS5 indexes (kb_chunks_fts.terms, heading_terms) are computed
+-- in Rust when a chunk is stored: the French analysis (stems, folding,
+-- stop words) is the library's, not SQL's. Two changes of that analysis
+-- make the terms of chunks stored before them stale: "été" is no longer a
+-- stop word (the summer of "horaires d'été" was never indexed), and
+-- typographic ligatures pasted from PDFs ("ﬁnancement") are spelt out.
+-- Nothing in the schema changes: the library recomputes each chunk's
+-- entry from its text, its heading and its document's title, in this
+-- migration's transaction (migrate.rs, reindex_chunks).
+SELECT 1;
