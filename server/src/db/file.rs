@@ -590,19 +590,24 @@ mod tests {
         }
     }
 
+    /// The file under `--synchronous full`, with its syncer.
+    fn open_full(dir: &tempfile::TempDir) -> Box<File> {
+        Box::new(
+            File::open(
+                &full_options(dir),
+                LogFailure::default(),
+                Durability::default(),
+            )
+            .unwrap(),
+        )
+    }
+
     /// `--synchronous full`: the connection commits without syncing, the
     /// syncer answers; closing answers what is still queued first.
     #[test]
     fn under_full_the_syncer_answers_and_close_drains_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = Box::new(
-            File::open(
-                &full_options(&dir),
-                LogFailure::default(),
-                Durability::default(),
-            )
-            .unwrap(),
-        );
+        let mut file = open_full(&dir);
         assert_eq!(count(&file.db.conn, "PRAGMA synchronous"), 1);
         assert!(file.syncer.is_some());
         let receivers = run_and_deliver(&mut file, &create_jobs(2));
@@ -622,14 +627,7 @@ mod tests {
     #[test]
     fn a_failed_log_sync_stops_the_writer_and_leaves_the_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let mut file = Box::new(
-            File::open(
-                &full_options(&dir),
-                LogFailure::default(),
-                Durability::default(),
-            )
-            .unwrap(),
-        );
+        let mut file = open_full(&dir);
         file.syncer.take().unwrap().stop();
         file.syncer = Some(
             Syncer::start_with(

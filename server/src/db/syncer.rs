@@ -85,16 +85,23 @@ impl Durability {
             None => Err(answers),
         };
         if let Err(answers) = sent {
-            let text = failure
-                .get_or_init(|| "the log syncer has stopped; the write may be lost".to_string());
-            answer(
-                answers
-                    .into_iter()
-                    .map(|(reply, _)| (reply, Err(Failure::Sql(text.clone()))))
-                    .collect(),
-            );
+            syncer_stopped(answers, failure);
         }
     }
+}
+
+/// Answers `answers` when the syncer is gone (a bug: its thread died):
+/// nothing can make them durable now, so they fail, and so does every
+/// later call.
+fn syncer_stopped(answers: Vec<Answer>, failure: &LogFailure) {
+    let text =
+        failure.get_or_init(|| "the log syncer has stopped; the write may be lost".to_string());
+    answer(
+        answers
+            .into_iter()
+            .map(|(reply, _)| (reply, Err(Failure::Sql(text.clone()))))
+            .collect(),
+    );
 }
 
 /// The first failed sync's error, shared by the writer (which then refuses
@@ -192,17 +199,7 @@ impl Syncer {
     pub(super) fn deliver(&self, answers: Vec<Answer>) {
         let batch = self.durability.began();
         if let Err(std_mpsc::SendError((answers, _))) = self.queue.send((answers, batch)) {
-            // The thread died (a bug): nothing can make these durable now,
-            // so they fail, and so does every later call.
-            let text = self
-                .failure
-                .get_or_init(|| "the log syncer has stopped; the write may be lost".to_string());
-            answer(
-                answers
-                    .into_iter()
-                    .map(|(reply, _)| (reply, Err(Failure::Sql(text.clone()))))
-                    .collect(),
-            );
+            syncer_stopped(answers, &self.failure);
         }
     }
 
