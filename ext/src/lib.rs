@@ -178,106 +178,23 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         )
         .map(SqlValue::Text)
     }),
-    ("onboarding_complete", 1, WRITER, |c| {
-        complete::complete(&*c.conn()?, c.env, &c.session_id()?, None, None).map(SqlValue::Text)
-    }),
-    ("onboarding_complete", 2, WRITER, |c| {
-        let payload = c.payload(1)?;
-        complete::complete(
-            &*c.conn()?,
-            c.env,
-            &c.session_id()?,
-            payload.as_deref(),
-            None,
-        )
-        .map(SqlValue::Text)
-    }),
     // A host whose commit can have an unknown outcome runs a call again
     // with the key it made for it: the first answer comes back, nothing is
-    // written again (`replies.rs`). The same for the phone functions below.
-    ("onboarding_complete", 3, WRITER, |c| {
-        let payload = c.payload(1)?;
-        let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
-        let (session_id, conn) = (c.session_id()?, c.conn()?);
-        complete::complete(
-            &conn,
-            c.env,
-            &session_id,
-            payload.as_deref(),
-            request_key.as_deref(),
-        )
-        .map(SqlValue::Text)
-    }),
+    // written again (`replies.rs`). So for the phone functions below. One
+    // body per function: the arguments a form lacks read as NULL.
+    ("onboarding_complete", 1, WRITER, complete_call),
+    ("onboarding_complete", 2, WRITER, complete_call),
+    ("onboarding_complete", 3, WRITER, complete_call),
     ("onboarding_get", 1, READER, |c| {
         get::get(&*c.conn()?, c.env, &c.session_id()?).map(to_sql)
     }),
-    ("onboarding_phone_send", 2, WRITER, |c| {
-        let payload = c.payload(1)?;
-        phone::send(
-            &*c.conn()?,
-            c.env,
-            &c.session_id()?,
-            payload.as_deref(),
-            None,
-            None,
-        )
-        .map(to_sql)
-    }),
     // A host that knows its client passes the address, kept with the
     // verification (as onboarding_create/3 keeps it with the session).
-    ("onboarding_phone_send", 3, WRITER, |c| {
-        let payload = c.payload(1)?;
-        let ip_address = c.text(2, "ip_address", ErrorKind::InvalidField)?;
-        let (session_id, conn) = (c.session_id()?, c.conn()?);
-        phone::send(
-            &conn,
-            c.env,
-            &session_id,
-            payload.as_deref(),
-            ip_address.as_deref(),
-            None,
-        )
-        .map(to_sql)
-    }),
-    ("onboarding_phone_send", 4, WRITER, |c| {
-        let payload = c.payload(1)?;
-        let ip_address = c.text(2, "ip_address", ErrorKind::InvalidField)?;
-        let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
-        let (session_id, conn) = (c.session_id()?, c.conn()?);
-        phone::send(
-            &conn,
-            c.env,
-            &session_id,
-            payload.as_deref(),
-            ip_address.as_deref(),
-            request_key.as_deref(),
-        )
-        .map(to_sql)
-    }),
-    ("onboarding_phone_verify", 2, WRITER, |c| {
-        let payload = c.payload(1)?;
-        phone::verify(
-            &*c.conn()?,
-            c.env,
-            &c.session_id()?,
-            payload.as_deref(),
-            None,
-        )
-        .map(to_sql)
-    }),
-    ("onboarding_phone_verify", 3, WRITER, |c| {
-        let payload = c.payload(1)?;
-        let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
-        let (session_id, conn) = (c.session_id()?, c.conn()?);
-        phone::verify(
-            &conn,
-            c.env,
-            &session_id,
-            payload.as_deref(),
-            request_key.as_deref(),
-        )
-        .map(to_sql)
-    }),
+    ("onboarding_phone_send", 2, WRITER, phone_send_call),
+    ("onboarding_phone_send", 3, WRITER, phone_send_call),
+    ("onboarding_phone_send", 4, WRITER, phone_send_call),
+    ("onboarding_phone_verify", 2, WRITER, phone_verify_call),
+    ("onboarding_phone_verify", 3, WRITER, phone_verify_call),
     // The outbox's sender side: claim with a lease, then sent or failed.
     ("onboarding_outbox_claim", 2, WRITER, |c| {
         let worker = c.required_text(0, "worker")?;
@@ -327,6 +244,53 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         kb::turn::release(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
     }),
 ];
+
+/// `onboarding_complete(session_id[, payload[, request_key]])`.
+fn complete_call(c: &Call<'_>) -> Result<SqlValue> {
+    let payload = c.payload(1)?;
+    let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
+    let (session_id, conn) = (c.session_id()?, c.conn()?);
+    complete::complete(
+        &conn,
+        c.env,
+        &session_id,
+        payload.as_deref(),
+        request_key.as_deref(),
+    )
+    .map(SqlValue::Text)
+}
+
+/// `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`.
+fn phone_send_call(c: &Call<'_>) -> Result<SqlValue> {
+    let payload = c.payload(1)?;
+    let ip_address = c.text(2, "ip_address", ErrorKind::InvalidField)?;
+    let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
+    let (session_id, conn) = (c.session_id()?, c.conn()?);
+    phone::send(
+        &conn,
+        c.env,
+        &session_id,
+        payload.as_deref(),
+        ip_address.as_deref(),
+        request_key.as_deref(),
+    )
+    .map(to_sql)
+}
+
+/// `onboarding_phone_verify(session_id, payload[, request_key])`.
+fn phone_verify_call(c: &Call<'_>) -> Result<SqlValue> {
+    let payload = c.payload(1)?;
+    let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
+    let (session_id, conn) = (c.session_id()?, c.conn()?);
+    phone::verify(
+        &conn,
+        c.env,
+        &session_id,
+        payload.as_deref(),
+        request_key.as_deref(),
+    )
+    .map(to_sql)
+}
 
 /// The distinct SQL names the library adds, sorted.
 pub fn function_names() -> Vec<&'static str> {
