@@ -1064,6 +1064,23 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
     b.quit().await;
 }
 
+/// The business step saved, left for the channels, come back to by
+/// "Précédent", and its company name changed to "Boulangerie Dupont".
+async fn back_to_business_with_a_new_name(b: &Browser) {
+    start_and_fill_business(b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#form-channels .back").await;
+    b.step("business").await;
+    b.fill("company_name", "Boulangerie Dupont").await;
+}
+
+/// The company name the session's business step holds.
+fn saved_company(server: &TestServer) -> Value {
+    let session = row(server, "onboarding_sessions");
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    business["company_name"].clone()
+}
+
 /// "Précédent" saves what was changed on the step it leaves, when the
 /// server takes it; a field it refuses does not hold the user back.
 #[tokio::test]
@@ -1071,18 +1088,10 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
-    start_and_fill_business(&b, EMAIL).await;
-    b.step("channels").await;
-    b.click("#form-channels .back").await;
-    b.step("business").await;
-    b.fill("company_name", "Boulangerie Dupont").await;
+    back_to_business_with_a_new_name(&b).await;
     b.click("#form-business .back").await;
     b.step("welcome").await;
-    let business = |server: &TestServer| -> Value {
-        let session = row(server, "onboarding_sessions");
-        serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap()
-    };
-    assert_eq!(business(&server)["company_name"], "Boulangerie Dupont");
+    assert_eq!(saved_company(&server), "Boulangerie Dupont");
     // An email the server refuses: back all the same, nothing saved, the
     // typed text still in the page.
     b.click("#start").await;
@@ -1090,7 +1099,9 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
     b.fill("email", "contact@").await;
     b.click("#form-business .back").await;
     b.step("welcome").await;
-    assert_eq!(business(&server)["email"], EMAIL);
+    let session = row(&server, "onboarding_sessions");
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(business["email"], EMAIL);
     assert_eq!(b.value("email").await, "contact@");
     b.quit().await;
 }
@@ -1103,28 +1114,18 @@ async fn going_back_through_a_network_failure_offers_a_retry() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
-    start_and_fill_business(&b, EMAIL).await;
-    b.step("channels").await;
-    b.click("#form-channels .back").await;
-    b.step("business").await;
-    b.fill("company_name", "Boulangerie Dupont").await;
+    back_to_business_with_a_new_name(&b).await;
     b.offline(true).await;
     b.click("#form-business .back").await;
     b.until("the retry banner", "document.activeElement.id === 'retry'")
         .await;
     b.showing("business").await;
     assert_eq!(b.value("company_name").await, "Boulangerie Dupont");
-    let company = |server: &TestServer| -> Value {
-        let session = row(server, "onboarding_sessions");
-        let business: Value =
-            serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
-        business["company_name"].clone()
-    };
-    assert_eq!(company(&server), COMPANY);
+    assert_eq!(saved_company(&server), COMPANY);
     b.offline(false).await;
     b.click("#retry").await;
     b.step("welcome").await;
-    assert_eq!(company(&server), "Boulangerie Dupont");
+    assert_eq!(saved_company(&server), "Boulangerie Dupont");
     b.quit().await;
 }
 
