@@ -934,3 +934,118 @@ async fn the_page_that_takes_a_job_past_its_size_is_not_stored() {
     assert_eq!(kb["pages_not_stored"][0]["reason"], "too_large", "{kb}");
     server.stop().await;
 }
+
+/// A site of four pages served on loopback, one request per connection:
+/// `/` links `/ancienne` (a 301 to `/nouvelle`) before `/nouvelle` and
+/// `/fin`. Answers its address and how many times each path was asked.
+fn redirecting_site() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let counts = std::sync::Arc::clone(&asked);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // The rest of the head, up to its empty line (bounded).
+            for _ in 0..100 {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+            let page = |title: &str, body: &str| {
+                format!(
+                    "<html><head><title>{title}</title></head><body><main><h1>{title}</h1>\
+                     <p>{body}</p></main></body></html>"
+                )
+            };
+            let (status, location, body) = match path.as_str() {
+                "/" => (
+                    "200 OK",
+                    None,
+                    page(
+                        "Accueil",
+                        "Bienvenue au salon. <a href=\"/ancienne\">Ancienne adresse</a> \
+                         <a href=\"/nouvelle\">Nouvelle adresse</a> <a href=\"/fin\">Fin</a>",
+                    ),
+                ),
+                "/ancienne" => ("301 Moved Permanently", Some("/nouvelle"), String::new()),
+                "/nouvelle" => (
+                    "200 OK",
+                    None,
+                    page(
+                        "Nouvelle adresse",
+                        "Le salon est au 12 rue des Lilas à Lyon.",
+                    ),
+                ),
+                "/fin" => (
+                    "200 OK",
+                    None,
+                    page("Fin", "Les horaires sont affichés à l'entrée du salon."),
+                ),
+                _ => ("404 Not Found", None, String::new()),
+            };
+            let location = location
+                .map(|l| format!("Location: {l}\r\n"))
+                .unwrap_or_default();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{location}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, asked)
+}
+
+/// A redirect to a page the job has queued but not fetched yet: the page
+/// is stored once, under its own address, and the job goes on. Before, the
+/// page was fetched again, its report refused as already reported, and the
+/// job stopped until its lease ran out (three times: `failed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
+    let (addr, asked) = redirecting_site();
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        lease_seconds: 30,
+        idle_poll: Duration::from_millis(200),
+        ..CrawlConfig::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let s =
+        completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 4, 3, 1, 0]), "{kb}");
+    let stored: Vec<&str> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["url"].as_str())
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            format!("http://{addr}/"),
+            format!("http://{addr}/nouvelle"),
+            format!("http://{addr}/fin"),
+        ]
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/nouvelle"), Some(&1), "{asked:?}");
+    assert_eq!(asked.get("/fin"), Some(&1), "{asked:?}");
+    server.stop().await;
+}

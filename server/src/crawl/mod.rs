@@ -437,7 +437,14 @@ impl<'a> Crawl<'a> {
         }
         // Why pages were not stored, for a job that stores none.
         let mut reasons = std::collections::HashSet::new();
+        // Pages of the queue the library has settled already: the target
+        // of a redirect or a canonical link, stored under it when its
+        // source was reported. Fetched again, its report would be refused.
+        let mut settled = std::collections::HashSet::new();
         while let Some((url, depth)) = queue.pop_front() {
+            if settled.contains(&url) {
+                continue;
+            }
             let limit = &self.config.limits;
             if started.elapsed() > limit.job_time {
                 return self.finish(Some("timeout")).await;
@@ -469,8 +476,17 @@ impl<'a> Crawl<'a> {
                     let failed = json!({"status": "failed", "reason": "report_refused"});
                     self.report(failed, &url).await?
                 }
+                // The page was settled meanwhile (another form of it): the
+                // job goes on.
+                Err(e) if e.contains(": conflict: ") && e.contains("was already reported") => {
+                    tracing::warn!(job = self.job_id, url = %url, error = %e, "page already reported");
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
+            if let Some(stored_at) = answer["url"].as_str().filter(|u| *u != url) {
+                settled.insert(stored_at.to_string());
+            }
             if answer["status"] == "stored" {
                 self.stored += 1;
             }
