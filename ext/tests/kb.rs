@@ -762,6 +762,29 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
             "Text(\"2026-11-24T10:02:33.000Z\")"
         ]]
     );
+    // Its page never fetched says so, and the counters add up (the page
+    // stayed pending, out of every counter).
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT url, status, reason FROM kb_crawl_pages ORDER BY id"
+        ),
+        [
+            ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
+            [
+                "Text(\"https://salon.fr/tarifs\")",
+                "Text(\"skipped\")",
+                "Text(\"not_fetched\")"
+            ]
+        ]
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT pages_found, pages_stored, pages_skipped, pages_failed FROM kb_crawl_jobs"
+        ),
+        [["Integer(2)", "Integer(1)", "Integer(1)", "Integer(0)"]]
+    );
 }
 
 #[test]

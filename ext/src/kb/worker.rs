@@ -67,14 +67,33 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         // A job whose every attempt died with its worker ends here rather
-        // than being taken over forever.
-        sql::execute(
+        // than being taken over forever; its pages not fetched say so, as
+        // `finish` says it, so that its counters add up.
+        let dead: Vec<i64> = sql::with(
             conn,
-            "UPDATE kb_crawl_jobs SET status = 'failed', error_code = 'timeout', finished_at = ?1,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+            "SELECT id FROM kb_crawl_jobs
              WHERE status = 'running' AND lease_expires_at <= ?1 AND attempts >= ?2",
-            (&now, MAX_ATTEMPTS),
+            |s| {
+                s.query_map((&now, MAX_ATTEMPTS), |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            },
         )?;
+        for job_id in dead {
+            sql::execute(
+                conn,
+                "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
+                 WHERE job_id = ?2 AND status = 'pending'",
+                (&now, job_id),
+            )?;
+            update_counters(conn, job_id, &now)?;
+            sql::execute(
+                conn,
+                "UPDATE kb_crawl_jobs SET status = 'failed', error_code = 'timeout', finished_at = ?1,
+                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+                 WHERE id = ?2",
+                (&now, job_id),
+            )?;
+        }
         let due: Option<i64> = sql::query_row(
             conn,
             "SELECT id FROM kb_crawl_jobs
