@@ -935,10 +935,23 @@ async fn the_page_that_takes_a_job_past_its_size_is_not_stored() {
     server.stop().await;
 }
 
-/// A site of four pages served on loopback, one request per connection:
-/// `/` links `/ancienne` (a 301 to `/nouvelle`) before `/nouvelle` and
-/// `/fin`. Answers its address and how many times each path was asked.
-fn redirecting_site() -> (
+/// What a tiny site answers for a path asked for the n-th time (from 0):
+/// status line, extra header lines, body.
+type Answer = fn(&str, usize) -> (&'static str, String, String);
+
+/// A page of the tiny sites.
+fn tiny_page(title: &str, body: &str) -> String {
+    format!(
+        "<html><head><title>{title}</title></head><body><main><h1>{title}</h1>\
+         <p>{body}</p></main></body></html>"
+    )
+}
+
+/// A site served on loopback by `answer`, one request per connection.
+/// Answers its address and how many times each path was asked.
+fn tiny_site(
+    answer: Answer,
+) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
 ) {
@@ -963,45 +976,16 @@ fn redirecting_site() -> (
                 }
             }
             let path = line.split(' ').nth(1).unwrap_or("").to_string();
-            *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
-            let page = |title: &str, body: &str| {
-                format!(
-                    "<html><head><title>{title}</title></head><body><main><h1>{title}</h1>\
-                     <p>{body}</p></main></body></html>"
-                )
+            let n = {
+                let mut counts = counts.lock().unwrap();
+                let n = counts.entry(path.clone()).or_insert(0);
+                *n += 1;
+                *n - 1
             };
-            let (status, location, body) = match path.as_str() {
-                "/" => (
-                    "200 OK",
-                    None,
-                    page(
-                        "Accueil",
-                        "Bienvenue au salon. <a href=\"/ancienne\">Ancienne adresse</a> \
-                         <a href=\"/nouvelle\">Nouvelle adresse</a> <a href=\"/fin\">Fin</a>",
-                    ),
-                ),
-                "/ancienne" => ("301 Moved Permanently", Some("/nouvelle"), String::new()),
-                "/nouvelle" => (
-                    "200 OK",
-                    None,
-                    page(
-                        "Nouvelle adresse",
-                        "Le salon est au 12 rue des Lilas à Lyon.",
-                    ),
-                ),
-                "/fin" => (
-                    "200 OK",
-                    None,
-                    page("Fin", "Les horaires sont affichés à l'entrée du salon."),
-                ),
-                _ => ("404 Not Found", None, String::new()),
-            };
-            let location = location
-                .map(|l| format!("Location: {l}\r\n"))
-                .unwrap_or_default();
+            let (status, headers, body) = answer(&path, n);
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{location}\
+                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{headers}\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
@@ -1010,22 +994,63 @@ fn redirecting_site() -> (
     (addr, asked)
 }
 
+/// A server whose one crawler worker may visit `addr`, with leases of
+/// `lease_seconds`.
+async fn server_crawling(addr: std::net::SocketAddr, lease_seconds: i64) -> TestServer {
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        lease_seconds,
+        idle_poll: Duration::from_millis(200),
+        ..CrawlConfig::default()
+    };
+    TestServer::start(config, dir).await
+}
+
+/// `/` links `/ancienne` (a 301 to `/nouvelle`) before `/nouvelle` and
+/// `/fin`.
+fn redirecting(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/ancienne\">Ancienne adresse</a> \
+                 <a href=\"/nouvelle\">Nouvelle adresse</a> <a href=\"/fin\">Fin</a>",
+            ),
+        ),
+        "/ancienne" => (
+            "301 Moved Permanently",
+            "Location: /nouvelle\r\n".to_string(),
+            String::new(),
+        ),
+        "/nouvelle" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Nouvelle adresse",
+                "Le salon est au 12 rue des Lilas à Lyon.",
+            ),
+        ),
+        "/fin" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Fin", "Les horaires sont affichés à l'entrée du salon."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
 /// A redirect to a page the job has queued but not fetched yet: the page
 /// is stored once, under its own address, and the job goes on. Before, the
 /// page was fetched again, its report refused as already reported, and the
 /// job stopped until its lease ran out (three times: `failed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
-    let (addr, asked) = redirecting_site();
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 1,
-        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
-        lease_seconds: 30,
-        idle_poll: Duration::from_millis(200),
-        ..CrawlConfig::default()
-    };
-    let mut server = TestServer::start(config, dir).await;
+    let (addr, asked) = tiny_site(redirecting);
+    let mut server = server_crawling(addr, 30).await;
     let s =
         completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
     let kb = wait_for_job(&server, &s).await;
@@ -1047,5 +1072,44 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.get("/nouvelle"), Some(&1), "{asked:?}");
     assert_eq!(asked.get("/fin"), Some(&1), "{asked:?}");
+    server.stop().await;
+}
+
+/// `/` links `/occupe`, which answers 429 with `Retry-After: 8` the first
+/// time.
+fn busy_once(path: &str, n: usize) -> (&'static str, String, String) {
+    match (path, n) {
+        ("/", _) => (
+            "200 OK",
+            String::new(),
+            tiny_page("Accueil", "Bienvenue. <a href=\"/occupe\">Nos tarifs</a>"),
+        ),
+        ("/occupe", 0) => (
+            "429 Too Many Requests",
+            "Retry-After: 8\r\n".to_string(),
+            String::new(),
+        ),
+        ("/occupe", _) => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Une coupe homme coûte 25 euros au salon."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A `Retry-After` longer than what a lease covers, but within the 120 s
+/// the site's gap keeps: the page is asked again after it, the lease
+/// renewed meanwhile. Before, a wait past the lease (less 5 s) failed the
+/// page at once, and the site was waited for all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed() {
+    let (addr, asked) = tiny_site(busy_once);
+    let mut server = server_crawling(addr, 10).await;
+    let s =
+        completed_website_session(&server, "a@salon-occupe.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
+    assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&2));
     server.stop().await;
 }

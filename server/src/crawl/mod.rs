@@ -529,6 +529,22 @@ impl<'a> Crawl<'a> {
         sql(self.writer, KbFunction::StorePage, report).await
     }
 
+    /// Waits `wait`, renewing the job's lease every third of it, and once
+    /// more at the end: the retry may take a response's whole time.
+    async fn wait_renewing(&self, wait: Duration) {
+        let renew = json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds});
+        let every = Duration::from_secs((self.config.lease_seconds.max(3) / 3) as u64);
+        let end = Instant::now() + wait;
+        loop {
+            let _ = sql(self.writer, KbFunction::Renew, renew.clone()).await;
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.min(every)).await;
+        }
+    }
+
     /// Fetches one page (retrying a 429/503 as Retry-After says) and
     /// answers its report, without the job fields; `None` when the job's
     /// time ends before the site's turn comes.
@@ -537,26 +553,18 @@ impl<'a> Crawl<'a> {
             return Some(json!({"status": "failed", "reason": "bad_url"}));
         };
         let mut tries = 0;
-        // A wait must end inside the lease renewed before it.
-        let longest_wait = self
-            .config
-            .limits
-            .max_retry_after
-            .min(std::time::Duration::from_secs(
-                self.config.lease_seconds.max(10) as u64 - 5,
-            ));
         let page = loop {
             match polite.get(&target, site, Accept::Page).await {
+                // Waited out up to the limit the site's gap keeps too (the
+                // next request to the site waits as long): a page given up
+                // while the site is waited for all the same was lost for
+                // nothing. The lease is renewed all along.
                 Err(FetchError::Status(429 | 503, Some(wait)))
-                    if tries < self.config.limits.retries && wait <= longest_wait =>
+                    if tries < self.config.limits.retries
+                        && wait <= self.config.limits.max_retry_after =>
                 {
                     tries += 1;
-                    let renew = json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds});
-                    let _ = sql(self.writer, KbFunction::Renew, renew.clone()).await;
-                    tokio::time::sleep(wait).await;
-                    // And again after it: the retry may take a response's
-                    // whole time, past what the first renewal left.
-                    let _ = sql(self.writer, KbFunction::Renew, renew).await;
+                    self.wait_renewing(wait).await;
                 }
                 other => break other,
             }
