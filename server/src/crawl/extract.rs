@@ -34,17 +34,37 @@ fn selector(css: &str) -> Selector {
     Selector::parse(css).unwrap_or_else(|_| panic!("bad selector {css}"))
 }
 
-/// Never content, wherever it is. Cookie banners by their words in any
-/// case (`CybotCookiebotDialog`, `gdpr-banner`, an `aria-label` of
-/// "Consentement aux cookies") and by the consent managers French sites
-/// use (OneTrust, tarteaucitron, Axeptio, Didomi, cookieconsent's
-/// `cc-window`).
-const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, button, \
+/// Never content, wherever it is.
+const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, [role=navigation]";
+
+/// Not content outside the page's own content, but content inside it. Cookie
+/// banners by their words in any case (`CybotCookiebotDialog`,
+/// `gdpr-banner`, an `aria-label` of "Consentement aux cookies") and by the
+/// consent managers French sites use (OneTrust, tarteaucitron, Axeptio,
+/// Didomi, cookieconsent's `cc-window`); inside `main`, a section of
+/// "cookies maison" is a bakery's. Buttons and hidden elements: the
+/// widgets of a banner or a menu, but an FAQ's questions and its folded
+/// answers inside the content.
+const NOISE_OUTSIDE_CONTENT: &str = "button, [aria-hidden=true], \
      [id*=cookie i], [class*=cookie i], [id*=consent i], [class*=consent i], \
      [id*=gdpr i], [class*=gdpr i], [id*=rgpd i], [class*=rgpd i], \
      [aria-label*=cookie i], [aria-label*=consent i], \
      [id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], [id*=didomi i], \
-     .cc-window, .cc-banner, [role=navigation], [aria-hidden=true]";
+     .cc-window, .cc-banner";
+
+/// Words of a page that only says it is loading (a JavaScript shell whose
+/// placeholder is a sentence), lowercase.
+const LOADING: [&str; 6] = [
+    "chargement",
+    "veuillez patienter",
+    "loading",
+    "please wait",
+    "javascript",
+    "enable js",
+];
+
+/// A page this short whose text is about loading is a shell.
+const LOADING_MAX_CHARS: usize = 200;
 
 /// The site's header, when outside the main content: its menu and logo.
 /// A `header` inside a section or an article heads content: kept.
@@ -108,32 +128,47 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .collect();
     let scripts = doc.select(&selector("script")).count();
     remove(&mut doc, NOISE);
+    remove_outside_content(&mut doc, NOISE_OUTSIDE_CONTENT);
     remove_outside_content(&mut doc, SITE_HEADER);
-    // The outermost site footers (one inside another is part of it).
+    // The outermost site footers (one inside another is part of it), all
+    // of them, in order: a block of addresses above a copyright line.
     let footers: Vec<_> = doc
         .select(&selector(SITE_FOOTER))
         .filter(|f| outside(f, CONTENT) && outside(f, SITE_FOOTER))
         .collect();
-    let footer = footers
-        .last()
-        .map(|f| to_markdown(&f.html()))
-        .filter(|m| m.chars().filter(|c| c.is_alphanumeric()).count() >= 10);
+    let footer = Some(
+        footers
+            .iter()
+            .map(|f| to_markdown(&f.html()))
+            .filter(|m| !m.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    )
+    .filter(|m| m.chars().filter(|c| c.is_alphanumeric()).count() >= 10);
     let ids: Vec<_> = footers.iter().map(|f| f.id()).collect();
     for id in ids {
         if let Some(mut node) = doc.tree.get_mut(id) {
             node.detach();
         }
     }
-    let main = ["main", "article", "[role=main]", "body"]
+    // `main`, else `[role=main]`, else the one `article`; several articles
+    // (a list of services) and no main are the body's, all of them.
+    let articles = doc.select(&selector("article")).count();
+    let main = ["main", "[role=main]", "article", "body"]
         .iter()
+        .filter(|css| **css != "article" || articles == 1)
         .find_map(|css| doc.select(&selector(css)).next())
         .map(|e| e.html())
         .unwrap_or_default();
     let markdown = to_markdown(&main);
     let text_chars = markdown.chars().filter(|c| c.is_alphanumeric()).count();
+    let loading = text_chars < LOADING_MAX_CHARS && {
+        let lower = markdown.to_lowercase();
+        LOADING.iter().any(|w| lower.contains(w))
+    };
     Extracted {
         title,
-        script_only: scripts > 0 && text_chars < MIN_TEXT_CHARS,
+        script_only: scripts > 0 && (text_chars < MIN_TEXT_CHARS || loading),
         markdown,
         footer,
         links,
@@ -481,6 +516,66 @@ mod tests {
             got.markdown
         );
         assert_eq!(got.footer.as_deref(), Some("12 rue des Lilas, 69003 Lyon"));
+    }
+
+    #[test]
+    fn several_articles_without_main_are_all_kept() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let html = r#"<html><body><header><a href="/">Accueil</a></header><div>
+            <h1>Nos prestations</h1><article><h2>Coupe</h2><p>Coupe et brushing, 35 euros.</p></article>
+            <article><h2>Couleur</h2><p>Couleur végétale, 60 euros.</p></article></div></body></html>"#;
+        assert_eq!(
+            extract(html, &base).markdown,
+            "# Nos prestations\n\n## Coupe\n\nCoupe et brushing, 35 euros.\n\n## Couleur\n\n\
+             Couleur végétale, 60 euros."
+        );
+        let one = r#"<html><body><p>Menu du site</p><article><h1>Coupe</h1>
+            <p>Coupe et brushing, 35 euros.</p></article></body></html>"#;
+        assert_eq!(
+            extract(one, &base).markdown,
+            "# Coupe\n\nCoupe et brushing, 35 euros."
+        );
+    }
+
+    #[test]
+    fn inside_the_content_cookies_buttons_and_folded_answers_are_content() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let html = r#"<html><body><div class="cookie-banner"><p>Nous utilisons des cookies.</p>
+            <button>Accepter</button></div><main>
+            <section class="cookies-maison"><h2>Nos cookies maison</h2><p>Cookie chocolat, 2 euros.</p></section>
+            <h2><button class="accordion-button">Acceptez-vous les chèques vacances ?</button></h2>
+            <div aria-hidden="true"><p>Oui, pour toutes les prestations.</p></div></main></body></html>"#;
+        assert_eq!(
+            extract(html, &base).markdown,
+            "## Nos cookies maison\n\nCookie chocolat, 2 euros.\n\n\
+             ## Acceptez-vous les chèques vacances ?\n\nOui, pour toutes les prestations."
+        );
+    }
+
+    #[test]
+    fn every_site_footer_is_the_shared_block() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let html = r#"<html><body><main><h1>Le salon</h1><p>Coupe, couleur et soins.</p></main>
+            <div class="footer"><h3>Nous trouver</h3><p>5 place Bellecour, Lyon</p></div>
+            <footer><p>© 2026 Salon Léa</p></footer></body></html>"#;
+        assert_eq!(
+            extract(html, &base).footer.as_deref(),
+            Some("### Nous trouver\n\n5 place Bellecour, Lyon\n\n© 2026 Salon Léa")
+        );
+    }
+
+    #[test]
+    fn a_shell_that_says_it_is_loading_is_a_javascript_page() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let shell = r#"<html><head><script src="/app.js"></script></head><body><div id="app">
+            <p>Chargement en cours, veuillez patienter…</p></div></body></html>"#;
+        assert!(extract(shell, &base).script_only);
+        let page = r#"<html><head><script src="/stats.js"></script></head><body><main>
+            <h1>Livraison</h1><p>Le chargement des commandes se fait le mardi, au dépôt de Vénissieux.</p>
+            <p>Les colis partent le jour même et arrivent en 48 heures partout en France.</p>
+            <p>Pour un envoi express, comptez 12 euros de plus et une livraison le lendemain avant midi,
+            du lundi au vendredi.</p></main></body></html>"#;
+        assert!(!extract(page, &base).script_only);
     }
 
     #[test]
