@@ -893,17 +893,21 @@ async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
     b.click("#kb-next").await;
     b.until(
         "the text's error",
-        "!document.getElementById('documents-error').hidden",
+        "!document.getElementById('document-2-content-error').hidden",
     )
     .await;
+    // Beside the content it is about, as its description.
     assert_eq!(
         b.eval(
-            "return [document.getElementById('documents-error').textContent, document.activeElement.id,
+            "const content = document.getElementById('document-2-content');
+             return [document.getElementById(content.getAttribute('aria-describedby')).textContent,
+                     content.nextElementSibling.id, document.activeElement.id,
                      [...document.querySelectorAll('#document-list [aria-invalid]')].map(e => e.id)]"
         )
         .await,
         json!([
             "Texte 2, contenu : must not be empty",
+            "document-2-content-error",
             "document-2-content",
             ["document-2-content"]
         ])
@@ -1570,4 +1574,80 @@ async fn assert_search_shows(
             format!("{n} résultats.")
         }
     );
+}
+
+/// A crawl that ended short says why in French, and what to do: never
+/// its raw error code (`js_required` was shown as is).
+#[tokio::test]
+async fn a_crawls_error_is_told_in_french() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    let codes = [
+        "dns",
+        "unreachable",
+        "robots_disallowed",
+        "robots_unavailable",
+        "private_address",
+        "timeout",
+        "too_large",
+        "no_content",
+        "js_required",
+    ];
+    let lines = b
+        .eval(&format!(
+            "return import('/assets/knowledge.js').then(m => {}.map(code =>
+                 m.jobStatus({{url: 'https://salon.fr/', status: 'failed', error_code: code}})))",
+            json!(codes)
+        ))
+        .await;
+    let lines: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for (code, line) in codes.iter().zip(&lines) {
+        assert!(!line.contains(code), "{line}");
+        assert!(
+            line.starts_with("Exploration de https://salon.fr/ : en échec ("),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        lines[8],
+        "Exploration de https://salon.fr/ : en échec (le site est construit en JavaScript et ses \
+         pages sont vides sans lui ; collez plutôt vos textes)."
+    );
+    b.quit().await;
+}
+
+/// A session completed meanwhile (another tab): "Suivant" leads to the
+/// completion it missed, with the dashboard's link, instead of an error
+/// quoting the session's id and a page that could not go on.
+#[tokio::test]
+async fn a_session_completed_in_another_tab_leads_to_the_completion() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let id = id.as_str().unwrap();
+    let done = server.post(&session_path(id, "complete"), "{}").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    b.click("#kb-next").await;
+    b.step("complete").await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('complete-done').hidden,
+                     document.body.textContent.includes('onb_')]"
+        )
+        .await,
+        json!([false, false])
+    );
+    b.quit().await;
 }

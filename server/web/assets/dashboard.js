@@ -266,6 +266,8 @@ async function search(event) {
     const n = answer.results.length;
     $('search-status').textContent = n === 0 ? 'Aucun résultat.' : n === 1 ? '1 résultat.' : `${n} résultats.`;
   } catch (error) {
+    // The results of an earlier query would read as this one's.
+    $('search-results').replaceChildren();
     if (error instanceof ApiError && error.field) {
       $('q-error').textContent = error.message;
       $('q-error').hidden = false;

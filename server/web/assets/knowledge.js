@@ -27,10 +27,24 @@ export const KB_METHOD = {
   skip: 'aucune source (à compléter plus tard)',
 };
 
+/** Why a crawl ended short, and what the tenant can do (the job's error_code). */
+const JOB_ERROR = {
+  dns: "l'adresse du site est introuvable ; vérifiez-la",
+  unreachable: 'le site ne répond pas ; il sera réessayé, sinon vérifiez son adresse',
+  robots_disallowed: 'le fichier robots.txt du site interdit son exploration',
+  robots_unavailable: 'le fichier robots.txt du site est inaccessible ; le site sera réessayé',
+  private_address: "l'adresse du site n'est pas publique",
+  timeout: "le temps d'exploration est écoulé ; les pages lues sont gardées",
+  too_large: 'la taille maximale est atteinte ; les pages lues sont gardées',
+  no_content: 'aucune page ne contient de texte à garder ; collez plutôt vos textes',
+  js_required:
+    "le site est construit en JavaScript et ses pages sont vides sans lui ; collez plutôt vos textes",
+};
+
 /** The status line of a crawl job, as both pages word it. */
 export function jobStatus(job) {
   let status = `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}`;
-  if (job.error_code) status += ` (${job.error_code})`;
+  if (job.error_code) status += ` (${JOB_ERROR[job.error_code] || job.error_code})`;
   return `${status}.`;
 }
 

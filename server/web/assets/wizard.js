@@ -76,6 +76,9 @@ async function show(name) {
     section.hidden = section.dataset.step !== name;
   }
   $('loading').hidden = true;
+  // An error of the step left is no longer true here: a screen reader
+  // browsing the page must not find it.
+  if (state.current !== name) $('announce-error').textContent = '';
   state.current = name;
   state.changed = false;
   if (state.id) localStorage.setItem(STEP_KEY, name);
@@ -143,6 +146,13 @@ function failed(form, action, error) {
     sessionLost();
     return;
   }
+  // Completed meanwhile (in another tab): its steps are closed, and the
+  // page goes to the completion it missed, with the dashboard's link,
+  // rather than quote the session's id, its only credential.
+  if (error instanceof ApiError && error.status === 409 && /^session '[^']*' is completed;/.test(error.message)) {
+    setTimeout(() => act(null, () => show('complete')));
+    return;
+  }
   if (!(error instanceof ApiError)) {
     console.error(error);
   }
@@ -185,8 +195,9 @@ function fieldError(form, field, message) {
 /**
  * A pasted text the server refused. It numbers the texts it was sent from
  * 0, and empty boxes are not sent, while the page says "Texte 1, 2…": the
- * message goes under the list naming the text as the page does, and the
- * focus to the title or content it is about.
+ * message names the text as the page does, and goes beside the title or
+ * content it is about (its description), which takes the focus; about the
+ * whole text, under the text's content.
  */
 function documentError(message) {
   const match = /^documents\[(\d+)\](?:\.(title|content))?\s*/.exec(message);
@@ -195,10 +206,10 @@ function documentError(message) {
   const n = [...document.querySelectorAll('#document-list .document')].indexOf(box) + 1;
   const part = match[2] === 'title' ? 'titre' : match[2] === 'content' ? 'contenu' : null;
   const text = `Texte ${n}${part ? `, ${part}` : ''} : ${message.slice(match[0].length)}`;
-  const slot = $('documents-error');
+  const control = box.querySelector(match[2] === 'title' ? 'input' : 'textarea');
+  const slot = $(`${control.id}-error`);
   slot.textContent = text;
   slot.hidden = false;
-  const control = box.querySelector(match[2] === 'title' ? 'input' : 'textarea');
   control.setAttribute('aria-invalid', 'true');
   control.focus();
   announceError(text);
@@ -454,7 +465,13 @@ function field(tag, id, label, text) {
   const control = document.createElement(tag);
   control.id = id;
   control.value = text || '';
-  box.append(labelElement, control);
+  // Its error goes beside it, and is its description, as for every field.
+  const error = document.createElement('p');
+  error.className = 'field-error';
+  error.id = `${id}-error`;
+  error.hidden = true;
+  control.setAttribute('aria-describedby', error.id);
+  box.append(labelElement, control, error);
   return box;
 }
 
