@@ -195,26 +195,36 @@ fn shown_score(score: f64) -> f64 {
 }
 
 /// The line of `text` holding the most query terms (the first on a tie),
-/// cut to [`SNIPPET_CHARS`] at a word boundary. Headings count a third: the
-/// caller already gets the heading, the snippet should be the answer.
+/// cut to [`SNIPPET_CHARS`] at a word boundary. Headings and a table's
+/// header row count a third: the caller already gets the heading, and a
+/// header row names the columns ("| Jour | Horaires |"), where the answer
+/// is a row ("| Samedi | 9h00 – 18h00 |").
 pub fn snippet(text: &str, terms: &[String]) -> String {
-    let best = text
+    let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && !l
-                    .trim_matches(|c| c == '|' || c == '-' || c == ' ')
-                    .is_empty()
-        })
-        .map(|line| {
+        .filter(|l| !l.is_empty())
+        .collect();
+    let separator =
+        |l: &str| l.starts_with('|') && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '));
+    let best = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !separator(l))
+        .map(|(i, line)| {
             let line_terms = index_terms(line);
             let hits = terms
                 .iter()
                 .filter(|t| line_terms.split(' ').any(|w| w == t.as_str()))
                 .count();
-            let weight = if line.starts_with('#') { 1 } else { 3 };
-            (hits * weight, line)
+            let header_row =
+                line.starts_with('|') && lines.get(i + 1).is_some_and(|next| separator(next));
+            let weight = if line.starts_with('#') || header_row {
+                1
+            } else {
+                3
+            };
+            (hits * weight, *line)
         })
         .fold((0, ""), |best, cur| {
             if cur.0 > best.0 || best.1.is_empty() {
@@ -238,6 +248,14 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tables_row_answers_before_its_header_row() {
+        let text = "## Horaires d'ouverture\n\n| Jour | Horaires |\n|---|---|\n\
+                    | Lundi | Fermé |\n| Samedi | 9h00 – 18h00 |";
+        let terms = query_terms("horaires d'ouverture le samedi");
+        assert_eq!(snippet(text, &terms), "| Samedi | 9h00 – 18h00 |");
+    }
 
     #[test]
     fn scores_keep_four_decimals_or_four_significant_digits_below_a_thousandth() {
