@@ -79,20 +79,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
             },
         )?;
         for job_id in dead {
-            sql::execute(
-                conn,
-                "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
-                 WHERE job_id = ?2 AND status = 'pending'",
-                (&now, job_id),
-            )?;
-            update_counters(conn, job_id, &now)?;
-            sql::execute(
-                conn,
-                "UPDATE kb_crawl_jobs SET status = 'failed', error_code = 'timeout', finished_at = ?1,
-                        lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
-                 WHERE id = ?2",
-                (&now, job_id),
-            )?;
+            end_job(conn, job_id, "failed", Some("timeout"), &now)?;
         }
         let due: Option<i64> = sql::query_row(
             conn,
@@ -156,6 +143,32 @@ fn update_counters(conn: &Connection, job_id: i64, now: &str) -> Result<()> {
              updated_at = ?2
          WHERE id = ?1",
         (job_id, now),
+    )?;
+    Ok(())
+}
+
+/// Ends job `job_id` as `status` with `code`: its pages not fetched are
+/// reported `not_fetched`, its counters add up, its lease is released.
+fn end_job(
+    conn: &Connection,
+    job_id: i64,
+    status: &str,
+    code: Option<&str>,
+    now: &str,
+) -> Result<()> {
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
+         WHERE job_id = ?2 AND status = 'pending'",
+        (now, job_id),
+    )?;
+    update_counters(conn, job_id, now)?;
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_jobs SET status = ?1, error_code = ?2, finished_at = ?3,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+         WHERE id = ?4",
+        (status, code, now, job_id),
     )?;
     Ok(())
 }
@@ -672,20 +685,7 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
             return_single_blocks(conn, &job)?;
             lift_repeated_blocks(conn, &job, &now)?;
         }
-        sql::execute(
-            conn,
-            "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
-             WHERE job_id = ?2 AND status = 'pending'",
-            (&now, job_id),
-        )?;
-        update_counters(conn, job_id, &now)?;
-        sql::execute(
-            conn,
-            "UPDATE kb_crawl_jobs SET status = ?1, error_code = ?2, finished_at = ?3,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
-             WHERE id = ?4",
-            (status, code, &now, job_id),
-        )?;
+        end_job(conn, job_id, status, code, &now)?;
         Ok(json!({ "success": true, "job": load_job(conn, job_id)? }))
     })
 }
