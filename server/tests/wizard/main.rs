@@ -1620,6 +1620,13 @@ async fn a_crawls_error_is_told_in_french() {
         "Exploration de https://salon.fr/ : en échec (le site est construit en JavaScript et ses \
          pages sont vides sans lui ; collez plutôt vos textes)."
     );
+    // An error whose body is not the server's JSON (a proxy's page) is
+    // told in French too.
+    assert_eq!(
+        b.eval("return import('/assets/api.js').then(m => new m.ApiError(502, null).message)")
+            .await,
+        "Le serveur a répondu par une erreur (HTTP 502)."
+    );
     b.quit().await;
 }
 

@@ -8,7 +8,7 @@ export const BASE = '/api/v1/onboarding';
 /** An answer of the server that is not a success: its JSON error body. */
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body && typeof body.error === 'string' ? body.error : `HTTP ${status}`);
+    super(body && typeof body.error === 'string' ? body.error : `Le serveur a répondu par une erreur (HTTP ${status}).`);
     this.status = status;
     this.code = body && body.code;
     this.field = body && body.field;

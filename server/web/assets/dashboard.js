@@ -20,11 +20,14 @@ import {
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 import { $, announce, announceError, check, defaultChannel, sentNote, text } from './page.js';
 
+// Every status the schema allows (sql/001_init.sql), not only those the
+// onboarding sets: the runtime may set the others.
 const PHONE_STATUS = {
   pending_verification: 'En attente de vérification',
   verified: 'Vérifié',
+  rejected: 'Refusé',
 };
-const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', draft: 'Brouillon' };
+const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', archived: 'Archivée' };
 
 let id = null;
 let retryAction = null;
