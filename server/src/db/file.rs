@@ -62,16 +62,9 @@ impl Backend for File {
             return;
         }
         // Before anything is written: a read that sees this batch's commit
-        // counts it (see `Durability`).
+        // counts it (see `Durability`). The reads themselves go to the
+        // reader (`reader.rs`).
         self.durability.begin_batch();
-        if queries.iter().all(|q| q.reads_only()) {
-            // A read transaction: in WAL mode it needs no write lock. (The
-            // server sends reads to its reader; a host may still send them
-            // here.)
-            replies.clear();
-            replies.extend(read_batch(&self.db.conn, queries));
-            return;
-        }
         run_batch(&self.db, queries, replies);
     }
 
@@ -182,27 +175,6 @@ fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran 
     ran
 }
 
-/// Runs read-only calls in one read transaction (a deferred `BEGIN` that
-/// only ever reads takes no write lock), one answer per call in order.
-pub(super) fn read_batch(conn: &Connection, reads: &[&Query]) -> Vec<Outcome> {
-    if let Err(e) = exec(conn, "BEGIN") {
-        let failure = Failure::from(&e);
-        return reads.iter().map(|_| Err(failure.clone())).collect();
-    }
-    let answers = reads.iter().map(|q| q.run(conn)).collect();
-    if !conn.is_autocommit() {
-        // Nothing was written: ending the read transaction cannot fail on
-        // the data, and an error here only leaves it to the next BEGIN.
-        if let Err(e) = exec(conn, "COMMIT") {
-            tracing::error!(error = %error_text(&e), "cannot end a read transaction");
-            if let Err(e) = exec(conn, "ROLLBACK") {
-                tracing::error!(error = %error_text(&e), "cannot roll back a read transaction");
-            }
-        }
-    }
-    answers
-}
-
 /// The library's host-rollback mode for the span of one batch: on while it
 /// lives (linked functions only; a loaded extension keeps its savepoints).
 struct HostRollback<'a>(Option<&'a onboarding::CachedStatements>);
@@ -256,7 +228,7 @@ fn run_alone(conn: &Connection, query: &Query) -> Outcome {
 
 /// Runs a statement without result rows through the statement cache: the
 /// transaction statements run once per batch, no need to parse them again.
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+pub(super) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute([])
 }
 

@@ -15,9 +15,9 @@
 use rusqlite::config::DbConfig;
 use rusqlite::Connection;
 
-use super::file::read_batch;
+use super::file::exec;
 use super::open::{connect, functions, Options};
-use super::query::{answer, Answer, Backend, Failure, Outcome, Query};
+use super::query::{answer, error_text, Answer, Backend, Failure, Outcome, Query};
 use super::syncer::{Durability, LogFailure};
 
 /// The reader's connection. Fields drop in order: the library's statements
@@ -97,4 +97,25 @@ impl Backend for Reader {
         conn.close()
             .map_err(|(_, e)| format!("cannot close the reader's connection: {e}"))
     }
+}
+
+/// Runs read-only calls in one read transaction (a deferred `BEGIN` that
+/// only ever reads takes no write lock), one answer per call in order.
+fn read_batch(conn: &Connection, reads: &[&Query]) -> Vec<Outcome> {
+    if let Err(e) = exec(conn, "BEGIN") {
+        let failure = Failure::from(&e);
+        return reads.iter().map(|_| Err(failure.clone())).collect();
+    }
+    let answers = reads.iter().map(|q| q.run(conn)).collect();
+    if !conn.is_autocommit() {
+        // Nothing was written: ending the read transaction cannot fail on
+        // the data, and an error here only leaves it to the next BEGIN.
+        if let Err(e) = exec(conn, "COMMIT") {
+            tracing::error!(error = %error_text(&e), "cannot end a read transaction");
+            if let Err(e) = exec(conn, "ROLLBACK") {
+                tracing::error!(error = %error_text(&e), "cannot roll back a read transaction");
+            }
+        }
+    }
+    answers
 }

@@ -340,6 +340,24 @@ mod tests {
         assert!((1..=2).contains(&syncs.load(Ordering::SeqCst)));
     }
 
+    /// A read that must wait for a sync when no syncer runs (it stopped,
+    /// or its thread died) fails as the writes would, never answers data
+    /// that may be lost.
+    #[test]
+    fn a_read_waiting_for_a_stopped_syncer_fails() {
+        let durability = Durability::default();
+        let failure = LogFailure::default();
+        durability.begin_batch();
+        let (read, mut read_rx) = batch(&["read"]);
+        durability.deliver_reads(read, durability.began(), &failure);
+        let text = "the log syncer has stopped; the write may be lost";
+        assert_eq!(
+            read_rx.remove(0).try_recv(),
+            Ok(Err(Failure::Sql(text.to_string())))
+        );
+        assert_eq!(failure.get().map(String::as_str), Some(text));
+    }
+
     /// Batches queued while a sync runs share the next one.
     #[test]
     fn batches_queued_during_a_sync_share_the_next_one() {
