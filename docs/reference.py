@@ -191,7 +191,10 @@ section("onboarding_outbox_claim(worker, lease_seconds)",
         "`worker` for `lease_seconds` (1 to 3600), or until the message expires if that "
         "comes first: a sender must not send once its lease has run out. "
         "`\"message\":null` when there is none. A message past its expiry is never handed "
-        "out.")
+        "out. A message whose code stopped counting (a new code, the code used, the phone "
+        "changed) is withdrawn: its text is blanked; a queued one is `cancelled`, while one "
+        "a sender holds stays that sender's to report, and is `cancelled` should its lease "
+        "run out first.")
 claimed = run("SELECT onboarding_outbox_claim('sms-gateway-1', 60)")
 code = re.search(r": (\d{6})\.", claimed).group(1)
 codes[code] = "<code>"

@@ -46,13 +46,19 @@ pub fn enqueue(
 }
 
 /// Withdraws the unsent messages of a verification whose code they carry
-/// no longer counts (replaced, used, locked, cancelled): `status` becomes
-/// theirs and their text is blanked.
+/// no longer counts (replaced, used, locked, cancelled): their text is
+/// blanked, and a queued one gets `status`. One a sender holds keeps
+/// `sending`: the sender has its text already and may be sending it, so
+/// its report (sent with the provider's id, or failed) is still taken;
+/// should its lease run out instead, [`claim`] gives it `cancelled`, never
+/// to another sender.
 pub fn withdraw(conn: &Connection, verification_id: &str, status: &str, now: &str) -> Result<()> {
     sql::execute(
         conn,
-        "UPDATE outbox_messages SET status = ?2, text = '', updated_at = ?3
-         WHERE verification_id = ?1 AND status IN ('queued', 'sending')",
+        "UPDATE outbox_messages
+         SET status = CASE status WHEN 'queued' THEN ?2 ELSE status END, text = '',
+             updated_at = ?3
+         WHERE verification_id = ?1 AND status IN ('queued', 'sending') AND text <> ''",
         (verification_id, status, now),
     )?;
     Ok(())
@@ -95,6 +101,14 @@ pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64)
             conn,
             "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?1
              WHERE status IN ('queued', 'sending') AND expires_at <= ?1",
+            [&now],
+        )?;
+        // A message withdrawn while its sender held it (its text blanked)
+        // whose lease ran out without a report: never handed out again.
+        sql::execute(
+            conn,
+            "UPDATE outbox_messages SET status = 'cancelled', updated_at = ?1
+             WHERE status = 'sending' AND text = '' AND lease_until <= ?1",
             [&now],
         )?;
         let message = sql::query_row(

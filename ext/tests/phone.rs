@@ -391,18 +391,28 @@ fn a_resend_waits_60_s_and_replaces_the_code() {
         })
     );
     assert_eq!(verification_row(&db, &id)["sends"], 2);
-    // The first message, leased but not sent yet, is withdrawn: its code is gone.
+    // The first message, leased but not reported yet, is withdrawn: its
+    // text (and code) goes, but its sender may be sending it, so it stays
+    // the sender's to report, provider id and all.
     assert_eq!(
         db.rows(
             "SELECT id, status, text FROM outbox_messages ORDER BY id",
             &[]
         )[0],
-        json!({"id": 1, "status": "cancelled", "text": ""})
+        json!({"id": 1, "status": "sending", "text": ""})
     );
     assert_eq!(
-        db.call("SELECT onboarding_outbox_sent(1, 'w', NULL)", &[])
-            .unwrap_err(),
-        "onboarding_outbox_sent: conflict: message 1 is cancelled, not being sent (claim a message first)"
+        db.call("SELECT onboarding_outbox_sent(1, 'w', 'SM-1')", &[])
+            .unwrap(),
+        json!({"success": true, "id": 1, "status": "sent"})
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT status, text, provider_id, sent_at FROM outbox_messages WHERE id = 1",
+            &[]
+        )[0],
+        json!({"status": "sent", "text": "", "provider_id": "SM-1",
+               "sent_at": "2026-11-24T10:01:00.000Z"})
     );
     let new_code = deliver(&db);
     if old_code != new_code {
@@ -412,6 +422,36 @@ fn a_resend_waits_60_s_and_replaces_the_code() {
         );
     }
     assert_eq!(verify(&db, &s, &new_code).unwrap()["status"], "verified");
+}
+
+#[test]
+fn a_withdrawn_message_whose_lease_runs_out_is_cancelled_not_handed_out_again() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    assert_eq!(claim(&db, "w", 30)["message"]["id"], 1);
+    db.env.set_ms(T0 + 60_000);
+    send(&db, &s, "{}").unwrap();
+    // Its sender never reports it: past its lease the next claim cancels
+    // it and hands out the new code's message.
+    let next = claim(&db, "w2", 30);
+    assert_eq!(next["message"]["id"], 2);
+    assert_eq!(
+        db.rows(
+            "SELECT id, status, text, claims FROM outbox_messages ORDER BY id",
+            &[]
+        ),
+        vec![
+            json!({"id": 1, "status": "cancelled", "text": "", "claims": 1}),
+            json!({"id": 2, "status": "sending", "text": next["message"]["text"], "claims": 1}),
+        ]
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'w', NULL)", &[])
+            .unwrap_err(),
+        "onboarding_outbox_sent: conflict: message 1 is cancelled, not being sent (claim a message first)"
+    );
+    assert_eq!(claim(&db, "w3", 30)["message"], Value::Null);
 }
 
 #[test]
@@ -804,9 +844,11 @@ fn a_changed_business_phone_cancels_the_pending_verification() {
         (&row["status"], &row["updated_at"]),
         (&json!("cancelled"), &json!("2026-11-24T10:00:05.000Z"))
     );
+    // Its message, held by a sender, loses its text and stays the sender's
+    // to report (a queued one would be cancelled).
     assert_eq!(
         db.row("SELECT status, text FROM outbox_messages", &[]),
-        json!({"status": "cancelled", "text": ""})
+        json!({"status": "sending", "text": ""})
     );
     assert_eq!(
         verify(&db, &s, &code).unwrap_err(),
