@@ -142,6 +142,11 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
 
 fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> Result<i64> {
     let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    // Clients call this on every connect: when there is nothing to do, it
+    // only reads, so it neither waits for nor blocks another writer.
+    if up_to_date(conn, migrations)? {
+        return Ok(latest);
+    }
     in_savepoint(conn, || {
         // The bookkeeping table is the migrator's own, so it lives here
         // rather than in a numbered file.
@@ -179,6 +184,45 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
         phone_code_secret(conn, env)?;
         Ok(latest)
     })
+}
+
+/// Whether every migration is recorded and the codes' key exists, read
+/// without a write transaction. Anything else (a migration missing, a
+/// version newer than the library's) goes the writing way, which applies
+/// or refuses it.
+fn up_to_date(conn: &Connection, migrations: &[Migration]) -> Result<bool> {
+    let tracked: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                        WHERE type = 'table' AND name = 'onboarding_schema_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !tracked {
+        return Ok(false);
+    }
+    let applied: Vec<i64> = sql::with(
+        conn,
+        "SELECT version FROM onboarding_schema_migrations",
+        |s| s.query_map([], |r| r.get(0))?.collect(),
+    )?;
+    let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    if applied.iter().any(|&v| v > latest)
+        || migrations.iter().any(|m| !applied.contains(&m.version))
+    {
+        return Ok(false);
+    }
+    let has_key: rusqlite::Result<bool> = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                        WHERE type = 'table' AND name = 'onboarding_secrets')
+            AND EXISTS (SELECT 1 FROM onboarding_secrets WHERE name = ?1)",
+        [otp::SECRET_NAME],
+        |r| r.get(0),
+    );
+    // Failing to read it (the table dropped by hand) is not an answer
+    // either: the writing way creates what is missing or says what failed.
+    Ok(has_key.unwrap_or(false))
 }
 
 /// Creates the key of the codes' HMAC once, wherever 003_phone made its

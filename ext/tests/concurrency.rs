@@ -218,6 +218,55 @@ fn past_the_busy_timeout_a_call_says_why_and_writes_nothing() {
     );
 }
 
+/// Clients migrate on every connect: with nothing to do, migrating only
+/// reads, so another connection's write lock does not hold it up, nor does
+/// a read-only connection refuse it.
+#[test]
+fn migrating_an_up_to_date_database_takes_no_write_lock() {
+    let locked = Locked::new(50);
+    let migrated = locked
+        .second
+        .conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| e.to_string());
+    let read_only = Connection::open_with_flags(
+        locked.dir.path().join("onboarding.db"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    onboarding::register(&read_only).unwrap();
+    let from_read_only: i64 = read_only
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
+        .unwrap();
+    let (_dir, first, _second, _) = locked.release();
+    assert_eq!(migrated, Ok(9));
+    assert_eq!(from_read_only, 9);
+    // A migration missing still needs the lock, and takes it.
+    first
+        .conn
+        .execute(
+            "DELETE FROM onboarding_schema_migrations WHERE version = 9",
+            [],
+        )
+        .unwrap();
+    let (release, holder) = hold_write_lock(first.conn.path().unwrap().into());
+    assert_eq!(
+        read_only
+            .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+            .unwrap_err()
+            .to_string(),
+        "onboarding_migrate: internal: attempt to write a readonly database"
+    );
+    drop(release);
+    holder.join().unwrap();
+    assert_eq!(
+        first
+            .conn
+            .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0)),
+        Ok(9)
+    );
+}
+
 #[test]
 fn a_read_needs_no_write_lock_and_serves_a_read_only_connection() {
     let locked = Locked::new(50);
