@@ -200,25 +200,39 @@ pub fn cut(value: &str) -> String {
 }
 
 fn quote_cut(value: &str, quoted: bool) -> String {
+    use std::fmt::Write as _;
     const MAX: usize = 64;
     let mut out = String::with_capacity(value.len().min(MAX * 2) + 2);
     if quoted {
         out.push('\'');
     }
-    // Counted as written: a control character's escape (`\u{1}`) is six
+    // Counted as written: a control character's escape (`\u0001`) is six
     // characters, and 64 of them made a 400-character text.
     let mut written = 0;
+    let mut escape = String::new();
     for c in value.chars() {
-        let escaped = c.is_control().then(|| c.escape_default());
-        let width = escaped.clone().map_or(1, Iterator::count);
+        escape.clear();
+        if c.is_control() {
+            // As JSON writes them, which every reader of the text knows.
+            match c {
+                '\n' => escape.push_str("\\n"),
+                '\r' => escape.push_str("\\r"),
+                '\t' => escape.push_str("\\t"),
+                _ => {
+                    let _ = write!(escape, "\\u{:04x}", u32::from(c));
+                }
+            }
+        }
+        let width = if escape.is_empty() { 1 } else { escape.len() };
         if written + width > MAX {
             out.push('…');
             break;
         }
         written += width;
-        match escaped {
-            Some(escape) => out.extend(escape),
-            None => out.push(c),
+        if escape.is_empty() {
+            out.push(c);
+        } else {
+            out.push_str(&escape);
         }
     }
     if quoted {
@@ -336,12 +350,13 @@ mod tests {
         assert_eq!(quote("a\nb"), "'a\\nb'");
         let long = "x".repeat(100);
         assert_eq!(quote(&long), format!("'{}…'", "x".repeat(64)));
-        // Cut at 64 characters as written: twelve escapes of five, then '…'.
+        // Cut at 64 characters as written: ten escapes of six, then '…'.
         let controls = "\u{1}".repeat(100);
-        assert_eq!(quote(&controls), format!("'{}…'", "\\u{1}".repeat(12)));
+        assert_eq!(quote(&controls), format!("'{}…'", "\\u0001".repeat(10)));
         assert_eq!(
             cut(&format!("ab{controls}")),
-            format!("ab{}…", "\\u{1}".repeat(12))
+            format!("ab{}…", "\\u0001".repeat(10))
         );
+        assert_eq!(quote("a\u{0}b\tc\r\u{85}"), "'a\\u0000b\\tc\\r\\u0085'");
     }
 }

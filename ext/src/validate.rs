@@ -39,15 +39,104 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
              holds about a hundred)"
         )));
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Error::invalid_json(format!(
+    match serde_json::from_str::<OnceKeyed>(text) {
+        Ok(OnceKeyed(Value::Object(map))) => Ok(map),
+        Ok(OnceKeyed(other)) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
             type_name(&other)
+        ))),
+        // The only data error a JSON value can raise: a key twice.
+        Err(e) if e.is_data() => Err(Error::invalid_json(format!(
+            "payload {e} (a key may appear once: readers disagree on which one counts)"
         ))),
         Err(e) => Err(Error::invalid_json(format!(
             "payload is not valid JSON; {e}"
         ))),
+    }
+}
+
+/// A JSON value whose objects name each key once. JSON leaves a repeated
+/// key to the reader (RFC 8259 § 4): serde_json keeps the last, others the
+/// first, so `{"channels":["fax"],"channels":["sms"]}` would be checked by
+/// a proxy as one thing and saved here as another. Refused instead, as
+/// I-JSON (RFC 7493) does.
+struct OnceKeyed(Value);
+
+impl<'de> serde::Deserialize<'de> for OnceKeyed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(OnceKeyedVisitor).map(OnceKeyed)
+    }
+}
+
+/// `serde_json::Value`'s own visitor, but for the repeated key.
+struct OnceKeyedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OnceKeyedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(OnceKeyed(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut entries: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut map = Object::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    let OnceKeyed(value) = entries.next_value()?;
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "has the key {} twice",
+                        quote(slot.key())
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(map))
     }
 }
 
@@ -640,11 +729,13 @@ pub fn vapi(map: &Object) -> Result<Vapi> {
             catalog::agent_type_ids()
         ))
     })?;
-    let voice = required_text(map, "voice", 64)?.to_lowercase();
+    let given = required_text(map, "voice", 64)?;
+    let voice = given.to_lowercase();
     if catalog::resolve_voice(&voice).is_none() {
+        // The value as sent, not as compared: the caller must recognise it.
         return Err(Error::invalid_field(format!(
             "voice {} is not a voice (expected one of {})",
-            quote(&voice),
+            quote(&given),
             catalog::voice_choices()
         )));
     }

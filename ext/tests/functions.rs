@@ -296,7 +296,7 @@ fn create_with_null_peer_arguments_keeps_the_payloads_fields() {
             &[&r#"{"user_agent":"bad\u0007"}"#]
         )
         .unwrap_err(),
-        "onboarding_create: invalid_field: user_agent 'bad\\u{7}' contains a control character"
+        "onboarding_create: invalid_field: user_agent 'bad\\u0007' contains a control character"
     );
 }
 

@@ -221,7 +221,7 @@ fn a_key_is_one_call_of_one_session() {
         let refused = db.call(sql, &[&s, &"0123456789\0abcdefgh"]).unwrap_err();
         assert!(
             refused.ends_with(
-                "invalid_field: request_key '0123456789\\u{0}abcdefgh' must not contain control \
+                "invalid_field: request_key '0123456789\\u0000abcdefgh' must not contain control \
                  characters"
             ),
             "{refused}"

@@ -91,7 +91,7 @@ fn business_text_rules() {
         ),
         (
             business_with("industry", json!("Santé\u{7}")),
-            "onboarding_step: invalid_field: industry 'Santé\\u{7}' contains a control character",
+            "onboarding_step: invalid_field: industry 'Santé\\u0007' contains a control character",
         ),
     ];
     for (payload, error) in cases {
@@ -346,6 +346,11 @@ fn vapi_rules() {
         (
             r#"{"agent_type":"custom","voice":"alto","assistant_name":"Sara"}"#,
             "onboarding_step: invalid_field: voice 'alto' is not a voice (expected one of female, male, sara, rachel, daniel, adam)",
+        ),
+        (
+            // Quoted as sent, though compared in lowercase.
+            r#"{"agent_type":"custom","voice":"Alto","assistant_name":"Sara"}"#,
+            "onboarding_step: invalid_field: voice 'Alto' is not a voice (expected one of female, male, sara, rachel, daniel, adam)",
         ),
         (
             r#"{"agent_type":"custom","voice":"male"}"#,
@@ -605,6 +610,46 @@ fn payload_must_be_a_json_object() {
     assert_eq!(
         err,
         "onboarding_step: invalid_json: payload must be text, got an integer"
+    );
+}
+
+/// A key given twice is read differently by different readers (a proxy
+/// may check the first while serde_json keeps the last): refused, at any
+/// depth, and nothing is saved.
+#[test]
+fn a_key_given_twice_is_refused() {
+    let db = Db::memory();
+    let s = db.create();
+    let before = db.snapshot();
+    assert_eq!(
+        refused(
+            &db,
+            &s,
+            "channels",
+            r#"{"channels":["fax"],"channels":["sms"]}"#
+        ),
+        "onboarding_step: invalid_json: payload has the key 'channels' twice at line 1 \
+         column 30 (a key may appear once: readers disagree on which one counts)"
+    );
+    assert_eq!(
+        refused(
+            &db,
+            &s,
+            "kb",
+            r#"{"method":"documents","documents":[{"title":"a","title":"b","content":"x"}]}"#
+        ),
+        "onboarding_step: invalid_json: payload has the key 'title' twice at line 1 column 55 \
+         (a key may appear once: readers disagree on which one counts)"
+    );
+    assert_eq!(db.snapshot(), before);
+    // The same key in two objects is no repetition.
+    assert_eq!(
+        db.step(
+            &s,
+            "kb",
+            r#"{"method":"documents","documents":[{"title":"Horaires","content":"Ouvert le lundi."},{"title":"Tarifs","content":"Consultation : 60 euros."}]}"#
+        ),
+        Ok(step_answer(&s, "kb", 5, 83))
     );
 }
 
