@@ -214,3 +214,51 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
         let _ = done.send(closed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::WalCheckpoint;
+
+    /// `/healthz` runs on the reader, but a supervisor must learn that the
+    /// writer died: every write would fail from then on.
+    #[tokio::test]
+    async fn health_fails_once_the_writer_has_stopped_while_reads_still_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(Options {
+            path: dir.path().join("health.db"),
+            synchronous: Synchronous::Normal,
+            wal_checkpoint: WalCheckpoint::Internal,
+            extension: None,
+            env: Arc::new(onboarding::SystemEnv),
+            busy_timeout: Duration::from_secs(1),
+            kb: onboarding::kb::Settings::default(),
+        })
+        .await
+        .unwrap();
+        assert!(writer.run(Query::Health).await.is_ok());
+        // The writer thread alone ends, as it does when it dies.
+        close_queue(&writer.queue).await.unwrap();
+        for _ in 0..200 {
+            if writer.queue.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            writer.run(Query::Health).await,
+            Err(Failure::Sql("the database writer has stopped".to_string()))
+        );
+        let voices = writer.run(Query::Voices).await.unwrap();
+        assert!(
+            voices.starts_with(r#"{"success":true,"voices":["#),
+            "{voices}"
+        );
+        assert_eq!(
+            writer.close().await,
+            Err("the database thread had already stopped".to_string())
+        );
+    }
+}
