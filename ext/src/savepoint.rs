@@ -86,8 +86,13 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     // `BEGIN IMMEDIATE` takes the write lock of every attached database
     // too, and would wait for files the call never writes: with any
     // attached, the deferred savepoint, as inside a caller's transaction.
+    // Its first write still waits for the main database's lock: taken
+    // before the call reads, as `BEGIN IMMEDIATE` would take it.
     if has_attached_databases(conn)? {
-        return savepoint(conn, body);
+        return savepoint(conn, || {
+            take_write_lock_first(conn)?;
+            body()
+        });
     }
     // The calling statement reads a table (`SELECT f(id) FROM t`): the
     // connection holds a read transaction already, and SQLite does not wait

@@ -331,6 +331,46 @@ fn an_attached_database_another_process_writes_does_not_hold_a_call_up() {
     assert_eq!(db.count("tenants"), 1);
 }
 
+/// With a database attached, a call still waits for the main database's
+/// write lock before it reads (a step reads its session first; SQLite
+/// would refuse at once to upgrade that read), and past the busy timeout
+/// says why.
+#[test]
+fn with_a_database_attached_a_step_waits_for_the_main_write_lock() {
+    let locked = Locked::new(20_000);
+    let s = locked.session.clone();
+    let other = locked.dir.path().join("other.db");
+    locked
+        .second
+        .conn
+        .execute("ATTACH DATABASE ?1 AS other", [other.to_str().unwrap()])
+        .unwrap();
+    let release = locked.release.clone();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        release.send(()).unwrap();
+    });
+    let saved = locked
+        .second
+        .step(&s, "channels", r#"{"channels":["sms"]}"#);
+    releaser.join().unwrap();
+    let (dir, first, second, _) = locked.release();
+    assert_eq!(saved, Ok(common::step_answer(&s, "channels", 3, 50)));
+
+    second.conn.busy_timeout(Duration::from_millis(50)).unwrap();
+    let before = first.snapshot();
+    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    let refused = second.step(&s, "channels", r#"{"channels":["phone"]}"#);
+    drop(release);
+    holder.join().unwrap();
+    assert_eq!(
+        refused.unwrap_err(),
+        "onboarding_step: internal: database is locked: another connection held the write \
+         lock past this connection's busy timeout (PRAGMA busy_timeout); retry later"
+    );
+    assert_eq!(first.snapshot(), before);
+}
+
 #[test]
 fn a_writer_called_by_a_writing_statement_is_refused_with_the_way_out() {
     let db = Db::memory();
