@@ -54,16 +54,44 @@ def run(sql, *args, on=None):
 out = []
 
 
-def example(sql, *args, show=None, on=None):
-    shown = show or sql
+def literal(sql, args):
+    """`sql` with its parameters written in, as a reader would type it."""
     for a in args:
-        shown = shown.replace("?", "'" + mask(a) + "'", 1)
-    out.append("```sql\n" + shown + "\n```\n```text\n" + mask(run(sql, *args, on=on)) + "\n```\n")
+        sql = sql.replace("?", "'" + mask(a).replace("'", "''") + "'", 1)
+    return sql
+
+
+# The calls an example builds on that the page does not show as examples:
+# written above that example's SQL, so the page runs top to bottom.
+pending = []
+
+
+def setup(sql, *args):
+    answer = run(sql, *args)
+    pending.append((literal(sql, args), answer))
+    return answer
+
+
+def before():
+    if not pending:
+        return ""
+    lines = ["-- first (set up for what follows):"]
+    for sql, answer in pending:
+        answer = mask(answer)
+        lines.append(sql + ";" + ("  -- " + answer if len(answer) <= 160 else ""))
+    pending.clear()
+    return "\n".join(lines) + "\n"
+
+
+def example(sql, *args, show=None, on=None):
+    setup_lines = before()
+    shown = literal(show or sql, args)
+    out.append("```sql\n" + setup_lines + shown + "\n```\n```text\n" + mask(run(sql, *args, on=on)) + "\n```\n")
 
 
 def shown(sql, answer):
     """An example whose answer was read before (to learn the code it holds)."""
-    out.append("```sql\n" + sql + "\n```\n```text\n" + mask(answer) + "\n```\n")
+    out.append("```sql\n" + before() + sql + "\n```\n```text\n" + mask(answer) + "\n```\n")
 
 
 def section(title, text):
@@ -154,7 +182,7 @@ section("onboarding_complete(session_id, payload)",
         "Checks the session is complete enough, syncs it into the omnichannel tables, "
         "marks it done. A retry answers the first result again with "
         "`\"already_completed\":true` and writes nothing.")
-other = run("SELECT onboarding_create()")
+other = setup("SELECT onboarding_create()")
 other_id = re.search(r"onb_[0-9a-f]{32}", other).group(0)
 example("SELECT onboarding_complete(?, '{}')", other_id)
 example("SELECT onboarding_complete(?, '{}')", session)
@@ -213,8 +241,8 @@ example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1
 section("onboarding_outbox_failed(id, worker, error)",
         "The sender holding message `id` gave up on it: the error is kept and the text "
         "blanked. To try again instead, a sender lets the lease run out.")
-fixed = re.search(r"onb_[0-9a-f]{32}", run("SELECT onboarding_create()")).group(0)
-run("SELECT onboarding_step(?, 'business', ?)", fixed,
+fixed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
+setup("SELECT onboarding_step(?, 'business', ?)", fixed,
     '{"company_name":"Cabinet Martin","industry":"Notaire","phone":"01 42 68 53 00","email":"accueil@cabinet-martin.fr"}')
 example("SELECT onboarding_phone_send(?, NULL)", fixed,
         show="-- a fixed line (01 42 68 53 00): a call by default\nSELECT onboarding_phone_send(?, NULL)")
@@ -252,8 +280,8 @@ section("onboarding_complete(session_id, payload, request_key), onboarding_phone
         "completion answer as they did. The answer is kept in `onboarding_call_replies`, in the "
         "transaction of the call's writes, for a day; a call that failed and wrote nothing keeps "
         "nothing. A key is one call of one session: used by another, `conflict`.")
-keyed = re.search(r"onb_[0-9a-f]{32}", run("SELECT onboarding_create()")).group(0)
-run("SELECT onboarding_step(?, 'business', ?)", keyed,
+keyed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
+setup("SELECT onboarding_step(?, 'business', ?)", keyed,
     '{"company_name":"Agence du Port","industry":"Immobilier","phone":"07 11 22 33 44","email":"port@agence-du-port.fr"}')
 example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36")
 example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36",
@@ -278,16 +306,16 @@ section("The knowledge base",
         "(`onboarding-server`, or `onboarding-server crawl --db FILE`) takes it through the "
         "worker functions below and stores the site's pages. The `documents` method stores "
         "1 to 20 documents (`title` 1–200 characters, `content` 1–200,000) at completion.")
-docs_session = re.search(r"onb_[0-9a-f]{32}", run("SELECT onboarding_create()")).group(0)
-run("SELECT onboarding_step(?, 'business', ?)", docs_session,
+docs_session = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
+setup("SELECT onboarding_step(?, 'business', ?)", docs_session,
     '{"company_name":"Salon Léa","industry":"Coiffure","phone":"04 78 00 00 00","email":"lea@salon-lea.fr"}')
-run("SELECT onboarding_step(?, 'channels', ?)", docs_session, '{"channels":["sms"]}')
+setup("SELECT onboarding_step(?, 'channels', ?)", docs_session, '{"channels":["sms"]}')
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session,
         '{"method":"documents","documents":[{"title":"Horaires","content":"# Horaires\\n\\n| Jour | Heures |\\n|---|---|\\n| Samedi | 9h00 – 18h00 |"},'
         '{"title":"Tarifs","content":"# Tarifs\\n\\n| Prestation | Prix |\\n|---|---|\\n| Coupe homme | 25 € |"}]}')
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"documents","documents":[{"title":"","content":"x"}]}')
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"website","crawl_url":"http://[::ffff:127.0.0.1]/"}')
-run("SELECT onboarding_complete(?, '{}')", docs_session)
+setup("SELECT onboarding_complete(?, '{}')", docs_session)
 
 section("onboarding_kb_claim(payload)",
         "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
