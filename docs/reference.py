@@ -385,7 +385,9 @@ section("onboarding_kb_search(payload)",
         "bm25-ranked chunks of a tenant's knowledge for a question in French (`session_id` or "
         "`tenant_id`, both only when they agree, `query`, `limit` 1–20, default 5): accents and "
         "ligatures folded, French stems, stop words and a few synonyms applied in Rust on both "
-        "sides; `score` is higher for better matches.")
+        "sides; `score` is higher for better matches. Scores are BM25 over the tenant's own "
+        "chunks (its statistics alone: another tenant's knowledge changes neither a score nor "
+        "the order), title and heading words counting double.")
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"vous êtes ouverts le samedi ?","limit":1}' % docs_session)
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"c\'est combien une coupe homme ?","limit":1}' % docs_session)
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"agence à Lyon","limit":2}' % session)

@@ -96,7 +96,7 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
             &json!("Tarifs"),
             &json!(TARIFS),
             &json!("| Coupe homme | 25 € |"),
-            &json!(2.7191),
+            &json!(5.0124),
         )
     );
 

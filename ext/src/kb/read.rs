@@ -150,36 +150,115 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     if terms.is_empty() {
         return Ok(json!({ "success": true, "query": query, "results": [] }));
     }
-    // Heading words weigh double: a chunk under "Tarifs" is about prices.
+    // Every chunk of the tenant holding a term (the query ORs them), scored
+    // here with the tenant's own statistics: FTS5's bm25() counts every
+    // tenant's chunks, so one tenant's scores (and order) would move with
+    // what others store, and tell them something of it.
     let mut stmt = conn.prepare_cached(
-        "SELECT c.document_id, d.url, d.title, c.heading, c.text, bm25(kb_chunks_fts, 1.0, 2.0)
+        "SELECT c.id, c.document_id, d.url, d.title, c.heading, c.text,
+                kb_chunks_fts.terms, kb_chunks_fts.heading_terms
          FROM kb_chunks_fts
          JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid
          JOIN kb_documents d ON d.id = c.document_id
-         WHERE kb_chunks_fts MATCH ?1 AND c.tenant_id = ?2
-         ORDER BY 6, c.id LIMIT ?3",
+         WHERE kb_chunks_fts MATCH ?1 AND c.tenant_id = ?2",
     )?;
-    let found = stmt.query_map((fts_query(&terms), &tenant_id, limit), |r| {
-        let text: String = r.get(4)?;
-        Ok(json!({
-            "document_id": r.get::<_, i64>(0)?,
-            "url": r.get::<_, Option<String>>(1)?,
-            "title": r.get::<_, String>(2)?,
-            "heading": r.get::<_, String>(3)?,
-            "snippet": snippet(&text, &terms),
-            "text": text,
-            // bm25 is lower for better matches; the answer says higher is better.
-            "score": shown_score(-r.get::<_, f64>(5)?),
-        }))
+    let found = stmt.query_map((fts_query(&terms), &tenant_id), |r| {
+        let text: String = r.get(5)?;
+        let body: String = r.get(6)?;
+        let heading: String = r.get(7)?;
+        Ok(Hit {
+            id: r.get(0)?,
+            frequencies: frequencies(&terms, &body, &heading),
+            length: text.chars().count() as f64,
+            answer: json!({
+                "document_id": r.get::<_, i64>(1)?,
+                "url": r.get::<_, Option<String>>(2)?,
+                "title": r.get::<_, String>(3)?,
+                "heading": r.get::<_, String>(4)?,
+                "snippet": snippet(&text, &terms),
+                "text": text,
+            }),
+        })
     })?;
-    let results: Vec<Value> = found.collect::<rusqlite::Result<_>>()?;
+    let hits: Vec<Hit> = found.collect::<rusqlite::Result<_>>()?;
+    let (chunks, average_length): (i64, Option<f64>) = sql::query_row(
+        conn,
+        "SELECT count(*), avg(length(text)) FROM kb_chunks WHERE tenant_id = ?1",
+        [&tenant_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut scored = bm25(hits, terms.len(), chunks, average_length.unwrap_or(1.0));
+    scored.truncate(usize::try_from(limit).unwrap_or(0));
+    let results: Vec<Value> = scored
+        .into_iter()
+        .map(|(score, mut hit)| {
+            hit.answer["score"] = json!(shown_score(score));
+            hit.answer
+        })
+        .collect();
     Ok(json!({ "success": true, "query": query, "results": results }))
 }
 
-/// A score as answered: 4 decimals, or 4 significant digits below 0.001.
-/// FTS5 floors a term's weight at 1e-6 when it is in half the chunks or
-/// more (any term of a knowledge base of one or two chunks), so such a
-/// match scores about 1e-6: still a match, and still above a weaker one.
+/// A chunk the query matched, before it is scored.
+struct Hit {
+    id: i64,
+    /// Each query term's frequency in the chunk, heading words counting
+    /// double (a chunk under "Tarifs" is about prices).
+    frequencies: Vec<f64>,
+    /// Its text's length in characters (SQL's `length`, which every
+    /// SQLite has; `octet_length` came with 3.43): what the length
+    /// normalisation compares.
+    length: f64,
+    answer: Value,
+}
+
+/// Each of `terms`' frequency in a chunk's indexed terms, those of its
+/// title and headings counting twice.
+fn frequencies(terms: &[String], body: &str, heading: &str) -> Vec<f64> {
+    const HEADING_WEIGHT: f64 = 2.0;
+    let count = |text: &str, term: &str| text.split(' ').filter(|w| *w == term).count() as f64;
+    terms
+        .iter()
+        .map(|t| count(body, t) + HEADING_WEIGHT * count(heading, t))
+        .collect()
+}
+
+/// Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's constants) over the tenant's
+/// `chunks`, whose average length is `average_length`, best first (the
+/// older chunk first on a tie). The term weight is Lucene's,
+/// ln(1 + (N - n + 0.5) / (n + 0.5)): never negative, so a term found in
+/// most of a small knowledge base still counts (FTS5's formula floors it
+/// at 1e-6).
+fn bm25(hits: Vec<Hit>, terms: usize, chunks: i64, average_length: f64) -> Vec<(f64, Hit)> {
+    const K1: f64 = 1.2;
+    const B: f64 = 0.75;
+    let n_chunks = chunks.max(1) as f64;
+    let weights: Vec<f64> = (0..terms)
+        .map(|i| {
+            let holding = hits.iter().filter(|h| h.frequencies[i] > 0.0).count() as f64;
+            (1.0 + (n_chunks - holding + 0.5) / (holding + 0.5)).ln()
+        })
+        .collect();
+    let average_length = average_length.max(1.0);
+    let mut scored: Vec<(f64, Hit)> = hits
+        .into_iter()
+        .map(|hit| {
+            let norm = K1 * (1.0 - B + B * hit.length / average_length);
+            let score = hit
+                .frequencies
+                .iter()
+                .zip(&weights)
+                .map(|(&f, w)| w * f * (K1 + 1.0) / (f + norm))
+                .sum::<f64>();
+            (score, hit)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    scored
+}
+
+/// A score as answered: 4 decimals, or 4 significant digits below 0.001
+/// (a weak match stays above zero, and above a weaker one).
 fn shown_score(score: f64) -> f64 {
     if score == 0.0 || !score.is_finite() {
         return 0.0;
