@@ -523,6 +523,11 @@ impl Fetcher {
                 Err(_) => return Err(FetchError::BodyCut),
             }
         }
+        // Whatever its type says, a body of binary data is no page (its
+        // decoded text would be stored as replacement characters).
+        if accept != Accept::Any && is_binary(&bytes, &content_type) {
+            return Err(FetchError::UnsupportedType);
+        }
         let text = decode(&bytes, &content_type);
         let mime = match sniff {
             false => mime,
@@ -537,6 +542,24 @@ impl Fetcher {
             noindex,
         })
     }
+}
+
+/// Whether a body holds binary data: a byte of the WHATWG MIME Sniffing
+/// standard's "binary data bytes" (the control bytes but tab, line feed,
+/// form feed, carriage return and escape) in its first 1,445 bytes, the
+/// part a browser looks at. UTF-16 text (a byte-order mark, or the charset
+/// declared) is full of zero bytes and is not binary.
+fn is_binary(bytes: &[u8], content_type: &str) -> bool {
+    if bytes.starts_with(&[0xFE, 0xFF])
+        || bytes.starts_with(&[0xFF, 0xFE])
+        || content_type.contains("utf-16")
+    {
+        return false;
+    }
+    bytes
+        .iter()
+        .take(1445)
+        .any(|&b| matches!(b, 0x00..=0x08 | 0x0B | 0x0E..=0x1A | 0x1C..=0x1F))
 }
 
 /// Whether a body sent without a type is HTML: its first tag, after
@@ -735,6 +758,19 @@ mod tests {
                 format!("\n  <!DOCTYPE html>{html}").into_bytes(),
             ),
             (String::new(), b"%PDF-1.4 plaquette".to_vec()),
+            // Binary data sent as HTML.
+            (
+                "content-type: text/html\r\n".into(),
+                b"\x00\x01\x02\xff\xfe<html>".repeat(100),
+            ),
+            // UTF-16 with its byte-order mark: zero bytes, and text.
+            (
+                "content-type: text/html\r\n".into(),
+                std::iter::once(0xFEFF_u16)
+                    .chain(html.encode_utf16())
+                    .flat_map(u16::to_le_bytes)
+                    .collect(),
+            ),
         ]);
         let limits = Limits::default();
         let client = Client::new("test", &limits).unwrap();
@@ -761,6 +797,12 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_type");
+        let err = get(&fetcher, &site, "/binaire", &mut pace)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "unsupported_type");
+        let utf16 = get(&fetcher, &site, "/utf16", &mut pace).await.unwrap();
+        assert_eq!(utf16.text, html);
         let heads = server.join().unwrap();
         assert!(
             heads[0].contains("accept-encoding: gzip,deflate,br"),
