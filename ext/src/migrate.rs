@@ -191,14 +191,7 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
 /// version newer than the library's) goes the writing way, which applies
 /// or refuses it.
 fn up_to_date(conn: &Connection, migrations: &[Migration]) -> Result<bool> {
-    let tracked: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master
-                        WHERE type = 'table' AND name = 'onboarding_schema_migrations')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !tracked {
+    if !has_table(conn, "onboarding_schema_migrations")? {
         return Ok(false);
     }
     let applied: Vec<i64> = sql::with(
@@ -212,40 +205,37 @@ fn up_to_date(conn: &Connection, migrations: &[Migration]) -> Result<bool> {
     {
         return Ok(false);
     }
-    let has_key: rusqlite::Result<bool> = sql::query_row(
+    Ok(has_table(conn, "onboarding_secrets")? && has_phone_code_secret(conn)?)
+}
+
+/// Whether table `name` exists in the main database.
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master
-                        WHERE type = 'table' AND name = 'onboarding_secrets')
-            AND EXISTS (SELECT 1 FROM onboarding_secrets WHERE name = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?)
+}
+
+/// Whether the codes' key is stored (in a table that exists).
+fn has_phone_code_secret(conn: &Connection) -> Result<bool> {
+    Ok(sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM onboarding_secrets WHERE name = ?1)",
         [otp::SECRET_NAME],
         |r| r.get(0),
-    );
-    // Failing to read it (the table dropped by hand) is not an answer
-    // either: the writing way creates what is missing or says what failed.
-    Ok(has_key.unwrap_or(false))
+    )?)
 }
 
 /// Creates the key of the codes' HMAC once, wherever 003_phone made its
 /// table, from the seam's random source (SQL's `randomblob` is not a
 /// cryptographic source, and the seam lets a replicated engine choose it).
 fn phone_code_secret(conn: &Connection, env: &dyn Env) -> Result<()> {
-    let has_table: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master
-                        WHERE type = 'table' AND name = 'onboarding_secrets')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_table {
+    if !has_table(conn, "onboarding_secrets")? {
         return Ok(());
     }
-    let exists: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM onboarding_secrets WHERE name = ?1)",
-        [otp::SECRET_NAME],
-        |r| r.get(0),
-    )?;
-    if !exists {
+    if !has_phone_code_secret(conn)? {
         sql::execute(
             conn,
             "INSERT INTO onboarding_secrets (name, value, created_at) VALUES (?1, ?2, ?3)",
@@ -264,14 +254,7 @@ fn phone_code_secret(conn: &Connection, env: &dyn Env) -> Result<()> {
 /// never ran (the same 0 that migrating starts from). Reads only, creating
 /// nothing: a health check may ask a read-only replica.
 pub fn schema_version(conn: &Connection) -> Result<i64> {
-    let tracked: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master
-                        WHERE type = 'table' AND name = 'onboarding_schema_migrations')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !tracked {
+    if !has_table(conn, "onboarding_schema_migrations")? {
         return Ok(0);
     }
     Ok(sql::query_row(conn, CURRENT_VERSION, [], |r| r.get(0))?)

@@ -85,6 +85,17 @@ fn hold_write_lock(path: std::path::PathBuf) -> (mpsc::Sender<()>, std::thread::
     (release, holder)
 }
 
+/// A read-only connection to the locked file, with the functions.
+fn read_only(locked: &Locked) -> Connection {
+    let conn = Connection::open_with_flags(
+        locked.dir.path().join("onboarding.db"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    onboarding::register(&conn).unwrap();
+    conn
+}
+
 #[test]
 fn a_step_waits_for_another_connections_write_lock_then_saves() {
     let locked = Locked::new(20_000);
@@ -177,12 +188,7 @@ fn inside_a_deferred_transaction_the_probes_other_failures_leave_the_calls_own_e
         "onboarding_create: schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
     );
     let locked = Locked::new(50);
-    let read_only = Connection::open_with_flags(
-        locked.dir.path().join("onboarding.db"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    onboarding::register(&read_only).unwrap();
+    let read_only = read_only(&locked);
     let (_dir, _first, _second, _) = locked.release();
     assert_eq!(
         refused(&read_only),
@@ -229,12 +235,7 @@ fn migrating_an_up_to_date_database_takes_no_write_lock() {
         .conn
         .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
         .map_err(|e| e.to_string());
-    let read_only = Connection::open_with_flags(
-        locked.dir.path().join("onboarding.db"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    onboarding::register(&read_only).unwrap();
+    let read_only = read_only(&locked);
     let from_read_only: i64 = read_only
         .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
@@ -271,12 +272,7 @@ fn migrating_an_up_to_date_database_takes_no_write_lock() {
 fn a_read_needs_no_write_lock_and_serves_a_read_only_connection() {
     let locked = Locked::new(50);
     let s = locked.session.clone();
-    let read_only = Connection::open_with_flags(
-        locked.dir.path().join("onboarding.db"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    onboarding::register(&read_only).unwrap();
+    let read_only = read_only(&locked);
     let from_read_only: String = read_only
         .query_row("SELECT onboarding_get(?1)", [&s], |r| r.get(0))
         .unwrap();
