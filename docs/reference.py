@@ -315,7 +315,6 @@ example("SELECT onboarding_step(?, 'kb', ?)", docs_session,
         '{"title":"Tarifs","content":"# Tarifs\\n\\n| Prestation | Prix |\\n|---|---|\\n| Coupe homme | 25 € |"}]}')
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"documents","documents":[{"title":"","content":"x"}]}')
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"website","crawl_url":"http://[::ffff:127.0.0.1]/"}')
-setup("SELECT onboarding_complete(?, '{}')", docs_session)
 
 section("onboarding_kb_claim(payload)",
         "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
@@ -379,6 +378,7 @@ section("onboarding_kb_get(session_id)",
         "The crawl job (status, counters, error code), the documents (URL, title, source, depth, "
         "chunk count) and the pages not stored with their reasons.")
 example("SELECT onboarding_kb_get(?)", session)
+setup("SELECT onboarding_complete(?, '{}')", docs_session)
 example("SELECT onboarding_kb_get(?)", docs_session)
 
 section("onboarding_kb_search(payload)",
@@ -387,7 +387,8 @@ section("onboarding_kb_search(payload)",
         "ligatures folded, French stems, stop words and a few synonyms applied in Rust on both "
         "sides; `score` is higher for better matches. Scores are BM25 over the tenant's own "
         "chunks (its statistics alone: another tenant's knowledge changes neither a score nor "
-        "the order), title and heading words counting double.")
+        "the order); the title and headings are indexed with the text and again on their own, "
+        "where a match counts double.")
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"vous êtes ouverts le samedi ?","limit":1}' % docs_session)
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"c\'est combien une coupe homme ?","limit":1}' % docs_session)
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"agence à Lyon","limit":2}' % session)

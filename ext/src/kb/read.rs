@@ -1,8 +1,11 @@
 //! The readers: `onboarding_kb_get` (the job and the documents) and
 //! `onboarding_kb_search` (bm25-ranked chunks for a French question).
 
+use std::borrow::Cow;
+
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
+use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
 use super::french::{fts_query, index_terms, query_terms};
 use super::job::{job_columns, job_json};
@@ -105,7 +108,16 @@ fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
     // Any length: an id that is no session's is not_found, as for
     // onboarding_get.
     if let Some(session_id) = f.optional_str("session_id", usize::MAX)? {
-        let tenant_id = Session::load(conn, session_id)?.tenant_id;
+        // Its tenant alone: the session's row holds the kb step's pasted
+        // documents, up to 4 MB read for nothing.
+        let tenant_id: String = sql::query_row(
+            conn,
+            "SELECT tenant_id FROM onboarding_sessions WHERE id = ?1",
+            [session_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found_session(session_id))?;
         if let Some(given) = tenant_given.filter(|given| *given != tenant_id) {
             return Err(Error::invalid_field(format!(
                 "tenant_id {} is not the tenant of session_id (give one of them)",
@@ -153,34 +165,29 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     // Every chunk of the tenant holding a term (the query ORs them), scored
     // here with the tenant's own statistics: FTS5's bm25() counts every
     // tenant's chunks, so one tenant's scores (and order) would move with
-    // what others store, and tell them something of it.
+    // what others store, and tell them something of it. CROSS JOIN keeps
+    // the full-text index the outer loop (SQLite would otherwise walk the
+    // tenant's chunks and run the MATCH once for each); only what scoring
+    // needs is read here, the answers' texts for the best `limit` alone.
     let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.document_id, d.url, d.title, c.heading, c.text,
-                kb_chunks_fts.terms, kb_chunks_fts.heading_terms
-         FROM kb_chunks_fts
-         JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid
-         JOIN kb_documents d ON d.id = c.document_id
+        "SELECT c.id, length(c.text), kb_chunks_fts.terms, kb_chunks_fts.heading_terms
+         FROM kb_chunks_fts CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid
          WHERE kb_chunks_fts MATCH ?1 AND c.tenant_id = ?2",
     )?;
+    let bare_terms: Vec<String> = terms.iter().map(|t| bare(t).into_owned()).collect();
     let found = stmt.query_map((fts_query(&terms), &tenant_id), |r| {
-        let text: String = r.get(5)?;
-        let body: String = r.get(6)?;
-        let heading: String = r.get(7)?;
+        let body: String = r.get(2)?;
+        let heading: String = r.get(3)?;
         Ok(Hit {
             id: r.get(0)?,
-            frequencies: frequencies(&terms, &body, &heading),
-            length: text.chars().count() as f64,
-            answer: json!({
-                "document_id": r.get::<_, i64>(1)?,
-                "url": r.get::<_, Option<String>>(2)?,
-                "title": r.get::<_, String>(3)?,
-                "heading": r.get::<_, String>(4)?,
-                "snippet": snippet(&text, &terms),
-                "text": text,
-            }),
+            length: r.get(1)?,
+            frequencies: frequencies(&bare_terms, &body, &heading),
         })
     })?;
     let hits: Vec<Hit> = found.collect::<rusqlite::Result<_>>()?;
+    if hits.is_empty() {
+        return Ok(json!({ "success": true, "query": query, "results": [] }));
+    }
     let (chunks, average_length): (i64, Option<f64>) = sql::query_row(
         conn,
         "SELECT count(*), avg(length(text)) FROM kb_chunks WHERE tenant_id = ?1",
@@ -189,38 +196,73 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     )?;
     let mut scored = bm25(hits, terms.len(), chunks, average_length.unwrap_or(1.0));
     scored.truncate(usize::try_from(limit).unwrap_or(0));
-    let results: Vec<Value> = scored
-        .into_iter()
-        .map(|(score, mut hit)| {
-            hit.answer["score"] = json!(shown_score(score));
-            hit.answer
-        })
-        .collect();
+    let mut results = Vec::with_capacity(scored.len());
+    for (score, hit) in scored {
+        let mut answer = sql::query_row(
+            conn,
+            "SELECT c.document_id, d.url, d.title, c.heading, c.text
+             FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+             WHERE c.id = ?1",
+            [hit.id],
+            |r| {
+                let text: String = r.get(4)?;
+                Ok(json!({
+                    "document_id": r.get::<_, i64>(0)?,
+                    "url": r.get::<_, Option<String>>(1)?,
+                    "title": r.get::<_, String>(2)?,
+                    "heading": r.get::<_, String>(3)?,
+                    "snippet": snippet(&text, &terms),
+                    "text": text,
+                }))
+            },
+        )?;
+        answer["score"] = json!(shown_score(score));
+        results.push(answer);
+    }
     Ok(json!({ "success": true, "query": query, "results": results }))
 }
 
 /// A chunk the query matched, before it is scored.
 struct Hit {
     id: i64,
-    /// Each query term's frequency in the chunk, heading words counting
-    /// double (a chunk under "Tarifs" is about prices).
+    /// Each query term's frequency in the chunk's indexed terms, where
+    /// the title and headings are twice: with the text, and on their own
+    /// counting double (a chunk under "Tarifs" is about prices).
     frequencies: Vec<f64>,
     /// Its text's length in characters (SQL's `length`, which every
     /// SQLite has; `octet_length` came with 3.43): what the length
     /// normalisation compares.
     length: f64,
-    answer: Value,
 }
 
-/// Each of `terms`' frequency in a chunk's indexed terms, those of its
-/// title and headings counting twice.
+/// A term as FTS5's `remove_diacritics 2` compares it: every accent
+/// gone, those French does not use too ("dvořák", "nguyễn"), which the
+/// library's folding keeps. FTS5 matched the chunk that way; counting it
+/// otherwise would score a match zero.
+fn bare(word: &str) -> Cow<'_, str> {
+    if word.is_ascii() {
+        return Cow::Borrowed(word);
+    }
+    Cow::Owned(word.nfd().filter(|c| !is_combining_mark(*c)).collect())
+}
+
+/// Each of `terms`' (bare) frequency in a chunk's indexed terms, those of
+/// its title and headings column counting twice. Each word is made bare
+/// once, then compared with every term.
 fn frequencies(terms: &[String], body: &str, heading: &str) -> Vec<f64> {
     const HEADING_WEIGHT: f64 = 2.0;
-    let count = |text: &str, term: &str| text.split(' ').filter(|w| *w == term).count() as f64;
-    terms
-        .iter()
-        .map(|t| count(body, t) + HEADING_WEIGHT * count(heading, t))
-        .collect()
+    let mut found = vec![0.0; terms.len()];
+    for (text, weight) in [(body, 1.0), (heading, HEADING_WEIGHT)] {
+        for word in text.split(' ') {
+            let word = bare(word);
+            for (i, term) in terms.iter().enumerate() {
+                if *term == *word {
+                    found[i] += weight;
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's constants) over the tenant's
