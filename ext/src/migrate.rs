@@ -143,8 +143,11 @@ pub fn migrate(conn: &Connection, env: &dyn Env) -> Result<i64> {
 fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> Result<i64> {
     let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
     // Clients call this on every connect: when there is nothing to do, it
-    // only reads, so it neither waits for nor blocks another writer.
-    if up_to_date(conn, migrations)? {
+    // only reads, so it neither waits for nor blocks another writer. Not
+    // inside a caller's transaction: there its read would keep the writers
+    // called next from waiting for the write lock (SQLite does not wait to
+    // upgrade a read), which the writing way takes first.
+    if conn.is_autocommit() && up_to_date(conn, migrations)? {
         return Ok(latest);
     }
     in_savepoint(conn, || {

@@ -167,6 +167,36 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
     );
 }
 
+/// Migrating first in the caller's `BEGIN` (a client's connect routine
+/// inside its transaction) leaves the next writer able to wait: migrating
+/// took the write lock first, as the writers do, rather than reading.
+#[test]
+fn inside_a_deferred_transaction_a_step_after_migrate_waits_for_the_write_lock() {
+    let locked = Locked::new(20_000);
+    let s = locked.session.clone();
+    let release = locked.release.clone();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        release.send(()).unwrap();
+    });
+    let second = &locked.second;
+    second.conn.execute_batch("BEGIN").unwrap();
+    let migrated = second
+        .conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| e.to_string());
+    let saved = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
+    second.conn.execute_batch("COMMIT").unwrap();
+    releaser.join().unwrap();
+    let (_dir, first, _second, _) = locked.release();
+    assert_eq!(migrated, Ok(9));
+    assert_eq!(saved, Ok(common::step_answer(&s, "channels", 3, 50)));
+    assert_eq!(
+        first.get(&s)["steps"]["channels"],
+        serde_json::json!({"channels": ["sms"]})
+    );
+}
+
 /// The write-lock probe inside a caller's `BEGIN` fails on a database
 /// without the schema and on a read-only file; the call then says what is
 /// wrong, as it does outside a transaction.
