@@ -544,22 +544,24 @@ impl Fetcher {
     }
 }
 
-/// Whether a body holds binary data: a byte of the WHATWG MIME Sniffing
-/// standard's "binary data bytes" (the control bytes but tab, line feed,
-/// form feed, carriage return and escape) in its first 1,445 bytes, the
-/// part a browser looks at. UTF-16 text (a byte-order mark, or the charset
-/// declared) is full of zero bytes and is not binary.
+/// Whether a body holds binary data, looking where a browser sniffing it
+/// looks (its first 1,445 bytes) for the WHATWG MIME Sniffing standard's
+/// "binary data bytes" (the control bytes but tab, line feed, form feed,
+/// carriage return and escape): a zero byte, or one in twenty of them.
+/// A stray control character a page carries (a vertical tab pasted from a
+/// word processor) leaves it a page. UTF-16 text, however labelled, is
+/// full of zero bytes and is not binary.
 fn is_binary(bytes: &[u8], content_type: &str) -> bool {
-    if bytes.starts_with(&[0xFE, 0xFF])
-        || bytes.starts_with(&[0xFF, 0xFE])
-        || content_type.contains("utf-16")
-    {
+    let encoding = encoding_of(bytes, content_type);
+    if encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE {
         return false;
     }
-    bytes
+    let head = &bytes[..bytes.len().min(1445)];
+    let binary = head
         .iter()
-        .take(1445)
-        .any(|&b| matches!(b, 0x00..=0x08 | 0x0B | 0x0E..=0x1A | 0x1C..=0x1F))
+        .filter(|&&b| matches!(b, 0x00..=0x08 | 0x0B | 0x0E..=0x1A | 0x1C..=0x1F))
+        .count();
+    head.contains(&0) || (binary > 0 && binary * 20 >= head.len())
 }
 
 /// Whether a body sent without a type is HTML: its first tag, after
@@ -635,6 +637,14 @@ pub fn x_robots_noindex(value: &str) -> bool {
 /// The text of a body: the charset of the Content-Type header, else a BOM,
 /// else a `<meta charset>` in the first 1,024 bytes, else UTF-8.
 pub fn decode(bytes: &[u8], content_type: &str) -> String {
+    encoding_of(bytes, content_type)
+        .decode(bytes)
+        .0
+        .into_owned()
+}
+
+/// The encoding [`decode`] reads a body with.
+fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encoding {
     let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
         let at = text.find("charset=")? + "charset=".len();
         let rest = text[at..].trim_start_matches(['"', '\'']);
@@ -644,11 +654,10 @@ pub fn decode(bytes: &[u8], content_type: &str) -> String {
         encoding_rs::Encoding::for_label(&rest.as_bytes()[..end])
     };
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
-    let encoding = label(content_type)
+    label(content_type)
         .or_else(|| encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e))
         .or_else(|| label(&head))
-        .unwrap_or(encoding_rs::UTF_8);
-    encoding.decode(bytes).0.into_owned()
+        .unwrap_or(encoding_rs::UTF_8)
 }
 
 #[cfg(test)]
@@ -763,6 +772,11 @@ mod tests {
                 "content-type: text/html\r\n".into(),
                 b"\x00\x01\x02\xff\xfe<html>".repeat(100),
             ),
+            // A stray control character in a page: still a page.
+            (
+                "content-type: text/html\r\n".into(),
+                format!("<html><head><title>Tarifs\u{b}</title></head>{html}").into_bytes(),
+            ),
             // UTF-16 with its byte-order mark: zero bytes, and text.
             (
                 "content-type: text/html\r\n".into(),
@@ -801,6 +815,8 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_type");
+        let stray = get(&fetcher, &site, "/vt", &mut pace).await.unwrap();
+        assert!(stray.text.ends_with("35 €</p></main></body></html>"));
         let utf16 = get(&fetcher, &site, "/utf16", &mut pace).await.unwrap();
         assert_eq!(utf16.text, html);
         let heads = server.join().unwrap();
