@@ -85,6 +85,15 @@ fn hold_write_lock(path: std::path::PathBuf) -> (mpsc::Sender<()>, std::thread::
     (release, holder)
 }
 
+/// Lets the holder commit `ms` milliseconds from now, from another thread.
+fn release_after(locked: &Locked, ms: u64) -> std::thread::JoinHandle<()> {
+    let release = locked.release.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        release.send(()).unwrap();
+    })
+}
+
 /// A read-only connection to the locked file, with the functions.
 fn read_only(locked: &Locked) -> Connection {
     let conn = Connection::open_with_flags(
@@ -101,11 +110,7 @@ fn a_step_waits_for_another_connections_write_lock_then_saves() {
     let locked = Locked::new(20_000);
     let s = locked.session.clone();
     // The holder commits a moment after the step started waiting.
-    let release = locked.release.clone();
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        release.send(()).unwrap();
-    });
+    let releaser = release_after(&locked, 200);
     let saved = locked
         .second
         .step(&s, "channels", r#"{"channels":["phone","sms"]}"#)
@@ -128,11 +133,7 @@ fn a_step_waits_for_another_connections_write_lock_then_saves() {
 fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
     let locked = Locked::new(20_000);
     let s = locked.session.clone();
-    let release = locked.release.clone();
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        release.send(()).unwrap();
-    });
+    let releaser = release_after(&locked, 300);
     let second = &locked.second;
     second.conn.execute_batch("BEGIN").unwrap();
     let started = std::time::Instant::now();
@@ -174,11 +175,7 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
 fn inside_a_deferred_transaction_a_step_after_migrate_waits_for_the_write_lock() {
     let locked = Locked::new(20_000);
     let s = locked.session.clone();
-    let release = locked.release.clone();
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        release.send(()).unwrap();
-    });
+    let releaser = release_after(&locked, 300);
     let second = &locked.second;
     second.conn.execute_batch("BEGIN").unwrap();
     let migrated = second
@@ -371,11 +368,7 @@ fn with_a_database_attached_a_step_waits_for_the_main_write_lock() {
         .conn
         .execute("ATTACH DATABASE ?1 AS other", [other.to_str().unwrap()])
         .unwrap();
-    let release = locked.release.clone();
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        release.send(()).unwrap();
-    });
+    let releaser = release_after(&locked, 200);
     let saved = locked
         .second
         .step(&s, "channels", r#"{"channels":["sms"]}"#);
