@@ -88,22 +88,22 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     // attached, the deferred savepoint, as inside a caller's transaction.
     // Its first write still waits for the main database's lock: taken
     // before the call reads, as `BEGIN IMMEDIATE` would take it.
-    if has_attached_databases(conn)? {
-        return savepoint(conn, || {
-            take_write_lock_first(conn)?;
-            body()
-        });
-    }
     // The calling statement reads a table (`SELECT f(id) FROM t`): the
     // connection holds a read transaction already, and SQLite does not wait
     // for a lock it would have to upgrade to.
     let reading = reading_already(conn);
+    if has_attached_databases(conn)? {
+        return savepoint(conn, || {
+            take_write_lock_first(conn)?;
+            body()
+        })
+        .map_err(|e| match reading && e == Error::internal(LOCKED) {
+            true => cannot_wait_while_reading(LOCKED),
+            false => e,
+        });
+    }
     sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match busy(&e) {
-        true if reading => Error::internal(format!(
-            "{e}: another connection holds the write lock, and SQLite cannot wait for \
-             it while the statement calling this function reads a table (call the \
-             writers from a plain SELECT without FROM)"
-        )),
+        true if reading => cannot_wait_while_reading(&e),
         true => locked_past_timeout(&e),
         false => Error::from(e),
     })?;
@@ -134,6 +134,19 @@ fn take_write_lock_first(conn: &Connection) -> Result<()> {
         Err(e) if conn.is_autocommit() => Err(Error::from(e)),
         Err(_) => Ok(()),
     }
+}
+
+/// SQLite's text for a busy database, as a failed statement gives it.
+const LOCKED: &str = "database is locked";
+
+/// The write lock is another connection's, and the statement calling the
+/// function holds a read that SQLite will not wait to upgrade.
+fn cannot_wait_while_reading(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!(
+        "{e}: another connection holds the write lock, and SQLite cannot wait for \
+         it while the statement calling this function reads a table (call the \
+         writers from a plain SELECT without FROM)"
+    ))
 }
 
 /// The write lock stayed another connection's past the busy timeout.

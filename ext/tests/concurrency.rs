@@ -323,13 +323,23 @@ fn a_call_from_a_statement_reading_a_table_says_why_it_cannot_wait() {
         "SELECT onboarding_step(id, 'channels', '{\"channels\":[\"sms\"]}') FROM onboarding_sessions",
         &[],
     );
-    let (_dir, first, _second, _) = locked.release();
-    assert_eq!(
-        refused.unwrap_err(),
-        "onboarding_step: internal: database is locked: another connection holds the write \
-         lock, and SQLite cannot wait for it while the statement calling this function reads \
-         a table (call the writers from a plain SELECT without FROM)"
+    // The same with a database attached, where the call opens a savepoint.
+    let other = locked.dir.path().join("other.db");
+    locked
+        .second
+        .conn
+        .execute("ATTACH DATABASE ?1 AS other", [other.to_str().unwrap()])
+        .unwrap();
+    let refused_attached = locked.second.call(
+        "SELECT onboarding_step(id, 'channels', '{\"channels\":[\"sms\"]}') FROM onboarding_sessions",
+        &[],
     );
+    let (_dir, first, _second, _) = locked.release();
+    let why = "onboarding_step: internal: database is locked: another connection holds the \
+               write lock, and SQLite cannot wait for it while the statement calling this \
+               function reads a table (call the writers from a plain SELECT without FROM)";
+    assert_eq!(refused.unwrap_err(), why);
+    assert_eq!(refused_attached.unwrap_err(), why);
     assert_eq!(first.snapshot(), before);
 }
 
