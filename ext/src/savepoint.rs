@@ -85,23 +85,29 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     }
     // `BEGIN IMMEDIATE` takes the write lock of every attached database
     // too, and would wait for files the call never writes: with any
-    // attached, the deferred savepoint, as inside a caller's transaction.
-    // Its first write still waits for the main database's lock: taken
-    // before the call reads, as `BEGIN IMMEDIATE` would take it.
+    // attached, the deferred savepoint, as inside a caller's transaction,
+    // with the main database's write lock taken before the call reads.
+    if has_attached_databases(conn)? {
+        return savepoint(conn, || {
+            if main_txn_state(conn) == ffi::SQLITE_TXN_READ {
+                // The calling statement reads the main database: SQLite
+                // will not wait to upgrade that read, so the probe fails
+                // at once while another connection writes; it says why.
+                if let Err(e) = sql::execute(conn, WRITE_LOCK_PROBE, []) {
+                    if busy(&e) {
+                        return Err(cannot_wait_while_reading(&e));
+                    }
+                }
+            } else {
+                take_write_lock_first(conn)?;
+            }
+            body()
+        });
+    }
     // The calling statement reads a table (`SELECT f(id) FROM t`): the
     // connection holds a read transaction already, and SQLite does not wait
     // for a lock it would have to upgrade to.
     let reading = reading_already(conn);
-    if has_attached_databases(conn)? {
-        return savepoint(conn, || {
-            take_write_lock_first(conn)?;
-            body()
-        })
-        .map_err(|e| match reading && e == Error::internal(LOCKED) {
-            true => cannot_wait_while_reading(LOCKED),
-            false => e,
-        });
-    }
     sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match busy(&e) {
         true if reading => cannot_wait_while_reading(&e),
         true => locked_past_timeout(&e),
@@ -120,13 +126,10 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
 /// another reason (no schema, a read-only file): the call's own statements
 /// then say what is wrong.
 fn take_write_lock_first(conn: &Connection) -> Result<()> {
-    // SAFETY: the handle is this open connection's, used on its own thread
-    // inside one of its calls; the schema name is a NUL-terminated literal.
-    let state = unsafe { ffi::sqlite3_txn_state(conn.handle(), c"main".as_ptr()) };
-    if state != ffi::SQLITE_TXN_NONE {
+    if main_txn_state(conn) != ffi::SQLITE_TXN_NONE {
         return Ok(());
     }
-    match sql::execute(conn, "UPDATE tenants SET id = id WHERE 0", []) {
+    match sql::execute(conn, WRITE_LOCK_PROBE, []) {
         Ok(_) => Ok(()),
         Err(e) if busy(&e) => Err(locked_past_timeout(&e)),
         // An I/O error, a full disk or an interrupt rolls the caller's whole
@@ -136,8 +139,15 @@ fn take_write_lock_first(conn: &Connection) -> Result<()> {
     }
 }
 
-/// SQLite's text for a busy database, as a failed statement gives it.
-const LOCKED: &str = "database is locked";
+/// A write that changes nothing: it takes the main database's write lock.
+const WRITE_LOCK_PROBE: &str = "UPDATE tenants SET id = id WHERE 0";
+
+/// The main database's transaction state on `conn`: none, read or write.
+fn main_txn_state(conn: &Connection) -> std::ffi::c_int {
+    // SAFETY: the handle is this open connection's, used on its own thread
+    // inside one of its calls; the schema name is a NUL-terminated literal.
+    unsafe { ffi::sqlite3_txn_state(conn.handle(), c"main".as_ptr()) }
+}
 
 /// The write lock is another connection's, and the statement calling the
 /// function holds a read that SQLite will not wait to upgrade.
