@@ -147,7 +147,7 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
     // inside a caller's transaction: there its read would keep the writers
     // called next from waiting for the write lock (SQLite does not wait to
     // upgrade a read), which the writing way takes first.
-    if conn.is_autocommit() && up_to_date(conn, migrations)? {
+    if conn.is_autocommit() && up_to_date(conn, migrations, latest)? {
         return Ok(latest);
     }
     in_savepoint(conn, || {
@@ -189,11 +189,11 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
     })
 }
 
-/// Whether every migration is recorded and the codes' key exists, read
-/// without a write transaction. Anything else (a migration missing, a
+/// Whether every migration is recorded (none above `latest`) and the codes'
+/// key exists, read without a write transaction. Anything else (a migration missing, a
 /// version newer than the library's) goes the writing way, which applies
 /// or refuses it.
-fn up_to_date(conn: &Connection, migrations: &[Migration]) -> Result<bool> {
+fn up_to_date(conn: &Connection, migrations: &[Migration], latest: i64) -> Result<bool> {
     if !has_table(conn, "onboarding_schema_migrations")? {
         return Ok(false);
     }
@@ -202,7 +202,6 @@ fn up_to_date(conn: &Connection, migrations: &[Migration]) -> Result<bool> {
         "SELECT version FROM onboarding_schema_migrations",
         |s| s.query_map([], |r| r.get(0))?.collect(),
     )?;
-    let latest = migrations.iter().map(|m| m.version).max().unwrap_or(0);
     if applied.iter().any(|&v| v > latest)
         || migrations.iter().any(|m| !applied.contains(&m.version))
     {
