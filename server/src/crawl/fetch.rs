@@ -525,10 +525,11 @@ impl Fetcher {
         }
         // Whatever its type says, a body of binary data is no page (its
         // decoded text would be stored as replacement characters).
-        if accept != Accept::Any && is_binary(&bytes, &content_type) {
+        let encoding = encoding_of(&bytes, &content_type);
+        if accept != Accept::Any && is_binary(&bytes, encoding) {
             return Err(FetchError::UnsupportedType);
         }
-        let text = decode(&bytes, &content_type);
+        let text = encoding.decode(&bytes).0.into_owned();
         let mime = match sniff {
             false => mime,
             true if looks_like_html(&text) => "text/html",
@@ -550,9 +551,9 @@ impl Fetcher {
 /// carriage return and escape): a zero byte, or one in twenty of them.
 /// A stray control character a page carries (a vertical tab pasted from a
 /// word processor) leaves it a page. UTF-16 text, however labelled, is
-/// full of zero bytes and is not binary.
-fn is_binary(bytes: &[u8], content_type: &str) -> bool {
-    let encoding = encoding_of(bytes, content_type);
+/// full of zero bytes and is not binary; `encoding` is the one the body
+/// is read with ([`encoding_of`]).
+fn is_binary(bytes: &[u8], encoding: &'static encoding_rs::Encoding) -> bool {
     if encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE {
         return false;
     }
@@ -634,16 +635,9 @@ pub fn x_robots_noindex(value: &str) -> bool {
     ours && directives.iter().any(|d| matches!(*d, "noindex" | "none"))
 }
 
-/// The text of a body: the charset of the Content-Type header, else a BOM,
-/// else a `<meta charset>` in the first 1,024 bytes, else UTF-8.
-pub fn decode(bytes: &[u8], content_type: &str) -> String {
-    encoding_of(bytes, content_type)
-        .decode(bytes)
-        .0
-        .into_owned()
-}
-
-/// The encoding [`decode`] reads a body with.
+/// The encoding a body is read with: the charset of the Content-Type
+/// header, else a BOM, else a `<meta charset>` in the first 1,024 bytes,
+/// else UTF-8.
 fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encoding {
     let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
         let at = text.find("charset=")? + "charset=".len();
@@ -772,6 +766,11 @@ mod tests {
                 "content-type: text/html\r\n".into(),
                 b"\x00\x01\x02\xff\xfe<html>".repeat(100),
             ),
+            // Control bytes without a zero byte, one in twenty or more.
+            (
+                "content-type: text/html\r\n".into(),
+                b"<html>\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f".repeat(100),
+            ),
             // A stray control character in a page: still a page.
             (
                 "content-type: text/html\r\n".into(),
@@ -812,6 +811,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_type");
         let err = get(&fetcher, &site, "/binaire", &mut pace)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "unsupported_type");
+        let err = get(&fetcher, &site, "/controles", &mut pace)
             .await
             .unwrap_err();
         assert_eq!(err.reason(), "unsupported_type");
