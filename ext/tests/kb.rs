@@ -18,6 +18,11 @@ fn ready(db: &Db, kb: &str) -> String {
     s
 }
 
+/// `onboarding_kb_search(payload)`: the answer, or the error's text.
+fn kb_search(db: &Db, payload: Value) -> Result<Value, String> {
+    db.call("SELECT onboarding_kb_search(?1)", &[&payload.to_string()])
+}
+
 fn rows(conn: &Connection, sql: &str) -> Vec<Vec<String>> {
     let mut stmt = conn.prepare(sql).unwrap();
     let n = stmt.column_count();
@@ -308,13 +313,7 @@ fn search_scores_do_not_depend_on_other_tenants() {
         {"title":"Tarifs","content":TARIFS}]});
     let s = ready(&db, &ours.to_string());
     db.complete(&s).unwrap();
-    let search = || {
-        db.call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"session_id": s, "query": "coupe le samedi"}).to_string()],
-        )
-        .unwrap()
-    };
+    let search = || kb_search(&db, json!({"session_id": s, "query": "coupe le samedi"})).unwrap();
     let alone = search();
     let theirs: Vec<Value> = (0..12)
         .map(|i| json!({"title": format!("Samedi {i}"), "content": format!("Ouvert le samedi, coupe {i}.")}))
@@ -356,12 +355,7 @@ fn a_match_through_a_foreign_accent_scores_as_any_match() {
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
     for query in ["nguyen", "Dvorak", "Nguyễn"] {
-        let found = db
-            .call(
-                "SELECT onboarding_kb_search(?1)",
-                &[&json!({"session_id": s, "query": query}).to_string()],
-            )
-            .unwrap();
+        let found = kb_search(&db, json!({"session_id": s, "query": query})).unwrap();
         let results = found["results"].as_array().unwrap();
         assert_eq!(results.len(), 1, "{query}: {found}");
         assert_eq!(results[0]["title"], "Équipe");
@@ -395,13 +389,8 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
                  {"document_id":2,"url":null,"title":"Tarifs","source":"documents","depth":null,"chunks":1}],
                "pages_not_stored":[]})
     );
-    let search = |q: &str| {
-        db.call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"session_id": s, "query": q, "limit": 1}).to_string()],
-        )
-        .unwrap()
-    };
+    let search =
+        |q: &str| kb_search(&db, json!({"session_id": s, "query": q, "limit": 1})).unwrap();
     let open = search("vous êtes ouverts le samedi ?");
     assert_eq!(open["results"][0]["title"], "Le salon");
     assert_eq!(open["results"][0]["snippet"], "| Samedi | 9h00 – 18h00 |");
@@ -412,18 +401,13 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
     assert_eq!(price["results"][0]["title"], "Tarifs");
     assert_eq!(price["results"][0]["snippet"], "| Coupe homme | 25 € |");
     assert_eq!(price["results"][0]["heading"], "Tarifs");
-    let by_tenant = db
-        .call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"tenant_id": tenant, "query": "tarifs"}).to_string()],
-        )
-        .unwrap();
+    let by_tenant = kb_search(&db, json!({"tenant_id": tenant, "query": "tarifs"})).unwrap();
     assert_eq!(by_tenant["results"].as_array().unwrap().len(), 1);
     // Both, agreeing: the same answer; disagreeing: refused.
     let both = |tenant_id: &str| {
-        db.call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"session_id": s, "tenant_id": tenant_id, "query": "tarifs"}).to_string()],
+        kb_search(
+            &db,
+            json!({"session_id": s, "tenant_id": tenant_id, "query": "tarifs"}),
         )
     };
     assert_eq!(both(&tenant).unwrap(), by_tenant);
@@ -444,11 +428,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
     let found = |q: &str| {
-        db.call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"session_id": s, "query": q}).to_string()],
-        )
-        .unwrap()["results"]
+        kb_search(&db, json!({"session_id": s, "query": q})).unwrap()["results"]
             .as_array()
             .unwrap()
             .len()
@@ -487,11 +467,8 @@ fn search_finds_summer_hours_and_ligatures() {
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
     let first = |q: &str| {
-        db.call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"session_id": s, "query": q, "limit": 1}).to_string()],
-        )
-        .unwrap()["results"][0]["title"]
+        kb_search(&db, json!({"session_id": s, "query": q, "limit": 1})).unwrap()["results"][0]
+            ["title"]
             .clone()
     };
     assert_eq!(first("vous êtes ouverts l'été ?"), "Horaires d'été");
@@ -503,7 +480,7 @@ fn search_finds_summer_hours_and_ligatures() {
 fn search_errors_and_empty_answers() {
     let db = Db::memory();
     let s = ready(&db, r#"{"method":"skip"}"#);
-    let call = |p: Value| db.call("SELECT onboarding_kb_search(?1)", &[&p.to_string()]);
+    let call = |p: Value| kb_search(&db, p);
     assert_eq!(
         call(json!({"session_id": s, "query": "  "})).unwrap_err(),
         "onboarding_kb_search: invalid_field: query must not be empty"
@@ -753,12 +730,11 @@ fn a_block_two_pages_share_stays_shared_and_one_pages_own_goes_back_to_it() {
         ]
     );
     // The agency's address is found on its page, in its index.
-    let found = db
-        .call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"tenant_id": tenant_of_job(&db, job), "query": "Bellecour"}).to_string()],
-        )
-        .unwrap();
+    let found = kb_search(
+        &db,
+        json!({"tenant_id": tenant_of_job(&db, job), "query": "Bellecour"}),
+    )
+    .unwrap();
     let urls: Vec<&str> = found["results"]
         .as_array()
         .unwrap()
@@ -1142,12 +1118,7 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
         .conn
         .query_row("SELECT tenant_id FROM kb_crawl_jobs", [], |r| r.get(0))
         .unwrap();
-    let found = db
-        .call(
-            "SELECT onboarding_kb_search(?1)",
-            &[&json!({"tenant_id": tenant, "query": "rue des Lilas"}).to_string()],
-        )
-        .unwrap();
+    let found = kb_search(&db, json!({"tenant_id": tenant, "query": "rue des Lilas"})).unwrap();
     let titles: Vec<&str> = found["results"]
         .as_array()
         .unwrap()
