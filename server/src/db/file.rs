@@ -72,7 +72,7 @@ impl Backend for File {
         if self.db.log_failure.get().is_some() {
             return;
         }
-        if let Some(checkpointer) = &self.db.checkpointer {
+        if let Some(checkpointer) = &mut self.db.checkpointer {
             checkpointer.after_batch(&self.db.conn);
         }
     }
