@@ -93,6 +93,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/assets/api.js", Endpoint::Web(&web::API_JS)),
     route(Method::GET, "/assets/wizard.js", Endpoint::Web(&web::WIZARD_JS)),
     route(Method::GET, "/assets/page.js", Endpoint::Web(&web::PAGE_JS)),
+    route(Method::GET, "/assets/messages.js", Endpoint::Web(&web::MESSAGES_JS)),
     route(Method::GET, "/assets/knowledge.js", Endpoint::Web(&web::KNOWLEDGE_JS)),
     route(Method::GET, "/assets/dashboard.js", Endpoint::Web(&web::DASHBOARD_JS)),
     route(Method::GET, "/assets/icon.svg", Endpoint::Web(&web::ICON)),

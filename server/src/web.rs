@@ -53,6 +53,11 @@ pub const PAGE_JS: Asset = Asset {
     body: include_bytes!("../web/assets/page.js"),
     content_type: JS,
 };
+/// The server's error messages said in French, for both pages.
+pub const MESSAGES_JS: Asset = Asset {
+    body: include_bytes!("../web/assets/messages.js"),
+    content_type: JS,
+};
 /// The knowledge base's crawl and pages, as both pages show them.
 pub const KNOWLEDGE_JS: Asset = Asset {
     body: include_bytes!("../web/assets/knowledge.js"),

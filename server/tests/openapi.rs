@@ -34,6 +34,7 @@ fn front_end_routes_are_the_only_ones_left_out() {
         "/assets/api.js",
         "/assets/wizard.js",
         "/assets/page.js",
+        "/assets/messages.js",
         "/assets/knowledge.js",
         "/assets/dashboard.js",
         "/assets/icon.svg",

@@ -58,6 +58,7 @@ async fn serves_every_file(server: &TestServer) {
             ("/assets/api.js", "text/javascript; charset=utf-8"),
             ("/assets/wizard.js", "text/javascript; charset=utf-8"),
             ("/assets/page.js", "text/javascript; charset=utf-8"),
+            ("/assets/messages.js", "text/javascript; charset=utf-8"),
             ("/assets/knowledge.js", "text/javascript; charset=utf-8"),
             ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
             ("/assets/icon.svg", "image/svg+xml"),

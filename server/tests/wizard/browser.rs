@@ -232,6 +232,19 @@ impl Browser {
     }
 
     /// The text of the element `id` as shown (`innerText`).
+    /// The element's `textContent`: its text without the layout's line
+    /// breaks.
+    pub async fn text_content(&self, id: &str) -> String {
+        let text = self
+            .eval(&format!(
+                "return document.getElementById('{id}').textContent"
+            ))
+            .await;
+        text.as_str()
+            .unwrap_or_else(|| panic!("no #{id}"))
+            .to_string()
+    }
+
     pub async fn text(&self, id: &str) -> String {
         let text = self
             .eval(&format!("return document.getElementById('{id}').innerText"))

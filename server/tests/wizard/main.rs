@@ -142,6 +142,12 @@ fn code_in(sms: &Value) -> String {
     code
 }
 
+/// An error as the pages show it (`textContent`): the French text, then the
+/// server's own as the detail.
+fn said(french: &str, server: &str) -> String {
+    format!("{french} Détail : {server}")
+}
+
 /// A code that is not `code` (its last digit changed).
 fn wrong(code: &str) -> String {
     let last = code.as_bytes()[5] - b'0';
@@ -270,11 +276,21 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         "document.getElementById('send-error').innerText",
     )
     .await;
-    let cooldown = "a code was sent 0 s ago; codes are sent at least 60 s apart (retry after 60 s)";
-    assert_eq!(b.text("send-error").await, cooldown);
+    let cooldown =
+        "Un code vient d'être envoyé : vous pourrez en demander un autre dans 60 secondes.";
+    assert_eq!(
+        b.text_content("send-error").await,
+        said(
+            cooldown,
+            "a code was sent 0 s ago; codes are sent at least 60 s apart (retry after 60 s)"
+        )
+    );
     b.until(
         "its announcement",
-        &format!("document.getElementById('announce-error').textContent === 'Erreur : {cooldown}'"),
+        &format!(
+            "document.getElementById('announce-error').textContent === {}",
+            json!(format!("Erreur : {cooldown}"))
+        ),
     )
     .await;
     assert_eq!(
@@ -297,7 +313,13 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         "document.getElementById('code-error').innerText",
     )
     .await;
-    assert_eq!(b.text("code-error").await, "code is wrong; 4 tries left");
+    assert_eq!(
+        b.text_content("code-error").await,
+        said(
+            "Code incorrect : il vous reste 4 essais.",
+            "code is wrong; 4 tries left"
+        )
+    );
     assert_eq!(
         b.eval(
             "const f = document.getElementById('code');
@@ -309,7 +331,7 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     );
     b.until(
         "its announcement",
-        "document.getElementById('announce-error').textContent === 'Erreur : code is wrong; 4 tries left'",
+        "document.getElementById('announce-error').textContent === 'Erreur : Code incorrect : il vous reste 4 essais.'",
     )
     .await;
     b.fill("code", &code).await;
@@ -600,14 +622,26 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, "contact@boulangerie").await;
-    let message =
-        "email 'contact@boulangerie' is not a valid email address (expected name@domain.tld)";
+    let message = "Cette adresse e-mail n'est pas valide (exemple : contact@mon-entreprise.fr).";
     b.until(
         "the email's error",
         "document.getElementById('email-error').innerText",
     )
     .await;
-    assert_eq!(b.text("email-error").await, message);
+    // In French, the server's own text after it as the detail (in English,
+    // and marked so).
+    assert_eq!(
+        b.text_content("email-error").await,
+        said(
+            message,
+            "email 'contact@boulangerie' is not a valid email address (expected name@domain.tld)"
+        )
+    );
+    assert_eq!(
+        b.eval("return document.querySelector('#email-error [lang]').lang")
+            .await,
+        "en"
+    );
     // Beside its field, tied to it, announced, with the focus on the field.
     let tied = b
         .eval(
@@ -685,8 +719,11 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     )
     .await;
     assert_eq!(
-        b.text("email-error").await,
-        format!("email '{EMAIL}' is already used by another account")
+        b.text_content("email-error").await,
+        said(
+            "Cette adresse e-mail est déjà utilisée par un autre compte.",
+            &format!("email '{EMAIL}' is already used by another account")
+        )
     );
     assert_eq!(
         b.eval("const f = document.getElementById('email'); return [f.getAttribute('aria-invalid'), document.activeElement.id]").await,
@@ -768,7 +805,14 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
                      document.getElementById('code').getAttribute('aria-invalid')]"
         )
         .await,
-        json!(["code is wrong; 4 tries left", "code", "true"])
+        json!([
+            said(
+                "Code incorrect : il vous reste 4 essais.",
+                "code is wrong; 4 tries left"
+            ),
+            "code",
+            "true"
+        ])
     );
     b.fill("code", &code).await;
     b.click("#verify-code").await;
@@ -906,7 +950,12 @@ async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
         )
         .await,
         json!([
-            "Texte 2, contenu : must not be empty",
+            said(
+                "Texte 2 : Le contenu est obligatoire.",
+                // The server numbers the texts it was sent (the empty
+                // first box was not) from 0.
+                "documents[0].content must not be empty"
+            ),
             "document-2-content-error",
             "document-2-content",
             ["document-2-content"]
@@ -1655,6 +1704,120 @@ async fn a_session_completed_in_another_tab_leads_to_the_completion() {
         )
         .await,
         json!([false, false])
+    );
+    b.quit().await;
+}
+
+/// The channels saved, as the session row holds them.
+fn saved_channels(server: &TestServer) -> Value {
+    match row(server, "onboarding_sessions")["channels_data"].as_str() {
+        Some(text) => serde_json::from_str(text).unwrap(),
+        None => Value::Null,
+    }
+}
+
+/// What is typed in a step and not saved yet survives a reload (a draft in
+/// the browser) until the step is saved; a site typed without its scheme
+/// is sent as an https address.
+#[tokio::test]
+async fn what_is_typed_survives_a_reload_until_the_step_is_saved() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 360).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#channel-whatsapp").await;
+    b.click("#channel-email").await;
+    b.client.refresh().await.expect("reload");
+    b.step("channels").await;
+    let ticked =
+        "return [...document.querySelectorAll('input[name=channels]:checked')].map(c => c.value)";
+    assert_eq!(b.eval(ticked).await, json!(["phone", "whatsapp", "email"]));
+    // Kept in the browser only: the server has no channels yet.
+    assert_eq!(saved_channels(&server), Value::Null);
+    b.click("#channels-next").await;
+    b.step("phone").await;
+    assert_eq!(
+        saved_channels(&server),
+        json!({"channels": ["phone", "whatsapp", "email"]})
+    );
+
+    // The voice agent's choices too, which come with the catalogue.
+    b.click("label[for='agent_type-phone_reception']").await;
+    b.fill("assistant_name", "Camille").await;
+    b.client.refresh().await.expect("reload");
+    b.step("phone").await;
+    assert_eq!(
+        b.eval(
+            "return [document.querySelector('input[name=agent_type]:checked').value,
+                     document.getElementById('assistant_name').value]"
+        )
+        .await,
+        json!(["phone_reception", "Camille"])
+    );
+    b.click("#phone-next").await;
+    b.step("kb").await;
+
+    b.click("label[for='method-website']").await;
+    b.fill("crawl_url", "boulangerie-martin.fr").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    assert_eq!(b.value("crawl_url").await, "https://boulangerie-martin.fr");
+    let session = row(&server, "onboarding_sessions");
+    let vapi: Value = serde_json::from_str(session["vapi_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        [&vapi["agent_type"], &vapi["assistant_name"]],
+        [&json!("phone_reception"), &json!("Camille")]
+    );
+    let kb: Value = serde_json::from_str(session["kb_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        kb,
+        json!({"method": "website", "crawl_url": "https://boulangerie-martin.fr/"})
+    );
+    // Every step saved: no draft is left.
+    assert_eq!(
+        b.eval("return Object.keys(localStorage).filter(k => k.startsWith('onboarding.draft.'))")
+            .await,
+        json!([])
+    );
+    b.quit().await;
+}
+
+/// The browser's back button goes to the step before, saving what the step
+/// held as "Précédent" does; forward comes back to it.
+#[tokio::test]
+async fn the_browsers_back_and_forward_buttons_move_between_the_steps() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 360).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#channel-sms").await;
+    b.client.back().await.expect("back");
+    b.step("business").await;
+    assert_eq!(b.value("company_name").await, COMPANY);
+    assert_eq!(
+        saved_channels(&server),
+        json!({"channels": ["phone", "sms"]})
+    );
+    b.client.forward().await.expect("forward");
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.getElementById('channel-sms').checked")
+            .await,
+        true
+    );
+    // Back to the welcome step, then forward: the session is the same one.
+    b.client.back().await.expect("back");
+    b.step("business").await;
+    b.client.back().await.expect("back");
+    b.step("welcome").await;
+    b.client.forward().await.expect("forward");
+    b.step("business").await;
+    assert_eq!(
+        rows(&server.read_db(), "onboarding_sessions").len(),
+        1,
+        "a second session"
     );
     b.quit().await;
 }

@@ -5,13 +5,17 @@
 
 export const BASE = '/api/v1/onboarding';
 
-/** An answer of the server that is not a success: its JSON error body. */
+/**
+ * An answer of the server that is not a success: its JSON error body, and
+ * the seconds its Retry-After asks to wait (a 429), if any.
+ */
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     super(body && typeof body.error === 'string' ? body.error : `Le serveur a répondu par une erreur (HTTP ${status}).`);
     this.status = status;
     this.code = body && body.code;
     this.field = body && body.field;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -64,7 +68,7 @@ export async function request(method, path, body, { retries = 3 } = {}) {
     if (response.status === 503) {
       throw new NetworkError('busy');
     }
-    throw new ApiError(response.status, json);
+    throw new ApiError(response.status, json, Number.isFinite(after) && after > 0 ? after : null);
   }
 }
 

@@ -18,6 +18,7 @@ import {
   isMissingRoute,
 } from './api.js';
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
+import { writeError } from './messages.js';
 import { $, announce, announceError, check, defaultChannel, sentNote, text } from './page.js';
 
 // Every status the schema allows (sql/001_init.sql), not only those the
@@ -49,7 +50,8 @@ async function guarded(action) {
     }
     if (!(error instanceof ApiError)) console.error(error);
     $('loading').hidden = false;
-    $('loading').textContent = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
+    if (error instanceof ApiError) writeError($('loading'), error.message, error);
+    else $('loading').textContent = 'Une erreur inattendue est survenue.';
   }
 }
 
@@ -187,10 +189,10 @@ async function submit(form, action) {
     if (!(error instanceof ApiError) && !(error instanceof NetworkError)) console.error(error);
     let message = 'Une erreur inattendue est survenue.';
     if (error instanceof NetworkError) message = 'Connexion au serveur impossible ; réessayez.';
-    if (error instanceof ApiError) message = error.message;
     const field = error instanceof ApiError && error.field && $(error.field);
     const slot = field && form.contains(field) ? $(`${error.field}-error`) : form.querySelector('.form-error');
-    slot.textContent = message;
+    if (error instanceof ApiError) message = writeError(slot, error.message, error);
+    else slot.textContent = message;
     slot.hidden = false;
     if (field && form.contains(field)) {
       const input = field.matches('input') ? field : field.querySelector('input');
@@ -272,15 +274,15 @@ async function search(event) {
     // The results of an earlier query would read as this one's.
     $('search-results').replaceChildren();
     if (error instanceof ApiError && error.field) {
-      $('q-error').textContent = error.message;
+      const said = writeError($('q-error'), error.message, error);
       $('q-error').hidden = false;
       $('q').setAttribute('aria-invalid', 'true');
-      $('search-status').textContent = `Erreur : ${error.message}`;
+      $('search-status').textContent = `Erreur : ${said}`;
       $('q').focus();
       return;
     }
-    $('search-status').textContent =
-      error instanceof NetworkError ? 'Connexion au serveur impossible ; réessayez.' : error.message;
+    if (error instanceof ApiError) writeError($('search-status'), error.message, error);
+    else $('search-status').textContent = 'Connexion au serveur impossible ; réessayez.';
   }
 }
 

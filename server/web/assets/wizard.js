@@ -1,8 +1,10 @@
 // The onboarding wizard. Each step's form is saved through the API when the
-// user moves on ("Suivant"); the session id stays in localStorage, so a
-// reload or a return the next day resumes at the step the user was on, with
-// every field filled from `GET session`. A failed request leaves the page as
-// it is (nothing typed is lost) and offers "Réessayer".
+// user moves on ("Suivant", "Précédent", or the browser's back and forward
+// buttons); the session id stays in localStorage, so a reload or a return
+// the next day resumes at the step the user was on, with every field filled
+// from `GET session`, and what was typed but not saved yet (a draft, also
+// in localStorage) over it. A failed request leaves the page as it is
+// (nothing typed is lost) and offers "Réessayer".
 
 import {
   BASE,
@@ -17,10 +19,13 @@ import {
   isMissingRoute,
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
+import { french, writeError } from './messages.js';
 import { $, announce, announceError, check, defaultChannel, sentNote } from './page.js';
 
 /** The step the user was on, so a reload shows that one again. */
 const STEP_KEY = 'onboarding.step';
+/** What was typed in a step and not saved yet: `onboarding.draft.<step>`. */
+const DRAFT_KEY = 'onboarding.draft.';
 
 const STEPS = ['welcome', 'business', 'channels', 'phone', 'kb', 'appointments', 'verification', 'complete'];
 const TITLES = {
@@ -65,7 +70,12 @@ function neighbour(name, delta) {
   return order[Math.min(Math.max(order.indexOf(name) + delta, 0), order.length - 1)];
 }
 
-async function show(name) {
+/**
+ * Shows step `name`. Each step shown is an entry of the browser's history,
+ * so that its back button goes to the step before (see `wire`); `fromHistory`
+ * when that button is what showed it.
+ */
+async function show(name, { fromHistory = false } = {}) {
   // The summary names the agent type and the voice as the phone step does,
   // also when the page was reloaded past that step.
   if (name === 'phone' || (name === 'complete' && applies('phone'))) await loadCatalog();
@@ -82,6 +92,11 @@ async function show(name) {
   state.current = name;
   state.changed = false;
   if (state.id) localStorage.setItem(STEP_KEY, name);
+  if (!fromHistory) {
+    const entry = { step: name };
+    if (history.state && history.state.step && history.state.step !== name) history.pushState(entry, '');
+    else history.replaceState(entry, '');
+  }
   const order = visibleSteps();
   const position = `étape ${order.indexOf(name) + 1} sur ${order.length}`;
   document.title = `${TITLES[name]} (${position}) – Configuration de votre agent`;
@@ -156,15 +171,18 @@ function failed(form, action, error) {
   if (!(error instanceof ApiError)) {
     console.error(error);
   }
-  const message = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
-  const field = error instanceof ApiError ? error.field || conflictField(error) : null;
-  if (form && field === 'documents' && documentError(message)) {
+  if (!(error instanceof ApiError)) {
+    formError(form, 'Une erreur inattendue est survenue.');
     return;
   }
-  if (form && field && fieldError(form, field, message)) {
+  const field = error.field || conflictField(error);
+  if (form && field === 'documents' && documentError(error)) {
     return;
   }
-  formError(form, message);
+  if (form && field && fieldError(form, field, error)) {
+    return;
+  }
+  formError(form, error.message, error);
 }
 
 /**
@@ -178,12 +196,12 @@ function conflictField(error) {
 
 let retryAction = null;
 
-/** Shows `message` under the field named `field`, if this form has it. */
-function fieldError(form, field, message) {
+/** Shows the server's `error` under the field named `field`, if this form has it. */
+function fieldError(form, field, error) {
   const control = $(field);
   const slot = $(`${field}-error`);
   if (!control || !slot || !form.contains(control)) return false;
-  slot.textContent = message;
+  const message = writeError(slot, error.message, error);
   slot.hidden = false;
   const inputs = control.matches('input, textarea, select') ? [control] : [...control.querySelectorAll('input, textarea')];
   for (const input of inputs) input.setAttribute('aria-invalid', 'true');
@@ -199,16 +217,29 @@ function fieldError(form, field, message) {
  * content it is about (its description), which takes the focus; about the
  * whole text, under the text's content.
  */
-function documentError(message) {
+function documentError(error) {
+  const message = error.message;
   const match = /^documents\[(\d+)\](?:\.(title|content))?\s*/.exec(message);
   const box = match && state.sentDocuments[Number(match[1])];
   if (!box || !box.isConnected) return false;
   const n = [...document.querySelectorAll('#document-list .document')].indexOf(box) + 1;
   const part = match[2] === 'title' ? 'titre' : match[2] === 'content' ? 'contenu' : null;
-  const text = `Texte ${n}${part ? `, ${part}` : ''} : ${message.slice(match[0].length)}`;
+  const prefix = `Texte ${n}${part ? `, ${part}` : ''} : `;
+  // The rule, said of the title or content ("Le titre est obligatoire.").
+  const rule = `${match[2] || 'content'} ${message.slice(match[0].length)}`;
   const control = box.querySelector(match[2] === 'title' ? 'input' : 'textarea');
   const slot = $(`${control.id}-error`);
-  slot.textContent = text;
+  const said = french(rule, error);
+  let text;
+  if (said) {
+    // The French rule names the title or the content itself.
+    text = writeError(slot, rule, error, `Texte ${n} : `);
+    // The detail quotes the server as it spoke, numbering from 0.
+    slot.querySelector('[lang="en"]').textContent = message;
+  } else {
+    text = `${prefix}${message.slice(match[0].length)}`;
+    slot.textContent = text;
+  }
   slot.hidden = false;
   control.setAttribute('aria-invalid', 'true');
   control.focus();
@@ -216,14 +247,19 @@ function documentError(message) {
   return true;
 }
 
-function formError(form, message) {
+/** Shows `message` (the server's, when `error` is given) above the form's buttons. */
+function formError(form, message, error = null) {
   // Without a form (the page loading), the message takes the loading line's place.
   const slot = form ? form.querySelector('.form-error') : !$('loading').hidden && $('loading');
+  let said = message;
   if (slot) {
-    slot.textContent = message;
+    said = error ? writeError(slot, message, error) : message;
+    if (!error) slot.textContent = message;
     slot.hidden = false;
+  } else if (error) {
+    said = french(message, error) || message;
   }
-  announceError(message);
+  announceError(said);
 }
 
 function clearErrors(form) {
@@ -246,6 +282,7 @@ function setProgress(percentage) {
 function sessionLost() {
   localStorage.removeItem(SESSION_KEY);
   localStorage.removeItem(STEP_KEY);
+  clearDrafts();
   state.id = null;
   state.session = null;
   // What the page holds stays: a session lost mid-way (the server's
@@ -266,6 +303,81 @@ async function saveStep(step, payload) {
   setProgress(answer.progress_percentage);
   if (state.session) state.session.steps[step] = payload;
   return answer;
+}
+
+// ------------------------------------------------------------ drafts
+
+/**
+ * Keeps what the step `name` holds now, until the step is saved: a reload,
+ * a closed tab or a crash of the browser then loses nothing typed.
+ */
+function saveDraft(name) {
+  const section = document.querySelector(`.step[data-step="${name}"]`);
+  if (!state.id || !section || name === 'welcome' || name === 'verification' || name === 'complete') return;
+  const values = {};
+  const choices = {};
+  for (const input of section.querySelectorAll('input, textarea, select')) {
+    if (input.closest('#document-list')) continue;
+    if (input.type === 'radio' || input.type === 'checkbox') {
+      choices[input.name] = choices[input.name] || [];
+      if (input.checked) choices[input.name].push(input.value);
+    } else if (input.id) {
+      values[input.id] = input.value;
+    }
+  }
+  const draft = { session: state.id, values, choices };
+  if (name === 'kb') draft.documents = [...document.querySelectorAll('#document-list .document')].map(documentOf);
+  try {
+    localStorage.setItem(DRAFT_KEY + name, JSON.stringify(draft));
+  } catch {
+    // Storage full or refused: the page still holds what was typed.
+  }
+}
+
+/** Puts step `name`'s draft back into its fields; answers whether there was one. */
+function applyDraft(name) {
+  let draft = null;
+  try {
+    draft = JSON.parse(localStorage.getItem(DRAFT_KEY + name));
+  } catch {
+    draft = null;
+  }
+  if (!draft || draft.session !== state.id) return false;
+  for (const [id, text] of Object.entries(draft.values || {})) {
+    const control = $(id);
+    if (control && typeof text === 'string') control.value = text;
+  }
+  for (const [group, values] of Object.entries(draft.choices || {})) {
+    const inputs = document.querySelectorAll(`input[name="${CSS.escape(group)}"]`);
+    // A catalogue not loaded yet has no radios: they come with it.
+    if (!inputs.length || !Array.isArray(values)) continue;
+    for (const input of inputs) input.checked = values.includes(input.value);
+  }
+  if (Array.isArray(draft.documents)) {
+    $('document-list').replaceChildren();
+    const documents = draft.documents.length ? draft.documents : [{}];
+    for (const doc of documents.slice(0, MAX_DOCUMENTS)) addDocument(doc.title, doc.content);
+  }
+  showKbPanels();
+  showBookingFields();
+  return true;
+}
+
+let draftTimer = null;
+
+/** Saves the draft a moment after the typing stops (pasted texts can be megabytes). */
+function scheduleDraft(name) {
+  clearTimeout(draftTimer);
+  draftTimer = setTimeout(() => saveDraft(name), 300);
+}
+
+function clearDraft(name) {
+  clearTimeout(draftTimer);
+  localStorage.removeItem(DRAFT_KEY + name);
+}
+
+function clearDrafts() {
+  for (const name of STEPS) clearDraft(name);
 }
 
 async function refreshSession() {
@@ -315,7 +427,7 @@ const FORMS = {
   async kb() {
     const method = checked('method');
     const payload = method ? { method } : {};
-    if (method === 'website') payload.crawl_url = value('crawl_url');
+    if (method === 'website') payload.crawl_url = siteAddress();
     if (method === 'documents') {
       const boxes = filledDocuments();
       state.sentDocuments = boxes;
@@ -386,6 +498,8 @@ async function loadCatalog() {
   const vapi = (state.session && state.session.steps.vapi) || {};
   check('agent_type', vapi.agent_type || 'multi_purpose');
   check('voice', (catalogVoice(vapi.voice) || {}).id || 'sara');
+  // Choices typed before a reload, now that their radios exist.
+  applyDraft('phone');
   // The assistant's name follows the voice while it is a voice's name (the
   // default "Sara"): a male voice was left introducing itself as Sara. A
   // name the user typed stays.
@@ -448,6 +562,7 @@ function addDocument(title = '', content = '') {
     // A removal fires no input event: "Précédent" must save it too.
     state.changed = true;
     numberDocuments();
+    saveDraft('kb');
     $('add-document').focus();
   });
   box.append(legend, titleField, contentField, remove);
@@ -490,6 +605,17 @@ const documentOf = (box) => ({
   title: box.querySelector('input').value,
   content: box.querySelector('textarea').value,
 });
+
+/**
+ * The site's address as typed, with `https://` in front when it was typed
+ * without a scheme (`mon-site.fr`, as people write it); the field shows
+ * what is sent.
+ */
+function siteAddress() {
+  const typed = value('crawl_url').trim();
+  if (typed && !/^[a-z][a-z0-9+.-]*:\/\//i.test(typed)) $('crawl_url').value = `https://${typed}`;
+  return value('crawl_url');
+}
 
 /** The text boxes with something typed in: the empty ones are not sent. */
 function filledDocuments() {
@@ -649,6 +775,7 @@ async function saveOnLeaving(name) {
   if (!state.changed || !state.id || !FORMS[name] || name === 'welcome') return;
   try {
     await FORMS[name]();
+    clearDraft(name);
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
   }
@@ -662,6 +789,7 @@ async function finish() {
   $('complete-pending').hidden = true;
   $('complete-done').hidden = false;
   localStorage.removeItem(STEP_KEY);
+  clearDrafts();
   announce(answer.message);
   $('to-dashboard').focus();
   showKnowledge();
@@ -699,7 +827,8 @@ async function watch(read) {
       return;
     }
     if (!(error instanceof ApiError)) console.error(error);
-    $('crawl-status').textContent = error instanceof ApiError ? error.message : 'Une erreur inattendue est survenue.';
+    if (error instanceof ApiError) writeError($('crawl-status'), error.message, error);
+    else $('crawl-status').textContent = 'Une erreur inattendue est survenue.';
   }
 }
 
@@ -717,6 +846,7 @@ function wire() {
       }
       act(form, async () => {
         await FORMS[name]();
+        clearDraft(name);
         await show(neighbour(name, 1));
       });
     });
@@ -730,10 +860,40 @@ function wire() {
   }
   // A step's fields changed since it was shown: "Précédent" saves them.
   for (const form of document.querySelectorAll('.step form')) {
-    const mark = () => { state.changed = true; };
+    const mark = () => {
+      state.changed = true;
+      scheduleDraft(form.closest('.step').dataset.step);
+    };
     form.addEventListener('input', mark);
     form.addEventListener('change', mark);
   }
+  // Leaving the page (a reload, a closed tab) keeps a draft not written yet.
+  window.addEventListener('pagehide', () => {
+    if (state.changed && state.current) saveDraft(state.current);
+  });
+  // The browser's back and forward buttons move between the steps as
+  // "Précédent" and "Suivant" do: back saves what the step holds when the
+  // server takes it, forward saves it or stays with the error. A move that
+  // does not happen puts the step left back in the history.
+  window.addEventListener('popstate', async (event) => {
+    const target = event.state && event.state.step;
+    const from = state.current;
+    const order = visibleSteps();
+    if (!target || !from || target === from || !order.includes(target)) return;
+    const backwards = order.indexOf(target) < order.indexOf(from);
+    let moved = false;
+    await act(backwards ? null : $(`form-${from}`), async () => {
+      if (backwards) {
+        await saveOnLeaving(from);
+      } else if (FORMS[from]) {
+        await FORMS[from]();
+        clearDraft(from);
+      }
+      await show(target, { fromHistory: true });
+      moved = true;
+    });
+    if (!moved && state.current === from) history.pushState({ step: from }, '');
+  });
   $('verification-next').addEventListener('click', () => act(null, () => show(neighbour('verification', 1))));
   $('form-send').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -777,10 +937,19 @@ async function start() {
     state.loading = false;
     fillForms(session);
     if (session.status === 'completed') {
+      clearDrafts();
       await show('complete');
       return;
     }
-    await show(resumeStep(session));
+    const resumed = resumeStep(session);
+    // What was typed and not saved goes over the saved data; the step on
+    // screen is then changed, and is saved when left.
+    let draftHere = false;
+    for (const name of STEPS) {
+      if (applyDraft(name) && name === resumed) draftHere = true;
+    }
+    await show(resumed);
+    if (draftHere) state.changed = true;
   });
 }
 

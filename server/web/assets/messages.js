@@ -1,0 +1,157 @@
+// The server's error messages said in French. The API writes them in
+// English, for developers and logs (`phone '12' is not a valid phone
+// number …`); a tenant reads the French sentence, with the server's text
+// after it as the technical detail (what support asks for). A message this
+// table does not know is shown as the server wrote it.
+
+/** What a field is called on the pages (the subject of a generic rule). */
+const FIELD_NAMES = {
+  company_name: "Le nom de l'entreprise",
+  industry: "Le secteur d'activité",
+  phone: 'Le numéro de téléphone',
+  email: "L'adresse e-mail",
+  assistant_name: "Le nom de l'assistant",
+  crawl_url: "L'adresse du site",
+  title: 'Le titre',
+  content: 'Le contenu',
+  event_type_id: "Le numéro de l'événement",
+  timezone: 'Le fuseau horaire',
+  code: 'Le code',
+  q: 'La recherche',
+};
+
+const STEP_NAMES = {
+  business: 'votre entreprise',
+  channels: 'vos canaux',
+  vapi: 'votre agent vocal',
+  kb: 'la base de connaissances',
+};
+
+const subject = (field) => FIELD_NAMES[field] || 'Ce champ';
+
+/** `retry after N s` (or the Retry-After header) as French words. */
+function delay(seconds) {
+  if (!Number.isFinite(seconds) || seconds <= 0) return 'dans quelques instants';
+  if (seconds < 90) return `dans ${Math.ceil(seconds)} secondes`;
+  const minutes = Math.ceil(seconds / 60);
+  if (minutes < 90) return `dans ${minutes} minutes`;
+  return `dans ${Math.ceil(minutes / 60)} heures`;
+}
+
+const retryAfter = (message, error) => {
+  const match = /retry after (\d+) s/.exec(message);
+  return delay(match ? Number(match[1]) : error.retryAfter);
+};
+
+/**
+ * [pattern, French]: the first pattern that matches the server's message
+ * gives the French text; `field` is the field the message is about.
+ */
+const RULES = [
+  [/^q must not be empty/, () => 'Saisissez un ou plusieurs mots à rechercher.'],
+  // Any field.
+  [/^(\w+) is required\b/, (m) => `${subject(m[1])} est obligatoire.`],
+  [/^(\w+) must not be empty/, (m) => `${subject(m[1])} est obligatoire.`],
+  [/^(\w+) is (\d+) characters long; at most (\d+) are allowed/,
+    (m) => `${subject(m[1])} est trop long : ${m[2]} caractères, ${m[3]} au plus.`],
+  [/^(\w+) is longer than (\d+) characters/, (m) => `${subject(m[1])} est trop long : ${m[2]} caractères au plus.`],
+  [/^(\w+)\b.* contains a control character/,
+    (m) => `${subject(m[1])} contient un caractère invisible (retour à la ligne, tabulation…) : retirez-le.`],
+  [/^(\w+) must be (a string|text)/, (m) => `${subject(m[1])} doit être un texte.`],
+  // The business step.
+  [/^email .* is not a valid email address/, () => "Cette adresse e-mail n'est pas valide (exemple : contact@mon-entreprise.fr)."],
+  [/^email .* is already used by another account/, () => 'Cette adresse e-mail est déjà utilisée par un autre compte.'],
+  [/^too many 'email already used' answers/,
+    (m, e) => `Trop d'adresses e-mail déjà utilisées ont été essayées : réessayez ${delay(e.retryAfter)}.`],
+  [/^phone .* is not a valid phone number/,
+    () => "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78, ou +33 6 12 34 56 78)."],
+  // Channels, the voice agent.
+  [/^channels must name at least one/, () => 'Choisissez au moins un canal.'],
+  [/^channels lists .*, which is not a channel/, () => "Un des canaux choisis n'existe pas."],
+  [/^agent_type .* is not an agent type/, () => "Choisissez un type d'agent dans la liste."],
+  [/^voice .* is not a voice/, () => 'Choisissez une voix dans la liste.'],
+  // The knowledge base.
+  [/^method .* is not a knowledge-base method/, () => 'Choisissez une des options.'],
+  [/^crawl_url is required/, () => "Indiquez l'adresse de votre site."],
+  [/^crawl_url .* is not a public address/,
+    () => "Cette adresse n'est pas celle d'un site public : indiquez l'adresse de votre site, par exemple https://mon-site.fr."],
+  [/^crawl_url .* uses a port other than 80 and 443/,
+    () => "Cette adresse utilise un port réservé : indiquez l'adresse publique de votre site, par exemple https://mon-site.fr."],
+  [/^crawl_url /, () => "Cette adresse de site n'est pas valide (exemple : https://mon-site.fr)."],
+  [/^documents is required/, () => 'Collez au moins un texte.'],
+  [/^documents holds (\d+) items; 1 to (\d+) are allowed/, (m) => `De 1 à ${m[2]} textes (${m[1]} collés).`],
+  [/^request body is larger than the limit of (\d+) bytes/,
+    (m) => `Les textes collés sont trop longs : ${Math.floor(Number(m[1]) / 1048576) || 1} Mo au plus en tout.`],
+  // Appointments.
+  [/^event_type_id .* is not a positive integer/,
+    () => "Indiquez le numéro de votre type d'événement Cal.com (un nombre, par exemple 123456)."],
+  [/^timezone .* is not an IANA time zone/, () => 'Fuseau horaire inconnu : indiquez un nom comme Europe/Paris.'],
+  [/^provider .* is not a booking provider/, () => 'Choisissez Cal.com.'],
+  // Phone verification.
+  [/^code is wrong; 1 try left/, () => 'Code incorrect : il vous reste 1 essai.'],
+  [/^code is wrong; (\d+) tries left/, (m) => `Code incorrect : il vous reste ${m[1]} essais.`],
+  [/^code is wrong; no tries left/, () => 'Code incorrect, et plus aucun essai : demandez un nouveau code.'],
+  [/^code must be (?:a string of )?(\d+) digits/, (m) => `Le code compte ${m[1]} chiffres.`],
+  [/^verification .* is locked after (\d+) wrong codes/,
+    (m) => `${m[1]} codes incorrects : ce code est bloqué, demandez-en un nouveau.`],
+  [/^the code of verification .* expired/, () => 'Ce code a expiré : demandez-en un nouveau.'],
+  [/^verification .* was cancelled when the business phone changed/,
+    () => 'Le numéro a changé depuis l’envoi de ce code : demandez-en un nouveau.'],
+  [/^no code was sent for session/, () => "Aucun code n'a encore été envoyé : demandez un code."],
+  [/^a code was sent \d+ s ago; codes are sent at least (\d+) s apart/,
+    (m, e, message) => `Un code vient d'être envoyé : vous pourrez en demander un autre ${retryAfter(message, e)}.`],
+  [/^(phone|session) .* was sent \d+ codes in the last 24 hours/,
+    () => "Trop de codes envoyés aujourd'hui pour ce numéro : réessayez demain."],
+  [/^phone .* is not a French number/,
+    () => "Les codes ne sont envoyés qu'aux numéros français (+33 et outre-mer). Enregistrez un numéro français pour le vérifier."],
+  [/^phone .* codes go only to mobile and fixed lines/,
+    () => 'Ce numéro ne peut pas recevoir de code : seuls les mobiles et les lignes fixes le peuvent.'],
+  [/^channel 'sms' cannot reach the fixed line/, () => 'Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal.'],
+  [/^phone .* is already verified/, () => 'Ce numéro est déjà vérifié.'],
+  [/^session .* has no business phone yet/, () => "Enregistrez d'abord le numéro de votre entreprise."],
+  // Completion.
+  [/^session .* is missing steps: (\w+(?:, \w+)*)/,
+    (m) => `Il manque encore des étapes : ${m[1].split(', ').map((s) => STEP_NAMES[s] || s).join(', ')}.`],
+  // Too many requests.
+  [/^too many sessions created from this address/,
+    (m, e) => `Trop de configurations ont été commencées depuis votre connexion : réessayez ${delay(e.retryAfter)}.`],
+  [/^too many open connections/, (m, e) => `Le serveur est très sollicité : réessayez ${delay(e.retryAfter)}.`],
+];
+
+/**
+ * The French text for an API error (`message`: the server's text, or the
+ * part of it after a prefix the caller has said itself), or null when
+ * this table does not know the message.
+ */
+export function french(message, error = {}) {
+  for (const [pattern, say] of RULES) {
+    const match = pattern.exec(message);
+    if (match) return say(match, error, message);
+  }
+  return null;
+}
+
+/**
+ * Writes an error into `slot`: the French text, then the server's own as
+ * the detail (in English, marked so for screen readers); the server's
+ * alone when there is no French one. Answers the French text (or the
+ * server's), for the live region to announce.
+ */
+export function writeError(slot, message, error = {}, prefix = '') {
+  const said = french(message, error);
+  slot.replaceChildren();
+  if (!said) {
+    slot.textContent = `${prefix}${message}`;
+    return `${prefix}${message}`;
+  }
+  const detail = document.createElement('span');
+  detail.className = 'detail';
+  const label = document.createElement('span');
+  label.textContent = 'Détail : ';
+  const text = document.createElement('span');
+  text.lang = 'en';
+  text.textContent = message;
+  detail.append(label, text);
+  slot.append(`${prefix}${said} `, detail);
+  return `${prefix}${said}`;
+}
