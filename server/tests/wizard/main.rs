@@ -638,9 +638,12 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
         )
     );
     assert_eq!(
-        b.eval("return document.querySelector('#email-error [lang]').lang")
-            .await,
-        "en"
+        b.eval(
+            "const d = document.querySelector('#email-error .detail');
+             return [d.querySelector('[lang]').lang, d.getAttribute('aria-hidden')]"
+        )
+        .await,
+        json!(["en", "true"])
     );
     // Beside its field, tied to it, announced, with the focus on the field.
     let tied = b
@@ -1783,10 +1786,11 @@ async fn what_is_typed_survives_a_reload_until_the_step_is_saved() {
     b.quit().await;
 }
 
-/// The browser's back button goes to the step before, saving what the step
-/// held as "Précédent" does; forward comes back to it.
+/// The browser's back button, inside the wizard, goes to the step before
+/// as "Précédent" does (saving what the step held), after "Précédent" too;
+/// on the welcome step it is the browser's again.
 #[tokio::test]
-async fn the_browsers_back_and_forward_buttons_move_between_the_steps() {
+async fn the_browsers_back_button_goes_to_the_step_before() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 360).await;
@@ -1800,24 +1804,57 @@ async fn the_browsers_back_and_forward_buttons_move_between_the_steps() {
         saved_channels(&server),
         json!({"channels": ["phone", "sms"]})
     );
-    b.client.forward().await.expect("forward");
+    // "Précédent", then back: two steps back.
+    b.click("#business-next").await;
     b.step("channels").await;
-    assert_eq!(
-        b.eval("return document.getElementById('channel-sms').checked")
-            .await,
-        true
-    );
-    // Back to the welcome step, then forward: the session is the same one.
-    b.client.back().await.expect("back");
+    b.click(".step[data-step='channels'] .back").await;
     b.step("business").await;
     b.client.back().await.expect("back");
     b.step("welcome").await;
-    b.client.forward().await.expect("forward");
-    b.step("business").await;
     assert_eq!(
         rows(&server.read_db(), "onboarding_sessions").len(),
         1,
         "a second session"
+    );
+    b.quit().await;
+}
+
+/// A draft never undoes what was saved elsewhere since (another tab,
+/// another device): only the fields still as they were are put back.
+#[tokio::test]
+async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click(".step[data-step='channels'] .back").await;
+    b.step("business").await;
+    b.fill("company_name", "Nom tapé lundi").await;
+    b.fill("industry", "Pâtisserie").await;
+    b.until(
+        "the draft",
+        "(localStorage.getItem('onboarding.draft.business') || '').includes('Pâtisserie')",
+    )
+    .await;
+    // Another device saves the business step with another name.
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let body = json!({"company_name": "Nom enregistré mardi", "industry": "Boulangerie",
+                      "phone": "06 12 34 56 78", "email": EMAIL});
+    let reply = server
+        .post(
+            &session_path(id.as_str().unwrap(), "business"),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    b.client.refresh().await.expect("reload");
+    b.step("business").await;
+    assert_eq!(
+        [b.value("company_name").await, b.value("industry").await],
+        ["Nom enregistré mardi", "Pâtisserie"]
     );
     b.quit().await;
 }

@@ -4,20 +4,23 @@
 // after it as the technical detail (what support asks for). A message this
 // table does not know is shown as the server wrote it.
 
-/** What a field is called on the pages (the subject of a generic rule). */
+/**
+ * What a field is called on the pages (the subject of a generic rule), and
+ * whether the word is feminine (« trop longue »).
+ */
 const FIELD_NAMES = {
-  company_name: "Le nom de l'entreprise",
-  industry: "Le secteur d'activité",
-  phone: 'Le numéro de téléphone',
-  email: "L'adresse e-mail",
-  assistant_name: "Le nom de l'assistant",
-  crawl_url: "L'adresse du site",
-  title: 'Le titre',
-  content: 'Le contenu',
-  event_type_id: "Le numéro de l'événement",
-  timezone: 'Le fuseau horaire',
-  code: 'Le code',
-  q: 'La recherche',
+  company_name: ["Le nom de l'entreprise", false],
+  industry: ["Le secteur d'activité", false],
+  phone: ['Le numéro de téléphone', false],
+  email: ["L'adresse e-mail", true],
+  assistant_name: ["Le nom de l'assistant", false],
+  crawl_url: ["L'adresse du site", true],
+  title: ['Le titre', false],
+  content: ['Le contenu', false],
+  event_type_id: ["Le numéro de l'événement", false],
+  timezone: ['Le fuseau horaire', false],
+  code: ['Le code', false],
+  q: ['La recherche', true],
 };
 
 const STEP_NAMES = {
@@ -27,15 +30,24 @@ const STEP_NAMES = {
   kb: 'la base de connaissances',
 };
 
-const subject = (field) => FIELD_NAMES[field] || 'Ce champ';
+const subject = (field) => (FIELD_NAMES[field] || ['Ce champ'])[0];
+/** `masculine` or `feminine`, as the field's name wants. */
+const agreed = (field, masculine, feminine) => ((FIELD_NAMES[field] || [])[1] ? feminine : masculine);
 
 /** `retry after N s` (or the Retry-After header) as French words. */
 function delay(seconds) {
   if (!Number.isFinite(seconds) || seconds <= 0) return 'dans quelques instants';
+  if (seconds < 1.5) return 'dans 1 seconde';
   if (seconds < 90) return `dans ${Math.ceil(seconds)} secondes`;
-  const minutes = Math.ceil(seconds / 60);
-  if (minutes < 90) return `dans ${minutes} minutes`;
-  return `dans ${Math.ceil(minutes / 60)} heures`;
+  if (seconds < 3600) return `dans ${Math.ceil(seconds / 60)} minutes`;
+  const hours = Math.ceil(seconds / 3600);
+  return hours === 1 ? 'dans 1 heure' : `dans ${hours} heures`;
+}
+
+/** A size in bytes as French units (« 64 Ko », « 4 Mo »). */
+function size(bytes) {
+  if (bytes >= 1048576) return `${Math.floor(bytes / 1048576)} Mo`;
+  return `${Math.max(1, Math.floor(bytes / 1024))} Ko`;
 }
 
 const retryAfter = (message, error) => {
@@ -53,9 +65,12 @@ const RULES = [
   [/^(\w+) is required\b/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) must not be empty/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) is (\d+) characters long; at most (\d+) are allowed/,
-    (m) => `${subject(m[1])} est trop long : ${m[2]} caractères, ${m[3]} au plus.`],
-  [/^(\w+) is longer than (\d+) characters/, (m) => `${subject(m[1])} est trop long : ${m[2]} caractères au plus.`],
-  [/^(\w+)\b.* contains a control character/,
+    (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${m[2]} caractères, ${m[3]} au plus.`],
+  [/^(\w+) is longer than (\d+) characters/,
+    (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${m[2]} caractères au plus.`],
+  // The field, then perhaps its value quoted (which may itself say
+  // anything): the rule is the message's end.
+  [/^(\w+)(?: '.*')? contains a control character$/,
     (m) => `${subject(m[1])} contient un caractère invisible (retour à la ligne, tabulation…) : retirez-le.`],
   [/^(\w+) must be (a string|text)/, (m) => `${subject(m[1])} doit être un texte.`],
   // The business step.
@@ -79,9 +94,10 @@ const RULES = [
     () => "Cette adresse utilise un port réservé : indiquez l'adresse publique de votre site, par exemple https://mon-site.fr."],
   [/^crawl_url /, () => "Cette adresse de site n'est pas valide (exemple : https://mon-site.fr)."],
   [/^documents is required/, () => 'Collez au moins un texte.'],
-  [/^documents holds (\d+) items; 1 to (\d+) are allowed/, (m) => `De 1 à ${m[2]} textes (${m[1]} collés).`],
-  [/^request body is larger than the limit of (\d+) bytes/,
-    (m) => `Les textes collés sont trop longs : ${Math.floor(Number(m[1]) / 1048576) || 1} Mo au plus en tout.`],
+  [/^documents holds 0 items/, () => 'Collez au moins un texte.'],
+  [/^documents holds (\d+) items; 1 to (\d+) are allowed/,
+    (m) => `Vous avez collé ${m[1]} textes : ${m[2]} au plus.`],
+  [/^request body is larger than the limit of (\d+) bytes/, (m) => `Ce que vous avez saisi est trop volumineux : ${size(Number(m[1]))} au plus.`],
   // Appointments.
   [/^event_type_id .* is not a positive integer/,
     () => "Indiquez le numéro de votre type d'événement Cal.com (un nombre, par exemple 123456)."],
@@ -100,14 +116,17 @@ const RULES = [
   [/^no code was sent for session/, () => "Aucun code n'a encore été envoyé : demandez un code."],
   [/^a code was sent \d+ s ago; codes are sent at least (\d+) s apart/,
     (m, e, message) => `Un code vient d'être envoyé : vous pourrez en demander un autre ${retryAfter(message, e)}.`],
-  [/^(phone|session) .* was sent \d+ codes in the last 24 hours/,
-    () => "Trop de codes envoyés aujourd'hui pour ce numéro : réessayez demain."],
+  [/^phone .* was sent \d+ codes in the last 24 hours/,
+    (m, e, message) => `Trop de codes envoyés à ce numéro : réessayez ${retryAfter(message, e)}.`],
+  [/^session .* was sent \d+ codes in the last 24 hours/,
+    (m, e, message) => `Trop de codes envoyés pour cette configuration : réessayez ${retryAfter(message, e)}.`],
   [/^phone .* is not a French number/,
     () => "Les codes ne sont envoyés qu'aux numéros français (+33 et outre-mer). Enregistrez un numéro français pour le vérifier."],
   [/^phone .* codes go only to mobile and fixed lines/,
     () => 'Ce numéro ne peut pas recevoir de code : seuls les mobiles et les lignes fixes le peuvent.'],
   [/^channel 'sms' cannot reach the fixed line/, () => 'Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal.'],
   [/^phone .* is already verified/, () => 'Ce numéro est déjà vérifié.'],
+  [/^verification .* is already used: phone .* is verified/, () => 'Ce numéro est déjà vérifié.'],
   [/^session .* has no business phone yet/, () => "Enregistrez d'abord le numéro de votre entreprise."],
   // Completion.
   [/^session .* is missing steps: (\w+(?:, \w+)*)/,
@@ -133,8 +152,8 @@ export function french(message, error = {}) {
 
 /**
  * Writes an error into `slot`: the French text, then the server's own as
- * the detail (in English, marked so for screen readers); the server's
- * alone when there is no French one. Answers the French text (or the
+ * the detail (in English, marked so, and hidden from screen readers); the
+ * server's alone when there is no French one. Answers the French text (or the
  * server's), for the live region to announce.
  */
 export function writeError(slot, message, error = {}, prefix = '') {
@@ -146,6 +165,9 @@ export function writeError(slot, message, error = {}, prefix = '') {
   }
   const detail = document.createElement('span');
   detail.className = 'detail';
+  // For the eyes (and support) only: a French voice reading English at
+  // every focus of the field, or in a live region, helps no one.
+  detail.setAttribute('aria-hidden', 'true');
   const label = document.createElement('span');
   label.textContent = 'Détail : ';
   const text = document.createElement('span');

@@ -70,12 +70,7 @@ function neighbour(name, delta) {
   return order[Math.min(Math.max(order.indexOf(name) + delta, 0), order.length - 1)];
 }
 
-/**
- * Shows step `name`. Each step shown is an entry of the browser's history,
- * so that its back button goes to the step before (see `wire`); `fromHistory`
- * when that button is what showed it.
- */
-async function show(name, { fromHistory = false } = {}) {
+async function show(name) {
   // The summary names the agent type and the voice as the phone step does,
   // also when the page was reloaded past that step.
   if (name === 'phone' || (name === 'complete' && applies('phone'))) await loadCatalog();
@@ -92,16 +87,37 @@ async function show(name, { fromHistory = false } = {}) {
   state.current = name;
   state.changed = false;
   if (state.id) localStorage.setItem(STEP_KEY, name);
-  if (!fromHistory) {
-    const entry = { step: name };
-    if (history.state && history.state.step && history.state.step !== name) history.pushState(entry, '');
-    else history.replaceState(entry, '');
-  }
+  guardHistory();
   const order = visibleSteps();
   const position = `étape ${order.indexOf(name) + 1} sur ${order.length}`;
   document.title = `${TITLES[name]} (${position}) – Configuration de votre agent`;
   $(`h-${name}`).focus();
   announce(`${TITLES[name]}, ${position}`);
+  state.shownValues = fieldsOf(name);
+}
+
+/**
+ * The browser's back button, inside the wizard, goes to the step before as
+ * "Précédent" does. One history entry is kept above the page's own while a
+ * step after the welcome is shown; going back pops it, and the page puts
+ * it back and goes to the step before. On the welcome step, and once the
+ * onboarding is completed, back leaves the page as usual.
+ */
+function guardHistory() {
+  if (!guarding()) return;
+  if (!(history.state && history.state.wizard)) history.pushState({ wizard: true }, '');
+}
+
+const guarding = () =>
+  state.current && state.current !== 'welcome' && !(state.session && state.session.status === 'completed');
+
+function onHistoryBack() {
+  if (!guarding()) return;
+  history.pushState({ wizard: true }, '');
+  // A save in flight: its own move is what happens.
+  if (state.busy) return;
+  const back = document.querySelector(`.step[data-step="${state.current}"] .back`);
+  if (back && !back.hidden) back.click();
 }
 
 /** The step to resume at: where the user was, unless a required step before it is missing. */
@@ -307,14 +323,18 @@ async function saveStep(step, payload) {
 
 // ------------------------------------------------------------ drafts
 
+/** The steps whose typing is kept as a draft until they are saved. */
+const DRAFTED = ['business', 'channels', 'phone', 'kb', 'appointments'];
+
 /**
- * Keeps what the step `name` holds now, until the step is saved: a reload,
- * a closed tab or a crash of the browser then loses nothing typed.
+ * The values of step `name`'s fields by key: `#id` for a text field,
+ * `choice:name` for a group of choices (the values ticked, as JSON),
+ * `documents` for the pasted texts (as JSON).
  */
-function saveDraft(name) {
+function fieldsOf(name) {
   const section = document.querySelector(`.step[data-step="${name}"]`);
-  if (!state.id || !section || name === 'welcome' || name === 'verification' || name === 'complete') return;
-  const values = {};
+  const fields = {};
+  if (!section) return fields;
   const choices = {};
   for (const input of section.querySelectorAll('input, textarea, select')) {
     if (input.closest('#document-list')) continue;
@@ -322,19 +342,46 @@ function saveDraft(name) {
       choices[input.name] = choices[input.name] || [];
       if (input.checked) choices[input.name].push(input.value);
     } else if (input.id) {
-      values[input.id] = input.value;
+      fields[`#${input.id}`] = input.value;
     }
   }
-  const draft = { session: state.id, values, choices };
-  if (name === 'kb') draft.documents = [...document.querySelectorAll('#document-list .document')].map(documentOf);
+  for (const [group, ticked] of Object.entries(choices)) fields[`choice:${group}`] = JSON.stringify(ticked);
+  if (name === 'kb') {
+    fields.documents = JSON.stringify([...document.querySelectorAll('#document-list .document')].map(documentOf));
+  }
+  return fields;
+}
+
+/**
+ * Keeps what was changed on the step shown, until it is saved: each field
+ * changed, with the value it had when the step was shown (so that a change
+ * made elsewhere since, in another tab or on another device, is not undone
+ * by a draft) and the value typed. A reload, a closed tab or a crash of the
+ * browser then loses nothing typed.
+ */
+function saveDraft(name) {
+  if (!state.id || name !== state.current || !DRAFTED.includes(name) || !state.shownValues) return;
+  const changes = {};
+  for (const [key, typed] of Object.entries(fieldsOf(name))) {
+    const shown = state.shownValues[key];
+    if (shown !== undefined && typed !== shown) changes[key] = [shown, typed];
+  }
   try {
-    localStorage.setItem(DRAFT_KEY + name, JSON.stringify(draft));
+    if (Object.keys(changes).length) {
+      localStorage.setItem(DRAFT_KEY + name, JSON.stringify({ session: state.id, changes }));
+    } else {
+      localStorage.removeItem(DRAFT_KEY + name);
+    }
   } catch {
     // Storage full or refused: the page still holds what was typed.
   }
 }
 
-/** Puts step `name`'s draft back into its fields; answers whether there was one. */
+/**
+ * Puts the draft of the step shown back into its fields, each only where
+ * the field still shows what it showed when the draft was taken; answers
+ * whether anything was put back.
+ */
 function applyDraft(name) {
   let draft = null;
   try {
@@ -342,25 +389,43 @@ function applyDraft(name) {
   } catch {
     draft = null;
   }
-  if (!draft || draft.session !== state.id) return false;
-  for (const [id, text] of Object.entries(draft.values || {})) {
-    const control = $(id);
-    if (control && typeof text === 'string') control.value = text;
+  if (!draft || draft.session !== state.id || !draft.changes || typeof draft.changes !== 'object') return false;
+  const now = fieldsOf(name);
+  let applied = false;
+  for (const [key, change] of Object.entries(draft.changes)) {
+    if (!Array.isArray(change) || change.length !== 2 || typeof change[1] !== 'string') continue;
+    if (now[key] !== change[0]) continue;
+    try {
+      setField(key, change[1]);
+      applied = true;
+    } catch {
+      // A draft this page cannot read: what is shown stays.
+    }
   }
-  for (const [group, values] of Object.entries(draft.choices || {})) {
-    const inputs = document.querySelectorAll(`input[name="${CSS.escape(group)}"]`);
-    // A catalogue not loaded yet has no radios: they come with it.
-    if (!inputs.length || !Array.isArray(values)) continue;
-    for (const input of inputs) input.checked = values.includes(input.value);
+  if (applied) {
+    showKbPanels();
+    showBookingFields();
   }
-  if (Array.isArray(draft.documents)) {
+  return applied;
+}
+
+/** Sets the field `key` of `fieldsOf` to `value`. */
+function setField(key, value) {
+  if (key.startsWith('#')) {
+    const control = $(key.slice(1));
+    if (control) control.value = value;
+  } else if (key.startsWith('choice:')) {
+    const ticked = JSON.parse(value);
+    for (const input of document.querySelectorAll(`input[name="${CSS.escape(key.slice(7))}"]`)) {
+      input.checked = ticked.includes(input.value);
+    }
+  } else if (key === 'documents') {
+    const documents = JSON.parse(value);
     $('document-list').replaceChildren();
-    const documents = draft.documents.length ? draft.documents : [{}];
-    for (const doc of documents.slice(0, MAX_DOCUMENTS)) addDocument(doc.title, doc.content);
+    for (const doc of (documents.length ? documents : [{}]).slice(0, MAX_DOCUMENTS)) {
+      addDocument(doc.title, doc.content);
+    }
   }
-  showKbPanels();
-  showBookingFields();
-  return true;
 }
 
 let draftTimer = null;
@@ -377,7 +442,7 @@ function clearDraft(name) {
 }
 
 function clearDrafts() {
-  for (const name of STEPS) clearDraft(name);
+  for (const name of DRAFTED) clearDraft(name);
 }
 
 async function refreshSession() {
@@ -498,8 +563,6 @@ async function loadCatalog() {
   const vapi = (state.session && state.session.steps.vapi) || {};
   check('agent_type', vapi.agent_type || 'multi_purpose');
   check('voice', (catalogVoice(vapi.voice) || {}).id || 'sara');
-  // Choices typed before a reload, now that their radios exist.
-  applyDraft('phone');
   // The assistant's name follows the voice while it is a voice's name (the
   // default "Sara"): a male voice was left introducing itself as Sara. A
   // name the user typed stays.
@@ -613,7 +676,9 @@ const documentOf = (box) => ({
  */
 function siteAddress() {
   const typed = value('crawl_url').trim();
-  if (typed && !/^[a-z][a-z0-9+.-]*:\/\//i.test(typed)) $('crawl_url').value = `https://${typed}`;
+  // Anything that starts like a scheme (`http:`, `https:/`) is the
+  // server's to read or refuse.
+  if (typed && !/^[a-z][a-z0-9+.-]*:/i.test(typed)) $('crawl_url').value = `https://${typed}`;
   return value('crawl_url');
 }
 
@@ -871,29 +936,7 @@ function wire() {
   window.addEventListener('pagehide', () => {
     if (state.changed && state.current) saveDraft(state.current);
   });
-  // The browser's back and forward buttons move between the steps as
-  // "Précédent" and "Suivant" do: back saves what the step holds when the
-  // server takes it, forward saves it or stays with the error. A move that
-  // does not happen puts the step left back in the history.
-  window.addEventListener('popstate', async (event) => {
-    const target = event.state && event.state.step;
-    const from = state.current;
-    const order = visibleSteps();
-    if (!target || !from || target === from || !order.includes(target)) return;
-    const backwards = order.indexOf(target) < order.indexOf(from);
-    let moved = false;
-    await act(backwards ? null : $(`form-${from}`), async () => {
-      if (backwards) {
-        await saveOnLeaving(from);
-      } else if (FORMS[from]) {
-        await FORMS[from]();
-        clearDraft(from);
-      }
-      await show(target, { fromHistory: true });
-      moved = true;
-    });
-    if (!moved && state.current === from) history.pushState({ step: from }, '');
-  });
+  window.addEventListener('popstate', onHistoryBack);
   $('verification-next').addEventListener('click', () => act(null, () => show(neighbour('verification', 1))));
   $('form-send').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -942,14 +985,14 @@ async function start() {
       return;
     }
     const resumed = resumeStep(session);
-    // What was typed and not saved goes over the saved data; the step on
-    // screen is then changed, and is saved when left.
-    let draftHere = false;
-    for (const name of STEPS) {
-      if (applyDraft(name) && name === resumed) draftHere = true;
-    }
     await show(resumed);
-    if (draftHere) state.changed = true;
+    // What was typed there and not saved goes over the saved data: the step
+    // is then changed, and is saved when left. Drafts of other steps are
+    // older than this one's page and dropped.
+    if (applyDraft(resumed)) state.changed = true;
+    for (const name of DRAFTED) {
+      if (name !== resumed) clearDraft(name);
+    }
   });
 }
 
