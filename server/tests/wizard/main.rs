@@ -1858,3 +1858,61 @@ async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
     );
     b.quit().await;
 }
+
+/// A code that can no longer work (the fifth wrong one) takes the code
+/// field away and says, above "Renvoyer un code", that a new code is
+/// needed; the focus goes to that button.
+#[tokio::test]
+async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let b = browser(&server, 360).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    for left in (1..5).rev() {
+        b.fill("code", &wrong(&code)).await;
+        b.click("#verify-code").await;
+        let tries = if left == 1 { "essai" } else { "essais" };
+        b.until(
+            &format!("{left} tries left"),
+            &format!(
+                "document.getElementById('code-error').textContent.startsWith('Code incorrect : il vous reste {left} {tries}.')"
+            ),
+        )
+        .await;
+    }
+    b.fill("code", &wrong(&code)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the code field gone",
+        "document.getElementById('form-verify').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('send-error').textContent, document.getElementById('send-error').hidden,
+                     document.activeElement.id, document.getElementById('code').value]"
+        )
+        .await,
+        json!([
+            said(
+                "Code incorrect, et plus aucun essai : demandez un nouveau code.",
+                "code is wrong; no tries left (send a new code)"
+            ),
+            false,
+            "send-code",
+            ""
+        ])
+    );
+    b.quit().await;
+}

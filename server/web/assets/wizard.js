@@ -750,8 +750,25 @@ function codeSent(v) {
   $('send-code').textContent = 'Renvoyer un code';
 }
 
+/**
+ * The server's texts for a code that can no longer work (no tries left,
+ * locked, expired, or cancelled by a new business phone): the way on is a
+ * new code, so the code field goes and the message shows by "Renvoyer".
+ */
+const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
+
 async function verifyCode() {
-  const answer = await post(sessionPath(state.id, 'phone/verify'), { code: value('code').trim() }, { retries: 0 });
+  let answer;
+  try {
+    answer = await post(sessionPath(state.id, 'phone/verify'), { code: value('code').trim() }, { retries: 0 });
+  } catch (error) {
+    if (!(error instanceof ApiError) || !DEAD_CODE.test(error.message)) throw error;
+    $('form-verify').hidden = true;
+    $('code').value = '';
+    formError($('form-send'), error.message, error);
+    $('send-code').focus();
+    return;
+  }
   verified(answer);
   // Done here: the next thing to do is to move on.
   $('verification-next').focus();
