@@ -1796,6 +1796,15 @@ async fn the_browsers_back_button_goes_to_the_step_before() {
     let b = browser(&server, 360).await;
     start_and_fill_business(&b, EMAIL).await;
     b.step("channels").await;
+    // The skip link (from the keyboard) moves the focus, not the step.
+    b.eval("document.querySelector('.skip-link').focus()").await;
+    b.press(ENTER).await;
+    b.until(
+        "the focus on the content",
+        "document.activeElement.id === 'main'",
+    )
+    .await;
+    b.showing("channels").await;
     b.click("#channel-sms").await;
     b.client.back().await.expect("back");
     b.step("business").await;
@@ -1820,7 +1829,7 @@ async fn the_browsers_back_button_goes_to_the_step_before() {
 }
 
 /// A draft never undoes what was saved elsewhere since (another tab,
-/// another device): only the fields still as they were are put back.
+/// another device): the step saved since, its draft is dropped.
 #[tokio::test]
 async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
     let _one = ONE_BROWSER.lock().await;
@@ -1854,8 +1863,46 @@ async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
     b.step("business").await;
     assert_eq!(
         [b.value("company_name").await, b.value("industry").await],
-        ["Nom enregistré mardi", "Pâtisserie"]
+        ["Nom enregistré mardi", "Boulangerie"]
     );
+    assert_eq!(
+        b.eval("return localStorage.getItem('onboarding.draft.business')")
+            .await,
+        Value::Null
+    );
+    b.quit().await;
+}
+
+/// A step saved, then changed and not saved again, comes back changed
+/// after a reload, though the server keeps it in another form (the phone
+/// in E.164) than the page showed it.
+#[tokio::test]
+async fn a_change_to_a_step_saved_before_survives_a_reload() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click(".step[data-step='channels'] .back").await;
+    b.step("business").await;
+    b.fill("phone", "06 98 76 54 32").await;
+    b.until(
+        "the draft",
+        "(localStorage.getItem('onboarding.draft.business') || '').includes('06 98 76 54 32')",
+    )
+    .await;
+    b.client.refresh().await.expect("reload");
+    b.step("business").await;
+    assert_eq!(
+        [b.value("company_name").await, b.value("phone").await],
+        [COMPANY, "06 98 76 54 32"]
+    );
+    // Saved now, in the server's form.
+    b.click("#business-next").await;
+    b.step("channels").await;
+    let session = row(&server, "onboarding_sessions");
+    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(business["phone"], "+33698765432");
     b.quit().await;
 }
 

@@ -70,8 +70,12 @@ const RULES = [
     (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${m[2]} caractères au plus.`],
   // The field, then perhaps its value quoted (which may itself say
   // anything): the rule is the message's end.
+  // Pasted texts may hold line breaks and tabs: the character is another.
+  [/^content(?: '.*')? contains a control character$/,
+    () => 'Le contenu contient un caractère invisible non autorisé (venu d’un copier-coller, par exemple) : retirez-le.'],
   [/^(\w+)(?: '.*')? contains a control character$/,
     (m) => `${subject(m[1])} contient un caractère invisible (retour à la ligne, tabulation…) : retirez-le.`],
+  [/^(\w+) must fit on one line/, (m) => `${subject(m[1])} doit tenir sur une ligne.`],
   [/^(\w+) must be (a string|text)/, (m) => `${subject(m[1])} doit être un texte.`],
   // The business step.
   [/^email .* is not a valid email address/, () => "Cette adresse e-mail n'est pas valide (exemple : contact@mon-entreprise.fr)."],
@@ -127,6 +131,8 @@ const RULES = [
   [/^channel 'sms' cannot reach the fixed line/, () => 'Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal.'],
   [/^phone .* is already verified/, () => 'Ce numéro est déjà vérifié.'],
   [/^verification .* is already used: phone .* is verified/, () => 'Ce numéro est déjà vérifié.'],
+  [/^verification .* has had its (\d+) sends/,
+    (m, e, message) => `Ce code a déjà été envoyé ${m[1]} fois : vous pourrez en demander un nouveau ${retryAfter(message, e)}.`],
   [/^session .* has no business phone yet/, () => "Enregistrez d'abord le numéro de votre entreprise."],
   // Completion.
   [/^session .* is missing steps: (\w+(?:, \w+)*)/,

@@ -58,6 +58,12 @@ const state = {
   sentDocuments: [],
   /** Whether the knowledge base's reads after completion have started. */
   followingKnowledge: false,
+  /** Per step, its fields as first shown since it was last saved (`fieldsOf`). */
+  shown: {},
+  /** Steps whose draft waits for them to be shown (see `start`). */
+  pendingDrafts: new Set(),
+  /** The page's own step down the history, not the user's Back. */
+  ignoreNextPop: false,
 };
 
 // ---------------------------------------------------------------- steps
@@ -93,7 +99,11 @@ async function show(name) {
   document.title = `${TITLES[name]} (${position}) – Configuration de votre agent`;
   $(`h-${name}`).focus();
   announce(`${TITLES[name]}, ${position}`);
-  state.shownValues = fieldsOf(name);
+  // What the step showed first since it was last saved: the draft's changes
+  // are counted from there.
+  if (!(name in state.shown)) state.shown[name] = fieldsOf(name);
+  // A draft put aside at load comes back with its step.
+  if (state.pendingDrafts.delete(name) && applyDraft(name)) state.changed = true;
 }
 
 /**
@@ -104,20 +114,34 @@ async function show(name) {
  * onboarding is completed, back leaves the page as usual.
  */
 function guardHistory() {
-  if (!guarding()) return;
-  if (!(history.state && history.state.wizard)) history.pushState({ wizard: true }, '');
+  const onGuard = history.state && history.state.wizard;
+  if (guarding()) {
+    if (onGuard) return;
+    history.replaceState({ wizardPage: true }, '');
+    history.pushState({ wizard: true }, '');
+  } else if (onGuard) {
+    // Back is the browser's again: step down to the page's own entry.
+    state.ignoreNextPop = true;
+    history.back();
+  }
 }
 
-const guarding = () =>
-  state.current && state.current !== 'welcome' && !(state.session && state.session.status === 'completed');
+const guarding = (name = state.current) =>
+  name && name !== 'welcome' && !(state.session && state.session.status === 'completed');
 
-function onHistoryBack() {
+function onHistoryBack(event) {
+  // Only a Back onto the page's own entry (not a jump to an anchor).
+  if (!(event.state && event.state.wizardPage)) return;
+  if (state.ignoreNextPop) {
+    state.ignoreNextPop = false;
+    return;
+  }
   if (!guarding()) return;
-  history.pushState({ wizard: true }, '');
   // A save in flight: its own move is what happens.
-  if (state.busy) return;
   const back = document.querySelector(`.step[data-step="${state.current}"] .back`);
-  if (back && !back.hidden) back.click();
+  const moves = !state.busy && back && !back.hidden;
+  if (!moves || guarding(neighbour(state.current, -1))) history.pushState({ wizard: true }, '');
+  if (moves) back.click();
 }
 
 /** The step to resume at: where the user was, unless a required step before it is missing. */
@@ -318,6 +342,15 @@ async function saveStep(step, payload) {
   const answer = await post(sessionPath(state.id, step), payload);
   setProgress(answer.progress_percentage);
   if (state.session) state.session.steps[step] = payload;
+  // The step as the server keeps it (the phone in E.164, the address
+  // normalised): what a later draft of it is taken against.
+  try {
+    const session = await get(sessionPath(state.id), { retries: 0 });
+    if (session && session.steps) state.session = session;
+  } catch {
+    // Saved all the same; a draft taken against the payload is dropped at
+    // the next load, which costs nothing typed since this save.
+  }
   return answer;
 }
 
@@ -352,23 +385,27 @@ function fieldsOf(name) {
   return fields;
 }
 
+/** The step's data as the server keeps it (the phone step is `vapi` there), as JSON. */
+const savedData = (name) =>
+  JSON.stringify((state.session && state.session.steps && state.session.steps[name === 'phone' ? 'vapi' : name]) || null);
+
 /**
  * Keeps what was changed on the step shown, until it is saved: each field
- * changed, with the value it had when the step was shown (so that a change
- * made elsewhere since, in another tab or on another device, is not undone
- * by a draft) and the value typed. A reload, a closed tab or a crash of the
- * browser then loses nothing typed.
+ * changed since the step was first shown after its last save, and the
+ * step's data as the server had it then, so that a draft never undoes a
+ * save made since in another tab or on another device. A reload, a closed
+ * tab or a crash of the browser then loses nothing typed.
  */
 function saveDraft(name) {
-  if (!state.id || name !== state.current || !DRAFTED.includes(name) || !state.shownValues) return;
+  const shown = state.shown[name];
+  if (!state.id || name !== state.current || !DRAFTED.includes(name) || !shown) return;
   const changes = {};
   for (const [key, typed] of Object.entries(fieldsOf(name))) {
-    const shown = state.shownValues[key];
-    if (shown !== undefined && typed !== shown) changes[key] = [shown, typed];
+    if (shown[key] !== undefined && typed !== shown[key]) changes[key] = typed;
   }
   try {
     if (Object.keys(changes).length) {
-      localStorage.setItem(DRAFT_KEY + name, JSON.stringify({ session: state.id, changes }));
+      localStorage.setItem(DRAFT_KEY + name, JSON.stringify({ session: state.id, saved: savedData(name), changes }));
     } else {
       localStorage.removeItem(DRAFT_KEY + name);
     }
@@ -378,9 +415,9 @@ function saveDraft(name) {
 }
 
 /**
- * Puts the draft of the step shown back into its fields, each only where
- * the field still shows what it showed when the draft was taken; answers
- * whether anything was put back.
+ * Puts step `name`'s draft back into its fields when the server still
+ * holds the step as it did when the draft was taken (else the draft is
+ * dropped: what was saved since stands); answers whether it did.
  */
 function applyDraft(name) {
   let draft = null;
@@ -390,13 +427,15 @@ function applyDraft(name) {
     draft = null;
   }
   if (!draft || draft.session !== state.id || !draft.changes || typeof draft.changes !== 'object') return false;
-  const now = fieldsOf(name);
+  if (draft.saved !== savedData(name)) {
+    clearDraft(name);
+    return false;
+  }
   let applied = false;
-  for (const [key, change] of Object.entries(draft.changes)) {
-    if (!Array.isArray(change) || change.length !== 2 || typeof change[1] !== 'string') continue;
-    if (now[key] !== change[0]) continue;
+  for (const [key, typed] of Object.entries(draft.changes)) {
+    if (typeof typed !== 'string') continue;
     try {
-      setField(key, change[1]);
+      setField(key, typed);
       applied = true;
     } catch {
       // A draft this page cannot read: what is shown stays.
@@ -436,9 +475,11 @@ function scheduleDraft(name) {
   draftTimer = setTimeout(() => saveDraft(name), 300);
 }
 
+/** The step was saved: its draft goes, and its changes count from its next showing. */
 function clearDraft(name) {
   clearTimeout(draftTimer);
   localStorage.removeItem(DRAFT_KEY + name);
+  delete state.shown[name];
 }
 
 function clearDrafts() {
@@ -676,9 +717,9 @@ const documentOf = (box) => ({
  */
 function siteAddress() {
   const typed = value('crawl_url').trim();
-  // Anything that starts like a scheme (`http:`, `https:/`) is the
-  // server's to read or refuse.
-  if (typed && !/^[a-z][a-z0-9+.-]*:/i.test(typed)) $('crawl_url').value = `https://${typed}`;
+  // A scheme (`https://`, or `http:` however it goes on) is the server's
+  // to read or refuse; `mon-site.fr:443` has none.
+  if (typed && !/^[a-z][a-z0-9+.-]*:\/\/|^https?:/i.test(typed)) $('crawl_url').value = `https://${typed}`;
   return value('crawl_url');
 }
 
@@ -872,6 +913,7 @@ async function finish() {
   $('complete-done').hidden = false;
   localStorage.removeItem(STEP_KEY);
   clearDrafts();
+  guardHistory();
   announce(answer.message);
   $('to-dashboard').focus();
   showKnowledge();
@@ -949,6 +991,16 @@ function wire() {
     form.addEventListener('input', mark);
     form.addEventListener('change', mark);
   }
+  // The skip link moves the focus without a history entry (a jump to
+  // `#main` would count as a Back).
+  const skip = document.querySelector('.skip-link');
+  if (skip) {
+    skip.addEventListener('click', (event) => {
+      event.preventDefault();
+      $('main').setAttribute('tabindex', '-1');
+      $('main').focus();
+    });
+  }
   // Leaving the page (a reload, a closed tab) keeps a draft not written yet.
   window.addEventListener('pagehide', () => {
     if (state.changed && state.current) saveDraft(state.current);
@@ -1001,15 +1053,12 @@ async function start() {
       await show('complete');
       return;
     }
-    const resumed = resumeStep(session);
-    await show(resumed);
-    // What was typed there and not saved goes over the saved data: the step
-    // is then changed, and is saved when left. Drafts of other steps are
-    // older than this one's page and dropped.
-    if (applyDraft(resumed)) state.changed = true;
-    for (const name of DRAFTED) {
-      if (name !== resumed) clearDraft(name);
-    }
+    // What was typed and not saved goes over the saved data, each step's
+    // when it is shown (a step left with a refused field, or typed in from
+    // another tab, keeps its draft): the step is then changed, and is saved
+    // when left.
+    state.pendingDrafts = new Set(DRAFTED);
+    await show(resumeStep(session));
   });
 }
 
