@@ -64,6 +64,8 @@ const state = {
   pendingDrafts: new Set(),
   /** The page's own step down the history, not the user's Back. */
   ignoreNextPop: false,
+  /** Steps (as the API names them) saved without the session read after. */
+  unconfirmed: new Set(),
 };
 
 // ---------------------------------------------------------------- steps
@@ -77,6 +79,17 @@ function neighbour(name, delta) {
 }
 
 async function show(name) {
+  // A step saved without the session read after it: read it now, so that
+  // its draft is taken against what the server holds.
+  const api = name === 'phone' ? 'vapi' : name;
+  if (state.unconfirmed.has(api)) {
+    try {
+      await refreshSession();
+      state.unconfirmed.clear();
+    } catch {
+      // Still unread: a draft of it says so (see `saveDraft`).
+    }
+  }
   // The summary names the agent type and the voice as the phone step does,
   // also when the page was reloaded past that step.
   if (name === 'phone' || (name === 'complete' && applies('phone'))) await loadCatalog();
@@ -343,13 +356,14 @@ async function saveStep(step, payload) {
   setProgress(answer.progress_percentage);
   if (state.session) state.session.steps[step] = payload;
   // The step as the server keeps it (the phone in E.164, the address
-  // normalised): what a later draft of it is taken against.
+  // normalised): what a later draft of it is taken against. Not read (the
+  // save stands all the same): read again when the step is next shown.
   try {
     const session = await get(sessionPath(state.id), { retries: 0 });
     if (session && session.steps) state.session = session;
+    state.unconfirmed.delete(step);
   } catch {
-    // Saved all the same; a draft taken against the payload is dropped at
-    // the next load, which costs nothing typed since this save.
+    state.unconfirmed.add(step);
   }
   return answer;
 }
@@ -405,7 +419,10 @@ function saveDraft(name) {
   }
   try {
     if (Object.keys(changes).length) {
-      localStorage.setItem(DRAFT_KEY + name, JSON.stringify({ session: state.id, saved: savedData(name), changes }));
+      // `saved` null: the server's form of the step is unknown here, and
+      // the draft is put back without that check.
+      const saved = state.unconfirmed.has(name === 'phone' ? 'vapi' : name) ? null : savedData(name);
+      localStorage.setItem(DRAFT_KEY + name, JSON.stringify({ session: state.id, saved, changes }));
     } else {
       localStorage.removeItem(DRAFT_KEY + name);
     }
@@ -427,7 +444,7 @@ function applyDraft(name) {
     draft = null;
   }
   if (!draft || draft.session !== state.id || !draft.changes || typeof draft.changes !== 'object') return false;
-  if (draft.saved !== savedData(name)) {
+  if (draft.saved !== null && draft.saved !== savedData(name)) {
     clearDraft(name);
     return false;
   }
@@ -475,11 +492,15 @@ function scheduleDraft(name) {
   draftTimer = setTimeout(() => saveDraft(name), 300);
 }
 
-/** The step was saved: its draft goes, and its changes count from its next showing. */
+/**
+ * The step was saved: its draft goes, and its changes count from what it
+ * shows now (also while the page stays on it, the next step failing to
+ * load).
+ */
 function clearDraft(name) {
   clearTimeout(draftTimer);
   localStorage.removeItem(DRAFT_KEY + name);
-  delete state.shown[name];
+  state.shown[name] = fieldsOf(name);
 }
 
 function clearDrafts() {
