@@ -1963,3 +1963,39 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
     );
     b.quit().await;
 }
+
+/// A save kept waiting (another process holds the database) says so after
+/// a second, on its button and to screen readers, then goes on.
+#[tokio::test]
+async fn a_slow_save_says_it_is_saving() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 360).await;
+    b.open("/").await;
+    b.step("welcome").await;
+    b.click("#start").await;
+    b.step("business").await;
+    b.fill("company_name", COMPANY).await;
+    b.fill("industry", "Boulangerie").await;
+    b.fill("phone", "06 12 34 56 78").await;
+    b.fill("email", EMAIL).await;
+    let holder = rusqlite::Connection::open(&server.db_path).expect("open the database");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    b.click("#business-next").await;
+    b.until(
+        "the saving status",
+        "document.getElementById('announce').textContent === 'Enregistrement en cours…'
+         && document.getElementById('form-business').dataset.slow === 'true'",
+    )
+    .await;
+    holder.execute_batch("ROLLBACK").expect("release the lock");
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return 'slow' in document.getElementById('form-business').dataset")
+            .await,
+        false
+    );
+    b.quit().await;
+}

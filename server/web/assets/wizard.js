@@ -189,13 +189,23 @@ async function act(form, action) {
   if (form) form.setAttribute('aria-busy', 'true');
   clearErrors(form);
   $('offline').hidden = true;
+  // A save that takes a while says so, to the eye and to screen readers:
+  // another process holding the database can keep it waiting for seconds.
+  const slow = setTimeout(() => {
+    if (form) form.dataset.slow = 'true';
+    announce('Enregistrement en cours…');
+  }, 1000);
   try {
     await action();
   } catch (error) {
     failed(form, action, error);
   } finally {
+    clearTimeout(slow);
     state.busy = false;
-    if (form) form.removeAttribute('aria-busy');
+    if (form) {
+      form.removeAttribute('aria-busy');
+      delete form.dataset.slow;
+    }
   }
 }
 
