@@ -107,6 +107,8 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("onboarding-checkpoint".into())
             .spawn(move || {
+                // The last checkpoint's (frames in the log, frames copied).
+                let mut last = (0, 0);
                 while wakes.recv().is_ok() {
                     if !wait(&s, pause) {
                         break;
@@ -121,7 +123,13 @@ impl Checkpointer {
                     // A request made from here on is met by this checkpoint.
                     s.hurry.store(false, Ordering::SeqCst);
                     s.started.fetch_add(1, Ordering::SeqCst);
-                    checkpoint(&conn, &mut sync_database, &s.wal_frames, &log_failure);
+                    checkpoint(
+                        &conn,
+                        &mut sync_database,
+                        &mut last,
+                        &s.wal_frames,
+                        &log_failure,
+                    );
                     s.ended.fetch_add(1, Ordering::SeqCst);
                 }
                 if let Err((_, e)) = conn.close() {
@@ -222,11 +230,14 @@ fn wait(s: &Shared, pause: Duration) -> bool {
 fn checkpoint(
     conn: &Connection,
     sync_database: &mut SyncDatabase,
+    last: &mut (i64, i64),
     wal_frames: &AtomicI64,
     log_failure: &LogFailure,
 ) {
-    // (busy, frames in the log, frames copied). Busy: another checkpoint
-    // (the writer's, or another process's) holds the lock.
+    // (busy, frames in the log, frames copied back so far, by any
+    // checkpoint). Busy: another checkpoint (the writer's, or another
+    // process's) holds the lock. The same two counts as the last time:
+    // nothing was copied since, and there is nothing to sync.
     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -235,7 +246,7 @@ fn checkpoint(
         ))
     }) {
         Ok((0, log, copied)) => {
-            if copied > 0 {
+            if copied > 0 && (log, copied) != *last {
                 if let Err(e) = sync_database(conn) {
                     let text = format!(
                         "cannot sync the database file to disk after a checkpoint ({e}): \
@@ -246,6 +257,7 @@ fn checkpoint(
                     log_failure.get_or_init(|| text);
                 }
             }
+            *last = (log, copied);
             wal_frames.store(log, Ordering::SeqCst);
         }
         Ok(_) => {}
@@ -414,9 +426,10 @@ mod tests {
         assert_eq!(shared.started.load(Ordering::SeqCst), started);
     }
 
-    /// A database file that cannot be synced stops every checkpoint and the
-    /// log's restart, as a failed log sync does: the WAL may hold the only
-    /// good copy of the pages.
+    /// A database file that cannot be synced is a failure for good, as a
+    /// failed log sync is (the writer then refuses every call, and neither
+    /// it nor the checkpointer copies the log back): the WAL may hold the
+    /// only good copy of the pages.
     #[test]
     fn a_failed_database_sync_is_final() {
         let dir = tempfile::tempdir().unwrap();

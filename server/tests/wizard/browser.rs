@@ -231,7 +231,6 @@ impl Browser {
             .to_string()
     }
 
-    /// The text of the element `id` as shown (`innerText`).
     /// The element's `textContent`: its text without the layout's line
     /// breaks.
     pub async fn text_content(&self, id: &str) -> String {
@@ -245,6 +244,7 @@ impl Browser {
             .to_string()
     }
 
+    /// The text of the element `id` as shown (`innerText`).
     pub async fn text(&self, id: &str) -> String {
         let text = self
             .eval(&format!("return document.getElementById('{id}').innerText"))

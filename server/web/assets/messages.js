@@ -61,6 +61,10 @@ const retryAfter = (message, error) => {
  */
 const RULES = [
   [/^q must not be empty/, () => 'Saisissez un ou plusieurs mots à rechercher.'],
+  // Required, said for what it asks.
+  [/^crawl_url is required/, () => "Indiquez l'adresse de votre site."],
+  [/^documents is required/, () => 'Collez au moins un texte.'],
+  [/^channels is required/, () => 'Choisissez au moins un canal.'],
   // Any field.
   [/^(\w+) is required\b/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) must not be empty/, (m) => `${subject(m[1])} est obligatoire.`],
@@ -91,13 +95,11 @@ const RULES = [
   [/^voice .* is not a voice/, () => 'Choisissez une voix dans la liste.'],
   // The knowledge base.
   [/^method .* is not a knowledge-base method/, () => 'Choisissez une des options.'],
-  [/^crawl_url is required/, () => "Indiquez l'adresse de votre site."],
   [/^crawl_url .* is not a public address/,
     () => "Cette adresse n'est pas celle d'un site public : indiquez l'adresse de votre site, par exemple https://mon-site.fr."],
   [/^crawl_url .* uses a port other than 80 and 443/,
     () => "Cette adresse utilise un port réservé : indiquez l'adresse publique de votre site, par exemple https://mon-site.fr."],
   [/^crawl_url /, () => "Cette adresse de site n'est pas valide (exemple : https://mon-site.fr)."],
-  [/^documents is required/, () => 'Collez au moins un texte.'],
   [/^documents holds 0 items/, () => 'Collez au moins un texte.'],
   [/^documents holds (\d+) items; 1 to (\d+) are allowed/,
     (m) => `Vous avez collé ${m[1]} textes : ${m[2]} au plus.`],

@@ -1,6 +1,5 @@
 // The onboarding wizard. Each step's form is saved through the API when the
-// user moves on ("Suivant", "Précédent", or the browser's back and forward
-// buttons); the session id stays in localStorage, so a reload or a return
+// user moves on ("Suivant", "Précédent", or the browser's back button); the session id stays in localStorage, so a reload or a return
 // the next day resumes at the step the user was on, with every field filled
 // from `GET session`, and what was typed but not saved yet (a draft, also
 // in localStorage) over it. A failed request leaves the page as it is
@@ -150,11 +149,12 @@ function onHistoryBack(event) {
     return;
   }
   if (!guarding()) return;
-  // A save in flight: its own move is what happens.
+  // Put back at once: the step may stay (a save in flight makes its own
+  // move, a save that fails keeps the step); the welcome step, if that is
+  // where this leads, steps down from it (`guardHistory`).
+  history.pushState({ wizard: true }, '');
   const back = document.querySelector(`.step[data-step="${state.current}"] .back`);
-  const moves = !state.busy && back && !back.hidden;
-  if (!moves || guarding(neighbour(state.current, -1))) history.pushState({ wizard: true }, '');
-  if (moves) back.click();
+  if (!state.busy && back && !back.hidden) back.click();
 }
 
 /** The step to resume at: where the user was, unless a required step before it is missing. */
@@ -191,10 +191,12 @@ async function act(form, action) {
   $('offline').hidden = true;
   // A save that takes a while says so, to the eye and to screen readers:
   // another process holding the database can keep it waiting for seconds.
-  const slow = setTimeout(() => {
-    if (form) form.dataset.slow = 'true';
-    announce('Enregistrement en cours…');
-  }, 1000);
+  const slow = form
+    ? setTimeout(() => {
+        form.dataset.slow = 'true';
+        announce('Enregistrement en cours…');
+      }, 1000)
+    : null;
   try {
     await action();
   } catch (error) {
@@ -346,6 +348,7 @@ function sessionLost() {
   localStorage.removeItem(SESSION_KEY);
   localStorage.removeItem(STEP_KEY);
   clearDrafts();
+  state.pendingDrafts.clear();
   state.id = null;
   state.session = null;
   // What the page holds stays: a session lost mid-way (the server's
@@ -508,6 +511,7 @@ function scheduleDraft(name) {
  * load).
  */
 function clearDraft(name) {
+  if (!DRAFTED.includes(name)) return;
   clearTimeout(draftTimer);
   localStorage.removeItem(DRAFT_KEY + name);
   state.shown[name] = fieldsOf(name);
@@ -1028,7 +1032,6 @@ function wire() {
   if (skip) {
     skip.addEventListener('click', (event) => {
       event.preventDefault();
-      $('main').setAttribute('tabindex', '-1');
       $('main').focus();
     });
   }
