@@ -160,8 +160,8 @@ const HOURS: &str = "## Horaires d'ouverture\n\n| Jour | Horaires |\n|---|---|\n
                      | Mardi à vendredi | 7h00 – 19h30 |\n| Samedi | 7h00 – 13h00 |\n\n\
                      Fermé le dimanche et le lundi.";
 
-/// Welcome and business, by mouse: the session exists and business is saved.
-async fn start_and_fill_business(b: &Browser, email: &str) {
+/// Welcome, then the business step filled in, not yet saved.
+async fn start_and_type_business(b: &Browser, email: &str) {
     b.open("/").await;
     b.step("welcome").await;
     b.click("#start").await;
@@ -170,6 +170,11 @@ async fn start_and_fill_business(b: &Browser, email: &str) {
     b.fill("industry", "Boulangerie").await;
     b.fill("phone", "06 12 34 56 78").await;
     b.fill("email", email).await;
+}
+
+/// Welcome and business, by mouse: the session exists and business is saved.
+async fn start_and_fill_business(b: &Browser, email: &str) {
+    start_and_type_business(b, email).await;
     b.click("#business-next").await;
 }
 
@@ -1190,14 +1195,7 @@ async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
-    b.open("/").await;
-    b.step("welcome").await;
-    b.click("#start").await;
-    b.step("business").await;
-    b.fill("company_name", COMPANY).await;
-    b.fill("industry", "Boulangerie").await;
-    b.fill("phone", "06 12 34 56 78").await;
-    b.fill("email", EMAIL).await;
+    start_and_type_business(&b, EMAIL).await;
 
     b.offline(true).await;
     b.click("#business-next").await;
@@ -1978,14 +1976,7 @@ async fn a_slow_save_says_it_is_saving() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 360).await;
-    b.open("/").await;
-    b.step("welcome").await;
-    b.click("#start").await;
-    b.step("business").await;
-    b.fill("company_name", COMPANY).await;
-    b.fill("industry", "Boulangerie").await;
-    b.fill("phone", "06 12 34 56 78").await;
-    b.fill("email", EMAIL).await;
+    start_and_type_business(&b, EMAIL).await;
     let holder = rusqlite::Connection::open(&server.db_path).expect("open the database");
     holder
         .execute_batch("BEGIN IMMEDIATE")

@@ -70,6 +70,8 @@ const state = {
 // ---------------------------------------------------------------- steps
 
 const applies = (name) => name !== 'phone' || state.channels.includes('phone');
+/** The API's name of a page's step: the phone step saves `vapi`. */
+const apiStep = (name) => (name === 'phone' ? 'vapi' : name);
 const visibleSteps = () => STEPS.filter(applies);
 
 function neighbour(name, delta) {
@@ -80,8 +82,7 @@ function neighbour(name, delta) {
 async function show(name) {
   // A step saved without the session read after it: read it now, so that
   // its draft is taken against what the server holds.
-  const api = name === 'phone' ? 'vapi' : name;
-  if (state.unconfirmed.has(api)) {
+  if (state.unconfirmed.has(apiStep(name))) {
     try {
       await refreshSession();
       state.unconfirmed.clear();
@@ -414,7 +415,7 @@ function fieldsOf(name) {
 
 /** The step's data as the server keeps it (the phone step is `vapi` there), as JSON. */
 const savedData = (name) =>
-  JSON.stringify((state.session && state.session.steps && state.session.steps[name === 'phone' ? 'vapi' : name]) || null);
+  JSON.stringify((state.session && state.session.steps && state.session.steps[apiStep(name)]) || null);
 
 /**
  * Keeps what was changed on the step shown, until it is saved: each field
@@ -434,7 +435,7 @@ function saveDraft(name) {
     if (Object.keys(changes).length) {
       // `saved` null: the server's form of the step is unknown here, and
       // the draft is put back without that check.
-      const saved = state.unconfirmed.has(name === 'phone' ? 'vapi' : name) ? null : savedData(name);
+      const saved = state.unconfirmed.has(apiStep(name)) ? null : savedData(name);
       localStorage.setItem(DRAFT_KEY + name, JSON.stringify({ session: state.id, saved, changes }));
     } else {
       localStorage.removeItem(DRAFT_KEY + name);
