@@ -426,6 +426,36 @@ mod tests {
         assert_eq!(shared.started.load(Ordering::SeqCst), started);
     }
 
+    /// A writer's copy cut short by a reader's snapshot leaves the log long:
+    /// the writer tries again after the next background checkpoint, which
+    /// keeps its pause (a reader may hold its snapshot a while).
+    #[test]
+    fn a_copy_cut_short_by_a_reader_is_tried_again_after_a_paused_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = setup(&dir);
+        let (mut checkpointer, _) = counted(&path, LONG_PAUSE, || Ok(()), LogFailure::default());
+        write_batch(&writer, 100);
+        report_long_log(&checkpointer);
+        checkpointer.after_batch(&writer);
+        wait_for_ended(&checkpointer, 1);
+        // A reader's snapshot, then frames it does not see.
+        let reader = connect(&path, None, Synchronous::Normal, Duration::from_secs(5)).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM pages;")
+            .unwrap();
+        write_batch(&writer, 5);
+        report_long_log(&checkpointer);
+        checkpointer.after_batch(&writer);
+        assert_eq!(checkpointer.restart_after, Some(2));
+        assert_eq!(
+            checkpointer.shared.wal_frames.load(Ordering::SeqCst),
+            RESTART_AT_FRAMES
+        );
+        assert!(!checkpointer.shared.hurry.load(Ordering::SeqCst));
+        reader.execute_batch("COMMIT").unwrap();
+        checkpointer.stop();
+    }
+
     /// A database file that cannot be synced is a failure for good, as a
     /// failed log sync is (the writer then refuses every call, and neither
     /// it nor the checkpointer copies the log back): the WAL may hold the
