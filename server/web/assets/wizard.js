@@ -63,7 +63,7 @@ const state = {
   pendingDrafts: new Set(),
   /** The page's own step down the history, not the user's Back. */
   ignoreNextPop: false,
-  /** Steps (as the API names them) saved without the session read after. */
+  /** Steps (as the API names them) saved since the session was last read. */
   unconfirmed: new Set(),
 };
 
@@ -80,12 +80,11 @@ function neighbour(name, delta) {
 }
 
 async function show(name) {
-  // A step saved without the session read after it: read it now, so that
-  // its draft is taken against what the server holds.
+  // A step saved since the session was read: read it now, so that its
+  // draft is taken against what the server holds.
   if (state.unconfirmed.has(apiStep(name))) {
     try {
       await refreshSession();
-      state.unconfirmed.clear();
     } catch {
       // Still unread: a draft of it says so (see `saveDraft`).
     }
@@ -369,16 +368,10 @@ async function saveStep(step, payload) {
   const answer = await post(sessionPath(state.id, step), payload);
   setProgress(answer.progress_percentage);
   if (state.session) state.session.steps[step] = payload;
-  // The step as the server keeps it (the phone in E.164, the address
-  // normalised): what a later draft of it is taken against. Not read (the
-  // save stands all the same): read again when the step is next shown.
-  try {
-    const session = await get(sessionPath(state.id), { retries: 0 });
-    if (session && session.steps) state.session = session;
-    state.unconfirmed.delete(step);
-  } catch {
-    state.unconfirmed.add(step);
-  }
+  // The server keeps the step in its own form (the phone in E.164, the
+  // address normalised), which a later draft of it is taken against: read
+  // when the step is next shown, which most steps never are.
+  state.unconfirmed.add(step);
   return answer;
 }
 
@@ -525,6 +518,7 @@ function clearDrafts() {
 async function refreshSession() {
   state.session = await get(sessionPath(state.id));
   setProgress(state.session.progress_percentage);
+  state.unconfirmed.clear();
 }
 
 // ------------------------------------------------------------ the forms
