@@ -326,6 +326,45 @@ fn booking_settings_set_on_the_tenant_activate_the_campaign() {
     );
 }
 
+/// Any booking setting set on the tenant by another route configures
+/// appointments, as the step's own `{}` does: the provider alone or a
+/// Cal.com API key alone; the key itself stays out of the campaign.
+#[test]
+fn any_booking_setting_on_the_tenant_activates_the_campaign() {
+    for setting in [
+        "booking_provider = 'cal_com'",
+        "cal_com_api_key = 'cal_live_secret'",
+    ] {
+        let db = Db::memory();
+        let s = ready_session(&db);
+        db.conn
+            .execute_batch(&format!("UPDATE tenants SET {setting}"))
+            .unwrap();
+        let done = db.complete(&s).unwrap();
+        assert_eq!(
+            done["synced"]["campaign"]["settings"],
+            json!({"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"}),
+            "{setting}"
+        );
+        assert_eq!(db.count("omnichannel_campaigns"), 1, "{setting}");
+    }
+}
+
+/// A tenant who declined appointments in the step gets no campaign, even
+/// with a Cal.com API key left on the tenant from elsewhere.
+#[test]
+fn a_declined_step_outweighs_an_api_key_left_on_the_tenant() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.conn
+        .execute_batch("UPDATE tenants SET cal_com_api_key = 'cal_live_secret'")
+        .unwrap();
+    db.step(&s, "appointments", r#"{"enabled":false}"#).unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(done["synced"]["campaign"], json!(null));
+    assert_eq!(db.count("omnichannel_campaigns"), 0);
+}
+
 #[test]
 fn a_declared_number_is_never_taken_from_another_tenant() {
     let db = Db::memory();
