@@ -235,6 +235,25 @@ fn pattern<'a>(doc: &'a serde_json::Value, schema: &str, pointer: &str) -> &'a s
         .unwrap_or_else(|| panic!("no pattern at {schema}{pointer}"))
 }
 
+/// Free-form fields the library trims as it trims the enumerated ones
+/// (`error::trim`, white space and invisible characters): their patterns
+/// allow the same at both ends (`\u{200b}web` is the source `web`).
+#[test]
+fn free_form_patterns_allow_what_the_library_trims() {
+    let doc = document();
+    for (schema, pointer) in [
+        ("CreatePayload", "/properties/source/pattern"),
+        ("KbPayload", "/oneOf/0/properties/crawl_url/pattern"),
+        ("BusinessPayload", "/properties/company_name/pattern"),
+    ] {
+        let pattern = pattern(&doc, schema, pointer);
+        assert!(
+            pattern.starts_with(&format!("^{WS}")) && pattern.ends_with(&format!("{WS}$")),
+            "{schema}{pointer}: {pattern}"
+        );
+    }
+}
+
 #[test]
 fn enumerated_patterns_are_the_library_lists() {
     use onboarding::{catalog, BOOKING_PROVIDERS, CHANNELS, CODE_CHANNELS, KB_METHODS};
