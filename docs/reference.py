@@ -158,9 +158,8 @@ section("onboarding_step(session_id, step, payload)",
         "`appointments`. Progress never goes backwards. The `appointments` step is optional: "
         "saving it says the tenant takes appointments (its booking settings are kept on the "
         "tenant, and completion creates an active campaign); `{\"enabled\": false}` says "
-        "the opposite and clears the booking settings. Without the step, any booking setting "
-        "set on the tenant directly (a provider, an event type id, a Cal.com API key) makes "
-        "completion create the campaign too.")
+        "the opposite and clears the booking settings. A provider or an event type id set on the "
+        "tenant directly (before or after the step) makes completion create the campaign too.")
 example("SELECT onboarding_step(?, 'business', ?)", session,
         '{"company_name":"Mon Entreprise","industry":"Immobilier","phone":"06 12 34 56 78","email":"contact@entreprise.fr"}')
 example("SELECT onboarding_step(?, 'business', ?)", session,

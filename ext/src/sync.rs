@@ -263,8 +263,6 @@ struct Booking {
     provider: Option<String>,
     event_type_id: Option<String>,
     timezone: String,
-    /// A Cal.com API key is set (the key itself never leaves the tenant).
-    api_key: bool,
 }
 
 /// What every part needs: where to write, for which session, at what time.
@@ -308,15 +306,13 @@ impl Part<'_> {
         })?;
         Ok(sql::query_row(
             self.conn,
-            "SELECT booking_provider, cal_com_event_type_id, timezone, cal_com_api_key IS NOT NULL
-             FROM tenants WHERE id = ?1",
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants WHERE id = ?1",
             [&self.session.tenant_id],
             |r| {
                 Ok(Booking {
                     provider: r.get(0)?,
                     event_type_id: r.get(1)?,
                     timezone: r.get(2)?,
-                    api_key: r.get(3)?,
                 })
             },
         )?)
@@ -413,19 +409,18 @@ impl Part<'_> {
     }
 
     /// `omnichannel_campaigns`: an appointment campaign, only when
-    /// appointments are configured: by the appointments step, or, when the
-    /// step was not sent, by any booking setting set on the tenant directly
-    /// (a provider, an event type, a Cal.com API key); `null` otherwise. A
-    /// step that said `"enabled": false` is the tenant's last word: no
-    /// campaign, whatever settings are left on the tenant (it clears the
-    /// provider and the event type, not an API key set elsewhere).
+    /// appointments are configured: by the appointments step (unless it
+    /// said `"enabled": false`), or by a booking setting on the tenant, a
+    /// provider or an event type (the two the step writes), however it got
+    /// there; `null` otherwise. A step that declined cleared both, so a
+    /// setting found at completion was set after it, and configures them.
+    /// (A Cal.com API key alone books nothing: it is not one.)
     fn campaign(&self, booking: Booking, company_name: &str) -> Result<Option<Campaign<'_>>> {
-        let configured = match self.session.data(Step::Appointments) {
-            Some(data) => !declined(data),
-            None => {
-                booking.provider.is_some() || booking.event_type_id.is_some() || booking.api_key
-            }
-        };
+        let by_step = self
+            .session
+            .data(Step::Appointments)
+            .is_some_and(|data| !declined(data));
+        let configured = by_step || booking.provider.is_some() || booking.event_type_id.is_some();
         if !configured {
             return Ok(None);
         }

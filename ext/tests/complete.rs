@@ -326,43 +326,48 @@ fn booking_settings_set_on_the_tenant_activate_the_campaign() {
     );
 }
 
-/// Any booking setting set on the tenant by another route configures
-/// appointments, as the step's own `{}` does: the provider alone or a
-/// Cal.com API key alone; the key itself stays out of the campaign.
+/// A provider set on the tenant by another route configures appointments,
+/// as the step's own `{}` does; a Cal.com API key alone does not (it books
+/// nothing without an event type), and never shows in the campaign.
 #[test]
-fn any_booking_setting_on_the_tenant_activates_the_campaign() {
-    for setting in [
-        "booking_provider = 'cal_com'",
-        "cal_com_api_key = 'cal_live_secret'",
-    ] {
-        let db = Db::memory();
-        let s = ready_session(&db);
-        db.conn
-            .execute_batch(&format!("UPDATE tenants SET {setting}"))
-            .unwrap();
-        let done = db.complete(&s).unwrap();
-        assert_eq!(
-            done["synced"]["campaign"]["settings"],
-            json!({"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"}),
-            "{setting}"
-        );
-        assert_eq!(db.count("omnichannel_campaigns"), 1, "{setting}");
-    }
-}
+fn a_provider_on_the_tenant_activates_the_campaign_an_api_key_alone_does_not() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.conn
+        .execute_batch("UPDATE tenants SET booking_provider = 'cal_com'")
+        .unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["campaign"]["settings"],
+        json!({"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"})
+    );
+    assert_eq!(db.count("omnichannel_campaigns"), 1);
 
-/// A tenant who declined appointments in the step gets no campaign, even
-/// with a Cal.com API key left on the tenant from elsewhere.
-#[test]
-fn a_declined_step_outweighs_an_api_key_left_on_the_tenant() {
     let db = Db::memory();
     let s = ready_session(&db);
     db.conn
         .execute_batch("UPDATE tenants SET cal_com_api_key = 'cal_live_secret'")
         .unwrap();
-    db.step(&s, "appointments", r#"{"enabled":false}"#).unwrap();
     let done = db.complete(&s).unwrap();
     assert_eq!(done["synced"]["campaign"], json!(null));
     assert_eq!(db.count("omnichannel_campaigns"), 0);
+}
+
+/// A step that declined cleared the booking settings; an event type set on
+/// the tenant after it configures appointments again.
+#[test]
+fn an_event_type_set_after_a_declined_step_activates_the_campaign() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    db.step(&s, "appointments", r#"{"enabled":false}"#).unwrap();
+    db.conn
+        .execute_batch("UPDATE tenants SET cal_com_event_type_id = '42'")
+        .unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["campaign"]["settings"],
+        json!({"provider": "cal_com", "event_type_id": "42", "timezone": "Europe/Paris"})
+    );
 }
 
 #[test]
