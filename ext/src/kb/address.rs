@@ -155,7 +155,7 @@ pub fn check_url(text: &str, allow: &AllowList) -> Result<Url, Refusal> {
         if !allow.allows(&url) && !is_host_name(name) {
             return Err(
                 "is not on a host name (labels of letters, digits and inner hyphens, \
-                 63 characters at most each)",
+                 63 characters at most each, the last a top-level domain of letters)",
             );
         }
     }
@@ -166,10 +166,18 @@ pub fn check_url(text: &str, allow: &AllowList) -> Result<Url, Refusal> {
 /// A DNS host name (RFC 1123): labels of ASCII letters, digits and inner
 /// hyphens, 1 to 63 characters each; a final dot allowed. The parser takes
 /// `a_b.fr`, `-a.fr` and labels of any length, which no resolver answers.
-/// (A name past DNS's 253 characters is left to fail as a lookup.)
+/// The last label is a top-level domain: two letters or more, or an
+/// internationalised one (`xn--p1ai`, the parser's form of `рф`); no
+/// public name ends in `.f`, `.fr0` or `.1fr`, and the document's pattern
+/// says the same. (A name past DNS's 253 characters is left to fail as a
+/// lookup.)
 fn is_host_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
+    let top = name.rsplit('.').next().unwrap_or("");
+    let top_level = (top.len() >= 2 && top.bytes().all(|b| b.is_ascii_alphabetic()))
+        || top.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--"));
     !name.is_empty()
+        && top_level
         && name.split('.').all(|label| {
             (1..=63).contains(&label.len())
                 && !label.starts_with('-')
@@ -395,13 +403,17 @@ mod tests {
     #[test]
     fn hosts_are_host_names() {
         let bad = "is not on a host name (labels of letters, digits and inner hyphens, \
-                   63 characters at most each)";
+                   63 characters at most each, the last a top-level domain of letters)";
         let long_label = format!("https://{}.fr/", "a".repeat(64));
         for text in [
             "https://a_b.fr/",
             "https://-a.fr/",
             "https://a-.fr/",
             &long_label,
+            "https://mon-site.f/",
+            "https://mon-site.fr0/",
+            "https://mon-site.1fr/",
+            "https://mon-site.f1r./",
         ] {
             assert_eq!(refusal(text), Some(bad), "{text}");
         }
@@ -422,6 +434,14 @@ mod tests {
             "https://xn--mnchen-3ya.de/"
         );
         assert_eq!(ok("https://a.fr:0443/").unwrap(), "https://a.fr/");
+        // An empty port is the scheme's.
+        assert_eq!(ok("https://a.fr:/x").unwrap(), "https://a.fr/x");
+        // Internationalised top-level domains, written or in their ASCII form.
+        assert_eq!(
+            ok("https://пример.рф/").unwrap(),
+            "https://xn--e1afmkfd.xn--p1ai/"
+        );
+        assert_eq!(ok("https://a.XN--P1AI/").unwrap(), "https://a.xn--p1ai/");
     }
 
     #[test]
