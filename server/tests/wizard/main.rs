@@ -692,6 +692,43 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
     assert_eq!(business["email"], EMAIL);
 }
 
+/// No channel ticked: the server's refusal shows beside the channels in
+/// French, in words of its own (the hint under the boxes already says what
+/// to do, and a screen reader reads both), and the step stays until one is
+/// ticked.
+#[tokio::test]
+async fn no_channel_ticked_is_refused_beside_the_channels() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#channel-phone").await;
+    b.click("#channels-next").await;
+    b.until(
+        "the channels' error",
+        "document.getElementById('channels-error').innerText",
+    )
+    .await;
+    assert_eq!(
+        b.text_content("channels-error").await,
+        said(
+            "Aucun canal choisi : cochez-en au moins un.",
+            "channels must name at least one of phone, sms, whatsapp, email"
+        )
+    );
+    assert_eq!(
+        b.text_content("channels-hint").await,
+        "Choisissez au moins un canal."
+    );
+    b.showing("channels").await;
+    b.click("#channel-sms").await;
+    b.click("#channels-next").await;
+    b.step("kb").await;
+    b.quit().await;
+    assert_eq!(saved_channels(&server), json!({"channels": ["sms"]}));
+}
+
 /// A 409 about the email (another tenant completed with it) shows beside
 /// the email field; a voice saved as `male` through the API comes back as
 /// the catalogue's voice for it.

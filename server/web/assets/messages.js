@@ -64,7 +64,7 @@ const RULES = [
   // Required, said for what it asks.
   [/^crawl_url is required/, () => "Indiquez l'adresse de votre site."],
   [/^documents is required/, () => 'Collez au moins un texte.'],
-  [/^channels is required/, () => 'Choisissez au moins un canal.'],
+  [/^channels is required/, () => 'Aucun canal choisi : cochez-en au moins un.'],
   // Any field.
   [/^(\w+) is required\b/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) must not be empty/, (m) => `${subject(m[1])} est obligatoire.`],
@@ -89,7 +89,7 @@ const RULES = [
   [/^phone .* is not a valid phone number/,
     () => "Ce numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78, ou +33 6 12 34 56 78)."],
   // Channels, the voice agent.
-  [/^channels must name at least one/, () => 'Choisissez au moins un canal.'],
+  [/^channels must name at least one/, () => 'Aucun canal choisi : cochez-en au moins un.'],
   [/^channels lists .*, which is not a channel/, () => "Un des canaux choisis n'existe pas."],
   [/^agent_type .* is not an agent type/, () => "Choisissez un type d'agent dans la liste."],
   [/^voice .* is not a voice/, () => 'Choisissez une voix dans la liste.'],
