@@ -173,13 +173,7 @@ impl Checkpointer {
         // after the next background checkpoint, paused as usual: a reader
         // may keep its snapshot a while.
         self.restart_after = Some(s.started.load(Ordering::SeqCst) + 1);
-        match writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        }) {
+        match passive_checkpoint(writer) {
             Ok((0, log, copied)) if log == copied => {
                 s.wal_frames.store(0, Ordering::SeqCst);
                 self.restart_after = None;
@@ -234,17 +228,10 @@ fn checkpoint(
     wal_frames: &AtomicI64,
     log_failure: &LogFailure,
 ) {
-    // (busy, frames in the log, frames copied back so far, by any
-    // checkpoint). Busy: another checkpoint (the writer's, or another
-    // process's) holds the lock. The same two counts as the last time:
-    // nothing was copied since, and there is nothing to sync.
-    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    }) {
+    // Busy: another checkpoint (the writer's, or another process's) holds
+    // the lock. The same two counts as the last time: nothing was copied
+    // since, and there is nothing to sync.
+    match passive_checkpoint(conn) {
         Ok((0, log, copied)) => {
             if copied > 0 && (log, copied) != *last {
                 if let Err(e) = sync_database(conn) {
@@ -263,6 +250,14 @@ fn checkpoint(
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %error_text(&e), "checkpoint failed"),
     }
+}
+
+/// A checkpoint that never waits: (busy, frames in the log, frames copied
+/// back so far, by any checkpoint).
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }
 
 /// fsyncs the database file through SQLite's own descriptor of it. A
@@ -361,11 +356,7 @@ mod tests {
 
     /// Frames in the log now, from a PASSIVE checkpoint that was not busy.
     fn frames_in_log(writer: &Connection) -> i64 {
-        let (busy, log): (i64, i64) = writer
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
+        let (busy, log, _) = passive_checkpoint(writer).unwrap();
         assert_eq!((busy, log >= 0), (0, true), "log {log}");
         log
     }
