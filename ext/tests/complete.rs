@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Db, T0};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn ready_session(db: &Db) -> String {
     let s = db.create();
@@ -312,14 +312,24 @@ fn appointments_declined_after_cal_com_leave_no_campaign() {
     );
 }
 
-#[test]
-fn booking_settings_set_on_the_tenant_activate_the_campaign() {
+/// A ready session, its `appointments` step sent when given, then
+/// `setting` made on the tenant by another route, then completed: the
+/// completion's answer, and the database.
+fn completed_after_tenant_setting(appointments: Option<&str>, setting: &str) -> (Value, Db) {
     let db = Db::memory();
     let s = ready_session(&db);
+    if let Some(payload) = appointments {
+        db.step(&s, "appointments", payload).unwrap();
+    }
     db.conn
-        .execute_batch("UPDATE tenants SET cal_com_event_type_id = '42'")
+        .execute_batch(&format!("UPDATE tenants SET {setting}"))
         .unwrap();
-    let done = db.complete(&s).unwrap();
+    (db.complete(&s).unwrap(), db)
+}
+
+#[test]
+fn booking_settings_set_on_the_tenant_activate_the_campaign() {
+    let (done, _) = completed_after_tenant_setting(None, "cal_com_event_type_id = '42'");
     assert_eq!(
         done["synced"]["campaign"]["settings"],
         json!({"provider": "cal_com", "event_type_id": "42", "timezone": "Europe/Paris"})
@@ -331,24 +341,14 @@ fn booking_settings_set_on_the_tenant_activate_the_campaign() {
 /// nothing without an event type), and never shows in the campaign.
 #[test]
 fn a_provider_on_the_tenant_activates_the_campaign_an_api_key_alone_does_not() {
-    let db = Db::memory();
-    let s = ready_session(&db);
-    db.conn
-        .execute_batch("UPDATE tenants SET booking_provider = 'cal_com'")
-        .unwrap();
-    let done = db.complete(&s).unwrap();
+    let (done, db) = completed_after_tenant_setting(None, "booking_provider = 'cal_com'");
     assert_eq!(
         done["synced"]["campaign"]["settings"],
         json!({"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"})
     );
     assert_eq!(db.count("omnichannel_campaigns"), 1);
 
-    let db = Db::memory();
-    let s = ready_session(&db);
-    db.conn
-        .execute_batch("UPDATE tenants SET cal_com_api_key = 'cal_live_secret'")
-        .unwrap();
-    let done = db.complete(&s).unwrap();
+    let (done, db) = completed_after_tenant_setting(None, "cal_com_api_key = 'cal_live_secret'");
     assert_eq!(done["synced"]["campaign"], json!(null));
     assert_eq!(db.count("omnichannel_campaigns"), 0);
 }
@@ -357,13 +357,10 @@ fn a_provider_on_the_tenant_activates_the_campaign_an_api_key_alone_does_not() {
 /// the tenant after it configures appointments again.
 #[test]
 fn an_event_type_set_after_a_declined_step_activates_the_campaign() {
-    let db = Db::memory();
-    let s = ready_session(&db);
-    db.step(&s, "appointments", r#"{"enabled":false}"#).unwrap();
-    db.conn
-        .execute_batch("UPDATE tenants SET cal_com_event_type_id = '42'")
-        .unwrap();
-    let done = db.complete(&s).unwrap();
+    let (done, _) = completed_after_tenant_setting(
+        Some(r#"{"enabled":false}"#),
+        "cal_com_event_type_id = '42'",
+    );
     assert_eq!(
         done["synced"]["campaign"]["settings"],
         json!({"provider": "cal_com", "event_type_id": "42", "timezone": "Europe/Paris"})
