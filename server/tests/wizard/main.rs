@@ -687,8 +687,7 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
         [&tenant["name"], &tenant["phone"]],
         [&json!(COMPANY), &json!("+33612345678")]
     );
-    let session = row(&server, "onboarding_sessions");
-    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    let business = saved_business(&server);
     assert_eq!(business["email"], EMAIL);
 }
 
@@ -1172,11 +1171,15 @@ async fn back_to_business_with_a_new_name(b: &Browser) {
     b.fill("company_name", "Boulangerie Dupont").await;
 }
 
+/// The business step as the session holds it.
+fn saved_business(server: &TestServer) -> Value {
+    let session = row(server, "onboarding_sessions");
+    serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap()
+}
+
 /// The company name the session's business step holds.
 fn saved_company(server: &TestServer) -> Value {
-    let session = row(server, "onboarding_sessions");
-    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
-    business["company_name"].clone()
+    saved_business(server)["company_name"].clone()
 }
 
 /// "Précédent" saves what was changed on the step it leaves, when the
@@ -1197,8 +1200,7 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
     b.fill("email", "contact@").await;
     b.click("#form-business .back").await;
     b.step("welcome").await;
-    let session = row(&server, "onboarding_sessions");
-    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    let business = saved_business(&server);
     assert_eq!(business["email"], EMAIL);
     assert_eq!(b.value("email").await, "contact@");
     b.quit().await;
@@ -1264,8 +1266,7 @@ async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
         true
     );
     b.quit().await;
-    let session = row(&server, "onboarding_sessions");
-    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    let business = saved_business(&server);
     assert_eq!(
         business,
         json!({
@@ -1942,8 +1943,7 @@ async fn a_change_to_a_step_saved_before_survives_a_reload() {
     // Saved now, in the server's form.
     b.click("#business-next").await;
     b.step("channels").await;
-    let session = row(&server, "onboarding_sessions");
-    let business: Value = serde_json::from_str(session["business_data"].as_str().unwrap()).unwrap();
+    let business = saved_business(&server);
     assert_eq!(business["phone"], "+33698765432");
     b.quit().await;
 }
