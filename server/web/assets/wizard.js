@@ -1,9 +1,10 @@
 // The onboarding wizard. Each step's form is saved through the API when the
-// user moves on ("Suivant", "Précédent", or the browser's back button); the session id stays in localStorage, so a reload or a return
-// the next day resumes at the step the user was on, with every field filled
-// from `GET session`, and what was typed but not saved yet (a draft, also
-// in localStorage) over it. A failed request leaves the page as it is
-// (nothing typed is lost) and offers "Réessayer".
+// user moves on ("Suivant", "Précédent", or the browser's back button); the
+// session id stays in localStorage, so a reload or a return the next day
+// resumes at the step the user was on, with every field filled from `GET
+// session`, and what was typed but not saved yet (a draft, also in
+// localStorage) over it. A failed request leaves the page as it is (nothing
+// typed is lost) and offers "Réessayer".
 
 import {
   BASE,
@@ -318,8 +319,8 @@ function formError(form, message, error = null) {
   const slot = form ? form.querySelector('.form-error') : !$('loading').hidden && $('loading');
   let said = message;
   if (slot) {
-    said = error ? writeError(slot, message, error) : message;
-    if (!error) slot.textContent = message;
+    if (error) said = writeError(slot, message, error);
+    else slot.textContent = message;
     slot.hidden = false;
   } else if (error) {
     said = french(message, error) || message;
