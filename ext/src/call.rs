@@ -3,10 +3,12 @@
 //! cache of a [`crate::register_cached`] registration ([`CachedStatements`]).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use foldhash::fast::FixedState;
 use rusqlite::functions::Context;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement};
@@ -63,12 +65,12 @@ thread_local! {
 
 /// A cached registration's connection and the statements prepared on it,
 /// kept by the address of their SQL text. Every statement the library runs
-/// is a string literal, so its address names it: a lookup compares two
-/// words instead of hashing the text (rusqlite's cache hashes it twice per
-/// use, with SipHash, which cost about 5 % of a call).
+/// is a string literal, so its address names it: a lookup hashes two words
+/// instead of the text (rusqlite's cache hashes it twice per use, with
+/// SipHash, which cost about 5 % of a call).
 pub struct Ready {
     // Declared before `conn`: dropped (finalized) before it.
-    statements: RefCell<Vec<(StatementKey, Statement<'static>)>>,
+    statements: RefCell<Kept>,
     conn: Connection,
 }
 
@@ -82,14 +84,68 @@ unsafe impl Send for Ready {}
 /// The address and length of a `&'static str` of SQL.
 type StatementKey = (usize, usize);
 
-/// Statements kept per connection; past it the least recently returned one
-/// is finalized. The library has fewer hot statements than this.
+/// Statements kept per connection; past it each new one takes the slot of
+/// a kept one, in turn. The library has fewer hot statements than this.
 const KEPT_STATEMENTS: usize = 128;
+
+/// The kept statements: a slot each, found by key. A statement in use is
+/// out of its slot (`None`), and goes back to it by the slot's number, so a
+/// use hashes its key once.
+#[derive(Default)]
+struct Kept {
+    slot_of: HashMap<StatementKey, usize, FixedState>,
+    slots: Vec<(StatementKey, Option<Statement<'static>>)>,
+    /// The slot the next new statement takes once all are in use.
+    next_evicted: usize,
+}
+
+impl Kept {
+    /// Takes the statement of `key` out of its slot: the slot's number, if
+    /// it has one, and the statement, unless it is in use.
+    fn take(&mut self, key: StatementKey) -> (Option<usize>, Option<Statement<'static>>) {
+        match self.slot_of.get(&key) {
+            Some(&slot) => (Some(slot), self.slots[slot].1.take()),
+            None => (None, None),
+        }
+    }
+
+    /// Puts a statement taken with `take` back. Of two statements of one
+    /// SQL (the second prepared while the first was in use), the one back
+    /// first is kept and the other finalized.
+    fn put(&mut self, key: StatementKey, slot: Option<usize>, statement: Statement<'static>) {
+        if let Some(slot) = slot {
+            if let Some((kept_key, kept @ None)) = self.slots.get_mut(slot) {
+                if *kept_key == key {
+                    *kept = Some(statement);
+                }
+            }
+            return;
+        }
+        if self.slots.len() < KEPT_STATEMENTS {
+            self.slot_of.insert(key, self.slots.len());
+            self.slots.push((key, Some(statement)));
+            return;
+        }
+        let slot = self.next_evicted;
+        self.next_evicted = (slot + 1) % KEPT_STATEMENTS;
+        let (old_key, _) = self.slots[slot];
+        self.slot_of.remove(&old_key);
+        self.slot_of.insert(key, slot);
+        // A statement in use keeps running: only its return finds its
+        // slot taken, and it is finalized then.
+        self.slots[slot] = (key, Some(statement));
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> impl Iterator<Item = StatementKey> + '_ {
+        self.slots.iter().map(|(key, _)| *key)
+    }
+}
 
 impl Ready {
     /// Runs `f` on the statement of `sql`, prepared at its first use on
-    /// this connection and kept for the next. The statement is taken out of
-    /// the list while `f` runs, so a nested use of the same SQL prepares a
+    /// this connection and kept for the next. The statement is out of its
+    /// slot while `f` runs, so a nested use of the same SQL prepares a
     /// second one instead of sharing it.
     fn with<T>(
         &self,
@@ -97,13 +153,7 @@ impl Ready {
         f: impl FnOnce(&mut Statement<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
         let key = (sql.as_ptr() as usize, sql.len());
-        let taken = {
-            let mut statements = self.statements.borrow_mut();
-            statements
-                .iter()
-                .rposition(|(k, _)| *k == key)
-                .map(|i| statements.remove(i).1)
-        };
+        let (slot, taken) = self.statements.borrow_mut().take(key);
         let mut statement = match taken {
             Some(statement) => statement,
             None => {
@@ -122,11 +172,7 @@ impl Ready {
         let result = f(&mut statement);
         // rusqlite resets a statement after each use; its bound values go.
         statement.clear_bindings();
-        let mut statements = self.statements.borrow_mut();
-        if statements.len() >= KEPT_STATEMENTS {
-            statements.remove(0);
-        }
-        statements.push((key, statement));
+        self.statements.borrow_mut().put(key, slot, statement);
         result
     }
 }
@@ -186,7 +232,7 @@ impl Call<'_> {
                 let conn = unsafe { Connection::from_handle(this_call.handle()) }?;
                 conn.set_prepared_statement_cache_capacity(64);
                 *guard = CacheState::Ready(Box::new(Ready {
-                    statements: RefCell::new(Vec::new()),
+                    statements: RefCell::new(Kept::default()),
                     conn,
                 }));
             }
@@ -360,6 +406,58 @@ mod tests {
     use super::*;
     use crate::env::PinnedEnv;
 
+    /// Statements of a connection that lives as long as the test binary.
+    fn leaked_connection() -> &'static Connection {
+        Box::leak(Box::new(Connection::open_in_memory().unwrap()))
+    }
+
+    #[test]
+    fn a_statement_goes_back_to_its_slot_and_of_two_of_one_sql_the_later_back_is_finalized() {
+        let conn = leaked_connection();
+        let mut kept = Kept::default();
+        let key = (1, 8);
+        assert!(matches!(kept.take(key), (None, None)));
+        kept.put(key, None, conn.prepare("SELECT 1").unwrap());
+        let (slot, first) = kept.take(key);
+        assert_eq!(slot, Some(0));
+        let first = first.expect("kept statement");
+        // In use: a nested use of the same SQL finds the slot empty.
+        assert!(matches!(kept.take(key), (Some(0), None)));
+        kept.put(key, Some(0), conn.prepare("SELECT 1").unwrap());
+        kept.put(key, slot, first);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), [key]);
+        assert!(matches!(kept.take(key), (Some(0), Some(_))));
+    }
+
+    #[test]
+    fn past_the_limit_new_statements_take_the_slots_in_turn() {
+        let conn = leaked_connection();
+        let mut kept = Kept::default();
+        let keys: Vec<StatementKey> = (0..KEPT_STATEMENTS + 2).map(|i| (i, 8)).collect();
+        for &key in &keys[..KEPT_STATEMENTS] {
+            kept.put(key, None, conn.prepare("SELECT 1").unwrap());
+        }
+        // Slot 0 is in use when a new statement takes it: its return
+        // finds its slot gone, and it is finalized.
+        let (slot, in_use) = kept.take(keys[0]);
+        for &key in &keys[KEPT_STATEMENTS..] {
+            kept.put(key, None, conn.prepare("SELECT 2").unwrap());
+        }
+        kept.put(keys[0], slot, in_use.unwrap());
+        assert_eq!(kept.slot_of.len(), KEPT_STATEMENTS);
+        assert!(matches!(kept.take(keys[0]), (None, None)));
+        assert!(matches!(kept.take(keys[1]), (None, None)));
+        assert!(matches!(
+            kept.take(keys[KEPT_STATEMENTS]),
+            (Some(0), Some(_))
+        ));
+        assert!(matches!(
+            kept.take(keys[KEPT_STATEMENTS + 1]),
+            (Some(1), Some(_))
+        ));
+        assert!(matches!(kept.take(keys[2]), (Some(2), Some(_))));
+    }
+
     /// The statements the library runs under `register_cached` are kept in
     /// its own list, keyed by literal, not in rusqlite's cache: the
     /// integration tests see the same statement count either way.
@@ -374,8 +472,7 @@ mod tests {
             let CacheState::Ready(ready) = &*state else {
                 panic!("no call has wrapped the connection");
             };
-            let keys: Vec<StatementKey> =
-                ready.statements.borrow().iter().map(|(k, _)| *k).collect();
+            let keys: Vec<StatementKey> = ready.statements.borrow().keys().collect();
             keys
         };
         let create = || {
