@@ -198,7 +198,7 @@ pub fn with_statement<T>(
     f(&mut statement)
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
     /// The connection the function was called on.
     pub fn conn(&self) -> Result<CallConnection<'_>> {
         let fresh = || {
@@ -245,14 +245,16 @@ impl Call<'_> {
     }
 
     /// Argument `idx` as text; SQL NULL (or a missing argument) is `None`.
-    pub fn text(&self, idx: usize, name: &str, kind: ErrorKind) -> Result<Option<String>> {
+    /// Borrowed from SQLite's value, which lives as long as the call: no
+    /// copy of a payload or an id.
+    pub fn text(&self, idx: usize, name: &str, kind: ErrorKind) -> Result<Option<&'a str>> {
         if idx >= self.ctx.len() {
             return Ok(None);
         }
         match self.ctx.get_raw(idx) {
             ValueRef::Null => Ok(None),
             ValueRef::Text(bytes) => std::str::from_utf8(bytes)
-                .map(|s| Some(s.to_string()))
+                .map(Some)
                 .map_err(|_| Error::new(kind, format!("{name} is not valid UTF-8"))),
             ValueRef::Integer(_) => Err(Error::new(
                 kind,
@@ -284,7 +286,7 @@ impl Call<'_> {
     }
 
     /// Argument `idx` as text that must be given; the error names it.
-    pub fn required_text(&self, idx: usize, name: &str) -> Result<String> {
+    pub fn required_text(&self, idx: usize, name: &str) -> Result<&'a str> {
         self.text(idx, name, ErrorKind::InvalidField)?
             .ok_or_else(|| Error::invalid_field(format!("{name} is required")))
     }
@@ -304,11 +306,11 @@ impl Call<'_> {
         )))
     }
 
-    pub fn payload(&self, idx: usize) -> Result<Option<String>> {
+    pub fn payload(&self, idx: usize) -> Result<Option<&'a str>> {
         self.text(idx, "payload", ErrorKind::InvalidJson)
     }
 
-    pub fn session_id(&self) -> Result<String> {
+    pub fn session_id(&self) -> Result<&'a str> {
         self.text(0, "session_id", ErrorKind::InvalidField)?
             .ok_or_else(|| Error::invalid_field("session_id is required"))
     }

@@ -117,14 +117,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     }),
     ("onboarding_create", 1, WRITER, |c| {
         let payload = c.payload(0)?;
-        create::create(
-            &*c.conn()?,
-            c.env,
-            payload.as_deref(),
-            &Peer::default(),
-            None,
-        )
-        .map(to_sql)
+        create::create(&*c.conn()?, c.env, payload, &Peer::default(), None).map(to_sql)
     }),
     // A host that knows its client (a server and its peer) passes the
     // address and the raw User-Agent header; non-NULL, they replace the
@@ -134,10 +127,10 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         let ip_address = c.text(1, "ip_address", ErrorKind::InvalidField)?;
         let user_agent = c.lossy_text(2, "user_agent")?;
         let peer = Peer {
-            ip_address: ip_address.as_deref(),
+            ip_address,
             user_agent: user_agent.as_deref(),
         };
-        create::create(&*c.conn()?, c.env, payload.as_deref(), &peer, None).map(to_sql)
+        create::create(&*c.conn()?, c.env, payload, &peer, None).map(to_sql)
     }),
     // A host whose commit can have an unknown outcome (a dqlite cluster's
     // failover) runs a create again with the same key: the first session
@@ -148,18 +141,11 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         let user_agent = c.lossy_text(2, "user_agent")?;
         let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
         let peer = Peer {
-            ip_address: ip_address.as_deref(),
+            ip_address,
             user_agent: user_agent.as_deref(),
         };
         let conn = c.conn()?;
-        create::create(
-            &conn,
-            c.env,
-            payload.as_deref(),
-            &peer,
-            request_key.as_deref(),
-        )
-        .map(to_sql)
+        create::create(&conn, c.env, payload, &peer, request_key).map(to_sql)
     }),
     ("onboarding_step", 3, WRITER, |c| {
         let session_id = c.session_id()?;
@@ -168,15 +154,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             .ok_or_else(|| Error::invalid_field("step is required"))?;
         let payload = c.payload(2)?;
         let conn = c.conn()?;
-        step::step(
-            &conn,
-            c.env,
-            c.settings,
-            &session_id,
-            &step,
-            payload.as_deref(),
-        )
-        .map(SqlValue::Text)
+        step::step(&conn, c.env, c.settings, session_id, step, payload).map(SqlValue::Text)
     }),
     // A host whose commit can have an unknown outcome runs a call again
     // with the key it made for it: the first answer comes back, nothing is
@@ -186,7 +164,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_complete", 2, WRITER, complete_call),
     ("onboarding_complete", 3, WRITER, complete_call),
     ("onboarding_get", 1, READER, |c| {
-        get::get(&*c.conn()?, c.env, &c.session_id()?).map(to_sql)
+        get::get(&*c.conn()?, c.env, c.session_id()?).map(to_sql)
     }),
     // A host that knows its client passes the address, kept with the
     // verification (as onboarding_create/3 keeps it with the session).
@@ -199,19 +177,19 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_outbox_claim", 2, WRITER, |c| {
         let worker = c.required_text(0, "worker")?;
         let lease_seconds = c.integer(1, "lease_seconds")?;
-        outbox::claim(&*c.conn()?, c.env, &worker, lease_seconds).map(to_sql)
+        outbox::claim(&*c.conn()?, c.env, worker, lease_seconds).map(to_sql)
     }),
     ("onboarding_outbox_sent", 3, WRITER, |c| {
         let id = c.integer(0, "id")?;
         let worker = c.required_text(1, "worker")?;
         let provider_id = c.text(2, "provider_id", ErrorKind::InvalidField)?;
-        outbox::sent(&*c.conn()?, c.env, id, &worker, provider_id.as_deref()).map(to_sql)
+        outbox::sent(&*c.conn()?, c.env, id, worker, provider_id).map(to_sql)
     }),
     ("onboarding_outbox_failed", 3, WRITER, |c| {
         let id = c.integer(0, "id")?;
         let worker = c.required_text(1, "worker")?;
         let error = c.required_text(2, "error")?;
-        outbox::failed(&*c.conn()?, c.env, id, &worker, &error).map(to_sql)
+        outbox::failed(&*c.conn()?, c.env, id, worker, error).map(to_sql)
     }),
     ("onboarding_agent_types", 0, CONSTANT, |_| {
         Ok(to_sql(catalog::agent_types_json()))
@@ -220,28 +198,28 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         Ok(to_sql(catalog::voices_json()))
     }),
     ("onboarding_kb_get", 1, READER, |c| {
-        kb::read::get(&*c.conn()?, &c.session_id()?).map(to_sql)
+        kb::read::get(&*c.conn()?, c.session_id()?).map(to_sql)
     }),
     ("onboarding_kb_search", 1, READER, |c| {
-        kb::read::search(&*c.conn()?, c.payload(0)?.as_deref()).map(to_sql)
+        kb::read::search(&*c.conn()?, c.payload(0)?).map(to_sql)
     }),
     ("onboarding_kb_claim", 1, WRITER, |c| {
-        kb::worker::claim(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        kb::worker::claim(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
     ("onboarding_kb_store_page", 1, WRITER, |c| {
-        kb::worker::store_page(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        kb::worker::store_page(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
     ("onboarding_kb_renew", 1, WRITER, |c| {
-        kb::worker::renew(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        kb::worker::renew(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
     ("onboarding_kb_finish", 1, WRITER, |c| {
-        kb::worker::finish(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        kb::worker::finish(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
     ("onboarding_kb_site_take", 1, WRITER, |c| {
-        kb::turn::take(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        kb::turn::take(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
     ("onboarding_kb_site_release", 1, WRITER, |c| {
-        kb::turn::release(&*c.conn()?, c.env, c.payload(0)?.as_deref()).map(to_sql)
+        kb::turn::release(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
 ];
 
@@ -250,14 +228,7 @@ fn complete_call(c: &Call<'_>) -> Result<SqlValue> {
     let payload = c.payload(1)?;
     let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
     let (session_id, conn) = (c.session_id()?, c.conn()?);
-    complete::complete(
-        &conn,
-        c.env,
-        &session_id,
-        payload.as_deref(),
-        request_key.as_deref(),
-    )
-    .map(SqlValue::Text)
+    complete::complete(&conn, c.env, session_id, payload, request_key).map(SqlValue::Text)
 }
 
 /// `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`.
@@ -266,15 +237,7 @@ fn phone_send_call(c: &Call<'_>) -> Result<SqlValue> {
     let ip_address = c.text(2, "ip_address", ErrorKind::InvalidField)?;
     let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
     let (session_id, conn) = (c.session_id()?, c.conn()?);
-    phone::send(
-        &conn,
-        c.env,
-        &session_id,
-        payload.as_deref(),
-        ip_address.as_deref(),
-        request_key.as_deref(),
-    )
-    .map(to_sql)
+    phone::send(&conn, c.env, session_id, payload, ip_address, request_key).map(to_sql)
 }
 
 /// `onboarding_phone_verify(session_id, payload[, request_key])`.
@@ -282,14 +245,7 @@ fn phone_verify_call(c: &Call<'_>) -> Result<SqlValue> {
     let payload = c.payload(1)?;
     let request_key = c.text(2, "request_key", ErrorKind::InvalidField)?;
     let (session_id, conn) = (c.session_id()?, c.conn()?);
-    phone::verify(
-        &conn,
-        c.env,
-        &session_id,
-        payload.as_deref(),
-        request_key.as_deref(),
-    )
-    .map(to_sql)
+    phone::verify(&conn, c.env, session_id, payload, request_key).map(to_sql)
 }
 
 /// The distinct SQL names the library adds, sorted.
