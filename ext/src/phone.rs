@@ -513,10 +513,10 @@ fn code_field(map: &Object) -> Result<String> {
 
 /// The session's verification, when a code of it may be checked now.
 fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Verification> {
-    let v = Verification::latest(conn, &session.id)?.ok_or_else(|| {
+    let v = Verification::latest(conn, session.id)?.ok_or_else(|| {
         Error::conflict(format!(
             "no code was sent for session {} (send one first)",
-            quote(&session.id)
+            quote(session.id)
         ))
     })?;
     let id = quote(&v.id);

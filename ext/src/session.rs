@@ -292,32 +292,35 @@ impl Session {
 /// The part of a session row that saving a step needs: a step reads no
 /// other step's data, so it does not load (or copy) it.
 #[derive(Debug)]
-pub struct SessionHead {
+pub struct SessionHead<'a> {
     /// The row's rowid, for the step's own later writes to it.
     pub rowid: i64,
-    pub id: String,
+    /// The id the caller gave: the row's equals it byte for byte (it was
+    /// found by `id = ?1`, in the column's binary collation), so it is not
+    /// read back.
+    pub id: &'a str,
     pub tenant_id: String,
     pub current_step: i64,
-    pub status: String,
+    pub status: &'static str,
     pub step_started_at: String,
 }
 
-impl SessionHead {
+impl<'a> SessionHead<'a> {
     /// Reads the head of session `id`, or answers `not_found`.
-    pub fn load(conn: &Connection, id: &str) -> Result<SessionHead> {
+    pub fn load(conn: &Connection, id: &'a str) -> Result<SessionHead<'a>> {
         sql::query_row(
             conn,
-            "SELECT id, tenant_id, current_step, status, step_started_at, rowid
+            "SELECT rowid, tenant_id, current_step, status, step_started_at
              FROM onboarding_sessions WHERE id = ?1",
             [id],
             |r| {
                 Ok(SessionHead {
-                    id: r.get(0)?,
+                    rowid: r.get(0)?,
+                    id,
                     tenant_id: r.get(1)?,
                     current_step: r.get(2)?,
-                    status: r.get(3)?,
+                    status: known_status(r.get_ref(3)?.as_str()?),
                     step_started_at: r.get(4)?,
-                    rowid: r.get(5)?,
                 })
             },
         )
@@ -327,7 +330,20 @@ impl SessionHead {
 
     /// Refuses changes to a session that is no longer in progress.
     pub fn ensure_writable(&self) -> Result<()> {
-        ensure_in_progress(&self.id, &self.status)
+        ensure_in_progress(self.id, self.status)
+    }
+}
+
+/// A stored status as one of the three the schema's CHECK allows, without
+/// a copy (a step reads it on every call). Anything else (a schema edited
+/// by hand) is "not a known status": never in progress, so no step
+/// changes the session.
+fn known_status(stored: &str) -> &'static str {
+    match stored {
+        "in_progress" => "in_progress",
+        "completed" => "completed",
+        "abandoned" => "abandoned",
+        _ => "not a known status",
     }
 }
 

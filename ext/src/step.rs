@@ -43,7 +43,7 @@ pub fn step(
         let progress = advanced.unwrap_or(Progress::at(session.current_step));
         if advanced.is_some() {
             let on = OnStep {
-                session_id: &session.id,
+                session_id: session.id,
                 step: session.current_step,
                 since: &session.step_started_at,
             };
@@ -65,7 +65,7 @@ pub fn step(
         // through the formatter): four of a flow's six calls answer this.
         let mut answer = String::with_capacity(128);
         answer.push_str(r#"{"success":true,"session_id":"#);
-        answer.push_str(&json::string(&session.id));
+        answer.push_str(&json::string(session.id));
         answer.push_str(r#","step":""#);
         answer.push_str(step.name());
         answer.push_str(r#"","current_step":"#);
@@ -171,7 +171,7 @@ fn save_business(
             &session.tenant_id,
         ),
     )?;
-    verification::cancel_other_numbers(conn, &session.id, &b.phone, now)?;
+    verification::cancel_other_numbers(conn, session.id, &b.phone, now)?;
     Ok(b.to_text())
 }
 
