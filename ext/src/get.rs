@@ -39,12 +39,11 @@ pub fn get(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> 
             .and_then(|business| business["phone"].as_str());
         let now_ms = env.now_ms();
         let phone_verification = match phone {
-            Some(phone) => match Verification::latest_of(conn, &s.id, phone)? {
+            Some(phone) => match Verification::latest_of(conn, s.id, phone)? {
                 Some(v) => {
                     let mut shown = v.to_json(now_ms)?;
                     // The daily limits, as a send's answer counts them.
-                    if let Some(until) =
-                        crate::phone::daily_limit_until(conn, &s.id, phone, now_ms)?
+                    if let Some(until) = crate::phone::daily_limit_until(conn, s.id, phone, now_ms)?
                     {
                         let until = crate::env::iso8601(until);
                         if shown["resend_after"]

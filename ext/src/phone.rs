@@ -211,7 +211,7 @@ fn business_phone(session: &Session) -> Result<String> {
             ErrorKind::Incomplete,
             format!(
                 "session {} has no business phone yet (save the business step first)",
-                quote(&session.id)
+                quote(session.id)
             ),
         ));
     }
@@ -257,16 +257,16 @@ fn may_send(
     if session.status == "abandoned" {
         return Err(Error::conflict(format!(
             "session {} is abandoned; no code is sent for it",
-            quote(&session.id)
+            quote(session.id)
         )));
     }
     // Verified once is verified: also when another number was verified or
     // sent a code since (completion maps the number verified all the same).
-    if verification::verified_for(conn, &session.id, &line.number)? {
+    if verification::verified_for(conn, session.id, &line.number)? {
         return Err(Error::conflict(format!(
             "phone {} is already verified for session {}",
             quote(&line.number),
-            quote(&session.id)
+            quote(session.id)
         )));
     }
     // Each refusal: its text and how long it lasts.
@@ -280,7 +280,7 @@ fn may_send(
         let last_sent = if v.phone_number == line.number {
             Some(v.last_sent_ms()?)
         } else {
-            Verification::last_sent_to(conn, &session.id, &line.number)?
+            Verification::last_sent_to(conn, session.id, &line.number)?
         };
         if let Some(last_sent) = last_sent {
             let since = now_ms - last_sent;
@@ -319,13 +319,13 @@ fn may_send(
             oldest_today_ms.unwrap_or(now_ms) + DAY_MS - now_ms,
         ));
     }
-    let (session_today, first_today_ms) = session_sent_since(conn, &session.id, now_ms - DAY_MS)?;
+    let (session_today, first_today_ms) = session_sent_since(conn, session.id, now_ms - DAY_MS)?;
     if session_today >= MAX_SENDS_PER_SESSION {
         let first_ms = first_today_ms.unwrap_or(now_ms);
         refusals.push((
             format!(
                 "session {} was sent {session_today} codes in the last 24 hours, the most allowed",
-                quote(&session.id)
+                quote(session.id)
             ),
             first_ms + DAY_MS - now_ms,
         ));

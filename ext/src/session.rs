@@ -199,14 +199,15 @@ impl Step {
 
 /// One row of `onboarding_sessions`.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<'a> {
     /// The row's rowid, for the call's own later writes to it.
     pub rowid: i64,
-    pub id: String,
+    /// The id the caller gave (see [`SessionHead::id`]).
+    pub id: &'a str,
     pub tenant_id: String,
     pub current_step: i64,
     pub progress_percentage: i64,
-    pub status: String,
+    pub status: &'static str,
     pub business_data: Option<String>,
     pub channels_data: Option<String>,
     pub vapi_data: Option<String>,
@@ -219,24 +220,24 @@ pub struct Session {
     pub completion_result: Option<String>,
 }
 
-impl Session {
+impl<'a> Session<'a> {
     /// Reads session `id`, or answers `not_found`.
-    pub fn load(conn: &Connection, id: &str) -> Result<Session> {
+    pub fn load(conn: &Connection, id: &'a str) -> Result<Session<'a>> {
         sql::query_row(
             conn,
-            "SELECT id, tenant_id, current_step, progress_percentage, status,
+            "SELECT rowid, tenant_id, current_step, progress_percentage, status,
                     business_data, channels_data, vapi_data, kb_data, appointments_data,
-                    started_at, last_updated_at, step_started_at, completed_at, completion_result,
-                    rowid
+                    started_at, last_updated_at, step_started_at, completed_at, completion_result
              FROM onboarding_sessions WHERE id = ?1",
             [id],
             |r| {
                 Ok(Session {
-                    id: r.get(0)?,
+                    rowid: r.get(0)?,
+                    id,
                     tenant_id: r.get(1)?,
                     current_step: r.get(2)?,
                     progress_percentage: r.get(3)?,
-                    status: r.get(4)?,
+                    status: known_status(r.get_ref(4)?.as_str()?),
                     business_data: r.get(5)?,
                     channels_data: r.get(6)?,
                     vapi_data: r.get(7)?,
@@ -247,7 +248,6 @@ impl Session {
                     step_started_at: r.get(12)?,
                     completed_at: r.get(13)?,
                     completion_result: r.get(14)?,
-                    rowid: r.get(15)?,
                 })
             },
         )
@@ -257,7 +257,7 @@ impl Session {
 
     /// Refuses changes to a session that is no longer in progress.
     pub fn ensure_writable(&self) -> Result<()> {
-        ensure_in_progress(&self.id, &self.status)
+        ensure_in_progress(self.id, self.status)
     }
 
     /// The stored JSON text of `step`, `None` until the step is saved.

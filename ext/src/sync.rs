@@ -58,7 +58,7 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Strin
     let result = Completed {
         success: true,
         message: SUCCESS_MESSAGE,
-        session_id: &session.id,
+        session_id: session.id,
         tenant_id: &session.tenant_id,
         duration_seconds,
         // Rounded to the nearest minute, as the original answered (342 s -> 6).
@@ -205,7 +205,7 @@ fn required_steps<'t>(
             ErrorKind::Incomplete,
             format!(
                 "session {} is missing steps: {} (save them before completing)",
-                quote(&session.id),
+                quote(session.id),
                 missing.join(", ")
             ),
         )),
@@ -268,7 +268,7 @@ struct Booking {
 /// What every part needs: where to write, for which session, at what time.
 struct Part<'a> {
     conn: &'a Connection,
-    session: &'a Session,
+    session: &'a Session<'a>,
     /// The channels chosen (or the default `["phone"]`).
     channels: &'a [String],
     now: &'a str,
@@ -537,7 +537,7 @@ impl Part<'_> {
         })?;
         let duration_seconds = (now_ms - started_ms).max(0) / 1000;
         let on = OnStep {
-            session_id: &self.session.id,
+            session_id: self.session.id,
             step: self.session.current_step,
             since: &self.session.step_started_at,
         };
