@@ -72,7 +72,7 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Strin
             knowledge_base,
         },
     };
-    let result = json::to_text(&result);
+    let result = result.to_json();
     part.session_done(&result)?;
     Ok(result)
 }
@@ -89,6 +89,108 @@ struct Completed<'a> {
     sync_status: &'static str,
     already_completed: bool,
     synced: Synced<'a>,
+}
+
+impl Completed<'_> {
+    /// The answer's JSON text, as its `Serialize` impl writes it (a test
+    /// holds the two equal), written out: every flow ends with it.
+    fn to_json(&self) -> String {
+        let mut w = json::Writer::with_capacity(1024);
+        w.raw(r#"{"success":"#)
+            .bool(self.success)
+            .raw(r#","message":"#)
+            .string(self.message)
+            .raw(r#","session_id":"#)
+            .string(self.session_id)
+            .raw(r#","tenant_id":"#)
+            .string(self.tenant_id)
+            .raw(r#","duration_seconds":"#)
+            .int(self.duration_seconds)
+            .raw(r#","duration_minutes":"#)
+            .int(self.duration_minutes)
+            .raw(r#","sync_status":"#)
+            .string(self.sync_status)
+            .raw(r#","already_completed":"#)
+            .bool(self.already_completed);
+        let Synced {
+            agent_config: a,
+            phone_mapping: p,
+            campaign,
+            knowledge_base,
+        } = &self.synced;
+        w.raw(r#","synced":{"agent_config":{"agent_type":"#)
+            .string(a.agent_type)
+            .raw(r#","agent_name":"#)
+            .string(a.agent_name)
+            .raw(r#","voice_provider":"#)
+            .string(a.voice_provider)
+            .raw(r#","voice_id":"#)
+            .string(a.voice_id)
+            .raw(r#","voice_language":"#)
+            .string(a.voice_language)
+            .raw(r#","channels":"#)
+            .strings(a.channels);
+        w.raw(r#"},"phone_mapping":{"phone_number":"#)
+            .string(p.phone_number)
+            .raw(r#","status":"#)
+            .string(p.status)
+            .raw(r#","is_active":"#)
+            .bool(p.is_active);
+        if let Some(reason) = &p.reason {
+            w.raw(r#","reason":"#).string(reason);
+        }
+        w.raw(r#"},"campaign":"#);
+        match campaign {
+            None => w.raw("null"),
+            Some(c) => w
+                .raw(r#"{"name":"#)
+                .string(&c.name)
+                .raw(r#","campaign_type":"#)
+                .string(c.campaign_type)
+                .raw(r#","status":"#)
+                .string(c.status)
+                .raw(r#","channels":"#)
+                .strings(c.channels)
+                .raw(r#","settings":{"provider":"#)
+                .string(&c.settings.provider)
+                .raw(r#","event_type_id":"#)
+                .opt_string(c.settings.event_type_id.as_deref())
+                .raw(r#","timezone":"#)
+                .string(&c.settings.timezone)
+                .raw("}}"),
+        };
+        w.raw(r#","knowledge_base":"#);
+        match knowledge_base {
+            None => w.raw("null"),
+            Some(kb) => {
+                w.raw(r#"{"method":"#)
+                    .string(kb.method)
+                    .raw(r#","crawl_job":"#);
+                match &kb.crawl_job {
+                    None => w.raw("null"),
+                    Some(job) => w
+                        .raw(r#"{"url":"#)
+                        .string(job.url)
+                        .raw(r#","status":"#)
+                        .string(job.status)
+                        .raw("}"),
+                };
+                w.raw(r#","documents":"#);
+                match &kb.documents {
+                    None => w.raw("null"),
+                    Some(d) => w
+                        .raw(r#"{"documents_stored":"#)
+                        .int(d.documents_stored as i64)
+                        .raw(r#","chunks":"#)
+                        .int(d.chunks as i64)
+                        .raw("}"),
+                };
+                w.raw("}")
+            }
+        };
+        w.raw("}}");
+        w.finish()
+    }
 }
 
 /// What each part wrote; `null` for a part that had nothing to write.
@@ -577,4 +679,104 @@ fn declined(data: &str) -> bool {
         enabled: Option<bool>,
     }
     serde_json::from_str::<Enabled>(data).is_ok_and(|e| e.enabled == Some(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Completion's answer written out equals its `Serialize` impl's text,
+    /// part by part: with and without a campaign, each knowledge-base
+    /// shape, a phone mapping with a reason, and texts that need escapes.
+    #[test]
+    fn the_written_out_answer_is_the_serialized_one() {
+        let channels = vec!["phone".to_string(), "sms".to_string()];
+        let no_channels: Vec<String> = Vec::new();
+        let answer = |phone_reason: Option<&str>,
+                      campaign: Option<Campaign<'_>>,
+                      knowledge_base: Option<KnowledgeBase<'_>>| {
+            let completed = Completed {
+                success: true,
+                message: SUCCESS_MESSAGE,
+                session_id: "onb_0197",
+                tenant_id: "tenant_0197",
+                duration_seconds: 342,
+                duration_minutes: 6,
+                sync_status: "synced",
+                already_completed: false,
+                synced: Synced {
+                    agent_config: AgentConfig {
+                        agent_type: "real_estate_reception",
+                        agent_name: "Sara \"la\" \\ voix\n\u{1}",
+                        voice_provider: catalog::VOICE_PROVIDER,
+                        voice_id: "voice-id",
+                        voice_language: catalog::VOICE_LANGUAGE,
+                        channels: &channels,
+                    },
+                    phone_mapping: PhoneMapping {
+                        phone_number: "+33612345678",
+                        status: "verified",
+                        is_active: phone_reason.is_none(),
+                        reason: phone_reason.map(str::to_string),
+                    },
+                    campaign,
+                    knowledge_base,
+                },
+            };
+            (completed.to_json(), json::to_text(&completed))
+        };
+        let campaign = |event_type_id: Option<&str>, channels| Campaign {
+            name: "Prise de rendez-vous – L'Agence \u{7f}".to_string(),
+            campaign_type: "appointment",
+            status: "active",
+            channels,
+            settings: CampaignSettings {
+                provider: "cal_com".to_string(),
+                event_type_id: event_type_id.map(str::to_string),
+                timezone: "Europe/Paris".to_string(),
+            },
+        };
+        let website = KnowledgeBase {
+            method: "website",
+            crawl_job: Some(CrawlJob {
+                url: "https://mon-site.fr/a?b=\"c\"",
+                status: "queued",
+            }),
+            documents: None,
+        };
+        let documents = KnowledgeBase {
+            method: "documents",
+            crawl_job: None,
+            documents: Some(DocumentsStored {
+                documents_stored: 2,
+                chunks: 17,
+            }),
+        };
+        let none = KnowledgeBase {
+            method: "none",
+            crawl_job: None,
+            documents: None,
+        };
+        let cases = [
+            answer(None, None, None),
+            answer(Some("taken elsewhere"), None, Some(website)),
+            answer(None, Some(campaign(Some("42"), &channels)), Some(documents)),
+            answer(None, Some(campaign(None, &no_channels)), Some(none)),
+        ];
+        for (written, serialized) in &cases {
+            assert_eq!(written, serialized);
+        }
+        assert!(cases[0].0.starts_with(
+            r#"{"success":true,"message":"Onboarding terminé avec succès ! 🎉","session_id":"onb_0197","#
+        ));
+        assert!(cases[0]
+            .0
+            .contains(r#""agent_name":"Sara \"la\" \\ voix\n\u0001","#));
+        assert!(cases[0]
+            .0
+            .ends_with(r#""campaign":null,"knowledge_base":null}}"#));
+        assert!(cases[1]
+            .0
+            .contains(r#""is_active":false,"reason":"taken elsewhere"}"#));
+    }
 }
