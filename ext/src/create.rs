@@ -4,11 +4,11 @@
 //! request key, at most once per key.
 
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::{json, Value};
 
 use crate::env::{iso8601, Env};
 use crate::error::Result;
 use crate::ids::new_ids;
+use crate::json;
 use crate::savepoint::in_savepoint;
 use crate::sql;
 use crate::validate::{self, Peer};
@@ -28,7 +28,7 @@ pub fn create(
     payload: Option<&str>,
     peer: &Peer<'_>,
     request_key: Option<&str>,
-) -> Result<Value> {
+) -> Result<String> {
     if let Some(key) = request_key {
         crate::replies::check_key(key)?;
     }
@@ -50,7 +50,7 @@ pub fn create(
         // The placeholder must be unique (tenants.email is UNIQUE): the
         // original's constant 'temp@onboarding.tmp' let only one onboarding
         // exist at a time.
-        let placeholder_email = format!("pending+{}@onboarding.invalid", ids.tenant_id);
+        let placeholder_email = ["pending+", &ids.tenant_id, "@onboarding.invalid"].concat();
         sql::execute(
             conn,
             "INSERT INTO tenants (id, name, email, api_key, created_at, updated_at)
@@ -90,17 +90,24 @@ pub fn create(
                 (key, &ids.session_id),
             )?;
         }
-        Ok(json!({
-            "success": true,
-            "session_id": ids.session_id,
-            "tenant_id": ids.tenant_id,
-        }))
+        Ok(answer(&ids.session_id, &ids.tenant_id))
     })
+}
+
+/// `{"success":true,"session_id":…,"tenant_id":…}`, written out.
+fn answer(session_id: &str, tenant_id: &str) -> String {
+    let mut w = json::Writer::with_capacity(96);
+    w.raw(r#"{"success":true,"session_id":"#)
+        .string(session_id)
+        .raw(r#","tenant_id":"#)
+        .string(tenant_id)
+        .raw("}");
+    w.finish()
 }
 
 /// The answer of the create that `key` already made, if any: a retry of a
 /// commit whose outcome its host could not know (a failover) gets it again.
-fn created_with(conn: &Connection, key: &str) -> Result<Option<Value>> {
+fn created_with(conn: &Connection, key: &str) -> Result<Option<String>> {
     let first = sql::query_row(
         conn,
         "SELECT s.id, s.tenant_id FROM onboarding_create_requests r
@@ -109,7 +116,5 @@ fn created_with(conn: &Connection, key: &str) -> Result<Option<Value>> {
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )
     .optional()?;
-    Ok(first.map(|(session_id, tenant_id)| {
-        json!({"success": true, "session_id": session_id, "tenant_id": tenant_id})
-    }))
+    Ok(first.map(|(session_id, tenant_id)| answer(&session_id, &tenant_id)))
 }

@@ -29,21 +29,21 @@ pub struct Ids {
 pub fn new_ids(env: &dyn Env, now_ms: i64) -> Result<Ids> {
     let mut bytes = [0u8; 52];
     env.fill_random(&mut bytes).map_err(Error::internal)?;
-    let uuid = |random: &[u8]| {
+    let id = |prefix: &str, random: &[u8]| {
         let mut raw = [0u8; 10];
         raw.copy_from_slice(random);
-        uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &raw)
-            .into_uuid()
-            .simple()
-            .to_string()
+        let uuid =
+            uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &raw).into_uuid();
+        let mut hex = [0u8; uuid::fmt::Simple::LENGTH];
+        [prefix, uuid.simple().encode_lower(&mut hex)].concat()
     };
     let mut api_key = String::with_capacity(4 + 12 + 64);
     api_key.push_str("tmp_");
     push_hex(&mut api_key, &(now_ms.max(0) as u64).to_be_bytes()[2..]);
     push_hex(&mut api_key, &bytes[20..]);
     Ok(Ids {
-        tenant_id: format!("tenant_{}", uuid(&bytes[..10])),
-        session_id: format!("onb_{}", uuid(&bytes[10..20])),
+        tenant_id: id("tenant_", &bytes[..10]),
+        session_id: id("onb_", &bytes[10..20]),
         api_key,
     })
 }

@@ -113,11 +113,11 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         Ok(SqlValue::Text(VERSION.to_string()))
     }),
     ("onboarding_create", 0, WRITER, |c| {
-        create::create(&*c.conn()?, c.env, None, &Peer::default(), None).map(to_sql)
+        create::create(&*c.conn()?, c.env, None, &Peer::default(), None).map(SqlValue::Text)
     }),
     ("onboarding_create", 1, WRITER, |c| {
         let payload = c.payload(0)?;
-        create::create(&*c.conn()?, c.env, payload, &Peer::default(), None).map(to_sql)
+        create::create(&*c.conn()?, c.env, payload, &Peer::default(), None).map(SqlValue::Text)
     }),
     // A host that knows its client (a server and its peer) passes the
     // address and the raw User-Agent header; non-NULL, they replace the
@@ -130,7 +130,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             ip_address,
             user_agent: user_agent.as_deref(),
         };
-        create::create(&*c.conn()?, c.env, payload, &peer, None).map(to_sql)
+        create::create(&*c.conn()?, c.env, payload, &peer, None).map(SqlValue::Text)
     }),
     // A host whose commit can have an unknown outcome (a dqlite cluster's
     // failover) runs a create again with the same key: the first session
@@ -145,7 +145,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
             user_agent: user_agent.as_deref(),
         };
         let conn = c.conn()?;
-        create::create(&conn, c.env, payload, &peer, request_key).map(to_sql)
+        create::create(&conn, c.env, payload, &peer, request_key).map(SqlValue::Text)
     }),
     ("onboarding_step", 3, WRITER, |c| {
         let session_id = c.session_id()?;

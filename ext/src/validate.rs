@@ -279,13 +279,17 @@ impl Business {
     /// The JSON text the session keeps, written out rather than built as a
     /// map and serialised: `{"company_name":…,"industry":…,"phone":…,"email":…}`.
     pub fn to_text(&self) -> String {
-        format!(
-            r#"{{"company_name":{},"industry":{},"phone":{},"email":{}}}"#,
-            crate::json::string(&self.company_name),
-            crate::json::string(&self.industry),
-            crate::json::string(&self.phone),
-            crate::json::string(&self.email),
-        )
+        let mut w = crate::json::Writer::with_capacity(128);
+        w.raw(r#"{"company_name":"#)
+            .string(&self.company_name)
+            .raw(r#","industry":"#)
+            .string(&self.industry)
+            .raw(r#","phone":"#)
+            .string(&self.phone)
+            .raw(r#","email":"#)
+            .string(&self.email)
+            .raw("}");
+        w.finish()
     }
 }
 
@@ -406,7 +410,7 @@ fn french_by_its_digits(text: &str) -> Option<String> {
     };
     // ASCII digits only, so the bytes are text.
     let national = std::str::from_utf8(national).ok()?;
-    french_plan(33, national).then(|| format!("+33{national}"))
+    french_plan(33, national).then(|| ["+33", national].concat())
 }
 
 /// A character a phone number may hold once its ends are trimmed: ASCII
@@ -679,7 +683,7 @@ pub fn email(text: &str) -> Result<String> {
         },
         None => local.to_string(),
     };
-    Ok(format!("{}@{domain}", local.to_lowercase()))
+    Ok([&local.to_lowercase(), "@", &domain].concat())
 }
 
 /// A quoted local part's text without its quoted-pairs' backslashes.
@@ -774,12 +778,15 @@ impl Vapi {
     /// The JSON text the session keeps, written out as [`Business::to_text`]:
     /// `{"agent_type":…,"voice":…,"assistant_name":…}`.
     pub fn to_text(&self) -> String {
-        format!(
-            r#"{{"agent_type":{},"voice":{},"assistant_name":{}}}"#,
-            crate::json::string(self.agent_type.id),
-            crate::json::string(&self.voice),
-            crate::json::string(&self.assistant_name),
-        )
+        let mut w = crate::json::Writer::with_capacity(96);
+        w.raw(r#"{"agent_type":"#)
+            .string(self.agent_type.id)
+            .raw(r#","voice":"#)
+            .string(&self.voice)
+            .raw(r#","assistant_name":"#)
+            .string(&self.assistant_name)
+            .raw("}");
+        w.finish()
     }
 }
 
@@ -840,10 +847,11 @@ pub fn kb(map: &Object, allow: &AllowList) -> Result<String> {
                     quote(&crawl_url)
                 ))
             })?;
-            Ok(format!(
-                r#"{{"method":"website","crawl_url":{}}}"#,
-                crate::json::string(url.as_str())
-            ))
+            let mut w = crate::json::Writer::with_capacity(64 + url.as_str().len());
+            w.raw(r#"{"method":"website","crawl_url":"#)
+                .string(url.as_str())
+                .raw("}");
+            Ok(w.finish())
         }
         "documents" => Ok(crate::json::to_text(&json!({
             "method": method,
