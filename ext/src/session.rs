@@ -276,16 +276,14 @@ impl<'a> Session<'a> {
         let Some(text) = &self.channels_data else {
             return Ok(vec!["phone".to_string()]);
         };
-        let stored: Value = serde_json::from_str(text)?;
-        stored["channels"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect()
-            })
-            .ok_or_else(|| Error::internal("stored channels_data has no channels array"))
+        // Read into its one field, not a map: completion reads it every time.
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            channels: Vec<String>,
+        }
+        serde_json::from_str::<Stored>(text)
+            .map(|stored| stored.channels)
+            .map_err(|_| Error::internal("stored channels_data has no channels array"))
     }
 }
 

@@ -6,6 +6,7 @@
 //! valid email address`), quotes the bad value and says what was expected.
 //! Unknown fields are ignored, so a front end may send more than it must.
 
+use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
@@ -15,7 +16,12 @@ use crate::error::{checked_text, quote, quote_json, Error, Result};
 use crate::json::type_name;
 use crate::kb::{check_url, AllowList};
 
-pub type Object = Map<String, Value>;
+/// A payload's members. A B-tree rather than serde_json's map: a payload
+/// has a handful of keys, each looked up once or twice, and serde_json's
+/// ordered map hashes every key with SipHash on insert and on lookup (its
+/// order is never used here: only the members' values are read). Nested
+/// objects stay serde_json's.
+pub type Object = BTreeMap<String, Value>;
 
 /// The most JSON values (objects, arrays, and the items and members in
 /// them) a large payload may hold: the largest valid one, twenty documents,
@@ -39,9 +45,9 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
              holds about a hundred)"
         )));
     }
-    match serde_json::from_str::<OnceKeyed>(text) {
-        Ok(OnceKeyed(Value::Object(map))) => Ok(map),
-        Ok(OnceKeyed(other)) => Err(Error::invalid_json(format!(
+    match serde_json::from_str::<Payload>(text) {
+        Ok(Payload(Ok(map))) => Ok(map),
+        Ok(Payload(Err(other))) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
             type_name(&other)
         ))),
@@ -53,6 +59,83 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
             "payload is not valid JSON; {e}"
         ))),
     }
+}
+
+/// A payload: its members when it is an object, else the value it is (for
+/// the error naming its type). Objects in it are [`OnceKeyed`].
+struct Payload(std::result::Result<Object, Value>);
+
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(PayloadVisitor).map(Payload)
+    }
+}
+
+/// [`OnceKeyedVisitor`] for everything but the top-level object.
+struct PayloadVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
+    type Value = std::result::Result<Object, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_bool(v).map(Err)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_i64(v).map(Err)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_u64(v).map(Err)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_f64(v).map(Err)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_str(v).map(Err)
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_string(v).map(Err)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+        OnceKeyedVisitor.visit_unit().map(Err)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        OnceKeyedVisitor.visit_seq(seq).map(Err)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut entries: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut map = Object::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            match map.entry(key) {
+                btree_map::Entry::Vacant(slot) => {
+                    let OnceKeyed(value) = entries.next_value()?;
+                    slot.insert(value);
+                }
+                btree_map::Entry::Occupied(slot) => return Err(repeated_key(slot.key())),
+            }
+        }
+        Ok(Ok(map))
+    }
+}
+
+fn repeated_key<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format_args!("has the key {} twice", quote(key)))
 }
 
 /// A JSON value whose objects name each key once. JSON leaves a repeated
@@ -121,19 +204,14 @@ impl<'de> serde::de::Visitor<'de> for OnceKeyedVisitor {
         self,
         mut entries: A,
     ) -> std::result::Result<Value, A::Error> {
-        let mut map = Object::new();
+        let mut map = Map::new();
         while let Some(key) = entries.next_key::<String>()? {
             match map.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => {
                     let OnceKeyed(value) = entries.next_value()?;
                     slot.insert(value);
                 }
-                serde_json::map::Entry::Occupied(slot) => {
-                    return Err(serde::de::Error::custom(format_args!(
-                        "has the key {} twice",
-                        quote(slot.key())
-                    )));
-                }
+                serde_json::map::Entry::Occupied(slot) => return Err(repeated_key(slot.key())),
             }
         }
         Ok(Value::Object(map))
