@@ -48,12 +48,13 @@ impl Writer {
     pub fn string(&mut self, text: &str) -> &mut Writer {
         // serde_json escapes the quote, the backslash and the control
         // characters only: text without them is its own literal.
-        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if needs_escape(text.as_bytes()) {
+            self.out.push_str(&string(text));
+        } else {
+            self.out.reserve(text.len() + 2);
             self.out.push('"');
             self.out.push_str(text);
             self.out.push('"');
-        } else {
-            self.out.push_str(&string(text));
         }
         self
     }
@@ -91,6 +92,34 @@ impl Writer {
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// Whether `bytes` hold a byte serde_json escapes: a control character
+/// (below 0x20), the quote or the backslash. Eight bytes at a time (the
+/// word tests of Sean Anderson's "Bit Twiddling Hacks": a byte below `n`,
+/// a byte equal to zero), about a quarter of the instructions of a test
+/// per byte; every string of every answer goes through it.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Exact as to whether some byte matches (which one is not needed).
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGHS;
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let w = u64::from_le_bytes(eight);
+        if below(w, 0x20) | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))
+            != 0
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Appends `n` in decimal, without the formatter.
@@ -169,6 +198,30 @@ mod tests {
             w.int(n);
             assert_eq!(w.finish(), to_text(&n));
         }
+    }
+
+    /// The word test answers as the byte test, for every byte value at
+    /// every position of texts of 1 to 24 bytes among bytes that need no
+    /// escape (ASCII, and UTF-8's high bytes, which the word test must not
+    /// take for control characters).
+    #[test]
+    fn needs_escape_agrees_with_a_test_per_byte() {
+        let per_byte = |bytes: &[u8]| bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        let mut checked = 0;
+        for len in 1..=24 {
+            for fill in [b'a', b' ', 0x7f, 0x80, 0xa9, 0xff, b'!', b'#', b'[', b']'] {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut text = vec![fill; len];
+                        text[at] = b;
+                        assert_eq!(needs_escape(&text), per_byte(&text), "{text:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 768_000);
+        assert!(!needs_escape(b""));
     }
 
     #[test]
