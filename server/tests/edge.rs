@@ -770,6 +770,52 @@ async fn an_unfinished_head_gets_a_408_and_an_idle_connection_none() {
     server.stop().await;
 }
 
+/// A body that stops arriving gets a JSON 408 once 30 s have passed, and
+/// the connection is closed; a body that arrives after its head, within
+/// them, is read whole (the first read finds it missing and arms the
+/// timer).
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_a_408_and_a_late_one_is_read() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let head = format!(
+        "POST {CREATE} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: 16\r\n\r\n"
+    );
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(format!("{head}{{\"source\":").as_bytes())
+        .await
+        .unwrap();
+    let mut late = TcpStream::connect(server.addr).await.unwrap();
+    late.write_all(head.as_bytes()).await.unwrap();
+    let read = |mut stream: TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(45), stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let late = async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        late.write_all(br#"{"source":"web"}"#).await.unwrap();
+        let mut out = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), late.read(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    };
+    let (stalled, late) = tokio::join!(read(stalled), late);
+    assert!(
+        stalled.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{stalled}"
+    );
+    assert_eq!(
+        body_of(&stalled),
+        r#"{"success":false,"error":"request body took too long to arrive","code":"request_timeout"}"#
+    );
+    assert!(late.starts_with("HTTP/1.1 201 Created\r\n"), "{late}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn more_than_100_header_fields_get_the_431_that_says_so() {
     let mut server = TestServer::pinned(pinned_env()).await;
