@@ -325,10 +325,10 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
     pub log_level: tracing::level_filters::LevelFilter,
 
-    /// Threads serving HTTP (the async runtime's workers). Default: one per
-    /// core but one, which the database writer thread needs to itself (at
-    /// least one). On 2 cores, two HTTP threads beside the writer cost 15 to
-    /// 20 % of the throughput.
+    /// Threads serving HTTP (the async runtime's workers; one is the main
+    /// thread). Default: one per core but one, which the database writer
+    /// thread needs to itself (at least one). On 2 cores, two HTTP threads
+    /// beside the writer cost 15 to 20 % of the throughput.
     #[arg(long, global = true, env = "ONBOARDING_HTTP_THREADS",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub http_threads: Option<u16>,
