@@ -81,6 +81,17 @@ impl Env for PinnedEnv {
     }
 }
 
+/// Where [`iso8601`]'s 24 characters have their separators, and which.
+const SEPARATORS: [(usize, u8); 7] = [
+    (4, b'-'),
+    (7, b'-'),
+    (10, b'T'),
+    (13, b':'),
+    (16, b':'),
+    (19, b'.'),
+    (23, b'Z'),
+];
+
 /// `2026-11-24T10:15:02.123Z` for a Unix time in milliseconds.
 ///
 /// Written digit by digit: every call of every writer formats the time, and
@@ -112,15 +123,7 @@ pub fn iso8601(ms: i64) -> String {
     put(14, t.minute(), 2);
     put(17, t.second(), 2);
     put(20, t.timestamp_subsec_millis(), 3);
-    for (at, sep) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (23, b'Z'),
-    ] {
+    for (at, sep) in SEPARATORS {
         out[at] = sep;
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -144,16 +147,7 @@ pub fn parse_iso8601(text: &str) -> Option<i64> {
 /// which are left to chrono.
 fn own_format_ms(text: &str) -> Option<i64> {
     let b: &[u8; 24] = text.as_bytes().try_into().ok()?;
-    let separators = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (23, b'Z'),
-    ];
-    if separators.iter().any(|&(at, sep)| b[at] != sep) {
+    if SEPARATORS.iter().any(|&(at, sep)| b[at] != sep) {
         return None;
     }
     let number = |from: usize, to: usize| -> Option<i64> {
