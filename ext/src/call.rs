@@ -115,6 +115,10 @@ impl Kept {
     /// SQL (the second prepared while the first was in use), the one back
     /// first is kept and the other finalized.
     fn put(&mut self, key: StatementKey, slot: Option<usize>, statement: Statement<'static>) {
+        // A statement first prepared while a nested use prepared (and put
+        // back) another of its SQL finds the slot that one took: one slot
+        // per key, never a second one the map forgets.
+        let slot = slot.or_else(|| self.slot_of.get(&key).copied());
         if let Some(slot) = slot {
             if let Some((kept_key, kept @ None)) = self.slots.get_mut(slot) {
                 if *kept_key == key {
@@ -430,6 +434,22 @@ mod tests {
         kept.put(key, Some(0), conn.prepare("SELECT 1").unwrap());
         kept.put(key, slot, first);
         assert_eq!(kept.keys().collect::<Vec<_>>(), [key]);
+        assert!(matches!(kept.take(key), (Some(0), Some(_))));
+    }
+
+    #[test]
+    fn a_statement_first_prepared_around_a_nested_use_of_its_sql_takes_no_second_slot() {
+        let conn = leaked_connection();
+        let mut kept = Kept::default();
+        let key = (1, 8);
+        // The outer use finds nothing and prepares; so does the nested one,
+        // which comes back first and takes a slot.
+        assert!(matches!(kept.take(key), (None, None)));
+        assert!(matches!(kept.take(key), (None, None)));
+        kept.put(key, None, conn.prepare("SELECT 1").unwrap());
+        kept.put(key, None, conn.prepare("SELECT 1").unwrap());
+        assert_eq!(kept.keys().collect::<Vec<_>>(), [key]);
+        assert_eq!(kept.slot_of.len(), 1);
         assert!(matches!(kept.take(key), (Some(0), Some(_))));
     }
 
