@@ -1,6 +1,8 @@
 //! The session row as the functions read it, the steps it keeps (the one
 //! [`Step`] type) and the progress they reach.
 
+use std::borrow::Cow;
+
 use rusqlite::{Connection, OptionalExtension, Params};
 use serde_json::Value;
 
@@ -207,7 +209,7 @@ pub struct Session<'a> {
     pub tenant_id: String,
     pub current_step: i64,
     pub progress_percentage: i64,
-    pub status: &'static str,
+    pub status: Cow<'static, str>,
     pub business_data: Option<String>,
     pub channels_data: Option<String>,
     pub vapi_data: Option<String>,
@@ -257,7 +259,7 @@ impl<'a> Session<'a> {
 
     /// Refuses changes to a session that is no longer in progress.
     pub fn ensure_writable(&self) -> Result<()> {
-        ensure_in_progress(self.id, self.status)
+        ensure_in_progress(self.id, &self.status)
     }
 
     /// The stored JSON text of `step`, `None` until the step is saved.
@@ -299,7 +301,7 @@ pub struct SessionHead<'a> {
     pub id: &'a str,
     pub tenant_id: String,
     pub current_step: i64,
-    pub status: &'static str,
+    pub status: Cow<'static, str>,
     pub step_started_at: String,
 }
 
@@ -328,20 +330,19 @@ impl<'a> SessionHead<'a> {
 
     /// Refuses changes to a session that is no longer in progress.
     pub fn ensure_writable(&self) -> Result<()> {
-        ensure_in_progress(self.id, self.status)
+        ensure_in_progress(self.id, &self.status)
     }
 }
 
-/// A stored status as one of the three the schema's CHECK allows, without
-/// a copy (a step reads it on every call). Anything else (a schema edited
-/// by hand) is "not a known status": never in progress, so no step
-/// changes the session.
-fn known_status(stored: &str) -> &'static str {
+/// A stored status: one of the three the schema's CHECK allows without a
+/// copy (a step reads it on every call), any other (a schema edited by
+/// hand) as it is stored.
+fn known_status(stored: &str) -> Cow<'static, str> {
     match stored {
-        "in_progress" => "in_progress",
-        "completed" => "completed",
-        "abandoned" => "abandoned",
-        _ => "not a known status",
+        "in_progress" => Cow::Borrowed("in_progress"),
+        "completed" => Cow::Borrowed("completed"),
+        "abandoned" => Cow::Borrowed("abandoned"),
+        other => Cow::Owned(other.to_string()),
     }
 }
 

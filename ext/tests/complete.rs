@@ -255,6 +255,31 @@ fn steps_are_refused_after_completion() {
     assert_eq!(db.snapshot(), before);
 }
 
+/// A status outside the schema's three (a database whose CHECKs were
+/// switched off) is read as stored: shown by onboarding_get, and no step
+/// changes the session.
+#[test]
+fn a_status_the_schema_does_not_know_is_read_as_stored_and_refuses_steps() {
+    let db = Db::memory();
+    let s = db.create();
+    db.conn
+        .execute_batch("PRAGMA ignore_check_constraints = ON")
+        .unwrap();
+    db.conn
+        .execute(
+            "UPDATE onboarding_sessions SET status = 'paused' WHERE id = ?1",
+            [&s],
+        )
+        .unwrap();
+    assert_eq!(db.get(&s)["status"], json!("paused"));
+    let before = db.snapshot();
+    assert_eq!(
+        db.step(&s, "channels", r#"{"channels":["sms"]}"#).unwrap_err(),
+        format!("onboarding_step: conflict: session '{s}' is paused; its steps can no longer be changed")
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
 #[test]
 fn no_campaign_without_appointments_and_no_job_without_website() {
     let db = Db::memory();
