@@ -92,6 +92,11 @@ const SEPARATORS: [(usize, u8); 7] = [
     (23, b'Z'),
 ];
 
+/// 0000-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z, in milliseconds:
+/// the times [`iso8601`] writes itself.
+const FOUR_DIGIT_YEARS_MS: std::ops::RangeInclusive<i64> =
+    -62_167_219_200_000..=253_402_300_799_999;
+
 /// `2026-11-24T10:15:02.123Z` for a Unix time in milliseconds.
 ///
 /// Written digit by digit from the civil date: every call of every writer
@@ -100,9 +105,7 @@ const SEPARATORS: [(usize, u8); 7] = [
 /// 160 instructions a call more than this. Years outside 0000-9999 take
 /// chrono's path.
 pub fn iso8601(ms: i64) -> String {
-    const FIRST: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
-    const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-    if !(FIRST..=LAST).contains(&ms) {
+    if !FOUR_DIGIT_YEARS_MS.contains(&ms) {
         return beyond_four_digit_years(ms);
     }
     const DAY_MS: i64 = 86_400_000;
@@ -243,7 +246,7 @@ mod tests {
         // 0000-01-01 to 9999-12-31, in steps of about 52 days that move
         // the hour by 5, the minute by 7, the second and the millisecond by
         // 1: every value of those four comes round.
-        let (first, last) = (-62_167_219_200_000_i64, 253_402_300_799_999_i64);
+        let (first, last) = (*FOUR_DIGIT_YEARS_MS.start(), *FOUR_DIGIT_YEARS_MS.end());
         let step = 86_400_000_i64 * 365 / 7 + 3_600_000 * 5 + 60_000 * 7 + 1_001;
         let mut read = 0;
         for ms in (first..=last)

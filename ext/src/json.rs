@@ -68,13 +68,13 @@ impl Writer {
     }
 
     /// An array of string literals.
-    pub fn strings(&mut self, items: &[String]) -> &mut Writer {
+    pub fn strings<S: AsRef<str>>(&mut self, items: &[S]) -> &mut Writer {
         self.out.push('[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 self.out.push(',');
             }
-            self.string(item);
+            self.string(item.as_ref());
         }
         self.out.push(']');
         self
