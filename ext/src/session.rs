@@ -375,6 +375,50 @@ pub fn stored_str<'v>(step: &'v Value, field: &str) -> Result<&'v str> {
 mod tests {
     use super::*;
 
+    /// The channels completion reads: the default without the step, the
+    /// stored array, and an internal error for stored data of another shape
+    /// (only a row the library did not write holds one).
+    #[test]
+    fn stored_channels_are_read_from_their_one_array() {
+        let with = |channels_data: Option<&str>| {
+            Session {
+                rowid: 1,
+                id: "onb_1",
+                tenant_id: "tenant_1".to_string(),
+                current_step: 3,
+                progress_percentage: 50,
+                status: Cow::Borrowed("in_progress"),
+                business_data: None,
+                channels_data: channels_data.map(str::to_string),
+                vapi_data: None,
+                kb_data: None,
+                appointments_data: None,
+                started_at: String::new(),
+                last_updated_at: String::new(),
+                step_started_at: String::new(),
+                completed_at: None,
+                completion_result: None,
+            }
+            .channels()
+        };
+        assert_eq!(with(None), Ok(vec!["phone".to_string()]));
+        assert_eq!(
+            with(Some(r#"{"channels":["phone","sms"]}"#)),
+            Ok(vec!["phone".to_string(), "sms".to_string()])
+        );
+        let refused = Err(Error::internal(
+            "stored channels_data has no channels array",
+        ));
+        for stored in [
+            r#"{"channels":"sms"}"#,
+            r#"{"chanels":[]}"#,
+            r#"{"channels":[1]}"#,
+            "[]",
+        ] {
+            assert_eq!(with(Some(stored)), refused, "{stored}");
+        }
+    }
+
     #[test]
     fn progress_is_the_furthest_point_reached() {
         let percentages: Vec<i64> = (0..=7).map(|s| Progress::at(s).percentage).collect();

@@ -1247,6 +1247,35 @@ impl Fields {
 mod tests {
     use super::*;
 
+    /// Every JSON type but an object is refused by name, the top level
+    /// read by its own visitor; an object keeps its members, nested ones
+    /// with their own repeated-key rule.
+    #[test]
+    fn a_payload_is_an_object_and_any_other_value_is_named() {
+        for (text, got) in [
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("-3", "a number"),
+            ("7", "a number"),
+            ("2.5", "a number"),
+            (r#""x""#, "a string"),
+            ("[{}]", "an array"),
+        ] {
+            assert_eq!(
+                payload_object(Some(text)),
+                Err(Error::invalid_json(format!(
+                    "payload must be a JSON object, got {got}"
+                ))),
+                "{text}"
+            );
+        }
+        let map = payload_object(Some(r#"{"b":[1],"a":{"c":null}}"#)).unwrap();
+        assert_eq!(map.get("a"), Some(&json!({"c": null})));
+        assert_eq!(map.get("b"), Some(&json!([1])));
+        assert_eq!(map.len(), 2);
+        assert_eq!(payload_object(None), Ok(Object::new()));
+    }
+
     #[test]
     fn values_are_counted_outside_strings_only() {
         assert!(!more_values_than(r#"{"a":[1,2]}"#, 3));
