@@ -453,6 +453,53 @@ async fn email_taken_answers_are_limited_per_session_and_per_address() {
     server.stop().await;
 }
 
+/// A completion answers "email already used" when another session completed
+/// with the address after this one saved it: those answers count on the
+/// same limits, and past them the completion answers 429 (it wrote nothing
+/// either way).
+#[tokio::test]
+async fn email_taken_answers_of_completions_count_on_the_same_limits() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 2;
+    config.email_taken_per_ip = 3;
+    let mut server = TestServer::start(config, dir).await;
+    let taken = r#"{"success":false,"error":"email 'taken@example.fr' is already used by another account","code":"conflict"}"#;
+    let limited = r#"{"success":false,"error":"too many 'email already used' answers for this address or session (retry after the Retry-After delay)","code":"rate_limited"}"#;
+    // Saved while the address was free, then taken by another completion.
+    let late = new_session(&server).await;
+    for (step, body) in [("business", NO_ACCOUNT), ("vapi", VAPI)] {
+        let reply = server.post(&session_path(&late, step), body).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    account_with_taken_email(&server).await;
+
+    for _ in 0..2 {
+        let reply = server.post(&session_path(&late, "complete"), "{}").await;
+        assert_eq!((reply.status, reply.body.as_str()), (409, taken));
+    }
+    let reply = server.post(&session_path(&late, "complete"), "{}").await;
+    assert_eq!((reply.status, reply.body.as_str()), (429, limited));
+    assert_eq!(reply.header("retry-after"), Some("1800"));
+    // The session's business steps are past the limit too.
+    let free = NO_ACCOUNT.replace("taken@", "free@");
+    let reply = server.post(&session_path(&late, "business"), &free).await;
+    assert_eq!((reply.status, reply.body.as_str()), (429, limited));
+    // The address has one answer left (3 per IP, 2 spent): another
+    // session's taken address gets it, and then the limit.
+    let second = new_session(&server).await;
+    let reply = server
+        .post(&session_path(&second, "business"), NO_ACCOUNT)
+        .await;
+    assert_eq!((reply.status, reply.body.as_str()), (409, taken));
+    let reply = server.post(&session_path(&second, "business"), &free).await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    // Nothing was written by the refused completions.
+    let got = server.get(&format!("{CREATE}/{late}")).await;
+    assert_eq!(got.json()["status"], "in_progress", "{}", got.body);
+    server.stop().await;
+}
+
 /// Business steps sent at once on one session get no more "email already
 /// used" answers than its limit: each is counted before its call, and given
 /// back when the answer turns out to be another. Business steps of many

@@ -29,7 +29,7 @@ use self::reply::{error, json, not_found, overloaded, rate_limited, sql_error, u
 use self::request::{check_framing, check_media_type, has_body, payload, Refusal};
 use crate::client::TrustedProxies;
 use crate::db::{Failure, Query, Writer};
-use crate::limit::RateLimiter;
+use crate::limit::{RateLimiter, Turn};
 use crate::routes::{self, Endpoint, Resolved};
 
 /// The OpenAPI document as written; served with `servers` set to the
@@ -56,7 +56,8 @@ pub struct App {
     pub large_bodies: tokio::sync::Semaphore,
     pub create_limiter: Option<RateLimiter>,
     /// "Email already used" answers per client address and per session:
-    /// past either, the business step answers 429 (no oracle of accounts).
+    /// past either, the business step and completion answer 429 (no oracle
+    /// of accounts).
     pub email_taken_by_ip: Option<RateLimiter>,
     pub email_taken_by_session: Option<RateLimiter<String>>,
     pub proxies: TrustedProxies,
@@ -149,8 +150,11 @@ async fn dispatch(
             return refusal.reply();
         }
     }
-    // The business step's session, for the "email already used" limit.
-    let email_key = (endpoint == Endpoint::Step("business")).then(|| id.clone());
+    // The session of a call that may answer "email already used", for its
+    // limits: a business step, and a completion (another session may have
+    // completed with the address since this one saved it).
+    let email_key =
+        matches!(endpoint, Endpoint::Step("business") | Endpoint::Complete).then(|| id.clone());
     // A large body's turn, held until the writer has answered: the body and
     // what the library parses from it live until then.
     let mut _large_body_turn = None;
@@ -233,22 +237,24 @@ async fn dispatch(
     // once its body is in, just before the call (a body still arriving
     // holds nothing). Refused before the library runs, a free address is
     // refused too, so the 429 itself tells nothing.
-    let email_answer = match &email_key {
-        Some(session) => match EmailAnswer::reserve(app, client, session).await {
-            Ok(reserved) => reserved,
-            Err(wait) => {
-                return rate_limited(
-                    "too many 'email already used' answers for this address or session",
-                    wait,
-                )
+    let email_answer = match (&email_key, endpoint) {
+        (Some(session), Endpoint::Step(_)) => {
+            match EmailAnswer::reserve(app, client, session).await {
+                Ok(reserved) => reserved,
+                Err(wait) => return rate_limited(EMAIL_TAKEN_LIMITED, wait),
             }
-        },
-        None => None,
+        }
+        _ => None,
     };
     let answered = app.writer.run(query).await;
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
     if let Some(answer) = email_answer {
         answer.settle(taken);
+    }
+    if let (true, Endpoint::Complete, Some(session)) = (taken, endpoint, &email_key) {
+        if let Err(wait) = count_completion_email_taken(app, client, session) {
+            return rate_limited(EMAIL_TAKEN_LIMITED, wait);
+        }
     }
     match answered {
         Ok(body) => {
@@ -371,6 +377,45 @@ impl Drop for EmailAnswer<'_> {
     fn drop(&mut self) {
         self.end(true);
     }
+}
+
+const EMAIL_TAKEN_LIMITED: &str =
+    "too many 'email already used' answers for this address or session";
+
+/// Counts a completion's "email already used" answer on both limits;
+/// `Err(seconds)` when it is past either, and the answer becomes 429.
+///
+/// Counted after the call, unlike a business step's: a completion answers
+/// so only for the address its session saved as free, so it tests no new
+/// address, and a session whose limit is spent must still be able to
+/// complete with the free address it saved. The call wrote nothing (the
+/// conflict rolled the sync back), so the 429 hides only the answer. The
+/// address's count is taken as a turn ended at once, so that business steps
+/// holding turns still stay within the limit.
+fn count_completion_email_taken(app: &App, client: IpAddr, session: &str) -> Result<(), u64> {
+    let now = Instant::now();
+    let session = session.to_string();
+    if let Some(limiter) = &app.email_taken_by_session {
+        limiter.check(session.clone(), now)?;
+    }
+    let Some(limiter) = &app.email_taken_by_ip else {
+        return Ok(());
+    };
+    let wait = match limiter.take_turn(&client, now) {
+        Turn::Taken => {
+            limiter.end_turn(client, true, now);
+            return Ok(());
+        }
+        Turn::Spent(wait) => wait,
+        // The turns held may use up what is left: counted as spent.
+        Turn::Busy => 1,
+    };
+    // Refused by the address: the session's count is given back, as a
+    // business step's is.
+    if let Some(by_session) = &app.email_taken_by_session {
+        by_session.refund(&session);
+    }
+    Err(wait)
 }
 
 /// The library's answer for an address held by another tenant.
