@@ -189,8 +189,11 @@ impl fmt::Debug for Config {
 #[derive(Debug, Parser)]
 #[command(name = "onboarding-server", version)]
 pub struct Args {
-    /// Address and port to listen on.
-    #[arg(long, env = "ONBOARDING_LISTEN", default_value = "127.0.0.1:8787")]
+    /// Address and port to listen on: an IP address (`0.0.0.0:8787`,
+    /// `[::1]:8787`) or a host name (`localhost:8787`, its first IPv4
+    /// address, else its first address).
+    #[arg(long, env = "ONBOARDING_LISTEN", default_value = "127.0.0.1:8787",
+          value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// SQLite database file; created and migrated at start.
@@ -422,6 +425,32 @@ fn parse_allow_host(text: &str) -> Result<String, String> {
     onboarding::kb::AllowList::parse(&[text]).map(|_| text.trim().to_string())
 }
 
+/// `HOST:PORT`: an address as is, a name resolved once, at start.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let expected = "expected HOST:PORT, such as 127.0.0.1:8787, [::1]:8787 or localhost:8787";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' has no port: {expected}"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("'{text}' is not an address and port: {expected}"));
+    }
+    let found: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}' ({e}): {expected}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("'{host}' has no address: {expected}"))
+}
+
 /// `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.1`).
 fn parse_net(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
@@ -439,6 +468,29 @@ mod tests {
     #[test]
     fn flags_are_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn listen_takes_an_address_or_a_host_name() {
+        let listen = |text: &str| {
+            Args::try_parse_from(["onboarding-server", "--listen", text])
+                .map(|a| a.listen.to_string())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(listen("0.0.0.0:9000"), Ok("0.0.0.0:9000".to_string()));
+        assert_eq!(listen("[::1]:9000"), Ok("[::1]:9000".to_string()));
+        // /etc/hosts names localhost on every machine this runs on.
+        assert_eq!(listen("localhost:9000"), Ok("127.0.0.1:9000".to_string()));
+        let refused = listen("localhost").unwrap_err();
+        assert!(
+            refused.contains("'localhost' has no port: expected HOST:PORT, such as 127.0.0.1:8787"),
+            "{refused}"
+        );
+        let refused = listen("localhost:http").unwrap_err();
+        assert!(
+            refused.contains("'localhost:http' is not an address and port: expected HOST:PORT"),
+            "{refused}"
+        );
     }
 
     #[test]
