@@ -200,9 +200,10 @@ impl Connection {
                 answer
             })
         };
-        let mut conn = self
-            .builder
-            .serve_connection(TokioIo::new(Shaped::new(stream)), service);
+        let mut conn = self.builder.serve_connection(
+            TokioIo::new(Shaped::new(stream, Arc::clone(&self.app))),
+            service,
+        );
         let mut stopping = false;
         // `poll_without_shutdown`: when the connection is done, its socket is
         // handed back rather than closed, so that it can linger.
@@ -233,7 +234,8 @@ impl Connection {
             Ok(()) => (false, false),
         };
         let shaped = conn.into_parts().io.into_inner();
-        let head_begun = shaped.codings.head_begun();
+        let head_begun = shaped.head.head_begun();
+        let cors = shaped.cors_lines();
         let mut stream = shaped.inner;
         if timed_out {
             // A head begun and not finished within the timeout gets its
@@ -246,7 +248,7 @@ impl Connection {
                         "the request headers took more than {} s to arrive",
                         HEADER_TIMEOUT.as_secs()
                     ),
-                    "",
+                    &cors,
                 );
                 answer_and_close(stream, &answer).await;
             }
@@ -470,16 +472,24 @@ struct Shaped {
     inner: TcpStream,
     /// A replacement answer still being written, and how much of it is out.
     pending: Option<(Vec<u8>, usize)>,
-    codings: CodingWatch,
+    head: HeadWatch,
+    /// For the allowed origins.
+    app: Arc<App>,
 }
 
 impl Shaped {
-    fn new(inner: TcpStream) -> Shaped {
+    fn new(inner: TcpStream, app: Arc<App>) -> Shaped {
         Shaped {
             inner,
             pending: None,
-            codings: CodingWatch::default(),
+            head: HeadWatch::default(),
+            app,
         }
+    }
+
+    /// The CORS lines of an answer to the head being read.
+    fn cors_lines(&self) -> String {
+        http::raw_cors_lines(&self.app, self.head.origin.as_deref())
     }
 
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -498,23 +508,27 @@ impl Shaped {
     }
 }
 
-/// The `Transfer-Encoding` lines of the request head being read. hyper
-/// refuses a request whose last transfer coding is not `chunked` (`gzip`,
-/// `chunked, gzip`) with a bare 400 before the server sees it; the contract
-/// answers a transfer coding it does not support with 501, as it does for
-/// `gzip, chunked`, which hyper lets through.
+/// Two header lines of the request head being read, for the answers
+/// written in hyper's place:
+/// - `Transfer-Encoding`: hyper refuses a request whose last transfer coding
+///   is not `chunked` (`gzip`, `chunked, gzip`) with a bare 400 before the
+///   server sees it; the contract answers a transfer coding it does not
+///   support with 501, as it does for `gzip, chunked`, which hyper lets
+///   through;
+/// - `Origin`: a page of an allowed origin reads those answers too (a 431
+///   for its cookies, a 408), as it reads the service's.
 ///
 /// Only the head is read: the watch stops at its blank line and starts
 /// again at the next answer's status line (the next request's head comes
 /// after it), so bodies cost nothing and what they hold never counts. Only
-/// lines starting with `t` are kept, and only their first bytes.
-struct CodingWatch {
+/// lines starting with `t` or `o` are kept, and only their first bytes.
+struct HeadWatch {
     /// Whether the bytes arriving are a request head.
     in_head: bool,
     /// Whether a line of this head had any content (blank lines before a
     /// request line are allowed and skipped).
     head_started: bool,
-    /// The start of the line being read (at most [`CODING_LINE_BYTES`]).
+    /// The start of the line being read (at most [`WATCHED_LINE_BYTES`]).
     line: Vec<u8>,
     /// Bytes of the line being read so far, and its first one.
     line_len: usize,
@@ -522,24 +536,27 @@ struct CodingWatch {
     /// The codings of this head's last `Transfer-Encoding` line, when its
     /// last coding is not `chunked`.
     refused: Option<String>,
+    /// This head's `Origin`, when whole within the line's bytes kept.
+    origin: Option<Vec<u8>>,
 }
 
-const CODING_LINE_BYTES: usize = 256;
+const WATCHED_LINE_BYTES: usize = 256;
 
-impl Default for CodingWatch {
-    fn default() -> CodingWatch {
-        CodingWatch {
+impl Default for HeadWatch {
+    fn default() -> HeadWatch {
+        HeadWatch {
             in_head: true,
             head_started: false,
             line: Vec::new(),
             line_len: 0,
             first: None,
             refused: None,
+            origin: None,
         }
     }
 }
 
-impl CodingWatch {
+impl HeadWatch {
     fn read(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
         while self.in_head && !rest.is_empty() {
@@ -551,8 +568,10 @@ impl CodingWatch {
                 self.first = part.first().copied();
             }
             self.line_len += part.len();
-            if matches!(self.first, Some(b't' | b'T')) && self.line.len() < CODING_LINE_BYTES {
-                let room = CODING_LINE_BYTES - self.line.len();
+            if matches!(self.first, Some(b't' | b'T' | b'o' | b'O'))
+                && self.line.len() < WATCHED_LINE_BYTES
+            {
+                let room = WATCHED_LINE_BYTES - self.line.len();
                 self.line.extend_from_slice(&part[..part.len().min(room)]);
             }
             if !ended {
@@ -578,6 +597,13 @@ impl CodingWatch {
             let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
             self.refused = (!chunked_last).then(|| codings.join(", "));
         }
+        const ORIGIN: &[u8] = b"origin:";
+        if self.line.len() >= ORIGIN.len() && self.line[..ORIGIN.len()].eq_ignore_ascii_case(ORIGIN)
+        {
+            let whole = self.line_len == self.line.len();
+            let value = self.line[ORIGIN.len()..].trim_ascii();
+            self.origin = whole.then(|| value.to_vec());
+        }
         self.line.clear();
         self.line_len = 0;
         self.first = None;
@@ -590,7 +616,7 @@ impl CodingWatch {
 
     /// An answer went out: what the client sends next is a new head.
     fn answered(&mut self) {
-        *self = CodingWatch::default();
+        *self = HeadWatch::default();
     }
 }
 
@@ -605,8 +631,13 @@ fn is_final_status_line(bytes: &[u8]) -> bool {
 
 /// The JSON answer replacing hyper's own for a request it could not parse;
 /// `refused_codings`: a `Transfer-Encoding` hyper refused, which makes its
-/// 400 the contract's 501.
-fn shaped_answer(head: &[u8], refused_codings: Option<&str>) -> Option<Vec<u8>> {
+/// 400 the contract's 501; `cors`: the answer's CORS header lines (asked
+/// only for an answer replaced, not for each of the service's).
+fn shaped_answer(
+    head: &[u8],
+    refused_codings: Option<&str>,
+    cors: impl FnOnce() -> String,
+) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
     let (line, code, message) = match (status, refused_codings) {
         (b"400", Some(codings)) => (
@@ -638,7 +669,7 @@ fn shaped_answer(head: &[u8], refused_codings: Option<&str>) -> Option<Vec<u8>> 
     if fields.contains("\r\ncontent-type:") {
         return None;
     }
-    Some(raw_error(line, code, &message, ""))
+    Some(raw_error(line, code, &message, &cors()))
 }
 
 impl AsyncRead for Shaped {
@@ -650,7 +681,7 @@ impl AsyncRead for Shaped {
         let before = buf.filled().len();
         let read = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read {
-            self.codings.read(&buf.filled()[before..]);
+            self.head.read(&buf.filled()[before..]);
         }
         read
     }
@@ -663,9 +694,9 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        let answer = shaped_answer(buf, self.codings.refused.as_deref());
+        let answer = shaped_answer(buf, self.head.refused.as_deref(), || self.cors_lines());
         if is_final_status_line(buf) {
-            self.codings.answered();
+            self.head.answered();
         }
         if let Some(answer) = answer {
             // hyper's answer counts as written; ours goes out in its place.
@@ -736,7 +767,7 @@ mod tests {
 
     /// What the watch makes of `chunks` read in turn.
     fn watched(chunks: &[&[u8]]) -> Option<String> {
-        let mut watch = CodingWatch::default();
+        let mut watch = HeadWatch::default();
         for chunk in chunks {
             watch.read(chunk);
         }
@@ -794,7 +825,7 @@ mod tests {
 
     #[test]
     fn each_final_answer_starts_a_new_head() {
-        let mut watch = CodingWatch::default();
+        let mut watch = HeadWatch::default();
         watch.read(b"POST / HTTP/1.1\r\nTransfer-Encoding: x, chunked\r\n\r\nbody");
         assert!(!watch.in_head);
         // An interim answer is followed by the same request's body.
@@ -809,9 +840,40 @@ mod tests {
     }
 
     #[test]
+    fn the_origin_of_each_head_is_read_as_it_arrives() {
+        let head = b"GET / HTTP/1.1\r\nHost: t\r\nOrigin:  http://localhost:3002 \r\n\r\n";
+        for at in 1..head.len() {
+            let mut watch = HeadWatch::default();
+            watch.read(&head[..at]);
+            watch.read(&head[at..]);
+            assert_eq!(
+                watch.origin.as_deref(),
+                Some(&b"http://localhost:3002"[..]),
+                "{at}"
+            );
+        }
+        // A line longer than what is kept is not taken for a shorter value.
+        let mut watch = HeadWatch::default();
+        let long = format!(
+            "GET / HTTP/1.1\r\norigin: http://{}\r\n\r\n",
+            "a".repeat(300)
+        );
+        watch.read(long.as_bytes());
+        assert_eq!(watch.origin, None);
+        // The next head starts without one; a body's lines never count.
+        let mut watch = HeadWatch::default();
+        watch.read(b"POST / HTTP/1.1\r\nOrigin: http://a\r\n\r\norigin: http://b\r\n");
+        assert_eq!(watch.origin.as_deref(), Some(&b"http://a"[..]));
+        watch.answered();
+        watch.read(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(watch.origin, None);
+    }
+
+    #[test]
     fn a_refused_transfer_coding_turns_hypers_400_into_a_501() {
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        let shaped = String::from_utf8(shaped_answer(hyper, Some("gzip")).unwrap()).unwrap();
+        let shaped =
+            String::from_utf8(shaped_answer(hyper, Some("gzip"), String::new).unwrap()).unwrap();
         let body = r#"{"success":false,"error":"transfer coding 'gzip' is not supported; only chunked is","code":"not_implemented"}"#;
         assert_eq!(
             shaped,
@@ -827,7 +889,7 @@ mod tests {
     fn hyper_answers_become_json_and_the_servers_own_pass() {
         let hyper =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
-        let shaped = String::from_utf8(shaped_answer(hyper, None).unwrap()).unwrap();
+        let shaped = String::from_utf8(shaped_answer(hyper, None, String::new).unwrap()).unwrap();
         let body = r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#;
         assert_eq!(
             shaped,
@@ -838,9 +900,15 @@ mod tests {
             )
         );
         let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(shaped_answer(own, None), None);
-        assert_eq!(shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None), None);
-        assert_eq!(shaped_answer(b"{\"success\":true}", None), None);
+        assert_eq!(shaped_answer(own, None, String::new), None);
+        assert_eq!(
+            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, String::new),
+            None
+        );
+        assert_eq!(
+            shaped_answer(b"{\"success\":true}", None, String::new),
+            None
+        );
     }
 
     #[test]

@@ -142,3 +142,41 @@ async fn configured_origins_replace_the_defaults() {
     assert_eq!(preflight(ALLOWED).await.status, 403);
     server.stop().await;
 }
+
+/// The answers the server writes in hyper's place (headers over the limit,
+/// a transfer coding it does not support) carry the CORS headers for an
+/// allowed origin too: its page reads their JSON like any other error's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_unparsed_requests_carry_cors_for_an_allowed_origin() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let big = "x".repeat(17 * 1024);
+    for (origin, allowed) in [(ALLOWED, Some(ALLOWED)), (REFUSED, None)] {
+        let reply = request(
+            server.addr,
+            "GET",
+            "/healthz",
+            &[("Origin", origin), ("X-Big", &big)],
+            b"",
+        )
+        .await;
+        assert_eq!(reply.status, 431, "{}", reply.body);
+        assert_eq!(
+            reply.body,
+            r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#
+        );
+        assert_eq!(reply.header("access-control-allow-origin"), allowed);
+        assert_eq!(
+            reply.header("access-control-expose-headers"),
+            allowed.map(|_| "Retry-After")
+        );
+        assert_eq!(reply.header("vary"), Some("Origin"));
+    }
+    let raw = format!(
+        "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nOrigin: {ALLOWED}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n"
+    );
+    let reply = send_raw(server.addr, raw.as_bytes()).await;
+    assert_eq!(reply.status, 501, "{}", reply.body);
+    assert_eq!(reply.header("access-control-allow-origin"), Some(ALLOWED));
+    server.stop().await;
+}

@@ -44,6 +44,22 @@ const MAX_AGE: HeaderValue = HeaderValue::from_static("600");
 const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static("Retry-After");
 const ORIGIN_VARIES: HeaderValue = HeaderValue::from_static("Origin");
 
+/// The CORS header lines (each ending in CRLF) of an answer written
+/// straight to the socket, for a request from `origin`: what [`handle`]
+/// adds to the service's answers.
+pub fn raw_cors_lines(app: &App, origin: Option<&[u8]>) -> String {
+    let vary = format!("vary: {}\r\n", ORIGIN_VARIES.to_str().unwrap_or("Origin"));
+    match origin.filter(|o| app.cors_origins.iter().any(|a| a.as_bytes() == *o)) {
+        // Allowed origins are header values, so printable ASCII.
+        Some(origin) => format!(
+            "{vary}access-control-allow-origin: {}\r\naccess-control-expose-headers: {}\r\n",
+            String::from_utf8_lossy(origin),
+            EXPOSE_HEADERS.to_str().unwrap_or("Retry-After"),
+        ),
+        None => vary,
+    }
+}
+
 /// What every request task shares.
 pub struct App {
     pub writer: Writer,
