@@ -58,7 +58,14 @@ pub(super) struct Checkpointer {
     /// writer copies the rest itself.
     restart_after: Option<u64>,
     thread: std::thread::JoinHandle<()>,
+    /// The thread ended before [`Checkpointer::stop`] (it panicked): the
+    /// writer's SQLite checkpoints by itself from then on.
+    fell_back: bool,
 }
+
+/// The writer's own checkpoints once the thread is gone: SQLite's default,
+/// a checkpoint by the commit that takes the log past 1,000 pages.
+const FALLBACK_AUTOCHECKPOINT_PAGES: i64 = 1000;
 
 /// What the writer and the checkpointer thread tell each other.
 #[derive(Default)]
@@ -142,31 +149,54 @@ impl Checkpointer {
             shared,
             restart_after: None,
             thread,
+            fell_back: false,
         })
     }
 
     /// Called by the writer between batches: checkpoint soon, and when the
     /// log has grown long, finish a checkpoint on `writer` so that it restarts.
     pub(super) fn after_batch(&mut self, writer: &Connection) {
+        if self.thread.is_finished() {
+            // Its last report would stand for good: a log reported short
+            // would grow without end, none copying it back.
+            // (The writer's connection syncs the log before each of its
+            // checkpoints, and after a failed sync it commits nothing.)
+            if !self.fell_back {
+                self.fell_back = true;
+                match writer.pragma_update(
+                    None,
+                    "wal_autocheckpoint",
+                    FALLBACK_AUTOCHECKPOINT_PAGES,
+                ) {
+                    Ok(()) => tracing::error!(
+                        "the checkpointer thread has stopped; the writer checkpoints the log \
+                         itself from now on (commits wait for those checkpoints)"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %error_text(&e),
+                        "the checkpointer thread has stopped and the writer cannot checkpoint \
+                         in its place: the log grows until the server restarts"
+                    ),
+                }
+            }
+            return;
+        }
         let _ = self.wake.try_send(());
         let s = &self.shared;
         if s.wal_frames.load(Ordering::SeqCst) < RESTART_AT_FRAMES {
             self.restart_after = None;
             return;
         }
-        // (Were the thread gone, the writer would copy everything itself.)
-        if !self.thread.is_finished() {
-            let Some(after) = self.restart_after else {
-                // The next checkpoint to begin does so after this request:
-                // it copies all but what is committed while it runs.
-                self.restart_after = Some(s.started.load(Ordering::SeqCst) + 1);
-                s.hurry.store(true, Ordering::SeqCst);
-                self.thread.thread().unpark();
-                return;
-            };
-            if s.ended.load(Ordering::SeqCst) < after {
-                return;
-            }
+        let Some(after) = self.restart_after else {
+            // The next checkpoint to begin does so after this request: it
+            // copies all but what is committed while it runs.
+            self.restart_after = Some(s.started.load(Ordering::SeqCst) + 1);
+            s.hurry.store(true, Ordering::SeqCst);
+            self.thread.thread().unpark();
+            return;
+        };
+        if s.ended.load(Ordering::SeqCst) < after {
+            return;
         }
         // PASSIVE never waits. If the checkpointer has begun another one,
         // or a reader's snapshot still needs frames, the writer tries again
@@ -475,6 +505,46 @@ mod tests {
                  restarts"
             )
         );
+        checkpointer.stop();
+    }
+
+    /// A checkpointer thread that dies (a panic) leaves its last report
+    /// standing: the writer's SQLite then checkpoints by itself, and the
+    /// log stays short under writes that never pause.
+    #[test]
+    fn when_the_thread_dies_the_writer_checkpoints_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = setup(&dir);
+        let (mut checkpointer, syncs) = counted(
+            &path,
+            Duration::from_millis(1),
+            || panic!("the checkpointer's fault"),
+            LogFailure::default(),
+        );
+        write_batch(&writer, 100);
+        checkpointer.after_batch(&writer);
+        for _ in 0..5_000 {
+            if checkpointer.thread.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(checkpointer.thread.is_finished(), "the thread did not die");
+        assert_eq!(syncs.load(Ordering::SeqCst), 1);
+        let autocheckpoint = |w: &Connection| -> i64 {
+            w.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(autocheckpoint(&writer), 0);
+        checkpointer.after_batch(&writer);
+        assert_eq!(autocheckpoint(&writer), FALLBACK_AUTOCHECKPOINT_PAGES);
+        // 3,000 pages more: without checkpoints the log would hold them all.
+        for _ in 0..30 {
+            write_batch(&writer, 100);
+            checkpointer.after_batch(&writer);
+        }
+        let log = frames_in_log(&writer);
+        assert!(log <= FALLBACK_AUTOCHECKPOINT_PAGES + 200, "{log} frames");
         checkpointer.stop();
     }
 
