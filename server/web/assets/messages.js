@@ -160,9 +160,10 @@ export function french(message, error = {}) {
 
 /**
  * Writes an error into `slot`: the French text, then the server's own as
- * the detail (in English, marked so, and hidden from screen readers); the
- * server's alone when there is no French one. Answers the French text (or the
- * server's), for the live region to announce.
+ * the detail (in English, marked so), kept in the page for support but
+ * never shown or read out: the pages speak French. The server's text alone
+ * when there is no French one. Answers the French text (or the server's),
+ * for the live region to announce.
  */
 export function writeError(slot, message, error = {}, prefix = '') {
   const said = french(message, error);
@@ -173,9 +174,10 @@ export function writeError(slot, message, error = {}, prefix = '') {
   }
   const detail = document.createElement('span');
   detail.className = 'detail';
-  // For the eyes (and support) only: a French voice reading English at
-  // every focus of the field, or in a live region, helps no one.
-  detail.setAttribute('aria-hidden', 'true');
+  // For support only (the page's source, the developer tools): English on
+  // a French screen, or read by a French voice at every focus of the
+  // field, helps no one.
+  detail.hidden = true;
   const label = document.createElement('span');
   label.textContent = 'Détail : ';
   const text = document.createElement('span');
