@@ -1113,3 +1113,75 @@ async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed(
     assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&2));
     server.stop().await;
 }
+
+/// robots.txt answers after the whole-response limit (1 s here).
+fn slow_robots(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/robots.txt" => {
+            std::thread::sleep(Duration::from_millis(2_500));
+            ("200 OK", String::new(), String::new())
+        }
+        _ => (
+            "200 OK",
+            String::new(),
+            tiny_page("Accueil", "Bienvenue au salon."),
+        ),
+    }
+}
+
+/// The job's state after its first attempt ended (bounded: 15 s).
+async fn after_first_attempt(server: &TestServer, session: &str) -> Value {
+    for _ in 0..150 {
+        let kb = server
+            .get(&format!("/api/v1/onboarding/session/{session}/kb"))
+            .await;
+        let job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
+        if job["attempts"] == 1 && job["status"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the first attempt did not end in 15 s");
+}
+
+/// A site that takes no connection is `unreachable`; a site that connects
+/// but whose robots.txt does not come within the response limit is
+/// `robots_unavailable` (RFC 9309: nothing is crawled), not `unreachable`.
+/// Both go back to the queue for another attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_file_too_slow_is_unavailable_and_a_closed_port_unreachable() {
+    let (slow, asked) = tiny_site(slow_robots);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[slow.to_string(), closed.to_string()]).unwrap(),
+        lease_seconds: 30,
+        idle_poll: Duration::from_millis(200),
+        limits: Limits {
+            response: Duration::from_secs(1),
+            ..Limits::default()
+        },
+        ..CrawlConfig::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
+    for (addr, email, code) in [
+        (slow, "a@salon-lent.fr", "robots_unavailable"),
+        (closed, "a@salon-ferme.fr", "unreachable"),
+    ] {
+        let s = completed_website_session(&server, email, &format!("http://{addr}/")).await;
+        let job = after_first_attempt(&server, &s).await;
+        assert_eq!(
+            [&job["status"], &job["error_code"], &job["pages_stored"]],
+            [&json!("queued"), &json!(code), &json!(0)],
+            "{job}"
+        );
+    }
+    // Nothing but robots.txt was asked of the slow site.
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked, HashMap::from([("/robots.txt".to_string(), 1)]));
+    server.stop().await;
+}

@@ -330,8 +330,10 @@ impl Fetcher {
         }
         let sent = self.client.get(url.clone()).send().await;
         pace.0 = Some(std::time::Instant::now());
+        // A connection not made within its limit is a site unreachable; a
+        // timeout once connected is the answer's.
         let response = sent.map_err(|e| {
-            if e.is_timeout() {
+            if e.is_timeout() && !e.is_connect() {
                 FetchError::Timeout
             } else {
                 FetchError::Unreachable
