@@ -321,8 +321,8 @@ section("onboarding_kb_claim(payload)",
         "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
         "job whose backoff is over, or a running one whose lease expired (its worker died). "
         "The answer carries the job's frontier: its pages not yet reported, breadth first. "
-        "`{\"job\":null}` when nothing is due. After 3 attempts a job whose lease expires fails "
-        "with `timeout`.")
+        "`{\"job\":null}` when nothing is due. After 3 attempts a job whose lease expires ends "
+        "with `timeout`: `done` with the pages it stored, else `failed`.")
 example("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
 example("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-2"}')
 example("SELECT onboarding_kb_claim(?)", '{}')
@@ -346,6 +346,17 @@ example("SELECT onboarding_kb_store_page(?)",
 
 section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`).")
 example("SELECT onboarding_kb_renew(?)", '{"job_id":1,"worker":"crawler-1","lease_seconds":60}')
+
+section("onboarding_kb_release(payload)",
+        "Gives back a job its worker holds and will not finish, because its process is stopping: "
+        "the job is queued again at once for the next claim, the attempt it was on not counted (a "
+        "stop is no failure of the site), its frontier and stored pages kept. Without it the job "
+        "waits for its lease to run out, and the takeover counts as an attempt. Only the worker "
+        "holding the lease may (`conflict` otherwise). The server and `onboarding-server crawl` "
+        "give their jobs back when they stop.")
+example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-2"}')
+example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-1"}')
+setup("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
 
 section("onboarding_kb_finish(payload)",
         "Ends a job. With `error_code` `dns`, `unreachable` or `robots_unavailable` and fewer "

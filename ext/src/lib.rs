@@ -215,6 +215,9 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_kb_finish", 1, WRITER, |c| {
         kb::worker::finish(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
+    ("onboarding_kb_release", 1, WRITER, |c| {
+        kb::worker::release(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
+    }),
     ("onboarding_kb_site_take", 1, WRITER, |c| {
         kb::turn::take(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),

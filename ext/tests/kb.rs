@@ -791,7 +791,8 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
     assert!(worker(&db, "renew", json!({"job_id": job, "worker": "w1"}))
         .unwrap_err()
         .contains("is not leased by worker 'w1'"));
-    // Workers that keep dying: after the third attempt the job fails.
+    // Workers that keep dying: after the third attempt the job ends,
+    // `done` with the page it stored (`timeout` says why it stopped).
     db.env.advance_ms(61_000);
     assert_eq!(
         worker(&db, "claim", json!({"worker": "w3"})).unwrap()["job"]["attempts"],
@@ -808,7 +809,7 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
             "SELECT status, error_code, finished_at FROM kb_crawl_jobs"
         ),
         [[
-            "Text(\"failed\")",
+            "Text(\"done\")",
             "Text(\"timeout\")",
             "Text(\"2026-11-24T10:02:33.000Z\")"
         ]]
@@ -835,6 +836,88 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
             "SELECT pages_found, pages_stored, pages_skipped, pages_failed FROM kb_crawl_jobs"
         ),
         [["Integer(2)", "Integer(1)", "Integer(1)", "Integer(0)"]]
+    );
+}
+
+/// A worker whose process stops gives its job back: queued at once, the
+/// attempt not counted, the frontier kept; the next claim resumes it. Only
+/// the worker holding the lease may.
+#[test]
+fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+        "markdown": SALON, "links": ["https://salon.fr/tarifs"]}),
+    )
+    .unwrap();
+    let before = db.snapshot();
+    for (payload, error) in [
+        (json!({"job_id": job, "worker": "w2"}), "onboarding_kb_release: conflict: job 1 is not leased by worker 'w2' (status running; its lease expired or another worker holds it)"),
+        (json!({"job_id": 99, "worker": "w1"}), "onboarding_kb_release: not_found: job 99 does not exist"),
+        (json!({"job_id": job}), "onboarding_kb_release: invalid_field: worker is required"),
+    ] {
+        assert_eq!(worker(&db, "release", payload).unwrap_err(), error);
+    }
+    assert_eq!(db.snapshot(), before);
+    db.env.advance_ms(1_000);
+    let released = worker(&db, "release", json!({"job_id": job, "worker": "w1"})).unwrap();
+    assert_eq!(
+        [
+            &released["job"]["status"],
+            &released["job"]["attempts"],
+            &released["job"]["lease_owner"],
+            &released["job"]["next_attempt_at"],
+            &released["job"]["pages_stored"],
+            &released["job"]["finished_at"]
+        ],
+        [
+            &json!("queued"),
+            &json!(0),
+            &json!(null),
+            &json!(null),
+            &json!(1),
+            &json!(null)
+        ]
+    );
+    // Given back once: the lease is gone.
+    assert!(
+        worker(&db, "release", json!({"job_id": job, "worker": "w1"}))
+            .unwrap_err()
+            .contains("is not leased by worker 'w1' (status queued;")
+    );
+    let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
+    assert_eq!(taken["job"]["attempts"], 1);
+    assert_eq!(taken["job"]["lease_owner"], "w2");
+    assert_eq!(
+        taken["job"]["frontier"],
+        json!([{"url": "https://salon.fr/tarifs", "depth": 1}])
+    );
+}
+
+/// Workers that keep dying on a job that stored nothing: it ends `failed`.
+#[test]
+fn a_job_whose_workers_all_die_before_storing_fails() {
+    let db = Db::memory();
+    claimed(&db);
+    for n in 2..=3 {
+        db.env.advance_ms(61_000);
+        let taken = worker(&db, "claim", json!({"worker": format!("w{n}")})).unwrap();
+        assert_eq!(taken["job"]["attempts"], n);
+    }
+    db.env.advance_ms(61_000);
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w4"})).unwrap()["job"],
+        json!(null)
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT status, error_code, pages_stored FROM kb_crawl_jobs"
+        ),
+        [["Text(\"failed\")", "Text(\"timeout\")", "Integer(0)"]]
     );
 }
 

@@ -92,8 +92,8 @@ pub async fn run(
 }
 
 /// Stops the crawler workers. A worker mid-page is aborted: its job keeps
-/// its frontier and is resumed by the next claim once the lease expires;
-/// the turn of the site it held is given back by the caller.
+/// its frontier, and the caller gives it back (queued at once, the attempt
+/// not counted) with the turn of the site it held.
 async fn stop_crawlers(
     stop: tokio::sync::watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -133,16 +133,22 @@ pub async fn run_crawler(
             })
         })
         .collect();
+    let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
     let all = futures_join(workers);
     tokio::pin!(all);
     tokio::select! {
         () = &mut all => {}
         () = shutdown => {
-            // The workers stop at their next claim or idle wait.
+            // As the server stops its workers: mid-page if need be, their
+            // jobs and sites' turns given back below.
             let _ = stop.send(true);
+            for abort in aborts {
+                abort.abort();
+            }
             all.await;
         }
     }
+    crawl::release_held(&writer, &crawl_config).await;
     writer.close().await
 }
 

@@ -512,11 +512,12 @@ async fn two_crawler_processes_on_one_site_take_turns() {
 }
 
 /// The server stopped (SIGTERM's path) while its crawler waits for a page
-/// (`/lent` answers after 4 s): the worker is aborted mid-request, and the
+/// (`/lent` answers after 4 s): the worker is aborted mid-request, the
 /// turn of the site it held is given back, so that another process's
-/// crawler need not wait out the hold.
+/// crawler need not wait out the hold, and so is the job: queued at once,
+/// the attempt it was on not counted, its stored pages kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_stopped_mid_request_gives_the_sites_turn_back() {
+async fn a_server_stopped_mid_request_gives_the_sites_turn_and_the_job_back() {
     let site = Fixture::start(false).await;
     let (mut config, dir) = temp_config();
     config.crawl = CrawlConfig {
@@ -549,8 +550,13 @@ async fn a_server_stopped_mid_request_gives_the_sites_turn_back() {
     assert!(holder(&db).is_some(), "the turn is held during the request");
     server.stop().await;
     assert_eq!(holder(&db), None);
-    // The job is left running under its lease, to be resumed.
-    assert_eq!(job_row(&db)[0], "running");
+    let job = job_row(&db);
+    assert_eq!(
+        [&job[0], &job[1], &job[2], &job[3]],
+        [&json!("queued"), &json!(0), &json!(false), &json!(null)],
+        "{job}"
+    );
+    assert!(job[4].as_i64().unwrap() > 0, "{job}");
 }
 
 /// Another process holds the site's turn (a row of `kb_site_turns`, as a

@@ -67,8 +67,9 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         // A job whose every attempt died with its worker ends here rather
-        // than being taken over forever; its pages not fetched say so, as
-        // `finish` says it, so that its counters add up.
+        // than being taken over forever (`timeout`): `done` with the pages
+        // it stored, as `finish` ends it, else `failed`; its pages not
+        // fetched say so, so that its counters add up.
         let dead: Vec<i64> = sql::with(
             conn,
             "SELECT id FROM kb_crawl_jobs
@@ -79,7 +80,8 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
             },
         )?;
         for job_id in dead {
-            end_job(conn, job_id, "failed", Some("timeout"), &now)?;
+            let (job, ..) = job_row(conn, job_id)?;
+            end_with(conn, &job, Some("timeout"), false, &now)?;
         }
         let due: Option<i64> = sql::query_row(
             conn,
@@ -185,6 +187,24 @@ struct Held {
 type LeaseRow = (String, String, Option<String>, Option<String>, String);
 
 fn held(conn: &Connection, job_id: i64, worker: &str, now: &str) -> Result<Held> {
+    let (job, owner, expires, status) = job_row(conn, job_id)?;
+    let holds = status == "running"
+        && owner.as_deref() == Some(worker)
+        && expires.as_deref().is_some_and(|e| e > now);
+    if !holds {
+        return Err(Error::conflict(format!(
+            "job {job_id} is not leased by worker {} (status {status}; its lease expired or another worker holds it)",
+            quote(worker)
+        )));
+    }
+    Ok(job)
+}
+
+/// A job, whoever holds it, with its lease owner, expiry and status.
+fn job_row(
+    conn: &Connection,
+    job_id: i64,
+) -> Result<(Held, Option<String>, Option<String>, String)> {
     let row: Option<LeaseRow> = sql::query_row(
         conn,
         "SELECT tenant_id, url, lease_owner, lease_expires_at, status FROM kb_crawl_jobs WHERE id = ?1",
@@ -198,22 +218,14 @@ fn held(conn: &Connection, job_id: i64, worker: &str, now: &str) -> Result<Held>
             format!("job {job_id} does not exist"),
         ));
     };
-    let holds = status == "running"
-        && owner.as_deref() == Some(worker)
-        && expires.as_deref().is_some_and(|e| e > now);
-    if !holds {
-        return Err(Error::conflict(format!(
-            "job {job_id} is not leased by worker {} (status {status}; its lease expired or another worker holds it)",
-            quote(worker)
-        )));
-    }
     let start = Url::parse(&url)
         .map_err(|_| Error::internal(format!("stored job url {} is unreadable", quote(&url))))?;
-    Ok(Held {
+    let job = Held {
         id: job_id,
         tenant_id,
         start,
-    })
+    };
+    Ok((job, owner, expires, status))
 }
 
 fn extend_lease(conn: &Connection, job_id: i64, now_ms: i64, lease: i64) -> Result<String> {
@@ -656,11 +668,11 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         let job = held(conn, job_id, &worker, &now)?;
-        let (attempts, stored): (i64, i64) = sql::query_row(
+        let attempts: i64 = sql::query_row(
             conn,
-            "SELECT attempts, pages_stored FROM kb_crawl_jobs WHERE id = ?1",
+            "SELECT attempts FROM kb_crawl_jobs WHERE id = ?1",
             [job_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )?;
         let retryable = code.is_some_and(|c| RETRYABLE.contains(&c));
         if retryable && attempts < MAX_ATTEMPTS {
@@ -674,18 +686,63 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
             )?;
             return Ok(json!({ "success": true, "job": load_job(conn, job_id)? }));
         }
-        // Nothing stored and no reason given is still a failure: say so.
-        let code = code.or((stored == 0).then_some("no_content"));
-        let status = if stored > 0 && !retryable {
-            "done"
-        } else {
-            "failed"
-        };
-        if status == "done" {
-            return_single_blocks(conn, &job)?;
-            lift_repeated_blocks(conn, &job, &now)?;
-        }
-        end_job(conn, job_id, status, code, &now)?;
+        end_with(conn, &job, code, retryable, &now)?;
+        Ok(json!({ "success": true, "job": load_job(conn, job_id)? }))
+    })
+}
+
+/// Ends `job` for good: `done` when it stored pages and its site did not
+/// fail as a whole (`site_failed`), else `failed`; nothing stored and no
+/// reason given is still a failure, `no_content`. A job that ends `done`
+/// has its site's repeated blocks lifted into a document of their own.
+fn end_with(
+    conn: &Connection,
+    job: &Held,
+    code: Option<&str>,
+    site_failed: bool,
+    now: &str,
+) -> Result<()> {
+    let stored: i64 = sql::query_row(
+        conn,
+        "SELECT pages_stored FROM kb_crawl_jobs WHERE id = ?1",
+        [job.id],
+        |r| r.get(0),
+    )?;
+    let code = code.or((stored == 0).then_some("no_content"));
+    let status = if stored > 0 && !site_failed {
+        "done"
+    } else {
+        "failed"
+    };
+    if status == "done" {
+        return_single_blocks(conn, job)?;
+        lift_repeated_blocks(conn, job, now)?;
+    }
+    end_job(conn, job.id, status, code, now)
+}
+
+// -- onboarding_kb_release('{"job_id":1,"worker":"crawler-1"}')
+//      -> '{"success":true,"job":{"id":1,…,"status":"queued","attempts":0,…}}'
+/// Gives back a job its worker holds and will not finish, because its
+/// process is stopping: queued again at once for the next claim, the
+/// attempt it was on not counted (a stop is no failure of the site), its
+/// frontier and stored pages kept. Without it, the job would wait for its
+/// lease to run out, and the takeover would count as an attempt.
+pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
+    let f = Fields::parse(payload)?;
+    let job_id = f.int("job_id", 1..=i64::MAX, None)?;
+    let worker = f.str("worker", 100)?.to_string();
+    in_savepoint(conn, || {
+        let now = iso8601(env.now_ms());
+        held(conn, job_id, &worker, &now)?;
+        sql::execute(
+            conn,
+            "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
+                    lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
+                    updated_at = ?1
+             WHERE id = ?2",
+            (&now, job_id),
+        )?;
         Ok(json!({ "success": true, "job": load_job(conn, job_id)? }))
     })
 }

@@ -58,15 +58,36 @@ pub struct CrawlConfig {
     /// by the clones of this configuration: given back at shutdown by
     /// [`release_held`], after the workers are stopped mid-request.
     pub held: HeldTurns,
+    /// The jobs this process's workers hold (worker → job id), given back
+    /// at shutdown by [`release_held`] too.
+    pub held_jobs: HeldJobs,
 }
 
 /// Worker name → the URL whose site's turn it holds.
 pub type HeldTurns = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
+/// Worker name → the job it holds.
+pub type HeldJobs = Arc<std::sync::Mutex<HashMap<String, i64>>>;
+
 /// Gives back the turns that `config`'s workers held when they were
 /// stopped mid-request, so that the crawlers of other processes need not
 /// wait out their holds; the next request keeps the least gap.
 pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
+    // The jobs first: queued again at once, the attempt they were on not
+    // counted, for the next claim of any crawler on the file.
+    let jobs: Vec<(String, i64)> = match config.held_jobs.lock() {
+        Ok(mut map) => map.drain().collect(),
+        Err(_) => Vec::new(),
+    };
+    for (worker, job_id) in jobs {
+        let payload = json!({"job_id": job_id, "worker": worker});
+        match sql(writer, KbFunction::Release, payload).await {
+            Ok(_) => tracing::info!(job = job_id, %worker, "a stopped worker's job given back"),
+            Err(e) => {
+                tracing::warn!(job = job_id, error = %e, "a stopped worker's job could not be given back")
+            }
+        }
+    }
     let turns: Vec<(String, String)> = match config.held.lock() {
         Ok(mut map) => map.drain().collect(),
         Err(_) => return,
@@ -97,6 +118,7 @@ impl Default for CrawlConfig {
             limits: Limits::default(),
             resolve_overrides: HashMap::new(),
             held: HeldTurns::default(),
+            held_jobs: HeldJobs::default(),
         }
     }
 }
@@ -169,8 +191,7 @@ pub async fn worker(
         .await;
         match claimed.map(|v| v["job"].clone()) {
             Ok(job) if job.is_object() => {
-                let mut crawl = Crawl::new(&writer, &config, &client, &name, &job);
-                if let Err(e) = crawl.run(&job).await {
+                if let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await {
                     tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
                 }
                 continue;
@@ -183,6 +204,26 @@ pub async fn worker(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// Crawls one claimed job, noted as held by `name` while it runs: a worker
+/// stopped mid-job (aborted at shutdown) leaves the note for
+/// [`release_held`], which gives the job back.
+async fn crawl_job(
+    writer: &Writer,
+    config: &CrawlConfig,
+    client: &Client,
+    name: &str,
+    job: &Value,
+) -> Result<(), String> {
+    if let (Ok(mut held), Some(id)) = (config.held_jobs.lock(), job["id"].as_i64()) {
+        held.insert(name.to_string(), id);
+    }
+    let ran = Crawl::new(writer, config, client, name, job).run(job).await;
+    if let Ok(mut held) = config.held_jobs.lock() {
+        held.remove(name);
+    }
+    ran
 }
 
 /// Calls one worker function through the writer queue.
@@ -697,8 +738,7 @@ pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
                 return;
             }
         };
-        let mut crawl = Crawl::new(&writer, &config, &client, &name, &job);
-        if let Err(e) = crawl.run(&job).await {
+        if let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await {
             tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
             return;
         }

@@ -74,6 +74,7 @@ pub enum KbFunction {
     StorePage,
     Renew,
     Finish,
+    Release,
     SiteTake,
     SiteRelease,
 }
@@ -86,6 +87,7 @@ impl KbFunction {
             KbFunction::StorePage => "SELECT onboarding_kb_store_page(?1)",
             KbFunction::Renew => "SELECT onboarding_kb_renew(?1)",
             KbFunction::Finish => "SELECT onboarding_kb_finish(?1)",
+            KbFunction::Release => "SELECT onboarding_kb_release(?1)",
             KbFunction::SiteTake => "SELECT onboarding_kb_site_take(?1)",
             KbFunction::SiteRelease => "SELECT onboarding_kb_site_release(?1)",
         }
