@@ -348,14 +348,15 @@ section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wai
 example("SELECT onboarding_kb_renew(?)", '{"job_id":1,"worker":"crawler-1","lease_seconds":60}')
 
 section("onboarding_kb_release(payload)",
-        "Gives back a job its worker holds and will not finish, because its process is stopping: "
-        "the job is queued again at once for the next claim, the attempt it was on not counted (a "
-        "stop is no failure of the site), its frontier and stored pages kept. Without it the job "
-        "waits for its lease to run out, and the takeover counts as an attempt. Only the worker "
-        "holding the lease may (`conflict` otherwise). The server and `onboarding-server crawl` "
-        "give their jobs back when they stop.")
+        "Gives back the jobs a worker holds and will not finish, because its process is stopping "
+        "(every one, or only `job_id`): queued again at once for the next claim, the attempt each "
+        "was on not counted (a stop is no failure of the site), their frontier and stored pages "
+        "kept. Without it a job waits for its lease to run out, and the takeover counts as an "
+        "attempt. By worker, so that a claim sent just before the stop is given back too. A "
+        "`job_id` the worker does not hold is `conflict`. The server and `onboarding-server "
+        "crawl` give their workers' jobs back when they stop.")
 example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-2"}')
-example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-1"}')
+example("SELECT onboarding_kb_release(?)", '{"worker":"crawler-1"}')
 setup("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
 
 section("onboarding_kb_finish(payload)",

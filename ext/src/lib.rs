@@ -30,7 +30,7 @@
 //! | `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`, `onboarding_phone_verify(session_id, payload[, request_key])` | `phone.rs`, `verification.rs`, `otp.rs`, `replies.rs` |
 //! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
-//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish` | `kb/` |
+//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release` | `kb/` |
 
 // The layers, top to bottom: a module imports only from the layers below
 // its own (ARCHITECTURE.md has a line on each module).

@@ -839,9 +839,9 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
     );
 }
 
-/// A worker whose process stops gives its job back: queued at once, the
-/// attempt not counted, the frontier kept; the next claim resumes it. Only
-/// the worker holding the lease may.
+/// A worker whose process stops gives its jobs back: queued at once, the
+/// attempt not counted, the frontier kept; the next claim resumes them.
+/// Only the worker holding the lease may; by worker, every job it holds.
 #[test]
 fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
     let db = Db::memory();
@@ -857,23 +857,33 @@ fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
     for (payload, error) in [
         (json!({"job_id": job, "worker": "w2"}), "onboarding_kb_release: conflict: job 1 is not leased by worker 'w2' (status running; its lease expired or another worker holds it)"),
         (json!({"job_id": 99, "worker": "w1"}), "onboarding_kb_release: not_found: job 99 does not exist"),
+        (json!({"job_id": "1", "worker": "w1"}), "onboarding_kb_release: invalid_field: job_id '1' is not an integer from 1 to 9223372036854775807"),
         (json!({"job_id": job}), "onboarding_kb_release: invalid_field: worker is required"),
     ] {
         assert_eq!(worker(&db, "release", payload).unwrap_err(), error);
     }
+    // A worker that holds nothing gives nothing back.
+    assert_eq!(
+        worker(&db, "release", json!({"worker": "w2"})).unwrap(),
+        json!({"success": true, "released": []})
+    );
     assert_eq!(db.snapshot(), before);
     db.env.advance_ms(1_000);
-    let released = worker(&db, "release", json!({"job_id": job, "worker": "w1"})).unwrap();
+    let released = worker(&db, "release", json!({"worker": "w1"})).unwrap();
+    let jobs = released["released"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{released}");
     assert_eq!(
         [
-            &released["job"]["status"],
-            &released["job"]["attempts"],
-            &released["job"]["lease_owner"],
-            &released["job"]["next_attempt_at"],
-            &released["job"]["pages_stored"],
-            &released["job"]["finished_at"]
+            &jobs[0]["id"],
+            &jobs[0]["status"],
+            &jobs[0]["attempts"],
+            &jobs[0]["lease_owner"],
+            &jobs[0]["next_attempt_at"],
+            &jobs[0]["pages_stored"],
+            &jobs[0]["finished_at"]
         ],
         [
+            &json!(job),
             &json!("queued"),
             &json!(0),
             &json!(null),
@@ -895,6 +905,9 @@ fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
         taken["job"]["frontier"],
         json!([{"url": "https://salon.fr/tarifs", "depth": 1}])
     );
+    // By job: that one only.
+    let released = worker(&db, "release", json!({"job_id": job, "worker": "w2"})).unwrap();
+    assert_eq!(released["released"][0]["attempts"], 0, "{released}");
 }
 
 /// Workers that keep dying on a job that stored nothing: it ends `failed`.

@@ -194,7 +194,7 @@ pub struct Args {
     /// address, else its first address).
     #[arg(long, env = "ONBOARDING_LISTEN", default_value = "127.0.0.1:8787",
           value_parser = parse_listen)]
-    pub listen: SocketAddr,
+    pub listen: Listen,
 
     /// SQLite database file; created and migrated at start.
     #[arg(
@@ -425,30 +425,60 @@ fn parse_allow_host(text: &str) -> Result<String, String> {
     onboarding::kb::AllowList::parse(&[text]).map(|_| text.trim().to_string())
 }
 
-/// `HOST:PORT`: an address as is, a name resolved once, at start.
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    let text = text.trim();
-    if let Ok(address) = text.parse::<SocketAddr>() {
-        return Ok(address);
+/// What `--listen` says: `HOST:PORT`, checked as written and resolved only
+/// by [`Listen::resolve`], when the server binds (`onboarding-server crawl`
+/// never resolves it: a name that only the server's host knows does not
+/// stop the crawler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(String);
+
+const LISTEN_EXPECTED: &str =
+    "expected HOST:PORT, such as 127.0.0.1:8787, [::1]:8787 or localhost:8787";
+
+impl Listen {
+    /// The address to bind: an address as is; a name's first IPv4
+    /// address, else its first.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        use std::net::ToSocketAddrs;
+        if let Ok(address) = self.0.parse::<SocketAddr>() {
+            return Ok(address);
+        }
+        let host = self.0.rsplit_once(':').map_or("", |(h, _)| h);
+        let found: Vec<SocketAddr> = self
+            .0
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve '{host}' ({e}): {LISTEN_EXPECTED}"))?
+            .collect();
+        found
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(found.first())
+            .copied()
+            .ok_or_else(|| format!("'{host}' has no address: {LISTEN_EXPECTED}"))
     }
-    let expected = "expected HOST:PORT, such as 127.0.0.1:8787, [::1]:8787 or localhost:8787";
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `HOST:PORT`, the host an address or a name.
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    let text = text.trim();
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(Listen(text.to_string()));
+    }
     let (host, port) = text
         .rsplit_once(':')
-        .ok_or_else(|| format!("'{text}' has no port: {expected}"))?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("'{text}' is not an address and port: {expected}"));
+        .ok_or_else(|| format!("'{text}' has no port: {LISTEN_EXPECTED}"))?;
+    if host.is_empty() || host.contains([':', '[', ']', '/', ' ']) || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "'{text}' is not an address and port: {LISTEN_EXPECTED}"
+        ));
     }
-    let found: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{host}' ({e}): {expected}"))?
-        .collect();
-    found
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(found.first())
-        .copied()
-        .ok_or_else(|| format!("'{host}' has no address: {expected}"))
+    Ok(Listen(text.to_string()))
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.1`).
@@ -474,8 +504,9 @@ mod tests {
     fn listen_takes_an_address_or_a_host_name() {
         let listen = |text: &str| {
             Args::try_parse_from(["onboarding-server", "--listen", text])
-                .map(|a| a.listen.to_string())
                 .map_err(|e| e.to_string())
+                .and_then(|a| a.listen.resolve())
+                .map(|a| a.to_string())
         };
         assert_eq!(listen("0.0.0.0:9000"), Ok("0.0.0.0:9000".to_string()));
         assert_eq!(listen("[::1]:9000"), Ok("[::1]:9000".to_string()));
@@ -496,7 +527,7 @@ mod tests {
     #[test]
     fn no_flags_give_the_contract_defaults() {
         let args = Args::try_parse_from(["onboarding-server"]).unwrap();
-        assert_eq!(args.listen, "127.0.0.1:8787".parse().unwrap());
+        assert_eq!(args.listen.resolve(), Ok("127.0.0.1:8787".parse().unwrap()));
         let config = args.config();
         let default = Config::default();
         assert_eq!(config.db_path, default.db_path);

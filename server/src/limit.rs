@@ -139,6 +139,14 @@ impl<K: Hash + Eq> RateLimiter<K> {
         }
     }
 
+    /// Counts one event of `key` at `now`, over the limit or not: an event
+    /// that happened, whose outcome is unknown (its client went away).
+    pub fn count(&self, key: K, now: Instant) {
+        let mut state = self.lock();
+        let tat = Self::arrival(&state, &key, now);
+        self.record(&mut state, key, tat, now);
+    }
+
     /// Ends a turn of `key`; `counted`: the event happened and counts.
     pub fn end_turn(&self, key: K, counted: bool, now: Instant) {
         let mut state = self.lock();

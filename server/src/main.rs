@@ -66,8 +66,9 @@ fn serve(args: &Args) -> Result<(), String> {
         if let Some(onboarding_server::config::Command::Crawl { once }) = args.command {
             return onboarding_server::run_crawler(args.config(), once, shutdown_signal()).await;
         }
+        let address = args.listen.resolve()?;
         let listener =
-            listen(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            listen(address).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         onboarding_server::run(listener, args.config(), shutdown_signal()).await
     })
 }

@@ -1150,10 +1150,10 @@ async fn after_first_attempt(server: &TestServer, session: &str) -> Value {
     panic!("the first attempt did not end in 15 s");
 }
 
-/// A site that takes no connection is `unreachable`; a site that connects
-/// but whose robots.txt does not come within the response limit is
-/// `robots_unavailable` (RFC 9309: nothing is crawled), not `unreachable`.
-/// Both go back to the queue for another attempt.
+/// A site that refuses the connection is `unreachable`; a site whose
+/// robots.txt does not come within the response limit is
+/// `robots_unavailable` (RFC 9309: nothing is crawled), not `unreachable`
+/// as it was. Both go back to the queue for another attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robots_file_too_slow_is_unavailable_and_a_closed_port_unreachable() {
     let (slow, asked) = tiny_site(slow_robots);

@@ -620,6 +620,55 @@ async fn a_business_step_whose_client_left_still_counts() {
     server.stop().await;
 }
 
+/// A completion whose client leaves before the answer counts as well: its
+/// call runs all the same, and `GET session` would tell whether the address
+/// was taken since it was saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_client_left_still_counts() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 1;
+    config.email_taken_per_ip = 0;
+    config.busy_timeout = Duration::from_secs(5);
+    let mut server = TestServer::start(config, dir).await;
+    let id = new_session(&server).await;
+    let free = NO_ACCOUNT.replace("taken@", "free@");
+    for (step, body) in [("business", free.as_str()), ("vapi", VAPI)] {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // The call waits for the lock while its client goes away.
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let complete = format!(
+        "POST {} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\n\r\n{{}}",
+        session_path(&id, "complete"),
+    );
+    client.write_all(complete.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.set_zero_linger().unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.execute_batch("ROLLBACK").unwrap();
+    // The session's one count is spent: a business step is refused (it
+    // is checked before its call), although the completion succeeded.
+    // (Reads do not queue behind writes: wait, bounded, for the completion.)
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        status = server.get(&format!("{CREATE}/{id}")).await.json()["status"].clone();
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "completed");
+    let reply = server.post(&session_path(&id, "business"), &free).await;
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    server.stop().await;
+}
+
 async fn new_session(server: &TestServer) -> String {
     let created = server.post(CREATE, "{}").await;
     created.json()["session_id"].as_str().unwrap().to_string()

@@ -5,7 +5,7 @@
 //! | layer | module | owns |
 //! |---|---|---|
 //! | entry points | `read.rs` | `onboarding_kb_get`, `onboarding_kb_search` |
-//! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`: lease, frontier, counters, retries |
+//! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release`: lease, frontier, counters, retries |
 //! | entry points | `turn.rs` | `onboarding_kb_site_take`, `_release`: a site's turn, shared by every crawler on the file |
 //! | leaves using leaves | `store.rs` | one document per text per tenant, its chunks and FTS5 rows |
 //! | leaves using leaves | `job.rs` | a crawl job's row as JSON |

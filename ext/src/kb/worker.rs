@@ -80,8 +80,15 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
             },
         )?;
         for job_id in dead {
-            let (job, ..) = job_row(conn, job_id)?;
-            end_with(conn, &job, Some("timeout"), false, &now)?;
+            // Ending it `done` rewrites its documents; should that fail, the
+            // job still ends (`failed`) rather than every claim failing on it.
+            let ended = in_savepoint(conn, || {
+                let (job, ..) = job_row(conn, job_id)?;
+                end_with(conn, &job, Some("timeout"), false, &now)
+            });
+            if ended.is_err() {
+                end_job(conn, job_id, "failed", Some("timeout"), &now)?;
+            }
         }
         let due: Option<i64> = sql::query_row(
             conn,
@@ -721,28 +728,52 @@ fn end_with(
     end_job(conn, job.id, status, code, now)
 }
 
-// -- onboarding_kb_release('{"job_id":1,"worker":"crawler-1"}')
-//      -> '{"success":true,"job":{"id":1,…,"status":"queued","attempts":0,…}}'
-/// Gives back a job its worker holds and will not finish, because its
-/// process is stopping: queued again at once for the next claim, the
-/// attempt it was on not counted (a stop is no failure of the site), its
-/// frontier and stored pages kept. Without it, the job would wait for its
-/// lease to run out, and the takeover would count as an attempt.
+// -- onboarding_kb_release('{"worker":"crawler-1"}')
+//      -> '{"success":true,"released":[{"id":1,…,"status":"queued","attempts":0,…}]}'
+/// Gives back the jobs a worker holds and will not finish, because its
+/// process is stopping (every one, or only `job_id`): queued again at once
+/// for the next claim, the attempt each was on not counted (a stop is no
+/// failure of the site), their frontier and stored pages kept. Without it,
+/// a job would wait for its lease to run out, and the takeover would count
+/// as an attempt. By worker rather than by job, so that a claim the worker
+/// sent just before it stopped is given back too, its answer unread.
 pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
-    let job_id = f.int("job_id", 1..=i64::MAX, None)?;
+    let job_id = match f.get("job_id") {
+        Some(_) => Some(f.int("job_id", 1..=i64::MAX, None)?),
+        None => None,
+    };
     let worker = f.str("worker", 100)?.to_string();
     in_savepoint(conn, || {
         let now = iso8601(env.now_ms());
-        held(conn, job_id, &worker, &now)?;
-        sql::execute(
-            conn,
-            "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
-                    lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
-                    updated_at = ?1
-             WHERE id = ?2",
-            (&now, job_id),
-        )?;
-        Ok(json!({ "success": true, "job": load_job(conn, job_id)? }))
+        let jobs: Vec<i64> = match job_id {
+            Some(id) => {
+                held(conn, id, &worker, &now)?;
+                vec![id]
+            }
+            None => sql::with(
+                conn,
+                "SELECT id FROM kb_crawl_jobs
+                 WHERE status = 'running' AND lease_owner = ?1 AND lease_expires_at > ?2
+                 ORDER BY id",
+                |s| {
+                    s.query_map((&worker, &now), |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                },
+            )?,
+        };
+        let mut released = Vec::with_capacity(jobs.len());
+        for id in jobs {
+            sql::execute(
+                conn,
+                "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
+                        lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
+                        updated_at = ?1
+                 WHERE id = ?2",
+                (&now, id),
+            )?;
+            released.push(load_job(conn, id)?);
+        }
+        Ok(json!({ "success": true, "released": released }))
     })
 }

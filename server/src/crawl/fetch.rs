@@ -330,10 +330,8 @@ impl Fetcher {
         }
         let sent = self.client.get(url.clone()).send().await;
         pace.0 = Some(std::time::Instant::now());
-        // A connection not made within its limit is a site unreachable; a
-        // timeout once connected is the answer's.
         let response = sent.map_err(|e| {
-            if e.is_timeout() && !e.is_connect() {
+            if e.is_timeout() {
                 FetchError::Timeout
             } else {
                 FetchError::Unreachable

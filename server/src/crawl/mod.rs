@@ -58,33 +58,38 @@ pub struct CrawlConfig {
     /// by the clones of this configuration: given back at shutdown by
     /// [`release_held`], after the workers are stopped mid-request.
     pub held: HeldTurns,
-    /// The jobs this process's workers hold (worker → job id), given back
-    /// at shutdown by [`release_held`] too.
-    pub held_jobs: HeldJobs,
+    /// The names of this process's workers, whose jobs [`release_held`]
+    /// gives back at shutdown.
+    pub names: WorkerNames,
 }
 
 /// Worker name → the URL whose site's turn it holds.
 pub type HeldTurns = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
-/// Worker name → the job it holds.
-pub type HeldJobs = Arc<std::sync::Mutex<HashMap<String, i64>>>;
+/// The workers started by this process.
+pub type WorkerNames = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Gives back the turns that `config`'s workers held when they were
 /// stopped mid-request, so that the crawlers of other processes need not
 /// wait out their holds; the next request keeps the least gap.
 pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
     // The jobs first: queued again at once, the attempt they were on not
-    // counted, for the next claim of any crawler on the file.
-    let jobs: Vec<(String, i64)> = match config.held_jobs.lock() {
-        Ok(mut map) => map.drain().collect(),
+    // counted, for the next claim of any crawler on the file. By worker, so
+    // that a claim sent just before the stop (its answer never read: the
+    // writer runs it all the same, ahead of this) is given back too.
+    let names: Vec<String> = match config.names.lock() {
+        Ok(mut names) => names.drain(..).collect(),
         Err(_) => Vec::new(),
     };
-    for (worker, job_id) in jobs {
-        let payload = json!({"job_id": job_id, "worker": worker});
-        match sql(writer, KbFunction::Release, payload).await {
-            Ok(_) => tracing::info!(job = job_id, %worker, "a stopped worker's job given back"),
+    for worker in names {
+        match sql(writer, KbFunction::Release, json!({"worker": worker})).await {
+            Ok(answer) => {
+                for job in answer["released"].as_array().into_iter().flatten() {
+                    tracing::info!(job = job["id"].as_i64(), %worker, "a stopped worker's job given back");
+                }
+            }
             Err(e) => {
-                tracing::warn!(job = job_id, error = %e, "a stopped worker's job could not be given back")
+                tracing::warn!(%worker, error = %e, "a stopped worker's jobs could not be given back")
             }
         }
     }
@@ -118,7 +123,7 @@ impl Default for CrawlConfig {
             limits: Limits::default(),
             resolve_overrides: HashMap::new(),
             held: HeldTurns::default(),
-            held_jobs: HeldJobs::default(),
+            names: WorkerNames::default(),
         }
     }
 }
@@ -175,6 +180,7 @@ pub async fn worker(
     name: String,
     mut stop: watch::Receiver<bool>,
 ) {
+    register(&config, &name);
     let client = match Client::new(&config.user_agent, &config.limits) {
         Ok(client) => client,
         Err(e) => {
@@ -206,9 +212,7 @@ pub async fn worker(
     }
 }
 
-/// Crawls one claimed job, noted as held by `name` while it runs: a worker
-/// stopped mid-job (aborted at shutdown) leaves the note for
-/// [`release_held`], which gives the job back.
+/// Crawls one claimed job.
 async fn crawl_job(
     writer: &Writer,
     config: &CrawlConfig,
@@ -216,14 +220,14 @@ async fn crawl_job(
     name: &str,
     job: &Value,
 ) -> Result<(), String> {
-    if let (Ok(mut held), Some(id)) = (config.held_jobs.lock(), job["id"].as_i64()) {
-        held.insert(name.to_string(), id);
+    Crawl::new(writer, config, client, name, job).run(job).await
+}
+
+/// Notes `name` among this process's workers, for [`release_held`].
+fn register(config: &CrawlConfig, name: &str) {
+    if let Ok(mut names) = config.names.lock() {
+        names.push(name.to_string());
     }
-    let ran = Crawl::new(writer, config, client, name, job).run(job).await;
-    if let Ok(mut held) = config.held_jobs.lock() {
-        held.remove(name);
-    }
-    ran
 }
 
 /// Calls one worker function through the writer queue.
@@ -714,6 +718,7 @@ impl<'a> Crawl<'a> {
 /// Claims and crawls jobs until none is due (`onboarding-server crawl
 /// --once`). Jobs waiting for a backoff are not due: they are left queued.
 pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
+    register(&config, &name);
     // Bounded: each claim takes a job out of the queue or ends the loop,
     // and a job is claimed at most MAX_ATTEMPTS times.
     let client = match Client::new(&config.user_agent, &config.limits) {

@@ -28,8 +28,8 @@ impl Rules {
 
 /// Fetches the site's robots.txt. A 2xx is parsed whatever its content type;
 /// a 4xx allows everything; a 5xx or an unreachable file crawls nothing:
-/// the job error code says why (`unreachable` when no connection was made,
-/// `robots_unavailable` when the site answered wrong, late or not at all).
+/// the job error code says why (`unreachable` when the connection failed,
+/// `robots_unavailable` when the file came wrong or not in time).
 pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'static str> {
     let url = site.join("/robots.txt").map_err(|_| "robots_unavailable")?;
     let limits = &polite.fetcher.limits;

@@ -29,7 +29,7 @@ use self::reply::{error, json, not_found, overloaded, rate_limited, sql_error, u
 use self::request::{check_framing, check_media_type, has_body, payload, Refusal};
 use crate::client::TrustedProxies;
 use crate::db::{Failure, Query, Writer};
-use crate::limit::{RateLimiter, Turn};
+use crate::limit::RateLimiter;
 use crate::routes::{self, Endpoint, Resolved};
 
 /// The OpenAPI document as written; served with `servers` set to the
@@ -262,13 +262,17 @@ async fn dispatch(
         }
         _ => None,
     };
+    let completion_email = match (&email_key, endpoint) {
+        (Some(session), Endpoint::Complete) => CompletionEmail::watch(app, client, session),
+        _ => None,
+    };
     let answered = app.writer.run(query).await;
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
     if let Some(answer) = email_answer {
         answer.settle(taken);
     }
-    if let (true, Endpoint::Complete, Some(session)) = (taken, endpoint, &email_key) {
-        if let Err(wait) = count_completion_email_taken(app, client, session) {
+    if let Some(completion) = completion_email {
+        if let Err(wait) = completion.settle(taken).await {
             return rate_limited(EMAIL_TAKEN_LIMITED, wait);
         }
     }
@@ -398,40 +402,88 @@ impl Drop for EmailAnswer<'_> {
 const EMAIL_TAKEN_LIMITED: &str =
     "too many 'email already used' answers for this address or session";
 
-/// Counts a completion's "email already used" answer on both limits;
-/// `Err(seconds)` when it is past either, and the answer becomes 429.
+/// A completion's "email already used" answer, counted on both limits once
+/// the call has answered: past either, the answer becomes 429.
 ///
 /// Counted after the call, unlike a business step's: a completion answers
 /// so only for the address its session saved as free, so it tests no new
 /// address, and a session whose limit is spent must still be able to
 /// complete with the free address it saved. The call wrote nothing (the
-/// conflict rolled the sync back), so the 429 hides only the answer. The
-/// address's count is taken as a turn ended at once, so that business steps
-/// holding turns still stay within the limit.
-fn count_completion_email_taken(app: &App, client: IpAddr, session: &str) -> Result<(), u64> {
-    let now = Instant::now();
-    let session = session.to_string();
-    if let Some(limiter) = &app.email_taken_by_session {
-        limiter.check(session.clone(), now)?;
+/// conflict rolled the sync back), so the 429 only withholds the answer.
+/// The address's count takes a turn, as a business step's does, so that
+/// steps and completions together stay within its limit; a completion whose
+/// client went away before its answer counts on both, as a step's does
+/// (`GET session` would tell its outcome).
+struct CompletionEmail<'a> {
+    app: &'a App,
+    client: IpAddr,
+    session: String,
+    /// Counted on the session's limit already.
+    session_counted: bool,
+    settled: bool,
+}
+
+impl<'a> CompletionEmail<'a> {
+    /// `None` when both limits are off.
+    fn watch(app: &'a App, client: IpAddr, session: &str) -> Option<Self> {
+        (app.email_taken_by_ip.is_some() || app.email_taken_by_session.is_some()).then(|| {
+            CompletionEmail {
+                app,
+                client,
+                session: session.to_string(),
+                session_counted: false,
+                settled: false,
+            }
+        })
     }
-    let Some(limiter) = &app.email_taken_by_ip else {
-        return Ok(());
-    };
-    let wait = match limiter.take_turn(&client, now) {
-        Turn::Taken => {
-            limiter.end_turn(client, true, now);
+
+    /// The call answered; `taken`: "email already used". `Err(seconds)`
+    /// when that answer is past a limit.
+    async fn settle(mut self, taken: bool) -> Result<(), u64> {
+        if !taken {
+            self.settled = true;
             return Ok(());
         }
-        Turn::Spent(wait) => wait,
-        // The turns held may use up what is left: counted as spent.
-        Turn::Busy => 1,
-    };
-    // Refused by the address: the session's count is given back, as a
-    // business step's is.
-    if let Some(by_session) = &app.email_taken_by_session {
-        by_session.refund(&session);
+        if let Some(limiter) = &self.app.email_taken_by_session {
+            let counted = limiter.check(self.session.clone(), Instant::now());
+            self.session_counted = counted.is_ok();
+            if let Err(wait) = counted {
+                self.settled = true;
+                return Err(wait);
+            }
+        }
+        if let Some(limiter) = &self.app.email_taken_by_ip {
+            if let Err(wait) = limiter.wait_turn(&self.client, EMAIL_TURN_PATIENCE).await {
+                // Refused by the address: the session's count is given
+                // back, as a business step's is.
+                if let Some(by_session) = &self.app.email_taken_by_session {
+                    by_session.refund(&self.session);
+                }
+                self.settled = true;
+                return Err(wait);
+            }
+            limiter.end_turn(self.client, true, Instant::now());
+        }
+        self.settled = true;
+        Ok(())
     }
-    Err(wait)
+}
+
+impl Drop for CompletionEmail<'_> {
+    /// Unsettled: the request was dropped while its call ran (or while its
+    /// answer waited for the address's turn), so it counts.
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let now = Instant::now();
+        if let (false, Some(limiter)) = (self.session_counted, &self.app.email_taken_by_session) {
+            limiter.count(self.session.clone(), now);
+        }
+        if let Some(limiter) = &self.app.email_taken_by_ip {
+            limiter.count(self.client, now);
+        }
+    }
 }
 
 /// The library's answer for an address held by another tenant.
