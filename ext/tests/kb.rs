@@ -755,17 +755,23 @@ fn tenant_of_job(db: &Db, job: i64) -> String {
         .unwrap()
 }
 
-#[test]
-fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
-    let db = Db::memory();
-    let job = claimed(&db);
+/// [`claimed`], with the start page stored by `w1`: it links `/tarifs`.
+fn claimed_with_home_stored(db: &Db) -> i64 {
+    let job = claimed(db);
     worker(
-        &db,
+        db,
         "store_page",
         json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
         "markdown": SALON, "links": ["https://salon.fr/tarifs"]}),
     )
     .unwrap();
+    job
+}
+
+#[test]
+fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
+    let db = Db::memory();
+    let job = claimed_with_home_stored(&db);
     assert_eq!(
         worker(&db, "claim", json!({"worker": "w2"})).unwrap()["job"],
         json!(null)
@@ -845,14 +851,7 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
 #[test]
 fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
     let db = Db::memory();
-    let job = claimed(&db);
-    worker(
-        &db,
-        "store_page",
-        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
-        "markdown": SALON, "links": ["https://salon.fr/tarifs"]}),
-    )
-    .unwrap();
+    let job = claimed_with_home_stored(&db);
     let before = db.snapshot();
     for (payload, error) in [
         (json!({"job_id": job, "worker": "w2"}), "onboarding_kb_release: conflict: job 1 is not leased by worker 'w2' (status running; its lease expired or another worker holds it)"),

@@ -590,30 +590,10 @@ async fn email_taken_answers_of_many_sessions_at_once_stay_within_the_address_li
 /// runs all the same, and `GET session` would tell the outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_business_step_whose_client_left_still_counts() {
-    let (mut config, dir) = temp_config();
-    config.env = Some(pinned_env());
-    config.email_taken_per_session = 1;
-    config.email_taken_per_ip = 0;
-    config.busy_timeout = Duration::from_secs(5);
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = one_email_answer_per_session().await;
     account_with_taken_email(&server).await;
     let id = new_session(&server).await;
-    // The call waits for the lock while its client goes away.
-    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
-    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let mut client = TcpStream::connect(server.addr).await.unwrap();
-    let step = format!(
-        "POST {} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{NO_ACCOUNT}",
-        session_path(&id, "business"),
-        NO_ACCOUNT.len()
-    );
-    client.write_all(step.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client.set_zero_linger().unwrap();
-    drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    locker.execute_batch("ROLLBACK").unwrap();
+    post_and_leave_while_locked(&server, &session_path(&id, "business"), NO_ACCOUNT).await;
     let free = NO_ACCOUNT.replace("taken@", "free@");
     let reply = server.post(&session_path(&id, "business"), &free).await;
     assert_eq!(reply.status, 429, "{}", reply.body);
@@ -625,33 +605,14 @@ async fn a_business_step_whose_client_left_still_counts() {
 /// was taken since it was saved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completion_whose_client_left_still_counts() {
-    let (mut config, dir) = temp_config();
-    config.env = Some(pinned_env());
-    config.email_taken_per_session = 1;
-    config.email_taken_per_ip = 0;
-    config.busy_timeout = Duration::from_secs(5);
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = one_email_answer_per_session().await;
     let id = new_session(&server).await;
     let free = NO_ACCOUNT.replace("taken@", "free@");
     for (step, body) in [("business", free.as_str()), ("vapi", VAPI)] {
         let reply = server.post(&session_path(&id, step), body).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    // The call waits for the lock while its client goes away.
-    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
-    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let mut client = TcpStream::connect(server.addr).await.unwrap();
-    let complete = format!(
-        "POST {} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-         Content-Length: 2\r\n\r\n{{}}",
-        session_path(&id, "complete"),
-    );
-    client.write_all(complete.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    client.set_zero_linger().unwrap();
-    drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    locker.execute_batch("ROLLBACK").unwrap();
+    post_and_leave_while_locked(&server, &session_path(&id, "complete"), "{}").await;
     // The session's one count is spent: a business step is refused (it
     // is checked before its call), although the completion succeeded.
     // (Reads do not queue behind writes: wait, bounded, for the completion.)
@@ -667,6 +628,36 @@ async fn a_completion_whose_client_left_still_counts() {
     let reply = server.post(&session_path(&id, "business"), &free).await;
     assert_eq!(reply.status, 429, "{}", reply.body);
     server.stop().await;
+}
+
+/// A server allowing one "email already used" answer per session (and
+/// none counted per address), whose calls wait up to 5 s for a lock.
+async fn one_email_answer_per_session() -> TestServer {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 1;
+    config.email_taken_per_ip = 0;
+    config.busy_timeout = Duration::from_secs(5);
+    TestServer::start(config, dir).await
+}
+
+/// POSTs `body` to `path` while another connection holds the write lock,
+/// and goes away (a reset) before the answer; then lets the call run.
+async fn post_and_leave_while_locked(server: &TestServer, path: &str, body: &str) {
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.set_zero_linger().unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.execute_batch("ROLLBACK").unwrap();
 }
 
 async fn new_session(server: &TestServer) -> String {
