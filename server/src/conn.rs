@@ -235,7 +235,12 @@ impl Connection {
         };
         let shaped = conn.into_parts().io.into_inner();
         let head_begun = shaped.head.head_begun();
-        let cors = shaped.cors_lines();
+        // Built only for the 408 below.
+        let cors = if timed_out {
+            shaped.cors_lines()
+        } else {
+            String::new()
+        };
         let mut stream = shaped.inner;
         if timed_out {
             // A head begun and not finished within the timeout gets its
@@ -597,8 +602,11 @@ impl HeadWatch {
             let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
             self.refused = (!chunked_last).then(|| codings.join(", "));
         }
+        // The first line, as the service reads it (`HeaderMap::get`).
         const ORIGIN: &[u8] = b"origin:";
-        if self.line.len() >= ORIGIN.len() && self.line[..ORIGIN.len()].eq_ignore_ascii_case(ORIGIN)
+        if self.origin.is_none()
+            && self.line.len() >= ORIGIN.len()
+            && self.line[..ORIGIN.len()].eq_ignore_ascii_case(ORIGIN)
         {
             let whole = self.line_len == self.line.len();
             let value = self.line[ORIGIN.len()..].trim_ascii();
@@ -864,6 +872,10 @@ mod tests {
         let mut watch = HeadWatch::default();
         watch.read(b"POST / HTTP/1.1\r\nOrigin: http://a\r\n\r\norigin: http://b\r\n");
         assert_eq!(watch.origin.as_deref(), Some(&b"http://a"[..]));
+        // Of two lines, the first, which is the one the service reads.
+        let mut twice = HeadWatch::default();
+        twice.read(b"GET / HTTP/1.1\r\nOrigin: http://a\r\nOrigin: http://c\r\n\r\n");
+        assert_eq!(twice.origin.as_deref(), Some(&b"http://a"[..]));
         watch.answered();
         watch.read(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(watch.origin, None);
