@@ -933,6 +933,37 @@ fn a_job_whose_workers_all_die_before_storing_fails() {
     );
 }
 
+/// A dead job that cannot be ended `done` (here its stored URL no longer
+/// parses) still ends, `failed`: the claims that follow are not blocked.
+#[test]
+fn a_dead_job_that_cannot_end_done_ends_failed_and_claims_go_on() {
+    let db = Db::memory();
+    let job = claimed_with_home_stored(&db);
+    db.conn
+        .execute(
+            "UPDATE kb_crawl_jobs SET url = 'http://' WHERE id = ?1",
+            [job],
+        )
+        .unwrap();
+    for n in 2..=3 {
+        db.env.advance_ms(61_000);
+        let taken = worker(&db, "claim", json!({"worker": format!("w{n}")})).unwrap();
+        assert_eq!(taken["job"]["attempts"], n);
+    }
+    db.env.advance_ms(61_000);
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w4"})).unwrap()["job"],
+        json!(null)
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT status, error_code, pages_stored FROM kb_crawl_jobs"
+        ),
+        [["Text(\"failed\")", "Text(\"timeout\")", "Integer(1)"]]
+    );
+}
+
 #[test]
 fn a_site_that_fails_is_retried_with_backoff_then_fails() {
     let db = Db::memory();
