@@ -253,18 +253,15 @@ async fn dispatch(
     // once its body is in, just before the call (a body still arriving
     // holds nothing). Refused before the library runs, a free address is
     // refused too, so the 429 itself tells nothing.
-    let email_answer = match (&email_key, endpoint) {
+    let (email_answer, completion_email) = match (email_key, endpoint) {
         (Some(session), Endpoint::Step(_)) => {
-            match EmailAnswer::reserve(app, client, session).await {
-                Ok(reserved) => reserved,
+            match EmailAnswer::reserve(app, client, &session).await {
+                Ok(reserved) => (reserved, None),
                 Err(wait) => return rate_limited(EMAIL_TAKEN_LIMITED, wait),
             }
         }
-        _ => None,
-    };
-    let completion_email = match (&email_key, endpoint) {
-        (Some(session), Endpoint::Complete) => CompletionEmail::watch(app, client, session),
-        _ => None,
+        (Some(session), Endpoint::Complete) => (None, CompletionEmail::watch(app, client, session)),
+        _ => (None, None),
     };
     let answered = app.writer.run(query).await;
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
@@ -425,12 +422,12 @@ struct CompletionEmail<'a> {
 
 impl<'a> CompletionEmail<'a> {
     /// `None` when both limits are off.
-    fn watch(app: &'a App, client: IpAddr, session: &str) -> Option<Self> {
+    fn watch(app: &'a App, client: IpAddr, session: String) -> Option<Self> {
         (app.email_taken_by_ip.is_some() || app.email_taken_by_session.is_some()).then(|| {
             CompletionEmail {
                 app,
                 client,
-                session: session.to_string(),
+                session,
                 session_counted: false,
                 settled: false,
             }
