@@ -909,21 +909,27 @@ fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
     assert_eq!(released["released"][0]["attempts"], 0, "{released}");
 }
 
+/// The job `w1` claimed is taken over by `w2` and `w3` as each lease runs
+/// out, and the claim after the third ends it: none is due then.
+fn workers_keep_dying(db: &Db) {
+    for n in 2..=3 {
+        db.env.advance_ms(61_000);
+        let taken = worker(db, "claim", json!({"worker": format!("w{n}")})).unwrap();
+        assert_eq!(taken["job"]["attempts"], n);
+    }
+    db.env.advance_ms(61_000);
+    assert_eq!(
+        worker(db, "claim", json!({"worker": "w4"})).unwrap()["job"],
+        json!(null)
+    );
+}
+
 /// Workers that keep dying on a job that stored nothing: it ends `failed`.
 #[test]
 fn a_job_whose_workers_all_die_before_storing_fails() {
     let db = Db::memory();
     claimed(&db);
-    for n in 2..=3 {
-        db.env.advance_ms(61_000);
-        let taken = worker(&db, "claim", json!({"worker": format!("w{n}")})).unwrap();
-        assert_eq!(taken["job"]["attempts"], n);
-    }
-    db.env.advance_ms(61_000);
-    assert_eq!(
-        worker(&db, "claim", json!({"worker": "w4"})).unwrap()["job"],
-        json!(null)
-    );
+    workers_keep_dying(&db);
     assert_eq!(
         rows(
             &db.conn,
@@ -945,16 +951,7 @@ fn a_dead_job_that_cannot_end_done_ends_failed_and_claims_go_on() {
             [job],
         )
         .unwrap();
-    for n in 2..=3 {
-        db.env.advance_ms(61_000);
-        let taken = worker(&db, "claim", json!({"worker": format!("w{n}")})).unwrap();
-        assert_eq!(taken["job"]["attempts"], n);
-    }
-    db.env.advance_ms(61_000);
-    assert_eq!(
-        worker(&db, "claim", json!({"worker": "w4"})).unwrap()["job"],
-        json!(null)
-    );
+    workers_keep_dying(&db);
     assert_eq!(
         rows(
             &db.conn,
