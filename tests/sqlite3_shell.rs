@@ -78,7 +78,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n9\n"
+        "v0.1.0\n10\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -227,11 +227,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n9\n"
+        "0\n10\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "9\n"
+        "10\n"
     );
     sqlite3_ok(
         &db,

@@ -85,6 +85,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/009_french_terms.sql"),
         then: Some(reindex_chunks),
     },
+    Migration {
+        version: 10,
+        name: "010_kb_index_tenant",
+        sql: include_str!("../../sql/010_kb_index_tenant.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 009: every chunk's search terms, computed again by the

@@ -447,13 +447,134 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(9)
+        rusqlite::types::Value::Integer(10)
     );
     assert_eq!(found("ete"), 1);
     assert_eq!(
         db.rows("SELECT id, heading, text FROM kb_chunks", &[]),
         before
     );
+}
+
+/// Two salons with the same words, each completed with its documents.
+fn two_salons(db: &Db) -> [String; 2] {
+    let ours = json!({"method":"documents","documents":[
+        {"title":"Le salon","content":SALON},
+        {"title":"Tarifs","content":TARIFS}]});
+    let s = ready(db, &ours.to_string());
+    db.complete(&s).unwrap();
+    let other = db.create();
+    db.business(&other, "contact@autre-salon.fr");
+    db.vapi(&other);
+    let theirs = json!({"method":"documents","documents":[
+        {"title":"Samedi","content":"Ouvert le samedi, coupe homme 20 €."}]});
+    db.step(&other, "kb", &theirs.to_string()).unwrap();
+    db.complete(&other).unwrap();
+    [s, other]
+}
+
+/// Migration 010: every index entry copied into the table that holds its
+/// tenant, with its rowid and terms; an entry whose chunk is gone is not;
+/// every other row kept; each tenant's searches answer as before.
+#[test]
+fn upgrading_to_010_gives_each_index_entry_its_tenant() {
+    let db = Db::memory();
+    let [ours, theirs] = two_salons(&db);
+    let entries = "SELECT f.rowid, f.terms, f.heading_terms, c.tenant_id
+                   FROM kb_chunks_fts f JOIN kb_chunks c ON c.id = f.rowid ORDER BY f.rowid";
+    let indexed = rows(&db.conn, entries);
+    assert_eq!(indexed.len(), 3);
+    // Written by the library as the migration writes them.
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM kb_chunks_fts f JOIN kb_chunks c ON c.id = f.rowid
+             WHERE f.tenant = hex(c.tenant_id)"
+        ),
+        rusqlite::types::Value::Integer(3)
+    );
+    let search = |s: &str| kb_search(&db, json!({"session_id": s, "query": "coupe le samedi"}));
+    let answers = [search(&ours).unwrap(), search(&theirs).unwrap()];
+    assert_eq!(answers[0]["results"].as_array().unwrap().len(), 2);
+    assert_eq!(answers[1]["results"].as_array().unwrap().len(), 1);
+
+    // The table as 009 left it, with an entry whose chunk was deleted.
+    db.conn
+        .execute_batch(
+            "CREATE VIRTUAL TABLE kb_chunks_fts_009 USING fts5 (
+                 terms, heading_terms, tokenize = 'unicode61 remove_diacritics 2');
+             INSERT INTO kb_chunks_fts_009 (rowid, terms, heading_terms)
+                 SELECT rowid, terms, heading_terms FROM kb_chunks_fts;
+             INSERT INTO kb_chunks_fts_009 (rowid, terms, heading_terms)
+                 VALUES (9999, 'coup samed', 'coup');
+             DROP TABLE kb_chunks_fts;
+             ALTER TABLE kb_chunks_fts_009 RENAME TO kb_chunks_fts;
+             DELETE FROM onboarding_schema_migrations WHERE version = 10;",
+        )
+        .unwrap();
+    let before: Vec<String> = db
+        .snapshot()
+        .into_iter()
+        .filter(|r| !r.starts_with("kb_chunks_fts:"))
+        .collect();
+    assert_eq!(
+        db.scalar("SELECT onboarding_migrate()"),
+        rusqlite::types::Value::Integer(10)
+    );
+    assert_eq!(rows(&db.conn, entries), indexed);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM kb_chunks_fts"),
+        rusqlite::types::Value::Integer(3)
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM kb_chunks_fts f JOIN kb_chunks c ON c.id = f.rowid
+             WHERE f.tenant = hex(c.tenant_id)"
+        ),
+        rusqlite::types::Value::Integer(3)
+    );
+    let after: Vec<String> = db
+        .snapshot()
+        .into_iter()
+        .filter(|r| !r.starts_with("kb_chunks_fts:"))
+        .collect();
+    let added: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert_eq!(after.len(), before.len() + 1, "{added:?}");
+    assert!(before.iter().all(|r| after.contains(r)));
+    assert!(added[0]
+        .starts_with(r#"onboarding_schema_migrations: Integer(10) | Text("010_kb_index_tenant")"#));
+    assert_eq!([search(&ours).unwrap(), search(&theirs).unwrap()], answers);
+}
+
+/// The index finds a tenant's chunks by the tenant's token, and the table
+/// has the last word: an entry under another tenant's token is found by
+/// neither.
+#[test]
+fn a_search_goes_through_the_tenants_index_entries_and_checks_the_table() {
+    let db = Db::memory();
+    let [ours, theirs] = two_salons(&db);
+    let found = |s: &str| {
+        kb_search(&db, json!({"session_id": s, "query": "samedi"})).unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["title"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found(&ours), ["Le salon"]);
+    assert_eq!(found(&theirs), ["Samedi"]);
+    // Their entry put under our token: the index yields it for us, the
+    // table says it is theirs, and their own token no longer finds it.
+    db.conn
+        .execute(
+            "UPDATE kb_chunks_fts SET tenant = (SELECT hex(tenant_id) FROM onboarding_sessions
+                                                WHERE id = ?1)
+             WHERE rowid IN (SELECT c.id FROM kb_chunks c JOIN onboarding_sessions s
+                             ON s.tenant_id = c.tenant_id WHERE s.id = ?2)",
+            [&ours, &theirs],
+        )
+        .unwrap();
+    assert_eq!(found(&ours), ["Le salon"]);
+    assert_eq!(found(&theirs), Vec::<String>::new());
 }
 
 /// Summer hours and text pasted from a PDF (ligatures): found by the words

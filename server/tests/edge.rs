@@ -970,7 +970,7 @@ async fn malformed_framing_gets_json_errors() {
         (
             "GET /healthz HTTP/1.1\r\nHost: [::1]:8787\r\n\r\n",
             200,
-            r#"{"success":true,"status":"ok","schema_version":9,"engine_version":"v0.1.0"}"#,
+            r#"{"success":true,"status":"ok","schema_version":10,"engine_version":"v0.1.0"}"#,
         ),
         (
             "GET /healthz HTTP/1.1\r\n\r\n",

@@ -173,14 +173,16 @@ pub fn query_terms(question: &str) -> Vec<String> {
     terms
 }
 
-/// An FTS5 query matching any of `terms`: each quoted, so that no term is
-/// read as FTS5 syntax (`AND`, `NEAR`, a column filter).
+/// An FTS5 query matching any of `terms` in a chunk's terms or heading
+/// terms (not in its tenant column): each quoted, so that no term is read
+/// as FTS5 syntax (`AND`, `NEAR`, a column filter).
 pub fn fts_query(terms: &[String]) -> String {
-    terms
+    let any = terms
         .iter()
         .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
         .collect::<Vec<_>>()
-        .join(" OR ")
+        .join(" OR ");
+    format!("{{terms heading_terms}} : ({any})")
 }
 
 #[cfg(test)]
@@ -212,6 +214,9 @@ mod tests {
             query_terms("c'est combien une coupe homme ?"),
             ["tarif", "prix", "combien", "coup", "homm"]
         );
-        assert_eq!(fts_query(&query_terms("où ?")), "\"adress\" OR \"acces\"");
+        assert_eq!(
+            fts_query(&query_terms("où ?")),
+            "{terms heading_terms} : (\"adress\" OR \"acces\")"
+        );
     }
 }

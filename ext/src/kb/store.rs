@@ -151,7 +151,14 @@ fn index(
             (id, tenant_id, position as i64, &chunk.heading, &chunk.text),
             |r| r.get(0),
         )?;
-        index_chunk(conn, chunk_id, title, &chunk.heading, &chunk.text)?;
+        index_chunk(
+            conn,
+            chunk_id,
+            tenant_id,
+            title,
+            &chunk.heading,
+            &chunk.text,
+        )?;
     }
     Ok(pieces.len())
 }
@@ -181,23 +188,27 @@ pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
     Ok(count)
 }
 
-/// The index entry of chunk `chunk_id`. The title goes into every chunk's
+/// The index entry of chunk `chunk_id` of tenant `tenant_id`. The title goes into every chunk's
 /// terms: a page called "Tarifs" answers price questions even where its
 /// text never says so.
 fn index_chunk(
     conn: &Connection,
     chunk_id: i64,
+    tenant_id: &str,
     title: &str,
     heading: &str,
     text: &str,
 ) -> Result<()> {
     sql::execute(
         conn,
-        "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (?1, ?2, ?3)",
+        // The tenant as migration 010 writes it, and the search reads it.
+        "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms, tenant)
+         VALUES (?1, ?2, ?3, hex(?4))",
         (
             chunk_id,
             index_terms(&format!("{title}\n{heading}\n{text}")),
             index_terms(&format!("{title} {heading}")),
+            tenant_id,
         ),
     )?;
     Ok(())
@@ -256,7 +267,7 @@ pub fn remove_blocks(
                 "UPDATE kb_chunks SET text = ?2 WHERE id = ?1",
                 (chunk_id, &text),
             )?;
-            index_chunk(conn, chunk_id, title, &heading, &text)?;
+            index_chunk(conn, chunk_id, tenant_id, title, &heading, &text)?;
         }
     }
     Ok(true)
