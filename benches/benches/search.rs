@@ -165,13 +165,13 @@ fn search(db: &Db, session: &str, query: &str) -> Result<f64> {
 
 /// Milliseconds of the floor, and how many chunks it read: the tenant's
 /// entries holding a term, found by the index, with their terms. On a
-/// schema before migration 010 (the index without its tenant column, for
+/// schema before migration 010 (`kb_chunks_fts`, without a tenant column, for
 /// runs of this file against older commits), the index's matches of every
 /// tenant, each looked up to keep the tenant's: what a search could do then.
 fn floor(db: &Db, tenant: &Tenant, terms: &str) -> Result<(f64, usize)> {
     let (sql, query) = if tenant.indexed {
         (
-            "SELECT terms, heading_terms FROM kb_chunks_fts WHERE kb_chunks_fts MATCH ?1 \
+            "SELECT terms, heading_terms FROM kb_chunks_index WHERE kb_chunks_index MATCH ?1 \
              AND ?2 IS NOT NULL",
             format!(
                 "tenant : \"{}\" AND {{terms heading_terms}} : ({terms})",
@@ -208,7 +208,7 @@ fn floor(db: &Db, tenant: &Tenant, terms: &str) -> Result<(f64, usize)> {
 }
 
 /// The searched tenant: its id, the id's token in the index, and whether
-/// the index has a tenant column (migration 010).
+/// the index has a tenant column (`kb_chunks_index`, migration 010).
 struct Tenant {
     id: String,
     hex: String,
@@ -274,7 +274,7 @@ fn run() -> Result<()> {
     let indexed: bool = db
         .conn
         .query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_xinfo('kb_chunks_fts') WHERE name = 'tenant')",
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'kb_chunks_index')",
             [],
             |r| r.get(0),
         )

@@ -8,7 +8,10 @@
 //! A migration runs when its version is not recorded yet, not only when it is
 //! above the highest one: numbers are handed out to work written in parallel,
 //! so a database may have met 3 before 2 is added to the list. The files
-//! only add, so their order between themselves does not matter.
+//! up to 009 only add, so their order between themselves does not matter;
+//! 010 rebuilds 002's full-text index under a new name, and runs after it
+//! (the list is applied in order), as 009's recomputation of the index's
+//! terms does before or after 010 (`kb::reindex_chunks` finds either).
 
 use rusqlite::Connection;
 

@@ -560,7 +560,7 @@ impl Part<'_> {
 
     /// The knowledge base: for a website, a queued `kb_crawl_jobs` row; for
     /// documents, each one stored and indexed now (`kb_documents`,
-    /// `kb_chunks`, `kb_chunks_fts`); `null` when the kb step was not saved.
+    /// `kb_chunks`, `kb_chunks_index`); `null` when the kb step was not saved.
     fn knowledge_base<'k>(
         &self,
         kb: Option<&'k StoredKb<'_>>,

@@ -438,7 +438,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     // at version 8.
     db.conn
         .execute_batch(
-            "UPDATE kb_chunks_fts SET terms = replace(terms, 'ete', ''),
+            "UPDATE kb_chunks_index SET terms = replace(terms, 'ete', ''),
                                       heading_terms = replace(heading_terms, 'ete', '');
              DELETE FROM onboarding_schema_migrations WHERE version = 9;",
         )
@@ -473,23 +473,30 @@ fn two_salons(db: &Db) -> [String; 2] {
     [s, other]
 }
 
-/// Migration 010: every index entry copied into the table that holds its
-/// tenant, with its rowid and terms; an entry whose chunk is gone is not;
-/// every other row kept; each tenant's searches answer as before.
+/// Migration 010: every index entry copied into `kb_chunks_index`, which
+/// holds its tenant, with its rowid and terms; an entry whose chunk is gone
+/// is not; the old table gone (an older library's write to it fails); every
+/// other row kept; each tenant's searches answer as before.
 #[test]
 fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     let db = Db::memory();
     let [ours, theirs] = two_salons(&db);
-    let entries = "SELECT f.rowid, f.terms, f.heading_terms, c.tenant_id
-                   FROM kb_chunks_fts f JOIN kb_chunks c ON c.id = f.rowid ORDER BY f.rowid";
-    let indexed = rows(&db.conn, entries);
+    let entries = |table: &str| {
+        rows(
+            &db.conn,
+            &format!(
+                "SELECT f.rowid, f.terms, f.heading_terms, c.tenant_id
+                 FROM {table} f JOIN kb_chunks c ON c.id = f.rowid ORDER BY f.rowid"
+            ),
+        )
+    };
+    let indexed = entries("kb_chunks_index");
     assert_eq!(indexed.len(), 3);
     // Written by the library as the migration writes them.
+    let with_their_tenant = "SELECT count(*) FROM kb_chunks_index f
+                             JOIN kb_chunks c ON c.id = f.rowid WHERE f.tenant = hex(c.tenant_id)";
     assert_eq!(
-        db.scalar(
-            "SELECT count(*) FROM kb_chunks_fts f JOIN kb_chunks c ON c.id = f.rowid
-             WHERE f.tenant = hex(c.tenant_id)"
-        ),
+        db.scalar(with_their_tenant),
         rusqlite::types::Value::Integer(3)
     );
     let search = |s: &str| kb_search(&db, json!({"session_id": s, "query": "coupe le samedi"}));
@@ -497,46 +504,53 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     assert_eq!(answers[0]["results"].as_array().unwrap().len(), 2);
     assert_eq!(answers[1]["results"].as_array().unwrap().len(), 1);
 
-    // The table as 009 left it, with an entry whose chunk was deleted.
+    // The index as 009 left it, with an entry whose chunk was deleted.
     db.conn
         .execute_batch(
-            "CREATE VIRTUAL TABLE kb_chunks_fts_009 USING fts5 (
+            "CREATE VIRTUAL TABLE kb_chunks_fts USING fts5 (
                  terms, heading_terms, tokenize = 'unicode61 remove_diacritics 2');
-             INSERT INTO kb_chunks_fts_009 (rowid, terms, heading_terms)
-                 SELECT rowid, terms, heading_terms FROM kb_chunks_fts;
-             INSERT INTO kb_chunks_fts_009 (rowid, terms, heading_terms)
+             INSERT INTO kb_chunks_fts (rowid, terms, heading_terms)
+                 SELECT rowid, terms, heading_terms FROM kb_chunks_index;
+             INSERT INTO kb_chunks_fts (rowid, terms, heading_terms)
                  VALUES (9999, 'coup samed', 'coup');
-             DROP TABLE kb_chunks_fts;
-             ALTER TABLE kb_chunks_fts_009 RENAME TO kb_chunks_fts;
+             DROP TABLE kb_chunks_index;
              DELETE FROM onboarding_schema_migrations WHERE version = 10;",
         )
         .unwrap();
-    let before: Vec<String> = db
-        .snapshot()
-        .into_iter()
-        .filter(|r| !r.starts_with("kb_chunks_fts:"))
-        .collect();
+    assert_eq!(entries("kb_chunks_fts"), indexed);
+    // Every row but the index's (compared above and below).
+    let snapshot = || -> Vec<String> {
+        db.snapshot()
+            .into_iter()
+            .filter(|r| !r.starts_with("kb_chunks_index:"))
+            .collect()
+    };
+    let before = snapshot();
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
         rusqlite::types::Value::Integer(10)
     );
-    assert_eq!(rows(&db.conn, entries), indexed);
+    assert_eq!(entries("kb_chunks_index"), indexed);
     assert_eq!(
-        db.scalar("SELECT count(*) FROM kb_chunks_fts"),
+        db.scalar("SELECT count(*) FROM kb_chunks_index"),
         rusqlite::types::Value::Integer(3)
     );
     assert_eq!(
-        db.scalar(
-            "SELECT count(*) FROM kb_chunks_fts f JOIN kb_chunks c ON c.id = f.rowid
-             WHERE f.tenant = hex(c.tenant_id)"
-        ),
+        db.scalar(with_their_tenant),
         rusqlite::types::Value::Integer(3)
     );
-    let after: Vec<String> = db
-        .snapshot()
-        .into_iter()
-        .filter(|r| !r.starts_with("kb_chunks_fts:"))
-        .collect();
+    // What a process still running the library before 010 writes to it.
+    assert_eq!(
+        db.conn
+            .execute(
+                "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms) VALUES (1, 'a', 'b')",
+                []
+            )
+            .unwrap_err()
+            .to_string(),
+        "no such table: kb_chunks_fts"
+    );
+    let after = snapshot();
     let added: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
     assert_eq!(after.len(), before.len() + 1, "{added:?}");
     assert!(before.iter().all(|r| after.contains(r)));
@@ -566,7 +580,7 @@ fn a_search_goes_through_the_tenants_index_entries_and_checks_the_table() {
     // table says it is theirs, and their own token no longer finds it.
     db.conn
         .execute(
-            "UPDATE kb_chunks_fts SET tenant = (SELECT hex(tenant_id) FROM onboarding_sessions
+            "UPDATE kb_chunks_index SET tenant = (SELECT hex(tenant_id) FROM onboarding_sessions
                                                 WHERE id = ?1)
              WHERE rowid IN (SELECT c.id FROM kb_chunks c JOIN onboarding_sessions s
                              ON s.tenant_id = c.tenant_id WHERE s.id = ?2)",
@@ -1373,7 +1387,7 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     // The index holds each chunk once: no entry of the pages' old text.
     let indexed: i64 = db
         .conn
-        .query_row("SELECT count(*) FROM kb_chunks_fts", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM kb_chunks_index", [], |r| r.get(0))
         .unwrap();
     assert_eq!(indexed, 4);
 }

@@ -172,9 +172,9 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     // each). Only what scoring needs is read here, the answers' texts for
     // the best `limit` alone.
     let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.text, kb_chunks_fts.terms, kb_chunks_fts.heading_terms
-         FROM kb_chunks_fts CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid
-         WHERE kb_chunks_fts MATCH ('tenant : \"' || hex(?2) || '\" AND ' || ?1)
+        "SELECT c.id, c.text, kb_chunks_index.terms, kb_chunks_index.heading_terms
+         FROM kb_chunks_index CROSS JOIN kb_chunks c ON c.id = kb_chunks_index.rowid
+         WHERE kb_chunks_index MATCH ('tenant : \"' || hex(?2) || '\" AND ' || ?1)
            AND c.tenant_id = ?2",
     )?;
     let bare_terms = BareTerms::new(&terms);
@@ -184,7 +184,7 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
         let heading = r.get_ref(3)?.as_str()?;
         Ok(Hit {
             id: r.get(0)?,
-            length: sql_length(r.get_ref(1)?.as_bytes()?) as f64,
+            length: value_length(r.get_ref(1)?)? as f64,
             frequencies: bare_terms.frequencies(body, heading),
         })
     })?;
@@ -202,7 +202,7 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
             let (mut chunks, mut total) = (0_i64, 0_i64);
             while let Some(row) = rows.next()? {
                 chunks += 1;
-                total += sql_length(row.get_ref(0)?.as_bytes()?);
+                total += value_length(row.get_ref(0)?)?;
             }
             Ok((chunks, total))
         },
@@ -235,6 +235,16 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
         results.push(answer);
     }
     Ok(json!({ "success": true, "query": query, "results": results }))
+}
+
+/// SQL's `length()` of a chunk's stored text: [`sql_length`] of a text, the
+/// bytes of a blob (which the column's affinity lets a hand-written row
+/// store).
+fn value_length(value: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<i64> {
+    Ok(match value {
+        rusqlite::types::ValueRef::Blob(bytes) => i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        text => sql_length(text.as_bytes()?),
+    })
 }
 
 /// SQL's `length()` of a text: its characters before the first NUL. Counted
@@ -570,6 +580,13 @@ mod tests {
         for (text, length) in texts.iter().zip(lengths) {
             assert_eq!(length, sqlite(text), "{text:?}");
         }
+        // A blob (a hand-written row) counts its bytes, NULs included.
+        let blob = rusqlite::types::ValueRef::Blob(b"\xc3\xa9\0a");
+        assert_eq!(value_length(blob).unwrap(), 4);
+        let sqlite_blob: i64 = conn
+            .query_row("SELECT length(x'c3a90061')", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sqlite_blob, 4);
         // Eight bytes are counted at a time: 5,000 texts of 0 to 40 bytes
         // drawn (a fixed sequence) from ASCII, continuation, lead and NUL
         // bytes put every case on every side of a word's edge.

@@ -126,7 +126,7 @@ pub fn delete(conn: &Connection, id: i64) -> Result<()> {
 fn drop_chunks(conn: &Connection, id: i64) -> Result<()> {
     sql::execute(
         conn,
-        "DELETE FROM kb_chunks_fts WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?1)",
+        "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?1)",
         [id],
     )?;
     sql::execute(conn, "DELETE FROM kb_chunks WHERE document_id = ?1", [id])?;
@@ -171,8 +171,19 @@ pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
         "SELECT c.id, d.title, c.heading, c.text FROM kb_chunks c
          JOIN kb_documents d ON d.id = c.document_id ORDER BY c.id",
     )?;
-    let mut update =
-        conn.prepare("UPDATE kb_chunks_fts SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1")?;
+    // The index as 010 names it, or as it was before (009 runs before 010
+    // on an upgrade, and after it when its record alone is missing).
+    let renamed: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kb_chunks_index')",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut update = conn.prepare(if renamed {
+        "UPDATE kb_chunks_index SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1"
+    } else {
+        "UPDATE kb_chunks_fts SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1"
+    })?;
     let mut rows = chunks.query([])?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
@@ -202,7 +213,7 @@ fn index_chunk(
     sql::execute(
         conn,
         // The tenant as migration 010 writes it, and the search reads it.
-        "INSERT INTO kb_chunks_fts (rowid, terms, heading_terms, tenant)
+        "INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
          VALUES (?1, ?2, ?3, hex(?4))",
         (
             chunk_id,
@@ -256,7 +267,7 @@ pub fn remove_blocks(
         };
         sql::execute(
             conn,
-            "DELETE FROM kb_chunks_fts WHERE rowid = ?1",
+            "DELETE FROM kb_chunks_index WHERE rowid = ?1",
             [chunk_id],
         )?;
         if text.is_empty() {

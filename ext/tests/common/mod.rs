@@ -25,7 +25,7 @@ pub const TABLES: [&str; 18] = [
     "kb_crawl_pages",
     "kb_documents",
     "kb_chunks",
-    "kb_chunks_fts",
+    "kb_chunks_index",
     "kb_site_turns",
     "onboarding_schema_migrations",
     "onboarding_secrets",
