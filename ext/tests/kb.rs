@@ -514,16 +514,30 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
              INSERT INTO kb_chunks_fts (rowid, terms, heading_terms)
                  VALUES (9999, 'coup samed', 'coup');
              DROP TABLE kb_chunks_index;
+             DROP INDEX kb_chunks_tenant_chars;
+             ALTER TABLE kb_chunks DROP COLUMN chars;
+             CREATE INDEX kb_chunks_tenant ON kb_chunks (tenant_id);
              DELETE FROM onboarding_schema_migrations WHERE version = 10;",
         )
         .unwrap();
     assert_eq!(entries("kb_chunks_fts"), indexed);
-    // Every row but the index's (compared above and below).
+    // Every row but the index's (compared above and below), the chunks'
+    // without the length 010 adds.
     let snapshot = || -> Vec<String> {
-        db.snapshot()
+        let mut rows: Vec<String> = db
+            .snapshot()
             .into_iter()
-            .filter(|r| !r.starts_with("kb_chunks_index:"))
-            .collect()
+            .filter(|r| !r.starts_with("kb_chunks_index:") && !r.starts_with("kb_chunks:"))
+            .collect();
+        rows.extend(
+            self::rows(
+                &db.conn,
+                "SELECT id, document_id, tenant_id, position, heading, text FROM kb_chunks ORDER BY id",
+            )
+            .into_iter()
+            .map(|r| format!("kb_chunks: {}", r.join(" | "))),
+        );
+        rows
     };
     let before = snapshot();
     assert_eq!(
@@ -538,6 +552,18 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     assert_eq!(
         db.scalar(with_their_tenant),
         rusqlite::types::Value::Integer(3)
+    );
+    // Each chunk's length, in the index beside its tenant.
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT count(*), sum(chars = length(text)) FROM kb_chunks INDEXED BY kb_chunks_tenant_chars"
+        ),
+        [["Integer(3)", "Integer(3)"]]
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'kb_chunks_tenant'"),
+        rusqlite::types::Value::Integer(0)
     );
     // What a process still running the library before 010 writes to it.
     assert_eq!(

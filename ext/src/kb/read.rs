@@ -171,11 +171,16 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     // would otherwise walk the tenant's chunks and run the MATCH once for
     // each). Only what scoring needs is read here, the answers' texts for
     // the best `limit` alone.
+    // Each hit's length (`chars`: SQL's length() of its text, a generated
+    // column, migration 010) and tenant come from the index on (tenant_id,
+    // id, chars), which INDEXED BY makes the join's way to the chunk:
+    // SQLite would otherwise read each chunk's row, a kilobyte of text, for
+    // them.
     let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.text, kb_chunks_index.terms, kb_chunks_index.heading_terms
-         FROM kb_chunks_index CROSS JOIN kb_chunks c ON c.id = kb_chunks_index.rowid
-         WHERE kb_chunks_index MATCH ('tenant : \"' || hex(?2) || '\" AND ' || ?1)
-           AND c.tenant_id = ?2",
+        "SELECT c.id, c.chars, kb_chunks_index.terms, kb_chunks_index.heading_terms
+         FROM kb_chunks_index CROSS JOIN kb_chunks c INDEXED BY kb_chunks_tenant_chars
+              ON c.tenant_id = ?2 AND c.id = kb_chunks_index.rowid
+         WHERE kb_chunks_index MATCH ('tenant : \"' || hex(?2) || '\" AND ' || ?1)",
     )?;
     let bare_terms = BareTerms::new(&terms);
     let found = stmt.query_map((fts_query(&terms), &tenant_id), |r| {
@@ -184,7 +189,7 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
         let heading = r.get_ref(3)?.as_str()?;
         Ok(Hit {
             id: r.get(0)?,
-            length: value_length(r.get_ref(1)?)? as f64,
+            length: r.get(1)?,
             frequencies: bare_terms.frequencies(body, heading),
         })
     })?;
@@ -192,20 +197,13 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     if hits.is_empty() {
         return Ok(json!({ "success": true, "query": query, "results": [] }));
     }
-    // count(*) and avg(length(text)), the lengths counted as `sql_length`
-    // counts them.
-    let (chunks, total_length) = sql::with(
+    // The tenant's chunks and their average length, from the same index
+    // alone, without reading any text.
+    let (chunks, total_length): (i64, i64) = sql::query_row(
         conn,
-        "SELECT text FROM kb_chunks WHERE tenant_id = ?1",
-        |s| {
-            let mut rows = s.query([&tenant_id])?;
-            let (mut chunks, mut total) = (0_i64, 0_i64);
-            while let Some(row) = rows.next()? {
-                chunks += 1;
-                total += value_length(row.get_ref(0)?)?;
-            }
-            Ok((chunks, total))
-        },
+        "SELECT count(*), coalesce(sum(chars), 0) FROM kb_chunks WHERE tenant_id = ?1",
+        [&tenant_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     // As SQL's avg() of integers: their exact sum over the count.
     let average_length = total_length as f64 / chunks.max(1) as f64;
@@ -235,75 +233,6 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
         results.push(answer);
     }
     Ok(json!({ "success": true, "query": query, "results": results }))
-}
-
-/// SQL's `length()` of a chunk's stored text: [`sql_length`] of a text, the
-/// bytes of a blob (which the column's affinity lets a hand-written row
-/// store).
-fn value_length(value: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<i64> {
-    Ok(match value {
-        rusqlite::types::ValueRef::Blob(bytes) => i64::try_from(bytes.len()).unwrap_or(i64::MAX),
-        text => sql_length(text.as_bytes()?),
-    })
-}
-
-/// SQL's `length()` of a text: its characters before the first NUL. Counted
-/// here rather than by SQLite, whose loop takes a byte at a time: a search
-/// counts the text of every chunk of the tenant, and `length()` was a
-/// quarter of a search over 4,000 chunks. SQLite's rule, for any bytes:
-/// every byte counts except the continuation bytes (`10xxxxxx`) that follow
-/// a byte of 0xC0 or above, directly or through other continuation bytes.
-fn sql_length(text: &[u8]) -> i64 {
-    let text = &text[..memchr::memchr(0, text).unwrap_or(text.len())];
-    let continuation = |b: u8| b & 0xC0 == 0x80;
-    // Eight bytes at a time (as `str::chars().count()` does, but without
-    // UTF-8 validation, which is as slow as SQLite's loop on accented
-    // text): the continuation bytes, and whether any follows a byte under
-    // 0x80 (an orphan, which SQLite counts).
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    let (mut continuations, mut orphans) = (0_usize, 0_u64);
-    // The byte before the current word; none before the first counts as
-    // under 0x80.
-    let mut before = 0_u8;
-    let mut words = text.chunks_exact(8);
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        // Bit 0 of each byte: 1 for 10xxxxxx.
-        let cont = (x >> 7) & !(x >> 6) & LOW;
-        // Bit 0 of each byte: 1 when the byte before it is under 0x80.
-        let ascii_before = !(((x << 8) | u64::from(before)) >> 7) & LOW;
-        continuations += cont.count_ones() as usize;
-        orphans |= cont & ascii_before;
-        before = word[7];
-    }
-    for &b in words.remainder() {
-        if continuation(b) {
-            continuations += 1;
-            orphans |= u64::from(before < 0x80);
-        }
-        before = b;
-    }
-    let leading = text.len() - continuations;
-    let chars = if orphans == 0 {
-        // Every run of continuation bytes follows a byte of 0x80 or above,
-        // so a lead byte (0xC0 or above): only the leading bytes count.
-        leading
-    } else {
-        // Not UTF-8 (a row written by hand): SQLite's loop as it is.
-        let (mut chars, mut i) = (0, 0);
-        while i < text.len() {
-            let lead = text[i];
-            i += 1;
-            if lead >= 0xC0 {
-                while i < text.len() && continuation(text[i]) {
-                    i += 1;
-                }
-            }
-            chars += 1;
-        }
-        chars
-    };
-    i64::try_from(chars).unwrap_or(i64::MAX)
 }
 
 /// A chunk the query matched, before it is scored.
@@ -555,60 +484,6 @@ mod tests {
         assert_eq!(texts, 686);
         // A word no whole-word test can find takes the other path.
         assert!(BareTerms::new(&["a b".to_string()]).finders.is_none());
-    }
-
-    #[test]
-    fn lengths_are_counted_as_sqls_length_counts_them() {
-        let conn = Connection::open_in_memory().unwrap();
-        let texts: [&[u8]; 9] = [
-            b"",
-            b"Horaires",
-            "Réservez à l'ŒUVRE 🎉".as_bytes(),
-            b"avant\0apr\xc3\xa8s",
-            b"\x80\x80 lone continuations",
-            b"\xc3 cut \xe2\x82",
-            b"\xff\xfe\xc3\xa9\x80\x80",
-            b"\xf0\x9f\x8e\x89\x80",
-            &[b'a'; 5000],
-        ];
-        let lengths: Vec<i64> = texts.iter().map(|t| sql_length(t)).collect();
-        assert_eq!(lengths, [0, 8, 20, 5, 21, 7, 3, 1, 5000]);
-        let sqlite = |text: &[u8]| -> i64 {
-            conn.query_row("SELECT length(CAST(?1 AS TEXT))", [text], |r| r.get(0))
-                .unwrap()
-        };
-        for (text, length) in texts.iter().zip(lengths) {
-            assert_eq!(length, sqlite(text), "{text:?}");
-        }
-        // A blob (a hand-written row) counts its bytes, NULs included.
-        let blob = rusqlite::types::ValueRef::Blob(b"\xc3\xa9\0a");
-        assert_eq!(value_length(blob).unwrap(), 4);
-        let sqlite_blob: i64 = conn
-            .query_row("SELECT length(x'c3a90061')", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(sqlite_blob, 4);
-        // Eight bytes are counted at a time: 5,000 texts of 0 to 40 bytes
-        // drawn (a fixed sequence) from ASCII, continuation, lead and NUL
-        // bytes put every case on every side of a word's edge.
-        let alphabet = [b'a', 0x80, 0xBF, 0xC3, 0xE2, 0xF0, 0xFF, 0x7F, 0x00];
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut draw = |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 33) % n
-        };
-        for _ in 0..5_000 {
-            let len = draw(41);
-            // NUL rarely, so that most texts are counted whole.
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    let letters = if draw(20) == 0 { 9 } else { 8 };
-                    alphabet[draw(letters) as usize]
-                })
-                .collect();
-            assert_eq!(sql_length(&text), sqlite(&text), "{text:x?}");
-        }
     }
 
     #[test]
