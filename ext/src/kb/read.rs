@@ -171,6 +171,7 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     // would otherwise walk the tenant's chunks and run the MATCH once for
     // each). Only what scoring needs is read here, the answers' texts for
     // the best `limit` alone.
+    //
     // Each hit's length (`chars`: SQL's length() of its text, a generated
     // column, migration 010) and tenant come from the index on (tenant_id,
     // id, chars), which INDEXED BY makes the join's way to the chunk:

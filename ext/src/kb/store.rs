@@ -199,9 +199,9 @@ pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
     Ok(count)
 }
 
-/// The index entry of chunk `chunk_id` of tenant `tenant_id`. The title goes into every chunk's
-/// terms: a page called "Tarifs" answers price questions even where its
-/// text never says so.
+/// The index entry of chunk `chunk_id` of tenant `tenant_id`. The title
+/// goes into every chunk's terms: a page called "Tarifs" answers price
+/// questions even where its text never says so.
 fn index_chunk(
     conn: &Connection,
     chunk_id: i64,
