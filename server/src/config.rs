@@ -314,6 +314,14 @@ pub struct Args {
           value_parser = parse_allow_host)]
     pub crawl_allow_host: Vec<String>,
 
+    /// Where the owner of a crawled site learns what the crawler is and
+    /// reaches whoever runs it: an http(s) URL or a mailto: address, put in
+    /// the crawler's User-Agent (by default a search for the product's
+    /// name).
+    #[arg(long, global = true, env = "ONBOARDING_CRAWL_CONTACT",
+          value_parser = parse_crawl_contact)]
+    pub crawl_contact: Option<String>,
+
     /// Seconds a crawler worker holds a job without reporting a page; a
     /// worker that dies loses its job to the next claim after this long.
     #[arg(long, global = true, env = "ONBOARDING_CRAWL_LEASE_SECS",
@@ -402,6 +410,7 @@ impl Args {
                 // Each entry was checked by parse_allow_host.
                 allow: onboarding::kb::AllowList::parse(&self.crawl_allow_host).unwrap_or_default(),
                 lease_seconds: self.crawl_lease_secs,
+                user_agent: crate::crawl::user_agent(self.crawl_contact.as_deref()),
                 ..crate::crawl::CrawlConfig::default()
             },
         }
@@ -418,6 +427,27 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+}
+
+/// `--crawl-contact`: an absolute http(s) URL or a mailto: address, as URL
+/// parsing writes it (so nothing in it can end the header line), at most
+/// 200 characters.
+fn parse_crawl_contact(text: &str) -> Result<String, String> {
+    const EXPECTED: &str =
+        "expected an http(s) URL or a mailto: address, such as https://example.com/robot";
+    let url = url::Url::parse(text.trim())
+        .map_err(|e| format!("'{text}' is not a URL ({e}): {EXPECTED}"))?;
+    if !matches!(url.scheme(), "http" | "https" | "mailto") {
+        return Err(format!("'{text}' is a {}: URL: {EXPECTED}", url.scheme()));
+    }
+    let written = url.to_string();
+    if written.len() > 200 {
+        return Err(format!(
+            "'{text}' is {} characters as a URL: at most 200",
+            written.len()
+        ));
+    }
+    Ok(written)
 }
 
 /// One `--crawl-allow-host` entry, checked as the library reads it.
@@ -498,6 +528,70 @@ mod tests {
     #[test]
     fn flags_are_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn the_crawl_contact_is_a_url_or_mailto_written_into_the_user_agent() {
+        let user_agent = |contact: Option<&str>| {
+            let mut argv = vec!["onboarding-server"];
+            argv.extend(
+                contact
+                    .map(|c| ["--crawl-contact", c])
+                    .into_iter()
+                    .flatten(),
+            );
+            Args::try_parse_from(argv)
+                .map(|a| a.config().crawl.user_agent)
+                .map_err(|e| e.to_string())
+        };
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            user_agent(None),
+            Ok(format!(
+                "onboarding-kb-crawler/{version} (+https://github.com/search?q=onboarding-kb-crawler)"
+            ))
+        );
+        assert_eq!(
+            user_agent(Some("https://Exemple.fr/robot d'indexation")),
+            Ok(format!(
+                "onboarding-kb-crawler/{version} (+https://exemple.fr/robot%20d'indexation)"
+            ))
+        );
+        assert_eq!(
+            user_agent(Some("mailto:robot@exemple.fr")),
+            Ok(format!(
+                "onboarding-kb-crawler/{version} (+mailto:robot@exemple.fr)"
+            ))
+        );
+        // A line break is dropped by URL parsing: it can never end the
+        // header.
+        assert_eq!(
+            user_agent(Some("https://exemple.fr/a\r\nX-Injected: 1")),
+            Ok(format!(
+                "onboarding-kb-crawler/{version} (+https://exemple.fr/aX-Injected:%201)"
+            ))
+        );
+        for (contact, expected) in [
+            (
+                "exemple.fr/robot",
+                "'exemple.fr/robot' is not a URL (relative URL without a base): expected an \
+                 http(s) URL or a mailto: address, such as https://example.com/robot",
+            ),
+            (
+                "ftp://exemple.fr/robot",
+                "'ftp://exemple.fr/robot' is a ftp: URL: expected an http(s) URL or a mailto: \
+                 address",
+            ),
+        ] {
+            let refused = user_agent(Some(contact)).unwrap_err();
+            assert!(refused.contains(expected), "{refused}");
+        }
+        let long = format!("https://exemple.fr/{}", "a".repeat(190));
+        let refused = user_agent(Some(&long)).unwrap_err();
+        assert!(
+            refused.contains("is 209 characters as a URL: at most 200"),
+            "{refused}"
+        );
     }
 
     #[test]

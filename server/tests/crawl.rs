@@ -23,10 +23,12 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 /// The contract's limits, with a whole-response limit the slow page exceeds
-/// sooner (the politeness delay stays the contract's 1 s).
+/// sooner (the politeness delay stays the contract's 1 s), and an
+/// operator's contact in the User-Agent (`--crawl-contact`).
 fn crawl_config(fixture: &Fixture) -> CrawlConfig {
     CrawlConfig {
         workers: 1,
+        user_agent: onboarding_server::crawl::user_agent(Some("mailto:robot@exemple.fr")),
         allow: AllowList::parse(&[fixture.addr.to_string()]).unwrap(),
         lease_seconds: 30,
         idle_poll: Duration::from_millis(200),
@@ -256,7 +258,8 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
     assert_eq!(serde_json::from_str::<Value>(&structure.body).unwrap(), kb);
 
     // The fixture's own log: robots first, never /prive, one request at a
-    // time, at least a second apart, the product's user agent.
+    // time, at least a second apart, the product's user agent with the
+    // operator's contact.
     let log = site.log();
     assert_eq!(log[0].path, "/robots.txt");
     assert!(log.iter().all(|r| !r.path.starts_with("/prive")), "{log:?}");
@@ -266,9 +269,11 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
             .all(|w| w[1].at.duration_since(w[0].at) >= Duration::from_secs(1)),
         "{log:?}"
     );
-    assert!(log
-        .iter()
-        .all(|r| r.user_agent.starts_with("onboarding-kb-crawler/")));
+    let user_agent = format!(
+        "onboarding-kb-crawler/{} (+mailto:robot@exemple.fr)",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(log.iter().all(|r| r.user_agent == user_agent), "{log:?}");
     assert_eq!(log.iter().filter(|r| r.path == "/occupee").count(), 2);
     // Retry-After as a date is honoured: the retry comes after it.
     let dated: Vec<Instant> = log

@@ -109,15 +109,27 @@ pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
     }
 }
 
+/// Where the User-Agent points when the operator names no contact: the
+/// product's name, searchable.
+pub const DEFAULT_CONTACT: &str = "https://github.com/search?q=onboarding-kb-crawler";
+
+/// The crawler's User-Agent: the product and its version, and a URL (or a
+/// `mailto:`) where a site's owner learns what the crawler is and reaches
+/// whoever runs it (`--crawl-contact`; checked by the configuration).
+pub fn user_agent(contact: Option<&str>) -> String {
+    format!(
+        "onboarding-kb-crawler/{} (+{})",
+        env!("CARGO_PKG_VERSION"),
+        contact.unwrap_or(DEFAULT_CONTACT)
+    )
+}
+
 impl Default for CrawlConfig {
     fn default() -> Self {
         CrawlConfig {
             workers: 1,
             allow: AllowList::default(),
-            user_agent: format!(
-                "onboarding-kb-crawler/{} (+https://github.com/search?q=onboarding-kb-crawler)",
-                env!("CARGO_PKG_VERSION")
-            ),
+            user_agent: user_agent(None),
             lease_seconds: LEASE_SECONDS,
             idle_poll: Duration::from_secs(2),
             limits: Limits::default(),
