@@ -5,8 +5,8 @@
 -- gains columns whose defaults describe a job that was never taken.
 --
 -- The full-text index uses FTS5's built-in unicode61 tokenizer only, so that
--- any SQLite with FTS5 (Debian 12's 3.40 shell included), a backup or a
--- replica can read the file. French matching (accent folding, stemming,
+-- any SQLite with FTS5 (Debian 12's 3.40 shell included; 3.31 or later
+-- since 010's generated column), a backup or a replica can read the file. French matching (accent folding, stemming,
 -- stop words, synonyms) is done by the library in Rust: it indexes the
 -- chunks' `terms` (stems, space-separated) and analyses queries the same way.
 

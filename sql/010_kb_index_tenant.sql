@@ -19,7 +19,8 @@
 -- an older library fails on its next write to the index ("no such table:
 -- kb_chunks_fts", its call rolled back) instead of writing entries without
 -- a tenant, which no search would find. Still only a built-in tokenizer:
--- the file stays readable by any SQLite with FTS5.
+-- the file stays readable by any SQLite with FTS5 from 3.31 on (the first
+-- with generated columns, below; the extension needs 3.35).
 --
 -- The DROP needs no other statement of the migrating connection to be
 -- running (SQLite refuses it then, and the migration rolls back whole).
@@ -44,4 +45,5 @@ DROP TABLE kb_chunks_fts;
 -- length, without the chunk's row.
 ALTER TABLE kb_chunks ADD COLUMN chars INTEGER GENERATED ALWAYS AS (length(text)) VIRTUAL;
 CREATE INDEX kb_chunks_tenant_chars ON kb_chunks (tenant_id, id, chars);
-DROP INDEX kb_chunks_tenant;
+-- IF EXISTS: a host may have dropped it, and the upgrade must not stop there.
+DROP INDEX IF EXISTS kb_chunks_tenant;

@@ -410,7 +410,9 @@ impl Args {
                 // Each entry was checked by parse_allow_host.
                 allow: onboarding::kb::AllowList::parse(&self.crawl_allow_host).unwrap_or_default(),
                 lease_seconds: self.crawl_lease_secs,
-                user_agent: crate::crawl::user_agent(self.crawl_contact.as_deref()),
+                user_agent: crate::crawl::user_agent(
+                    self.crawl_contact.as_deref().filter(|c| !c.is_empty()),
+                ),
                 ..crate::crawl::CrawlConfig::default()
             },
         }
@@ -431,16 +433,37 @@ pub enum Command {
 
 /// `--crawl-contact`: an absolute http(s) URL or a mailto: address, as URL
 /// parsing writes it (so nothing in it can end the header line), at most
-/// 200 characters.
+/// 200 characters. Empty (`ONBOARDING_CRAWL_CONTACT=` in a compose file)
+/// means none given.
 fn parse_crawl_contact(text: &str) -> Result<String, String> {
     const EXPECTED: &str =
         "expected an http(s) URL or a mailto: address, such as https://example.com/robot";
+    if text.trim().is_empty() {
+        return Ok(String::new());
+    }
     let url = url::Url::parse(text.trim())
         .map_err(|e| format!("'{text}' is not a URL ({e}): {EXPECTED}"))?;
     if !matches!(url.scheme(), "http" | "https" | "mailto") {
         return Err(format!("'{text}' is a {}: URL: {EXPECTED}", url.scheme()));
     }
+    // Sent to every crawled site: no password or user name.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "'{text}' carries a user name or password, which every crawled site would \
+             see: {EXPECTED}"
+        ));
+    }
+    if url.scheme() == "mailto" && url.path().is_empty() {
+        return Err(format!("'{text}' names no address: {EXPECTED}"));
+    }
     let written = url.to_string();
+    // The User-Agent's comment is `(+URL)`: a space or a parenthesis
+    // would split or end it.
+    if let Some(c) = written.chars().find(|c| matches!(c, ' ' | '(' | ')')) {
+        return Err(format!(
+            "'{text}' holds {c:?}, which would break the User-Agent's comment: {EXPECTED}"
+        ));
+    }
     if written.len() > 200 {
         return Err(format!(
             "'{text}' is {} characters as a URL: at most 200",
@@ -571,7 +594,23 @@ mod tests {
                 "onboarding-kb-crawler/{version} (+https://exemple.fr/aX-Injected:%201)"
             ))
         );
+        // Empty (an environment variable set to nothing) is none given.
+        assert_eq!(user_agent(Some("")), user_agent(None));
         for (contact, expected) in [
+            (
+                "https://robot:s3cret@exemple.fr/robot",
+                "'https://robot:s3cret@exemple.fr/robot' carries a user name or password, which \
+                 every crawled site would see",
+            ),
+            ("mailto:", "'mailto:' names no address"),
+            (
+                "mailto:robot @exemple.fr",
+                "'mailto:robot @exemple.fr' holds ' ', which would break the User-Agent's comment",
+            ),
+            (
+                "https://exemple.fr/robot)",
+                "'https://exemple.fr/robot)' holds ')', which would break the User-Agent's comment",
+            ),
             (
                 "exemple.fr/robot",
                 "'exemple.fr/robot' is not a URL (relative URL without a base): expected an \
