@@ -18,6 +18,6 @@ fn a_whole_onboarding_from_python() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python failed:\n{stdout}\n{stderr}");
     // unittest reports on stderr; every check of the script ran.
-    assert!(stderr.contains("Ran 3 tests"), "{stderr}");
+    assert!(stderr.contains("Ran 4 tests"), "{stderr}");
     assert!(stderr.trim_end().ends_with("OK"), "{stderr}");
 }

@@ -270,8 +270,10 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Registers every function on `conn`, taking time and randomness from `env`.
 ///
-/// Statements are prepared anew by each call: safe for any host, including
-/// the loadable extension, whose host may close the connection at any time.
+/// Statements are prepared anew by each call: safe for any host, which may
+/// close the connection at any time. (The loadable extension keeps them
+/// with [`register_cached`], owned by a virtual table that SQLite
+/// disconnects at the close: see `ext/loadable/src/lib.rs`.)
 pub fn register_with(conn: &Connection, env: Arc<dyn Env>) -> rusqlite::Result<()> {
     register_inner(conn, env, None, Arc::default())
 }

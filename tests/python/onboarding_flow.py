@@ -102,6 +102,39 @@ class Onboarding(unittest.TestCase):
             c.execute("SELECT count(*) FROM onboarding_sessions WHERE id = ?", (s,)).fetchone(),
             (0,))
 
+    def test_kept_statements_follow_schema_changes_and_other_connections(self):
+        # The extension keeps each connection's statements between calls:
+        # a schema change makes SQLite prepare them again, and each
+        # connection keeps its own.
+        first, second = self.conn, connect()
+        business = "SELECT onboarding_step(?, 'business', ?)"
+
+        def flow(c, email):
+            s = call(c, "SELECT onboarding_create()")["session_id"]
+            payload = {"company_name": "Salon", "industry": "Coiffure",
+                       "phone": "06 12 34 56 78", "email": email}
+            self.assertEqual(call(c, business, s, json.dumps(payload))["current_step"], 2)
+            call(c, "SELECT onboarding_step(?, 'channels', '{\"channels\":[\"email\"]}')", s)
+            done = call(c, "SELECT onboarding_complete(?)", s)
+            self.assertEqual(done["sync_status"], "synced")
+            return s
+
+        sessions = [flow(first, "a@schema.fr"), flow(second, "b@schema.fr")]
+        first.execute("CREATE TABLE mine (x)")
+        first.execute("ALTER TABLE tenants ADD COLUMN mine TEXT")
+        sessions += [flow(first, "c@schema.fr"), flow(second, "d@schema.fr")]
+        # The holder of the kept statements: a table with no rows.
+        self.assertEqual(
+            first.execute("SELECT count(*) FROM onboarding_statement_cache").fetchone(), (0,))
+        second.close()
+        third = connect()
+        self.assertEqual(
+            third.execute(
+                "SELECT count(*) FROM onboarding_sessions WHERE status = 'completed' AND id IN "
+                "(?, ?, ?, ?)", sessions).fetchone(),
+            (4,))
+        third.close()
+
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])

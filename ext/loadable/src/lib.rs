@@ -10,9 +10,14 @@
 //! The extension uses the host's SQLite through the api routines table and
 //! never bundles its own.
 
-use std::ffi::{c_char, c_int, CString};
+use std::borrow::Cow;
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 
+use rusqlite::vtab::{
+    Context as VTabContext, Filters, IndexInfo, Module, VTab, VTabConnection, VTabCursor,
+};
 use rusqlite::{ffi, Connection};
 
 /// Entry point, named after the file (`libonboarding.so`).
@@ -58,8 +63,116 @@ pub unsafe extern "C" fn sqlite3_onboarding_init(
 }
 
 fn init(conn: Connection) -> rusqlite::Result<bool> {
-    onboarding::register(&conn)?;
+    keep_statements(&conn).or_else(|_| onboarding::register(&conn))?;
     Ok(false)
+}
+
+/// Registers the functions with their statements kept across calls (the
+/// server's way, about three times less work a call) when an owner for
+/// those statements can be set up; the caller falls back to preparing them
+/// on every call otherwise.
+///
+/// A statement kept past a call would make the host's `sqlite3_close`
+/// refuse to close the connection. But SQLite disconnects every virtual
+/// table, eponymous ones included, before it looks for statements left
+/// (`disconnectAllVtab` in `sqlite3Close`; FTS5 keeps its own statements
+/// this way). So the kept statements belong to an eponymous table,
+/// `onboarding_statement_cache`, connected here and never queried: when
+/// SQLite disconnects it, at the close, it finalizes them.
+fn keep_statements(conn: &Connection) -> rusqlite::Result<()> {
+    const MODULE: Module<StatementHolder> = Module::eponymous_only_module();
+    let statements = onboarding::register_cached(conn, Arc::new(onboarding::SystemEnv))?;
+    conn.create_module(
+        c"onboarding_statement_cache",
+        &MODULE,
+        Some(Mutex::new(Some(statements))),
+    )?;
+    // Naming the table connects it: the statements move into it.
+    conn.prepare("SELECT 1 FROM onboarding_statement_cache")?;
+    Ok(())
+}
+
+/// The eponymous table that owns the kept statements (see
+/// [`keep_statements`]); it has no rows.
+#[repr(C)]
+struct StatementHolder {
+    /// SQLite's part; first, as the module's layout requires.
+    base: ffi::sqlite3_vtab,
+    /// Dropped, which finalizes the statements, when SQLite disconnects
+    /// the table: at the connection's close. Later calls then prepare their
+    /// statements each time.
+    _statements: Option<onboarding::CachedStatements>,
+}
+
+// SAFETY: `base` is first and `#[repr(C)]`, as rusqlite's module expects;
+// the table declares one hidden column and yields no row.
+unsafe impl<'vtab> VTab<'vtab> for StatementHolder {
+    type Aux = Mutex<Option<onboarding::CachedStatements>>;
+    type Cursor = NoRows;
+
+    fn connect(
+        _db: &mut VTabConnection,
+        aux: Option<&Self::Aux>,
+        _module_name: &[u8],
+        _database_name: &[u8],
+        _table_name: &[u8],
+        _args: &[&[u8]],
+    ) -> rusqlite::Result<(Cow<'static, CStr>, Self)> {
+        // The first connection takes the statements; should SQLite connect
+        // the table again, that one owns none.
+        let statements = aux.and_then(|aux| match aux.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        });
+        Ok((
+            Cow::Borrowed(c"CREATE TABLE x(unused HIDDEN)"),
+            StatementHolder {
+                base: ffi::sqlite3_vtab::default(),
+                _statements: statements,
+            },
+        ))
+    }
+
+    fn best_index(&self, info: &mut IndexInfo) -> rusqlite::Result<bool> {
+        info.set_estimated_cost(1.0);
+        Ok(true)
+    }
+
+    fn open(&'vtab mut self) -> rusqlite::Result<NoRows> {
+        Ok(NoRows {
+            base: ffi::sqlite3_vtab_cursor::default(),
+        })
+    }
+}
+
+/// A cursor over no rows.
+#[repr(C)]
+struct NoRows {
+    base: ffi::sqlite3_vtab_cursor,
+}
+
+// SAFETY: `base` is first and `#[repr(C)]`; the cursor is at its end from
+// the start.
+unsafe impl VTabCursor for NoRows {
+    fn filter(&mut self, _: c_int, _: Option<&str>, _: &Filters<'_>) -> rusqlite::Result<()> {
+        Ok(())
+    }
+
+    fn next(&mut self) -> rusqlite::Result<()> {
+        Ok(())
+    }
+
+    fn eof(&self) -> bool {
+        true
+    }
+
+    fn column(&self, ctx: &mut VTabContext, _: c_int) -> rusqlite::Result<()> {
+        ctx.set_result(&rusqlite::types::Null)
+    }
+
+    fn rowid(&self) -> rusqlite::Result<i64> {
+        Ok(0)
+    }
 }
 
 /// Hands `message` to SQLite in memory from the host's allocator, as the
