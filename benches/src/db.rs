@@ -135,6 +135,38 @@ impl Db {
 /// The function paths and the floor all use connections opened here, so
 /// they differ only in how they write.
 pub fn open(path: &Path, settings: Settings) -> Result<Connection> {
+    let conn = open_plain(path, settings)?;
+    onboarding::register(&conn).map_err(|e| e.to_string())?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// [`open`], with the functions of the built loadable extension at `so`
+/// instead of the library's own registration.
+pub fn open_with_extension(path: &Path, settings: Settings, so: &Path) -> Result<Connection> {
+    let conn = open_plain(path, settings)?;
+    // SAFETY: loads the project's own extension, built by `make loadable`.
+    unsafe {
+        let _guard = rusqlite::LoadExtensionGuard::new(&conn).map_err(|e| e.to_string())?;
+        conn.load_extension(so, None::<&str>)
+            .map_err(|e| format!("cannot load {}: {e} (run `make loadable`)", so.display()))?;
+    }
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
+        .map_err(|e| format!("onboarding_migrate failed: {e}"))?;
+    if version < 1 {
+        return Err(format!("onboarding_migrate returned {version}"));
+    }
+    Ok(())
+}
+
+/// A connection with the settings, and no functions registered.
+fn open_plain(path: &Path, settings: Settings) -> Result<Connection> {
     let conn =
         Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mode: String = conn
@@ -155,13 +187,6 @@ pub fn open(path: &Path, settings: Settings) -> Result<Connection> {
     .map_err(|e| e.to_string())?;
     // Room for every statement a path caches (the floor has about twenty).
     conn.set_prepared_statement_cache_capacity(64);
-    onboarding::register(&conn).map_err(|e| e.to_string())?;
-    let version: i64 = conn
-        .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
-        .map_err(|e| format!("onboarding_migrate failed: {e}"))?;
-    if version < 1 {
-        return Err(format!("onboarding_migrate returned {version}"));
-    }
     Ok(conn)
 }
 
