@@ -306,3 +306,28 @@ fn a_phone_verification_in_the_shell_with_a_sender_on_another_run() {
         "1|verified\nsent|\n"
     );
 }
+
+/// The extension keeps its statements in an eponymous table named
+/// `onboarding_statement_cache`; a table or view of the host's with that
+/// name comes first, and the extension then prepares per call: the shell
+/// still closes the file cleanly (nothing on stderr) and the calls answer.
+#[test]
+fn a_table_of_the_hosts_named_like_the_statement_holder_leaves_the_close_clean() {
+    let (_dir, db) = db();
+    // The shell alone, without the extension.
+    let made = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE VIEW onboarding_statement_cache AS SELECT 1 AS x;")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = sqlite3_ok(
+        &db,
+        &[
+            "SELECT onboarding_migrate();",
+            "SELECT json_extract(onboarding_create('{}'), '$.success');",
+            "SELECT x FROM onboarding_statement_cache;",
+        ],
+    );
+    assert_eq!(out, "10\n1\n1\n");
+}

@@ -29,7 +29,7 @@ pub struct Call<'a> {
 /// The connection a call runs on: the long-lived one of a
 /// [`crate::register_cached`] registration, or a handle for this call only.
 pub enum CallConnection<'a> {
-    Cached(MutexGuard<'a, CacheState>),
+    Cached(MutexGuard<'a, CacheState>, &'a StatementCache),
     Fresh(rusqlite::functions::ConnectionRef<'a>),
 }
 
@@ -38,7 +38,7 @@ impl Deref for CallConnection<'_> {
 
     fn deref(&self) -> &Connection {
         match self {
-            CallConnection::Cached(guard) => match &**guard {
+            CallConnection::Cached(guard, _) => match &**guard {
                 CacheState::Ready(ready) => &ready.conn,
                 // `conn()` hands out Cached guards only in the Ready state.
                 _ => unreachable!("cached connection handed out before it was ready"),
@@ -50,8 +50,13 @@ impl Deref for CallConnection<'_> {
 
 impl Drop for CallConnection<'_> {
     fn drop(&mut self) {
-        if let CallConnection::Cached(_) = self {
+        if let CallConnection::Cached(guard, cache) = self {
             CURRENT.with(|current| current.set(std::ptr::null()));
+            // A release asked for while this call held the statements (see
+            // `CachedStatements::release`): done now that it is over.
+            if cache.release_requested.load(Ordering::Acquire) {
+                **guard = CacheState::Released;
+            }
         }
     }
 }
@@ -218,11 +223,15 @@ impl<'a> Call<'a> {
             return fresh();
         };
         // try_lock: a call nested inside another call of this registration
-        // (not reachable today: the functions are DIRECTONLY) takes the
-        // uncached path instead of deadlocking.
+        // (a host's function run by a trigger that the outer call's writes
+        // fire may call the functions again) takes the uncached path
+        // instead of deadlocking.
         let Ok(mut guard) = cache.state.try_lock() else {
             return fresh();
         };
+        if cache.release_requested.load(Ordering::Acquire) {
+            *guard = CacheState::Released;
+        }
         match &*guard {
             CacheState::Released => return fresh(),
             // A function belongs to the one connection it was registered on,
@@ -247,7 +256,7 @@ impl<'a> Call<'a> {
             let ready: *const Ready = &**ready;
             CURRENT.with(|current| current.set(ready));
         }
-        Ok(CallConnection::Cached(guard))
+        Ok(CallConnection::Cached(guard, cache))
     }
 
     /// Argument `idx` as text; SQL NULL (or a missing argument) is `None`.
@@ -332,6 +341,7 @@ impl CachedStatements {
     pub(crate) fn new() -> (CachedStatements, Arc<StatementCache>) {
         let cache = Arc::new(StatementCache {
             state: Mutex::new(CacheState::Empty),
+            release_requested: AtomicBool::new(false),
             host_rollback: AtomicBool::new(false),
             undo_needed: AtomicBool::new(false),
         });
@@ -363,12 +373,23 @@ impl CachedStatements {
     }
 
     /// Finalizes the cached statements; later calls prepare per call.
+    ///
+    /// Never waits: SQLite may ask for it in the middle of a call of this
+    /// registration, on the call's own thread (the loadable extension's
+    /// owner of the statements is a virtual table, which SQLite disconnects
+    /// when a statement is prepared again after its module was dropped or
+    /// replaced, or when the host closes the connection from inside a
+    /// call). The statements are then in use: the call finalizes them as it
+    /// ends.
     pub fn release(&self) {
-        let mut state = match self.cache.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *state = CacheState::Released;
+        self.cache.release_requested.store(true, Ordering::Release);
+        match self.cache.state.try_lock() {
+            Ok(mut state) => *state = CacheState::Released,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                *poisoned.into_inner() = CacheState::Released;
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
     }
 }
 
@@ -382,6 +403,9 @@ impl Drop for CachedStatements {
 /// call, which owns the cached statements.
 pub struct StatementCache {
     state: Mutex<CacheState>,
+    /// Set by [`CachedStatements::release`]: the statements are finalized
+    /// by whoever holds `state` next, or now if no call holds it.
+    release_requested: AtomicBool,
     /// See [`CachedStatements::set_host_rollback`].
     host_rollback: AtomicBool,
     /// See [`CachedStatements::take_undo_needed`].

@@ -82,14 +82,24 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
 fn keep_statements(conn: &Connection) -> rusqlite::Result<()> {
     const MODULE: Module<StatementHolder> = Module::eponymous_only_module();
     let statements = onboarding::register_cached(conn, Arc::new(onboarding::SystemEnv))?;
+    let slot = Arc::new(Mutex::new(Some(statements)));
     conn.create_module(
         c"onboarding_statement_cache",
         &MODULE,
-        Some(Mutex::new(Some(statements))),
+        Some(Arc::clone(&slot)),
     )?;
-    // Naming the table connects it: the statements move into it.
-    conn.prepare("SELECT 1 FROM onboarding_statement_cache")?;
-    Ok(())
+    // Naming the table connects it: the statements move into it. Unless a
+    // table or view of the host's has that name (it comes first in name
+    // lookup) or the schema cannot be read now (another connection's
+    // exclusive lock): the statements are then released here, and every
+    // call prepares its own, as the module's data would outlive the close.
+    let connected = conn.prepare("SELECT 1 FROM onboarding_statement_cache");
+    let left = match slot.lock() {
+        Ok(mut slot) => slot.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    drop(left);
+    connected.map(drop)
 }
 
 /// The eponymous table that owns the kept statements (see
@@ -99,15 +109,17 @@ struct StatementHolder {
     /// SQLite's part; first, as the module's layout requires.
     base: ffi::sqlite3_vtab,
     /// Dropped, which finalizes the statements, when SQLite disconnects
-    /// the table: at the connection's close. Later calls then prepare their
-    /// statements each time.
+    /// the table: at the connection's close, or when its module is dropped
+    /// or replaced (then possibly during a call, which finalizes them as it
+    /// ends: `CachedStatements::release` never waits). Later calls then
+    /// prepare their statements each time.
     _statements: Option<onboarding::CachedStatements>,
 }
 
 // SAFETY: `base` is first and `#[repr(C)]`, as rusqlite's module expects;
 // the table declares one hidden column and yields no row.
 unsafe impl<'vtab> VTab<'vtab> for StatementHolder {
-    type Aux = Mutex<Option<onboarding::CachedStatements>>;
+    type Aux = Arc<Mutex<Option<onboarding::CachedStatements>>>;
     type Cursor = NoRows;
 
     fn connect(
