@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::vtab::{
     Context as VTabContext, Filters, IndexInfo, Module, VTab, VTabConnection, VTabCursor,
@@ -94,12 +94,16 @@ fn keep_statements(conn: &Connection) -> rusqlite::Result<()> {
     // exclusive lock): the statements are then released here, and every
     // call prepares its own, as the module's data would outlive the close.
     let connected = conn.prepare("SELECT 1 FROM onboarding_statement_cache");
-    let left = match slot.lock() {
-        Ok(mut slot) => slot.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    drop(left);
+    drop(take(&slot));
     connected.map(drop)
+}
+
+/// The statements still in `slot`, taken out (a poisoned lock still holds
+/// them).
+fn take(
+    slot: &Mutex<Option<onboarding::CachedStatements>>,
+) -> Option<onboarding::CachedStatements> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
 /// The eponymous table that owns the kept statements (see
@@ -132,10 +136,7 @@ unsafe impl<'vtab> VTab<'vtab> for StatementHolder {
     ) -> rusqlite::Result<(Cow<'static, CStr>, Self)> {
         // The first connection takes the statements; should SQLite connect
         // the table again, that one owns none.
-        let statements = aux.and_then(|aux| match aux.lock() {
-            Ok(mut slot) => slot.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        });
+        let statements = aux.and_then(|slot| take(slot));
         Ok((
             Cow::Borrowed(c"CREATE TABLE x(unused HIDDEN)"),
             StatementHolder {

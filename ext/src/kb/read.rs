@@ -200,15 +200,13 @@ fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Resu
     }
     // The tenant's chunks and their average length, from the same index
     // alone, without reading any text.
-    let (chunks, total_length): (i64, i64) = sql::query_row(
+    let (chunks, average_length): (i64, Option<f64>) = sql::query_row(
         conn,
-        "SELECT count(*), coalesce(sum(chars), 0) FROM kb_chunks WHERE tenant_id = ?1",
+        "SELECT count(*), avg(chars) FROM kb_chunks WHERE tenant_id = ?1",
         [&tenant_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    // As SQL's avg() of integers: their exact sum over the count.
-    let average_length = total_length as f64 / chunks.max(1) as f64;
-    let mut scored = bm25(hits, terms.len(), chunks, average_length);
+    let mut scored = bm25(hits, terms.len(), chunks, average_length.unwrap_or(1.0));
     scored.truncate(usize::try_from(limit).unwrap_or(0));
     let mut results = Vec::with_capacity(scored.len());
     for (score, hit) in scored {
