@@ -4,7 +4,10 @@
 mod common;
 
 use common::{Db, T0};
+use std::sync::Arc;
+
 use onboarding::PinnedEnv;
+use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
 
 /// The full flow with the per-call registration and with the cached one,
@@ -142,4 +145,46 @@ fn cached_statements_are_reused_reset_and_released() {
 
     guard.release();
     assert_eq!(statements(&db.conn), (0, 0));
+}
+
+/// A release asked for in the middle of a call, on its thread (SQLite
+/// disconnects the loadable extension's holder table then when its module
+/// is dropped or replaced): it waits for nothing, the call goes on with its
+/// statements, and they are finalized as it ends; later calls prepare per
+/// call.
+#[test]
+fn a_release_during_a_call_is_carried_out_as_the_call_ends() {
+    let (guard, db) = Db::cached();
+    let first = db.create();
+    assert!(statements(&db.conn).0 > 0);
+    let guard = Arc::new(guard);
+    let held = Arc::clone(&guard);
+    db.conn
+        .create_scalar_function(
+            "release_statements",
+            0,
+            FunctionFlags::SQLITE_UTF8,
+            move |_| {
+                held.release();
+                Ok(1)
+            },
+        )
+        .unwrap();
+    // Fired by the create's own insert, inside its call.
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER release_inside AFTER INSERT ON tenants
+             BEGIN SELECT release_statements(); END;",
+        )
+        .unwrap();
+    let second = db.create();
+    assert_eq!(statements(&db.conn), (0, 0));
+    db.conn
+        .execute_batch("DROP TRIGGER release_inside")
+        .unwrap();
+    let third = db.create();
+    assert_eq!(statements(&db.conn), (0, 0));
+    for s in [&first, &second, &third] {
+        assert_eq!(db.get(s)["current_step"], 1);
+    }
 }
