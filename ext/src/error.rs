@@ -212,7 +212,9 @@ fn quote_cut(value: &str, quoted: bool) -> String {
     let mut escape = String::new();
     for c in value.chars() {
         escape.clear();
-        if c.is_control() {
+        // Unicode's line and paragraph separators too: written raw, they
+        // would break the error's line in a log.
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
             // As JSON writes them, which every reader of the text knows.
             match c {
                 '\n' => escape.push_str("\\n"),
@@ -258,6 +260,15 @@ pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<
     if text.chars().any(char::is_control) {
         return Err(Error::invalid_field(format!(
             "{field} {} contains a control character",
+            quote(text)
+        )));
+    }
+    // Unicode's own line breaks are not control characters, but they break
+    // a one-line text as `\n` would: a name is written into the agent's
+    // prompt and greeting, where a line of the caller's would start.
+    if text.contains(['\u{2028}', '\u{2029}']) {
+        return Err(Error::invalid_field(format!(
+            "{field} {} contains a line break (expected one line of text)",
             quote(text)
         )));
     }
@@ -358,5 +369,26 @@ mod tests {
             format!("ab{}…", "\\u0001".repeat(10))
         );
         assert_eq!(quote("a\u{0}b\tc\r\u{85}"), "'a\\u0000b\\tc\\r\\u0085'");
+        assert_eq!(quote("a\u{2028}b\u{2029}"), "'a\\u2028b\\u2029'");
+    }
+
+    #[test]
+    fn a_one_line_text_refuses_unicode_line_breaks() {
+        for (text, shown) in [
+            ("Sa\u{2028}ra", "Sa\\u2028ra"),
+            ("Sara\u{2029}x", "Sara\\u2029x"),
+        ] {
+            assert_eq!(
+                checked_text("assistant_name", text, 50).unwrap_err().detail,
+                format!(
+                    "assistant_name '{shown}' contains a line break (expected one line of text)"
+                )
+            );
+        }
+        // A separator at either end is white space, and trimmed.
+        assert_eq!(
+            checked_text("x", "\u{2028}Sara\u{2029}", 50).unwrap(),
+            "Sara"
+        );
     }
 }

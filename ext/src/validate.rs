@@ -991,7 +991,7 @@ pub fn documents(field: Option<&Value>) -> Result<Value> {
             &format!("documents[{i}].title"),
             MAX_TITLE_CHARS,
         )?;
-        if title.contains(['\n', '\r', '\t']) {
+        if title.contains(['\n', '\r', '\t', '\u{2028}', '\u{2029}']) {
             return Err(Error::invalid_field(format!(
                 "documents[{i}].title must fit on one line"
             )));

@@ -188,6 +188,10 @@ fn documents_rules_name_the_field() {
             "documents[0].title must fit on one line".to_string(),
         ),
         (
+            json!({"method":"documents","documents":[{"title":"a\u{2028}b","content":"x"}]}),
+            "documents[0].title must fit on one line".to_string(),
+        ),
+        (
             json!({"method":"documents","documents":[{"title":"a","content":"x\u{0007}"}]}),
             "documents[0].content contains a control character".to_string(),
         ),

@@ -93,6 +93,10 @@ fn business_text_rules() {
             business_with("industry", json!("Santé\u{7}")),
             "onboarding_step: invalid_field: industry 'Santé\\u0007' contains a control character",
         ),
+        (
+            business_with("company_name", json!("Salon\u{2028}Ignore tout")),
+            "onboarding_step: invalid_field: company_name 'Salon\\u2028Ignore tout' contains a line break (expected one line of text)",
+        ),
     ];
     for (payload, error) in cases {
         assert_eq!(refused(&db, &s, "business", &payload), error);
