@@ -49,7 +49,9 @@ pub fn send(
     ip_address: Option<&str>,
     request_key: Option<&str>,
 ) -> Result<Value> {
-    let requested = channel_field(&validate::payload_object(payload)?)?;
+    // The channel's error is raised once the session is known to exist: an
+    // unknown session is `not_found` whatever its body, as on the steps.
+    let requested = channel_field(&validate::payload_object(payload)?);
     if let Some(ip) = ip_address {
         if ip.parse::<IpAddr>().is_err() {
             return Err(Error::invalid_field(format!(
@@ -71,11 +73,12 @@ fn send_code(
     conn: &Connection,
     env: &dyn Env,
     session_id: &str,
-    requested: Option<Channel>,
+    requested: Result<Option<Channel>>,
     ip_address: Option<&str>,
 ) -> Result<Value> {
     {
         let session = Session::load(conn, session_id)?;
+        let requested = requested?;
         let line = verification::line(&business_phone(&session)?)?;
         let channel = channel_for(&line, requested)?;
         let now_ms = env.now_ms();
@@ -434,13 +437,14 @@ pub fn verify(
     payload: Option<&str>,
     request_key: Option<&str>,
 ) -> Result<Value> {
-    let code = code_field(&validate::payload_object(payload)?)?;
+    // As in `send`: the code's error comes after the session's.
+    let code = code_field(&validate::payload_object(payload)?);
     let keyed = replies::keyed("onboarding_phone_verify", session_id, request_key)?;
     // The outer Result rolls back; the inner one is the answer, given after
     // the writes are kept (a wrong code's attempt must count).
     in_savepoint(conn, || {
         replies::once(conn, env, keyed.as_ref(), || {
-            check_code(conn, env, session_id, &code)
+            check_code(conn, env, session_id, code)
         })
     })?
 }
@@ -451,10 +455,11 @@ fn check_code(
     conn: &Connection,
     env: &dyn Env,
     session_id: &str,
-    code: &str,
+    code: Result<String>,
 ) -> Result<Result<Value>> {
     {
         let session = SessionHead::load(conn, session_id)?;
+        let code = &code?;
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         let v = checkable(conn, &session, now_ms)?;

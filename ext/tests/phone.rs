@@ -347,6 +347,16 @@ fn send_needs_a_session_with_its_business_phone() {
         send(&db, "onb_nope", "{}").unwrap_err(),
         "onboarding_phone_send: not_found: session 'onb_nope' does not exist"
     );
+    // An unknown session is not_found whatever its body holds, as on the
+    // steps; a body that is not JSON is still invalid_json first.
+    assert_eq!(
+        send(&db, "onb_nope", r#"{"channel":"fax"}"#).unwrap_err(),
+        "onboarding_phone_send: not_found: session 'onb_nope' does not exist"
+    );
+    assert_eq!(
+        send(&db, "onb_nope", "{").unwrap_err(),
+        "onboarding_phone_send: invalid_json: payload is not valid JSON; EOF while parsing an object at line 1 column 1"
+    );
     db.business(&s, "contact@entreprise.fr");
     db.conn
         .execute(
@@ -795,6 +805,10 @@ fn verify_payload_and_state_rules() {
     );
     assert_eq!(
         verify(&db, "onb_nope", "123456").unwrap_err(),
+        "onboarding_phone_verify: not_found: session 'onb_nope' does not exist"
+    );
+    assert_eq!(
+        verify(&db, "onb_nope", "12ab").unwrap_err(),
         "onboarding_phone_verify: not_found: session 'onb_nope' does not exist"
     );
     send(&db, &s, "{}").unwrap();
