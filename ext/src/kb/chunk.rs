@@ -5,8 +5,9 @@
 //! stays whole when it fits, small neighbouring sections are joined (a
 //! "Contact" of three lines alone ranks poorly and reads poorly; so does
 //! each question of a FAQ), and a long section is cut between paragraphs,
-//! then between lines (a table's rows stay together as long as they fit),
-//! then between words. A chunk's heading path is the deepest one above all
+//! then between lines (a table's rows stay together as long as they fit,
+//! and each piece a table goes on in starts with its header row), then
+//! between words. A chunk's heading path is the deepest one above all
 //! of its text, so that what a search shows over a chunk is true of all of
 //! it: sections joined across top-level headings are under the document's
 //! title.
@@ -80,10 +81,36 @@ fn split_long(text: &str, max: usize) -> Vec<String> {
         }
         let mut out: Vec<String> = Vec::new();
         let mut current = String::new();
-        for part in parts {
+        // Cut between lines, a table's header row and delimiter row start
+        // each piece that goes on with its rows: a price list's second half
+        // keeps its column names ("Prestation", "Prix"), which a search
+        // matches and a reader needs.
+        let mut header: Option<String> = None;
+        for (i, part) in parts.iter().enumerate() {
+            let starts = (sep == "\n").then(|| table_header(&parts, i)).flatten();
+            if !table_row(part) {
+                header = None;
+            }
             let joined = current.chars().count() + sep.len() + part.chars().count();
             if !current.is_empty() && joined > max {
-                out.push(std::mem::take(&mut current));
+                if starts.is_some() {
+                    // Cut at the delimiter row: the header row goes on
+                    // with it rather than end the piece before.
+                    let kept = current.rfind('\n').map_or(0, |at| at);
+                    let row = current.split_off(kept);
+                    if !current.is_empty() {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    current.push_str(row.trim_start_matches('\n'));
+                } else {
+                    out.push(std::mem::take(&mut current));
+                    if let Some(h) = header.as_ref().filter(|h| h.chars().count() <= max / 4) {
+                        current.push_str(h);
+                    }
+                }
+            }
+            if starts.is_some() {
+                header = starts;
             }
             if !current.is_empty() {
                 current.push_str(sep);
@@ -96,6 +123,25 @@ fn split_long(text: &str, max: usize) -> Vec<String> {
     // One word longer than a chunk: cut it by characters.
     let chars: Vec<char> = text.chars().collect();
     chars.chunks(max).map(|c| c.iter().collect()).collect()
+}
+
+/// Whether `line` is a row of a Markdown table.
+fn table_row(line: &str) -> bool {
+    line.trim_start().starts_with('|')
+}
+
+/// The header of the table whose body starts after `lines[i]`: its header
+/// row and delimiter row (`| Jour | Heures |` over `|---|---|`), when
+/// `lines[i]` is that delimiter row.
+fn table_header(lines: &[&str], i: usize) -> Option<String> {
+    let delimiter = lines[i].trim();
+    let is_delimiter = delimiter.starts_with('|')
+        && delimiter.contains('-')
+        && delimiter
+            .chars()
+            .all(|c| matches!(c, '|' | '-' | ':' | ' '));
+    let row = lines[..i].last()?;
+    (is_delimiter && table_row(row)).then(|| format!("{row}\n{}", lines[i]))
 }
 
 /// A section's pieces: its text cut under the limit, its heading line
@@ -277,6 +323,60 @@ mod tests {
             ["A", "A"]
         );
         assert_eq!(lens, [806, 806]);
+    }
+
+    #[test]
+    fn a_long_table_is_cut_between_rows_each_piece_under_its_header() {
+        let rows: String = (1..=120)
+            .map(|i| format!("| Coupe n°{i} | {i} € |\n"))
+            .collect();
+        let md = format!("# Tarifs\n\n| Prestation | Prix |\n|---|---|\n{rows}");
+        let got = chunks(&md, "Salon");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0]
+            .text
+            .starts_with("# Tarifs\n\n| Prestation | Prix |\n|---|---|\n| Coupe n°1 | 1 € |\n"));
+        for c in &got[1..] {
+            assert!(
+                c.text
+                    .starts_with("| Prestation | Prix |\n|---|---|\n| Coupe n°"),
+                "{c:?}"
+            );
+            assert_eq!(c.heading, "Tarifs");
+        }
+        assert!(got.iter().all(|c| c.text.chars().count() <= MAX_CHARS));
+        // Every row once, in order.
+        let body: Vec<&str> = got
+            .iter()
+            .flat_map(|c| c.text.lines())
+            .filter(|l| l.starts_with("| Coupe"))
+            .collect();
+        assert_eq!(body, rows.lines().collect::<Vec<_>>());
+        // Text that goes on after the table takes no header.
+        let after = format!("{md}Fin de la liste des prix.\n{}", "Suite. ".repeat(170));
+        let got = chunks(&after, "Salon");
+        assert!(got
+            .last()
+            .unwrap()
+            .text
+            .ends_with(&"Suite. ".repeat(170).trim_end().to_string()));
+        assert!(
+            !got.last().unwrap().text.contains("| Prestation"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_cut_at_a_tables_delimiter_row_moves_its_header_row_along() {
+        // Eleven lines of 99 characters make 1,099; the header row brings
+        // the piece to 1,109, and the delimiter row would pass 1,115.
+        let line = "x".repeat(99);
+        let lines = [line.as_str(); 11].join("\n");
+        let text = format!("{lines}\n| A | B |\n|---|---|\n| 1 | 2 |");
+        let got = split_long(&text, 1115);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], lines);
+        assert_eq!(got[1], "| A | B |\n|---|---|\n| 1 | 2 |");
     }
 
     #[test]
