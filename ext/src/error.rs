@@ -212,9 +212,7 @@ fn quote_cut(value: &str, quoted: bool) -> String {
     let mut escape = String::new();
     for c in value.chars() {
         escape.clear();
-        // Unicode's line and paragraph separators too: written raw, they
-        // would break the error's line in a log.
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+        if escaped_in_quotes(c) {
             // As JSON writes them, which every reader of the text knows.
             match c {
                 '\n' => escape.push_str("\\n"),
@@ -272,7 +270,28 @@ pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<
             quote(text)
         )));
     }
+    // An embedding, override or isolate left open reorders whatever is
+    // written after the name: the greeting, the campaign's name, a page.
+    if text.chars().any(bidi_control) {
+        return Err(Error::invalid_field(format!(
+            "{field} {} contains a bidirectional control character \
+             (U+202A to U+202E or U+2066 to U+2069: they reorder the text after it)",
+            quote(text)
+        )));
+    }
     Ok(text.to_string())
+}
+
+/// Unicode's explicit bidirectional embeddings, overrides and isolates
+/// (the marks U+200E and U+200F reorder nothing beyond themselves).
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The characters a quoted value shows escaped: written raw, they would
+/// break the error's line in a log or reorder the text after them.
+fn escaped_in_quotes(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || bidi_control(c)
 }
 
 /// `text` without white space or invisible characters at either end. A
@@ -390,5 +409,27 @@ mod tests {
             checked_text("x", "\u{2028}Sara\u{2029}", 50).unwrap(),
             "Sara"
         );
+    }
+
+    #[test]
+    fn a_one_line_text_refuses_bidirectional_controls_and_quotes_them_escaped() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}',
+        ] {
+            let text = format!("Boulangerie {c}eiréhcuoB");
+            assert_eq!(
+                checked_text("company_name", &text, 200).unwrap_err().detail,
+                format!(
+                    "company_name 'Boulangerie \\u{:04x}eiréhcuoB' contains a bidirectional control \
+                     character (U+202A to U+202E or U+2066 to U+2069: they reorder the text after it)",
+                    c as u32
+                )
+            );
+        }
+        // Right-to-left text itself, and the marks, are fine.
+        for text in ["مخبز الحي", "Café \u{200F}Bar\u{200E} Sud", "בית קפה"] {
+            assert_eq!(checked_text("company_name", text, 200).unwrap(), text);
+        }
     }
 }

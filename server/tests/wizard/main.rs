@@ -621,6 +621,53 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     );
 }
 
+/// A name pasted with a Unicode line separator, or with a right-to-left
+/// override that would reorder the greeting written after it, is refused
+/// beside its field, in French like every other refusal.
+#[tokio::test]
+async fn a_pasted_line_separator_or_bidi_override_is_refused_beside_its_field_in_french() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_type_business(&b, EMAIL).await;
+    let cases = [
+        (
+            "company_name",
+            "Café\u{2028}Bar",
+            COMPANY,
+            "Le nom de l'entreprise doit tenir sur une ligne.",
+            "company_name 'Café\\u2028Bar' contains a line break (expected one line of text)",
+        ),
+        (
+            "industry",
+            "Boulangerie \u{202E}eiréhcuoB",
+            "Boulangerie",
+            "Le secteur d'activité contient un caractère invisible qui inverse le sens de \
+             l’écriture (venu d’un copier-coller, par exemple) : retirez-le.",
+            "industry 'Boulangerie \\u202eeiréhcuoB' contains a bidirectional control character \
+             (U+202A to U+202E or U+2066 to U+2069: they reorder the text after it)",
+        ),
+    ];
+    for (field, typed, fixed, french, detail) in cases {
+        b.fill(field, typed).await;
+        b.click("#business-next").await;
+        let error = format!("{field}-error");
+        b.until(
+            &format!("the error of {field}"),
+            &format!("document.getElementById('{error}').innerText"),
+        )
+        .await;
+        assert_eq!(b.text_content(&error).await, said(french, detail));
+        assert_eq!(b.text(&error).await, french);
+        b.showing("business").await;
+        b.fill(field, fixed).await;
+    }
+    b.click("#business-next").await;
+    b.step("channels").await;
+    b.quit().await;
+    assert_eq!(row(&server, "tenants")["name"], json!(COMPANY));
+}
+
 #[tokio::test]
 async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fixed() {
     let _one = ONE_BROWSER.lock().await;
