@@ -668,6 +668,47 @@ async fn a_pasted_line_separator_or_bidi_override_is_refused_beside_its_field_in
     assert_eq!(row(&server, "tenants")["name"], json!(COMPANY));
 }
 
+/// An assistant name pasted too long is refused beside its field, not cut
+/// short without a word (the server counts characters, where a browser's
+/// `maxlength` counts UTF-16 units and would refuse 26 emoji).
+#[tokio::test]
+async fn a_too_long_assistant_name_is_refused_beside_its_field_not_cut() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#channels-next").await;
+    b.step("phone").await;
+    b.click("label[for='agent_type-phone_reception']").await;
+    b.click("label[for='voice-rachel']").await;
+    let long = "Assistante de la Boulangerie Martin à Lyon, 7 jours sur 7";
+    b.fill("assistant_name", long).await;
+    assert_eq!(b.value("assistant_name").await, long);
+    b.click("#phone-next").await;
+    b.until(
+        "the assistant name's error",
+        "document.getElementById('assistant_name-error').innerText",
+    )
+    .await;
+    assert_eq!(
+        b.text("assistant_name-error").await,
+        "Le nom de l'assistant est trop long : 57 caractères, 50 au plus."
+    );
+    b.showing("phone").await;
+    b.fill("assistant_name", "Léa").await;
+    b.click("#phone-next").await;
+    b.step("kb").await;
+    b.quit().await;
+    let vapi: Value = serde_json::from_str(
+        row(&server, "onboarding_sessions")["vapi_data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(vapi["assistant_name"], "Léa");
+}
+
 #[tokio::test]
 async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fixed() {
     let _one = ONE_BROWSER.lock().await;
