@@ -368,6 +368,21 @@ impl Browser {
             .expect("DevTools network conditions");
     }
 
+    /// Makes the requests whose URL matches one of `patterns` (`*` for any
+    /// text) fail as a dropped connection does, the page's own and its
+    /// assets' still answered; `&[]` lets every request through again.
+    pub async fn block(&self, patterns: &[&str]) {
+        for (cmd, params) in [
+            ("Network.enable", json!({})),
+            ("Network.setBlockedURLs", json!({ "urls": patterns })),
+        ] {
+            self.client
+                .issue_cmd(DevTools { cmd, params })
+                .await
+                .unwrap_or_else(|e| panic!("DevTools {cmd}: {e}"));
+        }
+    }
+
     /// Ends the WebDriver session (and so Chromium), then chromedriver.
     pub async fn quit(self) {
         let _ = tokio::time::timeout(Duration::from_secs(30), self.client.clone().close()).await;

@@ -894,6 +894,45 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
 /// A number left unverified in the wizard is verified from the dashboard
 /// (at 360 px wide): a code by SMS, a wrong one refused beside the field,
 /// then the right one; the number then routes calls.
+/// The dashboard's API unreachable while the page itself loads: after the
+/// automatic retries, the banner says so with the focus on "Réessayer",
+/// which loads the dashboard once the server answers again.
+#[tokio::test]
+async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    let b = browser(&server, 1280).await;
+    b.open("/dashboard").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.block(&["*/api/*"]).await;
+    b.open("/dashboard").await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline-text').textContent,
+                     document.getElementById('offline').getAttribute('role'),
+                     document.getElementById('panels').hidden]"
+        )
+        .await,
+        json!(["Connexion au serveur impossible.", "alert", true])
+    );
+    b.block(&[]).await;
+    b.click("#retry").await;
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    assert_eq!(
+        b.eval("return document.getElementById('offline').hidden")
+            .await,
+        true
+    );
+    b.quit().await;
+}
+
 #[tokio::test]
 async fn the_number_is_verified_from_the_dashboard_after_completion() {
     let _one = ONE_BROWSER.lock().await;

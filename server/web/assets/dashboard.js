@@ -39,9 +39,12 @@ async function guarded(action) {
     await action();
   } catch (error) {
     if (error instanceof NetworkError) {
-      $('offline-text').textContent = 'Connexion au serveur impossible.';
+      $('offline-text').textContent =
+        error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.';
       $('offline').hidden = false;
       retryAction = () => guarded(action);
+      // As in the wizard: the way on is the focused control.
+      $('retry').focus();
       return;
     }
     if (error instanceof ApiError && error.code === 'not_found' && !isMissingRoute(error)) {
