@@ -1035,6 +1035,59 @@ async fn a_long_one_word_title_wraps_on_the_dashboard_at_360_px() {
     .await;
 }
 
+/// A pasted text's title holding a right-to-left override (a crawled
+/// page's may too) is isolated where the dashboard writes it: in the list
+/// of pages, and in a search result's line before its heading, so that it
+/// cannot reorder what follows it.
+#[tokio::test]
+async fn a_title_with_a_right_to_left_override_is_isolated_on_the_dashboard() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let title = "Tarifs \u{202E}2026";
+    let kb = json!({"method": "documents",
+        "documents": [{"title": title, "content": "# Coupes\n\nCoupe homme 25 €, coupe femme 35 €."}]})
+    .to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    b.until(
+        "the list of pages",
+        "document.querySelectorAll('#kb-documents li').length === 1",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('#kb-documents li > *')].map(e =>
+                 [e.tagName, e.className, getComputedStyle(e).unicodeBidi, e.textContent])"
+        )
+        .await,
+        json!([["BDI", "doc-title", "isolate", title]])
+    );
+    b.fill("q", "coupe").await;
+    b.click("#search button[type=submit]").await;
+    assert_search_shows(&b, &server, &id, "coupe", title).await;
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('#search-results .result-title')].map(t =>
+                 [...t.childNodes].map(n => [n.nodeName, n.nodeName === 'BDI'
+                     ? getComputedStyle(n).unicodeBidi : '', n.textContent]))"
+        )
+        .await,
+        json!([[
+            ["BDI", "isolate", title],
+            ["#text", "", " › "],
+            ["BDI", "isolate", "Coupes"]
+        ]])
+    );
+    b.quit().await;
+}
+
 /// The dashboard of a session completed through the API after `steps`,
 /// 360 px wide, once `shown` (JavaScript, `what` in words) holds: nothing
 /// scrolls sideways.

@@ -33,6 +33,17 @@ const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', archived: 'Archi
 let id = null;
 let retryAction = null;
 
+/**
+ * `text` in a `<bdi>`: a name or a crawled page's title written into a line
+ * of ours keeps its own direction, and a right-to-left override left open
+ * in it (a hostile page's title) cannot reorder what follows.
+ */
+function isolated(text) {
+  const bdi = document.createElement('bdi');
+  bdi.textContent = text;
+  return bdi;
+}
+
 async function guarded(action) {
   $('offline').hidden = true;
   try {
@@ -77,8 +88,9 @@ async function load() {
   }
   const o = session.omnichannel;
   const tenant = o.tenant || {};
-  $('title').textContent = `Tableau de bord – ${tenant.company_name || tenant.name}`;
-  document.title = `Tableau de bord – ${tenant.company_name || tenant.name}`;
+  const company = tenant.company_name || tenant.name;
+  $('title').replaceChildren('Tableau de bord – ', isolated(company));
+  document.title = `Tableau de bord – ${company}`;
   text('company-name', tenant.company_name || tenant.name);
   text('company-sector', tenant.sector);
   text('company-email', tenant.email);
@@ -264,7 +276,8 @@ async function search(event) {
       const item = document.createElement('li');
       const heading = document.createElement('p');
       heading.className = 'result-title';
-      heading.textContent = result.heading && result.heading !== result.title ? `${result.title} › ${result.heading}` : result.title;
+      heading.append(isolated(result.title));
+      if (result.heading && result.heading !== result.title) heading.append(' › ', isolated(result.heading));
       const snippet = document.createElement('p');
       snippet.className = 'snippet';
       snippet.textContent = readable(result.snippet);

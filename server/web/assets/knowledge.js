@@ -70,12 +70,14 @@ export function renderKnowledge(kb, prefix) {
   list.replaceChildren();
   for (const doc of kb.documents || []) {
     const item = document.createElement('li');
-    const title = document.createElement('span');
+    // <bdi>: a crawled page's title may hold a right-to-left override,
+    // which must not reorder its address after it.
+    const title = document.createElement('bdi');
     title.className = 'doc-title';
     title.textContent = doc.title;
     item.append(title);
     if (doc.url) {
-      const url = document.createElement('span');
+      const url = document.createElement('bdi');
       url.className = 'doc-url';
       url.textContent = doc.url;
       item.append(' ', url);
