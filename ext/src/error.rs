@@ -242,7 +242,8 @@ fn quote_cut(value: &str, quoted: bool) -> String {
 }
 
 /// `text` trimmed, when it is not empty, at most `max_chars` long and free
-/// of control characters; the `invalid_field` error names `field`. The one
+/// of control characters, line separators and bidirectional controls; the
+/// `invalid_field` error names `field`. The one
 /// rule for a caller's text, in payloads and in worker arguments alike.
 pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<String> {
     let text = trim(text);
@@ -255,31 +256,34 @@ pub(crate) fn checked_text(field: &str, text: &str, max_chars: usize) -> Result<
             "{field} is {chars} characters long; at most {max_chars} are allowed"
         )));
     }
-    if text.chars().any(char::is_control) {
+    // One pass over a text that breaks no rule; which one it broke is
+    // looked for after, control characters first.
+    if text.chars().any(escaped_in_quotes) {
+        let broken = if text.chars().any(char::is_control) {
+            "contains a control character"
+        } else if text.chars().any(line_separator) {
+            // Not control characters, but they break a one-line text as
+            // `\n` would: a name is written into the agent's prompt and
+            // greeting, where a line of the caller's would start.
+            "contains a line break (expected one line of text)"
+        } else {
+            // An embedding, override or isolate left open reorders whatever
+            // is written after the name: the greeting, the campaign's name,
+            // a page.
+            "contains a bidirectional control character \
+             (U+202A to U+202E or U+2066 to U+2069: they reorder the text after it)"
+        };
         return Err(Error::invalid_field(format!(
-            "{field} {} contains a control character",
-            quote(text)
-        )));
-    }
-    // Unicode's own line breaks are not control characters, but they break
-    // a one-line text as `\n` would: a name is written into the agent's
-    // prompt and greeting, where a line of the caller's would start.
-    if text.contains(['\u{2028}', '\u{2029}']) {
-        return Err(Error::invalid_field(format!(
-            "{field} {} contains a line break (expected one line of text)",
-            quote(text)
-        )));
-    }
-    // An embedding, override or isolate left open reorders whatever is
-    // written after the name: the greeting, the campaign's name, a page.
-    if text.chars().any(bidi_control) {
-        return Err(Error::invalid_field(format!(
-            "{field} {} contains a bidirectional control character \
-             (U+202A to U+202E or U+2066 to U+2069: they reorder the text after it)",
+            "{field} {} {broken}",
             quote(text)
         )));
     }
     Ok(text.to_string())
+}
+
+/// Unicode's own line and paragraph separators.
+fn line_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Unicode's explicit bidirectional embeddings, overrides and isolates
@@ -291,7 +295,7 @@ fn bidi_control(c: char) -> bool {
 /// The characters a quoted value shows escaped: written raw, they would
 /// break the error's line in a log or reorder the text after them.
 fn escaped_in_quotes(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || bidi_control(c)
+    c.is_control() || line_separator(c) || bidi_control(c)
 }
 
 /// `text` without white space or invisible characters at either end. A
@@ -427,6 +431,13 @@ mod tests {
                 )
             );
         }
+        // A control character is named first, wherever it stands.
+        assert_eq!(
+            checked_text("x", "a\u{202E}b\u{2028}c\u{7}", 50)
+                .unwrap_err()
+                .detail,
+            "x 'a\\u202eb\\u2028c\\u0007' contains a control character"
+        );
         // Right-to-left text itself, and the marks, are fine.
         for text in ["مخبز الحي", "Café \u{200F}Bar\u{200E} Sud", "בית קפה"] {
             assert_eq!(checked_text("company_name", text, 200).unwrap(), text);

@@ -96,7 +96,7 @@ fn split_long(text: &str, max: usize) -> Vec<String> {
                 if starts.is_some() {
                     // Cut at the delimiter row: the header row goes on
                     // with it rather than end the piece before.
-                    let kept = current.rfind('\n').map_or(0, |at| at);
+                    let kept = current.rfind('\n').unwrap_or(0);
                     let row = current.split_off(kept);
                     if !current.is_empty() {
                         out.push(std::mem::take(&mut current));
@@ -362,6 +362,16 @@ mod tests {
             .ends_with(&"Suite. ".repeat(170).trim_end().to_string()));
         assert!(
             !got.last().unwrap().text.contains("| Prestation"),
+            "{got:?}"
+        );
+        // A header wider than a quarter of a chunk is not repeated: it
+        // would crowd out the rows.
+        let wide = format!("| {} | Prix |\n|---|---|\n", "Prestation ".repeat(30));
+        let got = chunks(&format!("# Tarifs\n\n{wide}{rows}"), "Salon");
+        assert!(got[0].text.contains("| Prestation Prestation"));
+        assert!(got.len() > 1, "{got:?}");
+        assert!(
+            got[1..].iter().all(|c| c.text.starts_with("| Coupe n°")),
             "{got:?}"
         );
     }

@@ -79,9 +79,10 @@ const RULES = [
     () => 'Le contenu contient un caractère invisible non autorisé (venu d’un copier-coller, par exemple) : retirez-le.'],
   [/^(\w+)(?: '.*')? contains a control character$/,
     (m) => `${subject(m[1])} contient un caractère invisible (retour à la ligne, tabulation…) : retirez-le.`],
-  [/^(\w+) must fit on one line/, (m) => `${subject(m[1])} doit tenir sur une ligne.`],
-  // A line separator or a right-to-left override pasted with a name.
-  [/^(\w+)(?: '.*')? contains a line break/, (m) => `${subject(m[1])} doit tenir sur une ligne.`],
+  // A title with a line break, or a name with a line separator pasted in.
+  [/^(\w+)(?: must fit on one line|(?: '.*')? contains a line break)/,
+    (m) => `${subject(m[1])} doit tenir sur une ligne.`],
+  // A right-to-left override pasted with a name.
   [/^(\w+)(?: '.*')? contains a bidirectional control character/,
     (m) => `${subject(m[1])} contient un caractère invisible qui inverse le sens de l’écriture (venu d’un copier-coller, par exemple) : retirez-le.`],
   [/^(\w+) must be (a string|text)/, (m) => `${subject(m[1])} doit être un texte.`],
