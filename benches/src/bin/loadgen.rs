@@ -489,6 +489,86 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// One thread's scheduler times so far, from `/proc/<pid>/task/<tid>/`:
+/// its name (`comm`, which Linux cuts to 15 bytes) and the nanoseconds it
+/// has run and waited on a run queue for a core (`schedstat`).
+struct ThreadTime {
+    tid: String,
+    name: String,
+    run_ns: u64,
+    wait_ns: u64,
+}
+
+fn thread_times(pid: u32) -> Vec<ThreadTime> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+            let mut fields = stat.split_whitespace().map(str::parse::<u64>);
+            Some(ThreadTime {
+                tid: task.file_name().to_string_lossy().into_owned(),
+                name: name.trim_end().to_string(),
+                run_ns: fields.next()?.ok()?,
+                wait_ns: fields.next()?.ok()?,
+            })
+        })
+        .collect()
+}
+
+/// CPU a flow of each of a server's threads over a run, summed by thread
+/// name (a pool's threads share one): microseconds running and waiting for
+/// a core, the busiest first. A thread born during the run counts from
+/// zero; one that ended during it is left out.
+fn threads_per_flow(before: &[ThreadTime], after: &[ThreadTime], flows: u64) -> Vec<ThreadCpu> {
+    let mut by_name: Vec<ThreadCpu> = Vec::new();
+    for t in after {
+        let (run0, wait0) = before
+            .iter()
+            .find(|b| b.tid == t.tid)
+            .map_or((0, 0), |b| (b.run_ns, b.wait_ns));
+        let (run, wait) = (
+            t.run_ns.saturating_sub(run0),
+            t.wait_ns.saturating_sub(wait0),
+        );
+        match by_name.iter_mut().find(|c| c.name == t.name) {
+            Some(c) => {
+                c.run_ns += run;
+                c.wait_ns += wait;
+            }
+            None => by_name.push(ThreadCpu {
+                name: t.name.clone(),
+                run_ns: run,
+                wait_ns: wait,
+                flows: flows.max(1),
+            }),
+        }
+    }
+    by_name.retain(|c| c.run_ns > 0);
+    by_name.sort_by_key(|c| std::cmp::Reverse(c.run_ns));
+    by_name
+}
+
+struct ThreadCpu {
+    name: String,
+    run_ns: u64,
+    wait_ns: u64,
+    flows: u64,
+}
+
+impl ThreadCpu {
+    fn run_us(&self) -> f64 {
+        self.run_ns as f64 / 1000.0 / self.flows as f64
+    }
+    fn wait_us(&self) -> f64 {
+        self.wait_ns as f64 / 1000.0 / self.flows as f64
+    }
+}
+
 struct RunResult {
     synchronous: String,
     concurrency: usize,
@@ -500,6 +580,8 @@ struct RunResult {
     /// CPU seconds the server and this load generator used during the run.
     server_cpu: Option<f64>,
     client_cpu: Option<f64>,
+    /// The server's threads, CPU a flow (empty without the server's pid).
+    threads: Vec<ThreadCpu>,
     first_errors: Vec<String>,
 }
 
@@ -608,11 +690,13 @@ fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Re
     let tag = format!("lg{}-{run}", std::process::id());
     let server_before = pid.and_then(|p| cpu_seconds(&p.to_string()));
     let client_before = cpu_seconds("self");
+    let threads_before = pid.map(thread_times).unwrap_or_default();
     let (tallies, seconds) = load(addr, concurrency, o.flows, o.max, &tag, o.five_call)?;
     let peak_rss_kib = pid.and_then(peak_rss_kib);
     let delta = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
     let server_cpu = delta(server_before, pid.and_then(|p| cpu_seconds(&p.to_string())));
     let client_cpu = delta(client_before, cpu_seconds("self"));
+    let threads_after = pid.map(thread_times).unwrap_or_default();
     if let Some(s) = server.as_mut() {
         s.stop();
     }
@@ -627,6 +711,7 @@ fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Re
         first_errors.extend(t.first_errors);
     }
     first_errors.truncate(5);
+    let threads = threads_per_flow(&threads_before, &threads_after, flows_ok + errors);
     for l in &mut latencies {
         l.sort_unstable();
     }
@@ -644,6 +729,7 @@ fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Re
         peak_rss_kib,
         server_cpu,
         client_cpu,
+        threads,
         first_errors,
     })
 }
@@ -866,6 +952,11 @@ fn run() -> Result<()> {
             "peak_rss_mb": rss.map(|m| (m * 10.0).round() / 10.0),
             "server_cpu_percent": r.server_cpu.map(|c| (100.0 * c / r.seconds).round()),
             "loadgen_cpu_percent": r.client_cpu.map(|c| (100.0 * c / r.seconds).round()),
+            "server_threads_us_per_flow": r.threads.iter().map(|t| json!({
+                "thread": t.name,
+                "running": (t.run_us() * 10.0).round() / 10.0,
+                "waiting_for_a_core": (t.wait_us() * 10.0).round() / 10.0,
+            })).collect::<Vec<_>>(),
             "routes": per_route,
             "first_errors": r.first_errors,
         }));
@@ -889,6 +980,27 @@ fn run() -> Result<()> {
     );
     println!("{}", table.render());
     println!("{}", routes.render());
+    // Where a flow's CPU goes in the server, thread by thread: what bounds
+    // a closed loop on two cores is as much the waits for a core at each
+    // hand-off as any one thread's running time (benches/README.md).
+    println!("the server's threads, CPU µs a flow (running / waiting for a core):");
+    for r in &results {
+        if r.threads.is_empty() {
+            continue;
+        }
+        let each: Vec<String> = r
+            .threads
+            .iter()
+            .filter(|t| t.run_us() >= 0.05)
+            .map(|t| format!("{} {:.1} / {:.1}", t.name, t.run_us(), t.wait_us()))
+            .collect();
+        println!(
+            "  {} / {}: {}",
+            r.synchronous,
+            r.concurrency,
+            each.join(", ")
+        );
+    }
     if let Some(r) = ratio {
         println!(
             "concurrency {top}: flows/s with --synchronous full / normal = {r:.2} (target >= 0.5)"
@@ -1001,4 +1113,61 @@ fn run() -> Result<()> {
         return Err(format!("{errors} flows failed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(tid: &str, name: &str, run_ns: u64, wait_ns: u64) -> ThreadTime {
+        ThreadTime {
+            tid: tid.into(),
+            name: name.into(),
+            run_ns,
+            wait_ns,
+        }
+    }
+
+    #[test]
+    fn threads_are_summed_by_name_from_their_own_start_and_sorted_by_running_time() {
+        let before = [
+            t("10", "onboarding-serv", 1_000_000, 50_000),
+            t("11", "onboarding-writ", 2_000_000, 0),
+            t("12", "pool", 100, 100),
+            t("13", "gone", 5, 5),
+        ];
+        let after = [
+            t("10", "onboarding-serv", 3_000_000, 450_000),
+            t("11", "onboarding-writ", 6_000_000, 1_000_000),
+            t("12", "pool", 1_100, 300),
+            // Born during the run: counts from zero.
+            t("14", "pool", 2_000, 1_000),
+            // Never ran during the run: left out.
+            t("15", "idle", 0, 0),
+        ];
+        let cpu = threads_per_flow(&before, &after, 100);
+        let got: Vec<(&str, f64, f64)> = cpu
+            .iter()
+            .map(|c| (c.name.as_str(), c.run_us(), c.wait_us()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("onboarding-writ", 40.0, 10.0),
+                ("onboarding-serv", 20.0, 4.0),
+                ("pool", 0.03, 0.012),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_thread_list_is_read_from_proc() {
+        let mine = thread_times(std::process::id());
+        assert!(
+            mine.iter().any(|t| t.tid == std::process::id().to_string()),
+            "the main thread is listed: {:?}",
+            mine.iter().map(|t| &t.tid).collect::<Vec<_>>()
+        );
+        assert!(thread_times(u32::MAX).is_empty());
+    }
 }
