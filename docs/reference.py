@@ -179,13 +179,14 @@ example("SELECT onboarding_step(?, 'appointments', ?)", session,
 example("SELECT onboarding_step(?, 'appointments', ?)", session, '{"provider":"cal_com","event_type_id":1,"timezone":"Paris"}')
 example("SELECT onboarding_step(?, 'kb', ?)", "onb_unknown", '{"method":"skip"}')
 
-section("onboarding_complete(session_id, payload)",
+section("onboarding_complete(session_id, payload), onboarding_complete(session_id)",
         "Checks the session is complete enough, syncs it into the omnichannel tables, "
-        "marks it done. A retry answers the first result again with "
+        "marks it done (the one-argument form is the same with an empty payload). A retry answers the first result again with "
         "`\"already_completed\":true` and writes nothing.")
 other = setup("SELECT onboarding_create()")
 other_id = re.search(r"onb_[0-9a-f]{32}", other).group(0)
 example("SELECT onboarding_complete(?, '{}')", other_id)
+example("SELECT onboarding_complete(?)", other_id)
 example("SELECT onboarding_complete(?, '{}')", session)
 example("SELECT onboarding_complete(?, '{}') ->> '$.already_completed'", session)
 example("SELECT onboarding_step(?, 'kb', ?)", session, '{"method":"skip"}')

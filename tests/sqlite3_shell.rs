@@ -213,6 +213,39 @@ fn errors_reach_the_shell_with_their_kind_and_write_nothing() {
 }
 
 #[test]
+fn under_trusted_schema_off_a_write_works_or_says_what_to_change() {
+    let (_dir, db) = db();
+    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
+    let version = sqlite3_ok(&db, &["SELECT sqlite_version();"]);
+    let version = version.trim();
+    let number: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    let out = sqlite3(
+        &db,
+        &[
+            "PRAGMA trusted_schema = OFF;",
+            "SELECT onboarding_create() ->> '$.success';",
+        ],
+    );
+    if number < vec![3, 41, 0] {
+        // Debian 12's 3.40.1: its json_valid(), in the tables' CHECK
+        // constraints, is not innocuous there.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "Error: stepping, onboarding_create: internal: unsafe use of json_valid(): \
+                 this SQLite ({version}) refuses its own JSON functions in the tables' CHECK \
+                 constraints under PRAGMA trusted_schema=OFF, which SQLite 3.41.0 fixed; set \
+                 PRAGMA trusted_schema=ON on this connection, or use SQLite 3.41 or newer\n"
+            )
+        );
+        assert_eq!(sqlite3_ok(&db, &["SELECT count(*) FROM tenants;"]), "0\n");
+    } else {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+        assert_eq!(sqlite3_ok(&db, &["SELECT count(*) FROM tenants;"]), "1\n");
+    }
+}
+
+#[test]
 fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
     let (_dir, db) = db();
     assert_eq!(
@@ -330,4 +363,19 @@ fn a_table_of_the_hosts_named_like_the_statement_holder_leaves_the_close_clean()
         ],
     );
     assert_eq!(out, "10\n1\n1\n");
+}
+
+#[test]
+fn the_readme_transcript_shows_the_version_a_migration_reaches_today() {
+    let (_dir, db) = db();
+    let reached = sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let prompt = "sqlite> SELECT onboarding_migrate();\n";
+    let at = readme
+        .find(prompt)
+        .expect("the README's transcript migrates")
+        + prompt.len();
+    let shown = &readme[at..at + readme[at..].find('\n').unwrap() + 1];
+    assert_eq!(shown, reached);
 }

@@ -164,6 +164,18 @@ impl From<rusqlite::Error> for Error {
                 ErrorKind::SchemaMissing,
                 format!("{text} (run SELECT onboarding_migrate() first)"),
             )
+        } else if text.starts_with("unsafe use of json") {
+            // The tables' CHECK constraints call json_valid(), which SQLite
+            // before 3.41.0 (Debian 12 ships 3.40.1) did not flag innocuous:
+            // under PRAGMA trusted_schema=OFF such a host refuses every
+            // write to those tables. The error says what to change.
+            Error::internal(format!(
+                "{text}: this SQLite ({}) refuses its own JSON functions in the \
+                 tables' CHECK constraints under PRAGMA trusted_schema=OFF, which \
+                 SQLite 3.41.0 fixed; set PRAGMA trusted_schema=ON on this \
+                 connection, or use SQLite 3.41 or newer",
+                rusqlite::version()
+            ))
         } else {
             Error::internal(text)
         }
@@ -333,6 +345,35 @@ fn invisible(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sqlite_error(message: &str) -> Error {
+        Error::from(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(message.to_string()),
+        ))
+    }
+
+    #[test]
+    fn sqlite_failures_are_internal_but_a_missing_schema_and_an_untrusted_json_check() {
+        assert_eq!(
+            sqlite_error("no such table: tenants").to_string(),
+            "schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
+        );
+        assert_eq!(
+            sqlite_error("unsafe use of json_valid()").to_string(),
+            format!(
+                "internal: unsafe use of json_valid(): this SQLite ({}) refuses its own JSON \
+                 functions in the tables' CHECK constraints under PRAGMA trusted_schema=OFF, \
+                 which SQLite 3.41.0 fixed; set PRAGMA trusted_schema=ON on this connection, \
+                 or use SQLite 3.41 or newer",
+                rusqlite::version()
+            )
+        );
+        assert_eq!(
+            sqlite_error("unsafe use of my_function()").to_string(),
+            "internal: unsafe use of my_function()"
+        );
+    }
 
     #[test]
     fn parse_message_splits_function_kind_detail() {

@@ -25,12 +25,12 @@
 //! | `onboarding_version()` | `version.rs` |
 //! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)`, `onboarding_create(payload, ip_address, user_agent, request_key)` | `create.rs` |
 //! | `onboarding_step(session_id, step, payload)` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
-//! | `onboarding_complete(session_id, payload)`, `onboarding_complete(session_id, payload, request_key)` | `complete.rs`, `sync.rs`, `replies.rs` |
+//! | `onboarding_complete(session_id)`, `onboarding_complete(session_id, payload)`, `onboarding_complete(session_id, payload, request_key)` | `complete.rs`, `sync.rs`, `replies.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
 //! | `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`, `onboarding_phone_verify(session_id, payload[, request_key])` | `phone.rs`, `verification.rs`, `otp.rs`, `replies.rs` |
 //! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
-//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release` | `kb/` |
+//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release`, `_site_take`, `_site_release` | `kb/` |
 
 // The layers, top to bottom: a module imports only from the layers below
 // its own (ARCHITECTURE.md has a line on each module).

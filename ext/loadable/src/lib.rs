@@ -4,7 +4,7 @@
 //! ```text
 //! sqlite> .load dist/libonboarding
 //! sqlite> SELECT onboarding_migrate();
-//! 1
+//! 10
 //! ```
 //!
 //! The extension uses the host's SQLite through the api routines table and
