@@ -96,10 +96,11 @@ const WRITER: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQ
 /// Readers of the database: never DETERMINISTIC either (their answer moves
 /// with the data), and direct-only: `onboarding_get` reads private data.
 const READER: FunctionFlags = WRITER;
-/// Constant catalogues: safe anywhere.
-const CONSTANT: FunctionFlags = FunctionFlags::SQLITE_UTF8
-    .union(FunctionFlags::SQLITE_DETERMINISTIC)
-    .union(FunctionFlags::SQLITE_INNOCUOUS);
+/// Catalogues, constant for one build of the library: safe anywhere
+/// (INNOCUOUS), but not DETERMINISTIC, which would let an index or a
+/// stored generated column keep their answer in the file, stale once the
+/// library is upgraded (and unreadable without it).
+const CONSTANT: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQLITE_INNOCUOUS);
 
 /// Every function the library adds: name, number of arguments, flags, body.
 const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
