@@ -108,6 +108,37 @@ async fn error_answers(server: &TestServer) -> Vec<(u16, String)> {
             .await,
         &[&id],
     );
+    // A raw NUL byte: the cluster's protocol ends a TEXT value there, so
+    // the host sends such a text as a BLOB cast back to TEXT, and the
+    // functions read the same bytes as on the single file.
+    record(
+        server
+            .post("/api/v1/onboarding/session", "{}\0pad 203.0.113.9\0agent\0")
+            .await,
+        &[],
+    );
+    record(
+        server
+            .post(
+                &session_path(&id, "business"),
+                &BUSINESS.replace("Mon Entreprise", "Mon\0Entreprise"),
+            )
+            .await,
+        &[&id],
+    );
+    record(
+        server.get("/api/v1/onboarding/session/onb_x%00y").await,
+        &[],
+    );
+    record(
+        server
+            .get(&format!(
+                "{}/search?q=horaires%00samedi",
+                session_path(&id, "kb")
+            ))
+            .await,
+        &[&id],
+    );
     answers
 }
 
@@ -135,7 +166,16 @@ async fn error_statuses_through_the_cluster_equal_the_single_files() {
     let statuses: Vec<u16> = clustered.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         statuses,
-        [422, 422, 404, 404, 409, 400, 200, 409, 409, 404, 422]
+        [422, 422, 404, 404, 409, 400, 200, 409, 409, 404, 422, 400, 400, 404, 200]
+    );
+    // Not the bytes after the NUL read as the address, agent and key.
+    assert_eq!(
+        clustered[11].1,
+        r#"{"success":false,"error":"payload is not valid JSON; trailing characters at line 1 column 3","code":"invalid_json"}"#
+    );
+    assert_eq!(
+        clustered[13].1,
+        r#"{"success":false,"error":"session 'onb_x\\u0000y' does not exist","code":"not_found"}"#
     );
     assert_eq!(clustered, single);
     assert_eq!(

@@ -84,6 +84,18 @@ impl Request {
         }
         let count = u8::try_from(values.len())
             .map_err(|_| Error::Protocol(format!("{} parameters; at most 255", values.len())))?;
+        // A TEXT value travels NUL-terminated: one holding a NUL would end
+        // there, and the node would read the rest as the next values.
+        if let Some(at) = values
+            .iter()
+            .position(|v| v.as_text().is_some_and(|t| t.contains('\0')))
+        {
+            return Err(Error::Protocol(format!(
+                "parameter {} is text holding a NUL byte, which a TEXT value cannot carry \
+                 (send it as a BLOB and CAST it to TEXT in the statement)",
+                at + 1
+            )));
+        }
         self.body.push(count);
         self.body.extend(values.iter().map(Value::code));
         self.pad();
@@ -224,6 +236,22 @@ mod tests {
         assert_eq!(&frame[8 + 24..8 + 32], &[2, 3, 5, 0, 0, 0, 0, 0]);
         assert_eq!(&frame[8 + 32..8 + 40], b"{}\0\0\0\0\0\0");
         assert_eq!(frame.len(), 8 + 48);
+    }
+
+    #[test]
+    fn a_text_parameter_holding_a_nul_is_refused_not_cut() {
+        let refused = Request::new(8)
+            .u64(7)
+            .text("SELECT ?1, ?2")
+            .params(&[Value::Null, Value::Text("{}\0{\"a\":1}".into())]);
+        assert_eq!(
+            refused.err().map(|e| e.to_string()),
+            Some(
+                "dqlite protocol error: parameter 2 is text holding a NUL byte, which a TEXT \
+                 value cannot carry (send it as a BLOB and CAST it to TEXT in the statement)"
+                    .to_string()
+            )
+        );
     }
 
     #[test]

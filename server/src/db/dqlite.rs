@@ -31,6 +31,7 @@
 //! again alone, as the file backend does: no answer claims a write that
 //! was lost.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use dqlite_wire::{connect_leader, Conn, Error, Value};
@@ -328,18 +329,49 @@ fn still_in_transaction(s: &mut Session) -> Result<bool, Error> {
     }
 }
 
+/// `sql` with its parameter `?n` read as `CAST(?n AS TEXT)`.
+fn cast_to_text(sql: &str, n: usize) -> String {
+    let placeholder = format!("?{n}");
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find(&placeholder) {
+        let end = at + placeholder.len();
+        out.push_str(&rest[..at]);
+        if rest[end..].starts_with(|c: char| c.is_ascii_digit()) {
+            // `?1` inside `?12`: another parameter.
+            out.push_str(&placeholder);
+        } else {
+            out.push_str(&format!("CAST({placeholder} AS TEXT)"));
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One call: its JSON text, or the function's error as the HTTP layer
 /// reads it. A busy lock or a broken connection fails the whole attempt.
 fn call(s: &mut Session, query: &Query, key: Option<&str>) -> Result<Outcome, Error> {
     let (sql, args) = query.statement(key);
+    // The protocol ends a TEXT value at its first NUL byte (and the node
+    // would read what follows as the next parameters): a text holding one
+    // goes as a BLOB that the statement casts back to TEXT, so that the
+    // function reads the same bytes as on the single file, where a raw NUL
+    // in a body is invalid JSON and an id holding one names no session.
+    let mut sql = Cow::Borrowed(sql);
     let params: Vec<Value> = args
         .into_iter()
-        .map(|arg| match arg {
+        .enumerate()
+        .map(|(i, arg)| match arg {
+            Arg::Text(Some(text)) if text.contains('\0') => {
+                sql = Cow::Owned(cast_to_text(&sql, i + 1));
+                Value::Blob(text.as_bytes().to_vec())
+            }
             Arg::Text(text) => Value::from(text),
             Arg::Integer(n) => Value::Integer(n),
         })
         .collect();
-    match s.conn.query(s.db, sql, &params) {
+    match s.conn.query(s.db, &sql, &params) {
         Ok(rows) => match rows
             .rows
             .into_iter()
@@ -372,4 +404,22 @@ fn request_key() -> Option<String> {
         return None;
     }
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cast_to_text;
+
+    #[test]
+    fn a_parameter_is_cast_where_it_stands_and_nowhere_else() {
+        assert_eq!(
+            cast_to_text("SELECT onboarding_step(?1, ?2, ?3)", 3),
+            "SELECT onboarding_step(?1, ?2, CAST(?3 AS TEXT))"
+        );
+        assert_eq!(
+            cast_to_text("SELECT f(?1, ?12, ?1)", 1),
+            "SELECT f(CAST(?1 AS TEXT), ?12, CAST(?1 AS TEXT))"
+        );
+        assert_eq!(cast_to_text("SELECT f(?2)", 1), "SELECT f(?2)");
+    }
 }
