@@ -251,6 +251,46 @@ fn a_clean_stop_under_litestream_exits_zero() {
     assert_eq!(missing(&acked, &present), Vec::<&str>::new());
 }
 
+/// Whether a process still runs: not gone, not a zombie waiting for its
+/// new parent to reap it.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat[stat.rfind(')').expect("the command's parenthesis") + 2..]
+            .chars()
+            .next();
+        state != Some('Z') && state != Some('X')
+    })
+}
+
+#[test]
+fn a_server_whose_litestream_dies_stops_rather_than_serve_without_a_replica() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    let (_dir, _db, _replica, mut node) = fresh_node();
+    onboard_some(&node, 2);
+    let server = node.server_pid();
+
+    node.kill_litestream();
+    // The kernel's SIGTERM (setpriv --pdeathsig in scripts/litestream-run)
+    // stops the server as a Ctrl-C would.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running(server) {
+        assert!(
+            Instant::now() < deadline,
+            "the server still runs 30 s after Litestream died; log:\n{}",
+            node.log.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = node.log.text();
+    assert!(log.contains("database closed transactions="), "{log}");
+    assert!(
+        std::net::TcpStream::connect(node.addr).is_err(),
+        "nothing answers at {} any more",
+        node.addr
+    );
+}
+
 #[test]
 fn a_fresh_node_with_an_empty_disk_restores_at_boot_and_serves_the_sessions() {
     let Some(_venv) = node::venv() else { return };

@@ -197,6 +197,14 @@ impl Node {
         signal("-KILL", &self.server_pid().to_string());
     }
 
+    /// SIGKILL to Litestream alone (its exit reaped); the server is left to
+    /// what its parent's death brings it.
+    pub fn kill_litestream(&mut self) {
+        signal("-KILL", &self.litestream.id().to_string());
+        self.wait(Duration::from_secs(10))
+            .expect("a killed Litestream is gone");
+    }
+
     /// SIGKILL to Litestream and the server in one call: the machine is lost.
     pub fn kill_machine(&mut self) {
         signal("-KILL", &format!("-{}", self.litestream.id()));
@@ -229,6 +237,13 @@ impl Drop for Node {
         if self.litestream.try_wait().ok().flatten().is_none() {
             signal("-KILL", &format!("-{}", self.litestream.id()));
             let _ = self.litestream.wait();
+        } else {
+            // Litestream is gone, but a server that outlived it (a failing
+            // test) is still in its group.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.litestream.id())])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
