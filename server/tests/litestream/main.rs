@@ -339,6 +339,46 @@ fn a_fresh_node_with_an_empty_disk_restores_at_boot_and_serves_the_sessions() {
 }
 
 #[test]
+fn an_empty_database_file_is_restored_over_and_another_file_refused() {
+    let Some(_venv) = node::venv() else { return };
+    let _turn = node::one_at_a_time();
+    // --db would point the server away from the file Litestream watches.
+    let refused = std::process::Command::new(node::root().join("scripts/litestream-run"))
+        .args(["--listen", "127.0.0.1:0", "--db=elsewhere.db"])
+        .output()
+        .expect("run scripts/litestream-run");
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "litestream-run: --db=elsewhere.db: set ONBOARDING_DB instead (Litestream replicates \
+         that file, and the server opens it)\n"
+    );
+
+    let (dir, db, replica, mut node) = fresh_node();
+    let acked = onboard_some(&node, 2);
+    assert_eq!(node.stop().code(), Some(0));
+    // The file emptied (a failed copy, a touch after a loss), no log.
+    std::fs::write(&db, b"").unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let again = Node::start(&db, &replica);
+    let log = again.log.text();
+    assert!(log.contains("was empty (0 bytes): moved to"), "{log}");
+    assert!(log.contains("msg=\"restore completed\""), "{log}");
+    drop(again);
+    let present = completed(&open(&db));
+    assert_eq!(missing(&acked, &present), Vec::<&str>::new());
+    let aside: Vec<String> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("onboarding.db.empty."))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    drop(dir);
+}
+
+#[test]
 fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     let Some(_venv) = node::venv() else { return };
     let _turn = node::one_at_a_time();
