@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{free_port, Cluster};
+use common::cluster::{binaries, free_port, Cluster};
 use common::*;
 use dqlite_wire::Value;
 use onboarding_server::Config;
@@ -778,4 +778,76 @@ async fn calls_waiting_together_are_committed_in_one_transaction() {
         48
     );
     server.stop().await;
+}
+
+/// dqlite starts node 1 on an empty data directory as a new cluster: only
+/// with `--bootstrap`, never for a node 1 that lost its disk.
+#[test]
+fn node_one_on_an_empty_directory_starts_a_cluster_only_when_told_to() {
+    let Some((node, so)) = binaries() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |id: &str, data: &std::path::Path, bootstrap: bool| {
+        let mut command = std::process::Command::new(&node);
+        command
+            .args(["--id", id, "--address"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--dir")
+            .arg(data)
+            .arg("--extension")
+            .arg(&so);
+        if bootstrap {
+            command.arg("--bootstrap");
+        }
+        command.output().expect("run onboarding-node")
+    };
+    let data = dir.path().join("node1");
+    let refused = run("1", &data, false);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        format!(
+            "onboarding-node: error: {} holds no Raft state, and dqlite starts node 1 on an \
+             empty directory as a new cluster of its own: pass --bootstrap to start a new \
+             cluster; a node of a running cluster that lost its data comes back with a new \
+             --id and --join\n",
+            data.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    let refused = run("2", &dir.path().join("node2"), true);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "onboarding-node: error: --bootstrap with --id 2: only node 1 starts a cluster \
+         (dqlite bootstraps the node whose id is 1)\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_back_without_its_data_is_refused_at_the_join() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let out = tokio::task::block_in_place(|| cluster.run_after_losing_its_data(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .starts_with("onboarding-node: error: node 2 is a voter of the cluster already, but ")
+            && stderr.ends_with(
+                " held no Raft state: it lost its data, and a voter that forgot its log and \
+                 its votes must not vote again; start it with a new --id (id 2 stays a voter \
+                 until it is removed from the cluster)\n"
+            ),
+        "{stderr}"
+    );
+    // The two others still make a majority and take writes.
+    let mut on_cluster = server_on(&cluster).await;
+    let created = on_cluster.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    on_cluster.stop().await;
 }

@@ -316,7 +316,9 @@ impl Nodes {
                 .arg(so)
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
-            if !nodes.addresses.is_empty() {
+            if nodes.addresses.is_empty() {
+                command.arg("--bootstrap");
+            } else {
                 command.args(["--join", &nodes.addresses.join(",")]);
             }
             let child = command

@@ -2,7 +2,8 @@
 //! onboarding functions of `libonboarding.so`.
 //!
 //! ```text
-//! onboarding-node --id 1 --address 127.0.0.1:9001 --dir data/1 --extension dist/libonboarding.so
+//! onboarding-node --id 1 --address 127.0.0.1:9001 --dir data/1 --extension dist/libonboarding.so \
+//!                 --bootstrap
 //! onboarding-node --id 2 --address 127.0.0.1:9002 --dir data/2 --extension dist/libonboarding.so \
 //!                 --join 127.0.0.1:9001
 //! ```
@@ -14,6 +15,14 @@
 //! earlier, from a library constructor, broke that configuration). Then
 //! the node starts; a node given `--join` asks the leader to add it and
 //! make it a voter, once: its data directory remembers the membership.
+//!
+//! dqlite starts node 1 on an empty data directory as a new cluster of its
+//! own. That is right once, for a new cluster (`--bootstrap`), and wrong
+//! for a node 1 that lost its data: it would take writes in a cluster of
+//! one while the real one goes on, and lose them when it meets it again.
+//! So node 1 refuses an empty directory without `--bootstrap`, and a voter
+//! that comes back without its data is refused by the join: it forgot its
+//! log and its votes, and must come back under a new id.
 
 mod ffi;
 
@@ -50,16 +59,21 @@ struct Args {
     extension: PathBuf,
     join: Vec<String>,
     latency_ms: u32,
+    bootstrap: bool,
 }
 
 const USAGE: &str = "usage: onboarding-node --id N --address HOST:PORT --dir DIR \
-    --extension PATH [--bind HOST:PORT] [--join HOST:PORT,...] [--latency-ms MS]";
+    --extension PATH [--bind HOST:PORT] [--join HOST:PORT,...] [--latency-ms MS] [--bootstrap]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut id, mut address, mut bind, mut dir, mut extension) = (None, None, None, None, None);
-    let (mut join, mut latency_ms) = (Vec::new(), DEFAULT_LATENCY_MS);
+    let (mut join, mut latency_ms, mut bootstrap) = (Vec::new(), DEFAULT_LATENCY_MS, false);
     while let Some(flag) = args.next() {
+        if flag == "--bootstrap" {
+            bootstrap = true;
+            continue;
+        }
         let mut value = || {
             args.next()
                 .ok_or_else(|| format!("{flag} needs a value; {USAGE}"))
@@ -102,7 +116,16 @@ fn parse_args() -> Result<Args, String> {
         extension: extension.ok_or_else(|| missing("--extension"))?,
         join,
         latency_ms,
+        bootstrap,
     })
+}
+
+/// Whether `dir` holds Raft state (libraft's metadata files): a node
+/// started on it restarts as the member it was.
+fn has_raft_state(dir: &std::path::Path) -> bool {
+    ["metadata1", "metadata2"]
+        .iter()
+        .any(|name| dir.join(name).is_file())
 }
 
 fn main() -> ExitCode {
@@ -118,6 +141,22 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    let restarted = has_raft_state(&args.dir);
+    if args.bootstrap && args.id != 1 {
+        return Err(format!(
+            "--bootstrap with --id {}: only node 1 starts a cluster (dqlite bootstraps the \
+             node whose id is 1)",
+            args.id
+        ));
+    }
+    if args.id == 1 && !restarted && !args.bootstrap {
+        return Err(format!(
+            "{} holds no Raft state, and dqlite starts node 1 on an empty directory as a new \
+             cluster of its own: pass --bootstrap to start a new cluster; a node of a running \
+             cluster that lost its data comes back with a new --id and --join",
+            args.dir.display()
+        ));
+    }
     ffi::configure_sqlite()?;
     ffi::register_extension(&args.extension)?;
     let node = ffi::Node::start(
@@ -130,7 +169,7 @@ fn run(args: &Args) -> Result<(), String> {
     ffi::on_termination(on_signal);
     let marker = args.dir.join(JOINED_MARKER);
     if !args.join.is_empty() && !marker.exists() {
-        join(args)?;
+        join(args, restarted)?;
         std::fs::write(&marker, b"")
             .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
     }
@@ -148,20 +187,37 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 /// Asks the cluster's leader to add this node and make it a voter; retried
-/// for a minute, since the cluster may be electing.
-fn join(args: &Args) -> Result<(), String> {
+/// for a minute, since the cluster may be electing. `restarted`: the data
+/// directory held Raft state when the node started.
+fn join(args: &Args, restarted: bool) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let _ = CString::new(args.address.as_str()).map_err(|_| "address has a NUL byte")?;
     loop {
         let attempt = connect_leader(&args.join, Duration::from_secs(2)).and_then(|mut leader| {
             let known = leader.conn.cluster()?;
-            if !known.iter().any(|n| n.id == args.id) {
-                leader.conn.add(args.id, &args.address)?;
+            match known.iter().find(|n| n.id == args.id) {
+                // A voter already: the join was done before the marker
+                // was written (dqlite refuses to assign the role again).
+                Some(n) if n.role == 0 && restarted => return Ok(Ok(())),
+                Some(n) if n.role == 0 => {
+                    return Ok(Err(format!(
+                        "node {} is a voter of the cluster already, but {} held no Raft \
+                         state: it lost its data, and a voter that forgot its log and its \
+                         votes must not vote again; start it with a new --id (id {} stays a \
+                         voter until it is removed from the cluster)",
+                        args.id,
+                        args.dir.display(),
+                        args.id
+                    )))
+                }
+                Some(_) => {}
+                None => leader.conn.add(args.id, &args.address)?,
             }
-            leader.conn.assign(args.id, Role::Voter)
+            leader.conn.assign(args.id, Role::Voter).map(Ok)
         });
         match attempt {
-            Ok(()) => return Ok(()),
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(refused)) => return Err(refused),
             Err(e) if Instant::now() > deadline => {
                 return Err(format!("cannot join {}: {e}", args.join.join(",")))
             }

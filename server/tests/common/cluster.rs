@@ -116,24 +116,56 @@ impl Cluster {
 
     /// Starts (or restarts, on its data directory) node `i`.
     pub fn run(&mut self, i: usize) {
+        let mut command = self.command(i);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        self.nodes[i].child = Some(command.spawn().expect("start onboarding-node"));
+    }
+
+    /// Kills node `i`, empties its data directory (a lost disk) and starts
+    /// it again with its command: what it prints before it exits.
+    pub fn run_after_losing_its_data(&mut self, i: usize) -> std::process::Output {
+        self.kill(i);
+        std::fs::remove_dir_all(&self.nodes[i].dir).expect("the node's data directory");
+        let mut child = self
+            .command(i)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start onboarding-node");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("the node's output")
+    }
+
+    /// Node `i`'s command line: the nodes before it to join, and
+    /// `--bootstrap` for the first.
+    fn command(&self, i: usize) -> Command {
         let join: Vec<String> = self.nodes[..i].iter().map(|n| n.address.clone()).collect();
-        let node = &mut self.nodes[i];
+        let node = &self.nodes[i];
         let mut command = Command::new(&self.node_bin);
         command
             .args(["--id", &node.id.to_string(), "--address", &node.address])
             .arg("--dir")
             .arg(&node.dir)
             .arg("--extension")
-            .arg(&self.so)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .arg(&self.so);
         if let Some(bind) = &node.bind {
             command.args(["--bind", bind]);
         }
         if !join.is_empty() {
             command.args(["--join", &join.join(",")]);
         }
-        node.child = Some(command.spawn().expect("start onboarding-node"));
+        if i == 0 {
+            // A new cluster; on a restart the node's data prevails.
+            command.arg("--bootstrap");
+        }
+        command
     }
 
     /// `kill -9` node `i`.
