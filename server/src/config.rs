@@ -422,8 +422,9 @@ impl Args {
 /// The modes of `onboarding-server`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Crawl the queued knowledge-base jobs of --db, without the HTTP
-    /// server (for users of the loadable extension alone).
+    /// Crawl the queued knowledge-base jobs of --db (or of the --dqlite
+    /// cluster), without the HTTP server (for users of the loadable
+    /// extension alone).
     Crawl {
         /// Stop when no job is due instead of waiting for more.
         #[arg(long)]

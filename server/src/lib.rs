@@ -107,16 +107,21 @@ async fn stop_crawlers(
     }
 }
 
-/// `onboarding-server crawl`: the crawler alone on `config.db_path`, for
-/// users of the loadable extension without the HTTP server. Runs until
-/// `shutdown`, or with `once` until no job is due.
+/// `onboarding-server crawl`: the crawler alone on `config.db_path` (or on
+/// the dqlite cluster of `config.dqlite`), for users of the loadable
+/// extension without the HTTP server. Runs until `shutdown`, or with `once`
+/// until no job is due.
 pub async fn run_crawler(
     config: Config,
     once: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let writer = start_file(&config).await?;
-    tracing::info!(database = %config.db_path.display(), workers = config.crawl.workers, "crawling");
+    let writer = start_writer(&config).await?;
+    if config.dqlite.is_empty() {
+        tracing::info!(database = %config.db_path.display(), workers = config.crawl.workers, "crawling");
+    } else {
+        tracing::info!(dqlite = %config.dqlite.join(","), workers = config.crawl.workers, "crawling");
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let crawl_config = Arc::new(config.crawl.clone());
     let workers: Vec<_> = (0..config.crawl.workers.max(1))
@@ -185,30 +190,7 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         );
     }
     let openapi = http::openapi_for(&format!("http://{address}"))?;
-    let writer = if config.dqlite.is_empty() {
-        start_file(config).await?
-    } else {
-        if config.extension.is_some() || config.env.is_some() {
-            return Err(
-                "--extension and config.env apply to the single file; dqlite nodes load their own functions"
-                    .to_string(),
-            );
-        }
-        // The kb step runs on the nodes, whose functions know no allow-list:
-        // taken here, the crawler would fetch the host while the step
-        // refused it as not public.
-        if !config.crawl.allow.is_empty() {
-            return Err(
-                "--crawl-allow-host applies to the single file's functions; the kb step runs on the dqlite nodes, which cannot receive it"
-                    .to_string(),
-            );
-        }
-        db::Writer::start_cluster(db::ClusterOptions {
-            nodes: config.dqlite.clone(),
-            database: "onboarding.db".to_string(),
-        })
-        .await?
-    };
+    let writer = start_writer(config).await?;
     Ok(http::App {
         writer,
         cors_origins,
@@ -233,6 +215,35 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
             .outbox_log
             .then(|| Arc::new(tokio::sync::Notify::new())),
     })
+}
+
+/// The writer the configuration names: the single file by default, else
+/// the dqlite cluster's leader.
+async fn start_writer(config: &Config) -> Result<db::Writer, String> {
+    if config.dqlite.is_empty() {
+        start_file(config).await
+    } else {
+        if config.extension.is_some() || config.env.is_some() {
+            return Err(
+                "--extension and config.env apply to the single file; dqlite nodes load their own functions"
+                    .to_string(),
+            );
+        }
+        // The kb step runs on the nodes, whose functions know no allow-list:
+        // taken here, the crawler would fetch the host while the step
+        // refused it as not public.
+        if !config.crawl.allow.is_empty() {
+            return Err(
+                "--crawl-allow-host applies to the single file's functions; the kb step runs on the dqlite nodes, which cannot receive it"
+                    .to_string(),
+            );
+        }
+        db::Writer::start_cluster(db::ClusterOptions {
+            nodes: config.dqlite.clone(),
+            database: "onboarding.db".to_string(),
+        })
+        .await
+    }
 }
 
 /// The writer on the single file (the default).

@@ -851,3 +851,37 @@ async fn a_voter_back_without_its_data_is_refused_at_the_join() {
     assert_eq!(created.status, 201, "{}", created.body);
     on_cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawl_command_runs_on_the_cluster_it_is_given() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+        .args([
+            "--dqlite",
+            &cluster.addresses().join(","),
+            "--log-level",
+            "info",
+        ])
+        .args(["crawl", "--once"])
+        .current_dir(cwd.path())
+        .output()
+        .expect("run onboarding-server crawl");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "crawling dqlite={}",
+            cluster.addresses().join(",")
+        )),
+        "{log}"
+    );
+    // No file of its own in the working directory.
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "{log}");
+}
