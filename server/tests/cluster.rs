@@ -885,3 +885,50 @@ async fn the_crawl_command_runs_on_the_cluster_it_is_given() {
     // No file of its own in the working directory.
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "{log}");
 }
+
+/// The contract's largest knowledge base (20 documents of 200,000
+/// characters) in one completion: more changed pages than SQLite's page
+/// cache holds, which it would spill to a log that dqlite cannot take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_knowledge_base_completes_on_the_cluster() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    let id = completable_session(&server).await;
+    let words = [
+        "salon", "coupe", "tarif", "horaires", "samedi", "brushing", "barbe",
+    ];
+    let documents: Vec<serde_json::Value> = (0..20)
+        .map(|d| {
+            let mut content = format!("# Document {d}\n\n");
+            let mut w = d;
+            while content.len() < 200_000 {
+                for _ in 0..12 {
+                    content.push_str(words[w % words.len()]);
+                    content.push(' ');
+                    w = (w * 31 + 7) % 1_000_003;
+                }
+                content.push_str(&format!("{w}.\n\n"));
+            }
+            content.truncate(200_000);
+            serde_json::json!({"title": format!("Document {d}"), "content": content})
+        })
+        .collect();
+    let kb = serde_json::json!({"method": "documents", "documents": documents}).to_string();
+    let saved = server.post(&session_path(&id, "kb"), &kb).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let completed = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    assert_eq!(
+        completed.json()["synced"]["knowledge_base"]["documents"]["documents_stored"],
+        20
+    );
+    let knowledge = server.get(&session_path(&id, "kb")).await;
+    assert_eq!(knowledge.status, 200, "{}", knowledge.body);
+    assert_eq!(
+        knowledge.json()["documents"].as_array().map(Vec::len),
+        Some(20)
+    );
+    server.stop().await;
+}

@@ -153,6 +153,16 @@ impl Cluster {
                 .conn
                 .set_timeout(ANSWER_TIMEOUT)
                 .map_err(|e| Retry::Again(e.to_string()))?;
+            // A transaction whose changed pages outgrow the page cache has
+            // SQLite write some to the log before its commit ("spill"),
+            // which dqlite's log cannot take (it failed with "disk I/O
+            // error" on a completion storing 19 documents of 200,000
+            // characters, canonical/dqlite#432): the pages stay in memory
+            // until the commit instead.
+            leader
+                .conn
+                .exec(db, "PRAGMA cache_spill = OFF", &[])
+                .map_err(|e| Retry::Again(e.to_string()))?;
             tracing::info!(leader = %leader.address, id = leader.id, "dqlite leader");
             self.leader = Some(Session {
                 conn: leader.conn,
