@@ -46,10 +46,14 @@ pub const RETRY_FOR: Duration = Duration::from_secs(10);
 /// The pause between two attempts of a batch that found no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
-/// Bounds each connect, and each answer but a commit's.
+/// Bounds each connect to a node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Bounds an answer: a commit waits for a quorum of nodes.
+/// Bounds every answer: a commit waits for a quorum of nodes, and a call
+/// does its work on the leader (a completion indexing the contract's
+/// largest knowledge base takes about a second there). So a leader that
+/// stops answering without closing its connections (frozen, cut off) is
+/// given up after 5 s, where a dead one is noticed at once.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the writer finds the cluster.
