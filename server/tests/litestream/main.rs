@@ -379,6 +379,31 @@ fn an_empty_database_file_is_restored_over_and_another_file_refused() {
 }
 
 #[test]
+fn a_read_replica_of_a_folder_without_a_replica_says_so_at_once() {
+    let Some(_venv) = node::venv() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("replica");
+    std::fs::create_dir_all(empty.join("ltx/0")).unwrap();
+    for replica in [dir.path().join("none"), empty] {
+        let out = std::process::Command::new(node::root().join("scripts/read-replica"))
+            .arg("--replica")
+            .arg(&replica)
+            .args(["sql", "SELECT 1"])
+            .output()
+            .expect("run scripts/read-replica");
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "read-replica: error: {} holds no Litestream replica (no ltx/*/*.ltx files): is \
+                 the primary replicating there (scripts/litestream-run, ONBOARDING_REPLICA_DIR)?\n",
+                replica.display()
+            )
+        );
+    }
+}
+
+#[test]
 fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     let Some(_venv) = node::venv() else { return };
     let _turn = node::one_at_a_time();
