@@ -86,6 +86,21 @@ grep -E '^(GET|POST) ' "$work/answers" | grep -v ' 405$' | sort | uniq -c | sed 
 echo "  $(grep -c ' 405$' "$work/answers" || true) answers 405 to methods a path does not list"
 cases="$(grep -A1 '^Test cases:' "$work/schemathesis.log" | tail -n1 | grep -o '[0-9]* generated' | cut -d' ' -f1 || true)"
 echo "schemathesis: ${cases:-?} test cases, exit $status, ${elapsed}s"
+# A run that never reached a real session tested only the error paths: the
+# stateful phase must follow the document's links (from a create's 201 to
+# the steps), and every step must have been accepted at least once.
+links="$(grep -o 'API Links: *[0-9]* covered' "$work/schemathesis.log" | grep -o '[0-9]*' || true)"
+if [ "$status" -eq 0 ] && [ "${links:-0}" -eq 0 ]; then
+    echo "schemathesis: the stateful phase followed no link (API Links: ${links:-none} covered)" >&2
+    status=1
+fi
+for answer in "business 200" "channels 200" "vapi 200" "kb 200" "appointments 200" \
+    "complete 200" "phone/verification 201"; do
+    if [ "$status" -eq 0 ] && ! grep -q "^POST /api/v1/onboarding/session/:id/$answer\$" "$work/answers"; then
+        echo "schemathesis: no POST …/:id/${answer% *} answered ${answer#* }: the run never reached a real session" >&2
+        status=1
+    fi
+done
 if [ "$status" -ne 0 ]; then
     echo "schemathesis: the server's last log lines:" >&2
     tail -n 20 "$work/server.log" >&2
