@@ -6,7 +6,7 @@ NODE := ha/node/target/release/onboarding-node
 # and the cluster tests skip, saying so.
 HAVE_DQLITE := $(wildcard /usr/include/dqlite.h)
 
-.PHONY: all loadable node cluster test litestream-kill schemathesis lint fmt bench bench-peers server clean reference litestream
+.PHONY: all loadable node cluster test litestream-kill schemathesis lint fmt bench bench-peers clean reference litestream
 
 all: loadable
 

@@ -215,17 +215,22 @@ pub struct Args {
         long,
         env = "ONBOARDING_CORS_ORIGINS",
         value_delimiter = ',',
-        default_values_t = DEFAULT_CORS_ORIGINS.map(String::from)
+        default_values_t = DEFAULT_CORS_ORIGINS.map(String::from),
+        value_parser = parse_origin
     )]
     pub cors_origins: Vec<String>,
 
-    /// Largest request body in bytes; larger ones are refused with 413.
-    #[arg(long, env = "ONBOARDING_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    /// Largest request body in bytes (at least 1024); larger ones are
+    /// refused with 413.
+    #[arg(long, env = "ONBOARDING_MAX_BODY_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_body_bytes: usize,
 
-    /// Largest body of the kb step in bytes (pasted documents); larger
-    /// ones are refused with 413. At most two such bodies are taken at once.
-    #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES)]
+    /// Largest body of the kb step in bytes (pasted documents; at least
+    /// 1024, and never below --max-body-bytes); larger ones are refused
+    /// with 413. At most two such bodies are taken at once.
+    #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_documents_body_bytes: usize,
 
     /// Sessions one client IP may create per window (429 past it); 0 disables
@@ -255,7 +260,7 @@ pub struct Args {
 
     /// Load this built extension (e.g. dist/libonboarding.so) at run time
     /// instead of the functions linked into the server.
-    #[arg(long, env = "ONBOARDING_EXTENSION")]
+    #[arg(long, env = "ONBOARDING_EXTENSION", value_parser = parse_extension)]
     pub extension: Option<PathBuf>,
 
     /// Seconds shutdown waits for in-flight requests before closing anyway.
@@ -263,8 +268,10 @@ pub struct Args {
     pub shutdown_grace_secs: u64,
 
     /// Milliseconds a call waits for another process's lock on the database
-    /// (a `sqlite3` shell, a backup) before it is answered 503.
-    #[arg(long, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000)]
+    /// (a `sqlite3` shell, a backup) before it is answered 503; at most
+    /// 2147483647 (SQLite's bound).
+    #[arg(long, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(0..=2_147_483_647))]
     pub busy_timeout_ms: u64,
 
     /// Open connections, all clients together; past it new ones get 503.
@@ -472,6 +479,49 @@ fn parse_crawl_contact(text: &str) -> Result<String, String> {
         ));
     }
     Ok(written)
+}
+
+/// One `--cors-origins` entry: an origin as a browser sends it,
+/// `scheme://host[:port]`, never a wildcard.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim();
+    if origin.is_empty() {
+        // A trailing comma: an empty item, which the configuration drops.
+        return Ok(String::new());
+    }
+    const EXPECTED: &str = "expected an origin as a browser sends it, http(s)://host[:port], \
+                            e.g. https://app.example.fr";
+    if origin == "*" || origin.contains('*') {
+        return Err(format!(
+            "'{origin}': wildcards are not origins (list each origin allowed); {EXPECTED}"
+        ));
+    }
+    let lower = origin.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| format!("'{origin}' has no http:// or https://; {EXPECTED}"))?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "'{origin}' is not scheme://host[:port]; {EXPECTED}"
+        ));
+    }
+    Ok(origin.to_string())
+}
+
+/// `--extension`: a file that exists (SQLite would otherwise report the
+/// path with `.so` added, from its second try).
+fn parse_extension(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "'{text}' is not a file (the extension is built by `make loadable`, into \
+             dist/libonboarding.so)"
+        ))
+    }
 }
 
 /// One `--crawl-allow-host` entry, checked as the library reads it.
@@ -772,6 +822,54 @@ mod tests {
         );
         assert_eq!(config.synchronous, Synchronous::Normal);
         assert_eq!(config.create_rate_limit, 0);
+    }
+
+    #[test]
+    fn flags_that_would_break_the_server_are_refused_with_the_rule() {
+        let refused = |flags: &[&str]| {
+            let mut argv = vec!["onboarding-server"];
+            argv.extend_from_slice(flags);
+            let err = Args::try_parse_from(argv).unwrap_err().to_string();
+            err.lines().next().unwrap_or_default().to_string()
+        };
+        assert_eq!(
+            refused(&["--cors-origins", "https://app.example,*"]),
+            "error: invalid value '*' for '--cors-origins <CORS_ORIGINS>': '*': wildcards are \
+             not origins (list each origin allowed); expected an origin as a browser sends it, \
+             http(s)://host[:port], e.g. https://app.example.fr"
+        );
+        assert_eq!(
+            refused(&["--cors-origins", "https://app.example/admin"]),
+            "error: invalid value 'https://app.example/admin' for '--cors-origins \
+             <CORS_ORIGINS>': 'https://app.example/admin' is not scheme://host[:port]; expected \
+             an origin as a browser sends it, http(s)://host[:port], e.g. https://app.example.fr"
+        );
+        assert_eq!(
+            refused(&["--max-body-bytes", "0"]),
+            "error: invalid value '0' for '--max-body-bytes <MAX_BODY_BYTES>': 0 is not in \
+             1024..18446744073709551615"
+        );
+        assert_eq!(
+            refused(&["--busy-timeout-ms", "2147483648"]),
+            "error: invalid value '2147483648' for '--busy-timeout-ms <BUSY_TIMEOUT_MS>': \
+             2147483648 is not in 0..=2147483647"
+        );
+        assert_eq!(
+            refused(&["--extension", "/nonexistent/libonboarding.so"]),
+            "error: invalid value '/nonexistent/libonboarding.so' for '--extension \
+             <EXTENSION>': '/nonexistent/libonboarding.so' is not a file (the extension is \
+             built by `make loadable`, into dist/libonboarding.so)"
+        );
+        let args = Args::try_parse_from([
+            "onboarding-server",
+            "--cors-origins",
+            "HTTPS://App.example/,http://127.0.0.1:3000",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.config().cors_origins,
+            ["HTTPS://App.example/", "http://127.0.0.1:3000"]
+        );
     }
 
     #[test]

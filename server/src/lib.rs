@@ -116,6 +116,13 @@ pub async fn run_crawler(
     once: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
+    if config.crawl.workers == 0 {
+        return Err(
+            "crawl --crawl-workers 0: the crawl command needs at least one worker \
+             (0 turns off the HTTP server's crawler)"
+                .to_string(),
+        );
+    }
     let writer = start_writer(&config).await?;
     if config.dqlite.is_empty() {
         tracing::info!(database = %config.db_path.display(), workers = config.crawl.workers, "crawling");
@@ -124,7 +131,7 @@ pub async fn run_crawler(
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let crawl_config = Arc::new(config.crawl.clone());
-    let workers: Vec<_> = (0..config.crawl.workers.max(1))
+    let workers: Vec<_> = (0..config.crawl.workers)
         .map(|n| {
             let name = crawl::worker_name("crawl-", n);
             let (writer, config, stopped) =

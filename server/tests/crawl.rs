@@ -1196,3 +1196,21 @@ async fn a_robots_file_too_slow_is_unavailable_and_a_closed_port_unreachable() {
     assert_eq!(asked, HashMap::from([("/robots.txt".to_string(), 1)]));
     server.stop().await;
 }
+
+#[test]
+fn the_crawl_command_refuses_zero_workers_rather_than_crawl_anyway() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+        .arg("--db")
+        .arg(dir.path().join("onboarding.db"))
+        .args(["crawl", "--once", "--crawl-workers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "onboarding-server: error: crawl --crawl-workers 0: the crawl command needs at least \
+         one worker (0 turns off the HTTP server's crawler)\n"
+    );
+    assert!(!dir.path().join("onboarding.db").exists(), "nothing opened");
+}
