@@ -319,7 +319,7 @@ impl BareTerms {
                     .find_iter(bytes)
                     .filter(|&at| {
                         (at == 0 || bytes[at - 1] == b' ')
-                            && bytes.get(at + len).map_or(true, |&b| b == b' ')
+                            && bytes.get(at + len).is_none_or(|&b| b == b' ')
                     })
                     .count()
             })

@@ -117,7 +117,7 @@ impl Request {
     }
 
     fn pad(&mut self) {
-        while self.body.len() % WORD != 0 {
+        while !self.body.len().is_multiple_of(WORD) {
             self.body.push(0);
         }
     }

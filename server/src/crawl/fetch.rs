@@ -378,7 +378,7 @@ impl Fetcher {
     fn robots_allow(&self, url: &Url) -> bool {
         self.robots
             .get()
-            .map_or(true, |allowed| allowed(url.as_str()))
+            .is_none_or(|allowed| allowed(url.as_str()))
     }
 
     async fn follow(

@@ -22,7 +22,7 @@ pub struct Rules {
 
 impl Rules {
     pub fn allowed(&self, url: &str) -> bool {
-        self.robot.as_ref().map_or(true, |r| r.allowed(url))
+        self.robot.as_ref().is_none_or(|r| r.allowed(url))
     }
 }
 
