@@ -51,10 +51,18 @@ async fn browser(server: &TestServer, width: u32) -> Browser {
     Browser::start(&format!("http://{}", server.addr), width, 900).await
 }
 
+/// Where a screenshot goes: cargo's temporary folder, so that a test run
+/// leaves the checkout as it was (another Chromium or font set draws other
+/// bytes); with `ONBOARDING_SCREENSHOTS=docs`, the README's own pictures in
+/// `docs/screenshots/`.
 fn screenshot_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../docs/screenshots")
-        .join(name)
+    let folder = if std::env::var("ONBOARDING_SCREENSHOTS").as_deref() == Ok("docs") {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&folder).expect("the screenshots' folder");
+    folder.join(name)
 }
 
 /// The one row of `table`.
