@@ -482,27 +482,36 @@ fn parse_crawl_contact(text: &str) -> Result<String, String> {
 }
 
 /// One `--cors-origins` entry: an origin as a browser sends it,
-/// `scheme://host[:port]`, never a wildcard.
+/// `scheme://host[:port]` (RFC 6454: `https://app.example`, and app shells'
+/// own schemes such as `capacitor://localhost`), never a wildcard nor
+/// `null` (which any sandboxed page or local file sends).
 fn parse_origin(text: &str) -> Result<String, String> {
     let origin = text.trim();
     if origin.is_empty() {
         // A trailing comma: an empty item, which the configuration drops.
         return Ok(String::new());
     }
-    const EXPECTED: &str = "expected an origin as a browser sends it, http(s)://host[:port], \
+    const EXPECTED: &str = "expected an origin as a browser sends it, scheme://host[:port], \
                             e.g. https://app.example.fr";
-    if origin == "*" || origin.contains('*') {
+    if origin.contains('*') {
         return Err(format!(
             "'{origin}': wildcards are not origins (list each origin allowed); {EXPECTED}"
         ));
     }
-    let lower = origin.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .ok_or_else(|| format!("'{origin}' has no http:// or https://; {EXPECTED}"))?;
+    if origin.eq_ignore_ascii_case("null") {
+        return Err(format!(
+            "'{origin}': any sandboxed page or local file sends that origin; {EXPECTED}"
+        ));
+    }
+    let (scheme, rest) = origin
+        .split_once("://")
+        .ok_or_else(|| format!("'{origin}' has no scheme:// (http:// or https://); {EXPECTED}"))?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     let host = rest.strip_suffix('/').unwrap_or(rest);
-    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+    if !scheme_ok || host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
         return Err(format!(
             "'{origin}' is not scheme://host[:port]; {EXPECTED}"
         ));
@@ -510,11 +519,12 @@ fn parse_origin(text: &str) -> Result<String, String> {
     Ok(origin.to_string())
 }
 
-/// `--extension`: a file that exists (SQLite would otherwise report the
-/// path with `.so` added, from its second try).
+/// `--extension`: a file that exists, named with or without its `.so` as
+/// SQLite's loader takes it (which would otherwise report a missing file
+/// with `.so` added, from its second try).
 fn parse_extension(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
-    if path.is_file() {
+    if path.is_file() || PathBuf::from(format!("{text}.so")).is_file() {
         Ok(path)
     } else {
         Err(format!(
@@ -836,13 +846,13 @@ mod tests {
             refused(&["--cors-origins", "https://app.example,*"]),
             "error: invalid value '*' for '--cors-origins <CORS_ORIGINS>': '*': wildcards are \
              not origins (list each origin allowed); expected an origin as a browser sends it, \
-             http(s)://host[:port], e.g. https://app.example.fr"
+             scheme://host[:port], e.g. https://app.example.fr"
         );
         assert_eq!(
             refused(&["--cors-origins", "https://app.example/admin"]),
             "error: invalid value 'https://app.example/admin' for '--cors-origins \
              <CORS_ORIGINS>': 'https://app.example/admin' is not scheme://host[:port]; expected \
-             an origin as a browser sends it, http(s)://host[:port], e.g. https://app.example.fr"
+             an origin as a browser sends it, scheme://host[:port], e.g. https://app.example.fr"
         );
         assert_eq!(
             refused(&["--max-body-bytes", "0"]),
@@ -863,12 +873,22 @@ mod tests {
         let args = Args::try_parse_from([
             "onboarding-server",
             "--cors-origins",
-            "HTTPS://App.example/,http://127.0.0.1:3000",
+            "HTTPS://App.example/,http://127.0.0.1:3000,capacitor://localhost",
         ])
         .unwrap();
         assert_eq!(
             args.config().cors_origins,
-            ["HTTPS://App.example/", "http://127.0.0.1:3000"]
+            [
+                "HTTPS://App.example/",
+                "http://127.0.0.1:3000",
+                "capacitor://localhost"
+            ]
+        );
+        assert_eq!(
+            refused(&["--cors-origins", "null"]),
+            "error: invalid value 'null' for '--cors-origins <CORS_ORIGINS>': 'null': any \
+             sandboxed page or local file sends that origin; expected an origin as a browser \
+             sends it, scheme://host[:port], e.g. https://app.example.fr"
         );
     }
 

@@ -112,16 +112,17 @@ async fn stop_crawlers(
 /// extension without the HTTP server. Runs until `shutdown`, or with `once`
 /// until no job is due.
 pub async fn run_crawler(
-    config: Config,
+    mut config: Config,
     once: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     if config.crawl.workers == 0 {
-        return Err(
-            "crawl --crawl-workers 0: the crawl command needs at least one worker \
-             (0 turns off the HTTP server's crawler)"
-                .to_string(),
+        // The server and this command may share one environment, where
+        // ONBOARDING_CRAWL_WORKERS=0 keeps the crawling out of the server.
+        tracing::info!(
+            "--crawl-workers 0 turns off the HTTP server's crawler; the crawl command runs one worker"
         );
+        config.crawl.workers = 1;
     }
     let writer = start_writer(&config).await?;
     if config.dqlite.is_empty() {

@@ -832,19 +832,26 @@ async fn a_voter_back_without_its_data_is_refused_at_the_join() {
     let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
         return;
     };
-    let out = tokio::task::block_in_place(|| cluster.run_after_losing_its_data(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr
-            .starts_with("onboarding-node: error: node 2 is a voter of the cluster already, but ")
-            && stderr.ends_with(
+    let refused = |out: std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with(
+                "onboarding-node: error: node 2 is a voter of the cluster already, but "
+            ) && stderr.ends_with(
                 " held no Raft state: it lost its data, and a voter that forgot its log and \
                  its votes must not vote again; start it with a new --id (id 2 stays a voter \
                  until it is removed from the cluster)\n"
             ),
-        "{stderr}"
-    );
+            "{stderr}"
+        );
+    };
+    refused(tokio::task::block_in_place(|| {
+        cluster.run_after_losing_its_data(1)
+    }));
+    // Refused before it listened: the leader wrote nothing into the empty
+    // directory, so the same command is refused again.
+    refused(tokio::task::block_in_place(|| cluster.run_to_exit(1)));
     // The two others still make a majority and take writes.
     let mut on_cluster = server_on(&cluster).await;
     let created = on_cluster.post("/api/v1/onboarding/session", "{}").await;

@@ -157,6 +157,11 @@ fn run(args: &Args) -> Result<(), String> {
             args.dir.display()
         ));
     }
+    if !restarted && !args.join.is_empty() {
+        // Before the node listens: once started, the leader would fill the
+        // directory, and the next start would take it for the node's own.
+        refuse_a_voter_without_its_data(args)?;
+    }
     ffi::configure_sqlite()?;
     ffi::register_extension(&args.extension)?;
     let node = ffi::Node::start(
@@ -169,7 +174,7 @@ fn run(args: &Args) -> Result<(), String> {
     ffi::on_termination(on_signal);
     let marker = args.dir.join(JOINED_MARKER);
     if !args.join.is_empty() && !marker.exists() {
-        join(args, restarted)?;
+        join(args)?;
         std::fs::write(&marker, b"")
             .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
     }
@@ -186,10 +191,40 @@ fn run(args: &Args) -> Result<(), String> {
     node.stop()
 }
 
+/// A node starting on an empty directory whose id the cluster already has
+/// as a voter lost its data: it forgot its log and its votes, and must not
+/// vote again under that id. Asks the leader (retried for a minute, the
+/// cluster may be electing).
+fn refuse_a_voter_without_its_data(args: &Args) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let known = connect_leader(&args.join, Duration::from_secs(2))
+            .and_then(|mut leader| leader.conn.cluster());
+        match known {
+            Ok(nodes) if nodes.iter().any(|n| n.id == args.id && n.role == 0) => {
+                return Err(format!(
+                    "node {} is a voter of the cluster already, but {} held no Raft state: it \
+                     lost its data, and a voter that forgot its log and its votes must not vote \
+                     again; start it with a new --id (id {} stays a voter until it is removed \
+                     from the cluster)",
+                    args.id,
+                    args.dir.display(),
+                    args.id
+                ))
+            }
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("cannot reach {}: {e}", args.join.join(",")))
+            }
+            Err(_) if STOP.load(Ordering::SeqCst) => return Err("stopped while joining".into()),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 /// Asks the cluster's leader to add this node and make it a voter; retried
-/// for a minute, since the cluster may be electing. `restarted`: the data
-/// directory held Raft state when the node started.
-fn join(args: &Args, restarted: bool) -> Result<(), String> {
+/// for a minute, since the cluster may be electing.
+fn join(args: &Args) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let _ = CString::new(args.address.as_str()).map_err(|_| "address has a NUL byte")?;
     loop {
@@ -197,27 +232,17 @@ fn join(args: &Args, restarted: bool) -> Result<(), String> {
             let known = leader.conn.cluster()?;
             match known.iter().find(|n| n.id == args.id) {
                 // A voter already: the join was done before the marker
-                // was written (dqlite refuses to assign the role again).
-                Some(n) if n.role == 0 && restarted => return Ok(Ok(())),
-                Some(n) if n.role == 0 => {
-                    return Ok(Err(format!(
-                        "node {} is a voter of the cluster already, but {} held no Raft \
-                         state: it lost its data, and a voter that forgot its log and its \
-                         votes must not vote again; start it with a new --id (id {} stays a \
-                         voter until it is removed from the cluster)",
-                        args.id,
-                        args.dir.display(),
-                        args.id
-                    )))
-                }
+                // was written (dqlite refuses to assign the role again),
+                // or this very start made it one (an empty directory was
+                // checked before the node started).
+                Some(n) if n.role == 0 => return Ok(()),
                 Some(_) => {}
                 None => leader.conn.add(args.id, &args.address)?,
             }
-            leader.conn.assign(args.id, Role::Voter).map(Ok)
+            leader.conn.assign(args.id, Role::Voter)
         });
         match attempt {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(refused)) => return Err(refused),
+            Ok(()) => return Ok(()),
             Err(e) if Instant::now() > deadline => {
                 return Err(format!("cannot join {}: {e}", args.join.join(",")))
             }

@@ -126,6 +126,12 @@ impl Cluster {
     pub fn run_after_losing_its_data(&mut self, i: usize) -> std::process::Output {
         self.kill(i);
         std::fs::remove_dir_all(&self.nodes[i].dir).expect("the node's data directory");
+        self.run_to_exit(i)
+    }
+
+    /// Starts node `i` with its command and waits (90 s at most) for it to
+    /// exit: what it printed.
+    pub fn run_to_exit(&mut self, i: usize) -> std::process::Output {
         let mut child = self
             .command(i)
             .stdout(Stdio::piped())

@@ -160,8 +160,21 @@ impl Node {
         let addr = wait_for(&lines, "serving address=", &log)
             .parse()
             .expect("a socket address");
+        // The first transaction file, not just its folder: what
+        // scripts/read-replica checks for before it opens the replica.
+        let has_ltx = || {
+            std::fs::read_dir(replica.join("ltx")).is_ok_and(|levels| {
+                levels.flatten().any(|level| {
+                    std::fs::read_dir(level.path()).is_ok_and(|files| {
+                        files
+                            .flatten()
+                            .any(|f| f.file_name().to_string_lossy().ends_with(".ltx"))
+                    })
+                })
+            })
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !replica.join("ltx").is_dir() {
+        while !has_ltx() {
             assert!(
                 Instant::now() < deadline,
                 "no replica after 30 s:\n{}",
