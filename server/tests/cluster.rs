@@ -865,23 +865,18 @@ async fn the_crawl_command_runs_on_the_cluster_it_is_given() {
         return;
     };
     let cwd = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
-        .args([
-            "--dqlite",
-            &cluster.addresses().join(","),
-            "--log-level",
-            "info",
-        ])
-        .args(["crawl", "--once"])
-        .current_dir(cwd.path())
-        .output()
-        .expect("run onboarding-server crawl");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, log) = output_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .args([
+                "--dqlite",
+                &cluster.addresses().join(","),
+                "--log-level",
+                "info",
+            ])
+            .args(["crawl", "--once"])
+            .current_dir(cwd.path()),
     );
-    assert!(out.status.success(), "{log}");
+    assert!(ok, "{log}");
     assert!(
         log.contains(&format!(
             "crawling dqlite={}",

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::{request, temp_config, Spawned, TestServer};
+use common::{output_of, request, temp_config, Spawned, TestServer};
 use fixture::Fixture;
 use onboarding::kb::AllowList;
 use onboarding_server::crawl::fetch::Limits;
@@ -1200,19 +1200,14 @@ async fn a_robots_file_too_slow_is_unavailable_and_a_closed_port_unreachable() {
 #[test]
 fn the_crawl_command_given_zero_workers_runs_one_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
-        .arg("--db")
-        .arg(dir.path().join("onboarding.db"))
-        .args(["--log-level", "info", "crawl", "--once"])
-        .env("ONBOARDING_CRAWL_WORKERS", "0")
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, log) = output_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .arg("--db")
+            .arg(dir.path().join("onboarding.db"))
+            .args(["--log-level", "info", "crawl", "--once"])
+            .env("ONBOARDING_CRAWL_WORKERS", "0"),
     );
-    assert!(out.status.success(), "{log}");
+    assert!(ok, "{log}");
     assert!(
         log.contains(
             "--crawl-workers 0 turns off the HTTP server's crawler; the crawl command runs one worker"

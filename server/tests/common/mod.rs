@@ -234,6 +234,18 @@ pub const BUSINESS: &str = r#"{"company_name":"Mon Entreprise","industry":"real_
 pub const VAPI: &str = r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#;
 pub const KB: &str = r#"{"crawl_url":"https://mon-site.fr","method":"website"}"#;
 
+/// Runs `command` (the built server, say) to its exit: whether it
+/// succeeded, and what it wrote, standard output then standard error.
+pub fn output_of(command: &mut std::process::Command) -> (bool, String) {
+    let out = command.output().expect("run the command");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}
+
 pub fn session_path(session_id: &str, action: &str) -> String {
     if action.is_empty() {
         format!("/api/v1/onboarding/session/{session_id}")

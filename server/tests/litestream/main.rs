@@ -385,12 +385,7 @@ fn a_read_replica_of_a_folder_without_a_replica_says_so_at_once() {
     let empty = dir.path().join("replica");
     std::fs::create_dir_all(empty.join("ltx/0")).unwrap();
     for replica in [dir.path().join("none"), empty] {
-        let out = std::process::Command::new(node::root().join("scripts/read-replica"))
-            .arg("--replica")
-            .arg(&replica)
-            .args(["sql", "SELECT 1"])
-            .output()
-            .expect("run scripts/read-replica");
+        let out = node::read_replica_sql(&replica, "SELECT 1");
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
@@ -615,12 +610,7 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         refused.body,
         r#"{"success":false,"error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#
     );
-    let sql = std::process::Command::new(node::root().join("scripts/read-replica"))
-        .arg("--replica")
-        .arg(&replica)
-        .args(["sql", "SELECT onboarding_create('{}')"])
-        .output()
-        .expect("run scripts/read-replica sql");
+    let sql = node::read_replica_sql(&replica, "SELECT onboarding_create('{}')");
     assert_eq!(sql.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&sql.stdout), "");
     assert_eq!(

@@ -303,6 +303,16 @@ pub fn restore_drill(replica: &Path, output: &Path) -> Drill {
     }
 }
 
+/// `scripts/read-replica --replica REPLICA sql STATEMENT` to its exit.
+pub fn read_replica_sql(replica: &Path, statement: &str) -> std::process::Output {
+    Command::new(root().join("scripts/read-replica"))
+        .arg("--replica")
+        .arg(replica)
+        .args(["sql", statement])
+        .output()
+        .expect("run scripts/read-replica sql")
+}
+
 /// `scripts/read-replica serve` on `replica`, on a free loopback port.
 pub struct ReadReplica {
     pub addr: SocketAddr,
