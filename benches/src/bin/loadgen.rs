@@ -527,7 +527,8 @@ fn thread_times(pid: u32) -> Vec<ThreadTime> {
 /// a core, the busiest first. A thread born during the run counts from
 /// zero; one that ended during it is left out.
 fn threads_per_flow(before: &[ThreadTime], after: &[ThreadTime], flows: u64) -> Vec<ThreadCpu> {
-    let mut by_name: Vec<ThreadCpu> = Vec::new();
+    // (name, ns running, ns waiting), summed over the threads of a name.
+    let mut by_name: Vec<(&str, u64, u64)> = Vec::new();
     for t in after {
         let (run0, wait0) = before
             .iter()
@@ -537,38 +538,32 @@ fn threads_per_flow(before: &[ThreadTime], after: &[ThreadTime], flows: u64) -> 
             t.run_ns.saturating_sub(run0),
             t.wait_ns.saturating_sub(wait0),
         );
-        match by_name.iter_mut().find(|c| c.name == t.name) {
-            Some(c) => {
-                c.run_ns += run;
-                c.wait_ns += wait;
+        match by_name.iter_mut().find(|(name, _, _)| *name == t.name) {
+            Some((_, r, w)) => {
+                *r += run;
+                *w += wait;
             }
-            None => by_name.push(ThreadCpu {
-                name: t.name.clone(),
-                run_ns: run,
-                wait_ns: wait,
-                flows: flows.max(1),
-            }),
+            None => by_name.push((&t.name, run, wait)),
         }
     }
-    by_name.retain(|c| c.run_ns > 0);
-    by_name.sort_by_key(|c| std::cmp::Reverse(c.run_ns));
+    by_name.retain(|&(_, run, _)| run > 0);
+    by_name.sort_by_key(|&(_, run, _)| std::cmp::Reverse(run));
+    let per_flow = |ns: u64| ns as f64 / 1000.0 / flows.max(1) as f64;
     by_name
+        .into_iter()
+        .map(|(name, run, wait)| ThreadCpu {
+            name: name.to_string(),
+            run_us: per_flow(run),
+            wait_us: per_flow(wait),
+        })
+        .collect()
 }
 
+/// One thread name's CPU a flow, in microseconds.
 struct ThreadCpu {
     name: String,
-    run_ns: u64,
-    wait_ns: u64,
-    flows: u64,
-}
-
-impl ThreadCpu {
-    fn run_us(&self) -> f64 {
-        self.run_ns as f64 / 1000.0 / self.flows as f64
-    }
-    fn wait_us(&self) -> f64 {
-        self.wait_ns as f64 / 1000.0 / self.flows as f64
-    }
+    run_us: f64,
+    wait_us: f64,
 }
 
 struct RunResult {
@@ -956,8 +951,8 @@ fn run() -> Result<()> {
             "loadgen_cpu_percent": r.client_cpu.map(|c| (100.0 * c / r.seconds).round()),
             "server_threads_us_per_flow": r.threads.iter().map(|t| json!({
                 "thread": t.name,
-                "running": (t.run_us() * 10.0).round() / 10.0,
-                "waiting_for_a_core": (t.wait_us() * 10.0).round() / 10.0,
+                "running": (t.run_us * 10.0).round() / 10.0,
+                "waiting_for_a_core": (t.wait_us * 10.0).round() / 10.0,
             })).collect::<Vec<_>>(),
             "routes": per_route,
             "first_errors": r.first_errors,
@@ -993,8 +988,8 @@ fn run() -> Result<()> {
         let each: Vec<String> = r
             .threads
             .iter()
-            .filter(|t| t.run_us() >= 0.05)
-            .map(|t| format!("{} {:.1} / {:.1}", t.name, t.run_us(), t.wait_us()))
+            .filter(|t| t.run_us >= 0.05)
+            .map(|t| format!("{} {:.1} / {:.1}", t.name, t.run_us, t.wait_us))
             .collect();
         println!(
             "  {} / {}: {}",
@@ -1150,7 +1145,7 @@ mod tests {
         let cpu = threads_per_flow(&before, &after, 100);
         let got: Vec<(&str, f64, f64)> = cpu
             .iter()
-            .map(|c| (c.name.as_str(), c.run_us(), c.wait_us()))
+            .map(|c| (c.name.as_str(), c.run_us, c.wait_us))
             .collect();
         assert_eq!(
             got,
