@@ -21,8 +21,8 @@
 //! for a node 1 that lost its data: it would take writes in a cluster of
 //! one while the real one goes on, and lose them when it meets it again.
 //! So node 1 refuses an empty directory without `--bootstrap`, and a voter
-//! that comes back without its data is refused by the join: it forgot its
-//! log and its votes, and must come back under a new id.
+//! that comes back without its data is refused before it starts: it
+//! forgot its log and its votes, and must come back under a new id.
 
 mod ffi;
 
@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dqlite_wire::{connect_leader, Role};
+use dqlite_wire::{connect_leader, Leader, Role};
 
 /// The network latency libdqlite tunes Raft's timeouts from. At 50 ms
 /// (an election timeout of 750 ms) writes resumed 1.3-2.8 s after a
@@ -193,58 +193,54 @@ fn run(args: &Args) -> Result<(), String> {
 
 /// A node starting on an empty directory whose id the cluster already has
 /// as a voter lost its data: it forgot its log and its votes, and must not
-/// vote again under that id. Asks the leader (retried for a minute, the
-/// cluster may be electing).
+/// vote again under that id.
 fn refuse_a_voter_without_its_data(args: &Args) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let known = connect_leader(&args.join, Duration::from_secs(2))
-            .and_then(|mut leader| leader.conn.cluster());
-        match known {
-            Ok(nodes) if nodes.iter().any(|n| n.id == args.id && n.role == 0) => {
-                return Err(format!(
-                    "node {} is a voter of the cluster already, but {} held no Raft state: it \
-                     lost its data, and a voter that forgot its log and its votes must not vote \
-                     again; start it with a new --id (id {} stays a voter until it is removed \
-                     from the cluster)",
-                    args.id,
-                    args.dir.display(),
-                    args.id
-                ))
-            }
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => {
-                return Err(format!("cannot reach {}: {e}", args.join.join(",")))
-            }
-            Err(_) if STOP.load(Ordering::SeqCst) => return Err("stopped while joining".into()),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
+    let nodes = with_leader(args, "reach", |leader| leader.conn.cluster())?;
+    if nodes.iter().any(|n| n.id == args.id && n.role == 0) {
+        return Err(format!(
+            "node {} is a voter of the cluster already, but {} held no Raft state: it lost \
+             its data, and a voter that forgot its log and its votes must not vote again; \
+             start it with a new --id (id {} stays a voter until it is removed from the \
+             cluster)",
+            args.id,
+            args.dir.display(),
+            args.id
+        ));
     }
+    Ok(())
 }
 
-/// Asks the cluster's leader to add this node and make it a voter; retried
-/// for a minute, since the cluster may be electing.
+/// Asks the cluster's leader to add this node and make it a voter.
 fn join(args: &Args) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
     let _ = CString::new(args.address.as_str()).map_err(|_| "address has a NUL byte")?;
+    with_leader(args, "join", |leader| {
+        let known = leader.conn.cluster()?;
+        match known.iter().find(|n| n.id == args.id) {
+            // A voter already: the join was done before the marker was
+            // written (dqlite refuses to assign the role again), or this
+            // very start made it one (an empty directory was checked
+            // before the node started).
+            Some(n) if n.role == 0 => return Ok(()),
+            Some(_) => {}
+            None => leader.conn.add(args.id, &args.address)?,
+        }
+        leader.conn.assign(args.id, Role::Voter)
+    })
+}
+
+/// `ask` on the leader of the cluster `--join` names, retried for a minute
+/// (the cluster may be electing); `what` names the attempt in the error.
+fn with_leader<T>(
+    args: &Args,
+    what: &str,
+    mut ask: impl FnMut(&mut Leader) -> dqlite_wire::Result<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let attempt = connect_leader(&args.join, Duration::from_secs(2)).and_then(|mut leader| {
-            let known = leader.conn.cluster()?;
-            match known.iter().find(|n| n.id == args.id) {
-                // A voter already: the join was done before the marker
-                // was written (dqlite refuses to assign the role again),
-                // or this very start made it one (an empty directory was
-                // checked before the node started).
-                Some(n) if n.role == 0 => return Ok(()),
-                Some(_) => {}
-                None => leader.conn.add(args.id, &args.address)?,
-            }
-            leader.conn.assign(args.id, Role::Voter)
-        });
-        match attempt {
-            Ok(()) => return Ok(()),
+        match connect_leader(&args.join, Duration::from_secs(2)).and_then(|mut l| ask(&mut l)) {
+            Ok(value) => return Ok(value),
             Err(e) if Instant::now() > deadline => {
-                return Err(format!("cannot join {}: {e}", args.join.join(",")))
+                return Err(format!("cannot {what} {}: {e}", args.join.join(",")))
             }
             Err(_) if STOP.load(Ordering::SeqCst) => return Err("stopped while joining".into()),
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
