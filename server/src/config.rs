@@ -855,6 +855,12 @@ mod tests {
              an origin as a browser sends it, scheme://host[:port], e.g. https://app.example.fr"
         );
         assert_eq!(
+            refused(&["--cors-origins", "app.example"]),
+            "error: invalid value 'app.example' for '--cors-origins <CORS_ORIGINS>': \
+             'app.example' has no scheme:// (http:// or https://); expected an origin as a \
+             browser sends it, scheme://host[:port], e.g. https://app.example.fr"
+        );
+        assert_eq!(
             refused(&["--max-body-bytes", "0"]),
             "error: invalid value '0' for '--max-body-bytes <MAX_BODY_BYTES>': 0 is not in \
              1024..18446744073709551615"

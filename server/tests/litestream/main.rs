@@ -353,6 +353,16 @@ fn an_empty_database_file_is_restored_over_and_another_file_refused() {
         "litestream-run: --db=elsewhere.db: set ONBOARDING_DB instead (Litestream replicates \
          that file, and the server opens it)\n"
     );
+    let refused = std::process::Command::new(node::root().join("scripts/litestream-run"))
+        .args(["--dqlite", "127.0.0.1:9001"])
+        .output()
+        .expect("run scripts/litestream-run");
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        "litestream-run: --dqlite: a dqlite cluster replicates itself; Litestream backs up one \
+         file\n"
+    );
 
     let (dir, db, replica, mut node) = fresh_node();
     let acked = onboard_some(&node, 2);
