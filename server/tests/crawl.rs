@@ -946,6 +946,57 @@ async fn the_page_that_takes_a_job_past_its_size_is_not_stored() {
     server.stop().await;
 }
 
+/// `/` links `/grand`, a page of 4,000 characters.
+fn large_last_page(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Accueil", "Bienvenue. <a href=\"/grand\">Nos tarifs</a>"),
+        ),
+        "/grand" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", &"Une coupe homme coûte 25 euros. ".repeat(125)),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// The page that takes the job past its size is the last one queued: the
+/// job still ends `too_large`. Before, with no page left to turn, it ended
+/// `done` with no error code, as if the whole site had been read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_size_on_its_last_page_ends_too_large() {
+    let (addr, asked) = tiny_site(large_last_page);
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        lease_seconds: 30,
+        idle_poll: Duration::from_millis(200),
+        limits: Limits {
+            // The start page fits (robots.txt and the sitemap answer 404
+            // with no body); `/grand` does not.
+            job_bytes: large_last_page("/", 0).2.len() + 100,
+            ..Limits::default()
+        },
+        ..CrawlConfig::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let s =
+        completed_website_session(&server, "a@salon-grand.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["done", "too_large", 1, 2, 1, 1, 0]),
+        "{kb}"
+    );
+    assert_eq!(kb["pages_not_stored"][0]["reason"], "too_large", "{kb}");
+    assert_eq!(asked.lock().unwrap().get("/grand"), Some(&1));
+    server.stop().await;
+}
+
 /// What a tiny site answers for a path asked for the n-th time (from 0):
 /// status line, extra header lines, body.
 type Answer = fn(&str, usize) -> (&'static str, String, String);

@@ -553,6 +553,11 @@ impl<'a> Crawl<'a> {
                 }
             }
         }
+        // The page that went past the job's size was the last one queued:
+        // the job still ends for its size, as when pages are left.
+        if polite.bytes > self.config.limits.job_bytes {
+            return self.finish(Some("too_large")).await;
+        }
         // Nothing stored: the job says why, the most telling reason first
         // (without one, the library's `no_content`). Only final reasons: a
         // page's DNS or connection failure after robots.txt answered is not
