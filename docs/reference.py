@@ -307,7 +307,9 @@ section("The knowledge base",
         "The kb step's `website` method queues a crawl job at completion; a crawler worker "
         "(`onboarding-server`, or `onboarding-server crawl --db FILE`) takes it through the "
         "worker functions below and stores the site's pages. The `documents` method stores "
-        "1 to 20 documents (`title` 1–200 characters, `content` 1–200,000) at completion.")
+        "1 to 20 documents (`title` 1–200 characters, `content` 1–200,000) at completion, "
+        "each item a document of its own (a crawl stores a text once per tenant; two pasted "
+        "items with the same text are two documents).")
 docs_session = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
 setup("SELECT onboarding_step(?, 'business', ?)", docs_session,
     '{"company_name":"Salon Léa","industry":"Coiffure","phone":"04 78 00 00 00","email":"lea@salon-lea.fr"}')

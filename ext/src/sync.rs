@@ -600,16 +600,16 @@ impl Part<'_> {
         }))
     }
 
-    /// The kb step's documents (validated when saved), each stored once per
-    /// text and cut into indexed chunks: `{"documents_stored","chunks"}`.
+    /// The kb step's documents (validated when saved), each stored and cut
+    /// into indexed chunks: `{"documents_stored","chunks"}`.
     fn documents(&self, documents: &[StoredDocument<'_>]) -> Result<DocumentsStored> {
         let mut stored = 0;
         let mut chunks = 0;
-        for doc in documents {
+        for (item, doc) in documents.iter().enumerate() {
             let new = store::NewDocument {
                 tenant_id: &self.session.tenant_id,
                 job_id: None,
-                source: "documents",
+                source: store::Source::Documents { item },
                 url: None,
                 title: &doc.title,
                 markdown: &doc.content,

@@ -22,7 +22,7 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
             {"title": " Horaires ", "content": HORAIRES},
             {"title": "Tarifs", "content": TARIFS},
             {"title": "Contact", "content": CONTACT},
-            // The same text twice is one document.
+            // Each item is a document, the same text under another title too.
             {"title": "Tarifs (copie)", "content": TARIFS},
         ],
     });
@@ -45,7 +45,7 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
     assert_eq!(
         done.json()["synced"]["knowledge_base"],
         json!({"method": "documents", "crawl_job": null,
-               "documents": {"documents_stored": 3, "chunks": 3}})
+               "documents": {"documents_stored": 4, "chunks": 4}})
     );
 
     let after = server.get(&session_path(&s, "kb")).await;
@@ -58,6 +58,7 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
                    {"document_id": 1, "url": null, "title": "Horaires", "source": "documents", "depth": null, "chunks": 1},
                    {"document_id": 2, "url": null, "title": "Tarifs", "source": "documents", "depth": null, "chunks": 1},
                    {"document_id": 3, "url": null, "title": "Contact", "source": "documents", "depth": null, "chunks": 1},
+                   {"document_id": 4, "url": null, "title": "Tarifs (copie)", "source": "documents", "depth": null, "chunks": 1},
                ],
                "pages_not_stored": []})
     );
@@ -96,7 +97,9 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
             &json!("Tarifs"),
             &json!(TARIFS),
             &json!("| Coupe homme | 25 € |"),
-            &json!(5.0124),
+            // Two chunks of the four hold the query's terms (one of three
+            // when the copy was merged into it): a lower BM25 weight.
+            &json!(3.5682),
         )
     );
 
@@ -220,5 +223,22 @@ async fn the_default_limit_takes_the_largest_documents_written_with_escapes() {
                      "current_step": 5, "progress_percentage": 83})
         )
     );
+    // Completion stores the twenty, the same text under the same title
+    // twenty times: each item is a document of its own, of 167 chunks
+    // (200,000 characters with no space, cut every 1,200).
+    let done = server.post(&session_path(&s, "complete"), "{}").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        done.json()["synced"]["knowledge_base"]["documents"],
+        json!({"documents_stored": 20, "chunks": 20 * 167})
+    );
+    let kb = server.get(&session_path(&s, "kb")).await.json();
+    let ids: Vec<i64> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["document_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
     server.stop().await;
 }

@@ -7,7 +7,7 @@
 //! | entry points | `read.rs` | `onboarding_kb_get`, `onboarding_kb_search` |
 //! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release`: lease, frontier, counters, retries |
 //! | entry points | `turn.rs` | `onboarding_kb_site_take`, `_release`: a site's turn, shared by every crawler on the file |
-//! | leaves using leaves | `store.rs` | one document per text per tenant, its chunks and FTS5 rows |
+//! | leaves using leaves | `store.rs` | a document, its chunks and FTS5 rows: a site's text once per tenant, each pasted item |
 //! | leaves using leaves | `job.rs` | a crawl job's row as JSON |
 //! | leaves | `repeated.rs` | the blocks a site's template repeats on most pages |
 //! | leaves | `address.rs` | the public-address rule, URL identity, site scope, the host's settings |

@@ -1,6 +1,6 @@
 //! Storing one document: its row, its chunks and their index entries,
 //! written together (the caller's savepoint), or nothing when the same text
-//! is already stored for the tenant.
+//! is already stored for the tenant from the same site.
 
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -15,13 +15,50 @@ use crate::sql;
 pub struct NewDocument<'a> {
     pub tenant_id: &'a str,
     pub job_id: Option<i64>,
-    /// `website` or `documents`.
-    pub source: &'static str,
+    pub source: Source,
     pub url: Option<&'a str>,
     pub title: &'a str,
     pub markdown: &'a str,
     pub depth: Option<i64>,
     pub now: &'a str,
+}
+
+/// Where a document comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A crawled page, or the blocks its site repeats: the same text is
+    /// one document, whatever page it was read from.
+    Website,
+    /// Item `item` (from 0) of the kb step's `documents`: each item is a
+    /// document of its own, as the tenant listed it, even where two hold
+    /// the same text under other titles.
+    Documents { item: usize },
+}
+
+impl Source {
+    /// The name `kb_documents.source` stores.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Website => "website",
+            Source::Documents { .. } => "documents",
+        }
+    }
+
+    /// The document's identity in `kb_documents.content_hash` (unique per
+    /// tenant): its text's hash for a page, its place in the list and its
+    /// text's hash for a pasted item. The schema's UNIQUE constraint stays
+    /// as it is: dropping it would mean rebuilding `kb_documents` under its
+    /// chunks, which a migration cannot do inside a transaction while
+    /// foreign keys are enforced.
+    fn identity(self, markdown: &str) -> String {
+        match self {
+            Source::Website => content_hash(markdown),
+            Source::Documents { item } => hex(&Sha256::digest(format!(
+                "document {item}\n{}",
+                content_hash(markdown)
+            ))),
+        }
+    }
 }
 
 /// What storing a document did.
@@ -41,15 +78,15 @@ pub fn content_hash(markdown: &str) -> String {
         hasher.update(word.as_bytes());
         hasher.update(b" ");
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
-    let hash = content_hash(doc.markdown);
+    let hash = doc.source.identity(doc.markdown);
     let existing: Option<i64> = sql::query_row(
         conn,
         "SELECT id FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2",
@@ -68,7 +105,7 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
         rusqlite::params![
             doc.tenant_id,
             doc.job_id,
-            doc.source,
+            doc.source.name(),
             doc.url,
             doc.title,
             doc.markdown,

@@ -15,7 +15,7 @@ use url::Url;
 use super::address::{normalize, same_site};
 use super::job::load_job;
 use super::repeated;
-use super::store::{delete, remove_blocks, rewrite, store, NewDocument, Stored};
+use super::store::{delete, remove_blocks, rewrite, store, NewDocument, Source, Stored};
 use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::savepoint::in_savepoint;
@@ -507,7 +507,7 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
                 let doc = NewDocument {
                     tenant_id: &job.tenant_id,
                     job_id: Some(job_id),
-                    source: "website",
+                    source: Source::Website,
                     url: Some(&target.1),
                     title,
                     markdown,
@@ -603,7 +603,7 @@ fn store_shared(
             &NewDocument {
                 tenant_id: &job.tenant_id,
                 job_id: Some(job.id),
-                source: "website",
+                source: Source::Website,
                 url: site.as_deref(),
                 title,
                 markdown,
