@@ -9,16 +9,13 @@ import sqlite3
 import sys
 import unittest
 
+import extension
+
 EXTENSION, DB_PATH = sys.argv[1], sys.argv[2]
 
 
 def connect():
-    conn = sqlite3.connect(DB_PATH, isolation_level=None)
-    conn.enable_load_extension(True)
-    conn.load_extension(EXTENSION)
-    conn.enable_load_extension(False)
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
+    return extension.connect(EXTENSION, DB_PATH)
 
 
 def call(conn, sql, *args):

@@ -1,6 +1,7 @@
 //! Storing one document: its row, its chunks and their index entries,
-//! written together (the caller's savepoint), or nothing when the same text
-//! is already stored for the tenant from the same site.
+//! written together (the caller's savepoint), or nothing when the tenant
+//! already has the same document (`Source::identity`: a site's text, a
+//! pasted item's place and text).
 
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
