@@ -9,7 +9,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::header;
-use hyper::{Request, StatusCode, Version};
+use hyper::{Request, StatusCode};
 use onboarding::quote;
 
 use super::reply::{closing, error, Reply};
@@ -46,7 +46,9 @@ pub enum Refusal {
 
 /// Checks what every request must be, whatever its route.
 pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
-    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+    // RFC 9112 asks it only of HTTP/1.1, but SPEC.md refuses a missing Host
+    // whatever the version, and every HTTP/1.0 client still in use sends one.
+    if !req.headers().contains_key(header::HOST) {
         return Err(Refusal::NoHost);
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
@@ -276,7 +278,7 @@ impl Refusal {
             Refusal::NoHost => closing(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                "an HTTP/1.1 request needs a Host header",
+                "a request needs a Host header",
                 None,
             )),
             Refusal::ManyHosts => closing(error(
