@@ -273,18 +273,24 @@ example("SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = '+336123
              "SELECT tenant_id FROM omni_phone_mappings WHERE phone_number = '+33612345678' AND is_active = 1")
 example("SELECT onboarding_get(?) ->> '$.phone_verification'", session)
 
-section("onboarding_complete(session_id, payload, request_key), onboarding_phone_send(session_id, payload, ip_address, request_key), onboarding_phone_verify(session_id, payload, request_key)",
+section("onboarding_step(session_id, step, payload, request_key), onboarding_complete(session_id, payload, request_key), onboarding_phone_send(session_id, payload, ip_address, request_key), onboarding_phone_verify(session_id, payload, request_key)",
         "The calls that are not safe to run twice, at most once per `request_key` (16 to 128 "
         "characters), for a host whose commit can have an unknown outcome (a server on a dqlite "
         "cluster whose leader dies before answering runs its calls again with the same keys). "
         "Run again with its key, a call answers what it answered the first time and writes "
-        "nothing: a code sent is not sent again, a wrong code counts once, a right one and a "
-        "completion answer as they did. The answer is kept in `onboarding_call_replies`, in the "
-        "transaction of the call's writes, for a day; a call that failed and wrote nothing keeps "
-        "nothing. A key is one call of one session: used by another, `conflict`.")
+        "nothing: a step answers its own progress (not that of a later step, nor `conflict` "
+        "after the completion), a code sent is not sent again, a wrong code counts once, a right "
+        "one and a completion answer as they did. The answer is kept in "
+        "`onboarding_call_replies`, in the transaction of the call's writes, for a day; a call "
+        "that failed and wrote nothing keeps nothing. A key is one call (one step) of one "
+        "session: used by another, `conflict`.")
 keyed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
-setup("SELECT onboarding_step(?, 'business', ?)", keyed,
-    '{"company_name":"Agence du Port","industry":"Immobilier","phone":"07 11 22 33 44","email":"port@agence-du-port.fr"}')
+business = ('{"company_name":"Agence du Port","industry":"Immobilier","phone":"07 11 22 33 44",'
+            '"email":"port@agence-du-port.fr"}')
+example("SELECT onboarding_step(?, 'business', ?, ?)", keyed, business, "req-5c0a2e94b7d1f368")
+example("SELECT onboarding_step(?, 'vapi', ?, ?)", keyed, business, "req-5c0a2e94b7d1f368",
+        show="-- the same key for another step: the host's mistake\n"
+             "SELECT onboarding_step(?, 'vapi', ?, ?)")
 example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36")
 example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36",
         show="-- the same call again, as after a lost answer\nSELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)")

@@ -24,7 +24,7 @@
 //! | `onboarding_migrate()`, `onboarding_schema_version()` | `migrate.rs` |
 //! | `onboarding_version()` | `version.rs` |
 //! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)`, `onboarding_create(payload, ip_address, user_agent, request_key)` | `create.rs` |
-//! | `onboarding_step(session_id, step, payload)` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
+//! | `onboarding_step(session_id, step, payload[, request_key])` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
 //! | `onboarding_complete(session_id)`, `onboarding_complete(session_id, payload)`, `onboarding_complete(session_id, payload, request_key)` | `complete.rs`, `sync.rs`, `replies.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
 //! | `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`, `onboarding_phone_verify(session_id, payload[, request_key])` | `phone.rs`, `verification.rs`, `otp.rs`, `replies.rs` |
@@ -148,19 +148,12 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         let conn = c.conn()?;
         create::create(&conn, c.env, payload, &peer, request_key).map(SqlValue::Text)
     }),
-    ("onboarding_step", 3, WRITER, |c| {
-        let session_id = c.session_id()?;
-        let step = c
-            .text(1, "step", ErrorKind::InvalidField)?
-            .ok_or_else(|| Error::invalid_field("step is required"))?;
-        let payload = c.payload(2)?;
-        let conn = c.conn()?;
-        step::step(&conn, c.env, c.settings, session_id, step, payload).map(SqlValue::Text)
-    }),
+    ("onboarding_step", 3, WRITER, step_call),
     // A host whose commit can have an unknown outcome runs a call again
     // with the key it made for it: the first answer comes back, nothing is
     // written again (`replies.rs`). So for the phone functions below. One
     // body per function: the arguments a form lacks read as NULL.
+    ("onboarding_step", 4, WRITER, step_call),
     ("onboarding_complete", 1, WRITER, complete_call),
     ("onboarding_complete", 2, WRITER, complete_call),
     ("onboarding_complete", 3, WRITER, complete_call),
@@ -226,6 +219,27 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         kb::turn::release(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
     }),
 ];
+
+/// `onboarding_step(session_id, step, payload[, request_key])`.
+fn step_call(c: &Call<'_>) -> Result<SqlValue> {
+    let session_id = c.session_id()?;
+    let step = c
+        .text(1, "step", ErrorKind::InvalidField)?
+        .ok_or_else(|| Error::invalid_field("step is required"))?;
+    let payload = c.payload(2)?;
+    let request_key = c.text(3, "request_key", ErrorKind::InvalidField)?;
+    let conn = c.conn()?;
+    step::step(
+        &conn,
+        c.env,
+        c.settings,
+        session_id,
+        step,
+        payload,
+        request_key,
+    )
+    .map(SqlValue::Text)
+}
 
 /// `onboarding_complete(session_id[, payload[, request_key]])`.
 fn complete_call(c: &Call<'_>) -> Result<SqlValue> {

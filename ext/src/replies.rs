@@ -1,12 +1,14 @@
 //! Answers kept by request key: the keyed forms of the calls that are not
-//! safe to run twice (`onboarding_phone_send/4`, `onboarding_phone_verify/3`,
-//! `onboarding_complete/3`).
+//! safe to run twice (`onboarding_step/4`, `onboarding_phone_send/4`,
+//! `onboarding_phone_verify/3`, `onboarding_complete/3`).
 //!
 //! A host whose commit can have an unknown outcome (a dqlite cluster's
 //! failover) runs its calls again with the keys it made for them. Run
 //! again, a send would answer "too soon" although its code went out, a
-//! wrong code would count twice, a right one answer "already used", and a
-//! completion answer `already_completed` on the client's first request. A
+//! wrong code would count twice, a right one answer "already used", a
+//! completion answer `already_completed` on the client's first request,
+//! and a step run after its session's completion (the same batch) answer
+//! `conflict` although it was saved. A
 //! keyed call looks its key up under the write lock, before anything else;
 //! found, it answers what it answered the first time and writes nothing.
 //! Not found, it runs and keeps its answer in the same transaction as its

@@ -56,6 +56,9 @@ pub enum Step {
 /// The facts of one step; see [`Step::facts`].
 struct Facts {
     name: &'static str,
+    /// The call as a keyed answer names it (`replies.rs`): a key kept for
+    /// one step is not the answer of another.
+    function: &'static str,
     /// `None`: saving the step does not move progress.
     reaches: Option<Progress>,
     /// The UPDATE that saves the step's data in its column, see [`save_sql`].
@@ -143,26 +146,31 @@ impl Step {
         match self {
             Step::Business => Facts {
                 name: "business",
+                function: "onboarding_step('business')",
                 reaches: reaches(2, 33),
                 save_sql: save_sql!("business_data"),
             },
             Step::Channels => Facts {
                 name: "channels",
+                function: "onboarding_step('channels')",
                 reaches: reaches(3, 50),
                 save_sql: save_sql!("channels_data"),
             },
             Step::Vapi => Facts {
                 name: "vapi",
+                function: "onboarding_step('vapi')",
                 reaches: reaches(4, 66),
                 save_sql: save_sql!("vapi_data"),
             },
             Step::Kb => Facts {
                 name: "kb",
+                function: "onboarding_step('kb')",
                 reaches: reaches(5, 83),
                 save_sql: save_sql!("kb_data"),
             },
             Step::Appointments => Facts {
                 name: "appointments",
+                function: "onboarding_step('appointments')",
                 reaches: None,
                 save_sql: save_sql!("appointments_data"),
             },
@@ -186,6 +194,11 @@ impl Step {
     /// The name callers use: `business`.
     pub const fn name(self) -> &'static str {
         self.facts().name
+    }
+
+    /// The call's name in a kept answer: `onboarding_step('business')`.
+    pub const fn function(self) -> &'static str {
+        self.facts().function
     }
 
     /// The progress saving this step reaches; `None` when it moves nothing.

@@ -1,4 +1,6 @@
-//! `onboarding_step(session_id, step, payload)`: validates and saves one step.
+//! `onboarding_step(session_id, step, payload[, request_key])`: validates
+//! and saves one step; with a request key, at most once per key
+//! (`replies.rs`).
 //!
 //! Each step stores its normalised payload in its own column; the ones that
 //! move progress only ever move it forward, and the time the session spent on
@@ -14,6 +16,7 @@ use crate::env::{iso8601, Env};
 use crate::error::Result;
 use crate::json;
 use crate::kb::Settings;
+use crate::replies;
 use crate::savepoint::in_savepoint;
 use crate::session::{Progress, SessionHead, Step};
 use crate::sql;
@@ -30,52 +33,68 @@ pub fn step(
     session_id: &str,
     step: &str,
     payload: Option<&str>,
+    request_key: Option<&str>,
 ) -> Result<String> {
     let step = Step::parse(step)?;
     let map = validate::payload_object(payload)?;
+    let keyed = replies::keyed(step.function(), session_id, request_key)?;
     in_savepoint(conn, || {
-        let session = SessionHead::load(conn, session_id)?;
-        session.ensure_writable()?;
-        let now_ms = env.now_ms();
-        let now = iso8601(now_ms);
-        let data = save(conn, settings, step, &map, &session, &now)?;
-        let advanced = step.reaches().filter(|p| p.step > session.current_step);
-        let progress = advanced.unwrap_or(Progress::at(session.current_step));
-        if advanced.is_some() {
-            let on = OnStep {
-                session_id: session.id,
-                step: session.current_step,
-                since: &session.step_started_at,
-            };
-            analytics::credit_step(conn, &on, now_ms)?;
-        }
-        step.save_sql().run(
-            conn,
-            (
-                &data,
-                progress.step,
-                progress.percentage,
-                &now,
-                advanced.is_some(),
-                session.rowid,
-                &session.id,
-            ),
-        )?;
-        // Written out rather than built as a map and serialised: four of a
-        // flow's six calls answer this.
-        let mut answer = json::Writer::with_capacity(128);
-        answer
-            .raw(r#"{"success":true,"session_id":"#)
-            .string(session.id)
-            .raw(r#","step":""#)
-            .raw(step.name())
-            .raw(r#"","current_step":"#)
-            .int(progress.step)
-            .raw(r#","progress_percentage":"#)
-            .int(progress.percentage)
-            .raw("}");
-        Ok(answer.finish())
-    })
+        replies::once(conn, env, keyed.as_ref(), || {
+            save_step(conn, env, settings, session_id, step, &map).map(Ok)
+        })
+    })?
+}
+
+/// The step's writes and its answer, inside the call's savepoint.
+fn save_step(
+    conn: &Connection,
+    env: &dyn Env,
+    settings: &Settings,
+    session_id: &str,
+    step: Step,
+    map: &Object,
+) -> Result<String> {
+    let session = SessionHead::load(conn, session_id)?;
+    session.ensure_writable()?;
+    let now_ms = env.now_ms();
+    let now = iso8601(now_ms);
+    let data = save(conn, settings, step, map, &session, &now)?;
+    let advanced = step.reaches().filter(|p| p.step > session.current_step);
+    let progress = advanced.unwrap_or(Progress::at(session.current_step));
+    if advanced.is_some() {
+        let on = OnStep {
+            session_id: session.id,
+            step: session.current_step,
+            since: &session.step_started_at,
+        };
+        analytics::credit_step(conn, &on, now_ms)?;
+    }
+    step.save_sql().run(
+        conn,
+        (
+            &data,
+            progress.step,
+            progress.percentage,
+            &now,
+            advanced.is_some(),
+            session.rowid,
+            &session.id,
+        ),
+    )?;
+    // Written out rather than built as a map and serialised: four of a
+    // flow's six calls answer this.
+    let mut answer = json::Writer::with_capacity(128);
+    answer
+        .raw(r#"{"success":true,"session_id":"#)
+        .string(session.id)
+        .raw(r#","step":""#)
+        .raw(step.name())
+        .raw(r#"","current_step":"#)
+        .int(progress.step)
+        .raw(r#","progress_percentage":"#)
+        .int(progress.percentage)
+        .raw("}");
+    Ok(answer.finish())
 }
 
 /// Validates `step`'s payload, makes the step's writes outside the session

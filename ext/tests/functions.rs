@@ -50,6 +50,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_phone_verify/3",
             "onboarding_schema_version/0",
             "onboarding_step/3",
+            "onboarding_step/4",
             "onboarding_version/0",
             "onboarding_voices/0",
         ]

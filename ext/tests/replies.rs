@@ -1,7 +1,7 @@
 //! The keyed forms of the calls that are not safe to run twice
-//! (`onboarding_phone_send/4`, `onboarding_phone_verify/3`,
-//! `onboarding_complete/3`): run again with the same key, each answers its
-//! first answer and writes nothing. A dqlite host runs a batch again with
+//! (`onboarding_step/4`, `onboarding_phone_send/4`,
+//! `onboarding_phone_verify/3`, `onboarding_complete/3`): run again with the
+//! same key, each answers its first answer and writes nothing. A dqlite host runs a batch again with
 //! the same keys when a failover leaves its commit's outcome unknown.
 
 mod common;
@@ -158,6 +158,102 @@ fn a_completion_run_again_with_its_key_answers_as_the_first_time() {
     );
 }
 
+fn step(db: &Db, session: &str, step: &str, payload: &str, key: &str) -> Result<Value, String> {
+    db.call(
+        "SELECT onboarding_step(?1, ?2, ?3, ?4)",
+        &[&session, &step, &payload, &key],
+    )
+}
+
+const VAPI: &str = r#"{"agent_type":"custom","voice":"sara","assistant_name":"Sara"}"#;
+const KB: &str = r#"{"method":"skip"}"#;
+
+/// Run again after its session moved on, a step answers its first answer:
+/// unkeyed, a re-sent vapi step run after the kb step answers the kb
+/// step's `current_step`, and any step run after the completion answers
+/// 409.
+#[test]
+fn a_step_run_again_with_its_key_answers_its_first_answer_and_writes_nothing() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    let vapi = step(&db, &s, "vapi", VAPI, KEY).unwrap();
+    assert_eq!(
+        vapi,
+        json!({"success": true, "session_id": s, "step": "vapi", "current_step": 4,
+               "progress_percentage": 66})
+    );
+    db.env.advance_ms(2_000);
+    step(&db, &s, "kb", KB, OTHER_KEY).unwrap();
+    let before = changes(&db);
+    assert_eq!(step(&db, &s, "vapi", VAPI, KEY).unwrap(), vapi);
+    assert_eq!(changes(&db), before, "the replay wrote something");
+    // A new request is a new call: saved again, at the furthest step.
+    assert_eq!(
+        step(&db, &s, "vapi", VAPI, "0123456789abcdef-third").unwrap()["current_step"],
+        5
+    );
+    complete(&db, &s, "0123456789abcdef-fourth").unwrap();
+    assert_eq!(step(&db, &s, "vapi", VAPI, KEY).unwrap(), vapi);
+    assert_eq!(
+        step(&db, &s, "vapi", VAPI, "0123456789abcdef-fifth").unwrap_err(),
+        format!(
+            "onboarding_step: conflict: session '{s}' is completed; its steps can no longer be \
+             changed"
+        )
+    );
+    assert_eq!(
+        kept(&db)
+            .iter()
+            .map(|r| (r["function"].clone(), r["created_at"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                json!("onboarding_step('vapi')"),
+                json!("2026-11-24T10:00:00.000Z")
+            ),
+            (
+                json!("onboarding_step('kb')"),
+                json!("2026-11-24T10:00:02.000Z")
+            ),
+            (
+                json!("onboarding_step('vapi')"),
+                json!("2026-11-24T10:00:02.000Z")
+            ),
+            (
+                json!("onboarding_complete"),
+                json!("2026-11-24T10:00:02.000Z")
+            ),
+        ]
+    );
+    // A key names one step: another step's key is the host's mistake.
+    assert_eq!(
+        step(&db, &s, "kb", KB, KEY).unwrap_err(),
+        "onboarding_step: conflict: request_key '0123456789abcdef-first' was already used by \
+         onboarding_step('vapi')"
+    );
+    // A refused step keeps nothing: run again, it is checked again.
+    let t = db.create();
+    assert_eq!(
+        step(
+            &db,
+            &t,
+            "vapi",
+            r#"{"agent_type":"robot"}"#,
+            "0123456789abcdef-sixth"
+        )
+        .unwrap_err(),
+        "onboarding_step: invalid_field: agent_type 'robot' is not an agent type (expected one of \
+         real_estate_reception, real_estate_callback, appointment_booking, phone_reception, \
+         customer_support, multi_purpose, custom)"
+    );
+    assert_eq!(kept(&db).len(), 4);
+    assert_eq!(
+        step(&db, &t, "vapi", VAPI, "0123456789abcdef-sixth").unwrap()["step"],
+        "vapi"
+    );
+}
+
 #[test]
 fn a_call_that_failed_keeps_nothing_and_runs_again_with_its_key() {
     let db = Db::memory();
@@ -195,6 +291,10 @@ fn a_key_is_one_call_of_one_session() {
     );
     assert_eq!(db.count("outbox_messages"), 1);
     for (sql, function) in [
+        (
+            "SELECT onboarding_step(?1, 'channels', '{\"channels\":[\"sms\"]}', 'short')",
+            "onboarding_step",
+        ),
         (
             "SELECT onboarding_complete(?1, '{}', 'short')",
             "onboarding_complete",

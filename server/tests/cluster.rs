@@ -2,7 +2,8 @@
 //! own processes on loopback ports: the same answers as on a single file,
 //! the leader killed twice under load without losing an acknowledged
 //! completion, a create whose commit answer was lost made only once (a
-//! phone code sent or checked and a completion answered as the first time),
+//! phone code sent or checked, a step and a completion answered as the
+//! first time),
 //! a busy leader retried, and calls that wait together committed as one
 //! transaction (one Raft entry).
 //!
@@ -192,6 +193,8 @@ async fn error_statuses_through_the_cluster_equal_the_single_files() {
 /// its batch was applied.
 struct CommitCutter {
     armed: Arc<AtomicBool>,
+    /// COMMITs let through, once armed, before the one cut.
+    pass: Arc<AtomicUsize>,
     /// The type of the answer swallowed (6 is a successful RESULT); 255
     /// until then.
     swallowed: Arc<AtomicU8>,
@@ -202,10 +205,12 @@ struct CommitCutter {
 impl CommitCutter {
     fn start(listener: TcpListener, node: String) -> CommitCutter {
         let armed = Arc::new(AtomicBool::new(false));
+        let pass = Arc::new(AtomicUsize::new(0));
         let swallowed = Arc::new(AtomicU8::new(255));
         let commits = Arc::new(AtomicUsize::new(0));
-        let (a, s, n) = (
+        let (a, p, s, n) = (
             Arc::clone(&armed),
+            Arc::clone(&pass),
             Arc::clone(&swallowed),
             Arc::clone(&commits),
         );
@@ -217,9 +222,14 @@ impl CommitCutter {
                 };
                 let cut = Arc::new(AtomicBool::new(false));
                 let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let (armed, cut2, commits) = (Arc::clone(&a), Arc::clone(&cut), Arc::clone(&n));
+                let (armed, pass, cut2, commits) = (
+                    Arc::clone(&a),
+                    Arc::clone(&p),
+                    Arc::clone(&cut),
+                    Arc::clone(&n),
+                );
                 std::thread::spawn(move || {
-                    forward_requests(client, upstream, &armed, &cut, &commits)
+                    forward_requests(client, upstream, (&armed, &pass), &cut, &commits)
                 });
                 let swallowed = Arc::clone(&s);
                 std::thread::spawn(move || forward_answers(u2, c2, &cut2, &swallowed));
@@ -227,6 +237,7 @@ impl CommitCutter {
         });
         CommitCutter {
             armed,
+            pass,
             swallowed,
             commits,
         }
@@ -258,7 +269,7 @@ fn read_message(from: &mut TcpStream) -> Option<Vec<u8>> {
 fn forward_requests(
     mut client: TcpStream,
     mut node: TcpStream,
-    armed: &AtomicBool,
+    (armed, pass): (&AtomicBool, &AtomicUsize),
     cut: &AtomicBool,
     commits: &AtomicUsize,
 ) {
@@ -272,7 +283,15 @@ fn forward_requests(
         if is_commit {
             commits.fetch_add(1, Ordering::SeqCst);
         }
-        if is_commit && armed.swap(false, Ordering::SeqCst) {
+        // Armed, the COMMITs to let through first count down, then the
+        // next one is cut.
+        if is_commit
+            && armed.load(Ordering::SeqCst)
+            && pass
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+            && armed.swap(false, Ordering::SeqCst)
+        {
             cut.store(true, Ordering::SeqCst);
         }
         if node.write_all(&message).is_err() {
@@ -430,19 +449,111 @@ async fn phone_codes_and_a_completion_retried_after_a_cut_at_commit_answer_as_th
         ),
         1
     );
-    // One answer kept per call, each under its own key.
+    // One answer kept per call, each under its own key, the steps' too.
     assert_eq!(
         tokio::task::block_in_place(|| cluster.rows(
             "SELECT function, failed FROM onboarding_call_replies ORDER BY rowid",
             &[]
         )),
         [
+            ("onboarding_step('business')", 0),
+            ("onboarding_step('vapi')", 0),
             ("onboarding_phone_send", 0),
             ("onboarding_phone_verify", 1),
             ("onboarding_phone_verify", 0),
             ("onboarding_complete", 0),
         ]
         .map(|(f, failed)| vec![Value::Text(f.into()), Value::Integer(failed)])
+        .to_vec()
+    );
+    server.stop().await;
+}
+
+/// Steps are keyed too. Here a re-sent step, the next step and the
+/// completion of one session wait together behind another client's write
+/// lock, and so run in one batch, whose COMMIT is cut after its success.
+/// The server runs the batch again. Without the steps' keys, the re-sent
+/// vapi step and the kb step then met a completed session and answered
+/// 409, although both had been saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_batched_with_their_completion_and_cut_at_commit_answer_as_the_first_time() {
+    if common::cluster::binaries().is_none() {
+        return;
+    }
+    let (cutter, cluster) = CommitCutter::in_front_of_one_node();
+    let mut server = server_on(&cluster).await;
+    let id = completable_session(&server).await;
+    let (mut holder, db) = hold_the_write_lock(&cluster);
+    let addr = server.addr;
+    let post = |path: String, body: &'static str| {
+        tokio::spawn(async move { request(addr, "POST", &path, &[], body.as_bytes()).await })
+    };
+    // The first batch meets the lock; the three calls after it queue up
+    // behind it, in order, and make the next batch.
+    let blocker = post("/api/v1/onboarding/session".into(), "{}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut calls = Vec::new();
+    for (action, body) in [("vapi", VAPI), ("kb", KB), ("complete", "{}")] {
+        calls.push(post(session_path(&id, action), body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cutter.swallowed.store(255, Ordering::SeqCst);
+    cutter.pass.store(1, Ordering::SeqCst);
+    cutter.armed.store(true, Ordering::SeqCst);
+    holder
+        .conn
+        .exec(db, "ROLLBACK", &[])
+        .expect("release the lock");
+    assert_eq!(blocker.await.unwrap().status, 201);
+    let mut answers = Vec::new();
+    for call in calls {
+        let reply = call.await.unwrap();
+        answers.push((reply.status, reply.body));
+    }
+    assert_eq!(
+        cutter.swallowed.load(Ordering::SeqCst),
+        6,
+        "the batch's COMMIT was not cut after its success"
+    );
+    assert_eq!(
+        answers[..2],
+        [
+            (
+                200,
+                format!(
+                    r#"{{"success":true,"session_id":"{id}","step":"vapi","current_step":4,"progress_percentage":66}}"#
+                )
+            ),
+            (
+                200,
+                format!(
+                    r#"{{"success":true,"session_id":"{id}","step":"kb","current_step":5,"progress_percentage":83}}"#
+                )
+            ),
+        ]
+    );
+    assert_eq!(answers[2].0, 200, "{}", answers[2].1);
+    let completed: serde_json::Value = serde_json::from_str(&answers[2].1).unwrap();
+    assert_eq!(completed["already_completed"], false);
+    assert_eq!(
+        completed["synced"]["knowledge_base"]["crawl_job"]["url"],
+        "https://mon-site.fr/"
+    );
+    // Each call's answer kept once, under its own key; the session's
+    // earlier steps too.
+    assert_eq!(
+        tokio::task::block_in_place(|| cluster.rows(
+            "SELECT function FROM onboarding_call_replies WHERE session_id = ?1 ORDER BY rowid",
+            &[Value::Text(id.clone())]
+        )),
+        [
+            "onboarding_step('business')",
+            "onboarding_step('vapi')",
+            "onboarding_step('vapi')",
+            "onboarding_step('kb')",
+            "onboarding_complete",
+        ]
+        .map(|f| vec![Value::Text(f.into())])
         .to_vec()
     );
     server.stop().await;

@@ -15,12 +15,13 @@
 //!   rolls back and runs the batch again rather than answering `internal`.
 //! - **Unknown outcomes made safe.** When the connection breaks around a
 //!   COMMIT, the batch may or may not have been applied. Running it again
-//!   is safe call by call: each call that is not safe to run twice (a
-//!   create, a completion, a phone code sent or checked) carries a request
+//!   is safe call by call: each route's call that writes (a create, a
+//!   step, a completion, a phone code sent or checked) carries a request
 //!   key made here once per call, so a call already applied answers its
-//!   first answer again and writes nothing (`onboarding_create(…,
-//!   request_key)`, `onboarding_complete(…, request_key)`, …); a step saved
-//!   twice saves the same data.
+//!   first answer again and writes nothing (`onboarding_create(…, request_key)`,
+//!   `onboarding_step(…, request_key)`, …). A step is keyed too: run again
+//!   after its session's completion in the same batch, it would answer
+//!   `conflict` although it was saved.
 //! - **Error texts kept.** A function's error reaches the HTTP layer as
 //!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
 //!   reading of 1.11's failure responses), so statuses stay exact.

@@ -102,12 +102,15 @@ const HEALTH_SQL: &str = "SELECT json_object('success', json('true'), 'status', 
 impl Query {
     /// Whether the call must carry a request key on a backend whose commit
     /// can have an unknown outcome: the calls that are not safe to run
-    /// twice (a step saved again saves the same data; a reader writes
-    /// nothing).
+    /// twice (a reader writes nothing). A step is not: run again after a
+    /// completion in the same batch it would answer 409 although it was
+    /// saved, and after a later step its `current_step` would be that
+    /// step's.
     pub(super) fn keyed(&self) -> bool {
         matches!(
             self,
             Query::Create { .. }
+                | Query::Step { .. }
                 | Query::Complete { .. }
                 | Query::PhoneSend { .. }
                 | Query::PhoneVerify { .. }
@@ -160,13 +163,17 @@ impl Query {
                 session_id,
                 step,
                 payload,
-            } => (
-                "SELECT onboarding_step(?1, ?2, ?3)",
+            } => keyed(
+                (
+                    "SELECT onboarding_step(?1, ?2, ?3)",
+                    "SELECT onboarding_step(?1, ?2, ?3, ?4)",
+                ),
                 vec![
                     text(session_id),
                     Arg::Text(Some(step)),
                     Arg::Text(payload.as_deref()),
                 ],
+                request_key,
             ),
             Query::Complete {
                 session_id,
