@@ -4,8 +4,8 @@
 //! completion, a create whose commit answer was lost made only once (a
 //! phone code sent or checked, a step and a completion answered as the
 //! first time),
-//! a busy leader retried, and calls that wait together committed as one
-//! transaction (one Raft entry).
+//! a busy leader retried, calls that wait together committed as one
+//! transaction (one Raft entry), and a frozen leader left for the new one.
 //!
 //! These tests need Debian's libdqlite (`make node` builds the host); without
 //! it they say so loudly and pass, and `.ci/run` installs it.
@@ -624,9 +624,19 @@ async fn flows(
 /// Kills the leader and returns how long until a write sent after the kill
 /// was answered.
 async fn kill_leader_and_time_it(cluster: &mut Cluster, load: &Mutex<Load>) -> (usize, Duration) {
+    lose_leader_and_time_it(cluster, load, Cluster::kill).await
+}
+
+/// Takes the leader away (`lose`: killed or frozen) and returns its index
+/// and how long until a write sent after that was answered.
+async fn lose_leader_and_time_it(
+    cluster: &mut Cluster,
+    load: &Mutex<Load>,
+    lose: impl FnOnce(&mut Cluster, usize),
+) -> (usize, Duration) {
     let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
     let killed_at = Instant::now();
-    tokio::task::block_in_place(|| cluster.kill(leader));
+    tokio::task::block_in_place(|| lose(cluster, leader));
     let deadline = killed_at + Duration::from_secs(15);
     loop {
         let resumed = load
@@ -642,7 +652,7 @@ async fn kill_leader_and_time_it(cluster: &mut Cluster, load: &Mutex<Load>) -> (
         }
         assert!(
             Instant::now() < deadline,
-            "no write answered within 15 s of the kill"
+            "no write answered within 15 s of losing the leader"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -782,6 +792,79 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
             })
             .collect();
         assert!(contents[0].contains(&load.completed[0]));
+        assert_eq!(contents[0], contents[1], "node 1 and node 2 differ");
+        assert_eq!(contents[0], contents[2], "node 1 and node 3 differ");
+    });
+}
+
+/// A leader that stops answering without closing its connections (a hung
+/// machine, a network cut), frozen with SIGSTOP under load: the server
+/// asks the other nodes who leads while its answer is late, and moves to
+/// the new leader once they name one. Before, it waited out its 5 s
+/// answer timeout (5.2 s measured). Thawed, the old leader follows, and
+/// every node holds the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Mutex::new(Load::default()));
+    let workers: Vec<_> = (0..8)
+        .map(|w| tokio::spawn(flows(server.addr, w, Arc::clone(&stop), Arc::clone(&load))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (frozen, after) =
+        lose_leader_and_time_it(&mut cluster, &load, |c: &mut Cluster, i| c.freeze(i)).await;
+    report(format_args!(
+        "node {} frozen, writes resumed after {:.2} s",
+        cluster.nodes[frozen].id,
+        after.as_secs_f64()
+    ));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::task::block_in_place(|| {
+        cluster.thaw(frozen);
+        cluster.wait_until_following(frozen, Duration::from_secs(20));
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let load = std::mem::take(&mut *load.lock().unwrap());
+    assert_eq!(load.errors, Vec::<String>::new());
+    assert!(
+        after < Duration::from_secs(3),
+        "writes resumed after {after:?}"
+    );
+    assert!(
+        load.completed.len() > 10,
+        "too little load: {}",
+        load.completed.len()
+    );
+    server.stop().await;
+    tokio::task::block_in_place(|| {
+        assert_eq!(
+            cluster.count("SELECT count(*) FROM onboarding_sessions"),
+            load.creates as i64
+        );
+        for id in &load.completed {
+            assert_eq!(
+                cluster.count(&format!(
+                    "SELECT count(*) FROM onboarding_sessions WHERE id = '{id}' AND status = 'completed'"
+                )),
+                1,
+                "session {id}"
+            );
+        }
+        let contents: Vec<String> = (0..cluster.nodes.len())
+            .map(|i| {
+                cluster.transfer_to(i);
+                content(&cluster)
+            })
+            .collect();
         assert_eq!(contents[0], contents[1], "node 1 and node 2 differ");
         assert_eq!(contents[0], contents[2], "node 1 and node 3 differ");
     });

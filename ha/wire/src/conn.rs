@@ -1,9 +1,9 @@
 //! [`Conn`]: one connection to one node, its requests one at a time; and
 //! [`connect_leader`], which finds the node that accepts writes.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::message::{Request, Response, Value, WORD};
 use crate::{Error, Result};
@@ -65,6 +65,14 @@ pub struct Rows {
 pub struct Conn {
     stream: TcpStream,
     address: String,
+    watch: Option<Watch>,
+}
+
+/// Who to ask whether this connection's node still leads, while an answer
+/// is slow to come: see [`Conn::watch_leadership`].
+struct Watch {
+    others: Vec<String>,
+    every: Duration,
 }
 
 /// The leader found by [`connect_leader`], connected and registered.
@@ -122,7 +130,20 @@ impl Conn {
         Ok(Conn {
             stream,
             address: address.to_string(),
+            watch: None,
         })
+    }
+
+    /// Watches this node's leadership while a request waits: every `every`
+    /// without a byte of the answer, asks the `others` (the cluster's other
+    /// nodes) who leads, and once one names another node, gives the request
+    /// up with [`Error::NoLeader`] (its fate unknown, as for a cut
+    /// connection). A leader that stops answering without closing its
+    /// connections (frozen, cut off by the network) is then given up as
+    /// soon as the others have elected its successor, not at the answer
+    /// timeout, which a slow but live leader needs long.
+    pub fn watch_leadership(&mut self, others: Vec<String>, every: Duration) {
+        self.watch = Some(Watch { others, every });
     }
 
     /// The address this connection was made to.
@@ -230,6 +251,9 @@ impl Conn {
 
     /// Reads one response; a failure becomes [`Error::Server`].
     fn receive(&mut self, expected: u8) -> Result<Response> {
+        if self.watch.is_some() {
+            self.wait_while_leading()?;
+        }
         let mut header = [0u8; WORD];
         self.stream.read_exact(&mut header)?;
         let words = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
@@ -243,6 +267,53 @@ impl Conn {
                 "expected a response of type {expected}, got {other}"
             ))),
         }
+    }
+}
+
+impl Conn {
+    /// Waits for the first byte of an answer, at most the read timeout,
+    /// asking the other nodes who leads at each `every` that passes
+    /// without it.
+    fn wait_while_leading(&mut self) -> Result<()> {
+        let watch = self.watch.as_ref().expect("called when watching");
+        let every = watch.every;
+        let original = self.stream.read_timeout()?;
+        let bound = original.unwrap_or(Duration::MAX);
+        let started = Instant::now();
+        self.stream.set_read_timeout(Some(every.min(bound)))?;
+        let waited = loop {
+            match self.stream.peek(&mut [0u8; 1]) {
+                // A byte, or the end of the stream, which the read reports.
+                Ok(_) => break Ok(()),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if started.elapsed() >= bound {
+                        break Err(Error::Io(e));
+                    }
+                    if let Some(leader) = self.leader_elsewhere(every) {
+                        break Err(Error::NoLeader(format!(
+                            "{} has not answered for {} ms and {leader} leads now",
+                            self.address,
+                            started.elapsed().as_millis()
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(Error::Io(e)),
+            }
+        };
+        self.stream.set_read_timeout(original)?;
+        waited
+    }
+
+    /// The leader another node names, when it is not this connection's.
+    /// Each question is bounded by `timeout`; a node that does not answer
+    /// names nobody.
+    fn leader_elsewhere(&self, timeout: Duration) -> Option<String> {
+        let watch = self.watch.as_ref()?;
+        watch.others.iter().find_map(|node| {
+            let (_, leader) = Conn::connect(node, timeout).ok()?.leader().ok()?;
+            (!leader.is_empty() && leader != self.address).then_some(leader)
+        })
     }
 }
 

@@ -7,10 +7,12 @@
 //! - **Every call in a transaction.** A writing `SELECT` sent alone is
 //!   answered but not replicated on 1.11; the batch's explicit transaction
 //!   is what gets replicated, reads included.
-//! - **The leader, followed.** A failed connection, a refused one or a
-//!   "not leader" answer drops the connection; the batch runs again, from
-//!   `BEGIN`, on whatever leader the nodes name next, every
-//!   [`RETRY_PAUSE`] until [`RETRY_FOR`] has passed (then 503).
+//! - **The leader, followed.** A failed connection, a refused one, a
+//!   "not leader" answer, or a late answer while the other nodes name
+//!   another leader ([`LEADERSHIP_CHECK`]: a frozen leader) drops the
+//!   connection; the batch runs again, from `BEGIN`, on whatever leader
+//!   the nodes name next, every [`RETRY_PAUSE`] until [`RETRY_FOR`] has
+//!   passed (then 503).
 //! - **Busy retried.** SQLITE_BUSY (another client holds the write lock)
 //!   rolls back and runs the batch again rather than answering `internal`.
 //! - **Unknown outcomes made safe.** When the connection breaks around a
@@ -52,10 +54,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bounds every answer: a commit waits for a quorum of nodes, and a call
 /// does its work on the leader (a completion indexing the contract's
-/// largest knowledge base takes about a second there). So a leader that
-/// stops answering without closing its connections (frozen, cut off) is
-/// given up after 5 s, where a dead one is noticed at once.
+/// largest knowledge base takes about a second there).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// While an answer is slower than this, the other nodes are asked who
+/// leads, and the leader is given up once they name another: a leader
+/// that stops answering without closing its connections (frozen, cut off
+/// by the network) is left as soon as its successor is elected (about a
+/// second), where only the answer timeout gave it up before.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(250);
 
 /// Where the writer finds the cluster.
 #[derive(Debug, Clone)]
@@ -76,6 +83,10 @@ struct Session {
 pub(super) struct Cluster {
     options: ClusterOptions,
     leader: Option<Session>,
+    /// The address of the last leader connected to: asked last when a new
+    /// one is looked for, since it may be frozen (it accepts a connection,
+    /// then each question waits out [`CONNECT_TIMEOUT`]).
+    last_leader: Option<String>,
 }
 
 /// Why an attempt of a batch did not give its answers.
@@ -93,6 +104,7 @@ impl Cluster {
         let mut cluster = Cluster {
             options,
             leader: None,
+            last_leader: None,
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -133,13 +145,30 @@ impl Cluster {
         let session = self.session()?;
         let result = transaction(session, |s| {
             let rows = s.conn.query(s.db, "SELECT onboarding_migrate()", &[])?;
-            Ok(rows
+            let version = rows
                 .rows
                 .first()
                 .and_then(|r| r.first())
-                .and_then(Value::as_integer))
+                .and_then(Value::as_integer);
+            let rows = s.conn.query(s.db, &missing_forms_sql(), &[])?;
+            let missing = rows
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(Value::as_text)
+                .map(str::to_string);
+            Ok((version, missing))
         });
-        let version = self.settle(result)?;
+        let (version, missing) = self.settle(result)?;
+        // An extension of the same schema can still lack a keyed form this
+        // server calls (onboarding_step/4 came without a migration): every
+        // such call would fail with "wrong number of arguments".
+        if let Some(missing) = missing {
+            return Err(Retry::CommitFailed(format!(
+                "the nodes' libonboarding.so lacks {missing}, which this server calls \
+                 (update the nodes' extension)"
+            )));
+        }
         version
             .ok_or_else(|| Retry::CommitFailed("onboarding_migrate() answered no version".into()))
     }
@@ -148,8 +177,20 @@ impl Cluster {
     /// if there is none.
     fn session(&mut self) -> Result<&mut Session, Retry> {
         if self.leader.is_none() {
-            let mut leader = connect_leader(&self.options.nodes, CONNECT_TIMEOUT)
-                .map_err(|e| Retry::Again(e.to_string()))?;
+            let last = self.last_leader.as_deref();
+            let nodes: Vec<String> = (self.options.nodes.iter())
+                .filter(|n| Some(n.as_str()) != last)
+                .chain(
+                    self.options
+                        .nodes
+                        .iter()
+                        .filter(|n| Some(n.as_str()) == last),
+                )
+                .cloned()
+                .collect();
+            let mut leader =
+                connect_leader(&nodes, CONNECT_TIMEOUT).map_err(|e| Retry::Again(e.to_string()))?;
+            self.last_leader = Some(leader.address.clone());
             let db = leader
                 .conn
                 .open(&self.options.database)
@@ -158,6 +199,14 @@ impl Cluster {
                 .conn
                 .set_timeout(ANSWER_TIMEOUT)
                 .map_err(|e| Retry::Again(e.to_string()))?;
+            let others = self
+                .options
+                .nodes
+                .iter()
+                .filter(|n| **n != leader.address)
+                .cloned()
+                .collect();
+            leader.conn.watch_leadership(others, LEADERSHIP_CHECK);
             // A transaction whose changed pages outgrow the page cache has
             // SQLite write some to the log before its commit ("spill"),
             // which dqlite's log cannot take (it failed with "disk I/O
@@ -421,9 +470,99 @@ fn request_key() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A query answering the keyed forms the engine lacks (`onboarding_step/4,
+/// …`), or NULL when it has them all.
+fn missing_forms_sql() -> String {
+    let forms: Vec<String> = Query::KEYED_FORMS
+        .iter()
+        .map(|(name, args)| format!("('{name}', {args})"))
+        .collect();
+    format!(
+        "WITH needed(name, narg) AS (VALUES {}) \
+         SELECT group_concat(name || '/' || narg, ', ') FROM needed \
+         WHERE NOT EXISTS (SELECT 1 FROM pragma_function_list AS f \
+                           WHERE f.name = needed.name AND f.narg = needed.narg)",
+        forms.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cast_to_text;
+    use super::{cast_to_text, missing_forms_sql};
+    use crate::db::query::Query;
+
+    #[test]
+    fn the_keyed_forms_checked_at_start_are_the_ones_called() {
+        let queries = [
+            Query::Create {
+                payload: None,
+                ip_address: String::new(),
+                user_agent: String::new(),
+            },
+            Query::Step {
+                session_id: String::new(),
+                step: "business",
+                payload: None,
+            },
+            Query::Complete {
+                session_id: String::new(),
+                payload: None,
+            },
+            Query::PhoneSend {
+                session_id: String::new(),
+                payload: None,
+                ip_address: String::new(),
+            },
+            Query::PhoneVerify {
+                session_id: String::new(),
+                payload: None,
+            },
+        ];
+        let called: Vec<(String, u32)> = queries
+            .iter()
+            .filter(|q| q.keyed())
+            .map(|q| {
+                let (sql, args) = q.statement(Some("0123456789abcdef"));
+                let name = sql["SELECT ".len()..sql.find('(').unwrap()].to_string();
+                (name, args.len() as u32)
+            })
+            .collect();
+        let listed: Vec<(String, u32)> = Query::KEYED_FORMS
+            .iter()
+            .map(|(name, args)| (name.to_string(), *args))
+            .collect();
+        assert_eq!(called, listed);
+    }
+
+    #[test]
+    fn an_engine_without_the_keyed_forms_is_named_at_start() {
+        let bare = rusqlite::Connection::open_in_memory().unwrap();
+        let missing: Option<String> = bare
+            .query_row(&missing_forms_sql(), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            missing.as_deref(),
+            Some(
+                "onboarding_create/4, onboarding_step/4, onboarding_complete/3, \
+                 onboarding_phone_send/4, onboarding_phone_verify/3"
+            )
+        );
+        // onboarding_step/4 alone missing: an extension of the same schema
+        // from before steps were keyed.
+        let old = rusqlite::Connection::open_in_memory().unwrap();
+        onboarding::register(&old).unwrap();
+        old.remove_function("onboarding_step", 4).unwrap();
+        let missing: Option<String> = old
+            .query_row(&missing_forms_sql(), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(missing.as_deref(), Some("onboarding_step/4"));
+        let current = rusqlite::Connection::open_in_memory().unwrap();
+        onboarding::register(&current).unwrap();
+        let missing: Option<String> = current
+            .query_row(&missing_forms_sql(), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(missing, None);
+    }
 
     #[test]
     fn a_parameter_is_cast_where_it_stands_and_nowhere_else() {

@@ -117,6 +117,16 @@ impl Query {
         )
     }
 
+    /// The keyed forms [`Query::statement`] calls (name, arguments): a
+    /// backend that sends keys checks at start that its engine has them.
+    pub(super) const KEYED_FORMS: &'static [(&'static str, u32)] = &[
+        ("onboarding_create", 4),
+        ("onboarding_step", 4),
+        ("onboarding_complete", 3),
+        ("onboarding_phone_send", 4),
+        ("onboarding_phone_verify", 3),
+    ];
+
     /// Whether the call only reads: the library registers these functions
     /// as readers (or constants), so they run in a read transaction, which
     /// needs no write lock.

@@ -182,6 +182,25 @@ impl Cluster {
         }
     }
 
+    /// Stops node `i` without closing its connections (`SIGSTOP`), as a
+    /// hung machine or one cut off by the network: its peers and clients
+    /// hear nothing, not even a reset.
+    pub fn freeze(&self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// Lets a frozen node `i` run again (`SIGCONT`).
+    pub fn thaw(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    fn signal(&self, i: usize, signal: libc::c_int) {
+        let child = self.nodes[i].child.as_ref().expect("node running");
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
+    }
+
     pub fn addresses(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.address.clone()).collect()
     }
