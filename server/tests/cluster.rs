@@ -870,6 +870,59 @@ async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
     });
 }
 
+/// Two nodes of three gone: no quorum, so no leader. `/healthz` answers
+/// 503 after 2 s, where it waited out the retries of the batches ahead of
+/// it (20 s measured), past any load balancer's probe timeout; with the
+/// nodes back, 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
+    let follower = (leader + 1) % 3;
+    tokio::task::block_in_place(|| {
+        cluster.kill(follower);
+        cluster.kill(leader);
+    });
+    // A write first, so that the probe waits behind a batch retrying.
+    let addr = server.addr;
+    let create = tokio::spawn(async move {
+        request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let health = server.get("/healthz").await;
+    let took = asked.elapsed();
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (
+            503,
+            r#"{"success":false,"error":"the database did not answer within 2 s; retry after the Retry-After delay","code":"unavailable"}"#
+        )
+    );
+    assert_eq!(health.header("retry-after"), Some("1"));
+    assert!(took < Duration::from_secs(3), "the probe took {took:?}");
+    tokio::task::block_in_place(|| {
+        cluster.run(follower);
+        cluster.run(leader);
+        cluster.wait_for_leader(Duration::from_secs(20));
+    });
+    assert_eq!(create.await.unwrap().status, 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = server.get("/healthz").await;
+        if health.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", health.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
 /// Another client of the leader, holding its write lock (`BEGIN
 /// IMMEDIATE`) until it rolls back; and its database id.
 fn hold_the_write_lock(cluster: &Cluster) -> (dqlite_wire::Leader, u32) {
