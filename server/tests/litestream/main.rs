@@ -19,7 +19,7 @@ use common::try_request;
 use node::{
     onboard, onboard_with, restore_drill, Completion, Load, Node, ReadReplica, SYNC_INTERVAL,
 };
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// Clients completing onboardings at once during the kill tests.
 const CLIENTS: u64 = 8;
@@ -71,6 +71,30 @@ fn half_synced(conn: &Connection) -> Vec<String> {
 }
 
 /// The acknowledged completions missing from `present`.
+/// The unfinished flows whose session is missing from `conn`, or behind
+/// the step acknowledged: `session (acknowledged step N, found M)`.
+fn behind(partials: &[node::Partial], conn: &Connection) -> Vec<String> {
+    partials
+        .iter()
+        .filter_map(|p| {
+            let found: Option<i64> = conn
+                .query_row(
+                    "SELECT current_step FROM onboarding_sessions WHERE id = ?1",
+                    [&p.session_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .unwrap();
+            (found.unwrap_or(0) < p.current_step).then(|| {
+                format!(
+                    "{} (acknowledged step {}, found {found:?})",
+                    p.session_id, p.current_step
+                )
+            })
+        })
+        .collect()
+}
+
 fn missing<'a>(acked: &'a [Completion], present: &HashSet<String>) -> Vec<&'a str> {
     acked
         .iter()
@@ -103,16 +127,16 @@ fn runtime() -> tokio::runtime::Runtime {
 // 0 of 75 (`RUNS=30 make litestream-kill`). See README, "Backups and
 // replicas".
 #[test]
-fn a_killed_server_loses_no_acknowledged_completion() {
+fn a_killed_server_loses_no_acknowledged_write() {
     let Some(_venv) = node::venv() else { return };
     let _turn = node::one_at_a_time();
     let (dir, db, replica, mut node) = fresh_node();
 
-    let acked = runtime().block_on(async {
+    let (acked, partials) = runtime().block_on(async {
         let load = Load::start(node.addr, CLIENTS);
         tokio::time::sleep(LOAD_FOR).await;
         node.kill_server();
-        load.finish().await
+        load.finish_with_partials().await
     });
     // Litestream sees its child die, syncs what the WAL holds and exits.
     let status = node
@@ -138,6 +162,11 @@ fn a_killed_server_loses_no_acknowledged_completion() {
         Vec::<&str>::new()
     );
     assert_eq!(half_synced(&from_replica), Vec::<String>::new());
+    // The flows the kill cut short: their acknowledged create and steps are
+    // kept too, in the file and in the replica.
+    for conn in [&on_disk, &from_replica] {
+        assert_eq!(behind(&partials, conn), Vec::<String>::new());
+    }
     // The replica holds what the server's file holds, table by table. It
     // may hold more, whole and never acknowledged: a transaction the server
     // was writing when it was killed, which Litestream shipped and the
@@ -175,9 +204,11 @@ fn a_killed_server_loses_no_acknowledged_completion() {
         extra_rows += extra.len();
     }
     node::report(&format!(
-        "killed server: {} completions acknowledged, 0 missing from the file and the replica; \
-         the replica holds {extra_rows} unacknowledged rows beyond the file; restore {:.3} s",
+        "killed server: {} completions and {} unfinished flows' steps acknowledged, 0 missing \
+         from the file and the replica; the replica holds {extra_rows} unacknowledged rows \
+         beyond the file; restore {:.3} s",
         acked.len(),
+        partials.len(),
         drill.restore_seconds
     ));
 }

@@ -364,8 +364,27 @@ pub async fn onboard(addr: SocketAddr, n: u64) -> Option<Completion> {
     onboard_with(addr, n, crate::common::KB).await
 }
 
+/// An onboarding cut short (the server killed): its session and the
+/// furthest step acknowledged (1 for the create alone).
+#[derive(Debug, Clone)]
+pub struct Partial {
+    pub session_id: String,
+    pub current_step: i64,
+}
+
 /// [`onboard`] with `kb` as the kb step's payload.
 pub async fn onboard_with(addr: SocketAddr, n: u64, kb: &str) -> Option<Completion> {
+    onboard_tracked(addr, n, kb, &mut None).await
+}
+
+/// [`onboard_with`], keeping in `partial` what was acknowledged of a flow
+/// that does not finish (`None` once it completes).
+pub async fn onboard_tracked(
+    addr: SocketAddr,
+    n: u64,
+    kb: &str,
+    partial: &mut Option<Partial>,
+) -> Option<Completion> {
     let created = try_request(addr, "POST", BASE, b"{}").await?;
     if created.status != 201 {
         return None;
@@ -373,6 +392,10 @@ pub async fn onboard_with(addr: SocketAddr, n: u64, kb: &str) -> Option<Completi
     let body = created.json();
     let session_id = body["session_id"].as_str()?.to_string();
     let tenant_id = body["tenant_id"].as_str()?.to_string();
+    *partial = Some(Partial {
+        session_id: session_id.clone(),
+        current_step: 1,
+    });
     // A distinct email and phone per tenant: both must be free.
     let business = format!(
         r#"{{"company_name":"Entreprise {n}","industry":"real_estate","phone":"+336{:08}","email":"contact{n}@entreprise.fr"}}"#,
@@ -387,12 +410,17 @@ pub async fn onboard_with(addr: SocketAddr, n: u64, kb: &str) -> Option<Completi
         let path = format!("{BASE}/{session_id}/{step}");
         let reply = try_request(addr, "POST", &path, payload.as_bytes()).await?;
         assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+        *partial = Some(Partial {
+            session_id: session_id.clone(),
+            current_step: reply.json()["current_step"].as_i64()?,
+        });
     }
     let path = format!("{BASE}/{session_id}/complete");
     let done = try_request(addr, "POST", &path, b"{}").await?;
     let at = Instant::now();
     assert_eq!(done.status, 200, "complete: {}", done.body);
     assert_eq!(done.json()["sync_status"], "synced");
+    *partial = None;
     Some(Completion {
         session_id,
         tenant_id,
@@ -404,7 +432,7 @@ pub async fn onboard_with(addr: SocketAddr, n: u64, kb: &str) -> Option<Completi
 /// answering, each remembering its acknowledged completions.
 pub struct Load {
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<Completion>>>,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Completion>, Option<Partial>)>>,
 }
 
 /// Flows one client runs at most: a bound in case nothing else ends it.
@@ -418,17 +446,18 @@ impl Load {
             .map(|_| {
                 let (stop, next) = (Arc::clone(&stop), Arc::clone(&next));
                 tokio::spawn(async move {
-                    let mut done = Vec::new();
+                    let (mut done, mut partial) = (Vec::new(), None);
                     for _ in 0..MAX_FLOWS_PER_CLIENT {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        match onboard(addr, next.fetch_add(1, Ordering::Relaxed)).await {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        match onboard_tracked(addr, n, crate::common::KB, &mut partial).await {
                             Some(completion) => done.push(completion),
                             None => break,
                         }
                     }
-                    done
+                    (done, partial)
                 })
             })
             .collect();
@@ -437,16 +466,23 @@ impl Load {
 
     /// Every completion acknowledged, in the order of their answers.
     pub async fn finish(self) -> Vec<Completion> {
+        self.finish_with_partials().await.0
+    }
+
+    /// [`Load::finish`], and the flows each client left unfinished when
+    /// the server stopped answering: what of them was acknowledged.
+    pub async fn finish_with_partials(self) -> (Vec<Completion>, Vec<Partial>) {
         self.stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
+        let (mut all, mut partials) = (Vec::new(), Vec::new());
         for task in self.tasks {
-            let done = tokio::time::timeout(Duration::from_secs(120), task)
+            let (done, partial) = tokio::time::timeout(Duration::from_secs(120), task)
                 .await
                 .expect("a client ends within two minutes")
                 .expect("a client did not panic");
             all.extend(done);
+            partials.extend(partial);
         }
         all.sort_by_key(|c| c.at);
-        all
+        (all, partials)
     }
 }
