@@ -664,6 +664,21 @@ fn report(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "cluster: {line}");
 }
 
+/// Each node's content, read with it as leader: asserts they are equal,
+/// and returns it.
+fn same_on_every_node(cluster: &Cluster) -> String {
+    let contents: Vec<String> = (0..cluster.nodes.len())
+        .map(|i| {
+            cluster.transfer_to(i);
+            content(cluster)
+        })
+        .collect();
+    for (i, other) in contents.iter().enumerate().skip(1) {
+        assert_eq!(&contents[0], other, "node 1 and node {} differ", i + 1);
+    }
+    contents[0].clone()
+}
+
 /// Every table's rows on the current leader, as text.
 fn content(cluster: &Cluster) -> String {
     let tables = cluster.rows(
@@ -785,15 +800,7 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
             load.creates as i64
         );
         // The same content on every node, each read as leader.
-        let contents: Vec<String> = (0..cluster.nodes.len())
-            .map(|i| {
-                cluster.transfer_to(i);
-                content(&cluster)
-            })
-            .collect();
-        assert!(contents[0].contains(&load.completed[0]));
-        assert_eq!(contents[0], contents[1], "node 1 and node 2 differ");
-        assert_eq!(contents[0], contents[2], "node 1 and node 3 differ");
+        assert!(same_on_every_node(&cluster).contains(&load.completed[0]));
     });
 }
 
@@ -859,14 +866,7 @@ async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
                 "session {id}"
             );
         }
-        let contents: Vec<String> = (0..cluster.nodes.len())
-            .map(|i| {
-                cluster.transfer_to(i);
-                content(&cluster)
-            })
-            .collect();
-        assert_eq!(contents[0], contents[1], "node 1 and node 2 differ");
-        assert_eq!(contents[0], contents[2], "node 1 and node 3 differ");
+        same_on_every_node(&cluster);
     });
 }
 
