@@ -627,6 +627,27 @@ async fn kill_leader_and_time_it(cluster: &mut Cluster, load: &Mutex<Load>) -> (
     lose_leader_and_time_it(cluster, load, Cluster::kill).await
 }
 
+type Workers = Vec<tokio::task::JoinHandle<()>>;
+
+/// Eight workers running full flows against `server` until stopped.
+fn start_load(server: std::net::SocketAddr) -> (Arc<AtomicBool>, Arc<Mutex<Load>>, Workers) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(Mutex::new(Load::default()));
+    let workers = (0..8)
+        .map(|w| tokio::spawn(flows(server, w, Arc::clone(&stop), Arc::clone(&load))))
+        .collect();
+    (stop, load, workers)
+}
+
+/// Stops the workers of [`start_load`] and returns what they saw.
+async fn stop_load(stop: Arc<AtomicBool>, load: &Mutex<Load>, workers: Workers) -> Load {
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    std::mem::take(&mut *load.lock().unwrap())
+}
+
 /// Takes the leader away (`lose`: killed or frozen) and returns its index
 /// and how long until a write sent after that was answered.
 async fn lose_leader_and_time_it(
@@ -708,11 +729,7 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
     };
     let mut server = server_on(&cluster).await;
     assert_eq!(server.get("/healthz").await.status, 200);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = Arc::new(Mutex::new(Load::default()));
-    let workers: Vec<_> = (0..8)
-        .map(|w| tokio::spawn(flows(server.addr, w, Arc::clone(&stop), Arc::clone(&load))))
-        .collect();
+    let (stop, load, workers) = start_load(server.addr);
 
     let mut resumed = Vec::new();
     for _ in 0..2 {
@@ -740,11 +757,7 @@ async fn killing_the_leader_twice_under_load_loses_no_acknowledged_completion() 
         ));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let load = std::mem::take(&mut *load.lock().unwrap());
+    let load = stop_load(stop, &load, workers).await;
     report(format_args!(
         "{} sessions created, {} completed, {} writes answered",
         load.creates,
@@ -817,11 +830,7 @@ async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
     };
     let mut server = server_on(&cluster).await;
     assert_eq!(server.get("/healthz").await.status, 200);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = Arc::new(Mutex::new(Load::default()));
-    let workers: Vec<_> = (0..8)
-        .map(|w| tokio::spawn(flows(server.addr, w, Arc::clone(&stop), Arc::clone(&load))))
-        .collect();
+    let (stop, load, workers) = start_load(server.addr);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (frozen, after) =
         lose_leader_and_time_it(&mut cluster, &load, |c: &mut Cluster, i| c.freeze(i)).await;
@@ -836,11 +845,7 @@ async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
         cluster.wait_until_following(frozen, Duration::from_secs(20));
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let load = std::mem::take(&mut *load.lock().unwrap());
+    let load = stop_load(stop, &load, workers).await;
     assert_eq!(load.errors, Vec::<String>::new());
     assert!(
         after < Duration::from_secs(3),
