@@ -19,7 +19,7 @@ import {
 } from './api.js';
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 import { writeError } from './messages.js';
-import { $, announce, announceError, check, defaultChannel, sentNote, text } from './page.js';
+import { $, announce, announceError, check, defaultChannel, sentNote, text, typedCode } from './page.js';
 
 // Every status the schema allows (sql/001_init.sql), not only those the
 // onboarding sets: the runtime may set the others.
@@ -44,7 +44,16 @@ function isolated(text) {
   return bdi;
 }
 
-async function guarded(action) {
+/**
+ * Runs `action`, a read of the page's data, and shows its failure: a
+ * network failure as the banner with "Réessayer", an API error in the
+ * loading line. `focus`: whether the banner takes the focus. It does when
+ * the page itself cannot load (the banner is then the only way on); a
+ * read in the background (the crawl's progress) must not take the focus
+ * from where the tenant is typing: the banner, an alert, is announced
+ * without it.
+ */
+async function guarded(action, { focus = true } = {}) {
   $('offline').hidden = true;
   try {
     await action();
@@ -53,9 +62,8 @@ async function guarded(action) {
       $('offline-text').textContent =
         error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.';
       $('offline').hidden = false;
-      retryAction = () => guarded(action);
-      // As in the wizard: the way on is the focused control.
-      $('retry').focus();
+      retryAction = () => guarded(action, { focus });
+      if (focus) $('retry').focus();
       return;
     }
     if (error instanceof ApiError && error.code === 'not_found' && !isMissingRoute(error)) {
@@ -64,8 +72,12 @@ async function guarded(action) {
     }
     if (!(error instanceof ApiError)) console.error(error);
     $('loading').hidden = false;
-    if (error instanceof ApiError) writeError($('loading'), error.message, error);
-    else $('loading').textContent = 'Une erreur inattendue est survenue.';
+    let said = 'Une erreur inattendue est survenue.';
+    if (error instanceof ApiError) said = writeError($('loading'), error.message, error);
+    else $('loading').textContent = said;
+    // The loading line is no live region (its "Chargement…" would be
+    // read at every load): its error is announced on its own.
+    announceError(said);
   }
 }
 
@@ -172,7 +184,7 @@ async function sendCode() {
 }
 
 async function verifyCode() {
-  const answer = await post(sessionPath(id, 'phone/verify'), { code: $('code').value.trim() }, { retries: 0 });
+  const answer = await post(sessionPath(id, 'phone/verify'), { code: typedCode($('code').value) }, { retries: 0 });
   showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
   $('phone-verify').hidden = true;
   $('code').value = '';
@@ -236,7 +248,7 @@ function showCampaign(campaign) {
 // session itself knows (the queued job).
 async function showKnowledge(session) {
   try {
-    await followKnowledge(id, 'kb', guarded);
+    await followKnowledge(id, 'kb', (read) => guarded(read, { focus: false }));
   } catch (error) {
     if (!isMissingRoute(error)) throw error;
     const job = session.omnichannel.kb_crawl_job;
