@@ -51,3 +51,11 @@ export function sentNote(v) {
   const how = v.channel === 'voice' ? 'par appel vocal' : 'par SMS';
   return `Code envoyé ${how} au ${v.phone_number}. Il est valable jusqu'à ${clock(v.expires_at)}.`;
 }
+
+/**
+ * The code as the server wants it, six digits: a code typed in two groups
+ * ("655 378", as people read digits out) or pasted with the space around
+ * it (narrow or non-breaking ones too) has its white space dropped, not
+ * sent. So the field has no maxlength, which would cut such a code short.
+ */
+export const typedCode = (value) => value.replace(/\s+/g, '');

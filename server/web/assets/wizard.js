@@ -20,7 +20,7 @@ import {
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
 import { french, writeError } from './messages.js';
-import { $, announce, announceError, check, defaultChannel, sentNote } from './page.js';
+import { $, announce, announceError, check, defaultChannel, sentNote, typedCode } from './page.js';
 
 /** The step the user was on, so a reload shows that one again. */
 const STEP_KEY = 'onboarding.step';
@@ -686,7 +686,9 @@ function addDocument(title = '', content = '') {
   box.className = 'document';
   const legend = document.createElement('legend');
   const titleField = field('input', `document-${n}-title`, 'Titre', title);
-  titleField.querySelector('input').maxLength = 200;
+  // No maxlength: a longer pasted title would be cut without a word; the
+  // server refuses it beside the field, saying by how much (as the
+  // assistant's name).
   const contentField = field('textarea', `document-${n}-content`, 'Contenu', content);
   contentField.querySelector('textarea').rows = 8;
   const remove = document.createElement('button');
@@ -832,7 +834,7 @@ const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
 async function verifyCode() {
   let answer;
   try {
-    answer = await post(sessionPath(state.id, 'phone/verify'), { code: value('code').trim() }, { retries: 0 });
+    answer = await post(sessionPath(state.id, 'phone/verify'), { code: typedCode(value('code')) }, { retries: 0 });
   } catch (error) {
     if (!(error instanceof ApiError) || !DEAD_CODE.test(error.message)) throw error;
     $('form-verify').hidden = true;
