@@ -27,24 +27,36 @@ export const KB_METHOD = {
   skip: 'aucune source (à compléter plus tard)',
 };
 
-/** Why a crawl ended short, and what the tenant can do (the job's error_code). */
+/**
+ * Why a crawl ended short, or why its last attempt failed (the job's
+ * error_code). The page shows it after completion, when the site's address
+ * and the knowledge step can no longer be changed: it says what happened
+ * and what the tenant keeps, never to edit what cannot be edited.
+ */
 const JOB_ERROR = {
-  dns: "l'adresse du site est introuvable ; vérifiez-la",
-  unreachable: 'le site ne répond pas ; il sera réessayé, sinon vérifiez son adresse',
+  dns: "l'adresse du site est introuvable",
+  unreachable: 'le site ne répond pas',
   robots_disallowed: 'le fichier robots.txt du site interdit son exploration',
-  robots_unavailable: 'le fichier robots.txt du site est inaccessible ; le site sera réessayé',
+  robots_unavailable: 'le fichier robots.txt du site est inaccessible',
   private_address: "l'adresse du site n'est pas publique",
   timeout: "le temps d'exploration est écoulé ; les pages lues sont gardées",
   too_large: 'la taille maximale est atteinte ; les pages lues sont gardées',
-  no_content: 'aucune page ne contient de texte à garder ; collez plutôt vos textes',
-  js_required:
-    "le site est construit en JavaScript et ses pages sont vides sans lui ; collez plutôt vos textes",
+  no_content: 'aucune page ne contient de texte à garder',
+  js_required: 'le site est construit en JavaScript et ses pages sont vides sans lui',
 };
 
 /** The status line of a crawl job, as both pages word it. */
 export function jobStatus(job) {
   let status = `Exploration de ${job.url} : ${JOB_STATUS[job.status] || job.status}`;
-  if (job.error_code) status += ` (${JOB_ERROR[job.error_code] || job.error_code})`;
+  if (job.error_code) {
+    let why = JOB_ERROR[job.error_code] || job.error_code;
+    // The worker retries a whole-site failure (up to 3 attempts): the
+    // job is queued again, then running, with its last attempt's error;
+    // a `failed` one is not tried again.
+    if (job.status === 'queued') why += ' ; une nouvelle tentative est prévue';
+    else if (job.status === 'running') why += ' au dernier essai ; nouvelle tentative en cours';
+    status += ` (${why})`;
+  }
   return `${status}.`;
 }
 

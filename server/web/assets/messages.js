@@ -160,6 +160,10 @@ export function french(message, error = {}) {
     const match = pattern.exec(message);
     if (match) return say(match, error, message);
   }
+  // A server failure (`internal`, 500) has no rule: its text is a
+  // developer's. The tenant reads what it means for them; sending again
+  // is safe (a failed call wrote nothing).
+  if (error.status >= 500 && error.code) return 'Le serveur a rencontré une erreur : réessayez dans quelques instants.';
   return null;
 }
 
