@@ -347,7 +347,10 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         "document.getElementById('announce-error').textContent === 'Erreur : Code incorrect : il vous reste 4 essais.'",
     )
     .await;
-    b.fill("code", &code).await;
+    // Pasted with the spaces around it and between its two groups (a
+    // non-breaking one, as a French text writes it): they are not sent.
+    b.fill("code", &format!(" {}\u{a0}{} ", &code[..3], &code[3..]))
+        .await;
     b.click("#verify-code").await;
     b.until(
         "the verified number",
@@ -941,6 +944,95 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
     b.quit().await;
 }
 
+/// The crawl's progress, read again in the background, failing while the
+/// tenant types in the search box: the banner is shown (an alert, so
+/// announced) but the focus stays in the box and the typing goes on there.
+/// Its "Réessayer" then reads the progress again.
+#[tokio::test]
+async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    // No crawler runs in these tests: the job stays queued, so the
+    // dashboard keeps reading its progress.
+    let kb =
+        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the search box",
+        "!document.getElementById('search').hidden",
+    )
+    .await;
+    let queued = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
+    assert_eq!(b.text("kb-status").await, queued);
+    b.click("#q").await;
+    b.type_text("hor").await;
+    b.block(&["*/api/*"]).await;
+    b.until("the banner", "!document.getElementById('offline').hidden")
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.activeElement.id, document.getElementById('offline-text').textContent]"
+        )
+        .await,
+        json!(["q", "Connexion au serveur impossible."])
+    );
+    b.type_text("aires").await;
+    assert_eq!(b.value("q").await, "horaires");
+    b.block(&[]).await;
+    b.click("#retry").await;
+    b.until(
+        "the banner gone",
+        "document.getElementById('offline').hidden",
+    )
+    .await;
+    assert_eq!(b.text("kb-status").await, queued);
+    b.quit().await;
+}
+
+/// The search box and its button at 360 px with the text at 200 % (WCAG
+/// 1.4.4): the button goes under the box, both inside the card and the box
+/// still wide enough to type in.
+#[tokio::test]
+async fn the_search_box_fits_360_px_with_the_text_at_200_percent() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let kb = json!({"method": "documents",
+        "documents": [{"title": "Tarifs", "content": "Coupe homme 25 €, coupe femme 35 €."}]})
+    .to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await;
+    let b = browser(&server, 360).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the search box",
+        "!document.getElementById('search').hidden",
+    )
+    .await;
+    let fits = b
+        .eval(
+            "document.documentElement.style.fontSize = '200%';
+             const card = document.getElementById('search').closest('.card').getBoundingClientRect();
+             const box = document.getElementById('q').getBoundingClientRect();
+             const button = document.querySelector('#search button').getBoundingClientRect();
+             return [box.left >= card.left && box.right <= card.right,
+                     button.left >= card.left && button.right <= card.right,
+                     box.width >= 150, button.top >= box.bottom,
+                     document.documentElement.scrollWidth <= window.innerWidth]",
+        )
+        .await;
+    assert_eq!(fits, json!([true, true, true, true, true]));
+    b.quit().await;
+}
+
 #[tokio::test]
 async fn the_number_is_verified_from_the_dashboard_after_completion() {
     let _one = ONE_BROWSER.lock().await;
@@ -995,7 +1087,14 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
             "true"
         ])
     );
-    b.fill("code", &code).await;
+    // Typed in two groups, as it is read out: the field keeps all eight
+    // characters (no maxlength cuts it), the page sends the six digits.
+    b.fill("code", &format!("{} {}", &code[..3], &code[3..]))
+        .await;
+    assert_eq!(
+        b.value("code").await,
+        format!("{} {}", &code[..3], &code[3..])
+    );
     b.click("#verify-code").await;
     b.until(
         "the verified number",
@@ -1167,7 +1266,36 @@ async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
     fill_channels_and_agent(&b).await;
     b.click("label[for='method-documents']").await;
     b.click("#add-document").await;
+    // A title one character too long: kept whole in the field (no
+    // maxlength cuts it without a word) and refused beside it.
+    let long_title = "Tarifs ".repeat(29) + "2026";
+    assert_eq!(long_title.chars().count(), 207);
+    b.fill("document-2-title", &long_title).await;
+    b.fill("document-2-content", "Baguette : 1,20 €").await;
+    b.click("#kb-next").await;
+    b.until(
+        "the title's error",
+        "!document.getElementById('document-2-title-error').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('document-2-title').value.length,
+                     document.getElementById('document-2-title-error').textContent,
+                     document.activeElement.id]"
+        )
+        .await,
+        json!([
+            207,
+            said(
+                "Texte 2 : Le titre est trop long : 207 caractères, 200 au plus.",
+                "documents[0].title is 207 characters long; at most 200 are allowed"
+            ),
+            "document-2-title"
+        ])
+    );
     b.fill("document-2-title", "Tarifs").await;
+    b.fill("document-2-content", "").await;
     b.click("#kb-next").await;
     b.until(
         "the text's error",
@@ -1854,8 +1982,9 @@ async fn assert_search_shows(
     );
 }
 
-/// A crawl that ended short says why in French, and what to do: never
-/// its raw error code (`js_required` was shown as is).
+/// A crawl that ended short says why in French, and what the tenant keeps:
+/// never its raw error code (`js_required` was shown as is), nor an edit
+/// that completion no longer allows; a server failure is said in French too.
 #[tokio::test]
 async fn a_crawls_error_is_told_in_french() {
     let _one = ONE_BROWSER.lock().await;
@@ -1896,7 +2025,31 @@ async fn a_crawls_error_is_told_in_french() {
     assert_eq!(
         lines[8],
         "Exploration de https://salon.fr/ : en échec (le site est construit en JavaScript et ses \
-         pages sont vides sans lui ; collez plutôt vos textes)."
+         pages sont vides sans lui)."
+    );
+    // Shown after completion, when neither the address nor the step can
+    // change: no line asks to check the address or to paste texts.
+    for line in &lines {
+        assert!(
+            !line.contains("vérifiez") && !line.contains("collez"),
+            "{line}"
+        );
+    }
+    // A whole-site failure is retried: queued again, then running, with
+    // the last attempt's error; only then `failed`, as above.
+    assert_eq!(
+        b.eval(
+            "return import('/assets/knowledge.js').then(m => ['queued', 'running', 'failed'].map(status =>
+                 m.jobStatus({url: 'https://salon.fr/', status, error_code: 'unreachable'})))"
+        )
+        .await,
+        json!([
+            "Exploration de https://salon.fr/ : en attente (le site ne répond pas ; une nouvelle \
+             tentative est prévue).",
+            "Exploration de https://salon.fr/ : en cours (le site ne répond pas au dernier essai ; \
+             nouvelle tentative en cours).",
+            "Exploration de https://salon.fr/ : en échec (le site ne répond pas)."
+        ])
     );
     // An error whose body is not the server's JSON (a proxy's page) is
     // told in French too.
@@ -1904,6 +2057,26 @@ async fn a_crawls_error_is_told_in_french() {
         b.eval("return import('/assets/api.js').then(m => new m.ApiError(502, null).message)")
             .await,
         "Le serveur a répondu par une erreur (HTTP 502)."
+    );
+    // The server's own failure (500 `internal`) is told in French too, the
+    // developer's text kept as the hidden detail.
+    assert_eq!(
+        b.eval(
+            "return import('/assets/api.js').then(api => import('/assets/messages.js').then(m => {
+                 const error = new api.ApiError(500, {success: false, code: 'internal',
+                     error: 'internal error: database disk image is malformed'});
+                 const slot = document.createElement('p');
+                 return [m.writeError(slot, error.message, error), slot.textContent];
+             }))"
+        )
+        .await,
+        json!([
+            "Le serveur a rencontré une erreur : réessayez dans quelques instants.",
+            said(
+                "Le serveur a rencontré une erreur : réessayez dans quelques instants.",
+                "internal error: database disk image is malformed"
+            )
+        ])
     );
     b.quit().await;
 }
