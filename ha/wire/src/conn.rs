@@ -368,6 +368,10 @@ fn read_row(r: &mut Response, columns: usize) -> Result<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
 
     fn words(parts: &[&[u8]]) -> Vec<u8> {
         let mut body = Vec::new();
@@ -378,6 +382,141 @@ mod tests {
             }
         }
         body
+    }
+
+    /// A node on loopback that reads the version word and each request,
+    /// and answers a LEADER request by naming `leader` (counting them in
+    /// `asked`) and any other request after `answer_after`, or never when
+    /// it is `None`: a leader frozen with its connections open.
+    fn fake_node(
+        leader: String,
+        answer_after: Option<Duration>,
+        asked: Arc<AtomicUsize>,
+    ) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            // Bounded: no test makes more than a few dozen connections.
+            for stream in listener.incoming().take(64) {
+                let Ok(mut stream) = stream else { return };
+                let (leader, asked) = (leader.clone(), asked.clone());
+                thread::spawn(move || {
+                    let mut version = [0u8; WORD];
+                    if stream.read_exact(&mut version).is_err() {
+                        return;
+                    }
+                    let mut header = [0u8; WORD];
+                    while stream.read_exact(&mut header).is_ok() {
+                        let words = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+                        let mut body = vec![0u8; words * WORD];
+                        if stream.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let answer = if header[4] == LEADER {
+                            asked.fetch_add(1, Ordering::SeqCst);
+                            Request::new(NODE).u64(7).text(&leader)
+                        } else {
+                            let Some(delay) = answer_after else {
+                                // Frozen: hold the connection, answer nothing.
+                                while stream.read(&mut header).is_ok_and(|n| n > 0) {}
+                                return;
+                            };
+                            thread::sleep(delay);
+                            Request::new(EMPTY)
+                        };
+                        if stream.write_all(&answer.frame()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// A connection to `node`, its read timeout `timeout`, watching
+    /// `others` every 50 ms.
+    fn watched(node: &str, others: Vec<String>, timeout: Duration) -> Conn {
+        let mut conn = Conn::connect(node, Duration::from_secs(1)).unwrap();
+        conn.set_timeout(timeout).unwrap();
+        conn.watch_leadership(others, Duration::from_millis(50));
+        conn
+    }
+
+    /// A frozen leader that the other nodes still name is given up at the
+    /// answer timeout, not before, and not never: the watch asks them at
+    /// each interval meanwhile, and a node that is down names nobody.
+    #[test]
+    fn a_frozen_leader_the_others_still_name_is_given_up_at_the_answer_timeout() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let down = TcpListener::bind("127.0.0.1:0").unwrap();
+        let down_address = down.local_addr().unwrap().to_string();
+        drop(down);
+        let frozen = fake_node(String::new(), None, Arc::default());
+        let other = fake_node(frozen.clone(), None, asked.clone());
+        let timeout = Duration::from_millis(400);
+        let mut conn = watched(&frozen, vec![down_address, other], timeout);
+        let started = Instant::now();
+        let error = conn.transfer(2).unwrap_err();
+        let waited = started.elapsed();
+        let Error::Io(e) = &error else {
+            panic!("expected the answer timeout, got {error}");
+        };
+        assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{e}"
+        );
+        assert!(
+            waited >= timeout,
+            "gave up after {waited:?}, before {timeout:?}"
+        );
+        assert!(
+            asked.load(Ordering::SeqCst) >= 2,
+            "the other node was asked {asked:?} times"
+        );
+        // The watch puts the read timeout back: the next request is bounded
+        // by the same 400 ms, not by the 50 ms interval.
+        assert_eq!(conn.stream.read_timeout().unwrap(), Some(timeout));
+    }
+
+    #[test]
+    fn a_frozen_leader_is_given_up_once_another_node_names_its_successor() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let frozen = fake_node(String::new(), None, Arc::default());
+        let other = fake_node("127.0.0.1:9003".to_string(), None, asked.clone());
+        let timeout = Duration::from_secs(5);
+        let mut conn = watched(&frozen, vec![other], timeout);
+        let started = Instant::now();
+        let error = conn.transfer(2).unwrap_err();
+        let Error::NoLeader(detail) = &error else {
+            panic!("expected the lost leadership, got {error}");
+        };
+        assert!(
+            detail.starts_with(&format!("{} has not answered for ", conn.address()))
+                && detail.ends_with(" ms and 127.0.0.1:9003 leads now"),
+            "{detail}"
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    }
+
+    /// A slow leader that the others still name gets its answer.
+    #[test]
+    fn a_slow_leader_the_others_still_name_is_waited_for() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let slow = fake_node(
+            String::new(),
+            Some(Duration::from_millis(200)),
+            Arc::default(),
+        );
+        let other = fake_node(slow.clone(), None, asked.clone());
+        let mut conn = watched(&slow, vec![other], Duration::from_secs(5));
+        conn.transfer(2).unwrap();
+        assert!(asked.load(Ordering::SeqCst) >= 1);
+        assert_eq!(
+            conn.stream.read_timeout().unwrap(),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
