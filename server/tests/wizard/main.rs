@@ -829,6 +829,55 @@ async fn no_channel_ticked_is_refused_beside_the_channels() {
     assert_eq!(saved_channels(&server), json!({"channels": ["sms"]}));
 }
 
+/// The kb step sent with no source chosen: the error under the sources
+/// names the three choices as the radios do, the first takes the focus,
+/// nothing is saved, and a choice then goes on.
+#[tokio::test]
+async fn no_source_chosen_is_refused_beside_the_sources() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("#kb-next").await;
+    b.until(
+        "the sources' error",
+        "document.getElementById('method-error').innerText",
+    )
+    .await;
+    assert_eq!(
+        b.text_content("method-error").await,
+        said(
+            "Aucune source choisie : choisissez « Mon site web », « Coller des textes » ou « Plus tard ».",
+            "method is required"
+        )
+    );
+    b.until(
+        "the announcement",
+        "document.getElementById('announce-error').textContent === 'Erreur : Aucune source choisie : \
+         choisissez « Mon site web », « Coller des textes » ou « Plus tard ».'",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.activeElement.id,
+                     [...document.querySelectorAll('input[name=method]')].map(r => r.getAttribute('aria-invalid'))]"
+        )
+        .await,
+        json!(["method-website", ["true", "true", "true"]])
+    );
+    b.showing("kb").await;
+    assert_eq!(row(&server, "onboarding_sessions")["kb_data"], Value::Null);
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.quit().await;
+    assert_eq!(
+        row(&server, "onboarding_sessions")["kb_data"],
+        json!(r#"{"method":"skip"}"#)
+    );
+}
+
 /// A 409 about the email (another tenant completed with it) shows beside
 /// the email field; a voice saved as `male` through the API comes back as
 /// the catalogue's voice for it.

@@ -21,6 +21,9 @@ const FIELD_NAMES = {
   timezone: ['Le fuseau horaire', false],
   code: ['Le code', false],
   q: ['La recherche', true],
+  agent_type: ["Le type d'agent", false],
+  voice: ['La voix', true],
+  method: ['La source', true],
 };
 
 const STEP_NAMES = {
@@ -29,6 +32,9 @@ const STEP_NAMES = {
   vapi: 'votre agent vocal',
   kb: 'la base de connaissances',
 };
+
+/** The knowledge base's sources, as the kb step's radios name them. */
+const SOURCES = 'choisissez « Mon site web », « Coller des textes » ou « Plus tard ».';
 
 const subject = (field) => (FIELD_NAMES[field] || ['Ce champ'])[0];
 /** `masculine` or `feminine`, as the field's name wants. */
@@ -65,6 +71,10 @@ const RULES = [
   [/^crawl_url is required/, () => "Indiquez l'adresse de votre site."],
   [/^documents is required/, () => 'Collez au moins un texte.'],
   [/^channels is required/, () => 'Aucun canal choisi : cochez-en au moins un.'],
+  // A choice among radios: the options are named, not "this field".
+  [/^method is required/, () => `Aucune source choisie : ${SOURCES}`],
+  [/^agent_type is required/, () => "Choisissez un type d'agent dans la liste."],
+  [/^voice is required/, () => 'Choisissez une voix dans la liste.'],
   // Any field.
   [/^(\w+) is required\b/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) must not be empty/, (m) => `${subject(m[1])} est obligatoire.`],
@@ -99,7 +109,7 @@ const RULES = [
   [/^agent_type .* is not an agent type/, () => "Choisissez un type d'agent dans la liste."],
   [/^voice .* is not a voice/, () => 'Choisissez une voix dans la liste.'],
   // The knowledge base.
-  [/^method .* is not a knowledge-base method/, () => 'Choisissez une des options.'],
+  [/^method .* is not a knowledge-base method/, () => `Cette source n'existe pas : ${SOURCES}`],
   [/^crawl_url .* is not a public address/,
     () => "Cette adresse n'est pas celle d'un site public : indiquez l'adresse de votre site, par exemple https://mon-site.fr."],
   [/^crawl_url .* uses a port other than 80 and 443/,
