@@ -951,12 +951,10 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     b.quit().await;
 }
 
-/// A number left unverified in the wizard is verified from the dashboard
-/// (at 360 px wide): a code by SMS, a wrong one refused beside the field,
-/// then the right one; the number then routes calls.
 /// The dashboard's API unreachable while the page itself loads: after the
 /// automatic retries, the banner says so with the focus on "Réessayer",
-/// which loads the dashboard once the server answers again.
+/// which loads the dashboard once the server answers again and hands the
+/// focus to its title (the button hid under it).
 #[tokio::test]
 async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
     let _one = ONE_BROWSER.lock().await;
@@ -985,6 +983,11 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
     b.click("#retry").await;
     b.until("the dashboard", "!document.getElementById('panels').hidden")
         .await;
+    b.until(
+        "the focus on the title",
+        "document.activeElement.id === 'title'",
+    )
+    .await;
     assert_eq!(
         b.eval("return document.getElementById('offline').hidden")
             .await,
@@ -996,7 +999,9 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
 /// The crawl's progress, read again in the background, failing while the
 /// tenant types in the search box: the banner is shown (an alert, so
 /// announced) but the focus stays in the box and the typing goes on there.
-/// Its "Réessayer" then reads the progress again.
+/// Its "Réessayer" reads the progress again: failing, it keeps the focus;
+/// done, the focus goes to the knowledge base's heading, not to the page's
+/// start where the button hid.
 #[tokio::test]
 async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() {
     let _one = ONE_BROWSER.lock().await;
@@ -1033,11 +1038,27 @@ async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() 
     );
     b.type_text("aires").await;
     assert_eq!(b.value("q").await, "horaires");
+    b.click("#retry").await;
+    b.until(
+        "the banner again",
+        "!document.getElementById('offline').hidden",
+    )
+    .await;
+    b.until(
+        "the focus back on the retry",
+        "document.activeElement.id === 'retry'",
+    )
+    .await;
     b.block(&[]).await;
     b.click("#retry").await;
     b.until(
         "the banner gone",
         "document.getElementById('offline').hidden",
+    )
+    .await;
+    b.until(
+        "the focus on the knowledge base",
+        "document.activeElement.id === 'h-kb'",
     )
     .await;
     assert_eq!(b.text("kb-status").await, queued);
@@ -1082,6 +1103,9 @@ async fn the_search_box_fits_360_px_with_the_text_at_200_percent() {
     b.quit().await;
 }
 
+/// A number left unverified in the wizard is verified from the dashboard
+/// (at 360 px wide): a code by SMS, a wrong one refused beside the field,
+/// then the right one; the number then routes calls.
 #[tokio::test]
 async fn the_number_is_verified_from_the_dashboard_after_completion() {
     let _one = ONE_BROWSER.lock().await;

@@ -51,9 +51,11 @@ function isolated(text) {
  * the page itself cannot load (the banner is then the only way on); a
  * read in the background (the crawl's progress) must not take the focus
  * from where the tenant is typing: the banner, an alert, is announced
- * without it.
+ * without it. `land`: the heading of what `action` shows, where the focus
+ * goes when "Réessayer" succeeds (the button it was on hides with the
+ * banner).
  */
-async function guarded(action, { focus = true } = {}) {
+async function guarded(action, { focus = true, land = 'title' } = {}) {
   $('offline').hidden = true;
   try {
     await action();
@@ -62,7 +64,7 @@ async function guarded(action, { focus = true } = {}) {
       $('offline-text').textContent =
         error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.';
       $('offline').hidden = false;
-      retryAction = () => guarded(action, { focus });
+      retryAction = { run: () => guarded(action, { focus, land }), land };
       if (focus) $('retry').focus();
       return;
     }
@@ -248,7 +250,7 @@ function showCampaign(campaign) {
 // session itself knows (the queued job).
 async function showKnowledge(session) {
   try {
-    await followKnowledge(id, 'kb', (read) => guarded(read, { focus: false }));
+    await followKnowledge(id, 'kb', (read) => guarded(read, { focus: false, land: 'h-kb' }));
   } catch (error) {
     if (!isMissingRoute(error)) throw error;
     const job = session.omnichannel.kb_crawl_job;
@@ -315,10 +317,17 @@ async function search(event) {
 }
 
 function start() {
-  $('retry').addEventListener('click', () => {
-    const action = retryAction;
+  $('retry').addEventListener('click', async () => {
+    const retry = retryAction;
     retryAction = null;
-    if (action) action();
+    if (!retry) return;
+    await retry.run();
+    // Failed again: the banner is back, and so is the focus. Done: the
+    // button hid under the focus, which would fall to the page's start;
+    // it goes to the heading of what was read, unless the tenant has
+    // moved it meanwhile.
+    if (!$('offline').hidden) $('retry').focus();
+    else if (document.activeElement === document.body || !document.activeElement) $(retry.land).focus();
   });
   $('search').addEventListener('submit', search);
   $('form-send').addEventListener('submit', (event) => {
