@@ -2183,6 +2183,72 @@ async fn a_session_completed_in_another_tab_leads_to_the_completion() {
     b.quit().await;
 }
 
+/// The crawl's progress on the completion step, read again in the
+/// background, failing: the banner comes without taking the focus; its
+/// "Réessayer", failing again, keeps it; done, hands it to the knowledge
+/// base's heading, not to the page's start where the button hid.
+#[tokio::test]
+async fn a_failed_read_of_the_crawl_is_retried_without_losing_the_focus() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    // No crawler runs in these tests: the job stays queued, so the page
+    // keeps reading its progress.
+    let kb =
+        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.open("/").await;
+    b.step("complete").await;
+    let queued = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
+    b.until(
+        "the crawl's status",
+        &format!("document.getElementById('crawl-status').textContent === '{queued}'"),
+    )
+    .await;
+    b.block(&["*/api/*"]).await;
+    b.until("the banner", "!document.getElementById('offline').hidden")
+        .await;
+    assert_eq!(
+        b.eval("return [document.activeElement.id, document.getElementById('offline-text').textContent]")
+            .await,
+        json!(["h-complete", "Connexion au serveur impossible."])
+    );
+    b.click("#retry").await;
+    b.until(
+        "the banner again",
+        "!document.getElementById('offline').hidden",
+    )
+    .await;
+    b.until(
+        "the focus back on the retry",
+        "document.activeElement.id === 'retry'",
+    )
+    .await;
+    b.block(&[]).await;
+    b.click("#retry").await;
+    b.until(
+        "the banner gone",
+        "document.getElementById('offline').hidden",
+    )
+    .await;
+    b.until(
+        "the focus on the knowledge base",
+        "document.activeElement.id === 'h-crawl'",
+    )
+    .await;
+    assert_eq!(b.text("crawl-status").await, queued);
+    b.quit().await;
+}
+
 /// The channels saved, as the session row holds them.
 fn saved_channels(server: &TestServer) -> Value {
     match row(server, "onboarding_sessions")["channels_data"].as_str() {

@@ -219,7 +219,8 @@ function failed(form, action, error) {
         ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
         : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';
     $('offline').hidden = false;
-    retryAction = () => act(form, action);
+    // Done, the action shows its step (whose heading takes the focus).
+    retryAction = { run: () => act(form, action), land: () => document.querySelector('.step:not([hidden]) h1') };
     $('retry').focus();
     return;
   }
@@ -977,9 +978,12 @@ async function watch(read) {
     if (error instanceof NetworkError) {
       $('offline-text').textContent = 'Connexion au serveur impossible.';
       $('offline').hidden = false;
-      retryAction = () => {
-        $('offline').hidden = true;
-        watch(read);
+      retryAction = {
+        run: () => {
+          $('offline').hidden = true;
+          return watch(read);
+        },
+        land: () => $('h-crawl'),
       };
       return;
     }
@@ -1056,10 +1060,20 @@ function wire() {
   $('add-document').addEventListener('click', () => {
     addDocument().querySelector('input').focus();
   });
-  $('retry').addEventListener('click', () => {
-    const action = retryAction;
+  $('retry').addEventListener('click', async () => {
+    const retry = retryAction;
     retryAction = null;
-    if (action) action();
+    if (!retry) return;
+    await retry.run();
+    // Failed again: the banner is back, and so is the focus. Done: the
+    // button hid under the focus, which would fall to the page's start;
+    // it goes to the heading of what was done or read, unless something
+    // (a step shown, the tenant) has placed it meanwhile.
+    if (!$('offline').hidden) $('retry').focus();
+    else if (document.activeElement === document.body || !document.activeElement) {
+      const heading = retry.land();
+      if (heading) heading.focus();
+    }
   });
 }
 
