@@ -69,9 +69,14 @@ fn sections(markdown: &str, title: &str) -> Vec<Section> {
 }
 
 /// Cuts `text` into pieces of at most `max` characters at the widest
-/// separator that works: blank lines, then lines, then spaces.
+/// separator that works: blank lines, then lines, then spaces. The pieces
+/// are even rather than full: filled to `max` one after the other, 2,500
+/// characters would make 1,200, 1,200 and a crumb of 100 that a search
+/// ranks poorly and reads out of context; aimed at an even share of what
+/// is left, they make three of about 830.
 fn split_long(text: &str, max: usize) -> Vec<String> {
-    if text.chars().count() <= max {
+    let total = text.chars().count();
+    if total <= max {
         return vec![text.to_string()];
     }
     for sep in ["\n\n", "\n", " "] {
@@ -86,26 +91,51 @@ fn split_long(text: &str, max: usize) -> Vec<String> {
         // keeps its column names ("Prestation", "Prix"), which a search
         // matches and a reader needs.
         let mut header: Option<String> = None;
+        // Characters of `text` in the pieces already cut, and of
+        // `current` repeated from before them (a table's header).
+        let (mut consumed, mut carried) = (0, 0);
         for (i, part) in parts.iter().enumerate() {
             let starts = (sep == "\n").then(|| table_header(&parts, i)).flatten();
             if !table_row(part) {
                 header = None;
             }
-            let joined = current.chars().count() + sep.len() + part.chars().count();
-            if !current.is_empty() && joined > max {
+            // A header wider than a quarter of a piece is not repeated: it
+            // would crowd out the rows.
+            let repeated = header.as_ref().filter(|h| h.chars().count() <= max / 4);
+            let now = current.chars().count();
+            let joined = now + sep.len() + part.chars().count();
+            // This piece's even share of what is left, each piece after it
+            // carrying the header again.
+            let overhead = repeated.map_or(0, |h| h.chars().count() + sep.len());
+            let left = total.saturating_sub(consumed) + carried;
+            let count = left
+                .saturating_sub(overhead)
+                .div_ceil(max.saturating_sub(overhead).max(1))
+                .max(1);
+            let target = (left + overhead * (count - 1)).div_ceil(count);
+            // Past its share, the part goes into the next piece when it
+            // would overshoot the share by more than stopping here falls
+            // short of it.
+            let past_share = joined > target && joined - target > target.saturating_sub(now);
+            if !current.is_empty() && (joined > max || past_share) {
                 if starts.is_some() {
                     // Cut at the delimiter row: the header row goes on
                     // with it rather than end the piece before.
                     let kept = current.rfind('\n').unwrap_or(0);
                     let row = current.split_off(kept);
+                    consumed += current.chars().count().saturating_sub(carried) + sep.len();
                     if !current.is_empty() {
                         out.push(std::mem::take(&mut current));
                     }
                     current.push_str(row.trim_start_matches('\n'));
+                    carried = 0;
                 } else {
+                    consumed += now.saturating_sub(carried) + sep.len();
                     out.push(std::mem::take(&mut current));
-                    if let Some(h) = header.as_ref().filter(|h| h.chars().count() <= max / 4) {
+                    carried = 0;
+                    if let Some(h) = repeated {
                         current.push_str(h);
+                        carried = h.chars().count() + sep.len();
                     }
                 }
             }
@@ -379,14 +409,44 @@ mod tests {
     #[test]
     fn a_cut_at_a_tables_delimiter_row_moves_its_header_row_along() {
         // Eleven lines of 99 characters make 1,099; the header row brings
-        // the piece to 1,109, and the delimiter row would pass 1,115.
+        // the piece to 1,109, and the delimiter row would pass 1,115. With
+        // the table's 109 rows the text is 2,209 characters, two even
+        // shares of 1,105: the header row is closer to it taken than not.
         let line = "x".repeat(99);
         let lines = [line.as_str(); 11].join("\n");
-        let text = format!("{lines}\n| A | B |\n|---|---|\n| 1 | 2 |");
+        let rows = ["| 1 | 2 |"; 109].join("\n");
+        let text = format!("{lines}\n| A | B |\n|---|---|\n{rows}");
+        assert_eq!(text.chars().count(), 2209);
         let got = split_long(&text, 1115);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0], lines);
-        assert_eq!(got[1], "| A | B |\n|---|---|\n| 1 | 2 |");
+        assert_eq!(got[1], format!("| A | B |\n|---|---|\n{rows}"));
+    }
+
+    #[test]
+    fn a_long_section_is_cut_into_even_pieces_not_full_ones_and_a_crumb() {
+        // 25 paragraphs of 100 characters: 2,548 with the blank lines.
+        // Filled to the limit one after the other, they made chunks of
+        // 1,129, 1,120 and 304; three even shares of about 850 each.
+        let para = format!("{}fin.", "Mot ".repeat(24));
+        let body = [para.as_str(); 25].join("\n\n");
+        let got = chunks(&format!("# Soins\n\n{body}\n"), "Salon");
+        let lens: Vec<usize> = got.iter().map(|c| c.text.chars().count()).collect();
+        assert_eq!(lens, [823, 916, 814]);
+        assert!(got.iter().all(|c| c.heading == "Soins"), "{got:?}");
+        assert!(got[0].text.starts_with("# Soins\n\nMot "));
+        // Every paragraph once, in order.
+        let paragraphs: usize = got.iter().map(|c| c.text.matches("fin.").count()).sum();
+        assert_eq!(paragraphs, 25);
+        // The table above: 2,695 characters in three pieces, each under
+        // its header, none of them a crumb of one row.
+        let rows: String = (1..=120)
+            .map(|i| format!("| Coupe n°{i} | {i} € |\n"))
+            .collect();
+        let table = format!("| Prestation | Prix |\n|---|---|\n{rows}");
+        let got = split_long(table.trim(), 1190);
+        let lens: Vec<usize> = got.iter().map(|p| p.chars().count()).collect();
+        assert_eq!(lens, [915, 933, 909]);
     }
 
     #[test]
