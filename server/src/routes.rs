@@ -133,14 +133,26 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
     }
 }
 
-/// The table's pattern for `path` (e.g. `/api/v1/onboarding/session/{session_id}`),
-/// whatever the method: what the log shows instead of the path.
-pub fn pattern(path: &str) -> Option<&'static str> {
+/// What the log shows instead of `path`, whatever the method: its route's
+/// pattern written as the contract writes routes (`/api/v1/onboarding/session/:id/business`), so
+/// the session id, the only credential of an onboarding, never reaches a
+/// log. Each form is built once, at the first logged request.
+pub fn log_pattern(path: &str) -> Option<&'static str> {
+    static FORMS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let forms = FORMS.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|r| r.path.replace(SESSION_ID, LOGGED_SESSION_ID))
+            .collect()
+    });
     ROUTES
         .iter()
-        .find(|r| match_path(r.path, path).is_some())
-        .map(|r| r.path)
+        .position(|r| match_path(r.path, path).is_some())
+        .map(|i| forms[i].as_str())
 }
+
+/// The session id's place in a logged pattern, as the contract names it.
+const LOGGED_SESSION_ID: &str = ":id";
 
 /// The methods the table has for `path` (empty for an unknown path).
 pub fn allowed_methods(path: &str) -> Vec<&'static Method> {
@@ -293,8 +305,8 @@ mod tests {
             (Endpoint::AgentTypes, None)
         );
         assert_eq!(
-            pattern("/api/v1/onboarding/session/onb_secret/%6Bb"),
-            Some("/api/v1/onboarding/session/{session_id}/kb")
+            log_pattern("/api/v1/onboarding/session/onb_secret/%6Bb"),
+            Some("/api/v1/onboarding/session/:id/kb")
         );
         // An escaped slash is part of its segment, never a separator.
         assert_eq!(
@@ -310,11 +322,19 @@ mod tests {
     #[test]
     fn the_log_pattern_hides_the_session_id() {
         assert_eq!(
-            pattern("/api/v1/onboarding/session/onb_secret/business"),
-            Some("/api/v1/onboarding/session/{session_id}/business")
+            log_pattern("/api/v1/onboarding/session/onb_secret/business"),
+            Some("/api/v1/onboarding/session/:id/business")
         );
         assert_eq!(
-            pattern("/api/v1/onboarding/session/onb_secret/payment"),
+            log_pattern("/api/v1/onboarding/session/onb_secret"),
+            Some("/api/v1/onboarding/session/:id")
+        );
+        assert_eq!(
+            log_pattern("/api/v1/onboarding/voices"),
+            Some("/api/v1/onboarding/voices")
+        );
+        assert_eq!(
+            log_pattern("/api/v1/onboarding/session/onb_secret/payment"),
             None
         );
     }

@@ -367,7 +367,7 @@ async fn logs_never_carry_the_session_id() {
     let log = server.log_text();
     assert!(!log.contains(&id), "the session id is in the log:\n{log}");
     assert!(
-        log.contains(r#"route="/api/v1/onboarding/session/{session_id}/business" status=200"#),
+        log.contains(r#"route="/api/v1/onboarding/session/:id/business" status=200"#),
         "{log}"
     );
     assert!(log.contains(r#"method=GET route="-" status=404"#), "{log}");

@@ -108,7 +108,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
     // the only credential of an onboarding. Looked up only when the line
     // is logged (`--log-level info` or finer).
     let route = if tracing::enabled!(tracing::Level::INFO) {
-        routes::pattern(req.uri().path()).unwrap_or("-")
+        routes::log_pattern(req.uri().path()).unwrap_or("-")
     } else {
         "-"
     };

@@ -633,7 +633,7 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     // The log shows the routes' templates, never a session id.
     let log = reader.log.text();
     assert!(
-        log.contains("read-replica: GET /api/v1/onboarding/session/{session_id} 200"),
+        log.contains("read-replica: GET /api/v1/onboarding/session/:id 200"),
         "{log}"
     );
     assert!(!log.contains(&first.session_id), "{log}");
