@@ -134,9 +134,10 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
 }
 
 /// What the log shows instead of `path`, whatever the method: its route's
-/// pattern written as the contract writes routes (`/api/v1/onboarding/session/:id/business`), so
-/// the session id, the only credential of an onboarding, never reaches a
-/// log. Each form is built once, at the first logged request.
+/// pattern written as the contract writes routes
+/// (`/api/v1/onboarding/session/:id/business`), so the session id, the only
+/// credential of an onboarding, never reaches a log. Each form is built
+/// once, at the first logged request.
 pub fn log_pattern(path: &str) -> Option<&'static str> {
     static FORMS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let forms = FORMS.get_or_init(|| {
