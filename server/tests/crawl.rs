@@ -1009,8 +1009,10 @@ fn tiny_page(title: &str, body: &str) -> String {
     )
 }
 
-/// A site served on loopback by `answer`, one request per connection.
-/// Answers its address and how many times each path was asked.
+/// A site served on loopback by `answer`, one request per connection, each
+/// `{origin}` of a body replaced by `http://ADDR` (sitemaps list absolute
+/// URLs), robots.txt as text and `.xml` files as XML. Answers its address
+/// and how many times each path was asked.
 fn tiny_site(
     answer: Answer,
 ) -> (
@@ -1045,9 +1047,17 @@ fn tiny_site(
                 *n - 1
             };
             let (status, headers, body) = answer(&path, n);
+            let body = body.replace("{origin}", &format!("http://{addr}"));
+            let media_type = if path == "/robots.txt" {
+                "text/plain"
+            } else if path.ends_with(".xml") {
+                "application/xml"
+            } else {
+                "text/html"
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{headers}\
+                "HTTP/1.1 {status}\r\nContent-Type: {media_type}; charset=utf-8\r\n{headers}\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
@@ -1173,6 +1183,72 @@ async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed(
     let kb = wait_for_job(&server, &s).await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
     assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&2));
+    server.stop().await;
+}
+
+/// A `Crawl-delay` of 1.5 s and a sitemap index of four sitemaps, each
+/// listing `/tarifs`: six requests, about 9 s, before the first page.
+fn slow_discovery(path: &str, _: usize) -> (&'static str, String, String) {
+    let urlset = "<urlset><url><loc>{origin}/tarifs</loc></url></urlset>";
+    match path {
+        "/robots.txt" => (
+            "200 OK",
+            String::new(),
+            "User-agent: *\nCrawl-delay: 1.5\n".to_string(),
+        ),
+        "/sitemap.xml" => (
+            "200 OK",
+            String::new(),
+            "<sitemapindex>\
+             <sitemap><loc>{origin}/s1.xml</loc></sitemap>\
+             <sitemap><loc>{origin}/s2.xml</loc></sitemap>\
+             <sitemap><loc>{origin}/s3.xml</loc></sitemap>\
+             <sitemap><loc>{origin}/s4.xml</loc></sitemap>\
+             </sitemapindex>"
+                .to_string(),
+        ),
+        "/s1.xml" | "/s2.xml" | "/s3.xml" | "/s4.xml" => {
+            ("200 OK", String::new(), urlset.to_string())
+        }
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Accueil", "Bienvenue au salon de coiffure."),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Une coupe femme coûte 38 euros au salon."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A discovery (robots.txt, then sitemaps at the site's `Crawl-delay`)
+/// longer than the job's lease, no page reported meanwhile: the lease is
+/// renewed all along and the job ends `done` on its first attempt. Before,
+/// only reported pages and waits longer than a third of the lease renewed
+/// it: the worker lost the job to its own next claim, and after three
+/// attempts, each reading the sitemaps again, the job ended `failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_longer_than_the_lease_keeps_the_job() {
+    let (addr, asked) = tiny_site(slow_discovery);
+    let mut server = server_crawling(addr, 6).await;
+    let s =
+        completed_website_session(&server, "a@salon-tarifs.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
+    let asked = asked.lock().unwrap().clone();
+    for path in [
+        "/robots.txt",
+        "/sitemap.xml",
+        "/s1.xml",
+        "/s4.xml",
+        "/",
+        "/tarifs",
+    ] {
+        assert_eq!(asked.get(path), Some(&1), "{path}: {asked:?}");
+    }
     server.stop().await;
 }
 

@@ -20,6 +20,7 @@ pub mod robots;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,8 @@ use fetch::{Accept, Client, FetchError, Fetcher, Limits, Page};
 pub const MAX_LINKS: usize = 1000;
 
 /// The lease a worker asks for by default (`--crawl-lease-secs`): renewed
-/// with every page it reports, so it only runs out when the worker stopped
-/// (killed, or stuck on one page longer than this).
+/// every third of it while the job runs ([`Lease`]), so it only runs out
+/// when the worker stopped (killed, or its process frozen).
 pub const LEASE_SECONDS: i64 = 60;
 
 /// How the crawler runs.
@@ -286,9 +287,69 @@ impl Polite<'_> {
     }
 }
 
+/// A claimed job's lease, renewed on a timer for as long as the job runs
+/// (see [`Lease::keep`]), whatever the job is doing: reading robots.txt and
+/// sitemaps at the site's `Crawl-delay` reports no page for a minute or
+/// more, and a page's redirects and retries can take as long. Renewing only
+/// with reports let a healthy worker lose its job to itself (claimed again
+/// as a new attempt, its discovery done again, three times: `failed`).
+pub struct Lease {
+    writer: Writer,
+    renew: Value,
+    every: Duration,
+    lost: AtomicBool,
+}
+
+impl Lease {
+    fn new(writer: Writer, job_id: i64, worker: &str, seconds: i64) -> Lease {
+        Lease {
+            writer,
+            renew: json!({"job_id": job_id, "worker": worker, "lease_seconds": seconds}),
+            every: Duration::from_millis((seconds.max(1) as u64) * 1000 / 3),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    /// Renews the lease every third of it until the keeper is dropped (the
+    /// job ended). A lease taken over by another worker (this process was
+    /// frozen past it) stops the renewals and marks the lease lost, which
+    /// ends the job's waits and its loop; a failure of the call itself only
+    /// logs: the next renewal may pass.
+    fn keep(self: &Arc<Lease>) -> LeaseKeeper {
+        let lease = Arc::clone(self);
+        LeaseKeeper(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease.every).await;
+                match sql(&lease.writer, KbFunction::Renew, lease.renew.clone()).await {
+                    Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
+                        tracing::warn!(error = %e, "the job's lease was lost");
+                        lease.lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the job's lease could not be renewed"),
+                    Ok(_) => {}
+                }
+            }
+        }))
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+/// Stops a lease's renewals when the job that holds it ends, however it
+/// ends (an early return, an error, a panic).
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A job's side of the sites' turns in the database
-/// (`onboarding_kb_site_take` and `_release`), and of its lease while it
-/// waits for one.
+/// (`onboarding_kb_site_take` and `_release`).
 pub struct SiteTurns {
     writer: Writer,
     worker: String,
@@ -296,33 +357,24 @@ pub struct SiteTurns {
     held: HeldTurns,
     /// How long a request holds the turn at most ([`Fetcher::turn_hold`]).
     hold: Duration,
-    /// The job's lease renewal, sent while a turn is awaited for long.
-    renew: Value,
-    renew_every: Duration,
+    /// The job's lease: a wait ends when it is lost.
+    lease: Arc<Lease>,
     /// The job's time limit: no wait goes past it.
     deadline: Instant,
 }
 
 impl SiteTurns {
-    /// Renews the job's lease. A lease lost to another worker ends the
-    /// wait (the job is that worker's now); a failure of the call itself
-    /// only logs: the next renewal may pass.
-    async fn renew(&self) -> Result<(), FetchError> {
-        match sql(&self.writer, KbFunction::Renew, self.renew.clone()).await {
-            Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
-                tracing::warn!(error = %e, "the job's lease was lost while waiting for a site's turn");
-                Err(FetchError::NoTurn)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the job's lease could not be renewed");
-                Ok(())
-            }
-            Ok(_) => Ok(()),
+    /// `NoTurn` once the job's lease is lost: the job is another worker's.
+    fn still_leased(&self) -> Result<(), FetchError> {
+        if self.lease.lost() {
+            tracing::warn!("the job's lease was lost while waiting for a site's turn");
+            return Err(FetchError::NoTurn);
         }
+        Ok(())
     }
 
-    /// Waits for `turn` (this process's turn of the site), renewing the
-    /// job's lease meanwhile; gives up at the job's time limit.
+    /// Waits for `turn` (this process's turn of the site); gives up at the
+    /// job's time limit, or when the job's lease is lost.
     async fn wait_for<T>(
         &self,
         turn: impl std::future::Future<Output = T>,
@@ -335,13 +387,13 @@ impl SiteTurns {
             }
             tokio::select! {
                 got = &mut turn => return Ok(got),
-                () = tokio::time::sleep(self.renew_every.min(left)) => self.renew().await?,
+                () = tokio::time::sleep(self.lease.every.min(left)) => self.still_leased()?,
             }
         }
     }
 
     /// Waits for the site's turn in the database as the library answers
-    /// (when to ask again), renewing the job's lease meanwhile. Bounded: a
+    /// (when to ask again), while the job's lease holds. Bounded: a
     /// holder keeps the turn at most `hold`, so the time spent waiting for
     /// holders ends by twice that, or the page is given up (`NoTurn`); the
     /// site's own gap (its `Retry-After`, up to 10 minutes) is waited out,
@@ -351,7 +403,6 @@ impl SiteTurns {
         let hold_seconds = self.hold.as_secs().clamp(1, 3600);
         let payload =
             json!({"url": url.as_str(), "worker": self.worker, "hold_seconds": hold_seconds});
-        let mut renewed = Instant::now();
         let mut waited_for_holders = Duration::ZERO;
         loop {
             let (wait, holder) = match sql(&self.writer, KbFunction::SiteTake, payload.clone())
@@ -386,10 +437,7 @@ impl SiteTurns {
                     return Err(FetchError::NoTurn);
                 }
             }
-            if renewed.elapsed() >= self.renew_every {
-                self.renew().await?;
-                renewed = Instant::now();
-            }
+            self.still_leased()?;
             tokio::time::sleep(wait).await;
         }
     }
@@ -457,14 +505,19 @@ impl<'a> Crawl<'a> {
             self.config.resolve_overrides.clone(),
             self.config.limits.clone(),
         );
-        let lease = self.config.lease_seconds;
+        let lease = Arc::new(Lease::new(
+            self.writer.clone(),
+            self.job_id,
+            self.worker,
+            self.config.lease_seconds,
+        ));
+        let _renewing = lease.keep();
         let turns = Arc::new(SiteTurns {
             writer: self.writer.clone(),
             worker: self.worker.to_string(),
             held: Arc::clone(&self.config.held),
             hold: Fetcher::turn_hold(&self.config.limits),
-            renew: json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": lease}),
-            renew_every: Duration::from_secs((lease.max(3) / 3) as u64),
+            lease: Arc::clone(&lease),
             deadline: started + self.config.limits.job_time,
         });
         fetcher.share_turn(Arc::clone(&turns) as Arc<dyn fetch::SharedTurn>);
@@ -501,6 +554,9 @@ impl<'a> Crawl<'a> {
         while let Some((url, depth)) = queue.pop_front() {
             if settled.contains(&url) {
                 continue;
+            }
+            if lease.lost() {
+                return Err(format!("job {}: the lease was lost", self.job_id));
             }
             let limit = &self.config.limits;
             if started.elapsed() > limit.job_time {
@@ -591,22 +647,6 @@ impl<'a> Crawl<'a> {
         sql(self.writer, KbFunction::StorePage, report).await
     }
 
-    /// Waits `wait`, renewing the job's lease every third of it, and once
-    /// more at the end: the retry may take a response's whole time.
-    async fn wait_renewing(&self, wait: Duration) {
-        let renew = json!({"job_id": self.job_id, "worker": self.worker, "lease_seconds": self.config.lease_seconds});
-        let every = Duration::from_secs((self.config.lease_seconds.max(3) / 3) as u64);
-        let end = Instant::now() + wait;
-        loop {
-            let _ = sql(self.writer, KbFunction::Renew, renew.clone()).await;
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            tokio::time::sleep(left.min(every)).await;
-        }
-    }
-
     /// Fetches one page (retrying a 429/503 as Retry-After says) and
     /// answers its report, without the job fields; `None` when the job's
     /// time ends before the site's turn comes.
@@ -620,13 +660,13 @@ impl<'a> Crawl<'a> {
                 // Waited out up to the limit the site's gap keeps too (the
                 // next request to the site waits as long): a page given up
                 // while the site is waited for all the same was lost for
-                // nothing. The lease is renewed all along.
+                // nothing. The job's lease is renewed meanwhile (`Lease`).
                 Err(FetchError::Status(429 | 503, Some(wait)))
                     if tries < self.config.limits.retries
                         && wait <= self.config.limits.max_retry_after =>
                 {
                     tries += 1;
-                    self.wait_renewing(wait).await;
+                    tokio::time::sleep(wait).await;
                 }
                 other => break other,
             }
