@@ -48,6 +48,8 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
     .await;
     assert_eq!(created.status, 201);
     assert_eq!(created.header("content-type"), Some("application/json"));
+    // Answers about a session hold its contact details: never stored.
+    assert_eq!(created.header("cache-control"), Some("no-store"));
     assert_eq!(
         created.body,
         format!(r#"{{"success":true,"session_id":"{SESSION}","tenant_id":"{TENANT}"}}"#)
@@ -77,6 +79,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
 
     let state = server.get(&session_path(SESSION, "")).await;
     assert_eq!(state.status, 200);
+    assert_eq!(state.header("cache-control"), Some("no-store"));
     assert_eq!(
         state.json(),
         json!({

@@ -47,6 +47,46 @@ async fn serves_every_file(server: &TestServer) {
             "{}",
             route.path
         );
+        // Revalidation: the tag it was given answers 304 without the body
+        // (and without a type, RFC 9110 15.4.5), with the same headers
+        // otherwise; any other tag gets the file again.
+        let etag = reply.header("etag").expect("an ETag").to_string();
+        assert!(
+            etag.len() == 18 && etag.starts_with('"') && etag.ends_with('"'),
+            "{}: {etag}",
+            route.path
+        );
+        let again = request(
+            server.addr,
+            "GET",
+            route.path,
+            &[("If-None-Match", &format!("\"0000000000000000\", W/{etag}"))],
+            b"",
+        )
+        .await;
+        assert_eq!(
+            (again.status, again.body.as_str()),
+            (304, ""),
+            "{}",
+            route.path
+        );
+        assert_eq!(again.header("content-type"), None, "{}", route.path);
+        assert_eq!(
+            ["etag", "content-security-policy", "cache-control"].map(|h| again.header(h)),
+            [Some(etag.as_str()), Some(CSP), Some("no-cache")],
+            "{}",
+            route.path
+        );
+        let changed = request(
+            server.addr,
+            "GET",
+            route.path,
+            &[("If-None-Match", "\"0000000000000000\"")],
+            b"",
+        )
+        .await;
+        assert_eq!(changed.status, 200, "{}", route.path);
+        assert_eq!(changed.body.as_bytes(), asset.body, "{}", route.path);
         served.push((route.path, asset.content_type));
     }
     assert_eq!(

@@ -245,7 +245,9 @@ async fn dispatch(
         Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
             kb::query(endpoint, id, req.uri().query())
         }
-        Endpoint::Web(asset) => return crate::web::reply(asset),
+        Endpoint::Web(asset) => {
+            return crate::web::reply(asset, req.headers().get(header::IF_NONE_MATCH))
+        }
     };
     let success = match endpoint {
         Endpoint::Create | Endpoint::PhoneSend => StatusCode::CREATED,

@@ -11,6 +11,7 @@ use onboarding::{cut, quote, ErrorKind};
 pub type Reply = Response<Full<Bytes>>;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// Maps an SQL error text to the contract's status and body. Only the
 /// library's own kinds reach the client with their detail; anything else is
@@ -155,11 +156,14 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push_str(&serde_json::Value::from(text).to_string());
 }
 
+/// A JSON answer. None is stored by the browser or a cache on the way: a
+/// session's answers hold its contact details and are fetched with its id,
+/// the onboarding's one credential, in the path.
 pub fn json(status: StatusCode, body: Bytes) -> Reply {
     let mut reply = Response::new(Full::new(body));
     *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+    let headers = reply.headers_mut();
+    headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
+    headers.insert(header::CACHE_CONTROL, NO_STORE);
     reply
 }

@@ -556,6 +556,11 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             .unwrap();
         assert_eq!(on_primary.status, status, "{route}: {}", on_primary.body);
         assert_eq!(
+            [&on_replica, &on_primary].map(|reply| reply.header("cache-control")),
+            [Some("no-store"); 2],
+            "{route}"
+        );
+        assert_eq!(
             (on_replica.status, on_replica.body),
             (status, on_primary.body),
             "{route}"
