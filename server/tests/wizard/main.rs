@@ -394,6 +394,11 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         "Onboarding terminé avec succès ! 🎉"
     );
     assert_eq!(
+        b.eval("return document.getElementById('complete-elsewhere').hidden")
+            .await,
+        true
+    );
+    assert_eq!(
         progress(&b).await,
         (json!(100), "Progression : 100\u{a0}%".into())
     );
@@ -1594,6 +1599,91 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
     let business = saved_business(&server);
     assert_eq!(business["email"], EMAIL);
     assert_eq!(b.value("email").await, "contact@");
+    // Refused, the change is kept as a draft at once (the one due after
+    // the typing stops is only written for the step on screen): a reload
+    // brings it back, for "Suivant" to say why it is refused.
+    b.client.refresh().await.expect("reload");
+    b.step("welcome").await;
+    b.click("#start").await;
+    b.step("business").await;
+    assert_eq!(b.value("email").await, "contact@");
+    b.click("#business-next").await;
+    b.until(
+        "the email's error",
+        "!document.getElementById('email-error').hidden",
+    )
+    .await;
+    b.showing("business").await;
+    b.quit().await;
+}
+
+/// An action without a form of its own refused by the server ("Suivant"
+/// of the verification step, whose next step reads the session again) is
+/// shown above the step's buttons, not only told to screen readers; the
+/// next action takes it away.
+#[tokio::test]
+async fn a_refusal_of_a_step_button_is_shown_above_the_buttons() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    // The server failing on the session's read: a 500 as the server
+    // writes it, answered in the page for that one request (a disk
+    // failure cannot be had on demand).
+    b.eval(
+        "const real = window.fetch;
+         window.fetch = (path, init) => init.method === 'GET' && /\\/session\\/[^/]+$/.test(path)
+             ? Promise.resolve(new Response(
+                 JSON.stringify({success: false, error: 'internal error: disk I/O error', code: 'internal'}),
+                 {status: 500, headers: {'Content-Type': 'application/json'}}))
+             : real(path, init);
+         window.realFetch = real;
+         return true",
+    )
+    .await;
+    b.click("#verification-next").await;
+    b.until(
+        "the error above the buttons",
+        "!document.getElementById('verification-error').hidden",
+    )
+    .await;
+    b.showing("verification").await;
+    assert_eq!(
+        [
+            b.text_content("verification-error").await,
+            b.text_content("announce-error").await
+        ],
+        [
+            said(
+                "Le serveur a rencontré une erreur : réessayez dans quelques instants.",
+                "internal error: disk I/O error"
+            ),
+            "Erreur : Le serveur a rencontré une erreur : réessayez dans quelques instants."
+                .to_string()
+        ]
+    );
+    assert_eq!(
+        b.eval("return document.getElementById('send-error').hidden")
+            .await,
+        true
+    );
+    b.eval("window.fetch = window.realFetch; return true").await;
+    b.click("#verification-next").await;
+    b.step("complete").await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('verification-error').hidden,
+                     document.getElementById('verification-error').textContent]"
+        )
+        .await,
+        json!([true, ""])
+    );
     b.quit().await;
 }
 
@@ -2179,6 +2269,17 @@ async fn a_session_completed_in_another_tab_leads_to_the_completion() {
         )
         .await,
         json!([false, false])
+    );
+    // What "Suivant" tried to save was not: the page says so.
+    assert_eq!(
+        b.eval("return document.getElementById('complete-elsewhere').hidden")
+            .await,
+        false
+    );
+    assert_eq!(
+        b.text("complete-elsewhere").await,
+        "La configuration a été terminée depuis un autre onglet ou un autre appareil : la \
+         dernière modification de cette page n'a pas été enregistrée."
     );
     b.quit().await;
 }

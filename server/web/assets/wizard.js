@@ -66,6 +66,8 @@ const state = {
   ignoreNextPop: false,
   /** Steps (as the API names them) saved since the session was last read. */
   unconfirmed: new Set(),
+  /** An error shown without a form (`formError`), cleared at the next action. */
+  looseError: null,
 };
 
 // ---------------------------------------------------------------- steps
@@ -232,6 +234,9 @@ function failed(form, action, error) {
   // page goes to the completion it missed, with the dashboard's link,
   // rather than quote the session's id, its only credential.
   if (error instanceof ApiError && error.status === 409 && /^session '[^']*' is completed;/.test(error.message)) {
+    // What this page tried to save was not: said on the completion, not
+    // left for the user to discover on the dashboard.
+    $('complete-elsewhere').hidden = false;
     setTimeout(() => act(null, () => show('complete')));
     return;
   }
@@ -316,8 +321,13 @@ function documentError(error) {
 
 /** Shows `message` (the server's, when `error` is given) above the form's buttons. */
 function formError(form, message, error = null) {
-  // Without a form (the page loading), the message takes the loading line's place.
-  const slot = form ? form.querySelector('.form-error') : !$('loading').hidden && $('loading');
+  // Without a form, the message takes the loading line's place while the
+  // page loads, and else goes above the buttons of the step on screen
+  // ("Précédent", or the verification's "Suivant", refused by the server):
+  // an error said only to screen readers would leave the eye with a
+  // button that does nothing.
+  const slot = form ? form.querySelector('.form-error') : $('loading').hidden ? shownFormError() : $('loading');
+  if (!form && slot && slot !== $('loading')) state.looseError = slot;
   let said = message;
   if (slot) {
     if (error) said = writeError(slot, message, error);
@@ -329,7 +339,22 @@ function formError(form, message, error = null) {
   announceError(said);
 }
 
+/**
+ * The error line nearest the buttons of the step on screen: the last one
+ * shown (the verification step has its own under its two forms).
+ */
+function shownFormError() {
+  return [...document.querySelectorAll('.step:not([hidden]) .form-error')]
+    .filter((slot) => !slot.parentElement.closest('[hidden]'))
+    .pop();
+}
+
 function clearErrors(form) {
+  if (state.looseError) {
+    state.looseError.hidden = true;
+    state.looseError.textContent = '';
+    state.looseError = null;
+  }
   if (!form) return;
   const section = form.closest('.step') || form;
   for (const slot of section.querySelectorAll('.field-error, .form-error')) {
@@ -934,6 +959,10 @@ async function saveOnLeaving(name) {
     await FORMS[name]();
     clearDraft(name);
   } catch (error) {
+    // Refused, the changes stay as a draft, written now: the one due a
+    // moment after the last keystroke is only written for the step on
+    // screen, which this one is no longer about to be.
+    saveDraft(name);
     if (!(error instanceof ApiError)) throw error;
   }
 }
