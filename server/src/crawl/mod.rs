@@ -474,6 +474,9 @@ struct Crawl<'a> {
     worker: &'a str,
     job_id: i64,
     stored: usize,
+    /// The job's lease renewals, stopped before the job is finished (a
+    /// renewal after it would be refused, and logged as a lease lost).
+    renewing: Option<LeaseKeeper>,
 }
 
 impl<'a> Crawl<'a> {
@@ -491,6 +494,7 @@ impl<'a> Crawl<'a> {
             worker,
             job_id: job["id"].as_i64().unwrap_or(0),
             stored: 0,
+            renewing: None,
         }
     }
 
@@ -511,7 +515,7 @@ impl<'a> Crawl<'a> {
             self.worker,
             self.config.lease_seconds,
         ));
-        let _renewing = lease.keep();
+        self.renewing = Some(lease.keep());
         let turns = Arc::new(SiteTurns {
             writer: self.writer.clone(),
             worker: self.worker.to_string(),
@@ -760,7 +764,8 @@ impl<'a> Crawl<'a> {
         Some(report)
     }
 
-    async fn finish(&self, code: Option<&str>) -> Result<(), String> {
+    async fn finish(&mut self, code: Option<&str>) -> Result<(), String> {
+        self.renewing = None;
         let done = sql(
             self.writer,
             KbFunction::Finish,
