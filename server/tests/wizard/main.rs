@@ -204,6 +204,18 @@ async fn fill_channels_and_agent(b: &Browser) {
     b.step("kb").await;
 }
 
+/// Welcome, business, channels and agent by mouse, the knowledge base left
+/// for later and no appointments: on the verification step.
+async fn to_the_verification(b: &Browser) {
+    start_and_fill_business(b, EMAIL).await;
+    fill_channels_and_agent(b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+}
+
 /// A session created and completed through the API after `steps`: its id.
 async fn completed_through_the_api(server: &TestServer, steps: &[(&str, &str)]) -> String {
     let created = server.post("/api/v1/onboarding/session", "{}").await;
@@ -1626,13 +1638,7 @@ async fn a_refusal_of_a_step_button_is_shown_above_the_buttons() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
-    start_and_fill_business(&b, EMAIL).await;
-    fill_channels_and_agent(&b).await;
-    b.click("label[for='method-skip']").await;
-    b.click("#kb-next").await;
-    b.step("appointments").await;
-    b.click("#appointments-next").await;
-    b.step("verification").await;
+    to_the_verification(&b).await;
     // The server failing on the session's read: a 500 as the server
     // writes it, answered in the page for that one request (a disk
     // failure cannot be had on demand).
@@ -1651,6 +1657,12 @@ async fn a_refusal_of_a_step_button_is_shown_above_the_buttons() {
     b.until(
         "the error above the buttons",
         "!document.getElementById('verification-error').hidden",
+    )
+    .await;
+    // Announced at the next frame (the live region is emptied first).
+    b.until(
+        "the error announced",
+        "document.getElementById('announce-error').textContent !== ''",
     )
     .await;
     b.showing("verification").await;
@@ -2560,13 +2572,7 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 360).await;
-    start_and_fill_business(&b, EMAIL).await;
-    fill_channels_and_agent(&b).await;
-    b.click("label[for='method-skip']").await;
-    b.click("#kb-next").await;
-    b.step("appointments").await;
-    b.click("#appointments-next").await;
-    b.step("verification").await;
+    to_the_verification(&b).await;
     b.click("#send-code").await;
     b.until("the code field", "document.activeElement.id === 'code'")
         .await;
