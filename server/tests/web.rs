@@ -4,6 +4,7 @@
 //! do is tests/wizard/, in a browser.)
 mod common;
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use common::*;
@@ -87,6 +88,50 @@ async fn serves_every_file(server: &TestServer) {
         .await;
         assert_eq!(changed.status, 200, "{}", route.path);
         assert_eq!(changed.body.as_bytes(), asset.body, "{}", route.path);
+        assert_eq!(
+            changed
+                .headers
+                .iter()
+                .filter(|(name, _)| name == "vary")
+                .map(|(_, value)| value.as_str())
+                .collect::<Vec<_>>(),
+            ["Accept-Encoding", "Origin"],
+            "{}",
+            route.path
+        );
+
+        // A browser's Accept-Encoding: the gzipped file, which unzips to
+        // the file, under a tag of its own, revalidated by that tag only.
+        let browser = [("Accept-Encoding", "gzip, deflate, br, zstd")];
+        let (status, head, body) = get_bytes(server, route.path, &browser).await;
+        assert_eq!(status, 200, "{}", route.path);
+        assert_eq!(header_in(&head, "content-encoding"), Some("gzip"));
+        assert_eq!(header_in(&head, "content-type"), Some(asset.content_type));
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(body.as_slice())
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, asset.body, "{}", route.path);
+        assert!(body.len() < asset.body.len(), "{}", route.path);
+        let gz_tag = header_in(&head, "etag").unwrap().to_string();
+        assert_eq!(gz_tag, format!("{}-gz\"", &etag[..etag.len() - 1]));
+        fn with(tag: &str) -> [(&str, &str); 2] {
+            [
+                ("Accept-Encoding", "gzip, deflate, br, zstd"),
+                ("If-None-Match", tag),
+            ]
+        }
+        let (status, _, body) = get_bytes(server, route.path, &with(&gz_tag)).await;
+        assert_eq!((status, body.len()), (304, 0), "{}", route.path);
+        let (status, head, _) = get_bytes(server, route.path, &with(&etag)).await;
+        assert_eq!(status, 200, "{}", route.path);
+        assert_eq!(header_in(&head, "content-encoding"), Some("gzip"));
+        // gzip refused by its weight: the file as it is.
+        let (status, head, body) =
+            get_bytes(server, route.path, &[("Accept-Encoding", "gzip;q=0, br")]).await;
+        assert_eq!(status, 200, "{}", route.path);
+        assert_eq!(header_in(&head, "content-encoding"), None);
+        assert_eq!(body, asset.body, "{}", route.path);
         served.push((route.path, asset.content_type));
     }
     assert_eq!(
@@ -104,6 +149,58 @@ async fn serves_every_file(server: &TestServer) {
             ("/assets/icon.svg", "image/svg+xml"),
         ]
     );
+}
+
+/// GET `path` with `headers`: the status, the head's lines (names
+/// lowercased) and the body's bytes (a gzipped body is not the UTF-8 text
+/// `request` reads).
+async fn get_bytes(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        server.addr
+    );
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers within a minute")
+    .unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = std::str::from_utf8(&answer[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fields = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, fields, answer[end + 4..].to_vec())
+}
+
+fn header_in<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[tokio::test]

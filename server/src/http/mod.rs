@@ -126,7 +126,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
         reply = closing(reply);
     }
     let headers = reply.headers_mut();
-    headers.insert(header::VARY, ORIGIN_VARIES);
+    // Appended: a front-end file varies with Accept-Encoding too.
+    headers.append(header::VARY, ORIGIN_VARIES);
     if let Some(origin) = allowed_origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
@@ -245,9 +246,7 @@ async fn dispatch(
         Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
             kb::query(endpoint, id, req.uri().query())
         }
-        Endpoint::Web(asset) => {
-            return crate::web::reply(asset, req.headers().get(header::IF_NONE_MATCH))
-        }
+        Endpoint::Web(asset) => return crate::web::reply(asset, req.headers()),
     };
     let success = match endpoint {
         Endpoint::Create | Endpoint::PhoneSend => StatusCode::CREATED,
