@@ -20,6 +20,11 @@ extern "C" {
     fn dqlite_node_destroy(node: *mut DqliteNode);
     fn dqlite_node_set_bind_address(node: *mut DqliteNode, address: *const c_char) -> c_int;
     fn dqlite_node_set_network_latency_ms(node: *mut DqliteNode, ms: c_uint) -> c_int;
+    fn dqlite_node_set_snapshot_params(
+        node: *mut DqliteNode,
+        snapshot_threshold: c_uint,
+        snapshot_trailing: c_uint,
+    ) -> c_int;
     fn dqlite_node_start(node: *mut DqliteNode) -> c_int;
     fn dqlite_node_stop(node: *mut DqliteNode) -> c_int;
     fn dqlite_node_errmsg(node: *mut DqliteNode) -> *const c_char;
@@ -120,13 +125,15 @@ pub struct Node(*mut DqliteNode);
 
 impl Node {
     /// Creates and starts the node: `address` is what the cluster knows it
-    /// by, `bind` where it listens (the same by default).
+    /// by, `bind` where it listens (the same by default); `snapshot`: Raft
+    /// log entries between two snapshots, and kept after one.
     pub fn start(
         id: u64,
         address: &str,
         bind: Option<&str>,
         dir: &Path,
         latency_ms: u32,
+        snapshot: (u32, u32),
     ) -> Result<Node, String> {
         let c_address = c_text(address, "address")?;
         let c_bind = c_text(bind.unwrap_or(address), "bind address")?;
@@ -149,6 +156,12 @@ impl Node {
             }
             if dqlite_node_set_network_latency_ms(raw, latency_ms) != 0 {
                 return Err(format!("cannot set the latency: {}", node.errmsg()));
+            }
+            if dqlite_node_set_snapshot_params(raw, snapshot.0, snapshot.1) != 0 {
+                return Err(format!(
+                    "cannot set the snapshot parameters: {}",
+                    node.errmsg()
+                ));
             }
             if dqlite_node_start(raw) != 0 {
                 return Err(format!("dqlite_node_start failed: {}", node.errmsg()));
