@@ -376,6 +376,45 @@ impl Args {
                 self.log_level.to_string().to_lowercase()
             ));
         }
+        self.check_dqlite()
+    }
+
+    /// `--dqlite`: node addresses as HOST:PORT (empty pieces, a trailing
+    /// comma, are skipped), at least one when the flag is given (an empty
+    /// list would quietly serve the --db file instead of the cluster), and
+    /// no `--wal-checkpoint external`, which is for a file under Litestream.
+    fn check_dqlite(&self) -> Result<(), String> {
+        if self.dqlite.is_empty() {
+            return Ok(());
+        }
+        let nodes = self.config().dqlite;
+        if nodes.is_empty() {
+            return Err(
+                "--dqlite names no node: expected the cluster's addresses as HOST:PORT, \
+                 comma-separated (e.g. 127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003)"
+                    .to_string(),
+            );
+        }
+        for node in &nodes {
+            let port = node.rsplit_once(':').and_then(|(host, port)| {
+                (!host.is_empty() && !host.contains(['/', ' ']))
+                    .then(|| port.parse::<u16>().ok())
+                    .flatten()
+            });
+            if port.is_none_or(|p| p == 0) {
+                return Err(format!(
+                    "--dqlite node '{node}' is not HOST:PORT (e.g. 127.0.0.1:9001, a port from \
+                     1 to 65535)"
+                ));
+            }
+        }
+        if self.wal_checkpoint == WalCheckpoint::External {
+            return Err(
+                "--wal-checkpoint external is for a --db file replicated by Litestream; a \
+                 --dqlite cluster's nodes checkpoint their own databases"
+                    .to_string(),
+            );
+        }
         Ok(())
     }
 
@@ -792,6 +831,56 @@ mod tests {
         assert_eq!(
             args.config().dqlite,
             ["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"]
+        );
+    }
+
+    #[test]
+    fn dqlite_nodes_are_host_and_port_and_at_least_one() {
+        let checked = |flags: &[&str]| {
+            let mut argv = vec!["onboarding-server"];
+            argv.extend_from_slice(flags);
+            Args::try_parse_from(argv).unwrap().check()
+        };
+        assert_eq!(
+            checked(&["--dqlite", "127.0.0.1:9001,node2.internal:9002,[::1]:9003"]),
+            Ok(())
+        );
+        assert_eq!(checked(&[]), Ok(()));
+        for empty in ["", ",", " , "] {
+            assert_eq!(
+                checked(&["--dqlite", empty]),
+                Err(
+                    "--dqlite names no node: expected the cluster's addresses as HOST:PORT, \
+                     comma-separated (e.g. 127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003)"
+                        .to_string()
+                ),
+                "{empty:?}"
+            );
+        }
+        for bad in [
+            "bogus",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            ":9001",
+            "a b:1",
+        ] {
+            assert_eq!(
+                checked(&["--dqlite", bad]),
+                Err(format!(
+                    "--dqlite node '{bad}' is not HOST:PORT (e.g. 127.0.0.1:9001, a port from \
+                     1 to 65535)"
+                )),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            checked(&["--dqlite", "127.0.0.1:9001", "--wal-checkpoint", "external"]),
+            Err(
+                "--wal-checkpoint external is for a --db file replicated by Litestream; a \
+                 --dqlite cluster's nodes checkpoint their own databases"
+                    .to_string()
+            )
         );
     }
 
