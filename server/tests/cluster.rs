@@ -187,6 +187,35 @@ async fn error_statuses_through_the_cluster_equal_the_single_files() {
     on_file.stop().await;
 }
 
+/// A client's `Idempotency-Key` reaches the cluster as the create's
+/// request key: the create sent again answers the first session, and the
+/// cluster holds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_sent_again_with_its_idempotency_key_is_one_session_on_the_cluster() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    let create = || {
+        request(
+            server.addr,
+            "POST",
+            "/api/v1/onboarding/session",
+            &[("Idempotency-Key", "0b9c5d0e-7f1a-4d2b-8c3e-5a6f7b8c9d0e")],
+            b"{}",
+        )
+    };
+    let first = create().await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = create().await;
+    assert_eq!((again.status, &again.body), (201, &first.body));
+    assert_eq!(
+        tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM onboarding_sessions")),
+        1
+    );
+    server.stop().await;
+}
+
 /// A proxy in front of one node. It counts the COMMITs sent through it.
 /// Once armed, it forwards the next COMMIT, reads the node's answer without
 /// passing it on, and cuts both connections: the server cannot know whether

@@ -32,7 +32,7 @@ async fn preflight_from_an_allowed_origin_is_204_with_the_cors_headers() {
     );
     assert_eq!(
         reply.header("access-control-allow-headers"),
-        Some("Content-Type, Authorization")
+        Some("Content-Type, Authorization, Idempotency-Key")
     );
     assert_eq!(reply.header("access-control-max-age"), Some("600"));
     server.stop().await;

@@ -296,3 +296,73 @@ async fn catalogues_health_and_openapi_are_served_verbatim() {
     assert_eq!(openapi.json(), expected);
     server.stop().await;
 }
+
+/// A create sent again with its `Idempotency-Key` (its answer lost) gets
+/// the same session and writes nothing; the same key from another client
+/// gets a session of its own (never the first one's id, its credential);
+/// a key that could repeat is refused, naming the header and the rule,
+/// before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_sent_again_with_its_idempotency_key_gets_the_same_session() {
+    let (mut config, dir) = temp_config();
+    // The peer (loopback) is a trusted proxy: X-Forwarded-For names the
+    // client, so two clients can be had on loopback.
+    config.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+    let mut server = TestServer::start(config, dir).await;
+    const KEY: &str = "5b0e8a1c-2f43-4c5e-9a7d-0c1b2d3e4f50";
+    let create = |client: &'static str, key: &'static str| {
+        let addr = server.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                "/api/v1/onboarding/session",
+                &[("X-Forwarded-For", client), ("Idempotency-Key", key)],
+                b"{}",
+            )
+            .await
+        }
+    };
+    let sessions = |server: &TestServer| rows(&server.read_db(), "onboarding_sessions");
+
+    let first = create("198.51.100.7", KEY).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = create("198.51.100.7", KEY).await;
+    assert_eq!((again.status, &again.body), (201, &first.body));
+    assert_eq!(sessions(&server).len(), 1);
+
+    let other = create("203.0.113.9", KEY).await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    assert_ne!(
+        other.json()["session_id"],
+        first.json()["session_id"],
+        "another client's key"
+    );
+    assert_eq!(sessions(&server).len(), 2);
+
+    for (key, shown) in [
+        ("short-key", "'short-key'"),
+        (
+            "x".repeat(65).leak() as &'static str,
+            "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…'",
+        ),
+        ("a key with spaces in it", "'a key with spaces in it'"),
+    ] {
+        let refused = create("198.51.100.7", key).await;
+        assert_eq!(refused.status, 422, "{key}");
+        assert_eq!(
+            refused.json(),
+            json!({
+                "success": false,
+                "error": format!(
+                    "Idempotency-Key {shown} must be 16 to 64 visible ASCII characters (a UUID, say)"
+                ),
+                "code": "invalid_field",
+                "field": "Idempotency-Key",
+            }),
+            "{key}"
+        );
+    }
+    assert_eq!(sessions(&server).len(), 2);
+    server.stop().await;
+}

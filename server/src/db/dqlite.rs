@@ -498,6 +498,7 @@ mod tests {
                 payload: None,
                 ip_address: String::new(),
                 user_agent: String::new(),
+                client_key: None,
             },
             Query::Step {
                 session_id: String::new(),

@@ -287,6 +287,7 @@ mod tests {
                 payload: Some("{}".to_string()),
                 ip_address: "192.0.2.1".to_string(),
                 user_agent: String::new(),
+                client_key: None,
             })
             .collect()
     }

@@ -14,6 +14,10 @@ pub enum Query {
         payload: Option<String>,
         ip_address: String,
         user_agent: String,
+        /// The client's `Idempotency-Key`, scoped to its address: the
+        /// keyed form then answers the first session made with it again.
+        /// It stands in for a backend's own key (see [`Query::statement`]).
+        client_key: Option<String>,
     },
     /// `SELECT onboarding_step(?1, ?2, ?3)`; `None` payload binds NULL.
     Step {
@@ -155,13 +159,16 @@ impl Query {
                 payload,
                 ip_address,
                 user_agent,
+                client_key,
             } => {
                 let mut args = vec![
                     Arg::Text(payload.as_deref()),
                     text(ip_address),
                     text(user_agent),
                 ];
-                match request_key {
+                // The client's key also covers a backend's retry after a
+                // commit of unknown outcome: the same key, the same answer.
+                match client_key.as_deref().or(request_key) {
                     Some(key) => {
                         args.push(Arg::Text(Some(key)));
                         ("SELECT onboarding_create(?1, ?2, ?3, ?4)", args)

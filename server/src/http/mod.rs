@@ -37,7 +37,8 @@ use crate::routes::{self, Endpoint, Resolved};
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
-const ALLOW_HEADERS: HeaderValue = HeaderValue::from_static("Content-Type, Authorization");
+const ALLOW_HEADERS: HeaderValue =
+    HeaderValue::from_static("Content-Type, Authorization, Idempotency-Key");
 const MAX_AGE: HeaderValue = HeaderValue::from_static("600");
 /// How long `/healthz` waits for the database before answering 503.
 const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -320,15 +321,51 @@ async fn create(
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
+    let key = req.headers().get(IDEMPOTENCY_KEY).cloned();
     *body_read = true;
     let payload = payload(req.into_body(), app.max_body_bytes)
         .await
         .map_err(Refusal::reply)?;
+    let ip_address = client.to_canonical().to_string();
+    let client_key = match key {
+        None => None,
+        Some(key) => Some(scoped_key(&key, &ip_address).map_err(|message| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                &message,
+                Some("Idempotency-Key"),
+            )
+        })?),
+    };
     Ok(Query::Create {
         payload,
-        ip_address: client.to_canonical().to_string(),
+        ip_address,
         user_agent,
+        client_key,
     })
+}
+
+/// A client's create retried with the same `Idempotency-Key` (an
+/// unanswered request sent again) gets the same session.
+const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
+
+/// The library's request key for a client's `Idempotency-Key`: 16 to 64
+/// visible ASCII characters (a UUID, say: short keys repeat), scoped to
+/// the client's address, so that another client sending the same key (a
+/// careless constant) gets a session of its own, never this one's id.
+/// Refused: the message saying why.
+fn scoped_key(key: &HeaderValue, ip_address: &str) -> Result<String, String> {
+    let bytes = key.as_bytes();
+    if !(16..=64).contains(&bytes.len()) || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(format!(
+            "Idempotency-Key {} must be 16 to 64 visible ASCII characters (a UUID, say)",
+            quote(&String::from_utf8_lossy(bytes))
+        ));
+    }
+    // 39 characters at most for the address, 1 and 64: within the
+    // library's 128.
+    Ok(format!("{ip_address} {}", String::from_utf8_lossy(bytes)))
 }
 
 /// How long a business step waits for its address's turn (see
