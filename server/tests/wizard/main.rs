@@ -1525,6 +1525,7 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
     let db = Connection::open(&server.db_path).unwrap();
     db.execute_batch(&format!(
         "DELETE FROM onboarding_analytics WHERE session_id = '{lost}';
+         DELETE FROM onboarding_create_requests WHERE session_id = '{lost}';
          DELETE FROM onboarding_sessions WHERE id = '{lost}';"
     ))
     .unwrap();
@@ -1626,6 +1627,53 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
     )
     .await;
     b.showing("business").await;
+    b.quit().await;
+}
+
+/// The create's answer lost on the way (the server made the session, the
+/// page saw a network failure): the page sends it again with the same
+/// `Idempotency-Key` and gets the same session, so the server holds one.
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_sent_again_for_the_same_session() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    b.step("welcome").await;
+    // The first create reaches the server; its answer is dropped.
+    b.eval(
+        "const real = window.fetch;
+         window.creates = [];
+         window.fetch = async (path, init) => {
+             if (init.method === 'POST' && path.endsWith('/session')) {
+                 window.creates.push(init.headers['Idempotency-Key']);
+                 const answer = await real(path, init);
+                 if (window.creates.length === 1) throw new TypeError('Failed to fetch');
+                 return answer;
+             }
+             return real(path, init);
+         };
+         return true",
+    )
+    .await;
+    b.click("#start").await;
+    b.step("business").await;
+    let creates = b.eval("return window.creates").await;
+    let keys = creates.as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{creates}");
+    assert_eq!(keys[0], keys[1]);
+    let key = keys[0].as_str().unwrap();
+    assert!(
+        key.len() == 32 && key.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{key}"
+    );
+    let sessions = rows(&server.read_db(), "onboarding_sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        b.eval("return localStorage.getItem('onboarding.session_id')")
+            .await,
+        sessions[0]["id"]
+    );
     b.quit().await;
 }
 

@@ -30,10 +30,11 @@ const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * `retries` is how many more attempts a failure worth retrying gets: the
  * steps are safe to send twice (a step edits its data, a second completion
  * answers the first one's result), a verification code is not, so its
- * callers pass 0.
+ * callers pass 0. `headers`: more request headers (a create's
+ * `Idempotency-Key`).
  */
-export async function request(method, path, body, { retries = 3 } = {}) {
-  const init = { method, headers: { Accept: 'application/json' } };
+export async function request(method, path, body, { retries = 3, headers = {} } = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -85,6 +86,15 @@ export const sessionPath = (id, action) =>
 export const isMissingRoute = (error) =>
   error instanceof ApiError &&
   ((error.status === 404 && /^no route for /.test(error.message)) || error.status === 405);
+
+/**
+ * A create's `Idempotency-Key`: 32 random hex digits (getRandomValues works
+ * on a plain-http address too, where randomUUID does not).
+ */
+export function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
 
 /** Where the pages keep the session id: the onboarding's only credential. */
 export const SESSION_KEY = 'onboarding.session_id';

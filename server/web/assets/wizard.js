@@ -17,6 +17,7 @@ import {
   post,
   sessionPath,
   isMissingRoute,
+  newIdempotencyKey,
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
 import { french, writeError } from './messages.js';
@@ -68,6 +69,8 @@ const state = {
   unconfirmed: new Set(),
   /** An error shown without a form (`formError`), cleared at the next action. */
   looseError: null,
+  /** The `Idempotency-Key` of the create under way, until it answers. */
+  createKey: null,
 };
 
 // ---------------------------------------------------------------- steps
@@ -559,9 +562,12 @@ const checked = (name) => {
 const FORMS = {
   async welcome() {
     if (!state.id) {
-      // Not retried by itself: a create whose answer was lost would leave a
-      // second session behind.
-      const created = await post(`${BASE}/session`, {}, { retries: 0 });
+      // Retried like a step, under one key until a session is made (the
+      // "Réessayer" banner's attempts too): a create whose answer was lost
+      // answers the same session again instead of leaving a second behind.
+      state.createKey = state.createKey || newIdempotencyKey();
+      const created = await post(`${BASE}/session`, {}, { headers: { 'Idempotency-Key': state.createKey } });
+      state.createKey = null;
       state.id = created.session_id;
       localStorage.setItem(SESSION_KEY, state.id);
       state.session = { steps: {}, progress_percentage: 0 };
