@@ -387,7 +387,7 @@ impl Args {
         if self.dqlite.is_empty() {
             return Ok(());
         }
-        let nodes = self.config().dqlite;
+        let nodes = self.dqlite_nodes();
         if nodes.is_empty() {
             return Err(
                 "--dqlite names no node: expected the cluster's addresses as HOST:PORT, \
@@ -418,16 +418,20 @@ impl Args {
         Ok(())
     }
 
+    /// `--dqlite`'s addresses, trimmed, empty pieces left out.
+    fn dqlite_nodes(&self) -> Vec<String> {
+        self.dqlite
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect()
+    }
+
     /// The library configuration these flags describe.
     pub fn config(&self) -> Config {
         Config {
             db_path: self.db.clone(),
-            dqlite: self
-                .dqlite
-                .iter()
-                .map(|a| a.trim().to_string())
-                .filter(|a| !a.is_empty())
-                .collect(),
+            dqlite: self.dqlite_nodes(),
             cors_origins: self
                 .cors_origins
                 .iter()
