@@ -1252,6 +1252,58 @@ async fn a_discovery_longer_than_the_lease_keeps_the_job() {
     server.stop().await;
 }
 
+/// The job's lease taken over by another worker while this one reads the
+/// sitemaps (its process frozen past the lease, say): the next renewal is
+/// refused, and the worker stops without asking for a page of a job that
+/// is no longer its own, leaving the job and its lease to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_over_stops_the_worker_before_its_pages() {
+    let (addr, asked) = tiny_site(slow_discovery);
+    let mut server = server_crawling(addr, 6).await;
+    let s =
+        completed_website_session(&server, "a@salon-repris.fr", &format!("http://{addr}/")).await;
+    let db = server.read_db();
+    // Bounded: 10 s for the job to be claimed.
+    for _ in 0..100 {
+        if job_row(&db)[0] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job_row(&db)[0], "running");
+    let writer = rusqlite::Connection::open(&server.db_path).unwrap();
+    writer.busy_timeout(Duration::from_secs(5)).unwrap();
+    writer
+        .execute(
+            "UPDATE kb_crawl_jobs SET lease_owner = 'another-worker',
+                    lease_expires_at = '2099-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    // The discovery takes about 9 s, a renewal comes every 2 s: by 12 s
+    // the worker would have asked for its first page.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/"), None, "{asked:?}");
+    assert_eq!(asked.get("/tarifs"), None, "{asked:?}");
+    let kb = server
+        .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+        .await
+        .json();
+    assert_eq!(
+        outcome(&kb),
+        json!(["running", null, 1, 1, 0, 0, 0]),
+        "{kb}"
+    );
+    assert_eq!(
+        db.query_row("SELECT lease_owner FROM kb_crawl_jobs", [], |r| r
+            .get::<_, String>(0))
+            .unwrap(),
+        "another-worker"
+    );
+    server.stop().await;
+}
+
 /// robots.txt answers after the whole-response limit (1 s here).
 fn slow_robots(path: &str, _: usize) -> (&'static str, String, String) {
     match path {

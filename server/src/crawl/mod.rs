@@ -293,7 +293,7 @@ impl Polite<'_> {
 /// more, and a page's redirects and retries can take as long. Renewing only
 /// with reports let a healthy worker lose its job to itself (claimed again
 /// as a new attempt, its discovery done again, three times: `failed`).
-pub struct Lease {
+struct Lease {
     writer: Writer,
     renew: Value,
     every: Duration,
