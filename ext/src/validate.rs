@@ -744,7 +744,7 @@ pub fn email(text: &str) -> Result<String> {
         .rsplit('.')
         .next()
         .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
-    if errors.is_err() || numeric_tld {
+    if errors.is_err() || numeric_tld || !domain.split('.').all(is_host_label) {
         return Err(invalid("expected name@domain.tld"));
     }
     // The reserved `.invalid` receives no mail; a session's placeholder
@@ -762,6 +762,18 @@ pub fn email(text: &str) -> Result<String> {
         None => local.to_string(),
     };
     Ok([&local.to_lowercase(), "@", &domain].concat())
+}
+
+/// A label of a mail domain (RFC 5321's `sub-domain`, with IDNA's letters):
+/// letters, digits and inner hyphens. The address parser lets `_` and a
+/// leading or trailing `-` through, which no mail host name carries.
+fn is_host_label(label: &str) -> bool {
+    !label.is_empty()
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_alphanumeric() || !c.is_ascii())
 }
 
 /// A quoted local part's text without its quoted-pairs' backslashes.

@@ -131,6 +131,10 @@ fn business_email_must_be_valid() {
         "@x.fr",
         "a b@x.fr",
         "a@1.2.3.4",
+        "a@b_c.fr",
+        "a@-b.fr",
+        "a@b-.fr",
+        "a@b..fr",
     ] {
         assert_eq!(
             refused(&db, &s, "business", &business_with("email", json!(bad))),
