@@ -129,11 +129,22 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     )
     .optional()?
     .unwrap_or(Value::Null);
+    // What the tenant's knowledge base holds now: the documents pasted in
+    // the kb step (stored by completion itself) and the pages a crawl has
+    // stored so far. The list is `onboarding_kb_get`'s; this is its size.
+    let (documents, chunks) = sql::query_row(
+        conn,
+        "SELECT (SELECT count(*) FROM kb_documents WHERE tenant_id = ?1),
+                (SELECT count(*) FROM kb_chunks WHERE tenant_id = ?1)",
+        [tenant],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+    )?;
     Ok(json!({
         "tenant": tenant_row,
         "agent_config": agent_config,
         "phone_mapping": phone_mapping,
         "campaign": campaign,
         "kb_crawl_job": crawl_job,
+        "knowledge_base": {"documents": documents, "chunks": chunks},
     }))
 }

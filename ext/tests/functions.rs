@@ -448,6 +448,7 @@ fn get_returns_the_whole_state() {
     );
     assert_eq!(omni["campaign"], json!(null));
     assert_eq!(omni["kb_crawl_job"], json!(null));
+    assert_eq!(omni["knowledge_base"], json!({"documents": 0, "chunks": 0}));
     assert_eq!(
         db.call("SELECT onboarding_get('onb_nope')", &[])
             .unwrap_err(),

@@ -396,6 +396,11 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
                  {"document_id":3,"url":null,"title":"Copie","source":"documents","depth":null,"chunks":1}],
                "pages_not_stored":[]})
     );
+    // The session's own state says what the synced knowledge base holds.
+    assert_eq!(
+        db.get(&s)["omnichannel"]["knowledge_base"],
+        json!({"documents": 3, "chunks": 3})
+    );
     let search =
         |q: &str| kb_search(&db, json!({"session_id": s, "query": q, "limit": 1})).unwrap();
     let open = search("vous êtes ouverts le samedi ?");

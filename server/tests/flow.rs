@@ -122,6 +122,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
                     "id": 1, "url": "https://mon-site.fr/", "status": "queued",
                     "created_at": AT_COMPLETE, "updated_at": AT_COMPLETE,
                 },
+                "knowledge_base": {"documents": 0, "chunks": 0},
             },
             "phone_verification": null,
         })
