@@ -407,7 +407,8 @@ section("onboarding_kb_search(payload)",
         "bm25-ranked chunks of a tenant's knowledge for a question in French (`session_id` or "
         "`tenant_id`, both only when they agree, `query`, `limit` 1–20, default 5): accents and "
         "ligatures folded, French stems, stop words and a few synonyms applied in Rust on both "
-        "sides; `score` is higher for better matches. Scores are BM25 over the tenant's own "
+        "sides (a question typed without accents finds the accented words: \"mariee\" finds "
+        "\"mariée\"); `score` is higher for better matches. Scores are BM25 over the tenant's own "
         "chunks (its statistics alone: another tenant's knowledge changes neither a score nor "
         "the order); the title and headings are indexed with the text and again on their own, "
         "where a match counts double.")

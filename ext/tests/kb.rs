@@ -371,6 +371,30 @@ fn a_match_through_a_foreign_accent_scores_as_any_match() {
 }
 
 #[test]
+fn a_question_typed_without_accents_finds_the_accented_page() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Forfaits","content":"## Forfait mariée\n\nCoiffure et maquillage de la mariée, essai compris : 180 €."},
+        {"title":"Salon","content":"Le salon est situé place du Marché."}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    // "mariée" is stemmed `mari`, "mariee" `marie`: the question asks for
+    // both, the page's term among them.
+    for question in ["mariee", "la MARIEE ?", "Mariée"] {
+        let found = kb_search(&db, json!({"session_id": s, "query": question})).unwrap();
+        let results = found["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1, "{question}: {found}");
+        assert_eq!(results[0]["title"], "Forfaits", "{question}: {found}");
+        assert_eq!(
+            results[0]["heading"], "Forfait mariée",
+            "{question}: {found}"
+        );
+    }
+    let market = kb_search(&db, json!({"session_id": s, "query": "marche"})).unwrap();
+    assert_eq!(market["results"][0]["title"], "Salon", "{market}");
+}
+
+#[test]
 fn completion_stores_documents_and_search_finds_them_in_french() {
     let db = Db::memory();
     let docs = json!({"method":"documents","documents":[

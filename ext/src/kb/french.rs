@@ -9,6 +9,14 @@
 //! before folding because the stemmer's rules are written for accented
 //! words. Stop words go: without them a spoken question ("vous êtes
 //! ouverts ?") ranks every "rendez-vous" first.
+//!
+//! That order has a cost the question pays: a word typed without its
+//! accents is stemmed as another word ("mariée" is `mari`, "mariee"
+//! `marie`; the stemmer strips `ée`, not `ee`). So a question's word typed
+//! without accents also asks for the terms of its accented spellings (see
+//! [`spellings`]), and an accented word also asks for the term a page that
+//! dropped its accents got. The index holds one term a word; a question
+//! holds a few, as it holds synonyms.
 
 use std::sync::OnceLock;
 
@@ -134,6 +142,60 @@ fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.contains(&word)
 }
 
+/// A question's stop word, typed with or without its accents ("etes",
+/// "ca" are "êtes", "ça").
+fn is_question_stop_word(word: &str) -> bool {
+    static FOLDED: OnceLock<Vec<String>> = OnceLock::new();
+    is_stop_word(word) || {
+        let folded = FOLDED.get_or_init(|| STOP_WORDS.iter().map(|w| fold(w)).collect());
+        let word = fold(word);
+        folded.contains(&word)
+    }
+}
+
+/// How far from a word's end the accents that change its stem sit: the
+/// French stemmer's accented endings are at most five letters (`èrent`,
+/// `ières`; `é`, `ée`, `ées`, `és`, `ité`, `ère`).
+const ACCENTED_ENDING: usize = 5;
+
+/// The terms a question's word matches besides its own. Typed without
+/// accents, the terms of its spellings with each plain `e` of its last
+/// five letters read as `e`, `é` or `è` (at most 27; "mariee" asks for
+/// `marie` and, as "mariée", `mari`). Typed with accents, the term of its
+/// plain spelling, which a page written without accents got ("mariée"
+/// asks for `marie` too).
+fn spellings(word: &str) -> Vec<String> {
+    if !word.is_ascii() {
+        return vec![term(&fold(word))];
+    }
+    let bytes = word.as_bytes();
+    let start = bytes.len().saturating_sub(ACCENTED_ENDING);
+    let plain_e: Vec<usize> = (start..bytes.len()).filter(|&i| bytes[i] == b'e').collect();
+    let mut out = Vec::new();
+    // Each `e` as one of three letters: the combinations counted in base 3,
+    // the first (all plain) being the word itself.
+    'spelling: for combination in 1..3usize.pow(plain_e.len() as u32) {
+        let mut spelt = String::with_capacity(word.len() + plain_e.len());
+        let mut digits = combination;
+        let mut last = 0;
+        for &at in &plain_e {
+            let letter = ['e', 'é', 'è'][digits % 3];
+            // French writes `è` before a consonant alone (`ère`, `ès`):
+            // a final or a vowel-led `è` spells no word.
+            if letter == 'è' && bytes.get(at + 1).is_none_or(|b| b"aeiouy".contains(b)) {
+                continue 'spelling;
+            }
+            spelt.push_str(&word[last..at]);
+            spelt.push(letter);
+            digits /= 3;
+            last = at + 1;
+        }
+        spelt.push_str(&word[last..]);
+        out.push(term(&spelt));
+    }
+    out
+}
+
 /// One word's term: stemmed, then folded.
 fn term(word: &str) -> String {
     fold(&stemmer().stem(word))
@@ -166,8 +228,9 @@ pub fn query_terms(question: &str) -> Vec<String> {
                 .flat_map(|m| words(m))
                 .for_each(|m| add(term(&m)));
         }
-        if !is_stop_word(&word) {
+        if !is_question_stop_word(&word) {
             add(term(&word));
+            spellings(&word).into_iter().for_each(&mut add);
         }
     }
     terms
@@ -201,6 +264,47 @@ mod tests {
         assert_eq!(
             query_terms("vous êtes ouverts l'été ?")[2..],
             ["ouvert", "ete"]
+        );
+    }
+
+    #[test]
+    fn a_word_typed_without_its_accents_meets_the_page_and_back() {
+        // Words whose accented ending the stemmer strips and whose plain
+        // one it does not: the terms differ, the question finds the page.
+        for (plain, accented) in [
+            ("mariee", "mariée"),
+            ("mariees", "mariées"),
+            ("apprecie", "apprécié"),
+            ("appreciee", "appréciée"),
+            ("parametree", "paramétrée"),
+            ("listee", "listée"),
+            ("reservee", "réservée"),
+            ("premiere", "première"),
+            ("entierement", "entièrement"),
+        ] {
+            let page = index_terms(accented);
+            assert!(
+                query_terms(plain).contains(&page),
+                "{plain}: {:?} lacks {page}",
+                query_terms(plain)
+            );
+            // A page that dropped its accents, asked with them.
+            let plain_page = index_terms(plain);
+            assert!(
+                query_terms(accented).contains(&plain_page),
+                "{accented}: {:?} lacks {plain_page}",
+                query_terms(accented)
+            );
+        }
+        assert_eq!(index_terms("mariée"), "mari");
+        assert_eq!(query_terms("mariee"), ["marie", "mari"]);
+        // No `è` at a word's end or before a vowel: "coupe" asks for
+        // "coupé" (the same term) and nothing else.
+        assert_eq!(query_terms("coupe"), ["coup"]);
+        // Stop words typed without their accents are still stop words.
+        assert_eq!(
+            query_terms("vous etes ouverts ca"),
+            query_terms("vous êtes ouverts ça")
         );
     }
 
