@@ -939,7 +939,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 16] = [
+    let cases: [(&str, u16, &str); 22] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -968,7 +968,38 @@ async fn malformed_framing_gets_json_errors() {
             r#"{"success":false,"error":"Host '[zz]' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
         ),
         (
-            "GET /healthz HTTP/1.1\r\nHost: [::1]:8787\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: \r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host '' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        // An absolute URL's authority stands for Host, and is held to its rule.
+        (
+            "GET http://a@b/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host 'a@b' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET http://t:8787/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            200,
+            r#"{"success":true,"status":"ok","schema_version":10,"engine_version":"v0.1.0"}"#,
+        ),
+        (
+            "GET ftp://t/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"request target 'ftp://t/healthz' is not a path (expected one starting with /, or an http or https URL)","code":"bad_request"}"#,
+        ),
+        (
+            "GET healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"request target 'healthz' is not a path (expected one starting with /, or an http or https URL)","code":"bad_request"}"#,
+        ),
+        (
+            "CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"request target 't:443' is not a path (expected one starting with /, or an http or https URL)","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: [::1]:8787\r\nConnection: close\r\n\r\n",
             200,
             r#"{"success":true,"status":"ok","schema_version":10,"engine_version":"v0.1.0"}"#,
         ),
@@ -1051,7 +1082,6 @@ async fn malformed_framing_gets_json_errors() {
         "127.0.0.1:1",
         "[::1]:65535",
         "[::1]",
-        "",
     ] {
         let raw = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let reply = send_raw(server.addr, raw.as_bytes()).await;

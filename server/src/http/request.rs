@@ -29,6 +29,10 @@ pub enum Refusal {
     /// A `Host` that is not `host[:port]` (RFC 9112 § 3.2): user
     /// information, a port that is not a number up to 65535.
     BadHost(String),
+    /// A request target that names no resource here: the authority form
+    /// (`healthz`, `host:443`, which only CONNECT uses) or an absolute URL
+    /// whose scheme is not http(s).
+    BadTarget(String),
     /// A transfer coding other than `chunked`: the body cannot be read.
     TransferCoding(String),
     /// A body whose media type is not JSON.
@@ -56,12 +60,24 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
         if hosts.next().is_some() || host.as_bytes().contains(&b',') {
             return Err(Refusal::ManyHosts);
         }
-        // Empty is allowed (a target without authority).
-        if !host.is_empty() && !host.to_str().is_ok_and(is_host) {
+        // Empty too: an http URI has a host (RFC 9110 4.2.1: one without
+        // is invalid, and its recipient rejects it).
+        if !host.to_str().is_ok_and(is_host) {
             return Err(Refusal::BadHost(
                 String::from_utf8_lossy(host.as_bytes()).into_owned(),
             ));
         }
+    }
+    // An absolute URL's authority stands in for Host (RFC 9112 3.2.2), so it
+    // is held to the same rule; a target without a path is no resource.
+    let uri = req.uri();
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(authority)) if !is_host(authority.as_str()) => {
+            return Err(Refusal::BadHost(authority.as_str().to_string()));
+        }
+        (Some("http" | "https"), Some(_)) => {}
+        (None, None) => {}
+        _ => return Err(Refusal::BadTarget(uri.to_string())),
     }
     let mut codings: Vec<String> = Vec::new();
     for value in req.headers().get_all(header::TRANSFER_ENCODING) {
@@ -293,6 +309,15 @@ impl Refusal {
                 &format!(
                     "Host {} is not a host (expected a name or an address, and an optional port up to 65535)",
                     quote(&host)
+                ),
+                None,
+            )),
+            Refusal::BadTarget(target) => closing(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!(
+                    "request target {} is not a path (expected one starting with /, or an http or https URL)",
+                    quote(&target)
                 ),
                 None,
             )),
