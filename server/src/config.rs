@@ -233,8 +233,9 @@ pub struct Args {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_documents_body_bytes: usize,
 
-    /// Sessions one client IP may create per window (429 past it); 0 disables
-    /// the limit (load tests from one address need that).
+    /// Sessions one client IP may create per window (429 past it): that many
+    /// at once, then one each window's share (600 a minute: one every 0.1 s);
+    /// 0 disables the limit (load tests from one address need that).
     #[arg(long, env = "ONBOARDING_CREATE_RATE_LIMIT", default_value_t = DEFAULT_CREATE_RATE_LIMIT)]
     pub create_rate_limit: u32,
 
@@ -291,12 +292,14 @@ pub struct Args {
     pub trust_proxy: Vec<IpNet>,
 
     /// "Email already used" answers one client address may get per hour
-    /// (429 past it); 0 disables.
+    /// (429 past it): that many at once, then one each hour's share (20: one
+    /// every 3 minutes); 0 disables.
     #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_IP", default_value_t = DEFAULT_EMAIL_TAKEN_PER_IP)]
     pub email_taken_per_ip: u32,
 
     /// "Email already used" answers one session may get per hour (429 past
-    /// it); 0 disables.
+    /// it): that many at once, then one each hour's share (5: one every 12
+    /// minutes); 0 disables.
     #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_SESSION", default_value_t = DEFAULT_EMAIL_TAKEN_PER_SESSION)]
     pub email_taken_per_session: u32,
 
