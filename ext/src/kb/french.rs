@@ -12,11 +12,12 @@
 //!
 //! That order has a cost the question pays: a word typed without its
 //! accents is stemmed as another word ("mariée" is `mari`, "mariee"
-//! `marie`; the stemmer strips `ée`, not `ee`). So a question's word typed
-//! without accents also asks for the terms of its accented spellings (see
-//! [`spellings`]), and an accented word also asks for the term a page that
-//! dropped its accents got. The index holds one term a word; a question
-//! holds a few, as it holds synonyms.
+//! `marie`; the stemmer strips `ée`, not `ee`). So a question's word also
+//! asks for the terms of its spellings with accents on the `e`s of its
+//! ending (see [`spellings`]), and an accented word for the term a page
+//! that dropped its accents got. The index holds one term a word; a
+//! question holds a few, as it holds synonyms. Some of them are no word
+//! ("cartès"): they match nothing and cost a lookup.
 
 use std::sync::OnceLock;
 
@@ -142,58 +143,91 @@ fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.contains(&word)
 }
 
-/// A question's stop word, typed with or without its accents ("etes",
-/// "ca" are "êtes", "ça").
+/// A question's stop word, also when typed without its accents ("etes",
+/// "ca" are "êtes", "ça"). A word typed with accents is taken as written:
+/// "maïs", "sûr" and "dés" are words, not "mais", "sur" and "des".
 fn is_question_stop_word(word: &str) -> bool {
     static FOLDED: OnceLock<Vec<String>> = OnceLock::new();
-    is_stop_word(word) || {
-        let folded = FOLDED.get_or_init(|| STOP_WORDS.iter().map(|w| fold(w)).collect());
-        let word = fold(word);
-        folded.contains(&word)
-    }
+    is_stop_word(word)
+        || word.is_ascii() && {
+            let folded = FOLDED.get_or_init(|| STOP_WORDS.iter().map(|w| fold(w)).collect());
+            folded.iter().any(|w| w == word)
+        }
 }
 
-/// How far from a word's end the accents that change its stem sit: the
-/// French stemmer's accented endings are at most five letters (`èrent`,
-/// `ières`; `é`, `ée`, `ées`, `és`, `ité`, `ère`).
-const ACCENTED_ENDING: usize = 5;
+/// How far from a word's end an accent can change its stem: the French
+/// stemmer's accented endings (`é`, `ée`, `és`, `ité`, `ère`, `ières`,
+/// `èrent`) and the adverbs' `-ièrement`, whose `è` is the seventh letter
+/// from the end.
+const ACCENTED_ENDING: usize = 7;
 
-/// The terms a question's word matches besides its own. Typed without
-/// accents, the terms of its spellings with each plain `e` of its last
-/// five letters read as `e`, `é` or `è` (at most 27; "mariee" asks for
-/// `marie` and, as "mariée", `mari`). Typed with accents, the term of its
-/// plain spelling, which a page written without accents got ("mariée"
-/// asks for `marie` too).
+/// The `e`s of that ending read again, the last ones first: three
+/// make 27 spellings, which covers `-ièrement` and keeps a word of `e`s
+/// from making thousands.
+const MAX_REACCENTED: usize = 3;
+
+/// The terms a question's word matches besides its own: those of its
+/// spellings with each `e`, `é`, `è` or `ê` of its last seven letters (the
+/// last three at most) read as `e`, `é` or `è`, and, for a word typed with
+/// accents, the term of its plain spelling, which a page written without
+/// accents got. "mariee" asks for `marie` and, as "mariée", `mari`;
+/// "mariée" asks for `marie` too; "réservee" for `reserv`, "premiére"
+/// (the wrong accent) for `premi`.
 fn spellings(word: &str) -> Vec<String> {
-    if !word.is_ascii() {
-        return vec![term(&fold(word))];
-    }
-    let bytes = word.as_bytes();
-    let start = bytes.len().saturating_sub(ACCENTED_ENDING);
-    let plain_e: Vec<usize> = (start..bytes.len()).filter(|&i| bytes[i] == b'e').collect();
+    let letters: Vec<char> = word.chars().collect();
+    let start = letters.len().saturating_sub(ACCENTED_ENDING);
+    let mut es: Vec<usize> = (start..letters.len())
+        .filter(|&i| matches!(letters[i], 'e' | 'é' | 'è' | 'ê'))
+        .collect();
+    es.drain(..es.len().saturating_sub(MAX_REACCENTED));
     let mut out = Vec::new();
-    // Each `e` as one of three letters: the combinations counted in base 3,
-    // the first (all plain) being the word itself.
-    'spelling: for combination in 1..3usize.pow(plain_e.len() as u32) {
-        let mut spelt = String::with_capacity(word.len() + plain_e.len());
+    if !word.is_ascii() {
+        out.push(term(&fold(word)));
+    }
+    // Each `e` as typed or as one of the two others of `e`, `é`, `è`: the
+    // combinations counted in base 3, the first (all as typed) being the
+    // word itself.
+    'spelling: for combination in 1..3usize.pow(es.len() as u32) {
+        let mut spelt = letters.clone();
         let mut digits = combination;
-        let mut last = 0;
-        for &at in &plain_e {
-            let letter = ['e', 'é', 'è'][digits % 3];
+        for &at in &es {
+            let typed = letters[at];
+            let mut others = ['e', 'é', 'è'].into_iter().filter(|&c| c != typed);
+            let letter = match digits % 3 {
+                0 => typed,
+                1 => others.next().unwrap_or(typed),
+                _ => others.nth(1).unwrap_or(typed),
+            };
+            digits /= 3;
             // French writes `è` before a consonant alone (`ère`, `ès`):
             // a final or a vowel-led `è` spells no word.
-            if letter == 'è' && bytes.get(at + 1).is_none_or(|b| b"aeiouy".contains(b)) {
+            if letter == 'è'
+                && letters
+                    .get(at + 1)
+                    .is_none_or(|c| "aeiouyàâéèêëîïôöùûü".contains(*c))
+            {
                 continue 'spelling;
             }
-            spelt.push_str(&word[last..at]);
-            spelt.push(letter);
-            digits /= 3;
-            last = at + 1;
+            spelt[at] = letter;
         }
-        spelt.push_str(&word[last..]);
-        out.push(term(&spelt));
+        out.push(term(&spelt.into_iter().collect::<String>()));
     }
     out
+}
+
+/// The synonyms of a question's word: by the word as typed, or, for a word
+/// typed without accents, by its accented key ("numero" is "numéro"), but
+/// never for a stop word ("ou" is not "où").
+fn synonyms(word: &str) -> Option<&'static [&'static str]> {
+    let exact = SYNONYMS.iter().find(|(k, _)| *k == word);
+    exact
+        .or_else(|| {
+            if !word.is_ascii() || is_stop_word(word) {
+                return None;
+            }
+            SYNONYMS.iter().find(|(k, _)| fold(k) == word)
+        })
+        .map(|(_, more)| *more)
 }
 
 /// One word's term: stemmed, then folded.
@@ -223,7 +257,7 @@ pub fn query_terms(question: &str) -> Vec<String> {
         }
     };
     for word in words(question) {
-        if let Some((_, more)) = SYNONYMS.iter().find(|(k, _)| *k == word) {
+        if let Some(more) = synonyms(&word) {
             more.iter()
                 .flat_map(|m| words(m))
                 .for_each(|m| add(term(&m)));
@@ -281,6 +315,11 @@ mod tests {
             ("reservee", "réservée"),
             ("premiere", "première"),
             ("entierement", "entièrement"),
+            ("dernierement", "dernièrement"),
+            ("acces", "accès"),
+            // Partly accented, or with the wrong accent.
+            ("réservee", "réservée"),
+            ("premiére", "première"),
         ] {
             let page = index_terms(accented);
             assert!(
@@ -301,11 +340,22 @@ mod tests {
         // No `è` at a word's end or before a vowel: "coupe" asks for
         // "coupé" (the same term) and nothing else.
         assert_eq!(query_terms("coupe"), ["coup"]);
-        // Stop words typed without their accents are still stop words.
+        // Stop words typed without their accents are still stop words; a
+        // word typed with accents is the word written, not the stop word
+        // its plain spelling is.
         assert_eq!(
             query_terms("vous etes ouverts ca"),
             query_terms("vous êtes ouverts ça")
         );
+        assert_eq!(query_terms("maïs"), ["mai", "mais"]);
+        assert_eq!(query_terms("êtes-vous sûr ?"), ["sur"]);
+        assert_eq!(query_terms("jeu de dés"), ["jeu", "de", "des"]);
+        // A word of `e`s makes 27 spellings at most, a few terms.
+        assert!(spellings("eeeeeeeeeeee").len() < 27);
+        // Synonyms by the accented key, not for a stop word.
+        assert_eq!(query_terms("numero"), query_terms("numéro"));
+        assert_eq!(query_terms("numero")[0], "telephon");
+        assert_eq!(query_terms("ou"), Vec::<String>::new());
     }
 
     #[test]
