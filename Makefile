@@ -85,7 +85,7 @@ bench: loadable node
 # The HTTP benchmark against the peers (../shared/peers, issue 14): the
 # canned-answer ceiling, this server (--synchronous full) and the Node peer
 # in turn, five-call flows at concurrency 64, and the two ratios. Skips the
-# Node peer, saying so, without node/npm. About two minutes with the builds.
+# Node peer, saying so, without node/npm. About a minute once built; the first build (LTO) takes three or four more.
 bench-peers:
 	CARGO=$(CARGO) scripts/bench-peers
 
