@@ -67,7 +67,8 @@ pub struct Config {
     /// Largest body of the kb step (its `documents` carry up to 20 texts of
     /// 200,000 characters); such bodies are read a few at a time.
     pub max_documents_body_bytes: usize,
-    /// Sessions one client address may create per window; 0 disables.
+    /// Sessions one client address may create per window (a burst of that
+    /// many, then one every window / limit); 0 disables.
     pub create_rate_limit: u32,
     pub create_rate_window: Duration,
     pub synchronous: Synchronous,
@@ -90,7 +91,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trust_proxy: Vec<IpNet>,
     /// "Email already used" answers per client address, and per session,
-    /// per window; 0 disables. Past either, the business step answers 429,
+    /// per hour (a burst of that many, then one every hour / limit); 0
+    /// disables. Past either, the business step answers 429,
     /// and so does a completion whose answer would be one more.
     pub email_taken_per_ip: u32,
     pub email_taken_per_session: u32,

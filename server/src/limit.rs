@@ -1,11 +1,13 @@
-//! Rate limits per client address or per session (GCRA: "at most N per
-//! window", smoothed, one instant stored per key): session creation, and the
-//! business step's "email already used" answers.
+//! Rate limits per client address or per session (GCRA: a burst of N, then
+//! one every window / N; one instant stored per key): session creation, and
+//! the business step's "email already used" answers.
 //!
 //! Creating a session writes a tenant row: without a limit, one client could
 //! fill the database. GCRA rather than a fixed window: a fixed window lets a
-//! client send 2N around a window boundary; GCRA never allows more than N in
-//! any window, and needs no timer or background task.
+//! client send 2N at every window boundary, hour after hour; GCRA lets a
+//! client that was quiet for a window send N at once and then N - 1 more
+//! within that window (2N - 1), and no more than N in each window after,
+//! and needs no timer or background task.
 
 use std::collections::HashMap;
 use std::hash::Hash;

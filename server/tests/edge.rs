@@ -939,7 +939,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 22] = [
+    let cases: [(&str, u16, &str); 24] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -976,7 +976,17 @@ async fn malformed_framing_gets_json_errors() {
         (
             "GET http://a@b/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
             400,
-            r#"{"success":false,"error":"Host 'a@b' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+            r#"{"success":false,"error":"the request target's authority 'a@b' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET http://:8787/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"the request target's authority ':8787' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: :8787\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Host ':8787' is not a host (expected a name or an address, and an optional port up to 65535)","code":"bad_request"}"#,
         ),
         (
             "GET http://t:8787/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",

@@ -29,6 +29,9 @@ pub enum Refusal {
     /// A `Host` that is not `host[:port]` (RFC 9112 § 3.2): user
     /// information, a port that is not a number up to 65535.
     BadHost(String),
+    /// An absolute URL as request target whose authority is not
+    /// `host[:port]`: it stands for `Host` (RFC 9112 3.2.2).
+    BadTargetHost(String),
     /// A request target that names no resource here: the authority form
     /// (`healthz`, `host:443`, which only CONNECT uses) or an absolute URL
     /// whose scheme is not http(s).
@@ -73,7 +76,7 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     let uri = req.uri();
     match (uri.scheme_str(), uri.authority()) {
         (Some("http" | "https"), Some(authority)) if !is_host(authority.as_str()) => {
-            return Err(Refusal::BadHost(authority.as_str().to_string()));
+            return Err(Refusal::BadTargetHost(authority.as_str().to_string()));
         }
         (Some("http" | "https"), Some(_)) => {}
         (None, None) => {}
@@ -98,7 +101,8 @@ fn is_host(value: &str) -> bool {
     let Ok(authority) = value.parse::<hyper::http::uri::Authority>() else {
         return false;
     };
-    if value.contains('@') {
+    // No user information, and a host before any port (`:8787` has none).
+    if value.contains('@') || authority.host().is_empty() {
         return false;
     }
     // An IPv6 literal must be one (the authority parse takes `[zz]`).
@@ -308,6 +312,15 @@ impl Refusal {
                 "bad_request",
                 &format!(
                     "Host {} is not a host (expected a name or an address, and an optional port up to 65535)",
+                    quote(&host)
+                ),
+                None,
+            )),
+            Refusal::BadTargetHost(host) => closing(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!(
+                    "the request target's authority {} is not a host (expected a name or an address, and an optional port up to 65535)",
                     quote(&host)
                 ),
                 None,
