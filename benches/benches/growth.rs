@@ -112,6 +112,11 @@ const QUERIES: &[(&str, &str)] = &[
         "SELECT id, url, status, created_at, updated_at FROM kb_crawl_jobs
          WHERE session_id = ?1",
     ),
+    (
+        "get.rs knowledge base",
+        "SELECT (SELECT count(*) FROM kb_documents WHERE tenant_id = ?1),
+                (SELECT count(*) FROM kb_chunks WHERE tenant_id = ?1)",
+    ),
 ];
 
 fn plans(conn: &Connection) -> Result<Vec<(&'static str, String)>> {
