@@ -276,7 +276,35 @@ async fn bodies_that_are_not_json_are_415_and_write_nothing() {
             )
         );
     }
+    // A content coding: the JSON inside is not read (RFC 9110 15.5.16).
+    for (coding, body) in [
+        ("gzip", &b"\x1f\x8b\x08\x00"[..]),
+        ("gzip, identity", b"{}"),
+    ] {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", coding),
+        ];
+        let reply = request(server.addr, "POST", CREATE, &headers, body).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (
+                415,
+                format!(
+                    r#"{{"success":false,"error":"content coding '{coding}' is not supported; send the JSON body without Content-Encoding","code":"unsupported_media_type"}}"#
+                )
+                .as_str()
+            )
+        );
+    }
     assert_eq!(count(&server, "tenants"), 0);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "identity"),
+    ];
+    let reply = request(server.addr, "POST", CREATE, &headers, b"{}").await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(count(&server, "tenants"), 1);
 
     // JSON, +json types and parameters are fine; so is no body at all.
     for content_type in [
@@ -294,7 +322,7 @@ async fn bodies_that_are_not_json_are_415_and_write_nothing() {
         "POST {CREATE} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     );
     assert_eq!(send_raw(server.addr, raw.as_bytes()).await.status, 201);
-    assert_eq!(count(&server, "tenants"), 7);
+    assert_eq!(count(&server, "tenants"), 8);
     server.stop().await;
 }
 
@@ -939,7 +967,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 24] = [
+    let cases: [(&str, u16, &str); 26] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -1033,6 +1061,18 @@ async fn malformed_framing_gets_json_errors() {
              Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
             501,
             r#"{"success":false,"error":"transfer coding 'gzip, chunked' is not supported; only chunked is","code":"not_implemented"}"#,
+        ),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Transfer-Encoding 'chunked, chunked' names chunked more than once; send it once","code":"bad_request"}"#,
+        ),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"Transfer-Encoding 'chunked, chunked' names chunked more than once; send it once","code":"bad_request"}"#,
         ),
         // Codings hyper refuses before the server sees them: 501 too.
         (

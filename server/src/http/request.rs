@@ -36,6 +36,11 @@ pub enum Refusal {
     /// (`healthz`, `host:443`, which only CONNECT uses) or an absolute URL
     /// whose scheme is not http(s).
     BadTarget(String),
+    /// `chunked` named more than once (the values, joined).
+    ChunkedTwice(String),
+    /// A content coding (`Content-Encoding`, the values joined) on a body:
+    /// none is decoded here, so the JSON inside cannot be read.
+    ContentCoding(String),
     /// A transfer coding other than `chunked`: the body cannot be read.
     TransferCoding(String),
     /// A body whose media type is not JSON.
@@ -90,6 +95,11 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     // (`gzip, chunked`) would reach the parser still compressed.
     if codings.iter().any(|c| c != "chunked") {
         return Err(Refusal::TransferCoding(codings.join(", ")));
+    }
+    // RFC 9112 6.1: chunked is never applied twice. hyper reads one layer,
+    // a proxy in front might read two: the body's end would differ.
+    if codings.len() > 1 {
+        return Err(Refusal::ChunkedTwice(codings.join(", ")));
     }
     Ok(())
 }
@@ -147,6 +157,17 @@ pub fn transfer_coding_message(codings: &str) -> String {
 pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
     if !has_body(req) {
         return Ok(());
+    }
+    // RFC 9110 8.4: `identity` is no coding; any other would need decoding
+    // before the JSON could be read (415, RFC 9110 15.5.16).
+    let codings: Vec<String> = req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| transfer_codings(v.as_bytes()))
+        .collect();
+    if codings.iter().any(|c| c != "identity") {
+        return Err(Refusal::ContentCoding(codings.join(", ")));
     }
     let mut values = req.headers().get_all(header::CONTENT_TYPE).iter();
     let Some(value) = values.next() else {
@@ -313,6 +334,24 @@ impl Refusal {
                 &format!(
                     "Host {} is not a host (expected a name or an address, and an optional port up to 65535)",
                     quote(&host)
+                ),
+                None,
+            )),
+            Refusal::ChunkedTwice(codings) => closing(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!(
+                    "Transfer-Encoding {} names chunked more than once; send it once",
+                    quote(&codings)
+                ),
+                None,
+            )),
+            Refusal::ContentCoding(codings) => closing(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                &format!(
+                    "content coding {} is not supported; send the JSON body without Content-Encoding",
+                    quote(&codings)
                 ),
                 None,
             )),
