@@ -388,6 +388,10 @@ fn a_question_and_a_page_meet_whichever_dropped_its_accents() {
     // both, the page's term among them.
     assert_eq!(only("mariee"), "Forfaits");
     assert_eq!(only("la MARIEE ?"), "Forfaits");
+    assert_eq!(only("Mariée"), "Forfaits");
+    let found = kb_search(&db, json!({"session_id": s, "query": "mariee"})).unwrap();
+    assert_eq!(found["results"][0]["heading"], "Forfait mariée");
+    assert_eq!(only("place du marché"), "Salon");
     // A page typed without accents, a question with them: the question
     // also asks for the terms of its plain spelling.
     assert_eq!(only("dernièrement"), "Salon");

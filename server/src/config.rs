@@ -91,8 +91,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trust_proxy: Vec<IpNet>,
     /// "Email already used" answers per client address, and per session,
-    /// per hour (a burst of that many, then one every hour / limit); 0
-    /// disables. Past either, the business step answers 429,
+    /// per window (an hour by default; a burst of that many, then one every
+    /// window / limit); 0 disables. Past either, the business step answers 429,
     /// and so does a completion whose answer would be one more.
     pub email_taken_per_ip: u32,
     pub email_taken_per_session: u32,

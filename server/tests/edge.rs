@@ -296,6 +296,7 @@ async fn bodies_that_are_not_json_are_415_and_write_nothing() {
                 .as_str()
             )
         );
+        assert_eq!(reply.header("accept-encoding"), Some("identity"));
     }
     assert_eq!(count(&server, "tenants"), 0);
     let headers = [

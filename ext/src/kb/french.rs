@@ -143,17 +143,25 @@ fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.contains(&word)
 }
 
-/// A question's stop word, also when typed without its accents ("etes",
-/// "ca" are "êtes", "ça"). A word typed with accents is taken as written:
-/// "maïs", "sûr" and "dés" are words, not "mais", "sur" and "des".
+/// A question's stop word, also when typed without its accents or with
+/// other ones ("etes", "ca", "dès" are "êtes", "ça", "des"), but for the
+/// words [`NOT_STOP_WORDS`] whose plain spelling is a stop word.
 fn is_question_stop_word(word: &str) -> bool {
     static FOLDED: OnceLock<Vec<String>> = OnceLock::new();
-    is_stop_word(word)
-        || word.is_ascii() && {
-            let folded = FOLDED.get_or_init(|| STOP_WORDS.iter().map(|w| fold(w)).collect());
-            folded.iter().any(|w| w == word)
-        }
+    if is_stop_word(word) {
+        return true;
+    }
+    if NOT_STOP_WORDS.contains(&word) {
+        return false;
+    }
+    let folded = FOLDED.get_or_init(|| STOP_WORDS.iter().map(|w| fold(w)).collect());
+    let word = fold(word);
+    folded.contains(&word)
 }
+
+/// Words whose accents make them words of their own, although their plain
+/// spelling is a stop word: "maïs" is not "mais", "sûr" not "sur".
+const NOT_STOP_WORDS: &[&str] = &["maïs", "sûr", "sûre", "dés", "dû", "né", "étés", "mémé"];
 
 /// How far from a word's end an accent can change its stem: the French
 /// stemmer's accented endings (`é`, `ée`, `és`, `ité`, `ère`, `ières`,
@@ -168,7 +176,8 @@ const MAX_REACCENTED: usize = 3;
 
 /// The terms a question's word matches besides its own: those of its
 /// spellings with each `e`, `é`, `è` or `ê` of its last seven letters (the
-/// last three at most) read as `e`, `é` or `è`, and, for a word typed with
+/// last three at most) read as `e`, `é` or `è` (`ê` as `é` or `è`), and,
+/// for a word typed with
 /// accents, the term of its plain spelling, which a page written without
 /// accents got. "mariee" asks for `marie` and, as "mariée", `mari`;
 /// "mariée" asks for `marie` too; "réservee" for `reserv`, "premiére"
@@ -191,13 +200,16 @@ fn spellings(word: &str) -> Vec<String> {
         let mut spelt = letters.clone();
         let mut digits = combination;
         for &at in &es {
-            let typed = letters[at];
-            let mut others = ['e', 'é', 'è'].into_iter().filter(|&c| c != typed);
-            let letter = match digits % 3 {
-                0 => typed,
-                1 => others.next().unwrap_or(typed),
-                _ => others.nth(1).unwrap_or(typed),
+            // The letter as typed first, then two readings of it: a typed
+            // `ê` reads as `é` or `è` (its plain `e` is the word's plain
+            // spelling, asked for above).
+            let readings = match letters[at] {
+                'e' => ['e', 'é', 'è'],
+                'é' => ['é', 'e', 'è'],
+                'è' => ['è', 'e', 'é'],
+                _ => ['ê', 'é', 'è'],
             };
+            let letter = readings[digits % 3];
             digits /= 3;
             // French writes `è` before a consonant alone (`ère`, `ès`):
             // a final or a vowel-led `è` spells no word.
@@ -350,8 +362,13 @@ mod tests {
         assert_eq!(query_terms("maïs"), ["mai", "mais"]);
         assert_eq!(query_terms("êtes-vous sûr ?"), ["sur"]);
         assert_eq!(query_terms("jeu de dés"), ["jeu", "de", "des"]);
-        // A word of `e`s makes 27 spellings at most, a few terms.
-        assert!(spellings("eeeeeeeeeeee").len() < 27);
+        // Three `e`s at most are read again: 26 spellings where `è` may
+        // stand for each (before a consonant), 7 where it may not.
+        assert_eq!(spellings("rerererer").len(), 26);
+        assert_eq!(spellings("eeeeeeeeeeee").len(), 7);
+        // "dès" is the stop word "des"; a typed `ê` reads as `è` too.
+        assert!(!query_terms("ouvert dès 9h").contains(&"des".to_string()));
+        assert!(spellings("premiêre").contains(&index_terms("première")));
         // Synonyms by the accented key, not for a stop word.
         assert_eq!(query_terms("numero"), query_terms("numéro"));
         assert_eq!(query_terms("numero")[0], "telephon");

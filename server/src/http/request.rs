@@ -346,15 +346,24 @@ impl Refusal {
                 ),
                 None,
             )),
-            Refusal::ContentCoding(codings) => closing(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                &format!(
-                    "content coding {} is not supported; send the JSON body without Content-Encoding",
-                    quote(&codings)
-                ),
-                None,
-            )),
+            Refusal::ContentCoding(codings) => {
+                let mut reply = closing(error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    &format!(
+                        "content coding {} is not supported; send the JSON body without Content-Encoding",
+                        quote(&codings)
+                    ),
+                    None,
+                ));
+                // RFC 9110 12.5.3: on a 415 for a coding, the codings taken
+                // (only identity), which tells it from a media type's 415.
+                reply.headers_mut().insert(
+                    header::ACCEPT_ENCODING,
+                    header::HeaderValue::from_static("identity"),
+                );
+                reply
+            }
             Refusal::BadTargetHost(host) => closing(error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
