@@ -10,7 +10,6 @@ use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
-use unicode_normalization::char::is_combining_mark;
 
 use crate::catalog;
 use crate::error::{checked_text, quote, quote_json, Error, Result};
@@ -766,20 +765,15 @@ pub fn email(text: &str) -> Result<String> {
 }
 
 /// A label of a mail domain (RFC 5321's `sub-domain`, with IDNA's letters):
-/// letters (of any script: `пример`) and digits, and inner hyphens; a
-/// combining mark too, should the parser let one through (it refuses
-/// them today, and `हिन्दी` with them). The address parser takes any of RFC 5322's
-/// `atext` in a domain (`b_c`, `b+c`, `b!c`) and IDNA's mapping lets
-/// symbols through (`xn--n3h` is `☃`); no mail host name carries them.
+/// letters of any script (`пример`), digits and inner hyphens. The address
+/// parser takes any of RFC 5322's `atext` in a domain (`b_c`, `b+c`, `b!c`)
+/// and IDNA's mapping lets symbols through (`xn--n3h` is `☃`); no mail host
+/// name carries them.
 fn is_host_label(label: &str) -> bool {
     !label.is_empty()
         && !label.starts_with('-')
         && !label.ends_with('-')
-        && label.chars().all(|c| {
-            c == '-'
-                || c.is_ascii_alphanumeric()
-                || !c.is_ascii() && (c.is_alphanumeric() || is_combining_mark(c))
-        })
+        && label.chars().all(|c| c == '-' || c.is_alphanumeric())
 }
 
 /// A quoted local part's text without its quoted-pairs' backslashes.

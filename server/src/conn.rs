@@ -597,7 +597,7 @@ impl HeadWatch {
             self.head_started = true;
         }
         if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
-            let codings = crate::http::transfer_codings(&self.line[NAME.len()..]);
+            let codings = crate::http::coding_names(&self.line[NAME.len()..]);
             let cut = self.line_len > self.line.len();
             let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
             self.refused = (!chunked_last).then(|| codings.join(", "));

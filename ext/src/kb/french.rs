@@ -177,9 +177,8 @@ const MAX_REACCENTED: usize = 3;
 /// The terms a question's word matches besides its own: those of its
 /// spellings with each `e`, `é`, `è` or `ê` of its last seven letters (the
 /// last three at most) read as `e`, `é` or `è` (`ê` as `é` or `è`), and,
-/// for a word typed with
-/// accents, the term of its plain spelling, which a page written without
-/// accents got. "mariee" asks for `marie` and, as "mariée", `mari`;
+/// for a word typed with accents, the term of its plain spelling, which a
+/// page written without accents got. "mariee" asks for `marie` and, as "mariée", `mari`;
 /// "mariée" asks for `marie` too; "réservee" for `reserv`, "premiére"
 /// (the wrong accent) for `premi`.
 fn spellings(word: &str) -> Vec<String> {
@@ -193,9 +192,8 @@ fn spellings(word: &str) -> Vec<String> {
     if !word.is_ascii() {
         out.push(term(&fold(word)));
     }
-    // Each `e` as typed or as one of the two others of `e`, `é`, `è`: the
-    // combinations counted in base 3, the first (all as typed) being the
-    // word itself.
+    // The combinations counted in base 3, the first (all as typed) being
+    // the word itself.
     'spelling: for combination in 1..3usize.pow(es.len() as u32) {
         let mut spelt = letters.clone();
         let mut digits = combination;

@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use onboarding::{cut, quote, ErrorKind};
 
 pub use reply::Reply;
-pub(crate) use request::{transfer_coding_message, transfer_codings};
+pub(crate) use request::{coding_names, transfer_coding_message};
 
 use self::reply::closing;
 use self::reply::{error, json, not_found, overloaded, rate_limited, sql_error, unavailable};

@@ -89,7 +89,7 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     }
     let mut codings: Vec<String> = Vec::new();
     for value in req.headers().get_all(header::TRANSFER_ENCODING) {
-        codings.extend(transfer_codings(value.as_bytes()));
+        codings.extend(coding_names(value.as_bytes()));
     }
     // hyper decodes `chunked` and nothing else; a body in any other coding
     // (`gzip, chunked`) would reach the parser still compressed.
@@ -130,8 +130,9 @@ fn is_host(value: &str) -> bool {
     }
 }
 
-/// The codings a `Transfer-Encoding` value names, lowercase, in order.
-pub fn transfer_codings(value: &[u8]) -> Vec<String> {
+/// The codings a `Transfer-Encoding` or `Content-Encoding` value names,
+/// lowercase, in order.
+pub fn coding_names(value: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(value)
         .split(',')
         .map(str::trim)
@@ -164,7 +165,7 @@ pub fn check_media_type(req: &Request<Incoming>) -> Result<(), Refusal> {
         .headers()
         .get_all(header::CONTENT_ENCODING)
         .iter()
-        .flat_map(|v| transfer_codings(v.as_bytes()))
+        .flat_map(|v| coding_names(v.as_bytes()))
         .collect();
     if codings.iter().any(|c| c != "identity") {
         return Err(Refusal::ContentCoding(codings.join(", ")));
