@@ -6,6 +6,7 @@
 //!         [--server PATH] [--url http://127.0.0.1:PORT [--server-pid PID]]
 //!         [--max-seconds S] [--server-log-level warn]
 //!         [--dqlite-node PATH --extension PATH] [--five-call true|false]
+//!         [--client-threads 1]
 //! loadgen --peers true [--ceiling PATH] [--node-peer DIR] [--flows N]
 //!         [--concurrency 64] [--rounds R]
 //! ```
@@ -36,12 +37,16 @@
 //! `--crawl-workers 0` (each flow's kb step queues a crawl of a site on the
 //! internet, which the crawler would fetch; load runs stay on loopback):
 //! `--synchronous full` at each concurrency, then `--synchronous normal` at
-//! the highest one, to compare. Each worker thread owns one keep-alive
-//! connection and runs whole flows (create, business, channels, vapi, kb,
-//! complete) one request at a time; every response's status and
-//! `"success":true` are checked. A blocking client with one thread per
-//! connection: no runtime to share the two cores with the server, one
-//! `write` and usually one `read` per request.
+//! the highest one, to compare. Each keep-alive connection runs whole
+//! flows (create, business, channels, vapi, kb, complete) one request at a
+//! time; every response's status and `"success":true` are checked. The
+//! connections share one event-loop thread (`--client-threads 1`, the
+//! default; more share them out), as wrk's do: it sleeps in `epoll_wait`
+//! and handles every answer ready when it wakes, so the generator takes
+//! little of the two cores the server runs on and wakes once for many
+//! answers. `--client-threads 0` gives the blocking client of the runs
+//! before 2026-12-04's twenty-second session: a thread a connection, each
+//! answer waking its own thread.
 //!
 //! Bounded: at most `--flows` flows per run, no new flow after
 //! `--max-seconds`, a 10-second timeout on every socket operation, and the
@@ -117,14 +122,7 @@ impl Conn {
     }
 
     fn exchange(&mut self, method: &str, path: &str, body: &str) -> Result<Response> {
-        self.request.clear();
-        write!(
-            self.request,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .map_err(|e| e.to_string())?;
+        write_request(&mut self.request, method, path, body);
         let request = std::mem::take(&mut self.request);
         let written = self
             .stream()?
@@ -151,72 +149,88 @@ impl Conn {
     }
 
     fn read_response(&mut self) -> Result<Response> {
-        let head_end = loop {
-            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
-                break p + 4;
-            }
-            if self.buf.len() > 64 * 1024 {
-                return Err("response head over 64 KiB".into());
+        loop {
+            if let Some((len, response, close)) = parse_response(&self.buf)? {
+                self.buf.drain(..len);
+                if close {
+                    self.stream = None;
+                }
+                return Ok(response);
             }
             self.fill()?;
-        };
-        let head = std::str::from_utf8(&self.buf[..head_end])
-            .map_err(|_| "response head is not UTF-8")?
-            .to_string();
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line: {}", head.lines().next().unwrap_or("")))?;
-        let header = |name: &str| {
-            head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let body = if let Some(len) = header("content-length") {
-            let len: usize = len.parse().map_err(|_| "bad content-length")?;
-            while self.buf.len() < head_end + len {
-                self.fill()?;
-            }
-            let body = String::from_utf8_lossy(&self.buf[head_end..head_end + len]).into_owned();
-            self.buf.drain(..head_end + len);
-            body
-        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            self.buf.drain(..head_end);
-            self.read_chunked()?
-        } else {
-            return Err("response has neither content-length nor chunked body".into());
-        };
-        if close {
-            self.stream = None;
         }
-        Ok(Response { status, body })
     }
+}
 
-    fn read_chunked(&mut self) -> Result<String> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(p) = find(&self.buf, b"\r\n") {
-                    break p;
-                }
-                self.fill()?;
-            };
-            let size_text = std::str::from_utf8(&self.buf[..line_end]).map_err(|_| "bad chunk")?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-            while self.buf.len() < line_end + 2 + size + 2 {
-                self.fill()?;
-            }
-            body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
-            self.buf.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                return Ok(String::from_utf8_lossy(&body).into_owned());
-            }
+/// A request as both clients send it, in place of `out`'s bytes.
+fn write_request(out: &mut Vec<u8>, method: &str, path: &str, body: &str) {
+    out.clear();
+    write!(
+        out,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("writing to a Vec cannot fail");
+}
+
+/// The response at the start of `buf`, once it is whole: its length in
+/// bytes, its status and body, and whether the server closes the
+/// connection after it; `None` while more bytes are needed. Both clients
+/// share it: the blocking one reads until it is whole, the event loop
+/// tries again after each read.
+fn parse_response(buf: &[u8]) -> Result<Option<(usize, Response, bool)>> {
+    let Some(blank) = find(buf, b"\r\n\r\n") else {
+        if buf.len() > 64 * 1024 {
+            return Err("response head over 64 KiB".into());
+        }
+        return Ok(None);
+    };
+    let head_end = blank + 4;
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "response head is not UTF-8")?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line: {}", head.lines().next().unwrap_or("")))?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    };
+    let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let whole = |len: usize, body: &[u8]| {
+        let body = String::from_utf8_lossy(body).into_owned();
+        Some((len, Response { status, body }, close))
+    };
+    if let Some(len) = header("content-length") {
+        let len: usize = len.parse().map_err(|_| "bad content-length")?;
+        if buf.len() < head_end + len {
+            return Ok(None);
+        }
+        return Ok(whole(head_end + len, &buf[head_end..head_end + len]));
+    }
+    if !header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return Err("response has neither content-length nor chunked body".into());
+    }
+    let mut body = Vec::new();
+    let mut at = head_end;
+    loop {
+        let Some(line_len) = find(&buf[at..], b"\r\n") else {
+            return Ok(None);
+        };
+        let size_text = std::str::from_utf8(&buf[at..at + line_len]).map_err(|_| "bad chunk")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        let data = at + line_len + 2;
+        if buf.len() < data + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[data..data + size]);
+        at = data + size + 2;
+        if size == 0 {
+            return Ok(whole(at, &body));
         }
     }
 }
@@ -246,44 +260,71 @@ impl Tally {
 
 const BASE: &str = "/api/v1/onboarding/session";
 
-/// One flow; each request timed and checked. A five-call flow leaves out
-/// `channels`, which the Node peer does not have.
-fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally, five_call: bool) -> Result<()> {
-    let mut call = |route: usize, path: &str, body: &str, expect: u16| -> Result<String> {
-        let start = Instant::now();
-        let r = conn.send("POST", path, body)?;
-        let us = start.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        tally.latencies[route].push(us);
-        if r.status != expect || !r.body.contains(r#""success":true"#) {
-            return Err(format!(
-                "{} answered {} (expected {expect}): {}",
-                ROUTES[route],
-                r.status,
-                r.body.chars().take(300).collect::<String>()
-            ));
-        }
-        Ok(r.body)
-    };
-    let created = call(0, BASE, "{}", 201)?;
-    let id = json_str_field(&created, "session_id")
-        .ok_or_else(|| format!("create answered no session_id: {created}"))?
-        .to_string();
-    call(
-        1,
-        &format!("{BASE}/{id}/business"),
-        &data.business_payload,
-        200,
-    )?;
-    if !five_call {
-        call(2, &format!("{BASE}/{id}/channels"), CHANNELS_PAYLOAD, 200)?;
+/// The routes of a flow, in order. A five-call flow leaves out `channels`,
+/// which the Node peer does not have.
+fn flow_routes(five_call: bool) -> &'static [usize] {
+    if five_call {
+        &[0, 1, 3, 4, 5]
+    } else {
+        &[0, 1, 2, 3, 4, 5]
     }
-    call(3, &format!("{BASE}/{id}/vapi"), VAPI_PAYLOAD, 200)?;
-    call(4, &format!("{BASE}/{id}/kb"), &data.kb_payload, 200)?;
-    let done = call(5, &format!("{BASE}/{id}/complete"), "{}", 200)?;
-    if !done.contains(r#""sync_status":"synced""#) {
-        return Err(format!("complete did not sync: {done}"));
+}
+
+/// The request of `route` in a flow: its path and its body. `id` is the
+/// session id create answered (unused by create).
+fn flow_request<'d>(route: usize, id: &str, data: &'d FlowData) -> (String, &'d str) {
+    match route {
+        0 => (BASE.to_string(), "{}"),
+        1 => (format!("{BASE}/{id}/business"), &data.business_payload),
+        2 => (format!("{BASE}/{id}/channels"), CHANNELS_PAYLOAD),
+        3 => (format!("{BASE}/{id}/vapi"), VAPI_PAYLOAD),
+        4 => (format!("{BASE}/{id}/kb"), &data.kb_payload),
+        _ => (format!("{BASE}/{id}/complete"), "{}"),
+    }
+}
+
+/// Checks the answer of `route`: its status, `"success":true`, a synced
+/// completion; create's answer gives the session id of the flow's next
+/// requests.
+fn check_answer(route: usize, r: &Response) -> Result<Option<String>> {
+    let expect = if route == 0 { 201 } else { 200 };
+    if r.status != expect || !r.body.contains(r#""success":true"#) {
+        return Err(format!(
+            "{} answered {} (expected {expect}): {}",
+            ROUTES[route],
+            r.status,
+            r.body.chars().take(300).collect::<String>()
+        ));
+    }
+    match route {
+        0 => json_str_field(&r.body, "session_id")
+            .map(|id| Some(id.to_string()))
+            .ok_or_else(|| format!("create answered no session_id: {}", r.body)),
+        5 if !r.body.contains(r#""sync_status":"synced""#) => {
+            Err(format!("complete did not sync: {}", r.body))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One flow on a blocking connection; each request timed and checked.
+fn flow(conn: &mut Conn, data: &FlowData, tally: &mut Tally, five_call: bool) -> Result<()> {
+    let mut id = String::new();
+    for &route in flow_routes(five_call) {
+        let (path, body) = flow_request(route, &id, data);
+        let start = Instant::now();
+        let r = conn.send("POST", &path, body)?;
+        tally.latencies[route].push(micros(start.elapsed()));
+        if let Some(session) = check_answer(route, &r)? {
+            id = session;
+        }
     }
     Ok(())
+}
+
+/// A latency in whole microseconds, saturating.
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
 /// A free loopback port: bind port 0, note it, let it go for the server.
@@ -599,9 +640,13 @@ impl RunResult {
     }
 }
 
+/// The flows of a run, over `concurrency` keep-alive connections: with
+/// `client_threads` 0, one blocking thread a connection; otherwise that
+/// many event-loop threads sharing the connections (`EventLoop`).
 fn load(
     addr: SocketAddr,
     concurrency: usize,
+    client_threads: usize,
     flows: u64,
     max: Duration,
     tag: &str,
@@ -610,36 +655,287 @@ fn load(
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + max;
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let next = Arc::clone(&next);
-            let tag = tag.to_string();
-            std::thread::spawn(move || {
-                let mut conn = Conn::new(addr);
-                let mut tally = Tally::default();
-                for route in &mut tally.latencies {
-                    route.reserve((flows as usize / concurrency.max(1)) + 16);
-                }
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= flows || Instant::now() > deadline {
-                        break;
+    // Room for the latencies of a share of the flows, so that the run
+    // does not grow vectors as it goes.
+    let tally_for = move |connections: usize| {
+        let mut tally = Tally::default();
+        let share = flows as usize * connections / concurrency.max(1) + 16;
+        for route in &mut tally.latencies {
+            route.reserve(share);
+        }
+        tally
+    };
+    let workers: Vec<_> = if client_threads == 0 {
+        (0..concurrency)
+            .map(|_| {
+                let next = Arc::clone(&next);
+                let tag = tag.to_string();
+                std::thread::spawn(move || {
+                    let mut conn = Conn::new(addr);
+                    let mut tally = tally_for(1);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= flows || Instant::now() > deadline {
+                            break;
+                        }
+                        let data = FlowData::new(&tag, i);
+                        match flow(&mut conn, &data, &mut tally, five_call) {
+                            Ok(()) => tally.flows_ok += 1,
+                            Err(e) => tally.error(e),
+                        }
                     }
-                    let data = FlowData::new(&tag, i);
-                    match flow(&mut conn, &data, &mut tally, five_call) {
-                        Ok(()) => tally.flows_ok += 1,
-                        Err(e) => tally.error(e),
-                    }
-                }
-                tally
+                    Ok(tally)
+                })
             })
-        })
-        .collect();
+            .collect()
+    } else {
+        let threads = client_threads.min(concurrency);
+        (0..threads)
+            .map(|t| {
+                // The connections dealt out as evenly as they go.
+                let connections = concurrency / threads + usize::from(t < concurrency % threads);
+                let tally = tally_for(connections);
+                let event_loop = EventLoop {
+                    addr,
+                    next: Arc::clone(&next),
+                    flows,
+                    deadline,
+                    tag: tag.to_string(),
+                    routes: flow_routes(five_call),
+                    slots: (0..connections).map(|_| Slot::default()).collect(),
+                    running: 0,
+                    tally,
+                };
+                std::thread::spawn(move || event_loop.run())
+            })
+            .collect()
+    };
     let mut tallies = Vec::new();
     for w in workers {
-        tallies.push(w.join().map_err(|_| "a worker thread panicked")?);
+        tallies.push(w.join().map_err(|_| "a load thread panicked")??);
     }
     Ok((tallies, start.elapsed().as_secs_f64()))
+}
+
+/// One connection of an event loop, and the flow it runs.
+#[derive(Default)]
+struct Slot {
+    stream: Option<mio::net::TcpStream>,
+    /// Bytes read and not yet a whole response.
+    buf: Vec<u8>,
+    /// The request in flight, and how much of it is written.
+    out: Vec<u8>,
+    written: usize,
+    /// The flow in progress: its data, the index of its next answer in
+    /// the flow's routes, and the session id create answered.
+    flow: Option<(FlowData, usize, String)>,
+    /// When the request in flight was sent.
+    sent: Option<Instant>,
+}
+
+/// Connections sharing one thread, as wrk's do: the thread sleeps in
+/// `epoll_wait` and handles every answer that is ready when it wakes,
+/// where one blocking thread a connection is woken (and takes a core from
+/// the server) for each answer. The same flows, checks and bounds as the
+/// blocking client: a request unanswered after 10 s is an error and its
+/// connection is dropped, no flow starts after the deadline.
+struct EventLoop {
+    addr: SocketAddr,
+    next: Arc<AtomicU64>,
+    flows: u64,
+    deadline: Instant,
+    tag: String,
+    routes: &'static [usize],
+    slots: Vec<Slot>,
+    /// Slots with a flow in progress; the loop ends at 0.
+    running: usize,
+    tally: Tally,
+}
+
+impl EventLoop {
+    fn run(mut self) -> Result<Tally> {
+        let mut poll = mio::Poll::new().map_err(|e| format!("epoll: {e}"))?;
+        let mut events = mio::Events::with_capacity(256);
+        for i in 0..self.slots.len() {
+            self.next_flow(&poll, i);
+        }
+        let mut last_sweep = Instant::now();
+        while self.running > 0 {
+            match poll.poll(&mut events, Some(Duration::from_secs(1))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("epoll_wait: {e}")),
+            }
+            for event in &events {
+                let i = event.token().0;
+                let result = self.flush(i).and_then(|()| self.on_readable(&poll, i));
+                if let Err(e) = result {
+                    self.fail(&poll, i, e);
+                }
+            }
+            // Requests left unanswered: the blocking client's read timeout.
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = Instant::now();
+                for i in 0..self.slots.len() {
+                    if self.slots[i].sent.is_some_and(|t| t.elapsed() > IO_TIMEOUT) {
+                        self.fail(&poll, i, format!("no answer within {IO_TIMEOUT:?}"));
+                    }
+                }
+            }
+        }
+        Ok(self.tally)
+    }
+
+    /// Gives slot `i` the run's next flow and sends its first request, or
+    /// leaves it idle when the run has no more (or is past its deadline).
+    fn next_flow(&mut self, poll: &mio::Poll, i: usize) {
+        if self.slots[i].flow.take().is_some() {
+            self.running -= 1;
+        }
+        // Each turn takes a flow from the run's count: bounded by --flows.
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            if n >= self.flows || Instant::now() > self.deadline {
+                return;
+            }
+            self.slots[i].flow = Some((FlowData::new(&self.tag, n), 0, String::new()));
+            self.running += 1;
+            match self.send(poll, i) {
+                Ok(()) => return,
+                Err(e) => {
+                    self.slots[i].flow = None;
+                    self.running -= 1;
+                    self.tally.error(e);
+                    self.drop_connection(i);
+                }
+            }
+        }
+    }
+
+    /// Sends the flow's next request, connecting first if needed.
+    fn send(&mut self, poll: &mio::Poll, i: usize) -> Result<()> {
+        if self.slots[i].stream.is_none() {
+            let s = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT)
+                .map_err(|e| format!("connect {}: {e}", self.addr))?;
+            s.set_nodelay(true).map_err(|e| e.to_string())?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let mut stream = mio::net::TcpStream::from_std(s);
+            poll.registry()
+                .register(
+                    &mut stream,
+                    mio::Token(i),
+                    mio::Interest::READABLE | mio::Interest::WRITABLE,
+                )
+                .map_err(|e| format!("epoll_ctl: {e}"))?;
+            self.slots[i].stream = Some(stream);
+        }
+        let slot = &mut self.slots[i];
+        let (data, step, id) = slot.flow.as_ref().ok_or("no flow to send")?;
+        let (path, body) = flow_request(self.routes[*step], id, data);
+        write_request(&mut slot.out, "POST", &path, body);
+        slot.written = 0;
+        slot.sent = Some(Instant::now());
+        self.flush(i)
+    }
+
+    /// Writes what the socket takes of the request in flight; the rest
+    /// waits for the socket's next writable event.
+    fn flush(&mut self, i: usize) -> Result<()> {
+        let slot = &mut self.slots[i];
+        let Some(stream) = slot.stream.as_mut() else {
+            return Ok(());
+        };
+        while slot.written < slot.out.len() {
+            match stream.write(&slot.out[slot.written..]) {
+                Ok(0) => return Err("write: the connection is closed".into()),
+                Ok(n) => slot.written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket holds (until it would block: the events are
+    /// edge-triggered) and handles the answer once it is whole.
+    fn on_readable(&mut self, poll: &mio::Poll, i: usize) -> Result<()> {
+        let mut chunk = [0u8; 8192];
+        let mut closed = false;
+        {
+            let slot = &mut self.slots[i];
+            let Some(stream) = slot.stream.as_mut() else {
+                return Ok(());
+            };
+            loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => slot.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+        }
+        let Some((len, response, close)) = parse_response(&self.slots[i].buf)? else {
+            if closed && self.slots[i].flow.is_some() {
+                return Err("the server closed the connection".into());
+            }
+            return Ok(());
+        };
+        let slot = &mut self.slots[i];
+        slot.buf.drain(..len);
+        let sent = slot.sent.take().ok_or("an answer to no request")?;
+        if !slot.buf.is_empty() {
+            return Err("bytes after the answer, with no request in flight".into());
+        }
+        let (_, step, id) = slot.flow.as_mut().ok_or("an answer with no flow")?;
+        let route = self.routes[*step];
+        self.tally.latencies[route].push(micros(sent.elapsed()));
+        let checked = check_answer(route, &response);
+        if let Ok(Some(session)) = &checked {
+            id.clone_from(session);
+        }
+        *step += 1;
+        let done = *step == self.routes.len();
+        if close || closed {
+            self.drop_connection(i);
+        }
+        match checked {
+            // A wrong answer fails its flow but not the connection, as in
+            // the blocking client.
+            Err(e) => {
+                self.tally.error(e);
+                self.next_flow(poll, i);
+                Ok(())
+            }
+            Ok(_) if done => {
+                self.tally.flows_ok += 1;
+                self.next_flow(poll, i);
+                Ok(())
+            }
+            Ok(_) => self.send(poll, i),
+        }
+    }
+
+    /// Counts the error, drops the connection and moves the slot to the
+    /// run's next flow, as the blocking client does.
+    fn fail(&mut self, poll: &mio::Poll, i: usize, e: String) {
+        self.tally.error(e);
+        self.drop_connection(i);
+        self.next_flow(poll, i);
+    }
+
+    /// Closing the socket takes it out of the epoll set.
+    fn drop_connection(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        slot.stream = None;
+        slot.buf.clear();
+        slot.sent = None;
+    }
 }
 
 struct Options {
@@ -653,6 +949,9 @@ struct Options {
     dqlite: Option<(PathBuf, PathBuf)>,
     /// Flows without `channels` (create, business, vapi, kb, complete).
     five_call: bool,
+    /// Event-loop threads sharing the connections; 0: a blocking thread
+    /// a connection.
+    client_threads: usize,
     /// The peers' comparison: ceiling, this server, Node peer, in turn.
     peers: bool,
     /// How many times the peers' comparison runs its three in turn.
@@ -688,7 +987,15 @@ fn run_one(o: &Options, synchronous: &str, concurrency: usize, run: usize) -> Re
     let server_before = pid.and_then(|p| cpu_seconds(&p.to_string()));
     let client_before = cpu_seconds("self");
     let threads_before = pid.map(thread_times).unwrap_or_default();
-    let (tallies, seconds) = load(addr, concurrency, o.flows, o.max, &tag, o.five_call)?;
+    let (tallies, seconds) = load(
+        addr,
+        concurrency,
+        o.client_threads,
+        o.flows,
+        o.max,
+        &tag,
+        o.five_call,
+    )?;
     let peak_rss_kib = pid.and_then(peak_rss_kib);
     let delta = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
     let server_cpu = delta(server_before, pid.and_then(|p| cpu_seconds(&p.to_string())));
@@ -741,6 +1048,7 @@ loadgen [--flows N] [--concurrency 1,16,64] [--sync-compare true|false]
         [--server PATH] [--url http://127.0.0.1:PORT [--server-pid PID]]
         [--max-seconds S] [--server-log-level warn]
         [--dqlite-node PATH --extension PATH] [--five-call true|false]
+        [--client-threads 1]
 loadgen --peers true [--ceiling PATH] [--node-peer DIR] [--flows N]
         [--concurrency 64] [--rounds R]
 (benches/README.md says what each run measures)";
@@ -798,6 +1106,7 @@ fn run() -> Result<()> {
             _ => None,
         },
         five_call: report::arg("--five-call", false) || report::arg("--peers", false),
+        client_threads: report::arg("--client-threads", 1usize).min(64),
         peers: report::arg("--peers", false),
         rounds: report::arg("--rounds", 1usize).clamp(1, 20),
         ceiling: Some(report::arg("--ceiling", String::new()))
@@ -969,10 +1278,15 @@ fn run() -> Result<()> {
         _ => None,
     };
     println!(
-        "loadgen: {} flows per run ({} requests each) over keep-alive HTTP/1.1 on loopback; \
+        "loadgen: {} flows per run ({} requests each) over keep-alive HTTP/1.1 on loopback, {}; \
          server log level {}; latencies are per request; CPU % of one core (2 cores = 200)",
         o.flows,
         if o.five_call { 5 } else { 6 },
+        match o.client_threads {
+            0 => "a blocking client thread a connection".to_string(),
+            1 => "the connections on one event-loop thread".to_string(),
+            n => format!("the connections on {n} event-loop threads"),
+        },
         o.log_level
     );
     println!("{}", table.render());
@@ -1098,6 +1412,7 @@ fn run() -> Result<()> {
         "full_over_normal_at_top_concurrency": ratio.map(|r| (r * 100.0).round() / 100.0),
         "dqlite_over_full_at_top_concurrency": cluster_ratio.map(|r| (r * 100.0).round() / 100.0),
         "five_call_flows": o.five_call,
+        "client_threads": o.client_threads,
         "server_over_node_peer": round2(over_node),
         "server_over_ceiling": round2(over_ceiling),
         "rounds": if o.peers { o.rounds } else { 0 },
@@ -1166,5 +1481,159 @@ mod tests {
             mine.iter().map(|t| &t.tid).collect::<Vec<_>>()
         );
         assert!(thread_times(u32::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_response_is_whole_only_with_its_last_byte() {
+        let text = b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                     Content-Length: 16\r\n\r\n{\"success\":true}";
+        for cut in 0..text.len() {
+            assert!(
+                parse_response(&text[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
+        }
+        let mut two = text.to_vec();
+        two.extend_from_slice(b"HTTP/1.1 200 OK");
+        let (len, r, close) = parse_response(&two).unwrap().unwrap();
+        assert_eq!(
+            (len, r.status, r.body.as_str(), close),
+            (text.len(), 201, r#"{"success":true}"#, false)
+        );
+
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                        4\r\n{\"a\"\r\n3;x=y\r\n:1}\r\n0\r\n\r\n";
+        for cut in 0..chunked.len() {
+            assert!(
+                parse_response(&chunked[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
+        }
+        let (len, r, close) = parse_response(chunked).unwrap().unwrap();
+        assert_eq!(
+            (len, r.status, r.body.as_str(), close),
+            (chunked.len(), 200, r#"{"a":1}"#, true)
+        );
+
+        let err = |t: &[u8]| parse_response(t).err().unwrap();
+        assert_eq!(err(b"HTTP/1.1 OK\r\n\r\n"), "bad status line: HTTP/1.1 OK");
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\n\r\n"),
+            "response has neither content-length nor chunked body"
+        );
+        assert_eq!(
+            err(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+            "bad content-length"
+        );
+    }
+
+    /// A keep-alive server on loopback answering the flows' routes as this
+    /// server would (kb with `kb_status` when given one), a thread a
+    /// connection; it stops accepting after `connections`.
+    fn fake_server(connections: usize, kb_status: u16) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(connections) {
+                let mut stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut n_session = 0;
+                    loop {
+                        // A request: its head and its Content-Length body.
+                        let Some(end) = find(&buf, b"\r\n\r\n") else {
+                            match stream.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .map_or(0, |v| v.parse().unwrap());
+                        if buf.len() < end + 4 + len {
+                            let n = stream.read(&mut chunk).unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                            continue;
+                        }
+                        buf.drain(..end + 4 + len);
+                        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                        let (status, body) = if path == BASE {
+                            n_session += 1;
+                            (
+                                201,
+                                format!(r#"{{"success":true,"session_id":"onb_{n_session}"}}"#),
+                            )
+                        } else if path.ends_with("/kb") && kb_status != 200 {
+                            (
+                                kb_status,
+                                r#"{"success":false,"code":"internal"}"#.to_string(),
+                            )
+                        } else if path.ends_with("/complete") {
+                            (
+                                200,
+                                r#"{"success":true,"sync_status":"synced"}"#.to_string(),
+                            )
+                        } else {
+                            (200, r#"{"success":true}"#.to_string())
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn the_event_loop_runs_every_flow_and_checks_every_answer() {
+        for threads in [0, 1, 2] {
+            let addr = fake_server(5, 200);
+            let (tallies, _) =
+                load(addr, 5, threads, 23, Duration::from_secs(30), "t", true).unwrap();
+            let ok: u64 = tallies.iter().map(|t| t.flows_ok).sum();
+            let errors: u64 = tallies.iter().map(|t| t.errors).sum();
+            let counts: Vec<usize> = (0..6)
+                .map(|r| tallies.iter().map(|t| t.latencies[r].len()).sum())
+                .collect();
+            assert_eq!((ok, errors), (23, 0), "client threads {threads}");
+            assert_eq!(counts, [23, 23, 0, 23, 23, 23], "client threads {threads}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_answer_fails_its_flow_and_the_run_goes_on() {
+        for threads in [0, 1] {
+            let addr = fake_server(3, 500);
+            let (tallies, _) =
+                load(addr, 3, threads, 7, Duration::from_secs(30), "t", false).unwrap();
+            let ok: u64 = tallies.iter().map(|t| t.flows_ok).sum();
+            let errors: u64 = tallies.iter().map(|t| t.errors).sum();
+            assert_eq!((ok, errors), (0, 7), "client threads {threads}");
+            // The connections stayed up: no flow reconnected (the server
+            // accepts 3 connections only).
+            let messages: Vec<&String> = tallies.iter().flat_map(|t| &t.first_errors).collect();
+            assert!(!messages.is_empty());
+            for m in messages {
+                assert_eq!(
+                    m,
+                    r#"kb answered 500 (expected 200): {"success":false,"code":"internal"}"#
+                );
+            }
+            let complete: usize = tallies.iter().map(|t| t.latencies[5].len()).sum();
+            assert_eq!(complete, 0);
+        }
     }
 }
