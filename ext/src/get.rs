@@ -42,6 +42,16 @@ pub fn get(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> 
             Some(phone) => match Verification::latest_of(conn, s.id, phone)? {
                 Some(v) => {
                     let mut shown = v.to_json(now_ms)?;
+                    // A verified number, as its verify answer said: whether
+                    // it routes calls, and why not (completion to come, or
+                    // another tenant's active mapping), for a page reloaded.
+                    if v.status == "verified" {
+                        let completed = s.status == "completed";
+                        let (active, reason) =
+                            crate::verification::routing(conn, &s.tenant_id, completed, phone)?;
+                        shown["is_active"] = Value::Bool(active);
+                        shown["reason"] = reason.map_or(Value::Null, Value::from);
+                    }
                     // The daily limits, as a send's answer counts them.
                     if let Some(until) = crate::phone::daily_limit_until(conn, s.id, phone, now_ms)?
                     {

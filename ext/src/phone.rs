@@ -31,10 +31,6 @@ use crate::verification::{
     MAX_SENDS_PER_NUMBER, MAX_SENDS_PER_SESSION, RESEND_AFTER_MS,
 };
 
-/// The reason given with `is_active:false` before completion.
-const NOT_COMPLETED: &str = "the onboarding is not completed yet; completion activates the \
-                             verified number";
-
 // -- onboarding_phone_send('onb_…', '{"channel":"sms"}')
 //      -> '{"success":true,"verification_id":"ver_…","phone_number":"+33612345678",
 //           "channel":"sms","expires_at":"…","resend_after":"…"}'
@@ -580,7 +576,7 @@ fn activate(
         return Ok(Some(if elsewhere {
             verification::active_elsewhere_reason(phone)
         } else {
-            NOT_COMPLETED.to_string()
+            verification::NOT_COMPLETED.to_string()
         }));
     }
     sql::execute(

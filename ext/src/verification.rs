@@ -347,6 +347,42 @@ pub fn active_elsewhere(conn: &Connection, tenant_id: &str, phone: &str) -> Resu
     )?)
 }
 
+/// The reason given with `is_active:false` before completion.
+pub const NOT_COMPLETED: &str = "the onboarding is not completed yet; completion activates the \
+                                 verified number";
+
+/// What the verify answer said of a verified `phone`, read again (for
+/// `onboarding_get`): whether it routes the calls of `tenant_id`, and if
+/// not, why. Before completion it does not yet; after it, only another
+/// tenant's active mapping of the number holds it back.
+pub fn routing(
+    conn: &Connection,
+    tenant_id: &str,
+    completed: bool,
+    phone: &str,
+) -> Result<(bool, Option<String>)> {
+    if !completed {
+        let reason = if active_elsewhere(conn, tenant_id, phone)? {
+            active_elsewhere_reason(phone)
+        } else {
+            NOT_COMPLETED.to_string()
+        };
+        return Ok((false, Some(reason)));
+    }
+    let active: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM omni_phone_mappings
+                        WHERE tenant_id = ?1 AND phone_number = ?2 AND is_active = 1)",
+        (tenant_id, phone),
+        |r| r.get(0),
+    )?;
+    Ok(if active {
+        (true, None)
+    } else {
+        (false, Some(active_elsewhere_reason(phone)))
+    })
+}
+
 /// The reason given with `is_active:false` when another tenant routes the number.
 pub fn active_elsewhere_reason(phone: &str) -> String {
     format!(

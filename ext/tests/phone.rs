@@ -617,6 +617,11 @@ fn verified_after_completion_the_mapping_becomes_verified_and_active() {
         db.get(&s)["omnichannel"]["phone_mapping"]["is_active"],
         true
     );
+    let shown = &db.get(&s)["phone_verification"];
+    assert_eq!(
+        (&shown["status"], &shown["is_active"], &shown["reason"]),
+        (&json!("verified"), &json!(true), &json!(null))
+    );
 }
 
 #[test]
@@ -652,14 +657,17 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
     send(&db, &third, "{}").unwrap();
     let code = deliver(&db);
     let verified = verify(&db, &third, &code).unwrap();
+    let taken = "phone '+33612345678' is already active for another tenant; it stays inactive here";
     assert_eq!(
         (&verified["is_active"], &verified["reason"]),
-        (
-            &json!(false),
-            &json!(
-                "phone '+33612345678' is already active for another tenant; it stays inactive here"
-            )
-        )
+        (&json!(false), &json!(taken))
+    );
+    // A page reloaded reads the same from `onboarding_get`, before
+    // completion and after it.
+    let shown = db.get(&third)["phone_verification"].clone();
+    assert_eq!(
+        (&shown["status"], &shown["is_active"], &shown["reason"]),
+        (&json!("verified"), &json!(false), &json!(taken))
     );
     db.vapi(&third);
     assert_eq!(
@@ -670,6 +678,11 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
     assert_eq!(
         mapping(&db, &third_tenant),
         json!({"phone_number": MOBILE, "is_active": 0, "status": "verified"})
+    );
+    let shown = &db.get(&third)["phone_verification"];
+    assert_eq!(
+        (&shown["is_active"], &shown["reason"]),
+        (&json!(false), &json!(taken))
     );
     // The dashboard reads why from `onboarding_get`, as completion said it.
     let shown = &db.get(&third)["omnichannel"]["phone_mapping"];
@@ -937,7 +950,15 @@ fn get_shows_the_verification_of_the_current_phone_only() {
     send(&db, &s, "{}").unwrap();
     let code = deliver(&db);
     verify(&db, &s, &code).unwrap();
-    assert_eq!(db.get(&s)["phone_verification"]["status"], "verified");
+    let shown = db.get(&s)["phone_verification"].clone();
+    assert_eq!(
+        (&shown["status"], &shown["is_active"], &shown["reason"]),
+        (
+            &json!("verified"),
+            &json!(false),
+            &json!("the onboarding is not completed yet; completion activates the verified number")
+        )
+    );
     business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
     assert_eq!(db.get(&s)["phone_verification"], Value::Null);
     business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");

@@ -1216,6 +1216,121 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     );
 }
 
+/// A session whose knowledge base was saved as `assistant` through the API
+/// (a method the wizard does not offer): the wizard shows it chosen, and
+/// "Suivant" keeps it.
+#[tokio::test]
+async fn a_knowledge_base_saved_as_assistant_is_shown_and_kept() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    for (step, body) in [
+        ("business", BUSINESS),
+        ("channels", r#"{"channels":["phone"]}"#),
+        ("vapi", VAPI),
+        ("kb", r#"{"method":"assistant"}"#),
+    ] {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    let b = browser(&server, 1024).await;
+    b.open("/").await;
+    // Kept by this browser, last seen on the knowledge-base step.
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}');
+         localStorage.setItem('onboarding.step', 'kb'); return true"
+    ))
+    .await;
+    b.open("/").await;
+    b.step("kb").await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('choice-assistant').hidden,
+                     document.getElementById('method-assistant').checked,
+                     document.getElementById('method-skip').checked]"
+        )
+        .await,
+        json!([false, true, false])
+    );
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.quit().await;
+    let session = row(&server, "onboarding_sessions");
+    assert_eq!(session["kb_data"], r#"{"method":"assistant"}"#);
+}
+
+/// A number another account already routes, verified in the wizard before
+/// completion: the page says its calls will not reach the agent, on the
+/// verification step, after a reload and on the completion, as the
+/// dashboard does; never that the agent will take them.
+#[tokio::test]
+async fn a_number_another_account_routes_is_said_so_from_verification_to_completion() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    // Another tenant completed with the same number (+33612345678) and
+    // verified it: it routes that number's calls.
+    let first = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    let sent = server
+        .post(&session_path(&first, "phone/verification"), "{}")
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let code = code_in(&gateway.deliver().await);
+    let body = format!(r#"{{"code":"{code}"}}"#);
+    let verified = server
+        .post(&session_path(&first, "phone/verify"), &body)
+        .await;
+    assert_eq!(verified.json()["is_active"], true, "{}", verified.body);
+
+    let b = browser(&server, 1024).await;
+    to_the_verification(&b).await;
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    b.fill("code", &code_in(&gateway.deliver().await)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "!document.getElementById('verify-done').hidden",
+    )
+    .await;
+    let taken = "Numéro +33612345678 vérifié, mais il est déjà actif pour un autre compte : \
+                 votre agent ne prendra pas ses appels.";
+    let shown = "return [document.getElementById('verify-done').textContent,
+                         document.getElementById('verify-done').className]";
+    assert_eq!(b.eval(shown).await, json!([taken, "note"]));
+    b.client.refresh().await.expect("reload");
+    b.step("verification").await;
+    assert_eq!(b.eval(shown).await, json!([taken, "note"]));
+
+    b.click("#verification-next").await;
+    b.step("complete").await;
+    b.click("#finish").await;
+    b.until(
+        "the completion message",
+        "document.getElementById('complete-message').innerText",
+    )
+    .await;
+    let note = "Le numéro +33612345678 est déjà actif pour un autre compte : \
+                votre agent ne prend pas ses appels.";
+    let completion = "return [document.getElementById('complete-phone').hidden,
+                              document.getElementById('complete-phone').textContent]";
+    assert_eq!(b.eval(completion).await, json!([false, note]));
+    b.client.refresh().await.expect("reload");
+    b.step("complete").await;
+    b.until(
+        "the completion, read again",
+        "!document.getElementById('complete-done').hidden",
+    )
+    .await;
+    assert_eq!(b.eval(completion).await, json!([false, note]));
+    b.quit().await;
+    let mappings = rows(&server.read_db(), "omni_phone_mappings");
+    let active: Vec<&Value> = mappings.iter().map(|m| &m["is_active"]).collect();
+    assert_eq!(active, [&json!(1), &json!(0)]);
+}
+
 /// A knowledge-base page whose title is one long word (a crawled page's, a
 /// pasted text's) wraps on the dashboard at 360 px: nothing scrolls sideways.
 #[tokio::test]
@@ -1566,6 +1681,38 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
         )
         .await,
         json!(["", true, 1])
+    );
+    // With a kept id that cannot be one: 20,000 characters would make the
+    // request's headers too large (a 431 in English), so the pages do not
+    // send it and say what they say of an unknown id.
+    b.eval(
+        "localStorage.setItem('onboarding.session_id', 'onb_' + 'a'.repeat(20000)); return true",
+    )
+    .await;
+    b.open("/").await;
+    b.step("welcome").await;
+    assert_eq!(
+        b.text("welcome-note").await,
+        "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle."
+    );
+    assert_eq!(
+        b.eval("return localStorage.getItem('onboarding.session_id')")
+            .await,
+        Value::Null
+    );
+    b.eval(
+        "localStorage.setItem('onboarding.session_id', 'onb_' + 'a'.repeat(20000)); return true",
+    )
+    .await;
+    b.open("/dashboard").await;
+    b.until(
+        "the dashboard's note",
+        "!document.getElementById('not-ready').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.text("not-ready-text").await,
+        "Aucune configuration n'a été retrouvée sur ce navigateur."
     );
     b.quit().await;
 }

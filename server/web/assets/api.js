@@ -99,6 +99,14 @@ export function newIdempotencyKey() {
 /** Where the pages keep the session id: the onboarding's only credential. */
 export const SESSION_KEY = 'onboarding.session_id';
 
+/**
+ * Whether a kept session id has the shape of one: `onb_` and at most 128 id
+ * characters. Anything else (changed by hand, or long enough to make the
+ * request's headers too large) is no session the server could know: the
+ * pages treat it as an unknown id without asking.
+ */
+export const looksLikeSessionId = (id) => /^onb_[A-Za-z0-9_-]{1,128}$/.test(id);
+
 export const CHANNEL_LABELS = {
   phone: 'Téléphone',
   sms: 'SMS',

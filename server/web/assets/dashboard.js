@@ -10,6 +10,7 @@ import {
   ApiError,
   NetworkError,
   SESSION_KEY,
+  looksLikeSessionId,
   CHANNEL_LABELS,
   GENDER_LABELS,
   get,
@@ -341,6 +342,10 @@ function start() {
   id = localStorage.getItem(SESSION_KEY);
   if (!id) {
     notReady("Aucune configuration n'a été commencée sur ce navigateur.");
+    return;
+  }
+  if (!looksLikeSessionId(id)) {
+    notReady("Aucune configuration n'a été retrouvée sur ce navigateur.");
     return;
   }
   guarded(load);

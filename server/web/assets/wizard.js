@@ -11,6 +11,7 @@ import {
   ApiError,
   NetworkError,
   SESSION_KEY,
+  looksLikeSessionId,
   CHANNEL_LABELS,
   GENDER_LABELS,
   get,
@@ -636,6 +637,9 @@ function fillForms(session) {
   }
   $('assistant_name').value = (steps.vapi && steps.vapi.assistant_name) || 'Sara';
   const kb = steps.kb || {};
+  // `assistant`, a method of the API the wizard does not offer, is shown
+  // when a session saved it (through the API), so that it can be kept.
+  $('choice-assistant').hidden = kb.method !== 'assistant';
   check('method', kb.method);
   $('crawl_url').value = kb.crawl_url || '';
   $('document-list').replaceChildren();
@@ -880,17 +884,25 @@ async function verifyCode() {
   $('verification-next').focus();
 }
 
+/** The reason a verified number stays inactive: another account routes it. */
+const TAKEN_ELSEWHERE = /already active for another tenant/;
+
 /**
  * The verified state, from the verify answer or from `GET session` (whose
- * verification has no `is_active`: the wizard shows a session that is not
- * completed, and completion is what activates the number).
+ * verification says the same `is_active` and `reason`): a number verified
+ * before completion takes calls once it is done, unless another account
+ * already routes it, which completion does not change.
  */
 function verified(answer) {
   const number = answer.phone_number || $('verify-number').textContent;
-  const text = answer.is_active
-    ? `Numéro ${number} vérifié : votre agent prend ses appels.`
-    : `Numéro ${number} vérifié : votre agent prendra ses appels dès la fin de la configuration.`;
+  const taken = !answer.is_active && TAKEN_ELSEWHERE.test(answer.reason || '');
+  let text = `Numéro ${number} vérifié : votre agent prendra ses appels dès la fin de la configuration.`;
+  if (answer.is_active) text = `Numéro ${number} vérifié : votre agent prend ses appels.`;
+  if (taken) {
+    text = `Numéro ${number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prendra pas ses appels.`;
+  }
   $('verify-done').textContent = text;
+  $('verify-done').className = taken ? 'note' : 'success';
   $('verify-done').hidden = false;
   $('form-send').hidden = true;
   $('form-verify').hidden = true;
@@ -938,7 +950,23 @@ function renderSummary() {
   if (done && !$('complete-message').textContent) {
     $('complete-message').textContent = 'Votre configuration est terminée.';
   }
-  if (done) showKnowledge();
+  if (done) {
+    showPhoneTaken(state.session.omnichannel && state.session.omnichannel.phone_mapping);
+    showKnowledge();
+  }
+}
+
+/**
+ * On the completion, a declared number that another account routes: the
+ * agent is created, but that number's calls do not reach it.
+ */
+function showPhoneTaken(mapping) {
+  const taken = Boolean(mapping) && mapping.is_active === false && TAKEN_ELSEWHERE.test(mapping.reason || '');
+  $('complete-phone').hidden = !taken;
+  if (taken) {
+    $('complete-phone').textContent =
+      `Le numéro ${mapping.phone_number} est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
+  }
 }
 
 function agentTypeName(id) {
@@ -978,12 +1006,14 @@ async function finish() {
   setProgress(100);
   state.session.status = 'completed';
   $('complete-message').textContent = answer.message;
+  showPhoneTaken(answer.synced && answer.synced.phone_mapping);
   $('complete-pending').hidden = true;
   $('complete-done').hidden = false;
   localStorage.removeItem(STEP_KEY);
   clearDrafts();
   guardHistory();
-  announce(answer.message);
+  const phoneNote = $('complete-phone').hidden ? '' : ` ${$('complete-phone').textContent}`;
+  announce(answer.message + phoneNote);
   $('to-dashboard').focus();
   showKnowledge();
 }
@@ -1123,6 +1153,10 @@ async function start() {
     return;
   }
   state.loading = true;
+  if (!looksLikeSessionId(state.id)) {
+    sessionLost();
+    return;
+  }
   await act(null, async () => {
     const session = await get(sessionPath(state.id));
     state.session = session;
