@@ -878,7 +878,9 @@ async fn no_source_chosen_is_refused_beside_the_sources() {
     assert_eq!(
         b.eval(
             "return [document.activeElement.id,
-                     [...document.querySelectorAll('input[name=method]')].map(r => r.getAttribute('aria-invalid'))]"
+                     [...document.querySelectorAll('input[name=method]')]
+                         .filter(r => !r.closest('[hidden]'))
+                         .map(r => r.getAttribute('aria-invalid'))]"
         )
         .await,
         json!(["method-website", ["true", "true", "true"]])
