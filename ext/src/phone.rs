@@ -272,16 +272,11 @@ fn may_send(
     let mut refusals: Vec<(String, i64)> = Vec::new();
     let mut live = None;
     if let Some(v) = latest {
-        // The spacing protects the number a code goes to: a changed
-        // business phone (whose change cancelled the verification of the
-        // old one) gets its first code at once, and changing back does not
-        // shorten the old number's wait.
-        let last_sent = if v.phone_number == line.number {
-            Some(v.last_sent_ms()?)
-        } else {
-            Verification::last_sent_to(conn, session.id, &line.number)?
-        };
-        if let Some(last_sent) = last_sent {
+        // The spacing counts the session's last code, to whichever number:
+        // a changed business phone waits out the 60 s too, so that one
+        // session cannot send codes to number after number at once (SMS
+        // pumping); changing back does not shorten a number's wait either.
+        if let Some(last_sent) = Verification::last_sent_by(conn, session.id)? {
             let since = now_ms - last_sent;
             if since < RESEND_AFTER_MS {
                 refusals.push((

@@ -211,16 +211,12 @@ impl Verification {
     }
 
     /// When `session_id` last sent a code to `phone_number` (epoch ms), if ever.
-    pub fn last_sent_to(
-        conn: &Connection,
-        session_id: &str,
-        phone_number: &str,
-    ) -> Result<Option<i64>> {
+    /// When `session_id` last had a code sent, to any number.
+    pub fn last_sent_by(conn: &Connection, session_id: &str) -> Result<Option<i64>> {
         let last: Option<String> = sql::query_row(
             conn,
-            "SELECT max(last_sent_at) FROM phone_verifications
-             WHERE session_id = ?1 AND phone_number = ?2",
-            [session_id, phone_number],
+            "SELECT max(last_sent_at) FROM phone_verifications WHERE session_id = ?1",
+            [session_id],
             |r| r.get(0),
         )?;
         last.as_deref().map(stored_time).transpose()

@@ -721,6 +721,20 @@ fn search_errors_and_empty_answers() {
         call(json!({"tenant_id": "tenant_nope", "query": "x"})).unwrap_err(),
         "onboarding_kb_search: not_found: tenant 'tenant_nope' does not exist"
     );
+    // An unknown session is not_found whatever the query and the limit.
+    for bad in [
+        json!({"query": ""}),
+        json!({"query": "x", "limit": 99}),
+        json!({}),
+    ] {
+        let mut p = bad.clone();
+        p["session_id"] = json!("onb_nope");
+        assert_eq!(
+            call(p).unwrap_err(),
+            "onboarding_kb_search: not_found: session 'onb_nope' does not exist",
+            "{bad}"
+        );
+    }
     assert_eq!(
         call(json!({"session_id": s, "query": "horaires"})).unwrap(),
         json!({"success":true,"query":"horaires","results":[]})

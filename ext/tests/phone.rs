@@ -884,18 +884,24 @@ fn a_changed_business_phone_cancels_the_pending_verification() {
              business phone changed (send a new code)"
         )
     );
-    // The new number gets its own verification at once: the 60 s spacing
-    // protects the number the last code went to.
+    // The new number waits out the session's 60 s too: one session cannot
+    // send codes to number after number at once.
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 5 s ago; codes are sent at least \
+         60 s apart (retry after 55 s)"
+    );
+    db.env.advance_ms(55_000);
     let fresh = send(&db, &s, "{}").unwrap();
     assert_eq!(fresh["phone_number"], "+33756781234");
     assert_ne!(fresh["verification_id"], id.as_str());
-    // Back to the first number 5 s later: still within its 60 s.
+    // Back to the first number 5 s later: within the 60 s of the last code.
     db.env.advance_ms(5_000);
     business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");
     assert_eq!(
         send(&db, &s, "{}").unwrap_err(),
-        "onboarding_phone_send: rate_limited: a code was sent 10 s ago; codes are sent at least \
-         60 s apart (retry after 50 s)"
+        "onboarding_phone_send: rate_limited: a code was sent 5 s ago; codes are sent at least \
+         60 s apart (retry after 55 s)"
     );
 }
 
@@ -967,9 +973,11 @@ fn get_shows_the_verification_of_the_current_phone_only() {
         (&shown["phone_number"], &shown["status"]),
         (&json!(MOBILE), &json!("verified"))
     );
-    // A code to another number meanwhile: back on the verified one, no
-    // code is sent again, and it still shows verified.
+    // A code to another number meanwhile (a minute after the first):
+    // back on the verified one, no code is sent again, and it still shows
+    // verified.
     business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    db.env.advance_ms(60_000);
     send(&db, &s, "{}").unwrap();
     deliver(&db);
     business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");
@@ -1294,8 +1302,10 @@ fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
     let db = Db::memory();
     let s = db.create();
     let mut last = Value::Null;
+    // A minute apart: the session's codes are 60 s apart whatever their
+    // numbers.
     for i in 0..10 {
-        db.env.set_ms(T0 + i * 1_000);
+        db.env.set_ms(T0 + i * 60_000);
         business_with(
             &db,
             &s,
@@ -1311,13 +1321,13 @@ fn a_session_gets_ten_codes_a_day_whatever_its_numbers() {
         db.get(&s)["phone_verification"]["resend_after"],
         "2026-11-25T10:00:00.000Z"
     );
-    db.env.set_ms(T0 + 10_000);
+    db.env.set_ms(T0 + 600_000);
     business_with(&db, &s, "06 40 00 00 10", "contact@entreprise.fr");
     assert_eq!(
         send(&db, &s, "{}").unwrap_err(),
         format!(
             "onboarding_phone_send: rate_limited: session '{s}' was sent 10 codes in the last \
-             24 hours, the most allowed (retry after 86390 s)"
+             24 hours, the most allowed (retry after 85800 s)"
         )
     );
     // The first send leaves the 24 hours: one more may go.
@@ -1336,10 +1346,11 @@ fn a_sessions_sends_are_counted_one_by_one_across_the_day() {
         db.env.set_ms(T0 + n * 120_000);
         send(&db, &s, "{}").unwrap();
     }
-    // 24 h after the first send, four of those five are still in the day.
-    let day_later = T0 + 86_400_000 + 1;
+    // Five more to other numbers an hour later, a minute apart (ten in
+    // the day), and a sixth once the first send leaves the 24 hours.
     for i in 0..6 {
-        db.env.set_ms(day_later + i * 1_000);
+        let at = T0 + 3_600_000 + i * 60_000;
+        db.env.set_ms(if i < 5 { at } else { T0 + 86_400_000 + 1 });
         business_with(
             &db,
             &s,
@@ -1348,7 +1359,9 @@ fn a_sessions_sends_are_counted_one_by_one_across_the_day() {
         );
         send(&db, &s, "{}").unwrap();
     }
-    db.env.set_ms(day_later + 6_000);
+    // Four of the first verification's sends are still in the day (its
+    // start is not), and the six: ten.
+    db.env.set_ms(T0 + 86_400_000 + 60_001);
     business_with(&db, &s, "06 41 00 00 06", "contact@entreprise.fr");
     assert!(send(&db, &s, "{}")
         .unwrap_err()

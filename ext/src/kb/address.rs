@@ -217,18 +217,26 @@ pub fn check_parsed(url: &Url, allow: &AllowList) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Names that can only mean this machine or a local network. Whether a
-/// public-looking name resolves to a public address is the crawler's check,
-/// at connection time.
+/// Names that can only mean this machine or a local network, or that no
+/// public resolver ever answers: the special-use names of RFC 6761
+/// (`.invalid`, `.example`), `.onion` (RFC 7686, Tor only) and `.alt`
+/// (RFC 9476). Whether a public-looking name resolves to a public address
+/// is the crawler's check, at connection time. `.test` (RFC 6761) stays
+/// accepted: a resolver of a test bench answers it, which is how that
+/// connection-time check is tested; on the internet it ends `dns`.
 fn is_public_name(name: &str) -> bool {
     let name = trim_dot(name);
-    const LOCAL_SUFFIXES: [&str; 6] = [
+    const LOCAL_SUFFIXES: [&str; 10] = [
         ".localhost",
         ".local",
         ".localdomain",
         ".internal",
         ".home.arpa",
         ".lan",
+        ".invalid",
+        ".example",
+        ".onion",
+        ".alt",
     ];
     name.contains('.')
         && !LOCAL_SUFFIXES.iter().any(|s| name.ends_with(s))
@@ -362,6 +370,10 @@ mod tests {
             ("http://[2001:db8::1]/", "is not a public address"),
             ("http://intranet/", "is not a public address"),
             ("http://printer.local/", "is not a public address"),
+            ("https://example.invalid/", "is not a public address"),
+            ("https://www.site.example./", "is not a public address"),
+            ("http://abcdefghij234567.onion/", "is not a public address"),
+            ("https://site.alt/", "is not a public address"),
             ("http://user:pw@example.fr/", "must not carry credentials"),
             (
                 "https://example.fr:8443/",

@@ -150,14 +150,19 @@ fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
 //           "text":"…","snippet":"| Samedi | 9h00 – 18h00 |","score":7.1234}]}'
 pub fn search(conn: &Connection, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
-    let query = crate::error::trim(f.str("query", 500)?).to_string();
-    let limit = f.int("limit", 1..=MAX_RESULTS, Some(DEFAULT_RESULTS))?;
-    in_read_savepoint(conn, || search_tenant(conn, &f, &query, limit))
+    in_read_savepoint(conn, || {
+        // The session (or tenant) first: an unknown one is `not_found`
+        // whatever the query, as a step is for an unknown session whatever
+        // its body.
+        let tenant_id = tenant_of(conn, &f)?;
+        let query = crate::error::trim(f.str("query", 500)?).to_string();
+        let limit = f.int("limit", 1..=MAX_RESULTS, Some(DEFAULT_RESULTS))?;
+        search_tenant(conn, &tenant_id, &query, limit)
+    })
 }
 
-/// The search's reads, in one snapshot: the tenant, then its chunks.
-fn search_tenant(conn: &Connection, f: &Fields, query: &str, limit: i64) -> Result<Value> {
-    let tenant_id = tenant_of(conn, f)?;
+/// The search's reads, in the caller's snapshot: the tenant's chunks.
+fn search_tenant(conn: &Connection, tenant_id: &str, query: &str, limit: i64) -> Result<Value> {
     let terms = query_terms(query);
     if terms.is_empty() {
         return Ok(json!({ "success": true, "query": query, "results": [] }));
