@@ -108,6 +108,16 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
                     .any(|d| matches!(d.trim(), "noindex" | "none"))
             })
         });
+    // The document's base URL (HTML's "frozen base URL"): the first
+    // `<base href>`, read against the page's own URL, which every relative
+    // link and the canonical are then read against. An http(s) one only.
+    let base = &doc
+        .select(&selector("base[href]"))
+        .next()
+        .and_then(|b| b.value().attr("href"))
+        .and_then(|h| base.join(h.trim()).ok())
+        .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+        .unwrap_or_else(|| base.clone());
     let canonical = doc
         .select(&selector("link[rel=canonical]"))
         .next()
@@ -445,6 +455,28 @@ pub fn plain(text: &str, url: &Url) -> Extracted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_and_the_canonical_are_read_against_the_base_element() {
+        let page = Url::parse("http://a.fr/base/page").unwrap();
+        let html = r#"<html><head><base href="/other/"><link rel="canonical" href="canon">
+            </head><body><main><p>Texte</p><a href="target">T</a><a href="/abs">A</a>
+            <a href="https://b.fr/x">B</a></main></body></html>"#;
+        let got = extract(html, &page);
+        assert_eq!(got.canonical.as_deref(), Some("http://a.fr/other/canon"));
+        assert_eq!(
+            got.links,
+            [
+                "http://a.fr/other/target",
+                "http://a.fr/abs",
+                "https://b.fr/x"
+            ]
+        );
+        // Without one, or with one that is not http(s), the page's URL.
+        let plain = r#"<html><head><base href="javascript:void(0)"></head>
+            <body><main><a href="target">T</a></main></body></html>"#;
+        assert_eq!(extract(plain, &page).links, ["http://a.fr/base/target"]);
+    }
 
     #[test]
     fn the_main_content_keeps_tables_and_drops_navigation_and_banners() {

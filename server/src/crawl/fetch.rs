@@ -404,6 +404,14 @@ impl Fetcher {
                     Err(FetchError::Status(429 | 503, Some(wait))) => {
                         pace.1.max((*wait).min(self.limits.max_retry_after))
                     }
+                    // robots.txt just read: its Crawl-delay holds from now.
+                    Ok(Hop::Page(page)) if current.path() == "/robots.txt" => {
+                        super::robots::delay_of(
+                            &page.text,
+                            self.limits.min_delay,
+                            self.limits.max_delay,
+                        )
+                    }
                     _ => pace.1,
                 };
                 turn.release(&current, gap).await;

@@ -37,18 +37,13 @@ pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'stati
     match polite.get(&url, site, Accept::Any).await {
         Ok(page) => {
             let robot = Robot::new(ROBOTS_TOKEN, page.text.as_bytes()).ok();
-            let asked = robot
-                .as_ref()
-                .and_then(|r| r.delay)
-                .map(|s| Duration::from_secs_f32(s.max(0.0)))
-                .unwrap_or(min);
             let sitemaps = robot
                 .as_ref()
                 .map(|r| r.sitemaps.clone())
                 .unwrap_or_default();
             Ok(Rules {
+                delay: asked_delay(robot.as_ref(), min, max),
                 robot,
-                delay: asked.clamp(min, max),
                 sitemaps,
             })
         }
@@ -62,6 +57,27 @@ pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'stati
         Err(FetchError::Unreachable) => Err("unreachable"),
         Err(_) => Err("robots_unavailable"),
     }
+}
+
+/// The gap between two requests a robots.txt asks of this crawler: its
+/// `Crawl-delay`, kept within `min..=max` (1 s to 5 s).
+fn asked_delay(robot: Option<&Robot>, min: Duration, max: Duration) -> Duration {
+    robot
+        .and_then(|r| r.delay)
+        .map(|s| Duration::from_secs_f32(s.max(0.0)))
+        .unwrap_or(min)
+        .clamp(min, max)
+}
+
+/// The same, from robots.txt's text: the fetcher gives the site's turn back
+/// with it once robots.txt is read, before the rules are applied, so that
+/// the next request to the site, another job's included, waits for it.
+pub fn delay_of(text: &str, min: Duration, max: Duration) -> Duration {
+    asked_delay(
+        Robot::new(ROBOTS_TOKEN, text.as_bytes()).ok().as_ref(),
+        min,
+        max,
+    )
 }
 
 /// The page URLs of the site's sitemaps (those robots.txt names, else
@@ -148,6 +164,22 @@ pub fn parse_sitemap(xml: &str) -> (bool, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delay_robots_asks_is_kept_between_one_and_five_seconds() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(5));
+        let delay = |text: &str| delay_of(text, min, max).as_millis();
+        assert_eq!(delay("User-agent: *\nCrawl-delay: 3\n"), 3000);
+        assert_eq!(delay("User-agent: *\nCrawl-delay: 2.5\n"), 2500);
+        assert_eq!(delay("User-agent: *\nCrawl-delay: 10\n"), 5000);
+        assert_eq!(delay("User-agent: *\nCrawl-delay: 0.2\n"), 1000);
+        assert_eq!(delay("User-agent: *\nDisallow:\n"), 1000);
+        // This crawler's own group wins over `*`.
+        assert_eq!(
+            delay("User-agent: *\nCrawl-delay: 4\n\nUser-agent: onboarding-kb-crawler\nCrawl-delay: 2\n"),
+            2000
+        );
+    }
 
     #[test]
     fn sitemaps_and_indexes_give_their_locations() {
