@@ -732,7 +732,15 @@ impl<'a> Crawl<'a> {
             .filter(|l| seen.insert(l.as_str()))
             .take(MAX_LINKS)
             .collect();
-        let mut report = json!({"links": links, "final_url": extracted.canonical.as_deref().unwrap_or(page.final_url.as_str())});
+        // The canonical names the page's identity only where this crawler
+        // may ask for it: a canonical robots.txt disallows would store the
+        // page under an address the site keeps from crawlers.
+        let canonical = extracted
+            .canonical
+            .as_deref()
+            .filter(|c| Url::parse(c).is_ok_and(|u| polite.fetcher.may_ask(&u, Accept::Page)));
+        let mut report =
+            json!({"links": links, "final_url": canonical.unwrap_or(page.final_url.as_str())});
         if let Some(footer) = &extracted.footer {
             report["shared"] = json!([{"title": "Informations pratiques", "markdown": footer}]);
         }

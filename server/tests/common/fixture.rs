@@ -271,7 +271,12 @@ fn route(path: &str, addr: SocketAddr, js_only: bool, busy_before: bool) -> Resp
         "/vers-admin" => redirect("/prive/cache"),
         "/x-robots" => respond(200, &[("content-type", "text/html".into()), ("x-robots-tag", "noindex".into())],
             page("Archives", "<h1>Archives</h1><p>Les anciennes promotions du salon, de 2009 à aujourd'hui.</p>")),
-        "/horaires-ete" => html(page("Horaires d'été", HORAIRES_ETE)),
+        // Its canonical is in the part robots.txt disallows: the page is
+        // stored under its own address.
+        "/horaires-ete" => html(page(
+            "Horaires d'été",
+            &format!("<link rel=canonical href=\"/prive/horaires-ete\">{HORAIRES_ETE}"),
+        )),
         // Only the form the home page links, with its trailing slash.
         // A title past the 500 characters the library keeps: cut.
         "/titre-long" => html(page(&"Salon ".repeat(100), "<h1>Revue de presse</h1><p>Le Progrès a parlé du salon en 2024.</p>")),
