@@ -1186,6 +1186,57 @@ async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed(
     server.stop().await;
 }
 
+/// `/` links `/occupe`, which always answers 429 with `Retry-After: 3600`,
+/// then `/autre`.
+fn busy_for_an_hour(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue. <a href=\"/occupe\">Nos tarifs</a> <a href=\"/autre\">Contact</a>",
+            ),
+        ),
+        "/occupe" => (
+            "429 Too Many Requests",
+            "Retry-After: 3600\r\n".to_string(),
+            String::new(),
+        ),
+        "/autre" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Contact",
+                "Le salon répond au téléphone du mardi au samedi.",
+            ),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A `Retry-After` of an hour: the page fails (past the 120 s a page is
+/// retried after), and the site is not asked again by this job, whose time
+/// ends first: `/autre` is left unfetched and the job ends `timeout` at
+/// once. Before, the site was asked again 120 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_past_the_jobs_time_ends_the_job_without_asking_again() {
+    let (addr, asked) = tiny_site(busy_for_an_hour);
+    let mut server = server_crawling(addr, 30).await;
+    let s =
+        completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(
+        outcome(&kb),
+        json!(["done", "timeout", 1, 3, 1, 1, 1]),
+        "{kb}"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/occupe"), Some(&1), "{asked:?}");
+    assert_eq!(asked.get("/autre"), None, "{asked:?}");
+    server.stop().await;
+}
+
 /// A `Crawl-delay` of 1.5 s and a sitemap index of four sitemaps, each
 /// listing `/tarifs`: six requests, about 9 s, before the first page.
 fn slow_discovery(path: &str, _: usize) -> (&'static str, String, String) {

@@ -423,7 +423,14 @@ impl SiteTurns {
                     (250, true)
                 }
             };
-            let wait = Duration::from_millis(wait).clamp(Duration::from_millis(1), self.hold);
+            // The site's gap (its Retry-After) known to outlast the job:
+            // given up now, not after sleeping until the job's time is up.
+            let wait = Duration::from_millis(wait);
+            let wait = if !holder && Instant::now() + wait > self.deadline {
+                wait
+            } else {
+                wait.clamp(Duration::from_millis(1), self.hold)
+            };
             if Instant::now() + wait > self.deadline {
                 tracing::warn!(url = %url, "the site's turn would come after the job's time limit");
                 return Err(FetchError::JobTime);
