@@ -353,8 +353,12 @@ example("SELECT onboarding_kb_store_page(?)",
 example("SELECT onboarding_kb_store_page(?)",
         '{"job_id":1,"worker":"crawler-2","url":"https://www.mon-site.fr/contact","status":"skipped","reason":"robots_disallowed"}')
 
-section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`).")
-example("SELECT onboarding_kb_renew(?)", '{"job_id":1,"worker":"crawler-1","lease_seconds":60}')
+section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`). "
+        "Optional `bytes` and `elapsed_ms` (also taken by `onboarding_kb_store_page`): the job's budget "
+        "spent so far as the worker counts it, kept with the job (the larger count) and given by the "
+        "next claim as `bytes_fetched` and `crawl_ms`, so that a worker taking the job over goes on "
+        "from there: the 20 MiB and 3 minutes are the job's.")
+example("SELECT onboarding_kb_renew(?)", '{"job_id":1,"worker":"crawler-1","lease_seconds":60,"bytes":48213,"elapsed_ms":21500}')
 
 section("onboarding_kb_release(payload)",
         "Gives back the jobs a worker holds and will not finish, because its process is stopping "

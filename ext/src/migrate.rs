@@ -94,6 +94,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/010_kb_index_tenant.sql"),
         then: None,
     },
+    Migration {
+        version: 11,
+        name: "011_crawl_budget",
+        sql: include_str!("../../sql/011_crawl_budget.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 009: every chunk's search terms, computed again by the

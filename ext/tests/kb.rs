@@ -495,7 +495,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(10)
+        rusqlite::types::Value::Integer(11)
     );
     assert_eq!(found("ete"), 1);
     assert_eq!(
@@ -590,7 +590,7 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     let before = snapshot();
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(10)
+        rusqlite::types::Value::Integer(11)
     );
     assert_eq!(entries("kb_chunks_index"), indexed);
     assert_eq!(
@@ -989,6 +989,54 @@ fn claimed_with_home_stored(db: &Db) -> i64 {
     )
     .unwrap();
     job
+}
+
+#[test]
+fn the_jobs_budget_spent_is_kept_for_the_worker_that_takes_it_over() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let page = json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/",
+                      "status": "failed", "reason": "http_500",
+                      "bytes": 5_000, "elapsed_ms": 1_200});
+    worker(&db, "store_page", page).unwrap();
+    // A renewal reports less bytes than the page (an older count): the
+    // larger is kept; and more time.
+    worker(
+        &db,
+        "renew",
+        json!({"job_id": job, "worker": "w1", "lease_seconds": 30,
+               "bytes": 4_000, "elapsed_ms": 9_000}),
+    )
+    .unwrap();
+    let budget = || {
+        db.row(
+            "SELECT bytes_fetched, crawl_ms FROM kb_crawl_jobs WHERE id = ?1",
+            &[&job],
+        )
+    };
+    assert_eq!(budget(), json!({"bytes_fetched": 5_000, "crawl_ms": 9_000}));
+    // Refused with the field and the rule, and nothing written.
+    for (field, bad, quoted) in [
+        ("bytes", json!(-1), "-1"),
+        ("elapsed_ms", json!("9000"), "'9000'"),
+    ] {
+        let mut renew = json!({"job_id": job, "worker": "w1"});
+        renew[field] = bad;
+        assert_eq!(
+            worker(&db, "renew", renew).unwrap_err(),
+            format!(
+                "onboarding_kb_renew: invalid_field: {field} {quoted} is not an integer from 0 to {}",
+                i64::MAX
+            )
+        );
+    }
+    assert_eq!(budget(), json!({"bytes_fetched": 5_000, "crawl_ms": 9_000}));
+    db.env.advance_ms(31_000);
+    let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
+    assert_eq!(
+        (&taken["job"]["bytes_fetched"], &taken["job"]["crawl_ms"]),
+        (&json!(5_000), &json!(9_000))
+    );
 }
 
 #[test]

@@ -997,6 +997,93 @@ async fn a_job_past_its_size_on_its_last_page_ends_too_large() {
     server.stop().await;
 }
 
+/// A job whose first worker died after spending nearly all of its 20 MiB
+/// (reported with its lease's renewal): the worker that takes it over goes
+/// on from there, and the job ends `too_large` after the start page. Before,
+/// each worker counted from zero, and a restarted crawl fetched a site's
+/// whole 32 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_over_goes_on_from_the_budget_its_worker_spent() {
+    let (addr, asked) = tiny_site(large_last_page);
+    // No crawler in the server: the site allowed for the kb step only.
+    let (mut config, dir) = temp_config();
+    config.crawl.allow = AllowList::parse(&[addr.to_string()]).unwrap();
+    let server = TestServer::start(config, dir).await;
+    let s =
+        completed_website_session(&server, "a@salon-repris.fr", &format!("http://{addr}/")).await;
+    // The first worker: claims the job for one second, reports what it
+    // spent, and is gone.
+    let gone = Connection::open(&server.db_path).unwrap();
+    gone.busy_timeout(Duration::from_secs(5)).unwrap();
+    onboarding::register(&gone).unwrap();
+    let call = |sql: &str, payload: Value| -> Value {
+        let answer: String = gone
+            .query_row(sql, [payload.to_string()], |r| r.get(0))
+            .unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    let claimed = call(
+        "SELECT onboarding_kb_claim(?1)",
+        json!({"worker": "gone", "lease_seconds": 1}),
+    );
+    let job_id = claimed["job"]["id"].as_i64().unwrap();
+    assert_eq!(
+        (
+            &claimed["job"]["bytes_fetched"],
+            &claimed["job"]["crawl_ms"]
+        ),
+        (&json!(0), &json!(0))
+    );
+    let spent = 20 * 1024 * 1024 - 1000;
+    let renewed = call(
+        "SELECT onboarding_kb_renew(?1)",
+        json!({"job_id": job_id, "worker": "gone", "lease_seconds": 1,
+               "bytes": spent, "elapsed_ms": 20_000}),
+    );
+    assert_eq!(renewed["success"], true, "{renewed}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let status = tokio::task::spawn_blocking({
+        let db_path = server.db_path.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--log-level", "warn", "--db"])
+                .arg(&db_path)
+                .args(["--crawl-allow-host", &addr.to_string()])
+                .args(["crawl", "--once"])
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    let kb = server
+        .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+        .await
+        .json();
+    assert_eq!(
+        outcome(&kb),
+        json!(["done", "too_large", 2, 2, 1, 1, 0]),
+        "{kb}"
+    );
+    assert_eq!(asked.lock().unwrap().get("/grand"), Some(&1));
+    // The job's budget, as its second worker left it: more than the first
+    // reported (the start page and `/grand`), and crawling time on top of
+    // its 20 s.
+    let (bytes, elapsed): (i64, i64) = gone
+        .query_row(
+            "SELECT bytes_fetched, crawl_ms FROM kb_crawl_jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(bytes > spent, "{bytes}");
+    assert!(elapsed > 20_000, "{elapsed}");
+    let mut server = server;
+    server.stop().await;
+}
+
 /// What a tiny site answers for a path asked for the n-th time (from 0):
 /// status line, extra header lines, body.
 type Answer = fn(&str, usize) -> (&'static str, String, String);

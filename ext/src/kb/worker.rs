@@ -55,6 +55,26 @@ fn worker_and_lease(f: &Fields) -> Result<(String, i64)> {
     Ok((worker, lease))
 }
 
+/// The job's budget so far as its worker counts it, given with a page or a
+/// renewal (both optional): `bytes` its pages took, `elapsed_ms` it has
+/// spent crawling. Kept with the job, the larger of the two counts, so that
+/// the next worker of the job (after a takeover or a restart) starts from
+/// them: the 20 MiB and 3 minutes are the job's (`sql/011_crawl_budget.sql`).
+fn record_budget(conn: &Connection, f: &Fields, job_id: i64) -> Result<()> {
+    let bytes = f.int("bytes", 0..=i64::MAX, Some(0))?;
+    let elapsed = f.int("elapsed_ms", 0..=i64::MAX, Some(0))?;
+    if bytes > 0 || elapsed > 0 {
+        sql::execute(
+            conn,
+            "UPDATE kb_crawl_jobs SET bytes_fetched = max(bytes_fetched, ?1),
+                    crawl_ms = max(crawl_ms, ?2)
+             WHERE id = ?3",
+            (bytes, elapsed, job_id),
+        )?;
+    }
+    Ok(())
+}
+
 // -- onboarding_kb_claim('{"worker":"crawler-1","lease_seconds":60}')
 //      -> '{"success":true,"job":{"id":1,…,"status":"running","frontier":[{"url":"https://…/","depth":0}]}}'
 //      or '{"success":true,"job":null}' when no job is due
@@ -121,6 +141,15 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         update_counters(conn, job_id, &now)?;
         let mut job = load_job(conn, job_id)?;
         job["frontier"] = frontier(conn, job_id)?;
+        // What the job's earlier workers spent of its budget.
+        let (bytes, elapsed): (i64, i64) = sql::query_row(
+            conn,
+            "SELECT bytes_fetched, crawl_ms FROM kb_crawl_jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        job["bytes_fetched"] = json!(bytes);
+        job["crawl_ms"] = json!(elapsed);
         Ok(json!({ "success": true, "job": job }))
     })
 }
@@ -245,7 +274,8 @@ fn extend_lease(conn: &Connection, job_id: i64, now_ms: i64, lease: i64) -> Resu
     Ok(expires)
 }
 
-// -- onboarding_kb_renew('{"job_id":1,"worker":"crawler-1","lease_seconds":60}')
+// -- onboarding_kb_renew('{"job_id":1,"worker":"crawler-1","lease_seconds":60,
+//                          "bytes":48213,"elapsed_ms":21500}')   (the last two optional)
 //      -> '{"success":true,"job_id":1,"lease_expires_at":"2026-11-24T10:01:00.000Z"}'
 pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
@@ -254,6 +284,7 @@ pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
         held(conn, job_id, &worker, &iso8601(now_ms))?;
+        record_budget(conn, &f, job_id)?;
         let expires = extend_lease(conn, job_id, now_ms, lease)?;
         Ok(json!({ "success": true, "job_id": job_id, "lease_expires_at": expires }))
     })
@@ -470,6 +501,7 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
         let job = held(conn, job_id, &worker, &now)?;
+        record_budget(conn, &f, job_id)?;
         let Some((page_id, depth, status)) = page_row(conn, job_id, &r.url)? else {
             return Err(Error::invalid_field(format!(
                 "url {} is not a page of job {job_id}",

@@ -20,7 +20,7 @@ pub mod robots;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -263,8 +263,53 @@ pub async fn sql(writer: &Writer, function: KbFunction, payload: Value) -> Resul
 /// each request ([`SiteTurns`]).
 pub struct Polite<'f> {
     pub fetcher: &'f Fetcher,
-    pub bytes: usize,
+    pub budget: Arc<Budget>,
     pub turns: Arc<SiteTurns>,
+}
+
+/// What a job has spent of its budget (20 MiB, 3 minutes): counted from
+/// what its earlier workers reported (`bytes_fetched`, `crawl_ms` of the
+/// claim), reported in turn with each page and each lease renewal, so that
+/// a restart or a takeover does not start the job's budget again.
+pub struct Budget {
+    bytes: AtomicU64,
+    /// When the job would have started had it crawled without a break.
+    started: Instant,
+}
+
+impl Budget {
+    /// The budget a claimed job has left.
+    pub fn resumed(job: &Value) -> Budget {
+        let spent = Duration::from_millis(job["crawl_ms"].as_u64().unwrap_or(0));
+        let now = Instant::now();
+        Budget {
+            bytes: AtomicU64::new(job["bytes_fetched"].as_u64().unwrap_or(0)),
+            started: now.checked_sub(spent).unwrap_or(now),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        usize::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The job's time limit, as an instant.
+    fn deadline(&self, job_time: Duration) -> Instant {
+        self.started + job_time
+    }
+
+    /// The report's fields: the library keeps them with the job.
+    fn report(&self, into: &mut Value) {
+        into["bytes"] = json!(self.bytes.load(Ordering::Relaxed));
+        into["elapsed_ms"] = json!(u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX));
+    }
 }
 
 impl Polite<'_> {
@@ -275,11 +320,11 @@ impl Polite<'_> {
         let mut pace = self.turns.wait_for(self.fetcher.turn()).await?;
         let result = self.fetcher.get_in_turn(url, site, accept, &mut pace).await;
         if let Ok(page) = &result {
-            self.bytes += page.bytes;
+            self.budget.add(page.bytes);
             // The page that takes the job past its size is not stored:
             // the job keeps within its 20 MiB (the next page's turn ends
             // it, `too_large`).
-            if accept == Accept::Page && self.bytes > self.fetcher.limits.job_bytes {
+            if accept == Accept::Page && self.budget.bytes() > self.fetcher.limits.job_bytes {
                 return Err(FetchError::TooLarge);
             }
         }
@@ -298,12 +343,16 @@ struct Lease {
     renew: Value,
     every: Duration,
     lost: AtomicBool,
+    /// Reported with each renewal: a job reading sitemaps for a minute
+    /// reports no page meanwhile.
+    budget: Arc<Budget>,
 }
 
 impl Lease {
-    fn new(writer: Writer, job_id: i64, worker: &str, seconds: i64) -> Lease {
+    fn new(writer: Writer, job_id: i64, worker: &str, seconds: i64, budget: Arc<Budget>) -> Lease {
         Lease {
             writer,
+            budget,
             renew: json!({"job_id": job_id, "worker": worker, "lease_seconds": seconds}),
             every: Duration::from_millis((seconds.max(1) as u64) * 1000 / 3),
             lost: AtomicBool::new(false),
@@ -320,7 +369,9 @@ impl Lease {
         LeaseKeeper(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease.every).await;
-                match sql(&lease.writer, KbFunction::Renew, lease.renew.clone()).await {
+                let mut renew = lease.renew.clone();
+                lease.budget.report(&mut renew);
+                match sql(&lease.writer, KbFunction::Renew, renew).await {
                     Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
                         tracing::warn!(error = %e, "the job's lease was lost");
                         lease.lost.store(true, Ordering::Relaxed);
@@ -484,6 +535,8 @@ struct Crawl<'a> {
     /// The job's lease renewals, stopped before the job is finished (a
     /// renewal after it would be refused, and logged as a lease lost).
     renewing: Option<LeaseKeeper>,
+    /// What the job has spent, reported with its pages.
+    budget: Option<Arc<Budget>>,
 }
 
 impl<'a> Crawl<'a> {
@@ -502,11 +555,14 @@ impl<'a> Crawl<'a> {
             job_id: job["id"].as_i64().unwrap_or(0),
             stored: 0,
             renewing: None,
+            budget: None,
         }
     }
 
     async fn run(&mut self, job: &Value) -> Result<(), String> {
-        let started = Instant::now();
+        // The job's budget goes on from what its earlier workers spent.
+        let budget = Arc::new(Budget::resumed(job));
+        self.budget = Some(Arc::clone(&budget));
         let site =
             Url::parse(job["url"].as_str().unwrap_or("")).map_err(|e| format!("job url: {e}"))?;
         let fetcher = Fetcher::new(
@@ -521,6 +577,7 @@ impl<'a> Crawl<'a> {
             self.job_id,
             self.worker,
             self.config.lease_seconds,
+            Arc::clone(&budget),
         ));
         self.renewing = Some(lease.keep());
         let turns = Arc::new(SiteTurns {
@@ -529,12 +586,12 @@ impl<'a> Crawl<'a> {
             held: Arc::clone(&self.config.held),
             hold: Fetcher::turn_hold(&self.config.limits),
             lease: Arc::clone(&lease),
-            deadline: started + self.config.limits.job_time,
+            deadline: budget.deadline(self.config.limits.job_time),
         });
         fetcher.share_turn(Arc::clone(&turns) as Arc<dyn fetch::SharedTurn>);
         let mut polite = Polite {
             fetcher: &fetcher,
-            bytes: 0,
+            budget: Arc::clone(&budget),
             turns,
         };
         let rules = match robots::rules(&mut polite, &site).await {
@@ -570,10 +627,10 @@ impl<'a> Crawl<'a> {
                 return Err(format!("job {}: the lease was lost", self.job_id));
             }
             let limit = &self.config.limits;
-            if started.elapsed() > limit.job_time {
+            if budget.elapsed() > limit.job_time {
                 return self.finish(Some("timeout")).await;
             }
-            if polite.bytes > limit.job_bytes {
+            if budget.bytes() > limit.job_bytes {
                 return self.finish(Some("too_large")).await;
             }
             // robots.txt is the fetcher's to apply: a disallowed page comes
@@ -622,7 +679,7 @@ impl<'a> Crawl<'a> {
         }
         // The page that went past the job's size was the last one queued:
         // the job still ends for its size, as when pages are left.
-        if polite.bytes > self.config.limits.job_bytes {
+        if budget.bytes() > self.config.limits.job_bytes {
             return self.finish(Some("too_large")).await;
         }
         // Nothing stored: the job says why, the most telling reason first
@@ -655,6 +712,9 @@ impl<'a> Crawl<'a> {
         report["worker"] = json!(self.worker);
         report["url"] = json!(url);
         report["lease_seconds"] = json!(self.config.lease_seconds);
+        if let Some(budget) = &self.budget {
+            budget.report(&mut report);
+        }
         sql(self.writer, KbFunction::StorePage, report).await
     }
 
