@@ -210,8 +210,8 @@ impl Verification {
         .optional()?)
     }
 
-    /// When `session_id` last sent a code to `phone_number` (epoch ms), if ever.
-    /// When `session_id` last had a code sent, to any number.
+    /// When `session_id` last had a code sent, to any number (epoch ms), if
+    /// ever.
     pub fn last_sent_by(conn: &Connection, session_id: &str) -> Result<Option<i64>> {
         let last: Option<String> = sql::query_row(
             conn,

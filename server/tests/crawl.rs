@@ -997,22 +997,19 @@ async fn a_job_past_its_size_on_its_last_page_ends_too_large() {
     server.stop().await;
 }
 
-/// A job whose first worker died after spending nearly all of its 20 MiB
-/// (reported with its lease's renewal): the worker that takes it over goes
-/// on from there, and the job ends `too_large` after the start page. Before,
-/// each worker counted from zero, and a restarted crawl fetched a site's
-/// whole 32 MB.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_taken_over_goes_on_from_the_budget_its_worker_spent() {
-    let (addr, asked) = tiny_site(large_last_page);
-    // No crawler in the server: the site allowed for the kb step only.
+/// A server without a crawler, `addr` allowed for the kb step, and a
+/// completed website session on it whose job a first worker claimed for a
+/// second, reported `spent` with its lease's renewal, and left (its lease
+/// expired): the server, the session, the worker's connection and the job.
+async fn a_job_left_by_a_worker_that_spent(
+    addr: std::net::SocketAddr,
+    spent: Value,
+) -> (TestServer, String, Connection, i64) {
     let (mut config, dir) = temp_config();
     config.crawl.allow = AllowList::parse(&[addr.to_string()]).unwrap();
     let server = TestServer::start(config, dir).await;
     let s =
         completed_website_session(&server, "a@salon-repris.fr", &format!("http://{addr}/")).await;
-    // The first worker: claims the job for one second, reports what it
-    // spent, and is gone.
     let gone = Connection::open(&server.db_path).unwrap();
     gone.busy_timeout(Duration::from_secs(5)).unwrap();
     onboarding::register(&gone).unwrap();
@@ -1034,30 +1031,45 @@ async fn a_job_taken_over_goes_on_from_the_budget_its_worker_spent() {
         ),
         (&json!(0), &json!(0))
     );
-    let spent = 20 * 1024 * 1024 - 1000;
-    let renewed = call(
-        "SELECT onboarding_kb_renew(?1)",
-        json!({"job_id": job_id, "worker": "gone", "lease_seconds": 1,
-               "bytes": spent, "elapsed_ms": 20_000}),
-    );
+    let mut renew = json!({"job_id": job_id, "worker": "gone", "lease_seconds": 1});
+    for (k, v) in spent.as_object().unwrap() {
+        renew[k] = v.clone();
+    }
+    let renewed = call("SELECT onboarding_kb_renew(?1)", renew);
     assert_eq!(renewed["success"], true, "{renewed}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    (server, s, gone, job_id)
+}
 
-    let status = tokio::task::spawn_blocking({
-        let db_path = server.db_path.clone();
-        move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
-                .args(["--log-level", "warn", "--db"])
-                .arg(&db_path)
-                .args(["--crawl-allow-host", &addr.to_string()])
-                .args(["crawl", "--once"])
-                .status()
-                .unwrap()
-        }
+/// `onboarding-server crawl --once` on `db_path`, `addr` allowed.
+async fn crawl_once(db_path: std::path::PathBuf, addr: std::net::SocketAddr) {
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .args(["--log-level", "warn", "--db"])
+            .arg(&db_path)
+            .args(["--crawl-allow-host", &addr.to_string()])
+            .args(["crawl", "--once"])
+            .status()
+            .unwrap()
     })
     .await
     .unwrap();
     assert!(status.success());
+}
+
+/// A job whose first worker died after spending nearly all of its 20 MiB
+/// (reported with its lease's renewal): the worker that takes it over goes
+/// on from there, and the job ends `too_large` after the start page. Before,
+/// each worker counted from zero, and a restarted crawl fetched a site's
+/// whole 32 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_over_goes_on_from_the_budget_its_worker_spent() {
+    let (addr, asked) = tiny_site(large_last_page);
+    let spent = 20 * 1024 * 1024 - 1000;
+    let (mut server, s, gone, job_id) =
+        a_job_left_by_a_worker_that_spent(addr, json!({"bytes": spent, "elapsed_ms": 20_000}))
+            .await;
+    crawl_once(server.db_path.clone(), addr).await;
     let kb = server
         .get(&format!("/api/v1/onboarding/session/{s}/kb"))
         .await
@@ -1080,7 +1092,28 @@ async fn a_job_taken_over_goes_on_from_the_budget_its_worker_spent() {
         .unwrap();
     assert!(bytes > spent, "{bytes}");
     assert!(elapsed > 20_000, "{elapsed}");
-    let mut server = server;
+    server.stop().await;
+}
+
+/// A job taken over with its 3 minutes spent ends `timeout` without asking
+/// the site anything (not even robots.txt), and is not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_over_with_its_time_spent_ends_without_asking_the_site() {
+    let (addr, asked) = tiny_site(large_last_page);
+    let (mut server, s, _gone, _) =
+        a_job_left_by_a_worker_that_spent(addr, json!({"elapsed_ms": 181_000})).await;
+    crawl_once(server.db_path.clone(), addr).await;
+    let kb = server
+        .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+        .await
+        .json();
+    assert_eq!(
+        outcome(&kb),
+        json!(["failed", "timeout", 2, 1, 0, 1, 0]),
+        "{kb}"
+    );
+    assert_eq!(kb["job"]["next_attempt_at"], Value::Null, "{kb}");
+    assert!(asked.lock().unwrap().is_empty());
     server.stop().await;
 }
 
@@ -1303,13 +1336,25 @@ fn busy_for_an_hour(path: &str, _: usize) -> (&'static str, String, String) {
 }
 
 /// A `Retry-After` of an hour: the page fails (past the 120 s a page is
-/// retried after), and the site is not asked again by this job, whose time
-/// ends first: `/autre` is left unfetched and the job ends `timeout` at
-/// once. Before, the site was asked again 120 s later.
+/// retried after), and the site is left alone 120 s, past the job's time
+/// (30 s here): `/autre` is left unfetched and the job ends `timeout` at
+/// once. Before, the job slept until its time was up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_past_the_jobs_time_ends_the_job_without_asking_again() {
     let (addr, asked) = tiny_site(busy_for_an_hour);
-    let mut server = server_crawling(addr, 30).await;
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        lease_seconds: 30,
+        idle_poll: Duration::from_millis(200),
+        limits: Limits {
+            job_time: Duration::from_secs(30),
+            ..Limits::default()
+        },
+        ..CrawlConfig::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
     let s =
         completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
     let kb = wait_for_job(&server, &s).await;

@@ -924,9 +924,13 @@ impl EventLoop {
     /// Counts the error, drops the connection and moves the slot to the
     /// run's next flow, as the blocking client does.
     fn fail(&mut self, poll: &mio::Poll, i: usize, e: String) {
-        self.tally.error(e);
         self.drop_connection(i);
-        self.next_flow(poll, i);
+        // A slot idle since the run's flows ran out has no flow to fail:
+        // its socket closing (the server stopping) is no error.
+        if self.slots[i].flow.is_some() {
+            self.tally.error(e);
+            self.next_flow(poll, i);
+        }
     }
 
     /// Closing the socket takes it out of the epoll set.

@@ -33,8 +33,8 @@ pub struct Limits {
     pub max_delay: Duration,
     /// Retries of one page after a 429 or 503.
     pub retries: usize,
-    /// The longest Retry-After a page is retried after; a longer one fails
-    /// the page, and the site is still left alone that long.
+    /// The longest Retry-After a page is retried after, and the site left
+    /// alone for; a longer one fails the page.
     pub max_retry_after: Duration,
 }
 
@@ -54,11 +54,6 @@ impl Default for Limits {
         }
     }
 }
-
-/// The longest a site's turn is given back for (the library's
-/// `kb_site_turns` keep up to 10 minutes): a `Retry-After` past it outlasts
-/// any job (3 minutes) all the same.
-const MAX_SITE_GAP: Duration = Duration::from_secs(600);
 
 /// Why a fetch gave no page; `reason` is what the page is reported with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,15 +399,12 @@ impl Fetcher {
             if let Some(turn) = shared {
                 // A site that asked to wait (429, 503 with Retry-After) is
                 // left alone that long by every crawler, up to the longest
-                // wait this one honours.
+                // wait a page is retried after (120 s): a job has 3 minutes
+                // in all, and a longer gap would leave the site's next job,
+                // whatever its tenant, no time to start in.
                 let gap = match &hop {
-                    // Honoured whole, past the retries' limit too: a page
-                    // whose wait is too long fails, but the site is not
-                    // asked again before it (the job then ends `timeout`
-                    // if its time runs out first). The turns keep a gap of
-                    // up to 10 minutes, longer than any job.
                     Err(FetchError::Status(429 | 503, Some(wait))) => {
-                        pace.1.max((*wait).min(MAX_SITE_GAP))
+                        pace.1.max((*wait).min(self.limits.max_retry_after))
                     }
                     // robots.txt just read: its Crawl-delay holds from now.
                     Ok(Hop::Page(page)) if current.path() == "/robots.txt" => {

@@ -594,6 +594,14 @@ impl<'a> Crawl<'a> {
             budget: Arc::clone(&budget),
             turns,
         };
+        // Taken over with its budget spent (its earlier worker died at the
+        // limit): it ends as it would have, without asking the site.
+        if budget.elapsed() > self.config.limits.job_time {
+            return self.finish(Some("timeout")).await;
+        }
+        if budget.bytes() > self.config.limits.job_bytes {
+            return self.finish(Some("too_large")).await;
+        }
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
             Err(code) => return self.finish(Some(code)).await,
@@ -734,7 +742,11 @@ impl<'a> Crawl<'a> {
                 // nothing. The job's lease is renewed meanwhile (`Lease`).
                 Err(FetchError::Status(429 | 503, Some(wait)))
                     if tries < self.config.limits.retries
-                        && wait <= self.config.limits.max_retry_after =>
+                        && wait <= self.config.limits.max_retry_after
+                        && self
+                            .budget
+                            .as_ref()
+                            .is_none_or(|b| b.elapsed() + wait <= self.config.limits.job_time) =>
                 {
                     tries += 1;
                     tokio::time::sleep(wait).await;
