@@ -1012,7 +1012,38 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
             .await,
         true
     );
+    // A form sent while the server cannot be reached: the same banner,
+    // focused; "Réessayer" sends it again, and the page goes on as if the
+    // first send had passed (the code's field takes the focus).
+    b.block(&["*/api/*"]).await;
+    b.click("#send-code").await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline-text').textContent,
+                     document.getElementById('form-verify').hidden]"
+        )
+        .await,
+        json!([
+            "Connexion au serveur impossible. Ce que vous avez saisi est conservé.",
+            true
+        ])
+    );
+    b.block(&[]).await;
+    b.click("#retry").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline').hidden,
+                     document.getElementById('form-verify').hidden]"
+        )
+        .await,
+        json!([true, false])
+    );
     b.quit().await;
+    assert_eq!(rows(&server.read_db(), "phone_verifications").len(), 1);
 }
 
 /// The crawl's progress, read again in the background, failing while the

@@ -213,12 +213,17 @@ async function submit(form, action) {
     slot.textContent = '';
   }
   for (const input of $('phone-verify').querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  $('offline').hidden = true;
   try {
     await action();
   } catch (error) {
-    if (!(error instanceof ApiError) && !(error instanceof NetworkError)) console.error(error);
+    if (error instanceof NetworkError) {
+      const button = form.querySelector('button[type="submit"]');
+      offerRetry(error, () => submit(form, action), button.id);
+      return;
+    }
+    if (!(error instanceof ApiError)) console.error(error);
     let message = 'Une erreur inattendue est survenue.';
-    if (error instanceof NetworkError) message = 'Connexion au serveur impossible ; réessayez.';
     const field = error instanceof ApiError && error.field && $(error.field);
     const slot = field && form.contains(field) ? $(`${error.field}-error`) : form.querySelector('.form-error');
     if (error instanceof ApiError) message = writeError(slot, error.message, error);
@@ -278,8 +283,25 @@ export function readable(line) {
     .replace(/\*\*|__|`/g, '');
 }
 
+/**
+ * A form's request that did not reach the server: the banner with
+ * "Réessayer", which sends the form again as it is then (nothing typed is
+ * lost), and the focus on it; done, the focus goes back to the form's
+ * button (`land`), which the banner's button hid from under it.
+ */
+function offerRetry(error, run, land) {
+  $('offline-text').textContent =
+    error.message === 'busy'
+      ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
+      : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';
+  $('offline').hidden = false;
+  retryAction = { run, land };
+  $('retry').focus();
+}
+
 async function search(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
+  $('offline').hidden = true;
   const query = $('q').value;
   $('q-error').hidden = true;
   $('q').removeAttribute('aria-invalid');
@@ -312,8 +334,13 @@ async function search(event) {
       $('q').focus();
       return;
     }
+    if (error instanceof NetworkError) {
+      $('search-status').textContent = '';
+      offerRetry(error, () => search(), 'search-button');
+      return;
+    }
     if (error instanceof ApiError) writeError($('search-status'), error.message, error);
-    else $('search-status').textContent = 'Connexion au serveur impossible ; réessayez.';
+    else $('search-status').textContent = 'Une erreur inattendue est survenue.';
   }
 }
 
