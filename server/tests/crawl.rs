@@ -553,8 +553,23 @@ async fn a_server_stopped_mid_request_gives_the_sites_turn_and_the_job_back() {
             .unwrap()
     };
     assert!(holder(&db).is_some(), "the turn is held during the request");
+    // The job's crawling time until now, by the file's clock: what it
+    // reports at the stop is at least that (before, its last page's
+    // report, a second or more earlier).
+    let crawled_ms: i64 = db
+        .query_row(
+            "SELECT CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER)
+             FROM kb_crawl_jobs",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     server.stop().await;
     assert_eq!(holder(&db), None);
+    let reported: i64 = db
+        .query_row("SELECT crawl_ms FROM kb_crawl_jobs", [], |r| r.get(0))
+        .unwrap();
+    assert!(reported >= crawled_ms - 300, "{reported} < {crawled_ms}");
     let job = job_row(&db);
     assert_eq!(
         [&job[0], &job[1], &job[2], &job[3]],

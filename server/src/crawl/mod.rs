@@ -62,6 +62,9 @@ pub struct CrawlConfig {
     /// The names of this process's workers, whose jobs [`release_held`]
     /// gives back at shutdown.
     pub names: WorkerNames,
+    /// The budget each worker's job has spent, which [`release_held`]
+    /// reports before giving the job back.
+    pub budgets: JobBudgets,
 }
 
 /// Worker name → the URL whose site's turn it holds.
@@ -69,6 +72,9 @@ pub type HeldTurns = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
 /// The workers started by this process.
 pub type WorkerNames = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Worker name → its job and what the job has spent.
+pub type JobBudgets = Arc<std::sync::Mutex<HashMap<String, (i64, Arc<Budget>)>>>;
 
 /// Gives back the turns that `config`'s workers held when they were
 /// stopped mid-request, so that the crawlers of other processes need not
@@ -78,6 +84,21 @@ pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
     // counted, for the next claim of any crawler on the file. By worker, so
     // that a claim sent just before the stop (its answer never read: the
     // writer runs it all the same, ahead of this) is given back too.
+    // What each job spent since its last report (up to a third of a
+    // lease of crawling time), reported with a last renewal of its lease,
+    // so that its next worker goes on from there.
+    let budgets: Vec<(String, (i64, Arc<Budget>))> = match config.budgets.lock() {
+        Ok(mut budgets) => budgets.drain().collect(),
+        Err(_) => Vec::new(),
+    };
+    for (worker, (job_id, budget)) in budgets {
+        let mut renew =
+            json!({"job_id": job_id, "worker": worker, "lease_seconds": config.lease_seconds});
+        budget.report(&mut renew);
+        if let Err(e) = sql(writer, KbFunction::Renew, renew).await {
+            tracing::warn!(job = job_id, %worker, error = %e, "a stopped worker's budget could not be reported");
+        }
+    }
     let names: Vec<String> = match config.names.lock() {
         Ok(mut names) => names.drain(..).collect(),
         Err(_) => Vec::new(),
@@ -137,6 +158,7 @@ impl Default for CrawlConfig {
             resolve_overrides: HashMap::new(),
             held: HeldTurns::default(),
             names: WorkerNames::default(),
+            budgets: JobBudgets::default(),
         }
     }
 }
@@ -271,6 +293,7 @@ pub struct Polite<'f> {
 /// what its earlier workers reported (`bytes_fetched`, `crawl_ms` of the
 /// claim), reported in turn with each page and each lease renewal, so that
 /// a restart or a takeover does not start the job's budget again.
+#[derive(Debug)]
 pub struct Budget {
     bytes: AtomicU64,
     /// When the job would have started had it crawled without a break.
@@ -563,6 +586,9 @@ impl<'a> Crawl<'a> {
         // The job's budget goes on from what its earlier workers spent.
         let budget = Arc::new(Budget::resumed(job));
         self.budget = Some(Arc::clone(&budget));
+        if let Ok(mut budgets) = self.config.budgets.lock() {
+            budgets.insert(self.worker.to_string(), (self.job_id, Arc::clone(&budget)));
+        }
         let site =
             Url::parse(job["url"].as_str().unwrap_or("")).map_err(|e| format!("job url: {e}"))?;
         let fetcher = Fetcher::new(
@@ -853,6 +879,9 @@ impl<'a> Crawl<'a> {
 
     async fn finish(&mut self, code: Option<&str>) -> Result<(), String> {
         self.renewing = None;
+        if let Ok(mut budgets) = self.config.budgets.lock() {
+            budgets.remove(self.worker);
+        }
         let done = sql(
             self.writer,
             KbFunction::Finish,
