@@ -984,21 +984,13 @@ fn large_last_page(path: &str, _: usize) -> (&'static str, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_past_its_size_on_its_last_page_ends_too_large() {
     let (addr, asked) = tiny_site(large_last_page);
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 1,
-        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
-        lease_seconds: 30,
-        idle_poll: Duration::from_millis(200),
-        limits: Limits {
-            // The start page fits (robots.txt and the sitemap answer 404
-            // with no body); `/grand` does not.
-            job_bytes: large_last_page("/", 0).2.len() + 100,
-            ..Limits::default()
-        },
-        ..CrawlConfig::default()
+    let limits = Limits {
+        // The start page fits (robots.txt and the sitemap answer 404 with
+        // no body); `/grand` does not.
+        job_bytes: large_last_page("/", 0).2.len() + 100,
+        ..Limits::default()
     };
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_crawling_with(addr, 30, limits).await;
     let s =
         completed_website_session(&server, "a@salon-grand.fr", &format!("http://{addr}/")).await;
     let kb = wait_for_job(&server, &s).await;
@@ -1204,12 +1196,22 @@ fn tiny_site(
 /// A server whose one crawler worker may visit `addr`, with leases of
 /// `lease_seconds`.
 async fn server_crawling(addr: std::net::SocketAddr, lease_seconds: i64) -> TestServer {
+    server_crawling_with(addr, lease_seconds, Limits::default()).await
+}
+
+/// The same, the crawler's limits `limits`.
+async fn server_crawling_with(
+    addr: std::net::SocketAddr,
+    lease_seconds: i64,
+    limits: Limits,
+) -> TestServer {
     let (mut config, dir) = temp_config();
     config.crawl = CrawlConfig {
         workers: 1,
         allow: AllowList::parse(&[addr.to_string()]).unwrap(),
         lease_seconds,
         idle_poll: Duration::from_millis(200),
+        limits,
         ..CrawlConfig::default()
     };
     TestServer::start(config, dir).await
@@ -1357,19 +1359,11 @@ fn busy_for_an_hour(path: &str, _: usize) -> (&'static str, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_past_the_jobs_time_ends_the_job_without_asking_again() {
     let (addr, asked) = tiny_site(busy_for_an_hour);
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 1,
-        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
-        lease_seconds: 30,
-        idle_poll: Duration::from_millis(200),
-        limits: Limits {
-            job_time: Duration::from_secs(30),
-            ..Limits::default()
-        },
-        ..CrawlConfig::default()
+    let limits = Limits {
+        job_time: Duration::from_secs(30),
+        ..Limits::default()
     };
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_crawling_with(addr, 30, limits).await;
     let s =
         completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
     let kb = wait_for_job(&server, &s).await;
