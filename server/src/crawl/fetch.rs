@@ -490,7 +490,11 @@ impl Fetcher {
                     ["text/html", "application/xhtml+xml", "text/plain"].contains(&mime)
                 }
                 Accept::Xml => {
-                    mime.ends_with("/xml") || mime.ends_with("+xml") || mime == "text/plain"
+                    mime.ends_with("/xml")
+                        || mime.ends_with("+xml")
+                        || mime == "text/plain"
+                        || GZIP_TYPES.contains(&mime)
+                        || (mime == "application/octet-stream" && url.path().ends_with(".gz"))
                 }
                 Accept::Any => true,
             };
@@ -533,6 +537,13 @@ impl Fetcher {
                 Err(_) => return Err(FetchError::BodyCut),
             }
         }
+        // A gzipped sitemap (`sitemap.xml.gz`, the sitemaps protocol's
+        // form for large ones): inflated, within the page's limit (a gzip
+        // bomb stops there). The page's size counts the bytes received.
+        let received = bytes.len();
+        if accept == Accept::Xml && bytes.starts_with(&[0x1f, 0x8b]) {
+            bytes = inflate(&bytes, self.limits.page_bytes)?;
+        }
         // Whatever its type says, a body of binary data is no page (its
         // decoded text would be stored as replacement characters).
         let encoding = encoding_of(&bytes, &content_type);
@@ -549,9 +560,31 @@ impl Fetcher {
             final_url: url,
             content_type: mime.to_string(),
             text,
-            bytes: bytes.len(),
+            bytes: received,
             noindex,
         })
+    }
+}
+
+/// The types a gzipped sitemap is served with.
+const GZIP_TYPES: [&str; 3] = [
+    "application/gzip",
+    "application/x-gzip",
+    "application/gzip-compressed",
+];
+
+/// A gzip file's content, at most `limit` bytes of it (`TooLarge` past
+/// them); a file that does not inflate is no sitemap (`UnsupportedType`).
+fn inflate(gzip: &[u8], limit: usize) -> Result<Vec<u8>, FetchError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let read = flate2::read::MultiGzDecoder::new(gzip)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out);
+    match read {
+        Ok(_) if out.len() > limit => Err(FetchError::TooLarge),
+        Ok(_) => Ok(out),
+        Err(_) => Err(FetchError::UnsupportedType),
     }
 }
 
@@ -748,6 +781,67 @@ mod tests {
     ) -> Result<Page, FetchError> {
         let url = site.join(path).unwrap();
         fetcher.get_in_turn(&url, site, Accept::Page, pace).await
+    }
+
+    #[tokio::test]
+    async fn a_gzipped_sitemap_is_inflated_within_the_limit() {
+        use std::io::Write;
+        let gzip = |bytes: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(bytes).unwrap();
+            gz.finish().unwrap()
+        };
+        let xml = "<urlset><url><loc>http://a.fr/tarifs</loc></url></urlset>";
+        let small = gzip(xml.as_bytes());
+        // 3 MiB of spaces, a few kilobytes gzipped: past the 2 MiB limit.
+        let bomb = gzip(&vec![b' '; 3 * 1024 * 1024]);
+        let (addr, server) = one_shot_server(vec![
+            ("content-type: application/x-gzip\r\n".into(), small.clone()),
+            (
+                "content-type: application/octet-stream\r\n".into(),
+                small.clone(),
+            ),
+            ("content-type: application/gzip\r\n".into(), bomb),
+            (
+                "content-type: application/gzip\r\n".into(),
+                b"\x1f\x8bnot gzip".to_vec(),
+            ),
+        ]);
+        let limits = Limits::default();
+        let client = Client::new("test", &limits).unwrap();
+        let site = Url::parse(&format!("http://{addr}/")).unwrap();
+        let fetcher = Fetcher::new(
+            &client,
+            &site,
+            AllowList::parse(&[addr.to_string()]).unwrap(),
+            HashMap::new(),
+            limits,
+        );
+        let mut pace = fetcher.turn().await;
+        let url = site.join("/sitemap.xml.gz").unwrap();
+        for _ in 0..2 {
+            let page = fetcher
+                .get_in_turn(&url, &site, Accept::Xml, &mut pace)
+                .await
+                .unwrap();
+            assert_eq!((page.text.as_str(), page.bytes), (xml, small.len()));
+        }
+        assert_eq!(
+            fetcher
+                .get_in_turn(&url, &site, Accept::Xml, &mut pace)
+                .await
+                .err(),
+            Some(FetchError::TooLarge)
+        );
+        assert_eq!(
+            fetcher
+                .get_in_turn(&url, &site, Accept::Xml, &mut pace)
+                .await
+                .err(),
+            Some(FetchError::UnsupportedType)
+        );
+        drop(pace);
+        server.join().unwrap();
     }
 
     #[tokio::test]
