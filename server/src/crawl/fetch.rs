@@ -772,6 +772,17 @@ mod tests {
         (addr, thread)
     }
 
+    /// A fetcher with the default limits for the site a test serves on
+    /// `addr`, and that site's root.
+    fn loopback_fetcher(addr: SocketAddr) -> (Fetcher, Url) {
+        let limits = Limits::default();
+        let client = Client::new("test", &limits).unwrap();
+        let site = Url::parse(&format!("http://{addr}/")).unwrap();
+        let allow = AllowList::parse(&[addr.to_string()]).unwrap();
+        let fetcher = Fetcher::new(&client, &site, allow, HashMap::new(), limits);
+        (fetcher, site)
+    }
+
     /// The page at `path` of `site`, in the turn `pace`.
     async fn get(
         fetcher: &Fetcher,
@@ -807,16 +818,7 @@ mod tests {
                 b"\x1f\x8bnot gzip".to_vec(),
             ),
         ]);
-        let limits = Limits::default();
-        let client = Client::new("test", &limits).unwrap();
-        let site = Url::parse(&format!("http://{addr}/")).unwrap();
-        let fetcher = Fetcher::new(
-            &client,
-            &site,
-            AllowList::parse(&[addr.to_string()]).unwrap(),
-            HashMap::new(),
-            limits,
-        );
+        let (fetcher, site) = loopback_fetcher(addr);
         let mut pace = fetcher.turn().await;
         let url = site.join("/sitemap.xml.gz").unwrap();
         for _ in 0..2 {
@@ -889,16 +891,7 @@ mod tests {
                     .collect(),
             ),
         ]);
-        let limits = Limits::default();
-        let client = Client::new("test", &limits).unwrap();
-        let site = Url::parse(&format!("http://{addr}/")).unwrap();
-        let fetcher = Fetcher::new(
-            &client,
-            &site,
-            AllowList::parse(&[addr.to_string()]).unwrap(),
-            HashMap::new(),
-            limits,
-        );
+        let (fetcher, site) = loopback_fetcher(addr);
         let mut pace = fetcher.turn().await;
         let page = get(&fetcher, &site, "/tarifs", &mut pace).await.unwrap();
         assert_eq!(page.text, html);

@@ -80,10 +80,6 @@ pub type JobBudgets = Arc<std::sync::Mutex<HashMap<String, (i64, Arc<Budget>)>>>
 /// stopped mid-request, so that the crawlers of other processes need not
 /// wait out their holds; the next request keeps the least gap.
 pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
-    // The jobs first: queued again at once, the attempt they were on not
-    // counted, for the next claim of any crawler on the file. By worker, so
-    // that a claim sent just before the stop (its answer never read: the
-    // writer runs it all the same, ahead of this) is given back too.
     // What each job spent since its last report (up to a third of a
     // lease of crawling time), reported with a last renewal of its lease,
     // so that its next worker goes on from there.
@@ -99,6 +95,10 @@ pub async fn release_held(writer: &Writer, config: &CrawlConfig) {
             tracing::warn!(job = job_id, %worker, error = %e, "a stopped worker's budget could not be reported");
         }
     }
+    // Then the jobs: queued again at once, the attempt they were on not
+    // counted, for the next claim of any crawler on the file. By worker, so
+    // that a claim sent just before the stop (its answer never read: the
+    // writer runs it all the same, ahead of this) is given back too.
     let names: Vec<String> = match config.names.lock() {
         Ok(mut names) => names.drain(..).collect(),
         Err(_) => Vec::new(),
@@ -321,6 +321,18 @@ impl Budget {
 
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The limit the job has gone past, as its error code: `timeout`, then
+    /// `too_large`.
+    fn exhausted(&self, limits: &Limits) -> Option<&'static str> {
+        if self.elapsed() > limits.job_time {
+            Some("timeout")
+        } else if self.bytes() > limits.job_bytes {
+            Some("too_large")
+        } else {
+            None
+        }
     }
 
     /// The job's time limit, as an instant.
@@ -558,8 +570,9 @@ struct Crawl<'a> {
     /// The job's lease renewals, stopped before the job is finished (a
     /// renewal after it would be refused, and logged as a lease lost).
     renewing: Option<LeaseKeeper>,
-    /// What the job has spent, reported with its pages.
-    budget: Option<Arc<Budget>>,
+    /// What the job has spent (from what its earlier workers reported),
+    /// reported with its pages.
+    budget: Arc<Budget>,
 }
 
 impl<'a> Crawl<'a> {
@@ -578,14 +591,12 @@ impl<'a> Crawl<'a> {
             job_id: job["id"].as_i64().unwrap_or(0),
             stored: 0,
             renewing: None,
-            budget: None,
+            budget: Arc::new(Budget::resumed(job)),
         }
     }
 
     async fn run(&mut self, job: &Value) -> Result<(), String> {
-        // The job's budget goes on from what its earlier workers spent.
-        let budget = Arc::new(Budget::resumed(job));
-        self.budget = Some(Arc::clone(&budget));
+        let budget = Arc::clone(&self.budget);
         if let Ok(mut budgets) = self.config.budgets.lock() {
             budgets.insert(self.worker.to_string(), (self.job_id, Arc::clone(&budget)));
         }
@@ -622,11 +633,8 @@ impl<'a> Crawl<'a> {
         };
         // Taken over with its budget spent (its earlier worker died at the
         // limit): it ends as it would have, without asking the site.
-        if budget.elapsed() > self.config.limits.job_time {
-            return self.finish(Some("timeout")).await;
-        }
-        if budget.bytes() > self.config.limits.job_bytes {
-            return self.finish(Some("too_large")).await;
+        if let Some(code) = budget.exhausted(&self.config.limits) {
+            return self.finish(Some(code)).await;
         }
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
@@ -660,12 +668,8 @@ impl<'a> Crawl<'a> {
             if lease.lost() {
                 return Err(format!("job {}: the lease was lost", self.job_id));
             }
-            let limit = &self.config.limits;
-            if budget.elapsed() > limit.job_time {
-                return self.finish(Some("timeout")).await;
-            }
-            if budget.bytes() > limit.job_bytes {
-                return self.finish(Some("too_large")).await;
+            if let Some(code) = budget.exhausted(&self.config.limits) {
+                return self.finish(Some(code)).await;
             }
             // robots.txt is the fetcher's to apply: a disallowed page comes
             // back skipped, never asked for.
@@ -746,9 +750,7 @@ impl<'a> Crawl<'a> {
         report["worker"] = json!(self.worker);
         report["url"] = json!(url);
         report["lease_seconds"] = json!(self.config.lease_seconds);
-        if let Some(budget) = &self.budget {
-            budget.report(&mut report);
-        }
+        self.budget.report(&mut report);
         sql(self.writer, KbFunction::StorePage, report).await
     }
 
@@ -769,10 +771,7 @@ impl<'a> Crawl<'a> {
                 Err(FetchError::Status(429 | 503, Some(wait)))
                     if tries < self.config.limits.retries
                         && wait <= self.config.limits.max_retry_after
-                        && self
-                            .budget
-                            .as_ref()
-                            .is_none_or(|b| b.elapsed() + wait <= self.config.limits.job_time) =>
+                        && self.budget.elapsed() + wait <= self.config.limits.job_time =>
                 {
                     tries += 1;
                     tokio::time::sleep(wait).await;
