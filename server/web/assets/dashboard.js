@@ -20,7 +20,7 @@ import {
 } from './api.js';
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 import { writeError } from './messages.js';
-import { $, announce, announceError, check, defaultChannel, sentNote, text, typedCode } from './page.js';
+import { $, announce, announceError, check, defaultChannel, offlineText, sentNote, text, typedCode } from './page.js';
 
 // Every status the schema allows (sql/001_init.sql), not only those the
 // onboarding sets: the runtime may set the others.
@@ -290,10 +290,7 @@ export function readable(line) {
  * button (`land`), which the banner's button hid from under it.
  */
 function offerRetry(error, run, land) {
-  $('offline-text').textContent =
-    error.message === 'busy'
-      ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
-      : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';
+  $('offline-text').textContent = offlineText(error);
   $('offline').hidden = false;
   retryAction = { run, land };
   $('retry').focus();

@@ -59,3 +59,13 @@ export function sentNote(v) {
  * sent. So the field has no maxlength, which would cut such a code short.
  */
 export const typedCode = (value) => value.replace(/\s+/g, '');
+
+/**
+ * The "Réessayer" banner's text for a request that did not reach the
+ * server (a `NetworkError`: `busy` for a 503), on a page where something
+ * was typed.
+ */
+export const offlineText = (error) =>
+  error.message === 'busy'
+    ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
+    : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';

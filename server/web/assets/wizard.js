@@ -22,7 +22,7 @@ import {
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
 import { french, writeError } from './messages.js';
-import { $, announce, announceError, check, defaultChannel, sentNote, typedCode } from './page.js';
+import { $, announce, announceError, check, defaultChannel, offlineText, sentNote, typedCode } from './page.js';
 
 /** The step the user was on, so a reload shows that one again. */
 const STEP_KEY = 'onboarding.step';
@@ -220,10 +220,7 @@ async function act(form, action) {
 
 function failed(form, action, error) {
   if (error instanceof NetworkError) {
-    $('offline-text').textContent =
-      error.message === 'busy'
-        ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
-        : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';
+    $('offline-text').textContent = offlineText(error);
     $('offline').hidden = false;
     // Done, the action shows its step (whose heading takes the focus).
     retryAction = { run: () => act(form, action), land: () => document.querySelector('.step:not([hidden]) h1') };
