@@ -11,6 +11,7 @@ compares.
 import re
 import sqlite3
 import sys
+import time
 
 EXTENSION = sys.argv[1]
 
@@ -329,7 +330,9 @@ example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"website"
 section("onboarding_kb_claim(payload)",
         "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
         "job whose backoff is over, or a running one whose lease expired (its worker died). "
-        "The answer carries the job's frontier: its pages not yet reported, breadth first. "
+        "The answer carries the job's frontier: its pages not yet reported, breadth first, each "
+        "with the `retries` it had before the job last waited for its site (see "
+        "`onboarding_kb_release`). "
         "`{\"job\":null}` when nothing is due. After 3 attempts a job whose lease expires ends "
         "with `timeout`: `done` with the pages it stored, else `failed`.")
 example("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
@@ -367,9 +370,21 @@ section("onboarding_kb_release(payload)",
         "kept. Without it a job waits for its lease to run out, and the takeover counts as an "
         "attempt. By worker, so that a claim sent just before the stop is given back too. A "
         "`job_id` the worker does not hold is `conflict`. The server and `onboarding-server "
-        "crawl` give their workers' jobs back when they stop.")
+        "crawl` give their workers' jobs back when they stop.\n\n"
+        "With `wait_ms` (1–3600000), job `job_id` waits for its site instead: its site asked the "
+        "crawler to wait (429 or 503 with a `Retry-After`) longer than the job can wait in hand "
+        "(past 120 s, or past the rest of its 3 minutes). It is queued, claimed again no sooner "
+        "than `wait_ms` from now (`next_attempt_at`), the attempt not counted, an earlier "
+        "attempt's error cleared; at most 5 times per job. `url`, when given, is the pending "
+        "page the site refused: its retry is counted with it (at most 2 per page), and the "
+        "next claim's frontier gives it. Past either bound, `conflict` and nothing changes. "
+        "Optional `bytes` and `elapsed_ms`, the job's budget, as with `onboarding_kb_renew`.")
 example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-2"}')
 example("SELECT onboarding_kb_release(?)", '{"worker":"crawler-1"}')
+setup("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
+example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/biens"}')
+example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-1","wait_ms":5,"elapsed_ms":23000}')
+time.sleep(0.01)
 setup("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
 
 section("onboarding_kb_finish(payload)",
@@ -395,8 +410,9 @@ example("SELECT onboarding_kb_site_take(?)", '{"url":"ftp://mon-site.fr/","worke
 
 section("onboarding_kb_site_release(payload)",
         "Gives the turn back once the response is read: the next request to the site may start "
-        "`gap_ms` later (0–600000, default 1000; the crawler passes its delay, robots' "
-        "`Crawl-delay` included, or a 429's `Retry-After`). A worker that does not hold the turn is `conflict`.")
+        "`gap_ms` later (0–3600000, default 1000; the crawler passes its delay, robots' "
+        "`Crawl-delay` included, or a 429's `Retry-After`, up to an hour). A worker that does not "
+        "hold the turn is `conflict`.")
 example("SELECT onboarding_kb_site_release(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","gap_ms":1000}')
 example("SELECT onboarding_kb_site_release(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","gap_ms":1000}')
 

@@ -100,6 +100,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/011_crawl_budget.sql"),
         then: None,
     },
+    Migration {
+        version: 12,
+        name: "012_site_waits",
+        sql: include_str!("../../sql/012_site_waits.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 009: every chunk's search terms, computed again by the

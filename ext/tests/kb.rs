@@ -132,7 +132,7 @@ fn upgrading_a_001_database_keeps_every_row() {
         .unwrap();
     assert_eq!(
         claimed["job"]["frontier"],
-        json!([{"url": "https://salon.fr/", "depth": 0}])
+        json!([{"url": "https://salon.fr/", "depth": 0, "retries": 0}])
     );
 }
 
@@ -495,7 +495,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(11)
+        rusqlite::types::Value::Integer(12)
     );
     assert_eq!(found("ete"), 1);
     assert_eq!(
@@ -590,7 +590,7 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     let before = snapshot();
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(11)
+        rusqlite::types::Value::Integer(12)
     );
     assert_eq!(entries("kb_chunks_index"), indexed);
     assert_eq!(
@@ -1063,7 +1063,7 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
     assert_eq!(taken["job"]["lease_owner"], "w2");
     assert_eq!(
         taken["job"]["frontier"],
-        json!([{"url": "https://salon.fr/tarifs", "depth": 1}])
+        json!([{"url": "https://salon.fr/tarifs", "depth": 1, "retries": 0}])
     );
     assert!(worker(&db, "renew", json!({"job_id": job, "worker": "w1"}))
         .unwrap_err()
@@ -1173,11 +1173,117 @@ fn a_job_given_back_at_a_stop_is_resumed_at_once_without_an_attempt_counted() {
     assert_eq!(taken["job"]["lease_owner"], "w2");
     assert_eq!(
         taken["job"]["frontier"],
-        json!([{"url": "https://salon.fr/tarifs", "depth": 1}])
+        json!([{"url": "https://salon.fr/tarifs", "depth": 1, "retries": 0}])
     );
     // By job: that one only.
     let released = worker(&db, "release", json!({"job_id": job, "worker": "w2"})).unwrap();
     assert_eq!(released["released"][0]["attempts"], 0, "{released}");
+}
+
+/// A job whose site asked to wait longer than it can in hand goes back to
+/// the queue until then (`wait_ms`), its attempt not counted and the
+/// refused page's retry kept; a page is retried twice at most, a job waits
+/// five times at most; bad payloads are refused and write nothing.
+#[test]
+fn a_job_waits_for_its_site_in_the_queue_within_its_bounds() {
+    let db = Db::memory();
+    let job = claimed_with_home_stored(&db);
+    let before = db.snapshot();
+    let tarifs = "https://salon.fr/tarifs";
+    for (payload, error) in [
+        (json!({"worker": "w1", "wait_ms": 1000}), "onboarding_kb_release: invalid_field: job_id is required with wait_ms (the job that waits for its site)"),
+        (json!({"job_id": job, "worker": "w1", "url": tarifs}), "onboarding_kb_release: invalid_field: url is only given with wait_ms (the page the site asked to wait for)"),
+        (json!({"job_id": job, "worker": "w1", "wait_ms": 0}), "onboarding_kb_release: invalid_field: wait_ms 0 is not an integer from 1 to 3600000"),
+        (json!({"job_id": job, "worker": "w1", "wait_ms": 3_600_001}), "onboarding_kb_release: invalid_field: wait_ms 3600001 is not an integer from 1 to 3600000"),
+        (json!({"job_id": job, "worker": "w1", "wait_ms": 1000, "url": "https://salon.fr/contact"}), "onboarding_kb_release: invalid_field: url 'https://salon.fr/contact' is not a page of job 1"),
+        (json!({"job_id": job, "worker": "w1", "wait_ms": 1000, "url": "https://salon.fr/"}), "onboarding_kb_release: conflict: page 'https://salon.fr/' was already reported (stored)"),
+        (json!({"job_id": job, "worker": "w2", "wait_ms": 1000}), "onboarding_kb_release: conflict: job 1 is not leased by worker 'w2' (status running; its lease expired or another worker holds it)"),
+    ] {
+        assert_eq!(worker(&db, "release", payload).unwrap_err(), error);
+    }
+    assert_eq!(db.snapshot(), before);
+    let state = || {
+        db.row(
+            "SELECT j.status, j.attempts, j.site_waits, j.next_attempt_at, j.crawl_ms, p.retries
+             FROM kb_crawl_jobs j JOIN kb_crawl_pages p ON p.job_id = j.id
+             WHERE j.id = ?1 AND p.url = 'https://salon.fr/tarifs'",
+            &[&job],
+        )
+    };
+    let released = worker(
+        &db,
+        "release",
+        json!({"job_id": job, "worker": "w1", "wait_ms": 600_000, "url": tarifs,
+               "elapsed_ms": 4_000}),
+    )
+    .unwrap();
+    assert_eq!(released["released"][0]["status"], "queued");
+    assert_eq!(released["released"][0]["lease_owner"], json!(null));
+    // The pinned clock's start (T0), ten minutes on.
+    let resumes = "2026-11-24T10:10:00.000Z";
+    assert_eq!(released["released"][0]["next_attempt_at"], json!(resumes));
+    assert_eq!(
+        state(),
+        json!({"status": "queued", "attempts": 0, "site_waits": 1, "next_attempt_at": resumes,
+               "crawl_ms": 4_000, "retries": 1})
+    );
+    // Not due before the site's wait is over.
+    db.env.advance_ms(599_999);
+    assert_eq!(
+        worker(&db, "claim", json!({"worker": "w2"})).unwrap(),
+        json!({"success": true, "job": null})
+    );
+    db.env.advance_ms(1);
+    let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
+    assert_eq!(taken["job"]["attempts"], 1);
+    assert_eq!(
+        taken["job"]["frontier"],
+        json!([{"url": tarifs, "depth": 1, "retries": 1}])
+    );
+    // Its second retry, then no third.
+    worker(
+        &db,
+        "release",
+        json!({"job_id": job, "worker": "w2", "wait_ms": 1, "url": tarifs}),
+    )
+    .unwrap();
+    db.env.advance_ms(1);
+    worker(&db, "claim", json!({"worker": "w3"})).unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        worker(&db, "release", json!({"job_id": job, "worker": "w3", "wait_ms": 1, "url": tarifs}))
+            .unwrap_err(),
+        "onboarding_kb_release: conflict: page 'https://salon.fr/tarifs' was retried 2 times already"
+    );
+    assert_eq!(db.snapshot(), before);
+    // Waits without a page (another request's wait) count for the job
+    // alone: five in all.
+    for n in 3..=5 {
+        worker(
+            &db,
+            "release",
+            json!({"job_id": job, "worker": format!("w{n}"), "wait_ms": 1}),
+        )
+        .unwrap();
+        db.env.advance_ms(1);
+        worker(&db, "claim", json!({"worker": format!("w{}", n + 1)})).unwrap();
+    }
+    let before = db.snapshot();
+    assert_eq!(
+        worker(
+            &db,
+            "release",
+            json!({"job_id": job, "worker": "w6", "wait_ms": 1})
+        )
+        .unwrap_err(),
+        "onboarding_kb_release: conflict: job 1 has waited for its site 5 times already"
+    );
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(
+        state(),
+        json!({"status": "running", "attempts": 1, "site_waits": 5, "next_attempt_at": null,
+               "crawl_ms": 4_000, "retries": 2})
+    );
 }
 
 /// The job `w1` claimed is taken over by `w2` and `w3` as each lease runs
@@ -1429,7 +1535,7 @@ fn site_turn_payload_errors_write_nothing() {
         ("site_take", json!({"url": "salon.fr", "worker": "w1"}), "onboarding_kb_site_take: invalid_field: url 'salon.fr' is not an http(s) URL"),
         ("site_take", json!({"url": "https://salon.fr/"}), "onboarding_kb_site_take: invalid_field: worker is required"),
         ("site_take", json!({"url": "https://salon.fr/", "worker": "w1", "hold_seconds": 0}), "onboarding_kb_site_take: invalid_field: hold_seconds 0 is not an integer from 1 to 3600"),
-        ("site_release", json!({"url": "https://salon.fr/", "worker": "w1", "gap_ms": -1}), "onboarding_kb_site_release: invalid_field: gap_ms -1 is not an integer from 0 to 600000"),
+        ("site_release", json!({"url": "https://salon.fr/", "worker": "w1", "gap_ms": -1}), "onboarding_kb_site_release: invalid_field: gap_ms -1 is not an integer from 0 to 3600000"),
         ("site_release", json!({"url": "https://salon.fr/", "worker": "w1"}), "onboarding_kb_site_release: conflict: worker 'w1' does not hold the turn of site 'salon.fr' (its hold ran out, or it never took it)"),
         ("site_release", "[]".into(), "onboarding_kb_site_release: invalid_json: payload must be a JSON object, got a string"),
     ] {

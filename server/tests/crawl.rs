@@ -1323,9 +1323,111 @@ async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed(
     server.stop().await;
 }
 
-/// `/` links `/occupe`, which always answers 429 with `Retry-After: 3600`,
-/// then `/autre`.
-fn busy_for_an_hour(path: &str, _: usize) -> (&'static str, String, String) {
+/// `/` links `/occupe`, which answers 429 with `Retry-After: 3` the first
+/// time.
+fn busy_three_seconds(path: &str, n: usize) -> (&'static str, String, String) {
+    match (path, n) {
+        ("/occupe", 0) => (
+            "429 Too Many Requests",
+            "Retry-After: 3\r\n".to_string(),
+            String::new(),
+        ),
+        _ => busy_once(path, n),
+    }
+}
+
+/// What the database holds of a job waiting for its site: its status,
+/// attempts, waits, and how long after its last change it may be claimed
+/// (ms); then each page's path, status and retries.
+fn waiting(db: &Connection, addr: std::net::SocketAddr) -> Value {
+    let job = db
+        .query_row(
+            "SELECT status, attempts, site_waits,
+                    CAST(round((julianday(next_attempt_at) - julianday(updated_at)) * 86400000) AS INTEGER)
+             FROM kb_crawl_jobs ORDER BY id LIMIT 1",
+            [],
+            |r| {
+                Ok(json!([
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?
+                ]))
+            },
+        )
+        .unwrap();
+    let mut pages = db
+        .prepare("SELECT url, status, retries FROM kb_crawl_pages ORDER BY id")
+        .unwrap();
+    let origin = format!("http://{addr}");
+    let pages: Vec<Value> = pages
+        .query_map([], |r| {
+            let url: String = r.get(0)?;
+            Ok(json!([
+                url.replacen(&origin, "", 1),
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?
+            ]))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    json!({ "job": job, "pages": pages })
+}
+
+/// Polls the database until its first job is queued to wait for its site
+/// (bounded: 20 s).
+async fn until_waiting(server: &TestServer, addr: std::net::SocketAddr) -> Value {
+    let db = server.read_db();
+    for _ in 0..400 {
+        let state = waiting(&db, addr);
+        if state["job"][0] == "queued" && state["job"][2] != 0 {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the job never waited for its site: {}", waiting(&db, addr));
+}
+
+/// A `Retry-After` longer than a job waits in hand (1 s here, 120 s by
+/// default): the job goes back to the queue until the site's wait is over
+/// (the attempt not counted, the page's retry kept with it), then resumes
+/// and asks the page again. Before, the page failed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_longer_than_a_job_waits_in_hand_puts_it_back_in_the_queue() {
+    let (addr, asked) = tiny_site(busy_three_seconds);
+    let limits = Limits {
+        max_retry_after: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let mut server = server_crawling_with(addr, 30, limits).await;
+    let s =
+        completed_website_session(&server, "a@salon-patient.fr", &format!("http://{addr}/")).await;
+    let state = until_waiting(&server, addr).await;
+    assert_eq!(
+        state,
+        json!({
+            "job": ["queued", 0, 1, 3000],
+            "pages": [["/", "stored", 0], ["/occupe", "pending", 1]],
+        })
+    );
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
+    assert_eq!(
+        waiting(&server.read_db(), addr)["pages"],
+        json!([["/", "stored", 0], ["/occupe", "stored", 1]])
+    );
+    let asked = asked.lock().unwrap().clone();
+    // robots.txt is read again by the resumed job; the sitemap is not.
+    assert_eq!(asked.get("/occupe"), Some(&2), "{asked:?}");
+    assert_eq!(asked.get("/robots.txt"), Some(&2), "{asked:?}");
+    assert_eq!(asked.get("/sitemap.xml"), Some(&1), "{asked:?}");
+    server.stop().await;
+}
+
+/// `/` links `/occupe`, which always answers 429 with the `Retry-After` of
+/// `RETRY_AFTER`, then `/autre`.
+fn busy_for<const RETRY_AFTER: u64>(path: &str, _: usize) -> (&'static str, String, String) {
     match path {
         "/" => (
             "200 OK",
@@ -1337,7 +1439,7 @@ fn busy_for_an_hour(path: &str, _: usize) -> (&'static str, String, String) {
         ),
         "/occupe" => (
             "429 Too Many Requests",
-            "Retry-After: 3600\r\n".to_string(),
+            format!("Retry-After: {RETRY_AFTER}\r\n"),
             String::new(),
         ),
         "/autre" => (
@@ -1352,29 +1454,75 @@ fn busy_for_an_hour(path: &str, _: usize) -> (&'static str, String, String) {
     }
 }
 
-/// A `Retry-After` of an hour: the page fails (past the 120 s a page is
-/// retried after), and the site is left alone 120 s, past the job's time
-/// (30 s here): `/autre` is left unfetched and the job ends `timeout` at
-/// once. Before, the job slept until its time was up.
+/// A `Retry-After` of an hour: the job waits in the queue that long, and
+/// so does the site's next job, another tenant's: its site is left alone
+/// (nothing asked, robots.txt included), and it waits for the same turn.
+/// Before, the page failed, and the site was left alone 120 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_past_the_jobs_time_ends_the_job_without_asking_again() {
-    let (addr, asked) = tiny_site(busy_for_an_hour);
+async fn a_retry_after_of_an_hour_keeps_every_job_of_the_site_waiting_in_the_queue() {
+    let (addr, asked) = tiny_site(busy_for::<3600>);
+    let mut server = server_crawling(addr, 30).await;
+    completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
+    let state = until_waiting(&server, addr).await;
+    assert_eq!(
+        state,
+        json!({
+            "job": ["queued", 0, 1, 3_600_000],
+            "pages": [["/", "stored", 0], ["/occupe", "pending", 1], ["/autre", "pending", 0]],
+        })
+    );
+    completed_website_session(&server, "b@salon-ferme.fr", &format!("http://{addr}/")).await;
+    let db = server.read_db();
+    let mut second = Value::Null;
+    for _ in 0..400 {
+        second = db
+            .query_row(
+                "SELECT status, site_waits, j.next_attempt_at >= t.next_at, pages_found
+                 FROM kb_crawl_jobs j, kb_site_turns t WHERE j.id = 2",
+                [],
+                |r| {
+                    Ok(json!([
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<bool>>(2)?,
+                        r.get::<_, i64>(3)?
+                    ]))
+                },
+            )
+            .unwrap();
+        if second[1] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(second, json!(["queued", 1, true, 1]));
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/occupe"), Some(&1), "{asked:?}");
+    assert_eq!(asked.get("/robots.txt"), Some(&1), "{asked:?}");
+    assert_eq!(asked.get("/autre"), None, "{asked:?}");
+    server.stop().await;
+}
+
+/// A `Retry-After` past the longest wait honoured (2 s here, an hour by
+/// default) fails its page, and the site is left alone that longest wait:
+/// the job waits it out in hand (its time allows) and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_past_the_longest_wait_fails_its_page_and_the_job_goes_on() {
+    let (addr, asked) = tiny_site(busy_for::<3600>);
     let limits = Limits {
-        job_time: Duration::from_secs(30),
+        max_site_wait: Duration::from_secs(2),
         ..Limits::default()
     };
     let mut server = server_crawling_with(addr, 30, limits).await;
+    let started = Instant::now();
     let s =
         completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
     let kb = wait_for_job(&server, &s).await;
-    assert_eq!(
-        outcome(&kb),
-        json!(["done", "timeout", 1, 3, 1, 1, 1]),
-        "{kb}"
-    );
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 2, 0, 1]), "{kb}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.get("/occupe"), Some(&1), "{asked:?}");
-    assert_eq!(asked.get("/autre"), None, "{asked:?}");
+    assert_eq!(asked.get("/autre"), Some(&1), "{asked:?}");
     server.stop().await;
 }
 

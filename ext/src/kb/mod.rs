@@ -38,7 +38,7 @@ pub(crate) mod store;
 pub(crate) mod turn;
 pub(crate) mod worker;
 
-pub use worker::MAX_PAGE_TITLE_CHARS;
+pub use worker::{MAX_PAGE_RETRIES, MAX_PAGE_TITLE_CHARS, MAX_SITE_WAIT_MS};
 
 pub(crate) use store::reindex_chunks;
 

@@ -28,8 +28,9 @@ pub const POLL_MS: i64 = 250;
 pub const DEFAULT_HOLD_SECONDS: i64 = 30;
 /// The gap when the payload gives none: the contract's 1 s.
 pub const DEFAULT_GAP_MS: i64 = 1000;
-/// The longest gap: a site's `Retry-After` is kept up to 10 minutes.
-pub const MAX_GAP_MS: i64 = 600_000;
+/// The longest gap: a site's `Retry-After` is kept up to an hour, as long
+/// as a job waits for its site (`worker::MAX_SITE_WAIT_MS`).
+pub const MAX_GAP_MS: i64 = super::worker::MAX_SITE_WAIT_MS;
 
 /// The site key of the `url` field: the host without `www.`, and the port
 /// when not 80 or 443.

@@ -31,6 +31,14 @@ pub const MAX_ATTEMPTS: i64 = 3;
 /// Seconds before the next attempt, after attempt 1 and after attempt 2.
 pub const BACKOFF_SECONDS: [i64; 2] = [60, 300];
 pub const DEFAULT_LEASE_SECONDS: i64 = 60;
+/// The longest a job waits for its site (a `Retry-After` past it fails the
+/// page): an hour.
+pub const MAX_SITE_WAIT_MS: i64 = 3_600_000;
+/// A job is given back to wait for its site at most this many times
+/// (`sql/012_site_waits.sql`).
+pub const MAX_SITE_WAITS: i64 = 5;
+/// A page is asked again at most this many times after a 429 or 503.
+pub const MAX_PAGE_RETRIES: i64 = 2;
 
 /// Job-level error codes; the first three are worth another attempt.
 pub const ERROR_CODES: [&str; 9] = [
@@ -158,11 +166,15 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
 fn frontier(conn: &Connection, job_id: i64) -> Result<Value> {
     let rows = sql::with(
         conn,
-        "SELECT url, depth FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'pending'
+        "SELECT url, depth, retries FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'pending'
          ORDER BY depth, id",
         |s| {
             s.query_map([job_id], |r| {
-                Ok(json!({ "url": r.get::<_, String>(0)?, "depth": r.get::<_, i64>(1)? }))
+                Ok(json!({
+                    "url": r.get::<_, String>(0)?,
+                    "depth": r.get::<_, i64>(1)?,
+                    "retries": r.get::<_, i64>(2)?,
+                }))
             })?
             .collect::<rusqlite::Result<_>>()
         },
@@ -762,6 +774,8 @@ fn end_with(
 
 // -- onboarding_kb_release('{"worker":"crawler-1"}')
 //      -> '{"success":true,"released":[{"id":1,…,"status":"queued","attempts":0,…}]}'
+// -- onboarding_kb_release('{"worker":"crawler-1","job_id":1,"wait_ms":600000,"url":"https://…/tarifs"}')
+//      -> '{"success":true,"released":[{"id":1,…,"status":"queued","next_attempt_at":"…"}]}'
 /// Gives back the jobs a worker holds and will not finish, because its
 /// process is stopping (every one, or only `job_id`): queued again at once
 /// for the next claim, the attempt each was on not counted (a stop is no
@@ -769,6 +783,15 @@ fn end_with(
 /// a job would wait for its lease to run out, and the takeover would count
 /// as an attempt. By worker rather than by job, so that a claim the worker
 /// sent just before it stopped is given back too, its answer unread.
+///
+/// With `wait_ms`, job `job_id` waits for its site instead (a `Retry-After`
+/// longer than the job can wait in hand): it is claimed again no sooner
+/// than `wait_ms` from now, at most [`MAX_SITE_WAITS`] times; `url`, when
+/// given, is the pending page the site refused, asked again on resuming as
+/// one of its [`MAX_PAGE_RETRIES`] retries. Past either bound, `conflict`
+/// and nothing changes: the page fails, or the job ends. With `job_id`, the
+/// job's budget so far may come along (`bytes`, `elapsed_ms`, as with a
+/// page).
 pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let job_id = match f.get("job_id") {
@@ -776,11 +799,31 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
         None => None,
     };
     let worker = f.str("worker", 100)?.to_string();
+    let wait = match f.get("wait_ms") {
+        Some(_) => Some(f.int("wait_ms", 1..=MAX_SITE_WAIT_MS, None)?),
+        None => None,
+    };
+    let page = match f.get("url") {
+        Some(_) => Some(f.str("url", 2048)?.to_string()),
+        None => None,
+    };
+    if wait.is_some() && job_id.is_none() {
+        return Err(Error::invalid_field(
+            "job_id is required with wait_ms (the job that waits for its site)",
+        ));
+    }
+    if page.is_some() && wait.is_none() {
+        return Err(Error::invalid_field(
+            "url is only given with wait_ms (the page the site asked to wait for)",
+        ));
+    }
     in_savepoint(conn, || {
-        let now = iso8601(env.now_ms());
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
         let jobs: Vec<i64> = match job_id {
             Some(id) => {
                 held(conn, id, &worker, &now)?;
+                record_budget(conn, &f, id)?;
                 vec![id]
             }
             None => sql::with(
@@ -794,6 +837,10 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
                 },
             )?,
         };
+        if let (Some(wait), Some(&id)) = (wait, jobs.first()) {
+            wait_for_site(conn, id, page.as_deref(), iso8601(now_ms + wait), &now)?;
+            return Ok(json!({ "success": true, "released": [load_job(conn, id)?] }));
+        }
         let mut released = Vec::with_capacity(jobs.len());
         for id in jobs {
             sql::execute(
@@ -808,4 +855,73 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
         }
         Ok(json!({ "success": true, "released": released }))
     })
+}
+
+/// Puts job `id` back in the queue until `until`, its attempt not counted
+/// (and an earlier attempt's error no longer its state: this attempt got
+/// through to the site), and counts a retry of its pending page `page`;
+/// `conflict` past the job's waits or the page's retries.
+fn wait_for_site(
+    conn: &Connection,
+    id: i64,
+    page: Option<&str>,
+    until: String,
+    now: &str,
+) -> Result<()> {
+    let waits: i64 = sql::query_row(
+        conn,
+        "SELECT site_waits FROM kb_crawl_jobs WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    if waits >= MAX_SITE_WAITS {
+        return Err(Error::conflict(format!(
+            "job {id} has waited for its site {MAX_SITE_WAITS} times already"
+        )));
+    }
+    if let Some(url) = page {
+        let row: Option<(String, i64)> = sql::query_row(
+            conn,
+            "SELECT status, retries FROM kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
+            (id, url),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+        match row {
+            None => {
+                return Err(Error::invalid_field(format!(
+                    "url {} is not a page of job {id}",
+                    quote(url)
+                )))
+            }
+            Some((status, _)) if status != "pending" => {
+                return Err(Error::conflict(format!(
+                    "page {} was already reported ({status})",
+                    quote(url)
+                )))
+            }
+            Some((_, retries)) if retries >= MAX_PAGE_RETRIES => {
+                return Err(Error::conflict(format!(
+                    "page {} was retried {MAX_PAGE_RETRIES} times already",
+                    quote(url)
+                )))
+            }
+            Some(_) => {}
+        }
+        sql::execute(
+            conn,
+            "UPDATE kb_crawl_pages SET retries = retries + 1, updated_at = ?1
+             WHERE job_id = ?2 AND url = ?3",
+            (now, id, url),
+        )?;
+    }
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
+                site_waits = site_waits + 1, error_code = NULL, lease_owner = NULL,
+                lease_expires_at = NULL, next_attempt_at = ?1, updated_at = ?2
+         WHERE id = ?3",
+        (&until, now, id),
+    )?;
+    Ok(())
 }

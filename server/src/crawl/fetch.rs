@@ -33,9 +33,14 @@ pub struct Limits {
     pub max_delay: Duration,
     /// Retries of one page after a 429 or 503.
     pub retries: usize,
-    /// The longest Retry-After a page is retried after, and the site left
-    /// alone for; a longer one fails the page.
+    /// The longest Retry-After a page waits for in hand (the job keeps
+    /// its worker meanwhile); a longer one puts the job back in the queue
+    /// until the site's wait is over.
     pub max_retry_after: Duration,
+    /// The longest Retry-After honoured at all (the job waits in the
+    /// queue, the site is left alone that long by every crawler); a longer
+    /// one fails the page, and the site is left alone this long.
+    pub max_site_wait: Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +56,7 @@ impl Default for Limits {
             max_delay: Duration::from_secs(5),
             retries: 2,
             max_retry_after: Duration::from_secs(120),
+            max_site_wait: Duration::from_millis(onboarding::kb::MAX_SITE_WAIT_MS as u64),
         }
     }
 }
@@ -83,6 +89,10 @@ pub enum FetchError {
     /// Waiting for the site's turn would pass the job's time limit: never
     /// asked for, and the job ends (`timeout`) with its pages left unfetched.
     JobTime,
+    /// The site asked every crawler to leave it alone (a long Retry-After)
+    /// past what the job can wait in hand: never asked for, and the job
+    /// waits in the queue that long.
+    SiteWait(Duration),
 }
 
 impl FetchError {
@@ -103,6 +113,7 @@ impl FetchError {
             FetchError::BodyCut => "unreachable".into(),
             FetchError::NoTurn => "site_busy".into(),
             FetchError::JobTime => "timeout".into(),
+            FetchError::SiteWait(_) => "site_wait".into(),
         }
     }
 }
@@ -398,13 +409,12 @@ impl Fetcher {
             let hop = self.hop(&current, site, accept, &mut seen, pace).await;
             if let Some(turn) = shared {
                 // A site that asked to wait (429, 503 with Retry-After) is
-                // left alone that long by every crawler, up to the longest
-                // wait a page is retried after (120 s): a job has 3 minutes
-                // in all, and a longer gap would leave the site's next job,
-                // whatever its tenant, no time to start in.
+                // left alone that long by every crawler, up to an hour: a
+                // job that meets the gap and cannot wait it out in hand
+                // waits in the queue (`SiteWait`), whatever its tenant.
                 let gap = match &hop {
                     Err(FetchError::Status(429 | 503, Some(wait))) => {
-                        pace.1.max((*wait).min(self.limits.max_retry_after))
+                        pace.1.max((*wait).min(self.limits.max_site_wait))
                     }
                     // robots.txt just read: its Crawl-delay holds from now.
                     Ok(Hop::Page(page)) if current.path() == "/robots.txt" => {

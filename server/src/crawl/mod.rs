@@ -447,6 +447,9 @@ pub struct SiteTurns {
     lease: Arc<Lease>,
     /// The job's time limit: no wait goes past it.
     deadline: Instant,
+    /// The longest gap the site's pace makes (robots' Crawl-delay, 5 s): a
+    /// longer one is a site's Retry-After.
+    pace: Duration,
 }
 
 impl SiteTurns {
@@ -482,9 +485,10 @@ impl SiteTurns {
     /// (when to ask again), while the job's lease holds. Bounded: a
     /// holder keeps the turn at most `hold`, so the time spent waiting for
     /// holders ends by twice that, or the page is given up (`NoTurn`); the
-    /// site's own gap (its `Retry-After`, up to 10 minutes) is waited out,
-    /// up to the job's time limit. A call that fails (the database busy)
-    /// is tried again within those bounds.
+    /// site's own gap is waited out up to the job's time limit, and a
+    /// `Retry-After` (up to an hour) that outlasts it is the job's to wait
+    /// in the queue (`SiteWait`). A call that fails (the database busy) is
+    /// tried again within those bounds.
     async fn take(&self, url: &Url) -> Result<(), FetchError> {
         let hold_seconds = self.hold.as_secs().clamp(1, 3600);
         let payload =
@@ -518,6 +522,10 @@ impl SiteTurns {
                 wait.clamp(Duration::from_millis(1), self.hold)
             };
             if Instant::now() + wait > self.deadline {
+                if !holder && wait > self.pace {
+                    tracing::info!(url = %url, wait_ms = wait.as_millis() as u64, "the site asked to wait longer than the job can: the job waits in the queue");
+                    return Err(FetchError::SiteWait(wait));
+                }
                 tracing::warn!(url = %url, "the site's turn would come after the job's time limit");
                 return Err(FetchError::JobTime);
             }
@@ -557,6 +565,16 @@ impl fetch::SharedTurn for SiteTurns {
     fn release<'a>(&'a self, url: &'a Url, gap: Duration) -> fetch::BoxFuture<'a, ()> {
         Box::pin(SiteTurns::release(self, url, gap))
     }
+}
+
+/// Why a job stops before its frontier is done, other than its budget.
+enum Stop {
+    /// Its time would run out waiting for the site's turn.
+    JobTime,
+    /// The site asked to be left alone this long, longer than the job can
+    /// wait in hand; `true` when the page asked was the one refused (its
+    /// retry), `false` when the wait was another request's.
+    Wait(Duration, bool),
 }
 
 /// One claimed job being crawled.
@@ -624,6 +642,7 @@ impl<'a> Crawl<'a> {
             hold: Fetcher::turn_hold(&self.config.limits),
             lease: Arc::clone(&lease),
             deadline: budget.deadline(self.config.limits.job_time),
+            pace: self.config.limits.max_delay,
         });
         fetcher.share_turn(Arc::clone(&turns) as Arc<dyn fetch::SharedTurn>);
         let mut polite = Polite {
@@ -638,7 +657,8 @@ impl<'a> Crawl<'a> {
         }
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
-            Err(code) => return self.finish(Some(code)).await,
+            Err(FetchError::SiteWait(wait)) => return self.wait_for_site(wait, None).await,
+            Err(e) => return self.finish(Some(robots::job_code(&e))).await,
         };
         fetcher.set_delay(rules.delay).await;
         let rules = Arc::new(rules);
@@ -649,6 +669,16 @@ impl<'a> Crawl<'a> {
             .into_iter()
             .flatten()
             .filter_map(|p| Some((p["url"].as_str()?.to_string(), p["depth"].as_i64()?)))
+            .collect();
+        // The retries pages of the frontier had before the job waited for
+        // its site: they count toward the page's two.
+        let retried: HashMap<String, usize> = job["frontier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["url"].as_str()?.to_string(), p["retries"].as_u64()?)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(url, n)| (url, n as usize))
             .collect();
         // A fresh job (only its start page known) reads the sitemaps first.
         let mut sitemap = Vec::new();
@@ -673,11 +703,18 @@ impl<'a> Crawl<'a> {
             }
             // robots.txt is the fetcher's to apply: a disallowed page comes
             // back skipped, never asked for.
-            let Some(mut report) = self.page(&mut polite, &site, &url).await else {
+            let tried = retried.get(&url).copied().unwrap_or(0);
+            let mut report = match self.page(&mut polite, &site, &url, tried).await {
+                Ok(report) => report,
                 // The site's turn would come after the job's time limit:
                 // this page and the rest are left unfetched (`not_fetched`),
                 // as at the limit itself.
-                return self.finish(Some("timeout")).await;
+                Err(Stop::JobTime) => return self.finish(Some("timeout")).await,
+                Err(Stop::Wait(wait, asked)) => {
+                    return self
+                        .wait_for_site(wait, asked.then_some(url.as_str()))
+                        .await
+                }
             };
             if depth == 0 {
                 let links = report["links"].as_array().cloned().unwrap_or_default();
@@ -754,25 +791,36 @@ impl<'a> Crawl<'a> {
         sql(self.writer, KbFunction::StorePage, report).await
     }
 
-    /// Fetches one page (retrying a 429/503 as Retry-After says) and
-    /// answers its report, without the job fields; `None` when the job's
-    /// time ends before the site's turn comes.
-    async fn page(&mut self, polite: &mut Polite<'_>, site: &Url, url: &str) -> Option<Value> {
+    /// Fetches one page (retrying a 429/503 as Retry-After says; `tries`
+    /// retries made before the job last waited for its site) and answers
+    /// its report, without the job fields; `Stop` when the job's time ends
+    /// before the site's turn comes, or the job is to wait for its site.
+    async fn page(
+        &mut self,
+        polite: &mut Polite<'_>,
+        site: &Url,
+        url: &str,
+        mut tries: usize,
+    ) -> Result<Value, Stop> {
         let Ok(target) = Url::parse(url) else {
-            return Some(json!({"status": "failed", "reason": "bad_url"}));
+            return Ok(json!({"status": "failed", "reason": "bad_url"}));
         };
-        let mut tries = 0;
+        let limits = &self.config.limits;
         let page = loop {
             match polite.get(&target, site, Accept::Page).await {
-                // Waited out up to the limit the site's gap keeps too (the
-                // next request to the site waits as long): a page given up
-                // while the site is waited for all the same was lost for
-                // nothing. The job's lease is renewed meanwhile (`Lease`).
+                // Waited out in hand when short and within the job's time
+                // (the site's gap keeps every crawler away as long: a page
+                // given up while the site is waited for all the same was
+                // lost for nothing; the job's lease is renewed meanwhile),
+                // else in the queue, up to an hour; a longer one fails it.
                 Err(FetchError::Status(429 | 503, Some(wait)))
-                    if tries < self.config.limits.retries
-                        && wait <= self.config.limits.max_retry_after
-                        && self.budget.elapsed() + wait <= self.config.limits.job_time =>
+                    if tries < limits.retries && wait <= limits.max_site_wait =>
                 {
+                    if wait > limits.max_retry_after
+                        || self.budget.elapsed() + wait > limits.job_time
+                    {
+                        return Err(Stop::Wait(wait, true));
+                    }
                     tries += 1;
                     tokio::time::sleep(wait).await;
                 }
@@ -796,15 +844,16 @@ impl<'a> Crawl<'a> {
         // site's turn never came, `site_busy`, was never asked).
         let page = match page {
             Ok(page) => page,
-            Err(FetchError::JobTime) => return None,
+            Err(FetchError::JobTime) => return Err(Stop::JobTime),
+            Err(FetchError::SiteWait(wait)) => return Err(Stop::Wait(wait, false)),
             Err(
                 e @ (FetchError::Status(..)
                 | FetchError::Dns
                 | FetchError::Unreachable
                 | FetchError::BodyCut
                 | FetchError::Timeout),
-            ) => return Some(json!({"status": "failed", "reason": e.reason()})),
-            Err(e) => return Some(json!({"status": "skipped", "reason": e.reason()})),
+            ) => return Ok(json!({"status": "failed", "reason": e.reason()})),
+            Err(e) => return Ok(json!({"status": "skipped", "reason": e.reason()})),
         };
         // Parsing a page of up to 2 MiB is CPU work: on the blocking pool,
         // not on the threads that serve HTTP (one, on two cores).
@@ -822,7 +871,7 @@ impl<'a> Crawl<'a> {
             Ok(extracted) => extracted,
             Err(e) => {
                 tracing::error!(error = %e, url = %page.final_url, "page extraction failed");
-                return Some(json!({"status": "failed", "reason": "extraction_failed"}));
+                return Ok(json!({"status": "failed", "reason": "extraction_failed"}));
             }
         };
         // The site's links, each once, at most MAX_LINKS of them: a job
@@ -873,7 +922,36 @@ impl<'a> Crawl<'a> {
             report["title"] = json!(title);
             report["markdown"] = json!(extracted.markdown);
         }
-        Some(report)
+        Ok(report)
+    }
+
+    /// Gives the job back to the queue until its site's wait is over (the
+    /// page `asked`, when the site refused it, asked again on resuming).
+    /// Past the job's waits or the page's retries, the library refuses:
+    /// the job ends as at its time limit.
+    async fn wait_for_site(&mut self, wait: Duration, asked: Option<&str>) -> Result<(), String> {
+        self.renewing = None;
+        if let Ok(mut budgets) = self.config.budgets.lock() {
+            budgets.remove(self.worker);
+        }
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut payload = json!({"job_id": self.job_id, "worker": self.worker, "wait_ms": wait_ms});
+        if let Some(url) = asked {
+            payload["url"] = json!(url);
+        }
+        self.budget.report(&mut payload);
+        match sql(self.writer, KbFunction::Release, payload).await {
+            Ok(answer) => {
+                let job = &answer["released"][0];
+                tracing::info!(job = self.job_id, next_attempt_at = %job["next_attempt_at"], "crawl waits for its site");
+                Ok(())
+            }
+            Err(e) if e.contains(": conflict: ") => {
+                tracing::warn!(job = self.job_id, error = %e, "the job cannot wait for its site again");
+                self.finish(Some("timeout")).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn finish(&mut self, code: Option<&str>) -> Result<(), String> {

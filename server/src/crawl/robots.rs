@@ -28,10 +28,9 @@ impl Rules {
 
 /// Fetches the site's robots.txt. A 2xx is parsed whatever its content type;
 /// a 4xx allows everything; a 5xx or an unreachable file crawls nothing:
-/// the job error code says why (`unreachable` when the connection failed,
-/// `robots_unavailable` when the file came wrong or not in time).
-pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'static str> {
-    let url = site.join("/robots.txt").map_err(|_| "robots_unavailable")?;
+/// [`job_code`] says why.
+pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, FetchError> {
+    let url = site.join("/robots.txt").map_err(|_| FetchError::OffSite)?;
     let limits = &polite.fetcher.limits;
     let (min, max) = (limits.min_delay, limits.max_delay);
     match polite.get(&url, site, Accept::Any).await {
@@ -52,10 +51,21 @@ pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, &'stati
             delay: min,
             sitemaps: Vec::new(),
         }),
-        Err(FetchError::Dns) => Err("dns"),
-        Err(FetchError::PrivateAddress) => Err("private_address"),
-        Err(FetchError::Unreachable) => Err("unreachable"),
-        Err(_) => Err("robots_unavailable"),
+        Err(e) => Err(e),
+    }
+}
+
+/// The job's error code when robots.txt could not be read: `unreachable`
+/// when the connection failed, `robots_unavailable` when the file came
+/// wrong or not in time, its site's turn included (held by a crawler past
+/// the job's time: the job is tried again later, as the library retries
+/// that code).
+pub fn job_code(e: &FetchError) -> &'static str {
+    match e {
+        FetchError::Dns => "dns",
+        FetchError::PrivateAddress => "private_address",
+        FetchError::Unreachable => "unreachable",
+        _ => "robots_unavailable",
     }
 }
 
@@ -109,8 +119,12 @@ pub async fn sitemap_urls(
         if !onboarding::kb::same_site(&url, site) || !rules.allowed(url.as_str()) {
             continue;
         }
-        let Ok(page) = polite.get(&url, site, Accept::Xml).await else {
-            continue;
+        let page = match polite.get(&url, site, Accept::Xml).await {
+            Ok(page) => page,
+            // The job stops (its time, or its site's wait): the pages are
+            // asked for after the sitemaps, which are read again on resuming.
+            Err(FetchError::JobTime | FetchError::SiteWait(_)) => break,
+            Err(_) => continue,
         };
         let (is_index, locs) = parse_sitemap(&page.text);
         if is_index {

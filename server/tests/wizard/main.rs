@@ -2454,6 +2454,24 @@ async fn a_crawls_error_is_told_in_french() {
             "Exploration de https://salon.fr/ : en échec (le site ne répond pas)."
         ])
     );
+    // A job given back to the queue because its site asked to wait (a long
+    // Retry-After) says when it resumes, in the tenant's time (Paris); one
+    // never started is only waiting its turn.
+    assert_eq!(
+        b.eval(
+            "return import('/assets/knowledge.js').then(m => [
+                 {url: 'https://salon.fr/', status: 'queued', error_code: null,
+                  started_at: '2026-12-04T13:01:00.000Z', next_attempt_at: '2026-12-04T13:05:30.000Z'},
+                 {url: 'https://salon.fr/', status: 'queued', error_code: null,
+                  started_at: null, next_attempt_at: null}].map(m.jobStatus))"
+        )
+        .await,
+        json!([
+            "Exploration de https://salon.fr/ : en attente (le site a demandé une pause ; reprise \
+             vers 14:05).",
+            "Exploration de https://salon.fr/ : en attente."
+        ])
+    );
     // An error whose body is not the server's JSON (a proxy's page) is
     // told in French too.
     assert_eq!(

@@ -56,6 +56,15 @@ export function jobStatus(job) {
     if (job.status === 'queued') why += ' ; une nouvelle tentative est prévue';
     else if (job.status === 'running') why += ' au dernier essai ; nouvelle tentative en cours';
     status += ` (${why})`;
+  } else if (job.status === 'queued' && job.started_at && job.next_attempt_at) {
+    // Started, then given back to the queue because the site asked the
+    // crawler to wait (a long Retry-After): when it resumes, in the
+    // tenant's time.
+    const at = new Date(job.next_attempt_at).toLocaleTimeString('fr-FR', {
+      hour: '2-digit',
+      minute: '2-digit',
+    });
+    status += ` (le site a demandé une pause ; reprise vers ${at})`;
   }
   return `${status}.`;
 }
