@@ -341,8 +341,11 @@ impl Fetcher {
         }
         let sent = self.client.get(url.clone()).send().await;
         pace.0 = Some(std::time::Instant::now());
+        // A connection that never came within the connect limit (its SYNs
+        // dropped, as a firewall does) is the site's being unreachable, as
+        // a refused one; only the response limit's timeout is the page's.
         let response = sent.map_err(|e| {
-            if e.is_timeout() {
+            if e.is_timeout() && !e.is_connect() {
                 FetchError::Timeout
             } else {
                 FetchError::Unreachable
@@ -802,6 +805,54 @@ mod tests {
     ) -> Result<Page, FetchError> {
         let url = site.join(path).unwrap();
         fetcher.get_in_turn(&url, site, Accept::Page, pace).await
+    }
+
+    /// A site whose connection never comes (its listen queue full: the
+    /// kernel drops the SYNs, as a firewall does) is unreachable after the
+    /// connect limit, as one refusing it; one that connects and never
+    /// answers runs out the response limit, the page's `timeout`.
+    #[tokio::test]
+    async fn a_connection_that_never_comes_is_unreachable_an_answer_that_never_comes_a_timeout() {
+        let limits = Limits {
+            connect: Duration::from_millis(500),
+            response: Duration::from_millis(1500),
+            ..Limits::default()
+        };
+        let client = Client::new("test", &limits).unwrap();
+        let fetch = |addr: SocketAddr| {
+            let site = Url::parse(&format!("http://{addr}/")).unwrap();
+            let allow = AllowList::parse(&[addr.to_string()]).unwrap();
+            let fetcher = Fetcher::new(&client, &site, allow, HashMap::new(), limits.clone());
+            async move {
+                let mut pace = fetcher.turn().await;
+                get(&fetcher, &site, "/", &mut pace).await.err()
+            }
+        };
+        // A backlog of 0 queues one connection, never accepted; the next
+        // connections' SYNs are dropped.
+        let full = tokio::net::TcpSocket::new_v4().unwrap();
+        full.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let full = full.listen(0).unwrap();
+        let addr = full.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            if let Ok(Ok(stream)) = tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                queued.push(stream);
+            }
+        }
+        assert_eq!(fetch(addr).await, Some(FetchError::Unreachable));
+        // Accepted, never answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            fetch(silent.local_addr().unwrap()).await,
+            Some(FetchError::Timeout)
+        );
+        drop((queued, full, silent));
     }
 
     #[tokio::test]
