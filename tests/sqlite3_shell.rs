@@ -80,7 +80,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n11\n"
+        "v0.1.0\n12\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -262,11 +262,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n11\n"
+        "0\n12\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "11\n"
+        "12\n"
     );
     sqlite3_ok(
         &db,
@@ -364,7 +364,7 @@ fn a_table_of_the_hosts_named_like_the_statement_holder_leaves_the_close_clean()
             "SELECT x FROM onboarding_statement_cache;",
         ],
     );
-    assert_eq!(out, "11\n1\n1\n");
+    assert_eq!(out, "12\n1\n1\n");
 }
 
 #[test]

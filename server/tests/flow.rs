@@ -208,7 +208,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
             "attempts": 0, "lease_owner": null, "lease_expires_at": null, "next_attempt_at": null,
             "pages_found": 0, "pages_stored": 0, "pages_skipped": 0, "pages_failed": 0,
             "error_code": null, "started_at": null, "finished_at": null,
-            "bytes_fetched": 0, "crawl_ms": 0,
+            "bytes_fetched": 0, "crawl_ms": 0, "site_waits": 0,
         })]
     );
 }
