@@ -375,9 +375,11 @@ section("onboarding_kb_release(payload)",
         "crawler to wait (429 or 503 with a `Retry-After`) longer than the job can wait in hand "
         "(past 120 s, or past the rest of its 3 minutes). It is queued, claimed again no sooner "
         "than `wait_ms` from now (`next_attempt_at`), the attempt not counted, an earlier "
-        "attempt's error cleared; at most 5 times per job. `url`, when given, is the pending "
-        "page the site refused: its retry is counted with it (at most 2 per page), and the "
-        "next claim's frontier gives it. Past either bound, `conflict` and nothing changes. "
+        "attempt's error cleared when a page was refused; at most 5 times per job (then "
+        "`conflict`, and nothing changes). `url` and `retries` (1–2), when given, are the "
+        "pending page the site refused and the retries it has had, the one it waits for "
+        "included: kept with the page (never lowered), and given by the next claim's frontier, "
+        "so that the page is retried twice at most across the job's waits. "
         "Optional `bytes` and `elapsed_ms`, the job's budget, as with `onboarding_kb_renew`.")
 example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-2"}')
 example("SELECT onboarding_kb_release(?)", '{"worker":"crawler-1"}')

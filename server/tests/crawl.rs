@@ -1471,8 +1471,19 @@ async fn a_retry_after_of_an_hour_keeps_every_job_of_the_site_waiting_in_the_que
             "pages": [["/", "stored", 0], ["/occupe", "pending", 1], ["/autre", "pending", 0]],
         })
     );
-    completed_website_session(&server, "b@salon-ferme.fr", &format!("http://{addr}/")).await;
     let db = server.read_db();
+    // The site is left alone the whole hour (its turn's next request an
+    // hour after the 429, a few ms before the job was put back).
+    let gap: i64 = db
+        .query_row(
+            "SELECT CAST(round((julianday(t.next_at) - julianday(j.updated_at)) * 86400000) AS INTEGER)
+             FROM kb_site_turns t, kb_crawl_jobs j WHERE j.id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!((3_590_000..=3_600_000).contains(&gap), "{gap}");
+    completed_website_session(&server, "b@salon-ferme.fr", &format!("http://{addr}/")).await;
     let mut second = Value::Null;
     for _ in 0..400 {
         second = db
@@ -1500,6 +1511,61 @@ async fn a_retry_after_of_an_hour_keeps_every_job_of_the_site_waiting_in_the_que
     assert_eq!(asked.get("/occupe"), Some(&1), "{asked:?}");
     assert_eq!(asked.get("/robots.txt"), Some(&1), "{asked:?}");
     assert_eq!(asked.get("/autre"), None, "{asked:?}");
+    server.stop().await;
+}
+
+/// `/occupe` answers 429 with `Retry-After: 1`, then `Retry-After: 3`, then
+/// `Retry-After: 1` again; robots.txt asks to come back in 2 s first.
+fn busy_three_times(path: &str, n: usize) -> (&'static str, String, String) {
+    match (path, n) {
+        ("/robots.txt", 0) => (
+            "429 Too Many Requests",
+            "Retry-After: 2\r\n".to_string(),
+            String::new(),
+        ),
+        ("/robots.txt", _) => ("200 OK", String::new(), "User-agent: *\n".to_string()),
+        ("/occupe", _) => (
+            "429 Too Many Requests",
+            format!("Retry-After: {}\r\n", if n == 1 { 3 } else { 1 }),
+            String::new(),
+        ),
+        _ => busy_once(path, n),
+    }
+}
+
+/// A page's two retries are counted across the job's waits: one waited
+/// out in hand (1 s), one in the queue (3 s, past the 2 s a job waits in
+/// hand here), and the third 429 fails it. Before, the resumed job counted
+/// from the queue's one and asked a fourth time. And a robots.txt that
+/// answers 429 with a `Retry-After` puts the job in the queue as well,
+/// where it was read as "everything allowed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pages_retries_count_across_the_jobs_waits_and_robots_txt_may_ask_to_wait() {
+    let (addr, asked) = tiny_site(busy_three_times);
+    let limits = Limits {
+        max_retry_after: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let mut server = server_crawling_with(addr, 30, limits).await;
+    let s =
+        completed_website_session(&server, "a@salon-tenace.fr", &format!("http://{addr}/")).await;
+    let state = until_waiting(&server, addr).await;
+    assert_eq!(
+        state,
+        json!({"job": ["queued", 0, 1, 2000], "pages": [["/", "pending", 0]]})
+    );
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 1, 0, 1]), "{kb}");
+    assert_eq!(
+        waiting(&server.read_db(), addr),
+        json!({
+            "job": ["done", 1, 2, null],
+            "pages": [["/", "stored", 0], ["/occupe", "failed", 2]],
+        })
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/occupe"), Some(&3), "{asked:?}");
+    assert_eq!(asked.get("/robots.txt"), Some(&3), "{asked:?}");
     server.stop().await;
 }
 

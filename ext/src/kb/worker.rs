@@ -774,7 +774,7 @@ fn end_with(
 
 // -- onboarding_kb_release('{"worker":"crawler-1"}')
 //      -> '{"success":true,"released":[{"id":1,…,"status":"queued","attempts":0,…}]}'
-// -- onboarding_kb_release('{"worker":"crawler-1","job_id":1,"wait_ms":600000,"url":"https://…/tarifs"}')
+// -- onboarding_kb_release('{"worker":"crawler-1","job_id":1,"wait_ms":600000,"url":"https://…/tarifs","retries":1}')
 //      -> '{"success":true,"released":[{"id":1,…,"status":"queued","next_attempt_at":"…"}]}'
 /// Gives back the jobs a worker holds and will not finish, because its
 /// process is stopping (every one, or only `job_id`): queued again at once
@@ -786,10 +786,11 @@ fn end_with(
 ///
 /// With `wait_ms`, job `job_id` waits for its site instead (a `Retry-After`
 /// longer than the job can wait in hand): it is claimed again no sooner
-/// than `wait_ms` from now, at most [`MAX_SITE_WAITS`] times; `url`, when
-/// given, is the pending page the site refused, asked again on resuming as
-/// one of its [`MAX_PAGE_RETRIES`] retries. Past either bound, `conflict`
-/// and nothing changes: the page fails, or the job ends. With `job_id`, the
+/// than `wait_ms` from now, at most [`MAX_SITE_WAITS`] times (past them,
+/// `conflict` and nothing changes: the job ends). `url` and `retries`,
+/// when given, are a pending page and the retries it has had, the one it
+/// waits for included (1 to [`MAX_PAGE_RETRIES`]): kept with it, so that
+/// the worker that resumes the job goes on counting. With `job_id`, the
 /// job's budget so far may come along (`bytes`, `elapsed_ms`, as with a
 /// page).
 pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
@@ -803,20 +804,23 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
         Some(_) => Some(f.int("wait_ms", 1..=MAX_SITE_WAIT_MS, None)?),
         None => None,
     };
-    let page = match f.get("url") {
-        Some(_) => Some(f.str("url", 2048)?.to_string()),
-        None => None,
-    };
     if wait.is_some() && job_id.is_none() {
         return Err(Error::invalid_field(
             "job_id is required with wait_ms (the job that waits for its site)",
         ));
     }
-    if page.is_some() && wait.is_none() {
+    if f.get("url").is_some() && wait.is_none() {
         return Err(Error::invalid_field(
             "url is only given with wait_ms (the page the site asked to wait for)",
         ));
     }
+    let page = match f.get("url") {
+        Some(_) => Some((
+            f.str("url", 2048)?.to_string(),
+            f.int("retries", 1..=MAX_PAGE_RETRIES, None)?,
+        )),
+        None => None,
+    };
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
@@ -838,7 +842,8 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
             )?,
         };
         if let (Some(wait), Some(&id)) = (wait, jobs.first()) {
-            wait_for_site(conn, id, page.as_deref(), iso8601(now_ms + wait), &now)?;
+            let page = page.as_ref().map(|(url, retries)| (url.as_str(), *retries));
+            wait_for_site(conn, id, page, iso8601(now_ms + wait), &now)?;
             return Ok(json!({ "success": true, "released": [load_job(conn, id)?] }));
         }
         let mut released = Vec::with_capacity(jobs.len());
@@ -857,14 +862,13 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
     })
 }
 
-/// Puts job `id` back in the queue until `until`, its attempt not counted
-/// (and an earlier attempt's error no longer its state: this attempt got
-/// through to the site), and counts a retry of its pending page `page`;
-/// `conflict` past the job's waits or the page's retries.
+/// Puts job `id` back in the queue until `until`, its attempt not counted,
+/// and keeps the retries of its pending page `page` (url, retries);
+/// `conflict` past the job's waits.
 fn wait_for_site(
     conn: &Connection,
     id: i64,
-    page: Option<&str>,
+    page: Option<(&str, i64)>,
     until: String,
     now: &str,
 ) -> Result<()> {
@@ -879,30 +883,17 @@ fn wait_for_site(
             "job {id} has waited for its site {MAX_SITE_WAITS} times already"
         )));
     }
-    if let Some(url) = page {
-        let row: Option<(String, i64)> = sql::query_row(
-            conn,
-            "SELECT status, retries FROM kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
-            (id, url),
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-        match row {
+    if let Some((url, retries)) = page {
+        match page_row(conn, id, url)? {
             None => {
                 return Err(Error::invalid_field(format!(
                     "url {} is not a page of job {id}",
                     quote(url)
                 )))
             }
-            Some((status, _)) if status != "pending" => {
+            Some((_, _, status)) if status != "pending" => {
                 return Err(Error::conflict(format!(
                     "page {} was already reported ({status})",
-                    quote(url)
-                )))
-            }
-            Some((_, retries)) if retries >= MAX_PAGE_RETRIES => {
-                return Err(Error::conflict(format!(
-                    "page {} was retried {MAX_PAGE_RETRIES} times already",
                     quote(url)
                 )))
             }
@@ -910,18 +901,23 @@ fn wait_for_site(
         }
         sql::execute(
             conn,
-            "UPDATE kb_crawl_pages SET retries = retries + 1, updated_at = ?1
-             WHERE job_id = ?2 AND url = ?3",
-            (now, id, url),
+            "UPDATE kb_crawl_pages SET retries = max(retries, ?1), updated_at = ?2
+             WHERE job_id = ?3 AND url = ?4",
+            (retries, now, id, url),
         )?;
     }
+    // A page the site refused: this attempt got through to the site, and
+    // an earlier attempt's error (robots.txt unavailable, say) is no longer
+    // the job's state. A wait met before asking anything keeps it.
     sql::execute(
         conn,
         "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
-                site_waits = site_waits + 1, error_code = NULL, lease_owner = NULL,
-                lease_expires_at = NULL, next_attempt_at = ?1, updated_at = ?2
+                site_waits = site_waits + 1,
+                error_code = CASE WHEN ?4 THEN NULL ELSE error_code END,
+                lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1,
+                updated_at = ?2
          WHERE id = ?3",
-        (&until, now, id),
+        (&until, now, id, page.is_some()),
     )?;
     Ok(())
 }

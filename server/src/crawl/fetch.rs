@@ -54,7 +54,7 @@ impl Default for Limits {
             redirects: 5,
             min_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(5),
-            retries: 2,
+            retries: onboarding::kb::MAX_PAGE_RETRIES as usize,
             max_retry_after: Duration::from_secs(120),
             max_site_wait: Duration::from_millis(onboarding::kb::MAX_SITE_WAIT_MS as u64),
         }

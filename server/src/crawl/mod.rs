@@ -549,7 +549,7 @@ impl SiteTurns {
         if let Ok(mut held) = self.held.lock() {
             held.remove(&self.worker);
         }
-        let gap_ms = (gap.as_millis() as u64).min(600_000);
+        let gap_ms = (gap.as_millis() as u64).min(onboarding::kb::MAX_SITE_WAIT_MS as u64);
         let payload = json!({"url": url.as_str(), "worker": self.worker, "gap_ms": gap_ms});
         if let Err(e) = sql(&self.writer, KbFunction::SiteRelease, payload).await {
             tracing::warn!(url = %url, error = %e, "the site's turn could not be released");
@@ -572,9 +572,10 @@ enum Stop {
     /// Its time would run out waiting for the site's turn.
     JobTime,
     /// The site asked to be left alone this long, longer than the job can
-    /// wait in hand; `true` when the page asked was the one refused (its
-    /// retry), `false` when the wait was another request's.
-    Wait(Duration, bool),
+    /// wait in hand; with the retries the page has had, the one it waits
+    /// for included (0 when the wait was another request's and the page
+    /// was never refused).
+    Wait(Duration, usize),
 }
 
 /// One claimed job being crawled.
@@ -657,7 +658,14 @@ impl<'a> Crawl<'a> {
         }
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
+            // Met another request's wait, or robots.txt itself asked to
+            // wait (429 or 503 with a Retry-After): read on resuming.
             Err(FetchError::SiteWait(wait)) => return self.wait_for_site(wait, None).await,
+            Err(FetchError::Status(429 | 503, Some(wait)))
+                if wait <= self.config.limits.max_site_wait =>
+            {
+                return self.wait_for_site(wait, None).await
+            }
             Err(e) => return self.finish(Some(robots::job_code(&e))).await,
         };
         fetcher.set_delay(rules.delay).await;
@@ -710,10 +718,9 @@ impl<'a> Crawl<'a> {
                 // this page and the rest are left unfetched (`not_fetched`),
                 // as at the limit itself.
                 Err(Stop::JobTime) => return self.finish(Some("timeout")).await,
-                Err(Stop::Wait(wait, asked)) => {
-                    return self
-                        .wait_for_site(wait, asked.then_some(url.as_str()))
-                        .await
+                Err(Stop::Wait(wait, retries)) => {
+                    let page = (retries > 0).then_some((url.as_str(), retries));
+                    return self.wait_for_site(wait, page).await;
                 }
             };
             if depth == 0 {
@@ -806,6 +813,10 @@ impl<'a> Crawl<'a> {
             return Ok(json!({"status": "failed", "reason": "bad_url"}));
         };
         let limits = &self.config.limits;
+        // The library keeps at most its own count of a page's retries.
+        let max_retries = limits
+            .retries
+            .min(onboarding::kb::MAX_PAGE_RETRIES as usize);
         let page = loop {
             match polite.get(&target, site, Accept::Page).await {
                 // Waited out in hand when short and within the job's time
@@ -814,12 +825,12 @@ impl<'a> Crawl<'a> {
                 // lost for nothing; the job's lease is renewed meanwhile),
                 // else in the queue, up to an hour; a longer one fails it.
                 Err(FetchError::Status(429 | 503, Some(wait)))
-                    if tries < limits.retries && wait <= limits.max_site_wait =>
+                    if tries < max_retries && wait <= limits.max_site_wait =>
                 {
                     if wait > limits.max_retry_after
                         || self.budget.elapsed() + wait > limits.job_time
                     {
-                        return Err(Stop::Wait(wait, true));
+                        return Err(Stop::Wait(wait, tries + 1));
                     }
                     tries += 1;
                     tokio::time::sleep(wait).await;
@@ -845,7 +856,7 @@ impl<'a> Crawl<'a> {
         let page = match page {
             Ok(page) => page,
             Err(FetchError::JobTime) => return Err(Stop::JobTime),
-            Err(FetchError::SiteWait(wait)) => return Err(Stop::Wait(wait, false)),
+            Err(FetchError::SiteWait(wait)) => return Err(Stop::Wait(wait, tries)),
             Err(
                 e @ (FetchError::Status(..)
                 | FetchError::Dns
@@ -925,19 +936,24 @@ impl<'a> Crawl<'a> {
         Ok(report)
     }
 
-    /// Gives the job back to the queue until its site's wait is over (the
-    /// page `asked`, when the site refused it, asked again on resuming).
-    /// Past the job's waits or the page's retries, the library refuses:
-    /// the job ends as at its time limit.
-    async fn wait_for_site(&mut self, wait: Duration, asked: Option<&str>) -> Result<(), String> {
+    /// Gives the job back to the queue until its site's wait is over; `page`
+    /// (url, retries), when the site refused it, is asked again on resuming
+    /// and its retries kept. Past the job's waits, the library refuses: the
+    /// job ends as at its time limit.
+    async fn wait_for_site(
+        &mut self,
+        wait: Duration,
+        page: Option<(&str, usize)>,
+    ) -> Result<(), String> {
         self.renewing = None;
         if let Ok(mut budgets) = self.config.budgets.lock() {
             budgets.remove(self.worker);
         }
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut payload = json!({"job_id": self.job_id, "worker": self.worker, "wait_ms": wait_ms});
-        if let Some(url) = asked {
+        if let Some((url, retries)) = page {
             payload["url"] = json!(url);
+            payload["retries"] = json!(retries);
         }
         self.budget.report(&mut payload);
         match sql(self.writer, KbFunction::Release, payload).await {
@@ -946,7 +962,7 @@ impl<'a> Crawl<'a> {
                 tracing::info!(job = self.job_id, next_attempt_at = %job["next_attempt_at"], "crawl waits for its site");
                 Ok(())
             }
-            Err(e) if e.contains(": conflict: ") => {
+            Err(e) if e.contains(": conflict: ") && e.contains("has waited for its site") => {
                 tracing::warn!(job = self.job_id, error = %e, "the job cannot wait for its site again");
                 self.finish(Some("timeout")).await
             }
@@ -975,7 +991,8 @@ impl<'a> Crawl<'a> {
 pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
     register(&config, &name);
     // Bounded: each claim takes a job out of the queue or ends the loop,
-    // and a job is claimed at most MAX_ATTEMPTS times.
+    // and a job is claimed at most MAX_ATTEMPTS times plus MAX_SITE_WAITS
+    // (a job waiting for its site is not due: it is left queued too).
     let client = match Client::new(&config.user_agent, &config.limits) {
         Ok(client) => client,
         Err(e) => {

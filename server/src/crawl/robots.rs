@@ -46,6 +46,9 @@ pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, FetchEr
                 sitemaps,
             })
         }
+        // A 429 with a Retry-After asks the crawler to come back, not to
+        // crawl without rules: the job waits for its site.
+        Err(e @ FetchError::Status(429, Some(_))) => Err(e),
         Err(FetchError::Status(400..=499, _)) => Ok(Rules {
             robot: None,
             delay: min,

@@ -2455,21 +2455,32 @@ async fn a_crawls_error_is_told_in_french() {
         ])
     );
     // A job given back to the queue because its site asked to wait (a long
-    // Retry-After) says when it resumes, in the tenant's time (Paris); one
-    // never started is only waiting its turn.
+    // Retry-After) says when it resumes, in the browser's time zone (Paris
+    // here), or that it is imminent once that time has passed; one never
+    // started is only waiting its turn. The page reads the crawl again
+    // when it is due (an hour at most away), the read not counted.
     assert_eq!(
         b.eval(
-            "return import('/assets/knowledge.js').then(m => [
-                 {url: 'https://salon.fr/', status: 'queued', error_code: null,
-                  started_at: '2026-12-04T13:01:00.000Z', next_attempt_at: '2026-12-04T13:05:30.000Z'},
-                 {url: 'https://salon.fr/', status: 'queued', error_code: null,
-                  started_at: null, next_attempt_at: null}].map(m.jobStatus))"
+            "return import('/assets/knowledge.js').then(m => {
+                 const job = (started_at, next_attempt_at) => ({url: 'https://salon.fr/',
+                     status: 'queued', error_code: null, started_at, next_attempt_at});
+                 const later = job('2026-12-04T13:01:00.000Z', '2099-12-04T13:05:30.000Z');
+                 const past = job('2026-12-04T13:01:00.000Z', '2026-12-04T13:05:30.000Z');
+                 const fresh = job(null, null);
+                 return [[later, past, fresh].map(m.jobStatus),
+                         [later, past, fresh, {...later, status: 'running'}].map(m.dueIn)];
+             })"
         )
         .await,
         json!([
-            "Exploration de https://salon.fr/ : en attente (le site a demandé une pause ; reprise \
-             vers 14:05).",
-            "Exploration de https://salon.fr/ : en attente."
+            [
+                "Exploration de https://salon.fr/ : en attente (le site a demandé une pause ; \
+                 reprise vers 14:05).",
+                "Exploration de https://salon.fr/ : en attente (le site a demandé une pause ; \
+                 reprise imminente).",
+                "Exploration de https://salon.fr/ : en attente."
+            ],
+            [3_600_000, 0, 0, 0]
         ])
     );
     // An error whose body is not the server's JSON (a proxy's page) is

@@ -12,6 +12,8 @@ const POLL_MS = 2000;
 /** The longest gap between two reads, and the most reads (about an hour). */
 const MAX_POLL_MS = 30000;
 const MAX_POLLS = 130;
+/** The longest a crawl waits for its site: the library's hour. */
+const MAX_WAIT_MS = 3600000;
 
 const JOB_STATUS = {
   queued: 'en attente',
@@ -59,12 +61,14 @@ export function jobStatus(job) {
   } else if (job.status === 'queued' && job.started_at && job.next_attempt_at) {
     // Started, then given back to the queue because the site asked the
     // crawler to wait (a long Retry-After): when it resumes, in the
-    // tenant's time.
-    const at = new Date(job.next_attempt_at).toLocaleTimeString('fr-FR', {
-      hour: '2-digit',
-      minute: '2-digit',
-    });
-    status += ` (le site a demandé une pause ; reprise vers ${at})`;
+    // browser's time zone; once that time has passed, it resumes as soon
+    // as a crawler is free.
+    const at = new Date(job.next_attempt_at);
+    const when =
+      at.getTime() > Date.now()
+        ? `vers ${at.toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' })}`
+        : 'imminente';
+    status += ` (le site a demandé une pause ; reprise ${when})`;
   }
   return `${status}.`;
 }
@@ -111,6 +115,18 @@ export function renderKnowledge(kb, prefix) {
 const running = (job) => job && (job.status === 'queued' || job.status === 'running');
 
 /**
+ * How long until a queued job is due again (its backoff, or its site's
+ * wait, an hour at most), 0 when it is due: the next read is then, not
+ * counted among the reads, so that a crawl that waits an hour is still
+ * followed when it resumes.
+ */
+export function dueIn(job) {
+  if (job.status !== 'queued' || !job.next_attempt_at) return 0;
+  const left = Date.parse(job.next_attempt_at) - Date.now();
+  return Number.isFinite(left) ? Math.min(Math.max(left, 0), MAX_WAIT_MS) : 0;
+}
+
+/**
  * Reads and shows the session's knowledge base, then reads it again while
  * its crawl is queued or running: every 2 s at first, then less often, so
  * that a job no worker takes (a server run with `--crawl-workers 0`) is not
@@ -122,8 +138,12 @@ export async function followKnowledge(id, prefix, guard, polls = 0) {
   const kb = await get(sessionPath(id, 'kb'));
   renderKnowledge(kb, prefix);
   if (running(kb.job) && polls < MAX_POLLS) {
-    const wait = Math.min(POLL_MS * 1.25 ** polls, MAX_POLL_MS);
-    setTimeout(() => guard(() => followKnowledge(id, prefix, guard, polls + 1)), wait);
+    const due = dueIn(kb.job);
+    // Bounded: a read not counted comes after the job's due time, which
+    // the library moves a few times at most (3 attempts, 5 waits).
+    const wait = due > POLL_MS ? due + POLL_MS : Math.min(POLL_MS * 1.25 ** polls, MAX_POLL_MS);
+    const next = due > POLL_MS ? polls : polls + 1;
+    setTimeout(() => guard(() => followKnowledge(id, prefix, guard, next)), wait);
   }
   return kb;
 }
