@@ -1569,6 +1569,56 @@ async fn a_pages_retries_count_across_the_jobs_waits_and_robots_txt_may_ask_to_w
     server.stop().await;
 }
 
+/// robots.txt always answers 503 with `Retry-After: 1`.
+fn robots_always_busy(path: &str, n: usize) -> (&'static str, String, String) {
+    match path {
+        "/robots.txt" => (
+            "503 Service Unavailable",
+            "Retry-After: 1\r\n".to_string(),
+            String::new(),
+        ),
+        _ => busy_once(path, n),
+    }
+}
+
+/// A robots.txt that keeps asking to wait: the job waits for its site five
+/// times, then its attempt ends as for any robots.txt not read
+/// (`robots_unavailable`, tried again after the library's backoff), not as
+/// a job out of time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_txt_that_keeps_asking_to_wait_ends_the_attempt_unavailable() {
+    let (addr, asked) = tiny_site(robots_always_busy);
+    let mut server = server_crawling(addr, 30).await;
+    let s =
+        completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
+    let mut job = Value::Null;
+    // Bounded: five waits of about 1 s, then the attempt's end.
+    for _ in 0..300 {
+        let kb = server
+            .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+            .await;
+        job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
+        if !job["error_code"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        [&job["status"], &job["attempts"], &job["error_code"]],
+        [&json!("queued"), &json!(1), &json!("robots_unavailable")],
+        "{job}"
+    );
+    let waits: i64 = server
+        .read_db()
+        .query_row("SELECT site_waits FROM kb_crawl_jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(waits, 5);
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/robots.txt"), Some(&6), "{asked:?}");
+    assert_eq!(asked.get("/"), None, "{asked:?}");
+    server.stop().await;
+}
+
 /// A `Retry-After` past the longest wait honoured (2 s here, an hour by
 /// default) fails its page, and the site is left alone that longest wait:
 /// the job waits it out in hand (its time allows) and goes on.

@@ -660,11 +660,15 @@ impl<'a> Crawl<'a> {
             Ok(rules) => rules,
             // Met another request's wait, or robots.txt itself asked to
             // wait (429 or 503 with a Retry-After): read on resuming.
-            Err(FetchError::SiteWait(wait)) => return self.wait_for_site(wait, None).await,
+            // Past the job's waits, robots.txt was not to be had: the
+            // job's attempt ends as for any robots.txt not read.
+            Err(FetchError::SiteWait(wait)) => {
+                return self.wait_for_site(wait, None, "robots_unavailable").await
+            }
             Err(FetchError::Status(429 | 503, Some(wait)))
                 if wait <= self.config.limits.max_site_wait =>
             {
-                return self.wait_for_site(wait, None).await
+                return self.wait_for_site(wait, None, "robots_unavailable").await
             }
             Err(e) => return self.finish(Some(robots::job_code(&e))).await,
         };
@@ -720,7 +724,7 @@ impl<'a> Crawl<'a> {
                 Err(Stop::JobTime) => return self.finish(Some("timeout")).await,
                 Err(Stop::Wait(wait, retries)) => {
                     let page = (retries > 0).then_some((url.as_str(), retries));
-                    return self.wait_for_site(wait, page).await;
+                    return self.wait_for_site(wait, page, "timeout").await;
                 }
             };
             if depth == 0 {
@@ -939,11 +943,13 @@ impl<'a> Crawl<'a> {
     /// Gives the job back to the queue until its site's wait is over; `page`
     /// (url, retries), when the site refused it, is asked again on resuming
     /// and its retries kept. Past the job's waits, the library refuses: the
-    /// job ends as at its time limit.
+    /// job finishes with `code` (`timeout`, as at its time limit, or
+    /// `robots_unavailable` before robots.txt was read).
     async fn wait_for_site(
         &mut self,
         wait: Duration,
         page: Option<(&str, usize)>,
+        code: &'static str,
     ) -> Result<(), String> {
         self.renewing = None;
         if let Ok(mut budgets) = self.config.budgets.lock() {
@@ -964,7 +970,7 @@ impl<'a> Crawl<'a> {
             }
             Err(e) if e.contains(": conflict: ") && e.contains("has waited for its site") => {
                 tracing::warn!(job = self.job_id, error = %e, "the job cannot wait for its site again");
-                self.finish(Some("timeout")).await
+                self.finish(Some(code)).await
             }
             Err(e) => Err(e),
         }
