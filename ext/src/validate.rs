@@ -1197,6 +1197,18 @@ impl Fields {
         }
     }
 
+    /// An integer in `range`, or `None` when absent.
+    pub fn optional_int(
+        &self,
+        field: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<Option<i64>> {
+        match self.get(field) {
+            Some(_) => self.int(field, range, None).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// An integer in `range`, or `default` when absent.
     pub fn int(
         &self,

@@ -795,15 +795,9 @@ fn end_with(
 /// page).
 pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
-    let job_id = match f.get("job_id") {
-        Some(_) => Some(f.int("job_id", 1..=i64::MAX, None)?),
-        None => None,
-    };
+    let job_id = f.optional_int("job_id", 1..=i64::MAX)?;
     let worker = f.str("worker", 100)?.to_string();
-    let wait = match f.get("wait_ms") {
-        Some(_) => Some(f.int("wait_ms", 1..=MAX_SITE_WAIT_MS, None)?),
-        None => None,
-    };
+    let wait = f.optional_int("wait_ms", 1..=MAX_SITE_WAIT_MS)?;
     if wait.is_some() && job_id.is_none() {
         return Err(Error::invalid_field(
             "job_id is required with wait_ms (the job that waits for its site)",
@@ -816,7 +810,7 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
     }
     let page = match f.get("url") {
         Some(_) => Some((
-            f.str("url", 2048)?.to_string(),
+            f.str("url", 2048)?,
             f.int("retries", 1..=MAX_PAGE_RETRIES, None)?,
         )),
         None => None,
@@ -842,7 +836,6 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
             )?,
         };
         if let (Some(wait), Some(&id)) = (wait, jobs.first()) {
-            let page = page.as_ref().map(|(url, retries)| (url.as_str(), *retries));
             wait_for_site(conn, id, page, iso8601(now_ms + wait), &now)?;
             return Ok(json!({ "success": true, "released": [load_job(conn, id)?] }));
         }

@@ -788,7 +788,11 @@ mod tests {
     /// A fetcher with the default limits for the site a test serves on
     /// `addr`, and that site's root.
     fn loopback_fetcher(addr: SocketAddr) -> (Fetcher, Url) {
-        let limits = Limits::default();
+        loopback_fetcher_with(addr, Limits::default())
+    }
+
+    /// The same with `limits`.
+    fn loopback_fetcher_with(addr: SocketAddr, limits: Limits) -> (Fetcher, Url) {
         let client = Client::new("test", &limits).unwrap();
         let site = Url::parse(&format!("http://{addr}/")).unwrap();
         let allow = AllowList::parse(&[addr.to_string()]).unwrap();
@@ -818,11 +822,8 @@ mod tests {
             response: Duration::from_millis(1500),
             ..Limits::default()
         };
-        let client = Client::new("test", &limits).unwrap();
         let fetch = |addr: SocketAddr| {
-            let site = Url::parse(&format!("http://{addr}/")).unwrap();
-            let allow = AllowList::parse(&[addr.to_string()]).unwrap();
-            let fetcher = Fetcher::new(&client, &site, allow, HashMap::new(), limits.clone());
+            let (fetcher, site) = loopback_fetcher_with(addr, limits.clone());
             async move {
                 let mut pace = fetcher.turn().await;
                 get(&fetcher, &site, "/", &mut pace).await.err()

@@ -676,21 +676,20 @@ impl<'a> Crawl<'a> {
         let rules = Arc::new(rules);
         let for_fetcher = Arc::clone(&rules);
         fetcher.set_robots(Arc::new(move |url: &str| for_fetcher.allowed(url)));
-        let mut queue: VecDeque<(String, i64)> = job["frontier"]
+        // Each page with the retries it had before the job waited for its
+        // site: they count toward the page's two.
+        let mut queue: VecDeque<(String, i64, usize)> = job["frontier"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|p| Some((p["url"].as_str()?.to_string(), p["depth"].as_i64()?)))
-            .collect();
-        // The retries pages of the frontier had before the job waited for
-        // its site: they count toward the page's two.
-        let retried: HashMap<String, usize> = job["frontier"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some((p["url"].as_str()?.to_string(), p["retries"].as_u64()?)))
-            .filter(|(_, n)| *n > 0)
-            .map(|(url, n)| (url, n as usize))
+            .filter_map(|p| {
+                let retries = p["retries"].as_u64().unwrap_or(0) as usize;
+                Some((
+                    p["url"].as_str()?.to_string(),
+                    p["depth"].as_i64()?,
+                    retries,
+                ))
+            })
             .collect();
         // A fresh job (only its start page known) reads the sitemaps first.
         let mut sitemap = Vec::new();
@@ -703,7 +702,7 @@ impl<'a> Crawl<'a> {
         // of a redirect or a canonical link, stored under it when its
         // source was reported. Fetched again, its report would be refused.
         let mut settled = std::collections::HashSet::new();
-        while let Some((url, depth)) = queue.pop_front() {
+        while let Some((url, depth, tried)) = queue.pop_front() {
             if settled.contains(&url) {
                 continue;
             }
@@ -715,7 +714,6 @@ impl<'a> Crawl<'a> {
             }
             // robots.txt is the fetcher's to apply: a disallowed page comes
             // back skipped, never asked for.
-            let tried = retried.get(&url).copied().unwrap_or(0);
             let mut report = match self.page(&mut polite, &site, &url, tried).await {
                 Ok(report) => report,
                 // The site's turn would come after the job's time limit:
@@ -759,7 +757,7 @@ impl<'a> Crawl<'a> {
             }
             for added in answer["added"].as_array().into_iter().flatten() {
                 if let (Some(u), Some(d)) = (added["url"].as_str(), added["depth"].as_i64()) {
-                    queue.push_back((u.to_string(), d));
+                    queue.push_back((u.to_string(), d, 0));
                 }
             }
         }
@@ -951,10 +949,7 @@ impl<'a> Crawl<'a> {
         page: Option<(&str, usize)>,
         code: &'static str,
     ) -> Result<(), String> {
-        self.renewing = None;
-        if let Ok(mut budgets) = self.config.budgets.lock() {
-            budgets.remove(self.worker);
-        }
+        self.let_go();
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut payload = json!({"job_id": self.job_id, "worker": self.worker, "wait_ms": wait_ms});
         if let Some((url, retries)) = page {
@@ -976,11 +971,18 @@ impl<'a> Crawl<'a> {
         }
     }
 
-    async fn finish(&mut self, code: Option<&str>) -> Result<(), String> {
+    /// Stops the job's lease renewals (a renewal after the job is finished
+    /// or given back would be refused, and logged as a lease lost) and its
+    /// budget's report at a shutdown: the job is about to leave the worker.
+    fn let_go(&mut self) {
         self.renewing = None;
         if let Ok(mut budgets) = self.config.budgets.lock() {
             budgets.remove(self.worker);
         }
+    }
+
+    async fn finish(&mut self, code: Option<&str>) -> Result<(), String> {
+        self.let_go();
         let done = sql(
             self.writer,
             KbFunction::Finish,
