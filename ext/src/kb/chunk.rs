@@ -764,6 +764,56 @@ mod tests {
     }
 
     #[test]
+    fn any_text_comes_out_whole_in_order_and_under_the_limit() {
+        // Texts drawn from the characters that steer the cuts: every
+        // character that is not blank space is in one chunk, in order,
+        // each chunk a slice of the text but for a table header repeated
+        // over it, none over the limit but by that header.
+        let alphabet: Vec<char> = "ab. #|-:\n\n\n\u{a0}é!".chars().collect();
+        let mut draw: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..300 {
+            draw ^= draw << 13;
+            draw ^= draw >> 7;
+            draw ^= draw << 17;
+            let len = (draw % 4_000) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    draw ^= draw << 13;
+                    draw ^= draw >> 7;
+                    draw ^= draw << 17;
+                    // Runs of one letter make long words now and then.
+                    let c = alphabet[(draw % alphabet.len() as u64) as usize];
+                    if draw.is_multiple_of(997) {
+                        'w'
+                    } else {
+                        c
+                    }
+                })
+                .collect::<String>()
+                .replace('w', &"w".repeat(1_500));
+            let got = chunks(&text, "T");
+            let mut at = 0;
+            for c in &got {
+                let (body, header) = match text[at..].find(&c.text) {
+                    Some(_) => (c.text.as_str(), 0),
+                    None => {
+                        let mut rows = c.text.splitn(3, '\n');
+                        let header = [rows.next().unwrap(), rows.next().unwrap()].join("\n");
+                        (rows.next().unwrap_or(""), header.chars().count() + 1)
+                    }
+                };
+                let found = at + text[at..].find(body).expect("a slice of the text");
+                assert!(text[at..found].chars().all(blank), "round {round}: {c:?}");
+                assert!(!body.is_empty() && !body.starts_with(blank) && !body.ends_with(blank));
+                assert!(body.chars().count() <= MAX_CHARS, "round {round}: {c:?}");
+                assert!(header <= MAX_CHARS / 4 + 1, "round {round}: {c:?}");
+                at = found + body.len();
+            }
+            assert!(text[at..].chars().all(blank), "round {round}");
+        }
+    }
+
+    #[test]
     fn text_before_any_heading_takes_the_title() {
         let got = chunks("Juste du texte.", "Mentions");
         assert_eq!(
