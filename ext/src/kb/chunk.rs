@@ -171,10 +171,12 @@ impl Cut {
     const INSIDE: u64 = 5_000;
 }
 
-/// Where a word longer than a chunk may be cut: every this many characters
-/// (every character would make the search for the cuts slow on a
-/// 200,000-character word, for no better pieces).
-const INSIDE_STEP: usize = 8;
+/// Cuts are at least about this many characters apart: inside a word
+/// longer than a chunk, every this many characters, and elsewhere the
+/// cheapest of those this close. One a character would make the search for
+/// the cuts four times slower on a text of one-letter words or lines (and
+/// 25 times on a 200,000-character word), for pieces no better.
+const STEP: usize = 8;
 
 /// The cost of a piece of `chars` characters: each piece costs something,
 /// so that fewer and fuller ones are preferred; one under [`MIN_CHARS`]
@@ -241,7 +243,7 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
                 };
                 // None at the text's start: nothing is before it.
                 if let Some(price) = price.filter(|_| end > 0) {
-                    out.push(Cut {
+                    let cut = Cut {
                         end,
                         start: byte,
                         end_chars,
@@ -249,7 +251,22 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
                         end_line,
                         start_line: line,
                         price,
-                    });
+                    };
+                    // Cuts within a few characters of each other are one
+                    // choice, the cheapest of them: where they are dense
+                    // ("a a a …", a word a line), the search for the cuts
+                    // looks at a chunk's length over STEP of them, not
+                    // one per character.
+                    match out.last_mut() {
+                        Some(last)
+                            if last.end > 0 && last.end_chars / STEP == cut.end_chars / STEP =>
+                        {
+                            if cut.price < last.price {
+                                *last = cut;
+                            }
+                        }
+                        _ => out.push(cut),
+                    }
                 }
             }
             before = Some(c);
@@ -271,7 +288,7 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
         let word = &text[from.start..to.end];
         let mut line = from.start_line;
         for (n, (byte, c)) in word.char_indices().enumerate() {
-            if n > 0 && n % INSIDE_STEP == 0 {
+            if n > 0 && n % STEP == 0 {
                 all.push(Cut {
                     price: Cut::INSIDE,
                     ..at(from.start + byte, from.start_chars + n, line)
@@ -811,6 +828,30 @@ mod tests {
             }
             assert!(text[at..].chars().all(blank), "round {round}");
         }
+    }
+
+    #[test]
+    fn cuts_closer_than_a_step_are_one_the_cheapest() {
+        // One-letter words: a cut every 2 characters, kept one every 8.
+        let text = "a ".repeat(1_000);
+        let text = text.trim_end();
+        let got = cuts(text, &Lines::read(text, "T"));
+        let places: Vec<usize> = got.iter().map(|c| c.end_chars).collect();
+        assert_eq!(places.len(), 2 + 250);
+        assert_eq!(places[..4], [0, 1, 9, 17]);
+        assert_eq!(places[places.len() - 1], 1_999);
+        // Of those close together, the cheapest: after the sentence, not
+        // between the words around it.
+        // "… a bc. d e": the cuts at 1,601, 1,605 and 1,607 are one choice,
+        // as are 1,593 to 1,599.
+        let text = format!("{} bc. d e", "a ".repeat(801).trim_end());
+        let got = cuts(&text, &Lines::read(&text, "T"));
+        let near: Vec<(usize, u64)> = got
+            .iter()
+            .filter(|c| (1_590..1_609).contains(&c.end_chars))
+            .map(|c| (c.end_chars, c.price))
+            .collect();
+        assert_eq!(near, [(1_593, Cut::WORD), (1_605, Cut::SENTENCE)]);
     }
 
     #[test]
