@@ -360,7 +360,12 @@ section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wai
         "Optional `bytes` and `elapsed_ms` (also taken by `onboarding_kb_store_page`): the job's budget "
         "spent so far as the worker counts it, kept with the job (the larger count) and given by the "
         "next claim as `bytes_fetched` and `crawl_ms`, so that a worker taking the job over goes on "
-        "from there: the 20 MiB and 3 minutes are the job's.")
+        "from there: the 20 MiB and 3 minutes are the job's. Optional `url` and `retries` (1–2), given "
+        "together: a pending page the site refused (429 or 503 with a short `Retry-After`) that the "
+        "worker retries in hand, and the retries it has had, the one it is about to wait for included; "
+        "kept with the page before the wait (never lowered) and given by the next claim's frontier, so "
+        "that a worker taking the job over after a crash goes on counting. A `url` that is not a page "
+        "of the job is `invalid_field`; a page already reported is `conflict`.")
 example("SELECT onboarding_kb_renew(?)", '{"job_id":1,"worker":"crawler-1","lease_seconds":60,"bytes":48213,"elapsed_ms":21500}')
 
 section("onboarding_kb_release(payload)",

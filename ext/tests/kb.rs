@@ -1294,6 +1294,63 @@ fn a_job_waits_for_its_site_in_the_queue_within_its_bounds() {
     );
 }
 
+/// A retry waited out in hand is kept before the wait, by the renewal: a
+/// worker that takes the job over after the first one died mid-wait goes on
+/// counting from it, so a page is retried twice at most whoever asks.
+#[test]
+fn a_retry_in_hand_is_kept_by_the_renewal_for_a_takeover() {
+    let db = Db::memory();
+    let job = claimed_with_home_stored(&db);
+    let tarifs = "https://salon.fr/tarifs";
+    let before = db.snapshot();
+    for (payload, error) in [
+        (json!({"job_id": job, "worker": "w1", "retries": 1}), "onboarding_kb_renew: invalid_field: url is required with retries (the page they are of)"),
+        (json!({"job_id": job, "worker": "w1", "url": tarifs}), "onboarding_kb_renew: invalid_field: retries is required"),
+        (json!({"job_id": job, "worker": "w1", "url": tarifs, "retries": 0}), "onboarding_kb_renew: invalid_field: retries 0 is not an integer from 1 to 2"),
+        (json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/contact", "retries": 1}), "onboarding_kb_renew: invalid_field: url 'https://salon.fr/contact' is not a page of job 1"),
+        (json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "retries": 1}), "onboarding_kb_renew: conflict: page 'https://salon.fr/' was already reported (stored)"),
+        (json!({"job_id": job, "worker": "w2", "url": tarifs, "retries": 1}), "onboarding_kb_renew: conflict: job 1 is not leased by worker 'w2' (status running; its lease expired or another worker holds it)"),
+    ] {
+        assert_eq!(worker(&db, "renew", payload).unwrap_err(), error);
+    }
+    assert_eq!(db.snapshot(), before);
+    let renewed = worker(
+        &db,
+        "renew",
+        json!({"job_id": job, "worker": "w1", "lease_seconds": 30, "url": tarifs, "retries": 1}),
+    )
+    .unwrap();
+    // The pinned clock's start, thirty seconds on.
+    assert_eq!(
+        renewed,
+        json!({"success": true, "job_id": job, "lease_expires_at": "2026-11-24T10:00:30.000Z"})
+    );
+    // w1 dies waiting; w2 takes the job over when the lease runs out.
+    db.env.advance_ms(30_001);
+    let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
+    assert_eq!(taken["job"]["attempts"], 2);
+    assert_eq!(
+        taken["job"]["frontier"],
+        json!([{"url": tarifs, "depth": 1, "retries": 1}])
+    );
+    // A lower count never lowers it; a higher one raises it.
+    for (retries, kept) in [(1, 1), (2, 2), (1, 2)] {
+        worker(
+            &db,
+            "renew",
+            json!({"job_id": job, "worker": "w2", "url": tarifs, "retries": retries}),
+        )
+        .unwrap();
+        assert_eq!(
+            db.row(
+                "SELECT retries FROM kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
+                &[&job, &tarifs]
+            ),
+            json!({"retries": kept})
+        );
+    }
+}
+
 /// The job `w1` claimed is taken over by `w2` and `w3` as each lease runs
 /// out, and the claim after the third ends it: none is due then.
 fn workers_keep_dying(db: &Db) {

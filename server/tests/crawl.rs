@@ -1310,13 +1310,31 @@ fn busy_once(path: &str, n: usize) -> (&'static str, String, String) {
 /// A `Retry-After` longer than what a lease covers, but within the 120 s
 /// the site's gap keeps: the page is asked again after it, the lease
 /// renewed meanwhile. Before, a wait past the lease (less 5 s) failed the
-/// page at once, and the site was waited for all the same.
+/// page at once, and the site was waited for all the same. The retry is
+/// kept with the job before it is waited out: a worker taking the job over
+/// would go on counting (before, it started again from none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed() {
     let (addr, asked) = tiny_site(busy_once);
     let mut server = server_crawling(addr, 10).await;
     let s =
         completed_website_session(&server, "a@salon-occupe.fr", &format!("http://{addr}/")).await;
+    let db = server.read_db();
+    let mut during = Value::Null;
+    // Bounded: 10 s, the wait being 8.
+    for _ in 0..200 {
+        during = waiting(&db, addr);
+        if during["pages"][1][2] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(during["job"][0], "running", "{during}");
+    assert_eq!(
+        during["pages"],
+        json!([["/", "stored", 0], ["/occupe", "pending", 1]])
+    );
+    assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&1));
     let kb = wait_for_job(&server, &s).await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
     assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&2));

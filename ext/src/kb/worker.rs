@@ -289,14 +289,26 @@ fn extend_lease(conn: &Connection, job_id: i64, now_ms: i64, lease: i64) -> Resu
 // -- onboarding_kb_renew('{"job_id":1,"worker":"crawler-1","lease_seconds":60,
 //                          "bytes":48213,"elapsed_ms":21500}')   (the last two optional)
 //      -> '{"success":true,"job_id":1,"lease_expires_at":"2026-11-24T10:01:00.000Z"}'
+// -- onboarding_kb_renew('{"job_id":1,"worker":"crawler-1","url":"https://…/tarifs","retries":1}')
+/// Extends a held lease. With `url` and `retries` (1 to
+/// [`MAX_PAGE_RETRIES`]), a pending page the site refused with a short
+/// `Retry-After`, which the worker retries in hand: its retries are kept
+/// with it before the worker waits, so that a worker taking the job over
+/// after a crash or a lost lease goes on counting (as [`release`] keeps
+/// them when the job waits in the queue).
 pub fn renew(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let job_id = f.int("job_id", 1..=i64::MAX, None)?;
     let (worker, lease) = worker_and_lease(&f)?;
+    let page = page_retries(&f)?;
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
-        held(conn, job_id, &worker, &iso8601(now_ms))?;
+        let now = iso8601(now_ms);
+        held(conn, job_id, &worker, &now)?;
         record_budget(conn, &f, job_id)?;
+        if let Some((url, retries)) = page {
+            keep_retries(conn, job_id, url, retries, &now)?;
+        }
         let expires = extend_lease(conn, job_id, now_ms, lease)?;
         Ok(json!({ "success": true, "job_id": job_id, "lease_expires_at": expires }))
     })
@@ -808,13 +820,7 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
             "url is only given with wait_ms (the page the site asked to wait for)",
         ));
     }
-    let page = match f.get("url") {
-        Some(_) => Some((
-            f.str("url", 2048)?,
-            f.int("retries", 1..=MAX_PAGE_RETRIES, None)?,
-        )),
-        None => None,
-    };
+    let page = page_retries(&f)?;
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
@@ -855,6 +861,48 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
     })
 }
 
+/// A payload's pending page and the retries it has had (`url` and
+/// `retries`, given together), if any.
+fn page_retries(f: &Fields) -> Result<Option<(&str, i64)>> {
+    match (f.get("url"), f.get("retries")) {
+        (None, None) => Ok(None),
+        (Some(_), _) => Ok(Some((
+            f.str("url", 2048)?,
+            f.int("retries", 1..=MAX_PAGE_RETRIES, None)?,
+        ))),
+        (None, Some(_)) => Err(Error::invalid_field(
+            "url is required with retries (the page they are of)",
+        )),
+    }
+}
+
+/// Keeps `retries` with pending page `url` of job `id`, never lowering
+/// what is kept.
+fn keep_retries(conn: &Connection, id: i64, url: &str, retries: i64, now: &str) -> Result<()> {
+    match page_row(conn, id, url)? {
+        None => {
+            return Err(Error::invalid_field(format!(
+                "url {} is not a page of job {id}",
+                quote(url)
+            )))
+        }
+        Some((_, _, status)) if status != "pending" => {
+            return Err(Error::conflict(format!(
+                "page {} was already reported ({status})",
+                quote(url)
+            )))
+        }
+        Some(_) => {}
+    }
+    sql::execute(
+        conn,
+        "UPDATE kb_crawl_pages SET retries = max(retries, ?1), updated_at = ?2
+         WHERE job_id = ?3 AND url = ?4",
+        (retries, now, id, url),
+    )?;
+    Ok(())
+}
+
 /// Puts job `id` back in the queue until `until`, its attempt not counted,
 /// and keeps the retries of its pending page `page` (url, retries);
 /// `conflict` past the job's waits.
@@ -877,27 +925,7 @@ fn wait_for_site(
         )));
     }
     if let Some((url, retries)) = page {
-        match page_row(conn, id, url)? {
-            None => {
-                return Err(Error::invalid_field(format!(
-                    "url {} is not a page of job {id}",
-                    quote(url)
-                )))
-            }
-            Some((_, _, status)) if status != "pending" => {
-                return Err(Error::conflict(format!(
-                    "page {} was already reported ({status})",
-                    quote(url)
-                )))
-            }
-            Some(_) => {}
-        }
-        sql::execute(
-            conn,
-            "UPDATE kb_crawl_pages SET retries = max(retries, ?1), updated_at = ?2
-             WHERE job_id = ?3 AND url = ?4",
-            (retries, now, id, url),
-        )?;
+        keep_retries(conn, id, url, retries, now)?;
     }
     // A page the site refused: this attempt got through to the site, and
     // an earlier attempt's error (robots.txt unavailable, say) is no longer

@@ -576,6 +576,8 @@ enum Stop {
     /// for included (0 when the wait was another request's and the page
     /// was never refused).
     Wait(Duration, usize),
+    /// The job is another worker's now.
+    LeaseLost,
 }
 
 /// One claimed job being crawled.
@@ -724,6 +726,9 @@ impl<'a> Crawl<'a> {
                     let page = (retries > 0).then_some((url.as_str(), retries));
                     return self.wait_for_site(wait, page, "timeout").await;
                 }
+                Err(Stop::LeaseLost) => {
+                    return Err(format!("job {}: the lease was lost", self.job_id))
+                }
             };
             if depth == 0 {
                 let links = report["links"].as_array().cloned().unwrap_or_default();
@@ -800,6 +805,34 @@ impl<'a> Crawl<'a> {
         sql(self.writer, KbFunction::StorePage, report).await
     }
 
+    /// Keeps the `retries` of page `url` with the job before one is waited
+    /// out in hand (`onboarding_kb_renew`, which renews the lease too): a
+    /// worker that takes the job over if this one dies meanwhile goes on
+    /// counting, and the page is retried twice at most whoever asks.
+    /// `LeaseLost` when the job is another worker's; another failure only
+    /// logs, the lease's own renewals telling whether it holds.
+    async fn keep_retry(&self, url: &str, retries: usize) -> Result<(), Stop> {
+        let mut renew = json!({
+            "job_id": self.job_id,
+            "worker": self.worker,
+            "lease_seconds": self.config.lease_seconds,
+            "url": url,
+            "retries": retries,
+        });
+        self.budget.report(&mut renew);
+        match sql(self.writer, KbFunction::Renew, renew).await {
+            Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
+                tracing::warn!(job = self.job_id, url, error = %e, "the job's lease was lost");
+                Err(Stop::LeaseLost)
+            }
+            Err(e) => {
+                tracing::warn!(job = self.job_id, url, error = %e, "a page's retry could not be kept");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// Fetches one page (retrying a 429/503 as Retry-After says; `tries`
     /// retries made before the job last waited for its site) and answers
     /// its report, without the job fields; `Stop` when the job's time ends
@@ -835,6 +868,7 @@ impl<'a> Crawl<'a> {
                         return Err(Stop::Wait(wait, tries + 1));
                     }
                     tries += 1;
+                    self.keep_retry(url, tries).await?;
                     tokio::time::sleep(wait).await;
                 }
                 other => break other,
