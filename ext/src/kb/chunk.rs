@@ -15,6 +15,8 @@
 //! sections joined across top-level headings are under the document's
 //! title.
 
+use std::rc::Rc;
+
 /// Pieces shorter than this cost more the shorter they are.
 const MIN_CHARS: usize = 800;
 /// No chunk is longer, except for a piece of a table whose header row is
@@ -38,6 +40,21 @@ fn heading_of(line: &str) -> Option<(usize, &str)> {
         .map(|_| (level, rest.trim().trim_end_matches('#').trim()))
 }
 
+/// The longest heading name a chunk's path shows, in characters: a
+/// heading line of 100,000 characters (a document with no line breaks but
+/// old Macintosh ones, `\r`, is one line) is no name to show over each of
+/// its chunks.
+const MAX_HEADING_NAME: usize = 200;
+
+/// `name` as a path shows it: cut to [`MAX_HEADING_NAME`] characters, "…"
+/// saying so.
+fn heading_name(name: &str) -> String {
+    match name.char_indices().nth(MAX_HEADING_NAME) {
+        Some((cut, _)) => format!("{}…", name[..cut].trim_end()),
+        None => name.to_string(),
+    }
+}
+
 /// Blank space a cut may go through: only ASCII's. French puts a no-break
 /// space before "€", ":" or "?", which no cut should part from its word.
 fn blank(c: char) -> bool {
@@ -52,7 +69,10 @@ struct Lines<'a> {
     section: Vec<usize>,
     /// Per section: the headings above it (the document's title for text
     /// before any heading), and whether it is longer than a chunk.
-    paths: Vec<Vec<String>>,
+    /// A heading's name is shared by every path under it, and compared by
+    /// identity: two sections named alike under different headings share
+    /// no heading.
+    paths: Vec<Vec<Rc<str>>>,
     long: Vec<bool>,
     /// Per line: whether it is a heading.
     heading: Vec<bool>,
@@ -71,7 +91,7 @@ impl<'a> Lines<'a> {
         let n = lines.len();
         let mut out = Lines {
             section: Vec::with_capacity(n),
-            paths: vec![vec![title.to_string()]],
+            paths: vec![vec![Rc::from(title)]],
             long: Vec::new(),
             heading: Vec::with_capacity(n),
             table: vec![None; n],
@@ -79,35 +99,37 @@ impl<'a> Lines<'a> {
             glued: vec![false; n],
             lines,
         };
-        // Sections: each heading starts one.
-        let mut stack: Vec<(usize, String)> = Vec::new();
-        let mut chars: Vec<usize> = vec![0];
+        // Sections: each heading starts one. A section is long when its
+        // text, as a chunk would hold it (from its first character that is
+        // not blank space to its last, the blank lines and spaces between
+        // counted), is longer than a chunk.
+        let mut stack: Vec<(usize, Rc<str>)> = Vec::new();
+        let mut spans: Vec<Option<(usize, usize)>> = vec![None];
+        // Characters of the document before the line.
+        let mut at = 0;
         for line in &out.lines {
             if let Some((level, name)) = heading_of(line) {
                 stack.retain(|(l, _)| *l < level);
-                stack.push((level, name.to_string()));
+                stack.push((level, Rc::from(heading_name(name).as_str())));
                 out.paths
-                    .push(stack.iter().map(|(_, n)| n.clone()).collect());
-                chars.push(0);
+                    .push(stack.iter().map(|(_, n)| Rc::clone(n)).collect());
+                spans.push(None);
             }
             out.heading.push(heading_of(line).is_some());
             out.section.push(out.paths.len() - 1);
-            // Blank lines at a section's end are not its text.
-            let last = chars.last_mut().expect("one section at least");
-            if !line.trim().is_empty() {
-                *last += line.chars().count();
+            let count = line.chars().count();
+            let lead = line.chars().take_while(|c| blank(*c)).count();
+            if lead < count {
+                let trail = line.chars().rev().take_while(|c| blank(*c)).count();
+                let span = spans.last_mut().expect("one section at least");
+                let first = span.map_or(at + lead, |(first, _)| first);
+                *span = Some((first, at + count - trail));
             }
+            at += count + 1;
         }
-        // A section's length counts its lines and the newlines between
-        // them; the blank lines inside it are few enough not to matter.
-        let mut lines_of = vec![0usize; out.paths.len()];
-        for s in &out.section {
-            lines_of[*s] += 1;
-        }
-        out.long = chars
+        out.long = spans
             .iter()
-            .zip(&lines_of)
-            .map(|(c, l)| c + l.saturating_sub(1) > MAX_CHARS)
+            .map(|span| span.is_some_and(|(first, end)| end - first > MAX_CHARS))
             .collect();
         // Tables: a piece that starts on a row of a table's body starts
         // with the table's header row and delimiter row (a price list's
@@ -123,8 +145,8 @@ impl<'a> Lines<'a> {
                 // a table right before it.
                 out.table[i - 1] = None;
                 out.glued[i] = true;
-                if let Some(next) = out.glued.get_mut(i + 1) {
-                    *next = true;
+                if out.lines.get(i + 1).is_some_and(|next| table_row(next)) {
+                    out.glued[i + 1] = true;
                 }
                 current =
                     Some((header.chars().count() <= MAX_CHARS / 4).then_some(out.headers.len()));
@@ -156,24 +178,31 @@ struct Cut {
 }
 
 impl Cut {
-    /// Before a heading, or between paragraphs, costs nothing; between
-    /// lines (a list's items, a table's rows) little; after a sentence
-    /// more; between two words of a sentence more again; inside a word
-    /// (only ever one longer than a chunk), or between a heading and what
-    /// is under it, most. Weighed against the pieces' lengths (see
-    /// [`piece_cost`]): a cut between paragraphs rather than after a
-    /// sentence is worth a piece about 30 characters further from its
-    /// best length.
-    const PARAGRAPH: u64 = 0;
+    /// Before a heading costs nothing, between paragraphs next to nothing
+    /// (so that of two cuts a few characters apart, a rule `---` and the
+    /// heading under it, the one before the heading is kept); between lines
+    /// (a list's items, a table's rows) little; after a sentence more;
+    /// between two words of a sentence more again; inside a word (one
+    /// longer than a chunk) much more. Weighed against the pieces' lengths
+    /// (see [`piece_cost`]): 100, a cut after a sentence rather than between
+    /// paragraphs, is what a piece of 800 characters costs for being 100
+    /// short, or one of 1,000 for being 316 off.
+    const HEADING: u64 = 0;
+    const PARAGRAPH: u64 = 10;
     const LINE: u64 = 30;
     const SENTENCE: u64 = 100;
     const WORD: u64 = 300;
     const INSIDE: u64 = 5_000;
+    /// Between a heading and what follows it: more than any piece costs
+    /// for being short (7,500 at most), so that a heading is left at the
+    /// end of a chunk, away from its text, only when nothing else can be
+    /// done (a run of headings longer than a chunk).
+    const STRANDED: u64 = 10_000;
 }
 
-/// Cuts are at least about this many characters apart: inside a word
+/// Cuts are about this many characters apart at the closest: inside a word
 /// longer than a chunk, every this many characters, and elsewhere the
-/// cheapest of those this close. One a character would make the search for
+/// cheapest of those in each stretch of this many. One a character would make the search for
 /// the cuts four times slower on a text of one-letter words or lines (and
 /// 25 times on a 200,000-character word), for pieces no better.
 const STEP: usize = 8;
@@ -226,13 +255,19 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
             if let Some((end, end_chars, end_line, newlines)) = run.take() {
                 let price = if newlines > 0 && lines.glued[line] {
                     None
-                } else if newlines > 0 && lines.heading[end_line] {
-                    Some(Cut::INSIDE)
                 } else if newlines > 0 && lines.heading[line] {
-                    Some(Cut::PARAGRAPH)
+                    // Between sections; after an empty one, a heading left
+                    // on its own.
+                    Some(if lines.heading[end_line] {
+                        Cut::STRANDED
+                    } else {
+                        Cut::HEADING
+                    })
                 } else if !lines.long[lines.section[line]] {
                     // Inside a section that fits in a chunk: it stays whole.
                     None
+                } else if newlines > 0 && lines.heading[end_line] {
+                    Some(Cut::STRANDED)
                 } else {
                     Some(match newlines {
                         0 if matches!(before, Some('.' | '!' | '?' | '…')) => Cut::SENTENCE,
@@ -252,11 +287,13 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
                         start_line: line,
                         price,
                     };
-                    // Cuts within a few characters of each other are one
-                    // choice, the cheapest of them: where they are dense
-                    // ("a a a …", a word a line), the search for the cuts
-                    // looks at a chunk's length over STEP of them, not
-                    // one per character.
+                    // Cuts in one stretch of STEP characters of the text
+                    // are one choice, the cheapest of them (the first of
+                    // equals): where they are dense ("a a a …", a word a
+                    // line), the search for the cuts looks at a chunk's
+                    // length over STEP of them, not one per character. A
+                    // stretch left over a chunk long by those dropped
+                    // (a long run of blank space) is cut below.
                     match out.last_mut() {
                         Some(last)
                             if last.end > 0 && last.end_chars / STEP == cut.end_chars / STEP =>
@@ -277,7 +314,10 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
     let (end, end_chars, end_line) =
         run.map_or((text.len(), chars, line), |(b, c, l, _)| (b, c, l));
     out.push(at(end, end_chars, end_line));
-    // Words longer than a chunk: places inside them.
+    // Stretches longer than a chunk with no place to cut (a word longer
+    // than a chunk, or text a rule keeps together): cut at their blank
+    // space, between words, else inside their words, every STEP
+    // characters. Never in blank space, which no piece starts or ends with.
     let mut all = Vec::with_capacity(out.len());
     for pair in out.windows(2) {
         let (from, to) = (pair[0], pair[1]);
@@ -285,16 +325,44 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
         if to.end_chars - from.start_chars <= MAX_CHARS {
             continue;
         }
-        let word = &text[from.start..to.end];
+        let stretch = &text[from.start..to.end];
         let mut line = from.start_line;
-        for (n, (byte, c)) in word.char_indices().enumerate() {
-            if n > 0 && n % STEP == 0 {
+        let mut run: Option<(usize, usize, usize)> = None;
+        let mut word = 0;
+        // Where the last cut of the stretch ends: one blank space a few
+        // characters after it is no better a place (a table of one-letter
+        // rows is all short lines).
+        let mut last = 0;
+        for (n, (byte, c)) in stretch.char_indices().enumerate() {
+            if blank(c) {
+                run.get_or_insert((byte, n, line));
+                word = 0;
+                line += usize::from(c == '\n');
+                continue;
+            }
+            if let Some((end, end_n, end_line)) = run.take() {
+                if end_n < last + STEP && n - end_n < STEP {
+                    word += 1;
+                    continue;
+                }
+                last = n;
+                all.push(Cut {
+                    end: from.start + end,
+                    start: from.start + byte,
+                    end_chars: from.start_chars + end_n,
+                    start_chars: from.start_chars + n,
+                    end_line,
+                    start_line: line,
+                    price: Cut::WORD,
+                });
+            } else if word > 0 && word % STEP == 0 {
+                last = n;
                 all.push(Cut {
                     price: Cut::INSIDE,
                     ..at(from.start + byte, from.start_chars + n, line)
                 });
             }
-            line += usize::from(c == '\n');
+            word += 1;
         }
     }
     all.extend(out.last().copied());
@@ -412,21 +480,27 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
             // The path above all of the piece's sections: their common
             // start, the title when they share none.
             let (first, last) = (lines.section[line_of(from)], lines.section[line_of(to - 1)]);
-            let mut path: &[String] = &lines.paths[first];
+            let mut path: &[Rc<str>] = &lines.paths[first];
             for s in first + 1..=last {
                 let common = path
                     .iter()
                     .zip(&lines.paths[s])
-                    .take_while(|(a, b)| a == b)
+                    .take_while(|(a, b)| Rc::ptr_eq(a, b))
                     .count();
                 path = &path[..common];
             }
+            // An empty heading (`#` alone) has no name to show.
+            let names: Vec<&str> = path
+                .iter()
+                .map(|n| &**n)
+                .filter(|n| !n.is_empty())
+                .collect();
             let body = &text[from..to];
             Chunk {
-                heading: if path.is_empty() {
+                heading: if names.is_empty() {
                     title.to_string()
                 } else {
-                    path.join(" > ")
+                    names.join(" > ")
                 },
                 text: match header {
                     Some(h) => format!("{}\n{body}", lines.headers[h]),
@@ -771,43 +845,63 @@ mod tests {
         let under = |n: usize| lens.iter().filter(|l| **l < n).count();
         assert_eq!(
             (got.len(), under(800), under(400), lens[lens.len() / 2]),
-            (2_581, 98, 5, 1_042)
+            (2_572, 92, 5, 1_045)
         );
         assert!(lens.iter().all(|l| *l <= MAX_CHARS), "{:?}", lens.last());
         // Sections joined across headings of one level are under the
         // heading above them; across the top ones, under the title.
         let titled = got.iter().filter(|c| c.heading == "Salon").count();
-        assert_eq!(titled, 392);
+        assert_eq!(titled, 382);
     }
 
     #[test]
     fn any_text_comes_out_whole_in_order_and_under_the_limit() {
-        // Texts drawn from the characters that steer the cuts: every
-        // character that is not blank space is in one chunk, in order,
-        // each chunk a slice of the text but for a table header repeated
-        // over it, none over the limit but by that header.
-        let alphabet: Vec<char> = "ab. #|-:\n\n\n\u{a0}é!".chars().collect();
+        // Texts drawn from pieces that steer the cuts (headings, tables,
+        // CRLF and lone CR, tabs, no-break spaces, sentence ends, words and
+        // runs of blank space longer than a chunk's quarter): every
+        // character that is not blank space is in one chunk, in order, each
+        // chunk a slice of the text but for a table header repeated over
+        // it, none over the limit but by that header, none starting or
+        // ending with blank space.
+        let long_word = "x".repeat(300);
+        let long_blank = " ".repeat(300);
+        let pieces = [
+            "a",
+            "b",
+            ".",
+            " ",
+            "  ",
+            "\t",
+            "\r",
+            "\r\n",
+            "\n",
+            "\n\n",
+            "# ",
+            "## ",
+            "|",
+            "|-|",
+            "-",
+            ":",
+            "\u{a0}",
+            "é",
+            "!",
+            "| a | b |\n|---|---|\n",
+            "#",
+            &long_word,
+            &long_blank,
+        ];
         let mut draw: u64 = 0x2545_f491_4f6c_dd1d;
-        for round in 0..300 {
+        let mut next = || {
             draw ^= draw << 13;
             draw ^= draw >> 7;
             draw ^= draw << 17;
-            let len = (draw % 4_000) as usize;
+            draw
+        };
+        for round in 0..300 {
+            let len = (next() % 1_500) as usize;
             let text: String = (0..len)
-                .map(|_| {
-                    draw ^= draw << 13;
-                    draw ^= draw >> 7;
-                    draw ^= draw << 17;
-                    // Runs of one letter make long words now and then.
-                    let c = alphabet[(draw % alphabet.len() as u64) as usize];
-                    if draw.is_multiple_of(997) {
-                        'w'
-                    } else {
-                        c
-                    }
-                })
-                .collect::<String>()
-                .replace('w', &"w".repeat(1_500));
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
             let got = chunks(&text, "T");
             let mut at = 0;
             for c in &got {
@@ -852,6 +946,118 @@ mod tests {
             .map(|c| (c.end_chars, c.price))
             .collect();
         assert_eq!(near, [(1_593, Cut::WORD), (1_605, Cut::SENTENCE)]);
+    }
+
+    #[test]
+    fn blank_lines_and_spaces_inside_a_section_count_toward_its_length() {
+        // 607 characters of text, then twenty lines of fifty spaces, then
+        // more text: 1,641 characters, a section too long for a chunk
+        // although its words alone would fit.
+        let spaces = format!("{}\n", " ".repeat(50)).repeat(20);
+        let md = format!(
+            "# A\n\n{}\n{spaces}{}\n",
+            "x ".repeat(300).trim_end(),
+            "y".repeat(10)
+        );
+        let got = chunks(&md, "T");
+        let lens: Vec<usize> = got.iter().map(|c| c.text.chars().count()).collect();
+        assert!(lens.iter().all(|l| *l <= MAX_CHARS), "{lens:?}");
+        assert_eq!(lens.len(), 2, "{lens:?}");
+        // A section whose text fits, blank lines around it, stays whole.
+        let md = format!("\n\n  \n# A\n\n{}\n\n\n  \n", "x ".repeat(590).trim_end());
+        let got = chunks(&md, "T");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].text, md.trim());
+    }
+
+    #[test]
+    fn a_heading_is_never_left_away_from_its_text_or_behind_a_rule() {
+        // A section that fits stays whole, its heading with it, even when
+        // the text before it is a crumb.
+        let s = "Le salon offre des soins du visage fait main ici. ";
+        let soins = format!("{}Fin des soins.", s.repeat(23));
+        let md = format!(
+            "Bienvenue au salon de coiffure Belle.\n\n# Soins\n\n{soins}\n\n# Contact\n\nTél. 01 23 45 67 89\n"
+        );
+        let got = chunks(&md, "Salon");
+        assert!(got.iter().all(|c| !c.text.ends_with("# Soins")), "{got:?}");
+        let with_soins: Vec<&Chunk> = got
+            .iter()
+            .filter(|c| c.text.contains("Fin des soins."))
+            .collect();
+        assert_eq!(with_soins.len(), 1);
+        assert!(
+            with_soins[0].text.starts_with("# Soins\n\nLe salon"),
+            "{got:?}"
+        );
+        // A rule just before a heading: the cut goes before the heading,
+        // whatever the characters between them.
+        let long = "Une phrase de texte courant. ".repeat(52);
+        let tail = "Une phrase de texte courant. ".repeat(31);
+        for pad in 0..9 {
+            let md = format!(
+                "# A\n\n## G\n\n{long}{}\n\n---\n\n## H\n\n{tail}\n",
+                "x".repeat(pad)
+            );
+            let got = chunks(&md, "T");
+            let last = got.last().unwrap();
+            assert_eq!(last.heading, "A > H", "pad {pad}: {got:?}");
+            assert!(last.text.starts_with("## H\n\n"), "pad {pad}: {got:?}");
+        }
+        // A heading right under a table's delimiter row starts its section.
+        let md = format!("# A\n\n{long}\n\n| Prestation | Prix |\n|---|---|\n# H\n\n{tail}\n");
+        let got = chunks(&md, "T");
+        assert_eq!(got.last().unwrap().heading, "H", "{got:?}");
+        assert!(got.last().unwrap().text.starts_with("# H\n\n"), "{got:?}");
+    }
+
+    #[test]
+    fn blank_space_is_cut_through_never_kept_at_a_chunks_ends() {
+        // 2,500 spaces between two letters: two chunks, the letters.
+        let md = format!("a\n{}\nb", " ".repeat(2_500));
+        let texts: Vec<String> = chunks(&md, "T").into_iter().map(|c| c.text).collect();
+        assert_eq!(texts, ["a", "b"]);
+        let md = format!("a\nb{}c", " ".repeat(1_300));
+        let texts: Vec<String> = chunks(&md, "T").into_iter().map(|c| c.text).collect();
+        assert_eq!(texts, ["a\nb", "c"]);
+        // Whitespace after a table's delimiter row, where no piece may
+        // start: cut through all the same.
+        let md = format!("| A |\n|---|\n{}| 1 |", " ".repeat(2_500));
+        let got = chunks(&md, "T");
+        assert!(
+            got.iter()
+                .all(|c| !c.text.starts_with(blank) && !c.text.ends_with(blank)),
+            "{got:?}"
+        );
+        assert_eq!(
+            got.iter()
+                .map(|c| c.text.matches("| 1 |").count())
+                .sum::<usize>(),
+            1
+        );
+    }
+
+    #[test]
+    fn heading_paths_are_of_the_headings_themselves_not_their_names() {
+        // Two sections named alike under different headings share none.
+        let got = chunks("# A\n\nun\n\n# A\n\ndeux\n", "T");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].heading, "T");
+        // An empty heading has no name to show.
+        let got = chunks("# A\n## \ntexte\n", "T");
+        assert_eq!(got[0].heading, "A");
+        // A heading of 100,000 characters over 20,000 subsections: its
+        // name shown cut to 200 characters, every chunk under it.
+        let md = format!("# {}\n{}", "t".repeat(100_000), "## x\n".repeat(20_000));
+        let got = chunks(&md, "T");
+        let name = format!("{}…", "t".repeat(200));
+        assert!(got.len() > 150, "{}", got.len());
+        assert!(
+            got.iter()
+                .all(|c| c.heading == name || c.heading == format!("{name} > x")),
+            "{:?}",
+            got.iter().map(|c| c.heading.chars().count()).max()
+        );
     }
 
     #[test]
