@@ -959,10 +959,12 @@ mod tests {
             "x ".repeat(300).trim_end(),
             "y".repeat(10)
         );
-        let got = chunks(&md, "T");
-        let lens: Vec<usize> = got.iter().map(|c| c.text.chars().count()).collect();
-        assert!(lens.iter().all(|l| *l <= MAX_CHARS), "{lens:?}");
-        assert_eq!(lens.len(), 2, "{lens:?}");
+        let texts: Vec<String> = chunks(&md, "T").into_iter().map(|c| c.text).collect();
+        let lens: Vec<usize> = texts.iter().map(|t| t.chars().count()).collect();
+        // Cut after a word rather than leave the ten "y" a crumb: the
+        // blank lines stay inside the second chunk, as text between text.
+        assert_eq!(lens, [592, 1_042]);
+        assert!(texts[1].starts_with("x x") && texts[1].ends_with(" \nyyyyyyyyyy"));
         // A section whose text fits, blank lines around it, stays whole.
         let md = format!("\n\n  \n# A\n\n{}\n\n\n  \n", "x ".repeat(590).trim_end());
         let got = chunks(&md, "T");
