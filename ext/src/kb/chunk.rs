@@ -30,14 +30,23 @@ pub struct Chunk {
     pub text: String,
 }
 
+/// A line's heading level and name, when it is an ATX heading as
+/// CommonMark reads one: one to six `#` followed by a space, a tab or
+/// nothing; a closing run of `#` dropped only after blank space, so that
+/// `# Langage C#` is "Langage C#".
 fn heading_of(line: &str) -> Option<(usize, &str)> {
     let level = line.bytes().take_while(|b| *b == b'#').count();
-    let rest = &line[level..];
-    (1..=6)
-        .contains(&level)
-        .then_some(())
-        .filter(|_| rest.starts_with(' '))
-        .map(|_| (level, rest.trim().trim_end_matches('#').trim()))
+    let rest = line[level..].trim_end_matches(blank);
+    if !(1..=6).contains(&level) || !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        return None;
+    }
+    let name = rest.trim_start_matches(blank);
+    let open = name.trim_end_matches('#');
+    Some(if open.is_empty() || open.ends_with([' ', '\t']) {
+        (level, open.trim_end_matches(blank))
+    } else {
+        (level, name)
+    })
 }
 
 /// The longest heading name a chunk's path shows, in characters: a
@@ -1059,6 +1068,38 @@ mod tests {
                 .all(|c| c.heading == name || c.heading == format!("{name} > x")),
             "{:?}",
             got.iter().map(|c| c.heading.chars().count()).max()
+        );
+    }
+
+    #[test]
+    fn headings_are_read_as_commonmark_reads_them() {
+        let got: Vec<Option<(usize, &str)>> = [
+            "# Langage C#",
+            "## Tarifs ##",
+            "### Tarifs ###   ",
+            "#\tHoraires",
+            "#",
+            "## ##",
+            "#Tarifs",
+            "####### Sept",
+            "# Prix\r",
+        ]
+        .into_iter()
+        .map(heading_of)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                Some((1, "Langage C#")),
+                Some((2, "Tarifs")),
+                Some((3, "Tarifs")),
+                Some((1, "Horaires")),
+                Some((1, "")),
+                Some((2, "")),
+                None,
+                None,
+                Some((1, "Prix")),
+            ]
         );
     }
 
