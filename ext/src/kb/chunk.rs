@@ -72,8 +72,10 @@ fn blank(c: char) -> bool {
 
 /// What each line of a document is to the cuts: the heading path of its
 /// section, and where its section may be cut.
-struct Lines<'a> {
-    lines: Vec<&'a str>,
+struct Lines {
+    /// The line of the document the text cut starts on: the lines below
+    /// are the document's, blank ones before the text included.
+    first: usize,
     /// Per line: its section (an index into `paths`).
     section: Vec<usize>,
     /// Per section: the headings above it (the document's title for text
@@ -94,8 +96,8 @@ struct Lines<'a> {
     glued: Vec<bool>,
 }
 
-impl<'a> Lines<'a> {
-    fn read(text: &'a str, title: &str) -> Self {
+impl Lines {
+    fn read(text: &str, title: &str) -> Self {
         let lines: Vec<&str> = text.split('\n').collect();
         let n = lines.len();
         let mut out = Lines {
@@ -106,7 +108,7 @@ impl<'a> Lines<'a> {
             table: vec![None; n],
             headers: Vec::new(),
             glued: vec![false; n],
-            lines,
+            first: 0,
         };
         // Sections: each heading starts one. A section is long when its
         // text, as a chunk would hold it (from its first character that is
@@ -116,7 +118,7 @@ impl<'a> Lines<'a> {
         let mut spans: Vec<Option<(usize, usize)>> = vec![None];
         // Characters of the document before the line.
         let mut at = 0;
-        for line in &out.lines {
+        for line in &lines {
             if let Some((level, name)) = heading_of(line) {
                 stack.retain(|(l, _)| *l < level);
                 stack.push((level, Rc::from(heading_name(name).as_str())));
@@ -147,14 +149,14 @@ impl<'a> Lines<'a> {
         // quarter of a chunk is not repeated: it would crowd out the rows.
         let mut current: Option<Option<usize>> = None;
         for i in 0..n {
-            if !table_row(out.lines[i]) {
+            if !table_row(lines[i]) {
                 current = None;
-            } else if let Some(header) = table_header(&out.lines, i) {
+            } else if let Some(header) = table_header(&lines, i) {
                 // The row above is this table's header, not a body row of
                 // a table right before it.
                 out.table[i - 1] = None;
                 out.glued[i] = true;
-                if out.lines.get(i + 1).is_some_and(|next| table_row(next)) {
+                if lines.get(i + 1).is_some_and(|next| table_row(next)) {
                     out.glued[i + 1] = true;
                 }
                 current =
@@ -247,12 +249,12 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
         start_line: line,
         price: 0,
     };
-    let mut out = vec![at(0, 0, 0)];
+    let mut out = vec![at(0, 0, lines.first)];
     // The run of blank space being read: where it starts (bytes,
     // characters, line) and how many newlines it holds.
     let mut run: Option<(usize, usize, usize, usize)> = None;
     let mut before: Option<char> = None;
-    let (mut chars, mut line) = (0, 0);
+    let (mut chars, mut line) = (0, lines.first);
     for (byte, c) in text.char_indices() {
         if blank(c) {
             let (_, _, _, newlines) = run.get_or_insert((byte, chars, line, 0));
@@ -467,22 +469,14 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
     if text.is_empty() {
         return Vec::new();
     }
-    let whole = Lines::read(markdown, title);
-    // The lines of `text`: those of the document from its first one on.
     let lines = Lines {
-        lines: whole.lines[skipped..].to_vec(),
-        section: whole.section[skipped..].to_vec(),
-        paths: whole.paths,
-        long: whole.long,
-        heading: whole.heading[skipped..].to_vec(),
-        table: whole.table[skipped..].to_vec(),
-        headers: whole.headers,
-        glued: whole.glued[skipped..].to_vec(),
+        first: skipped,
+        ..Lines::read(markdown, title)
     };
     let line_starts: Vec<usize> = std::iter::once(0)
         .chain(text.match_indices('\n').map(|(at, _)| at + 1))
         .collect();
-    let line_of = |byte: usize| line_starts.partition_point(|s| *s <= byte) - 1;
+    let line_of = |byte: usize| skipped + line_starts.partition_point(|s| *s <= byte) - 1;
     split(text, &lines)
         .into_iter()
         .map(|(from, to, header)| {

@@ -407,7 +407,7 @@ impl Lease {
                 let mut renew = lease.renew.clone();
                 lease.budget.report(&mut renew);
                 match sql(&lease.writer, KbFunction::Renew, renew).await {
-                    Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
+                    Err(e) if lease_lost(&e) => {
                         tracing::warn!(error = %e, "the job's lease was lost");
                         lease.lost.store(true, Ordering::Relaxed);
                         return;
@@ -422,6 +422,12 @@ impl Lease {
     fn lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
     }
+}
+
+/// Whether a renewal's error says the job is no longer this worker's: taken
+/// over (`conflict`) or gone (`not_found`), rather than the call failing.
+fn lease_lost(error: &str) -> bool {
+    error.contains(": conflict: ") || error.contains(": not_found: ")
 }
 
 /// Stops a lease's renewals when the job that holds it ends, however it
@@ -821,7 +827,7 @@ impl<'a> Crawl<'a> {
         });
         self.budget.report(&mut renew);
         match sql(self.writer, KbFunction::Renew, renew).await {
-            Err(e) if e.contains(": conflict: ") || e.contains(": not_found: ") => {
+            Err(e) if lease_lost(&e) => {
                 tracing::warn!(job = self.job_id, url, error = %e, "the job's lease was lost");
                 Err(Stop::LeaseLost)
             }
