@@ -31,10 +31,11 @@ pub struct Chunk {
 }
 
 /// A line's heading level and name, when it is an ATX heading as
-/// CommonMark reads one: one to six `#` followed by a space, a tab or
-/// nothing; a closing run of `#` dropped only after blank space, so that
-/// `# Langage C#` is "Langage C#".
+/// CommonMark reads one: up to three spaces, one to six `#` followed by a
+/// space, a tab or nothing; a closing run of `#` dropped only after blank
+/// space, so that `# Langage C#` is "Langage C#".
 fn heading_of(line: &str) -> Option<(usize, &str)> {
+    let line = indented(line)?;
     let level = line.bytes().take_while(|b| *b == b'#').count();
     let rest = line[level..].trim_end_matches(blank);
     if !(1..=6).contains(&level) || !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
@@ -49,10 +50,57 @@ fn heading_of(line: &str) -> Option<(usize, &str)> {
     })
 }
 
+/// `line` without its indentation, when it has at most three spaces of it:
+/// four make it code in CommonMark, no heading nor fence.
+fn indented(line: &str) -> Option<&str> {
+    let rest = line.trim_start_matches(' ');
+    (line.len() - rest.len() <= 3).then_some(rest)
+}
+
+/// A fence of a fenced code block, as CommonMark reads one: up to three
+/// spaces, then three or more backticks or tildes. Answers its character,
+/// its length, and what follows it (an info string, `bash` of
+/// "```bash"), which a closing fence may not have and a backtick fence may
+/// not hold a backtick in.
+fn fence_of(line: &str) -> Option<(u8, usize, &str)> {
+    let line = indented(line)?;
+    let c = *line
+        .as_bytes()
+        .first()
+        .filter(|c| matches!(c, b'`' | b'~'))?;
+    let len = line.bytes().take_while(|b| *b == c).count();
+    let info = &line[len..];
+    (len >= 3 && !(c == b'`' && info.contains('`'))).then_some((c, len, info))
+}
+
+/// Per line of `lines`: whether it is in a fenced code block, its fences
+/// included. A `# comment` of a shell script pasted in a document is no
+/// heading, and a `| grep` line no table row. A fence left open runs to
+/// the document's end, as in CommonMark.
+fn code_lines(lines: &[&str]) -> Vec<bool> {
+    let mut open: Option<(u8, usize)> = None;
+    lines
+        .iter()
+        .map(|line| {
+            let fence = fence_of(line);
+            match (open, fence) {
+                (Some((c, len)), Some((d, n, info)))
+                    if c == d && n >= len && info.trim_matches(blank).is_empty() =>
+                {
+                    open = None;
+                }
+                (Some(_), _) => {}
+                (None, Some((c, len, _))) => open = Some((c, len)),
+                (None, None) => return false,
+            }
+            true
+        })
+        .collect()
+}
+
 /// The longest heading name a chunk's path shows, in characters: a
-/// heading line of 100,000 characters (a document with no line breaks but
-/// old Macintosh ones, `\r`, is one line) is no name to show over each of
-/// its chunks.
+/// heading line of 100,000 characters (a document pasted with no line
+/// break) is no name to show over each of its chunks.
 const MAX_HEADING_NAME: usize = 200;
 
 /// `name` as a path shows it: cut to [`MAX_HEADING_NAME`] characters, "…"
@@ -100,6 +148,7 @@ impl Lines {
     fn read(text: &str, title: &str) -> Self {
         let lines: Vec<&str> = text.split('\n').collect();
         let n = lines.len();
+        let code = code_lines(&lines);
         let mut out = Lines {
             section: Vec::with_capacity(n),
             paths: vec![vec![Rc::from(title)]],
@@ -118,15 +167,16 @@ impl Lines {
         let mut spans: Vec<Option<(usize, usize)>> = vec![None];
         // Characters of the document before the line.
         let mut at = 0;
-        for line in &lines {
-            if let Some((level, name)) = heading_of(line) {
+        for (line, code) in lines.iter().zip(&code) {
+            let heading = heading_of(line).filter(|_| !code);
+            if let Some((level, name)) = heading {
                 stack.retain(|(l, _)| *l < level);
                 stack.push((level, Rc::from(heading_name(name).as_str())));
                 out.paths
                     .push(stack.iter().map(|(_, n)| Rc::clone(n)).collect());
                 spans.push(None);
             }
-            out.heading.push(heading_of(line).is_some());
+            out.heading.push(heading.is_some());
             out.section.push(out.paths.len() - 1);
             let count = line.chars().count();
             let lead = line.chars().take_while(|c| blank(*c)).count();
@@ -149,7 +199,7 @@ impl Lines {
         // quarter of a chunk is not repeated: it would crowd out the rows.
         let mut current: Option<Option<usize>> = None;
         for i in 0..n {
-            if !table_row(lines[i]) {
+            if code[i] || !table_row(lines[i]) {
                 current = None;
             } else if let Some(header) = table_header(&lines, i) {
                 // The row above is this table's header, not a body row of
@@ -460,8 +510,28 @@ fn table_header(lines: &[&str], i: usize) -> Option<String> {
     (is_delimiter && table_row(row)).then(|| format!("{row}\n{}", lines[i]))
 }
 
-/// The chunks of a document titled `title`.
+/// `text` with each lone carriage return (a line break of old Macintosh
+/// files, which some editors still write) made a newline, the line break
+/// the chunker reads; `\r\n` stays. The same length in bytes: a byte
+/// offset in one is the same place in the other.
+fn lone_cr_as_newline(text: &str) -> Option<String> {
+    let lone = |(i, b): (usize, &u8)| *b == b'\r' && text.as_bytes().get(i + 1) != Some(&b'\n');
+    text.as_bytes().iter().enumerate().any(lone).then(|| {
+        let bytes: Vec<u8> = text
+            .as_bytes()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if lone((i, b)) { b'\n' } else { *b })
+            .collect();
+        String::from_utf8(bytes).expect("one ASCII byte for another")
+    })
+}
+
+/// The chunks of a document titled `title`. A lone carriage return is a
+/// line break, a newline in the chunks' text.
 pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
+    let newlines = lone_cr_as_newline(markdown);
+    let markdown = newlines.as_deref().unwrap_or(markdown);
     // Blank space around the text is in no chunk; lines keep their place.
     let start = markdown.len() - markdown.trim_start_matches(blank).len();
     let text = markdown[start..].trim_end_matches(blank);
@@ -860,7 +930,7 @@ mod tests {
     #[test]
     fn any_text_comes_out_whole_in_order_and_under_the_limit() {
         // Texts drawn from pieces that steer the cuts (headings, tables,
-        // CRLF and lone CR, tabs, no-break spaces, sentence ends, words and
+        // CRLF and lone CR, fences, tabs, no-break spaces, sentence ends, words and
         // runs of blank space longer than a chunk's quarter): every
         // character that is not blank space is in one chunk, in order, each
         // chunk a slice of the text but for a table header repeated over
@@ -890,6 +960,8 @@ mod tests {
             "!",
             "| a | b |\n|---|---|\n",
             "#",
+            "```\n",
+            "~~~",
             &long_word,
             &long_blank,
         ];
@@ -906,6 +978,8 @@ mod tests {
                 .map(|_| pieces[(next() % pieces.len() as u64) as usize])
                 .collect();
             let got = chunks(&text, "T");
+            // A lone carriage return comes out a newline.
+            let text = lone_cr_as_newline(&text).unwrap_or(text);
             let mut at = 0;
             for c in &got {
                 let (body, header) = match text[at..].find(&c.text) {
@@ -1077,6 +1151,8 @@ mod tests {
             "#Tarifs",
             "####### Sept",
             "# Prix\r",
+            "   # Trois espaces",
+            "    # Quatre espaces",
         ]
         .into_iter()
         .map(heading_of)
@@ -1093,7 +1169,74 @@ mod tests {
                 None,
                 None,
                 Some((1, "Prix")),
+                Some((1, "Trois espaces")),
+                None,
             ]
+        );
+    }
+
+    #[test]
+    fn fenced_code_is_read_as_commonmark_reads_it() {
+        let code = |text: &str| code_lines(&text.split('\n').collect::<Vec<_>>());
+        // Opened by three backticks or tildes, an info string after them,
+        // closed by a fence of the same character at least as long with
+        // nothing after it.
+        assert_eq!(
+            code("a\n```bash\n# b\n```\nc"),
+            [false, true, true, true, false]
+        );
+        assert_eq!(
+            code("~~~~\n# b\n~~~\n```\n~~~~~ \nc"),
+            [true, true, true, true, true, false]
+        );
+        // A fence with an info string closes nothing; one left open runs to
+        // the end.
+        assert_eq!(code("```\n# b\n``` x\n# c"), [true; 4]);
+        // Not fences: two backticks, four spaces before, a backtick in a
+        // backtick fence's info string.
+        assert_eq!(
+            code("``\n# a\n    ```\n# b\n``` `x`\n   ```\nc\n```"),
+            [false, false, false, false, false, true, true, true]
+        );
+    }
+
+    #[test]
+    fn a_comment_in_fenced_code_is_no_heading_and_a_pipe_no_table() {
+        // A shell script pasted in a document: its `#` lines are no
+        // headings, its `|` lines no table whose header is repeated.
+        let script = "# sauvegarde du soir\nls -l\n| grep .csv\n|---|\n| tail -n 5\n";
+        let text = format!(
+            "# Installation\n\n{}\n\n```bash\n{}```\n\n## Suite\n\n{}",
+            "Copiez le script suivant dans le terminal. ".repeat(20),
+            script.repeat(20),
+            "Redémarrez la caisse ensuite. ".repeat(30)
+        );
+        let got = chunks(&text, "Guide");
+        let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
+        assert_eq!(
+            headings,
+            ["Installation", "Installation", "Installation > Suite"],
+            "{got:?}"
+        );
+        // Every piece is a slice of the text: no header was repeated.
+        assert!(got.iter().all(|c| text.contains(&c.text)), "{got:?}");
+        assert!(got.iter().all(|c| c.text.chars().count() <= MAX_CHARS));
+    }
+
+    #[test]
+    fn a_lone_carriage_return_is_a_line_break() {
+        let section = |name: &str| format!("## {name}\r\r{}\r", "Une phrase du guide. ".repeat(50));
+        let text = format!("# Guide\r{}{}", section("Un"), section("Deux"));
+        let got = chunks(&text, "T");
+        let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
+        assert_eq!(headings, ["Guide", "Guide > Deux"], "{got:?}");
+        assert!(got[0].text.starts_with("# Guide\n## Un\n\nUne phrase"));
+        assert!(got.iter().all(|c| !c.text.contains('\r')));
+        // CRLF stays as it is; the offsets of the text are kept.
+        assert_eq!(lone_cr_as_newline("a\r\nb"), None);
+        assert_eq!(
+            lone_cr_as_newline("a\r\r\nb\r").as_deref(),
+            Some("a\n\r\nb\n")
         );
     }
 
