@@ -293,8 +293,35 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         b.text("sent-note").await,
         "Code envoyé par SMS au +33612345678. Il est valable jusqu'à 11:10."
     );
-    assert_eq!(b.text("send-code").await, "Renvoyer un code");
-    // At once again: the server's cooldown (its 429), above the send form.
+    // Held until the server takes another code: 60 s from the send's
+    // answer, counting down, whatever this browser's clock says (the
+    // server's stands still, days behind it). A click sends nothing.
+    let held = "const s = document.getElementById('send-code');
+                return [s.getAttribute('aria-disabled'), s.textContent]";
+    let counted = b.eval(held).await;
+    assert_eq!(counted[0], "true");
+    assert!(
+        ["Renvoyer un code dans 60 s", "Renvoyer un code dans 59 s"]
+            .contains(&counted[1].as_str().unwrap()),
+        "{counted}"
+    );
+    b.click("#send-code").await;
+    b.until(
+        "the countdown's next second",
+        "/^Renvoyer un code dans 5[0-8] s$/.test(document.getElementById('send-code').textContent)",
+    )
+    .await;
+    assert_eq!(
+        b.eval("return document.getElementById('send-error').hidden")
+            .await,
+        true
+    );
+    // A reload forgets the wait: sent at once again, the server's refusal
+    // (its 429) says it, above the send form, and the button holds again
+    // for its Retry-After, the focus left on it.
+    b.client.refresh().await.expect("reload");
+    b.step("verification").await;
+    assert_eq!(b.eval(held).await, json!([null, "Renvoyer un code"]));
     b.click("#send-code").await;
     b.until(
         "the resend's refusal",
@@ -323,6 +350,13 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             .await,
         false
     );
+    assert_eq!(
+        b.eval(&format!("{held}.concat(document.activeElement.id)"))
+            .await,
+        json!(["true", "Renvoyer un code dans 60 s", "send-code"])
+    );
+    // One code sent in all: the held click and the refused send sent none.
+    assert_eq!(row(&server, "phone_verifications")["sends"], 1);
 
     // The SMS arrives; a typo first: the server's message beside the code.
     let sms = gateway.deliver().await;
@@ -1187,6 +1221,31 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     b.click("#send-code").await;
     b.until("the code field", "document.activeElement.id === 'code'")
         .await;
+    // As in the wizard, the button waits out the server's 60 s; after a
+    // reload, the server's refusal (its 429) starts the wait again.
+    let held = "const s = document.getElementById('send-code');
+                return [s.getAttribute('aria-disabled'),
+                        /^Renvoyer un code dans (60|59|58) s$/.test(s.textContent),
+                        document.activeElement.id]";
+    assert_eq!(b.eval(held).await, json!(["true", true, "code"]));
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the pending code",
+        "!document.getElementById('form-verify').hidden",
+    )
+    .await;
+    assert_eq!(b.text("send-code").await, "Renvoyer un code");
+    b.click("#send-code").await;
+    b.until(
+        "the resend's refusal",
+        "!document.getElementById('send-error').hidden",
+    )
+    .await;
+    assert_eq!(b.eval(held).await, json!(["true", true, "send-code"]));
+    assert!(b
+        .text_content("send-error")
+        .await
+        .starts_with("Un code vient d'être envoyé : vous pourrez en demander un autre dans"));
     let code = code_in(&gateway.deliver().await);
     b.fill("code", &wrong(&code)).await;
     b.click("#verify-code").await;

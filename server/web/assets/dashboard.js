@@ -20,7 +20,20 @@ import {
 } from './api.js';
 import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 import { writeError } from './messages.js';
-import { $, announce, announceError, check, defaultChannel, offlineText, sentNote, text, typedCode } from './page.js';
+import {
+  $,
+  announce,
+  announceError,
+  check,
+  defaultChannel,
+  held,
+  holdSend,
+  offlineText,
+  resendWait,
+  sentNote,
+  text,
+  typedCode,
+} from './page.js';
 
 // Every status the schema allows (sql/001_init.sql), not only those the
 // onboarding sets: the runtime may set the others.
@@ -175,13 +188,24 @@ function prepareVerification(mapping, verification) {
 function codeSent(v) {
   $('sent-note').textContent = sentNote(v);
   $('form-verify').hidden = false;
-  $('send-code').textContent = 'Renvoyer un code';
+  if (!held($('send-code'))) $('send-code').textContent = 'Renvoyer un code';
 }
 
 async function sendCode() {
   const channel = document.querySelector('input[name="channel"]:checked');
-  const sent = await post(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {}, { retries: 0 });
+  let sent;
+  try {
+    sent = await post(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {}, { retries: 0 });
+  } catch (error) {
+    // Too soon (a code sent before a reload, or from the wizard): the
+    // button waits as long as the server asks.
+    if (error instanceof ApiError && error.status === 429 && error.retryAfter) {
+      holdSend($('send-code'), error.retryAfter, $('send-code').textContent);
+    }
+    throw error;
+  }
   codeSent(sent);
+  holdSend($('send-code'), resendWait(sent), 'Renvoyer un code');
   $('code').focus();
   announce($('sent-note').textContent);
 }
@@ -357,6 +381,8 @@ function start() {
   $('search').addEventListener('submit', search);
   $('form-send').addEventListener('submit', (event) => {
     event.preventDefault();
+    // Held until the server takes another code: nothing to send yet.
+    if (held($('send-code'))) return;
     submit($('form-send'), sendCode);
   });
   $('form-verify').addEventListener('submit', (event) => {

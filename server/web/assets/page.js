@@ -52,6 +52,55 @@ export function sentNote(v) {
   return `Code envoyé ${how} au ${v.phone_number}. Il est valable jusqu'à ${clock(v.expires_at)}.`;
 }
 
+/** How long a code is valid, in seconds: the contract's ten minutes. */
+const CODE_VALID_S = 600;
+
+/**
+ * The seconds from a send to the next one the server takes, from the
+ * send's answer alone: its `resend_after` past the send, which was a code's
+ * validity before `expires_at`. Not from this browser's clock, which may
+ * be minutes off the server's.
+ */
+export const resendWait = (v) => (Date.parse(v.resend_after) - Date.parse(v.expires_at)) / 1000 + CODE_VALID_S;
+
+/** A wait as the button says it: « 42 s », « 10 min », « 24 h ». */
+const waitText = (seconds) => {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.ceil(seconds / 60)} min`;
+  return `${Math.ceil(seconds / 3600)} h`;
+};
+
+const holds = new WeakMap();
+
+/** Whether `button` is held by [`holdSend`]: a click sends nothing. */
+export const held = (button) => button.getAttribute('aria-disabled') === 'true';
+
+/**
+ * Holds the send button for `seconds`, the wait the server asks between
+ * two codes (60 s, or more after five sends or ten a day): it reads
+ * « Renvoyer un code dans 42 s » counting down, and is `aria-disabled`,
+ * not `disabled`, so that it keeps the focus a click or Enter gave it.
+ * `label` is what it reads once free again.
+ */
+export function holdSend(button, seconds, label) {
+  clearTimeout(holds.get(button));
+  const end = performance.now() + seconds * 1000;
+  const tick = () => {
+    const left = Math.ceil((end - performance.now()) / 1000);
+    if (left <= 0) {
+      holds.delete(button);
+      button.removeAttribute('aria-disabled');
+      button.textContent = label;
+      return;
+    }
+    button.setAttribute('aria-disabled', 'true');
+    button.textContent = `${label} dans ${waitText(left)}`;
+    // At the next whole second of the wait.
+    holds.set(button, setTimeout(tick, (end - performance.now()) % 1000 || 1000));
+  };
+  tick();
+}
+
 /**
  * The code as the server wants it, six digits: a code typed in two groups
  * ("655 378", as people read digits out) or pasted with the space around

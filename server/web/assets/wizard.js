@@ -22,7 +22,19 @@ import {
 } from './api.js';
 import { followKnowledge } from './knowledge.js';
 import { french, writeError } from './messages.js';
-import { $, announce, announceError, check, defaultChannel, offlineText, sentNote, typedCode } from './page.js';
+import {
+  $,
+  announce,
+  announceError,
+  check,
+  defaultChannel,
+  held,
+  holdSend,
+  offlineText,
+  resendWait,
+  sentNote,
+  typedCode,
+} from './page.js';
 
 /** The step the user was on, so a reload shows that one again. */
 const STEP_KEY = 'onboarding.step';
@@ -813,6 +825,10 @@ function prepareVerification() {
   // phone needs a code of its own.
   const latest = verificationOf(state.session);
   const verification = latest && latest.phone_number === business.phone ? latest : null;
+  // The wait held for the last send's number may be its own (five sends
+  // of its verification): for a new number, the server's 429 says the
+  // wait, if any.
+  if (!verification && held($('send-code'))) holdSend($('send-code'), 0, 'Envoyer le code');
   if (verification && verification.status === 'verified') {
     verified(verification);
     return;
@@ -844,9 +860,15 @@ async function sendCode() {
       $('verification-next').focus();
       return;
     }
+    // Too soon (a code sent before a reload, or from another tab): the
+    // button waits as long as the server asks.
+    if (error instanceof ApiError && error.status === 429 && error.retryAfter) {
+      holdSend($('send-code'), error.retryAfter, $('send-code').textContent);
+    }
     throw error;
   }
   codeSent(sent);
+  holdSend($('send-code'), resendWait(sent), 'Renvoyer un code');
   $('code').focus();
   announce($('sent-note').textContent);
 }
@@ -854,7 +876,7 @@ async function sendCode() {
 function codeSent(v) {
   $('sent-note').textContent = sentNote(v);
   $('form-verify').hidden = false;
-  $('send-code').textContent = 'Renvoyer un code';
+  if (!held($('send-code'))) $('send-code').textContent = 'Renvoyer un code';
 }
 
 /**
@@ -1107,6 +1129,8 @@ function wire() {
   $('verification-next').addEventListener('click', () => act(null, () => show(neighbour('verification', 1))));
   $('form-send').addEventListener('submit', (event) => {
     event.preventDefault();
+    // Held until the server takes another code: nothing to send yet.
+    if (held($('send-code'))) return;
     act($('form-send'), sendCode);
   });
   $('form-verify').addEventListener('submit', (event) => {
