@@ -34,7 +34,7 @@ pub struct Chunk {
 /// CommonMark reads one: up to three spaces, one to six `#` followed by a
 /// space, a tab or nothing; a closing run of `#` dropped only after blank
 /// space, so that `# Langage C#` is "Langage C#".
-fn heading_of(line: &str) -> Option<(usize, &str)> {
+pub(super) fn heading_of(line: &str) -> Option<(usize, &str)> {
     let line = indented(line)?;
     let level = line.bytes().take_while(|b| *b == b'#').count();
     let rest = line[level..].trim_end_matches(blank);
@@ -77,7 +77,7 @@ fn fence_of(line: &str) -> Option<(u8, usize, &str)> {
 /// included. A `# comment` of a shell script pasted in a document is no
 /// heading, and a `| grep` line no table row. A fence left open runs to
 /// the document's end, as in CommonMark.
-fn code_lines(lines: &[&str]) -> Vec<bool> {
+pub(super) fn code_lines(lines: &[&str]) -> Vec<bool> {
     let mut open: Option<(u8, usize)> = None;
     lines
         .iter()

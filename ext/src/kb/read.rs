@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
+use super::chunk::{code_lines, heading_of};
 use super::french::{fts_query, index_terms, query_terms};
 use super::job::{job_columns, job_json};
 use crate::error::{quote, Error, ErrorKind, Result};
@@ -401,33 +402,37 @@ fn shown_score(score: f64) -> f64 {
 /// cut to [`SNIPPET_CHARS`] at a word boundary. Headings and a table's
 /// header row count a third: the caller already gets the heading, and a
 /// header row names the columns ("| Jour | Horaires |"), where the answer
-/// is a row ("| Samedi | 9h00 – 18h00 |").
+/// is a row ("| Samedi | 9h00 – 18h00 |"). Both are read as the chunker
+/// reads them: a `# comment` or a `|` line in fenced code is neither.
 pub fn snippet(text: &str, terms: &[String]) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+    let raw: Vec<&str> = text.split('\n').collect();
+    let code = code_lines(&raw);
+    // Each line that is not blank, and whether it is code.
+    let lines: Vec<(&str, bool)> = raw
+        .iter()
+        .zip(code)
+        .map(|(l, code)| (l.trim(), code))
+        .filter(|(l, _)| !l.is_empty())
         .collect();
-    let separator =
-        |l: &str| l.starts_with('|') && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '));
+    let separator = |(l, code): (&str, bool)| {
+        !code && l.starts_with('|') && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+    };
     let best = lines
         .iter()
         .enumerate()
-        .filter(|(_, l)| !separator(l))
-        .map(|(i, line)| {
+        .filter(|(_, l)| !separator(**l))
+        .map(|(i, &(line, code))| {
             let line_terms = index_terms(line);
             let hits = terms
                 .iter()
                 .filter(|t| line_terms.split(' ').any(|w| w == t.as_str()))
                 .count();
-            let header_row =
-                line.starts_with('|') && lines.get(i + 1).is_some_and(|next| separator(next));
-            let weight = if line.starts_with('#') || header_row {
-                1
-            } else {
-                3
-            };
-            (hits * weight, *line)
+            let header_row = !code
+                && line.starts_with('|')
+                && lines.get(i + 1).is_some_and(|next| separator(*next));
+            let heading = !code && heading_of(line).is_some();
+            let weight = if heading || header_row { 1 } else { 3 };
+            (hits * weight, line)
         })
         .fold((0, ""), |best, cur| {
             if cur.0 > best.0 || best.1.is_empty() {
@@ -458,6 +463,19 @@ mod tests {
                     | Lundi | Fermé |\n| Samedi | 9h00 – 18h00 |";
         let terms = query_terms("horaires d'ouverture le samedi");
         assert_eq!(snippet(text, &terms), "| Samedi | 9h00 – 18h00 |");
+    }
+
+    #[test]
+    fn a_comment_in_fenced_code_counts_as_text_not_as_a_heading() {
+        // "# sauvegarde le samedi" holds both terms: a heading would count
+        // a third, and the sentence's one term win.
+        let text = "## Caisse\n\n```bash\n# sauvegarde le samedi\ncp caisse.db /mnt\n```\n\n\
+                    La sauvegarde part à 18h.";
+        let terms = query_terms("sauvegarde du samedi");
+        assert_eq!(snippet(text, &terms), "# sauvegarde le samedi");
+        // Out of the fence, the same line is a heading.
+        let text = "## Caisse\n\n# sauvegarde le samedi\n\nLa sauvegarde part à 18h.";
+        assert_eq!(snippet(text, &terms), "La sauvegarde part à 18h.");
     }
 
     #[test]
