@@ -1341,6 +1341,78 @@ async fn a_retry_after_longer_than_a_lease_is_waited_out_with_the_lease_renewed(
     server.stop().await;
 }
 
+/// Set once the job of [`a_retry_kept_for_a_job_another_worker_took_ends_its_loop`]
+/// was taken over: `/occupe` answers its 429 only then.
+static TAKEN_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// As [`busy_once`], the first answer of `/occupe` held (bounded: 10 s)
+/// until the job was taken over.
+fn busy_once_after_a_takeover(path: &str, n: usize) -> (&'static str, String, String) {
+    if (path, n) == ("/occupe", 0) {
+        for _ in 0..200 {
+            if TAKEN_OVER.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    busy_once(path, n)
+}
+
+/// A worker frozen past its lease while it fetched a page, the job taken
+/// over meanwhile by another: the 429 it then gets is not waited out in
+/// hand, since keeping the retry with the job is refused (the job is the
+/// other worker's), and the page is not asked again. Before, the refusal
+/// was only logged: the worker slept the 8 s out and asked the page again
+/// for a job no longer its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_kept_for_a_job_another_worker_took_ends_its_loop() {
+    let (addr, asked) = tiny_site(busy_once_after_a_takeover);
+    let mut server = server_crawling(addr, 30).await;
+    completed_website_session(&server, "a@salon-repris.fr", &format!("http://{addr}/")).await;
+    // Bounded: 10 s.
+    for _ in 0..200 {
+        if asked.lock().unwrap().contains_key("/occupe") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&1));
+    // The lease expired (the worker frozen), and another worker's claim.
+    let other = Connection::open(&server.db_path).unwrap();
+    other.busy_timeout(Duration::from_secs(5)).unwrap();
+    onboarding::register(&other).unwrap();
+    other
+        .execute_batch(
+            "BEGIN IMMEDIATE;
+             UPDATE kb_crawl_jobs SET lease_expires_at = '2000-01-01T00:00:00.000Z';",
+        )
+        .unwrap();
+    let claimed: String = other
+        .query_row(
+            "SELECT onboarding_kb_claim('{\"worker\":\"autre\",\"lease_seconds\":60}')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    other.execute_batch("COMMIT").unwrap();
+    let claimed: Value = serde_json::from_str(&claimed).unwrap();
+    assert_eq!(claimed["job"]["lease_owner"], "autre", "{claimed}");
+    TAKEN_OVER.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Past the 8 s the first worker would have waited out.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(asked.lock().unwrap().get("/occupe"), Some(&1));
+    assert_eq!(
+        waiting(&server.read_db(), addr)["pages"],
+        json!([["/", "stored", 0], ["/occupe", "pending", 0]])
+    );
+    let owner: String = other
+        .query_row("SELECT lease_owner FROM kb_crawl_jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner, "autre");
+    server.stop().await;
+}
+
 /// `/` links `/occupe`, which answers 429 with `Retry-After: 3` the first
 /// time.
 fn busy_three_seconds(path: &str, n: usize) -> (&'static str, String, String) {
