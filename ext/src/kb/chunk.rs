@@ -15,6 +15,7 @@
 //! sections joined across top-level headings are under the document's
 //! title.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Pieces shorter than this cost more the shorter they are.
@@ -34,7 +35,7 @@ pub struct Chunk {
 /// CommonMark reads one: up to three spaces, one to six `#` followed by a
 /// space, a tab or nothing; a closing run of `#` dropped only after blank
 /// space, so that `# Langage C#` is "Langage C#".
-pub(super) fn heading_of(line: &str) -> Option<(usize, &str)> {
+fn heading_of(line: &str) -> Option<(usize, &str)> {
     let line = indented(line)?;
     let level = line.bytes().take_while(|b| *b == b'#').count();
     let rest = line[level..].trim_end_matches(blank);
@@ -77,7 +78,7 @@ fn fence_of(line: &str) -> Option<(u8, usize, &str)> {
 /// included. A `# comment` of a shell script pasted in a document is no
 /// heading, and a `| grep` line no table row. A fence left open runs to
 /// the document's end, as in CommonMark.
-pub(super) fn code_lines(lines: &[&str]) -> Vec<bool> {
+fn code_lines(lines: &[&str]) -> Vec<bool> {
     let mut open: Option<(u8, usize)> = None;
     lines
         .iter()
@@ -96,6 +97,115 @@ pub(super) fn code_lines(lines: &[&str]) -> Vec<bool> {
             true
         })
         .collect()
+}
+
+/// What the lines of a document are, as CommonMark reads them, for the
+/// sections and the snippets.
+pub(super) struct Marks<'a> {
+    /// Per line: the level and name of the heading it starts.
+    pub starts: Vec<Option<(usize, Cow<'a, str>)>>,
+    /// Per line: whether it is (part of) a heading: an ATX heading's line,
+    /// or a setext heading's text and underline.
+    pub heading: Vec<bool>,
+    /// Per line: whether it is in a fenced code block (see [`code_lines`]).
+    pub code: Vec<bool>,
+}
+
+/// A setext heading's underline: a run of `=` (level 1) or `-` (level 2),
+/// up to three spaces before it and blank space after it.
+fn underline_of(line: &str) -> Option<usize> {
+    let run = indented(line)?.trim_end_matches(blank);
+    let level = match run.as_bytes().first()? {
+        b'=' => 1,
+        b'-' => 2,
+        _ => return None,
+    };
+    run.bytes().all(|b| b == run.as_bytes()[0]).then_some(level)
+}
+
+/// Whether `line` opens a list item or a block quote: a line under it
+/// continues that block, and a `---` under such a paragraph is a rule.
+fn opens_block(line: &str) -> bool {
+    let line = line.trim_start_matches(blank);
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    let marker = |rest: &str| rest.is_empty() || rest.starts_with([' ', '\t']);
+    line.starts_with('>')
+        || (line.starts_with(['-', '*', '+']) && marker(&line[1..]))
+        || ((1..=9).contains(&digits)
+            && line[digits..].starts_with(['.', ')'])
+            && marker(&line[digits + 1..]))
+}
+
+/// Reads `lines` as CommonMark does for what a chunk needs: fenced code,
+/// ATX headings (`## Tarifs`) and setext ones (`Tarifs` over `======`,
+/// as some editors and converters write them; several lines of text over
+/// it make one name). A `---` under a list item, a quote or a table row,
+/// or after a blank line, is a rule, not an underline.
+pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
+    let code = code_lines(lines);
+    let mut starts: Vec<Option<(usize, Cow<'a, str>)>> = Vec::with_capacity(lines.len());
+    let mut heading = Vec::with_capacity(lines.len());
+    /// The paragraph the line before is in.
+    enum Paragraph {
+        None,
+        /// Plain text from this line on: an underline makes it a heading.
+        Plain(usize),
+        /// A list item's or a quote's, its lazy lines included.
+        InBlock,
+    }
+    let mut paragraph = Paragraph::None;
+    for (i, line) in lines.iter().enumerate() {
+        let atx = heading_of(line).filter(|_| !code[i]);
+        if let (Some(level), Paragraph::Plain(first)) = (underline_of(line), &paragraph) {
+            if !code[i] {
+                let first = *first;
+                let name: Vec<&str> = lines[first..i]
+                    .iter()
+                    .map(|l| l.trim_matches(blank))
+                    .collect();
+                starts[first] = Some((level, Cow::Owned(name.join(" "))));
+                heading[first..].fill(true);
+                starts.push(None);
+                heading.push(true);
+                paragraph = Paragraph::None;
+                continue;
+            }
+        }
+        let text = !code[i]
+            && atx.is_none()
+            && !line.trim_matches(blank).is_empty()
+            && !table_row(line)
+            && !thematic_break(line)
+            && fence_of(line).is_none();
+        paragraph = match paragraph {
+            _ if !text => Paragraph::None,
+            _ if opens_block(line) => Paragraph::InBlock,
+            Paragraph::None => Paragraph::Plain(i),
+            going_on => going_on,
+        };
+        starts.push(atx.map(|(level, name)| (level, Cow::Borrowed(name))));
+        heading.push(atx.is_some());
+    }
+    Marks {
+        starts,
+        heading,
+        code,
+    }
+}
+
+/// A thematic break (a rule): three or more `-`, `*` or `_`, spaces and
+/// tabs between them allowed, up to three spaces before.
+fn thematic_break(line: &str) -> bool {
+    let Some(rest) = indented(line) else {
+        return false;
+    };
+    let marks: Vec<u8> = rest
+        .bytes()
+        .filter(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+        .collect();
+    marks.len() >= 3
+        && matches!(marks[0], b'-' | b'*' | b'_')
+        && marks.iter().all(|b| *b == marks[0])
 }
 
 /// The longest heading name a chunk's path shows, in characters: a
@@ -148,12 +258,16 @@ impl Lines {
     fn read(text: &str, title: &str) -> Self {
         let lines: Vec<&str> = text.split('\n').collect();
         let n = lines.len();
-        let code = code_lines(&lines);
+        let Marks {
+            starts,
+            heading,
+            code,
+        } = marks(&lines);
         let mut out = Lines {
             section: Vec::with_capacity(n),
             paths: vec![vec![Rc::from(title)]],
             long: Vec::new(),
-            heading: Vec::with_capacity(n),
+            heading,
             table: vec![None; n],
             headers: Vec::new(),
             glued: vec![false; n],
@@ -167,16 +281,14 @@ impl Lines {
         let mut spans: Vec<Option<(usize, usize)>> = vec![None];
         // Characters of the document before the line.
         let mut at = 0;
-        for (line, code) in lines.iter().zip(&code) {
-            let heading = heading_of(line).filter(|_| !code);
-            if let Some((level, name)) = heading {
+        for (line, start) in lines.iter().zip(starts) {
+            if let Some((level, name)) = start {
                 stack.retain(|(l, _)| *l < level);
-                stack.push((level, Rc::from(heading_name(name).as_str())));
+                stack.push((level, Rc::from(heading_name(&name).as_str())));
                 out.paths
                     .push(stack.iter().map(|(_, n)| Rc::clone(n)).collect());
                 spans.push(None);
             }
-            out.heading.push(heading.is_some());
             out.section.push(out.paths.len() - 1);
             let count = line.chars().count();
             let lead = line.chars().take_while(|c| blank(*c)).count();
@@ -962,6 +1074,9 @@ mod tests {
             "#",
             "```\n",
             "~~~",
+            "===",
+            "- ",
+            "> ",
             &long_word,
             &long_blank,
         ];
@@ -1173,6 +1288,61 @@ mod tests {
                 None,
             ]
         );
+    }
+
+    #[test]
+    fn setext_headings_are_read_as_commonmark_reads_them() {
+        let read = |text: &str| {
+            let lines: Vec<&str> = text.split('\n').collect();
+            let m = marks(&lines);
+            let starts: Vec<Option<(usize, String)>> = m
+                .starts
+                .into_iter()
+                .map(|s| s.map(|(l, n)| (l, n.into_owned())))
+                .collect();
+            (starts, m.heading)
+        };
+        let h = |level: usize, name: &str| Some((level, name.to_string()));
+        assert_eq!(
+            read("Tarifs\n======\n\nCoupe"),
+            (
+                vec![h(1, "Tarifs"), None, None, None],
+                vec![true, true, false, false]
+            )
+        );
+        // Lines of text over the underline make one name.
+        assert_eq!(
+            read(" Nos \nprix\n  --- "),
+            (vec![h(2, "Nos prix"), None, None], vec![true; 3])
+        );
+        // After a rule, a heading or a fence, a paragraph starts afresh.
+        assert_eq!(read("***\nTitre\n=").0, [None, h(1, "Titre"), None]);
+        assert_eq!(read("# A\nB\n-").0, [h(1, "A"), h(2, "B"), None]);
+        // Rules, not underlines: after a blank line, under a list item (or
+        // its lazy lines), a quote, a table row, a fence; four spaces
+        // before it make it text.
+        for text in [
+            "\n---\ntexte",
+            "- article\n---",
+            "- article\nsuite\n===",
+            "2024. Année\n===",
+            "> citation\n===",
+            "| a | b |\n---",
+            "```\nx\n```\n===",
+            "texte\n    ---",
+            "texte\n- - -",
+        ] {
+            let (starts, heading) = read(text);
+            assert!(starts.iter().all(Option::is_none), "{text:?}");
+            assert!(heading.iter().all(|h| !h), "{text:?}");
+        }
+        // In a document: sections as under ATX headings.
+        let body = "Le salon vous accueille du mardi au samedi. ".repeat(16);
+        let text = format!("Salon Léa\n=========\n\n{body}\n\nTarifs\n------\n\n{body}");
+        let got = chunks(&text, "T");
+        let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
+        assert_eq!(headings, ["Salon Léa", "Salon Léa > Tarifs"], "{got:?}");
+        assert!(got[1].text.starts_with("Tarifs\n------\n\nLe salon"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
-use super::chunk::{code_lines, heading_of};
+use super::chunk::{marks, Marks};
 use super::french::{fts_query, index_terms, query_terms};
 use super::job::{job_columns, job_json};
 use crate::error::{quote, Error, ErrorKind, Result};
@@ -406,22 +406,23 @@ fn shown_score(score: f64) -> f64 {
 /// reads them: a `# comment` or a `|` line in fenced code is neither.
 pub fn snippet(text: &str, terms: &[String]) -> String {
     let raw: Vec<&str> = text.split('\n').collect();
-    let code = code_lines(&raw);
-    // Each line that is not blank, and whether it is code.
-    let lines: Vec<(&str, bool)> = raw
+    let Marks { heading, code, .. } = marks(&raw);
+    // Each line that is not blank, whether it is code, and whether it is
+    // (part of) a heading.
+    let lines: Vec<(&str, bool, bool)> = raw
         .iter()
-        .zip(code)
-        .map(|(l, code)| (l.trim(), code))
-        .filter(|(l, _)| !l.is_empty())
+        .zip(code.into_iter().zip(heading))
+        .map(|(l, (code, heading))| (l.trim(), code, heading))
+        .filter(|(l, _, _)| !l.is_empty())
         .collect();
-    let separator = |(l, code): (&str, bool)| {
+    let separator = |(l, code, _): (&str, bool, bool)| {
         !code && l.starts_with('|') && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
     };
     let best = lines
         .iter()
         .enumerate()
         .filter(|(_, l)| !separator(**l))
-        .map(|(i, &(line, code))| {
+        .map(|(i, &(line, code, heading))| {
             let line_terms = index_terms(line);
             let hits = terms
                 .iter()
@@ -430,7 +431,6 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
             let header_row = !code
                 && line.starts_with('|')
                 && lines.get(i + 1).is_some_and(|next| separator(*next));
-            let heading = !code && heading_of(line).is_some();
             let weight = if heading || header_row { 1 } else { 3 };
             (hits * weight, line)
         })
@@ -475,6 +475,9 @@ mod tests {
         assert_eq!(snippet(text, &terms), "# sauvegarde le samedi");
         // Out of the fence, the same line is a heading.
         let text = "## Caisse\n\n# sauvegarde le samedi\n\nLa sauvegarde part à 18h.";
+        assert_eq!(snippet(text, &terms), "La sauvegarde part à 18h.");
+        // So is a setext heading's text.
+        let text = "## Caisse\n\nsauvegarde le samedi\n---\n\nLa sauvegarde part à 18h.";
         assert_eq!(snippet(text, &terms), "La sauvegarde part à 18h.");
     }
 
