@@ -13,7 +13,8 @@
 //! other. A chunk's heading path is the deepest one above all of its
 //! text, so that what a search shows over a chunk is true of all of it:
 //! sections joined across top-level headings are under the document's
-//! title.
+//! title. Headings are read as CommonMark reads them (see [`marks`]): ATX
+//! (`## Tarifs`) and setext (`Tarifs` over `------`), none in fenced code.
 
 use std::borrow::Cow;
 use std::rc::Rc;
