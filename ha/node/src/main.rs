@@ -38,7 +38,11 @@ use dqlite_wire::{connect_leader, Leader, Role};
 /// (an election timeout of 750 ms) writes resumed 1.3-2.8 s after a
 /// leader's death on loopback under load, too close to the 3 s promised;
 /// at 35 ms, 0.7-2.4 s, and 0.9-1.1 s once the node killed before had
-/// rejoined (the cluster test, eight kills in four runs each).
+/// rejoined (the cluster test, eight kills in four runs each). A call
+/// longer than the election timeout (15 times this: 525 ms) moves the
+/// leadership, its leader sending no heartbeat meanwhile: a cluster taking
+/// the contract's largest pasted knowledge bases needs 200 (README, "High
+/// availability").
 const DEFAULT_LATENCY_MS: u32 = 35;
 
 /// Raft log entries between two snapshots, and kept after one (dqlite's

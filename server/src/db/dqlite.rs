@@ -54,7 +54,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bounds every answer: a commit waits for a quorum of nodes, and a call
 /// does its work on the leader (a completion indexing the contract's
-/// largest knowledge base takes about a second there).
+/// largest knowledge base takes 2.2-2.5 s there on a 2-core AMD EPYC, and
+/// needs the nodes' election timeout longer than that: README, "High
+/// availability").
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// While an answer is slower than this, the other nodes are asked who

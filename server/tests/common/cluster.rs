@@ -56,21 +56,35 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     node_bin: PathBuf,
     so: PathBuf,
+    /// The nodes' `--latency-ms`, when not the node's default.
+    latency_ms: Option<u32>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// `n` nodes: the first bootstraps, the others join it and become voters.
     pub fn start(n: usize) -> Option<Cluster> {
+        Cluster::start_with_latency(n, None)
+    }
+
+    /// The same, Raft's timeouts tuned from `latency_ms` (`--latency-ms`).
+    pub fn start_with_latency(n: usize, latency_ms: Option<u32>) -> Option<Cluster> {
         let addresses: Vec<(String, Option<String>)> = (0..n)
             .map(|_| (format!("127.0.0.1:{}", free_port()), None))
             .collect();
-        Cluster::start_at(addresses)
+        Cluster::start_at_with_latency(addresses, latency_ms)
     }
 
     /// Nodes known by the given addresses, each listening on its own bind
     /// address when one is given.
     pub fn start_at(addresses: Vec<(String, Option<String>)>) -> Option<Cluster> {
+        Cluster::start_at_with_latency(addresses, None)
+    }
+
+    fn start_at_with_latency(
+        addresses: Vec<(String, Option<String>)>,
+        latency_ms: Option<u32>,
+    ) -> Option<Cluster> {
         let (node_bin, so) = binaries()?;
         let dir = tempfile::tempdir().expect("temporary directory");
         let nodes = addresses
@@ -88,6 +102,7 @@ impl Cluster {
             nodes,
             node_bin,
             so,
+            latency_ms,
             _dir: dir,
         };
         for i in 0..cluster.nodes.len() {
@@ -163,6 +178,9 @@ impl Cluster {
             .arg(&self.so);
         if let Some(bind) = &node.bind {
             command.args(["--bind", bind]);
+        }
+        if let Some(ms) = self.latency_ms {
+            command.args(["--latency-ms", &ms.to_string()]);
         }
         if !join.is_empty() {
             command.args(["--join", &join.join(",")]);
