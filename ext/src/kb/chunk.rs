@@ -59,43 +59,142 @@ fn indented(line: &str) -> Option<&str> {
     (line.len() - rest.len() <= 3).then_some(rest)
 }
 
-/// A fence of a fenced code block, as CommonMark reads one: up to three
-/// spaces, then three or more backticks or tildes. Answers its character,
-/// its length, and what follows it (an info string, `bash` of
-/// "```bash"), which a closing fence may not have and a backtick fence may
-/// not hold a backtick in.
-fn fence_of(line: &str) -> Option<(u8, usize, &str)> {
-    let line = indented(line)?;
-    let c = *line
+/// A fence of a fenced code block, as CommonMark reads one: three or more
+/// backticks or tildes. Answers its character, its length, and what
+/// follows it (an info string, `bash` of "```bash"), which a closing fence
+/// may not have and a backtick fence may not hold a backtick in.
+fn fence_of(text: &str) -> Option<(u8, usize, &str)> {
+    let c = *text
         .as_bytes()
         .first()
         .filter(|c| matches!(c, b'`' | b'~'))?;
-    let len = line.bytes().take_while(|b| *b == c).count();
-    let info = &line[len..];
+    let len = text.bytes().take_while(|b| *b == c).count();
+    let info = &text[len..];
     (len >= 3 && !(c == b'`' && info.contains('`'))).then_some((c, len, info))
+}
+
+/// The width of a list item's marker at the start of `text`: `-`, `*`,
+/// `+`, or one to nine digits and `.` or `)`.
+fn list_marker(text: &str) -> Option<usize> {
+    if text.starts_with(['-', '*', '+']) {
+        return Some(1);
+    }
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    ((1..=9).contains(&digits) && text[digits..].starts_with(['.', ')'])).then_some(digits + 1)
+}
+
+/// Leading spaces of `text`.
+fn spaces(text: &str) -> usize {
+    text.len() - text.trim_start_matches(' ').len()
+}
+
+/// A line's block quote and list item markers (`> `, `- `, `1. `): how
+/// many quote markers, the column its content starts at inside the
+/// innermost quote (the list markers' width and the spaces after them),
+/// and what follows the markers.
+fn containers(line: &str) -> (usize, usize, &str) {
+    let (mut quotes, mut column, mut rest) = (0, 0, line);
+    loop {
+        let lead = spaces(rest);
+        let after = &rest[lead..];
+        if lead <= 3 && after.starts_with('>') {
+            quotes += 1;
+            column = 0;
+            rest = after[1..].strip_prefix(' ').unwrap_or(&after[1..]);
+            continue;
+        }
+        if let Some(marker) = list_marker(after) {
+            let gap = spaces(&after[marker..]);
+            if (1..=4).contains(&gap) {
+                column += lead + marker + gap;
+                rest = &after[marker + gap..];
+                continue;
+            }
+        }
+        return (quotes, column, rest);
+    }
+}
+
+/// `line` without `quotes` quote markers (`> `), when it has them.
+fn unquoted(line: &str, quotes: usize) -> Option<&str> {
+    let mut rest = line;
+    for _ in 0..quotes {
+        let lead = spaces(rest);
+        let after = rest[lead..].strip_prefix('>').filter(|_| lead <= 3)?;
+        rest = after.strip_prefix(' ').unwrap_or(after);
+    }
+    Some(rest)
+}
+
+/// An open fenced code block.
+#[derive(Clone, Copy)]
+struct Fence {
+    c: u8,
+    len: usize,
+    /// The column its opening fence starts at, inside `quotes` quotes.
+    column: usize,
+    quotes: usize,
+    /// Whether it is inside a list item: a line of text left of its column
+    /// ends the item, and so the block.
+    in_item: bool,
 }
 
 /// Per line of `lines`: whether it is in a fenced code block, its fences
 /// included. A `# comment` of a shell script pasted in a document is no
-/// heading, and a `| grep` line no table row. A fence left open runs to
-/// the document's end, as in CommonMark.
+/// heading, and a `| grep` line no table row. As in CommonMark, a fence
+/// may open in a list item (`- ```bash`, or indented under `1. Tapez :`)
+/// or a quote, and the block then ends with its item or quote; a fence
+/// left open elsewhere runs to the document's end.
 fn code_lines(lines: &[&str]) -> Vec<bool> {
-    let mut open: Option<(u8, usize)> = None;
+    let mut open: Option<Fence> = None;
+    // Whether the last line of text was in a list item: its marker's, or
+    // indented under one.
+    let mut in_item = false;
     lines
         .iter()
         .map(|line| {
-            let fence = fence_of(line);
-            match (open, fence) {
-                (Some((c, len)), Some((d, n, info)))
-                    if c == d && n >= len && info.trim_matches(blank).is_empty() =>
-                {
-                    open = None;
+            if let Some(f) = open {
+                let rest = unquoted(line, f.quotes);
+                let text = rest.filter(|r| !r.trim_matches(blank).is_empty());
+                match (rest, text) {
+                    // Its quote or list item ended: so did the block.
+                    (None, _) => open = None,
+                    (Some(_), Some(r)) if f.in_item && spaces(r) < f.column => open = None,
+                    (Some(r), _) => {
+                        let lead = spaces(r);
+                        let closing = fence_of(&r[lead..]).filter(|(c, n, info)| {
+                            *c == f.c
+                                && *n >= f.len
+                                && info.trim_matches(blank).is_empty()
+                                && lead.saturating_sub(f.column) <= 3
+                        });
+                        if closing.is_some() {
+                            open = None;
+                        }
+                        return true;
+                    }
                 }
-                (Some(_), _) => {}
-                (None, Some((c, len, _))) => open = Some((c, len)),
-                (None, None) => return false,
             }
-            true
+            if line.trim_matches(blank).is_empty() {
+                return false;
+            }
+            let (quotes, column, rest) = containers(line);
+            let lead = spaces(rest);
+            let indented_under_item = in_item && lead > 0 && column == 0;
+            in_item = column > 0 || indented_under_item;
+            match fence_of(&rest[lead..]).filter(|_| lead <= 3 || indented_under_item) {
+                Some((c, len, _)) => {
+                    open = Some(Fence {
+                        c,
+                        len,
+                        column: column + lead,
+                        quotes,
+                        in_item,
+                    });
+                    true
+                }
+                None => false,
+            }
         })
         .collect()
 }
@@ -155,7 +254,15 @@ pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
         InBlock,
     }
     let mut paragraph = Paragraph::None;
+    // YAML front matter (`---`, `title: …`, `---` at the very start, as
+    // static-site generators write it) is no setext heading.
+    let front = front_matter(lines);
     for (i, line) in lines.iter().enumerate() {
+        if i < front {
+            starts.push(None);
+            heading.push(false);
+            continue;
+        }
         let atx = heading_of(line).filter(|_| !code[i]);
         if let (Some(level), Paragraph::Plain(first)) = (underline_of(line), &paragraph) {
             if !code[i] {
@@ -176,11 +283,15 @@ pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
             && atx.is_none()
             && !line.trim_matches(blank).is_empty()
             && !table_row(line)
-            && !thematic_break(line)
-            && fence_of(line).is_none();
+            && !thematic_break(line);
         paragraph = match paragraph {
             _ if !text => Paragraph::None,
             _ if opens_block(line) => Paragraph::InBlock,
+            // Four spaces before text that starts no paragraph make it
+            // indented code.
+            Paragraph::None if line.len() - line.trim_start_matches(blank).len() >= 4 => {
+                Paragraph::None
+            }
             Paragraph::None => Paragraph::Plain(i),
             going_on => going_on,
         };
@@ -192,6 +303,19 @@ pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
         heading,
         code,
     }
+}
+
+/// How many lines at the start of `lines` are YAML front matter: a `---`
+/// line first, up to the next `---` or `...` line; 0 without one.
+fn front_matter(lines: &[&str]) -> usize {
+    if lines.first().map(|l| l.trim_end_matches(blank)) != Some("---") {
+        return 0;
+    }
+    lines
+        .iter()
+        .skip(1)
+        .position(|l| matches!(l.trim_end_matches(blank), "---" | "..."))
+        .map_or(0, |end| end + 2)
 }
 
 /// A thematic break (a rule): three or more `-`, `*` or `_`, spaces and
@@ -1332,6 +1456,9 @@ mod tests {
             "```\nx\n```\n===",
             "texte\n    ---",
             "texte\n- - -",
+            // Indented code, and front matter.
+            "Lancez :\n\n    # sauvegarde\n    cp a b\n===",
+            "---\ntitle: Tarifs\ndate: 2026-12-04\n---\n\nTexte.",
         ] {
             let (starts, heading) = read(text);
             assert!(starts.iter().all(Option::is_none), "{text:?}");
@@ -1363,6 +1490,22 @@ mod tests {
         // A fence with an info string closes nothing; one left open runs to
         // the end.
         assert_eq!(code("```\n# b\n``` x\n# c"), [true; 4]);
+        // In a list item: opened after its marker or indented under it,
+        // closed by a fence indented as the item's text, or by the item's
+        // end (a line of text left of it).
+        assert_eq!(
+            code("- ```bash\n  # b\n  ```\n# c"),
+            [true, true, true, false]
+        );
+        assert_eq!(
+            code("1. Tapez :\n   ```\n   sudo reboot\n\n2. Attendez.\n# c"),
+            [false, true, true, true, false, false]
+        );
+        // In a quote, ended by a line out of it.
+        assert_eq!(code("> ```\n> # b\n> ```\n# c"), [true, true, true, false]);
+        assert_eq!(code("> ```\n> # b\ntexte\n# c"), [true, true, false, false]);
+        // Out of any item, text left of an indented fence is in it.
+        assert_eq!(code("  ```\n# b\n  ```\n# c"), [true, true, true, false]);
         // Not fences: two backticks, four spaces before, a backtick in a
         // backtick fence's info string.
         assert_eq!(
@@ -1392,6 +1535,16 @@ mod tests {
         // Every piece is a slice of the text: no header was repeated.
         assert!(got.iter().all(|c| text.contains(&c.text)), "{got:?}");
         assert!(got.iter().all(|c| c.text.chars().count() <= MAX_CHARS));
+        // A fence in a list item, indented under its marker, closes there:
+        // the headings after it are headings.
+        let body = "Le salon vous accueille du mardi au samedi. ".repeat(16);
+        let text = format!(
+            "# Installation\n\n- ```bash\n  # sauvegarde\n  ls\n  ```\n\n{body}\n\n\
+             # Tarifs\n\n{body}\n\n# Contact\n\n{body}"
+        );
+        let got = chunks(&text, "Guide");
+        let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
+        assert_eq!(headings, ["Installation", "Tarifs", "Contact"], "{got:?}");
     }
 
     #[test]
