@@ -294,34 +294,50 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         "Code envoyé par SMS au +33612345678. Il est valable jusqu'à 11:10."
     );
     // Held until the server takes another code: 60 s from the send's
-    // answer, counting down, whatever this browser's clock says (the
-    // server's stands still, days behind it). A click sends nothing.
-    let held = "const s = document.getElementById('send-code');
-                return [s.getAttribute('aria-disabled'), s.textContent]";
+    // answer, counted down beside the button (which keeps its name),
+    // whatever this browser's clock says (the server's stands still, days
+    // behind it). A click sends nothing, and says the wait again.
+    let held = "const s = document.getElementById('send-code'), w = document.getElementById('send-wait');
+                return [s.getAttribute('aria-disabled'), s.textContent, s.getAttribute('aria-describedby'),
+                        w.hidden, w.textContent]";
     let counted = b.eval(held).await;
-    assert_eq!(counted[0], "true");
+    assert_eq!(
+        counted.as_array().unwrap()[..4],
+        [
+            json!("true"),
+            json!("Renvoyer un code"),
+            json!("send-wait"),
+            json!(false)
+        ]
+    );
+    let wait = |s: u32| format!("Vous pourrez demander un autre code dans {s} secondes.");
     assert!(
-        ["Renvoyer un code dans 60 s", "Renvoyer un code dans 59 s"]
-            .contains(&counted[1].as_str().unwrap()),
+        [wait(60), wait(59)].contains(&counted[4].as_str().unwrap().to_string()),
         "{counted}"
     );
     b.click("#send-code").await;
     b.until(
         "the countdown's next second",
-        "/^Renvoyer un code dans 5[0-8] s$/.test(document.getElementById('send-code').textContent)",
+        "/ dans 5[0-8] secondes\\.$/.test(document.getElementById('send-wait').textContent)",
     )
     .await;
     assert_eq!(
-        b.eval("return document.getElementById('send-error').hidden")
-            .await,
-        true
+        b.eval(
+            "return [document.getElementById('send-error').hidden,
+                     document.getElementById('announce').textContent.startsWith('Vous pourrez demander un autre code dans')]"
+        )
+        .await,
+        json!([true, true])
     );
     // A reload forgets the wait: sent at once again, the server's refusal
     // (its 429) says it, above the send form, and the button holds again
     // for its Retry-After, the focus left on it.
     b.client.refresh().await.expect("reload");
     b.step("verification").await;
-    assert_eq!(b.eval(held).await, json!([null, "Renvoyer un code"]));
+    assert_eq!(
+        b.eval(held).await,
+        json!([null, "Renvoyer un code", "send-wait", true, ""])
+    );
     b.click("#send-code").await;
     b.until(
         "the resend's refusal",
@@ -353,7 +369,14 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     assert_eq!(
         b.eval(&format!("{held}.concat(document.activeElement.id)"))
             .await,
-        json!(["true", "Renvoyer un code dans 60 s", "send-code"])
+        json!([
+            "true",
+            "Renvoyer un code",
+            "send-wait",
+            false,
+            wait(60),
+            "send-code"
+        ])
     );
     // One code sent in all: the held click and the refused send sent none.
     assert_eq!(row(&server, "phone_verifications")["sends"], 1);
@@ -1224,10 +1247,14 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     // As in the wizard, the button waits out the server's 60 s; after a
     // reload, the server's refusal (its 429) starts the wait again.
     let held = "const s = document.getElementById('send-code');
-                return [s.getAttribute('aria-disabled'),
-                        /^Renvoyer un code dans (60|59|58) s$/.test(s.textContent),
+                return [s.getAttribute('aria-disabled'), s.textContent,
+                        /^Vous pourrez demander un autre code dans (60|59|58) secondes\\.$/
+                          .test(document.getElementById('send-wait').textContent),
                         document.activeElement.id]";
-    assert_eq!(b.eval(held).await, json!(["true", true, "code"]));
+    assert_eq!(
+        b.eval(held).await,
+        json!(["true", "Renvoyer un code", true, "code"])
+    );
     open_dashboard(&b, &id).await;
     b.until(
         "the pending code",
@@ -1241,7 +1268,10 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
         "!document.getElementById('send-error').hidden",
     )
     .await;
-    assert_eq!(b.eval(held).await, json!(["true", true, "send-code"]));
+    assert_eq!(
+        b.eval(held).await,
+        json!(["true", "Renvoyer un code", true, "send-code"])
+    );
     assert!(b
         .text_content("send-error")
         .await
@@ -2876,6 +2906,59 @@ async fn a_change_to_a_step_saved_before_survives_a_reload() {
     b.step("channels").await;
     let business = saved_business(&server);
     assert_eq!(business["phone"], "+33698765432");
+    b.quit().await;
+}
+
+/// The send button's hold (`holdSend` of page.js) on its own: a wait that
+/// is no number (an answer without `resend_after`) holds nothing; a wait
+/// is told beside the button and frees it at its end, once, telling a
+/// user whose focus waits there; a wait past a day is cut to a day.
+#[tokio::test]
+async fn the_send_buttons_hold_ends_on_time_and_takes_no_wait_that_is_no_number() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 360).await;
+    b.open("/").await;
+    let got = b
+        .eval(
+            "return import('/assets/page.js').then(async (m) => {
+               const b = document.createElement('button'), n = document.createElement('p');
+               document.body.append(b, n);
+               let freed = 0;
+               const free = () => { freed += 1; };
+               m.holdSend(b, n, NaN, free);
+               m.holdSend(b, n, m.resendWait({ expires_at: '2026-12-04T10:10:00Z' }), free);
+               m.holdSend(b, n, Infinity, free);
+               const none = [m.held(b), n.hidden, freed];
+               b.focus();
+               m.holdSend(b, n, 1.2, free);
+               const during = [m.held(b), b.getAttribute('aria-disabled'), n.hidden, n.textContent];
+               await new Promise((r) => setTimeout(r, 1600));
+               const after = [m.held(b), n.hidden, n.textContent, freed,
+                              document.getElementById('announce').textContent];
+               m.holdSend(b, n, 1e9, free);
+               const capped = [n.textContent, Math.round(m.heldFor(b))];
+               m.holdSend(b, n, 0, free);
+               return [none, during, after, capped, freed, m.held(b)];
+             })",
+        )
+        .await;
+    assert_eq!(
+        got,
+        json!([
+            [false, true, 0],
+            [
+                true,
+                "true",
+                false,
+                "Vous pourrez demander un autre code dans 1 seconde."
+            ],
+            [false, true, "", 1, "Vous pouvez demander un nouveau code."],
+            ["Vous pourrez demander un autre code dans 25 heures.", 86460],
+            2,
+            false
+        ])
+    );
     b.quit().await;
 }
 

@@ -188,7 +188,7 @@ function prepareVerification(mapping, verification) {
 function codeSent(v) {
   $('sent-note').textContent = sentNote(v);
   $('form-verify').hidden = false;
-  if (!held($('send-code'))) $('send-code').textContent = 'Renvoyer un code';
+  $('send-code').textContent = 'Renvoyer un code';
 }
 
 async function sendCode() {
@@ -200,12 +200,15 @@ async function sendCode() {
     // Too soon (a code sent before a reload, or from the wizard): the
     // button waits as long as the server asks.
     if (error instanceof ApiError && error.status === 429 && error.retryAfter) {
-      holdSend($('send-code'), error.retryAfter, $('send-code').textContent);
+      holdSend($('send-code'), $('send-wait'), error.retryAfter, () => {
+        $('send-error').hidden = true;
+        $('send-error').textContent = '';
+      });
     }
     throw error;
   }
   codeSent(sent);
-  holdSend($('send-code'), resendWait(sent), 'Renvoyer un code');
+  holdSend($('send-code'), $('send-wait'), resendWait(sent));
   $('code').focus();
   announce($('sent-note').textContent);
 }
@@ -381,8 +384,12 @@ function start() {
   $('search').addEventListener('submit', search);
   $('form-send').addEventListener('submit', (event) => {
     event.preventDefault();
-    // Held until the server takes another code: nothing to send yet.
-    if (held($('send-code'))) return;
+    // Held until the server takes another code: nothing to send yet, and
+    // the wait said again to screen readers.
+    if (held($('send-code'))) {
+      announce($('send-wait').textContent);
+      return;
+    }
     submit($('form-send'), sendCode);
   });
   $('form-verify').addEventListener('submit', (event) => {

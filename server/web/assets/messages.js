@@ -41,7 +41,7 @@ const subject = (field) => (FIELD_NAMES[field] || ['Ce champ'])[0];
 const agreed = (field, masculine, feminine) => ((FIELD_NAMES[field] || [])[1] ? feminine : masculine);
 
 /** `retry after N s` (or the Retry-After header) as French words. */
-function delay(seconds) {
+export function delay(seconds) {
   if (!Number.isFinite(seconds) || seconds <= 0) return 'dans quelques instants';
   if (seconds < 1.5) return 'dans 1 seconde';
   if (seconds < 90) return `dans ${Math.ceil(seconds)} secondes`;

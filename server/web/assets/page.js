@@ -2,6 +2,8 @@
 // radio choices, the live regions that announce what changed, and the
 // phone code's wording.
 
+import { delay } from './messages.js';
+
 export const $ = (id) => document.getElementById(id);
 
 /** Writes `value` into the element `elementId`, or a dash for nothing. */
@@ -55,20 +57,19 @@ export function sentNote(v) {
 /** How long a code is valid, in seconds: the contract's ten minutes. */
 const CODE_VALID_S = 600;
 
+/** The contract's spacing of two sends to a session, in seconds. */
+export const SEND_SPACING_S = 60;
+
+/** The longest hold: the daily limits' day, and a minute to spare. */
+const MAX_HOLD_S = 86460;
+
 /**
  * The seconds from a send to the next one the server takes, from the
  * send's answer alone: its `resend_after` past the send, which was a code's
  * validity before `expires_at`. Not from this browser's clock, which may
- * be minutes off the server's.
+ * be minutes off the server's. NaN when the answer lacks either.
  */
 export const resendWait = (v) => (Date.parse(v.resend_after) - Date.parse(v.expires_at)) / 1000 + CODE_VALID_S;
-
-/** A wait as the button says it: « 42 s », « 10 min », « 24 h ». */
-const waitText = (seconds) => {
-  if (seconds < 90) return `${seconds} s`;
-  if (seconds < 3600) return `${Math.ceil(seconds / 60)} min`;
-  return `${Math.ceil(seconds / 3600)} h`;
-};
 
 const holds = new WeakMap();
 
@@ -77,29 +78,49 @@ export const held = (button) => button.getAttribute('aria-disabled') === 'true';
 
 /**
  * Holds the send button for `seconds`, the wait the server asks between
- * two codes (60 s, or more after five sends or ten a day): it reads
- * « Renvoyer un code dans 42 s » counting down, and is `aria-disabled`,
- * not `disabled`, so that it keeps the focus a click or Enter gave it.
- * `label` is what it reads once free again.
+ * two codes (60 s, or more after five sends or ten a day): `aria-disabled`,
+ * not `disabled`, so that it keeps the focus a click or Enter gave it,
+ * its name unchanged; the wait is told beside it (`note`, which describes
+ * it), counting down, and again to screen readers at a held click; its
+ * end is told to a user whose focus waits on the button. `onFree` runs
+ * then. A wait that is not a number, or none, frees the button now.
+ * Counted on `Date.now()`, which goes on while a device sleeps.
  */
-export function holdSend(button, seconds, label) {
-  clearTimeout(holds.get(button));
-  const end = performance.now() + seconds * 1000;
+export function holdSend(button, note, seconds, onFree = () => {}) {
+  clearTimeout((holds.get(button) || {}).timer);
+  holds.delete(button);
+  const free = () => {
+    const was = held(button);
+    button.removeAttribute('aria-disabled');
+    note.hidden = true;
+    note.textContent = '';
+    if (was) onFree();
+    if (was && document.activeElement === button) announce('Vous pouvez demander un nouveau code.');
+  };
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    free();
+    return;
+  }
+  const end = Date.now() + Math.min(seconds, MAX_HOLD_S) * 1000;
   const tick = () => {
-    const left = Math.ceil((end - performance.now()) / 1000);
+    const left = (end - Date.now()) / 1000;
     if (left <= 0) {
       holds.delete(button);
-      button.removeAttribute('aria-disabled');
-      button.textContent = label;
+      free();
       return;
     }
     button.setAttribute('aria-disabled', 'true');
-    button.textContent = `${label} dans ${waitText(left)}`;
+    const text = `Vous pourrez demander un autre code ${delay(left)}.`;
+    if (note.textContent !== text) note.textContent = text;
+    note.hidden = false;
     // At the next whole second of the wait.
-    holds.set(button, setTimeout(tick, (end - performance.now()) % 1000 || 1000));
+    holds.set(button, { timer: setTimeout(tick, (end - Date.now()) % 1000 || 1000), end });
   };
   tick();
 }
+
+/** The seconds `button` is still held for, 0 when free. */
+export const heldFor = (button) => Math.max(0, (((holds.get(button) || {}).end || 0) - Date.now()) / 1000);
 
 /**
  * The code as the server wants it, six digits: a code typed in two groups

@@ -28,7 +28,9 @@ import {
   announceError,
   check,
   defaultChannel,
+  SEND_SPACING_S,
   held,
+  heldFor,
   holdSend,
   offlineText,
   resendWait,
@@ -84,6 +86,8 @@ const state = {
   looseError: null,
   /** The `Idempotency-Key` of the create under way, until it answers. */
   createKey: null,
+  /** When this page last had a code sent (`Date.now()`), for the spacing of sends. */
+  sentAt: null,
 };
 
 // ---------------------------------------------------------------- steps
@@ -826,9 +830,12 @@ function prepareVerification() {
   const latest = verificationOf(state.session);
   const verification = latest && latest.phone_number === business.phone ? latest : null;
   // The wait held for the last send's number may be its own (five sends
-  // of its verification): for a new number, the server's 429 says the
-  // wait, if any.
-  if (!verification && held($('send-code'))) holdSend($('send-code'), 0, 'Envoyer le code');
+  // of its verification); a new number waits out only the spacing of two
+  // sends to the session, the rest told by the server's 429 if any.
+  if (!verification && held($('send-code')) && state.sentAt) {
+    const spacing = SEND_SPACING_S - (Date.now() - state.sentAt) / 1000;
+    holdSend($('send-code'), $('send-wait'), Math.min(spacing, heldFor($('send-code'))));
+  }
   if (verification && verification.status === 'verified') {
     verified(verification);
     return;
@@ -861,14 +868,19 @@ async function sendCode() {
       return;
     }
     // Too soon (a code sent before a reload, or from another tab): the
-    // button waits as long as the server asks.
+    // button waits as long as the server asks, and its refusal goes with
+    // the wait.
     if (error instanceof ApiError && error.status === 429 && error.retryAfter) {
-      holdSend($('send-code'), error.retryAfter, $('send-code').textContent);
+      holdSend($('send-code'), $('send-wait'), error.retryAfter, () => {
+        $('send-error').hidden = true;
+        $('send-error').textContent = '';
+      });
     }
     throw error;
   }
+  state.sentAt = Date.now();
   codeSent(sent);
-  holdSend($('send-code'), resendWait(sent), 'Renvoyer un code');
+  holdSend($('send-code'), $('send-wait'), resendWait(sent));
   $('code').focus();
   announce($('sent-note').textContent);
 }
@@ -876,7 +888,7 @@ async function sendCode() {
 function codeSent(v) {
   $('sent-note').textContent = sentNote(v);
   $('form-verify').hidden = false;
-  if (!held($('send-code'))) $('send-code').textContent = 'Renvoyer un code';
+  $('send-code').textContent = 'Renvoyer un code';
 }
 
 /**
@@ -1129,8 +1141,12 @@ function wire() {
   $('verification-next').addEventListener('click', () => act(null, () => show(neighbour('verification', 1))));
   $('form-send').addEventListener('submit', (event) => {
     event.preventDefault();
-    // Held until the server takes another code: nothing to send yet.
-    if (held($('send-code'))) return;
+    // Held until the server takes another code: nothing to send yet, and
+    // the wait said again to screen readers.
+    if (held($('send-code'))) {
+      announce($('send-wait').textContent);
+      return;
+    }
     act($('form-send'), sendCode);
   });
   $('form-verify').addEventListener('submit', (event) => {
