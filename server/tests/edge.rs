@@ -810,7 +810,9 @@ async fn a_locked_database_is_503_with_retry_after() {
 /// thread. A first write holds the writer in its wait for another
 /// process's lock; a read sent meanwhile is answered at once, before that
 /// write's 503 (on the writer's queue it waited for it), and a second write
-/// queues behind the first.
+/// queues behind the first, its wait for the lock counted from when it was
+/// queued: its 503 comes the busy timeout after it was sent, not after the
+/// first's 503 (it came a whole timeout later before).
 #[tokio::test]
 async fn a_read_never_waits_behind_a_write_waiting_for_a_lock() {
     let (mut config, dir) = temp_config();
@@ -839,6 +841,7 @@ async fn a_read_never_waits_behind_a_write_waiting_for_a_lock() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let read = timed("GET", session);
     let health = timed("GET", "/healthz");
+    let second_sent = std::time::Instant::now();
     let second = timed("POST", CREATE);
     let (first, read, health, second) = (
         first.await.unwrap(),
@@ -847,6 +850,11 @@ async fn a_read_never_waits_behind_a_write_waiting_for_a_lock() {
         second.await.unwrap(),
     );
     assert_eq!([first.0, read.0, health.0, second.0], [503, 200, 200, 503]);
+    let waited = second.1 - second_sent;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
+        "the second write waited {waited:?} for a lock, with a busy timeout of 1 s"
+    );
     for (answered, what) in [(read.1, "the session"), (health.1, "/healthz")] {
         assert!(
             answered + Duration::from_millis(400) < first.1,

@@ -3,6 +3,7 @@
 //! and the clean close.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::Connection;
@@ -19,7 +20,15 @@ pub(super) struct File {
     syncer: Option<Syncer>,
     /// The batches begun and synced, shared with the syncer and the reader.
     durability: Durability,
+    /// How long a call waits for another process's lock (`--busy-timeout-ms`),
+    /// counted from when it was queued.
+    busy_timeout: Duration,
 }
+
+/// The shortest wait for a lock a batch gets, however long its oldest call
+/// has been queued: a lock taken for an instant (a `sqlite3` shell's
+/// write) is waited out rather than refused at once.
+const MIN_LOCK_WAIT: Duration = Duration::from_millis(50);
 
 impl File {
     /// Opens, configures and migrates the database. `log_failure` is set
@@ -50,11 +59,27 @@ impl File {
             db,
             syncer,
             durability,
+            busy_timeout: options.busy_timeout,
         })
     }
 }
 
 impl Backend for File {
+    /// A call waits for another process's lock the busy timeout from when
+    /// it was queued, not from when its batch begins: calls queued behind a
+    /// batch waiting out a lock would otherwise wait their own timeout on
+    /// top of its (a create answered 503 after 9.4 s with a 5 s timeout,
+    /// behind the crawler's poll for a job).
+    fn queued_since(&mut self, oldest: Instant) {
+        let left = self
+            .busy_timeout
+            .saturating_sub(oldest.elapsed())
+            .max(MIN_LOCK_WAIT.min(self.busy_timeout));
+        if let Err(e) = self.db.conn.busy_timeout(left) {
+            tracing::warn!(error = %error_text(&e), "cannot set the busy timeout");
+        }
+    }
+
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
         if let Some(failure) = self.db.log_failure.get() {
             replies.clear();

@@ -316,6 +316,9 @@ pub(super) trait Backend: Send {
     /// and fills `replies` with one answer per query, each true of what was
     /// committed.
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>);
+    /// Called before each batch with when its oldest call was queued (the
+    /// file counts its busy timeout from there).
+    fn queued_since(&mut self, _oldest: std::time::Instant) {}
     /// Called after each batch has run (the file's checkpointer).
     fn after_batch(&mut self) {}
     /// Answers the batch just run: at once, or (the file under

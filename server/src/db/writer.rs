@@ -23,6 +23,8 @@ const QUEUE_CAPACITY: usize = 4096;
 struct Job {
     query: Query,
     reply: oneshot::Sender<Outcome>,
+    /// When it was queued.
+    queued: std::time::Instant,
 }
 
 enum Message {
@@ -126,7 +128,11 @@ impl Writer {
             return Err(Failure::Sql("the database writer has stopped".to_string()));
         }
         queue
-            .send(Message::Run(Job { query, reply }))
+            .send(Message::Run(Job {
+                query,
+                reply,
+                queued: std::time::Instant::now(),
+            }))
             .await
             .map_err(|_| Failure::Sql("the database writer has stopped".to_string()))?;
         answer
@@ -164,6 +170,9 @@ async fn close_queue(queue: &mpsc::Sender<Message>) -> Result<(), String> {
 /// backend to deliver; `batch` is left empty. Answers how many calls ran.
 fn run_one(backend: &mut dyn Backend, batch: &mut Vec<Job>, replies: &mut Vec<Outcome>) -> u64 {
     let queries: Vec<&Query> = batch.iter().map(|job| &job.query).collect();
+    if let Some(oldest) = batch.iter().map(|job| job.queued).min() {
+        backend.queued_since(oldest);
+    }
     backend.run_batch(&queries, replies);
     backend.after_batch();
     let ran = batch.len() as u64;
