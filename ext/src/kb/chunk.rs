@@ -55,8 +55,8 @@ fn heading_of(line: &str) -> Option<(usize, &str)> {
 /// `line` without its indentation, when it has at most three spaces of it:
 /// four make it code in CommonMark, no heading nor fence.
 fn indented(line: &str) -> Option<&str> {
-    let rest = line.trim_start_matches(' ');
-    (line.len() - rest.len() <= 3).then_some(rest)
+    let lead = spaces(line);
+    (lead <= 3).then(|| &line[lead..])
 }
 
 /// A fence of a fenced code block, as CommonMark reads one: three or more
@@ -227,13 +227,9 @@ fn underline_of(line: &str) -> Option<usize> {
 /// continues that block, and a `---` under such a paragraph is a rule.
 fn opens_block(line: &str) -> bool {
     let line = line.trim_start_matches(blank);
-    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
-    let marker = |rest: &str| rest.is_empty() || rest.starts_with([' ', '\t']);
     line.starts_with('>')
-        || (line.starts_with(['-', '*', '+']) && marker(&line[1..]))
-        || ((1..=9).contains(&digits)
-            && line[digits..].starts_with(['.', ')'])
-            && marker(&line[digits + 1..]))
+        || list_marker(line)
+            .is_some_and(|m| line[m..].is_empty() || line[m..].starts_with([' ', '\t']))
 }
 
 /// Reads `lines` as CommonMark does for what a chunk needs: fenced code,
@@ -264,20 +260,20 @@ pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
             continue;
         }
         let atx = heading_of(line).filter(|_| !code[i]);
+        // An underline is never code: a paragraph's next line is code only
+        // when it opens a fence.
         if let (Some(level), Paragraph::Plain(first)) = (underline_of(line), &paragraph) {
-            if !code[i] {
-                let first = *first;
-                let name: Vec<&str> = lines[first..i]
-                    .iter()
-                    .map(|l| l.trim_matches(blank))
-                    .collect();
-                starts[first] = Some((level, Cow::Owned(name.join(" "))));
-                heading[first..].fill(true);
-                starts.push(None);
-                heading.push(true);
-                paragraph = Paragraph::None;
-                continue;
-            }
+            let first = *first;
+            let name: Vec<&str> = lines[first..i]
+                .iter()
+                .map(|l| l.trim_matches(blank))
+                .collect();
+            starts[first] = Some((level, Cow::Owned(name.join(" "))));
+            heading[first..].fill(true);
+            starts.push(None);
+            heading.push(true);
+            paragraph = Paragraph::None;
+            continue;
         }
         let text = !code[i]
             && atx.is_none()

@@ -27,6 +27,7 @@ import {
   check,
   defaultChannel,
   held,
+  holdAfterRefusal,
   holdSend,
   offlineText,
   resendWait,
@@ -197,14 +198,7 @@ async function sendCode() {
   try {
     sent = await post(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {}, { retries: 0 });
   } catch (error) {
-    // Too soon (a code sent before a reload, or from the wizard): the
-    // button waits as long as the server asks.
-    if (error instanceof ApiError && error.status === 429 && error.retryAfter) {
-      holdSend($('send-code'), $('send-wait'), error.retryAfter, () => {
-        $('send-error').hidden = true;
-        $('send-error').textContent = '';
-      });
-    }
+    holdAfterRefusal(error);
     throw error;
   }
   codeSent(sent);

@@ -119,6 +119,19 @@ export function holdSend(button, note, seconds, onFree = () => {}) {
   tick();
 }
 
+/**
+ * After a send refused as too soon (a 429: a code sent before a reload, or
+ * from another page), the send button waits as long as the server asks,
+ * and the refusal's message goes with the wait.
+ */
+export function holdAfterRefusal(error) {
+  if (error.status !== 429 || !error.retryAfter) return;
+  holdSend($('send-code'), $('send-wait'), error.retryAfter, () => {
+    $('send-error').hidden = true;
+    $('send-error').textContent = '';
+  });
+}
+
 /** The seconds `button` is still held for, 0 when free. */
 export const heldFor = (button) => Math.max(0, (((holds.get(button) || {}).end || 0) - Date.now()) / 1000);
 

@@ -31,6 +31,7 @@ import {
   SEND_SPACING_S,
   held,
   heldFor,
+  holdAfterRefusal,
   holdSend,
   offlineText,
   resendWait,
@@ -867,15 +868,7 @@ async function sendCode() {
       $('verification-next').focus();
       return;
     }
-    // Too soon (a code sent before a reload, or from another tab): the
-    // button waits as long as the server asks, and its refusal goes with
-    // the wait.
-    if (error instanceof ApiError && error.status === 429 && error.retryAfter) {
-      holdSend($('send-code'), $('send-wait'), error.retryAfter, () => {
-        $('send-error').hidden = true;
-        $('send-error').textContent = '';
-      });
-    }
+    holdAfterRefusal(error);
     throw error;
   }
   state.sentAt = Date.now();
