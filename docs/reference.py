@@ -327,6 +327,23 @@ example("SELECT onboarding_step(?, 'kb', ?)", docs_session,
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"documents","documents":[{"title":"","content":"x"}]}')
 example("SELECT onboarding_step(?, 'kb', ?)", docs_session, '{"method":"website","crawl_url":"http://[::ffff:127.0.0.1]/"}')
 
+section("onboarding_kb_prepare(session_id)",
+        "Stores the first of the kb step's pasted documents (method `documents`) that the "
+        "tenant's knowledge lacks, chunked and indexed as the completion would store it, and "
+        "answers which (`item`, from 0), with its `document_id` and `chunks`; "
+        "`\"prepared\":null` when none is left (or the step lists none, or the session is "
+        "completed). The completion then finds those documents stored, counts them and "
+        "answers as it would have alone; a document prepared for an item the kb step no "
+        "longer lists goes at completion. For a host that must not spend seconds in one call: "
+        "`onboarding-server --dqlite` calls it until it answers null, in a savepoint of the "
+        "completion's transaction that the completion's failure rolls back (a dqlite leader "
+        "sends no Raft heartbeat while it runs a call). A session that is no longer in "
+        "progress is `conflict`, an unknown one `not_found`.")
+example("SELECT onboarding_kb_prepare(?)", docs_session)
+example("SELECT onboarding_kb_prepare(?)", docs_session)
+example("SELECT onboarding_kb_prepare(?)", docs_session)
+example("SELECT onboarding_kb_prepare(?)", "onb_00000000000000000000000000000000")
+
 section("onboarding_kb_claim(payload)",
         "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
         "job whose backoff is over, or a running one whose lease expired (its worker died). "

@@ -39,6 +39,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_kb_claim/1 524288\n\
          onboarding_kb_finish/1 524288\n\
          onboarding_kb_get/1 524288\n\
+         onboarding_kb_prepare/1 524288\n\
          onboarding_kb_release/1 524288\n\
          onboarding_kb_renew/1 524288\n\
          onboarding_kb_search/1 524288\n\

@@ -6,9 +6,13 @@
 //! appointments are configured), `kb_crawl_jobs` (for a website), then
 //! `onboarding_analytics` and the session. The body it answers is stored on
 //! the session, so a retry gets the very same answer and writes nothing.
+//!
+//! `onboarding_kb_prepare(session_id)` does the completion's heaviest part
+//! ahead, one pasted document per call ([`crate::sync::prepare`]), for a
+//! host that must not spend seconds in one call (a dqlite leader).
 
 use rusqlite::Connection;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::env::Env;
 use crate::error::Result;
@@ -16,7 +20,7 @@ use crate::json;
 use crate::replies;
 use crate::savepoint::in_savepoint;
 use crate::session::Session;
-use crate::sync::sync;
+use crate::sync::{self, sync};
 use crate::validate;
 
 // -- onboarding_complete('onb_…', '{}')
@@ -45,4 +49,30 @@ pub fn complete(
             sync(conn, env, &session).map(Ok)
         })
     })?
+}
+
+// -- onboarding_kb_prepare('onb_…')
+//      -> '{"success":true,"session_id":"onb_…","prepared":{"item":0,"document_id":1,"chunks":42}}'
+//      -> '{"success":true,"session_id":"onb_…","prepared":null}'   (nothing left to prepare)
+pub fn prepare(conn: &Connection, env: &dyn Env, session_id: &str) -> Result<Value> {
+    in_savepoint(conn, || {
+        let session = Session::load(conn, session_id)?;
+        // A completed session has nothing left to prepare: its completion
+        // answers its first answer again (a host's retry meets this).
+        let prepared = if session.completion_result.is_some() {
+            None
+        } else {
+            session.ensure_writable()?;
+            sync::prepare(conn, env, &session)?
+        };
+        Ok(json!({
+            "success": true,
+            "session_id": session.id,
+            "prepared": prepared.map(|p| json!({
+                "item": p.item,
+                "document_id": p.document_id,
+                "chunks": p.chunks,
+            })),
+        }))
+    })
 }

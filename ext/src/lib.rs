@@ -25,7 +25,7 @@
 //! | `onboarding_version()` | `version.rs` |
 //! | `onboarding_create(payload)`, `onboarding_create(payload, ip_address, user_agent)`, `onboarding_create(payload, ip_address, user_agent, request_key)` | `create.rs` |
 //! | `onboarding_step(session_id, step, payload[, request_key])` | `step.rs`, `session.rs` (`Step`), `validate.rs` |
-//! | `onboarding_complete(session_id)`, `onboarding_complete(session_id, payload)`, `onboarding_complete(session_id, payload, request_key)` | `complete.rs`, `sync.rs`, `replies.rs` |
+//! | `onboarding_complete(session_id)`, `onboarding_complete(session_id, payload)`, `onboarding_complete(session_id, payload, request_key)`; `onboarding_kb_prepare(session_id)` | `complete.rs`, `sync.rs`, `replies.rs` |
 //! | `onboarding_get(session_id)` | `get.rs` |
 //! | `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`, `onboarding_phone_verify(session_id, payload[, request_key])` | `phone.rs`, `verification.rs`, `otp.rs`, `replies.rs` |
 //! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
@@ -157,6 +157,11 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_complete", 1, WRITER, complete_call),
     ("onboarding_complete", 2, WRITER, complete_call),
     ("onboarding_complete", 3, WRITER, complete_call),
+    // The completion's pasted documents stored ahead, one a call, by a
+    // host that must not spend seconds in one call (a dqlite leader).
+    ("onboarding_kb_prepare", 1, WRITER, |c| {
+        complete::prepare(&*c.conn()?, c.env, c.session_id()?).map(to_sql)
+    }),
     ("onboarding_get", 1, READER, |c| {
         get::get(&*c.conn()?, c.env, c.session_id()?).map(to_sql)
     }),

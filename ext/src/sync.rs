@@ -77,6 +77,60 @@ pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Strin
     Ok(result)
 }
 
+/// A document `onboarding_kb_prepare` stored: the kb step's item, its row
+/// and its chunks.
+pub struct Prepared {
+    pub item: usize,
+    pub document_id: i64,
+    pub chunks: usize,
+}
+
+/// The completion's heaviest work, ahead of it and one document at a time:
+/// the first of the kb step's documents (method `documents`) that the
+/// tenant's knowledge lacks, stored and indexed as the completion would
+/// store it; `None` when none is left (or the step lists none). The
+/// completion then finds the document stored and counts it
+/// ([`Part::documents`]).
+///
+/// Why: a host whose database runs each call on one thread that must also
+/// keep a cluster alive (dqlite's leader, which sends Raft heartbeats
+/// between calls) cannot spend seconds in one call. The contract's largest
+/// knowledge base (20 documents of 200,000 characters) keeps a dqlite
+/// leader 0.92-0.94 s in one completion, past its election timeout; one
+/// document a call, 138-158 ms at the longest.
+pub fn prepare(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Option<Prepared>> {
+    let Some(kb) = stored::<StoredKb>(session.data(Step::Kb))? else {
+        return Ok(None);
+    };
+    if kb.method != "documents" {
+        return Ok(None);
+    }
+    let now = iso8601(env.now_ms());
+    for (item, doc) in kb.documents.iter().enumerate() {
+        let source = store::Source::Documents { item };
+        let new = store::NewDocument {
+            tenant_id: &session.tenant_id,
+            job_id: None,
+            source,
+            url: None,
+            title: &doc.title,
+            markdown: &doc.content,
+            depth: None,
+            now: &now,
+        };
+        if let store::Stored::New { id, chunks } =
+            store::store_as(conn, &new, &source.identity(&doc.content))?
+        {
+            return Ok(Some(Prepared {
+                item,
+                document_id: id,
+                chunks,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// `onboarding_complete`'s answer, in the order its keys are written.
 #[derive(Serialize)]
 struct Completed<'a> {
@@ -588,11 +642,13 @@ impl Part<'_> {
         } else {
             None
         };
-        let documents = if method == "documents" {
-            Some(self.documents(&kb.documents)?)
+        let listed: &[StoredDocument<'_>] = if method == "documents" {
+            &kb.documents
         } else {
-            None
+            &[]
         };
+        let documents = self.documents(listed)?;
+        let documents = (method == "documents").then_some(documents);
         Ok(Some(KnowledgeBase {
             method,
             crawl_job,
@@ -601,13 +657,27 @@ impl Part<'_> {
     }
 
     /// The kb step's documents (validated when saved), each stored and cut
-    /// into indexed chunks: `{"documents_stored","chunks"}`.
+    /// into indexed chunks: `{"documents_stored","chunks"}`. A document
+    /// `onboarding_kb_prepare` stored ahead is counted as stored here, its
+    /// time made the completion's; one it stored for items the kb step no
+    /// longer lists (saved again since) goes, so that the tenant's pasted
+    /// knowledge is exactly the step's, however it was prepared.
     fn documents(&self, documents: &[StoredDocument<'_>]) -> Result<DocumentsStored> {
-        let mut stored = 0;
+        let tenant_id = &self.session.tenant_id;
+        let identities: Vec<String> = documents
+            .iter()
+            .enumerate()
+            .map(|(item, doc)| store::Source::Documents { item }.identity(&doc.content))
+            .collect();
+        for (id, identity) in store::pasted(self.conn, tenant_id)? {
+            if !identities.contains(&identity) {
+                store::delete(self.conn, id)?;
+            }
+        }
         let mut chunks = 0;
         for (item, doc) in documents.iter().enumerate() {
             let new = store::NewDocument {
-                tenant_id: &self.session.tenant_id,
+                tenant_id,
                 job_id: None,
                 source: store::Source::Documents { item },
                 url: None,
@@ -616,13 +686,20 @@ impl Part<'_> {
                 depth: None,
                 now: self.now,
             };
-            if let store::Stored::New { chunks: n, .. } = store::store(self.conn, &new)? {
-                stored += 1;
-                chunks += n;
-            }
+            chunks += match store::store_as(self.conn, &new, &identities[item])? {
+                store::Stored::New { chunks, .. } => chunks,
+                store::Stored::Duplicate { id } => {
+                    sql::execute(
+                        self.conn,
+                        "UPDATE kb_documents SET fetched_at = ?2 WHERE id = ?1",
+                        (id, self.now),
+                    )?;
+                    store::chunk_count(self.conn, id)?
+                }
+            };
         }
         Ok(DocumentsStored {
-            documents_stored: stored,
+            documents_stored: documents.len(),
             chunks,
         })
     }

@@ -466,6 +466,135 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
     );
 }
 
+/// `onboarding_kb_prepare(session_id)`: the answer, or the error's text.
+fn prepare(db: &Db, session: &str) -> Result<Value, String> {
+    db.call("SELECT onboarding_kb_prepare(?1)", &[&session])
+}
+
+/// The completion's documents stored ahead, one a call, leave the very
+/// database (every row of every table, the index's included) and the very
+/// answer that the completion alone leaves.
+#[test]
+fn documents_prepared_one_a_call_complete_as_the_completion_alone_does() {
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Le salon","content":SALON},
+        {"title":"Tarifs","content":TARIFS},
+        {"title":"Copie","content":TARIFS}]})
+    .to_string();
+    let alone = Db::memory();
+    let s = ready(&alone, &docs);
+    let expected = alone.complete(&s).unwrap();
+
+    let ahead = Db::memory();
+    let t = ready(&ahead, &docs);
+    assert_eq!(s, t, "the same pinned randomness, the same session");
+    for (item, chunks) in [(0, 1), (1, 1), (2, 1)] {
+        assert_eq!(
+            prepare(&ahead, &t).unwrap(),
+            json!({"success":true,"session_id":t,
+                   "prepared":{"item":item,"document_id":item + 1,"chunks":chunks}})
+        );
+    }
+    let before = ahead.snapshot();
+    assert_eq!(
+        prepare(&ahead, &t).unwrap(),
+        json!({"success":true,"session_id":t,"prepared":null})
+    );
+    assert_eq!(ahead.snapshot(), before, "nothing left: nothing written");
+    // The session is still in progress, its documents searchable already.
+    assert_eq!(ahead.get(&t)["status"], "in_progress");
+    assert_eq!(ahead.count("kb_chunks_index"), 3);
+
+    assert_eq!(ahead.complete(&t).unwrap(), expected);
+    assert_eq!(ahead.snapshot(), alone.snapshot());
+    // Completed: nothing left to prepare, nothing written.
+    let done = ahead.snapshot();
+    assert_eq!(
+        prepare(&ahead, &t).unwrap(),
+        json!({"success":true,"session_id":t,"prepared":null})
+    );
+    assert_eq!(ahead.snapshot(), done);
+}
+
+/// A document prepared for an item the kb step no longer lists (saved
+/// again since, or switched to a website) is not the tenant's knowledge
+/// once completed: it goes, with its chunks and their index entries.
+#[test]
+fn a_document_prepared_for_a_list_saved_again_since_goes_at_completion() {
+    let db = Db::memory();
+    let first = json!({"method":"documents","documents":[
+        {"title":"Le salon","content":SALON},
+        {"title":"Tarifs","content":TARIFS}]});
+    let s = ready(&db, &first.to_string());
+    assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 0);
+    assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 1);
+    // Saved again: item 0 is now the price list, item 1 is gone.
+    let again = json!({"method":"documents","documents":[{"title":"Tarifs","content":TARIFS}]});
+    db.step(&s, "kb", &again.to_string()).unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["knowledge_base"]["documents"],
+        json!({"documents_stored":1,"chunks":1})
+    );
+    let kb = db.call("SELECT onboarding_kb_get(?1)", &[&s]).unwrap();
+    // Both prepared rows went before the list was stored: the id is free.
+    assert_eq!(
+        kb["documents"],
+        json!([{"document_id":1,"url":null,"title":"Tarifs","source":"documents","depth":null,"chunks":1}])
+    );
+    assert_eq!(db.count("kb_documents"), 1);
+    assert_eq!(db.count("kb_chunks"), 1);
+    assert_eq!(db.count("kb_chunks_index"), 1);
+
+    // Switched to a website: no pasted document is left.
+    let db = Db::memory();
+    let s = ready(&db, &first.to_string());
+    assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 0);
+    db.kb_website(&s);
+    assert_eq!(
+        prepare(&db, &s).unwrap(),
+        json!({"success":true,"session_id":s,"prepared":null})
+    );
+    db.complete(&s).unwrap();
+    assert_eq!(db.count("kb_documents"), 0);
+    assert_eq!(db.count("kb_chunks"), 0);
+    assert_eq!(db.count("kb_chunks_index"), 0);
+}
+
+#[test]
+fn prepare_errors_write_nothing() {
+    let db = Db::memory();
+    let before = db.snapshot();
+    assert_eq!(
+        prepare(&db, "onb_missing").unwrap_err(),
+        "onboarding_kb_prepare: not_found: session 'onb_missing' does not exist"
+    );
+    assert_eq!(
+        db.call("SELECT onboarding_kb_prepare(NULL)", &[])
+            .unwrap_err(),
+        "onboarding_kb_prepare: invalid_field: session_id is required"
+    );
+    assert_eq!(db.snapshot(), before);
+    // No kb step yet: nothing to prepare.
+    let s = db.create();
+    assert_eq!(
+        prepare(&db, &s).unwrap(),
+        json!({"success":true,"session_id":s,"prepared":null})
+    );
+    db.conn
+        .execute(
+            "UPDATE onboarding_sessions SET status = 'abandoned' WHERE id = ?1",
+            [&s],
+        )
+        .unwrap();
+    assert_eq!(
+        prepare(&db, &s).unwrap_err(),
+        format!(
+            "onboarding_kb_prepare: conflict: session '{s}' is abandoned; its steps can no longer be changed"
+        )
+    );
+}
+
 /// Migration 009 computes the terms of chunks stored before the analysis
 /// changed: a chunk indexed without "été" is found by it once migrated.
 #[test]

@@ -51,7 +51,7 @@ impl Source {
     /// as it is: dropping it would mean rebuilding `kb_documents` under its
     /// chunks, which a migration cannot do inside a transaction while
     /// foreign keys are enforced.
-    fn identity(self, markdown: &str) -> String {
+    pub fn identity(self, markdown: &str) -> String {
         match self {
             Source::Website => content_hash(markdown),
             Source::Documents { item } => hex(&Sha256::digest(format!(
@@ -87,11 +87,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
-    let hash = doc.source.identity(doc.markdown);
+    store_as(conn, doc, &doc.source.identity(doc.markdown))
+}
+
+/// [`store`], for a caller that has the document's identity already.
+pub fn store_as(conn: &Connection, doc: &NewDocument<'_>, hash: &str) -> Result<Stored> {
     let existing: Option<i64> = sql::query_row(
         conn,
         "SELECT id FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2",
-        (doc.tenant_id, &hash),
+        (doc.tenant_id, hash),
         |r| r.get(0),
     )
     .optional()?;
@@ -118,6 +122,29 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
     )?;
     let count = index(conn, id, doc.tenant_id, doc.title, doc.markdown)?;
     Ok(Stored::New { id, chunks: count })
+}
+
+/// Document `id`'s chunks: how many.
+pub fn chunk_count(conn: &Connection, id: i64) -> Result<usize> {
+    let count: i64 = sql::query_row(
+        conn,
+        "SELECT count(*) FROM kb_chunks WHERE document_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    Ok(count as usize)
+}
+
+/// The tenant's pasted documents (source `documents`): id and identity.
+pub fn pasted(conn: &Connection, tenant_id: &str) -> Result<Vec<(i64, String)>> {
+    Ok(sql::with(
+        conn,
+        "SELECT id, content_hash FROM kb_documents WHERE tenant_id = ?1 AND source = 'documents'",
+        |s| {
+            s.query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        },
+    )?)
 }
 
 /// Whether the tenant has a document of the text hashed `hash`.

@@ -24,6 +24,9 @@
 //!   `onboarding_step(…, request_key)`, …). A step is keyed too: run again
 //!   after its session's completion in the same batch, it would answer
 //!   `conflict` although it was saved.
+//! - **No call of seconds.** The leader sends no Raft heartbeat while it
+//!   runs a call: a completion's pasted documents are stored first, one
+//!   `onboarding_kb_prepare` call each ([`complete`]).
 //! - **Error texts kept.** A function's error reaches the HTTP layer as
 //!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
 //!   reading of 1.11's failure responses), so statuses stay exact.
@@ -53,9 +56,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bounds every answer: a commit waits for a quorum of nodes, and a call
-/// does its work on the leader (a completion indexing the contract's
-/// largest knowledge base takes 2.2-2.5 s there on a 2-core AMD EPYC, and
-/// needs the nodes' election timeout longer than that: README, "High
+/// does its work on the leader (the longest, a crawled page of 2 MiB,
+/// takes about 0.5 s there on a 2-core AMD EPYC: README, "High
 /// availability").
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,9 +164,10 @@ impl Cluster {
             Ok((version, missing))
         });
         let (version, missing) = self.settle(result)?;
-        // An extension of the same schema can still lack a keyed form this
-        // server calls (onboarding_step/4 came without a migration): every
-        // such call would fail with "wrong number of arguments".
+        // An extension of the same schema can still lack a form this server
+        // calls (onboarding_step/4 and onboarding_kb_prepare/1 came without
+        // a migration): every such call would fail with "wrong number of
+        // arguments".
         if let Some(missing) = missing {
             return Err(Retry::CommitFailed(format!(
                 "the nodes' libonboarding.so lacks {missing}, which this server calls \
@@ -264,7 +267,10 @@ impl Cluster {
         let session = self.session()?;
         let result = transaction(session, |s| {
             for (query, key) in queries.iter().zip(keys) {
-                let outcome = call(s, query, key.as_deref())?;
+                let outcome = match query.completes() {
+                    Some(session_id) => complete(s, session_id, query, key.as_deref())?,
+                    None => call(s, query, key.as_deref())?,
+                };
                 let failed = outcome.is_err();
                 replies.push(outcome);
                 if failed && !still_in_transaction(s)? {
@@ -437,7 +443,7 @@ fn call(s: &mut Session, query: &Query, key: Option<&str>) -> Result<Outcome, Er
             Arg::Integer(n) => Value::Integer(n),
         })
         .collect();
-    match s.conn.query(s.db, &sql, &params) {
+    match s.conn.query(s.db, &sql, &params).map_err(busy) {
         Ok(rows) => match rows
             .rows
             .into_iter()
@@ -450,13 +456,88 @@ fn call(s: &mut Session, query: &Query, key: Option<&str>) -> Result<Outcome, Er
             )))),
         },
         Err(e) if e.is_connection() || e.is_busy() => Err(e),
-        // A lock met inside a function comes back as its `internal` error
-        // with SQLite's text: busy all the same.
-        Err(Error::Server { message, .. }) if message.ends_with("database is locked") => {
-            Err(Error::Server { code: 5, message })
-        }
         Err(Error::Server { message, .. }) => Ok(Err(Failure::Sql(message))),
         Err(e) => Err(e),
+    }
+}
+
+/// At most this many `onboarding_kb_prepare` calls before a completion:
+/// one per pasted document (20 at most), and the one that answers none.
+const MAX_PREPARES: usize = 32;
+
+/// The savepoint around a completion and the documents prepared for it.
+const PREPARED: &str = "onboarding_kb_prepare";
+
+/// A completion, its pasted documents stored first, one call each
+/// (`onboarding_kb_prepare`), inside a savepoint that the completion's
+/// failure rolls back, so that a failed completion leaves nothing.
+///
+/// Why: the leader runs each call on the thread that sends its Raft
+/// heartbeats. The contract's largest knowledge base (20 documents of
+/// 200,000 characters) kept it from answering anything for 0.92-0.94 s in
+/// one completion, past the election timeout (525 ms at the nodes'
+/// default latency): the others elected a new leader meanwhile (two runs
+/// in three), the batch ran again there, and leadership could go round
+/// until the batch gave up (503). A document a call keeps the leader's
+/// longest pause at 138-158 ms, the heartbeats going out between calls.
+/// The completion then finds the documents stored and counts them; its
+/// answer and its rows are the same as without.
+fn complete(
+    s: &mut Session,
+    session_id: &str,
+    query: &Query,
+    key: Option<&str>,
+) -> Result<Outcome, Error> {
+    if session_id.contains('\0') {
+        // Names no session: the completion says so.
+        return call(s, query, key);
+    }
+    s.conn.exec(s.db, &format!("SAVEPOINT {PREPARED}"), &[])?;
+    let session = [Value::from(Some(session_id))];
+    for _ in 0..MAX_PREPARES {
+        match s
+            .conn
+            .query(s.db, "SELECT onboarding_kb_prepare(?1)", &session)
+            .map_err(busy)
+        {
+            Ok(rows) => {
+                let answer = rows.rows.first().and_then(|r| r.first());
+                let prepared = answer
+                    .and_then(Value::as_text)
+                    .is_some_and(|text| !text.ends_with(r#""prepared":null}"#));
+                if !prepared {
+                    break;
+                }
+            }
+            Err(e) if e.is_connection() || e.is_busy() => return Err(e),
+            // An unknown or closed session: the completion answers why.
+            Err(_) => break,
+        }
+    }
+    let outcome = call(s, query, key)?;
+    if outcome.is_err() {
+        match s.conn.exec(s.db, &format!("ROLLBACK TO {PREPARED}"), &[]) {
+            Ok(_) => {}
+            Err(e) if e.is_connection() || e.is_busy() => return Err(e),
+            // SQLite ended the whole transaction, the savepoint with it:
+            // the batch finds out (`still_in_transaction`).
+            Err(_) => return Ok(outcome),
+        }
+    }
+    match s.conn.exec(s.db, &format!("RELEASE {PREPARED}"), &[]) {
+        Err(e) if e.is_connection() || e.is_busy() => Err(e),
+        _ => Ok(outcome),
+    }
+}
+
+/// A lock met inside a function comes back as its `internal` error with
+/// SQLite's text: busy all the same.
+fn busy(e: Error) -> Error {
+    match e {
+        Error::Server { message, .. } if message.ends_with("database is locked") => {
+            Error::Server { code: 5, message }
+        }
+        e => e,
     }
 }
 
@@ -472,11 +553,13 @@ fn request_key() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A query answering the keyed forms the engine lacks (`onboarding_step/4,
-/// …`), or NULL when it has them all.
+/// A query answering the forms this backend calls that the engine lacks
+/// (the keyed ones, `onboarding_step/4, …`, and `onboarding_kb_prepare/1`
+/// before a completion), or NULL when it has them all.
 fn missing_forms_sql() -> String {
     let forms: Vec<String> = Query::KEYED_FORMS
         .iter()
+        .chain(&[("onboarding_kb_prepare", 1)])
         .map(|(name, args)| format!("('{name}', {args})"))
         .collect();
     format!(
@@ -547,7 +630,7 @@ mod tests {
             missing.as_deref(),
             Some(
                 "onboarding_create/4, onboarding_step/4, onboarding_complete/3, \
-                 onboarding_phone_send/4, onboarding_phone_verify/3"
+                 onboarding_phone_send/4, onboarding_phone_verify/3, onboarding_kb_prepare/1"
             )
         );
         // onboarding_step/4 alone missing: an extension of the same schema

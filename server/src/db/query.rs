@@ -121,6 +121,14 @@ impl Query {
         )
     }
 
+    /// The session a completion completes; `None` for any other call.
+    pub(super) fn completes(&self) -> Option<&str> {
+        match self {
+            Query::Complete { session_id, .. } => Some(session_id),
+            _ => None,
+        }
+    }
+
     /// The keyed forms [`Query::statement`] calls (name, arguments): a
     /// backend that sends keys checks at start that its engine has them.
     pub(super) const KEYED_FORMS: &'static [(&'static str, u32)] = &[
