@@ -17,6 +17,7 @@
 //! (`## Tarifs`) and setext (`Tarifs` over `------`), none in fenced code.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Pieces shorter than this cost more the shorter they are.
@@ -692,15 +693,50 @@ fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
             .then(|| lines.table[cut.start_line])
             .flatten()
     };
+    // The longest header a piece can start with (`Lines::read` repeats
+    // none over a quarter of a chunk).
+    let widest = header_chars
+        .iter()
+        .copied()
+        .filter(|&h| h <= MAX_CHARS / 4 + 1)
+        .max()
+        .unwrap_or(0);
     let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); cuts.len()];
     best[0] = (0, 0);
+    // The pieces ending at cut `j` start at the cuts `first..j` (those
+    // no longer than a chunk), or at `j - 1` whatever its length (a
+    // section that fits, and grows by a table's header): a way to the end
+    // always exists. `cheapest` holds, of `first..j`, the cuts whose way
+    // costs less than any later one's, in order: its front is the cheapest
+    // way to any of them.
+    let mut first = 0;
+    let mut cheapest: VecDeque<usize> = VecDeque::new();
     for j in 1..cuts.len() {
-        for i in (0..j).rev() {
+        while cheapest.back().is_some_and(|&b| best[b].0 >= best[j - 1].0) {
+            cheapest.pop_back();
+        }
+        cheapest.push_back(j - 1);
+        while cuts[j].end_chars - cuts[first].start_chars > MAX_CHARS && first < j - 1 {
+            first += 1;
+        }
+        while cheapest.front().is_some_and(|&f| f < first) {
+            cheapest.pop_front();
+        }
+        let floor = best[cheapest[0]].0;
+        // The longest pieces first; of equal costs the shortest piece wins
+        // (`<=`), as it always has. From the piece whose length, with the
+        // widest header, is still under the middle of the range, each
+        // shorter one costs more, so once the cheapest way to its start
+        // plus that cannot beat what was found, none after can: most of a
+        // long section's candidates are never weighed.
+        for i in first..j {
             let raw = cuts[j].end_chars - cuts[i].start_chars;
-            // The cut just before is always possible, whatever the length
-            // (a section that fits, and grows by a table's header): a way
-            // to the end always exists.
-            if raw > MAX_CHARS && i + 1 < j {
+            if raw + widest <= (MIN_CHARS + MAX_CHARS) / 2
+                && floor
+                    .saturating_add(piece_cost(raw + widest))
+                    .saturating_add(cuts[j].price)
+                    > best[j].0
+            {
                 break;
             }
             let chars = raw + header(&cuts[i]).map_or(0, |h| header_chars[h]);
@@ -708,7 +744,7 @@ fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
                 .0
                 .saturating_add(piece_cost(chars))
                 .saturating_add(cuts[j].price);
-            if cost < best[j].0 {
+            if cost <= best[j].0 {
                 best[j] = (cost, i);
             }
         }
@@ -820,6 +856,54 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`split`] as it was, weighing every candidate: the pruned one must
+    /// cut every text exactly as it does.
+    fn split_weighing_all(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
+        let cuts = cuts(text, lines);
+        let header_chars: Vec<usize> = lines
+            .headers
+            .iter()
+            .map(|h| h.chars().count() + 1)
+            .collect();
+        // A piece's table header: the one of the row it starts on, when it
+        // starts a line.
+        let header = |cut: &Cut| {
+            (cut.start_line > cut.end_line)
+                .then(|| lines.table[cut.start_line])
+                .flatten()
+        };
+        let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); cuts.len()];
+        best[0] = (0, 0);
+        for j in 1..cuts.len() {
+            for i in (0..j).rev() {
+                let raw = cuts[j].end_chars - cuts[i].start_chars;
+                // The cut just before is always possible, whatever the length
+                // (a section that fits, and grows by a table's header): a way
+                // to the end always exists.
+                if raw > MAX_CHARS && i + 1 < j {
+                    break;
+                }
+                let chars = raw + header(&cuts[i]).map_or(0, |h| header_chars[h]);
+                let cost = best[i]
+                    .0
+                    .saturating_add(piece_cost(chars))
+                    .saturating_add(cuts[j].price);
+                if cost < best[j].0 {
+                    best[j] = (cost, i);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut j = cuts.len() - 1;
+        while j > 0 {
+            let i = best[j].1;
+            out.push((cuts[i].start, cuts[j].end, header(&cuts[i])));
+            j = i;
+        }
+        out.reverse();
+        out
+    }
 
     /// Whether every line of `text` is a heading: a chunk with no text.
     fn only_headings(text: &str) -> bool {
@@ -1158,6 +1242,67 @@ mod tests {
         // heading above them; across the top ones, under the title.
         let titled = got.iter().filter(|c| c.heading == "Salon").count();
         assert_eq!(titled, 382);
+    }
+
+    #[test]
+    fn the_pruned_search_cuts_every_text_as_weighing_all_did() {
+        // Texts of every shape the property test below draws, and the
+        // generated business documents, longer and shorter: the cheapest
+        // way found by skipping the candidates that cannot win is the very
+        // one weighing them all found, ties included.
+        let long_word = "x".repeat(300);
+        let pieces = [
+            "a",
+            "b",
+            ".",
+            " ",
+            "  ",
+            "\n",
+            "\n\n",
+            "# ",
+            "## ",
+            "|",
+            "|-|",
+            "é",
+            "!",
+            "| a | b |\n|---|---|\n",
+            "```\n",
+            "===",
+            "- ",
+            "> ",
+            "mot ",
+            "Une phrase. ",
+            &long_word,
+        ];
+        let mut draw: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            draw ^= draw << 13;
+            draw ^= draw >> 7;
+            draw ^= draw << 17;
+            draw
+        };
+        let mut texts: Vec<String> = (0..400)
+            .map(|_| {
+                let len = (next() % 3_000) as usize;
+                (0..len)
+                    .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                    .collect()
+            })
+            .collect();
+        let mut seed = 7;
+        texts.extend((0..40).map(|_| generated(&mut seed)));
+        let mut cut = 0;
+        for (n, text) in texts.iter().enumerate() {
+            let text = text.trim_matches(blank);
+            if text.is_empty() {
+                continue;
+            }
+            let lines = Lines::read(text, "T");
+            let got = split(text, &lines);
+            cut += got.len();
+            assert_eq!(got, split_weighing_all(text, &lines), "text {n}: {text:?}");
+        }
+        assert!(cut > 4_000, "{cut} pieces");
     }
 
     #[test]

@@ -19,8 +19,11 @@
 //! question holds a few, as it holds synonyms. Some of them are no word
 //! ("cartès"): they match nothing and cost a lookup.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use foldhash::fast::FixedState;
 use rust_stemmers::{Algorithm, Stemmer};
 
 /// Words that carry no meaning in a question or a page, lowercase, accents
@@ -245,15 +248,38 @@ fn term(word: &str) -> String {
     fold(&stemmer().stem(word))
 }
 
+/// The most words [`index_terms`] keeps the terms of, per thread, before
+/// it forgets them all: a site's vocabulary is a few thousand words, and
+/// this many keep the cache near a megabyte.
+const KNOWN_WORDS: usize = 16_384;
+
+thread_local! {
+    /// Words met lately and their terms (`None`: a stop word). The words of
+    /// a text repeat: stemming each one again was a sixth of the time a
+    /// document took to store (the contract's largest knowledge base).
+    static KNOWN: RefCell<HashMap<String, Option<String>, FixedState>> =
+        RefCell::new(HashMap::with_hasher(FixedState::default()));
+}
+
 /// The terms of a text to index, in order, stop words left out.
 pub fn index_terms(text: &str) -> String {
     let mut out = String::with_capacity(text.len() / 2);
-    for word in words(text).filter(|w| !is_stop_word(w)) {
-        if !out.is_empty() {
-            out.push(' ');
+    KNOWN.with_borrow_mut(|known| {
+        for word in words(text) {
+            if known.len() >= KNOWN_WORDS && !known.contains_key(&word) {
+                known.clear();
+            }
+            let term = known
+                .entry(word)
+                .or_insert_with_key(|word| (!is_stop_word(word)).then(|| term(word)));
+            if let Some(term) = term {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(term);
+            }
         }
-        out.push_str(&term(&word));
-    }
+    });
     out
 }
 
@@ -295,6 +321,33 @@ pub fn fts_query(terms: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_terms_kept_are_the_terms_computed_also_past_the_caches_bound() {
+        // More distinct words than the cache keeps, then the first ones
+        // again (forgotten by then), stop words among them.
+        let letters = |mut n: usize| {
+            let mut word = String::new();
+            loop {
+                word.push((b'a' + (n % 26) as u8) as char);
+                n /= 26;
+                if n == 0 {
+                    return word;
+                }
+            }
+        };
+        let words: Vec<String> = (0..KNOWN_WORDS + 500)
+            .map(|n| format!("{}ées le Horaires", letters(n)))
+            .collect();
+        let text = format!("{} {}", words.join(" "), words[..1_000].join(" "));
+        let computed: Vec<String> = super::words(&text)
+            .filter(|w| !is_stop_word(w))
+            .map(|w| term(&w))
+            .collect();
+        assert_eq!(computed[..4], ["aee", "horair", "be", "horair"]);
+        assert_eq!(index_terms(&text), computed.join(" "));
+        assert_eq!(index_terms(&text), computed.join(" "));
+    }
 
     #[test]
     fn accents_and_inflections_meet_on_one_term() {

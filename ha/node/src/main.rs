@@ -43,7 +43,7 @@ use dqlite_wire::{connect_leader, Leader, Role};
 /// leadership, its leader sending no heartbeat meanwhile: the server keeps
 /// every call well under it (a completion's pasted documents are stored
 /// one call each, `onboarding_kb_prepare`), the longest left being a
-/// crawled page of 2 MiB, about 0.5 s (README, "High availability").
+/// crawled page of 2 MiB, about 0.3 s (README, "High availability").
 const DEFAULT_LATENCY_MS: u32 = 35;
 
 /// Raft log entries between two snapshots, and kept after one (dqlite's

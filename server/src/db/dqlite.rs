@@ -57,7 +57,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bounds every answer: a commit waits for a quorum of nodes, and a call
 /// does its work on the leader (the longest, a crawled page of 2 MiB,
-/// takes about 0.5 s there on a 2-core AMD EPYC: README, "High
+/// takes about 0.3 s there on a 2-core AMD EPYC: README, "High
 /// availability").
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
