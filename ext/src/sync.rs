@@ -88,7 +88,8 @@ pub struct Prepared {
 /// The completion's heaviest work, ahead of it and one document at a time:
 /// the first of the kb step's documents (method `documents`) that the
 /// tenant's knowledge lacks, stored and indexed as the completion would
-/// store it; `None` when none is left (or the step lists none). The
+/// store it; `None` when none is left (or the step lists none, or the
+/// session lacks a step its completion needs). The
 /// completion then finds the document stored and counts it
 /// ([`Part::documents`]).
 ///
@@ -105,22 +106,19 @@ pub fn prepare(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Op
     if kb.method != "documents" {
         return Ok(None);
     }
+    // A session its completion would refuse for missing steps gets nothing
+    // stored ahead: indexing 4 MB to have it all undone, on every attempt.
+    let channels = session.channels()?;
+    let business = stored::<Company>(session.data(Step::Business))?;
+    let has_vapi = session.data(Step::Vapi).is_some();
+    if required_steps(session, business, has_vapi, &channels).is_err() {
+        return Ok(None);
+    }
     let now = iso8601(env.now_ms());
     for (item, doc) in kb.documents.iter().enumerate() {
-        let source = store::Source::Documents { item };
-        let new = store::NewDocument {
-            tenant_id: &session.tenant_id,
-            job_id: None,
-            source,
-            url: None,
-            title: &doc.title,
-            markdown: &doc.content,
-            depth: None,
-            now: &now,
-        };
-        if let store::Stored::New { id, chunks } =
-            store::store_as(conn, &new, &source.identity(&doc.content))?
-        {
+        let new = pasted_item(&session.tenant_id, item, doc, &now);
+        let identity = new.source.identity(&doc.content);
+        if let store::Stored::New { id, chunks } = store_item(conn, &new, &identity)? {
             return Ok(Some(Prepared {
                 item,
                 document_id: id,
@@ -129,6 +127,52 @@ pub fn prepare(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Op
         }
     }
     Ok(None)
+}
+
+/// Item `item` of the kb step's documents, as the tenant's document.
+fn pasted_item<'a>(
+    tenant_id: &'a str,
+    item: usize,
+    doc: &'a StoredDocument<'_>,
+    now: &'a str,
+) -> store::NewDocument<'a> {
+    store::NewDocument {
+        tenant_id,
+        job_id: None,
+        source: store::Source::Documents { item },
+        url: None,
+        title: &doc.title,
+        markdown: &doc.content,
+        depth: None,
+        now,
+    }
+}
+
+/// Stores a pasted item unless the tenant has it already, title and text
+/// exactly. Its identity (its place and its words) says whether a document
+/// was stored for it; one stored under another title or with other blank
+/// space (the kb step saved again after `onboarding_kb_prepare`) goes and
+/// the item is stored anew.
+fn store_item(
+    conn: &Connection,
+    new: &store::NewDocument<'_>,
+    identity: &str,
+) -> Result<store::Stored> {
+    let stored = store::store_as(conn, new, identity)?;
+    let store::Stored::Duplicate { id } = stored else {
+        return Ok(stored);
+    };
+    let same: bool = sql::query_row(
+        conn,
+        "SELECT title = ?2 AND markdown = ?3 FROM kb_documents WHERE id = ?1",
+        (id, new.title, new.markdown),
+        |r| r.get(0),
+    )?;
+    if same {
+        return Ok(stored);
+    }
+    store::delete(conn, id)?;
+    store::store_as(conn, new, identity)
 }
 
 /// `onboarding_complete`'s answer, in the order its keys are written.
@@ -676,17 +720,8 @@ impl Part<'_> {
         }
         let mut chunks = 0;
         for (item, doc) in documents.iter().enumerate() {
-            let new = store::NewDocument {
-                tenant_id,
-                job_id: None,
-                source: store::Source::Documents { item },
-                url: None,
-                title: &doc.title,
-                markdown: &doc.content,
-                depth: None,
-                now: self.now,
-            };
-            chunks += match store::store_as(self.conn, &new, &identities[item])? {
+            let new = pasted_item(tenant_id, item, doc, self.now);
+            chunks += match store_item(self.conn, &new, &identities[item])? {
                 store::Stored::New { chunks, .. } => chunks,
                 store::Stored::Duplicate { id } => {
                     sql::execute(

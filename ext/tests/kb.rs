@@ -546,6 +546,26 @@ fn a_document_prepared_for_a_list_saved_again_since_goes_at_completion() {
     assert_eq!(db.count("kb_chunks"), 1);
     assert_eq!(db.count("kb_chunks_index"), 1);
 
+    // Saved again with the same text under another title: the item's
+    // identity (its place, its words) is the same, its document is not.
+    let db = Db::memory();
+    let s = ready(&db, &first.to_string());
+    assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 0);
+    let retitled =
+        json!({"method":"documents","documents":[{"title":"Notre salon","content":SALON}]});
+    db.step(&s, "kb", &retitled.to_string()).unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["knowledge_base"]["documents"],
+        json!({"documents_stored":1,"chunks":1})
+    );
+    let kb = db.call("SELECT onboarding_kb_get(?1)", &[&s]).unwrap();
+    assert_eq!(
+        kb["documents"],
+        json!([{"document_id":1,"url":null,"title":"Notre salon","source":"documents","depth":null,"chunks":1}])
+    );
+    assert_eq!(db.count("kb_chunks_index"), 1);
+
     // Switched to a website: no pasted document is left.
     let db = Db::memory();
     let s = ready(&db, &first.to_string());
@@ -581,6 +601,16 @@ fn prepare_errors_write_nothing() {
         prepare(&db, &s).unwrap(),
         json!({"success":true,"session_id":s,"prepared":null})
     );
+    // Documents, but no business step: the completion would refuse the
+    // session (`incomplete`), so nothing is stored ahead.
+    let docs = json!({"method":"documents","documents":[{"title":"Tarifs","content":TARIFS}]});
+    db.step(&s, "kb", &docs.to_string()).unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        prepare(&db, &s).unwrap(),
+        json!({"success":true,"session_id":s,"prepared":null})
+    );
+    assert_eq!(db.snapshot(), before);
     db.conn
         .execute(
             "UPDATE onboarding_sessions SET status = 'abandoned' WHERE id = ?1",

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use foldhash::fast::FixedState;
+use foldhash::fast::RandomState;
 use rust_stemmers::{Algorithm, Stemmer};
 
 /// Words that carry no meaning in a question or a page, lowercase, accents
@@ -249,23 +249,40 @@ fn term(word: &str) -> String {
 }
 
 /// The most words [`index_terms`] keeps the terms of, per thread, before
-/// it forgets them all: a site's vocabulary is a few thousand words, and
-/// this many keep the cache near a megabyte.
-const KNOWN_WORDS: usize = 16_384;
+/// it forgets them all: a site's vocabulary is a few thousand words.
+const KNOWN_WORDS: usize = 8_192;
+
+/// Longer words are not kept (a word runs to a chunk's length): with
+/// [`KNOWN_WORDS`], the cache stays around a megabyte at most.
+const KNOWN_WORD_BYTES: usize = 32;
 
 thread_local! {
     /// Words met lately and their terms (`None`: a stop word). The words of
     /// a text repeat: stemming each one again was a sixth of the time a
     /// document took to store (the contract's largest knowledge base).
-    static KNOWN: RefCell<HashMap<String, Option<String>, FixedState>> =
-        RefCell::new(HashMap::with_hasher(FixedState::default()));
+    /// Seeded at random: the words come from pages anyone can write, which
+    /// must not be able to choose colliding ones.
+    static KNOWN: RefCell<HashMap<String, Option<String>, RandomState>> =
+        RefCell::new(HashMap::with_hasher(RandomState::default()));
 }
 
 /// The terms of a text to index, in order, stop words left out.
 pub fn index_terms(text: &str) -> String {
     let mut out = String::with_capacity(text.len() / 2);
     KNOWN.with_borrow_mut(|known| {
+        let mut push = |term: &str| {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(term);
+        };
         for word in words(text) {
+            if word.len() > KNOWN_WORD_BYTES {
+                if !is_stop_word(&word) {
+                    push(&term(&word));
+                }
+                continue;
+            }
             if known.len() >= KNOWN_WORDS && !known.contains_key(&word) {
                 known.clear();
             }
@@ -273,10 +290,7 @@ pub fn index_terms(text: &str) -> String {
                 .entry(word)
                 .or_insert_with_key(|word| (!is_stop_word(word)).then(|| term(word)));
             if let Some(term) = term {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                out.push_str(term);
+                push(term);
             }
         }
     });
@@ -339,12 +353,19 @@ mod tests {
         let words: Vec<String> = (0..KNOWN_WORDS + 500)
             .map(|n| format!("{}ées le Horaires", letters(n)))
             .collect();
-        let text = format!("{} {}", words.join(" "), words[..1_000].join(" "));
+        // And words too long to be kept.
+        let long = format!("{}ées", "réservation".repeat(4));
+        let text = format!(
+            "{long} {} {} {long}",
+            words.join(" "),
+            words[..1_000].join(" ")
+        );
         let computed: Vec<String> = super::words(&text)
             .filter(|w| !is_stop_word(w))
             .map(|w| term(&w))
             .collect();
-        assert_eq!(computed[..4], ["aee", "horair", "be", "horair"]);
+        assert_eq!(computed[1..5], ["aee", "horair", "be", "horair"]);
+        assert_eq!(computed[0], "reservationreservationreservationreservation");
         assert_eq!(index_terms(&text), computed.join(" "));
         assert_eq!(index_terms(&text), computed.join(" "));
     }

@@ -488,8 +488,9 @@ fn complete(
     query: &Query,
     key: Option<&str>,
 ) -> Result<Outcome, Error> {
-    if session_id.contains('\0') {
-        // Names no session: the completion says so.
+    if session_id.contains('\0') || !query.payload_is_object() {
+        // Names no session, or a payload the completion refuses: it says
+        // so at once, with nothing stored ahead to undo.
         return call(s, query, key);
     }
     s.conn.exec(s.db, &format!("SAVEPOINT {PREPARED}"), &[])?;
@@ -510,6 +511,13 @@ fn complete(
                 }
             }
             Err(e) if e.is_connection() || e.is_busy() => return Err(e),
+            // SQLite ended the whole transaction (a disk I/O error, a full
+            // disk): the savepoint is gone with it, and a completion sent
+            // now would run outside any transaction, unreplicated. The
+            // batch finds out (`still_in_transaction`) and undoes the rest.
+            Err(Error::Server { message, .. }) if !still_in_transaction(s)? => {
+                return Ok(Err(Failure::Sql(message)));
+            }
             // An unknown or closed session: the completion answers why.
             Err(_) => break,
         }
@@ -524,10 +532,11 @@ fn complete(
             Err(_) => return Ok(outcome),
         }
     }
-    match s.conn.exec(s.db, &format!("RELEASE {PREPARED}"), &[]) {
-        Err(e) if e.is_connection() || e.is_busy() => Err(e),
-        _ => Ok(outcome),
-    }
+    // After a completion that succeeded, the savepoint is there: failing to
+    // release it fails the attempt, which runs the batch again (the
+    // completion's key makes that safe).
+    s.conn.exec(s.db, &format!("RELEASE {PREPARED}"), &[])?;
+    Ok(outcome)
 }
 
 /// A lock met inside a function comes back as its `internal` error with

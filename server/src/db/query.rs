@@ -129,6 +129,23 @@ impl Query {
         }
     }
 
+    /// Whether the call's payload is a JSON object, or absent (read as
+    /// `{}`): what the library's writers accept. Cheap beside what a
+    /// backend would do before the call and undo after it.
+    pub(super) fn payload_is_object(&self) -> bool {
+        let payload = match self {
+            Query::Create { payload, .. }
+            | Query::Step { payload, .. }
+            | Query::Complete { payload, .. }
+            | Query::PhoneSend { payload, .. }
+            | Query::PhoneVerify { payload, .. } => payload.as_deref(),
+            _ => None,
+        };
+        payload.is_none_or(|text| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).is_ok()
+        })
+    }
+
     /// The keyed forms [`Query::statement`] calls (name, arguments): a
     /// backend that sends keys checks at start that its engine has them.
     pub(super) const KEYED_FORMS: &'static [(&'static str, u32)] = &[
@@ -390,5 +407,25 @@ pub(super) fn error_text(err: &rusqlite::Error) -> String {
     match err {
         rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Query;
+
+    #[test]
+    fn a_payload_is_an_object_or_absent() {
+        let complete = |payload: Option<&str>| Query::Complete {
+            session_id: "onb_1".into(),
+            payload: payload.map(str::to_string),
+        };
+        for payload in [None, Some("{}"), Some(" {\"a\": [1]} "), Some("{\"a\":{}}")] {
+            assert!(complete(payload).payload_is_object(), "{payload:?}");
+        }
+        for payload in ["[]", "null", "\"{}\"", "{", "{} {}", "", "1"] {
+            assert!(!complete(Some(payload)).payload_is_object(), "{payload:?}");
+        }
+        assert!(Query::Health.payload_is_object());
     }
 }
