@@ -98,7 +98,7 @@ pub struct Prepared {
 /// between calls) cannot spend seconds in one call. The contract's largest
 /// knowledge base (20 documents of 200,000 characters) keeps a dqlite
 /// leader 0.92-0.94 s in one completion, past its election timeout; one
-/// document a call, 138-158 ms at the longest.
+/// document a call, 138-160 ms at the longest.
 pub fn prepare(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Option<Prepared>> {
     let Some(kb) = stored::<StoredKb>(session.data(Step::Kb))? else {
         return Ok(None);

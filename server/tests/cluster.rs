@@ -1263,7 +1263,7 @@ fn longest_pause(
 /// went round for 10 s, then 503, in half the runs). The server now
 /// stores the documents first, one `onboarding_kb_prepare` a call, in the
 /// completion's transaction: at the default latency the leader's longest
-/// pause is 138-158 ms, and it keeps its place.
+/// pause is 138-160 ms, and it keeps its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_knowledge_base_completes_on_the_cluster() {
     let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {

@@ -479,7 +479,7 @@ const PREPARED: &str = "onboarding_kb_prepare";
 /// default latency): the others elected a new leader meanwhile (two runs
 /// in three), the batch ran again there, and leadership could go round
 /// until the batch gave up (503). A document a call keeps the leader's
-/// longest pause at 138-158 ms, the heartbeats going out between calls.
+/// longest pause at 138-160 ms, the heartbeats going out between calls.
 /// The completion then finds the documents stored and counts them; its
 /// answer and its rows are the same as without.
 fn complete(
