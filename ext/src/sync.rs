@@ -36,10 +36,7 @@ const DEFAULT_VOICE: &str = "female";
 /// `onboarding_complete`'s body as JSON text: the text the session keeps
 /// for retries, serialised once for both.
 pub fn sync(conn: &Connection, env: &dyn Env, session: &Session) -> Result<String> {
-    let channels = session.channels()?;
-    let business = stored::<Company>(session.data(Step::Business))?;
-    let vapi = stored::<StoredVapi>(session.data(Step::Vapi))?;
-    let company = required_steps(session, business, vapi.is_some(), &channels)?;
+    let (channels, company, vapi) = ready(session)?;
     let now_ms = env.now_ms();
     let now = iso8601(now_ms);
     let part = Part {
@@ -108,11 +105,12 @@ pub fn prepare(conn: &Connection, env: &dyn Env, session: &Session) -> Result<Op
     }
     // A session its completion would refuse for missing steps gets nothing
     // stored ahead: indexing 4 MB to have it all undone, on every attempt.
-    let channels = session.channels()?;
-    let business = stored::<Company>(session.data(Step::Business))?;
-    let has_vapi = session.data(Step::Vapi).is_some();
-    if required_steps(session, business, has_vapi, &channels).is_err() {
-        return Ok(None);
+    if let Err(e) = ready(session) {
+        return if e.kind == ErrorKind::Incomplete {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
     let now = iso8601(env.now_ms());
     for (item, doc) in kb.documents.iter().enumerate() {
@@ -381,6 +379,16 @@ impl Serialize for ChannelsConfig<'_> {
 /// into the fields completion uses; `None` when the step was not saved.
 fn stored<'t, T: Deserialize<'t>>(text: Option<&'t str>) -> Result<Option<T>> {
     Ok(text.map(serde_json::from_str).transpose()?)
+}
+
+/// The steps a completion reads, checked by [`required_steps`]: the
+/// channels, the business and the voice agent.
+fn ready<'s>(session: &'s Session) -> Result<(Vec<String>, Company<'s>, Option<StoredVapi<'s>>)> {
+    let channels = session.channels()?;
+    let business = stored::<Company>(session.data(Step::Business))?;
+    let vapi = stored::<StoredVapi>(session.data(Step::Vapi))?;
+    let company = required_steps(session, business, vapi.is_some(), &channels)?;
+    Ok((channels, company, vapi))
 }
 
 /// Completion needs `business`, and `vapi` when the channels include

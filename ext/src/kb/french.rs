@@ -276,20 +276,18 @@ pub fn index_terms(text: &str) -> String {
             }
             out.push_str(term);
         };
+        let analyse = |word: &str| (!is_stop_word(word)).then(|| term(word));
         for word in words(text) {
             if word.len() > KNOWN_WORD_BYTES {
-                if !is_stop_word(&word) {
-                    push(&term(&word));
+                if let Some(term) = analyse(&word) {
+                    push(&term);
                 }
                 continue;
             }
             if known.len() >= KNOWN_WORDS && !known.contains_key(&word) {
                 known.clear();
             }
-            let term = known
-                .entry(word)
-                .or_insert_with_key(|word| (!is_stop_word(word)).then(|| term(word)));
-            if let Some(term) = term {
+            if let Some(term) = known.entry(word).or_insert_with_key(|w| analyse(w)) {
                 push(term);
             }
         }
