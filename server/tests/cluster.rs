@@ -1225,6 +1225,36 @@ async fn a_failed_completion_on_the_cluster_leaves_no_prepared_document() {
     server.stop().await;
 }
 
+/// The completions the cluster prepares no document for answer as on a
+/// file: one of no session (the prepare's `not_found` leaves the answer
+/// to the completion, rather than failing the batch), and one whose
+/// payload is no object (nothing is prepared for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_with_nothing_to_prepare_answers_as_on_a_file() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut on_cluster = server_on(&cluster).await;
+    let mut on_file = TestServer::pinned(pinned_env()).await;
+    let mut answers = Vec::new();
+    for server in [&on_cluster, &on_file] {
+        let id = completable_session(server).await;
+        let none = server
+            .post(&session_path("onb_nope", "complete"), "{}")
+            .await;
+        let list = server.post(&session_path(&id, "complete"), "[]").await;
+        answers.push([
+            (none.status, none.body),
+            (list.status, list.body.replace(&id, "<id>")),
+        ]);
+    }
+    assert_eq!(answers[0][0].0, 404, "{:?}", answers[0]);
+    assert_eq!(answers[0][1].0, 400, "{:?}", answers[0]);
+    assert_eq!(answers[0], answers[1]);
+    on_cluster.stop().await;
+    on_file.stop().await;
+}
+
 /// Asks the node at `address` a cheap read every 20 ms until `stop` (or a
 /// minute): the longest it took to answer one. A node runs every request
 /// on one thread, its Raft heartbeats' too, so this is the longest the
