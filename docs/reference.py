@@ -73,13 +73,19 @@ def setup(sql, *args):
     return answer
 
 
+def statement(sql):
+    """A set-up statement that answers no row: shown above the next example."""
+    conn.execute(sql)
+    pending.append((sql, ""))
+
+
 def before():
     if not pending:
         return ""
     lines = ["-- first (set up for what follows):"]
     for sql, answer in pending:
         answer = mask(answer)
-        lines.append(sql + ";" + ("  -- " + answer if len(answer) <= 160 else ""))
+        lines.append(sql + ";" + ("  -- " + answer if answer and len(answer) <= 160 else ""))
     pending.clear()
     return "\n".join(lines) + "\n"
 
@@ -461,5 +467,22 @@ example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"vous ête
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"c\'est combien une coupe homme ?","limit":1}' % docs_session)
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":"agence à Lyon","limit":2}' % session)
 example("SELECT onboarding_kb_search(?)", '{"session_id":"%s","query":" "}' % session)
+
+section("onboarding_kb_recut()",
+        "Cuts again the first document whose chunks were made by an older chunker or French "
+        "analysis than this library's (its `cut`, kept with each document since migration 013, "
+        "is under the library's; every document stored before 013 is), as storing it now "
+        "would: only the chunks and index entries that differ are written (rewritten in place, "
+        "added or dropped; `kept` counts the others). Answers the document, its chunks before "
+        "and after, and how many documents are left (`remaining`); `\"recut\":null` when none "
+        "is. One document a call, so that no call is long: the server's crawler calls it "
+        "whenever it has no job, and `onboarding-server crawl --once` until none is left. A "
+        "document of a later cut (stored by a newer library) is left alone.")
+# The documents as a library before migration 013 left them.
+statement("UPDATE kb_documents SET cut = 0")
+example("SELECT onboarding_kb_recut()")
+example("SELECT onboarding_kb_recut()")
+example("SELECT onboarding_kb_recut()")
+example("SELECT onboarding_kb_recut()")
 
 sys.stdout.write("\n".join(out))

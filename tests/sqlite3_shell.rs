@@ -40,6 +40,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_kb_finish/1 524288\n\
          onboarding_kb_get/1 524288\n\
          onboarding_kb_prepare/1 524288\n\
+         onboarding_kb_recut/0 524288\n\
          onboarding_kb_release/1 524288\n\
          onboarding_kb_renew/1 524288\n\
          onboarding_kb_search/1 524288\n\
@@ -81,7 +82,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n12\n"
+        "v0.1.0\n13\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -263,11 +264,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n12\n"
+        "0\n13\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "12\n"
+        "13\n"
     );
     sqlite3_ok(
         &db,
@@ -365,7 +366,7 @@ fn a_table_of_the_hosts_named_like_the_statement_holder_leaves_the_close_clean()
             "SELECT x FROM onboarding_statement_cache;",
         ],
     );
-    assert_eq!(out, "12\n1\n1\n");
+    assert_eq!(out, "13\n1\n1\n");
 }
 
 #[test]

@@ -30,7 +30,7 @@
 //! | `onboarding_phone_send(session_id, payload[, ip_address[, request_key]])`, `onboarding_phone_verify(session_id, payload[, request_key])` | `phone.rs`, `verification.rs`, `otp.rs`, `replies.rs` |
 //! | `onboarding_outbox_claim(worker, lease_seconds)`, `onboarding_outbox_sent(id, worker, provider_id)`, `onboarding_outbox_failed(id, worker, error)` | `outbox.rs` |
 //! | `onboarding_agent_types()`, `onboarding_voices()` | `catalog.rs` |
-//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release`, `_site_take`, `_site_release` | `kb/` |
+//! | `onboarding_kb_get`, `onboarding_kb_search`; the worker functions `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release`, `_site_take`, `_site_release`; `onboarding_kb_recut()` | `kb/` |
 
 // The layers, top to bottom: a module imports only from the layers below
 // its own (ARCHITECTURE.md has a line on each module).
@@ -222,6 +222,10 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     }),
     ("onboarding_kb_site_release", 1, WRITER, |c| {
         kb::turn::release(&*c.conn()?, c.env, c.payload(0)?).map(to_sql)
+    }),
+    // Documents stored by an older chunker cut again, one a call.
+    ("onboarding_kb_recut", 0, WRITER, |c| {
+        kb::recut::recut(&*c.conn()?).map(to_sql)
     }),
 ];
 

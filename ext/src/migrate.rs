@@ -106,6 +106,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/012_site_waits.sql"),
         then: None,
     },
+    Migration {
+        version: 13,
+        name: "013_kb_cut",
+        sql: include_str!("../../sql/013_kb_cut.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 009: every chunk's search terms, computed again by the

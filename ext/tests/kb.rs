@@ -654,7 +654,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(12)
+        rusqlite::types::Value::Integer(13)
     );
     assert_eq!(found("ete"), 1);
     assert_eq!(
@@ -749,7 +749,7 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     let before = snapshot();
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(12)
+        rusqlite::types::Value::Integer(13)
     );
     assert_eq!(entries("kb_chunks_index"), indexed);
     assert_eq!(
@@ -1901,4 +1901,208 @@ fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
             ],
         ]
     );
+}
+
+/// `SELECT onboarding_kb_recut()`: the answer, or the error's text.
+fn recut(db: &Db) -> Result<Value, String> {
+    db.call("SELECT onboarding_kb_recut()", &[])
+}
+
+/// Every chunk as stored, with its index entry, by document and place: what
+/// a cut makes, whatever the chunks' ids.
+fn cut_rows(db: &Db) -> Vec<Vec<String>> {
+    rows(
+        &db.conn,
+        "SELECT c.document_id, c.position, c.tenant_id, c.heading, c.text,
+                i.terms, i.heading_terms, i.tenant
+         FROM kb_chunks c LEFT JOIN kb_chunks_index i ON i.rowid = c.id
+         ORDER BY c.document_id, c.position",
+    )
+}
+
+/// A guide of twelve sections of about 330 characters: several chunks.
+fn guide() -> String {
+    (1..=12)
+        .map(|n| {
+            format!(
+                "## Soin {n}\n\nLe soin du visage commence par un diagnostic de la peau, puis un \
+                 nettoyage doux et un gommage adapté. Nous appliquons ensuite un masque aux \
+                 produits naturels, choisi pour l'été ou pour l'hiver, et terminons par un \
+                 massage relaxant.\n\n"
+            )
+        })
+        .collect()
+}
+
+/// Migration 013 and `onboarding_kb_recut()`: documents stored before it
+/// are of no known cut; each call cuts the first of them again as storing
+/// it now would, rewriting only the chunks and entries that differ, until
+/// none is left; a call then writes nothing.
+#[test]
+fn documents_stored_before_013_are_cut_again_one_a_call() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Soins","content":guide()},
+        {"title":"Horaires d'été","content":"En juillet et en août : du mardi au samedi, 10h – 19h."},
+        {"title":"Tarifs","content":TARIFS}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let fresh = cut_rows(&db);
+    let chunks = |doc: i64| {
+        db.scalar(&format!(
+            "SELECT count(*) FROM kb_chunks WHERE document_id = {doc}"
+        ))
+    };
+    assert_eq!(chunks(1), rusqlite::types::Value::Integer(3));
+    let search = |q: &str| kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
+    let answers = [search("gommage visage"), search("été"), search("coupe")];
+    let titles = |answer: &Value| -> Vec<String> {
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        titles(&answers[1]),
+        ["Horaires d'été", "Soins", "Soins", "Soins"]
+    );
+
+    // The database as version 12 left it: the guide cut by an older
+    // chunker (one chunk of its whole text), the summer hours indexed by an
+    // older analysis (without "été"), the prices as they are now.
+    db.conn
+        .execute_batch(
+            "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1);
+             DELETE FROM kb_chunks WHERE document_id = 1;
+             INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+                 SELECT id, tenant_id, 0, title, markdown FROM kb_documents WHERE id = 1;
+             INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
+                 SELECT c.id, 'soin', 'soin', hex(c.tenant_id) FROM kb_chunks c WHERE document_id = 1;
+             UPDATE kb_chunks_index SET terms = replace(terms, 'ete', ''),
+                                        heading_terms = replace(heading_terms, 'ete', '')
+                 WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 2);
+             DROP INDEX kb_documents_cut;
+             ALTER TABLE kb_documents DROP COLUMN cut;
+             DELETE FROM onboarding_schema_migrations WHERE version = 13;",
+        )
+        .unwrap();
+    assert_eq!(chunks(1), rusqlite::types::Value::Integer(1));
+    assert_eq!(titles(&search("été")), Vec::<String>::new());
+    assert_ne!(search("gommage visage"), answers[0]);
+    let kept_ids = rows(
+        &db.conn,
+        "SELECT id FROM kb_chunks WHERE document_id IN (2, 3) ORDER BY id",
+    );
+    assert_eq!(
+        db.scalar("SELECT onboarding_migrate()"),
+        rusqlite::types::Value::Integer(13)
+    );
+    assert_eq!(
+        rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),
+        [
+            ["Integer(1)", "Integer(0)"],
+            ["Integer(2)", "Integer(0)"],
+            ["Integer(3)", "Integer(0)"]
+        ]
+    );
+
+    let tenant = db.get(&s)["tenant_id"].clone();
+    let done = |document: i64, before: usize, chunks: usize, kept: usize, remaining: i64| {
+        json!({"success": true, "recut": {"document_id": document, "tenant_id": tenant,
+               "chunks_before": before, "chunks": chunks, "kept": kept}, "remaining": remaining})
+    };
+    assert_eq!(recut(&db).unwrap(), done(1, 1, 3, 0, 2));
+    assert_eq!(recut(&db).unwrap(), done(2, 1, 1, 0, 1));
+    assert_eq!(recut(&db).unwrap(), done(3, 1, 1, 1, 0));
+    let changes = db.scalar("SELECT total_changes()");
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": null, "remaining": 0})
+    );
+    assert_eq!(db.scalar("SELECT total_changes()"), changes);
+
+    assert_eq!(cut_rows(&db), fresh);
+    // The chunks left as they were, and the one rewritten in place, keep
+    // their ids.
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT id FROM kb_chunks WHERE document_id IN (2, 3) ORDER BY id"
+        ),
+        kept_ids
+    );
+    assert_eq!(
+        [search("gommage visage"), search("été"), search("coupe")],
+        answers
+    );
+}
+
+/// A document stored now is of this library's cut: nothing to cut again.
+/// One of a later cut (stored by a newer library beside this one) is left
+/// as it is.
+#[test]
+fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Tarifs","content":TARIFS},
+        {"title":"Le salon","content":SALON}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    assert_eq!(
+        rows(&db.conn, "SELECT cut FROM kb_documents ORDER BY id"),
+        [["Integer(1)"], ["Integer(1)"]]
+    );
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": null, "remaining": 0})
+    );
+    db.conn
+        .execute_batch(
+            "UPDATE kb_documents SET cut = 2 WHERE id = 1;
+             UPDATE kb_chunks SET text = 'Coupe : 25 €' WHERE document_id = 1;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": null, "remaining": 0})
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
+/// A cut that fails half way leaves the document, its chunks and their
+/// entries as they were, and is tried again by the next call.
+#[test]
+fn a_recut_that_fails_writes_nothing() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[{"title":"Soins","content":guide()}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let fresh = cut_rows(&db);
+    // One chunk of the whole text, of no known cut: a recut rewrites it in
+    // place and then adds two, the second of which fails.
+    db.conn
+        .execute_batch(
+            "DELETE FROM kb_chunks_index;
+             DELETE FROM kb_chunks;
+             INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+                 SELECT id, tenant_id, 0, title, markdown FROM kb_documents;
+             INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
+                 SELECT id, 'soin', 'soin', hex(tenant_id) FROM kb_chunks;
+             UPDATE kb_documents SET cut = 0;
+             CREATE TEMP TRIGGER full AFTER INSERT ON kb_chunks WHEN NEW.position = 2
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        recut(&db).unwrap_err(),
+        "onboarding_kb_recut: internal: database or disk is full"
+    );
+    assert_eq!(db.snapshot(), before);
+    db.conn.execute_batch("DROP TRIGGER full").unwrap();
+    assert_eq!(recut(&db).unwrap()["recut"]["chunks"], 3);
+    assert_eq!(cut_rows(&db), fresh);
 }

@@ -139,9 +139,9 @@ pub async fn run_crawler(
                 (writer.clone(), Arc::clone(&crawl_config), stopped.clone());
             tokio::spawn(async move {
                 if once {
-                    crawl::drain(writer, config, name).await
+                    crawl::drain(writer, config, name, n == 0).await
                 } else {
-                    crawl::worker(writer, config, name, stopped).await
+                    crawl::worker(writer, config, name, n == 0, stopped).await
                 }
             })
         })

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const HORAIRES: &str =
     "# Horaires\n\n| Jour | Heures |\n|---|---|\n| Lundi | Fermé |\n| Samedi | 9h00 – 18h00 |";
@@ -241,4 +242,173 @@ async fn the_default_limit_takes_the_largest_documents_written_with_escapes() {
         .collect();
     assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
     server.stop().await;
+}
+
+/// A database as version 12 of the library left it, at `path`: four
+/// tenants' 72 pasted documents, each stored by an older chunker and
+/// analysis (one chunk of its whole text, indexed as "x"). Answers every
+/// chunk as storing the documents now makes it: document, place, heading,
+/// text and index entry.
+fn stored_by_an_older_library(path: &std::path::Path) -> Vec<Vec<String>> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    onboarding::register(&conn).unwrap();
+    conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+        .unwrap();
+    let call = |sql: &str, args: &[&str]| -> Value {
+        let text: String = conn
+            .query_row(sql, rusqlite::params_from_iter(args), |r| r.get(0))
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    for tenant in 0..4 {
+        let s = call("SELECT onboarding_create('{}')", &[])["session_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let business = json!({"company_name": format!("Salon {tenant}"), "industry": "Coiffure",
+                              "phone": format!("06 12 34 56 7{tenant}"),
+                              "email": format!("salon{tenant}@exemple.fr")});
+        let documents: Vec<Value> = (0..18)
+            .map(|n| {
+                let section = format!(
+                    "## Prestation {n}\n\nCoupe, couleur et soin du salon {tenant}, sur rendez-vous \
+                     du mardi au samedi. Produits naturels et conseils de l'équipe pour l'été.\n\n"
+                );
+                json!({"title": format!("Fiche {n}"), "content": section.repeat(1 + n % 4)})
+            })
+            .collect();
+        for (step, payload) in [
+            ("business", business),
+            ("vapi", serde_json::from_str(VAPI).unwrap()),
+            ("kb", json!({"method": "documents", "documents": documents})),
+        ] {
+            call(
+                "SELECT onboarding_step(?1, ?2, ?3)",
+                &[&s, step, &payload.to_string()],
+            );
+        }
+        assert_eq!(
+            call("SELECT onboarding_complete(?1)", &[&s])["success"],
+            true
+        );
+    }
+    let now = cut_rows(&conn);
+    conn.execute_batch(
+        "DELETE FROM kb_chunks_index;
+         DELETE FROM kb_chunks;
+         INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+             SELECT id, tenant_id, 0, title, markdown FROM kb_documents;
+         INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
+             SELECT id, 'x', 'x', hex(tenant_id) FROM kb_chunks;
+         DROP INDEX kb_documents_cut;
+         ALTER TABLE kb_documents DROP COLUMN cut;
+         DELETE FROM onboarding_schema_migrations WHERE version = 13;",
+    )
+    .unwrap();
+    assert_eq!(
+        conn.query_row("SELECT count(*) FROM kb_documents", [], |r| r
+            .get::<_, i64>(0))
+            .unwrap(),
+        72
+    );
+    assert_ne!(cut_rows(&conn), now);
+    now
+}
+
+/// Every chunk with its index entry, by document and place.
+fn cut_rows(conn: &rusqlite::Connection) -> Vec<Vec<String>> {
+    conn.prepare(
+        "SELECT c.document_id, c.position, c.heading, c.text, i.terms, i.heading_terms
+         FROM kb_chunks c LEFT JOIN kb_chunks_index i ON i.rowid = c.id
+         ORDER BY c.document_id, c.position",
+    )
+    .unwrap()
+    .query_map([], |r| {
+        (0..6)
+            .map(|i| {
+                r.get::<_, rusqlite::types::Value>(i)
+                    .map(|v| format!("{v:?}"))
+            })
+            .collect()
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// How many documents are of an older cut than the library's.
+fn older_cut(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM kb_documents WHERE cut < ?1",
+        [onboarding::kb::CUT],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Upgraded, a server's idle crawler cuts the documents stored by an older
+/// chunker again, a share at a time, until each is as storing it now makes
+/// it.
+#[tokio::test]
+async fn the_idle_crawler_cuts_documents_of_an_older_cut_again() {
+    let (mut config, dir) = temp_config();
+    let fresh = stored_by_an_older_library(&config.db_path);
+    config.crawl = onboarding_server::crawl::CrawlConfig {
+        workers: 1,
+        idle_poll: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let db = server.read_db();
+    // Bounded: 200 polls of 50 ms; the 72 documents take well under a second.
+    for _ in 0..200 {
+        if db
+            .query_row(
+                "SELECT count(*) FROM onboarding_schema_migrations WHERE version = 13",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            == 1
+            && older_cut(&db) == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(older_cut(&db), 0);
+    assert_eq!(cut_rows(&db), fresh);
+    server.stop().await;
+}
+
+/// `onboarding-server crawl --once` cuts them all again too, and says so as
+/// it goes.
+#[test]
+fn the_crawl_command_cuts_documents_of_an_older_cut_again_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    let fresh = stored_by_an_older_library(&path);
+    let (ok, log) = output_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .args(["--log-level", "info", "--db"])
+            .arg(&path)
+            .args(["crawl", "--once"]),
+    );
+    assert!(ok, "{log}");
+    let counters: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cut_again="))
+        .map(|l| &l[l.find("documents stored").or(l.find("cutting")).unwrap()..])
+        .collect();
+    assert_eq!(
+        counters,
+        [
+            "cutting stored documents again cut_again=64 left=8",
+            "documents stored by an older chunker cut again cut_again=72 left=0"
+        ],
+        "{log}"
+    );
+    let db = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(older_cut(&db), 0);
+    assert_eq!(cut_rows(&db), fresh);
 }

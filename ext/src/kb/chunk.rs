@@ -854,7 +854,7 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// [`split`] as it was, weighing every candidate: the pruned one must
@@ -1147,7 +1147,7 @@ mod tests {
     /// A document of 2 to 13 sections of one to five blocks each:
     /// paragraphs of 1 to 12 sentences of 5 to 24 words, lists, price
     /// tables of 2 to 31 rows; drawn with a fixed seed.
-    fn generated(draw: &mut u64) -> String {
+    pub(in crate::kb) fn generated(draw: &mut u64) -> String {
         let mut below = |n: usize| {
             *draw ^= *draw << 13;
             *draw ^= *draw >> 7;

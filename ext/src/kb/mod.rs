@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | entry points | `read.rs` | `onboarding_kb_get`, `onboarding_kb_search` |
 //! | entry points | `worker.rs` | `onboarding_kb_claim`, `_store_page`, `_renew`, `_finish`, `_release`: lease, frontier, counters, retries |
+//! | entry points | `recut.rs` | `onboarding_kb_recut`: a document stored by an older chunker cut again |
 //! | entry points | `turn.rs` | `onboarding_kb_site_take`, `_release`: a site's turn, shared by every crawler on the file |
 //! | leaves using leaves | `store.rs` | a document, its chunks and FTS5 rows: a site's text once per tenant, each pasted item |
 //! | leaves using leaves | `job.rs` | a crawl job's row as JSON |
@@ -33,10 +34,18 @@ mod chunk;
 mod french;
 mod job;
 pub(crate) mod read;
+pub(crate) mod recut;
 mod repeated;
 pub(crate) mod store;
 pub(crate) mod turn;
 pub(crate) mod worker;
+
+/// The chunks and index terms this library stores a text as: raise it with
+/// any change of what `chunk.rs` or `french.rs` make of a text, so that
+/// the documents stored before are cut again (`onboarding_kb_recut`,
+/// `sql/013_kb_cut.sql`). A test pins it with a fingerprint of what a
+/// corpus is cut into, and fails on a change of either until it is raised.
+pub const CUT: i64 = 1;
 
 pub use worker::{MAX_PAGE_RETRIES, MAX_PAGE_TITLE_CHARS, MAX_SITE_WAIT_MS};
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::chunk::chunks;
 use super::french::index_terms;
 use super::repeated::{strip, Lifted};
+use super::CUT;
 use crate::error::Result;
 use crate::sql;
 
@@ -105,8 +106,8 @@ pub fn store_as(conn: &Connection, doc: &NewDocument<'_>, hash: &str) -> Result<
     let id: i64 = sql::query_row(
         conn,
         "INSERT INTO kb_documents (tenant_id, job_id, source, url, title, markdown,
-                                   content_hash, depth, fetched_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                                   content_hash, depth, fetched_at, cut)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         rusqlite::params![
             doc.tenant_id,
             doc.job_id,
@@ -116,7 +117,8 @@ pub fn store_as(conn: &Connection, doc: &NewDocument<'_>, hash: &str) -> Result<
             doc.markdown,
             hash,
             doc.depth,
-            doc.now
+            doc.now,
+            CUT
         ],
         |r| r.get(0),
     )?;
@@ -174,8 +176,8 @@ pub fn rewrite(
     drop_chunks(conn, id)?;
     sql::execute(
         conn,
-        "UPDATE kb_documents SET markdown = ?2, content_hash = ?3 WHERE id = ?1",
-        (id, markdown, &hash),
+        "UPDATE kb_documents SET markdown = ?2, content_hash = ?3, cut = ?4 WHERE id = ?1",
+        (id, markdown, &hash, CUT),
     )?;
     index(conn, id, tenant_id, title, markdown)?;
     Ok(true)
@@ -207,29 +209,148 @@ fn index(
     title: &str,
     markdown: &str,
 ) -> Result<usize> {
-    let pieces = chunks(markdown, title);
-    for (position, chunk) in pieces.iter().enumerate() {
+    let pieces = cut(markdown, title);
+    for (position, piece) in pieces.iter().enumerate() {
         let chunk_id: i64 = sql::query_row(
             conn,
             "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
              VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-            (id, tenant_id, position as i64, &chunk.heading, &chunk.text),
+            (id, tenant_id, position as i64, &piece.heading, &piece.text),
             |r| r.get(0),
         )?;
-        index_chunk(
-            conn,
-            chunk_id,
-            tenant_id,
-            title,
-            &chunk.heading,
-            &chunk.text,
-        )?;
+        insert_entry(conn, chunk_id, tenant_id, piece)?;
     }
     Ok(pieces.len())
 }
 
+/// A chunk as stored: its row's heading and text, and its index entry's
+/// terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub heading: String,
+    pub text: String,
+    pub terms: String,
+    pub heading_terms: String,
+}
+
+/// The chunks a document titled `title` is stored as, with their index
+/// entries: all that [`CUT`] stands for. The title goes into every chunk's
+/// terms: a page called "Tarifs" answers price questions even where its
+/// text never says so.
+pub fn cut(markdown: &str, title: &str) -> Vec<Piece> {
+    chunks(markdown, title)
+        .into_iter()
+        .map(|chunk| {
+            let (terms, heading_terms) = terms_of(title, &chunk.heading, &chunk.text);
+            Piece {
+                heading: chunk.heading,
+                text: chunk.text,
+                terms,
+                heading_terms,
+            }
+        })
+        .collect()
+}
+
+/// What cutting a document again changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recut {
+    /// Its chunks before and after.
+    pub chunks_before: usize,
+    pub chunks: usize,
+    /// The chunks whose row and index entry were kept as they were.
+    pub kept: usize,
+}
+
+/// Document `id`'s chunks and index entries made again from its text, as
+/// storing it now would make them, and its cut set to [`CUT`]. A chunk
+/// whose place, heading, text and terms are unchanged is left alone (its
+/// row, its id, its index entry), so a document the change did not touch
+/// costs reads only; another is rewritten in place, and the document's
+/// extra chunks added or dropped.
+pub fn recut(
+    conn: &Connection,
+    id: i64,
+    tenant_id: &str,
+    title: &str,
+    markdown: &str,
+) -> Result<Recut> {
+    let before: Vec<(i64, Piece)> = sql::with(
+        conn,
+        "SELECT c.id, c.heading, c.text, i.terms, i.heading_terms
+         FROM kb_chunks c LEFT JOIN kb_chunks_index i ON i.rowid = c.id
+         WHERE c.document_id = ?1 ORDER BY c.position",
+        |s| {
+            s.query_map([id], |r| {
+                Ok((
+                    r.get(0)?,
+                    Piece {
+                        heading: r.get(1)?,
+                        text: r.get(2)?,
+                        // A chunk without an entry (none is written so, but
+                        // a host may have edited the file) gets one.
+                        terms: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        heading_terms: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()
+        },
+    )?;
+    let after = cut(markdown, title);
+    let mut kept = 0;
+    for (position, piece) in after.iter().enumerate() {
+        match before.get(position) {
+            Some((_, old)) if old == piece => kept += 1,
+            Some((chunk_id, old)) => {
+                if (&old.heading, &old.text) != (&piece.heading, &piece.text) {
+                    sql::execute(
+                        conn,
+                        "UPDATE kb_chunks SET heading = ?2, text = ?3 WHERE id = ?1",
+                        (chunk_id, &piece.heading, &piece.text),
+                    )?;
+                }
+                sql::execute(
+                    conn,
+                    "DELETE FROM kb_chunks_index WHERE rowid = ?1",
+                    [chunk_id],
+                )?;
+                insert_entry(conn, *chunk_id, tenant_id, piece)?;
+            }
+            None => {
+                let chunk_id: i64 = sql::query_row(
+                    conn,
+                    "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    (id, tenant_id, position as i64, &piece.heading, &piece.text),
+                    |r| r.get(0),
+                )?;
+                insert_entry(conn, chunk_id, tenant_id, piece)?;
+            }
+        }
+    }
+    for (chunk_id, _) in before.iter().skip(after.len()) {
+        sql::execute(
+            conn,
+            "DELETE FROM kb_chunks_index WHERE rowid = ?1",
+            [chunk_id],
+        )?;
+        sql::execute(conn, "DELETE FROM kb_chunks WHERE id = ?1", [chunk_id])?;
+    }
+    sql::execute(
+        conn,
+        "UPDATE kb_documents SET cut = ?2 WHERE id = ?1",
+        (id, CUT),
+    )?;
+    Ok(Recut {
+        chunks_before: before.len(),
+        chunks: after.len(),
+        kept,
+    })
+}
+
 /// Computes every chunk's index entry again, from its text, its heading and
-/// its document's title, as [`index_chunk`] does: after a change of the
+/// its document's title, as [`cut`] does: after a change of the
 /// French analysis (migration 009). Streams the chunks; answers how many.
 pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
     let mut chunks = conn.prepare(
@@ -254,38 +375,30 @@ pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
     while let Some(row) = rows.next()? {
         let (id, title, heading, text): (i64, String, String, String) =
             (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-        update.execute((
-            id,
-            index_terms(&format!("{title}\n{heading}\n{text}")),
-            index_terms(&format!("{title} {heading}")),
-        ))?;
+        let (terms, heading_terms) = terms_of(&title, &heading, &text);
+        update.execute((id, terms, heading_terms))?;
         count += 1;
     }
     Ok(count)
 }
 
-/// The index entry of chunk `chunk_id` of tenant `tenant_id`. The title
-/// goes into every chunk's terms: a page called "Tarifs" answers price
-/// questions even where its text never says so.
-fn index_chunk(
-    conn: &Connection,
-    chunk_id: i64,
-    tenant_id: &str,
-    title: &str,
-    heading: &str,
-    text: &str,
-) -> Result<()> {
+/// A chunk's index entry: the terms of its document's title, its heading
+/// and its text, and those of the title and heading alone.
+fn terms_of(title: &str, heading: &str, text: &str) -> (String, String) {
+    (
+        index_terms(&format!("{title}\n{heading}\n{text}")),
+        index_terms(&format!("{title} {heading}")),
+    )
+}
+
+/// The index entry of chunk `chunk_id` of tenant `tenant_id`.
+fn insert_entry(conn: &Connection, chunk_id: i64, tenant_id: &str, piece: &Piece) -> Result<()> {
     sql::execute(
         conn,
         // The tenant as migration 010 writes it, and the search reads it.
         "INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
          VALUES (?1, ?2, ?3, hex(?4))",
-        (
-            chunk_id,
-            index_terms(&format!("{title}\n{heading}\n{text}")),
-            index_terms(&format!("{title} {heading}")),
-            tenant_id,
-        ),
+        (chunk_id, &piece.terms, &piece.heading_terms, tenant_id),
     )?;
     Ok(())
 }
@@ -343,7 +456,14 @@ pub fn remove_blocks(
                 "UPDATE kb_chunks SET text = ?2 WHERE id = ?1",
                 (chunk_id, &text),
             )?;
-            index_chunk(conn, chunk_id, tenant_id, title, &heading, &text)?;
+            let (terms, heading_terms) = terms_of(title, &heading, &text);
+            let piece = Piece {
+                heading,
+                text,
+                terms,
+                heading_terms,
+            };
+            insert_entry(conn, chunk_id, tenant_id, &piece)?;
         }
     }
     Ok(true)

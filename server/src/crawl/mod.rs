@@ -177,6 +177,7 @@ pub fn spawn(
                 writer.clone(),
                 Arc::clone(&config),
                 name,
+                n == 0,
                 stop.clone(),
             ))
         })
@@ -207,12 +208,14 @@ pub fn worker_name(prefix: &str, n: usize) -> String {
     format!("{prefix}{host}-{}-{started:x}-{n}", std::process::id())
 }
 
-/// Claims and crawls jobs until `stop`; with `once`, returns when no job
-/// is due.
+/// Claims and crawls jobs until `stop`. A worker that `recuts` (one of
+/// a process's) cuts the documents stored by an older chunker again when
+/// it finds no job ([`recut`]).
 pub async fn worker(
     writer: Writer,
     config: Arc<CrawlConfig>,
     name: String,
+    recuts: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     register(&config, &name);
@@ -237,7 +240,13 @@ pub async fn worker(
                 }
                 continue;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // Some left after a turn's share: claim again at once, so
+                // a job queued meanwhile waits one share at most.
+                if recuts && recut(&writer, RECUTS_PER_TURN, &stop).await > 0 {
+                    continue;
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "claim failed"),
         }
         tokio::select! {
@@ -245,6 +254,55 @@ pub async fn worker(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// The documents an idle worker cuts again before it claims again.
+const RECUTS_PER_TURN: usize = 64;
+
+/// Cuts again, one call each (`onboarding_kb_recut`), at most `most`
+/// documents stored by an older chunker or French analysis than this
+/// library's, and logs its counters as it goes: that is how the knowledge
+/// stored before an upgrade comes to be cut as new knowledge is, without a
+/// call long enough to hold the writer (or a dqlite leader) for seconds.
+/// Bounded by what the first call finds left, too, whatever is stored
+/// meanwhile. Answers how many are left: 0 when none, or when a call failed
+/// (logged; the next idle turn tries again).
+pub async fn recut(writer: &Writer, most: usize, stop: &watch::Receiver<bool>) -> i64 {
+    let (mut done, mut most, mut left) = (0, most, 0);
+    while done < most && !*stop.borrow() {
+        let answer = match writer.run(Query::KbRecut).await {
+            Ok(body) => serde_json::from_str::<Value>(&body).map_err(|e| e.to_string()),
+            Err(failure) => Err(failure.text().to_string()),
+        };
+        match answer {
+            Ok(answer) if answer["recut"].is_object() => {
+                done += 1;
+                left = answer["remaining"].as_i64().unwrap_or(0);
+                if done == 1 {
+                    most = most.min(1 + usize::try_from(left).unwrap_or(0));
+                }
+                if done % RECUTS_PER_TURN == 0 && done < most && left > 0 {
+                    tracing::info!(cut_again = done, left, "cutting stored documents again");
+                }
+            }
+            Ok(_) => {
+                left = 0;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cutting stored documents again failed");
+                return 0;
+            }
+        }
+    }
+    if done > 0 {
+        tracing::info!(
+            cut_again = done,
+            left,
+            "documents stored by an older chunker cut again"
+        );
+    }
+    left
 }
 
 /// Crawls one claimed job.
@@ -1036,7 +1094,9 @@ impl<'a> Crawl<'a> {
 
 /// Claims and crawls jobs until none is due (`onboarding-server crawl
 /// --once`). Jobs waiting for a backoff are not due: they are left queued.
-pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
+/// A worker that `recuts` then cuts every document stored by an older
+/// chunker again ([`recut`]).
+pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String, recuts: bool) {
     register(&config, &name);
     // Bounded: each claim takes a job out of the queue or ends the loop,
     // and a job is claimed at most MAX_ATTEMPTS times plus MAX_SITE_WAITS
@@ -1057,7 +1117,7 @@ pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
         .await;
         let job = match claimed {
             Ok(answer) if answer["job"].is_object() => answer["job"].clone(),
-            Ok(_) => return,
+            Ok(_) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed");
                 return;
@@ -1067,5 +1127,9 @@ pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String) {
             tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
             return;
         }
+    }
+    if recuts {
+        let (_, never) = watch::channel(false);
+        recut(&writer, usize::MAX, &never).await;
     }
 }

@@ -69,6 +69,9 @@ pub enum Query {
         function: KbFunction,
         payload: String,
     },
+    /// `SELECT onboarding_kb_recut()`: an idle crawler's, one document cut
+    /// again by this library's chunker.
+    KbRecut,
 }
 
 /// The library's worker functions the crawler calls.
@@ -284,6 +287,7 @@ impl Query {
             ),
             Query::KbSearch { payload } => ("SELECT onboarding_kb_search(?1)", vec![text(payload)]),
             Query::Kb { function, payload } => (function.sql(), vec![text(payload)]),
+            Query::KbRecut => ("SELECT onboarding_kb_recut()", Vec::new()),
         }
     }
 

@@ -1,0 +1,23 @@
+-- 013: which cut of the library made each document's chunks, so that
+-- documents stored before a change of the chunker or of the French
+-- analysis are cut again, one a call.
+--
+-- A document's chunks and their index entries are made when it is stored.
+-- The chunker and the analysis have changed since the first stores (headings
+-- read as CommonMark reads them, fenced code, tables cut between rows, stop
+-- words, ligatures): a document stored before a change keeps the chunks and
+-- terms of the library that stored it, and a search answers them. Cutting
+-- every document again inside a migration would be one call of unbounded
+-- length (4 MB of knowledge per tenant), which on a dqlite leader stops its
+-- heartbeats past the election timeout, and every new leader would start
+-- it over. So the migration only records that no document's cut is known
+-- (0), and `onboarding_kb_recut()` cuts the first document whose cut is
+-- older than the library's, one a call; the crawler calls it when it has
+-- no job (kb/recut.rs).
+--
+-- `cut` is the library's `kb::CUT` when it stored or cut the document, 0
+-- before this migration. A library never cuts a document of a later cut
+-- than its own, so an older process beside a newer one does not undo it.
+ALTER TABLE kb_documents ADD COLUMN cut INTEGER NOT NULL DEFAULT 0 CHECK (cut >= 0);
+-- The next document to cut, and how many are left, without a scan.
+CREATE INDEX kb_documents_cut ON kb_documents (cut, id);
