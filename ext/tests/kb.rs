@@ -2106,3 +2106,32 @@ fn a_recut_that_fails_writes_nothing() {
     assert_eq!(recut(&db).unwrap()["recut"]["chunks"], 3);
     assert_eq!(cut_rows(&db), fresh);
 }
+
+/// A document's places can have a gap (a chunk a site's repeated blocks
+/// emptied goes, its neighbours keep their places): a recut matches the
+/// chunks by place, keeps those that are right and fills the gap.
+#[test]
+fn a_recut_fills_a_gap_among_the_places_and_keeps_the_chunks_around_it() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[{"title":"Soins","content":guide()}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let fresh = cut_rows(&db);
+    let ids = rows(&db.conn, "SELECT id FROM kb_chunks ORDER BY position");
+    assert_eq!(ids.len(), 3);
+    db.conn
+        .execute_batch(
+            "DELETE FROM kb_chunks_index WHERE rowid = (SELECT id FROM kb_chunks WHERE position = 1);
+             DELETE FROM kb_chunks WHERE position = 1;
+             UPDATE kb_documents SET cut = 0;",
+        )
+        .unwrap();
+    assert_eq!(
+        recut(&db).unwrap()["recut"],
+        json!({"document_id": 1, "tenant_id": db.get(&s)["tenant_id"], "chunks_before": 2,
+               "chunks": 3, "kept": 2})
+    );
+    assert_eq!(cut_rows(&db), fresh);
+    let now = rows(&db.conn, "SELECT id FROM kb_chunks ORDER BY position");
+    assert_eq!([&now[0], &now[2]], [&ids[0], &ids[2]]);
+}

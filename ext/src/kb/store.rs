@@ -3,6 +3,8 @@
 //! already has the same document (`Source::identity`: a site's text, a
 //! pasted item's place and text).
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -275,33 +277,40 @@ pub fn recut(
     title: &str,
     markdown: &str,
 ) -> Result<Recut> {
-    let before: Vec<(i64, Piece)> = sql::with(
+    // By place: a document's places can have gaps (a chunk emptied by a
+    // site's repeated blocks goes, its neighbours keep theirs).
+    let mut before: HashMap<i64, (i64, Piece)> = sql::with(
         conn,
-        "SELECT c.id, c.heading, c.text, i.terms, i.heading_terms
+        "SELECT c.position, c.id, c.heading, c.text, i.terms, i.heading_terms
          FROM kb_chunks c LEFT JOIN kb_chunks_index i ON i.rowid = c.id
-         WHERE c.document_id = ?1 ORDER BY c.position",
+         WHERE c.document_id = ?1",
         |s| {
             s.query_map([id], |r| {
                 Ok((
                     r.get(0)?,
-                    Piece {
-                        heading: r.get(1)?,
-                        text: r.get(2)?,
-                        // A chunk without an entry (none is written so, but
-                        // a host may have edited the file) gets one.
-                        terms: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                        heading_terms: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                    },
+                    (
+                        r.get(1)?,
+                        Piece {
+                            heading: r.get(2)?,
+                            text: r.get(3)?,
+                            // A chunk without an entry (none is written so,
+                            // but a host may have edited the file) gets one.
+                            terms: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                            heading_terms: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                        },
+                    ),
                 ))
             })?
             .collect::<rusqlite::Result<_>>()
         },
     )?;
+    let chunks_before = before.len();
     let after = cut(markdown, title);
     let mut kept = 0;
     for (position, piece) in after.iter().enumerate() {
-        match before.get(position) {
-            Some((_, old)) if old == piece => kept += 1,
+        let position = position as i64;
+        match before.remove(&position) {
+            Some((_, old)) if old == *piece => kept += 1,
             Some((chunk_id, old)) => {
                 if (&old.heading, &old.text) != (&piece.heading, &piece.text) {
                     sql::execute(
@@ -315,21 +324,22 @@ pub fn recut(
                     "DELETE FROM kb_chunks_index WHERE rowid = ?1",
                     [chunk_id],
                 )?;
-                insert_entry(conn, *chunk_id, tenant_id, piece)?;
+                insert_entry(conn, chunk_id, tenant_id, piece)?;
             }
             None => {
                 let chunk_id: i64 = sql::query_row(
                     conn,
                     "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
                      VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                    (id, tenant_id, position as i64, &piece.heading, &piece.text),
+                    (id, tenant_id, position, &piece.heading, &piece.text),
                     |r| r.get(0),
                 )?;
                 insert_entry(conn, chunk_id, tenant_id, piece)?;
             }
         }
     }
-    for (chunk_id, _) in before.iter().skip(after.len()) {
+    // The places past the new last one.
+    for (chunk_id, _) in before.into_values() {
         sql::execute(
             conn,
             "DELETE FROM kb_chunks_index WHERE rowid = ?1",
@@ -343,7 +353,7 @@ pub fn recut(
         (id, CUT),
     )?;
     Ok(Recut {
-        chunks_before: before.len(),
+        chunks_before,
         chunks: after.len(),
         kept,
     })
