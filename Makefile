@@ -65,7 +65,7 @@ schemathesis:
 reference: loadable
 	/usr/bin/python3 docs/reference.py $(SO) > docs/reference.md
 
-# The benchmarks (benches/README.md): embedded, growth, phone, search,
+# The benchmarks (benches/README.md): embedded, growth, phone, search, recut,
 # loadable, HTTP, then HTTP against the peers; about eight minutes of
 # running after the build.
 # Each prints a readable table and one JSON line of results. With
@@ -77,6 +77,7 @@ bench: loadable node
 	$(CARGO) bench -p onboarding-benches --bench growth
 	$(CARGO) bench -p onboarding-benches --bench phone
 	$(CARGO) bench -p onboarding-benches --bench search
+	$(CARGO) bench -p onboarding-benches --bench recut
 	$(CARGO) bench -p onboarding-benches --bench loadable
 	$(CARGO) run --release -p onboarding-benches --bin loadgen -- \
 	    $(if $(HAVE_DQLITE),--dqlite-node $(NODE) --extension $(SO))

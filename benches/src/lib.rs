@@ -17,6 +17,7 @@
 pub mod db;
 pub mod floor;
 pub mod flow;
+pub mod knowledge;
 pub mod report;
 
 /// What a benchmark run failed on: a message for people.
