@@ -114,7 +114,7 @@ pub async fn serve(
                 tokio::spawn(connection.run(stream, stop.clone()));
             }
             Err(refused) => {
-                tokio::spawn(refuse(stream, refused));
+                tokio::spawn(refuse(stream, refused, http::raw_date_line(&app)));
             }
         }
     }
@@ -236,8 +236,8 @@ impl Connection {
         let shaped = conn.into_parts().io.into_inner();
         let head_begun = shaped.head.head_begun();
         // Built only for the 408 below.
-        let cors = if timed_out {
-            shaped.cors_lines()
+        let header_lines = if timed_out {
+            shaped.header_lines()
         } else {
             String::new()
         };
@@ -253,7 +253,7 @@ impl Connection {
                         "the request headers took more than {} s to arrive",
                         HEADER_TIMEOUT.as_secs()
                     ),
-                    &cors,
+                    &header_lines,
                 );
                 answer_and_close(stream, &answer).await;
             }
@@ -351,7 +351,7 @@ enum Refused {
 }
 
 /// Answers a connection over a cap with one JSON error, then closes.
-async fn refuse(stream: TcpStream, refused: Refused) {
+async fn refuse(stream: TcpStream, refused: Refused, date: String) {
     let (status, code, message) = match refused {
         Refused::Total => (
             "503 Service Unavailable",
@@ -366,7 +366,7 @@ async fn refuse(stream: TcpStream, refused: Refused) {
     };
     answer_and_close(
         stream,
-        &raw_error(status, code, message, "retry-after: 1\r\n"),
+        &raw_error(status, code, message, &format!("{date}retry-after: 1\r\n")),
     )
     .await;
 }
@@ -493,8 +493,8 @@ impl Shaped {
     }
 
     /// The CORS lines of an answer to the head being read.
-    fn cors_lines(&self) -> String {
-        http::raw_cors_lines(&self.app, self.head.origin.as_deref())
+    fn header_lines(&self) -> String {
+        http::raw_header_lines(&self.app, self.head.origin.as_deref())
     }
 
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -639,12 +639,12 @@ fn is_final_status_line(bytes: &[u8]) -> bool {
 
 /// The JSON answer replacing hyper's own for a request it could not parse;
 /// `refused_codings`: a `Transfer-Encoding` hyper refused, which makes its
-/// 400 the contract's 501; `cors`: the answer's CORS header lines (asked
+/// 400 the contract's 501; `header_lines`: the answer's Date and CORS lines (asked
 /// only for an answer replaced, not for each of the service's).
 fn shaped_answer(
     head: &[u8],
     refused_codings: Option<&str>,
-    cors: impl FnOnce() -> String,
+    header_lines: impl FnOnce() -> String,
 ) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
     let (line, code, message) = match (status, refused_codings) {
@@ -677,7 +677,7 @@ fn shaped_answer(
     if fields.contains("\r\ncontent-type:") {
         return None;
     }
-    Some(raw_error(line, code, &message, &cors()))
+    Some(raw_error(line, code, &message, &header_lines()))
 }
 
 impl AsyncRead for Shaped {
@@ -702,7 +702,7 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        let answer = shaped_answer(buf, self.head.refused.as_deref(), || self.cors_lines());
+        let answer = shaped_answer(buf, self.head.refused.as_deref(), || self.header_lines());
         if is_final_status_line(buf) {
             self.head.answered();
         }

@@ -222,6 +222,10 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         outbox_wake: config
             .outbox_log
             .then(|| Arc::new(tokio::sync::Notify::new())),
+        clock: config
+            .env
+            .clone()
+            .unwrap_or_else(|| Arc::new(onboarding::SystemEnv)),
     })
 }
 

@@ -367,3 +367,30 @@ async fn a_cluster_server_refuses_the_crawl_allow_list_at_start() {
         Err("--crawl-allow-host applies to the single file's functions; the kb step runs on the dqlite nodes, which cannot receive it".to_string())
     );
 }
+
+/// Every answer is dated by the library's clock, the one that sets the
+/// waits it answers (`resend_after`, `expires_at`), not the system's: a
+/// client counts those waits against the server's own time. So are the
+/// answers written past hyper (a head it could not parse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_dated_by_the_librarys_clock() {
+    let env = pinned_env();
+    let mut server = TestServer::pinned(env.clone()).await;
+    let date =
+        |ms: i64| httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64));
+    assert_eq!(date(T0_MS), "Tue, 24 Nov 2026 10:00:00 GMT");
+    let healthz = server.get("/healthz").await;
+    assert_eq!(healthz.status, 200);
+    assert_eq!(healthz.header("date"), Some(date(T0_MS).as_str()));
+    env.advance_ms(61_500);
+    let missing = server.get("/nowhere").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("date"), Some(date(T0_MS + 61_500).as_str()));
+    let malformed = send_raw(server.addr, b"GET /healthz HTTP/1.1\r\nHost t\r\n\r\n").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    assert_eq!(
+        malformed.header("date"),
+        Some("Tue, 24 Nov 2026 10:01:01 GMT")
+    );
+    server.stop().await;
+}

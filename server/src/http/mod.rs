@@ -47,11 +47,22 @@ const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static("Retry-After");
 const ORIGIN_VARIES: HeaderValue = HeaderValue::from_static("Origin");
 
-/// The CORS header lines (each ending in CRLF) of an answer written
-/// straight to the socket, for a request from `origin`: what [`handle`]
-/// adds to the service's answers.
-pub fn raw_cors_lines(app: &App, origin: Option<&[u8]>) -> String {
-    let vary = format!("vary: {}\r\n", ORIGIN_VARIES.to_str().unwrap_or("Origin"));
+/// The Date line (ending in CRLF) of an answer written straight to the
+/// socket, as [`handle`] dates the service's answers.
+pub fn raw_date_line(app: &App) -> String {
+    let date = http_date(app.clock.now_ms());
+    format!("date: {}\r\n", date.to_str().unwrap_or_default())
+}
+
+/// The header lines (each ending in CRLF) of an answer written straight to
+/// the socket, for a request from `origin`: what [`handle`] adds to the
+/// service's answers (Date, Vary, the CORS lines).
+pub fn raw_header_lines(app: &App, origin: Option<&[u8]>) -> String {
+    let vary = format!(
+        "{}vary: {}\r\n",
+        raw_date_line(app),
+        ORIGIN_VARIES.to_str().unwrap_or("Origin")
+    );
     match origin.filter(|o| app.cors_origins.iter().any(|a| a.as_bytes() == *o)) {
         // Allowed origins are header values, so printable ASCII.
         Some(origin) => format!(
@@ -85,6 +96,10 @@ pub struct App {
     /// Wakes the `--outbox-log` sender when a code was queued; `None`
     /// without it.
     pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    /// The library's clock (the seam), which every answer's `Date` reads:
+    /// a client counts the waits the library sets (`resend_after`) against
+    /// the server's own time, whatever its own clock says.
+    pub clock: Arc<dyn onboarding::Env>,
 }
 
 /// [`OPENAPI`] with `servers` naming `base` (e.g. `http://127.0.0.1:8787`).
@@ -127,6 +142,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
         reply = closing(reply);
     }
     let headers = reply.headers_mut();
+    // hyper's own Date (its system clock) is left out once one is set.
+    headers.insert(header::DATE, http_date(app.clock.now_ms()));
     // Appended: a front-end file varies with Accept-Encoding too.
     headers.append(header::VARY, ORIGIN_VARIES);
     if let Some(origin) = allowed_origin {
@@ -141,6 +158,31 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Reply {
         "request"
     );
     reply
+}
+
+/// `now_ms` as an HTTP date (`Sat, 05 Dec 2026 01:00:00 GMT`), formatted
+/// once a second per thread, as hyper does its own.
+pub fn http_date(now_ms: i64) -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(i64, HeaderValue)> =
+            const { RefCell::new((i64::MIN, HeaderValue::from_static(""))) };
+    }
+    let second = now_ms.div_euclid(1000);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != second {
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(u64::try_from(second).unwrap_or(0));
+            let text = httpdate::fmt_http_date(at);
+            // An HTTP date is ASCII: always a valid header value.
+            *last = (
+                second,
+                HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("")),
+            );
+        }
+        last.1.clone()
+    })
 }
 
 /// How long a large body waits for its turn to be read before 503.

@@ -252,7 +252,7 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     // Paris): the messages that tell a time or a wait are exact.
     let env = pinned_env();
     let server = TestServer::pinned(env.clone()).await;
-    let gateway = SmsGateway::open(&server, Some(env));
+    let gateway = SmsGateway::open(&server, Some(env.clone()));
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
     fill_channels_and_agent(&b).await;
@@ -329,15 +329,50 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
         .await,
         json!([true, true])
     );
-    // A reload forgets the wait: sent at once again, the server's refusal
-    // (its 429) says it, above the send form, and the button holds again
-    // for its Retry-After, the focus left on it.
+    // A reload keeps the wait: what is left of the server's `resend_after`,
+    // counted on the server's clock (its answers' Date), not this
+    // browser's, days ahead of it.
+    b.client.refresh().await.expect("reload");
+    b.step("verification").await;
+    let reloaded = b.eval(held).await;
+    assert_eq!(
+        reloaded.as_array().unwrap()[..4],
+        [
+            json!("true"),
+            json!("Renvoyer un code"),
+            json!("send-wait"),
+            json!(false)
+        ]
+    );
+    assert!(
+        [wait(60), wait(59)].contains(&reloaded[4].as_str().unwrap().to_string()),
+        "{reloaded}"
+    );
+    // Reloaded once the wait is over on the server's clock, free; a code
+    // sent meanwhile from elsewhere (another tab: this page cannot know of
+    // it), then this page's send: the server's refusal (its 429) says it,
+    // above the send form, and the button holds again for its Retry-After,
+    // the focus left on it.
+    env.advance_ms(60_000);
     b.client.refresh().await.expect("reload");
     b.step("verification").await;
     assert_eq!(
         b.eval(held).await,
         json!([null, "Renvoyer un code", "send-wait", true, ""])
     );
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let elsewhere = server
+        .post(
+            &format!(
+                "/api/v1/onboarding/session/{}/phone/verification",
+                id.as_str().unwrap()
+            ),
+            r#"{"channel":"sms"}"#,
+        )
+        .await;
+    assert_eq!(elsewhere.status, 201, "{}", elsewhere.body);
     b.click("#send-code").await;
     b.until(
         "the resend's refusal",
@@ -378,8 +413,8 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             "send-code"
         ])
     );
-    // One code sent in all: the held click and the refused send sent none.
-    assert_eq!(row(&server, "phone_verifications")["sends"], 1);
+    // Two codes sent in all: the held click and the refused send sent none.
+    assert_eq!(row(&server, "phone_verifications")["sends"], 2);
 
     // The SMS arrives; a typo first: the server's message beside the code.
     let sms = gateway.deliver().await;
@@ -649,27 +684,30 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             &json!("+33612345678"),
             &json!("sms"),
             &json!(1),
-            &json!(1),
+            &json!(2),
             &json!("verified")
         ]
     );
-    let message = row(&server, "outbox_messages");
+    // The first code's message, still queued when the code sent from
+    // elsewhere replaced it, was withdrawn; the second was sent.
+    let messages: Vec<Value> = rows(&server.read_db(), "outbox_messages")
+        .iter()
+        .map(|m| {
+            json!([
+                m["recipient"],
+                m["channel"],
+                m["text"],
+                m["status"],
+                m["lease_owner"],
+                m["provider_id"]
+            ])
+        })
+        .collect();
     assert_eq!(
+        messages,
         [
-            &message["recipient"],
-            &message["channel"],
-            &message["text"],
-            &message["status"],
-            &message["lease_owner"],
-            &message["provider_id"],
-        ],
-        [
-            &json!("+33612345678"),
-            &json!("sms"),
-            &json!(""),
-            &json!("sent"),
-            &json!(GATEWAY),
-            &json!(PROVIDER_ID)
+            json!(["+33612345678", "sms", "", "cancelled", null, null]),
+            json!(["+33612345678", "sms", "", "sent", GATEWAY, PROVIDER_ID])
         ]
     );
     let campaign = row(&server, "omnichannel_campaigns");
@@ -1244,8 +1282,8 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     b.click("#send-code").await;
     b.until("the code field", "document.activeElement.id === 'code'")
         .await;
-    // As in the wizard, the button waits out the server's 60 s; after a
-    // reload, the server's refusal (its 429) starts the wait again.
+    // As in the wizard, the button waits out the server's 60 s, and a
+    // reload keeps what is left of it: a click sends nothing.
     let held = "const s = document.getElementById('send-code');
                 return [s.getAttribute('aria-disabled'), s.textContent,
                         /^Vous pourrez demander un autre code dans (60|59|58) secondes\\.$/
@@ -1263,19 +1301,30 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
     .await;
     assert_eq!(b.text("send-code").await, "Renvoyer un code");
     b.click("#send-code").await;
-    b.until(
-        "the resend's refusal",
-        "!document.getElementById('send-error').hidden",
-    )
-    .await;
+    let reloaded = b
+        .eval(
+            "const s = document.getElementById('send-code');
+             return [s.getAttribute('aria-disabled'), document.activeElement.id,
+                     document.getElementById('send-error').hidden,
+                     document.getElementById('send-wait').textContent]",
+        )
+        .await;
     assert_eq!(
-        b.eval(held).await,
-        json!(["true", "Renvoyer un code", true, "send-code"])
+        reloaded.as_array().unwrap()[..3],
+        [json!("true"), json!("send-code"), json!(true)]
     );
-    assert!(b
-        .text_content("send-error")
-        .await
-        .starts_with("Un code vient d'être envoyé : vous pourrez en demander un autre dans"));
+    // The seconds left: what the 60 s were when the page loaded, less the
+    // time the test took to reload it; up to one more, since the server's
+    // Date drops its milliseconds and the page never frees the button
+    // before the server would take a code.
+    let left: u32 = reloaded[3]
+        .as_str()
+        .and_then(|t| t.strip_prefix("Vous pourrez demander un autre code dans "))
+        .and_then(|t| t.strip_suffix(" secondes."))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{reloaded}"));
+    assert!((40..=61).contains(&left), "{reloaded}");
+    assert_eq!(row(&server, "phone_verifications")["sends"], 1);
     let code = code_in(&gateway.deliver().await);
     b.fill("code", &wrong(&code)).await;
     b.click("#verify-code").await;

@@ -25,6 +25,20 @@ export class NetworkError extends Error {}
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * The server's clock less this browser's, in ms, from the `Date` header of
+ * the server's last answer; 0 before any.
+ */
+let serverOffsetMs = 0;
+
+/**
+ * The server's time now, as this browser reckons it from the server's last
+ * answer: never ahead of the server's own (the header drops the
+ * milliseconds, and the answer took some time to come), so a wait counted
+ * to a time the server set ends no sooner than the server's.
+ */
+export const serverNow = () => Date.now() + serverOffsetMs;
+
+/**
  * Sends one request and answers the JSON body of a success.
  *
  * `retries` is how many more attempts a failure worth retrying gets: the
@@ -50,6 +64,8 @@ export async function request(method, path, body, { retries = 3, headers = {} } 
       }
       throw new NetworkError('network');
     }
+    const date = Date.parse(response.headers.get('Date'));
+    if (Number.isFinite(date)) serverOffsetMs = date - Date.now();
     let json = null;
     try {
       json = await response.json();

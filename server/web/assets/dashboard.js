@@ -29,6 +29,7 @@ import {
   held,
   holdAfterRefusal,
   holdSend,
+  holdUntil,
   offlineText,
   resendWait,
   sentNote,
@@ -184,6 +185,11 @@ function prepareVerification(mapping, verification) {
   const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
   check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));
   if (live) codeSent(verification);
+  // A page (re)loaded after a send of this number's code waits out what is
+  // left of its wait.
+  if (verification && verification.phone_number === mapping.phone_number) {
+    holdUntil($('send-code'), $('send-wait'), verification.resend_after);
+  }
 }
 
 function codeSent(v) {

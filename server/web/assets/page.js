@@ -2,6 +2,7 @@
 // radio choices, the live regions that announce what changed, and the
 // phone code's wording.
 
+import { serverNow } from './api.js';
 import { delay } from './messages.js';
 
 export const $ = (id) => document.getElementById(id);
@@ -130,6 +131,18 @@ export function holdAfterRefusal(error) {
     $('send-error').hidden = true;
     $('send-error').textContent = '';
   });
+}
+
+/**
+ * Holds the send button of a page (re)loaded for what is left of the wait
+ * the server set on the number's verification (its `resend_after`),
+ * counted on the server's clock (`serverNow`), not this browser's, which
+ * may be minutes off. A button this page holds already keeps its hold:
+ * that one was counted from the send's own answer.
+ */
+export function holdUntil(button, note, resendAfter) {
+  if (held(button) || !resendAfter) return;
+  holdSend(button, note, (Date.parse(resendAfter) - serverNow()) / 1000);
 }
 
 /** The seconds `button` is still held for, 0 when free. */

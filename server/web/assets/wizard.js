@@ -33,6 +33,7 @@ import {
   heldFor,
   holdAfterRefusal,
   holdSend,
+  holdUntil,
   offlineText,
   resendWait,
   sentNote,
@@ -841,6 +842,8 @@ function prepareVerification() {
     verified(verification);
     return;
   }
+  // A page reloaded after a send waits out what is left of its wait.
+  if (verification) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
   $('verify-done').hidden = true;
   $('form-send').hidden = $('verify-unavailable').hidden === false;
   if (verification && verification.status === 'pending' && verification.channel) {
