@@ -1359,3 +1359,76 @@ async fn the_largest_knowledge_base_completes_on_the_cluster() {
     );
     server.stop().await;
 }
+
+/// Documents of an older cut on the cluster (the chunks of an older
+/// chunker, the entries of an older analysis) are cut again by the idle
+/// crawler, one `onboarding_kb_recut()` a call through the leader, until
+/// each is as storing it now makes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_of_an_older_cut_are_cut_again_on_the_cluster() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let (config, dir) = temp_config();
+    let config = Config {
+        dqlite: cluster.addresses(),
+        crawl: onboarding_server::crawl::CrawlConfig {
+            workers: 1,
+            idle_poll: Duration::from_millis(200),
+            ..Default::default()
+        },
+        ..config
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let id = completable_session(&server).await;
+    let section = "## Soin\n\nLe soin du visage commence par un diagnostic de la peau, puis un \
+                   nettoyage doux et un gommage adapté aux produits naturels.\n\n";
+    let kb = serde_json::json!({"method": "documents", "documents": [
+        {"title": "Soins", "content": section.repeat(12)},
+        {"title": "Horaires d'été", "content": "En juillet et en août : du mardi au samedi."}]});
+    let saved = server.post(&session_path(&id, "kb"), &kb.to_string()).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let completed = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    let chunks = "SELECT c.document_id, c.position, c.heading, c.text, i.terms, i.heading_terms
+                  FROM kb_chunks c JOIN kb_chunks_index i ON i.rowid = c.id
+                  ORDER BY c.document_id, c.position";
+    let fresh = tokio::task::block_in_place(|| cluster.rows(chunks, &[]));
+    assert!(fresh.len() > 2, "{fresh:?}");
+    // As an older library left them: the guide in one chunk, the summer
+    // hours' terms without "été", neither of a known cut.
+    tokio::task::block_in_place(|| {
+        let mut leader = cluster.leader().expect("a leader");
+        let db = leader.conn.open("onboarding.db").expect("open");
+        for sql in [
+            "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1)",
+            "DELETE FROM kb_chunks WHERE document_id = 1",
+            "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+                 SELECT id, tenant_id, 0, title, markdown FROM kb_documents WHERE id = 1",
+            "INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
+                 SELECT id, 'soin', 'soin', hex(tenant_id) FROM kb_chunks WHERE document_id = 1",
+            "UPDATE kb_chunks_index SET terms = replace(terms, 'ete', '')
+                 WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 2)",
+            "UPDATE kb_documents SET cut = 0",
+        ] {
+            leader.conn.exec(db, sql, &[]).expect(sql);
+        }
+    });
+    // Bounded: 100 polls of 100 ms; the crawler polls every 200 ms.
+    let mut left = 2;
+    for _ in 0..100 {
+        left = tokio::task::block_in_place(|| {
+            cluster.count("SELECT count(*) FROM kb_documents WHERE cut < 1")
+        });
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0);
+    assert_eq!(
+        tokio::task::block_in_place(|| cluster.rows(chunks, &[])),
+        fresh
+    );
+    server.stop().await;
+}
