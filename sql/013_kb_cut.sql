@@ -16,8 +16,8 @@
 -- no job (kb/recut.rs).
 --
 -- `cut` is the library's `kb::CUT` when it stored or cut the document, 0
--- before this migration. A library never cuts a document of a later cut
--- than its own, so an older process beside a newer one does not undo it.
+-- before this migration. A library never cuts again a document of a later
+-- cut than its own.
 ALTER TABLE kb_documents ADD COLUMN cut INTEGER NOT NULL DEFAULT 0 CHECK (cut >= 0);
 -- The next document to cut, and how many are left, without a scan.
 CREATE INDEX kb_documents_cut ON kb_documents (cut, id);

@@ -267,9 +267,10 @@ pub struct Recut {
 /// Document `id`'s chunks and index entries made again from its text, as
 /// storing it now would make them, and its cut set to [`CUT`]. A chunk
 /// whose place, heading, text and terms are unchanged is left alone (its
-/// row, its id, its index entry), so a document the change did not touch
-/// costs reads only; another is rewritten in place, and the document's
-/// extra chunks added or dropped.
+/// row, its id, its index entry); another is rewritten in place, and the
+/// document's extra chunks added or dropped. Setting the cut rewrites the
+/// document's row, its text included: a document the change did not touch
+/// costs that one write.
 pub fn recut(
     conn: &Connection,
     id: i64,
