@@ -474,12 +474,19 @@ section("onboarding_kb_recut()",
         "is under the library's; every document stored before 013 is), as storing it now "
         "would: only the chunks and index entries that differ are written (rewritten in place, "
         "added or dropped; `kept` counts the others). Answers the document, its chunks before "
-        "and after, and how many documents are left (`remaining`); `\"recut\":null` when none "
-        "is. One document a call, so that no call is long: the server's crawler calls it "
+        "and after, how many documents are left (`remaining`, counted up to 1,000) and how many "
+        "wait after a failure (`failing`); `\"recut\":null` and `\"failed\":null` when none is "
+        "left. One document a call, so that no call is long: the server's crawler calls it "
         "whenever it has no job, and `onboarding-server crawl --once` until none is left. A "
-        "document of a later cut (stored by a newer library) is left alone.")
-# The documents as a library before migration 013 left them.
+        "document whose cut fails (its writes undone, its older chunks kept) is answered in "
+        "`failed`, recorded in `kb_recut_failures` (migration 014) and passed over for an hour, "
+        "so that the next call goes on with the next document. A document of a later cut "
+        "(stored by a newer library) is left alone.")
+# The documents as a library before migration 013 left them, and a host's
+# trigger that refuses the second one's cut.
 statement("UPDATE kb_documents SET cut = 0")
+statement("CREATE TEMP TRIGGER refuse_second AFTER UPDATE OF cut ON kb_documents "
+          "WHEN NEW.id = 2 BEGIN SELECT RAISE(ABORT, 'refused by a trigger of the host'); END")
 example("SELECT onboarding_kb_recut()")
 example("SELECT onboarding_kb_recut()")
 example("SELECT onboarding_kb_recut()")

@@ -225,7 +225,7 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     }),
     // Documents stored by an older chunker cut again, one a call.
     ("onboarding_kb_recut", 0, WRITER, |c| {
-        kb::recut::recut(&*c.conn()?).map(to_sql)
+        kb::recut::recut(&*c.conn()?, c.env).map(to_sql)
     }),
 ];
 

@@ -112,6 +112,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/013_kb_cut.sql"),
         then: None,
     },
+    Migration {
+        version: 14,
+        name: "014_kb_recut_failures",
+        sql: include_str!("../../sql/014_kb_recut_failures.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 009: every chunk's search terms, computed again by the
@@ -344,6 +350,7 @@ mod tests {
                 "kb_site_turns",
                 "kb_shared_carriers",
                 "onboarding_call_replies",
+                "kb_recut_failures",
             ]
         );
     }

@@ -654,7 +654,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(13)
+        rusqlite::types::Value::Integer(14)
     );
     assert_eq!(found("ete"), 1);
     assert_eq!(
@@ -749,7 +749,7 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     let before = snapshot();
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(13)
+        rusqlite::types::Value::Integer(14)
     );
     assert_eq!(entries("kb_chunks_index"), indexed);
     assert_eq!(
@@ -1808,6 +1808,15 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
             "stored"
         );
     }
+    // The home page as a newer library stored it (a later cut), the prices
+    // page as an older one did: the chunks the finish rewrites are this
+    // library's, so the first is of this cut after it, and the second
+    // stays of its older one (its other chunks are the older library's).
+    db.conn
+        .execute_batch(
+            "UPDATE kb_documents SET cut = CASE id WHEN 1 THEN 7 WHEN 2 THEN 0 ELSE cut END",
+        )
+        .unwrap();
     let done = worker(
         &db,
         "finish",
@@ -1817,6 +1826,15 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     assert_eq!(
         (&done["job"]["status"], &done["job"]["pages_stored"]),
         (&json!("done"), &json!(3))
+    );
+    assert_eq!(
+        rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),
+        [
+            ["Integer(1)", "Integer(1)"],
+            ["Integer(2)", "Integer(0)"],
+            ["Integer(3)", "Integer(1)"],
+            ["Integer(4)", "Integer(1)"]
+        ]
     );
     let docs: Vec<(String, Option<i64>, String, i64)> = db
         .conn
@@ -1985,7 +2003,8 @@ fn documents_stored_before_013_are_cut_again_one_a_call() {
                  WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 2);
              DROP INDEX kb_documents_cut;
              ALTER TABLE kb_documents DROP COLUMN cut;
-             DELETE FROM onboarding_schema_migrations WHERE version = 13;",
+             DROP TABLE kb_recut_failures;
+             DELETE FROM onboarding_schema_migrations WHERE version IN (13, 14);",
         )
         .unwrap();
     assert_eq!(chunks(1), rusqlite::types::Value::Integer(1));
@@ -1997,7 +2016,7 @@ fn documents_stored_before_013_are_cut_again_one_a_call() {
     );
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(13)
+        rusqlite::types::Value::Integer(14)
     );
     assert_eq!(
         rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),
@@ -2011,7 +2030,8 @@ fn documents_stored_before_013_are_cut_again_one_a_call() {
     let tenant = db.get(&s)["tenant_id"].clone();
     let done = |document: i64, before: usize, chunks: usize, kept: usize, remaining: i64| {
         json!({"success": true, "recut": {"document_id": document, "tenant_id": tenant,
-               "chunks_before": before, "chunks": chunks, "kept": kept}, "remaining": remaining})
+               "chunks_before": before, "chunks": chunks, "kept": kept}, "failed": null,
+               "remaining": remaining, "failing": 0})
     };
     assert_eq!(recut(&db).unwrap(), done(1, 1, 3, 0, 2));
     assert_eq!(recut(&db).unwrap(), done(2, 1, 1, 0, 1));
@@ -2019,7 +2039,7 @@ fn documents_stored_before_013_are_cut_again_one_a_call() {
     let changes = db.scalar("SELECT total_changes()");
     assert_eq!(
         recut(&db).unwrap(),
-        json!({"success": true, "recut": null, "remaining": 0})
+        json!({"success": true, "recut": null, "failed": null, "remaining": 0, "failing": 0})
     );
     assert_eq!(db.scalar("SELECT total_changes()"), changes);
 
@@ -2056,7 +2076,7 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     );
     assert_eq!(
         recut(&db).unwrap(),
-        json!({"success": true, "recut": null, "remaining": 0})
+        json!({"success": true, "recut": null, "failed": null, "remaining": 0, "failing": 0})
     );
     db.conn
         .execute_batch(
@@ -2067,44 +2087,219 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     let before = db.snapshot();
     assert_eq!(
         recut(&db).unwrap(),
-        json!({"success": true, "recut": null, "remaining": 0})
+        json!({"success": true, "recut": null, "failed": null, "remaining": 0, "failing": 0})
     );
     assert_eq!(db.snapshot(), before);
 }
 
 /// A cut that fails half way leaves the document, its chunks and their
-/// entries as they were, and is tried again by the next call.
+/// entries as they were, and is recorded: the calls go on with the next
+/// documents, and try it again an hour later.
 #[test]
-fn a_recut_that_fails_writes_nothing() {
+fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
     let db = Db::memory();
-    let docs = json!({"method":"documents","documents":[{"title":"Soins","content":guide()}]});
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Soins","content":guide()},
+        {"title":"Tarifs","content":TARIFS}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
     let fresh = cut_rows(&db);
-    // One chunk of the whole text, of no known cut: a recut rewrites it in
-    // place and then adds two, the second of which fails.
+    let tenant = db.get(&s)["tenant_id"].clone();
+    // The guide as one chunk of its whole text, and both of no known cut:
+    // a recut of the guide rewrites its chunk in place and then adds two,
+    // the second of which fails.
     db.conn
         .execute_batch(
-            "DELETE FROM kb_chunks_index;
-             DELETE FROM kb_chunks;
+            "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1);
+             DELETE FROM kb_chunks WHERE document_id = 1;
              INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
-                 SELECT id, tenant_id, 0, title, markdown FROM kb_documents;
+                 SELECT id, tenant_id, 0, title, markdown FROM kb_documents WHERE id = 1;
              INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
-                 SELECT id, 'soin', 'soin', hex(tenant_id) FROM kb_chunks;
+                 SELECT id, 'soin', 'soin', hex(tenant_id) FROM kb_chunks WHERE document_id = 1;
              UPDATE kb_documents SET cut = 0;
-             CREATE TEMP TRIGGER full AFTER INSERT ON kb_chunks WHEN NEW.position = 2
+             CREATE TEMP TRIGGER full AFTER INSERT ON kb_chunks
+                 WHEN NEW.document_id = 1 AND NEW.position = 2
                  BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
         )
         .unwrap();
     let before = db.snapshot();
+    let failed = |attempts: i64, retry_at: &str, remaining: i64| {
+        json!({"success": true, "recut": null, "failed": {"document_id": 1, "tenant_id": tenant,
+               "error": "internal: database or disk is full", "attempts": attempts,
+               "retry_at": retry_at}, "remaining": remaining, "failing": 1})
+    };
     assert_eq!(
-        recut(&db).unwrap_err(),
-        "onboarding_kb_recut: internal: database or disk is full"
+        recut(&db).unwrap(),
+        failed(1, "2026-11-24T11:00:00.000Z", 1)
     );
-    assert_eq!(db.snapshot(), before);
+    // Nothing of the cut is left; the failure is recorded.
+    let failure = "kb_recut_failures: Integer(1) | Integer(1) | Integer(1) | \
+                   Text(\"internal: database or disk is full\") | \
+                   Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")";
+    let mut expected = before.clone();
+    expected.push(failure.to_string());
+    assert_eq!(db.snapshot(), expected);
+
+    // The next document is cut; then none is left for an hour.
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": {"document_id": 2, "tenant_id": tenant,
+               "chunks_before": 1, "chunks": 1, "kept": 1}, "failed": null,
+               "remaining": 0, "failing": 1})
+    );
+    let waiting = json!({"success": true, "recut": null, "failed": null, "remaining": 0,
+                         "failing": 1});
+    let changes = db.scalar("SELECT total_changes()");
+    assert_eq!(recut(&db).unwrap(), waiting);
+    db.env.advance_ms(3_599_999);
+    assert_eq!(recut(&db).unwrap(), waiting);
+    assert_eq!(db.scalar("SELECT total_changes()"), changes);
+
+    // An hour later it is tried again, and fails again.
+    db.env.advance_ms(1);
+    assert_eq!(
+        recut(&db).unwrap(),
+        failed(2, "2026-11-24T12:00:00.000Z", 0)
+    );
+    assert_eq!(
+        db.rows("SELECT * FROM kb_recut_failures", &[]),
+        [json!({"document_id": 1, "cut": 1, "attempts": 2,
+                "error": "internal: database or disk is full",
+                "failed_at": "2026-11-24T11:00:00.000Z", "retry_at": "2026-11-24T12:00:00.000Z"})]
+    );
+
+    // Once the cause is gone, the next try cuts it, and the failure goes.
     db.conn.execute_batch("DROP TRIGGER full").unwrap();
-    assert_eq!(recut(&db).unwrap()["recut"]["chunks"], 3);
+    db.env.advance_ms(3_600_000);
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": {"document_id": 1, "tenant_id": tenant,
+               "chunks_before": 1, "chunks": 3, "kept": 0}, "failed": null,
+               "remaining": 0, "failing": 0})
+    );
+    assert_eq!(db.count("kb_recut_failures"), 0);
     assert_eq!(cut_rows(&db), fresh);
+}
+
+/// A document the change did not touch costs the write of its cut alone:
+/// SQLite overwrites the row in place, and a 146,550-character text is not
+/// written again (two pages of the WAL: the row's and the index's).
+#[test]
+fn cutting_an_unchanged_document_again_writes_two_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::on(rusqlite::Connection::open(dir.path().join("kb.db")).unwrap());
+    db.conn
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0")
+        .unwrap();
+    let content = guide().repeat(50);
+    assert_eq!(content.chars().count(), 146_550);
+    let docs = json!({"method":"documents","documents":[{"title":"Soins","content":content}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    db.conn
+        .execute_batch("UPDATE kb_documents SET cut = 0; PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let wal = dir.path().join("kb.db-wal");
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    let done = recut(&db).unwrap();
+    assert_eq!(
+        (&done["recut"]["chunks"], &done["recut"]["kept"]),
+        (&json!(150), &json!(150))
+    );
+    let page: u32 = db
+        .conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    // The WAL's header, then a header and a page a frame.
+    let frames = (std::fs::metadata(&wal).unwrap().len() - 32) / (24 + u64::from(page));
+    assert_eq!(frames, 2);
+}
+
+/// A chunk whose text and terms are right but whose entry is not the
+/// tenant's (a host edited the file) is not kept as it is: the tenant's
+/// searches would not find it. Nor is one without an entry.
+#[test]
+fn a_recut_rewrites_a_chunk_whose_entry_is_not_the_tenants() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Tarifs","content":TARIFS},
+        {"title":"Le salon","content":SALON}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let fresh = cut_rows(&db);
+    let search = || kb_search(&db, json!({"session_id": s, "query": "coupe"})).unwrap();
+    let found = search();
+    assert_eq!(found["results"].as_array().unwrap().len(), 1);
+    db.conn
+        .execute_batch(
+            "UPDATE kb_chunks_index SET tenant = hex('tenant_other')
+                 WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1);
+             DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 2);
+             UPDATE kb_documents SET cut = 0;",
+        )
+        .unwrap();
+    assert_eq!(search()["results"], json!([]));
+    let kept = |answer: Value| {
+        (
+            answer["recut"]["chunks"].clone(),
+            answer["recut"]["kept"].clone(),
+        )
+    };
+    assert_eq!(kept(recut(&db).unwrap()), (json!(1), json!(0)));
+    assert_eq!(kept(recut(&db).unwrap()), (json!(1), json!(0)));
+    assert_eq!(cut_rows(&db), fresh);
+    assert_eq!(search(), found);
+}
+
+/// Chunks of equal score are answered in the knowledge base's order, by
+/// document and place, whatever their ids: a document cut again (or
+/// stored again) gives its new chunks ids after every other's, and the
+/// search answers as it did after a fresh store.
+#[test]
+fn a_search_answers_equal_scores_by_document_and_place_whatever_the_ids() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Alpha","content":"Coupe et couleur."},
+        {"title":"Beta","content":"Coupe, et couleur"}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let search = || kb_search(&db, json!({"session_id": s, "query": "coupe"})).unwrap();
+    let fresh = search();
+    let order = |answer: &Value| -> Vec<(i64, f64)> {
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["document_id"].as_i64().unwrap(),
+                    r["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let scores = order(&fresh);
+    assert_eq!(scores.len(), 2);
+    assert_eq!((scores[0].0, scores[1].0), (1, 2));
+    assert_eq!(scores[0].1, scores[1].1);
+    // The first document of no known cut, without its chunk: cut again,
+    // its chunk comes back with an id after the second's.
+    db.conn
+        .execute_batch(
+            "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1);
+             DELETE FROM kb_chunks WHERE document_id = 1;
+             UPDATE kb_documents SET cut = 0 WHERE id = 1;",
+        )
+        .unwrap();
+    assert_eq!(recut(&db).unwrap()["recut"]["chunks"], 1);
+    assert_eq!(
+        rows(&db.conn, "SELECT document_id FROM kb_chunks ORDER BY id"),
+        [["Integer(2)"], ["Integer(1)"]]
+    );
+    assert_eq!(search(), fresh);
+    // The best one alone: the tie is ordered before the cut, too.
+    let best = kb_search(&db, json!({"session_id": s, "query": "coupe", "limit": 1})).unwrap();
+    assert_eq!(best["results"][0]["document_id"], 1);
 }
 
 /// A document's places can have a gap (a chunk a site's repeated blocks

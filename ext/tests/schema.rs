@@ -88,7 +88,7 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
     let db = Db::on(before.conn);
     assert_eq!(
         db.scalar("SELECT onboarding_schema_version()"),
-        SqlValue::Integer(13)
+        SqlValue::Integer(14)
     );
     // A crawl job keeps every value and gains 011's budget, nothing spent,
     // and 012's waits, none.
@@ -104,11 +104,11 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
         .collect();
     assert!(rows.iter().all(|r| after.contains(r)), "a row changed");
     let added: Vec<&String> = after.iter().filter(|r| !rows.contains(r)).collect();
-    // What migrating adds: the bookkeeping rows of 005 to 013 (whose
+    // What migrating adds: the bookkeeping rows of 005 to 014 (whose
     // tables start empty), and the phone codes' key that every
     // migration makes when missing (this test's version 4 never ran the
     // library's migrator).
-    assert_eq!(added.len(), 10, "{added:?}");
+    assert_eq!(added.len(), 11, "{added:?}");
     assert!(added[0]
         .starts_with(r#"onboarding_schema_migrations: Integer(5) | Text("005_check_lists")"#));
     assert!(added[1]
@@ -129,7 +129,10 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
     assert!(
         added[8].starts_with(r#"onboarding_schema_migrations: Integer(13) | Text("013_kb_cut")"#)
     );
-    assert!(added[9].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
+    assert!(added[9].starts_with(
+        r#"onboarding_schema_migrations: Integer(14) | Text("014_kb_recut_failures")"#
+    ));
+    assert!(added[10].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
 
     assert!(table_sql(&db.conn, "kb_crawl_jobs").contains(
         "CHECK ((status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed'))"
@@ -215,7 +218,7 @@ fn a_rolled_back_migration_leaves_the_old_definitions() {
     let version: i64 = conn
         .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 13);
+    assert_eq!(version, 14);
     assert_eq!(ephemerals(&conn, JOB_INSERT), 0);
     conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(table_sql(&conn, "kb_crawl_jobs"), before);

@@ -141,7 +141,8 @@ pub async fn run_crawler(
                 if once {
                     crawl::drain(writer, config, name, n == 0).await
                 } else {
-                    crawl::worker(writer, config, name, n == 0, stopped).await
+                    crawl::worker(writer, config, name, n == 0, stopped).await;
+                    Ok(())
                 }
             })
         })
@@ -149,8 +150,8 @@ pub async fn run_crawler(
     let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
     let all = futures_join(workers);
     tokio::pin!(all);
-    tokio::select! {
-        () = &mut all => {}
+    let failures = tokio::select! {
+        failures = &mut all => failures,
         () = shutdown => {
             // As the server stops its workers: mid-page if need be, their
             // jobs and sites' turns given back below.
@@ -159,16 +160,32 @@ pub async fn run_crawler(
                 abort.abort();
             }
             all.await;
+            Vec::new()
         }
-    }
+    };
     crawl::release_held(&writer, &crawl_config).await;
-    writer.close().await
+    writer.close().await?;
+    // `--once` was run to leave nothing due: a worker that could not is
+    // the command's failure (its exit status), each cause in the log.
+    match failures.as_slice() {
+        [] => Ok(()),
+        [one] => Err(one.clone()),
+        [first, rest @ ..] => Err(format!("{first} (and {} more failures)", rest.len())),
+    }
 }
 
-async fn futures_join(workers: Vec<tokio::task::JoinHandle<()>>) {
+/// Waits for every worker; answers the failures of those that failed.
+async fn futures_join(workers: Vec<tokio::task::JoinHandle<Result<(), String>>>) -> Vec<String> {
+    let mut failures = Vec::new();
     for w in workers {
-        let _ = w.await;
+        match w.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => failures.push(format!("a crawler worker panicked: {e}")),
+        }
     }
+    failures
 }
 
 /// kb-step bodies past `--max-body-bytes` read and answered at once: bounds

@@ -302,7 +302,8 @@ fn stored_by_an_older_library(path: &std::path::Path) -> Vec<Vec<String>> {
              SELECT id, 'x', 'x', hex(tenant_id) FROM kb_chunks;
          DROP INDEX kb_documents_cut;
          ALTER TABLE kb_documents DROP COLUMN cut;
-         DELETE FROM onboarding_schema_migrations WHERE version = 13;",
+         DROP TABLE kb_recut_failures;
+         DELETE FROM onboarding_schema_migrations WHERE version IN (13, 14);",
     )
     .unwrap();
     assert_eq!(
@@ -364,7 +365,7 @@ async fn the_idle_crawler_cuts_documents_of_an_older_cut_again() {
     for _ in 0..200 {
         if db
             .query_row(
-                "SELECT count(*) FROM onboarding_schema_migrations WHERE version = 13",
+                "SELECT count(*) FROM onboarding_schema_migrations WHERE version = 14",
                 [],
                 |r| r.get::<_, i64>(0),
             )
@@ -403,12 +404,124 @@ fn the_crawl_command_cuts_documents_of_an_older_cut_again_and_counts_them() {
     assert_eq!(
         counters,
         [
-            "cutting stored documents again cut_again=64 left=8",
-            "documents stored by an older chunker cut again cut_again=72 left=0"
+            "cutting stored documents again cut_again=64 failed=0 left=8",
+            "documents stored by an older chunker cut again cut_again=72 failed=0 left=0"
         ],
         "{log}"
     );
     let db = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(older_cut(&db), 0);
     assert_eq!(cut_rows(&db), fresh);
+}
+
+/// A document the library cannot cut is logged and passed over: the
+/// command cuts the others and succeeds. A call that fails (here the
+/// library cannot even record the failure) stops the cutting, and the
+/// command exits with an error naming it.
+#[test]
+fn the_crawl_command_passes_over_a_document_it_cannot_cut_and_fails_on_a_failed_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onboarding.db");
+    let fresh = stored_by_an_older_library(&path);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    // Migrated first, for the failures' table the trigger is on.
+    onboarding::register(&db).unwrap();
+    db.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+        .unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_fifth AFTER UPDATE OF cut ON kb_documents WHEN NEW.id = 5
+             BEGIN SELECT RAISE(ABORT, 'refused by a trigger of the host'); END;
+         CREATE TRIGGER refuse_records BEFORE INSERT ON kb_recut_failures
+             BEGIN SELECT RAISE(ABORT, 'no record'); END;",
+    )
+    .unwrap();
+    let crawl_once = || {
+        output_of(
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--log-level", "info", "--db"])
+                .arg(&path)
+                .args(["crawl", "--once"]),
+        )
+    };
+    let counters = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("cut_again="))
+            .map(|l| l[l.find("documents stored").or(l.find("cutting")).unwrap()..].to_string())
+            .collect()
+    };
+
+    let (ok, log) = crawl_once();
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(
+            "onboarding-server: error: cutting stored documents again failed (see the log)"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cutting stored documents again failed")
+                && l.contains("no record")
+                && l.contains("retry_in_s=600")),
+        "{log}"
+    );
+    assert_eq!(
+        counters(&log),
+        ["documents stored by an older chunker cut again cut_again=4 failed=0 left=68"],
+        "{log}"
+    );
+    assert_eq!(older_cut(&db), 68);
+
+    db.execute_batch("DROP TRIGGER refuse_records").unwrap();
+    let (ok, log) = crawl_once();
+    assert!(ok, "{log}");
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("could not be cut again"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    for part in [
+        "document=5 ",
+        "error=\"internal: refused by a trigger of the host\" attempts=1 retry_at=",
+    ] {
+        assert!(warned[0].contains(part), "{part}: {log}");
+    }
+    assert_eq!(
+        counters(&log),
+        [
+            "cutting stored documents again cut_again=63 failed=1 left=4",
+            "documents stored by an older chunker cut again cut_again=67 failed=1 left=0"
+        ],
+        "{log}"
+    );
+    // The fifth keeps its older chunks; every other is as storing made it.
+    assert_eq!(older_cut(&db), 1);
+    assert_eq!(
+        db.query_row(
+            "SELECT document_id, cut, attempts, error FROM kb_recut_failures",
+            [],
+            |r| Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?
+            ))
+        )
+        .unwrap(),
+        (
+            5,
+            1,
+            1,
+            "internal: refused by a trigger of the host".to_string()
+        )
+    );
+    let rows = cut_rows(&db);
+    let of_fifth = |rows: &[Vec<String>]| -> Vec<Vec<String>> {
+        rows.iter()
+            .filter(|r| r[0] != "Integer(5)")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of_fifth(&rows), of_fifth(&fresh));
+    assert_ne!(rows, fresh);
 }

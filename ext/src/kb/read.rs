@@ -198,6 +198,7 @@ fn search_tenant(conn: &Connection, tenant_id: &str, query: &str, limit: i64) ->
             id: r.get(0)?,
             length: r.get(1)?,
             frequencies: bare_terms.frequencies(body, heading),
+            place: None,
         })
     })?;
     let hits: Vec<Hit> = found.collect::<rusqlite::Result<_>>()?;
@@ -213,7 +214,9 @@ fn search_tenant(conn: &Connection, tenant_id: &str, query: &str, limit: i64) ->
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut scored = bm25(hits, terms.len(), chunks, average_length.unwrap_or(1.0));
-    scored.truncate(usize::try_from(limit).unwrap_or(0));
+    let limit = usize::try_from(limit).unwrap_or(0);
+    order_ties(conn, &mut scored, limit)?;
+    scored.truncate(limit);
     let mut results = Vec::with_capacity(scored.len());
     for (score, hit) in scored {
         let mut answer = sql::query_row(
@@ -251,6 +254,8 @@ struct Hit {
     /// SQLite has; `octet_length` came with 3.43): what the length
     /// normalisation compares.
     length: f64,
+    /// Its document and place, read for a tie alone ([`order_ties`]).
+    place: Option<(i64, i64)>,
 }
 
 /// A term as FTS5's `remove_diacritics 2` compares it: every accent
@@ -348,9 +353,48 @@ impl BareTerms {
     }
 }
 
+/// Equal scores among the best `limit` hits ordered by document and place,
+/// as the knowledge base reads: what a tie answers must not depend on the
+/// chunks' ids, which a document stored again or cut again
+/// (`onboarding_kb_recut`) gives its new chunks after every other. Read
+/// for the tied hits alone, from the rows' first columns (the index the
+/// search walks does not hold them); `scored` comes sorted by score, and
+/// leaves sorted by score, then document and place.
+fn order_ties(conn: &Connection, scored: &mut [(f64, Hit)], limit: usize) -> Result<()> {
+    let Some(last) = limit
+        .checked_sub(1)
+        .and_then(|i| scored.get(i).or(scored.last()))
+    else {
+        return Ok(());
+    };
+    let floor = last.0;
+    let mut start = 0;
+    while start < scored.len() && scored[start].0 >= floor {
+        let score = scored[start].0;
+        let end = start
+            + scored[start..]
+                .iter()
+                .take_while(|(s, _)| *s == score)
+                .count();
+        if end - start > 1 {
+            for (_, hit) in &mut scored[start..end] {
+                hit.place = Some(sql::query_row(
+                    conn,
+                    "SELECT document_id, position FROM kb_chunks WHERE id = ?1",
+                    [hit.id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?);
+            }
+            scored[start..end].sort_by_key(|(_, hit)| hit.place);
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 /// Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's constants) over the tenant's
 /// `chunks`, whose average length is `average_length`, best first (the
-/// older chunk first on a tie). The term weight is Lucene's,
+/// older chunk first on a tie, which [`order_ties`] then orders by place). The term weight is Lucene's,
 /// ln(1 + (N - n + 0.5) / (n + 0.5)): never negative, so a term found in
 /// most of a small knowledge base still counts (FTS5's formula floors it
 /// at 1e-6).

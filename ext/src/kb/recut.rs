@@ -8,51 +8,172 @@
 //! One document a call keeps every call short (a document is at most the
 //! crawler's 2 MiB page), which a dqlite leader needs to keep its
 //! heartbeats; the server's crawler calls it whenever it has no job.
+//!
+//! A document whose cut fails is not cut at all (its writes undone), and
+//! is recorded in `kb_recut_failures` (`sql/014_kb_recut_failures.sql`) and
+//! passed over for an hour: one text the chunker cannot cut must not hold
+//! back every document after it, nor have every idle turn fail on it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::store;
 use super::CUT;
-use crate::error::Result;
+use crate::env::{iso8601, Env};
+use crate::error::{Error, Result};
 use crate::savepoint::in_savepoint;
 use crate::sql;
 
+/// How long a document whose cut failed is left alone before it is tried
+/// again: a failure of the text itself fails every time, but a full disk
+/// or a host's constraint may be gone by then.
+pub const RETRY_AFTER_MS: i64 = 3_600_000;
+
+/// The documents `remaining` counts up to: the count walks the index, and
+/// each call counting them all would make cutting N documents again cost
+/// N²/2 index steps.
+pub const COUNTED_UP_TO: i64 = 1_000;
+
 // -- onboarding_kb_recut()
 //      -> '{"success":true,"recut":{"document_id":7,"tenant_id":"tenant_…","chunks_before":12,
-//           "chunks":11,"kept":9},"remaining":41}'
-//      -> '{"success":true,"recut":null,"remaining":0}'   (every document is of this cut)
-pub fn recut(conn: &Connection) -> Result<Value> {
+//           "chunks":11,"kept":9},"failed":null,"remaining":41,"failing":0}'
+//      -> '{"success":true,"recut":null,"failed":{"document_id":8,"tenant_id":"tenant_…",
+//           "error":"internal: …","attempts":1,"retry_at":"2026-11-24T11:00:00.000Z"},
+//           "remaining":40,"failing":1}'                 (its writes undone, the next call goes on)
+//      -> '{"success":true,"recut":null,"failed":null,"remaining":0,"failing":0}'
+//                                                        (none left, or only failed ones waiting)
+/// Cuts again the first document of an older cut than [`CUT`], skipping
+/// those whose cut failed less than [`RETRY_AFTER_MS`] ago. `remaining`
+/// counts the documents the next calls will cut (up to [`COUNTED_UP_TO`]),
+/// `failing` those waiting after a failure.
+pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
     in_savepoint(conn, || {
+        let now_ms = env.now_ms();
+        let now = iso8601(now_ms);
         let next: Option<(i64, String, String, String)> = sql::query_row(
             conn,
-            "SELECT id, tenant_id, title, markdown FROM kb_documents
-             WHERE cut < ?1 ORDER BY cut, id LIMIT 1",
-            [CUT],
+            "SELECT d.id, d.tenant_id, d.title, d.markdown FROM kb_documents d
+             WHERE d.cut < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM kb_recut_failures f
+                 WHERE f.document_id = d.id AND f.cut = ?1 AND f.retry_at > ?2)
+             ORDER BY d.cut, d.id LIMIT 1",
+            (CUT, &now),
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-        let recut = match next {
-            None => Value::Null,
+        let (recut, failed) = match next {
+            None => (Value::Null, Value::Null),
             Some((id, tenant_id, title, markdown)) => {
-                let done = store::recut(conn, id, &tenant_id, &title, &markdown)?;
-                json!({
-                    "document_id": id,
-                    "tenant_id": tenant_id,
-                    "chunks_before": done.chunks_before,
-                    "chunks": done.chunks,
-                    "kept": done.kept,
-                })
+                match cut_one(conn, id, &tenant_id, &title, &markdown)? {
+                    Ok(done) => {
+                        store::forget_failed_recut(conn, id)?;
+                        let done = json!({
+                            "document_id": id,
+                            "tenant_id": tenant_id,
+                            "chunks_before": done.chunks_before,
+                            "chunks": done.chunks,
+                            "kept": done.kept,
+                        });
+                        (done, Value::Null)
+                    }
+                    Err(error) => {
+                        let retry_at = iso8601(now_ms + RETRY_AFTER_MS);
+                        let error = error.to_string();
+                        let attempts: i64 = sql::query_row(
+                            conn,
+                            "INSERT INTO kb_recut_failures
+                                 (document_id, cut, attempts, error, failed_at, retry_at)
+                             VALUES (?1, ?2, 1, ?3, ?4, ?5)
+                             ON CONFLICT (document_id) DO UPDATE SET
+                                 attempts = CASE WHEN cut = excluded.cut THEN attempts + 1 ELSE 1 END,
+                                 cut = excluded.cut, error = excluded.error,
+                                 failed_at = excluded.failed_at, retry_at = excluded.retry_at
+                             RETURNING attempts",
+                            (id, CUT, &error, &now, &retry_at),
+                            |r| r.get(0),
+                        )?;
+                        let failed = json!({
+                            "document_id": id,
+                            "tenant_id": tenant_id,
+                            "error": error,
+                            "attempts": attempts,
+                            "retry_at": retry_at,
+                        });
+                        (Value::Null, failed)
+                    }
+                }
             }
         };
         let remaining: i64 = sql::query_row(
             conn,
-            "SELECT count(*) FROM kb_documents WHERE cut < ?1",
-            [CUT],
+            "SELECT count(*) FROM (
+                 SELECT 1 FROM kb_documents d
+                 WHERE d.cut < ?1 AND NOT EXISTS (
+                     SELECT 1 FROM kb_recut_failures f
+                     WHERE f.document_id = d.id AND f.cut = ?1 AND f.retry_at > ?2)
+                 LIMIT ?3)",
+            (CUT, &now, COUNTED_UP_TO),
             |r| r.get(0),
         )?;
-        Ok(json!({"success": true, "recut": recut, "remaining": remaining}))
+        let failing: i64 = sql::query_row(
+            conn,
+            "SELECT count(*) FROM (
+                 SELECT 1 FROM kb_recut_failures f JOIN kb_documents d ON d.id = f.document_id
+                 WHERE f.cut = ?1 AND f.retry_at > ?2 AND d.cut < ?1
+                 LIMIT ?3)",
+            (CUT, &now, COUNTED_UP_TO),
+            |r| r.get(0),
+        )?;
+        Ok(json!({
+            "success": true,
+            "recut": recut,
+            "failed": failed,
+            "remaining": remaining,
+            "failing": failing,
+        }))
     })
+}
+
+/// Document `id` cut again in a savepoint of its own: `Ok(Err(..))` when
+/// cutting it failed, or panicked, and its writes were undone (the caller
+/// records it and goes on); `Err` when even the undoing failed (SQLite
+/// ended the transaction: a disk error), which fails the whole call.
+fn cut_one(
+    conn: &Connection,
+    id: i64,
+    tenant_id: &str,
+    title: &str,
+    markdown: &str,
+) -> Result<Result<store::Recut>> {
+    conn.execute_batch("SAVEPOINT onboarding_recut_document")?;
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        store::recut(conn, id, tenant_id, title, markdown)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::internal(format!(
+            "cutting the document panicked: {}",
+            crate::error::cut(&what)
+        )))
+    });
+    match done {
+        Ok(done) => {
+            conn.execute_batch("RELEASE onboarding_recut_document")?;
+            Ok(Ok(done))
+        }
+        Err(error) => match conn.execute_batch(
+            "ROLLBACK TO onboarding_recut_document; RELEASE onboarding_recut_document",
+        ) {
+            Ok(()) => Ok(Err(error)),
+            Err(_) => Err(error),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +205,30 @@ mod tests {
             ]
             .map(str::to_string),
         );
+        // Every stop word of the analysis, every letter it folds, and
+        // words whose plain spelling is a stop word: a change of what it
+        // drops or folds changes what these are cut into.
+        texts.push(
+            concat!(
+                "a à ai aie aient ainsi alors as au aucun aussi autre aux avais avait ",
+                "avant avec avez aviez avoir avons bien bon bonjour c ça car ce ceci ",
+                "cela celle celui ces cet cette chez ci comme comment d dans de des ",
+                "dois doit donc du elle elles en encore es est et étaient était êtes ",
+                "être eu eux faire fais fait faut hein ici il ils j je l la là le les ",
+                "leur leurs lui m ma mais me même mes moi mon n ne ni nos notre nous on ",
+                "ont ou où par pas peu peut peux plus pour pourrais pouvez puis qu ",
+                "quand que quel quelle quelles quels qui s sa sans se ses si sil son ",
+                "sont suis sur svp t ta te tes toi ton tous tout toute toutes tu un une ",
+                "vos votre vous voudrais voulez vu y euh oui non merci madame monsieur ",
+                "savoir dire fois ",
+            )
+            .to_string(),
+        );
+        texts.push(
+            "Àà Ââ Ää Ææ Çç Éé Èè Êê Ëë Îî Ïï Ôô Öö Œœ Ùù Ûû Üü Ÿÿ ñ ß ø å ı ǅ ﬀ ﬃ ﬆ \
+             Noël à l'Hôtel-Dieu, déjà sûr : maïs, dés, dû, né, étés, mémé, ÉTÉ."
+                .to_string(),
+        );
         texts.push(format!("# Mot\n\n{} fin.", "x".repeat(3_000)));
         texts.push("Une phrase de plus sur les soins du visage. ".repeat(200));
         let mut hash = Sha256::new();
@@ -113,7 +258,7 @@ mod tests {
             (CUT, fingerprint().as_str()),
             (
                 1,
-                "5c1a68652a215176462df539d6cf118ba2bcec7b791451a3020b82db1d419542"
+                "31377277c6c31555ca6cb3d1e007c9f1a4714e97bc88a5b346c4fbebaaf033e9"
             )
         );
     }

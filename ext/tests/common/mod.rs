@@ -13,7 +13,7 @@ use serde_json::Value;
 /// 2026-11-24T10:00:00.000Z
 pub const T0: i64 = 1_795_514_400_000;
 
-pub const TABLES: [&str; 18] = [
+pub const TABLES: [&str; 19] = [
     "tenants",
     "onboarding_sessions",
     "onboarding_analytics",
@@ -32,6 +32,7 @@ pub const TABLES: [&str; 18] = [
     "phone_verifications",
     "outbox_messages",
     "onboarding_call_replies",
+    "kb_recut_failures",
 ];
 
 pub struct Db {

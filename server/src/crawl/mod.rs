@@ -226,6 +226,10 @@ pub async fn worker(
             return;
         }
     };
+    // After a recut call failed, the next is not before this: a failure
+    // the library could not record (its transaction ended) would otherwise
+    // be tried, and logged, every idle poll.
+    let mut recut_after = tokio::time::Instant::now();
     while !*stop.borrow() {
         let claimed = sql(
             &writer,
@@ -240,13 +244,19 @@ pub async fn worker(
                 }
                 continue;
             }
-            Ok(_) => {
+            Ok(_) if recuts && tokio::time::Instant::now() >= recut_after => {
                 // Some left after a turn's share: claim again at once, so
-                // a job queued meanwhile waits one share at most.
-                if recuts && recut(&writer, RECUTS_PER_TURN, &stop).await > 0 {
-                    continue;
+                // a job queued meanwhile waits one share at most (64
+                // documents: well under a second, about 6 s when each is
+                // a 200,000-character page rewritten whole; the recut
+                // benchmark's longest call is about 0.1 s).
+                match recut(&writer, RECUTS_PER_TURN, &stop).await {
+                    Ok(0) => {}
+                    Ok(_) => continue,
+                    Err(()) => recut_after = tokio::time::Instant::now() + RECUT_BACKOFF,
                 }
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "claim failed"),
         }
         tokio::select! {
@@ -259,50 +269,75 @@ pub async fn worker(
 /// The documents an idle worker cuts again before it claims again.
 const RECUTS_PER_TURN: usize = 64;
 
+/// How long an idle worker waits to call `onboarding_kb_recut` again after
+/// a call failed (a failure the library records, a document it cannot
+/// cut, is not a failed call: the calls go on with the next document).
+pub const RECUT_BACKOFF: Duration = Duration::from_secs(600);
+
 /// Cuts again, one call each (`onboarding_kb_recut`), at most `most`
 /// documents stored by an older chunker or French analysis than this
 /// library's, and logs its counters as it goes: that is how the knowledge
 /// stored before an upgrade comes to be cut as new knowledge is, without a
 /// call long enough to hold the writer (or a dqlite leader) for seconds.
-/// Bounded by what the first call finds left, too, whatever is stored
-/// meanwhile. Answers how many are left: 0 when none, or when a call failed
-/// (logged; the next idle turn tries again).
-pub async fn recut(writer: &Writer, most: usize, stop: &watch::Receiver<bool>) -> i64 {
-    let (mut done, mut most, mut left) = (0, most, 0);
-    while done < most && !*stop.borrow() {
+/// A document the library could not cut is logged and passed over (it
+/// tries it again an hour later). Stops when an answer says none is left:
+/// each call takes one document out of those left, so the calls end with
+/// what is stored, whatever `most`. Answers how many are left (counted by
+/// the library up to 1,000), or `Err` when a call failed (logged).
+pub async fn recut(writer: &Writer, most: usize, stop: &watch::Receiver<bool>) -> Result<i64, ()> {
+    let (mut done, mut failed, mut left) = (0usize, 0usize, 0);
+    let mut outcome = Ok(());
+    while done + failed < most && !*stop.borrow() {
         let answer = match writer.run(Query::KbRecut).await {
             Ok(body) => serde_json::from_str::<Value>(&body).map_err(|e| e.to_string()),
             Err(failure) => Err(failure.text().to_string()),
         };
-        match answer {
-            Ok(answer) if answer["recut"].is_object() => {
-                done += 1;
-                left = answer["remaining"].as_i64().unwrap_or(0);
-                if done == 1 {
-                    most = most.min(1 + usize::try_from(left).unwrap_or(0));
-                }
-                if done % RECUTS_PER_TURN == 0 && done < most && left > 0 {
-                    tracing::info!(cut_again = done, left, "cutting stored documents again");
-                }
-            }
-            Ok(_) => {
-                left = 0;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = RECUT_BACKOFF.as_secs(), "cutting stored documents again failed");
+                outcome = Err(());
                 break;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cutting stored documents again failed");
-                return 0;
-            }
+        };
+        left = answer["remaining"].as_i64().unwrap_or(0);
+        if answer["recut"].is_object() {
+            done += 1;
+        } else if answer["failed"].is_object() {
+            failed += 1;
+            let f = &answer["failed"];
+            tracing::warn!(
+                document = f["document_id"].as_i64(),
+                tenant = f["tenant_id"].as_str(),
+                error = f["error"].as_str(),
+                attempts = f["attempts"].as_i64(),
+                retry_at = f["retry_at"].as_str(),
+                "a stored document could not be cut again; its older chunks stay"
+            );
+        } else {
+            break;
+        }
+        if left == 0 {
+            break;
+        }
+        if (done + failed) % RECUTS_PER_TURN == 0 && done + failed < most {
+            tracing::info!(
+                cut_again = done,
+                failed,
+                left,
+                "cutting stored documents again"
+            );
         }
     }
-    if done > 0 {
+    if done + failed > 0 {
         tracing::info!(
             cut_again = done,
+            failed,
             left,
             "documents stored by an older chunker cut again"
         );
     }
-    left
+    outcome.map(|()| left)
 }
 
 /// Crawls one claimed job.
@@ -1095,8 +1130,14 @@ impl<'a> Crawl<'a> {
 /// Claims and crawls jobs until none is due (`onboarding-server crawl
 /// --once`). Jobs waiting for a backoff are not due: they are left queued.
 /// A worker that `recuts` then cuts every document stored by an older
-/// chunker again ([`recut`]).
-pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String, recuts: bool) {
+/// chunker again ([`recut`]). `Err` when a call failed (logged): the
+/// command then exits with an error, since what it was run for is not done.
+pub async fn drain(
+    writer: Writer,
+    config: Arc<CrawlConfig>,
+    name: String,
+    recuts: bool,
+) -> Result<(), String> {
     register(&config, &name);
     // Bounded: each claim takes a job out of the queue or ends the loop,
     // and a job is claimed at most MAX_ATTEMPTS times plus MAX_SITE_WAITS
@@ -1105,10 +1146,12 @@ pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String, recut
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "the crawler cannot start");
-            return;
+            return Err(format!("the crawler cannot start: {e}"));
         }
     };
-    loop {
+    // A failed claim or crawl ends the jobs, not the recut: the documents
+    // cut again do not depend on them.
+    let crawled = loop {
         let claimed = sql(
             &writer,
             KbFunction::Claim,
@@ -1117,19 +1160,24 @@ pub async fn drain(writer: Writer, config: Arc<CrawlConfig>, name: String, recut
         .await;
         let job = match claimed {
             Ok(answer) if answer["job"].is_object() => answer["job"].clone(),
-            Ok(_) => break,
+            Ok(_) => break Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed");
-                return;
+                break Err(format!("a claim failed: {e}"));
             }
         };
         if let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await {
             tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
-            return;
+            break Err(format!("the crawl of job {} stopped: {e}", job["id"]));
         }
-    }
+    };
     if recuts {
         let (_, never) = watch::channel(false);
-        recut(&writer, usize::MAX, &never).await;
+        if recut(&writer, usize::MAX, &never).await.is_err() {
+            return crawled.and(Err(
+                "cutting stored documents again failed (see the log)".to_string()
+            ));
+        }
     }
+    crawled
 }
