@@ -79,6 +79,9 @@ fn recut_all(db: &Db) -> Result<(Vec<f64>, u64, u64)> {
             .map_err(|e| format!("onboarding_kb_recut: {e}"))?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let answer: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if !answer["failed"].is_null() {
+            return Err(format!("a document could not be cut: {}", answer["failed"]));
+        }
         if answer["recut"].is_null() {
             if calls.len() as i64 != documents {
                 return Err(format!("{} documents cut of {documents}", calls.len()));

@@ -2215,40 +2215,65 @@ fn cutting_an_unchanged_document_again_writes_two_pages() {
     assert_eq!(frames, 2);
 }
 
-/// A chunk whose text and terms are right but whose entry is not the
-/// tenant's (a host edited the file) is not kept as it is: the tenant's
-/// searches would not find it. Nor is one without an entry.
+/// A chunk whose text and terms are right but whose row or entry is not
+/// the tenant's (a host edited the file) is not kept as it is: the
+/// tenant's searches would not find it. Nor is one without an entry.
 #[test]
-fn a_recut_rewrites_a_chunk_whose_entry_is_not_the_tenants() {
+fn a_recut_rewrites_a_chunk_whose_row_or_entry_is_not_the_tenants() {
     let db = Db::memory();
     let docs = json!({"method":"documents","documents":[
         {"title":"Tarifs","content":TARIFS},
-        {"title":"Le salon","content":SALON}]});
+        {"title":"Le salon","content":SALON},
+        {"title":"Horaires d'été","content":"En juillet et en août : du mardi au samedi."}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
     let fresh = cut_rows(&db);
-    let search = || kb_search(&db, json!({"session_id": s, "query": "coupe"})).unwrap();
-    let found = search();
-    assert_eq!(found["results"].as_array().unwrap().len(), 1);
+    let search = |q: &str| kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
+    let found = [search("coupe"), search("coiffure"), search("juillet")];
+    for answer in &found {
+        assert_eq!(answer["results"].as_array().unwrap().len(), 1);
+    }
+    // Another tenant's, the chunks' tenant being a foreign key.
+    let other = db.get(&db.create())["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.conn
+        .execute(
+            "UPDATE kb_chunks_index SET tenant = hex(?1)
+                 WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1)",
+            [&other],
+        )
+        .unwrap();
+    db.conn
+        .execute(
+            "UPDATE kb_chunks SET tenant_id = ?1 WHERE document_id = 2",
+            [&other],
+        )
+        .unwrap();
     db.conn
         .execute_batch(
-            "UPDATE kb_chunks_index SET tenant = hex('tenant_other')
-                 WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1);
-             DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 2);
+            "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 3);
              UPDATE kb_documents SET cut = 0;",
         )
         .unwrap();
-    assert_eq!(search()["results"], json!([]));
+    for q in ["coupe", "coiffure", "juillet"] {
+        assert_eq!(search(q)["results"], json!([]));
+    }
     let kept = |answer: Value| {
         (
             answer["recut"]["chunks"].clone(),
             answer["recut"]["kept"].clone(),
         )
     };
-    assert_eq!(kept(recut(&db).unwrap()), (json!(1), json!(0)));
-    assert_eq!(kept(recut(&db).unwrap()), (json!(1), json!(0)));
+    for _ in 0..3 {
+        assert_eq!(kept(recut(&db).unwrap()), (json!(1), json!(0)));
+    }
     assert_eq!(cut_rows(&db), fresh);
-    assert_eq!(search(), found);
+    assert_eq!(
+        [search("coupe"), search("coiffure"), search("juillet")],
+        found
+    );
 }
 
 /// Chunks of equal score are answered in the knowledge base's order, by

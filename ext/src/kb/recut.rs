@@ -49,9 +49,15 @@ pub const COUNTED_UP_TO: i64 = 1_000;
 /// counts the documents the next calls will cut (up to [`COUNTED_UP_TO`]),
 /// `failing` those waiting after a failure.
 pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
-    in_savepoint(conn, || {
-        let now_ms = env.now_ms();
-        let now = iso8601(now_ms);
+    let now_ms = env.now_ms();
+    let now = iso8601(now_ms);
+    // The document whose cut failed, when one did. The savepoint undoes
+    // its writes with the rest of the call's, and the failure is then
+    // recorded in a transaction of its own: a savepoint around the cut
+    // alone would copy every page the cut writes into SQLite's statement
+    // journal first (a fifth more time for a document rewritten whole).
+    let mut failed: Option<(i64, String)> = None;
+    let cut = in_savepoint(conn, || {
         let next: Option<(i64, String, String, String)> = sql::query_row(
             conn,
             "SELECT d.id, d.tenant_id, d.title, d.markdown FROM kb_documents d
@@ -63,92 +69,66 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-        let (recut, failed) = match next {
-            None => (Value::Null, Value::Null),
-            Some((id, tenant_id, title, markdown)) => {
-                match cut_one(conn, id, &tenant_id, &title, &markdown)? {
-                    Ok(done) => {
-                        store::forget_failed_recut(conn, id)?;
-                        let done = json!({
-                            "document_id": id,
-                            "tenant_id": tenant_id,
-                            "chunks_before": done.chunks_before,
-                            "chunks": done.chunks,
-                            "kept": done.kept,
-                        });
-                        (done, Value::Null)
-                    }
-                    Err(error) => {
-                        let retry_at = iso8601(now_ms + RETRY_AFTER_MS);
-                        let error = error.to_string();
-                        let attempts: i64 = sql::query_row(
-                            conn,
-                            "INSERT INTO kb_recut_failures
-                                 (document_id, cut, attempts, error, failed_at, retry_at)
-                             VALUES (?1, ?2, 1, ?3, ?4, ?5)
-                             ON CONFLICT (document_id) DO UPDATE SET
-                                 attempts = CASE WHEN cut = excluded.cut THEN attempts + 1 ELSE 1 END,
-                                 cut = excluded.cut, error = excluded.error,
-                                 failed_at = excluded.failed_at, retry_at = excluded.retry_at
-                             RETURNING attempts",
-                            (id, CUT, &error, &now, &retry_at),
-                            |r| r.get(0),
-                        )?;
-                        let failed = json!({
-                            "document_id": id,
-                            "tenant_id": tenant_id,
-                            "error": error,
-                            "attempts": attempts,
-                            "retry_at": retry_at,
-                        });
-                        (Value::Null, failed)
-                    }
-                }
-            }
+        let Some((id, tenant_id, title, markdown)) = next else {
+            return answer(conn, &now, Value::Null, Value::Null);
         };
-        let remaining: i64 = sql::query_row(
+        match cut_one(conn, id, &tenant_id, &title, &markdown) {
+            Ok(done) => {
+                store::forget_failed_recut(conn, id)?;
+                let done = json!({
+                    "document_id": id,
+                    "tenant_id": tenant_id,
+                    "chunks_before": done.chunks_before,
+                    "chunks": done.chunks,
+                    "kept": done.kept,
+                });
+                answer(conn, &now, done, Value::Null)
+            }
+            Err(error) => {
+                failed = Some((id, tenant_id));
+                Err(error)
+            }
+        }
+    });
+    let (Err(error), Some((id, tenant_id))) = (&cut, failed) else {
+        return cut;
+    };
+    let error = error.to_string();
+    in_savepoint(conn, || {
+        let retry_at = iso8601(now_ms + RETRY_AFTER_MS);
+        let attempts: i64 = sql::query_row(
             conn,
-            "SELECT count(*) FROM (
-                 SELECT 1 FROM kb_documents d
-                 WHERE d.cut < ?1 AND NOT EXISTS (
-                     SELECT 1 FROM kb_recut_failures f
-                     WHERE f.document_id = d.id AND f.cut = ?1 AND f.retry_at > ?2)
-                 LIMIT ?3)",
-            (CUT, &now, COUNTED_UP_TO),
+            "INSERT INTO kb_recut_failures (document_id, cut, attempts, error, failed_at, retry_at)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5)
+             ON CONFLICT (document_id) DO UPDATE SET
+                 attempts = CASE WHEN cut = excluded.cut THEN attempts + 1 ELSE 1 END,
+                 cut = excluded.cut, error = excluded.error,
+                 failed_at = excluded.failed_at, retry_at = excluded.retry_at
+             RETURNING attempts",
+            (id, CUT, &error, &now, &retry_at),
             |r| r.get(0),
         )?;
-        let failing: i64 = sql::query_row(
-            conn,
-            "SELECT count(*) FROM (
-                 SELECT 1 FROM kb_recut_failures f JOIN kb_documents d ON d.id = f.document_id
-                 WHERE f.cut = ?1 AND f.retry_at > ?2 AND d.cut < ?1
-                 LIMIT ?3)",
-            (CUT, &now, COUNTED_UP_TO),
-            |r| r.get(0),
-        )?;
-        Ok(json!({
-            "success": true,
-            "recut": recut,
-            "failed": failed,
-            "remaining": remaining,
-            "failing": failing,
-        }))
+        let failed = json!({
+            "document_id": id,
+            "tenant_id": tenant_id,
+            "error": error,
+            "attempts": attempts,
+            "retry_at": retry_at,
+        });
+        answer(conn, &now, Value::Null, failed)
     })
 }
 
-/// Document `id` cut again in a savepoint of its own: `Ok(Err(..))` when
-/// cutting it failed, or panicked, and its writes were undone (the caller
-/// records it and goes on); `Err` when even the undoing failed (SQLite
-/// ended the transaction: a disk error), which fails the whole call.
+/// Document `id` cut again; a panic of the chunker is its failure too, so
+/// that one text it cannot cut is passed over like any other failure.
 fn cut_one(
     conn: &Connection,
     id: i64,
     tenant_id: &str,
     title: &str,
     markdown: &str,
-) -> Result<Result<store::Recut>> {
-    conn.execute_batch("SAVEPOINT onboarding_recut_document")?;
-    let done = catch_unwind(AssertUnwindSafe(|| {
+) -> Result<store::Recut> {
+    catch_unwind(AssertUnwindSafe(|| {
         store::recut(conn, id, tenant_id, title, markdown)
     }))
     .unwrap_or_else(|panic| {
@@ -161,19 +141,38 @@ fn cut_one(
             "cutting the document panicked: {}",
             crate::error::cut(&what)
         )))
-    });
-    match done {
-        Ok(done) => {
-            conn.execute_batch("RELEASE onboarding_recut_document")?;
-            Ok(Ok(done))
-        }
-        Err(error) => match conn.execute_batch(
-            "ROLLBACK TO onboarding_recut_document; RELEASE onboarding_recut_document",
-        ) {
-            Ok(()) => Ok(Err(error)),
-            Err(_) => Err(error),
-        },
-    }
+    })
+}
+
+/// The call's answer: what it cut or failed to, and the counts after it.
+fn answer(conn: &Connection, now: &str, recut: Value, failed: Value) -> Result<Value> {
+    let remaining: i64 = sql::query_row(
+        conn,
+        "SELECT count(*) FROM (
+             SELECT 1 FROM kb_documents d
+             WHERE d.cut < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM kb_recut_failures f
+                 WHERE f.document_id = d.id AND f.cut = ?1 AND f.retry_at > ?2)
+             LIMIT ?3)",
+        (CUT, now, COUNTED_UP_TO),
+        |r| r.get(0),
+    )?;
+    let failing: i64 = sql::query_row(
+        conn,
+        "SELECT count(*) FROM (
+             SELECT 1 FROM kb_recut_failures f JOIN kb_documents d ON d.id = f.document_id
+             WHERE f.cut = ?1 AND f.retry_at > ?2 AND d.cut < ?1
+             LIMIT ?3)",
+        (CUT, now, COUNTED_UP_TO),
+        |r| r.get(0),
+    )?;
+    Ok(json!({
+        "success": true,
+        "recut": recut,
+        "failed": failed,
+        "remaining": remaining,
+        "failing": failing,
+    }))
 }
 
 #[cfg(test)]

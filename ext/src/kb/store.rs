@@ -267,6 +267,14 @@ pub fn cut(markdown: &str, title: &str) -> Vec<Piece> {
         .collect()
 }
 
+/// Whether a stored chunk's row and its index entry are the tenant's, as
+/// storing writes them.
+#[derive(Debug, Clone, Copy)]
+struct Right {
+    row: bool,
+    entry: bool,
+}
+
 /// What cutting a document again changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recut {
@@ -300,10 +308,10 @@ pub fn recut(
     // chunk, whether its row and entry are the tenant's as storing writes
     // them (none is written otherwise, but a host may have edited the
     // file): a chunk kept must be found by the tenant's searches alone.
-    let mut before: HashMap<i64, (i64, Piece, bool)> = sql::with(
+    let mut before: HashMap<i64, (i64, Piece, Right)> = sql::with(
         conn,
         "SELECT c.position, c.id, c.heading, c.text, i.terms, i.heading_terms,
-                c.tenant_id = ?2 AND i.tenant IS hex(?2)
+                c.tenant_id = ?2, i.tenant IS hex(?2)
          FROM kb_chunks c LEFT JOIN kb_chunks_index i ON i.rowid = c.id
          WHERE c.document_id = ?1",
         |s| {
@@ -322,7 +330,10 @@ pub fn recut(
                             terms: terms.unwrap_or_default(),
                             heading_terms: heading_terms.unwrap_or_default(),
                         },
-                        entry && r.get::<_, bool>(6)?,
+                        Right {
+                            row: r.get(6)?,
+                            entry: entry && r.get::<_, bool>(7)?,
+                        },
                     ),
                 ))
             })?
@@ -335,15 +346,28 @@ pub fn recut(
     for (position, piece) in after.iter().enumerate() {
         let position = position as i64;
         match before.remove(&position) {
-            Some((_, old, true)) if old == *piece => kept += 1,
-            Some((chunk_id, old, tenants)) => {
-                if !tenants || (&old.heading, &old.text) != (&piece.heading, &piece.text) {
-                    // The tenant too: the search reads it from the row.
+            Some((
+                _,
+                old,
+                Right {
+                    row: true,
+                    entry: true,
+                },
+            )) if old == *piece => kept += 1,
+            Some((chunk_id, old, right)) => {
+                if (&old.heading, &old.text) != (&piece.heading, &piece.text) {
                     sql::execute(
                         conn,
-                        "UPDATE kb_chunks SET heading = ?2, text = ?3, tenant_id = ?4
-                         WHERE id = ?1 AND (heading, text, tenant_id) IS NOT (?2, ?3, ?4)",
-                        (chunk_id, &piece.heading, &piece.text, tenant_id),
+                        "UPDATE kb_chunks SET heading = ?2, text = ?3 WHERE id = ?1",
+                        (chunk_id, &piece.heading, &piece.text),
+                    )?;
+                }
+                if !right.row {
+                    // Apart: setting it rewrites the tenant's two indexes.
+                    sql::execute(
+                        conn,
+                        "UPDATE kb_chunks SET tenant_id = ?2 WHERE id = ?1",
+                        (chunk_id, tenant_id),
                     )?;
                 }
                 sql::execute(
