@@ -51,6 +51,9 @@ pub struct CrawlConfig {
     pub lease_seconds: i64,
     /// The wait between two claims that found nothing.
     pub idle_poll: Duration,
+    /// The wait after a failed `onboarding_kb_recut` call before the next
+    /// ([`RECUT_BACKOFF`]).
+    pub recut_backoff: Duration,
     pub limits: Limits,
     /// Names resolved to these addresses instead of DNS (tests); the rule
     /// still applies to them.
@@ -154,6 +157,7 @@ impl Default for CrawlConfig {
             user_agent: user_agent(None),
             lease_seconds: LEASE_SECONDS,
             idle_poll: Duration::from_secs(2),
+            recut_backoff: RECUT_BACKOFF,
             limits: Limits::default(),
             resolve_overrides: HashMap::new(),
             held: HeldTurns::default(),
@@ -253,7 +257,10 @@ pub async fn worker(
                 match recut(&writer, RECUTS_PER_TURN, &stop).await {
                     Ok(0) => {}
                     Ok(_) => continue,
-                    Err(()) => recut_after = tokio::time::Instant::now() + RECUT_BACKOFF,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_s = config.recut_backoff.as_secs(), "cutting stored documents again failed");
+                        recut_after = tokio::time::Instant::now() + config.recut_backoff;
+                    }
                 }
             }
             Ok(_) => {}
@@ -269,8 +276,8 @@ pub async fn worker(
 /// The documents an idle worker cuts again before it claims again.
 const RECUTS_PER_TURN: usize = 64;
 
-/// How long an idle worker waits to call `onboarding_kb_recut` again after
-/// a call failed (a failure the library records, a document it cannot
+/// How long an idle worker waits by default to call `onboarding_kb_recut`
+/// again after a call failed (a failure the library records, a document it cannot
 /// cut, is not a failed call: the calls go on with the next document).
 pub const RECUT_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -283,10 +290,14 @@ pub const RECUT_BACKOFF: Duration = Duration::from_secs(600);
 /// tries it again an hour later). Stops when an answer says none is left:
 /// each call takes one document out of those left, so the calls end with
 /// what is stored, whatever `most`. Answers how many are left (counted by
-/// the library up to 1,000), or `Err` when a call failed (logged).
-pub async fn recut(writer: &Writer, most: usize, stop: &watch::Receiver<bool>) -> Result<i64, ()> {
+/// the library up to 1,000), or the error of a call that failed.
+pub async fn recut(
+    writer: &Writer,
+    most: usize,
+    stop: &watch::Receiver<bool>,
+) -> Result<i64, String> {
     let (mut done, mut failed, mut left) = (0usize, 0usize, 0);
-    let mut outcome = Ok(());
+    let mut outcome: Result<(), String> = Ok(());
     while done + failed < most && !*stop.borrow() {
         let answer = match writer.run(Query::KbRecut).await {
             Ok(body) => serde_json::from_str::<Value>(&body).map_err(|e| e.to_string()),
@@ -295,8 +306,7 @@ pub async fn recut(writer: &Writer, most: usize, stop: &watch::Receiver<bool>) -
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_s = RECUT_BACKOFF.as_secs(), "cutting stored documents again failed");
-                outcome = Err(());
+                outcome = Err(e);
                 break;
             }
         };
@@ -1173,10 +1183,9 @@ pub async fn drain(
     };
     if recuts {
         let (_, never) = watch::channel(false);
-        if recut(&writer, usize::MAX, &never).await.is_err() {
-            return crawled.and(Err(
-                "cutting stored documents again failed (see the log)".to_string()
-            ));
+        if let Err(e) = recut(&writer, usize::MAX, &never).await {
+            tracing::warn!(error = %e, "cutting stored documents again failed");
+            return crawled.and(Err(format!("cutting stored documents again failed: {e}")));
         }
     }
     crawled
