@@ -475,13 +475,15 @@ section("onboarding_kb_recut()",
         "would: only the chunks and index entries that differ are written (rewritten in place, "
         "added or dropped; `kept` counts the others). Answers the document, its chunks before "
         "and after, how many documents are left (`remaining`, counted up to 1,000) and how many "
-        "wait after a failure (`failing`); `\"recut\":null` and `\"failed\":null` when none is "
-        "left. One document a call, so that no call is long: the server's crawler calls it "
+        "wait after a failure (`failing`, also up to 1,000); `\"recut\":null` and "
+        "`\"failed\":null` when none is left, so a client calls it again while either is not "
+        "null. One document a call, so that no call is long: the server's crawler calls it "
         "whenever it has no job, and `onboarding-server crawl --once` until none is left. A "
         "document whose cut fails (its writes undone, its older chunks kept) is answered in "
         "`failed`, recorded in `kb_recut_failures` (migration 014) and passed over for an hour, "
-        "so that the next call goes on with the next document. A document of a later cut "
-        "(stored by a newer library) is left alone.")
+        "so that the next call goes on with the next document; a failure that ends the caller's "
+        "transaction (`RAISE(ROLLBACK)`, an I/O error) is not recorded, but is the call's "
+        "error. A document of a later cut (stored by a newer library) is left alone.")
 # The documents as a library before migration 013 left them, and a host's
 # trigger that refuses the second one's cut.
 statement("UPDATE kb_documents SET cut = 0")

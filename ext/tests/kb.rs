@@ -1812,9 +1812,14 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     // page as an older one did: the chunks the finish rewrites are this
     // library's, so the first is of this cut after it, and the second
     // stays of its older one (its other chunks are the older library's).
+    // A failed cut of the old text is forgotten: the new text is tried at
+    // once.
     db.conn
         .execute_batch(
-            "UPDATE kb_documents SET cut = CASE id WHEN 1 THEN 7 WHEN 2 THEN 0 ELSE cut END",
+            "UPDATE kb_documents SET cut = CASE id WHEN 1 THEN 7 WHEN 2 THEN 0 ELSE cut END;
+             INSERT INTO kb_recut_failures VALUES
+                 (2, 1, 3, 'internal: the old text', '2026-11-24T09:00:00.000Z',
+                  '2026-11-24T10:30:00.000Z');",
         )
         .unwrap();
     let done = worker(
@@ -1836,6 +1841,7 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
             ["Integer(4)", "Integer(1)"]
         ]
     );
+    assert_eq!(db.count("kb_recut_failures"), 0);
     let docs: Vec<(String, Option<i64>, String, i64)> = db
         .conn
         .prepare(
@@ -2179,6 +2185,54 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
     );
     assert_eq!(db.count("kb_recut_failures"), 0);
     assert_eq!(cut_rows(&db), fresh);
+}
+
+/// Inside a caller's transaction, a failed cut's record joins it (the
+/// caller's rollback undoes it too); a failure that ends the transaction
+/// (`RAISE(ROLLBACK)`, an I/O error) is the call's error, and nothing is
+/// recorded: a record would commit alone, outside the caller's transaction.
+#[test]
+fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[{"title":"Tarifs","content":TARIFS}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let tenant = db.get(&s)["tenant_id"].clone();
+    db.conn
+        .execute_batch(
+            "UPDATE kb_documents SET cut = 0;
+             CREATE TEMP TRIGGER full AFTER UPDATE OF cut ON kb_documents
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+
+    db.conn.execute_batch("BEGIN").unwrap();
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": null, "failed": {"document_id": 1, "tenant_id": tenant,
+               "error": "internal: database or disk is full", "attempts": 1,
+               "retry_at": "2026-11-24T11:00:00.000Z"}, "remaining": 0, "failing": 1})
+    );
+    assert_eq!(db.count("kb_recut_failures"), 1);
+    db.conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(db.snapshot(), before);
+
+    db.conn
+        .execute_batch(
+            "DROP TRIGGER full;
+             CREATE TEMP TRIGGER gone AFTER UPDATE OF cut ON kb_documents
+                 BEGIN SELECT RAISE(ROLLBACK, 'the transaction is gone'); END;
+             BEGIN;
+             INSERT INTO kb_recut_failures VALUES (7, 1, 1, 'the caller''s row', 'x', 'y');",
+        )
+        .unwrap();
+    assert_eq!(
+        recut(&db),
+        Err("onboarding_kb_recut: internal: the transaction is gone".to_string())
+    );
+    assert!(db.conn.is_autocommit());
+    assert_eq!(db.snapshot(), before);
 }
 
 /// A document the change did not touch costs the write of its cut alone:

@@ -408,14 +408,36 @@ async fn the_idle_crawler_waits_after_a_failed_recut_call() {
         recut_backoff: Duration::from_secs(4),
         ..Default::default()
     };
+    // The server's tasks run on this thread (a current-thread runtime):
+    // its log is read here, to know when the first call has failed.
+    let log = Log::default();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(log.clone())
+            .finish(),
+    );
     let mut server = TestServer::start(config, dir).await;
-    // The first idle turn's call fails at once; a second of idle polls
-    // follows, in which a crawler without a wait would call again 50 times.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Bounded: 1,000 polls of 10 ms.
+    for _ in 0..1_000 {
+        if log.text().contains("cutting stored documents again failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        log.text()
+            .matches("cutting stored documents again failed")
+            .count(),
+        1
+    );
+    // The causes gone, a second of idle polls follows, in which a crawler
+    // without a wait would call again 50 times, and cut them all.
     db.execute_batch("DROP TRIGGER refuse_first; DROP TRIGGER refuse_records")
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(older_cut(&db), 72);
+    assert!(log.text().contains("retry_in_s=4"), "{}", log.text());
     // Past the wait (4 s after the failure), the next call cuts them all.
     // Bounded: 600 polls of 10 ms.
     for _ in 0..600 {
@@ -427,6 +449,33 @@ async fn the_idle_crawler_waits_after_a_failed_recut_call() {
     assert_eq!(older_cut(&db), 0);
     assert_eq!(cut_rows(&db), fresh);
     server.stop().await;
+}
+
+/// A log written to memory, for a subscriber on the test's thread.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
+    type Writer = Log;
+    fn make_writer(&'a self) -> Log {
+        self.clone()
+    }
 }
 
 /// `onboarding-server crawl --once` cuts them all again too, and says so as

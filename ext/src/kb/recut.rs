@@ -51,12 +51,16 @@ pub const COUNTED_UP_TO: i64 = 1_000;
 pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
     let now_ms = env.now_ms();
     let now = iso8601(now_ms);
-    // The document whose cut failed, when one did. The savepoint undoes
-    // its writes with the rest of the call's, and the failure is then
-    // recorded in a transaction of its own: a savepoint around the cut
-    // alone would copy every page the cut writes into SQLite's statement
-    // journal first (a fifth more time for a document rewritten whole).
+    // The document whose cut failed, when one did. The call's savepoint
+    // (its own transaction in autocommit mode) undoes the cut's writes
+    // with the rest of the call's, and the failure is then recorded by a
+    // second one: a savepoint around the cut alone would copy every page
+    // the cut writes into SQLite's statement journal first (a fifth more
+    // time for a document rewritten whole). Under a host that undoes
+    // failed calls there is no savepoint: the failed cut marks the call
+    // for its host to undo, which runs it again alone.
     let mut failed: Option<(i64, String)> = None;
+    let in_callers_transaction = !conn.is_autocommit();
     let cut = in_savepoint(conn, || {
         let next: Option<(i64, String, String, String)> = sql::query_row(
             conn,
@@ -93,6 +97,13 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
     let (Err(error), Some((id, tenant_id))) = (&cut, failed) else {
         return cut;
     };
+    if in_callers_transaction && conn.is_autocommit() {
+        // The failure ended the caller's transaction (`RAISE(ROLLBACK)`, an
+        // I/O error, a full disk): recording it now would commit alone, in
+        // autocommit mode, and answer success for a transaction that is
+        // gone. The caller gets the error and decides.
+        return cut;
+    }
     let error = error.to_string();
     in_savepoint(conn, || {
         let retry_at = iso8601(now_ms + RETRY_AFTER_MS);

@@ -495,6 +495,8 @@ pub fn remove_blocks(
         "UPDATE kb_documents SET markdown = ?2, content_hash = ?3, cut = min(cut, ?4) WHERE id = ?1",
         (id, &rest, &hash, CUT),
     )?;
+    // A failed cut was of the text before: the new one is tried at once.
+    forget_failed_recut(conn, id)?;
     let chunks: Vec<(i64, String, String)> = sql::with(
         conn,
         "SELECT id, heading, text FROM kb_chunks WHERE document_id = ?1",

@@ -231,8 +231,9 @@ pub async fn worker(
         }
     };
     // After a recut call failed, the next is not before this: a failure
-    // the library could not record (its transaction ended) would otherwise
-    // be tried, and logged, every idle poll.
+    // the library did not record (it ended the call's transaction, or the
+    // record failed too: a full disk) would otherwise be tried, and
+    // logged, every idle poll.
     let mut recut_after = tokio::time::Instant::now();
     while !*stop.borrow() {
         let claimed = sql(
