@@ -481,9 +481,9 @@ section("onboarding_kb_recut()",
         "whenever it has no job, and `onboarding-server crawl --once` until none is left. A "
         "document whose cut fails (its writes undone, its older chunks kept) is answered in "
         "`failed`, recorded in `kb_recut_failures` (migration 014) and passed over for an hour, "
-        "so that the next call goes on with the next document; a failure that ends the caller's "
-        "transaction (`RAISE(ROLLBACK)`, an I/O error) is not recorded, but is the call's "
-        "error. A document of a later cut (stored by a newer library) is left alone.")
+        "so that the next call goes on with the next document; inside a caller's transaction, a "
+        "failure that ends it (`RAISE(ROLLBACK)`, an I/O error) is not recorded, but is the "
+        "call's error, naming the document. A document of a later cut (stored by a newer library) is left alone.")
 # The documents as a library before migration 013 left them, and a host's
 # trigger that refuses the second one's cut.
 statement("UPDATE kb_documents SET cut = 0")

@@ -2189,8 +2189,10 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
 
 /// Inside a caller's transaction, a failed cut's record joins it (the
 /// caller's rollback undoes it too); a failure that ends the transaction
-/// (`RAISE(ROLLBACK)`, an I/O error) is the call's error, and nothing is
-/// recorded: a record would commit alone, outside the caller's transaction.
+/// (`RAISE(ROLLBACK)`, an I/O error) is the call's error, naming the
+/// document, and nothing is recorded: a record would commit alone, outside
+/// the caller's transaction. In autocommit mode such a failure ends the
+/// call's own transaction only, and is recorded.
 #[test]
 fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
     let db = Db::memory();
@@ -2201,8 +2203,8 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
     db.conn
         .execute_batch(
             "UPDATE kb_documents SET cut = 0;
-             CREATE TEMP TRIGGER full AFTER UPDATE OF cut ON kb_documents
-                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+             CREATE TEMP TRIGGER refused AFTER UPDATE OF cut ON kb_documents
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
         )
         .unwrap();
     let before = db.snapshot();
@@ -2211,7 +2213,7 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
     assert_eq!(
         recut(&db).unwrap(),
         json!({"success": true, "recut": null, "failed": {"document_id": 1, "tenant_id": tenant,
-               "error": "internal: database or disk is full", "attempts": 1,
+               "error": "internal: refused", "attempts": 1,
                "retry_at": "2026-11-24T11:00:00.000Z"}, "remaining": 0, "failing": 1})
     );
     assert_eq!(db.count("kb_recut_failures"), 1);
@@ -2220,7 +2222,7 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
 
     db.conn
         .execute_batch(
-            "DROP TRIGGER full;
+            "DROP TRIGGER refused;
              CREATE TEMP TRIGGER gone AFTER UPDATE OF cut ON kb_documents
                  BEGIN SELECT RAISE(ROLLBACK, 'the transaction is gone'); END;
              BEGIN;
@@ -2229,10 +2231,31 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
         .unwrap();
     assert_eq!(
         recut(&db),
-        Err("onboarding_kb_recut: internal: the transaction is gone".to_string())
+        Err(
+            "onboarding_kb_recut: internal: cutting document 1 again ended the caller's \
+             transaction: the transaction is gone"
+                .to_string()
+        )
     );
     assert!(db.conn.is_autocommit());
     assert_eq!(db.snapshot(), before);
+
+    // In autocommit mode the call's own transaction is the one that ends:
+    // nothing of a caller's is lost, and the failure is recorded.
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": null, "failed": {"document_id": 1, "tenant_id": tenant,
+               "error": "internal: the transaction is gone", "attempts": 1,
+               "retry_at": "2026-11-24T11:00:00.000Z"}, "remaining": 0, "failing": 1})
+    );
+    let mut expected = before.clone();
+    expected.push(
+        "kb_recut_failures: Integer(1) | Integer(1) | Integer(1) | \
+         Text(\"internal: the transaction is gone\") | \
+         Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")"
+            .to_string(),
+    );
+    assert_eq!(db.snapshot(), expected);
 }
 
 /// A document the change did not touch costs the write of its cut alone:

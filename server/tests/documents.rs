@@ -409,7 +409,10 @@ async fn the_idle_crawler_waits_after_a_failed_recut_call() {
         ..Default::default()
     };
     // The server's tasks run on this thread (a current-thread runtime):
-    // its log is read here, to know when the first call has failed.
+    // its log is read here, to know when the first call has failed. No
+    // other test of this file logs from the idle worker's recut: tracing
+    // caches a call site's interest, and one first reached on a thread
+    // without a subscriber could be cached as never logged.
     let log = Log::default();
     let _log = tracing::subscriber::set_default(
         tracing_subscriber::fmt()
@@ -429,7 +432,9 @@ async fn the_idle_crawler_waits_after_a_failed_recut_call() {
         log.text()
             .matches("cutting stored documents again failed")
             .count(),
-        1
+        1,
+        "{}",
+        log.text()
     );
     // The causes gone, a second of idle polls follows, in which a crawler
     // without a wait would call again 50 times, and cut them all.
@@ -551,7 +556,8 @@ fn the_crawl_command_passes_over_a_document_it_cannot_cut_and_fails_on_a_failed_
     assert!(
         log.contains(
             "onboarding-server: error: cutting stored documents again failed: \
-             onboarding_kb_recut: internal: no record"
+             onboarding_kb_recut: internal: no record (recording that cutting document 5 \
+             again failed: internal: refused by a trigger of the host)"
         ),
         "{log}"
     );

@@ -57,8 +57,9 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
     // second one: a savepoint around the cut alone would copy every page
     // the cut writes into SQLite's statement journal first (a fifth more
     // time for a document rewritten whole). Under a host that undoes
-    // failed calls there is no savepoint: the failed cut marks the call
-    // for its host to undo, which runs it again alone.
+    // failed calls there is no savepoint: a failed cut that wrote rows
+    // marks the call for its host to undo, which runs it again alone (one
+    // that wrote none is recorded in the host's transaction).
     let mut failed: Option<(i64, String)> = None;
     let in_callers_transaction = !conn.is_autocommit();
     let cut = in_savepoint(conn, || {
@@ -101,11 +102,19 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
         // The failure ended the caller's transaction (`RAISE(ROLLBACK)`, an
         // I/O error, a full disk): recording it now would commit alone, in
         // autocommit mode, and answer success for a transaction that is
-        // gone. The caller gets the error and decides.
-        return cut;
+        // gone. The caller gets the error and decides; the document is the
+        // first again at the next call (such causes are the database's
+        // more often than the document's).
+        return Err(Error::new(
+            error.kind,
+            format!(
+                "cutting document {id} again ended the caller's transaction: {}",
+                error.detail
+            ),
+        ));
     }
     let error = error.to_string();
-    in_savepoint(conn, || {
+    let recorded = in_savepoint(conn, || {
         let retry_at = iso8601(now_ms + RETRY_AFTER_MS);
         let attempts: i64 = sql::query_row(
             conn,
@@ -127,6 +136,16 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
             "retry_at": retry_at,
         });
         answer(conn, &now, Value::Null, failed)
+    });
+    // When the record fails too (a full disk), the call's error says both.
+    recorded.map_err(|e| {
+        Error::new(
+            e.kind,
+            format!(
+                "{} (recording that cutting document {id} again failed: {error})",
+                e.detail
+            ),
+        )
     })
 }
 
