@@ -1835,10 +1835,10 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     assert_eq!(
         rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),
         [
-            ["Integer(1)", "Integer(1)"],
+            ["Integer(1)", "Integer(2)"],
             ["Integer(2)", "Integer(0)"],
-            ["Integer(3)", "Integer(1)"],
-            ["Integer(4)", "Integer(1)"]
+            ["Integer(3)", "Integer(2)"],
+            ["Integer(4)", "Integer(2)"]
         ]
     );
     assert_eq!(db.count("kb_recut_failures"), 0);
@@ -2078,7 +2078,7 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     db.complete(&s).unwrap();
     assert_eq!(
         rows(&db.conn, "SELECT cut FROM kb_documents ORDER BY id"),
-        [["Integer(1)"], ["Integer(1)"]]
+        [["Integer(2)"], ["Integer(2)"]]
     );
     assert_eq!(
         recut(&db).unwrap(),
@@ -2086,7 +2086,7 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     );
     db.conn
         .execute_batch(
-            "UPDATE kb_documents SET cut = 2 WHERE id = 1;
+            "UPDATE kb_documents SET cut = 3 WHERE id = 1;
              UPDATE kb_chunks SET text = 'Coupe : 25 €' WHERE document_id = 1;",
         )
         .unwrap();
@@ -2139,7 +2139,7 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
         failed(1, "2026-11-24T11:00:00.000Z", 1)
     );
     // Nothing of the cut is left; the failure is recorded.
-    let failure = "kb_recut_failures: Integer(1) | Integer(1) | Integer(1) | \
+    let failure = "kb_recut_failures: Integer(1) | Integer(2) | Integer(1) | \
                    Text(\"internal: database or disk is full\") | \
                    Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")";
     let mut expected = before.clone();
@@ -2169,7 +2169,7 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
     );
     assert_eq!(
         db.rows("SELECT * FROM kb_recut_failures", &[]),
-        [json!({"document_id": 1, "cut": 1, "attempts": 2,
+        [json!({"document_id": 1, "cut": 2, "attempts": 2,
                 "error": "internal: database or disk is full",
                 "failed_at": "2026-11-24T11:00:00.000Z", "retry_at": "2026-11-24T12:00:00.000Z"})]
     );
@@ -2250,7 +2250,7 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
     );
     let mut expected = before.clone();
     expected.push(
-        "kb_recut_failures: Integer(1) | Integer(1) | Integer(1) | \
+        "kb_recut_failures: Integer(1) | Integer(2) | Integer(1) | \
          Text(\"internal: the transaction is gone\") | \
          Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")"
             .to_string(),
@@ -2259,10 +2259,14 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
 }
 
 /// A document the change did not touch costs the write of its cut alone:
-/// SQLite overwrites the row in place, and a 146,550-character text is not
-/// written again (two pages of the WAL: the row's and the index's).
+/// cutting a 146,550-character text again writes exactly the pages that
+/// setting its cut by hand writes. From cut 0 (or 1) that is the whole row
+/// once, its text included: a record stores 0 and 1 in no byte and 2 in
+/// one, so the row changes size (40 pages here). A later raise, from one
+/// one-byte cut to another, overwrites the row in place: two pages, the
+/// row's and the index's.
 #[test]
-fn cutting_an_unchanged_document_again_writes_two_pages() {
+fn cutting_an_unchanged_document_again_writes_its_cut_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::on(rusqlite::Connection::open(dir.path().join("kb.db")).unwrap());
     db.conn
@@ -2273,23 +2277,39 @@ fn cutting_an_unchanged_document_again_writes_two_pages() {
     let docs = json!({"method":"documents","documents":[{"title":"Soins","content":content}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
-    db.conn
-        .execute_batch("UPDATE kb_documents SET cut = 0; PRAGMA wal_checkpoint(TRUNCATE);")
-        .unwrap();
-    let wal = dir.path().join("kb.db-wal");
-    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
-    let done = recut(&db).unwrap();
-    assert_eq!(
-        (&done["recut"]["chunks"], &done["recut"]["kept"]),
-        (&json!(150), &json!(150))
-    );
     let page: u32 = db
         .conn
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap();
-    // The WAL's header, then a header and a page a frame.
-    let frames = (std::fs::metadata(&wal).unwrap().len() - 32) / (24 + u64::from(page));
-    assert_eq!(frames, 2);
+    let wal = dir.path().join("kb.db-wal");
+    // The frames the WAL holds after `sql` (or a recut) from cut `from`:
+    // the WAL's header, then a header and a page a frame.
+    let frames = |from: i64, sql: Option<&str>| {
+        db.conn
+            .execute_batch(&format!(
+                "UPDATE kb_documents SET cut = {from}; PRAGMA wal_checkpoint(TRUNCATE);"
+            ))
+            .unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        match sql {
+            Some(sql) => db.conn.execute_batch(sql).unwrap(),
+            None => {
+                let done = recut(&db).unwrap();
+                assert_eq!(
+                    (&done["recut"]["chunks"], &done["recut"]["kept"]),
+                    (&json!(150), &json!(150))
+                );
+            }
+        }
+        (std::fs::metadata(&wal).unwrap().len() - 32) / (24 + u64::from(page))
+    };
+    // Written at the raise to 2: from 3 on, a recut from 2 is the case
+    // in place, and should be measured too.
+    assert_eq!(onboarding::kb::CUT, 2);
+    let by_hand = frames(0, Some("UPDATE kb_documents SET cut = 2"));
+    assert_eq!((frames(0, None), by_hand), (by_hand, 40));
+    // In place: the cut of a later raise.
+    assert_eq!(frames(2, Some("UPDATE kb_documents SET cut = 3")), 2);
 }
 
 /// A chunk whose text and terms are right but whose row or entry is not

@@ -6,7 +6,8 @@
 //! sections are joined (a "Contact" of three lines alone ranks poorly and
 //! reads poorly; so does each question of a FAQ), and a long section is
 //! cut between paragraphs, else between lines (a table's rows, each piece
-//! a table goes on in starting with its header row), else after a
+//! a table goes on in starting with its header row; a code block's lines,
+//! each piece it goes on in starting with its opening fence), else after a
 //! sentence, else between words, the tail of one joining the small
 //! sections after it. The cuts are chosen all at once, as the cheapest
 //! of all the ways to cut the document (see [`split`]), not one after the
@@ -23,7 +24,8 @@ use std::rc::Rc;
 /// Pieces shorter than this cost more the shorter they are.
 const MIN_CHARS: usize = 800;
 /// No chunk is longer, except for a piece of a table whose header row is
-/// repeated over it, which it may pass by that header.
+/// repeated over it, or of a code block whose opening fence is, which it
+/// may pass by that header.
 const MAX_CHARS: usize = 1200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,21 +142,32 @@ struct Fence {
     in_item: bool,
 }
 
+/// A line in a fenced code block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Fenced {
+    /// The line its block's opening fence is on.
+    pub opening: usize,
+    /// Whether it is the block's closing fence.
+    pub closing: bool,
+}
+
 /// Per line of `lines`: whether it is in a fenced code block, its fences
 /// included. A `# comment` of a shell script pasted in a document is no
 /// heading, and a `| grep` line no table row. As in CommonMark, a fence
 /// may open in a list item (`- ```bash`, or indented under `1. Tapez :`)
 /// or a quote, and the block then ends with its item or quote; a fence
 /// left open elsewhere runs to the document's end.
-fn code_lines(lines: &[&str]) -> Vec<bool> {
-    let mut open: Option<Fence> = None;
+fn code_lines(lines: &[&str]) -> Vec<Option<Fenced>> {
+    // The open block, and the line its opening fence is on.
+    let mut open: Option<(Fence, usize)> = None;
     // Whether the last line of text was in a list item: its marker's, or
     // indented under one.
     let mut in_item = false;
     lines
         .iter()
-        .map(|line| {
-            if let Some(f) = open {
+        .enumerate()
+        .map(|(i, line)| {
+            if let Some((f, opening)) = open {
                 let rest = unquoted(line, f.quotes);
                 let text = rest.filter(|r| !r.trim_matches(blank).is_empty());
                 match (rest, text) {
@@ -163,39 +176,40 @@ fn code_lines(lines: &[&str]) -> Vec<bool> {
                     (Some(_), Some(r)) if f.in_item && spaces(r) < f.column => open = None,
                     (Some(r), _) => {
                         let lead = spaces(r);
-                        let closing = fence_of(&r[lead..]).filter(|(c, n, info)| {
-                            *c == f.c
-                                && *n >= f.len
+                        let closing = fence_of(&r[lead..]).is_some_and(|(c, n, info)| {
+                            c == f.c
+                                && n >= f.len
                                 && info.trim_matches(blank).is_empty()
                                 && lead.saturating_sub(f.column) <= 3
                         });
-                        if closing.is_some() {
+                        if closing {
                             open = None;
                         }
-                        return true;
+                        return Some(Fenced { opening, closing });
                     }
                 }
             }
             if line.trim_matches(blank).is_empty() {
-                return false;
+                return None;
             }
             let (quotes, column, rest) = containers(line);
             let lead = spaces(rest);
             let indented_under_item = in_item && lead > 0 && column == 0;
             in_item = column > 0 || indented_under_item;
-            match fence_of(&rest[lead..]).filter(|_| lead <= 3 || indented_under_item) {
-                Some((c, len, _)) => {
-                    open = Some(Fence {
-                        c,
-                        len,
-                        column: column + lead,
-                        quotes,
-                        in_item,
-                    });
-                    true
-                }
-                None => false,
-            }
+            let (c, len, _) =
+                fence_of(&rest[lead..]).filter(|_| lead <= 3 || indented_under_item)?;
+            let fence = Fence {
+                c,
+                len,
+                column: column + lead,
+                quotes,
+                in_item,
+            };
+            open = Some((fence, i));
+            Some(Fenced {
+                opening: i,
+                closing: false,
+            })
         })
         .collect()
 }
@@ -208,8 +222,9 @@ pub(super) struct Marks<'a> {
     /// Per line: whether it is (part of) a heading: an ATX heading's line,
     /// or a setext heading's text and underline.
     pub heading: Vec<bool>,
-    /// Per line: whether it is in a fenced code block (see [`code_lines`]).
-    pub code: Vec<bool>,
+    /// Per line: whether it is in a fenced code block, and which (see
+    /// [`code_lines`]).
+    pub code: Vec<Option<Fenced>>,
 }
 
 /// A setext heading's underline: a run of `=` (level 1) or `-` (level 2),
@@ -260,7 +275,7 @@ pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
             heading.push(false);
             continue;
         }
-        let atx = heading_of(line).filter(|_| !code[i]);
+        let atx = heading_of(line).filter(|_| code[i].is_none());
         // An underline is never code: a paragraph's next line is code only
         // when it opens a fence.
         if let (Some(level), Paragraph::Plain(first)) = (underline_of(line), &paragraph) {
@@ -276,7 +291,7 @@ pub(super) fn marks<'a>(lines: &[&'a str]) -> Marks<'a> {
             paragraph = Paragraph::None;
             continue;
         }
-        let text = !code[i]
+        let text = code[i].is_none()
             && atx.is_none()
             && !line.trim_matches(blank).is_empty()
             && !table_row(line)
@@ -370,9 +385,14 @@ struct Lines {
     /// Per line: the table header a piece starting on it starts with (an
     /// index into `headers`), when it is a row of a table's body.
     table: Vec<Option<usize>>,
+    /// Per line: the opening fence a piece starting in it (at its start or
+    /// inside it) starts with (an index into `headers`), when it is in a
+    /// fenced code block after that fence.
+    fence: Vec<Option<usize>>,
     headers: Vec<String>,
     /// Per line: whether no piece may start on it: a table's delimiter
-    /// row and first body row belong with the header row above them.
+    /// row and first body row belong with the header row above them, and
+    /// a closing fence with the code above it.
     glued: Vec<bool>,
 }
 
@@ -391,6 +411,7 @@ impl Lines {
             long: Vec::new(),
             heading,
             table: vec![None; n],
+            fence: vec![None; n],
             headers: Vec::new(),
             glued: vec![false; n],
             first: 0,
@@ -433,7 +454,7 @@ impl Lines {
         // quarter of a chunk is not repeated: it would crowd out the rows.
         let mut current: Option<Option<usize>> = None;
         for i in 0..n {
-            if code[i] || !table_row(lines[i]) {
+            if code[i].is_some() || !table_row(lines[i]) {
                 current = None;
             } else if let Some(header) = table_header(&lines, i) {
                 // The row above is this table's header, not a body row of
@@ -450,7 +471,40 @@ impl Lines {
                 out.table[i] = h;
             }
         }
+        // Fenced code: a piece that starts in a block starts with its
+        // opening fence (a script's second half stays code: a `# comment`
+        // in it is no heading to a reader, nor to the snippets), and never
+        // on its closing fence, which would open a block of its own. A
+        // fence wider than a quarter of a chunk (a long info string) is
+        // not repeated.
+        let mut current: Option<(usize, Option<usize>)> = None;
+        for (i, fenced) in code.iter().enumerate() {
+            let Some(Fenced { opening, closing }) = *fenced else {
+                continue;
+            };
+            if opening == i {
+                let repeated = (lines[i].chars().count() <= MAX_CHARS / 4).then(|| {
+                    out.headers.push(lines[i].to_string());
+                    out.headers.len() - 1
+                });
+                current = Some((i, repeated));
+                continue;
+            }
+            debug_assert_eq!(current.map(|(o, _)| o), Some(opening));
+            out.fence[i] = current.and_then(|(_, h)| h);
+            out.glued[i] |= closing;
+        }
         out
+    }
+
+    /// The lines a piece starting at `cut` starts with (an index into
+    /// `headers`): a table's header when it starts a row of the table's
+    /// body, a code block's opening fence when it starts in the block.
+    fn header(&self, cut: &Cut) -> Option<usize> {
+        (cut.start_line > cut.end_line)
+            .then(|| self.table[cut.start_line])
+            .flatten()
+            .or(self.fence[cut.start_line])
     }
 }
 
@@ -678,7 +732,8 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
 /// sentence makes them of about 1,100; and the tail of a long section
 /// stayed a crumb of its own rather than join the short section after it.
 ///
-/// Answers each piece's byte range, and its table header.
+/// Answers each piece's byte range, and the header repeated over it (see
+/// [`Lines::header`]).
 fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
     let cuts = cuts(text, lines);
     let header_chars: Vec<usize> = lines
@@ -686,13 +741,7 @@ fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
         .iter()
         .map(|h| h.chars().count() + 1)
         .collect();
-    // A piece's table header: the one of the row it starts on, when it
-    // starts a line.
-    let header = |cut: &Cut| {
-        (cut.start_line > cut.end_line)
-            .then(|| lines.table[cut.start_line])
-            .flatten()
-    };
+    let header = |cut: &Cut| lines.header(cut);
     // The longest header a piece can start with (`Lines::read` repeats
     // none over a quarter of a chunk).
     let widest = header_chars
@@ -866,13 +915,7 @@ pub(super) mod tests {
             .iter()
             .map(|h| h.chars().count() + 1)
             .collect();
-        // A piece's table header: the one of the row it starts on, when it
-        // starts a line.
-        let header = |cut: &Cut| {
-            (cut.start_line > cut.end_line)
-                .then(|| lines.table[cut.start_line])
-                .flatten()
-        };
+        let header = |cut: &Cut| lines.header(cut);
         let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); cuts.len()];
         best[0] = (0, 0);
         for j in 1..cuts.len() {
@@ -1311,9 +1354,9 @@ pub(super) mod tests {
         // CRLF and lone CR, fences, tabs, no-break spaces, sentence ends, words and
         // runs of blank space longer than a chunk's quarter): every
         // character that is not blank space is in one chunk, in order, each
-        // chunk a slice of the text but for a table header repeated over
-        // it, none over the limit but by that header, none starting or
-        // ending with blank space.
+        // chunk a slice of the text but for a table header or an opening
+        // fence repeated over it, none over the limit but by that header,
+        // none starting or ending with blank space.
         let long_word = "x".repeat(300);
         let long_blank = " ".repeat(300);
         let pieces = [
@@ -1363,16 +1406,27 @@ pub(super) mod tests {
             let text = lone_cr_as_newline(&text).unwrap_or(text);
             let mut at = 0;
             for c in &got {
-                let (body, header) = match text[at..].find(&c.text) {
-                    Some(_) => (c.text.as_str(), 0),
-                    None => {
-                        let mut rows = c.text.splitn(3, '\n');
-                        let header = [rows.next().unwrap(), rows.next().unwrap()].join("\n");
-                        (rows.next().unwrap_or(""), header.chars().count() + 1)
-                    }
-                };
-                let found = at + text[at..].find(body).expect("a slice of the text");
-                assert!(text[at..found].chars().all(blank), "round {round}: {c:?}");
+                // The chunk as it is, or after a repeated header: a line
+                // (a code block's opening fence), or two (a table's header
+                // row and delimiter row), each a line of the text before.
+                let (body, header) = (0..=2)
+                    .find_map(|lines| {
+                        let mut rows = c.text.splitn(lines + 1, '\n');
+                        let header: Vec<&str> = rows.by_ref().take(lines).collect();
+                        let body = if lines == 0 { &c.text } else { rows.next()? };
+                        let found = text[at..].find(body)?;
+                        let before = &text[..at + found];
+                        (text[at..at + found].chars().all(blank)
+                            && header.iter().all(|h| before.split('\n').any(|l| l == *h)))
+                        .then(|| {
+                            (
+                                body,
+                                header.iter().map(|h| h.chars().count() + 1).sum::<usize>(),
+                            )
+                        })
+                    })
+                    .unwrap_or_else(|| panic!("round {round}: a slice of the text: {c:?}"));
+                let found = at + text[at..].find(body).unwrap();
                 assert!(!body.is_empty() && !body.starts_with(blank) && !body.ends_with(blank));
                 assert!(body.chars().count() <= MAX_CHARS, "round {round}: {c:?}");
                 assert!(header <= MAX_CHARS / 4 + 1, "round {round}: {c:?}");
@@ -1616,7 +1670,12 @@ pub(super) mod tests {
 
     #[test]
     fn fenced_code_is_read_as_commonmark_reads_it() {
-        let code = |text: &str| code_lines(&text.split('\n').collect::<Vec<_>>());
+        let code = |text: &str| {
+            code_lines(&text.split('\n').collect::<Vec<_>>())
+                .iter()
+                .map(Option::is_some)
+                .collect::<Vec<_>>()
+        };
         // Opened by three backticks or tildes, an info string after them,
         // closed by a fence of the same character at least as long with
         // nothing after it.
@@ -1673,8 +1732,15 @@ pub(super) mod tests {
             ["Installation", "Installation", "Installation > Suite"],
             "{got:?}"
         );
-        // Every piece is a slice of the text: no header was repeated.
-        assert!(got.iter().all(|c| text.contains(&c.text)), "{got:?}");
+        // No table header was repeated: the second piece goes on under the
+        // block's opening fence alone.
+        let one = script.len();
+        let script = script.repeat(20);
+        let rest = &script[2 * one + "# sauvegarde du soir\nls -l\n".len()..];
+        assert!(got[0]
+            .text
+            .ends_with("| tail -n 5\n# sauvegarde du soir\nls -l"));
+        assert_eq!(got[1].text, format!("```bash\n{rest}```"));
         assert!(got.iter().all(|c| c.text.chars().count() <= MAX_CHARS));
         // A fence in a list item, indented under its marker, closes there:
         // the headings after it are headings.
@@ -1686,6 +1752,112 @@ pub(super) mod tests {
         let got = chunks(&text, "Guide");
         let headings: Vec<&str> = got.iter().map(|c| c.heading.as_str()).collect();
         assert_eq!(headings, ["Installation", "Tarifs", "Contact"], "{got:?}");
+    }
+
+    #[test]
+    fn a_long_code_block_goes_on_under_its_opening_fence() {
+        let line = |n: usize| format!("# étape {n}\ncp caisse-{n}.db /mnt/sauvegarde/\n");
+        let script: String = (1..=60).map(line).collect();
+        let text = format!("# Sauvegarde\n\n~~~~ sh\n{script}~~~~\n\nFin du guide.");
+        let got = chunks(&text, "Guide");
+        assert_eq!(got.len(), 3, "{got:?}");
+        // Each piece after the first starts with the fence and goes on
+        // with the next line; none starts on the closing fence, which
+        // stays with the code above it.
+        assert!(got[0]
+            .text
+            .starts_with("# Sauvegarde\n\n~~~~ sh\n# étape 1\n"));
+        let starts: Vec<&str> = got[1..]
+            .iter()
+            .map(|c| c.text.split('\n').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "cp caisse-21.db /mnt/sauvegarde/",
+                "cp caisse-41.db /mnt/sauvegarde/"
+            ]
+        );
+        assert!(got[1]
+            .text
+            .starts_with("~~~~ sh\ncp caisse-21.db /mnt/sauvegarde/\n# étape 22\n"));
+        assert!(got[2]
+            .text
+            .ends_with("cp caisse-60.db /mnt/sauvegarde/\n~~~~\n\nFin du guide."));
+        // Under the fence, a piece reads as the document does: its `#`
+        // lines are code, not headings.
+        for c in &got {
+            let lines: Vec<&str> = c.text.split('\n').collect();
+            let m = marks(&lines);
+            assert!(m.heading.iter().filter(|h| **h).count() <= 1, "{c:?}");
+            assert!(c.text.chars().count() <= MAX_CHARS);
+        }
+        // All of the text, in order, the repeated fences aside.
+        let joined: String = got
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match i {
+                0 => c.text.clone(),
+                _ => c.text.strip_prefix("~~~~ sh").unwrap().to_string(),
+            })
+            .collect();
+        assert_eq!(joined, text);
+
+        // In a quote or a list item, the fence is repeated with its
+        // marker: the piece's lines are in the same block.
+        for (open, indent) in [("> ```", "> "), ("- ```", "  ")] {
+            let script: String = (1..=60)
+                .map(|n| format!("{indent}# étape {n}\n{indent}cp caisse-{n}.db /mnt/\n"))
+                .collect();
+            let text = format!("{open}\n{script}{indent}```\n\n# Fin\n\nFin du guide.");
+            let got = chunks(&text, "Guide");
+            assert!(got.len() >= 2, "{got:?}");
+            for c in &got[1..got.len() - 1] {
+                assert!(
+                    c.text.starts_with(&format!("{open}\n{indent}# étape")),
+                    "{c:?}"
+                );
+                let lines: Vec<&str> = c.text.split('\n').collect();
+                let m = marks(&lines);
+                assert!(m.code.iter().all(Option::is_some), "{c:?}");
+                assert!(m.heading.iter().all(|h| !h), "{c:?}");
+            }
+        }
+
+        // A block that fills a chunk but for its closing fence, of two
+        // lines no cut goes in: the cut is between them, not before the
+        // closing fence, which stays with the code above it.
+        let (a, b) = ("a".repeat(590), "b".repeat(603));
+        let suite = "Suite du guide. ".repeat(60);
+        let text = format!("```\n{a}\n{b}\n```\n\n{}", suite.trim_end());
+        let got = chunks(&text, "Guide");
+        let texts: Vec<&str> = got.iter().map(|c| c.text.as_str()).collect();
+        let phrases = |n: usize| "Suite du guide. ".repeat(n).trim_end().to_string();
+        assert_eq!(
+            texts,
+            [
+                format!("```\n{a}"),
+                format!("```\n{b}\n```\n\n{}", phrases(11)),
+                phrases(49)
+            ]
+        );
+
+        // A fence wider than a quarter of a chunk is not repeated.
+        let wide = format!("```{}", "x".repeat(MAX_CHARS / 4));
+        let text = format!("{wide}\n{script}```");
+        let got = chunks(&text, "Guide");
+        assert!(got.len() >= 2, "{got:?}");
+        assert!(got.iter().all(|c| text.contains(&c.text)), "{got:?}");
+
+        // A line longer than a chunk, cut inside: the piece that goes on
+        // in it still starts with the fence.
+        let long = "mot ".repeat(400);
+        let text = format!("```\n{}\n```", long.trim_end());
+        let got = chunks(&text, "Guide");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].text.starts_with("```\nmot mot"));
+        assert!(got[1].text.starts_with("```\nmot mot"));
+        assert!(got[1].text.ends_with("mot\n```"));
     }
 
     #[test]

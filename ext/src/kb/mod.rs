@@ -46,14 +46,16 @@ pub(crate) mod worker;
 /// `sql/013_kb_cut.sql`). A test pins it with a fingerprint of what a
 /// corpus is cut into, and fails on a change of either until it is raised.
 ///
+/// Cuts: 1, the first recorded (migration 013); 2, each piece a long code
+/// block goes on in starting with its opening fence.
+///
 /// The raise to 2 costs more than later ones: a record stores the integers
 /// 0 and 1 in no byte and 2 to 127 in one (128 and up in two), so each
 /// document's row changes size and is rewritten whole, text included, once
-/// (`store::recut`). The test `cutting_an_unchanged_document_again_writes_two_pages`
-/// (ext/tests/kb.rs) measures a cut of unchanged size (0 to 1 now): at 2 no
-/// older cut has the size of 2, and it must count the whole row's pages;
-/// from 3 on, it starts from 2.
-pub const CUT: i64 = 1;
+/// (`store::recut`). From 2 to a later cut, an unchanged document's row is
+/// overwritten in place: two pages (the test
+/// `cutting_an_unchanged_document_again_writes_its_cut_alone`, ext/tests/kb.rs).
+pub const CUT: i64 = 2;
 
 pub use worker::{MAX_PAGE_RETRIES, MAX_PAGE_TITLE_CHARS, MAX_SITE_WAIT_MS};
 

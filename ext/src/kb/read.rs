@@ -456,7 +456,7 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     let lines: Vec<(&str, bool, bool)> = raw
         .iter()
         .zip(code.into_iter().zip(heading))
-        .map(|(l, (code, heading))| (l.trim(), code, heading))
+        .map(|(l, (code, heading))| (l.trim(), code.is_some(), heading))
         .filter(|(l, _, _)| !l.is_empty())
         .collect();
     let separator = |(l, code, _): (&str, bool, bool)| {
@@ -523,6 +523,25 @@ mod tests {
         // So is a setext heading's text.
         let text = "## Caisse\n\nsauvegarde le samedi\n---\n\nLa sauvegarde part à 18h.";
         assert_eq!(snippet(text, &terms), "La sauvegarde part à 18h.");
+    }
+
+    #[test]
+    fn a_chunk_cut_inside_fenced_code_reads_its_comments_as_code() {
+        // A script longer than a chunk: the piece that goes on in it
+        // starts with its opening fence, so its `# …` lines are comments,
+        // counted as text, not as headings.
+        let script: String = (1..=60)
+            .map(|n| match n {
+                50 => "# sauvegarde le samedi\ncp sauvegarde.db /mnt/\n".to_string(),
+                n => format!("cp caisse-{n:02}.db /mnt/\n"),
+            })
+            .collect();
+        let text = format!("## Caisse\n\n```bash\n{script}```");
+        let got = super::super::chunk::chunks(&text, "Guide");
+        let piece = got.iter().find(|c| c.text.contains("samedi")).unwrap();
+        assert!(piece.text.starts_with("```bash\ncp caisse-"), "{piece:?}");
+        let terms = query_terms("sauvegarde du samedi");
+        assert_eq!(snippet(&piece.text, &terms), "# sauvegarde le samedi");
     }
 
     #[test]

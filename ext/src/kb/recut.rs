@@ -259,6 +259,11 @@ mod tests {
                 .to_string(),
         );
         texts.push(format!("# Mot\n\n{} fin.", "x".repeat(3_000)));
+        // A code block longer than a chunk, each piece under its fence.
+        let script: String = (1..=80)
+            .map(|n| format!("# étape {n}\ncp caisse-{n}.db /mnt/\n"))
+            .collect();
+        texts.push(format!("## Sauvegarde\n\n```sh\n{script}```\n\nFin."));
         texts.push("Une phrase de plus sur les soins du visage. ".repeat(200));
         let mut hash = Sha256::new();
         for (n, text) in texts.iter().enumerate() {
@@ -286,8 +291,8 @@ mod tests {
         assert_eq!(
             (CUT, fingerprint().as_str()),
             (
-                1,
-                "31377277c6c31555ca6cb3d1e007c9f1a4714e97bc88a5b346c4fbebaaf033e9"
+                2,
+                "fc7bad3532be1facb50e8fe758d6745d3b891e1ec46aeb4641312d754b9b348c"
             )
         );
     }
