@@ -1225,6 +1225,69 @@ async fn a_failed_completion_on_the_cluster_leaves_no_prepared_document() {
     server.stop().await;
 }
 
+/// A document the cluster prepares for a completion whose write ends the
+/// whole transaction (a host's trigger raising ROLLBACK; a disk I/O error
+/// or a full disk do the same): the completion answers the failure, nothing
+/// of the batch is written, and once the cause is gone the same completion
+/// succeeds. (That the completion is then not sent at all, outside any
+/// transaction, shows only with a cause that goes away between the two
+/// calls, which a trigger cannot make: with this one it would fail too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_document_that_ends_the_transaction_fails_the_completion_alone() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    let id = completable_session(&server).await;
+    let kb = r##"{"method":"documents","documents":[{"title":"Horaires","content":"# Horaires\n\nDu lundi au samedi."}]}"##;
+    let saved = server.post(&session_path(&id, "kb"), kb).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let exec = |sql: &str| {
+        tokio::task::block_in_place(|| {
+            let mut leader = cluster.leader().expect("a leader");
+            let db = leader.conn.open("onboarding.db").expect("open");
+            leader.conn.exec(db, sql, &[]).expect(sql);
+        })
+    };
+    exec(
+        "CREATE TRIGGER refuse_documents BEFORE INSERT ON kb_documents
+         BEGIN SELECT RAISE(ROLLBACK, 'refused by the host'); END",
+    );
+    let state = "SELECT (SELECT status FROM onboarding_sessions WHERE id = ?1)
+                     || ' ' || (SELECT count(*) FROM kb_documents)
+                     || ' ' || (SELECT count(*) FROM omni_agent_configs)
+                     || ' ' || (SELECT count(*) FROM onboarding_analytics
+                                WHERE completed = 1)";
+    let read = || {
+        tokio::task::block_in_place(|| {
+            cluster.rows(state, &[Value::Text(id.clone())])[0][0].clone()
+        })
+    };
+    let failed = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(
+        (failed.status, failed.body.as_str()),
+        (
+            500,
+            r#"{"success":false,"error":"internal error","code":"internal"}"#
+        )
+    );
+    assert_eq!(read(), Value::Text("in_progress 0 0 0".into()));
+    // The server goes on: the next call of the same session is answered.
+    let got = server
+        .get(&format!("/api/v1/onboarding/session/{id}"))
+        .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    exec("DROP TRIGGER refuse_documents");
+    let completed = server.post(&session_path(&id, "complete"), "{}").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    assert_eq!(
+        completed.json()["synced"]["knowledge_base"]["documents"],
+        serde_json::json!({"documents_stored": 1, "chunks": 1})
+    );
+    assert_eq!(read(), Value::Text("completed 1 1 1".into()));
+    server.stop().await;
+}
+
 /// The completions the cluster prepares no document for answer as on a
 /// file: one of no session (the prepare's `not_found` leaves the answer
 /// to the completion, rather than failing the batch), and one whose
@@ -1418,7 +1481,10 @@ async fn documents_of_an_older_cut_are_cut_again_on_the_cluster() {
     let mut left = 2;
     for _ in 0..100 {
         left = tokio::task::block_in_place(|| {
-            cluster.count("SELECT count(*) FROM kb_documents WHERE cut < 1")
+            cluster.count(&format!(
+                "SELECT count(*) FROM kb_documents WHERE cut < {}",
+                onboarding::kb::CUT
+            ))
         });
         if left == 0 {
             break;
