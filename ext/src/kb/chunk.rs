@@ -389,10 +389,13 @@ struct Lines {
     /// inside it) starts with (an index into `headers`), when it is in a
     /// fenced code block after that fence.
     fence: Vec<Option<usize>>,
+    /// What a piece starts with, each ending with its newline (and, for
+    /// a fence in a list item, the item's indentation).
     headers: Vec<String>,
     /// Per line: whether no piece may start on it: a table's delimiter
-    /// row and first body row belong with the header row above them, and
-    /// a closing fence with the code above it.
+    /// row and first body row belong with the header row above them, a
+    /// code block's first line with its opening fence, and its closing
+    /// fence with the code above it.
     glued: Vec<bool>,
 }
 
@@ -466,33 +469,62 @@ impl Lines {
                 }
                 current =
                     Some((header.chars().count() <= MAX_CHARS / 4).then_some(out.headers.len()));
-                out.headers.push(header);
+                out.headers.push(format!("{header}\n"));
             } else if let Some(h) = current {
                 out.table[i] = h;
             }
         }
         // Fenced code: a piece that starts in a block starts with its
         // opening fence (a script's second half stays code: a `# comment`
-        // in it is no heading to a reader, nor to the snippets), and never
-        // on its closing fence, which would open a block of its own. A
-        // fence wider than a quarter of a chunk (a long info string) is
-        // not repeated.
-        let mut current: Option<(usize, Option<usize>)> = None;
-        for (i, fenced) in code.iter().enumerate() {
-            let Some(Fenced { opening, closing }) = *fenced else {
+        // in it is no heading to a reader, nor to the snippets). No piece
+        // starts on the block's first line (one would end on the bare
+        // fence, the next repeat it) nor on its closing fence (it stays
+        // with the code above it). The fence is repeated only where, alone
+        // over the piece, it reads as it does in the document: a fence
+        // (not one indented four spaces under a list item), of a block that
+        // ends on its closing fence or with the document (not one that its
+        // list item or quote ends, whose marker is on a line above the
+        // fence), and no wider than a quarter of a chunk (a long info
+        // string).
+        let mut i = 0;
+        while i < n {
+            let Some(Fenced { opening, .. }) = code[i].filter(|f| f.opening == i) else {
+                i += 1;
                 continue;
             };
-            if opening == i {
-                let repeated = (lines[i].chars().count() <= MAX_CHARS / 4).then(|| {
-                    out.headers.push(lines[i].to_string());
-                    out.headers.len() - 1
-                });
-                current = Some((i, repeated));
-                continue;
+            let last = (i + 1..n)
+                .take_while(|&l| code[l].is_some_and(|f| f.opening == opening))
+                .last()
+                .unwrap_or(opening);
+            let ends_as_alone = code[last].is_some_and(|f| f.closing) || last == n - 1;
+            let fence = lines[opening];
+            // A fence on a list item's marker line (`- ```bash`): the
+            // piece's first line, which starts at its first character, is
+            // given the item's indentation back, to stay in the item.
+            let (quotes, column, rest) = containers(fence);
+            let indent = if quotes == 0 && column > 0 {
+                column + spaces(rest)
+            } else {
+                0
+            };
+            let prefix = format!("{fence}\n{}", " ".repeat(indent));
+            let repeated = (ends_as_alone
+                && prefix.chars().count() <= MAX_CHARS / 4 + 1
+                && code_lines(&[fence])[0].is_some())
+            .then(|| {
+                out.headers.push(prefix);
+                out.headers.len() - 1
+            });
+            if let Some(first) =
+                (opening + 1..=last).find(|&l| !lines[l].trim_matches(blank).is_empty())
+            {
+                out.glued[first] = true;
             }
-            debug_assert_eq!(current.map(|(o, _)| o), Some(opening));
-            out.fence[i] = current.and_then(|(_, h)| h);
-            out.glued[i] |= closing;
+            out.fence[opening + 1..=last].fill(repeated);
+            if code[last].is_some_and(|f| f.closing) {
+                out.glued[last] = true;
+            }
+            i = last + 1;
         }
         out
     }
@@ -736,11 +768,7 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
 /// [`Lines::header`]).
 fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
     let cuts = cuts(text, lines);
-    let header_chars: Vec<usize> = lines
-        .headers
-        .iter()
-        .map(|h| h.chars().count() + 1)
-        .collect();
+    let header_chars: Vec<usize> = lines.headers.iter().map(|h| h.chars().count()).collect();
     let header = |cut: &Cut| lines.header(cut);
     // The longest header a piece can start with (`Lines::read` repeats
     // none over a quarter of a chunk).
@@ -754,7 +782,7 @@ fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
     best[0] = (0, 0);
     // The pieces ending at cut `j` start at the cuts `first..j` (those
     // no longer than a chunk), or at `j - 1` whatever its length (a
-    // section that fits, and grows by a table's header): a way to the end
+    // section that fits, and grows by its header): a way to the end
     // always exists. `cheapest` holds, of `first..j`, the cuts whose way
     // costs less than any later one's, in order: its front is the cheapest
     // way to any of them.
@@ -894,7 +922,7 @@ pub fn chunks(markdown: &str, title: &str) -> Vec<Chunk> {
                     names.join(" > ")
                 },
                 text: match header {
-                    Some(h) => format!("{}\n{body}", lines.headers[h]),
+                    Some(h) => format!("{}{body}", lines.headers[h]),
                     None => body.to_string(),
                 },
             }
@@ -910,11 +938,7 @@ pub(super) mod tests {
     /// cut every text exactly as it does.
     fn split_weighing_all(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
         let cuts = cuts(text, lines);
-        let header_chars: Vec<usize> = lines
-            .headers
-            .iter()
-            .map(|h| h.chars().count() + 1)
-            .collect();
+        let header_chars: Vec<usize> = lines.headers.iter().map(|h| h.chars().count()).collect();
         let header = |cut: &Cut| lines.header(cut);
         let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); cuts.len()];
         best[0] = (0, 0);
@@ -922,7 +946,7 @@ pub(super) mod tests {
             for i in (0..j).rev() {
                 let raw = cuts[j].end_chars - cuts[i].start_chars;
                 // The cut just before is always possible, whatever the length
-                // (a section that fits, and grows by a table's header): a way
+                // (a section that fits, and grows by its header): a way
                 // to the end always exists.
                 if raw > MAX_CHARS && i + 1 < j {
                     break;
@@ -1414,15 +1438,20 @@ pub(super) mod tests {
                         let mut rows = c.text.splitn(lines + 1, '\n');
                         let header: Vec<&str> = rows.by_ref().take(lines).collect();
                         let body = if lines == 0 { &c.text } else { rows.next()? };
+                        // A fence in a list item gives the piece's first
+                        // line the item's indentation back.
+                        let indent = match lines {
+                            1 => body.len() - body.trim_start_matches(' ').len(),
+                            _ => 0,
+                        };
+                        let body = &body[indent..];
                         let found = text[at..].find(body)?;
                         let before = &text[..at + found];
                         (text[at..at + found].chars().all(blank)
                             && header.iter().all(|h| before.split('\n').any(|l| l == *h)))
                         .then(|| {
-                            (
-                                body,
-                                header.iter().map(|h| h.chars().count() + 1).sum::<usize>(),
-                            )
+                            let chars = header.iter().map(|h| h.chars().count() + 1);
+                            (body, chars.sum::<usize>() + indent)
                         })
                     })
                     .unwrap_or_else(|| panic!("round {round}: a slice of the text: {c:?}"));
@@ -1804,25 +1833,54 @@ pub(super) mod tests {
         assert_eq!(joined, text);
 
         // In a quote or a list item, the fence is repeated with its
-        // marker: the piece's lines are in the same block.
+        // marker: the piece's lines are in the same block, up to its
+        // closing fence.
         for (open, indent) in [("> ```", "> "), ("- ```", "  ")] {
-            let script: String = (1..=60)
+            let script: String = (1..=150)
                 .map(|n| format!("{indent}# étape {n}\n{indent}cp caisse-{n}.db /mnt/\n"))
                 .collect();
             let text = format!("{open}\n{script}{indent}```\n\n# Fin\n\nFin du guide.");
             let got = chunks(&text, "Guide");
-            assert!(got.len() >= 2, "{got:?}");
-            for c in &got[1..got.len() - 1] {
-                assert!(
-                    c.text.starts_with(&format!("{open}\n{indent}# étape")),
-                    "{c:?}"
-                );
+            assert!(got.len() >= 4, "{got:?}");
+            for c in &got[1..] {
+                assert!(c.text.starts_with(&format!("{open}\n{indent}")), "{c:?}");
                 let lines: Vec<&str> = c.text.split('\n').collect();
+                let end = lines
+                    .iter()
+                    .position(|l| *l == format!("{indent}```"))
+                    .unwrap_or(lines.len() - 1);
                 let m = marks(&lines);
-                assert!(m.code.iter().all(Option::is_some), "{c:?}");
-                assert!(m.heading.iter().all(|h| !h), "{c:?}");
+                assert!(m.code[..=end].iter().all(Option::is_some), "{c:?}");
+                assert!(m.heading[..=end].iter().all(|h| !h), "{c:?}");
             }
         }
+
+        // A fence indented under a list item's first line, its block ended
+        // by the item: alone over a piece it would open a block running to
+        // the piece's end, so it is not repeated. Closed by its own fence,
+        // it is.
+        let script: String = (1..=150)
+            .map(|n| format!("   cp caisse-{n}.db /mnt/\n"))
+            .collect();
+        for (close, repeated) in [("", false), ("   ```\n", true)] {
+            let text = format!("1. Tapez :\n   ```\n{script}{close}2. Attendez.\n\n# Fin\n\nFin.");
+            let got = chunks(&text, "Guide");
+            assert!(got.len() >= 3, "{got:?}");
+            for c in &got[1..] {
+                assert_eq!(c.text.starts_with("   ```\n"), repeated, "{c:?}");
+            }
+        }
+
+        // No piece ends on a bare opening fence, its first line in the next
+        // piece under the same fence: here a line no cut goes in follows
+        // the fence, and a first piece holding the fence would be longer,
+        // so cheaper, than one without it.
+        let words = format!("{}Tapez :", "Copiez le script. ".repeat(38));
+        let long = "x".repeat(1_100);
+        let text = format!("{words}\n```bash\n{long}\n{script}```");
+        let got = chunks(&text, "Guide");
+        assert_eq!(got[0].text, words);
+        assert_eq!(got[1].text, format!("```bash\n{long}"));
 
         // A block that fills a chunk but for its closing fence, of two
         // lines no cut goes in: the cut is between them, not before the

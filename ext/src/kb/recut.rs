@@ -264,6 +264,9 @@ mod tests {
             .map(|n| format!("# étape {n}\ncp caisse-{n}.db /mnt/\n"))
             .collect();
         texts.push(format!("## Sauvegarde\n\n```sh\n{script}```\n\nFin."));
+        // The same in a list item, and after text with no blank line.
+        let item: String = script.lines().map(|l| format!("  {l}\n")).collect();
+        texts.push(format!("Étapes :\n- ```sh\n{item}  ```\n- Fin."));
         texts.push("Une phrase de plus sur les soins du visage. ".repeat(200));
         let mut hash = Sha256::new();
         for (n, text) in texts.iter().enumerate() {
@@ -292,7 +295,7 @@ mod tests {
             (CUT, fingerprint().as_str()),
             (
                 2,
-                "fc7bad3532be1facb50e8fe758d6745d3b891e1ec46aeb4641312d754b9b348c"
+                "343aff456f41bd1e5c3c4db05e9d657d39d3424536875d56970df86d9eb23629"
             )
         );
     }
