@@ -1242,13 +1242,7 @@ async fn a_prepared_document_that_ends_the_transaction_fails_the_completion_alon
     let kb = r##"{"method":"documents","documents":[{"title":"Horaires","content":"# Horaires\n\nDu lundi au samedi."}]}"##;
     let saved = server.post(&session_path(&id, "kb"), kb).await;
     assert_eq!(saved.status, 200, "{}", saved.body);
-    let exec = |sql: &str| {
-        tokio::task::block_in_place(|| {
-            let mut leader = cluster.leader().expect("a leader");
-            let db = leader.conn.open("onboarding.db").expect("open");
-            leader.conn.exec(db, sql, &[]).expect(sql);
-        })
-    };
+    let exec = |sql: &str| tokio::task::block_in_place(|| cluster.exec(sql));
     exec(
         "CREATE TRIGGER refuse_documents BEFORE INSERT ON kb_documents
          BEGIN SELECT RAISE(ROLLBACK, 'refused by the host'); END",
@@ -1461,8 +1455,6 @@ async fn documents_of_an_older_cut_are_cut_again_on_the_cluster() {
     // As an older library left them: the guide in one chunk, the summer
     // hours' terms without "été", neither of a known cut.
     tokio::task::block_in_place(|| {
-        let mut leader = cluster.leader().expect("a leader");
-        let db = leader.conn.open("onboarding.db").expect("open");
         for sql in [
             "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 1)",
             "DELETE FROM kb_chunks WHERE document_id = 1",
@@ -1474,7 +1466,7 @@ async fn documents_of_an_older_cut_are_cut_again_on_the_cluster() {
                  WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = 2)",
             "UPDATE kb_documents SET cut = 0",
         ] {
-            leader.conn.exec(db, sql, &[]).expect(sql);
+            cluster.exec(sql);
         }
     });
     // Bounded: 100 polls of 100 ms; the crawler polls every 200 ms.

@@ -496,7 +496,8 @@ impl Lines {
                 .take_while(|&l| code[l].is_some_and(|f| f.opening == opening))
                 .last()
                 .unwrap_or(opening);
-            let ends_as_alone = code[last].is_some_and(|f| f.closing) || last == n - 1;
+            let closed = code[last].is_some_and(|f| f.closing);
+            let ends_as_alone = closed || last == n - 1;
             let fence = lines[opening];
             // A fence on a list item's marker line (`- ```bash`): the
             // piece's first line, which starts at its first character, is
@@ -521,9 +522,7 @@ impl Lines {
                 out.glued[first] = true;
             }
             out.fence[opening + 1..=last].fill(repeated);
-            if code[last].is_some_and(|f| f.closing) {
-                out.glued[last] = true;
-            }
+            out.glued[last] |= closed;
             i = last + 1;
         }
         out
@@ -769,7 +768,6 @@ fn cuts(text: &str, lines: &Lines) -> Vec<Cut> {
 fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
     let cuts = cuts(text, lines);
     let header_chars: Vec<usize> = lines.headers.iter().map(|h| h.chars().count()).collect();
-    let header = |cut: &Cut| lines.header(cut);
     // The longest header a piece can start with (`Lines::read` repeats
     // none over a quarter of a chunk).
     let widest = header_chars
@@ -816,7 +814,7 @@ fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
             {
                 break;
             }
-            let chars = raw + header(&cuts[i]).map_or(0, |h| header_chars[h]);
+            let chars = raw + lines.header(&cuts[i]).map_or(0, |h| header_chars[h]);
             let cost = best[i]
                 .0
                 .saturating_add(piece_cost(chars))
@@ -830,7 +828,7 @@ fn split(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
     let mut j = cuts.len() - 1;
     while j > 0 {
         let i = best[j].1;
-        out.push((cuts[i].start, cuts[j].end, header(&cuts[i])));
+        out.push((cuts[i].start, cuts[j].end, lines.header(&cuts[i])));
         j = i;
     }
     out.reverse();
@@ -939,7 +937,6 @@ pub(super) mod tests {
     fn split_weighing_all(text: &str, lines: &Lines) -> Vec<(usize, usize, Option<usize>)> {
         let cuts = cuts(text, lines);
         let header_chars: Vec<usize> = lines.headers.iter().map(|h| h.chars().count()).collect();
-        let header = |cut: &Cut| lines.header(cut);
         let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); cuts.len()];
         best[0] = (0, 0);
         for j in 1..cuts.len() {
@@ -951,7 +948,7 @@ pub(super) mod tests {
                 if raw > MAX_CHARS && i + 1 < j {
                     break;
                 }
-                let chars = raw + header(&cuts[i]).map_or(0, |h| header_chars[h]);
+                let chars = raw + lines.header(&cuts[i]).map_or(0, |h| header_chars[h]);
                 let cost = best[i]
                     .0
                     .saturating_add(piece_cost(chars))
@@ -965,7 +962,7 @@ pub(super) mod tests {
         let mut j = cuts.len() - 1;
         while j > 0 {
             let i = best[j].1;
-            out.push((cuts[i].start, cuts[j].end, header(&cuts[i])));
+            out.push((cuts[i].start, cuts[j].end, lines.header(&cuts[i])));
             j = i;
         }
         out.reverse();

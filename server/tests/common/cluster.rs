@@ -295,6 +295,14 @@ impl Cluster {
         }
     }
 
+    /// Runs `sql` on the leader, as a host would: a test's own edit of
+    /// the file (a trigger, rows as an older library left them).
+    pub fn exec(&self, sql: &str) {
+        let mut leader = self.leader().expect("a leader");
+        let db = leader.conn.open("onboarding.db").expect("open");
+        leader.conn.exec(db, sql, &[]).expect(sql);
+    }
+
     /// One integer.
     pub fn count(&self, sql: &str) -> i64 {
         self.rows(sql, &[])[0][0].as_integer().expect("an integer")
