@@ -169,8 +169,6 @@ fn finish(
     error: Option<&str>,
 ) -> Result<Value> {
     let worker = checked_text("worker", worker, MAX_WORKER_CHARS)?;
-    // The outer Result rolls back; the inner one is the answer, given after
-    // the writes are kept (a late report's expiry must stand).
     in_savepoint(conn, || {
         let now = iso8601(env.now_ms());
         let held: Option<(String, Option<String>, String)> = sql::query_row(
@@ -200,10 +198,15 @@ fn finish(
                 )))
             }
             // A message still unsent at its expiry is never sent: its lease
-            // ended then. Reported sent afterwards, it is expired instead
-            // (its code is worthless by now), and kept so; its text goes.
+            // ended then. Reported sent afterwards, the report is refused,
+            // and like any failing call it writes nothing: the next claim
+            // expires the message and blanks its text, as it does every
+            // message past its time.
             Some((_, _, expires_at)) if status == "sent" && expires_at <= now => {
-                return Ok(Err(expired(conn, id, &expires_at, &now)?));
+                return Err(Error::conflict(format!(
+                    "message {id} expired at {expires_at}, before it was reported sent (a \
+                     message is never sent after its expiry, when its lease ends)"
+                )));
             }
             Some(_) => {}
         }
@@ -215,19 +218,6 @@ fn finish(
              WHERE id = ?1",
             (id, status, provider_id, error, &now),
         )?;
-        Ok(Ok(json!({ "success": true, "id": id, "status": status })))
-    })?
-}
-
-/// Expires message `id`, reported sent after its expiry, and answers why.
-fn expired(conn: &Connection, id: i64, expires_at: &str, now: &str) -> Result<Error> {
-    sql::execute(
-        conn,
-        "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?2 WHERE id = ?1",
-        (id, now),
-    )?;
-    Ok(Error::conflict(format!(
-        "message {id} expired at {expires_at}, before it was reported sent (a message is never \
-         sent after its expiry, when its lease ends): it is expired"
-    )))
+        Ok(json!({ "success": true, "id": id, "status": status }))
+    })
 }
