@@ -3063,6 +3063,189 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
     b.quit().await;
 }
 
+/// Makes the page's first POST to a path ending in `send` reach the server
+/// and its answer get lost (a dropped connection); the first to `verify`
+/// reach it and its answer be cut short (a 200 whose JSON stops mid-way).
+/// `window.posts` counts the POSTs to each.
+const LOSE_THE_FIRST_ANSWERS: &str = "const real = window.fetch;
+     window.posts = { send: 0, verify: 0 };
+     window.fetch = async (path, init) => {
+         if (init.method === 'POST' && path.endsWith('/phone/verification')) {
+             window.posts.send += 1;
+             const answer = await real(path, init);
+             if (window.posts.send === 1) throw new TypeError('Failed to fetch');
+             return answer;
+         }
+         if (init.method === 'POST' && path.endsWith('/phone/verify')) {
+             window.posts.verify += 1;
+             const answer = await real(path, init);
+             if (window.posts.verify === 1) {
+                 return new Response('{\"succ', { status: 200, headers: { 'Content-Type': 'application/json' } });
+             }
+             return answer;
+         }
+         return real(path, init);
+     };
+     return true";
+
+/// The retry offered after a send whose answer was lost meets the server's
+/// 429 (the code went out): the code field comes back for that code, with
+/// the refusal. The retry after a verification whose answer was cut short
+/// meets "already verified": the number is shown verified. On the wizard's
+/// page and on the dashboard's.
+#[tokio::test]
+async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let b = browser(&server, 1280).await;
+    to_the_verification(&b).await;
+    let id = row(&server, "onboarding_sessions")["id"].clone();
+    // In the wizard, then on the dashboard of a session completed unverified.
+    let dashboard =
+        completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    for page in ["wizard", "dashboard"] {
+        if page == "dashboard" {
+            open_dashboard(&b, &dashboard).await;
+            b.until("the dashboard", "!document.getElementById('panels').hidden")
+                .await;
+        }
+        b.eval(LOSE_THE_FIRST_ANSWERS).await;
+        b.click("#send-code").await;
+        b.until("the retry banner", "document.activeElement.id === 'retry'")
+            .await;
+        assert_eq!(
+            b.eval("return [document.getElementById('offline-text').textContent, document.getElementById('form-verify').hidden]")
+                .await,
+            json!(["Connexion au serveur impossible. Ce que vous avez saisi est conservé.", true]),
+            "{page}"
+        );
+        b.click("#retry").await;
+        b.until(
+            "the code field",
+            "!document.getElementById('form-verify').hidden && !document.getElementById('send-error').hidden",
+        )
+        .await;
+        let shown = b
+            .eval(
+                "return [document.getElementById('send-error').textContent,
+                         document.getElementById('send-code').textContent,
+                         document.getElementById('send-code').getAttribute('aria-disabled'),
+                         window.posts]",
+            )
+            .await;
+        let refusal = shown[0].as_str().unwrap_or_else(|| panic!("{shown}"));
+        assert!(
+            refusal.starts_with(
+                "Un code vient d'être envoyé : vous pourrez en demander un autre dans "
+            ) && refusal.contains(" Détail : a code was sent "),
+            "{page}: {shown}"
+        );
+        assert_eq!(
+            shown.as_array().unwrap()[1..],
+            [
+                json!("Renvoyer un code"),
+                json!("true"),
+                json!({"send": 2, "verify": 0})
+            ],
+            "{page}"
+        );
+        // The one code sent is typed in; its answer is cut short, and the
+        // retry finds the number verified.
+        let code = code_in(&gateway.deliver().await);
+        b.fill("code", &code).await;
+        b.click("#verify-code").await;
+        b.until("the retry banner", "document.activeElement.id === 'retry'")
+            .await;
+        b.click("#retry").await;
+        b.until(
+            "the verified number",
+            "!document.getElementById('verify-done').hidden",
+        )
+        .await;
+        let done = b
+            .eval(
+                "return [document.getElementById('verify-done').textContent,
+                         document.getElementById('form-verify').getClientRects().length === 0,
+                         window.posts]",
+            )
+            .await;
+        let text = if page == "wizard" {
+            "Numéro +33612345678 vérifié : votre agent prendra ses appels dès la fin de la configuration."
+        } else {
+            "Numéro +33612345678 vérifié : votre agent prend ses appels."
+        };
+        assert_eq!(
+            done,
+            json!([text, true, {"send": 2, "verify": 2}]),
+            "{page}"
+        );
+        if page == "dashboard" {
+            assert_eq!(b.text("phone-status").await, "Vérifié");
+        }
+    }
+    b.quit().await;
+    // One code sent per session, each verified.
+    let conn = server.read_db();
+    let verifications: Vec<(String, String, i64)> = conn
+        .prepare("SELECT session_id, status, sends FROM phone_verifications ORDER BY created_at")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        verifications,
+        [
+            (id.as_str().unwrap().to_string(), "verified".to_string(), 1),
+            (dashboard, "verified".to_string(), 1)
+        ]
+    );
+}
+
+/// A step's answer cut short (a 200 whose JSON stops mid-way: the
+/// connection dropped) is a network failure, not a success without a body:
+/// the step, safe to send twice, is sent again and the page goes on.
+#[tokio::test]
+async fn a_steps_answer_cut_short_is_sent_again() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_type_business(&b, EMAIL).await;
+    b.eval(
+        "const real = window.fetch;
+         window.saves = 0;
+         window.fetch = async (path, init) => {
+             if (init.method === 'POST' && path.endsWith('/business')) {
+                 window.saves += 1;
+                 const answer = await real(path, init);
+                 if (window.saves === 1) {
+                     return new Response('{\"succ', { status: 200, headers: { 'Content-Type': 'application/json' } });
+                 }
+                 return answer;
+             }
+             return real(path, init);
+         };
+         window.errors = [];
+         window.addEventListener('error', (e) => window.errors.push(String(e.message)));
+         window.addEventListener('unhandledrejection', (e) => window.errors.push(String(e.reason)));
+         return true",
+    )
+    .await;
+    b.click("#business-next").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval(
+            "return [window.saves, window.errors, document.getElementById('offline').hidden,
+                     document.getElementById('progress-label').textContent]"
+        )
+        .await,
+        json!([2, [], true, "Progression : 33\u{a0}%"])
+    );
+    b.quit().await;
+    assert_eq!(saved_business(&server)["company_name"], COMPANY);
+}
+
 /// A save kept waiting (another process holds the database) says so after
 /// a second, on its button and to screen readers, then goes on.
 #[tokio::test]

@@ -73,7 +73,16 @@ export async function request(method, path, body, { retries = 3, headers = {} } 
       json = null;
     }
     if (response.ok) {
-      return json;
+      if (json !== null && typeof json === 'object') return json;
+      // Every success of the API is a JSON object: a success without one
+      // is an answer cut short (the connection dropped mid-way). What was
+      // asked may have been done, or not, so it is a network failure,
+      // retried where sending twice is safe, else offered as "Réessayer".
+      if (attempt < retries) {
+        await wait(500 * 2 ** attempt);
+        continue;
+      }
+      throw new NetworkError('network');
     }
     // Busy or rate-limited: worth another try after the delay the server
     // asks for, when that delay is short enough to wait for on screen.

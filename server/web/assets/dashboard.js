@@ -205,6 +205,10 @@ async function sendCode() {
     sent = await post(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {}, { retries: 0 });
   } catch (error) {
     holdAfterRefusal(error);
+    // Too soon: a code went out that this page may not know of (a send
+    // whose answer was lost, then "Réessayer"). The session says which,
+    // and its code field comes back with the refusal.
+    if (error instanceof ApiError && error.status === 429) await showSavedVerification();
     throw error;
   }
   codeSent(sent);
@@ -213,8 +217,39 @@ async function sendCode() {
   announce($('sent-note').textContent);
 }
 
+/** The server's texts for a code sent for a number verified already. */
+const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
+
+/**
+ * Reads the session again and shows its number as it is now: the code
+ * field of a pending code, or the number verified. Answers the number's
+ * mapping, or null when the read failed (the step is left as it was).
+ */
+async function showSavedVerification() {
+  let session;
+  try {
+    session = await get(sessionPath(id));
+  } catch {
+    return null;
+  }
+  const mapping = (session.omnichannel && session.omnichannel.phone_mapping) || null;
+  showPhone(mapping);
+  prepareVerification(mapping, session.phone_verification);
+  return mapping;
+}
+
 async function verifyCode() {
-  const answer = await post(sessionPath(id, 'phone/verify'), { code: typedCode($('code').value) }, { retries: 0 });
+  let answer;
+  try {
+    answer = await post(sessionPath(id, 'phone/verify'), { code: typedCode($('code').value) }, { retries: 0 });
+  } catch (error) {
+    // Verified already: by this very code, whose answer was lost before
+    // "Réessayer". The number as the session has it now is shown.
+    if (!(error instanceof ApiError) || error.status !== 409 || !ALREADY_VERIFIED.test(error.message)) throw error;
+    const mapping = await showSavedVerification();
+    if (!mapping || mapping.status !== 'verified') throw error;
+    answer = mapping;
+  }
   showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
   $('phone-verify').hidden = true;
   $('code').value = '';

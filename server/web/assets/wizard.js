@@ -872,6 +872,10 @@ async function sendCode() {
       return;
     }
     holdAfterRefusal(error);
+    // Too soon: a code went out that this page may not know of (a send
+    // whose answer was lost, then "Réessayer"). The session says which,
+    // and its code field comes back with the refusal.
+    if (error instanceof ApiError && error.status === 429) await showSavedVerification();
     throw error;
   }
   state.sentAt = Date.now();
@@ -894,11 +898,35 @@ function codeSent(v) {
  */
 const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
 
+/** The server's texts for a code sent for a number verified already. */
+const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
+
+/**
+ * Reads the session again and shows its verification as it is: the code
+ * field of a pending code, or the verified state. A failed read leaves the
+ * step as it was (the refusal that led here is shown all the same).
+ */
+async function showSavedVerification() {
+  try {
+    await refreshSession();
+  } catch {
+    return;
+  }
+  prepareVerification();
+}
+
 async function verifyCode() {
   let answer;
   try {
     answer = await post(sessionPath(state.id, 'phone/verify'), { code: typedCode(value('code')) }, { retries: 0 });
   } catch (error) {
+    // Verified already: by this very code, whose answer was lost before
+    // "Réessayer". The session shows the verified state.
+    if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
+      await showSavedVerification();
+      $('verification-next').focus();
+      return;
+    }
     if (!(error instanceof ApiError) || !DEAD_CODE.test(error.message)) throw error;
     $('form-verify').hidden = true;
     $('code').value = '';
