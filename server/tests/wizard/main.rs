@@ -1431,6 +1431,53 @@ async fn a_knowledge_base_saved_as_assistant_is_shown_and_kept() {
     assert_eq!(session["kb_data"], r#"{"method":"assistant"}"#);
 }
 
+/// A return from a browser that kept only the session's id (another one,
+/// its storage cleared), no step: the page resumes after the last step the
+/// session holds, not at the completion. First the appointments after the
+/// knowledge base; once they are saved, the verification.
+#[tokio::test]
+async fn a_return_without_the_kept_step_resumes_after_the_last_step_saved() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let b = browser(&server, 1024).await;
+    let mut resumed = Vec::new();
+    for (step, body) in [
+        ("business", BUSINESS),
+        ("channels", r#"{"channels":["phone"]}"#),
+        ("vapi", VAPI),
+        ("kb", r#"{"method":"skip"}"#),
+        (
+            "appointments",
+            r#"{"provider":"cal_com","event_type_id":"12345","timezone":"Europe/Paris"}"#,
+        ),
+    ] {
+        let reply = server.post(&session_path(&id, step), body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+        b.open("/").await;
+        b.eval(&format!(
+            "localStorage.clear(); localStorage.setItem('onboarding.session_id', '{id}'); return true"
+        ))
+        .await;
+        b.open("/").await;
+        b.until(
+            "a step",
+            "[...document.querySelectorAll('.step')].some(s => !s.hidden) && document.activeElement.tagName === 'H1'",
+        )
+        .await;
+        resumed.push(
+            b.eval("return [...document.querySelectorAll('.step')].filter(s => !s.hidden).map(s => s.dataset.step).join()")
+                .await,
+        );
+    }
+    assert_eq!(
+        resumed,
+        ["channels", "phone", "kb", "appointments", "verification"]
+    );
+    b.quit().await;
+}
+
 /// A number another account already routes, verified in the wizard before
 /// completion: the page says its calls will not reach the agent, on the
 /// verification step, after a reload and on the completion, as the

@@ -198,7 +198,12 @@ function resumeStep(session) {
   if (stored && order.includes(stored) && order.indexOf(stored) <= order.indexOf(furthest)) {
     return stored;
   }
-  return furthest;
+  if (missing) return furthest;
+  // No step kept by this browser (another one, or its storage cleared):
+  // the session says how far the user went. Past the knowledge base come
+  // the appointments, saved or not (declining them saves nothing), then
+  // the verification, once appointments are saved or a code was sent.
+  return steps.appointments || session.phone_verification ? 'verification' : 'appointments';
 }
 
 // ------------------------------------------------------ saving and errors
