@@ -19,8 +19,13 @@ export const check = (name, wanted) => {
   }
 };
 
-/** Says `message` through the polite live region `#announce`. */
+/**
+ * Says `message` through the polite live region `#announce`. An error said
+ * before is over by then (the action that failed was done, or another one
+ * was): a screen reader browsing the page must not find it still.
+ */
 export function announce(message) {
+  $('announce-error').textContent = '';
   $('announce').textContent = message;
 }
 
