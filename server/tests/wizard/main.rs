@@ -1937,6 +1937,77 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
     b.quit().await;
 }
 
+/// A session an operator closed (`abandoned`) mid-way: the next save says
+/// so on the welcome step and keeps what was typed, and a new session
+/// starts from it; kept in storage at load, the same, from what it held.
+#[tokio::test]
+async fn a_session_closed_mid_way_starts_again_with_what_was_typed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    let closed = row(&server, "onboarding_sessions")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = Connection::open(&server.db_path).unwrap();
+    let close =
+        format!("UPDATE onboarding_sessions SET status = 'abandoned' WHERE id = '{closed}'");
+    db.execute_batch(&close).unwrap();
+    b.click("#channel-sms").await;
+    b.click("#channels-next").await;
+    b.step("welcome").await;
+    assert_eq!(
+        b.text("welcome-note").await,
+        "Votre configuration précédente a été close. Vous pouvez en commencer une nouvelle : \
+         ce que vous avez saisi est conservé."
+    );
+    b.click("#start").await;
+    b.step("business").await;
+    b.click("#business-next").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.getElementById('channel-sms').checked")
+            .await,
+        true
+    );
+    let sessions = rows(&server.read_db(), "onboarding_sessions");
+    assert_eq!(sessions.len(), 2);
+    let new = sessions
+        .iter()
+        .find(|s| s["id"] != closed.as_str())
+        .unwrap();
+    let business: Value = serde_json::from_str(new["business_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        [&business["company_name"], &business["email"]],
+        [&json!(COMPANY), &json!(EMAIL)]
+    );
+    // At load: the new session closed too. What it holds fills the forms,
+    // for the next one to start from.
+    let id = new["id"].as_str().unwrap();
+    db.execute_batch(&format!(
+        "UPDATE onboarding_sessions SET status = 'abandoned' WHERE id = '{id}'"
+    ))
+    .unwrap();
+    b.open("/").await;
+    b.step("welcome").await;
+    assert_eq!(
+        [b.text("welcome-note").await, b.value("company_name").await],
+        [
+            "Votre configuration précédente a été close. Vous pouvez en commencer une nouvelle : \
+             ce que vous avez saisi est conservé.",
+            COMPANY
+        ]
+    );
+    assert_eq!(
+        b.eval("return localStorage.getItem('onboarding.session_id')")
+            .await,
+        Value::Null
+    );
+    b.quit().await;
+}
+
 /// The business step saved, left for the channels, come back to by
 /// "Précédent", and its company name changed to "Boulangerie Dupont".
 async fn back_to_business_with_a_new_name(b: &Browser) {

@@ -157,6 +157,9 @@ const RULES = [
   // Too many requests.
   [/^too many sessions created from this address/,
     (m, e) => `Trop de configurations ont été commencées depuis votre connexion : réessayez ${delay(e.retryAfter)}.`],
+  // A session an operator closed (`abandoned`; the wizard starts a new
+  // one instead, the dashboard says this).
+  [/^session .* is abandoned[;,]/, () => 'Cette configuration a été close : elle ne peut plus être modifiée.'],
   [/^too many open connections/, (m, e) => `Le serveur est très sollicité : réessayez ${delay(e.retryAfter)}.`],
 ];
 

@@ -254,6 +254,10 @@ function failed(form, action, error) {
     sessionLost();
     return;
   }
+  if (error instanceof ApiError && error.status === 409 && /^session '[^']*' is abandoned[;,]/.test(error.message)) {
+    sessionLost(true);
+    return;
+  }
   // Completed meanwhile (in another tab): its steps are closed, and the
   // page goes to the completion it missed, with the dashboard's link,
   // rather than quote the session's id, its only credential.
@@ -395,7 +399,7 @@ function setProgress(percentage) {
   $('progress-label').textContent = `Progression : ${percentage}\u00a0%`;
 }
 
-function sessionLost() {
+function sessionLost(closed = false) {
   localStorage.removeItem(SESSION_KEY);
   localStorage.removeItem(STEP_KEY);
   clearDrafts();
@@ -405,9 +409,14 @@ function sessionLost() {
   // What the page holds stays: a session lost mid-way (the server's
   // database replaced) costs the user no typing, and the new session saves
   // each step again as it is left. A page just loaded holds the defaults.
+  // A session an operator closed (`abandoned`) takes no step any more:
+  // the way on is the same, a new one.
+  const previous = closed
+    ? 'Votre configuration précédente a été close.'
+    : "Votre configuration précédente n'a pas été retrouvée.";
   $('welcome-note').textContent = state.loading
-    ? "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle."
-    : "Votre configuration précédente n'a pas été retrouvée. Vous pouvez en commencer une nouvelle : ce que vous avez saisi est conservé.";
+    ? `${previous} Vous pouvez en commencer une nouvelle.`
+    : `${previous} Vous pouvez en commencer une nouvelle : ce que vous avez saisi est conservé.`;
   state.loading = false;
   $('welcome-note').hidden = false;
   setProgress(0);
@@ -1232,6 +1241,10 @@ async function start() {
     if (session.status === 'completed') {
       clearDrafts();
       await show('complete');
+      return;
+    }
+    if (session.status === 'abandoned') {
+      sessionLost(true);
       return;
     }
     // What was typed and not saved goes over the saved data, each step's
