@@ -52,6 +52,51 @@ const NOISE_OUTSIDE_CONTENT: &str = "button, [aria-hidden=true], \
      [id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], [id*=didomi i], \
      .cc-window, .cc-banner";
 
+/// Cookie banners wherever they are, in the content too (a site that puts
+/// its banner in `main`): a consent manager's own ids, a dialog named for
+/// cookies or consent, and an id or class pairing a banner's subject with a
+/// banner's form (`cookie-banner`, `cookieConsent`, `rgpd-popup`,
+/// `consent-bar`). A subject alone is content there: "cookies maison" is a
+/// bakery's section, "consentement éclairé" a clinic's, "rgpd" a privacy
+/// page's.
+fn banners() -> String {
+    const SUBJECTS: [&str; 4] = ["cookie", "consent", "gdpr", "rgpd"];
+    const FORMS: [&str; 15] = [
+        "banner",
+        "bandeau",
+        "notice",
+        "bar",
+        "popup",
+        "pop-up",
+        "modal",
+        "overlay",
+        "dialog",
+        "alert",
+        "notification",
+        "message",
+        "wall",
+        "cookie",
+        "consent",
+    ];
+    let mut css = String::from(
+        "[id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], [id*=didomi i], \
+         [id*=cookiebot i], .cc-window, .cc-banner",
+    );
+    for role in ["dialog", "alertdialog"] {
+        for subject in ["cookie", "consent"] {
+            css += &format!(", [role={role}][aria-label*={subject} i]");
+        }
+    }
+    for subject in SUBJECTS {
+        for form in FORMS.iter().filter(|f| **f != subject) {
+            for attr in ["id", "class"] {
+                css += &format!(", [{attr}*={subject} i][{attr}*={form} i]");
+            }
+        }
+    }
+    css
+}
+
 /// Words of a page that only says it is loading (a JavaScript shell whose
 /// placeholder is a sentence), lowercase.
 const LOADING: [&str; 6] = [
@@ -139,6 +184,7 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
     let scripts = doc.select(&selector("script")).count();
     remove(&mut doc, NOISE);
     remove_outside_content(&mut doc, NOISE_OUTSIDE_CONTENT);
+    remove(&mut doc, &banners());
     remove_outside_content(&mut doc, SITE_HEADER);
     // The outermost site footers (one inside another is part of it), all
     // of them, in order: a block of addresses above a copyright line.
@@ -581,6 +627,40 @@ mod tests {
             extract(html, &base).markdown,
             "## Nos cookies maison\n\nCookie chocolat, 2 euros.\n\n\
              ## Acceptez-vous les chèques vacances ?\n\nOui, pour toutes les prestations."
+        );
+    }
+
+    #[test]
+    fn cookie_banners_inside_the_content_are_dropped_and_cookies_sold_are_kept() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let text = "# Le salon\n\nCoupe, couleur et soins, du mardi au samedi.";
+        for banner in [
+            r#"<div class="cookie-banner">Nous utilisons des cookies. <button>Accepter</button></div>"#,
+            r#"<div id="cookie-consent"><p>Acceptez-vous les cookies ?</p></div>"#,
+            r#"<div class="cookieNotice"><p>Ce site dépose des cookies.</p></div>"#,
+            r#"<div id="onetrust-banner-sdk"><p>We use cookies.</p></div>"#,
+            r#"<div role="dialog" aria-label="Cookies"><p>Vos choix.</p></div>"#,
+            r#"<div role="alertdialog" aria-label="Consentement"><p>Vos choix.</p></div>"#,
+            r#"<section class="rgpd-popup"><p>Vos données personnelles.</p></section>"#,
+            r#"<div class="Consent-Bar"><p>Paramétrer les traceurs.</p></div>"#,
+            r#"<div id="CybotCookiebotDialog"><p>Ce site utilise des cookies.</p></div>"#,
+        ] {
+            let html = format!(
+                "<html><body><main><h1>Le salon</h1>{banner}\
+                 <p>Coupe, couleur et soins, du mardi au samedi.</p></main></body></html>"
+            );
+            assert_eq!(extract(&html, &base).markdown, text, "{banner}");
+        }
+        // A subject with no banner's form is the page's own.
+        let html = r#"<html><body><main>
+            <section class="cookies-maison"><h2>Nos cookies maison</h2><p>Cookie chocolat, 2 euros.</p></section>
+            <section aria-label="Nos cookies"><p>Cookie citron, 2 euros.</p></section>
+            <section class="consentement-eclaire"><h2>Consentement éclairé</h2><p>Signé avant le soin.</p></section>
+            <div id="rgpd"><h2>Vos données</h2><p>Conservées trois ans.</p></div></main></body></html>"#;
+        assert_eq!(
+            extract(html, &base).markdown,
+            "## Nos cookies maison\n\nCookie chocolat, 2 euros.\n\nCookie citron, 2 euros.\n\n\
+             ## Consentement éclairé\n\nSigné avant le soin.\n\n## Vos données\n\nConservées trois ans."
         );
     }
 
