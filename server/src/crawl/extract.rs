@@ -53,48 +53,81 @@ const NOISE_OUTSIDE_CONTENT: &str = "button, [aria-hidden=true], \
      .cc-window, .cc-banner";
 
 /// Cookie banners wherever they are, in the content too (a site that puts
-/// its banner in `main`): a consent manager's own ids, a dialog named for
-/// cookies or consent, and an id or class pairing a banner's subject with a
-/// banner's form (`cookie-banner`, `cookieConsent`, `rgpd-popup`,
-/// `consent-bar`). A subject alone is content there: "cookies maison" is a
-/// bakery's section, "consentement éclairé" a clinic's, "rgpd" a privacy
-/// page's.
-fn banners() -> String {
-    const SUBJECTS: [&str; 4] = ["cookie", "consent", "gdpr", "rgpd"];
-    const FORMS: [&str; 15] = [
-        "banner",
-        "bandeau",
-        "notice",
-        "bar",
-        "popup",
-        "pop-up",
-        "modal",
-        "overlay",
-        "dialog",
-        "alert",
-        "notification",
-        "message",
-        "wall",
-        "cookie",
-        "consent",
+/// its banner in `main`): a consent manager's own ids, and a dialog named
+/// for cookies or consent. Others by their names, see [`banner_name`].
+const BANNERS: &str = "[id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], \
+     [id*=didomi i], [id*=cookiebot i], .cc-window, .cc-banner, \
+     [role=dialog][aria-label*=cookie i], [role=alertdialog][aria-label*=cookie i], \
+     [role=dialog][aria-label*=consent i], [role=alertdialog][aria-label*=consent i]";
+
+/// A banner named as one (`cookie-banner`, `cookieConsent`, `gdpr_popup`,
+/// `bandeau-rgpd`, `cookie-law-info-bar`) is at most this many letters
+/// and digits: a page's own text named so by accident is longer.
+const BANNER_MAX_CHARS: usize = 2_000;
+
+/// Whether an id or one class name (`name`) is a cookie banner's: its
+/// words (split at `-`, `_` and a lowercase-to-uppercase step) hold a
+/// subject (cookie, consent, gdpr, rgpd) followed by a banner's form
+/// (banner, bar, notice, popup…), or `bandeau` followed by a subject, one
+/// word or two next to each other. Whole words, one name at a time: a
+/// subject alone is a page's own ("cookies maison", a WordPress post's
+/// `category-rgpd tag-cookies`), and so are `sidebar`, `modalites`,
+/// `notice-rgpd` (a privacy notice) and `consentement` (a clinic's).
+fn banner_name(name: &str) -> bool {
+    const SUBJECTS: [&str; 5] = ["cookie", "cookies", "consent", "gdpr", "rgpd"];
+    const FORMS: [&str; 13] = [
+        "banner", "bandeau", "notice", "bar", "popup", "pop", "modal", "overlay", "dialog", "wall",
+        "alert", "law", "consent",
     ];
-    let mut css = String::from(
-        "[id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], [id*=didomi i], \
-         [id*=cookiebot i], .cc-window, .cc-banner",
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut lower_before = false;
+    for c in name.chars() {
+        if c == '-' || c == '_' || (c.is_uppercase() && lower_before) {
+            words.push(std::mem::take(&mut word));
+        }
+        lower_before = c.is_lowercase() || c.is_ascii_digit();
+        if c != '-' && c != '_' {
+            word.extend(c.to_lowercase());
+        }
+    }
+    words.push(word);
+    let pair = |a: &str, b: &str| {
+        (SUBJECTS.contains(&a) && FORMS.contains(&b) && a != b)
+            || (a == "bandeau" && SUBJECTS.contains(&b))
+    };
+    let joined = |w: &str| {
+        SUBJECTS
+            .iter()
+            .chain(["bandeau"].iter())
+            .any(|s| w.strip_prefix(s).is_some_and(|rest| pair(s, rest)))
+    };
+    words.iter().any(|w| joined(w)) || words.windows(2).any(|p| pair(&p[0], &p[1]))
+}
+
+/// Detaches the cookie banners ([`BANNERS`], and elements named as one and
+/// short enough to be one), wherever they are.
+fn remove_banners(doc: &mut Html) {
+    let mut ids: Vec<_> = doc.select(&selector(BANNERS)).map(|e| e.id()).collect();
+    ids.extend(
+        doc.select(&selector("[id], [class]"))
+            .filter(|e| {
+                let v = e.value();
+                v.id().into_iter().chain(v.classes()).any(banner_name)
+                    && e.text()
+                        .flat_map(str::chars)
+                        .filter(|c| c.is_alphanumeric())
+                        .take(BANNER_MAX_CHARS + 1)
+                        .count()
+                        <= BANNER_MAX_CHARS
+            })
+            .map(|e| e.id()),
     );
-    for role in ["dialog", "alertdialog"] {
-        for subject in ["cookie", "consent"] {
-            css += &format!(", [role={role}][aria-label*={subject} i]");
+    for id in ids {
+        if let Some(mut node) = doc.tree.get_mut(id) {
+            node.detach();
         }
     }
-    for subject in SUBJECTS {
-        for form in FORMS.iter().filter(|f| **f != subject) {
-            for attr in ["id", "class"] {
-                css += &format!(", [{attr}*={subject} i][{attr}*={form} i]");
-            }
-        }
-    }
-    css
 }
 
 /// Words of a page that only says it is loading (a JavaScript shell whose
@@ -184,7 +217,7 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
     let scripts = doc.select(&selector("script")).count();
     remove(&mut doc, NOISE);
     remove_outside_content(&mut doc, NOISE_OUTSIDE_CONTENT);
-    remove(&mut doc, &banners());
+    remove_banners(&mut doc);
     remove_outside_content(&mut doc, SITE_HEADER);
     // The outermost site footers (one inside another is part of it), all
     // of them, in order: a block of addresses above a copyright line.
@@ -644,6 +677,10 @@ mod tests {
             r#"<section class="rgpd-popup"><p>Vos données personnelles.</p></section>"#,
             r#"<div class="Consent-Bar"><p>Paramétrer les traceurs.</p></div>"#,
             r#"<div id="CybotCookiebotDialog"><p>Ce site utilise des cookies.</p></div>"#,
+            r#"<div id="cookie-law-info-bar"><span>Ce site utilise des cookies.</span></div>"#,
+            r#"<div class="bandeau-cookies"><p>Ce site utilise des cookies.</p></div>"#,
+            r#"<div class="cmplz-cookiebanner"><p>Gérer le consentement.</p></div>"#,
+            r#"<div id="cookieConsent"><p>Ce site utilise des cookies.</p></div>"#,
         ] {
             let html = format!(
                 "<html><body><main><h1>Le salon</h1>{banner}\
@@ -651,17 +688,69 @@ mod tests {
             );
             assert_eq!(extract(&html, &base).markdown, text, "{banner}");
         }
-        // A subject with no banner's form is the page's own.
+        // A subject with no banner's form next to it, in one name, is the
+        // page's own; so is a banner's name over more text than a banner.
         let html = r#"<html><body><main>
             <section class="cookies-maison"><h2>Nos cookies maison</h2><p>Cookie chocolat, 2 euros.</p></section>
             <section aria-label="Nos cookies"><p>Cookie citron, 2 euros.</p></section>
             <section class="consentement-eclaire"><h2>Consentement éclairé</h2><p>Signé avant le soin.</p></section>
-            <div id="rgpd"><h2>Vos données</h2><p>Conservées trois ans.</p></div></main></body></html>"#;
+            <div id="rgpd"><h2>Vos données</h2><p>Conservées trois ans.</p></div>
+            <article class="post category-rgpd tag-cookies"><h2>Cookies et RGPD</h2><p>Ce que la loi demande.</p></article>
+            <div class="sidebar cookies-list"><p>Cookie noisette, 2 euros.</p></div>
+            <section id="notice-rgpd"><p>Notice d'information sur vos droits.</p></section>
+            <div class="consentement-modalites"><p>Les modalités du consentement.</p></div>
+            <div id="rgpd-notification-violations"><p>Violations notifiées sous 72 heures.</p></div>
+            </main></body></html>"#;
         assert_eq!(
             extract(html, &base).markdown,
             "## Nos cookies maison\n\nCookie chocolat, 2 euros.\n\nCookie citron, 2 euros.\n\n\
-             ## Consentement éclairé\n\nSigné avant le soin.\n\n## Vos données\n\nConservées trois ans."
+             ## Consentement éclairé\n\nSigné avant le soin.\n\n## Vos données\n\nConservées trois ans.\n\n\
+             ## Cookies et RGPD\n\nCe que la loi demande.\n\nCookie noisette, 2 euros.\n\n\
+             Notice d'information sur vos droits.\n\nLes modalités du consentement.\n\n\
+             Violations notifiées sous 72 heures."
         );
+        let long = format!(
+            "<html><body><main><div class=\"cookie-banner\"><p>{}</p></div></main></body></html>",
+            "Biscuit ".repeat(300)
+        );
+        assert_eq!(
+            extract(&long, &base).markdown.len(),
+            "Biscuit ".len() * 300 - 1
+        );
+    }
+
+    #[test]
+    fn a_banners_name_is_read_word_by_word() {
+        for name in [
+            "cookie-banner",
+            "cookieBanner",
+            "CookieConsent",
+            "cookies_popup",
+            "gdpr-consent",
+            "rgpd-pop-up",
+            "Bandeau-RGPD",
+            "cookiebar",
+            "cookie-law-info-bar",
+            "cmplz-cookiebanner",
+        ] {
+            assert!(banner_name(name), "{name}");
+        }
+        for name in [
+            "cookies-maison",
+            "category-rgpd",
+            "tag-cookies",
+            "sidebar",
+            "cookie-sidebar",
+            "notice-rgpd",
+            "consentement-modalites",
+            "rgpd-notification",
+            "cookiesmaison",
+            "consent",
+            "banner",
+            "",
+        ] {
+            assert!(!banner_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -1995,8 +1995,8 @@ async fn a_session_closed_mid_way_starts_again_with_what_was_typed() {
     assert_eq!(
         [b.text("welcome-note").await, b.value("company_name").await],
         [
-            "Votre configuration précédente a été close. Vous pouvez en commencer une nouvelle : \
-             ce que vous avez saisi est conservé.",
+            "Votre configuration précédente a été close. Vous pouvez en commencer une nouvelle, \
+             à partir de ce qu'elle contenait.",
             COMPANY
         ]
     );
@@ -2004,6 +2004,17 @@ async fn a_session_closed_mid_way_starts_again_with_what_was_typed() {
         b.eval("return localStorage.getItem('onboarding.session_id')")
             .await,
         Value::Null
+    );
+    // The dashboard of a closed session says so, not to resume it.
+    open_dashboard(&b, id).await;
+    b.until(
+        "the dashboard's note",
+        "!document.getElementById('not-ready').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.text("not-ready-text").await,
+        "Votre configuration a été close : recommencez-en une nouvelle depuis la page de configuration."
     );
     b.quit().await;
 }

@@ -112,6 +112,10 @@ async function load() {
     get(`${BASE}/agent-types`),
     get(`${BASE}/voices`),
   ]);
+  if (session.status === 'abandoned') {
+    notReady('Votre configuration a été close : recommencez-en une nouvelle depuis la page de configuration.');
+    return;
+  }
   if (session.status !== 'completed' || !session.omnichannel) {
     notReady("Votre configuration n'est pas terminée : reprenez-la là où vous l'aviez laissée.");
     return;
@@ -209,6 +213,14 @@ async function sendCode() {
     // whose answer was lost, then "Réessayer"). The session says which,
     // and its code field comes back with the refusal.
     if (error instanceof ApiError && error.status === 429) await showSavedVerification();
+    // Verified already (by a code whose answer was lost): shown so.
+    if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
+      const mapping = await showSavedVerification();
+      if (mapping && mapping.status === 'verified') {
+        showVerified(mapping);
+        return;
+      }
+    }
     throw error;
   }
   codeSent(sent);
@@ -250,6 +262,11 @@ async function verifyCode() {
     if (!mapping || mapping.status !== 'verified') throw error;
     answer = mapping;
   }
+  showVerified(answer);
+}
+
+/** The number verified (`answer`: the verify answer, or the session's mapping). */
+function showVerified(answer) {
   showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
   $('phone-verify').hidden = true;
   $('code').value = '';

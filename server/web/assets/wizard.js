@@ -410,13 +410,14 @@ function sessionLost(closed = false) {
   // database replaced) costs the user no typing, and the new session saves
   // each step again as it is left. A page just loaded holds the defaults.
   // A session an operator closed (`abandoned`) takes no step any more:
-  // the way on is the same, a new one.
+  // the way on is the same, a new one. Found so at load, what it held
+  // fills the forms (what was typed and not saved is dropped with it).
   const previous = closed
     ? 'Votre configuration précédente a été close.'
     : "Votre configuration précédente n'a pas été retrouvée.";
-  $('welcome-note').textContent = state.loading
-    ? `${previous} Vous pouvez en commencer une nouvelle.`
-    : `${previous} Vous pouvez en commencer une nouvelle : ce que vous avez saisi est conservé.`;
+  let kept = ' : ce que vous avez saisi est conservé.';
+  if (state.loading) kept = closed ? ", à partir de ce qu'elle contenait." : '.';
+  $('welcome-note').textContent = `${previous} Vous pouvez en commencer une nouvelle${kept}`;
   state.loading = false;
   $('welcome-note').hidden = false;
   setProgress(0);
@@ -890,6 +891,8 @@ async function sendCode() {
     // whose answer was lost, then "Réessayer"). The session says which,
     // and its code field comes back with the refusal.
     if (error instanceof ApiError && error.status === 429) await showSavedVerification();
+    // Verified already (by a code whose answer was lost): shown so.
+    if (await verifiedMeanwhile(error)) return;
     throw error;
   }
   state.sentAt = Date.now();
@@ -917,16 +920,34 @@ const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is alre
 
 /**
  * Reads the session again and shows its verification as it is: the code
- * field of a pending code, or the verified state. A failed read leaves the
- * step as it was (the refusal that led here is shown all the same).
+ * field of a pending code, or the verified state. Answers the verification
+ * of the saved number, or null (none, or the read failed: the step is then
+ * left as it was).
  */
 async function showSavedVerification() {
   try {
     await refreshSession();
   } catch {
-    return;
+    return null;
   }
   prepareVerification();
+  const latest = verificationOf(state.session);
+  const phone = (state.session.steps.business || {}).phone;
+  return latest && latest.phone_number === phone ? latest : null;
+}
+
+/**
+ * Whether `error` says the number is verified already (a code whose
+ * answer was lost, then "Réessayer" or "Renvoyer") and the session, read
+ * again, shows it so, verified state and focus on "Suivant". Otherwise the
+ * refusal is the caller's to show.
+ */
+async function verifiedMeanwhile(error) {
+  if (!(error instanceof ApiError) || error.status !== 409 || !ALREADY_VERIFIED.test(error.message)) return false;
+  const shown = await showSavedVerification();
+  if (!shown || shown.status !== 'verified') return false;
+  $('verification-next').focus();
+  return true;
 }
 
 async function verifyCode() {
@@ -935,12 +956,8 @@ async function verifyCode() {
     answer = await post(sessionPath(state.id, 'phone/verify'), { code: typedCode(value('code')) }, { retries: 0 });
   } catch (error) {
     // Verified already: by this very code, whose answer was lost before
-    // "Réessayer". The session shows the verified state.
-    if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
-      await showSavedVerification();
-      $('verification-next').focus();
-      return;
-    }
+    // "Réessayer".
+    if (await verifiedMeanwhile(error)) return;
     if (!(error instanceof ApiError) || !DEAD_CODE.test(error.message)) throw error;
     $('form-verify').hidden = true;
     $('code').value = '';
@@ -1244,6 +1261,8 @@ async function start() {
       return;
     }
     if (session.status === 'abandoned') {
+      // Said as found at load: the forms hold what it held, not typing.
+      state.loading = true;
       sessionLost(true);
       return;
     }
