@@ -5,7 +5,8 @@
 //! A message is handed to one sender at a time: claiming sets a lease, and
 //! only a lease that ran out (a sender that crashed or hung) lets another
 //! sender take the message over. The text, which holds a code, is blanked
-//! as soon as the message is sent, failed, withdrawn or expired; a message
+//! as soon as the message is sent, failed or withdrawn, and once expired at
+//! the next claim (which expires every message past its time); a message
 //! past its expiry is never handed out, since its code is worthless by then.
 
 use rusqlite::{Connection, OptionalExtension};
