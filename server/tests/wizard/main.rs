@@ -3262,7 +3262,7 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
                 "return [document.getElementById('send-error').textContent,
                          document.getElementById('send-code').textContent,
                          document.getElementById('send-code').getAttribute('aria-disabled'),
-                         window.posts]",
+                         window.posts, document.activeElement.id]",
             )
             .await;
         let refusal = shown[0].as_str().unwrap_or_else(|| panic!("{shown}"));
@@ -3277,7 +3277,8 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
             [
                 json!("Renvoyer un code"),
                 json!("true"),
-                json!({"send": 2, "verify": 0})
+                json!({"send": 2, "verify": 0}),
+                json!("code")
             ],
             "{page}"
         );

@@ -212,7 +212,11 @@ async function sendCode() {
     // Too soon: a code went out that this page may not know of (a send
     // whose answer was lost, then "Réessayer"). The session says which,
     // and its code field comes back with the refusal.
-    if (error instanceof ApiError && error.status === 429) await showSavedVerification();
+    if (error instanceof ApiError && error.status === 429) {
+      await showSavedVerification();
+      // The code that went out is the one to type.
+      if (!$('phone-verify').hidden && !$('form-verify').hidden) $('code').focus();
+    }
     // Verified already (by a code whose answer was lost): shown so.
     if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
       const mapping = await showSavedVerification();

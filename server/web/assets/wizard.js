@@ -890,7 +890,11 @@ async function sendCode() {
     // Too soon: a code went out that this page may not know of (a send
     // whose answer was lost, then "Réessayer"). The session says which,
     // and its code field comes back with the refusal.
-    if (error instanceof ApiError && error.status === 429) await showSavedVerification();
+    if (error instanceof ApiError && error.status === 429) {
+      const shown = await showSavedVerification();
+      // The code that went out is the one to type.
+      if (shown && shown.status === 'pending') $('code').focus();
+    }
     // Verified already (by a code whose answer was lost): shown so.
     if (await verifiedMeanwhile(error)) return;
     throw error;
