@@ -213,9 +213,11 @@ async function sendCode() {
     // whose answer was lost, then "Réessayer"). The session says which,
     // and its code field comes back with the refusal.
     if (error instanceof ApiError && error.status === 429) {
+      const known = !$('form-verify').hidden;
       await showSavedVerification();
-      // The code that went out is the one to type.
-      if (!$('phone-verify').hidden && !$('form-verify').hidden) $('code').focus();
+      // A code this page did not know of is the one to type (one it knew
+      // of leaves the focus by "Renvoyer", beside the refusal).
+      if (!known && !$('phone-verify').hidden && !$('form-verify').hidden) $('code').focus();
     }
     // Verified already (by a code whose answer was lost): shown so.
     if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
