@@ -1856,6 +1856,29 @@ async fn appointments_declined_after_cal_com_leave_no_campaign() {
     b.quit().await;
 }
 
+/// The dashboard's note that it has nothing to show, once shown.
+async fn not_ready(b: &Browser) -> String {
+    b.until(
+        "the dashboard's note",
+        "!document.getElementById('not-ready').hidden",
+    )
+    .await;
+    b.text("not-ready-text").await
+}
+
+/// Welcome and business by mouse, in a 1280 px window, on the channels
+/// step: the browser, and the session's id.
+async fn on_the_channels(server: &TestServer) -> (Browser, String) {
+    let b = browser(server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    let id = row(server, "onboarding_sessions")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (b, id)
+}
+
 /// The session is gone from the server mid-way (its database replaced):
 /// the wizard says so on the welcome step and keeps what was typed; a new
 /// session starts from it and saves each step again. A stale id in storage
@@ -1864,13 +1887,7 @@ async fn appointments_declined_after_cal_com_leave_no_campaign() {
 async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    let b = browser(&server, 1280).await;
-    start_and_fill_business(&b, EMAIL).await;
-    b.step("channels").await;
-    let lost = row(&server, "onboarding_sessions")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (b, lost) = on_the_channels(&server).await;
     let db = Connection::open(&server.db_path).unwrap();
     db.execute_batch(&format!(
         "DELETE FROM onboarding_analytics WHERE session_id = '{lost}';
@@ -1939,13 +1956,8 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
     )
     .await;
     b.open("/dashboard").await;
-    b.until(
-        "the dashboard's note",
-        "!document.getElementById('not-ready').hidden",
-    )
-    .await;
     assert_eq!(
-        b.text("not-ready-text").await,
+        not_ready(&b).await,
         "Aucune configuration n'a été retrouvée sur ce navigateur."
     );
     b.quit().await;
@@ -1958,13 +1970,7 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
 async fn a_session_closed_mid_way_starts_again_with_what_was_typed() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    let b = browser(&server, 1280).await;
-    start_and_fill_business(&b, EMAIL).await;
-    b.step("channels").await;
-    let closed = row(&server, "onboarding_sessions")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (b, closed) = on_the_channels(&server).await;
     let db = Connection::open(&server.db_path).unwrap();
     let close =
         format!("UPDATE onboarding_sessions SET status = 'abandoned' WHERE id = '{closed}'");
@@ -2021,13 +2027,8 @@ async fn a_session_closed_mid_way_starts_again_with_what_was_typed() {
     );
     // The dashboard of a closed session says so, not to resume it.
     open_dashboard(&b, id).await;
-    b.until(
-        "the dashboard's note",
-        "!document.getElementById('not-ready').hidden",
-    )
-    .await;
     assert_eq!(
-        b.text("not-ready-text").await,
+        not_ready(&b).await,
         "Votre configuration a été close : recommencez-en une nouvelle depuis la page de configuration."
     );
     b.quit().await;
