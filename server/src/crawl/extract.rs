@@ -39,22 +39,21 @@ const NOISE: &str = "script, style, noscript, template, nav, form, iframe, svg, 
 
 /// Not content outside the page's own content, but content inside it. Cookie
 /// banners by their words in any case (`CybotCookiebotDialog`,
-/// `gdpr-banner`, an `aria-label` of "Consentement aux cookies") and by the
-/// consent managers French sites use (OneTrust, tarteaucitron, Axeptio,
-/// Didomi, cookieconsent's `cc-window`); inside `main`, a section of
-/// "cookies maison" is a bakery's. Buttons and hidden elements: the
-/// widgets of a banner or a menu, but an FAQ's questions and its folded
-/// answers inside the content.
+/// `gdpr-banner`, an `aria-label` of "Consentement aux cookies"); inside
+/// `main`, a section of "cookies maison" is a bakery's (the consent
+/// managers' banners, and those named as one, go wherever they are: see
+/// [`BANNERS`]). Buttons and hidden elements: the widgets of a banner or a
+/// menu, but an FAQ's questions and its folded answers inside the content.
 const NOISE_OUTSIDE_CONTENT: &str = "button, [aria-hidden=true], \
      [id*=cookie i], [class*=cookie i], [id*=consent i], [class*=consent i], \
      [id*=gdpr i], [class*=gdpr i], [id*=rgpd i], [class*=rgpd i], \
-     [aria-label*=cookie i], [aria-label*=consent i], \
-     [id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], [id*=didomi i], \
-     .cc-window, .cc-banner";
+     [aria-label*=cookie i], [aria-label*=consent i]";
 
 /// Cookie banners wherever they are, in the content too (a site that puts
-/// its banner in `main`): a consent manager's own ids, and a dialog named
-/// for cookies or consent. Others by their names, see [`banner_name`].
+/// its banner in `main`): the consent managers' French sites use
+/// (OneTrust, tarteaucitron, Axeptio, Didomi, Cookiebot, cookieconsent's
+/// `cc-window`) by their ids, and a dialog named for cookies or consent.
+/// Others by their names, see [`banner_name`].
 const BANNERS: &str = "[id*=onetrust i], [id*=tarteaucitron i], [id*=axeptio i], \
      [id*=didomi i], [id*=cookiebot i], .cc-window, .cc-banner, \
      [role=dialog][aria-label*=cookie i], [role=alertdialog][aria-label*=cookie i], \
@@ -108,26 +107,17 @@ fn banner_name(name: &str) -> bool {
 /// Detaches the cookie banners ([`BANNERS`], and elements named as one and
 /// short enough to be one), wherever they are.
 fn remove_banners(doc: &mut Html) {
-    let mut ids: Vec<_> = doc.select(&selector(BANNERS)).map(|e| e.id()).collect();
-    ids.extend(
-        doc.select(&selector("[id], [class]"))
-            .filter(|e| {
-                let v = e.value();
-                v.id().into_iter().chain(v.classes()).any(banner_name)
-                    && e.text()
-                        .flat_map(str::chars)
-                        .filter(|c| c.is_alphanumeric())
-                        .take(BANNER_MAX_CHARS + 1)
-                        .count()
-                        <= BANNER_MAX_CHARS
-            })
-            .map(|e| e.id()),
-    );
-    for id in ids {
-        if let Some(mut node) = doc.tree.get_mut(id) {
-            node.detach();
-        }
-    }
+    remove_where(doc, BANNERS, |_| true);
+    remove_where(doc, "[id], [class]", |e| {
+        let v = e.value();
+        v.id().into_iter().chain(v.classes()).any(banner_name)
+            && e.text()
+                .flat_map(str::chars)
+                .filter(|c| c.is_alphanumeric())
+                .take(BANNER_MAX_CHARS + 1)
+                .count()
+                <= BANNER_MAX_CHARS
+    });
 }
 
 /// Words of a page that only says it is loading (a JavaScript shell whose
@@ -277,21 +267,22 @@ fn outside(element: &scraper::ElementRef<'_>, css: &str) -> bool {
 
 /// Detaches the elements matching `css` that are outside the content.
 fn remove_outside_content(doc: &mut Html, css: &str) {
-    let ids: Vec<_> = doc
-        .select(&selector(css))
-        .filter(|e| outside(e, CONTENT))
-        .map(|e| e.id())
-        .collect();
-    for id in ids {
-        if let Some(mut node) = doc.tree.get_mut(id) {
-            node.detach();
-        }
-    }
+    remove_where(doc, css, |e| outside(e, CONTENT));
 }
 
 /// Detaches every element matching `css` from the tree.
 fn remove(doc: &mut Html, css: &str) {
-    let ids: Vec<_> = doc.select(&selector(css)).map(|e| e.id()).collect();
+    remove_where(doc, css, |_| true);
+}
+
+/// Detaches the elements matching `css` for which `pick` holds (with what
+/// they hold) from the tree.
+fn remove_where(doc: &mut Html, css: &str, pick: impl Fn(&scraper::ElementRef<'_>) -> bool) {
+    let ids: Vec<_> = doc
+        .select(&selector(css))
+        .filter(|e| pick(e))
+        .map(|e| e.id())
+        .collect();
     for id in ids {
         if let Some(mut node) = doc.tree.get_mut(id) {
             node.detach();

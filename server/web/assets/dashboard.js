@@ -22,6 +22,7 @@ import { KB_METHOD, followKnowledge, jobStatus } from './knowledge.js';
 import { writeError } from './messages.js';
 import {
   $,
+  ALREADY_VERIFIED,
   announce,
   announceError,
   check,
@@ -234,9 +235,6 @@ async function sendCode() {
   $('code').focus();
   announce($('sent-note').textContent);
 }
-
-/** The server's texts for a code sent for a number verified already. */
-const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
 
 /**
  * Reads the session again and shows its number as it is now: the code

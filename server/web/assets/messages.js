@@ -159,7 +159,7 @@ const RULES = [
     (m, e) => `Trop de configurations ont été commencées depuis votre connexion : réessayez ${delay(e.retryAfter)}.`],
   // A session an operator closed (`abandoned`; the wizard starts a new
   // one instead, the dashboard says this).
-  [/^session .* is abandoned[;,]/, () => 'Cette configuration a été close : elle ne peut plus être modifiée.'],
+  [/^session .* is abandoned;/, () => 'Cette configuration a été close : elle ne peut plus être modifiée.'],
   [/^too many open connections/, (m, e) => `Le serveur est très sollicité : réessayez ${delay(e.retryAfter)}.`],
 ];
 

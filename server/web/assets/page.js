@@ -29,6 +29,9 @@ export function announce(message) {
   $('announce').textContent = message;
 }
 
+/** The server's texts for a code sent for a number verified already. */
+export const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
+
 /** Says an error through the assertive live region `#announce-error`. */
 export function announceError(message) {
   // A change of text is what a live region announces: clear it first so the

@@ -24,6 +24,7 @@ import { followKnowledge } from './knowledge.js';
 import { french, writeError } from './messages.js';
 import {
   $,
+  ALREADY_VERIFIED,
   announce,
   announceError,
   check,
@@ -124,9 +125,7 @@ async function show(name) {
     section.hidden = section.dataset.step !== name;
   }
   $('loading').hidden = true;
-  // An error of the step left is no longer true here: a screen reader
-  // browsing the page must not find it.
-  if (state.current !== name) $('announce-error').textContent = '';
+  // (`announce` below clears an error of the step left: no longer true here.)
   state.current = name;
   state.changed = false;
   if (state.id) localStorage.setItem(STEP_KEY, name);
@@ -254,7 +253,7 @@ function failed(form, action, error) {
     sessionLost();
     return;
   }
-  if (error instanceof ApiError && error.status === 409 && /^session '[^']*' is abandoned[;,]/.test(error.message)) {
+  if (error instanceof ApiError && error.status === 409 && /^session '[^']*' is abandoned;/.test(error.message)) {
     sessionLost(true);
     return;
   }
@@ -399,7 +398,7 @@ function setProgress(percentage) {
   $('progress-label').textContent = `Progression : ${percentage}\u00a0%`;
 }
 
-function sessionLost(closed = false) {
+function sessionLost(closed = false, atLoad = state.loading) {
   localStorage.removeItem(SESSION_KEY);
   localStorage.removeItem(STEP_KEY);
   clearDrafts();
@@ -416,7 +415,7 @@ function sessionLost(closed = false) {
     ? 'Votre configuration précédente a été close.'
     : "Votre configuration précédente n'a pas été retrouvée.";
   let kept = ' : ce que vous avez saisi est conservé.';
-  if (state.loading) kept = closed ? ", à partir de ce qu'elle contenait." : '.';
+  if (atLoad) kept = closed ? ", à partir de ce qu'elle contenait." : '.';
   $('welcome-note').textContent = `${previous} Vous pouvez en commencer une nouvelle${kept}`;
   state.loading = false;
   $('welcome-note').hidden = false;
@@ -839,6 +838,7 @@ function showBookingFields() {
 /** The state of the session's latest verification, as `GET session` shows it. */
 const verificationOf = (session) => (session && session.phone_verification) || null;
 
+/** Shows the verification step as the session has it; answers the saved number's verification, or null. */
 function prepareVerification() {
   const business = state.session.steps.business || {};
   $('verify-number').textContent = business.phone || '';
@@ -855,7 +855,7 @@ function prepareVerification() {
   }
   if (verification && verification.status === 'verified') {
     verified(verification);
-    return;
+    return verification;
   }
   // A page reloaded after a send waits out what is left of its wait.
   if (verification) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
@@ -873,6 +873,7 @@ function prepareVerification() {
   } else {
     $('form-verify').hidden = true;
   }
+  return verification;
 }
 
 async function sendCode() {
@@ -921,9 +922,6 @@ function codeSent(v) {
  */
 const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
 
-/** The server's texts for a code sent for a number verified already. */
-const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
-
 /**
  * Reads the session again and shows its verification as it is: the code
  * field of a pending code, or the verified state. Answers the verification
@@ -936,10 +934,7 @@ async function showSavedVerification() {
   } catch {
     return null;
   }
-  prepareVerification();
-  const latest = verificationOf(state.session);
-  const phone = (state.session.steps.business || {}).phone;
-  return latest && latest.phone_number === phone ? latest : null;
+  return prepareVerification();
 }
 
 /**
@@ -1268,8 +1263,7 @@ async function start() {
     }
     if (session.status === 'abandoned') {
       // Said as found at load: the forms hold what it held, not typing.
-      state.loading = true;
-      sessionLost(true);
+      sessionLost(true, true);
       return;
     }
     // What was typed and not saved goes over the saved data, each step's
