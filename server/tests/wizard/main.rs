@@ -3352,6 +3352,89 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
     );
 }
 
+/// A code refused as used because the number is verified already (here,
+/// verified through the API behind the page's back) is shown verified only
+/// once the session, read again, says so: while that read fails, the
+/// refusal is shown, and the code field stays.
+#[tokio::test]
+async fn already_verified_is_shown_verified_only_once_the_session_says_so() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let b = browser(&server, 1280).await;
+    to_the_verification(&b).await;
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    let id = row(&server, "onboarding_sessions")["id"].clone();
+    let verified = server
+        .post(
+            &session_path(id.as_str().unwrap(), "phone/verify"),
+            &json!({ "code": code }).to_string(),
+        )
+        .await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    // The session cannot be read again.
+    b.eval(
+        "const real = window.fetch;
+         window.fetch = async (path, init) => {
+             if (init.method === 'GET' && /\\/session\\/[^/]+$/.test(path) && window.unreadable) {
+                 throw new TypeError('Failed to fetch');
+             }
+             return real(path, init);
+         };
+         window.unreadable = true;
+         return true",
+    )
+    .await;
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the refusal",
+        "!document.getElementById('verify-error').hidden",
+    )
+    .await;
+    let refusal = b
+        .eval(
+            "return [document.getElementById('verify-error').textContent,
+                     document.getElementById('verify-done').hidden,
+                     document.getElementById('form-verify').hidden]",
+        )
+        .await;
+    assert!(
+        refusal[0]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Ce numéro est déjà vérifié. Détail : ")),
+        "{refusal}"
+    );
+    assert_eq!(
+        refusal.as_array().unwrap()[1..],
+        [json!(true), json!(false)]
+    );
+    // Readable again: the same code shows the number verified.
+    b.eval("window.unreadable = false; return true").await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "!document.getElementById('verify-done').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('verify-done').textContent,
+                     document.getElementById('form-verify').hidden, document.activeElement.id]"
+        )
+        .await,
+        json!([
+            "Numéro +33612345678 vérifié : votre agent prendra ses appels dès la fin de la configuration.",
+            true,
+            "verification-next"
+        ])
+    );
+    b.quit().await;
+}
+
 /// A step's answer cut short (a 200 whose JSON stops mid-way: the
 /// connection dropped) is a network failure, not a success without a body:
 /// the step, safe to send twice, is sent again and the page goes on.
