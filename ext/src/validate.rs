@@ -1091,8 +1091,9 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
         Some(Value::Number(n)) if positive_integer(n).is_some() => {
             positive_integer(n).map(|id| id.to_string())
         }
+        // In its one decimal form, as the number would be: "0042" is 42.
         Some(Value::String(s)) if is_positive_integer(crate::error::trim(s)) => {
-            Some(crate::error::trim(s).to_string())
+            crate::error::trim(s).parse::<u64>().ok().map(|id| id.to_string())
         }
         Some(other) => {
             return Err(Error::invalid_field(format!(

@@ -546,8 +546,9 @@ fn appointments_rules_and_tenant_settings() {
         db.get(&s)["steps"]["appointments"],
         json!({"provider":"cal_com","event_type_id":"123456","timezone":"Europe/Paris"})
     );
-    // 98765.0 and 9.8765e4 are the integer 98765 in JSON.
-    for number in ["98765.0", "9.8765e4"] {
+    // 98765.0 and 9.8765e4 are the integer 98765 in JSON, and "0098765"
+    // its text with leading zeros.
+    for number in ["98765.0", "9.8765e4", r#""0098765""#, r#"" 98765 ""#] {
         db.step(
             &s,
             "appointments",
