@@ -241,6 +241,13 @@ fn a_lost_machine_loses_only_completions_inside_the_sync_interval() {
     let (inside, before): (Vec<Completion>, Vec<Completion>) = acked
         .into_iter()
         .partition(|c| killed_at.duration_since(c.at) < SYNC_INTERVAL);
+    // The promise is about what was acknowledged before the window: a run
+    // whose completions all fell inside it would check nothing.
+    assert!(
+        before.len() >= 20,
+        "only {} completions acknowledged more than {SYNC_INTERVAL:?} before the kill",
+        before.len()
+    );
     assert_eq!(missing(&before, &present), Vec::<&str>::new());
     let lost = missing(&inside, &present).len();
     node::report(&format!(
