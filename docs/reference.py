@@ -154,10 +154,15 @@ section("onboarding_create(payload, ip_address, user_agent, request_key)",
         "with a key already used answers the first session again and writes nothing. "
         "For a host whose commit can have an unknown outcome, such as a server on a "
         "dqlite cluster whose leader dies before answering: it runs the create again with "
-        "the same key. The key is kept in `onboarding_create_requests`.")
+        "the same key. The key is kept in `onboarding_create_requests` with the SHA-256 of "
+        "the payload as sent: the same key with another payload is no retry, and answers "
+        "`conflict` (the address and user agent are the transport's, not compared).")
 example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "req-5f0c2b8e41d7a396")
 example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "req-5f0c2b8e41d7a396")
 example("SELECT count(*) FROM onboarding_create_requests")
+example("SELECT onboarding_create(?, ?, ?, ?)", '{"source":"partner"}', "203.0.113.7", "curl/8.0",
+        "req-5f0c2b8e41d7a396",
+        show="-- the same key with another payload\nSELECT onboarding_create(?, ?, ?, ?)")
 example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "short")
 
 section("onboarding_step(session_id, step, payload)",
@@ -291,7 +296,9 @@ section("onboarding_step(session_id, step, payload, request_key), onboarding_com
         "one and a completion answer as they did. The answer is kept in "
         "`onboarding_call_replies`, in the transaction of the call's writes, for a day; a call "
         "that failed and wrote nothing keeps nothing. A key is one call (one step) of one "
-        "session: used by another, `conflict`.")
+        "session, with one payload (its SHA-256 is kept with the answer, the payload as sent): "
+        "used by another call, another session or with another payload, `conflict`, "
+        "writing nothing.")
 keyed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
 business = ('{"company_name":"Agence du Port","industry":"Immobilier","phone":"07 11 22 33 44",'
             '"email":"port@agence-du-port.fr"}')
@@ -299,6 +306,10 @@ example("SELECT onboarding_step(?, 'business', ?, ?)", keyed, business, "req-5c0
 example("SELECT onboarding_step(?, 'vapi', ?, ?)", keyed, business, "req-5c0a2e94b7d1f368",
         show="-- the same key for another step: the host's mistake\n"
              "SELECT onboarding_step(?, 'vapi', ?, ?)")
+example("SELECT onboarding_step(?, 'business', ?, ?)", keyed, business.replace("07 11 22 33 44", "07 11 22 33 45"),
+        "req-5c0a2e94b7d1f368",
+        show="-- the same key with another payload: refused, not answered as saved\n"
+             "SELECT onboarding_step(?, 'business', ?, ?)")
 example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36")
 example("SELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)", keyed, "req-9b1e4c27d05a8f36",
         show="-- the same call again, as after a lost answer\nSELECT onboarding_phone_send(?, NULL, '203.0.113.7', ?)")

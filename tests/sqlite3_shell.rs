@@ -82,7 +82,7 @@ fn a_whole_onboarding_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "v0.1.0\n14\n"
+        "v0.1.0\n15\n"
     );
     let created = sqlite3_json(&db, "SELECT onboarding_create('{}');");
     let s = created["session_id"].as_str().unwrap().to_string();
@@ -264,11 +264,11 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
                 "SELECT onboarding_migrate();"
             ]
         ),
-        "0\n14\n"
+        "0\n15\n"
     );
     assert_eq!(
         sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
-        "14\n"
+        "15\n"
     );
     sqlite3_ok(
         &db,
@@ -366,7 +366,7 @@ fn a_table_of_the_hosts_named_like_the_statement_holder_leaves_the_close_clean()
             "SELECT x FROM onboarding_statement_cache;",
         ],
     );
-    assert_eq!(out, "14\n1\n1\n");
+    assert_eq!(out, "15\n1\n1\n");
 }
 
 #[test]

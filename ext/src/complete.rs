@@ -36,7 +36,7 @@ pub fn complete(
 ) -> Result<String> {
     // Nothing is read from the payload yet, but it must be an object.
     validate::payload_object(payload)?;
-    let keyed = replies::keyed("onboarding_complete", session_id, request_key)?;
+    let keyed = replies::keyed("onboarding_complete", session_id, payload, request_key)?;
     in_savepoint(conn, || {
         replies::once(conn, env, keyed.as_ref(), || {
             let session = Session::load(conn, session_id)?;

@@ -32,6 +32,7 @@ pub fn create(
     if let Some(key) = request_key {
         crate::replies::check_key(key)?;
     }
+    let fingerprint = request_key.map(|_| crate::replies::fingerprint(payload));
     // Validated first: a malformed payload is refused at once, not after
     // waiting for the write lock.
     let origin = validate::origin(&validate::payload_object(payload)?, peer)?;
@@ -40,7 +41,7 @@ pub fn create(
         // create's commit waits for it and finds its key, where a lookup
         // before the lock missed it and then failed on the key's UNIQUE.
         if let Some(key) = request_key {
-            if let Some(first) = created_with(conn, key)? {
+            if let Some(first) = created_with(conn, key, fingerprint.as_deref())? {
                 return Ok(first);
             }
         }
@@ -86,8 +87,9 @@ pub fn create(
         if let Some(key) = request_key {
             sql::execute(
                 conn,
-                "INSERT INTO onboarding_create_requests (request_key, session_id) VALUES (?1, ?2)",
-                (key, &ids.session_id),
+                "INSERT INTO onboarding_create_requests (request_key, session_id, fingerprint)
+                 VALUES (?1, ?2, ?3)",
+                (key, &ids.session_id, &fingerprint),
             )?;
         }
         Ok(answer(&ids.session_id, &ids.tenant_id))
@@ -107,14 +109,29 @@ fn answer(session_id: &str, tenant_id: &str) -> String {
 
 /// The answer of the create that `key` already made, if any: a retry of a
 /// commit whose outcome its host could not know (a failover) gets it again.
-fn created_with(conn: &Connection, key: &str) -> Result<Option<String>> {
+/// The key of a create with another payload is refused (`conflict`); one
+/// kept before migration 015 has no fingerprint and answers whatever the
+/// payload.
+fn created_with(conn: &Connection, key: &str, fingerprint: Option<&str>) -> Result<Option<String>> {
     let first = sql::query_row(
         conn,
-        "SELECT s.id, s.tenant_id FROM onboarding_create_requests r
+        "SELECT s.id, s.tenant_id, r.fingerprint FROM onboarding_create_requests r
          JOIN onboarding_sessions s ON s.id = r.session_id WHERE r.request_key = ?1",
         [key],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        },
     )
     .optional()?;
-    Ok(first.map(|(session_id, tenant_id)| answer(&session_id, &tenant_id)))
+    let Some((session_id, tenant_id, kept)) = first else {
+        return Ok(None);
+    };
+    if kept.is_some_and(|kept| Some(kept.as_str()) != fingerprint) {
+        return Err(crate::replies::other_payload(key));
+    }
+    Ok(Some(answer(&session_id, &tenant_id)))
 }

@@ -50,7 +50,7 @@ pub fn new_ids(env: &dyn Env, now_ms: i64) -> Result<Ids> {
 
 /// Appends `bytes` as lowercase hex digits (a `format!` per byte cost more
 /// than the rest of an id).
-fn push_hex(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         out.push(DIGITS[usize::from(b >> 4)] as char);

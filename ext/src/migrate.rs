@@ -118,6 +118,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/014_kb_recut_failures.sql"),
         then: None,
     },
+    Migration {
+        version: 15,
+        name: "015_request_fingerprints",
+        sql: include_str!("../../sql/015_request_fingerprints.sql"),
+        then: None,
+    },
 ];
 
 /// Migration 009: every chunk's search terms, computed again by the

@@ -56,7 +56,7 @@ pub fn send(
             )));
         }
     }
-    let keyed = replies::keyed("onboarding_phone_send", session_id, request_key)?;
+    let keyed = replies::keyed("onboarding_phone_send", session_id, payload, request_key)?;
     in_savepoint(conn, || {
         replies::once(conn, env, keyed.as_ref(), || {
             send_code(conn, env, session_id, requested, ip_address).map(Ok)
@@ -430,7 +430,7 @@ pub fn verify(
 ) -> Result<Value> {
     // As in `send`: the code's error comes after the session's.
     let code = code_field(&validate::payload_object(payload)?);
-    let keyed = replies::keyed("onboarding_phone_verify", session_id, request_key)?;
+    let keyed = replies::keyed("onboarding_phone_verify", session_id, payload, request_key)?;
     // The outer Result rolls back; the inner one is the answer, given after
     // the writes are kept (a wrong code's attempt must count).
     in_savepoint(conn, || {

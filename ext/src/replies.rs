@@ -30,12 +30,34 @@ use crate::sql;
 /// retry comes seconds after its first run, never a day later.
 const KEPT_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// One keyed call: the function, the session it names (as given) and the
-/// host's key.
+/// One keyed call: the function, the session it names (as given), the
+/// host's key, and the fingerprint of its payload.
 pub struct Keyed<'a> {
     pub function: &'static str,
     pub session_id: &'a str,
     pub key: &'a str,
+    pub fingerprint: String,
+}
+
+/// The fingerprint of a keyed call's payload (015): the SHA-256 of the
+/// text as sent, a NULL payload as no bytes, in lowercase hex. The raw text,
+/// not its parsed value: a retry sends the same bytes, and a sender that
+/// sends others under the same key is told so rather than guessed at.
+pub fn fingerprint(payload: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(payload.unwrap_or("").as_bytes());
+    let mut hex = String::with_capacity(64);
+    crate::ids::push_hex(&mut hex, &digest);
+    hex
+}
+
+/// The refusal of a key kept for another payload. The key is quoted (the
+/// sender's own), the payloads are not: either may be long.
+pub fn other_payload(key: &str) -> Error {
+    Error::conflict(format!(
+        "request_key {} was already used with another payload",
+        quote(key)
+    ))
 }
 
 /// Refuses a key that is not 16 to 128 characters (shorter keys could
@@ -63,6 +85,7 @@ pub fn check_key(key: &str) -> Result<()> {
 pub fn keyed<'a>(
     function: &'static str,
     session_id: &'a str,
+    payload: Option<&str>,
     request_key: Option<&'a str>,
 ) -> Result<Option<Keyed<'a>>> {
     request_key
@@ -72,6 +95,7 @@ pub fn keyed<'a>(
                 function,
                 session_id,
                 key,
+                fingerprint: fingerprint(payload),
             })
         })
         .transpose()
@@ -140,8 +164,8 @@ pub fn once<T: Reply>(
     sql::execute(
         conn,
         "INSERT INTO onboarding_call_replies
-             (request_key, function, session_id, failed, reply, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             (request_key, function, session_id, failed, reply, created_at, fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         (
             keyed.key,
             keyed.function,
@@ -149,6 +173,7 @@ pub fn once<T: Reply>(
             failed,
             reply,
             iso8601(now_ms),
+            &keyed.fingerprint,
         ),
     )?;
     Ok(answer)
@@ -156,11 +181,13 @@ pub fn once<T: Reply>(
 
 /// The answer kept under the key, if any. A key kept by another call
 /// (another function, or another session) is a host's mistake, refused
-/// without naming that session: its id is its credential.
+/// without naming that session: its id is its credential. So is a key kept
+/// for another payload (a row kept before 015 has no fingerprint and is
+/// answered whatever the payload).
 fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>) -> Result<Option<Result<T>>> {
     let row = sql::query_row(
         conn,
-        "SELECT function, session_id, failed, reply FROM onboarding_call_replies
+        "SELECT function, session_id, failed, reply, fingerprint FROM onboarding_call_replies
          WHERE request_key = ?1",
         [keyed.key],
         |r| {
@@ -169,11 +196,12 @@ fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>) -> Result<Option<Result<
                 r.get::<_, String>(1)?,
                 r.get::<_, bool>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         },
     )
     .optional()?;
-    let Some((function, session_id, failed, reply)) = row else {
+    let Some((function, session_id, failed, reply, fingerprint)) = row else {
         return Ok(None);
     };
     let used_by = if function != keyed.function {
@@ -188,6 +216,9 @@ fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>) -> Result<Option<Result<
             "request_key {} was already used {used_by}",
             quote(keyed.key)
         )));
+    }
+    if fingerprint.is_some_and(|kept| kept != keyed.fingerprint) {
+        return Err(other_payload(keyed.key));
     }
     if !failed {
         return T::from_text(reply).map(|value| Some(Ok(value)));

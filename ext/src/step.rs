@@ -37,7 +37,7 @@ pub fn step(
 ) -> Result<String> {
     let step = Step::parse(step)?;
     let map = validate::payload_object(payload)?;
-    let keyed = replies::keyed(step.function(), session_id, request_key)?;
+    let keyed = replies::keyed(step.function(), session_id, payload, request_key)?;
     in_savepoint(conn, || {
         replies::once(conn, env, keyed.as_ref(), || {
             save_step(conn, env, settings, session_id, step, &map).map(Ok)

@@ -186,7 +186,7 @@ fn inside_a_deferred_transaction_a_step_after_migrate_waits_for_the_write_lock()
     second.conn.execute_batch("COMMIT").unwrap();
     releaser.join().unwrap();
     let (_dir, first, _second, _) = locked.release();
-    assert_eq!(migrated, Ok(14));
+    assert_eq!(migrated, Ok(15));
     assert_eq!(saved, Ok(common::step_answer(&s, "channels", 3, 50)));
     assert_eq!(
         first.get(&s)["steps"]["channels"],
@@ -267,8 +267,8 @@ fn migrating_an_up_to_date_database_takes_no_write_lock() {
         .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
     let (_dir, first, _second, _) = locked.release();
-    assert_eq!(migrated, Ok(14));
-    assert_eq!(from_read_only, 14);
+    assert_eq!(migrated, Ok(15));
+    assert_eq!(from_read_only, 15);
     // A migration missing still needs the lock, and takes it.
     first
         .conn
@@ -291,7 +291,7 @@ fn migrating_an_up_to_date_database_takes_no_write_lock() {
         first
             .conn
             .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0)),
-        Ok(14)
+        Ok(15)
     );
 }
 

@@ -388,7 +388,7 @@ fn schema_version_reads_the_applied_version_and_writes_nothing() {
     assert_eq!(tables(&conn), 0);
     let db = Db::on(conn);
     let before = db.snapshot();
-    assert_eq!(version(&db.conn), 14);
+    assert_eq!(version(&db.conn), 15);
     assert_eq!(db.snapshot(), before);
     // It reports what was applied, even a version this library does not know.
     db.conn
@@ -467,7 +467,7 @@ fn migrate_is_idempotent_and_records_its_version() {
     db.env.advance_ms(5_000);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        SqlValue::Integer(14)
+        SqlValue::Integer(15)
     );
     assert_eq!(db.snapshot(), before);
     assert_eq!(
@@ -490,6 +490,7 @@ fn migrate_is_idempotent_and_records_its_version() {
             json!({"version": 12, "name": "012_site_waits", "applied_at": "2026-11-24T10:00:00.000Z"}),
             json!({"version": 13, "name": "013_kb_cut", "applied_at": "2026-11-24T10:00:00.000Z"}),
             json!({"version": 14, "name": "014_kb_recut_failures", "applied_at": "2026-11-24T10:00:00.000Z"}),
+            json!({"version": 15, "name": "015_request_fingerprints", "applied_at": "2026-11-24T10:00:00.000Z"}),
         ]
     );
 }
@@ -504,7 +505,7 @@ fn migrate_refuses_a_newer_schema() {
         .unwrap();
     assert_eq!(
         db.call("SELECT onboarding_migrate()", &[]).unwrap_err(),
-        "onboarding_migrate: internal: the database schema is at version 99, newer than this library's 14; upgrade the library"
+        "onboarding_migrate: internal: the database schema is at version 99, newer than this library's 15; upgrade the library"
     );
 }
 

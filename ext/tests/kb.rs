@@ -654,7 +654,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     let before = db.rows("SELECT id, heading, text FROM kb_chunks", &[]);
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(14)
+        rusqlite::types::Value::Integer(15)
     );
     assert_eq!(found("ete"), 1);
     assert_eq!(
@@ -749,7 +749,7 @@ fn upgrading_to_010_gives_each_index_entry_its_tenant() {
     let before = snapshot();
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(14)
+        rusqlite::types::Value::Integer(15)
     );
     assert_eq!(entries("kb_chunks_index"), indexed);
     assert_eq!(
@@ -2022,7 +2022,7 @@ fn documents_stored_before_013_are_cut_again_one_a_call() {
     );
     assert_eq!(
         db.scalar("SELECT onboarding_migrate()"),
-        rusqlite::types::Value::Integer(14)
+        rusqlite::types::Value::Integer(15)
     );
     assert_eq!(
         rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),

@@ -356,3 +356,121 @@ fn answers_are_kept_a_day() {
         vec![json!(OTHER_KEY), json!("0123456789abcdef-third")]
     );
 }
+
+/// A key stands for one call: sent again with another payload, it is the
+/// sender's mistake, refused (`conflict`) with nothing written, where
+/// answering the first reply would say the new payload was saved. The
+/// fingerprint kept is the SHA-256 of the payload as sent; a row kept
+/// before migration 015 has none and answers whatever the payload.
+#[test]
+fn a_key_sent_again_with_another_payload_is_refused_and_writes_nothing() {
+    use sha2::{Digest, Sha256};
+    let db = Db::memory();
+    let s = db.create();
+    let first_payload = VAPI;
+    let first = step(&db, &s, "vapi", first_payload, KEY).unwrap();
+    let before = changes(&db);
+    let other = r#"{"agent_type":"custom","voice":"sara","assistant_name":"Léa"}"#;
+    assert_eq!(
+        step(&db, &s, "vapi", other, KEY).unwrap_err(),
+        "onboarding_step: conflict: request_key '0123456789abcdef-first' was already used with \
+         another payload"
+    );
+    // The same meaning in other bytes is another payload too: a retry
+    // sends the same bytes.
+    let spaced = r#"{"agent_type": "custom", "voice": "sara", "assistant_name": "Sara"}"#;
+    assert!(step(&db, &s, "vapi", spaced, KEY)
+        .unwrap_err()
+        .ends_with("was already used with another payload"));
+    assert_eq!(changes(&db), before, "a refused key wrote something");
+    assert_eq!(
+        db.row(
+            "SELECT vapi_data ->> '$.assistant_name' AS name FROM onboarding_sessions",
+            &[]
+        ),
+        json!({"name": "Sara"})
+    );
+    assert_eq!(step(&db, &s, "vapi", first_payload, KEY).unwrap(), first);
+    let hex: String = Sha256::digest(first_payload.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        db.row("SELECT fingerprint FROM onboarding_call_replies", &[]),
+        json!({ "fingerprint": hex })
+    );
+
+    // A NULL payload is no bytes: the same NULL is the same call, `{}` is
+    // another payload.
+    db.business(&s, "a@exemple.fr");
+    let done = db
+        .call(
+            "SELECT onboarding_complete(?1, NULL, ?2)",
+            &[&s, &OTHER_KEY],
+        )
+        .unwrap();
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_complete(?1, NULL, ?2)",
+            &[&s, &OTHER_KEY]
+        )
+        .unwrap(),
+        done
+    );
+    assert_eq!(
+        complete(&db, &s, OTHER_KEY).unwrap_err(),
+        "onboarding_complete: conflict: request_key '0123456789abcdef-second' was already used \
+         with another payload"
+    );
+
+    // Kept before 015: no fingerprint, the first answer whatever the payload.
+    db.conn
+        .execute("UPDATE onboarding_call_replies SET fingerprint = NULL", [])
+        .unwrap();
+    assert_eq!(step(&db, &s, "vapi", other, KEY).unwrap(), first);
+}
+
+/// `onboarding_create`'s key (a client's `Idempotency-Key` through the
+/// server): the same payload from another address or user agent is the
+/// same create; another payload is refused and creates nothing.
+#[test]
+fn a_create_key_sent_again_with_another_payload_is_refused() {
+    let db = Db::memory();
+    let create = |payload: &str, ip: &str| {
+        db.call(
+            "SELECT onboarding_create(?1, ?2, 'Mozilla/5.0', ?3)",
+            &[&payload, &ip, &KEY],
+        )
+    };
+    let first = create(r#"{"source":"web"}"#, "203.0.113.7").unwrap();
+    assert_eq!(
+        create(r#"{"source":"web"}"#, "198.51.100.9").unwrap(),
+        first
+    );
+    let before = changes(&db);
+    assert_eq!(
+        create(r#"{"source":"partner"}"#, "203.0.113.7").unwrap_err(),
+        "onboarding_create: conflict: request_key '0123456789abcdef-first' was already used with \
+         another payload"
+    );
+    assert_eq!(changes(&db), before);
+    assert_eq!(db.count("onboarding_sessions"), 1);
+    assert_eq!(
+        db.row(
+            "SELECT length(fingerprint) AS hex FROM onboarding_create_requests",
+            &[]
+        ),
+        json!({"hex": 64})
+    );
+    // Kept before 015: answered whatever the payload.
+    db.conn
+        .execute(
+            "UPDATE onboarding_create_requests SET fingerprint = NULL",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        create(r#"{"source":"partner"}"#, "203.0.113.7").unwrap(),
+        first
+    );
+}

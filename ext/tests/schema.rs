@@ -88,7 +88,7 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
     let db = Db::on(before.conn);
     assert_eq!(
         db.scalar("SELECT onboarding_schema_version()"),
-        SqlValue::Integer(14)
+        SqlValue::Integer(15)
     );
     // A crawl job keeps every value and gains 011's budget, nothing spent,
     // and 012's waits, none.
@@ -104,11 +104,11 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
         .collect();
     assert!(rows.iter().all(|r| after.contains(r)), "a row changed");
     let added: Vec<&String> = after.iter().filter(|r| !rows.contains(r)).collect();
-    // What migrating adds: the bookkeeping rows of 005 to 014 (whose
+    // What migrating adds: the bookkeeping rows of 005 to 015 (whose
     // tables start empty), and the phone codes' key that every
     // migration makes when missing (this test's version 4 never ran the
     // library's migrator).
-    assert_eq!(added.len(), 11, "{added:?}");
+    assert_eq!(added.len(), 12, "{added:?}");
     assert!(added[0]
         .starts_with(r#"onboarding_schema_migrations: Integer(5) | Text("005_check_lists")"#));
     assert!(added[1]
@@ -132,7 +132,10 @@ fn upgrading_from_4_keeps_every_row_and_rewrites_the_lists() {
     assert!(added[9].starts_with(
         r#"onboarding_schema_migrations: Integer(14) | Text("014_kb_recut_failures")"#
     ));
-    assert!(added[10].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
+    assert!(added[10].starts_with(
+        r#"onboarding_schema_migrations: Integer(15) | Text("015_request_fingerprints")"#
+    ));
+    assert!(added[11].starts_with(r#"onboarding_secrets: Text("phone_code_hmac")"#));
 
     assert!(table_sql(&db.conn, "kb_crawl_jobs").contains(
         "CHECK ((status = 'queued' OR status = 'running' OR status = 'done' OR status = 'failed'))"
@@ -218,7 +221,7 @@ fn a_rolled_back_migration_leaves_the_old_definitions() {
     let version: i64 = conn
         .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 14);
+    assert_eq!(version, 15);
     assert_eq!(ephemerals(&conn, JOB_INSERT), 0);
     conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(table_sql(&conn, "kb_crawl_jobs"), before);
@@ -251,4 +254,94 @@ fn a_users_table_and_the_defensive_setting_are_left_alone() {
         .conn
         .execute_batch("PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = sql")
         .is_err());
+}
+
+/// 015 adds the keyed calls' fingerprints. Answers kept by a library before
+/// it keep every value and get none: their keys answer as they did,
+/// whatever the payload, while a key kept from then on is checked.
+#[test]
+fn upgrading_from_14_keeps_the_kept_answers_without_fingerprints() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(
+        "CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY,
+                                                    name TEXT NOT NULL, applied_at TEXT NOT NULL);",
+    )
+    .unwrap();
+    for m in &onboarding::MIGRATIONS[..14] {
+        conn.execute_batch(m.sql).unwrap();
+        conn.execute(
+            "INSERT INTO onboarding_schema_migrations VALUES (?1, ?2, '2026-11-01T00:00:00.000Z')",
+            (m.version, m.name),
+        )
+        .unwrap();
+    }
+    onboarding::register_with(&conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+    let created: String = conn
+        .query_row("SELECT onboarding_create('{}')", [], |r| r.get(0))
+        .unwrap();
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let session = created["session_id"].as_str().unwrap();
+    // As the library at 014 kept them.
+    conn.execute(
+        "INSERT INTO onboarding_create_requests (request_key, session_id)
+             VALUES ('key-of-the-create-0001', ?1)",
+        [session],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO onboarding_call_replies
+             (request_key, function, session_id, failed, reply, created_at)
+         VALUES ('key-of-the-step-00001', 'onboarding_step(''vapi'')', ?1, 0,
+                 '{\"success\":true}', '2026-11-24T10:00:00.000Z')",
+        [session],
+    )
+    .unwrap();
+    let rows = |conn: &Connection| -> Vec<String> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT request_key || ' ' || session_id FROM onboarding_create_requests
+                 UNION ALL
+                 SELECT request_key || ' ' || function || ' ' || failed || ' ' || reply || ' '
+                        || created_at FROM onboarding_call_replies",
+            )
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    let before = rows(&conn);
+
+    let version: i64 = conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 15);
+    assert_eq!(rows(&conn), before);
+    let fingerprints: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(fingerprint) FROM onboarding_create_requests)
+                  + (SELECT count(fingerprint) FROM onboarding_call_replies)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(fingerprints, 0);
+    let again: String = conn
+        .query_row(
+            "SELECT onboarding_create('{\"source\":\"partner\"}', '203.0.113.7', '',
+                                      'key-of-the-create-0001')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&again).unwrap(),
+        created
+    );
+    let replayed: String = conn
+        .query_row(
+            "SELECT onboarding_step(?1, 'vapi', '{}', 'key-of-the-step-00001')",
+            [session],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(replayed, r#"{"success":true}"#);
 }

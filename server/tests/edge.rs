@@ -1042,7 +1042,7 @@ async fn malformed_framing_gets_json_errors() {
         (
             "GET http://t:8787/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
             200,
-            r#"{"success":true,"status":"ok","schema_version":14,"engine_version":"v0.1.0"}"#,
+            r#"{"success":true,"status":"ok","schema_version":15,"engine_version":"v0.1.0"}"#,
         ),
         (
             "GET ftp://t/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -1062,7 +1062,7 @@ async fn malformed_framing_gets_json_errors() {
         (
             "GET /healthz HTTP/1.1\r\nHost: [::1]:8787\r\nConnection: close\r\n\r\n",
             200,
-            r#"{"success":true,"status":"ok","schema_version":14,"engine_version":"v0.1.0"}"#,
+            r#"{"success":true,"status":"ok","schema_version":15,"engine_version":"v0.1.0"}"#,
         ),
         (
             "GET /healthz HTTP/1.1\r\n\r\n",

@@ -333,6 +333,29 @@ async fn a_create_sent_again_with_its_idempotency_key_gets_the_same_session() {
     assert_eq!((again.status, &again.body), (201, &first.body));
     assert_eq!(sessions(&server).len(), 1);
 
+    // The same key with another body is no retry: refused, nothing written.
+    let changed = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("Idempotency-Key", KEY),
+        ],
+        br#"{"source":"partner"}"#,
+    )
+    .await;
+    assert_eq!(changed.status, 409, "{}", changed.body);
+    assert_eq!(
+        changed.json(),
+        json!({
+            "success": false,
+            "error": "Idempotency-Key was already used with another body: a new create needs a new key",
+            "code": "conflict",
+        })
+    );
+    assert_eq!(sessions(&server).len(), 1);
+
     let other = create("203.0.113.9", KEY).await;
     assert_eq!(other.status, 201, "{}", other.body);
     assert_ne!(

@@ -36,6 +36,23 @@ fn client_field<'a>(function: &str, field: &'a str) -> &'a str {
     }
 }
 
+/// A refusal as the client knows its cause. A create's `Idempotency-Key`
+/// reaches the library as its request key, prefixed with the client's
+/// address (see `http::scoped_key`): sent again with another body, the
+/// client is told about its header, which it knows, not about the library's
+/// argument (quoted cut to 64 characters, address first).
+fn client_detail<'a>(function: &str, detail: &'a str) -> &'a str {
+    match function {
+        "onboarding_create"
+            if detail.starts_with("request_key ")
+                && detail.ends_with(" was already used with another payload") =>
+        {
+            "Idempotency-Key was already used with another body: a new create needs a new key"
+        }
+        _ => detail,
+    }
+}
+
 /// The reply for an error of `function` of `kind` (never
 /// schema_missing/internal, which [`sql_error`] hides).
 fn kind_error(function: &str, kind: ErrorKind, detail: &str) -> Reply {
@@ -56,7 +73,7 @@ fn kind_error(function: &str, kind: ErrorKind, detail: &str) -> Reply {
         ErrorKind::SchemaMissing | ErrorKind::Internal => return internal(detail),
     };
     if kind != ErrorKind::InvalidField {
-        return error(status, kind.as_str(), detail, None);
+        return error(status, kind.as_str(), client_detail(function, detail), None);
     }
     // The library's invalid_field details start with the field's name: the
     // client's name for it, in the field and in the text alike.
