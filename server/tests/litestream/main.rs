@@ -4,7 +4,8 @@
 //! `scripts/restore-drill`, reads by `scripts/read-replica`.
 //!
 //! Needs the virtualenv of `scripts/litestream-venv` (made by `.ci/run`;
-//! without it every test here says SKIPPED and passes) and
+//! without it every test here says SKIPPED and passes, or fails under
+//! `ONBOARDING_TESTS_SKIP_NOTHING`, as `.ci/run` runs them) and
 //! `dist/libonboarding.so` for the read replica (`make loadable`).
 
 #[path = "../common/mod.rs"]

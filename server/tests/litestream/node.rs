@@ -40,6 +40,13 @@ pub fn venv() -> Option<PathBuf> {
     if venv.join("bin/litestream").is_file() {
         return Some(venv);
     }
+    // CI makes it: there a skip would be a green run that ran nothing.
+    assert!(
+        std::env::var_os("ONBOARDING_TESTS_SKIP_NOTHING").is_none(),
+        "no Litestream virtualenv at {} (run scripts/litestream-venv), and \
+         ONBOARDING_TESTS_SKIP_NOTHING is set",
+        venv.display()
+    );
     // Straight to stderr: the test harness captures eprintln! of passing
     // tests, and a skip must not go unseen.
     let _ = writeln!(
