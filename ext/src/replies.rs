@@ -40,12 +40,13 @@ pub struct Keyed<'a> {
 }
 
 /// The fingerprint of a keyed call's payload (015): the SHA-256 of the
-/// text as sent, a NULL payload as no bytes, in lowercase hex. The raw text,
-/// not its parsed value: a retry sends the same bytes, and a sender that
-/// sends others under the same key is told so rather than guessed at.
+/// text as sent, in lowercase hex; a NULL payload is `{}`, which it means
+/// (an HTTP request without a body sends NULL). The raw text, not its
+/// parsed value: a retry sends the same bytes, and a sender that sends
+/// others under the same key is told so rather than guessed at.
 pub fn fingerprint(payload: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(payload.unwrap_or("").as_bytes());
+    let digest = Sha256::digest(payload.unwrap_or("{}").as_bytes());
     let mut hex = String::with_capacity(64);
     crate::ids::push_hex(&mut hex, &digest);
     hex

@@ -1093,7 +1093,7 @@ pub fn appointments(map: &Object) -> Result<Appointments> {
         }
         // In its one decimal form, as the number would be: "0042" is 42.
         Some(Value::String(s)) if is_positive_integer(crate::error::trim(s)) => {
-            crate::error::trim(s).parse::<u64>().ok().map(|id| id.to_string())
+            Some(crate::error::trim(s).trim_start_matches('0').to_string())
         }
         Some(other) => {
             return Err(Error::invalid_field(format!(
@@ -1154,11 +1154,9 @@ fn positive_integer(n: &serde_json::Number) -> Option<u64> {
 }
 
 fn is_positive_integer(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 19
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && s != "0"
-        && !s.bytes().all(|b| b == b'0')
+    // Leading zeros are not the number's: "0…042" is 42.
+    let significant = s.trim_start_matches('0');
+    !significant.is_empty() && significant.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The payloads of the kb functions (`onboarding_kb_search` and the worker

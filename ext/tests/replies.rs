@@ -111,6 +111,15 @@ fn a_wrong_code_run_again_with_its_key_counts_once_and_a_right_one_answers_verif
         db.row("SELECT attempts FROM phone_verifications", &[]),
         json!({"attempts": 1})
     );
+    // The wrong code's key with the right code is no retry: refused, and
+    // neither counted nor verified.
+    let before = changes(&db);
+    assert_eq!(
+        verify(&db, &s, &code, OTHER_KEY).unwrap_err(),
+        "onboarding_phone_verify: conflict: request_key '0123456789abcdef-second' was already \
+         used with another payload"
+    );
+    assert_eq!(changes(&db), before);
     let right_key = "0123456789abcdef-third";
     let verified = verify(&db, &s, &code, right_key).unwrap();
     assert_eq!(verified["status"], "verified");
@@ -400,8 +409,8 @@ fn a_key_sent_again_with_another_payload_is_refused_and_writes_nothing() {
         json!({ "fingerprint": hex })
     );
 
-    // A NULL payload is no bytes: the same NULL is the same call, `{}` is
-    // another payload.
+    // A NULL payload is `{}`, which it means (a request without a body);
+    // `{ }` is another payload.
     db.business(&s, "a@exemple.fr");
     let done = db
         .call(
@@ -409,16 +418,13 @@ fn a_key_sent_again_with_another_payload_is_refused_and_writes_nothing() {
             &[&s, &OTHER_KEY],
         )
         .unwrap();
+    assert_eq!(complete(&db, &s, OTHER_KEY).unwrap(), done);
     assert_eq!(
         db.call(
-            "SELECT onboarding_complete(?1, NULL, ?2)",
+            "SELECT onboarding_complete(?1, '{ }', ?2)",
             &[&s, &OTHER_KEY]
         )
-        .unwrap(),
-        done
-    );
-    assert_eq!(
-        complete(&db, &s, OTHER_KEY).unwrap_err(),
+        .unwrap_err(),
         "onboarding_complete: conflict: request_key '0123456789abcdef-second' was already used \
          with another payload"
     );

@@ -482,6 +482,10 @@ fn appointments_rules_and_tenant_settings() {
             "onboarding_step: invalid_field: event_type_id 'abc' is not a positive integer (expected a Cal.com event type id such as 123456)",
         ),
         (
+            r#"{"provider":"cal_com","event_type_id":"000"}"#,
+            "onboarding_step: invalid_field: event_type_id '000' is not a positive integer (expected a Cal.com event type id such as 123456)",
+        ),
+        (
             r#"{"provider":"cal_com","event_type_id":-3}"#,
             "onboarding_step: invalid_field: event_type_id -3 is not a positive integer (expected a Cal.com event type id such as 123456)",
         ),
@@ -548,7 +552,13 @@ fn appointments_rules_and_tenant_settings() {
     );
     // 98765.0 and 9.8765e4 are the integer 98765 in JSON, and "0098765"
     // its text with leading zeros.
-    for number in ["98765.0", "9.8765e4", r#""0098765""#, r#"" 98765 ""#] {
+    for number in [
+        "98765.0",
+        "9.8765e4",
+        r#""0098765""#,
+        r#"" 98765 ""#,
+        r#""00000000000000000000098765""#,
+    ] {
         db.step(
             &s,
             "appointments",
