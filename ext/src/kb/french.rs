@@ -53,12 +53,29 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("ouvert", &["horaires", "ouverture"]),
     ("ouverts", &["horaires", "ouverture"]),
     ("ouverte", &["horaires", "ouverture"]),
-    ("ouvrez", &["horaires", "ouverture"]),
+    // "ouvrir" has two stems (`ouvr`, `ouvert`): its forms meet the page's
+    // "ouvert" and "ouverture" here.
+    ("ouvrez", &["horaires", "ouverture", "ouvert"]),
+    ("ouvre", &["horaires", "ouverture", "ouvert"]),
+    ("ouvrent", &["horaires", "ouverture", "ouvert"]),
+    ("ouvrir", &["horaires", "ouverture", "ouvert"]),
+    ("ouvrira", &["horaires", "ouverture", "ouvert"]),
     ("ouverture", &["horaires"]),
     ("fermé", &["horaires", "fermeture"]),
     ("fermez", &["horaires", "fermeture"]),
+    ("ferme", &["horaires", "fermeture"]),
+    ("ferment", &["horaires", "fermeture"]),
+    ("fermer", &["horaires", "fermeture"]),
     ("heure", &["horaires"]),
     ("heures", &["horaires"]),
+    // A page's hours table abbreviates the days ("Lun-Ven", "Sam").
+    ("lundi", &["lun", "horaires"]),
+    ("mardi", &["mar", "horaires"]),
+    ("mercredi", &["mer", "horaires"]),
+    ("jeudi", &["jeu", "horaires"]),
+    ("vendredi", &["ven", "horaires"]),
+    ("samedi", &["sam", "horaires"]),
+    ("dimanche", &["dim", "horaires"]),
     ("combien", &["tarifs", "prix"]),
     ("coûte", &["tarifs", "prix"]),
     ("coute", &["tarifs", "prix"]),
@@ -70,10 +87,14 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("trouvez", &["adresse", "accès"]),
     ("situés", &["adresse", "accès"]),
     ("venir", &["adresse", "accès"]),
-    ("appeler", &["téléphone", "contact"]),
-    ("joindre", &["téléphone", "contact"]),
-    ("numéro", &["téléphone"]),
-    ("mail", &["email", "contact"]),
+    ("appeler", &["téléphone", "tél", "contact"]),
+    ("joindre", &["téléphone", "tél", "contact"]),
+    ("numéro", &["téléphone", "tél"]),
+    ("téléphone", &["tél"]),
+    // "E-mail" is two words on the page, "e" and "mail".
+    ("mail", &["email", "courriel", "contact"]),
+    ("email", &["mail", "courriel"]),
+    ("courriel", &["email", "mail"]),
     ("rdv", &["rendez", "réservation"]),
     ("rendez", &["réservation"]),
     ("réserver", &["rendez"]),
@@ -313,9 +334,26 @@ pub fn query_terms(question: &str) -> Vec<String> {
         if !is_question_stop_word(&word) {
             add(term(&word));
             spellings(&word).into_iter().for_each(&mut add);
+            if let Some(nous) = nous_form(&word) {
+                add(nous);
+            }
         }
     }
     terms
+}
+
+/// The term of a question's verb in the form a business writes it in: a
+/// caller asks "vous acceptez ?", "vous livrez ?", "intervenir", a page
+/// says "Nous acceptons", "nous livrons", "nous intervenons". The stemmer
+/// leaves `-ons` on (`accepton`, against `accept`), so a word ending as a
+/// verb's `vous` form or infinitive (`-ez`, `-er`, `-ir`) also asks for its
+/// stem with `-ons`. Not other endings: "carte" would ask for "cartons".
+fn nous_form(word: &str) -> Option<String> {
+    if !(word.ends_with("ez") || word.ends_with("er") || word.ends_with("ir")) {
+        return None;
+    }
+    let stem = stemmer().stem(word);
+    (stem.len() < word.len()).then(|| term(&format!("{stem}ons")))
 }
 
 /// An FTS5 query matching any of `terms` in a chunk's terms or heading
@@ -446,10 +484,56 @@ mod tests {
     }
 
     #[test]
+    fn a_callers_words_meet_the_words_a_business_page_uses() {
+        // The page's terms for each question's (the index holds one a word).
+        let cases: [(&str, &str); 12] = [
+            // "Nous …ons", which the stemmer leaves whole.
+            ("vous acceptez les chèques ?", "Nous acceptons les chèques"),
+            ("vous livrez à domicile ?", "Nous livrons"),
+            ("pouvez-vous intervenir ce soir ?", "nous intervenons"),
+            ("vous me rappelez ?", "Nous vous rappelons sous 24 heures"),
+            // "ouvrir", whose stems differ.
+            ("le salon ouvre à quelle heure ?", "Ouverture"),
+            ("ils ouvrent quand ?", "ouvert"),
+            ("vous ouvrez le lundi ?", "Lun"),
+            // Abbreviations of the days and of the telephone.
+            ("vous travaillez le samedi ?", "Sam : 9h-12h"),
+            ("et le mercredi ?", "Mer"),
+            ("quel est votre téléphone ?", "Tél. : 01 23 45 67 89"),
+            // "E-mail" is "e" and "mail" on the page.
+            ("votre email ?", "E-mail : contact@salon.fr"),
+            ("un courriel ?", "Email"),
+        ];
+        for (question, page) in cases {
+            let asked = query_terms(question);
+            let page = index_terms(page);
+            assert!(
+                page.split(' ').any(|t| asked.iter().any(|a| a == t)),
+                "{question:?} asks {asked:?}, the page has {page:?}"
+            );
+        }
+        assert_eq!(
+            query_terms("vous acceptez ?"),
+            ["accept", "acceptez", "accepton"]
+        );
+        assert_eq!(
+            query_terms("ouvre"),
+            ["horair", "ouvertur", "ouvert", "ouvr"]
+        );
+        assert_eq!(query_terms("téléphone"), ["tel", "telephon"]);
+        assert_eq!(query_terms("email"), ["mail", "courriel", "email"]);
+        // Only a verb's `vous` form or infinitive asks for its `-ons`: a
+        // card is no box ("carte", "cartons"), nor a cut a voucher.
+        assert_eq!(query_terms("carte coupe"), ["pai", "cart", "coup"]);
+        assert_eq!(nous_form("livrez").as_deref(), Some("livron"));
+        assert_eq!(nous_form("livraison"), None);
+    }
+
+    #[test]
     fn a_spoken_question_keeps_its_meaning_and_gains_synonyms() {
         assert_eq!(
             query_terms("Vous êtes ouverts le samedi ?"),
-            ["horair", "ouvertur", "ouvert", "samed"]
+            ["horair", "ouvertur", "ouvert", "sam", "samed"]
         );
         assert_eq!(
             query_terms("c'est combien une coupe homme ?"),
