@@ -27,6 +27,11 @@
 //! - **No call of seconds.** The leader sends no Raft heartbeat while it
 //!   runs a call: a completion's pasted documents are stored first, one
 //!   `onboarding_kb_prepare` call each ([`complete`]).
+//! - **A newer library on an older schema migrated.** The nodes run the
+//!   library and the server migrates: during a rolling upgrade a node on
+//!   a newer `libonboarding.so` may lead before the schema is migrated,
+//!   and answer `schema_missing`. The server then migrates through it and
+//!   runs those calls again ([`Cluster::migrate_and_run_again`]).
 //! - **Error texts kept.** A function's error reaches the HTTP layer as
 //!   the exact `onboarding_<fn>: <kind>: <detail>` (see `dqlite_wire`'s
 //!   reading of 1.11's failure responses), so statuses stay exact.
@@ -325,13 +330,32 @@ impl Backend for Cluster {
             .iter()
             .map(|q| if q.keyed() { request_key() } else { None })
             .collect();
-        let Err(commit_error) = self.until_answered(queries, &keys, replies) else {
+        self.run_keyed(queries, &keys, replies);
+        self.migrate_and_run_again(queries, &keys, replies);
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        // Nothing is pending between batches: every transaction has ended.
+        Ok(())
+    }
+}
+
+impl Cluster {
+    /// The batch's calls in one transaction or, when its COMMIT fails, each
+    /// alone.
+    fn run_keyed(
+        &mut self,
+        queries: &[&Query],
+        keys: &[Option<String>],
+        replies: &mut Vec<Outcome>,
+    ) {
+        let Err(commit_error) = self.until_answered(queries, keys, replies) else {
             return;
         };
         tracing::warn!(error = %commit_error, calls = queries.len(), "group commit failed; running each call alone");
         replies.clear();
         let mut alone = Vec::with_capacity(1);
-        for (query, key) in queries.iter().zip(&keys) {
+        for (query, key) in queries.iter().zip(keys) {
             let outcome = match self.until_answered(&[query], std::slice::from_ref(key), &mut alone)
             {
                 Ok(()) => alone
@@ -343,10 +367,61 @@ impl Backend for Cluster {
         }
     }
 
-    fn close(self: Box<Self>) -> Result<(), String> {
-        // Nothing is pending between batches: every transaction has ended.
-        Ok(())
+    /// The nodes run the library, the server migrates: a node restarted
+    /// with a newer `libonboarding.so` than the replicated schema (a
+    /// rolling upgrade under way) answers the calls the newer schema
+    /// changes `schema_missing` once it leads. Then the schema is migrated
+    /// there, through the leader as at the server's start, and those calls
+    /// run again, each alone, with their keys: a call that failed so wrote
+    /// nothing. Once a batch: a schema that stays short (a table dropped by
+    /// hand) answers as it did.
+    fn migrate_and_run_again(
+        &mut self,
+        queries: &[&Query],
+        keys: &[Option<String>],
+        replies: &mut [Outcome],
+    ) {
+        if !replies.iter().any(schema_missing) {
+            return;
+        }
+        let deadline = Instant::now() + RETRY_FOR;
+        let migrated = loop {
+            match self.migrate() {
+                Ok(version) => break Ok(version),
+                Err(Retry::Again(e)) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "migrating again");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(Retry::Again(e) | Retry::CommitFailed(e)) => break Err(e),
+            }
+        };
+        match migrated {
+            Ok(version) => tracing::warn!(
+                schema_version = version,
+                "a call found the schema older than the leader's library: migrated"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "a call found the schema older than the leader's library, and migrating failed");
+                return;
+            }
+        }
+        let mut alone = Vec::with_capacity(1);
+        for (i, (query, key)) in queries.iter().zip(keys).enumerate() {
+            if schema_missing(&replies[i]) {
+                self.run_keyed(&[query], std::slice::from_ref(key), &mut alone);
+                if let Some(outcome) = alone.pop() {
+                    replies[i] = outcome;
+                }
+            }
+        }
     }
+}
+
+/// Whether a call failed for want of the schema its library needs.
+fn schema_missing(outcome: &Outcome) -> bool {
+    matches!(outcome, Err(Failure::Sql(text))
+        if onboarding::ErrorKind::parse_message(text)
+            .is_some_and(|(_, kind, _)| kind == onboarding::ErrorKind::SchemaMissing))
 }
 
 /// Why a transaction gave no answers.
