@@ -447,7 +447,10 @@ fn shown_score(score: f64) -> f64 {
 /// header row count a third: the caller already gets the heading, and a
 /// header row names the columns ("| Jour | Horaires |"), where the answer
 /// is a row ("| Samedi | 9h00 – 18h00 |"). Both are read as the chunker
-/// reads them: a `# comment` or a `|` line in fenced code is neither.
+/// reads them: a `# comment` or a `|` line in fenced code is neither. A
+/// heading that still holds the most gives the first line of text under
+/// it: "## Numéro d'urgence" is what was asked, the number under it the
+/// answer.
 pub fn snippet(text: &str, terms: &[String]) -> String {
     let raw: Vec<&str> = text.split('\n').collect();
     let Marks { heading, code, .. } = marks(&raw);
@@ -462,30 +465,45 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     let separator = |(l, code, _): (&str, bool, bool)| {
         !code && l.starts_with('|') && l.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
     };
+    let header_row = |i: usize| {
+        let (line, code, _) = lines[i];
+        !code && line.starts_with('|') && lines.get(i + 1).is_some_and(|next| separator(*next))
+    };
     let best = lines
         .iter()
         .enumerate()
         .filter(|(_, l)| !separator(**l))
-        .map(|(i, &(line, code, heading))| {
+        .map(|(i, &(line, _, heading))| {
             let line_terms = index_terms(line);
             let hits = terms
                 .iter()
                 .filter(|t| line_terms.split(' ').any(|w| w == t.as_str()))
                 .count();
-            let header_row = !code
-                && line.starts_with('|')
-                && lines.get(i + 1).is_some_and(|next| separator(*next));
-            let weight = if heading || header_row { 1 } else { 3 };
-            (hits * weight, line)
+            let weight = if heading || header_row(i) { 1 } else { 3 };
+            (hits * weight, i)
         })
-        .fold((0, ""), |best, cur| {
-            if cur.0 > best.0 || best.1.is_empty() {
-                cur
-            } else {
-                best
-            }
-        })
-        .1;
+        .fold(None, |best: Option<(usize, usize)>, cur| match best {
+            Some(best) if cur.0 <= best.0 => Some(best),
+            _ => Some(cur),
+        });
+    let Some((_, mut at)) = best else {
+        return String::new();
+    };
+    if lines[at].2 {
+        // The text under the heading, past any heading, header row or
+        // setext underline; the heading itself when none follows.
+        let text = (at + 1..lines.len()).find(|&j| {
+            let (line, _, heading) = lines[j];
+            !heading
+                && !separator(lines[j])
+                && !header_row(j)
+                && !line.chars().all(|c| matches!(c, '-' | '=' | ' '))
+        });
+        if let Some(j) = text {
+            at = j;
+        }
+    }
+    let best = lines[at].0;
     if best.chars().count() <= SNIPPET_CHARS {
         return best.to_string();
     }
@@ -507,6 +525,40 @@ mod tests {
                     | Lundi | Fermé |\n| Samedi | 9h00 – 18h00 |";
         let terms = query_terms("horaires d'ouverture le samedi");
         assert_eq!(snippet(text, &terms), "| Samedi | 9h00 – 18h00 |");
+    }
+
+    #[test]
+    fn a_heading_that_holds_the_most_gives_the_text_under_it() {
+        let text = "# Cabinet\n\nSoins dentaires.\n\n## Numéro d'urgence\n\n06 12 34 56 78 \
+                    (week-end et jours fériés)\n\n## Accès\n\nTram A, arrêt Place du Cirque.";
+        assert_eq!(
+            snippet(text, &query_terms("numéro d'urgence")),
+            "06 12 34 56 78 (week-end et jours fériés)"
+        );
+        assert_eq!(
+            snippet(text, &query_terms("accès")),
+            "Tram A, arrêt Place du Cirque."
+        );
+        // Past a table's header row, to its first row; past a setext
+        // underline; a heading with nothing under it stays.
+        let text = "## Tarifs\n\n| Prestation | Prix |\n|---|---|\n| Coupe | 25 € |";
+        assert_eq!(snippet(text, &query_terms("tarifs")), "| Coupe | 25 € |");
+        let text = "Horaires\n========\n\nDu mardi au samedi.";
+        assert_eq!(
+            snippet(text, &query_terms("horaires")),
+            "Du mardi au samedi."
+        );
+        assert_eq!(
+            snippet("## Horaires", &query_terms("horaires")),
+            "## Horaires"
+        );
+        // A line of text holding a term still wins over a heading holding
+        // two.
+        let text = "## Horaires d'ouverture\n\nFermé le lundi.\n\nOuverture à 9h.";
+        assert_eq!(
+            snippet(text, &query_terms("horaires d'ouverture")),
+            "Ouverture à 9h."
+        );
     }
 
     #[test]
