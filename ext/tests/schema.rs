@@ -15,14 +15,17 @@ fn at_version_4(extra: &str) -> Connection {
     at_version_4_on(Connection::open_in_memory().unwrap(), extra)
 }
 
-fn at_version_4_on(conn: Connection, extra: &str) -> Connection {
+/// `conn` with `extra` run, then the first `n` migration files applied as a
+/// library of their time applied them (their SQL and bookkeeping rows), and
+/// today's functions registered.
+fn migrated_to(conn: &Connection, extra: &str, n: usize) {
     conn.execute_batch(&format!(
-        "PRAGMA foreign_keys = ON; {extra}
+        "{extra}
          CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY,
                                                     name TEXT NOT NULL, applied_at TEXT NOT NULL);"
     ))
     .unwrap();
-    for m in &onboarding::MIGRATIONS[..4] {
+    for m in &onboarding::MIGRATIONS[..n] {
         conn.execute_batch(m.sql).unwrap();
         conn.execute(
             "INSERT INTO onboarding_schema_migrations VALUES (?1, ?2, '2026-11-01T00:00:00.000Z')",
@@ -30,7 +33,11 @@ fn at_version_4_on(conn: Connection, extra: &str) -> Connection {
         )
         .unwrap();
     }
-    onboarding::register_with(&conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+    onboarding::register_with(conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+}
+
+fn at_version_4_on(conn: Connection, extra: &str) -> Connection {
+    migrated_to(&conn, &format!("PRAGMA foreign_keys = ON; {extra}"), 4);
     let db = Db {
         conn,
         env: onboarding::PinnedEnv::new(T0, 7),
@@ -262,20 +269,7 @@ fn a_users_table_and_the_defensive_setting_are_left_alone() {
 #[test]
 fn upgrading_from_14_keeps_the_kept_answers_without_fingerprints() {
     let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(
-        "CREATE TABLE onboarding_schema_migrations (version INTEGER PRIMARY KEY,
-                                                    name TEXT NOT NULL, applied_at TEXT NOT NULL);",
-    )
-    .unwrap();
-    for m in &onboarding::MIGRATIONS[..14] {
-        conn.execute_batch(m.sql).unwrap();
-        conn.execute(
-            "INSERT INTO onboarding_schema_migrations VALUES (?1, ?2, '2026-11-01T00:00:00.000Z')",
-            (m.version, m.name),
-        )
-        .unwrap();
-    }
-    onboarding::register_with(&conn, onboarding::PinnedEnv::new(T0, 7)).unwrap();
+    migrated_to(&conn, "", 14);
     let created: String = conn
         .query_row("SELECT onboarding_create('{}')", [], |r| r.get(0))
         .unwrap();
