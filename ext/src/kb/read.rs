@@ -479,28 +479,21 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
                 .iter()
                 .filter(|t| line_terms.split(' ').any(|w| w == t.as_str()))
                 .count();
-            let weight = if heading || header_row(i) { 1 } else { 3 };
-            (hits * weight, i)
+            let text = !(heading || header_row(i));
+            (hits * if text { 3 } else { 1 }, text, i)
         })
-        .fold(None, |best: Option<(usize, usize)>, cur| match best {
-            Some(best) if cur.0 <= best.0 => Some(best),
+        // The most; on a tie the first, but a line of text before a
+        // heading or a header row.
+        .fold(None, |best: Option<(usize, bool, usize)>, cur| match best {
+            Some(best) if cur.0 < best.0 || (cur.0 == best.0 && (best.1 || !cur.1)) => Some(best),
             _ => Some(cur),
         });
-    let Some((_, mut at)) = best else {
+    let Some((_, _, mut at)) = best else {
         return String::new();
     };
     if lines[at].2 {
-        // The text under the heading, past any heading, header row or
-        // setext underline; the heading itself when none follows.
-        let text = (at + 1..lines.len()).find(|&j| {
-            let (line, _, heading) = lines[j];
-            !heading
-                && !separator(lines[j])
-                && !header_row(j)
-                && !line.chars().all(|c| matches!(c, '-' | '=' | ' '))
-        });
-        if let Some(j) = text {
-            at = j;
+        if let Some(under) = text_under(&lines, at, &separator, &header_row) {
+            at = under;
         }
     }
     let best = lines[at].0;
@@ -513,6 +506,38 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     }
     out.push('…');
     out
+}
+
+/// The line that answers a heading at `at`: the one right under it (past
+/// a setext underline), or a table's first row under its header row. None
+/// when that is another heading, code, a fence, a rule, an image or markup:
+/// the text of another section, or no text.
+fn text_under(
+    lines: &[(&str, bool, bool)],
+    at: usize,
+    separator: &impl Fn((&str, bool, bool)) -> bool,
+    header_row: &impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let rule = |line: &str, marks: &str| {
+        line.chars().filter(|c| !c.is_whitespace()).count() >= 3
+            && line.chars().all(|c| c.is_whitespace() || marks.contains(c))
+    };
+    let mut j = at + 1;
+    if lines
+        .get(j)
+        .is_some_and(|&(line, code, _)| !code && rule(line, "=-"))
+    {
+        j += 1;
+    }
+    if j < lines.len() && header_row(j) {
+        j += 2;
+    }
+    let &(line, code, heading) = lines.get(j)?;
+    let markup = ["```", "~~~", "<", "!["]
+        .iter()
+        .any(|start| line.starts_with(start));
+    let answers = !code && !heading && !separator(lines[j]) && !markup && !rule(line, "*-_=");
+    answers.then_some(j)
 }
 
 #[cfg(test)]
@@ -551,6 +576,32 @@ mod tests {
         assert_eq!(
             snippet("## Horaires", &query_terms("horaires")),
             "## Horaires"
+        );
+        // Never another section's text, nor code, a fence, a rule, an
+        // image or markup: the heading then stays.
+        for under in [
+            "## Tarifs\n\nCoupe femme 35 €.",
+            "### Tarifs",
+            "```\nssid: salon-invites\n```",
+            "~~~\nssid: salon-invites\n~~~",
+            "***",
+            "![Plan d'accès](plan.png)",
+            "<!-- mis à jour -->",
+            "<p>Tram A</p>",
+        ] {
+            let text = format!("# Salon\n\n## Urgences wifi\n\n{under}");
+            assert_eq!(
+                snippet(&text, &query_terms("urgences wifi")),
+                "## Urgences wifi",
+                "{under}"
+            );
+        }
+        // A tie goes to the line of text, not to the heading (which would
+        // then give the line under it).
+        let text = "## Horaires et tarifs des coupes\n\nFermé le lundi.\n\nCoupe femme 35 €.";
+        assert_eq!(
+            snippet(text, &query_terms("horaires tarifs coupe")),
+            "Coupe femme 35 €."
         );
         // A line of text holding a term still wins over a heading holding
         // two.
