@@ -1541,3 +1541,47 @@ async fn a_schema_older_than_the_leaders_library_is_migrated_and_the_calls_run_a
     });
     server.stop().await;
 }
+
+/// A schema that a migration cannot mend (a table dropped by hand, whose
+/// migration is recorded) answers its calls as it did, at once: the
+/// migration fails once, is not retried for the batch's whole retry time
+/// (the writer answers nothing meanwhile), and not tried again for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_no_migration_mends_answers_500_at_once() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    tokio::task::block_in_place(|| {
+        assert_eq!(
+            cluster.count("SELECT max(version) FROM onboarding_schema_migrations"),
+            15
+        );
+        // 015 would alter the table that is gone: the migration fails.
+        cluster.exec("DROP TABLE onboarding_call_replies");
+        cluster.exec("DELETE FROM onboarding_schema_migrations WHERE version = 15");
+    });
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let saved = server
+            .post(&session_path(&id, "channels"), r#"{"channels":["sms"]}"#)
+            .await;
+        assert_eq!(
+            (saved.status, saved.json()),
+            (
+                500,
+                serde_json::json!({"success": false, "error": "internal error", "code": "internal"})
+            )
+        );
+        // Bounded well under the batches' 10 s of retries.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    server.stop().await;
+}

@@ -96,7 +96,20 @@ pub(super) struct Cluster {
     /// one is looked for, since it may be frozen (it accepts a connection,
     /// then each question waits out [`CONNECT_TIMEOUT`]).
     last_leader: Option<String>,
+    /// When a migration asked for by a call's `schema_missing` last failed:
+    /// none is tried again for [`MIGRATION_PAUSE`], so that a schema that
+    /// cannot be migrated (a table dropped by hand, a leader whose library
+    /// is older than the schema) costs each batch nothing more.
+    migration_failed_at: Option<Instant>,
 }
+
+/// How long after a failed migration the calls' `schema_missing` answers
+/// stand without another try.
+const MIGRATION_PAUSE: Duration = Duration::from_secs(10);
+
+/// Attempts of such a migration: a lost leader is worth another, an SQL
+/// error is not (it comes back the same).
+const MIGRATION_ATTEMPTS: usize = 3;
 
 /// Why an attempt of a batch did not give its answers.
 enum Retry {
@@ -114,6 +127,7 @@ impl Cluster {
             options,
             leader: None,
             last_leader: None,
+            migration_failed_at: None,
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -373,22 +387,31 @@ impl Cluster {
     /// changes `schema_missing` once it leads. Then the schema is migrated
     /// there, through the leader as at the server's start, and those calls
     /// run again, each alone, with their keys: a call that failed so wrote
-    /// nothing. Once a batch: a schema that stays short (a table dropped by
-    /// hand) answers as it did.
+    /// nothing. Once a batch, and not again for [`MIGRATION_PAUSE`] after a
+    /// failure: a schema that stays short (a table dropped by hand) answers
+    /// as it did.
     fn migrate_and_run_again(
         &mut self,
         queries: &[&Query],
         keys: &[Option<String>],
         replies: &mut [Outcome],
     ) {
-        if !replies.iter().any(schema_missing) {
+        if !replies.iter().any(schema_missing)
+            || self
+                .migration_failed_at
+                .is_some_and(|at| at.elapsed() < MIGRATION_PAUSE)
+        {
             return;
         }
-        let deadline = Instant::now() + RETRY_FOR;
+        // A few attempts, not the batches' RETRY_FOR: `settle` reads the
+        // migration's own SQL error as a lost leader too, and the writer
+        // thread answers nothing meanwhile.
+        let mut attempts = 0;
         let migrated = loop {
+            attempts += 1;
             match self.migrate() {
                 Ok(version) => break Ok(version),
-                Err(Retry::Again(e)) if Instant::now() < deadline => {
+                Err(Retry::Again(e)) if attempts < MIGRATION_ATTEMPTS => {
                     tracing::debug!(error = %e, "migrating again");
                     std::thread::sleep(RETRY_PAUSE);
                 }
@@ -398,10 +421,11 @@ impl Cluster {
         match migrated {
             Ok(version) => tracing::warn!(
                 schema_version = version,
-                "a call found the schema older than the leader's library: migrated"
+                "a call found the schema short of the leader's library: migrated"
             ),
             Err(e) => {
-                tracing::error!(error = %e, "a call found the schema older than the leader's library, and migrating failed");
+                self.migration_failed_at = Some(Instant::now());
+                tracing::error!(error = %e, "a call found the schema short of the leader's library, and migrating failed");
                 return;
             }
         }
