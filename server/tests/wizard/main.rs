@@ -204,6 +204,15 @@ async fn fill_channels_and_agent(b: &Browser) {
     b.step("kb").await;
 }
 
+/// Sends a code from the verification step: once its field has the focus,
+/// the code as the gateway delivered it.
+async fn a_code_sent(b: &Browser, gateway: &SmsGateway) -> String {
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    code_in(&gateway.deliver().await)
+}
+
 /// Welcome, business, channels and agent by mouse, the knowledge base left
 /// for later and no appointments: on the verification step.
 async fn to_the_verification(b: &Browser) {
@@ -1519,10 +1528,8 @@ async fn a_number_another_account_routes_is_said_so_from_verification_to_complet
 
     let b = browser(&server, 1024).await;
     to_the_verification(&b).await;
-    b.click("#send-code").await;
-    b.until("the code field", "document.activeElement.id === 'code'")
-        .await;
-    b.fill("code", &code_in(&gateway.deliver().await)).await;
+    let code = a_code_sent(&b, &gateway).await;
+    b.fill("code", &code).await;
     b.click("#verify-code").await;
     b.until(
         "the verified number",
@@ -3167,10 +3174,7 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 360).await;
     to_the_verification(&b).await;
-    b.click("#send-code").await;
-    b.until("the code field", "document.activeElement.id === 'code'")
-        .await;
-    let code = code_in(&gateway.deliver().await);
+    let code = a_code_sent(&b, &gateway).await;
     for left in (1..5).rev() {
         b.fill("code", &wrong(&code)).await;
         b.click("#verify-code").await;
@@ -3363,10 +3367,7 @@ async fn already_verified_is_shown_verified_only_once_the_session_says_so() {
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 1280).await;
     to_the_verification(&b).await;
-    b.click("#send-code").await;
-    b.until("the code field", "document.activeElement.id === 'code'")
-        .await;
-    let code = code_in(&gateway.deliver().await);
+    let code = a_code_sent(&b, &gateway).await;
     let id = row(&server, "onboarding_sessions")["id"].clone();
     let verified = server
         .post(
