@@ -663,6 +663,53 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     );
 }
 
+/// Cut 3 reads a verb after "nous" in its "vous" form: a document stored
+/// by cut 2, whose entry holds `accepton`, is cut again, and then found by
+/// "vous acceptez ?"; only its entry and its cut change.
+#[test]
+fn a_document_stored_by_cut_2_gets_the_verbs_after_nous_read_again() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Paiement","content":"Nous n'acceptons que les espèces."}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let found = |q: &str| {
+        kb_search(&db, json!({"session_id": s, "query": q})).unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let terms = || rows(&db.conn, "SELECT terms FROM kb_chunks_index");
+    let cut_3 = [[r#"Text("pai pai accept espec")"#]];
+    assert_eq!(terms(), cut_3);
+    assert_eq!(found("vous acceptez ?"), 1);
+    // The entry as cut 2 made it.
+    db.conn
+        .execute_batch(
+            "UPDATE kb_chunks_index SET terms = replace(terms, 'accept', 'accepton');
+             UPDATE kb_documents SET cut = 2;",
+        )
+        .unwrap();
+    assert_eq!(found("vous acceptez ?"), 0);
+    let before = db.snapshot();
+    let tenant = db.get(&s)["tenant_id"].clone();
+    assert_eq!(
+        recut(&db).unwrap(),
+        json!({"success": true, "recut": {"document_id": 1, "tenant_id": tenant,
+               "chunks_before": 1, "chunks": 1, "kept": 0}, "failed": null,
+               "remaining": 0, "failing": 0})
+    );
+    assert_eq!(terms(), cut_3);
+    assert_eq!(found("vous acceptez ?"), 1);
+    let after = db.snapshot();
+    let changed: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(changed[0].starts_with("kb_documents: Integer(1) | "));
+    assert!(changed[0].ends_with(" | Integer(3)"), "{}", changed[0]);
+    assert!(changed[1]
+        .starts_with(r#"kb_chunks_index: Text("pai pai accept espec") | Text("pai pai") | "#));
+}
+
 /// Two salons with the same words, each completed with its documents.
 fn two_salons(db: &Db) -> [String; 2] {
     let ours = json!({"method":"documents","documents":[
@@ -1835,10 +1882,10 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     assert_eq!(
         rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),
         [
-            ["Integer(1)", "Integer(2)"],
+            ["Integer(1)", "Integer(3)"],
             ["Integer(2)", "Integer(0)"],
-            ["Integer(3)", "Integer(2)"],
-            ["Integer(4)", "Integer(2)"]
+            ["Integer(3)", "Integer(3)"],
+            ["Integer(4)", "Integer(3)"]
         ]
     );
     assert_eq!(db.count("kb_recut_failures"), 0);
@@ -2078,7 +2125,7 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     db.complete(&s).unwrap();
     assert_eq!(
         rows(&db.conn, "SELECT cut FROM kb_documents ORDER BY id"),
-        [["Integer(2)"], ["Integer(2)"]]
+        [["Integer(3)"], ["Integer(3)"]]
     );
     assert_eq!(
         recut(&db).unwrap(),
@@ -2086,7 +2133,7 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     );
     db.conn
         .execute_batch(
-            "UPDATE kb_documents SET cut = 3 WHERE id = 1;
+            "UPDATE kb_documents SET cut = 4 WHERE id = 1;
              UPDATE kb_chunks SET text = 'Coupe : 25 €' WHERE document_id = 1;",
         )
         .unwrap();
@@ -2139,7 +2186,7 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
         failed(1, "2026-11-24T11:00:00.000Z", 1)
     );
     // Nothing of the cut is left; the failure is recorded.
-    let failure = "kb_recut_failures: Integer(1) | Integer(2) | Integer(1) | \
+    let failure = "kb_recut_failures: Integer(1) | Integer(3) | Integer(1) | \
                    Text(\"internal: database or disk is full\") | \
                    Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")";
     let mut expected = before.clone();
@@ -2169,7 +2216,7 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
     );
     assert_eq!(
         db.rows("SELECT * FROM kb_recut_failures", &[]),
-        [json!({"document_id": 1, "cut": 2, "attempts": 2,
+        [json!({"document_id": 1, "cut": 3, "attempts": 2,
                 "error": "internal: database or disk is full",
                 "failed_at": "2026-11-24T11:00:00.000Z", "retry_at": "2026-11-24T12:00:00.000Z"})]
     );
@@ -2250,7 +2297,7 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
     );
     let mut expected = before.clone();
     expected.push(
-        "kb_recut_failures: Integer(1) | Integer(2) | Integer(1) | \
+        "kb_recut_failures: Integer(1) | Integer(3) | Integer(1) | \
          Text(\"internal: the transaction is gone\") | \
          Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")"
             .to_string(),
@@ -2303,13 +2350,12 @@ fn cutting_an_unchanged_document_again_writes_its_cut_alone() {
         }
         (std::fs::metadata(&wal).unwrap().len() - 32) / (24 + u64::from(page))
     };
-    // Written at the raise to 2: from 3 on, a recut from 2 is the case
-    // in place, and should be measured too.
-    assert_eq!(onboarding::kb::CUT, 2);
-    let by_hand = frames(0, Some("UPDATE kb_documents SET cut = 2"));
+    // From cut 0, the row rewritten whole; from cut 2, in place.
+    assert_eq!(onboarding::kb::CUT, 3);
+    let by_hand = frames(0, Some("UPDATE kb_documents SET cut = 3"));
     assert_eq!((frames(0, None), by_hand), (by_hand, 40));
-    // In place: the cut of a later raise.
-    assert_eq!(frames(2, Some("UPDATE kb_documents SET cut = 3")), 2);
+    let by_hand = frames(2, Some("UPDATE kb_documents SET cut = 3"));
+    assert_eq!((frames(2, None), by_hand), (by_hand, 2));
 }
 
 /// A chunk whose text and terms are right but whose row or entry is not

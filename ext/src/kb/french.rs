@@ -132,11 +132,86 @@ pub fn fold(text: &str) -> String {
 
 /// The words of `text`, lowercase, accents kept: letters and digits; an
 /// apostrophe or a hyphen separates ("d'ouverture" -> "d", "ouverture").
-/// Typographic ligatures ("ﬁnance", pasted from a PDF) are spelt out.
+/// Typographic ligatures ("ﬁnance", pasted from a PDF) are spelt out. A
+/// verb after the subject "nous" is read in its "vous" form (see
+/// [`vous_form`]).
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| spell_ligatures(w.to_lowercase()))
+    let mut after_nous = false;
+    pieces(text).map(move |(before, word)| {
+        let word = spell_ligatures(word.to_lowercase());
+        let joined = is_joining(before);
+        if after_nous && joined {
+            if let Some(verb) = vous_form(&word) {
+                after_nous = false;
+                return verb;
+            }
+            after_nous = CLITICS.contains(&word.as_str());
+        } else {
+            // "Contactez-nous" and "nous-mêmes" are no subject.
+            after_nous = word == "nous" && !before.ends_with('-');
+        }
+        word
+    })
+}
+
+/// The words of `text` as they are written, each with the text between it
+/// and the word before (the start of `text` for the first).
+fn pieces(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let start = rest.find(char::is_alphanumeric)?;
+        let (before, from) = rest.split_at(start);
+        let end = from
+            .find(|c: char| !c.is_alphanumeric())
+            .unwrap_or(from.len());
+        let (word, after) = from.split_at(end);
+        rest = after;
+        Some((before, word))
+    })
+}
+
+/// Whether the text between two words keeps them in one clause: spaces on
+/// one line, or the apostrophe of an elided "n'" or "l'". A full stop, a
+/// comma or a line's end ("Chez nous.\nLeçons de …") ends it.
+fn is_joining(between: &str) -> bool {
+    !between.is_empty()
+        && between
+            .chars()
+            .all(|c| matches!(c, ' ' | '\t' | '\u{a0}' | '\u{202f}' | '\'' | '’'))
+}
+
+/// The words that may stand between the subject "nous" and its verb:
+/// "nous ne prenons pas", "nous n'acceptons", "nous vous accueillons", "nous
+/// nous déplaçons", "nous les livrons", "nous y allons", "nous en avons".
+const CLITICS: &[&str] = &[
+    "ne", "n", "vous", "nous", "te", "t", "le", "la", "les", "l", "lui", "leur", "y", "en",
+];
+
+/// A page says "Nous acceptons les chèques"; a caller asks "vous acceptez
+/// les chèques ?". The stemmer strips `-ez` (`accept`) but leaves `-ons`
+/// whole (`accepton`): a noun's plural ends so as often (coupons, salons,
+/// leçons). Right after the subject "nous", an `-ons` word is a verb, read
+/// as its "vous" form on both sides, page and question: `acceptez`,
+/// `mangez` for "mangeons", `commencez` for "commençons", and the two
+/// irregular ones whose "vous" form is no `-ez` ("faisons", "disons").
+fn vous_form(word: &str) -> Option<String> {
+    match word {
+        "faisons" => return Some("faites".into()),
+        "disons" => return Some("dites".into()),
+        _ => {}
+    }
+    let stem = word.strip_suffix("ons")?;
+    if stem.chars().count() < 2 {
+        return None;
+    }
+    let stem = match stem.strip_suffix('ç') {
+        Some(before) => format!("{before}c"),
+        None => match stem.strip_suffix("ge") {
+            Some(before) => format!("{before}g"),
+            None => stem.to_string(),
+        },
+    };
+    Some(format!("{stem}ez"))
 }
 
 /// The Latin ligatures of Unicode's presentation forms (U+FB00-FB06), as
@@ -493,6 +568,54 @@ mod tests {
         );
         assert_eq!(query_terms("téléphone"), ["tel", "telephon"]);
         assert_eq!(query_terms("email"), ["mail", "courriel", "email"]);
+        // A verb after the subject "nous", on the page or in the question,
+        // is read in its "vous" form: the stemmer leaves `-ons` whole.
+        for (question, page, term) in [
+            (
+                "vous acceptez les chèques ?",
+                "Nous acceptons les chèques",
+                "accept",
+            ),
+            (
+                "vous prenez la carte ?",
+                "Nous ne prenons pas la carte",
+                "pren",
+            ),
+            (
+                "vous livrez à domicile ?",
+                "nous vous livrons en 24 h",
+                "livr",
+            ),
+            ("vous faites des devis ?", "Nous faisons des devis", "fait"),
+            ("on mange quoi ?", "nous mangeons", "mang"),
+            ("vous commencez quand ?", "Nous commençons à 9h", "commenc"),
+            ("vous réparez ?", "nous n'en réparons qu'un", "repar"),
+            ("vous vous déplacez ?", "Nous nous déplaçons", "deplac"),
+            (
+                "est-ce qu'on s'occupe de tout",
+                "nous nous occupons de tout",
+                "occup",
+            ),
+        ] {
+            let page = index_terms(page);
+            assert!(page.split(' ').any(|t| t == term), "{page:?} lacks {term}");
+            assert!(
+                query_terms(question).contains(&term.to_string()),
+                "{question:?} asks {:?}, not {term}",
+                query_terms(question)
+            );
+        }
+        assert_eq!(index_terms("Nous acceptons les chèques"), "accept chequ");
+        // "pouvez" is a stop word, so "pouvons" after "nous" is one too.
+        assert_eq!(query_terms("nous pouvons venir ?"), query_terms("venir ?"));
+        // Not after an object "nous", nor across a sentence's or a line's
+        // end: those `-ons` words are nouns, as they are anywhere else.
+        assert_eq!(index_terms("Coupons et leçons"), "coupon lecon");
+        assert_eq!(index_terms("Contactez-nous coupons"), "contact coupon");
+        assert_eq!(index_terms("Venez chez nous. Coupons"), "ven coupon");
+        assert_eq!(index_terms("chez nous\nLeçons"), "lecon");
+        assert_eq!(index_terms("nous, salons"), "salon");
+        assert_eq!(query_terms("vous coupez ?"), ["coup", "coupez"]);
         // Words that are something else too ask for nothing more: an
         // account opened, the sea, a game, "venez", a delivery day.
         assert_eq!(query_terms("ouvrir un compte"), ["ouvr", "compt"]);

@@ -294,8 +294,8 @@ mod tests {
         assert_eq!(
             (CUT, fingerprint().as_str()),
             (
-                2,
-                "343aff456f41bd1e5c3c4db05e9d657d39d3424536875d56970df86d9eb23629"
+                3,
+                "0c81305b9e86f46cbf5a12ece901033b47d417a3dece198827b9c2366dc977fa"
             )
         );
     }
