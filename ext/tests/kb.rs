@@ -663,6 +663,44 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     );
 }
 
+/// A caller's day meets an hours table's range of days, and a caller's
+/// "vous acceptez" a page's "Nous acceptons": the chunk that answers comes
+/// first, its snippet the line that does.
+#[test]
+fn a_callers_day_and_verb_find_the_range_and_the_nous_that_answer() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Horaires","content":"Lun-Ven : 9h-18h\nSam : 9h-12h\nDim : fermé"},
+        {"title":"Paiement","content":"Nous acceptons les chèques et la carte bancaire.\n\nPas de paiement en ligne."},
+        {"title":"Tarifs","content":TARIFS}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let search = |q: &str| {
+        let found = kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
+        found["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["title"].clone(), r["snippet"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        search("vous êtes ouverts le mercredi ?"),
+        [(json!("Horaires"), json!("Lun-Ven : 9h-18h"))]
+    );
+    assert_eq!(
+        search("et le vendredi ?"),
+        [(json!("Horaires"), json!("Lun-Ven : 9h-18h"))]
+    );
+    assert_eq!(
+        search("vous acceptez les tickets restaurant ?"),
+        [(
+            json!("Paiement"),
+            json!("Nous acceptons les chèques et la carte bancaire.")
+        )]
+    );
+}
+
 /// Cut 3 reads a verb after "nous" in its "vous" form: a document stored
 /// by cut 2, whose entry holds `accepton`, is cut again, and then found by
 /// "vous acceptez ?"; only its entry and its cut change.

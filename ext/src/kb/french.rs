@@ -134,24 +134,150 @@ pub fn fold(text: &str) -> String {
 /// apostrophe or a hyphen separates ("d'ouverture" -> "d", "ouverture").
 /// Typographic ligatures ("ﬁnance", pasted from a PDF) are spelt out. A
 /// verb after the subject "nous" is read in its "vous" form (see
-/// [`vous_form`]).
+/// [`vous_form`]), and a range of days is followed by the names of the
+/// days it holds (see [`Reading::days`]).
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    let mut after_nous = false;
-    pieces(text).map(move |(before, word)| {
-        let word = spell_ligatures(word.to_lowercase());
-        let joined = is_joining(before);
-        if after_nous && joined {
+    let mut pieces = pieces(text);
+    let mut reading = Reading::default();
+    // The days a range holds, the last one first.
+    let mut days: Vec<&'static str> = Vec::new();
+    std::iter::from_fn(move || {
+        if let Some(day) = days.pop() {
+            return Some(day.to_string());
+        }
+        let (before, word) = pieces.next()?;
+        Some(reading.read(before, spell_ligatures(word.to_lowercase()), &mut days))
+    })
+}
+
+/// What the words read so far say about the next one.
+#[derive(Default)]
+struct Reading {
+    /// The words before are the subject "nous", and maybe pronouns.
+    after_nous: bool,
+    /// The words before are a day, or a day and "au" ("du lundi au").
+    day: Option<DayRead>,
+}
+
+#[derive(Clone, Copy)]
+enum DayRead {
+    /// A day: its index, Monday 0, and whether it was its whole name.
+    Day(usize, bool),
+    /// A day, then "au" or "à".
+    To(usize, bool),
+}
+
+/// The days of the week, Monday first, with the abbreviation an hours
+/// table gives each.
+const DAYS: [(&str, &str); 7] = [
+    ("lundi", "lun"),
+    ("mardi", "mar"),
+    ("mercredi", "mer"),
+    ("jeudi", "jeu"),
+    ("vendredi", "ven"),
+    ("samedi", "sam"),
+    ("dimanche", "dim"),
+];
+
+/// A day's index and whether `word` is its whole name.
+fn day_of(word: &str) -> Option<(usize, bool)> {
+    DAYS.iter().enumerate().find_map(|(n, (name, short))| {
+        (word == *name)
+            .then_some((n, true))
+            .or((word == *short).then_some((n, false)))
+    })
+}
+
+impl Reading {
+    /// `word`, or the word it stands for, after `before`, the text since
+    /// the word before; the days of a range it ends go to `days`.
+    fn read(&mut self, before: &str, word: String, days: &mut Vec<&'static str>) -> String {
+        let word = self.verb(before, word);
+        self.days(before, &word, days);
+        word
+    }
+
+    fn verb(&mut self, before: &str, word: String) -> String {
+        if self.after_nous && is_joining(before) {
             if let Some(verb) = vous_form(&word) {
-                after_nous = false;
+                self.after_nous = false;
                 return verb;
             }
-            after_nous = CLITICS.contains(&word.as_str());
+            self.after_nous = CLITICS.contains(&word.as_str());
         } else {
             // "Contactez-nous" and "nous-mêmes" are no subject.
-            after_nous = word == "nous" && !before.ends_with('-');
+            self.after_nous = word == "nous" && !before.ends_with('-');
         }
         word
-    })
+    }
+
+    /// An hours table says "Lun-Ven : 9h-18h", a page "du mardi au
+    /// samedi"; a caller asks "vous êtes ouverts le mercredi ?". A range
+    /// of days, two days joined by a dash or by "au" or "à" (their
+    /// abbreviations too: they are days there, and only there, "mar" being
+    /// also March and "ven" the start of "venez"), is followed by the
+    /// whole names of the days it holds, but those written whole: "Lun-Ven"
+    /// reads as "Lun-Ven lundi mardi mercredi jeudi vendredi". A range may
+    /// run past Sunday ("Ven-Lun").
+    fn days(&mut self, before: &str, word: &str, days: &mut Vec<&'static str>) {
+        let day = day_of(word);
+        self.day = match (self.day.take(), day) {
+            (Some(DayRead::Day(from, from_whole)), Some((to, to_whole))) if is_dash(before) => {
+                range(from, from_whole, to, to_whole, days);
+                None
+            }
+            (Some(DayRead::To(from, from_whole)), Some((to, to_whole))) if is_spaced(before) => {
+                range(from, from_whole, to, to_whole, days);
+                None
+            }
+            (Some(DayRead::Day(from, whole)), None)
+                if matches!(word, "au" | "à" | "a") && is_spaced(before) =>
+            {
+                Some(DayRead::To(from, whole))
+            }
+            (_, Some((day, whole))) => Some(DayRead::Day(day, whole)),
+            _ => None,
+        };
+    }
+}
+
+/// The whole names of the days from `from` to `to`, but those written
+/// whole, onto `days` to be read the first first.
+fn range(from: usize, from_whole: bool, to: usize, to_whole: bool, days: &mut Vec<&'static str>) {
+    if from == to {
+        return;
+    }
+    let count = (to + 7 - from) % 7 + 1;
+    for n in (0..count).rev() {
+        let whole = match n {
+            0 => from_whole,
+            n if n == count - 1 => to_whole,
+            _ => false,
+        };
+        if !whole {
+            days.push(DAYS[(from + n) % 7].0);
+        }
+    }
+}
+
+/// Whether the text between two days makes them a range: one dash, with
+/// spaces or an abbreviation's dot around it ("Lun-Ven", "Lundi – Vendredi",
+/// "lun. - ven.").
+fn is_dash(between: &str) -> bool {
+    let dash = |c: char| matches!(c, '-' | '‐' | '–' | '—');
+    between.chars().filter(|&c| dash(c)).count() == 1
+        && between
+            .chars()
+            .all(|c| dash(c) || matches!(c, ' ' | '.' | '\u{a0}' | '\u{202f}'))
+}
+
+/// Whether two words of a range ("lun. au ven.") are apart by spaces
+/// alone, or an abbreviation's dot.
+fn is_spaced(between: &str) -> bool {
+    !between.is_empty()
+        && between
+            .chars()
+            .all(|c| matches!(c, ' ' | '.' | '\u{a0}' | '\u{202f}'))
 }
 
 /// The words of `text` as they are written, each with the text between it
@@ -616,6 +742,40 @@ mod tests {
         assert_eq!(index_terms("chez nous\nLeçons"), "lecon");
         assert_eq!(index_terms("nous, salons"), "salon");
         assert_eq!(query_terms("vous coupez ?"), ["coup", "coupez"]);
+        // A range of days holds the days between: an hours table's
+        // "Lun-Ven" answers "le mercredi ?", and its "Ven" "le vendredi ?".
+        for page in [
+            "Lun-Ven : 9h-18h",
+            "Ouvert du lundi au vendredi",
+            "lun. au ven.",
+            "Lundi – Vendredi",
+            "de mardi à jeudi",
+            "Sam-Mer",
+        ] {
+            let page_terms = index_terms(page);
+            for question in ["le mercredi ?", "vous êtes ouverts le mercredi ?"] {
+                let asked = query_terms(question);
+                assert!(
+                    page_terms.split(' ').any(|t| asked.iter().any(|a| a == t)),
+                    "{question:?} asks {asked:?}, {page:?} has {page_terms:?}"
+                );
+            }
+        }
+        assert_eq!(
+            index_terms("Lun-Ven : 9h-18h"),
+            "lun ven lund mard mercred jeud vendred 9h 18h"
+        );
+        assert_eq!(
+            index_terms("du mardi au samedi"),
+            "mard samed mercred jeud vendred"
+        );
+        assert_eq!(index_terms("Ven-Lun"), "ven lun vendred samed dimanch lund");
+        assert_eq!(index_terms("Lundi-Mardi : fermé"), "lund mard ferm");
+        // Not a range: a list, a date, a compound, a day alone.
+        assert_eq!(index_terms("Lundi, mercredi"), "lund mercred");
+        assert_eq!(index_terms("Jeu-concours du mar au"), "jeu concour mar");
+        assert_eq!(index_terms("lundi 3 - vendredi 7"), "lund 3 vendred 7");
+        assert_eq!(index_terms("Lundi. Samedi"), "lund samed");
         // Words that are something else too ask for nothing more: an
         // account opened, the sea, a game, "venez", a delivery day.
         assert_eq!(query_terms("ouvrir un compte"), ["ouvr", "compt"]);

@@ -48,7 +48,8 @@ pub(crate) mod worker;
 ///
 /// Cuts: 1, the first recorded (migration 013); 2, each piece a long code
 /// block goes on in starting with its opening fence; 3, a verb after the
-/// subject "nous" indexed in its "vous" form ("acceptons" as `accept`).
+/// subject "nous" indexed in its "vous" form ("acceptons" as `accept`),
+/// and a range of days with the days it holds ("Lun-Ven" with `mercred`).
 ///
 /// The raise to 2 costs more than later ones: a record stores the integers
 /// 0 and 1 in no byte and 2 to 127 in one (128 and up in two), so each

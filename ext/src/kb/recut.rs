@@ -295,7 +295,7 @@ mod tests {
             (CUT, fingerprint().as_str()),
             (
                 3,
-                "0c81305b9e86f46cbf5a12ece901033b47d417a3dece198827b9c2366dc977fa"
+                "cfd370026fee13683b026bf00c1767b3d829f7907875a9a751efd1e159efc489"
             )
         );
     }
