@@ -160,6 +160,21 @@ pub fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// A value of the wrong type as an error text names it, its type and the
+/// value itself (cut as [`quote_json`] cuts it): `got the number 5`, `got
+/// the array [1,2]`, `got null`.
+pub fn got(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => return "null".to_string(),
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    format!("the {kind} {}", crate::error::quote_json(value))
+}
+
 /// A row as a JSON object keyed by column name, with the named columns
 /// holding JSON text parsed (text that does not parse stays a string).
 pub fn row_object(row: &Row<'_>, json_columns: &[&str]) -> rusqlite::Result<Value> {

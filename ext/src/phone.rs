@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::ids;
-use crate::json::type_name;
+use crate::json::{got, type_name};
 use crate::otp;
 use crate::outbox;
 use crate::replies;
@@ -197,7 +197,7 @@ fn channel_field(map: &Object) -> Result<Option<Channel>> {
             }),
         Some(other) => Err(Error::invalid_field(format!(
             "channel must be a string, got {}",
-            type_name(other)
+            got(other)
         ))),
     }
 }
@@ -217,11 +217,12 @@ fn business_phone(session: &Session) -> Result<String> {
     Ok(stored_str(&business, "phone")?.to_string())
 }
 
-/// The channel asked for, or the line's default; a fixed line takes no SMS.
+/// The channel asked for, or the line's default; only a mobile takes SMS.
 fn channel_for(line: &Line, requested: Option<Channel>) -> Result<Channel> {
     match requested {
         Some(Channel::Sms) if !line.mobile => Err(Error::invalid_field(format!(
-            "channel 'sms' cannot reach the fixed line {} (use 'voice')",
+            "channel 'sms' cannot reach the {} {} (use 'voice')",
+            line.kind,
             quote(&line.number)
         ))),
         Some(channel) => Ok(channel),
@@ -494,8 +495,9 @@ fn code_field(map: &Object) -> Result<String> {
     let chars = code.chars().count();
     if chars != otp::CODE_DIGITS {
         return Err(Error::invalid_field(format!(
-            "code must be {} digits, got {chars} characters",
-            otp::CODE_DIGITS
+            "code must be {} digits, got {chars} character{}",
+            otp::CODE_DIGITS,
+            if chars == 1 { "" } else { "s" }
         )));
     }
     if !code.bytes().all(|b| b.is_ascii_digit()) {

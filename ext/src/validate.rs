@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog;
 use crate::error::{checked_text, quote, quote_json, Error, Result};
-use crate::json::type_name;
+use crate::json::got;
 use crate::kb::{check_url, AllowList};
 
 /// A payload's members. A B-tree rather than serde_json's map: a payload
@@ -49,7 +49,7 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
         Ok(Payload(Ok(map))) => Ok(map),
         Ok(Payload(Err(other))) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
-            type_name(&other)
+            got(&other)
         ))),
         // The only data error a JSON value can raise: a key twice.
         Err(e) if e.is_data() => Err(Error::invalid_json(format!(
@@ -256,7 +256,7 @@ fn optional_text(map: &Object, field: &str, max_chars: usize) -> Result<Option<S
         Some(Value::String(s)) => checked_text(field, s, max_chars).map(Some),
         Some(other) => Err(Error::invalid_field(format!(
             "{field} must be a string, got {}",
-            type_name(other)
+            got(other)
         ))),
     }
 }
@@ -825,7 +825,7 @@ pub fn channels(map: &Object) -> Result<Vec<&'static str>> {
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "channels must be an array of channel names, got {}",
-                type_name(other)
+                got(other)
             )))
         }
     };
@@ -1277,12 +1277,16 @@ mod tests {
     fn a_payload_is_an_object_and_any_other_value_is_named() {
         for (text, got) in [
             ("null", "null"),
-            ("true", "a boolean"),
-            ("-3", "a number"),
-            ("7", "a number"),
-            ("2.5", "a number"),
-            (r#""x""#, "a string"),
-            ("[{}]", "an array"),
+            ("true", "the boolean true"),
+            ("-3", "the number -3"),
+            ("7", "the number 7"),
+            ("2.5", "the number 2.5"),
+            (r#""x""#, "the string 'x'"),
+            ("[{}]", "the array [{}]"),
+            (
+                &format!("[{}]", "1,".repeat(40) + "1"),
+                "the array [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1…",
+            ),
         ] {
             assert_eq!(
                 payload_object(Some(text)),

@@ -227,7 +227,7 @@ fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
         (
             "08 70 00 00 00",
             "+33870000000",
-            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile and fixed lines"),
+            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile, fixed and toll-free lines"),
         ),
     ]
     .into_iter()
@@ -268,11 +268,11 @@ fn channel_rules() {
         ),
         (
             r#"{"channel":1}"#,
-            "onboarding_phone_send: invalid_field: channel must be a string, got a number",
+            "onboarding_phone_send: invalid_field: channel must be a string, got the number 1",
         ),
         (
             "[]",
-            "onboarding_phone_send: invalid_json: payload must be a JSON object, got an array",
+            "onboarding_phone_send: invalid_json: payload must be a JSON object, got the array []",
         ),
     ];
     for (payload, error) in cases {
@@ -298,12 +298,12 @@ fn only_french_numbers_get_codes() {
         (
             "+33891234567",
             "onboarding_phone_send: invalid_field: phone '+33891234567' is a premium-rate number; \
-             codes go only to mobile and fixed lines",
+             codes go only to mobile, fixed and toll-free lines",
         ),
         (
-            "+33800123456",
-            "onboarding_phone_send: invalid_field: phone '+33800123456' is a toll-free number; \
-             codes go only to mobile and fixed lines",
+            "+33810123456",
+            "onboarding_phone_send: invalid_field: phone '+33810123456' is a shared-cost number; \
+             codes go only to mobile, fixed and toll-free lines",
         ),
     ];
     for (i, (phone, error)) in cases.into_iter().enumerate() {
@@ -312,6 +312,22 @@ fn only_french_numbers_get_codes() {
         assert_eq!(send(&db, &s, "{}").unwrap_err(), error, "{phone}");
     }
     assert_eq!(db.count("outbox_messages"), 0);
+    // A business's 0800 line is called (its owner pays the call), never
+    // sent an SMS.
+    let toll_free = db.create();
+    business_with(&db, &toll_free, "+33800123456", "vert@entreprise.fr");
+    assert_eq!(
+        send(&db, &toll_free, r#"{"channel":"sms"}"#).unwrap_err(),
+        "onboarding_phone_send: invalid_field: channel 'sms' cannot reach the toll-free line \
+         '+33800123456' (use 'voice')"
+    );
+    assert_eq!(db.count("outbox_messages"), 0);
+    let sent = send(&db, &toll_free, "{}").unwrap();
+    assert_eq!(
+        (&sent["phone_number"], &sent["channel"]),
+        (&json!("+33800123456"), &json!("voice"))
+    );
+    assert_eq!(db.count("outbox_messages"), 1);
     // Réunion, Guadeloupe, French Guiana, Martinique.
     for (i, phone) in [
         "+262692123456",

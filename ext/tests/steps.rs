@@ -83,7 +83,7 @@ fn business_text_rules() {
         ),
         (
             business_with("company_name", json!(42)),
-            "onboarding_step: invalid_field: company_name must be a string, got a number",
+            "onboarding_step: invalid_field: company_name must be a string, got the number 42",
         ),
         (
             business_with("company_name", json!("x".repeat(201))),
@@ -328,7 +328,7 @@ fn channels_rules() {
         ("{}", "onboarding_step: invalid_field: channels is required"),
         (
             r#"{"channels":"phone"}"#,
-            "onboarding_step: invalid_field: channels must be an array of channel names, got a string",
+            "onboarding_step: invalid_field: channels must be an array of channel names, got the string 'phone'",
         ),
         (
             r#"{"channels":[]}"#,
@@ -638,7 +638,7 @@ fn payload_must_be_a_json_object() {
     );
     assert_eq!(
         refused(&db, &s, "business", "[1,2]"),
-        "onboarding_step: invalid_json: payload must be a JSON object, got an array"
+        "onboarding_step: invalid_json: payload must be a JSON object, got the array [1,2]"
     );
     let err = db
         .call("SELECT onboarding_step(?1, 'business', 12)", &[&s])

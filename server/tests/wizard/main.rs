@@ -2676,6 +2676,61 @@ async fn assert_search_shows(
     );
 }
 
+/// The phone verification's refusals, as the server words them, are told
+/// in French: the texts come from the running server, so a change of its
+/// wording that the page's table misses fails here.
+#[tokio::test]
+async fn a_phone_refusal_is_told_in_french() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    let mut texts = Vec::new();
+    for (n, (phone, send)) in [
+        ("+33891234567", "{}"),
+        ("+33810123456", "{}"),
+        ("+4915123456789", "{}"),
+        ("+33142685300", r#"{"channel":"sms"}"#),
+        ("+33800123456", r#"{"channel":"sms"}"#),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let created = server.post("/api/v1/onboarding/session", "{}").await;
+        let id = created.json()["session_id"].as_str().unwrap().to_string();
+        let business = json!({"company_name": "Salon Léa", "industry": "Coiffure",
+                              "email": format!("refus{n}@salon.fr"),
+                              "phone": phone});
+        let saved = server
+            .post(&session_path(&id, "business"), &business.to_string())
+            .await;
+        assert_eq!(saved.status, 200, "{phone}: {}", saved.body);
+        let refused = server
+            .post(&session_path(&id, "phone/verification"), send)
+            .await;
+        assert_eq!(refused.status, 422, "{phone}: {}", refused.body);
+        texts.push(refused.json()["error"].clone());
+    }
+    let none = "Ce numéro ne peut pas recevoir de code : seuls les mobiles, les lignes fixes et \
+                les numéros verts le peuvent.";
+    assert_eq!(
+        b.eval(&format!(
+            "return import('/assets/messages.js').then(m => {}.map(t => m.french(t)))",
+            json!(texts)
+        ))
+        .await,
+        json!([
+            none,
+            none,
+            "Les codes ne sont envoyés qu'aux numéros français (+33 et outre-mer). Enregistrez \
+             un numéro français pour le vérifier.",
+            "Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal.",
+            "Un SMS ne peut pas joindre un numéro vert : choisissez l’appel vocal."
+        ])
+    );
+    b.quit().await;
+}
+
 /// A crawl that ended short says why in French, and what the tenant keeps:
 /// never its raw error code (`js_required` was shown as is), nor an edit
 /// that completion no longer allows; a server failure is said in French too.
