@@ -606,7 +606,7 @@ fn the_crawl_command_passes_over_a_document_it_cannot_cut_and_fails_on_a_failed_
         .unwrap(),
         (
             5,
-            2,
+            onboarding::kb::CUT,
             1,
             "internal: refused by a trigger of the host".to_string()
         )
