@@ -1284,6 +1284,86 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
     server.stop().await;
 }
 
+/// `/` links a page 5,000 elements deep, a page whose robots meta says
+/// `nofollow` and one whose `X-Robots-Tag` says it; each of the last two
+/// links a page of its own.
+fn deep_and_nofollow(path: &str, _: usize) -> (&'static str, String, String) {
+    let linking = |title: &str, robots: &str, link: &str| {
+        format!(
+            "<html><head><title>{title}</title>{robots}</head><body><main><h1>{title}</h1>\
+             <p>Une page du salon. <a href=\"{link}\">Plus loin</a></p></main></body></html>"
+        )
+    };
+    match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue. <a href=\"/profond\">Tarifs</a> <a href=\"/sans-suivre\">Équipe</a> \
+                 <a href=\"/entete\">Accès</a>",
+            ),
+        ),
+        "/profond" => (
+            "200 OK",
+            String::new(),
+            format!(
+                "<html><head><title>Tarifs</title></head><body><main><h1>Tarifs</h1>{}\
+                 Coupe homme : 25 €, barbe comprise{}</main></body></html>",
+                "<div>".repeat(5_000),
+                "</div>".repeat(5_000)
+            ),
+        ),
+        "/sans-suivre" => (
+            "200 OK",
+            String::new(),
+            linking(
+                "Équipe",
+                "<meta name=\"robots\" content=\"nofollow\">",
+                "/cache-meta",
+            ),
+        ),
+        "/entete" => (
+            "200 OK",
+            "X-Robots-Tag: nofollow\r\n".to_string(),
+            linking("Accès", "", "/cache-entete"),
+        ),
+        _ => (
+            "200 OK",
+            String::new(),
+            tiny_page("Caché", "Une page que le site demande de ne pas suivre."),
+        ),
+    }
+}
+
+/// A page nested 5,000 deep (700 aborted the whole server: the Markdown
+/// converter's recursion overflowed its thread's stack) is stored, read
+/// flattened; the links of a page that says `nofollow`, in a robots meta
+/// or an `X-Robots-Tag`, are not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_thousands_deep_is_stored_and_a_nofollow_pages_links_are_left() {
+    let (addr, asked) = tiny_site(deep_and_nofollow);
+    let mut server = server_crawling(addr, 30).await;
+    let s =
+        completed_website_session(&server, "a@salon-profond.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 4, 4, 0, 0]), "{kb}");
+    let found = server
+        .get(&format!(
+            "/api/v1/onboarding/session/{s}/kb/search?q=coupe%20homme&limit=1"
+        ))
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(
+        found.json()["results"][0]["snippet"],
+        "Coupe homme : 25 €, barbe comprise"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/cache-meta"), None, "{asked:?}");
+    assert_eq!(asked.get("/cache-entete"), None, "{asked:?}");
+    server.stop().await;
+}
+
 /// `/` links `/occupe`, which answers 429 with `Retry-After: 8` the first
 /// time.
 fn busy_once(path: &str, n: usize) -> (&'static str, String, String) {

@@ -148,7 +148,7 @@ const SITE_FOOTER: &str =
 const CONTENT: &str = "main, article, [role=main]";
 
 pub fn extract(html: &str, base: &Url) -> Extracted {
-    let mut doc = Html::parse_document(html);
+    let mut doc = Html::parse_document(&super::nesting::flatten(html));
     let first_text = |doc: &Html, css: &str| {
         doc.select(&selector(css))
             .next()
@@ -164,18 +164,26 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
     let title = first_text(&doc, "title")
         .or_else(|| first_text(&doc, "h1"))
         .unwrap_or_default();
-    let noindex = doc
-        // Attribute values are case-sensitive in selectors; sites write
-        // `ROBOTS` and `Robots` too.
-        .select(&selector("meta[name=robots i], meta[name=googlebot i]"))
-        .any(|m| {
-            m.value().attr("content").is_some_and(|c| {
-                // `none` is `noindex, nofollow`.
-                c.to_ascii_lowercase()
-                    .split([',', ' ', ';'])
-                    .any(|d| matches!(d.trim(), "noindex" | "none"))
-            })
-        });
+    // The robots directives of the page's meta tags: for every crawler,
+    // for Google's (which sites write for all), or for this one by its
+    // name. Attribute values are case-sensitive in selectors; sites write
+    // `ROBOTS` and `Robots` too.
+    let directives: Vec<String> = doc
+        .select(&selector(&format!(
+            "meta[name=robots i], meta[name=googlebot i], meta[name={} i]",
+            super::robots::ROBOTS_TOKEN
+        )))
+        .filter_map(|m| m.value().attr("content"))
+        .flat_map(|c| {
+            c.to_ascii_lowercase()
+                .split([',', ' ', ';'])
+                .map(|d| d.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // `none` is `noindex, nofollow`.
+    let noindex = directives.iter().any(|d| d == "noindex" || d == "none");
+    let nofollow = directives.iter().any(|d| d == "nofollow" || d == "none");
     // The document's base URL (HTML's "frozen base URL"): the first
     // `<base href>`, read against the page's own URL, which every relative
     // link and the canonical are then read against. An http(s) one only.
@@ -192,8 +200,11 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .and_then(|l| l.value().attr("href"))
         .and_then(|h| base.join(h).ok())
         .map(|u| u.to_string());
+    // A page that says `nofollow` has its links left alone, as one link
+    // with `rel=nofollow` is.
     let links = doc
         .select(&selector("a[href]"))
+        .filter(|_| !nofollow)
         .filter(|a| {
             !a.value()
                 .attr("rel")
@@ -790,6 +801,68 @@ mod tests {
         ] {
             let html = format!("<html><head>{meta}</head><body><p>Du texte, assez pour une page.</p></body></html>");
             assert!(extract(&html, &base).noindex, "{meta}");
+        }
+    }
+
+    /// `nofollow` (or `none`) leaves the page's links alone, for every
+    /// crawler or for this one by its name; a rule for another crawler
+    /// does not.
+    #[test]
+    fn meta_robots_nofollow_leaves_the_links() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let links = |meta: &str| {
+            let html = format!(
+                r#"<html><head>{meta}</head><body><main><p>Du texte, assez pour une page.</p>
+                <a href="/suite">Suite</a></main></body></html>"#
+            );
+            let got = extract(&html, &base);
+            (got.noindex, got.links)
+        };
+        let none: Vec<String> = Vec::new();
+        let followed = vec!["http://a.fr/suite".to_string()];
+        assert_eq!(
+            links(r#"<meta name="robots" content="nofollow">"#),
+            (false, none.clone())
+        );
+        assert_eq!(
+            links(r#"<meta name="robots" content="none">"#),
+            (true, none.clone())
+        );
+        assert_eq!(
+            links(r#"<meta name="onboarding-kb-crawler" content="NoFollow, NoIndex">"#),
+            (true, none)
+        );
+        assert_eq!(
+            links(r#"<meta name="bingbot" content="nofollow, noindex">"#),
+            (false, followed.clone())
+        );
+        assert_eq!(
+            links(r#"<meta name="robots" content="index, follow">"#),
+            (false, followed)
+        );
+    }
+
+    /// A page nested deeper than a parser should walk (a hostile one of a
+    /// few kilobytes aborted the server: the converter's recursion ran out
+    /// of stack) is read flattened, its text kept, on a thread of the
+    /// blocking pool's 2 MiB stack; so is one of 100,000 levels, at once.
+    #[test]
+    fn a_page_nested_thousands_deep_is_read_flattened() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        for depth in [700, 5_000, 100_000] {
+            let html = format!(
+                "<html><body><main><h1>Salon</h1>{}Coupe homme : 25 €{}</main></body></html>",
+                "<div>".repeat(depth),
+                "</div>".repeat(depth)
+            );
+            let base = base.clone();
+            let got = std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn(move || extract(&html, &base))
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(got.markdown, "# Salon\n\nCoupe homme : 25 €", "{depth}");
         }
     }
 

@@ -129,6 +129,9 @@ pub struct Page {
     /// An `X-Robots-Tag` header for every crawler, or this one, says
     /// `noindex` (or `none`).
     pub noindex: bool,
+    /// The page's `X-Robots-Tag` says `nofollow` (or `none`): its links are
+    /// not followed.
+    pub nofollow: bool,
 }
 
 /// What a request accepts: pages, XML for sitemaps, or anything (robots.txt,
@@ -530,6 +533,12 @@ impl Fetcher {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(x_robots_noindex);
+        let nofollow = response
+            .headers()
+            .get_all("x-robots-tag")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(x_robots_nofollow);
         if response
             .content_length()
             .is_some_and(|n| n as usize > self.limits.page_bytes)
@@ -575,6 +584,7 @@ impl Fetcher {
             text,
             bytes: received,
             noindex,
+            nofollow,
         })
     }
 }
@@ -678,6 +688,18 @@ const VALUED_DIRECTIVES: [&str; 4] = [
 /// directives apply to every crawler, or follow a `name:` that is this
 /// crawler's (`googlebot: noindex` is Google's alone).
 pub fn x_robots_noindex(value: &str) -> bool {
+    x_robots_says(value, "noindex")
+}
+
+/// Whether one `X-Robots-Tag` value forbids this crawler to follow the
+/// page's links, as [`x_robots_noindex`] reads it.
+pub fn x_robots_nofollow(value: &str) -> bool {
+    x_robots_says(value, "nofollow")
+}
+
+/// Whether `value` holds `directive` (or `none`, which is both) for this
+/// crawler.
+fn x_robots_says(value: &str, directive: &str) -> bool {
     let value = value.to_ascii_lowercase();
     let mut directives: Vec<&str> = value.split(',').map(str::trim).collect();
     let mut ours = true;
@@ -688,7 +710,7 @@ pub fn x_robots_noindex(value: &str) -> bool {
             directives[0] = rest.trim();
         }
     }
-    ours && directives.iter().any(|d| matches!(*d, "noindex" | "none"))
+    ours && directives.iter().any(|d| *d == directive || *d == "none")
 }
 
 /// The encoding a body is read with: the charset of the Content-Type
@@ -716,21 +738,29 @@ mod tests {
 
     #[test]
     fn x_robots_tag_applies_to_every_crawler_or_to_this_one() {
-        for (value, noindex) in [
-            ("noindex", true),
-            ("NoIndex, nofollow", true),
-            ("none", true),
-            ("nofollow", false),
-            ("googlebot: noindex", false),
-            ("onboarding-kb-crawler: noindex", true),
-            ("onboarding-kb-crawler: nofollow", false),
-            ("unavailable_after: 25 Jun 2010 15:00:00 PST", false),
-            ("noindex, unavailable_after: 25 Jun 2010 15:00:00 PST", true),
-            ("max-snippet: -1, noindex", true),
-            ("googlebot: noindex, nofollow", false),
-            ("", false),
+        for (value, noindex, nofollow) in [
+            ("noindex", true, false),
+            ("NoIndex, nofollow", true, true),
+            ("none", true, true),
+            ("nofollow", false, true),
+            ("googlebot: noindex", false, false),
+            ("onboarding-kb-crawler: noindex", true, false),
+            ("onboarding-kb-crawler: nofollow", false, true),
+            ("unavailable_after: 25 Jun 2010 15:00:00 PST", false, false),
+            (
+                "noindex, unavailable_after: 25 Jun 2010 15:00:00 PST",
+                true,
+                false,
+            ),
+            ("max-snippet: -1, noindex", true, false),
+            ("googlebot: noindex, nofollow", false, false),
+            ("", false, false),
         ] {
-            assert_eq!(x_robots_noindex(value), noindex, "{value:?}");
+            assert_eq!(
+                (x_robots_noindex(value), x_robots_nofollow(value)),
+                (noindex, nofollow),
+                "{value:?}"
+            );
         }
     }
 

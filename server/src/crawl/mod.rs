@@ -16,6 +16,7 @@
 
 pub mod extract;
 pub mod fetch;
+pub mod nesting;
 pub mod robots;
 
 use std::collections::{HashMap, VecDeque};
@@ -1038,6 +1039,7 @@ impl<'a> Crawl<'a> {
         let links: Vec<&String> = extracted
             .links
             .iter()
+            .filter(|_| !page.nofollow)
             .filter(|l| Url::parse(l).is_ok_and(|u| onboarding::kb::same_site(&u, site)))
             .filter(|l| seen.insert(l.as_str()))
             .take(MAX_LINKS)
