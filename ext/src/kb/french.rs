@@ -73,9 +73,6 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("lundi", &["lun"]),
     ("samedi", &["sam"]),
     ("dimanche", &["dim"]),
-    // "week-end" is two words, "week" and "end"; a page names the days.
-    ("week", &["samedi", "dimanche", "sam", "dim"]),
-    ("weekend", &["samedi", "dimanche", "sam", "dim"]),
     ("combien", &["tarifs", "prix"]),
     ("coûte", &["tarifs", "prix"]),
     ("coute", &["tarifs", "prix"]),
@@ -774,21 +771,6 @@ mod tests {
         );
         assert_eq!(index_terms("Ven-Lun"), "ven lun vendred samed dimanch lund");
         assert_eq!(index_terms("Lundi-Mardi : fermé"), "lund mard ferm");
-        // The week-end is its days.
-        for question in ["vous êtes ouverts le week-end ?", "le weekend ?"] {
-            let asked = query_terms(question);
-            for page in ["Sam : 9h-12h", "Dimanche : fermé", "Sam-Dim : fermé"] {
-                let page = index_terms(page);
-                assert!(
-                    page.split(' ').any(|t| asked.iter().any(|a| a == t)),
-                    "{question:?} asks {asked:?}, the page has {page:?}"
-                );
-            }
-        }
-        assert_eq!(
-            query_terms("le week-end ?"),
-            ["samed", "dimanch", "sam", "dim", "week", "end"]
-        );
         // Not a range: a list, a date, a compound, a day alone.
         assert_eq!(index_terms("Lundi, mercredi"), "lund mercred");
         assert_eq!(index_terms("Jeu-concours du mar au"), "jeu concour mar");
