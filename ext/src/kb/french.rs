@@ -137,7 +137,7 @@ pub fn fold(text: &str) -> String {
 /// [`vous_form`]), and a range of days is followed by the names of the
 /// days it holds (see [`Reading::days`]).
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    let mut pieces = pieces(text);
+    let mut pieces = pieces(text).peekable();
     let mut reading = Reading::default();
     // The days a range holds, the last one first.
     let mut days: Vec<&'static str> = Vec::new();
@@ -146,7 +146,18 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
             return Some(day.to_string());
         }
         let (before, word) = pieces.next()?;
-        Some(reading.read(before, spell_ligatures(word.to_lowercase()), &mut days))
+        let word = spell_ligatures(word.to_lowercase());
+        let word = reading.verb(before, word);
+        // The word after, whether it goes on a list of days: "Lundi –
+        // Jeudi – Samedi" is three days, no range.
+        let listed = |whole: bool| {
+            pieces.peek().is_some_and(|(after, next)| {
+                is_dash(after, !whole)
+                    && day_of(&next.to_lowercase()).is_some_and(|(_, w)| w == whole)
+            })
+        };
+        reading.days(before, &word, listed, &mut days);
+        Some(word)
     })
 }
 
@@ -155,7 +166,11 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 struct Reading {
     /// The words before are the subject "nous", and maybe pronouns.
     after_nous: bool,
-    /// The words before are a day, or a day and "au" ("du lundi au").
+    /// The word before makes a "nous" after it an object: "chez nous",
+    /// "vous nous trouvez", "contactez nous".
+    object_next: bool,
+    /// The words before are a day, a day and "au" ("du lundi au"), or a
+    /// list of days.
     day: Option<DayRead>,
 }
 
@@ -165,6 +180,8 @@ enum DayRead {
     Day(usize, bool),
     /// A day, then "au" or "à".
     To(usize, bool),
+    /// A list of days ("Lundi – Jeudi – Samedi"), whole or abbreviated.
+    Listed(bool),
 }
 
 /// The days of the week, Monday first, with the abbreviation an hours
@@ -188,16 +205,21 @@ fn day_of(word: &str) -> Option<(usize, bool)> {
     })
 }
 
-impl Reading {
-    /// `word`, or the word it stands for, after `before`, the text since
-    /// the word before; the days of a range it ends go to `days`.
-    fn read(&mut self, before: &str, word: String, days: &mut Vec<&'static str>) -> String {
-        let word = self.verb(before, word);
-        self.days(before, &word, days);
-        word
-    }
+/// Words after which "nous" is an object, not the subject: prepositions
+/// ("chez nous les leçons…") and subject pronouns ("vous nous trouvez").
+/// An imperative ("contactez nous", without its hyphen) ends in `-ez`.
+const BEFORE_AN_OBJECT: &[&str] = &[
+    "chez", "avec", "pour", "de", "d", "à", "a", "par", "sans", "sur", "sous", "entre", "contre",
+    "vers", "selon", "parmi", "envers", "auprès", "je", "j", "tu", "il", "elle", "on", "vous",
+    "ils", "elles",
+];
 
+impl Reading {
+    /// `word`, or its "vous" form when it is the verb of the subject
+    /// "nous"; `before` is the text since the word before.
     fn verb(&mut self, before: &str, word: String) -> String {
+        let object_before = self.object_next && is_joining(before);
+        self.object_next = BEFORE_AN_OBJECT.contains(&word.as_str()) || word.ends_with("ez");
         if self.after_nous && is_joining(before) {
             if let Some(verb) = vous_form(&word) {
                 self.after_nous = false;
@@ -206,32 +228,55 @@ impl Reading {
             self.after_nous = CLITICS.contains(&word.as_str());
         } else {
             // "Contactez-nous" and "nous-mêmes" are no subject.
-            self.after_nous = word == "nous" && !before.ends_with('-');
+            self.after_nous = word == "nous" && !before.ends_with('-') && !object_before;
         }
         word
     }
 
     /// An hours table says "Lun-Ven : 9h-18h", a page "du mardi au
     /// samedi"; a caller asks "vous êtes ouverts le mercredi ?". A range
-    /// of days, two days joined by a dash or by "au" or "à" (their
-    /// abbreviations too: they are days there, and only there, "mar" being
-    /// also March and "ven" the start of "venez"), is followed by the
-    /// whole names of the days it holds, but those written whole: "Lun-Ven"
-    /// reads as "Lun-Ven lundi mardi mercredi jeudi vendredi". A range may
-    /// run past Sunday ("Ven-Lun").
-    fn days(&mut self, before: &str, word: &str, days: &mut Vec<&'static str>) {
+    /// of days, two days joined by one dash or by "au" or "à", both whole
+    /// or both abbreviated (their abbreviations are days there, and only
+    /// there: "mar" is also March, "mer" the sea, "Sam" a name; "la Mer –
+    /// Lundi au samedi" holds one range, Monday to Saturday), is followed
+    /// by the whole names of the days it holds, but those written whole:
+    /// "Lun-Ven" reads as "Lun-Ven lundi mardi mercredi jeudi vendredi". A
+    /// range may run past Sunday ("Ven-Lun"). Days joined by dashes one
+    /// after another are a list (`listed`: the word after `word` goes on
+    /// with a dash and a day), and a full stop ends a range but after an
+    /// abbreviation ("lun. au ven.").
+    fn days(
+        &mut self,
+        before: &str,
+        word: &str,
+        listed: impl FnOnce(bool) -> bool,
+        days: &mut Vec<&'static str>,
+    ) {
         let day = day_of(word);
         self.day = match (self.day.take(), day) {
-            (Some(DayRead::Day(from, from_whole)), Some((to, to_whole))) if is_dash(before) => {
-                range(from, from_whole, to, to_whole, days);
-                None
+            (Some(DayRead::Day(from, from_whole)), Some((to, to_whole)))
+                if from_whole == to_whole && is_dash(before, !from_whole) =>
+            {
+                if listed(to_whole) {
+                    Some(DayRead::Listed(to_whole))
+                } else {
+                    range(from, to, from_whole, days);
+                    None
+                }
             }
-            (Some(DayRead::To(from, from_whole)), Some((to, to_whole))) if is_spaced(before) => {
-                range(from, from_whole, to, to_whole, days);
+            (Some(DayRead::Listed(whole)), Some((_, to_whole)))
+                if whole == to_whole && is_dash(before, !whole) =>
+            {
+                Some(DayRead::Listed(whole))
+            }
+            (Some(DayRead::To(from, from_whole)), Some((to, to_whole)))
+                if from_whole == to_whole && is_spaced(before, false) =>
+            {
+                range(from, to, from_whole, days);
                 None
             }
             (Some(DayRead::Day(from, whole)), None)
-                if matches!(word, "au" | "à" | "a") && is_spaced(before) =>
+                if matches!(word, "au" | "à" | "a") && is_spaced(before, !whole) =>
             {
                 Some(DayRead::To(from, whole))
             }
@@ -241,43 +286,52 @@ impl Reading {
     }
 }
 
-/// The whole names of the days from `from` to `to`, but those written
-/// whole, onto `days` to be read the first first.
-fn range(from: usize, from_whole: bool, to: usize, to_whole: bool, days: &mut Vec<&'static str>) {
+/// The whole names of the days from `from` to `to`, onto `days` to be read
+/// the first first; the two ends only when they were abbreviated (`whole`
+/// false), a name written whole being read already.
+fn range(from: usize, to: usize, whole: bool, days: &mut Vec<&'static str>) {
     if from == to {
         return;
     }
     let count = (to + 7 - from) % 7 + 1;
     for n in (0..count).rev() {
-        let whole = match n {
-            0 => from_whole,
-            n if n == count - 1 => to_whole,
-            _ => false,
-        };
-        if !whole {
+        if !whole || (n != 0 && n != count - 1) {
             days.push(DAYS[(from + n) % 7].0);
         }
     }
 }
 
-/// Whether the text between two days makes them a range: one dash, with
-/// spaces or an abbreviation's dot around it ("Lun-Ven", "Lundi – Vendredi",
-/// "lun. - ven.").
-fn is_dash(between: &str) -> bool {
-    let dash = |c: char| matches!(c, '-' | '‐' | '–' | '—');
-    between.chars().filter(|&c| dash(c)).count() == 1
-        && between
-            .chars()
-            .all(|c| dash(c) || matches!(c, ' ' | '.' | '\u{a0}' | '\u{202f}'))
+/// A space on the line: any of Unicode's but the line and page breaks.
+fn is_space(c: char) -> bool {
+    c.is_whitespace()
+        && !matches!(
+            c,
+            '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        )
 }
 
-/// Whether two words of a range ("lun. au ven.") are apart by spaces
-/// alone, or an abbreviation's dot.
-fn is_spaced(between: &str) -> bool {
-    !between.is_empty()
+/// A hyphen or a dash, as pages type them.
+fn is_dash_char(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '‐' | '‑' | '‒' | '–' | '—' | '−' | '﹘' | '﹣' | '－'
+    )
+}
+
+/// Whether the text between two days makes them a range: one dash, with
+/// spaces around it, and a dot when the first was abbreviated (`dotted`):
+/// "Lun-Ven", "Lundi – Vendredi", "lun. - ven.".
+fn is_dash(between: &str, dotted: bool) -> bool {
+    between.chars().filter(|&c| is_dash_char(c)).count() == 1
         && between
             .chars()
-            .all(|c| matches!(c, ' ' | '.' | '\u{a0}' | '\u{202f}'))
+            .all(|c| is_dash_char(c) || is_space(c) || (dotted && c == '.'))
+}
+
+/// Whether two words of a range ("lundi au vendredi", "lun. au ven.") are
+/// apart by spaces alone, or an abbreviation's dot (`dotted`).
+fn is_spaced(between: &str, dotted: bool) -> bool {
+    !between.is_empty() && between.chars().all(|c| is_space(c) || (dotted && c == '.'))
 }
 
 /// The words of `text` as they are written, each with the text between it
@@ -303,7 +357,7 @@ fn is_joining(between: &str) -> bool {
     !between.is_empty()
         && between
             .chars()
-            .all(|c| matches!(c, ' ' | '\t' | '\u{a0}' | '\u{202f}' | '\'' | '’'))
+            .all(|c| is_space(c) || matches!(c, '\'' | '’'))
 }
 
 /// The words that may stand between the subject "nous" and its verb:
@@ -741,6 +795,19 @@ mod tests {
         assert_eq!(index_terms("Venez chez nous. Coupons"), "ven coupon");
         assert_eq!(index_terms("chez nous\nLeçons"), "lecon");
         assert_eq!(index_terms("nous, salons"), "salon");
+        // Nor after a "nous" that is an object: after a preposition, a
+        // subject pronoun, an imperative without its hyphen.
+        assert_eq!(
+            index_terms("Chez nous les leçons de conduite"),
+            "lecon conduit"
+        );
+        assert_eq!(
+            index_terms("Avec nous les réservations se font en ligne"),
+            "reserv font lign"
+        );
+        assert_eq!(index_terms("Vous nous trouvons"), "trouvon");
+        assert_eq!(index_terms("Contactez nous Informations"), "contact inform");
+        assert_eq!(index_terms("que nous acceptons"), "accept");
         assert_eq!(query_terms("vous coupez ?"), ["coup", "coupez"]);
         // A range of days holds the days between: an hours table's
         // "Lun-Ven" answers "le mercredi ?", and its "Ven" "le vendredi ?".
@@ -771,6 +838,47 @@ mod tests {
         );
         assert_eq!(index_terms("Ven-Lun"), "ven lun vendred samed dimanch lund");
         assert_eq!(index_terms("Lundi-Mardi : fermé"), "lund mard ferm");
+        // Other dashes and spaces, and an abbreviation's dots.
+        for range in [
+            "Lun\u{2011}Ven",
+            "Lun\u{2009}\u{2212}\u{2009}Ven",
+            "Lun. - Ven.",
+        ] {
+            assert_eq!(
+                index_terms(range),
+                "lun ven lund mard mercred jeud vendred",
+                "{range:?}"
+            );
+        }
+        // Both ends whole or both abbreviated: "Mer", "Sam" before a dash
+        // are the sea, a name; the range after them is read.
+        assert_eq!(
+            index_terms("promenade de la Mer – Lundi au samedi"),
+            "promenad mer lund samed mard mercred jeud vendred"
+        );
+        assert_eq!(
+            index_terms("Chez Sam – Lundi au vendredi"),
+            "sam lund vendred mard mercred jeud"
+        );
+        assert_eq!(
+            index_terms("Sortie en mer - samedi 14 juin"),
+            "sort mer samed 14 juin"
+        );
+        assert_eq!(
+            index_terms("Vue mer - samedi au samedi"),
+            "vu mer samed samed"
+        );
+        // A list of days with dashes, and a full stop after a whole name.
+        assert_eq!(
+            index_terms("Lundi – Jeudi – Samedi : yoga"),
+            "lund jeud samed yog"
+        );
+        assert_eq!(index_terms("Lun-Mer-Ven"), "lun mer ven");
+        assert_eq!(
+            index_terms("Fermé le dimanche. À mercredi !"),
+            "ferm dimanch mercred"
+        );
+        assert_eq!(index_terms("lundi. au vendredi"), "lund vendred");
         // Not a range: a list, a date, a compound, a day alone.
         assert_eq!(index_terms("Lundi, mercredi"), "lund mercred");
         assert_eq!(index_terms("Jeu-concours du mar au"), "jeu concour mar");

@@ -295,7 +295,7 @@ mod tests {
             (CUT, fingerprint().as_str()),
             (
                 3,
-                "cfd370026fee13683b026bf00c1767b3d829f7907875a9a751efd1e159efc489"
+                "e833f96a037fa32f3c65ea5d1f986b7c248681237d1a169d8f7b106d84642360"
             )
         );
     }
