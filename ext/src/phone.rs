@@ -217,12 +217,11 @@ fn business_phone(session: &Session) -> Result<String> {
     Ok(stored_str(&business, "phone")?.to_string())
 }
 
-/// The channel asked for, or the line's default; only a mobile takes SMS.
+/// The channel asked for, or the line's default; a fixed line takes no SMS.
 fn channel_for(line: &Line, requested: Option<Channel>) -> Result<Channel> {
     match requested {
         Some(Channel::Sms) if !line.mobile => Err(Error::invalid_field(format!(
-            "channel 'sms' cannot reach the {} {} (use 'voice')",
-            line.kind,
+            "channel 'sms' cannot reach the fixed line {} (use 'voice')",
             quote(&line.number)
         ))),
         Some(channel) => Ok(channel),

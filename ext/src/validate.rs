@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog;
 use crate::error::{checked_text, quote, quote_json, Error, Result};
-use crate::json::got;
+use crate::json::{got, type_name};
 use crate::kb::{check_url, AllowList};
 
 /// A payload's members. A B-tree rather than serde_json's map: a payload
@@ -47,9 +47,12 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
     }
     match serde_json::from_str::<Payload>(text) {
         Ok(Payload(Ok(map))) => Ok(map),
+        // Named by its type alone: a whole payload may be a secret sent
+        // bare (`onboarding_phone_verify(id, '482913')`), and an error
+        // text must never carry a code back.
         Ok(Payload(Err(other))) => Err(Error::invalid_json(format!(
             "payload must be a JSON object, got {}",
-            got(&other)
+            type_name(&other)
         ))),
         // The only data error a JSON value can raise: a key twice.
         Err(e) if e.is_data() => Err(Error::invalid_json(format!(
@@ -1277,16 +1280,12 @@ mod tests {
     fn a_payload_is_an_object_and_any_other_value_is_named() {
         for (text, got) in [
             ("null", "null"),
-            ("true", "the boolean true"),
-            ("-3", "the number -3"),
-            ("7", "the number 7"),
-            ("2.5", "the number 2.5"),
-            (r#""x""#, "the string 'x'"),
-            ("[{}]", "the array [{}]"),
-            (
-                &format!("[{}]", "1,".repeat(40) + "1"),
-                "the array [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1…",
-            ),
+            ("true", "a boolean"),
+            ("-3", "a number"),
+            ("7", "a number"),
+            ("2.5", "a number"),
+            (r#""482913""#, "a string"),
+            ("[{}]", "an array"),
         ] {
             assert_eq!(
                 payload_object(Some(text)),

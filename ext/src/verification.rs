@@ -68,11 +68,8 @@ impl Channel {
 pub struct Line {
     /// E.164.
     pub number: String,
-    /// A mobile takes SMS; a fixed or toll-free line only calls.
+    /// A mobile takes SMS; a fixed line only calls.
     pub mobile: bool,
-    /// What the line is, as an error text names it: "mobile", "fixed
-    /// line", "toll-free line".
-    pub kind: &'static str,
 }
 
 impl Line {
@@ -100,26 +97,20 @@ pub fn line(phone: &str) -> Result<Line> {
         )));
     }
     let national = number.national().to_string();
-    let (mobile, kind) = match number.number_type(&phonenumber::metadata::DATABASE) {
-        Type::Mobile | Type::FixedLineOrMobile => (true, "mobile"),
-        Type::FixedLine | Type::Voip => (false, "fixed line"),
-        // A business's 0800 line: a call to it costs the sender nothing
-        // more than a fixed line's (the line's owner pays), so it is no
-        // way to pump money, and proving it is the business's is what
-        // routes its calls. Premium-rate and shared-cost lines cost their
-        // caller: those get no code.
-        Type::TollFree => (false, "toll-free line"),
+    let mobile = match number.number_type(&phonenumber::metadata::DATABASE) {
+        Type::Mobile | Type::FixedLineOrMobile => true,
+        Type::FixedLine | Type::Voip => false,
         // A French number of a block the metadata does not list yet (the
         // business step takes them): its type by the plan's first digit,
         // 06 and 07 mobile, 01 to 05 and 09 geographic or VoIP lines.
         Type::Unknown if crate::validate::french_plan(number.code().value(), &national) => {
             match national.as_bytes()[0] {
-                b'6' | b'7' => (true, "mobile"),
-                b'1'..=b'5' | b'9' => (false, "fixed line"),
+                b'6' | b'7' => true,
+                b'1'..=b'5' | b'9' => false,
                 _ => {
                     return Err(Error::invalid_field(format!(
-                        "phone {} is a special-rate number (08); codes go only to mobile, \
-                         fixed and toll-free lines",
+                        "phone {} is a special-rate number (08); codes go only to mobile and \
+                         fixed lines",
                         quote(phone)
                     )))
                 }
@@ -127,7 +118,7 @@ pub fn line(phone: &str) -> Result<Line> {
         }
         other => {
             return Err(Error::invalid_field(format!(
-                "phone {} is {}; codes go only to mobile, fixed and toll-free lines",
+                "phone {} is {}; codes go only to mobile and fixed lines",
                 quote(phone),
                 type_name(other)
             )))
@@ -136,7 +127,6 @@ pub fn line(phone: &str) -> Result<Line> {
     Ok(Line {
         number: phone.to_string(),
         mobile,
-        kind,
     })
 }
 
@@ -407,10 +397,6 @@ mod tests {
         assert_eq!(line("+33756781234").map(|l| l.mobile), Ok(true));
         assert_eq!(line("+33142685300").map(|l| l.mobile), Ok(false));
         assert_eq!(
-            line("+33800123456").map(|l| (l.mobile, l.kind, l.default_channel())),
-            Ok((false, "toll-free line", Channel::Voice))
-        );
-        assert_eq!(
             line("+33987654321").map(|l| l.default_channel()),
             Ok(Channel::Voice)
         );
@@ -437,8 +423,8 @@ mod tests {
         assert_eq!(
             line("+33891234567"),
             Err(Error::invalid_field(
-                "phone '+33891234567' is a premium-rate number; codes go only to mobile, \
-                 fixed and toll-free lines"
+                "phone '+33891234567' is a premium-rate number; codes go only to mobile and \
+                 fixed lines"
             ))
         );
     }

@@ -201,7 +201,7 @@ fn create_payload_rules() {
         ),
         (
             "[]",
-            "onboarding_create: invalid_json: payload must be a JSON object, got the array []",
+            "onboarding_create: invalid_json: payload must be a JSON object, got an array",
         ),
     ];
     let before = db.snapshot();
@@ -361,7 +361,7 @@ fn create_peer_argument_rules() {
         ),
         (
             "SELECT onboarding_create('[]', '203.0.113.7', 'curl/8.0')",
-            "onboarding_create: invalid_json: payload must be a JSON object, got the array []",
+            "onboarding_create: invalid_json: payload must be a JSON object, got an array",
         ),
     ];
     let before = db.snapshot();

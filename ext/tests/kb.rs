@@ -1721,7 +1721,7 @@ fn worker_payload_errors_write_nothing() {
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/x", "status": "skipped", "reason": "x"}), "onboarding_kb_store_page: invalid_field: url 'https://salon.fr/x' is not a page of job 1"),
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "done"}), "onboarding_kb_store_page: invalid_field: status 'done' is not a page status (expected stored, skipped or failed)"),
         ("renew", json!({"job_id": 99, "worker": "w1"}), "onboarding_kb_renew: not_found: job 99 does not exist"),
-        ("finish", "[]".into(), "onboarding_kb_finish: invalid_json: payload must be a JSON object, got the string '[]'"),
+        ("finish", "[]".into(), "onboarding_kb_finish: invalid_json: payload must be a JSON object, got a string"),
     ] {
         assert_eq!(worker(&db, function, payload).unwrap_err(), error);
     }
@@ -1846,7 +1846,7 @@ fn site_turn_payload_errors_write_nothing() {
         ("site_take", json!({"url": "https://salon.fr/", "worker": "w1", "hold_seconds": 0}), "onboarding_kb_site_take: invalid_field: hold_seconds 0 is not an integer from 1 to 3600"),
         ("site_release", json!({"url": "https://salon.fr/", "worker": "w1", "gap_ms": -1}), "onboarding_kb_site_release: invalid_field: gap_ms -1 is not an integer from 0 to 3600000"),
         ("site_release", json!({"url": "https://salon.fr/", "worker": "w1"}), "onboarding_kb_site_release: conflict: worker 'w1' does not hold the turn of site 'salon.fr' (its hold ran out, or it never took it)"),
-        ("site_release", "[]".into(), "onboarding_kb_site_release: invalid_json: payload must be a JSON object, got the string '[]'"),
+        ("site_release", "[]".into(), "onboarding_kb_site_release: invalid_json: payload must be a JSON object, got a string"),
     ] {
         assert_eq!(worker(&db, function, payload).unwrap_err(), error);
     }

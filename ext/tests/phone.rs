@@ -227,7 +227,7 @@ fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
         (
             "08 70 00 00 00",
             "+33870000000",
-            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile, fixed and toll-free lines"),
+            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile and fixed lines"),
         ),
     ]
     .into_iter()
@@ -272,7 +272,7 @@ fn channel_rules() {
         ),
         (
             "[]",
-            "onboarding_phone_send: invalid_json: payload must be a JSON object, got the array []",
+            "onboarding_phone_send: invalid_json: payload must be a JSON object, got an array",
         ),
     ];
     for (payload, error) in cases {
@@ -298,12 +298,17 @@ fn only_french_numbers_get_codes() {
         (
             "+33891234567",
             "onboarding_phone_send: invalid_field: phone '+33891234567' is a premium-rate number; \
-             codes go only to mobile, fixed and toll-free lines",
+             codes go only to mobile and fixed lines",
+        ),
+        (
+            "+33800123456",
+            "onboarding_phone_send: invalid_field: phone '+33800123456' is a toll-free number; \
+             codes go only to mobile and fixed lines",
         ),
         (
             "+33810123456",
             "onboarding_phone_send: invalid_field: phone '+33810123456' is a shared-cost number; \
-             codes go only to mobile, fixed and toll-free lines",
+             codes go only to mobile and fixed lines",
         ),
     ];
     for (i, (phone, error)) in cases.into_iter().enumerate() {
@@ -312,22 +317,6 @@ fn only_french_numbers_get_codes() {
         assert_eq!(send(&db, &s, "{}").unwrap_err(), error, "{phone}");
     }
     assert_eq!(db.count("outbox_messages"), 0);
-    // A business's 0800 line is called (its owner pays the call), never
-    // sent an SMS.
-    let toll_free = db.create();
-    business_with(&db, &toll_free, "+33800123456", "vert@entreprise.fr");
-    assert_eq!(
-        send(&db, &toll_free, r#"{"channel":"sms"}"#).unwrap_err(),
-        "onboarding_phone_send: invalid_field: channel 'sms' cannot reach the toll-free line \
-         '+33800123456' (use 'voice')"
-    );
-    assert_eq!(db.count("outbox_messages"), 0);
-    let sent = send(&db, &toll_free, "{}").unwrap();
-    assert_eq!(
-        (&sent["phone_number"], &sent["channel"]),
-        (&json!("+33800123456"), &json!("voice"))
-    );
-    assert_eq!(db.count("outbox_messages"), 1);
     // Réunion, Guadeloupe, French Guiana, Martinique.
     for (i, phone) in [
         "+262692123456",
@@ -860,6 +849,23 @@ fn verify_payload_and_state_rules() {
             "onboarding_phone_verify: invalid_field: code must be 6 digits, got a character other than 0-9",
         ),
         ("nope", "onboarding_phone_verify: invalid_json: payload is not valid JSON; expected ident at line 1 column 2"),
+        // A code sent bare, or in a list, is never quoted back.
+        (
+            "482913",
+            "onboarding_phone_verify: invalid_json: payload must be a JSON object, got a number",
+        ),
+        (
+            r#""482913""#,
+            "onboarding_phone_verify: invalid_json: payload must be a JSON object, got a string",
+        ),
+        (
+            r#"[{"code":"482913"}]"#,
+            "onboarding_phone_verify: invalid_json: payload must be a JSON object, got an array",
+        ),
+        (
+            r#"{"code":"1"}"#,
+            "onboarding_phone_verify: invalid_field: code must be 6 digits, got 1 character",
+        ),
     ];
     for (payload, error) in cases {
         assert_eq!(call(payload), error, "{payload}");

@@ -66,7 +66,7 @@ async fn malformed_and_truncated_json_are_400_and_write_nothing() {
         (not_object.status, not_object.body),
         (
             400,
-            r#"{"success":false,"error":"payload must be a JSON object, got the array []","code":"invalid_json"}"#.to_string()
+            r#"{"success":false,"error":"payload must be a JSON object, got an array","code":"invalid_json"}"#.to_string()
         )
     );
     // create parses the payload itself (to add the client's address): same
@@ -84,7 +84,7 @@ async fn malformed_and_truncated_json_are_400_and_write_nothing() {
         (create_array.status, create_array.body),
         (
             400,
-            r#"{"success":false,"error":"payload must be a JSON object, got the array [1]","code":"invalid_json"}"#.to_string()
+            r#"{"success":false,"error":"payload must be a JSON object, got an array","code":"invalid_json"}"#.to_string()
         )
     );
     let not_utf8 = request(

@@ -2690,8 +2690,8 @@ async fn a_phone_refusal_is_told_in_french() {
         ("+33891234567", "{}"),
         ("+33810123456", "{}"),
         ("+4915123456789", "{}"),
+        ("+33800123456", "{}"),
         ("+33142685300", r#"{"channel":"sms"}"#),
-        ("+33800123456", r#"{"channel":"sms"}"#),
     ]
     .into_iter()
     .enumerate()
@@ -2711,8 +2711,8 @@ async fn a_phone_refusal_is_told_in_french() {
         assert_eq!(refused.status, 422, "{phone}: {}", refused.body);
         texts.push(refused.json()["error"].clone());
     }
-    let none = "Ce numéro ne peut pas recevoir de code : seuls les mobiles, les lignes fixes et \
-                les numéros verts le peuvent.";
+    let none = "Ce numéro ne peut pas recevoir de code : seuls les mobiles et les lignes fixes le \
+                peuvent.";
     assert_eq!(
         b.eval(&format!(
             "return import('/assets/messages.js').then(m => {}.map(t => m.french(t)))",
@@ -2724,8 +2724,8 @@ async fn a_phone_refusal_is_told_in_french() {
             none,
             "Les codes ne sont envoyés qu'aux numéros français (+33 et outre-mer). Enregistrez \
              un numéro français pour le vérifier.",
-            "Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal.",
-            "Un SMS ne peut pas joindre un numéro vert : choisissez l’appel vocal."
+            none,
+            "Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal."
         ])
     );
     b.quit().await;
