@@ -1074,6 +1074,72 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     b.quit().await;
 }
 
+/// An email another account took since the business step saved it is
+/// refused by the completion: the page goes back to the business step, the
+/// error beside the email, which has the focus; another address saved
+/// there, the onboarding completes. Left on the completion with the error,
+/// the tenant had to guess which of five steps to go back to.
+#[tokio::test]
+async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    to_the_verification(&b).await;
+    b.click("#verification-next").await;
+    b.step("complete").await;
+    let business = json!({"company_name": "Autre", "industry": "Café",
+                          "phone": "06 98 76 54 32", "email": EMAIL});
+    completed_through_the_api(
+        &server,
+        &[
+            ("business", &business.to_string()),
+            (
+                "vapi",
+                r#"{"agent_type":"multi_purpose","voice":"sara","assistant_name":"Sara"}"#,
+            ),
+        ],
+    )
+    .await;
+    b.click("#finish").await;
+    b.until(
+        "the email's error",
+        "document.getElementById('email-error').innerText",
+    )
+    .await;
+    b.showing("business").await;
+    assert_eq!(
+        b.text_content("email-error").await,
+        said(
+            "Cette adresse e-mail est déjà utilisée par un autre compte.",
+            &format!("email '{EMAIL}' is already used by another account")
+        )
+    );
+    assert_eq!(
+        b.eval("const f = document.getElementById('email'); return [f.getAttribute('aria-invalid'), document.activeElement.id, f.value]").await,
+        json!(["true", "email", EMAIL])
+    );
+    b.fill("email", "bonjour@boulangerie-martin.fr").await;
+    b.click("#business-next").await;
+    for step in ["channels", "phone", "kb", "appointments", "verification"] {
+        b.step(step).await;
+        b.click(&format!("#{step}-next")).await;
+    }
+    b.step("complete").await;
+    b.click("#finish").await;
+    b.until(
+        "the completion message",
+        "document.getElementById('complete-message').innerText",
+    )
+    .await;
+    let mut emails: Vec<String> = rows(&server.read_db(), "tenants")
+        .into_iter()
+        .map(|t| t["email"].as_str().unwrap().to_string())
+        .collect();
+    emails.sort();
+    assert_eq!(emails, ["bonjour@boulangerie-martin.fr", EMAIL]);
+    b.quit().await;
+}
+
 /// The dashboard's API unreachable while the page itself loads: after the
 /// automatic retries, the banner says so with the focus on "Réessayer",
 /// which loads the dashboard once the server answers again and hands the

@@ -281,6 +281,19 @@ function failed(form, action, error) {
   if (form && field && fieldError(form, field, error)) {
     return;
   }
+  // A field of an earlier step: the email another account took since the
+  // business step saved it, refused by the completion. That step is shown
+  // with the error beside its field; left on the completion, the tenant
+  // had to guess which step to go back to.
+  const earlier = field && $(field) && $(field).closest('.step');
+  if (form && earlier && !earlier.contains(form)) {
+    const name = earlier.dataset.step;
+    setTimeout(() => act(null, async () => {
+      await show(name);
+      fieldError($(`form-${name}`), field, error);
+    }));
+    return;
+  }
   formError(form, error.message, error);
 }
 
