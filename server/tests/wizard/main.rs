@@ -488,8 +488,8 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
     b.step("complete").await;
     let summary = "Entreprise\nBoulangerie Martin\nSecteur d'activité\nBoulangerie\nTéléphone\n+33612345678\n\
          E-mail\ncontact@boulangerie-martin.fr\nCanaux\nTéléphone, SMS\n\
-         Agent\nLéa (Accueil téléphonique), voix Rachel\nBase de connaissances\n1 texte collé\n\
-         Rendez-vous\nCal.com, événement 123456, Europe/Paris";
+         Agent\nLéa (Accueil téléphonique), voix Rachel\nNuméro vérifié\nOui\n\
+         Base de connaissances\n1 texte collé\nRendez-vous\nCal.com, événement 123456, Europe/Paris";
     assert_eq!(b.text("summary").await, summary);
     // Reloaded there, the page names the agent type and the voice the same
     // (the catalogue is read for the summary too, not only on the phone step).
@@ -1087,6 +1087,17 @@ async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
     to_the_verification(&b).await;
     b.click("#verification-next").await;
     b.step("complete").await;
+    // No code was sent: the summary says the agent will not take the
+    // number's calls yet.
+    assert!(
+        b.text("summary").await.contains(
+            "Agent\nLéa (Accueil téléphonique), voix Rachel\nNuméro vérifié\nNon : votre agent ne \
+             prendra les appels de ce numéro qu’une fois celui-ci vérifié (possible ensuite depuis \
+             le tableau de bord)\nBase de connaissances\n"
+        ),
+        "{}",
+        b.text("summary").await
+    );
     let business = json!({"company_name": "Autre", "industry": "Café",
                           "phone": "06 98 76 54 32", "email": EMAIL});
     completed_through_the_api(

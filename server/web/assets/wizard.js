@@ -1025,6 +1025,15 @@ function renderSummary() {
   if (applies('phone') && steps.vapi) {
     rows.push(['Agent', `${steps.vapi.assistant_name} (${agentTypeName(steps.vapi.agent_type)}), voix ${voiceName(steps.vapi.voice)}`]);
   }
+  // The agent takes the number's calls only once it is verified: said
+  // before "Terminer", not left for the dashboard to reveal.
+  if (applies('phone')) {
+    const verification = verificationOf(state.session);
+    const verified = Boolean(verification) && verification.status === 'verified' && verification.phone_number === business.phone;
+    rows.push(['Numéro vérifié', verified
+      ? 'Oui'
+      : 'Non : votre agent ne prendra les appels de ce numéro qu’une fois celui-ci vérifié (possible ensuite depuis le tableau de bord)']);
+  }
   const kb = steps.kb || {};
   let kbText = KB_LABELS[kb.method] || '—';
   if (kb.method === 'website') kbText += ` : ${kb.crawl_url}`;
