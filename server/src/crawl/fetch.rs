@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -379,14 +380,20 @@ impl Fetcher {
     /// from the first request to the body's end, and having checked
     /// [`Fetcher::may_ask`]: one request at a time, and a page robots.txt
     /// disallows never asked for.
+    ///
+    /// `spent` counts the bytes the job has read, which this read adds to
+    /// as they arrive: a page is refused (`TooLarge`) the moment the job
+    /// passes its `limits.job_bytes`, and a page refused past its own
+    /// limit still counts what was read of it.
     pub async fn get_in_turn(
         &self,
         url: &Url,
         site: &Url,
         accept: Accept,
         pace: &mut PaceState,
+        spent: &AtomicU64,
     ) -> Result<Page, FetchError> {
-        let result = self.follow(url, site, accept, pace).await;
+        let result = self.follow(url, site, accept, pace, spent).await;
         pace.0 = Some(std::time::Instant::now());
         result
     }
@@ -404,6 +411,7 @@ impl Fetcher {
         site: &Url,
         accept: Accept,
         pace: &mut PaceState,
+        spent: &AtomicU64,
     ) -> Result<Page, FetchError> {
         let mut current = url.clone();
         let mut seen = vec![current.clone()];
@@ -412,7 +420,9 @@ impl Fetcher {
             if let Some(turn) = shared {
                 turn.take(&current).await?;
             }
-            let hop = self.hop(&current, site, accept, &mut seen, pace).await;
+            let hop = self
+                .hop(&current, site, accept, &mut seen, pace, spent)
+                .await;
             if let Some(turn) = shared {
                 // A site that asked to wait (429, 503 with Retry-After) is
                 // left alone that long by every crawler, up to an hour: a
@@ -451,6 +461,7 @@ impl Fetcher {
         accept: Accept,
         seen: &mut Vec<Url>,
         pace: &mut PaceState,
+        spent: &AtomicU64,
     ) -> Result<Hop, FetchError> {
         let response = self.once(current, pace).await?;
         let status = response.status();
@@ -480,7 +491,7 @@ impl Fetcher {
             return Err(FetchError::Status(status.as_u16(), retry_after(&response)));
         }
         Ok(Hop::Page(
-            self.body(current.clone(), response, accept).await?,
+            self.body(current.clone(), response, accept, spent).await?,
         ))
     }
 
@@ -489,6 +500,7 @@ impl Fetcher {
         url: Url,
         mut response: reqwest::Response,
         accept: Accept,
+        spent: &AtomicU64,
     ) -> Result<Page, FetchError> {
         let content_type = response
             .headers()
@@ -550,7 +562,13 @@ impl Fetcher {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     bytes.extend_from_slice(&chunk);
-                    if bytes.len() > self.limits.page_bytes {
+                    let job =
+                        spent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                    // The page that takes the job past its size is not
+                    // read further, nor stored: the job keeps within its
+                    // 20 MiB (the next page's turn ends it, `too_large`).
+                    let past_job = accept == Accept::Page && job > self.limits.job_bytes as u64;
+                    if bytes.len() > self.limits.page_bytes || past_job {
                         return Err(FetchError::TooLarge);
                     }
                 }
@@ -830,6 +848,62 @@ mod tests {
         (fetcher, site)
     }
 
+    /// Pages counted against the job's bytes as they arrive: one past its
+    /// own limit, sent without a length (read up to the limit, then
+    /// refused), counts what was read of it, which a job of such pages
+    /// counted as nothing; one that takes the job past its size is not
+    /// read to its end.
+    #[tokio::test]
+    async fn the_bytes_of_a_page_count_as_they_arrive() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for body_len in [30_000, 8_000] {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = [0u8; 2048];
+                let _ = std::io::Read::read(&mut stream, &mut head);
+                // No length: the body runs to the connection's end.
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n",
+                );
+                for _ in 0..body_len / 1_000 {
+                    let _ = stream.write_all(&[b'a'; 1_000]);
+                    let _ = stream.flush();
+                }
+            }
+        });
+        let limits = Limits {
+            page_bytes: 10_000,
+            job_bytes: 25_000,
+            ..Limits::default()
+        };
+        let (fetcher, site) = loopback_fetcher_with(addr, limits);
+        let mut pace = fetcher.turn().await;
+        let url = site.join("/grand").unwrap();
+        let spent = AtomicU64::new(0);
+        assert_eq!(
+            fetcher
+                .get_in_turn(&url, &site, Accept::Page, &mut pace, &spent)
+                .await
+                .err(),
+            Some(FetchError::TooLarge)
+        );
+        let read = spent.load(Ordering::Relaxed);
+        assert!((10_001..=30_000).contains(&read), "{read}");
+        // 20,000 spent: the 8,000 bytes of the next page pass 25,000.
+        spent.store(20_000, Ordering::Relaxed);
+        assert_eq!(
+            fetcher
+                .get_in_turn(&url, &site, Accept::Page, &mut pace, &spent)
+                .await
+                .err(),
+            Some(FetchError::TooLarge)
+        );
+        let read = spent.load(Ordering::Relaxed);
+        assert!((25_001..=28_000).contains(&read), "{read}");
+    }
+
     /// The page at `path` of `site`, in the turn `pace`.
     async fn get(
         fetcher: &Fetcher,
@@ -838,7 +912,9 @@ mod tests {
         pace: &mut PaceState,
     ) -> Result<Page, FetchError> {
         let url = site.join(path).unwrap();
-        fetcher.get_in_turn(&url, site, Accept::Page, pace).await
+        fetcher
+            .get_in_turn(&url, site, Accept::Page, pace, &AtomicU64::new(0))
+            .await
     }
 
     /// A site whose connection never comes (its listen queue full: the
@@ -915,21 +991,21 @@ mod tests {
         let url = site.join("/sitemap.xml.gz").unwrap();
         for _ in 0..2 {
             let page = fetcher
-                .get_in_turn(&url, &site, Accept::Xml, &mut pace)
+                .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
                 .await
                 .unwrap();
             assert_eq!((page.text.as_str(), page.bytes), (xml, small.len()));
         }
         assert_eq!(
             fetcher
-                .get_in_turn(&url, &site, Accept::Xml, &mut pace)
+                .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
                 .await
                 .err(),
             Some(FetchError::TooLarge)
         );
         assert_eq!(
             fetcher
-                .get_in_turn(&url, &site, Accept::Xml, &mut pace)
+                .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
                 .await
                 .err(),
             Some(FetchError::UnsupportedType)

@@ -420,10 +420,6 @@ impl Budget {
         usize::try_from(self.bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
-    fn add(&self, n: usize) {
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    }
-
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -458,17 +454,10 @@ impl Polite<'_> {
             return Err(FetchError::RobotsDisallowed);
         }
         let mut pace = self.turns.wait_for(self.fetcher.turn()).await?;
-        let result = self.fetcher.get_in_turn(url, site, accept, &mut pace).await;
-        if let Ok(page) = &result {
-            self.budget.add(page.bytes);
-            // The page that takes the job past its size is not stored:
-            // the job keeps within its 20 MiB (the next page's turn ends
-            // it, `too_large`).
-            if accept == Accept::Page && self.budget.bytes() > self.fetcher.limits.job_bytes {
-                return Err(FetchError::TooLarge);
-            }
-        }
-        result
+        // The bytes are counted as they arrive (see `get_in_turn`).
+        self.fetcher
+            .get_in_turn(url, site, accept, &mut pace, &self.budget.bytes)
+            .await
     }
 }
 
