@@ -23,6 +23,14 @@ fn kb_search(db: &Db, payload: Value) -> Result<Value, String> {
     db.call("SELECT onboarding_kb_search(?1)", &[&payload.to_string()])
 }
 
+/// How many chunks session `s`'s search for `q` answers.
+fn results(db: &Db, s: &str, q: &str) -> usize {
+    kb_search(db, json!({"session_id": s, "query": q})).unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 fn rows(conn: &Connection, sql: &str) -> Vec<Vec<String>> {
     let mut stmt = conn.prepare(sql).unwrap();
     let n = stmt.column_count();
@@ -634,12 +642,7 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
         {"title":"Horaires d'été","content":"En juillet et en août : du mardi au samedi, 10h – 19h."}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
-    let found = |q: &str| {
-        kb_search(&db, json!({"session_id": s, "query": q})).unwrap()["results"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
+    let found = |q: &str| results(&db, &s, q);
     assert_eq!(found("ete"), 1);
     // The entry as the analysis before 009 made it, and the database back
     // at version 8.
@@ -711,12 +714,7 @@ fn a_document_stored_by_cut_2_gets_the_verbs_after_nous_read_again() {
         {"title":"Paiement","content":"Nous n'acceptons que les espèces."}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
-    let found = |q: &str| {
-        kb_search(&db, json!({"session_id": s, "query": q})).unwrap()["results"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
+    let found = |q: &str| results(&db, &s, q);
     let terms = || rows(&db.conn, "SELECT terms FROM kb_chunks_index");
     let cut_3 = [[r#"Text("pai pai accept espec")"#]];
     assert_eq!(terms(), cut_3);

@@ -881,27 +881,21 @@ mod tests {
         let (fetcher, site) = loopback_fetcher_with(addr, limits);
         let mut pace = fetcher.turn().await;
         let url = site.join("/grand").unwrap();
-        let spent = AtomicU64::new(0);
-        assert_eq!(
-            fetcher
-                .get_in_turn(&url, &site, Accept::Page, &mut pace, &spent)
-                .await
-                .err(),
-            Some(FetchError::TooLarge)
-        );
-        let read = spent.load(Ordering::Relaxed);
-        assert!((10_001..=30_000).contains(&read), "{read}");
-        // 20,000 spent: the 8,000 bytes of the next page pass 25,000.
-        spent.store(20_000, Ordering::Relaxed);
-        assert_eq!(
-            fetcher
-                .get_in_turn(&url, &site, Accept::Page, &mut pace, &spent)
-                .await
-                .err(),
-            Some(FetchError::TooLarge)
-        );
-        let read = spent.load(Ordering::Relaxed);
-        assert!((25_001..=28_000).contains(&read), "{read}");
+        // The job's bytes before each page, and what they may be after it:
+        // the 30,000-byte page read past 10,000 and counted; then, 20,000
+        // spent, the 8,000 bytes of the next page pass 25,000.
+        for (before, after) in [(0, 10_001..=30_000), (20_000, 25_001..=28_000)] {
+            let spent = AtomicU64::new(before);
+            assert_eq!(
+                fetcher
+                    .get_in_turn(&url, &site, Accept::Page, &mut pace, &spent)
+                    .await
+                    .err(),
+                Some(FetchError::TooLarge)
+            );
+            let read = spent.load(Ordering::Relaxed);
+            assert!(after.contains(&read), "{before}: {read}");
+        }
     }
 
     /// The page at `path` of `site`, in the turn `pace`.

@@ -180,6 +180,28 @@ async fn start_and_type_business(b: &Browser, email: &str) {
     b.fill("email", email).await;
 }
 
+/// The business step shows EMAIL refused as another account's, beside the
+/// email field, which is marked and has the focus.
+async fn the_email_is_said_taken(b: &Browser) {
+    b.until(
+        "the email's error",
+        "document.getElementById('email-error').innerText",
+    )
+    .await;
+    b.showing("business").await;
+    assert_eq!(
+        b.text_content("email-error").await,
+        said(
+            "Cette adresse e-mail est déjà utilisée par un autre compte.",
+            &format!("email '{EMAIL}' is already used by another account")
+        )
+    );
+    assert_eq!(
+        b.eval("const f = document.getElementById('email'); return [f.getAttribute('aria-invalid'), document.activeElement.id, f.value]").await,
+        json!(["true", "email", EMAIL])
+    );
+}
+
 /// Welcome and business, by mouse: the session exists and business is saved.
 async fn start_and_fill_business(b: &Browser, email: &str) {
     start_and_type_business(b, email).await;
@@ -1030,23 +1052,7 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
 
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
-    b.until(
-        "the email's error",
-        "document.getElementById('email-error').innerText",
-    )
-    .await;
-    assert_eq!(
-        b.text_content("email-error").await,
-        said(
-            "Cette adresse e-mail est déjà utilisée par un autre compte.",
-            &format!("email '{EMAIL}' is already used by another account")
-        )
-    );
-    assert_eq!(
-        b.eval("const f = document.getElementById('email'); return [f.getAttribute('aria-invalid'), document.activeElement.id]").await,
-        json!(["true", "email"])
-    );
-    b.showing("business").await;
+    the_email_is_said_taken(&b).await;
 
     b.fill("email", "bonjour@boulangerie-martin.fr").await;
     b.click("#business-next").await;
@@ -1112,23 +1118,7 @@ async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
     )
     .await;
     b.click("#finish").await;
-    b.until(
-        "the email's error",
-        "document.getElementById('email-error').innerText",
-    )
-    .await;
-    b.showing("business").await;
-    assert_eq!(
-        b.text_content("email-error").await,
-        said(
-            "Cette adresse e-mail est déjà utilisée par un autre compte.",
-            &format!("email '{EMAIL}' is already used by another account")
-        )
-    );
-    assert_eq!(
-        b.eval("const f = document.getElementById('email'); return [f.getAttribute('aria-invalid'), document.activeElement.id, f.value]").await,
-        json!(["true", "email", EMAIL])
-    );
+    the_email_is_said_taken(&b).await;
     b.fill("email", "bonjour@boulangerie-martin.fr").await;
     b.click("#business-next").await;
     for step in ["channels", "phone", "kb", "appointments", "verification"] {
