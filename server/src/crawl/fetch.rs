@@ -539,18 +539,14 @@ impl Fetcher {
         {
             return Err(FetchError::UnsupportedEncoding);
         }
-        let noindex = response
+        let robots_tags: Vec<&str> = response
             .headers()
             .get_all("x-robots-tag")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(x_robots_noindex);
-        let nofollow = response
-            .headers()
-            .get_all("x-robots-tag")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(x_robots_nofollow);
+            .collect();
+        let noindex = robots_tags.iter().any(|v| x_robots_noindex(v));
+        let nofollow = robots_tags.iter().any(|v| x_robots_nofollow(v));
         if response
             .content_length()
             .is_some_and(|n| n as usize > self.limits.page_bytes)
