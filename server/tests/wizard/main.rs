@@ -1141,6 +1141,45 @@ async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
     b.quit().await;
 }
 
+/// The verification refusing the business phone (a foreign number, which
+/// the business step takes) says so beside the send button, on the
+/// verification step, which "Suivant" still leaves: the business phone
+/// may be the business's real number, and going back to it fixes nothing.
+#[tokio::test]
+async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_type_business(&b, EMAIL).await;
+    b.fill("phone", "+44 20 7946 0958").await;
+    b.click("#business-next").await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    b.click("#send-code").await;
+    b.until(
+        "the send's error",
+        "document.getElementById('send-error').innerText",
+    )
+    .await;
+    b.showing("verification").await;
+    assert_eq!(
+        b.text_content("send-error").await,
+        said(
+            "Les codes ne sont envoyés qu'aux numéros français (+33 et outre-mer). Enregistrez \
+             un numéro français pour le vérifier.",
+            "phone '+442079460958' is not a French number; codes go only to +33 and the \
+             overseas departments (+262, +590, +594, +596)"
+        )
+    );
+    b.click("#verification-next").await;
+    b.step("complete").await;
+    b.quit().await;
+}
+
 /// The dashboard's API unreachable while the page itself loads: after the
 /// automatic retries, the banner says so with the focus on "Réessayer",
 /// which loads the dashboard once the server answers again and hands the

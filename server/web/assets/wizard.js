@@ -281,12 +281,14 @@ function failed(form, action, error) {
   if (form && field && fieldError(form, field, error)) {
     return;
   }
-  // A field of an earlier step: the email another account took since the
-  // business step saved it, refused by the completion. That step is shown
+  // The completion refusing a field of an earlier step: the email another
+  // account took since the business step saved it. That step is shown
   // with the error beside its field; left on the completion, the tenant
-  // had to guess which step to go back to.
+  // had to guess which step to go back to. (Only there: the verification's
+  // refusal of the business phone, which may be the business's real
+  // number, stays beside the send button.)
   const earlier = field && $(field) && $(field).closest('.step');
-  if (form && earlier && !earlier.contains(form)) {
+  if (form && form.id === 'form-complete' && earlier && !earlier.contains(form) && $(`form-${earlier.dataset.step}`)) {
     const name = earlier.dataset.step;
     setTimeout(() => act(null, async () => {
       await show(name);
