@@ -849,12 +849,25 @@ mod tests {
     #[test]
     fn a_page_nested_thousands_deep_is_read_flattened() {
         let base = Url::parse("http://a.fr/").unwrap();
-        for depth in [700, 5_000, 100_000] {
-            let html = format!(
+        let nested = |open: &str, depth: usize, close: &str| {
+            format!(
                 "<html><body><main><h1>Salon</h1>{}Coupe homme : 25 €{}</main></body></html>",
-                "<div>".repeat(depth),
-                "</div>".repeat(depth)
-            );
+                open.repeat(depth),
+                close.repeat(depth)
+            )
+        };
+        for html in [
+            nested("<div>", 700, "</div>"),
+            nested("<div>", 5_000, "</div>"),
+            nested("<div>", 100_000, "</div>"),
+            // Elements a parser keeps open, whatever their tags look like.
+            nested("<optgroup>", 3_000, ""),
+            nested("<rb>", 100_000, ""),
+            nested("<div/>", 3_000, ""),
+            nested("<span><div></span>", 3_000, ""),
+            nested("<li><section>", 3_000, ""),
+        ] {
+            let bytes = html.len();
             let base = base.clone();
             let got = std::thread::Builder::new()
                 .stack_size(2 * 1024 * 1024)
@@ -862,8 +875,27 @@ mod tests {
                 .unwrap()
                 .join()
                 .unwrap();
-            assert_eq!(got.markdown, "# Salon\n\nCoupe homme : 25 €", "{depth}");
+            assert!(
+                got.markdown.starts_with("# Salon\n\n")
+                    && got.markdown.ends_with("Coupe homme : 25 €"),
+                "{bytes} bytes: {}",
+                &got.markdown[..got.markdown.len().min(200)]
+            );
         }
+        // A sloppy page the parser keeps shallow (an unclosed `font` in
+        // each of 300 cells) keeps its structure and its links.
+        let sloppy = format!(
+            "<html><body><main><table>{}</table><h2>Tarifs</h2><p><a href=\"/tarifs\">Voir</a>\
+             </p></main></body></html>",
+            "<tr><td><font face=Arial>case</td></tr>".repeat(300)
+        );
+        let got = extract(&sloppy, &base);
+        assert_eq!(got.links, ["http://a.fr/tarifs"]);
+        assert!(
+            got.markdown.ends_with("## Tarifs\n\n[Voir](/tarifs)"),
+            "{}",
+            got.markdown
+        );
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //! tree the same way (Blink adds elements past depth 512 as siblings).
 //! Real pages nest a few dozen elements deep.
 //!
-//! This is a scan of the tags, not a parse: it counts the elements a
-//! parser keeps open, leaving out those whose end tag HTML lets a page omit
-//! (`p`, `li`, `td`…: a thousand unclosed `<p>` are a thousand siblings),
-//! void elements and self-closing tags, and skips comments and the text of
-//! `script`, `style` and the like. Where it differs from a parser on a
-//! broken page, the cost is tags dropped past the depth, never text.
+//! This is a scan of the tags, not a parse, that follows the parser's rules
+//! where they close elements: an end tag closes what is open above its
+//! element, unless a boundary stands between (`</span>` does not close
+//! across a `div`, `</div>` across a table's cell); a new `p`, `li`, `dd`,
+//! `td`, `tr` closes the one before as HTML does; void elements are none;
+//! `/>` closes only inside SVG and MathML; comments, scripts and styles
+//! hold no tags. Where it cannot tell, it counts an element as still open:
+//! it may flatten a sloppy page sooner than needed (its text kept), never
+//! let a deep one through.
 
 use std::borrow::Cow;
 
@@ -34,24 +37,216 @@ const VOID: &[&str] = &[
     "input", "keygen", "link", "meta", "param", "source", "track", "wbr",
 ];
 
-/// Their end tag may be omitted: not counted.
-const OPTIONAL_END: &[&str] = &[
-    "body", "caption", "colgroup", "dd", "dt", "head", "html", "li", "optgroup", "option", "p",
-    "rb", "rp", "rt", "rtc", "tbody", "td", "tfoot", "th", "thead", "tr",
-];
-
 /// Their content is text up to their end tag.
 const RAW_TEXT: &[&str] = &[
     "iframe", "noembed", "noframes", "noscript", "script", "style", "textarea", "title", "xmp",
 ];
 
-/// An open element: where its name is in the page, and whether its tags
-/// are dropped.
+/// HTML's scope boundaries: no end tag, and no new `p`, closes an element
+/// across one of them (SVG's and MathML's roots stand for theirs).
+const SCOPE: &[&str] = &[
+    "applet", "button", "caption", "html", "marquee", "math", "object", "svg", "table", "td",
+    "template", "th",
+];
+
+/// HTML's "special" elements: an end tag of any other element does not
+/// close across one of them, nor does a new `li`, `dd` or `dt` (but
+/// across `address`, `div` and `p`).
+const SPECIAL: &[&str] = &[
+    "address",
+    "applet",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "button",
+    "caption",
+    "center",
+    "colgroup",
+    "dd",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "html",
+    "iframe",
+    "li",
+    "listing",
+    "main",
+    "marquee",
+    "math",
+    "menu",
+    "nav",
+    "noembed",
+    "noframes",
+    "noscript",
+    "object",
+    "ol",
+    "p",
+    "plaintext",
+    "pre",
+    "script",
+    "search",
+    "section",
+    "select",
+    "style",
+    "summary",
+    "svg",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+    "ul",
+    "xmp",
+];
+
+/// A start tag of one of these closes an open `p` (within its scope).
+const CLOSES_P: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "li",
+    "listing",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "search",
+    "section",
+    "summary",
+    "table",
+    "ul",
+    "xmp",
+];
+
+const HEADINGS: &[&str] = &["h1", "h2", "h3", "h4", "h5", "h6"];
+
+/// An open element: where its name is in the page, whether its tags are
+/// dropped, and whether it is SVG or MathML or inside them.
 struct Open {
     at: u32,
     len: u16,
     dropped: bool,
+    foreign: bool,
 }
+
+impl Open {
+    fn name<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.at as usize..self.at as usize + self.len as usize]
+    }
+}
+
+/// The innermost of the open elements named one of `names`, within
+/// [`MATCHED_WITHIN`] of the innermost and with none of `stops` above it.
+fn nearest(open: &[Open], bytes: &[u8], names: &[&[u8]], stops: &[&str]) -> Option<usize> {
+    let from = open.len().saturating_sub(MATCHED_WITHIN);
+    for k in (from..open.len()).rev() {
+        let name = open[k].name(bytes);
+        if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return Some(k);
+        }
+        if is_in(name, stops) {
+            return None;
+        }
+    }
+    None
+}
+
+/// What a start tag of `name` closes first, as HTML's tree builder does:
+/// an open `p` for a block, the `li`, `dd`/`dt`, cell, row or table section
+/// before, a heading or an `option` right above.
+fn close_before(open: &mut Vec<Open>, bytes: &[u8], name: &[u8]) {
+    let close = |open: &mut Vec<Open>, names: &[&[u8]], stops: &[&str]| {
+        if let Some(k) = nearest(open, bytes, names, stops) {
+            open.truncate(k);
+        }
+    };
+    if is_in(name, CLOSES_P) {
+        close(open, &[b"p"], SCOPE);
+    }
+    let top_is =
+        |open: &Vec<Open>, names: &[&str]| open.last().is_some_and(|o| is_in(o.name(bytes), names));
+    let lower = name.to_ascii_lowercase();
+    match lower.as_slice() {
+        b"li" => close(open, &[b"li"], &SPECIAL_BUT_ADDRESS_DIV_P),
+        b"dd" | b"dt" => close(open, &[b"dd", b"dt"], &SPECIAL_BUT_ADDRESS_DIV_P),
+        b"td" | b"th" => close(open, &[b"td", b"th"], &["tr", "table"]),
+        b"tr" => close(open, &[b"tr"], &["table"]),
+        b"thead" | b"tbody" | b"tfoot" => close(open, &[b"thead", b"tbody", b"tfoot"], &["table"]),
+        b"option" | b"optgroup" if top_is(open, &["option"]) => {
+            open.pop();
+        }
+        _ if is_in(name, HEADINGS) && top_is(open, HEADINGS) => {
+            open.pop();
+        }
+        _ => {}
+    }
+}
+
+/// [`SPECIAL`] but `address`, `div` and `p`, which a new `li`, `dd` or `dt`
+/// closes across.
+const SPECIAL_BUT_ADDRESS_DIV_P: [&str; SPECIAL.len() - 3] = {
+    let mut out = [""; SPECIAL.len() - 3];
+    let mut i = 0;
+    let mut j = 0;
+    while i < SPECIAL.len() {
+        let n = SPECIAL[i].as_bytes();
+        let skip = matches!(n, b"address" | b"div" | b"p");
+        if !skip {
+            out[j] = SPECIAL[i];
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
 
 /// `html` with the tags of elements past [`MAX_DEPTH`] dropped; as it is
 /// (no copy) when none is.
@@ -87,16 +282,16 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
                 let end = find(bytes, name_end, b">").map_or(bytes.len(), |at| at + 1);
                 i = end;
                 let name = &bytes[name..name_end];
-                if !counted(name) {
+                if is_in(name, VOID) {
                     continue;
                 }
-                let from = open.len().saturating_sub(MATCHED_WITHIN);
-                let matched = open[from..].iter().rposition(|o| {
-                    bytes[o.at as usize..o.at as usize + o.len as usize].eq_ignore_ascii_case(name)
-                });
-                if let Some(k) = matched {
-                    let dropped = open[from + k].dropped;
-                    open.truncate(from + k);
+                // A special element's end tag closes what is above it in
+                // its scope; any other's, what is above it up to the first
+                // special element.
+                let stops = if is_in(name, SPECIAL) { SCOPE } else { SPECIAL };
+                if let Some(k) = nearest(&open, bytes, &[name], stops) {
+                    let dropped = open[k].dropped;
+                    open.truncate(k);
                     if dropped {
                         drop(lt, end, &mut copied);
                     }
@@ -108,17 +303,22 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
                 let end = tag_end(bytes, name_end);
                 i = end;
                 let name = &bytes[name_at..name_end];
+                // Inherited: the innermost element says it.
+                let foreign = open.last().is_some_and(|o| o.foreign);
                 let self_closing = end >= 2 && bytes[end - 2] == b'/' && bytes[end - 1] == b'>';
-                if name.eq_ignore_ascii_case(b"plaintext") {
+                if is_in(name, VOID) || (foreign && self_closing) {
+                    continue;
+                }
+                if !foreign && name.eq_ignore_ascii_case(b"plaintext") {
                     break;
                 }
-                if !counted(name) || self_closing {
-                    continue;
+                if !foreign {
+                    close_before(&mut open, bytes, name);
                 }
                 // A script's or a style's tags are kept at any depth: without
                 // them its code would be read as the page's text (it holds no
                 // element, so it adds one level at most).
-                let raw_text = is_in(name, RAW_TEXT);
+                let raw_text = !foreign && is_in(name, RAW_TEXT);
                 let dropped = open.len() >= max && !raw_text;
                 if dropped {
                     drop(lt, end, &mut copied);
@@ -127,6 +327,9 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
                     at: name_at as u32,
                     len: (name_end - name_at).min(u16::MAX as usize) as u16,
                     dropped,
+                    foreign: foreign
+                        || name.eq_ignore_ascii_case(b"svg")
+                        || name.eq_ignore_ascii_case(b"math"),
                 });
                 if raw_text {
                     // Its text runs to its end tag, which the loop reads next.
@@ -146,11 +349,6 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
             Cow::Owned(out)
         }
     }
-}
-
-/// Whether the element named `name` is counted in the depth.
-fn counted(name: &[u8]) -> bool {
-    !is_in(name, VOID) && !is_in(name, OPTIONAL_END)
 }
 
 fn is_in(name: &[u8], list: &[&str]) -> bool {
@@ -204,9 +402,12 @@ mod tests {
 
     #[test]
     fn a_page_within_the_depth_is_left_as_it_is() {
+        // html, body, main, div, ul, li: 6 deep; the second `p` and `li`
+        // close the first; `br`, `img` and the SVG path hold nothing.
         let page = "<html><body><main><div><p>Un<p>Deux<ul><li>a<li>b</ul>\
                     <br><img src=x><svg><path d='M0 0'/></svg></div></main></body></html>";
-        assert!(matches!(flatten_past(page, 3), Cow::Borrowed(_)));
+        assert!(matches!(flatten_past(page, 6), Cow::Borrowed(_)));
+        assert!(matches!(flatten_past(page, 5), Cow::Owned(_)));
     }
 
     #[test]
@@ -231,9 +432,57 @@ mod tests {
             flatten_past(page, 2),
             "<div><div><!-- <div><div> --><script>if (a<b) x='<div>'</script>xy</div></div>"
         );
-        // Unclosed paragraphs and cells are siblings, not depth.
-        let paragraphs = format!("<div>{}</div>", "<p>un ".repeat(1_000));
-        assert!(matches!(flatten_past(&paragraphs, 2), Cow::Borrowed(_)));
+        // `<script/>` opens a script all the same: its text is no tag.
+        let page = "<div><script/>x = '<div>';</script>y</div>";
+        assert!(matches!(flatten_past(page, 2), Cow::Borrowed(_)));
+    }
+
+    /// Pages whose elements a parser keeps open although their tags look
+    /// closed or closing are flattened too: each of these, a few
+    /// kilobytes, nests thousands deep.
+    #[test]
+    fn what_a_parser_keeps_open_is_counted() {
+        for (what, page) in [
+            // Optional end tags that close nothing here.
+            ("optgroup", "<optgroup>".repeat(3_000)),
+            ("rb", "<rb>".repeat(5_000)),
+            // `/>` closes nothing on an HTML element.
+            ("div/", "<div/>".repeat(3_000)),
+            // `</span>` does not close across the `div` above it.
+            ("span div", "<span><div></span>".repeat(3_000)),
+            // A new `li` does not close across a `section`.
+            ("li section", "<li><section>".repeat(3_000)),
+        ] {
+            assert!(matches!(flatten(&page), Cow::Owned(_)), "{what}");
+        }
+    }
+
+    /// Sloppy pages the parser keeps shallow are left whole: an unclosed
+    /// `font` in each cell, an unclosed `span` in each paragraph, an
+    /// unclosed `p` before each block, each a thousand times.
+    #[test]
+    fn what_a_parser_closes_is_not_counted() {
+        for (what, page) in [
+            (
+                "font in cells",
+                format!(
+                    "<table>{}</table>",
+                    "<tr><td><font face=Arial>case</td></tr>".repeat(1_000)
+                ),
+            ),
+            ("span in p", "<p><span style=x>texte</p>".repeat(1_000)),
+            ("p before div", "<p>texte<div>bloc</div>".repeat(1_000)),
+            ("p li td", format!("<ul>{}</ul>", "<li><p>un".repeat(1_000))),
+            (
+                "rows",
+                format!("<table>{}</table>", "<tr><td>a<td>b".repeat(1_000)),
+            ),
+        ] {
+            let page = format!(
+                "<html><body><main>{page}<h2>Tarifs</h2><a href=/t>T</a></main></body></html>"
+            );
+            assert!(matches!(flatten(&page), Cow::Borrowed(_)), "{what}");
+        }
     }
 
     #[test]
