@@ -11,7 +11,8 @@
 //! |---|---|
 //! | `fetch.rs` | HTTP, the address check on every hop, limits, charsets |
 //! | `robots.rs` | robots.txt, sitemaps |
-//! | `extract.rs` | HTML to Markdown, the footer, links, noindex |
+//! | `extract.rs` | HTML to Markdown, the footer, links, noindex, nofollow |
+//! | `nesting.rs` | a page nested past 256 elements, flattened before the parse |
 //! | here | the worker loop, politeness, what each page is reported as |
 
 pub mod extract;
