@@ -25,10 +25,11 @@ use std::borrow::Cow;
 /// stack a level, which a 2 MiB thread holds for about 600 levels.
 pub const MAX_DEPTH: usize = 256;
 
-/// How many open elements an end tag is matched against, from the
-/// innermost: a page of unmatched end tags under a deep stack must not make
-/// the scan quadratic. A parser would close those between; here an end tag
-/// that matches none of them is left as it is.
+/// How many open elements an end tag, or a start tag that closes one
+/// before it, is matched against, from the innermost: a page of unmatched
+/// end tags under a deep stack must not make the scan quadratic. A parser
+/// would close those between; here a tag that matches none of them closes
+/// nothing (the scan counts more depth, never less).
 const MATCHED_WITHIN: usize = 64;
 
 /// No end tag.
@@ -91,42 +92,59 @@ impl Open {
 }
 
 /// The innermost of the open elements named one of `names`, within
-/// [`MATCHED_WITHIN`] of the innermost and with none of `stops` above it.
-fn nearest(open: &[Open], bytes: &[u8], names: &[&[u8]], stops: &[&str]) -> Option<usize> {
+/// [`MATCHED_WITHIN`] of the innermost and with no element above it that
+/// `stops` at.
+fn nearest(
+    open: &[Open],
+    bytes: &[u8],
+    names: &[&[u8]],
+    stops: impl Fn(&[u8]) -> bool,
+) -> Option<usize> {
     let from = open.len().saturating_sub(MATCHED_WITHIN);
     for k in (from..open.len()).rev() {
         let name = open[k].name(bytes);
         if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             return Some(k);
         }
-        if is_in(name, stops) {
+        if stops(name) {
             return None;
         }
     }
     None
 }
 
+/// Stops at one of `list`.
+fn any_of(list: &'static [&'static str]) -> impl Fn(&[u8]) -> bool {
+    move |name| is_in(name, list)
+}
+
 /// What a start tag of `name` closes first, as HTML's tree builder does:
 /// an open `p` for a block, the `li`, `dd`/`dt`, cell, row or table section
 /// before, a heading or an `option` right above.
 fn close_before(open: &mut Vec<Open>, bytes: &[u8], name: &[u8]) {
-    let close = |open: &mut Vec<Open>, names: &[&[u8]], stops: &[&str]| {
+    let close = |open: &mut Vec<Open>, names: &[&[u8]], stops: &dyn Fn(&[u8]) -> bool| {
         if let Some(k) = nearest(open, bytes, names, stops) {
             open.truncate(k);
         }
     };
+    // A new `li`, `dd` or `dt` closes the one before across any element
+    // but a special one, and `address`, `div` and `p` are not that.
+    let special_but_address_div_p =
+        |n: &[u8]| is_in(n, SPECIAL) && !is_in(n, &["address", "div", "p"]);
     if is_in(name, CLOSES_P) {
-        close(open, &[b"p"], SCOPE);
+        close(open, &[b"p"], &any_of(SCOPE));
     }
     let top_is =
         |open: &Vec<Open>, names: &[&str]| open.last().is_some_and(|o| is_in(o.name(bytes), names));
     let lower = name.to_ascii_lowercase();
     match lower.as_slice() {
-        b"li" => close(open, &[b"li"], &SPECIAL_BUT_ADDRESS_DIV_P),
-        b"dd" | b"dt" => close(open, &[b"dd", b"dt"], &SPECIAL_BUT_ADDRESS_DIV_P),
-        b"td" | b"th" => close(open, &[b"td", b"th"], &["tr", "table"]),
-        b"tr" => close(open, &[b"tr"], &["table"]),
-        b"thead" | b"tbody" | b"tfoot" => close(open, &[b"thead", b"tbody", b"tfoot"], &["table"]),
+        b"li" => close(open, &[b"li"], &special_but_address_div_p),
+        b"dd" | b"dt" => close(open, &[b"dd", b"dt"], &special_but_address_div_p),
+        b"td" | b"th" => close(open, &[b"td", b"th"], &any_of(&["tr", "table"])),
+        b"tr" => close(open, &[b"tr"], &any_of(&["table"])),
+        b"thead" | b"tbody" | b"tfoot" => {
+            close(open, &[b"thead", b"tbody", b"tfoot"], &any_of(&["table"]))
+        }
         b"option" | b"optgroup" if top_is(open, &["option"]) => {
             open.pop();
         }
@@ -136,24 +154,6 @@ fn close_before(open: &mut Vec<Open>, bytes: &[u8], name: &[u8]) {
         _ => {}
     }
 }
-
-/// [`SPECIAL`] but `address`, `div` and `p`, which a new `li`, `dd` or `dt`
-/// closes across.
-const SPECIAL_BUT_ADDRESS_DIV_P: [&str; SPECIAL.len() - 3] = {
-    let mut out = [""; SPECIAL.len() - 3];
-    let mut i = 0;
-    let mut j = 0;
-    while i < SPECIAL.len() {
-        let n = SPECIAL[i].as_bytes();
-        let skip = matches!(n, b"address" | b"div" | b"p");
-        if !skip {
-            out[j] = SPECIAL[i];
-            j += 1;
-        }
-        i += 1;
-    }
-    out
-};
 
 /// `html` with the tags of elements past [`MAX_DEPTH`] dropped; as it is
 /// (no copy) when none is.
@@ -166,7 +166,8 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
     let mut open: Vec<Open> = Vec::new();
     let mut out: Option<String> = None;
     let mut copied = 0;
-    let mut drop = |from: usize, to: usize, copied: &mut usize| {
+    // Leaves the tag from `from` to `to` out of the copy.
+    let mut drop_tag = |from: usize, to: usize, copied: &mut usize| {
         let out = out.get_or_insert_with(|| String::with_capacity(html.len()));
         out.push_str(&html[*copied..from]);
         *copied = to;
@@ -196,11 +197,11 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
                 // its scope; any other's, what is above it up to the first
                 // special element.
                 let stops = if is_in(name, SPECIAL) { SCOPE } else { SPECIAL };
-                if let Some(k) = nearest(&open, bytes, &[name], stops) {
+                if let Some(k) = nearest(&open, bytes, &[name], any_of(stops)) {
                     let dropped = open[k].dropped;
                     open.truncate(k);
                     if dropped {
-                        drop(lt, end, &mut copied);
+                        drop_tag(lt, end, &mut copied);
                     }
                 }
             }
@@ -228,7 +229,7 @@ fn flatten_past(html: &str, max: usize) -> Cow<'_, str> {
                 let raw_text = !foreign && is_in(name, RAW_TEXT);
                 let dropped = open.len() >= max && !raw_text;
                 if dropped {
-                    drop(lt, end, &mut copied);
+                    drop_tag(lt, end, &mut copied);
                 }
                 open.push(Open {
                     at: name_at as u32,
@@ -342,6 +343,10 @@ mod tests {
         // `<script/>` opens a script all the same: its text is no tag.
         let page = "<div><script/>x = '<div>';</script>y</div>";
         assert!(matches!(flatten_past(page, 2), Cow::Borrowed(_)));
+        // A script never closed holds the rest of the page: no tag of it
+        // counts, none is dropped.
+        let page = format!("<div><script>x = 1;{}", "<div>".repeat(10));
+        assert!(matches!(flatten_past(&page, 2), Cow::Borrowed(_)));
     }
 
     /// Pages whose elements a parser keeps open although their tags look
