@@ -218,9 +218,10 @@ impl Reading {
     /// `word`, or its "vous" form when it is the verb of the subject
     /// "nous"; `before` is the text since the word before.
     fn verb(&mut self, before: &str, word: String) -> String {
-        let object_before = self.object_next && is_joining(before);
+        let joined = is_joining(before);
+        let object_before = self.object_next && joined;
         self.object_next = BEFORE_AN_OBJECT.contains(&word.as_str()) || word.ends_with("ez");
-        if self.after_nous && is_joining(before) {
+        if self.after_nous && joined {
             if let Some(verb) = vous_form(&word) {
                 self.after_nous = false;
                 return verb;
