@@ -168,22 +168,23 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
     // for Google's (which sites write for all), or for this one by its
     // name. Attribute values are case-sensitive in selectors; sites write
     // `ROBOTS` and `Robots` too.
-    let directives: Vec<String> = doc
+    let contents: Vec<String> = doc
         .select(&selector(&format!(
             "meta[name=robots i], meta[name=googlebot i], meta[name={} i]",
             super::robots::ROBOTS_TOKEN
         )))
         .filter_map(|m| m.value().attr("content"))
-        .flat_map(|c| {
-            c.to_ascii_lowercase()
-                .split([',', ' ', ';'])
-                .map(|d| d.trim().to_string())
-                .collect::<Vec<_>>()
-        })
+        .map(str::to_ascii_lowercase)
         .collect();
     // `none` is `noindex, nofollow`.
-    let noindex = directives.iter().any(|d| d == "noindex" || d == "none");
-    let nofollow = directives.iter().any(|d| d == "nofollow" || d == "none");
+    let says = |directive: &str| {
+        contents
+            .iter()
+            .flat_map(|c| c.split([',', ' ', ';']))
+            .any(|d| d.trim() == directive || d.trim() == "none")
+    };
+    let noindex = says("noindex");
+    let nofollow = says("nofollow");
     // The document's base URL (HTML's "frozen base URL"): the first
     // `<base href>`, read against the page's own URL, which every relative
     // link and the canonical are then read against. An http(s) one only.
