@@ -728,9 +728,13 @@ fn phone_patterns() -> usize {
 /// `exämple.fr`), a quoted local part that needs no quotes unquoted
 /// (`"bob"@y.fr` is `bob@y.fr`).
 pub fn email(text: &str) -> Result<String> {
-    let invalid = |why: &str| {
+    // An address that is not one reads exactly as the contract's example
+    // of an error text (`email 'bob@' is not a valid email address`); one
+    // that is, but cannot receive mail, says why.
+    let invalid = |why: Option<&str>| {
+        let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
         Error::invalid_field(format!(
-            "email {} is not a valid email address ({why})",
+            "email {} is not a valid email address{why}",
             quote(text)
         ))
     };
@@ -739,7 +743,7 @@ pub fn email(text: &str) -> Result<String> {
         .without_domain_literal()
         .without_display_text();
     let address = email_address::EmailAddress::parse_with_options(text, options)
-        .map_err(|_| invalid("expected name@domain.tld"))?;
+        .map_err(|_| invalid(None))?;
     let (domain, errors) = idna::domain_to_unicode(address.domain());
     // No top-level domain is digits: `a@1.2.3.4` is an IP address written
     // without the brackets of a literal, which the address takes nowhere.
@@ -748,12 +752,12 @@ pub fn email(text: &str) -> Result<String> {
         .next()
         .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
     if errors.is_err() || numeric_tld || !domain.split('.').all(is_host_label) {
-        return Err(invalid("expected name@domain.tld"));
+        return Err(invalid(None));
     }
     // The reserved `.invalid` receives no mail; a session's placeholder
     // address is there.
     if domain == "invalid" || domain.ends_with(".invalid") {
-        return Err(invalid("the .invalid domain receives no mail"));
+        return Err(invalid(Some("the .invalid domain receives no mail")));
     }
     let local = address.local_part();
     let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
