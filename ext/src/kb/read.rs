@@ -496,14 +496,91 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
             at = under;
         }
     }
-    let best = lines[at].0;
-    if best.chars().count() <= SNIPPET_CHARS {
-        return best.to_string();
+    window(lines[at].0, terms)
+}
+
+/// Up to [`SNIPPET_CHARS`] of `line`, cut at word boundaries, around
+/// where it answers: a pasted paragraph is often one line of a thousand
+/// characters, whose first 200 need not hold a single term ("paiement en
+/// plusieurs fois" answered by its last sentence). The window opens at the
+/// start of the sentence holding the most terms (the first on a tie), or,
+/// when that sentence's first term lies further in than a window shows,
+/// a few words before that term. A cut is marked `…` at either end.
+fn window(line: &str, terms: &[String]) -> String {
+    /// What a window keeps before a term found deep in a long sentence.
+    const LEAD_CHARS: usize = 40;
+    if line.chars().count() <= SNIPPET_CHARS {
+        return line.to_string();
     }
-    let mut out: String = best.chars().take(SNIPPET_CHARS).collect();
-    if let Some(space) = out.rfind(' ') {
-        out.truncate(space);
+    let holds = |text: &str| {
+        let found = index_terms(text);
+        terms
+            .iter()
+            .filter(|t| found.split(' ').any(|w| w == t.as_str()))
+            .count()
+    };
+    // Sentences as byte ranges: each ends after a '.', '!', '?' or ';'
+    // followed by blank space, the next starting at its first character.
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let ends = matches!(c, '.' | '!' | '?' | ';' | '…')
+            && chars.peek().is_some_and(|(_, next)| next.is_whitespace());
+        if ends {
+            sentences.push(start..i + c.len_utf8());
+            while chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
+                chars.next();
+            }
+            start = chars.peek().map_or(line.len(), |&(j, _)| j);
+        }
     }
+    if start < line.len() {
+        sentences.push(start..line.len());
+    }
+    let (hits, sentence) = sentences
+        .into_iter()
+        .map(|range| (holds(&line[range.clone()]), range))
+        .fold(
+            (0, 0..0),
+            |best, cur| if cur.0 > best.0 { cur } else { best },
+        );
+    let mut from = if hits == 0 { 0 } else { sentence.start };
+    // The sentence's first word holding a term, when a window opened at
+    // the sentence's start would not reach it.
+    let first_hit = line[sentence.clone()]
+        .split_whitespace()
+        .map(|w| w.as_ptr() as usize - line.as_ptr() as usize)
+        .find(|&at| holds(line[at..].split_whitespace().next().unwrap_or("")) > 0);
+    if let Some(at) = first_hit.filter(|_| hits > 0) {
+        if line[from..at].chars().count() + LEAD_CHARS > SNIPPET_CHARS {
+            // A few words before the term, from the start of a word.
+            let lead = line[..at]
+                .char_indices()
+                .rev()
+                .nth(LEAD_CHARS)
+                .map_or(0, |(i, _)| i);
+            from = line[lead..at]
+                .find(char::is_whitespace)
+                .map_or(at, |space| lead + space)
+                .max(from);
+            from += line[from..].len() - line[from..].trim_start().len();
+        }
+    }
+    let rest = &line[from..];
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    if rest.chars().count() <= SNIPPET_CHARS {
+        out.push_str(rest);
+        return out;
+    }
+    let mut cut: String = rest.chars().take(SNIPPET_CHARS).collect();
+    if let Some(space) = cut.rfind(' ') {
+        cut.truncate(space);
+    }
+    out.push_str(cut.trim_end());
     out.push('…');
     out
 }
@@ -610,6 +687,49 @@ mod tests {
             snippet(text, &query_terms("horaires d'ouverture")),
             "Ouverture à 9h."
         );
+    }
+
+    #[test]
+    fn a_long_line_shows_the_sentence_that_answers() {
+        // A pasted paragraph: one line of 356 characters.
+        let line = "Le garage Dupont est situé à l'entrée de la zone artisanale de \
+                    Vitré, à deux pas de la rocade. Nous entretenons toutes les marques, \
+                    y compris les véhicules hybrides et électriques. Un véhicule de \
+                    courtoisie peut vous être prêté pendant les réparations sur \
+                    réservation. Le paiement en trois fois sans frais est possible à \
+                    partir de 300 euros. Devis gratuit.";
+        assert_eq!(line.chars().count(), 356);
+        assert_eq!(
+            snippet(line, &query_terms("paiement en plusieurs fois")),
+            "…Le paiement en trois fois sans frais est possible à partir de 300 \
+             euros. Devis gratuit."
+        );
+        // The first sentence holding the most: courtoisie and prêté.
+        assert_eq!(
+            snippet(line, &query_terms("un véhicule de courtoisie est prêté ?")),
+            "…Un véhicule de courtoisie peut vous être prêté pendant les \
+             réparations sur réservation. Le paiement en trois fois sans frais est \
+             possible à partir de 300 euros. Devis gratuit."
+        );
+        // A term in the first sentence: the line's start, cut at a word.
+        assert_eq!(
+            snippet(line, &query_terms("garage")),
+            "Le garage Dupont est situé à l'entrée de la zone artisanale de Vitré, \
+             à deux pas de la rocade. Nous entretenons toutes les marques, y compris \
+             les véhicules hybrides et électriques. Un véhicule de…"
+        );
+        // A sentence longer than a window, its term near its end: a few
+        // words before the term.
+        let long = format!("{}parking gratuit devant la boutique.", "très ".repeat(60));
+        assert_eq!(
+            snippet(&long, &query_terms("où se garer ?")),
+            "…très très très très très très très très parking gratuit devant la \
+             boutique."
+        );
+        // No term anywhere (the line under a heading that matched): the
+        // line's start.
+        assert_eq!(snippet(line, &query_terms("zzz")), snippet(line, &[]));
+        assert!(snippet(line, &[]).starts_with("Le garage Dupont"));
     }
 
     #[test]
