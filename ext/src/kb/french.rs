@@ -92,13 +92,19 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("mail", &["email", "courriel", "contact"]),
     ("email", &["mail", "courriel"]),
     ("courriel", &["email", "mail"]),
+    // Each of a pair asks for the other: a caller says "rendez-vous" to
+    // a page that writes "RDV" as often as the other way round.
     ("rdv", &["rendez", "réservation"]),
-    ("rendez", &["réservation"]),
-    ("réserver", &["rendez"]),
+    ("rendez", &["rdv", "réservation"]),
+    ("réserver", &["rendez", "rdv"]),
     ("garer", &["parking", "stationnement"]),
-    ("stationner", &["parking"]),
+    ("stationner", &["parking", "stationnement"]),
+    ("parking", &["stationnement"]),
+    ("stationnement", &["parking"]),
     ("payer", &["paiement"]),
-    ("carte", &["paiement"]),
+    ("carte", &["paiement", "cb"]),
+    ("cb", &["carte", "paiement"]),
+    ("fermeture", &["horaires"]),
     ("annuler", &["annulation"]),
     ("enfant", &["enfants"]),
     ("gamin", &["enfant"]),
@@ -908,6 +914,20 @@ mod tests {
             query_terms("c'est combien une coupe homme ?"),
             ["tarif", "prix", "combien", "coup", "homm"]
         );
+        // Both ways: a page's "RDV", "Stationnement" or "CB" is asked
+        // for by the words it stands for, and each of them by it.
+        assert_eq!(
+            query_terms("prendre rendez-vous"),
+            ["prendr", "rdv", "reserv", "rend", "rendez"]
+        );
+        assert_eq!(query_terms("un rdv ?"), ["rend", "reserv", "rdv"]);
+        assert_eq!(query_terms("parking ?"), ["station", "parking"]);
+        assert_eq!(
+            query_terms("stationnement"),
+            ["parking", "station", "stationne", "stationnement"]
+        );
+        assert_eq!(query_terms("la carte bleue"), ["pai", "cb", "cart", "bleu"]);
+        assert_eq!(query_terms("la CB ?"), ["cart", "pai", "cb"]);
         assert_eq!(
             fts_query(&query_terms("où ?")),
             "{terms heading_terms} : (\"adress\" OR \"acces\")"
