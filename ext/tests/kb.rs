@@ -1048,6 +1048,47 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
     )
     .unwrap();
     assert_eq!(missing["job"]["pages_failed"], 1);
+    // The workers' functions name the worker holding the job; the
+    // session's reader (an HTTP route anyone with the session id may
+    // call) does not name it.
+    assert_eq!(missing["job"]["lease_owner"], "w1");
+    let session: String = db
+        .conn
+        .query_row(
+            "SELECT session_id FROM kb_crawl_jobs WHERE id = ?1",
+            [job],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let kb = db
+        .call("SELECT onboarding_kb_get(?1)", &[&session])
+        .unwrap();
+    let keys: Vec<&str> = kb["job"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "session_id",
+            "tenant_id",
+            "url",
+            "status",
+            "attempts",
+            "pages_found",
+            "pages_stored",
+            "pages_skipped",
+            "pages_failed",
+            "error_code",
+            "started_at",
+            "finished_at",
+            "next_attempt_at",
+            "lease_expires_at"
+        ]
+    );
     assert_eq!(
         worker(&db, "store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/contact", "status": "failed", "reason": "http_404"})).unwrap_err(),
         "onboarding_kb_store_page: conflict: page 'https://salon.fr/contact' was already reported (failed)"

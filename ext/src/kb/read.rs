@@ -57,7 +57,16 @@ fn read_kb(conn: &Connection, session_id: &str) -> Result<Value> {
         [session_id],
         job_json,
     )
-    .optional()?;
+    .optional()?
+    // The worker holding the job is named by its host and process: the
+    // crawler's business, not that of whoever holds the session id (the
+    // route answers anyone who has it).
+    .map(|mut job| {
+        if let Some(job) = job.as_object_mut() {
+            job.remove("lease_owner");
+        }
+        job
+    });
     let documents = rows(
         conn,
         "SELECT d.id, d.url, d.title, d.source, d.depth,
