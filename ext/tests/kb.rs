@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Db, T0};
-use onboarding::kb::{AllowList, Settings};
+use onboarding::kb::{AllowList, Settings, CUT};
 use onboarding::PinnedEnv;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -741,9 +741,73 @@ fn a_document_stored_by_cut_2_gets_the_verbs_after_nous_read_again() {
     let changed: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
     assert_eq!(changed.len(), 2, "{changed:?}");
     assert!(changed[0].starts_with("kb_documents: Integer(1) | "));
-    assert!(changed[0].ends_with(" | Integer(3)"), "{}", changed[0]);
+    assert!(
+        changed[0].ends_with(&format!(" | Integer({CUT})")),
+        "{}",
+        changed[0]
+    );
     assert!(changed[1]
         .starts_with(r#"kb_chunks_index: Text("pai pai accept espec") | Text("pai pai") | "#));
+}
+
+/// A caller asks for the address, the telephone or the email in words no
+/// page holds: the footer's contact details answer (cut 4). A document
+/// stored by cut 3 gets them when it is cut again.
+#[test]
+fn a_callers_question_finds_the_contact_details_and_cut_3_gets_them_again() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Commandes","content":"Commandez vos gâteaux 72 heures à l'avance, \
+          en boutique ou par téléphone. Livraison possible le samedi."},
+        {"title":"Informations pratiques","content":"Boulangerie Martin\n\n\
+          3 place du Marché, 35000 Rennes – 02 99 12 34 56\n\nbonjour@boulangerie-martin.fr"},
+        {"title":"Tarifs","content":TARIFS}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let first = |q: &str| {
+        let found = kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
+        let best = &found["results"][0];
+        (best["title"].clone(), best["snippet"].clone())
+    };
+    let address = (
+        json!("Informations pratiques"),
+        json!("3 place du Marché, 35000 Rennes – 02 99 12 34 56"),
+    );
+    assert_eq!(first("quelle est votre adresse ?"), address);
+    assert_eq!(first("c'est quoi votre numéro de téléphone ?"), address);
+    assert_eq!(first("vous êtes où ?"), address);
+    assert_eq!(
+        first("je peux vous écrire un mail ?"),
+        (
+            json!("Informations pratiques"),
+            json!("bonjour@boulangerie-martin.fr")
+        )
+    );
+    // The entry as cut 3 made it: no contact terms.
+    let terms = || {
+        rows(
+            &db.conn,
+            "SELECT terms FROM kb_chunks_index WHERE terms LIKE 'inform%'",
+        )
+    };
+    let cut_4 = [[
+        r#"Text("inform pratiqu inform pratiqu boulanger martin 3 plac march 35000 ren 02 99 12 34 56 boulanger martin fr telephon email adress adress")"#,
+    ]];
+    assert_eq!(terms(), cut_4);
+    db.conn
+        .execute_batch(
+            "UPDATE kb_chunks_index SET terms = replace(terms, ' telephon email adress adress', '')
+              WHERE terms LIKE 'inform%';
+             UPDATE kb_documents SET cut = 3;",
+        )
+        .unwrap();
+    assert_eq!(first("quelle est votre adresse ?").0, json!(null));
+    for _ in 0..3 {
+        assert_eq!(recut(&db).unwrap()["failed"], json!(null));
+    }
+    assert_eq!(recut(&db).unwrap()["recut"], json!(null));
+    assert_eq!(terms(), cut_4);
+    assert_eq!(first("quelle est votre adresse ?"), address);
 }
 
 /// Two salons with the same words, each completed with its documents.
@@ -1958,12 +2022,10 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     );
     assert_eq!(
         rows(&db.conn, "SELECT id, cut FROM kb_documents ORDER BY id"),
-        [
-            ["Integer(1)", "Integer(3)"],
-            ["Integer(2)", "Integer(0)"],
-            ["Integer(3)", "Integer(3)"],
-            ["Integer(4)", "Integer(3)"]
-        ]
+        [1, 2, 3, 4].map(|id| [
+            format!("Integer({id})"),
+            format!("Integer({})", if id == 2 { 0 } else { CUT })
+        ])
     );
     assert_eq!(db.count("kb_recut_failures"), 0);
     let docs: Vec<(String, Option<i64>, String, i64)> = db
@@ -2202,7 +2264,7 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
     db.complete(&s).unwrap();
     assert_eq!(
         rows(&db.conn, "SELECT cut FROM kb_documents ORDER BY id"),
-        [["Integer(3)"], ["Integer(3)"]]
+        [[format!("Integer({CUT})")], [format!("Integer({CUT})")]]
     );
     assert_eq!(
         recut(&db).unwrap(),
@@ -2263,11 +2325,13 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
         failed(1, "2026-11-24T11:00:00.000Z", 1)
     );
     // Nothing of the cut is left; the failure is recorded.
-    let failure = "kb_recut_failures: Integer(1) | Integer(3) | Integer(1) | \
-                   Text(\"internal: database or disk is full\") | \
-                   Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")";
+    let failure = format!(
+        "kb_recut_failures: Integer(1) | Integer({CUT}) | Integer(1) | \
+         Text(\"internal: database or disk is full\") | \
+         Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")"
+    );
     let mut expected = before.clone();
-    expected.push(failure.to_string());
+    expected.push(failure);
     assert_eq!(db.snapshot(), expected);
 
     // The next document is cut; then none is left for an hour.
@@ -2293,7 +2357,7 @@ fn a_document_whose_cut_fails_is_passed_over_for_an_hour() {
     );
     assert_eq!(
         db.rows("SELECT * FROM kb_recut_failures", &[]),
-        [json!({"document_id": 1, "cut": 3, "attempts": 2,
+        [json!({"document_id": 1, "cut": CUT, "attempts": 2,
                 "error": "internal: database or disk is full",
                 "failed_at": "2026-11-24T11:00:00.000Z", "retry_at": "2026-11-24T12:00:00.000Z"})]
     );
@@ -2373,12 +2437,11 @@ fn a_failed_cut_inside_a_transaction_is_recorded_in_it_or_not_at_all() {
                "retry_at": "2026-11-24T11:00:00.000Z"}, "remaining": 0, "failing": 1})
     );
     let mut expected = before.clone();
-    expected.push(
-        "kb_recut_failures: Integer(1) | Integer(3) | Integer(1) | \
+    expected.push(format!(
+        "kb_recut_failures: Integer(1) | Integer({CUT}) | Integer(1) | \
          Text(\"internal: the transaction is gone\") | \
          Text(\"2026-11-24T10:00:00.000Z\") | Text(\"2026-11-24T11:00:00.000Z\")"
-            .to_string(),
-    );
+    ));
     assert_eq!(db.snapshot(), expected);
 }
 
@@ -2427,11 +2490,13 @@ fn cutting_an_unchanged_document_again_writes_its_cut_alone() {
         }
         (std::fs::metadata(&wal).unwrap().len() - 32) / (24 + u64::from(page))
     };
-    // From cut 0, the row rewritten whole; from cut 2, in place.
-    assert_eq!(onboarding::kb::CUT, 3);
-    let by_hand = frames(0, Some("UPDATE kb_documents SET cut = 3"));
+    // From cut 0, the row rewritten whole; from cut 2, in place (any cut
+    // from 2 to 127 is stored in one byte).
+    assert!((3..=127).contains(&CUT));
+    let set_by_hand = format!("UPDATE kb_documents SET cut = {CUT}");
+    let by_hand = frames(0, Some(&set_by_hand));
     assert_eq!((frames(0, None), by_hand), (by_hand, 40));
-    let by_hand = frames(2, Some("UPDATE kb_documents SET cut = 3"));
+    let by_hand = frames(2, Some(&set_by_hand));
     assert_eq!((frames(2, None), by_hand), (by_hand, 2));
 }
 

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use foldhash::fast::RandomState;
+use regex::Regex;
 use rust_stemmers::{Algorithm, Stemmer};
 
 /// Words that carry no meaning in a question or a page, lowercase, accents
@@ -546,7 +547,8 @@ thread_local! {
         RefCell::new(HashMap::with_hasher(RandomState::default()));
 }
 
-/// The terms of a text to index, in order, stop words left out.
+/// The terms of a text to index, in order, stop words left out, then
+/// those its contact details are asked by ([`contact_terms`]).
 pub fn index_terms(text: &str) -> String {
     let mut out = String::with_capacity(text.len() / 2);
     KNOWN.with_borrow_mut(|known| {
@@ -572,7 +574,59 @@ pub fn index_terms(text: &str) -> String {
             }
         }
     });
+    for term in contact_terms(text) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(term);
+    }
     out
+}
+
+/// What a text's contact details are asked by: the terms of "téléphone",
+/// "email" and "adresse", once for each telephone number, email address
+/// and postal address the text holds. A footer says "3 place du Marché,
+/// 35000 Rennes – 02 99 12 34 56", and a caller asks "quelle est votre
+/// adresse ?" or "votre numéro de téléphone ?": no word of the question is
+/// on the page.
+fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
+    static PATTERNS: OnceLock<[(Regex, String); 3]> = OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        let pattern = |re: &str| Regex::new(re).expect("a contact pattern compiles");
+        [
+            // A French number as it is written (`02 99 12 34 56`,
+            // `02.99.12.34.56`, `+33 (0)2 99 12 34 56`, `0299123456`), or
+            // an international one with its country code.
+            (
+                pattern(concat!(
+                    r"(?:\B\+33[\s.\-]?(?:\(0\)[\s.\-]?)?|\b0)[1-9](?:[\s.\-]?\d{2}){4}\b",
+                    r"|\B\+[1-9](?:[\s.\-]?\d){7,14}\b",
+                )),
+                term("téléphone"),
+            ),
+            (
+                pattern(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"),
+                term("email"),
+            ),
+            // A street (`12 rue des Lilas`, `3, place du Marché`, `10 bis
+            // av. Foch`: a number, a kind of way, then a name in capitals,
+            // so that "1 place de parking" is none), or a postcode and its
+            // town (`35000 Rennes`, `F-75011 PARIS`).
+            (
+                pattern(concat!(
+                    r"(?i:\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+",
+                    r"(?:rue|avenue|av\.|boulevard|bd|place|pl\.|chemin|all[ée]e|impasse|quai|",
+                    r"route|cours|square|passage|esplanade|parvis|rond-point|promenade|sentier|",
+                    r"mail)\s+(?:(?:du|de\s+la|de|des|d['’]|l['’])\s*)?)\p{Lu}",
+                    r"|\b(?:F-)?\d{5}\s+\p{Lu}\w*",
+                )),
+                term("adresse"),
+            ),
+        ]
+    });
+    patterns
+        .iter()
+        .flat_map(move |(pattern, term)| pattern.find_iter(text).map(move |_| term.as_str()))
 }
 
 /// The distinct terms of a question, synonyms added, in order of first
@@ -902,6 +956,43 @@ mod tests {
             query_terms("vous livrez le samedi ?"),
             ["livr", "livrez", "sam", "samed"]
         );
+    }
+
+    #[test]
+    fn contact_details_are_indexed_with_the_words_they_are_asked_by() {
+        for (text, terms) in [
+            (
+                "3 place du Marché, 35000 Rennes – 02 99 12 34 56",
+                "3 plac march 35000 ren 02 99 12 34 56 telephon adress adress",
+            ),
+            (
+                "Tél. : +33 (0)6 12 34 56 78",
+                "tel 33 0 6 12 34 56 78 telephon",
+            ),
+            ("+44 20 7946 0958", "44 20 7946 0958 telephon"),
+            (
+                "0299123456 0612345678",
+                "0299123456 0612345678 telephon telephon",
+            ),
+            ("02.99.12.34.56", "02 99 12 34 56 telephon"),
+            (
+                "écrivez à contact@salon-lea.fr",
+                "ecriv contact salon le fr email",
+            ),
+            ("12, rue des Lilas", "12 ru lil adress"),
+            ("10 bis av. Foch", "10 bis av foch adress"),
+            ("2 Place du Cirque", "2 plac cirqu adress"),
+            ("F-75011 PARIS", "f 75011 paris adress"),
+            // None: a place that is no street, prices, hours, a reference
+            // number, a number of more digits than a telephone's.
+            ("1 place de parking", "1 plac parking"),
+            ("Ouvert de 9h à 12h, 25 000 €", "ouvert 9h 12h 25 000"),
+            ("réf. 0123456789012", "ref 0123456789012"),
+            ("02 99 12 34 567", "02 99 12 34 567"),
+            ("12 places assises", "12 plac assis"),
+        ] {
+            assert_eq!(index_terms(text), terms, "{text}");
+        }
     }
 
     #[test]
