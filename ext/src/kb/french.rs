@@ -590,6 +590,10 @@ pub fn index_terms(text: &str) -> String {
 /// adresse ?" or "votre numéro de téléphone ?": no word of the question is
 /// on the page.
 fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
+    // Word boundaries are ASCII's (`(?-u:\b)`), next to digits and `+`
+    // alone: Unicode's keep the regex crate's fast engines off any text
+    // that is not ASCII, which made the scan 20 times slower on French
+    // text (8 ms for 200 KB against 0.4).
     static PATTERNS: OnceLock<[(Regex, String); 3]> = OnceLock::new();
     let patterns = PATTERNS.get_or_init(|| {
         let pattern = |re: &str| Regex::new(re).expect("a contact pattern compiles");
@@ -599,8 +603,8 @@ fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
             // an international one with its country code.
             (
                 pattern(concat!(
-                    r"(?:\B\+33[\s.\-]?(?:\(0\)[\s.\-]?)?|\b0)[1-9](?:[\s.\-]?\d{2}){4}\b",
-                    r"|\B\+[1-9](?:[\s.\-]?\d){7,14}\b",
+                    r"(?:(?-u:\B)\+33[\s.\-]?(?:\(0\)[\s.\-]?)?|(?-u:\b)0)[1-9](?:[\s.\-]?\d{2}){4}",
+                    r"(?-u:\b)|(?-u:\B)\+[1-9](?:[\s.\-]?\d){7,14}(?-u:\b)",
                 )),
                 term("téléphone"),
             ),
@@ -614,11 +618,11 @@ fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
             // town (`35000 Rennes`, `F-75011 PARIS`).
             (
                 pattern(concat!(
-                    r"(?i:\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+",
+                    r"(?i:(?-u:\b)\d{1,4}(?:\s?(?:bis|ter))?,?\s+",
                     r"(?:rue|avenue|av\.|boulevard|bd|place|pl\.|chemin|all[ée]e|impasse|quai|",
                     r"route|cours|square|passage|esplanade|parvis|rond-point|promenade|sentier|",
                     r"mail)\s+(?:(?:du|de\s+la|de|des|d['’]|l['’])\s*)?)\p{Lu}",
-                    r"|\b(?:F-)?\d{5}\s+\p{Lu}\w*",
+                    r"|(?-u:\b)(?:F-)?\d{5}\s+\p{Lu}",
                 )),
                 term("adresse"),
             ),
