@@ -107,6 +107,10 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("cb", &["carte", "paiement"]),
     ("fermeture", &["horaires"]),
     ("annuler", &["annulation"]),
+    // Not the other way: "livraison" asking for `livr` would find every
+    // page of books ("livre").
+    ("livrez", &["livraison"]),
+    ("livrer", &["livraison"]),
     ("enfant", &["enfants"]),
     ("gamin", &["enfant"]),
 ];
@@ -651,9 +655,27 @@ pub fn query_terms(question: &str) -> Vec<String> {
         if !is_question_stop_word(&word) {
             add(term(&word));
             spellings(&word).into_iter().for_each(&mut add);
+            if let Some(hour) = other_hour_form(&word) {
+                add(term(&hour));
+            }
         }
     }
     terms
+}
+
+/// An hour on the clock in its other written form: "9h" asks for a page's
+/// "9h00", and "9h00" for "9h".
+fn other_hour_form(word: &str) -> Option<String> {
+    fn hour(digits: &str) -> Option<&str> {
+        (!digits.is_empty() && digits.len() <= 2 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(digits)
+    }
+    if let Some(h) = word.strip_suffix("h00").and_then(hour) {
+        return Some(format!("{h}h"));
+    }
+    word.strip_suffix('h')
+        .and_then(hour)
+        .map(|h| format!("{h}h00"))
 }
 
 /// An FTS5 query matching any of `terms` in a chunk's terms or heading
@@ -958,7 +980,7 @@ mod tests {
         );
         assert_eq!(
             query_terms("vous livrez le samedi ?"),
-            ["livr", "livrez", "sam", "samed"]
+            ["livraison", "livr", "livrez", "sam", "samed"]
         );
     }
 
@@ -1023,6 +1045,14 @@ mod tests {
         );
         assert_eq!(query_terms("la carte bleue"), ["pai", "cb", "cart", "bleu"]);
         assert_eq!(query_terms("la CB ?"), ["cart", "pai", "cb"]);
+        assert_eq!(
+            query_terms("vous livrez ?"),
+            ["livraison", "livr", "livrez"]
+        );
+        // An hour in either of its written forms.
+        assert_eq!(query_terms("à 9h ?"), ["9h", "9h00"]);
+        assert_eq!(query_terms("à 9h00"), ["9h00", "9h"]);
+        assert_eq!(query_terms("9h30 123h h"), ["9h30", "123h", "h"]);
         assert_eq!(
             fts_query(&query_terms("où ?")),
             "{terms heading_terms} : (\"adress\" OR \"acces\")"
