@@ -957,6 +957,76 @@ async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
     server.stop().await;
 }
 
+/// Both followers gone, the leader alive: a create's entry reaches the
+/// leader's log, which no quorum commits. The create is answered 503 after
+/// the retries, saying the call may still take effect, not that the
+/// database is busy: once the followers are back, the entry is committed
+/// and the session exists. Retried with its `Idempotency-Key`, the create
+/// then answers that session, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on(&cluster).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
+    let followers = [(leader + 1) % 3, (leader + 2) % 3];
+    tokio::task::block_in_place(|| followers.map(|f| cluster.kill(f)));
+    let key = [("Idempotency-Key", "a-create-under-no-quorum-0001")];
+    let create = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &key,
+        b"{}",
+    )
+    .await;
+    assert_eq!(
+        (create.status, create.body.as_str()),
+        (
+            503,
+            r#"{"success":false,"error":"the database did not confirm the call in time, and may still apply it (a create retried with the same Idempotency-Key header answers its first answer); retry after the Retry-After delay","code":"unavailable"}"#
+        )
+    );
+    assert_eq!(create.header("retry-after"), Some("1"));
+    tokio::task::block_in_place(|| {
+        followers.map(|f| cluster.run(f));
+        cluster.wait_for_leader(Duration::from_secs(20));
+    });
+    let sessions =
+        || tokio::task::block_in_place(|| cluster.rows("SELECT id FROM onboarding_sessions", &[]));
+    // The old leader's entry, committed by the quorum back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sessions().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the create's entry was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let made = sessions();
+    assert_eq!(made.len(), 1);
+    let again = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &key,
+        b"{}",
+    )
+    .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let answered: serde_json::Value = serde_json::from_str(&again.body).unwrap();
+    assert_eq!(
+        answered["session_id"].as_str(),
+        made[0][0].as_text(),
+        "{}",
+        again.body
+    );
+    assert_eq!(sessions().len(), 1);
+    server.stop().await;
+}
+
 /// Another client of the leader, holding its write lock (`BEGIN
 /// IMMEDIATE`) until it rolls back; and its database id.
 fn hold_the_write_lock(cluster: &Cluster) -> (dqlite_wire::Leader, u32) {

@@ -101,6 +101,11 @@ pub(super) struct Cluster {
     /// cannot be migrated (a table dropped by hand, a leader whose library
     /// is older than the schema) costs each batch nothing more.
     migration_failed_at: Option<Instant>,
+    /// Whether an attempt of the batch under way sent its COMMIT and got no
+    /// answer (the connection broke, the leadership was lost): its entry
+    /// may be in the Raft log of a leader cut off from its quorum, and
+    /// applied once the quorum is back, long after the batch gave up.
+    commit_unconfirmed: bool,
 }
 
 /// How long after a failed migration the calls' `schema_missing` answers
@@ -128,6 +133,7 @@ impl Cluster {
             leader: None,
             last_leader: None,
             migration_failed_at: None,
+            commit_unconfirmed: false,
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -266,6 +272,8 @@ impl Cluster {
             }
             Err(TxError::Commit(e)) if e.is_connection() || e.is_busy() => {
                 self.leader = None;
+                // A busy lock refused the COMMIT; no answer leaves it open.
+                self.commit_unconfirmed |= e.is_connection();
                 Err(Retry::Again(e.to_string()))
             }
             Err(TxError::Commit(e)) => Err(Retry::CommitFailed(e.to_string())),
@@ -306,7 +314,9 @@ impl Cluster {
     }
 
     /// Runs `attempt` until it answers, or answers every call 503 after
-    /// [`RETRY_FOR`].
+    /// [`RETRY_FOR`]: [`Failure::Unconfirmed`] when an attempt's COMMIT got
+    /// no answer, since the calls may still take effect, else
+    /// [`Failure::Busy`].
     fn until_answered(
         &mut self,
         queries: &[&Query],
@@ -314,6 +324,7 @@ impl Cluster {
         replies: &mut Vec<Outcome>,
     ) -> Result<(), String> {
         let deadline = Instant::now() + RETRY_FOR;
+        self.commit_unconfirmed = false;
         loop {
             match self.attempt(queries, keys, replies) {
                 Ok(()) => return Ok(()),
@@ -323,7 +334,12 @@ impl Cluster {
                     std::thread::sleep(RETRY_PAUSE);
                 }
                 Err(Retry::Again(e)) => {
-                    let failure = Failure::Busy(format!("the dqlite cluster is unavailable: {e}"));
+                    let text = format!("the dqlite cluster is unavailable: {e}");
+                    let failure = if self.commit_unconfirmed {
+                        Failure::Unconfirmed(text)
+                    } else {
+                        Failure::Busy(text)
+                    };
                     tracing::error!(error = %failure.text(), "giving up on a batch");
                     replies.clear();
                     replies.extend(queries.iter().map(|_| Err(failure.clone())));

@@ -381,6 +381,10 @@ pub enum Failure {
     /// a backup) past the busy timeout, or the cluster had no leader for
     /// too long: worth retrying later.
     Busy(String),
+    /// The cluster lost its leader or its quorum after a COMMIT was sent,
+    /// and found none again in time: the calls may still take effect (the
+    /// entry is in a leader's log, and is applied once a quorum holds it).
+    Unconfirmed(String),
     /// Anything else, as SQLite or the function said it: for a function's
     /// error, exactly `onboarding_<fn>: <kind>: <detail>`.
     Sql(String),
@@ -389,7 +393,7 @@ pub enum Failure {
 impl Failure {
     pub fn text(&self) -> &str {
         match self {
-            Failure::Busy(text) | Failure::Sql(text) => text,
+            Failure::Busy(text) | Failure::Unconfirmed(text) | Failure::Sql(text) => text,
         }
     }
 }

@@ -25,7 +25,9 @@ pub use reply::Reply;
 pub(crate) use request::{coding_names, transfer_coding_message};
 
 use self::reply::closing;
-use self::reply::{error, json, not_found, overloaded, rate_limited, sql_error, unavailable};
+use self::reply::{
+    error, json, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
+};
 use self::request::{check_framing, check_media_type, has_body, payload, Refusal};
 use crate::client::TrustedProxies;
 use crate::db::{Failure, Query, Writer};
@@ -337,6 +339,7 @@ async fn dispatch(
             json(success, Bytes::from(body))
         }
         Err(Failure::Busy(text)) => unavailable(&text),
+        Err(Failure::Unconfirmed(text)) => unconfirmed(&text),
         Err(Failure::Sql(text)) => sql_error(&text),
     }
 }

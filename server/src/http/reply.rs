@@ -96,6 +96,17 @@ pub fn unavailable(text: &str) -> Reply {
     overloaded("the database is busy")
 }
 
+/// `503 unavailable` for a call whose outcome is unknown (see
+/// `Failure::Unconfirmed`): a retry may find it done, and a create
+/// retried without its `Idempotency-Key` would make a second session.
+pub fn unconfirmed(text: &str) -> Reply {
+    tracing::warn!(error = %text, "a call's commit unconfirmed");
+    overloaded(
+        "the database did not confirm the call in time, and may still apply it (a create \
+         retried with the same Idempotency-Key header answers its first answer)",
+    )
+}
+
 /// `503 unavailable` with `Retry-After: 1`: `what` is busy, retry soon.
 pub fn overloaded(what: &str) -> Reply {
     let message = format!("{what}; retry after the Retry-After delay");
