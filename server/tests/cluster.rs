@@ -972,7 +972,11 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
     assert_eq!(server.get("/healthz").await.status, 200);
     let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
     let followers = [(leader + 1) % 3, (leader + 2) % 3];
-    tokio::task::block_in_place(|| followers.map(|f| cluster.kill(f)));
+    tokio::task::block_in_place(|| {
+        for f in followers {
+            cluster.kill(f);
+        }
+    });
     let key = [("Idempotency-Key", "a-create-under-no-quorum-0001")];
     let create = request(
         server.addr,
@@ -991,7 +995,9 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
     );
     assert_eq!(create.header("retry-after"), Some("1"));
     tokio::task::block_in_place(|| {
-        followers.map(|f| cluster.run(f));
+        for f in followers {
+            cluster.run(f);
+        }
         cluster.wait_for_leader(Duration::from_secs(20));
     });
     let sessions =
