@@ -1166,7 +1166,7 @@ fn node_one_on_an_empty_directory_starts_a_cluster_only_when_told_to() {
             "onboarding-node: error: {} holds no Raft state, and dqlite starts node 1 on an \
              empty directory as a new cluster of its own: pass --bootstrap to start a new \
              cluster; a node of a running cluster that lost its data comes back with a new \
-             --id and --join\n",
+             --id, --join and --replaces 1\n",
             data.display()
         )
     );
@@ -1197,8 +1197,7 @@ async fn a_voter_back_without_its_data_is_refused_at_the_join() {
                 "onboarding-node: error: node 2 is a voter of the cluster already, but "
             ) && stderr.ends_with(
                 " held no Raft state: it lost its data, and a voter that forgot its log and \
-                 its votes must not vote again; start it with a new --id (id 2 stays a voter \
-                 until it is removed from the cluster)\n"
+                 its votes must not vote again; start it with a new --id and --replaces 2\n"
             ),
             "{stderr}"
         );
@@ -1213,6 +1212,57 @@ async fn a_voter_back_without_its_data_is_refused_at_the_join() {
     let mut on_cluster = server_on(&cluster).await;
     let created = on_cluster.post("/api/v1/onboarding/session", "{}").await;
     assert_eq!(created.status, 201, "{}", created.body);
+    // It comes back under a new id at its own address, taking its old
+    // id's place: three voters again, not four with a lost one among them
+    // (whose address the cluster would not give another node, and which
+    // would leave two of four, no quorum, once the leader is lost too).
+    let addresses = cluster.addresses();
+    // Not in the place of a node that still answers, nor of itself.
+    for (lost, said) in [
+        (
+            3,
+            format!(
+                "--replaces 3: node 3 still answers at {}; stop it first (a running node \
+                 taken out of the cluster would go on alone)",
+                addresses[2]
+            ),
+        ),
+        (
+            4,
+            "--replaces 4 names this node's own --id: give the node a new id".to_string(),
+        ),
+    ] {
+        let out = tokio::task::block_in_place(|| cluster.replacing_to_exit(1, 4, lost));
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (Some(1), format!("onboarding-node: error: {said}\n"))
+        );
+    }
+    let members = tokio::task::block_in_place(|| cluster.replace_lost(1, 4));
+    assert_eq!(
+        members,
+        [
+            (1, addresses[0].clone(), 0),
+            (3, addresses[2].clone(), 0),
+            (4, addresses[1].clone(), 0)
+        ]
+    );
+    let leader = tokio::task::block_in_place(|| {
+        let leader = cluster.wait_for_leader(Duration::from_secs(20));
+        cluster.kill(leader);
+        leader
+    });
+    let created = on_cluster.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    tokio::task::block_in_place(|| {
+        cluster.run(leader);
+        cluster.wait_for_leader(Duration::from_secs(20));
+    });
+    // The nodes agree, the new one included.
+    same_on_every_node(&cluster);
     on_cluster.stop().await;
 }
 

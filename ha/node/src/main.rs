@@ -23,6 +23,10 @@
 //! So node 1 refuses an empty directory without `--bootstrap`, and a voter
 //! that comes back without its data is refused before it starts: it
 //! forgot its log and its votes, and must come back under a new id.
+//! `--replaces ID` then takes the lost member out of the cluster as the
+//! new one joins: left in, it would count towards the quorum (three of
+//! four voters), so that losing one more node, the leader, would stop
+//! the cluster; and its address could not be taken again.
 
 mod ffi;
 
@@ -77,15 +81,19 @@ struct Args {
     join: Vec<String>,
     latency_ms: u32,
     bootstrap: bool,
+    /// A lost member this node takes the place of.
+    replaces: Option<u64>,
 }
 
 const USAGE: &str = "usage: onboarding-node --id N --address HOST:PORT --dir DIR \
-    --extension PATH [--bind HOST:PORT] [--join HOST:PORT,...] [--latency-ms MS] [--bootstrap]";
+    --extension PATH [--bind HOST:PORT] [--join HOST:PORT,... [--replaces ID]] [--latency-ms MS] \
+    [--bootstrap]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut id, mut address, mut bind, mut dir, mut extension) = (None, None, None, None, None);
     let (mut join, mut latency_ms, mut bootstrap) = (Vec::new(), DEFAULT_LATENCY_MS, false);
+    let mut replaces = None;
     while let Some(flag) = args.next() {
         if flag == "--bootstrap" {
             bootstrap = true;
@@ -121,10 +129,22 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--latency-ms '{v}' is not a number"))?;
             }
+            "--replaces" => {
+                let v = value()?;
+                replaces = Some(
+                    v.parse()
+                        .map_err(|_| format!("--replaces '{v}' is not a number"))?,
+                );
+            }
             other => return Err(format!("unknown flag '{other}'; {USAGE}")),
         }
     }
     let missing = |name: &str| format!("{name} is required; {USAGE}");
+    if replaces.is_some() && join.is_empty() {
+        return Err(format!(
+            "--replaces needs --join: the cluster to take the member out of; {USAGE}"
+        ));
+    }
     Ok(Args {
         id: id.ok_or_else(|| missing("--id"))?,
         address: address.ok_or_else(|| missing("--address"))?,
@@ -134,6 +154,7 @@ fn parse_args() -> Result<Args, String> {
         join,
         latency_ms,
         bootstrap,
+        replaces,
     })
 }
 
@@ -170,7 +191,7 @@ fn run(args: &Args) -> Result<(), String> {
         return Err(format!(
             "{} holds no Raft state, and dqlite starts node 1 on an empty directory as a new \
              cluster of its own: pass --bootstrap to start a new cluster; a node of a running \
-             cluster that lost its data comes back with a new --id and --join",
+             cluster that lost its data comes back with a new --id, --join and --replaces 1",
             args.dir.display()
         ));
     }
@@ -178,6 +199,9 @@ fn run(args: &Args) -> Result<(), String> {
         // Before the node listens: once started, the leader would fill the
         // directory, and the next start would take it for the node's own.
         refuse_a_voter_without_its_data(args)?;
+        if let Some(lost) = args.replaces {
+            check_lost(args, lost)?;
+        }
     }
     ffi::configure_sqlite()?;
     ffi::register_extension(&args.extension)?;
@@ -218,11 +242,35 @@ fn refuse_a_voter_without_its_data(args: &Args) -> Result<(), String> {
         return Err(format!(
             "node {} is a voter of the cluster already, but {} held no Raft state: it lost \
              its data, and a voter that forgot its log and its votes must not vote again; \
-             start it with a new --id (id {} stays a voter until it is removed from the \
-             cluster)",
+             start it with a new --id and --replaces {}",
             args.id,
             args.dir.display(),
             args.id
+        ));
+    }
+    Ok(())
+}
+
+/// The member `--replaces` names must be one, not this node, and lost: a
+/// node that still answers at its address is running, and taking it out
+/// would leave it outside a cluster that goes on without it.
+fn check_lost(args: &Args, lost: u64) -> Result<(), String> {
+    if lost == args.id {
+        return Err(format!(
+            "--replaces {lost} names this node's own --id: give the node a new id"
+        ));
+    }
+    let nodes = with_leader(args, "reach", |leader| leader.conn.cluster())?;
+    let Some(member) = nodes.iter().find(|n| n.id == lost) else {
+        // Taken out already: by this very command, stopped before it
+        // joined, or by hand.
+        return Ok(());
+    };
+    if dqlite_wire::Conn::connect(&member.address, Duration::from_secs(1)).is_ok() {
+        return Err(format!(
+            "--replaces {lost}: node {lost} still answers at {}; stop it first (a running \
+             node taken out of the cluster would go on alone)",
+            member.address
         ));
     }
     Ok(())
@@ -240,7 +288,15 @@ fn join(args: &Args) -> Result<(), String> {
             // before the node started).
             Some(n) if n.role == 0 => return Ok(()),
             Some(_) => {}
-            None => leader.conn.add(args.id, &args.address)?,
+            None => {
+                // The lost member first: its address may be this node's
+                // (a new disk in the same machine), which the cluster
+                // refuses to hold twice.
+                if let Some(lost) = args.replaces.filter(|l| known.iter().any(|n| n.id == *l)) {
+                    leader.conn.remove(lost)?;
+                }
+                leader.conn.add(args.id, &args.address)?
+            }
         }
         leader.conn.assign(args.id, Role::Voter)
     })

@@ -19,6 +19,7 @@ const EXEC_SQL: u8 = 8;
 const QUERY_SQL: u8 = 9;
 const ADD: u8 = 12;
 const ASSIGN: u8 = 13;
+const REMOVE: u8 = 14;
 const CLUSTER: u8 = 16;
 const TRANSFER: u8 = 17;
 
@@ -220,6 +221,12 @@ impl Conn {
     /// Gives a member a new role; leader only.
     pub fn assign(&mut self, id: u64, role: Role) -> Result<()> {
         self.call(Request::new(ASSIGN).u64(id).u64(role as u64), EMPTY)?;
+        Ok(())
+    }
+
+    /// Takes a member out of the configuration; leader only.
+    pub fn remove(&mut self, id: u64) -> Result<()> {
+        self.call(Request::new(REMOVE).u64(id), EMPTY)?;
         Ok(())
     }
 

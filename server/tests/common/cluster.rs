@@ -53,6 +53,9 @@ pub struct Node {
     pub bind: Option<String>,
     dir: PathBuf,
     child: Option<Child>,
+    /// The lost member it takes the place of (`--replaces`), at its first
+    /// start.
+    replaces: Option<u64>,
 }
 
 /// The nodes of one cluster, and their data directories.
@@ -100,6 +103,7 @@ impl Cluster {
                 bind,
                 dir: dir.path().join(format!("node{}", i + 1)),
                 child: None,
+                replaces: None,
             })
             .collect();
         let mut cluster = Cluster {
@@ -148,6 +152,47 @@ impl Cluster {
         self.run_to_exit(i)
     }
 
+    /// Node `i` lost its data: it comes back on an empty directory under
+    /// the id `id`, taking its old id's place (`--replaces`), and becomes
+    /// a voter; what the nodes' configuration then holds.
+    pub fn replace_lost(&mut self, i: usize, id: u64) -> Vec<(u64, String, u64)> {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(&self.nodes[i].dir);
+        self.nodes[i].replaces = Some(self.nodes[i].id);
+        self.nodes[i].id = id;
+        self.run(i);
+        self.nodes[i].replaces = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let members = self
+                .leader()
+                .and_then(|mut l| l.conn.cluster().ok())
+                .unwrap_or_default();
+            if members.iter().any(|n| n.id == id && n.role == 0) {
+                let mut members: Vec<(u64, String, u64)> = members
+                    .into_iter()
+                    .map(|n| (n.id, n.address, n.role))
+                    .collect();
+                members.sort();
+                return members;
+            }
+            assert!(Instant::now() < deadline, "node {id} never became a voter");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Node `i`, stopped, started under the id `id` with `--replaces lost`
+    /// and waited for to exit: what it printed. Its id stays.
+    pub fn replacing_to_exit(&mut self, i: usize, id: u64, lost: u64) -> std::process::Output {
+        let kept = self.nodes[i].id;
+        self.nodes[i].replaces = Some(lost);
+        self.nodes[i].id = id;
+        let out = self.run_to_exit(i);
+        self.nodes[i].replaces = None;
+        self.nodes[i].id = kept;
+        out
+    }
+
     /// Starts node `i` with its command and waits (90 s at most) for it to
     /// exit: what it printed.
     pub fn run_to_exit(&mut self, i: usize) -> std::process::Output {
@@ -188,6 +233,9 @@ impl Cluster {
         }
         if !join.is_empty() {
             command.args(["--join", &join.join(",")]);
+        }
+        if let Some(lost) = node.replaces {
+            command.args(["--replaces", &lost.to_string()]);
         }
         if i == 0 {
             // A new cluster; on a restart the node's data prevails.
