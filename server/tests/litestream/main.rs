@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::try_request;
+use common::{request, try_request};
 use node::{
     onboard, onboard_with, restore_drill, Completion, Load, Node, ReadReplica, SYNC_INTERVAL,
 };
@@ -594,6 +594,54 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             "{method} {route}"
         );
     }
+    // CORS as on the primary, so that the dashboard reads the replica from
+    // the origin it reads the primary from: a read and a preflight from an
+    // allowed origin, a preflight from another one.
+    let cors = [
+        "vary",
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+        "access-control-allow-headers",
+        "access-control-max-age",
+    ];
+    for (method, origin, status) in [
+        ("GET", "http://localhost:3002", 200),
+        ("OPTIONS", "http://localhost:3002", 204),
+        ("OPTIONS", "https://evil.example", 403),
+    ] {
+        let headers = [("Origin", origin), ("Access-Control-Request-Method", "GET")];
+        let [on_replica, on_primary] = [reader.addr, node.addr].map(|addr| {
+            rt.block_on(request(
+                addr,
+                method,
+                "/api/v1/onboarding/voices",
+                &headers,
+                b"",
+            ))
+        });
+        let seen = |reply: &common::Reply| {
+            (
+                reply.status,
+                cors.map(|name| reply.header(name).map(str::to_string)),
+                reply.body.clone(),
+            )
+        };
+        assert_eq!(seen(&on_primary).0, status, "{method} {origin}");
+        assert_eq!(seen(&on_replica), seen(&on_primary), "{method} {origin}");
+    }
+    // What a replica allows: its own methods, not the primary's POST.
+    let preflight = rt.block_on(request(
+        reader.addr,
+        "OPTIONS",
+        "/api/v1/onboarding/voices",
+        &[("Origin", "http://localhost:3002")],
+        b"",
+    ));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+
     // The search found the text: the equal answers are not two empty lists.
     let found = rt
         .block_on(try_request(
