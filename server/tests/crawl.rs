@@ -618,7 +618,7 @@ async fn a_site_whose_turn_another_process_holds_is_never_asked() {
             &job["error_code"],
             &job["pages_found"],
             &job["pages_stored"],
-            &job["lease_owner"]
+            &job["lease_expires_at"]
         ],
         [
             &json!("queued"),

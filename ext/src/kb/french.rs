@@ -93,14 +93,15 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("mail", &["email", "courriel", "contact"]),
     ("email", &["mail", "courriel"]),
     ("courriel", &["email", "mail"]),
-    // Each of a pair asks for the other: a caller says "rendez-vous" to
+    // Both ways where no stem is another word's: a caller says "rendez-vous" to
     // a page that writes "RDV" as often as the other way round.
     ("rdv", &["rendez", "réservation"]),
     ("rendez", &["rdv", "réservation"]),
     ("réserver", &["rendez", "rdv"]),
     ("garer", &["parking", "stationnement"]),
     ("stationner", &["parking", "stationnement"]),
-    ("parking", &["stationnement"]),
+    // Not "parking" for "stationnement": its stem, `station`, is every
+    // "station de lavage", "station de métro".
     ("stationnement", &["parking"]),
     ("payer", &["paiement"]),
     ("carte", &["paiement", "cb"]),
@@ -594,47 +595,92 @@ pub fn index_terms(text: &str) -> String {
 /// adresse ?" or "votre numéro de téléphone ?": no word of the question is
 /// on the page.
 fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
+    contact_spans(text).into_iter().map(|(_, term)| term)
+}
+
+/// Where each contact detail of `text` starts, and its term: telephone
+/// numbers, then email addresses, then postal addresses, each in order.
+///
+/// The patterns are narrow on purpose: a page's prices, references,
+/// legal numbers and hours must not read as an address or a telephone,
+/// or "quelle est votre adresse ?" would rank the legal notice's SIRET
+/// line above the footer. So a telephone's digit groups share one
+/// separator ("09.00-12.00 14.00" is hours), a postcode opens a line or
+/// follows a comma or a dash and is followed by a town in capitals (not
+/// "10000 Euros", "45000 KM"), and a way whose name is also a word
+/// ("place", "cours", "passage") counts only with a postcode on its line
+/// ("1 place VIP" and "3 cours de Yoga" are none).
+pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
+    struct Patterns {
+        telephone: Regex,
+        email: Regex,
+        street: Regex,
+        postcode: Regex,
+        terms: [String; 3],
+    }
     // Word boundaries are ASCII's (`(?-u:\b)`), next to digits and `+`
     // alone: Unicode's keep the regex crate's fast engines off any text
     // that is not ASCII, which made the scan 20 times slower on French
     // text (8 ms for 200 KB against 0.4).
-    static PATTERNS: OnceLock<[(Regex, String); 3]> = OnceLock::new();
-    let patterns = PATTERNS.get_or_init(|| {
-        let pattern = |re: &str| Regex::new(re).expect("a contact pattern compiles");
-        [
-            // A French number as it is written (`02 99 12 34 56`,
-            // `02.99.12.34.56`, `+33 (0)2 99 12 34 56`, `0299123456`), or
-            // an international one with its country code.
-            (
-                pattern(concat!(
-                    r"(?:(?-u:\B)\+33[\s.\-]?(?:\(0\)[\s.\-]?)?|(?-u:\b)0)[1-9](?:[\s.\-]?\d{2}){4}",
-                    r"(?-u:\b)|(?-u:\B)\+[1-9](?:[\s.\-]?\d){7,14}(?-u:\b)",
-                )),
-                term("téléphone"),
-            ),
-            (
-                pattern(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"),
-                term("email"),
-            ),
-            // A street (`12 rue des Lilas`, `3, place du Marché`, `10 bis
-            // av. Foch`: a number, a kind of way, then a name in capitals,
-            // so that "1 place de parking" is none), or a postcode and its
-            // town (`35000 Rennes`, `F-75011 PARIS`).
-            (
-                pattern(concat!(
-                    r"(?i:(?-u:\b)\d{1,4}(?:\s?(?:bis|ter))?,?\s+",
-                    r"(?:rue|avenue|av\.|boulevard|bd|place|pl\.|chemin|all[ée]e|impasse|quai|",
-                    r"route|cours|square|passage|esplanade|parvis|rond-point|promenade|sentier|",
-                    r"mail)\s+(?:(?:du|de\s+la|de|des|d['’]|l['’])\s*)?)\p{Lu}",
-                    r"|(?-u:\b)(?:F-)?\d{5}\s+\p{Lu}",
-                )),
-                term("adresse"),
-            ),
-        ]
+    static PATTERNS: OnceLock<Patterns> = OnceLock::new();
+    let p = PATTERNS.get_or_init(|| {
+        let pattern = |re: &str| {
+            // A space as pages write it between groups: plain, no-break or
+            // narrow no-break.
+            let re = re.replace("SP", "[ \u{a0}\u{202f}]");
+            Regex::new(&re).expect("a contact pattern compiles")
+        };
+        // A French postcode: a department (01 to 95, 97 and 98 overseas)
+        // and three digits.
+        const POSTCODE: &str = r"(?:0[1-9]|[1-8]\d|9[0-8])\d{3}";
+        let groups = r"(?:(?:\d{2}){4}|(?:SP\d{2}){4}|(?:\.\d{2}){4}|(?:-\d{2}){4})";
+        Patterns {
+            // `02 99 12 34 56`, `02.99.12.34.56`, `0299123456`,
+            // `+33 (0)2 99 12 34 56`, `(+33) 6 12 34 56 78`, `0033 6 …`,
+            // `0 800 123 456`; or another country's, `+44 20 7946 0958`:
+            // its code and nine digits at least.
+            telephone: pattern(&format!(
+                r"(?:(?:(?-u:\B)\+33|\(\+33\)|(?-u:\b)0033)SP?(?:\(0\)SP?)?|(?-u:\b)0)[1-9]{groups}(?-u:\b)|(?-u:\b)0SP[89]\d{{2}}SP\d{{3}}SP\d{{3}}(?-u:\b)|(?-u:\B)\+[1-9]\d{{0,2}}(?:SP?\(0\))?(?:[ .\-]?\d){{9,13}}(?-u:\b)"
+            )),
+            email: pattern(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"),
+            // A number, a kind of way, then its name: `12 rue des Lilas`,
+            // `3, rue de la gare`, `12 bd. Voltaire`, `rue du 8 Mai 1945`;
+            // a way whose name is also a word with a capital name and a
+            // postcode further on its line: `3 place du Marché, 35000`.
+            street: pattern(&format!(
+                r"(?-u:\b)\d{{1,4}}(?:SP?(?i:bis|ter))?,?SP+(?:(?i:rue|avenue|av\.|boulevard|bd\.?|impasse|all[ée]e|chemin|quai|route)SP+(?:(?i:du|de la|de|des|d['’]|l['’])SP*)?(?:\p{{L}}|\d{{1,2}}SP\p{{Lu}})|(?i:place|cours|passage|square|parvis|promenade|esplanade|mail|rond-point|sentier)SP+(?:(?i:du|de la|de|des|d['’]|l['’])SP*)?(?:\p{{Lu}}|\d{{1,2}}SP\p{{Lu}})[^\n]*?(?-u:\b){POSTCODE}(?-u:\b))"
+            )),
+            // A postcode opening a line or after a comma, a semicolon or a
+            // dash, then its town (`35000 Rennes`, `75011, Paris`,
+            // `F-75011 PARIS`); or a town and its postcode in parentheses
+            // (`Rennes (35000)`).
+            postcode: pattern(&format!(
+                r"(?m:(?:^|[,;–—\-])SP*)(?:F-)?{POSTCODE}SP*,?SP*(?P<town>\p{{Lu}}\p{{L}}*)|\p{{Lu}}\p{{L}}+SP\({POSTCODE}\)"
+            )),
+            terms: [term("téléphone"), term("email"), term("adresse")],
+        }
     });
-    patterns
-        .iter()
-        .flat_map(move |(pattern, term)| pattern.find_iter(text).map(move |_| term.as_str()))
+    // What follows a postcode but is no town: money, distances, legal
+    // registers.
+    const NO_TOWN: &[&str] = &[
+        "eur", "euro", "euros", "km", "kms", "ht", "ttc", "rcs", "ape", "naf", "siret", "siren",
+        "tva", "ref", "réf",
+    ];
+    let mut spans = Vec::new();
+    let [telephone, email, address] = &p.terms;
+    let telephone = telephone.as_str();
+    let email = email.as_str();
+    let address = address.as_str();
+    spans.extend(p.telephone.find_iter(text).map(|m| (m.start(), telephone)));
+    spans.extend(p.email.find_iter(text).map(|m| (m.start(), email)));
+    let mut addresses: Vec<usize> = p.street.find_iter(text).map(|m| m.start()).collect();
+    addresses.extend(p.postcode.captures_iter(text).filter_map(|c| {
+        let town = c.name("town").map(|t| t.as_str().to_lowercase());
+        (!town.is_some_and(|t| NO_TOWN.contains(&t.as_str())))
+            .then(|| c.get(0).map_or(0, |m| m.start()))
+    }));
+    spans.extend(addresses.into_iter().map(|at| (at, address)));
+    spans
 }
 
 /// The distinct terms of a question, synonyms added, in order of first
@@ -986,38 +1032,59 @@ mod tests {
 
     #[test]
     fn contact_details_are_indexed_with_the_words_they_are_asked_by() {
+        // After the text's own terms.
+        assert_eq!(
+            index_terms("3 place du Marché, 35000 Rennes – 02 99 12 34 56"),
+            "3 plac march 35000 ren 02 99 12 34 56 telephon adress adress"
+        );
+        assert_eq!(
+            index_terms("écrivez à contact@salon-lea.fr"),
+            "ecriv contact salon le fr email"
+        );
+        let (t, e, a) = ("telephon", "email", "adress");
         for (text, terms) in [
-            (
-                "3 place du Marché, 35000 Rennes – 02 99 12 34 56",
-                "3 plac march 35000 ren 02 99 12 34 56 telephon adress adress",
-            ),
-            (
-                "Tél. : +33 (0)6 12 34 56 78",
-                "tel 33 0 6 12 34 56 78 telephon",
-            ),
-            ("+44 20 7946 0958", "44 20 7946 0958 telephon"),
-            (
-                "0299123456 0612345678",
-                "0299123456 0612345678 telephon telephon",
-            ),
-            ("02.99.12.34.56", "02 99 12 34 56 telephon"),
-            (
-                "écrivez à contact@salon-lea.fr",
-                "ecriv contact salon le fr email",
-            ),
-            ("12, rue des Lilas", "12 ru lil adress"),
-            ("10 bis av. Foch", "10 bis av foch adress"),
-            ("2 Place du Cirque", "2 plac cirqu adress"),
-            ("F-75011 PARIS", "f 75011 paris adress"),
-            // None: a place that is no street, prices, hours, a reference
-            // number, a number of more digits than a telephone's.
-            ("1 place de parking", "1 plac parking"),
-            ("Ouvert de 9h à 12h, 25 000 €", "ouvert 9h 12h 25 000"),
-            ("réf. 0123456789012", "ref 0123456789012"),
-            ("02 99 12 34 567", "02 99 12 34 567"),
-            ("12 places assises", "12 plac assis"),
+            ("Tél. : +33 (0)6 12 34 56 78", &[t][..]),
+            ("(+33) 6 12 34 56 78", &[t]),
+            ("0033 6 12 34 56 78", &[t]),
+            ("+44 20 7946 0958", &[t]),
+            ("0299123456 0612345678", &[t, t]),
+            ("02.99.12.34.56", &[t]),
+            ("0 800 123 456", &[t]),
+            ("bonjour@salon.fr", &[e]),
+            ("12, rue des Lilas", &[a]),
+            ("3 rue de la gare", &[a]),
+            ("12 rue du 8 Mai 1945", &[a]),
+            ("10 bis av. Foch", &[a]),
+            ("12 bd. Voltaire", &[a]),
+            ("12 cours Mirabeau, 13100 Aix-en-Provence", &[a, a]),
+            ("35000 Rennes", &[a]),
+            ("F-75011 PARIS", &[a]),
+            ("75011, Paris", &[a]),
+            ("Rennes (35000)", &[a]),
+            // None: hours, dates, audiences, prices, references, legal
+            // numbers, distances, a way's word that names something else
+            // without a postcode on its line, a number of more digits
+            // than a telephone's, a total above the next line.
+            ("09.00-12.00 14.00-19.00", &[]),
+            ("01.02.2026 10:00", &[]),
+            ("+10 000 000 de vues", &[]),
+            ("Ouvert de 9h à 12h, 25 000 €", &[]),
+            ("capital de 10000 Euros", &[]),
+            ("Réf. 20345 Noir", &[]),
+            ("réf. 0123456789012", &[]),
+            ("SIRET 123 456 789 00019 RCS Lyon", &[]),
+            ("00019 APE 9602A", &[]),
+            ("- 45000 KM", &[]),
+            ("3 cours de Yoga", &[]),
+            ("4 cours d'Anglais", &[]),
+            ("1 place VIP", &[]),
+            ("1 place de Parking", &[]),
+            ("2 Place du Cirque", &[]),
+            ("12 places assises", &[]),
+            ("02 99 12 34 567", &[]),
+            ("Total : 12500\nMerci", &[]),
         ] {
-            assert_eq!(index_terms(text), terms, "{text}");
+            assert_eq!(contact_terms(text).collect::<Vec<_>>(), terms, "{text}");
         }
     }
 
@@ -1038,7 +1105,7 @@ mod tests {
             ["prendr", "rdv", "reserv", "rend", "rendez"]
         );
         assert_eq!(query_terms("un rdv ?"), ["rend", "reserv", "rdv"]);
-        assert_eq!(query_terms("parking ?"), ["station", "parking"]);
+        assert_eq!(query_terms("parking ?"), ["parking"]);
         assert_eq!(
             query_terms("stationnement"),
             ["parking", "station", "stationne", "stationnement"]

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
 use super::chunk::{marks, Marks};
-use super::french::{fts_query, index_terms, query_terms};
+use super::french::{contact_spans, fts_query, index_terms, query_terms};
 use super::job::{job_columns, job_json};
 use crate::error::{quote, Error, ErrorKind, Result};
 use crate::savepoint::in_read_savepoint;
@@ -508,17 +508,21 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     window(lines[at].0, terms)
 }
 
-/// Up to [`SNIPPET_CHARS`] of `line`, cut at word boundaries, around
-/// where it answers: a pasted paragraph is often one line of a thousand
-/// characters, whose first 200 need not hold a single term ("paiement en
-/// plusieurs fois" answered by its last sentence). The window opens at the
-/// start of the sentence holding the most terms (the first on a tie), or,
-/// when that sentence's first term lies further in than a window shows,
-/// a few words before that term. A cut is marked `…` at either end.
+/// Up to [`SNIPPET_CHARS`] of `line`, markers included, cut at word
+/// boundaries, around where it answers: a pasted paragraph is often one
+/// line of a thousand characters, whose first 200 need not hold a single
+/// term ("paiement en plusieurs fois" answered by its last sentence). The
+/// window opens at the start of the sentence holding the most terms (the
+/// first on a tie), or, when that sentence's first term (a word, or a
+/// telephone number or an address asked for) lies further in than a window
+/// shows, a few words before it, and earlier again when the line ends
+/// before the window is full. A cut is marked `…` at either end. A table's
+/// row is shown from its start: its first cell names what the others say.
 fn window(line: &str, terms: &[String]) -> String {
     /// What a window keeps before a term found deep in a long sentence.
     const LEAD_CHARS: usize = 40;
-    if line.chars().count() <= SNIPPET_CHARS {
+    let chars = line.chars().count();
+    if chars <= SNIPPET_CHARS {
         return line.to_string();
     }
     let holds = |text: &str| {
@@ -528,52 +532,92 @@ fn window(line: &str, terms: &[String]) -> String {
             .filter(|t| found.split(' ').any(|w| w == t.as_str()))
             .count()
     };
-    // Sentences as byte ranges: each ends after a '.', '!', '?' or ';'
-    // followed by blank space, the next starting at its first character.
-    let mut sentences = Vec::new();
-    let mut start = 0;
-    let mut chars = line.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let ends = matches!(c, '.' | '!' | '?' | ';' | '…')
-            && chars.peek().is_some_and(|(_, next)| next.is_whitespace());
-        if ends {
-            sentences.push(start..i + c.len_utf8());
-            while chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
-                chars.next();
+    let mut from = 0;
+    if !line.starts_with('|') {
+        // Sentences as byte ranges: each ends after a '.', '!', '?', ';'
+        // or '…' followed by blank space, the next starting at its first
+        // character.
+        let mut sentences = Vec::new();
+        let mut start = 0;
+        let mut chars = line.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let ends = matches!(c, '.' | '!' | '?' | ';' | '…')
+                && chars.peek().is_some_and(|(_, next)| next.is_whitespace());
+            if ends {
+                sentences.push(start..i + c.len_utf8());
+                while chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
+                    chars.next();
+                }
+                start = chars.peek().map_or(line.len(), |&(j, _)| j);
             }
-            start = chars.peek().map_or(line.len(), |&(j, _)| j);
         }
-    }
-    if start < line.len() {
-        sentences.push(start..line.len());
-    }
-    let (hits, sentence) = sentences
-        .into_iter()
-        .map(|range| (holds(&line[range.clone()]), range))
-        .fold(
-            (0, 0..0),
-            |best, cur| if cur.0 > best.0 { cur } else { best },
-        );
-    let mut from = if hits == 0 { 0 } else { sentence.start };
-    // The sentence's first word holding a term, when a window opened at
-    // the sentence's start would not reach it.
-    let first_hit = line[sentence.clone()]
-        .split_whitespace()
-        .map(|w| w.as_ptr() as usize - line.as_ptr() as usize)
-        .find(|&at| holds(line[at..].split_whitespace().next().unwrap_or("")) > 0);
-    if let Some(at) = first_hit.filter(|_| hits > 0) {
-        if line[from..at].chars().count() + LEAD_CHARS > SNIPPET_CHARS {
-            // A few words before the term, from the start of a word.
-            let lead = line[..at]
-                .char_indices()
-                .rev()
-                .nth(LEAD_CHARS)
-                .map_or(0, |(i, _)| i);
-            from = line[lead..at]
-                .find(char::is_whitespace)
-                .map_or(at, |space| lead + space)
-                .max(from);
-            from += line[from..].len() - line[from..].trim_start().len();
+        if start < line.len() {
+            sentences.push(start..line.len());
+        }
+        let starts: Vec<usize> = sentences.iter().map(|s| s.start).collect();
+        let (hits, sentence) = sentences
+            .into_iter()
+            .map(|range| (holds(&line[range.clone()]), range))
+            .fold(
+                (0, 0..0),
+                |best, cur| if cur.0 > best.0 { cur } else { best },
+            );
+        if hits > 0 {
+            from = sentence.start;
+            // The sentence's first term: a word holding one, or a contact
+            // detail whose term was asked for (its words hold none).
+            let text = &line[sentence.clone()];
+            let word = text
+                .split_whitespace()
+                .find(|w| holds(w) > 0)
+                .map(|w| w.as_ptr() as usize - line.as_ptr() as usize);
+            let contact = contact_spans(text)
+                .into_iter()
+                .filter(|(_, term)| terms.iter().any(|t| t == term))
+                .map(|(at, _)| sentence.start + at)
+                .min();
+            let first = match (word, contact) {
+                (Some(w), Some(c)) => Some(w.min(c)),
+                (w, c) => w.or(c),
+            };
+            if let Some(at) = first {
+                if line[from..at].chars().count() + LEAD_CHARS > SNIPPET_CHARS {
+                    // A few words before the term, from the start of a
+                    // word.
+                    let lead = line[..at]
+                        .char_indices()
+                        .rev()
+                        .nth(LEAD_CHARS)
+                        .map_or(0, |(i, _)| i);
+                    from = line[lead..at]
+                        .find(char::is_whitespace)
+                        .map_or(at, |space| lead + space)
+                        .max(from);
+                    from += line[from..].len() - line[from..].trim_start().len();
+                }
+            }
+            // A window the line's end leaves short opens earlier, as far
+            // as a full window goes: at the start of a sentence, or, when
+            // it opened inside one, of a word.
+            if from > 0 && line[from..].chars().count() < SNIPPET_CHARS - 1 {
+                let inside = !starts.contains(&from);
+                let earliest = line
+                    .char_indices()
+                    .rev()
+                    .nth(SNIPPET_CHARS - 2)
+                    .map_or(0, |(i, _)| i);
+                if earliest == 0 {
+                    from = 0;
+                } else if let Some(&start) = starts.iter().find(|&&s| s >= earliest && s < from) {
+                    from = start;
+                } else if let Some(space) = line[earliest..from]
+                    .find(char::is_whitespace)
+                    .filter(|_| inside)
+                {
+                    from = earliest + space;
+                    from += line[from..].len() - line[from..].trim_start().len();
+                }
+            }
         }
     }
     let rest = &line[from..];
@@ -581,11 +625,13 @@ fn window(line: &str, terms: &[String]) -> String {
     if from > 0 {
         out.push('…');
     }
-    if rest.chars().count() <= SNIPPET_CHARS {
+    // What the markers leave of the window.
+    let room = SNIPPET_CHARS - out.chars().count();
+    if rest.chars().count() <= room {
         out.push_str(rest);
         return out;
     }
-    let mut cut: String = rest.chars().take(SNIPPET_CHARS).collect();
+    let mut cut: String = rest.chars().take(room - 1).collect();
     if let Some(space) = cut.rfind(' ') {
         cut.truncate(space);
     }
@@ -708,17 +754,18 @@ mod tests {
                     réservation. Le paiement en trois fois sans frais est possible à \
                     partir de 300 euros. Devis gratuit.";
         assert_eq!(line.chars().count(), 356);
+        // The last sentence answers; the window opens sentences earlier, as
+        // far as it is full.
+        let end = "…Un véhicule de courtoisie peut vous être prêté pendant les \
+                   réparations sur réservation. Le paiement en trois fois sans frais est \
+                   possible à partir de 300 euros. Devis gratuit.";
         assert_eq!(
             snippet(line, &query_terms("paiement en plusieurs fois")),
-            "…Le paiement en trois fois sans frais est possible à partir de 300 \
-             euros. Devis gratuit."
+            end
         );
-        // The first sentence holding the most: courtoisie and prêté.
         assert_eq!(
             snippet(line, &query_terms("un véhicule de courtoisie est prêté ?")),
-            "…Un véhicule de courtoisie peut vous être prêté pendant les \
-             réparations sur réservation. Le paiement en trois fois sans frais est \
-             possible à partir de 300 euros. Devis gratuit."
+            end
         );
         // A term in the first sentence: the line's start, cut at a word.
         assert_eq!(
@@ -727,18 +774,57 @@ mod tests {
              à deux pas de la rocade. Nous entretenons toutes les marques, y compris \
              les véhicules hybrides et électriques. Un véhicule de…"
         );
-        // A sentence longer than a window, its term near its end: a few
-        // words before the term.
-        let long = format!("{}parking gratuit devant la boutique.", "très ".repeat(60));
-        assert_eq!(
-            snippet(&long, &query_terms("où se garer ?")),
-            "…très très très très très très très très parking gratuit devant la \
-             boutique."
+        // A sentence longer than a window, its term far in: a few words
+        // before the term.
+        let long = format!(
+            "{}parking gratuit devant la boutique, {}",
+            "très ".repeat(60),
+            "et encore ".repeat(30)
+        );
+        let shown = snippet(&long, &query_terms("où se garer ?"));
+        assert!(
+            shown.starts_with("…très très très très très très très très parking gratuit"),
+            "{shown}"
         );
         // No term anywhere (the line under a heading that matched): the
         // line's start.
         assert_eq!(snippet(line, &query_terms("zzz")), snippet(line, &[]));
         assert!(snippet(line, &[]).starts_with("Le garage Dupont"));
+        // A telephone number and an address hold no word of the question
+        // ("téléphone", "adresse"): the window opens before them.
+        let footer = format!(
+            "{} Pour nous joindre : 02 99 12 34 56, ou passez au 3 place du Marché, 35000 \
+             Rennes.",
+            "Nous sommes une boulangerie artisanale et familiale. ".repeat(4)
+        );
+        for question in ["votre numéro de téléphone ?", "quelle est votre adresse ?"] {
+            let shown = snippet(&footer, &query_terms(question));
+            assert!(shown.contains("02 99 12 34 56"), "{question}: {shown}");
+            assert!(shown.contains("35000 Rennes."), "{question}: {shown}");
+        }
+        // A table's row from its start: its first cell names the rest.
+        let row = format!(
+            "| Forfait entretien | {} Paiement en trois fois sans frais possible. | 189 € |",
+            "Vidange, filtres, niveaux et contrôle des points de sécurité. ".repeat(3)
+        );
+        assert!(snippet(&row, &query_terms("paiement en plusieurs fois"))
+            .starts_with("| Forfait entretien |"));
+        // Never over 200 characters, markers included: a window opened
+        // inside a line and cut before its end, a rest without a space.
+        for (text, question) in [
+            (
+                format!("Bonjour à tous. {}", "paiement ".repeat(30)),
+                "paiement",
+            ),
+            (
+                format!("Bonjour à tous. Tel:0299123456{}", "é".repeat(300)),
+                "tel",
+            ),
+            (format!("{}", "؟".repeat(400)), "x"),
+        ] {
+            let shown = snippet(&text, &query_terms(question));
+            assert!(shown.chars().count() <= SNIPPET_CHARS, "{shown}");
+        }
     }
 
     #[test]
