@@ -904,18 +904,24 @@ async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
     });
 }
 
+/// Three nodes, a server on them answering, and the leader's index.
+async fn answering_with_leader() -> Option<(Cluster, TestServer, usize)> {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(3))?;
+    let mut server = server_on(&cluster).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
+    Some((cluster, server, leader))
+}
+
 /// Two nodes of three gone: no quorum, so no leader. `/healthz` answers
 /// 503 after 2 s, where it waited out the retries of the batches ahead of
 /// it (20 s measured), past any load balancer's probe timeout; with the
 /// nodes back, 200 again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
-    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+    let Some((mut cluster, mut server, leader)) = answering_with_leader().await else {
         return;
     };
-    let mut server = server_on(&cluster).await;
-    assert_eq!(server.get("/healthz").await.status, 200);
-    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
     let follower = (leader + 1) % 3;
     tokio::task::block_in_place(|| {
         cluster.kill(follower);
@@ -965,12 +971,9 @@ async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
 /// then answers that session, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
-    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+    let Some((mut cluster, mut server, leader)) = answering_with_leader().await else {
         return;
     };
-    let mut server = server_on(&cluster).await;
-    assert_eq!(server.get("/healthz").await.status, 200);
-    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
     let followers = [(leader + 1) % 3, (leader + 2) % 3];
     tokio::task::block_in_place(|| {
         for f in followers {
