@@ -907,7 +907,7 @@ async fn a_frozen_leader_is_left_for_the_new_one_within_3_s() {
 /// Three nodes, a server on them answering, and the leader's index.
 async fn answering_with_leader() -> Option<(Cluster, TestServer, usize)> {
     let cluster = tokio::task::block_in_place(|| Cluster::start(3))?;
-    let mut server = server_on(&cluster).await;
+    let server = server_on(&cluster).await;
     assert_eq!(server.get("/healthz").await.status, 200);
     let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(20)));
     Some((cluster, server, leader))
