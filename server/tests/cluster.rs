@@ -1140,6 +1140,31 @@ async fn calls_waiting_together_are_committed_in_one_transaction() {
     server.stop().await;
 }
 
+/// `--help` prints the usage and succeeds, as `-h` does.
+#[test]
+fn the_node_says_its_usage_when_asked() {
+    let Some((node, _)) = binaries() else { return };
+    for flag in ["--help", "-h"] {
+        let out = std::process::Command::new(&node)
+            .arg(flag)
+            .output()
+            .expect("run onboarding-node");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            ),
+            (
+                Some(0),
+                "usage: onboarding-node --id N --address HOST:PORT --dir DIR --extension PATH \
+                 [--bind HOST:PORT] [--join HOST:PORT,... [--replaces ID]] [--latency-ms MS] \
+                 [--bootstrap]\n"
+                    .to_string()
+            )
+        );
+    }
+}
+
 /// dqlite starts node 1 on an empty data directory as a new cluster: only
 /// with `--bootstrap`, never for a node 1 that lost its disk.
 #[test]
