@@ -966,9 +966,9 @@ async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
 /// Both followers gone, the leader alive: a create's entry reaches the
 /// leader's log, which no quorum commits. The create is answered 503 after
 /// the retries, saying the call may still take effect, not that the
-/// database is busy: once the followers are back, the entry is committed
-/// and the session exists. Retried with its `Idempotency-Key`, the create
-/// then answers that session, once.
+/// database is busy (a read is). Once the followers are back, the entry is
+/// committed or dropped, as the election goes; retried with its
+/// `Idempotency-Key`, the create makes one session either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
     let Some((mut cluster, mut server, leader)) = answering_with_leader().await else {
@@ -993,10 +993,21 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
         (create.status, create.body.as_str()),
         (
             503,
-            r#"{"success":false,"error":"the database did not confirm the call in time, and may still apply it (a create retried with the same Idempotency-Key header answers its first answer); retry after the Retry-After delay","code":"unavailable"}"#
+            r#"{"success":false,"error":"the database did not confirm the call in time, and may still apply it: a create retried with the same Idempotency-Key header answers its first answer, one retried without it makes another session","code":"unavailable"}"#
         )
     );
     assert_eq!(create.header("retry-after"), Some("1"));
+    // A read, whose COMMIT no quorum confirms either, takes no effect:
+    // it is answered busy. (Killing the leader too would let the two
+    // others elect one without the create's entry.)
+    let read = request(server.addr, "GET", "/api/v1/onboarding/voices", &[], b"").await;
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (
+            503,
+            r#"{"success":false,"error":"the database is busy; retry after the Retry-After delay","code":"unavailable"}"#
+        )
+    );
     tokio::task::block_in_place(|| {
         for f in followers {
             cluster.run(f);
@@ -1005,17 +1016,11 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
     });
     let sessions =
         || tokio::task::block_in_place(|| cluster.rows("SELECT id FROM onboarding_sessions", &[]));
-    // The old leader's entry, committed by the quorum back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sessions().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the create's entry was never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The old leader's entry is committed if it leads again, and dropped
+    // if the two others elect one of theirs first: either way, the create
+    // retried with its key makes one session, its first if it was made.
     let made = sessions();
-    assert_eq!(made.len(), 1);
+    assert!(made.len() <= 1, "{made:?}");
     let again = request(
         server.addr,
         "POST",
@@ -1026,13 +1031,12 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
     .await;
     assert_eq!(again.status, 201, "{}", again.body);
     let answered: serde_json::Value = serde_json::from_str(&again.body).unwrap();
-    assert_eq!(
-        answered["session_id"].as_str(),
-        made[0][0].as_text(),
-        "{}",
-        again.body
-    );
-    assert_eq!(sessions().len(), 1);
+    let now = sessions();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(answered["session_id"].as_str(), now[0][0].as_text());
+    if let Some(first) = made.first() {
+        assert_eq!(first[0].as_text(), now[0][0].as_text());
+    }
     server.stop().await;
 }
 

@@ -272,8 +272,10 @@ impl Cluster {
             }
             Err(TxError::Commit(e)) if e.is_connection() || e.is_busy() => {
                 self.leader = None;
-                // A busy lock refused the COMMIT; no answer leaves it open.
-                self.commit_unconfirmed |= e.is_connection();
+                // A busy lock or a node that was not the leader refused
+                // the COMMIT; no answer, or a leadership lost while it
+                // waited, leaves it open.
+                self.commit_unconfirmed |= e.is_connection() && !not_leader(&e);
                 Err(Retry::Again(e.to_string()))
             }
             Err(TxError::Commit(e)) => Err(Retry::CommitFailed(e.to_string())),
@@ -324,7 +326,6 @@ impl Cluster {
         replies: &mut Vec<Outcome>,
     ) -> Result<(), String> {
         let deadline = Instant::now() + RETRY_FOR;
-        self.commit_unconfirmed = false;
         loop {
             match self.attempt(queries, keys, replies) {
                 Ok(()) => return Ok(()),
@@ -335,7 +336,8 @@ impl Cluster {
                 }
                 Err(Retry::Again(e)) => {
                     let text = format!("the dqlite cluster is unavailable: {e}");
-                    let failure = if self.commit_unconfirmed {
+                    // Only calls that write can take effect later.
+                    let failure = if self.commit_unconfirmed && keys.iter().any(Option::is_some) {
                         Failure::Unconfirmed(text)
                     } else {
                         Failure::Busy(text)
@@ -360,6 +362,9 @@ impl Backend for Cluster {
             .iter()
             .map(|q| if q.keyed() { request_key() } else { None })
             .collect();
+        // For the whole batch: its calls run again alone when the batch's
+        // COMMIT fails, and a COMMIT left unanswered before still counts.
+        self.commit_unconfirmed = false;
         self.run_keyed(queries, &keys, replies);
         self.migrate_and_run_again(queries, &keys, replies);
     }
@@ -455,6 +460,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// A node's answer that it is not the leader: it appended nothing.
+fn not_leader(e: &Error) -> bool {
+    matches!(e, Error::Server { code, message }
+        if *code == (10 | (40 << 8)) || message.trim() == "not leader")
 }
 
 /// Whether a call failed for want of the schema its library needs.

@@ -101,10 +101,18 @@ pub fn unavailable(text: &str) -> Reply {
 /// retried without its `Idempotency-Key` would make a second session.
 pub fn unconfirmed(text: &str) -> Reply {
     tracing::warn!(error = %text, "a call's commit unconfirmed");
-    overloaded(
-        "the database did not confirm the call in time, and may still apply it (a create \
-         retried with the same Idempotency-Key header answers its first answer)",
-    )
+    let mut reply = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database did not confirm the call in time, and may still apply it: a create \
+         retried with the same Idempotency-Key header answers its first answer, one retried \
+         without it makes another session",
+        None,
+    );
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    reply
 }
 
 /// `503 unavailable` with `Retry-After: 1`: `what` is busy, retry soon.
