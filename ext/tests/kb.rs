@@ -2271,10 +2271,11 @@ fn documents_of_this_cut_or_a_later_one_are_not_cut_again() {
         json!({"success": true, "recut": null, "failed": null, "remaining": 0, "failing": 0})
     );
     db.conn
-        .execute_batch(
-            "UPDATE kb_documents SET cut = 4 WHERE id = 1;
+        .execute_batch(&format!(
+            "UPDATE kb_documents SET cut = {} WHERE id = 1;
              UPDATE kb_chunks SET text = 'Coupe : 25 €' WHERE document_id = 1;",
-        )
+            CUT + 1
+        ))
         .unwrap();
     let before = db.snapshot();
     assert_eq!(

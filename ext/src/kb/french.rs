@@ -633,29 +633,33 @@ pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
         // A French postcode: a department (01 to 95, 97 and 98 overseas)
         // and three digits.
         const POSTCODE: &str = r"(?:0[1-9]|[1-8]\d|9[0-8])\d{3}";
-        let groups = r"(?:(?:\d{2}){4}|(?:SP\d{2}){4}|(?:\.\d{2}){4}|(?:-\d{2}){4})";
+        // Four pairs of digits after the first, one separator between
+        // them all; run together only after a country code (ten digits
+        // alone are as often an order or a reference number).
+        let apart = r"(?:(?:SP\d{2}){4}|(?:\.\d{2}){4}|(?:-\d{2}){4}|(?:/\d{2}){4})";
         Patterns {
-            // `02 99 12 34 56`, `02.99.12.34.56`, `0299123456`,
-            // `+33 (0)2 99 12 34 56`, `(+33) 6 12 34 56 78`, `0033 6 …`,
-            // `0 800 123 456`; or another country's, `+44 20 7946 0958`:
-            // its code and nine digits at least.
+            // `02 99 12 34 56`, `02.99.12.34.56`, `02/99/12/34/56`,
+            // `+33 (0)2 99 12 34 56`, `+33612345678`, `(+33) 6 12 34 56 78`,
+            // `0033 6 …`, `0 800 123 456`, `0805 12 34 56`; or another
+            // country's, `+44 20 7946 0958`: its code and nine digits at
+            // least.
             telephone: pattern(&format!(
-                r"(?:(?:(?-u:\B)\+33|\(\+33\)|(?-u:\b)0033)SP?(?:\(0\)SP?)?|(?-u:\b)0)[1-9]{groups}(?-u:\b)|(?-u:\b)0SP[89]\d{{2}}SP\d{{3}}SP\d{{3}}(?-u:\b)|(?-u:\B)\+[1-9]\d{{0,2}}(?:SP?\(0\))?(?:[ .\-]?\d){{9,13}}(?-u:\b)"
+                r"(?:(?-u:\B)\+33|\(\+33\)|(?-u:\b)0033)SP?(?:\(0\)SP?)?[1-9](?:(?:\d{{2}}){{4}}|{apart})(?-u:\b)|(?-u:\b)0[1-9]{apart}(?-u:\b)|(?-u:\b)0SP?[89]\d{{2}}(?:SP\d{{3}}SP\d{{3}}|SP\d{{2}}SP\d{{2}}SP\d{{2}})(?-u:\b)|(?-u:\B)\+[1-9]\d{{0,2}}(?:SP?\(0\))?(?:[ .\-]?\d){{9,13}}(?-u:\b)"
             )),
-            email: pattern(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"),
+            email: pattern(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.(?P<tld>\w{2,})"),
             // A number, a kind of way, then its name: `12 rue des Lilas`,
-            // `3, rue de la gare`, `12 bd. Voltaire`, `rue du 8 Mai 1945`;
-            // a way whose name is also a word with a capital name and a
-            // postcode further on its line: `3 place du Marché, 35000`.
+            // `12B rue Nationale`, `3, rue de la gare`, `12 bd. Voltaire`,
+            // `12 Av Foch`, `12 rue du 8 Mai 1945`; a way whose name is
+            // also a word with a capital name and a postcode further on its
+            // line: `3 place du Marché, 35000 Rennes`.
             street: pattern(&format!(
-                r"(?-u:\b)\d{{1,4}}(?:SP?(?i:bis|ter))?,?SP+(?:(?i:rue|avenue|av\.|boulevard|bd\.?|impasse|all[ée]e|chemin|quai|route)SP+(?:(?i:du|de la|de|des|d['’]|l['’])SP*)?(?:\p{{L}}|\d{{1,2}}SP\p{{Lu}})|(?i:place|cours|passage|square|parvis|promenade|esplanade|mail|rond-point|sentier)SP+(?:(?i:du|de la|de|des|d['’]|l['’])SP*)?(?:\p{{Lu}}|\d{{1,2}}SP\p{{Lu}})[^\n]*?(?-u:\b){POSTCODE}(?-u:\b))"
+                r"(?-u:\b)\d{{1,4}}(?:SP?(?i:bis|ter)|[ABab])?,?SP+(?:(?i:rue|avenue|av\.?|boulevard|bd\.?|impasse|all[ée]e|chemin|quai|route)SP+(?:(?i:du|de la|de|des|d['’]|l['’])SP*)?(?:\p{{L}}|\d{{1,2}}SP\p{{Lu}})|(?i:place|cours|passage|square|parvis|promenade|esplanade|mail|rond-point|sentier)SP+(?:(?i:du|de la|de|des|d['’]|l['’])SP*)?(?:\p{{Lu}}|\d{{1,2}}SP\p{{Lu}})[^\n]*?(?-u:\b){POSTCODE}(?-u:\b))"
             )),
             // A postcode opening a line or after a comma, a semicolon or a
             // dash, then its town (`35000 Rennes`, `75011, Paris`,
-            // `F-75011 PARIS`); or a town and its postcode in parentheses
-            // (`Rennes (35000)`).
+            // `F-75011 PARIS`, `13100 Aix-en-Provence`).
             postcode: pattern(&format!(
-                r"(?m:(?:^|[,;–—\-])SP*)(?:F-)?{POSTCODE}SP*,?SP*(?P<town>\p{{Lu}}\p{{L}}*)|\p{{Lu}}\p{{L}}+SP\({POSTCODE}\)"
+                r"(?m:(?P<before>^|[,;–—\-])SP*)(?:F-)?{POSTCODE}SP*,?SP*(?P<town>\p{{Lu}}\p{{L}}*(?:-\p{{L}}+)*)"
             )),
             terms: [term("téléphone"), term("email"), term("adresse")],
         }
@@ -666,18 +670,55 @@ pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
         "eur", "euro", "euros", "km", "kms", "ht", "ttc", "rcs", "ape", "naf", "siret", "siren",
         "tva", "ref", "réf",
     ];
+    // What ends an image's or a document's name, not a mail domain
+    // (`logo@2x.png`).
+    const FILE_ENDS: &[&str] = &[
+        "png", "jpg", "jpeg", "gif", "webp", "svg", "avif", "bmp", "ico", "pdf",
+    ];
     let mut spans = Vec::new();
     let [telephone, email, address] = &p.terms;
     let telephone = telephone.as_str();
     let email = email.as_str();
     let address = address.as_str();
-    spans.extend(p.telephone.find_iter(text).map(|m| (m.start(), telephone)));
-    spans.extend(p.email.find_iter(text).map(|m| (m.start(), email)));
+    // A sixth group of digits makes it something else: a list of sizes
+    // ("02 04 06 08 10 12 ans"), a longer number.
+    let another_group = |end: usize| {
+        let mut after = text[end..].chars();
+        matches!(
+            after.next(),
+            Some(' ' | '.' | '-' | '/' | '\u{a0}' | '\u{202f}')
+        ) && after.next().is_some_and(|c| c.is_ascii_digit())
+    };
+    spans.extend(
+        p.telephone
+            .find_iter(text)
+            .filter(|m| !another_group(m.end()))
+            .map(|m| (m.start(), telephone)),
+    );
+    spans.extend(p.email.captures_iter(text).filter_map(|c| {
+        let tld = c.name("tld").map(|t| t.as_str().to_ascii_lowercase());
+        (!tld.is_some_and(|t| FILE_ENDS.contains(&t.as_str())))
+            .then(|| (c.get(0).map_or(0, |m| m.start()), email))
+    }));
     let mut addresses: Vec<usize> = p.street.find_iter(text).map(|m| m.start()).collect();
     addresses.extend(p.postcode.captures_iter(text).filter_map(|c| {
-        let town = c.name("town").map(|t| t.as_str().to_lowercase());
-        (!town.is_some_and(|t| NO_TOWN.contains(&t.as_str())))
-            .then(|| c.get(0).map_or(0, |m| m.start()))
+        let whole = c.get(0)?;
+        let town = c.name("town")?;
+        // A list's dash ("- 15000 Clients satisfaits"), a word that is no
+        // town, or a lowercase word after it ("12000 Visiteurs ont…"):
+        // a figure, not an address.
+        let before = c.name("before").map_or("", |b| b.as_str());
+        let line_start = text[..whole.start()].rfind('\n').map_or(0, |n| n + 1);
+        let listed = !before.is_empty()
+            && !matches!(before, "," | ";")
+            && text[line_start..whole.start()].trim().is_empty();
+        let no_town = NO_TOWN.contains(&town.as_str().to_lowercase().as_str());
+        let rest = &text[town.end()..];
+        let sentence_goes_on = rest
+            .strip_prefix([' ', '\u{a0}'])
+            .and_then(|r| r.chars().next())
+            .is_some_and(char::is_lowercase);
+        (!listed && !no_town && !sentence_goes_on).then_some(whole.start())
     }));
     spans.extend(addresses.into_iter().map(|at| (at, address)));
     spans
@@ -1047,11 +1088,17 @@ mod tests {
             ("(+33) 6 12 34 56 78", &[t]),
             ("0033 6 12 34 56 78", &[t]),
             ("+44 20 7946 0958", &[t]),
-            ("0299123456 0612345678", &[t, t]),
+            ("+33612345678", &[t]),
             ("02.99.12.34.56", &[t]),
+            ("02/99/12/34/56", &[t]),
             ("0 800 123 456", &[t]),
+            ("0800 123 456", &[t]),
+            ("0 805 12 34 56", &[t]),
+            ("0 800 00 12 34", &[t]),
             ("bonjour@salon.fr", &[e]),
             ("12, rue des Lilas", &[a]),
+            ("12B rue Nationale", &[a]),
+            ("12 Av Foch", &[a]),
             ("3 rue de la gare", &[a]),
             ("12 rue du 8 Mai 1945", &[a]),
             ("10 bis av. Foch", &[a]),
@@ -1060,7 +1107,7 @@ mod tests {
             ("35000 Rennes", &[a]),
             ("F-75011 PARIS", &[a]),
             ("75011, Paris", &[a]),
-            ("Rennes (35000)", &[a]),
+            ("3 place du Marché\n35000 Rennes", &[a]),
             // None: hours, dates, audiences, prices, references, legal
             // numbers, distances, a way's word that names something else
             // without a postcode on its line, a number of more digits
@@ -1083,6 +1130,18 @@ mod tests {
             ("12 places assises", &[]),
             ("02 99 12 34 567", &[]),
             ("Total : 12500\nMerci", &[]),
+            // Nor ten digits run together, an image's name, a figure in a
+            // list or a sentence, a list of sizes.
+            ("Commande n°0123456789", &[]),
+            ("réf. 0612345678", &[]),
+            ("Tailles : 02 04 06 08 10 12 ans", &[]),
+            ("![logo](logo@2x.png) plan@2x.webp", &[]),
+            ("- 15000 Clients satisfaits", &[]),
+            ("– 20000 Produits en stock", &[]),
+            ("15000 Clients satisfaits", &[]),
+            ("En 2024, 12000 Visiteurs ont poussé la porte", &[]),
+            ("Commande (12000)", &[]),
+            ("Modèle Océane (35000)", &[]),
         ] {
             assert_eq!(contact_terms(text).collect::<Vec<_>>(), terms, "{text}");
         }

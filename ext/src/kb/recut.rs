@@ -233,6 +233,11 @@ mod tests {
                 "Titre\n\n    # code indenté\n\nRendez-vous en ligne pour les enfants et les adultes.",
                 "## Contact\n\n3 place du Marché, 35000 Rennes – 02 99 12 34 56 – \
                  contact@salon-lea.fr, +33 (0)6 12 34 56 78. 1 place de parking.",
+                // What the contact patterns read or refuse, one of each.
+                "(+33) 6 12 34 56 78, 0 800 123 456, 02/99/12/34/56, 0612345678. \
+                 12B rue Nationale, 12 Av Foch, 3 cours de Yoga, 1 place VIP.\n\
+                 75011, Paris\n- 15000 Clients satisfaits\nSIRET 123 456 789 00019 RCS Lyon\n\
+                 capital de 10000 Euros ; 09.00-12.00 14.00-19.00 ; logo@2x.png",
             ]
             .map(str::to_string),
         );
@@ -296,8 +301,8 @@ mod tests {
         assert_eq!(
             (CUT, fingerprint().as_str()),
             (
-                4,
-                "05875c216c08a0d1d7b92cd9a791e5e5eba21e8415aee773f35874cc38ddc507"
+                5,
+                "de629aba5a598026df6058f32d0774d8ad000b0cf7b007966647498fe587cca5"
             )
         );
     }
