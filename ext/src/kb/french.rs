@@ -98,10 +98,11 @@ const SYNONYMS: &[(&str, &[&str])] = &[
     ("rdv", &["rendez", "réservation"]),
     ("rendez", &["rdv", "réservation"]),
     ("réserver", &["rendez", "rdv"]),
-    ("garer", &["parking", "stationnement"]),
+    ("garer", &["parking"]),
     ("stationner", &["parking", "stationnement"]),
-    // Not "parking" for "stationnement": its stem, `station`, is every
-    // "station de lavage", "station de métro".
+    // Not "stationnement" for "parking" or "garer": its stem, `station`,
+    // is every "station de lavage", "station de métro" ("stationner" asks
+    // for it as its own).
     ("stationnement", &["parking"]),
     ("payer", &["paiement"]),
     ("carte", &["paiement", "cb"]),

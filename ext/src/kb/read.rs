@@ -517,12 +517,41 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
 /// telephone number or an address asked for) lies further in than a window
 /// shows, a few words before it, and earlier again when the line ends
 /// before the window is full. A cut is marked `…` at either end. A table's
-/// row is shown from its start: its first cell names what the others say.
+/// row keeps its first cell, which names what the others say, before the
+/// window of the rest.
 fn window(line: &str, terms: &[String]) -> String {
+    if line.chars().count() <= SNIPPET_CHARS {
+        return line.to_string();
+    }
+    if line.starts_with('|') {
+        // "| Forfait entretien | …the window of the rest…": the first cell
+        // kept, when it leaves room.
+        if let Some(end) = line[1..].find('|').map(|i| i + 2) {
+            let head = &line[..end];
+            let head_chars = head.chars().count();
+            if head_chars + 60 < SNIPPET_CHARS {
+                let rest = line[end..].trim_start();
+                let room = SNIPPET_CHARS - head_chars - 1;
+                return format!("{head} {}", window_in(rest, terms, room, true));
+            }
+        }
+        return window_in(line, terms, SNIPPET_CHARS, false);
+    }
+    window_in(line, terms, SNIPPET_CHARS, true)
+}
+
+/// Abbreviations whose dot ends no sentence: "12 av. Foch", "M. Dupont".
+const ABBREVIATIONS: &[&str] = &[
+    "av", "bd", "bld", "st", "ste", "m", "mme", "mlle", "dr", "pl", "n", "réf", "ref", "tél",
+    "tel", "fax", "ch", "imp", "rte", "all", "env", "etc",
+];
+
+/// [`window`] in `room` characters, marks included; `search` false shows
+/// the line from its start.
+fn window_in(line: &str, terms: &[String], room: usize, search: bool) -> String {
     /// What a window keeps before a term found deep in a long sentence.
     const LEAD_CHARS: usize = 40;
-    let chars = line.chars().count();
-    if chars <= SNIPPET_CHARS {
+    if line.chars().count() <= room {
         return line.to_string();
     }
     let holds = |text: &str| {
@@ -533,7 +562,7 @@ fn window(line: &str, terms: &[String]) -> String {
             .count()
     };
     let mut from = 0;
-    if !line.starts_with('|') {
+    if search {
         // Sentences as byte ranges: each ends after a '.', '!', '?', ';'
         // or '…' followed by blank space, the next starting at its first
         // character.
@@ -541,8 +570,16 @@ fn window(line: &str, terms: &[String]) -> String {
         let mut start = 0;
         let mut chars = line.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
+            let abbreviation = || {
+                let word = line[start..i]
+                    .rsplit(|c: char| c.is_whitespace())
+                    .next()
+                    .unwrap_or("");
+                ABBREVIATIONS.contains(&word.to_lowercase().as_str())
+            };
             let ends = matches!(c, '.' | '!' | '?' | ';' | '…')
-                && chars.peek().is_some_and(|(_, next)| next.is_whitespace());
+                && chars.peek().is_some_and(|(_, next)| next.is_whitespace())
+                && !(c == '.' && abbreviation());
             if ends {
                 sentences.push(start..i + c.len_utf8());
                 while chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
@@ -581,7 +618,7 @@ fn window(line: &str, terms: &[String]) -> String {
                 (w, c) => w.or(c),
             };
             if let Some(at) = first {
-                if line[from..at].chars().count() + LEAD_CHARS > SNIPPET_CHARS {
+                if line[from..at].chars().count() + LEAD_CHARS > room {
                     // A few words before the term, from the start of a
                     // word.
                     let lead = line[..at]
@@ -599,12 +636,14 @@ fn window(line: &str, terms: &[String]) -> String {
             // A window the line's end leaves short opens earlier, as far
             // as a full window goes: at the start of a sentence, or, when
             // it opened inside one, of a word.
-            if from > 0 && line[from..].chars().count() < SNIPPET_CHARS - 1 {
-                let inside = !starts.contains(&from);
+            let short = line[from..].chars().count();
+            if from > 0 && short < room - 1 {
+                // Inside a sentence, or with half a window or less shown.
+                let by_word = !starts.contains(&from) || short * 2 < room;
                 let earliest = line
                     .char_indices()
                     .rev()
-                    .nth(SNIPPET_CHARS - 2)
+                    .nth(room - 2)
                     .map_or(0, |(i, _)| i);
                 if earliest == 0 {
                     from = 0;
@@ -612,7 +651,7 @@ fn window(line: &str, terms: &[String]) -> String {
                     from = start;
                 } else if let Some(space) = line[earliest..from]
                     .find(char::is_whitespace)
-                    .filter(|_| inside)
+                    .filter(|_| by_word)
                 {
                     from = earliest + space;
                     from += line[from..].len() - line[from..].trim_start().len();
@@ -626,7 +665,7 @@ fn window(line: &str, terms: &[String]) -> String {
         out.push('…');
     }
     // What the markers leave of the window.
-    let room = SNIPPET_CHARS - out.chars().count();
+    let room = room - out.chars().count();
     if rest.chars().count() <= room {
         out.push_str(rest);
         return out;
@@ -791,24 +830,44 @@ mod tests {
         assert_eq!(snippet(line, &query_terms("zzz")), snippet(line, &[]));
         assert!(snippet(line, &[]).starts_with("Le garage Dupont"));
         // A telephone number and an address hold no word of the question
-        // ("téléphone", "adresse"): the window opens before them.
+        // ("téléphone", "adresse"): the window opens before them, deep in
+        // one long sentence.
         let footer = format!(
-            "{} Pour nous joindre : 02 99 12 34 56, ou passez au 3 place du Marché, 35000 \
-             Rennes.",
-            "Nous sommes une boulangerie artisanale et familiale. ".repeat(4)
+            "Nous sommes {}et pour nous joindre c'est le 02 99 12 34 56, ou passez au 3 place \
+             du Marché, 35000 Rennes",
+            "une boulangerie artisanale et familiale, ".repeat(7)
         );
         for question in ["votre numéro de téléphone ?", "quelle est votre adresse ?"] {
             let shown = snippet(&footer, &query_terms(question));
             assert!(shown.contains("02 99 12 34 56"), "{question}: {shown}");
-            assert!(shown.contains("35000 Rennes."), "{question}: {shown}");
+            assert!(shown.contains("35000 Rennes"), "{question}: {shown}");
         }
-        // A table's row from its start: its first cell names the rest.
+        // An abbreviation's dot ends no sentence: the address's sentence
+        // holds its street.
+        let line = format!(
+            "{}Retrouvez-nous au 12 av. Foch, 75016 Paris, du lundi au samedi.",
+            "Nous coupons, colorons et coiffons depuis vingt ans. ".repeat(4)
+        );
+        let shown = snippet(&line, &query_terms("quelle est votre adresse ?"));
+        assert!(shown.contains("12 av. Foch, 75016 Paris"), "{shown}");
+        // A sentence too long to open before: the window fills from a word.
+        let line = format!("{}. Paiement en trois fois.", "Mot ".repeat(100).trim_end());
+        let shown = snippet(&line, &query_terms("paiement"));
+        assert!(shown.chars().count() > 150, "{shown}");
+        assert!(
+            shown.ends_with("Mot Mot. Paiement en trois fois."),
+            "{shown}"
+        );
+        // A table's row keeps its first cell, then the window of the rest.
         let row = format!(
             "| Forfait entretien | {} Paiement en trois fois sans frais possible. | 189 € |",
             "Vidange, filtres, niveaux et contrôle des points de sécurité. ".repeat(3)
         );
-        assert!(snippet(&row, &query_terms("paiement en plusieurs fois"))
-            .starts_with("| Forfait entretien |"));
+        assert_eq!(
+            snippet(&row, &query_terms("paiement en plusieurs fois")),
+            "| Forfait entretien | …Vidange, filtres, niveaux et contrôle des points de \
+             sécurité.  Paiement en trois fois sans frais possible. | 189 € |"
+        );
         // Never over 200 characters, markers included: a window opened
         // inside a line and cut before its end, a rest without a space.
         for (text, question) in [
