@@ -523,10 +523,10 @@ fn window(line: &str, terms: &[String]) -> String {
     if line.chars().count() <= SNIPPET_CHARS {
         return line.to_string();
     }
-    if line.starts_with('|') {
+    if let Some(cells) = line.strip_prefix('|') {
         // "| Forfait entretien | …the window of the rest…": the first cell
         // kept, when it leaves room.
-        if let Some(end) = line[1..].find('|').map(|i| i + 2) {
+        if let Some(end) = cells.find('|').map(|i| i + 2) {
             let head = &line[..end];
             let head_chars = head.chars().count();
             if head_chars + 60 < SNIPPET_CHARS {
