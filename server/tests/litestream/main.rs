@@ -601,24 +601,27 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         "vary",
         "access-control-allow-origin",
         "access-control-expose-headers",
+        "access-control-allow-methods",
         "access-control-allow-headers",
         "access-control-max-age",
     ];
-    for (method, origin, status) in [
-        ("GET", "http://localhost:3002", 200),
-        ("OPTIONS", "http://localhost:3002", 204),
-        ("OPTIONS", "https://evil.example", 403),
+    let voices = "/api/v1/onboarding/voices";
+    let create = "/api/v1/onboarding/session";
+    for (method, route, origin, status) in [
+        ("GET", voices, "http://localhost:3002", 200),
+        ("OPTIONS", voices, "http://localhost:3002", 204),
+        ("OPTIONS", voices, "https://evil.example", 403),
+        // A write's preflight too, so that the page reads the replica's
+        // refusal of the write rather than a CORS failure.
+        ("OPTIONS", create, "http://localhost:3002", 204),
+        ("OPTIONS", create, "https://evil.example", 403),
     ] {
-        let headers = [("Origin", origin), ("Access-Control-Request-Method", "GET")];
-        let [on_replica, on_primary] = [reader.addr, node.addr].map(|addr| {
-            rt.block_on(request(
-                addr,
-                method,
-                "/api/v1/onboarding/voices",
-                &headers,
-                b"",
-            ))
-        });
+        let headers = [
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+        ];
+        let [on_replica, on_primary] = [reader.addr, node.addr]
+            .map(|addr| rt.block_on(request(addr, method, route, &headers, b"")));
         let seen = |reply: &common::Reply| {
             (
                 reply.status,
@@ -626,20 +629,31 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
                 reply.body.clone(),
             )
         };
-        assert_eq!(seen(&on_primary).0, status, "{method} {origin}");
-        assert_eq!(seen(&on_replica), seen(&on_primary), "{method} {origin}");
+        assert_eq!(seen(&on_primary).0, status, "{method} {route} {origin}");
+        assert_eq!(
+            seen(&on_replica),
+            seen(&on_primary),
+            "{method} {route} {origin}"
+        );
     }
-    // What a replica allows: its own methods, not the primary's POST.
-    let preflight = rt.block_on(request(
+    let write = rt.block_on(request(
         reader.addr,
-        "OPTIONS",
-        "/api/v1/onboarding/voices",
+        "POST",
+        create,
         &[("Origin", "http://localhost:3002")],
-        b"",
+        b"{}",
     ));
     assert_eq!(
-        preflight.header("access-control-allow-methods"),
-        Some("GET, HEAD, OPTIONS")
+        (
+            write.status,
+            write.header("access-control-allow-origin"),
+            write.body.as_str()
+        ),
+        (
+            405,
+            Some("http://localhost:3002"),
+            r#"{"success":false,"error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#
+        )
     );
 
     // The search found the text: the equal answers are not two empty lists.
