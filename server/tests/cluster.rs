@@ -981,14 +981,16 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
         }
     });
     let key = [("Idempotency-Key", "a-create-under-no-quorum-0001")];
-    let create = request(
-        server.addr,
-        "POST",
-        "/api/v1/onboarding/session",
-        &key,
-        b"{}",
-    )
-    .await;
+    let send = || {
+        request(
+            server.addr,
+            "POST",
+            "/api/v1/onboarding/session",
+            &key,
+            b"{}",
+        )
+    };
+    let create = send().await;
     assert_eq!(
         (create.status, create.body.as_str()),
         (
@@ -1021,14 +1023,7 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
     // retried with its key makes one session, its first if it was made.
     let made = sessions();
     assert!(made.len() <= 1, "{made:?}");
-    let again = request(
-        server.addr,
-        "POST",
-        "/api/v1/onboarding/session",
-        &key,
-        b"{}",
-    )
-    .await;
+    let again = send().await;
     assert_eq!(again.status, 201, "{}", again.body);
     let answered: serde_json::Value = serde_json::from_str(&again.body).unwrap();
     let now = sessions();
