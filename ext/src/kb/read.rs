@@ -549,116 +549,14 @@ const ABBREVIATIONS: &[&str] = &[
 /// [`window`] in `room` characters, marks included; `search` false shows
 /// the line from its start.
 fn window_in(line: &str, terms: &[String], room: usize, search: bool) -> String {
-    /// What a window keeps before a term found deep in a long sentence.
-    const LEAD_CHARS: usize = 40;
     if line.chars().count() <= room {
         return line.to_string();
     }
-    let holds = |text: &str| {
-        let found = index_terms(text);
-        terms
-            .iter()
-            .filter(|t| found.split(' ').any(|w| w == t.as_str()))
-            .count()
+    let from = if search {
+        opening(line, terms, room)
+    } else {
+        0
     };
-    let mut from = 0;
-    if search {
-        // Sentences as byte ranges: each ends after a '.', '!', '?', ';'
-        // or '…' followed by blank space, the next starting at its first
-        // character.
-        let mut sentences = Vec::new();
-        let mut start = 0;
-        let mut chars = line.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            let abbreviation = || {
-                let word = line[start..i]
-                    .rsplit(|c: char| c.is_whitespace())
-                    .next()
-                    .unwrap_or("");
-                ABBREVIATIONS.contains(&word.to_lowercase().as_str())
-            };
-            let ends = matches!(c, '.' | '!' | '?' | ';' | '…')
-                && chars.peek().is_some_and(|(_, next)| next.is_whitespace())
-                && !(c == '.' && abbreviation());
-            if ends {
-                sentences.push(start..i + c.len_utf8());
-                while chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
-                    chars.next();
-                }
-                start = chars.peek().map_or(line.len(), |&(j, _)| j);
-            }
-        }
-        if start < line.len() {
-            sentences.push(start..line.len());
-        }
-        let starts: Vec<usize> = sentences.iter().map(|s| s.start).collect();
-        let (hits, sentence) = sentences
-            .into_iter()
-            .map(|range| (holds(&line[range.clone()]), range))
-            .fold(
-                (0, 0..0),
-                |best, cur| if cur.0 > best.0 { cur } else { best },
-            );
-        if hits > 0 {
-            from = sentence.start;
-            // The sentence's first term: a word holding one, or a contact
-            // detail whose term was asked for (its words hold none).
-            let text = &line[sentence.clone()];
-            let word = text
-                .split_whitespace()
-                .find(|w| holds(w) > 0)
-                .map(|w| w.as_ptr() as usize - line.as_ptr() as usize);
-            let contact = contact_spans(text)
-                .into_iter()
-                .filter(|(_, term)| terms.iter().any(|t| t == term))
-                .map(|(at, _)| sentence.start + at)
-                .min();
-            let first = match (word, contact) {
-                (Some(w), Some(c)) => Some(w.min(c)),
-                (w, c) => w.or(c),
-            };
-            if let Some(at) = first {
-                if line[from..at].chars().count() + LEAD_CHARS > room {
-                    // A few words before the term, from the start of a
-                    // word.
-                    let lead = line[..at]
-                        .char_indices()
-                        .rev()
-                        .nth(LEAD_CHARS)
-                        .map_or(0, |(i, _)| i);
-                    from = line[lead..at]
-                        .find(char::is_whitespace)
-                        .map_or(at, |space| lead + space)
-                        .max(from);
-                    from += line[from..].len() - line[from..].trim_start().len();
-                }
-            }
-            // A window the line's end leaves short opens earlier, as far
-            // as a full window goes: at the start of a sentence, or, when
-            // it opened inside one, of a word.
-            let short = line[from..].chars().count();
-            if from > 0 && short < room - 1 {
-                // Inside a sentence, or with half a window or less shown.
-                let by_word = !starts.contains(&from) || short * 2 < room;
-                let earliest = line
-                    .char_indices()
-                    .rev()
-                    .nth(room - 2)
-                    .map_or(0, |(i, _)| i);
-                if earliest == 0 {
-                    from = 0;
-                } else if let Some(&start) = starts.iter().find(|&&s| s >= earliest && s < from) {
-                    from = start;
-                } else if let Some(space) = line[earliest..from]
-                    .find(char::is_whitespace)
-                    .filter(|_| by_word)
-                {
-                    from = earliest + space;
-                    from += line[from..].len() - line[from..].trim_start().len();
-                }
-            }
-        }
-    }
     let rest = &line[from..];
     let mut out = String::new();
     if from > 0 {
@@ -677,6 +575,123 @@ fn window_in(line: &str, terms: &[String], room: usize, search: bool) -> String 
     out.push_str(cut.trim_end());
     out.push('…');
     out
+}
+
+/// Where a window of `room` characters opens in `line`, longer than it:
+/// at the start of the sentence holding the most terms, a few words before
+/// that sentence's first term when it lies further in, and earlier when
+/// the line's end leaves the window short. 0 when no sentence holds one.
+fn opening(line: &str, terms: &[String], room: usize) -> usize {
+    /// What a window keeps before a term found deep in a long sentence.
+    const LEAD_CHARS: usize = 40;
+    let holds = |text: &str| {
+        let found = index_terms(text);
+        terms
+            .iter()
+            .filter(|t| found.split(' ').any(|w| w == t.as_str()))
+            .count()
+    };
+    let sentences = sentences(line);
+    let starts: Vec<usize> = sentences.iter().map(|s| s.start).collect();
+    let (hits, sentence) = sentences
+        .into_iter()
+        .map(|range| (holds(&line[range.clone()]), range))
+        .fold(
+            (0, 0..0),
+            |best, cur| if cur.0 > best.0 { cur } else { best },
+        );
+    if hits == 0 {
+        return 0;
+    }
+    let mut from = sentence.start;
+    // The sentence's first term: a word holding one, or a contact detail
+    // whose term was asked for (its words hold none).
+    let text = &line[sentence.clone()];
+    let word = text
+        .split_whitespace()
+        .find(|w| holds(w) > 0)
+        .map(|w| w.as_ptr() as usize - line.as_ptr() as usize);
+    let contact = contact_spans(text)
+        .into_iter()
+        .filter(|(_, term)| terms.iter().any(|t| t == term))
+        .map(|(at, _)| sentence.start + at);
+    if let Some(at) = word.into_iter().chain(contact).min() {
+        if line[from..at].chars().count() + LEAD_CHARS > room {
+            // A few words before the term, from the start of a word.
+            let lead = line[..at]
+                .char_indices()
+                .rev()
+                .nth(LEAD_CHARS)
+                .map_or(0, |(i, _)| i);
+            from = word_at(
+                line,
+                line[lead..at]
+                    .find(char::is_whitespace)
+                    .map_or(at, |space| lead + space)
+                    .max(from),
+            );
+        }
+    }
+    // A window the line's end leaves short opens earlier, as far as a full
+    // window goes: at the start of a sentence, or, when it opened inside
+    // one or shows half a window or less, of a word.
+    let short = line[from..].chars().count();
+    if short + 1 >= room {
+        return from;
+    }
+    let by_word = !starts.contains(&from) || short * 2 < room;
+    let earliest = line
+        .char_indices()
+        .rev()
+        .nth(room - 2)
+        .map_or(0, |(i, _)| i);
+    if earliest == 0 {
+        return 0;
+    }
+    if let Some(&start) = starts.iter().find(|&&s| s >= earliest && s < from) {
+        return start;
+    }
+    match line[earliest..from].find(char::is_whitespace) {
+        Some(space) if by_word => word_at(line, earliest + space),
+        _ => from,
+    }
+}
+
+/// The sentences of `line` as byte ranges: each ends after a '.', '!',
+/// '?', ';' or '…' followed by blank space (an abbreviation's dot ends
+/// none), the next starting at its first character.
+fn sentences(line: &str) -> Vec<std::ops::Range<usize>> {
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let abbreviation = || {
+            let word = line[start..i]
+                .rsplit(|c: char| c.is_whitespace())
+                .next()
+                .unwrap_or("");
+            ABBREVIATIONS.contains(&word.to_lowercase().as_str())
+        };
+        let ends = matches!(c, '.' | '!' | '?' | ';' | '…')
+            && chars.peek().is_some_and(|(_, next)| next.is_whitespace())
+            && !(c == '.' && abbreviation());
+        if ends {
+            sentences.push(start..i + c.len_utf8());
+            while chars.peek().is_some_and(|(_, next)| next.is_whitespace()) {
+                chars.next();
+            }
+            start = chars.peek().map_or(line.len(), |&(j, _)| j);
+        }
+    }
+    if start < line.len() {
+        sentences.push(start..line.len());
+    }
+    sentences
+}
+
+/// `at`, past any blank space there: where the next word starts.
+fn word_at(line: &str, at: usize) -> usize {
+    at + line[at..].len() - line[at..].trim_start().len()
 }
 
 /// The line that answers a heading at `at`: the one right under it (past

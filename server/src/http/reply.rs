@@ -101,27 +101,24 @@ pub fn unavailable(text: &str) -> Reply {
 /// retried without its `Idempotency-Key` would make a second session.
 pub fn unconfirmed(text: &str) -> Reply {
     tracing::warn!(error = %text, "a call's commit unconfirmed");
-    let mut reply = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
+    retry_soon(
         "the database did not confirm the call in time, and may still apply it: a create \
          retried with the same Idempotency-Key header answers its first answer, one retried \
          without it makes another session",
-        None,
-    );
-    reply
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    reply
+    )
 }
 
 /// `503 unavailable` with `Retry-After: 1`: `what` is busy, retry soon.
 pub fn overloaded(what: &str) -> Reply {
-    let message = format!("{what}; retry after the Retry-After delay");
+    retry_soon(&format!("{what}; retry after the Retry-After delay"))
+}
+
+/// `503 unavailable` saying `message`, with `Retry-After: 1`.
+fn retry_soon(message: &str) -> Reply {
     let mut reply = error(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        &message,
+        message,
         None,
     );
     reply
