@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dqlite_wire::{connect_leader, Leader, Role};
+use dqlite_wire::{connect_leader, Leader, NodeInfo, Role};
 
 /// The network latency libdqlite tunes Raft's timeouts from. At 50 ms
 /// (an election timeout of 750 ms) writes resumed 1.3-2.8 s after a
@@ -145,8 +145,14 @@ fn parse_args() -> Result<Args, String> {
             "--replaces needs --join: the cluster to take the member out of; {USAGE}"
         ));
     }
+    let id = id.ok_or_else(|| missing("--id"))?;
+    if let Some(lost) = replaces.filter(|&lost| lost == id) {
+        return Err(format!(
+            "--replaces {lost} names this node's own --id: give the node a new id"
+        ));
+    }
     Ok(Args {
-        id: id.ok_or_else(|| missing("--id"))?,
+        id,
         address: address.ok_or_else(|| missing("--address"))?,
         bind,
         dir: dir.ok_or_else(|| missing("--dir"))?,
@@ -202,9 +208,10 @@ fn run(args: &Args) -> Result<(), String> {
     if !restarted && !args.join.is_empty() {
         // Before the node listens: once started, the leader would fill the
         // directory, and the next start would take it for the node's own.
-        refuse_a_voter_without_its_data(args)?;
+        let members = with_leader(args, "reach", |leader| leader.conn.cluster())?;
+        refuse_a_voter_without_its_data(args, &members)?;
         if let Some(lost) = args.replaces {
-            check_lost(args, lost)?;
+            check_lost(lost, &members)?;
         }
     }
     ffi::configure_sqlite()?;
@@ -240,9 +247,8 @@ fn run(args: &Args) -> Result<(), String> {
 /// A node starting on an empty directory whose id the cluster already has
 /// as a voter lost its data: it forgot its log and its votes, and must not
 /// vote again under that id.
-fn refuse_a_voter_without_its_data(args: &Args) -> Result<(), String> {
-    let nodes = with_leader(args, "reach", |leader| leader.conn.cluster())?;
-    if nodes.iter().any(|n| n.id == args.id && n.role == 0) {
+fn refuse_a_voter_without_its_data(args: &Args, members: &[NodeInfo]) -> Result<(), String> {
+    if members.iter().any(|n| n.id == args.id && n.role == 0) {
         return Err(format!(
             "node {} is a voter of the cluster already, but {} held no Raft state: it lost \
              its data, and a voter that forgot its log and its votes must not vote again; \
@@ -255,17 +261,11 @@ fn refuse_a_voter_without_its_data(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The member `--replaces` names must be one, not this node, and lost: a
-/// node that still answers at its address is running, and taking it out
-/// would leave it outside a cluster that goes on without it.
-fn check_lost(args: &Args, lost: u64) -> Result<(), String> {
-    if lost == args.id {
-        return Err(format!(
-            "--replaces {lost} names this node's own --id: give the node a new id"
-        ));
-    }
-    let nodes = with_leader(args, "reach", |leader| leader.conn.cluster())?;
-    let Some(member) = nodes.iter().find(|n| n.id == lost) else {
+/// The member `--replaces` names must be lost: a node that still answers
+/// at its address is running, and taking it out would leave it outside a
+/// cluster that goes on without it.
+fn check_lost(lost: u64, members: &[NodeInfo]) -> Result<(), String> {
+    let Some(member) = members.iter().find(|n| n.id == lost) else {
         // Taken out already: by this very command, stopped before it
         // joined, or by hand.
         return Ok(());
