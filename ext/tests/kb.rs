@@ -1116,14 +1116,7 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
     // session's reader (an HTTP route anyone with the session id may
     // call) does not name it.
     assert_eq!(missing["job"]["lease_owner"], "w1");
-    let session: String = db
-        .conn
-        .query_row(
-            "SELECT session_id FROM kb_crawl_jobs WHERE id = ?1",
-            [job],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let session = missing["job"]["session_id"].as_str().unwrap();
     let kb = db
         .call("SELECT onboarding_kb_get(?1)", &[&session])
         .unwrap();

@@ -709,8 +709,36 @@ fn missing_forms_sql() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cast_to_text, missing_forms_sql};
+    use super::{cast_to_text, missing_forms_sql, not_leader};
     use crate::db::query::Query;
+    use dqlite_wire::Error;
+
+    /// A node that answers it is not the leader appended nothing: a COMMIT
+    /// it refused leaves no outcome unknown. A leadership lost while the
+    /// COMMIT waited, or a broken connection, does.
+    #[test]
+    fn only_a_node_that_was_not_the_leader_refused_the_commit_for_sure() {
+        let server = |code: u64, message: &str| Error::Server {
+            code,
+            message: message.to_string(),
+        };
+        for refused in [
+            server(10 | (40 << 8), "disk I/O error"),
+            server(10, "not leader"),
+        ] {
+            assert!(refused.is_connection() && not_leader(&refused), "{refused}");
+        }
+        for unknown in [
+            server(10 | (41 << 8), "disk I/O error"),
+            server(10, "leadership lost"),
+            Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert!(
+                unknown.is_connection() && !not_leader(&unknown),
+                "{unknown}"
+            );
+        }
+    }
 
     #[test]
     fn the_keyed_forms_checked_at_start_are_the_ones_called() {
