@@ -676,53 +676,89 @@ pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
     const FILE_ENDS: &[&str] = &[
         "png", "jpg", "jpeg", "gif", "webp", "svg", "avif", "bmp", "ico", "pdf",
     ];
-    let mut spans = Vec::new();
     let [telephone, email, address] = &p.terms;
-    let telephone = telephone.as_str();
-    let email = email.as_str();
-    let address = address.as_str();
-    // A sixth group of digits makes it something else: a list of sizes
-    // ("02 04 06 08 10 12 ans"), a longer number.
-    let another_group = |end: usize| {
-        let mut after = text[end..].chars();
-        matches!(
-            after.next(),
-            Some(' ' | '.' | '-' | '/' | '\u{a0}' | '\u{202f}')
-        ) && after.next().is_some_and(|c| c.is_ascii_digit())
-    };
-    spans.extend(
-        p.telephone
-            .find_iter(text)
-            .filter(|m| !another_group(m.end()))
-            .map(|m| (m.start(), telephone)),
-    );
-    spans.extend(p.email.captures_iter(text).filter_map(|c| {
-        let tld = c.name("tld").map(|t| t.as_str().to_ascii_lowercase());
-        (!tld.is_some_and(|t| FILE_ENDS.contains(&t.as_str())))
-            .then(|| (c.get(0).map_or(0, |m| m.start()), email))
-    }));
-    let mut addresses: Vec<usize> = p.street.find_iter(text).map(|m| m.start()).collect();
-    addresses.extend(p.postcode.captures_iter(text).filter_map(|c| {
-        let whole = c.get(0)?;
-        let town = c.name("town")?;
-        // A list's dash ("- 15000 Clients satisfaits"), a word that is no
-        // town, or a lowercase word after it ("12000 Visiteurs ont…"):
-        // a figure, not an address.
-        let before = c.name("before").map_or("", |b| b.as_str());
-        let line_start = text[..whole.start()].rfind('\n').map_or(0, |n| n + 1);
-        let listed = !before.is_empty()
-            && !matches!(before, "," | ";")
-            && text[line_start..whole.start()].trim().is_empty();
-        let no_town = NO_TOWN.contains(&town.as_str().to_lowercase().as_str());
-        let rest = &text[town.end()..];
-        let sentence_goes_on = rest
-            .strip_prefix([' ', '\u{a0}'])
-            .and_then(|r| r.chars().next())
-            .is_some_and(char::is_lowercase);
-        (!listed && !no_town && !sentence_goes_on).then_some(whole.start())
-    }));
-    spans.extend(addresses.into_iter().map(|at| (at, address)));
-    spans
+    let (telephone, email, address) = (telephone.as_str(), email.as_str(), address.as_str());
+    let (mut telephones, mut emails, mut streets, mut postcodes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // No pattern crosses a line, and every one needs a digit or an `@`:
+    // the patterns run only over the lines holding one, which a page's
+    // prose mostly does not (half of a chunk's analysis went to running
+    // them over all of it).
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        // What each pattern needs at least: a telephone nine digits, a
+        // postcode five in a row, an email an `@`, a street one digit.
+        // The patterns' `\d` is Unicode's: another script's digits count
+        // too (any numeric character from U+0660, the first decimal digit
+        // past ASCII's; a wider class), so that the terms stay those of a
+        // scan over every line.
+        let (mut digits, mut run, mut longest, mut mail) = (0, 0, 0, false);
+        for c in line.chars() {
+            if c.is_ascii_digit() || (c > '\u{65f}' && c.is_numeric()) {
+                digits += 1;
+                run += 1;
+                longest = longest.max(run);
+            } else {
+                run = 0;
+                mail |= c == '@';
+            }
+        }
+        // A sixth group of digits makes it something else: a list of
+        // sizes ("02 04 06 08 10 12 ans"), a longer number.
+        let another_group = |end: usize| {
+            let mut after = line[end..].chars();
+            matches!(
+                after.next(),
+                Some(' ' | '.' | '-' | '/' | '\u{a0}' | '\u{202f}')
+            ) && after.next().is_some_and(|c| c.is_ascii_digit())
+        };
+        if digits >= 9 {
+            telephones.extend(
+                p.telephone
+                    .find_iter(line)
+                    .filter(|m| !another_group(m.end()))
+                    .map(|m| start + m.start()),
+            );
+        }
+        if mail {
+            emails.extend(p.email.captures_iter(line).filter_map(|c| {
+                let tld = c.name("tld").map(|t| t.as_str().to_ascii_lowercase());
+                (!tld.is_some_and(|t| FILE_ENDS.contains(&t.as_str())))
+                    .then(|| start + c.get(0).map_or(0, |m| m.start()))
+            }));
+        }
+        if digits > 0 {
+            streets.extend(p.street.find_iter(line).map(|m| start + m.start()));
+        }
+        if longest >= 5 {
+            postcodes.extend(p.postcode.captures_iter(line).filter_map(|c| {
+                let whole = c.get(0)?;
+                let town = c.name("town")?;
+                // A list's dash ("- 15000 Clients satisfaits"), a word that
+                // is no town, or a lowercase word after it ("12000 Visiteurs
+                // ont…"): a figure, not an address.
+                let before = c.name("before").map_or("", |b| b.as_str());
+                let listed = !before.is_empty()
+                    && !matches!(before, "," | ";")
+                    && line[..whole.start()].trim().is_empty();
+                let no_town = NO_TOWN.contains(&town.as_str().to_lowercase().as_str());
+                let sentence_goes_on = line[town.end()..]
+                    .strip_prefix([' ', '\u{a0}'])
+                    .and_then(|r| r.chars().next())
+                    .is_some_and(char::is_lowercase);
+                (!listed && !no_town && !sentence_goes_on).then_some(start + whole.start())
+            }));
+        }
+    }
+    let tagged =
+        |spans: Vec<usize>, term: &'static str| spans.into_iter().map(move |at| (at, term));
+    tagged(telephones, telephone)
+        .chain(tagged(emails, email))
+        .chain(tagged(streets, address))
+        .chain(tagged(postcodes, address))
+        .collect()
 }
 
 /// The distinct terms of a question, synonyms added, in order of first
