@@ -213,9 +213,11 @@ section("onboarding_phone_send(session_id, payload)",
         "Sends a one-time code to the business step's phone: 6 digits from the "
         "cryptographic source, valid 10 minutes, stored only as an HMAC-SHA-256 under the "
         "database's secret. `payload` may be NULL or `{\"channel\":\"sms\"|\"voice\"}`; "
-        "the default is `sms` for a mobile, `voice` for a fixed line (which takes no SMS). "
-        "French numbers only (+33 and the overseas departments). The message goes to the "
-        "outbox for an SMS/voice sender. A send within the code's validity is a resend: a "
+        "the default is `sms` for a mobile, `voice` for a fixed or toll-free line (which takes "
+        "no SMS). French numbers only (+33 and the overseas departments), mobile, fixed and "
+        "toll-free lines (not a shared-cost or premium-rate 08 number). The message goes to the "
+        "outbox for an SMS/voice sender; each send first expires the unsent messages past "
+        "their time, blanking their text, as a claim does. A send within the code's validity is a resend: a "
         "new code for the same verification. Limits: sends 60 s apart, 5 per verification, "
         "10 per number per 24 hours across tenants, 10 per session per 24 hours whatever "
         "its numbers; past one, `rate_limited` ending with "
@@ -248,7 +250,7 @@ section("onboarding_outbox_sent(id, worker, provider_id)",
         "id, may be NULL) is kept, and the text, which holds the code, is blanked. "
         "Reported after the message's expiry (when its lease ended), it is `conflict` and "
         "writes nothing: a message is never sent after its expiry, and the next claim "
-        "expires it.")
+        "or send expires it.")
 example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
 example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
 example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1")
@@ -294,7 +296,8 @@ section("onboarding_step(session_id, step, payload, request_key), onboarding_com
         "nothing: a step answers its own progress (not that of a later step, nor `conflict` "
         "after the completion), a code sent is not sent again, a wrong code counts once, a right "
         "one and a completion answer as they did. The answer is kept in "
-        "`onboarding_call_replies`, in the transaction of the call's writes, for a day; a call "
+        "`onboarding_call_replies`, in the transaction of the call's writes, for a day (older, "
+        "it answers for nothing: the call runs as a new one); a call "
         "that failed and wrote nothing keeps nothing. A key is one call (one step) of one "
         "session, with one payload (its SHA-256 is kept with the answer, the payload as sent): "
         "used by another call, another session or with another payload, `conflict`, "

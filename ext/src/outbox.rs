@@ -6,7 +6,7 @@
 //! only a lease that ran out (a sender that crashed or hung) lets another
 //! sender take the message over. The text, which holds a code, is blanked
 //! as soon as the message is sent, failed or withdrawn, and once expired at
-//! the next claim (which expires every message past its time); a message
+//! the next claim or code sent (each expires every message past its time); a message
 //! past its expiry is never handed out, since its code is worthless by then.
 
 use rusqlite::{Connection, OptionalExtension};
@@ -81,6 +81,19 @@ pub fn sent_since(
     )?)
 }
 
+/// Expires the messages still unsent at `now`, past their expiry: their
+/// text is blanked, and none is handed out any more. Each claim and each
+/// send does it first.
+pub fn expire(conn: &Connection, now: &str) -> Result<()> {
+    sql::execute(
+        conn,
+        "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?1
+         WHERE status IN ('queued', 'sending') AND expires_at <= ?1",
+        [now],
+    )?;
+    Ok(())
+}
+
 // -- onboarding_outbox_claim('sms-gateway-1', 60)
 //      -> '{"success":true,"message":{"id":1,"recipient":"+33612345678","channel":"sms",
 //           "text":"Votre code …","expires_at":"…","lease_until":"…","claims":1}}'
@@ -98,12 +111,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64)
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
-        sql::execute(
-            conn,
-            "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?1
-             WHERE status IN ('queued', 'sending') AND expires_at <= ?1",
-            [&now],
-        )?;
+        expire(conn, &now)?;
         // A message withdrawn while its sender held it (its text blanked)
         // whose lease ran out without a report: never handed out again.
         sql::execute(

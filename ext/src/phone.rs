@@ -79,6 +79,9 @@ fn send_code(
         let channel = channel_for(&line, requested)?;
         let now_ms = env.now_ms();
         let now = iso8601(now_ms);
+        // Unsent codes past their expiry lose their text now rather than
+        // at a sender's next claim: a server without a sender has none.
+        outbox::expire(conn, &now)?;
         let latest = Verification::latest(conn, session_id)?;
         let allowed = may_send(conn, &session, &line, latest, now_ms)?;
         let sends = allowed.live.as_ref().map_or(1, |v| v.sends + 1);
@@ -277,7 +280,9 @@ fn may_send(
         // session cannot send codes to number after number at once (SMS
         // pumping); changing back does not shorten a number's wait either.
         if let Some(last_sent) = Verification::last_sent_by(conn, session.id)? {
-            let since = now_ms - last_sent;
+            // A clock set back since (the last send looks ahead of now)
+            // waits the 60 s from now, not the hour it went back.
+            let since = (now_ms - last_sent).max(0);
             if since < RESEND_AFTER_MS {
                 refusals.push((
                     format!(

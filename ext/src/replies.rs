@@ -26,8 +26,9 @@ use crate::error::{quote, Error, ErrorKind, Result};
 use crate::json;
 use crate::sql;
 
-/// A kept answer older than this is deleted when a new one is kept: a
-/// retry comes seconds after its first run, never a day later.
+/// A kept answer is answered this long: a retry comes seconds after its
+/// first run, never a day later. Older, it no longer counts (the call runs
+/// as a new one), and is deleted when a new answer is kept.
 const KEPT_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// One keyed call: the function, the session it names (as given), the
@@ -142,7 +143,8 @@ pub fn once<T: Reply>(
     let Some(keyed) = keyed else {
         return body();
     };
-    if let Some(first) = kept(conn, keyed)? {
+    let now_ms = env.now_ms();
+    if let Some(first) = kept(conn, keyed, now_ms)? {
         return Ok(first);
     }
     let changes = conn.total_changes();
@@ -156,7 +158,6 @@ pub fn once<T: Reply>(
         Ok(value) => (false, value.text()),
         Err(e) => (true, e.to_string()),
     };
-    let now_ms = env.now_ms();
     sql::execute(
         conn,
         "DELETE FROM onboarding_call_replies WHERE created_at < ?1",
@@ -184,13 +185,14 @@ pub fn once<T: Reply>(
 /// (another function, or another session) is a host's mistake, refused
 /// without naming that session: its id is its credential. So is a key kept
 /// for another payload (a row kept before 015 has no fingerprint and is
-/// answered whatever the payload).
-fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>) -> Result<Option<Result<T>>> {
+/// answered whatever the payload). An answer kept more than a day before
+/// `now_ms` is none.
+fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>, now_ms: i64) -> Result<Option<Result<T>>> {
     let row = sql::query_row(
         conn,
         "SELECT function, session_id, failed, reply, fingerprint FROM onboarding_call_replies
-         WHERE request_key = ?1",
-        [keyed.key],
+         WHERE request_key = ?1 AND created_at >= ?2",
+        (keyed.key, iso8601(now_ms - KEPT_MS)),
         |r| {
             Ok((
                 r.get::<_, String>(0)?,

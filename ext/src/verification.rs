@@ -99,18 +99,24 @@ pub fn line(phone: &str) -> Result<Line> {
     let national = number.national().to_string();
     let mobile = match number.number_type(&phonenumber::metadata::DATABASE) {
         Type::Mobile | Type::FixedLineOrMobile => true,
-        Type::FixedLine | Type::Voip => false,
+        // A toll-free number (0800 to 0805) takes calls, free to its
+        // callers: a business answering on one can prove it. Shared-cost
+        // and premium-rate ones are refused below: calls to them pay their
+        // operator, which is what toll fraud buys.
+        Type::FixedLine | Type::Voip | Type::TollFree => false,
         // A French number of a block the metadata does not list yet (the
-        // business step takes them): its type by the plan's first digit,
-        // 06 and 07 mobile, 01 to 05 and 09 geographic or VoIP lines.
+        // business step takes them): its type by the plan's first digits,
+        // 06 and 07 mobile, 01 to 05 and 09 geographic or VoIP lines, 080
+        // toll-free.
         Type::Unknown if crate::validate::french_plan(number.code().value(), &national) => {
             match national.as_bytes()[0] {
                 b'6' | b'7' => true,
                 b'1'..=b'5' | b'9' => false,
+                b'8' if national.starts_with("80") => false,
                 _ => {
                     return Err(Error::invalid_field(format!(
-                        "phone {} is a special-rate number (08); codes go only to mobile and \
-                         fixed lines",
+                        "phone {} is a special-rate number (08); codes go only to mobile, \
+                         fixed and toll-free lines",
                         quote(phone)
                     )))
                 }
@@ -118,7 +124,7 @@ pub fn line(phone: &str) -> Result<Line> {
         }
         other => {
             return Err(Error::invalid_field(format!(
-                "phone {} is {}; codes go only to mobile and fixed lines",
+                "phone {} is {}; codes go only to mobile, fixed and toll-free lines",
                 quote(phone),
                 type_name(other)
             )))
@@ -132,7 +138,6 @@ pub fn line(phone: &str) -> Result<Line> {
 
 fn type_name(kind: Type) -> &'static str {
     match kind {
-        Type::TollFree => "a toll-free number",
         Type::PremiumRate => "a premium-rate number",
         Type::SharedCost => "a shared-cost number",
         Type::PersonalNumber => "a personal number",

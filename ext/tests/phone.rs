@@ -214,10 +214,19 @@ fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
         text,
         format!("Bonjour. Votre code de vérification est : {spoken}. Je répète : {spoken}.")
     );
-    // A VoIP number (09) is a fixed line too.
+    // A VoIP number (09) is a fixed line too, and a toll-free one (0800
+    // to 0805) takes calls alone.
     let voip = db.create();
     business_with(&db, &voip, "09 87 65 43 21", "box@entreprise.fr");
     assert_eq!(send(&db, &voip, "{}").unwrap()["channel"], "voice");
+    let free = db.create();
+    business_with(&db, &free, "0 800 12 34 56", "vert@entreprise.fr");
+    assert_eq!(
+        send(&db, &free, r#"{"channel":"sms"}"#).unwrap_err(),
+        "onboarding_phone_send: invalid_field: channel 'sms' cannot reach the fixed line \
+         '+33800123456' (use 'voice')"
+    );
+    assert_eq!(send(&db, &free, "{}").unwrap()["channel"], "voice");
     // Blocks libphonenumber's metadata does not list yet: typed by the
     // national plan's first digit (07 mobile, 04 geographic); a special-
     // rate 08 number takes no code.
@@ -227,7 +236,7 @@ fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
         (
             "08 70 00 00 00",
             "+33870000000",
-            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile and fixed lines"),
+            Err("onboarding_phone_send: invalid_field: phone '+33870000000' is a special-rate number (08); codes go only to mobile, fixed and toll-free lines"),
         ),
     ]
     .into_iter()
@@ -298,17 +307,12 @@ fn only_french_numbers_get_codes() {
         (
             "+33891234567",
             "onboarding_phone_send: invalid_field: phone '+33891234567' is a premium-rate number; \
-             codes go only to mobile and fixed lines",
-        ),
-        (
-            "+33800123456",
-            "onboarding_phone_send: invalid_field: phone '+33800123456' is a toll-free number; \
-             codes go only to mobile and fixed lines",
+             codes go only to mobile, fixed and toll-free lines",
         ),
         (
             "+33810123456",
             "onboarding_phone_send: invalid_field: phone '+33810123456' is a shared-cost number; \
-             codes go only to mobile and fixed lines",
+             codes go only to mobile, fixed and toll-free lines",
         ),
     ];
     for (i, (phone, error)) in cases.into_iter().enumerate() {
@@ -1114,6 +1118,55 @@ fn a_crashed_senders_lease_is_taken_over() {
         .unwrap();
     let code = code_in(crashed["message"]["text"].as_str().unwrap());
     assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
+}
+
+/// With no sender claiming (a server without one), a code's text is still
+/// blanked after its expiry: the next send of any session expires it.
+#[test]
+fn an_unsent_code_past_its_expiry_loses_its_text_at_the_next_send() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    let other = db.create();
+    business_with(&db, &other, "07 11 22 33 44", "autre@entreprise.fr");
+    db.env.set_ms(T0 + 599_999);
+    send(&db, &other, "{}").unwrap();
+    assert_eq!(
+        db.rows(
+            "SELECT id, status, text <> '' AS has_text FROM outbox_messages ORDER BY id",
+            &[]
+        ),
+        [
+            json!({"id": 1, "status": "queued", "has_text": 1}),
+            json!({"id": 2, "status": "queued", "has_text": 1}),
+        ]
+    );
+    db.env.set_ms(T0 + 600_000);
+    send(&db, &s, "{}").unwrap();
+    assert_eq!(
+        db.rows(
+            "SELECT id, status, text, updated_at FROM outbox_messages WHERE text = '' ORDER BY id",
+            &[]
+        ),
+        [json!({"id": 1, "status": "expired", "text": "", "updated_at": at(600_000)})]
+    );
+    assert_eq!(db.count("outbox_messages"), 3);
+}
+
+/// A clock set back after a send (the last code looks sent in the future)
+/// waits the 60 s from now, and says so, not the time it went back.
+#[test]
+fn a_clock_set_back_waits_60_s_from_now() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    db.env.set_ms(T0 + 3_600_000);
+    send(&db, &s, "{}").unwrap();
+    db.env.set_ms(T0);
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 0 s ago; codes are sent at least \
+         60 s apart (retry after 60 s)"
+    );
 }
 
 #[test]

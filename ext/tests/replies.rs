@@ -366,6 +366,33 @@ fn answers_are_kept_a_day() {
     );
 }
 
+/// A day and a millisecond after its answer, a key answers for nothing:
+/// the call runs as a new one, and its answer replaces the old one.
+#[test]
+fn an_answer_older_than_a_day_no_longer_answers_for_its_key() {
+    let db = Db::memory();
+    let s = db.create();
+    db.business(&s, "a@exemple.fr");
+    let first = send(&db, &s, KEY).unwrap();
+    db.env.set_ms(T0 + 86_400_000);
+    let before = changes(&db);
+    assert_eq!(send(&db, &s, KEY).unwrap(), first);
+    assert_eq!(changes(&db), before);
+    db.env.set_ms(T0 + 86_400_001);
+    let again = send(&db, &s, KEY).unwrap();
+    assert_ne!(again["verification_id"], first["verification_id"]);
+    assert_eq!(again["expires_at"], "2026-11-25T10:10:00.001Z");
+    assert_eq!(
+        kept(&db),
+        [
+            json!({"request_key": KEY, "function": "onboarding_phone_send", "failed": 0,
+                "created_at": "2026-11-25T10:00:00.001Z"})
+        ]
+    );
+    assert_eq!(db.count("outbox_messages"), 2);
+    assert_eq!(send(&db, &s, KEY).unwrap(), again);
+}
+
 /// A key stands for one call: sent again with another payload, it is the
 /// sender's mistake, refused (`conflict`) with nothing written, where
 /// answering the first reply would say the new payload was saved. The

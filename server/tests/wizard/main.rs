@@ -2796,7 +2796,7 @@ async fn a_phone_refusal_is_told_in_french() {
         ("+33891234567", "{}"),
         ("+33810123456", "{}"),
         ("+4915123456789", "{}"),
-        ("+33800123456", "{}"),
+        ("+33870000000", "{}"),
         ("+33142685300", r#"{"channel":"sms"}"#),
     ]
     .into_iter()
@@ -2817,8 +2817,9 @@ async fn a_phone_refusal_is_told_in_french() {
         assert_eq!(refused.status, 422, "{phone}: {}", refused.body);
         texts.push(refused.json()["error"].clone());
     }
-    let none = "Ce numéro ne peut pas recevoir de code : seuls les mobiles et les lignes fixes le \
-                peuvent.";
+    let none =
+        "Ce numéro ne peut pas recevoir de code : seuls les mobiles, les lignes fixes et les \
+                numéros verts le peuvent.";
     assert_eq!(
         b.eval(&format!(
             "return import('/assets/messages.js').then(m => {}.map(t => m.french(t)))",
