@@ -4,8 +4,9 @@
 //! What a hostile client can hold is bounded here: request headers are
 //! capped at [`MAX_HEADER_BYTES`] (so an unfinished head costs at most that
 //! much memory), open connections are capped in total and per client
-//! address, and a connection must finish its headers within
-//! `HEADER_TIMEOUT`. At shutdown, connections with no request in flight
+//! address, a connection must finish its headers within `HEADER_TIMEOUT`,
+//! and a write the client takes none of for `WRITE_STALL_TIMEOUT` ends the
+//! connection. At shutdown, connections with no request in flight
 //! (idle keep-alive, or headers still trickling in) close at once; those
 //! with one finish it first.
 
@@ -35,6 +36,12 @@ use crate::http::{self, App, Reply};
 /// How long a client may take to send its request headers; also closes
 /// keep-alive connections that stay idle that long.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an answer may wait for the client to take any of it: a client
+/// that pipelines requests and never reads their answers would otherwise
+/// hold its connection (and its slot under the caps) for ever, blocked in
+/// a write that no timeout of reading covers.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request line and headers together; past it, `431`.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -480,6 +487,9 @@ struct Shaped {
     head: HeadWatch,
     /// For the allowed origins.
     app: Arc<App>,
+    /// Armed when a write finds the socket full, disarmed by any progress:
+    /// when it fires, the write fails and the connection ends.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Shaped {
@@ -489,6 +499,7 @@ impl Shaped {
             pending: None,
             head: HeadWatch::default(),
             app,
+            stall: None,
         }
     }
 
@@ -503,13 +514,42 @@ impl Shaped {
                 self.pending = None;
                 break;
             }
-            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*sent..]))?;
+            let written = write_or_stall(&mut self.inner, &mut self.stall, cx, &bytes[*sent..]);
+            let n = std::task::ready!(written)?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             *sent += n;
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// A write to `socket`, failing with `TimedOut` once it has made no
+/// progress for [`WRITE_STALL_TIMEOUT`]. The timer exists only while the
+/// socket is full: a client reading its answers never arms one.
+fn write_or_stall(
+    socket: &mut TcpStream,
+    stall: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    match Pin::new(socket).poll_write(cx, buf) {
+        Poll::Pending => {
+            let timer =
+                stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took none of the answer for 30 s",
+                ))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+        ready => {
+            *stall = None;
+            ready
+        }
     }
 }
 
@@ -714,7 +754,8 @@ impl AsyncWrite for Shaped {
             }
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        write_or_stall(&mut this.inner, &mut this.stall, cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -954,6 +954,46 @@ async fn a_body_that_stops_arriving_gets_a_408_and_a_late_one_is_read() {
     server.stop().await;
 }
 
+/// A client that pipelines requests and never reads their answers fills
+/// the socket; the write that finds it full for 30 s ends the connection,
+/// rather than hold it (and its slot under the caps) for ever.
+#[tokio::test]
+async fn a_client_that_reads_none_of_its_answers_is_closed_after_30_s() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    const ASKED: usize = 300;
+    stream
+        .write_all(&b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n".repeat(ASKED))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    // What the socket holds, then the end: the server gave up. Had it not,
+    // the reads would take every answer, then wait on the open connection.
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let answered = out
+        .windows(b"HTTP/1.1 200 OK".len())
+        .filter(|w| *w == b"HTTP/1.1 200 OK")
+        .count();
+    assert!(ended, "the connection stayed open; {answered} answers read");
+    assert!(answered < ASKED, "{answered} answers");
+    // The server goes on serving.
+    let mut other = TcpStream::connect(server.addr).await.unwrap();
+    assert!(healthz_on(&mut other)
+        .await
+        .starts_with("HTTP/1.1 200 OK\r\n"));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn more_than_100_header_fields_get_the_431_that_says_so() {
     let mut server = TestServer::pinned(pinned_env()).await;
