@@ -230,7 +230,8 @@ pub struct Args {
 
     /// Largest body of the kb step in bytes (pasted documents; at least
     /// 1024, and never below --max-body-bytes); larger ones are refused
-    /// with 413. At most two such bodies are taken at once.
+    /// with 413. Such bodies hold twice this in all as their bytes arrive
+    /// (503 past it), and two at a time are stored.
     #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_documents_body_bytes: usize,

@@ -222,6 +222,11 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         max_body_bytes: config.max_body_bytes,
         max_documents_body_bytes: config.max_documents_body_bytes.max(config.max_body_bytes),
         large_bodies: tokio::sync::Semaphore::new(LARGE_BODIES_AT_ONCE),
+        large_body_bytes: tokio::sync::Semaphore::new(
+            LARGE_BODIES_AT_ONCE
+                .saturating_mul(config.max_documents_body_bytes.max(config.max_body_bytes))
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ),
         create_limiter: limit::RateLimiter::new(
             config.create_rate_limit,
             config.create_rate_window,

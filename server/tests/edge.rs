@@ -954,6 +954,63 @@ async fn a_body_that_stops_arriving_gets_a_408_and_a_late_one_is_read() {
     server.stop().await;
 }
 
+/// Opens a kb step whose body announces `announced` bytes and sends the
+/// first `sent`, then holds the connection.
+async fn kb_body_begun(server: &TestServer, announced: usize, sent: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/onboarding/session/onb_0123456789abcdef0123456789abcdef/kb HTTP/1.1\r\n\
+         Host: t\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b' '; sent]).await.unwrap();
+    stream
+}
+
+/// Large kb bodies hold the server's memory as their bytes arrive, not as
+/// their heads announce: clients trickling them (even announcing the most)
+/// keep no other client's documents out, where two of them held both turns
+/// for 30 s. Bytes actually sent past the budget (twice the limit) are
+/// refused, 503 with the connection closed.
+#[tokio::test]
+async fn large_bodies_trickling_in_keep_no_other_out() {
+    let (mut config, dir) = temp_config();
+    config.max_documents_body_bytes = 400_000;
+    let server = TestServer::start(config, dir).await;
+    let s = completable_session(&server).await;
+    let mut held = Vec::new();
+    for announced in [70_000, 70_000, 400_000, 400_000] {
+        held.push(kb_body_begun(&server, announced, 1).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = "Ouvert du mardi au samedi. ".repeat(3_000);
+    let body = serde_json::json!({"method": "documents", "documents": [{"title": "Horaires", "content": text}]})
+        .to_string();
+    assert!(body.len() > 65_536);
+    let saved = server.post(&session_path(&s, "kb"), &body).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    // 700,000 bytes sent of the 800,000 the budget holds: the next 150,000
+    // are past it.
+    held.push(kb_body_begun(&server, 400_000, 350_000).await);
+    held.push(kb_body_begun(&server, 400_000, 350_000).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut refused = kb_body_begun(&server, 400_000, 150_000).await;
+    let answer = read_all(&mut refused).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert_eq!(
+        body_of(&answer),
+        r#"{"success":false,"error":"the server is reading as many large bodies as it takes at once; retry after the Retry-After delay","code":"unavailable"}"#
+    );
+    drop(held);
+    let mut server = server;
+    server.stop().await;
+}
+
 /// A client that pipelines requests and never reads their answers fills
 /// the socket; the write that finds it full for 30 s ends the connection,
 /// rather than hold it (and its slot under the caps) for ever.

@@ -28,7 +28,9 @@ use self::reply::closing;
 use self::reply::{
     error, json, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
 };
-use self::request::{check_framing, check_media_type, has_body, payload, Refusal};
+use self::request::{
+    check_framing, check_media_type, has_body, payload, payload_within, Refusal, LARGE_BODIES_FULL,
+};
 use crate::client::TrustedProxies;
 use crate::db::{Failure, Query, Writer};
 use crate::limit::RateLimiter;
@@ -83,9 +85,12 @@ pub struct App {
     pub max_body_bytes: usize,
     /// The kb step's limit, for bodies past `max_body_bytes` (documents).
     pub max_documents_body_bytes: usize,
-    /// Bodies past `max_body_bytes` being read at once: they hold up to
-    /// `max_documents_body_bytes` each, so only a few at a time.
+    /// Bodies past `max_body_bytes` the library parses and stores at once:
+    /// each takes several times its size meanwhile, so only a few.
     pub large_bodies: tokio::sync::Semaphore,
+    /// Bytes of such bodies held at once, arriving, waiting for their turn
+    /// or in it: one permit a byte, taken as the bytes arrive.
+    pub large_body_bytes: tokio::sync::Semaphore,
     pub create_limiter: Option<RateLimiter>,
     /// "Email already used" answers per client address and per session:
     /// past either, the business step and completion answer 429 (no oracle
@@ -228,28 +233,31 @@ async fn dispatch(
             Err(reply) => return reply,
         },
         Endpoint::Step(step) => {
-            // Pasted documents may be far larger than any other body.
-            let (limit, turn) = if step == "kb" && large_body(&req, app.max_body_bytes) {
-                match tokio::time::timeout(LARGE_BODY_WAIT, app.large_bodies.acquire()).await {
-                    Ok(Ok(permit)) => (app.max_documents_body_bytes, Some(permit)),
-                    _ => {
-                        return overloaded(
-                            "the server is reading as many large bodies as it takes at once",
-                        )
-                    }
-                }
+            // Pasted documents may be far larger than any other body. Such
+            // a body takes its bytes from the budget as they arrive, and a
+            // turn with the library once whole: a client trickling one holds
+            // only what it sent, and no turn.
+            let large = step == "kb" && large_body(&req, app.max_body_bytes);
+            let (limit, budget) = if large {
+                (app.max_documents_body_bytes, Some(&app.large_body_bytes))
             } else {
                 (app.max_body_bytes, None)
             };
-            _large_body_turn = turn;
             *body_read = true;
-            match payload(req.into_body(), limit).await {
-                Ok(payload) => Query::Step {
-                    session_id: id,
-                    step,
-                    payload,
-                },
+            let (payload, bytes) = match payload_within(req.into_body(), limit, budget).await {
+                Ok(read) => read,
                 Err(refusal) => return refusal.reply(),
+            };
+            if large {
+                match tokio::time::timeout(LARGE_BODY_WAIT, app.large_bodies.acquire()).await {
+                    Ok(Ok(turn)) => _large_body_turn = Some((turn, bytes)),
+                    _ => return overloaded(LARGE_BODIES_FULL),
+                }
+            }
+            Query::Step {
+                session_id: id,
+                step,
+                payload,
             }
         }
         Endpoint::Complete => {

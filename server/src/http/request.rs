@@ -18,6 +18,11 @@ use super::reply::{closing, error, Reply};
 /// attacks hold a connection and a task).
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The 503 of a large body that finds the server holding as many as it
+/// takes, arriving or waiting for the library.
+pub const LARGE_BODIES_FULL: &str =
+    "the server is reading as many large bodies as it takes at once";
+
 /// Why a request was refused before any SQL ran.
 #[derive(Debug)]
 pub enum Refusal {
@@ -54,6 +59,8 @@ pub enum Refusal {
     /// The body arrived slower than [`BODY_TIMEOUT`].
     Timeout,
     NotUtf8,
+    /// The memory shared by large bodies arriving is all taken.
+    LargeBodiesFull,
 }
 
 /// Checks what every request must be, whatever its route.
@@ -257,15 +264,29 @@ pub fn has_body(req: &Request<Incoming>) -> bool {
         || req.body().size_hint().exact() != Some(0)
 }
 
+/// At most this much is allocated for a body before its bytes arrive:
+/// announcing 23 MiB and sending a byte must not cost 23 MiB.
+const PREALLOCATED_MAX: usize = 1024 * 1024;
+
 /// Reads the whole body, refusing it as soon as it is known to exceed the
 /// limit: from Content-Length before reading anything, and while streaming
 /// (chunked bodies, or a client sending more than it announced).
-pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, Refusal> {
+///
+/// Under a `budget`, each byte takes one of its permits as it arrives
+/// (refused with [`Refusal::LargeBodiesFull`] when none is left), answered
+/// with the body: what a client holds is what it sent, so that clients
+/// trickling bodies hold next to nothing.
+async fn read_body<'a>(
+    mut body: Incoming,
+    limit: usize,
+    budget: Option<&'a tokio::sync::Semaphore>,
+) -> Result<(Vec<u8>, Option<tokio::sync::SemaphorePermit<'a>>), Refusal> {
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
         return Err(Refusal::TooLarge(limit));
     }
-    let mut buf = Vec::with_capacity(announced as usize);
+    let mut buf = Vec::with_capacity((announced as usize).min(PREALLOCATED_MAX));
+    let mut held: Option<tokio::sync::SemaphorePermit<'a>> = None;
     let read = async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
@@ -275,6 +296,16 @@ pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, Refu
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > limit {
                     return Err(Refusal::TooLarge(limit));
+                }
+                if let Some(budget) = budget {
+                    let bytes = u32::try_from(data.len()).map_err(|_| Refusal::LargeBodiesFull)?;
+                    let permit = budget
+                        .try_acquire_many(bytes)
+                        .map_err(|_| Refusal::LargeBodiesFull)?;
+                    match &mut held {
+                        Some(held) => held.merge(permit),
+                        None => held = Some(permit),
+                    }
                 }
                 buf.extend_from_slice(&data);
             }
@@ -294,18 +325,29 @@ pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, Refu
             },
         }
     };
-    outcome.map(|()| buf)
+    outcome.map(|()| (buf, held))
 }
 
 /// The body as SQL text: an empty body is SQL NULL (the library reads it as
 /// `{}`).
 pub async fn payload(body: Incoming, limit: usize) -> Result<Option<String>, Refusal> {
-    let body = read_body(body, limit).await?;
+    payload_within(body, limit, None)
+        .await
+        .map(|(payload, _)| payload)
+}
+
+/// [`payload`] under a budget of bytes, as [`read_body`].
+pub async fn payload_within(
+    body: Incoming,
+    limit: usize,
+    budget: Option<&tokio::sync::Semaphore>,
+) -> Result<(Option<String>, Option<tokio::sync::SemaphorePermit<'_>>), Refusal> {
+    let (body, held) = read_body(body, limit, budget).await?;
     if body.is_empty() {
-        return Ok(None);
+        return Ok((None, held));
     }
     String::from_utf8(body)
-        .map(Some)
+        .map(|text| (Some(text), held))
         .map_err(|_| Refusal::NotUtf8)
 }
 
@@ -437,6 +479,7 @@ impl Refusal {
                 "payload is not valid UTF-8",
                 None,
             ),
+            Refusal::LargeBodiesFull => closing(super::reply::overloaded(LARGE_BODIES_FULL)),
         }
     }
 }
