@@ -9,10 +9,21 @@
 //! trusted party vouches past, the client. Anything left of it is the
 //! client's own claim and is ignored.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use hyper::header::HeaderMap;
 use ipnet::IpNet;
+
+/// What the per-client limits (connections, sessions created, "email
+/// already used" answers) count a client as: its IPv4 address, or the /64
+/// of its IPv6 one. A host is given a /64 at least, and picks any address
+/// in it: counted per address, one host would have 2^64 limits.
+pub fn limited_as(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
 
 /// The operator's trusted proxies.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +115,20 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_as_its_64_and_an_ipv4_one_as_itself() {
+        for (client, limited) in [
+            ("2001:db8:1:2::1", "2001:db8:1:2::"),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::"),
+            ("::1", "::"),
+            ("::ffff:203.0.113.9", "203.0.113.9"),
+            ("203.0.113.9", "203.0.113.9"),
+        ] {
+            assert_eq!(limited_as(ip(client)), ip(limited), "{client}");
+        }
     }
 
     #[test]

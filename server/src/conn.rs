@@ -440,7 +440,7 @@ impl OpenConnections {
 
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
         let peer = peer.to_canonical();
-        let ip = (!self.proxies.trusts(peer)).then_some(peer);
+        let ip = (!self.proxies.trusts(peer)).then_some(crate::client::limited_as(peer));
         let mut counts = self.counts();
         if counts.total >= self.caps.total {
             return Err(Refused::Total);

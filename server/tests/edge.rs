@@ -766,7 +766,29 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     assert_eq!(create_from(server.addr, "203.0.113.10").await.status, 201);
     // Same client again: its own limit, not the proxy's.
     assert_eq!(create_from(server.addr, "203.0.113.10").await.status, 429);
-    assert_eq!(stored_ips(&server), ["203.0.113.9", "203.0.113.10"]);
+    // An IPv6 client is counted as its /64, which its host picks any
+    // address of; the session keeps the address itself.
+    assert_eq!(
+        create_from(server.addr, "2001:db8:1:2::1").await.status,
+        201
+    );
+    assert_eq!(
+        create_from(server.addr, "2001:db8:1:2::2").await.status,
+        429
+    );
+    assert_eq!(
+        create_from(server.addr, "2001:db8:1:3::1").await.status,
+        201
+    );
+    assert_eq!(
+        stored_ips(&server),
+        [
+            "203.0.113.9",
+            "203.0.113.10",
+            "2001:db8:1:2::1",
+            "2001:db8:1:3::1"
+        ]
+    );
     server.stop().await;
 
     let (mut config, dir) = temp_config();

@@ -31,7 +31,7 @@ use self::reply::{
 use self::request::{
     check_framing, check_media_type, has_body, payload, payload_within, Refusal, LARGE_BODIES_FULL,
 };
-use crate::client::TrustedProxies;
+use crate::client::{limited_as, TrustedProxies};
 use crate::db::{Failure, Query, Writer};
 use crate::limit::RateLimiter;
 use crate::routes::{self, Endpoint, Resolved};
@@ -311,12 +311,15 @@ async fn dispatch(
     // refused too, so the 429 itself tells nothing.
     let (email_answer, completion_email) = match (email_key, endpoint) {
         (Some(session), Endpoint::Step(_)) => {
-            match EmailAnswer::reserve(app, client, &session).await {
+            match EmailAnswer::reserve(app, limited_as(client), &session).await {
                 Ok(reserved) => (reserved, None),
                 Err(wait) => return rate_limited(EMAIL_TAKEN_LIMITED, wait),
             }
         }
-        (Some(session), Endpoint::Complete) => (None, CompletionEmail::watch(app, client, session)),
+        (Some(session), Endpoint::Complete) => (
+            None,
+            CompletionEmail::watch(app, limited_as(client), session),
+        ),
         _ => (None, None),
     };
     let answered = if endpoint == Endpoint::Health {
@@ -360,7 +363,7 @@ async fn create(
     body_read: &mut bool,
 ) -> Result<Query, Reply> {
     if let Some(limiter) = &app.create_limiter {
-        if let Err(wait) = limiter.check(client, Instant::now()) {
+        if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
             return Err(rate_limited(
                 "too many sessions created from this address",
                 wait,
