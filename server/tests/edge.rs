@@ -976,6 +976,69 @@ async fn a_body_that_stops_arriving_gets_a_408_and_a_late_one_is_read() {
     server.stop().await;
 }
 
+/// A POST without a body needs no JSON content type, so a browser sends it
+/// from any page without a preflight: from a page of another site, not an
+/// allowed origin, it is refused (403) before it runs. From an allowed
+/// origin, from the server's own pages, or from a client that is no
+/// browser (no `Origin`), it runs.
+#[tokio::test]
+async fn a_bodiless_post_from_another_sites_page_is_refused() {
+    let (mut config, dir) = temp_config();
+    config.create_rate_limit = 0;
+    let mut server = TestServer::start(config, dir).await;
+    let own = format!("http://{}", server.addr);
+    for (origin, content_type, status) in [
+        (
+            Some("https://evil.example"),
+            Some("application/x-www-form-urlencoded"),
+            403,
+        ),
+        (Some("https://evil.example"), None, 403),
+        (Some("null"), Some("text/plain"), 403),
+        (Some("http://localhost:3000"), None, 201),
+        (Some(own.as_str()), Some("text/plain"), 201),
+        (None, Some("application/x-www-form-urlencoded"), 201),
+        (None, None, 201),
+    ] {
+        let mut headers = Vec::new();
+        if let Some(origin) = origin {
+            headers.push(("Origin", origin));
+        }
+        if let Some(content_type) = content_type {
+            headers.push(("Content-Type", content_type));
+        }
+        let reply = request(server.addr, "POST", CREATE, &headers, b"").await;
+        assert_eq!(
+            reply.status, status,
+            "{origin:?} {content_type:?}: {}",
+            reply.body
+        );
+        if status == 403 {
+            assert_eq!(
+                reply.body,
+                format!(
+                    r#"{{"success":false,"error":"origin '{}' is not allowed to call this API","code":"origin_not_allowed"}}"#,
+                    origin.unwrap()
+                )
+            );
+        }
+    }
+    assert_eq!(count(&server, "onboarding_sessions"), 4);
+    // A step too: the phone code a page of another site would have sent.
+    let s = completable_session(&server).await;
+    let sent = request(
+        server.addr,
+        "POST",
+        &session_path(&s, "phone/verification"),
+        &[("Origin", "https://evil.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(sent.status, 403, "{}", sent.body);
+    assert_eq!(count(&server, "outbox_messages"), 0);
+    server.stop().await;
+}
+
 /// Opens a kb step whose body announces `announced` bytes and sends the
 /// first `sent`, then holds the connection.
 async fn kb_body_begun(server: &TestServer, announced: usize, sent: usize) -> TcpStream {

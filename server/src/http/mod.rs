@@ -218,6 +218,11 @@ async fn dispatch(
         if let Err(refusal) = check_media_type(&req) {
             return refusal.reply();
         }
+        if !has_body(&req) {
+            if let Some(origin) = cross_site(app, &req) {
+                return origin_not_allowed(&origin);
+            }
+        }
     }
     // The session of a call that may answer "email already used", for its
     // limits: a business step, and a completion (another session may have
@@ -619,6 +624,37 @@ fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
 
 /// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
 /// any other, 404 for a path the server does not have.
+/// The 403 of an origin that is not allowed.
+fn origin_not_allowed(origin: &HeaderValue) -> Reply {
+    let message = format!(
+        "origin {} is not allowed to call this API",
+        quote(&String::from_utf8_lossy(origin.as_bytes()))
+    );
+    error(StatusCode::FORBIDDEN, "origin_not_allowed", &message, None)
+}
+
+/// Whether a browser sent `req` from a page of another site than this
+/// server's and not one of the allowed origins. A POST without a body
+/// needs no JSON content type, so a browser sends it from any page
+/// without asking first (an empty form, `fetch` in `no-cors` mode): CORS
+/// hides the answer from that page, but the call would run. The page's
+/// own origin is this server's (its scheme, then the `Host` it asked).
+fn cross_site(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    if app.cors_origins.iter().any(|a| a == origin) {
+        return None;
+    }
+    let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
+    let authority = origin
+        .as_bytes()
+        .strip_prefix(b"http://")
+        .or_else(|| origin.as_bytes().strip_prefix(b"https://"));
+    match (authority, host) {
+        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => None,
+        _ => Some(origin.clone()),
+    }
+}
+
 fn preflight(app: &App, req: &Request<Incoming>) -> Reply {
     let methods = routes::allowed_methods(req.uri().path());
     if methods.is_empty() {
@@ -634,11 +670,7 @@ fn preflight(app: &App, req: &Request<Incoming>) -> Reply {
         return reply;
     };
     if !app.cors_origins.iter().any(|a| a == origin) {
-        let message = format!(
-            "origin {} is not allowed to call this API",
-            quote(&String::from_utf8_lossy(origin.as_bytes()))
-        );
-        return error(StatusCode::FORBIDDEN, "origin_not_allowed", &message, None);
+        return origin_not_allowed(origin);
     }
     let headers = reply.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS);
