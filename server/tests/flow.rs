@@ -389,5 +389,30 @@ async fn a_create_sent_again_with_its_idempotency_key_gets_the_same_session() {
         );
     }
     assert_eq!(sessions(&server).len(), 2);
+    let twice = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("Idempotency-Key", KEY),
+            ("Idempotency-Key", "6c1f9b2d-3054-4d6f-8b8e-1d2c3e4f5061"),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(
+        (twice.status, twice.json()),
+        (
+            422,
+            json!({
+                "success": false,
+                "error": "Idempotency-Key is given more than once; send one key",
+                "code": "invalid_field",
+                "field": "Idempotency-Key",
+            })
+        )
+    );
+    assert_eq!(sessions(&server).len(), 2);
     server.stop().await;
 }

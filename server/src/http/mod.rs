@@ -382,7 +382,10 @@ async fn create(
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let key = req.headers().get(IDEMPOTENCY_KEY).cloned();
+    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
+    let key = keys.next().cloned();
+    // Two keys: which one a retry would send cannot be known.
+    let repeated = keys.next().is_some();
     *body_read = true;
     let payload = payload(req.into_body(), app.max_body_bytes)
         .await
@@ -390,6 +393,14 @@ async fn create(
     let ip_address = client.to_canonical().to_string();
     let client_key = match key {
         None => None,
+        Some(_) if repeated => {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "Idempotency-Key is given more than once; send one key",
+                Some("Idempotency-Key"),
+            ))
+        }
         Some(key) => Some(scoped_key(&key, &ip_address).map_err(|message| {
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
