@@ -1672,10 +1672,46 @@ async fn a_number_another_account_routes_is_said_so_from_verification_to_complet
     )
     .await;
     assert_eq!(b.eval(completion).await, json!([false, note]));
+    // A third account, completed before verifying, verifies it on its
+    // dashboard: a note there too, not a success.
+    let third = completed_through_the_api(
+        &server,
+        &[
+            (
+                "business",
+                &BUSINESS.replace("contact@entreprise.fr", "troisieme@exemple.fr"),
+            ),
+            ("vapi", VAPI),
+        ],
+    )
+    .await;
+    open_dashboard(&b, &third).await;
+    b.until(
+        "the send button",
+        "!document.getElementById('phone-verify').hidden",
+    )
+    .await;
+    b.click("#send-code").await;
+    let code = code_in(&gateway.deliver().await);
+    b.until(
+        "the code field",
+        "!document.getElementById('form-verify').hidden",
+    )
+    .await;
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "!document.getElementById('verify-done').hidden",
+    )
+    .await;
+    let taken_here = "Numéro +33612345678 vérifié, mais il est déjà actif pour un autre compte : \
+                      votre agent ne prend pas ses appels.";
+    assert_eq!(b.eval(shown).await, json!([taken_here, "note"]));
     b.quit().await;
     let mappings = rows(&server.read_db(), "omni_phone_mappings");
     let active: Vec<&Value> = mappings.iter().map(|m| &m["is_active"]).collect();
-    assert_eq!(active, [&json!(1), &json!(0)]);
+    assert_eq!(active, [&json!(1), &json!(0), &json!(0)]);
 }
 
 /// A knowledge-base page whose title is one long word (a crawled page's, a
@@ -3371,6 +3407,39 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
             "send-code",
             ""
         ])
+    );
+    // Back to the business step for another number: what was said of the
+    // old number's code is gone, and the new number's first code is sent.
+    b.click("#step-verification .back").await;
+    b.step("appointments").await;
+    b.click("#form-appointments .back").await;
+    b.step("kb").await;
+    b.click("#form-kb .back").await;
+    b.step("phone").await;
+    b.click("#form-phone .back").await;
+    b.step("channels").await;
+    b.click("#form-channels .back").await;
+    b.step("business").await;
+    b.fill("phone", "06 55 44 33 22").await;
+    for (button, step) in [
+        ("#business-next", "channels"),
+        ("#channels-next", "phone"),
+        ("#phone-next", "kb"),
+        ("#kb-next", "appointments"),
+        ("#appointments-next", "verification"),
+    ] {
+        b.click(button).await;
+        b.step(step).await;
+    }
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('verify-number').textContent,
+                     document.getElementById('send-error').hidden,
+                     document.getElementById('send-error').textContent,
+                     document.getElementById('send-code').textContent]"
+        )
+        .await,
+        json!(["+33655443322", true, "", "Envoyer le code"])
     );
     b.quit().await;
 }

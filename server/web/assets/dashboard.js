@@ -278,6 +278,9 @@ function showVerified(answer) {
     ? `Numéro ${answer.phone_number} vérifié : votre agent prend ses appels.`
     : `Numéro ${answer.phone_number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
   $('verify-done').textContent = done;
+  // A number another account routes is no success: told as a note, as
+  // the wizard does.
+  $('verify-done').className = answer.is_active ? 'success' : 'note';
   $('verify-done').hidden = false;
   // The form the focus was in is gone: the focus goes to what replaced it.
   $('verify-done').focus();

@@ -91,6 +91,8 @@ const state = {
   createKey: null,
   /** When this page last had a code sent (`Date.now()`), for the spacing of sends. */
   sentAt: null,
+  /** The number the verification step last showed (`undefined`: never shown). */
+  verifyingNumber: undefined,
 };
 
 // ---------------------------------------------------------------- steps
@@ -861,6 +863,14 @@ function prepareVerification() {
   // phone needs a code of its own.
   const latest = verificationOf(state.session);
   const verification = latest && latest.phone_number === business.phone ? latest : null;
+  // Another number than the one last shown here: what was said of the
+  // last one's code (no tries left, expired) is not this one's, and a
+  // first code for it is sent, not sent again.
+  if (state.verifyingNumber !== undefined && state.verifyingNumber !== business.phone) {
+    clearErrors($('form-send'));
+    if (!verification) $('send-code').textContent = 'Envoyer le code';
+  }
+  state.verifyingNumber = business.phone;
   // The wait held for the last send's number may be its own (five sends
   // of its verification); a new number waits out only the spacing of two
   // sends to the session, the rest told by the server's 429 if any.
