@@ -1177,6 +1177,44 @@ async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
     );
     b.click("#verification-next").await;
     b.step("complete").await;
+    // Before "Terminer", the summary says the number will never be
+    // verified, while it can still be changed; the dashboard offers no
+    // send the server would refuse, and says why.
+    assert!(
+        b.text("summary").await.contains(
+            "Numéro vérifié\nNon, et il ne pourra pas l’être : seuls les numéros français (+33 et \
+             outre-mer) sont vérifiés, et votre agent ne prendra pas ses appels. Enregistrez un \
+             numéro français avant de terminer pour le vérifier.\n"
+        ),
+        "{}",
+        b.text("summary").await
+    );
+    b.click("#finish").await;
+    b.until(
+        "the dashboard link",
+        "!document.getElementById('to-dashboard').closest('[hidden]')",
+    )
+    .await;
+    b.click("#to-dashboard").await;
+    b.until(
+        "the foreign number's note",
+        "!document.getElementById('verify-foreign').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('phone-number').textContent,
+                     document.getElementById('phone-verify').hidden,
+                     document.getElementById('verify-foreign').textContent]"
+        )
+        .await,
+        json!([
+            "+442079460958",
+            true,
+            "Seuls les numéros français (+33 et outre-mer) sont vérifiés : ce numéro ne peut pas \
+             l’être, et votre agent ne prend pas ses appels."
+        ])
+    );
     b.quit().await;
 }
 

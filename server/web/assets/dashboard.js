@@ -36,6 +36,7 @@ import {
   sentNote,
   text,
   typedCode,
+  verifiable,
 } from './page.js';
 
 // Every status the schema allows (sql/001_init.sql), not only those the
@@ -184,8 +185,12 @@ function showPhone(mapping) {
  */
 function prepareVerification(mapping, verification) {
   const pending = !!mapping && mapping.status === 'pending_verification';
-  $('phone-verify').hidden = !pending;
-  if (!pending) return;
+  // A foreign number gets no code, and the steps cannot change any more:
+  // said instead of a send the server would refuse.
+  const foreign = pending && !verifiable(mapping.phone_number);
+  $('verify-foreign').hidden = !foreign;
+  $('phone-verify').hidden = !pending || foreign;
+  if (!pending || foreign) return;
   // A code sent before (here or in the wizard) can still be typed in.
   const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
   check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));

@@ -49,6 +49,12 @@ export function announceError(message) {
  * Guadeloupe 690-691, Guyane 694, Martinique 696-697), a fixed line gets a
  * call, as the server decides it.
  */
+/**
+ * Whether codes go to `phone` (E.164): the server sends them to French
+ * numbers only, +33 and the overseas departments (+262, +590, +594, +596).
+ */
+export const verifiable = (phone) => /^\+(33|262|590|594|596)/.test(phone || '');
+
 export function defaultChannel(phone) {
   const mobile = /^\+33[67]|^\+262(69|639)|^\+590(69[01])|^\+594694|^\+596(69[67])/;
   return mobile.test(phone || '') ? 'sms' : 'voice';

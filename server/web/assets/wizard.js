@@ -39,6 +39,7 @@ import {
   resendWait,
   sentNote,
   typedCode,
+  verifiable,
 } from './page.js';
 
 /** The step the user was on, so a reload shows that one again. */
@@ -1042,9 +1043,13 @@ function renderSummary() {
   if (applies('phone')) {
     const verification = verificationOf(state.session);
     const verified = Boolean(verification) && verification.status === 'verified' && verification.phone_number === business.phone;
-    rows.push(['Numéro vérifié', verified
-      ? 'Oui'
-      : 'Non : votre agent ne prendra les appels de ce numéro qu’une fois celui-ci vérifié (possible ensuite depuis le tableau de bord)']);
+    let said = 'Non : votre agent ne prendra les appels de ce numéro qu’une fois celui-ci vérifié (possible ensuite depuis le tableau de bord)';
+    // A foreign number gets no code, now or from the dashboard, where the
+    // steps can no longer change: said while it still can.
+    if (!verifiable(business.phone)) {
+      said = 'Non, et il ne pourra pas l’être : seuls les numéros français (+33 et outre-mer) sont vérifiés, et votre agent ne prendra pas ses appels. Enregistrez un numéro français avant de terminer pour le vérifier.';
+    }
+    rows.push(['Numéro vérifié', verified ? 'Oui' : said]);
   }
   const kb = steps.kb || {};
   let kbText = KB_LABELS[kb.method] || '—';
