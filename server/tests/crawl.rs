@@ -169,7 +169,6 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         })
         .collect();
     let expected_skips = [
-        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/ancienne-page", "skipped", "redirected"),
         ("/boucle", "skipped", "redirect_loop"),
         ("/vers-prive", "skipped", "private_address"),
@@ -180,6 +179,8 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/lent", "failed", "timeout"),
         ("/enorme", "skipped", "too_large"),
         ("/plaquette.pdf", "skipped", "unsupported_type"),
+        // Linked by the home page; the sitemap's entry for it is no page.
+        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
         ("/canonique-long", "failed", "report_refused"),
@@ -839,7 +840,6 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         .collect()
     };
     let expected: Vec<(String, String, String)> = [
-        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/ancienne-page", "skipped", "redirected"),
         ("/boucle", "skipped", "redirect_loop"),
         ("/vers-prive", "skipped", "private_address"),
@@ -850,6 +850,8 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/lent", "skipped", "js_required"),
         ("/enorme", "skipped", "too_large"),
         ("/plaquette.pdf", "skipped", "unsupported_type"),
+        // Linked by the home page; the sitemap's entry for it is no page.
+        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
         ("/canonique-long", "failed", "report_refused"),
@@ -2020,4 +2022,88 @@ fn the_crawl_command_given_zero_workers_runs_one_and_says_so() {
         "{log}"
     );
     assert!(log.contains(" workers=1\n"), "{log}");
+}
+
+/// robots.txt disallows `/admin/`, of which the sitemap lists 60 pages,
+/// then the start page, `/horaires` twice (the second time with a trailing
+/// slash and a tracking parameter) and a page of another site; `/` links
+/// `/tarifs` and `/horaires`.
+fn sitemap_of_disallowed_pages(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/robots.txt" => (
+            "200 OK",
+            String::new(),
+            "User-agent: *\nDisallow: /admin/\n".to_string(),
+        ),
+        "/sitemap.xml" => {
+            let admin = (0..60).map(|i| format!("{{origin}}/admin/p{i}"));
+            let others = [
+                "{origin}/",
+                "{origin}/horaires",
+                "{origin}/horaires/?utm_source=plan",
+                "http://ailleurs.example/tarifs",
+            ];
+            let urls: String = admin
+                .chain(others.map(String::from))
+                .map(|loc| format!("<url><loc>{loc}</loc></url>"))
+                .collect();
+            ("200 OK", String::new(), format!("<urlset>{urls}</urlset>"))
+        }
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> <a href=\"/horaires\">Horaires</a>",
+            ),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Coupe femme 38 euros, coupe homme 25 euros."),
+        ),
+        "/horaires" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Horaires", "Ouvert du mardi au samedi, de 9 h à 19 h."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// The sitemap's entries the crawler would never ask for (robots.txt
+/// disallows them, another site's, the start page, a page listed twice)
+/// are no pages of the job: they took the job's 50 (50 found, 1 stored, 49
+/// skipped `robots_disallowed`) and the start page's links were never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sitemap_entries_never_fetched_leave_the_page_cap_to_the_links() {
+    let (addr, asked) = tiny_site(sitemap_of_disallowed_pages);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@salon-plan.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 3, 0, 0]), "{kb}");
+    let stored: Vec<(&str, i64)> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
+        .collect();
+    let url = |path: &str| format!("http://{addr}{path}");
+    assert_eq!(
+        stored,
+        [
+            (url("/").as_str(), 0),
+            (url("/horaires").as_str(), 1),
+            (url("/tarifs").as_str(), 1)
+        ]
+    );
+    assert_eq!(kb["pages_not_stored"], json!([]));
+    let asked = asked.lock().unwrap().clone();
+    let expected = ["/robots.txt", "/sitemap.xml", "/", "/horaires", "/tarifs"];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
 }
