@@ -1148,6 +1148,21 @@ fn tiny_site(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
 ) {
+    raw_site(move |path, n| {
+        let (status, headers, body) = answer(path, n);
+        (status, headers, body.into_bytes())
+    })
+}
+
+/// The same for bodies of bytes (a page in another charset than UTF-8); a
+/// `Content-Type` among an answer's headers replaces the site's own (text,
+/// XML or HTML, each in UTF-8).
+fn raw_site(
+    answer: impl Fn(&str, usize) -> (&'static str, String, Vec<u8>) + Send + 'static,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
+) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1176,7 +1191,7 @@ fn tiny_site(
                 *n - 1
             };
             let (status, headers, body) = answer(&path, n);
-            let body = body.replace("{origin}", &format!("http://{addr}"));
+            let body = with_origin(&body, &format!("http://{addr}"));
             let media_type = if path == "/robots.txt" {
                 "text/plain"
             } else if path.ends_with(".xml") {
@@ -1184,15 +1199,35 @@ fn tiny_site(
             } else {
                 "text/html"
             };
+            let content_type = if headers.to_ascii_lowercase().contains("content-type:") {
+                String::new()
+            } else {
+                format!("Content-Type: {media_type}; charset=utf-8\r\n")
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: {media_type}; charset=utf-8\r\n{headers}\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\n{content_type}{headers}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
+            let _ = stream.write_all(&body);
         }
     });
     (addr, asked)
+}
+
+/// `body` with each `{origin}` replaced by `origin`.
+fn with_origin(body: &[u8], origin: &str) -> Vec<u8> {
+    let mark = b"{origin}";
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.windows(mark.len()).position(|w| w == mark) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(origin.as_bytes());
+        rest = &rest[at + mark.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// A server whose one crawler worker may visit `addr`, with leases of
@@ -2100,6 +2135,76 @@ async fn sitemap_entries_never_fetched_leave_the_page_cap_to_the_links() {
     assert_eq!(kb["pages_not_stored"], json!([]));
     let asked = asked.lock().unwrap().clone();
     let expected = ["/robots.txt", "/sitemap.xml", "/", "/horaires", "/tarifs"];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
+}
+
+/// Two pages that declare no charset (no `charset` in their Content-Type,
+/// no meta): `/` in windows-1252, `/carte` in UTF-8.
+fn undeclared_charsets(path: &str, _: usize) -> (&'static str, String, Vec<u8>) {
+    let html = "Content-Type: text/html\r\n".to_string();
+    match path {
+        "/" => (
+            "200 OK",
+            html,
+            encoding_rs::WINDOWS_1252
+                .encode(&tiny_page(
+                    "Café Lilas",
+                    "Réservez votre café crème au comptoir. <a href=\"/carte\">La carte</a>",
+                ))
+                .0
+                .into_owned(),
+        ),
+        "/carte" => (
+            "200 OK",
+            html,
+            tiny_page("La carte", "Café crème : 3,50 €, thé à la menthe : 4 €.").into_bytes(),
+        ),
+        _ => ("404 Not Found", String::new(), Vec::new()),
+    }
+}
+
+/// A page that declares no charset and whose bytes are not UTF-8 is read
+/// as windows-1252, as browsers read it (it was stored "R\u{fffd}servez
+/// votre caf\u{fffd} cr\u{fffd}me"); one whose bytes are UTF-8 stays UTF-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_a_charset_whose_bytes_are_not_utf_8_is_read_as_windows_1252() {
+    let (addr, asked) = raw_site(undeclared_charsets);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@cafe-lilas.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
+    let db = Connection::open(&server.db_path).unwrap();
+    let stored: Vec<(String, String, String)> = db
+        .prepare("SELECT url, title, markdown FROM kb_documents ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let url = |path: &str| format!("http://{addr}{path}");
+    assert_eq!(
+        stored,
+        [
+            (
+                url("/"),
+                "Café Lilas".to_string(),
+                "# Café Lilas\n\nRéservez votre café crème au comptoir. [La carte](/carte)"
+                    .to_string()
+            ),
+            (
+                url("/carte"),
+                "La carte".to_string(),
+                "# La carte\n\nCafé crème : 3,50 €, thé à la menthe : 4 €.".to_string()
+            ),
+        ]
+    );
+    let asked = asked.lock().unwrap().clone();
+    let expected = ["/robots.txt", "/sitemap.xml", "/", "/carte"];
     assert_eq!(
         asked,
         expected.map(|p| (p.to_string(), 1)).into_iter().collect(),

@@ -729,7 +729,15 @@ fn x_robots_says(value: &str, directive: &str) -> bool {
 
 /// The encoding a body is read with: the charset of the Content-Type
 /// header, else a BOM, else a `<meta charset>` in the first 1,024 bytes,
-/// else UTF-8.
+/// else UTF-8 when the bytes are UTF-8, else windows-1252.
+///
+/// A page that declares nothing is read as browsers read it: the WHATWG
+/// Encoding standard's fallback for a French (or any Western) locale is
+/// windows-1252, and an older site saved as Latin-1 declares nothing. Read
+/// as UTF-8, its accents were stored as U+FFFD ("R\u{fffd}servez") and
+/// its words never matched a caller's. Valid UTF-8 stays UTF-8: a
+/// windows-1252 text with an accent is almost never valid UTF-8, while
+/// UTF-8 read as windows-1252 would turn "é" into "Ã©".
 fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encoding {
     let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
         let at = text.find("charset=")? + "charset=".len();
@@ -743,7 +751,10 @@ fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encodi
     label(content_type)
         .or_else(|| encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e))
         .or_else(|| label(&head))
-        .unwrap_or(encoding_rs::UTF_8)
+        .unwrap_or_else(|| match std::str::from_utf8(bytes) {
+            Ok(_) => encoding_rs::UTF_8,
+            Err(_) => encoding_rs::WINDOWS_1252,
+        })
 }
 
 #[cfg(test)]
@@ -1083,6 +1094,28 @@ mod tests {
             "{}",
             heads[0]
         );
+    }
+
+    #[test]
+    fn an_undeclared_charset_is_utf_8_when_the_bytes_are_else_windows_1252() {
+        let latin = b"<p>R\xe9servez votre caf\xe9 cr\xe8me \x80</p>";
+        let utf8 = "<p>Réservez votre café crème €</p>".as_bytes();
+        assert_eq!(encoding_of(latin, "text/html"), encoding_rs::WINDOWS_1252);
+        assert_eq!(encoding_of(utf8, "text/html"), encoding_rs::UTF_8);
+        assert_eq!(encoding_of(b"<p>Tarifs</p>", ""), encoding_rs::UTF_8);
+        // A charset declared wins, whatever the bytes.
+        assert_eq!(
+            encoding_of(latin, "text/html; charset=utf-8"),
+            encoding_rs::UTF_8
+        );
+        assert_eq!(
+            encoding_of(utf8, "text/html; charset=iso-8859-1"),
+            encoding_rs::WINDOWS_1252
+        );
+        let meta = b"<meta charset=\"utf-8\"><p>caf\xe9</p>";
+        assert_eq!(encoding_of(meta, "text/html"), encoding_rs::UTF_8);
+        let text = encoding_of(latin, "").decode(latin).0;
+        assert_eq!(text, "<p>Réservez votre café crème €</p>");
     }
 
     #[test]
