@@ -2212,3 +2212,105 @@ async fn a_page_without_a_charset_whose_bytes_are_not_utf_8_is_read_as_windows_1
     );
     server.stop().await;
 }
+
+/// A page that is only a meta refresh to `to`.
+fn refresh_to(to: &str) -> String {
+    format!("<html><head><meta http-equiv=\"refresh\" content=\"0; url={to}\"></head><body></body></html>")
+}
+
+/// `/` is only a meta refresh to `/fr/`, which links pages whose refresh
+/// goes round (`/boucle-a`, `/boucle-b`), to a private address, into the
+/// part robots.txt disallows, and into a chain of redirects (`/r1` to
+/// `/r6`); and `/tarifs`, a page of content that refreshes to `/promo`.
+fn refreshing(path: &str, _: usize) -> (&'static str, String, String) {
+    let page = |body: String| ("200 OK", String::new(), body);
+    match path {
+        "/robots.txt" => page("User-agent: *\nDisallow: /admin/\n".to_string()),
+        "/" => page(refresh_to("/fr/")),
+        "/fr/" => page(tiny_page(
+            "Accueil",
+            "Bienvenue au salon. <a href=\"/boucle-a\">Promotions</a> \
+             <a href=\"/vers-prive\">Espace pro</a> <a href=\"/vers-admin\">Administration</a> \
+             <a href=\"/chaine\">Archives</a> <a href=\"/tarifs\">Tarifs</a>",
+        )),
+        "/boucle-a" => page(refresh_to("/boucle-b")),
+        "/boucle-b" => page(refresh_to("/boucle-a")),
+        "/vers-prive" => page(refresh_to("http://10.0.0.1/")),
+        "/vers-admin" => page(refresh_to("/admin/cache")),
+        "/chaine" => page(refresh_to("/r1")),
+        "/tarifs" => page(
+            "<html><head><meta http-equiv=\"refresh\" content=\"0; url=/promo\"></head>\
+             <body><main><h1>Tarifs</h1><p>Coupe femme 38 euros, coupe homme 25 euros.</p></main></body></html>"
+                .to_string(),
+        ),
+        _ => match path.strip_prefix("/r").and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) => (
+                "302 Found",
+                format!("Location: /r{}\r\n", n + 1),
+                String::new(),
+            ),
+            None => ("404 Not Found", String::new(), String::new()),
+        },
+    }
+}
+
+/// A start page that is only a meta refresh to `/fr/` is a redirect to it
+/// (the job ended `failed`, `no_content`, `/fr/` never asked), under the
+/// rules of redirects: a refresh that goes round is a loop, one to a
+/// private address or a path robots.txt disallows is never asked, and
+/// refreshes and redirects together make 5 hops at most. A page with text
+/// of its own is stored, its refresh not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_page_that_is_only_a_meta_refresh_is_followed_as_a_redirect() {
+    let (addr, asked) = tiny_site(refreshing);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@salon-fr.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 7, 2, 5, 0]), "{kb}");
+    let url = |path: &str| format!("http://{addr}{path}");
+    let stored: Vec<(&str, i64)> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        stored,
+        [(url("/fr").as_str(), 0), (url("/tarifs").as_str(), 1)]
+    );
+    let not_stored = |path: &str, depth: i64, reason: &str| json!({"url": url(path), "depth": depth, "status": "skipped", "reason": reason});
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([
+            not_stored("/", 0, "redirected"),
+            not_stored("/boucle-a", 1, "redirect_loop"),
+            not_stored("/vers-prive", 1, "private_address"),
+            not_stored("/vers-admin", 1, "robots_disallowed"),
+            not_stored("/chaine", 1, "too_many_redirects"),
+        ])
+    );
+    let asked = asked.lock().unwrap().clone();
+    let expected = [
+        "/robots.txt",
+        "/sitemap.xml",
+        "/",
+        "/fr/",
+        "/boucle-a",
+        "/boucle-b",
+        "/vers-prive",
+        "/vers-admin",
+        "/chaine",
+        "/r1",
+        "/r2",
+        "/r3",
+        "/r4",
+        "/r5",
+        "/tarifs",
+    ];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
+}
