@@ -169,7 +169,6 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         })
         .collect();
     let expected_skips = [
-        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/ancienne-page", "skipped", "redirected"),
         ("/boucle", "skipped", "redirect_loop"),
         ("/vers-prive", "skipped", "private_address"),
@@ -180,6 +179,8 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/lent", "failed", "timeout"),
         ("/enorme", "skipped", "too_large"),
         ("/plaquette.pdf", "skipped", "unsupported_type"),
+        // Linked by the home page; the sitemap's entry for it is no page.
+        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
         ("/canonique-long", "failed", "report_refused"),
@@ -839,7 +840,6 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         .collect()
     };
     let expected: Vec<(String, String, String)> = [
-        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/ancienne-page", "skipped", "redirected"),
         ("/boucle", "skipped", "redirect_loop"),
         ("/vers-prive", "skipped", "private_address"),
@@ -850,6 +850,8 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/lent", "skipped", "js_required"),
         ("/enorme", "skipped", "too_large"),
         ("/plaquette.pdf", "skipped", "unsupported_type"),
+        // Linked by the home page; the sitemap's entry for it is no page.
+        ("/prive/admin", "skipped", "robots_disallowed"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
         ("/canonique-long", "failed", "report_refused"),
@@ -1146,6 +1148,21 @@ fn tiny_site(
     std::net::SocketAddr,
     std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
 ) {
+    raw_site(move |path, n| {
+        let (status, headers, body) = answer(path, n);
+        (status, headers, body.into_bytes())
+    })
+}
+
+/// The same for bodies of bytes (a page in another charset than UTF-8); a
+/// `Content-Type` among an answer's headers replaces the site's own (text,
+/// XML or HTML, each in UTF-8).
+fn raw_site(
+    answer: impl Fn(&str, usize) -> (&'static str, String, Vec<u8>) + Send + 'static,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>,
+) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1174,7 +1191,7 @@ fn tiny_site(
                 *n - 1
             };
             let (status, headers, body) = answer(&path, n);
-            let body = body.replace("{origin}", &format!("http://{addr}"));
+            let body = with_origin(&body, &format!("http://{addr}"));
             let media_type = if path == "/robots.txt" {
                 "text/plain"
             } else if path.ends_with(".xml") {
@@ -1182,15 +1199,35 @@ fn tiny_site(
             } else {
                 "text/html"
             };
+            let content_type = if headers.to_ascii_lowercase().contains("content-type:") {
+                String::new()
+            } else {
+                format!("Content-Type: {media_type}; charset=utf-8\r\n")
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: {media_type}; charset=utf-8\r\n{headers}\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\n{content_type}{headers}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
+            let _ = stream.write_all(&body);
         }
     });
     (addr, asked)
+}
+
+/// `body` with each `{origin}` replaced by `origin`.
+fn with_origin(body: &[u8], origin: &str) -> Vec<u8> {
+    let mark = b"{origin}";
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.windows(mark.len()).position(|w| w == mark) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(origin.as_bytes());
+        rest = &rest[at + mark.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// A server whose one crawler worker may visit `addr`, with leases of
@@ -2020,4 +2057,260 @@ fn the_crawl_command_given_zero_workers_runs_one_and_says_so() {
         "{log}"
     );
     assert!(log.contains(" workers=1\n"), "{log}");
+}
+
+/// robots.txt disallows `/admin/`, of which the sitemap lists 60 pages,
+/// then the start page, `/horaires` twice (the second time with a trailing
+/// slash and a tracking parameter) and a page of another site; `/` links
+/// `/tarifs` and `/horaires`.
+fn sitemap_of_disallowed_pages(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/robots.txt" => (
+            "200 OK",
+            String::new(),
+            "User-agent: *\nDisallow: /admin/\n".to_string(),
+        ),
+        "/sitemap.xml" => {
+            let admin = (0..60).map(|i| format!("{{origin}}/admin/p{i}"));
+            let others = [
+                "{origin}/",
+                "{origin}/horaires",
+                "{origin}/horaires/?utm_source=plan",
+                "http://ailleurs.example/tarifs",
+            ];
+            let urls: String = admin
+                .chain(others.map(String::from))
+                .map(|loc| format!("<url><loc>{loc}</loc></url>"))
+                .collect();
+            ("200 OK", String::new(), format!("<urlset>{urls}</urlset>"))
+        }
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> <a href=\"/horaires\">Horaires</a>",
+            ),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Coupe femme 38 euros, coupe homme 25 euros."),
+        ),
+        "/horaires" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Horaires", "Ouvert du mardi au samedi, de 9 h à 19 h."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// The sitemap's entries the crawler would never ask for (robots.txt
+/// disallows them, another site's, the start page, a page listed twice)
+/// are no pages of the job: they took the job's 50 (50 found, 1 stored, 49
+/// skipped `robots_disallowed`) and the start page's links were never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sitemap_entries_never_fetched_leave_the_page_cap_to_the_links() {
+    let (addr, asked) = tiny_site(sitemap_of_disallowed_pages);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@salon-plan.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 3, 0, 0]), "{kb}");
+    let stored: Vec<(&str, i64)> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
+        .collect();
+    let url = |path: &str| format!("http://{addr}{path}");
+    assert_eq!(
+        stored,
+        [
+            (url("/").as_str(), 0),
+            (url("/horaires").as_str(), 1),
+            (url("/tarifs").as_str(), 1)
+        ]
+    );
+    assert_eq!(kb["pages_not_stored"], json!([]));
+    let asked = asked.lock().unwrap().clone();
+    let expected = ["/robots.txt", "/sitemap.xml", "/", "/horaires", "/tarifs"];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
+}
+
+/// Two pages that declare no charset (no `charset` in their Content-Type,
+/// no meta): `/` in windows-1252, `/carte` in UTF-8.
+fn undeclared_charsets(path: &str, _: usize) -> (&'static str, String, Vec<u8>) {
+    let html = "Content-Type: text/html\r\n".to_string();
+    match path {
+        "/" => (
+            "200 OK",
+            html,
+            encoding_rs::WINDOWS_1252
+                .encode(&tiny_page(
+                    "Café Lilas",
+                    "Réservez votre café crème au comptoir. <a href=\"/carte\">La carte</a>",
+                ))
+                .0
+                .into_owned(),
+        ),
+        "/carte" => (
+            "200 OK",
+            html,
+            tiny_page("La carte", "Café crème : 3,50 €, thé à la menthe : 4 €.").into_bytes(),
+        ),
+        _ => ("404 Not Found", String::new(), Vec::new()),
+    }
+}
+
+/// A page that declares no charset and whose bytes are not UTF-8 is read
+/// as windows-1252, as browsers read it (it was stored "R\u{fffd}servez
+/// votre caf\u{fffd} cr\u{fffd}me"); one whose bytes are UTF-8 stays UTF-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_a_charset_whose_bytes_are_not_utf_8_is_read_as_windows_1252() {
+    let (addr, asked) = raw_site(undeclared_charsets);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@cafe-lilas.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]), "{kb}");
+    let db = Connection::open(&server.db_path).unwrap();
+    let stored: Vec<(String, String, String)> = db
+        .prepare("SELECT url, title, markdown FROM kb_documents ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let url = |path: &str| format!("http://{addr}{path}");
+    assert_eq!(
+        stored,
+        [
+            (
+                url("/"),
+                "Café Lilas".to_string(),
+                "# Café Lilas\n\nRéservez votre café crème au comptoir. [La carte](/carte)"
+                    .to_string()
+            ),
+            (
+                url("/carte"),
+                "La carte".to_string(),
+                "# La carte\n\nCafé crème : 3,50 €, thé à la menthe : 4 €.".to_string()
+            ),
+        ]
+    );
+    let asked = asked.lock().unwrap().clone();
+    let expected = ["/robots.txt", "/sitemap.xml", "/", "/carte"];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
+}
+
+/// A page that is only a meta refresh to `to`.
+fn refresh_to(to: &str) -> String {
+    format!("<html><head><meta http-equiv=\"refresh\" content=\"0; url={to}\"></head><body></body></html>")
+}
+
+/// `/` is only a meta refresh to `/fr/`, which links pages whose refresh
+/// goes round (`/boucle-a`, `/boucle-b`), to a private address, into the
+/// part robots.txt disallows, and into a chain of redirects (`/r1` to
+/// `/r6`); and `/tarifs`, a page of content that refreshes to `/promo`.
+fn refreshing(path: &str, _: usize) -> (&'static str, String, String) {
+    let page = |body: String| ("200 OK", String::new(), body);
+    match path {
+        "/robots.txt" => page("User-agent: *\nDisallow: /admin/\n".to_string()),
+        "/" => page(refresh_to("/fr/")),
+        "/fr/" => page(tiny_page(
+            "Accueil",
+            "Bienvenue au salon. <a href=\"/boucle-a\">Promotions</a> \
+             <a href=\"/vers-prive\">Espace pro</a> <a href=\"/vers-admin\">Administration</a> \
+             <a href=\"/chaine\">Archives</a> <a href=\"/tarifs\">Tarifs</a>",
+        )),
+        "/boucle-a" => page(refresh_to("/boucle-b")),
+        "/boucle-b" => page(refresh_to("/boucle-a")),
+        "/vers-prive" => page(refresh_to("http://10.0.0.1/")),
+        "/vers-admin" => page(refresh_to("/admin/cache")),
+        "/chaine" => page(refresh_to("/r1")),
+        "/tarifs" => page(
+            "<html><head><meta http-equiv=\"refresh\" content=\"0; url=/promo\"></head>\
+             <body><main><h1>Tarifs</h1><p>Coupe femme 38 euros, coupe homme 25 euros.</p></main></body></html>"
+                .to_string(),
+        ),
+        _ => match path.strip_prefix("/r").and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) => (
+                "302 Found",
+                format!("Location: /r{}\r\n", n + 1),
+                String::new(),
+            ),
+            None => ("404 Not Found", String::new(), String::new()),
+        },
+    }
+}
+
+/// A start page that is only a meta refresh to `/fr/` is a redirect to it
+/// (the job ended `failed`, `no_content`, `/fr/` never asked), under the
+/// rules of redirects: a refresh that goes round is a loop, one to a
+/// private address or a path robots.txt disallows is never asked, and
+/// refreshes and redirects together make 5 hops at most. A page with text
+/// of its own is stored, its refresh not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_page_that_is_only_a_meta_refresh_is_followed_as_a_redirect() {
+    let (addr, asked) = tiny_site(refreshing);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@salon-fr.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 7, 2, 5, 0]), "{kb}");
+    let url = |path: &str| format!("http://{addr}{path}");
+    let stored: Vec<(&str, i64)> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        stored,
+        [(url("/fr").as_str(), 0), (url("/tarifs").as_str(), 1)]
+    );
+    let not_stored = |path: &str, depth: i64, reason: &str| json!({"url": url(path), "depth": depth, "status": "skipped", "reason": reason});
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([
+            not_stored("/", 0, "redirected"),
+            not_stored("/boucle-a", 1, "redirect_loop"),
+            not_stored("/vers-prive", 1, "private_address"),
+            not_stored("/vers-admin", 1, "robots_disallowed"),
+            not_stored("/chaine", 1, "too_many_redirects"),
+        ])
+    );
+    let asked = asked.lock().unwrap().clone();
+    let expected = [
+        "/robots.txt",
+        "/sitemap.xml",
+        "/",
+        "/fr/",
+        "/boucle-a",
+        "/boucle-b",
+        "/vers-prive",
+        "/vers-admin",
+        "/chaine",
+        "/r1",
+        "/r2",
+        "/r3",
+        "/r4",
+        "/r5",
+        "/tarifs",
+    ];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
 }

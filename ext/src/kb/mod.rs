@@ -69,5 +69,6 @@ pub use worker::{MAX_PAGE_RETRIES, MAX_PAGE_TITLE_CHARS, MAX_SITE_WAIT_MS};
 pub(crate) use store::reindex_chunks;
 
 pub use address::{
-    check_parsed, check_url, is_public_ip, same_site, site_of, AllowList, Refusal, Settings,
+    check_parsed, check_url, is_public_ip, normalize, same_site, site_of, AllowList, Refusal,
+    Settings,
 };

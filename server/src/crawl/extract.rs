@@ -1,6 +1,7 @@
 //! From HTML to what the knowledge base keeps: the main content as
 //! Markdown (headings, lists and tables kept), the footer as a shared
-//! block, the links, the canonical URL and whether the page may be indexed.
+//! block, the links, the canonical URL, whether the page may be indexed
+//! and where its meta refresh sends a browser.
 //!
 //! Readability-style extractors are tuned for articles and drop the price
 //! table and the opening hours of a small-business page; this keeps the
@@ -27,6 +28,10 @@ pub struct Extracted {
     pub noindex: bool,
     /// The page has scripts and almost no text: a JavaScript-built site.
     pub script_only: bool,
+    /// Where the page's meta refresh (`<meta http-equiv=refresh
+    /// content="0; url=/fr/">`) sends a browser, read against the
+    /// document's base URL: an http(s) URL, whatever the delay.
+    pub refresh: Option<Url>,
 }
 
 fn selector(css: &str) -> Selector {
@@ -201,6 +206,11 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .and_then(|l| l.value().attr("href"))
         .and_then(|h| base.join(h).ok())
         .map(|u| u.to_string());
+    let refresh = doc
+        .select(&selector("meta[http-equiv=refresh i][content]"))
+        .next()
+        .and_then(|m| m.value().attr("content"))
+        .and_then(|content| refresh_url(content, base));
     // A page that says `nofollow` has its links left alone, as one link
     // with `rel=nofollow` is.
     let links = doc
@@ -265,7 +275,47 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         links,
         canonical,
         noindex,
+        refresh,
     }
+}
+
+/// The URL of a meta refresh's `content` (`5; url='/fr/'`), read against
+/// `base`, as HTML's shared declarative refresh steps read it: a delay
+/// (digits and dots), then `;` or `,` or white space, then the URL, after
+/// an optional `url=` and between optional quotes. `None` without a URL (a
+/// refresh of the page itself), or for one not http(s).
+fn refresh_url(content: &str, base: &Url) -> Option<Url> {
+    let space = |c: char| c.is_ascii_whitespace();
+    let rest = content.trim_start_matches(space);
+    let after_delay = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    if after_delay.len() == rest.len() && !after_delay.starts_with('.') {
+        return None;
+    }
+    let rest = after_delay.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    if !rest.is_empty() && !rest.starts_with([';', ',']) && !rest.starts_with(space) {
+        return None;
+    }
+    let rest = rest.trim_start_matches(space);
+    let rest = rest.strip_prefix([';', ',']).unwrap_or(rest);
+    let rest = rest.trim_start_matches(space);
+    let rest = match rest.get(..3) {
+        Some(word) if word.eq_ignore_ascii_case("url") => rest[3..]
+            .trim_start_matches(space)
+            .strip_prefix('=')
+            .map_or(rest, |r| r.trim_start_matches(space)),
+        _ => rest,
+    };
+    let target = match rest.chars().next() {
+        Some(quote @ ('"' | '\'')) => rest[1..].split(quote).next().unwrap_or(""),
+        _ => rest,
+    };
+    let target = target.trim();
+    if target.is_empty() {
+        return None;
+    }
+    base.join(target)
+        .ok()
+        .filter(|u| u.scheme() == "http" || u.scheme() == "https")
 }
 
 /// Whether no ancestor of `element` matches `css`.
@@ -558,6 +608,41 @@ mod tests {
         let plain = r#"<html><head><base href="javascript:void(0)"></head>
             <body><main><a href="target">T</a></main></body></html>"#;
         assert_eq!(extract(plain, &page).links, ["http://a.fr/base/target"]);
+    }
+
+    #[test]
+    fn a_meta_refresh_gives_its_url_read_against_the_base() {
+        let page = Url::parse("http://a.fr/base/page").unwrap();
+        let refresh = |content: &str| {
+            let html = format!(
+                "<html><head><meta http-equiv=\"Refresh\" content=\"{content}\"></head><body></body></html>"
+            );
+            extract(&html, &page).refresh.map(|u| u.to_string())
+        };
+        for (content, url) in [
+            ("0; url=/fr/", Some("http://a.fr/fr/")),
+            ("0;URL='fr/accueil'", Some("http://a.fr/base/fr/accueil")),
+            ("5, url = &quot;/fr/&quot;", Some("http://a.fr/fr/")),
+            ("0 /fr/", Some("http://a.fr/fr/")),
+            ("0.5;url=https://www.a.fr/fr/", Some("https://www.a.fr/fr/")),
+            ("3;urlfr", Some("http://a.fr/base/urlfr")),
+            // A refresh of the page itself, or nothing readable.
+            ("30", None),
+            ("0; url=", None),
+            ("url=/fr/", None),
+            ("0x; url=/fr/", None),
+            ("0; url=javascript:go()", None),
+        ] {
+            assert_eq!(refresh(content).as_deref(), url, "{content:?}");
+        }
+        let based = "<html><head><base href=\"/autre/\">\
+            <meta http-equiv=refresh content=\"0; url=fr\"></head></html>";
+        assert_eq!(
+            extract(based, &page).refresh.map(String::from),
+            Some("http://a.fr/autre/fr".to_string())
+        );
+        let none = "<html><head><meta name=refresh content=\"0; url=/fr/\"></head></html>";
+        assert_eq!(extract(none, &page).refresh, None);
     }
 
     #[test]

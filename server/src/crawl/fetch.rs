@@ -133,6 +133,10 @@ pub struct Page {
     /// The page's `X-Robots-Tag` says `nofollow` (or `none`): its links are
     /// not followed.
     pub nofollow: bool,
+    /// The URLs asked for the page, in order: the one asked first, then
+    /// each redirect hop's (the last is `final_url`). A meta refresh
+    /// followed from the page goes on from them ([`Fetcher::refresh_in_turn`]).
+    pub chain: Vec<Url>,
 }
 
 /// What a request accepts: pages, XML for sitemaps, or anything (robots.txt,
@@ -393,7 +397,30 @@ impl Fetcher {
         pace: &mut PaceState,
         spent: &AtomicU64,
     ) -> Result<Page, FetchError> {
-        let result = self.follow(url, site, accept, pace, spent).await;
+        let result = self.follow(url, site, accept, pace, spent, &[]).await;
+        pace.0 = Some(std::time::Instant::now());
+        result
+    }
+
+    /// `url`, named by the meta refresh of page `from`, as the next hop of
+    /// `from`'s redirects: checked as a redirect's target is (public
+    /// addresses, the site, robots.txt, no URL of the chain again), its
+    /// own redirects counted with the chain's toward `limits.redirects`.
+    /// A page's chain of redirects and refreshes together is thus at most
+    /// 5 hops, and a refresh back to a page of it is a `RedirectLoop`. For
+    /// a caller holding the site's turn, as [`Fetcher::get_in_turn`].
+    pub async fn refresh_in_turn(
+        &self,
+        from: &Page,
+        url: &Url,
+        site: &Url,
+        pace: &mut PaceState,
+        spent: &AtomicU64,
+    ) -> Result<Page, FetchError> {
+        self.check_hop(url, site, &from.chain).await?;
+        let result = self
+            .follow(url, site, Accept::Page, pace, spent, &from.chain)
+            .await;
         pace.0 = Some(std::time::Instant::now());
         result
     }
@@ -405,6 +432,8 @@ impl Fetcher {
             .is_none_or(|allowed| allowed(url.as_str()))
     }
 
+    /// `url` and its redirects, after the hops of `before` (the chain of a
+    /// page whose meta refresh led to `url`; empty for a page asked).
     async fn follow(
         &self,
         url: &Url,
@@ -412,10 +441,13 @@ impl Fetcher {
         accept: Accept,
         pace: &mut PaceState,
         spent: &AtomicU64,
+        before: &[Url],
     ) -> Result<Page, FetchError> {
         let mut current = url.clone();
-        let mut seen = vec![current.clone()];
-        for _ in 0..=self.limits.redirects {
+        let mut seen = before.to_vec();
+        seen.push(current.clone());
+        // `before` took that many hops of the page's redirects.
+        for _ in before.len()..=self.limits.redirects {
             let shared = self.shared.get();
             if let Some(turn) = shared {
                 turn.take(&current).await?;
@@ -446,7 +478,10 @@ impl Fetcher {
             }
             match hop? {
                 Hop::Next(next) => current = next,
-                Hop::Page(page) => return Ok(page),
+                Hop::Page(mut page) => {
+                    page.chain = seen;
+                    return Ok(page);
+                }
             }
         }
         Err(FetchError::TooManyRedirects)
@@ -472,18 +507,7 @@ impl Fetcher {
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| current.join(l).ok())
                 .ok_or(FetchError::Status(status.as_u16(), None))?;
-            // The address rule first: a redirect to a private address
-            // is reported as such even when it also leaves the site.
-            self.approve(&next).await?;
-            if !same_site(&next, site) {
-                return Err(FetchError::OffSite);
-            }
-            if !self.robots_allow(&next) {
-                return Err(FetchError::RobotsDisallowed);
-            }
-            if seen.contains(&next) {
-                return Err(FetchError::RedirectLoop);
-            }
+            self.check_hop(&next, site, seen).await?;
             seen.push(next.clone());
             return Ok(Hop::Next(next));
         }
@@ -493,6 +517,24 @@ impl Fetcher {
         Ok(Hop::Page(
             self.body(current.clone(), response, accept, spent).await?,
         ))
+    }
+
+    /// Whether a redirect (or a meta refresh) from the chain `seen` may go
+    /// on to `next`.
+    async fn check_hop(&self, next: &Url, site: &Url, seen: &[Url]) -> Result<(), FetchError> {
+        // The address rule first: a redirect to a private address
+        // is reported as such even when it also leaves the site.
+        self.approve(next).await?;
+        if !same_site(next, site) {
+            return Err(FetchError::OffSite);
+        }
+        if !self.robots_allow(next) {
+            return Err(FetchError::RobotsDisallowed);
+        }
+        if seen.contains(next) {
+            return Err(FetchError::RedirectLoop);
+        }
+        Ok(())
     }
 
     async fn body(
@@ -599,6 +641,7 @@ impl Fetcher {
             bytes: received,
             noindex,
             nofollow,
+            chain: Vec::new(),
         })
     }
 }
@@ -729,7 +772,15 @@ fn x_robots_says(value: &str, directive: &str) -> bool {
 
 /// The encoding a body is read with: the charset of the Content-Type
 /// header, else a BOM, else a `<meta charset>` in the first 1,024 bytes,
-/// else UTF-8.
+/// else UTF-8 when the bytes are UTF-8, else windows-1252.
+///
+/// A page that declares nothing is read as browsers read it: the WHATWG
+/// Encoding standard's fallback for a French (or any Western) locale is
+/// windows-1252, and an older site saved as Latin-1 declares nothing. Read
+/// as UTF-8, its accents were stored as U+FFFD ("R\u{fffd}servez") and
+/// its words never matched a caller's. Valid UTF-8 stays UTF-8: a
+/// windows-1252 text with an accent is almost never valid UTF-8, while
+/// UTF-8 read as windows-1252 would turn "é" into "Ã©".
 fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encoding {
     let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
         let at = text.find("charset=")? + "charset=".len();
@@ -743,7 +794,10 @@ fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encodi
     label(content_type)
         .or_else(|| encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e))
         .or_else(|| label(&head))
-        .unwrap_or(encoding_rs::UTF_8)
+        .unwrap_or_else(|| match std::str::from_utf8(bytes) {
+            Ok(_) => encoding_rs::UTF_8,
+            Err(_) => encoding_rs::WINDOWS_1252,
+        })
 }
 
 #[cfg(test)]
@@ -1083,6 +1137,28 @@ mod tests {
             "{}",
             heads[0]
         );
+    }
+
+    #[test]
+    fn an_undeclared_charset_is_utf_8_when_the_bytes_are_else_windows_1252() {
+        let latin = b"<p>R\xe9servez votre caf\xe9 cr\xe8me \x80</p>";
+        let utf8 = "<p>Réservez votre café crème €</p>".as_bytes();
+        assert_eq!(encoding_of(latin, "text/html"), encoding_rs::WINDOWS_1252);
+        assert_eq!(encoding_of(utf8, "text/html"), encoding_rs::UTF_8);
+        assert_eq!(encoding_of(b"<p>Tarifs</p>", ""), encoding_rs::UTF_8);
+        // A charset declared wins, whatever the bytes.
+        assert_eq!(
+            encoding_of(latin, "text/html; charset=utf-8"),
+            encoding_rs::UTF_8
+        );
+        assert_eq!(
+            encoding_of(utf8, "text/html; charset=iso-8859-1"),
+            encoding_rs::WINDOWS_1252
+        );
+        let meta = b"<meta charset=\"utf-8\"><p>caf\xe9</p>";
+        assert_eq!(encoding_of(meta, "text/html"), encoding_rs::UTF_8);
+        let text = encoding_of(latin, "").decode(latin).0;
+        assert_eq!(text, "<p>Réservez votre café crème €</p>");
     }
 
     #[test]

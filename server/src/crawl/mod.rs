@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `fetch.rs` | HTTP, the address check on every hop, limits, charsets |
 //! | `robots.rs` | robots.txt, sitemaps |
-//! | `extract.rs` | HTML to Markdown, the footer, links, noindex, nofollow |
+//! | `extract.rs` | HTML to Markdown, the footer, links, noindex, nofollow, meta refresh |
 //! | `nesting.rs` | a page nested past 256 elements, flattened before the parse |
 //! | here | the worker loop, politeness, what each page is reported as |
 
@@ -458,6 +458,23 @@ impl Polite<'_> {
         // The bytes are counted as they arrive (see `get_in_turn`).
         self.fetcher
             .get_in_turn(url, site, accept, &mut pace, &self.budget.bytes)
+            .await
+    }
+
+    /// The page `from`'s meta refresh names, `url`, asked as the next hop
+    /// of `from`'s redirects ([`Fetcher::refresh_in_turn`]).
+    pub async fn refresh(
+        &mut self,
+        from: &Page,
+        url: &Url,
+        site: &Url,
+    ) -> Result<Page, FetchError> {
+        if !self.fetcher.may_ask(url, Accept::Page) {
+            return Err(FetchError::RobotsDisallowed);
+        }
+        let mut pace = self.turns.wait_for(self.fetcher.turn()).await?;
+        self.fetcher
+            .refresh_in_turn(from, url, site, &mut pace, &self.budget.bytes)
             .await
     }
 }
@@ -943,18 +960,54 @@ impl<'a> Crawl<'a> {
         polite: &mut Polite<'_>,
         site: &Url,
         url: &str,
-        mut tries: usize,
+        tries: usize,
     ) -> Result<Value, Stop> {
         let Ok(target) = Url::parse(url) else {
             return Ok(json!({"status": "failed", "reason": "bad_url"}));
         };
+        let mut fetched = match self.fetch(polite, site, url, &target, tries).await? {
+            Ok(page) => page,
+            Err(report) => return Ok(report),
+        };
+        // A page with no content of its own that sends its visitors on with
+        // a meta refresh (`<meta http-equiv=refresh content="0; url=/fr/">`,
+        // a start page that only picks the language) is a redirect: the
+        // page it names is asked as one more hop of the page's redirects,
+        // under their rules (the site's, robots.txt, public addresses, 5
+        // hops, no loop), and reported in its place. Bounded by those 5.
+        let (page, extracted) = loop {
+            let page = Arc::new(fetched);
+            let Some(extracted) = parse(Arc::clone(&page)).await else {
+                return Ok(json!({"status": "failed", "reason": "extraction_failed"}));
+            };
+            let Some(next) = refresh_target(&page, &extracted) else {
+                break (page, extracted);
+            };
+            fetched = match polite.refresh(&page, &next, site).await {
+                Ok(page) => page,
+                Err(e) => return unfetched(e, tries),
+            };
+        };
+        Ok(self.report_of(polite, site, &page, &extracted))
+    }
+
+    /// The page at `target` (frontier page `url`), retrying a 429/503 as
+    /// Retry-After says, or the report of a page that could not be had.
+    async fn fetch(
+        &mut self,
+        polite: &mut Polite<'_>,
+        site: &Url,
+        url: &str,
+        target: &Url,
+        mut tries: usize,
+    ) -> Result<Result<Page, Value>, Stop> {
         let limits = &self.config.limits;
         // The library keeps at most its own count of a page's retries.
         let max_retries = limits
             .retries
             .min(onboarding::kb::MAX_PAGE_RETRIES as usize);
         let page = loop {
-            match polite.get(&target, site, Accept::Page).await {
+            match polite.get(target, site, Accept::Page).await {
                 // Waited out in hand when short and within the job's time
                 // (the site's gap keeps every crawler away as long: a page
                 // given up while the site is waited for all the same was
@@ -987,41 +1040,20 @@ impl<'a> Crawl<'a> {
             }
             other => other,
         };
-        // Failed: asked, and the answer (or its absence) was wrong; skipped:
-        // not asked, or not what the knowledge base keeps (a page whose
-        // site's turn never came, `site_busy`, was never asked).
-        let page = match page {
-            Ok(page) => page,
-            Err(FetchError::JobTime) => return Err(Stop::JobTime),
-            Err(FetchError::SiteWait(wait)) => return Err(Stop::Wait(wait, tries)),
-            Err(
-                e @ (FetchError::Status(..)
-                | FetchError::Dns
-                | FetchError::Unreachable
-                | FetchError::BodyCut
-                | FetchError::Timeout),
-            ) => return Ok(json!({"status": "failed", "reason": e.reason()})),
-            Err(e) => return Ok(json!({"status": "skipped", "reason": e.reason()})),
-        };
-        // Parsing a page of up to 2 MiB is CPU work: on the blocking pool,
-        // not on the threads that serve HTTP (one, on two cores).
-        let page = std::sync::Arc::new(page);
-        let parsed = std::sync::Arc::clone(&page);
-        let extracted = match tokio::task::spawn_blocking(move || {
-            if parsed.content_type == "text/plain" {
-                extract::plain(&parsed.text, &parsed.final_url)
-            } else {
-                extract::extract(&parsed.text, &parsed.final_url)
-            }
-        })
-        .await
-        {
-            Ok(extracted) => extracted,
-            Err(e) => {
-                tracing::error!(error = %e, url = %page.final_url, "page extraction failed");
-                return Ok(json!({"status": "failed", "reason": "extraction_failed"}));
-            }
-        };
+        match page {
+            Ok(page) => Ok(Ok(page)),
+            Err(e) => unfetched(e, tries).map(Err),
+        }
+    }
+
+    /// The report of a fetched page: stored, or skipped with the reason.
+    fn report_of(
+        &self,
+        polite: &Polite<'_>,
+        site: &Url,
+        page: &Page,
+        extracted: &extract::Extracted,
+    ) -> Value {
         // The site's links, each once, at most MAX_LINKS of them: a job
         // stores 50 pages, and a page of 10,000 links must not make a
         // report the library refuses.
@@ -1046,18 +1078,13 @@ impl<'a> Crawl<'a> {
         if let Some(footer) = &extracted.footer {
             report["shared"] = json!([{"title": "Informations pratiques", "markdown": footer}]);
         }
-        let text_chars = extracted
-            .markdown
-            .chars()
-            .filter(|c| c.is_alphanumeric())
-            .count();
         if extracted.noindex || page.noindex {
             report["status"] = json!("skipped");
             report["reason"] = json!("noindex");
         } else if extracted.script_only {
             report["status"] = json!("skipped");
             report["reason"] = json!("js_required");
-        } else if text_chars < extract::MIN_TEXT_CHARS {
+        } else if !has_content(extracted) {
             report["status"] = json!("skipped");
             report["reason"] = json!("no_content");
         } else {
@@ -1071,7 +1098,7 @@ impl<'a> Crawl<'a> {
             report["title"] = json!(title);
             report["markdown"] = json!(extracted.markdown);
         }
-        Ok(report)
+        report
     }
 
     /// Gives the job back to the queue until its site's wait is over; `page`
@@ -1128,6 +1155,67 @@ impl<'a> Crawl<'a> {
         tracing::info!(job = self.job_id, status = %done["job"]["status"], error_code = %done["job"]["error_code"], stored = %done["job"]["pages_stored"], "crawl finished");
         Ok(())
     }
+}
+
+/// The report of a page that could not be had (`e`), or why the job
+/// stops; `tries`, the page's retries. Failed: asked, and the answer (or
+/// its absence) was wrong; skipped: not asked, or not what the knowledge
+/// base keeps (a page whose site's turn never came, `site_busy`, was never
+/// asked).
+fn unfetched(e: FetchError, tries: usize) -> Result<Value, Stop> {
+    match e {
+        FetchError::JobTime => Err(Stop::JobTime),
+        FetchError::SiteWait(wait) => Err(Stop::Wait(wait, tries)),
+        FetchError::Status(..)
+        | FetchError::Dns
+        | FetchError::Unreachable
+        | FetchError::BodyCut
+        | FetchError::Timeout => Ok(json!({"status": "failed", "reason": e.reason()})),
+        e => Ok(json!({"status": "skipped", "reason": e.reason()})),
+    }
+}
+
+/// A fetched page's text, links and directives; `None` when the parse
+/// itself failed (logged). Parsing a page of up to 2 MiB is CPU work: on
+/// the blocking pool, not on the threads that serve HTTP (one, on two
+/// cores).
+async fn parse(page: Arc<Page>) -> Option<extract::Extracted> {
+    let parsed = Arc::clone(&page);
+    let extracted = tokio::task::spawn_blocking(move || {
+        if parsed.content_type == "text/plain" {
+            extract::plain(&parsed.text, &parsed.final_url)
+        } else {
+            extract::extract(&parsed.text, &parsed.final_url)
+        }
+    })
+    .await;
+    match extracted {
+        Ok(extracted) => Some(extracted),
+        Err(e) => {
+            tracing::error!(error = %e, url = %page.final_url, "page extraction failed");
+            None
+        }
+    }
+}
+
+/// Whether a page has text of its own to store (not "nearly empty").
+fn has_content(extracted: &extract::Extracted) -> bool {
+    let text_chars = extracted
+        .markdown
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .count();
+    text_chars >= extract::MIN_TEXT_CHARS
+}
+
+/// Where a page's meta refresh sends the crawler: only from a page with no
+/// content of its own (one with text is stored as it is, and the page it
+/// names, usually linked too, is reached as a link), and not to the page
+/// itself (a refresh that reloads it).
+fn refresh_target(page: &Page, extracted: &extract::Extracted) -> Option<Url> {
+    let next = extracted.refresh.as_ref()?;
+    let itself = onboarding::kb::normalize(next) == onboarding::kb::normalize(&page.final_url);
+    (!itself && !has_content(extracted)).then(|| next.clone())
 }
 
 /// Claims and crawls jobs until none is due (`onboarding-server crawl

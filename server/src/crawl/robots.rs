@@ -94,7 +94,8 @@ pub fn delay_of(text: &str, min: Duration, max: Duration) -> Duration {
 }
 
 /// The page URLs of the site's sitemaps (those robots.txt names, else
-/// `/sitemap.xml`), indexes followed two levels, at most `max` URLs.
+/// `/sitemap.xml`), indexes followed two levels, at most `max` URLs, each a
+/// page the crawler would ask for ([`SitemapPages`]).
 pub async fn sitemap_urls(
     polite: &mut Polite<'_>,
     site: &Url,
@@ -108,12 +109,12 @@ pub async fn sitemap_urls(
     } else {
         rules.sitemaps.iter().map(|s| (s.clone(), 0)).collect()
     };
-    let mut pages = Vec::new();
+    let mut pages = SitemapPages::new(site, rules, max);
     let mut fetched = 0;
     while let Some((sitemap, level)) = queue.pop() {
         // Bounded: at most 10 sitemap files per job.
         fetched += 1;
-        if fetched > 10 || pages.len() >= max {
+        if fetched > 10 || pages.full() {
             break;
         }
         let Ok(url) = Url::parse(&sitemap) else {
@@ -135,10 +136,78 @@ pub async fn sitemap_urls(
                 queue.extend(locs.into_iter().map(|l| (l, level + 1)));
             }
         } else {
-            pages.extend(locs.into_iter().take(max - pages.len()));
+            locs.iter().for_each(|loc| pages.add(loc));
         }
     }
-    pages
+    pages.urls
+}
+
+/// The pages a sitemap lists that the job queues: only those the crawler
+/// would ask for. The sitemap's pages are queued before the start page's
+/// links and count toward the job's 50, so an entry that would never be
+/// fetched took a link's place: a sitemap of 60 pages robots.txt
+/// disallows left a job one page stored and 49 skipped, its start page's
+/// links never asked. Such an entry is not a page of the job at all (never
+/// tried, it is not among those not stored): one off the site or not
+/// http(s), one robots.txt disallows, the start page, and a page listed
+/// before under another form (`www.`, the other scheme, or what
+/// normalising makes one: a trailing slash, a fragment, `utm_*`).
+struct SitemapPages<'r> {
+    site: &'r Url,
+    rules: &'r Rules,
+    max: usize,
+    /// The pages taken and the start page, as the job knows a page: its
+    /// site (`www.` and the bare host one), path and query, normalised.
+    seen: std::collections::HashSet<(String, Option<u16>, String)>,
+    urls: Vec<String>,
+}
+
+impl<'r> SitemapPages<'r> {
+    fn new(site: &'r Url, rules: &'r Rules, max: usize) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(page_key(&onboarding::kb::normalize(site)));
+        SitemapPages {
+            site,
+            rules,
+            max,
+            seen,
+            urls: Vec::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.urls.len() >= self.max
+    }
+
+    /// Takes `loc` when it is a page the crawler would ask for, not taken
+    /// yet, and there is room.
+    fn add(&mut self, loc: &str) {
+        let Ok(listed) = Url::parse(loc) else {
+            return;
+        };
+        // Queued normalised, the form the fetcher asks for; robots.txt
+        // must allow the form listed too (`Disallow: /admin/` is meant for
+        // `/admin/`, which normalising makes `/admin`).
+        let url = onboarding::kb::normalize(&listed);
+        let wanted = matches!(url.scheme(), "http" | "https")
+            && onboarding::kb::same_site(&url, self.site)
+            && self.rules.allowed(listed.as_str())
+            && self.rules.allowed(url.as_str());
+        if wanted && !self.full() && self.seen.insert(page_key(&url)) {
+            self.urls.push(url.to_string());
+        }
+    }
+}
+
+/// A normalised URL's identity in the job: `www.` and the bare host, http
+/// and https, are one page (the library's `forms`).
+fn page_key(url: &Url) -> (String, Option<u16>, String) {
+    let (host, port) = onboarding::kb::site_of(url);
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    (host, port, path)
 }
 
 /// (whether it is a sitemap index, every `<loc>`).
@@ -196,6 +265,45 @@ mod tests {
             delay("User-agent: *\nCrawl-delay: 4\n\nUser-agent: onboarding-kb-crawler\nCrawl-delay: 2\n"),
             2000
         );
+    }
+
+    /// A sitemap's entry the crawler would never ask for is no page of the
+    /// job, and takes no room among the `max`.
+    #[test]
+    fn only_the_sitemap_pages_the_crawler_would_ask_for_are_taken() {
+        let site = Url::parse("https://salon.fr/").unwrap();
+        let rules = Rules {
+            robot: Robot::new(ROBOTS_TOKEN, b"User-agent: *\nDisallow: /admin/\n").ok(),
+            delay: Duration::from_secs(1),
+            sitemaps: Vec::new(),
+        };
+        let mut pages = SitemapPages::new(&site, &rules, 3);
+        for loc in [
+            "https://salon.fr/admin/p0",
+            "https://salon.fr/admin/",
+            "https://salon.fr/#haut",
+            "http://www.salon.fr/",
+            "https://autre.fr/tarifs",
+            "ftp://salon.fr/tarifs",
+            "pas une adresse",
+            "https://salon.fr/tarifs/",
+            "http://www.salon.fr/tarifs?utm_source=plan",
+            "https://salon.fr/Horaires#samedi",
+            "https://salon.fr/contact?b=2&a=1",
+            "https://salon.fr/contact?a=1&b=2",
+            "https://salon.fr/equipe",
+        ] {
+            pages.add(loc);
+        }
+        assert_eq!(
+            pages.urls,
+            [
+                "https://salon.fr/tarifs",
+                "https://salon.fr/Horaires",
+                "https://salon.fr/contact?a=1&b=2"
+            ]
+        );
+        assert!(pages.full());
     }
 
     #[test]
