@@ -2106,6 +2106,99 @@ fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
     );
 }
 
+/// Pages naming one canonical (a template's mistake): the first is stored
+/// under it; a next one, its identity's page settled, is stored under its
+/// own address when its text differs (it was dropped as a duplicate of a
+/// page it did not repeat), and is a redirect to it when it is the same.
+#[test]
+fn a_page_naming_a_settled_canonical_keeps_its_own_text_at_its_own_address() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let page = |url: &str, markdown: &str| {
+        worker(
+            &db,
+            "store_page",
+            json!({"job_id": job, "worker": "w1", "url": url, "status": "stored",
+                   "final_url": "https://salon.fr/soins", "title": "Soins", "markdown": markdown}),
+        )
+        .unwrap()
+    };
+    worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+               "title": "Accueil", "markdown": SALON,
+               "links": ["https://salon.fr/soins/visage", "https://salon.fr/soins/corps",
+                         "https://salon.fr/soins/mains"]}),
+    )
+    .unwrap();
+    let visage = page(
+        "https://salon.fr/soins/visage",
+        "Soin du visage : 45 minutes, 60 €.",
+    );
+    let corps = page(
+        "https://salon.fr/soins/corps",
+        "Gommage du corps : 30 minutes, 40 €.",
+    );
+    let mains = page(
+        "https://salon.fr/soins/mains",
+        "Soin du visage : 45 minutes, 60 €.",
+    );
+    assert_eq!(
+        [&visage, &corps, &mains].map(|a| (
+            a["url"].clone(),
+            a["status"].clone(),
+            a["reason"].clone()
+        )),
+        [
+            (
+                json!("https://salon.fr/soins"),
+                json!("stored"),
+                json!(null)
+            ),
+            (
+                json!("https://salon.fr/soins/corps"),
+                json!("stored"),
+                json!(null)
+            ),
+            (
+                json!("https://salon.fr/soins"),
+                json!("skipped"),
+                json!("redirected")
+            ),
+        ]
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT url, status, reason FROM kb_crawl_pages ORDER BY id"
+        ),
+        [
+            ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
+            [
+                "Text(\"https://salon.fr/soins/visage\")",
+                "Text(\"skipped\")",
+                "Text(\"redirected\")"
+            ],
+            [
+                "Text(\"https://salon.fr/soins/corps\")",
+                "Text(\"stored\")",
+                "Null"
+            ],
+            [
+                "Text(\"https://salon.fr/soins/mains\")",
+                "Text(\"skipped\")",
+                "Text(\"redirected\")"
+            ],
+            [
+                "Text(\"https://salon.fr/soins\")",
+                "Text(\"stored\")",
+                "Null"
+            ],
+        ]
+    );
+}
+
 /// `SELECT onboarding_kb_recut()`: the answer, or the error's text.
 fn recut(db: &Db) -> Result<Value, String> {
     db.call("SELECT onboarding_kb_recut()", &[])

@@ -541,6 +541,8 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
         // A redirect or a canonical link inside the site: the page's
         // identity is where it ended, and the address asked is a redirect.
         let mut target = (page_id, r.url.clone());
+        // The identity's page, when it was settled before this report.
+        let mut settled: Option<String> = None;
         // (In any of its forms: a redirect from http to https of the same
         // page is that page.)
         let final_url = r.final_url.as_deref().and_then(|u| in_scope(u, &job.start));
@@ -550,14 +552,17 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
             Some(fin) => {
                 admit_links(conn, &job, &[fin.as_str()], depth, &now)?;
                 if let Some((id, url, st)) = page_of_site(conn, job_id, &fin)? {
-                    set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
-                    target = if st == "pending" { (id, url) } else { (0, url) };
+                    if st == "pending" {
+                        set_page(conn, page_id, "skipped", Some("redirected"), None, &now)?;
+                        target = (id, url);
+                    } else {
+                        settled = Some(url);
+                    }
                 }
             }
             None => {}
         }
-        let (status, reason, document_id, chunks) = match (r.status, r.markdown) {
-            _ if target.0 == 0 => ("skipped", Some("duplicate"), None, 0),
+        let (mut status, mut reason, document_id, chunks) = match (r.status, r.markdown) {
             ("stored", Some(markdown)) => {
                 let title = r.title.unwrap_or(&target.1);
                 let doc = NewDocument {
@@ -577,9 +582,16 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
             }
             (status, _) => (status, r.reason, None, 0),
         };
-        if target.0 != 0 {
-            set_page(conn, target.0, status, reason, document_id, &now)?;
+        // Its identity's page settled already: a redirect to a page stored,
+        // or a canonical another page named too (a template's mistake).
+        // With that page's text, or none stored, the page is a redirect to
+        // it; with a text of its own (the canonical's mistake) it was just
+        // stored under its own address, where it used to be dropped.
+        if let Some(identity) = settled.filter(|_| document_id.is_none()) {
+            (status, reason) = ("skipped", Some("redirected"));
+            target.1 = identity;
         }
+        set_page(conn, target.0, status, reason, document_id, &now)?;
         // A page kept out (noindex, a duplicate, a failure) shares nothing:
         // its footer is not stored either.
         if status == "stored" {
