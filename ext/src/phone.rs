@@ -224,7 +224,12 @@ fn business_phone(session: &Session) -> Result<String> {
 fn channel_for(line: &Line, requested: Option<Channel>) -> Result<Channel> {
     match requested {
         Some(Channel::Sms) if !line.mobile => Err(Error::invalid_field(format!(
-            "channel 'sms' cannot reach the fixed line {} (use 'voice')",
+            "channel 'sms' cannot reach the {} {} (use 'voice')",
+            if line.toll_free {
+                "toll-free line"
+            } else {
+                "fixed line"
+            },
             quote(&line.number)
         ))),
         Some(channel) => Ok(channel),
@@ -281,9 +286,11 @@ fn may_send(
         // pumping); changing back does not shorten a number's wait either.
         if let Some(last_sent) = Verification::last_sent_by(conn, session.id)? {
             // A clock set back since (the last send looks ahead of now)
-            // waits the 60 s from now, not the hour it went back.
-            let since = (now_ms - last_sent).max(0);
-            if since < RESEND_AFTER_MS {
+            // says nothing of the time between: the spacing counts as
+            // met, rather than hold the session for as long as the clock
+            // went back.
+            let since = now_ms - last_sent;
+            if (0..RESEND_AFTER_MS).contains(&since) {
                 refusals.push((
                     format!(
                         "a code was sent {} s ago; codes are sent at least 60 s apart",

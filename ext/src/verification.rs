@@ -68,8 +68,10 @@ impl Channel {
 pub struct Line {
     /// E.164.
     pub number: String,
-    /// A mobile takes SMS; a fixed line only calls.
+    /// A mobile takes SMS; a fixed or toll-free line only calls.
     pub mobile: bool,
+    /// A toll-free line (numéro vert), named so when an SMS is asked for.
+    pub toll_free: bool,
 }
 
 impl Line {
@@ -97,22 +99,23 @@ pub fn line(phone: &str) -> Result<Line> {
         )));
     }
     let national = number.national().to_string();
-    let mobile = match number.number_type(&phonenumber::metadata::DATABASE) {
+    let kind = number.number_type(&phonenumber::metadata::DATABASE);
+    let mobile = match kind {
         Type::Mobile | Type::FixedLineOrMobile => true,
-        // A toll-free number (0800 to 0805) takes calls, free to its
-        // callers: a business answering on one can prove it. Shared-cost
-        // and premium-rate ones are refused below: calls to them pay their
-        // operator, which is what toll fraud buys.
+        // A toll-free number (a numéro vert, 080x in France and overseas)
+        // takes calls, free to its callers: a business answering on one
+        // can prove it. Shared-cost and premium-rate ones are refused
+        // below: calls to them pay their operator, which is what toll
+        // fraud buys.
         Type::FixedLine | Type::Voip | Type::TollFree => false,
         // A French number of a block the metadata does not list yet (the
-        // business step takes them): its type by the plan's first digits,
-        // 06 and 07 mobile, 01 to 05 and 09 geographic or VoIP lines, 080
-        // toll-free.
+        // business step takes them): its type by the plan's first digit,
+        // 06 and 07 mobile, 01 to 05 and 09 geographic or VoIP lines (the
+        // metadata lists every 08 block: one it does not is refused).
         Type::Unknown if crate::validate::french_plan(number.code().value(), &national) => {
             match national.as_bytes()[0] {
                 b'6' | b'7' => true,
                 b'1'..=b'5' | b'9' => false,
-                b'8' if national.starts_with("80") => false,
                 _ => {
                     return Err(Error::invalid_field(format!(
                         "phone {} is a special-rate number (08); codes go only to mobile, \
@@ -133,6 +136,7 @@ pub fn line(phone: &str) -> Result<Line> {
     Ok(Line {
         number: phone.to_string(),
         mobile,
+        toll_free: kind == Type::TollFree,
     })
 }
 
@@ -428,9 +432,17 @@ mod tests {
         assert_eq!(
             line("+33891234567"),
             Err(Error::invalid_field(
-                "phone '+33891234567' is a premium-rate number; codes go only to mobile and \
-                 fixed lines"
+                "phone '+33891234567' is a premium-rate number; codes go only to mobile, \
+                 fixed and toll-free lines"
             ))
         );
+        // A numéro vert, in France and overseas: calls only.
+        for toll_free in ["+33800123456", "+33805123456", "+262800123456"] {
+            assert_eq!(
+                line(toll_free).map(|l| (l.mobile, l.toll_free)),
+                Ok((false, true)),
+                "{toll_free}"
+            );
+        }
     }
 }

@@ -236,7 +236,7 @@ pub struct Args {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_documents_body_bytes: usize,
 
-    /// Sessions one client IP may create per window (429 past it): that many
+    /// Sessions one client address (an IPv6 one's /64) may create per window (429 past it): that many
     /// at once, then one each window's share (600 a minute: one every 0.1 s);
     /// 0 disables the limit (load tests from one address need that).
     #[arg(long, env = "ONBOARDING_CREATE_RATE_LIMIT", default_value_t = DEFAULT_CREATE_RATE_LIMIT)]
@@ -284,8 +284,8 @@ pub struct Args {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
-    /// Open connections from one client address; past it new ones get 429.
-    /// Trusted proxies (--trust-proxy) are exempt.
+    /// Open connections from one client address (an IPv6 one's /64); past
+    /// it new ones get 429. Trusted proxies (--trust-proxy) are exempt.
     #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections_per_ip: usize,
@@ -295,7 +295,7 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_TRUST_PROXY", value_delimiter = ',', value_parser = parse_net)]
     pub trust_proxy: Vec<IpNet>,
 
-    /// "Email already used" answers one client address may get per hour
+    /// "Email already used" answers one client address (an IPv6 one's /64) may get per hour
     /// (429 past it): that many at once, then one each hour's share (20: one
     /// every 3 minutes); 0 disables.
     #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_IP", default_value_t = DEFAULT_EMAIL_TAKEN_PER_IP)]

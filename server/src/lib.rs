@@ -221,12 +221,13 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
         cors_origins,
         max_body_bytes: config.max_body_bytes,
         max_documents_body_bytes: config.max_documents_body_bytes.max(config.max_body_bytes),
-        large_bodies: tokio::sync::Semaphore::new(LARGE_BODIES_AT_ONCE),
-        large_body_bytes: tokio::sync::Semaphore::new(
+        large_bodies: Arc::new(tokio::sync::Semaphore::new(LARGE_BODIES_AT_ONCE)),
+        large_body_bytes: Arc::new(tokio::sync::Semaphore::new(
             LARGE_BODIES_AT_ONCE
                 .saturating_mul(config.max_documents_body_bytes.max(config.max_body_bytes))
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
-        ),
+        )),
+        large_body_senders: Default::default(),
         create_limiter: limit::RateLimiter::new(
             config.create_rate_limit,
             config.create_rate_window,

@@ -1024,7 +1024,21 @@ async fn a_bodiless_post_from_another_sites_page_is_refused() {
             );
         }
     }
-    assert_eq!(count(&server, "onboarding_sessions"), 4);
+    // Its own site behind a proxy that keeps the Host: the default port
+    // written in one and not the other, the scheme the proxy's.
+    for (host, origin) in [
+        ("onboarding.example", "https://onboarding.example:443"),
+        ("onboarding.example:443", "https://onboarding.example"),
+        ("Onboarding.Example", "http://onboarding.example"),
+    ] {
+        let raw = format!(
+            "POST {CREATE} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let reply = send_raw(server.addr, raw.as_bytes()).await;
+        assert_eq!(reply.status, 201, "{host} {origin}: {}", reply.body);
+    }
+    assert_eq!(count(&server, "onboarding_sessions"), 7);
     // A step too: the phone code a page of another site would have sent.
     let s = completable_session(&server).await;
     let sent = request(
@@ -1040,10 +1054,15 @@ async fn a_bodiless_post_from_another_sites_page_is_refused() {
     server.stop().await;
 }
 
-/// Opens a kb step whose body announces `announced` bytes and sends the
-/// first `sent`, then holds the connection.
-async fn kb_body_begun(server: &TestServer, announced: usize, sent: usize) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+/// Opens a kb step from `from` whose body announces `announced` bytes and
+/// sends the first `sent`, then holds the connection.
+async fn kb_body_begun(
+    server: &TestServer,
+    from: [u8; 4],
+    announced: usize,
+    sent: usize,
+) -> TcpStream {
+    let mut stream = connect_from(from, server.addr).await.unwrap();
     let head = format!(
         "POST /api/v1/onboarding/session/onb_0123456789abcdef0123456789abcdef/kb HTTP/1.1\r\n\
          Host: t\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\n\r\n"
@@ -1056,8 +1075,9 @@ async fn kb_body_begun(server: &TestServer, announced: usize, sent: usize) -> Tc
 /// Large kb bodies hold the server's memory as their bytes arrive, not as
 /// their heads announce: clients trickling them (even announcing the most)
 /// keep no other client's documents out, where two of them held both turns
-/// for 30 s. Bytes actually sent past the budget (twice the limit) are
-/// refused, 503 with the connection closed.
+/// for 30 s. A client sends one at a time (429 for a second one), and bytes
+/// actually sent past the budget (twice the limit) are refused, 503 with
+/// the connection closed.
 #[tokio::test]
 async fn large_bodies_trickling_in_keep_no_other_out() {
     let (mut config, dir) = temp_config();
@@ -1065,9 +1085,19 @@ async fn large_bodies_trickling_in_keep_no_other_out() {
     let server = TestServer::start(config, dir).await;
     let s = completable_session(&server).await;
     let mut held = Vec::new();
-    for announced in [70_000, 70_000, 400_000, 400_000] {
-        held.push(kb_body_begun(&server, announced, 1).await);
+    for (n, announced) in [(2, 70_000), (3, 70_000), (4, 400_000), (5, 400_000)] {
+        held.push(kb_body_begun(&server, [127, 0, 0, n], announced, 1).await);
     }
+    let mut second = kb_body_begun(&server, [127, 0, 0, 2], 70_000, 1).await;
+    let answer = read_all(&mut second).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{answer}"
+    );
+    assert_eq!(
+        body_of(&answer),
+        r#"{"success":false,"error":"this address is already sending a large body; send one at a time (retry after the Retry-After delay)","code":"rate_limited"}"#
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let text = "Ouvert du mardi au samedi. ".repeat(3_000);
     let body = serde_json::json!({"method": "documents", "documents": [{"title": "Horaires", "content": text}]})
@@ -1077,10 +1107,10 @@ async fn large_bodies_trickling_in_keep_no_other_out() {
     assert_eq!(saved.status, 200, "{}", saved.body);
     // 700,000 bytes sent of the 800,000 the budget holds: the next 150,000
     // are past it.
-    held.push(kb_body_begun(&server, 400_000, 350_000).await);
-    held.push(kb_body_begun(&server, 400_000, 350_000).await);
+    held.push(kb_body_begun(&server, [127, 0, 0, 6], 400_000, 350_000).await);
+    held.push(kb_body_begun(&server, [127, 0, 0, 7], 400_000, 350_000).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut refused = kb_body_begun(&server, 400_000, 150_000).await;
+    let mut refused = kb_body_begun(&server, [127, 0, 0, 8], 400_000, 150_000).await;
     let answer = read_all(&mut refused).await;
     assert!(
         answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -1094,6 +1124,51 @@ async fn large_bodies_trickling_in_keep_no_other_out() {
     );
     drop(held);
     let mut server = server;
+    server.stop().await;
+}
+
+/// A large body whose client left once it was sent keeps its turn until
+/// its call has run: the payload waits in the writer's queue all the same.
+/// With the database locked, two such bodies queued and their clients
+/// gone, a third waits out its 10 s for a turn (503), where it was read
+/// and queued too, a third 23 MiB payload in memory.
+#[tokio::test]
+async fn a_large_body_whose_client_left_keeps_its_turn_until_its_call_ran() {
+    let (mut config, dir) = temp_config();
+    config.max_documents_body_bytes = 400_000;
+    config.busy_timeout = Duration::from_secs(30);
+    let mut server = TestServer::start(config, dir).await;
+    let s = completable_session(&server).await;
+    let text = "Ouvert du mardi au samedi. ".repeat(3_000);
+    let body = serde_json::json!({"method": "documents",
+                                  "documents": [{"title": "Horaires", "content": text}]})
+    .to_string();
+    let path = session_path(&s, "kb");
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for n in [2, 3] {
+        let mut gone = connect_from([127, 0, 0, n], server.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        gone.write_all(head.as_bytes()).await.unwrap();
+        gone.write_all(body.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(gone);
+    }
+    let third = request(server.addr, "POST", &path, &[], body.as_bytes()).await;
+    assert_eq!(
+        (third.status, third.body.as_str()),
+        (
+            503,
+            r#"{"success":false,"error":"the server is reading as many large bodies as it takes at once; retry after the Retry-After delay","code":"unavailable"}"#
+        )
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+    let again = request(server.addr, "POST", &path, &[], body.as_bytes()).await;
+    assert_eq!(again.status, 200, "{}", again.body);
     server.stop().await;
 }
 

@@ -712,6 +712,10 @@ struct Crawl<'a> {
     /// What the job has spent (from what its earlier workers reported),
     /// reported with its pages.
     budget: Arc<Budget>,
+    /// The site answered a path without its trailing slash by a redirect
+    /// to it (WordPress, most CMSs): a page's path is asked with the slash
+    /// first, saving each page a request and a turn of the site's gap.
+    slashed_paths: bool,
 }
 
 impl<'a> Crawl<'a> {
@@ -731,6 +735,7 @@ impl<'a> Crawl<'a> {
             stored: 0,
             renewing: None,
             budget: Arc::new(Budget::resumed(job)),
+            slashed_paths: false,
         }
     }
 
@@ -1006,8 +1011,14 @@ impl<'a> Crawl<'a> {
         let max_retries = limits
             .retries
             .min(onboarding::kb::MAX_PAGE_RETRIES as usize);
+        // Identity drops a path's trailing slash: asked with it once the
+        // site is known to want it.
+        let asked = match slashed(target) {
+            Some(slashed) if self.slashed_paths => slashed,
+            _ => target.clone(),
+        };
         let page = loop {
-            match polite.get(target, site, Accept::Page).await {
+            match polite.get(&asked, site, Accept::Page).await {
                 // Waited out in hand when short and within the job's time
                 // (the site's gap keeps every crawler away as long: a page
                 // given up while the site is waited for all the same was
@@ -1028,18 +1039,24 @@ impl<'a> Crawl<'a> {
                 other => break other,
             }
         };
-        // Identity drops a path's trailing slash; a site that answers only
-        // the form it linked (`/tarifs/`) gets that one asked as well.
-        let page = match page {
-            Err(FetchError::Status(404, _))
-                if target.path().len() > 1 && !target.path().ends_with('/') =>
-            {
-                let mut slashed = target.clone();
-                slashed.set_path(&format!("{}/", target.path()));
-                polite.get(&slashed, site, Accept::Page).await
-            }
-            other => other,
+        // A site that answers only the form it linked (`/tarifs/`, or
+        // `/tarifs` where its other pages want the slash) gets the other
+        // form asked as well.
+        let other = if asked == *target {
+            slashed(target)
+        } else {
+            Some(target.clone())
         };
+        let page = match (page, other) {
+            (Err(FetchError::Status(404, _)), Some(other)) => {
+                polite.get(&other, site, Accept::Page).await
+            }
+            (page, _) => page,
+        };
+        if let Ok(page) = &page {
+            // A slash-less path sent on to its slashed form: the site's way.
+            self.slashed_paths |= slashed(target).is_some_and(|s| page.chain.get(1) == Some(&s));
+        }
         match page {
             Ok(page) => Ok(Ok(page)),
             Err(e) => unfetched(e, tries).map(Err),
@@ -1162,6 +1179,19 @@ impl<'a> Crawl<'a> {
 /// its absence) was wrong; skipped: not asked, or not what the knowledge
 /// base keeps (a page whose site's turn never came, `site_busy`, was never
 /// asked).
+/// `target` with a trailing slash, when its path may take one: not the
+/// root, not already slashed, not a file's name (`/plaquette.pdf`).
+fn slashed(target: &Url) -> Option<Url> {
+    let path = target.path();
+    let last = path.rsplit('/').next().unwrap_or("");
+    if path.len() <= 1 || path.ends_with('/') || last.contains('.') {
+        return None;
+    }
+    let mut slashed = target.clone();
+    slashed.set_path(&format!("{path}/"));
+    Some(slashed)
+}
+
 fn unfetched(e: FetchError, tries: usize) -> Result<Value, Stop> {
     match e {
         FetchError::JobTime => Err(Stop::JobTime),

@@ -25,6 +25,10 @@ struct Job {
     reply: oneshot::Sender<Outcome>,
     /// When it was queued.
     queued: std::time::Instant,
+    /// What the call holds until it has run (a large body's share of the
+    /// server's memory): dropped with the job, once its batch ran, even
+    /// when the client that sent it left meanwhile.
+    _hold: Option<Box<dyn Send>>,
 }
 
 enum Message {
@@ -117,6 +121,11 @@ impl Writer {
 
     /// Queues `query` and waits for its answer; never blocks the thread.
     pub async fn run(&self, query: Query) -> Outcome {
+        self.run_holding(query, None).await
+    }
+
+    /// [`Writer::run`], keeping `hold` until the call has run.
+    pub async fn run_holding(&self, query: Query, hold: Option<Box<dyn Send>>) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let queue = match &self.reads {
             Some(reads) if query.reads_only() => reads,
@@ -132,6 +141,7 @@ impl Writer {
                 query,
                 reply,
                 queued: std::time::Instant::now(),
+                _hold: hold,
             }))
             .await
             .map_err(|_| Failure::Sql("the database writer has stopped".to_string()))?;

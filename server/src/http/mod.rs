@@ -87,10 +87,12 @@ pub struct App {
     pub max_documents_body_bytes: usize,
     /// Bodies past `max_body_bytes` the library parses and stores at once:
     /// each takes several times its size meanwhile, so only a few.
-    pub large_bodies: tokio::sync::Semaphore,
+    pub large_bodies: Arc<tokio::sync::Semaphore>,
     /// Bytes of such bodies held at once, arriving, waiting for their turn
     /// or in it: one permit a byte, taken as the bytes arrive.
-    pub large_body_bytes: tokio::sync::Semaphore,
+    pub large_body_bytes: Arc<tokio::sync::Semaphore>,
+    /// The clients (as the limits count them) sending such a body now.
+    pub large_body_senders: Arc<std::sync::Mutex<std::collections::HashSet<IpAddr>>>,
     pub create_limiter: Option<RateLimiter>,
     /// "Email already used" answers per client address and per session:
     /// past either, the business step and completion answer 429 (no oracle
@@ -192,7 +194,41 @@ pub fn http_date(now_ms: i64) -> HeaderValue {
     })
 }
 
-/// How long a large body waits for its turn to be read before 503.
+/// The 429 of a client sending a large body while another of its own is
+/// still being read or stored.
+const LARGE_BODY_SENT_ALREADY: &str =
+    "this address is already sending a large body; send one at a time";
+
+/// A client's place among those sending a large body, given back when the
+/// body's call has run (or was refused).
+struct LargeBodySender {
+    senders: Arc<std::sync::Mutex<std::collections::HashSet<IpAddr>>>,
+    client: IpAddr,
+}
+
+impl LargeBodySender {
+    /// The place of `client`, or `None` when it holds one already.
+    fn enter(app: &App, client: IpAddr) -> Option<LargeBodySender> {
+        let client = limited_as(client);
+        let mut senders = app
+            .large_body_senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        senders.insert(client).then(|| LargeBodySender {
+            senders: Arc::clone(&app.large_body_senders),
+            client,
+        })
+    }
+}
+
+impl Drop for LargeBodySender {
+    fn drop(&mut self) {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        senders.remove(&self.client);
+    }
+}
+
+/// How long a large body waits for its turn to be stored before 503.
 const LARGE_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether a body may be larger than `limit`: announced so, or chunked.
@@ -229,9 +265,11 @@ async fn dispatch(
     // completed with the address since this one saved it).
     let email_key =
         matches!(endpoint, Endpoint::Step("business") | Endpoint::Complete).then(|| id.clone());
-    // A large body's turn, held until the writer has answered: the body and
-    // what the library parses from it live until then.
-    let mut _large_body_turn = None;
+    // A large body's share of the server's memory and turn, held until the
+    // writer has run the call (see `Writer::run_holding`): the body and
+    // what the library parses from it live until then, even when the
+    // client leaves before the answer.
+    let mut hold: Option<Box<dyn Send>> = None;
     let query = match endpoint {
         Endpoint::Create => match create(app, req, client, body_read).await {
             Ok(query) => query,
@@ -243,6 +281,13 @@ async fn dispatch(
             // turn with the library once whole: a client trickling one holds
             // only what it sent, and no turn.
             let large = step == "kb" && large_body(&req, app.max_body_bytes);
+            // One such body at a time per client: one client sending two
+            // would hold the whole budget.
+            let sending = match large.then(|| LargeBodySender::enter(app, client)) {
+                Some(None) => return rate_limited(LARGE_BODY_SENT_ALREADY, 1),
+                Some(sending) => sending,
+                None => None,
+            };
             let (limit, budget) = if large {
                 (app.max_documents_body_bytes, Some(&app.large_body_bytes))
             } else {
@@ -254,8 +299,9 @@ async fn dispatch(
                 Err(refusal) => return refusal.reply(),
             };
             if large {
-                match tokio::time::timeout(LARGE_BODY_WAIT, app.large_bodies.acquire()).await {
-                    Ok(Ok(turn)) => _large_body_turn = Some((turn, bytes)),
+                let turn = Arc::clone(&app.large_bodies).acquire_owned();
+                match tokio::time::timeout(LARGE_BODY_WAIT, turn).await {
+                    Ok(Ok(turn)) => hold = Some(Box::new((turn, bytes, sending))),
                     _ => return overloaded(LARGE_BODIES_FULL),
                 }
             }
@@ -336,7 +382,7 @@ async fn dispatch(
             Err(_) => return overloaded("the database did not answer within 2 s"),
         }
     } else {
-        app.writer.run(query).await
+        app.writer.run_holding(query, hold).await
     };
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
     if let Some(answer) = email_answer {
@@ -367,6 +413,18 @@ async fn create(
     client: IpAddr,
     body_read: &mut bool,
 ) -> Result<Query, Reply> {
+    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
+    let key = keys.next().cloned();
+    // Two keys: which one a retry would send cannot be known. Refused
+    // before the limit counts the create.
+    if keys.next().is_some() {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "Idempotency-Key is given more than once; send one key",
+            Some("Idempotency-Key"),
+        ));
+    }
     if let Some(limiter) = &app.create_limiter {
         if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
             return Err(rate_limited(
@@ -382,10 +440,6 @@ async fn create(
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
-    let key = keys.next().cloned();
-    // Two keys: which one a retry would send cannot be known.
-    let repeated = keys.next().is_some();
     *body_read = true;
     let payload = payload(req.into_body(), app.max_body_bytes)
         .await
@@ -393,14 +447,6 @@ async fn create(
     let ip_address = client.to_canonical().to_string();
     let client_key = match key {
         None => None,
-        Some(_) if repeated => {
-            return Err(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "Idempotency-Key is given more than once; send one key",
-                Some("Idempotency-Key"),
-            ))
-        }
         Some(key) => Some(scoped_key(&key, &ip_address).map_err(|message| {
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -635,7 +681,8 @@ fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
 
 /// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
 /// any other, 404 for a path the server does not have.
-/// The 403 of an origin that is not allowed.
+/// The 403 of an origin that is not allowed (a preflight's, a bodiless
+/// POST's).
 fn origin_not_allowed(origin: &HeaderValue) -> Reply {
     let message = format!(
         "origin {} is not allowed to call this API",
@@ -649,21 +696,33 @@ fn origin_not_allowed(origin: &HeaderValue) -> Reply {
 /// needs no JSON content type, so a browser sends it from any page
 /// without asking first (an empty form, `fetch` in `no-cors` mode): CORS
 /// hides the answer from that page, but the call would run. The page's
-/// own origin is this server's (its scheme, then the `Host` it asked).
+/// own origin is this server's: the `Host` it asked, whatever the scheme
+/// (behind a TLS proxy the server cannot tell which), a default port
+/// written or not.
 fn cross_site(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
     let origin = req.headers().get(header::ORIGIN)?;
     if app.cors_origins.iter().any(|a| a == origin) {
         return None;
     }
-    let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
-    let authority = origin
-        .as_bytes()
+    let bytes = origin.as_bytes();
+    let authority = bytes
         .strip_prefix(b"http://")
-        .or_else(|| origin.as_bytes().strip_prefix(b"https://"));
-    match (authority, host) {
-        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => None,
-        _ => Some(origin.clone()),
-    }
+        .or_else(|| bytes.strip_prefix(b"https://"))
+        .unwrap_or_default();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    let without_default_port = |a: &[u8]| -> Vec<u8> {
+        a.strip_suffix(b":80")
+            .or_else(|| a.strip_suffix(b":443"))
+            .unwrap_or(a)
+            .to_vec()
+    };
+    let same = !authority.is_empty()
+        && without_default_port(authority).eq_ignore_ascii_case(&without_default_port(host));
+    (!same).then(|| origin.clone())
 }
 
 fn preflight(app: &App, req: &Request<Incoming>) -> Reply {

@@ -3,6 +3,7 @@
 //! size limit and arriving in time.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper::body::{Body, Incoming};
 use hyper::header;
 use hyper::{Request, StatusCode};
 use onboarding::quote;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::reply::{closing, error, Reply};
 
@@ -276,17 +278,18 @@ const PREALLOCATED_MAX: usize = 1024 * 1024;
 /// (refused with [`Refusal::LargeBodiesFull`] when none is left), answered
 /// with the body: what a client holds is what it sent, so that clients
 /// trickling bodies hold next to nothing.
-async fn read_body<'a>(
+async fn read_body(
     mut body: Incoming,
     limit: usize,
-    budget: Option<&'a tokio::sync::Semaphore>,
-) -> Result<(Vec<u8>, Option<tokio::sync::SemaphorePermit<'a>>), Refusal> {
+    budget: Option<&Arc<Semaphore>>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), Refusal> {
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
         return Err(Refusal::TooLarge(limit));
     }
-    let mut buf = Vec::with_capacity((announced as usize).min(PREALLOCATED_MAX));
-    let mut held: Option<tokio::sync::SemaphorePermit<'a>> = None;
+    let announced = announced as usize;
+    let mut buf = Vec::with_capacity(announced.min(PREALLOCATED_MAX));
+    let mut held: Option<OwnedSemaphorePermit> = None;
     let read = async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
@@ -299,13 +302,24 @@ async fn read_body<'a>(
                 }
                 if let Some(budget) = budget {
                     let bytes = u32::try_from(data.len()).map_err(|_| Refusal::LargeBodiesFull)?;
-                    let permit = budget
-                        .try_acquire_many(bytes)
+                    let permit = Arc::clone(budget)
+                        .try_acquire_many_owned(bytes)
                         .map_err(|_| Refusal::LargeBodiesFull)?;
                     match &mut held {
                         Some(held) => held.merge(permit),
                         None => held = Some(permit),
                     }
+                }
+                let needed = buf.len() + data.len();
+                if needed > buf.capacity() {
+                    // Doubling, but never past the length announced: a
+                    // body of 23 MiB takes 23, not the 32 that doubling
+                    // from 1 would reach (its budget counts 23).
+                    let mut want = needed.max(buf.capacity() * 2);
+                    if announced > 0 {
+                        want = want.min(announced).max(needed);
+                    }
+                    buf.reserve_exact(want - buf.len());
                 }
                 buf.extend_from_slice(&data);
             }
@@ -340,8 +354,8 @@ pub async fn payload(body: Incoming, limit: usize) -> Result<Option<String>, Ref
 pub async fn payload_within(
     body: Incoming,
     limit: usize,
-    budget: Option<&tokio::sync::Semaphore>,
-) -> Result<(Option<String>, Option<tokio::sync::SemaphorePermit<'_>>), Refusal> {
+    budget: Option<&Arc<Semaphore>>,
+) -> Result<(Option<String>, Option<OwnedSemaphorePermit>), Refusal> {
     let (body, held) = read_body(body, limit, budget).await?;
     if body.is_empty() {
         return Ok((None, held));

@@ -146,6 +146,7 @@ const RULES = [
   [/^phone .* codes go only to mobile, fixed and toll-free lines/,
     () => 'Ce numéro ne peut pas recevoir de code : seuls les mobiles, les lignes fixes et les numéros verts le peuvent.'],
   [/^channel 'sms' cannot reach the fixed line/, () => 'Un SMS ne peut pas joindre une ligne fixe : choisissez l’appel vocal.'],
+  [/^channel 'sms' cannot reach the toll-free line/, () => 'Un SMS ne peut pas joindre un numéro vert : choisissez l’appel vocal.'],
   [/^phone .* is already verified/, () => 'Ce numéro est déjà vérifié.'],
   [/^verification .* is already used: phone .* is verified/, () => 'Ce numéro est déjà vérifié.'],
   [/^verification .* has had its (\d+) sends/,
