@@ -2314,3 +2314,104 @@ async fn a_start_page_that_is_only_a_meta_refresh_is_followed_as_a_redirect() {
     );
     server.stop().await;
 }
+
+/// A start page that is only a refresh to `/fr/`, which answers 503 with
+/// `Retry-After: 1` once: waited out as any page's 503.
+fn refresh_then_busy(path: &str, n: usize) -> (&'static str, String, String) {
+    match path {
+        "/robots.txt" => (
+            "200 OK",
+            String::new(),
+            "User-agent: *\nAllow: /\n".to_string(),
+        ),
+        "/" => ("200 OK", String::new(), refresh_to("/fr/")),
+        "/fr/" if n == 0 => (
+            "503 Service Unavailable",
+            "Retry-After: 1\r\n".to_string(),
+            String::new(),
+        ),
+        "/fr/" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Accueil", "Bienvenue au salon, ouvert du mardi au samedi."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// The page a meta refresh names answers 503 with a Retry-After: waited
+/// out and asked again, as the target of an HTTP redirect is, where the
+/// start page failed (`http_503`) and with it the whole job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_whose_page_answers_503_waits_it_out_like_a_redirect() {
+    let (addr, asked) = tiny_site(refresh_then_busy);
+    let mut server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, "a@salon-busy.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 1, 1, 0]), "{kb}");
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/fr/"), Some(&2), "{asked:?}");
+    assert_eq!(asked.get("/"), Some(&1), "{asked:?}");
+    server.stop().await;
+}
+
+/// A site whose pages live at their slashed path (WordPress): a path
+/// without the slash is sent on to it.
+fn slashed_site(path: &str, _n: usize) -> (&'static str, String, String) {
+    let page = |title: &str| {
+        tiny_page(
+            title,
+            &format!("{title} du salon, ouvert du mardi au samedi."),
+        )
+    };
+    match path {
+        "/robots.txt" => ("200 OK", String::new(), "User-agent: *\nAllow: /\n".to_string()),
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs/\">Tarifs</a> <a href=\"/horaires/\">Horaires</a> \
+                 <a href=\"/contact/\">Contact</a> <a href=\"/plan.html\">Plan</a>",
+            ),
+        ),
+        "/tarifs/" => ("200 OK", String::new(), page("Tarifs")),
+        "/horaires/" => ("200 OK", String::new(), page("Horaires")),
+        "/contact/" => ("200 OK", String::new(), page("Contact")),
+        "/plan.html" => ("200 OK", String::new(), page("Plan")),
+        p if !p.ends_with('/') && !p.contains('.') => {
+            ("301 Moved Permanently", format!("Location: {p}/\r\n"), String::new())
+        }
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// Once a path without its slash was sent on to the slashed one, the next
+/// pages are asked with the slash first: one request each, where each cost
+/// two (and a turn of the site's gap). A file's name gets no slash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
+    let (addr, asked) = tiny_site(slashed_site);
+    let mut server = server_crawling(addr, 30).await;
+    let s =
+        completed_website_session(&server, "a@salon-slash.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 5, 5, 0, 0]), "{kb}");
+    let asked = asked.lock().unwrap().clone();
+    let expected = [
+        "/robots.txt",
+        "/sitemap.xml",
+        "/",
+        "/tarifs",
+        "/tarifs/",
+        "/horaires/",
+        "/contact/",
+        "/plan.html",
+    ];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
+}

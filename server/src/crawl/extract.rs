@@ -206,9 +206,15 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .and_then(|l| l.value().attr("href"))
         .and_then(|h| base.join(h).ok())
         .map(|u| u.to_string());
+    // Not one inside a `<template>`, which browsers never act on (an
+    // `<svg>` holds none: the parser closes it before a `<meta>`).
     let refresh = doc
         .select(&selector("meta[http-equiv=refresh i][content]"))
-        .next()
+        .find(|m| {
+            !m.ancestors()
+                .filter_map(scraper::ElementRef::wrap)
+                .any(|a| a.value().name() == "template")
+        })
         .and_then(|m| m.value().attr("content"))
         .and_then(|content| refresh_url(content, base));
     // A page that says `nofollow` has its links left alone, as one link
@@ -643,6 +649,9 @@ mod tests {
         );
         let none = "<html><head><meta name=refresh content=\"0; url=/fr/\"></head></html>";
         assert_eq!(extract(none, &page).refresh, None);
+        // Inside a template, no browser acts on it.
+        let inert = "<html><body><template><meta http-equiv=refresh content=\"0; url=/fr/\"></template></body></html>";
+        assert_eq!(extract(inert, &page).refresh, None);
     }
 
     #[test]

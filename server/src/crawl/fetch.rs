@@ -624,7 +624,7 @@ impl Fetcher {
         }
         // Whatever its type says, a body of binary data is no page (its
         // decoded text would be stored as replacement characters).
-        let encoding = encoding_of(&bytes, &content_type);
+        let encoding = encoding_of(&bytes, &content_type, accept);
         if accept != Accept::Any && is_binary(&bytes, encoding) {
             return Err(FetchError::UnsupportedType);
         }
@@ -772,16 +772,10 @@ fn x_robots_says(value: &str, directive: &str) -> bool {
 
 /// The encoding a body is read with: the charset of the Content-Type
 /// header, else a BOM, else a `<meta charset>` in the first 1,024 bytes,
-/// else UTF-8 when the bytes are UTF-8, else windows-1252.
-///
-/// A page that declares nothing is read as browsers read it: the WHATWG
-/// Encoding standard's fallback for a French (or any Western) locale is
-/// windows-1252, and an older site saved as Latin-1 declares nothing. Read
-/// as UTF-8, its accents were stored as U+FFFD ("R\u{fffd}servez") and
-/// its words never matched a caller's. Valid UTF-8 stays UTF-8: a
-/// windows-1252 text with an accent is almost never valid UTF-8, while
-/// UTF-8 read as windows-1252 would turn "é" into "Ã©".
-fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encoding {
+/// else, for a page, what its bytes look like ([`undeclared`]); robots.txt
+/// and sitemaps are UTF-8 by their protocols (RFC 9309, sitemaps.org), a
+/// stray byte in them never a reason to read their rules as another text.
+fn encoding_of(bytes: &[u8], content_type: &str, accept: Accept) -> &'static encoding_rs::Encoding {
     let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
         let at = text.find("charset=")? + "charset=".len();
         let rest = text[at..].trim_start_matches(['"', '\'']);
@@ -794,10 +788,32 @@ fn encoding_of(bytes: &[u8], content_type: &str) -> &'static encoding_rs::Encodi
     label(content_type)
         .or_else(|| encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e))
         .or_else(|| label(&head))
-        .unwrap_or_else(|| match std::str::from_utf8(bytes) {
-            Ok(_) => encoding_rs::UTF_8,
-            Err(_) => encoding_rs::WINDOWS_1252,
+        .unwrap_or_else(|| match accept {
+            Accept::Page => undeclared(bytes),
+            Accept::Xml | Accept::Any => encoding_rs::UTF_8,
         })
+}
+
+/// A page that declares no charset is read as browsers read it: the WHATWG
+/// Encoding standard's fallback for a French (or any Western) locale is
+/// windows-1252, and an older site saved as Latin-1 declares nothing. Read
+/// as UTF-8, its accents were stored as U+FFFD ("R\u{fffd}servez") and
+/// its words never matched a caller's. But UTF-8 read as windows-1252
+/// turns every "é" into "Ã©": a page whose UTF-8 characters outnumber its
+/// invalid sequences (an excerpt cut in the middle of a character) stays
+/// UTF-8. A windows-1252 text's accents are invalid sequences, and next to
+/// never form valid ones.
+fn undeclared(bytes: &[u8]) -> &'static encoding_rs::Encoding {
+    let (mut characters, mut invalid) = (0usize, 0usize);
+    for chunk in bytes.utf8_chunks() {
+        characters += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+        invalid += usize::from(!chunk.invalid().is_empty());
+    }
+    if invalid == 0 || characters >= invalid {
+        encoding_rs::UTF_8
+    } else {
+        encoding_rs::WINDOWS_1252
+    }
 }
 
 #[cfg(test)]
@@ -1141,24 +1157,40 @@ mod tests {
 
     #[test]
     fn an_undeclared_charset_is_utf_8_when_the_bytes_are_else_windows_1252() {
+        let page =
+            |bytes: &[u8], content_type: &str| encoding_of(bytes, content_type, Accept::Page);
         let latin = b"<p>R\xe9servez votre caf\xe9 cr\xe8me \x80</p>";
         let utf8 = "<p>Réservez votre café crème €</p>".as_bytes();
-        assert_eq!(encoding_of(latin, "text/html"), encoding_rs::WINDOWS_1252);
-        assert_eq!(encoding_of(utf8, "text/html"), encoding_rs::UTF_8);
-        assert_eq!(encoding_of(b"<p>Tarifs</p>", ""), encoding_rs::UTF_8);
+        assert_eq!(page(latin, "text/html"), encoding_rs::WINDOWS_1252);
+        assert_eq!(page(utf8, "text/html"), encoding_rs::UTF_8);
+        assert_eq!(page(b"<p>Tarifs</p>", ""), encoding_rs::UTF_8);
         // A charset declared wins, whatever the bytes.
+        assert_eq!(page(latin, "text/html; charset=utf-8"), encoding_rs::UTF_8);
         assert_eq!(
-            encoding_of(latin, "text/html; charset=utf-8"),
-            encoding_rs::UTF_8
-        );
-        assert_eq!(
-            encoding_of(utf8, "text/html; charset=iso-8859-1"),
+            page(utf8, "text/html; charset=iso-8859-1"),
             encoding_rs::WINDOWS_1252
         );
         let meta = b"<meta charset=\"utf-8\"><p>caf\xe9</p>";
-        assert_eq!(encoding_of(meta, "text/html"), encoding_rs::UTF_8);
-        let text = encoding_of(latin, "").decode(latin).0;
+        assert_eq!(page(meta, "text/html"), encoding_rs::UTF_8);
+        let text = page(latin, "").decode(latin).0;
         assert_eq!(text, "<p>Réservez votre café crème €</p>");
+        // UTF-8 with one character cut in half (an excerpt cut by bytes)
+        // stays UTF-8: one U+FFFD, not every accent garbled.
+        let cut = b"<p>R\xc3\xa9servez votre caf\xc3\xa9 cr\xc3\xa8me, caf\xc3</p>";
+        assert_eq!(page(cut, "text/html"), encoding_rs::UTF_8);
+        assert_eq!(
+            page(cut, "").decode(cut).0,
+            "<p>Réservez votre café crème, caf\u{fffd}</p>"
+        );
+        // robots.txt and sitemaps are UTF-8 whatever their bytes: a Latin-1
+        // comment does not turn a rule's UTF-8 path into another.
+        let robots = b"User-agent: *\n# G\xe9r\xe9\nDisallow: /caf\xc3\xa9/\n";
+        for accept in [Accept::Any, Accept::Xml] {
+            assert_eq!(
+                encoding_of(robots, "text/plain", accept),
+                encoding_rs::UTF_8
+            );
+        }
     }
 
     #[test]

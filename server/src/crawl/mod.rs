@@ -965,12 +965,12 @@ impl<'a> Crawl<'a> {
         polite: &mut Polite<'_>,
         site: &Url,
         url: &str,
-        tries: usize,
+        mut tries: usize,
     ) -> Result<Value, Stop> {
         let Ok(target) = Url::parse(url) else {
             return Ok(json!({"status": "failed", "reason": "bad_url"}));
         };
-        let mut fetched = match self.fetch(polite, site, url, &target, tries).await? {
+        let mut fetched = match self.fetch(polite, site, url, &target, &mut tries).await? {
             Ok(page) => page,
             Err(report) => return Ok(report),
         };
@@ -988,7 +988,16 @@ impl<'a> Crawl<'a> {
             let Some(next) = refresh_target(&page, &extracted) else {
                 break (page, extracted);
             };
-            fetched = match polite.refresh(&page, &next, site).await {
+            // Its 429 or 503 waited out as any page's, the page's tries
+            // counted together.
+            let refreshed = loop {
+                let got = polite.refresh(&page, &next, site).await;
+                match &got {
+                    Err(e) if self.waited_out(url, e, &mut tries).await? => continue,
+                    _ => break got,
+                }
+            };
+            fetched = match refreshed {
                 Ok(page) => page,
                 Err(e) => return unfetched(e, tries),
             };
@@ -1004,13 +1013,8 @@ impl<'a> Crawl<'a> {
         site: &Url,
         url: &str,
         target: &Url,
-        mut tries: usize,
+        tries: &mut usize,
     ) -> Result<Result<Page, Value>, Stop> {
-        let limits = &self.config.limits;
-        // The library keeps at most its own count of a page's retries.
-        let max_retries = limits
-            .retries
-            .min(onboarding::kb::MAX_PAGE_RETRIES as usize);
         // Identity drops a path's trailing slash: asked with it once the
         // site is known to want it.
         let asked = match slashed(target) {
@@ -1018,25 +1022,10 @@ impl<'a> Crawl<'a> {
             _ => target.clone(),
         };
         let page = loop {
-            match polite.get(&asked, site, Accept::Page).await {
-                // Waited out in hand when short and within the job's time
-                // (the site's gap keeps every crawler away as long: a page
-                // given up while the site is waited for all the same was
-                // lost for nothing; the job's lease is renewed meanwhile),
-                // else in the queue, up to an hour; a longer one fails it.
-                Err(FetchError::Status(429 | 503, Some(wait)))
-                    if tries < max_retries && wait <= limits.max_site_wait =>
-                {
-                    if wait > limits.max_retry_after
-                        || self.budget.elapsed() + wait > limits.job_time
-                    {
-                        return Err(Stop::Wait(wait, tries + 1));
-                    }
-                    tries += 1;
-                    self.keep_retry(url, tries).await?;
-                    tokio::time::sleep(wait).await;
-                }
-                other => break other,
+            let got = polite.get(&asked, site, Accept::Page).await;
+            match &got {
+                Err(e) if self.waited_out(url, e, tries).await? => continue,
+                _ => break got,
             }
         };
         // A site that answers only the form it linked (`/tarifs/`, or
@@ -1059,8 +1048,41 @@ impl<'a> Crawl<'a> {
         }
         match page {
             Ok(page) => Ok(Ok(page)),
-            Err(e) => unfetched(e, tries).map(Err),
+            Err(e) => unfetched(e, *tries).map(Err),
         }
+    }
+
+    /// Whether a page's failure `e` was a 429 or 503 with a Retry-After
+    /// waited out here (then the page is asked again, one more of its
+    /// `tries`): in hand when short and within the job's time (the site's
+    /// gap keeps every crawler away as long: a page given up while the site
+    /// is waited for all the same was lost for nothing; the job's lease is
+    /// renewed meanwhile), else in the queue (`Stop::Wait`), up to an hour;
+    /// a longer one, or one past the retries, fails the page.
+    async fn waited_out(
+        &mut self,
+        url: &str,
+        e: &FetchError,
+        tries: &mut usize,
+    ) -> Result<bool, Stop> {
+        let limits = &self.config.limits;
+        // The library keeps at most its own count of a page's retries.
+        let max_retries = limits
+            .retries
+            .min(onboarding::kb::MAX_PAGE_RETRIES as usize);
+        let &FetchError::Status(429 | 503, Some(wait)) = e else {
+            return Ok(false);
+        };
+        if *tries >= max_retries || wait > limits.max_site_wait {
+            return Ok(false);
+        }
+        if wait > limits.max_retry_after || self.budget.elapsed() + wait > limits.job_time {
+            return Err(Stop::Wait(wait, *tries + 1));
+        }
+        *tries += 1;
+        self.keep_retry(url, *tries).await?;
+        tokio::time::sleep(wait).await;
+        Ok(true)
     }
 
     /// The report of a fetched page: stored, or skipped with the reason.

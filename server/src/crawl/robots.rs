@@ -182,6 +182,10 @@ impl<'r> SitemapPages<'r> {
     /// Takes `loc` when it is a page the crawler would ask for, not taken
     /// yet, and there is room.
     fn add(&mut self, loc: &str) {
+        // Full: the rest of a long sitemap is not parsed for nothing.
+        if self.full() {
+            return;
+        }
         let Ok(listed) = Url::parse(loc) else {
             return;
         };
@@ -193,7 +197,7 @@ impl<'r> SitemapPages<'r> {
             && onboarding::kb::same_site(&url, self.site)
             && self.rules.allowed(listed.as_str())
             && self.rules.allowed(url.as_str());
-        if wanted && !self.full() && self.seen.insert(page_key(&url)) {
+        if wanted && self.seen.insert(page_key(&url)) {
             self.urls.push(url.to_string());
         }
     }
