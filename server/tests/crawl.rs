@@ -2106,23 +2106,46 @@ fn sitemap_of_disallowed_pages(path: &str, _: usize) -> (&'static str, String, S
     }
 }
 
+/// A tenant's job over the tiny site `answer` serves, crawled to its end:
+/// the server (still running), the job as the kb route answers it, the
+/// site's address and how many times each path was asked.
+async fn crawl_tiny_site(
+    answer: Answer,
+    email: &str,
+) -> (
+    TestServer,
+    Value,
+    std::net::SocketAddr,
+    HashMap<String, usize>,
+) {
+    let (addr, asked) = tiny_site(answer);
+    let server = server_crawling(addr, 30).await;
+    let s = completed_website_session(&server, email, &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    let asked = asked.lock().unwrap().clone();
+    (server, kb, addr, asked)
+}
+
+/// The documents a job stored: each one's URL and depth.
+fn stored_pages(kb: &Value) -> Vec<(&str, i64)> {
+    kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
+        .collect()
+}
+
 /// The sitemap's entries the crawler would never ask for (robots.txt
 /// disallows them, another site's, the start page, a page listed twice)
 /// are no pages of the job: they took the job's 50 (50 found, 1 stored, 49
 /// skipped `robots_disallowed`) and the start page's links were never asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sitemap_entries_never_fetched_leave_the_page_cap_to_the_links() {
-    let (addr, asked) = tiny_site(sitemap_of_disallowed_pages);
-    let mut server = server_crawling(addr, 30).await;
-    let s = completed_website_session(&server, "a@salon-plan.fr", &format!("http://{addr}/")).await;
-    let kb = wait_for_job(&server, &s).await;
+    let (mut server, kb, addr, asked) =
+        crawl_tiny_site(sitemap_of_disallowed_pages, "a@salon-plan.fr").await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 3, 0, 0]), "{kb}");
-    let stored: Vec<(&str, i64)> = kb["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
-        .collect();
+    let stored = stored_pages(&kb);
     let url = |path: &str| format!("http://{addr}{path}");
     assert_eq!(
         stored,
@@ -2133,7 +2156,6 @@ async fn sitemap_entries_never_fetched_leave_the_page_cap_to_the_links() {
         ]
     );
     assert_eq!(kb["pages_not_stored"], json!([]));
-    let asked = asked.lock().unwrap().clone();
     let expected = ["/robots.txt", "/sitemap.xml", "/", "/horaires", "/tarifs"];
     assert_eq!(
         asked,
@@ -2262,18 +2284,10 @@ fn refreshing(path: &str, _: usize) -> (&'static str, String, String) {
 /// of its own is stored, its refresh not followed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_page_that_is_only_a_meta_refresh_is_followed_as_a_redirect() {
-    let (addr, asked) = tiny_site(refreshing);
-    let mut server = server_crawling(addr, 30).await;
-    let s = completed_website_session(&server, "a@salon-fr.fr", &format!("http://{addr}/")).await;
-    let kb = wait_for_job(&server, &s).await;
+    let (mut server, kb, addr, asked) = crawl_tiny_site(refreshing, "a@salon-fr.fr").await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 7, 2, 5, 0]), "{kb}");
     let url = |path: &str| format!("http://{addr}{path}");
-    let stored: Vec<(&str, i64)> = kb["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["url"].as_str().unwrap(), d["depth"].as_i64().unwrap()))
-        .collect();
+    let stored = stored_pages(&kb);
     assert_eq!(
         stored,
         [(url("/fr").as_str(), 0), (url("/tarifs").as_str(), 1)]
@@ -2289,7 +2303,6 @@ async fn a_start_page_that_is_only_a_meta_refresh_is_followed_as_a_redirect() {
             not_stored("/chaine", 1, "too_many_redirects"),
         ])
     );
-    let asked = asked.lock().unwrap().clone();
     let expected = [
         "/robots.txt",
         "/sitemap.xml",
@@ -2344,12 +2357,8 @@ fn refresh_then_busy(path: &str, n: usize) -> (&'static str, String, String) {
 /// start page failed (`http_503`) and with it the whole job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_whose_page_answers_503_waits_it_out_like_a_redirect() {
-    let (addr, asked) = tiny_site(refresh_then_busy);
-    let mut server = server_crawling(addr, 30).await;
-    let s = completed_website_session(&server, "a@salon-busy.fr", &format!("http://{addr}/")).await;
-    let kb = wait_for_job(&server, &s).await;
+    let (mut server, kb, _, asked) = crawl_tiny_site(refresh_then_busy, "a@salon-busy.fr").await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 1, 1, 0]), "{kb}");
-    let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.get("/fr/"), Some(&2), "{asked:?}");
     assert_eq!(asked.get("/"), Some(&1), "{asked:?}");
     server.stop().await;
@@ -2391,13 +2400,8 @@ fn slashed_site(path: &str, _n: usize) -> (&'static str, String, String) {
 /// two (and a turn of the site's gap). A file's name gets no slash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
-    let (addr, asked) = tiny_site(slashed_site);
-    let mut server = server_crawling(addr, 30).await;
-    let s =
-        completed_website_session(&server, "a@salon-slash.fr", &format!("http://{addr}/")).await;
-    let kb = wait_for_job(&server, &s).await;
+    let (mut server, kb, _, asked) = crawl_tiny_site(slashed_site, "a@salon-slash.fr").await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 5, 5, 0, 0]), "{kb}");
-    let asked = asked.lock().unwrap().clone();
     let expected = [
         "/robots.txt",
         "/sitemap.xml",

@@ -1647,6 +1647,18 @@ async fn a_return_without_the_kept_step_resumes_after_the_last_step_saved() {
     b.quit().await;
 }
 
+/// Types `code` in the code field and sends it, until the number shows
+/// verified (on the wizard's page or the dashboard's).
+async fn verify_typed(b: &Browser, code: &str) {
+    b.fill("code", code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "!document.getElementById('verify-done').hidden",
+    )
+    .await;
+}
+
 /// A number another account already routes, verified in the wizard before
 /// completion: the page says its calls will not reach the agent, on the
 /// verification step, after a reload and on the completion, as the
@@ -1673,13 +1685,7 @@ async fn a_number_another_account_routes_is_said_so_from_verification_to_complet
     let b = browser(&server, 1024).await;
     to_the_verification(&b).await;
     let code = a_code_sent(&b, &gateway).await;
-    b.fill("code", &code).await;
-    b.click("#verify-code").await;
-    b.until(
-        "the verified number",
-        "!document.getElementById('verify-done').hidden",
-    )
-    .await;
+    verify_typed(&b, &code).await;
     let taken = "Numéro +33612345678 vérifié, mais il est déjà actif pour un autre compte : \
                  votre agent ne prendra pas ses appels.";
     let shown = "return [document.getElementById('verify-done').textContent,
@@ -1736,13 +1742,7 @@ async fn a_number_another_account_routes_is_said_so_from_verification_to_complet
         "!document.getElementById('form-verify').hidden",
     )
     .await;
-    b.fill("code", &code).await;
-    b.click("#verify-code").await;
-    b.until(
-        "the verified number",
-        "!document.getElementById('verify-done').hidden",
-    )
-    .await;
+    verify_typed(&b, &code).await;
     let taken_here = "Numéro +33612345678 vérifié, mais il est déjà actif pour un autre compte : \
                       votre agent ne prend pas ses appels.";
     assert_eq!(b.eval(shown).await, json!([taken_here, "note"]));
