@@ -102,7 +102,7 @@ pub fn line(phone: &str) -> Result<Line> {
     let kind = number.number_type(&phonenumber::metadata::DATABASE);
     let mobile = match kind {
         Type::Mobile | Type::FixedLineOrMobile => true,
-        // A toll-free number (a numéro vert, 080x in France and overseas)
+        // A toll-free number (a numéro vert, 0800 to 0805 in France)
         // takes calls, free to its callers: a business answering on one
         // can prove it. Shared-cost and premium-rate ones are refused
         // below: calls to them pay their operator, which is what toll
@@ -222,12 +222,18 @@ impl Verification {
     /// When `session_id` last had a code sent, to any number (epoch ms), if
     /// ever.
     pub fn last_sent_by(conn: &Connection, session_id: &str) -> Result<Option<i64>> {
+        // The last message queued, not the latest time: after a clock set
+        // back, a code stamped before stays the latest time for as long as
+        // the clock went back, and would leave every send since unspaced.
         let last: Option<String> = sql::query_row(
             conn,
-            "SELECT max(last_sent_at) FROM phone_verifications WHERE session_id = ?1",
+            "SELECT m.created_at FROM phone_verifications v
+             JOIN outbox_messages m ON m.verification_id = v.id
+             WHERE v.session_id = ?1 ORDER BY m.id DESC LIMIT 1",
             [session_id],
             |r| r.get(0),
-        )?;
+        )
+        .optional()?;
         last.as_deref().map(stored_time).transpose()
     }
 
@@ -256,7 +262,8 @@ impl Verification {
     pub fn to_json(&self, now_ms: i64) -> Result<Value> {
         // After its last send a verification takes no more codes; a new
         // one starts when its code expires.
-        let mut resend_after = self.last_sent_ms()? + RESEND_AFTER_MS;
+        // A last send ahead of now (a clock set back since) holds nothing.
+        let mut resend_after = self.last_sent_ms()?.min(now_ms) + RESEND_AFTER_MS;
         if self.sends >= MAX_SENDS {
             resend_after = resend_after.max(self.expires_ms()?);
         }

@@ -1163,12 +1163,24 @@ fn a_clock_set_back_holds_no_send_for_the_time_it_went_back() {
     db.env.set_ms(T0 + 3_600_000);
     let first = send(&db, &s, "{}").unwrap();
     db.env.set_ms(T0);
+    assert_eq!(
+        db.get(&s)["phone_verification"]["resend_after"],
+        "2026-11-24T10:01:00.000Z"
+    );
     let again = send(&db, &s, "{}").unwrap();
     assert_eq!(again["verification_id"], first["verification_id"]);
     assert_eq!(again["resend_after"], "2026-11-24T10:01:00.000Z");
     assert_eq!(
         verification_row(&db, first["verification_id"].as_str().unwrap())["sends"],
         2
+    );
+    // The send made since is the last: the next waits its 60 s, though
+    // the first's time is still the latest.
+    db.env.set_ms(T0 + 30_000);
+    assert_eq!(
+        send(&db, &s, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: a code was sent 30 s ago; codes are sent at least \
+         60 s apart (retry after 30 s)"
     );
 }
 

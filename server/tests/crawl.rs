@@ -2381,13 +2381,18 @@ fn slashed_site(path: &str, _n: usize) -> (&'static str, String, String) {
             tiny_page(
                 "Accueil",
                 "Bienvenue au salon. <a href=\"/tarifs/\">Tarifs</a> <a href=\"/horaires/\">Horaires</a> \
-                 <a href=\"/contact/\">Contact</a> <a href=\"/plan.html\">Plan</a>",
+                 <a href=\"/contact/\">Contact</a> <a href=\"/plan.html\">Plan</a> \
+                 <a href=\"/equipe\">Équipe</a> <a href=\"/galerie/\">Galerie</a>",
             ),
         ),
         "/tarifs/" => ("200 OK", String::new(), page("Tarifs")),
         "/horaires/" => ("200 OK", String::new(), page("Horaires")),
         "/contact/" => ("200 OK", String::new(), page("Contact")),
         "/plan.html" => ("200 OK", String::new(), page("Plan")),
+        // A page of its own beside a directory that lists nothing.
+        "/equipe" => ("200 OK", String::new(), page("Équipe")),
+        "/equipe/" => ("403 Forbidden", String::new(), String::new()),
+        "/galerie/" => ("200 OK", String::new(), page("Galerie")),
         p if !p.ends_with('/') && !p.contains('.') => {
             ("301 Moved Permanently", format!("Location: {p}/\r\n"), String::new())
         }
@@ -2397,11 +2402,14 @@ fn slashed_site(path: &str, _n: usize) -> (&'static str, String, String) {
 
 /// Once a path without its slash was sent on to the slashed one, the next
 /// pages are asked with the slash first: one request each, where each cost
-/// two (and a turn of the site's gap). A file's name gets no slash.
+/// two (and a turn of the site's gap). A file's name gets no slash. A
+/// slashed form that fails (a directory's 403) has the form listed asked,
+/// and the site is no longer taken to want slashes, until a redirect says
+/// so again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
     let (mut server, kb, _, asked) = crawl_tiny_site(slashed_site, "a@salon-slash.fr").await;
-    assert_eq!(outcome(&kb), json!(["done", null, 1, 5, 5, 0, 0]), "{kb}");
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 7, 7, 0, 0]), "{kb}");
     let expected = [
         "/robots.txt",
         "/sitemap.xml",
@@ -2411,6 +2419,10 @@ async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
         "/horaires/",
         "/contact/",
         "/plan.html",
+        "/equipe/",
+        "/equipe",
+        "/galerie",
+        "/galerie/",
     ];
     assert_eq!(
         asked,

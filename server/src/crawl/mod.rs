@@ -1015,40 +1015,61 @@ impl<'a> Crawl<'a> {
         target: &Url,
         tries: &mut usize,
     ) -> Result<Result<Page, Value>, Stop> {
-        // Identity drops a path's trailing slash: asked with it once the
+        // Identity drops a path's trailing slash: asked with it while the
         // site is known to want it.
-        let asked = match slashed(target) {
-            Some(slashed) if self.slashed_paths => slashed,
-            _ => target.clone(),
-        };
-        let page = loop {
-            let got = polite.get(&asked, site, Accept::Page).await;
-            match &got {
-                Err(e) if self.waited_out(url, e, tries).await? => continue,
-                _ => break got,
+        let slashed = slashed(target);
+        let guessed = slashed.as_ref().filter(|_| self.slashed_paths);
+        let asked = guessed.unwrap_or(target);
+        let mut page = self.get_waiting(polite, site, url, asked, tries).await?;
+        match (&page, guessed) {
+            // The slashed form guessed failed (a 404, a 403 of a directory,
+            // robots.txt disallowing it): the form as listed is asked, and
+            // when it answers, the site is no longer taken to want slashes.
+            (Err(_), Some(_)) => {
+                page = self.get_waiting(polite, site, url, target, tries).await?;
+                self.slashed_paths &= page.is_err();
             }
-        };
-        // A site that answers only the form it linked (`/tarifs/`, or
-        // `/tarifs` where its other pages want the slash) gets the other
-        // form asked as well.
-        let other = if asked == *target {
-            slashed(target)
-        } else {
-            Some(target.clone())
-        };
-        let page = match (page, other) {
-            (Err(FetchError::Status(404, _)), Some(other)) => {
-                polite.get(&other, site, Accept::Page).await
+            // A site that answers only the form it linked (`/tarifs/`) gets
+            // that one asked as well.
+            (Err(FetchError::Status(404, _)), None) => {
+                if let Some(slashed) = &slashed {
+                    page = self.get_waiting(polite, site, url, slashed, tries).await?;
+                }
             }
-            (page, _) => page,
-        };
+            _ => {}
+        }
         if let Ok(page) = &page {
-            // A slash-less path sent on to its slashed form: the site's way.
-            self.slashed_paths |= slashed(target).is_some_and(|s| page.chain.get(1) == Some(&s));
+            // The site's way, told by its first redirect: a slash-less path
+            // sent on to its slashed form, or the slashed one sent back.
+            let sent_to = page.chain.get(1);
+            if sent_to.is_some() && sent_to == slashed.as_ref() {
+                self.slashed_paths = true;
+            } else if guessed.is_some() && sent_to == Some(target) {
+                self.slashed_paths = false;
+            }
         }
         match page {
             Ok(page) => Ok(Ok(page)),
             Err(e) => unfetched(e, *tries).map(Err),
+        }
+    }
+
+    /// `asked` for frontier page `url`, its 429s and 503s with a
+    /// Retry-After waited out ([`Crawl::waited_out`], the page's `tries`).
+    async fn get_waiting(
+        &mut self,
+        polite: &mut Polite<'_>,
+        site: &Url,
+        url: &str,
+        asked: &Url,
+        tries: &mut usize,
+    ) -> Result<Result<Page, FetchError>, Stop> {
+        loop {
+            let got = polite.get(asked, site, Accept::Page).await;
+            match &got {
+                Err(e) if self.waited_out(url, e, tries).await? => continue,
+                _ => return Ok(got),
+            }
         }
     }
 
@@ -1196,11 +1217,6 @@ impl<'a> Crawl<'a> {
     }
 }
 
-/// The report of a page that could not be had (`e`), or why the job
-/// stops; `tries`, the page's retries. Failed: asked, and the answer (or
-/// its absence) was wrong; skipped: not asked, or not what the knowledge
-/// base keeps (a page whose site's turn never came, `site_busy`, was never
-/// asked).
 /// `target` with a trailing slash, when its path may take one: not the
 /// root, not already slashed, not a file's name (`/plaquette.pdf`).
 fn slashed(target: &Url) -> Option<Url> {
@@ -1214,6 +1230,11 @@ fn slashed(target: &Url) -> Option<Url> {
     Some(slashed)
 }
 
+/// The report of a page that could not be had (`e`), or why the job
+/// stops; `tries`, the page's retries. Failed: asked, and the answer (or
+/// its absence) was wrong; skipped: not asked, or not what the knowledge
+/// base keeps (a page whose site's turn never came, `site_busy`, was never
+/// asked).
 fn unfetched(e: FetchError, tries: usize) -> Result<Value, Stop> {
     match e {
         FetchError::JobTime => Err(Stop::JobTime),

@@ -2912,6 +2912,56 @@ async fn a_phone_refusal_is_told_in_french() {
     b.quit().await;
 }
 
+/// A second large body of pasted texts from one address, refused (429) as
+/// the server words it, is told in French.
+#[tokio::test]
+async fn a_second_large_body_refused_is_told_in_french() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _one = ONE_BROWSER.lock().await;
+    let (mut config, dir) = temp_config();
+    config.max_documents_body_bytes = 200_000;
+    let server = TestServer::start(config, dir).await;
+    let path = "/api/v1/onboarding/session/onb_0123456789abcdef0123456789abcdef/kb";
+    let begun = |announced: usize, sent: usize| {
+        let addr = server.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                 Content-Length: {announced}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&vec![b' '; sent]).await.unwrap();
+            stream
+        }
+    };
+    let answer = |mut stream: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        serde_json::from_str::<Value>(&body).unwrap()["error"].clone()
+    };
+    // A large body begun, then another from the same address.
+    let _held = begun(200_000, 150_000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = answer(begun(200_000, 1).await).await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    assert_eq!(
+        b.eval(&format!(
+            "return import('/assets/messages.js').then(m => m.french({}, {{ retryAfter: 1 }}))",
+            second
+        ))
+        .await,
+        json!("Un autre envoi de textes est en cours depuis votre connexion : réessayez dans 1 seconde.")
+    );
+    b.quit().await;
+}
+
 /// A crawl that ended short says why in French, and what the tenant keeps:
 /// never its raw error code (`js_required` was shown as is), nor an edit
 /// that completion no longer allows; a server failure is said in French too.

@@ -162,6 +162,10 @@ const RULES = [
   // one instead, the dashboard says this).
   [/^session .* is abandoned;/, () => 'Cette configuration a été close : elle ne peut plus être modifiée.'],
   [/^too many open connections/, (m, e) => `Le serveur est très sollicité : réessayez ${delay(e.retryAfter)}.`],
+  [/^this address is already sending a large body/,
+    (m, e) => `Un autre envoi de textes est en cours depuis votre connexion : réessayez ${delay(e.retryAfter)}.`],
+  [/^the server is reading as many large bodies as it takes at once/,
+    (m, e) => `Le serveur reçoit déjà beaucoup de textes : réessayez ${delay(e.retryAfter)}.`],
 ];
 
 /**

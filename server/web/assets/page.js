@@ -52,11 +52,11 @@ export function announceError(message) {
 /**
  * Whether codes go to `phone` (E.164): the server sends them to French
  * numbers only, +33 and the overseas departments (+262, +590, +594, +596),
- * and not to a shared-cost or premium-rate 08 number (a numéro vert, 080,
- * takes a call).
+ * and not to a shared-cost or premium-rate 08 number (a numéro vert, 0800
+ * to 0805, takes a call).
  */
 export const verifiable = (phone) =>
-  /^\+(33|262|590|594|596)/.test(phone || '') && !/^\+338(?!0)/.test(phone || '');
+  /^\+(33|262|590|594|596)/.test(phone || '') && !/^\+338(?!0[0-5])/.test(phone || '');
 
 export function defaultChannel(phone) {
   const mobile = /^\+33[67]|^\+262(69|639)|^\+590(69[01])|^\+594694|^\+596(69[67])/;
