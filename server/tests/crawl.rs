@@ -2431,3 +2431,56 @@ async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
     );
     server.stop().await;
 }
+
+/// A site that sends a slash-less path on to its slashed form once, and
+/// later a slashed one back to its slash-less form.
+fn slashed_then_not(path: &str, _n: usize) -> (&'static str, String, String) {
+    let page = |title: &str| {
+        tiny_page(
+            title,
+            &format!("{title} du salon, ouvert du mardi au samedi."),
+        )
+    };
+    match path {
+        "/robots.txt" => ("200 OK", String::new(), "User-agent: *\nAllow: /\n".to_string()),
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs/\">Tarifs</a> <a href=\"/horaires/\">Horaires</a> \
+                 <a href=\"/contact\">Contact</a>",
+            ),
+        ),
+        "/tarifs" => ("301 Moved Permanently", "Location: /tarifs/\r\n".to_string(), String::new()),
+        "/tarifs/" => ("200 OK", String::new(), page("Tarifs")),
+        "/horaires/" => ("301 Moved Permanently", "Location: /horaires\r\n".to_string(), String::new()),
+        "/horaires" => ("200 OK", String::new(), page("Horaires")),
+        "/contact" => ("200 OK", String::new(), page("Contact")),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A slashed form the site sends back to the slash-less one: the site is
+/// no longer taken to want slashes, and the next page is asked as listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slashed_form_sent_back_stops_the_slash_being_guessed() {
+    let (mut server, kb, _, asked) = crawl_tiny_site(slashed_then_not, "a@salon-back.fr").await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 4, 4, 0, 0]), "{kb}");
+    let expected = [
+        "/robots.txt",
+        "/sitemap.xml",
+        "/",
+        "/tarifs",
+        "/tarifs/",
+        "/horaires/",
+        "/horaires",
+        "/contact",
+    ];
+    assert_eq!(
+        asked,
+        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
+        "{asked:?}"
+    );
+    server.stop().await;
+}

@@ -799,9 +799,9 @@ fn encoding_of(bytes: &[u8], content_type: &str, accept: Accept) -> &'static enc
 /// windows-1252, and an older site saved as Latin-1 declares nothing. Read
 /// as UTF-8, its accents were stored as U+FFFD ("R\u{fffd}servez") and
 /// its words never matched a caller's. But UTF-8 read as windows-1252
-/// turns every "é" into "Ã©": a page whose UTF-8 characters outnumber its
-/// invalid sequences (an excerpt cut in the middle of a character) stays
-/// UTF-8. A windows-1252 text's accents are invalid sequences, and next to
+/// turns every "é" into "Ã©": a page with at least as many UTF-8
+/// characters past ASCII as invalid sequences (an excerpt cut in the
+/// middle of a character) stays UTF-8. A windows-1252 text's accents are invalid sequences, and next to
 /// never form valid ones.
 fn undeclared(bytes: &[u8]) -> &'static encoding_rs::Encoding {
     let (mut characters, mut invalid) = (0usize, 0usize);
@@ -809,7 +809,7 @@ fn undeclared(bytes: &[u8]) -> &'static encoding_rs::Encoding {
         characters += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
         invalid += usize::from(!chunk.invalid().is_empty());
     }
-    if invalid == 0 || characters >= invalid {
+    if characters >= invalid {
         encoding_rs::UTF_8
     } else {
         encoding_rs::WINDOWS_1252

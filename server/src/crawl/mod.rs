@@ -990,13 +990,9 @@ impl<'a> Crawl<'a> {
             };
             // Its 429 or 503 waited out as any page's, the page's tries
             // counted together.
-            let refreshed = loop {
-                let got = polite.refresh(&page, &next, site).await;
-                match &got {
-                    Err(e) if self.waited_out(url, e, &mut tries).await? => continue,
-                    _ => break got,
-                }
-            };
+            let refreshed = self
+                .get_waiting(polite, site, url, &next, Some(&page), &mut tries)
+                .await?;
             fetched = match refreshed {
                 Ok(page) => page,
                 Err(e) => return unfetched(e, tries),
@@ -1020,20 +1016,26 @@ impl<'a> Crawl<'a> {
         let slashed = slashed(target);
         let guessed = slashed.as_ref().filter(|_| self.slashed_paths);
         let asked = guessed.unwrap_or(target);
-        let mut page = self.get_waiting(polite, site, url, asked, tries).await?;
+        let mut page = self
+            .get_waiting(polite, site, url, asked, None, tries)
+            .await?;
         match (&page, guessed) {
             // The slashed form guessed failed (a 404, a 403 of a directory,
             // robots.txt disallowing it): the form as listed is asked, and
             // when it answers, the site is no longer taken to want slashes.
             (Err(_), Some(_)) => {
-                page = self.get_waiting(polite, site, url, target, tries).await?;
+                page = self
+                    .get_waiting(polite, site, url, target, None, tries)
+                    .await?;
                 self.slashed_paths &= page.is_err();
             }
             // A site that answers only the form it linked (`/tarifs/`) gets
             // that one asked as well.
             (Err(FetchError::Status(404, _)), None) => {
                 if let Some(slashed) = &slashed {
-                    page = self.get_waiting(polite, site, url, slashed, tries).await?;
+                    page = self
+                        .get_waiting(polite, site, url, slashed, None, tries)
+                        .await?;
                 }
             }
             _ => {}
@@ -1054,7 +1056,8 @@ impl<'a> Crawl<'a> {
         }
     }
 
-    /// `asked` for frontier page `url`, its 429s and 503s with a
+    /// `asked` for frontier page `url` (as the next hop of page `from`,
+    /// whose meta refresh names it, when given), its 429s and 503s with a
     /// Retry-After waited out ([`Crawl::waited_out`], the page's `tries`).
     async fn get_waiting(
         &mut self,
@@ -1062,10 +1065,14 @@ impl<'a> Crawl<'a> {
         site: &Url,
         url: &str,
         asked: &Url,
+        from: Option<&Page>,
         tries: &mut usize,
     ) -> Result<Result<Page, FetchError>, Stop> {
         loop {
-            let got = polite.get(asked, site, Accept::Page).await;
+            let got = match from {
+                Some(from) => polite.refresh(from, asked, site).await,
+                None => polite.get(asked, site, Accept::Page).await,
+            };
             match &got {
                 Err(e) if self.waited_out(url, e, tries).await? => continue,
                 _ => return Ok(got),

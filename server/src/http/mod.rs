@@ -281,17 +281,16 @@ async fn dispatch(
             // turn with the library once whole: a client trickling one holds
             // only what it sent, and no turn.
             let large = step == "kb" && large_body(&req, app.max_body_bytes);
-            // One such body at a time per client: one client sending two
-            // would hold the whole budget.
-            let sending = match large.then(|| LargeBodySender::enter(app, client)) {
-                Some(None) => return rate_limited(LARGE_BODY_SENT_ALREADY, 1),
-                Some(sending) => sending,
-                None => None,
-            };
-            let (limit, budget) = if large {
-                (app.max_documents_body_bytes, Some(&app.large_body_bytes))
+            let (limit, budget, sending) = if large {
+                // One such body at a time per client: one client sending
+                // two would hold the whole budget.
+                let Some(sending) = LargeBodySender::enter(app, client) else {
+                    return rate_limited(LARGE_BODY_SENT_ALREADY, 1);
+                };
+                let budget = Some(&app.large_body_bytes);
+                (app.max_documents_body_bytes, budget, Some(sending))
             } else {
-                (app.max_body_bytes, None)
+                (app.max_body_bytes, None, None)
             };
             *body_read = true;
             let (payload, bytes) = match payload_within(req.into_body(), limit, budget).await {
@@ -679,8 +678,6 @@ fn wrong_method(req: &Request<Incoming>, methods: &[&Method]) -> Reply {
     reply
 }
 
-/// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
-/// any other, 404 for a path the server does not have.
 /// The 403 of an origin that is not allowed (a preflight's, a bodiless
 /// POST's).
 fn origin_not_allowed(origin: &HeaderValue) -> Reply {
@@ -714,17 +711,18 @@ fn cross_site(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
         .get(header::HOST)
         .map(HeaderValue::as_bytes)
         .unwrap_or_default();
-    let without_default_port = |a: &[u8]| -> Vec<u8> {
+    fn without_default_port(a: &[u8]) -> &[u8] {
         a.strip_suffix(b":80")
             .or_else(|| a.strip_suffix(b":443"))
             .unwrap_or(a)
-            .to_vec()
-    };
+    }
     let same = !authority.is_empty()
-        && without_default_port(authority).eq_ignore_ascii_case(&without_default_port(host));
+        && without_default_port(authority).eq_ignore_ascii_case(without_default_port(host));
     (!same).then(|| origin.clone())
 }
 
+/// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
+/// any other, 404 for a path the server does not have.
 fn preflight(app: &App, req: &Request<Incoming>) -> Reply {
     let methods = routes::allowed_methods(req.uri().path());
     if methods.is_empty() {
