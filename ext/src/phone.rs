@@ -522,7 +522,26 @@ fn code_field(map: &Object) -> Result<String> {
 
 /// The session's verification, when a code of it may be checked now.
 fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Verification> {
-    let v = Verification::latest(conn, session.id)?.ok_or_else(|| {
+    // The business phone's own verification, the one `onboarding_get`
+    // shows: after the phone went from A to B and back to A, the latest
+    // row is B's (cancelled), while A's may be verified already. A pending
+    // one is always the current phone's (a change cancels it); with none
+    // for this phone, the latest says why the last one ended.
+    let phone: Option<String> = sql::query_row(
+        conn,
+        "SELECT json_extract(business_data, '$.phone') FROM onboarding_sessions WHERE rowid = ?1",
+        [session.rowid],
+        |r| r.get(0),
+    )?;
+    let current = match &phone {
+        Some(phone) => Verification::latest_of(conn, session.id, phone)?,
+        None => None,
+    };
+    let latest = match current {
+        Some(v) => Some(v),
+        None => Verification::latest(conn, session.id)?,
+    };
+    let v = latest.ok_or_else(|| {
         Error::conflict(format!(
             "no code was sent for session {} (send one first)",
             quote(session.id)

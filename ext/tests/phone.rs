@@ -932,6 +932,51 @@ fn a_changed_business_phone_cancels_the_pending_verification() {
 }
 
 #[test]
+fn a_phone_changed_back_is_checked_against_its_own_verification() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let first = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = deliver(&db);
+    verify(&db, &s, &code).unwrap();
+    // To another number, a code sent to it, and back to the verified one:
+    // the other's verification is cancelled and is the latest row, but the
+    // number now on the business step is the first, verified already.
+    db.env.advance_ms(60_000);
+    business_with(&db, &s, "07 56 78 12 34", "contact@entreprise.fr");
+    let second = send(&db, &s, "{}").unwrap()["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    business_with(&db, &s, "06 12 34 56 78", "contact@entreprise.fr");
+    assert_eq!(verification_row(&db, &second)["status"], "cancelled");
+    assert_eq!(
+        verify(&db, &s, "000000").unwrap_err(),
+        format!(
+            "onboarding_phone_verify: conflict: verification '{first}' is already used: phone \
+             '+33612345678' is verified"
+        )
+    );
+    let shown = &db.get(&s)["phone_verification"];
+    assert_eq!(
+        (&shown["verification_id"], &shown["status"]),
+        (&json!(first), &json!("verified"))
+    );
+    // Completion maps the number verified and active, as before the detour.
+    db.vapi(&s);
+    db.complete(&s).unwrap();
+    assert_eq!(
+        db.row(
+            "SELECT phone_number, status, is_active FROM omni_phone_mappings",
+            &[]
+        ),
+        json!({"phone_number": "+33612345678", "status": "verified", "is_active": 1})
+    );
+}
+
+#[test]
 fn the_code_is_never_stored_or_answered_in_clear() {
     let db = Db::memory();
     let s = with_business(&db, "contact@entreprise.fr");
