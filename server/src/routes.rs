@@ -133,6 +133,24 @@ pub fn resolve(method: &Method, path: &str) -> Resolved {
     }
 }
 
+/// The front end's page that `path` names with one trailing slash
+/// (`/dashboard/`), for a GET or HEAD: people type it so, and a JSON 404
+/// for it reads as a broken site. Only pages: an asset's or the API's
+/// paths have no such second form.
+pub fn page_with_slash(method: &Method, path: &str) -> Option<&'static str> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let bare = path.strip_suffix('/').filter(|bare| !bare.is_empty())?;
+    ROUTES
+        .iter()
+        .find(|r| {
+            r.path == bare
+                && matches!(r.endpoint, Endpoint::Web(asset) if asset.content_type.starts_with("text/html"))
+        })
+        .map(|r| r.path)
+}
+
 /// What the log shows instead of `path`, whatever the method: its route's
 /// pattern written as the contract writes routes
 /// (`/api/v1/onboarding/session/:id/business`), so the session id, the only

@@ -266,3 +266,47 @@ async fn other_methods_and_unknown_assets_answer_the_api_errors() {
     );
     server.stop().await;
 }
+
+/// A page's path with a trailing slash, as people type it, is sent to the
+/// page (308, query kept, no body); an asset's or the API's, and a POST to
+/// the page's, keep their errors.
+#[tokio::test]
+async fn a_page_asked_with_a_trailing_slash_is_sent_to_the_page() {
+    let (config, dir) = temp_config();
+    let mut server = TestServer::start(config, dir).await;
+    for (path, location) in [
+        ("/dashboard/", "/dashboard"),
+        ("/dashboard/?from=mail", "/dashboard?from=mail"),
+    ] {
+        let (status, fields, body) = get_bytes(&server, path, &[]).await;
+        assert_eq!(
+            (status, header_in(&fields, "location"), body.len()),
+            (308, Some(location), 0),
+            "{path}"
+        );
+    }
+    let head = request(server.addr, "HEAD", "/dashboard/", &[], b"").await;
+    assert_eq!(
+        (head.status, head.header("location")),
+        (308, Some("/dashboard"))
+    );
+    for path in [
+        "/dashboard//",
+        "/assets/style.css/",
+        "/api/v1/onboarding/voices/",
+    ] {
+        let missing = server.get(path).await;
+        assert_eq!(
+            missing.body,
+            format!(
+                r#"{{"success":false,"error":"no route for GET '{path}'","code":"not_found"}}"#
+            ),
+        );
+    }
+    let post = server.post("/dashboard/", "{}").await;
+    assert_eq!(
+        post.body,
+        r#"{"success":false,"error":"no route for POST '/dashboard/'","code":"not_found"}"#
+    );
+    server.stop().await;
+}

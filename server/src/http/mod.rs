@@ -26,7 +26,7 @@ pub(crate) use request::{coding_names, transfer_coding_message};
 
 use self::reply::closing;
 use self::reply::{
-    error, json, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
+    error, json, moved, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
 };
 use self::request::{
     check_framing, check_media_type, has_body, payload, payload_within, Refusal, LARGE_BODIES_FULL,
@@ -248,7 +248,16 @@ async fn dispatch(
     let (endpoint, id) = match routes::resolve(req.method(), req.uri().path()) {
         Resolved::Found(route, id) => (route.endpoint, id.unwrap_or_default()),
         Resolved::WrongMethod(methods) => return wrong_method(&req, &methods),
-        Resolved::NotFound => return not_found(req.method(), req.uri().path()),
+        Resolved::NotFound => {
+            let uri = req.uri();
+            return match routes::page_with_slash(req.method(), uri.path()) {
+                Some(page) => match uri.query() {
+                    Some(query) => moved(&format!("{page}?{query}")),
+                    None => moved(page),
+                },
+                None => not_found(req.method(), uri.path()),
+            };
+        }
     };
     if req.method() == Method::POST {
         if let Err(refusal) = check_media_type(&req) {

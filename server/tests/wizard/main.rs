@@ -1294,6 +1294,61 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
     assert_eq!(rows(&server.read_db(), "phone_verifications").len(), 1);
 }
 
+/// A dashboard the server fails to read (a 500: here a table it reads
+/// renamed away under it) offers "Réessayer" as a network failure does,
+/// focused; once the table is back, the retry shows the dashboard. Before,
+/// the error sat in the loading line and only a reload went on.
+#[tokio::test]
+async fn a_dashboard_the_server_fails_to_read_offers_a_retry() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    let db = Connection::open(&server.db_path).unwrap();
+    db.execute_batch("ALTER TABLE omni_agent_configs RENAME TO omni_agent_configs_away")
+        .unwrap();
+    let answer = server.get(&session_path(&id, "")).await;
+    assert_eq!(
+        (answer.status, answer.json()["code"].clone()),
+        (500, json!("internal"))
+    );
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline-text').textContent,
+                     document.getElementById('loading').textContent,
+                     document.getElementById('panels').hidden]"
+        )
+        .await,
+        json!([
+            "Le serveur a rencontré une erreur (HTTP 500).",
+            "Chargement…",
+            true
+        ])
+    );
+    db.execute_batch("ALTER TABLE omni_agent_configs_away RENAME TO omni_agent_configs")
+        .unwrap();
+    b.click("#retry").await;
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    b.until(
+        "the focus on the title",
+        "document.activeElement.id === 'title'",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline').hidden,
+                     document.getElementById('agent-name').textContent]"
+        )
+        .await,
+        json!([true, "Sara"])
+    );
+    b.quit().await;
+}
+
 /// The crawl's progress, read again in the background, failing while the
 /// tenant types in the search box: the banner is shown (an alert, so
 /// announced) but the focus stays in the box and the typing goes on there.

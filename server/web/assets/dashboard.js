@@ -78,9 +78,16 @@ async function guarded(action, { focus = true, land = 'title' } = {}) {
   try {
     await action();
   } catch (error) {
-    if (error instanceof NetworkError) {
-      $('offline-text').textContent =
-        error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.';
+    // A server error (500) is offered "Réessayer" like a network failure:
+    // what failed was a read, and the next one may well succeed; shown in
+    // the loading line, it left a reload as the only way on.
+    const serverFault = error instanceof ApiError && error.status >= 500;
+    if (error instanceof NetworkError || serverFault) {
+      $('offline-text').textContent = serverFault
+        ? `Le serveur a rencontré une erreur (HTTP ${error.status}).`
+        : error.message === 'busy'
+          ? 'Le serveur est occupé.'
+          : 'Connexion au serveur impossible.';
       $('offline').hidden = false;
       retryAction = { run: () => guarded(action, { focus, land }), land };
       if (focus) $('retry').focus();
