@@ -600,7 +600,7 @@ impl Part<'_> {
         } else {
             "pending_verification"
         };
-        sql::execute(
+        let inserted = sql::execute(
             self.conn,
             "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                               created_at, updated_at)
@@ -608,11 +608,45 @@ impl Part<'_> {
              ON CONFLICT (tenant_id, phone_number) DO NOTHING",
             (phone, tenant, active, status, self.now),
         )?;
+        if inserted == 0 {
+            return self.phone_mapping_kept(phone);
+        }
         Ok(PhoneMapping {
             phone_number: phone,
             status,
             is_active: active,
             reason: (verified && !active).then(|| verification::active_elsewhere_reason(phone)),
+        })
+    }
+
+    /// The tenant's mapping of `phone` as the table already held it (the
+    /// runtime or the host wrote it before completion), which the sync
+    /// leaves as it is: the answer says what routes calls, not what a new
+    /// row would have said.
+    fn phone_mapping_kept<'p>(&self, phone: &'p str) -> Result<PhoneMapping<'p>> {
+        let tenant = &self.session.tenant_id;
+        let (stored, is_active): (String, bool) = sql::query_row(
+            self.conn,
+            "SELECT status, is_active FROM omni_phone_mappings
+             WHERE tenant_id = ?1 AND phone_number = ?2",
+            (tenant, phone),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // The statuses the schema allows (its CHECK); the answer's field
+        // is one of them.
+        let status = match stored.as_str() {
+            "verified" => "verified",
+            "rejected" => "rejected",
+            _ => "pending_verification",
+        };
+        let elsewhere = status == "verified"
+            && !is_active
+            && verification::active_elsewhere(self.conn, tenant, phone)?;
+        Ok(PhoneMapping {
+            phone_number: phone,
+            status,
+            is_active,
+            reason: elsewhere.then(|| verification::active_elsewhere_reason(phone)),
         })
     }
 

@@ -423,6 +423,36 @@ fn a_declared_number_is_never_taken_from_another_tenant() {
     );
 }
 
+/// A mapping the tenant already had when it completes (the runtime or the
+/// host wrote it) is left as it is, and the answer says what it holds.
+#[test]
+fn a_mapping_already_there_is_answered_as_the_table_holds_it() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    let tenant = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
+    db.conn
+        .execute(
+            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                              created_at, updated_at)
+             VALUES ('+33612345678', ?1, 1, 'verified', '2026-11-20T09:00:00.000Z',
+                     '2026-11-20T09:00:00.000Z')",
+            [&tenant],
+        )
+        .unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number":"+33612345678","status":"verified","is_active":true})
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT tenant_id, is_active, status FROM omni_phone_mappings",
+            &[]
+        ),
+        [json!({"tenant_id": tenant, "is_active": 1, "status": "verified"})]
+    );
+}
+
 #[test]
 fn unknown_session_and_bad_payload() {
     let db = Db::memory();

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 /// Fewer letters and digits than this is not a block worth lifting (a
-/// "Lire la suite" link, a lone price).
+/// "Lire la suite" link, a lone price), unless it holds a contact detail.
 const MIN_BLOCK_CHARS: usize = 20;
 
 /// A block on at least this many pages, and on more than half of them, is
@@ -33,11 +33,16 @@ fn heading_alone(block: &str) -> bool {
     block.starts_with('#') && !block.contains('\n')
 }
 
-/// Whether a block may be lifted: enough text, and not a heading alone
-/// (a page's "## Contact" heads that page's own text).
+/// Whether a block may be lifted: not a heading alone (a page's
+/// "## Contact" heads that page's own text), and enough text or a contact
+/// detail. A template's phone line or email address on a line of its own
+/// (`Tél. 04 78 00 00 00`, 13 letters and digits) is short, and is the
+/// block a caller asks for most: left on every page, a search for the
+/// phone number answered the same line once per page.
 fn liftable(block: &str) -> bool {
     !heading_alone(block)
-        && block.chars().filter(|c| c.is_alphanumeric()).count() >= MIN_BLOCK_CHARS
+        && (block.chars().filter(|c| c.is_alphanumeric()).count() >= MIN_BLOCK_CHARS
+            || !super::french::contact_spans(block).is_empty())
 }
 
 /// The units a page offers for lifting: each liftable block, and each
@@ -216,6 +221,22 @@ mod tests {
         assert!(lifted(&pages).is_empty());
         // Two pages are not a template, whatever they share.
         assert!(lifted(&pages[..2]).is_empty());
+    }
+
+    #[test]
+    fn a_short_phone_line_or_email_on_most_pages_is_lifted() {
+        let pages = [
+            "# Accueil\n\nBienvenue au salon.\n\nSalon Léa\n\nTél. 04 78 00 00 00\n\ncontact@lea.fr",
+            "# Tarifs\n\nCoupe 25 €.\n\nSalon Léa\n\nTél. 04 78 00 00 00\n\ncontact@lea.fr",
+            "# Équipe\n\nLéa et Karim.\n\nSalon Léa\n\nTél. 04 78 00 00 00\n\ncontact@lea.fr",
+        ];
+        let lifted = repeated(&pages);
+        // The name alone, as short and with no contact detail, stays.
+        assert_eq!(lifted.units, ["Tél. 04 78 00 00 00", "contact@lea.fr"]);
+        assert_eq!(
+            without(pages[1], &lifted),
+            "# Tarifs\n\nCoupe 25 €.\n\nSalon Léa"
+        );
     }
 
     #[test]
