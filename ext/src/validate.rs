@@ -1026,14 +1026,38 @@ pub fn documents(field: Option<&Value>) -> Result<Value> {
                 )));
             }
         }
-        let content = document_text(map.get("content"), &field, MAX_CONTENT_CHARS)?;
+        let content = match map.get("content") {
+            Some(Value::String(raw)) => match page_breaks(raw) {
+                std::borrow::Cow::Owned(text) => {
+                    document_text(Some(&Value::String(text)), &field, MAX_CONTENT_CHARS)?
+                }
+                std::borrow::Cow::Borrowed(_) => {
+                    document_text(map.get("content"), &field, MAX_CONTENT_CHARS)?
+                }
+            },
+            other => document_text(other, &field, MAX_CONTENT_CHARS)?,
+        };
         out.push(json!({ "title": title, "content": content }));
     }
     Ok(Value::Array(out))
 }
 
+/// `text` with its form feeds, vertical tabs and NEL (U+0085) as the line
+/// breaks they stand for. Text copied from a PDF holds a form feed at each
+/// page break (`pdftotext` writes them too); the tenant pasting it cannot
+/// see them, and was refused for a control character.
+fn page_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+    const BREAKS: [char; 3] = ['\u{c}', '\u{b}', '\u{85}'];
+    if text.contains(BREAKS) {
+        text.replace(BREAKS, "\n").into()
+    } else {
+        text.into()
+    }
+}
+
 /// A trimmed text field of 1 to `max` characters; line breaks and tabs are
-/// text, other control characters are not.
+/// text, other control characters are not (the first one is named, by its
+/// code point and its place: it cannot be seen).
 fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<String> {
     let text = match value {
         None | Some(Value::Null) => {
@@ -1051,12 +1075,17 @@ fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<Strin
             "{field} is {chars} characters long; at most {max} are allowed"
         )));
     }
-    if text
+    if let Some((at, c)) = text
         .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Err(Error::invalid_field(format!(
-            "{field} contains a control character"
+            "{field} contains a control character (U+{:04X}, character {} of {}); \
+             line breaks and tabs are the only ones allowed",
+            u32::from(c),
+            at + 1,
+            chars
         )));
     }
     Ok(text.to_string())

@@ -201,7 +201,15 @@ fn documents_rules_name_the_field() {
         ),
         (
             json!({"method":"documents","documents":[{"title":"a","content":"x\u{0007}"}]}),
-            "documents[0].content contains a control character".to_string(),
+            "documents[0].content contains a control character (U+0007, character 2 of 2); \
+             line breaks and tabs are the only ones allowed"
+                .to_string(),
+        ),
+        (
+            json!({"method":"documents","documents":[{"title":"a\u{c}b","content":"x"}]}),
+            "documents[0].title contains a control character (U+000C, character 2 of 3); \
+             line breaks and tabs are the only ones allowed"
+                .to_string(),
         ),
     ];
     let before = db.snapshot();
@@ -403,6 +411,27 @@ fn a_question_and_a_page_meet_whichever_dropped_its_accents() {
     // A page typed without accents, a question with them: the question
     // also asks for the terms of its plain spelling.
     assert_eq!(only("dernièrement"), "Salon");
+}
+
+/// A PDF's text pasted with its page breaks (form feeds), a vertical tab
+/// and a NEL: saved with line breaks in their place, the length unchanged.
+#[test]
+fn a_pdfs_page_breaks_are_saved_as_line_breaks() {
+    let db = Db::memory();
+    let s = db.create();
+    let content = "Page 1 : horaires.\n\u{c}Page 2 : tarifs.\u{b}Coupe 25 €\u{85}Fin.\u{c}";
+    db.step(
+        &s,
+        "kb",
+        &json!({"method":"documents","documents":[{"title":"Plaquette","content":content}]})
+            .to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        db.get(&s)["steps"]["kb"]["documents"],
+        json!([{"title":"Plaquette",
+                "content":"Page 1 : horaires.\n\nPage 2 : tarifs.\nCoupe 25 €\nFin."}])
+    );
 }
 
 #[test]

@@ -2005,6 +2005,30 @@ async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
         ])
     );
     b.showing("kb").await;
+    // A character that cannot be seen, pasted in: the message says where.
+    b.eval(
+        "const content = document.getElementById('document-2-content');
+         content.value = 'Baguette\\u0007 : 1,20 €';
+         content.dispatchEvent(new Event('input', { bubbles: true }));
+         return true",
+    )
+    .await;
+    b.click("#kb-next").await;
+    b.until(
+        "the character's error",
+        "document.getElementById('document-2-content-error').textContent.includes('invisible')",
+    )
+    .await;
+    assert_eq!(
+        b.eval("return document.getElementById('document-2-content-error').textContent")
+            .await,
+        said(
+            "Texte 2 : Le contenu contient un caractère invisible non autorisé (au 9e caractère), \
+             venu d’un copier-coller par exemple : retirez-le.",
+            "documents[0].content contains a control character (U+0007, character 9 of 18); \
+             line breaks and tabs are the only ones allowed"
+        )
+    );
     // Fixed, it goes through.
     b.fill("document-2-content", "Baguette : 1,20 €").await;
     b.click("#kb-next").await;

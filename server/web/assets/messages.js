@@ -85,9 +85,10 @@ const RULES = [
   // The field, then perhaps its value quoted (which may itself say
   // anything): the rule is the message's end.
   // Pasted texts may hold line breaks and tabs: the character is another.
-  [/^content(?: '.*')? contains a control character$/,
-    () => 'Le contenu contient un caractère invisible non autorisé (venu d’un copier-coller, par exemple) : retirez-le.'],
-  [/^(\w+)(?: '.*')? contains a control character$/,
+  // A pasted text's says where the character is (it cannot be seen).
+  [/^content(?: '.*')? contains a control character(?: \(U\+[0-9A-F]+, character (\d+) of \d+\))?/,
+    (m) => `Le contenu contient un caractère invisible non autorisé${m[1] ? ` (au ${Number(m[1]).toLocaleString('fr-FR')}e caractère)` : ''}, venu d’un copier-coller par exemple : retirez-le.`],
+  [/^(\w+)(?: '.*')? contains a control character/,
     (m) => `${subject(m[1])} contient un caractère invisible (retour à la ligne, tabulation…) : retirez-le.`],
   // A title with a line break, or a name with a line separator pasted in.
   [/^(\w+)(?: must fit on one line|(?: '.*')? contains a line break)/,
