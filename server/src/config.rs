@@ -209,7 +209,8 @@ pub struct Args {
 
     /// Run every call on the leader of this dqlite cluster (its nodes'
     /// addresses, comma-separated) instead of the --db file.
-    #[arg(long, env = "ONBOARDING_DQLITE", value_delimiter = ',')]
+    /// Global, as `--db` is: `crawl --dqlite …` is the crawler's own form.
+    #[arg(long, global = true, env = "ONBOARDING_DQLITE", value_delimiter = ',')]
     pub dqlite: Vec<String>,
 
     /// Browser origins allowed to call the API (CORS), comma-separated.

@@ -1301,13 +1301,10 @@ async fn the_crawl_command_runs_on_the_cluster_it_is_given() {
     let cwd = tempfile::tempdir().unwrap();
     let (ok, log) = output_of(
         std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
-            .args([
-                "--dqlite",
-                &cluster.addresses().join(","),
-                "--log-level",
-                "info",
-            ])
-            .args(["crawl", "--once"])
+            // After the subcommand, as its help writes it (it was refused
+            // there, taken only before `crawl`).
+            .args(["--log-level", "info", "crawl", "--once", "--dqlite"])
+            .arg(cluster.addresses().join(","))
             .current_dir(cwd.path()),
     );
     assert!(ok, "{log}");

@@ -580,6 +580,9 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         ("POST", "/api/v1/onboarding/voices", 405),
         ("DELETE", "/api/v1/onboarding/agent-types", 405),
         ("POST", "/nope", 404),
+        // A read of a writing route: the primary's 405 and its `Allow`.
+        ("GET", "/api/v1/onboarding/session", 405),
+        ("GET", "/api/v1/onboarding/session/onb_nope/complete", 405),
     ] {
         let on_replica = rt
             .block_on(try_request(reader.addr, method, route, b"{}"))
@@ -589,8 +592,16 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             .unwrap();
         assert_eq!(on_primary.status, status, "{method} {route}");
         assert_eq!(
-            (on_replica.status, on_replica.body),
-            (status, on_primary.body),
+            (
+                on_replica.status,
+                on_replica.header("allow").map(str::to_string),
+                on_replica.body
+            ),
+            (
+                status,
+                on_primary.header("allow").map(str::to_string),
+                on_primary.body
+            ),
             "{method} {route}"
         );
     }
@@ -655,6 +666,36 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             r#"{"success":false,"error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#
         )
     );
+
+    // A write of 4 MiB sent whole before its answer is read (as Python's
+    // http.client sends): the body is read, then refused, where the
+    // connection closed under the client's writes.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(reader.addr).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        raw.set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let body = vec![b' '; 4 << 20];
+        write!(
+            raw,
+            "POST {create} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        raw.write_all(&body).unwrap();
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 405 ") || answer.starts_with("HTTP/1.1 405 "),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with(r#""error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#),
+            "{answer}"
+        );
+    }
 
     // The search found the text: the equal answers are not two empty lists.
     let found = rt
