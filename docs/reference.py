@@ -165,6 +165,16 @@ example("SELECT onboarding_create(?, ?, ?, ?)", '{"source":"partner"}', "203.0.1
         show="-- the same key with another payload\nSELECT onboarding_create(?, ?, ?, ?)")
 example("SELECT onboarding_create(?, ?, ?, ?)", "{}", "203.0.113.7", "curl/8.0", "short")
 
+section("onboarding_create_kept(payload, request_key)",
+        "The answer of the create that `request_key` made with this payload, read without "
+        "creating anything (NULL when no create used the key; `conflict` when one did with "
+        "another payload, as the create answers). For a host that refuses a create, such as "
+        "`onboarding-server` past an address's create limit: a create retried with its key, "
+        "whose first answer was lost, is still answered its session.")
+example("SELECT onboarding_create_kept(?, ?)", "{}", "req-5f0c2b8e41d7a396")
+example("SELECT onboarding_create_kept(?, ?) IS NULL", "{}", "req-never-used-0001")
+example("SELECT onboarding_create_kept(?, ?)", '{"source":"partner"}', "req-5f0c2b8e41d7a396")
+
 section("onboarding_step(session_id, step, payload)",
         "Validates and saves one step: `business`, `channels`, `vapi`, `kb` or "
         "`appointments`. Progress never goes backwards. The `appointments` step is optional: "

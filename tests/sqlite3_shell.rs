@@ -35,6 +35,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_create/1 524288\n\
          onboarding_create/3 524288\n\
          onboarding_create/4 524288\n\
+         onboarding_create_kept/2 524288\n\
          onboarding_get/1 524288\n\
          onboarding_kb_claim/1 524288\n\
          onboarding_kb_finish/1 524288\n\

@@ -96,6 +96,19 @@ pub fn create(
     })
 }
 
+// -- onboarding_create_kept('{}', '203.0.113.7 k3y-of-16-chars-or-more')
+//      -> the answer of the create made with this key and payload, or NULL
+/// The answer of the create `request_key` made, without creating one: for
+/// a host that refuses a create (its rate limit) and must still answer a
+/// retry of one it made (the client lost the answer and sent it again with
+/// its key). `None` when no create was made with the key; `conflict` when
+/// one was, with another payload, as [`create`] answers.
+pub fn kept(conn: &Connection, payload: Option<&str>, request_key: &str) -> Result<Option<String>> {
+    crate::replies::check_key(request_key)?;
+    let fingerprint = crate::replies::fingerprint(payload);
+    created_with(conn, request_key, Some(&fingerprint))
+}
+
 /// `{"success":true,"session_id":…,"tenant_id":…}`, written out.
 fn answer(session_id: &str, tenant_id: &str) -> String {
     let mut w = json::Writer::with_capacity(96);

@@ -148,6 +148,16 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         let conn = c.conn()?;
         create::create(&conn, c.env, payload, &peer, request_key).map(SqlValue::Text)
     }),
+    // The same key's first answer, read without creating: a host that
+    // refuses a create (a rate limit) still answers a retry of one it made.
+    ("onboarding_create_kept", 2, READER, |c| {
+        let payload = c.payload(0)?;
+        let request_key = c
+            .text(1, "request_key", ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field("request_key is required"))?;
+        let kept = create::kept(&*c.conn()?, payload, request_key)?;
+        Ok(kept.map_or(SqlValue::Null, SqlValue::Text))
+    }),
     ("onboarding_step", 3, WRITER, step_call),
     // A host whose commit can have an unknown outcome runs a call again
     // with the key it made for it: the first answer comes back, nothing is

@@ -507,3 +507,52 @@ fn a_create_key_sent_again_with_another_payload_is_refused() {
         first
     );
 }
+
+/// `onboarding_create_kept`: the answer a create made with the key and the
+/// payload, read without creating (a host's rate limit answers a retry
+/// with it); NULL for a key no create used; another payload refused, as
+/// the create itself refuses it. It writes nothing, ever.
+#[test]
+fn a_create_kept_under_its_key_is_read_without_creating() {
+    let db = Db::memory();
+    let kept = |payload: &str, key: &str| -> Result<Option<String>, String> {
+        db.conn
+            .query_row(
+                "SELECT onboarding_create_kept(?1, ?2)",
+                [payload, key],
+                |r| r.get(0),
+            )
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(kept("{}", KEY), Ok(None));
+    let first = db
+        .call(
+            "SELECT onboarding_create(?1, '203.0.113.7', '', ?2)",
+            &[&"{}", &KEY],
+        )
+        .unwrap();
+    let before = changes(&db);
+    assert_eq!(
+        kept("{}", KEY).map(|text| text.map(|t| serde_json::from_str::<Value>(&t).unwrap())),
+        Ok(Some(first))
+    );
+    assert_eq!(kept("{}", "0123456789abcdef-other"), Ok(None));
+    assert_eq!(
+        kept(r#"{"source":"partner"}"#, KEY),
+        Err(
+            "onboarding_create_kept: conflict: request_key '0123456789abcdef-first' was already \
+             used with another payload"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        kept("{}", "short"),
+        Err(
+            "onboarding_create_kept: invalid_field: request_key 'short' must be 16 to 128 \
+             characters"
+                .to_string()
+        )
+    );
+    assert_eq!(changes(&db), before);
+    assert_eq!(db.count("onboarding_sessions"), 1);
+}

@@ -301,6 +301,61 @@ async fn session_creation_is_rate_limited_per_address() {
     assert_eq!(rows(&server.read_db(), "tenants").len(), 2);
 }
 
+/// A create retried with its `Idempotency-Key` after the address reached
+/// its limit (its first answer was lost) gets its session again, not the
+/// 429; a key that made none, or a bodiless create, still gets the 429,
+/// and the key with another body its 409. Nothing more is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_create_retried_past_the_limit_gets_its_session() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.create_rate_limit = 2;
+    config.create_rate_window = Duration::from_secs(3600);
+    let mut server = TestServer::start(config, dir).await;
+    let path = "/api/v1/onboarding/session";
+    let keyed = |key: &'static str, body: &'static str| {
+        let addr = server.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                path,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", key),
+                ],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let first = keyed("retry-key-000000001", "{}").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(server.post(path, "{}").await.status, 201);
+    assert_eq!(server.post(path, "{}").await.status, 429);
+    let again = keyed("retry-key-000000001", "{}").await;
+    assert_eq!((again.status, &again.body), (201, &first.body));
+    let other = keyed("retry-key-000000002", "{}").await;
+    assert_eq!(
+        (other.status, other.body.as_str()),
+        (
+            429,
+            r#"{"success":false,"error":"too many sessions created from this address (retry after the Retry-After delay)","code":"rate_limited"}"#
+        )
+    );
+    assert!(other.header("retry-after").is_some());
+    let changed = keyed("retry-key-000000001", r#"{"source":"partner"}"#).await;
+    assert_eq!(
+        (changed.status, changed.body.as_str()),
+        (
+            409,
+            r#"{"success":false,"error":"Idempotency-Key was already used with another body: a new create needs a new key","code":"conflict"}"#
+        )
+    );
+    server.stop().await;
+    assert_eq!(rows(&server.read_db(), "tenants").len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_errors_are_500_without_detail() {
     let mut server = TestServer::pinned(pinned_env()).await;

@@ -690,12 +690,17 @@ fn request_key() -> Option<String> {
 
 /// A query answering the forms this backend calls that the engine lacks
 /// (the keyed ones, `onboarding_step/4, …`, `onboarding_kb_prepare/1`
-/// before a completion, and the idle crawler's `onboarding_kb_recut/0`),
-/// or NULL when it has them all.
+/// before a completion, the idle crawler's `onboarding_kb_recut/0`, and
+/// `onboarding_create_kept/2` for a keyed create past the address's
+/// limit), or NULL when it has them all.
 fn missing_forms_sql() -> String {
     let forms: Vec<String> = Query::KEYED_FORMS
         .iter()
-        .chain(&[("onboarding_kb_prepare", 1), ("onboarding_kb_recut", 0)])
+        .chain(&[
+            ("onboarding_kb_prepare", 1),
+            ("onboarding_kb_recut", 0),
+            ("onboarding_create_kept", 2),
+        ])
         .map(|(name, args)| format!("('{name}', {args})"))
         .collect();
     format!(
@@ -795,7 +800,7 @@ mod tests {
             Some(
                 "onboarding_create/4, onboarding_step/4, onboarding_complete/3, \
                  onboarding_phone_send/4, onboarding_phone_verify/3, onboarding_kb_prepare/1, \
-                 onboarding_kb_recut/0"
+                 onboarding_kb_recut/0, onboarding_create_kept/2"
             )
         );
         // onboarding_step/4 alone missing: an extension of the same schema

@@ -19,6 +19,13 @@ pub enum Query {
         /// It stands in for a backend's own key (see [`Query::statement`]).
         client_key: Option<String>,
     },
+    /// `SELECT onboarding_create_kept(?1, ?2)` (`'null'` for its NULL): a
+    /// create past the address's limit, with a key, is answered the
+    /// session the key already made, if any, without creating one.
+    CreateKept {
+        payload: Option<String>,
+        client_key: String,
+    },
     /// `SELECT onboarding_step(?1, ?2, ?3)`; `None` payload binds NULL.
     Step {
         session_id: String,
@@ -166,6 +173,7 @@ impl Query {
         matches!(
             self,
             Query::Get { .. }
+                | Query::CreateKept { .. }
                 | Query::AgentTypes
                 | Query::Voices
                 | Query::Health
@@ -204,6 +212,13 @@ impl Query {
                     None => ("SELECT onboarding_create(?1, ?2, ?3)", args),
                 }
             }
+            Query::CreateKept {
+                payload,
+                client_key,
+            } => (
+                "SELECT coalesce(onboarding_create_kept(?1, ?2), 'null')",
+                vec![Arg::Text(payload.as_deref()), text(client_key)],
+            ),
             Query::Step {
                 session_id,
                 step,

@@ -279,8 +279,11 @@ async fn dispatch(
     // what the library parses from it live until then, even when the
     // client leaves before the answer.
     let mut hold: Option<Box<dyn Send>> = None;
+    // A keyed create past the limit: the wait its 429 asks, when the key
+    // made no session.
+    let mut limited = None;
     let query = match endpoint {
-        Endpoint::Create => match create(app, req, client, body_read).await {
+        Endpoint::Create => match create(app, req, client, body_read, &mut limited).await {
             Ok(query) => query,
             Err(reply) => return reply,
         },
@@ -402,6 +405,10 @@ async fn dispatch(
         }
     }
     match answered {
+        // The key made no session: the limit's 429 after all.
+        Ok(body) if limited.is_some() && body == "null" => {
+            rate_limited(CREATES_LIMITED, limited.unwrap_or(1))
+        }
         Ok(body) => {
             if let (Endpoint::PhoneSend, Some(wake)) = (endpoint, &app.outbox_wake) {
                 wake.notify_one();
@@ -414,12 +421,15 @@ async fn dispatch(
     }
 }
 
-/// The create call: the client's payload with its address and user agent.
+/// The create call: the client's payload with its address and user agent;
+/// past the address's limit, with a key, the read of the session the key
+/// already made (answered as the create, else the 429: `limited`).
 async fn create(
     app: &App,
     req: Request<Incoming>,
     client: IpAddr,
     body_read: &mut bool,
+    limited: &mut Option<u64>,
 ) -> Result<Query, Reply> {
     let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
     let key = keys.next().cloned();
@@ -435,10 +445,12 @@ async fn create(
     }
     if let Some(limiter) = &app.create_limiter {
         if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
-            return Err(rate_limited(
-                "too many sessions created from this address",
-                wait,
-            ));
+            // A create retried with its key (its answer was lost) is owed
+            // the session it made, limit or not: the key is looked up.
+            if key.is_none() {
+                return Err(rate_limited(CREATES_LIMITED, wait));
+            }
+            *limited = Some(wait);
         }
     }
     // The raw header: the library cleans it (and an empty one stores none,
@@ -464,13 +476,22 @@ async fn create(
             )
         })?),
     };
-    Ok(Query::Create {
-        payload,
-        ip_address,
-        user_agent,
-        client_key,
+    Ok(match (limited, client_key) {
+        (Some(_), Some(client_key)) => Query::CreateKept {
+            payload,
+            client_key,
+        },
+        (_, client_key) => Query::Create {
+            payload,
+            ip_address,
+            user_agent,
+            client_key,
+        },
     })
 }
+
+/// The 429 of a create past the address's limit.
+const CREATES_LIMITED: &str = "too many sessions created from this address";
 
 /// A client's create retried with the same `Idempotency-Key` (an
 /// unanswered request sent again) gets the same session.

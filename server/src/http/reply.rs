@@ -43,7 +43,7 @@ fn client_field<'a>(function: &str, field: &'a str) -> &'a str {
 /// argument (quoted cut to 64 characters, address first).
 fn client_detail<'a>(function: &str, detail: &'a str) -> &'a str {
     match function {
-        "onboarding_create"
+        "onboarding_create" | "onboarding_create_kept"
             if detail.starts_with("request_key ")
                 && detail.ends_with(" was already used with another payload") =>
         {
