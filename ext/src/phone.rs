@@ -525,8 +525,10 @@ fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Ve
     // The business phone's own verification, the one `onboarding_get`
     // shows: after the phone went from A to B and back to A, the latest
     // row is B's (cancelled), while A's may be verified already. A pending
-    // one is always the current phone's (a change cancels it); with none
-    // for this phone, the latest says why the last one ended.
+    // one is always the current phone's (a change cancels it). With none
+    // for this phone, a code typed is the last number's: its cancellation
+    // says why it no longer counts; anything else of another number
+    // (verified, locked) would read as this one's state.
     let phone: Option<String> = sql::query_row(
         conn,
         "SELECT json_extract(business_data, '$.phone') FROM onboarding_sessions WHERE rowid = ?1",
@@ -537,11 +539,21 @@ fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Ve
         Some(phone) => Verification::latest_of(conn, session.id, phone)?,
         None => None,
     };
-    let latest = match current {
-        Some(v) => Some(v),
-        None => Verification::latest(conn, session.id)?,
+    let v = match (current, &phone) {
+        (Some(v), _) => Some(v),
+        (None, None) => Verification::latest(conn, session.id)?,
+        (None, Some(phone)) => match Verification::latest(conn, session.id)? {
+            Some(v) if v.status == "cancelled" => Some(v),
+            None => None,
+            Some(_) => {
+                return Err(Error::conflict(format!(
+                    "no code was sent to {} (send one first)",
+                    quote(phone)
+                )))
+            }
+        },
     };
-    let v = latest.ok_or_else(|| {
+    let v = v.ok_or_else(|| {
         Error::conflict(format!(
             "no code was sent for session {} (send one first)",
             quote(session.id)

@@ -600,14 +600,31 @@ impl Part<'_> {
         } else {
             "pending_verification"
         };
-        let inserted = sql::execute(
-            self.conn,
-            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
-                                              created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT (tenant_id, phone_number) DO NOTHING",
-            (phone, tenant, active, status, self.now),
-        )?;
+        let args = (phone, tenant, active, status, self.now);
+        let inserted = if verified {
+            // Verified makes the tenant's row verified, whatever it held
+            // (the runtime's pending row), as a code checked after
+            // completion does (`phone::activate`).
+            sql::execute(
+                self.conn,
+                "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                                  created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (tenant_id, phone_number) DO UPDATE SET
+                     status = excluded.status, is_active = excluded.is_active,
+                     updated_at = excluded.updated_at",
+                args,
+            )?
+        } else {
+            sql::execute(
+                self.conn,
+                "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                                  created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (tenant_id, phone_number) DO NOTHING",
+                args,
+            )?
+        };
         if inserted == 0 {
             return self.phone_mapping_kept(phone);
         }
@@ -620,9 +637,9 @@ impl Part<'_> {
     }
 
     /// The tenant's mapping of `phone` as the table already held it (the
-    /// runtime or the host wrote it before completion), which the sync
-    /// leaves as it is: the answer says what routes calls, not what a new
-    /// row would have said.
+    /// runtime or the host wrote it before completion), which the sync of
+    /// a number not verified leaves as it is: the answer says what routes
+    /// calls, not what a new row would have said.
     fn phone_mapping_kept<'p>(&self, phone: &'p str) -> Result<PhoneMapping<'p>> {
         let tenant = &self.session.tenant_id;
         let (stored, is_active): (String, bool) = sql::query_row(

@@ -1009,6 +1009,7 @@ pub fn documents(field: Option<&Value>) -> Result<Value> {
             map.get("title"),
             &format!("documents[{i}].title"),
             MAX_TITLE_CHARS,
+            false,
         )?;
         if title.contains(['\n', '\r', '\t', '\u{2028}', '\u{2029}']) {
             return Err(Error::invalid_field(format!(
@@ -1029,13 +1030,13 @@ pub fn documents(field: Option<&Value>) -> Result<Value> {
         let content = match map.get("content") {
             Some(Value::String(raw)) => match page_breaks(raw) {
                 std::borrow::Cow::Owned(text) => {
-                    document_text(Some(&Value::String(text)), &field, MAX_CONTENT_CHARS)?
+                    document_text(Some(&Value::String(text)), &field, MAX_CONTENT_CHARS, true)?
                 }
                 std::borrow::Cow::Borrowed(_) => {
-                    document_text(map.get("content"), &field, MAX_CONTENT_CHARS)?
+                    document_text(map.get("content"), &field, MAX_CONTENT_CHARS, true)?
                 }
             },
-            other => document_text(other, &field, MAX_CONTENT_CHARS)?,
+            other => document_text(other, &field, MAX_CONTENT_CHARS, true)?,
         };
         out.push(json!({ "title": title, "content": content }));
     }
@@ -1056,14 +1057,15 @@ fn page_breaks(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A trimmed text field of 1 to `max` characters; line breaks and tabs are
-/// text, other control characters are not (the first one is named, by its
-/// code point and its place: it cannot be seen).
-fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<String> {
-    let text = match value {
+/// text (`lines`: the content's; a title's are refused after), other
+/// control characters are not. The first one is named by its code point
+/// and its place in the text as sent: it cannot be seen.
+fn document_text(value: Option<&Value>, field: &str, max: usize, lines: bool) -> Result<String> {
+    let (raw, text) = match value {
         None | Some(Value::Null) => {
             return Err(Error::invalid_field(format!("{field} is required")))
         }
-        Some(Value::String(s)) => crate::error::trim(s),
+        Some(Value::String(s)) => (s.as_str(), crate::error::trim(s)),
         Some(_) => return Err(Error::invalid_field(format!("{field} must be a string"))),
     };
     if text.is_empty() {
@@ -1080,12 +1082,21 @@ fn document_text(value: Option<&Value>, field: &str, max: usize) -> Result<Strin
         .enumerate()
         .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
+        // `text` is a slice of `raw`: what trimming took off its start
+        // counts, as the sender's text box counts it.
+        let lead = raw[..text.as_ptr() as usize - raw.as_ptr() as usize]
+            .chars()
+            .count();
         return Err(Error::invalid_field(format!(
-            "{field} contains a control character (U+{:04X}, character {} of {}); \
-             line breaks and tabs are the only ones allowed",
+            "{field} contains a control character (U+{:04X}, character {} of {}){}",
             u32::from(c),
-            at + 1,
-            chars
+            lead + at + 1,
+            raw.chars().count(),
+            if lines {
+                "; line breaks and tabs are the only ones allowed"
+            } else {
+                ""
+            }
         )));
     }
     Ok(text.to_string())

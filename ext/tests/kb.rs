@@ -207,7 +207,14 @@ fn documents_rules_name_the_field() {
         ),
         (
             json!({"method":"documents","documents":[{"title":"a\u{c}b","content":"x"}]}),
-            "documents[0].title contains a control character (U+000C, character 2 of 3); \
+            "documents[0].title contains a control character (U+000C, character 2 of 3)"
+                .to_string(),
+        ),
+        (
+            // Counted in the text as sent, before the blank lines and the
+            // zero-width space trimmed off its start.
+            json!({"method":"documents","documents":[{"title":"a","content":"\n\n\u{200b}x\u{1}"}]}),
+            "documents[0].content contains a control character (U+0001, character 5 of 5); \
              line breaks and tabs are the only ones allowed"
                 .to_string(),
         ),

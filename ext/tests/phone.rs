@@ -562,6 +562,39 @@ fn a_number_gets_ten_codes_a_day_across_tenants() {
     );
 }
 
+/// A pending row the runtime wrote for the tenant's number before its
+/// completion: the verified number makes it verified and active, and the
+/// answer says so.
+#[test]
+fn verified_before_completion_a_pending_row_already_there_is_made_verified() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let tenant = tenant_of(&db, &s);
+    send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    verify(&db, &s, &code).unwrap();
+    db.conn
+        .execute(
+            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                              created_at, updated_at)
+             VALUES (?1, ?2, 0, 'pending_verification', '2026-11-20T09:00:00.000Z',
+                     '2026-11-20T09:00:00.000Z')",
+            [MOBILE, tenant.as_str()],
+        )
+        .unwrap();
+    db.vapi(&s);
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number": MOBILE, "status": "verified", "is_active": true})
+    );
+    assert_eq!(
+        mapping(&db, &tenant),
+        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
+    );
+    assert_eq!(db.count("omni_phone_mappings"), 1);
+}
+
 #[test]
 fn verified_before_completion_completion_routes_the_number() {
     let db = Db::memory();
@@ -941,6 +974,13 @@ fn a_phone_changed_back_is_checked_against_its_own_verification() {
         .to_string();
     let code = deliver(&db);
     verify(&db, &s, &code).unwrap();
+    // To a number no code was sent to: the verified one's state is not
+    // this number's.
+    business_with(&db, &s, "07 11 22 33 44", "contact@entreprise.fr");
+    assert_eq!(
+        verify(&db, &s, "000000").unwrap_err(),
+        "onboarding_phone_verify: conflict: no code was sent to '+33711223344' (send one first)"
+    );
     // To another number, a code sent to it, and back to the verified one:
     // the other's verification is cancelled and is the latest row, but the
     // number now on the business step is the first, verified already.
@@ -964,6 +1004,7 @@ fn a_phone_changed_back_is_checked_against_its_own_verification() {
         (&shown["verification_id"], &shown["status"]),
         (&json!(first), &json!("verified"))
     );
+
     // Completion maps the number verified and active, as before the detour.
     db.vapi(&s);
     db.complete(&s).unwrap();

@@ -303,7 +303,7 @@ async fn session_creation_is_rate_limited_per_address() {
 
 /// A create retried with its `Idempotency-Key` after the address reached
 /// its limit (its first answer was lost) gets its session again, not the
-/// 429; a key that made none, or a bodiless create, still gets the 429,
+/// 429; a key that made none, or a create without a key, still gets the 429,
 /// and the key with another body its 409. Nothing more is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_create_retried_past_the_limit_gets_its_session() {
@@ -354,6 +354,49 @@ async fn a_keyed_create_retried_past_the_limit_gets_its_session() {
     );
     server.stop().await;
     assert_eq!(rows(&server.read_db(), "tenants").len(), 2);
+}
+
+/// The retry of a keyed create sent while the create itself still waits
+/// on the writer (another process holds the write lock; the client gave up
+/// on the answer), past the limit: it queues behind the create and gets
+/// its session. Read beside the queue, it found none and got the 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_past_the_limit_waits_for_its_create_still_queued() {
+    let (mut config, dir) = temp_config();
+    config.create_rate_limit = 1;
+    config.create_rate_window = Duration::from_secs(3600);
+    config.busy_timeout = Duration::from_secs(20);
+    let mut server = TestServer::start(config, dir).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let addr = server.addr;
+    let create = || {
+        tokio::spawn(async move {
+            request(
+                addr,
+                "POST",
+                "/api/v1/onboarding/session",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", "retry-key-000000003"),
+                ],
+                b"{}",
+            )
+            .await
+        })
+    };
+    let first = create();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let retry = create();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished() && !retry.is_finished());
+    locker.execute_batch("ROLLBACK").unwrap();
+    let (first, retry) = (first.await.unwrap(), retry.await.unwrap());
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!((retry.status, &retry.body), (201, &first.body));
+    server.stop().await;
+    assert_eq!(rows(&server.read_db(), "tenants").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,10 @@ pub enum Query {
     },
     /// `SELECT onboarding_create_kept(?1, ?2)` (`'null'` for its NULL): a
     /// create past the address's limit, with a key, is answered the
-    /// session the key already made, if any, without creating one.
+    /// session the key already made, if any, without creating one. It
+    /// reads, but on the writer: a retry sent while its create still waits
+    /// in the writer's queue (the client gave up on the answer) must find
+    /// the session, which a read beside the queue would not see yet.
     CreateKept {
         payload: Option<String>,
         client_key: String,
@@ -173,7 +176,6 @@ impl Query {
         matches!(
             self,
             Query::Get { .. }
-                | Query::CreateKept { .. }
                 | Query::AgentTypes
                 | Query::Voices
                 | Query::Health

@@ -252,8 +252,8 @@ async fn dispatch(
             let uri = req.uri();
             return match routes::page_with_slash(req.method(), uri.path()) {
                 Some(page) => match uri.query() {
-                    Some(query) => moved(&format!("{page}?{query}")),
-                    None => moved(page),
+                    Some(query) => moved(req.method(), &format!("{page}?{query}")),
+                    None => moved(req.method(), page),
                 },
                 None => not_found(req.method(), uri.path()),
             };

@@ -146,14 +146,14 @@ pub fn not_found(method: &Method, path: &str) -> Reply {
 /// `308` to `location`, the page a path with a trailing slash names (the
 /// method and any body kept, as 308 requires; only GET and HEAD come here).
 /// No body: browsers follow it, and the page is no API error.
-pub fn moved(location: &str) -> Reply {
+pub fn moved(method: &Method, location: &str) -> Reply {
     let mut reply = Response::new(Full::new(Bytes::new()));
     *reply.status_mut() = StatusCode::PERMANENT_REDIRECT;
     // The query came in a valid URI, so the header value is valid too;
     // were it not, a 404 is what the path had before.
     match HeaderValue::from_str(location) {
         Ok(value) => reply.headers_mut().insert(header::LOCATION, value),
-        Err(_) => return not_found(&Method::GET, location),
+        Err(_) => return not_found(method, location),
     };
     reply
 }

@@ -667,6 +667,27 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         )
     );
 
+    // The kb step's POST: a write, refused as one, though its path is also
+    // the read of the knowledge base (which the `Allow` says).
+    let kb_write = rt.block_on(request(
+        reader.addr,
+        "POST",
+        "/api/v1/onboarding/session/onb_nope/kb",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    ));
+    assert_eq!(
+        (
+            kb_write.status,
+            kb_write.header("allow"),
+            kb_write.body.as_str()
+        ),
+        (
+            405,
+            Some("GET, HEAD, OPTIONS"),
+            r#"{"success":false,"error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#
+        )
+    );
     // A write of 4 MiB sent whole before its answer is read (as Python's
     // http.client sends): the body is read, then refused, where the
     // connection closed under the client's writes.

@@ -39,6 +39,8 @@ const SOURCES = 'choisissez « Mon site web », « Coller des textes » ou « Pl
 const subject = (field) => (FIELD_NAMES[field] || ['Ce champ'])[0];
 /** `masculine` or `feminine`, as the field's name wants. */
 const agreed = (field, masculine, feminine) => ((FIELD_NAMES[field] || [])[1] ? feminine : masculine);
+/** `1er`, `2e`, `1 234e`: a place in a text, as French writes it. */
+const ordinal = (n) => (n === 1 ? '1er' : `${n.toLocaleString('fr-FR')}e`);
 
 /** `retry after N s` (or the Retry-After header) as French words. */
 export function delay(seconds) {
@@ -87,7 +89,7 @@ const RULES = [
   // Pasted texts may hold line breaks and tabs: the character is another.
   // A pasted text's says where the character is (it cannot be seen).
   [/^content(?: '.*')? contains a control character(?: \(U\+[0-9A-F]+, character (\d+) of \d+\))?/,
-    (m) => `Le contenu contient un caractère invisible non autorisé${m[1] ? ` (au ${Number(m[1]).toLocaleString('fr-FR')}e caractère)` : ''}, venu d’un copier-coller par exemple : retirez-le.`],
+    (m) => `Le contenu contient un caractère invisible non autorisé${m[1] ? ` (au ${ordinal(Number(m[1]))} caractère)` : ''}, venu d’un copier-coller par exemple : retirez-le.`],
   [/^(\w+)(?: '.*')? contains a control character/,
     (m) => `${subject(m[1])} contient un caractère invisible (retour à la ligne, tabulation…) : retirez-le.`],
   // A title with a line break, or a name with a line separator pasted in.
