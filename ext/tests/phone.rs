@@ -562,6 +562,21 @@ fn a_number_gets_ten_codes_a_day_across_tenants() {
     );
 }
 
+/// Completes `s`, whose number was verified before: the answer and the
+/// tenant's row say verified and active.
+fn completion_routes_the_number(db: &Db, s: &str, tenant: &str) {
+    db.vapi(s);
+    let done = db.complete(s).unwrap();
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number": MOBILE, "status": "verified", "is_active": true})
+    );
+    assert_eq!(
+        mapping(db, tenant),
+        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
+    );
+}
+
 /// A pending row the runtime wrote for the tenant's number before its
 /// completion: the verified number makes it verified and active, and the
 /// answer says so.
@@ -582,16 +597,7 @@ fn verified_before_completion_a_pending_row_already_there_is_made_verified() {
             [MOBILE, tenant.as_str()],
         )
         .unwrap();
-    db.vapi(&s);
-    let done = db.complete(&s).unwrap();
-    assert_eq!(
-        done["synced"]["phone_mapping"],
-        json!({"phone_number": MOBILE, "status": "verified", "is_active": true})
-    );
-    assert_eq!(
-        mapping(&db, &tenant),
-        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
-    );
+    completion_routes_the_number(&db, &s, &tenant);
     assert_eq!(db.count("omni_phone_mappings"), 1);
 }
 
@@ -618,16 +624,7 @@ fn verified_before_completion_completion_routes_the_number() {
         verification_row(&db, &id)["verified_at"],
         "2026-11-24T10:01:30.000Z"
     );
-    db.vapi(&s);
-    let done = db.complete(&s).unwrap();
-    assert_eq!(
-        done["synced"]["phone_mapping"],
-        json!({"phone_number": MOBILE, "status": "verified", "is_active": true})
-    );
-    assert_eq!(
-        mapping(&db, &tenant),
-        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
-    );
+    completion_routes_the_number(&db, &s, &tenant);
     assert_eq!(routed_to(&db, MOBILE), [json!({ "tenant_id": tenant })]);
 }
 

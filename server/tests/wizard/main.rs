@@ -268,6 +268,19 @@ async fn open_dashboard(b: &Browser, id: &str) {
     b.open("/dashboard").await;
 }
 
+/// "Réessayer" on the dashboard's banner: the dashboard shows, and its
+/// title takes the focus (the button hid under it).
+async fn retry_shows_the_dashboard(b: &Browser) {
+    b.click("#retry").await;
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    b.until(
+        "the focus on the title",
+        "document.activeElement.id === 'title'",
+    )
+    .await;
+}
+
 async fn progress(b: &Browser) -> (Value, String) {
     (
         b.eval("return document.getElementById('progress').value")
@@ -1247,14 +1260,7 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
         json!(["Connexion au serveur impossible.", "alert", true])
     );
     b.block(&[]).await;
-    b.click("#retry").await;
-    b.until("the dashboard", "!document.getElementById('panels').hidden")
-        .await;
-    b.until(
-        "the focus on the title",
-        "document.activeElement.id === 'title'",
-    )
-    .await;
+    retry_shows_the_dashboard(&b).await;
     assert_eq!(
         b.eval("return document.getElementById('offline').hidden")
             .await,
@@ -1330,14 +1336,7 @@ async fn a_dashboard_the_server_fails_to_read_offers_a_retry() {
     );
     db.execute_batch("ALTER TABLE omni_agent_configs_away RENAME TO omni_agent_configs")
         .unwrap();
-    b.click("#retry").await;
-    b.until("the dashboard", "!document.getElementById('panels').hidden")
-        .await;
-    b.until(
-        "the focus on the title",
-        "document.activeElement.id === 'title'",
-    )
-    .await;
+    retry_shows_the_dashboard(&b).await;
     assert_eq!(
         b.eval(
             "return [document.getElementById('offline').hidden,
