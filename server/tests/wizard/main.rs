@@ -1713,6 +1713,62 @@ async fn verify_typed(b: &Browser, code: &str) {
     .await;
 }
 
+/// Without the phone channel the agent takes no calls: a number verified
+/// says nothing of calls, on the dashboard (a tenant on SMS alone) and in
+/// the wizard (another, on SMS alone too).
+#[tokio::test]
+async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let id = completed_through_the_api(
+        &server,
+        &[
+            ("business", BUSINESS),
+            ("channels", r#"{"channels":["sms"]}"#),
+        ],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the send button",
+        "!document.getElementById('phone-verify').hidden",
+    )
+    .await;
+    let code = a_code_sent(&b, &gateway).await;
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the verified number",
+        "document.getElementById('phone-status').textContent === 'Vérifié'",
+    )
+    .await;
+    assert_eq!(b.text("verify-done").await, "Numéro +33612345678 vérifié.");
+
+    // In the wizard: SMS only, so no agent step; the number is another.
+    b.open("/").await;
+    b.eval("localStorage.clear(); return true").await;
+    b.open("/").await;
+    start_and_type_business(&b, EMAIL).await;
+    b.fill("phone", "07 56 78 12 34").await;
+    b.click("#business-next").await;
+    b.step("channels").await;
+    b.click("#channel-phone").await;
+    b.click("#channel-sms").await;
+    b.click("#channels-next").await;
+    b.step("kb").await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    let code = a_code_sent(&b, &gateway).await;
+    verify_typed(&b, &code).await;
+    assert_eq!(b.text("verify-done").await, "Numéro +33756781234 vérifié.");
+    b.quit().await;
+}
+
 /// A number another account already routes, verified in the wizard before
 /// completion: the page says its calls will not reach the agent, on the
 /// verification step, after a reload and on the completion, as the

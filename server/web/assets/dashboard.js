@@ -50,6 +50,8 @@ const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', archived: 'Archi
 
 let id = null;
 let retryAction = null;
+/** Whether the agent takes calls (the phone channel is on): what a verified number's line says. */
+let takesCalls = true;
 
 /**
  * `text` in a `<bdi>`: a name or a crawled page's title written into a line
@@ -153,6 +155,7 @@ function showAgent(agent, types, voices) {
   // `channels_config` lists every channel with whether it is on.
   const config = (agent && agent.channels_config) || {};
   const channels = Object.keys(CHANNEL_LABELS).filter((c) => config[c] && config[c].enabled);
+  takesCalls = !agent || channels.includes('phone');
   const list = $('channels-list');
   list.replaceChildren();
   for (const channel of channels) {
@@ -286,9 +289,15 @@ function showVerified(answer) {
   showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
   $('phone-verify').hidden = true;
   $('code').value = '';
-  const done = answer.is_active
+  let done = answer.is_active
     ? `Numéro ${answer.phone_number} vérifié : votre agent prend ses appels.`
     : `Numéro ${answer.phone_number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
+  // Without the phone channel the agent takes no calls at all.
+  if (!takesCalls) {
+    done = answer.is_active
+      ? `Numéro ${answer.phone_number} vérifié.`
+      : `Numéro ${answer.phone_number} vérifié, mais il est déjà actif pour un autre compte.`;
+  }
   $('verify-done').textContent = done;
   // A number another account routes is no success: told as a note, as
   // the wizard does.

@@ -1014,6 +1014,11 @@ function verified(answer) {
   if (taken) {
     text = `Numéro ${number} vérifié, mais il est déjà actif pour un autre compte : votre agent ne prendra pas ses appels.`;
   }
+  // Without the phone channel the agent takes no calls at all: nothing is
+  // said of them.
+  if (!state.channels.includes('phone')) {
+    text = taken ? `Numéro ${number} vérifié, mais il est déjà actif pour un autre compte.` : `Numéro ${number} vérifié.`;
+  }
   $('verify-done').textContent = text;
   $('verify-done').className = taken ? 'note' : 'success';
   $('verify-done').hidden = false;
@@ -1090,8 +1095,9 @@ function showPhoneTaken(mapping) {
   const taken = Boolean(mapping) && mapping.is_active === false && TAKEN_ELSEWHERE.test(mapping.reason || '');
   $('complete-phone').hidden = !taken;
   if (taken) {
-    $('complete-phone').textContent =
-      `Le numéro ${mapping.phone_number} est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`;
+    $('complete-phone').textContent = state.channels.includes('phone')
+      ? `Le numéro ${mapping.phone_number} est déjà actif pour un autre compte : votre agent ne prend pas ses appels.`
+      : `Le numéro ${mapping.phone_number} est déjà actif pour un autre compte.`;
   }
 }
 
