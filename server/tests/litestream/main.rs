@@ -689,8 +689,8 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         )
     );
     // A write of 4 MiB sent whole before its answer is read (as Python's
-    // http.client sends): the body is read, then refused, where the
-    // connection closed under the client's writes.
+    // http.client sends): the write is refused, then its body read and
+    // dropped, where the connection closed under the client's writes.
     {
         use std::io::{Read, Write};
         let mut raw = std::net::TcpStream::connect(reader.addr).unwrap();
@@ -715,6 +715,49 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         assert!(
             answer.ends_with(r#""error":"this is a read replica; send writes to the primary","code":"method_not_allowed"}"#),
             "{answer}"
+        );
+    }
+
+    // A write's body trickled in, a byte every 4 s (never idle 5 s): the
+    // 405 comes first, then the body is dropped for 10 s in all and the
+    // connection closed (it ran to 12 s when the deadline was only looked
+    // at between reads).
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(reader.addr).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            raw,
+            "POST {create} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 100000\r\n\r\n"
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let mut head = [0u8; 12];
+        raw.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.0 405");
+        let mut trickle = raw.try_clone().unwrap();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let sender = std::thread::spawn(move || {
+            // A byte each 4 s until told to stop (or 5 bytes).
+            for _ in 0..5 {
+                if stopped.recv_timeout(Duration::from_secs(4)).is_ok() {
+                    break;
+                }
+                if trickle.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut rest = Vec::new();
+        // EOF, or a reset when a byte arrived as it closed: closed either way.
+        let _ = raw.read_to_end(&mut rest);
+        let closed = started.elapsed();
+        stop.send(()).unwrap();
+        sender.join().unwrap();
+        assert!(
+            closed >= Duration::from_millis(9_500) && closed < Duration::from_millis(11_000),
+            "closed after {closed:?}"
         );
     }
 

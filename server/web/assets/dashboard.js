@@ -155,7 +155,7 @@ function showAgent(agent, types, voices) {
   // `channels_config` lists every channel with whether it is on.
   const config = (agent && agent.channels_config) || {};
   const channels = Object.keys(CHANNEL_LABELS).filter((c) => config[c] && config[c].enabled);
-  takesCalls = !agent || channels.includes('phone');
+  takesCalls = Boolean(agent) && channels.includes('phone');
   const list = $('channels-list');
   list.replaceChildren();
   for (const channel of channels) {

@@ -137,7 +137,7 @@ const RULES = [
   [/^the code of verification .* expired/, () => 'Ce code a expiré : demandez-en un nouveau.'],
   [/^verification .* was cancelled when the business phone changed/,
     () => 'Le numéro a changé depuis l’envoi de ce code : demandez-en un nouveau.'],
-  [/^no code was sent for session/, () => "Aucun code n'a encore été envoyé : demandez un code."],
+  [/^no code was sent (?:for session|to) /, () => "Aucun code n'a encore été envoyé : demandez un code."],
   [/^a code was sent \d+ s ago; codes are sent at least (\d+) s apart/,
     (m, e, message) => `Un code vient d'être envoyé : vous pourrez en demander un autre ${retryAfter(message, e)}.`],
   [/^phone .* was sent \d+ codes in the last 24 hours/,
