@@ -314,7 +314,8 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_OUTBOX_LOG")]
     pub outbox_log: bool,
     /// Crawler workers taking knowledge-base jobs (one site each at a
-    /// time); 0 disables the crawler.
+    /// time); 0 turns off the HTTP server's crawler (the crawl command then
+    /// runs one).
     #[arg(
         long,
         global = true,
