@@ -535,23 +535,22 @@ fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Ve
         [session.rowid],
         |r| r.get(0),
     )?;
-    let current = match &phone {
-        Some(phone) => Verification::latest_of(conn, session.id, phone)?,
-        None => None,
-    };
-    let v = match (current, &phone) {
-        (Some(v), _) => Some(v),
-        (None, None) => Verification::latest(conn, session.id)?,
-        (None, Some(phone)) => match Verification::latest(conn, session.id)? {
-            Some(v) if v.status == "cancelled" => Some(v),
-            None => None,
-            Some(_) => {
-                return Err(Error::conflict(format!(
-                    "no code was sent to {} (send one first)",
-                    quote(phone)
-                )))
-            }
+    let v = match &phone {
+        Some(phone) => match Verification::latest_of(conn, session.id, phone)? {
+            Some(v) => Some(v),
+            None => match Verification::latest(conn, session.id)? {
+                Some(v) if v.status == "cancelled" => Some(v),
+                Some(_) => {
+                    return Err(Error::conflict(format!(
+                        "no code was sent to {} (send one first)",
+                        quote(phone)
+                    )))
+                }
+                None => None,
+            },
         },
+        // No business phone, so no code was ever sent.
+        None => None,
     };
     let v = v.ok_or_else(|| {
         Error::conflict(format!(

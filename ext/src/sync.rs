@@ -600,32 +600,22 @@ impl Part<'_> {
         } else {
             "pending_verification"
         };
-        let args = (phone, tenant, active, status, self.now);
-        let inserted = if verified {
-            // Verified makes the tenant's row verified, whatever it held
-            // (the runtime's pending row), as a code checked after
-            // completion does (`phone::activate`).
-            sql::execute(
-                self.conn,
-                "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
-                                                  created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (tenant_id, phone_number) DO UPDATE SET
-                     status = excluded.status, is_active = excluded.is_active,
-                     updated_at = excluded.updated_at",
-                args,
-            )?
-        } else {
-            sql::execute(
-                self.conn,
-                "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
-                                                  created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (tenant_id, phone_number) DO NOTHING",
-                args,
-            )?
-        };
-        if inserted == 0 {
+        // A row the tenant already had: verified makes it verified, whatever
+        // it held (the runtime's pending row), as a code checked after
+        // completion does (`phone::activate`); otherwise it is left as it
+        // is (no change: read back below).
+        let written = sql::execute(
+            self.conn,
+            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                              created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (tenant_id, phone_number) DO UPDATE SET
+                 status = excluded.status, is_active = excluded.is_active,
+                 updated_at = excluded.updated_at
+             WHERE excluded.status = 'verified'",
+            (phone, tenant, active, status, self.now),
+        )?;
+        if written == 0 {
             return self.phone_mapping_kept(phone);
         }
         Ok(PhoneMapping {

@@ -1027,39 +1027,23 @@ pub fn documents(field: Option<&Value>) -> Result<Value> {
                 )));
             }
         }
-        let content = match map.get("content") {
-            Some(Value::String(raw)) => match page_breaks(raw) {
-                std::borrow::Cow::Owned(text) => {
-                    document_text(Some(&Value::String(text)), &field, MAX_CONTENT_CHARS, true)?
-                }
-                std::borrow::Cow::Borrowed(_) => {
-                    document_text(map.get("content"), &field, MAX_CONTENT_CHARS, true)?
-                }
-            },
-            other => document_text(other, &field, MAX_CONTENT_CHARS, true)?,
-        };
+        let content = document_text(map.get("content"), &field, MAX_CONTENT_CHARS, true)?;
         out.push(json!({ "title": title, "content": content }));
     }
     Ok(Value::Array(out))
 }
 
-/// `text` with its form feeds, vertical tabs and NEL (U+0085) as the line
+/// Form feeds, vertical tabs and NEL (U+0085): in a content, the line
 /// breaks they stand for. Text copied from a PDF holds a form feed at each
 /// page break (`pdftotext` writes them too); the tenant pasting it cannot
 /// see them, and was refused for a control character.
-fn page_breaks(text: &str) -> std::borrow::Cow<'_, str> {
-    const BREAKS: [char; 3] = ['\u{c}', '\u{b}', '\u{85}'];
-    if text.contains(BREAKS) {
-        text.replace(BREAKS, "\n").into()
-    } else {
-        text.into()
-    }
-}
+const PAGE_BREAKS: [char; 3] = ['\u{c}', '\u{b}', '\u{85}'];
 
 /// A trimmed text field of 1 to `max` characters; line breaks and tabs are
-/// text (`lines`: the content's; a title's are refused after), other
-/// control characters are not. The first one is named by its code point
-/// and its place in the text as sent: it cannot be seen.
+/// text (`lines`: the content's, whose [`PAGE_BREAKS`] are saved as line
+/// breaks; a title's are refused after), other control characters are
+/// not. The first one is named by its code point and its place in the text
+/// as sent: it cannot be seen.
 fn document_text(value: Option<&Value>, field: &str, max: usize, lines: bool) -> Result<String> {
     let (raw, text) = match value {
         None | Some(Value::Null) => {
@@ -1077,11 +1061,9 @@ fn document_text(value: Option<&Value>, field: &str, max: usize, lines: bool) ->
             "{field} is {chars} characters long; at most {max} are allowed"
         )));
     }
-    if let Some((at, c)) = text
-        .chars()
-        .enumerate()
-        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
+    if let Some((at, c)) = text.chars().enumerate().find(|(_, c)| {
+        c.is_control() && !matches!(c, '\n' | '\r' | '\t') && !(lines && PAGE_BREAKS.contains(c))
+    }) {
         // `text` is a slice of `raw`: what trimming took off its start
         // counts, as the sender's text box counts it.
         let lead = raw[..text.as_ptr() as usize - raw.as_ptr() as usize]
@@ -1099,7 +1081,11 @@ fn document_text(value: Option<&Value>, field: &str, max: usize, lines: bool) ->
             }
         )));
     }
-    Ok(text.to_string())
+    Ok(if lines {
+        text.replace(PAGE_BREAKS, "\n")
+    } else {
+        text.to_string()
+    })
 }
 
 /// The booking providers the appointments step knows.

@@ -404,11 +404,14 @@ async fn dispatch(
             return rate_limited(EMAIL_TAKEN_LIMITED, wait);
         }
     }
-    match answered {
-        // The key made no session: the limit's 429 after all.
-        Ok(body) if limited.is_some() && body == "null" => {
-            rate_limited(CREATES_LIMITED, limited.unwrap_or(1))
+    // A keyed create past the limit whose key made no session: the limit's
+    // 429 after all.
+    if let (Ok(body), Some(wait)) = (&answered, limited) {
+        if body == "null" {
+            return rate_limited(CREATES_LIMITED, wait);
         }
+    }
+    match answered {
         Ok(body) => {
             if let (Endpoint::PhoneSend, Some(wake)) = (endpoint, &app.outbox_wake) {
                 wake.notify_one();
