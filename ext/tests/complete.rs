@@ -453,6 +453,36 @@ fn a_mapping_already_there_is_answered_as_the_table_holds_it() {
     );
 }
 
+/// A rejected row the runtime wrote for a number not verified: left as it
+/// is, and answered so.
+#[test]
+fn a_rejected_mapping_already_there_is_left_and_answered_rejected() {
+    let db = Db::memory();
+    let s = ready_session(&db);
+    let tenant = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
+    db.conn
+        .execute(
+            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+                                              created_at, updated_at)
+             VALUES ('+33612345678', ?1, 0, 'rejected', '2026-11-20T09:00:00.000Z',
+                     '2026-11-20T09:00:00.000Z')",
+            [&tenant],
+        )
+        .unwrap();
+    let done = db.complete(&s).unwrap();
+    assert_eq!(
+        done["synced"]["phone_mapping"],
+        json!({"phone_number":"+33612345678","status":"rejected","is_active":false})
+    );
+    assert_eq!(
+        db.rows(
+            "SELECT status, is_active, updated_at FROM omni_phone_mappings",
+            &[]
+        ),
+        [json!({"status": "rejected", "is_active": 0, "updated_at": "2026-11-20T09:00:00.000Z"})]
+    );
+}
+
 #[test]
 fn unknown_session_and_bad_payload() {
     let db = Db::memory();

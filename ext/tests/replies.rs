@@ -553,6 +553,14 @@ fn a_create_kept_under_its_key_is_read_without_creating() {
                 .to_string()
         )
     );
+    assert_eq!(
+        db.conn
+            .query_row("SELECT onboarding_create_kept('{}', NULL)", [], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .map_err(|e| e.to_string()),
+        Err("onboarding_create_kept: invalid_field: request_key is required".to_string())
+    );
     assert_eq!(changes(&db), before);
     assert_eq!(db.count("onboarding_sessions"), 1);
 }

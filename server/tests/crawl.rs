@@ -2126,6 +2126,13 @@ async fn crawl_tiny_site(
     (server, kb, addr, asked)
 }
 
+/// That the site was asked for `expected`, each path once, and for
+/// nothing else.
+fn asked_once_each(asked: &HashMap<String, usize>, expected: &[&str]) {
+    let once: HashMap<String, usize> = expected.iter().map(|p| (p.to_string(), 1)).collect();
+    assert_eq!(asked, &once, "{asked:?}");
+}
+
 /// The documents a job stored: each one's URL and depth.
 fn stored_pages(kb: &Value) -> Vec<(&str, i64)> {
     kb["documents"]
@@ -2157,11 +2164,7 @@ async fn sitemap_entries_never_fetched_leave_the_page_cap_to_the_links() {
     );
     assert_eq!(kb["pages_not_stored"], json!([]));
     let expected = ["/robots.txt", "/sitemap.xml", "/", "/horaires", "/tarifs"];
-    assert_eq!(
-        asked,
-        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
-        "{asked:?}"
-    );
+    asked_once_each(&asked, &expected);
     server.stop().await;
 }
 
@@ -2227,11 +2230,7 @@ async fn a_page_without_a_charset_whose_bytes_are_not_utf_8_is_read_as_windows_1
     );
     let asked = asked.lock().unwrap().clone();
     let expected = ["/robots.txt", "/sitemap.xml", "/", "/carte"];
-    assert_eq!(
-        asked,
-        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
-        "{asked:?}"
-    );
+    asked_once_each(&asked, &expected);
     server.stop().await;
 }
 
@@ -2320,11 +2319,7 @@ async fn a_start_page_that_is_only_a_meta_refresh_is_followed_as_a_redirect() {
         "/r5",
         "/tarifs",
     ];
-    assert_eq!(
-        asked,
-        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
-        "{asked:?}"
-    );
+    asked_once_each(&asked, &expected);
     server.stop().await;
 }
 
@@ -2424,11 +2419,7 @@ async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
         "/galerie",
         "/galerie/",
     ];
-    assert_eq!(
-        asked,
-        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
-        "{asked:?}"
-    );
+    asked_once_each(&asked, &expected);
     server.stop().await;
 }
 
@@ -2477,10 +2468,6 @@ async fn a_slashed_form_sent_back_stops_the_slash_being_guessed() {
         "/horaires",
         "/contact",
     ];
-    assert_eq!(
-        asked,
-        expected.map(|p| (p.to_string(), 1)).into_iter().collect(),
-        "{asked:?}"
-    );
+    asked_once_each(&asked, &expected);
     server.stop().await;
 }

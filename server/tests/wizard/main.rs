@@ -1737,13 +1737,7 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
     )
     .await;
     let code = a_code_sent(&b, &gateway).await;
-    b.fill("code", &code).await;
-    b.click("#verify-code").await;
-    b.until(
-        "the verified number",
-        "document.getElementById('phone-status').textContent === 'Vérifié'",
-    )
-    .await;
+    verify_typed(&b, &code).await;
     assert_eq!(b.text("verify-done").await, "Numéro +33612345678 vérifié.");
 
     // In the wizard: SMS only, so no agent step; the number is another.
