@@ -423,10 +423,10 @@ fn a_declared_number_is_never_taken_from_another_tenant() {
     );
 }
 
-/// A mapping the tenant already had when it completes (the runtime or the
-/// host wrote it) is left as it is, and the answer says what it holds.
-#[test]
-fn a_mapping_already_there_is_answered_as_the_table_holds_it() {
+/// A ready session whose tenant already has a mapping of its number
+/// (`is_active`, `status`, written on 2026-11-20), as the runtime or the
+/// host writes one: the database, the session and the tenant.
+fn ready_with_mapping(is_active: i64, status: &str) -> (Db, String, String) {
     let db = Db::memory();
     let s = ready_session(&db);
     let tenant = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
@@ -434,11 +434,19 @@ fn a_mapping_already_there_is_answered_as_the_table_holds_it() {
         .execute(
             "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                               created_at, updated_at)
-             VALUES ('+33612345678', ?1, 1, 'verified', '2026-11-20T09:00:00.000Z',
+             VALUES ('+33612345678', ?1, ?2, ?3, '2026-11-20T09:00:00.000Z',
                      '2026-11-20T09:00:00.000Z')",
-            [&tenant],
+            rusqlite::params![tenant, is_active, status],
         )
         .unwrap();
+    (db, s, tenant)
+}
+
+/// A mapping the tenant already had when it completes (the runtime or the
+/// host wrote it) is left as it is, and the answer says what it holds.
+#[test]
+fn a_mapping_already_there_is_answered_as_the_table_holds_it() {
+    let (db, s, tenant) = ready_with_mapping(1, "verified");
     let done = db.complete(&s).unwrap();
     assert_eq!(
         done["synced"]["phone_mapping"],
@@ -457,18 +465,7 @@ fn a_mapping_already_there_is_answered_as_the_table_holds_it() {
 /// is, and answered so.
 #[test]
 fn a_rejected_mapping_already_there_is_left_and_answered_rejected() {
-    let db = Db::memory();
-    let s = ready_session(&db);
-    let tenant = db.get(&s)["tenant_id"].as_str().unwrap().to_string();
-    db.conn
-        .execute(
-            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
-                                              created_at, updated_at)
-             VALUES ('+33612345678', ?1, 0, 'rejected', '2026-11-20T09:00:00.000Z',
-                     '2026-11-20T09:00:00.000Z')",
-            [&tenant],
-        )
-        .unwrap();
+    let (db, s, _) = ready_with_mapping(0, "rejected");
     let done = db.complete(&s).unwrap();
     assert_eq!(
         done["synced"]["phone_mapping"],
