@@ -2359,15 +2359,17 @@ async fn a_refresh_whose_page_answers_503_waits_it_out_like_a_redirect() {
     server.stop().await;
 }
 
+/// A page of the slash sites below, titled `title`, with a line of text.
+fn salon_page(title: &str) -> String {
+    tiny_page(
+        title,
+        &format!("{title} du salon, ouvert du mardi au samedi."),
+    )
+}
+
 /// A site whose pages live at their slashed path (WordPress): a path
 /// without the slash is sent on to it.
 fn slashed_site(path: &str, _n: usize) -> (&'static str, String, String) {
-    let page = |title: &str| {
-        tiny_page(
-            title,
-            &format!("{title} du salon, ouvert du mardi au samedi."),
-        )
-    };
     match path {
         "/robots.txt" => ("200 OK", String::new(), "User-agent: *\nAllow: /\n".to_string()),
         "/" => (
@@ -2380,14 +2382,14 @@ fn slashed_site(path: &str, _n: usize) -> (&'static str, String, String) {
                  <a href=\"/equipe\">Équipe</a> <a href=\"/galerie/\">Galerie</a>",
             ),
         ),
-        "/tarifs/" => ("200 OK", String::new(), page("Tarifs")),
-        "/horaires/" => ("200 OK", String::new(), page("Horaires")),
-        "/contact/" => ("200 OK", String::new(), page("Contact")),
-        "/plan.html" => ("200 OK", String::new(), page("Plan")),
+        "/tarifs/" => ("200 OK", String::new(), salon_page("Tarifs")),
+        "/horaires/" => ("200 OK", String::new(), salon_page("Horaires")),
+        "/contact/" => ("200 OK", String::new(), salon_page("Contact")),
+        "/plan.html" => ("200 OK", String::new(), salon_page("Plan")),
         // A page of its own beside a directory that lists nothing.
-        "/equipe" => ("200 OK", String::new(), page("Équipe")),
+        "/equipe" => ("200 OK", String::new(), salon_page("Équipe")),
         "/equipe/" => ("403 Forbidden", String::new(), String::new()),
-        "/galerie/" => ("200 OK", String::new(), page("Galerie")),
+        "/galerie/" => ("200 OK", String::new(), salon_page("Galerie")),
         p if !p.ends_with('/') && !p.contains('.') => {
             ("301 Moved Permanently", format!("Location: {p}/\r\n"), String::new())
         }
@@ -2426,12 +2428,6 @@ async fn a_site_that_wants_the_slash_gets_its_pages_asked_with_it() {
 /// A site that sends a slash-less path on to its slashed form once, and
 /// later a slashed one back to its slash-less form.
 fn slashed_then_not(path: &str, _n: usize) -> (&'static str, String, String) {
-    let page = |title: &str| {
-        tiny_page(
-            title,
-            &format!("{title} du salon, ouvert du mardi au samedi."),
-        )
-    };
     match path {
         "/robots.txt" => ("200 OK", String::new(), "User-agent: *\nAllow: /\n".to_string()),
         "/" => (
@@ -2444,10 +2440,10 @@ fn slashed_then_not(path: &str, _n: usize) -> (&'static str, String, String) {
             ),
         ),
         "/tarifs" => ("301 Moved Permanently", "Location: /tarifs/\r\n".to_string(), String::new()),
-        "/tarifs/" => ("200 OK", String::new(), page("Tarifs")),
+        "/tarifs/" => ("200 OK", String::new(), salon_page("Tarifs")),
         "/horaires/" => ("301 Moved Permanently", "Location: /horaires\r\n".to_string(), String::new()),
-        "/horaires" => ("200 OK", String::new(), page("Horaires")),
-        "/contact" => ("200 OK", String::new(), page("Contact")),
+        "/horaires" => ("200 OK", String::new(), salon_page("Horaires")),
+        "/contact" => ("200 OK", String::new(), salon_page("Contact")),
         _ => ("404 Not Found", String::new(), String::new()),
     }
 }
