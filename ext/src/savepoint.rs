@@ -121,16 +121,21 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
 /// `BeginTx`), a write that changes nothing takes the write lock before the
 /// call reads, waiting out the busy timeout as `BEGIN IMMEDIATE` would:
 /// once the call had read, SQLite would refuse at once to wait for the lock
-/// it must then upgrade to. A transaction that has read already is left as
-/// it is (it cannot wait either way), and so is one whose probe fails for
-/// another reason (no schema, a read-only file): the call's own statements
-/// then say what is wrong.
+/// it must then upgrade to. A transaction that has read already cannot
+/// wait: the same probe then fails at once while another connection holds
+/// the lock, or for good once another has written since the read, and the
+/// call says so and how to avoid it rather than SQLite's bare "database is
+/// locked". A probe that fails for another reason (no schema, a read-only
+/// file) is left to the call's own statements, which say what is wrong.
 fn take_write_lock_first(conn: &Connection) -> Result<()> {
-    if main_txn_state(conn) != ffi::SQLITE_TXN_NONE {
-        return Ok(());
-    }
+    let has_read = match main_txn_state(conn) {
+        ffi::SQLITE_TXN_NONE => false,
+        ffi::SQLITE_TXN_READ => true,
+        _ => return Ok(()),
+    };
     match sql::execute(conn, WRITE_LOCK_PROBE, []) {
         Ok(_) => Ok(()),
+        Err(e) if busy(&e) && has_read => Err(cannot_upgrade_a_read(&e)),
         Err(e) if busy(&e) => Err(locked_past_timeout(&e)),
         // An I/O error, a full disk or an interrupt rolls the caller's whole
         // transaction back: the call must not go on and commit alone.
@@ -156,6 +161,22 @@ fn cannot_wait_while_reading(e: impl std::fmt::Display) -> Error {
         "{e}: another connection holds the write lock, and SQLite cannot wait for \
          it while the statement calling this function reads a table (call the \
          writers from a plain SELECT without FROM)"
+    ))
+}
+
+/// The caller's transaction read before this call, and SQLite will not
+/// turn that read into a write: another connection holds the write lock,
+/// or wrote after the read (`SQLITE_BUSY_SNAPSHOT`: waiting cannot help).
+fn cannot_upgrade_a_read(e: &rusqlite::Error) -> Error {
+    let why = match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_BUSY_SNAPSHOT => {
+            "another connection has written since this transaction first read"
+        }
+        _ => "another connection holds the write lock, and SQLite cannot wait for it",
+    };
+    Error::internal(format!(
+        "{e}: {why} in a transaction that has read already (open it with BEGIN \
+         IMMEDIATE, or call the writers before the transaction reads)"
     ))
 }
 

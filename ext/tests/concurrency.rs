@@ -168,6 +168,54 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
     );
 }
 
+/// A deferred transaction that has read cannot wait for the write lock:
+/// the call says so at once, and how to avoid it, while another connection
+/// holds the lock and once it has written; nothing is written. The same
+/// transaction's reads go on, and a fresh one saves.
+#[test]
+fn inside_a_deferred_transaction_that_has_read_a_step_says_why_it_cannot_wait() {
+    let (dir, first, second) = two_on_one_wal_file(20_000);
+    let s = first.create();
+    let before = first.snapshot();
+    let (release, holder) = hold_write_lock(dir.path().join("onboarding.db"));
+    second
+        .conn
+        .execute_batch("BEGIN; SELECT count(*) FROM tenants")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let while_locked = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
+    let waited = started.elapsed();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let after_a_write = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
+    let still_reads = second.get(&s)["steps"]["channels"].clone();
+    second.conn.execute_batch("ROLLBACK").unwrap();
+    let way_out = "in a transaction that has read already (open it with BEGIN IMMEDIATE, \
+                   or call the writers before the transaction reads)";
+    assert_eq!(
+        while_locked.unwrap_err(),
+        format!(
+            "onboarding_step: internal: database is locked: another connection holds the \
+             write lock, and SQLite cannot wait for it {way_out}"
+        )
+    );
+    // At once, not after the 20 s busy timeout.
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(
+        after_a_write.unwrap_err(),
+        format!(
+            "onboarding_step: internal: database is locked: another connection has written \
+             since this transaction first read {way_out}"
+        )
+    );
+    assert_eq!(still_reads, serde_json::Value::Null);
+    assert_eq!(first.snapshot(), before);
+    assert_eq!(
+        second.step(&s, "channels", r#"{"channels":["sms"]}"#),
+        Ok(common::step_answer(&s, "channels", 3, 50))
+    );
+}
+
 /// Migrating first in the caller's `BEGIN` (a client's connect routine
 /// inside its transaction) leaves the next writer able to wait: migrating
 /// took the write lock first, as the writers do, rather than reading.
