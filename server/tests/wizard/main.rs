@@ -1104,6 +1104,11 @@ async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification(&b).await;
+    assert_eq!(
+        b.text("verify-intro").await,
+        "Votre agent ne reçoit les appels de +33612345678 qu'une fois que vous avez prouvé que \
+         ce numéro est le vôtre."
+    );
     b.click("#verification-next").await;
     b.step("complete").await;
     // No code was sent: the summary says the agent will not take the
@@ -1736,6 +1741,10 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
         "!document.getElementById('phone-verify').hidden",
     )
     .await;
+    assert_eq!(
+        b.text("verify-intro").await,
+        "Prouvez que ce numéro est le vôtre : un code vous est envoyé par SMS ou par appel vocal."
+    );
     let code = a_code_sent(&b, &gateway).await;
     verify_typed(&b, &code).await;
     assert_eq!(b.text("verify-done").await, "Numéro +33612345678 vérifié.");
@@ -1757,6 +1766,11 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
     b.step("appointments").await;
     b.click("#appointments-next").await;
     b.step("verification").await;
+    assert_eq!(
+        b.text("verify-intro").await,
+        "Prouvez que +33756781234 est bien le vôtre : un code vous est envoyé par SMS ou par \
+         appel vocal."
+    );
     let code = a_code_sent(&b, &gateway).await;
     verify_typed(&b, &code).await;
     assert_eq!(b.text("verify-done").await, "Numéro +33756781234 vérifié.");

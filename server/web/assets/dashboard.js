@@ -201,6 +201,11 @@ function prepareVerification(mapping, verification) {
   $('verify-foreign').hidden = !foreign;
   $('phone-verify').hidden = !pending || foreign;
   if (!pending || foreign) return;
+  // Without an agent on the phone channel no calls are taken, verified or
+  // not: nothing is said of them.
+  $('verify-intro').textContent = takesCalls
+    ? "Votre agent ne prend les appels de ce numéro qu'une fois que vous avez prouvé qu'il est le vôtre."
+    : 'Prouvez que ce numéro est le vôtre : un code vous est envoyé par SMS ou par appel vocal.';
   // A code sent before (here or in the wizard) can still be typed in.
   const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
   check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));

@@ -859,7 +859,7 @@ const verificationOf = (session) => (session && session.phone_verification) || n
 /** Shows the verification step as the session has it; answers the saved number's verification, or null. */
 function prepareVerification() {
   const business = state.session.steps.business || {};
-  $('verify-number').textContent = business.phone || '';
+  introduceVerification(business.phone || '');
   // Only a verification of the number as saved counts: a changed business
   // phone needs a code of its own.
   const latest = verificationOf(state.session);
@@ -995,6 +995,21 @@ async function verifyCode() {
   verified(answer);
   // Done here: the next thing to do is to move on.
   $('verification-next').focus();
+}
+
+/**
+ * The step's introduction, with the number: what proving it gives. Only
+ * the phone channel makes the agent take the number's calls; without it
+ * nothing is said of calls, as the verified line says nothing of them.
+ */
+function introduceVerification(number) {
+  const strong = document.createElement('strong');
+  strong.id = 'verify-number';
+  strong.textContent = number;
+  const [before, after] = state.channels.includes('phone')
+    ? ['Votre agent ne reçoit les appels de ', " qu'une fois que vous avez prouvé que ce numéro est le vôtre."]
+    : ['Prouvez que ', ' est bien le vôtre : un code vous est envoyé par SMS ou par appel vocal.'];
+  $('verify-intro').replaceChildren(before, strong, after);
 }
 
 /** The reason a verified number stays inactive: another account routes it. */
