@@ -267,7 +267,10 @@ example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1
 
 section("onboarding_outbox_failed(id, worker, error)",
         "The sender holding message `id` gave up on it: the error is kept and the text "
-        "blanked. To try again instead, a sender lets the lease run out.")
+        "blanked. The error may be a provider's as it came: it is kept as one line (line "
+        "breaks and other control characters as spaces), cut to 500 characters with `…` "
+        "past that; only an empty one is refused. To try again instead, a sender lets the "
+        "lease run out.")
 fixed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
 setup("SELECT onboarding_step(?, 'business', ?)", fixed,
     '{"company_name":"Cabinet Martin","industry":"Notaire","phone":"01 42 68 53 00","email":"accueil@cabinet-martin.fr"}')

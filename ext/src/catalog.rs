@@ -178,7 +178,8 @@ impl Gender {
 /// French elision applies before a name that starts with a vowel: "de
 /// {company_name}" with "Agence du Port" reads "d'Agence du Port" (a name
 /// starting with an h is left as "de": whether it elides depends on the
-/// word, which no rule here knows).
+/// word, which no rule here knows); and contraction before a name that
+/// starts with the article "Le" or "Les": "du Petit Café", "des Halles".
 pub fn render(template: &str, agent_name: &str, company_name: &str, gender: Gender) -> String {
     const AGENT: &str = "{agent_name}";
     const COMPANY: &str = "{company_name}";
@@ -220,8 +221,25 @@ fn alternative(text: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Appends `name`, eliding a "de" written just before it ("de" + "Agence"
-/// → "d'Agence").
+/// → "d'Agence"), or contracting it with the name's leading article ("de"
+/// + "Le Petit Café" → "du Petit Café", "de" + "Les Halles" → "des
+/// Halles"; "La" and "L'" take no contraction).
 fn push_name(out: &mut String, name: &str) {
+    let de = out.strip_suffix("de ").filter(|before| {
+        before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == '(')
+    });
+    if let Some(before) = de {
+        let article = name.split_once(' ').filter(|(word, rest)| {
+            !rest.trim_start().is_empty()
+                && (word.eq_ignore_ascii_case("le") || word.eq_ignore_ascii_case("les"))
+        });
+        if let Some((word, rest)) = article {
+            out.truncate(before.len());
+            out.push_str(if word.len() == 2 { "du " } else { "des " });
+            out.push_str(rest.trim_start());
+            return;
+        }
+    }
     let mut letters = name.chars().flat_map(char::to_lowercase);
     let is_vowel = |c: char| "aeiouàâäáãåéèêëíìîïóòôöõøúùûüæœ".contains(c);
     let vowel = match letters.next() {
@@ -231,14 +249,9 @@ fn push_name(out: &mut String, name: &str) {
         Some(c) => is_vowel(c),
         None => false,
     };
-    if vowel {
-        if let Some(before) = out.strip_suffix("de ") {
-            if before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == '(') {
-                let keep = before.len();
-                out.truncate(keep);
-                out.push_str("d'");
-            }
-        }
+    if let (true, Some(before)) = (vowel, de) {
+        out.truncate(before.len());
+        out.push_str("d'");
     }
     out.push_str(name);
 }
@@ -422,6 +435,15 @@ mod tests {
             ("Boulangerie Léa", "Bonjour, Sara de Boulangerie Léa."),
             ("Hôtel du Parc", "Bonjour, Sara de Hôtel du Parc."),
             ("123 Immo", "Bonjour, Sara de 123 Immo."),
+            // The article "Le" or "Les" contracts with "de"; "La", "L'",
+            // and a word that only starts so, do not.
+            ("Le Petit Café", "Bonjour, Sara du Petit Café."),
+            ("LES HALLES", "Bonjour, Sara des HALLES."),
+            ("les  Trois Frères", "Bonjour, Sara des Trois Frères."),
+            ("La Belle Époque", "Bonjour, Sara de La Belle Époque."),
+            ("L'Atelier", "Bonjour, Sara de L'Atelier."),
+            ("Lesage Immo", "Bonjour, Sara de Lesage Immo."),
+            ("Le", "Bonjour, Sara de Le."),
             ("", "Bonjour, Sara de ."),
         ] {
             assert_eq!(render(template, "Sara", company, Gender::Female), expected);

@@ -310,6 +310,30 @@ fn escaped_in_quotes(c: char) -> bool {
     c.is_control() || line_separator(c) || bidi_control(c)
 }
 
+/// A diagnostic another system wrote (a provider's error, passed on as it
+/// came): kept as one line rather than refused, since refusing it would
+/// leave what it reports unrecorded. Trimmed; each run of control, line
+/// break or bidirectional characters becomes one space; past `max_chars`
+/// cut to its first `max_chars - 1` and `…`. Only an empty one is refused.
+pub(crate) fn one_line_diagnostic(field: &str, text: &str, max_chars: usize) -> Result<String> {
+    let words: Vec<&str> = text
+        .split(escaped_in_quotes)
+        .map(trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return Err(Error::invalid_field(format!("{field} must not be empty")));
+    }
+    let line = words.join(" ");
+    Ok(match line.char_indices().nth(max_chars) {
+        None => line,
+        Some(_) => {
+            let (cut, _) = line.char_indices().nth(max_chars - 1).unwrap_or_default();
+            format!("{}…", &line[..cut])
+        }
+    })
+}
+
 /// `text` without white space or invisible characters at either end. A
 /// zero-width space, a byte-order mark, a soft hyphen or a word joiner
 /// prints nothing: a company or assistant name made of them alone is as

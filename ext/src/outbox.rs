@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::env::{iso8601, Env};
-use crate::error::{checked_text, quote, Error, ErrorKind, Result};
+use crate::error::{checked_text, one_line_diagnostic, quote, Error, ErrorKind, Result};
 use crate::json::row_object;
 use crate::savepoint::in_savepoint;
 use crate::sql;
@@ -155,7 +155,9 @@ pub fn sent(
 
 // -- onboarding_outbox_failed(1, 'sms-gateway-1', 'unreachable') -> '{"success":true,"id":1,"status":"failed"}'
 /// The sender holding message `id` gave up on it: its text is blanked and
-/// the error kept. A sender that wants another try does not call this: it
+/// the error kept, as one line of at most 500 characters (a provider's
+/// error passed on as it came is kept, not refused: a refusal would leave
+/// the message leased, to be claimed and sent again). A sender that wants another try does not call this: it
 /// lets the lease run out, and the message is claimed again.
 pub fn failed(
     conn: &Connection,
@@ -164,7 +166,7 @@ pub fn failed(
     worker: &str,
     error: &str,
 ) -> Result<Value> {
-    let error = checked_text("error", error, MAX_ERROR_CHARS)?;
+    let error = one_line_diagnostic("error", error, MAX_ERROR_CHARS)?;
     finish(conn, env, id, worker, "failed", None, Some(&error))
 }
 

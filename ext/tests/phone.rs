@@ -1176,6 +1176,63 @@ fn claim_leases_the_oldest_message_and_sent_blanks_its_text() {
     );
 }
 
+/// A provider's error passed on as it came (several lines, long) is kept
+/// as one line cut to 500 characters: refused, it would leave the message
+/// leased, to be claimed and sent again.
+#[test]
+fn a_senders_long_error_over_several_lines_is_kept_as_one_cut_line() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    claim(&db, "gateway", 60);
+    let provider = format!(
+        " HTTP 400\r\n{{\n  \"code\": 21614,\n  \"message\": \"{}\"\n}}\n",
+        "é".repeat(600)
+    );
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_outbox_failed(1, 'gateway', ?1)",
+            &[&provider]
+        )
+        .unwrap(),
+        json!({"success": true, "id": 1, "status": "failed"})
+    );
+    let kept = format!(
+        "HTTP 400 {{ \"code\": 21614, \"message\": \"{}…",
+        "é".repeat(499 - 38)
+    );
+    assert_eq!(kept.chars().count(), 500);
+    assert_eq!(
+        db.row(
+            "SELECT status, text, last_error FROM outbox_messages WHERE id = 1",
+            &[]
+        ),
+        json!({"status": "failed", "text": "", "last_error": kept})
+    );
+    // 500 characters exactly are kept whole; nothing but breaks is empty.
+    db.env.advance_ms(60_000);
+    send(&db, &s, "{}").unwrap();
+    claim(&db, "gateway", 60);
+    let whole = "x".repeat(500);
+    db.call(
+        "SELECT onboarding_outbox_failed(2, 'gateway', ?1)",
+        &[&whole],
+    )
+    .unwrap();
+    assert_eq!(
+        db.row("SELECT last_error FROM outbox_messages WHERE id = 2", &[]),
+        json!({"last_error": whole})
+    );
+    assert_eq!(
+        db.call(
+            "SELECT onboarding_outbox_failed(2, 'gateway', ' \r\n\t ')",
+            &[]
+        )
+        .unwrap_err(),
+        "onboarding_outbox_failed: invalid_field: error must not be empty"
+    );
+}
+
 #[test]
 fn a_crashed_senders_lease_is_taken_over() {
     let db = Db::memory();
