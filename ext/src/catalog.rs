@@ -221,9 +221,9 @@ fn alternative(text: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Appends `name`, eliding a "de" written just before it ("de" + "Agence"
-/// → "d'Agence"), or contracting it with the name's leading article ("de"
-/// + "Le Petit Café" → "du Petit Café", "de" + "Les Halles" → "des
-/// Halles"; "La" and "L'" take no contraction).
+/// → "d'Agence"), or contracting it with the name's leading article: "de"
+/// and "Le Petit Café" read "du Petit Café", "de" and "Les Halles" read
+/// "des Halles" ("La" and "L'" take no contraction).
 fn push_name(out: &mut String, name: &str) {
     let de = out.strip_suffix("de ").filter(|before| {
         before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == '(')
