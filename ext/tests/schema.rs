@@ -339,3 +339,128 @@ fn upgrading_from_14_keeps_the_kept_answers_without_fingerprints() {
         .unwrap();
     assert_eq!(replayed, r#"{"success":true}"#);
 }
+
+/// A migration a database has applied is never applied again: an edit to
+/// a released migration reaches new databases only, and leaves the ones it
+/// already ran on with the old shape under the same version (as a changed
+/// index table once did, before it landed). Each released migration's
+/// SHA-256 is pinned here; a change goes into a new numbered file, whose
+/// hash is pinned when it is added.
+#[test]
+fn released_migrations_are_never_edited() {
+    use sha2::{Digest, Sha256};
+    const RELEASED: [(i64, &str, &str); 15] = [
+        (
+            1,
+            "001_init",
+            "3fba5a0237f64827c82eccbd17027a2ae6f50f2b5d9ae650683678ab092a2a38",
+        ),
+        (
+            2,
+            "002_knowledge",
+            "3bdd5777ce518611213ed00baeb69ad1c20b16624f74555840620069d9565f69",
+        ),
+        (
+            3,
+            "003_phone",
+            "7650199677b357620a00045c074f73275e7448ac1e8c49f703d410acb4842012",
+        ),
+        (
+            4,
+            "004_create_requests",
+            "d01060b3498a683945508aa2b162babb14f37bd1d01d8c68865a5aa24810f3d0",
+        ),
+        (
+            5,
+            "005_check_lists",
+            "e8cceddfa3c50d393aedc38121d30f2211e21c973139e58a0d9fd82ae1a618fc",
+        ),
+        (
+            6,
+            "006_site_turns",
+            "ff041217724b3e5216b661292bf2ebee506d47b6c0a6b3743cf9ea1c11bc0a68",
+        ),
+        (
+            7,
+            "007_carriers_and_sends",
+            "a7b7e0ac2bcaec0a2e435e29bf81eabf7ab050b84e7d2f53f3a65058f809a43f",
+        ),
+        (
+            8,
+            "008_call_replies",
+            "e825d157bd30ec55a497c8972fb68a6f8b0a3bcc8d778f3a05896e88f337d7c4",
+        ),
+        (
+            9,
+            "009_french_terms",
+            "d4f15277b071725d20f3acaa238d03f63ee9419ef963e89b053f055ddb8b8bd7",
+        ),
+        (
+            10,
+            "010_kb_index_tenant",
+            "3d572f626b42bb3a70fa09725fe0cb4b3901ac54e07b2950398f4b33c8d3be57",
+        ),
+        (
+            11,
+            "011_crawl_budget",
+            "7c945720de23a447a48ba21ad1237082a543ba4cc8033a027c68c5906e6d6ed7",
+        ),
+        (
+            12,
+            "012_site_waits",
+            "a86b63dff4c7ffdc6697ea0e271fdeef575fa854089aa6fd38c58df7a39bf333",
+        ),
+        (
+            13,
+            "013_kb_cut",
+            "ff3f407bbb1332712b9700b33c5f4ccc4006f551bcc06485ac2542ea06e276dd",
+        ),
+        (
+            14,
+            "014_kb_recut_failures",
+            "bed1923f968c507bf195c688534d828fee809e7084e4e01cdee5e2407e3a5106",
+        ),
+        (
+            15,
+            "015_request_fingerprints",
+            "45d50404ef30f37039eb550aa2ae258608ae9d983a4da23fbc98fae820f6d7dd",
+        ),
+    ];
+    let migrations: Vec<(i64, &str, String)> = onboarding::MIGRATIONS
+        .iter()
+        .map(|m| {
+            let hash = Sha256::digest(m.sql.as_bytes());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            (m.version, m.name, hex)
+        })
+        .collect();
+    for (i, (version, name, pinned)) in RELEASED.iter().enumerate() {
+        let (v, n, hash) = &migrations[i];
+        assert_eq!(
+            (v, n),
+            (version, name),
+            "migration {version} was renumbered or renamed"
+        );
+        assert_eq!(
+            hash, pinned,
+            "sql/{name}.sql changed after it was released: databases that applied it keep \
+             the old version; write the change as a new numbered migration"
+        );
+    }
+    assert!(
+        migrations.len() == RELEASED.len(),
+        "pin the SHA-256 of each new migration here: {:?}",
+        &migrations[RELEASED.len()..]
+    );
+    // Every file in sql/ is a migration the library applies.
+    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../sql"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let names: Vec<String> = migrations
+        .iter()
+        .map(|(_, n, _)| format!("{n}.sql"))
+        .collect();
+    assert_eq!(files, names);
+}
