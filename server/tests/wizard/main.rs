@@ -1066,6 +1066,23 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
     the_email_is_said_taken(&b).await;
+    // Left with "Précédent" for another address (whose save is refused
+    // without a word, as leaving a step does), then back: the error said
+    // of the first address is gone.
+    b.fill("email", "bonjour@").await;
+    b.click(".step[data-step='business'] .back").await;
+    b.step("welcome").await;
+    b.click("#start").await;
+    b.step("business").await;
+    assert_eq!(
+        b.eval(
+            "const email = document.getElementById('email');
+             const error = document.getElementById('email-error');
+             return [email.value, email.getAttribute('aria-invalid'), error.hidden, error.textContent]"
+        )
+        .await,
+        json!(["bonjour@", null, true, ""])
+    );
 
     b.fill("email", "bonjour@boulangerie-martin.fr").await;
     b.click("#business-next").await;

@@ -1227,6 +1227,10 @@ function wire() {
   for (const button of document.querySelectorAll('.step .back')) {
     const name = button.closest('.step').dataset.step;
     button.addEventListener('click', () => act(null, async () => {
+      // What the step said of its fields is about values the save on
+      // leaving may replace (refused without a word): not shown again
+      // beside them when the step is.
+      clearErrors(button.closest('.step'));
       await saveOnLeaving(name);
       await show(neighbour(name, -1));
     }));
