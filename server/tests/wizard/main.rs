@@ -1176,9 +1176,9 @@ async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
     b.quit().await;
 }
 
-/// The verification refusing the business phone (a foreign number, which
-/// the business step takes) says so beside the send button, on the
-/// verification step, which "Suivant" still leaves: the business phone
+/// A business phone no code can reach (a foreign number, which the
+/// business step takes) is said so on the verification step, with no send
+/// the server would refuse; "Suivant" still leaves it: the business phone
 /// may be the business's real number, and going back to it fixes nothing.
 #[tokio::test]
 async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
@@ -1194,21 +1194,22 @@ async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
     b.step("appointments").await;
     b.click("#appointments-next").await;
     b.step("verification").await;
-    b.click("#send-code").await;
-    b.until(
-        "the send's error",
-        "document.getElementById('send-error').innerText",
-    )
-    .await;
-    b.showing("verification").await;
     assert_eq!(
-        b.text_content("send-error").await,
-        said(
-            "Les codes ne sont envoyés qu'aux numéros français (+33 et outre-mer). Enregistrez \
-             un numéro français pour le vérifier.",
-            "phone '+442079460958' is not a French number; codes go only to +33 and the \
-             overseas departments (+262, +590, +594, +596)"
+        b.eval(
+            "return [document.getElementById('verify-foreign').hidden,
+                     document.getElementById('verify-foreign').textContent,
+                     document.getElementById('form-send').hidden,
+                     document.getElementById('form-verify').hidden]"
         )
+        .await,
+        json!([
+            false,
+            "Seuls les numéros français (+33 et outre-mer) sont vérifiés : ce numéro ne peut pas \
+             l’être. Enregistrez un numéro français à l’étape « Votre entreprise » pour le \
+             vérifier, ou poursuivez sans.",
+            true,
+            true
+        ])
     );
     b.click("#verification-next").await;
     b.step("complete").await;
@@ -1762,9 +1763,13 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
         b.text("verify-intro").await,
         "Prouvez que ce numéro est le vôtre : un code vous est envoyé par SMS ou par appel vocal."
     );
+    let not_on_the_phone = "Non : le téléphone ne fait pas partie des canaux de votre agent";
+    assert_eq!(b.text("phone-active").await, not_on_the_phone);
     let code = a_code_sent(&b, &gateway).await;
     verify_typed(&b, &code).await;
     assert_eq!(b.text("verify-done").await, "Numéro +33612345678 vérifié.");
+    // Verified, the mapping is active: still no calls without the channel.
+    assert_eq!(b.text("phone-active").await, not_on_the_phone);
 
     // In the wizard: SMS only, so no agent step; the number is another.
     b.open("/").await;

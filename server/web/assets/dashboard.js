@@ -180,8 +180,11 @@ function showPhone(mapping) {
   text('phone-number', mapping.phone_number);
   text('phone-status', PHONE_STATUS[mapping.status] || mapping.status);
   // A verified number stays inactive only when another account routes it.
+  // Without an agent on the phone channel no call is taken, whatever the
+  // number's state: an active mapping only reserves the number.
   let active = 'Non, pas encore';
-  if (mapping.is_active) active = 'Oui';
+  if (!takesCalls) active = 'Non : le téléphone ne fait pas partie des canaux de votre agent';
+  else if (mapping.is_active) active = 'Oui';
   else if (mapping.status === 'verified') active = 'Non : ce numéro est déjà actif pour un autre compte';
   text('phone-active', active);
 }

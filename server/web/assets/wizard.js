@@ -886,7 +886,12 @@ function prepareVerification() {
   // A page reloaded after a send waits out what is left of its wait.
   if (verification) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
   $('verify-done').hidden = true;
-  $('form-send').hidden = $('verify-unavailable').hidden === false;
+  // A number no code can reach (foreign, special-rate) is said so here,
+  // as on the summary and the dashboard, instead of a send the server
+  // would always refuse.
+  const foreign = !verifiable(business.phone);
+  $('verify-foreign').hidden = !foreign;
+  $('form-send').hidden = foreign || $('verify-unavailable').hidden === false;
   if (verification && verification.status === 'pending' && verification.channel) {
     // A code already sent: a resend goes the same way.
     check('channel', verification.channel);
