@@ -97,6 +97,10 @@ pub struct Config {
     pub email_taken_per_ip: u32,
     pub email_taken_per_session: u32,
     pub email_taken_window: Duration,
+    /// Phone codes sent from one client address per hour (a burst of that
+    /// many, then one every hour / limit), whatever the session and the
+    /// number; 0 disables. Past it, a send answers 429.
+    pub code_sends_per_ip: u32,
     /// The server is the outbox's sender: each message (a phone code) is
     /// printed to the log and marked sent. For local development only.
     pub outbox_log: bool,
@@ -125,6 +129,13 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 pub const DEFAULT_EMAIL_TAKEN_PER_IP: u32 = 20;
 pub const DEFAULT_EMAIL_TAKEN_PER_SESSION: u32 = 5;
 
+/// Phone codes sent from one address per hour by default. The library
+/// limits the sends of a session, a verification and a number; a script
+/// creating sessions with a new number each would otherwise send a code
+/// per session, each an SMS or a call paid for (SMS pumping). A tenant
+/// sends one to three; an office behind one NAT address a few tenants'.
+pub const DEFAULT_CODE_SENDS_PER_IP: u32 = 20;
+
 /// The kb step's body limit by default: the largest valid documents, 20 of
 /// 200,000 characters, even with every character `\u`-escaped (about 23
 /// MiB; see the library's constant).
@@ -152,6 +163,7 @@ impl Default for Config {
             email_taken_per_ip: DEFAULT_EMAIL_TAKEN_PER_IP,
             email_taken_per_session: DEFAULT_EMAIL_TAKEN_PER_SESSION,
             email_taken_window: Duration::from_secs(3600),
+            code_sends_per_ip: DEFAULT_CODE_SENDS_PER_IP,
             outbox_log: false,
             crawl: crate::crawl::CrawlConfig::default(),
         }
@@ -181,6 +193,7 @@ impl fmt::Debug for Config {
             .field("email_taken_per_ip", &self.email_taken_per_ip)
             .field("email_taken_per_session", &self.email_taken_per_session)
             .field("email_taken_window", &self.email_taken_window)
+            .field("code_sends_per_ip", &self.code_sends_per_ip)
             .field("outbox_log", &self.outbox_log)
             .finish()
     }
@@ -307,6 +320,13 @@ pub struct Args {
     /// minutes); 0 disables.
     #[arg(long, env = "ONBOARDING_EMAIL_TAKEN_PER_SESSION", default_value_t = DEFAULT_EMAIL_TAKEN_PER_SESSION)]
     pub email_taken_per_session: u32,
+
+    /// Phone codes one client address (an IPv6 one's /64) may have sent per
+    /// hour, to any session and number (429 past it): that many at once,
+    /// then one each hour's share (20: one every 3 minutes); a send the
+    /// library refuses costs none; 0 disables.
+    #[arg(long, env = "ONBOARDING_CODE_SENDS_PER_IP", default_value_t = DEFAULT_CODE_SENDS_PER_IP)]
+    pub code_sends_per_ip: u32,
 
     /// Local development: the server sends the outbox's messages (phone
     /// codes) itself, to its log (recipient and text, one line each), and
@@ -463,6 +483,7 @@ impl Args {
             email_taken_per_ip: self.email_taken_per_ip,
             email_taken_per_session: self.email_taken_per_session,
             email_taken_window: Duration::from_secs(3600),
+            code_sends_per_ip: self.code_sends_per_ip,
             outbox_log: self.outbox_log,
             crawl: crate::crawl::CrawlConfig {
                 workers: self.crawl_workers,

@@ -240,6 +240,10 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
             config.email_taken_per_session,
             config.email_taken_window,
         ),
+        code_sends_by_ip: limit::RateLimiter::new(
+            config.code_sends_per_ip,
+            std::time::Duration::from_secs(3600),
+        ),
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,
         outbox_wake: config

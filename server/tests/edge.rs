@@ -437,6 +437,58 @@ async fn account_with_taken_email(server: &TestServer) {
     assert_eq!(done.status, 200, "{}", done.body);
 }
 
+/// Phone codes are limited per client address, whatever the session and
+/// the number: a script making sessions with a new number each would
+/// otherwise have a paid SMS sent per session. A send the library refuses
+/// costs nothing.
+#[tokio::test]
+async fn code_sends_are_limited_per_address_whatever_the_session_and_number() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.code_sends_per_ip = 2;
+    let server = TestServer::start(config, dir).await;
+    let send_to = |phone: &'static str, email: &'static str| {
+        let server = &server;
+        async move {
+            let created = server.post(CREATE, "{}").await;
+            let id = created.json()["session_id"].as_str().unwrap().to_string();
+            let business = NO_ACCOUNT
+                .replace("0612345678", phone)
+                .replace("taken@example.fr", email);
+            let saved = server.post(&session_path(&id, "business"), &business).await;
+            assert_eq!(saved.status, 200, "{}", saved.body);
+            server
+                .post(&session_path(&id, "phone/verification"), "{}")
+                .await
+        }
+    };
+    let first = send_to("06 12 34 56 71", "a@example.fr").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    // Refused by the library (no code goes to a foreign number): not counted.
+    let foreign = send_to("+44 20 7946 0958", "b@example.fr").await;
+    assert_eq!(foreign.status, 422, "{}", foreign.body);
+    let second = send_to("06 12 34 56 72", "c@example.fr").await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    let third = send_to("06 12 34 56 73", "d@example.fr").await;
+    assert_eq!(
+        (third.status, third.body.as_str()),
+        (
+            429,
+            r#"{"success":false,"error":"too many phone codes sent from this address (retry after the Retry-After delay)","code":"rate_limited"}"#
+        )
+    );
+    assert_eq!(third.header("retry-after"), Some("1800"));
+    let queued: Vec<String> = server
+        .read_db()
+        .prepare("SELECT recipient FROM outbox_messages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(queued, ["+33612345671", "+33612345672"]);
+}
+
 /// "Email already used" is an answer that tells whether an address holds an
 /// account: limited per session and per client address.
 #[tokio::test]

@@ -99,6 +99,10 @@ pub struct App {
     /// of accounts).
     pub email_taken_by_ip: Option<RateLimiter>,
     pub email_taken_by_session: Option<RateLimiter<String>>,
+    /// Phone codes sent per client address, whatever the session and the
+    /// number (see `--code-sends-per-ip`); a send the library refuses is
+    /// given back.
+    pub code_sends_by_ip: Option<RateLimiter>,
     pub proxies: TrustedProxies,
     /// The OpenAPI document with this server's address.
     pub openapi: Bytes,
@@ -384,6 +388,17 @@ async fn dispatch(
         ),
         _ => (None, None),
     };
+    // Counted before the call, so that sends made at once cannot all pass
+    // a check none of them had counted; given back below when refused.
+    let code_send = match (endpoint, &app.code_sends_by_ip) {
+        (Endpoint::PhoneSend, Some(limiter)) => {
+            if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
+                return rate_limited(CODE_SENDS_LIMITED, wait);
+            }
+            Some(limiter)
+        }
+        _ => None,
+    };
     let answered = if endpoint == Endpoint::Health {
         // A probe needs its answer in time: on a cluster without a quorum
         // the call would wait out the retries of the batches ahead of it
@@ -395,6 +410,9 @@ async fn dispatch(
     } else {
         app.writer.run_holding(query, hold).await
     };
+    if let (Some(limiter), Err(_)) = (code_send, &answered) {
+        limiter.refund(&limited_as(client));
+    }
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
     if let Some(answer) = email_answer {
         answer.settle(taken);
@@ -492,6 +510,9 @@ async fn create(
         },
     })
 }
+
+/// The 429 of a code send past the address's limit.
+const CODE_SENDS_LIMITED: &str = "too many phone codes sent from this address";
 
 /// The 429 of a create past the address's limit.
 const CREATES_LIMITED: &str = "too many sessions created from this address";

@@ -161,6 +161,8 @@ const RULES = [
   // Too many requests.
   [/^too many sessions created from this address/,
     (m, e) => `Trop de configurations ont été commencées depuis votre connexion : réessayez ${delay(e.retryAfter)}.`],
+  [/^too many phone codes sent from this address/,
+    (m, e) => `Trop de codes ont été envoyés depuis votre connexion : vous pourrez en demander un nouveau ${delay(e.retryAfter)}.`],
   // A session an operator closed (`abandoned`; the wizard starts a new
   // one instead, the dashboard says this).
   [/^session .* is abandoned;/, () => 'Cette configuration a été close : elle ne peut plus être modifiée.'],
