@@ -522,12 +522,16 @@ impl Fetcher {
     /// Whether a redirect (or a meta refresh) from the chain `seen` may go
     /// on to `next`.
     async fn check_hop(&self, next: &Url, site: &Url, seen: &[Url]) -> Result<(), FetchError> {
-        // The address rule first: a redirect to a private address
-        // is reported as such even when it also leaves the site.
-        self.approve(next).await?;
+        // The address rule as written first: a redirect to a private
+        // address (a literal, `localhost`) is reported as such even when it
+        // also leaves the site. Then the site, before any name is looked
+        // up: an off-site host is never resolved (nor reported as a DNS
+        // failure when it does not resolve here).
+        check_parsed(next, &self.allow).map_err(|_| FetchError::PrivateAddress)?;
         if !same_site(next, site) {
             return Err(FetchError::OffSite);
         }
+        self.approve(next).await?;
         if !self.robots_allow(next) {
             return Err(FetchError::RobotsDisallowed);
         }
