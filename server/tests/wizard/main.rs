@@ -3529,6 +3529,55 @@ async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
     b.quit().await;
 }
 
+/// Steps saved in another tab while this one is past them show as saved
+/// there when this tab comes back to them, and its "Suivant" keeps them:
+/// left as this tab last saw them, it put back the old values over the
+/// other tab's, and followed channels no longer chosen.
+#[tokio::test]
+async fn steps_saved_in_another_tab_show_as_saved_there_and_are_kept() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    // The other tab saves the business step and SMS alone.
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let id = id.as_str().unwrap();
+    let body = json!({"company_name": "Boulangerie Martin & Fils", "industry": "Boulangerie",
+                      "phone": "06 12 34 56 78", "email": EMAIL});
+    for (step, body) in [
+        ("business", body.to_string()),
+        ("channels", r#"{"channels":["sms"]}"#.to_string()),
+    ] {
+        let reply = server.post(&session_path(id, step), &body).await;
+        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+    }
+    b.click(".step[data-step='channels'] .back").await;
+    b.step("business").await;
+    assert_eq!(
+        [b.value("company_name").await, b.value("phone").await],
+        ["Boulangerie Martin & Fils", "+33612345678"]
+    );
+    b.click("#business-next").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('input[name=channels]:checked')].map((c) => c.value)"
+        )
+        .await,
+        json!(["sms"])
+    );
+    // SMS alone: no voice agent step.
+    b.click("#channels-next").await;
+    b.step("kb").await;
+    assert_eq!(saved_company(&server), "Boulangerie Martin & Fils");
+    let session = row(&server, "onboarding_sessions");
+    assert_eq!(session["channels_data"], r#"{"channels":["sms"]}"#);
+    b.quit().await;
+}
+
 /// A step saved, then changed and not saved again, comes back changed
 /// after a reload, though the server keeps it in another form (the phone
 /// in E.164) than the page showed it.

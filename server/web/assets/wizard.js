@@ -109,9 +109,11 @@ function neighbour(name, delta) {
 }
 
 async function show(name) {
-  // A step saved since the session was read: read it now, so that its
-  // draft is taken against what the server holds.
-  if (state.unconfirmed.has(apiStep(name))) {
+  // A step's form is shown as the server holds it: read now, so that a
+  // save made in another tab since shows (see `refreshSession`), and so
+  // that a step saved since the session was read has its draft taken
+  // against what the server holds.
+  if (state.id && state.session && (DRAFTED.includes(name) || state.unconfirmed.has(apiStep(name)))) {
     try {
       await refreshSession();
     } catch {
@@ -594,8 +596,29 @@ function clearDrafts() {
 }
 
 async function refreshSession() {
-  state.session = await get(sessionPath(state.id));
-  setProgress(state.session.progress_percentage);
+  const known = state.session && state.session.steps;
+  const session = await get(sessionPath(state.id));
+  // A step saved in another tab or on another device since this page read
+  // it shows what the server holds, as a reload would: left as it was, its
+  // next "Suivant" would put back what this page last saw over the other
+  // save, and the steps and the summary would follow channels no longer
+  // chosen. A step this page saved since its last read is taken as the
+  // server holds it (its own form: the phone in E.164, the address
+  // normalised) without touching its fields: the page reads the session
+  // on its way to each step, so a save elsewhere after that read is seen
+  // at the next.
+  if (known) {
+    for (const [step, fill] of Object.entries(FILL)) {
+      if (state.unconfirmed.has(step)) continue;
+      if (JSON.stringify(known[step] ?? null) === JSON.stringify(session.steps[step] ?? null)) continue;
+      fill(session.steps);
+      // Its changes count from what it shows now.
+      const name = step === 'vapi' ? 'phone' : step;
+      if (name in state.shown) state.shown[name] = fieldsOf(name);
+    }
+  }
+  state.session = session;
+  setProgress(session.progress_percentage);
   state.unconfirmed.clear();
 }
 
@@ -674,30 +697,54 @@ const takesAppointments = (data) => (data && data.enabled !== false ? data : nul
 
 function fillForms(session) {
   const steps = session.steps || {};
-  const business = steps.business || {};
-  for (const field of ['company_name', 'industry', 'phone', 'email']) {
-    $(field).value = business[field] || '';
-  }
-  state.channels = (steps.channels && steps.channels.channels) || ['phone'];
-  for (const input of document.querySelectorAll('input[name="channels"]')) {
-    input.checked = state.channels.includes(input.value);
-  }
-  $('assistant_name').value = (steps.vapi && steps.vapi.assistant_name) || 'Sara';
-  const kb = steps.kb || {};
-  // `assistant`, a method of the API the wizard does not offer, is shown
-  // when a session saved it (through the API), so that it can be kept.
-  $('choice-assistant').hidden = kb.method !== 'assistant';
-  check('method', kb.method);
-  $('crawl_url').value = kb.crawl_url || '';
-  $('document-list').replaceChildren();
-  const documents = Array.isArray(kb.documents) && kb.documents.length ? kb.documents : [{}];
-  for (const doc of documents) addDocument(doc.title, doc.content);
-  showKbPanels();
-  const booking = takesAppointments(steps.appointments);
-  check('booking', booking ? 'cal_com' : 'none');
-  $('event_type_id').value = (booking && booking.event_type_id) || '';
-  $('timezone').value = (booking && booking.timezone) || 'Europe/Paris';
-  showBookingFields();
+  for (const fill of Object.values(FILL)) fill(steps);
+}
+
+/** Each step's fields (by the API's name of the step) from the session's `steps`. */
+const FILL = {
+  business(steps) {
+    const business = steps.business || {};
+    for (const field of ['company_name', 'industry', 'phone', 'email']) {
+      $(field).value = business[field] || '';
+    }
+  },
+  channels(steps) {
+    state.channels = (steps.channels && steps.channels.channels) || ['phone'];
+    for (const input of document.querySelectorAll('input[name="channels"]')) {
+      input.checked = state.channels.includes(input.value);
+    }
+  },
+  vapi(steps) {
+    const vapi = steps.vapi || {};
+    $('assistant_name').value = vapi.assistant_name || 'Sara';
+    // The choices exist once the catalogue is loaded, which checks them.
+    if (state.catalog) checkAgentChoices(vapi);
+  },
+  kb(steps) {
+    const kb = steps.kb || {};
+    // `assistant`, a method of the API the wizard does not offer, is shown
+    // when a session saved it (through the API), so that it can be kept.
+    $('choice-assistant').hidden = kb.method !== 'assistant';
+    check('method', kb.method);
+    $('crawl_url').value = kb.crawl_url || '';
+    $('document-list').replaceChildren();
+    const documents = Array.isArray(kb.documents) && kb.documents.length ? kb.documents : [{}];
+    for (const doc of documents) addDocument(doc.title, doc.content);
+    showKbPanels();
+  },
+  appointments(steps) {
+    const booking = takesAppointments(steps.appointments);
+    check('booking', booking ? 'cal_com' : 'none');
+    $('event_type_id').value = (booking && booking.event_type_id) || '';
+    $('timezone').value = (booking && booking.timezone) || 'Europe/Paris';
+    showBookingFields();
+  },
+};
+
+/** The agent type and voice saved in `vapi`, or the defaults. */
+function checkAgentChoices(vapi) {
+  check('agent_type', vapi.agent_type || 'multi_purpose');
+  check('voice', (catalogVoice(vapi.voice) || {}).id || 'sara');
 }
 
 // The phone step's choices come from the catalogue routes.
@@ -715,9 +762,7 @@ async function loadCatalog() {
   for (const voice of state.catalog.voices) {
     voiceList.append(choice('radio', 'voice', voice.id, `${voice.name}, ${GENDER_LABELS[voice.gender] || voice.gender}`));
   }
-  const vapi = (state.session && state.session.steps.vapi) || {};
-  check('agent_type', vapi.agent_type || 'multi_purpose');
-  check('voice', (catalogVoice(vapi.voice) || {}).id || 'sara');
+  checkAgentChoices((state.session && state.session.steps.vapi) || {});
   // The assistant's name follows the voice while it is a voice's name (the
   // default "Sara"): a male voice was left introducing itself as Sara. A
   // name the user typed stays.
