@@ -1257,6 +1257,75 @@ async fn server_crawling_with(
     TestServer::start(config, dir).await
 }
 
+/// A site whose robots.txt redirects to another host's (a domain moved
+/// elsewhere): the redirect is followed, as RFC 9309 asks "even across
+/// authorities", and its rules hold for the site. Before, the job crawled
+/// nothing: `robots_unavailable`, three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_txt_redirected_to_another_host_is_followed_and_its_rules_hold() {
+    let (elsewhere, asked_elsewhere) = tiny_site(|path, _| match path {
+        "/robots.txt" => (
+            "200 OK",
+            String::new(),
+            "User-agent: *\nDisallow: /prive/\n".to_string(),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    });
+    let (addr, asked) = raw_site(move |path, _| match path {
+        "/robots.txt" => (
+            "301 Moved Permanently",
+            format!("Location: http://{elsewhere}/robots.txt\r\n"),
+            Vec::new(),
+        ),
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> \
+                 <a href=\"/prive/notes\">Notes</a>",
+            )
+            .into_bytes(),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Une coupe femme coûte 45 euros.").into_bytes(),
+        ),
+        _ => (
+            "200 OK",
+            String::new(),
+            tiny_page("Notes", "Privé.").into_bytes(),
+        ),
+    });
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string(), elsewhere.to_string()]).unwrap(),
+        idle_poll: Duration::from_millis(200),
+        ..CrawlConfig::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let s =
+        completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 2, 1, 0]), "{kb}");
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": format!("http://{addr}/prive/notes"), "depth": 1,
+                "status": "skipped", "reason": "robots_disallowed"}])
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/prive/notes"), None, "{asked:?}");
+    assert_eq!(asked.get("/robots.txt"), Some(&1), "{asked:?}");
+    let asked_elsewhere = asked_elsewhere.lock().unwrap().clone();
+    assert_eq!(
+        asked_elsewhere,
+        HashMap::from([("/robots.txt".to_string(), 1)])
+    );
+    server.stop().await;
+}
+
 /// `/` links `/ancienne` (a 301 to `/nouvelle`) before `/nouvelle` and
 /// `/fin`.
 fn redirecting(path: &str, _: usize) -> (&'static str, String, String) {

@@ -140,7 +140,8 @@ pub struct Page {
 }
 
 /// What a request accepts: pages, XML for sitemaps, or anything (robots.txt,
-/// parsed whatever type the server gives it, as RFC 9309 reads a 2xx).
+/// parsed whatever type the server gives it, as RFC 9309 reads a 2xx, and
+/// whose redirects may leave the site).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
     Page,
@@ -417,7 +418,7 @@ impl Fetcher {
         pace: &mut PaceState,
         spent: &AtomicU64,
     ) -> Result<Page, FetchError> {
-        self.check_hop(url, site, &from.chain).await?;
+        self.check_hop(url, site, &from.chain, false).await?;
         let result = self
             .follow(url, site, Accept::Page, pace, spent, &from.chain)
             .await;
@@ -507,7 +508,12 @@ impl Fetcher {
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| current.join(l).ok())
                 .ok_or(FetchError::Status(status.as_u16(), None))?;
-            self.check_hop(&next, site, seen).await?;
+            // robots.txt's redirects may leave the site: RFC 9309
+            // (2.3.1.2) asks crawlers to follow them "even across
+            // authorities", its rules holding for the site asked (a site
+            // moved to another domain answers its robots.txt from there).
+            let any_site = accept == Accept::Any;
+            self.check_hop(&next, site, seen, any_site).await?;
             seen.push(next.clone());
             return Ok(Hop::Next(next));
         }
@@ -520,15 +526,22 @@ impl Fetcher {
     }
 
     /// Whether a redirect (or a meta refresh) from the chain `seen` may go
-    /// on to `next`.
-    async fn check_hop(&self, next: &Url, site: &Url, seen: &[Url]) -> Result<(), FetchError> {
+    /// on to `next`: on the site of `site` unless `any_site` (robots.txt's
+    /// own redirects), at a public address whatever the site.
+    async fn check_hop(
+        &self,
+        next: &Url,
+        site: &Url,
+        seen: &[Url],
+        any_site: bool,
+    ) -> Result<(), FetchError> {
         // The address rule as written first: a redirect to a private
         // address (a literal, `localhost`) is reported as such even when it
         // also leaves the site. Then the site, before any name is looked
         // up: an off-site host is never resolved (nor reported as a DNS
         // failure when it does not resolve here).
         check_parsed(next, &self.allow).map_err(|_| FetchError::PrivateAddress)?;
-        if !same_site(next, site) {
+        if !any_site && !same_site(next, site) {
             return Err(FetchError::OffSite);
         }
         self.approve(next).await?;
