@@ -284,7 +284,8 @@ example("SELECT onboarding_outbox_failed(2, 'voice-gateway', 'number unreachable
 
 section("onboarding_phone_verify(session_id, payload)",
         "Checks `{\"code\":\"123456\"}` against the session's verification, in constant "
-        "time. A wrong code counts even though the call fails (it says how many tries are "
+        "time; a code typed as it was read out (`12 34 56`, `123-456`) or in full-width "
+        "digits is read as its six digits. A wrong code counts even though the call fails (it says how many tries are "
         "left); after 5 the verification is locked (`conflict`: send a new code). An "
         "expired, used or cancelled (the business phone changed) verification is "
         "`conflict`. A right code verifies the number once: after completion the tenant's "

@@ -491,10 +491,22 @@ fn check_code(
 
 /// The payload's `code`: six digits, as a string (leading zeros count).
 /// Never quoted back: a near miss of the real code has no place in a log.
+/// Typed as people type codes read out to them, it is taken as meant:
+/// spaces, dots and dashes between the digits dropped ("12 34 56",
+/// "123-456"), full-width digits (a Japanese or Chinese keyboard's) read as
+/// digits.
 fn code_field(map: &Object) -> Result<String> {
-    let code = match map.get("code") {
+    let code: String = match map.get("code") {
         None | Some(Value::Null) => return Err(Error::invalid_field("code is required")),
-        Some(Value::String(code)) => code.trim(),
+        Some(Value::String(code)) => code
+            .trim()
+            .chars()
+            .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-' | '‐' | '‑' | '–' | '—')))
+            .map(|c| match c {
+                '０'..='９' => char::from(b'0' + (c as u32 - '０' as u32) as u8),
+                c => c,
+            })
+            .collect(),
         Some(other) => {
             return Err(Error::invalid_field(format!(
                 "code must be a string of {} digits, got {}",

@@ -908,6 +908,37 @@ fn verify_payload_and_state_rules() {
     assert_eq!(db.get(&s)["phone_verification"]["attempts_left"], 5);
 }
 
+/// A code typed as it was read out (in pairs, in threes, with a dash) or
+/// on a full-width keyboard is the code: a wrong one so typed counts as a
+/// try, the right one verifies.
+#[test]
+fn a_code_typed_with_spaces_dashes_or_full_width_digits_is_read_as_its_digits() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    let code = code_in(claim(&db, "w", 60)["message"]["text"].as_str().unwrap());
+    let miss = wrong(&code);
+    assert_eq!(
+        verify(&db, &s, &format!(" {}-{} ", &miss[..3], &miss[3..])).unwrap_err(),
+        "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left"
+    );
+    let full_width: String = code
+        .chars()
+        .map(|c| char::from_u32('０' as u32 + c.to_digit(10).unwrap()).unwrap())
+        .collect();
+    let typed = format!(
+        "{}\u{a0}{}.{}",
+        &full_width[..6],
+        &code[2..4],
+        &full_width[12..]
+    );
+    assert_eq!(
+        verify(&db, &s, &typed).unwrap()["status"],
+        "verified",
+        "{typed}"
+    );
+}
+
 #[test]
 fn a_changed_business_phone_cancels_the_pending_verification() {
     let db = Db::memory();
