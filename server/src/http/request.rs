@@ -446,15 +446,18 @@ impl Refusal {
                 None,
             )),
             Refusal::MediaType(media_type) => {
-                let sent = if media_type.is_empty() {
-                    "no content type".to_string()
+                let message = if media_type.is_empty() {
+                    "the body has no Content-Type; send it as application/json".to_string()
                 } else {
-                    format!("content type {}", quote(&media_type))
+                    format!(
+                        "content type {} is not supported; send application/json",
+                        quote(&media_type)
+                    )
                 };
                 closing(error(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
-                    &format!("{sent} is not supported; send application/json"),
+                    &message,
                     None,
                 ))
             }
