@@ -398,7 +398,7 @@ fn raw_error(status: &str, code: &str, message: &str, extra: &str) -> Vec<u8> {
     let body = format!(r#"{{"success":false,"error":{message},"code":"{code}"}}"#);
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         cache-control: no-store\r\n{extra}connection: close\r\n\r\n{body}",
+         cache-control: no-store\r\nx-content-type-options: nosniff\r\n{extra}connection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -932,7 +932,7 @@ mod tests {
             shaped,
             format!(
                 "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+                 content-length: {}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
         );
@@ -948,7 +948,7 @@ mod tests {
             shaped,
             format!(
                 "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+                 content-length: {}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
         );

@@ -128,7 +128,7 @@ async fn a_thousand_unfinished_heads_keep_memory_under_100_mb() {
     let body = r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#;
     let expected = format!(
         "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\ncache-control: no-store\r\ndate: <date>\r\nvary: Origin\r\n\
+         content-length: {}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\ndate: <date>\r\nvary: Origin\r\n\
          connection: close\r\n\r\n{body}",
         body.len()
     );

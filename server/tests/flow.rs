@@ -50,6 +50,7 @@ async fn origin_note_flow_answers_each_route_and_writes_every_table() {
     assert_eq!(created.header("content-type"), Some("application/json"));
     // Answers about a session hold its contact details: never stored.
     assert_eq!(created.header("cache-control"), Some("no-store"));
+    assert_eq!(created.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(
         created.body,
         format!(r#"{{"success":true,"session_id":"{SESSION}","tenant_id":"{TENANT}"}}"#)

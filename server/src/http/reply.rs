@@ -12,6 +12,7 @@ pub type Reply = Response<Full<Bytes>>;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// Maps an SQL error text to the contract's status and body. Only the
 /// library's own kinds reach the client with their detail; anything else is
@@ -213,5 +214,7 @@ pub fn json(status: StatusCode, body: Bytes) -> Reply {
     let headers = reply.headers_mut();
     headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
     headers.insert(header::CACHE_CONTROL, NO_STORE);
+    // Never read as anything but JSON, whatever the text it quotes back.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     reply
 }

@@ -564,8 +564,13 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             .unwrap();
         assert_eq!(on_primary.status, status, "{route}: {}", on_primary.body);
         assert_eq!(
-            [&on_replica, &on_primary].map(|reply| reply.header("cache-control")),
-            [Some("no-store"); 2],
+            [&on_replica, &on_primary].map(|reply| {
+                [
+                    reply.header("cache-control"),
+                    reply.header("x-content-type-options"),
+                ]
+            }),
+            [[Some("no-store"), Some("nosniff")]; 2],
             "{route}"
         );
         assert_eq!(
