@@ -3411,6 +3411,25 @@ async fn what_is_typed_survives_a_reload_until_the_step_is_saved() {
     b.step("kb").await;
 
     b.click("label[for='method-website']").await;
+    // Words, not an address: refused as typed, no scheme put before them.
+    b.fill("crawl_url", "notre site").await;
+    b.click("#kb-next").await;
+    b.until(
+        "the address's error",
+        "document.getElementById('crawl_url-error').textContent",
+    )
+    .await;
+    assert_eq!(
+        [b.value("crawl_url").await, b.text_content("crawl_url-error").await],
+        [
+            "notre site".to_string(),
+            said(
+                "Cette adresse de site n'est pas valide (exemple : https://mon-site.fr).",
+                "crawl_url 'notre site' contains a space or a control character (expected a \
+                 public http or https address such as 'https://mon-site.fr')"
+            )
+        ]
+    );
     b.fill("crawl_url", "boulangerie-martin.fr").await;
     b.click("#kb-next").await;
     b.step("appointments").await;

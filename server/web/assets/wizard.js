@@ -879,8 +879,11 @@ const documentOf = (box) => ({
 function siteAddress() {
   const typed = value('crawl_url').trim();
   // A scheme (`https://`, or `http:` however it goes on) is the server's
-  // to read or refuse; `mon-site.fr:443` has none.
-  if (typed && !/^[a-z][a-z0-9+.-]*:\/\/|^https?:/i.test(typed)) $('crawl_url').value = `https://${typed}`;
+  // to read or refuse; `mon-site.fr:443` has none. Text with a space in
+  // it is no address: sent as typed, for the server's refusal to quote
+  // what the tenant wrote, not an `https://` the page put before it.
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\/|^https?:/i;
+  if (typed && !/\s/.test(typed) && !scheme.test(typed)) $('crawl_url').value = `https://${typed}`;
   return value('crawl_url');
 }
 
