@@ -258,9 +258,9 @@ example("SELECT onboarding_outbox_claim('sms-gateway-1', 0)")
 section("onboarding_outbox_sent(id, worker, provider_id)",
         "The sender holding message `id` delivered it; `provider_id` (the SMS provider's "
         "id, may be NULL) is kept, and the text, which holds the code, is blanked. "
-        "Reported after the message's expiry (when its lease ended), it is `conflict` and "
-        "writes nothing: a message is never sent after its expiry, and the next claim "
-        "or send expires it.")
+        "Reported after the message's expiry (when its lease ended), it is `conflict`, and "
+        "the message expires then, its text blanked: a message is never sent after its "
+        "expiry.")
 example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
 example("SELECT onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3f0')")
 example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1")

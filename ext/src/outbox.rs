@@ -6,7 +6,8 @@
 //! only a lease that ran out (a sender that crashed or hung) lets another
 //! sender take the message over. The text, which holds a code, is blanked
 //! as soon as the message is sent, failed or withdrawn, and once expired at
-//! the next claim or code sent (each expires every message past its time); a message
+//! the next claim, code sent or late report (each expires every message
+//! past its time); a message
 //! past its expiry is never handed out, since its code is worthless by then.
 
 use rusqlite::{Connection, OptionalExtension};
@@ -180,6 +181,8 @@ fn finish(
     error: Option<&str>,
 ) -> Result<Value> {
     let worker = checked_text("worker", worker, MAX_WORKER_CHARS)?;
+    // The outer Result rolls back; the inner one is the answer, given after
+    // the writes are kept (a late report's expiry, see below).
     in_savepoint(conn, || {
         let now = iso8601(env.now_ms());
         let held: Option<(String, Option<String>, String)> = sql::query_row(
@@ -210,14 +213,14 @@ fn finish(
             }
             // A message still unsent at its expiry is never sent: its lease
             // ended then. Reported sent afterwards, the report is refused,
-            // and like any failing call it writes nothing: the next claim
-            // expires the message and blanks its text, as it does every
-            // message past its time.
+            // and the message expires at once, its text (the code) blanked
+            // now rather than at the next claim or send.
             Some((_, _, expires_at)) if status == "sent" && expires_at <= now => {
-                return Err(Error::conflict(format!(
+                expire(conn, &now)?;
+                return Ok(Err(Error::conflict(format!(
                     "message {id} expired at {expires_at}, before it was reported sent (a \
                      message is never sent after its expiry, when its lease ends)"
-                )));
+                ))));
             }
             Some(_) => {}
         }
@@ -229,6 +232,6 @@ fn finish(
              WHERE id = ?1",
             (id, status, provider_id, error, &now),
         )?;
-        Ok(json!({ "success": true, "id": id, "status": status }))
-    })
+        Ok(Ok(json!({ "success": true, "id": id, "status": status })))
+    })?
 }

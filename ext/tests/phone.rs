@@ -1390,37 +1390,28 @@ fn a_lease_ends_at_the_expiry_and_a_later_sent_report_is_refused() {
         )
     );
     db.env.set_ms(T0 + 600_000);
-    let before = db.snapshot();
-    let refused =
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_sent(1, 'slow', 'SM1')", &[])
+            .unwrap_err(),
         "onboarding_outbox_sent: conflict: message 1 expired at 2026-11-24T10:10:00.000Z, \
-                   before it was reported sent (a message is never sent after its expiry, when its \
-                   lease ends)";
-    assert_eq!(
-        db.call("SELECT onboarding_outbox_sent(1, 'slow', 'SM1')", &[])
-            .unwrap_err(),
-        refused
+         before it was reported sent (a message is never sent after its expiry, when its \
+         lease ends)"
     );
-    // Like any failing call, the refusal writes nothing, and a second
-    // report gets the same answer.
-    assert_eq!(db.snapshot(), before);
-    assert_eq!(
-        db.call("SELECT onboarding_outbox_sent(1, 'slow', 'SM1')", &[])
-            .unwrap_err(),
-        refused
-    );
-    assert_eq!(db.snapshot(), before);
-    // The next claim expires the message, as every one past its time: its
-    // code goes, and a report is then refused as for any message not out.
-    db.env.set_ms(T0 + 601_000);
-    assert_eq!(claim(&db, "other", 30)["message"], json!(null));
+    // The refusal expires the message at once: its code goes now, not at
+    // the next claim or send; a report is then refused as for any message
+    // not out.
     assert_eq!(
         db.row(
             "SELECT status, text, provider_id, sent_at, updated_at FROM outbox_messages",
             &[]
         ),
         json!({"status": "expired", "text": "", "provider_id": null, "sent_at": null,
-               "updated_at": "2026-11-24T10:10:01.000Z"})
+               "updated_at": "2026-11-24T10:10:00.000Z"})
     );
+    let before = db.snapshot();
+    db.env.set_ms(T0 + 601_000);
+    assert_eq!(claim(&db, "other", 30)["message"], json!(null));
+    assert_eq!(db.snapshot(), before);
     assert_eq!(
         db.call("SELECT onboarding_outbox_sent(1, 'slow', 'SM1')", &[])
             .unwrap_err(),

@@ -3420,7 +3420,10 @@ async fn what_is_typed_survives_a_reload_until_the_step_is_saved() {
     )
     .await;
     assert_eq!(
-        [b.value("crawl_url").await, b.text_content("crawl_url-error").await],
+        [
+            b.value("crawl_url").await,
+            b.text_content("crawl_url-error").await
+        ],
         [
             "notre site".to_string(),
             said(
