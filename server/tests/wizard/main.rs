@@ -3551,6 +3551,35 @@ async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
     b.quit().await;
 }
 
+/// The wizard reloaded while the server cannot be reached: the banner
+/// says so, without claiming to keep what was typed (nothing has been yet),
+/// and "Réessayer" resumes the session where it was.
+#[tokio::test]
+async fn a_wizard_that_cannot_load_its_session_says_so_and_resumes_on_retry() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.block(&["*/api/*"]).await;
+    b.open("/").await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    assert_eq!(
+        b.text("offline-text").await,
+        "Connexion au serveur impossible."
+    );
+    b.block(&[]).await;
+    b.click("#retry").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.getElementById('offline').hidden")
+            .await,
+        true
+    );
+    b.quit().await;
+}
+
 /// Steps saved in another tab while this one is past them show as saved
 /// there when this tab comes back to them, and its "Suivant" keeps them:
 /// left as this tab last saw them, it put back the old values over the

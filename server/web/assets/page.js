@@ -175,10 +175,9 @@ export const typedCode = (value) => value.replace(/\s+/g, '');
 
 /**
  * The "Réessayer" banner's text for a request that did not reach the
- * server (a `NetworkError`: `busy` for a 503), on a page where something
- * was typed.
+ * server (a `NetworkError`: `busy` for a 503); `typed`: on a page where
+ * something was typed, which it says is kept.
  */
-export const offlineText = (error) =>
-  error.message === 'busy'
-    ? 'Le serveur est occupé. Ce que vous avez saisi est conservé.'
-    : 'Connexion au serveur impossible. Ce que vous avez saisi est conservé.';
+export const offlineText = (error, typed = true) =>
+  (error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.') +
+  (typed ? ' Ce que vous avez saisi est conservé.' : '');

@@ -247,7 +247,8 @@ async function act(form, action) {
 
 function failed(form, action, error) {
   if (error instanceof NetworkError) {
-    $('offline-text').textContent = offlineText(error);
+    // The session still loading: nothing typed yet to speak of.
+    $('offline-text').textContent = offlineText(error, !state.loading);
     $('offline').hidden = false;
     // Done, the action shows its step (whose heading takes the focus).
     retryAction = { run: () => act(form, action), land: () => document.querySelector('.step:not([hidden]) h1') };
