@@ -18,7 +18,7 @@ use std::cell::Cell;
 
 use rusqlite::{ffi, Connection, ErrorCode};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sql;
 
 thread_local! {
@@ -75,6 +75,20 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
         return result;
     }
     if !conn.is_autocommit() {
+        if main_txn_state(conn) == ffi::SQLITE_TXN_READ {
+            // The caller's transaction has read: the call's first write
+            // must turn that read into a write, which SQLite refuses at
+            // once while another connection holds the write lock or has
+            // written since. Not probed before the call (a call that
+            // writes nothing, a replay or a refusal, answers as it would
+            // alone); a write refused so says why and the way out.
+            return savepoint(conn, || {
+                body().map_err(|e| match e.kind == ErrorKind::Internal && busy_now(conn) {
+                    true => cannot_upgrade_a_read(&e),
+                    false => e,
+                })
+            });
+        }
         take_write_lock_first(conn)?;
         return savepoint(conn, body);
     }
@@ -121,21 +135,16 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
 /// `BeginTx`), a write that changes nothing takes the write lock before the
 /// call reads, waiting out the busy timeout as `BEGIN IMMEDIATE` would:
 /// once the call had read, SQLite would refuse at once to wait for the lock
-/// it must then upgrade to. A transaction that has read already cannot
-/// wait: the same probe then fails at once while another connection holds
-/// the lock, or for good once another has written since the read, and the
-/// call says so and how to avoid it rather than SQLite's bare "database is
-/// locked". A probe that fails for another reason (no schema, a read-only
-/// file) is left to the call's own statements, which say what is wrong.
+/// it must then upgrade to. A transaction that has read already is left as
+/// it is (see [`in_savepoint`]), and so is one whose probe fails for
+/// another reason (no schema, a read-only file): the call's own statements
+/// then say what is wrong.
 fn take_write_lock_first(conn: &Connection) -> Result<()> {
-    let has_read = match main_txn_state(conn) {
-        ffi::SQLITE_TXN_NONE => false,
-        ffi::SQLITE_TXN_READ => true,
-        _ => return Ok(()),
-    };
+    if main_txn_state(conn) != ffi::SQLITE_TXN_NONE {
+        return Ok(());
+    }
     match sql::execute(conn, WRITE_LOCK_PROBE, []) {
         Ok(_) => Ok(()),
-        Err(e) if busy(&e) && has_read => Err(cannot_upgrade_a_read(&e)),
         Err(e) if busy(&e) => Err(locked_past_timeout(&e)),
         // An I/O error, a full disk or an interrupt rolls the caller's whole
         // transaction back: the call must not go on and commit alone.
@@ -164,19 +173,26 @@ fn cannot_wait_while_reading(e: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// The caller's transaction read before this call, and SQLite will not
+/// Whether the last call on `conn` failed busy: a write refused the lock.
+/// The primary code: a host that left extended codes off (Python's
+/// `sqlite3`) gets `SQLITE_BUSY` for `SQLITE_BUSY_SNAPSHOT` too.
+fn busy_now(conn: &Connection) -> bool {
+    // SAFETY: the handle is this open connection's, used on its own thread
+    // inside one of its calls; only its last error code is read.
+    unsafe { ffi::sqlite3_errcode(conn.handle()) & 0xff == ffi::SQLITE_BUSY }
+}
+
+/// The caller's transaction read before this call, and SQLite would not
 /// turn that read into a write: another connection holds the write lock,
-/// or wrote after the read (`SQLITE_BUSY_SNAPSHOT`: waiting cannot help).
-fn cannot_upgrade_a_read(e: &rusqlite::Error) -> Error {
-    let why = match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_BUSY_SNAPSHOT => {
-            "another connection has written since this transaction first read"
-        }
-        _ => "another connection holds the write lock, and SQLite cannot wait for it",
-    };
+/// or wrote after the read (waiting cannot help then); which one, a host
+/// without extended result codes cannot tell.
+fn cannot_upgrade_a_read(e: &Error) -> Error {
     Error::internal(format!(
-        "{e}: {why} in a transaction that has read already (open it with BEGIN \
-         IMMEDIATE, or call the writers before the transaction reads)"
+        "{}: this transaction has read already, and SQLite cannot turn its read into \
+         a write while another connection holds the write lock or has written since \
+         the read (open the transaction with BEGIN IMMEDIATE, or call the writers \
+         before it reads)",
+        e.detail
     ))
 }
 

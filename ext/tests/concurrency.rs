@@ -185,29 +185,31 @@ fn inside_a_deferred_transaction_that_has_read_a_step_says_why_it_cannot_wait() 
     let started = std::time::Instant::now();
     let while_locked = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
     let waited = started.elapsed();
+    // A call that writes nothing answers as alone: a refusal, a read.
+    let refused = second.step(&s, "channels", r#"{"channels":["fax"]}"#);
+    let unknown = second.step("onb_nope", "channels", r#"{"channels":["sms"]}"#);
     release.send(()).unwrap();
     holder.join().unwrap();
     let after_a_write = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
     let still_reads = second.get(&s)["steps"]["channels"].clone();
     second.conn.execute_batch("ROLLBACK").unwrap();
-    let way_out = "in a transaction that has read already (open it with BEGIN IMMEDIATE, \
-                   or call the writers before the transaction reads)";
-    assert_eq!(
-        while_locked.unwrap_err(),
-        format!(
-            "onboarding_step: internal: database is locked: another connection holds the \
-             write lock, and SQLite cannot wait for it {way_out}"
-        )
-    );
+    let why = "onboarding_step: internal: database is locked: this transaction has read \
+               already, and SQLite cannot turn its read into a write while another \
+               connection holds the write lock or has written since the read (open the \
+               transaction with BEGIN IMMEDIATE, or call the writers before it reads)";
+    assert_eq!(while_locked.unwrap_err(), why);
     // At once, not after the 20 s busy timeout.
     assert!(waited < Duration::from_secs(5), "{waited:?}");
     assert_eq!(
-        after_a_write.unwrap_err(),
-        format!(
-            "onboarding_step: internal: database is locked: another connection has written \
-             since this transaction first read {way_out}"
-        )
+        refused.unwrap_err(),
+        "onboarding_step: invalid_field: channels lists 'fax', which is not a channel \
+         (expected one of phone, sms, whatsapp, email)"
     );
+    assert_eq!(
+        unknown.unwrap_err(),
+        "onboarding_step: not_found: session 'onb_nope' does not exist"
+    );
+    assert_eq!(after_a_write.unwrap_err(), why);
     assert_eq!(still_reads, serde_json::Value::Null);
     assert_eq!(first.snapshot(), before);
     assert_eq!(
