@@ -179,7 +179,7 @@ impl Gender {
 /// {company_name}" with "Agence du Port" reads "d'Agence du Port" (a name
 /// starting with an h is left as "de": whether it elides depends on the
 /// word, which no rule here knows); and contraction before a name that
-/// starts with the article "Le" or "Les": "du Petit Café", "des Halles".
+/// starts with the article "Les": "des Halles".
 pub fn render(template: &str, agent_name: &str, company_name: &str, gender: Gender) -> String {
     const AGENT: &str = "{agent_name}";
     const COMPANY: &str = "{company_name}";
@@ -221,21 +221,22 @@ fn alternative(text: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Appends `name`, eliding a "de" written just before it ("de" + "Agence"
-/// → "d'Agence"), or contracting it with the name's leading article: "de"
-/// and "Le Petit Café" read "du Petit Café", "de" and "Les Halles" read
-/// "des Halles" ("La" and "L'" take no contraction).
+/// → "d'Agence"), or contracting it with the name's leading article "Les":
+/// "de" and "Les Halles" read "des Halles". Not "Le": it begins surnames
+/// too, which keep it ("de Le Goff Plomberie", never "du Goff"), and no
+/// rule here tells "Le Petit Café" from them; "La" and "L'" never contract.
 fn push_name(out: &mut String, name: &str) {
     let de = out.strip_suffix("de ").filter(|before| {
         before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == '(')
     });
     if let Some(before) = de {
-        let article = name.split_once(' ').filter(|(word, rest)| {
-            !rest.trim_start().is_empty()
-                && (word.eq_ignore_ascii_case("le") || word.eq_ignore_ascii_case("les"))
-        });
-        if let Some((word, rest)) = article {
+        let after_les = name
+            .split_once(' ')
+            .filter(|(word, rest)| word.eq_ignore_ascii_case("les") && !rest.trim().is_empty())
+            .map(|(_, rest)| rest);
+        if let Some(rest) = after_les {
             out.truncate(before.len());
-            out.push_str(if word.len() == 2 { "du " } else { "des " });
+            out.push_str("des ");
             out.push_str(rest.trim_start());
             return;
         }
@@ -435,9 +436,11 @@ mod tests {
             ("Boulangerie Léa", "Bonjour, Sara de Boulangerie Léa."),
             ("Hôtel du Parc", "Bonjour, Sara de Hôtel du Parc."),
             ("123 Immo", "Bonjour, Sara de 123 Immo."),
-            // The article "Le" or "Les" contracts with "de"; "La", "L'",
-            // and a word that only starts so, do not.
-            ("Le Petit Café", "Bonjour, Sara du Petit Café."),
+            // The article "Les" contracts with "de"; "Le" does not (it
+            // begins Breton surnames: "de Le Goff"), nor "La", "L'", nor
+            // a word that only starts so.
+            ("Le Petit Café", "Bonjour, Sara de Le Petit Café."),
+            ("Le Goff Plomberie", "Bonjour, Sara de Le Goff Plomberie."),
             ("LES HALLES", "Bonjour, Sara des HALLES."),
             ("les  Trois Frères", "Bonjour, Sara des Trois Frères."),
             ("La Belle Époque", "Bonjour, Sara de La Belle Époque."),

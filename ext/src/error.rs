@@ -314,25 +314,29 @@ fn escaped_in_quotes(c: char) -> bool {
 /// came): kept as one line rather than refused, since refusing it would
 /// leave what it reports unrecorded. Trimmed; each run of control, line
 /// break or bidirectional characters becomes one space; past `max_chars`
-/// cut to its first `max_chars - 1` and `…`. Only an empty one is refused.
-pub(crate) fn one_line_diagnostic(field: &str, text: &str, max_chars: usize) -> Result<String> {
+/// (at least 2) cut to its first `max_chars - 1` and `…`. An empty one (a
+/// provider's empty answer) is kept as [`NO_DIAGNOSTIC`].
+pub(crate) fn one_line_diagnostic(text: &str, max_chars: usize) -> String {
     let words: Vec<&str> = text
         .split(escaped_in_quotes)
         .map(trim)
         .filter(|w| !w.is_empty())
         .collect();
     if words.is_empty() {
-        return Err(Error::invalid_field(format!("{field} must not be empty")));
+        return NO_DIAGNOSTIC.to_string();
     }
     let line = words.join(" ");
-    Ok(match line.char_indices().nth(max_chars) {
+    match line.char_indices().nth(max_chars) {
         None => line,
         Some(_) => {
             let (cut, _) = line.char_indices().nth(max_chars - 1).unwrap_or_default();
             format!("{}…", &line[..cut])
         }
-    })
+    }
 }
+
+/// What [`one_line_diagnostic`] keeps of a diagnostic with no text.
+pub(crate) const NO_DIAGNOSTIC: &str = "(no error text)";
 
 /// `text` without white space or invisible characters at either end. A
 /// zero-width space, a byte-order mark, a soft hyphen or a word joiner

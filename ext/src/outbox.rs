@@ -156,9 +156,10 @@ pub fn sent(
 
 // -- onboarding_outbox_failed(1, 'sms-gateway-1', 'unreachable') -> '{"success":true,"id":1,"status":"failed"}'
 /// The sender holding message `id` gave up on it: its text is blanked and
-/// the error kept, as one line of at most 500 characters (a provider's
-/// error passed on as it came is kept, not refused: a refusal would leave
-/// the message leased, to be claimed and sent again). A sender that wants another try does not call this: it
+/// the error kept, as one line of at most 500 characters, `(no error
+/// text)` for none (a provider's error passed on as it came is kept, not
+/// refused: a refusal would leave the message leased, to be claimed and
+/// sent again). A sender that wants another try does not call this: it
 /// lets the lease run out, and the message is claimed again.
 pub fn failed(
     conn: &Connection,
@@ -167,7 +168,7 @@ pub fn failed(
     worker: &str,
     error: &str,
 ) -> Result<Value> {
-    let error = one_line_diagnostic("error", error, MAX_ERROR_CHARS)?;
+    let error = one_line_diagnostic(error, MAX_ERROR_CHARS);
     finish(conn, env, id, worker, "failed", None, Some(&error))
 }
 

@@ -410,7 +410,9 @@ async fn dispatch(
     } else {
         app.writer.run_holding(query, hold).await
     };
-    if let (Some(limiter), Err(_)) = (code_send, &answered) {
+    // A send refused is given back; one whose commit is unconfirmed (a
+    // cluster that lost its quorum) may still go out, and stays counted.
+    if let (Some(limiter), Err(Failure::Sql(_) | Failure::Busy(_))) = (code_send, &answered) {
         limiter.refund(&limited_as(client));
     }
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
