@@ -1326,6 +1326,58 @@ async fn a_robots_txt_redirected_to_another_host_is_followed_and_its_rules_hold(
     server.stop().await;
 }
 
+/// A robots.txt redirected to another host that cannot be reached: the
+/// file is unavailable (`robots_unavailable`, tried again later), not the
+/// tenant's own site (`unreachable`), whose request answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_txt_redirected_to_a_host_that_fails_is_unavailable_not_the_site() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (addr, _) = raw_site(move |path, _| match path {
+        "/robots.txt" => (
+            "301 Moved Permanently",
+            format!("Location: http://{closed}/robots.txt\r\n"),
+            Vec::new(),
+        ),
+        _ => (
+            "200 OK",
+            String::new(),
+            tiny_page("Accueil", "Bienvenue.").into_bytes(),
+        ),
+    });
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string(), closed.to_string()]).unwrap(),
+        idle_poll: Duration::from_millis(200),
+        ..CrawlConfig::default()
+    };
+    let mut server = TestServer::start(config, dir).await;
+    let s =
+        completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
+    // Bounded: the first attempt ends within seconds; the next waits a
+    // minute, past this test.
+    let mut job = Value::Null;
+    for _ in 0..100 {
+        let kb = server
+            .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+            .await;
+        job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
+        if !job["error_code"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        [&job["status"], &job["attempts"], &job["error_code"]],
+        [&json!("queued"), &json!(1), &json!("robots_unavailable")],
+        "{job}"
+    );
+    server.stop().await;
+}
+
 /// `/` links `/ancienne` (a 301 to `/nouvelle`) before `/nouvelle` and
 /// `/fin`.
 fn redirecting(path: &str, _: usize) -> (&'static str, String, String) {

@@ -449,13 +449,27 @@ impl Fetcher {
         seen.push(current.clone());
         // `before` took that many hops of the page's redirects.
         for _ in before.len()..=self.limits.redirects {
-            let shared = self.shared.get();
+            // A robots.txt redirected off the site: its one request there
+            // takes no turn of that host (whose waits and gaps are no job's
+            // of this site), and its failures are the file's being
+            // unavailable, not the site's, whose own request answered.
+            let off_site = !same_site(&current, site);
+            let shared = self.shared.get().filter(|_| !off_site);
             if let Some(turn) = shared {
                 turn.take(&current).await?;
             }
-            let hop = self
+            let hop = match self
                 .hop(&current, site, accept, &mut seen, pace, spent)
-                .await;
+                .await
+            {
+                Err(
+                    FetchError::Dns
+                    | FetchError::Unreachable
+                    | FetchError::PrivateAddress
+                    | FetchError::Timeout,
+                ) if off_site => Err(FetchError::OffSite),
+                hop => hop,
+            };
             if let Some(turn) = shared {
                 // A site that asked to wait (429, 503 with Retry-After) is
                 // left alone that long by every crawler, up to an hour: a
@@ -540,11 +554,18 @@ impl Fetcher {
         // also leaves the site. Then the site, before any name is looked
         // up: an off-site host is never resolved (nor reported as a DNS
         // failure when it does not resolve here).
-        check_parsed(next, &self.allow).map_err(|_| FetchError::PrivateAddress)?;
-        if !any_site && !same_site(next, site) {
+        let off_site = !same_site(next, site);
+        // Off the site, a robots.txt's redirect failing is the file's being
+        // unavailable (see `follow`), whatever the other host's fault.
+        let failing = |e| match any_site && off_site {
+            true => FetchError::OffSite,
+            false => e,
+        };
+        check_parsed(next, &self.allow).map_err(|_| failing(FetchError::PrivateAddress))?;
+        if off_site && !any_site {
             return Err(FetchError::OffSite);
         }
-        self.approve(next).await?;
+        self.approve(next).await.map_err(failing)?;
         if !self.robots_allow(next) {
             return Err(FetchError::RobotsDisallowed);
         }
