@@ -1198,6 +1198,7 @@ async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
         b.eval(
             "return [document.getElementById('verify-foreign').hidden,
                      document.getElementById('verify-foreign').textContent,
+                     document.getElementById('verify-intro').hidden,
                      document.getElementById('form-send').hidden,
                      document.getElementById('form-verify').hidden]"
         )
@@ -1207,6 +1208,7 @@ async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
             "Seuls les numéros français (+33 et outre-mer) sont vérifiés : ce numéro ne peut pas \
              l’être. Enregistrez un numéro français à l’étape « Votre entreprise » pour le \
              vérifier, ou poursuivez sans.",
+            true,
             true,
             true
         ])
@@ -1761,7 +1763,7 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
     .await;
     assert_eq!(
         b.text("verify-intro").await,
-        "Prouvez que ce numéro est le vôtre : un code vous est envoyé par SMS ou par appel vocal."
+        "Prouvez que ce numéro est le vôtre."
     );
     let not_on_the_phone = "Non : le téléphone ne fait pas partie des canaux de votre agent";
     assert_eq!(b.text("phone-active").await, not_on_the_phone);
@@ -1790,8 +1792,7 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
     b.step("verification").await;
     assert_eq!(
         b.text("verify-intro").await,
-        "Prouvez que +33756781234 est bien le vôtre : un code vous est envoyé par SMS ou par \
-         appel vocal."
+        "Prouvez que +33756781234 est bien le vôtre."
     );
     let code = a_code_sent(&b, &gateway).await;
     verify_typed(&b, &code).await;
@@ -3547,6 +3548,68 @@ async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
         b.eval("return localStorage.getItem('onboarding.draft.business')")
             .await,
         Value::Null
+    );
+    b.quit().await;
+}
+
+/// A French special-rate number (shared-cost 08 25) gets no code either:
+/// the verification step says why, by its rate, not its country.
+#[tokio::test]
+async fn a_special_rate_number_is_said_unverifiable_for_its_rate() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_type_business(&b, EMAIL).await;
+    b.fill("phone", "08 25 12 34 56").await;
+    b.click("#business-next").await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('verify-foreign').textContent,
+                     document.getElementById('form-send').hidden]"
+        )
+        .await,
+        json!([
+            "Les numéros à tarif spécial (08, hors numéros verts 0800 à 0805) ne sont pas \
+             vérifiés : ce numéro ne peut pas l’être. Enregistrez un autre numéro à l’étape \
+             « Votre entreprise » pour le vérifier, ou poursuivez sans.",
+            true
+        ])
+    );
+    b.quit().await;
+}
+
+/// A step another tab made inapplicable (the phone channel dropped) is
+/// skipped on the way back: "Précédent" from the knowledge base goes to
+/// the channels, not to the voice agent's step.
+#[tokio::test]
+async fn a_step_another_tab_made_inapplicable_is_skipped() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.step("kb").await;
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let reply = server
+        .post(
+            &session_path(id.as_str().unwrap(), "channels"),
+            r#"{"channels":["sms"]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    b.click("#step-kb .back").await;
+    b.step("channels").await;
+    assert_eq!(
+        b.eval("return document.title").await,
+        "Vos canaux (étape 3 sur 7) – Configuration de votre agent"
     );
     b.quit().await;
 }

@@ -36,6 +36,7 @@ import {
   sentNote,
   text,
   typedCode,
+  unverifiable,
   verifiable,
 } from './page.js';
 
@@ -201,6 +202,10 @@ function prepareVerification(mapping, verification) {
   // A foreign number gets no code, and the steps cannot change any more:
   // said instead of a send the server would refuse.
   const foreign = pending && !verifiable(mapping.phone_number);
+  if (foreign) {
+    const { why } = unverifiable(mapping.phone_number);
+    $('verify-foreign').textContent = `${why[0].toUpperCase()}${why.slice(1)} : ce numéro ne peut pas l’être, et votre agent ne prend pas ses appels.`;
+  }
   $('verify-foreign').hidden = !foreign;
   $('phone-verify').hidden = !pending || foreign;
   if (!pending || foreign) return;
@@ -208,7 +213,7 @@ function prepareVerification(mapping, verification) {
   // not: nothing is said of them.
   $('verify-intro').textContent = takesCalls
     ? "Votre agent ne prend les appels de ce numéro qu'une fois que vous avez prouvé qu'il est le vôtre."
-    : 'Prouvez que ce numéro est le vôtre : un code vous est envoyé par SMS ou par appel vocal.';
+    : 'Prouvez que ce numéro est le vôtre.';
   // A code sent before (here or in the wizard) can still be typed in.
   const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
   check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));

@@ -58,6 +58,17 @@ export function announceError(message) {
 export const verifiable = (phone) =>
   /^\+(33|262|590|594|596)/.test(phone || '') && !/^\+338(?!0[0-5])/.test(phone || '');
 
+/**
+ * Why no code goes to `phone` (not `verifiable`), as a sentence that ends
+ * before its full stop, and the number to save instead: a French
+ * special-rate number is refused for its rate, any other for its country.
+ */
+export function unverifiable(phone) {
+  return /^\+338/.test(phone || '')
+    ? { why: 'les numéros à tarif spécial (08, hors numéros verts 0800 à 0805) ne sont pas vérifiés', instead: 'un autre numéro' }
+    : { why: 'seuls les numéros français (+33 et outre-mer) sont vérifiés', instead: 'un numéro français' };
+}
+
 export function defaultChannel(phone) {
   const mobile = /^\+33[67]|^\+262(69|639)|^\+590(69[01])|^\+594694|^\+596(69[67])/;
   return mobile.test(phone || '') ? 'sms' : 'voice';

@@ -39,6 +39,7 @@ import {
   resendWait,
   sentNote,
   typedCode,
+  unverifiable,
   verifiable,
 } from './page.js';
 
@@ -115,10 +116,19 @@ async function show(name) {
   // against what the server holds.
   if (state.id && state.session && (DRAFTED.includes(name) || state.unconfirmed.has(apiStep(name)))) {
     try {
-      await refreshSession();
+      await refreshSession({ retries: 0 });
     } catch {
-      // Still unread: a draft of it says so (see `saveDraft`).
+      // Still unread (no retry: the step shows at once as the page has
+      // it): a draft of it says so (see `saveDraft`).
     }
+  }
+  // A step another tab made inapplicable since the way here was chosen
+  // (the phone channel dropped): the next one in the direction taken.
+  if (!applies(name)) {
+    const at = STEPS.indexOf(name);
+    name = STEPS.indexOf(state.current) < at
+      ? STEPS.slice(at + 1).find(applies)
+      : STEPS.slice(0, at).reverse().find(applies);
   }
   // The summary names the agent type and the voice as the phone step does,
   // also when the page was reloaded past that step.
@@ -596,9 +606,9 @@ function clearDrafts() {
   for (const name of DRAFTED) clearDraft(name);
 }
 
-async function refreshSession() {
+async function refreshSession(options = {}) {
   const known = state.session && state.session.steps;
-  const session = await get(sessionPath(state.id));
+  const session = await get(sessionPath(state.id), options);
   // A step saved in another tab or on another device since this page read
   // it shows what the server holds, as a reload would: left as it was, its
   // next "Suivant" would put back what this page last saw over the other
@@ -909,6 +919,17 @@ const verificationOf = (session) => (session && session.phone_verification) || n
 function prepareVerification() {
   const business = state.session.steps.business || {};
   introduceVerification(business.phone || '');
+  // A number no code can reach (foreign, special-rate) is said so here,
+  // as on the summary and the dashboard, instead of a send the server
+  // would always refuse.
+  const foreign = !verifiable(business.phone);
+  if (foreign) {
+    const { why, instead } = unverifiable(business.phone);
+    $('verify-foreign').textContent = `${why[0].toUpperCase()}${why.slice(1)} : ce numéro ne peut pas l’être. Enregistrez ${instead} à l’étape « Votre entreprise » pour le vérifier, ou poursuivez sans.`;
+  }
+  $('verify-foreign').hidden = !foreign;
+  // The introduction offers a proof no code can make: the note says why.
+  $('verify-intro').hidden = foreign;
   // Only a verification of the number as saved counts: a changed business
   // phone needs a code of its own.
   const latest = verificationOf(state.session);
@@ -935,11 +956,6 @@ function prepareVerification() {
   // A page reloaded after a send waits out what is left of its wait.
   if (verification) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
   $('verify-done').hidden = true;
-  // A number no code can reach (foreign, special-rate) is said so here,
-  // as on the summary and the dashboard, instead of a send the server
-  // would always refuse.
-  const foreign = !verifiable(business.phone);
-  $('verify-foreign').hidden = !foreign;
   $('form-send').hidden = foreign || $('verify-unavailable').hidden === false;
   if (verification && verification.status === 'pending' && verification.channel) {
     // A code already sent: a resend goes the same way.
@@ -1062,7 +1078,7 @@ function introduceVerification(number) {
   strong.textContent = number;
   const [before, after] = state.channels.includes('phone')
     ? ['Votre agent ne reçoit les appels de ', " qu'une fois que vous avez prouvé que ce numéro est le vôtre."]
-    : ['Prouvez que ', ' est bien le vôtre : un code vous est envoyé par SMS ou par appel vocal.'];
+    : ['Prouvez que ', ' est bien le vôtre.'];
   $('verify-intro').replaceChildren(before, strong, after);
 }
 
@@ -1121,7 +1137,8 @@ function renderSummary() {
     // A foreign number gets no code, now or from the dashboard, where the
     // steps can no longer change: said while it still can.
     if (!verifiable(business.phone)) {
-      said = 'Non, et il ne pourra pas l’être : seuls les numéros français (+33 et outre-mer) sont vérifiés, et votre agent ne prendra pas ses appels. Enregistrez un numéro français avant de terminer pour le vérifier.';
+      const { why, instead } = unverifiable(business.phone);
+      said = `Non, et il ne pourra pas l’être : ${why}, et votre agent ne prendra pas ses appels. Enregistrez ${instead} avant de terminer pour le vérifier.`;
     }
     rows.push(['Numéro vérifié', verified ? 'Oui' : said]);
   }
@@ -1281,11 +1298,12 @@ function wire() {
   for (const button of document.querySelectorAll('.step .back')) {
     const name = button.closest('.step').dataset.step;
     button.addEventListener('click', () => act(null, async () => {
-      // What the step said of its fields is about values the save on
-      // leaving may replace (refused without a word): not shown again
-      // beside them when the step is.
-      clearErrors(button.closest('.step'));
       await saveOnLeaving(name);
+      // Left (the save passed, or was refused without a word): what the
+      // step said of its fields is about values the save may have
+      // replaced, not shown again beside them when the step is. A save
+      // that did not reach the server keeps the page here, errors and all.
+      clearErrors(button.closest('.step'));
       await show(neighbour(name, -1));
     }));
   }
