@@ -1257,6 +1257,36 @@ async fn server_crawling_with(
     TestServer::start(config, dir).await
 }
 
+/// A server crawling with the contract's limits, `hosts` allowed though
+/// on loopback.
+async fn server_crawling_hosts(hosts: &[std::net::SocketAddr]) -> TestServer {
+    let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&hosts).unwrap(),
+        idle_poll: Duration::from_millis(200),
+        ..CrawlConfig::default()
+    };
+    TestServer::start(config, dir).await
+}
+
+/// The job of session `s` once its first attempt has ended with an error
+/// code (bounded: 30 s; the next attempt waits a minute at least).
+async fn first_attempts_job(server: &TestServer, s: &str) -> Value {
+    for _ in 0..300 {
+        let kb = server
+            .get(&format!("/api/v1/onboarding/session/{s}/kb"))
+            .await;
+        let job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
+        if !job["error_code"].is_null() {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the job's first attempt never ended");
+}
+
 /// A site whose robots.txt redirects to another host's (a domain moved
 /// elsewhere): the redirect is followed, as RFC 9309 asks "even across
 /// authorities", and its rules hold for the site. Before, the job crawled
@@ -1298,14 +1328,7 @@ async fn a_robots_txt_redirected_to_another_host_is_followed_and_its_rules_hold(
             tiny_page("Notes", "Privé.").into_bytes(),
         ),
     });
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 1,
-        allow: AllowList::parse(&[addr.to_string(), elsewhere.to_string()]).unwrap(),
-        idle_poll: Duration::from_millis(200),
-        ..CrawlConfig::default()
-    };
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_crawling_hosts(&[addr, elsewhere]).await;
     let s =
         completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
     let kb = wait_for_job(&server, &s).await;
@@ -1347,29 +1370,10 @@ async fn a_robots_txt_redirected_to_a_host_that_fails_is_unavailable_not_the_sit
             tiny_page("Accueil", "Bienvenue.").into_bytes(),
         ),
     });
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 1,
-        allow: AllowList::parse(&[addr.to_string(), closed.to_string()]).unwrap(),
-        idle_poll: Duration::from_millis(200),
-        ..CrawlConfig::default()
-    };
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_crawling_hosts(&[addr, closed]).await;
     let s =
         completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
-    // Bounded: the first attempt ends within seconds; the next waits a
-    // minute, past this test.
-    let mut job = Value::Null;
-    for _ in 0..100 {
-        let kb = server
-            .get(&format!("/api/v1/onboarding/session/{s}/kb"))
-            .await;
-        job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
-        if !job["error_code"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let job = first_attempts_job(&server, &s).await;
     assert_eq!(
         [&job["status"], &job["attempts"], &job["error_code"]],
         [&json!("queued"), &json!(1), &json!("robots_unavailable")],
@@ -1922,18 +1926,8 @@ async fn a_robots_txt_that_keeps_asking_to_wait_ends_the_attempt_unavailable() {
     let mut server = server_crawling(addr, 30).await;
     let s =
         completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
-    let mut job = Value::Null;
-    // Bounded: five waits of about 1 s, then the attempt's end.
-    for _ in 0..300 {
-        let kb = server
-            .get(&format!("/api/v1/onboarding/session/{s}/kb"))
-            .await;
-        job = serde_json::from_str::<Value>(&kb.body).unwrap()["job"].clone();
-        if !job["error_code"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Five waits of about 1 s, then the attempt's end.
+    let job = first_attempts_job(&server, &s).await;
     assert_eq!(
         [&job["status"], &job["attempts"], &job["error_code"]],
         [&json!("queued"), &json!(1), &json!("robots_unavailable")],

@@ -247,6 +247,19 @@ async fn to_the_verification(b: &Browser) {
     b.step("verification").await;
 }
 
+/// The wizard to the verification step, the business phone `phone`.
+async fn to_the_verification_with_phone(b: &Browser, phone: &str) {
+    start_and_type_business(b, EMAIL).await;
+    b.fill("phone", phone).await;
+    b.click("#business-next").await;
+    fill_channels_and_agent(b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+}
+
 /// A session created and completed through the API after `steps`: its id.
 async fn completed_through_the_api(server: &TestServer, steps: &[(&str, &str)]) -> String {
     let created = server.post("/api/v1/onboarding/session", "{}").await;
@@ -1185,15 +1198,7 @@ async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
-    start_and_type_business(&b, EMAIL).await;
-    b.fill("phone", "+44 20 7946 0958").await;
-    b.click("#business-next").await;
-    fill_channels_and_agent(&b).await;
-    b.click("label[for='method-skip']").await;
-    b.click("#kb-next").await;
-    b.step("appointments").await;
-    b.click("#appointments-next").await;
-    b.step("verification").await;
+    to_the_verification_with_phone(&b, "+44 20 7946 0958").await;
     assert_eq!(
         b.eval(
             "return [document.getElementById('verify-foreign').hidden,
@@ -3559,15 +3564,7 @@ async fn a_special_rate_number_is_said_unverifiable_for_its_rate() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
-    start_and_type_business(&b, EMAIL).await;
-    b.fill("phone", "08 25 12 34 56").await;
-    b.click("#business-next").await;
-    fill_channels_and_agent(&b).await;
-    b.click("label[for='method-skip']").await;
-    b.click("#kb-next").await;
-    b.step("appointments").await;
-    b.click("#appointments-next").await;
-    b.step("verification").await;
+    to_the_verification_with_phone(&b, "08 25 12 34 56").await;
     assert_eq!(
         b.eval(
             "return [document.getElementById('verify-foreign').textContent,
