@@ -269,7 +269,7 @@ section("onboarding_outbox_failed(id, worker, error)",
         "The sender holding message `id` gave up on it: the error is kept and the text "
         "blanked. The error may be a provider's as it came: it is kept as one line (line "
         "breaks and other control characters as spaces), cut to 500 characters with `…` "
-        "past that, `(no error text)` for an empty one. To try again instead, a sender lets the "
+        "past that, `(no error text)` for an empty one or NULL. To try again instead, a sender lets the "
         "lease run out.")
 fixed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
 setup("SELECT onboarding_step(?, 'business', ?)", fixed,

@@ -197,8 +197,10 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_outbox_failed", 3, WRITER, |c| {
         let id = c.integer(0, "id")?;
         let worker = c.required_text(1, "worker")?;
-        let error = c.required_text(2, "error")?;
-        outbox::failed(&*c.conn()?, c.env, id, worker, error).map(to_sql)
+        // NULL is no text, kept as such: refused, the message would stay
+        // leased, to be claimed and sent again.
+        let error = c.text(2, "error", ErrorKind::InvalidField)?;
+        outbox::failed(&*c.conn()?, c.env, id, worker, error.unwrap_or_default()).map(to_sql)
     }),
     ("onboarding_agent_types", 0, CONSTANT, |_| {
         Ok(to_sql(catalog::agent_types_json()))

@@ -173,13 +173,15 @@ fn cannot_wait_while_reading(e: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// Whether the last call on `conn` failed busy: a write refused the lock.
-/// The primary code: a host that left extended codes off (Python's
-/// `sqlite3`) gets `SQLITE_BUSY` for `SQLITE_BUSY_SNAPSHOT` too.
+/// Whether the last call on `conn` failed busy: a write refused the lock
+/// (`SQLITE_LOCKED` in a shared cache). The primary code: a host that left
+/// extended codes off (Python's `sqlite3`) gets `SQLITE_BUSY` for
+/// `SQLITE_BUSY_SNAPSHOT` too.
 fn busy_now(conn: &Connection) -> bool {
     // SAFETY: the handle is this open connection's, used on its own thread
     // inside one of its calls; only its last error code is read.
-    unsafe { ffi::sqlite3_errcode(conn.handle()) & 0xff == ffi::SQLITE_BUSY }
+    let code = unsafe { ffi::sqlite3_errcode(conn.handle()) } & 0xff;
+    code == ffi::SQLITE_BUSY || code == ffi::SQLITE_LOCKED
 }
 
 /// The caller's transaction read before this call, and SQLite would not

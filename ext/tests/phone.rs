@@ -1262,12 +1262,21 @@ fn a_senders_long_error_over_several_lines_is_kept_as_one_cut_line() {
         &[],
     )
     .unwrap();
+    // NULL too: no text.
+    db.env.advance_ms(60_000);
+    send(&db, &s, "{}").unwrap();
+    claim(&db, "gateway", 60);
+    db.call("SELECT onboarding_outbox_failed(4, 'gateway', NULL)", &[])
+        .unwrap();
     assert_eq!(
-        db.row(
-            "SELECT status, last_error FROM outbox_messages WHERE id = 3",
+        db.rows(
+            "SELECT status, last_error FROM outbox_messages WHERE id IN (3, 4) ORDER BY id",
             &[]
         ),
-        json!({"status": "failed", "last_error": "(no error text)"})
+        [
+            json!({"status": "failed", "last_error": "(no error text)"}),
+            json!({"status": "failed", "last_error": "(no error text)"})
+        ]
     );
 }
 

@@ -451,25 +451,14 @@ impl Fetcher {
         for _ in before.len()..=self.limits.redirects {
             // A robots.txt redirected off the site: its one request there
             // takes no turn of that host (whose waits and gaps are no job's
-            // of this site), and its failures are the file's being
-            // unavailable, not the site's, whose own request answered.
-            let off_site = !same_site(&current, site);
-            let shared = self.shared.get().filter(|_| !off_site);
+            // of this site; see `hop` for its failures).
+            let shared = self.shared.get().filter(|_| same_site(&current, site));
             if let Some(turn) = shared {
                 turn.take(&current).await?;
             }
-            let hop = match self
+            let hop = self
                 .hop(&current, site, accept, &mut seen, pace, spent)
-                .await
-            {
-                Err(
-                    FetchError::Dns
-                    | FetchError::Unreachable
-                    | FetchError::PrivateAddress
-                    | FetchError::Timeout,
-                ) if off_site => Err(FetchError::OffSite),
-                hop => hop,
-            };
+                .await;
             if let Some(turn) = shared {
                 // A site that asked to wait (429, 503 with Retry-After) is
                 // left alone that long by every crawler, up to an hour: a
@@ -513,7 +502,17 @@ impl Fetcher {
         pace: &mut PaceState,
         spent: &AtomicU64,
     ) -> Result<Hop, FetchError> {
-        let response = self.once(current, pace).await?;
+        let response = match self.once(current, pace).await {
+            // A robots.txt redirected off the site that cannot be had there
+            // is the file's being unavailable, not the site's being
+            // unreachable or private: its own request answered.
+            Err(FetchError::Dns | FetchError::Unreachable | FetchError::PrivateAddress)
+                if !same_site(current, site) =>
+            {
+                return Err(FetchError::OffSite)
+            }
+            response => response?,
+        };
         let status = response.status();
         if status.is_redirection() {
             let next = response

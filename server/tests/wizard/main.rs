@@ -3611,6 +3611,42 @@ async fn a_step_another_tab_made_inapplicable_is_skipped() {
     b.quit().await;
 }
 
+/// The voice agent's step another tab made necessary (the phone channel
+/// added) is shown on the way to the verification, before the completion
+/// would refuse for want of it.
+#[tokio::test]
+async fn a_step_another_tab_made_necessary_is_shown_before_the_completion() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    b.step("channels").await;
+    b.click("#channel-phone").await;
+    b.click("#channel-sms").await;
+    b.click("#channels-next").await;
+    b.step("kb").await;
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let reply = server
+        .post(
+            &session_path(id.as_str().unwrap(), "channels"),
+            r#"{"channels":["phone","sms"]}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("phone").await;
+    assert_eq!(
+        b.eval("return document.title").await,
+        "Votre agent vocal (étape 4 sur 8) – Configuration de votre agent"
+    );
+    b.quit().await;
+}
+
 /// The wizard reloaded while the server cannot be reached: the banner
 /// says so, without claiming to keep what was typed (nothing has been yet),
 /// and "Réessayer" resumes the session where it was.

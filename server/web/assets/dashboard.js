@@ -204,7 +204,9 @@ function prepareVerification(mapping, verification) {
   const foreign = pending && !verifiable(mapping.phone_number);
   if (foreign) {
     const { why } = unverifiable(mapping.phone_number);
-    $('verify-foreign').textContent = `${why[0].toUpperCase()}${why.slice(1)} : ce numéro ne peut pas l’être, et votre agent ne prend pas ses appels.`;
+    // Without an agent on the phone channel no calls are said of.
+    const calls = takesCalls ? ', et votre agent ne prend pas ses appels' : '';
+    $('verify-foreign').textContent = `${why[0].toUpperCase()}${why.slice(1)} : ce numéro ne peut pas l’être${calls}.`;
   }
   $('verify-foreign').hidden = !foreign;
   $('phone-verify').hidden = !pending || foreign;

@@ -134,6 +134,14 @@ async function show(name) {
   // also when the page was reloaded past that step.
   if (name === 'phone' || (name === 'complete' && applies('phone'))) await loadCatalog();
   if (name === 'verification' || name === 'complete') await refreshSession();
+  // The voice agent's step, made necessary since by another tab (the phone
+  // channel added) and never saved: shown before the completion would
+  // refuse for want of it.
+  if ((name === 'verification' || name === 'complete') && state.session.status !== 'completed'
+      && applies('phone') && !state.session.steps.vapi) {
+    name = 'phone';
+    await loadCatalog();
+  }
   if (name === 'verification') prepareVerification();
   if (name === 'complete') renderSummary();
   for (const section of document.querySelectorAll('.step')) {
