@@ -271,6 +271,18 @@ async fn completed_through_the_api(server: &TestServer, steps: &[(&str, &str)]) 
     id
 }
 
+/// Step `step` of the session `b` is on saved with `body` through the API,
+/// as another tab or device would.
+async fn saved_in_another_tab(server: &TestServer, b: &Browser, step: &str, body: &str) {
+    let id = b
+        .eval("return localStorage.getItem('onboarding.session_id')")
+        .await;
+    let reply = server
+        .post(&session_path(id.as_str().unwrap(), step), body)
+        .await;
+    assert_eq!(reply.status, 200, "{step}: {}", reply.body);
+}
+
 /// The dashboard of session `id`, as a browser that kept its id shows it.
 async fn open_dashboard(b: &Browser, id: &str) {
     b.open("/dashboard").await;
@@ -3592,16 +3604,7 @@ async fn a_step_another_tab_made_inapplicable_is_skipped() {
     start_and_fill_business(&b, EMAIL).await;
     fill_channels_and_agent(&b).await;
     b.step("kb").await;
-    let id = b
-        .eval("return localStorage.getItem('onboarding.session_id')")
-        .await;
-    let reply = server
-        .post(
-            &session_path(id.as_str().unwrap(), "channels"),
-            r#"{"channels":["sms"]}"#,
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    saved_in_another_tab(&server, &b, "channels", r#"{"channels":["sms"]}"#).await;
     b.click("#step-kb .back").await;
     b.step("channels").await;
     assert_eq!(
@@ -3625,16 +3628,7 @@ async fn a_step_another_tab_made_necessary_is_shown_before_the_completion() {
     b.click("#channel-sms").await;
     b.click("#channels-next").await;
     b.step("kb").await;
-    let id = b
-        .eval("return localStorage.getItem('onboarding.session_id')")
-        .await;
-    let reply = server
-        .post(
-            &session_path(id.as_str().unwrap(), "channels"),
-            r#"{"channels":["phone","sms"]}"#,
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    saved_in_another_tab(&server, &b, "channels", r#"{"channels":["phone","sms"]}"#).await;
     b.click("label[for='method-skip']").await;
     b.click("#kb-next").await;
     b.step("appointments").await;
@@ -3688,19 +3682,10 @@ async fn steps_saved_in_another_tab_show_as_saved_there_and_are_kept() {
     start_and_fill_business(&b, EMAIL).await;
     b.step("channels").await;
     // The other tab saves the business step and SMS alone.
-    let id = b
-        .eval("return localStorage.getItem('onboarding.session_id')")
-        .await;
-    let id = id.as_str().unwrap();
     let body = json!({"company_name": "Boulangerie Martin & Fils", "industry": "Boulangerie",
                       "phone": "06 12 34 56 78", "email": EMAIL});
-    for (step, body) in [
-        ("business", body.to_string()),
-        ("channels", r#"{"channels":["sms"]}"#.to_string()),
-    ] {
-        let reply = server.post(&session_path(id, step), &body).await;
-        assert_eq!(reply.status, 200, "{step}: {}", reply.body);
-    }
+    saved_in_another_tab(&server, &b, "business", &body.to_string()).await;
+    saved_in_another_tab(&server, &b, "channels", r#"{"channels":["sms"]}"#).await;
     b.click(".step[data-step='channels'] .back").await;
     b.step("business").await;
     assert_eq!(
