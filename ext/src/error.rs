@@ -336,7 +336,7 @@ pub(crate) fn one_line_diagnostic(text: &str, max_chars: usize) -> String {
 }
 
 /// What [`one_line_diagnostic`] keeps of a diagnostic with no text.
-pub(crate) const NO_DIAGNOSTIC: &str = "(no error text)";
+const NO_DIAGNOSTIC: &str = "(no error text)";
 
 /// `text` without white space or invisible characters at either end. A
 /// zero-width space, a byte-order mark, a soft hyphen or a word joiner

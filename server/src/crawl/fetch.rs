@@ -548,23 +548,22 @@ impl Fetcher {
         seen: &[Url],
         any_site: bool,
     ) -> Result<(), FetchError> {
-        // The address rule as written first: a redirect to a private
-        // address (a literal, `localhost`) is reported as such even when it
-        // also leaves the site. Then the site, before any name is looked
-        // up: an off-site host is never resolved (nor reported as a DNS
-        // failure when it does not resolve here).
         let off_site = !same_site(next, site);
-        // Off the site, a robots.txt's redirect failing is the file's being
-        // unavailable (see `follow`), whatever the other host's fault.
-        let failing = |e| match any_site && off_site {
-            true => FetchError::OffSite,
-            false => e,
-        };
-        check_parsed(next, &self.allow).map_err(|_| failing(FetchError::PrivateAddress))?;
-        if off_site && !any_site {
-            return Err(FetchError::OffSite);
+        // A robots.txt's redirect off the site is checked by its own
+        // request, as every request is, where a failure is the file's
+        // being unavailable (see `hop`).
+        if !(any_site && off_site) {
+            // The address rule as written first: a redirect to a private
+            // address (a literal, `localhost`) is reported as such even
+            // when it also leaves the site. Then the site, before any name
+            // is looked up: an off-site host is never resolved (nor
+            // reported as a DNS failure when it does not resolve here).
+            check_parsed(next, &self.allow).map_err(|_| FetchError::PrivateAddress)?;
+            if off_site {
+                return Err(FetchError::OffSite);
+            }
+            self.approve(next).await?;
         }
-        self.approve(next).await.map_err(failing)?;
         if !self.robots_allow(next) {
             return Err(FetchError::RobotsDisallowed);
         }
