@@ -995,7 +995,7 @@ async fn a_create_whose_commit_no_quorum_confirms_is_answered_as_unconfirmed() {
         (create.status, create.body.as_str()),
         (
             503,
-            r#"{"success":false,"error":"the database did not confirm the call in time, and may still apply it: a create retried with the same Idempotency-Key header answers its first answer, one retried without it makes another session","code":"unavailable"}"#
+            r#"{"success":false,"error":"the database did not confirm the call in time, and may still apply it: a write retried with the same Idempotency-Key header answers its first answer (a create retried without one makes another session)","code":"unavailable"}"#
         )
     );
     assert_eq!(create.header("retry-after"), Some("1"));

@@ -300,6 +300,201 @@ async fn catalogues_health_and_openapi_are_served_verbatim() {
     server.stop().await;
 }
 
+/// A session's writers sent again with their `Idempotency-Key` (an answer
+/// lost) answer their first answer and write nothing more, whichever client
+/// address the retry comes from: a step its progress, a send its code (not
+/// a second one, nor the 60 s spacing's 429), a wrong code its one count, a
+/// completion its first result. The key is one call's: with another body,
+/// on another route or for another session it is refused, naming the
+/// header; a key outside the rule is refused before anything is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_writers_sent_again_with_their_idempotency_key_answer_their_first_answer() {
+    let (mut config, dir) = temp_config();
+    config.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+    let mut server = TestServer::start(config, dir).await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let keyed = |action: &str, client: &'static str, key: &'static str, body: &str| {
+        let (addr, path, body) = (server.addr, session_path(&id, action), body.to_string());
+        async move {
+            request(
+                addr,
+                "POST",
+                &path,
+                &[("X-Forwarded-For", client), ("Idempotency-Key", key)],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let count = |server: &TestServer, sql: &str| -> i64 {
+        server.read_db().query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    let refused = |reply: &Reply, status: u16, error: &str, field: Option<&str>| {
+        let mut expected = json!({"success": false, "error": error, "code": reply.json()["code"]});
+        if let Some(field) = field {
+            expected["field"] = json!(field);
+        }
+        assert_eq!(
+            (reply.status, reply.json()),
+            (status, expected),
+            "{}",
+            reply.body
+        );
+    };
+    const STEP_KEY: &str = "8f1d2c3b-4a59-4e6f-8071-92a3b4c5d6e7";
+
+    let business = keyed("business", "198.51.100.7", STEP_KEY, BUSINESS).await;
+    assert_eq!(business.status, 200, "{}", business.body);
+    let updated = |server: &TestServer| -> String {
+        server
+            .read_db()
+            .query_row("SELECT last_updated_at FROM onboarding_sessions", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let saved_at = updated(&server);
+    // From another address (the phone left the Wi-Fi): the same answer.
+    let again = keyed("business", "203.0.113.9", STEP_KEY, BUSINESS).await;
+    assert_eq!((again.status, &again.body), (200, &business.body));
+    assert_eq!(updated(&server), saved_at, "the retry wrote nothing");
+    let other_body = BUSINESS.replace("Mon Entreprise", "Autre Entreprise");
+    refused(
+        &keyed("business", "198.51.100.7", STEP_KEY, &other_body).await,
+        409,
+        "Idempotency-Key was already used with another body: a new request needs a new key",
+        None,
+    );
+    refused(
+        &keyed("vapi", "198.51.100.7", STEP_KEY, VAPI).await,
+        409,
+        "Idempotency-Key was already used for the business step: a new request needs a new key",
+        None,
+    );
+    assert_eq!(
+        server.get(&session_path(&id, "")).await.json()["steps"]["business"]["company_name"],
+        "Mon Entreprise"
+    );
+    let vapi = server.post(&session_path(&id, "vapi"), VAPI).await;
+    assert_eq!(vapi.status, 200, "{}", vapi.body);
+
+    const SEND_KEY: &str = "0c1d2e3f-4a5b-4c6d-9e8f-a0b1c2d3e4f5";
+    let sent = keyed("phone/verification", "198.51.100.7", SEND_KEY, "{}").await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let sent_again = keyed("phone/verification", "198.51.100.7", SEND_KEY, "{}").await;
+    assert_eq!((sent_again.status, &sent_again.body), (201, &sent.body));
+    assert_eq!(count(&server, "SELECT count(*) FROM outbox_messages"), 1);
+    assert_eq!(count(&server, "SELECT sends FROM phone_verifications"), 1);
+    // A new send (a new key) is a resend, spaced by 60 s as without keys.
+    let resend = keyed(
+        "phone/verification",
+        "198.51.100.7",
+        "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        (resend.status, resend.json()["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+
+    let code: String = server
+        .read_db()
+        .query_row("SELECT text FROM outbox_messages", [], |r| r.get(0))
+        .unwrap();
+    let code: String = code.chars().filter(char::is_ascii_digit).take(6).collect();
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    const VERIFY_KEY: &str = "2e3f4a5b-6c7d-4e8f-90a1-b2c3d4e5f6a7";
+    let wrong_body = format!(r#"{{"code":"{wrong}"}}"#);
+    for _ in 0..2 {
+        refused(
+            &keyed("phone/verify", "198.51.100.7", VERIFY_KEY, &wrong_body).await,
+            422,
+            "code is wrong; 4 tries left",
+            Some("code"),
+        );
+    }
+    assert_eq!(
+        count(&server, "SELECT attempts FROM phone_verifications"),
+        1
+    );
+
+    const COMPLETE_KEY: &str = "3f4a5b6c-7d8e-4f90-a1b2-c3d4e5f6a7b8";
+    let completed = keyed("complete", "198.51.100.7", COMPLETE_KEY, "").await;
+    assert_eq!(completed.status, 200, "{}", completed.body);
+    assert_eq!(completed.json()["already_completed"], false);
+    let completed_again = keyed("complete", "198.51.100.7", COMPLETE_KEY, "").await;
+    assert_eq!(
+        (completed_again.status, &completed_again.body),
+        (200, &completed.body)
+    );
+    let plain = server.post(&session_path(&id, "complete"), "").await;
+    assert_eq!(plain.json()["already_completed"], true);
+
+    // Another session's call under a key of this one's.
+    let other = server.post("/api/v1/onboarding/session", "{}").await;
+    let other_id = other.json()["session_id"].as_str().unwrap().to_string();
+    let reply = request(
+        server.addr,
+        "POST",
+        &session_path(&other_id, "business"),
+        &[("Idempotency-Key", STEP_KEY)],
+        BUSINESS.as_bytes(),
+    )
+    .await;
+    refused(
+        &reply,
+        409,
+        "Idempotency-Key was already used for another session: a new request needs a new key",
+        None,
+    );
+    assert_eq!(
+        count(&server, "SELECT count(*) FROM onboarding_call_replies"),
+        4,
+        "one kept answer per keyed call that wrote"
+    );
+
+    // Refused before the body is read, on every writer, the completion too.
+    for action in ["business", "complete", "phone/verification", "phone/verify"] {
+        refused(
+            &keyed(action, "198.51.100.7", "short-key", "{}").await,
+            422,
+            "Idempotency-Key 'short-key' must be 16 to 64 visible ASCII characters (a UUID, say)",
+            Some("Idempotency-Key"),
+        );
+        let twice = request(
+            server.addr,
+            "POST",
+            &session_path(&other_id, action),
+            &[
+                ("Idempotency-Key", SEND_KEY),
+                ("Idempotency-Key", VERIFY_KEY),
+            ],
+            b"{}",
+        )
+        .await;
+        refused(
+            &twice,
+            422,
+            "Idempotency-Key is given more than once; send one key",
+            Some("Idempotency-Key"),
+        );
+    }
+    assert_eq!(
+        count(&server, "SELECT count(*) FROM onboarding_call_replies"),
+        4
+    );
+    assert_eq!(
+        count(
+            &server,
+            &format!("SELECT current_step FROM onboarding_sessions WHERE id = '{other_id}'")
+        ),
+        1
+    );
+    server.stop().await;
+}
+
 /// A create sent again with its `Idempotency-Key` (its answer lost) gets
 /// the same session and writes nothing; the same key from another client
 /// gets a session of its own (never the first one's id, its credential);

@@ -758,19 +758,23 @@ mod tests {
                 session_id: String::new(),
                 step: "business",
                 payload: None,
+                client_key: None,
             },
             Query::Complete {
                 session_id: String::new(),
                 payload: None,
+                client_key: None,
             },
             Query::PhoneSend {
                 session_id: String::new(),
                 payload: None,
                 ip_address: String::new(),
+                client_key: None,
             },
             Query::PhoneVerify {
                 session_id: String::new(),
                 payload: None,
+                client_key: None,
             },
         ];
         let called: Vec<(String, u32)> = queries

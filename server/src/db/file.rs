@@ -377,12 +377,14 @@ mod tests {
                 r#"{"company_name":"A","industry":"B","phone":"0612345678","email":"a@b.fr"}"#
                     .to_string(),
             ),
+            client_key: None,
         };
         run_alone(conn, &business).unwrap();
         let send = Query::PhoneSend {
             session_id: session_id.clone(),
             payload: None,
             ip_address: "192.0.2.1".to_string(),
+            client_key: None,
         };
         run_alone(conn, &send).unwrap();
         let text: String = conn
@@ -397,6 +399,7 @@ mod tests {
         Query::PhoneVerify {
             session_id: session_id.to_string(),
             payload: Some(format!(r#"{{"code":"{code}"}}"#)),
+            client_key: None,
         }
     }
 
@@ -477,12 +480,14 @@ mod tests {
                 r#"{"agent_type":"real_estate_reception","voice":"female","assistant_name":"Sara"}"#
                     .to_string(),
             ),
+            client_key: None,
         };
         run_alone(&db.conn, &vapi).unwrap();
         let kb = Query::Step {
             session_id: session_id.clone(),
             step: "kb",
             payload: Some(r#"{"method":"website","crawl_url":"https://mon-site.fr"}"#.to_string()),
+            client_key: None,
         };
         run_alone(&db.conn, &kb).unwrap();
         db.conn
@@ -497,6 +502,7 @@ mod tests {
             Query::Complete {
                 session_id,
                 payload: None,
+                client_key: None,
             },
         );
         let mut replies = Vec::new();
@@ -542,6 +548,7 @@ mod tests {
                 session_id: "onb_missing".to_string(),
                 step: "business",
                 payload: None,
+                client_key: None,
             },
         );
         let mut replies = Vec::new();

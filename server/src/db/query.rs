@@ -34,11 +34,18 @@ pub enum Query {
         session_id: String,
         step: &'static str,
         payload: Option<String>,
+        /// The client's `Idempotency-Key`: the keyed form then answers the
+        /// call's first answer again. As a create's, it stands in for a
+        /// backend's own key; unlike a create's it is not scoped to the
+        /// client's address (a retry may come from another network): the
+        /// library keeps it to one call of one session.
+        client_key: Option<String>,
     },
     /// `SELECT onboarding_complete(?1, ?2)`.
     Complete {
         session_id: String,
         payload: Option<String>,
+        client_key: Option<String>,
     },
     /// `SELECT onboarding_get(?1)`.
     Get { session_id: String },
@@ -48,11 +55,13 @@ pub enum Query {
         session_id: String,
         payload: Option<String>,
         ip_address: String,
+        client_key: Option<String>,
     },
     /// `SELECT onboarding_phone_verify(?1, ?2)`.
     PhoneVerify {
         session_id: String,
         payload: Option<String>,
+        client_key: Option<String>,
     },
     /// `SELECT onboarding_outbox_claim(?1, ?2)`: the `--outbox-log` sender
     /// takes a message.
@@ -225,6 +234,7 @@ impl Query {
                 session_id,
                 step,
                 payload,
+                client_key,
             } => keyed(
                 (
                     "SELECT onboarding_step(?1, ?2, ?3)",
@@ -235,24 +245,26 @@ impl Query {
                     Arg::Text(Some(step)),
                     Arg::Text(payload.as_deref()),
                 ],
-                request_key,
+                client_key.as_deref().or(request_key),
             ),
             Query::Complete {
                 session_id,
                 payload,
+                client_key,
             } => keyed(
                 (
                     "SELECT onboarding_complete(?1, ?2)",
                     "SELECT onboarding_complete(?1, ?2, ?3)",
                 ),
                 vec![text(session_id), Arg::Text(payload.as_deref())],
-                request_key,
+                client_key.as_deref().or(request_key),
             ),
             Query::Get { session_id } => ("SELECT onboarding_get(?1)", vec![text(session_id)]),
             Query::PhoneSend {
                 session_id,
                 payload,
                 ip_address,
+                client_key,
             } => keyed(
                 (
                     "SELECT onboarding_phone_send(?1, ?2, ?3)",
@@ -263,18 +275,19 @@ impl Query {
                     Arg::Text(payload.as_deref()),
                     text(ip_address),
                 ],
-                request_key,
+                client_key.as_deref().or(request_key),
             ),
             Query::PhoneVerify {
                 session_id,
                 payload,
+                client_key,
             } => keyed(
                 (
                     "SELECT onboarding_phone_verify(?1, ?2)",
                     "SELECT onboarding_phone_verify(?1, ?2, ?3)",
                 ),
                 vec![text(session_id), Arg::Text(payload.as_deref())],
-                request_key,
+                client_key.as_deref().or(request_key),
             ),
             Query::OutboxClaim {
                 worker,

@@ -273,6 +273,16 @@ async fn dispatch(
             }
         }
     }
+    // A session writer's `Idempotency-Key`, refused before its body is read.
+    let client_key = match endpoint {
+        Endpoint::Step(_) | Endpoint::Complete | Endpoint::PhoneSend | Endpoint::PhoneVerify => {
+            match idempotency_key(&req) {
+                Ok(key) => key,
+                Err(reply) => return reply,
+            }
+        }
+        _ => None,
+    };
     // The session of a call that may answer "email already used", for its
     // limits: a business step, and a completion (another session may have
     // completed with the address since this one saved it).
@@ -324,6 +334,7 @@ async fn dispatch(
                 session_id: id,
                 step,
                 payload,
+                client_key,
             }
         }
         Endpoint::Complete => {
@@ -332,6 +343,7 @@ async fn dispatch(
                 Ok(payload) => Query::Complete {
                     session_id: id,
                     payload,
+                    client_key,
                 },
                 Err(refusal) => return refusal.reply(),
             }
@@ -343,6 +355,7 @@ async fn dispatch(
                     session_id: id,
                     payload,
                     ip_address: client.to_canonical().to_string(),
+                    client_key,
                 },
                 Err(refusal) => return refusal.reply(),
             }
@@ -353,6 +366,7 @@ async fn dispatch(
                 Ok(payload) => Query::PhoneVerify {
                     session_id: id,
                     payload,
+                    client_key,
                 },
                 Err(refusal) => return refusal.reply(),
             }
@@ -454,18 +468,8 @@ async fn create(
     body_read: &mut bool,
     limited: &mut Option<u64>,
 ) -> Result<Query, Reply> {
-    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
-    let key = keys.next().cloned();
-    // Two keys: which one a retry would send cannot be known. Refused
-    // before the limit counts the create.
-    if keys.next().is_some() {
-        return Err(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "Idempotency-Key is given more than once; send one key",
-            Some("Idempotency-Key"),
-        ));
-    }
+    // Refused before the limit counts the create.
+    let key = idempotency_key(&req)?;
     if let Some(limiter) = &app.create_limiter {
         if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
             // A create retried with its key (its answer was lost) is owed
@@ -488,17 +492,11 @@ async fn create(
         .await
         .map_err(Refusal::reply)?;
     let ip_address = client.to_canonical().to_string();
-    let client_key = match key {
-        None => None,
-        Some(key) => Some(scoped_key(&key, &ip_address).map_err(|message| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                &message,
-                Some("Idempotency-Key"),
-            )
-        })?),
-    };
+    // Scoped to the client's address, so that another client sending the
+    // same key (a careless constant) gets a session of its own, never this
+    // one's id. 39 characters at most for the address, 1 and 64: within
+    // the library's 128.
+    let client_key = key.map(|key| format!("{ip_address} {key}"));
     Ok(match (limited, client_key) {
         (Some(_), Some(client_key)) => Query::CreateKept {
             payload,
@@ -519,26 +517,42 @@ const CODE_SENDS_LIMITED: &str = "too many phone codes sent from this address";
 /// The 429 of a create past the address's limit.
 const CREATES_LIMITED: &str = "too many sessions created from this address";
 
-/// A client's create retried with the same `Idempotency-Key` (an
-/// unanswered request sent again) gets the same session.
+/// A writer retried with the same `Idempotency-Key` (an unanswered request
+/// sent again) gets its first answer, and writes nothing more: a create its
+/// session, a send its code (not a second one), a code its verdict.
 const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
 
-/// The library's request key for a client's `Idempotency-Key`: 16 to 64
-/// visible ASCII characters (a UUID, say: short keys repeat), scoped to
-/// the client's address, so that another client sending the same key (a
-/// careless constant) gets a session of its own, never this one's id.
-/// Refused: the message saying why.
-fn scoped_key(key: &HeaderValue, ip_address: &str) -> Result<String, String> {
-    let bytes = key.as_bytes();
-    if !(16..=64).contains(&bytes.len()) || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
-        return Err(format!(
-            "Idempotency-Key {} must be 16 to 64 visible ASCII characters (a UUID, say)",
-            quote(&String::from_utf8_lossy(bytes))
+/// The request's `Idempotency-Key`, if it has one: 16 to 64 visible ASCII
+/// characters (a UUID, say: short keys repeat), given once (with two,
+/// which one a retry would send cannot be known). It becomes the library's
+/// request key (a create's prefixed with the client's address).
+fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Reply> {
+    let refused = |message: &str| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            message,
+            Some("Idempotency-Key"),
+        )
+    };
+    let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
+    let Some(key) = keys.next() else {
+        return Ok(None);
+    };
+    if keys.next().is_some() {
+        return Err(refused(
+            "Idempotency-Key is given more than once; send one key",
         ));
     }
-    // 39 characters at most for the address, 1 and 64: within the
-    // library's 128.
-    Ok(format!("{ip_address} {}", String::from_utf8_lossy(bytes)))
+    let bytes = key.as_bytes();
+    let text = String::from_utf8_lossy(bytes);
+    if !(16..=64).contains(&bytes.len()) || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(refused(&format!(
+            "Idempotency-Key {} must be 16 to 64 visible ASCII characters (a UUID, say)",
+            quote(&text)
+        )));
+    }
+    Ok(Some(text.into_owned()))
 }
 
 /// How long a business step waits for its address's turn (see

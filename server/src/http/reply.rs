@@ -2,6 +2,8 @@
 //! `{"success":false,"error":…,"code":…}` for every status, and the mapping
 //! of the library's error kinds to statuses.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
@@ -37,21 +39,49 @@ fn client_field<'a>(function: &str, field: &'a str) -> &'a str {
     }
 }
 
-/// A refusal as the client knows its cause. A create's `Idempotency-Key`
-/// reaches the library as its request key, prefixed with the client's
-/// address (see `http::scoped_key`): sent again with another body, the
-/// client is told about its header, which it knows, not about the library's
-/// argument (quoted cut to 64 characters, address first).
-fn client_detail<'a>(function: &str, detail: &'a str) -> &'a str {
-    match function {
-        "onboarding_create" | "onboarding_create_kept"
-            if detail.starts_with("request_key ")
-                && detail.ends_with(" was already used with another payload") =>
-        {
-            "Idempotency-Key was already used with another body: a new create needs a new key"
-        }
-        _ => detail,
-    }
+/// A refusal as the client knows its cause. A writer's `Idempotency-Key`
+/// reaches the library as its request key (a create's prefixed with the
+/// client's address): a key the library refuses to answer for, the client
+/// is told about its header and its routes, which it knows, not about the
+/// library's argument and functions. The server sends no key of its own
+/// that the library could refuse: a dqlite backend's are random, one per
+/// call.
+fn client_detail<'a>(function: &str, detail: &'a str) -> Cow<'a, str> {
+    let Some(used) = detail
+        .strip_prefix("request_key ")
+        .and_then(|rest| rest.split_once(" was already used "))
+        .map(|(_, used)| used)
+    else {
+        return Cow::Borrowed(detail);
+    };
+    let create = matches!(function, "onboarding_create" | "onboarding_create_kept");
+    let what = match used {
+        "with another payload" => "with another body".to_string(),
+        "for another session" if !create => used.to_string(),
+        by => match by.strip_prefix("by ").and_then(route_of) {
+            Some(route) if !create => format!("for {route}"),
+            _ => return Cow::Borrowed(detail),
+        },
+    };
+    let request = if create { "create" } else { "request" };
+    Cow::Owned(format!(
+        "Idempotency-Key was already used {what}: a new {request} needs a new key"
+    ))
+}
+
+/// The route a client knows a keyed library call by.
+fn route_of(function: &str) -> Option<&'static str> {
+    Some(match function {
+        "onboarding_step('business')" => "the business step",
+        "onboarding_step('channels')" => "the channels step",
+        "onboarding_step('vapi')" => "the vapi step",
+        "onboarding_step('kb')" => "the kb step",
+        "onboarding_step('appointments')" => "the appointments step",
+        "onboarding_complete" => "the completion",
+        "onboarding_phone_send" => "a code send (phone/verification)",
+        "onboarding_phone_verify" => "a code check (phone/verify)",
+        _ => return None,
+    })
 }
 
 /// The reply for an error of `function` of `kind` (never
@@ -74,7 +104,12 @@ fn kind_error(function: &str, kind: ErrorKind, detail: &str) -> Reply {
         ErrorKind::SchemaMissing | ErrorKind::Internal => return internal(detail),
     };
     if kind != ErrorKind::InvalidField {
-        return error(status, kind.as_str(), client_detail(function, detail), None);
+        return error(
+            status,
+            kind.as_str(),
+            &client_detail(function, detail),
+            None,
+        );
     }
     // The library's invalid_field details start with the field's name: the
     // client's name for it, in the field and in the text alike.
@@ -103,9 +138,9 @@ pub fn unavailable(text: &str) -> Reply {
 pub fn unconfirmed(text: &str) -> Reply {
     tracing::warn!(error = %text, "a call's commit unconfirmed");
     retry_soon(
-        "the database did not confirm the call in time, and may still apply it: a create \
-         retried with the same Idempotency-Key header answers its first answer, one retried \
-         without it makes another session",
+        "the database did not confirm the call in time, and may still apply it: a write \
+         retried with the same Idempotency-Key header answers its first answer (a create \
+         retried without one makes another session)",
     )
 }
 
