@@ -3877,23 +3877,28 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
     b.quit().await;
 }
 
-/// Makes the page's first POST to a path ending in `send` reach the server
-/// and its answer get lost (a dropped connection); the first to `verify`
-/// reach it and its answer be cut short (a 200 whose JSON stops mid-way).
-/// `window.posts` counts the POSTs to each.
+/// Makes the page's first four POSTs to `…/phone/verification` (the first
+/// attempt and its three retries) reach the server and their answers get
+/// lost (a dropped connection), and the first four to `…/phone/verify`
+/// reach it and their answers be cut short (a 200 whose JSON stops
+/// mid-way). `window.posts` counts the POSTs to each, `window.keys` keeps
+/// the `Idempotency-Key` each carried.
 const LOSE_THE_FIRST_ANSWERS: &str = "const real = window.fetch;
      window.posts = { send: 0, verify: 0 };
+     window.keys = { send: [], verify: [] };
      window.fetch = async (path, init) => {
          if (init.method === 'POST' && path.endsWith('/phone/verification')) {
              window.posts.send += 1;
+             window.keys.send.push(init.headers['Idempotency-Key']);
              const answer = await real(path, init);
-             if (window.posts.send === 1) throw new TypeError('Failed to fetch');
+             if (window.posts.send <= 4) throw new TypeError('Failed to fetch');
              return answer;
          }
          if (init.method === 'POST' && path.endsWith('/phone/verify')) {
              window.posts.verify += 1;
+             window.keys.verify.push(init.headers['Idempotency-Key']);
              const answer = await real(path, init);
-             if (window.posts.verify === 1) {
+             if (window.posts.verify <= 4) {
                  return new Response('{\"succ', { status: 200, headers: { 'Content-Type': 'application/json' } });
              }
              return answer;
@@ -3902,13 +3907,13 @@ const LOSE_THE_FIRST_ANSWERS: &str = "const real = window.fetch;
      };
      return true";
 
-/// The retry offered after a send whose answer was lost meets the server's
-/// 429 (the code went out): the code field comes back for that code, with
-/// the refusal. The retry after a verification whose answer was cut short
-/// meets "already verified": the number is shown verified. On the wizard's
-/// page and on the dashboard's.
+/// A send whose answers were all lost (its three retries too) is sent
+/// again by "Réessayer" under the same `Idempotency-Key`, and gets the
+/// first send's answer: the code field of the one code that went out, no
+/// refusal. A code whose answers were cut short is verified by its
+/// "Réessayer" the same way. On the wizard's page and on the dashboard's.
 #[tokio::test]
-async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
+async fn a_code_whose_answers_were_lost_goes_out_once_and_is_verified_after_the_retry() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
@@ -3929,44 +3934,47 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
         b.until("the retry banner", "document.activeElement.id === 'retry'")
             .await;
         assert_eq!(
-            b.eval("return [document.getElementById('offline-text').textContent, document.getElementById('form-verify').hidden]")
+            b.eval("return [document.getElementById('offline-text').textContent, document.getElementById('form-verify').hidden, window.posts]")
                 .await,
-            json!(["Connexion au serveur impossible. Ce que vous avez saisi est conservé.", true]),
+            json!([
+                "Connexion au serveur impossible. Ce que vous avez saisi est conservé.",
+                true,
+                {"send": 4, "verify": 0}
+            ]),
             "{page}"
         );
         b.click("#retry").await;
         b.until(
             "the code field",
-            "!document.getElementById('form-verify').hidden && !document.getElementById('send-error').hidden",
+            "!document.getElementById('form-verify').hidden",
         )
         .await;
         let shown = b
             .eval(
-                "return [document.getElementById('send-error').textContent,
+                "return [document.getElementById('send-error').hidden,
+                         /^Code envoyé par SMS au \\+33612345678\\. Il est valable jusqu.à \\d/
+                             .test(document.getElementById('sent-note').textContent),
                          document.getElementById('send-code').textContent,
-                         document.getElementById('send-code').getAttribute('aria-disabled'),
-                         window.posts, document.activeElement.id]",
+                         window.posts, new Set(window.keys.send).size,
+                         /^[0-9a-f]{32}$/.test(window.keys.send[0]),
+                         document.activeElement.id]",
             )
             .await;
-        let refusal = shown[0].as_str().unwrap_or_else(|| panic!("{shown}"));
-        assert!(
-            refusal.starts_with(
-                "Un code vient d'être envoyé : vous pourrez en demander un autre dans "
-            ) && refusal.contains(" Détail : a code was sent "),
-            "{page}: {shown}"
-        );
         assert_eq!(
-            shown.as_array().unwrap()[1..],
-            [
-                json!("Renvoyer un code"),
-                json!("true"),
-                json!({"send": 2, "verify": 0}),
-                json!("code")
-            ],
+            shown,
+            json!([
+                true,
+                true,
+                "Renvoyer un code",
+                {"send": 5, "verify": 0},
+                1,
+                true,
+                "code"
+            ]),
             "{page}"
         );
-        // The one code sent is typed in; its answer is cut short, and the
-        // retry finds the number verified.
+        // The one code sent is typed in; its answers are cut short, and
+        // the retry gets the first verdict.
         let code = code_in(&gateway.deliver().await);
         b.fill("code", &code).await;
         b.click("#verify-code").await;
@@ -3982,7 +3990,9 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
             .eval(
                 "return [document.getElementById('verify-done').textContent,
                          document.getElementById('form-verify').getClientRects().length === 0,
-                         window.posts, document.getElementById('announce').textContent,
+                         window.posts, new Set(window.keys.verify).size,
+                         window.keys.verify[0] !== window.keys.send[0],
+                         document.getElementById('announce').textContent,
                          document.getElementById('announce-error').textContent]",
             )
             .await;
@@ -3991,10 +4001,10 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
         } else {
             "Numéro +33612345678 vérifié : votre agent prend ses appels."
         };
-        // Said to screen readers, and the refusal said before is gone.
+        // Said to screen readers, and nothing said of the lost answers.
         assert_eq!(
             done,
-            json!([text, true, {"send": 2, "verify": 2}, text, ""]),
+            json!([text, true, {"send": 5, "verify": 5}, 1, true, text, ""]),
             "{page}"
         );
         if page == "dashboard" {
@@ -4002,21 +4012,96 @@ async fn a_code_whose_answer_was_lost_is_typed_and_verified_after_the_retry() {
         }
     }
     b.quit().await;
-    // One code sent per session, each verified.
+    // One code sent per session, each verified at its first check.
     let conn = server.read_db();
-    let verifications: Vec<(String, String, i64)> = conn
-        .prepare("SELECT session_id, status, sends FROM phone_verifications ORDER BY created_at")
+    let verifications: Vec<(String, String, i64, i64)> = conn
+        .prepare(
+            "SELECT session_id, status, sends, attempts FROM phone_verifications ORDER BY created_at",
+        )
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(
         verifications,
         [
-            (id.as_str().unwrap().to_string(), "verified".to_string(), 1),
-            (dashboard, "verified".to_string(), 1)
+            (
+                id.as_str().unwrap().to_string(),
+                "verified".to_string(),
+                1,
+                0
+            ),
+            (dashboard, "verified".to_string(), 1, 0)
         ]
+    );
+}
+
+/// A send refused as too soon because a code went out that the page does
+/// not know of (sent from another tab) brings back the field of that code,
+/// with the refusal; that code is then verified. On the wizard's page and
+/// on the dashboard's.
+#[tokio::test]
+async fn a_code_sent_from_another_tab_brings_its_field_back_with_the_refusal() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let b = browser(&server, 1280).await;
+    to_the_verification(&b).await;
+    let id = row(&server, "onboarding_sessions")["id"].clone();
+    let id = id.as_str().unwrap().to_string();
+    let dashboard =
+        completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    for (page, session) in [("wizard", &id), ("dashboard", &dashboard)] {
+        if page == "dashboard" {
+            open_dashboard(&b, &dashboard).await;
+            b.until("the dashboard", "!document.getElementById('panels').hidden")
+                .await;
+        }
+        let elsewhere = server
+            .post(&session_path(session, "phone/verification"), "{}")
+            .await;
+        assert_eq!(elsewhere.status, 201, "{}", elsewhere.body);
+        b.click("#send-code").await;
+        b.until(
+            "the code field",
+            "!document.getElementById('form-verify').hidden && !document.getElementById('send-error').hidden",
+        )
+        .await;
+        let shown = b
+            .eval(
+                "return [document.getElementById('send-error').textContent,
+                         document.getElementById('send-code').textContent,
+                         document.getElementById('send-code').getAttribute('aria-disabled'),
+                         document.activeElement.id]",
+            )
+            .await;
+        let refusal = shown[0].as_str().unwrap_or_else(|| panic!("{shown}"));
+        assert!(
+            refusal.starts_with(
+                "Un code vient d'être envoyé : vous pourrez en demander un autre dans "
+            ) && refusal.contains(" Détail : a code was sent "),
+            "{page}: {shown}"
+        );
+        assert_eq!(
+            shown.as_array().unwrap()[1..],
+            [json!("Renvoyer un code"), json!("true"), json!("code")],
+            "{page}"
+        );
+        verify_typed(&b, &code_in(&gateway.deliver().await)).await;
+    }
+    b.quit().await;
+    let conn = server.read_db();
+    let sends: Vec<(String, i64)> = conn
+        .prepare("SELECT status, sends FROM phone_verifications ORDER BY created_at")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        sends,
+        [("verified".to_string(), 1), ("verified".to_string(), 1)]
     );
 }
 

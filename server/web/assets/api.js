@@ -43,8 +43,8 @@ export const serverNow = () => Date.now() + serverOffsetMs;
  *
  * `retries` is how many more attempts a failure worth retrying gets: the
  * steps are safe to send twice (a step edits its data, a second completion
- * answers the first one's result), a verification code is not, so its
- * callers pass 0. `headers`: more request headers (a create's
+ * answers the first one's result); a code's send and its check are not, and
+ * go through `postOnce`. `headers`: more request headers (an
  * `Idempotency-Key`).
  */
 export async function request(method, path, body, { retries = 3, headers = {} } = {}) {
@@ -119,6 +119,37 @@ export const isMissingRoute = (error) =>
 export function newIdempotencyKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The `Idempotency-Key` of each call sent whose answer has not come (a
+ * network failure, retries spent), by path: the same body sent again to
+ * the same path ("Réessayer") goes under the same key.
+ */
+const unanswered = new Map();
+
+/**
+ * A POST not safe to send twice (a code's send, a code's check), under an
+ * `Idempotency-Key`: its retries, and a "Réessayer" of the same body after
+ * they were spent, get the first answer if the first request ran (a code
+ * goes out once, a wrong code counts once). Once the server has answered,
+ * the next call is a new one (a resend, a code typed again), with a new key.
+ */
+export async function postOnce(path, body) {
+  const text = JSON.stringify(body);
+  let call = unanswered.get(path);
+  if (!call || call.text !== text) {
+    call = { text, key: newIdempotencyKey() };
+    unanswered.set(path, call);
+  }
+  try {
+    const answer = await post(path, body, { headers: { 'Idempotency-Key': call.key } });
+    unanswered.delete(path);
+    return answer;
+  } catch (error) {
+    if (!(error instanceof NetworkError)) unanswered.delete(path);
+    throw error;
+  }
 }
 
 /** Where the pages keep the session id: the onboarding's only credential. */

@@ -14,7 +14,7 @@ import {
   CHANNEL_LABELS,
   GENDER_LABELS,
   get,
-  post,
+  postOnce,
   sessionPath,
   isMissingRoute,
 } from './api.js';
@@ -237,11 +237,11 @@ async function sendCode() {
   const channel = document.querySelector('input[name="channel"]:checked');
   let sent;
   try {
-    sent = await post(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {}, { retries: 0 });
+    sent = await postOnce(sessionPath(id, 'phone/verification'), channel ? { channel: channel.value } : {});
   } catch (error) {
     holdAfterRefusal(error);
-    // Too soon: a code went out that this page may not know of (a send
-    // whose answer was lost, then "Réessayer"). The session says which,
+    // Too soon: a code went out that this page does not know of (sent
+    // from another tab, or before a reload). The session says which,
     // and its code field comes back with the refusal.
     if (error instanceof ApiError && error.status === 429) {
       const known = !$('form-verify').hidden;
@@ -250,7 +250,7 @@ async function sendCode() {
       // of leaves the focus by "Renvoyer", beside the refusal).
       if (!known && !$('phone-verify').hidden && !$('form-verify').hidden) $('code').focus();
     }
-    // Verified already (by a code whose answer was lost): shown so.
+    // Verified already (from another tab): shown so.
     if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
       const mapping = await showSavedVerification();
       if (mapping && mapping.status === 'verified') {
@@ -287,10 +287,10 @@ async function showSavedVerification() {
 async function verifyCode() {
   let answer;
   try {
-    answer = await post(sessionPath(id, 'phone/verify'), { code: typedCode($('code').value) }, { retries: 0 });
+    answer = await postOnce(sessionPath(id, 'phone/verify'), { code: typedCode($('code').value) });
   } catch (error) {
-    // Verified already: by this very code, whose answer was lost before
-    // "Réessayer". The number as the session has it now is shown.
+    // Verified already: from another tab, or by this very code typed
+    // there. The number as the session has it now is shown.
     if (!(error instanceof ApiError) || error.status !== 409 || !ALREADY_VERIFIED.test(error.message)) throw error;
     const mapping = await showSavedVerification();
     if (!mapping || mapping.status !== 'verified') throw error;

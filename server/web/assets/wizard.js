@@ -16,6 +16,7 @@ import {
   GENDER_LABELS,
   get,
   post,
+  postOnce,
   sessionPath,
   isMissingRoute,
   newIdempotencyKey,
@@ -983,7 +984,7 @@ function prepareVerification() {
 async function sendCode() {
   let sent;
   try {
-    sent = await post(sessionPath(state.id, 'phone/verification'), { channel: checked('channel') }, { retries: 0 });
+    sent = await postOnce(sessionPath(state.id, 'phone/verification'), { channel: checked('channel') });
   } catch (error) {
     if (isMissingRoute(error)) {
       $('verify-unavailable').hidden = false;
@@ -992,8 +993,8 @@ async function sendCode() {
       return;
     }
     holdAfterRefusal(error);
-    // Too soon: a code went out that this page may not know of (a send
-    // whose answer was lost, then "Réessayer"). The session says which,
+    // Too soon: a code went out that this page does not know of (sent
+    // from another tab, or before a reload). The session says which,
     // and its code field comes back with the refusal.
     if (error instanceof ApiError && error.status === 429) {
       const known = !$('form-verify').hidden;
@@ -1002,7 +1003,7 @@ async function sendCode() {
       // of leaves the focus by "Renvoyer", beside the refusal).
       if (!known && shown && shown.status === 'pending') $('code').focus();
     }
-    // Verified already (by a code whose answer was lost): shown so.
+    // Verified already (from another tab): shown so.
     if (await verifiedMeanwhile(error)) return;
     throw error;
   }
@@ -1042,8 +1043,8 @@ async function showSavedVerification() {
 }
 
 /**
- * Whether `error` says the number is verified already (a code whose
- * answer was lost, then "Réessayer" or "Renvoyer") and the session, read
+ * Whether `error` says the number is verified already (from another tab,
+ * by the code this page was sent) and the session, read
  * again, shows it so, verified state and focus on "Suivant". Otherwise the
  * refusal is the caller's to show.
  */
@@ -1058,10 +1059,10 @@ async function verifiedMeanwhile(error) {
 async function verifyCode() {
   let answer;
   try {
-    answer = await post(sessionPath(state.id, 'phone/verify'), { code: typedCode(value('code')) }, { retries: 0 });
+    answer = await postOnce(sessionPath(state.id, 'phone/verify'), { code: typedCode(value('code')) });
   } catch (error) {
-    // Verified already: by this very code, whose answer was lost before
-    // "Réessayer".
+    // Verified already: from another tab, or by this very code typed
+    // there.
     if (await verifiedMeanwhile(error)) return;
     if (!(error instanceof ApiError) || !DEAD_CODE.test(error.message)) throw error;
     $('form-verify').hidden = true;
