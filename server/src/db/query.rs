@@ -450,13 +450,14 @@ pub(super) fn error_text(err: &rusqlite::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Query;
+    use super::{Arg, Query};
 
     #[test]
     fn a_payload_is_an_object_or_absent() {
         let complete = |payload: Option<&str>| Query::Complete {
             session_id: "onb_1".into(),
             payload: payload.map(str::to_string),
+            client_key: None,
         };
         for payload in [None, Some("{}"), Some(" {\"a\": [1]} "), Some("{\"a\":{}}")] {
             assert!(complete(payload).payload_is_object(), "{payload:?}");
@@ -465,5 +466,56 @@ mod tests {
             assert!(!complete(Some(payload)).payload_is_object(), "{payload:?}");
         }
         assert!(Query::Health.payload_is_object());
+    }
+
+    /// A client's `Idempotency-Key` is its call's key on either backend:
+    /// the file's, which sends none of its own, and a cluster's, whose
+    /// retry after a commit of unknown outcome then sends the client's, so
+    /// that the client's own retry finds the answer kept under it.
+    #[test]
+    fn a_clients_key_stands_in_for_the_backends() {
+        const CLIENT: &str = "5b0e8a1c-2f43-4c5e-9a7d-0c1b2d3e4f50";
+        let key = || Some(CLIENT.to_string());
+        let writers = [
+            Query::Step {
+                session_id: "onb_1".into(),
+                step: "business",
+                payload: None,
+                client_key: key(),
+            },
+            Query::Complete {
+                session_id: "onb_1".into(),
+                payload: None,
+                client_key: key(),
+            },
+            Query::PhoneSend {
+                session_id: "onb_1".into(),
+                payload: None,
+                ip_address: "192.0.2.1".into(),
+                client_key: key(),
+            },
+            Query::PhoneVerify {
+                session_id: "onb_1".into(),
+                payload: None,
+                client_key: key(),
+            },
+        ];
+        for query in &writers {
+            for backend in [None, Some("0123456789abcdef0123456789abcdef")] {
+                let (sql, args) = query.statement(backend);
+                assert_eq!(args.last(), Some(&Arg::Text(Some(CLIENT))), "{sql}");
+                let keyed = Query::KEYED_FORMS
+                    .iter()
+                    .any(|(name, n)| sql == format!("SELECT {name}({})", placeholders(*n)));
+                assert!(keyed, "{sql}");
+            }
+        }
+    }
+
+    fn placeholders(n: u32) -> String {
+        (1..=n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

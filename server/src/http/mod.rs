@@ -278,7 +278,7 @@ async fn dispatch(
         Endpoint::Step(_) | Endpoint::Complete | Endpoint::PhoneSend | Endpoint::PhoneVerify => {
             match idempotency_key(&req) {
                 Ok(key) => key,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             }
         }
         _ => None,
@@ -469,7 +469,7 @@ async fn create(
     limited: &mut Option<u64>,
 ) -> Result<Query, Reply> {
     // Refused before the limit counts the create.
-    let key = idempotency_key(&req)?;
+    let key = idempotency_key(&req).map_err(|reply| *reply)?;
     if let Some(limiter) = &app.create_limiter {
         if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
             // A create retried with its key (its answer was lost) is owed
@@ -525,15 +525,16 @@ const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("ide
 /// The request's `Idempotency-Key`, if it has one: 16 to 64 visible ASCII
 /// characters (a UUID, say: short keys repeat), given once (with two,
 /// which one a retry would send cannot be known). It becomes the library's
-/// request key (a create's prefixed with the client's address).
-fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Reply> {
+/// request key (a create's prefixed with the client's address). Refused:
+/// the 422 naming the header.
+fn idempotency_key(req: &Request<Incoming>) -> Result<Option<String>, Box<Reply>> {
     let refused = |message: &str| {
-        error(
+        Box::new(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
             message,
             Some("Idempotency-Key"),
-        )
+        ))
     };
     let mut keys = req.headers().get_all(IDEMPOTENCY_KEY).iter();
     let Some(key) = keys.next() else {
@@ -843,6 +844,75 @@ mod tests {
         );
         let reply = sql_error("near \"SELEC\": syntax error");
         assert_eq!(reply.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// The library's refusals of a request key are told as the client
+    /// knows them: its header, its routes.
+    #[tokio::test]
+    async fn a_key_refused_by_the_library_is_told_as_the_clients_header() {
+        const KEY: &str = "'5b0e8a1c-2f43-4c5e-9a7d-0c1b2d3e4f50'";
+        let cases = [
+            (
+                "onboarding_step",
+                "with another payload",
+                "with another body: a new request",
+            ),
+            (
+                "onboarding_complete",
+                "for another session",
+                "for another session: a new request",
+            ),
+            (
+                "onboarding_phone_verify",
+                "by onboarding_step('kb')",
+                "for the kb step: a new request",
+            ),
+            (
+                "onboarding_step",
+                "by onboarding_complete",
+                "for the completion: a new request",
+            ),
+            (
+                "onboarding_phone_verify",
+                "by onboarding_phone_send",
+                "for a code send (phone/verification): a new request",
+            ),
+            (
+                "onboarding_phone_send",
+                "by onboarding_phone_verify",
+                "for a code check (phone/verify): a new request",
+            ),
+            (
+                "onboarding_create",
+                "with another payload",
+                "with another body: a new create",
+            ),
+            (
+                "onboarding_create_kept",
+                "with another payload",
+                "with another body: a new create",
+            ),
+        ];
+        for (function, used, told) in cases {
+            let reply = sql_error(&format!(
+                "{function}: conflict: request_key {KEY} was already used {used}"
+            ));
+            assert_eq!(reply.status(), StatusCode::CONFLICT);
+            assert_eq!(
+                body_text(reply).await,
+                format!(
+                    r#"{{"success":false,"error":"Idempotency-Key was already used {told} needs a new key","code":"conflict"}}"#
+                ),
+                "{function} {used}"
+            );
+        }
+        // A function the server does not name stays as the library said it.
+        let said = format!("request_key {KEY} was already used by onboarding_other");
+        let reply = sql_error(&format!("onboarding_step: conflict: {said}"));
+        assert_eq!(
+            body_text(reply).await,
+            format!(r#"{{"success":false,"error":"{said}","code":"conflict"}}"#)
+        );
     }
 
     #[tokio::test]
