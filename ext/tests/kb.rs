@@ -826,13 +826,14 @@ fn a_callers_question_finds_the_contact_details_and_cut_3_gets_them_again() {
             "SELECT terms FROM kb_chunks_index WHERE terms LIKE 'inform%'",
         )
     };
-    let cut_4 = [[
-        r#"Text("inform pratiqu inform pratiqu boulanger martin 3 plac march 35000 ren 02 99 12 34 56 boulanger martin fr telephon email adress adress")"#,
+    let cut_now = [[
+        r#"Text("inform pratiqu inform pratiqu boulanger martin 3 plac march 35000 ren 02 99 12 34 56 boulanger martin fr telephon 0299123456 email adress adress")"#,
     ]];
-    assert_eq!(terms(), cut_4);
+    assert_eq!(terms(), cut_now);
     db.conn
         .execute_batch(
-            "UPDATE kb_chunks_index SET terms = replace(terms, ' telephon email adress adress', '')
+            "UPDATE kb_chunks_index
+                SET terms = replace(terms, ' telephon 0299123456 email adress adress', '')
               WHERE terms LIKE 'inform%';
              UPDATE kb_documents SET cut = 3;",
         )
@@ -842,8 +843,86 @@ fn a_callers_question_finds_the_contact_details_and_cut_3_gets_them_again() {
         assert_eq!(recut(&db).unwrap()["failed"], json!(null));
     }
     assert_eq!(recut(&db).unwrap()["recut"], json!(null));
-    assert_eq!(terms(), cut_4);
+    assert_eq!(terms(), cut_now);
     assert_eq!(first("quelle est votre adresse ?"), address);
+}
+
+/// A telephone number is found however the question writes it, and
+/// however the page does (cut 6): its digits, run together or not, with
+/// the country code or not. A document stored by cut 5 gets this when it
+/// is cut again.
+#[test]
+fn a_telephone_number_is_found_however_it_is_written_and_cut_5_gets_it_again() {
+    let db = Db::memory();
+    let docs = json!({"method":"documents","documents":[
+        {"title":"Commandes","content":"Commandez vos gâteaux 72 heures à l'avance, \
+          en boutique ou par téléphone. Commande n°4512 livrée le samedi."},
+        {"title":"Informations pratiques","content":"Boulangerie Martin\n\n\
+          3 place du Marché, 35000 Rennes – 02 99 12 34 56\n\nbonjour@boulangerie-martin.fr"},
+        {"title":"Urgences","content":"Le week-end, appelez le +33 (0)6 12 34 56 78."},
+        {"title":"Tarifs","content":TARIFS}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let found = |q: &str| {
+        let found = kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
+        found["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["title"].clone(), r["snippet"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let shop = (
+        json!("Informations pratiques"),
+        json!("3 place du Marché, 35000 Rennes – 02 99 12 34 56"),
+    );
+    for question in [
+        "0299123456",
+        "02 99 12 34 56",
+        "02.99.12.34.56",
+        "+33 2 99 12 34 56",
+        "+33299123456",
+        "à qui est le 0299123456 ?",
+    ] {
+        assert_eq!(found(question).first(), Some(&shop), "{question}");
+    }
+    let weekend = (
+        json!("Urgences"),
+        json!("Le week-end, appelez le +33 (0)6 12 34 56 78."),
+    );
+    for question in ["06 12 34 56 78", "+33 6 12 34 56 78"] {
+        assert_eq!(found(question).first(), Some(&weekend), "{question}");
+    }
+    // Run together, the number is one term: the pages holding it alone,
+    // not those sharing a pair of its digits (12 34 56).
+    for question in ["0612345678", "+33612345678"] {
+        assert_eq!(found(question), std::slice::from_ref(&weekend), "{question}");
+    }
+    assert_eq!(found("0799887766"), []);
+    // The entry as cut 5 made it: the number's digits are no term.
+    let terms = || {
+        rows(
+            &db.conn,
+            "SELECT terms FROM kb_chunks_index WHERE terms LIKE 'urgenc%'",
+        )
+    };
+    let cut_now =
+        [[r#"Text("urgenc urgenc week end appel 33 0 6 12 34 56 78 telephon 0612345678")"#]];
+    assert_eq!(terms(), cut_now);
+    db.conn
+        .execute_batch(
+            "UPDATE kb_chunks_index SET terms = replace(terms, ' 0612345678', '')
+              WHERE terms LIKE 'urgenc%';
+             UPDATE kb_documents SET cut = 5;",
+        )
+        .unwrap();
+    assert_eq!(found("0612345678"), []);
+    for _ in 0..4 {
+        assert_eq!(recut(&db).unwrap()["failed"], json!(null));
+    }
+    assert_eq!(recut(&db).unwrap()["recut"], json!(null));
+    assert_eq!(terms(), cut_now);
+    assert_eq!(found("0612345678"), [weekend]);
 }
 
 /// Two salons with the same words, each completed with its documents.

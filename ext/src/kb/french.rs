@@ -554,7 +554,8 @@ thread_local! {
 }
 
 /// The terms of a text to index, in order, stop words left out, then
-/// those its contact details are asked by ([`contact_terms`]).
+/// those its contact details are asked by ([`contact_terms`]), each
+/// telephone number's followed by its digits as one term ([`dialled`]).
 pub fn index_terms(text: &str) -> String {
     let mut out = String::with_capacity(text.len() / 2);
     KNOWN.with_borrow_mut(|known| {
@@ -580,11 +581,13 @@ pub fn index_terms(text: &str) -> String {
             }
         }
     });
-    for term in contact_terms(text) {
-        if !out.is_empty() {
-            out.push(' ');
+    for contact in contact_spans(text) {
+        for term in std::iter::once(contact.term).chain(contact.number.as_deref()) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(term);
         }
-        out.push_str(term);
     }
     out
 }
@@ -595,12 +598,53 @@ pub fn index_terms(text: &str) -> String {
 /// 35000 Rennes – 02 99 12 34 56", and a caller asks "quelle est votre
 /// adresse ?" or "votre numéro de téléphone ?": no word of the question is
 /// on the page.
+#[cfg(test)]
 fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
-    contact_spans(text).into_iter().map(|(_, term)| term)
+    contact_spans(text).into_iter().map(|contact| contact.term)
 }
 
-/// Where each contact detail of `text` starts, and its term: telephone
-/// numbers, then email addresses, then postal addresses, each in order.
+/// A contact detail of a text.
+pub(super) struct Contact {
+    /// Where it starts in the text.
+    pub at: usize,
+    /// The term it is asked by: `telephon`, `email` or `adress`.
+    pub term: &'static str,
+    /// A telephone number's digits as one dials them ([`dialled`]).
+    pub number: Option<String>,
+}
+
+/// A telephone number as one term: its digits as dialled from France, so
+/// that every way of writing one number meets on one term, and on the
+/// word of a number written run together: `02 99 12 34 56`,
+/// `02.99.12.34.56` and `+33 (0)2 99 12 34 56` are all `0299123456`, a
+/// question's `0299123456` or `+33299123456` asks for any of them. A
+/// number of another country keeps its code (`+44 20 7946 0958` is
+/// `442079460958`, as `+442079460958` is written). `None` for digits of
+/// another script, which no question typed in ASCII digits would meet.
+fn dialled(telephone: &str) -> Option<String> {
+    let written = telephone.replace("(0)", "");
+    let digits: String = written.chars().filter(char::is_ascii_digit).collect();
+    if written
+        .chars()
+        .any(|c| c.is_numeric() && !c.is_ascii_digit())
+    {
+        return None;
+    }
+    let international = written.trim_start_matches(['(', ' ']).starts_with('+');
+    let digits = match digits.strip_prefix("0033") {
+        Some(national) => format!("0{national}"),
+        None if international => match digits.strip_prefix("33") {
+            Some(national) => format!("0{national}"),
+            None => digits,
+        },
+        None => digits,
+    };
+    Some(digits)
+}
+
+/// The contact details of `text`, with where each starts and its term:
+/// telephone numbers, then email addresses, then postal addresses, each in
+/// order.
 ///
 /// The patterns are narrow on purpose: a page's prices, references,
 /// legal numbers and hours must not read as an address or a telephone,
@@ -611,7 +655,7 @@ fn contact_terms(text: &str) -> impl Iterator<Item = &'static str> + '_ {
 /// "10000 Euros", "45000 KM"), and a way whose name is also a word
 /// ("place", "cours", "passage") counts only with a postcode on its line
 /// ("1 place VIP" and "3 cours de Yoga" are none).
-pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
+pub(super) fn contact_spans(text: &str) -> Vec<Contact> {
     struct Patterns {
         telephone: Regex,
         email: Regex,
@@ -719,7 +763,7 @@ pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
                 p.telephone
                     .find_iter(line)
                     .filter(|m| !another_group(m.end()))
-                    .map(|m| start + m.start()),
+                    .map(|m| (start + m.start(), dialled(m.as_str()))),
             );
         }
         if mail {
@@ -752,9 +796,20 @@ pub(super) fn contact_spans(text: &str) -> Vec<(usize, &'static str)> {
             }));
         }
     }
-    let tagged =
-        |spans: Vec<usize>, term: &'static str| spans.into_iter().map(move |at| (at, term));
-    tagged(telephones, telephone)
+    let tagged = |spans: Vec<usize>, term: &'static str| {
+        spans.into_iter().map(move |at| Contact {
+            at,
+            term,
+            number: None,
+        })
+    };
+    telephones
+        .into_iter()
+        .map(|(at, number)| Contact {
+            at,
+            term: telephone,
+            number,
+        })
         .chain(tagged(emails, email))
         .chain(tagged(streets, address))
         .chain(tagged(postcodes, address))
@@ -770,6 +825,12 @@ pub fn query_terms(question: &str) -> Vec<String> {
             terms.push(t);
         }
     };
+    // A telephone number asked for in any of its written forms: its
+    // digits as one term, as the pages' numbers are indexed.
+    let numbers: Vec<String> = contact_spans(question)
+        .into_iter()
+        .filter_map(|contact| contact.number)
+        .collect();
     for word in words(question) {
         if let Some(more) = synonyms(&word) {
             more.iter()
@@ -784,6 +845,7 @@ pub fn query_terms(question: &str) -> Vec<String> {
             }
         }
     }
+    numbers.into_iter().for_each(add);
     terms
 }
 
@@ -1113,7 +1175,7 @@ mod tests {
         // After the text's own terms.
         assert_eq!(
             index_terms("3 place du Marché, 35000 Rennes – 02 99 12 34 56"),
-            "3 plac march 35000 ren 02 99 12 34 56 telephon adress adress"
+            "3 plac march 35000 ren 02 99 12 34 56 telephon 0299123456 adress adress"
         );
         assert_eq!(
             index_terms("écrivez à contact@salon-lea.fr"),
@@ -1182,6 +1244,50 @@ mod tests {
         ] {
             assert_eq!(contact_terms(text).collect::<Vec<_>>(), terms, "{text}");
         }
+    }
+
+    #[test]
+    fn a_telephone_number_is_one_term_however_it_is_written() {
+        let numbers = |text: &str| -> Vec<String> {
+            contact_spans(text)
+                .into_iter()
+                .filter_map(|contact| contact.number)
+                .collect()
+        };
+        for (written, number) in [
+            ("02 99 12 34 56", "0299123456"),
+            ("02.99.12.34.56", "0299123456"),
+            ("02/99/12/34/56", "0299123456"),
+            ("02-99-12-34-56", "0299123456"),
+            ("02\u{a0}99\u{a0}12\u{a0}34\u{a0}56", "0299123456"),
+            ("Tél. : +33 (0)6 12 34 56 78", "0612345678"),
+            ("(+33) 6 12 34 56 78", "0612345678"),
+            ("0033 6 12 34 56 78", "0612345678"),
+            ("+33612345678", "0612345678"),
+            ("0 800 123 456", "0800123456"),
+            ("0805 12 34 56", "0805123456"),
+            ("+44 20 7946 0958", "442079460958"),
+        ] {
+            assert_eq!(numbers(written), [number], "{written}");
+        }
+        // A digit of another script inside: a telephone still, but no
+        // number (a question typed in ASCII digits would not meet it).
+        assert_eq!(
+            contact_terms("02 99 1٢ 34 56").collect::<Vec<_>>(),
+            ["telephon"]
+        );
+        assert_eq!(numbers("02 99 1٢ 34 56"), Vec::<String>::new());
+        // Asked in any form: the number's term after the words'.
+        assert_eq!(query_terms("0299123456"), ["0299123456"]);
+        assert_eq!(
+            query_terms("02 99 12 34 56 ?"),
+            ["02", "99", "12", "34", "56", "0299123456"]
+        );
+        assert_eq!(query_terms("+33299123456"), ["33299123456", "0299123456"]);
+        assert_eq!(
+            query_terms("le +33 (0)2 99 12 34 56"),
+            ["33", "0", "2", "99", "12", "34", "56", "0299123456"]
+        );
     }
 
     #[test]

@@ -613,8 +613,13 @@ fn opening(line: &str, terms: &[String], room: usize) -> usize {
         .map(|w| w.as_ptr() as usize - line.as_ptr() as usize);
     let contact = contact_spans(text)
         .into_iter()
-        .filter(|(_, term)| terms.iter().any(|t| t == term))
-        .map(|(at, _)| sentence.start + at);
+        .filter(|contact| {
+            let number = contact.number.as_deref();
+            terms
+                .iter()
+                .any(|t| t == contact.term || Some(t.as_str()) == number)
+        })
+        .map(|contact| sentence.start + contact.at);
     if let Some(at) = word.into_iter().chain(contact).min() {
         if line[from..at].chars().count() + LEAD_CHARS > room {
             // A few words before the term, from the start of a word.

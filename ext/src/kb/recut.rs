@@ -301,8 +301,8 @@ mod tests {
         assert_eq!(
             (CUT, fingerprint().as_str()),
             (
-                5,
-                "de629aba5a598026df6058f32d0774d8ad000b0cf7b007966647498fe587cca5"
+                6,
+                "7ef85664360cbd6465894b0c3d9bad1925fde86ba98eb646af32bd1d3b4ebab3"
             )
         );
     }
