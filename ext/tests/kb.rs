@@ -896,7 +896,11 @@ fn a_telephone_number_is_found_however_it_is_written_and_cut_5_gets_it_again() {
     // Run together, the number is one term: the pages holding it alone,
     // not those sharing a pair of its digits (12 34 56).
     for question in ["0612345678", "+33612345678"] {
-        assert_eq!(found(question), std::slice::from_ref(&weekend), "{question}");
+        assert_eq!(
+            found(question),
+            std::slice::from_ref(&weekend),
+            "{question}"
+        );
     }
     assert_eq!(found("0799887766"), []);
     // The entry as cut 5 made it: the number's digits are no term.

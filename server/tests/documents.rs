@@ -139,6 +139,30 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
             "{path}"
         );
     }
+    // A parameter given twice: which one was meant cannot be known. A
+    // parameter the route does not read may repeat.
+    let search = session_path(&s, "kb/search");
+    for (path, name) in [
+        (format!("{search}?q=coupe&q=horaires"), "q"),
+        (format!("{search}?q=coupe&limit=1&limit=2"), "limit"),
+        (
+            format!("/api/v1/kb/structure?session_id={s}&session_id={s}"),
+            "session_id",
+        ),
+    ] {
+        let twice = server.get(&path).await;
+        assert_eq!(
+            (twice.status, twice.json()),
+            (
+                422,
+                json!({"success": false, "error": format!("{name} is given more than once; send one"), "code": "invalid_field", "field": name})
+            ),
+            "{path}"
+        );
+    }
+    let other = server.get(&format!("{search}?utm=a&q=coupe&utm=b")).await;
+    let plain = server.get(&format!("{search}?q=coupe")).await;
+    assert_eq!((other.status, &other.body), (200, &plain.body));
     let unknown = server
         .get(&format!(
             "{}?q=coupe",

@@ -6,18 +6,34 @@ use serde_json::{json, Map, Value};
 use crate::db::Query;
 use crate::routes::Endpoint;
 
-/// The query string's parameters (the last one wins on a repeat).
-fn params(query: Option<&str>) -> Map<String, Value> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-        .collect()
+/// The query string's parameters that `known` names. One of them given
+/// twice (`?q=a&q=b`) is refused, named: which one the client meant cannot
+/// be known. Others are left alone, as an unknown field of a body is not.
+fn params(query: Option<&str>, known: &[&str]) -> Result<Map<String, Value>, String> {
+    let mut params = Map::new();
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !known.contains(&name.as_ref()) {
+            continue;
+        }
+        if params.contains_key(name.as_ref()) {
+            return Err(name.into_owned());
+        }
+        params.insert(name.into_owned(), Value::String(value.into_owned()));
+    }
+    Ok(params)
 }
 
 /// The one query of a knowledge-base route. A missing parameter binds
 /// NULL or leaves its field out, and the library's own error names it.
-pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Query {
-    let mut params = params(query);
-    match endpoint {
+/// Refused: the parameter given more than once.
+pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Result<Query, String> {
+    let known: &[&str] = match endpoint {
+        Endpoint::KbStructure => &["session_id"],
+        Endpoint::KbSearch => &["q", "limit"],
+        _ => &[],
+    };
+    let mut params = params(query, known)?;
+    Ok(match endpoint {
         Endpoint::KbGet => Query::KbGet {
             session_id: Some(session_id),
         },
@@ -45,5 +61,5 @@ pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Que
                 payload: payload.to_string(),
             }
         }
-    }
+    })
 }

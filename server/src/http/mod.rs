@@ -377,7 +377,17 @@ async fn dispatch(
         Endpoint::Health => Query::Health,
         Endpoint::OpenApi => return json(StatusCode::OK, app.openapi.clone()),
         Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
-            kb::query(endpoint, id, req.uri().query())
+            match kb::query(endpoint, id, req.uri().query()) {
+                Ok(query) => query,
+                Err(name) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_field",
+                        &format!("{name} is given more than once; send one"),
+                        Some(&name),
+                    )
+                }
+            }
         }
         Endpoint::Web(asset) => return crate::web::reply(asset, req.headers()),
     };
