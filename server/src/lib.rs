@@ -244,6 +244,7 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
             config.code_sends_per_ip,
             std::time::Duration::from_secs(3600),
         ),
+        code_send_keys: limit::ChargedKeys::new(std::time::Duration::from_secs(3600)),
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,
         outbox_wake: config

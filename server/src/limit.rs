@@ -199,6 +199,53 @@ impl<K: Hash + Eq> RateLimiter<K> {
     }
 }
 
+/// The keyed requests a limit has counted lately: a request sent again
+/// under its `Idempotency-Key` is answered its first answer and does
+/// nothing more, so it is counted once. Keys are forgotten after `window`
+/// (the limit's), or when the request was given back.
+pub struct ChargedKeys {
+    window: Duration,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl ChargedKeys {
+    pub fn new(window: Duration) -> ChargedKeys {
+        ChargedKeys {
+            window,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` is counted for the first time at `now` (it is then
+    /// remembered): `false` for a request sent again within the window.
+    pub fn first(&self, key: &str, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.window)
+        {
+            return false;
+        }
+        if seen.len() >= PRUNE_AT {
+            let window = self.window;
+            seen.retain(|_, at| now.saturating_duration_since(*at) < window);
+            // Still full of live keys (a flood of fresh ones): forgotten,
+            // at worst a retry among them counts again.
+            if seen.len() >= PRUNE_AT {
+                seen.clear();
+            }
+        }
+        seen.insert(key.to_string(), now);
+        true
+    }
+
+    /// `key`'s request was given back: sent again, it counts again.
+    pub fn forget(&self, key: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +310,35 @@ mod tests {
         let later = t0 + Duration::from_secs(5);
         assert_eq!(limiter.check("::2".parse().unwrap(), later), Ok(()));
         assert_eq!(limiter.state.lock().unwrap().next.len(), 1);
+    }
+
+    #[test]
+    fn a_key_counts_once_per_window_and_again_once_forgotten() {
+        let keys = ChargedKeys::new(Duration::from_secs(3600));
+        let t0 = Instant::now();
+        assert!(keys.first("a", t0));
+        assert!(!keys.first("a", t0 + Duration::from_secs(3599)));
+        assert!(keys.first("b", t0));
+        assert!(keys.first("a", t0 + Duration::from_secs(3600)));
+        keys.forget("b");
+        assert!(keys.first("b", t0 + Duration::from_secs(1)));
+        // Bounded: when full, the expired keys go; if none has, all do.
+        let len = |keys: &ChargedKeys| keys.seen.lock().unwrap().len();
+        for later in [3600, 1] {
+            let keys = ChargedKeys::new(Duration::from_secs(3600));
+            for n in 0..PRUNE_AT {
+                assert!(keys.first(&n.to_string(), t0));
+            }
+            assert_eq!(len(&keys), PRUNE_AT);
+            assert!(keys.first("late", t0 + Duration::from_secs(later)));
+            assert_eq!(len(&keys), 1, "{later}");
+        }
+        let keys = ChargedKeys::new(Duration::from_secs(3600));
+        for n in 0..PRUNE_AT - 1 {
+            keys.first(&n.to_string(), t0);
+        }
+        keys.first("fresh", t0 + Duration::from_secs(3599));
+        assert!(keys.first("late", t0 + Duration::from_secs(3600)));
+        assert_eq!(len(&keys), 2, "the fresh key and the late one");
     }
 }

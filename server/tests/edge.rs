@@ -492,6 +492,72 @@ async fn code_sends_are_limited_per_address_whatever_the_session_and_number() {
     assert_eq!(queued, ["+33612345671", "+33612345672"]);
 }
 
+/// A keyed send sent again (its answer lost) is answered its first send and
+/// sends nothing: it counts once against the address's limit, even past
+/// it. A keyed send the library refuses is given back, and counts again
+/// when sent again.
+#[tokio::test]
+async fn a_keyed_send_sent_again_counts_once_against_the_address_limit() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.code_sends_per_ip = 2;
+    let server = TestServer::start(config, dir).await;
+    let session = |phone: &'static str, email: &'static str| {
+        let server = &server;
+        async move {
+            let created = server.post(CREATE, "{}").await;
+            let id = created.json()["session_id"].as_str().unwrap().to_string();
+            let business = NO_ACCOUNT
+                .replace("0612345678", phone)
+                .replace("taken@example.fr", email);
+            let saved = server.post(&session_path(&id, "business"), &business).await;
+            assert_eq!(saved.status, 200, "{}", saved.body);
+            id
+        }
+    };
+    let send = |id: String, key: Option<&'static str>| {
+        let addr = server.addr;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+            request(
+                addr,
+                "POST",
+                &session_path(&id, "phone/verification"),
+                &headers,
+                b"{}",
+            )
+            .await
+        }
+    };
+    const KEY: &str = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    // Refused by the library (a foreign number), given back: twice.
+    let foreign = session("+44 20 7946 0958", "f@example.fr").await;
+    for _ in 0..2 {
+        assert_eq!(send(foreign.clone(), Some(KEY)).await.status, 422);
+    }
+    let first = session("06 12 34 56 71", "a@example.fr").await;
+    let sent = send(first.clone(), Some(KEY)).await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    for _ in 0..3 {
+        let again = send(first.clone(), Some(KEY)).await;
+        assert_eq!((again.status, &again.body), (201, &sent.body));
+    }
+    let second = session("06 12 34 56 72", "b@example.fr").await;
+    assert_eq!(send(second, None).await.status, 201);
+    // The limit is spent (two codes sent): a new send is refused, the
+    // first one sent again still answered.
+    let third = session("06 12 34 56 73", "c@example.fr").await;
+    assert_eq!(send(third, None).await.status, 429);
+    let again = send(first, Some(KEY)).await;
+    assert_eq!((again.status, &again.body), (201, &sent.body));
+    let queued: i64 = server
+        .read_db()
+        .query_row("SELECT count(*) FROM outbox_messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 2);
+}
+
 /// "Email already used" is an answer that tells whether an address holds an
 /// account: limited per session and per client address.
 #[tokio::test]

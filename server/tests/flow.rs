@@ -304,9 +304,11 @@ async fn catalogues_health_and_openapi_are_served_verbatim() {
 /// lost) answer their first answer and write nothing more, whichever client
 /// address the retry comes from: a step its progress, a send its code (not
 /// a second one, nor the 60 s spacing's 429), a wrong code its one count, a
-/// completion its first result. The key is one call's: with another body,
-/// on another route or for another session it is refused, naming the
-/// header; a key outside the rule is refused before anything is read.
+/// completion its first result. The key is one call's: with another body
+/// or on another route it is refused, naming the header. Keys are per
+/// session: another session's call under the same key is a call of its
+/// own, and an unknown session hears nothing of the key. A key outside the
+/// rule is refused before anything is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sessions_writers_sent_again_with_their_idempotency_key_answer_their_first_answer() {
     let (mut config, dir) = temp_config();
@@ -432,26 +434,35 @@ async fn a_sessions_writers_sent_again_with_their_idempotency_key_answer_their_f
     let plain = server.post(&session_path(&id, "complete"), "").await;
     assert_eq!(plain.json()["already_completed"], true);
 
-    // Another session's call under a key of this one's.
+    // Another session's call under a key of this one's: its own call.
     let other = server.post("/api/v1/onboarding/session", "{}").await;
     let other_id = other.json()["session_id"].as_str().unwrap().to_string();
+    let other_business = BUSINESS.replace("contact@entreprise.fr", "accueil@autre.fr");
     let reply = request(
         server.addr,
         "POST",
         &session_path(&other_id, "business"),
         &[("Idempotency-Key", STEP_KEY)],
-        BUSINESS.as_bytes(),
+        other_business.as_bytes(),
     )
     .await;
-    refused(
-        &reply,
-        409,
-        "Idempotency-Key was already used for another session: a new request needs a new key",
-        None,
+    assert_eq!(
+        (reply.status, reply.json()["session_id"].as_str()),
+        (200, Some(other_id.as_str()))
     );
+    // An unknown session: 404, whatever the key was used for.
+    let unknown = request(
+        server.addr,
+        "POST",
+        &session_path("onb_0123456789abcdef", "complete"),
+        &[("Idempotency-Key", STEP_KEY)],
+        b"",
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
     assert_eq!(
         count(&server, "SELECT count(*) FROM onboarding_call_replies"),
-        4,
+        5,
         "one kept answer per keyed call that wrote"
     );
 
@@ -483,14 +494,14 @@ async fn a_sessions_writers_sent_again_with_their_idempotency_key_answer_their_f
     }
     assert_eq!(
         count(&server, "SELECT count(*) FROM onboarding_call_replies"),
-        4
+        5
     );
     assert_eq!(
         count(
             &server,
             &format!("SELECT current_step FROM onboarding_sessions WHERE id = '{other_id}'")
         ),
-        1
+        2
     );
     server.stop().await;
 }

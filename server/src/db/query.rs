@@ -34,11 +34,10 @@ pub enum Query {
         session_id: String,
         step: &'static str,
         payload: Option<String>,
-        /// The client's `Idempotency-Key`: the keyed form then answers the
-        /// call's first answer again. As a create's, it stands in for a
-        /// backend's own key; unlike a create's it is not scoped to the
-        /// client's address (a retry may come from another network): the
-        /// library keeps it to one call of one session.
+        /// The client's `Idempotency-Key`, scoped to the session (see
+        /// `http::session_key`): the keyed form then answers the call's
+        /// first answer again. As a create's, it stands in for a backend's
+        /// own key.
         client_key: Option<String>,
     },
     /// `SELECT onboarding_complete(?1, ?2)`.

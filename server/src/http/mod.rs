@@ -103,6 +103,8 @@ pub struct App {
     /// number (see `--code-sends-per-ip`); a send the library refuses is
     /// given back.
     pub code_sends_by_ip: Option<RateLimiter>,
+    /// The keyed sends that limit counted: sent again, counted once.
+    pub code_send_keys: crate::limit::ChargedKeys,
     pub proxies: TrustedProxies,
     /// The OpenAPI document with this server's address.
     pub openapi: Bytes,
@@ -277,7 +279,7 @@ async fn dispatch(
     let client_key = match endpoint {
         Endpoint::Step(_) | Endpoint::Complete | Endpoint::PhoneSend | Endpoint::PhoneVerify => {
             match idempotency_key(&req) {
-                Ok(key) => key,
+                Ok(key) => key.map(|key| session_key(&id, &key)),
                 Err(reply) => return *reply,
             }
         }
@@ -414,9 +416,24 @@ async fn dispatch(
     };
     // Counted before the call, so that sends made at once cannot all pass
     // a check none of them had counted; given back below when refused.
+    // A keyed send sent again (its answer lost) is answered its first
+    // send and sends nothing: counted once.
+    let send_key = match &query {
+        Query::PhoneSend {
+            client_key: Some(key),
+            ..
+        } => Some(key.clone()),
+        _ => None,
+    };
+    let send_key = send_key.as_deref();
     let code_send = match (endpoint, &app.code_sends_by_ip) {
-        (Endpoint::PhoneSend, Some(limiter)) => {
+        (Endpoint::PhoneSend, Some(limiter))
+            if send_key.is_none_or(|key| app.code_send_keys.first(key, Instant::now())) =>
+        {
             if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
+                if let Some(key) = send_key {
+                    app.code_send_keys.forget(key);
+                }
                 return rate_limited(CODE_SENDS_LIMITED, wait);
             }
             Some(limiter)
@@ -438,6 +455,9 @@ async fn dispatch(
     // cluster that lost its quorum) may still go out, and stays counted.
     if let (Some(limiter), Err(Failure::Sql(_) | Failure::Busy(_))) = (code_send, &answered) {
         limiter.refund(&limited_as(client));
+        if let Some(key) = send_key {
+            app.code_send_keys.forget(key);
+        }
     }
     let taken = matches!(&answered, Err(Failure::Sql(text)) if is_email_taken(text));
     if let Some(answer) = email_answer {
@@ -519,6 +539,25 @@ async fn create(
             client_key,
         },
     })
+}
+
+/// The library's request key for a session writer's `Idempotency-Key`:
+/// the SHA-256 of the session id and the key, in hex (64 characters, within
+/// the library's 128 whatever the path's id). Scoped to the session, so
+/// that a key tells nothing of another session (the library keeps keys for
+/// every session in one table: unscoped, a call to any id, a session or
+/// not, would hear which route of which session used a key), and a client
+/// whose keys repeat across sessions (a counter) blocks nobody else's. Not
+/// to the client's address, as a create's is: a retry may come from
+/// another network, and the session id already names its client.
+fn session_key(session_id: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(session_id.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The 429 of a code send past the address's limit.
@@ -866,11 +905,6 @@ mod tests {
                 "onboarding_step",
                 "with another payload",
                 "with another body: a new request",
-            ),
-            (
-                "onboarding_complete",
-                "for another session",
-                "for another session: a new request",
             ),
             (
                 "onboarding_phone_verify",

@@ -41,11 +41,12 @@ fn client_field<'a>(function: &str, field: &'a str) -> &'a str {
 
 /// A refusal as the client knows its cause. A writer's `Idempotency-Key`
 /// reaches the library as its request key (a create's prefixed with the
-/// client's address): a key the library refuses to answer for, the client
-/// is told about its header and its routes, which it knows, not about the
-/// library's argument and functions. The server sends no key of its own
-/// that the library could refuse: a dqlite backend's are random, one per
-/// call.
+/// client's address, a session writer's hashed with its session): a key
+/// the library refuses to answer for, the client is told about its header
+/// and its routes, which it knows, not about the library's argument and
+/// functions. The server sends no key of its own that the library could
+/// refuse: a dqlite backend's are random, one per call. ("for another
+/// session" cannot reach a client: its keys are scoped.)
 fn client_detail<'a>(function: &str, detail: &'a str) -> Cow<'a, str> {
     let Some(used) = detail
         .strip_prefix("request_key ")
@@ -57,7 +58,6 @@ fn client_detail<'a>(function: &str, detail: &'a str) -> Cow<'a, str> {
     let create = matches!(function, "onboarding_create" | "onboarding_create_kept");
     let what = match used {
         "with another payload" => "with another body".to_string(),
-        "for another session" if !create => used.to_string(),
         by => match by.strip_prefix("by ").and_then(route_of) {
             Some(route) if !create => format!("for {route}"),
             _ => return Cow::Borrowed(detail),
