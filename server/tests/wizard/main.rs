@@ -4037,6 +4037,68 @@ async fn a_code_whose_answers_were_lost_goes_out_once_and_is_verified_after_the_
     );
 }
 
+/// The key of a send whose answers were lost is kept for its "Réessayer"
+/// only until another write is done: after the phone was changed on the
+/// business step, the same click is a new send for the new number (here
+/// refused: the session's sends are 60 s apart), not the lost one's answer
+/// again, which would show a code sent to the old number as sent.
+#[tokio::test]
+async fn a_lost_sends_key_goes_once_another_step_is_saved() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    to_the_verification(&b).await;
+    b.eval(LOSE_THE_FIRST_ANSWERS).await;
+    b.click("#send-code").await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    for (from, to) in [
+        ("verification", "appointments"),
+        ("appointments", "kb"),
+        ("kb", "phone"),
+        ("phone", "channels"),
+        ("channels", "business"),
+    ] {
+        b.click(&format!("#step-{from} .back")).await;
+        b.step(to).await;
+    }
+    b.fill("phone", "06 12 34 56 99").await;
+    for (button, to) in [
+        ("#business-next", "channels"),
+        ("#channels-next", "phone"),
+        ("#phone-next", "kb"),
+        ("#kb-next", "appointments"),
+        ("#appointments-next", "verification"),
+    ] {
+        b.click(button).await;
+        b.step(to).await;
+    }
+    b.click("#send-code").await;
+    b.until(
+        "the refusal",
+        "!document.getElementById('send-error').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [window.posts.send, new Set(window.keys.send).size,
+                     document.getElementById('send-error').textContent.startsWith(\"Un code vient d'être envoyé\"),
+                     document.getElementById('form-verify').hidden]"
+        )
+        .await,
+        json!([5, 2, true, true])
+    );
+    b.quit().await;
+    // One verification, the old number's, cancelled by the new phone: one
+    // message, to the old number.
+    let verification = row(&server, "phone_verifications");
+    assert_eq!(
+        (&verification["phone_number"], &verification["status"]),
+        (&json!("+33612345678"), &json!("cancelled"))
+    );
+    assert_eq!(row(&server, "outbox_messages")["recipient"], "+33612345678");
+}
+
 /// A send refused as too soon because a code went out that the page does
 /// not know of (sent from another tab) brings back the field of that code,
 /// with the refusal; that code is then verified. On the wizard's page and

@@ -73,7 +73,12 @@ export async function request(method, path, body, { retries = 3, headers = {} } 
       json = null;
     }
     if (response.ok) {
-      if (json !== null && typeof json === 'object') return json;
+      if (json !== null && typeof json === 'object') {
+        // A write done: what a call still unanswered would do has changed
+        // (another number saved, a code verified), so its key goes.
+        if (method !== 'GET') unanswered.clear();
+        return json;
+      }
       // Every success of the API is a JSON object: a success without one
       // is an answer cut short (the connection dropped mid-way). What was
       // asked may have been done, or not, so it is a network failure,
@@ -124,9 +129,16 @@ export function newIdempotencyKey() {
 /**
  * The `Idempotency-Key` of each call sent whose answer has not come (a
  * network failure, retries spent), by path: the same body sent again to
- * the same path ("Réessayer") goes under the same key.
+ * the same path ("Réessayer") goes under the same key, for a minute, and
+ * until another write is done. Later, or after another write (a new phone
+ * number saved), the same click is a new call: its first answer would say
+ * what no longer holds (a code sent to the old number, or one a resend
+ * has replaced since the 60 s spacing).
  */
 const unanswered = new Map();
+
+/** How long a call's key is kept for its "Réessayer": the sends' spacing. */
+const KEY_KEPT_MS = 60 * 1000;
 
 /**
  * A POST not safe to send twice (a code's send, a code's check), under an
@@ -138,15 +150,15 @@ const unanswered = new Map();
 export async function postOnce(path, body) {
   const text = JSON.stringify(body);
   let call = unanswered.get(path);
-  if (!call || call.text !== text) {
-    call = { text, key: newIdempotencyKey() };
+  if (!call || call.text !== text || Date.now() - call.at > KEY_KEPT_MS) {
+    call = { text, key: newIdempotencyKey(), at: Date.now() };
     unanswered.set(path, call);
   }
   try {
-    const answer = await post(path, body, { headers: { 'Idempotency-Key': call.key } });
-    unanswered.delete(path);
-    return answer;
+    // Answered, it is a write done: `request` forgets every key.
+    return await post(path, body, { headers: { 'Idempotency-Key': call.key } });
   } catch (error) {
+    // Refused: answered too, the next click is a new call.
     if (!(error instanceof NetworkError)) unanswered.delete(path);
     throw error;
   }
