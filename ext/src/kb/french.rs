@@ -616,30 +616,45 @@ pub(super) struct Contact {
 /// A telephone number as one term: its digits as dialled from France, so
 /// that every way of writing one number meets on one term, and on the
 /// word of a number written run together: `02 99 12 34 56`,
-/// `02.99.12.34.56` and `+33 (0)2 99 12 34 56` are all `0299123456`, a
-/// question's `0299123456` or `+33299123456` asks for any of them. A
-/// number of another country keeps its code (`+44 20 7946 0958` is
+/// `02.99.12.34.56`, `+33 (0)2 99 12 34 56` and `+33 02 99 12 34 56` (a
+/// common slip) are all `0299123456`, a question's `0299123456` or
+/// `+33299123456` asks for any of them. So are the overseas departments'
+/// (`+262 692 12 34 56` is `0692123456`, as Réunion writes it). A number
+/// of another country keeps its code (`+44 20 7946 0958` is
 /// `442079460958`, as `+442079460958` is written). `None` for digits of
 /// another script, which no question typed in ASCII digits would meet.
+///
+/// Ten digits run together are no telephone on a page (as often an order
+/// or a reference number: see [`contact_spans`]), but they are a word, and
+/// a question for the number finds that word too.
 fn dialled(telephone: &str) -> Option<String> {
+    /// The country codes dialled from France as a 0: France's and its
+    /// overseas departments' (the plans the library's phone validation
+    /// reads, `validate::french_plan` and `national_region`).
+    const DIALLED_AS_0: [&str; 5] = ["33", "262", "590", "594", "596"];
     let written = telephone.replace("(0)", "");
-    let digits: String = written.chars().filter(char::is_ascii_digit).collect();
     if written
         .chars()
         .any(|c| c.is_numeric() && !c.is_ascii_digit())
     {
         return None;
     }
+    let digits: String = written.chars().filter(char::is_ascii_digit).collect();
     let international = written.trim_start_matches(['(', ' ']).starts_with('+');
-    let digits = match digits.strip_prefix("0033") {
-        Some(national) => format!("0{national}"),
-        None if international => match digits.strip_prefix("33") {
-            Some(national) => format!("0{national}"),
-            None => digits,
-        },
-        None => digits,
+    let number = match digits.strip_prefix("00") {
+        Some(number) => number,
+        None if international => &digits,
+        None => return Some(digits),
     };
-    Some(digits)
+    for code in DIALLED_AS_0 {
+        if let Some(national) = number.strip_prefix(code) {
+            let national = national.strip_prefix('0').unwrap_or(national);
+            if national.len() == 9 {
+                return Some(format!("0{national}"));
+            }
+        }
+    }
+    Some(number.to_string())
 }
 
 /// The contact details of `text`, with where each starts and its term:
@@ -1266,7 +1281,15 @@ mod tests {
             ("+33612345678", "0612345678"),
             ("0 800 123 456", "0800123456"),
             ("0805 12 34 56", "0805123456"),
+            ("+33 06 12 34 56 78", "0612345678"),
+            ("+262 692 12 34 56", "0692123456"),
+            ("+262 262 12 34 56", "0262123456"),
+            ("+590 590 12 34 56", "0590123456"),
+            ("+594 694 12 34 56", "0694123456"),
+            ("+596 596 12 34 56", "0596123456"),
+            ("02 62 12 34 56", "0262123456"),
             ("+44 20 7946 0958", "442079460958"),
+            ("+263 77 123 4567", "263771234567"),
         ] {
             assert_eq!(numbers(written), [number], "{written}");
         }
