@@ -135,3 +135,48 @@ async fn origin_note_flow_through_the_loaded_extension() {
     assert_eq!(rows(&db, "omnichannel_campaigns").len(), 0);
     assert_eq!(rows(&db, "kb_crawl_jobs")[0]["url"], "https://mon-site.fr/");
 }
+
+/// An `--extension` older than this server, lacking a form it calls (here a
+/// stub with `onboarding_migrate` alone, built by the C compiler against
+/// SQLite's headers, which `libsqlite3-dev` installs), is refused at start,
+/// naming what it lacks: each such call would otherwise be a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
+    let (mut config, dir) = temp_config();
+    let source = dir.path().join("stub.c");
+    std::fs::write(
+        &source,
+        "#include <sqlite3ext.h>\n\
+         SQLITE_EXTENSION_INIT1\n\
+         static void migrate(sqlite3_context *c, int n, sqlite3_value **v) { sqlite3_result_int(c, 15); }\n\
+         int sqlite3_extension_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {\n\
+           SQLITE_EXTENSION_INIT2(api);\n\
+           return sqlite3_create_function(db, \"onboarding_migrate\", 0, SQLITE_UTF8, 0, migrate, 0, 0);\n\
+         }\n",
+    )
+    .unwrap();
+    let stub = dir.path().join("libstub.so");
+    let (built, log) = output_of(
+        std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&stub)
+            .arg(&source),
+    );
+    assert!(
+        built,
+        "cc (with libsqlite3-dev's sqlite3ext.h) is needed: {log}"
+    );
+    config.extension = Some(stub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = onboarding_server::run(listener, config, std::future::pending()).await;
+    assert_eq!(
+        refused,
+        Err(format!(
+            "--extension {} lacks onboarding_create/4, onboarding_step/4, onboarding_complete/3, \
+             onboarding_phone_send/4, onboarding_phone_verify/3, onboarding_kb_prepare/1, \
+             onboarding_kb_recut/0, onboarding_create_kept/2, which this server calls (build \
+             this source's with `make loadable`)",
+            stub.display()
+        ))
+    );
+}

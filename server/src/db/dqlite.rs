@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use dqlite_wire::{connect_leader, Conn, Error, Value};
 use onboarding::Env;
 
-use super::query::{Arg, Backend, Failure, Outcome, Query};
+use super::query::{missing_forms_sql, Arg, Backend, Failure, Outcome, Query};
 
 /// How long a batch keeps looking for a leader (or waiting out a busy
 /// one) before its calls are answered 503: an election takes 1-3 s.
@@ -688,34 +688,10 @@ fn request_key() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A query answering the forms this backend calls that the engine lacks
-/// (the keyed ones, `onboarding_step/4, …`, `onboarding_kb_prepare/1`
-/// before a completion, the idle crawler's `onboarding_kb_recut/0`, and
-/// `onboarding_create_kept/2` for a keyed create past the address's
-/// limit), or NULL when it has them all.
-fn missing_forms_sql() -> String {
-    let forms: Vec<String> = Query::KEYED_FORMS
-        .iter()
-        .chain(&[
-            ("onboarding_kb_prepare", 1),
-            ("onboarding_kb_recut", 0),
-            ("onboarding_create_kept", 2),
-        ])
-        .map(|(name, args)| format!("('{name}', {args})"))
-        .collect();
-    format!(
-        "WITH needed(name, narg) AS (VALUES {}) \
-         SELECT group_concat(name || '/' || narg, ', ') FROM needed \
-         WHERE NOT EXISTS (SELECT 1 FROM pragma_function_list AS f \
-                           WHERE f.name = needed.name AND f.narg = needed.narg)",
-        forms.join(", ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{cast_to_text, missing_forms_sql, not_leader};
-    use crate::db::query::Query;
+    use super::{cast_to_text, not_leader};
+    use crate::db::query::{missing_forms_sql, Query};
     use dqlite_wire::Error;
 
     /// A node that answers it is not the leader appended nothing: a COMMIT

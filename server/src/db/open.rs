@@ -11,7 +11,7 @@ use rusqlite::{Connection, LoadExtensionGuard, OpenFlags};
 
 use super::checkpoint::{Checkpointer, WAL_SIZE_LIMIT_BYTES};
 use super::gather;
-use super::query::error_text;
+use super::query::{error_text, missing_forms_sql};
 use super::syncer::LogFailure;
 use crate::config::{Synchronous, WalCheckpoint};
 
@@ -77,6 +77,21 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
     let statements = functions(&conn, options)?;
     conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
         .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
+    // An `--extension` older than this server can lack a form it calls
+    // (a client's Idempotency-Key calls the keyed ones): every such call
+    // would fail with "wrong number of arguments", as a 500.
+    if let Some(so) = &options.extension {
+        let missing: Option<String> = conn
+            .query_row(&missing_forms_sql(), [], |r| r.get(0))
+            .map_err(|e| format!("cannot list the functions of {path}: {}", error_text(&e)))?;
+        if let Some(missing) = missing {
+            return Err(format!(
+                "--extension {} lacks {missing}, which this server calls (build this \
+                 source's with `make loadable`)",
+                so.display()
+            ));
+        }
+    }
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);

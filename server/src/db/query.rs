@@ -447,6 +447,30 @@ pub(super) fn error_text(err: &rusqlite::Error) -> String {
     }
 }
 
+/// A query answering the forms the server calls that the engine lacks
+/// (the keyed ones, `onboarding_step/4, …`, `onboarding_kb_prepare/1`
+/// before a completion, the idle crawler's `onboarding_kb_recut/0`, and
+/// `onboarding_create_kept/2` for a keyed create past the address's
+/// limit), or NULL when it has them all.
+pub(super) fn missing_forms_sql() -> String {
+    let forms: Vec<String> = Query::KEYED_FORMS
+        .iter()
+        .chain(&[
+            ("onboarding_kb_prepare", 1),
+            ("onboarding_kb_recut", 0),
+            ("onboarding_create_kept", 2),
+        ])
+        .map(|(name, args)| format!("('{name}', {args})"))
+        .collect();
+    format!(
+        "WITH needed(name, narg) AS (VALUES {}) \
+         SELECT group_concat(name || '/' || narg, ', ') FROM needed \
+         WHERE NOT EXISTS (SELECT 1 FROM pragma_function_list AS f \
+                           WHERE f.name = needed.name AND f.narg = needed.narg)",
+        forms.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Arg, Query};
