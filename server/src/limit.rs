@@ -216,16 +216,26 @@ impl ChargedKeys {
         }
     }
 
-    /// Whether `key` is counted for the first time at `now` (it is then
-    /// remembered): `false` for a request sent again within the window.
-    pub fn first(&self, key: &str, now: Instant) -> bool {
+    /// Counts `key`'s request at `now` with `count` (the limit's check),
+    /// unless it was counted within the window: `Ok(true)` counted now,
+    /// `Ok(false)` counted before (a request sent again), `Err` the
+    /// limit's refusal, after which the key is not remembered. One lock
+    /// across the check: a duplicate sent at once waits for the first's
+    /// count, and never passes on a count that was refused.
+    pub fn charge(
+        &self,
+        key: &str,
+        now: Instant,
+        count: impl FnOnce() -> Result<(), u64>,
+    ) -> Result<bool, u64> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen
             .get(key)
             .is_some_and(|at| now.saturating_duration_since(*at) < self.window)
         {
-            return false;
+            return Ok(false);
         }
+        count()?;
         if seen.len() >= PRUNE_AT {
             let window = self.window;
             seen.retain(|_, at| now.saturating_duration_since(*at) < window);
@@ -236,7 +246,7 @@ impl ChargedKeys {
             }
         }
         seen.insert(key.to_string(), now);
-        true
+        Ok(true)
     }
 
     /// `key`'s request was given back: sent again, it counts again.
@@ -316,29 +326,39 @@ mod tests {
     fn a_key_counts_once_per_window_and_again_once_forgotten() {
         let keys = ChargedKeys::new(Duration::from_secs(3600));
         let t0 = Instant::now();
-        assert!(keys.first("a", t0));
-        assert!(!keys.first("a", t0 + Duration::from_secs(3599)));
-        assert!(keys.first("b", t0));
-        assert!(keys.first("a", t0 + Duration::from_secs(3600)));
+        let first = |keys: &ChargedKeys, key: &str, at: Instant| keys.charge(key, at, || Ok(()));
+        assert_eq!(first(&keys, "a", t0), Ok(true));
+        assert_eq!(first(&keys, "a", t0 + Duration::from_secs(3599)), Ok(false));
+        assert_eq!(first(&keys, "b", t0), Ok(true));
+        assert_eq!(first(&keys, "a", t0 + Duration::from_secs(3600)), Ok(true));
         keys.forget("b");
-        assert!(keys.first("b", t0 + Duration::from_secs(1)));
+        assert_eq!(first(&keys, "b", t0 + Duration::from_secs(1)), Ok(true));
+        // Refused by the limit: not remembered, counted when sent again.
+        assert_eq!(keys.charge("c", t0, || Err(60)), Err(60));
+        assert_eq!(first(&keys, "c", t0), Ok(true));
         // Bounded: when full, the expired keys go; if none has, all do.
         let len = |keys: &ChargedKeys| keys.seen.lock().unwrap().len();
         for later in [3600, 1] {
             let keys = ChargedKeys::new(Duration::from_secs(3600));
             for n in 0..PRUNE_AT {
-                assert!(keys.first(&n.to_string(), t0));
+                assert_eq!(first(&keys, &n.to_string(), t0), Ok(true));
             }
             assert_eq!(len(&keys), PRUNE_AT);
-            assert!(keys.first("late", t0 + Duration::from_secs(later)));
+            assert_eq!(
+                first(&keys, "late", t0 + Duration::from_secs(later)),
+                Ok(true)
+            );
             assert_eq!(len(&keys), 1, "{later}");
         }
         let keys = ChargedKeys::new(Duration::from_secs(3600));
         for n in 0..PRUNE_AT - 1 {
-            keys.first(&n.to_string(), t0);
+            first(&keys, &n.to_string(), t0).unwrap();
         }
-        keys.first("fresh", t0 + Duration::from_secs(3599));
-        assert!(keys.first("late", t0 + Duration::from_secs(3600)));
+        first(&keys, "fresh", t0 + Duration::from_secs(3599)).unwrap();
+        assert_eq!(
+            first(&keys, "late", t0 + Duration::from_secs(3600)),
+            Ok(true)
+        );
         assert_eq!(len(&keys), 2, "the fresh key and the late one");
     }
 }

@@ -139,7 +139,9 @@ async fn origin_note_flow_through_the_loaded_extension() {
 /// An `--extension` older than this server, lacking a form it calls (here a
 /// stub with `onboarding_migrate` alone, built by the C compiler against
 /// SQLite's headers, which `libsqlite3-dev` installs), is refused at start,
-/// naming what it lacks: each such call would otherwise be a 500.
+/// naming what it lacks, before it migrates anything (the stub's migration
+/// fails, and is not what is said): each such call would otherwise be a
+/// 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
     let (mut config, dir) = temp_config();
@@ -148,7 +150,9 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
         &source,
         "#include <sqlite3ext.h>\n\
          SQLITE_EXTENSION_INIT1\n\
-         static void migrate(sqlite3_context *c, int n, sqlite3_value **v) { sqlite3_result_int(c, 15); }\n\
+         static void migrate(sqlite3_context *c, int n, sqlite3_value **v) {\n\
+           sqlite3_result_error(c, \"the stub was asked to migrate\", -1);\n\
+         }\n\
          int sqlite3_extension_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {\n\
            SQLITE_EXTENSION_INIT2(api);\n\
            return sqlite3_create_function(db, \"onboarding_migrate\", 0, SQLITE_UTF8, 0, migrate, 0, 0);\n\

@@ -235,6 +235,7 @@ mod tests {
                  contact@salon-lea.fr, +33 (0)6 12 34 56 78. 1 place de parking.",
                 // What the contact patterns read or refuse, one of each.
                 "(+33) 6 12 34 56 78, 0 800 123 456, 02/99/12/34/56, 0612345678. \
+                 +262 692 12 34 56, +33 06 12 34 56 79, +44 20 7946 0958. \
                  12B rue Nationale, 12 Av Foch, 3 cours de Yoga, 1 place VIP.\n\
                  75011, Paris\n- 15000 Clients satisfaits\nSIRET 123 456 789 00019 RCS Lyon\n\
                  capital de 10000 Euros ; 09.00-12.00 14.00-19.00 ; logo@2x.png",
@@ -302,7 +303,7 @@ mod tests {
             (CUT, fingerprint().as_str()),
             (
                 6,
-                "7ef85664360cbd6465894b0c3d9bad1925fde86ba98eb646af32bd1d3b4ebab3"
+                "6b52cfc2c8771f6ca388d5f9a259b8a8e94bbe24727a0aee7b9db039c4555dd7"
             )
         );
     }

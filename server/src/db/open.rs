@@ -75,11 +75,10 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
     ))
     .map_err(|e| format!("cannot configure {path}: {e}"))?;
     let statements = functions(&conn, options)?;
-    conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
-        .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
     // An `--extension` older than this server can lack a form it calls
     // (a client's Idempotency-Key calls the keyed ones): every such call
-    // would fail with "wrong number of arguments", as a 500.
+    // would fail with "wrong number of arguments", as a 500. Refused
+    // before it migrates anything.
     if let Some(so) = &options.extension {
         let missing: Option<String> = conn
             .query_row(&missing_forms_sql(), [], |r| r.get(0))
@@ -92,6 +91,8 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
             ));
         }
     }
+    conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);

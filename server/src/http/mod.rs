@@ -427,16 +427,18 @@ async fn dispatch(
     };
     let send_key = send_key.as_deref();
     let code_send = match (endpoint, &app.code_sends_by_ip) {
-        (Endpoint::PhoneSend, Some(limiter))
-            if send_key.is_none_or(|key| app.code_send_keys.first(key, Instant::now())) =>
-        {
-            if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
-                if let Some(key) = send_key {
-                    app.code_send_keys.forget(key);
-                }
-                return rate_limited(CODE_SENDS_LIMITED, wait);
+        (Endpoint::PhoneSend, Some(limiter)) => {
+            let now = Instant::now();
+            let count = || limiter.check(limited_as(client), now);
+            let counted = match send_key {
+                Some(key) => app.code_send_keys.charge(key, now, count),
+                None => count().map(|()| true),
+            };
+            match counted {
+                Ok(true) => Some(limiter),
+                Ok(false) => None,
+                Err(wait) => return rate_limited(CODE_SENDS_LIMITED, wait),
             }
-            Some(limiter)
         }
         _ => None,
     };
@@ -453,7 +455,15 @@ async fn dispatch(
     };
     // A send refused is given back; one whose commit is unconfirmed (a
     // cluster that lost its quorum) may still go out, and stays counted.
-    if let (Some(limiter), Err(Failure::Sql(_) | Failure::Busy(_))) = (code_send, &answered) {
+    // A keyed one only when the library refused it: a duplicate sent at
+    // once passed on its count, and, were a busy database free by its
+    // turn, would send uncounted.
+    let given_back = match &answered {
+        Err(Failure::Sql(_)) => true,
+        Err(Failure::Busy(_)) => send_key.is_none(),
+        _ => false,
+    };
+    if let (Some(limiter), true) = (code_send, given_back) {
         limiter.refund(&limited_as(client));
         if let Some(key) = send_key {
             app.code_send_keys.forget(key);

@@ -537,8 +537,17 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         (kb.clone(), 200),
         (website_kb, 200),
         (format!("{search}?q=samedi&limit=1"), 200),
-        // `+` is a space, the default limit, the last of a repeat wins.
-        (format!("{search}?q=x&q=coupe+homme"), 200),
+        // `+` is a space, the default limit; a parameter read given twice
+        // is refused, one not read may repeat.
+        (format!("{search}?q=coupe+homme&utm=a&utm=b"), 200),
+        (format!("{search}?q=x&q=coupe+homme"), 422),
+        (
+            format!(
+                "/api/v1/kb/structure?session_id={0}&session_id={0}",
+                first.session_id
+            ),
+            422,
+        ),
         (format!("{search}?q=caf%C3%A9&limit=%2B3"), 200),
         (format!("{search}?q="), 422),
         (search.clone(), 422),

@@ -48,6 +48,7 @@ export const serverNow = () => Date.now() + serverOffsetMs;
  * `Idempotency-Key`).
  */
 export async function request(method, path, body, { retries = 3, headers = {} } = {}) {
+  const sent = Date.now();
   const init = { method, headers: { Accept: 'application/json', ...headers } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -74,9 +75,9 @@ export async function request(method, path, body, { retries = 3, headers = {} } 
     }
     if (response.ok) {
       if (json !== null && typeof json === 'object') {
-        // A write done: what a call still unanswered would do has changed
-        // (another number saved, a code verified), so its key goes.
-        if (method !== 'GET') unanswered.clear();
+        // A write done: what a call left unanswered before it would do
+        // has changed (another number saved, a code verified).
+        if (method !== 'GET') forgetKeysBefore(sent);
         return json;
       }
       // Every success of the API is a JSON object: a success without one
@@ -129,16 +130,26 @@ export function newIdempotencyKey() {
 /**
  * The `Idempotency-Key` of each call sent whose answer has not come (a
  * network failure, retries spent), by path: the same body sent again to
- * the same path ("Réessayer") goes under the same key, for a minute, and
- * until another write is done. Later, or after another write (a new phone
- * number saved), the same click is a new call: its first answer would say
- * what no longer holds (a code sent to the old number, or one a resend
- * has replaced since the 60 s spacing).
+ * the same path ("Réessayer") goes under the same key, for a minute from
+ * when the failure was shown, and until another write is done. Later, or
+ * after another write (a new phone number saved), the same click is a new
+ * call: its first answer would say what no longer holds (a code sent to
+ * the old number, or one a resend has replaced since).
  */
 const unanswered = new Map();
 
-/** How long a call's key is kept for its "Réessayer": the sends' spacing. */
+/** How long a lost call's key is kept for its "Réessayer". */
 const KEY_KEPT_MS = 60 * 1000;
+
+/**
+ * A write sent at `sent` is done: the keys of the calls left unanswered
+ * before it go; those of calls still being sent or retried stay.
+ */
+function forgetKeysBefore(sent) {
+  for (const [path, call] of unanswered) {
+    if (!call.sending && call.at < sent) unanswered.delete(path);
+  }
+}
 
 /**
  * A POST not safe to send twice (a code's send, a code's check), under an
@@ -154,13 +165,23 @@ export async function postOnce(path, body) {
     call = { text, key: newIdempotencyKey(), at: Date.now() };
     unanswered.set(path, call);
   }
+  call.sending = true;
   try {
-    // Answered, it is a write done: `request` forgets every key.
-    return await post(path, body, { headers: { 'Idempotency-Key': call.key } });
+    const answer = await post(path, body, { headers: { 'Idempotency-Key': call.key } });
+    unanswered.delete(path);
+    return answer;
   } catch (error) {
-    // Refused: answered too, the next click is a new call.
-    if (!(error instanceof NetworkError)) unanswered.delete(path);
+    if (error instanceof NetworkError) {
+      // Kept for its "Réessayer", a minute from now: the failure may have
+      // taken long to show (a connection hanging before it drops).
+      call.at = Date.now();
+    } else {
+      // Refused: answered, the next click is a new call.
+      unanswered.delete(path);
+    }
     throw error;
+  } finally {
+    call.sending = false;
   }
 }
 
