@@ -702,6 +702,18 @@ fn migration_9_computes_the_terms_of_chunks_stored_before_again() {
     );
 }
 
+/// The title and snippet of each result of the search for `q` in session
+/// `s`'s knowledge, best first.
+fn titles_and_snippets(db: &Db, s: &str, q: &str) -> Vec<(Value, Value)> {
+    let found = kb_search(db, json!({"session_id": s, "query": q})).unwrap();
+    found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["title"].clone(), r["snippet"].clone()))
+        .collect()
+}
+
 /// A caller's day meets an hours table's range of days, and a caller's
 /// "vous acceptez" a page's "Nous acceptons": the chunk that answers comes
 /// first, its snippet the line that does.
@@ -714,15 +726,7 @@ fn a_callers_day_and_verb_find_the_range_and_the_nous_that_answer() {
         {"title":"Tarifs","content":TARIFS}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
-    let search = |q: &str| {
-        let found = kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
-        found["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["title"].clone(), r["snippet"].clone()))
-            .collect::<Vec<_>>()
-    };
+    let search = |q: &str| titles_and_snippets(&db, &s, q);
     assert_eq!(
         search("vous êtes ouverts le mercredi ?"),
         [(json!("Horaires"), json!("Lun-Ven : 9h-18h"))]
@@ -863,15 +867,7 @@ fn a_telephone_number_is_found_however_it_is_written_and_cut_5_gets_it_again() {
         {"title":"Tarifs","content":TARIFS}]});
     let s = ready(&db, &docs.to_string());
     db.complete(&s).unwrap();
-    let found = |q: &str| {
-        let found = kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
-        found["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["title"].clone(), r["snippet"].clone()))
-            .collect::<Vec<_>>()
-    };
+    let found = |q: &str| titles_and_snippets(&db, &s, q);
     let shop = (
         json!("Informations pratiques"),
         json!("3 place du Marché, 35000 Rennes – 02 99 12 34 56"),

@@ -440,6 +440,19 @@ async fn account_with_taken_email(server: &TestServer) {
     assert_eq!(done.status, 200, "{}", done.body);
 }
 
+/// A new session with its business step saved, its phone `phone` and its
+/// email `email`: its id.
+async fn session_with_phone(server: &TestServer, phone: &str, email: &str) -> String {
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let business = NO_ACCOUNT
+        .replace("0612345678", phone)
+        .replace("taken@example.fr", email);
+    let saved = server.post(&session_path(&id, "business"), &business).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    id
+}
+
 /// Phone codes are limited per client address, whatever the session and
 /// the number: a script making sessions with a new number each would
 /// otherwise have a paid SMS sent per session. A send the library refuses
@@ -453,13 +466,7 @@ async fn code_sends_are_limited_per_address_whatever_the_session_and_number() {
     let send_to = |phone: &'static str, email: &'static str| {
         let server = &server;
         async move {
-            let created = server.post(CREATE, "{}").await;
-            let id = created.json()["session_id"].as_str().unwrap().to_string();
-            let business = NO_ACCOUNT
-                .replace("0612345678", phone)
-                .replace("taken@example.fr", email);
-            let saved = server.post(&session_path(&id, "business"), &business).await;
-            assert_eq!(saved.status, 200, "{}", saved.body);
+            let id = session_with_phone(server, phone, email).await;
             server
                 .post(&session_path(&id, "phone/verification"), "{}")
                 .await
@@ -502,19 +509,8 @@ async fn a_keyed_send_sent_again_counts_once_against_the_address_limit() {
     config.env = Some(pinned_env());
     config.code_sends_per_ip = 2;
     let server = TestServer::start(config, dir).await;
-    let session = |phone: &'static str, email: &'static str| {
-        let server = &server;
-        async move {
-            let created = server.post(CREATE, "{}").await;
-            let id = created.json()["session_id"].as_str().unwrap().to_string();
-            let business = NO_ACCOUNT
-                .replace("0612345678", phone)
-                .replace("taken@example.fr", email);
-            let saved = server.post(&session_path(&id, "business"), &business).await;
-            assert_eq!(saved.status, 200, "{}", saved.body);
-            id
-        }
-    };
+    let session =
+        |phone: &'static str, email: &'static str| session_with_phone(&server, phone, email);
     let send = |id: String, key: Option<&'static str>| {
         let addr = server.addr;
         async move {
