@@ -195,6 +195,9 @@ async fn futures_join(workers: Vec<tokio::task::JoinHandle<Result<(), String>>>)
 /// step.
 const LARGE_BODIES_AT_ONCE: usize = 2;
 
+/// The window of `--code-sends-per-ip`, and of the keyed sends it counted.
+const CODE_SENDS_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Everything requests share: the writer (the database opened, given its
 /// functions and migrated), the limits and the documents.
 async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String> {
@@ -240,11 +243,8 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
             config.email_taken_per_session,
             config.email_taken_window,
         ),
-        code_sends_by_ip: limit::RateLimiter::new(
-            config.code_sends_per_ip,
-            std::time::Duration::from_secs(3600),
-        ),
-        code_send_keys: limit::ChargedKeys::new(std::time::Duration::from_secs(3600)),
+        code_sends_by_ip: limit::RateLimiter::new(config.code_sends_per_ip, CODE_SENDS_WINDOW),
+        code_send_keys: limit::ChargedKeys::new(CODE_SENDS_WINDOW),
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,
         outbox_wake: config

@@ -244,7 +244,8 @@ impl Query {
                     Arg::Text(Some(step)),
                     Arg::Text(payload.as_deref()),
                 ],
-                client_key.as_deref().or(request_key),
+                client_key.as_deref(),
+                request_key,
             ),
             Query::Complete {
                 session_id,
@@ -256,7 +257,8 @@ impl Query {
                     "SELECT onboarding_complete(?1, ?2, ?3)",
                 ),
                 vec![text(session_id), Arg::Text(payload.as_deref())],
-                client_key.as_deref().or(request_key),
+                client_key.as_deref(),
+                request_key,
             ),
             Query::Get { session_id } => ("SELECT onboarding_get(?1)", vec![text(session_id)]),
             Query::PhoneSend {
@@ -274,7 +276,8 @@ impl Query {
                     Arg::Text(payload.as_deref()),
                     text(ip_address),
                 ],
-                client_key.as_deref().or(request_key),
+                client_key.as_deref(),
+                request_key,
             ),
             Query::PhoneVerify {
                 session_id,
@@ -286,7 +289,8 @@ impl Query {
                     "SELECT onboarding_phone_verify(?1, ?2, ?3)",
                 ),
                 vec![text(session_id), Arg::Text(payload.as_deref())],
-                client_key.as_deref().or(request_key),
+                client_key.as_deref(),
+                request_key,
             ),
             Query::OutboxClaim {
                 worker,
@@ -343,13 +347,15 @@ fn text(value: &str) -> Arg<'_> {
 }
 
 /// A call with a keyed form: the plain statement, or the keyed one with the
-/// key as its last argument.
+/// key as its last argument, the client's (its `Idempotency-Key`) else the
+/// backend's.
 fn keyed<'a>(
     (plain, with_key): (&'static str, &'static str),
     mut args: Vec<Arg<'a>>,
+    client_key: Option<&'a str>,
     request_key: Option<&'a str>,
 ) -> (&'static str, Vec<Arg<'a>>) {
-    match request_key {
+    match client_key.or(request_key) {
         Some(key) => {
             args.push(Arg::Text(Some(key)));
             (with_key, args)
