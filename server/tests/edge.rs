@@ -554,6 +554,39 @@ async fn a_keyed_send_sent_again_counts_once_against_the_address_limit() {
     assert_eq!(queued, 2);
 }
 
+/// A send refused for a locked database is given back to the address's
+/// limit; a keyed one is not (a duplicate sent at once may have passed on
+/// its count), and, sent again once the lock is gone, goes out on that
+/// count.
+#[tokio::test]
+async fn a_busy_send_is_given_back_unless_keyed() {
+    let (mut config, dir) = temp_config();
+    config.code_sends_per_ip = 1;
+    config.busy_timeout = Duration::from_millis(200);
+    let server = TestServer::start(config, dir).await;
+    let id = session_with_phone(&server, "06 12 34 56 71", "a@example.fr").await;
+    let path = session_path(&id, "phone/verification");
+    const KEY: &str = "8b2c3d4e-5f60-4a7b-9c8d-0e1f2a3b4c5d";
+    let keyed = || {
+        request(
+            server.addr,
+            "POST",
+            &path,
+            &[("Idempotency-Key", KEY)],
+            b"{}",
+        )
+    };
+    let locker = rusqlite::Connection::open(&server.db_path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Given back: the keyed send after it is not past the limit.
+    assert_eq!(server.post(&path, "{}").await.status, 503);
+    assert_eq!(keyed().await.status, 503);
+    locker.execute_batch("ROLLBACK").unwrap();
+    // Kept: the limit is spent, but the keyed send goes out on its count.
+    assert_eq!(server.post(&path, "{}").await.status, 429);
+    assert_eq!(keyed().await.status, 201);
+}
+
 /// "Email already used" is an answer that tells whether an address holds an
 /// account: limited per session and per client address.
 #[tokio::test]
