@@ -697,14 +697,17 @@ pub(super) fn contact_spans(text: &str) -> Vec<Contact> {
         // them all; run together only after a country code (ten digits
         // alone are as often an order or a reference number).
         let apart = r"(?:(?:SP\d{2}){4}|(?:\.\d{2}){4}|(?:-\d{2}){4}|(?:/\d{2}){4})";
+        // Three pairs after the first four digits, likewise.
+        let apart3 = r"(?:(?:SP\d{2}){3}|(?:\.\d{2}){3}|(?:-\d{2}){3}|(?:/\d{2}){3})";
         Patterns {
             // `02 99 12 34 56`, `02.99.12.34.56`, `02/99/12/34/56`,
             // `+33 (0)2 99 12 34 56`, `+33612345678`, `(+33) 6 12 34 56 78`,
-            // `0033 6 …`, `0 800 123 456`, `0805 12 34 56`; or another
-            // country's, `+44 20 7946 0958`: its code and nine digits at
-            // least.
+            // `0033 6 …`, `0 800 123 456`, `0805 12 34 56`, `0262 12 34 56`
+            // (the overseas departments group the first four); or another
+            // country's, `+44 20 7946 0958`, `(+262) 692 12 34 56`: its
+            // code and nine digits at least.
             telephone: pattern(&format!(
-                r"(?:(?-u:\B)\+33|\(\+33\)|(?-u:\b)0033)SP?(?:\(0\)SP?)?[1-9](?:(?:\d{{2}}){{4}}|{apart})(?-u:\b)|(?-u:\b)0[1-9]{apart}(?-u:\b)|(?-u:\b)0SP?[89]\d{{2}}(?:SP\d{{3}}SP\d{{3}}|SP\d{{2}}SP\d{{2}}SP\d{{2}})(?-u:\b)|(?-u:\B)\+[1-9]\d{{0,2}}(?:SP?\(0\))?(?:[ .\-]?\d){{9,13}}(?-u:\b)"
+                r"(?:(?-u:\B)\+33|\(\+33\)|(?-u:\b)0033)SP?(?:\(0\)SP?)?[1-9](?:(?:\d{{2}}){{4}}|{apart})(?-u:\b)|(?-u:\b)0[1-9]{apart}(?-u:\b)|(?-u:\b)0[1-9]\d{{2}}{apart3}(?-u:\b)|(?-u:\b)0SP?[89]\d{{2}}(?:SP\d{{3}}SP\d{{3}}|SP\d{{2}}SP\d{{2}}SP\d{{2}})(?-u:\b)|(?-u:\B)\+[1-9]\d{{0,2}}\)?(?:SP?\(0\))?(?:[ .\-]?\d){{9,13}}(?-u:\b)"
             )),
             email: pattern(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.(?P<tld>\w{2,})"),
             // A number, a kind of way, then its name: `12 rue des Lilas`,
@@ -1209,6 +1212,8 @@ mod tests {
             ("0800 123 456", &[t]),
             ("0 805 12 34 56", &[t]),
             ("0 800 00 12 34", &[t]),
+            ("0262 12 34 56", &[t]),
+            ("(+262) 692 12 34 56", &[t]),
             ("bonjour@salon.fr", &[e]),
             ("12, rue des Lilas", &[a]),
             ("12B rue Nationale", &[a]),
@@ -1243,6 +1248,9 @@ mod tests {
             ("2 Place du Cirque", &[]),
             ("12 places assises", &[]),
             ("02 99 12 34 567", &[]),
+            ("0262 12 34 567", &[]),
+            ("0262 12.34 56", &[]),
+            ("0026 12 34 56", &[]),
             ("Total : 12500\nMerci", &[]),
             // Nor ten digits run together, an image's name, a figure in a
             // list or a sentence, a list of sizes.
@@ -1288,6 +1296,11 @@ mod tests {
             ("+594 694 12 34 56", "0694123456"),
             ("+596 596 12 34 56", "0596123456"),
             ("02 62 12 34 56", "0262123456"),
+            ("0262 12 34 56", "0262123456"),
+            ("0692.12.34.56", "0692123456"),
+            ("(+262) 692 12 34 56", "0692123456"),
+            ("(+590) 690 12 34 56", "0690123456"),
+            ("(+44) 20 7946 0958", "442079460958"),
             ("+44 20 7946 0958", "442079460958"),
             ("+263 77 123 4567", "263771234567"),
         ] {

@@ -236,6 +236,7 @@ mod tests {
                 // What the contact patterns read or refuse, one of each.
                 "(+33) 6 12 34 56 78, 0 800 123 456, 02/99/12/34/56, 0612345678. \
                  +262 692 12 34 56, +33 06 12 34 56 79, +44 20 7946 0958. \
+                 (+262) 692 12 34 57, 0262 12 34 56, 0590.12.34.56. \
                  12B rue Nationale, 12 Av Foch, 3 cours de Yoga, 1 place VIP.\n\
                  75011, Paris\n- 15000 Clients satisfaits\nSIRET 123 456 789 00019 RCS Lyon\n\
                  capital de 10000 Euros ; 09.00-12.00 14.00-19.00 ; logo@2x.png",
@@ -302,8 +303,8 @@ mod tests {
         assert_eq!(
             (CUT, fingerprint().as_str()),
             (
-                6,
-                "6b52cfc2c8771f6ca388d5f9a259b8a8e94bbe24727a0aee7b9db039c4555dd7"
+                7,
+                "e7528f58cb2b5b798ca53ac93eda39ca4f62e41af7f9975815662eabe0632591"
             )
         );
     }
