@@ -185,7 +185,7 @@ async fn the_fixture_site_over_http_crawled_then_searched_in_french() {
         ("/prive/admin", "skipped", "robots_disallowed"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
-        ("/canonique-long", "failed", "report_refused"),
+        ("/adresse-longue", "failed", "report_refused"),
     ];
     let expected: Vec<(String, String, String)> = expected_skips
         .iter()
@@ -857,7 +857,7 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
         ("/prive/admin", "skipped", "robots_disallowed"),
         ("/vers-admin", "skipped", "robots_disallowed"),
         ("/x-robots", "skipped", "noindex"),
-        ("/canonique-long", "failed", "report_refused"),
+        ("/adresse-longue", "failed", "report_refused"),
     ]
     .iter()
     .map(|(u, s, r)| (u.to_string(), s.to_string(), r.to_string()))
@@ -1446,6 +1446,110 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.get("/nouvelle"), Some(&1), "{asked:?}");
     assert_eq!(asked.get("/fin"), Some(&1), "{asked:?}");
+    server.stop().await;
+}
+
+/// `/` links a page whose canonical link names a page it does not link,
+/// with the same text (`/promo-ete` → `/promotions`), one whose canonical
+/// is gone (`/ancien-tarif` → `/tarifs-2019`, a 404), and a page with a
+/// text of its own naming one `/` links after it (`/avis?page=2` →
+/// `/avis`, the second page of a list naming the first).
+fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
+    let naming = |canonical: &str, title: &str, body: &str| {
+        (
+            "200 OK",
+            String::new(),
+            format!(
+                "<html><head><title>{title}</title><link rel=canonical href=\"{canonical}\">\
+                 </head><body><main><h1>{title}</h1><p>{body}</p></main></body></html>"
+            ),
+        )
+    };
+    match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/promo-ete\">Promotions</a> \
+                 <a href=\"/ancien-tarif\">Tarifs</a> <a href=\"/avis?page=2\">Avis, suite</a> \
+                 <a href=\"/avis\">Avis</a>",
+            ),
+        ),
+        "/promo-ete" => naming(
+            "/promotions",
+            "Promotions",
+            "Moins 20 % sur les soins en juillet et en août.",
+        ),
+        "/promotions" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Promotions",
+                "Moins 20 % sur les soins en juillet et en août.",
+            ),
+        ),
+        "/ancien-tarif" => naming(
+            "/tarifs-2019",
+            "Tarifs",
+            "Coupe femme 38 euros, coupe homme 25 euros.",
+        ),
+        "/avis?page=2" => naming("/avis", "Avis, suite", "Un accueil parfait, merci à Léa."),
+        "/avis" => naming("/avis", "Avis", "Des clientes ravies de leur balayage."),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A canonical link is the site's hint, followed where its page answers
+/// with the same text: `/promo-ete` is a redirect to `/promotions`, stored
+/// and asked once. `/ancien-tarif`, whose canonical is a 404, is stored at
+/// its own address (before: under the dead one, never asked).
+/// `/avis?page=2`, with a text of its own, is stored at its own address
+/// and `/avis` at its own, asked once (before: the second page's text
+/// stored as `/avis`, whose own text was never asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canonical_link_is_followed_only_to_a_page_that_answers() {
+    let (mut server, kb, addr, asked) = crawl_tiny_site(canonicals, "a@salon-canon.fr").await;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let documents: Vec<(String, String)> = kb["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["url"].as_str().unwrap().replace(&url(""), ""),
+                d["title"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("/", "Accueil"),
+        ("/promotions", "Promotions"),
+        ("/ancien-tarif", "Tarifs"),
+        ("/avis?page=2", "Avis, suite"),
+        ("/avis", "Avis"),
+    ]
+    .map(|(u, t)| (u.to_string(), t.to_string()));
+    assert_eq!(documents, expected, "{kb}");
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": url("/promo-ete"), "depth": 1, "status": "skipped", "reason": "redirected"}])
+    );
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 6, 5, 1, 0]), "{kb}");
+    asked_once_each(
+        &asked,
+        &[
+            "/robots.txt",
+            "/sitemap.xml",
+            "/",
+            "/promo-ete",
+            "/promotions",
+            "/ancien-tarif",
+            "/tarifs-2019",
+            "/avis?page=2",
+            "/avis",
+        ],
+    );
     server.stop().await;
 }
 

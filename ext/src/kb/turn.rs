@@ -35,7 +35,7 @@ pub const MAX_GAP_MS: i64 = super::worker::MAX_SITE_WAIT_MS;
 /// The site key of the `url` field: the host without `www.`, and the port
 /// when not 80 or 443.
 fn site(f: &Fields) -> Result<String> {
-    let text = f.str("url", 2048)?;
+    let text = f.str("url", super::MAX_URL_CHARS)?;
     let url = Url::parse(text)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())

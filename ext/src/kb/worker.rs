@@ -54,6 +54,8 @@ pub const ERROR_CODES: [&str; 9] = [
 ];
 /// The longest page title a report may carry.
 pub const MAX_PAGE_TITLE_CHARS: usize = 500;
+/// The longest URL a report, a renewal or a site's turn may carry.
+pub const MAX_URL_CHARS: usize = 2048;
 
 const RETRYABLE: [&str; 3] = ["dns", "unreachable", "robots_unavailable"];
 
@@ -445,7 +447,7 @@ fn report(f: &Fields) -> Result<Report<'_>> {
         _ => {}
     }
     let page_url = |field: &str| -> Result<Option<String>> {
-        f.optional_str(field, 2048)?
+        f.optional_str(field, MAX_URL_CHARS)?
             .map(|t| {
                 Url::parse(t)
                     .map(|u| normalize(&u).to_string())
@@ -879,7 +881,7 @@ fn page_retries(f: &Fields) -> Result<Option<(&str, i64)>> {
     match (f.get("url"), f.get("retries")) {
         (None, None) => Ok(None),
         (Some(_), _) => Ok(Some((
-            f.str("url", 2048)?,
+            f.str("url", MAX_URL_CHARS)?,
             f.int("retries", 1..=MAX_PAGE_RETRIES, None)?,
         ))),
         (None, Some(_)) => Err(Error::invalid_field(

@@ -609,8 +609,9 @@ impl SiteTurns {
     /// tried again within those bounds.
     async fn take(&self, url: &Url) -> Result<(), FetchError> {
         let hold_seconds = self.hold.as_secs().clamp(1, 3600);
+        let site = site_root(url);
         let payload =
-            json!({"url": url.as_str(), "worker": self.worker, "hold_seconds": hold_seconds});
+            json!({"url": site.as_str(), "worker": self.worker, "hold_seconds": hold_seconds});
         let mut waited_for_holders = Duration::ZERO;
         loop {
             let (wait, holder) = match sql(&self.writer, KbFunction::SiteTake, payload.clone())
@@ -618,7 +619,7 @@ impl SiteTurns {
             {
                 Ok(answer) if answer["granted"] == true => {
                     if let Ok(mut held) = self.held.lock() {
-                        held.insert(self.worker.clone(), url.to_string());
+                        held.insert(self.worker.clone(), site.to_string());
                     }
                     return Ok(());
                 }
@@ -668,11 +669,26 @@ impl SiteTurns {
             held.remove(&self.worker);
         }
         let gap_ms = (gap.as_millis() as u64).min(onboarding::kb::MAX_SITE_WAIT_MS as u64);
-        let payload = json!({"url": url.as_str(), "worker": self.worker, "gap_ms": gap_ms});
+        let site = site_root(url);
+        let payload = json!({"url": site.as_str(), "worker": self.worker, "gap_ms": gap_ms});
         if let Err(e) = sql(&self.writer, KbFunction::SiteRelease, payload).await {
             tracing::warn!(url = %url, error = %e, "the site's turn could not be released");
         }
     }
+}
+
+/// The site of `url` as the library's turns take it: its scheme, host and
+/// port alone. The library reads only those, and a page's address may be
+/// longer than it takes (a redirect to a URL past 2,048 characters would
+/// wait for a turn never granted).
+fn site_root(url: &Url) -> Url {
+    let mut root = url.clone();
+    root.set_path("/");
+    root.set_query(None);
+    root.set_fragment(None);
+    let _ = root.set_username("");
+    let _ = root.set_password(None);
+    root
 }
 
 impl fetch::SharedTurn for SiteTurns {
@@ -716,6 +732,14 @@ struct Crawl<'a> {
     /// to it (WordPress, most CMSs): a page's path is asked with the slash
     /// first, saving each page a request and a turn of the site's gap.
     slashed_paths: bool,
+    /// Pages this worker asked for ([`identity`]), and whether each was
+    /// stored: a page naming one of them as its canonical is stored under
+    /// it only then ([`Crawl::identity_of`]).
+    asked: HashMap<String, bool>,
+    /// Reports of pages asked ahead of their turn in the queue (a canonical
+    /// page, [`Crawl::report_under`]), by [`identity`], used when it comes.
+    /// Their text counted in the job's bytes, so 20 MiB at most.
+    ahead: HashMap<String, Value>,
 }
 
 impl<'a> Crawl<'a> {
@@ -736,6 +760,8 @@ impl<'a> Crawl<'a> {
             renewing: None,
             budget: Arc::new(Budget::resumed(job)),
             slashed_paths: false,
+            asked: HashMap::new(),
+            ahead: HashMap::new(),
         }
     }
 
@@ -965,6 +991,26 @@ impl<'a> Crawl<'a> {
         polite: &mut Polite<'_>,
         site: &Url,
         url: &str,
+        tries: usize,
+    ) -> Result<Value, Stop> {
+        let key = Url::parse(url).map(|u| identity(&u)).ok();
+        if let Some(report) = key.as_ref().and_then(|k| self.ahead.remove(k)) {
+            return Ok(report);
+        }
+        let report = self.fetch_page(polite, site, url, tries).await?;
+        if let Some(key) = key {
+            let stored = report["status"] == "stored";
+            self.asked.entry(key).or_insert(stored);
+        }
+        Ok(report)
+    }
+
+    /// [`Crawl::page`]'s fetch and report.
+    async fn fetch_page(
+        &mut self,
+        polite: &mut Polite<'_>,
+        site: &Url,
+        url: &str,
         mut tries: usize,
     ) -> Result<Value, Stop> {
         let Ok(target) = Url::parse(url) else {
@@ -998,7 +1044,123 @@ impl<'a> Crawl<'a> {
                 Err(e) => return unfetched(e, tries),
             };
         };
-        Ok(self.report_of(polite, site, &page, &extracted))
+        Ok(
+            match self.identity_of(polite, site, url, &page, &extracted) {
+                Identity::Own => self.report_of(site, &page, &extracted, &page.final_url),
+                Identity::Named(canonical) => self.report_of(site, &page, &extracted, &canonical),
+                Identity::Unasked(canonical) => {
+                    self.report_under(polite, site, &page, &extracted, &canonical)
+                        .await
+                }
+            },
+        )
+    }
+
+    /// Under which address a page is stored: its canonical link's, where
+    /// that names a page of the site this crawler may ask for and that
+    /// answers; its own otherwise. A canonical link is the site's hint,
+    /// and templates get it wrong: a page naming one that is gone (a 404)
+    /// would be stored under a dead address, never asked.
+    fn identity_of(
+        &self,
+        polite: &Polite<'_>,
+        site: &Url,
+        url: &str,
+        page: &Page,
+        extracted: &extract::Extracted,
+    ) -> Identity {
+        // Only where this crawler may ask: a canonical robots.txt
+        // disallows would store the page under an address the site keeps
+        // from crawlers.
+        let Some(canonical) = extracted
+            .canonical
+            .as_deref()
+            .and_then(|c| Url::parse(c).ok())
+        else {
+            return Identity::Own;
+        };
+        // Nor past the URLs the library takes: its turn and the report
+        // would be refused.
+        if !onboarding::kb::same_site(&canonical, site)
+            || !polite.fetcher.may_ask(&canonical, Accept::Page)
+            || canonical.as_str().chars().count() > onboarding::kb::MAX_URL_CHARS
+        {
+            return Identity::Own;
+        }
+        let key = identity(&canonical);
+        let itself = key == identity(&page.final_url)
+            || Url::parse(url).is_ok_and(|asked| key == identity(&asked));
+        match self.asked.get(&key) {
+            // The library stores the page at the form it names.
+            _ if itself => Identity::Named(canonical),
+            Some(true) => Identity::Named(canonical),
+            Some(false) => Identity::Own,
+            None => Identity::Unasked(canonical),
+        }
+    }
+
+    /// The report of `page` whose canonical link names `canonical`, a page
+    /// not asked yet: that page is asked now (in the site's turn, as any).
+    /// When it is stored with the text of `page` (or `page` has none), the
+    /// report is its own (its text, the links of both), under its address:
+    /// the library settles it, and `page` is a redirect to it. With a text
+    /// of its own, `page` is stored at its own address (the canonical
+    /// link's mistake: a second page of a list naming the first), and the
+    /// canonical page's report waits for its turn in the queue, as when it
+    /// was asked before `page`: the crawl order does not decide. A
+    /// canonical page not stored (gone, a 404) leaves `page` at its own
+    /// address too. Either way, the canonical page is asked once.
+    async fn report_under(
+        &mut self,
+        polite: &mut Polite<'_>,
+        site: &Url,
+        page: &Page,
+        extracted: &extract::Extracted,
+        canonical: &Url,
+    ) -> Value {
+        let own = self.report_of(site, page, extracted, &page.final_url);
+        let named = match polite.get(canonical, site, Accept::Page).await {
+            Ok(named) => {
+                let named = Arc::new(named);
+                parse(Arc::clone(&named))
+                    .await
+                    .map(|got| self.report_of(site, &named, &got, &named.final_url))
+            }
+            Err(e) => {
+                tracing::info!(job = self.job_id, page = %page.final_url, canonical = %canonical,
+                    reason = e.reason(), "canonical page not had: the page is stored at its own address");
+                None
+            }
+        };
+        let stored = named.as_ref().is_some_and(|r| r["status"] == "stored");
+        self.asked.insert(identity(canonical), stored);
+        let Some(mut report) = named.filter(|_| stored) else {
+            return own;
+        };
+        if own["status"] == "stored" && own["markdown"] != report["markdown"] {
+            self.ahead.insert(identity(canonical), report);
+            let mut own = own;
+            // The canonical page among the links, so that the job has it.
+            if let Some(links) = own["links"].as_array_mut() {
+                let link = Value::from(canonical.as_str());
+                if !links.contains(&link) {
+                    links.insert(0, link);
+                    links.truncate(MAX_LINKS);
+                }
+            }
+            return own;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let links: Vec<Value> = [&own["links"], &report["links"]]
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter(|l| l.as_str().is_some_and(|l| seen.insert(l.to_string())))
+            .take(MAX_LINKS)
+            .cloned()
+            .collect();
+        report["links"] = Value::Array(links);
+        report
     }
 
     /// The page at `target` (frontier page `url`), retrying a 429/503 as
@@ -1113,13 +1275,14 @@ impl<'a> Crawl<'a> {
         Ok(true)
     }
 
-    /// The report of a fetched page: stored, or skipped with the reason.
+    /// The report of a fetched page, stored under `identity`, or skipped
+    /// with the reason.
     fn report_of(
         &self,
-        polite: &Polite<'_>,
         site: &Url,
         page: &Page,
         extracted: &extract::Extracted,
+        identity: &Url,
     ) -> Value {
         // The site's links, each once, at most MAX_LINKS of them: a job
         // stores 50 pages, and a page of 10,000 links must not make a
@@ -1133,15 +1296,7 @@ impl<'a> Crawl<'a> {
             .filter(|l| seen.insert(l.as_str()))
             .take(MAX_LINKS)
             .collect();
-        // The canonical names the page's identity only where this crawler
-        // may ask for it: a canonical robots.txt disallows would store the
-        // page under an address the site keeps from crawlers.
-        let canonical = extracted
-            .canonical
-            .as_deref()
-            .filter(|c| Url::parse(c).is_ok_and(|u| polite.fetcher.may_ask(&u, Accept::Page)));
-        let mut report =
-            json!({"links": links, "final_url": canonical.unwrap_or(page.final_url.as_str())});
+        let mut report = json!({"links": links, "final_url": identity.as_str()});
         if let Some(footer) = &extracted.footer {
             report["shared"] = json!([{"title": "Informations pratiques", "markdown": footer}]);
         }
@@ -1235,6 +1390,29 @@ fn slashed(target: &Url) -> Option<Url> {
     let mut slashed = target.clone();
     slashed.set_path(&format!("{path}/"));
     Some(slashed)
+}
+
+/// Under which address a fetched page is stored ([`Crawl::identity_of`]).
+enum Identity {
+    /// Its own (where it ended, after its redirects).
+    Own,
+    /// The one its canonical link names: the page itself in another form,
+    /// or a page asked already and stored.
+    Named(Url),
+    /// Its canonical link's, if that page, not asked yet, is stored.
+    Unasked(Url),
+}
+
+/// A page's identity as a key: its normalised URL, the `http` and `https`
+/// forms and the `www.` and bare hosts as one (as the library takes them).
+fn identity(url: &Url) -> String {
+    let mut key = onboarding::kb::normalize(url);
+    let _ = key.set_scheme("https");
+    if let Some(bare) = key.host_str().and_then(|h| h.strip_prefix("www.")) {
+        let bare = bare.to_string();
+        let _ = key.set_host(Some(&bare));
+    }
+    key.to_string()
 }
 
 /// The report of a page that could not be had (`e`), or why the job

@@ -68,7 +68,7 @@ const HOME: &str = "<h1>Salon Léa, coiffure à Lyon</h1>\
     <li><a href=\"/vers-admin\">Administration</a></li><li><a href=\"/x-robots\">Archives</a></li>\
     <li><a href=\"/occupee-date\">Offres</a></li><li><a href=\"/horaires-ete\">Horaires d'été</a></li>\
     <li><a href=\"/soins/\">Soins</a></li><li><a href=\"/titre-long\">Presse</a></li>\
-    <li><a href=\"/canonique-long\">Partenaires</a></li></ul>";
+    <li><a href=\"/adresse-longue\">Partenaires</a></li></ul>";
 
 /// Short, with the page's script: content all the same.
 const HORAIRES_ETE: &str =
@@ -280,13 +280,10 @@ fn route(path: &str, addr: SocketAddr, js_only: bool, busy_before: bool) -> Resp
         // Only the form the home page links, with its trailing slash.
         // A title past the 500 characters the library keeps: cut.
         "/titre-long" => html(page(&"Salon ".repeat(100), "<h1>Revue de presse</h1><p>Le Progrès a parlé du salon en 2024.</p>")),
-        // A canonical link past the library's 2,048 characters: the page's
-        // report is refused, the page fails, the job goes on.
-        "/canonique-long" => html(format!(
-            "<html><head><link rel=canonical href=\"/partenaires?{}\"></head><body><main>\
-             <h1>Partenaires</h1><p>Nos partenaires, coiffeurs et esthéticiennes de Lyon.</p></main></body></html>",
-            "p".repeat(3000)
-        )),
+        // A redirect to an address past the library's 2,048 characters:
+        // the page's report is refused, the page fails, the job goes on.
+        "/adresse-longue" => redirect(&format!("/partenaires?{}", "p".repeat(3000))),
+        "/partenaires" => html(page("Partenaires", "<h1>Partenaires</h1><p>Nos partenaires, coiffeurs et esthéticiennes de Lyon.</p>")),
         "/soins/" => html(page("Soins", "<h1>Nos soins</h1><p>Soin profond à la kératine et massage du cuir chevelu.</p>")),
         "/noindex-page" => html(NOINDEX.to_string()),
         "/accents" => respond(200, &[("content-type", "text/html; charset=windows-1252".into())], windows_1252_page()),
