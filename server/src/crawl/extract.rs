@@ -140,8 +140,10 @@ const LOADING: [&str; 6] = [
 const LOADING_MAX_CHARS: usize = 200;
 
 /// The site's header, when outside the main content: its menu and logo.
-/// A `header` inside a section or an article heads content: kept.
-const SITE_HEADER: &str = "body > header, [role=banner], #header, #site-header, .site-header";
+/// A `header` inside a section or an article heads content: kept. Menus
+/// not in a `nav` element, too: Bootstrap's `navbar` and ARIA's `menubar`.
+const SITE_HEADER: &str = "body > header, [role=banner], #header, #site-header, .site-header, \
+     #navbar, .navbar, [role=menubar]";
 
 /// The site's footer, when outside the main content: the address, phone
 /// and hours every page repeats. A footer inside the content (an offer's
@@ -476,6 +478,59 @@ fn tables_out(html: &str) -> (String, Vec<String>) {
     (doc.root_element().html(), tables)
 }
 
+/// A cell's words, one space between two: a line break (`<br>`) or the
+/// edge of a block (a paragraph, a list item) between two words is a space
+/// too. Joined bare, `Soin<br>kératine` was the one word `Soinkératine`,
+/// which no search for either finds.
+fn cell_text(cell: &scraper::ElementRef<'_>) -> String {
+    let is_break = |node: &scraper::Node| {
+        node.as_element().is_some_and(|e| {
+            matches!(
+                e.name(),
+                "br" | "p"
+                    | "div"
+                    | "li"
+                    | "ul"
+                    | "ol"
+                    | "dl"
+                    | "dt"
+                    | "dd"
+                    | "h1"
+                    | "h2"
+                    | "h3"
+                    | "h4"
+                    | "h5"
+                    | "h6"
+                    | "blockquote"
+                    | "pre"
+                    | "address"
+                    | "hr"
+                    | "section"
+                    | "article"
+                    | "header"
+                    | "footer"
+                    | "figure"
+                    | "figcaption"
+            )
+        })
+    };
+    let mut text = String::new();
+    for node in cell.descendants() {
+        match node.value() {
+            scraper::Node::Text(words) => {
+                // After a block's end (`<p>Mèches</p>balayage`).
+                if node.prev_sibling().is_some_and(|n| is_break(n.value())) {
+                    text.push(' ');
+                }
+                text.push_str(words);
+            }
+            n if is_break(n) => text.push(' '),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A data table as Markdown: the first row is the header when it is made
 /// of header cells (`th`, or the table's `thead`), else the header is
 /// empty. `None` for a layout table (another table inside, or a cell of
@@ -495,12 +550,7 @@ fn markdown_table(table: &scraper::ElementRef<'_>) -> Option<String> {
             .filter(|c| matches!(c.value().name(), "td" | "th"));
         let mut col = 0;
         for cell in cells {
-            let text = cell
-                .text()
-                .collect::<String>()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let text = cell_text(&cell);
             if text.chars().count() > MAX_CELL_CHARS {
                 return None;
             }
@@ -724,6 +774,27 @@ mod tests {
             got.markdown
         );
         assert_eq!(got.footer.as_deref(), Some("12 rue des Lilas, 69003 Lyon"));
+    }
+
+    #[test]
+    fn a_menu_outside_a_nav_element_is_dropped_and_its_links_followed() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        for menu in [
+            r#"<div id="navbar"><a href="/">Accueil</a> <a href="/soins">Soins</a></div>"#,
+            r#"<div class="navbar navbar-expand"><a href="/">Accueil</a> <a href="/soins">Soins</a></div>"#,
+            r#"<ul role="menubar"><li><a href="/">Accueil</a></li><li><a href="/soins">Soins</a></li></ul>"#,
+        ] {
+            let html = format!(
+                "<html><body>{menu}<div><h1>Nos soins</h1>\
+                 <p>Soin profond à la kératine, massage du cuir chevelu.</p></div></body></html>"
+            );
+            let got = extract(&html, &base);
+            assert_eq!(
+                got.markdown, "# Nos soins\n\nSoin profond à la kératine, massage du cuir chevelu.",
+                "{menu}"
+            );
+            assert_eq!(got.links, ["http://a.fr/", "http://a.fr/soins"], "{menu}");
+        }
     }
 
     #[test]
@@ -1040,6 +1111,17 @@ mod tests {
             extract(spans, &base).markdown,
             "| Jour | Matin | Après-midi |\n| --- | --- | --- |\n| Lundi | 9h | 14h |\n\
              | Lundi | 10h | 15h |\n| Mardi | Fermé | Fermé |"
+        );
+        // A line break or a paragraph inside a cell parts its words.
+        let broken = r#"<html><body><main><table>
+            <tr><th>Prestation</th><th>Prix</th></tr>
+            <tr><td>Coupe<br>+ brushing</td><td>45 €</td></tr>
+            <tr><td><p>Mèches</p><p>balayage</p></td><td>80 €</td></tr>
+            <tr><td><p>Soin</p>kératine</td><td><b>60</b> €</td></tr></table></main></body></html>"#;
+        assert_eq!(
+            extract(broken, &base).markdown,
+            "| Prestation | Prix |\n| --- | --- |\n| Coupe + brushing | 45 € |\n\
+             | Mèches balayage | 80 € |\n| Soin kératine | 60 € |"
         );
         // A page laid out in a table is text, not a table of paragraphs.
         let layout = format!(
