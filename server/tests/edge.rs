@@ -410,6 +410,9 @@ async fn logs_never_carry_the_session_id() {
         let _ = request(server.addr, "POST", &path, &[], BUSINESS.as_bytes()).await;
         let _ = request(server.addr, "GET", &path, &[], b"").await;
     }
+    // Nor more of a method than an answer echoes.
+    let long = request(server.addr, &"A".repeat(8_000), "/healthz", &[], b"").await;
+    assert_eq!(long.status, 405);
     server.stop();
     let log = server.log_text();
     assert!(!log.contains(&id), "the session id is in the log:\n{log}");
@@ -418,6 +421,9 @@ async fn logs_never_carry_the_session_id() {
         "{log}"
     );
     assert!(log.contains(r#"method=GET route="-" status=404"#), "{log}");
+    let method = format!("method={}… route=\"/healthz\" status=405", "A".repeat(64));
+    assert!(log.contains(&method), "{log}");
+    assert!(!log.contains(&"A".repeat(65)), "{log}");
 }
 
 /// Completes an onboarding whose business email is `taken@example.fr`.
