@@ -583,7 +583,15 @@ struct HeadWatch {
     refused: Option<String>,
     /// This head's `Origin`, when whole within the line's bytes kept.
     origin: Option<Vec<u8>>,
+    /// The last bytes of the request line, while it is read: its version.
+    tail: Vec<u8>,
+    /// The request line's version when it is not HTTP/1.0 or 1.1 (major
+    /// and minor digits), which makes hyper's 400 the contract's 505.
+    version: Option<(u8, u8)>,
 }
+
+/// The bytes of a request line's end that hold its version: ` HTTP/x.y\r`.
+const VERSION_TAIL: usize = 10;
 
 const WATCHED_LINE_BYTES: usize = 256;
 
@@ -597,6 +605,8 @@ impl Default for HeadWatch {
             first: None,
             refused: None,
             origin: None,
+            tail: Vec::new(),
+            version: None,
         }
     }
 }
@@ -619,6 +629,12 @@ impl HeadWatch {
                 let room = WATCHED_LINE_BYTES - self.line.len();
                 self.line.extend_from_slice(&part[..part.len().min(room)]);
             }
+            if !self.head_started {
+                self.tail
+                    .extend_from_slice(&part[part.len().saturating_sub(VERSION_TAIL)..]);
+                let excess = self.tail.len().saturating_sub(VERSION_TAIL);
+                self.tail.drain(..excess);
+            }
             if !ended {
                 return;
             }
@@ -634,8 +650,12 @@ impl HeadWatch {
             // The head's end; blank lines before its request line do not count.
             self.in_head = !self.head_started;
         } else {
+            if !self.head_started {
+                self.version = unsupported_version(&self.tail);
+            }
             self.head_started = true;
         }
+        self.tail.clear();
         if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
             let codings = crate::http::coding_names(&self.line[NAME.len()..]);
             let cut = self.line_len > self.line.len();
@@ -668,6 +688,24 @@ impl HeadWatch {
     }
 }
 
+/// The version a request line ends with (` HTTP/2.0\r`), when it is
+/// written as HTTP/1's are but is not 1.0 or 1.1: hyper refuses it as a
+/// malformed line (400), where RFC 9110 answers 505. A line ending
+/// otherwise is malformed, and left to the 400.
+fn unsupported_version(line_end: &[u8]) -> Option<(u8, u8)> {
+    let version = line_end.strip_suffix(b"\r").unwrap_or(line_end);
+    let at = version.len().checked_sub(9)?;
+    match &version[at..] {
+        [b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            let supported = *major == b'1' && matches!(minor, b'0' | b'1');
+            (!supported).then_some((*major, *minor))
+        }
+        _ => None,
+    }
+}
+
 /// Whether `bytes` start a final answer (not an interim `1xx`, after which
 /// the same request's body follows).
 fn is_final_status_line(bytes: &[u8]) -> bool {
@@ -679,15 +717,29 @@ fn is_final_status_line(bytes: &[u8]) -> bool {
 
 /// The JSON answer replacing hyper's own for a request it could not parse;
 /// `refused_codings`: a `Transfer-Encoding` hyper refused, which makes its
-/// 400 the contract's 501; `header_lines`: the answer's Date and CORS lines (asked
-/// only for an answer replaced, not for each of the service's).
+/// 400 the contract's 501; `version`: a request line's version other than
+/// HTTP/1.0 and 1.1, which makes it a 505; `header_lines`: the answer's
+/// Date and CORS lines (asked only for an answer replaced, not for each of
+/// the service's).
 fn shaped_answer(
     head: &[u8],
     refused_codings: Option<&str>,
+    version: Option<(u8, u8)>,
     header_lines: impl FnOnce() -> String,
 ) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
     let (line, code, message) = match (status, refused_codings) {
+        (b"400", _) if version.is_some() => {
+            let (major, minor) = version.unwrap_or_default();
+            (
+                "505 HTTP Version Not Supported",
+                "http_version_not_supported",
+                format!(
+                    "HTTP/{}.{} is not supported; send HTTP/1.1",
+                    major as char, minor as char
+                ),
+            )
+        }
         (b"400", Some(codings)) => (
             "501 Not Implemented",
             "not_implemented",
@@ -742,7 +794,9 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        let answer = shaped_answer(buf, self.head.refused.as_deref(), || self.header_lines());
+        let answer = shaped_answer(buf, self.head.refused.as_deref(), self.head.version, || {
+            self.header_lines()
+        });
         if is_final_status_line(buf) {
             self.head.answered();
         }
@@ -821,6 +875,56 @@ mod tests {
             watch.read(chunk);
         }
         watch.refused
+    }
+
+    #[test]
+    fn a_request_lines_version_other_than_1_0_and_1_1_is_kept() {
+        let version = |chunks: &[&[u8]]| {
+            let mut watch = HeadWatch::default();
+            for chunk in chunks {
+                watch.read(chunk);
+            }
+            watch.version
+        };
+        assert_eq!(
+            version(&[b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"]),
+            Some((b'2', b'0'))
+        );
+        assert_eq!(
+            version(&[b"GET / HTTP/1.2\nHost: t\n\n"]),
+            Some((b'1', b'2'))
+        );
+        // Split anywhere, after blank lines, past a long target.
+        let long = format!("\r\nGET /{} HTTP/3.0\r\nHost: t\r\n\r\n", "a".repeat(500));
+        for at in [3, 400, long.len() - 22, long.len() - 17, long.len() - 16] {
+            let (a, b) = long.as_bytes().split_at(at);
+            assert_eq!(version(&[a, b]), Some((b'3', b'0')), "{at}");
+        }
+        for supported in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\n\r\n",
+            // Malformed, not another version: hyper's 400 stays.
+            b"GET / HTTP/2\r\n\r\n",
+            b"GET / HTTP/10.0\r\n\r\n",
+            b"GET /HTTP/2.0\r\n\r\n",
+            // A header's end is no request line.
+            b"GET / HTTP/1.1\r\nX: HTTP/2.0\r\n\r\n",
+        ] {
+            assert_eq!(
+                version(&[supported]),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(supported)
+            );
+        }
+        let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let shaped = shaped_answer(hyper, None, Some((b'2', b'0')), String::new).unwrap();
+        let shaped = String::from_utf8(shaped).unwrap();
+        assert!(
+            shaped.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"),
+            "{shaped}"
+        );
+        assert!(shaped.ends_with(r#"{"success":false,"error":"HTTP/2.0 is not supported; send HTTP/1.1","code":"http_version_not_supported"}"#), "{shaped}");
     }
 
     #[test]
@@ -926,7 +1030,8 @@ mod tests {
     fn a_refused_transfer_coding_turns_hypers_400_into_a_501() {
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         let shaped =
-            String::from_utf8(shaped_answer(hyper, Some("gzip"), String::new).unwrap()).unwrap();
+            String::from_utf8(shaped_answer(hyper, Some("gzip"), None, String::new).unwrap())
+                .unwrap();
         let body = r#"{"success":false,"error":"transfer coding 'gzip' is not supported; only chunked is","code":"not_implemented"}"#;
         assert_eq!(
             shaped,
@@ -942,7 +1047,8 @@ mod tests {
     fn hyper_answers_become_json_and_the_servers_own_pass() {
         let hyper =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
-        let shaped = String::from_utf8(shaped_answer(hyper, None, String::new).unwrap()).unwrap();
+        let shaped =
+            String::from_utf8(shaped_answer(hyper, None, None, String::new).unwrap()).unwrap();
         let body = r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#;
         assert_eq!(
             shaped,
@@ -953,13 +1059,13 @@ mod tests {
             )
         );
         let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(shaped_answer(own, None, String::new), None);
+        assert_eq!(shaped_answer(own, None, None, String::new), None);
         assert_eq!(
-            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, String::new),
+            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, None, String::new),
             None
         );
         assert_eq!(
-            shaped_answer(b"{\"success\":true}", None, String::new),
+            shaped_answer(b"{\"success\":true}", None, None, String::new),
             None
         );
     }

@@ -1404,7 +1404,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 26] = [
+    let cases: [(&str, u16, &str); 28] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -1528,6 +1528,18 @@ async fn malformed_framing_gets_json_errors() {
             "GET /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\n",
             501,
             r#"{"success":false,"error":"transfer coding 'identity' is not supported; only chunked is","code":"not_implemented"}"#,
+        ),
+        // A version other than HTTP/1.0 and 1.1.
+        (
+            "GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n",
+            505,
+            r#"{"success":false,"error":"HTTP/2.0 is not supported; send HTTP/1.1","code":"http_version_not_supported"}"#,
+        ),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.2\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\n\r\n{}",
+            505,
+            r#"{"success":false,"error":"HTTP/1.2 is not supported; send HTTP/1.1","code":"http_version_not_supported"}"#,
         ),
         (
             "GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n",

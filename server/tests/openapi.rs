@@ -158,6 +158,7 @@ fn every_operation_lists_the_edge_statuses_with_their_codes() {
             ("431", "headers_too_large"),
             ("500", "internal"),
             ("501", "not_implemented"),
+            ("505", "http_version_not_supported"),
         ];
         if route.method == hyper::Method::POST {
             expected.extend([
