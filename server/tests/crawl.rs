@@ -1449,11 +1449,16 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
     server.stop().await;
 }
 
-/// `/` links a page whose canonical link names a page it does not link,
-/// with the same text (`/promo-ete` → `/promotions`), one whose canonical
-/// is gone (`/ancien-tarif` → `/tarifs-2019`, a 404), and a page with a
-/// text of its own naming one `/` links after it (`/avis?page=2` →
-/// `/avis`, the second page of a list naming the first).
+/// `/` links pages whose canonical link names another page: one it does
+/// not link, with the same text (`/promo-ete` → `/promotions`); one that
+/// is gone and linked too (`/ancien-tarif` → `/tarifs-2019`, a 404); two
+/// pages of a list, each with a text of its own, naming the first, which
+/// `/` links after them (`/avis?page=2`, `/avis?page=3` → `/avis`); a list
+/// sorted another way, the same words in another order (`/produits?tri=prix`
+/// → `/produits`); three links deep, two pages of a list naming one no
+/// link reaches within the job's depth (`/liste?p=2`, `/liste?p=3` →
+/// `/liste`); and a canonical past the 2,048 characters of a URL the
+/// library takes (`/partenaires`).
 fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
     let naming = |canonical: &str, title: &str, body: &str| {
         (
@@ -1465,29 +1470,29 @@ fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
             ),
         )
     };
+    let plain = |title: &str, body: &str| ("200 OK", String::new(), tiny_page(title, body));
     match path {
-        "/" => (
-            "200 OK",
-            String::new(),
-            tiny_page(
-                "Accueil",
-                "Bienvenue au salon. <a href=\"/promo-ete\">Promotions</a> \
-                 <a href=\"/ancien-tarif\">Tarifs</a> <a href=\"/avis?page=2\">Avis, suite</a> \
-                 <a href=\"/avis\">Avis</a>",
-            ),
+        "/" => plain(
+            "Accueil",
+            "Bienvenue au salon. <a href=\"/promo-ete\">Promotions</a> \
+             <a href=\"/ancien-tarif\">Tarifs</a> <a href=\"/avis?page=2\">Avis, suite</a> \
+             <a href=\"/avis?page=3\">Avis, fin</a> <a href=\"/avis\">Avis</a> \
+             <a href=\"/tarifs-2019\">Tarifs 2019</a> <a href=\"/produits?tri=prix\">Produits</a> \
+             <a href=\"/niveau1\">Plus</a> <a href=\"/partenaires\">Partenaires</a>",
+        ),
+        "/partenaires" => naming(
+            &format!("/partenaires?{}", "p".repeat(3000)),
+            "Partenaires",
+            "Nos partenaires, coiffeurs et esthéticiennes de Lyon.",
         ),
         "/promo-ete" => naming(
             "/promotions",
             "Promotions",
             "Moins 20 % sur les soins en juillet et en août.",
         ),
-        "/promotions" => (
-            "200 OK",
-            String::new(),
-            tiny_page(
-                "Promotions",
-                "Moins 20 % sur les soins en juillet et en août.",
-            ),
+        "/promotions" => plain(
+            "Promotions",
+            "Moins 20 % sur les soins en juillet et en août.",
         ),
         "/ancien-tarif" => naming(
             "/tarifs-2019",
@@ -1495,23 +1500,59 @@ fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
             "Coupe femme 38 euros, coupe homme 25 euros.",
         ),
         "/avis?page=2" => naming("/avis", "Avis, suite", "Un accueil parfait, merci à Léa."),
+        "/avis?page=3" => naming(
+            "/avis",
+            "Avis, fin",
+            "Karim a rattrapé ma coupe ratée ailleurs.",
+        ),
         "/avis" => naming("/avis", "Avis", "Des clientes ravies de leur balayage."),
+        "/produits?tri=prix" => naming(
+            "/produits",
+            "Produits",
+            "Shampooing 12 euros, masque 20 euros, huile 25 euros.",
+        ),
+        "/produits" => plain(
+            "Produits",
+            "Huile 25 euros, masque 20 euros, shampooing 12 euros.",
+        ),
+        "/niveau1" => plain(
+            "Niveau un",
+            "Le salon en détail. <a href=\"/niveau2\">Encore</a>",
+        ),
+        "/niveau2" => plain(
+            "Niveau deux",
+            "Nos réalisations. <a href=\"/liste?p=2\">Page 2</a> <a href=\"/liste?p=3\">Page 3</a>",
+        ),
+        "/liste?p=2" => naming(
+            "/liste",
+            "Réalisations, page 2",
+            "Un carré plongeant et un balayage miel.",
+        ),
+        "/liste?p=3" => naming(
+            "/liste",
+            "Réalisations, page 3",
+            "Une coupe courte et un dégradé homme.",
+        ),
+        "/liste" => plain("Réalisations", "Un chignon de mariée."),
         _ => ("404 Not Found", String::new(), String::new()),
     }
 }
 
 /// A canonical link is the site's hint, followed where its page answers
-/// with the same text: `/promo-ete` is a redirect to `/promotions`, stored
-/// and asked once. `/ancien-tarif`, whose canonical is a 404, is stored at
-/// its own address (before: under the dead one, never asked).
-/// `/avis?page=2`, with a text of its own, is stored at its own address
-/// and `/avis` at its own, asked once (before: the second page's text
-/// stored as `/avis`, whose own text was never asked for).
+/// with the same text, whichever of the two pages the crawl meets first,
+/// each asked once: `/promo-ete` and `/produits?tri=prix` are redirects
+/// to their canonical pages, stored with those pages' texts. A page whose
+/// canonical is gone (`/ancien-tarif`), or which has a text of its own
+/// (the lists' pages), or names one too long to keep (`/partenaires`,
+/// never asked), is stored at its own address; a canonical page the
+/// job reaches is stored at its own, with its text (`/avis`). Before: the
+/// pages naming a dead canonical were stored under it, never asked; the
+/// first list page's text took `/avis`'s place, and the second's was lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canonical_link_is_followed_only_to_a_page_that_answers() {
+async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
     let (mut server, kb, addr, asked) = crawl_tiny_site(canonicals, "a@salon-canon.fr").await;
     let url = |path: &str| format!("http://{addr}{path}");
-    let documents: Vec<(String, String)> = kb["documents"]
+    let documents: Vec<(String, String, i64)> = kb["documents"]
         .as_array()
         .unwrap()
         .iter()
@@ -1519,23 +1560,53 @@ async fn a_canonical_link_is_followed_only_to_a_page_that_answers() {
             (
                 d["url"].as_str().unwrap().replace(&url(""), ""),
                 d["title"].as_str().unwrap().to_string(),
+                d["depth"].as_i64().unwrap(),
             )
         })
         .collect();
     let expected = [
-        ("/", "Accueil"),
-        ("/promotions", "Promotions"),
-        ("/ancien-tarif", "Tarifs"),
-        ("/avis?page=2", "Avis, suite"),
-        ("/avis", "Avis"),
+        ("/", "Accueil", 0),
+        ("/promotions", "Promotions", 1),
+        ("/ancien-tarif", "Tarifs", 1),
+        ("/avis?page=2", "Avis, suite", 1),
+        ("/avis?page=3", "Avis, fin", 1),
+        ("/avis", "Avis", 1),
+        ("/produits", "Produits", 1),
+        ("/niveau1", "Niveau un", 1),
+        ("/partenaires", "Partenaires", 1),
+        ("/niveau2", "Niveau deux", 2),
+        ("/liste?p=2", "Réalisations, page 2", 3),
+        ("/liste?p=3", "Réalisations, page 3", 3),
     ]
-    .map(|(u, t)| (u.to_string(), t.to_string()));
+    .map(|(u, t, d)| (u.to_string(), t.to_string(), d));
     assert_eq!(documents, expected, "{kb}");
+    let db = Connection::open(&server.db_path).unwrap();
+    let text = |path: &str| -> String {
+        db.query_row(
+            "SELECT markdown FROM kb_documents WHERE url = ?1",
+            [url(path)],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        text("/avis"),
+        "# Avis\n\nDes clientes ravies de leur balayage."
+    );
+    assert_eq!(
+        text("/produits"),
+        "# Produits\n\nHuile 25 euros, masque 20 euros, shampooing 12 euros."
+    );
+    let page = |path: &str, depth: i64, status: &str, reason: &str| json!({"url": url(path), "depth": depth, "status": status, "reason": reason});
     assert_eq!(
         kb["pages_not_stored"],
-        json!([{"url": url("/promo-ete"), "depth": 1, "status": "skipped", "reason": "redirected"}])
+        json!([
+            page("/promo-ete", 1, "skipped", "redirected"),
+            page("/tarifs-2019", 1, "failed", "http_404"),
+            page("/produits?tri=prix", 1, "skipped", "redirected"),
+        ])
     );
-    assert_eq!(outcome(&kb), json!(["done", null, 1, 6, 5, 1, 0]), "{kb}");
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 15, 12, 2, 1]), "{kb}");
     asked_once_each(
         &asked,
         &[
@@ -1548,6 +1619,15 @@ async fn a_canonical_link_is_followed_only_to_a_page_that_answers() {
             "/tarifs-2019",
             "/avis?page=2",
             "/avis",
+            "/avis?page=3",
+            "/produits?tri=prix",
+            "/produits",
+            "/niveau1",
+            "/partenaires",
+            "/niveau2",
+            "/liste?p=2",
+            "/liste",
+            "/liste?p=3",
         ],
     );
     server.stop().await;

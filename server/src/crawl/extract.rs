@@ -516,14 +516,17 @@ fn cell_text(cell: &scraper::ElementRef<'_>) -> String {
     };
     let mut text = String::new();
     for node in cell.descendants() {
+        // After a block's end (`<p>Mèches</p>balayage`,
+        // `<div>Coupe</div><small>30 min</small>`), a comment between.
+        let mut before = node.prev_sibling();
+        while let Some(comment) = before.filter(|n| n.value().is_comment()) {
+            before = comment.prev_sibling();
+        }
+        if before.is_some_and(|n| is_break(n.value())) {
+            text.push(' ');
+        }
         match node.value() {
-            scraper::Node::Text(words) => {
-                // After a block's end (`<p>Mèches</p>balayage`).
-                if node.prev_sibling().is_some_and(|n| is_break(n.value())) {
-                    text.push(' ');
-                }
-                text.push_str(words);
-            }
+            scraper::Node::Text(words) => text.push_str(words),
             n if is_break(n) => text.push(' '),
             _ => {}
         }
@@ -795,6 +798,13 @@ mod tests {
             );
             assert_eq!(got.links, ["http://a.fr/", "http://a.fr/soins"], "{menu}");
         }
+        // Inside the content, it is the content's.
+        let inside = r#"<html><body><main><div class="navbar">Soins du visage, soins du corps</div>
+            <p>Soin profond à la kératine, massage du cuir chevelu.</p></main></body></html>"#;
+        assert_eq!(
+            extract(inside, &base).markdown,
+            "Soins du visage, soins du corps\n\nSoin profond à la kératine, massage du cuir chevelu."
+        );
     }
 
     #[test]
@@ -1117,11 +1127,14 @@ mod tests {
             <tr><th>Prestation</th><th>Prix</th></tr>
             <tr><td>Coupe<br>+ brushing</td><td>45 €</td></tr>
             <tr><td><p>Mèches</p><p>balayage</p></td><td>80 €</td></tr>
-            <tr><td><p>Soin</p>kératine</td><td><b>60</b> €</td></tr></table></main></body></html>"#;
+            <tr><td><p>Soin</p>kératine</td><td><b>60</b> €</td></tr>
+            <tr><td><div>Barbe</div><small>15 min</small></td><td>12<!-- TTC --> €</td></tr>
+            <tr><td><p>Couleur</p><!-- racines -->racines</td><td>45 €</td></tr></table></main></body></html>"#;
         assert_eq!(
             extract(broken, &base).markdown,
             "| Prestation | Prix |\n| --- | --- |\n| Coupe + brushing | 45 € |\n\
-             | Mèches balayage | 80 € |\n| Soin kératine | 60 € |"
+             | Mèches balayage | 80 € |\n| Soin kératine | 60 € |\n| Barbe 15 min | 12 € |\n\
+             | Couleur racines | 45 € |"
         );
         // A page laid out in a table is text, not a table of paragraphs.
         let layout = format!(

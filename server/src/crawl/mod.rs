@@ -732,10 +732,10 @@ struct Crawl<'a> {
     /// to it (WordPress, most CMSs): a page's path is asked with the slash
     /// first, saving each page a request and a turn of the site's gap.
     slashed_paths: bool,
-    /// Pages this worker asked for ([`identity`]), and whether each was
-    /// stored: a page naming one of them as its canonical is stored under
-    /// it only then ([`Crawl::identity_of`]).
-    asked: HashMap<String, bool>,
+    /// Pages this worker asked for, by [`identity`]: what each was stored
+    /// as, or `None` when it was not ([`Crawl::report_under`]). Their text
+    /// counted in the job's bytes, so 20 MiB at most.
+    known: HashMap<String, Option<Known>>,
     /// Reports of pages asked ahead of their turn in the queue (a canonical
     /// page, [`Crawl::report_under`]), by [`identity`], used when it comes.
     /// Their text counted in the job's bytes, so 20 MiB at most.
@@ -760,7 +760,7 @@ impl<'a> Crawl<'a> {
             renewing: None,
             budget: Arc::new(Budget::resumed(job)),
             slashed_paths: false,
-            asked: HashMap::new(),
+            known: HashMap::new(),
             ahead: HashMap::new(),
         }
     }
@@ -905,6 +905,10 @@ impl<'a> Crawl<'a> {
             };
             if let Some(stored_at) = answer["url"].as_str().filter(|u| *u != url) {
                 settled.insert(stored_at.to_string());
+                // A canonical page asked ahead, settled by a page naming it.
+                if let Ok(stored_at) = Url::parse(stored_at) {
+                    self.ahead.remove(&identity(&stored_at));
+                }
             }
             if answer["status"] == "stored" {
                 self.stored += 1;
@@ -985,7 +989,9 @@ impl<'a> Crawl<'a> {
     /// Fetches one page (retrying a 429/503 as Retry-After says; `tries`
     /// retries made before the job last waited for its site) and answers
     /// its report, without the job fields; `Stop` when the job's time ends
-    /// before the site's turn comes, or the job is to wait for its site.
+    /// before the site's turn comes, or the job is to wait for its site. A
+    /// page asked ahead of its turn (a canonical page) answers the report
+    /// it had then.
     async fn page(
         &mut self,
         polite: &mut Polite<'_>,
@@ -998,9 +1004,12 @@ impl<'a> Crawl<'a> {
             return Ok(report);
         }
         let report = self.fetch_page(polite, site, url, tries).await?;
+        // A page not had, for good: a page naming it as its canonical is
+        // stored at its own address.
         if let Some(key) = key {
-            let stored = report["status"] == "stored";
-            self.asked.entry(key).or_insert(stored);
+            if report["status"] != "stored" && report["reason"] != "site_busy" {
+                self.known.entry(key).or_insert(None);
+            }
         }
         Ok(report)
     }
@@ -1044,105 +1053,104 @@ impl<'a> Crawl<'a> {
                 Err(e) => return unfetched(e, tries),
             };
         };
+        let own = self.report_of(site, &page, &extracted, &page.final_url);
+        self.remember(&[&target, &page.final_url], &own);
         Ok(
-            match self.identity_of(polite, site, url, &page, &extracted) {
-                Identity::Own => self.report_of(site, &page, &extracted, &page.final_url),
-                Identity::Named(canonical) => self.report_of(site, &page, &extracted, &canonical),
-                Identity::Unasked(canonical) => {
-                    self.report_under(polite, site, &page, &extracted, &canonical)
-                        .await
+            match self.canonical_of(polite, site, &target, &page, &extracted) {
+                Canonical::None => own,
+                // The library stores the page at the form its canonical names.
+                Canonical::Itself(canonical) => self.report_of(site, &page, &extracted, &canonical),
+                Canonical::Other(canonical) => {
+                    self.report_under(polite, site, own, &canonical).await
                 }
             },
         )
     }
 
-    /// Under which address a page is stored: its canonical link's, where
-    /// that names a page of the site this crawler may ask for and that
-    /// answers; its own otherwise. A canonical link is the site's hint,
-    /// and templates get it wrong: a page naming one that is gone (a 404)
-    /// would be stored under a dead address, never asked.
-    fn identity_of(
+    /// Keeps what `report` says of the page at `urls` (where it was asked,
+    /// where it ended): its address, title and text when stored, nothing
+    /// when it is not. A page naming it as its canonical is compared with
+    /// it ([`Crawl::report_under`]).
+    fn remember(&mut self, urls: &[&Url], report: &Value) {
+        let text = (report["status"] == "stored").then(|| Known {
+            url: report["final_url"].as_str().unwrap_or_default().to_string(),
+            title: report["title"].as_str().unwrap_or_default().to_string(),
+            markdown: report["markdown"].as_str().unwrap_or_default().to_string(),
+        });
+        for url in urls {
+            self.known.insert(identity(url), text.clone());
+        }
+    }
+
+    /// The page that `page`'s canonical link names, when it is one this
+    /// crawler may store a page under: on the site, allowed by robots.txt
+    /// (a canonical it disallows would store the page under an address the
+    /// site keeps from crawlers), within the URLs the library takes.
+    fn canonical_of(
         &self,
         polite: &Polite<'_>,
         site: &Url,
-        url: &str,
+        asked: &Url,
         page: &Page,
         extracted: &extract::Extracted,
-    ) -> Identity {
-        // Only where this crawler may ask: a canonical robots.txt
-        // disallows would store the page under an address the site keeps
-        // from crawlers.
+    ) -> Canonical {
         let Some(canonical) = extracted
             .canonical
             .as_deref()
             .and_then(|c| Url::parse(c).ok())
         else {
-            return Identity::Own;
+            return Canonical::None;
         };
-        // Nor past the URLs the library takes: its turn and the report
-        // would be refused.
         if !onboarding::kb::same_site(&canonical, site)
             || !polite.fetcher.may_ask(&canonical, Accept::Page)
             || canonical.as_str().chars().count() > onboarding::kb::MAX_URL_CHARS
         {
-            return Identity::Own;
+            return Canonical::None;
         }
         let key = identity(&canonical);
-        let itself = key == identity(&page.final_url)
-            || Url::parse(url).is_ok_and(|asked| key == identity(&asked));
-        match self.asked.get(&key) {
-            // The library stores the page at the form it names.
-            _ if itself => Identity::Named(canonical),
-            Some(true) => Identity::Named(canonical),
-            Some(false) => Identity::Own,
-            None => Identity::Unasked(canonical),
+        if key == identity(&page.final_url) || key == identity(asked) {
+            Canonical::Itself(canonical)
+        } else {
+            Canonical::Other(canonical)
         }
     }
 
-    /// The report of `page` whose canonical link names `canonical`, a page
-    /// not asked yet: that page is asked now (in the site's turn, as any).
-    /// When it is stored with the text of `page` (or `page` has none), the
-    /// report is its own (its text, the links of both), under its address:
-    /// the library settles it, and `page` is a redirect to it. With a text
-    /// of its own, `page` is stored at its own address (the canonical
-    /// link's mistake: a second page of a list naming the first), and the
-    /// canonical page's report waits for its turn in the queue, as when it
-    /// was asked before `page`: the crawl order does not decide. A
-    /// canonical page not stored (gone, a 404) leaves `page` at its own
-    /// address too. Either way, the canonical page is asked once.
+    /// The report of a page (`own`, its report at its own address) whose
+    /// canonical link names another page of the site. A canonical link is
+    /// the site's hint, and templates get it wrong: a page naming one that
+    /// is gone (a 404) was stored under a dead address, never asked, and
+    /// the second page of a list naming the first took the first's place.
+    /// So the canonical page is asked, once a job (now, when this worker
+    /// has not asked it yet: its report then waits for its turn in the
+    /// queue), and the page is a redirect to it only when it is stored
+    /// with the same text ([`same_text`]: the same words, in any order, a
+    /// list sorted another way) or the page has none of its own; then the
+    /// report carries the canonical page's text, under its address, which
+    /// the library settles (or finds stored). Otherwise the page is stored
+    /// at its own address, and the canonical page at its own when its turn
+    /// comes: whichever of the two the crawl meets first.
     async fn report_under(
         &mut self,
         polite: &mut Polite<'_>,
         site: &Url,
-        page: &Page,
-        extracted: &extract::Extracted,
+        own: Value,
         canonical: &Url,
     ) -> Value {
-        let own = self.report_of(site, page, extracted, &page.final_url);
-        let named = match polite.get(canonical, site, Accept::Page).await {
-            Ok(named) => {
-                let named = Arc::new(named);
-                parse(Arc::clone(&named))
-                    .await
-                    .map(|got| self.report_of(site, &named, &got, &named.final_url))
-            }
-            Err(e) => {
-                tracing::info!(job = self.job_id, page = %page.final_url, canonical = %canonical,
-                    reason = e.reason(), "canonical page not had: the page is stored at its own address");
-                None
-            }
-        };
-        let stored = named.as_ref().is_some_and(|r| r["status"] == "stored");
-        self.asked.insert(identity(canonical), stored);
-        let Some(mut report) = named.filter(|_| stored) else {
+        let key = identity(canonical);
+        if !self.known.contains_key(&key) {
+            self.ask_ahead(polite, site, canonical).await;
+        }
+        let Some(Some(named)) = self.known.get(&key) else {
             return own;
         };
-        if own["status"] == "stored" && own["markdown"] != report["markdown"] {
-            self.ahead.insert(identity(canonical), report);
+        let own_text = own["markdown"]
+            .as_str()
+            .filter(|_| own["status"] == "stored");
+        if own_text.is_some_and(|text| !same_text(text, &named.markdown)) {
             let mut own = own;
             // The canonical page among the links, so that the job has it.
             if let Some(links) = own["links"].as_array_mut() {
-                let link = Value::from(canonical.as_str());
+                let link = Value::from(named.url.as_str());
                 if !links.contains(&link) {
                     links.insert(0, link);
                     links.truncate(MAX_LINKS);
@@ -1150,9 +1158,13 @@ impl<'a> Crawl<'a> {
             }
             return own;
         }
+        let mut report = own;
+        // The links of both, the canonical page's when its report waits.
+        let waiting = self.ahead.get(&key).map(|r| &r["links"]);
         let mut seen = std::collections::HashSet::new();
-        let links: Vec<Value> = [&own["links"], &report["links"]]
+        let links: Vec<Value> = [Some(&report["links"]), waiting]
             .into_iter()
+            .flatten()
             .filter_map(Value::as_array)
             .flatten()
             .filter(|l| l.as_str().is_some_and(|l| seen.insert(l.to_string())))
@@ -1160,7 +1172,40 @@ impl<'a> Crawl<'a> {
             .cloned()
             .collect();
         report["links"] = Value::Array(links);
+        report["final_url"] = json!(named.url);
+        report["status"] = json!("stored");
+        report["reason"] = Value::Null;
+        report["title"] = json!(named.title);
+        report["markdown"] = json!(named.markdown);
         report
+    }
+
+    /// Asks for `canonical` ahead of its turn in the queue: what it holds
+    /// is remembered, and its report kept for its turn. A refusal that may
+    /// pass (a 429 or 503, the site's turn not come) leaves it unknown, to
+    /// be asked again by the next page naming it, or at its turn.
+    async fn ask_ahead(&mut self, polite: &mut Polite<'_>, site: &Url, canonical: &Url) {
+        let key = identity(canonical);
+        let report = match polite.get(canonical, site, Accept::Page).await {
+            Ok(named) => {
+                let named = Arc::new(named);
+                match parse(Arc::clone(&named)).await {
+                    Some(got) => self.report_of(site, &named, &got, &named.final_url),
+                    None => json!({"status": "failed", "reason": "extraction_failed"}),
+                }
+            }
+            Err(FetchError::Status(429 | 503, _) | FetchError::NoTurn) => return,
+            Err(e) => match unfetched(e, 0) {
+                Ok(report) => report,
+                Err(_) => return,
+            },
+        };
+        if report["status"] != "stored" {
+            tracing::info!(job = self.job_id, canonical = %canonical, reason = %report["reason"],
+                "a canonical page not stored: the pages naming it are stored at their own address");
+        }
+        self.remember(&[canonical], &report);
+        self.ahead.insert(key, report);
     }
 
     /// The page at `target` (frontier page `url`), retrying a 429/503 as
@@ -1392,15 +1437,52 @@ fn slashed(target: &Url) -> Option<Url> {
     Some(slashed)
 }
 
-/// Under which address a fetched page is stored ([`Crawl::identity_of`]).
-enum Identity {
-    /// Its own (where it ended, after its redirects).
-    Own,
-    /// The one its canonical link names: the page itself in another form,
-    /// or a page asked already and stored.
-    Named(Url),
-    /// Its canonical link's, if that page, not asked yet, is stored.
-    Unasked(Url),
+/// What a page's canonical link names ([`Crawl::canonical_of`]).
+enum Canonical {
+    /// Nothing the page may be stored under: no link, or one to another
+    /// site, disallowed by robots.txt or too long.
+    None,
+    /// The page itself, in another form.
+    Itself(Url),
+    /// Another page of the site.
+    Other(Url),
+}
+
+/// A page a worker asked for and stored ([`Crawl::remember`]).
+#[derive(Clone)]
+struct Known {
+    /// The address it is stored under.
+    url: String,
+    title: String,
+    markdown: String,
+}
+
+/// Whether two pages' texts are one text: the same words, each as many
+/// times, in any order, but for a tenth of the longer (a list sorted
+/// another way, a date or a counter that changes). A list's second page
+/// shares its headings with the first, not its items.
+fn same_text(a: &str, b: &str) -> bool {
+    fn words(text: &str) -> HashMap<String, i64> {
+        let mut counts = HashMap::new();
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
+        }
+        counts
+    }
+    if a == b {
+        return true;
+    }
+    let (a, b) = (words(a), words(b));
+    let total = |counts: &HashMap<String, i64>| counts.values().sum::<i64>();
+    let shared: i64 = a
+        .iter()
+        .map(|(word, n)| (*n).min(b.get(word).copied().unwrap_or(0)))
+        .sum();
+    let longer = total(&a).max(total(&b));
+    longer > 0 && shared * 10 >= longer * 9
 }
 
 /// A page's identity as a key: its normalised URL, the `http` and `https`
@@ -1528,4 +1610,56 @@ pub async fn drain(
         }
     }
     crawled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{identity, same_text};
+    use url::Url;
+
+    #[test]
+    fn one_text_is_the_same_words_in_any_order_but_for_a_tenth() {
+        let list = "# Produits\n\nShampooing 12 euros, masque 20 euros, huile 25 euros.";
+        assert!(same_text(list, list));
+        assert!(same_text(
+            list,
+            "# Produits\n\nHuile 25 euros, MASQUE 20 euros, shampooing 12 euros."
+        ));
+        // A date that changes: one word of twelve.
+        let dated = "Promotion du mois de juillet : moins vingt pour cent sur les soins";
+        assert!(same_text(
+            dated,
+            "Promotion du mois de août : moins vingt pour cent sur les soins"
+        ));
+        // Two words of twelve, or a list's next page: its own items.
+        assert!(!same_text(
+            dated,
+            "Promotion du mois de août : moins trente pour cent sur les soins"
+        ));
+        assert!(!same_text(
+            "# Avis\n\nUn accueil parfait, merci à Léa.",
+            "# Avis\n\nDes clientes ravies de leur balayage."
+        ));
+        // A text and none.
+        assert!(!same_text(list, ""));
+        assert!(!same_text("", "!"));
+    }
+
+    #[test]
+    fn a_pages_identity_takes_both_schemes_and_the_www_host_as_one() {
+        let key = |u: &str| identity(&Url::parse(u).unwrap());
+        assert_eq!(
+            key("http://www.salon.fr/avis#haut"),
+            "https://salon.fr/avis"
+        );
+        assert_eq!(key("https://salon.fr/avis"), "https://salon.fr/avis");
+        assert_eq!(
+            key("https://Salon.fr/avis?utm_source=x&b=2&a=1"),
+            "https://salon.fr/avis?a=1&b=2"
+        );
+        assert_ne!(
+            key("https://salon.fr/avis?page=2"),
+            key("https://salon.fr/avis")
+        );
+    }
 }
