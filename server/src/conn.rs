@@ -583,15 +583,19 @@ struct HeadWatch {
     refused: Option<String>,
     /// This head's `Origin`, when whole within the line's bytes kept.
     origin: Option<Vec<u8>>,
-    /// The last bytes of the request line, while it is read: its version.
+    /// The first and the last bytes of the request line, while it is read:
+    /// its method and its version.
+    start: Vec<u8>,
     tail: Vec<u8>,
-    /// The request line's version when it is not HTTP/1.0 or 1.1 (major
-    /// and minor digits), which makes hyper's 400 the contract's 505.
-    version: Option<(u8, u8)>,
+    /// The request line's version when it is not HTTP/1.0 or 1.1 (as
+    /// written, `HTTP/2.0`), which makes hyper's 400 the contract's 505.
+    version: Option<String>,
 }
 
 /// The bytes of a request line's end that hold its version: ` HTTP/x.y\r`.
 const VERSION_TAIL: usize = 10;
+/// The bytes of a request line's start that hold its method and a space.
+const METHOD_START: usize = 32;
 
 const WATCHED_LINE_BYTES: usize = 256;
 
@@ -605,6 +609,7 @@ impl Default for HeadWatch {
             first: None,
             refused: None,
             origin: None,
+            start: Vec::new(),
             tail: Vec::new(),
             version: None,
         }
@@ -630,6 +635,8 @@ impl HeadWatch {
                 self.line.extend_from_slice(&part[..part.len().min(room)]);
             }
             if !self.head_started {
+                let room = METHOD_START.saturating_sub(self.start.len());
+                self.start.extend_from_slice(&part[..part.len().min(room)]);
                 self.tail
                     .extend_from_slice(&part[part.len().saturating_sub(VERSION_TAIL)..]);
                 let excess = self.tail.len().saturating_sub(VERSION_TAIL);
@@ -651,10 +658,11 @@ impl HeadWatch {
             self.in_head = !self.head_started;
         } else {
             if !self.head_started {
-                self.version = unsupported_version(&self.tail);
+                self.version = unsupported_version(&self.start, &self.tail, true);
             }
             self.head_started = true;
         }
+        self.start.clear();
         self.tail.clear();
         if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
             let codings = crate::http::coding_names(&self.line[NAME.len()..]);
@@ -682,28 +690,50 @@ impl HeadWatch {
         self.in_head && (self.head_started || self.line_len > 0)
     }
 
+    /// The version hyper refused, for its 400: the request line's, or its
+    /// version so far while the line has not ended.
+    fn refused_version(&self) -> Option<String> {
+        match self.head_started {
+            true => self.version.clone(),
+            false => unsupported_version(&self.start, &self.tail, false),
+        }
+    }
+
     /// An answer went out: what the client sends next is a new head.
     fn answered(&mut self) {
         *self = HeadWatch::default();
     }
 }
 
-/// The version a request line ends with (` HTTP/2.0\r`), when it is
-/// written as HTTP/1's are but is not 1.0 or 1.1: hyper refuses it as a
-/// malformed line (400), where RFC 9110 answers 505. A line ending
-/// otherwise is malformed, and left to the 400.
-fn unsupported_version(line_end: &[u8]) -> Option<(u8, u8)> {
-    let version = line_end.strip_suffix(b"\r").unwrap_or(line_end);
-    let at = version.len().checked_sub(9)?;
-    match &version[at..] {
-        [b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            let supported = *major == b'1' && matches!(minor, b'0' | b'1');
-            (!supported).then_some((*major, *minor))
-        }
-        _ => None,
+/// The version of a request line (`start`, its first bytes; `tail`, its
+/// last ones so far; `whole`, whether it ended) when it is written as
+/// HTTP/1's are (a method, a space, ..., ` HTTP/x.y`) but is not 1.0 or
+/// 1.1: hyper refuses it as a malformed line (400), where RFC 9110 answers
+/// 505. Read before the line ends too: hyper refuses `HTTP/2` as soon as
+/// it has it. A line of another shape is malformed, left to the 400.
+fn unsupported_version(start: &[u8], tail: &[u8], whole: bool) -> Option<String> {
+    let method = start.iter().position(|b| *b == b' ')?;
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if method == 0 || !start[..method].iter().all(tchar) {
+        return None;
     }
+    let tail = match whole {
+        true => tail.strip_suffix(b"\r").unwrap_or(tail),
+        false => tail,
+    };
+    const MARK: &[u8] = b" HTTP/";
+    let at = tail.windows(MARK.len()).rposition(|w| w == MARK)?;
+    let version = &tail[at + MARK.len()..];
+    let digit = |b: &u8| b.is_ascii_digit();
+    let unsupported = match version {
+        [major, b'.', minor] if digit(major) && digit(minor) => {
+            !(*major == b'1' && matches!(minor, b'0' | b'1'))
+        }
+        [major] | [major, b'.'] if !whole && digit(major) => *major != b'1',
+        _ => false,
+    };
+    let written = String::from_utf8_lossy(version);
+    unsupported.then(|| format!("HTTP/{}", written.trim_end_matches('.')))
 }
 
 /// Whether `bytes` start a final answer (not an interim `1xx`, after which
@@ -724,38 +754,32 @@ fn is_final_status_line(bytes: &[u8]) -> bool {
 fn shaped_answer(
     head: &[u8],
     refused_codings: Option<&str>,
-    version: Option<(u8, u8)>,
+    version: Option<&str>,
     header_lines: impl FnOnce() -> String,
 ) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
-    let (line, code, message) = match (status, refused_codings) {
-        (b"400", _) if version.is_some() => {
-            let (major, minor) = version.unwrap_or_default();
-            (
-                "505 HTTP Version Not Supported",
-                "http_version_not_supported",
-                format!(
-                    "HTTP/{}.{} is not supported; send HTTP/1.1",
-                    major as char, minor as char
-                ),
-            )
-        }
-        (b"400", Some(codings)) => (
+    let (line, code, message) = match (status, refused_codings, version) {
+        (b"400", _, Some(version)) => (
+            "505 HTTP Version Not Supported",
+            "http_version_not_supported",
+            format!("{version} is not supported; send HTTP/1.1"),
+        ),
+        (b"400", Some(codings), None) => (
             "501 Not Implemented",
             "not_implemented",
             crate::http::transfer_coding_message(codings),
         ),
-        (b"400", None) => (
+        (b"400", None, None) => (
             "400 Bad Request",
             "bad_request",
             "the request line or a header is malformed".to_string(),
         ),
-        (b"414", _) => (
+        (b"414", _, _) => (
             "414 URI Too Long",
             "uri_too_long",
             "the request target is too long".to_string(),
         ),
-        (b"431", _) => (
+        (b"431", _, _) => (
             "431 Request Header Fields Too Large",
             "headers_too_large",
             format!(
@@ -794,9 +818,13 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        let answer = shaped_answer(buf, self.head.refused.as_deref(), self.head.version, || {
-            self.header_lines()
-        });
+        let version = self.head.refused_version();
+        let answer = shaped_answer(
+            buf,
+            self.head.refused.as_deref(),
+            version.as_deref(),
+            || self.header_lines(),
+        );
         if is_final_status_line(buf) {
             self.head.answered();
         }
@@ -879,27 +907,32 @@ mod tests {
 
     #[test]
     fn a_request_lines_version_other_than_1_0_and_1_1_is_kept() {
-        let version = |chunks: &[&[u8]]| {
+        let watch = |chunks: &[&[u8]]| {
             let mut watch = HeadWatch::default();
             for chunk in chunks {
                 watch.read(chunk);
             }
-            watch.version
+            watch
         };
+        let version = |chunks: &[&[u8]]| watch(chunks).refused_version();
+        let some = |v: &str| Some(v.to_string());
         assert_eq!(
             version(&[b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"]),
-            Some((b'2', b'0'))
+            some("HTTP/2.0")
         );
-        assert_eq!(
-            version(&[b"GET / HTTP/1.2\nHost: t\n\n"]),
-            Some((b'1', b'2'))
-        );
+        assert_eq!(version(&[b"GET / HTTP/1.2\nHost: t\n\n"]), some("HTTP/1.2"));
         // Split anywhere, after blank lines, past a long target.
         let long = format!("\r\nGET /{} HTTP/3.0\r\nHost: t\r\n\r\n", "a".repeat(500));
         for at in [3, 400, long.len() - 22, long.len() - 17, long.len() - 16] {
             let (a, b) = long.as_bytes().split_at(at);
-            assert_eq!(version(&[a, b]), Some((b'3', b'0')), "{at}");
+            assert_eq!(version(&[a, b]), some("HTTP/3.0"), "{at}");
         }
+        // Before the line ends: hyper refuses `HTTP/2` as it arrives.
+        assert_eq!(version(&[b"GET /healthz HTTP/2"]), some("HTTP/2"));
+        assert_eq!(version(&[b"GET /healthz HTT", b"P/2."]), some("HTTP/2"));
+        assert_eq!(version(&[b"GET /healthz HTTP/1.2"]), some("HTTP/1.2"));
+        assert_eq!(version(&[b"GET /healthz HTTP/1."]), None);
+        assert_eq!(version(&[b"GET /healthz HTTP/1.1\r"]), None);
         for supported in [
             &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
             b"GET / HTTP/1.0\r\n\r\n",
@@ -909,6 +942,10 @@ mod tests {
             b"GET /HTTP/2.0\r\n\r\n",
             // A header's end is no request line.
             b"GET / HTTP/1.1\r\nX: HTTP/2.0\r\n\r\n",
+            // Nor a line that starts with no method (the middle of a head
+            // read after an answer, a pipelined request's header).
+            b"User-Agent: x HTTP/2.0\r\n\r\n",
+            b" / HTTP/2.0\r\n\r\n",
         ] {
             assert_eq!(
                 version(&[supported]),
@@ -917,8 +954,10 @@ mod tests {
                 String::from_utf8_lossy(supported)
             );
         }
+        let method = format!("{} / HTTP/2.0\r\n\r\n", "M".repeat(40));
+        assert_eq!(version(&[method.as_bytes()]), None);
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        let shaped = shaped_answer(hyper, None, Some((b'2', b'0')), String::new).unwrap();
+        let shaped = shaped_answer(hyper, None, Some("HTTP/2.0"), String::new).unwrap();
         let shaped = String::from_utf8(shaped).unwrap();
         assert!(
             shaped.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"),

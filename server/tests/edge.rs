@@ -1404,7 +1404,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 28] = [
+    let cases: [(&str, u16, &str); 30] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -1540,6 +1540,19 @@ async fn malformed_framing_gets_json_errors() {
              Content-Length: 2\r\n\r\n{}",
             505,
             r#"{"success":false,"error":"HTTP/1.2 is not supported; send HTTP/1.1","code":"http_version_not_supported"}"#,
+        ),
+        // hyper refuses the version as soon as it has read it, before the
+        // line's end.
+        (
+            "GET /healthz HTTP/2",
+            505,
+            r#"{"success":false,"error":"HTTP/2 is not supported; send HTTP/1.1","code":"http_version_not_supported"}"#,
+        ),
+        // A line that starts with no method is malformed, whatever its end.
+        (
+            "User-Agent: x HTTP/2.0\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"the request line or a header is malformed","code":"bad_request"}"#,
         ),
         (
             "GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n",
