@@ -1457,8 +1457,13 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
 /// sorted another way, the same words in another order (`/produits?tri=prix`
 /// → `/produits`); three links deep, two pages of a list naming one no
 /// link reaches within the job's depth (`/liste?p=2`, `/liste?p=3` →
-/// `/liste`); and a canonical past the 2,048 characters of a URL the
-/// library takes (`/partenaires`).
+/// `/liste`); a canonical past the 2,048 characters of a URL the library
+/// takes (`/partenaires`); one written with a trailing slash the site does
+/// not want (`/promo-hiver` → `/tarifs/`, a 404, where `/tarifs` answers);
+/// one that is only a meta refresh to its text (`/accueil-fr` → `/langue`
+/// → `/langue/fr`); a page naming one that is itself a redirect to its
+/// canonical (`/promo-rappel` → `/promo-ete`); and a `noindex` page naming
+/// a stored one (`/vieux-avis` → `/avis`).
 fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
     let naming = |canonical: &str, title: &str, body: &str| {
         (
@@ -1478,7 +1483,28 @@ fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
              <a href=\"/ancien-tarif\">Tarifs</a> <a href=\"/avis?page=2\">Avis, suite</a> \
              <a href=\"/avis?page=3\">Avis, fin</a> <a href=\"/avis\">Avis</a> \
              <a href=\"/tarifs-2019\">Tarifs 2019</a> <a href=\"/produits?tri=prix\">Produits</a> \
-             <a href=\"/niveau1\">Plus</a> <a href=\"/partenaires\">Partenaires</a>",
+             <a href=\"/niveau1\">Plus</a> <a href=\"/partenaires\">Partenaires</a> \
+             <a href=\"/promo-hiver\">Hiver</a> <a href=\"/tarifs\">Tarifs</a> \
+             <a href=\"/accueil-fr\">Français</a> <a href=\"/promo-rappel\">Rappel</a> \
+             <a href=\"/vieux-avis\">Anciens avis</a>",
+        ),
+        "/promo-hiver" => naming("/tarifs/", "Hiver", "Moins 10 % sur les couleurs en janvier."),
+        "/tarifs" => plain("Tarifs", "Coupe femme 40 euros, coupe homme 27 euros."),
+        "/accueil-fr" => naming("/langue", "Bienvenue", "Le salon Léa vous accueille à Lyon."),
+        "/langue" => (
+            "200 OK",
+            String::new(),
+            "<html><head><meta http-equiv=refresh content=\"0; url=/langue/fr\"></head><body></body></html>"
+                .to_string(),
+        ),
+        "/langue/fr" => plain("Bienvenue", "Le salon Léa vous accueille à Lyon."),
+        "/promo-rappel" => naming("/promo-ete", "Promotions", "Moins 20 % sur les soins en juillet et en août."),
+        "/vieux-avis" => (
+            "200 OK",
+            String::new(),
+            "<html><head><meta name=robots content=noindex><link rel=canonical href=\"/avis\"></head>\
+             <body><main><h1>Avis</h1><p>Des clientes ravies de leur balayage.</p></main></body></html>"
+                .to_string(),
         ),
         "/partenaires" => naming(
             &format!("/partenaires?{}", "p".repeat(3000)),
@@ -1574,6 +1600,9 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
         ("/produits", "Produits", 1),
         ("/niveau1", "Niveau un", 1),
         ("/partenaires", "Partenaires", 1),
+        ("/promo-hiver", "Hiver", 1),
+        ("/tarifs", "Tarifs", 1),
+        ("/langue/fr", "Bienvenue", 1),
         ("/niveau2", "Niveau deux", 2),
         ("/liste?p=2", "Réalisations, page 2", 3),
         ("/liste?p=3", "Réalisations, page 3", 3),
@@ -1594,6 +1623,10 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
         "# Avis\n\nDes clientes ravies de leur balayage."
     );
     assert_eq!(
+        text("/tarifs"),
+        "# Tarifs\n\nCoupe femme 40 euros, coupe homme 27 euros."
+    );
+    assert_eq!(
         text("/produits"),
         "# Produits\n\nHuile 25 euros, masque 20 euros, shampooing 12 euros."
     );
@@ -1604,9 +1637,12 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             page("/promo-ete", 1, "skipped", "redirected"),
             page("/tarifs-2019", 1, "failed", "http_404"),
             page("/produits?tri=prix", 1, "skipped", "redirected"),
+            page("/accueil-fr", 1, "skipped", "redirected"),
+            page("/promo-rappel", 1, "skipped", "redirected"),
+            page("/vieux-avis", 1, "skipped", "noindex"),
         ])
     );
-    assert_eq!(outcome(&kb), json!(["done", null, 1, 15, 12, 2, 1]), "{kb}");
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 21, 15, 5, 1]), "{kb}");
     asked_once_each(
         &asked,
         &[
@@ -1616,7 +1652,9 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             "/promo-ete",
             "/promotions",
             "/ancien-tarif",
+            // A 404 has its slashed form asked too, as any page's.
             "/tarifs-2019",
+            "/tarifs-2019/",
             "/avis?page=2",
             "/avis",
             "/avis?page=3",
@@ -1624,6 +1662,13 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             "/produits",
             "/niveau1",
             "/partenaires",
+            "/promo-hiver",
+            "/tarifs",
+            "/accueil-fr",
+            "/langue",
+            "/langue/fr",
+            "/promo-rappel",
+            "/vieux-avis",
             "/niveau2",
             "/liste?p=2",
             "/liste",

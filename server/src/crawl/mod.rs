@@ -736,10 +736,13 @@ struct Crawl<'a> {
     /// as, or `None` when it was not ([`Crawl::report_under`]). Their text
     /// counted in the job's bytes, so 20 MiB at most.
     known: HashMap<String, Option<Known>>,
-    /// Reports of pages asked ahead of their turn in the queue (a canonical
-    /// page, [`Crawl::report_under`]), by [`identity`], used when it comes.
-    /// Their text counted in the job's bytes, so 20 MiB at most.
+    /// Reports of canonical pages asked ahead of their turn in the queue
+    /// ([`Crawl::ask_ahead`]), by the URL the queue holds them at, used
+    /// when it comes. Their text is also in `known`: with it, twice the
+    /// job's 20 MiB at most.
     ahead: HashMap<String, Value>,
+    /// The canonical pages asked ahead (or tried), each once a job.
+    asked_ahead: std::collections::HashSet<String>,
 }
 
 impl<'a> Crawl<'a> {
@@ -762,6 +765,7 @@ impl<'a> Crawl<'a> {
             slashed_paths: false,
             known: HashMap::new(),
             ahead: HashMap::new(),
+            asked_ahead: std::collections::HashSet::new(),
         }
     }
 
@@ -906,9 +910,7 @@ impl<'a> Crawl<'a> {
             if let Some(stored_at) = answer["url"].as_str().filter(|u| *u != url) {
                 settled.insert(stored_at.to_string());
                 // A canonical page asked ahead, settled by a page naming it.
-                if let Ok(stored_at) = Url::parse(stored_at) {
-                    self.ahead.remove(&identity(&stored_at));
-                }
+                self.ahead.remove(stored_at);
             }
             if answer["status"] == "stored" {
                 self.stored += 1;
@@ -999,35 +1001,33 @@ impl<'a> Crawl<'a> {
         url: &str,
         tries: usize,
     ) -> Result<Value, Stop> {
-        let key = Url::parse(url).map(|u| identity(&u)).ok();
-        if let Some(report) = key.as_ref().and_then(|k| self.ahead.remove(k)) {
+        if let Some(report) = self.ahead.remove(url) {
             return Ok(report);
         }
-        let report = self.fetch_page(polite, site, url, tries).await?;
-        // A page not had, for good: a page naming it as its canonical is
-        // stored at its own address.
-        if let Some(key) = key {
-            if report["status"] != "stored" && report["reason"] != "site_busy" {
-                self.known.entry(key).or_insert(None);
-            }
-        }
-        Ok(report)
+        self.fetch_page(polite, site, url, tries, true).await
     }
 
-    /// [`Crawl::page`]'s fetch and report.
+    /// [`Crawl::page`]'s fetch and report; `canonicals`: whether a
+    /// canonical page not asked yet may be asked now ([`Crawl::ask_ahead`]),
+    /// not for a page asked ahead itself (a chain of canonical links stops
+    /// there, and each page is asked in its turn).
     async fn fetch_page(
         &mut self,
         polite: &mut Polite<'_>,
         site: &Url,
         url: &str,
         mut tries: usize,
+        canonicals: bool,
     ) -> Result<Value, Stop> {
         let Ok(target) = Url::parse(url) else {
             return Ok(json!({"status": "failed", "reason": "bad_url"}));
         };
         let mut fetched = match self.fetch(polite, site, url, &target, &mut tries).await? {
             Ok(page) => page,
-            Err(report) => return Ok(report),
+            Err(report) => {
+                self.remember(&[&target], &report);
+                return Ok(report);
+            }
         };
         // A page with no content of its own that sends its visitors on with
         // a meta refresh (`<meta http-equiv=refresh content="0; url=/fr/">`,
@@ -1038,7 +1038,9 @@ impl<'a> Crawl<'a> {
         let (page, extracted) = loop {
             let page = Arc::new(fetched);
             let Some(extracted) = parse(Arc::clone(&page)).await else {
-                return Ok(json!({"status": "failed", "reason": "extraction_failed"}));
+                let report = json!({"status": "failed", "reason": "extraction_failed"});
+                self.remember(&[&target], &report);
+                return Ok(report);
             };
             let Some(next) = refresh_target(&page, &extracted) else {
                 break (page, extracted);
@@ -1050,18 +1052,34 @@ impl<'a> Crawl<'a> {
                 .await?;
             fetched = match refreshed {
                 Ok(page) => page,
-                Err(e) => return unfetched(e, tries),
+                Err(e) => {
+                    let report = unfetched(e, tries)?;
+                    self.remember(&[&target], &report);
+                    return Ok(report);
+                }
             };
         };
         let own = self.report_of(site, &page, &extracted, &page.final_url);
-        self.remember(&[&target, &page.final_url], &own);
+        let asked = [&target, &page.final_url];
+        self.remember(&asked, &own);
         Ok(
             match self.canonical_of(polite, site, &target, &page, &extracted) {
                 Canonical::None => own,
                 // The library stores the page at the form its canonical names.
                 Canonical::Itself(canonical) => self.report_of(site, &page, &extracted, &canonical),
                 Canonical::Other(canonical) => {
-                    self.report_under(polite, site, own, &canonical).await
+                    let report = self
+                        .report_under(polite, site, own, &canonical, page.nofollow, canonicals)
+                        .await;
+                    // A redirect to the canonical page: a page naming this one
+                    // is a redirect to that one.
+                    if report["final_url"] != page.final_url.as_str() {
+                        let named = self.known.get(&identity(&canonical)).cloned().flatten();
+                        for url in asked {
+                            self.known.insert(identity(url), named.clone());
+                        }
+                    }
+                    report
                 }
             },
         )
@@ -1069,14 +1087,26 @@ impl<'a> Crawl<'a> {
 
     /// Keeps what `report` says of the page at `urls` (where it was asked,
     /// where it ended): its address, title and text when stored, nothing
-    /// when it is not. A page naming it as its canonical is compared with
-    /// it ([`Crawl::report_under`]).
+    /// when it is not, for good (a 429, a 503 or the site's turn not come
+    /// may pass: the page stays unknown). A page naming it as its
+    /// canonical is compared with it ([`Crawl::report_under`]).
     fn remember(&mut self, urls: &[&Url], report: &Value) {
-        let text = (report["status"] == "stored").then(|| Known {
-            url: report["final_url"].as_str().unwrap_or_default().to_string(),
-            title: report["title"].as_str().unwrap_or_default().to_string(),
-            markdown: report["markdown"].as_str().unwrap_or_default().to_string(),
-        });
+        let reason = report["reason"].as_str().unwrap_or_default();
+        if matches!(reason, "http_429" | "http_503" | "site_busy") {
+            return;
+        }
+        // As the library holds it, the form the queue asks.
+        let stored_at = report["final_url"]
+            .as_str()
+            .and_then(|u| Url::parse(u).ok())
+            .map(|u| onboarding::kb::normalize(&u).to_string());
+        let text = stored_at
+            .filter(|_| report["status"] == "stored")
+            .map(|url| Known {
+                url,
+                title: report["title"].as_str().unwrap_or_default().to_string(),
+                markdown: report["markdown"].as_str().unwrap_or_default().to_string(),
+            });
         for url in urls {
             self.known.insert(identity(url), text.clone());
         }
@@ -1121,48 +1151,64 @@ impl<'a> Crawl<'a> {
     /// is gone (a 404) was stored under a dead address, never asked, and
     /// the second page of a list naming the first took the first's place.
     /// So the canonical page is asked, once a job (now, when this worker
-    /// has not asked it yet: its report then waits for its turn in the
-    /// queue), and the page is a redirect to it only when it is stored
-    /// with the same text ([`same_text`]: the same words, in any order, a
-    /// list sorted another way) or the page has none of its own; then the
-    /// report carries the canonical page's text, under its address, which
-    /// the library settles (or finds stored). Otherwise the page is stored
-    /// at its own address, and the canonical page at its own when its turn
-    /// comes: whichever of the two the crawl meets first.
+    /// has not asked it yet and `ahead` allows: its report then waits for
+    /// its turn in the queue), and a page with a text of its own is a
+    /// redirect to it only when it is stored with the same text
+    /// ([`same_text`]: the same words, in any order, a list sorted another
+    /// way); the report then carries the canonical page's text, under its
+    /// address, which the library settles (or finds stored). Otherwise the
+    /// page is stored at its own address (or skipped, with no text of its
+    /// own), and the canonical page at its own when its turn comes, from
+    /// this page's links (unless `nofollow`): whichever of the two the
+    /// crawl meets first.
     async fn report_under(
         &mut self,
         polite: &mut Polite<'_>,
         site: &Url,
-        own: Value,
+        mut own: Value,
         canonical: &Url,
+        nofollow: bool,
+        ahead: bool,
     ) -> Value {
         let key = identity(canonical);
-        if !self.known.contains_key(&key) {
+        if ahead && !self.known.contains_key(&key) {
             self.ask_ahead(polite, site, canonical).await;
         }
-        let Some(Some(named)) = self.known.get(&key) else {
-            return own;
+        let named = match self.known.get(&key) {
+            Some(Some(named)) if named.url.chars().count() <= onboarding::kb::MAX_URL_CHARS => {
+                Some(named)
+            }
+            Some(_) => None,
+            None => None,
         };
-        let own_text = own["markdown"]
-            .as_str()
-            .filter(|_| own["status"] == "stored");
-        if own_text.is_some_and(|text| !same_text(text, &named.markdown)) {
-            let mut own = own;
-            // The canonical page among the links, so that the job has it.
-            if let Some(links) = own["links"].as_array_mut() {
-                let link = Value::from(named.url.as_str());
-                if !links.contains(&link) {
-                    links.insert(0, link);
-                    links.truncate(MAX_LINKS);
+        let same = named.is_some_and(|named| {
+            own["status"] == "stored"
+                && own["markdown"]
+                    .as_str()
+                    .is_some_and(|text| same_text(text, &named.markdown))
+        });
+        let Some(named) = named.filter(|_| same) else {
+            // The canonical page among the links, so that the job has it
+            // (unless it is gone).
+            let gone = matches!(self.known.get(&key), Some(None));
+            if !nofollow && !gone {
+                let link = Value::from(named.map_or_else(
+                    || onboarding::kb::normalize(canonical).to_string(),
+                    |n| n.url.clone(),
+                ));
+                if let Some(links) = own["links"].as_array_mut() {
+                    if !links.contains(&link) {
+                        links.insert(0, link);
+                        links.truncate(MAX_LINKS);
+                    }
                 }
             }
             return own;
-        }
-        let mut report = own;
+        };
         // The links of both, the canonical page's when its report waits.
-        let waiting = self.ahead.get(&key).map(|r| &r["links"]);
+        let waiting = self.ahead.get(&named.url).map(|r| &r["links"]);
         let mut seen = std::collections::HashSet::new();
-        let links: Vec<Value> = [Some(&report["links"]), waiting]
+        let links: Vec<Value> = [Some(&own["links"]), waiting]
             .into_iter()
             .flatten()
             .filter_map(Value::as_array)
@@ -1171,41 +1217,53 @@ impl<'a> Crawl<'a> {
             .take(MAX_LINKS)
             .cloned()
             .collect();
-        report["links"] = Value::Array(links);
-        report["final_url"] = json!(named.url);
-        report["status"] = json!("stored");
-        report["reason"] = Value::Null;
-        report["title"] = json!(named.title);
-        report["markdown"] = json!(named.markdown);
-        report
+        let (url, title, markdown) = (
+            named.url.clone(),
+            named.title.clone(),
+            named.markdown.clone(),
+        );
+        own["links"] = Value::Array(links);
+        own["final_url"] = json!(url);
+        own["title"] = json!(title);
+        own["markdown"] = json!(markdown);
+        own
     }
 
-    /// Asks for `canonical` ahead of its turn in the queue: what it holds
-    /// is remembered, and its report kept for its turn. A refusal that may
-    /// pass (a 429 or 503, the site's turn not come) leaves it unknown, to
-    /// be asked again by the next page naming it, or at its turn.
+    /// Asks for `canonical` ahead of its turn in the queue, as the queue
+    /// would (its trailing slash as the site wants it, its meta refresh
+    /// followed, a 429 not waited for): what it holds is remembered, and
+    /// its report kept for its turn, under the address it was asked at and
+    /// the one it ended at. Once a job, and not past the job's budget; a
+    /// refusal that may pass (a 429, a 503, the site's turn not come)
+    /// leaves it unknown, asked at its turn.
     async fn ask_ahead(&mut self, polite: &mut Polite<'_>, site: &Url, canonical: &Url) {
-        let key = identity(canonical);
-        let report = match polite.get(canonical, site, Accept::Page).await {
-            Ok(named) => {
-                let named = Arc::new(named);
-                match parse(Arc::clone(&named)).await {
-                    Some(got) => self.report_of(site, &named, &got, &named.final_url),
-                    None => json!({"status": "failed", "reason": "extraction_failed"}),
-                }
-            }
-            Err(FetchError::Status(429 | 503, _) | FetchError::NoTurn) => return,
-            Err(e) => match unfetched(e, 0) {
-                Ok(report) => report,
-                Err(_) => return,
-            },
+        let target = onboarding::kb::normalize(canonical);
+        if !self.asked_ahead.insert(target.to_string())
+            || self.budget.exhausted(&self.config.limits).is_some()
+        {
+            return;
+        }
+        // No retries in hand: they are kept with a page of the job.
+        let report = Box::pin(self.fetch_page(polite, site, target.as_str(), usize::MAX, false));
+        let Ok(report) = report.await else {
+            return;
         };
+        if !self.known.contains_key(&identity(&target)) {
+            return;
+        }
         if report["status"] != "stored" {
             tracing::info!(job = self.job_id, canonical = %canonical, reason = %report["reason"],
                 "a canonical page not stored: the pages naming it are stored at their own address");
         }
-        self.remember(&[canonical], &report);
-        self.ahead.insert(key, report);
+        let ended = report["final_url"]
+            .as_str()
+            .and_then(|u| Url::parse(u).ok())
+            .map(|u| onboarding::kb::normalize(&u).to_string())
+            .filter(|u| *u != target.as_str());
+        if let Some(ended) = ended {
+            self.ahead.insert(ended, report.clone());
+        }
+        self.ahead.insert(target.to_string(), report);
     }
 
     /// The page at `target` (frontier page `url`), retrying a 429/503 as
@@ -1460,11 +1518,21 @@ struct Known {
 /// Whether two pages' texts are one text: the same words, each as many
 /// times, in any order, but for a tenth of the longer (a list sorted
 /// another way, a date or a counter that changes). A list's second page
-/// shares its headings with the first, not its items.
+/// shares its headings with the first, not its items. The addresses of
+/// links are no words: a list's items link to paths that share theirs.
 fn same_text(a: &str, b: &str) -> bool {
     fn words(text: &str) -> HashMap<String, i64> {
         let mut counts = HashMap::new();
-        for word in text
+        let mut rest = text;
+        let mut shown = String::with_capacity(text.len());
+        // `[label](target)`: the label is text, the target is not.
+        while let Some(at) = rest.find("](") {
+            shown.push_str(&rest[..at]);
+            rest = &rest[at + 2..];
+            rest = rest.find(')').map_or("", |end| &rest[end + 1..]);
+        }
+        shown.push_str(rest);
+        for word in shown
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
         {
@@ -1640,6 +1708,22 @@ mod tests {
             "# Avis\n\nUn accueil parfait, merci à Léa.",
             "# Avis\n\nDes clientes ravies de leur balayage."
         ));
+        // Links count by their labels: items linking to paths that share
+        // their words are still other items.
+        let page = |items: &[&str]| -> String {
+            items
+                .iter()
+                .map(|i| format!("- [{i}](/boutique/produits/soins/cheveux/{i})\n"))
+                .collect()
+        };
+        assert!(!same_text(
+            &page(&["shampooing", "masque", "huile"]),
+            &page(&["serum", "baume", "lotion"])
+        ));
+        assert!(same_text(
+            &page(&["shampooing", "masque", "huile"]),
+            &page(&["huile", "shampooing", "masque"])
+        ));
         // A text and none.
         assert!(!same_text(list, ""));
         assert!(!same_text("", "!"));
@@ -1661,5 +1745,7 @@ mod tests {
             key("https://salon.fr/avis?page=2"),
             key("https://salon.fr/avis")
         );
+        // One trailing-slash form, as the library's.
+        assert_eq!(key("https://salon.fr/avis/"), "https://salon.fr/avis");
     }
 }
