@@ -717,10 +717,8 @@ fn unsupported_version(start: &[u8], tail: &[u8], whole: bool) -> Option<String>
     if method == 0 || !start[..method].iter().all(tchar) {
         return None;
     }
-    let tail = match whole {
-        true => tail.strip_suffix(b"\r").unwrap_or(tail),
-        false => tail,
-    };
+    // A line's `\r` before its `\n`, arrived or not.
+    let tail = tail.strip_suffix(b"\r").unwrap_or(tail);
     const MARK: &[u8] = b" HTTP/";
     let at = tail.windows(MARK.len()).rposition(|w| w == MARK)?;
     let version = &tail[at + MARK.len()..];
@@ -729,7 +727,8 @@ fn unsupported_version(start: &[u8], tail: &[u8], whole: bool) -> Option<String>
         [major, b'.', minor] if digit(major) && digit(minor) => {
             !(*major == b'1' && matches!(minor, b'0' | b'1'))
         }
-        [major] | [major, b'.'] if !whole && digit(major) => *major != b'1',
+        [major] if digit(major) => *major != b'1',
+        [major, b'.'] if !whole && digit(major) => *major != b'1',
         _ => false,
     };
     let written = String::from_utf8_lossy(version);
@@ -933,11 +932,14 @@ mod tests {
         assert_eq!(version(&[b"GET /healthz HTTP/1.2"]), some("HTTP/1.2"));
         assert_eq!(version(&[b"GET /healthz HTTP/1."]), None);
         assert_eq!(version(&[b"GET /healthz HTTP/1.1\r"]), None);
+        // The `\r` read before its `\n`, a major version alone.
+        assert_eq!(version(&[b"GET /healthz HTTP/2.0\r"]), some("HTTP/2.0"));
+        assert_eq!(version(&[b"GET / HTTP/2\r\n\r\n"]), some("HTTP/2"));
         for supported in [
             &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
             b"GET / HTTP/1.0\r\n\r\n",
             // Malformed, not another version: hyper's 400 stays.
-            b"GET / HTTP/2\r\n\r\n",
+            b"GET / HTTP/1\r\n\r\n",
             b"GET / HTTP/10.0\r\n\r\n",
             b"GET /HTTP/2.0\r\n\r\n",
             // A header's end is no request line.

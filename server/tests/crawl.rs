@@ -1462,8 +1462,11 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
 /// not want (`/promo-hiver` → `/tarifs/`, a 404, where `/tarifs` answers);
 /// one that is only a meta refresh to its text (`/accueil-fr` → `/langue`
 /// → `/langue/fr`); a page naming one that is itself a redirect to its
-/// canonical (`/promo-rappel` → `/promo-ete`); and a `noindex` page naming
-/// a stored one (`/vieux-avis` → `/avis`).
+/// canonical (`/promo-rappel` → `/promo-ete`); a `noindex` page naming
+/// a stored one (`/vieux-avis` → `/avis`), and a `noindex, nofollow` one
+/// naming one no link reaches (`/suivi` → `/cache-suivi`); a page naming a
+/// `noindex` page no link reaches, whose own links lead on
+/// (`/ancien-avis` → `/archives` → `/archives/2019`).
 fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
     let naming = |canonical: &str, title: &str, body: &str| {
         (
@@ -1486,8 +1489,26 @@ fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
              <a href=\"/niveau1\">Plus</a> <a href=\"/partenaires\">Partenaires</a> \
              <a href=\"/promo-hiver\">Hiver</a> <a href=\"/tarifs\">Tarifs</a> \
              <a href=\"/accueil-fr\">Français</a> <a href=\"/promo-rappel\">Rappel</a> \
-             <a href=\"/vieux-avis\">Anciens avis</a>",
+             <a href=\"/vieux-avis\">Anciens avis</a> <a href=\"/suivi\">Suivi</a> \
+             <a href=\"/ancien-avis\">Ancien livre d'or</a>",
         ),
+        "/suivi" => (
+            "200 OK",
+            String::new(),
+            "<html><head><meta name=robots content=\"noindex, nofollow\">\
+             <link rel=canonical href=\"/cache-suivi\"></head><body><main><h1>Suivi</h1>\
+             <p>Votre commande est en préparation.</p></main></body></html>"
+                .to_string(),
+        ),
+        "/ancien-avis" => naming("/archives", "Livre d'or", "Merci pour ce balayage, je reviendrai."),
+        "/archives" => (
+            "200 OK",
+            String::new(),
+            "<html><head><meta name=robots content=noindex></head><body><main><h1>Archives</h1>\
+             <p>Les avis des années passées. <a href=\"/archives/2019\">2019</a></p></main></body></html>"
+                .to_string(),
+        ),
+        "/archives/2019" => plain("Avis de 2019", "Le salon a ouvert sa deuxième salle."),
         "/promo-hiver" => naming("/tarifs/", "Hiver", "Moins 10 % sur les couleurs en janvier."),
         "/tarifs" => plain("Tarifs", "Coupe femme 40 euros, coupe homme 27 euros."),
         "/accueil-fr" => naming("/langue", "Bienvenue", "Le salon Léa vous accueille à Lyon."),
@@ -1603,9 +1624,11 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
         ("/promo-hiver", "Hiver", 1),
         ("/tarifs", "Tarifs", 1),
         ("/langue/fr", "Bienvenue", 1),
+        ("/ancien-avis", "Livre d'or", 1),
         ("/niveau2", "Niveau deux", 2),
         ("/liste?p=2", "Réalisations, page 2", 3),
         ("/liste?p=3", "Réalisations, page 3", 3),
+        ("/archives/2019", "Avis de 2019", 3),
     ]
     .map(|(u, t, d)| (u.to_string(), t.to_string(), d));
     assert_eq!(documents, expected, "{kb}");
@@ -1640,9 +1663,11 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             page("/accueil-fr", 1, "skipped", "redirected"),
             page("/promo-rappel", 1, "skipped", "redirected"),
             page("/vieux-avis", 1, "skipped", "noindex"),
+            page("/suivi", 1, "skipped", "noindex"),
+            page("/archives", 2, "skipped", "noindex"),
         ])
     );
-    assert_eq!(outcome(&kb), json!(["done", null, 1, 21, 15, 5, 1]), "{kb}");
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 25, 17, 7, 1]), "{kb}");
     asked_once_each(
         &asked,
         &[
@@ -1669,6 +1694,12 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             "/langue/fr",
             "/promo-rappel",
             "/vieux-avis",
+            // Not `/cache-suivi`: a page without text of its own is
+            // compared with nothing, and its `nofollow` queues nothing.
+            "/suivi",
+            "/ancien-avis",
+            "/archives",
+            "/archives/2019",
             "/niveau2",
             "/liste?p=2",
             "/liste",

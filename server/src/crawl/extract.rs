@@ -26,6 +26,8 @@ pub struct Extracted {
     pub links: Vec<String>,
     pub canonical: Option<String>,
     pub noindex: bool,
+    /// Its robots meta says `nofollow` (or `none`): its links are left.
+    pub nofollow: bool,
     /// The page has scripts and almost no text: a JavaScript-built site.
     pub script_only: bool,
     /// Where the page's meta refresh (`<meta http-equiv=refresh
@@ -283,6 +285,7 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         links,
         canonical,
         noindex,
+        nofollow,
         refresh,
     }
 }

@@ -737,10 +737,10 @@ struct Crawl<'a> {
     /// counted in the job's bytes, so 20 MiB at most.
     known: HashMap<String, Option<Known>>,
     /// Reports of canonical pages asked ahead of their turn in the queue
-    /// ([`Crawl::ask_ahead`]), by the URL the queue holds them at, used
+    /// ([`Crawl::ask_ahead`]), by [`identity`], with the URL asked, used
     /// when it comes. Their text is also in `known`: with it, twice the
     /// job's 20 MiB at most.
-    ahead: HashMap<String, Value>,
+    ahead: HashMap<String, (String, Value)>,
     /// The canonical pages asked ahead (or tried), each once a job.
     asked_ahead: std::collections::HashSet<String>,
 }
@@ -910,7 +910,9 @@ impl<'a> Crawl<'a> {
             if let Some(stored_at) = answer["url"].as_str().filter(|u| *u != url) {
                 settled.insert(stored_at.to_string());
                 // A canonical page asked ahead, settled by a page naming it.
-                self.ahead.remove(stored_at);
+                if let Ok(stored_at) = Url::parse(stored_at) {
+                    self.ahead.remove(&identity(&stored_at));
+                }
             }
             if answer["status"] == "stored" {
                 self.stored += 1;
@@ -1001,8 +1003,16 @@ impl<'a> Crawl<'a> {
         url: &str,
         tries: usize,
     ) -> Result<Value, Stop> {
-        if let Some(report) = self.ahead.remove(url) {
-            return Ok(report);
+        // The queue may hold the page in another form than the one asked
+        // ahead (`http:`, `www.`): a stored page is that page; a failure
+        // of another form is asked again in this one.
+        let ahead = Url::parse(url)
+            .ok()
+            .and_then(|u| self.ahead.remove(&identity(&u)));
+        if let Some((asked, report)) = ahead {
+            if asked == url || report["status"] == "stored" {
+                return Ok(report);
+            }
         }
         self.fetch_page(polite, site, url, tries, true).await
     }
@@ -1068,8 +1078,9 @@ impl<'a> Crawl<'a> {
                 // The library stores the page at the form its canonical names.
                 Canonical::Itself(canonical) => self.report_of(site, &page, &extracted, &canonical),
                 Canonical::Other(canonical) => {
+                    let nofollow = page.nofollow || extracted.nofollow;
                     let report = self
-                        .report_under(polite, site, own, &canonical, page.nofollow, canonicals)
+                        .report_under(polite, site, own, &canonical, nofollow, canonicals)
                         .await;
                     // A redirect to the canonical page: a page naming this one
                     // is a redirect to that one.
@@ -1158,9 +1169,9 @@ impl<'a> Crawl<'a> {
     /// way); the report then carries the canonical page's text, under its
     /// address, which the library settles (or finds stored). Otherwise the
     /// page is stored at its own address (or skipped, with no text of its
-    /// own), and the canonical page at its own when its turn comes, from
-    /// this page's links (unless `nofollow`): whichever of the two the
-    /// crawl meets first.
+    /// own), and the canonical page (stored or not, its links followed) at
+    /// its own when its turn comes, from this page's links (unless
+    /// `nofollow`): whichever of the two the crawl meets first.
     async fn report_under(
         &mut self,
         polite: &mut Polite<'_>,
@@ -1171,7 +1182,10 @@ impl<'a> Crawl<'a> {
         ahead: bool,
     ) -> Value {
         let key = identity(canonical);
-        if ahead && !self.known.contains_key(&key) {
+        // A page with no text of its own is no redirect, whatever the
+        // canonical holds: it need not be asked now.
+        let own_text = own["status"] == "stored";
+        if ahead && own_text && !self.known.contains_key(&key) {
             self.ask_ahead(polite, site, canonical).await;
         }
         let named = match self.known.get(&key) {
@@ -1188,14 +1202,10 @@ impl<'a> Crawl<'a> {
                     .is_some_and(|text| same_text(text, &named.markdown))
         });
         let Some(named) = named.filter(|_| same) else {
-            // The canonical page among the links, so that the job has it
-            // (unless it is gone).
-            let gone = matches!(self.known.get(&key), Some(None));
-            if !nofollow && !gone {
-                let link = Value::from(named.map_or_else(
-                    || onboarding::kb::normalize(canonical).to_string(),
-                    |n| n.url.clone(),
-                ));
+            // The canonical page among the links, so that the job has it,
+            // at the address asked ahead: its turn uses that report.
+            if !nofollow {
+                let link = Value::from(onboarding::kb::normalize(canonical).to_string());
                 if let Some(links) = own["links"].as_array_mut() {
                     if !links.contains(&link) {
                         links.insert(0, link);
@@ -1206,7 +1216,7 @@ impl<'a> Crawl<'a> {
             return own;
         };
         // The links of both, the canonical page's when its report waits.
-        let waiting = self.ahead.get(&named.url).map(|r| &r["links"]);
+        let waiting = self.ahead.get(&key).map(|(_, r)| &r["links"]);
         let mut seen = std::collections::HashSet::new();
         let links: Vec<Value> = [Some(&own["links"]), waiting]
             .into_iter()
@@ -1232,8 +1242,8 @@ impl<'a> Crawl<'a> {
     /// Asks for `canonical` ahead of its turn in the queue, as the queue
     /// would (its trailing slash as the site wants it, its meta refresh
     /// followed, a 429 not waited for): what it holds is remembered, and
-    /// its report kept for its turn, under the address it was asked at and
-    /// the one it ended at. Once a job, and not past the job's budget; a
+    /// its report kept for its turn. Once a job, and not past the job's
+    /// budget; a
     /// refusal that may pass (a 429, a 503, the site's turn not come)
     /// leaves it unknown, asked at its turn.
     async fn ask_ahead(&mut self, polite: &mut Polite<'_>, site: &Url, canonical: &Url) {
@@ -1255,15 +1265,10 @@ impl<'a> Crawl<'a> {
             tracing::info!(job = self.job_id, canonical = %canonical, reason = %report["reason"],
                 "a canonical page not stored: the pages naming it are stored at their own address");
         }
-        let ended = report["final_url"]
-            .as_str()
-            .and_then(|u| Url::parse(u).ok())
-            .map(|u| onboarding::kb::normalize(&u).to_string())
-            .filter(|u| *u != target.as_str());
-        if let Some(ended) = ended {
-            self.ahead.insert(ended, report.clone());
-        }
-        self.ahead.insert(target.to_string(), report);
+        // Under the canonical's identity only: where it ended (a redirect)
+        // is reached from it, at its turn.
+        self.ahead
+            .insert(identity(&target), (target.to_string(), report));
     }
 
     /// The page at `target` (frontier page `url`), retrying a 429/503 as
@@ -1525,11 +1530,27 @@ fn same_text(a: &str, b: &str) -> bool {
         let mut counts = HashMap::new();
         let mut rest = text;
         let mut shown = String::with_capacity(text.len());
-        // `[label](target)`: the label is text, the target is not.
+        // `[label](target)`: the label is text, and of the target its
+        // last segment alone (`/boutique/soins/shampooing`: `shampooing`),
+        // which names the item where paths share the rest (and an image's
+        // file, where a gallery has no labels).
         while let Some(at) = rest.find("](") {
             shown.push_str(&rest[..at]);
-            rest = &rest[at + 2..];
-            rest = rest.find(')').map_or("", |end| &rest[end + 1..]);
+            let target = &rest[at + 2..];
+            let Some(end) = target.find(')') else {
+                rest = target;
+                break;
+            };
+            let path = target[..end].split(['?', '#']).next().unwrap_or_default();
+            shown.push(' ');
+            shown.push_str(
+                path.trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default(),
+            );
+            shown.push(' ');
+            rest = &target[end + 1..];
         }
         shown.push_str(rest);
         for word in shown
@@ -1724,6 +1745,16 @@ mod tests {
             &page(&["shampooing", "masque", "huile"]),
             &page(&["huile", "shampooing", "masque"])
         ));
+        // A gallery without labels, by its images' and links' last
+        // segments; a bracket left open keeps the rest of the text.
+        let gallery = |n: u32| -> String {
+            (n..n + 6)
+                .map(|i| format!("[![](/img/coupe-{i}.jpg)](/galerie/{i})\n"))
+                .collect()
+        };
+        assert!(!same_text(&gallery(1), &gallery(7)));
+        assert!(same_text(&gallery(1), &gallery(1).replace('\n', " ")));
+        assert!(!same_text("[a](b c d e f g", "[a](b h i j k l"));
         // A text and none.
         assert!(!same_text(list, ""));
         assert!(!same_text("", "!"));
