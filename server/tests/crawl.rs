@@ -1466,7 +1466,9 @@ async fn a_redirect_to_a_queued_page_stores_it_once_and_the_job_goes_on() {
 /// a stored one (`/vieux-avis` → `/avis`), and a `noindex, nofollow` one
 /// naming one no link reaches (`/suivi` → `/cache-suivi`); a page naming a
 /// `noindex` page no link reaches, whose own links lead on
-/// (`/ancien-avis` → `/archives` → `/archives/2019`).
+/// (`/ancien-avis` → `/archives` → `/archives/2019`); and a page naming
+/// one that redirects to a page `/` links after it (`/carte-p2` →
+/// `/ancienne-carte` → `/nouvelle-carte`).
 fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
     let naming = |canonical: &str, title: &str, body: &str| {
         (
@@ -1490,8 +1492,16 @@ fn canonicals(path: &str, _: usize) -> (&'static str, String, String) {
              <a href=\"/promo-hiver\">Hiver</a> <a href=\"/tarifs\">Tarifs</a> \
              <a href=\"/accueil-fr\">Français</a> <a href=\"/promo-rappel\">Rappel</a> \
              <a href=\"/vieux-avis\">Anciens avis</a> <a href=\"/suivi\">Suivi</a> \
-             <a href=\"/ancien-avis\">Ancien livre d'or</a>",
+             <a href=\"/ancien-avis\">Ancien livre d'or</a> <a href=\"/carte-p2\">Carte, suite</a> \
+             <a href=\"/nouvelle-carte\">Carte</a>",
         ),
+        "/carte-p2" => naming("/ancienne-carte", "Carte, suite", "Soins du visage et épilation."),
+        "/ancienne-carte" => (
+            "301 Moved Permanently",
+            "Location: /nouvelle-carte\r\n".to_string(),
+            String::new(),
+        ),
+        "/nouvelle-carte" => plain("Carte", "Coupes, couleurs et balayages."),
         "/suivi" => (
             "200 OK",
             String::new(),
@@ -1625,6 +1635,8 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
         ("/tarifs", "Tarifs", 1),
         ("/langue/fr", "Bienvenue", 1),
         ("/ancien-avis", "Livre d'or", 1),
+        ("/carte-p2", "Carte, suite", 1),
+        ("/nouvelle-carte", "Carte", 1),
         ("/niveau2", "Niveau deux", 2),
         ("/liste?p=2", "Réalisations, page 2", 3),
         ("/liste?p=3", "Réalisations, page 3", 3),
@@ -1665,9 +1677,10 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             page("/vieux-avis", 1, "skipped", "noindex"),
             page("/suivi", 1, "skipped", "noindex"),
             page("/archives", 2, "skipped", "noindex"),
+            page("/ancienne-carte", 2, "skipped", "redirected"),
         ])
     );
-    assert_eq!(outcome(&kb), json!(["done", null, 1, 25, 17, 7, 1]), "{kb}");
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 28, 19, 8, 1]), "{kb}");
     asked_once_each(
         &asked,
         &[
@@ -1700,6 +1713,9 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
             "/ancien-avis",
             "/archives",
             "/archives/2019",
+            "/carte-p2",
+            "/ancienne-carte",
+            "/nouvelle-carte",
             "/niveau2",
             "/liste?p=2",
             "/liste",

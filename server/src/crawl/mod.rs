@@ -1004,13 +1004,13 @@ impl<'a> Crawl<'a> {
         tries: usize,
     ) -> Result<Value, Stop> {
         // The queue may hold the page in another form than the one asked
-        // ahead (`http:`, `www.`): a stored page is that page; a failure
-        // of another form is asked again in this one.
+        // ahead (`http:`, `www.`): what was read is that page's (stored or
+        // skipped); a failure of another form is asked again in this one.
         let ahead = Url::parse(url)
             .ok()
             .and_then(|u| self.ahead.remove(&identity(&u)));
         if let Some((asked, report)) = ahead {
-            if asked == url || report["status"] == "stored" {
+            if asked == url || report["status"] != "failed" {
                 return Ok(report);
             }
         }
@@ -1248,7 +1248,7 @@ impl<'a> Crawl<'a> {
     /// leaves it unknown, asked at its turn.
     async fn ask_ahead(&mut self, polite: &mut Polite<'_>, site: &Url, canonical: &Url) {
         let target = onboarding::kb::normalize(canonical);
-        if !self.asked_ahead.insert(target.to_string())
+        if !self.asked_ahead.insert(identity(&target))
             || self.budget.exhausted(&self.config.limits).is_some()
         {
             return;
@@ -1265,8 +1265,18 @@ impl<'a> Crawl<'a> {
             tracing::info!(job = self.job_id, canonical = %canonical, reason = %report["reason"],
                 "a canonical page not stored: the pages naming it are stored at their own address");
         }
-        // Under the canonical's identity only: where it ended (a redirect)
-        // is reached from it, at its turn.
+        // Under where it ended too (a redirect to a page the queue holds):
+        // unless that page's own report is kept already.
+        let ended = report["final_url"]
+            .as_str()
+            .and_then(|u| Url::parse(u).ok())
+            .filter(|u| identity(u) != identity(&target));
+        if let Some(ended) = ended {
+            let asked = onboarding::kb::normalize(&ended).to_string();
+            self.ahead
+                .entry(identity(&ended))
+                .or_insert_with(|| (asked, report.clone()));
+        }
         self.ahead
             .insert(identity(&target), (target.to_string(), report));
     }
