@@ -583,13 +583,10 @@ struct HeadWatch {
     refused: Option<String>,
     /// This head's `Origin`, when whole within the line's bytes kept.
     origin: Option<Vec<u8>>,
-    /// The first and the last bytes of the request line, while it is read:
-    /// its method and its version.
+    /// The first and the last bytes of the request line, kept once it has
+    /// ended: its method and its version ([`HeadWatch::refused_version`]).
     start: Vec<u8>,
     tail: Vec<u8>,
-    /// The request line's version when it is not HTTP/1.0 or 1.1 (as
-    /// written, `HTTP/2.0`), which makes hyper's 400 the contract's 505.
-    version: Option<String>,
 }
 
 /// The bytes of a request line's end that hold its version: ` HTTP/x.y\r`.
@@ -611,7 +608,6 @@ impl Default for HeadWatch {
             origin: None,
             start: Vec::new(),
             tail: Vec::new(),
-            version: None,
         }
     }
 }
@@ -656,14 +652,13 @@ impl HeadWatch {
         if blank {
             // The head's end; blank lines before its request line do not count.
             self.in_head = !self.head_started;
-        } else {
             if !self.head_started {
-                self.version = unsupported_version(&self.start, &self.tail, true);
+                self.start.clear();
+                self.tail.clear();
             }
+        } else {
             self.head_started = true;
         }
-        self.start.clear();
-        self.tail.clear();
         if self.line.len() >= NAME.len() && self.line[..NAME.len()].eq_ignore_ascii_case(NAME) {
             let codings = crate::http::coding_names(&self.line[NAME.len()..]);
             let cut = self.line_len > self.line.len();
@@ -690,13 +685,11 @@ impl HeadWatch {
         self.in_head && (self.head_started || self.line_len > 0)
     }
 
-    /// The version hyper refused, for its 400: the request line's, or its
-    /// version so far while the line has not ended.
+    /// The version hyper refused, for its 400, when it is not HTTP/1.0 or
+    /// 1.1 (as written, `HTTP/2.0`): the request line's, or its version so
+    /// far while the line has not ended.
     fn refused_version(&self) -> Option<String> {
-        match self.head_started {
-            true => self.version.clone(),
-            false => unsupported_version(&self.start, &self.tail, false),
-        }
+        unsupported_version(&self.start, &self.tail, self.head_started)
     }
 
     /// An answer went out: what the client sends next is a new head.
@@ -747,38 +740,40 @@ fn is_final_status_line(bytes: &[u8]) -> bool {
 /// The JSON answer replacing hyper's own for a request it could not parse;
 /// `refused_codings`: a `Transfer-Encoding` hyper refused, which makes its
 /// 400 the contract's 501; `version`: a request line's version other than
-/// HTTP/1.0 and 1.1, which makes it a 505; `header_lines`: the answer's
-/// Date and CORS lines (asked only for an answer replaced, not for each of
-/// the service's).
+/// HTTP/1.0 and 1.1, which makes it a 505 (asked only for a 400); and
+/// `header_lines`: the answer's Date and CORS lines (asked only for an
+/// answer replaced, not for each of the service's).
 fn shaped_answer(
     head: &[u8],
     refused_codings: Option<&str>,
-    version: Option<&str>,
+    version: impl FnOnce() -> Option<String>,
     header_lines: impl FnOnce() -> String,
 ) -> Option<Vec<u8>> {
     let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
-    let (line, code, message) = match (status, refused_codings, version) {
-        (b"400", _, Some(version)) => (
-            "505 HTTP Version Not Supported",
-            "http_version_not_supported",
-            format!("{version} is not supported; send HTTP/1.1"),
-        ),
-        (b"400", Some(codings), None) => (
-            "501 Not Implemented",
-            "not_implemented",
-            crate::http::transfer_coding_message(codings),
-        ),
-        (b"400", None, None) => (
-            "400 Bad Request",
-            "bad_request",
-            "the request line or a header is malformed".to_string(),
-        ),
-        (b"414", _, _) => (
+    let (line, code, message) = match (status, refused_codings) {
+        (b"400", codings) => match (version(), codings) {
+            (Some(version), _) => (
+                "505 HTTP Version Not Supported",
+                "http_version_not_supported",
+                format!("{version} is not supported; send HTTP/1.1"),
+            ),
+            (None, Some(codings)) => (
+                "501 Not Implemented",
+                "not_implemented",
+                crate::http::transfer_coding_message(codings),
+            ),
+            (None, None) => (
+                "400 Bad Request",
+                "bad_request",
+                "the request line or a header is malformed".to_string(),
+            ),
+        },
+        (b"414", _) => (
             "414 URI Too Long",
             "uri_too_long",
             "the request target is too long".to_string(),
         ),
-        (b"431", _, _) => (
+        (b"431", _) => (
             "431 Request Header Fields Too Large",
             "headers_too_large",
             format!(
@@ -817,11 +812,11 @@ impl AsyncWrite for Shaped {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_pending(cx))?;
-        let version = self.head.refused_version();
+        let head = &self.head;
         let answer = shaped_answer(
             buf,
-            self.head.refused.as_deref(),
-            version.as_deref(),
+            head.refused.as_deref(),
+            || head.refused_version(),
             || self.header_lines(),
         );
         if is_final_status_line(buf) {
@@ -959,7 +954,8 @@ mod tests {
         let method = format!("{} / HTTP/2.0\r\n\r\n", "M".repeat(40));
         assert_eq!(version(&[method.as_bytes()]), None);
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        let shaped = shaped_answer(hyper, None, Some("HTTP/2.0"), String::new).unwrap();
+        let shaped =
+            shaped_answer(hyper, None, || Some("HTTP/2.0".to_string()), String::new).unwrap();
         let shaped = String::from_utf8(shaped).unwrap();
         assert!(
             shaped.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"),
@@ -1071,7 +1067,7 @@ mod tests {
     fn a_refused_transfer_coding_turns_hypers_400_into_a_501() {
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         let shaped =
-            String::from_utf8(shaped_answer(hyper, Some("gzip"), None, String::new).unwrap())
+            String::from_utf8(shaped_answer(hyper, Some("gzip"), || None, String::new).unwrap())
                 .unwrap();
         let body = r#"{"success":false,"error":"transfer coding 'gzip' is not supported; only chunked is","code":"not_implemented"}"#;
         assert_eq!(
@@ -1089,7 +1085,7 @@ mod tests {
         let hyper =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         let shaped =
-            String::from_utf8(shaped_answer(hyper, None, None, String::new).unwrap()).unwrap();
+            String::from_utf8(shaped_answer(hyper, None, || None, String::new).unwrap()).unwrap();
         let body = r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#;
         assert_eq!(
             shaped,
@@ -1100,13 +1096,13 @@ mod tests {
             )
         );
         let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(shaped_answer(own, None, None, String::new), None);
+        assert_eq!(shaped_answer(own, None, || None, String::new), None);
         assert_eq!(
-            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, None, String::new),
+            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, || None, String::new),
             None
         );
         assert_eq!(
-            shaped_answer(b"{\"success\":true}", None, None, String::new),
+            shaped_answer(b"{\"success\":true}", None, || None, String::new),
             None
         );
     }

@@ -486,35 +486,10 @@ fn tables_out(html: &str) -> (String, Vec<String>) {
 /// too. Joined bare, `Soin<br>kératine` was the one word `Soinkératine`,
 /// which no search for either finds.
 fn cell_text(cell: &scraper::ElementRef<'_>) -> String {
+    // A line break, a rule, or a block: an element that closes a paragraph.
     let is_break = |node: &scraper::Node| {
         node.as_element().is_some_and(|e| {
-            matches!(
-                e.name(),
-                "br" | "p"
-                    | "div"
-                    | "li"
-                    | "ul"
-                    | "ol"
-                    | "dl"
-                    | "dt"
-                    | "dd"
-                    | "h1"
-                    | "h2"
-                    | "h3"
-                    | "h4"
-                    | "h5"
-                    | "h6"
-                    | "blockquote"
-                    | "pre"
-                    | "address"
-                    | "hr"
-                    | "section"
-                    | "article"
-                    | "header"
-                    | "footer"
-                    | "figure"
-                    | "figcaption"
-            )
+            matches!(e.name(), "br" | "hr") || super::nesting::CLOSES_P.contains(&e.name())
         })
     };
     let mut text = String::new();

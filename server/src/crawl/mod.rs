@@ -1106,11 +1106,13 @@ impl<'a> Crawl<'a> {
         if matches!(reason, "http_429" | "http_503" | "site_busy") {
             return;
         }
-        // As the library holds it, the form the queue asks.
+        // As the library holds it, the form the queue asks; past the URLs
+        // it takes, no page's canonical (a report naming it is refused).
         let stored_at = report["final_url"]
             .as_str()
             .and_then(|u| Url::parse(u).ok())
-            .map(|u| onboarding::kb::normalize(&u).to_string());
+            .map(|u| onboarding::kb::normalize(&u).to_string())
+            .filter(|u| u.chars().count() <= onboarding::kb::MAX_URL_CHARS);
         let text = stored_at
             .filter(|_| report["status"] == "stored")
             .map(|url| Known {
@@ -1171,7 +1173,8 @@ impl<'a> Crawl<'a> {
     /// page is stored at its own address (or skipped, with no text of its
     /// own), and the canonical page (stored or not, its links followed) at
     /// its own when its turn comes, from this page's links (unless
-    /// `nofollow`): whichever of the two the crawl meets first.
+    /// `nofollow`): whichever of the two the crawl meets first. `ask`:
+    /// whether the canonical page may be asked now.
     async fn report_under(
         &mut self,
         polite: &mut Polite<'_>,
@@ -1179,29 +1182,23 @@ impl<'a> Crawl<'a> {
         mut own: Value,
         canonical: &Url,
         nofollow: bool,
-        ahead: bool,
+        ask: bool,
     ) -> Value {
         let key = identity(canonical);
         // A page with no text of its own is no redirect, whatever the
         // canonical holds: it need not be asked now.
-        let own_text = own["status"] == "stored";
-        if ahead && own_text && !self.known.contains_key(&key) {
+        let own_text = own["markdown"]
+            .as_str()
+            .filter(|_| own["status"] == "stored");
+        if ask && own_text.is_some() && !self.known.contains_key(&key) {
             self.ask_ahead(polite, site, canonical).await;
         }
-        let named = match self.known.get(&key) {
-            Some(Some(named)) if named.url.chars().count() <= onboarding::kb::MAX_URL_CHARS => {
-                Some(named)
-            }
-            Some(_) => None,
-            None => None,
-        };
-        let same = named.is_some_and(|named| {
-            own["status"] == "stored"
-                && own["markdown"]
-                    .as_str()
-                    .is_some_and(|text| same_text(text, &named.markdown))
-        });
-        let Some(named) = named.filter(|_| same) else {
+        let named = self
+            .known
+            .get(&key)
+            .and_then(Option::as_ref)
+            .filter(|named| own_text.is_some_and(|text| same_text(text, &named.markdown)));
+        let Some(named) = named else {
             // The canonical page among the links, so that the job has it,
             // at the address asked ahead: its turn uses that report.
             if !nofollow {
@@ -1243,9 +1240,8 @@ impl<'a> Crawl<'a> {
     /// would (its trailing slash as the site wants it, its meta refresh
     /// followed, a 429 not waited for): what it holds is remembered, and
     /// its report kept for its turn. Once a job, and not past the job's
-    /// budget; a
-    /// refusal that may pass (a 429, a 503, the site's turn not come)
-    /// leaves it unknown, asked at its turn.
+    /// budget; a refusal that may pass (a 429, a 503, the site's turn not
+    /// come) leaves it unknown, asked at its turn.
     async fn ask_ahead(&mut self, polite: &mut Polite<'_>, site: &Url, canonical: &Url) {
         let target = onboarding::kb::normalize(canonical);
         if !self.asked_ahead.insert(identity(&target))
@@ -1533,8 +1529,9 @@ struct Known {
 /// Whether two pages' texts are one text: the same words, each as many
 /// times, in any order, but for a tenth of the longer (a list sorted
 /// another way, a date or a counter that changes). A list's second page
-/// shares its headings with the first, not its items. The addresses of
-/// links are no words: a list's items link to paths that share theirs.
+/// shares its headings with the first, not its items. A link counts by
+/// its label and its address's last segment: a list's items link to paths
+/// that share the rest.
 fn same_text(a: &str, b: &str) -> bool {
     fn words(text: &str) -> HashMap<String, i64> {
         let mut counts = HashMap::new();

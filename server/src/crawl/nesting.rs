@@ -65,9 +65,10 @@ const SPECIAL: &[&str] = &[
     "tfoot", "th", "thead", "title", "tr", "ul", "xmp",
 ];
 
-/// A start tag of one of these closes an open `p` (within its scope).
+/// A start tag of one of these closes an open `p` (within its scope): the
+/// blocks of a text, whose edges part its words.
 #[rustfmt::skip]
-const CLOSES_P: &[&str] = &[
+pub(super) const CLOSES_P: &[&str] = &[
     "address", "article", "aside", "blockquote", "center", "dd", "details", "dialog", "dir", "div",
     "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
     "h6", "header", "hgroup", "li", "listing", "main", "menu", "nav", "ol", "p", "pre", "search",
