@@ -1725,6 +1725,58 @@ async fn a_canonical_link_is_followed_only_to_a_page_of_the_same_text() {
     server.stop().await;
 }
 
+/// `/` links a page naming a canonical page that answers its first request
+/// with a 429, then the canonical page itself.
+fn canonical_busy_once(path: &str, n: usize) -> (&'static str, String, String) {
+    match (path, n) {
+        ("/", _) => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/promo\">Promo</a> <a href=\"/carte\">Carte</a>",
+            ),
+        ),
+        ("/promo", _) => (
+            "200 OK",
+            String::new(),
+            "<html><head><title>Promo</title><link rel=canonical href=\"/carte\"></head>\
+             <body><main><h1>Promo</h1><p>Moins 20 % sur les soins en juillet.</p></main></body></html>"
+                .to_string(),
+        ),
+        ("/carte", 0) => (
+            "429 Too Many Requests",
+            "Retry-After: 1\r\n".to_string(),
+            String::new(),
+        ),
+        ("/carte", _) => (
+            "200 OK",
+            String::new(),
+            tiny_page("Carte", "Coupes, couleurs et balayages."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A canonical page refused with a 429 when asked ahead is left unknown,
+/// not taken as gone: the page naming it is stored at its own address, and
+/// the canonical page is asked again at its turn, and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canonical_refused_for_now_is_asked_again_at_its_turn() {
+    let (mut server, kb, _addr, asked) =
+        crawl_tiny_site(canonical_busy_once, "a@salon-occupe.fr").await;
+    let stored: Vec<(&str, i64)> = stored_pages(&kb)
+        .into_iter()
+        .map(|(u, d)| (u.rsplit('/').next().unwrap(), d))
+        .collect();
+    assert_eq!(stored, [("", 0), ("promo", 1), ("carte", 1)], "{kb}");
+    assert_eq!(kb["pages_not_stored"], json!([]));
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 3, 0, 0]), "{kb}");
+    assert_eq!(asked.get("/carte"), Some(&2), "{asked:?}");
+    assert_eq!(asked.get("/promo"), Some(&1), "{asked:?}");
+    server.stop().await;
+}
+
 /// `/` links a page 5,000 elements deep, a page whose robots meta says
 /// `nofollow` and one whose `X-Robots-Tag` says it; each of the last two
 /// links a page of its own.
