@@ -5,6 +5,7 @@
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use dqlite_wire::{connect_leader, Conn, Leader, Value};
@@ -59,6 +60,36 @@ pub struct Node {
 }
 
 /// The nodes of one cluster, and their data directories.
+/// The machine's cores, which the clusters of a test binary share: one
+/// whose test measures a leader's pauses runs alone ([`Cluster::start_alone`]);
+/// on two cores, another cluster beside it starves its nodes, and a leader
+/// missing its heartbeats loses its place, whatever the code does.
+static CORES: RwLock<()> = RwLock::new(());
+
+/// A cluster's hold on [`CORES`], released when it is dropped.
+enum Cores {
+    Shared {
+        _held: RwLockReadGuard<'static, ()>,
+    },
+    Alone {
+        _held: RwLockWriteGuard<'static, ()>,
+    },
+}
+
+impl Cores {
+    /// A panicked test's hold is released all the same.
+    fn take(alone: bool) -> Cores {
+        match alone {
+            true => Cores::Alone {
+                _held: CORES.write().unwrap_or_else(PoisonError::into_inner),
+            },
+            false => Cores::Shared {
+                _held: CORES.read().unwrap_or_else(PoisonError::into_inner),
+            },
+        }
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<Node>,
     node_bin: PathBuf,
@@ -66,6 +97,8 @@ pub struct Cluster {
     /// The nodes' `--latency-ms`, when not the node's default.
     latency_ms: Option<u32>,
     _dir: tempfile::TempDir,
+    /// Last, so that it is released once the nodes are gone.
+    _cores: Cores,
 }
 
 impl Cluster {
@@ -74,25 +107,36 @@ impl Cluster {
         Cluster::start_with_latency(n, None)
     }
 
+    /// The same, with no other cluster of the binary running beside it,
+    /// for a test that measures how long the leader pauses.
+    pub fn start_alone(n: usize) -> Option<Cluster> {
+        let addresses = (0..n)
+            .map(|_| (format!("127.0.0.1:{}", free_port()), None))
+            .collect();
+        Cluster::start_at_with_latency(addresses, None, true)
+    }
+
     /// The same, Raft's timeouts tuned from `latency_ms` (`--latency-ms`).
     pub fn start_with_latency(n: usize, latency_ms: Option<u32>) -> Option<Cluster> {
         let addresses: Vec<(String, Option<String>)> = (0..n)
             .map(|_| (format!("127.0.0.1:{}", free_port()), None))
             .collect();
-        Cluster::start_at_with_latency(addresses, latency_ms)
+        Cluster::start_at_with_latency(addresses, latency_ms, false)
     }
 
     /// Nodes known by the given addresses, each listening on its own bind
     /// address when one is given.
     pub fn start_at(addresses: Vec<(String, Option<String>)>) -> Option<Cluster> {
-        Cluster::start_at_with_latency(addresses, None)
+        Cluster::start_at_with_latency(addresses, None, false)
     }
 
     fn start_at_with_latency(
         addresses: Vec<(String, Option<String>)>,
         latency_ms: Option<u32>,
+        alone: bool,
     ) -> Option<Cluster> {
         let (node_bin, so) = binaries()?;
+        let cores = Cores::take(alone);
         let dir = tempfile::tempdir().expect("temporary directory");
         let nodes = addresses
             .into_iter()
@@ -112,6 +156,7 @@ impl Cluster {
             so,
             latency_ms,
             _dir: dir,
+            _cores: cores,
         };
         for i in 0..cluster.nodes.len() {
             cluster.run(i);
