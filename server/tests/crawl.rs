@@ -2444,20 +2444,32 @@ async fn after_first_attempt(server: &TestServer, session: &str) -> Value {
 }
 
 /// A site that refuses the connection is `unreachable`; a site whose
-/// robots.txt does not come within the response limit is
-/// `robots_unavailable` (RFC 9309: nothing is crawled), not `unreachable`
-/// as it was. Both go back to the queue for another attempt.
+/// robots.txt does not come within the response limit, or whose
+/// connection closes before the answer, is `robots_unavailable` (RFC 9309:
+/// nothing is crawled), not `unreachable` as it was: the site was reached.
+/// All go back to the queue for another attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_robots_file_too_slow_is_unavailable_and_a_closed_port_unreachable() {
+async fn a_robots_file_too_slow_or_cut_off_is_unavailable_and_a_closed_port_unreachable() {
     let (slow, asked) = tiny_site(slow_robots);
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
+    // Reads each request and closes with no answer; a job's attempt asks
+    // once, so a few connections at most.
+    let cut = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cut_addr = cut.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in cut.incoming().take(8).flatten() {
+            let mut head = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut head);
+        }
+    });
     let (mut config, dir) = temp_config();
     config.crawl = CrawlConfig {
         workers: 1,
-        allow: AllowList::parse(&[slow.to_string(), closed.to_string()]).unwrap(),
+        allow: AllowList::parse(&[slow.to_string(), closed.to_string(), cut_addr.to_string()])
+            .unwrap(),
         lease_seconds: 30,
         idle_poll: Duration::from_millis(200),
         limits: Limits {
@@ -2470,6 +2482,7 @@ async fn a_robots_file_too_slow_is_unavailable_and_a_closed_port_unreachable() {
     for (addr, email, code) in [
         (slow, "a@salon-lent.fr", "robots_unavailable"),
         (closed, "a@salon-ferme.fr", "unreachable"),
+        (cut_addr, "a@salon-coupe.fr", "robots_unavailable"),
     ] {
         let s = completed_website_session(&server, email, &format!("http://{addr}/")).await;
         let job = after_first_attempt(&server, &s).await;

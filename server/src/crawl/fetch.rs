@@ -81,8 +81,9 @@ pub enum FetchError {
     UnsupportedEncoding,
     /// A page, or a redirect hop, robots.txt disallows: never asked for.
     RobotsDisallowed,
-    /// The server answered, then the body broke off (reported as
-    /// `unreachable` for a page; for robots.txt, the file is unavailable).
+    /// The connection was made, then the answer broke off: closed before
+    /// its head, or in its body (reported as `unreachable` for a page; for
+    /// robots.txt, the file is unavailable, not the site unreachable).
     BodyCut,
     /// The site's turn, shared through the database with the crawlers of
     /// other processes, could not be had: never asked for.
@@ -352,10 +353,16 @@ impl Fetcher {
         pace.0 = Some(std::time::Instant::now());
         // A connection that never came within the connect limit (its SYNs
         // dropped, as a firewall does) is the site's being unreachable, as
-        // a refused one; only the response limit's timeout is the page's.
+        // a refused one; only the response limit's timeout is the page's. A
+        // connection made and closed before the answer's head is the answer
+        // broken off, as one whose body breaks off.
         let response = sent.map_err(|e| {
-            if e.is_timeout() && !e.is_connect() {
+            if e.is_connect() {
+                FetchError::Unreachable
+            } else if e.is_timeout() {
                 FetchError::Timeout
+            } else if e.is_request() {
+                FetchError::BodyCut
             } else {
                 FetchError::Unreachable
             }
@@ -1016,7 +1023,10 @@ mod tests {
     /// A site whose connection never comes (its listen queue full: the
     /// kernel drops the SYNs, as a firewall does) is unreachable after the
     /// connect limit, as one refusing it; one that connects and never
-    /// answers runs out the response limit, the page's `timeout`.
+    /// answers runs out the response limit, the page's `timeout`; one that
+    /// connects and closes before its answer's head broke the answer off
+    /// (`BodyCut`: for robots.txt, the file unavailable, not the site
+    /// unreachable).
     #[tokio::test]
     async fn a_connection_that_never_comes_is_unreachable_an_answer_that_never_comes_a_timeout() {
         let limits = Limits {
@@ -1049,12 +1059,29 @@ mod tests {
             }
         }
         assert_eq!(fetch(addr).await, Some(FetchError::Unreachable));
+        // Refused: nothing listens on the port.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(fetch(refused).await, Some(FetchError::Unreachable));
         // Accepted, never answered.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(
             fetch(silent.local_addr().unwrap()).await,
             Some(FetchError::Timeout)
         );
+        // Accepted, its request read, then closed with no answer.
+        let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closing_addr = closing.local_addr().unwrap();
+        let closer = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut stream, _) = closing.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await;
+        });
+        assert_eq!(fetch(closing_addr).await, Some(FetchError::BodyCut));
+        closer.await.unwrap();
         drop((queued, full, silent));
     }
 

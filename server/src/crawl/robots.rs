@@ -60,7 +60,8 @@ pub async fn rules(polite: &mut Polite<'_>, site: &Url) -> Result<Rules, FetchEr
 
 /// The job's error code when robots.txt could not be read: `unreachable`
 /// when the connection failed, `robots_unavailable` when the file came
-/// wrong or not in time, its site's turn included (held by a crawler past
+/// wrong, broken off (the connection closed before or during it) or not
+/// in time, its site's turn included (held by a crawler past
 /// the job's time: the job is tried again later, as the library retries
 /// that code).
 pub fn job_code(e: &FetchError) -> &'static str {
