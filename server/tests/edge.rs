@@ -1404,7 +1404,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 30] = [
+    let cases: [(&str, u16, &str); 33] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -1564,6 +1564,24 @@ async fn malformed_framing_gets_json_errors() {
             400,
             r#"{"success":false,"error":"the request line or a header is malformed","code":"bad_request"}"#,
         ),
+        // An expectation other than 100-continue cannot be met (RFC 9110
+        // 10.1.1): refused before the body is read.
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Expect: 200-ok\r\nContent-Length: 2\r\n\r\n{}",
+            417,
+            r#"{"success":false,"error":"Expect '200-ok' cannot be met; only 100-continue is supported","code":"expectation_failed"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: 100-continue, x\r\n\r\n",
+            417,
+            r#"{"success":false,"error":"Expect '100-continue, x' cannot be met; only 100-continue is supported","code":"expectation_failed"}"#,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nExpect: x=1\r\n\r\n",
+            417,
+            r#"{"success":false,"error":"Expect '100-continue, x=1' cannot be met; only 100-continue is supported","code":"expectation_failed"}"#,
+        ),
     ];
     for (raw, status, body) in cases {
         let reply = send_raw(server.addr, raw.as_bytes()).await;
@@ -1586,6 +1604,14 @@ async fn malformed_framing_gets_json_errors() {
     );
     let reply = send_raw(server.addr, b"GET /healthz HTTP/1.0\r\nHost: t\r\n\r\n").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // 100-continue, in any case, and an empty Expect expect nothing more.
+    for expect in ["100-continue", "100-Continue", ""] {
+        let raw = format!(
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: {expect}\r\nConnection: close\r\n\r\n"
+        );
+        let reply = send_raw(server.addr, raw.as_bytes()).await;
+        assert_eq!(reply.status, 200, "{expect:?}: {}", reply.body);
+    }
     // Names, addresses and ports are hosts.
     for host in [
         "salon.fr",

@@ -157,6 +157,7 @@ fn every_operation_lists_the_edge_statuses_with_their_codes() {
             ("400", "bad_request"),
             ("431", "headers_too_large"),
             ("500", "internal"),
+            ("417", "expectation_failed"),
             ("501", "not_implemented"),
             ("505", "http_version_not_supported"),
         ];

@@ -50,6 +50,9 @@ pub enum Refusal {
     ContentCoding(String),
     /// A transfer coding other than `chunked`: the body cannot be read.
     TransferCoding(String),
+    /// An `Expect` other than `100-continue` (the values, joined): an
+    /// expectation this server cannot meet (RFC 9110 10.1.1: 417).
+    Expectation(String),
     /// A body whose media type is not JSON.
     MediaType(String),
     /// `Content-Type` given more than once (the values, joined).
@@ -109,6 +112,20 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
     // a proxy in front might read two: the body's end would differ.
     if codings.len() > 1 {
         return Err(Refusal::ChunkedTwice(codings.join(", ")));
+    }
+    // 100-continue is hyper's to answer (a `100 Continue` once the body is
+    // read); any other expectation would be silently unmet.
+    let expect = req.headers().get_all(header::EXPECT);
+    let expectations: Vec<String> = expect
+        .iter()
+        .flat_map(|v| coding_names(v.as_bytes()))
+        .collect();
+    if expectations.iter().any(|e| e != "100-continue") {
+        let sent: Vec<String> = expect
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        return Err(Refusal::Expectation(sent.join(", ")));
     }
     Ok(())
 }
@@ -443,6 +460,15 @@ impl Refusal {
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",
                 &transfer_coding_message(&codings),
+                None,
+            )),
+            Refusal::Expectation(expect) => closing(error(
+                StatusCode::EXPECTATION_FAILED,
+                "expectation_failed",
+                &format!(
+                    "Expect {} cannot be met; only 100-continue is supported",
+                    quote(&expect)
+                ),
                 None,
             )),
             Refusal::MediaType(media_type) => {
