@@ -398,7 +398,9 @@ section("onboarding_kb_store_page(payload)",
         "(a redirect or canonical link inside the site) and `shared` blocks (a footer repeated "
         "on every page, stored once as its own document). The library normalises the URLs, "
         "keeps the site's links (depth at most 3, at most 50 pages), stores a text once per "
-        "tenant, chunks and indexes it, updates the counters and extends the lease, in one savepoint.")
+        "tenant, chunks and indexes it, updates the counters and extends the lease, in one savepoint. "
+        "A stored page's Markdown is not blank; its texts (title, Markdown, the blocks') hold no control "
+        "character but line breaks and tabs (SQLite's own functions would read a text only to a NUL).")
 example("SELECT onboarding_kb_store_page(?)",
         '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/","status":"stored","title":"Accueil",'
         '"markdown":"# Agence\\n\\nVotre agence immobilière à Lyon.\\n\\n## Horaires\\n\\nDu lundi au samedi, 9h – 19h.",'
@@ -408,6 +410,8 @@ example("SELECT onboarding_kb_store_page(?)",
         '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/biens","status":"failed","reason":"http_500"}')
 example("SELECT onboarding_kb_store_page(?)",
         '{"job_id":1,"worker":"crawler-2","url":"https://www.mon-site.fr/contact","status":"skipped","reason":"robots_disallowed"}')
+example("SELECT onboarding_kb_store_page(?)",
+        '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/equipe","status":"stored","title":"Équipe","markdown":"Notre équipe\\u0000"}')
 
 section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`). "
         "Optional `bytes` and `elapsed_ms` (also taken by `onboarding_kb_store_page`): the job's budget "

@@ -1088,6 +1088,28 @@ fn document_text(value: Option<&Value>, field: &str, max: usize, lines: bool) ->
     })
 }
 
+/// Refuses a control character in a worker's text `text` (a crawled
+/// page's title or Markdown), line breaks and tabs apart: SQLite's own
+/// functions read a text only to its first NUL, so `a\u0000b` was stored
+/// as a document that its search showed whole and its columns cut to `a`.
+/// The first one is named by its code point and its place, as the kb
+/// step's documents name theirs.
+pub fn no_control_character(field: &str, text: &str) -> Result<()> {
+    match text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        Some((at, c)) => Err(Error::invalid_field(format!(
+            "{field} contains a control character (U+{:04X}, character {} of {}); line breaks and tabs are the only ones allowed",
+            u32::from(c),
+            at + 1,
+            text.chars().count(),
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The booking providers the appointments step knows.
 pub const BOOKING_PROVIDERS: [&str; 1] = ["cal_com"];
 

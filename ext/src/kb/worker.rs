@@ -20,7 +20,7 @@ use crate::env::{iso8601, Env};
 use crate::error::{quote, Error, Result};
 use crate::savepoint::in_savepoint;
 use crate::sql;
-use crate::validate::Fields;
+use crate::validate::{no_control_character, Fields};
 
 /// At most this many pages per job, the start page included.
 pub const MAX_PAGES: i64 = 50;
@@ -439,6 +439,13 @@ fn report(f: &Fields) -> Result<Report<'_>> {
                 "markdown is required when status is 'stored'",
             ))
         }
+        // A page with no text is no document (the table's CHECK would
+        // answer it as an internal error, and blanks made one of no chunk).
+        ("stored", _, Some(m)) if crate::error::trim(m).is_empty() => {
+            return Err(Error::invalid_field(
+                "markdown must not be empty when status is 'stored'",
+            ))
+        }
         ("skipped" | "failed", None, _) => {
             return Err(Error::invalid_field(format!(
                 "reason is required when status is '{status}'"
@@ -455,11 +462,20 @@ fn report(f: &Fields) -> Result<Report<'_>> {
             })
             .transpose()
     };
+    if let Some(markdown) = markdown {
+        no_control_character("markdown", markdown)?;
+    }
+    let title = f.optional_str("title", MAX_PAGE_TITLE_CHARS)?;
+    if let Some(title) = title {
+        no_control_character("title", title)?;
+    }
     let mut shared = Vec::new();
     if let Some(Value::Array(blocks)) = f.get("shared") {
         for (i, b) in blocks.iter().enumerate() {
             match (b["title"].as_str(), b["markdown"].as_str()) {
                 (Some(t), Some(m)) if !t.trim().is_empty() && !m.trim().is_empty() => {
+                    no_control_character(&format!("shared[{i}].title"), t)?;
+                    no_control_character(&format!("shared[{i}].markdown"), m)?;
                     shared.push((t.trim().to_string(), m.to_string()))
                 }
                 _ => {
@@ -475,10 +491,7 @@ fn report(f: &Fields) -> Result<Report<'_>> {
         final_url: page_url("final_url")?,
         status,
         reason,
-        title: f
-            .optional_str("title", MAX_PAGE_TITLE_CHARS)?
-            .map(str::trim)
-            .filter(|t| !t.is_empty()),
+        title: title.map(str::trim).filter(|t| !t.is_empty()),
         markdown,
         links: f.strings("links")?,
         shared,

@@ -278,10 +278,10 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         LOADING.iter().any(|w| lower.contains(w))
     };
     Extracted {
-        title,
+        title: visible(title),
         script_only: scripts > 0 && (text_chars < MIN_TEXT_CHARS || loading),
-        markdown,
-        footer,
+        markdown: visible(markdown),
+        footer: footer.map(visible),
         links,
         canonical,
         noindex,
@@ -612,18 +612,63 @@ fn markdown_table(table: &scraper::ElementRef<'_>) -> Option<String> {
     Some(lines.join("\n"))
 }
 
-/// A plain-text page as Markdown: its text as is.
+/// A plain-text page as Markdown: its text as is, but for its control
+/// characters ([`visible`]).
 pub fn plain(text: &str, url: &Url) -> Extracted {
     Extracted {
         title: url.path().trim_matches('/').to_string(),
-        markdown: text.trim().to_string(),
+        markdown: visible(text.trim().to_string()),
         ..Extracted::default()
     }
+}
+
+/// A page's text as the knowledge base takes it: the control characters
+/// a page may hold are not text (the library refuses them, line breaks
+/// and tabs apart). A page break (form feed, vertical tab, NEL: a text
+/// file's pages) is a line break; the others (a stray BEL, a NUL of a
+/// text file) go.
+fn visible(text: String) -> String {
+    let stray = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+    if !text.chars().any(stray) {
+        return text;
+    }
+    text.chars()
+        .filter_map(|c| match c {
+            '\u{c}' | '\u{b}' | '\u{85}' => Some('\n'),
+            c if stray(c) => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The library refuses a control character in a page's text: none
+    /// reaches it, wherever the page had one.
+    #[test]
+    fn a_pages_control_characters_are_not_its_text() {
+        let page = Url::parse("https://salon.fr/tarifs").unwrap();
+        let html = "<html><head><title>Tarifs\u{7} du salon</title></head><body><main>\
+            <p>Coupe\u{1} femme\u{0} 35 euros</p><footer>Salon Léa, 12 rue des Lilas\u{1b} 75011 Paris</footer>\
+            </main><footer>Salon Léa\u{7}, 12 rue des Lilas, 75011 Paris</footer></body></html>";
+        let got = extract(html, &page);
+        assert_eq!(
+            (
+                got.title.as_str(),
+                got.markdown.as_str(),
+                got.footer.as_deref()
+            ),
+            (
+                "Tarifs du salon",
+                "Coupe femme 35 euros\n\nSalon Léa, 12 rue des Lilas 75011 Paris",
+                Some("Salon Léa, 12 rue des Lilas, 75011 Paris")
+            )
+        );
+        let text = plain("Page 1\u{c}Page 2\u{7}\r\n\tfin\u{0}", &page);
+        assert_eq!(text.markdown, "Page 1\nPage 2\r\n\tfin");
+    }
 
     #[test]
     fn links_and_the_canonical_are_read_against_the_base_element() {
