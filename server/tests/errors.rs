@@ -431,6 +431,84 @@ async fn internal_errors_are_500_without_detail() {
     assert_eq!(rows(&db, "onboarding_sessions")[0]["status"], "in_progress");
 }
 
+/// A write the disk refuses (here the process's file size limit, as a
+/// full disk would) fails alone: a 500, nothing of it kept, and the next
+/// writes pass without a restart. The WAL gatherer used to keep the
+/// failure: every later write answered 500 while `/healthz` said ok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_disk_refuses_fails_alone_and_the_next_ones_pass() {
+    // 3 MiB a file (bash counts KiB); the signal ignored, so that a write
+    // past it fails with EFBIG instead of killing the process.
+    let mut server = Spawned::start_under(
+        &[
+            "bash",
+            "-c",
+            "trap '' XFSZ; ulimit -f 3072; exec \"$@\"",
+            "bash",
+        ],
+        &["--synchronous", "normal"],
+    );
+    let post = |path: String, body: String| async move {
+        request(server.addr, "POST", &path, &[], body.as_bytes()).await
+    };
+    let created = post("/api/v1/onboarding/session".into(), "{}".into()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = serde_json::from_str::<serde_json::Value>(&created.body).unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Twenty documents of 200,000 characters: 4 MB of step data, past the
+    // limit in the WAL.
+    let documents: Vec<serde_json::Value> = (0..20)
+        .map(|i| serde_json::json!({"title": format!("Document {i}"), "content": "tarif ".repeat(33_333)}))
+        .collect();
+    let kb = serde_json::json!({"method": "documents", "documents": documents}).to_string();
+    let refused = post(session_path(&id, "kb"), kb).await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (
+            500,
+            r#"{"success":false,"error":"internal error","code":"internal"}"#
+        )
+    );
+    let channels = post(
+        session_path(&id, "channels"),
+        r#"{"channels":["sms"]}"#.into(),
+    )
+    .await;
+    assert_eq!(
+        (channels.status, channels.body.as_str()),
+        (
+            200,
+            format!(
+                r#"{{"success":true,"session_id":"{id}","step":"channels","current_step":3,"progress_percentage":50}}"#
+            )
+            .as_str()
+        )
+    );
+    let again = post("/api/v1/onboarding/session".into(), "{}".into()).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    server.stop();
+    let db = rusqlite::Connection::open(&server.db_path).unwrap();
+    let (kb, channels): (Option<String>, Option<String>) = db
+        .query_row(
+            "SELECT kb_data, channels_data FROM onboarding_sessions WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (kb, channels.as_deref()),
+        (None, Some(r#"{"channels":["sms"]}"#))
+    );
+    assert_eq!(
+        db.query_row("SELECT count(*) FROM onboarding_sessions", [], |r| r
+            .get::<_, i64>(0))
+            .unwrap(),
+        2
+    );
+}
+
 #[test]
 fn default_config_matches_the_contract() {
     let config = Config::default();

@@ -32,9 +32,14 @@
 //!   belongs to a transaction that rolled back, after the cache spilled:
 //!   it is dropped, never written over frames another process may append
 //!   once the lock is free.
-//! - A failed write of gathered bytes is final: SQLite already believes
-//!   them written, so every later call on the file fails (the server must
-//!   be restarted, and SQLite recovers the WAL from what the disk holds).
+//! - A failed write of gathered bytes fails every later call on the file
+//!   until the write transaction ends: SQLite believes them written, so
+//!   the transaction must not commit. It rolls back (a commit frame cannot
+//!   be written), its frames past the WAL's last commit are never read, and
+//!   the next transaction writes over them: a disk full for one large
+//!   write, or a file size limit, fails that write alone, as it would
+//!   without this VFS (it used to fail every write until a restart, while
+//!   reads went on).
 //! - Crash safety is the WAL's own: a commit frame is recognised by its
 //!   header (bytes 4..8, the database size after the commit, are nonzero
 //!   only there: sqlite.org/fileformat2.html#walformat), and after a crash
@@ -156,8 +161,8 @@ impl Gather {
     }
 
     /// Writes everything gathered, in writes of at most [`MAX_WRITE`]
-    /// bytes. A failure is kept and answered from then on: SQLite believes
-    /// these bytes written.
+    /// bytes. A failure is kept and answered until the transaction ends:
+    /// SQLite believes these bytes written.
     fn flush(&mut self, sink: &mut impl FnMut(&[u8], i64) -> c_int) -> c_int {
         if let Some(rc) = self.failed {
             return rc;
@@ -178,11 +183,14 @@ impl Gather {
     }
 
     /// The write transaction ended: what is still gathered belongs to one
-    /// that rolled back, and the next transaction gathers again.
+    /// that rolled back, and the next transaction gathers again. A failure
+    /// ended with it: a transaction with a failed write never committed
+    /// (every write after it failed, the commit frame's too).
     fn end_transaction(&mut self) {
         self.bytes.clear();
         self.commit_page_at = None;
         self.sealed = false;
+        self.failed = None;
     }
 
     fn end(&self) -> i64 {
@@ -692,15 +700,14 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_is_returned_then_and_at_every_later_call() {
+    fn a_failed_write_is_returned_then_and_at_every_later_call_of_its_transaction() {
         let mut gather = Gather::default();
         assert_eq!(sunk(&mut gather, &[(header(1, 4), 32)]), vec![]);
         let rc = gather.write(&[0u8; 4096], 56, &mut |_, _| ffi::SQLITE_IOERR_WRITE);
         assert_eq!(rc, ffi::SQLITE_IOERR_WRITE);
         assert!(gather.bytes.is_empty());
-        // SQLite believes those bytes written: nothing goes on after them,
-        // not even once the transaction ends.
-        gather.end_transaction();
+        // SQLite believes those bytes written: nothing goes on after them
+        // in this transaction, which cannot commit.
         let never =
             &mut |_: &[u8], _: i64| -> c_int { panic!("nothing is written after a failure") };
         assert_eq!(
@@ -708,6 +715,12 @@ mod tests {
             ffi::SQLITE_IOERR_WRITE
         );
         assert_eq!(gather.flush(never), ffi::SQLITE_IOERR_WRITE);
+        // It rolled back: the next transaction writes over its frames.
+        gather.end_transaction();
+        assert_eq!(
+            sunk(&mut gather, &[(header(1, 4), 32), (vec![0u8; 4096], 56)]),
+            vec![(32, 4120)]
+        );
     }
 
     #[test]

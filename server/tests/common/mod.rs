@@ -321,8 +321,34 @@ impl Spawned {
 
     /// [`Spawned::start`] on the database file `db`, which outlives it.
     pub fn start_on(db: &std::path::Path, args: &[&str]) -> Spawned {
+        Spawned::start_command(
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server")),
+            db,
+            args,
+        )
+    }
+
+    /// [`Spawned::start`] run by `wrapper`, a program and its arguments
+    /// that end by running the server binary given after them (`bash -c
+    /// 'ulimit …; exec "$@"' bash`): for the limits a process is given.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Spawned {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut command = std::process::Command::new(wrapper[0]);
+        command
+            .args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_onboarding-server"));
+        let mut spawned = Spawned::start_command(command, &dir.path().join("onboarding.db"), args);
+        spawned._dir = Some(dir);
+        spawned
+    }
+
+    fn start_command(
+        mut command: std::process::Command,
+        db: &std::path::Path,
+        args: &[&str],
+    ) -> Spawned {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             // No crawler unless a test asks: a queued job must not reach
