@@ -963,6 +963,38 @@ async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
     server.stop().await;
 }
 
+/// Two nodes of three gone: a create queued behind another one that waits
+/// for a leader is answered 503 within the retry time (10 s) of being
+/// queued, not 10 s after the one before it gave up (about 19 s: each
+/// batch waited its own 10 s, so a full queue waited minutes, and calls
+/// whose clients had given up ran once the quorum was back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_queued_behind_a_batch_without_quorum_gives_up_in_its_own_time() {
+    let Some((mut cluster, mut server, leader)) = answering_with_leader().await else {
+        return;
+    };
+    tokio::task::block_in_place(|| {
+        cluster.kill((leader + 1) % 3);
+        cluster.kill(leader);
+    });
+    let addr = server.addr;
+    let first = tokio::spawn(async move {
+        request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await
+    });
+    // Queued while the first one's batch looks for a leader.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    let second = request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await;
+    let took = asked.elapsed();
+    assert_eq!(first.await.unwrap().status, 503);
+    assert_eq!(second.status, 503, "{}", second.body);
+    assert!(
+        took < Duration::from_secs(13),
+        "the second create was answered after {took:?}"
+    );
+    server.stop().await;
+}
+
 /// Both followers gone, the leader alive: a create's entry reaches the
 /// leader's log, which no quorum commits. The create is answered 503 after
 /// the retries, saying the call may still take effect, not that the

@@ -12,7 +12,7 @@
 //!   another leader ([`LEADERSHIP_CHECK`]: a frozen leader) drops the
 //!   connection; the batch runs again, from `BEGIN`, on whatever leader
 //!   the nodes name next, every [`RETRY_PAUSE`] until [`RETRY_FOR`] has
-//!   passed (then 503).
+//!   passed since its oldest call was queued (then 503).
 //! - **Busy retried.** SQLITE_BUSY (another client holds the write lock)
 //!   rolls back and runs the batch again rather than answering `internal`.
 //! - **Unknown outcomes made safe.** When the connection breaks around a
@@ -106,6 +106,13 @@ pub(super) struct Cluster {
     /// may be in the Raft log of a leader cut off from its quorum, and
     /// applied once the quorum is back, long after the batch gave up.
     commit_unconfirmed: bool,
+    /// When the batch under way stops looking for a leader: [`RETRY_FOR`]
+    /// after its oldest call was queued ([`Backend::queued_since`]), not
+    /// after the batch began. Calls queued behind a batch waiting out a
+    /// lost quorum waited their own [`RETRY_FOR`] on top of it, each
+    /// batch of them in turn: 20 s for a second batch, minutes for a full
+    /// queue, and calls whose clients had given up ran once it was back.
+    batch_deadline: Option<Instant>,
 }
 
 /// How long after a failed migration the calls' `schema_missing` answers
@@ -134,6 +141,7 @@ impl Cluster {
             last_leader: None,
             migration_failed_at: None,
             commit_unconfirmed: false,
+            batch_deadline: None,
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -315,17 +323,19 @@ impl Cluster {
         }
     }
 
-    /// Runs `attempt` until it answers, or answers every call 503 after
-    /// [`RETRY_FOR`]: [`Failure::Unconfirmed`] when an attempt's COMMIT got
-    /// no answer, since the calls may still take effect, else
-    /// [`Failure::Busy`].
+    /// Runs `attempt` until it answers, or answers every call 503 at the
+    /// batch's deadline (one attempt at least): [`Failure::Unconfirmed`]
+    /// when an attempt's COMMIT got no answer, since the calls may still
+    /// take effect, else [`Failure::Busy`].
     fn until_answered(
         &mut self,
         queries: &[&Query],
         keys: &[Option<String>],
         replies: &mut Vec<Outcome>,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + RETRY_FOR;
+        let deadline = self
+            .batch_deadline
+            .unwrap_or_else(|| Instant::now() + RETRY_FOR);
         loop {
             match self.attempt(queries, keys, replies) {
                 Ok(()) => return Ok(()),
@@ -353,6 +363,10 @@ impl Cluster {
 }
 
 impl Backend for Cluster {
+    fn queued_since(&mut self, oldest: Instant) {
+        self.batch_deadline = Some(oldest + RETRY_FOR);
+    }
+
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
         // One key per call that is not safe to run twice, made once: every
         // attempt of this batch sends the same, so a call applied by an
