@@ -365,8 +365,7 @@ fn register_inner(
                 settings: &settings,
             };
             let host_rollback = cache.as_deref().is_some_and(StatementCache::host_rollback);
-            let (result, undo_needed) =
-                savepoint::with_host_rollback(host_rollback, || body(&call));
+            let (result, undo_needed) = savepoint::run_call(host_rollback, || body(&call));
             if undo_needed {
                 if let Some(cache) = cache.as_deref() {
                     cache.mark_undo_needed();

@@ -48,6 +48,31 @@ pub(crate) fn with_host_rollback<T>(on: bool, f: impl FnOnce() -> T) -> (T, bool
     (value, UNDO_NEEDED.with(Cell::get))
 }
 
+/// Runs one call (`f`) as [`with_host_rollback`] does, a panic included:
+/// a bug is an internal error like any other, in the contract's form (the
+/// binding's own text for it names no function). Unwinding skips the mark
+/// a failed call gets, after the body's writes under host rollback; so a
+/// call that panics there is marked for its host to undo, whatever it
+/// wrote (its savepoint's guard, where it had one, already undid it).
+pub(crate) fn run_call<T>(host_rollback: bool, f: impl FnOnce() -> Result<T>) -> (Result<T>, bool) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        with_host_rollback(host_rollback, f)
+    })) {
+        Ok(done) => done,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("no message");
+            (
+                Err(Error::internal(format!("the call panicked: {text}"))),
+                host_rollback,
+            )
+        }
+    }
+}
+
 /// Runs a writer's `body` atomically: committed when `body` returns `Ok`,
 /// rolled back when it returns `Err` or panics.
 ///
@@ -353,5 +378,57 @@ impl Drop for Guard<'_> {
                 sql::execute(self.conn, "ROLLBACK", [])
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A bug that panics mid-call: an internal error, and under host
+    /// rollback the host is told to undo what the call wrote (the batch's
+    /// other calls then run again alone); alone, its savepoint undid it.
+    #[test]
+    fn a_call_that_panics_after_writing_is_an_internal_error_its_host_undoes() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x); BEGIN").unwrap();
+        let panicking = || -> Result<()> {
+            in_savepoint(&conn, || {
+                sql::execute(&conn, "INSERT INTO t VALUES (1)", [])?;
+                panic!("a bug")
+            })
+        };
+        let (result, undo) = run_call(true, panicking);
+        assert_eq!(
+            (result.unwrap_err().to_string(), undo),
+            ("internal: the call panicked: a bug".to_string(), true)
+        );
+        // Its write is there, for the host to undo.
+        assert_eq!(rows(&conn), 1);
+        conn.execute_batch("ROLLBACK; BEGIN").unwrap();
+        let (result, undo) = run_call(false, panicking);
+        assert_eq!(
+            (result.unwrap_err().to_string(), undo),
+            ("internal: the call panicked: a bug".to_string(), false)
+        );
+        assert_eq!(rows(&conn), 0);
+        conn.execute_batch("COMMIT").unwrap();
+        // A call that fails without panicking is marked as before.
+        conn.execute_batch("BEGIN").unwrap();
+        let (result, undo) = run_call(true, || -> Result<()> {
+            in_savepoint(&conn, || {
+                sql::execute(&conn, "INSERT INTO t VALUES (1)", [])?;
+                Err(Error::internal("refused"))
+            })
+        });
+        assert_eq!(
+            (result.unwrap_err().to_string(), undo),
+            ("internal: refused".to_string(), true)
+        );
     }
 }
