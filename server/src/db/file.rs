@@ -196,8 +196,27 @@ fn run_batch(db: &Database, jobs: &[&Query], replies: &mut Vec<Outcome>) -> Ran 
         }
     }
     replies.clear();
-    replies.extend(jobs.iter().map(|job| run_alone(conn, job)));
+    each_alone(jobs, replies, |job| run_alone(conn, job));
     ran
+}
+
+/// Runs each job with `run` and pushes its answer. Once one finds the
+/// database locked past what is left of the batch's busy timeout, the rest
+/// are answered busy without trying: another process took the lock when
+/// the batch gave it back, and each would wait out the timeout in turn
+/// (a batch of 256 calls, 256 times).
+fn each_alone(jobs: &[&Query], replies: &mut Vec<Outcome>, mut run: impl FnMut(&Query) -> Outcome) {
+    let mut locked: Option<Failure> = None;
+    for job in jobs {
+        let outcome = match &locked {
+            Some(failure) => Err(failure.clone()),
+            None => run(job),
+        };
+        if let Err(failure @ Failure::Busy(_)) = &outcome {
+            locked.get_or_insert_with(|| failure.clone());
+        }
+        replies.push(outcome);
+    }
 }
 
 /// The library's host-rollback mode for the span of one batch: on while it
@@ -319,6 +338,35 @@ mod tests {
 
     fn count(conn: &Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Calls run again alone after a batch was undone: the first that finds
+    /// the database locked answers busy, and so do the rest, untried; a
+    /// call's own error stops nothing.
+    #[test]
+    fn calls_alone_after_one_found_the_database_locked_are_answered_busy_untried() {
+        let jobs = create_jobs(4);
+        let jobs: Vec<&Query> = jobs.iter().collect();
+        let mut tried = 0;
+        let mut replies = Vec::new();
+        each_alone(&jobs, &mut replies, |_| {
+            tried += 1;
+            match tried {
+                1 => Ok("{}".to_string()),
+                2 => Err(Failure::Sql("onboarding_create: internal: x".to_string())),
+                _ => Err(Failure::Busy("database is locked".to_string())),
+            }
+        });
+        assert_eq!(tried, 3);
+        assert_eq!(
+            replies,
+            vec![
+                Ok("{}".to_string()),
+                Err(Failure::Sql("onboarding_create: internal: x".to_string())),
+                Err(Failure::Busy("database is locked".to_string())),
+                Err(Failure::Busy("database is locked".to_string())),
+            ]
+        );
     }
 
     /// Group commit's promise: whatever happens mid-batch, a call answered
