@@ -728,11 +728,20 @@ fn unsupported_version(start: &[u8], tail: &[u8], whole: bool) -> Option<String>
     unsupported.then(|| format!("HTTP/{}", written.trim_end_matches('.')))
 }
 
+/// What follows an answer's version in its status line: hyper writes
+/// `HTTP/1.1`, or `HTTP/1.0` on a connection an HTTP/1.0 request kept
+/// alive (where its own answers went out bare, and the head watch never
+/// started again, when only `HTTP/1.1` was read).
+fn after_version(bytes: &[u8]) -> Option<&[u8]> {
+    bytes
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| bytes.strip_prefix(b"HTTP/1.0 "))
+}
+
 /// Whether `bytes` start a final answer (not an interim `1xx`, after which
 /// the same request's body follows).
 fn is_final_status_line(bytes: &[u8]) -> bool {
-    bytes
-        .strip_prefix(b"HTTP/1.1 ")
+    after_version(bytes)
         .and_then(|rest| rest.first())
         .is_some_and(|digit| *digit != b'1')
 }
@@ -749,7 +758,7 @@ fn shaped_answer(
     version: impl FnOnce() -> Option<String>,
     header_lines: impl FnOnce() -> String,
 ) -> Option<Vec<u8>> {
-    let status = head.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    let status = after_version(head)?.get(..3)?;
     let (line, code, message) = match (status, refused_codings) {
         (b"400", codings) => match (version(), codings) {
             (Some(version), _) => (
@@ -787,7 +796,10 @@ fn shaped_answer(
     if fields.contains("\r\ncontent-type:") {
         return None;
     }
-    Some(raw_error(line, code, &message, &header_lines()))
+    let mut answer = raw_error(line, code, &message, &header_lines());
+    // In the version hyper answered with.
+    answer[..8].copy_from_slice(&head[..8]);
+    Some(answer)
 }
 
 impl AsyncRead for Shaped {
@@ -1095,6 +1107,17 @@ mod tests {
                 body.len()
             )
         );
+        // On a connection an HTTP/1.0 request kept alive, hyper answers in
+        // that version: so does its replacement.
+        let hyper = b"HTTP/1.0 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        let shaped =
+            String::from_utf8(shaped_answer(hyper, None, || None, String::new).unwrap()).unwrap();
+        assert!(
+            shaped.starts_with("HTTP/1.0 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"),
+            "{shaped}"
+        );
+        assert!(shaped.ends_with(body), "{shaped}");
+        assert!(is_final_status_line(b"HTTP/1.0 200 OK\r\n"));
         let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
         assert_eq!(shaped_answer(own, None, || None, String::new), None);
         assert_eq!(

@@ -1592,6 +1592,58 @@ async fn malformed_framing_gets_json_errors() {
         );
         assert_eq!(reply.header("content-type"), Some("application/json"));
     }
+    // After an HTTP/1.0 exchange kept alive, hyper's own refusals are JSON
+    // too, in the version it answers with: they went out bare.
+    {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Bounded: the answer's head and its body of a few bytes.
+        for _ in 0..100 {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {first:?}");
+            first.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&first);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_string)
+                    })
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if body.len() >= length {
+                    break;
+                }
+            }
+        }
+        assert!(first.starts_with(b"HTTP/1.0 200 OK\r\n"), "{first:?}");
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: t\r\nBad Header: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut second = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut second))
+            .await
+            .expect("the refusal within 10 s")
+            .unwrap();
+        let second = String::from_utf8(second).unwrap();
+        assert!(
+            second.starts_with("HTTP/1.0 400 Bad Request\r\ncontent-type: application/json\r\n"),
+            "{second}"
+        );
+        assert!(
+            second.ends_with(r#"{"success":false,"error":"the request line or a header is malformed","code":"bad_request"}"#),
+            "{second}"
+        );
+    }
     // HTTP/1.0 needs a Host too (SPEC.md makes no exception), and answers
     // in its own version; with one, it is served.
     let reply = send_raw(server.addr, b"GET /healthz HTTP/1.0\r\n\r\n").await;
