@@ -62,11 +62,12 @@ impl TrustedProxies {
             .map(|v| v.as_bytes())
             .collect();
         for line in lines.iter().rev() {
-            let Ok(line) = std::str::from_utf8(line) else {
-                return client;
-            };
-            for hop in line.rsplit(',') {
-                match parse_hop(hop) {
+            // Split as bytes: a hop that is not UTF-8 is garbage like any
+            // other, and the hops right of it (the ones the trusted
+            // proxies appended) still count. (The whole line was given up,
+            // which left the client in the proxy's place.)
+            for hop in line.rsplit(|b| *b == b',') {
+                match std::str::from_utf8(hop).ok().and_then(parse_hop) {
                     Some(ip) if self.trusts(ip) => client = ip,
                     Some(ip) => return ip,
                     // Garbage where an address should be: nothing further
@@ -83,6 +84,12 @@ impl TrustedProxies {
 /// brackets (`203.0.113.5:4711`, `[2001:db8::1]:443`), as proxies write them.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     let hop = hop.trim();
+    // A link-local IPv6 address's zone (`fe80::1%eth0`) names the proxy's
+    // interface, not another address.
+    let hop = match hop.split_once('%') {
+        Some((address, _zone)) if !hop.starts_with('[') => address,
+        _ => hop,
+    };
     if let Ok(ip) = hop.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
@@ -169,6 +176,35 @@ mod tests {
         assert_eq!(
             trusted.client_ip(ip("127.0.0.1"), &headers),
             ip("203.0.113.9")
+        );
+    }
+
+    /// A byte that is not UTF-8 makes its hop garbage, not the line: the
+    /// hop the trusted proxy appended right of it is the client.
+    #[test]
+    fn a_hop_that_is_not_utf_8_leaves_the_hops_right_of_it() {
+        let trusted = proxies(&["127.0.0.1/32"]);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 203.0.113.1").unwrap(),
+        );
+        assert_eq!(
+            trusted.client_ip(ip("127.0.0.1"), &headers),
+            ip("203.0.113.1")
+        );
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"198.51.100.4\xfe").unwrap(),
+        );
+        assert_eq!(
+            trusted.client_ip(ip("127.0.0.1"), &headers),
+            ip("127.0.0.1")
+        );
+        // A zone names the proxy's interface.
+        assert_eq!(
+            trusted.client_ip(ip("127.0.0.1"), &forwarded(&["fe80::1%eth0"])),
+            ip("fe80::1")
         );
     }
 

@@ -114,6 +114,9 @@ pub struct Config {
 /// scripted floods.
 pub const DEFAULT_CREATE_RATE_LIMIT: u32 = 600;
 
+/// The longest window `--create-rate-window-secs` takes: 31 days.
+pub const MAX_RATE_WINDOW_SECS: u64 = 31 * 24 * 3600;
+
 /// Open connections by default: far above what the writer can keep busy
 /// (a few hundred concurrent clients saturate it), well under the file
 /// descriptors a server process gets.
@@ -256,12 +259,14 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_CREATE_RATE_LIMIT", default_value_t = DEFAULT_CREATE_RATE_LIMIT)]
     pub create_rate_limit: u32,
 
-    /// The window of --create-rate-limit, in seconds.
+    /// The window of --create-rate-limit, in seconds (at most 31 days).
     #[arg(
         long,
         env = "ONBOARDING_CREATE_RATE_WINDOW_SECS",
         default_value_t = 60,
-        value_parser = clap::value_parser!(u64).range(1..)
+        // Bounded: a window of 2^64 s made every create panic adding it to
+        // the clock.
+        value_parser = clap::value_parser!(u64).range(1..=MAX_RATE_WINDOW_SECS)
     )]
     pub create_rate_window_secs: u64,
 
@@ -1052,5 +1057,18 @@ mod tests {
         let err = Args::try_parse_from(["onboarding-server", "--create-rate-window-secs", "0"])
             .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn a_rate_window_past_31_days_is_refused() {
+        for (window, ok) in [
+            ("2678400", true),
+            ("2678401", false),
+            ("18446744073709551615", false),
+        ] {
+            let parsed =
+                Args::try_parse_from(["onboarding-server", "--create-rate-window-secs", window]);
+            assert_eq!(parsed.is_ok(), ok, "{window}");
+        }
     }
 }
