@@ -142,6 +142,11 @@ fn builder() -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
+        // A client that shuts its sending side once its request is written
+        // (`nc -N`, some scripts and proxies) waits for the answer: without
+        // this, hyper closed on that end of input, with the call already
+        // run and no answer nor log line.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_header_size(MAX_HEADER_BYTES)

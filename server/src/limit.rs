@@ -142,7 +142,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
     }
 
     /// Counts one event of `key` at `now`, over the limit or not: an event
-    /// that happened, whose outcome is unknown (its client went away).
+    /// that happened, whose outcome is unknown (its request was dropped).
     pub fn count(&self, key: K, now: Instant) {
         let mut state = self.lock();
         let tat = Self::arrival(&state, &key, now);
@@ -199,13 +199,27 @@ impl<K: Hash + Eq> RateLimiter<K> {
     }
 }
 
+/// A key as the limits keep it: its 64-bit hash, under a key drawn for
+/// this process (so that no one can make keys collide). A session id is
+/// any path segment until the library reads it, up to the head's 16 KiB:
+/// kept whole for a limit's window, 4,096 of them held 64 MB.
+pub fn hashed(key: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    STATE
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(key)
+}
+
 /// The keyed requests a limit has counted lately: a request sent again
 /// under its `Idempotency-Key` is answered its first answer and does
 /// nothing more, so it is counted once. Keys are forgotten after `window`
 /// (the limit's), or when the request was given back.
 pub struct ChargedKeys {
     window: Duration,
-    seen: Mutex<HashMap<String, Instant>>,
+    /// By [`hashed`] key: a key holds its session's id, any path segment.
+    seen: Mutex<HashMap<u64, Instant>>,
 }
 
 impl ChargedKeys {
@@ -228,9 +242,10 @@ impl ChargedKeys {
         now: Instant,
         count: impl FnOnce() -> Result<(), u64>,
     ) -> Result<bool, u64> {
+        let key = hashed(key);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen
-            .get(key)
+            .get(&key)
             .is_some_and(|at| now.saturating_duration_since(*at) < self.window)
         {
             return Ok(false);
@@ -245,14 +260,14 @@ impl ChargedKeys {
                 seen.clear();
             }
         }
-        seen.insert(key.to_string(), now);
+        seen.insert(key, now);
         Ok(true)
     }
 
     /// `key`'s request was given back: sent again, it counts again.
     pub fn forget(&self, key: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.remove(key);
+        seen.remove(&hashed(key));
     }
 }
 

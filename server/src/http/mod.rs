@@ -98,7 +98,8 @@ pub struct App {
     /// past either, the business step and completion answer 429 (no oracle
     /// of accounts).
     pub email_taken_by_ip: Option<RateLimiter>,
-    pub email_taken_by_session: Option<RateLimiter<String>>,
+    /// By [`crate::limit::hashed`] session id.
+    pub email_taken_by_session: Option<RateLimiter<u64>>,
     /// Phone codes sent per client address, whatever the session and the
     /// number (see `--code-sends-per-ip`); a send the library refuses is
     /// given back.
@@ -295,8 +296,11 @@ async fn dispatch(
     // The session of a call that may answer "email already used", for its
     // limits: a business step, and a completion (another session may have
     // completed with the address since this one saved it).
-    let email_key =
-        matches!(endpoint, Endpoint::Step("business") | Endpoint::Complete).then(|| id.clone());
+    // Hashed: any path segment is taken as an id here (the library answers
+    // an unknown one 404 after the limit), and 4,096 ids of 16 KiB kept
+    // for the limit's window held 64 MB.
+    let email_key = matches!(endpoint, Endpoint::Step("business") | Endpoint::Complete)
+        .then(|| crate::limit::hashed(&id));
     // A large body's share of the server's memory and turn, held until the
     // writer has run the call (see `Writer::run_holding`): the body and
     // what the library parses from it live until then, even when the
@@ -410,7 +414,7 @@ async fn dispatch(
     // refused too, so the 429 itself tells nothing.
     let (email_answer, completion_email) = match (email_key, endpoint) {
         (Some(session), Endpoint::Step(_)) => {
-            match EmailAnswer::reserve(app, limited_as(client), &session).await {
+            match EmailAnswer::reserve(app, limited_as(client), session).await {
                 Ok(reserved) => (reserved, None),
                 Err(wait) => return rate_limited(EMAIL_TAKEN_LIMITED, wait),
             }
@@ -636,19 +640,22 @@ const EMAIL_TURN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(
 ///   the counts left cover them all, and otherwise wait for one to end (an
 ///   office or a proxy, whose steps are legitimately concurrent, waits a
 ///   little only near its limit);
-/// - a call whose client went away before its answer counts on both: it
-///   ran all the same, and `GET session` would tell its outcome.
+/// - a call whose client went away before its answer counts as its answer
+///   says: the connection is not read while a request is answered, so the
+///   request runs to its end as if the client had stayed; one dropped
+///   unanswered (the server stopping past its grace period) counts on
+///   both: it ran all the same, and `GET session` would tell its outcome.
 struct EmailAnswer<'a> {
     app: &'a App,
     client: IpAddr,
-    session: String,
+    session: u64,
     settled: bool,
 }
 
 impl<'a> EmailAnswer<'a> {
     /// `Err(seconds)` to wait when a limit is reached; `None` when both
     /// limits are off.
-    async fn reserve(app: &'a App, client: IpAddr, session: &str) -> Result<Option<Self>, u64> {
+    async fn reserve(app: &'a App, client: IpAddr, session: u64) -> Result<Option<Self>, u64> {
         if app.email_taken_by_ip.is_none() && app.email_taken_by_session.is_none() {
             return Ok(None);
         }
@@ -656,7 +663,7 @@ impl<'a> EmailAnswer<'a> {
             limiter.wait_turn(&client, EMAIL_TURN_PATIENCE).await?;
         }
         if let Some(limiter) = &app.email_taken_by_session {
-            if let Err(wait) = limiter.check(session.to_string(), Instant::now()) {
+            if let Err(wait) = limiter.check(session, Instant::now()) {
                 if let Some(by_ip) = &app.email_taken_by_ip {
                     by_ip.end_turn(client, false, Instant::now());
                 }
@@ -666,7 +673,7 @@ impl<'a> EmailAnswer<'a> {
         Ok(Some(EmailAnswer {
             app,
             client,
-            session: session.to_string(),
+            session,
             settled: false,
         }))
     }
@@ -693,8 +700,8 @@ impl<'a> EmailAnswer<'a> {
 }
 
 impl Drop for EmailAnswer<'_> {
-    /// Unsettled: the request was dropped (its client went away) while its
-    /// call ran, so it counts.
+    /// Unsettled: the request was dropped while its call ran (the server
+    /// stopping past its grace period), so it counts.
     fn drop(&mut self) {
         self.end(true);
     }
@@ -712,13 +719,13 @@ const EMAIL_TAKEN_LIMITED: &str =
 /// complete with the free address it saved. The call wrote nothing (the
 /// conflict rolled the sync back), so the 429 only withholds the answer.
 /// The address's count takes a turn, as a business step's does, so that
-/// steps and completions together stay within its limit; a completion whose
-/// client went away before its answer counts on both, as a step's does
-/// (`GET session` would tell its outcome).
+/// steps and completions together stay within its limit; a completion
+/// dropped before its answer counts on both, as a step's does (`GET
+/// session` would tell its outcome).
 struct CompletionEmail<'a> {
     app: &'a App,
     client: IpAddr,
-    session: String,
+    session: u64,
     /// Counted on the session's limit already.
     session_counted: bool,
     settled: bool,
@@ -726,7 +733,7 @@ struct CompletionEmail<'a> {
 
 impl<'a> CompletionEmail<'a> {
     /// `None` when both limits are off.
-    fn watch(app: &'a App, client: IpAddr, session: String) -> Option<Self> {
+    fn watch(app: &'a App, client: IpAddr, session: u64) -> Option<Self> {
         (app.email_taken_by_ip.is_some() || app.email_taken_by_session.is_some()).then(|| {
             CompletionEmail {
                 app,
@@ -746,7 +753,7 @@ impl<'a> CompletionEmail<'a> {
             return Ok(());
         }
         if let Some(limiter) = &self.app.email_taken_by_session {
-            let counted = limiter.check(self.session.clone(), Instant::now());
+            let counted = limiter.check(self.session, Instant::now());
             self.session_counted = counted.is_ok();
             if let Err(wait) = counted {
                 self.settled = true;
@@ -779,7 +786,7 @@ impl Drop for CompletionEmail<'_> {
         }
         let now = Instant::now();
         if let (false, Some(limiter)) = (self.session_counted, &self.app.email_taken_by_session) {
-            limiter.count(self.session.clone(), now);
+            limiter.count(self.session, now);
         }
         if let Some(limiter) = &self.app.email_taken_by_ip {
             limiter.count(self.client, now);
