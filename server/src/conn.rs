@@ -73,6 +73,13 @@ const LINGER_IDLE: Duration = Duration::from_secs(5);
 const REFUSED_LINGER_BYTES: usize = 64 * 1024;
 const REFUSED_LINGER_TIME: Duration = Duration::from_secs(1);
 
+/// Connections refused at accept being answered at once, each holding its
+/// socket for up to two [`REFUSED_LINGER_TIME`]s; past it, a refused one
+/// is closed unanswered. Unbounded, a flood from one address (1,500
+/// connections) held as many descriptors, which the caps exist to bound:
+/// the server's accepts then failed with too many open files.
+const MAX_REFUSING: usize = 256;
+
 /// Caps on open connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionCaps {
@@ -93,6 +100,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let open = Arc::new(OpenConnections::new(caps, app.proxies.clone()));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     let builder = Arc::new(builder());
     let (stopping, stop) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -120,9 +128,16 @@ pub async fn serve(
                 };
                 tokio::spawn(connection.run(stream, stop.clone()));
             }
-            Err(refused) => {
-                tokio::spawn(refuse(stream, refused, http::raw_date_line(&app)));
-            }
+            Err(refused) => match Arc::clone(&refusing).try_acquire_owned() {
+                Ok(answering) => {
+                    let date = http::raw_date_line(&app);
+                    tokio::spawn(async move {
+                        refuse(stream, refused, date).await;
+                        drop(answering);
+                    });
+                }
+                Err(_) => drop(stream),
+            },
         }
     }
     drop(listener);

@@ -1841,3 +1841,47 @@ async fn ids_that_are_no_sessions_cost_the_email_limit_no_memory() {
         "{before} KiB before, {after} KiB after"
     );
 }
+
+/// A flood of connections from one address past its cap holds a bounded
+/// number of the server's descriptors: a few hundred are answered 429 at
+/// once, the rest closed unanswered, and another address is still served.
+/// Each refusal held its socket for a second or two, so 800 of them held
+/// 800 descriptors, and a flood large enough made the server's accepts
+/// fail (too many open files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_connections_holds_a_bounded_number_of_descriptors() {
+    let server = Spawned::start(&["--max-connections-per-ip", "1"]);
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+            .unwrap()
+            .count()
+    };
+    let mut admitted = connect_from([127, 0, 0, 20], server.addr).await.unwrap();
+    assert!(healthz_on(&mut admitted).await.starts_with("HTTP/1.1 200 "));
+    let before = descriptors();
+    let mut flood = Vec::new();
+    for _ in 0..800 {
+        flood.push(connect_from([127, 0, 0, 20], server.addr).await.unwrap());
+    }
+    // Bounded wait for the server to have accepted them all: a healthz
+    // from another address is answered after them.
+    let mut other = connect_from([127, 0, 0, 21], server.addr).await.unwrap();
+    assert!(healthz_on(&mut other).await.starts_with("HTTP/1.1 200 "));
+    let during = descriptors();
+    assert!(
+        during < before + 300,
+        "{before} descriptors before the flood, {during} during it"
+    );
+    let mut answered = 0;
+    for stream in &mut flood {
+        let answer = read_all(stream).await;
+        if answer.is_empty() {
+            continue;
+        }
+        assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+        answered += 1;
+    }
+    // At most 256 at a time: more over the flood when it outlasts their
+    // second.
+    assert!(answered >= 1, "none answered");
+}
