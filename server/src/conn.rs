@@ -77,7 +77,8 @@ const REFUSED_LINGER_TIME: Duration = Duration::from_secs(1);
 /// socket for up to two [`REFUSED_LINGER_TIME`]s; past it, a refused one
 /// is closed unanswered. Unbounded, a flood from one address (1,500
 /// connections) held as many descriptors, which the caps exist to bound:
-/// the server's accepts then failed with too many open files.
+/// the server's accepts then failed with too many open files. Fewer under
+/// a low file limit ([`refusing_fds`]).
 const MAX_REFUSING: usize = 256;
 
 /// Caps on open connections.
@@ -100,7 +101,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let open = Arc::new(OpenConnections::new(caps, app.proxies.clone()));
-    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(refusing_fds(file_limit_now())));
     let builder = Arc::new(builder());
     let (stopping, stop) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -325,7 +326,27 @@ async fn linger(mut stream: TcpStream, max_bytes: usize, max_time: Duration) {
 /// crawler's sockets, the log, the listener; an idle server holds about
 /// 18): a quarter of the limit, 32 to 256 of them.
 fn reserved_fds(limit: u64) -> u64 {
-    (limit / 4).clamp(32, 256)
+    (limit / 4).clamp(32, 256) + refusing_fds(limit) as u64
+}
+
+/// Descriptors kept for answering connections refused over a cap: an
+/// eighth of the file limit, 8 to [`MAX_REFUSING`].
+fn refusing_fds(limit: u64) -> usize {
+    (limit / 8).clamp(8, MAX_REFUSING as u64) as usize
+}
+
+/// The process's soft file limit now (1,024, a shell's usual one, when
+/// it cannot be read).
+fn file_limit_now() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct given.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_cur,
+        _ => 1024,
+    }
 }
 
 /// The total cap on connections that the process's file limit can honour.
@@ -916,10 +937,10 @@ mod tests {
 
     #[test]
     fn a_low_file_limit_keeps_most_of_it_for_connections() {
-        assert_eq!(reserved_fds(64), 32);
-        assert_eq!(reserved_fds(256), 64);
-        assert_eq!(reserved_fds(1024), 256);
-        assert_eq!(reserved_fds(1 << 20), 256);
+        assert_eq!(reserved_fds(64), 32 + 8);
+        assert_eq!(reserved_fds(256), 64 + 32);
+        assert_eq!(reserved_fds(1024), 256 + 128);
+        assert_eq!(reserved_fds(1 << 20), 256 + 256);
     }
 
     /// What the watch makes of `chunks` read in turn.
