@@ -1342,6 +1342,72 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
     assert_eq!(rows(&server.read_db(), "phone_verifications").len(), 1);
 }
 
+/// A code sent from the dashboard while the server cannot be reached keeps
+/// its banner while the crawl's progress is read in the background: a read
+/// that passed hid the banner (the code never sent, nothing said so), one
+/// that failed took its "Réessayer", which then read the crawl instead of
+/// sending the code. Now the banner stays, focused, with its text, and
+/// "Réessayer" sends the code.
+#[tokio::test]
+async fn a_failed_code_send_keeps_its_banner_while_the_crawl_is_read() {
+    let _one = ONE_BROWSER.lock().await;
+    // No crawler: the job stays queued, and the dashboard keeps reading it.
+    let server = server().await;
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", common::KB)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until("the dashboard", "!document.getElementById('panels').hidden")
+        .await;
+    // Counts the page's reads of the knowledge base.
+    b.eval(
+        "window.kbReads = 0; const f = window.fetch;
+         window.fetch = (u, o) => { if (String(u).endsWith('/kb')) window.kbReads++; return f(u, o); };
+         return true",
+    )
+    .await;
+    let banner = "return [document.getElementById('offline').hidden,
+                          document.getElementById('offline-text').textContent,
+                          document.activeElement.id]";
+    let sends_banner = json!([
+        false,
+        "Connexion au serveur impossible. Ce que vous avez saisi est conservé.",
+        "retry"
+    ]);
+    // Only the send fails: the reads of the crawl pass meanwhile.
+    b.block(&["*/phone/verification"]).await;
+    b.click("#send-code").await;
+    b.until("the retry banner", "document.activeElement.id === 'retry'")
+        .await;
+    let reads: u64 = b.eval("return window.kbReads").await.as_u64().unwrap();
+    b.until(
+        "two reads of the crawl",
+        &format!("window.kbReads >= {}", reads + 2),
+    )
+    .await;
+    assert_eq!(b.eval(banner).await, sends_banner);
+    // Nothing passes: the crawl's reads fail too, and are tried again on
+    // their own.
+    b.block(&["*/api/*"]).await;
+    let reads: u64 = b.eval("return window.kbReads").await.as_u64().unwrap();
+    b.until(
+        "two failed reads of the crawl",
+        &format!("window.kbReads >= {}", reads + 2),
+    )
+    .await;
+    assert_eq!(b.eval(banner).await, sends_banner);
+    assert_eq!(rows(&server.read_db(), "phone_verifications").len(), 0);
+    b.block(&[]).await;
+    b.click("#retry").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    b.quit().await;
+    assert_eq!(rows(&server.read_db(), "phone_verifications").len(), 1);
+}
+
 /// A dashboard the server fails to read (a 500: here a table it reads
 /// renamed away under it) offers "Réessayer" as a network failure does,
 /// focused; once the table is back, the retry shows the dashboard. Before,
@@ -2650,6 +2716,46 @@ async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
             "email": EMAIL,
         })
     );
+}
+
+/// What is typed while a step's save is in flight was not sent: it stays
+/// a draft, and a reload shows it. The page counted it as saved, and the
+/// reload showed the step as sent.
+#[tokio::test]
+async fn what_is_typed_while_a_save_is_in_flight_is_kept() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_type_business(&b, EMAIL).await;
+    // The business step's request held 1.5 s, as a database another
+    // process locks holds it.
+    b.eval(
+        "const f = window.fetch;
+         window.fetch = (u, o) => String(u).endsWith('/business')
+           ? new Promise((done) => setTimeout(done, 1500)).then(() => f(u, o))
+           : f(u, o);
+         return true",
+    )
+    .await;
+    b.click("#business-next").await;
+    b.eval(
+        "const c = document.getElementById('company_name');
+         c.focus(); c.setSelectionRange(c.value.length, c.value.length); return true",
+    )
+    .await;
+    b.type_text(" SARL").await;
+    b.step("channels").await;
+    assert_eq!(saved_company(&server), COMPANY);
+    b.client.refresh().await.expect("reload");
+    b.step("channels").await;
+    b.click("#form-channels .back").await;
+    b.step("business").await;
+    assert_eq!(b.value("company_name").await, format!("{COMPANY} SARL"));
+    // "Suivant" saves it.
+    b.click("#business-next").await;
+    b.step("channels").await;
+    b.quit().await;
+    assert_eq!(saved_company(&server), format!("{COMPANY} SARL"));
 }
 
 /// Goes to the knowledge step's following step and back, reloads, and finds

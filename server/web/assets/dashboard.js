@@ -51,6 +51,23 @@ const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', archived: 'Archi
 
 let id = null;
 let retryAction = null;
+
+/** The wait before a read in the background, which met a form's banner, is tried again. */
+const BACKGROUND_RETRY_MS = 5000;
+
+/**
+ * Hides the banner for a form's request. A read in the background whose
+ * banner it was is tried again a moment later: its "Réessayer" hidden, the
+ * crawl's progress stopped there until a reload.
+ */
+function dismissBanner() {
+  if (!$('offline').hidden && retryAction && retryAction.background) {
+    const { run } = retryAction;
+    retryAction = null;
+    setTimeout(run, BACKGROUND_RETRY_MS);
+  }
+  $('offline').hidden = true;
+}
 /** Whether the agent takes calls (the phone channel is on): what a verified number's line says. */
 let takesCalls = true;
 
@@ -77,7 +94,11 @@ function isolated(text) {
  * banner).
  */
 async function guarded(action, { focus = true, land = 'title' } = {}) {
-  $('offline').hidden = true;
+  // A read in the background leaves the banner of a form's request alone
+  // (hiding it, or taking its "Réessayer", lost a code that was never
+  // sent): it is the form's until its "Réessayer" or its next request.
+  const formsBanner = () => !focus && !$('offline').hidden && retryAction && !retryAction.background;
+  if (!formsBanner()) $('offline').hidden = true;
   try {
     await action();
   } catch (error) {
@@ -85,6 +106,11 @@ async function guarded(action, { focus = true, land = 'title' } = {}) {
     // what failed was a read, and the next one may well succeed; shown in
     // the loading line, it left a reload as the only way on.
     const serverFault = error instanceof ApiError && error.status >= 500;
+    if ((error instanceof NetworkError || serverFault) && formsBanner()) {
+      // Tried again on its own a moment later.
+      setTimeout(() => guarded(action, { focus, land }), BACKGROUND_RETRY_MS);
+      return;
+    }
     if (error instanceof NetworkError || serverFault) {
       $('offline-text').textContent = serverFault
         ? `Le serveur a rencontré une erreur (HTTP ${error.status}).`
@@ -92,7 +118,7 @@ async function guarded(action, { focus = true, land = 'title' } = {}) {
           ? 'Le serveur est occupé.'
           : 'Connexion au serveur impossible.';
       $('offline').hidden = false;
-      retryAction = { run: () => guarded(action, { focus, land }), land };
+      retryAction = { run: () => guarded(action, { focus, land }), land, background: !focus };
       if (focus) $('retry').focus();
       return;
     }
@@ -335,7 +361,7 @@ async function submit(form, action) {
     slot.textContent = '';
   }
   for (const input of $('phone-verify').querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
-  $('offline').hidden = true;
+  dismissBanner();
   try {
     await action();
   } catch (error) {
@@ -420,7 +446,7 @@ function offerRetry(error, run, land) {
 
 async function search(event) {
   if (event) event.preventDefault();
-  $('offline').hidden = true;
+  dismissBanner();
   const query = $('q').value;
   $('q-error').hidden = true;
   $('q').removeAttribute('aria-invalid');

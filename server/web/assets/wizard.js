@@ -78,6 +78,8 @@ const state = {
   documentSeq: 0,
   /** The text boxes the last kb save sent, in the order the server numbers them. */
   sentDocuments: [],
+  /** The fields of the step the last save sent, as sent (`saveStep`). */
+  sent: null,
   /** Whether the knowledge base's reads after completion have started. */
   followingKnowledge: false,
   /** Per step, its fields as first shown since it was last saved (`fieldsOf`). */
@@ -241,7 +243,7 @@ async function act(form, action) {
   state.busy = true;
   if (form) form.setAttribute('aria-busy', 'true');
   clearErrors(form);
-  $('offline').hidden = true;
+  dismissBanner();
   // A save that takes a while says so, to the eye and to screen readers:
   // another process holding the database can keep it waiting for seconds.
   const slow = form
@@ -334,6 +336,23 @@ function conflictField(error) {
 }
 
 let retryAction = null;
+
+/** The wait before a read in the background, which met another banner, is tried again. */
+const BACKGROUND_RETRY_MS = 5000;
+
+/**
+ * Hides the banner for a new request. A read in the background whose
+ * banner it was is tried again a moment later: its "Réessayer" hidden, the
+ * crawl's progress stopped there until a reload.
+ */
+function dismissBanner() {
+  if (!$('offline').hidden && retryAction && retryAction.background) {
+    const { run } = retryAction;
+    retryAction = null;
+    setTimeout(run, BACKGROUND_RETRY_MS);
+  }
+  $('offline').hidden = true;
+}
 
 /** Shows the server's `error` under the field named `field`, if this form has it. */
 function fieldError(form, field, error) {
@@ -465,6 +484,10 @@ function sessionLost(closed = false, atLoad = state.loading) {
 
 /** Saves one step: its answer moves the progress bar; the session keeps the data for the summary. */
 async function saveStep(step, payload) {
+  // What the step's fields are as this is sent (the form has put them in
+  // the form it sends: a scheme before a site's address): what was typed
+  // after is not saved by it (`clearDraft`).
+  state.sent = { step: state.current, fields: fieldsOf(state.current) };
   const answer = await post(sessionPath(state.id, step), payload);
   setProgress(answer.progress_percentage);
   if (state.session) state.session.steps[step] = payload;
@@ -600,15 +623,26 @@ function scheduleDraft(name) {
 }
 
 /**
- * The step was saved: its draft goes, and its changes count from what it
- * shows now (also while the page stays on it, the next step failing to
- * load).
+ * The step was saved with the fields `sent` (by default, what it shows
+ * now): its draft goes, and its changes count from those (also while the
+ * page stays on it, the next step failing to load). What was typed while
+ * the save was in flight was not sent: it stays a draft, where counting
+ * it as saved lost it at the next reload.
  */
-function clearDraft(name) {
+function clearDraft(name, sent = fieldsOf(name)) {
   if (!DRAFTED.includes(name)) return;
   clearTimeout(draftTimer);
   localStorage.removeItem(DRAFT_KEY + name);
-  state.shown[name] = fieldsOf(name);
+  state.shown[name] = sent;
+  saveDraft(name);
+}
+
+/**
+ * The fields of step `name` as its last save sent them (the fields stay
+ * editable while it is in flight), or `undefined` when it sent nothing.
+ */
+function sentFields(name) {
+  return state.sent && state.sent.step === name ? state.sent.fields : undefined;
 }
 
 function clearDrafts() {
@@ -1217,8 +1251,9 @@ function voiceName(id) {
 async function saveOnLeaving(name) {
   if (!state.changed || !state.id || !FORMS[name] || name === 'welcome') return;
   try {
+    state.sent = null;
     await FORMS[name]();
-    clearDraft(name);
+    clearDraft(name, sentFields(name));
   } catch (error) {
     // Refused, the changes stay as a draft, written now: the one due a
     // moment after the last keystroke is only written for the step on
@@ -1268,14 +1303,23 @@ async function watch(read) {
     await read();
   } catch (error) {
     if (error instanceof NetworkError) {
+      // A save's banner stays, with its "Réessayer" (taking it over made
+      // "Réessayer" read the crawl instead of saving): this read is tried
+      // again on its own a moment later.
+      if (!$('offline').hidden && retryAction && !retryAction.background) {
+        setTimeout(() => watch(read), BACKGROUND_RETRY_MS);
+        return;
+      }
       $('offline-text').textContent = 'Connexion au serveur impossible.';
       $('offline').hidden = false;
       retryAction = {
         run: () => {
-          $('offline').hidden = true;
+          // Not a save's banner shown since (run later by `dismissBanner`).
+          if (!retryAction || retryAction.background) $('offline').hidden = true;
           return watch(read);
         },
         land: () => $('h-crawl'),
+        background: true,
       };
       return;
     }
@@ -1298,8 +1342,9 @@ function wire() {
         return;
       }
       act(form, async () => {
+        state.sent = null;
         await FORMS[name]();
-        clearDraft(name);
+        clearDraft(name, sentFields(name));
         await show(neighbour(name, 1));
       });
     });
