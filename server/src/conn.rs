@@ -52,8 +52,10 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// hyper's buffer per connection (its default is about 400 KiB): room for a
-/// full head and a few body frames.
-const MAX_BUFFER_BYTES: usize = 64 * 1024;
+/// full head, and a body's bytes as they are read. Held while the
+/// connection lives once grown: 64 KiB of it on each of a thousand
+/// connections sending a body slowly was 64 MB.
+const MAX_BUFFER_BYTES: usize = 24 * 1024;
 
 /// After a refused body (413, 415): how much of the rest is read and thrown
 /// away, for how long, and how long a pause ends it. A client that writes

@@ -25,6 +25,23 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const LARGE_BODIES_FULL: &str =
     "the server is reading as many large bodies as it takes at once";
 
+/// The 503 of a body that finds the server reading as many bytes of bodies
+/// as it takes at once ([`BODIES_IN_FLIGHT_BYTES`]).
+pub const BODIES_FULL: &str = "the server is reading as many request bodies as it takes at once";
+
+/// The bytes of the ordinary bodies (64 KiB at most each) being read at
+/// once, all connections together. A body arrives with its head in one
+/// read, and holds its bytes for microseconds; a client that sends all but
+/// its last byte holds them for 30 s, and 1,000 such clients held 175 MB
+/// each (this server's read, and hyper's buffer): 201 MB. Past it, a body
+/// is answered 503 as it arrives: the budget fits 256 such bodies, or
+/// 8,000 of the 2 KB a wizard step sends.
+const BODIES_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The budget of [`BODIES_IN_FLIGHT_BYTES`]: one permit a byte.
+static BODIES_IN_FLIGHT: std::sync::LazyLock<Arc<Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(Semaphore::new(BODIES_IN_FLIGHT_BYTES)));
+
 /// Why a request was refused before any SQL ran.
 #[derive(Debug)]
 pub enum Refusal {
@@ -66,6 +83,8 @@ pub enum Refusal {
     NotUtf8,
     /// The memory shared by large bodies arriving is all taken.
     LargeBodiesFull,
+    /// The budget of ordinary bodies arriving is all taken.
+    BodiesFull,
 }
 
 /// Checks what every request must be, whatever its route.
@@ -284,8 +303,9 @@ pub fn has_body(req: &Request<Incoming>) -> bool {
 }
 
 /// At most this much is allocated for a body before its bytes arrive:
-/// announcing 23 MiB and sending a byte must not cost 23 MiB.
-const PREALLOCATED_MAX: usize = 1024 * 1024;
+/// announcing 23 MiB, or 64 KiB on each of a thousand connections, and
+/// sending a byte must not cost that. A wizard step's body fits it.
+const PREALLOCATED_MAX: usize = 16 * 1024;
 
 /// Reads the whole body, refusing it as soon as it is known to exceed the
 /// limit: from Content-Length before reading anything, and while streaming
@@ -360,10 +380,15 @@ async fn read_body(
 }
 
 /// The body as SQL text: an empty body is SQL NULL (the library reads it as
-/// `{}`).
+/// `{}`). Its bytes count against [`BODIES_IN_FLIGHT_BYTES`] while they
+/// arrive ([`Refusal::BodiesFull`] past it).
 pub async fn payload(body: Incoming, limit: usize) -> Result<Option<String>, Refusal> {
-    payload_within(body, limit, None)
+    payload_within(body, limit, Some(&BODIES_IN_FLIGHT))
         .await
+        .map_err(|refusal| match refusal {
+            Refusal::LargeBodiesFull => Refusal::BodiesFull,
+            refusal => refusal,
+        })
         .map(|(payload, _)| payload)
 }
 
@@ -523,6 +548,7 @@ impl Refusal {
                 None,
             ),
             Refusal::LargeBodiesFull => closing(super::reply::overloaded(LARGE_BODIES_FULL)),
+            Refusal::BodiesFull => closing(super::reply::overloaded(BODIES_FULL)),
         }
     }
 }
