@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use foldhash::fast::FixedState;
-use rusqlite::functions::Context;
+use rusqlite::ffi;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement};
 
@@ -19,18 +19,75 @@ use crate::kb::Settings;
 
 /// The arguments and surroundings of one call.
 pub struct Call<'a> {
-    pub ctx: &'a Context<'a>,
+    pub args: Args<'a>,
     pub env: &'a dyn Env,
     pub cache: Option<&'a StatementCache>,
     /// The host's knowledge-base settings (the crawl allow-list).
     pub settings: &'a Settings,
 }
 
+/// One call's SQLite context and arguments, as SQLite hands them to the
+/// function (see `lib.rs`'s `call_function`).
+pub struct Args<'a> {
+    pub(crate) ctx: *mut ffi::sqlite3_context,
+    pub(crate) argv: &'a [*mut ffi::sqlite3_value],
+}
+
+impl<'a> Args<'a> {
+    /// The number of arguments.
+    pub fn len(&self) -> usize {
+        self.argv.len()
+    }
+
+    /// Argument `idx` (within `len`), borrowed from SQLite's value for the
+    /// call's life.
+    pub fn get_raw(&self, idx: usize) -> ValueRef<'a> {
+        let value = self.argv[idx];
+        // SAFETY: `value` is one of the call's arguments, alive until the
+        // function returns; the text or blob pointer is read after its
+        // type, then its length, as SQLite asks (a conversion between the
+        // two would move it).
+        unsafe {
+            match ffi::sqlite3_value_type(value) {
+                ffi::SQLITE_INTEGER => ValueRef::Integer(ffi::sqlite3_value_int64(value)),
+                ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_value_double(value)),
+                ffi::SQLITE_TEXT => {
+                    let text = ffi::sqlite3_value_text(value);
+                    let len = ffi::sqlite3_value_bytes(value);
+                    ValueRef::Text(if text.is_null() || len <= 0 {
+                        &[]
+                    } else {
+                        std::slice::from_raw_parts(text, len as usize)
+                    })
+                }
+                ffi::SQLITE_BLOB => {
+                    let blob = ffi::sqlite3_value_blob(value);
+                    let len = ffi::sqlite3_value_bytes(value);
+                    ValueRef::Blob(if blob.is_null() || len <= 0 {
+                        &[]
+                    } else {
+                        std::slice::from_raw_parts(blob.cast::<u8>(), len as usize)
+                    })
+                }
+                _ => ValueRef::Null,
+            }
+        }
+    }
+
+    /// The connection the function was called on.
+    fn db(&self) -> *mut ffi::sqlite3 {
+        // SAFETY: `ctx` is the call's context, alive until it returns.
+        unsafe { ffi::sqlite3_context_db_handle(self.ctx) }
+    }
+}
+
 /// The connection a call runs on: the long-lived one of a
-/// [`crate::register_cached`] registration, or a handle for this call only.
+/// [`crate::register_cached`] registration, or a handle for this call only
+/// (a non-owning wrapper: dropped, it finalizes its statements and leaves
+/// the connection open).
 pub enum CallConnection<'a> {
     Cached(MutexGuard<'a, CacheState>, &'a StatementCache),
-    Fresh(rusqlite::functions::ConnectionRef<'a>),
+    Fresh(Connection),
 }
 
 impl Deref for CallConnection<'_> {
@@ -213,9 +270,10 @@ impl<'a> Call<'a> {
     /// The connection the function was called on.
     pub fn conn(&self) -> Result<CallConnection<'_>> {
         let fresh = || {
-            // SAFETY: the reference lives only for this call, on SQLite's
-            // thread, and is never stored.
-            unsafe { self.ctx.get_connection() }
+            // SAFETY: a non-owning wrapper of the call's connection, which
+            // lives only for this call, on SQLite's thread, and is never
+            // stored.
+            unsafe { Connection::from_handle(self.args.db()) }
                 .map(CallConnection::Fresh)
                 .map_err(Error::from)
         };
@@ -238,13 +296,11 @@ impl<'a> Call<'a> {
             // so the handle wrapped at the first call is this call's too.
             CacheState::Ready(_) => {}
             CacheState::Empty => {
-                // SAFETY: as in `fresh`: used only within this call.
-                let this_call = unsafe { self.ctx.get_connection() }?;
-                // SAFETY: a non-owning wrapper of the same handle; it is
-                // dropped (finalizing its statements) by
+                // SAFETY: a non-owning wrapper of the call's connection; it
+                // is dropped (finalizing its statements) by
                 // `CachedStatements::release`, which the owner of the
                 // connection calls before closing it.
-                let conn = unsafe { Connection::from_handle(this_call.handle()) }?;
+                let conn = unsafe { Connection::from_handle(self.args.db()) }?;
                 conn.set_prepared_statement_cache_capacity(64);
                 *guard = CacheState::Ready(Box::new(Ready {
                     statements: RefCell::new(Kept::default()),
@@ -263,10 +319,10 @@ impl<'a> Call<'a> {
     /// Borrowed from SQLite's value, which lives as long as the call: no
     /// copy of a payload or an id.
     pub fn text(&self, idx: usize, name: &str, kind: ErrorKind) -> Result<Option<&'a str>> {
-        if idx >= self.ctx.len() {
+        if idx >= self.args.len() {
             return Ok(None);
         }
-        match self.ctx.get_raw(idx) {
+        match self.args.get_raw(idx) {
             ValueRef::Null => Ok(None),
             ValueRef::Text(bytes) => std::str::from_utf8(bytes)
                 .map(Some)
@@ -283,10 +339,10 @@ impl<'a> Call<'a> {
     /// Argument `idx` as text taken as it came (an HTTP header value): text
     /// or a blob, invalid UTF-8 replaced by U+FFFD; SQL NULL is `None`.
     pub fn lossy_text(&self, idx: usize, name: &str) -> Result<Option<String>> {
-        if idx >= self.ctx.len() {
+        if idx >= self.args.len() {
             return Ok(None);
         }
-        match self.ctx.get_raw(idx) {
+        match self.args.get_raw(idx) {
             ValueRef::Null => Ok(None),
             ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
                 Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
@@ -308,7 +364,7 @@ impl<'a> Call<'a> {
 
     /// Argument `idx` as an integer (a real of integer value counts).
     pub fn integer(&self, idx: usize, name: &str) -> Result<i64> {
-        let got = match self.ctx.get_raw(idx) {
+        let got = match self.args.get_raw(idx) {
             ValueRef::Integer(n) => return Ok(n),
             ValueRef::Real(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => return Ok(x as i64),
             ValueRef::Real(_) => "a real",

@@ -94,6 +94,10 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub detail: String,
+    /// The database was locked past the busy timeout: the function fails
+    /// with SQLite's `SQLITE_BUSY`, which a client may retry on, where
+    /// every other error is `SQLITE_ERROR`.
+    pub busy: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -103,6 +107,7 @@ impl Error {
         Error {
             kind,
             detail: detail.into(),
+            busy: false,
         }
     }
 
@@ -128,6 +133,14 @@ impl Error {
 
     pub fn internal(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::Internal, detail)
+    }
+
+    /// An internal error saying the database stayed locked ([`Error::busy`]).
+    pub fn locked(detail: impl Into<String>) -> Self {
+        Error {
+            busy: true,
+            ..Error::internal(detail)
+        }
     }
 
     /// `what` was refused for now; the detail ends with `(retry after N s)`,
@@ -176,6 +189,11 @@ impl From<rusqlite::Error> for Error {
                  connection, or use SQLite 3.41 or newer",
                 rusqlite::version()
             ))
+        } else if matches!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) {
+            Error::locked(text)
         } else {
             Error::internal(text)
         }

@@ -65,13 +65,15 @@ mod schema_edit;
 mod sql;
 mod version;
 
+use std::ffi::{c_int, c_void, CString};
 use std::sync::Arc;
 
+use rusqlite::ffi;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
-use call::{Call, StatementCache};
+use call::{Args, Call, StatementCache};
 use json::to_sql;
 use validate::Peer;
 
@@ -287,6 +289,91 @@ fn phone_verify_call(c: &Call<'_>) -> Result<SqlValue> {
     phone::verify(&conn, c.env, session_id, payload, request_key).map(to_sql)
 }
 
+/// What a registered function takes to each of its calls.
+struct Registered {
+    name: &'static str,
+    body: Body,
+    env: Arc<dyn Env>,
+    cache: Option<Arc<StatementCache>>,
+    settings: Arc<kb::Settings>,
+}
+
+/// One call of a registered function, as SQLite makes it. Registered
+/// through SQLite's C interface rather than rusqlite's closures so that an
+/// error sets its own result code after its text: a database locked past
+/// the busy timeout fails with `SQLITE_BUSY`, which every client can tell
+/// from other errors (rusqlite's closures set the text last, which resets
+/// the code to `SQLITE_ERROR`), and keeps the contract's
+/// `onboarding_<function>: <kind>: <detail>` text.
+unsafe extern "C" fn call_function(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: the user data is the `Registered` this function was made
+    // with, alive until `drop_registered`; `argv` holds `argc` values for
+    // the call's length.
+    let registered = unsafe { &*ffi::sqlite3_user_data(ctx).cast::<Registered>() };
+    let argv = match usize::try_from(argc) {
+        Ok(n) if n > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+        _ => &[],
+    };
+    let call = Call {
+        args: Args { ctx, argv },
+        env: &*registered.env,
+        cache: registered.cache.as_deref(),
+        settings: &registered.settings,
+    };
+    let cache = registered.cache.as_deref();
+    let host_rollback = cache.is_some_and(StatementCache::host_rollback);
+    let (result, undo_needed) = savepoint::run_call(host_rollback, || (registered.body)(&call));
+    if undo_needed {
+        if let Some(cache) = cache {
+            cache.mark_undo_needed();
+        }
+    }
+    // SAFETY: `ctx` is the call's context; each result function copies
+    // what it is given (SQLITE_TRANSIENT) before returning.
+    unsafe {
+        match result {
+            Ok(SqlValue::Integer(n)) => ffi::sqlite3_result_int64(ctx, n),
+            Ok(SqlValue::Real(x)) => ffi::sqlite3_result_double(ctx, x),
+            Ok(SqlValue::Text(text)) => ffi::sqlite3_result_text64(
+                ctx,
+                text.as_ptr().cast(),
+                text.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+                ffi::SQLITE_UTF8 as u8,
+            ),
+            Ok(SqlValue::Blob(blob)) => ffi::sqlite3_result_blob64(
+                ctx,
+                blob.as_ptr().cast(),
+                blob.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+            ),
+            Ok(SqlValue::Null) => ffi::sqlite3_result_null(ctx),
+            Err(e) => {
+                let message = e.message(registered.name);
+                // The text first: it sets the code to SQLITE_ERROR.
+                ffi::sqlite3_result_error(
+                    ctx,
+                    message.as_ptr().cast(),
+                    c_int::try_from(message.len()).unwrap_or(c_int::MAX),
+                );
+                if e.busy {
+                    ffi::sqlite3_result_error_code(ctx, ffi::SQLITE_BUSY);
+                }
+            }
+        }
+    }
+}
+
+/// Frees a function's [`Registered`] when SQLite lets it go.
+unsafe extern "C" fn drop_registered(registered: *mut c_void) {
+    // SAFETY: made by `Box::into_raw` in `register_inner`, freed once.
+    drop(unsafe { Box::from_raw(registered.cast::<Registered>()) });
+}
+
 /// The distinct SQL names the library adds, sorted.
 pub fn function_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = FUNCTIONS.iter().map(|f| f.0).collect();
@@ -354,30 +441,36 @@ fn register_inner(
     settings: Arc<kb::Settings>,
 ) -> rusqlite::Result<()> {
     for &(name, n_arg, flags, body) in FUNCTIONS {
-        let env = Arc::clone(&env);
-        let cache = cache.clone();
-        let settings = Arc::clone(&settings);
-        conn.create_scalar_function(name, n_arg, flags, move |ctx| {
-            let call = Call {
-                ctx,
-                env: &*env,
-                cache: cache.as_deref(),
-                settings: &settings,
-            };
-            let host_rollback = cache.as_deref().is_some_and(StatementCache::host_rollback);
-            let (result, undo_needed) = savepoint::run_call(host_rollback, || body(&call));
-            if undo_needed {
-                if let Some(cache) = cache.as_deref() {
-                    cache.mark_undo_needed();
-                }
-            }
-            result.map_err(|e| rusqlite::Error::UserFunctionError(e.message(name).into()))
-        })
-        .map_err(|e| {
-            rusqlite::Error::UserFunctionError(
-                format!("registering {name}/{n_arg} failed: {e}").into(),
+        let registered = Box::new(Registered {
+            name,
+            body,
+            env: Arc::clone(&env),
+            cache: cache.clone(),
+            settings: Arc::clone(&settings),
+        });
+        let c_name = CString::new(name).expect("function names are C strings");
+        // SAFETY: `conn`'s handle is open; the box is SQLite's from here on,
+        // freed by `drop_registered` when the function is replaced or the
+        // connection closes, or at once if the registration fails.
+        let rc = unsafe {
+            ffi::sqlite3_create_function_v2(
+                conn.handle(),
+                c_name.as_ptr(),
+                n_arg,
+                flags.bits(),
+                Box::into_raw(registered).cast::<c_void>(),
+                Some(call_function),
+                None,
+                None,
+                Some(drop_registered),
             )
-        })?;
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(rusqlite::Error::SqliteFailure(
+                ffi::Error::new(rc),
+                Some(format!("registering {name}/{n_arg} failed")),
+            ));
+        }
     }
     // Pays the phone metadata's load now rather than in the first business
     // step; the number is valid, so nothing here can fail.

@@ -214,7 +214,7 @@ fn busy_now(conn: &Connection) -> bool {
 /// or wrote after the read (waiting cannot help then); which one, a host
 /// without extended result codes cannot tell.
 fn cannot_upgrade_a_read(e: &Error) -> Error {
-    Error::internal(format!(
+    Error::locked(format!(
         "{}: this transaction has read already, and SQLite cannot turn its read into \
          a write while another connection holds the write lock or has written since \
          the read (open the transaction with BEGIN IMMEDIATE, or call the writers \
@@ -225,7 +225,7 @@ fn cannot_upgrade_a_read(e: &Error) -> Error {
 
 /// The write lock stayed another connection's past the busy timeout.
 fn locked_past_timeout(e: &rusqlite::Error) -> Error {
-    Error::internal(format!(
+    Error::locked(format!(
         "{e}: another connection held the write lock past this connection's busy \
          timeout (PRAGMA busy_timeout); retry later"
     ))

@@ -154,6 +154,18 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
     let (release, holder) = hold_write_lock(_dir.path().join("onboarding.db"));
     second.conn.execute_batch("BEGIN").unwrap();
     let refused = second.step(&s, "channels", r#"{"channels":["phone"]}"#);
+    // SQLite's own code for it, which a client can tell from other errors
+    // and retry on (it was SQLITE_ERROR), with the contract's text.
+    let code = second
+        .conn
+        .query_row(
+            "SELECT onboarding_step(?1, 'channels', '{\"channels\":[\"phone\"]}')",
+            [&s],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap_err()
+        .sqlite_error()
+        .map(|e| (e.code, e.extended_code));
     second.conn.execute_batch("ROLLBACK").unwrap();
     release.send(()).unwrap();
     holder.join().unwrap();
@@ -161,6 +173,13 @@ fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
         refused.unwrap_err(),
         "onboarding_step: internal: database is locked: another connection held the write \
          lock past this connection's busy timeout (PRAGMA busy_timeout); retry later"
+    );
+    assert_eq!(
+        code,
+        Some((
+            rusqlite::ErrorCode::DatabaseBusy,
+            rusqlite::ffi::SQLITE_BUSY
+        ))
     );
     assert_eq!(
         first.get(&s)["steps"]["channels"],

@@ -87,6 +87,39 @@ class Onboarding(unittest.TestCase):
                          "onboarding_create: invalid_field: ip_address 'nope' is not an IPv4 or IPv6 address")
         self.assertEqual(c.execute("SELECT count(*) FROM tenants").fetchone(), before)
 
+    def test_a_database_locked_past_the_timeout_is_sqlite_busy_with_its_text(self):
+        # Another connection holds the write lock: the call waits out this
+        # connection's busy timeout, then fails with SQLite's SQLITE_BUSY
+        # (a client may retry on it), the contract's text kept.
+        holder, waiter = connect(), sqlite3.connect(DB_PATH, isolation_level=None, timeout=0.1)
+        waiter.enable_load_extension(True)
+        waiter.load_extension(EXTENSION)
+        s = call(self.conn, "SELECT onboarding_create()")["session_id"]
+        before = self.conn.execute("SELECT count(*) FROM tenants").fetchone()
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with self.assertRaises(sqlite3.OperationalError) as caught:
+                waiter.execute("SELECT onboarding_create()")
+            with self.assertRaises(sqlite3.OperationalError) as step:
+                waiter.execute(
+                    "SELECT onboarding_step(?, 'channels', '{\"channels\":[\"sms\"]}')", (s,))
+        finally:
+            holder.execute("ROLLBACK")
+        self.assertEqual(
+            (caught.exception.sqlite_errorcode, caught.exception.sqlite_errorname,
+             str(caught.exception)),
+            (sqlite3.SQLITE_BUSY, "SQLITE_BUSY",
+             "onboarding_create: internal: database is locked: another connection held the "
+             "write lock past this connection's busy timeout (PRAGMA busy_timeout); retry later"))
+        self.assertEqual(step.exception.sqlite_errorcode, sqlite3.SQLITE_BUSY)
+        # Any other error stays SQLITE_ERROR.
+        with self.assertRaises(sqlite3.OperationalError) as other:
+            waiter.execute("SELECT onboarding_step('onb_nope', 'kb', '{\"method\":\"skip\"}')")
+        self.assertEqual(other.exception.sqlite_errorcode, sqlite3.SQLITE_ERROR)
+        self.assertEqual(self.conn.execute("SELECT count(*) FROM tenants").fetchone(), before)
+        holder.close()
+        waiter.close()
+
     def test_rollback_of_a_python_transaction_leaves_nothing(self):
         c = self.conn
         before = c.execute("SELECT count(*) FROM tenants").fetchone()
