@@ -670,7 +670,10 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             "return import('/assets/dashboard.js').then(m => [
                  '| Samedi | 9h00 – 18h00 |', '## Horaires d\\'ouverture', '* Croissant : 1,20 €',
                  '2. Pain **au levain**', '> Voir [nos tarifs](https://x.fr/tarifs) en `ligne`',
-                 'Ouvert du lundi au samedi.'].map(m.readable))"
+                 'Ouvert du lundi au samedi.',
+                 'Tarifs 2025 \\\\[nouveau\\\\] \\\\*promo\\\\* coupe\\\\_brushing',
+                 'Voir [la page (art)](https://fr.wikipedia.org/wiki/Coupe_(coiffure)) ![logo](/l.png)',
+                 '| Prix \\\\| TTC | 35 € |'].map(m.readable))"
         )
         .await,
         json!([
@@ -679,7 +682,10 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             "Croissant : 1,20 €",
             "Pain au levain",
             "Voir nos tarifs en ligne",
-            "Ouvert du lundi au samedi."
+            "Ouvert du lundi au samedi.",
+            "Tarifs 2025 [nouveau] *promo* coupe_brushing",
+            "Voir la page (art) logo",
+            "Prix | TTC · 35 €"
         ])
     );
     b.screenshot(&screenshot_path("dashboard.png")).await;

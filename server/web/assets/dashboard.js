@@ -417,18 +417,22 @@ async function showKnowledge(session) {
 
 /**
  * A snippet as a person reads it: the search answers the stored Markdown
- * line, so a table row's cells are joined ("Samedi · 9h00 – 18h00") and a
- * list item's or heading's marker and emphasis marks are dropped.
+ * line, so a table row's cells are joined ("Samedi · 9h00 – 18h00"), a
+ * list item's or heading's marker and emphasis marks are dropped, a link or
+ * an image is its text (its address may hold parentheses, as an
+ * encyclopaedia's do), and a character the Markdown escaped (`\[`, `\*`,
+ * `\_`: written as such on the page) is shown as itself.
  */
 export function readable(line) {
   let text = line.trim();
   if (text.startsWith('|')) {
-    text = text.split('|').map((cell) => cell.trim()).filter((cell) => cell !== '').join(' · ');
+    text = text.split(/(?<!\\)\|/).map((cell) => cell.trim()).filter((cell) => cell !== '').join(' · ');
   }
   return text
     .replace(/^(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)/, '')
-    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
-    .replace(/\*\*|__|`/g, '');
+    .replace(/!?\[((?:\\.|[^\]\\])*)\]\((?:[^()\s]|\([^()\s]*\))*\)/g, '$1')
+    .replace(/(?<!\\)(?:\*\*|__|`)/g, '')
+    .replace(/\\([\\`*_{}[\]()#+\-.!|>~])/g, '$1');
 }
 
 /**
@@ -459,7 +463,9 @@ async function search(event) {
       const heading = document.createElement('p');
       heading.className = 'result-title';
       heading.append(isolated(result.title));
-      if (result.heading && result.heading !== result.title) heading.append(' › ', isolated(result.heading));
+      if (result.heading && result.heading !== result.title) {
+        heading.append(' › ', isolated(readable(result.heading)));
+      }
       const snippet = document.createElement('p');
       snippet.className = 'snippet';
       snippet.textContent = readable(result.snippet);
