@@ -25,8 +25,10 @@ import {
   ALREADY_VERIFIED,
   announce,
   announceError,
+  BACKGROUND_RETRY_MS,
   check,
   defaultChannel,
+  dismissBanner,
   held,
   holdAfterRefusal,
   holdSend,
@@ -51,23 +53,6 @@ const CAMPAIGN_STATUS = { active: 'Active', paused: 'En pause', archived: 'Archi
 
 let id = null;
 let retryAction = null;
-
-/** The wait before a read in the background, which met a form's banner, is tried again. */
-const BACKGROUND_RETRY_MS = 5000;
-
-/**
- * Hides the banner for a form's request. A read in the background whose
- * banner it was is tried again a moment later: its "Réessayer" hidden, the
- * crawl's progress stopped there until a reload.
- */
-function dismissBanner() {
-  if (!$('offline').hidden && retryAction && retryAction.background) {
-    const { run } = retryAction;
-    retryAction = null;
-    setTimeout(run, BACKGROUND_RETRY_MS);
-  }
-  $('offline').hidden = true;
-}
 /** Whether the agent takes calls (the phone channel is on): what a verified number's line says. */
 let takesCalls = true;
 
@@ -361,7 +346,7 @@ async function submit(form, action) {
     slot.textContent = '';
   }
   for (const input of $('phone-verify').querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
-  dismissBanner();
+  retryAction = dismissBanner(retryAction);
   try {
     await action();
   } catch (error) {
@@ -450,7 +435,7 @@ function offerRetry(error, run, land) {
 
 async function search(event) {
   if (event) event.preventDefault();
-  dismissBanner();
+  retryAction = dismissBanner(retryAction);
   const query = $('q').value;
   $('q-error').hidden = true;
   $('q').removeAttribute('aria-invalid');

@@ -192,3 +192,22 @@ export const typedCode = (value) => value.replace(/\s+/g, '');
 export const offlineText = (error, typed = true) =>
   (error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.') +
   (typed ? ' Ce que vous avez saisi est conservé.' : '');
+
+/** The wait before a read in the background, which met another banner, is tried again. */
+export const BACKGROUND_RETRY_MS = 5000;
+
+/**
+ * Hides the "Réessayer" banner for a new request, and answers the page's
+ * retry left (`retry`, or none). A read in the background whose banner it
+ * was (`retry.background`) is tried again a moment later: its "Réessayer"
+ * hidden, the crawl's progress stopped there until a reload.
+ */
+export function dismissBanner(retry) {
+  const banner = $('offline');
+  if (!banner.hidden && retry && retry.background) {
+    setTimeout(retry.run, BACKGROUND_RETRY_MS);
+    retry = null;
+  }
+  banner.hidden = true;
+  return retry;
+}

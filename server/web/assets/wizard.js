@@ -28,9 +28,10 @@ import {
   ALREADY_VERIFIED,
   announce,
   announceError,
+  BACKGROUND_RETRY_MS,
   check,
   defaultChannel,
-  SEND_SPACING_S,
+  dismissBanner,
   held,
   heldFor,
   holdAfterRefusal,
@@ -38,6 +39,7 @@ import {
   holdUntil,
   offlineText,
   resendWait,
+  SEND_SPACING_S,
   sentNote,
   typedCode,
   unverifiable,
@@ -243,7 +245,7 @@ async function act(form, action) {
   state.busy = true;
   if (form) form.setAttribute('aria-busy', 'true');
   clearErrors(form);
-  dismissBanner();
+  retryAction = dismissBanner(retryAction);
   // A save that takes a while says so, to the eye and to screen readers:
   // another process holding the database can keep it waiting for seconds.
   const slow = form
@@ -336,23 +338,6 @@ function conflictField(error) {
 }
 
 let retryAction = null;
-
-/** The wait before a read in the background, which met another banner, is tried again. */
-const BACKGROUND_RETRY_MS = 5000;
-
-/**
- * Hides the banner for a new request. A read in the background whose
- * banner it was is tried again a moment later: its "Réessayer" hidden, the
- * crawl's progress stopped there until a reload.
- */
-function dismissBanner() {
-  if (!$('offline').hidden && retryAction && retryAction.background) {
-    const { run } = retryAction;
-    retryAction = null;
-    setTimeout(run, BACKGROUND_RETRY_MS);
-  }
-  $('offline').hidden = true;
-}
 
 /** Shows the server's `error` under the field named `field`, if this form has it. */
 function fieldError(form, field, error) {
