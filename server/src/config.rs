@@ -239,10 +239,11 @@ pub struct Args {
     )]
     pub cors_origins: Vec<String>,
 
-    /// Largest request body in bytes (at least 1024); larger ones are
-    /// refused with 413.
+    /// Largest request body in bytes (1024 to 8 MiB, what the bodies
+    /// arriving at once share); larger ones are refused with 413.
     #[arg(long, env = "ONBOARDING_MAX_BODY_BYTES", default_value_t = 64 * 1024,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1024..=crate::http::BODIES_IN_FLIGHT_BYTES as u64))]
     pub max_body_bytes: usize,
 
     /// Largest body of the kb step in bytes (pasted documents; at least

@@ -22,6 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use onboarding::{cut, quote, ErrorKind};
 
 pub use reply::Reply;
+pub use request::BODIES_IN_FLIGHT_BYTES;
 pub(crate) use request::{coding_names, transfer_coding_message};
 
 use self::reply::closing;
@@ -29,7 +30,8 @@ use self::reply::{
     error, json, moved, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
 };
 use self::request::{
-    check_framing, check_media_type, has_body, payload, payload_within, Refusal, LARGE_BODIES_FULL,
+    check_framing, check_media_type, has_body, ordinary_bodies, payload, payload_within, Refusal,
+    LARGE_BODIES_FULL,
 };
 use crate::client::{limited_as, TrustedProxies};
 use crate::db::{Failure, Query, Writer};
@@ -329,11 +331,12 @@ async fn dispatch(
                 let budget = Some(&app.large_body_bytes);
                 (app.max_documents_body_bytes, budget, Some(sending))
             } else {
-                (app.max_body_bytes, None, None)
+                (app.max_body_bytes, Some(ordinary_bodies()), None)
             };
             *body_read = true;
             let (payload, bytes) = match payload_within(req.into_body(), limit, budget).await {
                 Ok(read) => read,
+                Err(Refusal::LargeBodiesFull) if !large => return Refusal::BodiesFull.reply(),
                 Err(refusal) => return refusal.reply(),
             };
             if large {

@@ -34,9 +34,9 @@ pub const BODIES_FULL: &str = "the server is reading as many request bodies as i
 /// read, and holds its bytes for microseconds; a client that sends all but
 /// its last byte holds them for 30 s, and 1,000 such clients held 175 MB
 /// each (this server's read, and hyper's buffer): 201 MB. Past it, a body
-/// is answered 503 as it arrives: the budget fits 256 such bodies, or
-/// 8,000 of the 2 KB a wizard step sends.
-const BODIES_IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+/// is answered 503 as it arrives: the budget fits 128 such bodies, or
+/// 4,000 of the 2 KB a wizard step sends.
+pub const BODIES_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The budget of [`BODIES_IN_FLIGHT_BYTES`]: one permit a byte.
 static BODIES_IN_FLIGHT: std::sync::LazyLock<Arc<Semaphore>> =
@@ -377,6 +377,12 @@ async fn read_body(
         }
     };
     outcome.map(|()| (buf, held))
+}
+
+/// The budget of the ordinary bodies arriving ([`BODIES_IN_FLIGHT_BYTES`]),
+/// for [`payload_within`]: its bytes are given back when the body is read.
+pub fn ordinary_bodies() -> &'static Arc<Semaphore> {
+    &BODIES_IN_FLIGHT
 }
 
 /// The body as SQL text: an empty body is SQL NULL (the library reads it as
