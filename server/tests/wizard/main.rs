@@ -673,7 +673,9 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
                  'Ouvert du lundi au samedi.',
                  'Tarifs 2025 \\\\[nouveau\\\\] \\\\*promo\\\\* coupe\\\\_brushing',
                  'Voir [la page (art)](https://fr.wikipedia.org/wiki/Coupe_(coiffure)) ![logo](/l.png)',
-                 '| Prix \\\\| TTC | 35 € |'].map(m.readable))"
+                 '| Prix \\\\| TTC | 35 € |',
+                 'Voir [nos tarifs](https://salon.fr/tarifs \"Tarifs\") et [plan](<https://salon.fr/mon plan>)'
+                 ].map(m.readable))"
         )
         .await,
         json!([
@@ -685,7 +687,8 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             "Ouvert du lundi au samedi.",
             "Tarifs 2025 [nouveau] *promo* coupe_brushing",
             "Voir la page (art) logo",
-            "Prix | TTC · 35 €"
+            "Prix | TTC · 35 €",
+            "Voir nos tarifs et plan"
         ])
     );
     b.screenshot(&screenshot_path("dashboard.png")).await;

@@ -411,12 +411,23 @@ async function showKnowledge(session) {
 export function readable(line) {
   let text = line.trim();
   if (text.startsWith('|')) {
-    text = text.split(/(?<!\\)\|/).map((cell) => cell.trim()).filter((cell) => cell !== '').join(' · ');
+    // A cell's escaped bar is its text: the row splits on the others. (No
+    // lookbehind in these patterns: Safari before 16.4 refuses the module.)
+    text = text
+      .replace(/\\\|/g, '\u0001')
+      .split('|')
+      .map((cell) => cell.trim().replace(/\u0001/g, '\\|'))
+      .filter((cell) => cell !== '')
+      .join(' · ');
   }
   return text
     .replace(/^(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*)/, '')
-    .replace(/!?\[((?:\\.|[^\]\\])*)\]\((?:[^()\s]|\([^()\s]*\))*\)/g, '$1')
-    .replace(/(?<!\\)(?:\*\*|__|`)/g, '')
+    .replace(
+      /!?\[((?:\\.|[^\]\\])*)\]\((?:<[^>]*>|(?:[^()\s]|\([^()\s]*\))*)(?:\s+(?:"[^"]*"|'[^']*'))?\s*\)/g,
+      '$1',
+    )
+    // Emphasis marks go; an escaped character stays as it is, for now.
+    .replace(/\\.|\*\*|__|`/g, (mark) => (mark[0] === '\\' && mark.length === 2 ? mark : ''))
     .replace(/\\([\\`*_{}[\]()#+\-.!|>~])/g, '$1');
 }
 
