@@ -40,21 +40,28 @@ impl<'a> Args<'a> {
     }
 
     /// Argument `idx` (within `len`), borrowed from SQLite's value for the
-    /// call's life.
-    pub fn get_raw(&self, idx: usize) -> ValueRef<'a> {
+    /// call's life; an internal error when SQLite had no memory to give its
+    /// text (read as empty, it would be answered as the caller's mistake).
+    pub fn get_raw(&self, idx: usize) -> Result<ValueRef<'a>> {
         let value = self.argv[idx];
         // SAFETY: `value` is one of the call's arguments, alive until the
         // function returns; the text or blob pointer is read after its
         // type, then its length, as SQLite asks (a conversion between the
         // two would move it).
         unsafe {
-            match ffi::sqlite3_value_type(value) {
+            Ok(match ffi::sqlite3_value_type(value) {
                 ffi::SQLITE_INTEGER => ValueRef::Integer(ffi::sqlite3_value_int64(value)),
                 ffi::SQLITE_FLOAT => ValueRef::Real(ffi::sqlite3_value_double(value)),
                 ffi::SQLITE_TEXT => {
                     let text = ffi::sqlite3_value_text(value);
                     let len = ffi::sqlite3_value_bytes(value);
-                    ValueRef::Text(if text.is_null() || len <= 0 {
+                    if text.is_null() {
+                        return Err(Error::internal(format!(
+                            "argument {} could not be read (out of memory)",
+                            idx + 1
+                        )));
+                    }
+                    ValueRef::Text(if len <= 0 {
                         &[]
                     } else {
                         std::slice::from_raw_parts(text, len as usize)
@@ -70,7 +77,7 @@ impl<'a> Args<'a> {
                     })
                 }
                 _ => ValueRef::Null,
-            }
+            })
         }
     }
 
@@ -284,8 +291,18 @@ impl<'a> Call<'a> {
         // (a host's function run by a trigger that the outer call's writes
         // fire may call the functions again) takes the uncached path
         // instead of deadlocking.
-        let Ok(mut guard) = cache.state.try_lock() else {
-            return fresh();
+        let mut guard = match cache.state.try_lock() {
+            Ok(guard) => guard,
+            // A call that panicked while it held the statements (a bug,
+            // answered as an internal error): they are whole between two
+            // uses, each out of its slot while it runs and dropped with the
+            // panic, so the cache goes on, where every later call took the
+            // uncached path.
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                cache.state.clear_poison();
+                poisoned.into_inner()
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return fresh(),
         };
         if cache.release_requested.load(Ordering::Acquire) {
             *guard = CacheState::Released;
@@ -322,7 +339,7 @@ impl<'a> Call<'a> {
         if idx >= self.args.len() {
             return Ok(None);
         }
-        match self.args.get_raw(idx) {
+        match self.args.get_raw(idx)? {
             ValueRef::Null => Ok(None),
             ValueRef::Text(bytes) => std::str::from_utf8(bytes)
                 .map(Some)
@@ -342,7 +359,7 @@ impl<'a> Call<'a> {
         if idx >= self.args.len() {
             return Ok(None);
         }
-        match self.args.get_raw(idx) {
+        match self.args.get_raw(idx)? {
             ValueRef::Null => Ok(None),
             ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
                 Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
@@ -364,7 +381,7 @@ impl<'a> Call<'a> {
 
     /// Argument `idx` as an integer (a real of integer value counts).
     pub fn integer(&self, idx: usize, name: &str) -> Result<i64> {
-        let got = match self.args.get_raw(idx) {
+        let got = match self.args.get_raw(idx)? {
             ValueRef::Integer(n) => return Ok(n),
             ValueRef::Real(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => return Ok(x as i64),
             ValueRef::Real(_) => "a real",
@@ -598,5 +615,61 @@ mod tests {
             &*guard.cache.state.lock().unwrap(),
             CacheState::Released
         ));
+    }
+
+    /// A clock and a random source whose next draw panics once armed: a
+    /// bug inside a call, in the middle of it.
+    struct PanicsWhenArmed {
+        env: Arc<PinnedEnv>,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl Env for PanicsWhenArmed {
+        fn now_ms(&self) -> i64 {
+            self.env.now_ms()
+        }
+
+        fn fill_random(&self, buf: &mut [u8]) -> std::result::Result<(), String> {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                panic!("a bug");
+            }
+            self.env.fill_random(buf)
+        }
+    }
+
+    /// A call that panics while it holds the cached statements is answered
+    /// as an internal error, and the calls after it still use them: the
+    /// panic poisoned their lock, and every later call took the uncached
+    /// path (three times the work) for the rest of the process.
+    #[test]
+    fn a_call_that_panics_leaves_the_statements_to_the_next() {
+        let conn = Connection::open_in_memory().unwrap();
+        let env = Arc::new(PanicsWhenArmed {
+            env: PinnedEnv::new(0, 3),
+            armed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let guard = crate::register_cached(&conn, env.clone()).unwrap();
+        conn.query_row("SELECT onboarding_migrate()", [], |_| Ok(()))
+            .unwrap();
+        let create = || conn.query_row("SELECT onboarding_create()", [], |r| r.get::<_, String>(0));
+        create().unwrap();
+        env.armed.store(true, Ordering::SeqCst);
+        let refused = create().unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "onboarding_create: internal: the call panicked: a bug"
+        );
+        create().unwrap();
+        assert!(!guard.cache.state.is_poisoned());
+        assert!(matches!(
+            &*guard.cache.state.lock().unwrap(),
+            CacheState::Ready(_)
+        ));
+        assert_eq!(
+            conn.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            2
+        );
+        guard.release();
     }
 }

@@ -189,10 +189,9 @@ impl From<rusqlite::Error> for Error {
                  connection, or use SQLite 3.41 or newer",
                 rusqlite::version()
             ))
-        } else if matches!(
-            err.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        ) {
+        } else if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            // Not SQLITE_LOCKED (a table this connection itself holds):
+            // waiting for another connection would not end it.
             Error::locked(text)
         } else {
             Error::internal(text)
