@@ -992,7 +992,14 @@ mod tests {
         assert_eq!(
             refused(&["--max-body-bytes", "0"]),
             "error: invalid value '0' for '--max-body-bytes <MAX_BODY_BYTES>': 0 is not in \
-             1024..18446744073709551615"
+             1024..=8388608"
+        );
+        // Past what the bodies arriving at once share, a body could never
+        // be read.
+        assert_eq!(
+            refused(&["--max-body-bytes", "8388609"]),
+            "error: invalid value '8388609' for '--max-body-bytes <MAX_BODY_BYTES>': 8388609 \
+             is not in 1024..=8388608"
         );
         assert_eq!(
             refused(&["--busy-timeout-ms", "2147483648"]),
