@@ -30,7 +30,7 @@ use self::reply::{
     error, json, moved, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
 };
 use self::request::{
-    check_framing, check_media_type, has_body, ordinary_bodies, payload, payload_within, Refusal,
+    check_framing, check_media_type, has_body, payload, payload_within, Budget, Refusal,
     LARGE_BODIES_FULL,
 };
 use crate::client::{limited_as, TrustedProxies};
@@ -328,15 +328,17 @@ async fn dispatch(
                 let Some(sending) = LargeBodySender::enter(app, client) else {
                     return rate_limited(LARGE_BODY_SENT_ALREADY, 1);
                 };
-                let budget = Some(&app.large_body_bytes);
+                let budget = Budget {
+                    bytes: &app.large_body_bytes,
+                    full: LARGE_BODIES_FULL,
+                };
                 (app.max_documents_body_bytes, budget, Some(sending))
             } else {
-                (app.max_body_bytes, Some(ordinary_bodies()), None)
+                (app.max_body_bytes, Budget::ordinary(), None)
             };
             *body_read = true;
             let (payload, bytes) = match payload_within(req.into_body(), limit, budget).await {
                 Ok(read) => read,
-                Err(Refusal::LargeBodiesFull) if !large => return Refusal::BodiesFull.reply(),
                 Err(refusal) => return refusal.reply(),
             };
             if large {

@@ -42,6 +42,25 @@ pub const BODIES_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 static BODIES_IN_FLIGHT: std::sync::LazyLock<Arc<Semaphore>> =
     std::sync::LazyLock::new(|| Arc::new(Semaphore::new(BODIES_IN_FLIGHT_BYTES)));
 
+/// The bytes a body takes as they arrive (one permit a byte), and the 503
+/// it gets when none is left.
+#[derive(Clone, Copy)]
+pub struct Budget<'a> {
+    pub bytes: &'a Arc<Semaphore>,
+    pub full: &'static str,
+}
+
+impl Budget<'static> {
+    /// The ordinary bodies' ([`BODIES_IN_FLIGHT_BYTES`]): their bytes are
+    /// given back once the body is read.
+    pub fn ordinary() -> Budget<'static> {
+        Budget {
+            bytes: &BODIES_IN_FLIGHT,
+            full: BODIES_FULL,
+        }
+    }
+}
+
 /// Why a request was refused before any SQL ran.
 #[derive(Debug)]
 pub enum Refusal {
@@ -81,10 +100,8 @@ pub enum Refusal {
     /// The body arrived slower than [`BODY_TIMEOUT`].
     Timeout,
     NotUtf8,
-    /// The memory shared by large bodies arriving is all taken.
-    LargeBodiesFull,
-    /// The budget of ordinary bodies arriving is all taken.
-    BodiesFull,
+    /// The budget of the bodies arriving is all taken (its 503's text).
+    BudgetFull(&'static str),
 }
 
 /// Checks what every request must be, whatever its route.
@@ -311,14 +328,14 @@ const PREALLOCATED_MAX: usize = 16 * 1024;
 /// limit: from Content-Length before reading anything, and while streaming
 /// (chunked bodies, or a client sending more than it announced).
 ///
-/// Under a `budget`, each byte takes one of its permits as it arrives
-/// (refused with [`Refusal::LargeBodiesFull`] when none is left), answered
-/// with the body: what a client holds is what it sent, so that clients
-/// trickling bodies hold next to nothing.
+/// Each byte takes one of `budget`'s permits as it arrives (refused with
+/// [`Refusal::BudgetFull`] when none is left), answered with the body:
+/// what a client holds is what it sent, so that clients trickling bodies
+/// hold next to nothing.
 async fn read_body(
     mut body: Incoming,
     limit: usize,
-    budget: Option<&Arc<Semaphore>>,
+    budget: Budget<'_>,
 ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), Refusal> {
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
@@ -337,15 +354,14 @@ async fn read_body(
                 if buf.len() + data.len() > limit {
                     return Err(Refusal::TooLarge(limit));
                 }
-                if let Some(budget) = budget {
-                    let bytes = u32::try_from(data.len()).map_err(|_| Refusal::LargeBodiesFull)?;
-                    let permit = Arc::clone(budget)
-                        .try_acquire_many_owned(bytes)
-                        .map_err(|_| Refusal::LargeBodiesFull)?;
-                    match &mut held {
-                        Some(held) => held.merge(permit),
-                        None => held = Some(permit),
-                    }
+                let full = || Refusal::BudgetFull(budget.full);
+                let bytes = u32::try_from(data.len()).map_err(|_| full())?;
+                let permit = Arc::clone(budget.bytes)
+                    .try_acquire_many_owned(bytes)
+                    .map_err(|_| full())?;
+                match &mut held {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
                 }
                 let needed = buf.len() + data.len();
                 if needed > buf.capacity() {
@@ -379,30 +395,21 @@ async fn read_body(
     outcome.map(|()| (buf, held))
 }
 
-/// The budget of the ordinary bodies arriving ([`BODIES_IN_FLIGHT_BYTES`]),
-/// for [`payload_within`]: its bytes are given back when the body is read.
-pub fn ordinary_bodies() -> &'static Arc<Semaphore> {
-    &BODIES_IN_FLIGHT
-}
-
 /// The body as SQL text: an empty body is SQL NULL (the library reads it as
 /// `{}`). Its bytes count against [`BODIES_IN_FLIGHT_BYTES`] while they
-/// arrive ([`Refusal::BodiesFull`] past it).
+/// arrive.
 pub async fn payload(body: Incoming, limit: usize) -> Result<Option<String>, Refusal> {
-    payload_within(body, limit, Some(&BODIES_IN_FLIGHT))
+    payload_within(body, limit, Budget::ordinary())
         .await
-        .map_err(|refusal| match refusal {
-            Refusal::LargeBodiesFull => Refusal::BodiesFull,
-            refusal => refusal,
-        })
         .map(|(payload, _)| payload)
 }
 
-/// [`payload`] under a budget of bytes, as [`read_body`].
+/// [`payload`] under `budget`, as [`read_body`]; with the permits its
+/// bytes hold.
 pub async fn payload_within(
     body: Incoming,
     limit: usize,
-    budget: Option<&Arc<Semaphore>>,
+    budget: Budget<'_>,
 ) -> Result<(Option<String>, Option<OwnedSemaphorePermit>), Refusal> {
     let (body, held) = read_body(body, limit, budget).await?;
     if body.is_empty() {
@@ -553,8 +560,7 @@ impl Refusal {
                 "payload is not valid UTF-8",
                 None,
             ),
-            Refusal::LargeBodiesFull => closing(super::reply::overloaded(LARGE_BODIES_FULL)),
-            Refusal::BodiesFull => closing(super::reply::overloaded(BODIES_FULL)),
+            Refusal::BudgetFull(what) => closing(super::reply::overloaded(what)),
         }
     }
 }
