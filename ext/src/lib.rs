@@ -324,11 +324,10 @@ unsafe extern "C" fn call_function(
         cache: registered.cache.as_deref(),
         settings: &registered.settings,
     };
-    let cache = registered.cache.as_deref();
-    let host_rollback = cache.is_some_and(StatementCache::host_rollback);
+    let host_rollback = call.cache.is_some_and(StatementCache::host_rollback);
     let (result, undo_needed) = savepoint::run_call(host_rollback, || (registered.body)(&call));
     if undo_needed {
-        if let Some(cache) = cache {
+        if let Some(cache) = call.cache {
             cache.mark_undo_needed();
         }
     }
