@@ -337,18 +337,20 @@ fn refusing_fds(limit: u64) -> usize {
     (limit / 8).clamp(8, MAX_REFUSING as u64) as usize
 }
 
-/// The process's soft file limit now (1,024, a shell's usual one, when
-/// it cannot be read).
-fn file_limit_now() -> u64 {
+/// The process's open-file limit (`RLIMIT_NOFILE`), when it can be read.
+fn file_limit() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit only writes the struct given.
-    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => limit.rlim_cur,
-        _ => 1024,
-    }
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
+/// The process's soft file limit now (1,024, a shell's usual one, when
+/// it cannot be read).
+fn file_limit_now() -> u64 {
+    file_limit().map_or(1024, |limit| limit.rlim_cur)
 }
 
 /// The total cap on connections that the process's file limit can honour.
@@ -358,15 +360,11 @@ fn file_limit_now() -> u64 {
 /// cap answers them 503. Lowered, with a warning, when even the hard limit
 /// is short.
 pub fn fit_to_file_limit(max_connections: usize) -> usize {
-    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    let Some(mut limit) = file_limit() else {
+        return max_connections;
+    };
+    // SAFETY: setrlimit only reads the struct given.
     let limit = unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return max_connections;
-        }
         if limit.rlim_cur < limit.rlim_max {
             let raised = libc::rlimit {
                 rlim_cur: limit.rlim_max,
@@ -911,24 +909,16 @@ mod tests {
     use super::*;
 
     /// The process's open-file limit: (soft, hard).
-    fn file_limit() -> (u64, u64) {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes the struct given.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+    fn soft_and_hard() -> (u64, u64) {
+        let limit = file_limit().expect("the open-file limit");
         (limit.rlim_cur, limit.rlim_max)
     }
 
     #[test]
     fn the_file_limit_is_raised_to_the_hard_one_and_bounds_the_cap() {
-        let (_, hard) = file_limit();
+        let (_, hard) = soft_and_hard();
         assert_eq!(fit_to_file_limit(10), 10);
-        let (soft, _) = file_limit();
+        let (soft, _) = soft_and_hard();
         // Linux refuses an infinite soft limit (above fs.nr_open).
         if hard != libc::RLIM_INFINITY {
             assert_eq!(soft, hard);
