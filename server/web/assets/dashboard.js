@@ -34,6 +34,7 @@ import {
   holdSend,
   holdUntil,
   offlineText,
+  requestsBanner,
   resendWait,
   sentNote,
   text,
@@ -82,7 +83,7 @@ async function guarded(action, { focus = true, land = 'title' } = {}) {
   // A read in the background leaves the banner of a form's request alone
   // (hiding it, or taking its "Réessayer", lost a code that was never
   // sent): it is the form's until its "Réessayer" or its next request.
-  const formsBanner = () => !focus && !$('offline').hidden && retryAction && !retryAction.background;
+  const formsBanner = () => !focus && requestsBanner(retryAction);
   if (!formsBanner()) $('offline').hidden = true;
   try {
     await action();

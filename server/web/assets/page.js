@@ -197,6 +197,13 @@ export const offlineText = (error, typed = true) =>
 export const BACKGROUND_RETRY_MS = 5000;
 
 /**
+ * Whether the "Réessayer" banner is up for a request the tenant made (a
+ * save, a code sent; `retry`, the page's retry), not for a read in the
+ * background: such a read leaves it alone and tries again on its own.
+ */
+export const requestsBanner = (retry) => !$('offline').hidden && Boolean(retry) && !retry.background;
+
+/**
  * Hides the "Réessayer" banner for a new request, and answers the page's
  * retry left (`retry`, or none). A read in the background whose banner it
  * was (`retry.background`) is tried again a moment later: its "Réessayer"

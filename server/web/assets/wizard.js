@@ -38,6 +38,7 @@ import {
   holdSend,
   holdUntil,
   offlineText,
+  requestsBanner,
   resendWait,
   SEND_SPACING_S,
   sentNote,
@@ -1291,7 +1292,7 @@ async function watch(read) {
       // A save's banner stays, with its "Réessayer" (taking it over made
       // "Réessayer" read the crawl instead of saving): this read is tried
       // again on its own a moment later.
-      if (!$('offline').hidden && retryAction && !retryAction.background) {
+      if (requestsBanner(retryAction)) {
         setTimeout(() => watch(read), BACKGROUND_RETRY_MS);
         return;
       }
