@@ -1039,6 +1039,28 @@ pub fn documents(field: Option<&Value>) -> Result<Value> {
 /// see them, and was refused for a control character.
 const PAGE_BREAKS: [char; 3] = ['\u{c}', '\u{b}', '\u{85}'];
 
+/// Whether `c` is a control character that is no text here: line breaks
+/// and tabs are (and, with `lines`, the [`PAGE_BREAKS`] a content turns
+/// into line breaks).
+fn stray_control(c: char, lines: bool) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t') && !(lines && PAGE_BREAKS.contains(&c))
+}
+
+/// The refusal of `field` for its control character `c`, at place `at`
+/// (from 1) of `total` characters, named by its code point: it cannot be
+/// seen. `hint`: the rule said after it.
+fn control_refusal(field: &str, c: char, at: usize, total: usize, hint: bool) -> Error {
+    Error::invalid_field(format!(
+        "{field} contains a control character (U+{:04X}, character {at} of {total}){}",
+        u32::from(c),
+        if hint {
+            "; line breaks and tabs are the only ones allowed"
+        } else {
+            ""
+        }
+    ))
+}
+
 /// A trimmed text field of 1 to `max` characters; line breaks and tabs are
 /// text (`lines`: the content's, whose [`PAGE_BREAKS`] are saved as line
 /// breaks; a title's are refused after), other control characters are
@@ -1061,25 +1083,18 @@ fn document_text(value: Option<&Value>, field: &str, max: usize, lines: bool) ->
             "{field} is {chars} characters long; at most {max} are allowed"
         )));
     }
-    if let Some((at, c)) = text.chars().enumerate().find(|(_, c)| {
-        c.is_control() && !matches!(c, '\n' | '\r' | '\t') && !(lines && PAGE_BREAKS.contains(c))
-    }) {
+    if let Some((at, c)) = text
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| stray_control(c, lines))
+    {
         // `text` is a slice of `raw`: what trimming took off its start
         // counts, as the sender's text box counts it.
         let lead = raw[..text.as_ptr() as usize - raw.as_ptr() as usize]
             .chars()
             .count();
-        return Err(Error::invalid_field(format!(
-            "{field} contains a control character (U+{:04X}, character {} of {}){}",
-            u32::from(c),
-            lead + at + 1,
-            raw.chars().count(),
-            if lines {
-                "; line breaks and tabs are the only ones allowed"
-            } else {
-                ""
-            }
-        )));
+        let total = raw.chars().count();
+        return Err(control_refusal(field, c, lead + at + 1, total, lines));
     }
     Ok(if lines {
         text.replace(PAGE_BREAKS, "\n")
@@ -1098,16 +1113,33 @@ pub fn no_control_character(field: &str, text: &str) -> Result<()> {
     match text
         .chars()
         .enumerate()
-        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .find(|&(_, c)| stray_control(c, false))
     {
-        Some((at, c)) => Err(Error::invalid_field(format!(
-            "{field} contains a control character (U+{:04X}, character {} of {}); line breaks and tabs are the only ones allowed",
-            u32::from(c),
+        Some((at, c)) => Err(control_refusal(
+            field,
+            c,
             at + 1,
             text.chars().count(),
-        ))),
+            true,
+        )),
         None => Ok(()),
     }
+}
+
+/// `text` as [`no_control_character`] takes it, for a crawler: its
+/// [`PAGE_BREAKS`] (a text file's pages) become line breaks, and its other
+/// control characters (a stray BEL, a NUL) go.
+pub fn without_control_characters(text: String) -> String {
+    if !text.chars().any(|c| stray_control(c, false)) {
+        return text;
+    }
+    text.chars()
+        .filter_map(|c| match c {
+            c if PAGE_BREAKS.contains(&c) => Some('\n'),
+            c if stray_control(c, false) => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 /// The booking providers the appointments step knows.

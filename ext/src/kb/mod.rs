@@ -68,6 +68,7 @@ pub(crate) mod worker;
 /// `cutting_an_unchanged_document_again_writes_its_cut_alone`, ext/tests/kb.rs).
 pub const CUT: i64 = 7;
 
+pub use crate::validate::without_control_characters;
 pub use worker::{MAX_PAGE_RETRIES, MAX_PAGE_TITLE_CHARS, MAX_SITE_WAIT_MS, MAX_URL_CHARS};
 
 pub(crate) use store::reindex_chunks;

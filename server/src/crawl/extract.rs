@@ -623,22 +623,10 @@ pub fn plain(text: &str, url: &Url) -> Extracted {
 }
 
 /// A page's text as the knowledge base takes it: the control characters
-/// a page may hold are not text (the library refuses them, line breaks
-/// and tabs apart). A page break (form feed, vertical tab, NEL: a text
-/// file's pages) is a line break; the others (a stray BEL, a NUL of a
-/// text file) go.
+/// a page may hold are not text, and the library refuses them (page
+/// breaks become line breaks, the others go).
 fn visible(text: String) -> String {
-    let stray = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
-    if !text.chars().any(stray) {
-        return text;
-    }
-    text.chars()
-        .filter_map(|c| match c {
-            '\u{c}' | '\u{b}' | '\u{85}' => Some('\n'),
-            c if stray(c) => None,
-            c => Some(c),
-        })
-        .collect()
+    onboarding::kb::without_control_characters(text)
 }
 
 #[cfg(test)]
