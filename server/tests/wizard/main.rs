@@ -3857,6 +3857,80 @@ async fn a_change_to_a_step_saved_before_survives_a_reload() {
     b.quit().await;
 }
 
+/// Pasted texts past what the browser's storage holds: the draft kept
+/// before goes (a reload would have put it back over what was typed
+/// since), and the page says that a closed page would lose the texts;
+/// once the storage has room again, the draft is kept and the note goes.
+#[tokio::test]
+async fn a_draft_the_browser_cannot_keep_drops_the_older_one_and_says_so() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-documents']").await;
+    b.fill("document-1-title", "Horaires").await;
+    b.fill("document-1-content", "Lundi : 9 h - 18 h").await;
+    let draft = "return localStorage.getItem('onboarding.draft.kb')";
+    b.until(
+        "the first draft",
+        "(localStorage.getItem('onboarding.draft.kb') || '').includes('Lundi')",
+    )
+    .await;
+    // The storage filled to its last character by another use of the
+    // origin.
+    let fillers = b
+        .eval(
+            "let n = 0;
+             for (let size = 1 << 22; size >= 1; size >>= 1) {
+               for (let i = 0; i < 8; i++) {
+                 try { localStorage.setItem('filler.' + n, 'x'.repeat(size)); n++; } catch { break; }
+               }
+             }
+             return n;",
+        )
+        .await;
+    assert!(fillers.as_u64().expect("a count") > 0, "{fillers}");
+    // Longer than the draft it replaces, which frees its room.
+    let closed = "Mardi : fermé. ".repeat(20);
+    b.fill("document-1-content", &closed).await;
+    b.until(
+        "the note",
+        "!document.getElementById('documents-unkept').hidden",
+    )
+    .await;
+    assert_eq!(b.eval(draft).await, Value::Null);
+    assert_eq!(
+        b.eval("return document.getElementById('documents-unkept').textContent")
+            .await,
+        "Ces textes sont trop longs pour que ce navigateur les garde en attendant leur \
+         enregistrement : ils seraient perdus si la page se fermait. Cliquez sur « Suivant » \
+         pour les enregistrer."
+    );
+    // Room again: the next change is kept, and the note goes.
+    b.eval(
+        "for (const key of Object.keys(localStorage)) if (key.startsWith('filler.')) localStorage.removeItem(key); return null;",
+    )
+    .await;
+    b.fill("document-1-content", "Mercredi : 9 h - 12 h").await;
+    b.until(
+        "the note gone",
+        "document.getElementById('documents-unkept').hidden",
+    )
+    .await;
+    b.client.refresh().await.expect("reload");
+    b.step("kb").await;
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('#document-list input, #document-list textarea')]
+                       .map(field => field.value)"
+        )
+        .await,
+        json!(["Horaires", "Mercredi : 9 h - 12 h"])
+    );
+    b.quit().await;
+}
+
 /// The send button's hold (`holdSend` of page.js) on its own: a wait that
 /// is no number (an answer without `resend_after`) holds nothing; a wait
 /// is told beside the button and frees it at its end, once, telling a

@@ -533,6 +533,7 @@ function saveDraft(name) {
   for (const [key, typed] of Object.entries(fieldsOf(name))) {
     if (shown[key] !== undefined && typed !== shown[key]) changes[key] = typed;
   }
+  let kept = true;
   try {
     if (Object.keys(changes).length) {
       // `saved` null: the server's form of the step is unknown here, and
@@ -543,8 +544,18 @@ function saveDraft(name) {
       localStorage.removeItem(DRAFT_KEY + name);
     }
   } catch {
-    // Storage full or refused: the page still holds what was typed.
+    // Storage full (pasted texts can pass the browser's few megabytes) or
+    // refused: the page still holds what was typed, but the draft kept
+    // before would come back over it at a reload, so it goes too.
+    kept = false;
+    try {
+      localStorage.removeItem(DRAFT_KEY + name);
+    } catch {
+      // Refused altogether: there is no draft to come back.
+    }
   }
+  // Said where it happens: only pasted texts are that large.
+  if (name === 'kb') $('documents-unkept').hidden = kept;
 }
 
 /**
