@@ -1534,6 +1534,77 @@ async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() 
     b.quit().await;
 }
 
+/// The banner of a failed read of the crawl in the background, hidden by a
+/// search the tenant makes: the read is tried again on its own a moment
+/// later (its "Réessayer" gone with the banner), so the progress is
+/// followed still, rather than stopped there until a reload.
+#[tokio::test]
+async fn a_background_reads_banner_hidden_by_a_search_leaves_the_crawl_followed() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    // No crawler: the job stays queued, and the dashboard keeps reading it.
+    let kb =
+        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the search box",
+        "!document.getElementById('search').hidden",
+    )
+    .await;
+    // Counts the page's reads of the knowledge base (the searches' are
+    // `/kb/search?…`).
+    b.eval(
+        "window.kbReads = 0; const f = window.fetch;
+         window.fetch = (u, o) => { if (String(u).endsWith('/kb')) window.kbReads++; return f(u, o); };
+         return true",
+    )
+    .await;
+    // Only the reads of the crawl fail.
+    b.block(&["*/kb"]).await;
+    b.until("the banner", "!document.getElementById('offline').hidden")
+        .await;
+    b.block(&[]).await;
+    let reads: u64 = b.eval("return window.kbReads").await.as_u64().unwrap();
+    b.click("#q").await;
+    b.type_text("horaires").await;
+    b.click("#search-button").await;
+    b.until(
+        "the search's answer",
+        "document.getElementById('search-status').textContent === 'Aucun résultat.'",
+    )
+    .await;
+    assert_eq!(
+        b.eval("return document.getElementById('offline').hidden")
+            .await,
+        true
+    );
+    b.until(
+        "a read of the crawl again",
+        &format!("window.kbReads > {reads}"),
+    )
+    .await;
+    b.until("reads going on", &format!("window.kbReads > {}", reads + 1))
+        .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline').hidden,
+                     document.getElementById('kb-status').textContent]"
+        )
+        .await,
+        json!([
+            true,
+            "Exploration de https://www.boulangerie-martin.fr/ : en attente."
+        ])
+    );
+    b.quit().await;
+}
+
 /// The search box and its button at 360 px with the text at 200 % (WCAG
 /// 1.4.4): the button goes under the box, both inside the card and the box
 /// still wide enough to type in.
