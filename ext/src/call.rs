@@ -373,6 +373,25 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Argument `idx` as another system reported it (a provider's message
+    /// id or error, passed on by a sender): any SQL type taken as text (a
+    /// number as SQLite writes it, invalid UTF-8 replaced by U+FFFD), never
+    /// refused, since a refused report leaves what it reports unrecorded;
+    /// SQL NULL is `None`.
+    pub fn reported_text(&self, idx: usize) -> Result<Option<String>> {
+        if idx >= self.args.len() {
+            return Ok(None);
+        }
+        Ok(match self.args.get_raw(idx)? {
+            ValueRef::Null => None,
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            }
+            ValueRef::Integer(n) => Some(n.to_string()),
+            ValueRef::Real(x) => Some(x.to_string()),
+        })
+    }
+
     /// Argument `idx` as text that must be given; the error names it.
     pub fn required_text(&self, idx: usize, name: &str) -> Result<&'a str> {
         self.text(idx, name, ErrorKind::InvalidField)?

@@ -334,22 +334,29 @@ fn escaped_in_quotes(c: char) -> bool {
 /// (at least 2) cut to its first `max_chars - 1` and `…`. An empty one (a
 /// provider's empty answer) is kept as [`NO_DIAGNOSTIC`].
 pub(crate) fn one_line_diagnostic(text: &str, max_chars: usize) -> String {
+    one_line(text, max_chars).unwrap_or_else(|| NO_DIAGNOSTIC.to_string())
+}
+
+/// `text` as [`one_line_diagnostic`] keeps it, or `None` for one with no
+/// text: a reference another system gave (a provider's message id, which
+/// may come empty) is kept so, not refused.
+pub(crate) fn one_line(text: &str, max_chars: usize) -> Option<String> {
     let words: Vec<&str> = text
         .split(escaped_in_quotes)
         .map(trim)
         .filter(|w| !w.is_empty())
         .collect();
     if words.is_empty() {
-        return NO_DIAGNOSTIC.to_string();
+        return None;
     }
     let line = words.join(" ");
-    match line.char_indices().nth(max_chars) {
+    Some(match line.char_indices().nth(max_chars) {
         None => line,
         Some(_) => {
             let (cut, _) = line.char_indices().nth(max_chars - 1).unwrap_or_default();
             format!("{}…", &line[..cut])
         }
-    }
+    })
 }
 
 /// What [`one_line_diagnostic`] keeps of a diagnostic with no text.

@@ -193,16 +193,24 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
     ("onboarding_outbox_sent", 3, WRITER, |c| {
         let id = c.integer(0, "id")?;
         let worker = c.required_text(1, "worker")?;
-        let provider_id = c.text(2, "provider_id", ErrorKind::InvalidField)?;
-        outbox::sent(&*c.conn()?, c.env, id, worker, provider_id).map(to_sql)
+        let provider_id = c.reported_text(2)?;
+        outbox::sent(&*c.conn()?, c.env, id, worker, provider_id.as_deref()).map(to_sql)
     }),
     ("onboarding_outbox_failed", 3, WRITER, |c| {
         let id = c.integer(0, "id")?;
         let worker = c.required_text(1, "worker")?;
         // NULL is no text, kept as such: refused, the message would stay
-        // leased, to be claimed and sent again.
-        let error = c.text(2, "error", ErrorKind::InvalidField)?;
-        outbox::failed(&*c.conn()?, c.env, id, worker, error.unwrap_or_default()).map(to_sql)
+        // leased, to be claimed and sent again (a provider's error code
+        // passed as a number too).
+        let error = c.reported_text(2)?;
+        outbox::failed(
+            &*c.conn()?,
+            c.env,
+            id,
+            worker,
+            error.as_deref().unwrap_or_default(),
+        )
+        .map(to_sql)
     }),
     ("onboarding_agent_types", 0, CONSTANT, |_| {
         Ok(to_sql(catalog::agent_types_json()))

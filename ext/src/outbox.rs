@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::env::{iso8601, Env};
-use crate::error::{checked_text, one_line_diagnostic, quote, Error, ErrorKind, Result};
+use crate::error::{checked_text, one_line, one_line_diagnostic, quote, Error, ErrorKind, Result};
 use crate::json::row_object;
 use crate::savepoint::in_savepoint;
 use crate::sql;
@@ -141,6 +141,9 @@ pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64)
 
 // -- onboarding_outbox_sent(1, 'sms-gateway-1', 'SM87a3…') -> '{"success":true,"id":1,"status":"sent"}'
 /// The sender holding message `id` delivered it: its text is blanked.
+/// `provider_id` is kept as the provider gave it, as one line of at most
+/// 128 characters, none for an empty one: refused, the message would stay
+/// leased, to be claimed and sent again (the code delivered twice).
 pub fn sent(
     conn: &Connection,
     env: &dyn Env,
@@ -148,9 +151,7 @@ pub fn sent(
     worker: &str,
     provider_id: Option<&str>,
 ) -> Result<Value> {
-    let provider_id = provider_id
-        .map(|p| checked_text("provider_id", p, MAX_PROVIDER_ID_CHARS))
-        .transpose()?;
+    let provider_id = provider_id.and_then(|p| one_line(p, MAX_PROVIDER_ID_CHARS));
     finish(conn, env, id, worker, "sent", provider_id.as_deref(), None)
 }
 

@@ -411,11 +411,12 @@ fn next_send_ms(allowed: &Allowed, sends: i64, expires_ms: i64, now_ms: i64) -> 
 }
 
 /// The French message carrying `code`: read out digit by digit, twice, on
-/// a call.
+/// a call. Its validity counts from the request, which stays true of a
+/// message a sender takes out late ("expires in 10 minutes" did not).
 fn message_text(channel: Channel, code: &str) -> String {
     match channel {
         Channel::Sms => format!(
-            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+            "Votre code de vérification : {code}. Il est valable 10 minutes après votre demande. \
              Ne le communiquez à personne."
         ),
         Channel::Voice => {

@@ -72,7 +72,7 @@ fn deliver(db: &Db) -> String {
 /// The six digits of an SMS text.
 fn code_in(text: &str) -> String {
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-    // "… : 123456. Il expire dans 10 minutes." -> the first six digits.
+    // "… : 123456. Il est valable 10 minutes …" -> the first six digits.
     digits[..6].to_string()
 }
 
@@ -157,7 +157,7 @@ fn send_answers_the_verification_and_queues_one_message() {
     assert_eq!(
         text,
         format!(
-            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+            "Votre code de vérification : {code}. Il est valable 10 minutes après votre demande. \
              Ne le communiquez à personne."
         )
     );
@@ -1277,6 +1277,76 @@ fn a_senders_long_error_over_several_lines_is_kept_as_one_cut_line() {
             json!({"status": "failed", "last_error": "(no error text)"}),
             json!({"status": "failed", "last_error": "(no error text)"})
         ]
+    );
+}
+
+/// A provider's message id passed on as it came (empty, blank, several
+/// lines, long, a number) is kept as one line, none for no text: refused,
+/// the message stayed leased, its code in clear, and the next claim after
+/// the lease sent the same code again. A number as the error too.
+#[test]
+fn a_senders_provider_id_is_kept_as_it_came_and_the_code_goes_once() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    let long = format!("SM{}", "é".repeat(200));
+    let given: [(&str, &dyn rusqlite::ToSql); 5] = [
+        ("an empty one", &""),
+        ("a blank one", &" \r\n "),
+        ("several lines", &"SM-1\r\nx-trace: 42"),
+        ("a long one", &long),
+        ("a number", &1234567890_i64),
+    ];
+    for (n, (what, provider_id)) in given.iter().enumerate() {
+        let id = n as i64 + 1;
+        send(&db, &s, "{}").unwrap();
+        claim(&db, "gateway", 60);
+        assert_eq!(
+            db.call(
+                "SELECT onboarding_outbox_sent(?1, 'gateway', ?2)",
+                &[&id, *provider_id]
+            )
+            .unwrap(),
+            json!({"success": true, "id": id, "status": "sent"}),
+            "{what}"
+        );
+        // Past the lease, nothing is handed out again.
+        db.env.advance_ms(61_000);
+        assert_eq!(
+            db.call("SELECT onboarding_outbox_claim('gateway', 60)", &[])
+                .unwrap(),
+            json!({"success": true, "message": null}),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        db.rows(
+            "SELECT status, text, provider_id FROM outbox_messages ORDER BY id",
+            &[]
+        ),
+        [
+            json!({"status": "sent", "text": "", "provider_id": null}),
+            json!({"status": "sent", "text": "", "provider_id": null}),
+            json!({"status": "sent", "text": "", "provider_id": "SM-1 x-trace: 42"}),
+            json!({"status": "sent", "text": "",
+                   "provider_id": format!("SM{}…", "é".repeat(125))}),
+            json!({"status": "sent", "text": "", "provider_id": "1234567890"}),
+        ]
+    );
+    // The verification's five sends made: a new one once its code expired.
+    db.env.advance_ms(600_000);
+    send(&db, &s, "{}").unwrap();
+    claim(&db, "gateway", 60);
+    assert_eq!(
+        db.call("SELECT onboarding_outbox_failed(6, 'gateway', 30003)", &[])
+            .unwrap(),
+        json!({"success": true, "id": 6, "status": "failed"})
+    );
+    assert_eq!(
+        db.row(
+            "SELECT status, last_error FROM outbox_messages WHERE id = 6",
+            &[]
+        ),
+        json!({"status": "failed", "last_error": "30003"})
     );
 }
 

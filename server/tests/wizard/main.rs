@@ -143,7 +143,7 @@ fn code_in(sms: &Value) -> String {
     assert_eq!(
         text,
         format!(
-            "Votre code de vérification : {code}. Il expire dans 10 minutes. \
+            "Votre code de vérification : {code}. Il est valable 10 minutes après votre demande. \
              Ne le communiquez à personne."
         )
     );
