@@ -18,6 +18,8 @@ EXTENSION = sys.argv[1]
 names = {}
 # Phone codes seen so far (drawn at random): shown as <code>, <code2>, ...
 codes = {}
+# How a code read out digit by digit ("1, 2, 3, …") is shown, by its placeholder.
+shown_spelled = {}
 
 
 def mask(text):
@@ -25,7 +27,7 @@ def mask(text):
         return names.setdefault(m.group(0), m.group(1) + "<id%d>" % (len(names) + 1))
     text = re.sub(r"\b(onb_|tenant_|ver_)[0-9a-f]{32}\b", ident, text)
     for code, shown in codes.items():
-        text = text.replace(code, shown).replace(", ".join(code), shown)
+        text = text.replace(code, shown).replace(", ".join(code), shown_spelled.get(shown, shown))
     text = re.sub(r'"duration_(seconds|minutes)":\d+', r'"duration_\1":<\1>', text)
     return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "<timestamp>", text)
 
@@ -79,12 +81,21 @@ def statement(sql):
     pending.append((sql, ""))
 
 
+def pause(seconds, comment):
+    """Waits `seconds`, said above the next example by `comment`."""
+    time.sleep(seconds)
+    pending.append((comment, ""))
+
+
 def before():
     if not pending:
         return ""
     lines = ["-- first (set up for what follows):"]
     for sql, answer in pending:
         answer = mask(answer)
+        if sql.startswith("--"):
+            lines.append(sql)
+            continue
         lines.append(sql + ";" + ("  -- " + answer if answer and len(answer) <= 160 else ""))
     pending.clear()
     return "\n".join(lines) + "\n"
@@ -257,7 +268,10 @@ example("SELECT onboarding_outbox_claim('sms-gateway-1', 0)")
 
 section("onboarding_outbox_sent(id, worker, provider_id)",
         "The sender holding message `id` delivered it; `provider_id` (the SMS provider's "
-        "id, may be NULL) is kept, and the text, which holds the code, is blanked. "
+        "id, may be NULL) is kept as it came, never refused (a refused report would leave the "
+        "message leased, to go out again): any SQL type as text, as one line, cut to 128 "
+        "characters with `…` past that, NULL for an empty one. The text, which holds the code, "
+        "is blanked. "
         "Reported after the message's expiry (when its lease ended), it is `conflict`, and "
         "the message expires then, its text blanked: a message is never sent after its "
         "expiry.")
@@ -268,8 +282,9 @@ example("SELECT status || ' | ' || quote(text) FROM outbox_messages WHERE id = 1
 section("onboarding_outbox_failed(id, worker, error)",
         "The sender holding message `id` gave up on it: the error is kept and the text "
         "blanked. The error may be a provider's as it came: it is kept as one line (line "
-        "breaks and other control characters as spaces), cut to 500 characters with `…` "
-        "past that, `(no error text)` for an empty one or NULL. To try again instead, a sender lets the "
+        "breaks and other control characters as spaces; a number as text), cut to 500 "
+        "characters with `…` past that, `(no error text)` for an empty one or NULL. To try "
+        "again instead, a sender lets the "
         "lease run out.")
 fixed = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
 setup("SELECT onboarding_step(?, 'business', ?)", fixed,
@@ -278,6 +293,8 @@ example("SELECT onboarding_phone_send(?, NULL)", fixed,
         show="-- a fixed line (01 42 68 53 00): a call by default\nSELECT onboarding_phone_send(?, NULL)")
 voice = run("SELECT onboarding_outbox_claim('voice-gateway', 60)")
 codes[re.search(r"est : ((?:\d, ){5}\d)\.", voice).group(1).replace(", ", "")] = "<code2>"
+# Read out on a call, the code's digits are written one by one.
+shown_spelled["<code2>"] = "<d1>, <d2>, <d3>, <d4>, <d5>, <d6>"
 shown("SELECT onboarding_outbox_claim('voice-gateway', 60)", voice)
 example("SELECT onboarding_outbox_failed(2, 'voice-gateway', 'number unreachable')")
 example("SELECT onboarding_outbox_failed(2, 'voice-gateway', 'number unreachable')")
@@ -448,7 +465,9 @@ example("SELECT onboarding_kb_release(?)", '{"worker":"crawler-1"}')
 setup("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
 example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/biens"}')
 example("SELECT onboarding_kb_release(?)", '{"job_id":1,"worker":"crawler-1","wait_ms":5,"elapsed_ms":23000}')
-time.sleep(0.01)
+# Its wait shown too: typed at once, the claim below would find the job
+# still waiting.
+pause(0.01, "-- 5 ms later (the job's wait_ms), or the claim finds the job still waiting:")
 setup("SELECT onboarding_kb_claim(?)", '{"worker":"crawler-1","lease_seconds":60}')
 
 section("onboarding_kb_finish(payload)",
