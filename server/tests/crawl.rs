@@ -1349,6 +1349,67 @@ async fn a_robots_txt_redirected_to_another_host_is_followed_and_its_rules_hold(
     server.stop().await;
 }
 
+/// A robots.txt past a page's 2 MiB: its first 2 MiB are parsed, up to
+/// their last whole line (a line cut at the limit, `Disallow: /tar`, would
+/// have kept `/tarifs` out), and the rest is ignored (its `Disallow: /`).
+/// RFC 9309 § 2.5 asks at least 500 KiB be parsed; refused whole, it kept
+/// the site from ever being crawled (`robots_unavailable`, three times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robots_txt_past_two_mib_is_read_to_its_last_whole_line_there() {
+    const LIMIT: usize = 2 * 1024 * 1024;
+    let cut_line = "Disallow: /tarifs-2019\n";
+    let mut robots = String::from("User-agent: *\nDisallow: /prive/\n");
+    let comment = |n: usize| format!("#{}\n", "x".repeat(n - 2));
+    // Comments up to where the limit falls 14 bytes into `cut_line`.
+    while LIMIT - 14 - robots.len() >= 200 {
+        robots.push_str(&comment(100));
+    }
+    robots.push_str(&comment(LIMIT - 14 - robots.len()));
+    assert_eq!(&cut_line[..14], "Disallow: /tar");
+    robots.push_str(cut_line);
+    while robots.len() < 3_000_000 {
+        robots.push_str(&comment(100));
+    }
+    robots.push_str("Disallow: /\n");
+    let (addr, asked) = raw_site(move |path, _| match path {
+        "/robots.txt" => ("200 OK", String::new(), robots.clone().into_bytes()),
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> \
+                 <a href=\"/prive/notes\">Notes</a>",
+            )
+            .into_bytes(),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Une coupe femme coûte 45 euros.").into_bytes(),
+        ),
+        _ => (
+            "200 OK",
+            String::new(),
+            tiny_page("Notes", "Privé.").into_bytes(),
+        ),
+    });
+    let mut server = server_crawling(addr, 60).await;
+    let s =
+        completed_website_session(&server, "a@salon-lilas.fr", &format!("http://{addr}/")).await;
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 3, 2, 1, 0]), "{kb}");
+    assert_eq!(
+        kb["pages_not_stored"],
+        json!([{"url": format!("http://{addr}/prive/notes"), "depth": 1,
+                "status": "skipped", "reason": "robots_disallowed"}])
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.get("/robots.txt"), Some(&1), "{asked:?}");
+    assert_eq!(asked.get("/prive/notes"), None, "{asked:?}");
+    server.stop().await;
+}
+
 /// A robots.txt redirected to another host that cannot be reached: the
 /// file is unavailable (`robots_unavailable`, tried again later), not the
 /// tenant's own site (`unreachable`), whose request answered.

@@ -142,7 +142,8 @@ pub struct Page {
 
 /// What a request accepts: pages, XML for sitemaps, or anything (robots.txt,
 /// parsed whatever type the server gives it, as RFC 9309 reads a 2xx, and
-/// whose redirects may leave the site).
+/// whose redirects may leave the site; one past a page's size is read to
+/// that size, the rest ignored, as § 2.5 allows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
     Page,
@@ -632,9 +633,10 @@ impl Fetcher {
             .collect();
         let noindex = robots_tags.iter().any(|v| x_robots_noindex(v));
         let nofollow = robots_tags.iter().any(|v| x_robots_nofollow(v));
-        if response
-            .content_length()
-            .is_some_and(|n| n as usize > self.limits.page_bytes)
+        if accept != Accept::Any
+            && response
+                .content_length()
+                .is_some_and(|n| n as usize > self.limits.page_bytes)
         {
             return Err(FetchError::TooLarge);
         }
@@ -642,6 +644,18 @@ impl Fetcher {
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
+                    // A robots.txt past a page's size: its first 2 MiB
+                    // (RFC 9309 § 2.5 asks at least 500 KiB be parsed),
+                    // up to its last whole line, the rest unread. Refused
+                    // whole, it kept the site from ever being crawled.
+                    if accept == Accept::Any && bytes.len() + chunk.len() > self.limits.page_bytes {
+                        let room = self.limits.page_bytes - bytes.len();
+                        bytes.extend_from_slice(&chunk[..room]);
+                        spent.fetch_add(room as u64, Ordering::Relaxed);
+                        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+                        bytes.truncate(whole);
+                        break;
+                    }
                     bytes.extend_from_slice(&chunk);
                     let job =
                         spent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
