@@ -442,6 +442,32 @@ fn a_pdfs_page_breaks_are_saved_as_line_breaks() {
 }
 
 #[test]
+fn a_word_with_soft_hyphens_inside_is_found_by_its_plain_spelling() {
+    let db = Db::memory();
+    // As a CMS writes long words, so that they break nicely on a phone.
+    let content = "Ré\u{AD}ser\u{AD}va\u{AD}tion obli\u{AD}ga\u{AD}toire pour les mariages.";
+    let docs = json!({"method": "documents", "documents": [
+        {"title": "Mariages", "content": content},
+        {"title": "Salon", "content": "Le salon est ouvert le samedi."}]});
+    let s = ready(&db, &docs.to_string());
+    db.complete(&s).unwrap();
+    let search = |q: &str| kb_search(&db, json!({"session_id": s, "query": q})).unwrap();
+    let found = search("une réservation est-elle obligatoire ?");
+    assert_eq!(
+        found["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["title"].clone(), r["snippet"].clone()))
+            .collect::<Vec<_>>(),
+        [(
+            json!("Mariages"),
+            json!("Ré\u{AD}ser\u{AD}va\u{AD}tion obli\u{AD}ga\u{AD}toire pour les mariages.")
+        )]
+    );
+}
+
+#[test]
 fn completion_stores_documents_and_search_finds_them_in_french() {
     let db = Db::memory();
     let docs = json!({"method":"documents","documents":[
@@ -2119,12 +2145,13 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     // A failed cut of the old text is forgotten: the new text is tried at
     // once.
     db.conn
-        .execute_batch(
-            "UPDATE kb_documents SET cut = CASE id WHEN 1 THEN 7 WHEN 2 THEN 0 ELSE cut END;
+        .execute_batch(&format!(
+            "UPDATE kb_documents SET cut = CASE id WHEN 1 THEN {later} WHEN 2 THEN 0 ELSE cut END;
              INSERT INTO kb_recut_failures VALUES
                  (2, 1, 3, 'internal: the old text', '2026-11-24T09:00:00.000Z',
                   '2026-11-24T10:30:00.000Z');",
-        )
+            later = CUT + 1
+        ))
         .unwrap();
     let done = worker(
         &db,

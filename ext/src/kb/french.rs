@@ -159,7 +159,11 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
             return Some(day.to_string());
         }
         let (before, word) = pieces.next()?;
-        let word = spell_ligatures(word.to_lowercase());
+        let word = match word.contains(in_word_invisible) {
+            true => word.replace(in_word_invisible, "").to_lowercase(),
+            false => word.to_lowercase(),
+        };
+        let word = spell_ligatures(word);
         let word = reading.verb(before, word);
         // The word after, whether it goes on a list of days: "Lundi –
         // Jeudi – Samedi" is three days, no range.
@@ -350,18 +354,31 @@ fn is_spaced(between: &str, dotted: bool) -> bool {
 
 /// The words of `text` as they are written, each with the text between it
 /// and the word before (the start of `text` for the first).
+/// A word goes on over the invisible characters a page may hold inside
+/// it (see [`in_word_invisible`]).
 fn pieces(text: &str) -> impl Iterator<Item = (&str, &str)> {
     let mut rest = text;
     std::iter::from_fn(move || {
         let start = rest.find(char::is_alphanumeric)?;
         let (before, from) = rest.split_at(start);
         let end = from
-            .find(|c: char| !c.is_alphanumeric())
+            .find(|c: char| !(c.is_alphanumeric() || in_word_invisible(c)))
             .unwrap_or(from.len());
         let (word, after) = from.split_at(end);
         rest = after;
         Some((before, word))
     })
+}
+
+/// The characters that print nothing inside a word: a soft hyphen (CMSs
+/// write `Ré&shy;ser&shy;va&shy;tion` so that long French words break
+/// nicely), a zero-width space, joiners, a word joiner, a byte-order mark.
+/// Splitting there made "Réservation" four words no question finds.
+fn in_word_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}' | '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
+    )
 }
 
 /// Whether the text between two words keeps them in one clause: spaces on
@@ -930,6 +947,30 @@ mod tests {
         assert_eq!(computed[0], "reservationreservationreservationreservation");
         assert_eq!(index_terms(&text), computed.join(" "));
         assert_eq!(index_terms(&text), computed.join(" "));
+    }
+
+    /// A soft hyphen, a zero-width space, a joiner or a byte-order mark
+    /// inside a word is part of it: "Ré\u{AD}ser\u{AD}va\u{AD}tion" was four
+    /// words (`re ser va tion`), which no question found.
+    #[test]
+    fn invisible_characters_inside_a_word_keep_it_one_word() {
+        assert_eq!(
+            index_terms("Ré\u{AD}ser\u{AD}va\u{AD}tion obligatoire"),
+            "reserv obligatoir"
+        );
+        for joined in [
+            "r\u{200B}éservation",
+            "ré\u{200C}servation",
+            "rés\u{200D}ervation",
+            "rése\u{2060}rvation",
+            "réser\u{FEFF}vation\u{AD}",
+        ] {
+            assert_eq!(index_terms(joined), "reserv", "{joined:?}");
+        }
+        assert_eq!(query_terms("réservation"), ["reserv"]);
+        // Between words, such a character still parts them only as the
+        // spaces around it do.
+        assert_eq!(index_terms("salon \u{200B} coiffure"), "salon coiffur");
     }
 
     #[test]
