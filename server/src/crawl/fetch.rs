@@ -832,6 +832,14 @@ fn x_robots_says(value: &str, directive: &str) -> bool {
 /// else, for a page, what its bytes look like ([`undeclared`]); robots.txt
 /// and sitemaps are UTF-8 by their protocols (RFC 9309, sitemaps.org), a
 /// stray byte in them never a reason to read their rules as another text.
+///
+/// A page declared UTF-8 (by its header or its meta, not by a BOM) whose
+/// bytes say windows-1252 ([`undeclared`]: more invalid sequences than
+/// characters past ASCII) is read as windows-1252: a server's default
+/// `charset=utf-8` over pages saved as Latin-1 is common in France, and
+/// read as declared, every accented word was stored with U+FFFD
+/// ("Fen\u{fffd}tre") and never found. A browser shows it garbled; a
+/// crawler storing what the page says does better to read it.
 fn encoding_of(bytes: &[u8], content_type: &str, accept: Accept) -> &'static encoding_rs::Encoding {
     let label = |text: &str| -> Option<&'static encoding_rs::Encoding> {
         let at = text.find("charset=")? + "charset=".len();
@@ -842,13 +850,16 @@ fn encoding_of(bytes: &[u8], content_type: &str, accept: Accept) -> &'static enc
         encoding_rs::Encoding::for_label(&rest.as_bytes()[..end])
     };
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
-    label(content_type)
-        .or_else(|| encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e))
-        .or_else(|| label(&head))
-        .unwrap_or_else(|| match accept {
-            Accept::Page => undeclared(bytes),
-            Accept::Xml | Accept::Any => encoding_rs::UTF_8,
-        })
+    let bom = encoding_rs::Encoding::for_bom(bytes).map(|(e, _)| e);
+    let declared = label(content_type).or(bom).or_else(|| label(&head));
+    match (declared, accept) {
+        (Some(utf8), Accept::Page) if utf8 == encoding_rs::UTF_8 && bom.is_none() => {
+            undeclared(bytes)
+        }
+        (Some(encoding), _) => encoding,
+        (None, Accept::Page) => undeclared(bytes),
+        (None, Accept::Xml | Accept::Any) => encoding_rs::UTF_8,
+    }
 }
 
 /// A page that declares no charset is read as browsers read it: the WHATWG
@@ -1233,7 +1244,7 @@ mod tests {
     }
 
     #[test]
-    fn an_undeclared_charset_is_utf_8_when_the_bytes_are_else_windows_1252() {
+    fn an_undeclared_or_utf_8_charset_is_utf_8_when_the_bytes_are_else_windows_1252() {
         let page =
             |bytes: &[u8], content_type: &str| encoding_of(bytes, content_type, Accept::Page);
         let latin = b"<p>R\xe9servez votre caf\xe9 cr\xe8me \x80</p>";
@@ -1241,20 +1252,30 @@ mod tests {
         assert_eq!(page(latin, "text/html"), encoding_rs::WINDOWS_1252);
         assert_eq!(page(utf8, "text/html"), encoding_rs::UTF_8);
         assert_eq!(page(b"<p>Tarifs</p>", ""), encoding_rs::UTF_8);
-        // A charset declared wins, whatever the bytes.
-        assert_eq!(page(latin, "text/html; charset=utf-8"), encoding_rs::UTF_8);
+        // A charset declared wins, but UTF-8 declared over windows-1252
+        // bytes (a server's default over pages saved as Latin-1), by the
+        // header or the meta: read as UTF-8, every accent was U+FFFD.
         assert_eq!(
             page(utf8, "text/html; charset=iso-8859-1"),
             encoding_rs::WINDOWS_1252
         );
+        assert_eq!(page(utf8, "text/html; charset=utf-8"), encoding_rs::UTF_8);
+        assert_eq!(
+            page(latin, "text/html; charset=utf-8"),
+            encoding_rs::WINDOWS_1252
+        );
         let meta = b"<meta charset=\"utf-8\"><p>caf\xe9</p>";
-        assert_eq!(page(meta, "text/html"), encoding_rs::UTF_8);
+        assert_eq!(page(meta, "text/html"), encoding_rs::WINDOWS_1252);
+        // A BOM says UTF-8 for sure: a stray byte stays a U+FFFD.
+        let bom = b"\xef\xbb\xbf<p>caf\xe9</p>";
+        assert_eq!(page(bom, "text/html"), encoding_rs::UTF_8);
         let text = page(latin, "").decode(latin).0;
         assert_eq!(text, "<p>Réservez votre café crème €</p>");
         // UTF-8 with one character cut in half (an excerpt cut by bytes)
         // stays UTF-8: one U+FFFD, not every accent garbled.
         let cut = b"<p>R\xc3\xa9servez votre caf\xc3\xa9 cr\xc3\xa8me, caf\xc3</p>";
         assert_eq!(page(cut, "text/html"), encoding_rs::UTF_8);
+        assert_eq!(page(cut, "text/html; charset=utf-8"), encoding_rs::UTF_8);
         assert_eq!(
             page(cut, "").decode(cut).0,
             "<p>Réservez votre café crème, caf\u{fffd}</p>"
