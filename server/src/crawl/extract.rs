@@ -370,6 +370,8 @@ fn to_markdown(html: &str) -> String {
         .skip_tags(vec![
             "script", "style", "img", "picture", "video", "audio", "head",
         ])
+        .add_handler(vec!["pre"], fenced_pre)
+        .add_handler(vec!["a"], followable_link)
         .build()
         .convert(&html)
         .unwrap_or_default();
@@ -387,6 +389,58 @@ fn to_markdown(html: &str) -> String {
         }
     }
     out.trim().to_string()
+}
+
+/// A `<pre>` as a fenced code block, with or without a `<code>` inside:
+/// the converter fences only `<pre><code>`, and a bare `<pre>`'s lines
+/// (`# étape 1`, `| a | b |`, an ASCII table) read as headings and table
+/// rows, cutting the chunks and naming their headings wrongly.
+fn fenced_pre(
+    handlers: &dyn htmd::element_handler::Handlers,
+    element: htmd::Element,
+) -> Option<htmd::element_handler::HandlerResult> {
+    let converted = handlers.fallback(element)?;
+    let content = converted.content.trim_matches('\n');
+    if content.starts_with("```") || content.trim().is_empty() {
+        return Some(converted);
+    }
+    // Longer than any run of backticks inside, so that none closes it.
+    let mut longest = 0;
+    let mut run = 0;
+    for c in content.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    Some(format!("\n\n{fence}\n{content}\n{fence}\n\n").into())
+}
+
+/// A link as the converter writes it, but one no reader can follow (a
+/// `javascript:`, `data:` or `vbscript:` address, or an anchor on the same
+/// page) is its text alone: `[clic](javascript:alert\(1\))` was stored,
+/// shown in search snippets, and passed to whatever renders them.
+fn followable_link(
+    handlers: &dyn htmd::element_handler::Handlers,
+    element: htmd::Element,
+) -> Option<htmd::element_handler::HandlerResult> {
+    let href = element
+        .attrs
+        .iter()
+        .find(|a| &*a.name.local == "href")
+        .map(|a| a.value.trim().to_ascii_lowercase());
+    // Browsers drop tabs and line breaks inside a scheme (`java\tscript:`).
+    let href = href.map(|h| h.replace(['\t', '\n', '\r'], ""));
+    let dead = href.as_deref().is_some_and(|h| {
+        h.is_empty()
+            || h.starts_with('#')
+            || ["javascript:", "data:", "vbscript:"]
+                .iter()
+                .any(|scheme| h.starts_with(scheme))
+    });
+    if dead {
+        return Some(handlers.walk_children(element.node));
+    }
+    handlers.fallback(element)
 }
 
 /// Where the `i`-th table goes back after the conversion: two characters
@@ -1175,5 +1229,51 @@ mod tests {
         );
         let got = extract(&huge, &base).markdown;
         assert!(!got.contains('|') && got.len() < 2_000, "{}", got.len());
+    }
+
+    /// A bare `<pre>` is a fenced block (its `# étape` lines no headings,
+    /// its `|` lines no table), as `<pre><code>` was; a fence inside it
+    /// does not close it.
+    #[test]
+    fn a_pre_is_fenced_with_or_without_code_inside() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let page = |inner: &str| {
+            extract(
+                &format!("<html><body><main><h1>Guide</h1>{inner}<p>Fin.</p></main></body></html>"),
+                &base,
+            )
+            .markdown
+        };
+        assert_eq!(
+            page("<pre># étape 1\n| pas | une | table |</pre>"),
+            "# Guide\n\n```\n# étape 1\n| pas | une | table |\n```\n\nFin."
+        );
+        assert_eq!(
+            page("<pre><code># étape 1\nls</code></pre>"),
+            "# Guide\n\n```\n# étape 1\nls\n```\n\nFin."
+        );
+        assert_eq!(
+            page("<pre>avant\n```\napr\u{e8}s</pre>"),
+            "# Guide\n\n````\navant\n```\naprès\n````\n\nFin."
+        );
+    }
+
+    /// A link no reader can follow is its text alone; the others stay
+    /// links.
+    #[test]
+    fn a_link_no_reader_can_follow_is_its_text() {
+        let base = Url::parse("http://a.fr/").unwrap();
+        let got = extract(
+            "<html><body><main><h1>Salon</h1><p><a href=\"javascript:alert(1)\">clic</a>, \
+             <a href=\" JavaScript:void(0)\">ici</a>, <a href=\"java&#9;script:x()\">là</a>, \
+             <a href=\"data:text/html,x\">data</a>, <a href=\"#haut\">haut</a>, \
+             <a href=\"/tarifs\">tarifs</a>, <a href=\"mailto:a@a.fr\">écrire</a>.</p>\
+             </main></body></html>",
+            &base,
+        );
+        assert_eq!(
+            got.markdown,
+            "# Salon\n\nclic, ici, là, data, haut, [tarifs](/tarifs), [écrire](mailto:a@a.fr)."
+        );
     }
 }
