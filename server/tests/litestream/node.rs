@@ -310,6 +310,21 @@ pub fn restore_drill(replica: &Path, output: &Path) -> Drill {
     }
 }
 
+/// `scripts/restore-drill REPLICA -o OUTPUT` (its table) whose reader
+/// has gone before it writes (`| head -0`), to its exit.
+pub fn restore_drill_unread(replica: &Path, output: &Path) -> std::process::Output {
+    let mut drill = Command::new(root().join("scripts/restore-drill"))
+        .arg(replica)
+        .arg("-o")
+        .arg(output)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run scripts/restore-drill");
+    drop(drill.stdout.take());
+    drill.wait_with_output().expect("the drill's exit")
+}
+
 /// `scripts/read-replica --replica REPLICA sql STATEMENT` to its exit.
 pub fn read_replica_sql(replica: &Path, statement: &str) -> std::process::Output {
     Command::new(root().join("scripts/read-replica"))
