@@ -1322,6 +1322,32 @@ async fn a_voter_back_without_its_data_is_refused_at_the_join() {
     });
     // The nodes agree, the new one included.
     same_on_every_node(&cluster);
+    // Its old command, on a new directory while node 4 is down: refused
+    // at once, nothing written (the cluster refused the join after a
+    // minute of tries, and the Raft state the node had written meanwhile
+    // was taken for its own at the next start).
+    tokio::task::block_in_place(|| cluster.kill(1));
+    let fresh = cluster.dir().join("node2-again");
+    let started = Instant::now();
+    let out = tokio::task::block_in_place(|| cluster.run_as_to_exit(1, 2, fresh.clone()));
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        ),
+        (
+            Some(1),
+            format!(
+                "onboarding-node: error: {} is node 4's address in the cluster, and {} held no \
+                 Raft state: start node 4 (its data is in its own directory), or, if it lost \
+                 its data, start this one with --replaces 4\n",
+                addresses[1],
+                fresh.display()
+            )
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(!fresh.join("metadata1").exists() && !fresh.join("metadata2").exists());
     on_cluster.stop().await;
 }
 

@@ -63,7 +63,8 @@ const SNAPSHOT_THRESHOLD: u32 = 256;
 const SNAPSHOT_TRAILING: u32 = 256;
 
 /// Written in the data directory once the cluster has made this node a
-/// voter: a restarted node rejoins through its own Raft state.
+/// voter (a restarted node rejoins through its own Raft state), holding
+/// its id and address (`3 127.0.0.1:9003`).
 const JOINED_MARKER: &str = "onboarding-node.joined";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -213,6 +214,7 @@ fn run(args: &Args) -> Result<(), String> {
         if let Some(lost) = args.replaces {
             check_lost(lost, &members)?;
         }
+        refuse_another_members_address(args, &members)?;
     }
     ffi::configure_sqlite()?;
     ffi::register_extension(&args.extension)?;
@@ -228,7 +230,9 @@ fn run(args: &Args) -> Result<(), String> {
     let marker = args.dir.join(JOINED_MARKER);
     if !args.join.is_empty() && !marker.exists() {
         join(args)?;
-        std::fs::write(&marker, b"")
+        // Its id and address: `scripts/cluster` starts the node holding an
+        // address from its directory, a replacement's included.
+        std::fs::write(&marker, format!("{} {}\n", args.id, args.address))
             .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
     }
     eprintln!(
@@ -256,6 +260,32 @@ fn refuse_a_voter_without_its_data(args: &Args, members: &[NodeInfo]) -> Result<
             args.id,
             args.dir.display(),
             args.id
+        ));
+    }
+    Ok(())
+}
+
+/// A new node at the address another member holds (the id it replaced,
+/// started again by its old command after `--replaces`): the cluster
+/// refuses the join ("address already in use") after a minute of tries,
+/// and the node, started meanwhile, has written Raft state into its
+/// directory, which the next start takes for its own. Refused before it
+/// starts, with what to do; the member `--replaces` names is the one
+/// address a new node may take.
+fn refuse_another_members_address(args: &Args, members: &[NodeInfo]) -> Result<(), String> {
+    let holder = members
+        .iter()
+        .find(|n| n.address == args.address && n.id != args.id && Some(n.id) != args.replaces);
+    if let Some(holder) = holder {
+        return Err(format!(
+            "{} is node {}'s address in the cluster, and {} held no Raft state: start node {} \
+             (its data is in its own directory), or, if it lost its data, start this one with \
+             --replaces {}",
+            args.address,
+            holder.id,
+            args.dir.display(),
+            holder.id,
+            holder.id
         ));
     }
     Ok(())
