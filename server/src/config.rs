@@ -595,7 +595,26 @@ fn parse_origin(text: &str) -> Result<String, String> {
             "'{origin}' is not scheme://host[:port]; {EXPECTED}"
         ));
     }
+    as_browser_sends(origin).map_err(|e| format!("{e}; {EXPECTED}"))?;
     Ok(origin.to_string())
+}
+
+/// `origin` as a browser sends it in `Origin`, which is what an allowed
+/// origin is compared with: scheme and host lowercase, an international
+/// host in its ASCII form, the scheme's default port left out, no trailing
+/// slash (`HTTPS://Café.example:443/` is `https://xn--caf-dma.example`).
+/// Written otherwise, an origin was accepted at start and never matched,
+/// its front end refused with 403.
+pub fn as_browser_sends(origin: &str) -> Result<String, String> {
+    let written = origin.trim().trim_end_matches('/');
+    let lower = written.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        // Another scheme's origin (a browser extension's) is sent as it is.
+        return Ok(lower);
+    }
+    let url = url::Url::parse(written)
+        .map_err(|e| format!("'{}' is not a valid origin ({e})", origin.trim()))?;
+    Ok(url.origin().ascii_serialization())
 }
 
 /// `--extension`: a file that exists, named with or without its `.so` as

@@ -209,9 +209,7 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
     }
     let mut cors_origins = Vec::with_capacity(config.cors_origins.len());
     for origin in &config.cors_origins {
-        // As browsers send it: `scheme://host[:port]`, lowercase, no
-        // trailing slash (`HTTPS://App.example/` is `https://app.example`).
-        let sent = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let sent = config::as_browser_sends(origin)?;
         cors_origins.push(
             HeaderValue::from_str(&sent)
                 .map_err(|_| format!("CORS origin '{origin}' is not a valid header value"))?,

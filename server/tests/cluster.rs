@@ -1346,7 +1346,11 @@ async fn a_voter_back_without_its_data_is_refused_at_the_join() {
             )
         )
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(!fresh.join("metadata1").exists() && !fresh.join("metadata2").exists());
     on_cluster.stop().await;
 }

@@ -113,6 +113,11 @@ async fn configured_origins_replace_the_defaults() {
     config.cors_origins = vec![
         "https://app.example".to_string(),
         "HTTPS://Admin.example/".to_string(),
+        // A default port and an international host: browsers send neither.
+        "https://b.example:443".to_string(),
+        "http://C.example:80/".to_string(),
+        "https://café.example".to_string(),
+        "http://d.example:8080".to_string(),
     ];
     let mut server = TestServer::start(config, dir).await;
     let preflight = |origin: &'static str| {
@@ -139,6 +144,19 @@ async fn configured_origins_replace_the_defaults() {
         (admin.status, admin.header("access-control-allow-origin")),
         (204, Some("https://admin.example"))
     );
+    for sent in [
+        "https://b.example",
+        "http://c.example",
+        "https://xn--caf-dma.example",
+        "http://d.example:8080",
+    ] {
+        let answer = preflight(sent).await;
+        assert_eq!(
+            (answer.status, answer.header("access-control-allow-origin")),
+            (204, Some(sent))
+        );
+    }
+    assert_eq!(preflight("http://d.example").await.status, 403);
     assert_eq!(preflight(ALLOWED).await.status, 403);
     server.stop().await;
 }

@@ -246,7 +246,10 @@ impl Cluster {
     /// Starts node `i`'s command under the id `id` on the directory `dir`
     /// and waits for it to exit: what it printed.
     pub fn run_as_to_exit(&mut self, i: usize, id: u64, dir: PathBuf) -> std::process::Output {
-        let kept = (self.nodes[i].id, std::mem::replace(&mut self.nodes[i].dir, dir));
+        let kept = (
+            self.nodes[i].id,
+            std::mem::replace(&mut self.nodes[i].dir, dir),
+        );
         self.nodes[i].id = id;
         let out = self.run_to_exit(i);
         (self.nodes[i].id, self.nodes[i].dir) = kept;
