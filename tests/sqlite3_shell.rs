@@ -250,6 +250,44 @@ fn under_trusted_schema_off_a_write_works_or_says_what_to_change() {
     }
 }
 
+/// The first call anyone makes, under `trusted_schema = OFF`: on SQLite
+/// before 3.41 the migration fails, saying what to change (it said
+/// `unsafe use of json_valid()` alone).
+#[test]
+fn under_trusted_schema_off_the_migration_works_or_says_what_to_change() {
+    let (_dir, db) = db();
+    let version = sqlite3_ok(&db, &["SELECT sqlite_version();"]);
+    let version = version.trim();
+    let number: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    let out = sqlite3(
+        &db,
+        &[
+            "PRAGMA trusted_schema = OFF;",
+            "SELECT onboarding_migrate();",
+        ],
+    );
+    if number < vec![3, 41, 0] {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "Error: stepping, onboarding_migrate: internal: migration 001_init failed: \
+                 unsafe use of json_valid(): this SQLite ({version}) refuses its own JSON \
+                 functions in the tables' CHECK constraints under PRAGMA trusted_schema=OFF, \
+                 which SQLite 3.41.0 fixed; set PRAGMA trusted_schema=ON on this connection, \
+                 or use SQLite 3.41 or newer\n"
+            )
+        );
+        assert_eq!(
+            sqlite3_ok(&db, &["SELECT onboarding_schema_version();"]),
+            "0\n"
+        );
+    } else {
+        let (_other_dir, other) = self::db();
+        let latest = sqlite3_ok(&other, &["SELECT onboarding_migrate();"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), latest);
+    }
+}
+
 #[test]
 fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
     let (_dir, db) = db();

@@ -94,10 +94,12 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub detail: String,
-    /// The database was locked past the busy timeout: the function fails
-    /// with SQLite's `SQLITE_BUSY`, which a client may retry on, where
-    /// every other error is `SQLITE_ERROR`.
-    pub busy: bool,
+    /// The SQLite result code the function fails with, besides its text,
+    /// where every other error is `SQLITE_ERROR`: `SQLITE_BUSY` for a
+    /// database locked past the busy timeout, which a client may retry on;
+    /// `SQLITE_INTERRUPT` for a call interrupted (`sqlite3_interrupt`: the
+    /// shell's Ctrl-C, Go's cancelled context), which its client asked for.
+    pub code: Option<std::ffi::c_int>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -107,7 +109,7 @@ impl Error {
         Error {
             kind,
             detail: detail.into(),
-            busy: false,
+            code: None,
         }
     }
 
@@ -135,10 +137,20 @@ impl Error {
         Error::new(ErrorKind::Internal, detail)
     }
 
-    /// An internal error saying the database stayed locked ([`Error::busy`]).
+    /// An internal error saying the database stayed locked (`SQLITE_BUSY`,
+    /// see [`Error::code`]).
     pub fn locked(detail: impl Into<String>) -> Self {
         Error {
-            busy: true,
+            code: Some(rusqlite::ffi::SQLITE_BUSY),
+            ..Error::internal(detail)
+        }
+    }
+
+    /// An internal error saying the call was interrupted
+    /// (`SQLITE_INTERRUPT`, see [`Error::code`]).
+    pub fn interrupted(detail: impl Into<String>) -> Self {
+        Error {
+            code: Some(rusqlite::ffi::SQLITE_INTERRUPT),
             ..Error::internal(detail)
         }
     }
@@ -193,6 +205,8 @@ impl From<rusqlite::Error> for Error {
             // Not SQLITE_LOCKED (a table this connection itself holds):
             // waiting for another connection would not end it.
             Error::locked(text)
+        } else if err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            Error::interrupted(text)
         } else {
             Error::internal(text)
         }

@@ -367,8 +367,8 @@ unsafe extern "C" fn call_function(
                     message.as_ptr().cast(),
                     c_int::try_from(message.len()).unwrap_or(c_int::MAX),
                 );
-                if e.busy {
-                    ffi::sqlite3_result_error_code(ctx, ffi::SQLITE_BUSY);
+                if let Some(code) = e.code {
+                    ffi::sqlite3_result_error_code(ctx, code);
                 }
             }
         }

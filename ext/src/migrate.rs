@@ -16,7 +16,7 @@
 use rusqlite::Connection;
 
 use crate::env::{iso8601, Env};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::otp;
 use crate::savepoint::in_savepoint;
 use crate::schema_edit;
@@ -211,11 +211,18 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+            // SQLite's error read as any call's is (a lock, an interrupt,
+            // Debian 12's SQLite under trusted_schema=OFF say so), the
+            // migration named.
+            let failed = |e: Error| Error {
+                kind: ErrorKind::Internal,
+                detail: format!("migration {} failed: {}", m.name, e.detail),
+                ..e
+            };
             conn.execute_batch(m.sql)
-                .map_err(|e| Error::internal(format!("migration {} failed: {e}", m.name)))?;
+                .map_err(|e| failed(Error::from(e)))?;
             if let Some(then) = m.then {
-                then(conn)
-                    .map_err(|e| Error::internal(format!("migration {} failed: {e}", m.name)))?;
+                then(conn).map_err(failed)?;
             }
             conn.execute(
                 "INSERT INTO onboarding_schema_migrations (version, name, applied_at)

@@ -147,12 +147,16 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     // connection holds a read transaction already, and SQLite does not wait
     // for a lock it would have to upgrade to.
     let reading = reading_already(conn);
-    sql::execute(conn, "BEGIN IMMEDIATE", []).map_err(|e| match busy(&e) {
-        true if reading => cannot_wait_while_reading(&e),
-        true => locked_past_timeout(&e),
-        false => Error::from(e),
-    })?;
-    guarded(conn, Opened::Transaction, body)
+    let begin = || {
+        sql::execute(conn, "BEGIN IMMEDIATE", [])
+            .map(drop)
+            .map_err(|e| match busy(&e) {
+                true if reading => cannot_wait_while_reading(&e),
+                true => locked_past_timeout(&e),
+                false => Error::from(e),
+            })
+    };
+    guarded(conn, Opened::Transaction, begin, body)
 }
 
 /// Inside a caller's deferred transaction that has not touched the main
@@ -285,11 +289,15 @@ fn savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T
         true => Opened::OutermostSavepoint,
         false => Opened::Savepoint,
     };
-    sql::execute(conn, "SAVEPOINT onboarding_call", []).map_err(|e| match e.to_string() {
-        text if text.contains("statements in progress") => refused_inside_a_write(&text),
-        _ => Error::from(e),
-    })?;
-    guarded(conn, opened, body)
+    let open = || {
+        sql::execute(conn, "SAVEPOINT onboarding_call", [])
+            .map(drop)
+            .map_err(|e| match e.to_string() {
+                text if text.contains("statements in progress") => refused_inside_a_write(&text),
+                _ => Error::from(e),
+            })
+    };
+    guarded(conn, opened, open, body)
 }
 
 /// SQLite refuses a savepoint, and could not commit a transaction, while the
@@ -330,12 +338,48 @@ enum Opened {
     Transaction,
 }
 
-/// Runs `body` in what was just `opened`: ends it with RELEASE or COMMIT on
-/// `Ok`, rolls it back otherwise.
-fn guarded<T>(conn: &Connection, opened: Opened, body: impl FnOnce() -> Result<T>) -> Result<T> {
+/// Opens what `opened` names (`open`), runs `body` in it, and ends it with
+/// RELEASE or COMMIT on `Ok`, rolls it back otherwise.
+///
+/// The write that ends the transaction after an interrupt (see [`Guard`])
+/// is prepared before anything is opened: past an interrupt, SQLite
+/// prepares nothing either. Where it cannot be (an interrupt already, no
+/// `tenants` table), the call goes on without it: `open` then fails on the
+/// interrupt, or the body's own statements say what is missing.
+fn guarded<T>(
+    conn: &Connection,
+    opened: Opened,
+    open: impl FnOnce() -> Result<()>,
+    body: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let mut call = Some((open, body));
+    let mut outcome = None;
+    let _ = sql::with(conn, WRITE_LOCK_PROBE, |probe| {
+        if let Some((open, body)) = call.take() {
+            outcome = Some(open().and_then(|()| run_guarded(conn, opened, Some(probe), body)));
+        }
+        Ok(())
+    });
+    match (outcome, call) {
+        (Some(outcome), _) => outcome,
+        (None, Some((open, body))) => {
+            open()?;
+            run_guarded(conn, opened, None, body)
+        }
+        (None, None) => Err(Error::internal("the call ran without an outcome")),
+    }
+}
+
+fn run_guarded<T>(
+    conn: &Connection,
+    opened: Opened,
+    probe: Option<&mut rusqlite::Statement<'_>>,
+    body: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let mut guard = Guard {
         conn,
         opened,
+        probe,
         armed: true,
     };
     let value = body()?;
@@ -351,20 +395,29 @@ fn guarded<T>(conn: &Connection, opened: Opened, body: impl FnOnce() -> Result<T
 
 /// Rolls back what was opened unless disarmed: runs on `?` returns, on a
 /// failed RELEASE or COMMIT, and while unwinding from a panic.
-struct Guard<'c> {
+struct Guard<'c, 's, 'p> {
     conn: &'c Connection,
     opened: Opened,
+    /// [`WRITE_LOCK_PROBE`], prepared: what ends the transaction after an
+    /// interrupt.
+    probe: Option<&'s mut rusqlite::Statement<'p>>,
     armed: bool,
 }
 
-impl Drop for Guard<'_> {
+impl Drop for Guard<'_, '_, '_> {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        // Nothing useful can be done if this fails: the caller already gets
-        // the original error, and SQLite rolls back on close.
-        let _ = match self.opened {
+        // Past an interrupt (`sqlite3_interrupt`), every statement fails
+        // while the one calling the function runs, this rollback included:
+        // the connection stayed inside the call's transaction, holding the
+        // write lock, its half-made writes committed by the next call or
+        // by the caller's COMMIT. A write then ends it: an interrupted
+        // write is one SQLite answers by rolling back the whole
+        // transaction (the caller's too, as it does for any interrupted
+        // INSERT, UPDATE or DELETE inside one).
+        let undone = match self.opened {
             Opened::Savepoint => sql::execute(self.conn, "ROLLBACK TO onboarding_call", [])
                 .and_then(|_| sql::execute(self.conn, "RELEASE onboarding_call", [])),
             // A COMMIT, or the RELEASE that commits, that failed may have
@@ -378,6 +431,15 @@ impl Drop for Guard<'_> {
                 sql::execute(self.conn, "ROLLBACK", [])
             }
         };
+        // Any other failure: nothing useful can be done; the caller
+        // already gets the original error, and SQLite rolls back on close.
+        if let (Err(e), Some(probe)) = (undone, self.probe.as_mut()) {
+            if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted)
+                && !self.conn.is_autocommit()
+            {
+                let _ = probe.execute([]);
+            }
+        }
     }
 }
 

@@ -358,3 +358,132 @@ fn under_host_rollback_every_failure_changes_nothing_or_is_marked() {
         drop(statements);
     }
 }
+
+/// The connection to interrupt and the virtual machine's steps left before
+/// the interrupt (the test's progress handler's argument).
+struct Due {
+    db: *mut rusqlite::ffi::sqlite3,
+    steps_left: std::cell::Cell<i64>,
+}
+
+unsafe extern "C" fn interrupt_when_due(due: *mut std::ffi::c_void) -> std::ffi::c_int {
+    // SAFETY: the `Due` of `interrupted_after`, alive while its statement runs.
+    let due = unsafe { &*due.cast::<Due>() };
+    let left = due.steps_left.get() - 1;
+    due.steps_left.set(left);
+    if left == 0 {
+        // SAFETY: the handle of the connection running the statement.
+        unsafe { rusqlite::ffi::sqlite3_interrupt(due.db) };
+    }
+    0
+}
+
+/// Runs `sql` with `sqlite3_interrupt` called after `steps` steps of
+/// SQLite's virtual machine (the calling statement's and the function's
+/// own): what a client's cancel does (the shell's Ctrl-C, Go's cancelled
+/// context, Python's `interrupt()`) at that point. The error's text and
+/// result code, or the answer.
+fn interrupted_after(
+    db: &Db,
+    steps: i64,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<String, (String, Option<rusqlite::ErrorCode>)> {
+    let handle = unsafe { db.conn.handle() };
+    let due = Due {
+        db: handle,
+        steps_left: std::cell::Cell::new(steps),
+    };
+    // SAFETY: the handler is removed before `due` goes.
+    unsafe {
+        rusqlite::ffi::sqlite3_progress_handler(
+            handle,
+            1,
+            Some(interrupt_when_due),
+            std::ptr::from_ref(&due).cast_mut().cast(),
+        )
+    };
+    let result = db.conn.query_row(sql, params, |r| r.get::<_, String>(0));
+    unsafe { rusqlite::ffi::sqlite3_progress_handler(handle, 0, None, std::ptr::null_mut()) };
+    result.map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(code, text) => (text.unwrap_or_default(), Some(code.code)),
+        other => (other.to_string(), None),
+    })
+}
+
+/// A call interrupted at any point leaves nothing and no transaction open,
+/// and fails with SQLITE_INTERRUPT. Before, an interrupt after the call's
+/// writes began failed its rollback too (every statement fails while the
+/// interrupted one runs): the connection stayed inside the call's
+/// transaction, the write lock held, and the next call's answer
+/// (`success:true`) was never saved, or the caller's COMMIT saved half a
+/// completion.
+#[test]
+fn an_interrupted_call_leaves_nothing_and_no_transaction_open() {
+    let mut interrupted = 0;
+    // Every third step, until the interrupt comes after the call's end.
+    for steps in (1..100_000).step_by(3) {
+        let db = Db::memory();
+        let s = ready_session(&db, "contact@entreprise.fr");
+        let before = db.snapshot();
+        match interrupted_after(&db, steps, "SELECT onboarding_complete(?1, '{}')", &[&s]) {
+            Ok(_) => {
+                assert!(interrupted > 100, "{interrupted} interrupts only");
+                return;
+            }
+            Err((text, code)) => {
+                interrupted += 1;
+                assert!(db.conn.is_autocommit(), "after {steps} steps: {text}");
+                assert_eq!(db.snapshot(), before, "after {steps} steps: {text}");
+                assert_eq!(
+                    code,
+                    Some(rusqlite::ErrorCode::OperationInterrupted),
+                    "after {steps} steps: {text}"
+                );
+                // The next call is saved on its own.
+                db.complete(&s).unwrap();
+                assert_eq!(db.get(&s)["status"], "completed", "after {steps} steps");
+            }
+        }
+    }
+    panic!("the completion never ended within the steps tried");
+}
+
+/// Inside a caller's transaction, an interrupted call that had begun to
+/// write rolls the whole transaction back, as SQLite does for any
+/// interrupted write inside one: its half-made writes cannot be committed
+/// with the caller's. Interrupted before it wrote, it leaves the caller's
+/// transaction as it was.
+#[test]
+fn an_interrupted_call_inside_a_transaction_rolls_the_transaction_back() {
+    let (mut kept, mut rolled_back) = (0, 0);
+    for steps in (1..100_000).step_by(3) {
+        let db = Db::memory();
+        let s = ready_session(&db, "contact@entreprise.fr");
+        let before = db.snapshot();
+        db.conn.execute_batch("BEGIN").unwrap();
+        db.step(&s, "channels", r#"{"channels":["phone","sms"]}"#)
+            .unwrap();
+        let with_the_step = db.snapshot();
+        match interrupted_after(&db, steps, "SELECT onboarding_complete(?1, '{}')", &[&s]) {
+            Ok(_) => {
+                db.conn.execute_batch("COMMIT").unwrap();
+                assert!(
+                    kept > 0 && rolled_back > 100,
+                    "{kept} kept, {rolled_back} rolled back"
+                );
+                return;
+            }
+            Err((text, _)) if db.conn.is_autocommit() => {
+                rolled_back += 1;
+                assert_eq!(db.snapshot(), before, "after {steps} steps: {text}");
+            }
+            Err((text, _)) => {
+                kept += 1;
+                assert_eq!(db.snapshot(), with_the_step, "after {steps} steps: {text}");
+                db.conn.execute_batch("ROLLBACK").unwrap();
+            }
+        }
+    }
+    panic!("the completion never ended within the steps tried");
+}

@@ -120,6 +120,69 @@ class Onboarding(unittest.TestCase):
         holder.close()
         waiter.close()
 
+    def test_an_interrupted_call_leaves_nothing_and_no_transaction_open(self):
+        # conn.interrupt() (as Go's cancelled context, the shell's Ctrl-C)
+        # at each point of a completion in turn: SQLITE_INTERRUPT, the
+        # contract's text, no transaction left open, nothing written, and
+        # the next call saved on its own. Before, the call's rollback was
+        # interrupted too: the connection stayed in its transaction, and
+        # the retried completion answered success and was never saved.
+        c, other = connect(), connect()
+        step = "SELECT onboarding_step(?, ?, ?)"
+        interrupts = 0
+        for due in range(1, 20000, 5):
+            s = call(c, "SELECT onboarding_create()")["session_id"]
+            call(c, step, s, "business", json.dumps({
+                "company_name": "Garage Martin", "industry": "Automobile",
+                "phone": "06 12 34 56 78", "email": f"interrupt-{due}@garage-martin.fr"}))
+            call(c, step, s, "vapi", json.dumps({
+                "agent_type": "phone_reception", "voice": "female", "assistant_name": "Léa"}))
+            left = [due]
+
+            def countdown():
+                left[0] -= 1
+                if left[0] == 0:
+                    c.interrupt()
+                return 0
+
+            c.set_progress_handler(countdown, 1)
+            try:
+                call(c, "SELECT onboarding_complete(?, '{}')", s)
+            except sqlite3.OperationalError as e:
+                self.assertEqual(
+                    (e.sqlite_errorcode, c.in_transaction), (sqlite3.SQLITE_INTERRUPT, False),
+                    f"after {due} steps")
+                state = other.execute(
+                    "SELECT status, (SELECT count(*) FROM omni_agent_configs a "
+                    "WHERE a.tenant_id = s.tenant_id) FROM onboarding_sessions s WHERE id = ?",
+                    (s,)).fetchone()
+                if str(e) == "interrupted":
+                    # SQLite's own: the interrupt came before the function
+                    # was called, or after it had returned (committed).
+                    self.assertIn(state, [("in_progress", 0), ("completed", 1)])
+                    if state == ("completed", 1):
+                        break
+                    continue
+                interrupts += 1
+                self.assertEqual(
+                    (str(e), state),
+                    ("onboarding_complete: internal: interrupted", ("in_progress", 0)),
+                    f"after {due} steps")
+                continue
+            finally:
+                c.set_progress_handler(None, 0)
+            break
+        else:
+            self.fail("the completion never ended within the steps tried")
+        self.assertGreater(interrupts, 50)
+        # The next call after an interrupt is saved: the other connection
+        # sees it.
+        self.assertEqual(
+            other.execute("SELECT status FROM onboarding_sessions WHERE id = ?", (s,)).fetchone(),
+            ("completed",))
+        c.close()
+        other.close()
+
     def test_rollback_of_a_python_transaction_leaves_nothing(self):
         c = self.conn
         before = c.execute("SELECT count(*) FROM tenants").fetchone()
