@@ -375,7 +375,7 @@ impl<'a> Call<'a> {
 
     /// Argument `idx` as another system reported it (a provider's message
     /// id or error, passed on by a sender): any SQL type taken as text (a
-    /// number as SQLite writes it, invalid UTF-8 replaced by U+FFFD), never
+    /// number in its shortest decimal form, invalid UTF-8 replaced by U+FFFD), never
     /// refused, since a refused report leaves what it reports unrecorded;
     /// SQL NULL is `None`.
     pub fn reported_text(&self, idx: usize) -> Result<Option<String>> {

@@ -219,8 +219,14 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
                 detail: format!("migration {} failed: {}", m.name, e.detail),
                 ..e
             };
-            conn.execute_batch(m.sql)
-                .map_err(|e| failed(Error::from(e)))?;
+            conn.execute_batch(m.sql).map_err(|e| {
+                let text = e.to_string();
+                match Error::from(e) {
+                    // Not "run onboarding_migrate() first": this is it.
+                    e if e.kind == ErrorKind::SchemaMissing => failed(Error::internal(text)),
+                    e => failed(e),
+                }
+            })?;
             if let Some(then) = m.then {
                 then(conn).map_err(failed)?;
             }

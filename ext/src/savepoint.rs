@@ -107,7 +107,7 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
             // written since. Not probed before the call (a call that
             // writes nothing, a replay or a refusal, answers as it would
             // alone); a write refused so says why and the way out.
-            return savepoint(conn, || {
+            return savepoint(conn, true, || {
                 body().map_err(|e| match e.kind == ErrorKind::Internal && busy_now(conn) {
                     true => cannot_upgrade_a_read(&e),
                     false => e,
@@ -115,7 +115,7 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
             });
         }
         take_write_lock_first(conn)?;
-        return savepoint(conn, body);
+        return savepoint(conn, true, body);
     }
     if writing_statement_in_progress(conn) {
         return Err(refused_inside_a_write(
@@ -127,7 +127,7 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
     // attached, the deferred savepoint, as inside a caller's transaction,
     // with the main database's write lock taken before the call reads.
     if has_attached_databases(conn)? {
-        return savepoint(conn, || {
+        return savepoint(conn, true, || {
             if main_txn_state(conn) == ffi::SQLITE_TXN_READ {
                 // The calling statement reads the main database: SQLite
                 // will not wait to upgrade that read, so the probe fails
@@ -156,7 +156,7 @@ pub fn in_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> R
                 false => Error::from(e),
             })
     };
-    guarded(conn, Opened::Transaction, begin, body)
+    guarded(conn, Opened::Transaction, true, begin, body)
 }
 
 /// Inside a caller's deferred transaction that has not touched the main
@@ -273,7 +273,7 @@ pub fn in_read_savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>)
     if in_undoing_hosts_transaction(conn) || writing_statement_in_progress(conn) {
         return body();
     }
-    savepoint(conn, body)
+    savepoint(conn, false, body)
 }
 
 /// Whether this call runs inside the open transaction of a host that undoes
@@ -282,7 +282,9 @@ fn in_undoing_hosts_transaction(conn: &Connection) -> bool {
     HOST_ROLLBACK.with(Cell::get) && !conn.is_autocommit()
 }
 
-fn savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+/// `writer`: the call may write (a reader's savepoint needs no probe, see
+/// [`guarded`]).
+fn savepoint<T>(conn: &Connection, writer: bool, body: impl FnOnce() -> Result<T>) -> Result<T> {
     // In autocommit mode the savepoint is the transaction, and its RELEASE
     // the commit.
     let opened = match conn.is_autocommit() {
@@ -297,7 +299,7 @@ fn savepoint<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T
                 _ => Error::from(e),
             })
     };
-    guarded(conn, opened, open, body)
+    guarded(conn, opened, writer, open, body)
 }
 
 /// SQLite refuses a savepoint, and could not commit a transaction, while the
@@ -341,17 +343,26 @@ enum Opened {
 /// Opens what `opened` names (`open`), runs `body` in it, and ends it with
 /// RELEASE or COMMIT on `Ok`, rolls it back otherwise.
 ///
-/// The write that ends the transaction after an interrupt (see [`Guard`])
-/// is prepared before anything is opened: past an interrupt, SQLite
-/// prepares nothing either. Where it cannot be (an interrupt already, no
-/// `tenants` table), the call goes on without it: `open` then fails on the
-/// interrupt, or the body's own statements say what is missing.
+/// For a `writer`, the write that ends the transaction after an interrupt
+/// (see [`Guard`]) is prepared before anything is opened: past an
+/// interrupt, SQLite prepares nothing either. Where it cannot be (an
+/// interrupt already, no `tenants` table before the first migration), the
+/// call goes on without it: `open` then fails on the interrupt, or the
+/// body's own statements say what is missing. A reader goes without it:
+/// preparing it for every read would cost a host without a statement
+/// cache a sixth of the read, and an interrupted reader has nothing to undo
+/// (its error says when its read transaction is left open).
 fn guarded<T>(
     conn: &Connection,
     opened: Opened,
+    writer: bool,
     open: impl FnOnce() -> Result<()>,
     body: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    if !writer {
+        open()?;
+        return run_guarded(conn, opened, None, body);
+    }
     let mut call = Some((open, body));
     let mut outcome = None;
     let _ = sql::with(conn, WRITE_LOCK_PROBE, |probe| {
@@ -376,21 +387,41 @@ fn run_guarded<T>(
     probe: Option<&mut rusqlite::Statement<'_>>,
     body: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    let mut guard = Guard {
-        conn,
-        opened,
-        probe,
-        armed: true,
-    };
-    let value = body()?;
-    match opened {
-        Opened::Savepoint | Opened::OutermostSavepoint => {
-            sql::execute(conn, "RELEASE onboarding_call", [])?
-        }
-        Opened::Transaction => sql::execute(conn, "COMMIT", [])?,
-    };
-    guard.armed = false;
-    Ok(value)
+    let outcome = (|| -> Result<T> {
+        let mut guard = Guard {
+            conn,
+            opened,
+            changes_at_open: conn.total_changes(),
+            probe,
+            armed: true,
+        };
+        let value = body()?;
+        match opened {
+            Opened::Savepoint | Opened::OutermostSavepoint => {
+                sql::execute(conn, "RELEASE onboarding_call", [])?
+            }
+            Opened::Transaction => sql::execute(conn, "COMMIT", [])?,
+        };
+        guard.armed = false;
+        Ok(value)
+    })();
+    // The guard has run: a transaction of the call's own still open is one
+    // SQLite refused to end (no probe, or its statement expired by a
+    // schema change). The client must end it; the error says how.
+    outcome.map_err(|e| match opened {
+        Opened::Transaction | Opened::OutermostSavepoint if !conn.is_autocommit() => Error {
+            detail: format!(
+                "{}; the transaction this call opened is still open{}: run ROLLBACK",
+                e.detail,
+                match e.code == Some(ffi::SQLITE_INTERRUPT) {
+                    true => " (SQLite refuses every statement while the interrupted one runs)",
+                    false => "",
+                }
+            ),
+            ..e
+        },
+        _ => e,
+    })
 }
 
 /// Rolls back what was opened unless disarmed: runs on `?` returns, on a
@@ -398,6 +429,8 @@ fn run_guarded<T>(
 struct Guard<'c, 's, 'p> {
     conn: &'c Connection,
     opened: Opened,
+    /// The connection's rows changed when the call's savepoint opened.
+    changes_at_open: u64,
     /// [`WRITE_LOCK_PROBE`], prepared: what ends the transaction after an
     /// interrupt.
     probe: Option<&'s mut rusqlite::Statement<'p>>,
@@ -415,8 +448,11 @@ impl Drop for Guard<'_, '_, '_> {
         // write lock, its half-made writes committed by the next call or
         // by the caller's COMMIT. A write then ends it: an interrupted
         // write is one SQLite answers by rolling back the whole
-        // transaction (the caller's too, as it does for any interrupted
-        // INSERT, UPDATE or DELETE inside one).
+        // transaction. Inside a caller's transaction, only when the call
+        // changed rows (the caller's goes too, as SQLite does for any
+        // interrupted INSERT, UPDATE or DELETE inside one); a call that
+        // changed none leaves an empty savepoint, which the caller's
+        // COMMIT or ROLLBACK ends with the rest.
         let undone = match self.opened {
             Opened::Savepoint => sql::execute(self.conn, "ROLLBACK TO onboarding_call", [])
                 .and_then(|_| sql::execute(self.conn, "RELEASE onboarding_call", [])),
@@ -433,9 +469,14 @@ impl Drop for Guard<'_, '_, '_> {
         };
         // Any other failure: nothing useful can be done; the caller
         // already gets the original error, and SQLite rolls back on close.
+        let changed = match self.opened {
+            Opened::Savepoint => self.conn.total_changes() != self.changes_at_open,
+            Opened::Transaction | Opened::OutermostSavepoint => true,
+        };
         if let (Err(e), Some(probe)) = (undone, self.probe.as_mut()) {
             if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted)
                 && !self.conn.is_autocommit()
+                && changed
             {
                 let _ = probe.execute([]);
             }

@@ -403,8 +403,58 @@ fn interrupted_after(
             std::ptr::from_ref(&due).cast_mut().cast(),
         )
     };
-    let result = db.conn.query_row(sql, params, |r| r.get::<_, String>(0));
+    let result = db
+        .conn
+        .query_row(sql, params, |r| r.get::<_, rusqlite::types::Value>(0))
+        .map(|v| format!("{v:?}"));
     unsafe { rusqlite::ffi::sqlite3_progress_handler(handle, 0, None, std::ptr::null_mut()) };
+    result.map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(code, text) => (text.unwrap_or_default(), Some(code.code)),
+        other => (other.to_string(), None),
+    })
+}
+
+unsafe extern "C" fn interrupt_when_due_at_prepare(
+    due: *mut std::ffi::c_void,
+    _action: std::ffi::c_int,
+    _: *const std::ffi::c_char,
+    _: *const std::ffi::c_char,
+    _: *const std::ffi::c_char,
+    _: *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    // SAFETY: as in `interrupt_when_due`.
+    unsafe { interrupt_when_due(due) };
+    rusqlite::ffi::SQLITE_OK
+}
+
+/// The same, the interrupt called at the `steps`-th authorization SQLite
+/// asks while preparing statements (the function's own among them): an
+/// interrupt landing between two of its statements. A migration's
+/// statements (tables, indexes) run no loop, where SQLite calls a
+/// progress handler.
+fn interrupted_at_prepare(
+    db: &Db,
+    steps: i64,
+    sql: &str,
+) -> Result<String, (String, Option<rusqlite::ErrorCode>)> {
+    let handle = unsafe { db.conn.handle() };
+    let due = Due {
+        db: handle,
+        steps_left: std::cell::Cell::new(steps),
+    };
+    // SAFETY: the authorizer is removed before `due` goes.
+    unsafe {
+        rusqlite::ffi::sqlite3_set_authorizer(
+            handle,
+            Some(interrupt_when_due_at_prepare),
+            std::ptr::from_ref(&due).cast_mut().cast(),
+        )
+    };
+    let result = db
+        .conn
+        .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
+        .map(|v| format!("{v:?}"));
+    unsafe { rusqlite::ffi::sqlite3_set_authorizer(handle, None, std::ptr::null_mut()) };
     result.map_err(|e| match e {
         rusqlite::Error::SqliteFailure(code, text) => (text.unwrap_or_default(), Some(code.code)),
         other => (other.to_string(), None),
@@ -486,4 +536,155 @@ fn an_interrupted_call_inside_a_transaction_rolls_the_transaction_back() {
         }
     }
     panic!("the completion never ended within the steps tried");
+}
+
+/// A reader interrupted inside a caller's transaction leaves it as it was:
+/// the caller's writes stay, to be committed. (The probe that ends an
+/// interrupted writer's transaction rolled the caller's back for a read.)
+#[test]
+fn an_interrupted_read_inside_a_transaction_keeps_the_callers_writes() {
+    let mut interrupted = 0;
+    for steps in (1..100_000).step_by(2) {
+        let db = Db::memory();
+        let s = ready_session(&db, "contact@entreprise.fr");
+        db.conn
+            .execute_batch("CREATE TABLE mine (x); BEGIN; INSERT INTO mine VALUES (1)")
+            .unwrap();
+        match interrupted_after(&db, steps, "SELECT onboarding_get(?1)", &[&s]) {
+            Ok(_) => {
+                db.conn.execute_batch("COMMIT").unwrap();
+                assert!(interrupted > 20, "{interrupted} interrupts only");
+                return;
+            }
+            Err((text, code)) => {
+                interrupted += 1;
+                assert_eq!(
+                    code,
+                    Some(rusqlite::ErrorCode::OperationInterrupted),
+                    "after {steps} steps: {text}"
+                );
+                assert!(!db.conn.is_autocommit(), "after {steps} steps: {text}");
+                db.conn.execute_batch("COMMIT").unwrap();
+                assert_eq!(db.count("mine"), 1, "after {steps} steps: {text}");
+            }
+        }
+    }
+    panic!("the read never ended within the steps tried");
+}
+
+/// The first migration interrupted at any point: nothing is left half
+/// made. Where SQLite leaves the migration's transaction open (an
+/// interrupt between two statements, before the probe could be prepared:
+/// no table exists yet), the error says to roll it back, and once rolled
+/// back the migration runs whole.
+#[test]
+fn an_interrupted_migration_leaves_nothing_or_says_to_roll_back() {
+    let fresh = || {
+        let conn = Connection::open_in_memory().unwrap();
+        let env = onboarding::PinnedEnv::new(common::T0, 42);
+        onboarding::register_with(&conn, env.clone()).unwrap();
+        Db { conn, env }
+    };
+    // The authorizations a whole migration asks.
+    let whole = {
+        let db = fresh();
+        let handle = unsafe { db.conn.handle() };
+        let due = Due {
+            db: handle,
+            steps_left: std::cell::Cell::new(i64::MAX),
+        };
+        unsafe {
+            rusqlite::ffi::sqlite3_set_authorizer(
+                handle,
+                Some(interrupt_when_due_at_prepare),
+                std::ptr::from_ref(&due).cast_mut().cast(),
+            );
+            db.conn
+                .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+                .unwrap();
+            rusqlite::ffi::sqlite3_set_authorizer(handle, None, std::ptr::null_mut());
+        }
+        i64::MAX - due.steps_left.get()
+    };
+    let (mut rolled_back, mut told) = (0, 0);
+    for steps in (1..=whole).step_by(usize::try_from(whole / 150).unwrap().max(1)) {
+        let db = fresh();
+        match interrupted_at_prepare(&db, steps, "SELECT onboarding_migrate()") {
+            // Interrupted while the calling statement was prepared: SQLite
+            // forgets such an interrupt when the statement starts.
+            Ok(answer) => assert!(steps < 5, "{answer} after {steps} of {whole}"),
+            Err((text, code)) => {
+                assert_eq!(
+                    code,
+                    Some(rusqlite::ErrorCode::OperationInterrupted),
+                    "after {steps} steps: {text}"
+                );
+                if db.conn.is_autocommit() {
+                    rolled_back += 1;
+                } else {
+                    told += 1;
+                    assert!(
+                        text.ends_with(
+                            "; the transaction this call opened is still open (SQLite refuses \
+                             every statement while the interrupted one runs): run ROLLBACK"
+                        ),
+                        "after {steps} steps: {text}"
+                    );
+                    db.conn.execute_batch("ROLLBACK").unwrap();
+                }
+                let tables: i64 = db
+                    .conn
+                    .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(tables, 0, "after {steps} steps: {text}");
+                db.conn
+                    .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+                    .unwrap();
+            }
+        }
+    }
+    assert!(
+        rolled_back > 20 && told > 20,
+        "{rolled_back} rolled back, {told} told, of {whole} authorizations"
+    );
+}
+
+/// A re-cut interrupted at any point: SQLITE_INTERRUPT, no transaction
+/// left open, and no failure recorded against the document (it was
+/// recorded as the document's, `internal: interrupted`, or the recording
+/// failed too, with SQLITE_ERROR).
+#[test]
+fn an_interrupted_recut_records_no_failure_of_the_document() {
+    let mut interrupted = 0;
+    for steps in (1..100_000).step_by(3) {
+        let db = Db::memory();
+        let s = db.create();
+        db.business(&s, "contact@entreprise.fr");
+        db.vapi(&s);
+        db.step(
+            &s,
+            "kb",
+            r#"{"method":"documents","documents":[{"title":"Tarifs","content":"Coupe 25 euros. Brushing 15 euros."}]}"#,
+        )
+        .unwrap();
+        db.complete(&s).unwrap();
+        db.conn
+            .execute_batch("UPDATE kb_documents SET cut = 0")
+            .unwrap();
+        match interrupted_after(&db, steps, "SELECT onboarding_kb_recut()", &[]) {
+            Ok(_) => {
+                assert!(interrupted > 20, "{interrupted} interrupts only");
+                return;
+            }
+            Err((text, code)) => {
+                interrupted += 1;
+                assert_eq!(
+                    (code, db.conn.is_autocommit(), db.count("kb_recut_failures")),
+                    (Some(rusqlite::ErrorCode::OperationInterrupted), true, 0),
+                    "after {steps} steps: {text}"
+                );
+            }
+        }
+    }
+    panic!("the re-cut never ended within the steps tried");
 }

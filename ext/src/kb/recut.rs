@@ -98,6 +98,11 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
     let (Err(error), Some((id, tenant_id))) = (&cut, failed) else {
         return cut;
     };
+    // Interrupted (its client cancelled it): no failure of the document's
+    // to record, and no statement would run before the call ends.
+    if error.code == Some(rusqlite::ffi::SQLITE_INTERRUPT) {
+        return cut;
+    }
     if in_callers_transaction && conn.is_autocommit() {
         // The failure ended the caller's transaction (`RAISE(ROLLBACK)`, an
         // I/O error, a full disk): recording it now would commit alone, in
@@ -105,13 +110,13 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
         // gone. The caller gets the error and decides; the document is the
         // first again at the next call (such causes are the database's
         // more often than the document's).
-        return Err(Error::new(
-            error.kind,
-            format!(
+        return Err(Error {
+            detail: format!(
                 "cutting document {id} again ended the caller's transaction: {}",
                 error.detail
             ),
-        ));
+            ..error.clone()
+        });
     }
     let error = error.to_string();
     let recorded = in_savepoint(conn, || {
@@ -138,14 +143,12 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
         answer(conn, &now, Value::Null, failed)
     });
     // When the record fails too (a full disk), the call's error says both.
-    recorded.map_err(|e| {
-        Error::new(
-            e.kind,
-            format!(
-                "{} (recording that cutting document {id} again failed: {error})",
-                e.detail
-            ),
-        )
+    recorded.map_err(|e| Error {
+        detail: format!(
+            "{} (recording that cutting document {id} again failed: {error})",
+            e.detail
+        ),
+        ..e
     })
 }
 
