@@ -415,10 +415,11 @@ fn fenced_pre(
     Some(format!("\n\n{fence}\n{content}\n{fence}\n\n").into())
 }
 
-/// A link as the converter writes it, but one no reader can follow (a
-/// `javascript:`, `data:` or `vbscript:` address, or an anchor on the same
-/// page) is its text alone: `[clic](javascript:alert\(1\))` was stored,
-/// shown in search snippets, and passed to whatever renders them.
+/// A link as the converter writes it, but one no reader can follow (an
+/// address of another scheme than http, https, mailto or tel: a
+/// `javascript:`, `data:` or `vbscript:` one; or an anchor on the same page)
+/// is its text alone: `[clic](javascript:alert\(1\))` was stored, shown in
+/// search snippets, and passed to whatever renders them.
 fn followable_link(
     handlers: &dyn htmd::element_handler::Handlers,
     element: htmd::Element,
@@ -427,20 +428,42 @@ fn followable_link(
         .attrs
         .iter()
         .find(|a| &*a.name.local == "href")
-        .map(|a| a.value.trim().to_ascii_lowercase());
-    // Browsers drop tabs and line breaks inside a scheme (`java\tscript:`).
-    let href = href.map(|h| h.replace(['\t', '\n', '\r'], ""));
-    let dead = href.as_deref().is_some_and(|h| {
-        h.is_empty()
-            || h.starts_with('#')
-            || ["javascript:", "data:", "vbscript:"]
-                .iter()
-                .any(|scheme| h.starts_with(scheme))
-    });
-    if dead {
+        .map(|a| followed_form(&a.value));
+    if href.is_some_and(|h| !followable(&h)) {
         return Some(handlers.walk_children(element.node));
     }
     handlers.fallback(element)
+}
+
+/// An address as it reads once what the page's text loses is gone: the
+/// characters [`visible`] drops (control characters: `java&#1;script:`
+/// becomes `javascript:` in the stored text) and white space (browsers drop
+/// tabs and line breaks anywhere in it), lowercase.
+fn followed_form(href: &str) -> String {
+    visible(href.to_string())
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Whether a link to `href` (as [`followed_form`] writes it) leads a
+/// reader somewhere: a relative address or one of the schemes of the web,
+/// mail and the telephone; not an anchor on the same page.
+fn followable(href: &str) -> bool {
+    if href.is_empty() || href.starts_with('#') {
+        return false;
+    }
+    let scheme = href.split_once(':').map(|(scheme, _)| scheme).filter(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    match scheme {
+        // `/a:b` or `?q=a:b`: a path or a query, relative.
+        None => true,
+        Some(scheme) => matches!(scheme, "http" | "https" | "mailto" | "tel"),
+    }
 }
 
 /// Where the `i`-th table goes back after the conversion: two characters
@@ -1267,13 +1290,17 @@ mod tests {
             "<html><body><main><h1>Salon</h1><p><a href=\"javascript:alert(1)\">clic</a>, \
              <a href=\" JavaScript:void(0)\">ici</a>, <a href=\"java&#9;script:x()\">là</a>, \
              <a href=\"data:text/html,x\">data</a>, <a href=\"#haut\">haut</a>, \
-             <a href=\"/tarifs\">tarifs</a>, <a href=\"mailto:a@a.fr\">écrire</a>.</p>\
+             <a href=\"java&#1;script:alert(1)\">un</a>, <a href=\"&#1;javascript:x()\">deux</a>, \
+             <a href=\"file:///etc/passwd\">fichier</a>, \
+             <a href=\"/tarifs\">tarifs</a>, <a href=\"mailto:a@a.fr\">écrire</a>, \
+             <a href=\"https://b.fr/x\">ailleurs</a>, <a href=\"/a:b\">chemin</a>.</p>\
              </main></body></html>",
             &base,
         );
         assert_eq!(
             got.markdown,
-            "# Salon\n\nclic, ici, là, data, haut, [tarifs](/tarifs), [écrire](mailto:a@a.fr)."
+            "# Salon\n\nclic, ici, là, data, haut, un, deux, fichier, [tarifs](/tarifs), \
+             [écrire](mailto:a@a.fr), [ailleurs](https://b.fr/x), [chemin](/a:b)."
         );
     }
 }
