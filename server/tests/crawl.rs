@@ -1354,23 +1354,31 @@ async fn a_robots_txt_redirected_to_another_host_is_followed_and_its_rules_hold(
 /// have kept `/tarifs` out), and the rest is ignored (its `Disallow: /`).
 /// RFC 9309 § 2.5 asks at least 500 KiB be parsed; refused whole, it kept
 /// the site from ever being crawled (`robots_unavailable`, three times).
+/// Lines ending with LF, and with CR alone, as RFC 9309 allows (cut at the
+/// last LF, such a file was read as empty: everything allowed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robots_txt_past_two_mib_is_read_to_its_last_whole_line_there() {
+    for eol in ["\n", "\r"] {
+        a_robots_txt_past_two_mib_with_line_ends(eol).await;
+    }
+}
+
+async fn a_robots_txt_past_two_mib_with_line_ends(eol: &'static str) {
     const LIMIT: usize = 2 * 1024 * 1024;
-    let cut_line = "Disallow: /tarifs-2019\n";
-    let mut robots = String::from("User-agent: *\nDisallow: /prive/\n");
-    let comment = |n: usize| format!("#{}\n", "x".repeat(n - 2));
+    let cut_line = format!("Disallow: /tarifs-2019{eol}");
+    let mut robots = format!("User-agent: *{eol}Disallow: /prive/{eol}");
+    let comment = |n: usize| format!("#{}{eol}", "x".repeat(n - 2));
     // Comments up to where the limit falls 14 bytes into `cut_line`.
     while LIMIT - 14 - robots.len() >= 200 {
         robots.push_str(&comment(100));
     }
     robots.push_str(&comment(LIMIT - 14 - robots.len()));
     assert_eq!(&cut_line[..14], "Disallow: /tar");
-    robots.push_str(cut_line);
+    robots.push_str(&cut_line);
     while robots.len() < 3_000_000 {
         robots.push_str(&comment(100));
     }
-    robots.push_str("Disallow: /\n");
+    robots.push_str(&format!("Disallow: /{eol}"));
     let (addr, asked) = raw_site(move |path, _| match path {
         "/robots.txt" => ("200 OK", String::new(), robots.clone().into_bytes()),
         "/" => (

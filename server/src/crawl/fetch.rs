@@ -652,7 +652,11 @@ impl Fetcher {
                         let room = self.limits.page_bytes - bytes.len();
                         bytes.extend_from_slice(&chunk[..room]);
                         spent.fetch_add(room as u64, Ordering::Relaxed);
-                        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+                        // A line ends with LF, CR LF or CR alone (RFC 9309).
+                        let whole = bytes
+                            .iter()
+                            .rposition(|&b| b == b'\n' || b == b'\r')
+                            .map_or(0, |n| n + 1);
                         bytes.truncate(whole);
                         break;
                     }
