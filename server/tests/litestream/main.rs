@@ -290,10 +290,15 @@ fn a_clean_stop_under_litestream_exits_zero() {
     assert_eq!(missing(&acked, &present), Vec::<&str>::new());
     // Its output cut short, the drill still answers its verdict (it
     // failed, exit 1, on the closed pipe, which says "not sound").
-    let cut = node::restore_drill_unread(&replica, &dir.path().join("again.db"));
-    let stderr = String::from_utf8_lossy(&cut.stderr);
-    assert_eq!(cut.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("Traceback"), "{stderr}");
+    for (json, output) in [(false, "again.db"), (true, "again-json.db")] {
+        let cut = node::restore_drill_unread(&replica, &dir.path().join(output), json);
+        let stderr = String::from_utf8_lossy(&cut.stderr);
+        assert_eq!(cut.status.code(), Some(0), "json {json}: {stderr}");
+        assert!(
+            !stderr.contains("Traceback") && !stderr.contains("BrokenPipe"),
+            "{stderr}"
+        );
+    }
 }
 
 /// Whether a process still runs: not gone, not a zombie waiting for its

@@ -310,13 +310,17 @@ pub fn restore_drill(replica: &Path, output: &Path) -> Drill {
     }
 }
 
-/// `scripts/restore-drill REPLICA -o OUTPUT` (its table) whose reader
-/// has gone before it writes (`| head -0`), to its exit.
-pub fn restore_drill_unread(replica: &Path, output: &Path) -> std::process::Output {
-    let mut drill = Command::new(root().join("scripts/restore-drill"))
-        .arg(replica)
-        .arg("-o")
-        .arg(output)
+/// `scripts/restore-drill REPLICA -o OUTPUT` (its table, or its JSON
+/// line with `json`) whose reader has gone before it writes (`| head -0`),
+/// to its exit; Python's output buffered, as it is by default.
+pub fn restore_drill_unread(replica: &Path, output: &Path, json: bool) -> std::process::Output {
+    let mut drill = Command::new(root().join("scripts/restore-drill"));
+    drill.arg(replica).arg("-o").arg(output);
+    if json {
+        drill.arg("--json");
+    }
+    let mut drill = drill
+        .env_remove("PYTHONUNBUFFERED")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
