@@ -359,59 +359,23 @@ fn under_host_rollback_every_failure_changes_nothing_or_is_marked() {
     }
 }
 
-/// The connection to interrupt and the virtual machine's steps left before
-/// the interrupt (the test's progress handler's argument).
+/// The connection to interrupt and the hook's calls left before the
+/// interrupt (the test's hook's argument).
 struct Due {
     db: *mut rusqlite::ffi::sqlite3,
-    steps_left: std::cell::Cell<i64>,
+    calls_left: std::cell::Cell<i64>,
 }
 
 unsafe extern "C" fn interrupt_when_due(due: *mut std::ffi::c_void) -> std::ffi::c_int {
-    // SAFETY: the `Due` of `interrupted_after`, alive while its statement runs.
+    // SAFETY: the `Due` of `interrupted`, alive while its statement runs.
     let due = unsafe { &*due.cast::<Due>() };
-    let left = due.steps_left.get() - 1;
-    due.steps_left.set(left);
+    let left = due.calls_left.get() - 1;
+    due.calls_left.set(left);
     if left == 0 {
         // SAFETY: the handle of the connection running the statement.
         unsafe { rusqlite::ffi::sqlite3_interrupt(due.db) };
     }
     0
-}
-
-/// Runs `sql` with `sqlite3_interrupt` called after `steps` steps of
-/// SQLite's virtual machine (the calling statement's and the function's
-/// own): what a client's cancel does (the shell's Ctrl-C, Go's cancelled
-/// context, Python's `interrupt()`) at that point. The error's text and
-/// result code, or the answer.
-fn interrupted_after(
-    db: &Db,
-    steps: i64,
-    sql: &str,
-    params: &[&dyn rusqlite::ToSql],
-) -> Result<String, (String, Option<rusqlite::ErrorCode>)> {
-    let handle = unsafe { db.conn.handle() };
-    let due = Due {
-        db: handle,
-        steps_left: std::cell::Cell::new(steps),
-    };
-    // SAFETY: the handler is removed before `due` goes.
-    unsafe {
-        rusqlite::ffi::sqlite3_progress_handler(
-            handle,
-            1,
-            Some(interrupt_when_due),
-            std::ptr::from_ref(&due).cast_mut().cast(),
-        )
-    };
-    let result = db
-        .conn
-        .query_row(sql, params, |r| r.get::<_, rusqlite::types::Value>(0))
-        .map(|v| format!("{v:?}"));
-    unsafe { rusqlite::ffi::sqlite3_progress_handler(handle, 0, None, std::ptr::null_mut()) };
-    result.map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(code, text) => (text.unwrap_or_default(), Some(code.code)),
-        other => (other.to_string(), None),
-    })
 }
 
 unsafe extern "C" fn interrupt_when_due_at_prepare(
@@ -427,38 +391,79 @@ unsafe extern "C" fn interrupt_when_due_at_prepare(
     rusqlite::ffi::SQLITE_OK
 }
 
-/// The same, the interrupt called at the `steps`-th authorization SQLite
-/// asks while preparing statements (the function's own among them): an
-/// interrupt landing between two of its statements. A migration's
-/// statements (tables, indexes) run no loop, where SQLite calls a
-/// progress handler.
-fn interrupted_at_prepare(
+/// Where the interrupt of [`interrupted`] is called from.
+#[derive(Clone, Copy)]
+enum At {
+    /// SQLite's progress handler, at each step of its virtual machine (the
+    /// calling statement's and the function's own).
+    Step,
+    /// SQLite's authorizer, at each authorization it asks while preparing
+    /// a statement: an interrupt landing between two of the function's
+    /// statements. A migration's statements (tables, indexes) run no loop,
+    /// where SQLite calls a progress handler.
+    Prepare,
+}
+
+/// What [`interrupted`] got: the answer, or the error's text and result
+/// code.
+type Outcome = Result<String, (String, Option<rusqlite::ErrorCode>)>;
+
+/// Runs `sql` with `sqlite3_interrupt` called at the `calls`-th call of
+/// the hook `at`: what a client's cancel does (the shell's Ctrl-C, Go's
+/// cancelled context, Python's `interrupt()`) at that point. The outcome,
+/// and how many calls of the hook it saw.
+fn interrupted(
     db: &Db,
-    steps: i64,
+    at: At,
+    calls: i64,
     sql: &str,
-) -> Result<String, (String, Option<rusqlite::ErrorCode>)> {
+    params: &[&dyn rusqlite::ToSql],
+) -> (Outcome, i64) {
     let handle = unsafe { db.conn.handle() };
     let due = Due {
         db: handle,
-        steps_left: std::cell::Cell::new(steps),
+        calls_left: std::cell::Cell::new(calls),
     };
-    // SAFETY: the authorizer is removed before `due` goes.
+    let arg = std::ptr::from_ref(&due).cast_mut().cast();
+    // SAFETY: the hook is removed before `due` goes.
     unsafe {
-        rusqlite::ffi::sqlite3_set_authorizer(
-            handle,
-            Some(interrupt_when_due_at_prepare),
-            std::ptr::from_ref(&due).cast_mut().cast(),
-        )
-    };
+        match at {
+            At::Step => {
+                rusqlite::ffi::sqlite3_progress_handler(handle, 1, Some(interrupt_when_due), arg)
+            }
+            At::Prepare => {
+                rusqlite::ffi::sqlite3_set_authorizer(
+                    handle,
+                    Some(interrupt_when_due_at_prepare),
+                    arg,
+                );
+            }
+        }
+    }
     let result = db
         .conn
-        .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
+        .query_row(sql, params, |r| r.get::<_, rusqlite::types::Value>(0))
         .map(|v| format!("{v:?}"));
-    unsafe { rusqlite::ffi::sqlite3_set_authorizer(handle, None, std::ptr::null_mut()) };
-    result.map_err(|e| match e {
+    unsafe {
+        match at {
+            At::Step => {
+                rusqlite::ffi::sqlite3_progress_handler(handle, 0, None, std::ptr::null_mut())
+            }
+            At::Prepare => {
+                rusqlite::ffi::sqlite3_set_authorizer(handle, None, std::ptr::null_mut());
+            }
+        }
+    }
+    let outcome = result.map_err(|e| match e {
         rusqlite::Error::SqliteFailure(code, text) => (text.unwrap_or_default(), Some(code.code)),
         other => (other.to_string(), None),
-    })
+    });
+    (outcome, calls - due.calls_left.get())
+}
+
+/// [`interrupted`] at the `steps`-th step of SQLite's virtual machine.
+fn interrupted_after(db: &Db, steps: i64, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Outcome {
+    interrupted(db, At::Step, steps, sql, params).0
 }
 
 /// A call interrupted at any point leaves nothing and no transaction open,
@@ -586,30 +591,17 @@ fn an_interrupted_migration_leaves_nothing_or_says_to_roll_back() {
         Db { conn, env }
     };
     // The authorizations a whole migration asks.
-    let whole = {
-        let db = fresh();
-        let handle = unsafe { db.conn.handle() };
-        let due = Due {
-            db: handle,
-            steps_left: std::cell::Cell::new(i64::MAX),
-        };
-        unsafe {
-            rusqlite::ffi::sqlite3_set_authorizer(
-                handle,
-                Some(interrupt_when_due_at_prepare),
-                std::ptr::from_ref(&due).cast_mut().cast(),
-            );
-            db.conn
-                .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
-                .unwrap();
-            rusqlite::ffi::sqlite3_set_authorizer(handle, None, std::ptr::null_mut());
-        }
-        i64::MAX - due.steps_left.get()
-    };
+    let (_, whole) = interrupted(
+        &fresh(),
+        At::Prepare,
+        i64::MAX,
+        "SELECT onboarding_migrate()",
+        &[],
+    );
     let (mut rolled_back, mut told) = (0, 0);
     for steps in (1..=whole).step_by(usize::try_from(whole / 150).unwrap().max(1)) {
         let db = fresh();
-        match interrupted_at_prepare(&db, steps, "SELECT onboarding_migrate()") {
+        match interrupted(&db, At::Prepare, steps, "SELECT onboarding_migrate()", &[]).0 {
             // Interrupted while the calling statement was prepared: SQLite
             // forgets such an interrupt when the statement starts.
             Ok(answer) => assert!(steps < 5, "{answer} after {steps} of {whole}"),

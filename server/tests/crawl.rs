@@ -1287,6 +1287,21 @@ async fn first_attempts_job(server: &TestServer, s: &str) -> Value {
     panic!("the job's first attempt never ended");
 }
 
+/// The salon's pages but robots.txt: its home page links its prices and
+/// a private page, `/prive/notes` (any other path).
+fn salon_with_a_private_page(path: &str) -> (&'static str, String, Vec<u8>) {
+    let page = match path {
+        "/" => tiny_page(
+            "Accueil",
+            "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> \
+             <a href=\"/prive/notes\">Notes</a>",
+        ),
+        "/tarifs" => tiny_page("Tarifs", "Une coupe femme coûte 45 euros."),
+        _ => tiny_page("Notes", "Privé."),
+    };
+    ("200 OK", String::new(), page.into_bytes())
+}
+
 /// A site whose robots.txt redirects to another host's (a domain moved
 /// elsewhere): the redirect is followed, as RFC 9309 asks "even across
 /// authorities", and its rules hold for the site. Before, the job crawled
@@ -1307,26 +1322,7 @@ async fn a_robots_txt_redirected_to_another_host_is_followed_and_its_rules_hold(
             format!("Location: http://{elsewhere}/robots.txt\r\n"),
             Vec::new(),
         ),
-        "/" => (
-            "200 OK",
-            String::new(),
-            tiny_page(
-                "Accueil",
-                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> \
-                 <a href=\"/prive/notes\">Notes</a>",
-            )
-            .into_bytes(),
-        ),
-        "/tarifs" => (
-            "200 OK",
-            String::new(),
-            tiny_page("Tarifs", "Une coupe femme coûte 45 euros.").into_bytes(),
-        ),
-        _ => (
-            "200 OK",
-            String::new(),
-            tiny_page("Notes", "Privé.").into_bytes(),
-        ),
+        _ => salon_with_a_private_page(path),
     });
     let mut server = server_crawling_hosts(&[addr, elsewhere]).await;
     let s =
@@ -1381,26 +1377,7 @@ async fn a_robots_txt_past_two_mib_with_line_ends(eol: &'static str) {
     robots.push_str(&format!("Disallow: /{eol}"));
     let (addr, asked) = raw_site(move |path, _| match path {
         "/robots.txt" => ("200 OK", String::new(), robots.clone().into_bytes()),
-        "/" => (
-            "200 OK",
-            String::new(),
-            tiny_page(
-                "Accueil",
-                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a> \
-                 <a href=\"/prive/notes\">Notes</a>",
-            )
-            .into_bytes(),
-        ),
-        "/tarifs" => (
-            "200 OK",
-            String::new(),
-            tiny_page("Tarifs", "Une coupe femme coûte 45 euros.").into_bytes(),
-        ),
-        _ => (
-            "200 OK",
-            String::new(),
-            tiny_page("Notes", "Privé.").into_bytes(),
-        ),
+        _ => salon_with_a_private_page(path),
     });
     let mut server = server_crawling(addr, 60).await;
     let s =

@@ -260,6 +260,29 @@ async fn to_the_verification_with_phone(b: &Browser, phone: &str) {
     b.step("verification").await;
 }
 
+/// A session completed with a website to crawl: no crawler runs in these
+/// tests, so its job stays queued and the pages keep reading its progress.
+async fn completed_with_a_queued_crawl(server: &TestServer) -> String {
+    let kb =
+        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
+    completed_through_the_api(
+        server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
+    )
+    .await
+}
+
+/// Counts the page's reads of the knowledge base in `window.kbReads` (a
+/// search's are `/kb/search?…`, not counted).
+async fn count_kb_reads(b: &Browser) {
+    b.eval(
+        "window.kbReads = 0; const f = window.fetch;
+         window.fetch = (u, o) => { if (String(u).endsWith('/kb')) window.kbReads++; return f(u, o); };
+         return true",
+    )
+    .await;
+}
+
 /// A session created and completed through the API after `steps`: its id.
 async fn completed_through_the_api(server: &TestServer, steps: &[(&str, &str)]) -> String {
     let created = server.post("/api/v1/onboarding/session", "{}").await;
@@ -291,6 +314,16 @@ async fn open_dashboard(b: &Browser, id: &str) {
     ))
     .await;
     b.open("/dashboard").await;
+}
+
+/// The dashboard of session `id`, once its search box shows.
+async fn open_dashboard_to_its_search(b: &Browser, id: &str) {
+    open_dashboard(b, id).await;
+    b.until(
+        "the search box",
+        "!document.getElementById('search').hidden",
+    )
+    .await;
 }
 
 /// "Réessayer" on the dashboard's banner: the dashboard shows, and its
@@ -1371,13 +1404,7 @@ async fn a_failed_code_send_keeps_its_banner_while_the_crawl_is_read() {
     open_dashboard(&b, &id).await;
     b.until("the dashboard", "!document.getElementById('panels').hidden")
         .await;
-    // Counts the page's reads of the knowledge base.
-    b.eval(
-        "window.kbReads = 0; const f = window.fetch;
-         window.fetch = (u, o) => { if (String(u).endsWith('/kb')) window.kbReads++; return f(u, o); };
-         return true",
-    )
-    .await;
+    count_kb_reads(&b).await;
     let banner = "return [document.getElementById('offline').hidden,
                           document.getElementById('offline-text').textContent,
                           document.activeElement.id]";
@@ -1475,22 +1502,9 @@ async fn a_dashboard_the_server_fails_to_read_offers_a_retry() {
 async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    // No crawler runs in these tests: the job stays queued, so the
-    // dashboard keeps reading its progress.
-    let kb =
-        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
-    let id = completed_through_the_api(
-        &server,
-        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
-    )
-    .await;
+    let id = completed_with_a_queued_crawl(&server).await;
     let b = browser(&server, 1280).await;
-    open_dashboard(&b, &id).await;
-    b.until(
-        "the search box",
-        "!document.getElementById('search').hidden",
-    )
-    .await;
+    open_dashboard_to_its_search(&b, &id).await;
     let queued = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
     assert_eq!(b.text("kb-status").await, queued);
     b.click("#q").await;
@@ -1542,29 +1556,10 @@ async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() 
 async fn a_background_reads_banner_hidden_by_a_search_leaves_the_crawl_followed() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    // No crawler: the job stays queued, and the dashboard keeps reading it.
-    let kb =
-        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
-    let id = completed_through_the_api(
-        &server,
-        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
-    )
-    .await;
+    let id = completed_with_a_queued_crawl(&server).await;
     let b = browser(&server, 1280).await;
-    open_dashboard(&b, &id).await;
-    b.until(
-        "the search box",
-        "!document.getElementById('search').hidden",
-    )
-    .await;
-    // Counts the page's reads of the knowledge base (the searches' are
-    // `/kb/search?…`).
-    b.eval(
-        "window.kbReads = 0; const f = window.fetch;
-         window.fetch = (u, o) => { if (String(u).endsWith('/kb')) window.kbReads++; return f(u, o); };
-         return true",
-    )
-    .await;
+    open_dashboard_to_its_search(&b, &id).await;
+    count_kb_reads(&b).await;
     // Only the reads of the crawl fail.
     b.block(&["*/kb"]).await;
     b.until("the banner", "!document.getElementById('offline').hidden")
@@ -1621,12 +1616,7 @@ async fn the_search_box_fits_360_px_with_the_text_at_200_percent() {
     )
     .await;
     let b = browser(&server, 360).await;
-    open_dashboard(&b, &id).await;
-    b.until(
-        "the search box",
-        "!document.getElementById('search').hidden",
-    )
-    .await;
+    open_dashboard_to_its_search(&b, &id).await;
     let fits = b
         .eval(
             "document.documentElement.style.fontSize = '200%';
@@ -3506,15 +3496,7 @@ async fn a_session_completed_in_another_tab_leads_to_the_completion() {
 async fn a_failed_read_of_the_crawl_is_retried_without_losing_the_focus() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    // No crawler runs in these tests: the job stays queued, so the page
-    // keeps reading its progress.
-    let kb =
-        json!({"method": "website", "crawl_url": "https://www.boulangerie-martin.fr/"}).to_string();
-    let id = completed_through_the_api(
-        &server,
-        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &kb)],
-    )
-    .await;
+    let id = completed_with_a_queued_crawl(&server).await;
     let b = browser(&server, 1280).await;
     b.open("/").await;
     b.eval(&format!(
