@@ -217,13 +217,20 @@ fn errors_reach_the_shell_with_their_kind_and_write_nothing() {
     assert_eq!(sqlite3_ok(&db, &["SELECT count(*) FROM tenants;"]), "1\n");
 }
 
+/// The shell's SQLite version, as text and as its numbers.
+fn shell_sqlite_version(db: &std::path::Path) -> (String, Vec<u32>) {
+    let version = sqlite3_ok(db, &["SELECT sqlite_version();"])
+        .trim()
+        .to_string();
+    let number = version.split('.').map(|p| p.parse().unwrap()).collect();
+    (version, number)
+}
+
 #[test]
 fn under_trusted_schema_off_a_write_works_or_says_what_to_change() {
     let (_dir, db) = db();
     sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
-    let version = sqlite3_ok(&db, &["SELECT sqlite_version();"]);
-    let version = version.trim();
-    let number: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    let (version, number) = shell_sqlite_version(&db);
     let out = sqlite3(
         &db,
         &[
@@ -256,9 +263,7 @@ fn under_trusted_schema_off_a_write_works_or_says_what_to_change() {
 #[test]
 fn under_trusted_schema_off_the_migration_works_or_says_what_to_change() {
     let (_dir, db) = db();
-    let version = sqlite3_ok(&db, &["SELECT sqlite_version();"]);
-    let version = version.trim();
-    let number: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    let (version, number) = shell_sqlite_version(&db);
     let out = sqlite3(
         &db,
         &[
