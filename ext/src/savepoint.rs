@@ -359,26 +359,20 @@ fn guarded<T>(
     open: impl FnOnce() -> Result<()>,
     body: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    if !writer {
-        open()?;
-        return run_guarded(conn, opened, None, body);
-    }
     let mut call = Some((open, body));
-    let mut outcome = None;
-    let _ = sql::with(conn, WRITE_LOCK_PROBE, |probe| {
-        if let Some((open, body)) = call.take() {
-            outcome = Some(open().and_then(|()| run_guarded(conn, opened, Some(probe), body)));
+    if writer {
+        let prepared = sql::with(conn, WRITE_LOCK_PROBE, |probe| {
+            let (open, body) = call.take().expect("`with` runs its closure once");
+            Ok(open().and_then(|()| run_guarded(conn, opened, Some(probe), body)))
+        });
+        if let Ok(outcome) = prepared {
+            return outcome;
         }
-        Ok(())
-    });
-    match (outcome, call) {
-        (Some(outcome), _) => outcome,
-        (None, Some((open, body))) => {
-            open()?;
-            run_guarded(conn, opened, None, body)
-        }
-        (None, None) => Err(Error::internal("the call ran without an outcome")),
     }
+    // A reader, or the probe not prepared (its closure did not run).
+    let (open, body) = call.take().expect("the call not run yet");
+    open()?;
+    run_guarded(conn, opened, None, body)
 }
 
 fn run_guarded<T>(
@@ -469,11 +463,11 @@ impl Drop for Guard<'_, '_, '_> {
         };
         // Any other failure: nothing useful can be done; the caller
         // already gets the original error, and SQLite rolls back on close.
-        let changed = match self.opened {
-            Opened::Savepoint => self.conn.total_changes() != self.changes_at_open,
-            Opened::Transaction | Opened::OutermostSavepoint => true,
-        };
         if let (Err(e), Some(probe)) = (undone, self.probe.as_mut()) {
+            let changed = match self.opened {
+                Opened::Savepoint => self.conn.total_changes() != self.changes_at_open,
+                Opened::Transaction | Opened::OutermostSavepoint => true,
+            };
             if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted)
                 && !self.conn.is_autocommit()
                 && changed

@@ -876,6 +876,11 @@ fn encoding_of(bytes: &[u8], content_type: &str, accept: Accept) -> &'static enc
 /// middle of a character) stays UTF-8. A windows-1252 text's accents are invalid sequences, and next to
 /// never form valid ones.
 fn undeclared(bytes: &[u8]) -> &'static encoding_rs::Encoding {
+    // Valid UTF-8 (most pages, each declared UTF-8 one passing here too):
+    // no invalid sequence to count, and no character to count against.
+    if std::str::from_utf8(bytes).is_ok() {
+        return encoding_rs::UTF_8;
+    }
     let (mut characters, mut invalid) = (0usize, 0usize);
     for chunk in bytes.utf8_chunks() {
         characters += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
