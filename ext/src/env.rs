@@ -102,12 +102,16 @@ const FOUR_DIGIT_YEARS_MS: std::ops::RangeInclusive<i64> =
 /// Written digit by digit from the civil date: every call of every writer
 /// formats the time, and chrono's `format` (which interprets its pattern
 /// each time) cost about 2 % of a whole onboarding; its date fields, about
-/// 160 instructions a call more than this. Years outside 0000-9999 take
-/// chrono's path.
+/// 160 instructions a call more than this.
+///
+/// A time past 9999-12-31T23:59:59.999Z is written as that instant (and one
+/// before year 0 as 0000-01-01T00:00:00.000Z): the stamps are compared as
+/// text in SQL, where `+10000-…` sorted before every four-digit year (a
+/// lease taken then looked expired at once, and two workers held one job)
+/// and was read back by nothing (a code sent in the last minutes of 9999
+/// left its session unreadable for good). Only a broken clock gets there.
 pub fn iso8601(ms: i64) -> String {
-    if !FOUR_DIGIT_YEARS_MS.contains(&ms) {
-        return beyond_four_digit_years(ms);
-    }
+    let ms = ms.clamp(*FOUR_DIGIT_YEARS_MS.start(), *FOUR_DIGIT_YEARS_MS.end());
     const DAY_MS: i64 = 86_400_000;
     let (year, month, day) = civil_from_days(ms.div_euclid(DAY_MS));
     let in_day = ms.rem_euclid(DAY_MS);
@@ -133,13 +137,6 @@ pub fn iso8601(ms: i64) -> String {
 }
 
 /// [`iso8601`] for the years it does not write itself, through chrono.
-fn beyond_four_digit_years(ms: i64) -> String {
-    match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        // Out of chrono's range (±262,000 years): only a broken clock gets here.
-        None => "1970-01-01T00:00:00.000Z".to_string(),
-    }
-}
 
 /// The civil date of a day counted from 1970-01-01 in the proleptic
 /// Gregorian calendar (Howard Hinnant's `civil_from_days` algorithm, the
@@ -230,7 +227,13 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(951_782_400_007), "2000-02-29T00:00:00.007Z");
         assert_eq!(iso8601(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
-        assert_eq!(iso8601(253_402_300_800_000), "+10000-01-01T00:00:00.000Z");
+        // Past year 9999 and before year 0: the last and first instants
+        // written, which sort and read back as every stamp does.
+        assert_eq!(iso8601(253_402_300_800_000), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(-62_167_219_200_001), "0000-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(i64::MIN), "0000-01-01T00:00:00.000Z");
+        assert_eq!(parse_iso8601(&iso8601(i64::MAX)), Some(253_402_300_799_999));
     }
 
     /// The digit-by-digit writing and reading answer what chrono does, for
@@ -254,7 +257,11 @@ mod tests {
             .chain([first, last, 0])
         {
             let text = iso8601(ms);
-            assert_eq!(text, beyond_four_digit_years(ms), "{ms}");
+            let chrono_text = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            assert_eq!(text, chrono_text, "{ms}");
             assert_eq!(own_format_ms(&text), Some(ms), "{text}");
             assert_eq!(chrono_ms(&text), Some(ms), "{text}");
             read += 1;

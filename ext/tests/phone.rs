@@ -1718,3 +1718,24 @@ fn a_sessions_sends_are_counted_one_by_one_across_the_day() {
         .unwrap_err()
         .contains("was sent 10 codes in the last 24 hours"));
 }
+
+/// A clock in the last minutes of year 9999 (a broken one): the code's
+/// expiry is written as the last instant four digits hold, which reads back
+/// and sorts as every stamp does. It was written `+10000-01-01T00:05:00.000Z`,
+/// which no later call of the session could read, even with the clock put
+/// right.
+#[test]
+fn a_clock_at_the_end_of_year_9999_leaves_the_session_readable() {
+    let db = Db::memory();
+    let s = with_business(&db, "fin@exemple.fr");
+    db.env.set_ms(253_402_300_500_000); // 9999-12-31T23:55:00.000Z
+    let sent = send(&db, &s, "{}").unwrap();
+    assert_eq!(sent["expires_at"], "9999-12-31T23:59:59.999Z");
+    let code = deliver(&db);
+    db.env.set_ms(T0);
+    assert_eq!(
+        db.call("SELECT onboarding_get(?1)", &[&s]).unwrap()["phone_verification"]["status"],
+        "pending"
+    );
+    assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
+}
