@@ -114,6 +114,10 @@ pub struct Config {
 /// scripted floods.
 pub const DEFAULT_CREATE_RATE_LIMIT: u32 = 600;
 
+/// The most crawler workers `--crawl-workers` starts: 64 sites crawled at
+/// once, each at its own pace of a page a second or slower.
+pub const MAX_CRAWL_WORKERS: i64 = 64;
+
 /// The longest window `--create-rate-window-secs` takes: 31 days.
 pub const MAX_RATE_WINDOW_SECS: u64 = 31 * 24 * 3600;
 
@@ -205,7 +209,9 @@ impl fmt::Debug for Config {
 /// The onboarding engine over HTTP: each route runs one SQL function of the
 /// onboarding library on one SQLite database and answers its JSON.
 #[derive(Debug, Parser)]
-#[command(name = "onboarding-server", version)]
+// Negative numbers are values, so that `--crawl-workers -1` is refused
+// with the flag's rule, not as an unknown argument `-1`.
+#[command(name = "onboarding-server", version, allow_negative_numbers = true)]
 pub struct Args {
     /// Address and port to listen on: an IP address (`0.0.0.0:8787`,
     /// `[::1]:8787`) or a host name (`localhost:8787`, its first IPv4
@@ -284,7 +290,7 @@ pub struct Args {
 
     /// Load this built extension (e.g. dist/libonboarding.so) at run time
     /// instead of the functions linked into the server.
-    #[arg(long, env = "ONBOARDING_EXTENSION", value_parser = parse_extension)]
+    #[arg(long, global = true, env = "ONBOARDING_EXTENSION", value_parser = parse_extension)]
     pub extension: Option<PathBuf>,
 
     /// Seconds shutdown waits for in-flight requests before closing anyway.
@@ -295,7 +301,7 @@ pub struct Args {
     /// (a `sqlite3` shell, a backup), from when it is queued, before it is
     /// answered 503; at most
     /// 2147483647 (SQLite's bound).
-    #[arg(long, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000,
+    #[arg(long, global = true, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(0..=2_147_483_647))]
     pub busy_timeout_ms: u64,
 
@@ -340,13 +346,18 @@ pub struct Args {
     #[arg(long, env = "ONBOARDING_OUTBOX_LOG")]
     pub outbox_log: bool,
     /// Crawler workers taking knowledge-base jobs (one site each at a
-    /// time); 0 turns off the HTTP server's crawler (the crawl command then
-    /// runs one).
+    /// time), at most 64; 0 turns off the HTTP server's crawler (the crawl
+    /// command runs one all the same).
     #[arg(
         long,
         global = true,
         env = "ONBOARDING_CRAWL_WORKERS",
-        default_value_t = 1
+        default_value_t = 1,
+        // Each idle worker asks the writer for a job every 2 s:
+        // 10,000 of them left no turn for the requests (the server stopped
+        // answering), and a site is crawled one page a second whatever
+        // the count.
+        value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(0..=MAX_CRAWL_WORKERS)
     )]
     pub crawl_workers: usize,
 
@@ -376,11 +387,16 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Log level: error, warn, info (one line per request), debug or trace.
-    #[arg(long, env = "ONBOARDING_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "ONBOARDING_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: tracing::level_filters::LevelFilter,
 
-    /// Threads serving HTTP (the async runtime's workers; one is the main
-    /// thread). Default: one per core but one, which the database writer
+    /// Threads serving HTTP, or under `crawl` running its workers (the
+    /// async runtime's workers; one is the main thread). Default: one per core but one, which the database writer
     /// thread needs to itself (at least one). On 2 cores, two HTTP threads
     /// beside the writer cost 15 to 20 % of the throughput.
     #[arg(long, global = true, env = "ONBOARDING_HTTP_THREADS",
@@ -710,6 +726,52 @@ mod tests {
     #[test]
     fn flags_are_consistent() {
         Args::command().debug_assert();
+    }
+
+    /// `--crawl-workers` is at most 64 (10,000 idle workers' claims left
+    /// the server no turn to answer); a negative count is refused with the
+    /// flag's rule.
+    #[test]
+    fn crawl_workers_are_bounded() {
+        let workers = |n: &str| {
+            Args::try_parse_from(["onboarding-server", "--crawl-workers", n])
+                .map(|a| a.crawl_workers)
+                .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
+        };
+        assert_eq!(workers("0"), Ok(0));
+        assert_eq!(workers("64"), Ok(64));
+        assert_eq!(
+            workers("65"),
+            Err("error: invalid value '65' for '--crawl-workers <CRAWL_WORKERS>': 65 is not in 0..=64".into())
+        );
+        assert_eq!(
+            workers("-1"),
+            Err("error: invalid value '-1' for '--crawl-workers <CRAWL_WORKERS>': -1 is not in 0..=64".into())
+        );
+    }
+
+    /// The flags the crawl command honours are taken after `crawl` too
+    /// (`crawl --once --log-level debug` was refused as an unexpected
+    /// argument).
+    #[test]
+    fn the_crawl_command_takes_its_flags_after_it() {
+        // Any file passes the flag's check (the extension is loaded later).
+        let file = std::env::current_exe().unwrap();
+        let args = Args::try_parse_from([
+            "onboarding-server",
+            "crawl",
+            "--once",
+            "--log-level",
+            "debug",
+            "--busy-timeout-ms",
+            "10",
+            "--extension",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(args.log_level, tracing::level_filters::LevelFilter::DEBUG);
+        assert_eq!(args.busy_timeout_ms, 10);
+        assert!(matches!(args.command, Some(Command::Crawl { once: true })));
     }
 
     #[test]

@@ -86,30 +86,66 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.listen(4096)
 }
 
-/// Completes on the first SIGTERM (service managers, `kill`) or Ctrl-C.
+/// Completes on the first SIGTERM (service managers, `kill`), SIGHUP (the
+/// terminal closed: an SSH session dropped) or Ctrl-C, which stop the
+/// server gracefully. A second one, while in-flight requests are waited
+/// for, ends the process at once: whoever presses Ctrl-C twice means it,
+/// and what was not committed rolls back as after a crash.
 async fn shutdown_signal() {
+    let first = next_signal().await;
+    tracing::info!(
+        "{first} received: stopping once in-flight requests are answered (a second signal stops at once)"
+    );
+    tokio::spawn(async {
+        let second = next_signal().await;
+        tracing::warn!(
+            "{second} received while stopping: at once now, without waiting for in-flight requests"
+        );
+        std::process::exit(130);
+    });
+}
+
+/// The next stopping signal's name. Once listened for, a signal stays
+/// caught by tokio for the process's life: this is listened for again
+/// after the first, or a second would be ignored.
+async fn next_signal() -> &'static str {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        () = ctrl_c => "Ctrl-C",
+        () = unix_signal(UnixSignal::Terminate) => "SIGTERM",
+        () = unix_signal(UnixSignal::Hangup) => "SIGHUP",
     }
+}
+
+enum UnixSignal {
+    Terminate,
+    Hangup,
+}
+
+#[cfg(unix)]
+async fn unix_signal(which: UnixSignal) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (kind, name) = match which {
+        UnixSignal::Terminate => (SignalKind::terminate(), "SIGTERM"),
+        UnixSignal::Hangup => (SignalKind::hangup(), "SIGHUP"),
+    };
+    match signal(kind) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn unix_signal(_: UnixSignal) {
+    std::future::pending::<()>().await;
 }

@@ -70,3 +70,98 @@ async fn every_session_answered_before_shutdown_is_in_the_database() {
     assert!(stored.len() >= created.len());
     assert!(stored.len() <= CLIENTS * PER_CLIENT);
 }
+
+/// Sends `signal` to the server's process.
+fn signal(server: &Spawned, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Waits (at most 10 s) for a log line holding `text`.
+fn wait_for_log(server: &Spawned, text: &str) {
+    for _ in 0..200 {
+        if server.log_text().contains(text) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no log line with {text:?} in:\n{}", server.log_text());
+}
+
+/// Waits (at most 10 s) for the process to exit; its exit code.
+fn exit_code(server: &mut Spawned) -> Option<i32> {
+    for _ in 0..200 {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the server did not exit within 10 s");
+}
+
+/// A create whose body has not arrived yet: a request in flight.
+fn request_in_flight(server: &Spawned) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+    stream
+        .write_all(
+            b"POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\n\
+              Content-Type: application/json\r\nContent-Length: 2\r\n\r\n",
+        )
+        .unwrap();
+    stream
+}
+
+/// SIGHUP (the terminal of an SSH session closed) stops the server as
+/// SIGTERM does: the request in flight is answered, then it exits 0. It
+/// ended the process at once, with no log line.
+#[test]
+fn sighup_stops_the_server_gracefully() {
+    use std::io::{Read, Write};
+    let mut server = Spawned::start(&[]);
+    let mut stream = request_in_flight(&server);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&server, "-HUP");
+    wait_for_log(
+        &server,
+        "SIGHUP received: stopping once in-flight requests are answered (a second signal stops at once)",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    stream.write_all(b"{}").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201 Created\r\n"), "{answer}");
+    assert_eq!(exit_code(&mut server), Some(0));
+    let db = rusqlite::Connection::open(&server.db_path).unwrap();
+    let sessions: i64 = db
+        .query_row("SELECT count(*) FROM onboarding_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1);
+}
+
+/// A second signal while the first waits for in-flight requests stops the
+/// process at once (exit 130), saying so: it was ignored, and Ctrl-C twice
+/// waited out the whole grace period.
+#[test]
+fn a_second_signal_stops_the_server_at_once() {
+    let mut server = Spawned::start(&["--shutdown-grace-secs", "600"]);
+    let _stream = request_in_flight(&server);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&server, "-TERM");
+    wait_for_log(&server, "SIGTERM received: stopping once in-flight requests are answered");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    signal(&server, "-INT");
+    assert_eq!(exit_code(&mut server), Some(130));
+    assert!(
+        server.log_text().contains(
+            "Ctrl-C received while stopping: at once now, without waiting for in-flight requests"
+        ),
+        "{}",
+        server.log_text()
+    );
+}
