@@ -136,8 +136,6 @@ pub fn iso8601(ms: i64) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// [`iso8601`] for the years it does not write itself, through chrono.
-
 /// The civil date of a day counted from 1970-01-01 in the proleptic
 /// Gregorian calendar (Howard Hinnant's `civil_from_days` algorithm, the
 /// inverse of [`days_from_civil`]).
