@@ -2972,3 +2972,80 @@ async fn a_slashed_form_sent_back_stops_the_slash_being_guessed() {
     asked_once_each(&asked, &expected);
     server.stop().await;
 }
+
+/// `/` links `/tarifs` and `/absente` (404).
+fn three_pages(path: &str, _: usize) -> (&'static str, String, String) {
+    match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon de coiffure du quartier. <a href=\"/tarifs\">Tarifs</a> \
+                 <a href=\"/absente\">Ancienne page</a>",
+            ),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Tarifs",
+                "Coupe femme 45 euros, coupe homme 28 euros, brushing 30 euros.",
+            ),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    }
+}
+
+/// A crawl shows its progress while it runs: a line when it starts, then
+/// one per page with the job's counters. The crawl command logged nothing
+/// between "crawling" and "crawl finished", a minute of silence for a
+/// site of 50 pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_logs_its_counters_page_by_page() {
+    let (addr, _) = tiny_site(three_pages);
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 0,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        ..CrawlConfig::default()
+    };
+    let db_path = config.db_path.clone();
+    let mut server = TestServer::start(config, dir).await;
+    completed_website_session(&server, "a@salon-trois.fr", &format!("http://{addr}/")).await;
+    let (ok, log) = tokio::task::spawn_blocking(move || {
+        output_of(
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--db"])
+                .arg(&db_path)
+                .args(["--crawl-allow-host", &addr.to_string()])
+                .args(["crawl", "--once", "--log-level", "info"])
+                .env("NO_COLOR", "1"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{log}");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(": crawl ").map(|(_, line)| line))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("started job=1 url=http://{addr}/ attempt=1 pages_found=1 pages_stored=0"),
+            format!(
+                "page job=1 url=http://{addr}/ status=\"stored\" reason=null found=3 stored=1 skipped=0 failed=0"
+            ),
+            format!(
+                "page job=1 url=http://{addr}/tarifs status=\"stored\" reason=null found=3 stored=2 skipped=0 failed=0"
+            ),
+            format!(
+                "page job=1 url=http://{addr}/absente status=\"failed\" reason=\"http_404\" found=3 stored=2 skipped=0 failed=1"
+            ),
+            "finished job=1 status=\"done\" error_code=null stored=2".to_string(),
+        ],
+        "{log}"
+    );
+    server.stop().await;
+}

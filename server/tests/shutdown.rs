@@ -130,7 +130,10 @@ fn sighup_stops_the_server_gracefully() {
         "SIGHUP received: stopping once in-flight requests are answered (a second signal stops at once)",
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
     stream.write_all(b"{}").unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
@@ -152,9 +155,15 @@ fn a_second_signal_stops_the_server_at_once() {
     let _stream = request_in_flight(&server);
     std::thread::sleep(Duration::from_millis(200));
     signal(&server, "-TERM");
-    wait_for_log(&server, "SIGTERM received: stopping once in-flight requests are answered");
+    wait_for_log(
+        &server,
+        "SIGTERM received: stopping once in-flight requests are answered",
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(server.child.try_wait().unwrap().is_none(), "exited with a request in flight");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
     signal(&server, "-INT");
     assert_eq!(exit_code(&mut server), Some(130));
     assert!(

@@ -598,6 +598,14 @@ impl<'a> Crawl<'a> {
         if let Some(code) = budget.exhausted(&self.config.limits) {
             return self.finish(Some(code)).await;
         }
+        tracing::info!(
+            job = self.job_id,
+            url = %site,
+            attempt = %job["attempts"],
+            pages_found = %job["pages_found"],
+            pages_stored = %job["pages_stored"],
+            "crawl started"
+        );
         let rules = match robots::rules(&mut polite, &site).await {
             Ok(rules) => rules,
             // Met another request's wait, or robots.txt itself asked to
@@ -704,6 +712,20 @@ impl<'a> Crawl<'a> {
             if answer["status"] == "stored" {
                 self.stored += 1;
             }
+            // A crawl is a minute or more at a page a second: its counters
+            // as it goes, one line a page (at most the job's 50).
+            let counters = &answer["job"];
+            tracing::info!(
+                job = self.job_id,
+                url = %url,
+                status = %answer["status"],
+                reason = %answer["reason"],
+                found = %counters["pages_found"],
+                stored = %counters["pages_stored"],
+                skipped = %counters["pages_skipped"],
+                failed = %counters["pages_failed"],
+                "crawl page"
+            );
             for added in answer["added"].as_array().into_iter().flatten() {
                 if let (Some(u), Some(d)) = (added["url"].as_str(), added["depth"].as_i64()) {
                     queue.push_back((u.to_string(), d, 0));
