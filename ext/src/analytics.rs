@@ -24,14 +24,14 @@ macro_rules! step_sql {
     ($column:literal) => {
         StepSql {
             credit: concat!(
-                "UPDATE onboarding_analytics SET ",
+                "UPDATE main.onboarding_analytics SET ",
                 $column,
                 " = ",
                 $column,
                 " + ?1 WHERE session_id = ?2"
             ),
             complete: concat!(
-                "UPDATE onboarding_analytics SET ",
+                "UPDATE main.onboarding_analytics SET ",
                 $column,
                 " = ",
                 $column,
@@ -105,13 +105,13 @@ mod tests {
     fn each_step_has_its_own_column_and_out_of_range_steps_are_clamped() {
         assert_eq!(
             step_sql(3).credit,
-            "UPDATE onboarding_analytics SET step_3_duration = step_3_duration + ?1 \
+            "UPDATE main.onboarding_analytics SET step_3_duration = step_3_duration + ?1 \
              WHERE session_id = ?2"
         );
         assert_eq!(step_sql(0).credit, step_sql(1).credit);
         assert_eq!(step_sql(9).complete, step_sql(6).complete);
         assert!(step_sql(6).complete.starts_with(
-            "UPDATE onboarding_analytics SET step_6_duration = step_6_duration + ?1, completed = 1,"
+            "UPDATE main.onboarding_analytics SET step_6_duration = step_6_duration + ?1, completed = 1,"
         ));
     }
 

@@ -685,7 +685,8 @@ mod tests {
             CacheState::Ready(_)
         ));
         assert_eq!(
-            conn.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))
+            conn.query_row("SELECT count(*) FROM main.tenants", [], |r| r
+                .get::<_, i64>(0))
                 .unwrap(),
             2
         );

@@ -54,7 +54,7 @@ pub fn create(
         let placeholder_email = ["pending+", &ids.tenant_id, "@onboarding.invalid"].concat();
         sql::execute(
             conn,
-            "INSERT INTO tenants (id, name, email, api_key, created_at, updated_at)
+            "INSERT INTO main.tenants (id, name, email, api_key, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             (
                 &ids.tenant_id,
@@ -66,7 +66,7 @@ pub fn create(
         )?;
         sql::execute(
             conn,
-            "INSERT INTO onboarding_sessions (id, tenant_id, source, started_at, last_updated_at,
+            "INSERT INTO main.onboarding_sessions (id, tenant_id, source, started_at, last_updated_at,
                                               step_started_at, ip_address, user_agent)
              VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)",
             (
@@ -80,14 +80,14 @@ pub fn create(
         )?;
         sql::execute(
             conn,
-            "INSERT INTO onboarding_analytics (session_id, tenant_id, created_at)
+            "INSERT INTO main.onboarding_analytics (session_id, tenant_id, created_at)
              VALUES (?1, ?2, ?3)",
             (&ids.session_id, &ids.tenant_id, &now),
         )?;
         if let Some(key) = request_key {
             sql::execute(
                 conn,
-                "INSERT INTO onboarding_create_requests (request_key, session_id, fingerprint)
+                "INSERT INTO main.onboarding_create_requests (request_key, session_id, fingerprint)
                  VALUES (?1, ?2, ?3)",
                 (key, &ids.session_id, &fingerprint),
             )?;
@@ -128,8 +128,8 @@ fn answer(session_id: &str, tenant_id: &str) -> String {
 fn created_with(conn: &Connection, key: &str, fingerprint: Option<&str>) -> Result<Option<String>> {
     let first = sql::query_row(
         conn,
-        "SELECT s.id, s.tenant_id, r.fingerprint FROM onboarding_create_requests r
-         JOIN onboarding_sessions s ON s.id = r.session_id WHERE r.request_key = ?1",
+        "SELECT s.id, s.tenant_id, r.fingerprint FROM main.onboarding_create_requests r
+         JOIN main.onboarding_sessions s ON s.id = r.session_id WHERE r.request_key = ?1",
         [key],
         |r| {
             Ok((

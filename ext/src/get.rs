@@ -99,19 +99,19 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     let tenant_row = one(
         "SELECT id, name, company_name, email, phone, sector, booking_provider,
                 cal_com_event_type_id, timezone, onboarding_completed, created_at, updated_at
-         FROM tenants WHERE id = ?1",
+         FROM main.tenants WHERE id = ?1",
         &[],
     )?;
     let agent_config = one(
         "SELECT agent_type, agent_name, agent_personality, voice_provider, voice_id,
                 voice_language, system_prompt, greeting_message, channels_config,
                 created_at, updated_at
-         FROM omni_agent_configs WHERE tenant_id = ?1",
+         FROM main.omni_agent_configs WHERE tenant_id = ?1",
         &["channels_config"],
     )?;
     let mut phone_mapping = one(
         "SELECT phone_number, is_active, status, created_at, updated_at
-         FROM omni_phone_mappings WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
+         FROM main.omni_phone_mappings WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
         &[],
     )?;
     // A boolean, as onboarding_complete answers it, and as there, the
@@ -127,12 +127,12 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     }
     let campaign = one(
         "SELECT name, campaign_type, channels, status, settings, created_at, updated_at
-         FROM omnichannel_campaigns WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
+         FROM main.omnichannel_campaigns WHERE tenant_id = ?1 ORDER BY id LIMIT 1",
         &["channels", "settings"],
     )?;
     let crawl_job = sql::query_row(
         conn,
-        "SELECT id, url, status, created_at, updated_at FROM kb_crawl_jobs
+        "SELECT id, url, status, created_at, updated_at FROM main.kb_crawl_jobs
              WHERE session_id = ?1",
         [&s.id],
         |r| row_object(r, &[]),
@@ -144,8 +144,8 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
     // stored so far. The list is `onboarding_kb_get`'s; this is its size.
     let (documents, chunks) = sql::query_row(
         conn,
-        "SELECT (SELECT count(*) FROM kb_documents WHERE tenant_id = ?1),
-                (SELECT count(*) FROM kb_chunks WHERE tenant_id = ?1)",
+        "SELECT (SELECT count(*) FROM main.kb_documents WHERE tenant_id = ?1),
+                (SELECT count(*) FROM main.kb_chunks WHERE tenant_id = ?1)",
         [tenant],
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
     )?;

@@ -166,7 +166,8 @@ fn library_tables() -> Vec<String> {
 }
 
 /// The highest version applied; 0 in an empty bookkeeping table.
-const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM onboarding_schema_migrations";
+const CURRENT_VERSION: &str =
+    "SELECT coalesce(max(version), 0) FROM main.onboarding_schema_migrations";
 
 /// The version the library's functions need.
 pub fn latest_version() -> i64 {
@@ -207,7 +208,7 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
             )));
         }
         let applied: Vec<i64> = conn
-            .prepare_cached("SELECT version FROM onboarding_schema_migrations")?
+            .prepare_cached("SELECT version FROM main.onboarding_schema_migrations")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
@@ -231,7 +232,7 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
                 then(conn).map_err(failed)?;
             }
             conn.execute(
-                "INSERT INTO onboarding_schema_migrations (version, name, applied_at)
+                "INSERT INTO main.onboarding_schema_migrations (version, name, applied_at)
                  VALUES (?1, ?2, ?3)",
                 (m.version, m.name, iso8601(env.now_ms())),
             )?;
@@ -251,7 +252,7 @@ fn up_to_date(conn: &Connection, migrations: &[Migration], latest: i64) -> Resul
     }
     let applied: Vec<i64> = sql::with(
         conn,
-        "SELECT version FROM onboarding_schema_migrations",
+        "SELECT version FROM main.onboarding_schema_migrations",
         |s| s.query_map([], |r| r.get(0))?.collect(),
     )?;
     if applied.iter().any(|&v| v > latest)
@@ -276,7 +277,7 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool> {
 fn has_phone_code_secret(conn: &Connection) -> Result<bool> {
     Ok(sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM onboarding_secrets WHERE name = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM main.onboarding_secrets WHERE name = ?1)",
         [otp::SECRET_NAME],
         |r| r.get(0),
     )?)
@@ -292,7 +293,7 @@ fn phone_code_secret(conn: &Connection, env: &dyn Env) -> Result<()> {
     if !has_phone_code_secret(conn)? {
         sql::execute(
             conn,
-            "INSERT INTO onboarding_secrets (name, value, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO main.onboarding_secrets (name, value, created_at) VALUES (?1, ?2, ?3)",
             (
                 otp::SECRET_NAME,
                 otp::new_secret(env)?,
@@ -340,7 +341,7 @@ mod tests {
 
     fn applied(conn: &Connection) -> Vec<(i64, String)> {
         let mut stmt = conn
-            .prepare("SELECT version, name FROM onboarding_schema_migrations ORDER BY version")
+            .prepare("SELECT version, name FROM main.onboarding_schema_migrations ORDER BY version")
             .unwrap();
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         rows.collect::<rusqlite::Result<_>>().unwrap()

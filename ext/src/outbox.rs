@@ -38,7 +38,7 @@ pub fn enqueue(
 ) -> Result<i64> {
     Ok(sql::query_row(
         conn,
-        "INSERT INTO outbox_messages (verification_id, recipient, channel, text, expires_at,
+        "INSERT INTO main.outbox_messages (verification_id, recipient, channel, text, expires_at,
                                       created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
          RETURNING id",
@@ -57,7 +57,7 @@ pub fn enqueue(
 pub fn withdraw(conn: &Connection, verification_id: &str, status: &str, now: &str) -> Result<()> {
     sql::execute(
         conn,
-        "UPDATE outbox_messages
+        "UPDATE main.outbox_messages
          SET status = CASE status WHEN 'queued' THEN ?2 ELSE status END, text = '',
              updated_at = ?3
          WHERE verification_id = ?1 AND status IN ('queued', 'sending') AND text <> ''",
@@ -75,7 +75,7 @@ pub fn sent_since(
 ) -> Result<(i64, Option<String>)> {
     Ok(sql::query_row(
         conn,
-        "SELECT count(*), min(created_at) FROM outbox_messages
+        "SELECT count(*), min(created_at) FROM main.outbox_messages
          WHERE recipient = ?1 AND created_at > ?2",
         (recipient, since),
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -88,7 +88,7 @@ pub fn sent_since(
 pub fn expire(conn: &Connection, now: &str) -> Result<()> {
     sql::execute(
         conn,
-        "UPDATE outbox_messages SET status = 'expired', text = '', updated_at = ?1
+        "UPDATE main.outbox_messages SET status = 'expired', text = '', updated_at = ?1
          WHERE status IN ('queued', 'sending') AND expires_at <= ?1",
         [now],
     )?;
@@ -117,17 +117,17 @@ pub fn claim(conn: &Connection, env: &dyn Env, worker: &str, lease_seconds: i64)
         // whose lease ran out without a report: never handed out again.
         sql::execute(
             conn,
-            "UPDATE outbox_messages SET status = 'cancelled', updated_at = ?1
+            "UPDATE main.outbox_messages SET status = 'cancelled', updated_at = ?1
              WHERE status = 'sending' AND text = '' AND lease_until <= ?1",
             [&now],
         )?;
         let message = sql::query_row(
             conn,
-            "UPDATE outbox_messages
+            "UPDATE main.outbox_messages
              SET status = 'sending', lease_owner = ?1, lease_until = min(?2, expires_at),
                  claims = claims + 1,
                  updated_at = ?3
-             WHERE id = (SELECT id FROM outbox_messages
+             WHERE id = (SELECT id FROM main.outbox_messages
                          WHERE status = 'queued' OR (status = 'sending' AND lease_until <= ?3)
                          ORDER BY id LIMIT 1)
              RETURNING id, recipient, channel, text, expires_at, lease_until, claims",
@@ -189,7 +189,7 @@ fn finish(
         let now = iso8601(env.now_ms());
         let held: Option<(String, Option<String>, String)> = sql::query_row(
             conn,
-            "SELECT status, lease_owner, expires_at FROM outbox_messages WHERE id = ?1",
+            "SELECT status, lease_owner, expires_at FROM main.outbox_messages WHERE id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -228,7 +228,7 @@ fn finish(
         }
         sql::execute(
             conn,
-            "UPDATE outbox_messages
+            "UPDATE main.outbox_messages
              SET status = ?2, text = '', provider_id = ?3, last_error = ?4, updated_at = ?5,
                  sent_at = CASE WHEN ?2 = 'sent' THEN ?5 END
              WHERE id = ?1",

@@ -137,7 +137,7 @@ impl Sent<'_> {
         outbox::withdraw(conn, &v.id, "cancelled", self.now)?;
         sql::execute(
             conn,
-            "UPDATE phone_verifications
+            "UPDATE main.phone_verifications
              SET code_hmac = ?2, channel = ?3, expires_at = ?4, sends = sends + 1,
                  last_sent_at = ?5, request_ip = coalesce(?6, request_ip), updated_at = ?5
              WHERE id = ?1",
@@ -166,7 +166,7 @@ impl Sent<'_> {
         let id = ids::new_id(env, now_ms, "ver_")?;
         sql::execute(
             conn,
-            "INSERT INTO phone_verifications (id, session_id, tenant_id, phone_number, channel,
+            "INSERT INTO main.phone_verifications (id, session_id, tenant_id, phone_number, channel,
                  code_hmac, expires_at, last_sent_at, request_ip, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?8, ?8)",
             rusqlite::params![
@@ -358,8 +358,8 @@ fn session_sent_since(
 ) -> Result<(i64, Option<i64>)> {
     let (sent, first): (i64, Option<String>) = sql::query_row(
         conn,
-        "SELECT count(*), min(m.created_at) FROM phone_verifications v
-         JOIN outbox_messages m ON m.verification_id = v.id
+        "SELECT count(*), min(m.created_at) FROM main.phone_verifications v
+         JOIN main.outbox_messages m ON m.verification_id = v.id
          WHERE v.session_id = ?1 AND m.created_at > ?2",
         (session_id, iso8601(since_ms)),
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -473,7 +473,7 @@ fn check_code(
         }
         sql::execute(
             conn,
-            "UPDATE phone_verifications SET status = 'verified', verified_at = ?2, updated_at = ?2
+            "UPDATE main.phone_verifications SET status = 'verified', verified_at = ?2, updated_at = ?2
              WHERE id = ?1",
             (&v.id, &now),
         )?;
@@ -544,7 +544,7 @@ fn checkable(conn: &Connection, session: &SessionHead, now_ms: i64) -> Result<Ve
     // (verified, locked) would read as this one's state.
     let phone: Option<String> = sql::query_row(
         conn,
-        "SELECT json_extract(business_data, '$.phone') FROM onboarding_sessions WHERE rowid = ?1",
+        "SELECT json_extract(business_data, '$.phone') FROM main.onboarding_sessions WHERE rowid = ?1",
         [session.rowid],
         |r| r.get(0),
     )?;
@@ -598,7 +598,7 @@ fn wrong_code(conn: &Connection, v: &Verification, now: &str) -> Result<Error> {
     let locked = attempts >= MAX_ATTEMPTS;
     sql::execute(
         conn,
-        "UPDATE phone_verifications
+        "UPDATE main.phone_verifications
          SET attempts = ?2, status = CASE WHEN ?3 THEN 'failed' ELSE status END, updated_at = ?4
          WHERE id = ?1",
         (&v.id, attempts, locked, now),
@@ -632,7 +632,7 @@ fn activate(
     }
     sql::execute(
         conn,
-        "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+        "INSERT INTO main.omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                           created_at, updated_at)
          VALUES (?1, ?2, ?3, 'verified', ?4, ?4)
          ON CONFLICT (tenant_id, phone_number) DO UPDATE SET

@@ -160,12 +160,12 @@ pub fn once<T: Reply>(
     };
     sql::execute(
         conn,
-        "DELETE FROM onboarding_call_replies WHERE created_at < ?1",
+        "DELETE FROM main.onboarding_call_replies WHERE created_at < ?1",
         [iso8601(now_ms - KEPT_MS)],
     )?;
     sql::execute(
         conn,
-        "INSERT INTO onboarding_call_replies
+        "INSERT INTO main.onboarding_call_replies
              (request_key, function, session_id, failed, reply, created_at, fingerprint)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         (
@@ -190,7 +190,7 @@ pub fn once<T: Reply>(
 fn kept<T: Reply>(conn: &Connection, keyed: &Keyed<'_>, now_ms: i64) -> Result<Option<Result<T>>> {
     let row = sql::query_row(
         conn,
-        "SELECT function, session_id, failed, reply, fingerprint FROM onboarding_call_replies
+        "SELECT function, session_id, failed, reply, fingerprint FROM main.onboarding_call_replies
          WHERE request_key = ?1 AND created_at >= ?2",
         (keyed.key, iso8601(now_ms - KEPT_MS)),
         |r| {

@@ -183,7 +183,7 @@ fn take_write_lock_first(conn: &Connection) -> Result<()> {
 }
 
 /// A write that changes nothing: it takes the main database's write lock.
-const WRITE_LOCK_PROBE: &str = "UPDATE tenants SET id = id WHERE 0";
+const WRITE_LOCK_PROBE: &str = "UPDATE main.tenants SET id = id WHERE 0";
 
 /// The main database's transaction state on `conn`: none, read or write.
 fn main_txn_state(conn: &Connection) -> std::ffi::c_int {

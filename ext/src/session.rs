@@ -72,14 +72,19 @@ macro_rules! row_update {
     ($set:expr, $rowid:literal, $id:literal) => {
         $crate::session::RowUpdate {
             by_rowid: concat!(
-                "UPDATE onboarding_sessions SET ",
+                "UPDATE main.onboarding_sessions SET ",
                 $set,
                 " WHERE rowid = ",
                 $rowid,
                 " AND id = ",
                 $id
             ),
-            by_id: concat!("UPDATE onboarding_sessions SET ", $set, " WHERE id = ", $id),
+            by_id: concat!(
+                "UPDATE main.onboarding_sessions SET ",
+                $set,
+                " WHERE id = ",
+                $id
+            ),
         }
     };
 }
@@ -243,7 +248,7 @@ impl<'a> Session<'a> {
             "SELECT rowid, tenant_id, current_step, progress_percentage, status,
                     business_data, channels_data, vapi_data, kb_data, appointments_data,
                     started_at, last_updated_at, step_started_at, completed_at, completion_result
-             FROM onboarding_sessions WHERE id = ?1",
+             FROM main.onboarding_sessions WHERE id = ?1",
             [id],
             |r| {
                 Ok(Session {
@@ -324,7 +329,7 @@ impl<'a> SessionHead<'a> {
         sql::query_row(
             conn,
             "SELECT rowid, tenant_id, current_step, status, step_started_at
-             FROM onboarding_sessions WHERE id = ?1",
+             FROM main.onboarding_sessions WHERE id = ?1",
             [id],
             |r| {
                 Ok(SessionHead {

@@ -141,7 +141,7 @@ fn save_business(
 ) -> Result<String> {
     let taken: bool = sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM tenants WHERE email = ?1 AND id <> ?2)",
+        "SELECT EXISTS (SELECT 1 FROM main.tenants WHERE email = ?1 AND id <> ?2)",
         (&b.email, &session.tenant_id),
         |r| r.get(0),
     )?;
@@ -150,7 +150,7 @@ fn save_business(
     }
     sql::execute(
         conn,
-        "UPDATE tenants SET name = ?1, company_name = ?1, phone = ?2, sector = ?3,
+        "UPDATE main.tenants SET name = ?1, company_name = ?1, phone = ?2, sector = ?3,
                 updated_at = ?4
          WHERE id = ?5",
         (
@@ -179,7 +179,7 @@ fn save_appointments(
     if !a.enabled {
         let timezone: String = sql::query_row(
             conn,
-            "UPDATE tenants SET booking_provider = NULL, cal_com_event_type_id = NULL,
+            "UPDATE main.tenants SET booking_provider = NULL, cal_com_event_type_id = NULL,
                     timezone = coalesce(?1, timezone), updated_at = ?2
              WHERE id = ?3
              RETURNING timezone",
@@ -191,7 +191,7 @@ fn save_appointments(
     let (provider, event_type_id, timezone): (Option<String>, Option<String>, String) =
         sql::query_row(
             conn,
-            "UPDATE tenants SET booking_provider = coalesce(?1, booking_provider, 'cal_com'),
+            "UPDATE main.tenants SET booking_provider = coalesce(?1, booking_provider, 'cal_com'),
                     cal_com_event_type_id = coalesce(?2, cal_com_event_type_id),
                     timezone = coalesce(?3, timezone), updated_at = ?4
              WHERE id = ?5

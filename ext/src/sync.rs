@@ -162,7 +162,7 @@ fn store_item(
     };
     let same: bool = sql::query_row(
         conn,
-        "SELECT title = ?2 AND markdown = ?3 FROM kb_documents WHERE id = ?1",
+        "SELECT title = ?2 AND markdown = ?3 FROM main.kb_documents WHERE id = ?1",
         (id, new.title, new.markdown),
         |r| r.get(0),
     )?;
@@ -491,7 +491,7 @@ impl Part<'_> {
     fn tenant(&self, company: &Company<'_>) -> Result<Booking> {
         sql::execute(
             self.conn,
-            "UPDATE tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
+            "UPDATE main.tenants SET name = ?1, company_name = ?1, email = ?2, phone = ?3, sector = ?4,
                     onboarding_completed = 1, updated_at = ?5
              WHERE id = ?6",
             (
@@ -514,7 +514,7 @@ impl Part<'_> {
         })?;
         Ok(sql::query_row(
             self.conn,
-            "SELECT booking_provider, cal_com_event_type_id, timezone FROM tenants WHERE id = ?1",
+            "SELECT booking_provider, cal_com_event_type_id, timezone FROM main.tenants WHERE id = ?1",
             [&self.session.tenant_id],
             |r| {
                 Ok(Booking {
@@ -551,7 +551,7 @@ impl Part<'_> {
         let gender = catalog::Gender::of(voice);
         sql::execute(
             self.conn,
-            "INSERT INTO omni_agent_configs (tenant_id, agent_type, agent_name, agent_personality,
+            "INSERT INTO main.omni_agent_configs (tenant_id, agent_type, agent_name, agent_personality,
                  voice_provider, voice_id, voice_language, system_prompt, greeting_message,
                  channels_config, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
@@ -606,7 +606,7 @@ impl Part<'_> {
         // is (no change: read back below).
         let written = sql::execute(
             self.conn,
-            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status,
+            "INSERT INTO main.omni_phone_mappings (phone_number, tenant_id, is_active, status,
                                               created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (tenant_id, phone_number) DO UPDATE SET
@@ -634,7 +634,7 @@ impl Part<'_> {
         let tenant = &self.session.tenant_id;
         let (stored, is_active): (String, bool) = sql::query_row(
             self.conn,
-            "SELECT status, is_active FROM omni_phone_mappings
+            "SELECT status, is_active FROM main.omni_phone_mappings
              WHERE tenant_id = ?1 AND phone_number = ?2",
             (tenant, phone),
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -681,7 +681,7 @@ impl Part<'_> {
         };
         sql::execute(
             self.conn,
-            "INSERT INTO omnichannel_campaigns (tenant_id, name, campaign_type, channels,
+            "INSERT INTO main.omnichannel_campaigns (tenant_id, name, campaign_type, channels,
                                                status, settings, created_at, updated_at)
              VALUES (?1, ?2, 'appointment', ?3, 'active', ?4, ?5, ?5)
              ON CONFLICT (tenant_id, campaign_type) DO UPDATE SET
@@ -723,7 +723,7 @@ impl Part<'_> {
                 .ok_or_else(|| Error::internal("stored step data lacks crawl_url"))?;
             sql::execute(
                 self.conn,
-                "INSERT INTO kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
+                "INSERT INTO main.kb_crawl_jobs (tenant_id, session_id, url, status, created_at,
                                             updated_at)
                  VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
                 (&self.session.tenant_id, &self.session.id, url, self.now),
@@ -775,7 +775,7 @@ impl Part<'_> {
                 store::Stored::Duplicate { id } => {
                     sql::execute(
                         self.conn,
-                        "UPDATE kb_documents SET fetched_at = ?2 WHERE id = ?1",
+                        "UPDATE main.kb_documents SET fetched_at = ?2 WHERE id = ?1",
                         (id, self.now),
                     )?;
                     store::chunk_count(self.conn, id)?

@@ -175,7 +175,7 @@ impl Verification {
             conn,
             "SELECT id, phone_number, channel, code_hmac, expires_at, attempts,
                     sends, last_sent_at, status, verified_at
-             FROM phone_verifications WHERE session_id = ?1
+             FROM main.phone_verifications WHERE session_id = ?1
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
             [session_id],
         )
@@ -191,7 +191,7 @@ impl Verification {
             conn,
             "SELECT id, phone_number, channel, code_hmac, expires_at, attempts,
                     sends, last_sent_at, status, verified_at
-             FROM phone_verifications WHERE session_id = ?1 AND phone_number = ?2
+             FROM main.phone_verifications WHERE session_id = ?1 AND phone_number = ?2
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (session_id, phone),
         )
@@ -227,8 +227,8 @@ impl Verification {
         // the clock went back, and would leave every send since unspaced.
         let last: Option<String> = sql::query_row(
             conn,
-            "SELECT m.created_at FROM phone_verifications v
-             JOIN outbox_messages m ON m.verification_id = v.id
+            "SELECT m.created_at FROM main.phone_verifications v
+             JOIN main.outbox_messages m ON m.verification_id = v.id
              WHERE v.session_id = ?1 ORDER BY m.id DESC LIMIT 1",
             [session_id],
             |r| r.get(0),
@@ -291,7 +291,7 @@ fn stored_time(text: &str) -> Result<i64> {
 pub fn secret(conn: &Connection) -> Result<String> {
     sql::query_row(
         conn,
-        "SELECT value FROM onboarding_secrets WHERE name = ?1",
+        "SELECT value FROM main.onboarding_secrets WHERE name = ?1",
         [otp::SECRET_NAME],
         |r| r.get(0),
     )
@@ -317,7 +317,7 @@ pub fn cancel_other_numbers(
     // those that change a number under verification.
     let pending: Vec<String> = sql::with(
         conn,
-        "SELECT id FROM phone_verifications
+        "SELECT id FROM main.phone_verifications
          WHERE session_id = ?1 AND status = 'pending' AND phone_number <> ?2",
         |s| {
             s.query_map((session_id, phone), |r| r.get(0))?
@@ -327,7 +327,7 @@ pub fn cancel_other_numbers(
     for id in pending {
         sql::execute(
             conn,
-            "UPDATE phone_verifications SET status = 'cancelled', updated_at = ?2 WHERE id = ?1",
+            "UPDATE main.phone_verifications SET status = 'cancelled', updated_at = ?2 WHERE id = ?1",
             (&id, now),
         )?;
         outbox::withdraw(conn, &id, "cancelled", now)?;
@@ -340,7 +340,7 @@ pub fn cancel_other_numbers(
 pub fn verified_for(conn: &Connection, session_id: &str, phone: &str) -> Result<bool> {
     Ok(sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM phone_verifications
+        "SELECT EXISTS (SELECT 1 FROM main.phone_verifications
                         WHERE session_id = ?1 AND phone_number = ?2 AND status = 'verified')",
         (session_id, phone),
         |r| r.get(0),
@@ -352,7 +352,7 @@ pub fn verified_for(conn: &Connection, session_id: &str, phone: &str) -> Result<
 pub fn active_elsewhere(conn: &Connection, tenant_id: &str, phone: &str) -> Result<bool> {
     Ok(sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM omni_phone_mappings
+        "SELECT EXISTS (SELECT 1 FROM main.omni_phone_mappings
                         WHERE phone_number = ?1 AND is_active = 1 AND tenant_id <> ?2)",
         (phone, tenant_id),
         |r| r.get(0),
@@ -383,7 +383,7 @@ pub fn routing(
     }
     let active: bool = sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM omni_phone_mappings
+        "SELECT EXISTS (SELECT 1 FROM main.omni_phone_mappings
                         WHERE tenant_id = ?1 AND phone_number = ?2 AND is_active = 1)",
         (tenant_id, phone),
         |r| r.get(0),

@@ -281,7 +281,7 @@ fn inside_a_deferred_transaction_the_probes_other_failures_leave_the_calls_own_e
     onboarding::register(&bare).unwrap();
     assert_eq!(
         refused(&bare),
-        "onboarding_create: schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
+        "onboarding_create: schema_missing: no such table: main.tenants (run SELECT onboarding_migrate() first)"
     );
     let locked = Locked::new(50);
     let read_only = read_only(&locked);

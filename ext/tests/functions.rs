@@ -523,7 +523,7 @@ fn functions_before_migrate_answer_schema_missing() {
         .to_string();
     assert_eq!(
         err,
-        "onboarding_create: schema_missing: no such table: tenants (run SELECT onboarding_migrate() first)"
+        "onboarding_create: schema_missing: no such table: main.tenants (run SELECT onboarding_migrate() first)"
     );
 }
 

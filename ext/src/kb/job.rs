@@ -47,7 +47,7 @@ pub fn load_job(conn: &Connection, job_id: i64) -> Result<Value> {
         concat!(
             "SELECT ",
             job_columns!(),
-            " FROM kb_crawl_jobs WHERE id = ?1"
+            " FROM main.kb_crawl_jobs WHERE id = ?1"
         ),
         [job_id],
         job_json,

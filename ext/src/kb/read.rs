@@ -52,7 +52,7 @@ fn read_kb(conn: &Connection, session_id: &str) -> Result<Value> {
         concat!(
             "SELECT ",
             job_columns!(),
-            " FROM kb_crawl_jobs WHERE session_id = ?1"
+            " FROM main.kb_crawl_jobs WHERE session_id = ?1"
         ),
         [session_id],
         job_json,
@@ -70,8 +70,8 @@ fn read_kb(conn: &Connection, session_id: &str) -> Result<Value> {
     let documents = rows(
         conn,
         "SELECT d.id, d.url, d.title, d.source, d.depth,
-                (SELECT count(*) FROM kb_chunks c WHERE c.document_id = d.id)
-         FROM kb_documents d WHERE d.tenant_id = ?1 ORDER BY d.id",
+                (SELECT count(*) FROM main.kb_chunks c WHERE c.document_id = d.id)
+         FROM main.kb_documents d WHERE d.tenant_id = ?1 ORDER BY d.id",
         &session.tenant_id,
         |r| {
             Ok(json!({
@@ -86,8 +86,8 @@ fn read_kb(conn: &Connection, session_id: &str) -> Result<Value> {
     )?;
     let not_stored = rows(
         conn,
-        "SELECT p.url, p.depth, p.status, p.reason FROM kb_crawl_pages p
-         JOIN kb_crawl_jobs j ON j.id = p.job_id
+        "SELECT p.url, p.depth, p.status, p.reason FROM main.kb_crawl_pages p
+         JOIN main.kb_crawl_jobs j ON j.id = p.job_id
          WHERE j.session_id = ?1 AND p.status IN ('skipped', 'failed') ORDER BY p.id",
         session_id,
         |r| {
@@ -122,7 +122,7 @@ fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
         // documents, up to 4 MB read for nothing.
         let tenant_id: String = sql::query_row(
             conn,
-            "SELECT tenant_id FROM onboarding_sessions WHERE id = ?1",
+            "SELECT tenant_id FROM main.onboarding_sessions WHERE id = ?1",
             [session_id],
             |r| r.get(0),
         )
@@ -141,7 +141,7 @@ fn tenant_of(conn: &Connection, f: &Fields) -> Result<String> {
     };
     let exists: bool = sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM main.tenants WHERE id = ?1)",
         [tenant_id],
         |r| r.get(0),
     )?;
@@ -194,7 +194,7 @@ fn search_tenant(conn: &Connection, tenant_id: &str, query: &str, limit: i64) ->
     // them.
     let mut stmt = conn.prepare_cached(
         "SELECT c.id, c.chars, kb_chunks_index.terms, kb_chunks_index.heading_terms
-         FROM kb_chunks_index CROSS JOIN kb_chunks c INDEXED BY kb_chunks_tenant_chars
+         FROM main.kb_chunks_index CROSS JOIN main.kb_chunks c INDEXED BY kb_chunks_tenant_chars
               ON c.tenant_id = ?2 AND c.id = kb_chunks_index.rowid
          WHERE kb_chunks_index MATCH ('tenant : \"' || hex(?2) || '\" AND ' || ?1)",
     )?;
@@ -218,7 +218,7 @@ fn search_tenant(conn: &Connection, tenant_id: &str, query: &str, limit: i64) ->
     // alone, without reading any text.
     let (chunks, average_length): (i64, Option<f64>) = sql::query_row(
         conn,
-        "SELECT count(*), avg(chars) FROM kb_chunks WHERE tenant_id = ?1",
+        "SELECT count(*), avg(chars) FROM main.kb_chunks WHERE tenant_id = ?1",
         [&tenant_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -231,7 +231,7 @@ fn search_tenant(conn: &Connection, tenant_id: &str, query: &str, limit: i64) ->
         let mut answer = sql::query_row(
             conn,
             "SELECT c.document_id, d.url, d.title, c.heading, c.text
-             FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+             FROM main.kb_chunks c JOIN main.kb_documents d ON d.id = c.document_id
              WHERE c.id = ?1",
             [hit.id],
             |r| {
@@ -389,7 +389,7 @@ fn order_ties(conn: &Connection, scored: &mut [(f64, Hit)], limit: usize) -> Res
             for (_, hit) in &mut scored[start..end] {
                 hit.place = Some(sql::query_row(
                     conn,
-                    "SELECT document_id, position FROM kb_chunks WHERE id = ?1",
+                    "SELECT document_id, position FROM main.kb_chunks WHERE id = ?1",
                     [hit.id],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?);

@@ -65,9 +65,9 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
     let cut = in_savepoint(conn, || {
         let next: Option<(i64, String, String, String)> = sql::query_row(
             conn,
-            "SELECT d.id, d.tenant_id, d.title, d.markdown FROM kb_documents d
+            "SELECT d.id, d.tenant_id, d.title, d.markdown FROM main.kb_documents d
              WHERE d.cut < ?1 AND NOT EXISTS (
-                 SELECT 1 FROM kb_recut_failures f
+                 SELECT 1 FROM main.kb_recut_failures f
                  WHERE f.document_id = d.id AND f.cut = ?1 AND f.retry_at > ?2)
              ORDER BY d.cut, d.id LIMIT 1",
             (CUT, &now),
@@ -123,7 +123,7 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
         let retry_at = iso8601(now_ms + RETRY_AFTER_MS);
         let attempts: i64 = sql::query_row(
             conn,
-            "INSERT INTO kb_recut_failures (document_id, cut, attempts, error, failed_at, retry_at)
+            "INSERT INTO main.kb_recut_failures (document_id, cut, attempts, error, failed_at, retry_at)
              VALUES (?1, ?2, 1, ?3, ?4, ?5)
              ON CONFLICT (document_id) DO UPDATE SET
                  attempts = CASE WHEN cut = excluded.cut THEN attempts + 1 ELSE 1 END,
@@ -182,9 +182,9 @@ fn answer(conn: &Connection, now: &str, recut: Value, failed: Value) -> Result<V
     let remaining: i64 = sql::query_row(
         conn,
         "SELECT count(*) FROM (
-             SELECT 1 FROM kb_documents d
+             SELECT 1 FROM main.kb_documents d
              WHERE d.cut < ?1 AND NOT EXISTS (
-                 SELECT 1 FROM kb_recut_failures f
+                 SELECT 1 FROM main.kb_recut_failures f
                  WHERE f.document_id = d.id AND f.cut = ?1 AND f.retry_at > ?2)
              LIMIT ?3)",
         (CUT, now, COUNTED_UP_TO),
@@ -193,7 +193,7 @@ fn answer(conn: &Connection, now: &str, recut: Value, failed: Value) -> Result<V
     let failing: i64 = sql::query_row(
         conn,
         "SELECT count(*) FROM (
-             SELECT 1 FROM kb_recut_failures f JOIN kb_documents d ON d.id = f.document_id
+             SELECT 1 FROM main.kb_recut_failures f JOIN main.kb_documents d ON d.id = f.document_id
              WHERE f.cut = ?1 AND f.retry_at > ?2 AND d.cut < ?1
              LIMIT ?3)",
         (CUT, now, COUNTED_UP_TO),

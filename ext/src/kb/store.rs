@@ -97,7 +97,7 @@ pub fn store(conn: &Connection, doc: &NewDocument<'_>) -> Result<Stored> {
 pub fn store_as(conn: &Connection, doc: &NewDocument<'_>, hash: &str) -> Result<Stored> {
     let existing: Option<i64> = sql::query_row(
         conn,
-        "SELECT id FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2",
+        "SELECT id FROM main.kb_documents WHERE tenant_id = ?1 AND content_hash = ?2",
         (doc.tenant_id, hash),
         |r| r.get(0),
     )
@@ -107,7 +107,7 @@ pub fn store_as(conn: &Connection, doc: &NewDocument<'_>, hash: &str) -> Result<
     }
     let id: i64 = sql::query_row(
         conn,
-        "INSERT INTO kb_documents (tenant_id, job_id, source, url, title, markdown,
+        "INSERT INTO main.kb_documents (tenant_id, job_id, source, url, title, markdown,
                                    content_hash, depth, fetched_at, cut)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         rusqlite::params![
@@ -132,7 +132,7 @@ pub fn store_as(conn: &Connection, doc: &NewDocument<'_>, hash: &str) -> Result<
 pub fn chunk_count(conn: &Connection, id: i64) -> Result<usize> {
     let count: i64 = sql::query_row(
         conn,
-        "SELECT count(*) FROM kb_chunks WHERE document_id = ?1",
+        "SELECT count(*) FROM main.kb_chunks WHERE document_id = ?1",
         [id],
         |r| r.get(0),
     )?;
@@ -143,7 +143,7 @@ pub fn chunk_count(conn: &Connection, id: i64) -> Result<usize> {
 pub fn pasted(conn: &Connection, tenant_id: &str) -> Result<Vec<(i64, String)>> {
     Ok(sql::with(
         conn,
-        "SELECT id, content_hash FROM kb_documents WHERE tenant_id = ?1 AND source = 'documents'",
+        "SELECT id, content_hash FROM main.kb_documents WHERE tenant_id = ?1 AND source = 'documents'",
         |s| {
             s.query_map([tenant_id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()
@@ -155,7 +155,7 @@ pub fn pasted(conn: &Connection, tenant_id: &str) -> Result<Vec<(i64, String)>> 
 fn stored_text(conn: &Connection, tenant_id: &str, hash: &str) -> Result<bool> {
     Ok(sql::query_row(
         conn,
-        "SELECT EXISTS (SELECT 1 FROM kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
+        "SELECT EXISTS (SELECT 1 FROM main.kb_documents WHERE tenant_id = ?1 AND content_hash = ?2)",
         (tenant_id, hash),
         |r| r.get(0),
     )?)
@@ -178,7 +178,7 @@ pub fn rewrite(
     drop_chunks(conn, id)?;
     sql::execute(
         conn,
-        "UPDATE kb_documents SET markdown = ?2, content_hash = ?3, cut = ?4 WHERE id = ?1",
+        "UPDATE main.kb_documents SET markdown = ?2, content_hash = ?3, cut = ?4 WHERE id = ?1",
         (id, markdown, &hash, CUT),
     )?;
     forget_failed_recut(conn, id)?;
@@ -190,7 +190,7 @@ pub fn rewrite(
 pub fn delete(conn: &Connection, id: i64) -> Result<()> {
     drop_chunks(conn, id)?;
     forget_failed_recut(conn, id)?;
-    sql::execute(conn, "DELETE FROM kb_documents WHERE id = ?1", [id])?;
+    sql::execute(conn, "DELETE FROM main.kb_documents WHERE id = ?1", [id])?;
     Ok(())
 }
 
@@ -199,7 +199,7 @@ pub fn delete(conn: &Connection, id: i64) -> Result<()> {
 pub fn forget_failed_recut(conn: &Connection, id: i64) -> Result<()> {
     sql::execute(
         conn,
-        "DELETE FROM kb_recut_failures WHERE document_id = ?1",
+        "DELETE FROM main.kb_recut_failures WHERE document_id = ?1",
         [id],
     )?;
     Ok(())
@@ -208,10 +208,14 @@ pub fn forget_failed_recut(conn: &Connection, id: i64) -> Result<()> {
 fn drop_chunks(conn: &Connection, id: i64) -> Result<()> {
     sql::execute(
         conn,
-        "DELETE FROM kb_chunks_index WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?1)",
+        "DELETE FROM main.kb_chunks_index WHERE rowid IN (SELECT id FROM main.kb_chunks WHERE document_id = ?1)",
         [id],
     )?;
-    sql::execute(conn, "DELETE FROM kb_chunks WHERE document_id = ?1", [id])?;
+    sql::execute(
+        conn,
+        "DELETE FROM main.kb_chunks WHERE document_id = ?1",
+        [id],
+    )?;
     Ok(())
 }
 
@@ -228,7 +232,7 @@ fn index(
     for (position, piece) in pieces.iter().enumerate() {
         let chunk_id: i64 = sql::query_row(
             conn,
-            "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+            "INSERT INTO main.kb_chunks (document_id, tenant_id, position, heading, text)
              VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             (id, tenant_id, position as i64, &piece.heading, &piece.text),
             |r| r.get(0),
@@ -313,7 +317,7 @@ pub fn recut(
         conn,
         "SELECT c.position, c.id, c.heading, c.text, i.terms, i.heading_terms,
                 c.tenant_id = ?2, i.tenant IS hex(?2)
-         FROM kb_chunks c LEFT JOIN kb_chunks_index i ON i.rowid = c.id
+         FROM main.kb_chunks c LEFT JOIN main.kb_chunks_index i ON i.rowid = c.id
          WHERE c.document_id = ?1",
         |s| {
             s.query_map((id, tenant_id), |r| {
@@ -359,7 +363,7 @@ pub fn recut(
                 if (&old.heading, &old.text) != (&piece.heading, &piece.text) {
                     sql::execute(
                         conn,
-                        "UPDATE kb_chunks SET heading = ?2, text = ?3 WHERE id = ?1",
+                        "UPDATE main.kb_chunks SET heading = ?2, text = ?3 WHERE id = ?1",
                         (chunk_id, &piece.heading, &piece.text),
                     )?;
                 }
@@ -367,13 +371,13 @@ pub fn recut(
                     // Apart: setting it rewrites the tenant's two indexes.
                     sql::execute(
                         conn,
-                        "UPDATE kb_chunks SET tenant_id = ?2 WHERE id = ?1",
+                        "UPDATE main.kb_chunks SET tenant_id = ?2 WHERE id = ?1",
                         (chunk_id, tenant_id),
                     )?;
                 }
                 sql::execute(
                     conn,
-                    "DELETE FROM kb_chunks_index WHERE rowid = ?1",
+                    "DELETE FROM main.kb_chunks_index WHERE rowid = ?1",
                     [chunk_id],
                 )?;
                 insert_entry(conn, chunk_id, tenant_id, piece)?;
@@ -381,7 +385,7 @@ pub fn recut(
             None => {
                 let chunk_id: i64 = sql::query_row(
                     conn,
-                    "INSERT INTO kb_chunks (document_id, tenant_id, position, heading, text)
+                    "INSERT INTO main.kb_chunks (document_id, tenant_id, position, heading, text)
                      VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
                     (id, tenant_id, position, &piece.heading, &piece.text),
                     |r| r.get(0),
@@ -394,14 +398,14 @@ pub fn recut(
     for (chunk_id, _, _) in before.into_values() {
         sql::execute(
             conn,
-            "DELETE FROM kb_chunks_index WHERE rowid = ?1",
+            "DELETE FROM main.kb_chunks_index WHERE rowid = ?1",
             [chunk_id],
         )?;
-        sql::execute(conn, "DELETE FROM kb_chunks WHERE id = ?1", [chunk_id])?;
+        sql::execute(conn, "DELETE FROM main.kb_chunks WHERE id = ?1", [chunk_id])?;
     }
     sql::execute(
         conn,
-        "UPDATE kb_documents SET cut = ?2 WHERE id = ?1",
+        "UPDATE main.kb_documents SET cut = ?2 WHERE id = ?1",
         (id, CUT),
     )?;
     Ok(Recut {
@@ -416,8 +420,8 @@ pub fn recut(
 /// French analysis (migration 009). Streams the chunks; answers how many.
 pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
     let mut chunks = conn.prepare(
-        "SELECT c.id, d.title, c.heading, c.text FROM kb_chunks c
-         JOIN kb_documents d ON d.id = c.document_id ORDER BY c.id",
+        "SELECT c.id, d.title, c.heading, c.text FROM main.kb_chunks c
+         JOIN main.kb_documents d ON d.id = c.document_id ORDER BY c.id",
     )?;
     // The index as 010 names it, or as it was before (009 runs before 010
     // on an upgrade, and after it when its record alone is missing).
@@ -428,9 +432,9 @@ pub fn reindex_chunks(conn: &Connection) -> Result<usize> {
         |r| r.get(0),
     )?;
     let mut update = conn.prepare(if renamed {
-        "UPDATE kb_chunks_index SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1"
+        "UPDATE main.kb_chunks_index SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1"
     } else {
-        "UPDATE kb_chunks_fts SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1"
+        "UPDATE main.kb_chunks_fts SET terms = ?2, heading_terms = ?3 WHERE rowid = ?1"
     })?;
     let mut rows = chunks.query([])?;
     let mut count = 0;
@@ -458,7 +462,7 @@ fn insert_entry(conn: &Connection, chunk_id: i64, tenant_id: &str, piece: &Piece
     sql::execute(
         conn,
         // The tenant as migration 010 writes it, and the search reads it.
-        "INSERT INTO kb_chunks_index (rowid, terms, heading_terms, tenant)
+        "INSERT INTO main.kb_chunks_index (rowid, terms, heading_terms, tenant)
          VALUES (?1, ?2, ?3, hex(?4))",
         (chunk_id, &piece.terms, &piece.heading_terms, tenant_id),
     )?;
@@ -492,14 +496,14 @@ pub fn remove_blocks(
     // cut is of this one now, and the library that stored it cuts it again.
     sql::execute(
         conn,
-        "UPDATE kb_documents SET markdown = ?2, content_hash = ?3, cut = min(cut, ?4) WHERE id = ?1",
+        "UPDATE main.kb_documents SET markdown = ?2, content_hash = ?3, cut = min(cut, ?4) WHERE id = ?1",
         (id, &rest, &hash, CUT),
     )?;
     // A failed cut was of the text before: the new one is tried at once.
     forget_failed_recut(conn, id)?;
     let chunks: Vec<(i64, String, String)> = sql::with(
         conn,
-        "SELECT id, heading, text FROM kb_chunks WHERE document_id = ?1",
+        "SELECT id, heading, text FROM main.kb_chunks WHERE document_id = ?1",
         |s| {
             s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()
@@ -511,15 +515,15 @@ pub fn remove_blocks(
         };
         sql::execute(
             conn,
-            "DELETE FROM kb_chunks_index WHERE rowid = ?1",
+            "DELETE FROM main.kb_chunks_index WHERE rowid = ?1",
             [chunk_id],
         )?;
         if text.is_empty() {
-            sql::execute(conn, "DELETE FROM kb_chunks WHERE id = ?1", [chunk_id])?;
+            sql::execute(conn, "DELETE FROM main.kb_chunks WHERE id = ?1", [chunk_id])?;
         } else {
             sql::execute(
                 conn,
-                "UPDATE kb_chunks SET text = ?2 WHERE id = ?1",
+                "UPDATE main.kb_chunks SET text = ?2 WHERE id = ?1",
                 (chunk_id, &text),
             )?;
             let (terms, heading_terms) = terms_of(title, &heading, &text);

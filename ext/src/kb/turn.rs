@@ -56,7 +56,7 @@ type TurnRow = (Option<String>, Option<String>, String);
 fn turn_row(conn: &Connection, site: &str) -> Result<Option<TurnRow>> {
     Ok(sql::query_row(
         conn,
-        "SELECT holder, held_until, next_at FROM kb_site_turns WHERE site = ?1",
+        "SELECT holder, held_until, next_at FROM main.kb_site_turns WHERE site = ?1",
         [site],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
@@ -102,7 +102,7 @@ pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<V
         let held_until = iso8601(now_ms + hold * 1000);
         sql::execute(
             conn,
-            "INSERT INTO kb_site_turns (site, holder, held_until, next_at, updated_at)
+            "INSERT INTO main.kb_site_turns (site, holder, held_until, next_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?4)
              ON CONFLICT (site) DO UPDATE SET holder = ?2, held_until = ?3, updated_at = ?4",
             (&site, &worker, &held_until, iso8601(now_ms)),
@@ -126,7 +126,7 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
         let next_at = iso8601(now_ms + gap);
         let released = sql::execute(
             conn,
-            "UPDATE kb_site_turns SET holder = NULL, held_until = NULL, next_at = ?3,
+            "UPDATE main.kb_site_turns SET holder = NULL, held_until = NULL, next_at = ?3,
                     updated_at = ?4
              WHERE site = ?1 AND holder = ?2",
             (&site, &worker, &next_at, iso8601(now_ms)),

@@ -76,7 +76,7 @@ fn record_budget(conn: &Connection, f: &Fields, job_id: i64) -> Result<()> {
     if bytes > 0 || elapsed > 0 {
         sql::execute(
             conn,
-            "UPDATE kb_crawl_jobs SET bytes_fetched = max(bytes_fetched, ?1),
+            "UPDATE main.kb_crawl_jobs SET bytes_fetched = max(bytes_fetched, ?1),
                     crawl_ms = max(crawl_ms, ?2)
              WHERE id = ?3",
             (bytes, elapsed, job_id),
@@ -102,7 +102,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         // fetched say so, so that its counters add up.
         let dead: Vec<i64> = sql::with(
             conn,
-            "SELECT id FROM kb_crawl_jobs
+            "SELECT id FROM main.kb_crawl_jobs
              WHERE status = 'running' AND lease_expires_at <= ?1 AND attempts >= ?2",
             |s| {
                 s.query_map((&now, MAX_ATTEMPTS), |r| r.get(0))?
@@ -122,7 +122,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         }
         let due: Option<i64> = sql::query_row(
             conn,
-            "SELECT id FROM kb_crawl_jobs
+            "SELECT id FROM main.kb_crawl_jobs
              WHERE (status = 'queued' AND coalesce(next_attempt_at, '') <= ?1)
                 OR (status = 'running' AND lease_expires_at <= ?1)
              ORDER BY id LIMIT 1",
@@ -135,7 +135,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         };
         let start: String = sql::query_row(
             conn,
-            "UPDATE kb_crawl_jobs SET status = 'running', attempts = attempts + 1,
+            "UPDATE main.kb_crawl_jobs SET status = 'running', attempts = attempts + 1,
                     lease_owner = ?1, lease_expires_at = ?2, next_attempt_at = NULL,
                     started_at = coalesce(started_at, ?3), finished_at = NULL, updated_at = ?3
              WHERE id = ?4 RETURNING url",
@@ -144,7 +144,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         )?;
         sql::execute(
             conn,
-            "INSERT INTO kb_crawl_pages (job_id, url, depth, created_at, updated_at)
+            "INSERT INTO main.kb_crawl_pages (job_id, url, depth, created_at, updated_at)
              VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT (job_id, url) DO NOTHING",
             (job_id, &start, &now),
         )?;
@@ -154,7 +154,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
         // What the job's earlier workers spent of its budget.
         let (bytes, elapsed): (i64, i64) = sql::query_row(
             conn,
-            "SELECT bytes_fetched, crawl_ms FROM kb_crawl_jobs WHERE id = ?1",
+            "SELECT bytes_fetched, crawl_ms FROM main.kb_crawl_jobs WHERE id = ?1",
             [job_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -168,7 +168,7 @@ pub fn claim(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<
 fn frontier(conn: &Connection, job_id: i64) -> Result<Value> {
     let rows = sql::with(
         conn,
-        "SELECT url, depth, retries FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'pending'
+        "SELECT url, depth, retries FROM main.kb_crawl_pages WHERE job_id = ?1 AND status = 'pending'
          ORDER BY depth, id",
         |s| {
             s.query_map([job_id], |r| {
@@ -187,11 +187,11 @@ fn frontier(conn: &Connection, job_id: i64) -> Result<Value> {
 fn update_counters(conn: &Connection, job_id: i64, now: &str) -> Result<()> {
     sql::execute(
         conn,
-        "UPDATE kb_crawl_jobs SET
-             pages_found = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1),
-             pages_stored = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'stored'),
-             pages_skipped = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'skipped'),
-             pages_failed = (SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1 AND status = 'failed'),
+        "UPDATE main.kb_crawl_jobs SET
+             pages_found = (SELECT count(*) FROM main.kb_crawl_pages WHERE job_id = ?1),
+             pages_stored = (SELECT count(*) FROM main.kb_crawl_pages WHERE job_id = ?1 AND status = 'stored'),
+             pages_skipped = (SELECT count(*) FROM main.kb_crawl_pages WHERE job_id = ?1 AND status = 'skipped'),
+             pages_failed = (SELECT count(*) FROM main.kb_crawl_pages WHERE job_id = ?1 AND status = 'failed'),
              updated_at = ?2
          WHERE id = ?1",
         (job_id, now),
@@ -210,14 +210,14 @@ fn end_job(
 ) -> Result<()> {
     sql::execute(
         conn,
-        "UPDATE kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
+        "UPDATE main.kb_crawl_pages SET status = 'skipped', reason = 'not_fetched', updated_at = ?1
          WHERE job_id = ?2 AND status = 'pending'",
         (now, job_id),
     )?;
     update_counters(conn, job_id, now)?;
     sql::execute(
         conn,
-        "UPDATE kb_crawl_jobs SET status = ?1, error_code = ?2, finished_at = ?3,
+        "UPDATE main.kb_crawl_jobs SET status = ?1, error_code = ?2, finished_at = ?3,
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
          WHERE id = ?4",
         (status, code, now, job_id),
@@ -257,7 +257,7 @@ fn job_row(
 ) -> Result<(Held, Option<String>, Option<String>, String)> {
     let row: Option<LeaseRow> = sql::query_row(
         conn,
-        "SELECT tenant_id, url, lease_owner, lease_expires_at, status FROM kb_crawl_jobs WHERE id = ?1",
+        "SELECT tenant_id, url, lease_owner, lease_expires_at, status FROM main.kb_crawl_jobs WHERE id = ?1",
         [job_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )
@@ -282,7 +282,7 @@ fn extend_lease(conn: &Connection, job_id: i64, now_ms: i64, lease: i64) -> Resu
     let expires = iso8601(now_ms + lease * 1000);
     sql::execute(
         conn,
-        "UPDATE kb_crawl_jobs SET lease_expires_at = ?1 WHERE id = ?2",
+        "UPDATE main.kb_crawl_jobs SET lease_expires_at = ?1 WHERE id = ?2",
         (&expires, job_id),
     )?;
     Ok(expires)
@@ -384,7 +384,7 @@ fn admit_links(
     }
     let mut count: i64 = sql::query_row(
         conn,
-        "SELECT count(*) FROM kb_crawl_pages WHERE job_id = ?1",
+        "SELECT count(*) FROM main.kb_crawl_pages WHERE job_id = ?1",
         [job.id],
         |r| r.get(0),
     )?;
@@ -397,7 +397,7 @@ fn admit_links(
         }
         let inserted = sql::execute(
             conn,
-            "INSERT INTO kb_crawl_pages (job_id, url, depth, created_at, updated_at)
+            "INSERT INTO main.kb_crawl_pages (job_id, url, depth, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (job_id, url) DO NOTHING",
             (job.id, &url, depth, now),
         )?;
@@ -509,7 +509,7 @@ fn set_page(
 ) -> Result<()> {
     sql::execute(
         conn,
-        "UPDATE kb_crawl_pages SET status = ?1, reason = ?2, document_id = ?3, updated_at = ?4
+        "UPDATE main.kb_crawl_pages SET status = ?1, reason = ?2, document_id = ?3, updated_at = ?4
          WHERE id = ?5",
         rusqlite::params![status, reason, doc, now, page_id],
     )?;
@@ -520,7 +520,7 @@ fn set_page(
 fn page_row(conn: &Connection, job_id: i64, url: &str) -> Result<Option<(i64, i64, String)>> {
     Ok(sql::query_row(
         conn,
-        "SELECT id, depth, status FROM kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
+        "SELECT id, depth, status FROM main.kb_crawl_pages WHERE job_id = ?1 AND url = ?2",
         (job_id, url),
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
@@ -613,7 +613,7 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
             for shared in store_shared(conn, &job, &r.shared, &now)? {
                 sql::execute(
                     conn,
-                    "INSERT INTO kb_shared_carriers (document_id, page_id) VALUES (?1, ?2)
+                    "INSERT INTO main.kb_shared_carriers (document_id, page_id) VALUES (?1, ?2)
                      ON CONFLICT DO NOTHING",
                     (shared, target.0),
                 )?;
@@ -644,7 +644,7 @@ pub fn store_page(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Re
 fn lift_repeated_blocks(conn: &Connection, job: &Held, now: &str) -> Result<()> {
     let pages: Vec<(i64, String, String)> = sql::with(
         conn,
-        "SELECT id, title, markdown FROM kb_documents
+        "SELECT id, title, markdown FROM main.kb_documents
          WHERE job_id = ?1 AND depth IS NOT NULL ORDER BY id",
         |s| {
             s.query_map([job.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -709,10 +709,10 @@ fn return_single_blocks(conn: &Connection, job: &Held) -> Result<()> {
     let single: Vec<(i64, String, i64, String, String)> = sql::with(
         conn,
         "SELECT d.id, d.markdown, p.document_id, page.title, page.markdown
-         FROM kb_documents d
-         JOIN kb_shared_carriers c ON c.document_id = d.id
-         JOIN kb_crawl_pages p ON p.id = c.page_id
-         JOIN kb_documents page ON page.id = p.document_id
+         FROM main.kb_documents d
+         JOIN main.kb_shared_carriers c ON c.document_id = d.id
+         JOIN main.kb_crawl_pages p ON p.id = c.page_id
+         JOIN main.kb_documents page ON page.id = p.document_id
          WHERE d.job_id = ?1 AND d.depth IS NULL AND p.status = 'stored'
          GROUP BY d.id HAVING count(*) = 1
          ORDER BY d.id",
@@ -728,7 +728,7 @@ fn return_single_blocks(conn: &Connection, job: &Held) -> Result<()> {
         if rewrite(conn, page_id, &job.tenant_id, &title, &whole)? {
             sql::execute(
                 conn,
-                "DELETE FROM kb_shared_carriers WHERE document_id = ?1",
+                "DELETE FROM main.kb_shared_carriers WHERE document_id = ?1",
                 [block_id],
             )?;
             delete(conn, block_id)?;
@@ -760,7 +760,7 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
         let job = held(conn, job_id, &worker, &now)?;
         let attempts: i64 = sql::query_row(
             conn,
-            "SELECT attempts FROM kb_crawl_jobs WHERE id = ?1",
+            "SELECT attempts FROM main.kb_crawl_jobs WHERE id = ?1",
             [job_id],
             |r| r.get(0),
         )?;
@@ -769,7 +769,7 @@ pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result
             let wait = BACKOFF_SECONDS[(attempts.clamp(1, 2) - 1) as usize];
             sql::execute(
                 conn,
-                "UPDATE kb_crawl_jobs SET status = 'queued', error_code = ?1, next_attempt_at = ?2,
+                "UPDATE main.kb_crawl_jobs SET status = 'queued', error_code = ?1, next_attempt_at = ?2,
                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
                  WHERE id = ?4",
                 (code, iso8601(now_ms + wait * 1000), &now, job_id),
@@ -794,7 +794,7 @@ fn end_with(
 ) -> Result<()> {
     let stored: i64 = sql::query_row(
         conn,
-        "SELECT pages_stored FROM kb_crawl_jobs WHERE id = ?1",
+        "SELECT pages_stored FROM main.kb_crawl_jobs WHERE id = ?1",
         [job.id],
         |r| r.get(0),
     )?;
@@ -859,7 +859,7 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
             }
             None => sql::with(
                 conn,
-                "SELECT id FROM kb_crawl_jobs
+                "SELECT id FROM main.kb_crawl_jobs
                  WHERE status = 'running' AND lease_owner = ?1 AND lease_expires_at > ?2
                  ORDER BY id",
                 |s| {
@@ -876,7 +876,7 @@ pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Resul
         for id in jobs {
             sql::execute(
                 conn,
-                "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
+                "UPDATE main.kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
                         lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL,
                         updated_at = ?1
                  WHERE id = ?2",
@@ -923,7 +923,7 @@ fn keep_retries(conn: &Connection, id: i64, url: &str, retries: i64, now: &str) 
     }
     sql::execute(
         conn,
-        "UPDATE kb_crawl_pages SET retries = max(retries, ?1), updated_at = ?2
+        "UPDATE main.kb_crawl_pages SET retries = max(retries, ?1), updated_at = ?2
          WHERE job_id = ?3 AND url = ?4",
         (retries, now, id, url),
     )?;
@@ -942,7 +942,7 @@ fn wait_for_site(
 ) -> Result<()> {
     let waits: i64 = sql::query_row(
         conn,
-        "SELECT site_waits FROM kb_crawl_jobs WHERE id = ?1",
+        "SELECT site_waits FROM main.kb_crawl_jobs WHERE id = ?1",
         [id],
         |r| r.get(0),
     )?;
@@ -959,7 +959,7 @@ fn wait_for_site(
     // the job's state. A wait met before asking anything keeps it.
     sql::execute(
         conn,
-        "UPDATE kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
+        "UPDATE main.kb_crawl_jobs SET status = 'queued', attempts = max(attempts - 1, 0),
                 site_waits = site_waits + 1,
                 error_code = CASE WHEN ?4 THEN NULL ELSE error_code END,
                 lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?1,
