@@ -1967,6 +1967,15 @@ fn worker_payload_errors_write_nothing() {
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "done"}), "onboarding_kb_store_page: invalid_field: status 'done' is not a page status (expected stored, skipped or failed)"),
         ("renew", json!({"job_id": 99, "worker": "w1"}), "onboarding_kb_renew: not_found: job 99 does not exist"),
         ("finish", "[]".into(), "onboarding_kb_finish: invalid_json: payload must be a JSON object, got a string"),
+        // A worker's name is one line, as the outbox's: a NUL was stored
+        // and cut there when read back, an escape sequence written to logs.
+        ("claim", json!({"worker": "crawler\u{0}\u{1b}[2J"}), "onboarding_kb_claim: invalid_field: worker 'crawler\\u0000\\u001b[2J' contains a control character"),
+        ("renew", json!({"job_id": job, "worker": "w1\u{7}"}), "onboarding_kb_renew: invalid_field: worker 'w1\\u0007' contains a control character"),
+        ("store_page", json!({"job_id": job, "worker": "w\u{2028}1", "url": "https://salon.fr/", "status": "failed", "reason": "http_500"}), "onboarding_kb_store_page: invalid_field: worker 'w\\u20281' contains a line break (expected one line of text)"),
+        ("release", json!({"worker": "w\u{0}"}), "onboarding_kb_release: invalid_field: worker 'w\\u0000' contains a control character"),
+        ("finish", json!({"job_id": job, "worker": "w\u{1b}", "error_code": null}), "onboarding_kb_finish: invalid_field: worker 'w\\u001b' contains a control character"),
+        ("site_take", json!({"url": "https://salon.fr/", "worker": "w\u{0}"}), "onboarding_kb_site_take: invalid_field: worker 'w\\u0000' contains a control character"),
+        ("site_release", json!({"url": "https://salon.fr/", "worker": "w\u{0}"}), "onboarding_kb_site_release: invalid_field: worker 'w\\u0000' contains a control character"),
     ] {
         assert_eq!(worker(&db, function, payload).unwrap_err(), error);
     }

@@ -77,7 +77,7 @@ fn millis(stored: &str) -> Result<i64> {
 pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let site = site(&f)?;
-    let worker = f.str("worker", 100)?.to_string();
+    let worker = super::worker::worker_name(&f)?;
     let hold = f.int("hold_seconds", 1..=3600, Some(DEFAULT_HOLD_SECONDS))?;
     in_savepoint(conn, || {
         let now_ms = env.now_ms();
@@ -119,7 +119,7 @@ pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<V
 pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let site = site(&f)?;
-    let worker = f.str("worker", 100)?.to_string();
+    let worker = super::worker::worker_name(&f)?;
     let gap = f.int("gap_ms", 0..=MAX_GAP_MS, Some(DEFAULT_GAP_MS))?;
     in_savepoint(conn, || {
         let now_ms = env.now_ms();

@@ -17,7 +17,7 @@ use super::job::load_job;
 use super::repeated;
 use super::store::{delete, remove_blocks, rewrite, store, NewDocument, Source, Stored};
 use crate::env::{iso8601, Env};
-use crate::error::{quote, Error, Result};
+use crate::error::{checked_text, quote, Error, Result};
 use crate::savepoint::in_savepoint;
 use crate::sql;
 use crate::validate::{no_control_character, Fields};
@@ -59,8 +59,15 @@ pub const MAX_URL_CHARS: usize = 2048;
 
 const RETRYABLE: [&str; 3] = ["dns", "unreachable", "robots_unavailable"];
 
+/// The payload's `worker`: one line of at most 100 characters, as the
+/// outbox's worker argument. A NUL or an escape sequence in it was stored
+/// as the lease's owner, cut at the NUL when SQL read it back.
+pub(super) fn worker_name(f: &Fields) -> Result<String> {
+    checked_text("worker", f.str("worker", 100)?, 100)
+}
+
 fn worker_and_lease(f: &Fields) -> Result<(String, i64)> {
-    let worker = f.str("worker", 100)?.to_string();
+    let worker = worker_name(f)?;
     let lease = f.int("lease_seconds", 1..=3600, Some(DEFAULT_LEASE_SECONDS))?;
     Ok((worker, lease))
 }
@@ -745,7 +752,7 @@ fn return_single_blocks(conn: &Connection, job: &Held) -> Result<()> {
 pub fn finish(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let job_id = f.int("job_id", 1..=i64::MAX, None)?;
-    let worker = f.str("worker", 100)?.to_string();
+    let worker = worker_name(&f)?;
     let code = f.code("error_code")?;
     if let Some(c) = code.filter(|c| !ERROR_CODES.contains(c)) {
         return Err(Error::invalid_field(format!(
@@ -835,7 +842,7 @@ fn end_with(
 pub fn release(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let job_id = f.optional_int("job_id", 1..=i64::MAX)?;
-    let worker = f.str("worker", 100)?.to_string();
+    let worker = worker_name(&f)?;
     let wait = f.optional_int("wait_ms", 1..=MAX_SITE_WAIT_MS)?;
     if wait.is_some() && job_id.is_none() {
         return Err(Error::invalid_field(
