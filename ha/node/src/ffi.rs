@@ -120,6 +120,15 @@ pub fn on_termination(handler: extern "C" fn(c_int)) {
     }
 }
 
+/// Why `address` cannot be bound, as the system says it (in use, no such
+/// host), for a bind dqlite refused without a message.
+fn bind_error(address: &str) -> String {
+    match std::net::TcpListener::bind(address) {
+        Err(e) => e.to_string(),
+        Ok(_) => "dqlite refused it".to_string(),
+    }
+}
+
 /// A running dqlite node.
 pub struct Node(*mut DqliteNode);
 
@@ -151,11 +160,14 @@ impl Node {
                 return Err(format!(
                     "cannot bind {}: {}",
                     c_bind.to_string_lossy(),
-                    node.errmsg()
+                    node.errmsg_or(|| bind_error(bind.unwrap_or(address)))
                 ));
             }
             if dqlite_node_set_network_latency_ms(raw, latency_ms) != 0 {
-                return Err(format!("cannot set the latency: {}", node.errmsg()));
+                return Err(format!(
+                    "cannot set the latency to {latency_ms} ms: {}",
+                    node.errmsg_or(|| "dqlite refused it".to_string())
+                ));
             }
             if dqlite_node_set_snapshot_params(raw, snapshot.0, snapshot.1) != 0 {
                 return Err(format!(
@@ -168,6 +180,14 @@ impl Node {
             }
         }
         Ok(node)
+    }
+
+    /// dqlite's message, or `why` where it left none (a bind's failure
+    /// left it empty).
+    fn errmsg_or(&self, why: impl FnOnce() -> String) -> String {
+        Some(self.errmsg())
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(why)
     }
 
     fn errmsg(&self) -> String {

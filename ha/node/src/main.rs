@@ -112,8 +112,8 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|_| format!("--id '{v}' is not a number"))?,
                 );
             }
-            "--address" => address = Some(value()?),
-            "--bind" => bind = Some(value()?),
+            "--address" => address = Some(host_port("--address", &value()?)?),
+            "--bind" => bind = Some(host_port("--bind", &value()?)?),
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--extension" => extension = Some(PathBuf::from(value()?)),
             "--join" => {
@@ -121,14 +121,23 @@ fn parse_args() -> Result<Args, String> {
                     .split(',')
                     .map(str::trim)
                     .filter(|a| !a.is_empty())
-                    .map(String::from)
-                    .collect()
+                    .map(|a| host_port("--join", a))
+                    .collect::<Result<_, _>>()?
             }
             "--latency-ms" => {
                 let v = value()?;
                 latency_ms = v
                     .parse()
-                    .map_err(|_| format!("--latency-ms '{v}' is not a number"))?;
+                    .ok()
+                    .filter(|ms| LATENCY_MS.contains(ms))
+                    .ok_or_else(|| {
+                        format!(
+                            "--latency-ms '{v}' is not a number of milliseconds from {} to {} \
+                             (dqlite's bounds; default {DEFAULT_LATENCY_MS})",
+                            LATENCY_MS.start(),
+                            LATENCY_MS.end()
+                        )
+                    })?;
             }
             "--replaces" => {
                 let v = value()?;
@@ -165,6 +174,28 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+/// The latencies dqlite takes (it refuses 0 and more than an hour).
+const LATENCY_MS: std::ops::RangeInclusive<u32> = 1..=3_600_000;
+
+/// A `HOST:PORT` flag value (`[::1]:9001` for IPv6), the port from 1 to
+/// 65535: dqlite takes the port modulo 65536 (99999 listened on 34463,
+/// and the cluster recorded an address nobody could reach).
+fn host_port(flag: &str, value: &str) -> Result<String, String> {
+    let expected = || {
+        format!(
+            "{flag} '{value}' is not HOST:PORT with a port from 1 to 65535 (such as \
+             127.0.0.1:9001)"
+        )
+    };
+    let (host, port) = value.rsplit_once(':').ok_or_else(expected)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = !host.is_empty() && !host.contains(char::is_whitespace);
+    if !port_ok || !host_ok {
+        return Err(expected());
+    }
+    Ok(value.to_string())
+}
+
 /// Whether `dir` holds Raft state (libraft's metadata files): a node
 /// started on it restarts as the member it was.
 fn has_raft_state(dir: &std::path::Path) -> bool {
@@ -178,6 +209,13 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V")
+    {
+        println!("onboarding-node {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     match parse_args().and_then(|args| run(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -188,8 +226,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    std::fs::create_dir_all(&args.dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    // The directory is made only once every check has passed: a refused
+    // start leaves nothing behind.
     let restarted = has_raft_state(&args.dir);
     if args.bootstrap && args.id != 1 {
         return Err(format!(
@@ -218,6 +256,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     ffi::configure_sqlite()?;
     ffi::register_extension(&args.extension)?;
+    let made_here = !args.dir.exists();
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
     let node = ffi::Node::start(
         args.id,
         &args.address,
@@ -225,7 +266,14 @@ fn run(args: &Args) -> Result<(), String> {
         &args.dir,
         args.latency_ms,
         (SNAPSHOT_THRESHOLD, SNAPSHOT_TRAILING),
-    )?;
+    )
+    .inspect_err(|_| {
+        // A node that did not start (its address in use) holds nothing
+        // there yet: the directory this start made goes with it.
+        if made_here {
+            let _ = std::fs::remove_dir_all(&args.dir);
+        }
+    })?;
     ffi::on_termination(on_signal);
     let marker = args.dir.join(JOINED_MARKER);
     if !args.join.is_empty() && !marker.exists() {
@@ -343,7 +391,11 @@ fn with_leader<T>(
     what: &str,
     mut ask: impl FnMut(&mut Leader) -> dqlite_wire::Result<T>,
 ) -> Result<T, String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    // Said every 10 s while the cluster does not answer, with why: a
+    // minute of silence looked like a hang.
+    let mut next_note = started + Duration::from_secs(10);
     loop {
         match connect_leader(&args.join, Duration::from_secs(2)).and_then(|mut l| ask(&mut l)) {
             Ok(value) => return Ok(value),
@@ -351,7 +403,17 @@ fn with_leader<T>(
                 return Err(format!("cannot {what} {}: {e}", args.join.join(",")))
             }
             Err(_) if STOP.load(Ordering::SeqCst) => return Err("stopped while joining".into()),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => {
+                if Instant::now() >= next_note {
+                    eprintln!(
+                        "onboarding-node: still trying to {what} {} ({} s of 60): {e}",
+                        args.join.join(","),
+                        started.elapsed().as_secs()
+                    );
+                    next_note += Duration::from_secs(10);
+                }
+                std::thread::sleep(Duration::from_millis(200))
+            }
         }
     }
 }
