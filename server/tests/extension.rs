@@ -171,8 +171,11 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
         "cc (with libsqlite3-dev's sqlite3ext.h) is needed: {log}"
     );
     config.extension = Some(stub.clone());
+    let db_path = config.db_path.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let refused = onboarding_server::run(listener, config, std::future::pending()).await;
+    // The database file the refused start created is gone with it.
+    assert!(!db_path.exists(), "{} left behind", db_path.display());
     assert_eq!(
         refused,
         Err(format!(
@@ -183,4 +186,39 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
             stub.display()
         ))
     );
+}
+
+/// A database of a newer schema than this server's (a downgrade) is
+/// refused before anything is written to it: its switch to WAL mode came
+/// first and changed its header for good (a file in rollback-journal mode
+/// stayed in WAL mode after the refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_a_newer_schema_is_refused_untouched() {
+    let (config, _dir) = temp_config();
+    let db_path = config.db_path.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    onboarding_server::run(listener, config.clone(), async {})
+        .await
+        .unwrap();
+    let newer = onboarding::latest_version() + 1;
+    {
+        let conn = rusqlite::Connection::open(&db_path).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = DELETE;
+             INSERT INTO onboarding_schema_migrations (version, name, applied_at)
+             VALUES ({newer}, 'from a newer server', '2026-12-07T00:00:00.000Z');"
+        ))
+        .unwrap();
+    }
+    let before = std::fs::read(&db_path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = onboarding_server::run(listener, config, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(refused.contains(&format!("version {newer}")), "{refused}");
+    assert!(
+        std::fs::read(&db_path).unwrap() == before,
+        "the file was changed"
+    );
+    assert!(!std::path::Path::new(&format!("{}-wal", db_path.display())).exists());
 }

@@ -48,8 +48,25 @@ pub(super) struct Database {
 }
 
 /// Opens the database as the server needs it; every error names its step.
-/// `log_failure` is shared with the syncer and the reader.
+/// `log_failure` is shared with the syncer and the reader. A start refused
+/// leaves the file as it found it: one it created (an `--extension` that
+/// does not load) is removed, and one of a newer schema is refused before
+/// anything is written to it (its switch to WAL mode came first, and
+/// changed its header for good).
 pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Database, String> {
+    let existed = options.path.exists();
+    let opened = open_file(options, log_failure);
+    if opened.is_err() && !existed {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = options.path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+    opened
+}
+
+fn open_file(options: &Options, log_failure: LogFailure) -> Result<Database, String> {
     let path = options.path.display();
     let vfs = gather::register()?;
     let conn = connect(
@@ -58,14 +75,6 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
         options.synchronous,
         options.busy_timeout,
     )?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| format!("cannot switch {path} to WAL mode: {e}"))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!(
-            "database {path} refused WAL mode (journal_mode is {mode}; use a file on a local disk)"
-        ));
-    }
     // temp_store: each call's savepoint journals the pages it changes; in
     // memory that costs no write() per page. wal_autocheckpoint: the
     // checkpointer thread copies the WAL back, so commits never wait for it.
@@ -91,8 +100,18 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
             ));
         }
     }
+    // Migrated before the switch to WAL mode, the first write: a file of a
+    // newer schema is refused untouched.
     conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
         .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| format!("cannot switch {path} to WAL mode: {e}"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "database {path} refused WAL mode (journal_mode is {mode}; use a file on a local disk)"
+        ));
+    }
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);
