@@ -622,6 +622,9 @@ struct HeadWatch {
     /// The codings of this head's last `Transfer-Encoding` line, when its
     /// last coding is not `chunked`.
     refused: Option<String>,
+    /// This head's last `Transfer-Encoding` value, when it lists an empty
+    /// element (`chunked,`): RFC 9110 has it ignored, hyper refuses it.
+    empty_coding: Option<String>,
     /// This head's `Origin`, when whole within the line's bytes kept.
     origin: Option<Vec<u8>>,
     /// The first and the last bytes of the request line, kept once it has
@@ -646,6 +649,7 @@ impl Default for HeadWatch {
             line_len: 0,
             first: None,
             refused: None,
+            empty_coding: None,
             origin: None,
             start: Vec::new(),
             tail: Vec::new(),
@@ -705,6 +709,9 @@ impl HeadWatch {
             let cut = self.line_len > self.line.len();
             let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
             self.refused = (!chunked_last).then(|| codings.join(", "));
+            let value = String::from_utf8_lossy(&self.line[NAME.len()..]);
+            let empty = !cut && value.split(',').any(|c| c.trim().is_empty());
+            self.empty_coding = empty.then(|| value.trim().to_string());
         }
         // The first line, as the service reads it (`HeaderMap::get`).
         const ORIGIN: &[u8] = b"origin:";
@@ -789,13 +796,15 @@ fn is_final_status_line(bytes: &[u8]) -> bool {
 
 /// The JSON answer replacing hyper's own for a request it could not parse;
 /// `refused_codings`: a `Transfer-Encoding` hyper refused, which makes its
-/// 400 the contract's 501; `version`: a request line's version other than
+/// 400 the contract's 501; `empty_coding`: one that lists an empty element
+/// (`chunked,`), which hyper refuses as malformed, said so; `version`: a request line's version other than
 /// HTTP/1.0 and 1.1, which makes it a 505 (asked only for a 400); and
 /// `header_lines`: the answer's Date and CORS lines (asked only for an
 /// answer replaced, not for each of the service's).
 fn shaped_answer(
     head: &[u8],
     refused_codings: Option<&str>,
+    empty_coding: Option<&str>,
     version: impl FnOnce() -> Option<String>,
     header_lines: impl FnOnce() -> String,
 ) -> Option<Vec<u8>> {
@@ -815,7 +824,13 @@ fn shaped_answer(
             (None, None) => (
                 "400 Bad Request",
                 "bad_request",
-                "the request line or a header is malformed".to_string(),
+                match empty_coding {
+                    Some(value) => format!(
+                        "Transfer-Encoding {} lists an empty coding; send 'chunked'",
+                        onboarding::quote(value)
+                    ),
+                    None => "the request line or a header is malformed".to_string(),
+                },
             ),
         },
         (b"414", _) => (
@@ -869,6 +884,7 @@ impl AsyncWrite for Shaped {
         let answer = shaped_answer(
             buf,
             head.refused.as_deref(),
+            head.empty_coding.as_deref(),
             || head.refused_version(),
             || self.header_lines(),
         );
@@ -999,8 +1015,14 @@ mod tests {
         let method = format!("{} / HTTP/2.0\r\n\r\n", "M".repeat(40));
         assert_eq!(version(&[method.as_bytes()]), None);
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        let shaped =
-            shaped_answer(hyper, None, || Some("HTTP/2.0".to_string()), String::new).unwrap();
+        let shaped = shaped_answer(
+            hyper,
+            None,
+            None,
+            || Some("HTTP/2.0".to_string()),
+            String::new,
+        )
+        .unwrap();
         let shaped = String::from_utf8(shaped).unwrap();
         assert!(
             shaped.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"),
@@ -1111,9 +1133,10 @@ mod tests {
     #[test]
     fn a_refused_transfer_coding_turns_hypers_400_into_a_501() {
         let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        let shaped =
-            String::from_utf8(shaped_answer(hyper, Some("gzip"), || None, String::new).unwrap())
-                .unwrap();
+        let shaped = String::from_utf8(
+            shaped_answer(hyper, Some("gzip"), None, || None, String::new).unwrap(),
+        )
+        .unwrap();
         let body = r#"{"success":false,"error":"transfer coding 'gzip' is not supported; only chunked is","code":"not_implemented"}"#;
         assert_eq!(
             shaped,
@@ -1130,7 +1153,8 @@ mod tests {
         let hyper =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         let shaped =
-            String::from_utf8(shaped_answer(hyper, None, || None, String::new).unwrap()).unwrap();
+            String::from_utf8(shaped_answer(hyper, None, None, || None, String::new).unwrap())
+                .unwrap();
         let body = r#"{"success":false,"error":"the request headers are over the limit of 16384 bytes or 100 fields","code":"headers_too_large"}"#;
         assert_eq!(
             shaped,
@@ -1144,7 +1168,8 @@ mod tests {
         // that version: so does its replacement.
         let hyper = b"HTTP/1.0 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
         let shaped =
-            String::from_utf8(shaped_answer(hyper, None, || None, String::new).unwrap()).unwrap();
+            String::from_utf8(shaped_answer(hyper, None, None, || None, String::new).unwrap())
+                .unwrap();
         assert!(
             shaped.starts_with("HTTP/1.0 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"),
             "{shaped}"
@@ -1152,13 +1177,13 @@ mod tests {
         assert!(shaped.ends_with(body), "{shaped}");
         assert!(is_final_status_line(b"HTTP/1.0 200 OK\r\n"));
         let own = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(shaped_answer(own, None, || None, String::new), None);
+        assert_eq!(shaped_answer(own, None, None, || None, String::new), None);
         assert_eq!(
-            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, || None, String::new),
+            shaped_answer(b"HTTP/1.1 200 OK\r\n\r\n", None, None, || None, String::new),
             None
         );
         assert_eq!(
-            shaped_answer(b"{\"success\":true}", None, || None, String::new),
+            shaped_answer(b"{\"success\":true}", None, None, || None, String::new),
             None
         );
     }
