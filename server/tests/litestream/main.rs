@@ -458,6 +458,44 @@ fn a_read_replica_of_a_folder_without_a_replica_says_so_at_once() {
     }
 }
 
+/// `serve`'s flags are checked as the primary's are, before anything else
+/// (a Python traceback was all a bad `--listen` got, and `*` was taken as
+/// an origin).
+#[test]
+fn a_read_replicas_bad_flags_are_refused_with_the_rule() {
+    for (flag, value, said) in [
+        (
+            "--listen",
+            "127.0.0.1:abc",
+            "argument --listen: '127.0.0.1:abc' is not HOST:PORT with a port from 0 to 65535 \
+             (such as 127.0.0.1:8788)",
+        ),
+        (
+            "--listen",
+            "8788",
+            "argument --listen: '8788' is not HOST:PORT with a port from 0 to 65535 (such as \
+             127.0.0.1:8788)",
+        ),
+        (
+            "--cors-origins",
+            "http://localhost:3000,*",
+            "argument --cors-origins: CORS origin '*' is not scheme://host[:port] (list each \
+             origin; '*' and 'null' are not taken)",
+        ),
+    ] {
+        let out = std::process::Command::new(node::root().join("scripts/read-replica"))
+            .args(["--replica", "none", "serve", flag, value])
+            .output()
+            .expect("run scripts/read-replica");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.ends_with(&format!("read-replica serve: error: {said}\n")),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     let Some(_venv) = node::venv() else { return };
