@@ -1991,6 +1991,15 @@ async fn a_number_another_account_routes_is_said_so_from_verification_to_complet
 
     b.click("#verification-next").await;
     b.step("complete").await;
+    // The summary says it too: "Oui" alone said the agent would take them.
+    assert_eq!(
+        b.eval(
+            "const terms = [...document.querySelectorAll('#summary dt')];
+             return terms.find((t) => t.textContent === 'Numéro vérifié').nextElementSibling.textContent"
+        )
+        .await,
+        "Oui, mais il est déjà actif pour un autre compte : votre agent ne prendra pas ses appels"
+    );
     b.click("#finish").await;
     b.until(
         "the completion message",
@@ -4559,4 +4568,227 @@ async fn a_slow_save_says_it_is_saving() {
         false
     );
     b.quit().await;
+}
+
+/// A server that takes the request and never answers (stopped, or a proxy
+/// that hangs) is given up on past the answer's wait: the banner says the
+/// server does not answer and offers "Réessayer", which saves. Before, the
+/// button stayed busy for ever and "Précédent" was turned away. The page's
+/// waits of 30 s and more are cut to half a second here, and the save's
+/// request is held (as a silent server holds it) until the page aborts it.
+#[tokio::test]
+async fn a_server_that_never_answers_is_given_up_on_with_a_retry() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1024).await;
+    start_and_type_business(&b, EMAIL).await;
+    b.eval(
+        "const real = window.fetch;
+         const wait = window.setTimeout;
+         window.setTimeout = (f, ms, ...rest) => wait(f, ms >= 30000 ? 500 : ms, ...rest);
+         window.held = 0;
+         window.fetch = (path, init) => {
+             if (init.method === 'POST' && path.endsWith('/business') && window.held === 0) {
+                 window.held += 1;
+                 return new Promise((_, reject) => init.signal.addEventListener(
+                     'abort', () => reject(new DOMException('aborted', 'AbortError'))));
+             }
+             return real(path, init);
+         };
+         return true",
+    )
+    .await;
+    b.click("#business-next").await;
+    b.until(
+        "the focus on the retry",
+        "document.activeElement.id === 'retry'",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('offline-text').textContent, window.held,
+                     document.getElementById('form-business').getAttribute('aria-busy')]"
+        )
+        .await,
+        json!([
+            "Le serveur ne répond pas. Ce que vous avez saisi est conservé.",
+            1,
+            null
+        ])
+    );
+    assert_eq!(
+        rows(&server.read_db(), "tenants")[0]["company_name"],
+        json!(null)
+    );
+    b.click("#retry").await;
+    b.step("channels").await;
+    b.quit().await;
+    assert_eq!(saved_business(&server)["company_name"], COMPANY);
+}
+
+/// The crawl's progress, whose read failed while the server was away,
+/// resumes on its own once the server answers: the banner goes without a
+/// click, and the focus stays where it was. Before, the progress stayed
+/// frozen under the banner until "Réessayer" was clicked. On the wizard's
+/// completion and on the dashboard.
+#[tokio::test]
+async fn a_failed_read_of_the_crawl_resumes_on_its_own() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let id = completed_with_a_queued_crawl(&server).await;
+    let b = browser(&server, 1280).await;
+    b.open("/").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.open("/").await;
+    b.step("complete").await;
+    let queued = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
+    b.until(
+        "the crawl's status",
+        &format!("document.getElementById('crawl-status').textContent === '{queued}'"),
+    )
+    .await;
+    for page in ["wizard", "dashboard"] {
+        if page == "dashboard" {
+            open_dashboard(&b, &id).await;
+            b.until(
+                "the crawl's status",
+                &format!("document.getElementById('kb-status').textContent === '{queued}'"),
+            )
+            .await;
+        }
+        count_kb_reads(&b).await;
+        let focused = b.focused().await;
+        b.block(&["*/api/*"]).await;
+        b.until("the banner", "!document.getElementById('offline').hidden")
+            .await;
+        let reads: u64 = b.eval("return window.kbReads").await.as_u64().unwrap();
+        b.block(&[]).await;
+        b.until(
+            &format!("the banner gone by itself ({page})"),
+            "document.getElementById('offline').hidden",
+        )
+        .await;
+        assert!(
+            b.eval("return window.kbReads").await.as_u64().unwrap() > reads,
+            "{page}: no read since the banner"
+        );
+        assert_eq!(b.focused().await, focused, "{page}");
+    }
+    b.quit().await;
+}
+
+/// On the dashboard as in the wizard, a code with no tries left hides its
+/// field and says so by "Renvoyer un code", which takes the focus: the
+/// field stayed, and a sixth try was refused as locked.
+#[tokio::test]
+async fn a_code_with_no_tries_left_leads_to_a_new_one_on_the_dashboard() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
+    let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    let b = browser(&server, 375).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the send button",
+        "!document.getElementById('phone-verify').hidden",
+    )
+    .await;
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    for left in (1..5).rev() {
+        b.fill("code", &wrong(&code)).await;
+        b.click("#verify-code").await;
+        let tries = if left == 1 { "essai" } else { "essais" };
+        b.until(
+            &format!("{left} tries left"),
+            &format!(
+                "document.getElementById('code-error').textContent.startsWith('Code incorrect : il vous reste {left} {tries}.')"
+            ),
+        )
+        .await;
+    }
+    b.fill("code", &wrong(&code)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the code field gone",
+        "document.getElementById('form-verify').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('send-error').textContent, document.getElementById('send-error').hidden,
+                     document.activeElement.id, document.getElementById('code').value]"
+        )
+        .await,
+        json!([
+            said(
+                "Code incorrect, et plus aucun essai : demandez un nouveau code.",
+                "code is wrong; no tries left (send a new code)"
+            ),
+            false,
+            "send-code",
+            ""
+        ])
+    );
+    b.quit().await;
+}
+
+/// Settings saved in another tab after the summary was drawn: "Terminer"
+/// reads the session again, shows the summary as it now is with a note,
+/// and completes only at the next click. It completed with the other
+/// tab's settings under a summary that said otherwise.
+#[tokio::test]
+async fn a_summary_changed_in_another_tab_is_shown_before_completing() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1024).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-skip']").await;
+    b.click("#kb-next").await;
+    b.step("appointments").await;
+    b.click("#appointments-next").await;
+    b.step("verification").await;
+    b.click("#verification-next").await;
+    b.step("complete").await;
+    let summary = "return document.getElementById('summary').textContent";
+    assert!(b.eval(summary).await.as_str().unwrap().contains(COMPANY));
+    let other = json!({"company_name": "Pâtisserie Durand", "industry": "Boulangerie",
+                       "phone": "06 12 34 56 78", "email": EMAIL});
+    saved_in_another_tab(&server, &b, "business", &other.to_string()).await;
+    b.click("#finish").await;
+    b.until(
+        "the note",
+        "!document.getElementById('summary-changed').hidden",
+    )
+    .await;
+    let shown = b.eval(summary).await;
+    assert!(
+        shown.as_str().unwrap().contains("Pâtisserie Durand")
+            && !shown.as_str().unwrap().contains(COMPANY),
+        "{shown}"
+    );
+    assert_eq!(b.focused().await, "summary-changed");
+    assert_eq!(
+        rows(&server.read_db(), "onboarding_sessions")[0]["status"],
+        "in_progress"
+    );
+    b.click("#finish").await;
+    b.until(
+        "the completion message",
+        "document.getElementById('complete-message').innerText",
+    )
+    .await;
+    b.quit().await;
+    let tenant = &rows(&server.read_db(), "tenants")[0];
+    assert_eq!(tenant["company_name"], "Pâtisserie Durand");
+    assert_eq!(
+        rows(&server.read_db(), "onboarding_sessions")[0]["status"],
+        "completed"
+    );
 }

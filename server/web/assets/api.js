@@ -25,6 +25,15 @@ export class NetworkError extends Error {}
 const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * How long an answer may take, from the request sent to its body read: a
+ * server that accepts the connection and never answers (stopped, or behind
+ * a proxy that hangs) left a save waiting for ever, its button busy and
+ * "Précédent" turned away. 30 s, and a second more for each 64 KiB sent:
+ * pasted texts reach 23 MiB, which a slow uplink takes minutes to send.
+ */
+export const answerTimeoutMs = (bytesSent) => 30_000 + Math.ceil(bytesSent / 65_536) * 1000;
+
+/**
  * The server's clock less this browser's, in ms, from the `Date` header of
  * the server's last answer; 0 before any.
  */
@@ -54,25 +63,36 @@ export async function request(method, path, body, { retries = 3, headers = {} } 
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  const timeout = answerTimeoutMs(init.body ? init.body.length : 0);
   for (let attempt = 0; ; attempt += 1) {
     let response;
+    let json = null;
+    // Past the timeout the request is given up, not tried again: the page
+    // offers "Réessayer" at once rather than after minutes of retries.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeout);
     try {
-      response = await fetch(path, init);
-    } catch {
-      if (attempt < retries) {
-        await wait(500 * 2 ** attempt);
-        continue;
+      try {
+        response = await fetch(path, { ...init, signal: controller.signal });
+      } catch {
+        if (controller.signal.aborted) throw new NetworkError('timeout');
+        if (attempt < retries) {
+          await wait(500 * 2 ** attempt);
+          continue;
+        }
+        throw new NetworkError('network');
       }
-      throw new NetworkError('network');
+      try {
+        json = await response.json();
+      } catch {
+        if (controller.signal.aborted) throw new NetworkError('timeout');
+        json = null;
+      }
+    } finally {
+      clearTimeout(timer);
     }
     const date = Date.parse(response.headers.get('Date'));
     if (Number.isFinite(date)) serverOffsetMs = date - Date.now();
-    let json = null;
-    try {
-      json = await response.json();
-    } catch {
-      json = null;
-    }
     if (response.ok) {
       if (json !== null && typeof json === 'object') {
         // A write done: what a call left unanswered before it would do

@@ -25,6 +25,7 @@ import {
   ALREADY_VERIFIED,
   announce,
   announceError,
+  DEAD_CODE,
   BACKGROUND_RETRY_MS,
   check,
   defaultChannel,
@@ -33,6 +34,7 @@ import {
   holdAfterRefusal,
   holdSend,
   holdUntil,
+  offlineReason,
   offlineText,
   requestsBanner,
   resendWait,
@@ -79,14 +81,21 @@ function isolated(text) {
  * goes when "Réessayer" succeeds (the button it was on hides with the
  * banner).
  */
-async function guarded(action, { focus = true, land = 'title' } = {}) {
+async function guarded(action, { focus = true, land = 'title', shown = null } = {}) {
   // A read in the background leaves the banner of a form's request alone
   // (hiding it, or taking its "Réessayer", lost a code that was never
   // sent): it is the form's until its "Réessayer" or its next request.
   const formsBanner = () => !focus && requestsBanner(retryAction);
-  if (!formsBanner()) $('offline').hidden = true;
+  // `shown`: the banner of this read's earlier failure, which a try on its
+  // own leaves up until a read works (hidden for each try, it blinked).
+  const ownBanner = () => Boolean(shown) && retryAction === shown;
+  if (!formsBanner() && !ownBanner()) $('offline').hidden = true;
   try {
     await action();
+    if (ownBanner()) {
+      $('offline').hidden = true;
+      retryAction = null;
+    }
   } catch (error) {
     // A server error (500) is offered "Réessayer" like a network failure:
     // what failed was a read, and the next one may well succeed; shown in
@@ -97,15 +106,25 @@ async function guarded(action, { focus = true, land = 'title' } = {}) {
       setTimeout(() => guarded(action, { focus, land }), BACKGROUND_RETRY_MS);
       return;
     }
+    if ((error instanceof NetworkError || serverFault) && ownBanner() && !$('offline').hidden) {
+      setTimeout(() => ownBanner() && guarded(action, { focus, land, shown }), BACKGROUND_RETRY_MS);
+      return;
+    }
     if (error instanceof NetworkError || serverFault) {
       $('offline-text').textContent = serverFault
         ? `Le serveur a rencontré une erreur (HTTP ${error.status}).`
-        : error.message === 'busy'
-          ? 'Le serveur est occupé.'
-          : 'Connexion au serveur impossible.';
+        : offlineReason(error);
       $('offline').hidden = false;
-      retryAction = { run: () => guarded(action, { focus, land }), land, background: !focus };
-      if (focus) $('retry').focus();
+      const retry = { run: () => guarded(action, { focus, land }), land, background: !focus };
+      retryAction = retry;
+      if (focus) {
+        $('retry').focus();
+      } else {
+        // A read in the background (the crawl's progress) is tried again
+        // on its own while its banner stays: a server back after a restart
+        // took it up again only once "Réessayer" was clicked.
+        setTimeout(() => retryAction === retry && guarded(action, { focus, land, shown: retry }), BACKGROUND_RETRY_MS);
+      }
       return;
     }
     if (error instanceof ApiError && error.code === 'not_found' && !isMissingRoute(error)) {
@@ -301,6 +320,18 @@ async function verifyCode() {
   try {
     answer = await postOnce(sessionPath(id, 'phone/verify'), { code: typedCode($('code').value) });
   } catch (error) {
+    // A code that can no longer work (no tries left, locked, expired):
+    // the way on is a new one, so the code field goes and the message
+    // shows by "Renvoyer", as in the wizard.
+    if (error instanceof ApiError && DEAD_CODE.test(error.message)) {
+      $('form-verify').hidden = true;
+      $('code').value = '';
+      const slot = $('send-error');
+      announceError(writeError(slot, error.message, error));
+      slot.hidden = false;
+      $('send-code').focus();
+      return;
+    }
     // Verified already: from another tab, or by this very code typed
     // there. The number as the session has it now is shown.
     if (!(error instanceof ApiError) || error.status !== 409 || !ALREADY_VERIFIED.test(error.message)) throw error;

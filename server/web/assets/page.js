@@ -29,6 +29,13 @@ export function announce(message) {
   $('announce').textContent = message;
 }
 
+/**
+ * The server's texts for a code that can no longer work (no tries left,
+ * locked, expired, or cancelled by a new business phone): the way on is a
+ * new code, so the code field goes and the message shows by "Renvoyer".
+ */
+export const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
+
 /** The server's texts for a code sent for a number verified already. */
 export const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
 
@@ -190,8 +197,15 @@ export const typedCode = (value) => value.replace(/\s+/g, '');
  * something was typed, which it says is kept.
  */
 export const offlineText = (error, typed = true) =>
-  (error.message === 'busy' ? 'Le serveur est occupé.' : 'Connexion au serveur impossible.') +
-  (typed ? ' Ce que vous avez saisi est conservé.' : '');
+  offlineReason(error) + (typed ? ' Ce que vous avez saisi est conservé.' : '');
+
+/**
+ * Why a request did not get its answer (a `NetworkError`): the server busy
+ * (a 503), silent past the wait (`timeout`), or not reached.
+ */
+export const offlineReason = (error) =>
+  ({ busy: 'Le serveur est occupé.', timeout: 'Le serveur ne répond pas.' })[error.message] ||
+  'Connexion au serveur impossible.';
 
 /** The wait before a read in the background, which met another banner, is tried again. */
 export const BACKGROUND_RETRY_MS = 5000;

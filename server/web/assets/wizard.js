@@ -26,9 +26,11 @@ import { french, writeError } from './messages.js';
 import {
   $,
   ALREADY_VERIFIED,
+  DEAD_CODE,
   announce,
   announceError,
   BACKGROUND_RETRY_MS,
+  offlineReason,
   check,
   defaultChannel,
   dismissBanner,
@@ -149,7 +151,12 @@ async function show(name) {
     await loadCatalog();
   }
   if (name === 'verification') prepareVerification();
-  if (name === 'complete') renderSummary();
+  if (name === 'complete') {
+    // Drawn again from the session just read: a change it announced is
+    // in it now.
+    $('summary-changed').hidden = true;
+    renderSummary();
+  }
   for (const section of document.querySelectorAll('.step')) {
     section.hidden = section.dataset.step !== name;
   }
@@ -1052,13 +1059,6 @@ function codeSent(v) {
 }
 
 /**
- * The server's texts for a code that can no longer work (no tries left,
- * locked, expired, or cancelled by a new business phone): the way on is a
- * new code, so the code field goes and the message shows by "Renvoyer".
- */
-const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
-
-/**
  * Reads the session again and shows its verification as it is: the code
  * field of a pending code, or the verified state. Answers the verification
  * of the saved number, or null (none, or the read failed: the step is then
@@ -1180,7 +1180,13 @@ function renderSummary() {
       const { why, instead } = unverifiable(business.phone);
       said = `Non, et il ne pourra pas l’être : ${why}, et votre agent ne prendra pas ses appels. Enregistrez ${instead} avant de terminer pour le vérifier.`;
     }
-    rows.push(['Numéro vérifié', verified ? 'Oui' : said]);
+    // Verified, but routed by another account: the agent will not take its
+    // calls, as the verification step said; "Oui" alone said otherwise.
+    const taken = verified && verification.is_active === false && TAKEN_ELSEWHERE.test(verification.reason || '');
+    if (verified) {
+      said = taken ? 'Oui, mais il est déjà actif pour un autre compte : votre agent ne prendra pas ses appels' : 'Oui';
+    }
+    rows.push(['Numéro vérifié', said]);
   }
   const kb = steps.kb || {};
   let kbText = KB_LABELS[kb.method] || '—';
@@ -1261,6 +1267,21 @@ async function saveOnLeaving(name) {
 }
 
 async function finish() {
+  // Another tab may have saved other settings since this summary was drawn
+  // (another name, a channel fewer): read again, a summary that changed is
+  // shown for checking instead of completed with what it did not say.
+  const drawn = $('summary').textContent;
+  await refreshSession();
+  if (state.session.status !== 'completed') {
+    renderSummary();
+    if ($('summary').textContent !== drawn) {
+      $('summary-changed').hidden = false;
+      announce($('summary-changed').textContent);
+      $('summary-changed').focus();
+      return;
+    }
+  }
+  $('summary-changed').hidden = true;
   const answer = await post(sessionPath(state.id, 'complete'), {});
   setProgress(100);
   state.session.status = 'completed';
@@ -1295,9 +1316,14 @@ function showKnowledge() {
  * a save in progress would turn away: a read that fails offers
  * "Réessayer", or shows the server's message in the status line.
  */
-async function watch(read) {
+async function watch(read, shown = null) {
   try {
     await read();
+    // The banner a failed read showed goes with the read that worked.
+    if (shown && retryAction === shown) {
+      $('offline').hidden = true;
+      retryAction = null;
+    }
   } catch (error) {
     if (error instanceof NetworkError) {
       // A save's banner stays, with its "Réessayer" (taking it over made
@@ -1307,9 +1333,14 @@ async function watch(read) {
         setTimeout(() => watch(read), BACKGROUND_RETRY_MS);
         return;
       }
-      $('offline-text').textContent = 'Connexion au serveur impossible.';
+      // Its banner shown already: left as it is, tried again later.
+      if (shown && retryAction === shown && !$('offline').hidden) {
+        retryOnItsOwn(read, shown);
+        return;
+      }
+      $('offline-text').textContent = offlineReason(error);
       $('offline').hidden = false;
-      retryAction = {
+      const retry = {
         run: () => {
           // Not a save's banner shown since (run later by `dismissBanner`).
           if (!retryAction || retryAction.background) $('offline').hidden = true;
@@ -1318,12 +1349,26 @@ async function watch(read) {
         land: () => $('h-crawl'),
         background: true,
       };
+      retryAction = retry;
+      retryOnItsOwn(read, retry);
       return;
     }
     if (!(error instanceof ApiError)) console.error(error);
     if (error instanceof ApiError) writeError($('crawl-status'), error.message, error);
     else $('crawl-status').textContent = 'Une erreur inattendue est survenue.';
   }
+}
+
+/**
+ * A background read whose failure shows the banner is tried again on its
+ * own every few seconds while that banner stays: a server back after a
+ * restart took the crawl's progress up again only once "Réessayer" was
+ * clicked.
+ */
+function retryOnItsOwn(read, retry) {
+  setTimeout(() => {
+    if (retryAction === retry) watch(read, retry);
+  }, BACKGROUND_RETRY_MS);
 }
 
 // ------------------------------------------------------------ start
