@@ -64,9 +64,12 @@ pub async fn run(
         tracing::info!(
             %address,
             database = %config.db_path.display(),
-            synchronous = config.synchronous.pragma(),
-            wal_checkpoint = ?config.wal_checkpoint,
-            extension = ?config.extension,
+            synchronous = %config.synchronous.pragma().to_lowercase(),
+            wal_checkpoint = %match config.wal_checkpoint {
+                config::WalCheckpoint::Internal => "internal",
+                config::WalCheckpoint::External => "external",
+            },
+            extension = %config.extension.as_ref().map_or("linked".into(), |p| p.display().to_string()),
             outbox_log = config.outbox_log,
             "serving"
         );

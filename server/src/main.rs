@@ -90,20 +90,33 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
 /// terminal closed: an SSH session dropped) or Ctrl-C, which stop the
 /// server gracefully. A second one, while in-flight requests are waited
 /// for, ends the process at once: whoever presses Ctrl-C twice means it,
-/// and what was not committed rolls back as after a crash.
+/// and what was not committed rolls back as after a crash. Signals within
+/// [`SAME_STOP`] of the first are that first one: a terminal's Ctrl-C
+/// reaches every process of its group, and a wrapper (`scripts/cluster`,
+/// GNU `timeout`) sends its own besides.
 async fn shutdown_signal() {
     let first = next_signal().await;
+    let at = std::time::Instant::now();
     tracing::info!(
         "{first} received: stopping once in-flight requests are answered (a second signal stops at once)"
     );
-    tokio::spawn(async {
-        let second = next_signal().await;
-        tracing::warn!(
-            "{second} received while stopping: at once now, without waiting for in-flight requests"
-        );
-        std::process::exit(130);
+    tokio::spawn(async move {
+        loop {
+            let second = next_signal().await;
+            if at.elapsed() < SAME_STOP {
+                tracing::debug!("{second} received with the first: the same stop");
+                continue;
+            }
+            tracing::warn!(
+                "{second} received while stopping: at once now, without waiting for in-flight requests"
+            );
+            std::process::exit(130);
+        }
     });
 }
+
+/// How soon after the first a signal is taken as the same stop.
+const SAME_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The next stopping signal's name. Once listened for, a signal stays
 /// caught by tokio for the process's life: this is listened for again

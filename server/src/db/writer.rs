@@ -225,9 +225,15 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
     // tasks get "stopped before answering".
     drop(inbox);
     let closed = backend.close();
+    // Which of the two connections (the writer's, the reader's): each says
+    // it closed, and two bare lines read as one said twice.
+    let thread = std::thread::current();
+    let connection = thread
+        .name()
+        .map_or("database", |n| n.trim_start_matches("onboarding-"));
     match &closed {
-        Ok(()) => tracing::info!(transactions, calls, "database closed"),
-        Err(e) => tracing::error!(error = %e, "database did not close cleanly"),
+        Ok(()) => tracing::info!(connection, transactions, calls, "database closed"),
+        Err(e) => tracing::error!(connection, error = %e, "database did not close cleanly"),
     }
     if let Some(done) = close {
         let _ = done.send(closed);
