@@ -892,6 +892,13 @@ impl AsyncWrite for Shaped {
             self.head.answered();
         }
         if let Some(answer) = answer {
+            // The service never saw this request: its log line is written
+            // here (one per request, as the README says), with no route.
+            let status: u16 = std::str::from_utf8(&answer[9..12])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            tracing::info!(route = "-", status, "request refused before routing");
             // hyper's answer counts as written; ours goes out in its place.
             self.pending = Some((answer, 0));
             if let Poll::Ready(Err(e)) = self.poll_pending(cx) {

@@ -1949,3 +1949,35 @@ async fn a_thousand_bodies_all_but_sent_keep_memory_under_100_mb() {
     }
     assert!(refused > 0, "no body was refused");
 }
+
+/// A request hyper refuses before the service sees it (a version other
+/// than HTTP/1.x, a coding it cannot read) has its log line too, as every
+/// request does: an operator chasing a client's failures saw nothing.
+#[test]
+fn a_request_refused_before_routing_is_logged() {
+    use std::io::{Read, Write};
+    let server = Spawned::start(&[]);
+    for (request, status) in [
+        ("GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
+    ] {
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        let line = format!("request refused before routing route=\"-\" status={status}");
+        let mut logged = false;
+        for _ in 0..100 {
+            logged = server.log_text().contains(&line);
+            if logged {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(logged, "no {line:?} in:\n{}", server.log_text());
+    }
+}
