@@ -252,12 +252,13 @@ pub struct Args {
               .range(1024..=crate::http::BODIES_IN_FLIGHT_BYTES as u64))]
     pub max_body_bytes: usize,
 
-    /// Largest body of the kb step in bytes (pasted documents; at least
-    /// 1024, and never below --max-body-bytes); larger ones are refused
-    /// with 413. Such bodies hold twice this in all as their bytes arrive
-    /// (503 past it), and two at a time are stored.
+    /// Largest body of the kb step in bytes (pasted documents; from
+    /// --max-body-bytes to the default, the largest valid documents); larger
+    /// ones are refused with 413. Such bodies hold twice this in all as their
+    /// bytes arrive (503 past it), and two at a time are stored.
     #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1024..=DEFAULT_MAX_DOCUMENTS_BODY_BYTES as u64))]
     pub max_documents_body_bytes: usize,
 
     /// Sessions one client address (an IPv6 one's /64) may create per window (429 past it): that many
@@ -420,6 +421,14 @@ impl Args {
     /// each message (a phone code) as an info line, so a log level that
     /// hides those would mark codes sent that nobody can read.
     pub fn check(&self) -> Result<(), String> {
+        // It was raised to --max-body-bytes without a word.
+        if self.max_documents_body_bytes < self.max_body_bytes {
+            return Err(format!(
+                "--max-documents-body-bytes {} is below --max-body-bytes {}: the kb step's \
+                 limit is at least every other body's",
+                self.max_documents_body_bytes, self.max_body_bytes
+            ));
+        }
         if self.outbox_log && self.log_level < tracing::level_filters::LevelFilter::INFO {
             return Err(format!(
                 "--outbox-log writes each message as an info line: it needs --log-level info, \
@@ -1069,6 +1078,25 @@ mod tests {
             "error: invalid value 'app.example' for '--cors-origins <CORS_ORIGINS>': \
              'app.example' has no scheme:// (http:// or https://); expected an origin as a \
              browser sends it, scheme://host[:port], e.g. https://app.example.fr"
+        );
+        // Past the largest valid documents, a body is refused all the same,
+        // after it was held in memory.
+        assert_eq!(
+            refused(&["--max-documents-body-bytes", "24089537"]),
+            "error: invalid value '24089537' for '--max-documents-body-bytes \
+             <MAX_DOCUMENTS_BODY_BYTES>': 24089537 is not in 1024..=24089536"
+        );
+        let under =
+            Args::try_parse_from(["onboarding-server", "--max-documents-body-bytes", "2048"])
+                .unwrap()
+                .check();
+        assert_eq!(
+            under,
+            Err(
+                "--max-documents-body-bytes 2048 is below --max-body-bytes 65536: the kb \
+                 step's limit is at least every other body's"
+                    .to_string()
+            )
         );
         assert_eq!(
             refused(&["--max-body-bytes", "0"]),
