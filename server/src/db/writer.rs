@@ -232,8 +232,10 @@ fn serve(mut backend: Box<dyn Backend>, mut inbox: mpsc::Receiver<Message>) {
         .name()
         .map_or("database", |n| n.trim_start_matches("onboarding-"));
     match &closed {
-        Ok(()) => tracing::info!(connection, transactions, calls, "database closed"),
-        Err(e) => tracing::error!(connection, error = %e, "database did not close cleanly"),
+        Ok(()) => tracing::info!(connection = %connection, transactions, calls, "database closed"),
+        Err(e) => {
+            tracing::error!(connection = %connection, error = %e, "database did not close cleanly")
+        }
     }
     if let Some(done) = close {
         let _ = done.send(closed);

@@ -157,6 +157,11 @@ fn a_killed_server_loses_no_acknowledged_write() {
     let restored = dir.path().join("restored.db");
     let drill = restore_drill(&replica, &restored);
     assert_eq!(drill.integrity_check, "ok");
+    // The check's read-only connection left nothing beside the file.
+    for suffix in ["-wal", "-shm"] {
+        let beside = PathBuf::from(format!("{}{suffix}", restored.display()));
+        assert!(!beside.exists(), "{} left behind", beside.display());
+    }
     let from_replica = open(&restored);
     assert_eq!(
         missing(&acked, &completed(&from_replica)),
@@ -281,7 +286,10 @@ fn a_clean_stop_under_litestream_exits_zero() {
     let status = node.stop();
     let log = node.log.text();
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("database closed transactions="), "{log}");
+    assert!(
+        log.contains("database closed connection=writer transactions="),
+        "{log}"
+    );
     assert!(!log.contains("did not close cleanly"), "{log}");
     // Litestream synced the last commits on its way out.
     let drill = restore_drill(&replica, &dir.path().join("restored.db"));
@@ -333,7 +341,10 @@ fn a_server_whose_litestream_dies_stops_rather_than_serve_without_a_replica() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let log = node.log.text();
-    assert!(log.contains("database closed transactions="), "{log}");
+    assert!(
+        log.contains("database closed connection=writer transactions="),
+        "{log}"
+    );
     assert!(
         std::net::TcpStream::connect(node.addr).is_err(),
         "nothing answers at {} any more",
