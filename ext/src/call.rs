@@ -14,7 +14,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement};
 
 use crate::env::Env;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{quote, Error, ErrorKind, Result};
 use crate::kb::Settings;
 
 /// The arguments and surroundings of one call.
@@ -400,13 +400,14 @@ impl<'a> Call<'a> {
 
     /// Argument `idx` as an integer (a real of integer value counts).
     pub fn integer(&self, idx: usize, name: &str) -> Result<i64> {
+        // The value quoted, as every refusal quotes what it refuses.
         let got = match self.args.get_raw(idx)? {
             ValueRef::Integer(n) => return Ok(n),
             ValueRef::Real(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => return Ok(x as i64),
-            ValueRef::Real(_) => "a real",
+            ValueRef::Real(x) => format!("the real {x}"),
             ValueRef::Null => return Err(Error::invalid_field(format!("{name} is required"))),
-            ValueRef::Text(_) => "text",
-            ValueRef::Blob(_) => "a blob",
+            ValueRef::Text(t) => format!("the text {}", quote(&String::from_utf8_lossy(t))),
+            ValueRef::Blob(b) => format!("a blob of {} bytes", b.len()),
         };
         Err(Error::invalid_field(format!(
             "{name} must be an integer, got {got}"

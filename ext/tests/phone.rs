@@ -1533,7 +1533,15 @@ fn outbox_argument_rules() {
         ),
         (
             "SELECT onboarding_outbox_claim('w', '60')",
-            "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got text",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got the text '60'",
+        ),
+        (
+            "SELECT onboarding_outbox_claim('w', 60.5)",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got the real 60.5",
+        ),
+        (
+            "SELECT onboarding_outbox_claim('w', x'3630')",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got a blob of 2 bytes",
         ),
         (
             "SELECT onboarding_outbox_claim(' ', 60)",
