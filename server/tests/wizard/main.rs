@@ -4792,3 +4792,38 @@ async fn a_summary_changed_in_another_tab_is_shown_before_completing() {
         "completed"
     );
 }
+
+/// A count in a French message has its thousands apart, as French writes
+/// numbers ("200 001 caractères, 200 000 au plus": it read "200001").
+#[tokio::test]
+async fn a_text_too_long_is_said_with_its_thousands_apart() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    start_and_fill_business(&b, EMAIL).await;
+    fill_channels_and_agent(&b).await;
+    b.click("label[for='method-documents']").await;
+    b.fill("document-1-title", "Tarifs").await;
+    // Typed in at once: 200,001 key presses would take minutes.
+    b.eval(
+        "const content = document.getElementById('document-1-content');
+         content.value = 'a'.repeat(200001);
+         content.dispatchEvent(new Event('input', { bubbles: true }));
+         return true",
+    )
+    .await;
+    b.click("#kb-next").await;
+    b.until(
+        "the text's error",
+        "!document.getElementById('document-1-content-error').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.text_content("document-1-content-error").await,
+        said(
+            "Texte 1 : Le contenu est trop long : 200\u{202f}001 caractères, 200\u{202f}000 au plus.",
+            "documents[0].content is 200001 characters long; at most 200000 are allowed"
+        )
+    );
+    b.quit().await;
+}

@@ -41,6 +41,8 @@ const subject = (field) => (FIELD_NAMES[field] || ['Ce champ'])[0];
 const agreed = (field, masculine, feminine) => ((FIELD_NAMES[field] || [])[1] ? feminine : masculine);
 /** `1er`, `2e`, `1 234e`: a place in a text, as French writes it. */
 const ordinal = (n) => (n === 1 ? '1er' : `${n.toLocaleString('fr-FR')}e`);
+/** `200 000`: a count as French writes it, its thousands apart. */
+const count = (digits) => Number(digits).toLocaleString('fr-FR');
 
 /** `retry after N s` (or the Retry-After header) as French words. */
 export function delay(seconds) {
@@ -81,9 +83,9 @@ const RULES = [
   [/^(\w+) is required\b/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) must not be empty/, (m) => `${subject(m[1])} est obligatoire.`],
   [/^(\w+) is (\d+) characters long; at most (\d+) are allowed/,
-    (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${m[2]} caractères, ${m[3]} au plus.`],
+    (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${count(m[2])} caractères, ${count(m[3])} au plus.`],
   [/^(\w+) is longer than (\d+) characters/,
-    (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${m[2]} caractères au plus.`],
+    (m) => `${subject(m[1])} est ${agreed(m[1], 'trop long', 'trop longue')} : ${count(m[2])} caractères au plus.`],
   // The field, then perhaps its value quoted (which may itself say
   // anything): the rule is the message's end.
   // Pasted texts may hold line breaks and tabs: the character is another.
