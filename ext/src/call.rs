@@ -404,7 +404,8 @@ impl<'a> Call<'a> {
         let got = match self.args.get_raw(idx)? {
             ValueRef::Integer(n) => return Ok(n),
             ValueRef::Real(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => return Ok(x as i64),
-            ValueRef::Real(x) => format!("the real {x}"),
+            // Debug: 1e300 in five characters, where Display writes 301.
+            ValueRef::Real(x) => format!("the real {x:?}"),
             ValueRef::Null => return Err(Error::invalid_field(format!("{name} is required"))),
             ValueRef::Text(t) => format!("the text {}", quote(&String::from_utf8_lossy(t))),
             ValueRef::Blob(b) => format!("a blob of {} bytes", b.len()),

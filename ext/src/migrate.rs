@@ -165,6 +165,40 @@ fn library_tables() -> Vec<String> {
     tables
 }
 
+/// A TEMP table or view named as one of the library's tables: the
+/// migration files name their tables alone (as they must inside triggers),
+/// and SQLite looks for such a name in `temp` first, so an `ALTER TABLE`
+/// or a `CREATE INDEX` would change the TEMP one (a report's snapshot,
+/// `CREATE TEMP TABLE … AS SELECT …`), the version recorded and the
+/// database's table left without its column for good. Refused, saying
+/// what to do.
+fn refuse_shadowing_temp_tables(conn: &Connection) -> Result<()> {
+    let mut names = library_tables();
+    names.extend(
+        [
+            "onboarding_schema_migrations",
+            "kb_chunks_index",
+            "kb_chunks_fts",
+        ]
+        .map(String::from),
+    );
+    let mut stmt = conn.prepare(
+        "SELECT type, name FROM temp.sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+    )?;
+    let temp: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some((kind, name)) = temp.iter().find(|(_, t)| names.contains(t)) {
+        return Err(Error::internal(format!(
+            "this connection has a TEMP {kind} named {name}, as the library's table: a \
+             migration from it would change that one instead; run DROP {} temp.{name} (or \
+             migrate from another connection)",
+            kind.to_uppercase()
+        )));
+    }
+    Ok(())
+}
+
 /// The highest version applied; 0 in an empty bookkeeping table.
 const CURRENT_VERSION: &str =
     "SELECT coalesce(max(version), 0) FROM main.onboarding_schema_migrations";
@@ -190,6 +224,7 @@ fn migrate_with(conn: &Connection, env: &dyn Env, migrations: &[Migration]) -> R
     if conn.is_autocommit() && up_to_date(conn, migrations, latest)? {
         return Ok(latest);
     }
+    refuse_shadowing_temp_tables(conn)?;
     in_savepoint(conn, || {
         // The bookkeeping table is the migrator's own, so it lives here
         // rather than in a numbered file.

@@ -1540,6 +1540,10 @@ fn outbox_argument_rules() {
             "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got the real 60.5",
         ),
         (
+            "SELECT onboarding_outbox_claim('w', 1e300)",
+            "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got the real 1e300",
+        ),
+        (
             "SELECT onboarding_outbox_claim('w', x'3630')",
             "onboarding_outbox_claim: invalid_field: lease_seconds must be an integer, got a blob of 2 bytes",
         ),

@@ -204,3 +204,35 @@ fn tables_in_an_attached_database_are_not_the_librarys() {
         .unwrap();
     assert_eq!(sessions, 1);
 }
+
+/// A migration from a connection with a TEMP table named as one of the
+/// library's is refused, saying what to do: the files name their tables
+/// alone, so their `CREATE INDEX` and `ALTER TABLE` went to the TEMP one
+/// (an upgrade recorded its version and left the database's table without
+/// its column for good; a first migration failed half-way).
+#[test]
+fn a_migration_under_a_temp_table_of_the_same_name_is_refused() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    onboarding::register_with(&conn, onboarding::PinnedEnv::new(common::T0, 7)).unwrap();
+    conn.execute_batch("CREATE TEMP TABLE kb_documents (id INTEGER)")
+        .unwrap();
+    let refused = conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        refused,
+        "onboarding_migrate: internal: this connection has a TEMP table named kb_documents, \
+         as the library's table: a migration from it would change that one instead; run DROP \
+         TABLE temp.kb_documents (or migrate from another connection)"
+    );
+    let made: i64 = conn
+        .query_row("SELECT count(*) FROM main.sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(made, 0);
+    conn.execute_batch("DROP TABLE temp.kb_documents").unwrap();
+    let version: i64 = conn
+        .query_row("SELECT onboarding_migrate()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, onboarding::latest_version());
+}
