@@ -305,7 +305,7 @@ fn shut(db: Database) -> Result<(), String> {
     let checkpoint = match checkpointer {
         Some(checkpointer) => {
             checkpointer.stop();
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            conn.query_row("PRAGMA main.wal_checkpoint(TRUNCATE)", [], |r| {
                 r.get::<_, i64>(0)
             })
             .map_err(|e| format!("checkpoint failed: {}", error_text(&e)))

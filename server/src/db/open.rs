@@ -49,24 +49,18 @@ pub(super) struct Database {
 
 /// Opens the database as the server needs it; every error names its step.
 /// `log_failure` is shared with the syncer and the reader. A start refused
-/// leaves the file as it found it: one it created (an `--extension` that
-/// does not load) is removed, and one of a newer schema is refused before
+/// leaves the file as it found it: an `--extension` is checked on a
+/// connection in memory before the file is opened (a failed load left a
+/// new onboarding.db), and a file of a newer schema is refused before
 /// anything is written to it (its switch to WAL mode came first, and
 /// changed its header for good).
 pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Database, String> {
-    let existed = options.path.exists();
-    let opened = open_file(options, log_failure);
-    if opened.is_err() && !existed {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut name = options.path.clone().into_os_string();
-            name.push(suffix);
-            let _ = std::fs::remove_file(name);
-        }
+    if let Some(so) = &options.extension {
+        let memory = Connection::open_in_memory()
+            .map_err(|e| format!("cannot open a database in memory: {e}"))?;
+        load_extension(&memory, so)?;
+        refuse_missing_forms(&memory, so)?;
     }
-    opened
-}
-
-fn open_file(options: &Options, log_failure: LogFailure) -> Result<Database, String> {
     let path = options.path.display();
     let vfs = gather::register()?;
     let conn = connect(
@@ -84,22 +78,6 @@ fn open_file(options: &Options, log_failure: LogFailure) -> Result<Database, Str
     ))
     .map_err(|e| format!("cannot configure {path}: {e}"))?;
     let statements = functions(&conn, options)?;
-    // An `--extension` older than this server can lack a form it calls
-    // (a client's Idempotency-Key calls the keyed ones): every such call
-    // would fail with "wrong number of arguments", as a 500. Refused
-    // before it migrates anything.
-    if let Some(so) = &options.extension {
-        let missing: Option<String> = conn
-            .query_row(&missing_forms_sql(), [], |r| r.get(0))
-            .map_err(|e| format!("cannot list the functions of {path}: {}", error_text(&e)))?;
-        if let Some(missing) = missing {
-            return Err(format!(
-                "--extension {} lacks {missing}, which this server calls (build this \
-                 source's with `make loadable`)",
-                so.display()
-            ));
-        }
-    }
     // Migrated before the switch to WAL mode, the first write: a file of a
     // newer schema is refused untouched.
     conn.query_row("SELECT onboarding_migrate()", [], |r| r.get::<_, i64>(0))
@@ -181,6 +159,30 @@ pub(super) fn connect(
     conn.execute_batch(&format!("PRAGMA synchronous = {}", synchronous.pragma()))
         .map_err(|e| format!("cannot configure {shown}: {e}"))?;
     Ok(conn)
+}
+
+/// An `--extension` older than this server can lack a form it calls (a
+/// client's Idempotency-Key calls the keyed ones): every such call would
+/// fail with "wrong number of arguments", as a 500. Refused before the
+/// database is opened.
+fn refuse_missing_forms(conn: &Connection, so: &std::path::Path) -> Result<(), String> {
+    let missing: Option<String> = conn
+        .query_row(&missing_forms_sql(), [], |r| r.get(0))
+        .map_err(|e| {
+            format!(
+                "cannot list the functions of {}: {}",
+                so.display(),
+                error_text(&e)
+            )
+        })?;
+    match missing {
+        Some(missing) => Err(format!(
+            "--extension {} lacks {missing}, which this server calls (build this source's with \
+             `make loadable`)",
+            so.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 fn load_extension(conn: &Connection, so: &std::path::Path) -> Result<(), String> {
