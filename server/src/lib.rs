@@ -163,7 +163,16 @@ pub async fn run_crawler(
                 abort.abort();
             }
             all.await;
-            Vec::new()
+            // `--once` promises nothing left due: stopped before that, it
+            // fails (a dropped SSH session looked like a crawl done to
+            // `crawl --once && …`). Waiting for jobs, a stop is its end.
+            if once {
+                vec!["stopped by a signal before every due job was crawled: those left are \
+                      queued for the next run"
+                    .to_string()]
+            } else {
+                Vec::new()
+            }
         }
     };
     crawl::release_held(&writer, &crawl_config).await;

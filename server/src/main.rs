@@ -98,25 +98,30 @@ async fn shutdown_signal() {
     let first = next_signal().await;
     let at = std::time::Instant::now();
     tracing::info!(
-        "{first} received: stopping once in-flight requests are answered (a second signal stops at once)"
+        "{first} received: stopping once the work in hand is done (a second signal stops at once)"
     );
     tokio::spawn(async move {
         loop {
             let second = next_signal().await;
             if at.elapsed() < SAME_STOP {
-                tracing::debug!("{second} received with the first: the same stop");
+                tracing::info!(
+                    "{second} received with the first (within {} ms): the same stop",
+                    SAME_STOP.as_millis()
+                );
                 continue;
             }
             tracing::warn!(
-                "{second} received while stopping: at once now, without waiting for in-flight requests"
+                "{second} received while stopping: at once now, without waiting for the work in hand"
             );
             std::process::exit(130);
         }
     });
 }
 
-/// How soon after the first a signal is taken as the same stop.
-const SAME_STOP: std::time::Duration = std::time::Duration::from_secs(1);
+/// How soon after the first a signal is taken as the same stop: a
+/// wrapper's arrives within milliseconds of the terminal's, a person's
+/// second Ctrl-C later than this.
+const SAME_STOP: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The next stopping signal's name. Once listened for, a signal stays
 /// caught by tokio for the process's life: this is listened for again

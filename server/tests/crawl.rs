@@ -3049,3 +3049,68 @@ async fn a_crawl_logs_its_counters_page_by_page() {
     );
     server.stop().await;
 }
+
+/// `crawl --once` stopped by a signal before its due jobs were crawled
+/// exits 1, saying so, its job given back: it exited 0, and a dropped SSH
+/// session looked like a crawl done to `crawl --once && …`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_once_stopped_by_a_signal_fails() {
+    use std::io::BufRead;
+    let (addr, _) = tiny_site(three_pages);
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 0,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        ..CrawlConfig::default()
+    };
+    let db_path = config.db_path.clone();
+    let mut server = TestServer::start(config, dir).await;
+    completed_website_session(&server, "a@salon-stop.fr", &format!("http://{addr}/")).await;
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .arg("--db")
+            .arg(&db_path)
+            .args(["--crawl-allow-host", &addr.to_string()])
+            .args(["crawl", "--once"])
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = Vec::new();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        // The first page crawled, then SIGTERM (bounded: the crawl's lines).
+        for line in lines.by_ref().take(50) {
+            let line = line.unwrap();
+            let first_page = line.contains(": crawl page ");
+            log.push(line);
+            if first_page {
+                break;
+            }
+        }
+        std::process::Command::new("kill")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        log.extend(lines.map_while(Result::ok));
+        (child.wait().unwrap(), log.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(
+            "onboarding-server: error: stopped by a signal before every due job was crawled: \
+             those left are queued for the next run"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("a stopped worker's job given back"), "{log}");
+    let job = server
+        .read_db()
+        .query_row("SELECT status FROM kb_crawl_jobs", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap();
+    assert_eq!(job, "queued");
+    server.stop().await;
+}
