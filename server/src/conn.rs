@@ -708,10 +708,17 @@ impl HeadWatch {
             let codings = crate::http::coding_names(&self.line[NAME.len()..]);
             let cut = self.line_len > self.line.len();
             let chunked_last = !cut && codings.last().is_some_and(|c| c == "chunked");
-            self.refused = (!chunked_last).then(|| codings.join(", "));
             let value = String::from_utf8_lossy(&self.line[NAME.len()..]);
-            let empty = !cut && value.split(',').any(|c| c.trim().is_empty());
-            self.empty_coding = empty.then(|| value.trim().to_string());
+            // hyper reads the last element: an empty one there (`chunked,`,
+            // or no coding at all) is what it refuses; one before the last
+            // (`,chunked`) it takes.
+            let empty_last = !cut
+                && value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().is_empty());
+            self.empty_coding = empty_last.then(|| value.trim().to_string());
+            self.refused = (!chunked_last && !empty_last).then(|| codings.join(", "));
         }
         // The first line, as the service reads it (`HeaderMap::get`).
         const ORIGIN: &[u8] = b"origin:";

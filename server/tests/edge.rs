@@ -1413,7 +1413,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 34] = [
+    let cases: [(&str, u16, &str); 36] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -1540,6 +1540,20 @@ async fn malformed_framing_gets_json_errors() {
              Transfer-Encoding: chunked,\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
             400,
             r#"{"success":false,"error":"Transfer-Encoding 'chunked,' lists an empty coding; send 'chunked'","code":"bad_request"}"#,
+        ),
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: \r\n\r\n{}",
+            400,
+            r#"{"success":false,"error":"Transfer-Encoding '' lists an empty coding; send 'chunked'","code":"bad_request"}"#,
+        ),
+        // An empty element before the last is taken (RFC 9110 5.6.1), and
+        // not blamed for another header's fault.
+        (
+            "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: ,chunked\r\nBad Header: y\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"the request line or a header is malformed","code":"bad_request"}"#,
         ),
         (
             "GET /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\n",
@@ -1718,6 +1732,14 @@ async fn malformed_framing_gets_json_errors() {
         assert_eq!((reply.status, reply.body), (status, body));
     }
     assert_eq!(count(&server, "tenants"), 0);
+    // An empty element before the last is taken (RFC 9110 5.6.1).
+    let taken = send_raw(
+        server.addr,
+        b"POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: ,chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(taken.status, 201, "{}", taken.body);
     server.stop().await;
 }
 
