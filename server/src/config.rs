@@ -248,8 +248,8 @@ pub struct Args {
     /// Largest request body in bytes (1024 to 8 MiB, what the bodies
     /// arriving at once share); larger ones are refused with 413.
     #[arg(long, env = "ONBOARDING_MAX_BODY_BYTES", default_value_t = 64 * 1024,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
-              .range(1024..=crate::http::BODIES_IN_FLIGHT_BYTES as u64))]
+          value_parser = clap::builder::RangedI64ValueParser::<usize>::new()
+              .range(1024..=crate::http::BODIES_IN_FLIGHT_BYTES as i64))]
     pub max_body_bytes: usize,
 
     /// Largest body of the kb step in bytes (pasted documents; from
@@ -257,8 +257,8 @@ pub struct Args {
     /// ones are refused with 413. Such bodies hold twice this in all as their
     /// bytes arrive (503 past it), and two at a time are stored.
     #[arg(long, env = "ONBOARDING_MAX_DOCUMENTS_BODY_BYTES", default_value_t = DEFAULT_MAX_DOCUMENTS_BODY_BYTES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
-              .range(1024..=DEFAULT_MAX_DOCUMENTS_BODY_BYTES as u64))]
+          value_parser = clap::builder::RangedI64ValueParser::<usize>::new()
+              .range(1024..=DEFAULT_MAX_DOCUMENTS_BODY_BYTES as i64))]
     pub max_documents_body_bytes: usize,
 
     /// Sessions one client address (an IPv6 one's /64) may create per window (429 past it): that many
@@ -274,7 +274,7 @@ pub struct Args {
         default_value_t = 60,
         // Bounded: a window of 2^64 s made every create panic adding it to
         // the clock.
-        value_parser = clap::value_parser!(u64).range(1..=MAX_RATE_WINDOW_SECS)
+        value_parser = clap::builder::RangedI64ValueParser::<u64>::new().range(1..=MAX_RATE_WINDOW_SECS as i64)
     )]
     pub create_rate_window_secs: u64,
 
@@ -294,8 +294,10 @@ pub struct Args {
     #[arg(long, global = true, env = "ONBOARDING_EXTENSION", value_parser = parse_extension)]
     pub extension: Option<PathBuf>,
 
-    /// Seconds shutdown waits for in-flight requests before closing anyway.
-    #[arg(long, env = "ONBOARDING_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    /// Seconds shutdown waits for in-flight requests before closing anyway
+    /// (at most a day).
+    #[arg(long, env = "ONBOARDING_SHUTDOWN_GRACE_SECS", default_value_t = 30,
+          value_parser = clap::builder::RangedI64ValueParser::<u64>::new().range(0..=86_400))]
     pub shutdown_grace_secs: u64,
 
     /// Milliseconds a call waits for another process's lock on the database
@@ -303,18 +305,18 @@ pub struct Args {
     /// answered 503; at most
     /// 2147483647 (SQLite's bound).
     #[arg(long, global = true, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000,
-          value_parser = clap::value_parser!(u64).range(0..=2_147_483_647))]
+          value_parser = clap::builder::RangedI64ValueParser::<u64>::new().range(0..=2_147_483_647))]
     pub busy_timeout_ms: u64,
 
     /// Open connections, all clients together; past it new ones get 503.
     #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
     /// Open connections from one client address (an IPv6 one's /64); past
     /// it new ones get 429. Trusted proxies (--trust-proxy) are exempt.
     #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
     pub max_connections_per_ip: usize,
 
     /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For
@@ -753,6 +755,21 @@ mod tests {
             workers("65"),
             Err("error: invalid value '65' for '--crawl-workers <CRAWL_WORKERS>': 65 is not in 0..=64".into())
         );
+        // The same for every number a flag takes.
+        for (flag, range) in [
+            ("--busy-timeout-ms", "0..=2147483647"),
+            ("--shutdown-grace-secs", "0..=86400"),
+            ("--max-connections", "1.."),
+        ] {
+            let said = Args::try_parse_from(["onboarding-server", flag, "-5"])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                said.starts_with(&format!("error: invalid value '-5' for '{flag} <"))
+                    && said.contains(&format!("-5 is not in {range}")),
+                "{said}"
+            );
+        }
         assert_eq!(
             workers("-1"),
             Err("error: invalid value '-1' for '--crawl-workers <CRAWL_WORKERS>': -1 is not in 0..=64".into())
