@@ -118,6 +118,10 @@ pub const DEFAULT_CREATE_RATE_LIMIT: u32 = 600;
 /// once, each at its own pace of a page a second or slower.
 pub const MAX_CRAWL_WORKERS: i64 = 64;
 
+/// The most `--max-connections` and `--max-connections-per-ip` take: past
+/// it, the open-file limit lowers them anyway.
+const MAX_CONNECTIONS_FLAG: i64 = 1 << 20;
+
 /// The longest window `--create-rate-window-secs` takes: 31 days.
 pub const MAX_RATE_WINDOW_SECS: u64 = 31 * 24 * 3600;
 
@@ -310,13 +314,13 @@ pub struct Args {
 
     /// Open connections, all clients together; past it new ones get 503.
     #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
+          value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..=MAX_CONNECTIONS_FLAG))]
     pub max_connections: usize,
 
     /// Open connections from one client address (an IPv6 one's /64); past
     /// it new ones get 429. Trusted proxies (--trust-proxy) are exempt.
     #[arg(long, env = "ONBOARDING_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP,
-          value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
+          value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..=MAX_CONNECTIONS_FLAG))]
     pub max_connections_per_ip: usize,
 
     /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For
@@ -759,7 +763,7 @@ mod tests {
         for (flag, range) in [
             ("--busy-timeout-ms", "0..=2147483647"),
             ("--shutdown-grace-secs", "0..=86400"),
-            ("--max-connections", "1.."),
+            ("--max-connections", "1..=1048576"),
         ] {
             let said = Args::try_parse_from(["onboarding-server", flag, "-5"])
                 .unwrap_err()
