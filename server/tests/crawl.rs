@@ -2997,12 +2997,10 @@ fn three_pages(path: &str, _: usize) -> (&'static str, String, String) {
     }
 }
 
-/// A crawl shows its progress while it runs: a line when it starts, then
-/// one per page with the job's counters. The crawl command logged nothing
-/// between "crawling" and "crawl finished", a minute of silence for a
-/// site of 50 pages.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crawl_logs_its_counters_page_by_page() {
+/// A server without a crawler (the crawl command's to run) and a session of
+/// `email` completed with the site of [`three_pages`] queued: the server,
+/// its database file and the site's address (allowed).
+async fn three_pages_queued(email: &str) -> (TestServer, std::path::PathBuf, std::net::SocketAddr) {
     let (addr, _) = tiny_site(three_pages);
     let (mut config, dir) = temp_config();
     config.crawl = CrawlConfig {
@@ -3011,8 +3009,18 @@ async fn a_crawl_logs_its_counters_page_by_page() {
         ..CrawlConfig::default()
     };
     let db_path = config.db_path.clone();
-    let mut server = TestServer::start(config, dir).await;
-    completed_website_session(&server, "a@salon-trois.fr", &format!("http://{addr}/")).await;
+    let server = TestServer::start(config, dir).await;
+    completed_website_session(&server, email, &format!("http://{addr}/")).await;
+    (server, db_path, addr)
+}
+
+/// A crawl shows its progress while it runs: a line when it starts, then
+/// one per page with the job's counters. The crawl command logged nothing
+/// between "crawling" and "crawl finished", a minute of silence for a
+/// site of 50 pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_logs_its_counters_page_by_page() {
+    let (mut server, db_path, addr) = three_pages_queued("a@salon-trois.fr").await;
     let (ok, log) = tokio::task::spawn_blocking(move || {
         output_of(
             std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
@@ -3056,16 +3064,7 @@ async fn a_crawl_logs_its_counters_page_by_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crawl_once_stopped_by_a_signal_fails() {
     use std::io::BufRead;
-    let (addr, _) = tiny_site(three_pages);
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 0,
-        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
-        ..CrawlConfig::default()
-    };
-    let db_path = config.db_path.clone();
-    let mut server = TestServer::start(config, dir).await;
-    completed_website_session(&server, "a@salon-stop.fr", &format!("http://{addr}/")).await;
+    let (mut server, db_path, addr) = three_pages_queued("a@salon-stop.fr").await;
     let (status, log) = tokio::task::spawn_blocking(move || {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
             .arg("--db")

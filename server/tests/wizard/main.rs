@@ -4057,41 +4057,7 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
     let b = browser(&server, 360).await;
     to_the_verification(&b).await;
     let code = a_code_sent(&b, &gateway).await;
-    for left in (1..5).rev() {
-        b.fill("code", &wrong(&code)).await;
-        b.click("#verify-code").await;
-        let tries = if left == 1 { "essai" } else { "essais" };
-        b.until(
-            &format!("{left} tries left"),
-            &format!(
-                "document.getElementById('code-error').textContent.startsWith('Code incorrect : il vous reste {left} {tries}.')"
-            ),
-        )
-        .await;
-    }
-    b.fill("code", &wrong(&code)).await;
-    b.click("#verify-code").await;
-    b.until(
-        "the code field gone",
-        "document.getElementById('form-verify').hidden",
-    )
-    .await;
-    assert_eq!(
-        b.eval(
-            "return [document.getElementById('send-error').textContent, document.getElementById('send-error').hidden,
-                     document.activeElement.id, document.getElementById('code').value]"
-        )
-        .await,
-        json!([
-            said(
-                "Code incorrect, et plus aucun essai : demandez un nouveau code.",
-                "code is wrong; no tries left (send a new code)"
-            ),
-            false,
-            "send-code",
-            ""
-        ])
-    );
+    five_wrong_codes_lead_to_a_new_one(&b, &code).await;
     // Back to the business step for another number: what was said of the
     // old number's code is gone, and the new number's first code is sent.
     b.click("#step-verification .back").await;
@@ -4126,6 +4092,48 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
         json!(["+33655443322", true, "", "Envoyer le code"])
     );
     b.quit().await;
+}
+
+/// Five wrong codes for `code`, each wrong one counting the tries down: the
+/// fifth leaves none, its field goes and "Envoyer"/"Renvoyer un code"
+/// takes the focus with the message beside it (the wizard's and the
+/// dashboard's verification alike).
+async fn five_wrong_codes_lead_to_a_new_one(b: &Browser, code: &str) {
+    for left in (1..5).rev() {
+        b.fill("code", &wrong(code)).await;
+        b.click("#verify-code").await;
+        let tries = if left == 1 { "essai" } else { "essais" };
+        b.until(
+            &format!("{left} tries left"),
+            &format!(
+                "document.getElementById('code-error').textContent.startsWith('Code incorrect : il vous reste {left} {tries}.')"
+            ),
+        )
+        .await;
+    }
+    b.fill("code", &wrong(code)).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the code field gone",
+        "document.getElementById('form-verify').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('send-error').textContent, document.getElementById('send-error').hidden,
+                     document.activeElement.id, document.getElementById('code').value]"
+        )
+        .await,
+        json!([
+            said(
+                "Code incorrect, et plus aucun essai : demandez un nouveau code.",
+                "code is wrong; no tries left (send a new code)"
+            ),
+            false,
+            "send-code",
+            ""
+        ])
+    );
 }
 
 /// Makes the page's first four POSTs to `…/phone/verification` (the first
@@ -4700,41 +4708,7 @@ async fn a_code_with_no_tries_left_leads_to_a_new_one_on_the_dashboard() {
     b.until("the code field", "document.activeElement.id === 'code'")
         .await;
     let code = code_in(&gateway.deliver().await);
-    for left in (1..5).rev() {
-        b.fill("code", &wrong(&code)).await;
-        b.click("#verify-code").await;
-        let tries = if left == 1 { "essai" } else { "essais" };
-        b.until(
-            &format!("{left} tries left"),
-            &format!(
-                "document.getElementById('code-error').textContent.startsWith('Code incorrect : il vous reste {left} {tries}.')"
-            ),
-        )
-        .await;
-    }
-    b.fill("code", &wrong(&code)).await;
-    b.click("#verify-code").await;
-    b.until(
-        "the code field gone",
-        "document.getElementById('form-verify').hidden",
-    )
-    .await;
-    assert_eq!(
-        b.eval(
-            "return [document.getElementById('send-error').textContent, document.getElementById('send-error').hidden,
-                     document.activeElement.id, document.getElementById('code').value]"
-        )
-        .await,
-        json!([
-            said(
-                "Code incorrect, et plus aucun essai : demandez un nouveau code.",
-                "code is wrong; no tries left (send a new code)"
-            ),
-            false,
-            "send-code",
-            ""
-        ])
-    );
+    five_wrong_codes_lead_to_a_new_one(&b, &code).await;
     b.quit().await;
 }
 
