@@ -272,6 +272,30 @@ async fn completed_with_a_queued_crawl(server: &TestServer) -> String {
     .await
 }
 
+/// The status line of the crawl [`completed_with_a_queued_crawl`] queues.
+const QUEUED: &str = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
+
+/// A browser on the wizard's completion of a session completed with a
+/// queued crawl (its id kept as a returning browser keeps it), once the
+/// crawl's status shows: the browser and the session's id.
+async fn following_a_queued_crawl(server: &TestServer) -> (Browser, String) {
+    let id = completed_with_a_queued_crawl(server).await;
+    let b = browser(server, 1280).await;
+    b.open("/").await;
+    b.eval(&format!(
+        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
+    ))
+    .await;
+    b.open("/").await;
+    b.step("complete").await;
+    b.until(
+        "the crawl's status",
+        &format!("document.getElementById('crawl-status').textContent === '{QUEUED}'"),
+    )
+    .await;
+    (b, id)
+}
+
 /// Counts the page's reads of the knowledge base in `window.kbReads` (a
 /// search's are `/kb/search?…`, not counted).
 async fn count_kb_reads(b: &Browser) {
@@ -3505,21 +3529,8 @@ async fn a_session_completed_in_another_tab_leads_to_the_completion() {
 async fn a_failed_read_of_the_crawl_is_retried_without_losing_the_focus() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    let id = completed_with_a_queued_crawl(&server).await;
-    let b = browser(&server, 1280).await;
-    b.open("/").await;
-    b.eval(&format!(
-        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
-    ))
-    .await;
-    b.open("/").await;
-    b.step("complete").await;
-    let queued = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
-    b.until(
-        "the crawl's status",
-        &format!("document.getElementById('crawl-status').textContent === '{queued}'"),
-    )
-    .await;
+    let (b, _) = following_a_queued_crawl(&server).await;
+    let queued = QUEUED;
     b.block(&["*/api/*"]).await;
     b.until("the banner", "!document.getElementById('offline').hidden")
         .await;
@@ -4643,21 +4654,8 @@ async fn a_server_that_never_answers_is_given_up_on_with_a_retry() {
 async fn a_failed_read_of_the_crawl_resumes_on_its_own() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
-    let id = completed_with_a_queued_crawl(&server).await;
-    let b = browser(&server, 1280).await;
-    b.open("/").await;
-    b.eval(&format!(
-        "localStorage.setItem('onboarding.session_id', '{id}'); return true"
-    ))
-    .await;
-    b.open("/").await;
-    b.step("complete").await;
-    let queued = "Exploration de https://www.boulangerie-martin.fr/ : en attente.";
-    b.until(
-        "the crawl's status",
-        &format!("document.getElementById('crawl-status').textContent === '{queued}'"),
-    )
-    .await;
+    let (b, id) = following_a_queued_crawl(&server).await;
+    let queued = QUEUED;
     for page in ["wizard", "dashboard"] {
         if page == "dashboard" {
             open_dashboard(&b, &id).await;
