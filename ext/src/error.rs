@@ -205,7 +205,12 @@ impl From<rusqlite::Error> for Error {
             // Not SQLITE_LOCKED (a table this connection itself holds):
             // waiting for another connection would not end it.
             Error::locked(text)
-        } else if err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+        } else if err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+            // A statement of a batch (a migration's file) interrupted while
+            // SQLite prepared it answers SQLITE_ERROR with the interrupt's
+            // own message: the same interrupt, and its code says so.
+            || text == "interrupted"
+        {
             Error::interrupted(text)
         } else {
             Error::internal(text)
