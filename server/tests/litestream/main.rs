@@ -507,6 +507,35 @@ fn a_read_replicas_bad_flags_are_refused_with_the_rule() {
     }
 }
 
+/// The drill's output in a folder that does not exist is refused before
+/// anything runs (Litestream made the folders: a mistyped path left a tree
+/// behind).
+#[test]
+fn a_restore_drill_into_a_missing_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("nowhere/restored.db");
+    let out = std::process::Command::new(node::root().join("scripts/restore-drill"))
+        .arg(dir.path().join("replica"))
+        .arg("-o")
+        .arg(&output)
+        .output()
+        .expect("run scripts/restore-drill");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        ),
+        (
+            Some(2),
+            format!(
+                "restore-drill: error: '{}' is not a folder; the new file goes into an existing one\n",
+                output.parent().unwrap().display()
+            )
+        )
+    );
+    assert!(!dir.path().join("nowhere").exists());
+}
+
 #[test]
 fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     let Some(_venv) = node::venv() else { return };
