@@ -31,7 +31,7 @@ const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * "Précédent" turned away. 30 s, and a second more for each 64 KiB sent:
  * pasted texts reach 23 MiB, which a slow uplink takes minutes to send.
  */
-export const answerTimeoutMs = (bytesSent) => 30_000 + Math.ceil(bytesSent / 65_536) * 1000;
+const answerTimeoutMs = (bytesSent) => 30_000 + Math.ceil(bytesSent / 65_536) * 1000;
 
 /**
  * The server's clock less this browser's, in ms, from the `Date` header of
