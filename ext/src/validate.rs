@@ -293,20 +293,18 @@ pub struct Peer<'a> {
 /// The longest `user_agent` a session keeps, in characters.
 pub const USER_AGENT_MAX_CHARS: usize = 512;
 
+/// The longest `source` a session keeps, in characters.
+pub const SOURCE_MAX_CHARS: usize = 64;
+
 /// The longest text form of an IPv6 address (with an embedded IPv4 one).
 const IP_ADDRESS_MAX_CHARS: usize = 45;
 
 pub fn origin(map: &Object, peer: &Peer<'_>) -> Result<Origin> {
-    let source = optional_text(map, "source", 32)?.unwrap_or_else(|| "web".to_string());
-    if !source
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(Error::invalid_field(format!(
-            "source {} may hold only letters, digits, '_' and '-'",
-            quote(&source)
-        )));
-    }
+    // Free text on one line, as a campaign's or a partner's name is
+    // ("landing page", "partenaire.example.fr", "référencement"): it is
+    // only recorded, for the analytics.
+    let source =
+        optional_text(map, "source", SOURCE_MAX_CHARS)?.unwrap_or_else(|| "web".to_string());
     let ip_address = match peer.ip_address {
         Some(given) => Some(checked_text("ip_address", given, IP_ADDRESS_MAX_CHARS)?),
         None => optional_text(map, "ip_address", IP_ADDRESS_MAX_CHARS)?,

@@ -192,14 +192,19 @@ fn the_system_env_gives_unpredictable_ids() {
 #[test]
 fn create_payload_rules() {
     let db = Db::memory();
+    let too_long = format!(r#"{{"source":"{}"}}"#, "é".repeat(65));
     let cases = [
         (
             r#"{"ip_address":"999.1.1.1"}"#,
             "onboarding_create: invalid_field: ip_address '999.1.1.1' is not an IPv4 or IPv6 address",
         ),
         (
-            r#"{"source":"web site"}"#,
-            "onboarding_create: invalid_field: source 'web site' may hold only letters, digits, '_' and '-'",
+            r#"{"source":"web\nsite"}"#,
+            "onboarding_create: invalid_field: source 'web\\nsite' contains a control character",
+        ),
+        (
+            too_long.as_str(),
+            "onboarding_create: invalid_field: source is 65 characters long; at most 64 are allowed",
         ),
         (
             "[]",
@@ -215,6 +220,30 @@ fn create_payload_rules() {
         );
     }
     assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn create_keeps_a_source_of_free_text() {
+    let db = Db::memory();
+    let sixty_four = "é".repeat(64);
+    for (given, kept) in [
+        ("landing page", "landing page"),
+        ("  référencement\u{200b} ", "référencement"),
+        ("partenaire.example.fr", "partenaire.example.fr"),
+        (sixty_four.as_str(), sixty_four.as_str()),
+    ] {
+        let payload = serde_json::json!({ "source": given }).to_string();
+        let created = db
+            .call("SELECT onboarding_create(?1)", &[&payload])
+            .unwrap();
+        assert_eq!(
+            db.row(
+                "SELECT source FROM onboarding_sessions WHERE id = ?1",
+                &[&created["session_id"].as_str().unwrap()],
+            ),
+            serde_json::json!({ "source": kept })
+        );
+    }
 }
 
 /// The session's `ip_address` and `user_agent`, as stored.
