@@ -144,8 +144,11 @@ pub const DEFAULT_EMAIL_TAKEN_PER_SESSION: u32 = 5;
 /// limits the sends of a session, a verification and a number; a script
 /// creating sessions with a new number each would otherwise send a code
 /// per session, each an SMS or a call paid for (SMS pumping). A tenant
-/// sends one to three; an office behind one NAT address a few tenants'.
-pub const DEFAULT_CODE_SENDS_PER_IP: u32 = 20;
+/// sends one to three, but one IPv4 address may be many people's: a mobile
+/// operator's carrier-grade NAT, an office, a coworking space. Sixty, one a
+/// minute on average (as one session may send), stops a script's stream
+/// without turning away the people who share its address.
+pub const DEFAULT_CODE_SENDS_PER_IP: u32 = 60;
 
 /// The kb step's body limit by default: the largest valid documents, 20 of
 /// 200,000 characters, even with every character `\u`-escaped (about 23
@@ -342,7 +345,7 @@ pub struct Args {
 
     /// Phone codes one client address (an IPv6 one's /64) may have sent per
     /// hour, to any session and number (429 past it): that many at once,
-    /// then one each hour's share (20: one every 3 minutes); a send the
+    /// then one each hour's share (60: one a minute); a send the
     /// library refuses costs none; 0 disables.
     #[arg(long, env = "ONBOARDING_CODE_SENDS_PER_IP", default_value_t = DEFAULT_CODE_SENDS_PER_IP)]
     pub code_sends_per_ip: u32,
