@@ -64,7 +64,7 @@ status=0
 (
     cd "$work" # schemathesis keeps its cache (.schemathesis/) in the working directory
     PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks timeout --kill-after=10 "$((max_time + 60))" \
-        "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run \
+        "$venv/bin/schemathesis" --config-file "$root/schemathesis.toml" run \
         "http://$address/openapi.json" \
         --url "http://$address" \
         --checks all \
