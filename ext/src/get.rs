@@ -115,13 +115,14 @@ fn omnichannel(conn: &Connection, s: &Session) -> Result<Value> {
         &[],
     )?;
     // A boolean, as onboarding_complete answers it, and as there, the
-    // reason a verified number stays inactive: another tenant routes it.
+    // reason a verified number is inactive: another tenant routes it (or
+    // none does, and the mapping was made inactive since).
     if let Some(mapping) = phone_mapping.as_object_mut() {
         let active = mapping.get("is_active").and_then(Value::as_i64) == Some(1);
         mapping.insert("is_active".into(), Value::Bool(active));
         if !active && mapping.get("status").and_then(Value::as_str) == Some("verified") {
             let phone = mapping["phone_number"].as_str().unwrap_or_default();
-            let reason = crate::verification::active_elsewhere_reason(phone);
+            let reason = crate::verification::inactive_reason(conn, &s.tenant_id, phone)?;
             mapping.insert("reason".into(), Value::from(reason));
         }
     }

@@ -391,7 +391,23 @@ pub fn routing(
     Ok(if active {
         (true, None)
     } else {
-        (false, Some(active_elsewhere_reason(phone)))
+        (false, Some(inactive_reason(conn, tenant_id, phone)?))
+    })
+}
+
+/// Why the verified mapping of `phone` to `tenant_id`, after completion, is
+/// inactive: another tenant routes the number, or, when none does, the
+/// mapping was made inactive since (by the runtime or an operator: no
+/// function of the library does it).
+pub fn inactive_reason(conn: &Connection, tenant_id: &str, phone: &str) -> Result<String> {
+    Ok(if active_elsewhere(conn, tenant_id, phone)? {
+        active_elsewhere_reason(phone)
+    } else {
+        format!(
+            "phone {} is verified, but its mapping was made inactive after completion; \
+             no tenant routes it",
+            quote(phone)
+        )
     })
 }
 

@@ -738,6 +738,28 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
         routed_to(&db, MOBILE),
         [json!({ "tenant_id": first_tenant })]
     );
+
+    // The runtime (or an operator) takes the number from the first tenant:
+    // no tenant routes it now, and the reason given says so rather than
+    // naming another tenant's active mapping.
+    db.conn
+        .execute(
+            "UPDATE omni_phone_mappings SET is_active = 0 WHERE tenant_id = ?1",
+            [&first_tenant],
+        )
+        .unwrap();
+    let deactivated = "phone '+33612345678' is verified, but its mapping was made inactive \
+                       after completion; no tenant routes it";
+    let got = db.get(&third);
+    assert_eq!(
+        (
+            &got["phone_verification"]["is_active"],
+            &got["phone_verification"]["reason"],
+            &got["omnichannel"]["phone_mapping"]["reason"]
+        ),
+        (&json!(false), &json!(deactivated), &json!(deactivated))
+    );
+    assert_eq!(routed_to(&db, MOBILE), Vec::<Value>::new());
 }
 
 #[test]
