@@ -792,6 +792,30 @@ mod tests {
         drop(reader);
     }
 
+    /// A new file under `--wal-checkpoint external` and the default
+    /// `--synchronous full`: the log syncer opens the -wal file, which no
+    /// checkpointer connection has opened (the start failed with "cannot
+    /// open the database log …-wal: No such file or directory").
+    #[test]
+    fn a_new_file_opens_with_an_external_checkpoint_and_the_log_syncer() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            synchronous: Synchronous::Full,
+            ..options_for(&dir, WalCheckpoint::External)
+        };
+        let mut file = File::open(&options, LogFailure::default(), Durability::default())
+            .expect("a new file opens");
+        assert!(file.syncer.is_some());
+        for rx in run_and_deliver(&mut file, &create_jobs(2)) {
+            assert!(rx.blocking_recv().unwrap().is_ok());
+        }
+        assert_eq!(
+            count(&file.db.conn, "SELECT count(*) FROM onboarding_sessions"),
+            2
+        );
+        assert_eq!(Box::new(file).close(), Ok(()));
+    }
+
     /// SQLite checkpoints when the last connection to a database closes:
     /// with an external checkpointer, not even then.
     #[test]

@@ -90,6 +90,16 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
             "database {path} refused WAL mode (journal_mode is {mode}; use a file on a local disk)"
         ));
     }
+    // The switch writes no log: the first transaction after it opens (and
+    // creates) the -wal file, which then stays while this connection does.
+    // Opened now, for the log syncer's handle: with --wal-checkpoint
+    // external no checkpointer connection opens it, and a new file's
+    // server refused to start (unless Litestream's own connection happened
+    // to open the file first).
+    conn.query_row("SELECT count(*) FROM main.sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| format!("cannot read {path} in WAL mode: {e}"))?;
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);
