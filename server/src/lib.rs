@@ -291,6 +291,7 @@ async fn start_writer(config: &Config) -> Result<db::Writer, String> {
         db::Writer::start_cluster(db::ClusterOptions {
             nodes: config.dqlite.clone(),
             database: "onboarding.db".to_string(),
+            busy_timeout: config.busy_timeout,
         })
         .await
     }

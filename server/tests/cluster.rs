@@ -25,14 +25,20 @@ use onboarding_server::Config;
 
 /// A server in this test's runtime on the cluster's nodes.
 async fn server_on(cluster: &Cluster) -> TestServer {
+    server_on_with(cluster, |_| {}).await
+}
+
+/// [`server_on`], its configuration changed by `change` first.
+async fn server_on_with(cluster: &Cluster, change: impl FnOnce(&mut Config)) -> TestServer {
     let (config, dir) = temp_config();
-    let config = Config {
+    let mut config = Config {
         dqlite: cluster.addresses(),
         create_rate_limit: 0,
         email_taken_per_ip: 0,
         email_taken_per_session: 0,
         ..config
     };
+    change(&mut config);
     TestServer::start(config, dir).await
 }
 
@@ -1119,6 +1125,49 @@ async fn a_busy_leader_is_retried_until_its_lock_is_released() {
     assert!(took >= Duration::from_millis(1500), "{took:?}");
     let after = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
     assert_eq!(after, before + 1);
+    server.stop().await;
+}
+
+/// A lock held past `--busy-timeout-ms` answers 503 at that timeout, as on
+/// a file (`--dqlite` waited a fixed 10 s, the time it looks for a lost
+/// leader), and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_past_the_busy_timeout_answers_503_at_that_timeout() {
+    let Some(cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let mut server = server_on_with(&cluster, |c| {
+        c.busy_timeout = Duration::from_millis(1200);
+    })
+    .await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let before = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
+    let (mut holder, db) = hold_the_write_lock(&cluster);
+    holder
+        .conn
+        .exec(db, "CREATE TABLE busy_holder (x)", &[])
+        .expect("write under the lock");
+    let started = Instant::now();
+    let reply = server.post("/api/v1/onboarding/session", "{}").await;
+    let took = started.elapsed();
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (
+            503,
+            r#"{"success":false,"error":"the database is busy; retry after the Retry-After delay","code":"unavailable"}"#
+        )
+    );
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(
+        took >= Duration::from_millis(1200) && took < Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+    holder
+        .conn
+        .exec(db, "ROLLBACK", &[])
+        .expect("release the lock");
+    let after = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
+    assert_eq!(after, before);
     server.stop().await;
 }
 

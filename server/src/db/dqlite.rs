@@ -80,6 +80,10 @@ pub struct ClusterOptions {
     pub nodes: Vec<String>,
     /// The replicated database's name.
     pub database: String,
+    /// How long a call waits for a lock another client of the leader holds
+    /// (`--busy-timeout-ms`), counted from when it was queued, as on a
+    /// file; a lost leader is looked for [`RETRY_FOR`] whatever it is.
+    pub busy_timeout: Duration,
 }
 
 /// The connection to the current leader, when there is one.
@@ -113,6 +117,9 @@ pub(super) struct Cluster {
     /// batch of them in turn: 20 s for a second batch, minutes for a full
     /// queue, and calls whose clients had given up ran once it was back.
     batch_deadline: Option<Instant>,
+    /// When the batch under way stops waiting out a lock: the busy timeout
+    /// after its oldest call was queued.
+    busy_deadline: Option<Instant>,
 }
 
 /// How long after a failed migration the calls' `schema_missing` answers
@@ -125,8 +132,11 @@ const MIGRATION_ATTEMPTS: usize = 3;
 
 /// Why an attempt of a batch did not give its answers.
 enum Retry {
-    /// No leader, a broken connection, or a busy lock: run it again.
+    /// No leader or a broken connection: run it again.
     Again(String),
+    /// A lock another client of the leader holds: run it again, within the
+    /// busy timeout.
+    Busy(String),
     /// COMMIT failed with an SQL error: run each call alone.
     CommitFailed(String),
 }
@@ -142,6 +152,7 @@ impl Cluster {
             migration_failed_at: None,
             commit_unconfirmed: false,
             batch_deadline: None,
+            busy_deadline: None,
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -164,11 +175,11 @@ impl Cluster {
                     );
                     return Ok(cluster);
                 }
-                Err(Retry::Again(e)) if Instant::now() < deadline => {
+                Err(Retry::Again(e) | Retry::Busy(e)) if Instant::now() < deadline => {
                     tracing::debug!(error = %e, "cluster not ready");
                     std::thread::sleep(RETRY_PAUSE);
                 }
-                Err(Retry::Again(e) | Retry::CommitFailed(e)) => {
+                Err(Retry::Again(e) | Retry::Busy(e) | Retry::CommitFailed(e)) => {
                     return Err(format!(
                         "cannot migrate the database on the dqlite cluster {}: {e}",
                         cluster.options.nodes.join(",")
@@ -273,9 +284,10 @@ impl Cluster {
                 // Only a busy lock keeps the connection: after anything else
                 // a new one starts clean (the node rolls back what a closed
                 // connection left open).
-                if !e.is_busy() {
-                    self.leader = None;
+                if e.is_busy() {
+                    return Err(Retry::Busy(e.to_string()));
                 }
+                self.leader = None;
                 Err(Retry::Again(e.to_string()))
             }
             Err(TxError::Commit(e)) if e.is_connection() || e.is_busy() => {
@@ -284,6 +296,9 @@ impl Cluster {
                 // the COMMIT; no answer, or a leadership lost while it
                 // waited, leaves it open.
                 self.commit_unconfirmed |= e.is_connection() && !not_leader(&e);
+                if e.is_busy() {
+                    return Err(Retry::Busy(e.to_string()));
+                }
                 Err(Retry::Again(e.to_string()))
             }
             Err(TxError::Commit(e)) => Err(Retry::CommitFailed(e.to_string())),
@@ -336,6 +351,9 @@ impl Cluster {
         let deadline = self
             .batch_deadline
             .unwrap_or_else(|| Instant::now() + RETRY_FOR);
+        let busy_deadline = self
+            .busy_deadline
+            .unwrap_or_else(|| Instant::now() + self.options.busy_timeout);
         loop {
             match self.attempt(queries, keys, replies) {
                 Ok(()) => return Ok(()),
@@ -344,7 +362,11 @@ impl Cluster {
                     tracing::debug!(error = %e, calls = queries.len(), "running the batch again");
                     std::thread::sleep(RETRY_PAUSE);
                 }
-                Err(Retry::Again(e)) => {
+                Err(Retry::Busy(e)) if Instant::now() < busy_deadline => {
+                    tracing::debug!(error = %e, calls = queries.len(), "waiting out a lock");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(Retry::Again(e) | Retry::Busy(e)) => {
                     let text = format!("the dqlite cluster is unavailable: {e}");
                     // Only calls that write can take effect later.
                     let failure = if self.commit_unconfirmed && keys.iter().any(Option::is_some) {
@@ -365,6 +387,7 @@ impl Cluster {
 impl Backend for Cluster {
     fn queued_since(&mut self, oldest: Instant) {
         self.batch_deadline = Some(oldest + RETRY_FOR);
+        self.busy_deadline = Some(oldest + self.options.busy_timeout);
     }
 
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
@@ -446,11 +469,11 @@ impl Cluster {
             attempts += 1;
             match self.migrate() {
                 Ok(version) => break Ok(version),
-                Err(Retry::Again(e)) if attempts < MIGRATION_ATTEMPTS => {
+                Err(Retry::Again(e) | Retry::Busy(e)) if attempts < MIGRATION_ATTEMPTS => {
                     tracing::debug!(error = %e, "migrating again");
                     std::thread::sleep(RETRY_PAUSE);
                 }
-                Err(Retry::Again(e) | Retry::CommitFailed(e)) => break Err(e),
+                Err(Retry::Again(e) | Retry::Busy(e) | Retry::CommitFailed(e)) => break Err(e),
             }
         };
         match migrated {
