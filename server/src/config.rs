@@ -237,7 +237,8 @@ pub struct Args {
     pub db: PathBuf,
 
     /// Run every call on the leader of this dqlite cluster (its nodes'
-    /// addresses, comma-separated) instead of the --db file.
+    /// addresses, comma-separated; the other members are learned from the
+    /// leader) instead of the --db file.
     /// Global, as `--db` is: `crawl --dqlite …` is the crawler's own form.
     #[arg(long, global = true, env = "ONBOARDING_DQLITE", value_delimiter = ',')]
     pub dqlite: Vec<String>,

@@ -1128,6 +1128,28 @@ async fn a_busy_leader_is_retried_until_its_lock_is_released() {
     server.stop().await;
 }
 
+/// A server given one node's address learns the others from the leader:
+/// once that node is killed, the two left elect a leader and the server
+/// finds it (every create answered 503 after 10 s: it knew no other node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_given_one_node_finds_the_leader_among_the_others() {
+    let Some(mut cluster) = tokio::task::block_in_place(|| Cluster::start(3)) else {
+        return;
+    };
+    let leader = tokio::task::block_in_place(|| cluster.wait_for_leader(Duration::from_secs(10)));
+    let given = cluster.addresses()[leader].clone();
+    let mut server = server_on_with(&cluster, |c| c.dqlite = vec![given]).await;
+    let first = server.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    tokio::task::block_in_place(|| cluster.kill(leader));
+    let again = server.post("/api/v1/onboarding/session", "{}").await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let sessions =
+        tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM onboarding_sessions"));
+    assert_eq!(sessions, 2);
+    server.stop().await;
+}
+
 /// A lock held past `--busy-timeout-ms` answers 503 at that timeout, as on
 /// a file (`--dqlite` waited a fixed 10 s, the time it looks for a lost
 /// leader), and writes nothing.

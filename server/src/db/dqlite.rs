@@ -248,6 +248,20 @@ impl Cluster {
                 .conn
                 .set_timeout(ANSWER_TIMEOUT)
                 .map_err(|e| Retry::Again(e.to_string()))?;
+            // The members as the leader knows them, after the addresses
+            // given: a server given some of them (or started before a
+            // member was replaced at a new address) found no leader once
+            // those were down, while the others had elected one.
+            let members = leader
+                .conn
+                .cluster()
+                .map_err(|e| Retry::Again(e.to_string()))?;
+            for member in members {
+                if !self.options.nodes.contains(&member.address) {
+                    tracing::info!(node = %member.address, id = member.id, "dqlite member learned from the leader");
+                    self.options.nodes.push(member.address);
+                }
+            }
             let others = self
                 .options
                 .nodes
