@@ -2167,6 +2167,34 @@ async fn dashboard_fits_360_px(steps: &[(&str, &str)], what: &str, shown: &str) 
     b.quit().await;
 }
 
+/// A dashboard without a knowledge source (the step skipped) has no search
+/// box, which answered "Aucun résultat." to every question; one whose site
+/// waits for its crawl has it (`open_dashboard_to_its_search`).
+#[tokio::test]
+async fn a_dashboard_without_a_knowledge_source_has_no_search_box() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let skip = json!({"method": "skip"}).to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("kb", &skip)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the knowledge's status",
+        "document.getElementById('kb-status').textContent !== ''",
+    )
+    .await;
+    assert_eq!(
+        b.eval("return [document.getElementById('kb-status').textContent, document.getElementById('search').hidden]")
+            .await,
+        json!(["Source : aucune source (à compléter plus tard).", true])
+    );
+    b.quit().await;
+}
+
 /// The assistant's name follows the voice while it is a voice's name (a
 /// male voice was left named Sara), and a name the user typed stays.
 #[tokio::test]
@@ -4101,6 +4129,85 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
         )
         .await,
         json!(["+33655443322", true, "", "Envoyer le code"])
+    );
+    b.quit().await;
+}
+
+/// A code sent before a reload that can no longer be used, expired or
+/// locked by five wrong tries, is said so on the page reloaded (its refusal,
+/// shown when it happened, went with the page; the step showed only
+/// "Envoyer le code"), and the next send is a new code, whose field comes
+/// back without the note.
+#[tokio::test]
+async fn a_reload_says_why_the_code_sent_before_can_no_longer_be_used() {
+    let _one = ONE_BROWSER.lock().await;
+    let env = pinned_env();
+    let server = TestServer::pinned(env.clone()).await;
+    let gateway = SmsGateway::open(&server, Some(env.clone()));
+    let b = browser(&server, 360).await;
+    to_the_verification(&b).await;
+    a_code_sent(&b, &gateway).await;
+    let shown = "return [document.getElementById('send-previous').hidden,
+                         document.getElementById('send-previous').textContent,
+                         document.getElementById('send-code').textContent,
+                         document.getElementById('form-verify').hidden]";
+
+    // Ten minutes later, on the server's clock: expired.
+    env.advance_ms(10 * 60_000);
+    b.client.refresh().await.expect("reload");
+    b.step("verification").await;
+    assert_eq!(
+        b.eval(shown).await,
+        json!([
+            false,
+            "Le code envoyé a expiré (il est valable 10 minutes) : demandez-en un nouveau.",
+            "Envoyer un nouveau code",
+            true
+        ])
+    );
+    let code = a_code_sent(&b, &gateway).await;
+    assert_eq!(
+        b.eval(shown).await,
+        json!([
+            true,
+            "Le code envoyé a expiré (il est valable 10 minutes) : demandez-en un nouveau.",
+            "Renvoyer un code",
+            false
+        ])
+    );
+
+    // Five wrong codes, then a reload: locked.
+    five_wrong_codes_lead_to_a_new_one(&b, &code).await;
+    b.client.refresh().await.expect("reload");
+    b.step("verification").await;
+    assert_eq!(
+        b.eval(shown).await,
+        json!([
+            false,
+            "Le code envoyé est bloqué après 5 essais erronés : demandez-en un nouveau.",
+            "Envoyer un nouveau code",
+            true
+        ])
+    );
+
+    // The dashboard says the same of an expired code.
+    let dashboard =
+        completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    open_dashboard(&b, &dashboard).await;
+    let form = "!document.getElementById('phone-verify').hidden";
+    b.until("the send button", form).await;
+    a_code_sent(&b, &gateway).await;
+    env.advance_ms(10 * 60_000);
+    b.client.refresh().await.expect("reload");
+    b.until("the send button", form).await;
+    assert_eq!(
+        b.eval(shown).await,
+        json!([
+            false,
+            "Le code envoyé a expiré (il est valable 10 minutes) : demandez-en un nouveau.",
+            "Envoyer un nouveau code",
+            true
+        ])
     );
     b.quit().await;
 }

@@ -26,6 +26,7 @@ import {
   announce,
   announceError,
   DEAD_CODE,
+  PREVIOUS_CODE,
   BACKGROUND_RETRY_MS,
   check,
   defaultChannel,
@@ -251,11 +252,15 @@ function prepareVerification(mapping, verification) {
   const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
   check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));
   if (live) codeSent(verification);
+  const mine = verification && verification.phone_number === mapping.phone_number;
+  // A code that can no longer be used is said so, as in the wizard.
+  const previous = (mine && PREVIOUS_CODE[verification.status]) || '';
+  $('send-previous').textContent = previous;
+  $('send-previous').hidden = !previous || !$('send-error').hidden;
+  if (previous) $('send-code').textContent = 'Envoyer un nouveau code';
   // A page (re)loaded after a send of this number's code waits out what is
   // left of its wait.
-  if (verification && verification.phone_number === mapping.phone_number) {
-    holdUntil($('send-code'), $('send-wait'), verification.resend_after);
-  }
+  if (mine) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
 }
 
 function codeSent(v) {
@@ -291,6 +296,7 @@ async function sendCode() {
     }
     throw error;
   }
+  $('send-previous').hidden = true;
   codeSent(sent);
   holdSend($('send-code'), $('send-wait'), resendWait(sent));
   $('code').focus();
@@ -429,7 +435,11 @@ async function showKnowledge(session) {
     $('kb-status').textContent = job ? jobStatus(job) : `Source : ${KB_METHOD[method] || '—'}.`;
     return;
   }
-  $('search').hidden = false;
+  // Without a source (skipped, or left for later) nothing can be found: no
+  // search box answering "Aucun résultat." to every question. A site, even
+  // one still waiting for its crawl, has pages to come.
+  const method = session.steps.kb && session.steps.kb.method;
+  $('search').hidden = method !== 'website' && method !== 'documents';
 }
 
 /**

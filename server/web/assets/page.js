@@ -36,6 +36,17 @@ export function announce(message) {
  */
 export const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled when/;
 
+/**
+ * What a page reloaded (or come back to) says of a code sent before that
+ * can no longer be used, by its verification's status in `GET session`
+ * (the refusal shown when it happened went with the page); the next send
+ * is a new code.
+ */
+export const PREVIOUS_CODE = {
+  expired: 'Le code envoyé a expiré (il est valable 10 minutes) : demandez-en un nouveau.',
+  failed: 'Le code envoyé est bloqué après 5 essais erronés : demandez-en un nouveau.',
+};
+
 /** The server's texts for a code sent for a number verified already. */
 export const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
 

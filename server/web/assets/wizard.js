@@ -27,6 +27,7 @@ import {
   $,
   ALREADY_VERIFIED,
   DEAD_CODE,
+  PREVIOUS_CODE,
   announce,
   announceError,
   BACKGROUND_RETRY_MS,
@@ -1000,6 +1001,12 @@ function prepareVerification() {
     verified(verification);
     return verification;
   }
+  // A code that can no longer be used is said so (its refusal, shown when
+  // it happened, is gone with a reload), and the next send is a new code.
+  const previous = (verification && PREVIOUS_CODE[verification.status]) || '';
+  $('send-previous').textContent = previous;
+  $('send-previous').hidden = !previous || !$('send-error').hidden;
+  if (previous) $('send-code').textContent = 'Envoyer un nouveau code';
   // A page reloaded after a send waits out what is left of its wait.
   if (verification) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
   $('verify-done').hidden = true;
@@ -1046,6 +1053,7 @@ async function sendCode() {
     throw error;
   }
   state.sentAt = Date.now();
+  $('send-previous').hidden = true;
   codeSent(sent);
   holdSend($('send-code'), $('send-wait'), resendWait(sent));
   $('code').focus();
