@@ -309,8 +309,8 @@ pub struct Args {
     pub shutdown_grace_secs: u64,
 
     /// Milliseconds a call waits for another process's lock on the database
-    /// (a `sqlite3` shell, a backup), from when it is queued, before it is
-    /// answered 503; at most
+    /// (a `sqlite3` shell, a backup; with --dqlite, another client of the
+    /// leader), from when it is queued, before it is answered 503; at most
     /// 2147483647 (SQLite's bound).
     #[arg(long, global = true, env = "ONBOARDING_BUSY_TIMEOUT_MS", default_value_t = 5000,
           value_parser = clap::builder::RangedI64ValueParser::<u64>::new().range(0..=2_147_483_647))]

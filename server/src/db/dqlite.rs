@@ -120,6 +120,27 @@ pub(super) struct Cluster {
     /// When the batch under way stops waiting out a lock: the busy timeout
     /// after its oldest call was queued.
     busy_deadline: Option<Instant>,
+    /// The members the last leader named that were not given
+    /// ([`ClusterOptions::nodes`]): asked after those.
+    learned: Vec<String>,
+}
+
+/// Whether two node addresses name one node: the same text, or a host name
+/// and an address that resolve alike (`localhost:9001` and
+/// `127.0.0.1:9001`: nodes advertise the address they were started with,
+/// which may not be how the server was given it).
+fn same_node(a: &str, b: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    if a == b {
+        return true;
+    }
+    let resolved = |s: &str| -> Vec<std::net::SocketAddr> {
+        s.to_socket_addrs()
+            .map(Iterator::collect)
+            .unwrap_or_default()
+    };
+    let theirs = resolved(b);
+    resolved(a).iter().any(|x| theirs.contains(x))
 }
 
 /// How long after a failed migration the calls' `schema_missing` answers
@@ -153,6 +174,7 @@ impl Cluster {
             commit_unconfirmed: false,
             batch_deadline: None,
             busy_deadline: None,
+            learned: Vec::new(),
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -226,16 +248,11 @@ impl Cluster {
     /// if there is none.
     fn session(&mut self) -> Result<&mut Session, Retry> {
         if self.leader.is_none() {
-            let last = self.last_leader.as_deref();
-            let nodes: Vec<String> = (self.options.nodes.iter())
-                .filter(|n| Some(n.as_str()) != last)
-                .chain(
-                    self.options
-                        .nodes
-                        .iter()
-                        .filter(|n| Some(n.as_str()) == last),
-                )
-                .cloned()
+            let known: Vec<&String> = self.options.nodes.iter().chain(&self.learned).collect();
+            let was_last = |n: &str| self.last_leader.as_deref().is_some_and(|l| same_node(n, l));
+            let nodes: Vec<String> = (known.iter().filter(|n| !was_last(n)))
+                .chain(known.iter().filter(|n| was_last(n)))
+                .map(|n| n.to_string())
                 .collect();
             let mut leader =
                 connect_leader(&nodes, CONNECT_TIMEOUT).map_err(|e| Retry::Again(e.to_string()))?;
@@ -251,22 +268,26 @@ impl Cluster {
             // The members as the leader knows them, after the addresses
             // given: a server given some of them (or started before a
             // member was replaced at a new address) found no leader once
-            // those were down, while the others had elected one.
+            // those were down, while the others had elected one. Learned
+            // again from each leader, so that a member replaced since is
+            // no longer asked; the leader itself, and an address given
+            // under another spelling (`localhost:9001`), are not added.
             let members = leader
                 .conn
                 .cluster()
                 .map_err(|e| Retry::Again(e.to_string()))?;
-            for member in members {
-                if !self.options.nodes.contains(&member.address) {
-                    tracing::info!(node = %member.address, id = member.id, "dqlite member learned from the leader");
-                    self.options.nodes.push(member.address);
-                }
+            let learned: Vec<String> = members
+                .into_iter()
+                .filter(|m| m.id != leader.id)
+                .filter(|m| !self.options.nodes.iter().any(|n| same_node(n, &m.address)))
+                .map(|m| m.address)
+                .collect();
+            if learned != self.learned {
+                tracing::info!(nodes = %learned.join(","), "dqlite members learned from the leader, beside those given");
+                self.learned = learned;
             }
-            let others = self
-                .options
-                .nodes
-                .iter()
-                .filter(|n| **n != leader.address)
+            let others = (self.options.nodes.iter().chain(&self.learned))
+                .filter(|n| !same_node(n, &leader.address))
                 .cloned()
                 .collect();
             leader.conn.watch_leadership(others, LEADERSHIP_CHECK);
@@ -401,7 +422,11 @@ impl Cluster {
 impl Backend for Cluster {
     fn queued_since(&mut self, oldest: Instant) {
         self.batch_deadline = Some(oldest + RETRY_FOR);
-        self.busy_deadline = Some(oldest + self.options.busy_timeout);
+        // At least a moment, as on a file: a lock taken for an instant is
+        // waited out rather than answered 503 at once.
+        let busy = self.options.busy_timeout;
+        let at_least = Instant::now() + super::file::MIN_LOCK_WAIT.min(busy);
+        self.busy_deadline = Some((oldest + busy).max(at_least));
     }
 
     fn run_batch(&mut self, queries: &[&Query], replies: &mut Vec<Outcome>) {
@@ -741,7 +766,7 @@ fn request_key() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cast_to_text, not_leader};
+    use super::{cast_to_text, not_leader, same_node};
     use crate::db::query::{missing_forms_sql, Query};
     use dqlite_wire::Error;
 
@@ -770,6 +795,16 @@ mod tests {
                 "{unknown}"
             );
         }
+    }
+
+    /// A node's address given as a host name is the one it advertises.
+    #[test]
+    fn one_node_under_two_spellings_is_one_node() {
+        assert!(same_node("127.0.0.1:9001", "127.0.0.1:9001"));
+        assert!(same_node("localhost:9001", "127.0.0.1:9001"));
+        assert!(!same_node("localhost:9001", "127.0.0.1:9002"));
+        assert!(!same_node("127.0.0.1:9001", "127.0.0.2:9001"));
+        assert!(!same_node("node.invalid:9001", "127.0.0.1:9001"));
     }
 
     #[test]

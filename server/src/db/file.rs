@@ -28,7 +28,7 @@ pub(super) struct File {
 /// The shortest wait for a lock a batch gets, however long its oldest call
 /// has been queued: a lock taken for an instant (a `sqlite3` shell's
 /// write) is waited out rather than refused at once.
-const MIN_LOCK_WAIT: Duration = Duration::from_millis(50);
+pub(super) const MIN_LOCK_WAIT: Duration = Duration::from_millis(50);
 
 impl File {
     /// Opens, configures and migrates the database. `log_failure` is set
