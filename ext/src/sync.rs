@@ -646,14 +646,17 @@ impl Part<'_> {
             "rejected" => "rejected",
             _ => "pending_verification",
         };
-        let elsewhere = status == "verified"
-            && !is_active
-            && verification::active_elsewhere(self.conn, tenant, phone)?;
+        // A verified mapping kept inactive says why, as onboarding_get does.
+        let reason = if status == "verified" && !is_active {
+            Some(verification::inactive_reason(self.conn, tenant, phone)?)
+        } else {
+            None
+        };
         Ok(PhoneMapping {
             phone_number: phone,
             status,
             is_active,
-            reason: elsewhere.then(|| verification::active_elsewhere_reason(phone)),
+            reason,
         })
     }
 

@@ -395,17 +395,16 @@ pub fn routing(
     })
 }
 
-/// Why the verified mapping of `phone` to `tenant_id`, after completion, is
-/// inactive: another tenant routes the number, or, when none does, the
-/// mapping was made inactive since (by the runtime or an operator: no
-/// function of the library does it).
+/// Why the verified mapping of `phone` to `tenant_id` is inactive: another
+/// tenant routes the number, or none does (the mapping was written or made
+/// inactive by the runtime or an operator: no function of the library
+/// leaves a verified number unrouted).
 pub fn inactive_reason(conn: &Connection, tenant_id: &str, phone: &str) -> Result<String> {
     Ok(if active_elsewhere(conn, tenant_id, phone)? {
         active_elsewhere_reason(phone)
     } else {
         format!(
-            "phone {} is verified, but its mapping was made inactive after completion; \
-             no tenant routes it",
+            "phone {} is verified, but its mapping is inactive; no tenant routes it",
             quote(phone)
         )
     })

@@ -748,8 +748,8 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
             [&first_tenant],
         )
         .unwrap();
-    let deactivated = "phone '+33612345678' is verified, but its mapping was made inactive \
-                       after completion; no tenant routes it";
+    let deactivated = "phone '+33612345678' is verified, but its mapping is inactive; \
+                       no tenant routes it";
     let got = db.get(&third);
     assert_eq!(
         (
@@ -758,6 +758,35 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
             &got["omnichannel"]["phone_mapping"]["reason"]
         ),
         (&json!(false), &json!(deactivated), &json!(deactivated))
+    );
+    assert_eq!(routed_to(&db, MOBILE), Vec::<Value>::new());
+}
+
+/// A verified mapping the host wrote inactive before completion (no tenant
+/// routes the number) is kept so, and completion says why, as
+/// `onboarding_get` does: its answer had no reason.
+#[test]
+fn a_verified_mapping_the_host_left_inactive_says_why_at_completion() {
+    let db = Db::memory();
+    let s = with_business(&db, "hote@entreprise.fr");
+    let tenant = tenant_of(&db, &s);
+    db.vapi(&s);
+    db.conn
+        .execute(
+            "INSERT INTO omni_phone_mappings (phone_number, tenant_id, is_active, status, created_at, updated_at)
+             VALUES (?1, ?2, 0, 'verified', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+            [MOBILE, tenant.as_str()],
+        )
+        .unwrap();
+    let reason =
+        "phone '+33612345678' is verified, but its mapping is inactive; no tenant routes it";
+    assert_eq!(
+        db.complete(&s).unwrap()["synced"]["phone_mapping"],
+        json!({"phone_number": MOBILE, "status": "verified", "is_active": false, "reason": reason})
+    );
+    assert_eq!(
+        db.get(&s)["omnichannel"]["phone_mapping"]["reason"],
+        json!(reason)
     );
     assert_eq!(routed_to(&db, MOBILE), Vec::<Value>::new());
 }
