@@ -2167,6 +2167,35 @@ async fn dashboard_fits_360_px(steps: &[(&str, &str)], what: &str, shown: &str) 
     b.quit().await;
 }
 
+/// The dashboard says why a verified number takes no calls as the session
+/// does: another account's, or deactivated with no account routing it
+/// (it said "déjà actif pour un autre compte" of both).
+#[tokio::test]
+async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_routes() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
+    rusqlite::Connection::open(&server.db_path)
+        .unwrap()
+        .execute(
+            "UPDATE omni_phone_mappings SET status = 'verified', is_active = 0",
+            [],
+        )
+        .unwrap();
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the number's state",
+        "document.getElementById('phone-active').textContent !== ''",
+    )
+    .await;
+    assert_eq!(
+        b.text("phone-active").await,
+        "Non : ce numéro a été désactivé, et aucun compte ne reçoit ses appels"
+    );
+    b.quit().await;
+}
+
 /// A dashboard without a knowledge source (the step skipped) has no search
 /// box, which answered "Aucun résultat." to every question; one whose site
 /// waits for its crawl has it (`open_dashboard_to_its_search`).
@@ -4208,6 +4237,48 @@ async fn a_reload_says_why_the_code_sent_before_can_no_longer_be_used() {
             "Envoyer un nouveau code",
             true
         ])
+    );
+    b.quit().await;
+}
+
+/// A send refused after such a reload (here past `--code-sends-per-ip`)
+/// shows its refusal alone: the note on the code before went on showing
+/// beside it ("bloqué … demandez-en un nouveau" above "Trop de codes").
+#[tokio::test]
+async fn a_refused_send_after_a_reload_replaces_the_note_on_the_code_before() {
+    let _one = ONE_BROWSER.lock().await;
+    let env = pinned_env();
+    let (mut config, dir) = temp_config();
+    config.env = Some(env.clone());
+    config.code_sends_per_ip = 1;
+    let server = TestServer::start(config, dir).await;
+    let gateway = SmsGateway::open(&server, Some(env.clone()));
+    let b = browser(&server, 1280).await;
+    to_the_verification(&b).await;
+    let code = a_code_sent(&b, &gateway).await;
+    five_wrong_codes_lead_to_a_new_one(&b, &code).await;
+    // Past the 60 s between two sends, so that the button sends.
+    env.advance_ms(61_000);
+    b.client.refresh().await.expect("reload");
+    b.step("verification").await;
+    b.until(
+        "the note",
+        "!document.getElementById('send-previous').hidden",
+    )
+    .await;
+    b.click("#send-code").await;
+    b.until(
+        "the refusal",
+        "!document.getElementById('send-error').hidden",
+    )
+    .await;
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('send-previous').hidden,
+                     document.getElementById('send-error').textContent.startsWith('Trop de codes')]"
+        )
+        .await,
+        json!([true, true])
     );
     b.quit().await;
 }

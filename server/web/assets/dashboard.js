@@ -27,6 +27,7 @@ import {
   announceError,
   DEAD_CODE,
   PREVIOUS_CODE,
+  TAKEN_ELSEWHERE,
   BACKGROUND_RETRY_MS,
   check,
   defaultChannel,
@@ -212,13 +213,18 @@ function showPhone(mapping) {
   if (!mapping) return;
   text('phone-number', mapping.phone_number);
   text('phone-status', PHONE_STATUS[mapping.status] || mapping.status);
-  // A verified number stays inactive only when another account routes it.
-  // Without an agent on the phone channel no call is taken, whatever the
-  // number's state: an active mapping only reserves the number.
+  // A verified number is inactive when another account routes it, or, when
+  // none does, once it was deactivated outside the onboarding (its reason
+  // says which). Without an agent on the phone channel no call is taken,
+  // whatever the number's state: an active mapping only reserves the number.
   let active = 'Non, pas encore';
   if (!takesCalls) active = 'Non : le téléphone ne fait pas partie des canaux de votre agent';
   else if (mapping.is_active) active = 'Oui';
-  else if (mapping.status === 'verified') active = 'Non : ce numéro est déjà actif pour un autre compte';
+  else if (mapping.status === 'verified') {
+    active = TAKEN_ELSEWHERE.test(mapping.reason || '')
+      ? 'Non : ce numéro est déjà actif pour un autre compte'
+      : "Non : ce numéro a été désactivé, et aucun compte ne reçoit ses appels";
+  }
   text('phone-active', active);
 }
 
@@ -286,6 +292,9 @@ async function sendCode() {
       // of leaves the focus by "Renvoyer", beside the refusal).
       if (!known && !$('phone-verify').hidden && !$('form-verify').hidden) $('code').focus();
     }
+    // The note on the code sent before gives way to this refusal (the
+    // session read again above may have shown it).
+    $('send-previous').hidden = true;
     // Verified already (from another tab): shown so.
     if (error instanceof ApiError && error.status === 409 && ALREADY_VERIFIED.test(error.message)) {
       const mapping = await showSavedVerification();
@@ -350,7 +359,7 @@ async function verifyCode() {
 
 /** The number verified (`answer`: the verify answer, or the session's mapping). */
 function showVerified(answer) {
-  showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active });
+  showPhone({ phone_number: answer.phone_number, status: answer.status, is_active: answer.is_active, reason: answer.reason });
   $('phone-verify').hidden = true;
   $('code').value = '';
   let done = answer.is_active

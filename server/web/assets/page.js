@@ -47,6 +47,9 @@ export const PREVIOUS_CODE = {
   failed: 'Le code envoyé est bloqué après 5 essais erronés : demandez-en un nouveau.',
 };
 
+/** The reason a verified number stays inactive: another account routes it. */
+export const TAKEN_ELSEWHERE = /already active for another tenant/;
+
 /** The server's texts for a code sent for a number verified already. */
 export const ALREADY_VERIFIED = /^phone .* is already verified|^verification .* is already used: phone .* is verified/;
 

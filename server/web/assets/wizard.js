@@ -28,6 +28,7 @@ import {
   ALREADY_VERIFIED,
   DEAD_CODE,
   PREVIOUS_CODE,
+  TAKEN_ELSEWHERE,
   announce,
   announceError,
   BACKGROUND_RETRY_MS,
@@ -1048,6 +1049,9 @@ async function sendCode() {
       // of leaves the focus by "Renvoyer", beside the refusal).
       if (!known && shown && shown.status === 'pending') $('code').focus();
     }
+    // The note on the code sent before gives way to this refusal (the
+    // session read again above may have shown it).
+    $('send-previous').hidden = true;
     // Verified already (from another tab): shown so.
     if (await verifiedMeanwhile(error)) return;
     throw error;
@@ -1130,8 +1134,6 @@ function introduceVerification(number) {
   $('verify-intro').replaceChildren(before, strong, after);
 }
 
-/** The reason a verified number stays inactive: another account routes it. */
-const TAKEN_ELSEWHERE = /already active for another tenant/;
 
 /**
  * The verified state, from the verify answer or from `GET session` (whose
