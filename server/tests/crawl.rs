@@ -3058,6 +3058,54 @@ async fn a_crawl_logs_its_counters_page_by_page() {
     server.stop().await;
 }
 
+/// An attempt that fails for the whole site, with attempts left, logs that
+/// the job is queued again and when it is next tried: it logged "crawl
+/// finished" with the status `queued`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_logs_that_the_job_is_queued_again() {
+    let (addr, _) = tiny_site(|_, _| ("503 Service Unavailable", String::new(), String::new()));
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 0,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        ..CrawlConfig::default()
+    };
+    let db_path = config.db_path.clone();
+    let mut server = TestServer::start(config, dir).await;
+    completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
+    let (ok, log) = tokio::task::spawn_blocking(move || {
+        output_of(
+            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+                .args(["--db"])
+                .arg(&db_path)
+                .args(["--crawl-allow-host", &addr.to_string()])
+                .args(["crawl", "--once", "--log-level", "info"])
+                .env("NO_COLOR", "1"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{log}");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(": crawl ").map(|(_, line)| line))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(
+        lines[0],
+        format!("started job=1 url=http://{addr}/ attempt=1 pages_found=1 pages_stored=0")
+    );
+    let (said, next) = lines[1]
+        .split_once(" next_attempt_at=")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(
+        said,
+        "attempt failed; the job is queued again job=1 error_code=\"robots_unavailable\" attempts=1"
+    );
+    assert!(next.starts_with("\"20") && next.ends_with("Z\""), "{next}");
+    server.stop().await;
+}
+
 /// `crawl --once` stopped by a signal before its due jobs were crawled
 /// exits 1, saying so, its job given back: it exited 0, and a dropped SSH
 /// session looked like a crawl done to `crawl --once && …`.

@@ -1116,7 +1116,14 @@ impl<'a> Crawl<'a> {
             json!({"job_id": self.job_id, "worker": self.worker, "error_code": code}),
         )
         .await?;
-        tracing::info!(job = self.job_id, status = %done["job"]["status"], error_code = %done["job"]["error_code"], stored = %done["job"]["pages_stored"], "crawl finished");
+        let job = &done["job"];
+        if job["status"] == "queued" {
+            // A whole-site failure with attempts left: that attempt ended,
+            // not the crawl.
+            tracing::info!(job = self.job_id, error_code = %job["error_code"], attempts = %job["attempts"], next_attempt_at = %job["next_attempt_at"], "crawl attempt failed; the job is queued again");
+        } else {
+            tracing::info!(job = self.job_id, status = %job["status"], error_code = %job["error_code"], stored = %job["pages_stored"], "crawl finished");
+        }
         Ok(())
     }
 }
