@@ -243,12 +243,16 @@ pub struct Args {
     #[arg(long, global = true, env = "ONBOARDING_DQLITE", value_delimiter = ',')]
     pub dqlite: Vec<String>,
 
-    /// Browser origins allowed to call the API (CORS), comma-separated.
+    /// Browser origins allowed to call the API (CORS), comma-separated
+    /// [default: http://localhost:3000,http://localhost:3002,
+    /// http://localhost:5173, and the same three on 127.0.0.1: the front
+    /// end's development servers]
     #[arg(
         long,
         env = "ONBOARDING_CORS_ORIGINS",
         value_delimiter = ',',
         default_values_t = DEFAULT_CORS_ORIGINS.map(String::from),
+        hide_default_value = true,
         value_parser = parse_origin
     )]
     pub cors_origins: Vec<String>,
@@ -353,8 +357,10 @@ pub struct Args {
 
     /// Local development: the server sends the outbox's messages (phone
     /// codes) itself, to its log (recipient and text, one line each), and
-    /// marks them sent. Without it, no code ever reaches the log.
-    #[arg(long, env = "ONBOARDING_OUTBOX_LOG")]
+    /// marks them sent. Without it, no code ever reaches the log. (The
+    /// variable takes true/false, 1/0, yes/no or on/off.)
+    #[arg(long, env = "ONBOARDING_OUTBOX_LOG",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub outbox_log: bool,
     /// Crawler workers taking knowledge-base jobs (one site each at a
     /// time), at most 64; 0 turns off the HTTP server's crawler (the crawl

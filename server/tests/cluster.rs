@@ -1296,7 +1296,8 @@ fn the_node_refuses_bad_flags_with_the_rule_and_writes_nothing() {
     }
 }
 
-/// `--help` prints the usage and succeeds, as `-h` does.
+/// `--help` prints the usage and what each flag does, with its default,
+/// and succeeds, as `-h` does.
 #[test]
 fn the_node_says_its_usage_when_asked() {
     let Some((node, _)) = binaries() else { return };
@@ -1305,18 +1306,35 @@ fn the_node_says_its_usage_when_asked() {
             .arg(flag)
             .output()
             .expect("run onboarding-node");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0));
+        let lines: Vec<&str> = said.lines().collect();
         assert_eq!(
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            ),
-            (
-                Some(0),
-                "usage: onboarding-node --id N --address HOST:PORT --dir DIR --extension PATH \
-                 [--bind HOST:PORT] [--join HOST:PORT,... [--replaces ID]] [--latency-ms MS] \
-                 [--bootstrap]\n"
-                    .to_string()
-            )
+            lines[0],
+            "usage: onboarding-node --id N --address HOST:PORT --dir DIR --extension PATH \
+             [--bind HOST:PORT] [--join HOST:PORT,... [--replaces ID]] [--latency-ms MS] \
+             [--bootstrap]"
+        );
+        for flag in [
+            "--id",
+            "--address",
+            "--bind",
+            "--dir",
+            "--extension",
+            "--bootstrap",
+            "--join",
+            "--replaces",
+            "--latency-ms",
+            "--version",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(&format!("  {flag} "))),
+                "{flag} is not described:\n{said}"
+            );
+        }
+        assert!(
+            said.contains("(default 35: an election timeout of 525 ms)"),
+            "{said}"
         );
     }
 }

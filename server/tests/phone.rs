@@ -310,6 +310,36 @@ async fn the_log_sender_takes_over_a_crashed_senders_lease() {
     server.stop().await;
 }
 
+/// `ONBOARDING_OUTBOX_LOG` takes the forms a shell's switches do: `1` was
+/// refused ("possible values: true, false"). Read as on here, the flag's
+/// own rule answers (it needs the info level).
+#[test]
+fn the_outbox_log_variable_takes_1_yes_and_on() {
+    for value in ["1", "yes", "on", "true"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+            .arg("--db")
+            .arg(dir.path().join("onboarding.db"))
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .env("ONBOARDING_OUTBOX_LOG", value)
+            .output()
+            .expect("run onboarding-server");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (
+                Some(2),
+                "onboarding-server: error: --outbox-log writes each message as an info line: \
+                 it needs --log-level info, debug or trace (got warn)\n"
+                    .to_string()
+            ),
+            "{value}"
+        );
+    }
+}
+
 #[test]
 fn no_code_reaches_the_log_without_outbox_log() {
     let mut server = Spawned::start(&[]);

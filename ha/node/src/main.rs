@@ -90,6 +90,28 @@ const USAGE: &str = "usage: onboarding-node --id N --address HOST:PORT --dir DIR
     --extension PATH [--bind HOST:PORT] [--join HOST:PORT,... [--replaces ID]] [--latency-ms MS] \
     [--bootstrap]";
 
+/// What `--help` prints after the usage line.
+const HELP: &str = "\
+One node of the onboarding engine's dqlite cluster: libdqlite with
+libonboarding.so registered on every connection.
+
+  --id N                this node's id in the cluster (1 for the first)
+  --address HOST:PORT   the address the other nodes and the server reach it at
+  --bind HOST:PORT      where it listens, when not --address (behind a NAT)
+  --dir DIR             its data: Raft log, snapshots, and the join marker
+  --extension PATH      libonboarding.so (make loadable: dist/libonboarding.so)
+  --bootstrap           node 1 only, on an empty --dir: start a new cluster
+  --join HOST:PORT,...  members to ask to be added (on the first start only;
+                        a restarted node rejoins from its own Raft state)
+  --replaces ID         with --join: take the place of member ID, lost with
+                        its data (start with a new --id)
+  --latency-ms MS       the network latency Raft's timeouts are tuned from
+                        (default 35: an election timeout of 525 ms)
+  --version             the version
+  -h, --help            this help
+
+Stops on SIGTERM or Ctrl-C. scripts/cluster starts three on 127.0.0.1.";
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut id, mut address, mut bind, mut dir, mut extension) = (None, None, None, None, None);
@@ -206,7 +228,7 @@ fn has_raft_state(dir: &std::path::Path) -> bool {
 
 fn main() -> ExitCode {
     if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
+        println!("{USAGE}\n\n{HELP}");
         return ExitCode::SUCCESS;
     }
     if std::env::args()
