@@ -3002,6 +3002,15 @@ fn three_pages(path: &str, _: usize) -> (&'static str, String, String) {
 /// its database file and the site's address (allowed).
 async fn three_pages_queued(email: &str) -> (TestServer, std::path::PathBuf, std::net::SocketAddr) {
     let (addr, _) = tiny_site(three_pages);
+    site_queued(addr, email).await
+}
+
+/// A session completed with the site at `addr` to crawl, queued on a
+/// server that runs no crawler; and the server's database.
+async fn site_queued(
+    addr: std::net::SocketAddr,
+    email: &str,
+) -> (TestServer, std::path::PathBuf, std::net::SocketAddr) {
     let (mut config, dir) = temp_config();
     config.crawl = CrawlConfig {
         workers: 0,
@@ -3014,13 +3023,13 @@ async fn three_pages_queued(email: &str) -> (TestServer, std::path::PathBuf, std
     (server, db_path, addr)
 }
 
-/// A crawl shows its progress while it runs: a line when it starts, then
-/// one per page with the job's counters. The crawl command logged nothing
-/// between "crawling" and "crawl finished", a minute of silence for a
-/// site of 50 pages.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crawl_logs_its_counters_page_by_page() {
-    let (mut server, db_path, addr) = three_pages_queued("a@salon-trois.fr").await;
+/// `crawl --once` on `db_path`, allowed to crawl `addr`, at the info level:
+/// its crawl lines (what follows ": crawl "), once it exited 0, and its
+/// whole log.
+async fn crawl_once_logging(
+    db_path: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+) -> (Vec<String>, String) {
     let (ok, log) = tokio::task::spawn_blocking(move || {
         output_of(
             std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
@@ -3034,10 +3043,21 @@ async fn a_crawl_logs_its_counters_page_by_page() {
     .await
     .unwrap();
     assert!(ok, "{log}");
-    let lines: Vec<&str> = log
+    let lines = log
         .lines()
-        .filter_map(|l| l.split_once(": crawl ").map(|(_, line)| line))
+        .filter_map(|l| l.split_once(": crawl ").map(|(_, line)| line.to_string()))
         .collect();
+    (lines, log)
+}
+
+/// A crawl shows its progress while it runs: a line when it starts, then
+/// one per page with the job's counters. The crawl command logged nothing
+/// between "crawling" and "crawl finished", a minute of silence for a
+/// site of 50 pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_logs_its_counters_page_by_page() {
+    let (mut server, db_path, addr) = three_pages_queued("a@salon-trois.fr").await;
+    let (lines, log) = crawl_once_logging(db_path, addr).await;
     assert_eq!(
         lines,
         [
@@ -3063,33 +3083,9 @@ async fn a_crawl_logs_its_counters_page_by_page() {
 /// finished" with the status `queued`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_attempt_logs_that_the_job_is_queued_again() {
-    let (addr, _) = tiny_site(|_, _| ("503 Service Unavailable", String::new(), String::new()));
-    let (mut config, dir) = temp_config();
-    config.crawl = CrawlConfig {
-        workers: 0,
-        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
-        ..CrawlConfig::default()
-    };
-    let db_path = config.db_path.clone();
-    let mut server = TestServer::start(config, dir).await;
-    completed_website_session(&server, "a@salon-ferme.fr", &format!("http://{addr}/")).await;
-    let (ok, log) = tokio::task::spawn_blocking(move || {
-        output_of(
-            std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
-                .args(["--db"])
-                .arg(&db_path)
-                .args(["--crawl-allow-host", &addr.to_string()])
-                .args(["crawl", "--once", "--log-level", "info"])
-                .env("NO_COLOR", "1"),
-        )
-    })
-    .await
-    .unwrap();
-    assert!(ok, "{log}");
-    let lines: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.split_once(": crawl ").map(|(_, line)| line))
-        .collect();
+    let (site, _) = tiny_site(|_, _| ("503 Service Unavailable", String::new(), String::new()));
+    let (mut server, db_path, addr) = site_queued(site, "a@salon-ferme.fr").await;
+    let (lines, log) = crawl_once_logging(db_path, addr).await;
     assert_eq!(lines.len(), 2, "{log}");
     assert_eq!(
         lines[0],
