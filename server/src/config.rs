@@ -146,8 +146,9 @@ pub const DEFAULT_EMAIL_TAKEN_PER_SESSION: u32 = 5;
 /// per session, each an SMS or a call paid for (SMS pumping). A tenant
 /// sends one to three, but one IPv4 address may be many people's: a mobile
 /// operator's carrier-grade NAT, an office, a coworking space. Sixty, one a
-/// minute on average (as one session may send), stops a script's stream
-/// without turning away the people who share its address.
+/// minute on average (as one session may send), ten of them at once at
+/// most (`CODE_SENDS_BURST`), stops a script's stream without turning away
+/// the people who share its address.
 pub const DEFAULT_CODE_SENDS_PER_IP: u32 = 60;
 
 /// The kb step's body limit by default: the largest valid documents, 20 of
@@ -349,7 +350,7 @@ pub struct Args {
     pub email_taken_per_session: u32,
 
     /// Phone codes one client address (an IPv6 one's /64) may have sent per
-    /// hour, to any session and number (429 past it): that many at once,
+    /// hour, to any session and number (429 past it): ten at once at most,
     /// then one each hour's share (60: one a minute); a send the
     /// library refuses costs none; 0 disables.
     #[arg(long, env = "ONBOARDING_CODE_SENDS_PER_IP", default_value_t = DEFAULT_CODE_SENDS_PER_IP)]

@@ -51,13 +51,20 @@ pub enum Turn {
 impl<K: Hash + Eq> RateLimiter<K> {
     /// `None` when `limit` is 0 (no limit).
     pub fn new(limit: u32, window: Duration) -> Option<RateLimiter<K>> {
+        Self::with_burst(limit, window, limit)
+    }
+
+    /// `limit` a `window`, of which at most `burst` at once (a fresh key may
+    /// send `burst`, then one every window / limit); `None` when `limit`
+    /// is 0 (no limit).
+    pub fn with_burst(limit: u32, window: Duration, burst: u32) -> Option<RateLimiter<K>> {
         if limit == 0 {
             return None;
         }
         let interval = window / limit;
         Some(RateLimiter {
             interval,
-            tolerance: window.saturating_sub(interval),
+            tolerance: interval * (burst.clamp(1, limit) - 1),
             state: Mutex::new(State {
                 next: HashMap::new(),
                 prune_at: PRUNE_AT,
@@ -290,6 +297,26 @@ mod tests {
         );
         assert_eq!(limiter.check(ip, t0 + Duration::from_secs(1200)), Ok(()));
         assert_eq!(limiter.check(ip, t0 + Duration::from_secs(1200)), Err(1200));
+    }
+
+    /// Sixty an hour, ten at once: the eleventh waits its minute, and one
+    /// a minute follows.
+    #[test]
+    fn a_burst_smaller_than_the_limit_lets_that_many_at_once() {
+        let limiter = RateLimiter::with_burst(60, Duration::from_secs(3600), 10).unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(limiter.check(ip, t0), Ok(()));
+        }
+        assert_eq!(limiter.check(ip, t0), Err(60));
+        assert_eq!(limiter.check(ip, t0 + Duration::from_secs(60)), Ok(()));
+        assert_eq!(limiter.check(ip, t0 + Duration::from_secs(60)), Err(60));
+        // A burst past the limit is the limit.
+        let limiter = RateLimiter::with_burst(2, Duration::from_secs(60), 10).unwrap();
+        assert_eq!(limiter.check(ip, t0), Ok(()));
+        assert_eq!(limiter.check(ip, t0), Ok(()));
+        assert_eq!(limiter.check(ip, t0), Err(30));
     }
 
     #[test]
