@@ -123,24 +123,41 @@ pub(super) struct Cluster {
     /// The members the last leader named that were not given
     /// ([`ClusterOptions::nodes`]): asked after those.
     learned: Vec<String>,
+    /// The nodes' addresses as resolved, to tell one node under two
+    /// spellings.
+    addresses: Addresses,
 }
 
-/// Whether two node addresses name one node: the same text, or a host name
-/// and an address that resolve alike (`localhost:9001` and
-/// `127.0.0.1:9001`: nodes advertise the address they were started with,
-/// which may not be how the server was given it).
-fn same_node(a: &str, b: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    if a == b {
-        return true;
+/// Node addresses resolved, each once for the process: the lookups happen
+/// when a leader is connected to, which is a failover's path, and a host
+/// name whose lookup is slow (or fails after a timeout) must not cost a
+/// failover its seconds again and again.
+#[derive(Default)]
+struct Addresses {
+    resolved: std::collections::HashMap<String, Vec<std::net::SocketAddr>>,
+}
+
+impl Addresses {
+    /// Whether two node addresses name one node: the same text, or a host
+    /// name and an address that resolve alike (`localhost:9001` and
+    /// `127.0.0.1:9001`: nodes advertise the address they were started
+    /// with, which may not be how the server was given it).
+    fn same_node(&mut self, a: &str, b: &str) -> bool {
+        if a == b {
+            return true;
+        }
+        let theirs = self.resolve(b).to_vec();
+        self.resolve(a).iter().any(|x| theirs.contains(x))
     }
-    let resolved = |s: &str| -> Vec<std::net::SocketAddr> {
-        s.to_socket_addrs()
-            .map(Iterator::collect)
-            .unwrap_or_default()
-    };
-    let theirs = resolved(b);
-    resolved(a).iter().any(|x| theirs.contains(x))
+
+    fn resolve(&mut self, address: &str) -> &[std::net::SocketAddr] {
+        use std::net::ToSocketAddrs;
+        self.resolved.entry(address.to_string()).or_insert_with(|| {
+            (address.to_socket_addrs())
+                .map(Iterator::collect)
+                .unwrap_or_default()
+        })
+    }
 }
 
 /// How long after a failed migration the calls' `schema_missing` answers
@@ -175,6 +192,7 @@ impl Cluster {
             batch_deadline: None,
             busy_deadline: None,
             learned: Vec::new(),
+            addresses: Addresses::default(),
         };
         let deadline = Instant::now() + RETRY_FOR;
         loop {
@@ -248,12 +266,13 @@ impl Cluster {
     /// if there is none.
     fn session(&mut self) -> Result<&mut Session, Retry> {
         if self.leader.is_none() {
-            let known: Vec<&String> = self.options.nodes.iter().chain(&self.learned).collect();
-            let was_last = |n: &str| self.last_leader.as_deref().is_some_and(|l| same_node(n, l));
-            let nodes: Vec<String> = (known.iter().filter(|n| !was_last(n)))
-                .chain(known.iter().filter(|n| was_last(n)))
-                .map(|n| n.to_string())
-                .collect();
+            let (mut nodes, mut last) = (Vec::new(), Vec::new());
+            for node in self.options.nodes.iter().chain(&self.learned) {
+                let was_last = (self.last_leader.as_deref())
+                    .is_some_and(|l| self.addresses.same_node(node, l));
+                if was_last { &mut last } else { &mut nodes }.push(node.clone());
+            }
+            nodes.extend(last);
             let mut leader =
                 connect_leader(&nodes, CONNECT_TIMEOUT).map_err(|e| Retry::Again(e.to_string()))?;
             self.last_leader = Some(leader.address.clone());
@@ -276,18 +295,20 @@ impl Cluster {
                 .conn
                 .cluster()
                 .map_err(|e| Retry::Again(e.to_string()))?;
+            let (given, addresses) = (&self.options.nodes, &mut self.addresses);
             let learned: Vec<String> = members
                 .into_iter()
                 .filter(|m| m.id != leader.id)
-                .filter(|m| !self.options.nodes.iter().any(|n| same_node(n, &m.address)))
+                .filter(|m| !given.iter().any(|n| addresses.same_node(n, &m.address)))
                 .map(|m| m.address)
                 .collect();
             if learned != self.learned {
                 tracing::info!(nodes = %learned.join(","), "dqlite members learned from the leader, beside those given");
                 self.learned = learned;
             }
+            let addresses = &mut self.addresses;
             let others = (self.options.nodes.iter().chain(&self.learned))
-                .filter(|n| !same_node(n, &leader.address))
+                .filter(|n| !addresses.same_node(n, &leader.address))
                 .cloned()
                 .collect();
             leader.conn.watch_leadership(others, LEADERSHIP_CHECK);
@@ -766,7 +787,7 @@ fn request_key() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cast_to_text, not_leader, same_node};
+    use super::{cast_to_text, not_leader, Addresses};
     use crate::db::query::{missing_forms_sql, Query};
     use dqlite_wire::Error;
 
@@ -797,14 +818,28 @@ mod tests {
         }
     }
 
-    /// A node's address given as a host name is the one it advertises.
+    /// A node's address given as a host name is the one it advertises;
+    /// each address is looked up once.
     #[test]
     fn one_node_under_two_spellings_is_one_node() {
-        assert!(same_node("127.0.0.1:9001", "127.0.0.1:9001"));
-        assert!(same_node("localhost:9001", "127.0.0.1:9001"));
-        assert!(!same_node("localhost:9001", "127.0.0.1:9002"));
-        assert!(!same_node("127.0.0.1:9001", "127.0.0.2:9001"));
-        assert!(!same_node("node.invalid:9001", "127.0.0.1:9001"));
+        let mut addresses = Addresses::default();
+        assert!(addresses.same_node("127.0.0.1:9001", "127.0.0.1:9001"));
+        assert!(addresses.same_node("localhost:9001", "127.0.0.1:9001"));
+        assert!(!addresses.same_node("localhost:9001", "127.0.0.1:9002"));
+        assert!(!addresses.same_node("127.0.0.1:9001", "127.0.0.2:9001"));
+        assert!(!addresses.same_node("node.invalid:9001", "127.0.0.1:9001"));
+        let mut looked_up: Vec<&String> = addresses.resolved.keys().collect();
+        looked_up.sort();
+        assert_eq!(
+            looked_up,
+            [
+                "127.0.0.1:9001",
+                "127.0.0.1:9002",
+                "127.0.0.2:9001",
+                "localhost:9001",
+                "node.invalid:9001"
+            ]
+        );
     }
 
     #[test]
