@@ -1088,6 +1088,17 @@ fn hold_the_write_lock(cluster: &Cluster) -> (dqlite_wire::Leader, u32) {
     (holder, db)
 }
 
+/// [`hold_the_write_lock`], having written under it, as a client in the
+/// middle of its transaction has.
+fn hold_the_write_lock_with_a_write(cluster: &Cluster) -> (dqlite_wire::Leader, u32) {
+    let (mut holder, db) = hold_the_write_lock(cluster);
+    holder
+        .conn
+        .exec(db, "CREATE TABLE busy_holder (x)", &[])
+        .expect("write under the lock");
+    (holder, db)
+}
+
 /// Another client holds the leader's write lock: the server's batch meets
 /// SQLITE_BUSY and is retried, not failed, and the create goes through
 /// once the lock is released (the contract's "a busy leader retried").
@@ -1100,11 +1111,7 @@ async fn a_busy_leader_is_retried_until_its_lock_is_released() {
     // The schema is migrated: the server answers.
     assert_eq!(server.get("/healthz").await.status, 200);
     let before = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
-    let (mut holder, db) = hold_the_write_lock(&cluster);
-    holder
-        .conn
-        .exec(db, "CREATE TABLE busy_holder (x)", &[])
-        .expect("write under the lock");
+    let (mut holder, db) = hold_the_write_lock_with_a_write(&cluster);
     let addr = server.addr;
     let create = tokio::spawn(async move {
         let started = Instant::now();
@@ -1164,11 +1171,7 @@ async fn a_lock_held_past_the_busy_timeout_answers_503_at_that_timeout() {
     .await;
     assert_eq!(server.get("/healthz").await.status, 200);
     let before = tokio::task::block_in_place(|| cluster.count("SELECT count(*) FROM tenants"));
-    let (mut holder, db) = hold_the_write_lock(&cluster);
-    holder
-        .conn
-        .exec(db, "CREATE TABLE busy_holder (x)", &[])
-        .expect("write under the lock");
+    let (mut holder, db) = hold_the_write_lock_with_a_write(&cluster);
     let started = Instant::now();
     let reply = server.post("/api/v1/onboarding/session", "{}").await;
     let took = started.elapsed();

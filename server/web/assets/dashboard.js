@@ -26,7 +26,6 @@ import {
   announce,
   announceError,
   DEAD_CODE,
-  PREVIOUS_CODE,
   TAKEN_ELSEWHERE,
   BACKGROUND_RETRY_MS,
   check,
@@ -41,6 +40,7 @@ import {
   requestsBanner,
   resendWait,
   sentNote,
+  showPreviousCode,
   text,
   typedCode,
   unverifiable,
@@ -260,10 +260,7 @@ function prepareVerification(mapping, verification) {
   if (live) codeSent(verification);
   const mine = verification && verification.phone_number === mapping.phone_number;
   // A code that can no longer be used is said so, as in the wizard.
-  const previous = (mine && PREVIOUS_CODE[verification.status]) || '';
-  $('send-previous').textContent = previous;
-  $('send-previous').hidden = !previous || !$('send-error').hidden;
-  if (previous) $('send-code').textContent = 'Envoyer un nouveau code';
+  showPreviousCode(mine ? verification : null);
   // A page (re)loaded after a send of this number's code waits out what is
   // left of its wait.
   if (mine) holdUntil($('send-code'), $('send-wait'), verification.resend_after);

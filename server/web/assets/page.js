@@ -39,13 +39,24 @@ export const DEAD_CODE = /no tries left|is locked after|expired at|was cancelled
 /**
  * What a page reloaded (or come back to) says of a code sent before that
  * can no longer be used, by its verification's status in `GET session`
- * (the refusal shown when it happened went with the page); the next send
- * is a new code.
+ * (the refusal shown when it happened went with the page).
  */
-export const PREVIOUS_CODE = {
+const PREVIOUS_CODE = {
   expired: 'Le code envoyé a expiré (il est valable 10 minutes) : demandez-en un nouveau.',
   failed: 'Le code envoyé est bloqué après 5 essais erronés : demandez-en un nouveau.',
 };
+
+/**
+ * Says above the send form whether the code of `verification` (the
+ * number's latest, or null) can no longer be used, unless a refusal shows
+ * there already; the next send is then a new code.
+ */
+export function showPreviousCode(verification) {
+  const previous = (verification && PREVIOUS_CODE[verification.status]) || '';
+  $('send-previous').textContent = previous;
+  $('send-previous').hidden = !previous || !$('send-error').hidden;
+  if (previous) $('send-code').textContent = 'Envoyer un nouveau code';
+}
 
 /** The reason a verified number stays inactive: another account routes it. */
 export const TAKEN_ELSEWHERE = /already active for another tenant/;

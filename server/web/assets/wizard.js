@@ -27,7 +27,6 @@ import {
   $,
   ALREADY_VERIFIED,
   DEAD_CODE,
-  PREVIOUS_CODE,
   TAKEN_ELSEWHERE,
   announce,
   announceError,
@@ -46,6 +45,7 @@ import {
   resendWait,
   SEND_SPACING_S,
   sentNote,
+  showPreviousCode,
   typedCode,
   unverifiable,
   verifiable,
@@ -1004,10 +1004,7 @@ function prepareVerification() {
   }
   // A code that can no longer be used is said so (its refusal, shown when
   // it happened, is gone with a reload), and the next send is a new code.
-  const previous = (verification && PREVIOUS_CODE[verification.status]) || '';
-  $('send-previous').textContent = previous;
-  $('send-previous').hidden = !previous || !$('send-error').hidden;
-  if (previous) $('send-code').textContent = 'Envoyer un nouveau code';
+  showPreviousCode(verification);
   // A page reloaded after a send waits out what is left of its wait.
   if (verification) holdUntil($('send-code'), $('send-wait'), verification.resend_after);
   $('verify-done').hidden = true;
@@ -1133,7 +1130,6 @@ function introduceVerification(number) {
     : ['Prouvez que ', ' est bien le vôtre.'];
   $('verify-intro').replaceChildren(before, strong, after);
 }
-
 
 /**
  * The verified state, from the verify answer or from `GET session` (whose
