@@ -15,7 +15,7 @@ use crate::analytics::{self, OnStep};
 use crate::env::{iso8601, Env};
 use crate::error::Result;
 use crate::json;
-use crate::kb::Settings;
+use crate::kb::{store, Settings};
 use crate::replies;
 use crate::savepoint::in_savepoint;
 use crate::session::{Progress, SessionHead, Step};
@@ -111,7 +111,18 @@ fn save(
         Step::Business => save_business(conn, session, &validate::business(map)?, now)?,
         Step::Channels => channels_text(&validate::channels(map)?),
         Step::Vapi => validate::vapi(map)?.to_text(),
-        Step::Kb => validate::kb(map, &settings.crawl_allow_hosts)?,
+        Step::Kb => {
+            let data = validate::kb(map, &settings.crawl_allow_hosts)?;
+            // What `onboarding_kb_prepare` stored ahead was the step as it
+            // stood: saved again, the step says what the tenant's knowledge
+            // is, and a document it no longer lists must not stay searchable
+            // until a completion that may never come. Prepare stores them
+            // again; a tenant has none before its completion but these.
+            for (id, _) in store::pasted(conn, &session.tenant_id)? {
+                store::delete(conn, id)?;
+            }
+            data
+        }
         Step::Appointments => json::to_text(&save_appointments(
             conn,
             session,

@@ -1303,7 +1303,15 @@ impl Fields {
         let Some(value) = self.get(field) else {
             return default.ok_or_else(|| Error::invalid_field(format!("{field} is required")));
         };
-        match value.as_i64() {
+        // `5.0` and `5e0` are 5 in JSON, as for `event_type_id`
+        // ([`positive_integer`]); past 2^53 a float is no exact integer.
+        let n = value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        });
+        match n {
             Some(n) if range.contains(&n) => Ok(n),
             _ => Err(Error::invalid_field(format!(
                 "{field} {} is not an integer from {} to {}",

@@ -587,10 +587,11 @@ fn documents_prepared_one_a_call_complete_as_the_completion_alone_does() {
 }
 
 /// A document prepared for an item the kb step no longer lists (saved
-/// again since, or switched to a website) is not the tenant's knowledge
-/// once completed: it goes, with its chunks and their index entries.
+/// again since, or switched to a website) is not the tenant's knowledge:
+/// it goes when the step is saved again, with its chunks and their index
+/// entries, and is not searchable meanwhile.
 #[test]
-fn a_document_prepared_for_a_list_saved_again_since_goes_at_completion() {
+fn a_document_prepared_for_a_list_saved_again_since_goes_with_the_step() {
     let db = Db::memory();
     let first = json!({"method":"documents","documents":[
         {"title":"Le salon","content":SALON},
@@ -598,9 +599,20 @@ fn a_document_prepared_for_a_list_saved_again_since_goes_at_completion() {
     let s = ready(&db, &first.to_string());
     assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 0);
     assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 1);
+    let search = |q: &str| {
+        kb_search(&db, json!({"session_id": s, "query": q})).unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(search("salon"), 1);
     // Saved again: item 0 is now the price list, item 1 is gone.
     let again = json!({"method":"documents","documents":[{"title":"Tarifs","content":TARIFS}]});
     db.step(&s, "kb", &again.to_string()).unwrap();
+    // The salon's text, no longer listed, is nobody's knowledge now.
+    assert_eq!(db.count("kb_documents"), 0);
+    assert_eq!(db.count("kb_chunks_index"), 0);
+    assert_eq!(search("salon"), 0);
     let done = db.complete(&s).unwrap();
     assert_eq!(
         done["synced"]["knowledge_base"]["documents"],
@@ -624,6 +636,7 @@ fn a_document_prepared_for_a_list_saved_again_since_goes_at_completion() {
     let retitled =
         json!({"method":"documents","documents":[{"title":"Notre salon","content":SALON}]});
     db.step(&s, "kb", &retitled.to_string()).unwrap();
+    assert_eq!(db.count("kb_documents"), 0);
     let done = db.complete(&s).unwrap();
     assert_eq!(
         done["synced"]["knowledge_base"]["documents"],
@@ -641,6 +654,7 @@ fn a_document_prepared_for_a_list_saved_again_since_goes_at_completion() {
     let s = ready(&db, &first.to_string());
     assert_eq!(prepare(&db, &s).unwrap()["prepared"]["item"], 0);
     db.kb_website(&s);
+    assert_eq!(db.count("kb_documents"), 0);
     assert_eq!(
         prepare(&db, &s).unwrap(),
         json!({"success":true,"session_id":s,"prepared":null})
@@ -1148,6 +1162,20 @@ fn search_errors_and_empty_answers() {
     assert_eq!(
         call(json!({"session_id": s, "query": "x", "limit": 21})).unwrap_err(),
         "onboarding_kb_search: invalid_field: limit 21 is not an integer from 1 to 20"
+    );
+    // 20.0 is 20 in JSON (Python's json.dumps writes a float so); 20.5
+    // and a float past exact integers are not.
+    assert_eq!(
+        call(json!({"session_id": s, "query": "x", "limit": 20.0})).unwrap(),
+        json!({"success": true, "query": "x", "results": []})
+    );
+    assert_eq!(
+        call(json!({"session_id": s, "query": "x", "limit": 20.5})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: limit 20.5 is not an integer from 1 to 20"
+    );
+    assert_eq!(
+        call(json!({"session_id": s, "query": "x", "limit": 1e300})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: limit 1e+300 is not an integer from 1 to 20"
     );
     // An echoed value is cut to 64 characters, whatever its JSON type.
     let long: Vec<u32> = (0..3000).collect();
