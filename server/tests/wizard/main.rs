@@ -1068,10 +1068,27 @@ async fn no_channel_ticked_is_refused_beside_the_channels() {
         b.text_content("channels-hint").await,
         "Choisissez au moins un canal."
     );
+    // The box that takes the focus is described by the group's message
+    // too: coming back to it says why, not only that it is invalid.
+    let focused = "const f = document.activeElement;
+         return [f.id, f.getAttribute('aria-invalid'), f.getAttribute('aria-describedby')]";
+    assert_eq!(
+        b.eval(focused).await,
+        json!(["channel-phone", "true", "channels-error"])
+    );
     b.showing("channels").await;
     b.click("#channel-sms").await;
     b.click("#channels-next").await;
     b.step("kb").await;
+    // Cleared with the error.
+    assert_eq!(
+        b.eval(
+            "const f = document.getElementById('channel-phone');
+             return [f.hasAttribute('aria-invalid'), f.hasAttribute('aria-describedby')]"
+        )
+        .await,
+        json!([false, false])
+    );
     b.quit().await;
     assert_eq!(saved_channels(&server), json!({"channels": ["sms"]}));
 }
@@ -2193,6 +2210,71 @@ async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_route
         b.text("phone-active").await,
         "Non : ce numéro a été désactivé, et aucun compte ne reçoit ses appels"
     );
+    b.quit().await;
+}
+
+/// Booking settings saved through the API without an event type (the
+/// wizard's own field refuses it empty) are said so on the dashboard, not
+/// as "événement null".
+#[tokio::test]
+async fn booking_settings_without_an_event_type_are_said_so() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let cal_com = json!({"provider": "cal_com"}).to_string();
+    let id = completed_through_the_api(
+        &server,
+        &[("business", BUSINESS), ("vapi", VAPI), ("appointments", &cal_com)],
+    )
+    .await;
+    let b = browser(&server, 1280).await;
+    open_dashboard(&b, &id).await;
+    b.until(
+        "the campaign's settings",
+        "document.getElementById('campaign-settings').textContent !== ''",
+    )
+    .await;
+    assert_eq!(
+        b.text("campaign-settings").await,
+        "Cal.com, aucun événement choisi, Europe/Paris"
+    );
+    b.quit().await;
+}
+
+/// The business phone changed from a mobile to a fixed line after the
+/// verification step was shown: back there, the code goes by the new
+/// number's own way (a call), not by the SMS chosen for the mobile, which
+/// the server refuses for a fixed line.
+#[tokio::test]
+async fn a_changed_number_gets_its_own_way_for_the_code() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = server().await;
+    let b = browser(&server, 1280).await;
+    to_the_verification_with_phone(&b, "06 12 34 56 78").await;
+    let way = "return document.querySelector('input[name=channel]:checked').value";
+    assert_eq!(b.eval(way).await, json!("sms"));
+    for (from, to) in [
+        ("verification", "appointments"),
+        ("appointments", "kb"),
+        ("kb", "phone"),
+        ("phone", "channels"),
+        ("channels", "business"),
+    ] {
+        b.click(&format!("#step-{from} .back")).await;
+        b.step(to).await;
+    }
+    b.fill("phone", "01 40 50 60 70").await;
+    for (from, to) in [
+        ("business", "channels"),
+        ("channels", "phone"),
+        ("phone", "kb"),
+        ("kb", "appointments"),
+        ("appointments", "verification"),
+    ] {
+        b.click(&format!("#{from}-next")).await;
+        b.step(to).await;
+    }
+    assert_eq!(b.text("verify-number").await, "+33140506070");
+    assert_eq!(b.eval(way).await, json!("voice"));
     b.quit().await;
 }
 

@@ -25,6 +25,7 @@ import {
   ALREADY_VERIFIED,
   announce,
   announceError,
+  bookingLine,
   DEAD_CODE,
   TAKEN_ELSEWHERE,
   BACKGROUND_RETRY_MS,
@@ -425,7 +426,7 @@ function showCampaign(campaign) {
   text('campaign-status', CAMPAIGN_STATUS[campaign.status] || campaign.status);
   text('campaign-channels', (campaign.channels || []).map((c) => CHANNEL_LABELS[c] || c).join(', '));
   const s = campaign.settings || {};
-  text('campaign-settings', s.event_type_id ? `Cal.com, événement ${s.event_type_id}, ${s.timezone}` : null);
+  text('campaign-settings', s.provider ? bookingLine(s) : null);
 }
 
 // The knowledge base: the job and the pages from `GET …/kb`, read again

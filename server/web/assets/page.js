@@ -106,6 +106,12 @@ export function defaultChannel(phone) {
   return mobile.test(phone || '') ? 'sms' : 'voice';
 }
 
+/** A tenant's booking settings in words; settings saved without an event type (through the API) say so, not "null". */
+export function bookingLine(booking) {
+  const event = booking.event_type_id ? `événement ${booking.event_type_id}` : 'aucun événement choisi';
+  return `Cal.com, ${event}, ${booking.timezone}`;
+}
+
 const clock = (iso) =>
   iso ? new Date(iso).toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }) : '';
 

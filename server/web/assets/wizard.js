@@ -31,6 +31,7 @@ import {
   announce,
   announceError,
   BACKGROUND_RETRY_MS,
+  bookingLine,
   offlineReason,
   check,
   defaultChannel,
@@ -357,7 +358,17 @@ function fieldError(form, field, error) {
   const message = writeError(slot, error.message, error);
   slot.hidden = false;
   const inputs = control.matches('input, textarea, select') ? [control] : [...control.querySelectorAll('input, textarea')];
-  for (const input of inputs) input.setAttribute('aria-invalid', 'true');
+  for (const input of inputs) {
+    input.setAttribute('aria-invalid', 'true');
+    // A group's message (the channels', the pasted texts') describes the
+    // group; the input that takes the focus is described by it too, so
+    // that coming back to it says why it is invalid, not only that it is.
+    const own = input.getAttribute('aria-describedby') || '';
+    if (input !== control && !own.split(' ').includes(slot.id)) {
+      input.dataset.describedBefore = own;
+      input.setAttribute('aria-describedby', `${own} ${slot.id}`.trim());
+    }
+  }
   (inputs[0] || control).focus();
   announceError(message);
   return true;
@@ -443,6 +454,12 @@ function clearErrors(form) {
     slot.textContent = '';
   }
   for (const input of section.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  for (const input of section.querySelectorAll('[data-described-before]')) {
+    const own = input.dataset.describedBefore;
+    if (own) input.setAttribute('aria-describedby', own);
+    else input.removeAttribute('aria-describedby');
+    delete input.dataset.describedBefore;
+  }
 }
 
 function setProgress(percentage) {
@@ -986,7 +1003,8 @@ function prepareVerification() {
   // Another number than the one last shown here: what was said of the
   // last one's code (no tries left, expired) is not this one's, and a
   // first code for it is sent, not sent again.
-  if (state.verifyingNumber !== undefined && state.verifyingNumber !== business.phone) {
+  const anotherNumber = state.verifyingNumber !== undefined && state.verifyingNumber !== business.phone;
+  if (anotherNumber) {
     clearErrors($('form-send'));
     if (!verification) $('send-code').textContent = 'Envoyer le code';
   }
@@ -1012,7 +1030,9 @@ function prepareVerification() {
   if (verification && verification.status === 'pending' && verification.channel) {
     // A code already sent: a resend goes the same way.
     check('channel', verification.channel);
-  } else if (!checked('channel')) {
+  } else if (!checked('channel') || anotherNumber) {
+    // The way chosen for the last number may not reach this one (an SMS
+    // to a fixed line): its own default again.
     check('channel', defaultChannel(business.phone));
   }
   // A code sent before a reload can still be typed in.
@@ -1203,7 +1223,7 @@ function renderSummary() {
   }
   rows.push(['Base de connaissances', kbText]);
   const booking = takesAppointments(steps.appointments);
-  rows.push(['Rendez-vous', booking ? `Cal.com, événement ${booking.event_type_id}, ${booking.timezone}` : 'Non']);
+  rows.push(['Rendez-vous', booking ? bookingLine(booking) : 'Non']);
   const list = $('summary');
   list.replaceChildren();
   for (const [term, detail] of rows) {
