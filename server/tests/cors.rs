@@ -26,15 +26,35 @@ async fn preflight_from_an_allowed_origin_is_204_with_the_cors_headers() {
     assert_eq!(reply.body, "");
     assert_eq!(reply.header("access-control-allow-origin"), Some(ALLOWED));
     assert_eq!(reply.header("vary"), Some("Origin"));
+    // The path's own methods, as its Allow says.
     assert_eq!(
         reply.header("access-control-allow-methods"),
-        Some("GET, POST, OPTIONS")
+        Some("POST, OPTIONS")
     );
+    assert_eq!(reply.header("allow"), Some("POST, OPTIONS"));
     assert_eq!(
         reply.header("access-control-allow-headers"),
         Some("Content-Type, Authorization, Idempotency-Key")
     );
     assert_eq!(reply.header("access-control-max-age"), Some("600"));
+    // A read-only route offers no POST, which would answer 405.
+    let voices = request(
+        server.addr,
+        "OPTIONS",
+        "/api/v1/onboarding/voices",
+        &[
+            ("Origin", ALLOWED),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(voices.status, 204);
+    assert_eq!(
+        voices.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(voices.header("allow"), Some("GET, HEAD, OPTIONS"));
     server.stop().await;
 }
 

@@ -153,7 +153,7 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
          static void migrate(sqlite3_context *c, int n, sqlite3_value **v) {\n\
            sqlite3_result_error(c, \"the stub was asked to migrate\", -1);\n\
          }\n\
-         int sqlite3_extension_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {\n\
+         int sqlite3_onboarding_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {\n\
            SQLITE_EXTENSION_INIT2(api);\n\
            return sqlite3_create_function(db, \"onboarding_migrate\", 0, SQLITE_UTF8, 0, migrate, 0, 0);\n\
          }\n",
@@ -186,6 +186,28 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
             stub.display()
         ))
     );
+}
+
+/// The built extension kept under another name (a version beside the one
+/// in use) loads all the same: its entry point is asked for by name, where
+/// SQLite would derive `sqlite3_onboardingv2_init` from the file's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extension_loads_under_another_file_name() {
+    let (mut config, dir) = temp_config();
+    let renamed = dir.path().join("libonboarding-v2.so");
+    std::fs::copy(built_extension(), &renamed).unwrap();
+    config.extension = Some(renamed);
+    let mut server = TestServer::start(config, dir).await;
+    let created = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    server.stop().await;
 }
 
 /// A database of a newer schema than this server's (a downgrade) is

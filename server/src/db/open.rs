@@ -196,11 +196,17 @@ fn refuse_missing_forms(conn: &Connection, so: &std::path::Path) -> Result<(), S
 }
 
 fn load_extension(conn: &Connection, so: &std::path::Path) -> Result<(), String> {
+    // The entry point by name: SQLite would derive it from the file's name
+    // (`sqlite3_onboardingv2_init` for a `libonboarding-v2.so` kept beside
+    // the one in use), as the node host and `.load FILE sqlite3_onboarding_init`
+    // do not.
+    //
     // SAFETY: loading runs the library's init code in this process; the
     // operator chose the file with --extension, and no other SQL runs on this
     // connection while loading is enabled (the guard disables it on drop).
     let loaded = unsafe {
-        LoadExtensionGuard::new(conn).and_then(|_guard| conn.load_extension(so, None::<&str>))
+        LoadExtensionGuard::new(conn)
+            .and_then(|_guard| conn.load_extension(so, Some("sqlite3_onboarding_init")))
     };
     loaded.map_err(|e| format!("cannot load extension {}: {}", so.display(), error_text(&e)))
 }

@@ -42,7 +42,6 @@ use crate::routes::{self, Endpoint, Resolved};
 /// address the server listens on (see [`openapi_for`]).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
-const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, POST, OPTIONS");
 const ALLOW_HEADERS: HeaderValue =
     HeaderValue::from_static("Content-Type, Authorization, Idempotency-Key");
 const MAX_AGE: HeaderValue = HeaderValue::from_static("600");
@@ -879,18 +878,19 @@ fn preflight(app: &App, req: &Request<Incoming>) -> Reply {
     }
     let mut reply = Response::new(Full::new(Bytes::new()));
     *reply.status_mut() = StatusCode::NO_CONTENT;
+    // What the path allows, to a browser's preflight as to any OPTIONS:
+    // a GET-only route does not offer POST, which would answer 405.
+    let allow = HeaderValue::from_str(&routes::allow_header(&methods))
+        .unwrap_or(HeaderValue::from_static("OPTIONS"));
+    reply.headers_mut().insert(header::ALLOW, allow.clone());
     let Some(origin) = req.headers().get(header::ORIGIN) else {
-        // Not a browser's preflight: say what the path allows.
-        if let Ok(allow) = HeaderValue::from_str(&routes::allow_header(&methods)) {
-            reply.headers_mut().insert(header::ALLOW, allow);
-        }
         return reply;
     };
     if !app.cors_origins.iter().any(|a| a == origin) {
         return origin_not_allowed(origin);
     }
     let headers = reply.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS);
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, MAX_AGE);
     reply
