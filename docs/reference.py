@@ -152,7 +152,8 @@ section("onboarding_create(payload, ip_address, user_agent)",
         "argument given (not NULL) replaces the payload's field, which is then not read. "
         "`ip_address` must be an IPv4 or IPv6 address. `user_agent` is the raw header: "
         "control characters are dropped, blanks trimmed, the rest cut to 512 characters, "
-        "and NULL is stored when nothing is left; it is never refused. Pass `''` for a "
+        "and NULL is stored when nothing is left: no text is refused (a number is "
+        "`invalid_field`). Pass `''` for a "
         "request without a User-Agent, so that the payload's claim is dropped too.")
 example("SELECT onboarding_create(?, ?, ?)",
         '{"source":"web","ip_address":"198.51.100.9","user_agent":"claimed"}',
@@ -385,20 +386,21 @@ section("onboarding_kb_prepare(session_id)",
         "answers which (`item`, from 0), with its `document_id` and `chunks`; "
         "`\"prepared\":null` when none is left (or the step lists none, the session lacks a "
         "step its completion needs, or it is completed). The completion then finds those "
-        "documents stored, counts them and answers as it would have alone; a document "
-        "prepared for an item the kb step no longer lists, or lists under another title or "
-        "text, goes at completion. For a host that must not spend seconds in one call: "
+        "documents stored, counts them and answers as it would have alone. The kb step "
+        "saved again removes every document prepared ahead (a list changed since must not "
+        "stay searchable), and the completion removes any it does not list. For a host that must not spend seconds in one call: "
         "`onboarding-server --dqlite` calls it until it answers null, in a savepoint of the "
         "completion's transaction that the completion's failure rolls back (a dqlite leader "
-        "sends no Raft heartbeat while it runs a call). A session that is no longer in "
-        "progress is `conflict`, an unknown one `not_found`.")
+        "sends no Raft heartbeat while it runs a call). An abandoned session is `conflict`, "
+        "an unknown one `not_found`.")
 example("SELECT onboarding_kb_prepare(?)", docs_session)
 example("SELECT onboarding_kb_prepare(?)", docs_session)
 example("SELECT onboarding_kb_prepare(?)", docs_session)
 example("SELECT onboarding_kb_prepare(?)", "onb_00000000000000000000000000000000")
 
 section("onboarding_kb_claim(payload)",
-        "A worker takes the oldest due job with a lease (`lease_seconds`, default 60): a queued "
+        "A worker takes the oldest due job with a lease of `lease_seconds` (1–3600, default 60) "
+        "from now: a queued "
         "job whose backoff is over, or a running one whose lease expired (its worker died). "
         "The answer carries the job's frontier: its pages not yet reported, breadth first, each "
         "with the `retries` it had before the job last waited for its site (see "
@@ -415,7 +417,9 @@ section("onboarding_kb_store_page(payload)",
         "(a redirect or canonical link inside the site) and `shared` blocks (a footer repeated "
         "on every page, stored once as its own document). The library normalises the URLs, "
         "keeps the site's links (depth at most 3, at most 50 pages), stores a text once per "
-        "tenant, chunks and indexes it, updates the counters and extends the lease, in one savepoint. "
+        "tenant, chunks and indexes it, updates the counters and sets the lease to `lease_seconds` "
+        "from now (1–3600, default 60, whatever the claim asked: a worker holding longer leases "
+        "passes its length to every call), in one savepoint. "
         "A stored page's Markdown is not blank; its texts (title, Markdown, the blocks') hold no control "
         "character but line breaks and tabs (SQLite's own functions would read a text only to a NUL).")
 example("SELECT onboarding_kb_store_page(?)",
@@ -430,7 +434,8 @@ example("SELECT onboarding_kb_store_page(?)",
 example("SELECT onboarding_kb_store_page(?)",
         '{"job_id":1,"worker":"crawler-1","url":"https://mon-site.fr/equipe","status":"stored","title":"Équipe","markdown":"Notre équipe\\u0000"}')
 
-section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`). "
+section("onboarding_kb_renew(payload)", "Extends a held lease (during a long wait, a `Retry-After`) "
+        "to `lease_seconds` from now (1–3600, default 60, as `onboarding_kb_store_page`). "
         "Optional `bytes` and `elapsed_ms` (also taken by `onboarding_kb_store_page`): the job's budget "
         "spent so far as the worker counts it, kept with the job (the larger count) and given by the "
         "next claim as `bytes_fetched` and `crawl_ms`, so that a worker taking the job over goes on "
@@ -508,7 +513,8 @@ example("SELECT onboarding_kb_get(?)", docs_session)
 
 section("onboarding_kb_search(payload)",
         "bm25-ranked chunks of a tenant's knowledge for a question in French (`session_id` or "
-        "`tenant_id`, both only when they agree, `query`, `limit` 1–20, default 5): accents and "
+        "`tenant_id`, both only when they agree, `query` of 1–500 characters, `limit` 1–20, "
+        "default 5): accents and "
         "ligatures folded, French stems, stop words and a few synonyms applied in Rust on both "
         "sides (a question typed without accents finds the accented words: \"mariee\" finds "
         "\"mariée\"); `score` is higher for better matches. Scores are BM25 over the tenant's own "

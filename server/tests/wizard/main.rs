@@ -2223,7 +2223,11 @@ async fn booking_settings_without_an_event_type_are_said_so() {
     let cal_com = json!({"provider": "cal_com"}).to_string();
     let id = completed_through_the_api(
         &server,
-        &[("business", BUSINESS), ("vapi", VAPI), ("appointments", &cal_com)],
+        &[
+            ("business", BUSINESS),
+            ("vapi", VAPI),
+            ("appointments", &cal_com),
+        ],
     )
     .await;
     let b = browser(&server, 1280).await;
