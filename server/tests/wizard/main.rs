@@ -340,6 +340,17 @@ async fn open_dashboard(b: &Browser, id: &str) {
     b.open("/dashboard").await;
 }
 
+/// The text of `element` on session `id`'s dashboard, once it has one.
+async fn shown_on_the_dashboard(b: &Browser, id: &str, element: &str) -> String {
+    open_dashboard(b, id).await;
+    b.until(
+        &format!("a text in #{element}"),
+        &format!("document.getElementById('{element}').textContent !== ''"),
+    )
+    .await;
+    b.text(element).await
+}
+
 /// The dashboard of session `id`, once its search box shows.
 async fn open_dashboard_to_its_search(b: &Browser, id: &str) {
     open_dashboard(b, id).await;
@@ -2200,14 +2211,8 @@ async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_route
         )
         .unwrap();
     let b = browser(&server, 1280).await;
-    open_dashboard(&b, &id).await;
-    b.until(
-        "the number's state",
-        "document.getElementById('phone-active').textContent !== ''",
-    )
-    .await;
     assert_eq!(
-        b.text("phone-active").await,
+        shown_on_the_dashboard(&b, &id, "phone-active").await,
         "Non : ce numéro a été désactivé, et aucun compte ne reçoit ses appels"
     );
     b.quit().await;
@@ -2231,14 +2236,8 @@ async fn booking_settings_without_an_event_type_are_said_so() {
     )
     .await;
     let b = browser(&server, 1280).await;
-    open_dashboard(&b, &id).await;
-    b.until(
-        "the campaign's settings",
-        "document.getElementById('campaign-settings').textContent !== ''",
-    )
-    .await;
     assert_eq!(
-        b.text("campaign-settings").await,
+        shown_on_the_dashboard(&b, &id, "campaign-settings").await,
         "Cal.com, aucun événement choisi, Europe/Paris"
     );
     b.quit().await;
