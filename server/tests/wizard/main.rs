@@ -260,6 +260,32 @@ async fn to_the_verification_with_phone(b: &Browser, phone: &str) {
     b.step("verification").await;
 }
 
+/// From the verification step back to the business step with "Précédent",
+/// the phone changed to `phone`, and on to the verification with "Suivant".
+async fn back_to_the_phone_and_on(b: &Browser, phone: &str) {
+    for (from, to) in [
+        ("verification", "appointments"),
+        ("appointments", "kb"),
+        ("kb", "phone"),
+        ("phone", "channels"),
+        ("channels", "business"),
+    ] {
+        b.click(&format!("#step-{from} .back")).await;
+        b.step(to).await;
+    }
+    b.fill("phone", phone).await;
+    for (from, to) in [
+        ("business", "channels"),
+        ("channels", "phone"),
+        ("phone", "kb"),
+        ("kb", "appointments"),
+        ("appointments", "verification"),
+    ] {
+        b.click(&format!("#{from}-next")).await;
+        b.step(to).await;
+    }
+}
+
 /// A session completed with a website to crawl: no crawler runs in these
 /// tests, so its job stays queued and the pages keep reading its progress.
 async fn completed_with_a_queued_crawl(server: &TestServer) -> String {
@@ -2255,27 +2281,7 @@ async fn a_changed_number_gets_its_own_way_for_the_code() {
     to_the_verification_with_phone(&b, "06 12 34 56 78").await;
     let way = "return document.querySelector('input[name=channel]:checked').value";
     assert_eq!(b.eval(way).await, json!("sms"));
-    for (from, to) in [
-        ("verification", "appointments"),
-        ("appointments", "kb"),
-        ("kb", "phone"),
-        ("phone", "channels"),
-        ("channels", "business"),
-    ] {
-        b.click(&format!("#step-{from} .back")).await;
-        b.step(to).await;
-    }
-    b.fill("phone", "01 40 50 60 70").await;
-    for (from, to) in [
-        ("business", "channels"),
-        ("channels", "phone"),
-        ("phone", "kb"),
-        ("kb", "appointments"),
-        ("appointments", "verification"),
-    ] {
-        b.click(&format!("#{from}-next")).await;
-        b.step(to).await;
-    }
+    back_to_the_phone_and_on(&b, "01 40 50 60 70").await;
     assert_eq!(b.text("verify-number").await, "+33140506070");
     assert_eq!(b.eval(way).await, json!("voice"));
     b.quit().await;
@@ -4585,27 +4591,7 @@ async fn a_lost_sends_key_goes_once_another_step_is_saved() {
     b.click("#send-code").await;
     b.until("the retry banner", "document.activeElement.id === 'retry'")
         .await;
-    for (from, to) in [
-        ("verification", "appointments"),
-        ("appointments", "kb"),
-        ("kb", "phone"),
-        ("phone", "channels"),
-        ("channels", "business"),
-    ] {
-        b.click(&format!("#step-{from} .back")).await;
-        b.step(to).await;
-    }
-    b.fill("phone", "06 12 34 56 99").await;
-    for (button, to) in [
-        ("#business-next", "channels"),
-        ("#channels-next", "phone"),
-        ("#phone-next", "kb"),
-        ("#kb-next", "appointments"),
-        ("#appointments-next", "verification"),
-    ] {
-        b.click(button).await;
-        b.step(to).await;
-    }
+    back_to_the_phone_and_on(&b, "06 12 34 56 99").await;
     b.click("#send-code").await;
     b.until(
         "the refusal",
