@@ -357,6 +357,17 @@ example("SELECT group_concat(function || ' ' || failed, ', ') FROM onboarding_ca
 example("SELECT onboarding_complete(?, '{}', ?)", keyed, "req-9b1e4c27d05a8f36")
 example("SELECT onboarding_complete(?, '{}', ?)", keyed, "short")
 
+section("onboarding_step_kept(session_id, step, payload, request_key)",
+        "The answer of the step that `request_key` saved with this payload, read without "
+        "saving anything (NULL when no step kept an answer under the key; `conflict` when the "
+        "key was used by another call or with another payload, as the keyed step answers). "
+        "For a host that refuses a step, such as `onboarding-server` past its limits on "
+        "\"email already used\" answers: a business step retried with its key, whose first "
+        "answer was lost, is still answered what it saved.")
+example("SELECT onboarding_step_kept(?, 'business', ?, ?)", keyed, business, "req-5c0a2e94b7d1f368")
+example("SELECT onboarding_step_kept(?, 'business', ?, ?) IS NULL", keyed, business, "req-never-used-0002")
+example("SELECT onboarding_step_kept(?, 'kb', '{\"method\":\"skip\"}', ?)", keyed, "req-5c0a2e94b7d1f368")
+
 section("onboarding_agent_types()", "The 7 agent types.")
 example("SELECT onboarding_agent_types()")
 

@@ -161,6 +161,21 @@ const FUNCTIONS: &[(&str, i32, FunctionFlags, Body)] = &[
         Ok(kept.map_or(SqlValue::Null, SqlValue::Text))
     }),
     ("onboarding_step", 3, WRITER, step_call),
+    // The same key's first answer, read without saving: a host that
+    // refuses a step (its limit on "email already used" answers) still
+    // answers a retry of one it saved.
+    ("onboarding_step_kept", 4, READER, |c| {
+        let session_id = c.session_id()?;
+        let step = c
+            .text(1, "step", ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field("step is required"))?;
+        let payload = c.payload(2)?;
+        let request_key = c
+            .text(3, "request_key", ErrorKind::InvalidField)?
+            .ok_or_else(|| Error::invalid_field("request_key is required"))?;
+        let kept = step::kept(&*c.conn()?, c.env, session_id, step, payload, request_key)?;
+        Ok(kept.map_or(SqlValue::Null, SqlValue::Text))
+    }),
     // A host whose commit can have an unknown outcome runs a call again
     // with the key it made for it: the first answer comes back, nothing is
     // written again (`replies.rs`). So for the phone functions below. One

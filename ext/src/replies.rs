@@ -181,6 +181,18 @@ pub fn once<T: Reply>(
     Ok(answer)
 }
 
+/// The answer kept under `keyed`'s key, read without running the call:
+/// for a host that refuses a call (its own limit) and must still answer a
+/// retry of one it ran. `None` when none is kept; refused as [`once`]
+/// refuses a key kept by another call or for another payload.
+pub fn kept_answer(
+    conn: &Connection,
+    env: &dyn Env,
+    keyed: &Keyed<'_>,
+) -> Result<Option<Result<String>>> {
+    kept(conn, keyed, env.now_ms())
+}
+
 /// The answer kept under the key, if any. A key kept by another call
 /// (another function, or another session) is a host's mistake, refused
 /// without naming that session: its id is its credential. So is a key kept

@@ -45,6 +45,30 @@ pub fn step(
     })?
 }
 
+// -- onboarding_step_kept('onb_…', 'business', '{…}', 'k3y-of-16-chars-or-more')
+//      -> the answer of the step saved with this key and payload, or NULL
+/// The answer of the step `request_key` saved, without saving it: for a
+/// host that refuses a step (its limit on "email already used" answers)
+/// and must still answer a retry of one it ran (the client lost the answer
+/// and sent it again with its key). `None` when none was kept; `conflict`
+/// for a key kept by another call or with another payload, as the keyed
+/// step answers; a kept refusal is raised again.
+pub fn kept(
+    conn: &Connection,
+    env: &dyn Env,
+    session_id: &str,
+    step: &str,
+    payload: Option<&str>,
+    request_key: &str,
+) -> Result<Option<String>> {
+    let step = Step::parse(step)?;
+    let Some(keyed) = replies::keyed(step.function(), session_id, payload, Some(request_key))?
+    else {
+        return Ok(None);
+    };
+    replies::kept_answer(conn, env, &keyed)?.transpose()
+}
+
 /// The step's writes and its answer, inside the call's savepoint.
 fn save_step(
     conn: &Connection,

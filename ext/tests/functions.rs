@@ -54,6 +54,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_schema_version/0",
             "onboarding_step/3",
             "onboarding_step/4",
+            "onboarding_step_kept/4",
             "onboarding_version/0",
             "onboarding_voices/0",
         ]
@@ -85,6 +86,7 @@ fn the_library_adds_exactly_these_functions() {
             "onboarding_phone_verify",
             "onboarding_schema_version",
             "onboarding_step",
+            "onboarding_step_kept",
             "onboarding_version",
             "onboarding_voices"
         ]

@@ -564,3 +564,69 @@ fn a_create_kept_under_its_key_is_read_without_creating() {
     assert_eq!(changes(&db), before);
     assert_eq!(db.count("onboarding_sessions"), 1);
 }
+
+/// `onboarding_step_kept`: the answer a step saved with the key and the
+/// payload, read without saving (a host's limit on "email already used"
+/// answers answers a retry with it); NULL for a key no step used; another
+/// payload or another step refused, as the keyed step refuses them. It
+/// writes nothing, ever.
+#[test]
+fn a_step_kept_under_its_key_is_read_without_saving() {
+    let db = Db::memory();
+    let s = db.create();
+    let kept = |step: &str, payload: &str, key: &str| -> Result<Option<String>, String> {
+        db.conn
+            .query_row(
+                "SELECT onboarding_step_kept(?1, ?2, ?3, ?4)",
+                [s.as_str(), step, payload, key],
+                |r| r.get(0),
+            )
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(kept("vapi", VAPI, KEY), Ok(None));
+    let first = step(&db, &s, "vapi", VAPI, KEY).unwrap();
+    let before = changes(&db);
+    assert_eq!(
+        kept("vapi", VAPI, KEY)
+            .map(|text| text.map(|t| serde_json::from_str::<Value>(&t).unwrap())),
+        Ok(Some(first))
+    );
+    assert_eq!(kept("vapi", VAPI, OTHER_KEY), Ok(None));
+    assert_eq!(
+        kept(
+            "vapi",
+            r#"{"agent_type":"custom","voice":"sara","assistant_name":"Léa"}"#,
+            KEY
+        ),
+        Err(
+            "onboarding_step_kept: conflict: request_key '0123456789abcdef-first' was already \
+             used with another payload"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        kept("kb", KB, KEY),
+        Err(
+            "onboarding_step_kept: conflict: request_key '0123456789abcdef-first' was already \
+             used by onboarding_step('vapi')"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        kept("vapi", VAPI, "short"),
+        Err(
+            "onboarding_step_kept: invalid_field: request_key 'short' must be 16 to 128 \
+             characters"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        kept("nope", VAPI, KEY),
+        Err(
+            "onboarding_step_kept: invalid_field: step 'nope' is not a step (expected one of \
+             business, channels, vapi, kb, appointments)"
+                .to_string()
+        )
+    );
+    assert_eq!(changes(&db), before);
+}

@@ -656,6 +656,66 @@ async fn email_taken_answers_are_limited_per_session_and_per_address() {
     server.stop().await;
 }
 
+/// A business step retried with its `Idempotency-Key` (its answer lost)
+/// after the session spent its "email already used" answers gets what it
+/// saved, not the 429: the key is looked up, nothing is saved. A key that
+/// saved nothing, or another body under it, is refused as before.
+#[tokio::test]
+async fn a_keyed_business_step_past_the_email_limit_answers_what_it_saved() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.email_taken_per_session = 2;
+    let mut server = TestServer::start(config, dir).await;
+    account_with_taken_email(&server).await;
+    let created = server.post(CREATE, "{}").await;
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let path = session_path(&id, "business");
+    let free = NO_ACCOUNT.replace("taken@", "free@");
+    const KEY: &str = "5d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6";
+    let keyed = |key: &'static str, body: String| {
+        let path = path.clone();
+        let addr = server.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                &path,
+                &[
+                    ("Idempotency-Key", key),
+                    ("Content-Type", "application/json"),
+                ],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let first = keyed(KEY, free.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    for _ in 0..2 {
+        assert_eq!(server.post(&path, NO_ACCOUNT).await.status, 409);
+    }
+    let limited = r#"{"success":false,"error":"too many 'email already used' answers for this address or session (retry after the Retry-After delay)","code":"rate_limited"}"#;
+    let reply = server.post(&path, &free).await;
+    assert_eq!((reply.status, reply.body.as_str()), (429, limited));
+    // The retry: its first answer, exactly.
+    let again = keyed(KEY, free.clone()).await;
+    assert_eq!((again.status, &again.body), (200, &first.body));
+    // Another key, which saved nothing: the limit's 429.
+    let other = keyed("5d1e2f3a-4b5c-4d6e-8f70-000000000000", free.clone()).await;
+    assert_eq!((other.status, other.body.as_str()), (429, limited));
+    assert_eq!(other.header("retry-after"), Some("1800"));
+    // The same key with another body: refused as a keyed step refuses it.
+    let changed = keyed(KEY, free.replace("free@", "libre@")).await;
+    assert_eq!(
+        (changed.status, changed.body.as_str()),
+        (
+            409,
+            r#"{"success":false,"error":"Idempotency-Key was already used with another body: a new request needs a new key","code":"conflict"}"#
+        )
+    );
+    server.stop().await;
+}
+
 /// A completion answers "email already used" when another session completed
 /// with the address after this one saved it: those answers count on the
 /// same limits, and past them the completion answers 429 (it wrote nothing

@@ -181,8 +181,8 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
         Err(format!(
             "--extension {} lacks onboarding_create/4, onboarding_step/4, onboarding_complete/3, \
              onboarding_phone_send/4, onboarding_phone_verify/3, onboarding_kb_prepare/1, \
-             onboarding_kb_recut/0, onboarding_create_kept/2, which this server calls (build \
-             this source's with `make loadable`)",
+             onboarding_kb_recut/0, onboarding_create_kept/2, onboarding_step_kept/4, which this \
+             server calls (build this source's with `make loadable`)",
             stub.display()
         ))
     );

@@ -901,7 +901,7 @@ mod tests {
             Some(
                 "onboarding_create/4, onboarding_step/4, onboarding_complete/3, \
                  onboarding_phone_send/4, onboarding_phone_verify/3, onboarding_kb_prepare/1, \
-                 onboarding_kb_recut/0, onboarding_create_kept/2"
+                 onboarding_kb_recut/0, onboarding_create_kept/2, onboarding_step_kept/4"
             )
         );
         // onboarding_step/4 alone missing: an extension of the same schema

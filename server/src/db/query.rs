@@ -29,6 +29,16 @@ pub enum Query {
         payload: Option<String>,
         client_key: String,
     },
+    /// `SELECT onboarding_step_kept(?1, ?2, ?3, ?4)` (`'null'` for its
+    /// NULL): a keyed business step past the limits on "email already
+    /// used" answers is answered what the key already saved, if anything,
+    /// without saving. On the writer, as [`Query::CreateKept`].
+    StepKept {
+        session_id: String,
+        step: &'static str,
+        payload: Option<String>,
+        client_key: String,
+    },
     /// `SELECT onboarding_step(?1, ?2, ?3)`; `None` payload binds NULL.
     Step {
         session_id: String,
@@ -228,6 +238,20 @@ impl Query {
             } => (
                 "SELECT coalesce(onboarding_create_kept(?1, ?2), 'null')",
                 vec![Arg::Text(payload.as_deref()), text(client_key)],
+            ),
+            Query::StepKept {
+                session_id,
+                step,
+                payload,
+                client_key,
+            } => (
+                "SELECT coalesce(onboarding_step_kept(?1, ?2, ?3, ?4), 'null')",
+                vec![
+                    text(session_id),
+                    Arg::Text(Some(step)),
+                    Arg::Text(payload.as_deref()),
+                    text(client_key),
+                ],
             ),
             Query::Step {
                 session_id,
@@ -456,8 +480,8 @@ pub(super) fn error_text(err: &rusqlite::Error) -> String {
 /// A query answering the forms the server calls that the engine lacks
 /// (the keyed ones, `onboarding_step/4, …`, `onboarding_kb_prepare/1`
 /// before a completion, the idle crawler's `onboarding_kb_recut/0`, and
-/// `onboarding_create_kept/2` for a keyed create past the address's
-/// limit), or NULL when it has them all.
+/// `onboarding_create_kept/2` and `onboarding_step_kept/4` for a keyed
+/// create or business step past a limit), or NULL when it has them all.
 pub(super) fn missing_forms_sql() -> String {
     let forms: Vec<String> = Query::KEYED_FORMS
         .iter()
@@ -465,6 +489,7 @@ pub(super) fn missing_forms_sql() -> String {
             ("onboarding_kb_prepare", 1),
             ("onboarding_kb_recut", 0),
             ("onboarding_create_kept", 2),
+            ("onboarding_step_kept", 4),
         ])
         .map(|(name, args)| format!("('{name}', {args})"))
         .collect();

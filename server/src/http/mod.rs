@@ -307,10 +307,10 @@ async fn dispatch(
     // what the library parses from it live until then, even when the
     // client leaves before the answer.
     let mut hold: Option<Box<dyn Send>> = None;
-    // A keyed create past the limit: the wait its 429 asks, when the key
-    // made no session.
-    let mut limited = None;
-    let query = match endpoint {
+    // A keyed create or business step past a limit: the wait and the text
+    // of its 429, when the key saved nothing before.
+    let mut limited: Option<(u64, &'static str)> = None;
+    let mut query = match endpoint {
         Endpoint::Create => match create(app, req, client, body_read, &mut limited).await {
             Ok(query) => query,
             Err(reply) => return reply,
@@ -420,7 +420,28 @@ async fn dispatch(
         (Some(session), Endpoint::Step(_)) => {
             match EmailAnswer::reserve(app, limited_as(client), session).await {
                 Ok(reserved) => (reserved, None),
-                Err(wait) => return rate_limited(EMAIL_TAKEN_LIMITED, wait),
+                Err(wait) => {
+                    // A step retried with its key (its answer was lost) is
+                    // owed what it saved, limit or not: the key is looked
+                    // up, and nothing is saved (so nothing tested).
+                    let Query::Step {
+                        session_id,
+                        step,
+                        payload,
+                        client_key: Some(client_key),
+                    } = query
+                    else {
+                        return rate_limited(EMAIL_TAKEN_LIMITED, wait);
+                    };
+                    query = Query::StepKept {
+                        session_id,
+                        step,
+                        payload,
+                        client_key,
+                    };
+                    limited = Some((wait, EMAIL_TAKEN_LIMITED));
+                    (None, None)
+                }
             }
         }
         (Some(session), Endpoint::Complete) => (
@@ -493,11 +514,11 @@ async fn dispatch(
             return rate_limited(EMAIL_TAKEN_LIMITED, wait);
         }
     }
-    // A keyed create past the limit whose key made no session: the limit's
-    // 429 after all.
-    if let (Ok(body), Some(wait)) = (&answered, limited) {
+    // A keyed create or step past a limit whose key saved nothing: the
+    // limit's 429 after all.
+    if let (Ok(body), Some((wait, limit))) = (&answered, limited) {
         if body == "null" {
-            return rate_limited(CREATES_LIMITED, wait);
+            return rate_limited(limit, wait);
         }
     }
     match answered {
@@ -521,7 +542,7 @@ async fn create(
     req: Request<Incoming>,
     client: IpAddr,
     body_read: &mut bool,
-    limited: &mut Option<u64>,
+    limited: &mut Option<(u64, &'static str)>,
 ) -> Result<Query, Reply> {
     // Refused before the limit counts the create.
     let key = idempotency_key(&req).map_err(|reply| *reply)?;
@@ -532,7 +553,7 @@ async fn create(
             if key.is_none() {
                 return Err(rate_limited(CREATES_LIMITED, wait));
             }
-            *limited = Some(wait);
+            *limited = Some((wait, CREATES_LIMITED));
         }
     }
     // The raw header: the library cleans it (and an empty one stores none,

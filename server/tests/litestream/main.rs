@@ -729,6 +729,13 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         // refusal of the write rather than a CORS failure.
         ("OPTIONS", create, "http://localhost:3002", 204),
         ("OPTIONS", create, "https://evil.example", 403),
+        // Both: the kb step's POST and the GET of its pages.
+        (
+            "OPTIONS",
+            "/api/v1/onboarding/session/onb_x/kb",
+            "http://localhost:3002",
+            204,
+        ),
     ] {
         let headers = [
             ("Origin", origin),
