@@ -755,9 +755,10 @@ impl Part<'_> {
     /// The kb step's documents (validated when saved), each stored and cut
     /// into indexed chunks: `{"documents_stored","chunks"}`. A document
     /// `onboarding_kb_prepare` stored ahead is counted as stored here, its
-    /// time made the completion's; one it stored for items the kb step no
-    /// longer lists (saved again since) goes, so that the tenant's pasted
-    /// knowledge is exactly the step's, however it was prepared.
+    /// time made the completion's. The kb step saved again removes what was
+    /// prepared; any pasted document the step does not list (a row written
+    /// by hand) goes here too, so that the tenant's pasted knowledge is
+    /// exactly the step's, however it was prepared.
     fn documents(&self, documents: &[StoredDocument<'_>]) -> Result<DocumentsStored> {
         let tenant_id = &self.session.tenant_id;
         let identities: Vec<String> = documents

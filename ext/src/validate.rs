@@ -1304,7 +1304,8 @@ impl Fields {
             return default.ok_or_else(|| Error::invalid_field(format!("{field} is required")));
         };
         // `5.0` and `5e0` are 5 in JSON, as for `event_type_id`
-        // ([`positive_integer`]); past 2^53 a float is no exact integer.
+        // ([`positive_integer`]); under 9e15, within 2^53, where a float
+        // is an exact integer.
         let n = value.as_i64().or_else(|| {
             value
                 .as_f64()

@@ -190,7 +190,7 @@ async fn an_extension_lacking_a_form_the_server_calls_is_refused_at_start() {
 
 /// The built extension kept under another name (a version beside the one
 /// in use) loads all the same: its entry point is asked for by name, where
-/// SQLite would derive `sqlite3_onboardingv2_init` from the file's name.
+/// SQLite would derive `sqlite3_onboardingv_init` from the file's name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_extension_loads_under_another_file_name() {
     let (mut config, dir) = temp_config();

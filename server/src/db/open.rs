@@ -197,7 +197,7 @@ fn refuse_missing_forms(conn: &Connection, so: &std::path::Path) -> Result<(), S
 
 fn load_extension(conn: &Connection, so: &std::path::Path) -> Result<(), String> {
     // The entry point by name: SQLite would derive it from the file's name
-    // (`sqlite3_onboardingv2_init` for a `libonboarding-v2.so` kept beside
+    // (`sqlite3_onboardingv_init`, its letters only, for a `libonboarding-v2.so` kept beside
     // the one in use), as the node host and `.load FILE sqlite3_onboarding_init`
     // do not.
     //

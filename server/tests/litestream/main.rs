@@ -718,6 +718,7 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         "access-control-allow-methods",
         "access-control-allow-headers",
         "access-control-max-age",
+        "allow",
     ];
     let voices = "/api/v1/onboarding/voices";
     let create = "/api/v1/onboarding/session";

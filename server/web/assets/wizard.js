@@ -361,8 +361,8 @@ function fieldError(form, field, error) {
   for (const input of inputs) {
     input.setAttribute('aria-invalid', 'true');
     // A group's message (the channels', the pasted texts') describes the
-    // group; the input that takes the focus is described by it too, so
-    // that coming back to it says why it is invalid, not only that it is.
+    // group; each of its inputs is described by it too, so that coming
+    // back to one says why it is invalid, not only that it is.
     const own = input.getAttribute('aria-describedby') || '';
     if (input !== control && !own.split(' ').includes(slot.id)) {
       input.dataset.describedBefore = own;
@@ -1030,9 +1030,11 @@ function prepareVerification() {
   if (verification && verification.status === 'pending' && verification.channel) {
     // A code already sent: a resend goes the same way.
     check('channel', verification.channel);
-  } else if (!checked('channel') || anotherNumber) {
-    // The way chosen for the last number may not reach this one (an SMS
-    // to a fixed line): its own default again.
+  } else if (!checked('channel') || (checked('channel') === 'sms' && defaultChannel(business.phone) !== 'sms')) {
+    // The way chosen may not reach the number as saved now (an SMS chosen
+    // for a mobile, the number since changed to a fixed line, here or in
+    // another tab before a reload): its own default. A call reaches any
+    // number, and a way that still reaches it stays as chosen.
     check('channel', defaultChannel(business.phone));
   }
   // A code sent before a reload can still be typed in.
