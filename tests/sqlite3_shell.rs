@@ -60,6 +60,7 @@ fn the_extension_adds_exactly_these_functions() {
          onboarding_schema_version/0 524288\n\
          onboarding_step/3 524288\n\
          onboarding_step/4 524288\n\
+         onboarding_step_kept/4 524288\n\
          onboarding_version/0 2097152\n\
          onboarding_voices/0 2097152\n"
     );
