@@ -141,9 +141,16 @@ fn save(
             // stood: saved again, the step says what the tenant's knowledge
             // is, and a document it no longer lists must not stay searchable
             // until a completion that may never come. Prepare stores them
-            // again; a tenant has none before its completion but these.
-            for (id, _) in store::pasted(conn, &session.tenant_id)? {
-                store::delete(conn, id)?;
+            // again; a tenant has none before its completion but these,
+            // and none before a kb step was saved (no lookup then: the kb
+            // step of every flow).
+            let saved_before = Step::Kb
+                .reaches()
+                .is_some_and(|kb| session.current_step >= kb.step);
+            if saved_before {
+                for (id, _) in store::pasted(conn, &session.tenant_id)? {
+                    store::delete(conn, id)?;
+                }
             }
             data
         }
