@@ -2914,3 +2914,50 @@ fn a_recut_fills_a_gap_among_the_places_and_keeps_the_chunks_around_it() {
     let now = rows(&db.conn, "SELECT id FROM kb_chunks ORDER BY position");
     assert_eq!([&now[0], &now[2]], [&ids[0], &ids[2]]);
 }
+
+/// A same-site link past the URL limit (2,048 characters) is no page: it
+/// is not admitted (its report would be refused, and the job stopped at it
+/// on every attempt); a redirect ending past it is refused as the page's
+/// report (the crawler then fails that page and goes on). `shared` that is
+/// not an array is refused, not ignored.
+#[test]
+fn a_link_past_the_url_limit_is_no_page() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let long = format!("https://salon.fr/{}", "z".repeat(2048));
+    let page = worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+        "title": "Accueil", "markdown": SALON,
+        "links": [long.clone(), "https://salon.fr/tarifs"]}),
+    )
+    .unwrap();
+    assert_eq!(
+        page["added"],
+        json!([{"url": "https://salon.fr/tarifs", "depth": 1}])
+    );
+    assert_eq!(
+        worker(
+            &db,
+            "store_page",
+            json!({
+            "job_id": job, "worker": "w1", "url": "https://salon.fr/tarifs", "final_url": long,
+            "status": "stored", "title": "Tarifs", "markdown": TARIFS}),
+        )
+        .unwrap_err(),
+        "onboarding_kb_store_page: invalid_field: final_url is longer than 2048 characters"
+    );
+    assert_eq!(
+        worker(
+            &db,
+            "store_page",
+            json!({
+            "job_id": job, "worker": "w1", "url": "https://salon.fr/tarifs", "status": "stored",
+            "title": "Tarifs", "markdown": TARIFS, "shared": "x"})
+        )
+        .unwrap_err(),
+        "onboarding_kb_store_page: invalid_field: shared must be an array"
+    );
+}

@@ -395,7 +395,13 @@ fn admit_links(
         [job.id],
         |r| r.get(0),
     )?;
-    for url in links.iter().filter_map(|l| in_scope(l, &job.start)) {
+    // A link past the URL limit is never a page: its report (`url`) would
+    // be refused, and the job would stop at it on every attempt.
+    let admitted = links
+        .iter()
+        .filter_map(|l| in_scope(l, &job.start))
+        .filter(|u| u.chars().count() <= MAX_URL_CHARS);
+    for url in admitted {
         if count >= MAX_PAGES {
             break;
         }
@@ -477,19 +483,22 @@ fn report(f: &Fields) -> Result<Report<'_>> {
         no_control_character("title", title)?;
     }
     let mut shared = Vec::new();
-    if let Some(Value::Array(blocks)) = f.get("shared") {
-        for (i, b) in blocks.iter().enumerate() {
-            match (b["title"].as_str(), b["markdown"].as_str()) {
-                (Some(t), Some(m)) if !t.trim().is_empty() && !m.trim().is_empty() => {
-                    no_control_character(&format!("shared[{i}].title"), t)?;
-                    no_control_character(&format!("shared[{i}].markdown"), m)?;
-                    shared.push((t.trim().to_string(), m.to_string()))
-                }
-                _ => {
-                    return Err(Error::invalid_field(format!(
-                        "shared[{i}] needs a title and a markdown"
-                    )))
-                }
+    let blocks = match f.get("shared") {
+        None => &[][..],
+        Some(Value::Array(blocks)) => &blocks[..],
+        Some(_) => return Err(Error::invalid_field("shared must be an array")),
+    };
+    for (i, b) in blocks.iter().enumerate() {
+        match (b["title"].as_str(), b["markdown"].as_str()) {
+            (Some(t), Some(m)) if !t.trim().is_empty() && !m.trim().is_empty() => {
+                no_control_character(&format!("shared[{i}].title"), t)?;
+                no_control_character(&format!("shared[{i}].markdown"), m)?;
+                shared.push((t.trim().to_string(), m.to_string()))
+            }
+            _ => {
+                return Err(Error::invalid_field(format!(
+                    "shared[{i}] needs a title and a markdown"
+                )))
             }
         }
     }

@@ -95,6 +95,10 @@ pub enum FetchError {
     /// past what the job can wait in hand: never asked for, and the job
     /// waits in the queue that long.
     SiteWait(Duration),
+    /// A redirect to what the crawler never asks for whatever its address:
+    /// another scheme than http(s) (`ftp:`, `javascript:`), or a URL
+    /// carrying credentials.
+    UnsupportedUrl,
 }
 
 impl FetchError {
@@ -116,6 +120,7 @@ impl FetchError {
             FetchError::NoTurn => "site_busy".into(),
             FetchError::JobTime => "timeout".into(),
             FetchError::SiteWait(_) => "site_wait".into(),
+            FetchError::UnsupportedUrl => "unsupported_url".into(),
         }
     }
 }
@@ -259,6 +264,8 @@ pub struct Fetcher {
     robots: std::sync::OnceLock<RobotsRule>,
     /// The site's turn among processes, when the crawler shares one.
     shared: std::sync::OnceLock<Arc<dyn SharedTurn>>,
+    /// The job's time limit: no request outlasts it.
+    deadline: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl Fetcher {
@@ -285,7 +292,25 @@ impl Fetcher {
             pace,
             robots: std::sync::OnceLock::new(),
             shared: std::sync::OnceLock::new(),
+            deadline: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A request's time out: the job's (`JobTime`: the page stays to be
+    /// asked, the job ends `timeout`) once its limit has passed, else the
+    /// page's 15 s.
+    fn timed_out(&self) -> FetchError {
+        match self.deadline.get() {
+            Some(deadline) if std::time::Instant::now() >= *deadline => FetchError::JobTime,
+            _ => FetchError::Timeout,
+        }
+    }
+
+    /// The job's time limit: a request is given at most what is left of it
+    /// (a page asked 170 s into the job has 10 s, not its 15), so that the
+    /// job ends within its 3 minutes, not one response past them.
+    pub fn set_deadline(&self, deadline: std::time::Instant) {
+        let _ = self.deadline.set(deadline);
     }
 
     /// The rule of the site's robots.txt, for every later page request and
@@ -350,7 +375,17 @@ impl Fetcher {
         if let Some(last) = pace.0 {
             tokio::time::sleep_until((last + pace.1).into()).await;
         }
-        let sent = self.client.get(url.clone()).send().await;
+        let mut request = self.client.get(url.clone());
+        if let Some(deadline) = self.deadline.get() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(FetchError::JobTime);
+            }
+            if left < self.limits.response {
+                request = request.timeout(left);
+            }
+        }
+        let sent = request.send().await;
         pace.0 = Some(std::time::Instant::now());
         // A connection that never came within the connect limit (its SYNs
         // dropped, as a firewall does) is the site's being unreachable, as
@@ -361,7 +396,7 @@ impl Fetcher {
             if e.is_connect() {
                 FetchError::Unreachable
             } else if e.is_timeout() {
-                FetchError::Timeout
+                self.timed_out()
             } else if e.is_request() {
                 FetchError::BodyCut
             } else {
@@ -566,6 +601,12 @@ impl Fetcher {
             // when it also leaves the site. Then the site, before any name
             // is looked up: an off-site host is never resolved (nor
             // reported as a DNS failure when it does not resolve here).
+            // Before both, what is never asked whatever its address (it
+            // was reported `private_address`).
+            let http = matches!(next.scheme(), "http" | "https");
+            if !http || !next.username().is_empty() || next.password().is_some() {
+                return Err(FetchError::UnsupportedUrl);
+            }
             check_parsed(next, &self.allow).map_err(|_| FetchError::PrivateAddress)?;
             if off_site {
                 return Err(FetchError::OffSite);
@@ -633,7 +674,7 @@ impl Fetcher {
             .collect();
         let noindex = robots_tags.iter().any(|v| x_robots_noindex(v));
         let nofollow = robots_tags.iter().any(|v| x_robots_nofollow(v));
-        if accept != Accept::Any
+        if accept == Accept::Page
             && response
                 .content_length()
                 .is_some_and(|n| n as usize > self.limits.page_bytes)
@@ -647,17 +688,23 @@ impl Fetcher {
                     // A robots.txt past a page's size: its first 2 MiB
                     // (RFC 9309 § 2.5 asks at least 500 KiB be parsed),
                     // up to its last whole line, the rest unread. Refused
-                    // whole, it kept the site from ever being crawled.
-                    if accept == Accept::Any && bytes.len() + chunk.len() > self.limits.page_bytes {
+                    // whole, it kept the site from ever being crawled. A
+                    // sitemap likewise (the protocol allows 50 MiB): its
+                    // first 2 MiB list far more than a job's 50 pages, and
+                    // its parser stops at the entry cut in half.
+                    if accept != Accept::Page && bytes.len() + chunk.len() > self.limits.page_bytes
+                    {
                         let room = self.limits.page_bytes - bytes.len();
                         bytes.extend_from_slice(&chunk[..room]);
                         spent.fetch_add(room as u64, Ordering::Relaxed);
-                        // A line ends with LF, CR LF or CR alone (RFC 9309).
-                        let whole = bytes
-                            .iter()
-                            .rposition(|&b| b == b'\n' || b == b'\r')
-                            .map_or(0, |n| n + 1);
-                        bytes.truncate(whole);
+                        if accept == Accept::Any {
+                            // A line ends with LF, CR LF or CR alone (RFC 9309).
+                            let whole = bytes
+                                .iter()
+                                .rposition(|&b| b == b'\n' || b == b'\r')
+                                .map_or(0, |n| n + 1);
+                            bytes.truncate(whole);
+                        }
                         break;
                     }
                     bytes.extend_from_slice(&chunk);
@@ -672,13 +719,14 @@ impl Fetcher {
                     }
                 }
                 Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(FetchError::Timeout),
+                Err(e) if e.is_timeout() => return Err(self.timed_out()),
                 Err(_) => return Err(FetchError::BodyCut),
             }
         }
         // A gzipped sitemap (`sitemap.xml.gz`, the sitemaps protocol's
-        // form for large ones): inflated, within the page's limit (a gzip
-        // bomb stops there). The page's size counts the bytes received.
+        // form for large ones): inflated, its first 2 MiB (a gzip bomb
+        // stops there), as much as a file cut at 2 MiB gives. The page's
+        // size counts the bytes received.
         let received = bytes.len();
         if accept == Accept::Xml && bytes.starts_with(&[0x1f, 0x8b]) {
             bytes = inflate(&bytes, self.limits.page_bytes)?;
@@ -714,17 +762,19 @@ const GZIP_TYPES: [&str; 3] = [
     "application/gzip-compressed",
 ];
 
-/// A gzip file's content, at most `limit` bytes of it (`TooLarge` past
-/// them); a file that does not inflate is no sitemap (`UnsupportedType`).
+/// A gzip file's content, its first `limit` bytes: a sitemap's entries
+/// are read from its start, and the parser stops at one cut in half. A
+/// file cut short (at the page's limit) gives what it inflates to; one
+/// that inflates to nothing is no sitemap (`UnsupportedType`).
 fn inflate(gzip: &[u8], limit: usize) -> Result<Vec<u8>, FetchError> {
     use std::io::Read;
     let mut out = Vec::new();
     let read = flate2::read::MultiGzDecoder::new(gzip)
-        .take(limit as u64 + 1)
+        .take(limit as u64)
         .read_to_end(&mut out);
     match read {
-        Ok(_) if out.len() > limit => Err(FetchError::TooLarge),
         Ok(_) => Ok(out),
+        Err(_) if !out.is_empty() => Ok(out),
         Err(_) => Err(FetchError::UnsupportedType),
     }
 }
@@ -1054,6 +1104,95 @@ mod tests {
             .await
     }
 
+    /// A redirect to another scheme or to a URL with credentials is never
+    /// followed, whatever its address, and is said so (`unsupported_url`),
+    /// not `private_address`, which stays a private address's.
+    #[tokio::test]
+    async fn a_redirect_to_another_scheme_or_credentials_is_an_unsupported_url() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = [
+            "ftp://127.0.0.1/x".to_string(),
+            "javascript:alert(1)".to_string(),
+            format!("http://user:secret@{addr}/y"),
+            "http://10.0.0.1/z".to_string(),
+        ];
+        let answers = targets.clone();
+        let server = std::thread::spawn(move || {
+            for target in answers {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = [0u8; 2048];
+                let _ = std::io::Read::read(&mut stream, &mut head);
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        let (fetcher, site) = loopback_fetcher(addr);
+        let mut pace = fetcher.turn().await;
+        let mut seen = Vec::new();
+        for _ in &targets {
+            seen.push(get(&fetcher, &site, "/", &mut pace).await.err());
+        }
+        assert_eq!(
+            seen,
+            [
+                Some(FetchError::UnsupportedUrl),
+                Some(FetchError::UnsupportedUrl),
+                Some(FetchError::UnsupportedUrl),
+                Some(FetchError::PrivateAddress),
+            ]
+        );
+        assert_eq!(FetchError::UnsupportedUrl.reason(), "unsupported_url");
+        drop(pace);
+        server.join().unwrap();
+    }
+
+    /// A page asked near the job's end is given what is left of the job's
+    /// time, not its own 15 s: one whose body trickles past the job's end
+    /// stops there (`JobTime`: the job ends `timeout`, the page left to be
+    /// asked), and one asked once the time is up is not asked at all.
+    #[tokio::test]
+    async fn a_request_never_outlasts_the_jobs_time() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = [0u8; 2048];
+            let _ = std::io::Read::read(&mut stream, &mut head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 100\r\n\r\n<p>",
+            );
+            // The rest of the body never comes while the test runs.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read(&mut stream, &mut head);
+        });
+        let (fetcher, site) = loopback_fetcher(addr);
+        let started = std::time::Instant::now();
+        fetcher.set_deadline(started + Duration::from_millis(300));
+        let mut pace = fetcher.turn().await;
+        assert_eq!(
+            get(&fetcher, &site, "/", &mut pace).await.err(),
+            Some(FetchError::JobTime)
+        );
+        // Stopped at the job's end, far from the page's 15 s.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // Asked past it: refused before any request.
+        assert_eq!(
+            get(&fetcher, &site, "/other", &mut pace).await.err(),
+            Some(FetchError::JobTime)
+        );
+        drop(pace);
+        server.join().unwrap();
+    }
+
     /// A site whose connection never comes (its listen queue full: the
     /// kernel drops the SYNs, as a firewall does) is unreachable after the
     /// connect limit, as one refusing it; one that connects and never
@@ -1119,6 +1258,9 @@ mod tests {
         drop((queued, full, silent));
     }
 
+    /// A sitemap past a page's 2 MiB, plain or gzipped (a bomb included),
+    /// is read to its first 2 MiB, whose entries are the job's; a file
+    /// that does not inflate is none.
     #[tokio::test]
     async fn a_gzipped_sitemap_is_inflated_within_the_limit() {
         use std::io::Write;
@@ -1131,6 +1273,10 @@ mod tests {
         let small = gzip(xml.as_bytes());
         // 3 MiB of spaces, a few kilobytes gzipped: past the 2 MiB limit.
         let bomb = gzip(&vec![b' '; 3 * 1024 * 1024]);
+        // 3 MiB of entries, plain: the first 2 MiB of them are read.
+        let entry = "<url><loc>http://a.fr/p</loc></url>";
+        let entries = entry.repeat(3 * 1024 * 1024 / entry.len());
+        let large = format!("<urlset>{entries}</urlset>");
         let (addr, server) = one_shot_server(vec![
             ("content-type: application/x-gzip\r\n".into(), small.clone()),
             (
@@ -1138,6 +1284,10 @@ mod tests {
                 small.clone(),
             ),
             ("content-type: application/gzip\r\n".into(), bomb),
+            (
+                "content-type: application/xml\r\n".into(),
+                large.into_bytes(),
+            ),
             (
                 "content-type: application/gzip\r\n".into(),
                 b"\x1f\x8bnot gzip".to_vec(),
@@ -1153,13 +1303,20 @@ mod tests {
                 .unwrap();
             assert_eq!((page.text.as_str(), page.bytes), (xml, small.len()));
         }
-        assert_eq!(
-            fetcher
-                .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
-                .await
-                .err(),
-            Some(FetchError::TooLarge)
-        );
+        let limit = 2 * 1024 * 1024;
+        let bombed = fetcher
+            .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
+            .await
+            .unwrap();
+        assert_eq!(bombed.text, " ".repeat(limit));
+        let cut = fetcher
+            .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
+            .await
+            .unwrap();
+        assert_eq!(cut.bytes, limit);
+        // Every whole entry of the 2 MiB, none of the one cut in half.
+        let (is_index, locs) = super::super::robots::parse_sitemap(&cut.text);
+        assert_eq!((is_index, locs.len()), (false, (limit - 8) / entry.len()));
         assert_eq!(
             fetcher
                 .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))

@@ -588,6 +588,7 @@ impl<'a> Crawl<'a> {
             pace: self.config.limits.max_delay,
         });
         fetcher.share_turn(Arc::clone(&turns) as Arc<dyn fetch::SharedTurn>);
+        fetcher.set_deadline(turns.deadline);
         let mut polite = Polite {
             fetcher: &fetcher,
             budget: Arc::clone(&budget),

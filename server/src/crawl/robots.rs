@@ -236,12 +236,24 @@ pub fn parse_sitemap(xml: &str) -> (bool, Vec<String>) {
                     l.push_str(&text);
                 }
             }
-            // Entities (`&amp;` in a query string) come as events of their own.
+            // A `<![CDATA[…]]>` section is the text as written (`&` in it
+            // is `&`).
+            Ok(Event::CData(c)) => {
+                if let (Some(l), Ok(text)) = (loc.as_mut(), c.decode()) {
+                    l.push_str(&text);
+                }
+            }
+            // Entities (`&amp;` in a query string) and character
+            // references (`&#38;`, `&#x26;`) come as events of their own.
             Ok(Event::GeneralRef(r)) => {
                 if let (Some(l), Ok(name)) = (loc.as_mut(), r.decode()) {
-                    match quick_xml::escape::resolve_predefined_entity(&name) {
-                        Some(c) => l.push_str(c),
-                        None => l.push_str(&format!("&{name};")),
+                    match (
+                        r.resolve_char_ref(),
+                        quick_xml::escape::resolve_predefined_entity(&name),
+                    ) {
+                        (Ok(Some(c)), _) => l.push(c),
+                        (_, Some(c)) => l.push_str(c),
+                        _ => l.push_str(&format!("&{name};")),
                     }
                 }
             }
@@ -326,6 +338,19 @@ mod tests {
                 vec![
                     "http://a.fr/x?a=1&b=2".to_string(),
                     "http://a.fr/y".to_string()
+                ]
+            )
+        );
+        // Character references and CDATA, as XML has them.
+        let set = "<urlset><url><loc>http://a.fr/x?a=1&#38;b=2&#x26;c=3</loc></url>\
+                   <url><loc><![CDATA[http://a.fr/cdata?c=1&d=2]]></loc></url></urlset>";
+        assert_eq!(
+            parse_sitemap(set),
+            (
+                false,
+                vec![
+                    "http://a.fr/x?a=1&b=2&c=3".to_string(),
+                    "http://a.fr/cdata?c=1&d=2".to_string()
                 ]
             )
         );
