@@ -370,13 +370,24 @@ impl Fetcher {
 
     /// One request, no redirect followed, after the site's delay; the
     /// caller holds the site's turn (`pace`).
-    async fn once(&self, url: &Url, pace: &mut PaceState) -> Result<reqwest::Response, FetchError> {
+    ///
+    /// `bounded`: the request ends with the job's time (see
+    /// [`Fetcher::set_deadline`]). robots.txt is not: it keeps its 15 s, as
+    /// a job resumed near its limit read it before, its time then ending
+    /// the job `timeout` at the first page; cut short, it would be the
+    /// file's failure (`robots_unavailable`), and the job queued again.
+    async fn once(
+        &self,
+        url: &Url,
+        pace: &mut PaceState,
+        bounded: bool,
+    ) -> Result<reqwest::Response, FetchError> {
         self.approve(url).await?;
         if let Some(last) = pace.0 {
             tokio::time::sleep_until((last + pace.1).into()).await;
         }
         let mut request = self.client.get(url.clone());
-        if let Some(deadline) = self.deadline.get() {
+        if let Some(deadline) = self.deadline.get().filter(|_| bounded) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return Err(FetchError::JobTime);
@@ -545,7 +556,7 @@ impl Fetcher {
         pace: &mut PaceState,
         spent: &AtomicU64,
     ) -> Result<Hop, FetchError> {
-        let response = match self.once(current, pace).await {
+        let response = match self.once(current, pace, accept != Accept::Any).await {
             // A robots.txt redirected off the site that cannot be had there
             // is the file's being unavailable, not the site's being
             // unreachable or private: its own request answered.
@@ -689,14 +700,20 @@ impl Fetcher {
                     // (RFC 9309 § 2.5 asks at least 500 KiB be parsed),
                     // up to its last whole line, the rest unread. Refused
                     // whole, it kept the site from ever being crawled. A
-                    // sitemap likewise (the protocol allows 50 MiB): its
-                    // first 2 MiB list far more than a job's 50 pages, and
-                    // its parser stops at the entry cut in half.
-                    if accept != Accept::Page && bytes.len() + chunk.len() > self.limits.page_bytes
-                    {
-                        let room = self.limits.page_bytes - bytes.len();
+                    // sitemap likewise (the protocol allows 50 MiB), to its
+                    // first 512 KiB: thousands of entries, for a job's 50
+                    // pages (its parser stops at the entry cut in half),
+                    // where ten sitemaps read to 2 MiB each would take the
+                    // whole job's 20 MiB.
+                    let cut_at = match accept {
+                        Accept::Xml => SITEMAP_BYTES.min(self.limits.page_bytes),
+                        _ => self.limits.page_bytes,
+                    };
+                    if accept != Accept::Page && bytes.len() + chunk.len() > cut_at {
+                        let room = cut_at - bytes.len();
                         bytes.extend_from_slice(&chunk[..room]);
-                        spent.fetch_add(room as u64, Ordering::Relaxed);
+                        // Received whole, counted whole.
+                        spent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                         if accept == Accept::Any {
                             // A line ends with LF, CR LF or CR alone (RFC 9309).
                             let whole = bytes
@@ -754,6 +771,9 @@ impl Fetcher {
         })
     }
 }
+
+/// How much of a sitemap is read, gzipped or not (see `get_in_turn`).
+const SITEMAP_BYTES: usize = 512 * 1024;
 
 /// The types a gzipped sitemap is served with.
 const GZIP_TYPES: [&str; 3] = [
@@ -1258,9 +1278,10 @@ mod tests {
         drop((queued, full, silent));
     }
 
-    /// A sitemap past a page's 2 MiB, plain or gzipped (a bomb included),
-    /// is read to its first 2 MiB, whose entries are the job's; a file
-    /// that does not inflate is none.
+    /// A sitemap past 512 KiB is read to its first 512 KiB, whose entries
+    /// are the job's (counted whole in the job's bytes); a gzipped one
+    /// inflates to 2 MiB at most (a bomb stops there); a file that does
+    /// not inflate is none.
     #[tokio::test]
     async fn a_gzipped_sitemap_is_inflated_within_the_limit() {
         use std::io::Write;
@@ -1309,14 +1330,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bombed.text, " ".repeat(limit));
+        let spent = AtomicU64::new(0);
         let cut = fetcher
-            .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))
+            .get_in_turn(&url, &site, Accept::Xml, &mut pace, &spent)
             .await
             .unwrap();
-        assert_eq!(cut.bytes, limit);
-        // Every whole entry of the 2 MiB, none of the one cut in half.
+        assert_eq!(cut.bytes, SITEMAP_BYTES);
+        assert!(spent.load(Ordering::Relaxed) >= SITEMAP_BYTES as u64);
+        // Every whole entry of the 512 KiB, none of the one cut in half.
         let (is_index, locs) = super::super::robots::parse_sitemap(&cut.text);
-        assert_eq!((is_index, locs.len()), (false, (limit - 8) / entry.len()));
+        assert_eq!(
+            (is_index, locs.len()),
+            (false, (SITEMAP_BYTES - 8) / entry.len())
+        );
         assert_eq!(
             fetcher
                 .get_in_turn(&url, &site, Accept::Xml, &mut pace, &AtomicU64::new(0))

@@ -194,7 +194,10 @@ impl<'r> SitemapPages<'r> {
         // must allow the form listed too (`Disallow: /admin/` is meant for
         // `/admin/`, which normalising makes `/admin`).
         let url = onboarding::kb::normalize(&listed);
-        let wanted = matches!(url.scheme(), "http" | "https")
+        // Past the URL limit a page is never admitted: it would take one
+        // of the job's places for nothing.
+        let wanted = url.as_str().chars().count() <= onboarding::kb::MAX_URL_CHARS
+            && matches!(url.scheme(), "http" | "https")
             && onboarding::kb::same_site(&url, self.site)
             && self.rules.allowed(listed.as_str())
             && self.rules.allowed(url.as_str());
@@ -246,15 +249,23 @@ pub fn parse_sitemap(xml: &str) -> (bool, Vec<String>) {
             // Entities (`&amp;` in a query string) and character
             // references (`&#38;`, `&#x26;`) come as events of their own.
             Ok(Event::GeneralRef(r)) => {
-                if let (Some(l), Ok(name)) = (loc.as_mut(), r.decode()) {
-                    match (
-                        r.resolve_char_ref(),
-                        quick_xml::escape::resolve_predefined_entity(&name),
-                    ) {
-                        (Ok(Some(c)), _) => l.push(c),
-                        (_, Some(c)) => l.push_str(c),
-                        _ => l.push_str(&format!("&{name};")),
-                    }
+                let Ok(name) = r.decode() else { continue };
+                let text = match (
+                    r.resolve_char_ref(),
+                    quick_xml::escape::resolve_predefined_entity(&name),
+                ) {
+                    (Ok(Some(c)), _) => Some(c.to_string()),
+                    // A reference to no character (`&#0;`, a surrogate):
+                    // the entry is dropped, not read as another address
+                    // (its `#` a fragment).
+                    (Err(_), _) => None,
+                    (_, Some(c)) => Some(c.to_string()),
+                    _ => Some(format!("&{name};")),
+                };
+                match (text, loc.as_mut()) {
+                    (Some(text), Some(l)) => l.push_str(&text),
+                    (None, _) => loc = None,
+                    (Some(_), None) => {}
                 }
             }
             Ok(Event::Eof) | Err(_) => break,
@@ -295,6 +306,8 @@ mod tests {
             sitemaps: Vec::new(),
         };
         let mut pages = SitemapPages::new(&site, &rules, 3);
+        // Past the URL limit: never admitted, so never taken.
+        pages.add(&format!("https://salon.fr/{}", "z".repeat(2048)));
         for loc in [
             "https://salon.fr/admin/p0",
             "https://salon.fr/admin/",
@@ -341,8 +354,10 @@ mod tests {
                 ]
             )
         );
-        // Character references and CDATA, as XML has them.
+        // Character references and CDATA, as XML has them; an entry with a
+        // reference to no character is dropped.
         let set = "<urlset><url><loc>http://a.fr/x?a=1&#38;b=2&#x26;c=3</loc></url>\
+                   <url><loc>http://a.fr/nul&#0;</loc></url>\
                    <url><loc><![CDATA[http://a.fr/cdata?c=1&d=2]]></loc></url></urlset>";
         assert_eq!(
             parse_sitemap(set),
