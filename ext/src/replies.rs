@@ -91,16 +91,24 @@ pub fn keyed<'a>(
     request_key: Option<&'a str>,
 ) -> Result<Option<Keyed<'a>>> {
     request_key
-        .map(|key| {
-            check_key(key)?;
-            Ok(Keyed {
-                function,
-                session_id,
-                key,
-                fingerprint: fingerprint(payload),
-            })
-        })
+        .map(|key| checked(function, session_id, payload, key))
         .transpose()
+}
+
+/// A call's key, checked, with its payload's fingerprint.
+fn checked<'a>(
+    function: &'static str,
+    session_id: &'a str,
+    payload: Option<&str>,
+    key: &'a str,
+) -> Result<Keyed<'a>> {
+    check_key(key)?;
+    Ok(Keyed {
+        function,
+        session_id,
+        key,
+        fingerprint: fingerprint(payload),
+    })
 }
 
 /// An answer that can be kept as text and read back.
@@ -181,16 +189,21 @@ pub fn once<T: Reply>(
     Ok(answer)
 }
 
-/// The answer kept under `keyed`'s key, read without running the call:
-/// for a host that refuses a call (its own limit) and must still answer a
-/// retry of one it ran. `None` when none is kept; refused as [`once`]
-/// refuses a key kept by another call or for another payload.
+/// The answer `function` kept under `key` for `session_id` and `payload`,
+/// read without running the call: for a host that refuses a call (its own
+/// limit) and must still answer a retry of one it ran. `None` when none is
+/// kept; the key checked, and refused as [`once`] refuses a key kept by
+/// another call or for another payload.
 pub fn kept_answer(
     conn: &Connection,
     env: &dyn Env,
-    keyed: &Keyed<'_>,
+    function: &'static str,
+    session_id: &str,
+    payload: Option<&str>,
+    key: &str,
 ) -> Result<Option<Result<String>>> {
-    kept(conn, keyed, env.now_ms())
+    let keyed = checked(function, session_id, payload, key)?;
+    kept(conn, &keyed, env.now_ms())
 }
 
 /// The answer kept under the key, if any. A key kept by another call

@@ -61,12 +61,8 @@ pub fn kept(
     payload: Option<&str>,
     request_key: &str,
 ) -> Result<Option<String>> {
-    let step = Step::parse(step)?;
-    let Some(keyed) = replies::keyed(step.function(), session_id, payload, Some(request_key))?
-    else {
-        return Ok(None);
-    };
-    replies::kept_answer(conn, env, &keyed)?.transpose()
+    let function = Step::parse(step)?.function();
+    replies::kept_answer(conn, env, function, session_id, payload, request_key)?.transpose()
 }
 
 /// The step's writes and its answer, inside the call's savepoint.

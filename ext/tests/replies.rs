@@ -621,6 +621,16 @@ fn a_step_kept_under_its_key_is_read_without_saving() {
         )
     );
     assert_eq!(
+        db.conn
+            .query_row(
+                "SELECT onboarding_step_kept(?1, 'vapi', ?2, NULL)",
+                [s.as_str(), VAPI],
+                |r| r.get::<_, Option<String>>(0)
+            )
+            .map_err(|e| e.to_string()),
+        Err("onboarding_step_kept: invalid_field: request_key is required".to_string())
+    );
+    assert_eq!(
         kept("nope", VAPI, KEY),
         Err(
             "onboarding_step_kept: invalid_field: step 'nope' is not a step (expected one of \

@@ -198,14 +198,7 @@ async fn the_extension_loads_under_another_file_name() {
     std::fs::copy(built_extension(), &renamed).unwrap();
     config.extension = Some(renamed);
     let mut server = TestServer::start(config, dir).await;
-    let created = request(
-        server.addr,
-        "POST",
-        "/api/v1/onboarding/session",
-        &[("Content-Type", "application/json")],
-        b"{}",
-    )
-    .await;
+    let created = server.post("/api/v1/onboarding/session", "{}").await;
     assert_eq!(created.status, 201, "{}", created.body);
     server.stop().await;
 }

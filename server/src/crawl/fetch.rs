@@ -742,8 +742,8 @@ impl Fetcher {
         }
         // A gzipped sitemap (`sitemap.xml.gz`, the sitemaps protocol's
         // form for large ones): inflated, its first 2 MiB (a gzip bomb
-        // stops there), as much as a file cut at 2 MiB gives. The page's
-        // size counts the bytes received.
+        // stops there), as much as a file cut at `SITEMAP_BYTES` gives.
+        // The page's size counts the bytes received.
         let received = bytes.len();
         if accept == Accept::Xml && bytes.starts_with(&[0x1f, 0x8b]) {
             bytes = inflate(&bytes, self.limits.page_bytes)?;

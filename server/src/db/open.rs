@@ -196,10 +196,9 @@ fn refuse_missing_forms(conn: &Connection, so: &std::path::Path) -> Result<(), S
 }
 
 fn load_extension(conn: &Connection, so: &std::path::Path) -> Result<(), String> {
-    // The entry point by name: SQLite would derive it from the file's name
-    // (`sqlite3_onboardingv_init`, its letters only, for a `libonboarding-v2.so` kept beside
-    // the one in use), as the node host and `.load FILE sqlite3_onboarding_init`
-    // do not.
+    // The entry point by name, as the node host asks for it: SQLite would
+    // derive one from the file's name, the letters of `libonboarding-v2.so`
+    // making `sqlite3_onboardingv_init`, which no build exports.
     //
     // SAFETY: loading runs the library's init code in this process; the
     // operator chose the file with --extension, and no other SQL runs on this

@@ -1003,8 +1003,7 @@ function prepareVerification() {
   // Another number than the one last shown here: what was said of the
   // last one's code (no tries left, expired) is not this one's, and a
   // first code for it is sent, not sent again.
-  const anotherNumber = state.verifyingNumber !== undefined && state.verifyingNumber !== business.phone;
-  if (anotherNumber) {
+  if (state.verifyingNumber !== undefined && state.verifyingNumber !== business.phone) {
     clearErrors($('form-send'));
     if (!verification) $('send-code').textContent = 'Envoyer le code';
   }
