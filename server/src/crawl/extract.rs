@@ -271,6 +271,9 @@ pub fn extract(html: &str, base: &Url) -> Extracted {
         .find_map(|css| doc.select(&selector(css)).next())
         .map(|e| e.html())
         .unwrap_or_default();
+    // The tree goes before the converter parses its content again: a dense
+    // page's tree is most of the worker's peak memory.
+    drop(doc);
     let markdown = to_markdown(&main);
     let text_chars = markdown.chars().filter(|c| c.is_alphanumeric()).count();
     let loading = text_chars < LOADING_MAX_CHARS && {
