@@ -264,6 +264,7 @@ async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String
             CODE_SENDS_WINDOW,
             CODE_SENDS_BURST,
         ),
+        create_keys: limit::ChargedKeys::new(config.create_rate_window),
         code_send_keys: limit::ChargedKeys::new(CODE_SENDS_WINDOW),
         proxies: client::TrustedProxies::new(config.trust_proxy.clone()),
         openapi,

@@ -356,6 +356,50 @@ async fn a_keyed_create_retried_past_the_limit_gets_its_session() {
     assert_eq!(rows(&server.read_db(), "tenants").len(), 2);
 }
 
+/// A keyed create sent again (its answer lost) is counted once against the
+/// address's limit: two retries of the first of a limit of 2 leave room
+/// for a second create, and only a third is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_create_sent_again_is_counted_once() {
+    let (mut config, dir) = temp_config();
+    config.env = Some(pinned_env());
+    config.create_rate_limit = 2;
+    config.create_rate_window = Duration::from_secs(3600);
+    let mut server = TestServer::start(config, dir).await;
+    let path = "/api/v1/onboarding/session";
+    let keyed = || {
+        request(
+            server.addr,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "retry-key-000000004"),
+            ],
+            b"{}",
+        )
+    };
+    let first = keyed().await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    for _ in 0..2 {
+        let again = keyed().await;
+        assert_eq!((again.status, &again.body), (201, &first.body));
+    }
+    let second = server.post(path, "{}").await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert_ne!(second.body, first.body);
+    let third = server.post(path, "{}").await;
+    assert_eq!(
+        (third.status, third.body.as_str()),
+        (
+            429,
+            r#"{"success":false,"error":"too many sessions created from this address (retry after the Retry-After delay)","code":"rate_limited"}"#
+        )
+    );
+    server.stop().await;
+    assert_eq!(rows(&server.read_db(), "tenants").len(), 2);
+}
+
 /// The retry of a keyed create sent while the create itself still waits
 /// on the writer (another process holds the write lock; the client gave up
 /// on the answer), past the limit: it queues behind the create and gets

@@ -95,6 +95,8 @@ pub struct App {
     /// The clients (as the limits count them) sending such a body now.
     pub large_body_senders: Arc<std::sync::Mutex<std::collections::HashSet<IpAddr>>>,
     pub create_limiter: Option<RateLimiter>,
+    /// The keyed creates that limit counted: sent again, counted once.
+    pub create_keys: crate::limit::ChargedKeys,
     /// "Email already used" answers per client address and per session:
     /// past either, the business step and completion answer 429 (no oracle
     /// of accounts).
@@ -546,11 +548,25 @@ async fn create(
 ) -> Result<Query, Reply> {
     // Refused before the limit counts the create.
     let key = idempotency_key(&req).map_err(|reply| *reply)?;
+    let ip_address = client.to_canonical().to_string();
+    // Scoped to the client's address, so that another client sending the
+    // same key (a careless constant) gets a session of its own, never this
+    // one's id. 39 characters at most for the address, 1 and 64: within
+    // the library's 128.
+    let client_key = key.map(|key| format!("{ip_address} {key}"));
     if let Some(limiter) = &app.create_limiter {
-        if let Err(wait) = limiter.check(limited_as(client), Instant::now()) {
+        let now = Instant::now();
+        let count = || limiter.check(limited_as(client), now);
+        // A create sent again under its key is counted once: a client
+        // retrying a lost answer does not spend its next creates.
+        let counted = match &client_key {
+            Some(client_key) => app.create_keys.charge(client_key, now, count).map(|_| ()),
+            None => count(),
+        };
+        if let Err(wait) = counted {
             // A create retried with its key (its answer was lost) is owed
             // the session it made, limit or not: the key is looked up.
-            if key.is_none() {
+            if client_key.is_none() {
                 return Err(rate_limited(CREATES_LIMITED, wait));
             }
             *limited = Some((wait, CREATES_LIMITED));
@@ -567,12 +583,6 @@ async fn create(
     let payload = payload(req.into_body(), app.max_body_bytes)
         .await
         .map_err(Refusal::reply)?;
-    let ip_address = client.to_canonical().to_string();
-    // Scoped to the client's address, so that another client sending the
-    // same key (a careless constant) gets a session of its own, never this
-    // one's id. 39 characters at most for the address, 1 and 64: within
-    // the library's 128.
-    let client_key = key.map(|key| format!("{ip_address} {key}"));
     Ok(match (limited, client_key) {
         (Some(_), Some(client_key)) => Query::CreateKept {
             payload,
