@@ -182,6 +182,17 @@ pub fn allowed_methods(path: &str) -> Vec<&'static Method> {
         .collect()
 }
 
+/// Every method some route answers, in the route table's order.
+pub fn server_methods() -> Vec<&'static Method> {
+    let mut methods: Vec<&'static Method> = Vec::new();
+    for route in ROUTES {
+        if !methods.contains(&&route.method) {
+            methods.push(&route.method);
+        }
+    }
+    methods
+}
+
 /// The `Allow` header value for `path`: its methods (HEAD with GET), then
 /// OPTIONS, which every known path answers (CORS preflight).
 pub fn allow_header(methods: &[&Method]) -> String {

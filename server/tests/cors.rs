@@ -58,6 +58,17 @@ async fn preflight_from_an_allowed_origin_is_204_with_the_cors_headers() {
     server.stop().await;
 }
 
+/// `OPTIONS *` asks about the server itself (RFC 9110 9.3.7): its methods,
+/// every route's. It was a 404, a path the server does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_asterisk_names_the_servers_methods() {
+    let mut server = TestServer::pinned(pinned_env()).await;
+    let reply = send_raw(server.addr, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!((reply.status, reply.body.as_str()), (204, ""));
+    assert_eq!(reply.header("allow"), Some("POST, GET, HEAD, OPTIONS"));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_from_a_refused_origin_is_403_without_allow_origin() {
     let mut server = TestServer::pinned(pinned_env()).await;

@@ -1473,7 +1473,7 @@ async fn malformed_framing_gets_json_errors() {
         (0..20).map(|i| format!("X-T{i}: {}\r\n", "t".repeat(1024))).collect::<String>()
     );
     let unreadable = r#"{"success":false,"error":"the request body could not be read: its chunked framing or trailers are malformed or over the limit, or it ended early","code":"bad_request"}"#;
-    let cases: [(&str, u16, &str); 36] = [
+    let cases: [(&str, u16, &str); 37] = [
         (
             "POST /api/v1/onboarding/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
@@ -1536,6 +1536,12 @@ async fn malformed_framing_gets_json_errors() {
             "GET healthz HTTP/1.1\r\nHost: t\r\n\r\n",
             400,
             r#"{"success":false,"error":"request target 'healthz' is not a path (expected one starting with /, or an http or https URL)","code":"bad_request"}"#,
+        ),
+        // `*` is OPTIONS's alone (RFC 9112 3.2.4).
+        (
+            "GET * HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+            r#"{"success":false,"error":"request target '*' is not a path (expected one starting with /, or an http or https URL)","code":"bad_request"}"#,
         ),
         (
             "CONNECT t:443 HTTP/1.1\r\nHost: t:443\r\n\r\n",

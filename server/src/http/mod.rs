@@ -901,9 +901,13 @@ fn cross_site(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
 }
 
 /// CORS preflight (and plain OPTIONS): 204 for an allowed origin, 403 for
-/// any other, 404 for a path the server does not have.
+/// any other, 404 for a path the server does not have. `OPTIONS *` asks
+/// about the server as a whole (RFC 9110 9.3.7): every method it serves.
 fn preflight(app: &App, req: &Request<Incoming>) -> Reply {
-    let methods = routes::allowed_methods(req.uri().path());
+    let methods = match req.uri().path() {
+        "*" => routes::server_methods(),
+        path => routes::allowed_methods(path),
+    };
     if methods.is_empty() {
         return not_found(req.method(), req.uri().path());
     }

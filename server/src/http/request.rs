@@ -132,6 +132,11 @@ pub fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
             return Err(Refusal::BadTargetHost(authority.as_str().to_string()));
         }
         (Some("http" | "https"), Some(_)) => {}
+        // `*` (asterisk-form) names the server itself, for OPTIONS only
+        // (RFC 9112 3.2.4).
+        (None, None) if uri.path() == "*" && req.method() != hyper::Method::OPTIONS => {
+            return Err(Refusal::BadTarget(uri.to_string()));
+        }
         (None, None) => {}
         _ => return Err(Refusal::BadTarget(uri.to_string())),
     }
