@@ -380,7 +380,11 @@ section("The knowledge base",
         "worker functions below and stores the site's pages. The `documents` method stores "
         "1 to 20 documents (`title` 1–200 characters, `content` 1–200,000) at completion, "
         "each item a document of its own (a crawl stores a text once per tenant; two pasted "
-        "items with the same text are two documents).")
+        "items with the same text are two documents). A `crawl_url` must reach a public "
+        "address on port 80 or 443, except the `HOST:PORT` entries (comma-separated) of the "
+        "`ONBOARDING_CRAWL_ALLOW_HOST` environment variable of the process that loaded the "
+        "extension, for tests and intranets, as the server's `--crawl-allow-host` (whose "
+        "variable it is); a value that is not such a list refuses the load.")
 docs_session = re.search(r"onb_[0-9a-f]{32}", setup("SELECT onboarding_create()")).group(0)
 setup("SELECT onboarding_step(?, 'business', ?)", docs_session,
     '{"company_name":"Salon Léa","industry":"Coiffure","phone":"04 78 00 00 00","email":"lea@salon-lea.fr"}')

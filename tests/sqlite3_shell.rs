@@ -428,3 +428,74 @@ fn the_readme_transcript_shows_the_version_a_migration_reaches_today() {
     let shown = &readme[at..at + readme[at..].find('\n').unwrap() + 1];
     assert_eq!(shown, reached);
 }
+
+/// The extension takes the crawl's allow-list from the environment variable
+/// of the server's `--crawl-allow-host`: a kb step for a listed intranet
+/// site is saved, any other private address still refused, and a value
+/// that is not `HOST:PORT` entries refuses the load, naming the entry.
+#[test]
+fn the_crawl_allow_list_comes_from_the_environment() {
+    let (_dir, db) = db();
+    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
+    let s = sqlite3_json(&db, "SELECT onboarding_create();")["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kb = |allow: Option<&str>, url: &str| {
+        let mut cmd = std::process::Command::new("sqlite3");
+        cmd.arg("-bail")
+            .arg(&db)
+            .arg(format!(".load {}", onboarding_blackbox::load_arg()))
+            .arg(format!(
+                "SELECT onboarding_step('{s}', 'kb', \
+                 '{{\"method\":\"website\",\"crawl_url\":\"{url}\"}}');"
+            ))
+            .env_remove("ONBOARDING_CRAWL_ALLOW_HOST");
+        if let Some(allow) = allow {
+            cmd.env("ONBOARDING_CRAWL_ALLOW_HOST", allow);
+        }
+        let out = cmd.output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let refused = |url: &str| {
+        format!(
+            "Error: stepping, onboarding_step: invalid_field: crawl_url '{url}' is not a public \
+             address (expected a public http or https address such as 'https://mon-site.fr')\n"
+        )
+    };
+    let url = "http://intranet.local:8080/";
+    assert_eq!(kb(None, url), (String::new(), refused(url)));
+    let saved = format!(
+        "{{\"success\":true,\"session_id\":\"{s}\",\"step\":\"kb\",\"current_step\":5,\
+         \"progress_percentage\":83}}\n"
+    );
+    assert_eq!(
+        kb(Some("127.0.0.1:9000, intranet.local:8080"), url),
+        (saved, String::new())
+    );
+    assert_eq!(
+        sqlite3_ok(
+            &db,
+            &["SELECT json_extract(kb_data, '$.crawl_url') FROM onboarding_sessions;"]
+        ),
+        "http://intranet.local:8080/\n"
+    );
+    // Another port of the same host is not on the list.
+    let other = "http://intranet.local:8081/";
+    assert_eq!(
+        kb(Some("intranet.local:8080"), other),
+        (String::new(), refused(other))
+    );
+    assert_eq!(
+        kb(Some("intranet.local"), url),
+        (
+            String::new(),
+            "Error: error during initialization: onboarding: ONBOARDING_CRAWL_ALLOW_HOST: crawl \
+             allow-list entry 'intranet.local' is not HOST:PORT (such as '127.0.0.1:8080')\n"
+                .to_string()
+        )
+    );
+}

@@ -380,7 +380,8 @@ pub struct Args {
     pub crawl_workers: usize,
 
     /// HOST:PORT exempt from the crawler's public-address rule, for tests
-    /// and intranets (repeatable); also accepted by the kb step.
+    /// and intranets (repeatable); also accepted by the kb step (a loaded
+    /// --extension reads the environment variable only).
     #[arg(long, global = true, env = "ONBOARDING_CRAWL_ALLOW_HOST", value_delimiter = ',',
           value_parser = parse_allow_host)]
     pub crawl_allow_host: Vec<String>,

@@ -216,6 +216,10 @@ const CODE_SENDS_BURST: u32 = 10;
 /// The window of `--code-sends-per-ip`, and of the keyed sends it counted.
 const CODE_SENDS_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// `--crawl-allow-host`'s environment variable, which a loaded extension
+/// reads too (`ext/loadable`).
+const ALLOW_HOST_VARIABLE: &str = "ONBOARDING_CRAWL_ALLOW_HOST";
+
 /// Everything requests share: the writer (the database opened, given its
 /// functions and migrated), the limits and the documents.
 async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String> {
@@ -310,11 +314,21 @@ async fn start_writer(config: &Config) -> Result<db::Writer, String> {
 
 /// The writer on the single file (the default).
 async fn start_file(config: &Config) -> Result<db::Writer, String> {
+    // A loaded extension reads the list from the flag's environment
+    // variable as it loads, and from nowhere else: a list given by the
+    // flag alone, or differing from the variable, would let the crawler
+    // fetch what the kb step refuses to save (or the other way round).
     if config.extension.is_some() && !config.crawl.allow.is_empty() {
-        return Err(
-            "--crawl-allow-host applies to the linked functions; a loaded extension cannot receive it"
-                .to_string(),
-        );
+        let from_variable = std::env::var(ALLOW_HOST_VARIABLE).ok().map(|value| {
+            let entries: Vec<&str> = value.split(',').filter(|e| !e.trim().is_empty()).collect();
+            onboarding::kb::AllowList::parse(&entries)
+        });
+        if from_variable != Some(Ok(config.crawl.allow.clone())) {
+            return Err(format!(
+                "--crawl-allow-host reaches a loaded extension only through {ALLOW_HOST_VARIABLE}, \
+                 which it reads as it loads: give the list in that variable instead of the flag"
+            ));
+        }
     }
     db::Writer::start(db::Options {
         path: config.db_path.clone(),

@@ -237,3 +237,82 @@ async fn a_database_of_a_newer_schema_is_refused_untouched() {
     );
     assert!(!std::path::Path::new(&format!("{}-wal", db_path.display())).exists());
 }
+
+/// A loaded extension takes the crawl's allow-list from the environment
+/// variable of `--crawl-allow-host` as it loads: a server given the list
+/// that way saves a kb step for a listed host; given it by the flag alone,
+/// which the extension would never see, it refuses to start, saying how.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_extension_takes_the_allow_list_from_the_environment() {
+    let so = built_extension();
+    let so = so.to_str().unwrap();
+    let mut server = Spawned::start_under(
+        &["env", "ONBOARDING_CRAWL_ALLOW_HOST=127.0.0.1:9000"],
+        &["--extension", so],
+    );
+    let created = request(
+        server.addr,
+        "POST",
+        "/api/v1/onboarding/session",
+        &[],
+        b"{}",
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["session_id"].as_str().unwrap().to_string();
+    let kb = |url: &str| format!(r#"{{"method":"website","crawl_url":"{url}"}}"#).into_bytes();
+    let path = format!("/api/v1/onboarding/session/{id}/kb");
+    let headers = [("Content-Type", "application/json")];
+    let saved = request(
+        server.addr,
+        "POST",
+        &path,
+        &headers,
+        &kb("http://127.0.0.1:9000/"),
+    )
+    .await;
+    assert_eq!(
+        (saved.status, saved.body.as_str()),
+        (
+            200,
+            format!(
+                r#"{{"success":true,"session_id":"{id}","step":"kb","current_step":5,"progress_percentage":83}}"#
+            )
+            .as_str()
+        )
+    );
+    let refused = request(
+        server.addr,
+        "POST",
+        &path,
+        &headers,
+        &kb("http://127.0.0.1:9001/"),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.body.as_str()),
+        (
+            422,
+            r#"{"success":false,"error":"crawl_url 'http://127.0.0.1:9001/' is not a public address (expected a public http or https address such as 'https://mon-site.fr')","code":"invalid_field","field":"crawl_url"}"#
+        )
+    );
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
+        .args(["--listen", "127.0.0.1:0", "--crawl-workers", "0", "--db"])
+        .arg(dir.path().join("onboarding.db"))
+        .args(["--extension", so, "--crawl-allow-host", "127.0.0.1:9000"])
+        .env_remove("ONBOARDING_CRAWL_ALLOW_HOST")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--crawl-allow-host reaches a loaded extension only through \
+             ONBOARDING_CRAWL_ALLOW_HOST, which it reads as it loads: give the list in that \
+             variable instead of the flag"
+        ),
+        "{stderr}"
+    );
+}

@@ -63,8 +63,35 @@ pub unsafe extern "C" fn sqlite3_onboarding_init(
 }
 
 fn init(conn: Connection) -> rusqlite::Result<bool> {
-    keep_statements(&conn).or_else(|_| onboarding::register(&conn))?;
+    let settings = settings().map_err(rusqlite::Error::ModuleError)?;
+    keep_statements(&conn, settings.clone()).or_else(|_| {
+        onboarding::register_with_settings(&conn, Arc::new(onboarding::SystemEnv), settings)
+    })?;
     Ok(false)
+}
+
+/// The variable naming the hosts exempt from the crawl's public-address
+/// rule, as the server's `--crawl-allow-host` (whose environment variable
+/// it is): without it a client of the extension could not save a kb step
+/// for the intranet site that `onboarding-server crawl
+/// --crawl-allow-host` would crawl.
+const ALLOW_HOST_VARIABLE: &str = "ONBOARDING_CRAWL_ALLOW_HOST";
+
+/// The host's knowledge-base settings, from the environment: `HOST:PORT`
+/// entries separated by commas, as the server reads them. A value that is
+/// not one refuses the load, rather than leave the client wondering why
+/// its host is still refused.
+fn settings() -> Result<onboarding::kb::Settings, String> {
+    let Some(value) = std::env::var_os(ALLOW_HOST_VARIABLE) else {
+        return Ok(onboarding::kb::Settings::default());
+    };
+    let value = value
+        .into_string()
+        .map_err(|_| format!("onboarding: {ALLOW_HOST_VARIABLE} is not UTF-8"))?;
+    let entries: Vec<&str> = value.split(',').filter(|e| !e.trim().is_empty()).collect();
+    let crawl_allow_hosts = onboarding::kb::AllowList::parse(&entries)
+        .map_err(|e| format!("onboarding: {ALLOW_HOST_VARIABLE}: {e}"))?;
+    Ok(onboarding::kb::Settings { crawl_allow_hosts })
 }
 
 /// Registers the functions with their statements kept across calls (the
@@ -79,9 +106,10 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
 /// this way). So the kept statements belong to an eponymous table,
 /// `onboarding_statement_cache`, connected here and never queried: when
 /// SQLite disconnects it, at the close, it finalizes them.
-fn keep_statements(conn: &Connection) -> rusqlite::Result<()> {
+fn keep_statements(conn: &Connection, settings: onboarding::kb::Settings) -> rusqlite::Result<()> {
     const MODULE: Module<StatementHolder> = Module::eponymous_only_module();
-    let statements = onboarding::register_cached(conn, Arc::new(onboarding::SystemEnv))?;
+    let statements =
+        onboarding::register_cached_with_settings(conn, Arc::new(onboarding::SystemEnv), settings)?;
     let slot = Arc::new(Mutex::new(Some(statements)));
     conn.create_module(
         c"onboarding_statement_cache",
