@@ -3157,3 +3157,79 @@ async fn a_crawl_once_stopped_by_a_signal_fails() {
     assert_eq!(job, "queued");
     server.stop().await;
 }
+
+/// A crawl whose database fails it (a full disk: the page cannot be
+/// stored) gives its job back, the attempt not counted, and claims again
+/// after a wait: the job resumes once the database writes again and ends
+/// `done` on its first attempt. It stayed leased until its lease ran out,
+/// and each takeover counted an attempt: a disk full for three leases
+/// ended the job `timeout`, its pages never fetched, and nothing resumed
+/// it once space came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_its_database_fails_gives_the_job_back_and_resumes() {
+    let (addr, asked) = tiny_site(|path, _| match path {
+        "/" => (
+            "200 OK",
+            String::new(),
+            tiny_page(
+                "Accueil",
+                "Bienvenue au salon. <a href=\"/tarifs\">Tarifs</a>",
+            ),
+        ),
+        "/tarifs" => (
+            "200 OK",
+            String::new(),
+            tiny_page("Tarifs", "Une coupe femme coûte 45 euros."),
+        ),
+        _ => ("404 Not Found", String::new(), String::new()),
+    });
+    let (mut config, dir) = temp_config();
+    config.crawl = CrawlConfig {
+        workers: 1,
+        allow: AllowList::parse(&[addr.to_string()]).unwrap(),
+        lease_seconds: 60,
+        idle_poll: Duration::from_millis(200),
+        storage_backoff: Duration::from_millis(500),
+        ..CrawlConfig::default()
+    };
+    let server = TestServer::start(config, dir).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let db = Connection::open(&server.db_path).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    // What SQLite says of a full disk, for every document stored until the
+    // flag is cleared.
+    db.execute_batch(
+        "CREATE TABLE disk_full (x);
+         INSERT INTO disk_full VALUES (1);
+         CREATE TRIGGER disk_full BEFORE INSERT ON kb_documents
+             WHEN EXISTS (SELECT 1 FROM disk_full)
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let s = completed_website_session(&server, "bonjour@salon-lea.fr", &format!("http://{addr}/"))
+        .await;
+    let asked_home = || asked.lock().unwrap().get("/").copied().unwrap_or(0);
+    // Bounded: 20 s, far under the 60 s lease a job kept would hold.
+    for _ in 0..200 {
+        if asked_home() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        asked_home() >= 2,
+        "the job was not given back and claimed again"
+    );
+    let (attempts, stored): (i64, i64) = db
+        .query_row(
+            "SELECT attempts, pages_stored FROM kb_crawl_jobs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // Claimed again (1) or given back again, waiting (0): never counted.
+    assert!(attempts <= 1 && stored == 0, "{attempts} {stored}");
+    db.execute_batch("DELETE FROM disk_full").unwrap();
+    let kb = wait_for_job(&server, &s).await;
+    assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]));
+}

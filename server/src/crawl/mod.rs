@@ -65,6 +65,9 @@ pub struct CrawlConfig {
     /// The wait after a failed `onboarding_kb_recut` call before the next
     /// ([`RECUT_BACKOFF`]).
     pub recut_backoff: Duration,
+    /// The wait after a job was given back because its database failed
+    /// (a full disk) before the next claim ([`STORAGE_BACKOFF`]).
+    pub storage_backoff: Duration,
     pub limits: Limits,
     /// Names resolved to these addresses instead of DNS (tests); the rule
     /// still applies to them.
@@ -169,6 +172,7 @@ impl Default for CrawlConfig {
             lease_seconds: LEASE_SECONDS,
             idle_poll: Duration::from_secs(2),
             recut_backoff: RECUT_BACKOFF,
+            storage_backoff: STORAGE_BACKOFF,
             limits: Limits::default(),
             resolve_overrides: HashMap::new(),
             held: HeldTurns::default(),
@@ -255,8 +259,16 @@ pub async fn worker(
         .await;
         match claimed.map(|v| v["job"].clone()) {
             Ok(job) if job.is_object() => {
-                if let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await {
-                    tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
+                let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await else {
+                    continue;
+                };
+                tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
+                if storage_failed(&e) {
+                    give_back(&writer, &name, &job).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(config.storage_backoff) => {}
+                        _ = stop.changed() => {}
+                    }
                 }
                 continue;
             }
@@ -281,6 +293,52 @@ pub async fn worker(
         tokio::select! {
             _ = tokio::time::sleep(config.idle_poll) => {}
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// How long a worker waits by default before its next claim after its
+/// database failed it (a full disk): the job it gave back, claimed again at
+/// once, would fetch pages it cannot store.
+pub const STORAGE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Whether a crawl stopped because its own database failed (SQLite's
+/// texts for a full disk, an I/O error, a lock held past the busy timeout,
+/// a file it cannot open or write, memory): no failure of the site, which
+/// must not spend the job's attempts (each lease run out is one, and the
+/// third ends the job `timeout` with its pages never fetched), nor
+/// anything a retry on the same state would repeat for ever (a refusal,
+/// a lost lease).
+fn storage_failed(error: &str) -> bool {
+    const STORAGE: [&str; 6] = [
+        "database or disk is full",
+        "disk I/O error",
+        "database is locked",
+        "unable to open database file",
+        "attempt to write a readonly database",
+        "out of memory",
+    ];
+    STORAGE.iter().any(|text| error.contains(text))
+}
+
+/// Gives `job` back, queued again at once with the attempt it was on not
+/// counted (as a worker that stops does), after its crawl stopped on a
+/// failure of this side ([`storage_failed`]). When even that write fails,
+/// the lease runs out instead, and the takeover counts an attempt.
+async fn give_back(writer: &Writer, worker: &str, job: &Value) {
+    let released = sql(
+        writer,
+        KbFunction::Release,
+        json!({"job_id": job["id"], "worker": worker}),
+    )
+    .await;
+    match released {
+        Ok(_) => tracing::info!(
+            job = job["id"].as_i64(),
+            "the job given back, its attempt not counted"
+        ),
+        Err(e) => {
+            tracing::warn!(job = job["id"].as_i64(), error = %e, "the job could not be given back; its lease will run out")
         }
     }
 }
@@ -1244,6 +1302,9 @@ pub async fn drain(
         };
         if let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await {
             tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
+            if storage_failed(&e) {
+                give_back(&writer, &name, &job).await;
+            }
             break Err(format!("the crawl of job {} stopped: {e}", job["id"]));
         }
     };
