@@ -414,6 +414,19 @@ fn run_guarded<T>(
             ),
             ..e
         },
+        // Inside a caller's transaction, a failure SQLite answers by rolling
+        // back the whole transaction (a full disk, an I/O error, an
+        // interrupted write): the caller's own statements went with the
+        // call's, and its next ones run in autocommit, which its COMMIT
+        // ("no transaction is active") would be the first to tell it.
+        Opened::Savepoint if conn.is_autocommit() => Error {
+            detail: format!(
+                "{}; SQLite rolled back the caller's transaction with it (its statements \
+                 before this call are undone)",
+                e.detail
+            ),
+            ..e
+        },
         _ => e,
     })
 }

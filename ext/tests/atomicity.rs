@@ -529,13 +529,22 @@ fn an_interrupted_call_inside_a_transaction_rolls_the_transaction_back() {
                 );
                 return;
             }
+            // The error says the caller's transaction went, when it did.
             Err((text, _)) if db.conn.is_autocommit() => {
                 rolled_back += 1;
                 assert_eq!(db.snapshot(), before, "after {steps} steps: {text}");
+                assert!(
+                    text.ends_with(
+                        "; SQLite rolled back the caller's transaction with it (its statements \
+                         before this call are undone)"
+                    ),
+                    "after {steps} steps: {text}"
+                );
             }
             Err((text, _)) => {
                 kept += 1;
                 assert_eq!(db.snapshot(), with_the_step, "after {steps} steps: {text}");
+                assert!(!text.contains("rolled back the caller's"), "{text}");
                 db.conn.execute_batch("ROLLBACK").unwrap();
             }
         }
