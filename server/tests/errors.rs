@@ -553,6 +553,35 @@ async fn a_write_the_disk_refuses_fails_alone_and_the_next_ones_pass() {
     );
 }
 
+/// A start the file system refuses says the system's reason: SQLite's own
+/// text for a shared-memory file that cannot grow (on a full disk, here
+/// past the process's file size limit) is "disk I/O error", which sends an
+/// operator looking for a hardware fault.
+#[test]
+fn a_start_the_disk_refuses_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("onboarding.db");
+    // A database of the server's, in WAL mode, stopped cleanly (its -shm
+    // gone with it).
+    Spawned::start_on(&db, &[]).stop();
+    let out = std::process::Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f 1; exec \"$@\"", "bash"])
+        .arg(env!("CARGO_BIN_EXE_onboarding-server"))
+        .args(["--listen", "127.0.0.1:0", "--crawl-workers", "0", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "onboarding-server: error: cannot configure {}: disk I/O error: File too large (os \
+             error 27)\n",
+            db.display()
+        )
+    );
+}
+
 #[test]
 fn default_config_matches_the_contract() {
     let config = Config::default();

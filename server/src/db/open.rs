@@ -76,7 +76,7 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
         "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
     ))
-    .map_err(|e| format!("cannot configure {path}: {e}"))?;
+    .map_err(|e| format!("cannot configure {path}: {}", os_cause(&conn, &e)))?;
     let statements = functions(&conn, options)?;
     // Migrated before the switch to WAL mode, the first write: a file of a
     // newer schema is refused untouched.
@@ -84,7 +84,7 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
         .map_err(|e| format!("cannot migrate {path}: {}", error_text(&e)))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| format!("cannot switch {path} to WAL mode: {e}"))?;
+        .map_err(|e| format!("cannot switch {path} to WAL mode: {}", os_cause(&conn, &e)))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!(
             "database {path} refused WAL mode (journal_mode is {mode}; use a file on a local disk)"
@@ -99,7 +99,7 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
     conn.query_row("SELECT count(*) FROM main.sqlite_schema", [], |r| {
         r.get::<_, i64>(0)
     })
-    .map_err(|e| format!("cannot read {path} in WAL mode: {e}"))?;
+    .map_err(|e| format!("cannot read {path} in WAL mode: {}", os_cause(&conn, &e)))?;
     // Room for the route statements (nine), the health check, the outbox
     // sender's two and the transaction statements, with some to spare.
     conn.set_prepared_statement_cache_capacity(24);
@@ -115,7 +115,7 @@ pub(super) fn open(options: &Options, log_failure: LogFailure) -> Result<Databas
             // closes; under Litestream its own connection keeps that from
             // happening, but "never" should not depend on who closes last.
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-                .map_err(|e| format!("cannot configure {path}: {e}"))?;
+                .map_err(|e| format!("cannot configure {path}: {}", os_cause(&conn, &e)))?;
             None
         }
     };
@@ -148,6 +148,26 @@ pub(super) fn functions(
     }
 }
 
+/// SQLite's error, and for a failure of the file system (an I/O error, a
+/// full disk, a file it cannot open) the system's own word for it: SQLite
+/// says "disk I/O error" when the shared-memory file cannot grow on a full
+/// disk, which sends an operator looking for a hardware fault.
+fn os_cause(conn: &Connection, e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    let of_the_system = matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen)
+    );
+    // SAFETY: the connection is open, and on this thread; the call reads
+    // the errno SQLite kept from its last system call.
+    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    if of_the_system && errno != 0 {
+        format!("{e}: {}", std::io::Error::from_raw_os_error(errno))
+    } else {
+        e.to_string()
+    }
+}
+
 /// A connection to `path` with the server's busy timeout and durability,
 /// through `vfs` (the default VFS when `None`).
 pub(super) fn connect(
@@ -167,7 +187,7 @@ pub(super) fn connect(
     conn.busy_timeout(busy_timeout)
         .map_err(|e| format!("cannot set the busy timeout on {shown}: {e}"))?;
     conn.execute_batch(&format!("PRAGMA synchronous = {}", synchronous.pragma()))
-        .map_err(|e| format!("cannot configure {shown}: {e}"))?;
+        .map_err(|e| format!("cannot configure {shown}: {}", os_cause(&conn, &e)))?;
     Ok(conn)
 }
 
