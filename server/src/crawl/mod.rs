@@ -310,15 +310,7 @@ pub const STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 /// anything a retry on the same state would repeat for ever (a refusal,
 /// a lost lease).
 fn storage_failed(error: &str) -> bool {
-    const STORAGE: [&str; 6] = [
-        "database or disk is full",
-        "disk I/O error",
-        "database is locked",
-        "unable to open database file",
-        "attempt to write a readonly database",
-        "out of memory",
-    ];
-    STORAGE.iter().any(|text| error.contains(text))
+    crate::db::storage_failure(error).is_some() || error.contains("database is locked")
 }
 
 /// Gives `job` back, queued again at once with the attempt it was on not

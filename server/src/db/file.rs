@@ -10,6 +10,7 @@ use rusqlite::Connection;
 
 use super::open::{open, Database, Options};
 use super::query::{answer, error_text, Answer, Backend, Failure, Outcome, Query};
+use super::health::LastWrite;
 use super::syncer::{Durability, LogFailure, Syncer};
 use crate::config::Synchronous;
 
@@ -23,6 +24,8 @@ pub(super) struct File {
     /// How long a call waits for another process's lock (`--busy-timeout-ms`),
     /// counted from when it was queued.
     busy_timeout: Duration,
+    /// The last write's outcome, which the health check reads.
+    pub(super) last_write: Arc<LastWrite>,
 }
 
 /// The shortest wait for a lock a batch gets, however long its oldest call
@@ -60,6 +63,7 @@ impl File {
             syncer,
             durability,
             busy_timeout: options.busy_timeout,
+            last_write: Arc::default(),
         })
     }
 }
@@ -91,6 +95,7 @@ impl Backend for File {
         // reader (`reader.rs`).
         self.durability.begin_batch();
         run_batch(&self.db, queries, replies);
+        self.last_write.record(replies);
     }
 
     fn after_batch(&mut self) {

@@ -48,6 +48,7 @@
 //! | `writer.rs` | the writer thread: its queue, batches, close; the reads' queue |
 //! | `reader.rs` | the reader thread's connection (single file): the routes that only read |
 //! | `file.rs` | the single-file backend: group commit with a re-run-alone fallback, checkpoints, close |
+//! | `health.rs` | whether writes are failing for want of storage (a full disk), for the health check |
 //! | `gather.rs` | the writer's VFS: a commit's WAL writes reach the file in one write |
 //! | `syncer.rs` | the log syncer: answers a committed batch once its WAL frames are on disk (`--synchronous full`) |
 //! | `dqlite.rs` | the dqlite backend: the leader followed, batches retried, request keys |
@@ -56,6 +57,7 @@ mod checkpoint;
 mod dqlite;
 mod file;
 mod gather;
+mod health;
 mod open;
 mod query;
 mod reader;
@@ -63,6 +65,7 @@ mod syncer;
 mod writer;
 
 pub use dqlite::ClusterOptions;
+pub use health::storage_failure;
 pub use open::Options;
 pub use query::{Failure, KbFunction, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};

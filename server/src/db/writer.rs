@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dqlite::{Cluster, ClusterOptions};
 use super::file::File;
+use super::health::LastWrite;
 use super::open::Options;
 use super::query::{Backend, Failure, Outcome, Query};
 use super::reader::Reader;
@@ -45,6 +46,8 @@ pub struct Writer {
     queue: mpsc::Sender<Message>,
     /// The reader thread's queue, for the calls that only read.
     reads: Option<mpsc::Sender<Message>>,
+    /// The file's last write (none on a cluster).
+    last_write: Option<Arc<LastWrite>>,
 }
 
 impl Writer {
@@ -55,15 +58,21 @@ impl Writer {
         let options = Arc::new(options);
         let log_failure = LogFailure::default();
         let durability = Durability::default();
-        let (o, failure, d) = (
+        let last_write = Arc::new(LastWrite::default());
+        let (o, failure, d, w) = (
             Arc::clone(&options),
             Arc::clone(&log_failure),
             durability.clone(),
+            Arc::clone(&last_write),
         );
         let mut writer = Writer::spawn("onboarding-writer", move || {
-            File::open(&o, failure, d).map(|file| Box::new(file) as Box<dyn Backend>)
+            File::open(&o, failure, d).map(|mut file| {
+                file.last_write = w;
+                Box::new(file) as Box<dyn Backend>
+            })
         })
         .await?;
+        writer.last_write = Some(last_write);
         // After the writer: the file exists and is migrated. Under `full`,
         // its reads wait for the syncer as the writer's answers do.
         let durability = (options.synchronous == Synchronous::Full).then_some(durability);
@@ -116,7 +125,17 @@ impl Writer {
         ready_rx
             .await
             .map_err(|_| format!("the database thread {name} died while opening"))??;
-        Ok(Writer { queue, reads: None })
+        Ok(Writer {
+            queue,
+            reads: None,
+            last_write: None,
+        })
+    }
+
+    /// SQLite's text for the last write refused for want of storage (a
+    /// full disk), when no write has succeeded since, in the last minute.
+    pub fn write_failure(&self) -> Option<&'static str> {
+        self.last_write.as_ref().and_then(|w| w.failure())
     }
 
     /// Queues `query` and waits for its answer; never blocks the thread.

@@ -481,6 +481,11 @@ async fn dispatch(
         _ => None,
     };
     let answered = if endpoint == Endpoint::Health {
+        // Reads go on answering when the disk is full, and so would the
+        // probe, while every write fails.
+        if let Some(failure) = app.writer.write_failure() {
+            return overloaded(&format!("the database refused its last write ({failure})"));
+        }
         // A probe needs its answer in time: on a cluster without a quorum
         // the call would wait out the retries of the batches ahead of it
         // (up to about 20 s), past any load balancer's probe timeout.
