@@ -10,6 +10,15 @@ fn db() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// Migrates `db` and creates a session on it: its id.
+fn migrated_with_a_session(db: &std::path::Path) -> String {
+    sqlite3_ok(db, &["SELECT onboarding_migrate();"]);
+    sqlite3_json(db, "SELECT onboarding_create();")["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn the_extension_adds_exactly_these_functions() {
     let (_dir, db) = db();
@@ -178,11 +187,7 @@ fn a_whole_onboarding_in_the_shell() {
 #[test]
 fn errors_reach_the_shell_with_their_kind_and_write_nothing() {
     let (_dir, db) = db();
-    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
-    let s = sqlite3_json(&db, "SELECT onboarding_create();")["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let s = migrated_with_a_session(&db);
     let out = sqlite3(
         &db,
         &[&format!(
@@ -334,11 +339,7 @@ fn the_schema_version_and_a_create_with_the_peer_in_the_shell() {
 #[test]
 fn a_phone_verification_in_the_shell_with_a_sender_on_another_run() {
     let (_dir, db) = db();
-    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
-    let s = sqlite3_json(&db, "SELECT onboarding_create();")["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let s = migrated_with_a_session(&db);
     sqlite3_ok(
         &db,
         &[&format!(
@@ -436,11 +437,7 @@ fn the_readme_transcript_shows_the_version_a_migration_reaches_today() {
 #[test]
 fn the_crawl_allow_list_comes_from_the_environment() {
     let (_dir, db) = db();
-    sqlite3_ok(&db, &["SELECT onboarding_migrate();"]);
-    let s = sqlite3_json(&db, "SELECT onboarding_create();")["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let s = migrated_with_a_session(&db);
     let kb = |allow: Option<&str>, url: &str| {
         let mut cmd = std::process::Command::new("sqlite3");
         cmd.arg("-bail")

@@ -270,13 +270,19 @@ async fn bodies_over_the_limit_are_413_up_front_and_while_streaming() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_creation_is_rate_limited_per_address() {
+/// A server on the pinned clock whose limit is two creates an hour per
+/// address.
+async fn server_creating_two_an_hour() -> TestServer {
     let (mut config, dir) = temp_config();
     config.env = Some(pinned_env());
     config.create_rate_limit = 2;
     config.create_rate_window = Duration::from_secs(3600);
-    let mut server = TestServer::start(config, dir).await;
+    TestServer::start(config, dir).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_creation_is_rate_limited_per_address() {
+    let mut server = server_creating_two_an_hour().await;
     for _ in 0..2 {
         let reply = server.post("/api/v1/onboarding/session", "{}").await;
         assert_eq!(reply.status, 201);
@@ -307,11 +313,7 @@ async fn session_creation_is_rate_limited_per_address() {
 /// and the key with another body its 409. Nothing more is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_create_retried_past_the_limit_gets_its_session() {
-    let (mut config, dir) = temp_config();
-    config.env = Some(pinned_env());
-    config.create_rate_limit = 2;
-    config.create_rate_window = Duration::from_secs(3600);
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_creating_two_an_hour().await;
     let path = "/api/v1/onboarding/session";
     let keyed = |key: &'static str, body: &'static str| {
         let addr = server.addr;
@@ -361,11 +363,7 @@ async fn a_keyed_create_retried_past_the_limit_gets_its_session() {
 /// for a second create, and only a third is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_create_sent_again_is_counted_once() {
-    let (mut config, dir) = temp_config();
-    config.env = Some(pinned_env());
-    config.create_rate_limit = 2;
-    config.create_rate_window = Duration::from_secs(3600);
-    let mut server = TestServer::start(config, dir).await;
+    let mut server = server_creating_two_an_hour().await;
     let path = "/api/v1/onboarding/session";
     let keyed = || {
         request(
@@ -519,7 +517,11 @@ async fn a_write_the_disk_refuses_fails_alone_and_the_next_ones_pass() {
     // answered ok while every write failed.
     let health = request(server.addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(
-        (health.status, health.body.as_str(), health.header("retry-after")),
+        (
+            health.status,
+            health.body.as_str(),
+            health.header("retry-after")
+        ),
         (
             503,
             r#"{"success":false,"error":"the database refused its last write (disk I/O error); retry after the Retry-After delay","code":"unavailable"}"#,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::Connection;
 
+use super::health::LastWrite;
 use super::open::{open, Database, Options};
 use super::query::{answer, error_text, Answer, Backend, Failure, Outcome, Query};
-use super::health::LastWrite;
 use super::syncer::{Durability, LogFailure, Syncer};
 use crate::config::Synchronous;
 
