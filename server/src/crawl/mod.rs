@@ -310,7 +310,8 @@ pub const STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 /// anything a retry on the same state would repeat for ever (a refusal,
 /// a lost lease).
 fn storage_failed(error: &str) -> bool {
-    crate::db::storage_failure(error).is_some() || error.contains("database is locked")
+    crate::db::storage_failure(error).is_some()
+        || crate::db::sqlite_text(error) == Some("database is locked")
 }
 
 /// Gives `job` back, queued again at once with the attempt it was on not

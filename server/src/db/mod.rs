@@ -65,7 +65,7 @@ mod syncer;
 mod writer;
 
 pub use dqlite::ClusterOptions;
-pub use health::storage_failure;
+pub use health::{sqlite_text, storage_failure};
 pub use open::Options;
 pub use query::{Failure, KbFunction, Outcome, Query};
 pub use writer::{Writer, MAX_BATCH};

@@ -149,14 +149,16 @@ pub(super) fn functions(
 }
 
 /// SQLite's error, and for a failure of the file system (an I/O error, a
-/// full disk, a file it cannot open) the system's own word for it: SQLite
+/// file it cannot open) the system's own word for it: SQLite
 /// says "disk I/O error" when the shared-memory file cannot grow on a full
 /// disk, which sends an operator looking for a hardware fault.
 fn os_cause(conn: &Connection, e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode;
     let of_the_system = matches!(
         e.sqlite_error_code(),
-        Some(ErrorCode::SystemIoFailure | ErrorCode::DiskFull | ErrorCode::CannotOpen)
+        // Not SQLITE_FULL: SQLite keeps no errno for it, and the one read
+        // would be an earlier failure's.
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
     );
     // SAFETY: the connection is open, and on this thread; the call reads
     // the errno SQLite kept from its last system call.

@@ -133,9 +133,11 @@ impl Writer {
     }
 
     /// SQLite's text for the last write refused for want of storage (a
-    /// full disk), when no write has succeeded since, in the last minute.
-    pub fn write_failure(&self) -> Option<&'static str> {
-        self.last_write.as_ref().and_then(|w| w.failure())
+    /// full disk) in the last minute, and how long it is still reported.
+    /// Always `None` on a cluster.
+    pub fn write_failure(&self) -> Option<(&'static str, std::time::Duration)> {
+        let now = std::time::Instant::now();
+        self.last_write.as_ref().and_then(|w| w.failure_at(now))
     }
 
     /// Queues `query` and waits for its answer; never blocks the thread.

@@ -27,7 +27,8 @@ pub(crate) use request::{coding_names, transfer_coding_message};
 
 use self::reply::closing;
 use self::reply::{
-    error, json, moved, not_found, overloaded, rate_limited, sql_error, unavailable, unconfirmed,
+    error, json, moved, not_found, overloaded, rate_limited, sql_error, storage_refused,
+    unavailable, unconfirmed,
 };
 use self::request::{
     check_framing, check_media_type, has_body, payload, payload_within, Budget, Refusal,
@@ -483,8 +484,8 @@ async fn dispatch(
     let answered = if endpoint == Endpoint::Health {
         // Reads go on answering when the disk is full, and so would the
         // probe, while every write fails.
-        if let Some(failure) = app.writer.write_failure() {
-            return overloaded(&format!("the database refused its last write ({failure})"));
+        if let Some((failure, left)) = app.writer.write_failure() {
+            return storage_refused(failure, left);
         }
         // A probe needs its answer in time: on a cluster without a quorum
         // the call would wait out the retries of the batches ahead of it

@@ -149,6 +149,24 @@ pub fn overloaded(what: &str) -> Reply {
     retry_soon(&format!("{what}; retry after the Retry-After delay"))
 }
 
+/// `503 unavailable` from the health check while the database's last
+/// write was refused for want of storage (`failure`, SQLite's text, goes
+/// to the log only), with `Retry-After` the seconds it is still reported.
+pub fn storage_refused(failure: &str, left: std::time::Duration) -> Reply {
+    tracing::warn!(error = %failure, "health check: a write was refused for want of storage");
+    let mut reply = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database refused a write for want of storage in the last minute",
+        None,
+    );
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    reply
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    reply
+}
+
 /// `503 unavailable` saying `message`, with `Retry-After: 1`.
 fn retry_soon(message: &str) -> Reply {
     let mut reply = error(
