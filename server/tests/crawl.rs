@@ -3220,15 +3220,17 @@ async fn a_crawl_its_database_fails_gives_the_job_back_and_resumes() {
         asked_home() >= 2,
         "the job was not given back and claimed again"
     );
-    let (attempts, stored): (i64, i64) = db
+    let (attempts, stored, bytes): (i64, i64, i64) = db
         .query_row(
-            "SELECT attempts, pages_stored FROM kb_crawl_jobs",
+            "SELECT attempts, pages_stored, bytes_fetched FROM kb_crawl_jobs",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
     // Claimed again (1) or given back again, waiting (0): never counted.
+    // What the crawls given back fetched counts against the job's budget.
     assert!(attempts <= 1 && stored == 0, "{attempts} {stored}");
+    assert!(bytes > 0, "the budget spent was not given back with the job");
     db.execute_batch("DELETE FROM disk_full").unwrap();
     let kb = wait_for_job(&server, &s).await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]));

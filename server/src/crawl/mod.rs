@@ -250,6 +250,9 @@ pub async fn worker(
     // record failed too: a full disk) would otherwise be tried, and
     // logged, every idle poll.
     let mut recut_after = tokio::time::Instant::now();
+    // Doubled at each crawl its database fails in a row (a disk still
+    // full), so that the site is not asked again every 30 s for hours.
+    let mut storage_wait = config.storage_backoff;
     while !*stop.borrow() {
         let claimed = sql(
             &writer,
@@ -260,15 +263,21 @@ pub async fn worker(
         match claimed.map(|v| v["job"].clone()) {
             Ok(job) if job.is_object() => {
                 let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await else {
+                    storage_wait = config.storage_backoff;
                     continue;
                 };
                 tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
                 if storage_failed(&e) {
-                    give_back(&writer, &name, &job).await;
+                    give_back(&writer, &config, &name, &job).await;
+                    tracing::info!(
+                        retry_in_s = storage_wait.as_secs(),
+                        "the crawler waits for its database"
+                    );
                     tokio::select! {
-                        _ = tokio::time::sleep(config.storage_backoff) => {}
+                        _ = tokio::time::sleep(storage_wait) => {}
                         _ = stop.changed() => {}
                     }
+                    storage_wait = (storage_wait * 2).min(MAX_STORAGE_BACKOFF);
                 }
                 continue;
             }
@@ -302,6 +311,9 @@ pub async fn worker(
 /// once, would fetch pages it cannot store.
 pub const STORAGE_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The longest of those waits, the database failing crawl after crawl.
+const MAX_STORAGE_BACKOFF: Duration = Duration::from_secs(600);
+
 /// Whether a crawl stopped because its own database failed (SQLite's
 /// texts for a full disk, an I/O error, a lock held past the busy timeout,
 /// a file it cannot open or write, memory): no failure of the site, which
@@ -316,15 +328,21 @@ fn storage_failed(error: &str) -> bool {
 
 /// Gives `job` back, queued again at once with the attempt it was on not
 /// counted (as a worker that stops does), after its crawl stopped on a
-/// failure of this side ([`storage_failed`]). When even that write fails,
-/// the lease runs out instead, and the takeover counts an attempt.
-async fn give_back(writer: &Writer, worker: &str, job: &Value) {
-    let released = sql(
-        writer,
-        KbFunction::Release,
-        json!({"job_id": job["id"], "worker": worker}),
-    )
-    .await;
+/// failure of this side ([`storage_failed`]), with what it spent of its
+/// budget: a job given back again and again runs out of its 3 minutes as
+/// it would crawling. When even that write fails, the lease runs out
+/// instead, and the takeover counts an attempt.
+async fn give_back(writer: &Writer, config: &CrawlConfig, worker: &str, job: &Value) {
+    let mut release = json!({"job_id": job["id"], "worker": worker});
+    let spent = config
+        .budgets
+        .lock()
+        .ok()
+        .and_then(|mut b| b.remove(worker));
+    if let Some((_, budget)) = spent {
+        budget.report(&mut release);
+    }
+    let released = sql(writer, KbFunction::Release, release).await;
     match released {
         Ok(_) => tracing::info!(
             job = job["id"].as_i64(),
@@ -1296,7 +1314,7 @@ pub async fn drain(
         if let Err(e) = crawl_job(&writer, &config, &client, &name, &job).await {
             tracing::warn!(job = job["id"].as_i64(), error = %e, "crawl stopped");
             if storage_failed(&e) {
-                give_back(&writer, &name, &job).await;
+                give_back(&writer, &config, &name, &job).await;
             }
             break Err(format!("the crawl of job {} stopped: {e}", job["id"]));
         }
