@@ -495,4 +495,14 @@ fn the_crawl_allow_list_comes_from_the_environment() {
                 .to_string()
         )
     );
+    // An empty entry too, as the server's flag refuses it.
+    assert_eq!(
+        kb(Some("intranet.local:8080,"), url),
+        (
+            String::new(),
+            "Error: error during initialization: onboarding: ONBOARDING_CRAWL_ALLOW_HOST: crawl \
+             allow-list entry '' is not HOST:PORT (such as '127.0.0.1:8080')\n"
+                .to_string()
+        )
+    );
 }

@@ -319,15 +319,19 @@ async fn start_file(config: &Config) -> Result<db::Writer, String> {
     // flag alone, or differing from the variable, would let the crawler
     // fetch what the kb step refuses to save (or the other way round).
     if config.extension.is_some() && !config.crawl.allow.is_empty() {
-        let from_variable = std::env::var(ALLOW_HOST_VARIABLE).ok().map(|value| {
-            let entries: Vec<&str> = value.split(',').filter(|e| !e.trim().is_empty()).collect();
-            onboarding::kb::AllowList::parse(&entries)
-        });
-        if from_variable != Some(Ok(config.crawl.allow.clone())) {
-            return Err(format!(
-                "--crawl-allow-host reaches a loaded extension only through {ALLOW_HOST_VARIABLE}, \
-                 which it reads as it loads: give the list in that variable instead of the flag"
-            ));
+        let from_variable = std::env::var(ALLOW_HOST_VARIABLE)
+            .ok()
+            .map(|value| onboarding::kb::AllowList::parse_variable(&value));
+        match from_variable {
+            Some(Ok(list)) if list == config.crawl.allow => {}
+            Some(Err(e)) => return Err(format!("{ALLOW_HOST_VARIABLE}: {e}")),
+            _ => {
+                return Err(format!(
+                    "--crawl-allow-host reaches a loaded extension only through \
+                     {ALLOW_HOST_VARIABLE}, which it reads as it loads: give the list in that \
+                     variable instead of the flag"
+                ))
+            }
         }
     }
     db::Writer::start(db::Options {

@@ -3230,7 +3230,10 @@ async fn a_crawl_its_database_fails_gives_the_job_back_and_resumes() {
     // Claimed again (1) or given back again, waiting (0): never counted.
     // What the crawls given back fetched counts against the job's budget.
     assert!(attempts <= 1 && stored == 0, "{attempts} {stored}");
-    assert!(bytes > 0, "the budget spent was not given back with the job");
+    assert!(
+        bytes > 0,
+        "the budget spent was not given back with the job"
+    );
     db.execute_batch("DELETE FROM disk_full").unwrap();
     let kb = wait_for_job(&server, &s).await;
     assert_eq!(outcome(&kb), json!(["done", null, 1, 2, 2, 0, 0]));

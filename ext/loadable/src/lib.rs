@@ -79,8 +79,9 @@ const ALLOW_HOST_VARIABLE: &str = "ONBOARDING_CRAWL_ALLOW_HOST";
 
 /// The host's knowledge-base settings, from the environment: `HOST:PORT`
 /// entries separated by commas, as the server reads them. A value that is
-/// not one refuses the load, rather than leave the client wondering why
-/// its host is still refused.
+/// not such a list (an empty one too, as the server refuses it) refuses
+/// the load, rather than leave the client wondering why its host is still
+/// refused.
 fn settings() -> Result<onboarding::kb::Settings, String> {
     let Some(value) = std::env::var_os(ALLOW_HOST_VARIABLE) else {
         return Ok(onboarding::kb::Settings::default());
@@ -88,8 +89,7 @@ fn settings() -> Result<onboarding::kb::Settings, String> {
     let value = value
         .into_string()
         .map_err(|_| format!("onboarding: {ALLOW_HOST_VARIABLE} is not UTF-8"))?;
-    let entries: Vec<&str> = value.split(',').filter(|e| !e.trim().is_empty()).collect();
-    let crawl_allow_hosts = onboarding::kb::AllowList::parse(&entries)
+    let crawl_allow_hosts = onboarding::kb::AllowList::parse_variable(&value)
         .map_err(|e| format!("onboarding: {ALLOW_HOST_VARIABLE}: {e}"))?;
     Ok(onboarding::kb::Settings { crawl_allow_hosts })
 }

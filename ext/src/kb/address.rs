@@ -43,6 +43,14 @@ impl AllowList {
         Ok(AllowList { pairs })
     }
 
+    /// Parses the value of `ONBOARDING_CRAWL_ALLOW_HOST` (the server's
+    /// `--crawl-allow-host`, which a loaded extension reads too): entries
+    /// separated by commas, each `HOST:PORT`; an empty one (a trailing
+    /// comma, an empty value) is refused, as the server's flag refuses it.
+    pub fn parse_variable(value: &str) -> Result<AllowList, String> {
+        AllowList::parse(&value.split(',').collect::<Vec<_>>())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
