@@ -418,18 +418,23 @@ fn run_guarded<T>(
         // back the whole transaction (a full disk, an I/O error, an
         // interrupted write): the caller's own statements went with the
         // call's, and its next ones run in autocommit, which its COMMIT
-        // ("no transaction is active") would be the first to tell it.
-        Opened::Savepoint if conn.is_autocommit() => Error {
-            detail: format!(
-                "{}; SQLite rolled back the caller's transaction with it (its statements \
-                 before this call are undone)",
-                e.detail
-            ),
-            ..e
-        },
+        // ("no transaction is active") would be the first to tell it. Once
+        // (a call inside another's adds nothing more).
+        Opened::Savepoint if conn.is_autocommit() && !e.detail.ends_with(CALLERS_ROLLED_BACK) => {
+            Error {
+                detail: format!("{}{CALLERS_ROLLED_BACK}", e.detail),
+                ..e
+            }
+        }
         _ => e,
     })
 }
+
+/// What ends the error of a call inside a caller's transaction that SQLite
+/// rolled back whole.
+pub(crate) const CALLERS_ROLLED_BACK: &str =
+    "; SQLite rolled back the caller's transaction with it (its statements before this call are \
+     undone)";
 
 /// Rolls back what was opened unless disarmed: runs on `?` returns, on a
 /// failed RELEASE or COMMIT, and while unwinding from a panic.

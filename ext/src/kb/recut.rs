@@ -110,10 +110,14 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
         // gone. The caller gets the error and decides; the document is the
         // first again at the next call (such causes are the database's
         // more often than the document's).
+        // Its words say what the cut's own error added (the call's).
+        let cause = error
+            .detail
+            .strip_suffix(crate::savepoint::CALLERS_ROLLED_BACK);
         return Err(Error {
             detail: format!(
                 "cutting document {id} again ended the caller's transaction: {}",
-                error.detail
+                cause.unwrap_or(&error.detail)
             ),
             ..error.clone()
         });
