@@ -395,10 +395,12 @@ mod tests {
         let answered: Vec<&String> = replies.iter().filter_map(|r| r.as_ref().ok()).collect();
         let failed: Vec<&Failure> = replies.iter().filter_map(|r| r.as_ref().err()).collect();
         assert!(!answered.is_empty() && !failed.is_empty(), "{replies:?}");
+        // Each failed alone, in a transaction of its own that SQLite rolled
+        // back with it, as the library says.
         assert!(
-            failed
-                .iter()
-                .all(|e| e.text() == "onboarding_create: internal: database or disk is full"),
+            failed.iter().all(|e| e.text()
+                == "onboarding_create: internal: database or disk is full; SQLite rolled back \
+                    the caller's transaction with it (its statements before this call are undone)"),
             "{failed:?}"
         );
         assert_eq!(
