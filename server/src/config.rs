@@ -382,7 +382,7 @@ pub struct Args {
     /// HOST:PORT exempt from the crawler's public-address rule, for tests
     /// and intranets (repeatable); also accepted by the kb step (a loaded
     /// --extension reads the environment variable only).
-    #[arg(long, global = true, env = "ONBOARDING_CRAWL_ALLOW_HOST", value_delimiter = ',',
+    #[arg(long, global = true, env = onboarding::kb::ALLOW_HOST_VARIABLE, value_delimiter = ',',
           value_parser = parse_allow_host)]
     pub crawl_allow_host: Vec<String>,
 

@@ -216,10 +216,6 @@ const CODE_SENDS_BURST: u32 = 10;
 /// The window of `--code-sends-per-ip`, and of the keyed sends it counted.
 const CODE_SENDS_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// `--crawl-allow-host`'s environment variable, which a loaded extension
-/// reads too (`ext/loadable`).
-const ALLOW_HOST_VARIABLE: &str = "ONBOARDING_CRAWL_ALLOW_HOST";
-
 /// Everything requests share: the writer (the database opened, given its
 /// functions and migrated), the limits and the documents.
 async fn build(config: &Config, address: SocketAddr) -> Result<http::App, String> {
@@ -319,6 +315,7 @@ async fn start_file(config: &Config) -> Result<db::Writer, String> {
     // flag alone, or differing from the variable, would let the crawler
     // fetch what the kb step refuses to save (or the other way round).
     if config.extension.is_some() && !config.crawl.allow.is_empty() {
+        use onboarding::kb::ALLOW_HOST_VARIABLE;
         let from_variable = std::env::var(ALLOW_HOST_VARIABLE)
             .ok()
             .map(|value| onboarding::kb::AllowList::parse_variable(&value));

@@ -260,17 +260,16 @@ async fn a_loaded_extension_takes_the_allow_list_from_the_environment() {
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let id = created.json()["session_id"].as_str().unwrap().to_string();
-    let kb = |url: &str| format!(r#"{{"method":"website","crawl_url":"{url}"}}"#).into_bytes();
     let path = format!("/api/v1/onboarding/session/{id}/kb");
-    let headers = [("Content-Type", "application/json")];
-    let saved = request(
-        server.addr,
-        "POST",
-        &path,
-        &headers,
-        &kb("http://127.0.0.1:9000/"),
-    )
-    .await;
+    let post_kb = |url: &str| {
+        let body = format!(r#"{{"method":"website","crawl_url":"{url}"}}"#);
+        let path = path.clone();
+        async move {
+            let headers = [("Content-Type", "application/json")];
+            request(server.addr, "POST", &path, &headers, body.as_bytes()).await
+        }
+    };
+    let saved = post_kb("http://127.0.0.1:9000/").await;
     assert_eq!(
         (saved.status, saved.body.as_str()),
         (
@@ -281,14 +280,7 @@ async fn a_loaded_extension_takes_the_allow_list_from_the_environment() {
             .as_str()
         )
     );
-    let refused = request(
-        server.addr,
-        "POST",
-        &path,
-        &headers,
-        &kb("http://127.0.0.1:9001/"),
-    )
-    .await;
+    let refused = post_kb("http://127.0.0.1:9001/").await;
     assert_eq!(
         (refused.status, refused.body.as_str()),
         (
@@ -297,21 +289,36 @@ async fn a_loaded_extension_takes_the_allow_list_from_the_environment() {
         )
     );
     server.stop();
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"))
-        .args(["--listen", "127.0.0.1:0", "--crawl-workers", "0", "--db"])
-        .arg(dir.path().join("onboarding.db"))
-        .args(["--extension", so, "--crawl-allow-host", "127.0.0.1:9000"])
-        .env_remove("ONBOARDING_CRAWL_ALLOW_HOST")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The flag given, a start's error: the variable missing, or not a list.
+    let refused_start = |variable: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_onboarding-server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--crawl-workers", "0", "--db"])
+            .arg(dir.path().join("onboarding.db"))
+            .args(["--extension", so, "--crawl-allow-host", "127.0.0.1:9000"])
+            .env_remove("ONBOARDING_CRAWL_ALLOW_HOST");
+        if let Some(variable) = variable {
+            command.env("ONBOARDING_CRAWL_ALLOW_HOST", variable);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refused_start(None);
     assert!(
         stderr.contains(
             "--crawl-allow-host reaches a loaded extension only through \
              ONBOARDING_CRAWL_ALLOW_HOST, which it reads as it loads: give the list in that \
              variable instead of the flag"
+        ),
+        "{stderr}"
+    );
+    let stderr = refused_start(Some("nope"));
+    assert!(
+        stderr.contains(
+            "ONBOARDING_CRAWL_ALLOW_HOST: crawl allow-list entry 'nope' is not HOST:PORT (such \
+             as '127.0.0.1:8080')"
         ),
         "{stderr}"
     );

@@ -70,19 +70,17 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
     Ok(false)
 }
 
-/// The variable naming the hosts exempt from the crawl's public-address
-/// rule, as the server's `--crawl-allow-host` (whose environment variable
-/// it is): without it a client of the extension could not save a kb step
-/// for the intranet site that `onboarding-server crawl
-/// --crawl-allow-host` would crawl.
-const ALLOW_HOST_VARIABLE: &str = "ONBOARDING_CRAWL_ALLOW_HOST";
-
 /// The host's knowledge-base settings, from the environment: `HOST:PORT`
 /// entries separated by commas, as the server reads them. A value that is
 /// not such a list (an empty one too, as the server refuses it) refuses
 /// the load, rather than leave the client wondering why its host is still
 /// refused.
+///
+/// Without them a client of the extension could not save a kb step for the
+/// intranet site that `onboarding-server crawl --crawl-allow-host` would
+/// crawl.
 fn settings() -> Result<onboarding::kb::Settings, String> {
+    use onboarding::kb::ALLOW_HOST_VARIABLE;
     let Some(value) = std::env::var_os(ALLOW_HOST_VARIABLE) else {
         return Ok(onboarding::kb::Settings::default());
     };

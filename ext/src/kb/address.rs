@@ -11,6 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
+/// The environment variable of the allow-list: the server's
+/// `--crawl-allow-host` reads it, and the loadable extension as it loads
+/// (its host has no flags to give it).
+pub const ALLOW_HOST_VARIABLE: &str = "ONBOARDING_CRAWL_ALLOW_HOST";
+
 /// Hosts an operator allowed despite the rule (tests, intranets): exact
 /// `host:port` pairs, hosts lowercase, IPv6 in brackets as URLs write them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -77,5 +77,5 @@ pub(crate) use store::reindex_chunks;
 
 pub use address::{
     check_parsed, check_url, is_public_ip, normalize, same_site, site_of, AllowList, Refusal,
-    Settings,
+    Settings, ALLOW_HOST_VARIABLE,
 };

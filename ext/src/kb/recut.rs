@@ -110,7 +110,8 @@ pub fn recut(conn: &Connection, env: &dyn Env) -> Result<Value> {
         // gone. The caller gets the error and decides; the document is the
         // first again at the next call (such causes are the database's
         // more often than the document's).
-        // Its words say what the cut's own error added (the call's).
+        // This says what the cut's own error said after its cause (that
+        // SQLite rolled back the caller's transaction): once is enough.
         let cause = error
             .detail
             .strip_suffix(crate::savepoint::CALLERS_ROLLED_BACK);

@@ -2,7 +2,6 @@
 //! health check: a full disk fails every write while reads, and so a
 //! health check that only reads, go on answering.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -49,15 +48,11 @@ pub fn storage_failure(error: &str) -> Option<&'static str> {
     STORAGE.into_iter().find(|storage| *storage == text)
 }
 
-/// The last write refused for want of storage: the writer records each
-/// batch's answers, the health check reads it.
+/// The last write refused for want of storage, when it was and SQLite's
+/// text for it: the writer records each batch's answers (taking the lock
+/// only when one was refused), the health check reads it.
 #[derive(Default)]
-pub struct LastWrite {
-    /// Set with `failure`: read without the lock on every batch and check.
-    failed: AtomicBool,
-    /// When the last refused write was, and SQLite's text for it.
-    failure: Mutex<Option<(Instant, &'static str)>>,
-}
+pub struct LastWrite(Mutex<Option<(Instant, &'static str)>>);
 
 impl LastWrite {
     /// Records the storage failures among a batch's answers.
@@ -67,8 +62,7 @@ impl LastWrite {
             _ => None,
         });
         if let Some(text) = refused {
-            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), text));
-            self.failed.store(true, Ordering::Release);
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), text));
         }
     }
 
@@ -76,10 +70,7 @@ impl LastWrite {
     /// how long the check still reports it, when less than [`SHOWN_FOR`]
     /// before `now`.
     pub fn failure_at(&self, now: Instant) -> Option<(&'static str, Duration)> {
-        if !self.failed.load(Ordering::Acquire) {
-            return None;
-        }
-        let (at, text) = (*self.failure.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let (at, text) = (*self.0.lock().unwrap_or_else(|p| p.into_inner()))?;
         let left = SHOWN_FOR.checked_sub(now.saturating_duration_since(at))?;
         (!left.is_zero()).then_some((text, left))
     }
