@@ -598,7 +598,8 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         assert_eq!(body, primary.body);
     }
     // The dashboard's knowledge base: a session with documents (a website
-    // job stays queued here: no crawler), once the replica has it.
+    // job stays queued here: no crawler), once the replica has it: its
+    // documents, not the session alone (created by an earlier commit).
     let documents = rt
         .block_on(onboard_with(node.addr, 6, DOCUMENTS))
         .expect("an onboarding with documents");
@@ -606,7 +607,12 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     let deadline = documents.at + REPLICA_LAG_BOUND;
     loop {
         let reply = rt.block_on(try_request(reader.addr, "GET", &kb, b""));
-        if reply.as_ref().is_some_and(|reply| reply.status == 200) {
+        if reply.as_ref().is_some_and(|reply| {
+            reply.status == 200
+                && reply.json()["documents"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty())
+        }) {
             break;
         }
         assert!(
@@ -707,6 +713,22 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
             ),
             "{method} {route}"
         );
+    }
+    // `*` names the server itself, for OPTIONS only: the primary's methods,
+    // every route's (the replica refusing its POSTs), and its 400 to
+    // another method.
+    for (method, status) in [("OPTIONS", 204), ("GET", 400)] {
+        let [on_replica, on_primary] =
+            [reader.addr, node.addr].map(|addr| rt.block_on(request(addr, method, "*", &[], b"")));
+        let seen = |reply: &common::Reply| {
+            (
+                reply.status,
+                reply.header("allow").map(str::to_string),
+                reply.body.clone(),
+            )
+        };
+        assert_eq!(seen(&on_primary).0, status, "{method} *");
+        assert_eq!(seen(&on_replica), seen(&on_primary), "{method} *");
     }
     // CORS as on the primary, so that the dashboard reads the replica from
     // the origin it reads the primary from: a read and a preflight from an
