@@ -244,7 +244,10 @@ section("onboarding_phone_send(session_id, payload)",
         "10 per number per 24 hours across tenants, 10 per session per 24 hours whatever "
         "its numbers; past one, `rate_limited` ending with "
         "`(retry after N s)`, the longest wait of the limits that refuse; `resend_after` "
-        "is the earliest next send by the limits. Before or after completion. "
+        "is the earliest next send by the limits. Before or after completion. A number the "
+        "session verified is `conflict`, unless, after completion, its mapping is inactive "
+        "while no tenant routes it (released by the runtime or an operator, or another tenant "
+        "routed it first): a new code then routes it here again. "
         "`onboarding_phone_send(session_id, payload, ip_address)` also keeps the host's "
         "client address.")
 example("SELECT onboarding_phone_send(?, NULL)", session)

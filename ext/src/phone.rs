@@ -27,7 +27,7 @@ use crate::session::{stored_json, stored_str, Session, SessionHead, Step};
 use crate::sql;
 use crate::validate::{self, Object};
 use crate::verification::{
-    self, Channel, Line, Verification, CODE_TTL_MS, DAY_MS, MAX_ATTEMPTS, MAX_SENDS,
+    self, Channel, Claim, Line, Verification, CODE_TTL_MS, DAY_MS, MAX_ATTEMPTS, MAX_SENDS,
     MAX_SENDS_PER_NUMBER, MAX_SENDS_PER_SESSION, RESEND_AFTER_MS,
 };
 
@@ -269,12 +269,29 @@ fn may_send(
     }
     // Verified once is verified: also when another number was verified or
     // sent a code since (completion maps the number verified all the same).
+    // Unless the number stays unrouted after completion, free now: a new
+    // code claims it (see `verification::claimable`).
     if verification::verified_for(conn, session.id, &line.number)? {
-        return Err(Error::conflict(format!(
+        let claim = match session.status.as_ref() {
+            "completed" => verification::claim(conn, &session.tenant_id, &line.number)?,
+            // Completion routes it.
+            _ => Claim::Held,
+        };
+        let verified = format!(
             "phone {} is already verified for session {}",
             quote(&line.number),
             quote(session.id)
-        )));
+        );
+        match claim {
+            Claim::Free => {}
+            Claim::Held => return Err(Error::conflict(verified)),
+            Claim::Taken => {
+                return Err(Error::conflict(format!(
+                    "{verified}; another tenant routes it (a new code can route it here once \
+                     that tenant's mapping is released)"
+                )))
+            }
+        }
     }
     // Each refusal: its text and how long it lasts.
     let mut refusals: Vec<(String, i64)> = Vec::new();

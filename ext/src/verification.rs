@@ -359,6 +359,38 @@ pub fn active_elsewhere(conn: &Connection, tenant_id: &str, phone: &str) -> Resu
     )?)
 }
 
+/// Whether a new code may claim a number a completed tenant verified: its
+/// mapping is active until the runtime or an operator makes it inactive
+/// (or a tenant routed it first), and then only a new proof of control
+/// routes it here, once no tenant does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The tenant's mapping routes it: nothing to claim.
+    Held,
+    /// Another tenant routes it.
+    Taken,
+    /// The tenant's mapping is inactive (or gone) and no tenant routes it.
+    Free,
+}
+
+/// Which [`Claim`] `tenant_id` has on `phone`, verified by its session.
+pub fn claim(conn: &Connection, tenant_id: &str, phone: &str) -> Result<Claim> {
+    let held: bool = sql::query_row(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM main.omni_phone_mappings
+                        WHERE tenant_id = ?1 AND phone_number = ?2 AND is_active = 1)",
+        (tenant_id, phone),
+        |r| r.get(0),
+    )?;
+    Ok(if held {
+        Claim::Held
+    } else if active_elsewhere(conn, tenant_id, phone)? {
+        Claim::Taken
+    } else {
+        Claim::Free
+    })
+}
+
 /// The reason given with `is_active:false` before completion.
 pub const NOT_COMPLETED: &str = "the onboarding is not completed yet; completion activates the \
                                  verified number";
@@ -381,17 +413,10 @@ pub fn routing(
         };
         return Ok((false, Some(reason)));
     }
-    let active: bool = sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM main.omni_phone_mappings
-                        WHERE tenant_id = ?1 AND phone_number = ?2 AND is_active = 1)",
-        (tenant_id, phone),
-        |r| r.get(0),
-    )?;
-    Ok(if active {
-        (true, None)
-    } else {
-        (false, Some(inactive_reason(conn, tenant_id, phone)?))
+    Ok(match claim(conn, tenant_id, phone)? {
+        Claim::Held => (true, None),
+        Claim::Taken => (false, Some(active_elsewhere_reason(phone))),
+        Claim::Free => (false, Some(unrouted_reason(phone))),
     })
 }
 
@@ -403,11 +428,18 @@ pub fn inactive_reason(conn: &Connection, tenant_id: &str, phone: &str) -> Resul
     Ok(if active_elsewhere(conn, tenant_id, phone)? {
         active_elsewhere_reason(phone)
     } else {
-        format!(
-            "phone {} is verified, but its mapping is inactive; no tenant routes it",
-            quote(phone)
-        )
+        unrouted_reason(phone)
     })
+}
+
+/// The reason given with `is_active:false` when no tenant routes the
+/// verified number: a new code claims it (see [`Claim::Free`]).
+fn unrouted_reason(phone: &str) -> String {
+    format!(
+        "phone {} is verified, but its mapping is inactive; no tenant routes it \
+         (send a new code to route it here)",
+        quote(phone)
+    )
 }
 
 /// The reason given with `is_active:false` when another tenant routes the number.

@@ -749,7 +749,7 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
         )
         .unwrap();
     let deactivated = "phone '+33612345678' is verified, but its mapping is inactive; \
-                       no tenant routes it";
+                       no tenant routes it (send a new code to route it here)";
     let got = db.get(&third);
     assert_eq!(
         (
@@ -760,6 +760,88 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
         (&json!(false), &json!(deactivated), &json!(deactivated))
     );
     assert_eq!(routed_to(&db, MOBILE), Vec::<Value>::new());
+}
+
+/// A verified number another tenant routes is claimed with a new code once
+/// that tenant's mapping is released: nothing else would ever route it
+/// here. While it is routed (here or there), a send is refused, saying so.
+#[test]
+fn a_verified_number_released_elsewhere_is_claimed_with_a_new_code() {
+    let db = Db::memory();
+    let first = with_business(&db, "premier@entreprise.fr");
+    let first_tenant = tenant_of(&db, &first);
+    db.vapi(&first);
+    db.complete(&first).unwrap();
+    send(&db, &first, "{}").unwrap();
+    verify(&db, &first, &deliver(&db)).unwrap();
+    let second = with_business(&db, "second@entreprise.fr");
+    let second_tenant = tenant_of(&db, &second);
+    db.vapi(&second);
+    db.complete(&second).unwrap();
+    send(&db, &second, "{}").unwrap();
+    verify(&db, &second, &deliver(&db)).unwrap();
+    db.env.advance_ms(61_000);
+    let (one, two) = (first.as_str(), second.as_str());
+    assert_eq!(
+        send(&db, &first, "{}").unwrap_err(),
+        format!("onboarding_phone_send: conflict: phone '{MOBILE}' is already verified for session '{one}'")
+    );
+    let outbox = db.row("SELECT count(*) AS n FROM outbox_messages", &[]);
+    assert_eq!(
+        send(&db, &second, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: conflict: phone '{MOBILE}' is already verified for session \
+             '{two}'; another tenant routes it (a new code can route it here once that tenant's \
+             mapping is released)"
+        )
+    );
+    assert_eq!(
+        db.row("SELECT count(*) AS n FROM outbox_messages", &[]),
+        outbox
+    );
+
+    // The runtime (or an operator) releases the first tenant's mapping.
+    db.conn
+        .execute(
+            "UPDATE omni_phone_mappings SET is_active = 0 WHERE tenant_id = ?1",
+            [&first_tenant],
+        )
+        .unwrap();
+    let sent = send(&db, &second, "{}").unwrap();
+    assert_eq!(db.get(&second)["phone_verification"]["status"], "pending");
+    let verified = verify(&db, &second, &deliver(&db)).unwrap();
+    assert_eq!(
+        verified,
+        json!({"success": true, "verification_id": sent["verification_id"], "phone_number": MOBILE,
+               "status": "verified", "is_active": true, "reason": null})
+    );
+    assert_eq!(
+        mapping(&db, &second_tenant),
+        json!({"phone_number": MOBILE, "is_active": 1, "status": "verified"})
+    );
+    assert_eq!(
+        routed_to(&db, MOBILE),
+        [json!({ "tenant_id": second_tenant })]
+    );
+    let shown = db.get(&second);
+    assert_eq!(
+        (
+            &shown["phone_verification"]["is_active"],
+            &shown["phone_verification"]["reason"],
+            &shown["omnichannel"]["phone_mapping"]["is_active"]
+        ),
+        (&json!(true), &json!(null), &json!(true))
+    );
+    // The first tenant, released, now reads that another tenant routes it.
+    db.env.advance_ms(61_000);
+    assert_eq!(
+        send(&db, &first, "{}").unwrap_err(),
+        format!(
+            "onboarding_phone_send: conflict: phone '{MOBILE}' is already verified for session \
+             '{one}'; another tenant routes it (a new code can route it here once that tenant's \
+             mapping is released)"
+        )
+    );
 }
 
 /// A verified mapping the host wrote inactive before completion (no tenant
@@ -779,7 +861,8 @@ fn a_verified_mapping_the_host_left_inactive_says_why_at_completion() {
         )
         .unwrap();
     let reason =
-        "phone '+33612345678' is verified, but its mapping is inactive; no tenant routes it";
+        "phone '+33612345678' is verified, but its mapping is inactive; no tenant routes it \
+         (send a new code to route it here)";
     assert_eq!(
         db.complete(&s).unwrap()["synced"]["phone_mapping"],
         json!({"phone_number": MOBILE, "status": "verified", "is_active": false, "reason": reason})

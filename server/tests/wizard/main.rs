@@ -2223,11 +2223,13 @@ async fn dashboard_fits_360_px(steps: &[(&str, &str)], what: &str, shown: &str) 
 
 /// The dashboard says why a verified number takes no calls as the session
 /// does: another account's, or deactivated with no account routing it
-/// (it said "déjà actif pour un autre compte" of both).
+/// (it said "déjà actif pour un autre compte" of both); the deactivated one
+/// is verified again there and routed.
 #[tokio::test]
 async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_routes() {
     let _one = ONE_BROWSER.lock().await;
     let server = server().await;
+    let gateway = SmsGateway::open(&server, None);
     let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
     rusqlite::Connection::open(&server.db_path)
         .unwrap()
@@ -2241,7 +2243,39 @@ async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_route
         shown_on_the_dashboard(&b, &id, "phone-active").await,
         "Non : ce numéro a été désactivé, et aucun compte ne reçoit ses appels"
     );
+    // No account routes it: a new code routes it here again.
+    assert_eq!(
+        b.eval(
+            "return [document.getElementById('phone-verify').hidden,
+                     document.getElementById('verify-intro').textContent]"
+        )
+        .await,
+        json!([
+            false,
+            "Prouvez de nouveau que ce numéro est le vôtre : votre agent reprendra ses appels."
+        ])
+    );
+    b.click("#send-code").await;
+    b.until("the code field", "document.activeElement.id === 'code'")
+        .await;
+    let code = code_in(&gateway.deliver().await);
+    b.fill("code", &code).await;
+    b.click("#verify-code").await;
+    b.until(
+        "the number routed",
+        "document.getElementById('phone-active').textContent === 'Oui'",
+    )
+    .await;
+    assert_eq!(
+        b.text("verify-done").await,
+        "Numéro +33612345678 vérifié : votre agent prend ses appels."
+    );
     b.quit().await;
+    let mapping = row(&server, "omni_phone_mappings");
+    assert_eq!(
+        [&mapping["is_active"], &mapping["status"]],
+        [&json!(1), &json!("verified")]
+    );
 }
 
 /// Booking settings saved through the API without an event type (the

@@ -1,6 +1,6 @@
 // The tenant's dashboard, pre-filled from what completion synced
 // (`GET session`'s `omnichannel` part), the phone number's verification
-// for a number not verified yet (`POST …/phone/verification` and
+// for a number not verified yet or no longer routed (`POST …/phone/verification` and
 // `…/phone/verify`), the knowledge base's pages and crawl progress
 // (`GET …/kb`, followed while the crawl runs) and a search box over it
 // (`GET …/kb/search`).
@@ -234,10 +234,15 @@ function showPhone(mapping) {
 /**
  * A number still `pending_verification` can be verified here, as in the
  * wizard: a code sent by SMS or call, typed in; the number then routes
- * calls to the agent, unless another account routes it already.
+ * calls to the agent, unless another account routes it already. So can a
+ * verified number no account routes any more.
  */
 function prepareVerification(mapping, verification) {
-  const pending = !!mapping && mapping.status === 'pending_verification';
+  // A verified number left inactive that no account routes now (released
+  // by the runtime or an operator): a new code routes it here again.
+  const unrouted =
+    !!mapping && mapping.status === 'verified' && !mapping.is_active && !TAKEN_ELSEWHERE.test(mapping.reason || '');
+  const pending = !!mapping && (mapping.status === 'pending_verification' || unrouted);
   // A foreign number gets no code, and the steps cannot change any more:
   // said instead of a send the server would refuse.
   const foreign = pending && !verifiable(mapping.phone_number);
@@ -252,9 +257,15 @@ function prepareVerification(mapping, verification) {
   if (!pending || foreign) return;
   // Without an agent on the phone channel no calls are taken, verified or
   // not: nothing is said of them.
-  $('verify-intro').textContent = takesCalls
-    ? "Votre agent ne prend les appels de ce numéro qu'une fois que vous avez prouvé qu'il est le vôtre."
-    : 'Prouvez que ce numéro est le vôtre.';
+  if (unrouted) {
+    $('verify-intro').textContent = takesCalls
+      ? 'Prouvez de nouveau que ce numéro est le vôtre : votre agent reprendra ses appels.'
+      : 'Prouvez de nouveau que ce numéro est le vôtre pour le réactiver.';
+  } else {
+    $('verify-intro').textContent = takesCalls
+      ? "Votre agent ne prend les appels de ce numéro qu'une fois que vous avez prouvé qu'il est le vôtre."
+      : 'Prouvez que ce numéro est le vôtre.';
+  }
   // A code sent before (here or in the wizard) can still be typed in.
   const live = verification && verification.status === 'pending' && verification.phone_number === mapping.phone_number;
   check('channel', live && verification.channel ? verification.channel : defaultChannel(mapping.phone_number));
