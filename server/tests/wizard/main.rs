@@ -768,7 +768,8 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
                  'Tarifs 2025 \\\\[nouveau\\\\] \\\\*promo\\\\* coupe\\\\_brushing',
                  'Voir [la page (art)](https://fr.wikipedia.org/wiki/Coupe_(coiffure)) ![logo](/l.png)',
                  '| Prix \\\\| TTC | 35 € |',
-                 'Voir [nos tarifs](https://salon.fr/tarifs \"Tarifs\") et [plan](<https://salon.fr/mon plan>)'
+                 'Voir [nos tarifs](https://salon.fr/tarifs \"Tarifs\") et [plan](<https://salon.fr/mon plan>)',
+                 'Formule \\\\<Duo> : coupe \\\\<Enfant> si a\\\\<b', '\\\\=== Soldes ==='
                  ].map(m.readable))"
         )
         .await,
@@ -782,7 +783,9 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
             "Tarifs 2025 [nouveau] *promo* coupe_brushing",
             "Voir la page (art) logo",
             "Prix | TTC · 35 €",
-            "Voir nos tarifs et plan"
+            "Voir nos tarifs et plan",
+            "Formule <Duo> : coupe <Enfant> si a<b",
+            "=== Soldes ==="
         ])
     );
     b.screenshot(&screenshot_path("dashboard.png")).await;

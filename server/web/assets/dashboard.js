@@ -466,7 +466,8 @@ async function showKnowledge(session) {
  * list item's or heading's marker and emphasis marks are dropped, a link or
  * an image is its text (its address may hold parentheses, as an
  * encyclopaedia's do), and a character the Markdown escaped (`\[`, `\*`,
- * `\_`: written as such on the page) is shown as itself.
+ * `\_`, `\<` before a letter, `\=` opening a line: written as such on the
+ * page) is shown as itself.
  */
 export function readable(line) {
   let text = line.trim();
@@ -488,7 +489,7 @@ export function readable(line) {
     )
     // Emphasis marks go; an escaped character stays as it is, for now.
     .replace(/\\.|\*\*|__|`/g, (mark) => (mark[0] === '\\' && mark.length === 2 ? mark : ''))
-    .replace(/\\([\\`*_{}[\]()#+\-.!|>~])/g, '$1');
+    .replace(/\\([\\`*_{}[\]()#+\-.!|<>=~])/g, '$1');
 }
 
 /**
