@@ -339,18 +339,17 @@ fn may_send(
                 "phone {} was sent {sent_today} codes in the last 24 hours, the most allowed",
                 quote(&line.number)
             ),
-            oldest_today_ms.unwrap_or(now_ms) + DAY_MS - now_ms,
+            day_after(oldest_today_ms, now_ms) - now_ms,
         ));
     }
     let (session_today, first_today_ms) = session_sent_since(conn, session.id, now_ms - DAY_MS)?;
     if session_today >= MAX_SENDS_PER_SESSION {
-        let first_ms = first_today_ms.unwrap_or(now_ms);
         refusals.push((
             format!(
                 "session {} was sent {session_today} codes in the last 24 hours, the most allowed",
                 quote(session.id)
             ),
-            first_ms + DAY_MS - now_ms,
+            day_after(first_today_ms, now_ms) - now_ms,
         ));
     }
     if let Some((text, wait_ms)) = refusals.into_iter().max_by_key(|(_, wait)| *wait) {
@@ -363,6 +362,14 @@ fn may_send(
         session_today,
         first_today_ms,
     })
+}
+
+/// When a daily limit whose first counted send was at `first_ms` frees a
+/// send again: a day after it, and never more than a day from now (after a
+/// clock set back, that send looks ahead of now: the limit would hold for
+/// a day and the time the clock went back, and say so in `Retry-After`).
+fn day_after(first_ms: Option<i64>, now_ms: i64) -> i64 {
+    (first_ms.unwrap_or(now_ms) + DAY_MS).min(now_ms + DAY_MS)
 }
 
 /// The codes session `session_id` was sent after `since_ms`, and when the
@@ -400,11 +407,11 @@ pub fn daily_limit_until(
     let (to_number, oldest) = outbox::sent_since(conn, phone, &iso8601(since))?;
     if to_number >= MAX_SENDS_PER_NUMBER {
         let oldest = oldest.as_deref().and_then(crate::env::parse_iso8601);
-        until = Some(oldest.unwrap_or(now_ms) + DAY_MS);
+        until = Some(day_after(oldest, now_ms));
     }
     let (by_session, first) = session_sent_since(conn, session_id, since)?;
     if by_session >= MAX_SENDS_PER_SESSION {
-        until = until.max(Some(first.unwrap_or(now_ms) + DAY_MS));
+        until = until.max(Some(day_after(first, now_ms)));
     }
     Ok(until)
 }
@@ -419,10 +426,10 @@ fn next_send_ms(allowed: &Allowed, sends: i64, expires_ms: i64, now_ms: i64) -> 
         next = next.max(expires_ms);
     }
     if allowed.sent_today + 1 >= MAX_SENDS_PER_NUMBER {
-        next = next.max(allowed.oldest_today_ms.unwrap_or(now_ms) + DAY_MS);
+        next = next.max(day_after(allowed.oldest_today_ms, now_ms));
     }
     if allowed.session_today + 1 >= MAX_SENDS_PER_SESSION {
-        next = next.max(allowed.first_today_ms.unwrap_or(now_ms) + DAY_MS);
+        next = next.max(day_after(allowed.first_today_ms, now_ms));
     }
     next
 }

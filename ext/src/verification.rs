@@ -168,6 +168,10 @@ pub struct Verification {
     pub verified_at: Option<String>,
 }
 
+// "Latest" is the last made (rowid: rows are never deleted), not the
+// latest time: after a clock set back, a verification stamped before stays
+// the latest time for as long as the clock went back, and the code sent
+// since would never be checked.
 impl Verification {
     /// The latest verification of `session_id`, if any.
     pub fn latest(conn: &Connection, session_id: &str) -> Result<Option<Verification>> {
@@ -176,7 +180,7 @@ impl Verification {
             "SELECT id, phone_number, channel, code_hmac, expires_at, attempts,
                     sends, last_sent_at, status, verified_at
              FROM main.phone_verifications WHERE session_id = ?1
-             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+             ORDER BY rowid DESC LIMIT 1",
             [session_id],
         )
     }
@@ -192,7 +196,7 @@ impl Verification {
             "SELECT id, phone_number, channel, code_hmac, expires_at, attempts,
                     sends, last_sent_at, status, verified_at
              FROM main.phone_verifications WHERE session_id = ?1 AND phone_number = ?2
-             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+             ORDER BY rowid DESC LIMIT 1",
             (session_id, phone),
         )
     }

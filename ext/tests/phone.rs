@@ -546,6 +546,18 @@ fn a_number_gets_ten_codes_a_day_across_tenants() {
         "onboarding_phone_send: rate_limited: phone '+33612345678' was sent 10 codes in the last \
          24 hours, the most allowed (retry after 86390 s)"
     );
+    // A clock set back an hour: the wait is still at most a day, and
+    // `onboarding_get` says no later a time.
+    db.env.set_ms(T0 - 3_600_000);
+    assert_eq!(
+        send(&db, &eleventh, "{}").unwrap_err(),
+        "onboarding_phone_send: rate_limited: phone '+33612345678' was sent 10 codes in the last \
+         24 hours, the most allowed (retry after 86400 s)"
+    );
+    assert_eq!(
+        db.get(&last)["phone_verification"]["resend_after"],
+        "2026-11-25T09:00:00.000Z"
+    );
     db.env.set_ms(T0 + 86_400_000 - 1);
     assert!(send(&db, &eleventh, "{}")
         .unwrap_err()
@@ -1572,6 +1584,32 @@ fn a_clock_set_back_holds_no_send_for_the_time_it_went_back() {
         send(&db, &s, "{}").unwrap_err(),
         "onboarding_phone_send: rate_limited: a code was sent 30 s ago; codes are sent at least \
          60 s apart (retry after 30 s)"
+    );
+}
+
+/// The code sent last is the one checked, and shown, though a clock set
+/// back stamped it before the verification locked ahead of it.
+#[test]
+fn a_clock_set_back_checks_the_code_sent_last() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    db.env.set_ms(T0 + 3_600_000);
+    send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    for _ in 0..5 {
+        verify(&db, &s, &wrong(&code)).unwrap_err();
+    }
+    db.env.set_ms(T0);
+    let sent = send(&db, &s, "{}").unwrap();
+    let shown = db.get(&s)["phone_verification"].clone();
+    assert_eq!(
+        (&shown["verification_id"], &shown["status"]),
+        (&sent["verification_id"], &json!("pending"))
+    );
+    let code = deliver(&db);
+    assert_eq!(
+        verify(&db, &s, &code).unwrap()["verification_id"],
+        sent["verification_id"]
     );
 }
 
