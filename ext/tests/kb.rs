@@ -2116,6 +2116,56 @@ fn a_crawler_killed_holding_a_turn_blocks_its_site_until_the_hold_ends() {
     );
 }
 
+/// A clock set back an hour (or a day) makes a site wait no longer than its
+/// gap, or its holder's hold, counted again from then: the gap and the hold
+/// are not stretched by the time the clock went back (a gap past the
+/// longest a job waits ended its crawl).
+#[test]
+fn a_clock_set_back_makes_a_site_wait_its_gap_not_the_time_it_went_back() {
+    let db = Db::memory();
+    let take = |w: &str| {
+        worker(
+            &db,
+            "site_take",
+            json!({"url": "https://salon.fr/", "worker": w, "hold_seconds": 20}),
+        )
+        .unwrap()
+    };
+    let release = |w: &str| {
+        worker(
+            &db,
+            "site_release",
+            json!({"url": "https://salon.fr/", "worker": w, "gap_ms": 1500}),
+        )
+        .unwrap()
+    };
+    assert_eq!(take("w1")["granted"], true);
+    release("w1");
+    db.env.set_ms(T0 - 86_400_000);
+    assert_eq!(
+        take("w2"),
+        json!({"success": true, "site": "salon.fr", "granted": false,
+               "holder": null, "retry_after_ms": 1500})
+    );
+    assert_eq!(
+        turn(&db, "salon.fr"),
+        json!({"holder": null, "held_until": null, "next_at": "2026-11-23T10:00:01.500Z"})
+    );
+    db.env.advance_ms(1500);
+    assert_eq!(take("w2")["granted"], true);
+    // Held, then the clock set back an hour: the hold's 20 s, from then.
+    db.env.set_ms(T0 - 90_000_000);
+    assert_eq!(take("w3")["retry_after_ms"], 250);
+    db.env.advance_ms(19_999);
+    assert_eq!(take("w3")["retry_after_ms"], 1);
+    db.env.advance_ms(1);
+    assert_eq!(
+        take("w3"),
+        json!({"success": true, "site": "salon.fr", "granted": true,
+               "held_until": "2026-11-23T09:00:40.000Z"})
+    );
+}
+
 #[test]
 fn site_turn_payload_errors_write_nothing() {
     let db = Db::memory();

@@ -49,19 +49,20 @@ fn site(f: &Fields) -> Result<String> {
     })
 }
 
-/// The turn's row: who holds it and until when, and when the next request
-/// may start.
-type TurnRow = (Option<String>, Option<String>, String);
+/// The turn's row: who holds it and until when, when the next request may
+/// start, and when it was last taken or released.
+type TurnRow = (Option<String>, Option<String>, String, String);
 
 fn turn_row(conn: &Connection, site: &str) -> Result<Option<TurnRow>> {
     Ok(sql::query_row(
         conn,
-        "SELECT holder, held_until, next_at FROM main.kb_site_turns WHERE site = ?1",
+        "SELECT holder, held_until, next_at, updated_at FROM main.kb_site_turns WHERE site = ?1",
         [site],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )
     .optional()?)
 }
+
 
 fn millis(stored: &str) -> Result<i64> {
     parse_iso8601(stored)
@@ -73,7 +74,8 @@ fn millis(stored: &str) -> Result<i64> {
 //      or '{"success":true,"site":"salon-lea.fr","granted":false,"holder":"crawler-2","retry_after_ms":250}'
 /// Gives `worker` the turn of `url`'s site when nobody holds it (or the
 /// holder's time ran out) and the last request's gap has passed; otherwise
-/// answers when to ask again, and writes nothing.
+/// answers when to ask again, and writes nothing (unless the clock went
+/// back: see below).
 pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<Value> {
     let f = Fields::parse(payload)?;
     let site = site(&f)?;
@@ -87,14 +89,30 @@ pub fn take(conn: &Connection, env: &dyn Env, payload: Option<&str>) -> Result<V
                 "holder": holder, "retry_after_ms": retry_ms.max(1),
             }))
         };
-        if let Some((holder, until, next_at)) = turn_row(conn, &site)? {
-            let until = until.as_deref().map(millis).transpose()?;
+        if let Some((holder, until, next_at, set_at)) = turn_row(conn, &site)? {
+            let mut until = until.as_deref().map(millis).transpose()?;
+            let mut next_at = millis(&next_at)?;
+            let set_ms = millis(&set_at)?;
+            if now_ms < set_ms {
+                // The clock went back since the turn was last taken or
+                // released: its hold and gap would last that much longer
+                // (a day's wait for a gap of a second, past the longest a
+                // job can wait). They start again from now, whole, as the
+                // time already spent is unknown.
+                until = until.map(|u| now_ms + (u - set_ms).max(0));
+                next_at = now_ms + (next_at - set_ms).max(0);
+                sql::execute(
+                    conn,
+                    "UPDATE main.kb_site_turns SET held_until = ?2, next_at = ?3, updated_at = ?4
+                     WHERE site = ?1",
+                    (&site, until.map(iso8601), iso8601(next_at), iso8601(now_ms)),
+                )?;
+            }
             if let (Some(holder), Some(until)) = (&holder, until) {
                 if *holder != worker && until > now_ms {
                     return refused(Some(holder), (until - now_ms).min(POLL_MS));
                 }
             }
-            let next_at = millis(&next_at)?;
             if next_at > now_ms {
                 return refused(None, next_at - now_ms);
             }
