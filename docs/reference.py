@@ -508,7 +508,9 @@ section("onboarding_kb_site_take(payload)",
         "Takes the turn of a URL's site (the host without `www.`, and its port when not 80 or "
         "443) for `worker`, for `hold_seconds` at most (1–3600, default 30; the crawler takes a turn for each request, redirect hops included, and holds it for one request's limits, 35 s; a holder taking its own turn again extends its hold), when nobody holds it "
         "and the last request's gap has passed. Otherwise `granted` is false, nothing is written, "
-        "and `retry_after_ms` says when to ask again. Every crawler on the file takes turns "
+        "and `retry_after_ms` says when to ask again (after a clock set back, the hold and the "
+        "gap start again from then, whole: written so, and never stretched by the time the "
+        "clock went back). Every crawler on the file takes turns "
         "through it: one request at a time per site, across processes.")
 example("SELECT onboarding_kb_site_take(?)", '{"url":"https://www.mon-site.fr/biens","worker":"crawler-1","hold_seconds":30}')
 example("SELECT onboarding_kb_site_take(?)", '{"url":"https://mon-site.fr/contact","worker":"crawler-2"}')
