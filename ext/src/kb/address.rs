@@ -278,16 +278,25 @@ pub fn normalize(url: &Url) -> Url {
             let _ = out.set_host(Some(host.trim_end_matches('.')));
         }
     }
-    let mut pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(k, _)| !is_tracking(k))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    // The query's pieces as written, sorted (their escapes spelled one
+    // way, as the path's): decoded and encoded again, a value in another
+    // charset than UTF-8 (`ville=Orl%E9ans`, Latin-1) came back as U+FFFD,
+    // another page's address, and `?x` became `?x=`.
+    // (`utm%5Fsource` is `utm_source` once unreserved escapes are decoded.)
+    let key = |piece: &str| piece.split_once('=').map_or(piece, |(k, _)| k).to_string();
+    let mut pieces: Vec<String> = url
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+        .map(unreserved_decoded)
+        .filter(|piece| !is_tracking(&key(piece)))
         .collect();
-    pairs.sort();
-    if pairs.is_empty() {
+    pieces.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.cmp(b)));
+    if pieces.is_empty() {
         out.set_query(None);
     } else {
-        out.query_pairs_mut().clear().extend_pairs(pairs);
+        out.set_query(Some(&pieces.join("&")));
     }
     let path = unreserved_decoded(out.path());
     if path.len() > 1 && path.ends_with('/') {
@@ -409,7 +418,18 @@ mod tests {
         );
         assert_eq!(
             ok("https://salon.fr/?UTM_Term=y&b=1&Utm_Source=n&GCLID=1&FbClid=2&utm=kept&é=1"),
-            "https://salon.fr/?b=1&utm=kept&%C3%A9=1"
+            "https://salon.fr/?%C3%A9=1&b=1&utm=kept"
+        );
+        // The query's pieces as written, sorted: a value in another charset
+        // than UTF-8 kept (Latin-1, not U+FFFD), a space as it was spelled,
+        // a key without a value without `=`, escapes spelled one way.
+        assert_eq!(
+            ok("https://salon.fr/agences?ville=Orl%e9ans&r=a%20b&x&q=a+b&n=%7e1&utm%5Fsource=z"),
+            "https://salon.fr/agences?n=~1&q=a+b&r=a%20b&ville=Orl%E9ans&x"
+        );
+        assert_eq!(
+            ok("https://salon.fr/v?ville=Orl%E8ans"),
+            "https://salon.fr/v?ville=Orl%E8ans"
         );
         // Escapes of unreserved characters decoded, the others in capitals.
         assert_eq!(
