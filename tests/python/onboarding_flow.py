@@ -6,6 +6,7 @@ Usage: /usr/bin/python3 onboarding_flow.py PATH/TO/libonboarding.so DB_PATH
 
 import json
 import sqlite3
+import subprocess
 import sys
 import unittest
 
@@ -227,6 +228,43 @@ class Onboarding(unittest.TestCase):
                 "(?, ?, ?, ?)", sessions).fetchone(),
             (4,))
         third.close()
+
+    def test_threads_loading_it_at_once_then_exiting_leave_the_process_whole(self):
+        # Four threads open a connection each, load the extension at the
+        # same moment, close and end, twenty times: the last close unloaded
+        # the library, and the threads' exit ran destructors of Rust's
+        # standard library that it had left pointing at unmapped code
+        # (SIGSEGV, as Node's worker_threads met it). ctypes calls SQLite
+        # without the GIL, so the loads run at once. In a process of its
+        # own: a crash fails this test, not the whole run.
+        script = """
+import ctypes, sys, threading
+lib = ctypes.CDLL("libsqlite3.so.0")
+lib.sqlite3_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+lib.sqlite3_enable_load_extension.argtypes = [ctypes.c_void_p, ctypes.c_int]
+lib.sqlite3_load_extension.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                       ctypes.POINTER(ctypes.c_char_p)]
+lib.sqlite3_close.argtypes = [ctypes.c_void_p]
+failed = []
+def one(barrier):
+    db = ctypes.c_void_p()
+    lib.sqlite3_open(b":memory:", ctypes.byref(db))
+    lib.sqlite3_enable_load_extension(db, 1)
+    error = ctypes.c_char_p()
+    barrier.wait()
+    if lib.sqlite3_load_extension(db, sys.argv[1].encode(), None, ctypes.byref(error)) != 0:
+        failed.append(error.value)
+    lib.sqlite3_close(db)
+for _ in range(20):
+    barrier = threading.Barrier(4)
+    threads = [threading.Thread(target=one, args=(barrier,)) for _ in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+print(len(failed), failed[:1])
+"""
+        run = subprocess.run([sys.executable, "-c", script, EXTENSION], capture_output=True,
+                             text=True, timeout=120)
+        self.assertEqual((run.returncode, run.stdout, run.stderr), (0, "0 []\n", ""))
 
 
 if __name__ == "__main__":

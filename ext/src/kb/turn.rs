@@ -63,7 +63,6 @@ fn turn_row(conn: &Connection, site: &str) -> Result<Option<TurnRow>> {
     .optional()?)
 }
 
-
 fn millis(stored: &str) -> Result<i64> {
     parse_iso8601(stored)
         .ok_or_else(|| Error::internal(format!("stored timestamp {} is unreadable", quote(stored))))

@@ -1,0 +1,17 @@
+//! Links the extension so that it is never unloaded (`-z nodelete`).
+//!
+//! SQLite unloads an extension when the last connection that loaded it
+//! closes. Rust's standard library, linked into it, registers per-thread
+//! destructors (`pthread_key_create`) the first time a thread parks or asks
+//! for its handle here: two connections loading the extension at once on
+//! two threads do, waiting on the phone metadata's one-time initialisation.
+//! Unloaded, the library leaves those destructors pointing at unmapped
+//! code, and the threads' exit crashed the host (Node's worker_threads, a
+//! Go pool, any C client with threads). Kept loaded, it costs the process
+//! nothing more than the first load did.
+
+fn main() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    }
+}
