@@ -504,3 +504,30 @@ fn the_crawl_allow_list_comes_from_the_environment() {
         );
     }
 }
+
+/// Loaded again through SQL's `load_extension()`, the extension cannot
+/// replace its own functions from inside that statement: the error says
+/// SQLite's reason and that it is loaded already (it said "registering
+/// onboarding_migrate/0 failed" alone). Loaded again by `.load`, as a
+/// client's own call does, it replaces them and answers.
+#[test]
+fn loading_it_again_through_sql_says_why_it_cannot() {
+    let (_dir, db) = db();
+    let so = onboarding_blackbox::extension();
+    let out = sqlite3(
+        &db,
+        &[&format!("SELECT load_extension('{}');", so.display())],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: stepping, error during initialization: registering onboarding_migrate/0 \
+         failed: unable to delete/modify user-function due to active statements (the \
+         extension is loaded on this connection already; SQLite replaces no function from \
+         inside a statement such as SELECT load_extension(...))\n"
+    );
+    let again = format!(".load {}", onboarding_blackbox::load_arg());
+    assert_eq!(
+        sqlite3_ok(&db, &[&again, "SELECT onboarding_migrate();"]),
+        "15\n"
+    );
+}

@@ -488,9 +488,22 @@ fn register_inner(
             )
         };
         if rc != ffi::SQLITE_OK {
+            // SAFETY: `conn`'s handle is open; the message is copied at once.
+            let why = unsafe { std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle())) }
+                .to_string_lossy()
+                .into_owned();
+            // A statement running: the function exists (loaded before) and
+            // SQLite replaces none while a statement runs, the very
+            // `SELECT load_extension(…)` that loads it again.
+            let hint = if rc == ffi::SQLITE_BUSY {
+                " (the extension is loaded on this connection already; SQLite replaces no \
+                 function from inside a statement such as SELECT load_extension(...))"
+            } else {
+                ""
+            };
             return Err(rusqlite::Error::SqliteFailure(
                 ffi::Error::new(rc),
-                Some(format!("registering {name}/{n_arg} failed")),
+                Some(format!("registering {name}/{n_arg} failed: {why}{hint}")),
             ));
         }
     }
