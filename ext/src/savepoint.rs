@@ -227,8 +227,16 @@ fn cannot_upgrade_a_read(e: &Error) -> Error {
     ))
 }
 
-/// The write lock stayed another connection's past the busy timeout.
+/// The write lock stayed another connection's past the busy timeout; or,
+/// in shared-cache mode, a connection of the same cache holds the table,
+/// which SQLite does not wait for (`SQLITE_LOCKED`: no timeout ran).
 fn locked_past_timeout(e: &rusqlite::Error) -> Error {
+    if e.sqlite_error_code() == Some(ErrorCode::DatabaseLocked) {
+        return Error::locked(format!(
+            "{e}: another connection of this shared cache holds a lock on it, which SQLite \
+             does not wait for (the busy timeout applies to other caches only); retry later"
+        ));
+    }
     Error::locked(format!(
         "{e}: another connection held the write lock past this connection's busy \
          timeout (PRAGMA busy_timeout); retry later"

@@ -320,6 +320,39 @@ fn past_the_busy_timeout_a_call_says_why_and_writes_nothing() {
     );
 }
 
+/// In shared-cache mode a table lock of another connection of the cache is
+/// `SQLITE_LOCKED`, which SQLite never waits for: the refusal says so
+/// rather than blame a busy timeout that never ran.
+#[test]
+fn a_lock_of_a_shared_cache_is_not_said_to_be_past_the_busy_timeout() {
+    use rusqlite::OpenFlags;
+    let open = || {
+        let conn = Connection::open_with_flags(
+            "file:shared_lock?mode=memory&cache=shared",
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_SHARED_CACHE,
+        )
+        .unwrap();
+        conn.busy_timeout(std::time::Duration::from_millis(5_000))
+            .unwrap();
+        conn
+    };
+    let first = Db::on(open());
+    let second = Db::on(open());
+    first.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    first.create();
+    assert_eq!(
+        second.call("SELECT onboarding_create('{}')", &[]).unwrap_err(),
+        "onboarding_create: internal: database table is locked: another connection of this \
+         shared cache holds a lock on it, which SQLite does not wait for (the busy timeout \
+         applies to other caches only); retry later"
+    );
+    first.conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(second.create().len(), "onb_".len() + 32);
+}
+
 /// Clients migrate on every connect: with nothing to do, migrating only
 /// reads, so another connection's write lock does not hold it up, nor does
 /// a read-only connection refuse it.
