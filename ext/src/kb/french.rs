@@ -19,6 +19,7 @@
 //! question holds a few, as it holds synonyms. Some of them are no word
 //! ("cartès"): they match nothing and cost a lookup.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -26,6 +27,7 @@ use std::sync::OnceLock;
 use foldhash::fast::RandomState;
 use regex::Regex;
 use rust_stemmers::{Algorithm, Stemmer};
+use unicode_normalization::UnicodeNormalization;
 
 /// Words that carry no meaning in a question or a page, lowercase, accents
 /// kept (they are removed before stemming). Not "été": it is also the
@@ -570,10 +572,23 @@ thread_local! {
         RefCell::new(HashMap::with_hasher(RandomState::default()));
 }
 
+/// `text` composed (NFC), as most text is written: a letter and its
+/// combining accent (decomposed text, as macOS and many PDFs write it:
+/// `e` + U+0301) one letter, `é`, which the terms fold. Apart, the accent
+/// split the word in two, and neither half met the same word composed,
+/// whether page or question.
+fn composed(text: &str) -> Cow<'_, str> {
+    match unicode_normalization::is_nfc_quick(text.chars()) {
+        unicode_normalization::IsNormalized::Yes => Cow::Borrowed(text),
+        _ => Cow::Owned(text.nfc().collect()),
+    }
+}
+
 /// The terms of a text to index, in order, stop words left out, then
 /// those its contact details are asked by ([`contact_terms`]), each
 /// telephone number's followed by its digits as one term ([`dialled`]).
 pub fn index_terms(text: &str) -> String {
+    let text = &*composed(text);
     let mut out = String::with_capacity(text.len() / 2);
     KNOWN.with_borrow_mut(|known| {
         let mut push = |term: &str| {
@@ -854,6 +869,7 @@ pub(super) fn contact_spans(text: &str) -> Vec<Contact> {
 /// The distinct terms of a question, synonyms added, in order of first
 /// appearance.
 pub fn query_terms(question: &str) -> Vec<String> {
+    let question = &*composed(question);
     let mut terms: Vec<String> = Vec::new();
     let mut add = |t: String| {
         if !t.is_empty() && !terms.contains(&t) {
@@ -986,6 +1002,13 @@ mod tests {
             query_terms("vous êtes ouverts l'été ?")[2..],
             ["ouvert", "ete"]
         );
+        // Decomposed (a letter, then its combining accent), page or
+        // question, as composed.
+        let nfd = "Re\u{301}servez votre se\u{301}jour a\u{300} l'ho\u{302}tel";
+        assert_eq!(index_terms(nfd), index_terms("Réservez votre séjour à l'hôtel"));
+        assert_eq!(index_terms(nfd), "reserv sejour hotel");
+        assert_eq!(query_terms("ho\u{302}tel"), query_terms("hôtel"));
+        assert_eq!(query_terms("e\u{301}te\u{301}"), query_terms("été"));
     }
 
     #[test]
