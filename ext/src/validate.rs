@@ -10,6 +10,7 @@ use std::collections::btree_map::{self, BTreeMap};
 use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::catalog;
 use crate::error::{checked_text, quote, quote_json, Error, Result};
@@ -740,7 +741,10 @@ pub fn email(text: &str) -> Result<String> {
         .with_required_tld()
         .without_domain_literal()
         .without_display_text();
-    let address = email_address::EmailAddress::parse_with_options(text, options)
+    // Composed (NFC), as RFC 6530 asks of an address: typed or pasted
+    // decomposed (`e` + U+0301, as macOS writes it), the same mailbox.
+    let composed: String = text.nfc().collect();
+    let address = email_address::EmailAddress::parse_with_options(&composed, options)
         .map_err(|_| invalid(None))?;
     let (domain, errors) = idna::domain_to_unicode(address.domain());
     // No top-level domain is digits: `a@1.2.3.4` is an IP address written
@@ -766,7 +770,18 @@ pub fn email(text: &str) -> Result<String> {
         },
         None => local.to_string(),
     };
-    Ok([&local.to_lowercase(), "@", &domain].concat())
+    Ok([&lowercase(&local), "@", &domain].concat())
+}
+
+/// A local part lowercased and still an address: `İ` (a capital I with a
+/// dot, Turkish) lowercases to `i` and a combining dot, which no address
+/// takes; the answer sent back was refused. It is `i`, as in Turkish.
+fn lowercase(local: &str) -> String {
+    let lower = local.to_lowercase();
+    match lower.contains('\u{307}') {
+        true => lower.replace("i\u{307}", "i"),
+        false => lower,
+    }
 }
 
 /// A label of a mail domain (RFC 5321's `sub-domain`, with IDNA's letters):

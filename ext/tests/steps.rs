@@ -176,10 +176,19 @@ fn business_email_must_be_valid() {
         ("\"Bob.Martin\"@y.fr", "bob.martin@y.fr"),
         ("\"b\\ob\"@y.fr", "bob@y.fr"),
         ("\"bob martin\"@y.fr", "\"bob martin\"@y.fr"),
+        // Decomposed (a letter, then its combining accent), as composed.
+        ("E\u{301}lodie@exa\u{308}mple.fr", "élodie@exämple.fr"),
+        // A Turkish capital I with a dot lowercases to `i`, not to `i` and
+        // a combining dot, which the step then refused when sent back.
+        ("İnci@exemple.fr", "inci@exemple.fr"),
     ] {
         db.step(&s, "business", &business_with("email", json!(typed)))
             .unwrap();
         assert_eq!(db.get(&s)["steps"]["business"]["email"], kept, "{typed}");
+        // What is kept is taken back as it is (a page sends it again).
+        db.step(&s, "business", &business_with("email", json!(kept)))
+            .unwrap();
+        assert_eq!(db.get(&s)["steps"]["business"]["email"], kept, "{kept}");
     }
     // A session's placeholder domain receives no mail.
     let placeholder = "pending+tenant_x@onboarding.invalid";
