@@ -344,7 +344,9 @@ fn a_lock_of_a_shared_cache_is_not_said_to_be_past_the_busy_timeout() {
     first.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     first.create();
     assert_eq!(
-        second.call("SELECT onboarding_create('{}')", &[]).unwrap_err(),
+        second
+            .call("SELECT onboarding_create('{}')", &[])
+            .unwrap_err(),
         "onboarding_create: internal: database table is locked: another connection of this \
          shared cache holds a lock on it, which SQLite does not wait for (the busy timeout \
          applies to other caches only); retry later"

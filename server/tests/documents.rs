@@ -160,6 +160,33 @@ async fn documents_are_stored_at_completion_and_searched_in_french() {
             "{path}"
         );
     }
+    // A value that is not UTF-8 once decoded (Latin-1's `é`, a lone
+    // surrogate's bytes): refused, named, where it was searched for with
+    // U+FFFD in its place. `%C3%A9` and a `+` are text.
+    for (path, name) in [
+        (format!("{search}?q=caf%E9"), "q"),
+        (format!("{search}?q=%ED%A0%80"), "q"),
+        (format!("{search}?q=coupe&limit=%FF"), "limit"),
+        (
+            "/api/v1/kb/structure?session_id=%E9".to_string(),
+            "session_id",
+        ),
+    ] {
+        let latin = server.get(&path).await;
+        assert_eq!(
+            (latin.status, latin.json()),
+            (
+                422,
+                json!({"success": false, "error": format!("{name} is not UTF-8 once its percent-escapes are decoded (send text in UTF-8: é is %C3%A9)"), "code": "invalid_field", "field": name})
+            ),
+            "{path}"
+        );
+    }
+    let utf8 = server.get(&format!("{search}?q=caf%C3%A9+coupe")).await;
+    assert_eq!(
+        (utf8.status, &utf8.json()["query"]),
+        (200, &json!("café coupe"))
+    );
     let other = server.get(&format!("{search}?utm=a&q=coupe&utm=b")).await;
     let plain = server.get(&format!("{search}?q=coupe")).await;
     assert_eq!((other.status, &other.body), (200, &plain.body));

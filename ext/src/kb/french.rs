@@ -1005,7 +1005,10 @@ mod tests {
         // Decomposed (a letter, then its combining accent), page or
         // question, as composed.
         let nfd = "Re\u{301}servez votre se\u{301}jour a\u{300} l'ho\u{302}tel";
-        assert_eq!(index_terms(nfd), index_terms("Réservez votre séjour à l'hôtel"));
+        assert_eq!(
+            index_terms(nfd),
+            index_terms("Réservez votre séjour à l'hôtel")
+        );
         assert_eq!(index_terms(nfd), "reserv sejour hotel");
         assert_eq!(query_terms("ho\u{302}tel"), query_terms("hôtel"));
         assert_eq!(query_terms("e\u{301}te\u{301}"), query_terms("été"));

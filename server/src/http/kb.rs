@@ -6,27 +6,58 @@ use serde_json::{json, Map, Value};
 use crate::db::Query;
 use crate::routes::Endpoint;
 
+/// A query parameter refused: its name, and why.
+pub struct Refused {
+    pub name: String,
+    pub message: String,
+}
+
+/// A query string's name or value decoded as a form writes it (`+` a
+/// space), or `None` when its bytes are not UTF-8 (`caf%E9`, Latin-1).
+fn decoded(raw: &str) -> Option<String> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
+}
+
 /// The query string's parameters that `known` names. One of them given
 /// twice (`?q=a&q=b`) is refused, named: which one the client meant cannot
-/// be known. Others are left alone, as an unknown field of a body is not.
-fn params(query: Option<&str>, known: &[&str]) -> Result<Map<String, Value>, String> {
+/// be known; so is one whose value is not UTF-8 once decoded, which was
+/// searched for with U+FFFD in its place. Others are left alone, as an
+/// unknown field of a body is not.
+fn params(query: Option<&str>, known: &[&str]) -> Result<Map<String, Value>, Refused> {
     let mut params = Map::new();
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if !known.contains(&name.as_ref()) {
+    for piece in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+        let Some(name) = decoded(name).filter(|name| known.contains(&name.as_str())) else {
             continue;
+        };
+        if params.contains_key(&name) {
+            let message = format!("{name} is given more than once; send one");
+            return Err(Refused { name, message });
         }
-        if params.contains_key(name.as_ref()) {
-            return Err(name.into_owned());
-        }
-        params.insert(name.into_owned(), Value::String(value.into_owned()));
+        let Some(value) = decoded(value) else {
+            let message = format!(
+                "{name} is not UTF-8 once its percent-escapes are decoded (send text in UTF-8: \
+                 é is %C3%A9)"
+            );
+            return Err(Refused { name, message });
+        };
+        params.insert(name, Value::String(value));
     }
     Ok(params)
 }
 
 /// The one query of a knowledge-base route. A missing parameter binds
 /// NULL or leaves its field out, and the library's own error names it.
-/// Refused: the parameter given more than once.
-pub fn query(endpoint: Endpoint, session_id: String, query: Option<&str>) -> Result<Query, String> {
+/// Refused: the parameter given more than once, or not UTF-8.
+pub fn query(
+    endpoint: Endpoint,
+    session_id: String,
+    query: Option<&str>,
+) -> Result<Query, Refused> {
     let known: &[&str] = match endpoint {
         Endpoint::KbStructure => &["session_id"],
         Endpoint::KbSearch => &["q", "limit"],

@@ -399,12 +399,12 @@ async fn dispatch(
         Endpoint::KbGet | Endpoint::KbStructure | Endpoint::KbSearch => {
             match kb::query(endpoint, id, req.uri().query()) {
                 Ok(query) => query,
-                Err(name) => {
+                Err(refused) => {
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "invalid_field",
-                        &format!("{name} is given more than once; send one"),
-                        Some(&name),
+                        &refused.message,
+                        Some(&refused.name),
                     )
                 }
             }

@@ -636,6 +636,8 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
         // is refused, one not read may repeat.
         (format!("{search}?q=coupe+homme&utm=a&utm=b"), 200),
         (format!("{search}?q=x&q=coupe+homme"), 422),
+        // Not UTF-8 once decoded (Latin-1's `é`).
+        (format!("{search}?q=caf%E9"), 422),
         (
             format!(
                 "/api/v1/kb/structure?session_id={0}&session_id={0}",
