@@ -40,6 +40,10 @@ pub fn payload_object(payload: Option<&str>) -> Result<Object> {
     let Some(text) = payload else {
         return Ok(Object::new());
     };
+    // A byte-order mark opening the text is no part of the JSON (RFC 8259
+    // 8.1 lets a parser ignore it): some Windows tools write one before a
+    // UTF-8 file, and the body sent was refused for it.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     if text.len() > COUNTED_PAYLOAD_BYTES && more_values_than(text, MAX_PAYLOAD_VALUES) {
         return Err(Error::invalid_json(format!(
             "payload holds more than {MAX_PAYLOAD_VALUES} JSON values (the largest valid one \

@@ -654,6 +654,16 @@ fn payload_must_be_a_json_object() {
         err,
         "onboarding_step: invalid_json: payload must be text, got an integer"
     );
+    // A byte-order mark before the JSON (as some Windows tools write a
+    // UTF-8 file) is no part of it (RFC 8259 8.1); one further in is.
+    assert_eq!(
+        db.step(&s, "channels", "\u{FEFF}{\"channels\":[\"sms\"]}"),
+        Ok(step_answer(&s, "channels", 3, 50))
+    );
+    assert_eq!(
+        refused(&db, &s, "channels", "\u{FEFF}\u{FEFF}{}"),
+        "onboarding_step: invalid_json: payload is not valid JSON; expected value at line 1 column 1"
+    );
 }
 
 /// A key given twice is read differently by different readers (a proxy
