@@ -212,10 +212,26 @@ impl From<rusqlite::Error> for Error {
             || text == "interrupted"
         {
             Error::interrupted(text)
+        } else if let Some(said) = said_by_a_nested_call(&text) {
+            Error::internal(said)
         } else {
             Error::internal(text)
         }
     }
+}
+
+/// The text of one of this library's functions failing inside a statement
+/// of another call (a client's `TEMP` trigger, or a CHECK constraint,
+/// calls it): its detail once, the function that said it named, rather
+/// than its whole text behind this call's prefix (`onboarding_create:
+/// internal: onboarding_create: internal: …`).
+fn said_by_a_nested_call(text: &str) -> Option<String> {
+    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let (function, rest) = text.split_once(": ")?;
+    let (kind, detail) = rest.split_once(": ")?;
+    (function.strip_prefix("onboarding_").is_some_and(word) && word(kind)).then(|| {
+        format!("{detail} (said by {function}, called by a trigger or a constraint of this call's statements)")
+    })
 }
 
 impl From<serde_json::Error> for Error {

@@ -528,6 +528,29 @@ fn a_writer_called_by_a_writing_statement_is_refused_with_the_way_out() {
     assert_eq!(db.count("host_sessions"), 0);
 }
 
+/// A writer called by a client's TEMP trigger on a table this call writes
+/// is refused as inside any writing statement, and the call that fired the
+/// trigger says it once, naming the function that said it (it gave the
+/// whole text again behind its own prefix).
+#[test]
+fn a_writer_a_trigger_calls_is_refused_and_said_once() {
+    let db = Db::memory();
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER again AFTER INSERT ON main.onboarding_sessions
+             BEGIN SELECT onboarding_create(); END",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        db.call("SELECT onboarding_create()", &[]).unwrap_err(),
+        "onboarding_create: internal: cannot open savepoint - SQL statements in progress (call \
+         the onboarding functions from a plain top-level SELECT) (said by onboarding_create, \
+         called by a trigger or a constraint of this call's statements)"
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
 /// The readers need no savepoint of their own inside a statement that
 /// writes (which holds the write transaction): a host may copy their
 /// answers into its own tables.
