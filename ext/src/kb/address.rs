@@ -278,24 +278,30 @@ pub fn normalize(url: &Url) -> Url {
             let _ = out.set_host(Some(host.trim_end_matches('.')));
         }
     }
-    // The query's pieces as written, sorted (their escapes spelled one
-    // way, as the path's): decoded and encoded again, a value in another
-    // charset than UTF-8 (`ville=Orl%E9ans`, Latin-1) came back as U+FFFD,
-    // another page's address, and `?x` became `?x=`.
-    // (`utm%5Fsource` is `utm_source` once unreserved escapes are decoded.)
-    let key = |piece: &str| piece.split_once('=').map_or(piece, |(k, _)| k).to_string();
-    let mut pieces: Vec<String> = url
+    // The query's parameters sorted, each decoded and encoded again as a
+    // form writes it (`a b` and `a%20b` are `a+b`), save one that is not
+    // UTF-8 once decoded (`ville=Orl%E9ans`, Latin-1): kept as written, its
+    // escapes spelled one way, where it came back as U+FFFD (another page's
+    // address, and two pages one).
+    let mut pairs: Vec<(Part, Part)> = url
         .query()
         .unwrap_or_default()
         .split('&')
         .filter(|piece| !piece.is_empty())
-        .map(unreserved_decoded)
-        .filter(|piece| !is_tracking(&key(piece)))
+        .map(|piece| {
+            let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
+            (Part::of(key), Part::of(value))
+        })
+        .filter(|(key, _)| !is_tracking(&key.text))
         .collect();
-    pieces.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.cmp(b)));
-    if pieces.is_empty() {
+    pairs.sort_by(|(k1, v1), (k2, v2)| (&k1.text, &v1.text).cmp(&(&k2.text, &v2.text)));
+    if pairs.is_empty() {
         out.set_query(None);
     } else {
+        let pieces: Vec<String> = pairs
+            .into_iter()
+            .map(|(key, value)| [key.written, value.written].join("="))
+            .collect();
         out.set_query(Some(&pieces.join("&")));
     }
     let path = unreserved_decoded(out.path());
@@ -305,6 +311,30 @@ pub fn normalize(url: &Url) -> Url {
         out.set_path(&path);
     }
     out
+}
+
+/// A query parameter's name or value: its text, to sort and compare by,
+/// and how the normalised address writes it.
+struct Part {
+    text: String,
+    written: String,
+}
+
+impl Part {
+    fn of(raw: &str) -> Part {
+        let spaced = raw.replace('+', " ");
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+        match String::from_utf8(bytes) {
+            Ok(text) => Part {
+                written: url::form_urlencoded::byte_serialize(text.as_bytes()).collect(),
+                text,
+            },
+            Err(e) => Part {
+                text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                written: unreserved_decoded(raw),
+            },
+        }
+    }
 }
 
 /// `path` with the percent-escapes of unreserved characters decoded
@@ -418,14 +448,14 @@ mod tests {
         );
         assert_eq!(
             ok("https://salon.fr/?UTM_Term=y&b=1&Utm_Source=n&GCLID=1&FbClid=2&utm=kept&é=1"),
-            "https://salon.fr/?%C3%A9=1&b=1&utm=kept"
+            "https://salon.fr/?b=1&utm=kept&%C3%A9=1"
         );
-        // The query's pieces as written, sorted: a value in another charset
-        // than UTF-8 kept (Latin-1, not U+FFFD), a space as it was spelled,
-        // a key without a value without `=`, escapes spelled one way.
+        // Each parameter as a form writes it (a space is `+`, a key alone
+        // `x=`), save a value that is not UTF-8 once decoded (Latin-1):
+        // kept as written, its escapes in capitals, not U+FFFD.
         assert_eq!(
             ok("https://salon.fr/agences?ville=Orl%e9ans&r=a%20b&x&q=a+b&n=%7e1&utm%5Fsource=z"),
-            "https://salon.fr/agences?n=~1&q=a+b&r=a%20b&ville=Orl%E9ans&x"
+            "https://salon.fr/agences?n=%7E1&q=a+b&r=a+b&ville=Orl%E9ans&x="
         );
         assert_eq!(
             ok("https://salon.fr/v?ville=Orl%E8ans"),
