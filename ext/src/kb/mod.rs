@@ -60,7 +60,9 @@ pub(crate) mod worker;
 /// overseas departments' `0262 12 34 56` and `(+262) 692 12 34 56` read as
 /// telephones too; 8, a soft hyphen, a zero-width space, a joiner or a
 /// byte-order mark inside a word kept in it ("Ré\u{AD}ser\u{AD}va\u{AD}tion"
-/// was four words, none of them `reserv`).
+/// was four words, none of them `reserv`); 9, decomposed text (a letter,
+/// then its combining accent) read composed ("ho\u{302}tel" was two words,
+/// neither of them `hotel`).
 ///
 /// The raise to 2 costs more than later ones: a record stores the integers
 /// 0 and 1 in no byte and 2 to 127 in one (128 and up in two), so each
@@ -68,7 +70,7 @@ pub(crate) mod worker;
 /// (`store::recut`). From 2 to a later cut, an unchanged document's row is
 /// overwritten in place: two pages (the test
 /// `cutting_an_unchanged_document_again_writes_its_cut_alone`, ext/tests/kb.rs).
-pub const CUT: i64 = 8;
+pub const CUT: i64 = 9;
 
 pub use crate::validate::without_control_characters;
 pub use worker::{MAX_PAGE_RETRIES, MAX_PAGE_TITLE_CHARS, MAX_SITE_WAIT_MS, MAX_URL_CHARS};
