@@ -365,11 +365,12 @@ fn may_send(
 }
 
 /// When a daily limit whose first counted send was at `first_ms` frees a
-/// send again: a day after it, and never more than a day from now (after a
-/// clock set back, that send looks ahead of now: the limit would hold for
-/// a day and the time the clock went back, and say so in `Retry-After`).
+/// send again: a day after it. After a clock set back, that send looks
+/// ahead of now, and the limit holds for a day and the time the clock went
+/// back: said as it is, since the sends stay counted until then (a shorter
+/// `Retry-After` would be refused again).
 fn day_after(first_ms: Option<i64>, now_ms: i64) -> i64 {
-    (first_ms.unwrap_or(now_ms) + DAY_MS).min(now_ms + DAY_MS)
+    first_ms.unwrap_or(now_ms) + DAY_MS
 }
 
 /// The codes session `session_id` was sent after `since_ms`, and when the

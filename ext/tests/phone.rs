@@ -546,17 +546,18 @@ fn a_number_gets_ten_codes_a_day_across_tenants() {
         "onboarding_phone_send: rate_limited: phone '+33612345678' was sent 10 codes in the last \
          24 hours, the most allowed (retry after 86390 s)"
     );
-    // A clock set back an hour: the wait is still at most a day, and
-    // `onboarding_get` says no later a time.
+    // A clock set back an hour: the sends stay counted until a day after
+    // their time, and the wait says so (a day and an hour), as
+    // `onboarding_get` does.
     db.env.set_ms(T0 - 3_600_000);
     assert_eq!(
         send(&db, &eleventh, "{}").unwrap_err(),
         "onboarding_phone_send: rate_limited: phone '+33612345678' was sent 10 codes in the last \
-         24 hours, the most allowed (retry after 86400 s)"
+         24 hours, the most allowed (retry after 90000 s)"
     );
     assert_eq!(
         db.get(&last)["phone_verification"]["resend_after"],
-        "2026-11-25T09:00:00.000Z"
+        "2026-11-25T10:00:00.000Z"
     );
     db.env.set_ms(T0 + 86_400_000 - 1);
     assert!(send(&db, &eleventh, "{}")
