@@ -270,7 +270,7 @@ fn may_send(
     // Verified once is verified: also when another number was verified or
     // sent a code since (completion maps the number verified all the same).
     // Unless the number stays unrouted after completion, free now: a new
-    // code claims it (see `verification::claimable`).
+    // code claims it (see `verification::claim`).
     if verification::verified_for(conn, session.id, &line.number)? {
         let claim = match session.status.as_ref() {
             "completed" => verification::claim(conn, &session.tenant_id, &line.number)?,

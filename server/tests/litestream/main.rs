@@ -719,7 +719,12 @@ fn a_read_replica_sees_a_completion_within_a_bounded_lag_and_refuses_writes() {
     // `*` names the server itself, for OPTIONS only: the primary's methods,
     // every route's (the replica refusing its POSTs), and its 400 to
     // another method.
-    for (method, status) in [("OPTIONS", 204), ("GET", 400)] {
+    for (method, status) in [
+        ("OPTIONS", 204),
+        ("GET", 400),
+        ("POST", 400),
+        ("DELETE", 400),
+    ] {
         let [on_replica, on_primary] =
             [reader.addr, node.addr].map(|addr| rt.block_on(request(addr, method, "*", &[], b"")));
         let seen = |reply: &common::Reply| {
