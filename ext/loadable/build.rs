@@ -11,7 +11,17 @@
 //! nothing more than the first load did.
 
 fn main() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    // ELF linkers (Linux, Android, the BSDs) take the flag; Apple's and
+    // Windows' have no such one.
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let unix =
+        std::env::var("CARGO_CFG_TARGET_FAMILY").is_ok_and(|f| f.split(',').any(|f| f == "unix"));
+    if unix
+        && !matches!(
+            os.as_str(),
+            "macos" | "ios" | "tvos" | "watchos" | "visionos"
+        )
+    {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
 }
