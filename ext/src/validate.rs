@@ -747,7 +747,11 @@ pub fn email(text: &str) -> Result<String> {
         .without_display_text();
     // Composed (NFC), as RFC 6530 asks of an address: typed or pasted
     // decomposed (`e` + U+0301, as macOS writes it), the same mailbox.
-    let composed: String = text.nfc().collect();
+    // (A copy only then: this runs in every business step.)
+    let composed: std::borrow::Cow<str> = match unicode_normalization::is_nfc_quick(text.chars()) {
+        unicode_normalization::IsNormalized::Yes => text.into(),
+        _ => text.nfc().collect::<String>().into(),
+    };
     let address = email_address::EmailAddress::parse_with_options(&composed, options)
         .map_err(|_| invalid(None))?;
     let (domain, errors) = idna::domain_to_unicode(address.domain());
