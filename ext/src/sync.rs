@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
@@ -511,7 +511,8 @@ impl Part<'_> {
                 email_taken(&company.email)
             }
             _ => e.into(),
-        })?;
+        })
+        .and_then(|written| one_row(written, "tenants"))?;
         Ok(sql::query_row(
             self.conn,
             "SELECT booking_provider, cal_com_event_type_id, timezone FROM main.tenants WHERE id = ?1",
@@ -575,7 +576,9 @@ impl Part<'_> {
                 json::to_text(&ChannelsConfig(self.channels)),
                 self.now,
             ],
-        )?;
+        )
+        .map_err(Error::from)
+        .and_then(|written| one_row(written, "omni_agent_configs"))?;
         Ok(AgentConfig {
             agent_type: agent.id,
             agent_name,
@@ -638,7 +641,10 @@ impl Part<'_> {
              WHERE tenant_id = ?1 AND phone_number = ?2",
             (tenant, phone),
             |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        )
+        .optional()?
+        // No row written and none there: a trigger ignored the insert.
+        .ok_or_else(|| unwritten("omni_phone_mappings"))?;
         // The statuses the schema allows (its CHECK); the answer's field
         // is one of them.
         let status = match stored.as_str() {
@@ -698,7 +704,9 @@ impl Part<'_> {
                 json::to_text(&settings),
                 self.now,
             ),
-        )?;
+        )
+        .map_err(Error::from)
+        .and_then(|written| one_row(written, "omnichannel_campaigns"))?;
         Ok(Some(Campaign {
             name,
             campaign_type: "appointment",
@@ -730,7 +738,9 @@ impl Part<'_> {
                                             updated_at)
                  VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
                 (&self.session.tenant_id, &self.session.id, url, self.now),
-            )?;
+            )
+            .map_err(Error::from)
+            .and_then(|written| one_row(written, "kb_crawl_jobs"))?;
             Some(CrawlJob {
                 url,
                 status: "queued",
@@ -844,6 +854,23 @@ fn declined(data: &str) -> bool {
         enabled: Option<bool>,
     }
     serde_json::from_str::<Enabled>(data).is_ok_and(|e| e.enabled == Some(false))
+}
+
+/// A sync write that must write one row: none written means a trigger of
+/// the host's ignored it (`RAISE(IGNORE)`), and the completion would
+/// answer `success:true` for a row the runtime never finds.
+fn one_row(written: usize, table: &str) -> Result<()> {
+    match written {
+        0 => Err(unwritten(table)),
+        _ => Ok(()),
+    }
+}
+
+fn unwritten(table: &str) -> Error {
+    Error::internal(format!(
+        "the sync wrote no row to {table} (a trigger of this connection ignored the write); \
+         nothing of the completion is kept"
+    ))
 }
 
 #[cfg(test)]

@@ -36,6 +36,40 @@ fn completion_with_an_email_taken_in_the_meantime_leaves_everything() {
     assert_eq!(db.snapshot(), before);
 }
 
+/// A host's trigger that silently skips one of the sync's writes
+/// (`RAISE(IGNORE)`) fails the completion, naming the table, and leaves
+/// everything: it answered `success:true` with a campaign no row held.
+#[test]
+fn completion_a_trigger_skips_a_write_of_fails_and_leaves_everything() {
+    for (table, event) in [
+        ("tenants", "UPDATE"),
+        ("omni_agent_configs", "INSERT"),
+        ("omni_phone_mappings", "INSERT"),
+        ("omnichannel_campaigns", "INSERT"),
+        ("kb_crawl_jobs", "INSERT"),
+    ] {
+        let db = Db::memory();
+        let s = ready_session(&db, "contact@entreprise.fr");
+        db.conn
+            .execute_batch(&format!(
+                "CREATE TEMP TRIGGER skip BEFORE {event} ON main.{table}
+                 BEGIN SELECT RAISE(IGNORE); END;"
+            ))
+            .unwrap();
+        let before = db.snapshot();
+        assert_eq!(
+            db.complete(&s).unwrap_err(),
+            format!(
+                "onboarding_complete: internal: the sync wrote no row to {table} (a trigger of \
+                 this connection ignored the write); nothing of the completion is kept"
+            )
+        );
+        assert_eq!(db.snapshot(), before, "{table}");
+        db.conn.execute_batch("DROP TRIGGER skip").unwrap();
+        assert_eq!(db.complete(&s).unwrap()["sync_status"], "synced");
+    }
+}
+
 #[test]
 fn completion_failing_on_a_late_constraint_leaves_everything() {
     let db = Db::memory();
