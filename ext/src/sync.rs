@@ -841,8 +841,8 @@ impl Part<'_> {
                 Progress::COMPLETED.percentage,
                 &self.session.id,
             ),
-        )?;
-        Ok(())
+        )
+        .and_then(|written| one_row(written, "onboarding_sessions"))
     }
 }
 

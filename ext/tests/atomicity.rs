@@ -47,6 +47,7 @@ fn completion_a_trigger_skips_a_write_of_fails_and_leaves_everything() {
         ("omni_phone_mappings", "INSERT"),
         ("omnichannel_campaigns", "INSERT"),
         ("kb_crawl_jobs", "INSERT"),
+        ("onboarding_sessions", "UPDATE"),
     ] {
         let db = Db::memory();
         let s = ready_session(&db, "contact@entreprise.fr");
