@@ -27,7 +27,7 @@ fn unittest(script: &str, args: &[PathBuf], tests: usize) {
 
 #[test]
 fn a_whole_onboarding_from_python() {
-    unittest("onboarding_flow.py", &[], 7);
+    unittest("onboarding_flow.py", &[], 8);
 }
 
 /// The OpenAPI document's phone and crawl_url patterns against the built

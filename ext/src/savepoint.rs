@@ -251,13 +251,23 @@ fn busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Whether databases are attached to `conn` besides `main` and `temp`.
+///
+/// A plain PRAGMA, not the `pragma_database_list` table: SQLite keeps a
+/// pointer to `main`'s schema in that eponymous table, which
+/// `sqlite3_deserialize` frees (SQLite's bug, 3.53 still has it, with no
+/// extension loaded too): a writer called after a host deserialized into
+/// its connection read freed memory there and crashed the host.
 fn has_attached_databases(conn: &Connection) -> Result<bool> {
-    Ok(sql::query_row(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM pragma_database_list WHERE name NOT IN ('main', 'temp'))",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(sql::with(conn, "PRAGMA database_list", |s| {
+        let mut rows = s.query([])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(1)?;
+            if name != "main" && name != "temp" {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })?)
 }
 
 /// Whether `conn` already holds a transaction on some database (a read

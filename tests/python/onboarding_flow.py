@@ -266,6 +266,32 @@ print(len(failed), failed[:1])
                              text=True, timeout=120)
         self.assertEqual((run.returncode, run.stdout, run.stderr), (0, "0 []\n", ""))
 
+    def test_a_database_deserialized_into_the_connection_is_onboarded_on(self):
+        # A writer's call read the `pragma_database_list` table, whose
+        # pointer to main's schema sqlite3_deserialize frees (SQLite's own
+        # bug): the next writer's call after a deserialize crashed the host.
+        # In a process of its own, as above.
+        script = """
+import sqlite3, sys
+def loaded():
+    c = sqlite3.connect(":memory:", isolation_level=None)
+    c.enable_load_extension(True)
+    c.load_extension(sys.argv[1])
+    return c
+image = loaded()
+image.execute("SELECT onboarding_migrate()")
+image = image.serialize()
+c = loaded()
+c.execute("SELECT onboarding_migrate()")
+c.execute("SELECT onboarding_create()")
+c.deserialize(image)
+print(c.execute("SELECT onboarding_create() ->> '$.success'").fetchone()[0],
+      c.execute("SELECT count(*) FROM onboarding_sessions").fetchone()[0])
+"""
+        run = subprocess.run([sys.executable, "-c", script, EXTENSION], capture_output=True,
+                             text=True, timeout=120)
+        self.assertEqual((run.returncode, run.stdout, run.stderr), (0, "1 1\n", ""))
+
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
