@@ -2089,17 +2089,20 @@ fn a_site_turn_is_held_by_one_crawler_at_a_time_and_spaced_by_its_gap() {
     assert_eq!(db.snapshot(), held);
 }
 
+/// `worker`'s take of salon.fr's turn, held 20 s.
+fn take_held_20_s(db: &Db, worker_name: &str) -> Value {
+    worker(
+        db,
+        "site_take",
+        json!({"url": "https://salon.fr/", "worker": worker_name, "hold_seconds": 20}),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_crawler_killed_holding_a_turn_blocks_its_site_until_the_hold_ends() {
     let db = Db::memory();
-    let take = |w: &str| {
-        worker(
-            &db,
-            "site_take",
-            json!({"url": "https://salon.fr/", "worker": w, "hold_seconds": 20}),
-        )
-        .unwrap()
-    };
+    let take = |w: &str| take_held_20_s(&db, w);
     assert_eq!(take("w1")["granted"], true);
     db.env.advance_ms(19_900);
     // The last poll before the hold ends waits only what is left of it.
@@ -2123,14 +2126,7 @@ fn a_crawler_killed_holding_a_turn_blocks_its_site_until_the_hold_ends() {
 #[test]
 fn a_clock_set_back_makes_a_site_wait_its_gap_not_the_time_it_went_back() {
     let db = Db::memory();
-    let take = |w: &str| {
-        worker(
-            &db,
-            "site_take",
-            json!({"url": "https://salon.fr/", "worker": w, "hold_seconds": 20}),
-        )
-        .unwrap()
-    };
+    let take = |w: &str| take_held_20_s(&db, w);
     let release = |w: &str| {
         worker(
             &db,

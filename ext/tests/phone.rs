@@ -676,16 +676,22 @@ fn verified_after_completion_the_mapping_becomes_verified_and_active() {
     );
 }
 
+/// A completed session of `email` whose business phone was then verified,
+/// and its tenant.
+fn completed_then_verified(db: &Db, email: &str) -> (String, String) {
+    let s = with_business(db, email);
+    let tenant = tenant_of(db, &s);
+    db.vapi(&s);
+    db.complete(&s).unwrap();
+    send(db, &s, "{}").unwrap();
+    verify(db, &s, &deliver(db)).unwrap();
+    (s, tenant)
+}
+
 #[test]
 fn a_number_active_for_one_tenant_stays_inactive_for_another() {
     let db = Db::memory();
-    let first = with_business(&db, "premier@entreprise.fr");
-    let first_tenant = tenant_of(&db, &first);
-    db.vapi(&first);
-    db.complete(&first).unwrap();
-    send(&db, &first, "{}").unwrap();
-    let code = deliver(&db);
-    verify(&db, &first, &code).unwrap();
+    let (_, first_tenant) = completed_then_verified(&db, "premier@entreprise.fr");
 
     // After completion.
     let second = with_business(&db, "second@entreprise.fr");
@@ -781,18 +787,8 @@ fn a_number_active_for_one_tenant_stays_inactive_for_another() {
 #[test]
 fn a_verified_number_released_elsewhere_is_claimed_with_a_new_code() {
     let db = Db::memory();
-    let first = with_business(&db, "premier@entreprise.fr");
-    let first_tenant = tenant_of(&db, &first);
-    db.vapi(&first);
-    db.complete(&first).unwrap();
-    send(&db, &first, "{}").unwrap();
-    verify(&db, &first, &deliver(&db)).unwrap();
-    let second = with_business(&db, "second@entreprise.fr");
-    let second_tenant = tenant_of(&db, &second);
-    db.vapi(&second);
-    db.complete(&second).unwrap();
-    send(&db, &second, "{}").unwrap();
-    verify(&db, &second, &deliver(&db)).unwrap();
+    let (first, first_tenant) = completed_then_verified(&db, "premier@entreprise.fr");
+    let (second, second_tenant) = completed_then_verified(&db, "second@entreprise.fr");
     db.env.advance_ms(61_000);
     let (one, two) = (first.as_str(), second.as_str());
     assert_eq!(
