@@ -272,23 +272,25 @@ fn may_send(
     // Unless the number stays unrouted after completion, free now: a new
     // code claims it (see `verification::claim`).
     if verification::verified_for(conn, session.id, &line.number)? {
-        let claim = match session.status.as_ref() {
-            "completed" => verification::claim(conn, &session.tenant_id, &line.number)?,
-            // Completion routes it.
-            _ => Claim::Held,
+        let verified = || {
+            format!(
+                "phone {} is already verified for session {}",
+                quote(&line.number),
+                quote(session.id)
+            )
         };
-        let verified = format!(
-            "phone {} is already verified for session {}",
-            quote(&line.number),
-            quote(session.id)
-        );
-        match claim {
+        // Before completion, completion routes it.
+        if session.status != "completed" {
+            return Err(Error::conflict(verified()));
+        }
+        match verification::claim(conn, &session.tenant_id, &line.number)? {
             Claim::Free => {}
-            Claim::Held => return Err(Error::conflict(verified)),
+            Claim::Held => return Err(Error::conflict(verified())),
             Claim::Taken => {
                 return Err(Error::conflict(format!(
-                    "{verified}; another tenant routes it (a new code can route it here once \
-                     that tenant's mapping is released)"
+                    "{}; another tenant routes it (a new code can route it here once that \
+                     tenant's mapping is released)",
+                    verified()
                 )))
             }
         }

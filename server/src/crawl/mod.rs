@@ -1147,12 +1147,7 @@ impl<'a> Crawl<'a> {
         code: &'static str,
     ) -> Result<(), String> {
         self.let_go();
-        // The library takes waits up to its longest (a site's Retry-After
-        // is kept up to that): a longer one would end the crawl in error.
-        let longest = onboarding::kb::MAX_SITE_WAIT_MS.unsigned_abs();
-        let wait_ms = u64::try_from(wait.as_millis())
-            .unwrap_or(u64::MAX)
-            .clamp(1, longest);
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut payload = json!({"job_id": self.job_id, "worker": self.worker, "wait_ms": wait_ms});
         if let Some((url, retries)) = page {
             payload["url"] = json!(url);
