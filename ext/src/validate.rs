@@ -1426,6 +1426,23 @@ mod tests {
         assert!(more_values_than(r#"{"a":"\\",b:[1]}"#, 2));
     }
 
+    /// A crawled text as the knowledge base takes it: its page breaks
+    /// become line breaks, its other control characters go, line breaks
+    /// and tabs stay; a text without any comes back as it was.
+    #[test]
+    fn a_crawled_text_keeps_its_page_breaks_as_line_breaks_and_drops_other_controls() {
+        assert_eq!(
+            without_control_characters(
+                "Page 1\u{c}Page 2\u{7}\r\n\tfin\u{0}\u{b}\u{85}x\u{1b}".to_string()
+            ),
+            "Page 1\nPage 2\r\n\tfin\n\nx"
+        );
+        assert_eq!(
+            without_control_characters("Horaires\r\n\tlundi : 9 h".to_string()),
+            "Horaires\r\n\tlundi : 9 h"
+        );
+    }
+
     #[test]
     fn the_warm_up_number_parses_through_the_metadata() {
         assert_eq!(warm_up(), Ok("+33612345678".to_string()));

@@ -229,6 +229,39 @@ fn documents_rules_name_the_field() {
     assert_eq!(db.snapshot(), before);
 }
 
+/// The limits are inclusive: a title of 200 characters and a content of
+/// 200,000 are taken, and kept whole. A content counts as sent: 199,999
+/// characters with a space before and a line break after are 200,001.
+#[test]
+fn documents_at_their_limits_are_taken_whole() {
+    let db = Db::memory();
+    let s = db.create();
+    let title = "é".repeat(200);
+    let content = "x".repeat(200_000);
+    let docs = json!({"method":"documents","documents":[{"title": title, "content": content}]});
+    assert_eq!(
+        db.step(&s, "kb", &docs.to_string()).unwrap()["current_step"],
+        json!(5)
+    );
+    assert!(
+        db.get(&s)["steps"]["kb"] == docs,
+        "the documents at their limits were not kept whole"
+    );
+    let padded = format!(" {}\n", "x".repeat(199_999));
+    let before = db.snapshot();
+    assert_eq!(
+        db.step(
+            &s,
+            "kb",
+            &json!({"method":"documents","documents":[{"title":"a","content":padded}]}).to_string()
+        )
+        .unwrap_err(),
+        "onboarding_step: invalid_field: documents[0].content is 200001 characters long; \
+         at most 200000 are allowed"
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
 #[test]
 fn a_large_payload_of_many_small_values_is_refused_before_it_is_parsed() {
     let db = Db::memory();
@@ -1144,6 +1177,23 @@ fn search_finds_summer_hours_and_ligatures() {
     assert_eq!(first("vous êtes ouverts l'été ?"), "Horaires d'été");
     assert_eq!(first("ete"), "Horaires d'été");
     assert_eq!(first("un financement est possible ?"), "Financement");
+}
+
+/// A query has 1 to 500 characters (not bytes): the longest is searched,
+/// one more is refused.
+#[test]
+fn a_search_query_has_at_most_500_characters() {
+    let db = Db::memory();
+    let s = ready(&db, r#"{"method":"skip"}"#);
+    let longest = "é".repeat(500);
+    assert_eq!(
+        kb_search(&db, json!({"session_id": s, "query": longest})).unwrap(),
+        json!({"success": true, "query": longest, "results": []})
+    );
+    assert_eq!(
+        kb_search(&db, json!({"session_id": s, "query": "é".repeat(501)})).unwrap_err(),
+        "onboarding_kb_search: invalid_field: query is longer than 500 characters"
+    );
 }
 
 #[test]

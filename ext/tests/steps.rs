@@ -580,6 +580,58 @@ fn appointments_rules_and_tenant_settings() {
     }
 }
 
+/// An event type id is a positive integer that fits in 64 bits, in any of
+/// JSON's notations or as decimal text: zero, and a float as large as 2^64
+/// (which a cast to u64 would saturate to 18446744073709551615), are not.
+#[test]
+fn appointments_event_type_id_is_a_positive_64_bit_integer() {
+    let db = Db::memory();
+    let s = db.create();
+    // Refused values are shown as JSON writes them back.
+    for (number, shown) in [
+        ("0", "0"),
+        ("-0", "-0.0"),
+        ("0e0", "0.0"),
+        ("18446744073709551616.0", "1.8446744073709552e+19"),
+        ("1e20", "1e+20"),
+        (r#""18446744073709551616""#, "'18446744073709551616'"),
+    ] {
+        assert_eq!(
+            refused(
+                &db,
+                &s,
+                "appointments",
+                &format!(r#"{{"event_type_id":{number}}}"#)
+            ),
+            format!(
+                "onboarding_step: invalid_field: event_type_id {shown} is not a positive \
+                 integer (expected a Cal.com event type id such as 123456)"
+            ),
+            "{number}"
+        );
+    }
+    let tenant_id = || {
+        db.row("SELECT cal_com_event_type_id FROM tenants", &[])["cal_com_event_type_id"].clone()
+    };
+    // The smallest and the largest, as numbers and as text.
+    for (number, kept) in [
+        ("1", "1"),
+        ("1.0", "1"),
+        (r#""1""#, "1"),
+        ("18446744073709551615", "18446744073709551615"),
+        ("18446744073709549568.0", "18446744073709549568"),
+        (r#""9999999999999999999""#, "9999999999999999999"),
+    ] {
+        db.step(
+            &s,
+            "appointments",
+            &format!(r#"{{"event_type_id":{number}}}"#),
+        )
+        .unwrap();
+        assert_eq!(tenant_id(), json!(kept), "{number}");
+    }
+}
+
 #[test]
 fn appointments_declined_clear_the_booking_settings() {
     let db = Db::memory();
