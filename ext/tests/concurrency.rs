@@ -133,10 +133,12 @@ fn a_step_waits_for_another_connections_write_lock_then_saves() {
 fn inside_a_deferred_transaction_a_step_waits_for_the_write_lock() {
     let locked = Locked::new(20_000);
     let s = locked.session.clone();
+    // Timed from before the release is scheduled: the release comes 300 ms
+    // after this at the earliest, however late this thread runs next.
+    let started = std::time::Instant::now();
     let releaser = release_after(&locked, 300);
     let second = &locked.second;
     second.conn.execute_batch("BEGIN").unwrap();
-    let started = std::time::Instant::now();
     let saved = second.step(&s, "channels", r#"{"channels":["sms"]}"#);
     let waited = started.elapsed();
     second.conn.execute_batch("COMMIT").unwrap();

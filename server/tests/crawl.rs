@@ -1395,15 +1395,25 @@ async fn a_robots_txt_past_two_mib_with_line_ends(eol: &'static str) {
     server.stop().await;
 }
 
+/// A loopback address that refuses connections for as long as the socket
+/// returned is kept: bound, never listening. (A listener bound and dropped
+/// freed its port, which another test's server or site binding port 0
+/// could be given meanwhile, and answer.)
+fn closed_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind a loopback port");
+    let addr = socket.local_addr().expect("its address");
+    (socket, addr)
+}
+
 /// A robots.txt redirected to another host that cannot be reached: the
 /// file is unavailable (`robots_unavailable`, tried again later), not the
 /// tenant's own site (`unreachable`), whose request answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robots_txt_redirected_to_a_host_that_fails_is_unavailable_not_the_site() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, closed) = closed_port();
     let (addr, _) = raw_site(move |path, _| match path {
         "/robots.txt" => (
             "301 Moved Permanently",
@@ -2497,10 +2507,7 @@ async fn after_first_attempt(server: &TestServer, session: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_robots_file_too_slow_or_cut_off_is_unavailable_and_a_closed_port_unreachable() {
     let (slow, asked) = tiny_site(slow_robots);
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let (_held, closed) = closed_port();
     // Reads each request and closes with no answer; a job's attempt asks
     // once, so a few connections at most.
     let cut = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

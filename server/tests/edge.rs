@@ -1411,7 +1411,26 @@ async fn a_client_that_reads_none_of_its_answers_is_closed_after_30_s() {
         .write_all(&b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n".repeat(ASKED))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(33)).await;
+    let sent = std::time::Instant::now();
+    // The 30 s run from the server's first write that found the socket
+    // full, which a loaded machine reaches seconds after the requests were
+    // sent (a fixed 33 s wait then read too early, and every answer came).
+    // Wait, bounded and without reading, until the server's side of the
+    // connection leaves ESTABLISHED: its close (a FIN queued behind the
+    // answers it could not send, so unseen here until they are read).
+    let client = stream.local_addr().unwrap();
+    while server_side_established(server.addr, client) {
+        assert!(
+            sent.elapsed() < Duration::from_secs(120),
+            "the server still holds the connection 120 s after the requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sent.elapsed() >= Duration::from_secs(30),
+        "the server closed after {:?}, before the 30 s",
+        sent.elapsed()
+    );
     // What the socket holds, then the end: the server gave up. Had it not,
     // the reads would take every answer, then wait on the open connection.
     let mut out = Vec::new();
@@ -1435,6 +1454,25 @@ async fn a_client_that_reads_none_of_its_answers_is_closed_after_30_s() {
         .await
         .starts_with("HTTP/1.1 200 OK\r\n"));
     server.stop().await;
+}
+
+/// Whether the server's end of the loopback connection from `client` to
+/// `server` is still ESTABLISHED, as `/proc/net/tcp` shows it: what the
+/// client cannot see without reading what the server sent before closing.
+fn server_side_established(server: SocketAddr, client: SocketAddr) -> bool {
+    let parse = |field: &str| -> SocketAddr {
+        let (ip, port) = field.split_once(':').expect("address:port");
+        let ip = u32::from_str_radix(ip, 16).expect("hex address");
+        let port = u16::from_str_radix(port, 16).expect("hex port");
+        SocketAddr::from((ip.to_ne_bytes(), port))
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let state = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (parse(fields[1]) == server && parse(fields[2]) == client).then(|| fields[3].to_string())
+    });
+    // 01: ESTABLISHED. Gone from the table: closed too.
+    state.as_deref() == Some("01")
 }
 
 #[tokio::test]

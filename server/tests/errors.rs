@@ -581,6 +581,9 @@ fn a_start_the_disk_refuses_says_why() {
     // gone with it).
     Spawned::start_on(&db, &[]).stop();
     let out = std::process::Command::new("bash")
+        // A locale the machine lacks (LANG or LC_ALL set for one not
+        // generated) has bash warn on this stderr first; C is always there.
+        .env("LC_ALL", "C")
         .args(["-c", "trap '' XFSZ; ulimit -f 1; exec \"$@\"", "bash"])
         .arg(env!("CARGO_BIN_EXE_onboarding-server"))
         .args(["--listen", "127.0.0.1:0", "--crawl-workers", "0", "--db"])
