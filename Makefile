@@ -56,8 +56,11 @@ endif
 # Schemathesis with every check against the real server and its OpenAPI
 # document (tests/schemathesis/run.sh): about a minute and a half, fails on any
 # finding. The virtualenv is made once (.ci/run makes it too).
+# The server is built with the workspace's features, as `cargo test
+# --workspace` builds it: `-p onboarding-server` alone resolved fewer and
+# rebuilt the dependencies (a minute of a fresh machine's `make test`).
 schemathesis:
-	$(CARGO) build -p onboarding-server
+	$(CARGO) build --workspace --bins
 	tests/schemathesis/venv.sh
 	tests/schemathesis/run.sh
 
