@@ -100,6 +100,36 @@ mod tests {
         assert!(distinct.len() > 195, "{} distinct codes", distinct.len());
     }
 
+    /// A random source answering the given draws (little-endian), in order.
+    struct Draws(std::sync::Mutex<Vec<u32>>);
+
+    impl Env for Draws {
+        fn now_ms(&self) -> i64 {
+            0
+        }
+
+        fn fill_random(&self, buf: &mut [u8]) -> std::result::Result<(), String> {
+            let draw = self.0.lock().unwrap().remove(0);
+            buf.copy_from_slice(&draw.to_le_bytes());
+            Ok(())
+        }
+    }
+
+    /// Draws at or above the largest multiple of 1,000,000 below 2^32 are
+    /// thrown away; the first below it is the code.
+    #[test]
+    fn draws_at_or_above_the_unbiased_limit_are_thrown_away() {
+        let env = Draws(std::sync::Mutex::new(vec![
+            u32::MAX,
+            4_294_000_000,
+            4_293_999_999,
+        ]));
+        assert_eq!(new_code(&env), Ok("999999".to_string()));
+        assert_eq!(env.0.lock().unwrap().len(), 0);
+        let env = Draws(std::sync::Mutex::new(vec![0]));
+        assert_eq!(new_code(&env), Ok("000000".to_string()));
+    }
+
     #[test]
     fn a_sealed_code_matches_only_itself_under_its_secret_and_verification() {
         let env = PinnedEnv::new(0, 42);

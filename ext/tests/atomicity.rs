@@ -71,6 +71,29 @@ fn completion_a_trigger_skips_a_write_of_fails_and_leaves_everything() {
     }
 }
 
+/// A host's trigger refusing the tenant's write (a constraint failure, as
+/// a UNIQUE one is) is answered as itself, not as the email the UNIQUE
+/// constraint on `tenants.email` would mean, and leaves everything.
+#[test]
+fn completion_refused_on_the_tenant_by_a_trigger_is_not_a_taken_email() {
+    let db = Db::memory();
+    let s = ready_session(&db, "contact@entreprise.fr");
+    db.conn
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse_tenant BEFORE UPDATE ON main.tenants
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+        )
+        .unwrap();
+    let before = db.snapshot();
+    assert_eq!(
+        db.complete(&s).unwrap_err(),
+        "onboarding_complete: internal: refused by test"
+    );
+    assert_eq!(db.snapshot(), before);
+    db.conn.execute_batch("DROP TRIGGER refuse_tenant").unwrap();
+    assert_eq!(db.complete(&s).unwrap()["sync_status"], "synced");
+}
+
 #[test]
 fn completion_failing_on_a_late_constraint_leaves_everything() {
     let db = Db::memory();

@@ -392,6 +392,25 @@ fn an_event_type_set_after_a_declined_step_activates_the_campaign() {
     );
 }
 
+/// The appointments step configures appointments by itself: its booking
+/// settings cleared on the tenant by another route since, the completion
+/// still activates the campaign, with the default provider.
+#[test]
+fn the_appointments_step_activates_the_campaign_without_the_tenants_settings() {
+    let (done, db) = completed_after_tenant_setting(Some("{}"), "booking_provider = NULL");
+    assert_eq!(
+        done["synced"]["campaign"],
+        json!({
+            "name": "Prise de rendez-vous – Mon Entreprise",
+            "campaign_type": "appointment",
+            "status": "active",
+            "channels": ["phone"],
+            "settings": {"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"},
+        })
+    );
+    assert_eq!(db.count("omnichannel_campaigns"), 1);
+}
+
 #[test]
 fn a_declared_number_is_never_taken_from_another_tenant() {
     let db = Db::memory();

@@ -314,6 +314,11 @@ fn only_french_numbers_get_codes() {
             "onboarding_phone_send: invalid_field: phone '+33810123456' is a shared-cost number; \
              codes go only to mobile, fixed and toll-free lines",
         ),
+        (
+            "+33806123456",
+            "onboarding_phone_send: invalid_field: phone '+33806123456' is a company (UAN) \
+             number; codes go only to mobile, fixed and toll-free lines",
+        ),
     ];
     for (i, (phone, error)) in cases.into_iter().enumerate() {
         let s = db.create();
@@ -1207,6 +1212,35 @@ fn the_code_is_never_stored_or_answered_in_clear() {
         db.row("SELECT status, text FROM outbox_messages", &[]),
         json!({"status": "sent", "text": ""})
     );
+}
+
+/// The code's HMAC is keyed by the database's secret: under another key
+/// the right code is a wrong one (counted), and under its own key again it
+/// verifies.
+#[test]
+fn the_code_is_checked_under_the_databases_secret() {
+    let db = Db::memory();
+    let s = with_business(&db, "contact@entreprise.fr");
+    send(&db, &s, "{}").unwrap();
+    let code = deliver(&db);
+    let secret = db.row("SELECT value FROM onboarding_secrets", &[])["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.conn
+        .execute(
+            "UPDATE onboarding_secrets SET value = ?1",
+            [&"00".repeat(32)],
+        )
+        .unwrap();
+    assert_eq!(
+        verify(&db, &s, &code).unwrap_err(),
+        "onboarding_phone_verify: invalid_field: code is wrong; 4 tries left"
+    );
+    db.conn
+        .execute("UPDATE onboarding_secrets SET value = ?1", [&secret])
+        .unwrap();
+    assert_eq!(verify(&db, &s, &code).unwrap()["status"], "verified");
 }
 
 #[test]
