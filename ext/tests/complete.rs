@@ -295,22 +295,24 @@ fn no_campaign_without_appointments_and_no_job_without_website() {
     assert_eq!(db.count("kb_crawl_jobs"), 0);
 }
 
+/// The campaign an appointments step of `{}` makes for a phone tenant.
+fn appointments_step_campaign() -> Value {
+    json!({
+        "name": "Prise de rendez-vous – Mon Entreprise",
+        "campaign_type": "appointment",
+        "status": "active",
+        "channels": ["phone"],
+        "settings": {"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"},
+    })
+}
+
 #[test]
 fn the_appointments_step_alone_activates_the_campaign() {
     let db = Db::memory();
     let s = ready_session(&db);
     db.step(&s, "appointments", "{}").unwrap();
     let done = db.complete(&s).unwrap();
-    assert_eq!(
-        done["synced"]["campaign"],
-        json!({
-            "name": "Prise de rendez-vous – Mon Entreprise",
-            "campaign_type": "appointment",
-            "status": "active",
-            "channels": ["phone"],
-            "settings": {"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"},
-        })
-    );
+    assert_eq!(done["synced"]["campaign"], appointments_step_campaign());
     assert_eq!(db.count("omnichannel_campaigns"), 1);
 }
 
@@ -398,16 +400,7 @@ fn an_event_type_set_after_a_declined_step_activates_the_campaign() {
 #[test]
 fn the_appointments_step_activates_the_campaign_without_the_tenants_settings() {
     let (done, db) = completed_after_tenant_setting(Some("{}"), "booking_provider = NULL");
-    assert_eq!(
-        done["synced"]["campaign"],
-        json!({
-            "name": "Prise de rendez-vous – Mon Entreprise",
-            "campaign_type": "appointment",
-            "status": "active",
-            "channels": ["phone"],
-            "settings": {"provider": "cal_com", "event_type_id": null, "timezone": "Europe/Paris"},
-        })
-    );
+    assert_eq!(done["synced"]["campaign"], appointments_step_campaign());
     assert_eq!(db.count("omnichannel_campaigns"), 1);
 }
 
