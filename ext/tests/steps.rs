@@ -610,10 +610,10 @@ fn appointments_event_type_id_is_a_positive_64_bit_integer() {
             "{number}"
         );
     }
-    let tenant_id = || {
+    let kept_id = || {
         db.row("SELECT cal_com_event_type_id FROM tenants", &[])["cal_com_event_type_id"].clone()
     };
-    // The smallest and the largest, as numbers and as text.
+    // The smallest and the largest in each notation, and a long text.
     for (number, kept) in [
         ("1", "1"),
         ("1.0", "1"),
@@ -628,7 +628,7 @@ fn appointments_event_type_id_is_a_positive_64_bit_integer() {
             &format!(r#"{{"event_type_id":{number}}}"#),
         )
         .unwrap();
-        assert_eq!(tenant_id(), json!(kept), "{number}");
+        assert_eq!(kept_id(), json!(kept), "{number}");
     }
 }
 
