@@ -40,9 +40,12 @@ endif
 cluster: loadable node
 	scripts/cluster
 
+# The tests run through scripts/run-tests: cargo's test binaries, several at
+# a time (they mostly wait), each as `cargo test` runs it; a binary's output
+# is printed whole when it ends. `cargo test` runs them one after the other.
 test: loadable node
 	scripts/litestream-venv
-	$(CARGO) test --workspace
+	CARGO=$(CARGO) scripts/run-tests
 	$(CARGO) fmt --all --check
 	$(CARGO) fmt --manifest-path ext/loadable/Cargo.toml --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -61,16 +61,28 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile directory");
         // The browser's clock reads in Paris time, as the tenant's does
         // (the code's expiry is shown as a time of day).
-        let mut driver = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .env("TZ", "Europe/Paris")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start chromedriver");
-        let port = driver_port(&mut driver);
-        let driver = Driver(driver);
+        // chromedriver chooses its port itself (--port=0) and exits when it
+        // cannot take it on both loopbacks ("IPv6 port not available.
+        // Exiting..."), a race with the ports other processes take, which a
+        // second browser and the test binaries running beside this one
+        // (scripts/run-tests) make likelier: such an exit is started again,
+        // at most twice.
+        let mut exits = Vec::new();
+        let (driver, port) = loop {
+            let mut driver = Command::new(CHROMEDRIVER)
+                .arg("--port=0")
+                .env("TZ", "Europe/Paris")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .expect("start chromedriver");
+            match driver_port(&mut driver) {
+                Ok(port) => break (Driver(driver), port),
+                Err(exit) => exits.push(exit),
+            }
+            assert!(exits.len() < 3, "chromedriver exited 3 times: {exits:#?}");
+        };
         // The flags this machine needs (rust.md): no sandbox as root, and no
         // background networking, whose refused connections slow every start.
         let args = [
@@ -425,24 +437,53 @@ const STATE: &str = "return JSON.stringify({
 })";
 
 /// Reads chromedriver's "started successfully on port N" line (within 30 s),
-/// then keeps draining its output so it never blocks on a full pipe.
-fn driver_port(driver: &mut Child) -> u16 {
-    let stdout = driver.stdout.take().expect("chromedriver stdout");
+/// then keeps draining its output so it never blocks on a full pipe. If it
+/// exits instead, the error says how and quotes what it printed; if it
+/// stays silent, the panic does.
+fn driver_port(driver: &mut Child) -> Result<u16, String> {
     let pid = driver.id();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                let _ = tx.send(rest.trim_end_matches('.').trim().to_string());
+    let stdout = driver.stdout.take().expect("chromedriver stdout");
+    let stderr = driver.stderr.take().expect("chromedriver stderr");
+    let readers: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
+    for output in readers {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(Some(line));
             }
+            let _ = tx.send(None);
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = Vec::new();
+    let mut closed = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Some(line)) => {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    let port = rest.trim_end_matches('.').trim();
+                    return Ok(port
+                        .parse()
+                        .unwrap_or_else(|_| panic!("chromedriver port {port:?}")));
+                }
+                printed.push(line);
+            }
+            Ok(None) => {
+                closed += 1;
+                if closed == 2 {
+                    let status = driver.wait();
+                    return Err(format!(
+                        "chromedriver (pid {pid}) exited ({status:?}); it printed: {printed:?}"
+                    ));
+                }
+            }
+            Err(_) => break,
         }
-    });
-    let Ok(port) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let _ = driver.kill();
-        let _ = driver.wait();
-        panic!("chromedriver (pid {pid}) did not say its port within 30 s");
-    };
-    port.parse()
-        .unwrap_or_else(|_| panic!("chromedriver port {port:?}"))
+    }
+    let _ = driver.kill();
+    let _ = driver.wait();
+    panic!("chromedriver (pid {pid}) did not say its port within 30 s; it printed: {printed:?}");
 }

@@ -24,10 +24,20 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use site::Site;
 
-/// One browser at a time: the machine has two cores, and Chromium takes one.
-/// (A tokio lock: each test has its own runtime, and a failed test must not
-/// poison the lock for the others.)
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// At most one browser per core: Chromium keeps a core busy while it starts
+/// and draws. (A tokio semaphore: each test has its own runtime, and a
+/// failed test must not poison it for the others.)
+static BROWSERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// Waits for a browser's place; held until the test ends.
+async fn browser_slot() -> tokio::sync::SemaphorePermit<'static> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    BROWSERS
+        .get_or_init(|| tokio::sync::Semaphore::new(cores))
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
+}
 
 async fn server() -> TestServer {
     let (config, dir) = temp_config();
@@ -410,7 +420,7 @@ async fn progress(b: &Browser) -> (Value, String) {
 
 #[tokio::test]
 async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_values() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     // The server's clock stands still at 2026-11-24T10:00:00Z (11:00 in
     // Paris): the messages that tell a time or a wait are exact.
     let env = pinned_env();
@@ -924,7 +934,7 @@ async fn a_whole_onboarding_by_mouse_ends_on_the_dashboard_with_the_synced_value
 /// beside its field, in French like every other refusal.
 #[tokio::test]
 async fn a_pasted_line_separator_or_bidi_override_is_refused_beside_its_field_in_french() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_type_business(&b, EMAIL).await;
@@ -971,7 +981,7 @@ async fn a_pasted_line_separator_or_bidi_override_is_refused_beside_its_field_in
 /// `maxlength` counts UTF-16 units and would refuse 26 emoji).
 #[tokio::test]
 async fn a_too_long_assistant_name_is_refused_beside_its_field_not_cut() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -1009,7 +1019,7 @@ async fn a_too_long_assistant_name_is_refused_beside_its_field_not_cut() {
 
 #[tokio::test]
 async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fixed() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, "contact@boulangerie").await;
@@ -1085,7 +1095,7 @@ async fn a_typo_in_the_email_shows_the_server_message_beside_the_field_until_fix
 /// ticked.
 #[tokio::test]
 async fn no_channel_ticked_is_refused_beside_the_channels() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -1138,7 +1148,7 @@ async fn no_channel_ticked_is_refused_beside_the_channels() {
 /// nothing is saved, and a choice then goes on.
 #[tokio::test]
 async fn no_source_chosen_is_refused_beside_the_sources() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -1189,7 +1199,7 @@ async fn no_source_chosen_is_refused_beside_the_sources() {
 /// the catalogue's voice for it.
 #[tokio::test]
 async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_chosen() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     // Another tenant completes with EMAIL.
     let created: Value =
@@ -1265,7 +1275,7 @@ async fn an_email_already_used_shows_beside_its_field_and_a_generic_voice_is_cho
 /// the tenant had to guess which of five steps to go back to.
 #[tokio::test]
 async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification(&b).await;
@@ -1330,7 +1340,7 @@ async fn an_email_taken_before_the_completion_leads_back_to_its_field() {
 /// may be the business's real number, and going back to it fixes nothing.
 #[tokio::test]
 async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification_with_phone(&b, "+44 20 7946 0958").await;
@@ -1402,7 +1412,7 @@ async fn a_number_no_code_can_reach_is_said_on_the_verification_step() {
 /// focus to its title (the button hid under it).
 #[tokio::test]
 async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
     let b = browser(&server, 1280).await;
@@ -1473,7 +1483,7 @@ async fn a_dashboard_that_cannot_reach_the_server_offers_a_focused_retry() {
 /// "Réessayer" sends the code.
 #[tokio::test]
 async fn a_failed_code_send_keeps_its_banner_while_the_crawl_is_read() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     // No crawler: the job stays queued, and the dashboard keeps reading it.
     let server = server().await;
     let id = completed_through_the_api(
@@ -1531,7 +1541,7 @@ async fn a_failed_code_send_keeps_its_banner_while_the_crawl_is_read() {
 /// the error sat in the loading line and only a reload went on.
 #[tokio::test]
 async fn a_dashboard_the_server_fails_to_read_offers_a_retry() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
     let db = Connection::open(&server.db_path).unwrap();
@@ -1581,7 +1591,7 @@ async fn a_dashboard_the_server_fails_to_read_offers_a_retry() {
 /// start where the button hid.
 #[tokio::test]
 async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let id = completed_with_a_queued_crawl(&server).await;
     let b = browser(&server, 1280).await;
@@ -1635,7 +1645,7 @@ async fn a_background_read_that_fails_leaves_the_focus_where_the_tenant_types() 
 /// followed still, rather than stopped there until a reload.
 #[tokio::test]
 async fn a_background_reads_banner_hidden_by_a_search_leaves_the_crawl_followed() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let id = completed_with_a_queued_crawl(&server).await;
     let b = browser(&server, 1280).await;
@@ -1686,7 +1696,7 @@ async fn a_background_reads_banner_hidden_by_a_search_leaves_the_crawl_followed(
 /// still wide enough to type in.
 #[tokio::test]
 async fn the_search_box_fits_360_px_with_the_text_at_200_percent() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let kb = json!({"method": "documents",
         "documents": [{"title": "Tarifs", "content": "Coupe homme 25 €, coupe femme 35 €."}]})
@@ -1719,7 +1729,7 @@ async fn the_search_box_fits_360_px_with_the_text_at_200_percent() {
 /// then the right one; the number then routes calls.
 #[tokio::test]
 async fn the_number_is_verified_from_the_dashboard_after_completion() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     // An onboarding completed through the API, its number not verified.
@@ -1858,7 +1868,7 @@ async fn the_number_is_verified_from_the_dashboard_after_completion() {
 /// "Suivant" keeps it.
 #[tokio::test]
 async fn a_knowledge_base_saved_as_assistant_is_shown_and_kept() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let created = server.post("/api/v1/onboarding/session", "{}").await;
     let id = created.json()["session_id"].as_str().unwrap().to_string();
@@ -1904,7 +1914,7 @@ async fn a_knowledge_base_saved_as_assistant_is_shown_and_kept() {
 /// verification.
 #[tokio::test]
 async fn a_return_without_the_kept_step_resumes_after_the_last_step_saved() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let created = server.post("/api/v1/onboarding/session", "{}").await;
     let id = created.json()["session_id"].as_str().unwrap().to_string();
@@ -1977,7 +1987,7 @@ async fn verify_typed(b: &Browser, code: &str) {
 /// the wizard (another, on SMS alone too).
 #[tokio::test]
 async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let id = completed_through_the_api(
@@ -2040,7 +2050,7 @@ async fn a_number_verified_without_the_phone_channel_says_nothing_of_calls() {
 /// dashboard does; never that the agent will take them.
 #[tokio::test]
 async fn a_number_another_account_routes_is_said_so_from_verification_to_completion() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     // Another tenant completed with the same number (+33612345678) and
@@ -2158,7 +2168,7 @@ async fn a_long_one_word_title_wraps_on_the_dashboard_at_360_px() {
 /// cannot reorder what follows it.
 #[tokio::test]
 async fn a_title_with_a_right_to_left_override_is_isolated_on_the_dashboard() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let title = "Tarifs \u{202E}2026";
     let kb = json!({"method": "documents",
@@ -2209,7 +2219,7 @@ async fn a_title_with_a_right_to_left_override_is_isolated_on_the_dashboard() {
 /// 360 px wide, once `shown` (JavaScript, `what` in words) holds: nothing
 /// scrolls sideways.
 async fn dashboard_fits_360_px(steps: &[(&str, &str)], what: &str, shown: &str) {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let id = completed_through_the_api(&server, steps).await;
     let b = browser(&server, 360).await;
@@ -2230,7 +2240,7 @@ async fn dashboard_fits_360_px(steps: &[(&str, &str)], what: &str, shown: &str) 
 /// is verified again there and routed.
 #[tokio::test]
 async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_routes() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
@@ -2286,7 +2296,7 @@ async fn the_dashboard_tells_a_deactivated_number_from_one_another_account_route
 /// as "événement null".
 #[tokio::test]
 async fn booking_settings_without_an_event_type_are_said_so() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let cal_com = json!({"provider": "cal_com"}).to_string();
     let id = completed_through_the_api(
@@ -2312,7 +2322,7 @@ async fn booking_settings_without_an_event_type_are_said_so() {
 /// the server refuses for a fixed line.
 #[tokio::test]
 async fn a_changed_number_gets_its_own_way_for_the_code() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification_with_phone(&b, "06 12 34 56 78").await;
@@ -2329,7 +2339,7 @@ async fn a_changed_number_gets_its_own_way_for_the_code() {
 /// waits for its crawl has it (`open_dashboard_to_its_search`).
 #[tokio::test]
 async fn a_dashboard_without_a_knowledge_source_has_no_search_box() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let skip = json!({"method": "skip"}).to_string();
     let id = completed_through_the_api(
@@ -2356,7 +2366,7 @@ async fn a_dashboard_without_a_knowledge_source_has_no_search_box() {
 /// male voice was left named Sara), and a name the user typed stays.
 #[tokio::test]
 async fn the_assistants_default_name_follows_the_voice_until_one_is_typed() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -2397,7 +2407,7 @@ async fn a_long_address_and_company_name_wrap_on_the_dashboard_at_360_px() {
 /// goes to the part it is about.
 #[tokio::test]
 async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -2527,7 +2537,7 @@ async fn a_refused_pasted_text_is_named_as_the_page_numbers_it() {
 /// campaign.
 #[tokio::test]
 async fn appointments_declined_after_cal_com_leave_no_campaign() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -2608,7 +2618,7 @@ async fn on_the_channels(server: &TestServer) -> (Browser, String) {
 /// at load says the same, with nothing to keep.
 #[tokio::test]
 async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let (b, lost) = on_the_channels(&server).await;
     let db = Connection::open(&server.db_path).unwrap();
@@ -2691,7 +2701,7 @@ async fn a_session_lost_mid_way_starts_again_with_what_was_typed() {
 /// starts from it; kept in storage at load, the same, from what it held.
 #[tokio::test]
 async fn a_session_closed_mid_way_starts_again_with_what_was_typed() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let (b, closed) = on_the_channels(&server).await;
     let db = Connection::open(&server.db_path).unwrap();
@@ -2782,7 +2792,7 @@ fn saved_company(server: &TestServer) -> Value {
 /// server takes it; a field it refuses does not hold the user back.
 #[tokio::test]
 async fn going_back_saves_the_changed_step_and_never_blocks() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     back_to_business_with_a_new_name(&b).await;
@@ -2822,7 +2832,7 @@ async fn going_back_saves_the_changed_step_and_never_blocks() {
 /// `Idempotency-Key` and gets the same session, so the server holds one.
 #[tokio::test]
 async fn a_create_whose_answer_was_lost_is_sent_again_for_the_same_session() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     b.open("/").await;
@@ -2870,7 +2880,7 @@ async fn a_create_whose_answer_was_lost_is_sent_again_for_the_same_session() {
 /// next action takes it away.
 #[tokio::test]
 async fn a_refusal_of_a_step_button_is_shown_above_the_buttons() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification(&b).await;
@@ -2939,7 +2949,7 @@ async fn a_refusal_of_a_step_button_is_shown_above_the_buttons() {
 /// then goes back.
 #[tokio::test]
 async fn going_back_through_a_network_failure_offers_a_retry() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     back_to_business_with_a_new_name(&b).await;
@@ -2959,7 +2969,7 @@ async fn going_back_through_a_network_failure_offers_a_retry() {
 
 #[tokio::test]
 async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_type_business(&b, EMAIL).await;
@@ -3011,7 +3021,7 @@ async fn a_network_failure_offers_a_retry_and_keeps_what_was_typed() {
 /// reload showed the step as sent.
 #[tokio::test]
 async fn what_is_typed_while_a_save_is_in_flight_is_kept() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_type_business(&b, EMAIL).await;
@@ -3049,7 +3059,7 @@ async fn what_is_typed_while_a_save_is_in_flight_is_kept() {
 /// Goes to the knowledge step's following step and back, reloads, and finds
 /// the knowledge step again with every step's fields as saved.
 async fn reload_resumes_at_the_same_step(width: u32, screenshot: Option<&str>) {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, width).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -3130,7 +3140,7 @@ async fn a_reload_mid_way_resumes_the_same_at_360_px_wide() {
 
 #[tokio::test]
 async fn a_whole_onboarding_with_the_keyboard_only() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let site = Site::start().await;
     let server = server_crawling(&site).await;
     let gateway = SmsGateway::open(&server, None);
@@ -3437,7 +3447,7 @@ async fn assert_search_shows(
 /// wording that the page's table misses fails here.
 #[tokio::test]
 async fn a_phone_refusal_is_told_in_french() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     b.open("/").await;
@@ -3493,7 +3503,7 @@ async fn a_phone_refusal_is_told_in_french() {
 #[tokio::test]
 async fn a_second_large_body_refused_is_told_in_french() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let (mut config, dir) = temp_config();
     config.max_documents_body_bytes = 200_000;
     let server = TestServer::start(config, dir).await;
@@ -3543,7 +3553,7 @@ async fn a_second_large_body_refused_is_told_in_french() {
 /// that completion no longer allows; a server failure is said in French too.
 #[tokio::test]
 async fn a_crawls_error_is_told_in_french() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     b.open("/").await;
@@ -3671,7 +3681,7 @@ async fn a_crawls_error_is_told_in_french() {
 /// quoting the session's id and a page that could not go on.
 #[tokio::test]
 async fn a_session_completed_in_another_tab_leads_to_the_completion() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -3712,7 +3722,7 @@ async fn a_session_completed_in_another_tab_leads_to_the_completion() {
 /// base's heading, not to the page's start where the button hid.
 #[tokio::test]
 async fn a_failed_read_of_the_crawl_is_retried_without_losing_the_focus() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let (b, _) = following_a_queued_crawl(&server).await;
     let queued = QUEUED;
@@ -3764,7 +3774,7 @@ fn saved_channels(server: &TestServer) -> Value {
 /// is sent as an https address.
 #[tokio::test]
 async fn what_is_typed_survives_a_reload_until_the_step_is_saved() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 360).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -3853,7 +3863,7 @@ async fn what_is_typed_survives_a_reload_until_the_step_is_saved() {
 /// on the welcome step it is the browser's again.
 #[tokio::test]
 async fn the_browsers_back_button_goes_to_the_step_before() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 360).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -3901,7 +3911,7 @@ async fn the_browsers_back_button_goes_to_the_step_before() {
 /// another device): the step saved since, its draft is dropped.
 #[tokio::test]
 async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -3946,7 +3956,7 @@ async fn a_draft_gives_way_to_what_was_saved_elsewhere_since() {
 /// the verification step says why, by its rate, not its country.
 #[tokio::test]
 async fn a_special_rate_number_is_said_unverifiable_for_its_rate() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification_with_phone(&b, "08 25 12 34 56").await;
@@ -3971,7 +3981,7 @@ async fn a_special_rate_number_is_said_unverifiable_for_its_rate() {
 /// the channels, not to the voice agent's step.
 #[tokio::test]
 async fn a_step_another_tab_made_inapplicable_is_skipped() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -3992,7 +4002,7 @@ async fn a_step_another_tab_made_inapplicable_is_skipped() {
 /// would refuse for want of it.
 #[tokio::test]
 async fn a_step_another_tab_made_necessary_is_shown_before_the_completion() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -4019,7 +4029,7 @@ async fn a_step_another_tab_made_necessary_is_shown_before_the_completion() {
 /// and "Réessayer" resumes the session where it was.
 #[tokio::test]
 async fn a_wizard_that_cannot_load_its_session_says_so_and_resumes_on_retry() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -4049,7 +4059,7 @@ async fn a_wizard_that_cannot_load_its_session_says_so_and_resumes_on_retry() {
 /// other tab's, and followed channels no longer chosen.
 #[tokio::test]
 async fn steps_saved_in_another_tab_show_as_saved_there_and_are_kept() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -4088,7 +4098,7 @@ async fn steps_saved_in_another_tab_show_as_saved_there_and_are_kept() {
 /// in E.164) than the page showed it.
 #[tokio::test]
 async fn a_change_to_a_step_saved_before_survives_a_reload() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -4121,7 +4131,7 @@ async fn a_change_to_a_step_saved_before_survives_a_reload() {
 /// once the storage has room again, the draft is kept and the note goes.
 #[tokio::test]
 async fn a_draft_the_browser_cannot_keep_drops_the_older_one_and_says_so() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -4195,7 +4205,7 @@ async fn a_draft_the_browser_cannot_keep_drops_the_older_one_and_says_so() {
 /// user whose focus waits there; a wait past a day is cut to a day.
 #[tokio::test]
 async fn the_send_buttons_hold_ends_on_time_and_takes_no_wait_that_is_no_number() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 360).await;
     b.open("/").await;
@@ -4247,7 +4257,7 @@ async fn the_send_buttons_hold_ends_on_time_and_takes_no_wait_that_is_no_number(
 /// needed; the focus goes to that button.
 #[tokio::test]
 async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 360).await;
@@ -4297,7 +4307,7 @@ async fn a_code_that_can_no_longer_work_leads_to_a_new_one() {
 /// back without the note.
 #[tokio::test]
 async fn a_reload_says_why_the_code_sent_before_can_no_longer_be_used() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let env = pinned_env();
     let server = TestServer::pinned(env.clone()).await;
     let gateway = SmsGateway::open(&server, Some(env.clone()));
@@ -4374,7 +4384,7 @@ async fn a_reload_says_why_the_code_sent_before_can_no_longer_be_used() {
 /// beside it ("bloqué … demandez-en un nouveau" above "Trop de codes").
 #[tokio::test]
 async fn a_refused_send_after_a_reload_replaces_the_note_on_the_code_before() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let env = pinned_env();
     let (mut config, dir) = temp_config();
     config.env = Some(env.clone());
@@ -4490,7 +4500,7 @@ const LOSE_THE_FIRST_ANSWERS: &str = "const real = window.fetch;
 /// "Réessayer" the same way. On the wizard's page and on the dashboard's.
 #[tokio::test]
 async fn a_code_whose_answers_were_lost_goes_out_once_and_is_verified_after_the_retry() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 1280).await;
@@ -4620,7 +4630,7 @@ async fn a_code_whose_answers_were_lost_goes_out_once_and_is_verified_after_the_
 /// again, which would show a code sent to the old number as sent.
 #[tokio::test]
 async fn a_lost_sends_key_goes_once_another_step_is_saved() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     to_the_verification(&b).await;
@@ -4661,7 +4671,7 @@ async fn a_lost_sends_key_goes_once_another_step_is_saved() {
 /// on the dashboard's.
 #[tokio::test]
 async fn a_code_sent_from_another_tab_brings_its_field_back_with_the_refusal() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 1280).await;
@@ -4729,7 +4739,7 @@ async fn a_code_sent_from_another_tab_brings_its_field_back_with_the_refusal() {
 /// refusal is shown, and the code field stays.
 #[tokio::test]
 async fn already_verified_is_shown_verified_only_once_the_session_says_so() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let b = browser(&server, 1280).await;
@@ -4808,7 +4818,7 @@ async fn already_verified_is_shown_verified_only_once_the_session_says_so() {
 /// the step, safe to send twice, is sent again and the page goes on.
 #[tokio::test]
 async fn a_steps_answer_cut_short_is_sent_again() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_type_business(&b, EMAIL).await;
@@ -4850,7 +4860,7 @@ async fn a_steps_answer_cut_short_is_sent_again() {
 /// a second, on its button and to screen readers, then goes on.
 #[tokio::test]
 async fn a_slow_save_says_it_is_saving() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 360).await;
     start_and_type_business(&b, EMAIL).await;
@@ -4883,7 +4893,7 @@ async fn a_slow_save_says_it_is_saving() {
 /// request is held (as a silent server holds it) until the page aborts it.
 #[tokio::test]
 async fn a_server_that_never_answers_is_given_up_on_with_a_retry() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1024).await;
     start_and_type_business(&b, EMAIL).await;
@@ -4938,7 +4948,7 @@ async fn a_server_that_never_answers_is_given_up_on_with_a_retry() {
 /// completion and on the dashboard.
 #[tokio::test]
 async fn a_failed_read_of_the_crawl_resumes_on_its_own() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let (b, id) = following_a_queued_crawl(&server).await;
     let queued = QUEUED;
@@ -4977,7 +4987,7 @@ async fn a_failed_read_of_the_crawl_resumes_on_its_own() {
 /// field stayed, and a sixth try was refused as locked.
 #[tokio::test]
 async fn a_code_with_no_tries_left_leads_to_a_new_one_on_the_dashboard() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let gateway = SmsGateway::open(&server, None);
     let id = completed_through_the_api(&server, &[("business", BUSINESS), ("vapi", VAPI)]).await;
@@ -5002,7 +5012,7 @@ async fn a_code_with_no_tries_left_leads_to_a_new_one_on_the_dashboard() {
 /// tab's settings under a summary that said otherwise.
 #[tokio::test]
 async fn a_summary_changed_in_another_tab_is_shown_before_completing() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1024).await;
     start_and_fill_business(&b, EMAIL).await;
@@ -5055,7 +5065,7 @@ async fn a_summary_changed_in_another_tab_is_shown_before_completing() {
 /// numbers ("200 001 caractères, 200 000 au plus": it read "200001").
 #[tokio::test]
 async fn a_text_too_long_is_said_with_its_thousands_apart() {
-    let _one = ONE_BROWSER.lock().await;
+    let _one = browser_slot().await;
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_fill_business(&b, EMAIL).await;
