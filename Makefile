@@ -41,8 +41,9 @@ cluster: loadable node
 	scripts/cluster
 
 # The tests run through scripts/run-tests: cargo's test binaries, several at
-# a time (they mostly wait), each as `cargo test` runs it; a binary's output
-# is printed whole when it ends. `cargo test` runs them one after the other.
+# a time (they mostly wait), each in its package's folder as `cargo test`
+# runs it; a binary's output is printed whole when it ends. `cargo test`
+# runs them one after the other.
 test: loadable node
 	scripts/litestream-venv
 	CARGO=$(CARGO) scripts/run-tests

@@ -65,8 +65,8 @@ impl Browser {
         // cannot take it on both loopbacks ("IPv6 port not available.
         // Exiting..."), a race with the ports other processes take, which a
         // second browser and the test binaries running beside this one
-        // (scripts/run-tests) make likelier: such an exit is started again,
-        // at most twice.
+        // (scripts/run-tests) make likelier: such an exit, and no other, is
+        // started again, at most twice.
         let mut exits = Vec::new();
         let (driver, port) = loop {
             let mut driver = Command::new(CHROMEDRIVER)
@@ -79,7 +79,8 @@ impl Browser {
                 .expect("start chromedriver");
             match driver_port(&mut driver) {
                 Ok(port) => break (Driver(driver), port),
-                Err(exit) => exits.push(exit),
+                Err(exit) if exit.contains("port not available") => exits.push(exit),
+                Err(exit) => panic!("{exit}"),
             }
             assert!(exits.len() < 3, "chromedriver exited 3 times: {exits:#?}");
         };
@@ -448,10 +449,15 @@ fn driver_port(driver: &mut Child) -> Result<u16, String> {
     let readers: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
     for output in readers {
         let tx = tx.clone();
+        // Read to the end, whatever the bytes: a pipe left unread fills and
+        // blocks chromedriver.
         std::thread::spawn(move || {
-            for line in BufReader::new(output).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(Some(line));
+            let mut output = BufReader::new(output);
+            let mut line = Vec::new();
+            while output.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                let _ = tx.send(Some(text));
+                line.clear();
             }
             let _ = tx.send(None);
         });
@@ -474,9 +480,12 @@ fn driver_port(driver: &mut Child) -> Result<u16, String> {
             Ok(None) => {
                 closed += 1;
                 if closed == 2 {
-                    let status = driver.wait();
+                    let status = match driver.wait() {
+                        Ok(status) => status.to_string(),
+                        Err(e) => format!("its status unknown: {e}"),
+                    };
                     return Err(format!(
-                        "chromedriver (pid {pid}) exited ({status:?}); it printed: {printed:?}"
+                        "chromedriver (pid {pid}) exited ({status}); it printed: {printed:?}"
                     ));
                 }
             }
