@@ -79,8 +79,8 @@ impl Browser {
                 .expect("start chromedriver");
             match driver_port(&mut driver) {
                 Ok(port) => break (Driver(driver), port),
-                Err(exit) if exit.contains("port not available") => exits.push(exit),
-                Err(exit) => panic!("{exit}"),
+                Err(exit) if exit.port_race => exits.push(exit.text),
+                Err(exit) => panic!("{}", exit.text),
             }
             assert!(exits.len() < 3, "chromedriver exited 3 times: {exits:#?}");
         };
@@ -437,11 +437,19 @@ const STATE: &str = "return JSON.stringify({
         .filter(e => !e.hidden && e.textContent).map(e => e.id + ': ' + e.textContent),
 })";
 
+/// chromedriver exiting before it said its port.
+struct DriverExit {
+    /// Its exit status and what it printed.
+    text: String,
+    /// It said it could not take the port it chose.
+    port_race: bool,
+}
+
 /// Reads chromedriver's "started successfully on port N" line (within 30 s),
 /// then keeps draining its output so it never blocks on a full pipe. If it
 /// exits instead, the error says how and quotes what it printed; if it
 /// stays silent, the panic does.
-fn driver_port(driver: &mut Child) -> Result<u16, String> {
+fn driver_port(driver: &mut Child) -> Result<u16, DriverExit> {
     let pid = driver.id();
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = driver.stdout.take().expect("chromedriver stdout");
@@ -484,9 +492,12 @@ fn driver_port(driver: &mut Child) -> Result<u16, String> {
                         Ok(status) => status.to_string(),
                         Err(e) => format!("its status unknown: {e}"),
                     };
-                    return Err(format!(
-                        "chromedriver (pid {pid}) exited ({status}); it printed: {printed:?}"
-                    ));
+                    return Err(DriverExit {
+                        port_race: printed.iter().any(|l| l.contains("port not available")),
+                        text: format!(
+                            "chromedriver (pid {pid}) exited ({status}); it printed: {printed:?}"
+                        ),
+                    });
                 }
             }
             Err(_) => break,

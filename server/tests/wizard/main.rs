@@ -31,9 +31,11 @@ static BROWSERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLo
 
 /// Waits for a browser's place; held until the test ends.
 async fn browser_slot() -> tokio::sync::SemaphorePermit<'static> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     BROWSERS
-        .get_or_init(|| tokio::sync::Semaphore::new(cores))
+        .get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            tokio::sync::Semaphore::new(cores)
+        })
         .acquire()
         .await
         .expect("the semaphore is never closed")
