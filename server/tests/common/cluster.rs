@@ -2,11 +2,13 @@
 //! the host program `onboarding-node` with the built `libonboarding.so`;
 //! and a reader of the replicated tables through the wire protocol.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener as StdListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use dqlite_wire::{connect_leader, Conn, Leader, Value};
@@ -51,12 +53,41 @@ pub fn ahead_of_other_load() {
     let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) };
 }
 
-/// A free loopback port (bound, then released for the node to take).
+/// A free loopback port for a node to take, chosen below the kernel's
+/// ephemeral range (`ip_local_port_range`), where the kernel never hands a
+/// port out by itself. A port bound at 0 and released is one the kernel may
+/// give the next outgoing connection of any process (the tests' HTTP
+/// clients, the nodes' connections to one another) before the node binds
+/// it, and a node that cannot bind never joins: a cluster whose nodes were
+/// "not all voters" after 30 s. Each process starts at a port of its own
+/// draw and moves on at each call, so two processes seldom try the same
+/// one; a port something listens on now is skipped.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = ports_outside_the_ephemeral_range();
+    let span = u32::from(high - low);
+    let start = *START
+        .get_or_init(|| (RandomState::new().hash_one(std::process::id()) % u64::from(span)) as u32);
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = low + offset as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// The 8,192 ports just below the ephemeral range (16384..32768 with
+/// Linux's default 32768-60999), never below 1024.
+fn ports_outside_the_ephemeral_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.max(1024 + 1024);
+    (high.saturating_sub(8192).max(1024), high)
 }
 
 /// One node process.
@@ -190,16 +221,25 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "the nodes did not all become voters"
+                "the nodes did not all become voters within 30 s{}",
+                cluster.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Starts (or restarts, on its data directory) node `i`.
+    /// Starts (or restarts, on its data directory) node `i`, what it
+    /// prints appended to its log ([`Cluster::logs`]).
     pub fn run(&mut self, i: usize) {
         let mut command = self.command(i);
-        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("the node's log");
+        command
+            .stdout(log.try_clone().expect("the node's log"))
+            .stderr(log);
         // SAFETY: the hook only makes a system call, as allowed between
         // fork and exec.
         unsafe {
@@ -243,7 +283,11 @@ impl Cluster {
                 members.sort();
                 return members;
             }
-            assert!(Instant::now() < deadline, "node {id} never became a voter");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never became a voter{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -257,6 +301,34 @@ impl Cluster {
         let out = self.run_to_exit(i);
         self.nodes[i].replaces = None;
         self.nodes[i].id = kept;
+        out
+    }
+
+    /// Where node `i`'s output goes, beside the data directories.
+    fn log_path(&self, i: usize) -> PathBuf {
+        self._dir.path().join(format!("node{}.log", i + 1))
+    }
+
+    /// The last lines each node printed, for a failure's message: why a
+    /// node did not start or join (its port taken, a refused join) is only
+    /// there.
+    pub fn logs(&self) -> String {
+        const LINES: usize = 20;
+        let mut out = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let text = std::fs::read(self.log_path(i))
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LINES)..];
+            out.push_str(&format!(
+                "\n--- node {} ({}), its last {} lines ---\n{}",
+                node.id,
+                node.address,
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
         out
     }
 
@@ -376,7 +448,11 @@ impl Cluster {
                     .position(|n| n.id == leader.id)
                     .expect("the leader is one of ours");
             }
-            assert!(Instant::now() < deadline, "no leader within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {within:?}{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -394,8 +470,9 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "node {} did not rejoin",
-                self.nodes[i].id
+                "node {} did not rejoin{}",
+                self.nodes[i].id,
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -406,7 +483,11 @@ impl Cluster {
         let id = self.nodes[i].id;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.leader().map(|l| l.id) != Some(id) {
-            assert!(Instant::now() < deadline, "node {id} never became leader");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never became leader{}",
+                self.logs()
+            );
             if let Some(mut leader) = self.leader() {
                 let _ = leader.conn.transfer(id);
             }
