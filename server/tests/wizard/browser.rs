@@ -36,7 +36,12 @@ pub struct Browser {
 }
 
 /// chromedriver, and the browser it starts, in a process group of their own:
-/// dropping it ends them all, even when a test fails half-way.
+/// dropping it ends them all, even when a test fails half-way. When the test
+/// binary itself dies first (killed by `scripts/run-tests`' `--timeout`,
+/// Ctrl-C, a signal), nothing drops it: chromedriver is then killed by the
+/// kernel (`PR_SET_PDEATHSIG`), and Chromium, which talks to it over a pipe
+/// (`--remote-debugging-pipe`) rather than a port, exits on the pipe's end.
+/// (Over a port, Chromium outlived its chromedriver: measured.)
 struct Driver(Child);
 
 impl Drop for Driver {
@@ -69,14 +74,29 @@ impl Browser {
         // started again, at most twice.
         let mut exits = Vec::new();
         let (driver, port) = loop {
-            let mut driver = Command::new(CHROMEDRIVER)
+            let mut command = Command::new(CHROMEDRIVER);
+            command
                 .arg("--port=0")
                 .env("TZ", "Europe/Paris")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                .process_group(0)
-                .spawn()
-                .expect("start chromedriver");
+                .process_group(0);
+            let test_binary = std::process::id();
+            // SAFETY: the hook makes two system calls and builds an error
+            // from a number, as allowed between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // Dead already, before the line above: no signal comes.
+                    if u32::try_from(libc::getppid()) != Ok(test_binary) {
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
+            let mut driver = command.spawn().expect("start chromedriver");
             match driver_port(&mut driver) {
                 Ok(port) => break (Driver(driver), port),
                 Err(exit) if exit.port_race => exits.push(exit.text),
@@ -98,6 +118,8 @@ impl Browser {
             "--disable-dev-shm-usage".to_string(),
             "--lang=fr-FR".to_string(),
             "--hide-scrollbars".to_string(),
+            // Exits when chromedriver does (see Driver).
+            "--remote-debugging-pipe".to_string(),
             format!("--user-data-dir={}", profile.path().display()),
             format!("--window-size={width},{height}"),
         ];
