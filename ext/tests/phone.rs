@@ -253,11 +253,16 @@ fn mobiles_get_an_sms_and_fixed_lines_a_call_by_default() {
             Err(error) => assert_eq!(sent.unwrap_err(), error),
         }
     }
-    // A mobile may ask for a call.
+    // A mobile may ask for a call, or for the SMS it gets by default.
     let mobile = with_business(&db, "mobile@entreprise.fr");
     assert_eq!(
         send(&db, &mobile, r#"{"channel":"voice"}"#).unwrap()["channel"],
         "voice"
+    );
+    let texted = with_business(&db, "sms@entreprise.fr");
+    assert_eq!(
+        send(&db, &texted, r#"{"channel":"sms"}"#).unwrap()["channel"],
+        "sms"
     );
 }
 
@@ -571,6 +576,13 @@ fn a_number_gets_ten_codes_a_day_across_tenants() {
     // The first send leaves the window: one more may go.
     db.env.set_ms(T0 + 86_400_000);
     assert_eq!(send(&db, &eleventh, "{}").unwrap()["phone_number"], MOBILE);
+    // Ten codes in the last 24 hours again (the second to the tenth, and
+    // this one): the number waits for the second's to leave them, a
+    // second later, and `onboarding_get` counts only the day's sends.
+    assert_eq!(
+        db.get(&last)["phone_verification"]["resend_after"],
+        "2026-11-25T10:00:01.000Z"
+    );
     // Another number is not concerned.
     let other = db.create();
     business_with(&db, &other, "07 56 78 12 34", "other@entreprise.fr");
