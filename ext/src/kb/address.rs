@@ -420,6 +420,12 @@ mod tests {
             ("http://192.0.2.10/", "is not a public address"),
             ("http://224.0.0.1/", "is not a public address"),
             ("http://[2001:db8::1]/", "is not a public address"),
+            // 3fff::/20, documentation too (RFC 9637), to 3fff:fff:…
+            ("http://[3fff::1]/", "is not a public address"),
+            ("http://[3fff:fff:ffff::1]/", "is not a public address"),
+            // 2001::/23, IETF protocol assignments: Teredo, to 2001:1ff:…
+            ("http://[2001:0:4136:e378::1]/", "is not a public address"),
+            ("http://[2001:1ff:ffff::1]/", "is not a public address"),
             ("http://intranet/", "is not a public address"),
             ("http://printer.local/", "is not a public address"),
             ("https://example.invalid/", "is not a public address"),
@@ -469,6 +475,13 @@ mod tests {
         assert_eq!(ok("https://salon.fr/x%+ab"), "https://salon.fr/x%+ab");
         assert_eq!(ok("http://93.184.216.34"), "http://93.184.216.34/");
         assert_eq!(ok("http://[2606:4700::1111]/"), "http://[2606:4700::1111]/");
+        // Past the documentation block 3fff::/20; a second group under
+        // 0x1000 elsewhere (a French operator's 2a01:e0a::/32).
+        assert_eq!(ok("http://[3fff:1000::1]/"), "http://[3fff:1000::1]/");
+        assert_eq!(ok("http://[2a01:e0a::1]/"), "http://[2a01:e0a::1]/");
+        // Past 2001::/23; a second group under 0x200 elsewhere.
+        assert_eq!(ok("http://[2001:200::1]/"), "http://[2001:200::1]/");
+        assert_eq!(ok("http://[2a00:1::1]/"), "http://[2a00:1::1]/");
         assert_eq!(
             ok("http://[64:ff9b::5db8:d822]/"),
             "http://[64:ff9b::5db8:d822]/"
@@ -528,10 +541,21 @@ mod tests {
             check_url("http://127.0.0.1:8081/", &allow).err(),
             Some("is not a public address")
         );
-        assert_eq!(
-            AllowList::parse(&["127.0.0.1"]).unwrap_err(),
-            "crawl allow-list entry '127.0.0.1' is not HOST:PORT (such as '127.0.0.1:8080')"
-        );
+        for entry in [
+            "127.0.0.1",
+            "127.0.0.1:",
+            "user@127.0.0.1:8080",
+            "user:pw@127.0.0.1:8080",
+            "127.0.0.1:8080/x",
+            "127.0.0.1:8080?a=1",
+        ] {
+            assert_eq!(
+                AllowList::parse(&[entry]).unwrap_err(),
+                format!(
+                    "crawl allow-list entry '{entry}' is not HOST:PORT (such as '127.0.0.1:8080')"
+                )
+            );
+        }
     }
 
     #[test]
@@ -543,5 +567,14 @@ mod tests {
             &u("http://127.0.0.1:80/"),
             &u("http://127.0.0.1:81/")
         ));
+        // Either scheme's default port, written with the other scheme, is
+        // still no port of its own.
+        assert!(same_site(&u("http://a.fr:443/"), &u("https://a.fr/")));
+        assert!(same_site(&u("https://www.a.fr:80/"), &u("http://a.fr/")));
+        assert_eq!(site_of(&u("http://a.fr:443/")), ("a.fr".to_string(), None));
+        assert_eq!(
+            site_of(&u("https://A.fr.:8443/")),
+            ("a.fr".to_string(), Some(8443))
+        );
     }
 }
