@@ -433,6 +433,16 @@ mod tests {
             ("http://abcdefghij234567.onion/", "is not a public address"),
             ("https://site.alt/", "is not a public address"),
             ("http://user:pw@example.fr/", "must not carry credentials"),
+            ("http://user@example.fr/", "must not carry credentials"),
+            ("http://:pw@example.fr/", "must not carry credentials"),
+            (
+                "https://mon site.fr/",
+                "contains a space or a control character",
+            ),
+            (
+                "https://mon-site.fr/\u{7f}",
+                "contains a space or a control character",
+            ),
             (
                 "https://example.fr:8443/",
                 "uses a port other than 80 and 443",
@@ -555,6 +565,26 @@ mod tests {
                     "crawl allow-list entry '{entry}' is not HOST:PORT (such as '127.0.0.1:8080')"
                 )
             );
+        }
+    }
+
+    /// The crawler's check of each address a name resolves to, and of the
+    /// one it connected to.
+    #[test]
+    fn resolved_addresses_are_public_or_not_as_urls_are() {
+        let public = |text: &str| is_public_ip(text.parse().unwrap());
+        for ip in ["93.184.216.34", "2606:4700::1111", "64:ff9b::5db8:d822"] {
+            assert!(public(ip), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!public(ip), "{ip}");
         }
     }
 
