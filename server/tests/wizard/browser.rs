@@ -39,7 +39,9 @@ pub struct Browser {
 /// dropping it ends them all, even when a test fails half-way. When the test
 /// binary itself dies first (killed by `scripts/run-tests`' `--timeout`,
 /// Ctrl-C, a signal), nothing drops it: chromedriver is then killed by the
-/// kernel (`PR_SET_PDEATHSIG`), and Chromium, which talks to it over a pipe
+/// kernel (`PR_SET_PDEATHSIG`: when the thread that started it ends, here the
+/// test's own thread, which outlives the browser), and Chromium, which talks
+/// to it over a pipe
 /// (`--remote-debugging-pipe`) rather than a port, exits on the pipe's end.
 /// (Over a port, Chromium outlived its chromedriver: measured.)
 struct Driver(Child);
