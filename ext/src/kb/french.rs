@@ -1232,6 +1232,17 @@ mod tests {
             "lund jeud samed yog"
         );
         assert_eq!(index_terms("Lun-Mer-Ven"), "lun mer ven");
+        assert_eq!(index_terms("Lun. - Mer. - Ven."), "lun mer ven");
+        // A range, then a day after a comma or an hour after a dash: no
+        // list, the range is read.
+        assert_eq!(
+            index_terms("Lundi – Jeudi, Samedi"),
+            "lund jeud mard mercred samed"
+        );
+        assert_eq!(
+            index_terms("Lundi – Jeudi – 14h"),
+            "lund jeud mard mercred 14h"
+        );
         assert_eq!(
             index_terms("Fermé le dimanche. À mercredi !"),
             "ferm dimanch mercred"
