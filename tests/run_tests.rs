@@ -69,8 +69,12 @@ fn project(root: &Path) {
     fs::copy(script, root.join("scripts/run-tests")).unwrap();
 }
 
+/// The copy run by its interpreter, which only reads it: executed itself,
+/// it failed now and then with "Text file busy", a process the other test
+/// started meanwhile holding the copy this one was writing.
 fn run_tests(root: &Path, mark: &str, args: &[&str]) -> Output {
-    Command::new(root.join("scripts/run-tests"))
+    Command::new("/usr/bin/python3")
+        .arg(root.join("scripts/run-tests"))
         .args(args)
         .current_dir(root)
         // The project's own target directory, whatever the caller's.
@@ -115,9 +119,11 @@ fn run_tests_runs_every_binary_names_the_failures_and_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     project(root);
-    let mark = format!("{}.25", 300_000 + std::process::id());
+    // Ten minutes and this process's id: no other sleep has it, and one
+    // left by a failed runner ends by itself.
+    let mark = format!("600.{:07}", std::process::id());
     let _reaper = Reaper(&mark);
-    let out = run_tests(root, &mark, &["--jobs", "2", "--timeout", "5"]);
+    let out = run_tests(root, &mark, &["--jobs", "2", "--timeout", "20"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -169,7 +175,7 @@ fn run_tests_runs_every_binary_names_the_failures_and_leaves_nothing_running() {
                 "cargo test -p runner-fixture --test fails".to_string()
             ),
             (
-                "tests/hangs.rs: killed after 5 s (--timeout)".to_string(),
+                "tests/hangs.rs: killed after 20 s (--timeout)".to_string(),
                 "cargo test -p runner-fixture --test hangs".to_string()
             ),
         ],

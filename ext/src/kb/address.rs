@@ -134,7 +134,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     // multicast ff00::/8, local-use NAT64 64:ff9b:1::/48 and discard 100::/64.
     let global = s[0] & 0xe000 == 0x2000;
     let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000);
-    // 2001::/23: IETF protocol assignments (Teredo, ORCHID, benchmarking).
+    // 2001::/23: IETF protocol assignments (Teredo, ORCHIDv2, benchmarking;
+    // the few blocks of it IANA lists as globally reachable are refused
+    // too: no business site is on them).
     let protocol = s[0] == 0x2001 && s[1] < 0x0200;
     global && !documentation && !protocol
 }

@@ -79,15 +79,29 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {low}..{high}");
 }
 
-/// The 8,192 ports just below the ephemeral range (16384..32768 with
-/// Linux's default 32768-60999), never below 1024.
+/// 8,192 ports outside the ephemeral range: just below it (24576..32768
+/// with Linux's default 32768-60999), or just above it where below leaves
+/// fewer than that over 1024.
 fn ports_outside_the_ephemeral_range() -> (u16, u16) {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let high = ephemeral_low.max(1024 + 1024);
-    (high.saturating_sub(8192).max(1024), high)
+    const SPAN: u16 = 8192;
+    let range: Vec<u16> = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (low, high) = match range[..] {
+        [low, high] => (low, high),
+        _ => (32768, 60999),
+    };
+    if low >= 1024 + SPAN {
+        (low - SPAN, low)
+    } else if high <= u16::MAX - SPAN {
+        (high + 1, high + 1 + SPAN)
+    } else {
+        panic!("ip_local_port_range {low}-{high} leaves no 8,192 ports outside it for the nodes");
+    }
 }
 
 /// One node process.
