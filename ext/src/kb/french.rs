@@ -1233,6 +1233,14 @@ mod tests {
         );
         assert_eq!(index_terms("Lun-Mer-Ven"), "lun mer ven");
         assert_eq!(index_terms("Lun. - Mer. - Ven."), "lun mer ven");
+        // A list goes on past its third day; a day after it without a dash
+        // starts anew, here a range.
+        assert_eq!(index_terms("Lun-Mer-Ven-Dim"), "lun mer ven dim");
+        assert_eq!(index_terms("Lun. - Mer. - Ven. - Dim."), "lun mer ven dim");
+        assert_eq!(
+            index_terms("Lun-Mer-Ven Sam-Dim"),
+            "lun mer ven sam dim samed dimanch"
+        );
         // A range, then a day after a comma or an hour after a dash: no
         // list, the range is read.
         assert_eq!(
