@@ -1256,6 +1256,10 @@ mod tests {
             "ferm dimanch mercred"
         );
         assert_eq!(index_terms("lundi. au vendredi"), "lund vendred");
+        assert_eq!(
+            index_terms("Lundi. - Vendredi : fermé"),
+            "lund vendred ferm"
+        );
         // Not a range: a list, a date, a compound, a day alone.
         assert_eq!(index_terms("Lundi, mercredi"), "lund mercred");
         assert_eq!(index_terms("Jeu-concours du mar au"), "jeu concour mar");
