@@ -1144,6 +1144,12 @@ mod tests {
             );
         }
         assert_eq!(index_terms("Nous acceptons les chèques"), "accept chequ");
+        // The irregular "disons" is "dites"; a two-letter stem is a verb's
+        // ("nous lions": "liez", not the animal), a one-letter one is not
+        // ("nous dons").
+        assert_eq!(index_terms("Nous disons"), "dit");
+        assert_eq!(index_terms("Nous lions"), "li");
+        assert_eq!(index_terms("Nous dons"), "don");
         // "pouvez" is a stop word, so "pouvons" after "nous" is one too.
         assert_eq!(query_terms("nous pouvons venir ?"), query_terms("venir ?"));
         // Not after an object "nous", nor across a sentence's or a line's
