@@ -997,6 +997,10 @@ mod tests {
         assert_eq!(fold("Œuvre à Noël"), "oeuvre a noel");
         // Ligatures pasted from a PDF, and the summer.
         assert_eq!(index_terms("ﬁnance ﬂeurs eﬀet"), "financ fleur effet");
+        assert_eq!(
+            index_terms("souﬄé eﬃcace ﬆyle ﬅop"),
+            "souffl efficac styl stop"
+        );
         assert_eq!(index_terms("Horaires d'été"), "horair ete");
         assert_eq!(
             query_terms("vous êtes ouverts l'été ?")[2..],
@@ -1070,6 +1074,23 @@ mod tests {
         // "dès" is the stop word "des"; a typed `ê` reads as `è` too.
         assert!(!query_terms("ouvert dès 9h").contains(&"des".to_string()));
         assert!(spellings("premiêre").contains(&index_terms("première")));
+        // Each `e` read as typed first, then its two other readings, in
+        // that order.
+        assert_eq!(
+            spellings("réservée"),
+            [
+                "reserve", "reserv", "reserv", "reserve", "reserve", "reserve", "reserve",
+                "reserve", "reserve", "reserve", "reserve", "reserve"
+            ]
+        );
+        assert_eq!(
+            spellings("première"),
+            [
+                "premier", "premi", "premi", "premier", "premier", "premier", "premier", "premier",
+                "premier", "premier", "premier", "premier", "premier", "premier", "premier",
+                "premier", "premier", "premier"
+            ]
+        );
         // Synonyms by the accented key, not for a stop word.
         assert_eq!(query_terms("numero"), query_terms("numéro"));
         assert_eq!(query_terms("numero")[0], "telephon");
