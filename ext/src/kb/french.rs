@@ -1430,6 +1430,20 @@ mod tests {
             ["telephon"]
         );
         assert_eq!(numbers("02 99 1٢ 34 56"), Vec::<String>::new());
+        // A country code written without `+` or `00` is not read as one.
+        assert_eq!(dialled("33 6 12 34 56 78").as_deref(), Some("33612345678"));
+        // Where each starts, on the lines after the first too.
+        let text = "Accueil\nTél. 02 99 12 34 56\nÉcrire : contact@salon.fr";
+        assert_eq!(
+            contact_spans(text)
+                .into_iter()
+                .map(|contact| (contact.at, contact.term))
+                .collect::<Vec<_>>(),
+            [
+                (text.find("02").unwrap(), "telephon"),
+                (text.find("contact@").unwrap(), "email")
+            ]
+        );
         // Asked in any form: the number's term after the words'.
         assert_eq!(query_terms("0299123456"), ["0299123456"]);
         assert_eq!(
