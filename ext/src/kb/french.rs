@@ -1432,6 +1432,12 @@ mod tests {
         assert_eq!(numbers("02 99 1٢ 34 56"), Vec::<String>::new());
         // A country code written without `+` or `00` is not read as one.
         assert_eq!(dialled("33 6 12 34 56 78").as_deref(), Some("33612345678"));
+        // A postcode starting a line after a comma ends an address: no
+        // list's item, as one after a dash is.
+        assert_eq!(
+            contact_terms("Salon Léa, 4 rue Vasselot\n, 35000 Rennes").collect::<Vec<_>>(),
+            ["adress", "adress"]
+        );
         // Where each starts, on the lines after the first too.
         let text = "Accueil\nTél. 02 99 12 34 56\nÉcrire : contact@salon.fr";
         assert_eq!(
