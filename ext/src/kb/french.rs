@@ -1439,7 +1439,7 @@ mod tests {
             ["adress", "adress"]
         );
         // Where each starts, on the lines after the first too.
-        let text = "Accueil\nTél. 02 99 12 34 56\nÉcrire : contact@salon.fr";
+        let text = "Accueil\nTél. 02 99 12 34 56\nÉcrire : contact@salon.fr\nAu 4 rue Vasselot";
         assert_eq!(
             contact_spans(text)
                 .into_iter()
@@ -1447,7 +1447,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 (text.find("02").unwrap(), "telephon"),
-                (text.find("contact@").unwrap(), "email")
+                (text.find("contact@").unwrap(), "email"),
+                (text.find("4 rue").unwrap(), "adress")
             ]
         );
         // Asked in any form: the number's term after the words'.
