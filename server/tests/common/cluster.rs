@@ -63,12 +63,16 @@ pub fn ahead_of_other_load() {
 /// draw and moves on at each call, so two processes seldom try the same
 /// one; a port something listens on now is skipped.
 pub fn free_port() -> u16 {
-    static START: OnceLock<u32> = OnceLock::new();
+    // The range, read once, and this process's place in it.
+    static RANGE: OnceLock<(u16, u16, u32)> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let (low, high) = ports_outside_the_ephemeral_range();
+    let &(low, high, start) = RANGE.get_or_init(|| {
+        let (low, high) = ports_outside_the_ephemeral_range();
+        let span = u64::from(high - low);
+        let start = RandomState::new().hash_one(std::process::id()) % span;
+        (low, high, start as u32)
+    });
     let span = u32::from(high - low);
-    let start = *START
-        .get_or_init(|| (RandomState::new().hash_one(std::process::id()) % u64::from(span)) as u32);
     for _ in 0..span {
         let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
         let port = low + offset as u16;
