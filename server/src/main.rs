@@ -95,14 +95,15 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
 /// reaches every process of its group, and a wrapper (`scripts/cluster`,
 /// GNU `timeout`) sends its own besides.
 async fn shutdown_signal() {
-    let first = next_signal().await;
+    let mut signals = Signals::listen();
+    let first = signals.next().await;
     let at = std::time::Instant::now();
     tracing::info!(
         "{first} received: stopping once the work in hand is done (a second signal stops at once)"
     );
     tokio::spawn(async move {
         loop {
-            let second = next_signal().await;
+            let second = signals.next().await;
             if at.elapsed() < SAME_STOP {
                 tracing::info!(
                     "{second} received with the first (within {} ms): the same stop",
@@ -123,47 +124,78 @@ async fn shutdown_signal() {
 /// second Ctrl-C later than this.
 const SAME_STOP: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The next stopping signal's name. Once listened for, a signal stays
-/// caught by tokio for the process's life: this is listened for again
-/// after the first, or a second would be ignored.
-async fn next_signal() -> &'static str {
-    let ctrl_c = async {
+/// The stopping signals, listened for once for the process's life. A
+/// listener sees only what arrives after it is made: listeners made anew
+/// after the first signal missed one that came in between, and a signal
+/// from the first's own listeners that lost the race to it was dropped
+/// with them.
+#[cfg(unix)]
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn listen() -> Signals {
+        use tokio::signal::unix::SignalKind;
+        Signals {
+            interrupt: listen_for(SignalKind::interrupt(), "Ctrl-C"),
+            terminate: listen_for(SignalKind::terminate(), "SIGTERM"),
+            hangup: listen_for(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// The next stopping signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            () = receive(&mut self.interrupt) => "Ctrl-C",
+            () = receive(&mut self.terminate) => "SIGTERM",
+            () = receive(&mut self.hangup) => "SIGHUP",
+        }
+    }
+}
+
+/// A listener for `kind`, or none (said in the log): the server then runs
+/// without that way to stop it rather than not at all.
+#[cfg(unix)]
+fn listen_for(
+    kind: tokio::signal::unix::SignalKind,
+    name: &str,
+) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .inspect_err(|e| tracing::error!(error = %e, "cannot listen for {name}"))
+        .ok()
+}
+
+/// Completes when `signal` arrives; never without a listener.
+#[cfg(unix)]
+async fn receive(signal: &mut Option<tokio::signal::unix::Signal>) {
+    // `recv` answers `None` only once the signal driver is gone with the
+    // runtime.
+    if let Some(signal) = signal {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn listen() -> Signals {
+        Signals
+    }
+
+    async fn next(&mut self) -> &'static str {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    tokio::select! {
-        () = ctrl_c => "Ctrl-C",
-        () = unix_signal(UnixSignal::Terminate) => "SIGTERM",
-        () = unix_signal(UnixSignal::Hangup) => "SIGHUP",
+        "Ctrl-C"
     }
-}
-
-enum UnixSignal {
-    Terminate,
-    Hangup,
-}
-
-#[cfg(unix)]
-async fn unix_signal(which: UnixSignal) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (kind, name) = match which {
-        UnixSignal::Terminate => (SignalKind::terminate(), "SIGTERM"),
-        UnixSignal::Hangup => (SignalKind::hangup(), "SIGHUP"),
-    };
-    match signal(kind) {
-        Ok(mut signal) => {
-            signal.recv().await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for {name}");
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn unix_signal(_: UnixSignal) {
-    std::future::pending::<()>().await;
 }
