@@ -1430,6 +1430,12 @@ mod tests {
             ["telephon"]
         );
         assert_eq!(numbers("02 99 1٢ 34 56"), Vec::<String>::new());
+        // A postcode's last three digits in another script: five digits
+        // in a row all the same to the line's gate.
+        assert_eq!(
+            contact_terms("35٠٠٠ Rennes").collect::<Vec<_>>(),
+            ["adress"]
+        );
         // A country code written without `+` or `00` is not read as one.
         assert_eq!(dialled("33 6 12 34 56 78").as_deref(), Some("33612345678"));
         // A postcode starting a line after a comma ends an address: no
