@@ -101,14 +101,26 @@ async fn shutdown_signal() {
     tracing::info!(
         "{first} received: stopping once the work in hand is done (a second signal stops at once)"
     );
+    let same_stop = |other: &str| {
+        tracing::info!(
+            "{other} received with the first (within {} ms): the same stop",
+            SAME_STOP.as_millis()
+        );
+    };
+    // Those that came with the first (read from the driver in the same
+    // turn) are that stop however late the task below first runs: one per
+    // kind at most, as a listener holds at most one.
+    for _ in 0..3 {
+        let Some(other) = signals.already_received() else {
+            break;
+        };
+        same_stop(other);
+    }
     tokio::spawn(async move {
         loop {
             let second = signals.next().await;
             if at.elapsed() < SAME_STOP {
-                tracing::info!(
-                    "{second} received with the first (within {} ms): the same stop",
-                    SAME_STOP.as_millis()
-                );
+                same_stop(second);
                 continue;
             }
             tracing::warn!(
@@ -155,6 +167,17 @@ impl Signals {
             () = receive(&mut self.hangup) => "SIGHUP",
         }
     }
+
+    /// The name of a signal received and not yet taken, without waiting.
+    fn already_received(&mut self) -> Option<&'static str> {
+        let next = std::pin::pin!(self.next());
+        // Polled once: a waker is needed for the poll, never woken.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(next, &mut cx) {
+            std::task::Poll::Ready(name) => Some(name),
+            std::task::Poll::Pending => None,
+        }
+    }
 }
 
 /// A listener for `kind`, or none (said in the log): the server then runs
@@ -197,5 +220,9 @@ impl Signals {
             std::future::pending::<()>().await;
         }
         "Ctrl-C"
+    }
+
+    fn already_received(&mut self) -> Option<&'static str> {
+        None
     }
 }

@@ -307,6 +307,9 @@ pub struct Spawned {
     pub db_path: PathBuf,
     /// The temporary directory of a fresh database, kept while it runs.
     _dir: Option<tempfile::TempDir>,
+    /// The thread reading the server's output into `log`: finished once
+    /// the process is gone and its last line is in.
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Spawned {
@@ -366,7 +369,7 @@ impl Spawned {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(at) = line.find(" address=") {
@@ -387,6 +390,7 @@ impl Spawned {
             log,
             db_path: db.to_path_buf(),
             _dir: None,
+            reader,
         }
     }
 
@@ -405,13 +409,28 @@ impl Spawned {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// SIGTERM, then waits (at most 60 s) for the process to exit.
+    /// Once the process has exited, waits (at most 10 s) until its last
+    /// line is in the log: the reading thread may not have run since the
+    /// lines were written (the exit does not wait for it).
+    pub fn read_to_the_end(&self) {
+        for _ in 0..200 {
+            if self.reader.is_finished() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server's output did not end within 10 s of its exit");
+    }
+
+    /// SIGTERM, then waits (at most 60 s) for the process to exit and its
+    /// output to be read.
     pub fn stop(&mut self) {
         let _ = std::process::Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
         for _ in 0..600 {
             if self.child.try_wait().expect("wait").is_some() {
+                self.read_to_the_end();
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
