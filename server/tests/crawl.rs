@@ -32,8 +32,10 @@ fn crawl_config(fixture: &Fixture) -> CrawlConfig {
         allow: AllowList::parse(&[fixture.addr.to_string()]).unwrap(),
         lease_seconds: 30,
         idle_poll: Duration::from_millis(200),
+        // 5 s: a page of the fixture, on loopback, is never near it but
+        // for a machine stalled by the other tests (2 s was close to that).
         limits: Limits {
-            response: Duration::from_secs(2),
+            response: Duration::from_secs(5),
             ..Limits::default()
         },
         resolve_overrides: HashMap::from([(
@@ -46,13 +48,16 @@ fn crawl_config(fixture: &Fixture) -> CrawlConfig {
 
 /// A server crawling `site` with jobs limited to `job_time`.
 async fn server_with_job_time(site: &Fixture, job_time: Duration) -> TestServer {
+    server_with_limits(site, |limits| Limits { job_time, ..limits }).await
+}
+
+/// A server crawling `site` with [`crawl_config`]'s limits as `change`
+/// makes them.
+async fn server_with_limits(site: &Fixture, change: impl FnOnce(Limits) -> Limits) -> TestServer {
     let (mut config, dir) = temp_config();
     let crawl = crawl_config(site);
     config.crawl = CrawlConfig {
-        limits: Limits {
-            job_time,
-            ..crawl.limits.clone()
-        },
+        limits: change(crawl.limits.clone()),
         ..crawl
     };
     TestServer::start(config, dir).await
@@ -520,7 +525,7 @@ async fn two_crawler_processes_on_one_site_take_turns() {
 }
 
 /// The server stopped (SIGTERM's path) while its crawler waits for a page
-/// (`/lent` answers after 4 s): the worker is aborted mid-request, the
+/// (`/lent` answers after 8 s): the worker is aborted mid-request, the
 /// turn of the site it held is given back, so that another process's
 /// crawler need not wait out the hold, and so is the job: queued at once,
 /// the attempt it was on not counted, its stored pages kept.
@@ -671,13 +676,16 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("onboarding.db");
     let allow = site.addr.to_string();
+    // A lease of 20 s, renewed every third of it: 13 s at least left at
+    // the kill for the first standalone crawler to start and find it held
+    // (with 10 s, a loaded machine's slow start could reach its end).
     let flags = [
         "--crawl-workers",
         "1",
         "--crawl-allow-host",
         &allow,
         "--crawl-lease-secs",
-        "10",
+        "20",
     ];
     let mut server = Spawned::start_on(&db_path, &flags);
     let addr = server.addr;
@@ -866,16 +874,23 @@ async fn a_server_killed_mid_crawl_and_the_standalone_crawler_finishes_the_job()
 }
 
 /// The job's time runs out while its crawler waits for the site's turn (the
-/// politeness second after the start page): the pages not asked for are
+/// politeness delay after the start page): the pages not asked for are
 /// left `not_fetched`, as at the limit itself, and the job ends `timeout`
 /// with what it stored; no page is counted failed for a request never made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_time_ends_before_the_sites_next_turn_leaves_its_pages_unfetched() {
     let site = Fixture::start(false).await;
-    // robots.txt, the sitemap index, its sitemap and the start page, a
-    // second apart, fit in 3.5 s; the next page's turn, a second after the
-    // start page's request, does not.
-    let mut server = server_with_job_time(&site, Duration::from_millis(3500)).await;
+    // robots.txt, the sitemap index, its sitemap and the start page, 4 s
+    // apart, fit in 14 s with 2 s for their fetches and the writes between
+    // (at 1 s and 3.5 s, half a second was left, short on a loaded
+    // machine); the next page's turn, 4 s after the start page's request,
+    // does not.
+    let mut server = server_with_limits(&site, |limits| Limits {
+        min_delay: Duration::from_secs(4),
+        job_time: Duration::from_secs(14),
+        ..limits
+    })
+    .await;
     let s = completed_website_session(&server, "a@salon-lea.fr", &site.url("/")).await;
     let kb = wait_for_job(&server, &s).await;
     assert_eq!(

@@ -1074,11 +1074,12 @@ async fn a_locked_database_is_503_with_retry_after() {
 /// write's 503 (on the writer's queue it waited for it), and a second write
 /// queues behind the first, its wait for the lock counted from when it was
 /// queued: its 503 comes the busy timeout after it was sent, not after the
-/// first's 503 (it came a whole timeout later before).
+/// first's 503 (it came a whole timeout later before). The times are
+/// seconds apart, so that a loaded machine's stalls do not blur them.
 #[tokio::test]
 async fn a_read_never_waits_behind_a_write_waiting_for_a_lock() {
     let (mut config, dir) = temp_config();
-    config.busy_timeout = Duration::from_millis(1000);
+    config.busy_timeout = Duration::from_secs(5);
     let mut server = TestServer::start(config, dir).await;
     assert_eq!(server.get("/healthz").await.status, 200);
     let created = server.post(CREATE, "{}").await.json();
@@ -1100,7 +1101,7 @@ async fn a_read_never_waits_behind_a_write_waiting_for_a_lock() {
         })
     };
     let first = timed("POST", CREATE);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let read = timed("GET", session);
     let health = timed("GET", "/healthz");
     let second_sent = std::time::Instant::now();
@@ -1113,13 +1114,15 @@ async fn a_read_never_waits_behind_a_write_waiting_for_a_lock() {
     );
     assert_eq!([first.0, read.0, health.0, second.0], [503, 200, 200, 503]);
     let waited = second.1 - second_sent;
+    // Sent about 1 s after the first: behind it, it waited about 9 s.
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
-        "the second write waited {waited:?} for a lock, with a busy timeout of 1 s"
+        waited >= Duration::from_millis(4500) && waited < Duration::from_millis(7500),
+        "the second write waited {waited:?} for a lock, with a busy timeout of 5 s"
     );
+    // Sent about 4 s before the first write's 503.
     for (answered, what) in [(read.1, "the session"), (health.1, "/healthz")] {
         assert!(
-            answered + Duration::from_millis(400) < first.1,
+            answered + Duration::from_secs(2) < first.1,
             "the read of {what} waited for the write before it"
         );
     }

@@ -202,8 +202,8 @@ async fn answer(
     }
     let _done = Done(state);
     if req.uri().path() == "/lent" {
-        // Longer than the tests' whole-response limit.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Longer than the tests' whole-response limit (5 s).
+        tokio::time::sleep(Duration::from_secs(8)).await;
     }
     route(req.uri().path(), addr, js_only, busy_before)
 }

@@ -3027,23 +3027,27 @@ async fn what_is_typed_while_a_save_is_in_flight_is_kept() {
     let server = server().await;
     let b = browser(&server, 1280).await;
     start_and_type_business(&b, EMAIL).await;
-    // The business step's request held 1.5 s, as a database another
-    // process locks holds it.
+    // The business step's request held until the typing is done, as a
+    // database another process locks holds it (a 1.5 s timer could run
+    // out before a loaded machine's browser had typed).
     b.eval(
         "const f = window.fetch;
          window.fetch = (u, o) => String(u).endsWith('/business')
-           ? new Promise((done) => setTimeout(done, 1500)).then(() => f(u, o))
+           ? new Promise((done) => { window.releaseSave = done; }).then(() => f(u, o))
            : f(u, o);
          return true",
     )
     .await;
     b.click("#business-next").await;
+    b.until("the save held", "typeof window.releaseSave === 'function'")
+        .await;
     b.eval(
         "const c = document.getElementById('company_name');
          c.focus(); c.setSelectionRange(c.value.length, c.value.length); return true",
     )
     .await;
     b.type_text(" SARL").await;
+    b.eval("window.releaseSave(); return true").await;
     b.step("channels").await;
     assert_eq!(saved_company(&server), COMPANY);
     b.client.refresh().await.expect("reload");
