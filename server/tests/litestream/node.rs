@@ -104,6 +104,19 @@ impl Log {
     pub fn text(&self) -> String {
         self.0.lock().unwrap().join("\n")
     }
+
+    /// The log once it holds `text`, or after 10 s: a process's last lines
+    /// reach it after the process is gone, when its reading thread runs.
+    pub fn with(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.text();
+            if log.contains(text) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Waits (at most 60 s) for a line containing `marker` and returns what
@@ -161,6 +174,17 @@ impl Node {
             // Killing the group kills Litestream and the server at once, as
             // losing the machine would.
             .process_group(0);
+        // Litestream and the server ahead of the other tests' processes, as
+        // on a machine of their own: the sync interval is Litestream's to
+        // keep, not the test machine's (where the tests run as root: CI).
+        // SAFETY: setpriority(2) on the new process only; no memory is
+        // involved, and it is async-signal-safe (between fork and exec).
+        unsafe {
+            command.pre_exec(|| {
+                let _ = libc::setpriority(libc::PRIO_PROCESS, 0, -20);
+                Ok(())
+            });
+        }
         let mut litestream = command.spawn().expect("start scripts/litestream-run");
         let (tell, lines) = mpsc::channel();
         let log = Log::collect(&mut litestream, tell);
@@ -458,6 +482,8 @@ pub async fn onboard_tracked(
 /// answering, each remembering its acknowledged completions.
 pub struct Load {
     stop: Arc<AtomicBool>,
+    /// Completions acknowledged so far, all clients together.
+    completed: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<(Vec<Completion>, Option<Partial>)>>,
 }
 
@@ -468,9 +494,11 @@ impl Load {
     pub fn start(addr: SocketAddr, clients: u64) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let next = Arc::new(AtomicU64::new(0));
+        let completed = Arc::new(AtomicU64::new(0));
         let tasks = (0..clients)
             .map(|_| {
                 let (stop, next) = (Arc::clone(&stop), Arc::clone(&next));
+                let completed = Arc::clone(&completed);
                 tokio::spawn(async move {
                     let (mut done, mut partial) = (Vec::new(), None);
                     for _ in 0..MAX_FLOWS_PER_CLIENT {
@@ -479,7 +507,10 @@ impl Load {
                         }
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         match onboard_tracked(addr, n, crate::common::KB, &mut partial).await {
-                            Some(completion) => done.push(completion),
+                            Some(completion) => {
+                                done.push(completion);
+                                completed.fetch_add(1, Ordering::Relaxed);
+                            }
                             None => break,
                         }
                     }
@@ -487,7 +518,27 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, tasks }
+        Load {
+            stop,
+            completed,
+            tasks,
+        }
+    }
+
+    /// Waits until `completions` are acknowledged (at most two minutes:
+    /// a test under a fixed time got fewer than it needed from a loaded
+    /// machine), then `more`: the kill tests' load is mid-flight then.
+    pub async fn run_for(&self, completions: u64, more: Duration) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.completed.load(Ordering::Relaxed) < completions {
+            assert!(
+                Instant::now() < deadline,
+                "only {} completions in two minutes",
+                self.completed.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(more).await;
     }
 
     /// Every completion acknowledged, in the order of their answers.
