@@ -123,7 +123,9 @@ fn run_tests_runs_every_binary_names_the_failures_and_leaves_nothing_running() {
     // left by a failed runner ends by itself.
     let mark = format!("600.{:07}", std::process::id());
     let _reaper = Reaper(&mark);
-    let out = run_tests(root, &mark, &["--jobs", "2", "--timeout", "20"]);
+    // 30 s: the doc test's job compiles its test too, which a loaded
+    // machine can make slow; the hung binary sleeps 120 s.
+    let out = run_tests(root, &mark, &["--jobs", "2", "--timeout", "30"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -175,7 +177,7 @@ fn run_tests_runs_every_binary_names_the_failures_and_leaves_nothing_running() {
                 "cargo test -p runner-fixture --test fails".to_string()
             ),
             (
-                "tests/hangs.rs: killed after 20 s (--timeout)".to_string(),
+                "tests/hangs.rs: killed after 30 s (--timeout)".to_string(),
                 "cargo test -p runner-fixture --test hangs".to_string()
             ),
         ],

@@ -950,7 +950,9 @@ async fn health_answers_503_in_time_while_the_cluster_has_no_quorum() {
         )
     );
     assert_eq!(health.header("retry-after"), Some("1"));
-    assert!(took < Duration::from_secs(3), "the probe took {took:?}");
+    // Behind the batch's retries it took 20 s; 2 s and a loaded machine's
+    // stalls now.
+    assert!(took < Duration::from_secs(6), "the probe took {took:?}");
     tokio::task::block_in_place(|| {
         cluster.run(follower);
         cluster.run(leader);
@@ -1116,11 +1118,15 @@ async fn a_busy_leader_is_retried_until_its_lock_is_released() {
     // When the create was sent and answered, read in its task: on a busy
     // runtime the task may start late, and what counts is that it was sent
     // well before the lock's release and answered after it.
+    let (began, begun) = tokio::sync::oneshot::channel();
     let create = tokio::spawn(async move {
         let sent = Instant::now();
+        let _ = began.send(());
         let reply = request(addr, "POST", "/api/v1/onboarding/session", &[], b"{}").await;
         (reply, sent, Instant::now())
     });
+    // Timed from the task's start, however late the runtime runs it.
+    begun.await.expect("the create's task started");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !create.is_finished(),
@@ -1231,7 +1237,8 @@ async fn calls_waiting_together_are_committed_in_one_transaction() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Room for all 48 to be queued behind the lock, on a loaded machine too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     holder
         .conn
         .exec(db, "ROLLBACK", &[])
@@ -1763,10 +1770,11 @@ async fn the_largest_knowledge_base_completes_on_the_cluster() {
         .expect("the probe")
         .unwrap_or_else(|e| panic!("the leader stopped answering during the completion: {e}"));
     assert_eq!(completed.status, 200, "{}", completed.body);
-    // The leader answered all along, well within the election timeout
-    // (525 ms): in one call it answered nothing for 0.92-0.94 s.
+    // The leader answered all along, within the election timeout (525 ms):
+    // in one call it answered nothing for 0.92-0.94 s (138-160 ms now; the
+    // probe, in this process, can be stalled by a loaded machine too).
     assert!(
-        longest < Duration::from_millis(400),
+        longest < Duration::from_millis(500),
         "the leader answered nothing for {longest:?}"
     );
     eprintln!("completion: {took:?}, the leader's longest pause: {longest:?}");

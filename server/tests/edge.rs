@@ -203,7 +203,7 @@ async fn connections_are_capped_per_address_and_in_total() {
     // Closed connections free their places (bounded wait for the server to
     // notice the closes).
     let mut status = 0;
-    for _ in 0..100 {
+    for _ in 0..500 {
         status = request(server.addr, "GET", "/healthz", &[], b"")
             .await
             .status;
@@ -881,7 +881,7 @@ async fn a_completion_whose_client_left_answers_as_if_it_had_stayed() {
     post_and_leave_while_locked(&server, &session_path(&id, "complete"), "{}").await;
     // (Reads do not queue behind writes: wait, bounded, for the completion.)
     let mut status = serde_json::Value::Null;
-    for _ in 0..100 {
+    for _ in 0..400 {
         status = server.get(&format!("{CREATE}/{id}")).await.json()["status"].clone();
         if status == "completed" {
             break;
