@@ -1574,6 +1574,14 @@ fn the_jobs_budget_spent_is_kept_for_the_worker_that_takes_it_over() {
         )
     };
     assert_eq!(budget(), json!({"bytes_fetched": 5_000, "crawl_ms": 9_000}));
+    // Either count alone is kept too.
+    worker(
+        &db,
+        "renew",
+        json!({"job_id": job, "worker": "w1", "lease_seconds": 30, "bytes": 6_000}),
+    )
+    .unwrap();
+    assert_eq!(budget(), json!({"bytes_fetched": 6_000, "crawl_ms": 9_000}));
     // Refused with the field and the rule, and nothing written.
     for (field, bad, quoted) in [
         ("bytes", json!(-1), "-1"),
@@ -1589,12 +1597,12 @@ fn the_jobs_budget_spent_is_kept_for_the_worker_that_takes_it_over() {
             )
         );
     }
-    assert_eq!(budget(), json!({"bytes_fetched": 5_000, "crawl_ms": 9_000}));
+    assert_eq!(budget(), json!({"bytes_fetched": 6_000, "crawl_ms": 9_000}));
     db.env.advance_ms(31_000);
     let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
     assert_eq!(
         (&taken["job"]["bytes_fetched"], &taken["job"]["crawl_ms"]),
-        (&json!(5_000), &json!(9_000))
+        (&json!(6_000), &json!(9_000))
     );
 }
 
@@ -1616,10 +1624,19 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
         renewed,
         json!({"success":true,"job_id":job,"lease_expires_at":"2026-11-24T10:00:30.000Z"})
     );
-    db.env.advance_ms(31_000);
+    // At the lease's very end it is over: its worker holds it no more,
+    // and another takes it over, for the 60 s of a claim's default lease.
+    db.env.advance_ms(30_000);
+    let before = db.snapshot();
+    assert_eq!(
+        worker(&db, "renew", json!({"job_id": job, "worker": "w1"})).unwrap_err(),
+        "onboarding_kb_renew: conflict: job 1 is not leased by worker 'w1' (status running; its lease expired or another worker holds it)"
+    );
+    assert_eq!(db.snapshot(), before);
     let taken = worker(&db, "claim", json!({"worker": "w2"})).unwrap();
     assert_eq!(taken["job"]["attempts"], 2);
     assert_eq!(taken["job"]["lease_owner"], "w2");
+    assert_eq!(taken["job"]["lease_expires_at"], "2026-11-24T10:01:30.000Z");
     assert_eq!(
         taken["job"]["frontier"],
         json!([{"url": "https://salon.fr/tarifs", "depth": 1, "retries": 0}])
@@ -1647,7 +1664,7 @@ fn an_expired_lease_is_taken_over_and_the_frontier_resumes() {
         [[
             "Text(\"done\")",
             "Text(\"timeout\")",
-            "Text(\"2026-11-24T10:02:33.000Z\")"
+            "Text(\"2026-11-24T10:02:32.000Z\")"
         ]]
     );
     // Its page never fetched says so, and the counters add up (the page
