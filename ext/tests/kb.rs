@@ -1434,6 +1434,46 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
     );
 }
 
+/// Links are followed three hops from the start page: a page at depth 2
+/// adds its links at 3, one at 3 adds none.
+#[test]
+fn links_are_followed_three_hops_from_the_start_page_and_no_further() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let hops = ["/", "/un", "/deux", "/trois", "/quatre"];
+    for (depth, pair) in hops.windows(2).enumerate() {
+        let page = worker(
+            &db,
+            "store_page",
+            json!({"job_id": job, "worker": "w1", "url": format!("https://salon.fr{}", pair[0]),
+                   "status": "stored", "markdown": format!("{SALON}\nPage {depth}.\n"),
+                   "links": [format!("https://salon.fr{}", pair[1])]}),
+        )
+        .unwrap();
+        let added = if depth < 3 {
+            json!([{"url": format!("https://salon.fr{}", pair[1]), "depth": depth + 1}])
+        } else {
+            json!([])
+        };
+        assert_eq!(
+            (page["status"].clone(), page["added"].clone()),
+            (json!("stored"), added)
+        );
+    }
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT url, depth FROM kb_crawl_pages ORDER BY id"
+        ),
+        [
+            ["Text(\"https://salon.fr/\")", "Integer(0)"],
+            ["Text(\"https://salon.fr/un\")", "Integer(1)"],
+            ["Text(\"https://salon.fr/deux\")", "Integer(2)"],
+            ["Text(\"https://salon.fr/trois\")", "Integer(3)"],
+        ]
+    );
+}
+
 #[test]
 fn a_block_two_pages_share_stays_shared_and_one_pages_own_goes_back_to_it() {
     let db = Db::memory();
