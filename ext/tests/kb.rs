@@ -1434,6 +1434,42 @@ fn a_worker_stores_pages_follows_scope_and_finishes() {
     );
 }
 
+/// A page's links are added while the job has fewer than 50 pages: the
+/// start page and 49 of its 60; a page's text may have 2 MiB.
+#[test]
+fn a_job_holds_50_pages_at_most_and_a_page_2_mib_of_text() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    let links: Vec<String> = (1..=60).map(|n| format!("https://salon.fr/p{n}")).collect();
+    let page = worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+               "markdown": SALON, "links": links}),
+    )
+    .unwrap();
+    let added: Vec<Value> = (1..=49)
+        .map(|n| json!({"url": format!("https://salon.fr/p{n}"), "depth": 1}))
+        .collect();
+    assert_eq!(page["added"], json!(added));
+    assert_eq!(page["job"]["pages_found"], 50);
+    // The frontier full, a page's own links add nothing.
+    let text = "Coupe homme, shampoing et brushing : 25 euros.\n".repeat(45_590);
+    let markdown: String = text.chars().take(2 * 1024 * 1024).collect();
+    assert_eq!(markdown.chars().count(), 2_097_152);
+    let page = worker(
+        &db,
+        "store_page",
+        json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/p1", "status": "stored",
+               "markdown": markdown, "links": ["https://salon.fr/p60"]}),
+    )
+    .unwrap();
+    assert_eq!(
+        (&page["status"], &page["added"], &page["job"]["pages_found"]),
+        (&json!("stored"), &json!([]), &json!(50))
+    );
+}
+
 /// Links are followed three hops from the start page: a page at depth 2
 /// adds its links at 3, one at 3 adds none.
 #[test]
@@ -2097,6 +2133,12 @@ fn worker_payload_errors_write_nothing() {
             "shared": [{"title": "Infos", "markdown": "Tél.\u{c}01"}]}), "onboarding_kb_store_page: invalid_field: shared[0].markdown contains a control character (U+000C, character 5 of 7); line breaks and tabs are the only ones allowed"),
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored", "title": "T", "markdown": "Bonjour",
             "shared": [{"title": "\u{7}x", "markdown": "Infos"}]}), "onboarding_kb_store_page: invalid_field: shared[0].title contains a control character (U+0007, character 1 of 2); line breaks and tabs are the only ones allowed"),
+        // A shared block is a title and a text, neither blank.
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored", "markdown": "Bonjour",
+            "shared": [{"title": "Infos", "markdown": "Tél. 01"}, {"title": " \n", "markdown": "Infos"}]}), "onboarding_kb_store_page: invalid_field: shared[1] needs a title and a markdown"),
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored", "markdown": "Bonjour",
+            "shared": [{"title": "Infos", "markdown": "\t "}]}), "onboarding_kb_store_page: invalid_field: shared[0] needs a title and a markdown"),
+        ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored", "markdown": "x".repeat(2 * 1024 * 1024 + 1)}), "onboarding_kb_store_page: invalid_field: markdown is longer than 2097152 characters"),
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "skipped"}), "onboarding_kb_store_page: invalid_field: reason is required when status is 'skipped'"),
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/x", "status": "skipped", "reason": "x"}), "onboarding_kb_store_page: invalid_field: url 'https://salon.fr/x' is not a page of job 1"),
         ("store_page", json!({"job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "done"}), "onboarding_kb_store_page: invalid_field: status 'done' is not a page status (expected stored, skipped or failed)"),
