@@ -2488,6 +2488,56 @@ fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
     );
 }
 
+/// A page that ends at another form of itself (its www. form) is stored
+/// where it ended, and is no redirect.
+#[test]
+fn a_page_that_ends_at_another_form_of_itself_is_stored_where_it_ended() {
+    let db = Db::memory();
+    let job = claimed(&db);
+    worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
+        "title": "Accueil", "markdown": SALON, "links": ["https://salon.fr/contact"]}),
+    )
+    .unwrap();
+    let page = worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/contact",
+        "final_url": "https://www.salon.fr/contact", "status": "stored",
+        "title": "Contact", "markdown": "Appelez-nous au 04 78 12 34 56, du mardi au samedi."}),
+    )
+    .unwrap();
+    assert_eq!(
+        (&page["status"], &page["url"]),
+        (&json!("stored"), &json!("https://www.salon.fr/contact"))
+    );
+    assert_eq!(
+        rows(
+            &db.conn,
+            "SELECT url, status, reason FROM kb_crawl_pages ORDER BY id"
+        ),
+        [
+            ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
+            [
+                "Text(\"https://salon.fr/contact\")",
+                "Text(\"stored\")",
+                "Null"
+            ],
+        ]
+    );
+    assert_eq!(
+        rows(&db.conn, "SELECT url, title FROM kb_documents ORDER BY id"),
+        [
+            ["Text(\"https://salon.fr/\")", "Text(\"Accueil\")"],
+            ["Text(\"https://www.salon.fr/contact\")", "Text(\"Contact\")"],
+        ]
+    );
+}
+
 /// Pages naming one canonical (a template's mistake): the first is stored
 /// under it; a next one, its identity's page settled, is stored under its
 /// own address when its text differs (it was dropped as a duplicate of a
