@@ -543,6 +543,9 @@ fn completion_stores_documents_and_search_finds_them_in_french() {
     assert_eq!(price["results"][0]["title"], "Tarifs");
     assert_eq!(price["results"][0]["snippet"], "| Coupe homme | 25 € |");
     assert_eq!(price["results"][0]["heading"], "Tarifs");
+    // Its terms are in two chunks of three (the copy's too): weighed
+    // ln(1 + 1.5 / 2.5) each.
+    assert_eq!(price["results"][0]["score"], json!(2.5735));
     let by_tenant = kb_search(&db, json!({"tenant_id": tenant, "query": "tarifs"})).unwrap();
     // The price list and its copy.
     assert_eq!(
