@@ -2446,6 +2446,9 @@ fn blocks_repeated_on_most_pages_are_stored_once_at_the_jobs_end() {
     assert_eq!(indexed, 4);
 }
 
+/// A page that ends at another form of a queued page is that page; one
+/// that ends at another form of itself (its www. form) is stored where it
+/// ended, and is no redirect.
 #[test]
 fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
     let db = Db::memory();
@@ -2456,7 +2459,7 @@ fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
         json!({
         "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
         "title": "Accueil", "markdown": SALON,
-        "links": ["https://salon.fr/ancien-contact", "https://salon.fr/contact"]}),
+        "links": ["https://salon.fr/ancien-contact", "https://salon.fr/contact", "https://salon.fr/horaires"]}),
     )
     .unwrap();
     // Redirected to the www. form of a page already queued: that page.
@@ -2470,6 +2473,19 @@ fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
     )
     .unwrap();
     assert_eq!(moved["url"], "https://salon.fr/contact");
+    let itself = worker(
+        &db,
+        "store_page",
+        json!({
+        "job_id": job, "worker": "w1", "url": "https://salon.fr/horaires",
+        "final_url": "https://www.salon.fr/horaires", "status": "stored",
+        "title": "Horaires", "markdown": "Du mardi au samedi, de 9h00 à 18h00."}),
+    )
+    .unwrap();
+    assert_eq!(
+        (&itself["status"], &itself["url"]),
+        (&json!("stored"), &json!("https://www.salon.fr/horaires"))
+    );
     assert_eq!(
         rows(
             &db.conn,
@@ -2487,56 +2503,19 @@ fn a_page_that_ends_at_another_form_of_a_queued_url_is_that_page() {
                 "Text(\"stored\")",
                 "Null"
             ],
-        ]
-    );
-}
-
-/// A page that ends at another form of itself (its www. form) is stored
-/// where it ended, and is no redirect.
-#[test]
-fn a_page_that_ends_at_another_form_of_itself_is_stored_where_it_ended() {
-    let db = Db::memory();
-    let job = claimed(&db);
-    worker(
-        &db,
-        "store_page",
-        json!({
-        "job_id": job, "worker": "w1", "url": "https://salon.fr/", "status": "stored",
-        "title": "Accueil", "markdown": SALON, "links": ["https://salon.fr/contact"]}),
-    )
-    .unwrap();
-    let page = worker(
-        &db,
-        "store_page",
-        json!({
-        "job_id": job, "worker": "w1", "url": "https://salon.fr/contact",
-        "final_url": "https://www.salon.fr/contact", "status": "stored",
-        "title": "Contact", "markdown": "Appelez-nous au 04 78 12 34 56, du mardi au samedi."}),
-    )
-    .unwrap();
-    assert_eq!(
-        (&page["status"], &page["url"]),
-        (&json!("stored"), &json!("https://www.salon.fr/contact"))
-    );
-    assert_eq!(
-        rows(
-            &db.conn,
-            "SELECT url, status, reason FROM kb_crawl_pages ORDER BY id"
-        ),
-        [
-            ["Text(\"https://salon.fr/\")", "Text(\"stored\")", "Null"],
             [
-                "Text(\"https://salon.fr/contact\")",
+                "Text(\"https://salon.fr/horaires\")",
                 "Text(\"stored\")",
                 "Null"
             ],
         ]
     );
     assert_eq!(
-        rows(&db.conn, "SELECT url, title FROM kb_documents ORDER BY id"),
+        rows(&db.conn, "SELECT url FROM kb_documents ORDER BY id"),
         [
-            ["Text(\"https://salon.fr/\")", "Text(\"Accueil\")"],
-            ["Text(\"https://www.salon.fr/contact\")", "Text(\"Contact\")"],
+            ["Text(\"https://salon.fr/\")"],
+            ["Text(\"https://salon.fr/contact\")"],
+            ["Text(\"https://www.salon.fr/horaires\")"]
         ]
     );
 }
