@@ -794,6 +794,9 @@ mod tests {
             snippet(text, &query_terms("horaires tarifs coupe")),
             "Coupe femme 35 €."
         );
+        // Two lines of text holding as many: the first.
+        let text = "## Prestations\n\nCoupe femme 35 €.\n\nCoupe homme 25 €.";
+        assert_eq!(snippet(text, &query_terms("coupe")), "Coupe femme 35 €.");
         // A line of text holding a term still wins over a heading holding
         // two.
         let text = "## Horaires d'ouverture\n\nFermé le lundi.\n\nOuverture à 9h.";
@@ -832,6 +835,17 @@ mod tests {
             "Le garage Dupont est situé à l'entrée de la zone artisanale de Vitré, \
              à deux pas de la rocade. Nous entretenons toutes les marques, y compris \
              les véhicules hybrides et électriques. Un véhicule de…"
+        );
+        // Two sentences holding as many: the window opens at the first.
+        let two = "Le garage est ouvert du lundi au vendredi, de huit heures à midi et \
+                   de quatorze heures à dix-neuf heures. Le garage prête un véhicule de \
+                   courtoisie pendant les réparations, sur réservation. Le paiement en \
+                   trois fois sans frais est possible à partir de trois cents euros.";
+        assert_eq!(
+            snippet(two, &query_terms("garage")),
+            "Le garage est ouvert du lundi au vendredi, de huit heures à midi et de quatorze \
+             heures à dix-neuf heures. Le garage prête un véhicule de courtoisie pendant les \
+             réparations, sur réservation. Le…"
         );
         // A sentence longer than a window, its term far in: a few words
         // before the term.
