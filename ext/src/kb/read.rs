@@ -902,6 +902,19 @@ mod tests {
             "| Forfait entretien | …Vidange, filtres, niveaux et contrôle des points de \
              sécurité.  Paiement en trois fois sans frais possible. | 189 € |"
         );
+        // A first cell that leaves less than 60 characters of room (its
+        // 140 and a space) is no cell kept: the row's window, from its
+        // start.
+        let cell = format!("{}complet", "entretien ".repeat(13));
+        let row = format!(
+            "| {cell}| {} Paiement en trois fois. |",
+            "Vidange. ".repeat(12)
+        );
+        assert_eq!(format!("| {cell}|").chars().count(), 140);
+        assert_eq!(
+            snippet(&row, &query_terms("paiement")),
+            format!("| {cell}| {}Vidange.…", "Vidange. ".repeat(5))
+        );
         // Never over 200 characters, markers included: a window opened
         // inside a line and cut before its end, a rest without a space.
         for (text, question) in [
