@@ -859,6 +859,14 @@ mod tests {
             shown.starts_with("…très très très très très très très très parking gratuit"),
             "{shown}"
         );
+        // A telephone number nobody asked for before it: the window still
+        // opens at the term.
+        let phone_first = format!("Appelez le 02 99 12 34 56 ou venez, {long}");
+        let shown = snippet(&phone_first, &query_terms("où se garer ?"));
+        assert!(
+            shown.starts_with("…très très très très très très très très parking gratuit"),
+            "{shown}"
+        );
         // No term anywhere (the line under a heading that matched): the
         // line's start.
         assert_eq!(snippet(line, &query_terms("zzz")), snippet(line, &[]));
