@@ -177,11 +177,11 @@ impl Node {
         // Litestream and the server ahead of the other tests' processes, as
         // on a machine of their own: the sync interval is Litestream's to
         // keep, not the test machine's (where the tests run as root: CI).
-        // SAFETY: setpriority(2) on the new process only; no memory is
-        // involved, and it is async-signal-safe (between fork and exec).
+        // SAFETY: the hook only makes a system call, as allowed between
+        // fork and exec.
         unsafe {
             command.pre_exec(|| {
-                let _ = libc::setpriority(libc::PRIO_PROCESS, 0, -20);
+                crate::common::cluster::ahead_of_other_load();
                 Ok(())
             });
         }
